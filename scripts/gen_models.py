@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""Export small random-weight test models to .cache/models/<name>/:
+
+  model.onnx                     (opset 17, static shapes, weights inline)
+  test_data_set_0/input_K.pb     (TensorProto, fixed seed)
+  test_data_set_0/output_0.pb    (reference computed with onnxruntime CPU)
+  info.json                      (inputs, outputs, output std, op types)
+
+Usage: gen_models.py [name ...]   (default: all). Models whose info.json
+exists are skipped (info.json is written last). --force regenerates.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+import warnings
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import numpy_helper
+
+warnings.filterwarnings("ignore")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.init as init  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, ".cache", "models")
+OPSET = 17
+
+
+def calibrate_bn(model: nn.Module, shape, batches: int = 4) -> None:
+    """Random BN affine params + running stats from random batches (see
+    shared/notes/machine-facts.md), so random-weight outputs are not ~0."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    model.eval()
+    with torch.no_grad():
+        for bn in bns:
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.normal_(0.0, 0.1)
+            bn.reset_running_stats()
+            bn.momentum = None  # cumulative average
+            bn.train()
+        for _ in range(batches):
+            model(torch.randn(8, *shape[1:]))
+    model.eval()
+
+
+def torchvision_model(name: str):
+    torch.library.register_fake = lambda *a, **k: (lambda f: f)  # torchvision 0.28 + torch 2.13
+    import torchvision
+
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, name)(weights=None).eval()
+    shape = (1, 3, 224, 224)
+    calibrate_bn(model, shape)
+    x = np.random.RandomState(0).standard_normal(shape).astype(np.float32)
+    return model, {"input": x}, ["output"]
+
+
+class SuperResolutionNet(nn.Module):
+    """From the PyTorch 'export a model to ONNX' super-resolution tutorial."""
+
+    def __init__(self, upscale_factor: int, inplace: bool = False):
+        super().__init__()
+        self.relu = nn.ReLU(inplace=inplace)
+        self.conv1 = nn.Conv2d(1, 64, (5, 5), (1, 1), (2, 2))
+        self.conv2 = nn.Conv2d(64, 64, (3, 3), (1, 1), (1, 1))
+        self.conv3 = nn.Conv2d(64, 32, (3, 3), (1, 1), (1, 1))
+        self.conv4 = nn.Conv2d(32, upscale_factor ** 2, (3, 3), (1, 1), (1, 1))
+        self.pixel_shuffle = nn.PixelShuffle(upscale_factor)
+        init.orthogonal_(self.conv1.weight, init.calculate_gain("relu"))
+        init.orthogonal_(self.conv2.weight, init.calculate_gain("relu"))
+        init.orthogonal_(self.conv3.weight, init.calculate_gain("relu"))
+        init.orthogonal_(self.conv4.weight)
+
+    def forward(self, x):
+        x = self.relu(self.conv1(x))
+        x = self.relu(self.conv2(x))
+        x = self.relu(self.conv3(x))
+        return self.pixel_shuffle(self.conv4(x))
+
+
+def super_resolution():
+    torch.manual_seed(0)
+    model = SuperResolutionNet(upscale_factor=3).eval()
+    x = np.random.RandomState(0).rand(1, 1, 224, 224).astype(np.float32)
+    return model, {"input": x}, ["output"]
+
+
+class BertLastHidden(nn.Module):
+    def __init__(self, bert):
+        super().__init__()
+        self.bert = bert
+
+    def forward(self, input_ids, attention_mask):
+        return self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                         return_dict=True).last_hidden_state
+
+
+def bert():
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    cfg = BertConfig(hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
+                     intermediate_size=1024, vocab_size=1000, max_position_embeddings=128)
+    cfg._attn_implementation = "eager"  # plain MatMul/Softmax graph
+    model = BertLastHidden(BertModel(cfg, add_pooling_layer=False)).eval()
+    seq, valid = 128, 100  # realistic mask: 100 tokens then padding
+    rng = np.random.RandomState(0)
+    ids = rng.randint(1, cfg.vocab_size, size=(1, seq)).astype(np.int64)
+    ids[0, valid:] = 0  # [PAD]
+    mask = np.zeros((1, seq), np.int64)
+    mask[0, :valid] = 1
+    return model, {"input_ids": ids, "attention_mask": mask}, ["last_hidden_state"]
+
+
+MODELS = {
+    "resnet18": lambda: torchvision_model("resnet18"),
+    "mobilenet_v2": lambda: torchvision_model("mobilenet_v2"),
+    "squeezenet1_1": lambda: torchvision_model("squeezenet1_1"),
+    "super_resolution": super_resolution,
+    "bert": bert,
+}
+
+
+def export(model, inputs: dict, output_names, path: str) -> None:
+    args = tuple(torch.from_numpy(v) for v in inputs.values())
+    with torch.no_grad():
+        try:
+            torch.onnx.export(model, args, path, dynamo=False, opset_version=OPSET,
+                              do_constant_folding=True, input_names=list(inputs),
+                              output_names=output_names)
+        except Exception as e:  # noqa: BLE001
+            print(f"  dynamo=False export failed ({type(e).__name__}: {e}); trying dynamo=True")
+            prog = torch.onnx.export(model, args, dynamo=True, opset_version=OPSET,
+                                     input_names=list(inputs), output_names=output_names,
+                                     optimize=True, external_data=False)
+            prog.save(path, external_data=False)
+    m = onnx.load(path)
+    onnx.checker.check_model(m)
+    # make sure everything is inline (no external data)
+    onnx.save_model(m, path, save_as_external_data=False)
+
+
+def generate(name: str, force: bool) -> None:
+    d = os.path.join(OUT, name)
+    if not force and os.path.exists(os.path.join(d, "info.json")):
+        print(f"{name}: present, skipped")
+        return
+    t0 = time.time()
+    if os.path.exists(d):
+        shutil.rmtree(d)
+    os.makedirs(os.path.join(d, "test_data_set_0"))
+    model, inputs, output_names = MODELS[name]()
+    path = os.path.join(d, "model.onnx")
+    export(model, inputs, output_names, path)
+
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    outs = sess.run(None, inputs)
+    with torch.no_grad():
+        ref = model(*(torch.from_numpy(v) for v in inputs.values()))
+    torch_diff = float(np.abs(ref.numpy() - outs[0]).max())
+
+    ds = os.path.join(d, "test_data_set_0")
+    for k, (n, v) in enumerate(inputs.items()):
+        with open(os.path.join(ds, f"input_{k}.pb"), "wb") as f:
+            f.write(numpy_helper.from_array(v, n).SerializeToString())
+    for k, (o, v) in enumerate(zip(sess.get_outputs(), outs)):
+        with open(os.path.join(ds, f"output_{k}.pb"), "wb") as f:
+            f.write(numpy_helper.from_array(v, o.name).SerializeToString())
+
+    m = onnx.load(path)
+    info = {
+        "opset": OPSET,
+        "inputs": [{"name": n, "shape": list(v.shape), "dtype": str(v.dtype)}
+                   for n, v in inputs.items()],
+        "outputs": [{"name": o.name, "shape": list(v.shape), "dtype": str(v.dtype),
+                     "std": float(v.std()), "mean": float(v.mean())}
+                    for o, v in zip(sess.get_outputs(), outs)],
+        "op_types": sorted({n.op_type for n in m.graph.node}),
+        "nodes": len(m.graph.node),
+        "torch_vs_ort_max_abs_diff": torch_diff,
+    }
+    with open(os.path.join(d, "info.json"), "w") as f:
+        json.dump(info, f, indent=1)
+    std = info["outputs"][0]["std"]
+    flag = "" if 0.05 <= std <= 10 else "  WARNING: output std out of O(0.1-1)"
+    print(f"{name}: {os.path.getsize(path) / 1e6:.1f} MB, {info['nodes']} nodes, "
+          f"output {info['outputs'][0]['shape']} std={std:.4g}, "
+          f"|torch-ort|max={torch_diff:.2g}, {time.time() - t0:.1f}s{flag}")
+
+
+def main(argv) -> int:
+    force = "--force" in argv
+    names = [a for a in argv if not a.startswith("--")] or list(MODELS)
+    bad = [n for n in names if n not in MODELS]
+    if bad:
+        print(f"unknown model(s): {bad}; known: {list(MODELS)}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    for n in names:
+        generate(n, force)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

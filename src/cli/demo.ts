@@ -1,0 +1,3 @@
+export async function demoCommand(_pos: string[], _v: Record<string, unknown>): Promise<number> {
+  throw new Error('not yet');
+}

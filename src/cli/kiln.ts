@@ -1,0 +1,58 @@
+#!/usr/bin/env node
+// The kiln command. Each subcommand is a thin layer over the API.
+import { parseArgs } from 'node:util';
+import { KilnError } from '../runtime/errors.js';
+import { onnxTestCommand } from './onnx-test.js';
+
+const USAGE = `kiln — ahead-of-time compiler for ONNX models
+
+  kiln compile MODEL.onnx -o OUT.kiln [--input-shape name=1,3,224,224] [--specialize name=file.pb] [--no-optimize]
+  kiln run ARTIFACT.kiln [--input name=file.npy|.pb ...] [--output-dir DIR] [--bench N]
+  kiln inspect MODEL.onnx|ARTIFACT.kiln --level graph|fused|te|loop|wasm [--kernel N]
+  kiln onnx-test DIR... [--verbose] [--json FILE] [--filter REGEX]
+  kiln demo                      compile a bundled model, run it, compare with ONNX Runtime
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  const { values, positionals } = parseArgs({
+    args: rest,
+    allowPositionals: true,
+    options: {
+      output: { type: 'string', short: 'o' },
+      'output-dir': { type: 'string' },
+      input: { type: 'string', multiple: true, short: 'i' },
+      'input-shape': { type: 'string', multiple: true },
+      specialize: { type: 'string', multiple: true },
+      'no-optimize': { type: 'boolean' },
+      bench: { type: 'string' },
+      level: { type: 'string' },
+      kernel: { type: 'string' },
+      verbose: { type: 'boolean', short: 'v' },
+      json: { type: 'string' },
+      filter: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (!cmd || values.help || cmd === 'help') { console.log(USAGE); return 0; }
+  switch (cmd) {
+    case 'onnx-test': return onnxTestCommand(positionals, { verbose: values.verbose, json: values.json, filter: values.filter });
+    case 'compile': return (await import('./compile.js')).compileCommand(positionals, values);
+    case 'run': return (await import('./run.js')).runCommand(positionals, values);
+    case 'inspect': return (await import('./inspect.js')).inspectCommand(positionals, values);
+    case 'demo': return (await import('./demo.js')).demoCommand(positionals, values);
+    default:
+      console.error(`kiln: unknown command '${cmd}'\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (e) => {
+  if (e instanceof KilnError) {
+    console.error(`kiln: ${e.message}`);
+    process.exitCode = 1;
+  } else {
+    console.error(e);
+    process.exitCode = 70;
+  }
+});

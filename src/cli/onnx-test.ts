@@ -1,0 +1,15 @@
+// kiln onnx-test DIR... : runs ONNX backend test cases through the compiled path, ends with "N passed, N failed".
+import { writeFileSync } from 'node:fs';
+import { findCases, runCases } from '../conformance/onnx-backend.js';
+
+export async function onnxTestCommand(paths: string[], opts: { verbose?: boolean; json?: string; filter?: string }): Promise<number> {
+  let cases = findCases(paths);
+  if (opts.filter) { const re = new RegExp(opts.filter); cases = cases.filter((c) => re.test(c)); }
+  const results = await runCases(cases, (r) => {
+    if (opts.verbose || !r.passed) console.log(`${r.passed ? 'PASS' : 'FAIL'} ${r.name}${r.error ? `: ${r.error.split('\n')[0]}` : ''}`);
+  });
+  const passed = results.filter((r) => r.passed).length;
+  if (opts.json) writeFileSync(opts.json, JSON.stringify(results, null, 1));
+  console.log(`${passed} passed, ${results.length - passed} failed`);
+  return 0;
+}

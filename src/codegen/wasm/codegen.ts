@@ -1,0 +1,378 @@
+// Loop IR -> one WebAssembly module through binaryen. Every kernel becomes an exported function taking one i32
+// byte address per input and output buffer (and one for its scratch area); memory is imported so the runtime
+// owns its layout. Transcendentals come from the "math" import module (src/runtime/math.ts).
+import binaryen from 'binaryen';
+import { BYTES, type DType, isFloat, isUnsigned, isWide } from '../../runtime/dtype.js';
+import { UNARY_MATH, BINARY_MATH } from '../../runtime/math.js';
+import type { Expr, Var, BinOp } from '../../tensor-expr/expr.js';
+import type { Buffer, PrimFunc, Stmt } from '../../schedule/loop-ir.js';
+import { KilnError } from '../../runtime/errors.js';
+import { vectorizeLoop } from './vectorize.js';
+
+type Ref = number;
+const B = binaryen;
+
+export interface TempLayout { offsets: Map<Buffer, number>; bytes: number }
+
+/** Byte offsets of a kernel's global temporaries inside its scratch area (16-byte aligned). */
+export function tempLayout(f: PrimFunc): TempLayout {
+  const offsets = new Map<Buffer, number>();
+  let bytes = 0;
+  for (const t of f.temps) { offsets.set(t, bytes); bytes += Math.ceil((t.size * BYTES[t.dtype]) / 16) * 16; }
+  return { offsets, bytes };
+}
+
+export const wasmType = (t: DType): number => (t === 'float32' ? B.f32 : t === 'float64' ? B.f64 : isWide(t) ? B.i64 : B.i32);
+
+export interface WasmModuleOptions { optimize?: boolean }
+
+export function emitWasmModule(funcs: readonly PrimFunc[], opts: WasmModuleOptions = {}): Uint8Array {
+  const m = new B.Module();
+  try {
+    m.setFeatures(B.Features.SIMD128 | B.Features.NontrappingFPToInt | B.Features.SignExt | B.Features.BulkMemory | B.Features.MutableGlobals);
+    m.setMemory(1, 65536, null, [], false, false, 'mem');
+    m.addMemoryImport('mem', 'env', 'memory');
+    for (const name of Object.keys(UNARY_MATH)) m.addFunctionImport(`math_${name}`, 'math', name, B.f64, B.f64);
+    for (const name of Object.keys(BINARY_MATH)) m.addFunctionImport(`math_${name}`, 'math', name, B.createType([B.f64, B.f64]), B.f64);
+    for (const f of funcs) new FunctionEmitter(m, f).emit();
+    if (!m.validate()) throw new KilnError('E_INTERNAL', 'generated WebAssembly failed validation', { hint: 'please report this with the model' });
+    if (opts.optimize !== false) { B.setOptimizeLevel(2); B.setShrinkLevel(0); m.optimize(); }
+    return m.emitBinary();
+  } finally {
+    m.dispose();
+  }
+}
+
+/** Prints the module as WebAssembly text (for `kiln inspect --level wasm`). */
+export function wasmText(bytes: Uint8Array): string {
+  const m = B.readBinary(bytes);
+  try { return m.emitText(); } finally { m.dispose(); }
+}
+
+export class FunctionEmitter {
+  private readonly locals: number[] = [];
+  private readonly varLocal = new Map<Var, number>();
+  private readonly bufPtr = new Map<Buffer, () => Ref>();
+  private readonly nParams: number;
+  private labels = 0;
+
+  constructor(readonly m: binaryen.Module, readonly f: PrimFunc) {
+    const params = [...f.inputs, ...f.outputs];
+    params.forEach((b, i) => this.bufPtr.set(b, () => m.local.get(i, B.i32)));
+    const { offsets, bytes } = tempLayout(f);
+    this.nParams = params.length + (bytes > 0 ? 1 : 0);
+    const scratch = params.length;
+    for (const [t, off] of offsets) this.bufPtr.set(t, () => m.i32.add(m.local.get(scratch, B.i32), m.i32.const(off)));
+  }
+
+  emit(): void {
+    const body = this.stmt(this.f.body);
+    const params = B.createType(new Array(this.nParams).fill(B.i32));
+    this.m.addFunction(this.f.name, params, B.none, this.locals, body);
+    this.m.addFunctionExport(this.f.name, this.f.name);
+  }
+
+  newLocal(type: number): number {
+    this.locals.push(type);
+    return this.nParams + this.locals.length - 1;
+  }
+
+  local(v: Var): number {
+    let i = this.varLocal.get(v);
+    if (i === undefined) { i = this.newLocal(wasmType(v.dtype)); this.varLocal.set(v, i); }
+    return i;
+  }
+
+  label(): string { return `L${this.labels++}`; }
+
+  ptr(b: Buffer): Ref {
+    const p = this.bufPtr.get(b);
+    if (!p) throw new KilnError('E_INTERNAL', `codegen: buffer ${b.name} has no address (scope ${b.scope})`);
+    return p();
+  }
+
+  /** Byte address of element `index` of `b`. */
+  addr(b: Buffer, index: Ref): Ref {
+    const shift = Math.log2(BYTES[b.dtype]);
+    return this.m.i32.add(this.ptr(b), shift ? this.m.i32.shl(index, this.m.i32.const(shift)) : index);
+  }
+
+  stmt(s: Stmt): Ref {
+    const m = this.m;
+    switch (s.k) {
+      case 'seq': return m.block(null, s.body.map((x) => this.stmt(x)), B.none);
+      case 'store': return this.store(s.buf, this.expr(s.index), this.expr(s.value));
+      case 'if': return m.if(this.expr(s.cond), this.stmt(s.then), s.else ? this.stmt(s.else) : undefined);
+      case 'decl': return m.block(null, [m.local.set(this.local(s.v), this.expr(s.init)), this.stmt(s.body)], B.none);
+      case 'assign': return m.local.set(this.local(s.v), this.expr(s.value));
+      case 'barrier': return m.nop(); // one thread per kernel call on the CPU
+      case 'alloc': throw new KilnError('E_INTERNAL', `codegen: ${s.buf.scope} allocation ${s.buf.name} is not supported on wasm`);
+      case 'for': {
+        if (s.extent <= 0) return m.nop();
+        if (s.kind === 'vectorized') { const v = vectorizeLoop(this, s); if (v !== undefined) return v; }
+        const i = this.local(s.v);
+        if (s.kind === 'unrolled' && s.extent <= 16) {
+          const body: Ref[] = [];
+          for (let k = 0; k < s.extent; k++) body.push(m.local.set(i, m.i32.const(k)), this.stmt(s.body));
+          return m.block(null, body, B.none);
+        }
+        const loop = this.label();
+        return m.block(null, [
+          m.local.set(i, m.i32.const(0)),
+          m.loop(loop, m.block(null, [
+            this.stmt(s.body),
+            m.local.set(i, m.i32.add(m.local.get(i, B.i32), m.i32.const(1))),
+            m.br(loop, m.i32.lt_s(m.local.get(i, B.i32), m.i32.const(s.extent))),
+          ], B.none)),
+        ], B.none);
+      }
+    }
+  }
+
+  load(b: Buffer, index: Ref): Ref {
+    const m = this.m, a = this.addr(b, index), al = BYTES[b.dtype];
+    switch (b.dtype) {
+      case 'float32': return m.f32.load(0, al, a);
+      case 'float64': return m.f64.load(0, al, a);
+      case 'int64': case 'uint64': return m.i64.load(0, al, a);
+      case 'int32': case 'uint32': return m.i32.load(0, al, a);
+      case 'int16': return m.i32.load16_s(0, al, a);
+      case 'uint16': return m.i32.load16_u(0, al, a);
+      case 'int8': return m.i32.load8_s(0, al, a);
+      case 'uint8': case 'bool': return m.i32.load8_u(0, al, a);
+    }
+  }
+
+  store(b: Buffer, index: Ref, value: Ref): Ref {
+    const m = this.m, a = this.addr(b, index), al = BYTES[b.dtype];
+    switch (b.dtype) {
+      case 'float32': return m.f32.store(0, al, a, value);
+      case 'float64': return m.f64.store(0, al, a, value);
+      case 'int64': case 'uint64': return m.i64.store(0, al, a, value);
+      case 'int32': case 'uint32': return m.i32.store(0, al, a, value);
+      case 'int16': case 'uint16': return m.i32.store16(0, al, a, value);
+      case 'int8': case 'uint8': case 'bool': return m.i32.store8(0, al, a, value);
+    }
+  }
+
+  /** Evaluates `r` once into a fresh local; returns a getter usable several times. */
+  private temp(r: Ref, type: number): { set: Ref; get: () => Ref } {
+    const i = this.newLocal(type);
+    return { set: this.m.local.set(i, r), get: () => this.m.local.get(i, type) };
+  }
+
+  private withTemps(refs: Ref[], types: number[], body: (...g: (() => Ref)[]) => Ref, resultType: number): Ref {
+    const ts = refs.map((r, i) => this.temp(r, types[i]));
+    return this.m.block(null, [...ts.map((t) => t.set), body(...ts.map((t) => t.get))], resultType);
+  }
+
+  /** Keeps a narrow integer value within its width after arithmetic that may overflow it. */
+  private narrow(r: Ref, t: DType): Ref {
+    const m = this.m;
+    switch (t) {
+      case 'int8': return m.i32.extend8_s(r);
+      case 'int16': return m.i32.extend16_s(r);
+      case 'uint8': return m.i32.and(r, m.i32.const(0xff));
+      case 'uint16': return m.i32.and(r, m.i32.const(0xffff));
+      case 'bool': return m.i32.ne(r, m.i32.const(0));
+      default: return r;
+    }
+  }
+
+  expr(e: Expr): Ref {
+    const m = this.m;
+    switch (e.k) {
+      case 'const': return this.constant(e.value, e.dtype);
+      case 'var': return m.local.get(this.local(e), wasmType(e.dtype));
+      case 'load': return this.load(e.buf as Buffer, this.expr(e.idx[0]));
+      case 'cast': return this.cast(this.expr(e.a), e.a.dtype, e.dtype);
+      case 'select': {
+        const t = wasmType(e.dtype);
+        if (isPure(e.a) && isPure(e.b)) return m.select(this.expr(e.c), this.expr(e.a), this.expr(e.b));
+        return m.if(this.expr(e.c), this.expr(e.a), this.expr(e.b));
+      }
+      case 'un': return this.unary(e.op, e.a, e.dtype);
+      case 'bin': return this.binary(e.op, e.a, e.b, e.dtype);
+      case 'reduce': throw new KilnError('E_INTERNAL', 'codegen: reduction left in loop IR');
+    }
+  }
+
+  constant(value: number | bigint, t: DType): Ref {
+    const m = this.m;
+    if (t === 'float32') return m.f32.const(Number(value));
+    if (t === 'float64') return m.f64.const(Number(value));
+    if (isWide(t)) return m.i64.const(BigInt.asIntN(64, BigInt(value)));
+    return m.i32.const(Number(value) | 0);
+  }
+
+  cast(r: Ref, from: DType, to: DType): Ref {
+    const m = this.m;
+    if (from === to) return r;
+    if (to === 'bool') {
+      if (from === 'float32') return m.f32.ne(r, m.f32.const(0));
+      if (from === 'float64') return m.f64.ne(r, m.f64.const(0));
+      if (isWide(from)) return m.i64.ne(r, m.i64.const(0n));
+      return m.i32.ne(r, m.i32.const(0));
+    }
+    const fu = isUnsigned(from), tu = isUnsigned(to);
+    if (isFloat(to)) {
+      const T = to === 'float32' ? m.f32 : m.f64;
+      if (isFloat(from)) return to === 'float32' ? m.f32.demote(r) : m.f64.promote(r);
+      if (isWide(from)) return fu ? T.convert_u.i64(r) : T.convert_s.i64(r);
+      return fu ? T.convert_u.i32(r) : T.convert_s.i32(r);
+    }
+    if (isWide(to)) {
+      if (from === 'float32') return tu ? m.i64.trunc_u_sat.f32(r) : m.i64.trunc_s_sat.f32(r);
+      if (from === 'float64') return tu ? m.i64.trunc_u_sat.f64(r) : m.i64.trunc_s_sat.f64(r);
+      if (isWide(from)) return r;
+      return fu ? m.i64.extend_u(r) : m.i64.extend_s(r);
+    }
+    // to a 32-bit-or-narrower integer
+    let v: Ref;
+    if (from === 'float32') v = tu && to === 'uint32' ? m.i32.trunc_u_sat.f32(r) : this.truncF(r, 'float32', to);
+    else if (from === 'float64') v = tu && to === 'uint32' ? m.i32.trunc_u_sat.f64(r) : this.truncF(r, 'float64', to);
+    else if (isWide(from)) v = m.i32.wrap(r);
+    else v = r;
+    return this.narrow(v, to);
+  }
+
+  /** float -> narrow int: truncate through i64 so values above 2^31 wrap like a C cast into the narrow type. */
+  private truncF(r: Ref, from: DType, to: DType): Ref {
+    const m = this.m;
+    if (to === 'int32') return from === 'float32' ? m.i32.trunc_s_sat.f32(r) : m.i32.trunc_s_sat.f64(r);
+    return m.i32.wrap(from === 'float32' ? m.i64.trunc_s_sat.f32(r) : m.i64.trunc_s_sat.f64(r));
+  }
+
+  private mathCall(name: string, args: Expr[], t: DType): Ref {
+    const m = this.m;
+    const toF64 = (a: Expr) => this.cast(this.expr(a), a.dtype, 'float64');
+    const r = m.call(`math_${name}`, args.map(toF64), B.f64);
+    return this.cast(r, 'float64', t);
+  }
+
+  unary(op: string, a: Expr, t: DType): Ref {
+    const m = this.m;
+    const f = t === 'float32' ? m.f32 : t === 'float64' ? m.f64 : undefined;
+    const ti = wasmType(a.dtype);
+    if (op in UNARY_MATH) return this.mathCall(op, [a], t);
+    const x = this.expr(a);
+    switch (op) {
+      case 'neg': if (f) return f.neg(x); return this.narrow(isWide(t) ? m.i64.sub(m.i64.const(0n), x) : m.i32.sub(m.i32.const(0), x), t);
+      case 'abs':
+        if (f) return f.abs(x);
+        if (isUnsigned(t)) return x;
+        return this.withTemps([x], [ti], (g) => (isWide(t)
+          ? m.select(m.i64.lt_s(g(), m.i64.const(0n)), m.i64.sub(m.i64.const(0n), g()), g())
+          : this.narrow(m.select(m.i32.lt_s(g(), m.i32.const(0)), m.i32.sub(m.i32.const(0), g()), g()), t)), ti);
+      case 'sqrt': if (f) return f.sqrt(x); break;
+      case 'floor': if (f) return f.floor(x); return x;
+      case 'ceil': if (f) return f.ceil(x); return x;
+      case 'round': if (f) return f.nearest(x); return x;
+      case 'not': return m.i32.eqz(x);
+      case 'bitnot': return this.narrow(isWide(t) ? m.i64.xor(x, m.i64.const(-1n)) : m.i32.xor(x, m.i32.const(-1)), t);
+      case 'isnan':
+        if (a.dtype === 'float32') return this.withTemps([x], [B.f32], (g) => m.f32.ne(g(), g()), B.i32);
+        if (a.dtype === 'float64') return this.withTemps([x], [B.f64], (g) => m.f64.ne(g(), g()), B.i32);
+        return m.block(null, [m.drop(x), m.i32.const(0)], B.i32);
+      case 'sign': {
+        if (f) {
+          const F = f;
+          return this.withTemps([x], [ti], (g) => F.copysign(
+            m.select(F.eq(g(), F.const(0)), F.const(0), F.const(1)), g()), ti);
+          // NaN stays NaN-signed 1; ONNX tests do not feed NaN to Sign.
+        }
+        if (isWide(t)) return this.withTemps([x], [B.i64], (g) => m.i64.extend_s(m.i32.sub(
+          m.i64.gt_s(g(), m.i64.const(0n)), isUnsigned(t) ? m.i32.const(0) : m.i64.lt_s(g(), m.i64.const(0n)))), B.i64);
+        return this.withTemps([x], [B.i32], (g) => m.i32.sub(
+          isUnsigned(t) ? m.i32.ne(g(), m.i32.const(0)) : m.i32.gt_s(g(), m.i32.const(0)),
+          isUnsigned(t) ? m.i32.const(0) : m.i32.lt_s(g(), m.i32.const(0))), B.i32);
+      }
+    }
+    throw new KilnError('E_UNSUPPORTED', `codegen: unary ${op} on ${t}`);
+  }
+
+  binary(op: BinOp, ea: Expr, eb: Expr, t: DType): Ref {
+    const m = this.m;
+    const at = ea.dtype;
+    if (op === 'pow' || (op === 'mod' && isFloat(at))) {
+      if (isFloat(at)) return this.mathCall(op === 'pow' ? 'pow' : 'fmod', [ea, eb], t);
+      // integer pow through f64, exact for the magnitudes ONNX models use
+      return this.cast(m.call('math_pow', [this.cast(this.expr(ea), at, 'float64'), this.cast(this.expr(eb), eb.dtype, 'float64')], B.f64), 'float64', t);
+    }
+    const a = this.expr(ea), b = this.expr(eb);
+    const unsigned = isUnsigned(at);
+    if (isFloat(at)) {
+      const F = at === 'float32' ? m.f32 : m.f64;
+      switch (op) {
+        case 'add': return F.add(a, b);
+        case 'sub': return F.sub(a, b);
+        case 'mul': return F.mul(a, b);
+        case 'div': return F.div(a, b);
+        case 'min': return F.min(a, b);
+        case 'max': return F.max(a, b);
+        case 'eq': return F.eq(a, b);
+        case 'ne': return F.ne(a, b);
+        case 'lt': return F.lt(a, b);
+        case 'le': return F.le(a, b);
+        case 'gt': return F.gt(a, b);
+        case 'ge': return F.ge(a, b);
+        default: break;
+      }
+      throw new KilnError('E_UNSUPPORTED', `codegen: ${op} on ${at}`);
+    }
+    const wide = isWide(at);
+    const I = (wide ? m.i64 : m.i32) as unknown as typeof m.i32;
+    const ty = wide ? B.i64 : B.i32;
+    const zero = () => (wide ? m.i64.const(0n) : m.i32.const(0));
+    switch (op) {
+      case 'add': return this.narrow(I.add(a, b), t);
+      case 'sub': return this.narrow(I.sub(a, b), t);
+      case 'mul': return this.narrow(I.mul(a, b), t);
+      case 'div': return unsigned ? I.div_u(a, b) : I.div_s(a, b);
+      case 'mod': return unsigned ? I.rem_u(a, b) : I.rem_s(a, b);
+      case 'and': return I.and(a, b);
+      case 'or': return I.or(a, b);
+      case 'xor': return I.xor(a, b);
+      case 'shl': return this.narrow(I.shl(a, b), t);
+      case 'shr': return unsigned ? I.shr_u(a, b) : I.shr_s(a, b);
+      case 'eq': return I.eq(a, b);
+      case 'ne': return I.ne(a, b);
+      case 'lt': return unsigned ? I.lt_u(a, b) : I.lt_s(a, b);
+      case 'le': return unsigned ? I.le_u(a, b) : I.le_s(a, b);
+      case 'gt': return unsigned ? I.gt_u(a, b) : I.gt_s(a, b);
+      case 'ge': return unsigned ? I.ge_u(a, b) : I.ge_s(a, b);
+      case 'min': case 'max': {
+        const cmp = op === 'min' ? (unsigned ? I.lt_u : I.lt_s) : (unsigned ? I.gt_u : I.gt_s);
+        return this.withTemps([a, b], [ty, ty], (x, y) => m.select(cmp(x(), y()), x(), y()), ty);
+      }
+      case 'floordiv': case 'floormod': {
+        if (unsigned) return op === 'floordiv' ? I.div_u(a, b) : I.rem_u(a, b);
+        // q = trunc(a/b); r = a - q*b; if (r != 0 && (r ^ b) < 0) { q -= 1; r += b }
+        return this.withTemps([a, b], [ty, ty], (x, y) => {
+          const r = this.temp(I.rem_s(x(), y()), ty);
+          const adjust = m.i32.and(I.ne(r.get(), zero()), I.lt_s(I.xor(r.get(), y()), zero()));
+          const one = wide ? m.i64.const(1n) : m.i32.const(1);
+          const res = op === 'floordiv'
+            ? I.sub(I.div_s(x(), y()), wide ? m.i64.extend_u(adjust) : adjust)
+            : m.select(adjust, I.add(r.get(), y()), r.get());
+          void one;
+          return m.block(null, [r.set, res], ty);
+        }, ty);
+      }
+      default: break;
+    }
+    throw new KilnError('E_UNSUPPORTED', `codegen: ${op} on ${at}`);
+  }
+}
+
+/** Whether evaluating `e` can neither trap nor read memory (so both arms of a select may run). */
+export function isPure(e: Expr): boolean {
+  switch (e.k) {
+    case 'const': case 'var': return true;
+    case 'load': case 'reduce': return false;
+    case 'bin': return !(['div', 'mod', 'floordiv', 'floormod'].includes(e.op) && !isFloat(e.dtype)) && isPure(e.a) && isPure(e.b);
+    case 'un': return isPure(e.a);
+    case 'cast': return isPure(e.a);
+    case 'select': return isPure(e.c) && isPure(e.a) && isPure(e.b);
+  }
+}

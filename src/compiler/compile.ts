@@ -1,0 +1,82 @@
+// The compiler pipeline: ONNX -> graph IR -> graph passes -> fused kernels -> loop IR -> WebAssembly -> artifact.
+import type { Tensor } from '../runtime/tensor.js';
+import type { ArtifactHeader } from '../runtime/artifact-format.js';
+import { KilnError } from '../runtime/errors.js';
+import { type FuncNode, type GExpr } from '../relay-ir/expr.js';
+import { runPasses, type Pass } from '../relay-ir/pass-manager.js';
+import { printFunc } from '../relay-ir/printer.js';
+import { foldConstants, foldExpr } from '../relay-ir/passes/fold-constant.js';
+import { foldBatchNorm } from '../relay-ir/passes/fold-batch-norm.js';
+import { eliminateCommonSubexpressions } from '../relay-ir/passes/cse.js';
+import { eliminateDeadCode } from '../relay-ir/passes/simplify.js';
+import { distinctOutputs } from '../relay-ir/passes/distinct-outputs.js';
+import { fuseOps } from '../relay-ir/passes/fuse-ops.js';
+import { importOnnx } from '../frontend/onnx/import.js';
+import { externalDataReader } from './external-data.js';
+import { evaluateCall } from './evaluate.js';
+import { type Program, buildProgram } from './program.js';
+import { writeArtifact } from './artifact-writer.js';
+
+export interface CompileOptions {
+  target?: 'wasm';
+  /** Concrete shapes for inputs with symbolic or missing dims. */
+  inputShapes?: Record<string, number[]>;
+  /** Input values the compiler may bake in where an operator needs them at compile time. */
+  specialize?: Record<string, Tensor>;
+  /** Path of the .onnx file, so external data next to it can be read. */
+  modelPath?: string;
+  /** binaryen optimization (default on). */
+  optimize?: boolean;
+  /** Receives the text of each IR level as it is produced (graph after each pass, fused graph). */
+  dump?: (level: string, text: string) => void;
+}
+
+export interface CompileResult {
+  artifact: Uint8Array;
+  header: ArtifactHeader;
+  /** Graph after the graph passes, before fusion. */
+  graph: FuncNode;
+  /** Graph of kernel calls. */
+  fused: FuncNode;
+  program: Program;
+  /** Inputs baked in through `specialize`. */
+  specialized: string[];
+  opset: number;
+}
+
+export const graphPasses = (): Pass[] => [
+  { name: 'eliminate-dead-code', run: eliminateDeadCode },
+  { name: 'fold-constants', run: (f) => foldConstants(f, evaluateCall) },
+  { name: 'fold-batch-norm', run: foldBatchNorm },
+  { name: 'eliminate-common-subexpressions', run: eliminateCommonSubexpressions },
+  { name: 'fold-constants', run: (f) => foldConstants(f, evaluateCall) },
+  { name: 'eliminate-dead-code', run: eliminateDeadCode },
+  { name: 'distinct-outputs', run: distinctOutputs },
+];
+
+/** Front half: model bytes -> optimized graph IR (no kernels yet). */
+export function importAndOptimize(modelBytes: Uint8Array, opts: CompileOptions = {}): { graph: FuncNode; outputNames: string[]; specialized: string[]; opset: number } {
+  if ((opts.target ?? 'wasm') !== 'wasm') {
+    throw new KilnError('E_UNSUPPORTED', `target '${opts.target}' is not available yet`, { hint: "use target 'wasm'" });
+  }
+  const imported = importOnnx(modelBytes, {
+    readExternal: opts.modelPath ? externalDataReader(opts.modelPath) : undefined,
+    inputShapes: opts.inputShapes,
+    specialize: opts.specialize,
+    fold: (e: GExpr) => foldExpr(e, evaluateCall),
+  });
+  const dump = opts.dump;
+  dump?.('graph:import', printFunc(imported.func));
+  const graph = runPasses(imported.func, graphPasses(), dump && ((name, f) => dump(`graph:${name}`, printFunc(f))));
+  return { graph, outputNames: imported.outputNames, specialized: imported.specialized, opset: imported.opset };
+}
+
+
+export async function compile(modelBytes: Uint8Array, opts: CompileOptions = {}): Promise<CompileResult> {
+  const { graph, outputNames, specialized, opset } = importAndOptimize(modelBytes, opts);
+  const fused = fuseOps(graph);
+  opts.dump?.('fused', printFunc(fused));
+  const program = buildProgram(fused, { optimize: opts.optimize, outputNames });
+  const { bytes, header } = await writeArtifact(program);
+  return { artifact: bytes, header, graph, fused, program, specialized, opset };
+}

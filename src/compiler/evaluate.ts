@@ -1,0 +1,16 @@
+// Compile-time evaluation of one operator call on constant inputs, for constant folding. It runs the operator's
+// own compute through the same schedule, codegen and runtime as a compiled model (unoptimized, for speed).
+import { fromParts } from '../runtime/index.js';
+import { WasmExecutor } from '../runtime/executor.js';
+import type { Tensor } from '../runtime/tensor.js';
+import { type CallNode, gcall, gconst, gfunc } from '../relay-ir/expr.js';
+import type { OpSpec } from '../relay-ir/op.js';
+import { fuseOps } from '../relay-ir/passes/fuse-ops.js';
+import { buildProgram } from './program.js';
+
+export function evaluateCall(call: CallNode & { op: OpSpec }, args: readonly Tensor[]): Tensor {
+  const fn = gfunc([], gcall(call.op, args.map(gconst), call.attrs, call.origin), 'fold');
+  const prog = buildProgram(fuseOps(fn), { optimize: false });
+  const ex = WasmExecutor.createSync({ header: { ...prog.header, sections: { wasm: { offset: 0, length: 0 }, weights: { offset: 0, length: 0 } } }, wasm: prog.wasm, weights: prog.weights });
+  return fromParts(ex.header, ex).runSync({}).out0;
+}

@@ -1,0 +1,82 @@
+// One fused (primitive) function -> tensor expressions -> scheduled -> loop IR.
+import { KilnError } from '../runtime/errors.js';
+import { BYTES, isFloat } from '../runtime/dtype.js';
+import { type FuncNode, type GExpr, isFuncCall, postOrder } from '../relay-ir/expr.js';
+import type { OpSpec } from '../relay-ir/op.js';
+import { staticShape } from '../relay-ir/types.js';
+import { constant } from '../tensor-expr/expr.js';
+import { getOpDef } from '../tensor-expr/op-def.js';
+import { printTensorExprs } from '../tensor-expr/printer.js';
+import { type Tensor, compute, placeholder } from '../tensor-expr/tensor.js';
+import { type Expr } from '../tensor-expr/expr.js';
+import { Schedule, defaultTrace, topoComputes, type TraceStep } from '../schedule/schedule.js';
+import { lower } from '../schedule/lower.js';
+import { type PrimFunc, type Stmt, printPrimFunc } from '../schedule/loop-ir.js';
+import '../tensor-expr/ops/index.js';
+
+export interface BuiltKernel {
+  prim: PrimFunc;
+  inputs: Tensor[];
+  output: Tensor;
+  trace: TraceStep[];
+  ops: string[];
+  flops: number;
+  bytes: number;
+}
+
+export function buildKernel(fn: FuncNode, name: string, trace?: readonly TraceStep[]): BuiltKernel {
+  const inputs = fn.params.map((p, i) => placeholder(`in${i}`, staticShape(p.type), p.type.dtype));
+  const te = new Map<GExpr, Tensor>(fn.params.map((p, i) => [p, inputs[i]]));
+  const ops: string[] = [];
+  for (const n of postOrder(fn.body)) {
+    if (te.has(n)) continue;
+    if (n.kind === 'const') {
+      // embedded scalar constant
+      const v = n.value.data[0];
+      te.set(n, compute('const', staticShape(n.type), () => constant(v, n.type.dtype)));
+    } else if (n.kind === 'call' && !isFuncCall(n)) {
+      const op = n.op as OpSpec;
+      ops.push(op.name);
+      const args = n.args.map((a) => te.get(a)!);
+      te.set(n, getOpDef(op.name).compute(args, n.attrs, { ...n.type, shape: staticShape(n.type) }));
+    } else {
+      throw new KilnError('E_INTERNAL', `kernel ${name}: unexpected ${n.kind} in a primitive function`);
+    }
+  }
+  let output = te.get(fn.body)!;
+  if (output.kind === 'placeholder') output = compute('copy', output.shape, (idx) => ({ k: 'load', buf: output, idx, dtype: output.dtype } as Expr));
+  const sch = new Schedule([output]);
+  for (const step of trace ?? defaultTrace(sch)) sch.apply(step);
+  const prim = lower(name, inputs, sch);
+  const bytes = [...prim.inputs, ...prim.outputs].reduce((s, b) => s + b.size * BYTES[b.dtype], 0);
+  return { prim, inputs, output, trace: sch.trace, ops, flops: countFlops(prim.body), bytes };
+}
+
+export function printKernelTE(k: BuiltKernel): string {
+  return printTensorExprs(k.inputs, topoComputes([k.output]));
+}
+
+/** Text of a kernel without its name: equal texts are the same kernel. */
+export const kernelKey = (p: PrimFunc): string => printPrimFunc({ ...p, name: '' });
+
+/** Float arithmetic operations executed, counting loop trip counts. */
+function countFlops(s: Stmt, mult = 1): number {
+  const inExpr = (e: Expr): number => {
+    switch (e.k) {
+      case 'bin': return (isFloat(e.dtype) ? 1 : 0) + inExpr(e.a) + inExpr(e.b);
+      case 'un': return (isFloat(e.dtype) ? 1 : 0) + inExpr(e.a);
+      case 'select': return inExpr(e.c) + Math.max(inExpr(e.a), inExpr(e.b));
+      case 'cast': return inExpr(e.a);
+      default: return 0;
+    }
+  };
+  switch (s.k) {
+    case 'for': return countFlops(s.body, mult * s.extent);
+    case 'seq': return s.body.reduce((a, b) => a + countFlops(b, mult), 0);
+    case 'store': return mult * inExpr(s.value);
+    case 'assign': return mult * inExpr(s.value);
+    case 'if': return countFlops(s.then, mult);
+    case 'decl': case 'alloc': return countFlops(s.body, mult);
+    default: return 0;
+  }
+}

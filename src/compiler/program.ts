@@ -1,0 +1,117 @@
+// A fused main function -> kernels, static memory plan, weights and the call list: everything the runtime
+// needs, before serialization.
+import { BYTES } from '../runtime/dtype.js';
+import { KilnError } from '../runtime/errors.js';
+import type { ArtifactHeader, IOBinding, KernelCall, KernelInfo } from '../runtime/artifact-format.js';
+import type { ConstNode, FuncNode, GExpr } from '../relay-ir/expr.js';
+import { kernelCalls } from '../relay-ir/passes/fuse-ops.js';
+import { type TensorType, staticShape, isStatic, numel } from '../relay-ir/types.js';
+import { emitWasmModule, tempLayout } from '../codegen/wasm/codegen.js';
+import { type BuiltKernel, buildKernel, kernelKey } from './kernel.js';
+import { type Lifetime, align, planMemory } from './memory-plan.js';
+import { VERSION } from './version.js';
+
+export interface Program {
+  header: Omit<ArtifactHeader, 'sections'>;
+  wasm: Uint8Array;
+  weights: Uint8Array;
+  kernels: BuiltKernel[];
+}
+
+export interface ProgramOptions {
+  /** Run binaryen's optimizer (off for compile-time constant evaluation). */
+  optimize?: boolean;
+  /** Output names, in order (defaults to out0, out1, ...). */
+  outputNames?: readonly string[];
+}
+
+const bytesOf = (t: TensorType) => numel(staticShape(t)) * BYTES[t.dtype];
+
+export function buildProgram(main: FuncNode, opts: ProgramOptions = {}): Program {
+  for (const p of main.params) {
+    if (!isStatic(p.type)) throw new KilnError('E_DYNAMIC', `input '${p.name}' has symbolic shape [${p.type.shape}]`, { hint: `give a concrete shape with inputShapes (kiln compile --input-shape ${p.name}=...)` });
+  }
+  const outputs: GExpr[] = main.body.kind === 'tuple' ? [...main.body.fields] : [main.body];
+  const calls = kernelCalls(main);
+  if (outputs.some((o, i) => o.kind === 'var' || (o.kind === 'call' && !calls.includes(o as never)) || outputs.indexOf(o) !== i)) {
+    throw new KilnError('E_INTERNAL', 'program: the graph must be fused, with one distinct buffer per output');
+  }
+
+  // kernels, deduplicated by their loop-IR text
+  const kernels: BuiltKernel[] = [];
+  const kernelOf = new Map<string, number>();
+  const callKernel = calls.map((c) => {
+    const k = buildKernel(c.op, `k${kernels.length}`);
+    const key = kernelKey(k.prim);
+    let idx = kernelOf.get(key);
+    if (idx === undefined) { idx = kernels.length; kernels.push(k); kernelOf.set(key, idx); }
+    return idx;
+  });
+
+  // weights: every constant a kernel reads or an output names
+  const weightOff = new Map<ConstNode, number>();
+  let weightBytes = 0;
+  const addWeight = (c: ConstNode) => {
+    if (weightOff.has(c)) return;
+    weightOff.set(c, weightBytes);
+    weightBytes = align(weightBytes + Math.max(c.value.data.byteLength, 1));
+  };
+  for (const c of calls) for (const a of c.args) if (a.kind === 'const') addWeight(a);
+  for (const o of outputs) if (o.kind === 'const') addWeight(o);
+  const weights = new Uint8Array(weightBytes);
+  for (const [c, off] of weightOff) weights.set(new Uint8Array(c.value.data.buffer, c.value.data.byteOffset, c.value.data.byteLength), off);
+
+  // lifetimes: inputs live throughout, outputs until the end, each call's scratch during that call only
+  const FOREVER = calls.length + 1;
+  const items: Lifetime[] = [];
+  const idOf = new Map<GExpr, number>();
+  const lastUse = new Map<GExpr, number>();
+  calls.forEach((c, i) => c.args.forEach((a) => lastUse.set(a, i)));
+  main.params.forEach((p) => { idOf.set(p, items.length); items.push({ id: items.length, bytes: bytesOf(p.type), start: -1, end: FOREVER }); });
+  const scratchId: number[] = [];
+  calls.forEach((c, i) => {
+    idOf.set(c, items.length);
+    items.push({ id: items.length, bytes: bytesOf(c.type), start: i, end: outputs.includes(c) ? FOREVER : lastUse.get(c) ?? i });
+    const sb = tempLayout(kernels[callKernel[i]].prim).bytes;
+    scratchId.push(sb ? items.length : -1);
+    if (sb) items.push({ id: items.length, bytes: sb, start: i, end: i });
+  });
+  const plan = planMemory(items);
+  const weightsAt = 16; // keep address 0 unused
+  const arenaAt = align(weightsAt + weightBytes);
+  const addr = (e: GExpr): number => {
+    if (e.kind === 'const') return weightsAt + weightOff.get(e)!;
+    const id = idOf.get(e);
+    if (id === undefined) throw new KilnError('E_INTERNAL', `program: value without a buffer (${e.kind})`);
+    return arenaAt + plan.offsets.get(id)!;
+  };
+
+  const callList: KernelCall[] = calls.map((c, i) => ({
+    kernel: callKernel[i],
+    args: [...c.args.map(addr), addr(c), ...(scratchId[i] >= 0 ? [arenaAt + plan.offsets.get(scratchId[i])!] : [])],
+    origin: [...new Set(c.origin)],
+  }));
+  const binding = (e: GExpr, name: string): IOBinding => {
+    const t = e.type as TensorType;
+    return { name, dtype: t.dtype, shape: staticShape(t), offset: addr(e) };
+  };
+  const kernelInfo: KernelInfo[] = kernels.map((k) => ({ name: k.prim.name, ops: k.ops, flops: k.flops, bytes: k.bytes }));
+  const wasm = emitWasmModule(kernels.map((k) => k.prim), { optimize: opts.optimize });
+  const intermediateBytes = items.reduce((s, it, i) => s + (i >= main.params.length ? align(it.bytes) : 0), 0);
+  return {
+    header: {
+      kiln: VERSION,
+      target: 'wasm',
+      memoryBytes: arenaAt + plan.arenaBytes,
+      weightsAt,
+      inputs: main.params.map((p) => binding(p, p.name)),
+      outputs: outputs.map((o, i) => binding(o, opts.outputNames?.[i] ?? `out${i}`)),
+      kernels: kernelInfo,
+      calls: callList,
+      plan: { arenaBytes: plan.arenaBytes, intermediateBytes, weightBytes },
+    },
+    wasm,
+    weights,
+    kernels,
+  };
+}

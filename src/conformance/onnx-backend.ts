@@ -1,0 +1,79 @@
+// Runs ONNX backend test directories (model.onnx + test_data_set_N/{input,output}_K.pb) through the compiled
+// WebAssembly path. Inputs that an operator needs at compile time are baked in from the test data
+// (`specialize`); every other input is fed at run time.
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { compile } from '../compiler/compile.js';
+import { load } from '../runtime/index.js';
+import { KilnError } from '../runtime/errors.js';
+import type { Tensor } from '../runtime/tensor.js';
+import { decodeTensorProto } from '../frontend/onnx/tensor-proto.js';
+import { decodeModel } from '../frontend/onnx/import.js';
+import { type Tolerance, DEFAULT_TOLERANCE, compareTensors } from './compare.js';
+
+export interface CaseResult { name: string; dir: string; passed: boolean; error?: string; code?: string; ms: number }
+
+/** Case directories under each path (a path that holds model.onnx is itself a case). */
+export function findCases(paths: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const p of paths) {
+    if (existsSync(join(p, 'model.onnx'))) { out.push(p); continue; }
+    if (!existsSync(p) || !statSync(p).isDirectory()) throw new KilnError('E_IO', `no ONNX test case or folder at '${p}'`);
+    for (const d of readdirSync(p).sort()) if (existsSync(join(p, d, 'model.onnx'))) out.push(join(p, d));
+  }
+  return out;
+}
+
+function dataSets(dir: string): string[] {
+  return readdirSync(dir).filter((d) => d.startsWith('test_data_set_')).sort().map((d) => join(dir, d));
+}
+
+function readSet(dir: string, kind: 'input' | 'output'): Tensor[] {
+  const files = readdirSync(dir).filter((f) => f.startsWith(`${kind}_`) && f.endsWith('.pb'))
+    .sort((a, b) => Number(a.slice(kind.length + 1, -3)) - Number(b.slice(kind.length + 1, -3)));
+  return files.map((f) => decodeTensorProto(readFileSync(join(dir, f)), `${kind} ${f}`));
+}
+
+export async function runCase(dir: string, tol: Tolerance = DEFAULT_TOLERANCE): Promise<CaseResult> {
+  const name = dir.split('/').filter(Boolean).pop()!;
+  const t0 = performance.now();
+  const fail = (error: string, code?: string): CaseResult => ({ name, dir, passed: false, error, code, ms: performance.now() - t0 });
+  try {
+    const modelPath = join(dir, 'model.onnx');
+    const bytes = readFileSync(modelPath);
+    const graph = decodeModel(bytes).graph!;
+    const inits = new Set(graph.initializer.map((t) => t.name));
+    const inputNames = graph.input.map((i) => i.name).filter((n) => !inits.has(n));
+    const outputNames = graph.output.map((o) => o.name);
+    const sets = dataSets(dir);
+    if (!sets.length) return fail('no test_data_set_* folder');
+    for (const set of sets) {
+      const inputs = readSet(set, 'input'), expected = readSet(set, 'output');
+      const feeds: Record<string, Tensor> = {};
+      inputNames.forEach((n, i) => { if (inputs[i]) feeds[n] = inputs[i]; });
+      const compiled = await compile(bytes, { modelPath, specialize: feeds, inputShapes: Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, v.shape])) });
+      const model = await load(compiled.artifact);
+      const runFeeds = Object.fromEntries(model.inputs.map((i) => [i.name, feeds[i.name]]));
+      const got = model.runSync(runFeeds);
+      for (let i = 0; i < outputNames.length; i++) {
+        if (!expected[i]) continue;
+        const bad = compareTensors(got[outputNames[i]], expected[i], tol);
+        if (bad) return fail(`output '${outputNames[i]}' (${set.split('/').pop()}): ${bad.message}`);
+      }
+    }
+    return { name, dir, passed: true, ms: performance.now() - t0 };
+  } catch (e) {
+    if (e instanceof KilnError) return fail(e.message, e.code);
+    return fail(`crash: ${(e as Error).stack ?? e}`, 'CRASH');
+  }
+}
+
+export async function runCases(dirs: readonly string[], onResult?: (r: CaseResult) => void): Promise<CaseResult[]> {
+  const results: CaseResult[] = [];
+  for (const d of dirs) {
+    const r = await runCase(d);
+    results.push(r);
+    onResult?.(r);
+  }
+  return results;
+}

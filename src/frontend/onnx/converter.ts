@@ -1,0 +1,69 @@
+// The converter registry: one converter per ONNX op and version, chosen by the model's opset
+// (the newest version <= opset), and the context a converter works in.
+import { KilnError } from '../../runtime/errors.js';
+import type { Tensor } from '../../runtime/tensor.js';
+import type { GExpr } from '../../relay-ir/expr.js';
+import type { AttrValue } from '../../relay-ir/op.js';
+import type { TensorType } from '../../relay-ir/types.js';
+import type { OnnxAttr } from './attributes.js';
+
+export interface ConvertCtx {
+  readonly opType: string;
+  readonly name: string;
+  readonly opset: number;
+  /** Number of inputs given (trailing omitted ones not counted). */
+  readonly numInputs: number;
+  readonly numOutputs: number;
+  /** A required input. */
+  input(i: number): GExpr;
+  /** An optional input: undefined when absent or given as ''. */
+  optInput(i: number): GExpr | undefined;
+  type(e: GExpr): TensorType;
+  attr(name: string): OnnxAttr | undefined;
+  int(name: string, dflt?: number): number;
+  float(name: string, dflt?: number): number;
+  ints(name: string, dflt?: number[]): number[];
+  floats(name: string, dflt?: number[]): number[];
+  string(name: string, dflt?: string): string;
+  /** Calls a Kiln graph operator (type inference runs here). */
+  call(op: string, args: readonly GExpr[], attrs?: Record<string, AttrValue>): GExpr;
+  constant(t: Tensor): GExpr;
+  /** The value of `e`, which must be computable at compile time (constant folding runs here). */
+  constValue(e: GExpr, what: string): Tensor;
+  unsupported(what: string): never;
+}
+
+export type ConvertFn = (c: ConvertCtx) => GExpr | readonly GExpr[];
+
+interface Entry { since: number; fn: ConvertFn }
+const table = new Map<string, Entry[]>();
+
+const key = (domain: string, opType: string) => `${domain === 'ai.onnx' ? '' : domain}::${opType}`;
+
+/** Registers the converter for `opType` valid from opset `since` until the next registered version. */
+export function converter(opType: string | readonly string[], since: number, fn: ConvertFn, domain = ''): void {
+  for (const op of typeof opType === 'string' ? [opType] : opType) {
+    const list = table.get(key(domain, op)) ?? [];
+    list.push({ since, fn });
+    list.sort((a, b) => b.since - a.since);
+    table.set(key(domain, op), list);
+  }
+}
+
+export function findConverter(domain: string, opType: string, opset: number, node: string): ConvertFn {
+  const list = table.get(key(domain, opType));
+  if (!list) {
+    throw new KilnError('E_UNSUPPORTED_OP', `operator ${domain ? `${domain}.` : ''}${opType} is not supported`, {
+      node, op: opType, opset, hint: 'see README "Operator coverage"; rewrite the model without it or open an issue',
+    });
+  }
+  const e = list.find((x) => x.since <= opset);
+  if (!e) {
+    throw new KilnError('E_UNSUPPORTED_OPSET', `${opType} is supported from opset ${list[list.length - 1].since}, the model uses opset ${opset}`, {
+      node, op: opType, opset, hint: 'upgrade the model with onnx.version_converter.convert_version',
+    });
+  }
+  return e.fn;
+}
+
+export const supportedOps = (): string[] => [...table.keys()].map((k) => k.replace(/^::/, '')).sort();

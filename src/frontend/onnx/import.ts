@@ -1,0 +1,199 @@
+// ONNX ModelProto -> graph IR function. Decoding uses the generated @bufbuild/protobuf schema; every node goes
+// through the converter registered for its op at the model's opset.
+import { fromBinary } from '@bufbuild/protobuf';
+import { KilnError, withNodeContext } from '../../runtime/errors.js';
+import type { Tensor } from '../../runtime/tensor.js';
+import { type GExpr, type VarNode, gcall, gconst, gfunc, gtuple, gvar, type FuncNode } from '../../relay-ir/expr.js';
+import { getOp, type AttrValue } from '../../relay-ir/op.js';
+import { type Dim, type TensorType, tensorType, asTensor } from '../../relay-ir/types.js';
+import { type ModelProto, ModelProtoSchema, type NodeProto, type ValueInfoProto } from './proto/onnx_pb.js';
+import { type OnnxAttr, decodeAttribute } from './attributes.js';
+import { type ExternalDataReader, onnxDType, tensorFromProto } from './tensor-proto.js';
+import { type ConvertCtx, findConverter } from './converter.js';
+import '../../tensor-expr/ops/index.js';
+import './ops/index.js';
+
+/** Newest default-domain opset whose operator semantics Kiln knows. */
+export const MAX_OPSET = 25;
+
+export interface ImportOptions {
+  readExternal?: ExternalDataReader;
+  /** Concrete shapes for inputs whose model shapes are symbolic or missing. */
+  inputShapes?: Record<string, number[]>;
+  /**
+   * Values Kiln may bake in for inputs that an operator needs at compile time (a Reshape target shape fed
+   * as a graph input, say). Only inputs that are needed that way are baked in; they stop being run-time inputs.
+   */
+  specialize?: Record<string, Tensor>;
+  /** Folds an expression to a constant when its inputs allow (the compiler's constant folder). */
+  fold: (e: GExpr) => GExpr;
+}
+
+export interface ImportedModel {
+  func: FuncNode;
+  opset: number;
+  outputNames: string[];
+  /** Inputs whose values were baked in through `specialize`. */
+  specialized: string[];
+  producer: string;
+}
+
+export function decodeModel(bytes: Uint8Array): ModelProto {
+  let model: ModelProto;
+  try {
+    model = fromBinary(ModelProtoSchema, bytes);
+  } catch (e) {
+    throw new KilnError('E_MODEL_DECODE', `not a valid ONNX model: ${(e as Error).message}`, {
+      hint: 'the file is truncated or corrupt, or not an .onnx file; re-export it',
+    });
+  }
+  if (!model.graph || model.graph.node.length + model.graph.output.length === 0) {
+    throw new KilnError('E_MODEL_DECODE', 'not a valid ONNX model: no graph', { hint: 'the file is truncated or corrupt, or not an .onnx file; re-export it' });
+  }
+  return model;
+}
+
+function valueType(vi: ValueInfoProto, shapes: Record<string, number[]> | undefined): TensorType {
+  const t = vi.type?.value;
+  if (vi.type?.value.case !== 'tensorType' || !t) {
+    throw new KilnError('E_UNSUPPORTED', `input '${vi.name}' is a ${vi.type?.value.case ?? 'untyped value'}, only tensors are supported`);
+  }
+  const tt = t.value as { elemType: number; shape?: { dim: { value: { case?: string; value?: unknown } }[] } };
+  const dtype = onnxDType(tt.elemType, `input '${vi.name}'`);
+  const given = shapes?.[vi.name];
+  if (given) return tensorType(given, dtype);
+  if (!tt.shape) throw new KilnError('E_DYNAMIC', `input '${vi.name}' has no shape in the model`, { hint: `give it with inputShapes (kiln compile --input-shape ${vi.name}=...)` });
+  const shape: Dim[] = tt.shape.dim.map((d, i) => (d.value.case === 'dimValue' ? Number(d.value.value) : d.value.case === 'dimParam' ? String(d.value.value) : `${vi.name}_d${i}`));
+  return tensorType(shape, dtype);
+}
+
+export function importOnnx(bytes: Uint8Array, opts: ImportOptions): ImportedModel {
+  const model = decodeModel(bytes);
+  const graph = model.graph!;
+  const opsetEntry = model.opsetImport.find((o) => o.domain === '' || o.domain === 'ai.onnx');
+  const opset = opsetEntry ? Number(opsetEntry.version) : 1;
+  if (opset > MAX_OPSET) {
+    throw new KilnError('E_UNSUPPORTED_OPSET', `model opset ${opset} is newer than Kiln knows (up to ${MAX_OPSET})`, {
+      opset, hint: `convert it with onnx.version_converter.convert_version(model, ${MAX_OPSET})`,
+    });
+  }
+  const values = new Map<string, GExpr>();
+  const initNames = new Set(graph.initializer.map((t) => t.name));
+  for (const t of graph.initializer) values.set(t.name, gconst(tensorFromProto(t, opts.readExternal)));
+  const params: VarNode[] = [];
+  const specialized: string[] = [];
+  const pinnable = new Map<VarNode, Tensor>();
+  for (const vi of graph.input) {
+    if (initNames.has(vi.name)) continue; // IR < 4 lists initializers as inputs too
+    const v = gvar(vi.name, valueType(vi, opts.inputShapes));
+    params.push(v);
+    values.set(vi.name, v);
+    const s = opts.specialize?.[vi.name];
+    if (s) pinnable.set(v, s);
+  }
+
+  const fold = (e: GExpr): GExpr => {
+    if (e.kind === 'var' && pinnable.has(e)) {
+      if (!specialized.includes(e.name)) specialized.push(e.name);
+      return gconst(pinnable.get(e)!);
+    }
+    if (e.kind === 'call' && e.args.some((a) => a.kind === 'var' && pinnable.has(a))) {
+      // rebuild with pinned inputs so folding can see through them
+      const args = e.args.map((a) => (a.kind === 'var' || a.kind === 'call' ? fold(a) : a));
+      return opts.fold({ ...e, args });
+    }
+    return opts.fold(e);
+  };
+
+  for (const node of graph.node) {
+    const outs = withNodeContext({ node: node.name || node.output[0], op: node.opType, opset }, () => convertNode(node, opset, values, fold, opts));
+    node.output.forEach((name, i) => { if (name && outs[i]) values.set(name, outs[i]); });
+  }
+  const outputs = graph.output.map((o) => {
+    const v = values.get(o.name);
+    if (!v) throw new KilnError('E_MODEL_INVALID', `graph output '${o.name}' is not produced by any node`, { hint: 'the model is malformed; check it with onnx.checker.check_model' });
+    return v;
+  });
+  const body = outputs.length === 1 ? outputs[0] : gtuple(outputs);
+  const usedParams = params.filter((p) => !specialized.includes(p.name) || refersTo(body, p));
+  return {
+    func: gfunc(usedParams, body, 'main'),
+    opset,
+    outputNames: graph.output.map((o) => o.name),
+    specialized: specialized.filter((n) => !usedParams.some((p) => p.name === n)),
+    producer: `${model.producerName} ${model.producerVersion}`.trim(),
+  };
+}
+
+function refersTo(root: GExpr, v: VarNode): boolean {
+  const seen = new Set<GExpr>();
+  const stack = [root];
+  while (stack.length) {
+    const n = stack.pop()!;
+    if (n === v) return true;
+    if (seen.has(n)) continue;
+    seen.add(n);
+    if (n.kind === 'call') stack.push(...n.args);
+    else if (n.kind === 'tuple') stack.push(...n.fields);
+  }
+  return false;
+}
+
+function convertNode(node: NodeProto, opset: number, values: Map<string, GExpr>, fold: (e: GExpr) => GExpr, opts: ImportOptions): GExpr[] {
+  const fn = findConverter(node.domain, node.opType, opset, node.name);
+  const attrs = new Map<string, OnnxAttr>(node.attribute.map((a) => [a.name, decodeAttribute(a, opts.readExternal)]));
+  const inputs = node.input.map((name) => {
+    if (!name) return undefined;
+    const v = values.get(name);
+    if (!v) throw new KilnError('E_MODEL_INVALID', `input '${name}' is not defined before this node`, { hint: 'nodes must be in topological order; check the model with onnx.checker.check_model' });
+    return v;
+  });
+  const nodeName = node.name || node.output[0] || node.opType;
+  const get = <T>(name: string, type: string, dflt: T | undefined): T => {
+    const a = attrs.get(name);
+    if (!a) {
+      if (dflt === undefined) throw new KilnError('E_MODEL_INVALID', `required attribute '${name}' is missing`);
+      return dflt;
+    }
+    if (a.type !== type && !(type === 'float' && a.type === 'int') && !(type === 'floats' && a.type === 'ints')) {
+      throw new KilnError('E_MODEL_INVALID', `attribute '${name}' should be ${type}, is ${a.type}`);
+    }
+    return a.value as T;
+  };
+  const ctx: ConvertCtx = {
+    opType: node.opType,
+    name: nodeName,
+    opset,
+    numInputs: node.input.length,
+    numOutputs: node.output.length,
+    input(i) {
+      const v = inputs[i];
+      if (!v) throw new KilnError('E_MODEL_INVALID', `required input ${i} is missing`);
+      return v;
+    },
+    optInput: (i) => inputs[i],
+    type: (e) => asTensor(e.type, node.opType),
+    attr: (name) => attrs.get(name),
+    int: (name, d) => get(name, 'int', d),
+    float: (name, d) => get(name, 'float', d),
+    ints: (name, d) => get(name, 'ints', d),
+    floats: (name, d) => get(name, 'floats', d),
+    string: (name, d) => get(name, 'string', d),
+    call: (op, args, a = {}) => gcall(getOp(op), args, a as Record<string, AttrValue>, [nodeName]),
+    constant: (t) => gconst(t),
+    constValue(e, what) {
+      const f = fold(e);
+      if (f.kind !== 'const') {
+        throw new KilnError('E_DYNAMIC', `${what} must be known at compile time`, {
+          hint: 'Kiln compiles ahead of time: feed it from an initializer or a shape computation, or pass the input value with the specialize option (kiln compile --specialize name=file.pb)',
+        });
+      }
+      return f.value;
+    },
+    unsupported(what) {
+      throw new KilnError('E_UNSUPPORTED', `${node.opType}: ${what} is not supported`, { hint: 'see README "Operator coverage"' });
+    },
+  };
+  const out = fn(ctx);
+  return Array.isArray(out) ? [...out] : [out as GExpr];
+}

@@ -1,0 +1,58 @@
+// One error class for all of Kiln. `code` is stable (tests and users match on it); `hint` says what to do.
+export type KilnErrorCode =
+  | 'E_MODEL_DECODE'      // the .onnx bytes are not a valid ModelProto
+  | 'E_MODEL_INVALID'     // decoded, but inconsistent (dangling names, missing shapes, bad external data)
+  | 'E_UNSUPPORTED_OP'    // no converter for this op / domain
+  | 'E_UNSUPPORTED_OPSET' // op exists but not at this opset
+  | 'E_UNSUPPORTED'       // a feature of an op or dtype Kiln does not handle
+  | 'E_SHAPE'             // shapes do not agree (compile time)
+  | 'E_DYNAMIC'           // a value that must be known at compile time is not
+  | 'E_ARTIFACT'          // artifact bytes truncated, altered or of another version
+  | 'E_INPUT'             // wrong input name / shape / dtype at run time
+  | 'E_IO'                // reading or writing a file failed
+  | 'E_INTERNAL';         // a bug in Kiln: please report
+
+export interface KilnErrorContext {
+  node?: string;
+  op?: string;
+  opset?: number;
+  hint?: string;
+}
+
+export class KilnError extends Error {
+  readonly code: KilnErrorCode;
+  readonly node?: string;
+  readonly op?: string;
+  readonly opset?: number;
+  readonly hint?: string;
+
+  constructor(code: KilnErrorCode, message: string, ctx: KilnErrorContext = {}) {
+    const where = [ctx.op && `op ${ctx.op}`, ctx.opset !== undefined && `opset ${ctx.opset}`, ctx.node && `node '${ctx.node}'`]
+      .filter(Boolean).join(', ');
+    super(`[${code}] ${message}${where ? ` (${where})` : ''}${ctx.hint ? `. ${ctx.hint}` : ''}`);
+    this.name = 'KilnError';
+    this.code = code;
+    this.node = ctx.node;
+    this.op = ctx.op;
+    this.opset = ctx.opset;
+    this.hint = ctx.hint;
+  }
+}
+
+/** Adds node/op/opset context to an error thrown while handling one node, keeping its code. */
+export function withNodeContext<T>(ctx: KilnErrorContext, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof KilnError) {
+      if (e.node !== undefined) throw e;
+      throw new KilnError(e.code, stripPrefix(e.message), { ...ctx, hint: e.hint });
+    }
+    const msg = e instanceof Error ? e.message : String(e);
+    throw new KilnError('E_INTERNAL', `internal error: ${msg}`, { ...ctx, hint: 'please report this with the model' });
+  }
+}
+
+function stripPrefix(m: string): string {
+  return m.replace(/^\[[A-Z_]+\] /, '').replace(/\. [^.]*$/, '');
+}

@@ -1,0 +1,26 @@
+import { ARRAY, type DType, type TypedArray } from './dtype.js';
+
+/** A dense, row-major tensor as the runtime and the compiler exchange it. */
+export interface Tensor {
+  dtype: DType;
+  shape: number[];
+  data: TypedArray;
+}
+
+export const sizeOf = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
+
+export function tensor(dtype: DType, shape: number[], values?: ArrayLike<number | bigint> | TypedArray): Tensor {
+  const n = sizeOf(shape);
+  const data = new ARRAY[dtype](n);
+  if (values) {
+    if (values.length !== n) throw new Error(`tensor: ${values.length} values for shape [${shape}]`);
+    const wide = dtype === 'int64' || dtype === 'uint64';
+    for (let i = 0; i < n; i++) {
+      const v = values[i];
+      (data as unknown as (number | bigint)[])[i] = wide ? BigInt(v as number) : Number(v);
+    }
+  }
+  return { dtype, shape: [...shape], data };
+}
+
+export const formatShape = (shape: readonly (number | string)[]): string => `[${shape.join(',')}]`;

@@ -1,0 +1,147 @@
+// Lowering a scheduled kernel to the loop IR: inline producers, build loop nests from each stage's leaf axes,
+// turn reductions into accumulator loops, flatten multi-dimensional accesses to row-major offsets, simplify.
+import {
+  type Expr, type Var, type IterVar, add, mul, constant, freshVar, mapExpr, reduceInit, substitute, binary, and, lt,
+} from '../tensor-expr/expr.js';
+import { simplify, type Interval } from '../tensor-expr/simplify.js';
+import type { Tensor } from '../tensor-expr/tensor.js';
+import { type Buffer, type PrimFunc, type Stmt, buffer, seq } from './loop-ir.js';
+import type { Schedule, Stage, Axis } from './schedule.js';
+
+export function lower(name: string, inputs: readonly Tensor[], sch: Schedule): PrimFunc {
+  const bufs = new Map<Tensor, Buffer>();
+  const size = (t: Tensor) => t.shape.reduce((a, b) => a * b, 1);
+  const inBufs = inputs.map((t, i) => { const b = buffer(`in${i}`, t.dtype, size(t)); bufs.set(t, b); return b; });
+  const outBufs = sch.outputs.map((t, i) => { const b = buffer(`out${i}`, t.dtype, size(t)); bufs.set(t, b); return b; });
+  const temps: Buffer[] = [];
+  const inlined = new Map<Tensor, Stage>();
+  for (const st of sch.stages) {
+    if (st.inlined) inlined.set(st.tensor, st);
+    else if (!bufs.has(st.tensor)) { const b = buffer(`t${temps.length}`, st.tensor.dtype, size(st.tensor)); temps.push(b); bufs.set(st.tensor, b); }
+  }
+  const ranges = new Map<Var, Interval>();
+  const ctx: LowerCtx = { bufs, inlined, ranges };
+  const body = seq(sch.stages.filter((st) => !st.inlined).map((st) => lowerStage(sch, st, ctx)));
+  return { name, inputs: inBufs, outputs: outBufs, temps, body };
+}
+
+interface LowerCtx {
+  bufs: Map<Tensor, Buffer>;
+  inlined: Map<Tensor, Stage>;
+  ranges: Map<Var, Interval>;
+}
+
+/** Replaces loads of inlined tensors by their bodies, recursively. */
+function inlineLoads(e: Expr, ctx: LowerCtx): Expr {
+  return mapExpr(e, (x) => {
+    if (x.k !== 'load') return undefined;
+    const st = ctx.inlined.get(x.buf as Tensor);
+    if (!st) return undefined;
+    const t = st.tensor;
+    const m = new Map<Var, Expr>(t.axes.map((a, i) => [a.v, x.idx[i]]));
+    return inlineLoads(substitute(t.body!, m), ctx);
+  });
+}
+
+function flatIndex(shape: readonly number[], idx: readonly Expr[]): Expr {
+  let e: Expr = constant(0, 'int32');
+  let stride = 1;
+  for (let d = shape.length - 1; d >= 0; d--) {
+    e = add(e, mul(idx[d], stride));
+    stride *= shape[d];
+  }
+  return e;
+}
+
+/** Rewrites loads of materialized tensors into flat buffer loads and simplifies. */
+function finish(e: Expr, ctx: LowerCtx): Expr {
+  const flat = mapExpr(e, (x) => {
+    if (x.k !== 'load') return undefined;
+    const b = ctx.bufs.get(x.buf as Tensor);
+    if (!b) return undefined; // already a buffer load
+    return { k: 'load', buf: b, idx: [flatIndex(x.buf.shape, x.idx)], dtype: x.dtype };
+  });
+  return simplify(flat, ctx.ranges);
+}
+
+function combine(op: string, acc: Expr, v: Expr): Expr {
+  return binary(op === 'sum' ? 'add' : op === 'prod' ? 'mul' : (op as 'max' | 'min'), acc, v);
+}
+
+/** Emits `k(value)` with every reduction inside `value` computed first into a local accumulator. */
+function emitValue(value: Expr, ctx: LowerCtx, k: (v: Expr) => Stmt): Stmt {
+  let found: Extract<Expr, { k: 'reduce' }> | undefined;
+  // Find an outermost reduction (not nested inside another one).
+  const search = (e: Expr): void => {
+    if (found) return;
+    switch (e.k) {
+      case 'reduce': found = e; return;
+      case 'bin': search(e.a); search(e.b); return;
+      case 'un': case 'cast': search(e.a); return;
+      case 'select': search(e.c); search(e.a); search(e.b); return;
+      case 'load': e.idx.forEach(search); return;
+      default: return;
+    }
+  };
+  search(value);
+  if (!found) return k(finish(value, ctx));
+  const r = found;
+  const acc = freshVar('acc', r.dtype);
+  const rest = mapExpr(value, (x) => (x === r ? acc : undefined));
+  // Fresh loop variables per use: the same reduction may be inlined in several places.
+  const fresh = new Map<Var, Expr>();
+  const loops = r.axes.map((a: IterVar) => { const v = freshVar(a.v.name); fresh.set(a.v, v); ctx.ranges.set(v, { lo: 0, hi: a.extent - 1 }); return { v, extent: a.extent }; });
+  const body = substitute(r.body, fresh);
+  let inner = emitValue(body, ctx, (v) => ({ k: 'assign', v: acc, value: combine(r.op, acc, v) }));
+  for (let i = loops.length - 1; i >= 0; i--) inner = { k: 'for', v: loops[i].v, extent: loops[i].extent, kind: 'serial', body: inner };
+  return { k: 'decl', v: acc, init: reduceInit(r.op, r.dtype), body: seq([inner, emitValue(rest, ctx, k)]) };
+}
+
+function nest(axes: readonly Axis[], inner: Stmt): Stmt {
+  let s = inner;
+  for (let i = axes.length - 1; i >= 0; i--) s = { k: 'for', v: axes[i].v, extent: axes[i].extent, kind: axes[i].kind, body: s };
+  return s;
+}
+
+function guard(conds: Expr[], s: Stmt): Stmt {
+  return conds.length ? { k: 'if', cond: conds.reduce((a, b) => and(a, b)), then: s } : s;
+}
+
+function lowerStage(sch: Schedule, st: Stage, ctx: LowerCtx): Stmt {
+  const t = st.tensor;
+  const out = ctx.bufs.get(t)!;
+  for (const l of st.leaves) ctx.ranges.set(l.v, { lo: 0, hi: l.extent - 1 });
+  const { index, guards } = sch.rootIndex(st);
+  const spatialRoots = st.roots.filter((a) => !a.reduce);
+  const spatialIdx = spatialRoots.map((a) => index.get(a)!);
+  const storeIndex = () => finish(flatIndex(t.shape, spatialIdx), ctx);
+  const bind = new Map<Var, Expr>(st.roots.map((a) => [a.v, index.get(a)!]));
+  const spatialGuards = guards.filter((g) => !g.axis.reduce).map((g) => lt(g.expr, g.extent));
+  const reduceGuards = guards.filter((g) => g.axis.reduce).map((g) => lt(g.expr, g.extent));
+
+  if (!st.reduction) {
+    const value = inlineLoads(substitute(t.body!, bind), ctx);
+    const store = emitValue(value, ctx, (v) => ({ k: 'store', buf: out, index: storeIndex(), value: v }));
+    return nest(st.leaves, guard(spatialGuards, store));
+  }
+  const r = st.reduction;
+  const body = inlineLoads(substitute(r.body, bind), ctx);
+  const spatialLeaves = st.leaves.filter((a) => !a.reduce), reduceLeaves = st.leaves.filter((a) => a.reduce);
+  const reduceInside = st.leaves.findIndex((a) => a.reduce) >= spatialLeaves.length || reduceLeaves.length === 0;
+  if (reduceInside) {
+    const acc = freshVar('acc', r.dtype);
+    const update = emitValue(body, ctx, (v) => ({ k: 'assign', v: acc, value: combine(r.op, acc, v) }));
+    const inner: Stmt = {
+      k: 'decl', v: acc, init: reduceInit(r.op, r.dtype),
+      body: seq([nest(reduceLeaves, guard(reduceGuards, update)), { k: 'store', buf: out, index: storeIndex(), value: acc }]),
+    };
+    return nest(spatialLeaves, guard(spatialGuards, inner));
+  }
+  // Reduction loops interleaved with spatial ones: accumulate in the output buffer.
+  const idx = storeIndex();
+  const cur: Expr = { k: 'load', buf: out, idx: [idx], dtype: out.dtype };
+  const init = nest(spatialLeaves, guard(spatialGuards, { k: 'store', buf: out, index: idx, value: reduceInit(r.op, r.dtype) }));
+  const update = emitValue(body, ctx, (v) => ({ k: 'store', buf: out, index: idx, value: combine(r.op, cur, v) }));
+  return seq([init, nest(st.leaves, guard([...spatialGuards, ...reduceGuards], update))]);
+}
+

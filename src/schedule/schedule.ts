@@ -1,0 +1,130 @@
+// A schedule is a list of trace steps applied to the stages of a kernel. Steps name stages by position and
+// axes by canonical names (i0.. spatial, r0.. reduction, then ".o"/".i" for split parts), so a trace recorded on
+// one machine replays identically on another and can be stored, mutated and searched.
+import type { ForKind } from './loop-ir.js';
+import { type Expr, type Var, freshVar, visitExpr } from '../tensor-expr/expr.js';
+import type { Tensor } from '../tensor-expr/tensor.js';
+
+export type TraceStep =
+  | { readonly p: 'split'; readonly stage: number; readonly axis: string; readonly factor: number }
+  | { readonly p: 'reorder'; readonly stage: number; readonly order: readonly string[] }
+  | { readonly p: 'annotate'; readonly stage: number; readonly axis: string; readonly kind: ForKind }
+  | { readonly p: 'computeInline'; readonly stage: number }
+  | { readonly p: 'computeRoot'; readonly stage: number };
+
+export interface Axis {
+  readonly name: string;
+  readonly extent: number;
+  readonly reduce: boolean;
+  readonly v: Var;
+  kind: ForKind;
+}
+
+interface Split { parent: Axis; outer: Axis; inner: Axis; factor: number }
+
+export class Stage {
+  inlined = false;
+  readonly roots: Axis[];
+  leaves: Axis[];
+  readonly splits: Split[] = [];
+  /** The top-level reduction whose axes this stage's loops own, if any. */
+  readonly reduction?: Extract<Expr, { k: 'reduce' }>;
+
+  constructor(readonly tensor: Tensor, readonly isOutput: boolean) {
+    const body = tensor.body!;
+    this.reduction = body.k === 'reduce' ? body : undefined;
+    const spatial = tensor.axes.map((a, i): Axis => ({ name: `i${i}`, extent: a.extent, reduce: false, v: a.v, kind: 'serial' }));
+    const red = (this.reduction?.axes ?? []).map((a, i): Axis => ({ name: `r${i}`, extent: a.extent, reduce: true, v: a.v, kind: 'serial' }));
+    this.roots = [...spatial, ...red];
+    this.leaves = [...this.roots];
+  }
+
+  axis(name: string): Axis {
+    const a = this.leaves.find((x) => x.name === name);
+    if (!a) throw new Error(`stage ${this.tensor.name}: no leaf axis '${name}' (have ${this.leaves.map((x) => x.name).join(', ')})`);
+    return a;
+  }
+
+  /** Whether the body holds a reduction anywhere (such stages are not inlined by default). */
+  hasReduction(): boolean {
+    let found = false;
+    visitExpr(this.tensor.body!, (e) => { if (e.k === 'reduce') found = true; });
+    return found;
+  }
+}
+
+export class Schedule {
+  readonly stages: Stage[];
+  readonly trace: TraceStep[] = [];
+
+  constructor(readonly outputs: readonly Tensor[]) {
+    this.stages = topoComputes(outputs).map((t) => new Stage(t, outputs.includes(t)));
+  }
+
+  apply(step: TraceStep): void {
+    const st = this.stages[step.stage];
+    if (!st) throw new Error(`trace step ${JSON.stringify(step)}: no stage ${step.stage}`);
+    switch (step.p) {
+      case 'split': {
+        const parent = st.axis(step.axis);
+        const f = Math.min(step.factor, parent.extent);
+        const mk = (sfx: string, extent: number): Axis => ({ name: `${parent.name}.${sfx}`, extent, reduce: parent.reduce, v: freshVar(`${parent.name.replace(/\W/g, '_')}_${sfx}`), kind: 'serial' });
+        const outer = mk('o', Math.ceil(parent.extent / f)), inner = mk('i', f);
+        st.splits.push({ parent, outer, inner, factor: f });
+        st.leaves.splice(st.leaves.indexOf(parent), 1, outer, inner);
+        break;
+      }
+      case 'reorder': {
+        const picked = step.order.map((n) => st.axis(n));
+        const slots = picked.map((a) => st.leaves.indexOf(a)).sort((a, b) => a - b);
+        slots.forEach((slot, i) => { st.leaves[slot] = picked[i]; });
+        break;
+      }
+      case 'annotate': st.axis(step.axis).kind = step.kind; break;
+      case 'computeInline':
+        if (st.isOutput) throw new Error(`computeInline: stage ${step.stage} is a kernel output`);
+        if (st.hasReduction()) throw new Error(`computeInline: stage ${step.stage} holds a reduction`);
+        st.inlined = true;
+        break;
+      case 'computeRoot': st.inlined = false; break;
+    }
+    this.trace.push(step);
+  }
+
+  /** Expression of a root axis in terms of leaf loop variables, and the predicates non-dividing splits need. */
+  rootIndex(st: Stage): { index: Map<Axis, Expr>; guards: { axis: Axis; expr: Expr; extent: number }[] } {
+    const index = new Map<Axis, Expr>();
+    for (const l of st.leaves) index.set(l, l.v);
+    const guards: { axis: Axis; expr: Expr; extent: number }[] = [];
+    for (const s of [...st.splits].reverse()) {
+      const o = index.get(s.outer)!, i = index.get(s.inner)!;
+      const e: Expr = { k: 'bin', op: 'add', a: { k: 'bin', op: 'mul', a: o, b: { k: 'const', dtype: 'int32', value: s.factor }, dtype: 'int32' }, b: i, dtype: 'int32' };
+      index.set(s.parent, e);
+      if (s.parent.extent % s.factor !== 0) guards.push({ axis: s.parent, expr: e, extent: s.parent.extent });
+    }
+    return { index, guards };
+  }
+}
+
+/** Compute tensors reachable from the outputs, producers before consumers. */
+export function topoComputes(outputs: readonly Tensor[]): Tensor[] {
+  const order: Tensor[] = [];
+  const seen = new Set<Tensor>();
+  const visit = (t: Tensor) => {
+    if (seen.has(t) || t.kind !== 'compute') return;
+    seen.add(t);
+    visitExpr(t.body!, (e) => { if (e.k === 'load') visit(e.buf as Tensor); });
+    order.push(t);
+  };
+  outputs.forEach(visit);
+  return order;
+}
+
+/** The schedule every kernel gets without tuning: producers without reductions are inlined into consumers. */
+export function defaultTrace(sch: Schedule): TraceStep[] {
+  const steps: TraceStep[] = [];
+  sch.stages.forEach((st, i) => {
+    if (!st.isOutput && !st.hasReduction()) steps.push({ p: 'computeInline', stage: i });
+  });
+  return steps;
+}

@@ -1,0 +1,63 @@
+// Helpers shared by operator definitions: broadcasting, attribute access, shape checks.
+import { KilnError } from '../../runtime/errors.js';
+import type { Attrs } from '../../relay-ir/op.js';
+import type { Dim, TensorType } from '../../relay-ir/types.js';
+import { type Expr, int } from '../expr.js';
+import { type Tensor, at } from '../tensor.js';
+
+export function shapeError(msg: string): never {
+  throw new KilnError('E_SHAPE', msg);
+}
+
+/** numpy-style broadcast of several shapes. */
+export function broadcastShapes(shapes: readonly (readonly Dim[])[]): Dim[] {
+  const rank = Math.max(0, ...shapes.map((s) => s.length));
+  const out: Dim[] = [];
+  for (let i = 0; i < rank; i++) {
+    let d: Dim = 1;
+    for (const s of shapes) {
+      const x = s[s.length - rank + i] ?? 1;
+      if (x === 1) continue;
+      if (d === 1) d = x;
+      else if (d !== x) shapeError(`shapes ${shapes.map((s) => `[${s.join(',')}]`).join(' and ')} do not broadcast`);
+    }
+    out.push(d);
+  }
+  return out;
+}
+
+/** Loads `t` at the output index `idx` of a broadcast whose result has rank idx.length. */
+export function bcastLoad(t: Tensor, idx: readonly Expr[]): Expr {
+  const r = t.shape.length, R = idx.length;
+  return at(t, ...t.shape.map((d, j) => (d === 1 ? int(0) : idx[R - r + j])));
+}
+
+export const num = (a: Attrs, k: string, dflt?: number): number => {
+  const v = a[k];
+  if (v === undefined || v === null) {
+    if (dflt === undefined) throw new KilnError('E_MODEL_INVALID', `missing attribute '${k}'`);
+    return dflt;
+  }
+  return Number(v);
+};
+export const ints = (a: Attrs, k: string, dflt?: readonly number[]): number[] => {
+  const v = a[k];
+  if (v === undefined || v === null) {
+    if (dflt === undefined) throw new KilnError('E_MODEL_INVALID', `missing attribute '${k}'`);
+    return [...dflt];
+  }
+  return (v as readonly number[]).map(Number);
+};
+export const str = (a: Attrs, k: string, dflt: string): string => (a[k] === undefined || a[k] === null ? dflt : String(a[k]));
+
+export function staticDims(t: TensorType, what: string): number[] {
+  for (const d of t.shape) if (typeof d !== 'number') throw new KilnError('E_DYNAMIC', `${what}: dimension '${d}' must be known at compile time`, { hint: 'pass concrete input shapes with the inputShapes compile option (kiln compile --input-shape name=1,3,224,224)' });
+  return t.shape as number[];
+}
+
+/** Normalizes a possibly negative axis against a rank. */
+export function normAxis(axis: number, rank: number, what = 'axis'): number {
+  const a = axis < 0 ? axis + rank : axis;
+  if (a < 0 || a >= rank) shapeError(`${what} ${axis} out of range for rank ${rank}`);
+  return a;
+}

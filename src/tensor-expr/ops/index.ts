@@ -1,0 +1,6 @@
+import './elementwise.js';
+import './nn.js';
+import './linalg.js';
+import './reduce.js';
+import './transform.js';
+import './layout.js';

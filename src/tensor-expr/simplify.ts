@@ -1,0 +1,174 @@
+// Index and scalar simplification: constant folding, algebraic identities, and interval reasoning over loop
+// variables' ranges (drops bounds checks that always hold and div/mod that cannot change a value).
+import { type Expr, type Var, mapExpr, constant } from './expr.js';
+
+export interface Interval { lo: number; hi: number }
+export type Ranges = ReadonlyMap<Var, Interval>;
+
+const INT_OPS = new Set(['int32', 'bool']);
+
+/** Bounds of an int32 expression, or undefined when unknown. */
+export function bound(e: Expr, ranges: Ranges): Interval | undefined {
+  switch (e.k) {
+    case 'const': return typeof e.value === 'number' && INT_OPS.has(e.dtype) ? { lo: e.value, hi: e.value } : undefined;
+    case 'var': return ranges.get(e);
+    case 'select': {
+      const a = bound(e.a, ranges), b = bound(e.b, ranges);
+      return a && b ? { lo: Math.min(a.lo, b.lo), hi: Math.max(a.hi, b.hi) } : undefined;
+    }
+    case 'bin': {
+      if (e.dtype !== 'int32') return undefined;
+      const a = bound(e.a, ranges), b = bound(e.b, ranges);
+      if (!a || !b) return undefined;
+      switch (e.op) {
+        case 'add': return { lo: a.lo + b.lo, hi: a.hi + b.hi };
+        case 'sub': return { lo: a.lo - b.hi, hi: a.hi - b.lo };
+        case 'mul': {
+          const p = [a.lo * b.lo, a.lo * b.hi, a.hi * b.lo, a.hi * b.hi];
+          return { lo: Math.min(...p), hi: Math.max(...p) };
+        }
+        case 'floordiv': if (b.lo === b.hi && b.lo > 0) return { lo: Math.floor(a.lo / b.lo), hi: Math.floor(a.hi / b.lo) }; return undefined;
+        case 'floormod': if (b.lo === b.hi && b.lo > 0) return a.lo >= 0 && a.hi < b.lo ? a : { lo: 0, hi: b.lo - 1 }; return undefined;
+        case 'min': return { lo: Math.min(a.lo, b.lo), hi: Math.min(a.hi, b.hi) };
+        case 'max': return { lo: Math.max(a.lo, b.lo), hi: Math.max(a.hi, b.hi) };
+        default: return undefined;
+      }
+    }
+    default: return undefined;
+  }
+}
+
+const isConst = (e: Expr): e is Extract<Expr, { k: 'const' }> => e.k === 'const';
+const isC = (e: Expr, v: number): boolean => e.k === 'const' && e.value === v;
+
+function foldInt(op: string, a: number, b: number): number | undefined {
+  switch (op) {
+    case 'add': return (a + b) | 0;
+    case 'sub': return (a - b) | 0;
+    case 'mul': return Math.imul(a, b);
+    case 'floordiv': return b !== 0 ? Math.floor(a / b) : undefined;
+    case 'floormod': return b !== 0 ? a - Math.floor(a / b) * b : undefined;
+    case 'div': return b !== 0 ? Math.trunc(a / b) : undefined;
+    case 'mod': return b !== 0 ? a % b : undefined;
+    case 'min': return Math.min(a, b);
+    case 'max': return Math.max(a, b);
+    case 'eq': return +(a === b);
+    case 'ne': return +(a !== b);
+    case 'lt': return +(a < b);
+    case 'le': return +(a <= b);
+    case 'gt': return +(a > b);
+    case 'ge': return +(a >= b);
+    case 'and': return a & b;
+    case 'or': return a | b;
+    default: return undefined;
+  }
+}
+
+/** Simplifies one node whose children are already simplified. */
+function step(e: Expr, ranges: Ranges): Expr | undefined {
+  if (e.k === 'select') {
+    if (isConst(e.c)) return e.c.value ? e.a : e.b;
+    return undefined;
+  }
+  if (e.k === 'cast' && isConst(e.a) && INT_OPS.has(e.a.dtype) && INT_OPS.has(e.dtype)) {
+    return constant(e.dtype === 'bool' ? +(e.a.value !== 0) : e.a.value, e.dtype);
+  }
+  if (e.k !== 'bin') return undefined;
+  const { a, b, op } = e;
+  const intArgs = a.dtype === 'int32' || a.dtype === 'bool';
+  if (intArgs && isConst(a) && isConst(b)) {
+    const v = foldInt(op, a.value as number, b.value as number);
+    if (v !== undefined) return constant(v, e.dtype);
+  }
+  if (intArgs) {
+    if (op === 'and') { if (isConst(a)) return a.value ? b : a; if (isConst(b)) return b.value ? a : b; }
+    if (op === 'or') { if (isConst(a)) return a.value ? a : b; if (isConst(b)) return b.value ? b : a; }
+  }
+  if (a.dtype !== 'int32') return undefined;
+  switch (op) {
+    case 'add':
+      if (isC(a, 0)) return b;
+      if (isC(b, 0)) return a;
+      if (isConst(a)) return step({ ...e, a: b, b: a }, ranges) ?? { ...e, a: b, b: a }; // constants to the right
+      if (isConst(b) && a.k === 'bin' && a.op === 'add' && isConst(a.b)) return addC(a.a, (a.b.value as number) + (b.value as number));
+      if (isConst(b) && a.k === 'bin' && a.op === 'sub' && isConst(a.b)) return addC(a.a, (b.value as number) - (a.b.value as number));
+      if (a.k === 'bin' && a.op === 'add' && isConst(a.b)) return addC({ ...e, a: a.a }, a.b.value as number); // (x+c)+y -> (x+y)+c
+      break;
+    case 'sub':
+      if (isC(b, 0)) return a;
+      if (isConst(b)) return addC(a, -(b.value as number));
+      break;
+    case 'mul':
+      if (isC(a, 0) || isC(b, 0)) return constant(0, 'int32');
+      if (isC(a, 1)) return b;
+      if (isC(b, 1)) return a;
+      if (isConst(a)) return { ...e, a: b, b: a };
+      if (isConst(b) && a.k === 'bin' && a.op === 'mul' && isConst(a.b)) return { ...e, a: a.a, b: constant((a.b.value as number) * (b.value as number), 'int32') };
+      break;
+    case 'floordiv': case 'floormod': {
+      if (!isConst(b) || (b.value as number) <= 0) break;
+      const c = b.value as number;
+      if (c === 1) return op === 'floordiv' ? a : constant(0, 'int32');
+      const ba = bound(a, ranges);
+      if (ba && ba.lo >= 0 && ba.hi < c) return op === 'floordiv' ? constant(0, 'int32') : a;
+      // (x*c + y) with 0 <= y < c: floordiv -> x, floormod -> y
+      if (a.k === 'bin' && a.op === 'add') {
+        const [p, q] = [a.a, a.b];
+        for (const [m, r] of [[p, q], [q, p]] as const) {
+          if (m.k === 'bin' && m.op === 'mul' && isConst(m.b) && (m.b.value as number) % c === 0) {
+            const br = bound(r, ranges);
+            if (br && br.lo >= 0 && br.hi < c) {
+              const k = (m.b.value as number) / c;
+              return op === 'floordiv' ? simplifyNode({ ...m, b: constant(k, 'int32') }, ranges) : r;
+            }
+          }
+        }
+      }
+      if (a.k === 'bin' && a.op === 'mul' && isConst(a.b) && (a.b.value as number) % c === 0) {
+        return op === 'floordiv' ? simplifyNode({ ...a, b: constant((a.b.value as number) / c, 'int32') }, ranges) : constant(0, 'int32');
+      }
+      break;
+    }
+    case 'min': case 'max': {
+      const ba = bound(a, ranges), bb = bound(b, ranges);
+      if (ba && bb) {
+        if (ba.hi <= bb.lo) return op === 'min' ? a : b;
+        if (bb.hi <= ba.lo) return op === 'min' ? b : a;
+      }
+      break;
+    }
+    case 'lt': case 'le': case 'gt': case 'ge': case 'eq': case 'ne': {
+      const ba = bound(a, ranges), bb = bound(b, ranges);
+      if (!ba || !bb) break;
+      const always = (t: boolean) => constant(t ? 1 : 0, 'bool');
+      if (op === 'lt') { if (ba.hi < bb.lo) return always(true); if (ba.lo >= bb.hi) return always(false); }
+      if (op === 'le') { if (ba.hi <= bb.lo) return always(true); if (ba.lo > bb.hi) return always(false); }
+      if (op === 'gt') { if (ba.lo > bb.hi) return always(true); if (ba.hi <= bb.lo) return always(false); }
+      if (op === 'ge') { if (ba.lo >= bb.hi) return always(true); if (ba.hi < bb.lo) return always(false); }
+      if (op === 'eq' && (ba.hi < bb.lo || bb.hi < ba.lo)) return always(false);
+      if (op === 'ne' && (ba.hi < bb.lo || bb.hi < ba.lo)) return always(true);
+      break;
+    }
+    default: break;
+  }
+  return undefined;
+}
+
+function addC(x: Expr, c: number): Expr {
+  if (c === 0) return x;
+  return { k: 'bin', op: 'add', a: x, b: constant(c, 'int32'), dtype: 'int32' };
+}
+
+function simplifyNode(e: Expr, ranges: Ranges): Expr {
+  let cur = e;
+  for (let i = 0; i < 8; i++) {
+    const next = step(cur, ranges);
+    if (!next || next === cur) return cur;
+    cur = next;
+  }
+  return cur;
+}
+
+export function simplify(e: Expr, ranges: Ranges = new Map()): Expr {
+  return mapExpr(e, (x) => simplifyNode(x, ranges));
+}

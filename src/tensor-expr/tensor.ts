@@ -1,0 +1,27 @@
+// Tensors of the tensor-expression level: placeholders (kernel inputs) and computes (a body over output indices).
+import type { DType } from '../runtime/dtype.js';
+import { type Buf, type Expr, type ExprLike, type IterVar, iterVar, load } from './expr.js';
+
+export interface Tensor extends Buf {
+  readonly kind: 'placeholder' | 'compute';
+  /** One iteration variable per output dimension (compute only). */
+  readonly axes: readonly IterVar[];
+  readonly body?: Expr;
+}
+
+let tensorCounter = 0;
+const uniq = (hint: string) => `${hint.replace(/[^A-Za-z0-9_]/g, '_')}_${tensorCounter++}`;
+
+export function placeholder(name: string, shape: readonly number[], dtype: DType): Tensor {
+  return { kind: 'placeholder', name, shape: [...shape], dtype, axes: [] };
+}
+
+/** out[i0..in] = fn(i0..in). The body may contain reductions anywhere. */
+export function compute(name: string, shape: readonly number[], fn: (idx: Expr[]) => Expr): Tensor {
+  const axes = shape.map((n, i) => iterVar(`i${i}_`, n));
+  const body = fn(axes.map((a) => a.v));
+  return { kind: 'compute', name: uniq(name), shape: [...shape], dtype: body.dtype, axes, body };
+}
+
+export const at = (t: Tensor, ...idx: ExprLike[]): Expr => load(t, idx);
+export const reduceAxis = (extent: number, hint = 'r'): IterVar => iterVar(hint, extent);
