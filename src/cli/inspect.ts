@@ -1,3 +1,50 @@
-export async function inspectCommand(_pos: string[], _v: Record<string, unknown>): Promise<number> {
-  throw new Error('not yet');
+// kiln inspect MODEL.onnx --level graph|fused|te|loop|wasm [--kernel N]   print an IR level
+// kiln inspect ARTIFACT.kiln                                            print the artifact's header summary
+import { compile } from '../compiler/compile.js';
+import { printKernelTE } from '../compiler/kernel.js';
+import { printFunc } from '../relay-ir/printer.js';
+import { printPrimFunc } from '../schedule/loop-ir.js';
+import { wasmText } from '../codegen/wasm/codegen.js';
+import { readArtifact } from '../runtime/artifact.js';
+import { KilnError } from '../runtime/errors.js';
+import { type CompileFlags, compileOptions, readModel } from './compile.js';
+
+const LEVELS = ['graph', 'fused', 'te', 'loop', 'wasm'] as const;
+
+export async function inspectCommand(pos: string[], v: CompileFlags & { level?: string; kernel?: string }): Promise<number> {
+  const path = pos[0];
+  const bytes = readModel(path);
+  if (path.endsWith('.kiln')) {
+    const { header: h, wasm } = await readArtifact(bytes);
+    if (v.level === 'wasm') { console.log(wasmText(wasm)); return 0; }
+    console.log(`Kiln ${h.kiln} artifact, target ${h.target}`);
+    console.log(`inputs:  ${h.inputs.map((i) => `${i.name}: ${i.dtype}[${i.shape}]`).join(', ')}`);
+    console.log(`outputs: ${h.outputs.map((i) => `${i.name}: ${i.dtype}[${i.shape}]`).join(', ')}`);
+    console.log(`memory:  peak arena ${h.plan.arenaBytes} bytes vs ${h.plan.intermediateBytes} bytes for all intermediates (${(100 * h.plan.arenaBytes / Math.max(1, h.plan.intermediateBytes)).toFixed(1)}%); weights ${h.plan.weightBytes} bytes`);
+    console.log(`kernels: ${h.kernels.length}, calls: ${h.calls.length}`);
+    h.calls.forEach((c, i) => console.log(`  #${i} ${h.kernels[c.kernel].name} [${h.kernels[c.kernel].ops.join('+')}] <- ${c.origin.slice(0, 6).join(', ')}`));
+    return 0;
+  }
+  const level = v.level ?? 'graph';
+  if (!(LEVELS as readonly string[]).includes(level)) throw new KilnError('E_INPUT', `unknown level '${level}'`, { hint: `use one of ${LEVELS.join(', ')}` });
+  const r = await compile(bytes, compileOptions(path, v));
+  const kernels = r.program.kernels;
+  const pick = v.kernel !== undefined ? [Number(v.kernel)] : kernels.map((_, i) => i);
+  if (pick.some((k) => !(k >= 0 && k < kernels.length))) throw new KilnError('E_INPUT', `no kernel ${v.kernel}`, { hint: `kernels are 0..${kernels.length - 1}` });
+  switch (level) {
+    case 'graph': console.log(printFunc(r.graph)); break;
+    case 'fused': console.log(printFunc(r.fused)); break;
+    case 'te': for (const k of pick) console.log(`// kernel ${kernels[k].prim.name}: ${kernels[k].ops.join(' + ')}\n${printKernelTE(kernels[k])}`); break;
+    case 'loop': for (const k of pick) console.log(`// trace: ${JSON.stringify(kernels[k].trace)}\n${printPrimFunc(kernels[k].prim)}`); break;
+    case 'wasm': {
+      const text = wasmText(r.program.wasm);
+      if (v.kernel === undefined) { console.log(text); break; }
+      const name = kernels[pick[0]].prim.name;
+      const start = text.indexOf(`(func $${name} `);
+      const end = text.indexOf('\n (func ', start + 1);
+      console.log(start < 0 ? text : text.slice(start, end < 0 ? undefined : end));
+      break;
+    }
+  }
+  return 0;
 }

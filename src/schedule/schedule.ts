@@ -120,11 +120,18 @@ export function topoComputes(outputs: readonly Tensor[]): Tensor[] {
   return order;
 }
 
-/** The schedule every kernel gets without tuning: producers without reductions are inlined into consumers. */
+/**
+ * The schedule every kernel gets without tuning: producers without reductions are inlined into consumers;
+ * float32 elementwise stages run their innermost axis 4 lanes at a time (SIMD128).
+ */
 export function defaultTrace(sch: Schedule): TraceStep[] {
   const steps: TraceStep[] = [];
   sch.stages.forEach((st, i) => {
-    if (!st.isOutput && !st.hasReduction()) steps.push({ p: 'computeInline', stage: i });
+    if (!st.isOutput && !st.hasReduction()) { steps.push({ p: 'computeInline', stage: i }); return; }
+    const inner = st.roots.filter((a) => !a.reduce).pop();
+    if (!st.hasReduction() && st.tensor.dtype === 'float32' && inner && inner.extent % 4 === 0 && inner.extent >= 8) {
+      steps.push({ p: 'split', stage: i, axis: inner.name, factor: 4 }, { p: 'annotate', stage: i, axis: `${inner.name}.i`, kind: 'vectorized' });
+    }
   });
   return steps;
 }

@@ -1,10 +1,9 @@
 // SIMD128 for loops the schedule marks `vectorized`. Handled now: a 4-wide float32 loop whose body is one store
 // at a unit-stride index, with loads that are unit-stride (v128.load) or invariant (splat). Anything else
 // returns undefined and the caller emits the scalar loop.
-import binaryen from 'binaryen';
 import type { Stmt } from '../../schedule/loop-ir.js';
 import type { FunctionEmitter } from './codegen.js';
-import { type Expr, type Var, constant, substitute, printExpr } from '../../tensor-expr/expr.js';
+import { type Expr, type Var, constant, substitute } from '../../tensor-expr/expr.js';
 import { simplify } from '../../tensor-expr/simplify.js';
 
 type ForStmt = Extract<Stmt, { k: 'for' }>;
@@ -22,14 +21,30 @@ function uses(e: Expr, v: Var): boolean {
   }
 }
 
+/** Coefficient of v in an index that is affine in v, or undefined when it is not affine. */
+function coeff(e: Expr, v: Var): number | undefined {
+  if (!uses(e, v)) return 0;
+  switch (e.k) {
+    case 'var': return 1;
+    case 'bin': {
+      const a = coeff(e.a, v), b = coeff(e.b, v);
+      if (a === undefined || b === undefined) return undefined;
+      if (e.op === 'add') return a + b;
+      if (e.op === 'sub') return a - b;
+      if (e.op === 'mul') {
+        if (e.b.k === 'const' && b === 0) return a * Number(e.b.value);
+        if (e.a.k === 'const' && a === 0) return b * Number(e.a.value);
+      }
+      return undefined;
+    }
+    default: return undefined;
+  }
+}
+
 /** Stride of an index in v: 0 (invariant), 1 (unit), or undefined (other). */
 function stride(idx: Expr, v: Var): 0 | 1 | undefined {
-  if (!uses(idx, v)) return 0;
-  const at = (k: number) => simplify(substitute(idx, new Map([[v, constant(k, 'int32')]])));
-  const d = simplify({ k: 'bin', op: 'sub', a: at(1), b: at(0), dtype: 'int32' });
-  const d2 = simplify({ k: 'bin', op: 'sub', a: at(3), b: at(2), dtype: 'int32' });
-  // affine and unit: difference is the constant 1 between neighbours (checked at two places)
-  return d.k === 'const' && d.value === 1 && d2.k === 'const' && d2.value === 1 && printExpr(idx).indexOf('//') < 0 && printExpr(idx).indexOf('%%') < 0 ? 1 : undefined;
+  const c = coeff(idx, v);
+  return c === 0 || c === 1 ? c : undefined;
 }
 
 export function vectorizeLoop(em: FunctionEmitter, s: ForStmt): number | undefined {
@@ -76,6 +91,5 @@ export function vectorizeLoop(em: FunctionEmitter, s: ForStmt): number | undefin
   };
   const value = vec(st.value);
   if (value === undefined) return undefined;
-  void binaryen;
   return m.v128.store(0, 4, em.addr(st.buf, em.expr(base(st.index))), value);
 }

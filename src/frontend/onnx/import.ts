@@ -14,7 +14,7 @@ import '../../tensor-expr/ops/index.js';
 import './ops/index.js';
 
 /** Newest default-domain opset whose operator semantics Kiln knows. */
-export const MAX_OPSET = 25;
+export const MAX_OPSET = 28;
 
 export interface ImportOptions {
   readExternal?: ExternalDataReader;
