@@ -40,9 +40,11 @@ export async function inspectCommand(pos: string[], v: CompileFlags & { level?: 
       const text = wasmText(r.program.wasm);
       if (v.kernel === undefined) { console.log(text); break; }
       const name = kernels[pick[0]].prim.name;
-      const start = text.indexOf(`(func $${name} `);
+      // functions are unnamed in the binary; find the one the kernel's export points at
+      const internal = new RegExp(`\\(export "${name}" \\(func (\\$\\S+)\\)\\)`).exec(text)?.[1];
+      const start = internal ? text.indexOf(`(func ${internal} `) : -1;
       const end = text.indexOf('\n (func ', start + 1);
-      console.log(start < 0 ? text : text.slice(start, end < 0 ? undefined : end));
+      console.log(start < 0 ? text : `;; kernel ${name}\n${text.slice(start, end < 0 ? undefined : end)}`);
       break;
     }
   }

@@ -1,0 +1,48 @@
+// The kiln command end to end: compile, run (with --bench), inspect every level, onnx-test.
+import { describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildModel, randomF32 } from './helpers/onnx-builder.js';
+import { encodeNpy, readNpy } from '../src/cli/tensor-files.js';
+
+const cli = join(process.cwd(), 'dist/cli/kiln.js');
+const kiln = (...args: string[]) => execFileSync('node', [cli, ...args], { encoding: 'utf8' });
+
+describe('kiln CLI', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kiln-cli-'));
+  const model = join(dir, 'm.onnx');
+  writeFileSync(model, buildModel({
+    inputs: [['x', 'float32', [2, 8]]], outputs: [['y', 'float32', [2, 8]]],
+    nodes: [{ op: 'Mul', inputs: ['x', 'x'], outputs: ['sq'] }, { op: 'Tanh', inputs: ['sq'], outputs: ['y'] }],
+  }));
+  const x = randomF32([2, 8], 9);
+  writeFileSync(join(dir, 'x.npy'), encodeNpy(x));
+
+  it('compiles, runs with .npy input and output, and benchmarks', () => {
+    expect(kiln('compile', model, '-o', join(dir, 'm.kiln'))).toMatch(/1 kernels/);
+    const out = kiln('run', join(dir, 'm.kiln'), '--input', `x=${join(dir, 'x.npy')}`, '--output-dir', join(dir, 'out'), '--bench', '5');
+    expect(out).toMatch(/bench: 5 runs, min [\d.]+ ms, median [\d.]+ ms/);
+    const y = readNpy(readFileSync(join(dir, 'out', 'y.npy')), 'y');
+    (x.data as Float32Array).forEach((v, i) => expect(y.data[i]).toBeCloseTo(Math.tanh(v * v), 5));
+  });
+
+  it('prints every IR level', () => {
+    expect(kiln('inspect', model, '--level', 'graph')).toMatch(/mul\(%x, %x\).*\n.*tanh/);
+    expect(kiln('inspect', model, '--level', 'fused')).toMatch(/fn \(primitive\) fused_mul_tanh/);
+    expect(kiln('inspect', model, '--level', 'te', '--kernel', '0')).toMatch(/= tanh\(mul_\d+\[i0_\d+, i1_\d+\]\)/);
+    expect(kiln('inspect', model, '--level', 'loop')).toMatch(/for .* \(vectorized\)/);
+    expect(kiln('inspect', model, '--level', 'wasm', '--kernel', '0')).toMatch(/;; kernel k0\n\(func \$\d+ \(param/);
+    expect(kiln('inspect', join(dir, 'm.kiln'))).toMatch(/peak arena \d+ bytes vs \d+ bytes for all intermediates/);
+  });
+
+  it('onnx-test ends with the pass/fail line', () => {
+    const caseDir = join(dir, 'case');
+    execFileSync('mkdir', ['-p', join(caseDir, 'test_data_set_0')]);
+    writeFileSync(join(caseDir, 'model.onnx'), readFileSync(model));
+    const out = kiln('onnx-test', caseDir, '--verbose');
+    expect(out).toMatch(/0 passed, 1 failed/); // no .pb data: a failure, reported, not a crash
+    expect(existsSync(join(dir, 'm.kiln'))).toBe(true);
+  });
+});

@@ -1,0 +1,128 @@
+// Graph passes: fusion, constant folding of shape subgraphs, batch-norm folding, CSE, dead code; external data.
+import { describe, expect, it } from 'vitest';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { compile, load, tensor, type Tensor } from '../src/index.js';
+import { printFunc } from '../src/relay-ir/printer.js';
+import { compareTensors } from '../src/conformance/compare.js';
+import { ModelProtoSchema, StringStringEntryProtoSchema, TensorProto_DataLocation } from '../src/frontend/onnx/proto/onnx_pb.js';
+import { buildModel, randomF32 } from './helpers/onnx-builder.js';
+import { runOrt } from './helpers/ort.js';
+
+async function checkAgainstOrt(bytes: Uint8Array, feeds: Record<string, Tensor>, modelPath?: string) {
+  const r = await compile(bytes, { modelPath });
+  const got = (await load(r.artifact)).runSync(feeds);
+  const want = await runOrt(modelPath ?? bytes, feeds);
+  for (const [k, v] of Object.entries(want)) expect(compareTensors(got[k], v)?.message, k).toBeUndefined();
+  return r;
+}
+
+const f32 = (shape: number[], seed: number) => randomF32(shape, seed);
+
+describe('operator fusion', () => {
+  it('conv + bias + relu + residual add become one kernel; an elementwise chain becomes one kernel', async () => {
+    const bytes = buildModel({
+      inputs: [['x', 'float32', [1, 4, 8, 8]]],
+      outputs: [['y', 'float32', [1, 4, 8, 8]]],
+      initializers: { w: f32([4, 4, 3, 3], 3), b: f32([4], 4), w2: f32([4, 4, 3, 3], 5) },
+      nodes: [
+        { op: 'Conv', inputs: ['x', 'w', 'b'], outputs: ['c1'], attrs: { pads: [1, 1, 1, 1] } },
+        { op: 'Relu', inputs: ['c1'], outputs: ['r1'] },
+        { op: 'Conv', inputs: ['r1', 'w2'], outputs: ['c2'], attrs: { pads: [1, 1, 1, 1] } },
+        { op: 'Add', inputs: ['c2', 'x'], outputs: ['a'] },
+        { op: 'Relu', inputs: ['a'], outputs: ['r2'] },
+        { op: 'Sigmoid', inputs: ['r2'], outputs: ['s'] },
+        { op: 'Mul', inputs: ['s', 'r2'], outputs: ['y'] },
+      ],
+    });
+    const r = await checkAgainstOrt(bytes, { x: f32([1, 4, 8, 8], 1) });
+    expect(r.header.calls.length).toBe(2);
+    const ops = r.header.kernels.map((k) => k.ops.join('+'));
+    expect(ops).toContain('conv+relu');
+    expect(ops.find((o) => o.startsWith('conv+add'))).toBe('conv+add+relu+sigmoid+mul');
+  });
+});
+
+describe('constant folding', () => {
+  it('folds Shape -> Gather -> Concat -> Reshape into a constant shape', async () => {
+    const bytes = buildModel({
+      inputs: [['x', 'float32', [2, 3, 4]]],
+      outputs: [['y', 'float32', [2, 12]]],
+      initializers: { zero: tensor('int64', [1], [0]), minus1: tensor('int64', [1], [-1]) },
+      nodes: [
+        { op: 'Shape', inputs: ['x'], outputs: ['s'] },
+        { op: 'Gather', inputs: ['s', 'zero'], outputs: ['n'], attrs: { axis: 0 } },
+        { op: 'Concat', inputs: ['n', 'minus1'], outputs: ['shape'], attrs: { axis: 0 } },
+        { op: 'Reshape', inputs: ['x', 'shape'], outputs: ['y'] },
+      ],
+    });
+    const r = await checkAgainstOrt(bytes, { x: f32([2, 3, 4], 2) });
+    const text = printFunc(r.graph);
+    expect(text).not.toMatch(/\bshape\(|gather|concat/);
+    expect(r.header.calls.length).toBe(1); // only the reshape (a copy) remains
+  });
+});
+
+describe('batch-norm folding', () => {
+  it('folds BatchNormalization into the preceding Conv', async () => {
+    const c = 3;
+    const pos = (seed: number) => { const t = f32([c], seed); (t.data as Float32Array).forEach((v, i, a) => { a[i] = Math.abs(v) + 0.5; }); return t; };
+    const bytes = buildModel({
+      inputs: [['x', 'float32', [1, 2, 6, 6]]],
+      outputs: [['y', 'float32', [1, c, 6, 6]]],
+      initializers: { w: f32([c, 2, 3, 3], 7), gamma: pos(8), beta: f32([c], 9), mean: f32([c], 10), var: pos(11) },
+      nodes: [
+        { op: 'Conv', inputs: ['x', 'w'], outputs: ['conv'], attrs: { pads: [1, 1, 1, 1] } },
+        { op: 'BatchNormalization', inputs: ['conv', 'gamma', 'beta', 'mean', 'var'], outputs: ['y'], attrs: { epsilon: { float: 1e-3 } } },
+      ],
+    });
+    const r = await checkAgainstOrt(bytes, { x: f32([1, 2, 6, 6], 12) });
+    expect(printFunc(r.graph)).not.toMatch(/batch_norm/);
+    expect(r.header.kernels.map((k) => k.ops.join('+'))).toEqual(['conv']);
+  });
+});
+
+describe('CSE and dead code', () => {
+  it('merges repeated computations and drops no-ops and unused nodes', async () => {
+    const bytes = buildModel({
+      inputs: [['x', 'float32', [4, 4]]],
+      outputs: [['y', 'float32', [4, 4]]],
+      nodes: [
+        { op: 'Exp', inputs: ['x'], outputs: ['e1'] },
+        { op: 'Exp', inputs: ['x'], outputs: ['e2'] },
+        { op: 'Identity', inputs: ['e2'], outputs: ['i2'] },
+        { op: 'Log', inputs: ['x'], outputs: ['unused'] },
+        { op: 'Add', inputs: ['e1', 'i2'], outputs: ['y'] },
+      ],
+    });
+    const r = await checkAgainstOrt(bytes, { x: f32([4, 4], 3) });
+    const text = printFunc(r.graph);
+    expect(text.match(/exp\(/g)?.length).toBe(1);
+    expect(text).not.toMatch(/identity|log\(/);
+  });
+});
+
+describe('external data', () => {
+  it('reads initializers stored next to the model', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kiln-ext-'));
+    const w = f32([3, 5], 4);
+    const bytes = buildModel({
+      inputs: [['x', 'float32', [2, 3]]], outputs: [['y', 'float32', [2, 5]]],
+      initializers: { w }, nodes: [{ op: 'MatMul', inputs: ['x', 'w'], outputs: ['y'] }],
+    });
+    const model = fromBinary(ModelProtoSchema, bytes);
+    const init = model.graph!.initializer[0];
+    writeFileSync(join(dir, 'weights.bin'), Buffer.concat([Buffer.alloc(64), Buffer.from(init.rawData)]));
+    init.rawData = new Uint8Array(0);
+    init.dataLocation = TensorProto_DataLocation.EXTERNAL;
+    init.externalData = [['location', 'weights.bin'], ['offset', '64'], ['length', String(w.data.byteLength)]]
+      .map(([key, value]) => create(StringStringEntryProtoSchema, { key, value }));
+    const path = join(dir, 'model.onnx');
+    const ext = toBinary(ModelProtoSchema, model);
+    writeFileSync(path, ext);
+    await checkAgainstOrt(ext, { x: f32([2, 3], 5) }, path);
+    await expect(compile(ext)).rejects.toThrow(/external/);
+  });
+});
