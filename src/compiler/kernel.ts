@@ -32,7 +32,7 @@ export function buildKernel(fn: FuncNode, name: string, trace?: readonly TraceSt
     if (te.has(n)) continue;
     if (n.kind === 'const') {
       // embedded scalar constant
-      const v = n.value.data[0];
+      const v = n.value.data[0] ?? 0; // a zero-size constant has no element
       te.set(n, compute('const', staticShape(n.type), () => constant(v, n.type.dtype)));
     } else if (n.kind === 'call' && !isFuncCall(n)) {
       const op = n.op as OpSpec;

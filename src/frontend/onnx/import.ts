@@ -3,7 +3,7 @@
 import { fromBinary } from '@bufbuild/protobuf';
 import { KilnError, withNodeContext } from '../../runtime/errors.js';
 import type { Tensor } from '../../runtime/tensor.js';
-import { type GExpr, type VarNode, gcall, gconst, gfunc, gtuple, gvar, type FuncNode } from '../../relay-ir/expr.js';
+import { type GExpr, type VarNode, gcall, gconst, gfunc, gtuple, gvar, rewrite, type FuncNode } from '../../relay-ir/expr.js';
 import { getOp, type AttrValue } from '../../relay-ir/op.js';
 import { type Dim, type TensorType, tensorType, asTensor } from '../../relay-ir/types.js';
 import { type ModelProto, ModelProtoSchema, type NodeProto, type ValueInfoProto } from './proto/onnx_pb.js';
@@ -92,17 +92,18 @@ export function importOnnx(bytes: Uint8Array, opts: ImportOptions): ImportedMode
     if (s) pinnable.set(v, s);
   }
 
+  // Folding for compile-time values: inputs given in `specialize` count as constants here. They are baked in
+  // only where a compile-time value needs them, and only if the value then folds.
   const fold = (e: GExpr): GExpr => {
-    if (e.kind === 'var' && pinnable.has(e)) {
-      if (!specialized.includes(e.name)) specialized.push(e.name);
-      return gconst(pinnable.get(e)!);
-    }
-    if (e.kind === 'call' && e.args.some((a) => a.kind === 'var' && pinnable.has(a))) {
-      // rebuild with pinned inputs so folding can see through them
-      const args = e.args.map((a) => (a.kind === 'var' || a.kind === 'call' ? fold(a) : a));
-      return opts.fold({ ...e, args });
-    }
-    return opts.fold(e);
+    const used = new Set<string>();
+    const sub = pinnable.size ? rewrite(e, (n) => {
+      if (n.kind !== 'var' || !pinnable.has(n)) return undefined;
+      used.add(n.name);
+      return gconst(pinnable.get(n)!);
+    }) : e;
+    const folded = opts.fold(sub);
+    if (folded.kind === 'const') for (const n of used) if (!specialized.includes(n)) specialized.push(n);
+    return folded;
   };
 
   for (const node of graph.node) {

@@ -1,6 +1,6 @@
 // Elementwise and broadcasting operators: each row of these tables is one operator's whole definition.
 import type { DType } from '../../runtime/dtype.js';
-import { isFloat } from '../../runtime/dtype.js';
+import { isFloat, isUnsigned } from '../../runtime/dtype.js';
 import { OpPattern, type Attrs } from '../../relay-ir/op.js';
 import { tensorType } from '../../relay-ir/types.js';
 import * as E from '../expr.js';
@@ -46,6 +46,10 @@ const UNARY: Record<string, { f: UnaryFn; out?: DType; floatOnly?: boolean }> = 
   relu: { f: (x) => E.max(x, k(x, 0)) },
   sigmoid: { f: sigmoid },
   softplus: { f: softplus },
+  /** Swish (opset 24): x * sigmoid(alpha * x). */
+  swish: { f: (x, a) => E.mul(x, sigmoid(E.mul(k(x, num(a, 'alpha', 1)), x))), floatOnly: true },
+  /** ai.onnx.ml Binarizer: 1 where x > threshold, else 0 (same dtype). */
+  binarizer: { f: (x, a) => E.select(E.gt(x, k(x, num(a, 'threshold', 0))), k(x, 1), k(x, 0)) },
   softsign: { f: (x) => E.div(x, E.add(k(x, 1), E.unary('abs', x))) },
   leaky_relu: { f: (x, a) => E.select(E.lt(x, k(x, 0)), E.mul(x, k(x, num(a, 'alpha', 0.01))), x) },
   elu: { f: (x, a) => E.select(E.lt(x, k(x, 0)), E.mul(k(x, num(a, 'alpha', 1)), E.sub(exp(x), k(x, 1))), x) },
@@ -98,6 +102,12 @@ for (const [name, def] of Object.entries(UNARY)) {
   });
 }
 
+const BITS: Partial<Record<DType, number>> = { int8: 8, uint8: 8, int16: 16, uint16: 16, int32: 32, uint32: 32, int64: 64, uint64: 64 };
+const shiftInRange = (b: Expr, dt: DType): Expr => {
+  const ok = E.lt(b, k(b, BITS[dt] ?? 32));
+  return isUnsigned(dt) ? ok : E.and(E.ge(b, k(b, 0)), ok);
+};
+
 type BinaryFn = (a: Expr, b: Expr, attrs: Attrs) => Expr;
 const BINARY: Record<string, { f: BinaryFn; out?: DType }> = {
   add: { f: E.add }, sub: { f: E.sub }, mul: { f: E.mul },
@@ -106,7 +116,7 @@ const BINARY: Record<string, { f: BinaryFn; out?: DType }> = {
   /** Mod: fmod=1 is C fmod (sign of the dividend); fmod=0 is Python's % (sign of the divisor). */
   mod: {
     f: (a, b, at) => {
-      if (num(at, 'fmod', 0) || isFloat(a.dtype)) return E.mod(a, b);
+      if (num(at, 'fmod', 0)) return E.mod(a, b);
       const r = E.mod(a, b);
       return E.select(E.and(E.ne(r, k(r, 0)), E.ne(E.lt(r, k(r, 0)), E.lt(b, k(b, 0)))), E.add(r, b), r);
     },
@@ -114,7 +124,14 @@ const BINARY: Record<string, { f: BinaryFn; out?: DType }> = {
   min: { f: E.min }, max: { f: E.max },
   and: { f: E.and }, or: { f: E.or }, xor: { f: (a, b) => E.ne(a, b) },
   bitwise_and: { f: E.and }, bitwise_or: { f: E.or }, bitwise_xor: { f: E.xor },
-  bitshift_left: { f: E.shl }, bitshift_right: { f: E.shr },
+  /** Shifts by a negative amount or by >= the bit width give 0 (right shift of a negative signed value: -1). */
+  bitshift_left: { f: (a, b) => E.select(shiftInRange(b, a.dtype), E.shl(a, b), k(a, 0)) },
+  bitshift_right: {
+    f: (a, b) => E.select(shiftInRange(b, a.dtype), E.shr(a, b),
+      isUnsigned(a.dtype) ? k(a, 0) : E.select(E.lt(a, k(a, 0)), k(a, -1), k(a, 0))),
+  },
+  /** SwiGLU (opset 26+): swish_alpha(a) * b. */
+  swiglu: { f: (a, b, at) => E.mul(E.mul(a, sigmoid(E.mul(k(a, num(at, 'alpha', 1)), a))), b) },
   equal: { f: E.eq, out: 'bool' }, less: { f: E.lt, out: 'bool' }, less_equal: { f: E.le, out: 'bool' },
   greater: { f: E.gt, out: 'bool' }, greater_equal: { f: E.ge, out: 'bool' },
   prelu: { f: (x, s) => E.select(E.lt(x, k(x, 0)), E.mul(x, s), x) },

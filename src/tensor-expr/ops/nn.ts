@@ -1,1 +1,702 @@
-// (being written)
+// Neural-network operators: convolution, transposed convolution, pooling and normalizations.
+//
+// Convolutions and pools are one reduction per output element over (input channel, kernel dims); padding is a
+// bounds test (a select) around the input load, never a materialized padded copy. Normalizations compute their
+// statistics as separate (materialized) reduction computes and the normalization itself as the output compute,
+// so the cost stays linear in the input size.
+import type { DType } from '../../runtime/dtype.js';
+import { isFloat } from '../../runtime/dtype.js';
+import { OpPattern, type Attrs } from '../../relay-ir/op.js';
+import { type TensorType, tensorType } from '../../relay-ir/types.js';
+import * as E from '../expr.js';
+import { type Expr, type IterVar, constant, int, reduceInit } from '../expr.js';
+import { type Tensor, at, compute, reduceAxis } from '../tensor.js';
+import { defineOp } from '../op-def.js';
+import { ints, normAxis, num, shapeError, staticDims } from './common.js';
+
+const k = (x: Expr, v: number): Expr => constant(v, x.dtype);
+const fk = (dt: DType, v: number): Expr => constant(v, dt);
+const sq = (x: Expr): Expr => E.mul(x, x);
+const rsqrt = (x: Expr): Expr => E.div(k(x, 1), E.unary('sqrt', x));
+
+function needFloat(what: string, t: TensorType): void {
+  if (!isFloat(t.dtype)) shapeError(`${what} needs a float input, got ${t.dtype}`);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Window geometry shared by conv and pooling
+// ---------------------------------------------------------------------------------------------------------------
+
+interface Window {
+  kernel: number[];
+  strides: number[];
+  dilations: number[];
+  /** begin..., end... */
+  pads: number[];
+}
+
+function windowAttrs(a: Attrs, nsp: number, kernel: number[]): Window {
+  const strides = ints(a, 'strides', new Array(nsp).fill(1));
+  const dilations = ints(a, 'dilations', new Array(nsp).fill(1));
+  const pads = ints(a, 'pads', new Array(2 * nsp).fill(0));
+  if (strides.length !== nsp || dilations.length !== nsp || pads.length !== 2 * nsp || kernel.length !== nsp) {
+    shapeError(`window attributes do not match ${nsp} spatial dims (kernel [${kernel}], strides [${strides}], dilations [${dilations}], pads [${pads}])`);
+  }
+  return { kernel, strides, dilations, pads };
+}
+
+/** Output extent of a sliding window; ceil mode drops a last window that would start in the end padding. */
+function windowOut(inp: number, w: Window, i: number, ceil = false): number {
+  const nsp = w.kernel.length;
+  const eff = (w.kernel[i] - 1) * w.dilations[i] + 1;
+  const span = inp + w.pads[i] + w.pads[nsp + i] - eff;
+  let o = (ceil ? Math.ceil(span / w.strides[i]) : Math.floor(span / w.strides[i])) + 1;
+  if (ceil && (o - 1) * w.strides[i] >= inp + w.pads[i]) o -= 1;
+  if (o <= 0) shapeError(`window of extent ${eff} does not fit input extent ${inp} (pads ${w.pads[i]}, ${w.pads[nsp + i]})`);
+  return o;
+}
+
+/**
+ * Input position of window element `kk` for output position `o` in spatial dim i, plus the conditions that keep
+ * it in [lo, hi) (only those that can fail, judged from the output/kernel extents).
+ */
+function windowPos(w: Window, i: number, o: Expr, kk: Expr, outExtent: number, lo: number, hi: number): { pos: Expr; conds: Expr[] } {
+  const s = w.strides[i], d = w.dilations[i], pb = w.pads[i];
+  const pos = E.sub(E.add(E.mul(o, s), E.mul(kk, d)), pb);
+  const minPos = -pb, maxPos = (outExtent - 1) * s + (w.kernel[i] - 1) * d - pb;
+  const conds: Expr[] = [];
+  if (minPos < lo) conds.push(E.ge(pos, lo));
+  if (maxPos >= hi) conds.push(E.lt(pos, hi));
+  return { pos, conds };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// conv(x, w, bias?) — x [N, C, D...], w [M, C/group, K...], bias [M]; attrs strides, pads, dilations, group
+// ---------------------------------------------------------------------------------------------------------------
+
+function convGeometry(x: readonly number[], w: readonly number[], a: Attrs): { win: Window; out: number[]; group: number } {
+  const nsp = x.length - 2;
+  if (nsp < 1) shapeError(`conv: input must have rank >= 3, got [${x}]`);
+  if (w.length !== x.length) shapeError(`conv: weight rank ${w.length} differs from input rank ${x.length}`);
+  const group = num(a, 'group', 1);
+  if (x[1] % group !== 0 || w[0] % group !== 0) shapeError(`conv: channels ${x[1]} / filters ${w[0]} not divisible by group ${group}`);
+  if (w[1] * group !== x[1]) shapeError(`conv: weight has ${w[1]} channels per group, input ${x[1]} channels with group ${group}`);
+  const win = windowAttrs(a, nsp, w.slice(2));
+  const out = [x[0], w[0], ...x.slice(2).map((d, i) => windowOut(d, win, i))];
+  return { win, out, group };
+}
+
+/**
+ * The convolution reduction: out[n, m, o...] = sum over (c, k...) of xv(n, c, pos) * wv(m, c, k...), where padding
+ * positions contribute zero (a select around the input load). Kernel axes of extent 1 get no loop.
+ */
+function convCompute(
+  name: string, x: Tensor, w: Tensor, a: Attrs, zero: Expr,
+  xv: (idx: Expr[]) => Expr, wv: (idx: Expr[]) => Expr,
+): Tensor {
+  const { win, out, group } = convGeometry(x.shape, w.shape, a);
+  const cpg = w.shape[1], mpg = w.shape[0] / group;
+  return compute(name, out, ([n, m, ...o]) => {
+    const rc = reduceAxis(cpg, 'rc');
+    const rk = win.kernel.map((kk, i) => (kk === 1 ? undefined : reduceAxis(kk, `rk${i}_`)));
+    const kv = rk.map((r) => (r ? r.v : int(0)));
+    const conds: Expr[] = [];
+    const pos = o.map((oi, i) => {
+      const p = windowPos(win, i, oi, kv[i], out[2 + i], 0, x.shape[2 + i]);
+      conds.push(...p.conds);
+      return p.pos;
+    });
+    const c = group === 1 ? rc.v : E.add(E.mul(E.floordiv(m, mpg), cpg), rc.v);
+    const xe = E.select(E.all(conds), xv([n, c, ...pos]), zero);
+    return E.sum(E.mul(xe, wv([m, rc.v, ...kv])), [rc, ...rk.filter((r): r is IterVar => !!r)]);
+  });
+}
+
+defineOp({
+  name: 'conv',
+  pattern: OpPattern.OutEWiseFusable,
+  inferType: ([x, w, b], a) => {
+    needFloat('conv', x);
+    if (w.dtype !== x.dtype) shapeError(`conv: weight dtype ${w.dtype} differs from input ${x.dtype}`);
+    const xs = staticDims(x, 'conv input'), ws = staticDims(w, 'conv weight');
+    const { out } = convGeometry(xs, ws, a);
+    if (b && (b.shape.length !== 1 || b.shape[0] !== ws[0])) shapeError(`conv: bias shape [${b.shape}] must be [${ws[0]}]`);
+    return tensorType(out, x.dtype);
+  },
+  compute: ([x, w, b], a, outT) => {
+    const conv = convCompute('conv', x, w, a, fk(x.dtype, 0), (i) => E.load(x, i), (i) => E.load(w, i));
+    if (!b) return conv;
+    return compute('conv_bias', outT.shape, (idx) => E.add(E.load(conv, idx), at(b, idx[1])));
+  },
+});
+
+/** conv_integer(x, w, x_zero_point, w_zero_point): int32 convolution of (x - xz) and (w - wz); wz scalar or per filter. */
+defineOp({
+  name: 'conv_integer',
+  pattern: OpPattern.OutEWiseFusable,
+  inferType: ([x, w, xz, wz], a) => {
+    if (isFloat(x.dtype) || isFloat(w.dtype)) shapeError(`conv_integer needs integer inputs, got ${x.dtype}, ${w.dtype}`);
+    const xs = staticDims(x, 'conv_integer input'), ws = staticDims(w, 'conv_integer weight');
+    const { out } = convGeometry(xs, ws, a);
+    const n = (t: TensorType) => (t.shape as number[]).reduce((p, q) => p * q, 1);
+    if (n(xz) !== 1) shapeError(`conv_integer: x_zero_point must be a scalar, got [${xz.shape}]`);
+    if (n(wz) !== 1 && n(wz) !== ws[0]) shapeError(`conv_integer: w_zero_point shape [${wz.shape}] for ${ws[0]} filters`);
+    return tensorType(out, 'int32');
+  },
+  compute: ([x, w, xz, wz], a) => {
+    const scalar = (t: Tensor) => at(t, ...t.shape.map(() => 0));
+    const i32 = (e: Expr) => E.cast('int32', e);
+    const wzAt = (m: Expr) => (wz.shape.reduce((p, q) => p * q, 1) === 1 ? scalar(wz) : at(wz, ...wz.shape.map((d) => (d === 1 ? int(0) : m))));
+    return convCompute('conv_integer', x, w, a, int(0),
+      (i) => E.sub(i32(E.load(x, i)), i32(scalar(xz))), (i) => E.sub(i32(E.load(w, i)), i32(wzAt(i[0]))));
+  },
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// conv_transpose(x, w, bias?) — x [N, C, D...], w [C, M/group, K...]; attrs strides, pads, dilations, group,
+// output_padding. out = s*(D-1) + output_padding + (K-1)*d + 1 - pad_begin - pad_end.
+// ---------------------------------------------------------------------------------------------------------------
+
+function convTGeometry(x: readonly number[], w: readonly number[], a: Attrs): { win: Window; out: number[]; group: number } {
+  const nsp = x.length - 2;
+  if (nsp < 1) shapeError(`conv_transpose: input must have rank >= 3, got [${x}]`);
+  if (w.length !== x.length) shapeError(`conv_transpose: weight rank ${w.length} differs from input rank ${x.length}`);
+  const group = num(a, 'group', 1);
+  if (w[0] !== x[1] || x[1] % group !== 0) shapeError(`conv_transpose: weight [${w}] does not match input channels ${x[1]} with group ${group}`);
+  const win = windowAttrs(a, nsp, w.slice(2));
+  const opad = ints(a, 'output_padding', new Array(nsp).fill(0));
+  const out = [x[0], w[1] * group, ...x.slice(2).map((d, i) =>
+    win.strides[i] * (d - 1) + opad[i] + (win.kernel[i] - 1) * win.dilations[i] + 1 - win.pads[i] - win.pads[nsp + i])];
+  if (out.some((d) => d <= 0)) shapeError(`conv_transpose: non-positive output shape [${out}]`);
+  return { win, out, group };
+}
+
+defineOp({
+  name: 'conv_transpose',
+  pattern: OpPattern.OutEWiseFusable,
+  inferType: ([x, w, b], a) => {
+    needFloat('conv_transpose', x);
+    const xs = staticDims(x, 'conv_transpose input'), ws = staticDims(w, 'conv_transpose weight');
+    const { out } = convTGeometry(xs, ws, a);
+    if (b && (b.shape.length !== 1 || b.shape[0] !== out[1])) shapeError(`conv_transpose: bias shape [${b.shape}] must be [${out[1]}]`);
+    return tensorType(out, x.dtype);
+  },
+  compute: ([x, w, b], a, outT) => {
+    const { win, out, group } = convTGeometry(x.shape, w.shape, a);
+    const cpg = x.shape[1] / group, mpg = w.shape[1];
+    const conv = compute('conv_transpose', out, ([n, m, ...o]) => {
+      const rc = reduceAxis(cpg, 'rc');
+      const rk = win.kernel.map((kk, i) => reduceAxis(kk, `rk${i}_`));
+      const conds: Expr[] = [];
+      // out position o = i*s + kk*d - pb  =>  i = (o + pb - kk*d) / s when divisible
+      const pos = o.map((oi, i) => {
+        const s = win.strides[i], d = win.dilations[i], pb = win.pads[i];
+        const t = E.sub(E.add(oi, pb), E.mul(rk[i].v, d));
+        const tMin = pb - (win.kernel[i] - 1) * d, tMax = out[2 + i] - 1 + pb;
+        if (s !== 1) conds.push(E.eq(E.floormod(t, s), 0));
+        const q = s === 1 ? t : E.floordiv(t, s);
+        if (tMin < 0) conds.push(E.ge(t, 0));
+        if (Math.floor(tMax / s) >= x.shape[2 + i]) conds.push(E.lt(q, x.shape[2 + i]));
+        return q;
+      });
+      const c = group === 1 ? rc.v : E.add(E.mul(E.floordiv(m, mpg), cpg), rc.v);
+      const ml = group === 1 ? m : E.floormod(m, mpg);
+      const xv = E.select(E.all(conds), at(x, n, c, ...pos), fk(x.dtype, 0));
+      return E.sum(E.mul(xv, at(w, c, ml, ...rk.map((r) => r.v))), [rc, ...rk]);
+    });
+    if (!b) return conv;
+    return compute('conv_transpose_bias', outT.shape, (idx) => E.add(E.load(conv, idx), at(b, idx[1])));
+  },
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Pooling: max_pool, avg_pool, lp_pool (attrs kernel_shape, strides, pads, dilations, ceil_mode,
+// count_include_pad, p), max_pool_indices, global_{avg,max,lp}_pool
+// ---------------------------------------------------------------------------------------------------------------
+
+function poolGeometry(x: readonly number[], a: Attrs, what: string): { win: Window; out: number[] } {
+  const nsp = x.length - 2;
+  if (nsp < 1) shapeError(`${what}: input must have rank >= 3, got [${x}]`);
+  const win = windowAttrs(a, nsp, ints(a, 'kernel_shape'));
+  const ceil = !!num(a, 'ceil_mode', 0);
+  return { win, out: [x[0], x[1], ...x.slice(2).map((d, i) => windowOut(d, win, i, ceil))] };
+}
+
+function poolInfer(what: string, floatOnly: boolean) {
+  return ([x]: readonly TensorType[], a: Attrs): TensorType => {
+    if (floatOnly) needFloat(what, x);
+    return tensorType(poolGeometry(staticDims(x, `${what} input`), a, what).out, x.dtype);
+  };
+}
+
+interface PoolWin {
+  axes: IterVar[];
+  /** input index for the window element */
+  idx: Expr[];
+  /** in-bounds (of the unpadded input) */
+  valid: Expr;
+  /** positions in the window per spatial dim (for index outputs) */
+  pos: Expr[];
+}
+
+function poolWindow(x: Tensor, win: Window, out: readonly number[], n: Expr, c: Expr, o: readonly Expr[]): PoolWin {
+  const axes = win.kernel.map((kk, i) => reduceAxis(kk, `rk${i}_`));
+  const conds: Expr[] = [];
+  const pos = o.map((oi, i) => {
+    const p = windowPos(win, i, oi, axes[i].v, out[2 + i], 0, x.shape[2 + i]);
+    conds.push(...p.conds);
+    return p.pos;
+  });
+  return { axes, idx: [n, c, ...pos], valid: E.all(conds), pos };
+}
+
+/**
+ * Number of window positions whose input position lies in [lo_i, hi_i) per spatial dim, as an int32 expression
+ * of the output position (closed form: no reduction).
+ */
+function windowCount(win: Window, o: readonly Expr[], lo: readonly number[], hi: readonly number[]): Expr {
+  let cnt: Expr = int(1);
+  o.forEach((oi, i) => {
+    const s = win.strides[i], d = win.dilations[i], K = win.kernel[i];
+    const p0 = E.sub(E.mul(oi, s), win.pads[i]);
+    // smallest k with p0 + k*d >= lo: ceil((lo - p0) / d); largest k with p0 + k*d <= hi - 1: floor((hi-1-p0)/d)
+    const kLo = E.max(int(0), E.floordiv(E.add(E.sub(int(lo[i]), p0), d - 1), d));
+    const kHi = E.min(int(K - 1), E.floordiv(E.sub(int(hi[i] - 1), p0), d));
+    cnt = E.mul(cnt, E.max(int(0), E.add(E.sub(kHi, kLo), 1)));
+  });
+  return cnt;
+}
+
+defineOp({
+  name: 'max_pool',
+  pattern: OpPattern.CommReduce,
+  inferType: poolInfer('max_pool', false),
+  compute: ([x], a, outT) => {
+    const { win } = poolGeometry(x.shape, a, 'max_pool');
+    const lowest = reduceInit('max', x.dtype);
+    return compute('max_pool', outT.shape, ([n, c, ...o]) => {
+      const pw = poolWindow(x, win, outT.shape, n, c, o);
+      return E.rmax(E.select(pw.valid, E.load(x, pw.idx), lowest), pw.axes);
+    });
+  },
+});
+
+/** Flat index (int64) of the max of each window; storage_order 1 orders spatial dims column-major. */
+defineOp({
+  name: 'max_pool_indices',
+  pattern: OpPattern.CommReduce,
+  inferType: (args, a) => tensorType(poolInfer('max_pool_indices', false)(args, a).shape, 'int64'),
+  compute: ([x], a, outT) => {
+    const { win } = poolGeometry(x.shape, a, 'max_pool');
+    const lowest = reduceInit('max', x.dtype);
+    const colMajor = num(a, 'storage_order', 0) === 1;
+    const sp = x.shape.slice(2);
+    const spSize = sp.reduce((p, q) => p * q, 1);
+    const mx = compute('max_pool', outT.shape, ([n, c, ...o]) => {
+      const pw = poolWindow(x, win, outT.shape, n, c, o);
+      return E.rmax(E.select(pw.valid, E.load(x, pw.idx), lowest), pw.axes);
+    });
+    const big = 2 ** 31 - 1;
+    const arg = compute('max_pool_arg', outT.shape, (idx) => {
+      const [n, c, ...o] = idx;
+      const pw = poolWindow(x, win, outT.shape, n, c, o);
+      let flat: Expr = E.mul(E.add(E.mul(n, x.shape[1]), c), spSize);
+      const order = colMajor ? [...sp.keys()].reverse() : [...sp.keys()];
+      let stride = 1;
+      for (let j = order.length - 1; j >= 0; j--) {
+        const i = order[j];
+        flat = E.add(flat, E.mul(pw.pos[i], stride));
+        stride *= sp[i];
+      }
+      // select, not and: the load must not run for padding positions
+      const hit = E.select(pw.valid, E.eq(E.load(x, pw.idx), E.load(mx, idx)), constant(0, 'bool'));
+      return E.rmin(E.select(hit, flat, int(big)), pw.axes);
+    });
+    return compute('max_pool_indices', outT.shape, (idx) => E.cast('int64', E.load(arg, idx)));
+  },
+});
+
+defineOp({
+  name: 'avg_pool',
+  pattern: OpPattern.CommReduce,
+  inferType: poolInfer('avg_pool', true),
+  compute: ([x], a, outT) => {
+    const { win } = poolGeometry(x.shape, a, 'avg_pool');
+    const nsp = x.shape.length - 2;
+    const inclPad = !!num(a, 'count_include_pad', 0);
+    const sp = x.shape.slice(2);
+    const lo = inclPad ? win.pads.slice(0, nsp).map((p) => -p) : sp.map(() => 0);
+    const hi = inclPad ? sp.map((d, i) => d + win.pads[nsp + i]) : sp;
+    return compute('avg_pool', outT.shape, ([n, c, ...o]) => {
+      const pw = poolWindow(x, win, outT.shape, n, c, o);
+      const s = E.sum(E.select(pw.valid, E.load(x, pw.idx), fk(x.dtype, 0)), pw.axes);
+      return E.div(s, E.cast(x.dtype, windowCount(win, o, lo, hi)));
+    });
+  },
+});
+
+function lpPow(v: Expr, p: number): Expr {
+  const av = E.unary('abs', v);
+  if (p === 1) return av;
+  if (p === 2) return sq(v);
+  if (Number.isInteger(p) && p > 0 && p <= 4) {
+    let r = av;
+    for (let i = 1; i < p; i++) r = E.mul(r, av);
+    return r;
+  }
+  return E.pow(av, k(v, p));
+}
+const lpRoot = (s: Expr, p: number): Expr => (p === 1 ? s : p === 2 ? E.unary('sqrt', s) : E.pow(s, k(s, 1 / p)));
+
+defineOp({
+  name: 'lp_pool',
+  pattern: OpPattern.CommReduce,
+  inferType: poolInfer('lp_pool', true),
+  compute: ([x], a, outT) => {
+    const { win } = poolGeometry(x.shape, a, 'lp_pool');
+    const p = num(a, 'p', 2);
+    return compute('lp_pool', outT.shape, ([n, c, ...o]) => {
+      const pw = poolWindow(x, win, outT.shape, n, c, o);
+      return lpRoot(E.sum(E.select(pw.valid, lpPow(E.load(x, pw.idx), p), fk(x.dtype, 0)), pw.axes), p);
+    });
+  },
+});
+
+function globalInfer(what: string, floatOnly: boolean) {
+  return ([x]: readonly TensorType[]): TensorType => {
+    if (floatOnly) needFloat(what, x);
+    if (x.shape.length < 3) shapeError(`${what}: input must have rank >= 3, got [${x.shape}]`);
+    return tensorType([x.shape[0], x.shape[1], ...x.shape.slice(2).map(() => 1)], x.dtype);
+  };
+}
+
+function globalPool(name: string, floatOnly: boolean, f: (x: Tensor, n: Expr, c: Expr, a: Attrs) => Expr): void {
+  defineOp({
+    name,
+    pattern: OpPattern.CommReduce,
+    inferType: globalInfer(name, floatOnly),
+    compute: ([x], a, outT) => compute(name, outT.shape, ([n, c]) => f(x, n, c, a)),
+  });
+}
+const spatialAxes = (x: Tensor): IterVar[] => x.shape.slice(2).map((d, i) => reduceAxis(d, `rs${i}_`));
+const spatialSize = (x: Tensor): number => x.shape.slice(2).reduce((p, q) => p * q, 1);
+
+globalPool('global_avg_pool', true, (x, n, c) => {
+  const r = spatialAxes(x);
+  return E.div(E.sum(at(x, n, c, ...r.map((v) => v.v)), r), fk(x.dtype, spatialSize(x)));
+});
+globalPool('global_max_pool', false, (x, n, c) => {
+  const r = spatialAxes(x);
+  return E.rmax(at(x, n, c, ...r.map((v) => v.v)), r);
+});
+globalPool('global_lp_pool', true, (x, n, c, a) => {
+  const r = spatialAxes(x), p = num(a, 'p', 2);
+  return lpRoot(E.sum(lpPow(at(x, n, c, ...r.map((v) => v.v)), p), r), p);
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Normalizations
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * Statistics over a set of reduced positions per "statistics index": mean and a function of the (population)
+ * variance, computed two-pass, each materialized.
+ * `xAt(s, r)` loads x at statistics index s and reduction index r.
+ */
+function moments(
+  name: string, statShape: readonly number[], redExtents: readonly number[], dtype: DType,
+  xAt: (s: Expr[], r: Expr[]) => Expr, finishVar: (v: Expr) => Expr,
+): { mean: Tensor; dev: Tensor } {
+  const cnt = redExtents.reduce((p, q) => p * q, 1);
+  const mean = compute(`${name}_mean`, statShape, (s) => {
+    const r = redExtents.map((d, i) => reduceAxis(d, `rn${i}_`));
+    return E.div(E.sum(xAt(s, r.map((v) => v.v)), r), fk(dtype, cnt));
+  });
+  const dev = compute(`${name}_dev`, statShape, (s) => {
+    const r = redExtents.map((d, i) => reduceAxis(d, `rn${i}_`));
+    const v = E.div(E.sum(sq(E.sub(xAt(s, r.map((q) => q.v)), E.load(mean, s))), r), fk(dtype, cnt));
+    return finishVar(v);
+  });
+  return { mean, dev };
+}
+
+/** Loads a tensor broadcast (numpy rules, right-aligned) against an index of higher or equal rank. */
+function bload(t: Tensor, idx: readonly Expr[]): Expr {
+  const r = t.shape.length, R = idx.length;
+  return at(t, ...t.shape.map((d, j) => (d === 1 ? int(0) : idx[R - r + j])));
+}
+
+/** Loads a per-channel (axis 1) vector at the channel of idx. */
+const chan = (t: Tensor, idx: readonly Expr[]): Expr => (t.shape[0] === 1 ? at(t, 0) : at(t, idx[1]));
+
+function checkChannelVec(what: string, x: TensorType, vs: readonly (TensorType | undefined)[]): void {
+  const C = x.shape[1];
+  for (const v of vs) {
+    if (!v) continue;
+    if (v.shape.length !== 1 || (v.shape[0] !== C && v.shape[0] !== 1)) shapeError(`${what}: per-channel parameter of shape [${v.shape}] for ${C} channels`);
+    if (v.dtype !== x.dtype) shapeError(`${what}: parameter dtype ${v.dtype} differs from input ${x.dtype}`);
+  }
+}
+
+/** batch_norm(x, scale, bias, mean, var; epsilon): inference form, per channel (axis 1). */
+defineOp({
+  name: 'batch_norm',
+  pattern: OpPattern.Broadcast,
+  inferType: ([x, ...ps]) => {
+    needFloat('batch_norm', x);
+    if (x.shape.length < 2) shapeError(`batch_norm: input must have rank >= 2, got [${x.shape}]`);
+    checkChannelVec('batch_norm', x, ps);
+    return tensorType(x.shape, x.dtype);
+  },
+  compute: ([x, scale, bias, mean, variance], a, outT) => {
+    const eps = num(a, 'epsilon', 1e-5);
+    return compute('batch_norm', outT.shape, (idx) => {
+      const xv = E.load(x, idx);
+      const inv = rsqrt(E.add(chan(variance, idx), k(xv, eps)));
+      return E.add(E.mul(E.mul(E.sub(xv, chan(mean, idx)), inv), chan(scale, idx)), chan(bias, idx));
+    });
+  },
+});
+
+/** Batch statistics of x per channel: mean (which=0) or population variance (which=1), shape [C]. */
+function batchStats(x: Tensor): { mean: Tensor; dev: Tensor } {
+  const sp = [x.shape[0], ...x.shape.slice(2)];
+  return moments('bn', [x.shape[1]], sp, x.dtype, ([c], r) => at(x, r[0], c, ...r.slice(1)), (v) => v);
+}
+
+/** batch_norm_train(x, scale, bias; epsilon): normalizes with the batch's own statistics. */
+defineOp({
+  name: 'batch_norm_train',
+  pattern: OpPattern.CommReduce,
+  inferType: ([x, ...ps]) => {
+    needFloat('batch_norm_train', x);
+    checkChannelVec('batch_norm_train', x, ps);
+    return tensorType(x.shape, x.dtype);
+  },
+  compute: ([x, scale, bias], a, outT) => {
+    const eps = num(a, 'epsilon', 1e-5);
+    const { mean, dev } = batchStats(x);
+    return compute('batch_norm_train', outT.shape, (idx) => {
+      const xv = E.load(x, idx);
+      const inv = rsqrt(E.add(at(dev, idx[1]), k(xv, eps)));
+      return E.add(E.mul(E.mul(E.sub(xv, at(mean, idx[1])), inv), chan(scale, idx)), chan(bias, idx));
+    });
+  },
+});
+
+/** batch_norm_running(x, running; momentum, which: 0 mean / 1 var): running * momentum + batch * (1 - momentum). */
+defineOp({
+  name: 'batch_norm_running',
+  pattern: OpPattern.CommReduce,
+  inferType: ([x, r]) => tensorType(r.shape, x.dtype),
+  compute: ([x, running], a, outT) => {
+    const m = num(a, 'momentum', 0.9), which = num(a, 'which', 0);
+    const { mean, dev } = batchStats(x);
+    const st = which === 0 ? mean : dev;
+    return compute('batch_norm_running', outT.shape, ([c]) =>
+      E.add(E.mul(at(running, c), fk(x.dtype, m)), E.mul(at(st, c), fk(x.dtype, 1 - m))));
+  },
+});
+
+/** instance_norm(x, scale, bias; epsilon): statistics per (n, c) over the spatial dims. */
+defineOp({
+  name: 'instance_norm',
+  pattern: OpPattern.CommReduce,
+  inferType: ([x, ...ps]) => {
+    needFloat('instance_norm', x);
+    if (x.shape.length < 3) shapeError(`instance_norm: input must have rank >= 3, got [${x.shape}]`);
+    checkChannelVec('instance_norm', x, ps);
+    return tensorType(x.shape, x.dtype);
+  },
+  compute: ([x, scale, bias], a, outT) => {
+    const eps = num(a, 'epsilon', 1e-5);
+    const { mean, dev } = moments('instance_norm', x.shape.slice(0, 2), x.shape.slice(2), x.dtype,
+      ([n, c], r) => at(x, n, c, ...r), (v) => rsqrt(E.add(v, k(v, eps))));
+    return compute('instance_norm', outT.shape, (idx) => {
+      const [n, c] = idx;
+      const norm = E.mul(E.sub(E.load(x, idx), at(mean, n, c)), at(dev, n, c));
+      return E.add(E.mul(norm, chan(scale, idx)), chan(bias, idx));
+    });
+  },
+});
+
+/** group_norm(x, scale, bias; num_groups, epsilon): scale/bias per channel ([C]) or per group ([G], opset 18). */
+defineOp({
+  name: 'group_norm',
+  pattern: OpPattern.CommReduce,
+  inferType: ([x, s, b], a) => {
+    needFloat('group_norm', x);
+    const G = num(a, 'num_groups');
+    const C = x.shape[1] as number;
+    if (x.shape.length < 2 || C % G !== 0) shapeError(`group_norm: ${C} channels not divisible by ${G} groups`);
+    for (const v of [s, b]) if (v.shape.length !== 1 || (v.shape[0] !== C && v.shape[0] !== G)) shapeError(`group_norm: parameter shape [${v.shape}]`);
+    return tensorType(x.shape, x.dtype);
+  },
+  compute: ([x, scale, bias], a, outT) => {
+    const eps = num(a, 'epsilon', 1e-5), G = num(a, 'num_groups');
+    const [N, C, ...sp] = x.shape;
+    const cpg = C / G;
+    const { mean, dev } = moments('group_norm', [N, G], [cpg, ...sp], x.dtype,
+      ([n, g], [rc, ...r]) => at(x, n, E.add(E.mul(g, cpg), rc), ...r), (v) => rsqrt(E.add(v, k(v, eps))));
+    const param = (t: Tensor, c: Expr, g: Expr) => (t.shape[0] === C ? at(t, c) : at(t, g));
+    return compute('group_norm', outT.shape, (idx) => {
+      const [n, c] = idx;
+      const g = E.floordiv(c, cpg);
+      const norm = E.mul(E.sub(E.load(x, idx), at(mean, n, g)), at(dev, n, g));
+      return E.add(E.mul(norm, param(scale, c, g)), param(bias, c, g));
+    });
+  },
+});
+
+/** Layer-norm style split: statistics per x[:axis], reduced over x[axis:]. */
+function lastAxesStats(name: string, x: Tensor, axis: number, fn: (v: Expr) => Expr, centered: boolean) {
+  const lead = x.shape.slice(0, axis), rest = x.shape.slice(axis);
+  if (centered) return moments(name, lead, rest, x.dtype, (s, r) => at(x, ...s, ...r), fn);
+  // uncentered: mean of squares only
+  const cnt = rest.reduce((p, q) => p * q, 1);
+  const dev = compute(`${name}_ms`, lead, (s) => {
+    const r = rest.map((d, i) => reduceAxis(d, `rn${i}_`));
+    return fn(E.div(E.sum(sq(at(x, ...s, ...r.map((q) => q.v))), r), fk(x.dtype, cnt)));
+  });
+  return { mean: undefined, dev };
+}
+
+function lnInfer(what: string) {
+  return ([x, ...ps]: readonly TensorType[], a: Attrs): TensorType => {
+    needFloat(what, x);
+    const axis = normAxis(num(a, 'axis', -1), x.shape.length);
+    const rest = x.shape.slice(axis);
+    for (const p of ps) {
+      if (p.shape.length > rest.length || p.shape.some((d, j) => d !== 1 && d !== rest[rest.length - p.shape.length + j])) {
+        shapeError(`${what}: parameter shape [${p.shape}] does not broadcast to normalized shape [${rest}]`);
+      }
+    }
+    return tensorType(x.shape, x.dtype);
+  };
+}
+
+/** layer_norm(x, scale, bias?; axis, epsilon) */
+defineOp({
+  name: 'layer_norm',
+  pattern: OpPattern.CommReduce,
+  inferType: lnInfer('layer_norm'),
+  compute: ([x, scale, bias], a, outT) => {
+    const axis = normAxis(num(a, 'axis', -1), x.shape.length), eps = num(a, 'epsilon', 1e-5);
+    const { mean, dev } = lastAxesStats('layer_norm', x, axis, (v) => rsqrt(E.add(v, k(v, eps))), true);
+    return compute('layer_norm', outT.shape, (idx) => {
+      const s = idx.slice(0, axis);
+      const norm = E.mul(E.sub(E.load(x, idx), E.load(mean!, s)), E.load(dev, s));
+      const y = E.mul(norm, bload(scale, idx));
+      return bias ? E.add(y, bload(bias, idx)) : y;
+    });
+  },
+});
+
+/** layer_norm_stat(x; axis, epsilon, which: 0 mean / 1 inv std dev): shape x[:axis] + [1]*(rank-axis). */
+defineOp({
+  name: 'layer_norm_stat',
+  pattern: OpPattern.CommReduce,
+  inferType: ([x], a) => {
+    needFloat('layer_norm_stat', x);
+    const axis = normAxis(num(a, 'axis', -1), x.shape.length);
+    return tensorType([...x.shape.slice(0, axis), ...x.shape.slice(axis).map(() => 1)], x.dtype);
+  },
+  compute: ([x], a, outT) => {
+    const axis = normAxis(num(a, 'axis', -1), x.shape.length), eps = num(a, 'epsilon', 1e-5);
+    const { mean, dev } = lastAxesStats('layer_norm', x, axis, (v) => rsqrt(E.add(v, k(v, eps))), true);
+    const t = num(a, 'which', 0) === 0 ? mean! : dev;
+    return compute('layer_norm_stat', outT.shape, (idx) => E.load(t, idx.slice(0, axis)));
+  },
+});
+
+/** rms_norm(x, scale; axis, epsilon) */
+defineOp({
+  name: 'rms_norm',
+  pattern: OpPattern.CommReduce,
+  inferType: lnInfer('rms_norm'),
+  compute: ([x, scale], a, outT) => {
+    const axis = normAxis(num(a, 'axis', -1), x.shape.length), eps = num(a, 'epsilon', 1e-5);
+    const { dev } = lastAxesStats('rms_norm', x, axis, (v) => rsqrt(E.add(v, k(v, eps))), false);
+    return compute('rms_norm', outT.shape, (idx) => E.mul(E.mul(E.load(x, idx), E.load(dev, idx.slice(0, axis))), bload(scale, idx)));
+  },
+});
+
+/** mean_variance_norm(x; axes): (x - mean) / (sqrt(var) + 1e-9), statistics over `axes`. */
+defineOp({
+  name: 'mean_variance_norm',
+  pattern: OpPattern.CommReduce,
+  inferType: ([x], a) => {
+    needFloat('mean_variance_norm', x);
+    ints(a, 'axes').forEach((ax) => normAxis(ax, x.shape.length));
+    return tensorType(x.shape, x.dtype);
+  },
+  compute: ([x], a, outT) => {
+    const R = x.shape.length;
+    const red = new Set(ints(a, 'axes').map((ax) => normAxis(ax, R)));
+    const keep = [...x.shape.keys()].filter((d) => !red.has(d)), rd = [...red].sort((p, q) => p - q);
+    const gather = (s: Expr[], r: Expr[]) => {
+      const idx: Expr[] = new Array(R);
+      keep.forEach((d, j) => { idx[d] = s[j]; });
+      rd.forEach((d, j) => { idx[d] = r[j]; });
+      return at(x, ...idx);
+    };
+    const { mean, dev } = moments('mvn', keep.map((d) => x.shape[d]), rd.map((d) => x.shape[d]), x.dtype, gather,
+      (v) => E.div(k(v, 1), E.add(E.unary('sqrt', v), k(v, 1e-9))));
+    return compute('mean_variance_norm', outT.shape, (idx) => {
+      const s = keep.map((d) => idx[d]);
+      return E.mul(E.sub(E.load(x, idx), E.load(mean, s)), E.load(dev, s));
+    });
+  },
+});
+
+/** lp_norm(x; axis, p): x / ||x||_p along axis (0 where the norm is 0). */
+defineOp({
+  name: 'lp_norm',
+  pattern: OpPattern.CommReduce,
+  inferType: ([x], a) => {
+    needFloat('lp_norm', x);
+    normAxis(num(a, 'axis', -1), x.shape.length);
+    return tensorType(x.shape, x.dtype);
+  },
+  compute: ([x], a, outT) => {
+    const axis = normAxis(num(a, 'axis', -1), x.shape.length), p = num(a, 'p', 2);
+    const nshape = x.shape.filter((_, d) => d !== axis);
+    const norm = compute('lp_norm_norm', nshape, (s) => {
+      const r = reduceAxis(x.shape[axis], 'rn');
+      const idx = [...s.slice(0, axis), r.v, ...s.slice(axis)];
+      return lpRoot(E.sum(lpPow(E.load(x, idx), p), [r]), p);
+    });
+    return compute('lp_norm', outT.shape, (idx) => {
+      const nv = E.load(norm, idx.filter((_, d) => d !== axis));
+      return E.select(E.eq(nv, k(nv, 0)), k(nv, 0), E.div(E.load(x, idx), nv));
+    });
+  },
+});
+
+/** lrn(x; size, alpha, beta, bias): cross-channel local response normalization. */
+defineOp({
+  name: 'lrn',
+  pattern: OpPattern.CommReduce,
+  inferType: ([x]) => {
+    needFloat('lrn', x);
+    if (x.shape.length < 3) shapeError(`lrn: input must have rank >= 3, got [${x.shape}]`);
+    return tensorType(x.shape, x.dtype);
+  },
+  compute: ([x], a, outT) => {
+    const size = num(a, 'size'), alpha = num(a, 'alpha', 1e-4), beta = num(a, 'beta', 0.75), bias = num(a, 'bias', 1);
+    const C = x.shape[1];
+    const before = Math.floor((size - 1) / 2);
+    const sqsum = compute('lrn_sqsum', outT.shape, (idx) => {
+      const r = reduceAxis(size, 'rc');
+      const c = E.add(E.sub(idx[1], before), r.v);
+      const v = E.select(E.and(E.ge(c, 0), E.lt(c, C)), sq(at(x, idx[0], c, ...idx.slice(2))), fk(x.dtype, 0));
+      return E.sum(v, [r]);
+    });
+    return compute('lrn', outT.shape, (idx) => {
+      const base = E.add(fk(x.dtype, bias), E.mul(fk(x.dtype, alpha / size), E.load(sqsum, idx)));
+      const den = beta === 0.75 ? E.mul(E.unary('sqrt', base), E.unary('sqrt', E.unary('sqrt', base)))
+        : beta === 0.5 ? E.unary('sqrt', base) : beta === 1 ? base : E.pow(base, fk(x.dtype, beta));
+      return E.div(E.load(x, idx), den);
+    });
+  },
+});

@@ -1,5 +1,5 @@
 // ONNX elementwise, activation and logical operators -> Kiln graph operators.
-import { ONNX_DTYPE } from '../../../runtime/dtype.js';
+import { BYTES, ONNX_DTYPE, isFloat } from '../../../runtime/dtype.js';
 import { KilnError } from '../../../runtime/errors.js';
 import { tensor } from '../../../runtime/tensor.js';
 import { reduceInit } from '../../../tensor-expr/expr.js';
@@ -24,10 +24,13 @@ const UNARY_ATTR: Record<string, [string, [string, number][]]> = {
   ThresholdedRelu: ['thresholded_relu', [['alpha', 1]]],
   HardSigmoid: ['hard_sigmoid', [['alpha', 0.2], ['beta', 0.5]]],
   Shrink: ['shrink', [['bias', 0], ['lambd', 0.5]]],
+  Swish: ['swish', [['alpha', 1]]],
 };
 for (const [onnx, [op, attrs]] of Object.entries(UNARY_ATTR)) {
   converter(onnx, 1, (c) => c.call(op, [c.input(0)], Object.fromEntries(attrs.map(([k, d]) => [k, c.float(k, d)]))));
 }
+converter('Binarizer', 1, (c) => c.call('binarizer', [c.input(0)], { threshold: c.float('threshold', 0) }), 'ai.onnx.ml');
+converter('SwiGLU', 1, (c) => c.call('swiglu', [c.input(0), c.input(1)], { alpha: c.float('alpha', 1) }));
 converter('IsInf', 10, (c) => c.call('isinf', [c.input(0)], { detect_positive: c.int('detect_positive', 1), detect_negative: c.int('detect_negative', 1) }));
 converter('Gelu', 20, (c) => c.call('gelu', [c.input(0)], { approximate: c.string('approximate', 'none') }));
 
@@ -89,14 +92,30 @@ converter('Cast', 6, (c) => {
   if (!to) throw new KilnError('E_UNSUPPORTED', `Cast to element type ${c.int('to')} is not supported`);
   return c.call('cast', [c.input(0)], { to });
 });
+/** BitCast: reinterpreting bits between integer types of one width is an integer cast (wraps); float <-> int is not expressible. */
+converter('BitCast', 26, (c) => {
+  const x = c.input(0), from = c.type(x).dtype, to = ONNX_DTYPE[c.int('to')];
+  if (!to) throw new KilnError('E_UNSUPPORTED', `BitCast to element type ${c.int('to')} is not supported`);
+  if (BYTES[from] !== BYTES[to]) throw new KilnError('E_MODEL_INVALID', `BitCast between ${from} and ${to} of different widths`);
+  if (from === to) return c.call('identity', [x]);
+  if (isFloat(from) || isFloat(to)) c.unsupported(`BitCast between ${from} and ${to} (float bit reinterpretation)`);
+  return c.call('cast', [x], { to });
+});
 converter('CastLike', 15, (c) => c.call('cast', [c.input(0)], { to: c.type(c.input(1)).dtype }));
 
 /** Dropout at inference is the identity; its optional mask output is all true. */
 converter('Dropout', 1, (c) => {
   const x = c.input(0);
+  const training = c.opset >= 12 ? c.optInput(2) : undefined;
+  if (training && c.constValue(training, 'Dropout training_mode').data[0]) {
+    const r = c.optInput(1);
+    const ratio = r ? Number(c.constValue(r, 'Dropout ratio').data[0]) : 0.5;
+    if (ratio !== 0) c.unsupported('training_mode=true with ratio > 0 (random masking)');
+  }
   const outs: GExpr[] = [c.call('identity', [x])];
   if (c.numOutputs > 1) {
-    outs.push(c.call('expand', [c.constant(tensor('bool', [], [1]))], { shape: c.type(x).shape as number[] }));
+    // all-true bool tensor of x's shape: not(isinf with nothing detected)
+    outs.push(c.call('not', [c.call('isinf', [x], { detect_positive: 0, detect_negative: 0 })]));
   }
   return outs;
 });

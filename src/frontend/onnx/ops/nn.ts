@@ -1,1 +1,174 @@
-// (being written)
+// ONNX neural-network operators (convolution, pooling, normalization) -> Kiln graph operators.
+// Converters normalize ONNX's conveniences (auto_pad, default kernel_shape / strides / dilations) so the graph
+// operators always carry explicit pads, strides and dilations.
+import type { GExpr } from '../../../relay-ir/expr.js';
+import { tensor } from '../../../runtime/tensor.js';
+import { type ConvertCtx, converter } from '../converter.js';
+
+const ones = (n: number) => new Array<number>(n).fill(1);
+const zeros = (n: number) => new Array<number>(n).fill(0);
+
+function spatialDims(c: ConvertCtx, x: GExpr): number[] {
+  const s = c.type(x).shape;
+  if (s.length < 3) c.unsupported(`input of rank ${s.length} (need N, C and at least one spatial dim)`);
+  const sp = s.slice(2);
+  if (sp.some((d) => typeof d !== 'number')) c.unsupported('symbolic spatial dimensions');
+  return sp as number[];
+}
+
+/** Explicit pads (begin..., end...) for a sliding window, resolving auto_pad. */
+function resolvePads(c: ConvertCtx, inp: number[], kernel: number[], strides: number[], dilations: number[]): number[] {
+  const n = inp.length;
+  const autoPad = c.string('auto_pad', 'NOTSET');
+  if (autoPad === 'NOTSET') {
+    const pads = c.ints('pads', zeros(2 * n));
+    if (pads.length !== 2 * n) c.unsupported(`pads of length ${pads.length} for ${n} spatial dims`);
+    return pads;
+  }
+  if (autoPad === 'VALID') return zeros(2 * n);
+  if (autoPad !== 'SAME_UPPER' && autoPad !== 'SAME_LOWER') c.unsupported(`auto_pad ${autoPad}`);
+  const begin: number[] = [], end: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const out = Math.ceil(inp[i] / strides[i]);
+    const eff = (kernel[i] - 1) * dilations[i] + 1;
+    const total = Math.max(0, (out - 1) * strides[i] + eff - inp[i]);
+    const small = Math.floor(total / 2);
+    if (autoPad === 'SAME_UPPER') { begin.push(small); end.push(total - small); } else { begin.push(total - small); end.push(small); }
+  }
+  return [...begin, ...end];
+}
+
+// ---- Conv -------------------------------------------------------------------------------------------------------
+
+converter('Conv', 1, (c) => {
+  const x = c.input(0), w = c.input(1), b = c.optInput(2);
+  const sp = spatialDims(c, x), n = sp.length;
+  const wShape = c.type(w).shape;
+  const kernel = c.ints('kernel_shape', wShape.slice(2) as number[]);
+  const strides = c.ints('strides', ones(n)), dilations = c.ints('dilations', ones(n));
+  const pads = resolvePads(c, sp, kernel, strides, dilations);
+  const attrs = { strides, pads, dilations, group: c.int('group', 1) };
+  return c.call('conv', b ? [x, w, b] : [x, w], attrs);
+});
+
+converter('ConvTranspose', 1, (c) => {
+  const x = c.input(0), w = c.input(1), b = c.optInput(2);
+  const sp = spatialDims(c, x), n = sp.length;
+  const kernel = c.ints('kernel_shape', c.type(w).shape.slice(2) as number[]);
+  const strides = c.ints('strides', ones(n)), dilations = c.ints('dilations', ones(n));
+  const outputPadding = c.ints('output_padding', zeros(n));
+  const autoPad = c.string('auto_pad', 'NOTSET');
+  const outputShape = c.attr('output_shape') ? c.ints('output_shape') : undefined;
+  let pads: number[];
+  const full = (i: number) => strides[i] * (sp[i] - 1) + outputPadding[i] + (kernel[i] - 1) * dilations[i] + 1;
+  if (outputShape || autoPad === 'SAME_UPPER' || autoPad === 'SAME_LOWER') {
+    // output_shape may list only spatial dims or the full shape
+    const target = outputShape
+      ? (outputShape.length === n + 2 ? outputShape.slice(2) : outputShape)
+      : sp.map((d, i) => d * strides[i]);
+    if (target.length !== n) c.unsupported(`output_shape [${outputShape}] for ${n} spatial dims`);
+    const begin: number[] = [], end: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const total = full(i) - target[i];
+      let b0: number;
+      if (autoPad === 'SAME_UPPER') b0 = Math.floor(total / 2);
+      else if (autoPad === 'SAME_LOWER') b0 = total - Math.floor(total / 2);
+      else b0 = c.attr('pads') ? c.ints('pads')[i] : 0;
+      begin.push(b0); end.push(total - b0);
+    }
+    pads = [...begin, ...end];
+  } else if (autoPad === 'VALID') {
+    pads = zeros(2 * n);
+  } else {
+    pads = c.ints('pads', zeros(2 * n));
+  }
+  const attrs = { strides, pads, dilations, group: c.int('group', 1), output_padding: outputPadding };
+  return c.call('conv_transpose', b ? [x, w, b] : [x, w], attrs);
+});
+
+// ---- Pooling ----------------------------------------------------------------------------------------------------
+
+function poolAttrs(c: ConvertCtx, x: GExpr): Record<string, number | number[]> {
+  const sp = spatialDims(c, x), n = sp.length;
+  const kernel = c.ints('kernel_shape');
+  if (kernel.length !== n) c.unsupported(`kernel_shape of length ${kernel.length} for ${n} spatial dims`);
+  const strides = c.ints('strides', ones(n));
+  const dilations = c.ints('dilations', ones(n));
+  const pads = resolvePads(c, sp, kernel, strides, dilations);
+  return { kernel_shape: kernel, strides, pads, dilations, ceil_mode: c.int('ceil_mode', 0) };
+}
+
+converter('MaxPool', 1, (c) => {
+  const x = c.input(0);
+  const attrs = poolAttrs(c, x);
+  const y = c.call('max_pool', [x], attrs);
+  if (c.numOutputs < 2) return y;
+  return [y, c.call('max_pool_indices', [x], { ...attrs, storage_order: c.int('storage_order', 0) })];
+});
+
+converter('AveragePool', 1, (c) => {
+  const x = c.input(0);
+  return c.call('avg_pool', [x], { ...poolAttrs(c, x), count_include_pad: c.int('count_include_pad', 0) });
+});
+
+converter('LpPool', 1, (c) => {
+  const x = c.input(0);
+  return c.call('lp_pool', [x], { ...poolAttrs(c, x), p: c.opset < 2 ? c.float('p', 2) : c.int('p', 2) });
+});
+
+converter('GlobalAveragePool', 1, (c) => c.call('global_avg_pool', [c.input(0)]));
+converter('GlobalMaxPool', 1, (c) => c.call('global_max_pool', [c.input(0)]));
+converter('GlobalLpPool', 1, (c) => c.call('global_lp_pool', [c.input(0)], { p: c.opset < 2 ? c.float('p', 2) : c.int('p', 2) }));
+
+// ---- Normalization ----------------------------------------------------------------------------------------------
+
+converter('BatchNormalization', 1, (c) => {
+  const x = c.input(0), scale = c.input(1), bias = c.input(2), mean = c.input(3), variance = c.input(4);
+  const epsilon = c.float('epsilon', 1e-5);
+  // opset < 7 has is_test; opset 7..13 infer when only Y is requested; opset 14+ has training_mode
+  const training = c.opset >= 14 ? c.int('training_mode', 0) === 1 : c.opset < 7 ? c.int('is_test', 0) === 0 && c.numOutputs > 1 : c.numOutputs > 1;
+  if (!training) return c.call('batch_norm', [x, scale, bias, mean, variance], { epsilon });
+  if (c.opset < 14) c.unsupported('training-mode outputs before opset 14');
+  const momentum = c.float('momentum', 0.9);
+  const outs: GExpr[] = [c.call('batch_norm_train', [x, scale, bias], { epsilon })];
+  if (c.numOutputs > 1) outs.push(c.call('batch_norm_running', [x, mean], { momentum, which: 0 }));
+  if (c.numOutputs > 2) outs.push(c.call('batch_norm_running', [x, variance], { momentum, which: 1 }));
+  return outs;
+});
+
+converter('InstanceNormalization', 1, (c) =>
+  c.call('instance_norm', [c.input(0), c.input(1), c.input(2)], { epsilon: c.float('epsilon', 1e-5) }));
+
+converter('GroupNormalization', 18, (c) =>
+  c.call('group_norm', [c.input(0), c.input(1), c.input(2)], { num_groups: c.int('num_groups'), epsilon: c.float('epsilon', 1e-5) }));
+
+converter('LayerNormalization', 17, (c) => {
+  const x = c.input(0), scale = c.input(1), bias = c.optInput(2);
+  const axis = c.int('axis', -1), epsilon = c.float('epsilon', 1e-5);
+  const outs: GExpr[] = [c.call('layer_norm', bias ? [x, scale, bias] : [x, scale], { axis, epsilon })];
+  if (c.numOutputs > 1) outs.push(c.call('layer_norm_stat', [x], { axis, epsilon, which: 0 }));
+  if (c.numOutputs > 2) outs.push(c.call('layer_norm_stat', [x], { axis, epsilon, which: 1 }));
+  return outs;
+});
+
+converter('RMSNormalization', 23, (c) =>
+  c.call('rms_norm', [c.input(0), c.input(1)], { axis: c.int('axis', -1), epsilon: c.float('epsilon', 1e-5) }));
+
+converter('MeanVarianceNormalization', 9, (c) =>
+  c.call('mean_variance_norm', [c.input(0)], { axes: c.ints('axes', [0, 2, 3]) }));
+
+converter('LpNormalization', 1, (c) =>
+  c.call('lp_norm', [c.input(0)], { axis: c.int('axis', -1), p: c.int('p', 2) }));
+
+converter('LRN', 1, (c) =>
+  c.call('lrn', [c.input(0)], { size: c.int('size'), alpha: c.float('alpha', 1e-4), beta: c.float('beta', 0.75), bias: c.float('bias', 1) }));
+
+converter('ConvInteger', 10, (c) => {
+  const x = c.input(0), w = c.input(1);
+  const sp = spatialDims(c, x), n = sp.length;
+  const kernel = c.ints('kernel_shape', c.type(w).shape.slice(2) as number[]);
+  const strides = c.ints('strides', ones(n)), dilations = c.ints('dilations', ones(n));
+  const pads = resolvePads(c, sp, kernel, strides, dilations);
+  const zp = (i: number, like: GExpr) => c.optInput(i) ?? c.constant(tensor(c.type(like).dtype, [], [0]));
+  return c.call('conv_integer', [x, w, zp(2, x), zp(3, w)], { strides, pads, dilations, group: c.int('group', 1) });
+});

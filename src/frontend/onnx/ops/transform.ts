@@ -1,1 +1,236 @@
-// (being written)
+// ONNX shape and data-movement operators -> Kiln graph operators. Shape-like inputs (Reshape's shape, Slice's
+// starts/ends, Tile's repeats, ...) go through c.constValue and become attributes.
+import { ONNX_DTYPE } from '../../../runtime/dtype.js';
+import { KilnError } from '../../../runtime/errors.js';
+import { type Tensor, tensor } from '../../../runtime/tensor.js';
+import type { GExpr } from '../../../relay-ir/expr.js';
+import { staticDims } from '../../../tensor-expr/ops/common.js';
+import { type ConvertCtx, converter } from '../converter.js';
+
+const nums = (t: Tensor): number[] => Array.from(t.data as ArrayLike<number | bigint>, (v) => Number(v));
+const constInts = (c: ConvertCtx, e: GExpr, what: string): number[] => nums(c.constValue(e, `${c.opType} ${what}`));
+const rankOf = (c: ConvertCtx, e: GExpr) => c.type(e).shape.length;
+
+// ---- Reshape ----
+
+function reshape(c: ConvertCtx, shape: number[]): GExpr {
+  const x = c.input(0);
+  const allowzero = c.int('allowzero', 0);
+  const inT = c.type(x);
+  const out = shape.map((d, i) => (d === 0 && !allowzero ? inT.shape[i] : d));
+  if (out.some((d) => d === undefined)) throw new KilnError('E_SHAPE', `Reshape: 0 in shape [${shape}] copies a dim the input [${inT.shape}] lacks`);
+  const neg = out.filter((d) => d === -1).length;
+  if (neg > 1) throw new KilnError('E_SHAPE', `Reshape: more than one -1 in [${shape}]`);
+  if (neg || out.some((d) => typeof d !== 'number')) {
+    const total = staticDims(inT, 'Reshape input').reduce((a, b) => a * b, 1);
+    const known = (out as number[]).filter((d) => d !== -1).reduce((a, b) => a * b, 1);
+    const fixed = out.map((d) => (d === -1 ? (known === 0 ? 0 : total / known) : d)) as number[];
+    if (fixed.some((d) => !Number.isInteger(d))) throw new KilnError('E_SHAPE', `Reshape: cannot reshape [${inT.shape}] to [${shape}]`);
+    return c.call('reshape', [x], { shape: fixed });
+  }
+  return c.call('reshape', [x], { shape: out as number[] });
+}
+converter('Reshape', 5, (c) => reshape(c, constInts(c, c.input(1), 'shape')));
+converter('Reshape', 1, (c) => reshape(c, c.ints('shape')));
+
+converter('Flatten', 1, (c) => c.call('flatten', [c.input(0)], { axis: c.int('axis', 1) }));
+
+converter('Transpose', 1, (c) => {
+  const p = c.attr('perm') ? c.ints('perm') : null;
+  return c.call('transpose', [c.input(0)], p && p.length ? { perm: p } : {});
+});
+
+// ---- Squeeze / Unsqueeze ----
+
+converter('Squeeze', 1, (c) => {
+  const axes = c.attr('axes') ? c.ints('axes') : null;
+  return c.call('squeeze', [c.input(0)], axes ? { axes } : {});
+});
+converter('Squeeze', 13, (c) => {
+  const a = c.optInput(1);
+  return c.call('squeeze', [c.input(0)], a ? { axes: constInts(c, a, 'axes') } : {});
+});
+converter('Unsqueeze', 1, (c) => c.call('unsqueeze', [c.input(0)], { axes: c.ints('axes') }));
+converter('Unsqueeze', 13, (c) => c.call('unsqueeze', [c.input(0)], { axes: constInts(c, c.input(1), 'axes') }));
+
+// ---- Concat / Split ----
+
+function concat(c: ConvertCtx, axis: number): GExpr {
+  const xs: GExpr[] = [];
+  for (let i = 0; i < c.numInputs; i++) { const x = c.optInput(i); if (x) xs.push(x); }
+  if (xs.length === 1) return c.call('identity', xs);
+  return c.call('concat', xs, { axis });
+}
+converter('Concat', 1, (c) => concat(c, c.int('axis', 1)));
+converter('Concat', 4, (c) => concat(c, c.int('axis')));
+
+function split(c: ConvertCtx, sizes: number[] | undefined): GExpr[] {
+  const x = c.input(0);
+  const t = c.type(x), r = t.shape.length;
+  let axis = c.int('axis', 0);
+  if (axis < 0) axis += r;
+  const d = t.shape[axis];
+  if (typeof d !== 'number') throw new KilnError('E_DYNAMIC', `Split: dim ${axis} must be known at compile time`);
+  if (!sizes) {
+    const n = c.attr('num_outputs') ? c.int('num_outputs') : c.numOutputs;
+    if (c.attr('num_outputs')) {
+      const chunk = Math.ceil(d / n);
+      sizes = [...Array(n).keys()].map((i) => Math.max(0, Math.min(chunk, d - i * chunk)));
+    } else {
+      if (d % n) throw new KilnError('E_SHAPE', `Split: dim ${d} does not split into ${n} equal parts`);
+      sizes = new Array(n).fill(d / n);
+    }
+  }
+  if (sizes.reduce((a, b) => a + b, 0) !== d) throw new KilnError('E_SHAPE', `Split: sizes [${sizes}] do not add up to ${d}`);
+  const outs: GExpr[] = [];
+  let off = 0;
+  for (const s of sizes) {
+    outs.push(c.call('slice', [x], { starts: [off], ends: [off + s], axes: [axis], steps: [1] }));
+    off += s;
+  }
+  return outs;
+}
+converter('Split', 1, (c) => {
+  const s = c.optInput(1);
+  return split(c, s ? constInts(c, s, 'split') : c.attr('split') ? c.ints('split') : undefined);
+});
+converter('Split', 2, (c) => split(c, c.attr('split') ? c.ints('split') : undefined));
+converter('Split', 13, (c) => { const s = c.optInput(1); return split(c, s ? constInts(c, s, 'split') : undefined); });
+
+// ---- Slice ----
+
+function slice(c: ConvertCtx, starts: number[], ends: number[], axes: number[] | undefined, steps: number[] | undefined): GExpr {
+  const x = c.input(0);
+  const attrs: Record<string, number[]> = { starts, ends };
+  if (axes) attrs.axes = axes;
+  if (steps) attrs.steps = steps;
+  return c.call('slice', [x], attrs);
+}
+converter('Slice', 1, (c) => slice(c, c.ints('starts'), c.ints('ends'), c.attr('axes') ? c.ints('axes') : undefined, undefined));
+converter('Slice', 10, (c) => {
+  const opt = (i: number, what: string) => { const e = c.optInput(i); return e ? constInts(c, e, what) : undefined; };
+  return slice(c, constInts(c, c.input(1), 'starts'), constInts(c, c.input(2), 'ends'), opt(3, 'axes'), opt(4, 'steps'));
+});
+
+// ---- Gather family ----
+
+converter('Gather', 1, (c) => c.call('gather', [c.input(0), c.input(1)], { axis: c.int('axis', 0) }));
+converter('GatherElements', 11, (c) => c.call('gather_elements', [c.input(0), c.input(1)], { axis: c.int('axis', 0) }));
+converter('GatherND', 11, (c) => c.call('gather_nd', [c.input(0), c.input(1)], { batch_dims: c.int('batch_dims', 0) }));
+
+// ---- Expand / Tile ----
+
+converter('Expand', 8, (c) => c.call('expand', [c.input(0)], { shape: constInts(c, c.input(1), 'shape') }));
+converter('Tile', 6, (c) => c.call('tile', [c.input(0)], { repeats: constInts(c, c.input(1), 'repeats') }));
+
+// ---- Shape / Size ----
+
+converter('Shape', 1, (c) => c.call('shape', [c.input(0)]));
+converter('Shape', 15, (c) => {
+  const attrs: Record<string, number> = { start: c.int('start', 0) };
+  if (c.attr('end')) attrs.end = c.int('end');
+  return c.call('shape', [c.input(0)], attrs);
+});
+converter('Size', 1, (c) => c.call('size', [c.input(0)]));
+
+// ---- Constants ----
+
+function constantFromAttrs(c: ConvertCtx): GExpr {
+  const v = c.attr('value');
+  if (v) {
+    if (v.type !== 'tensor') throw new KilnError('E_MODEL_INVALID', 'Constant: value must be a tensor');
+    return c.constant(v.value);
+  }
+  if (c.attr('value_float')) return c.constant(tensor('float32', [], [c.float('value_float')]));
+  if (c.attr('value_floats')) { const f = c.floats('value_floats'); return c.constant(tensor('float32', [f.length], f)); }
+  if (c.attr('value_int')) return c.constant(tensor('int64', [], [c.int('value_int')]));
+  if (c.attr('value_ints')) { const f = c.ints('value_ints'); return c.constant(tensor('int64', [f.length], f)); }
+  if (c.attr('value_string') || c.attr('value_strings')) c.unsupported('string constants');
+  if (c.attr('sparse_value')) c.unsupported('sparse constants');
+  throw new KilnError('E_MODEL_INVALID', 'Constant has no value attribute');
+}
+converter('Constant', 1, constantFromAttrs);
+
+converter('ConstantOfShape', 9, (c) => {
+  const shape = constInts(c, c.input(0), 'shape');
+  const v = c.attr('value');
+  const fill = v && v.type === 'tensor' ? v.value : tensor('float32', [1], [0]);
+  return c.call('expand', [c.constant({ ...fill, shape: [] })], { shape });
+});
+
+converter('Range', 11, (c) => {
+  const start = c.constValue(c.input(0), 'Range start'), limit = c.constValue(c.input(1), 'Range limit'), delta = c.constValue(c.input(2), 'Range delta');
+  const [s, l, d] = [start, limit, delta].map((t) => Number(t.data[0]));
+  const n = Math.max(Math.ceil((l - s) / d), 0);
+  const vals: number[] = [];
+  for (let i = 0; i < n; i++) vals.push(s + i * d);
+  return c.constant(tensor(start.dtype, [n], vals));
+});
+
+// ---- OneHot / Trilu / EyeLike ----
+
+converter('OneHot', 9, (c) => {
+  const depth = Number(c.constValue(c.input(1), 'OneHot depth').data[0]);
+  return c.call('one_hot', [c.input(0), c.input(2)], { axis: c.int('axis', -1), depth: Math.trunc(depth) });
+});
+
+converter('Trilu', 14, (c) => {
+  const k = c.optInput(1);
+  return c.call('trilu', [c.input(0)], { upper: c.int('upper', 1), k: k ? constInts(c, k, 'k')[0] : 0 });
+});
+
+converter('EyeLike', 9, (c) => {
+  const attrs: Record<string, number | string> = { k: c.int('k', 0) };
+  if (c.attr('dtype')) {
+    const dt = ONNX_DTYPE[c.int('dtype')];
+    if (!dt) throw new KilnError('E_UNSUPPORTED', `EyeLike dtype ${c.int('dtype')} is not supported`);
+    attrs.dtype = dt;
+  }
+  return c.call('eye_like', [c.input(0)], attrs);
+});
+
+// ---- Scatter family ----
+
+converter('ScatterElements', 11, (c) => c.call('scatter_elements', [c.input(0), c.input(1), c.input(2)], { axis: c.int('axis', 0), reduction: c.string('reduction', 'none') }));
+converter('Scatter', 9, (c) => c.call('scatter_elements', [c.input(0), c.input(1), c.input(2)], { axis: c.int('axis', 0), reduction: 'none' }));
+converter('ScatterND', 11, (c) => c.call('scatter_nd', [c.input(0), c.input(1), c.input(2)], { reduction: c.string('reduction', 'none') }));
+
+// ---- Compress / NonZero (compile-time data-dependent shapes) ----
+
+converter('Compress', 9, (c) => {
+  const cond = nums(c.constValue(c.input(1), 'Compress condition (it decides the output shape)'));
+  let x = c.input(0);
+  const axisAttr = c.attr('axis');
+  let axis = 0;
+  if (axisAttr) {
+    const r = rankOf(c, x);
+    axis = c.int('axis');
+    if (axis < 0) axis += r;
+  } else {
+    const n = staticDims(c.type(x), 'Compress input').reduce((a, b) => a * b, 1);
+    x = c.call('reshape', [x], { shape: [n] });
+  }
+  const d = c.type(x).shape[axis] as number;
+  const idx: number[] = [];
+  cond.slice(0, d).forEach((v, i) => { if (v) idx.push(i); });
+  return c.call('gather', [x, c.constant(tensor('int64', [idx.length], idx))], { axis });
+});
+
+converter('NonZero', 9, (c) => {
+  const x = c.constValue(c.input(0), 'NonZero input (it decides the output shape)');
+  const shape = x.shape, r = shape.length;
+  const hits: number[][] = [];
+  const vals = nums(x);
+  vals.forEach((v, lin) => {
+    if (!v) return;
+    const ix: number[] = new Array(r);
+    let rem = lin;
+    for (let d = r - 1; d >= 0; d--) { ix[d] = rem % shape[d]; rem = Math.floor(rem / shape[d]); }
+    hits.push(ix);
+  });
+  const out: number[] = [];
+  for (let d = 0; d < r; d++) for (const h of hits) out.push(h[d]);
+  return c.constant(tensor('int64', [r, hits.length], out));
+});
+
+converter('ReverseSequence', 10, (c) => c.call('reverse_sequence', [c.input(0), c.input(1)], { batch_axis: c.int('batch_axis', 1), time_axis: c.int('time_axis', 0) }));
