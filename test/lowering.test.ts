@@ -120,3 +120,24 @@ describe('simplifier', () => {
     expect(p(E.lt(i, 5))).toBe(`(${i.name} < 5)`);
   });
 });
+
+describe('loop IR for GPU backends', () => {
+  it('expresses thread-bound loops, shared-memory buffers and barriers', async () => {
+    const { buffer, printStmt } = await import('../src/schedule/loop-ir.js');
+    const { A, B, C } = matmulTE(64, 64, 64);
+    const sch = new Schedule([C]);
+    sch.apply({ p: 'split', stage: 0, axis: 'i0', factor: 16 });
+    sch.apply({ p: 'split', stage: 0, axis: 'i1', factor: 16 });
+    sch.apply({ p: 'reorder', stage: 0, order: ['i0.o', 'i1.o', 'i0.i', 'i1.i'] });
+    sch.apply({ p: 'annotate', stage: 0, axis: 'i0.o', kind: 'blockIdx.y' });
+    sch.apply({ p: 'annotate', stage: 0, axis: 'i1.o', kind: 'blockIdx.x' });
+    sch.apply({ p: 'annotate', stage: 0, axis: 'i0.i', kind: 'threadIdx.y' });
+    sch.apply({ p: 'annotate', stage: 0, axis: 'i1.i', kind: 'threadIdx.x' });
+    const f = lower('k', [A, B], sch);
+    const tile = buffer('A_shared', 'float32', 16 * 16, 'shared');
+    const text = printStmt({ k: 'alloc', buf: tile, body: { k: 'seq', body: [f.body, { k: 'barrier' }] } });
+    expect(text).toMatch(/alloc A_shared: float32\[256\] \(shared\)/);
+    expect(text).toMatch(/\(blockIdx\.y\)[\s\S]*\(blockIdx\.x\)[\s\S]*\(threadIdx\.y\)[\s\S]*\(threadIdx\.x\)/);
+    expect(text).toMatch(/barrier\(\)/);
+  });
+});

@@ -24,6 +24,7 @@ export function tensorFromProto(p: TensorProto, readExternal?: ExternalDataReade
   const shape = p.dims.map((d) => Number(d));
   if (shape.some((d) => !Number.isInteger(d) || d < 0)) throw new KilnError('E_MODEL_INVALID', `${what}: bad dims [${shape}]`);
   const n = sizeOf(shape);
+  if (!(n <= 2 ** 31)) throw new KilnError('E_MODEL_INVALID', `${what}: dims [${shape}] are implausible`, { hint: 'the data is corrupt, or not a TensorProto (sequence and optional values are not supported)' });
   const out = new ARRAY[dtype](n);
   let raw: Uint8Array | undefined;
   if (p.dataLocation === TensorProto_DataLocation.EXTERNAL) {

@@ -121,7 +121,7 @@ interface AxisWindow {
   extrap?: Expr;
 }
 
-function sourceCoord(mode: string, y: Expr, scale: number, inW: number, outInt: number, roi: [number, number]): { x: Expr; extrap?: Expr } {
+function sourceCoord(mode: string, y: Expr, scale: number, inW: number, outInt: number, roi: [number, number], roiF32: boolean): { x: Expr; extrap?: Expr } {
   const yf = E.cast(F64, y);
   const outW = scale * inW;
   switch (mode) {
@@ -130,9 +130,11 @@ function sourceCoord(mode: string, y: Expr, scale: number, inW: number, outInt: 
     case 'asymmetric':
       return { x: E.div(yf, f64(scale)) };
     case 'tf_crop_and_resize': {
-      const [r0, r1] = roi;
-      let x = outW === 1 ? f64(((r1 - r0) * (inW - 1)) / 2) : E.div(E.mul(E.mul(yf, f64(r1 - r0)), f64(inW - 1)), f64(outW - 1));
-      x = E.add(x, f64(r0 * (inW - 1)));
+      // a float32 roi is combined in float32 arithmetic by the reference (numpy scalar promotion)
+      const [r0, r1] = roi, fr = roiF32 ? Math.fround : (v: number) => v;
+      const d = fr(r1 - r0);
+      let x = outW === 1 ? f64(fr(fr(d * (inW - 1)) / 2)) : E.div(E.mul(E.mul(yf, f64(d)), f64(inW - 1)), f64(outW - 1));
+      x = E.add(x, f64(fr(r0 * (inW - 1))));
       return { x, extrap: E.or(E.lt(x, f64(0)), E.gt(x, f64(inW - 1))) };
     }
     case 'pytorch_half_pixel':
@@ -186,7 +188,7 @@ function axisWindow(a: Attrs, y: Expr, d: number, inW: number, outInt: number): 
   const identity = Math.abs(scale - 1) <= 1e-9 * Math.max(1, Math.abs(scale)) && outInt === inW
     && (ctm !== 'tf_crop_and_resize' || (Math.abs(roi[0]) <= 1e-9 && Math.abs(roi[1] - 1) <= 1e-9));
   if (identity) return { idx: [y] };
-  const { x, extrap } = sourceCoord(ctm, y, scale, inW, outInt, roi);
+  const { x, extrap } = sourceCoord(ctm, y, scale, inW, outInt, roi, a.roi_float32 === true);
   const x0 = E.unary('floor', x);
   const ratio = E.select(E.eq(x, x0), f64(1), E.sub(x, x0));
   let w: Expr[] | undefined;
@@ -319,7 +321,7 @@ defineOp({
         let xv = E.cast(F64, E.cast('float32', den)); // the reference keeps denormalized coordinates in float32
         if (mode === 'nearest') xv = E.unary('round', xv);
         const lo = align ? 0 : -0.5, hi = align ? len - 1 : len - 0.5;
-        if (pm === 'border') xv = E.min(E.max(xv, f64(0)), f64(len - 1));
+        if (pm === 'border') xv = E.select(E.or(E.lt(xv, f64(lo)), E.gt(xv, f64(hi))), E.min(E.max(xv, f64(0)), f64(len - 1)), xv);
         else if (pm === 'reflection') xv = reflectCoord(xv, lo, hi);
         if (mode === 'nearest') return { idx: [E.cast('int32', xv)], w: undefined as Expr[] | undefined, lo, hi, len };
         const x0 = E.unary('floor', xv), t = E.sub(xv, x0), i0 = E.cast('int32', x0);

@@ -60,6 +60,7 @@ interface ResizeOpts {
   sizes?: number[];
   axes?: number[];
   roi?: number[];
+  roiF32?: boolean;
   mode: string;
   ctm: string;
   nearestMode: string;
@@ -108,7 +109,7 @@ function resize(c: ConvertCtx, x: GExpr, o: ResizeOpts): GExpr {
   return c.call('resize', [x], {
     sizes, scales, roi, mode: o.mode, coordinate_transformation_mode: o.ctm, nearest_mode: o.nearestMode,
     cubic_coeff_a: o.cubicA ?? -0.75, exclude_outside: o.excludeOutside ?? 0, extrapolation_value: o.extrapolation ?? 0,
-    antialias: o.antialias ?? 0,
+    antialias: o.antialias ?? 0, roi_float32: roi !== null && o.roiF32 === true,
   });
 }
 
@@ -124,6 +125,7 @@ converter('Resize', 11, (c) => {
   const ctm = c.string('coordinate_transformation_mode', 'half_pixel');
   return resize(c, c.input(0), {
     roi: ctm === 'tf_crop_and_resize' ? values(c, 1, 'Resize roi') : undefined,
+    roiF32: c.optInput(1) ? c.type(c.input(1)).dtype === 'float32' : false,
     scales: values(c, 2, 'Resize scales'),
     sizes: values(c, 3, 'Resize sizes'),
     axes: c.attr('axes') ? c.ints('axes') : undefined,
