@@ -7,6 +7,7 @@ import { simplify, type Interval } from '../tensor-expr/simplify.js';
 import type { Tensor } from '../tensor-expr/tensor.js';
 import { type Buffer, type PrimFunc, type Stmt, buffer, seq } from './loop-ir.js';
 import type { Schedule, Stage, Axis } from './schedule.js';
+import { unrollLoops } from './passes/unroll.js';
 
 export function lower(name: string, inputs: readonly Tensor[], sch: Schedule): PrimFunc {
   const bufs = new Map<Tensor, Buffer>();
@@ -22,7 +23,7 @@ export function lower(name: string, inputs: readonly Tensor[], sch: Schedule): P
   const ranges = new Map<Var, Interval>();
   const ctx: LowerCtx = { bufs, inlined, ranges };
   const body = seq(sch.stages.filter((st) => !st.inlined).map((st) => lowerStage(sch, st, ctx)));
-  return { name, inputs: inBufs, outputs: outBufs, temps, body };
+  return { name, inputs: inBufs, outputs: outBufs, temps, body: unrollLoops(body) };
 }
 
 interface LowerCtx {
@@ -128,6 +129,7 @@ function lowerStage(sch: Schedule, st: Stage, ctx: LowerCtx): Stmt {
   const body = inlineLoads(substitute(r.body, bind), ctx);
   const spatialLeaves = st.leaves.filter((a) => !a.reduce), reduceLeaves = st.leaves.filter((a) => a.reduce);
   const reduceInside = st.leaves.findIndex((a) => a.reduce) >= spatialLeaves.length || reduceLeaves.length === 0;
+  if (st.cacheLocal && !reduceInside) return lowerLocalTile(st, r, body, out, storeIndex(), spatialGuards, reduceGuards, ctx);
   if (reduceInside) {
     const acc = freshVar('acc', r.dtype);
     const update = emitValue(body, ctx, (v) => ({ k: 'assign', v: acc, value: combine(r.op, acc, v) }));
@@ -145,3 +147,27 @@ function lowerStage(sch: Schedule, st: Stage, ctx: LowerCtx): Stmt {
   return seq([init, nest(st.leaves, guard([...spatialGuards, ...reduceGuards], update))]);
 }
 
+
+/**
+ * Reduction accumulated in a local tile: spatial leaves outside the first reduction leaf iterate over tiles;
+ * those after the reduction leaves index the tile (registers once unrolled/vectorized):
+ *   for outer { alloc T; T = init; for red, inner { T[inner] op= body }; for inner { out = T[inner] } }
+ */
+function lowerLocalTile(st: Stage, r: Extract<Expr, { k: 'reduce' }>, body: Expr, out: Buffer, outIndex: Expr,
+  spatialGuards: Expr[], reduceGuards: Expr[], ctx: LowerCtx): Stmt {
+  const first = st.leaves.findIndex((a) => a.reduce);
+  const outer = st.leaves.slice(0, first);
+  const rest = st.leaves.slice(first);
+  const reduceLeaves = rest.filter((a) => a.reduce), inner = rest.filter((a) => !a.reduce);
+  const size = inner.reduce((n, a) => n * a.extent, 1);
+  const tile = buffer(`${out.name}_local`, out.dtype, size, 'local');
+  let li: Expr = constant(0, 'int32');
+  for (const a of inner) li = add(mul(li, a.extent), a.v);
+  li = simplify(li, ctx.ranges);
+  const cur: Expr = { k: 'load', buf: tile, idx: [li], dtype: tile.dtype };
+  const init = nest(inner, { k: 'store', buf: tile, index: li, value: reduceInit(r.op, r.dtype) });
+  const update = emitValue(body, ctx, (v) => ({ k: 'store', buf: tile, index: li, value: combine(r.op, cur, v) }));
+  const accumulate = nest([...reduceLeaves, ...inner], guard([...spatialGuards, ...reduceGuards], update));
+  const writeBack = nest(inner, guard(spatialGuards, { k: 'store', buf: out, index: outIndex, value: cur }));
+  return nest(outer, { k: 'alloc', buf: tile, body: seq([init, accumulate, writeBack]) });
+}

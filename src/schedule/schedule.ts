@@ -10,7 +10,9 @@ export type TraceStep =
   | { readonly p: 'reorder'; readonly stage: number; readonly order: readonly string[] }
   | { readonly p: 'annotate'; readonly stage: number; readonly axis: string; readonly kind: ForKind }
   | { readonly p: 'computeInline'; readonly stage: number }
-  | { readonly p: 'computeRoot'; readonly stage: number };
+  | { readonly p: 'computeRoot'; readonly stage: number }
+  /** Accumulate a reduction in a local (register) tile spanning the spatial axes inside the reduction loops. */
+  | { readonly p: 'cacheWrite'; readonly stage: number };
 
 export interface Axis {
   readonly name: string;
@@ -24,6 +26,8 @@ interface Split { parent: Axis; outer: Axis; inner: Axis; factor: number }
 
 export class Stage {
   inlined = false;
+  /** Reduction accumulated in a local tile (see the cacheWrite step). */
+  cacheLocal = false;
   readonly roots: Axis[];
   leaves: Axis[];
   readonly splits: Split[] = [];
@@ -87,6 +91,10 @@ export class Schedule {
         st.inlined = true;
         break;
       case 'computeRoot': st.inlined = false; break;
+      case 'cacheWrite':
+        if (!st.reduction) throw new Error(`cacheWrite: stage ${step.stage} has no top-level reduction`);
+        st.cacheLocal = true;
+        break;
     }
     this.trace.push(step);
   }
@@ -128,10 +136,46 @@ export function defaultTrace(sch: Schedule): TraceStep[] {
   const steps: TraceStep[] = [];
   sch.stages.forEach((st, i) => {
     if (!st.isOutput && !st.hasReduction()) { steps.push({ p: 'computeInline', stage: i }); return; }
+    if (st.reduction) { steps.push(...registerTileTrace(st, i)); return; }
     const inner = st.roots.filter((a) => !a.reduce).pop();
     if (!st.hasReduction() && st.tensor.dtype === 'float32' && inner && inner.extent % 4 === 0 && inner.extent >= 8) {
       steps.push({ p: 'split', stage: i, axis: inner.name, factor: 4 }, { p: 'annotate', stage: i, axis: `${inner.name}.i`, kind: 'vectorized' });
     }
   });
+  return steps;
+}
+
+/**
+ * Register tiling for a float32 sum reduction (matmul, conv, ...): the innermost output axis runs in SIMD lanes,
+ * VJ vectors wide, the axis before it VI rows deep; the VI x VJ tile of accumulators stays in registers
+ * (cacheWrite + unrolled/vectorized tile loops) while the reduction loops run around it.
+ */
+export function registerTileTrace(st: Stage, stage: number): TraceStep[] {
+  const r = st.reduction;
+  if (!r || r.op !== 'sum' || st.tensor.dtype !== 'float32') return [];
+  const spatial = st.roots.filter((a) => !a.reduce), red = st.roots.filter((a) => a.reduce);
+  const j = spatial[spatial.length - 1];
+  if (!j || j.extent % 4 !== 0) return [];
+  const vj = [3, 2, 1].find((v) => (j.extent / 4) % v === 0)!;
+  const i = spatial.length >= 2 ? spatial[spatial.length - 2] : undefined;
+  const vi = i ? [4, 3, 2, 1].find((v) => i.extent % v === 0)! : 1;
+  const steps: TraceStep[] = [
+    { p: 'split', stage, axis: j.name, factor: 4 * vj },
+    { p: 'split', stage, axis: `${j.name}.i`, factor: 4 },
+  ];
+  const outer = spatial.slice(0, i ? -2 : -1).map((a) => a.name);
+  const order = [...outer];
+  const tile: string[] = [];
+  if (i && vi > 1) {
+    steps.push({ p: 'split', stage, axis: i.name, factor: vi });
+    order.push(`${i.name}.o`);
+    tile.push(`${i.name}.i`);
+  } else if (i) {
+    order.push(i.name);
+  }
+  order.push(`${j.name}.o`, ...red.map((a) => a.name), ...tile, `${j.name}.i.o`, `${j.name}.i.i`);
+  steps.push({ p: 'reorder', stage, order });
+  for (const t of [...tile, `${j.name}.i.o`]) steps.push({ p: 'annotate', stage, axis: t, kind: 'unrolled' });
+  steps.push({ p: 'annotate', stage, axis: `${j.name}.i.i`, kind: 'vectorized' }, { p: 'cacheWrite', stage });
   return steps;
 }

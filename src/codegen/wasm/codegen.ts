@@ -8,6 +8,7 @@ import type { Expr, Var, BinOp } from '../../tensor-expr/expr.js';
 import type { Buffer, PrimFunc, Stmt } from '../../schedule/loop-ir.js';
 import { KilnError } from '../../runtime/errors.js';
 import { vectorizeLoop } from './vectorize.js';
+import { unrollLoops } from '../../schedule/passes/unroll.js';
 
 type Ref = number;
 const B = binaryen;
@@ -53,6 +54,8 @@ export class FunctionEmitter {
   private readonly locals: number[] = [];
   private readonly varLocal = new Map<Var, number>();
   private readonly bufPtr = new Map<Buffer, () => Ref>();
+  /** Local-scope buffers live in wasm locals: float32 ones as v128 registers of 4 lanes, others one local each. */
+  readonly localBufs = new Map<Buffer, number[]>();
   private readonly nParams: number;
   private labels = 0;
 
@@ -101,15 +104,28 @@ export class FunctionEmitter {
     const m = this.m;
     switch (s.k) {
       case 'seq': return m.block(null, s.body.map((x) => this.stmt(x)), B.none);
-      case 'store': return this.store(s.buf, this.expr(s.index), this.expr(s.value));
+      case 'store':
+        if (s.buf.scope === 'local') return this.storeLocal(s.buf, s.index, this.expr(s.value));
+        return this.store(s.buf, this.expr(s.index), this.expr(s.value));
       case 'if': return m.if(this.expr(s.cond), this.stmt(s.then), s.else ? this.stmt(s.else) : undefined);
       case 'decl': return m.block(null, [m.local.set(this.local(s.v), this.expr(s.init)), this.stmt(s.body)], B.none);
       case 'assign': return m.local.set(this.local(s.v), this.expr(s.value));
       case 'barrier': return m.nop(); // one thread per kernel call on the CPU
-      case 'alloc': throw new KilnError('E_INTERNAL', `codegen: ${s.buf.scope} allocation ${s.buf.name} is not supported on wasm`);
+      case 'alloc': {
+        if (s.buf.scope !== 'local') throw new KilnError('E_INTERNAL', `codegen: ${s.buf.scope} allocation ${s.buf.name} is not supported on wasm`);
+        const vec = s.buf.dtype === 'float32';
+        const n = vec ? Math.ceil(s.buf.size / 4) : s.buf.size;
+        this.localBufs.set(s.buf, Array.from({ length: n }, () => this.newLocal(vec ? B.v128 : wasmType(s.buf.dtype))));
+        return this.stmt(s.body);
+      }
       case 'for': {
         if (s.extent <= 0) return m.nop();
-        if (s.kind === 'vectorized') { const v = vectorizeLoop(this, s); if (v !== undefined) return v; }
+        if (s.kind === 'vectorized') {
+          const v = vectorizeLoop(this, s);
+          if (v !== undefined) return v;
+          // scalar fallback, unrolled so that indices into local tiles stay constant
+          if (s.extent <= 16) return this.stmt(unrollLoops({ ...s, kind: 'unrolled' }));
+        }
         const i = this.local(s.v);
         if (s.kind === 'unrolled' && s.extent <= 16) {
           const body: Ref[] = [];
@@ -127,6 +143,24 @@ export class FunctionEmitter {
         ], B.none);
       }
     }
+  }
+
+  /** Constant element index into a local buffer (tiles are indexed by unrolled/vectorized loops only). */
+  localSlot(b: Buffer, index: Expr): number {
+    if (index.k !== 'const') throw new KilnError('E_INTERNAL', `codegen: local buffer ${b.name} indexed by a non-constant; unroll the loops over it`);
+    return Number(index.value);
+  }
+
+  private loadLocal(b: Buffer, index: Expr): Ref {
+    const m = this.m, regs = this.localBufs.get(b)!, c = this.localSlot(b, index);
+    if (b.dtype === 'float32') return m.f32x4.extract_lane(m.local.get(regs[c >> 2], B.v128), c & 3);
+    return m.local.get(regs[c], wasmType(b.dtype));
+  }
+
+  private storeLocal(b: Buffer, index: Expr, value: Ref): Ref {
+    const m = this.m, regs = this.localBufs.get(b)!, c = this.localSlot(b, index);
+    if (b.dtype === 'float32') return m.local.set(regs[c >> 2], m.f32x4.replace_lane(m.local.get(regs[c >> 2], B.v128), c & 3, value));
+    return m.local.set(regs[c], value);
   }
 
   load(b: Buffer, index: Ref): Ref {
@@ -184,7 +218,9 @@ export class FunctionEmitter {
     switch (e.k) {
       case 'const': return this.constant(e.value, e.dtype);
       case 'var': return m.local.get(this.local(e), wasmType(e.dtype));
-      case 'load': return this.load(e.buf as Buffer, this.expr(e.idx[0]));
+      case 'load':
+        if ((e.buf as Buffer).scope === 'local') return this.loadLocal(e.buf as Buffer, e.idx[0]);
+        return this.load(e.buf as Buffer, this.expr(e.idx[0]));
       case 'cast': return this.cast(this.expr(e.a), e.a.dtype, e.dtype);
       case 'select': {
         const t = wasmType(e.dtype);
@@ -369,7 +405,8 @@ export class FunctionEmitter {
 export function isPure(e: Expr): boolean {
   switch (e.k) {
     case 'const': case 'var': return true;
-    case 'load': case 'reduce': return false;
+    case 'load': return (e.buf as Buffer).scope === 'local';
+    case 'reduce': return false;
     case 'bin': return !(['div', 'mod', 'floordiv', 'floormod'].includes(e.op) && !isFloat(e.dtype)) && isPure(e.a) && isPure(e.b);
     case 'un': return isPure(e.a);
     case 'cast': return isPure(e.a);

@@ -1,7 +1,8 @@
 // SIMD128 for loops the schedule marks `vectorized`. Handled now: a 4-wide float32 loop whose body is one store
 // at a unit-stride index, with loads that are unit-stride (v128.load) or invariant (splat). Anything else
 // returns undefined and the caller emits the scalar loop.
-import type { Stmt } from '../../schedule/loop-ir.js';
+import binaryen from 'binaryen';
+import type { Buffer, Stmt } from '../../schedule/loop-ir.js';
 import type { FunctionEmitter } from './codegen.js';
 import { type Expr, type Var, constant, substitute } from '../../tensor-expr/expr.js';
 import { simplify } from '../../tensor-expr/simplify.js';
@@ -59,7 +60,13 @@ export function vectorizeLoop(em: FunctionEmitter, s: ForStmt): number | undefin
       case 'var': return undefined;
       case 'load': {
         if (stride(e.idx[0], v) !== 1) return undefined;
-        return m.v128.load(0, 4, em.addr(e.buf as never, em.expr(base(e.idx[0]))));
+        const buf = e.buf as Buffer;
+        if (buf.scope === 'local') {
+          const c = base(e.idx[0]);
+          if (c.k !== 'const' || Number(c.value) % 4) return undefined;
+          return m.local.get(em.localBufs.get(buf)![Number(c.value) >> 2], binaryen.v128);
+        }
+        return m.v128.load(0, 4, em.addr(buf, em.expr(base(e.idx[0]))));
       }
       case 'bin': {
         const a = vec(e.a), b = vec(e.b);
@@ -89,7 +96,14 @@ export function vectorizeLoop(em: FunctionEmitter, s: ForStmt): number | undefin
       default: return undefined;
     }
   };
+  let slot: number | undefined;
+  if (st.buf.scope === 'local') {
+    const c = base(st.index);
+    if (c.k !== 'const' || Number(c.value) % 4) return undefined;
+    slot = em.localBufs.get(st.buf)![Number(c.value) >> 2];
+  }
   const value = vec(st.value);
   if (value === undefined) return undefined;
+  if (slot !== undefined) return m.local.set(slot, value);
   return m.v128.store(0, 4, em.addr(st.buf, em.expr(base(st.index))), value);
 }
