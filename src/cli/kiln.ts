@@ -8,6 +8,7 @@ const USAGE = `kiln — ahead-of-time compiler for ONNX models
 
   kiln compile MODEL.onnx -o OUT.kiln [--input-shape name=1,3,224,224] [--specialize name=file.pb] [--no-optimize]
   kiln run ARTIFACT.kiln [--input name=file.npy|.pb ...] [--output-dir DIR] [--bench N]
+  kiln profile ARTIFACT.kiln [--runs N] [--trace trace.json] [--input name=file ...] [--top N]
   kiln inspect MODEL.onnx|ARTIFACT.kiln --level graph|fused|te|loop|wasm [--kernel N]
   kiln onnx-test DIR... [--verbose] [--json FILE] [--filter REGEX]
   kiln demo                      compile a bundled model, run it, compare with ONNX Runtime
@@ -26,6 +27,9 @@ async function main(argv: string[]): Promise<number> {
       specialize: { type: 'string', multiple: true },
       'no-optimize': { type: 'boolean' },
       bench: { type: 'string' },
+      runs: { type: 'string' },
+      trace: { type: 'string' },
+      top: { type: 'string' },
       level: { type: 'string' },
       kernel: { type: 'string' },
       verbose: { type: 'boolean', short: 'v' },
@@ -39,6 +43,7 @@ async function main(argv: string[]): Promise<number> {
     case 'onnx-test': return onnxTestCommand(positionals, { verbose: values.verbose, json: values.json, filter: values.filter });
     case 'compile': return (await import('./compile.js')).compileCommand(positionals, values);
     case 'run': return (await import('./run.js')).runCommand(positionals, values);
+    case 'profile': return (await import('./profile.js')).profileCommand(positionals, values);
     case 'inspect': return (await import('./inspect.js')).inspectCommand(positionals, values);
     case 'demo': return (await import('./demo.js')).demoCommand(positionals, values);
     default:

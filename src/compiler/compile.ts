@@ -11,6 +11,7 @@ import { eliminateCommonSubexpressions } from '../relay-ir/passes/cse.js';
 import { eliminateDeadCode } from '../relay-ir/passes/simplify.js';
 import { distinctOutputs } from '../relay-ir/passes/distinct-outputs.js';
 import { fuseOps } from '../relay-ir/passes/fuse-ops.js';
+import { packConvWeights } from '../relay-ir/passes/pack-conv-weights.js';
 import { importOnnx } from '../frontend/onnx/import.js';
 import { externalDataReader } from './external-data.js';
 import { evaluateCall } from './evaluate.js';
@@ -52,6 +53,7 @@ export const graphPasses = (): Pass[] => [
   { name: 'fold-constants', run: (f) => foldConstants(f, evaluateCall) },
   { name: 'eliminate-dead-code', run: eliminateDeadCode },
   { name: 'distinct-outputs', run: distinctOutputs },
+  { name: 'pack-conv-weights', run: packConvWeights },
 ];
 
 /** Front half: model bytes -> optimized graph IR (no kernels yet). */

@@ -154,17 +154,19 @@ export function registerTileTrace(st: Stage, stage: number): TraceStep[] {
   const r = st.reduction;
   if (!r || r.op !== 'sum' || st.tensor.dtype !== 'float32') return [];
   const spatial = st.roots.filter((a) => !a.reduce), red = st.roots.filter((a) => a.reduce);
-  const j = spatial[spatial.length - 1];
+  const h = st.tensor.hints;
+  const j = spatial[h?.vectorAxis ?? spatial.length - 1];
   if (!j || j.extent % 4 !== 0) return [];
   const vj = [3, 2, 1].find((v) => (j.extent / 4) % v === 0)!;
-  const i = spatial.length >= 2 ? spatial[spatial.length - 2] : undefined;
+  const iAt = h?.rowAxis ?? spatial.length - 2;
+  const i = iAt >= 0 && iAt !== spatial.indexOf(j) ? spatial[iAt] : undefined;
   const vi = i ? [4, 3, 2, 1].find((v) => i.extent % v === 0)! : 1;
   const steps: TraceStep[] = [
     { p: 'split', stage, axis: j.name, factor: 4 * vj },
     { p: 'split', stage, axis: `${j.name}.i`, factor: 4 },
   ];
-  const outer = spatial.slice(0, i ? -2 : -1).map((a) => a.name);
-  const order = [...outer];
+  // tiles of j outside tiles of i: the operand read along j (a weight panel) stays in cache across i
+  const order = [...spatial.filter((a) => a !== i && a !== j).map((a) => a.name), `${j.name}.o`];
   const tile: string[] = [];
   if (i && vi > 1) {
     steps.push({ p: 'split', stage, axis: i.name, factor: vi });
@@ -173,7 +175,7 @@ export function registerTileTrace(st: Stage, stage: number): TraceStep[] {
   } else if (i) {
     order.push(i.name);
   }
-  order.push(`${j.name}.o`, ...red.map((a) => a.name), ...tile, `${j.name}.i.o`, `${j.name}.i.i`);
+  order.push(...red.map((a) => a.name), ...tile, `${j.name}.i.o`, `${j.name}.i.i`);
   steps.push({ p: 'reorder', stage, order });
   for (const t of [...tile, `${j.name}.i.o`]) steps.push({ p: 'annotate', stage, axis: t, kind: 'unrolled' });
   steps.push({ p: 'annotate', stage, axis: `${j.name}.i.i`, kind: 'vectorized' }, { p: 'cacheWrite', stage });

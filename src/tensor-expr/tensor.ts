@@ -7,7 +7,11 @@ export interface Tensor extends Buf {
   /** One iteration variable per output dimension (compute only). */
   readonly axes: readonly IterVar[];
   readonly body?: Expr;
+  /** Scheduling hints from the operator: which output axis to run in SIMD lanes and which to unroll as rows. */
+  readonly hints?: ComputeHints;
 }
+
+export interface ComputeHints { readonly vectorAxis?: number; readonly rowAxis?: number }
 
 let tensorCounter = 0;
 const uniq = (hint: string) => `${hint.replace(/[^A-Za-z0-9_]/g, '_')}_${tensorCounter++}`;
@@ -17,10 +21,10 @@ export function placeholder(name: string, shape: readonly number[], dtype: DType
 }
 
 /** out[i0..in] = fn(i0..in). The body may contain reductions anywhere. */
-export function compute(name: string, shape: readonly number[], fn: (idx: Expr[]) => Expr): Tensor {
+export function compute(name: string, shape: readonly number[], fn: (idx: Expr[]) => Expr, hints?: ComputeHints): Tensor {
   const axes = shape.map((n, i) => iterVar(`i${i}_`, n));
   const body = fn(axes.map((a) => a.v));
-  return { kind: 'compute', name: uniq(name), shape: [...shape], dtype: body.dtype, axes, body };
+  return { kind: 'compute', name: uniq(name), shape: [...shape], dtype: body.dtype, axes, body, hints };
 }
 
 export const at = (t: Tensor, ...idx: ExprLike[]): Expr => load(t, idx);

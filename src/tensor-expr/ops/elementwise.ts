@@ -49,7 +49,12 @@ const UNARY: Record<string, { f: UnaryFn; out?: DType; floatOnly?: boolean }> = 
   /** Swish (opset 24): x * sigmoid(alpha * x). */
   swish: { f: (x, a) => E.mul(x, sigmoid(E.mul(k(x, num(a, 'alpha', 1)), x))), floatOnly: true },
   /** ai.onnx.ml Binarizer: 1 where x > threshold, else 0 (same dtype). */
-  binarizer: { f: (x, a) => E.select(E.gt(x, k(x, num(a, 'threshold', 0))), k(x, 1), k(x, 0)) },
+  binarizer: {
+    f: (x, a) => {
+      const t = num(a, 'threshold', 0); // integer x > t  <=>  x > floor(t)
+      return E.select(E.gt(x, k(x, isFloat(x.dtype) ? t : Math.floor(t))), k(x, 1), k(x, 0));
+    },
+  },
   softsign: { f: (x) => E.div(x, E.add(k(x, 1), E.unary('abs', x))) },
   leaky_relu: { f: (x, a) => E.select(E.lt(x, k(x, 0)), E.mul(x, k(x, num(a, 'alpha', 0.01))), x) },
   elu: { f: (x, a) => E.select(E.lt(x, k(x, 0)), E.mul(k(x, num(a, 'alpha', 1)), E.sub(exp(x), k(x, 1))), x) },

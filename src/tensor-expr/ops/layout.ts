@@ -150,9 +150,9 @@ function sourceCoord(mode: string, y: Expr, scale: number, inW: number, outInt: 
   }
 }
 
-/** Weight of neighbour k (0-based) as a float64 expression of ratio (in (0, 1]). */
-function weights(a: Attrs, scale: number, ratio: Expr): Expr[] {
-  const mode = str(a, 'mode', 'nearest'), antialias = num(a, 'antialias', 0) !== 0 && scale < 1;
+/** Window weights as float64 expressions of the fractional position (plain: t in [0, 1); antialias: ratio in (0, 1]). */
+function weights(a: Attrs, scale: number, ratio: Expr, plain: boolean): Expr[] {
+  const mode = str(a, 'mode', 'nearest'), antialias = !plain;
   const A = num(a, 'cubic_coeff_a', -0.75);
   if (mode === 'linear' && !antialias) return [E.sub(f64(1), ratio), ratio];
   if (mode === 'cubic' && !antialias) {
@@ -189,29 +189,38 @@ function axisWindow(a: Attrs, y: Expr, d: number, inW: number, outInt: number): 
     && (ctm !== 'tf_crop_and_resize' || (Math.abs(roi[0]) <= 1e-9 && Math.abs(roi[1] - 1) <= 1e-9));
   if (identity) return { idx: [y] };
   const { x, extrap } = sourceCoord(ctm, y, scale, inW, outInt, roi, a.roi_float32 === true);
-  const x0 = E.unary('floor', x);
-  const ratio = E.select(E.eq(x, x0), f64(1), E.sub(x, x0));
-  let w: Expr[] | undefined;
-  let n: number;
-  if (mode === 'nearest') n = 2;
-  else { w = weights(a, scale, ratio); n = w.length; }
-  // the n indices nearest to x (ties to the smaller), as the reference finds them in an edge-padded array
-  const pad = Math.ceil(n / 2);
-  const xp = E.add(x, f64(pad)), pp = E.unary('floor', xp);
-  const startF = E.select(E.eq(xp, pp), E.sub(pp, f64(n / 2)), E.sub(pp, f64(n / 2 - 1)));
-  const start = E.sub(E.cast('int32', startF), int(pad));
-  const raw = Array.from({ length: n }, (_, k) => (k === 0 ? start : E.add(start, int(k))));
   if (mode === 'nearest') {
+    // the reference's tie rules reduce to one rounding of x (an integral x maps to itself)
     const nm = str(a, 'nearest_mode', 'round_prefer_floor');
-    const second = nm === 'round_prefer_floor' ? E.gt(ratio, f64(0.5))
-      : nm === 'round_prefer_ceil' ? E.ge(ratio, f64(0.5))
-        : nm === 'floor' ? constant(0, 'bool')
-          : nm === 'ceil' ? constant(1, 'bool') : shapeError(`resize: unknown nearest_mode '${nm}'`);
-    const pick = E.select(E.or(E.eq(ratio, f64(1)), second), raw[1], raw[0]);
-    return { idx: [clampIdx(pick, inW)], extrap };
+    const rounded = nm === 'round_prefer_floor' ? E.unary('ceil', E.sub(x, f64(0.5)))
+      : nm === 'round_prefer_ceil' ? E.unary('floor', E.add(x, f64(0.5)))
+        : nm === 'floor' ? E.unary('floor', x)
+          : nm === 'ceil' ? E.unary('ceil', x) : shapeError(`resize: unknown nearest_mode '${nm}'`);
+    return { idx: [clampIdx(E.cast('int32', rounded), inW)], extrap };
+  }
+  let w: Expr[], raw: Expr[];
+  const antialias = num(a, 'antialias', 0) !== 0 && scale < 1;
+  if (!antialias) {
+    // linear: x0, x0+1; cubic: x0-1 .. x0+2, with t = x - floor(x) in [0, 1). At an integral x the reference
+    // uses the window one to the left with ratio 1; the weights there select the same single pixel.
+    const x0 = E.unary('floor', x), t = E.sub(x, x0), i0 = E.cast('int32', x0);
+    w = weights(a, scale, t, true);
+    const first = w.length === 2 ? 0 : -1;
+    raw = w.map((_, k) => (first + k === 0 ? i0 : E.add(i0, int(first + k))));
+  } else {
+    const x0 = E.unary('floor', x);
+    const ratio = E.select(E.eq(x, x0), f64(1), E.sub(x, x0));
+    w = weights(a, scale, ratio, false);
+    const n = w.length;
+    // the n indices nearest to x (ties to the smaller), as the reference finds them in an edge-padded array
+    const pad = Math.ceil(n / 2);
+    const xp = E.add(x, f64(pad)), pp = E.unary('floor', xp);
+    const startF = E.select(E.eq(xp, pp), E.sub(pp, f64(n / 2)), E.sub(pp, f64(n / 2 - 1)));
+    const start = E.sub(E.cast('int32', startF), int(pad));
+    raw = Array.from({ length: n }, (_, k) => (k === 0 ? start : E.add(start, int(k))));
   }
   if (num(a, 'exclude_outside', 0)) {
-    const kept = w!.map((wk, k) => E.select(E.and(E.ge(raw[k], int(0)), E.lt(raw[k], int(inW))), wk, f64(0)));
+    const kept = w.map((wk, k) => E.select(E.and(E.ge(raw[k], int(0)), E.lt(raw[k], int(inW))), wk, f64(0)));
     const total = kept.reduce((p, q) => E.add(p, q));
     const safe = E.select(E.eq(total, f64(0)), f64(1), total);
     w = kept.map((wk) => E.div(wk, safe));
@@ -241,21 +250,17 @@ defineOp({
       let v: Expr;
       if (mode === 'nearest') v = at(x, ...wins.map((w) => w.idx[0]));
       else {
-        const terms: Expr[] = [];
-        const rec = (d: number, sel: Expr[], wt: Expr | undefined): void => {
-          if (d === wins.length) {
-            const val = E.cast(F64, at(x, ...sel));
-            terms.push(wt ? E.mul(wt, val) : val);
-            return;
-          }
+        // nested per axis: sum_k w0[k] * (sum_j w1[j] * (...)) keeps the weight multiplications linear in the window
+        const rec = (d: number, sel: Expr[]): Expr => {
+          if (d === wins.length) return E.cast(F64, at(x, ...sel));
           const win = wins[d];
-          win.idx.forEach((i, k) => {
-            const wk = win.w?.[k];
-            rec(d + 1, [...sel, i], wk ? (wt ? E.mul(wt, wk) : wk) : wt);
+          const parts = win.idx.map((i, k) => {
+            const inner = rec(d + 1, [...sel, i]);
+            return win.w ? E.mul(win.w[k], inner) : inner;
           });
+          return parts.reduce((p, q) => E.add(p, q));
         };
-        rec(0, [], undefined);
-        const sum = terms.reduce((p, q) => E.add(p, q));
+        const sum = rec(0, []);
         v = toDType(sum, x.dtype);
       }
       return ex.length ? E.select(ex.reduce((p, q) => E.or(p, q)), constant(ev, x.dtype), v) : v;

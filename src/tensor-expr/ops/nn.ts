@@ -94,8 +94,11 @@ function convCompute(
   name: string, x: Tensor, w: Tensor, a: Attrs, zero: Expr,
   xv: (idx: Expr[]) => Expr, wv: (idx: Expr[]) => Expr,
 ): Tensor {
-  const { win, out, group } = convGeometry(x.shape, w.shape, a);
-  const cpg = w.shape[1], mpg = w.shape[0] / group;
+  const ws = logicalWeightShape(w.shape, a);
+  const { win, out, group } = convGeometry(x.shape, ws, a);
+  const cpg = ws[1], mpg = ws[0] / group;
+  // with output channels packed in blocks of 4, lanes run over output channels and rows over output columns
+  const hints = a.weight_block ? { vectorAxis: 1, rowAxis: out.length - 1 } : undefined;
   return compute(name, out, ([n, m, ...o]) => {
     const rc = reduceAxis(cpg, 'rc');
     const rk = win.kernel.map((kk, i) => (kk === 1 ? undefined : reduceAxis(kk, `rk${i}_`)));
@@ -109,7 +112,24 @@ function convCompute(
     const c = group === 1 ? rc.v : E.add(E.mul(E.floordiv(m, mpg), cpg), rc.v);
     const xe = E.select(E.all(conds), xv([n, c, ...pos]), zero);
     return E.sum(E.mul(xe, wv([m, rc.v, ...kv])), [rc, ...rk.filter((r): r is IterVar => !!r)]);
-  });
+  }, hints);
+}
+
+/**
+ * Weights pre-packed at compile time (relay-ir/passes/pack-conv-weights.ts) have shape [M/B, C, K..., B] for
+ * attribute weight_block = B, so that B consecutive output channels of one tap are adjacent in memory.
+ */
+function logicalWeightShape(w: readonly number[], a: Attrs): number[] {
+  const b = num(a, 'weight_block', 0);
+  return b ? [w[0] * b, ...w.slice(1, -1)] : [...w];
+}
+
+/** Loads a (possibly packed) weight at logical index [m, c, k...]. */
+function weightLoad(w: Tensor, a: Attrs, idx: Expr[]): Expr {
+  const b = num(a, 'weight_block', 0);
+  if (!b) return E.load(w, idx);
+  const [m, ...rest] = idx;
+  return E.load(w, [E.floordiv(m, b), ...rest, E.floormod(m, b)]);
 }
 
 defineOp({
@@ -118,13 +138,13 @@ defineOp({
   inferType: ([x, w, b], a) => {
     needFloat('conv', x);
     if (w.dtype !== x.dtype) shapeError(`conv: weight dtype ${w.dtype} differs from input ${x.dtype}`);
-    const xs = staticDims(x, 'conv input'), ws = staticDims(w, 'conv weight');
+    const xs = staticDims(x, 'conv input'), ws = logicalWeightShape(staticDims(w, 'conv weight'), a);
     const { out } = convGeometry(xs, ws, a);
     if (b && (b.shape.length !== 1 || b.shape[0] !== ws[0])) shapeError(`conv: bias shape [${b.shape}] must be [${ws[0]}]`);
     return tensorType(out, x.dtype);
   },
   compute: ([x, w, b], a, outT) => {
-    const conv = convCompute('conv', x, w, a, fk(x.dtype, 0), (i) => E.load(x, i), (i) => E.load(w, i));
+    const conv = convCompute('conv', x, w, a, fk(x.dtype, 0), (i) => E.load(x, i), (i) => weightLoad(w, a, i));
     if (!b) return conv;
     return compute('conv_bias', outT.shape, (idx) => E.add(E.load(conv, idx), at(b, idx[1])));
   },

@@ -1,0 +1,269 @@
+// npm run bench [-- --models resnet18,matmul --runs 5 --threads 1,2 --budget 60]
+//
+// For each model (the generated fixtures in .cache/models plus a MatMul 1024^3 built here) compiles it with Kiln,
+// checks Kiln's outputs against onnxruntime-node, then times Kiln, onnxruntime-web (WASM backend) and
+// onnxruntime-node in the same process, alternating them round by round (after a warm-up) so machine noise hits
+// all three alike. onnxruntime-web reads its thread count once per process, so each thread count runs in its own
+// child process; this parent measures the WebAssembly SIMD128 peak, then prints one markdown table and writes
+// bench/results/latest.json.
+import { parseArgs } from 'node:util';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync, rmSync, mkdtempSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { compile } from '../compiler/compile.js';
+import { load, type LoadOptions, type LoadedModel } from '../runtime/index.js';
+import type { Tensor } from '../runtime/tensor.js';
+import { decodeTensorProto } from '../frontend/onnx/tensor-proto.js';
+import { DEFAULT_TOLERANCE, compareTensors } from '../conformance/compare.js';
+import { measureSimdPeak, type SimdPeak } from './simd-peak.js';
+import { matmulModel } from './matmul-model.js';
+
+/**
+ * Whether Kiln's runtime takes a thread count. A type-level tripwire: once LoadOptions gains `threads`, this
+ * declaration stops compiling until it is set to true (and the 2-thread Kiln row starts being measured).
+ */
+type KilnThreadsSupported = 'threads' extends keyof LoadOptions ? true : false;
+const KILN_THREADS: KilnThreadsSupported = false;
+const KILN_THREADS_NA = 'n/a (threads not implemented)';
+
+const ALL_MODELS = ['resnet18', 'mobilenet_v2', 'squeezenet1_1', 'super_resolution', 'bert', 'matmul'];
+const MATMUL = 1024;
+
+interface Timing { minMs: number; medianMs: number; runs: number; times: number[] }
+interface RuntimeResult extends Partial<Timing> { na?: string; error?: string; maxAbsErr?: number; agrees?: boolean; mismatch?: string }
+interface KilnResult extends RuntimeResult { compileMs?: number; kernels?: number; calls?: number; flopsPerRun?: number; gflops?: number; peakPercent?: number }
+interface ModelResult { model: string; threads: number; kiln: KilnResult; ortWeb: RuntimeResult; ortNode: RuntimeResult; kilnVsOrtWeb?: number; error?: string }
+interface BenchReport {
+  date: string; node: string; cpu: string; cores: number; command: string; loadavg: { start: number[]; end?: number[] };
+  config: { models: string[]; runs: number; threads: number[]; budgetS: number; note: string };
+  simdPeak?: SimdPeak; results: ModelResult[];
+}
+
+const stats = (times: number[]): Timing => {
+  const s = [...times].sort((a, b) => a - b);
+  return { minMs: s[0], medianMs: s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2, runs: s.length, times };
+};
+const log = (s: string) => process.stderr.write(`${s}\n`);
+
+function parse(argv: string[]) {
+  const { values } = parseArgs({
+    args: argv, allowPositionals: false,
+    options: {
+      models: { type: 'string' }, runs: { type: 'string' }, threads: { type: 'string' }, budget: { type: 'string' },
+      out: { type: 'string' }, 'peak-ms': { type: 'string' }, worker: { type: 'string' }, result: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  const models = (values.models ?? ALL_MODELS.join(',')).split(',').map((s) => s.trim()).filter(Boolean);
+  for (const m of models) if (!ALL_MODELS.includes(m)) throw new Error(`unknown model '${m}' (known: ${ALL_MODELS.join(', ')})`);
+  const threads = (values.threads ?? '1,2').split(',').map(Number);
+  if (threads.some((t) => !Number.isInteger(t) || t < 1)) throw new Error(`bad --threads '${values.threads}'`);
+  const runs = Number(values.runs ?? 10);
+  if (!Number.isInteger(runs) || runs < 1) throw new Error(`bad --runs '${values.runs}'`);
+  const budgetS = Number(values.budget ?? 60);
+  return { values, models, threads, runs, budgetS, peakMs: Number(values['peak-ms'] ?? 1500) };
+}
+
+const USAGE = `npm run bench -- [--models ${ALL_MODELS.join(',')}] [--runs 10] [--threads 1,2] [--budget 60] [--out bench/results/latest.json]
+  --runs     timed rounds per model (after one warm-up round); each round runs Kiln, ORT-web and ORT-node once
+  --budget   seconds per model and thread count after which rounds stop early (at least 3 rounds are run)`;
+
+// ---------------------------------------------------------------------------------------------- worker
+
+interface LoadedCase { name: string; bytes: Uint8Array; modelPath?: string; feeds: (names: string[]) => Record<string, Tensor> }
+
+function loadCase(name: string): LoadedCase {
+  if (name === 'matmul') {
+    const { bytes, input } = matmulModel(MATMUL, MATMUL, MATMUL);
+    return { name: `matmul ${MATMUL}^3`, bytes, feeds: () => ({ A: input }) };
+  }
+  const dir = join('.cache', 'models', name);
+  const modelPath = join(dir, 'model.onnx');
+  if (!existsSync(modelPath)) throw new Error(`no model at ${modelPath}: generate the fixtures first (npm run fixtures)`);
+  const set = join(dir, 'test_data_set_0');
+  const files = readdirSync(set).filter((f) => f.startsWith('input_')).sort((a, b) => Number(a.match(/\d+/)) - Number(b.match(/\d+/)));
+  const tensors = files.map((f) => decodeTensorProto(readFileSync(join(set, f))));
+  return { name, bytes: readFileSync(modelPath), modelPath, feeds: (names) => Object.fromEntries(names.map((n, i) => [n, tensors[i]])) };
+}
+
+type Ort = typeof import('onnxruntime-node');
+type OrtSession = import('onnxruntime-node').InferenceSession;
+const toOrt = (ort: Pick<Ort, 'Tensor'>, feeds: Record<string, Tensor>) =>
+  Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, new ort.Tensor(t.dtype as 'float32', t.data as Float32Array, t.shape)]));
+const fromOrt = (out: Record<string, { type: string; dims: readonly number[]; data: unknown }>): Record<string, Tensor> =>
+  Object.fromEntries(Object.entries(out).map(([k, v]) => [k, { dtype: v.type as Tensor['dtype'], shape: [...v.dims], data: v.data as Float32Array }]));
+
+function agreement(got: Record<string, Tensor>, want: Record<string, Tensor>): { maxAbsErr: number; agrees: boolean; mismatch?: string } {
+  let maxAbsErr = 0, mismatch: string | undefined;
+  for (const [name, w] of Object.entries(want)) {
+    const g = got[name];
+    if (!g) { mismatch = `output ${name} missing`; maxAbsErr = Infinity; continue; }
+    for (let i = 0; i < Math.min(g.data.length, w.data.length); i++) {
+      const e = Math.abs(Number(g.data[i]) - Number(w.data[i]));
+      if (e > maxAbsErr || Number.isNaN(e)) maxAbsErr = Number.isNaN(e) ? Infinity : e;
+    }
+    const bad = compareTensors(g, w, DEFAULT_TOLERANCE);
+    if (bad && !mismatch) mismatch = `${name}: ${bad.message}`;
+  }
+  return { maxAbsErr, agrees: !mismatch, mismatch };
+}
+
+async function benchModel(name: string, T: number, runs: number, budgetS: number, ortWeb: Ort, ortNode: Ort): Promise<ModelResult> {
+  const c = loadCase(name);
+  const res: ModelResult = { model: c.name, threads: T, kiln: {}, ortWeb: {}, ortNode: {} };
+  // sessions
+  const spin = T > 1 ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {};
+  const nodeSession: OrtSession = await ortNode.InferenceSession.create(c.bytes, { intraOpNumThreads: T, interOpNumThreads: 1, executionMode: 'sequential', ...spin });
+  const webSession: OrtSession = await ortWeb.InferenceSession.create(c.bytes, { executionProviders: ['wasm'], ...spin });
+  const feeds = c.feeds([...nodeSession.inputNames]);
+  const nodeFeeds = toOrt(ortNode, feeds), webFeeds = toOrt(ortWeb, feeds);
+  const ref = fromOrt(await nodeSession.run(nodeFeeds) as never);
+  Object.assign(res.ortWeb, agreement(fromOrt(await webSession.run(webFeeds) as never), ref));
+
+  let kiln: LoadedModel | undefined;
+  if (T > 1 && !KILN_THREADS) {
+    res.kiln.na = KILN_THREADS_NA;
+  } else {
+    try {
+      const t0 = performance.now();
+      const compiled = await compile(c.bytes, { modelPath: c.modelPath });
+      res.kiln.compileMs = performance.now() - t0;
+      kiln = await load(compiled.artifact, (KILN_THREADS ? { threads: T } : {}) as LoadOptions);
+      const h = kiln.header;
+      res.kiln.kernels = h.kernels.length;
+      res.kiln.calls = h.calls.length;
+      res.kiln.flopsPerRun = h.calls.reduce((a, call) => a + h.kernels[call.kernel].flops, 0);
+      Object.assign(res.kiln, agreement(kiln.runSync(feeds), ref));
+    } catch (e) {
+      res.kiln.error = (e as Error).message.split('\n')[0];
+      kiln = undefined;
+    }
+  }
+  const kilnLine = res.kiln.na ?? res.kiln.error ?? `max abs err vs ORT-node ${res.kiln.maxAbsErr!.toExponential(2)} ${res.kiln.agrees ? 'ok' : `MISMATCH (${res.kiln.mismatch})`}`;
+  log(`[${c.name}, ${T} thread${T > 1 ? 's' : ''}] kiln: ${kilnLine}; ORT-web vs ORT-node max abs err ${res.ortWeb.maxAbsErr!.toExponential(2)}`);
+
+  // rounds: a warm-up round, then timed rounds in rotating order
+  const runners: [keyof Pick<ModelResult, 'kiln' | 'ortWeb' | 'ortNode'>, () => Promise<unknown> | unknown][] = [];
+  if (kiln) { const k = kiln; runners.push(['kiln', () => k.runSync(feeds)]); }
+  runners.push(['ortWeb', () => webSession.run(webFeeds)], ['ortNode', () => nodeSession.run(nodeFeeds)]);
+  for (const [, f] of runners) await f();
+  const times: Record<string, number[]> = { kiln: [], ortWeb: [], ortNode: [] };
+  const end = performance.now() + budgetS * 1000;
+  for (let r = 0; r < runs; r++) {
+    if (r >= 3 && performance.now() > end) { log(`  budget of ${budgetS} s reached after ${r} rounds`); break; }
+    for (let j = 0; j < runners.length; j++) {
+      const [who, f] = runners[(r + j) % runners.length];
+      const t0 = performance.now();
+      await f();
+      times[who].push(performance.now() - t0);
+    }
+  }
+  for (const [who] of runners) Object.assign(res[who], stats(times[who]));
+  if (kiln && res.kiln.medianMs) {
+    if (res.kiln.flopsPerRun) res.kiln.gflops = res.kiln.flopsPerRun / (res.kiln.medianMs * 1e6);
+    res.kilnVsOrtWeb = res.ortWeb.medianMs! / res.kiln.medianMs;
+  }
+  const f = (t: RuntimeResult) => (t.medianMs === undefined ? '-' : `${t.medianMs.toFixed(2)} ms`);
+  log(`  median: kiln ${res.kiln.na ? 'n/a' : f(res.kiln)}, ORT-web ${f(res.ortWeb)}, ORT-node ${f(res.ortNode)} (${times.ortWeb.length} rounds)`);
+  await webSession.release();
+  await nodeSession.release();
+  return res;
+}
+
+async function worker(T: number, opts: ReturnType<typeof parse>): Promise<void> {
+  const ortWeb = (await import('onnxruntime-web')) as unknown as Ort;
+  (ortWeb as unknown as typeof import('onnxruntime-web')).env.wasm.numThreads = T;
+  const ortNode = await import('onnxruntime-node');
+  const results: ModelResult[] = [];
+  for (const m of opts.models) {
+    try {
+      results.push(await benchModel(m, T, opts.runs, opts.budgetS, ortWeb, ortNode));
+    } catch (e) {
+      log(`[${m}, ${T} threads] failed: ${(e as Error).message}`);
+      results.push({ model: m, threads: T, kiln: {}, ortWeb: {}, ortNode: {}, error: (e as Error).message.split('\n')[0] });
+    }
+  }
+  writeFileSync(opts.values.result!, JSON.stringify(results));
+}
+
+// ---------------------------------------------------------------------------------------------- parent
+
+const ms = (r: RuntimeResult) => r.na ?? (r.error ? `error: ${r.error.slice(0, 40)}` : r.minMs === undefined ? '-' : `${r.minMs.toFixed(2)} / ${r.medianMs!.toFixed(2)}`);
+
+export function markdownTable(rep: BenchReport): string {
+  const peak = rep.simdPeak?.mulAdd;
+  const lines = [
+    '| model | threads | Kiln min / median ms | ORT-web min / median ms | ORT-node min / median ms | Kiln/ORT-web speed (>1: Kiln faster) | Kiln GFLOP/s | % of SIMD peak | Kiln max abs err vs ORT-node |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+  ];
+  for (const r of rep.results) {
+    if (r.error) { lines.push(`| ${r.model} | ${r.threads} | error: ${r.error} | | | | | | |`); continue; }
+    const k = r.kiln;
+    const err = k.maxAbsErr === undefined ? '-' : `${k.maxAbsErr.toExponential(1)}${k.agrees ? '' : ' **MISMATCH**'}`;
+    const pct = k.gflops !== undefined && peak ? `${((100 * k.gflops) / (peak * r.threads)).toFixed(1)}%` : '-';
+    lines.push(`| ${r.model} | ${r.threads} | ${ms(k)} | ${ms(r.ortWeb)} | ${ms(r.ortNode)} | ${r.kilnVsOrtWeb === undefined ? '-' : `${r.kilnVsOrtWeb.toFixed(3)}x`} | ${k.gflops === undefined ? '-' : k.gflops.toFixed(2)} | ${pct} | ${err} |`);
+  }
+  return lines.join('\n');
+}
+
+async function main(): Promise<number> {
+  const opts = parse(process.argv.slice(2));
+  if (opts.values.help) { console.log(USAGE); return 0; }
+  if (opts.values.worker) { await worker(Number(opts.values.worker), opts); return 0; }
+
+  const started = performance.now();
+  const report: BenchReport = {
+    date: new Date().toISOString(), node: process.version, cpu: cpus()[0]?.model ?? '?', cores: cpus().length, loadavg: { start: loadavg() },
+    command: `node ${[...process.execArgv, 'dist/bench/bench.js', ...process.argv.slice(2)].join(' ')}`,
+    config: {
+      models: opts.models, runs: opts.runs, threads: opts.threads, budgetS: opts.budgetS,
+      note: 'times are per inference (input copy-in and output copy-out included); GFLOP/s from the Kiln header flops and the median; ' +
+        '% of SIMD peak against the measured f32x4.mul+add peak x threads; ORT sessions with T > 1 run with intra-op spinning off',
+    },
+    results: [],
+  };
+  log(`measuring the WebAssembly SIMD128 peak (1 thread) ...`);
+  report.simdPeak = measureSimdPeak(opts.peakMs);
+  const p = report.simdPeak;
+  log(`  f32x4.mul + f32x4.add: ${p.mulAdd.toFixed(1)} GFLOP/s; f32x4.relaxed_madd: ${p.relaxedMadd === undefined ? p.relaxedNote : `${p.relaxedMadd.toFixed(1)} GFLOP/s`}`);
+
+  const self = fileURLToPath(import.meta.url);
+  const tmp = mkdtempSync(join(tmpdir(), 'kiln-bench-'));
+  try {
+    for (const T of opts.threads) {
+      const result = join(tmp, `t${T}.json`);
+      const fwd = process.argv.slice(2).filter((a, i, all) => !['--worker', '--result'].includes(a) && !['--worker', '--result'].includes(all[i - 1]));
+      const child = spawnSync(process.execPath, [...process.execArgv, self, ...fwd, '--worker', String(T), '--result', result], { stdio: 'inherit' });
+      if (child.status !== 0 || !existsSync(result)) {
+        log(`worker for ${T} thread(s) failed (exit ${child.status ?? child.signal})`);
+        for (const m of opts.models) report.results.push({ model: m, threads: T, kiln: {}, ortWeb: {}, ortNode: {}, error: `worker exited with ${child.status ?? child.signal}` });
+        continue;
+      }
+      report.results.push(...(JSON.parse(readFileSync(result, 'utf8')) as ModelResult[]));
+    }
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  // group by model, then threads
+  report.results.sort((a, b) => opts.models.indexOf(a.model.startsWith('matmul') ? 'matmul' : a.model) - opts.models.indexOf(b.model.startsWith('matmul') ? 'matmul' : b.model) || a.threads - b.threads);
+
+  report.loadavg.end = loadavg();
+  const out = opts.values.out ?? join('bench', 'results', 'latest.json');
+  mkdirSync(dirname(out), { recursive: true });
+  writeFileSync(out, `${JSON.stringify(report, null, 1)}\n`);
+  const la = (l: number[]) => l.map((x) => x.toFixed(2)).join(' ');
+  console.log(`\n${report.cpu}, ${report.cores} cores, Node ${report.node}; ${opts.runs} rounds max per row, ${opts.budgetS} s budget; ` +
+    `load average ${la(report.loadavg.start)} at start, ${la(report.loadavg.end)} at end`);
+  console.log(`WebAssembly SIMD128 peak, 1 thread: ${p.mulAdd.toFixed(1)} GFLOP/s (f32x4.mul + f32x4.add, ${p.accumulators} accumulators)` +
+    (p.relaxedMadd === undefined ? `; relaxed: ${p.relaxedNote}` : `, ${p.relaxedMadd.toFixed(1)} GFLOP/s (f32x4.relaxed_madd)`));
+  console.log('');
+  console.log(markdownTable(report));
+  const bad = report.results.filter((r) => r.kiln.agrees === false);
+  if (bad.length) console.log(`\nWARNING: Kiln disagrees with ORT-node on ${bad.map((r) => r.model).join(', ')}: its times are not comparable`);
+  console.log(`\nwrote ${out} (${((performance.now() - started) / 1000).toFixed(0)} s)`);
+  return 0;
+}
+
+main().then((code) => { process.exitCode = code; }, (e) => { console.error(e); process.exitCode = 1; });
