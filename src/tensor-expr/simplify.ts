@@ -124,6 +124,17 @@ function step(e: Expr, ranges: Ranges): Expr | undefined {
           }
         }
       }
+      // (x*k + y) with k a multiple of c: floordiv -> x*(k/c) + y//c, floormod -> y %% c (exact for all integers)
+      if (a.k === 'bin' && a.op === 'add') {
+        for (const [m, r] of [[a.a, a.b], [a.b, a.a]] as const) {
+          if (m.k === 'bin' && m.op === 'mul' && isConst(m.b) && (m.b.value as number) % c === 0) {
+            const rest = simplifyNode({ ...e, a: r }, ranges);
+            if (op === 'floormod') return rest;
+            const k = (m.b.value as number) / c;
+            return simplifyNode({ k: 'bin', op: 'add', a: simplifyNode({ ...m, b: constant(k, 'int32') }, ranges), b: rest, dtype: 'int32' }, ranges);
+          }
+        }
+      }
       if (a.k === 'bin' && a.op === 'mul' && isConst(a.b) && (a.b.value as number) % c === 0) {
         return op === 'floordiv' ? simplifyNode({ ...a, b: constant((a.b.value as number) / c, 'int32') }, ranges) : constant(0, 'int32');
       }

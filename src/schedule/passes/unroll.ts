@@ -2,7 +2,7 @@
 // loop variable replaced by the constant, then simplified. Done here rather than in codegen so that indices
 // into register tiles (local buffers) become constants that a backend can map to registers.
 import { type Expr, type Var, constant, mapExpr } from '../../tensor-expr/expr.js';
-import { simplify } from '../../tensor-expr/simplify.js';
+import { simplify, type Interval, type Ranges } from '../../tensor-expr/simplify.js';
 import { type Stmt, seq } from '../loop-ir.js';
 
 export const MAX_UNROLL = 64;
@@ -20,27 +20,29 @@ export function mapStmtExprs(s: Stmt, f: (e: Expr) => Expr): Stmt {
   }
 }
 
-function substituteConst(s: Stmt, v: Var, k: number): Stmt {
+function substituteConst(s: Stmt, v: Var, k: number, ranges: Ranges): Stmt {
   const c = constant(k, 'int32');
-  return mapStmtExprs(s, (e) => simplify(mapExpr(e, (x) => (x === v ? c : undefined))));
+  return mapStmtExprs(s, (e) => simplify(mapExpr(e, (x) => (x === v ? c : undefined)), ranges));
 }
 
-export function unrollLoops(s: Stmt): Stmt {
+/** Unrolls `unrolled` loops; `ranges` are the enclosing loops' variable ranges (for simplification). */
+export function unrollLoops(s: Stmt, ranges: Map<Var, Interval> = new Map()): Stmt {
   switch (s.k) {
     case 'for': {
-      const body = unrollLoops(s.body);
+      ranges.set(s.v, { lo: 0, hi: s.extent - 1 });
+      const body = unrollLoops(s.body, ranges);
       if (s.kind !== 'unrolled' || s.extent > MAX_UNROLL) return { ...s, body };
       const copies: Stmt[] = [];
-      for (let k = 0; k < s.extent; k++) copies.push(substituteConst(body, s.v, k));
+      for (let k = 0; k < s.extent; k++) copies.push(substituteConst(body, s.v, k, ranges));
       return seq(copies);
     }
-    case 'seq': return seq(s.body.map(unrollLoops));
+    case 'seq': return seq(s.body.map((b) => unrollLoops(b, ranges)));
     case 'if': {
-      const then = unrollLoops(s.then), els = s.else && unrollLoops(s.else);
+      const then = unrollLoops(s.then, ranges), els = s.else && unrollLoops(s.else, ranges);
       if (s.cond.k === 'const') return s.cond.value ? then : els ?? seq([]);
       return { ...s, then, else: els };
     }
-    case 'decl': case 'alloc': return { ...s, body: unrollLoops(s.body) };
+    case 'decl': case 'alloc': return { ...s, body: unrollLoops(s.body, ranges) };
     default: return s;
   }
 }
