@@ -4,10 +4,10 @@
 import binaryen from 'binaryen';
 import { BYTES, type DType, isFloat, isUnsigned, isWide } from '../../runtime/dtype.js';
 import { UNARY_MATH, BINARY_MATH } from '../../runtime/math.js';
-import type { Expr, Var, BinOp } from '../../tensor-expr/expr.js';
+import { type Expr, type Var, type BinOp, printExpr } from '../../tensor-expr/expr.js';
 import type { Buffer, PrimFunc, Stmt } from '../../schedule/loop-ir.js';
 import { KilnError } from '../../runtime/errors.js';
-import { vectorizeLoop } from './vectorize.js';
+import { vectorizeExpr, vectorizeLoop, uses as usesVar } from './vectorize.js';
 import { unrollLoops } from '../../schedule/passes/unroll.js';
 
 type Ref = number;
@@ -58,6 +58,8 @@ export class FunctionEmitter {
   readonly localBufs = new Map<Buffer, number[]>();
   private readonly nParams: number;
   private labels = 0;
+  /** Values hoisted out of a block of register-tile updates: key (lane-vector or scalar + text) -> local. */
+  private readonly hoisted = new Map<string, { local: number; type: number }>();
 
   constructor(readonly m: binaryen.Module, readonly f: PrimFunc) {
     const params = [...f.inputs, ...f.outputs];
@@ -100,10 +102,55 @@ export class FunctionEmitter {
     return this.m.i32.add(this.ptr(b), shift ? this.m.i32.shl(index, this.m.i32.const(shift)) : index);
   }
 
+  /** A hoisted value of `e` (vector form when `vector`), or undefined. */
+  cached(e: Expr, vector: boolean): Ref | undefined {
+    if (!this.hoisted.size || (e.k !== 'load' && e.k !== 'select')) return undefined;
+    const h = this.hoisted.get(`${vector ? 'v' : 's'}|${printExpr(e)}`);
+    return h && this.m.local.get(h.local, h.type);
+  }
+
+  /**
+   * A straight-line block of register-tile updates (stores to local buffers, possibly 4-lane loops): loads and
+   * selects that several updates share are computed once at the top. Safe because the block writes no memory.
+   */
+  private tileBlock(body: readonly Stmt[]): Ref | undefined {
+    const items = body.map((s) => (s.k === 'for' && s.kind === 'vectorized' && s.body.k === 'store' ? { st: s.body, v: s.v as Var | undefined } : { st: s, v: undefined }));
+    if (body.length < 2 || !items.every((x) => x.st.k === 'store' && x.st.buf.scope === 'local')) return undefined;
+    const counts = new Map<string, { e: Expr; v?: Var; n: number }>();
+    const visit = (e: Expr, v: Var | undefined) => {
+      if (e.k === 'load' && (e.buf as Buffer).scope === 'local') return;
+      if (e.k === 'load' || e.k === 'select') {
+        const vector = v !== undefined && usesVar(e, v);
+        const key = `${vector ? 'v' : 's'}|${printExpr(e)}`;
+        const c = counts.get(key) ?? { e, v: vector ? v : undefined, n: 0 };
+        c.n++;
+        counts.set(key, c);
+      }
+      // never look inside select arms: they may only run conditionally
+      if (e.k === 'select') { visit(e.c, v); return; }
+      if (e.k === 'bin') { visit(e.a, v); visit(e.b, v); } else if (e.k === 'un' || e.k === 'cast') visit(e.a, v);
+    };
+    for (const { st, v } of items) visit((st as Extract<Stmt, { k: 'store' }>).value, v);
+    const sets: Ref[] = [];
+    for (const [key, c] of counts) {
+      if (c.n < 2) continue;
+      const value = c.v ? vectorizeExpr(this, c.e, c.v) : this.expr(c.e);
+      if (value === undefined) continue;
+      const type = c.v ? B.v128 : wasmType(c.e.dtype);
+      const local = this.newLocal(type);
+      sets.push(this.m.local.set(local, value));
+      this.hoisted.set(key, { local, type });
+    }
+    if (!sets.length) return undefined;
+    const out = this.m.block(null, [...sets, ...body.map((x) => this.stmt(x))], B.none);
+    this.hoisted.clear();
+    return out;
+  }
+
   stmt(s: Stmt): Ref {
     const m = this.m;
     switch (s.k) {
-      case 'seq': return m.block(null, s.body.map((x) => this.stmt(x)), B.none);
+      case 'seq': return this.tileBlock(s.body) ?? m.block(null, s.body.map((x) => this.stmt(x)), B.none);
       case 'store':
         if (s.buf.scope === 'local') return this.storeLocal(s.buf, s.index, this.expr(s.value));
         return this.store(s.buf, this.expr(s.index), this.expr(s.value));
@@ -215,6 +262,8 @@ export class FunctionEmitter {
 
   expr(e: Expr): Ref {
     const m = this.m;
+    const hit = this.cached(e, false);
+    if (hit !== undefined) return hit;
     switch (e.k) {
       case 'const': return this.constant(e.value, e.dtype);
       case 'var': return m.local.get(this.local(e), wasmType(e.dtype));

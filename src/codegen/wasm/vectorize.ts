@@ -10,7 +10,7 @@ import { simplify } from '../../tensor-expr/simplify.js';
 type ForStmt = Extract<Stmt, { k: 'for' }>;
 
 /** Whether `e` mentions variable `v`. */
-function uses(e: Expr, v: Var): boolean {
+export function uses(e: Expr, v: Var): boolean {
   switch (e.k) {
     case 'var': return e === v;
     case 'const': return false;
@@ -48,14 +48,15 @@ function stride(idx: Expr, v: Var): 0 | 1 | undefined {
   return c === 0 || c === 1 ? c : undefined;
 }
 
-export function vectorizeLoop(em: FunctionEmitter, s: ForStmt): number | undefined {
-  if (s.extent !== 4 || s.body.k !== 'store' || s.body.buf.dtype !== 'float32') return undefined;
-  const st = s.body, v = s.v, m = em.m;
-  if (stride(st.index, v) !== 1) return undefined;
+/** A 4-lane value of `e` in lane variable `v` (lane l: v = l), or undefined when it cannot be vectorized. */
+export function vectorizeExpr(em: FunctionEmitter, e: Expr, v: Var): number | undefined {
+  const m = em.m;
   const base = (idx: Expr) => simplify(substitute(idx, new Map([[v, constant(0, 'int32')]])));
   const vec = (e: Expr): number | undefined => {
     if (!uses(e, v)) return e.dtype === 'float32' ? m.f32x4.splat(em.expr(e)) : undefined;
     if (e.dtype !== 'float32') return undefined;
+    const hoisted = em.cached(e, true);
+    if (hoisted !== undefined) return hoisted;
     switch (e.k) {
       case 'var': return undefined;
       case 'load': {
@@ -96,13 +97,21 @@ export function vectorizeLoop(em: FunctionEmitter, s: ForStmt): number | undefin
       default: return undefined;
     }
   };
+  return vec(e);
+}
+
+export function vectorizeLoop(em: FunctionEmitter, s: ForStmt): number | undefined {
+  if (s.extent !== 4 || s.body.k !== 'store' || s.body.buf.dtype !== 'float32') return undefined;
+  const st = s.body, v = s.v, m = em.m;
+  if (stride(st.index, v) !== 1) return undefined;
+  const base = (idx: Expr) => simplify(substitute(idx, new Map([[v, constant(0, 'int32')]])));
   let slot: number | undefined;
   if (st.buf.scope === 'local') {
     const c = base(st.index);
     if (c.k !== 'const' || Number(c.value) % 4) return undefined;
     slot = em.localBufs.get(st.buf)![Number(c.value) >> 2];
   }
-  const value = vec(st.value);
+  const value = vectorizeExpr(em, st.value, v);
   if (value === undefined) return undefined;
   if (slot !== undefined) return m.local.set(slot, value);
   return m.v128.store(0, 4, em.addr(st.buf, em.expr(base(st.index))), value);
