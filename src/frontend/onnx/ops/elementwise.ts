@@ -42,7 +42,7 @@ const BINARY: Record<string, string> = {
 for (const [onnx, op] of Object.entries(BINARY)) {
   converter(onnx, 7, (c) => c.call(op, [c.input(0), c.input(1)]));
   // opset < 7: explicit broadcast attribute, with `axis` aligning B inside A
-  converter(onnx, 1, (c) => c.call(op, [c.input(0), legacyBroadcast(c)]));
+  if (onnx !== 'PRelu') converter(onnx, 1, (c) => c.call(op, [c.input(0), legacyBroadcast(c)]));
 }
 converter('Mod', 10, (c) => c.call('mod', [c.input(0), c.input(1)], { fmod: c.int('fmod', 0) }));
 converter('BitShift', 11, (c) => c.call(c.string('direction') === 'LEFT' ? 'bitshift_left' : 'bitshift_right', [c.input(0), c.input(1)]));
@@ -118,4 +118,14 @@ converter('Dropout', 1, (c) => {
     outs.push(c.call('not', [c.call('isinf', [x], { detect_positive: 0, detect_negative: 0 })]));
   }
   return outs;
+});
+
+/** PRelu before opset 7: a 1-D slope with one value per channel applies along axis 1 (PyTorch's exports rely on it). */
+converter('PRelu', 1, (c) => {
+  const x = c.input(0), slope = c.input(1);
+  const xs = c.type(x).shape, ss = c.type(slope).shape;
+  if (ss.length === 1 && xs.length > 2 && ss[0] === xs[1] && ss[0] !== 1) {
+    return c.call('prelu', [x, c.call('reshape', [slope], { shape: [ss[0] as number, ...new Array(xs.length - 2).fill(1)] })]);
+  }
+  return c.call('prelu', [x, slope]);
 });
