@@ -6,7 +6,7 @@ import { simplify } from '../src/tensor-expr/simplify.js';
 import { Schedule, defaultTrace, type TraceStep } from '../src/schedule/schedule.js';
 import { lower } from '../src/schedule/lower.js';
 import { printPrimFunc, type PrimFunc } from '../src/schedule/loop-ir.js';
-import { emitWasmModule, tempLayout, wasmText } from '../src/codegen/wasm/codegen.js';
+import { emitWasmModule, kernelPhases, tempLayout, wasmText } from '../src/codegen/wasm/codegen.js';
 import { mathImports } from '../src/runtime/math.js';
 
 function run(f: PrimFunc, inputs: Float32Array[], outSize: number): Float32Array {
@@ -18,7 +18,8 @@ function run(f: PrimFunc, inputs: Float32Array[], outSize: number): Float32Array
   for (const x of inputs) { F.set(x, off / 4); ptrs.push(off); off += Math.ceil(x.length / 4) * 16; }
   const outAt = off; off += Math.ceil(outSize / 4) * 16;
   const args = [...ptrs, outAt, ...(tempLayout(f).bytes ? [off] : [])];
-  (inst.exports[f.name] as (...a: number[]) => void)(...args);
+  const phases = kernelPhases(f).length;
+  for (let p = 0; p < phases; p++) (inst.exports[f.name] as (...a: number[]) => void)(...args, p, 0, 1);
   return F.slice(outAt / 4, outAt / 4 + outSize);
 }
 

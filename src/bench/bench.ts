@@ -13,20 +13,14 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { compile } from '../compiler/compile.js';
-import { load, type LoadOptions, type LoadedModel } from '../runtime/index.js';
+import { load } from '../index.js';
+import type { LoadedModel } from '../runtime/index.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { decodeTensorProto } from '../frontend/onnx/tensor-proto.js';
 import { DEFAULT_TOLERANCE, compareTensors } from '../conformance/compare.js';
 import { measureSimdPeak, type SimdPeak } from './simd-peak.js';
 import { matmulModel } from './matmul-model.js';
 
-/**
- * Whether Kiln's runtime takes a thread count. A type-level tripwire: once LoadOptions gains `threads`, this
- * declaration stops compiling until it is set to true (and the 2-thread Kiln row starts being measured).
- */
-type KilnThreadsSupported = 'threads' extends keyof LoadOptions ? true : false;
-const KILN_THREADS: KilnThreadsSupported = false;
-const KILN_THREADS_NA = 'n/a (threads not implemented)';
 
 const ALL_MODELS = ['resnet18', 'mobilenet_v2', 'squeezenet1_1', 'super_resolution', 'bert', 'matmul'];
 const MATMUL = 1024;
@@ -123,14 +117,12 @@ async function benchModel(name: string, T: number, runs: number, budgetS: number
   Object.assign(res.ortWeb, agreement(fromOrt(await webSession.run(webFeeds) as never), ref));
 
   let kiln: LoadedModel | undefined;
-  if (T > 1 && !KILN_THREADS) {
-    res.kiln.na = KILN_THREADS_NA;
-  } else {
+  {
     try {
       const t0 = performance.now();
       const compiled = await compile(c.bytes, { modelPath: c.modelPath });
       res.kiln.compileMs = performance.now() - t0;
-      kiln = await load(compiled.artifact, (KILN_THREADS ? { threads: T } : {}) as LoadOptions);
+      kiln = await load(compiled.artifact, { threads: T });
       const h = kiln.header;
       res.kiln.kernels = h.kernels.length;
       res.kiln.calls = h.calls.length;

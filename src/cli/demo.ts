@@ -4,7 +4,7 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { compile } from '../compiler/compile.js';
-import { load } from '../runtime/index.js';
+import { load } from '../index.js';
 import { KilnError } from '../runtime/errors.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { decodeTensorProto } from '../frontend/onnx/tensor-proto.js';
@@ -23,7 +23,7 @@ export async function demoCommand(pos: string[], v: { bench?: string }): Promise
   let t0 = performance.now();
   const compiled = await compile(bytes, { modelPath });
   console.log(`kiln: compiled ${name} in ${((performance.now() - t0) / 1000).toFixed(2)} s: ${compiled.header.kernels.length} kernels, artifact ${(compiled.artifact.length / 1048576).toFixed(2)} MiB`);
-  const model = await load(compiled.artifact);
+  const model = await load(compiled.artifact, { threads: 1 });
   const set = join(dir, 'test_data_set_0');
   const inputFiles = readdirSync(set).filter((f) => f.startsWith('input_')).sort();
   const feeds: Record<string, Tensor> = {};
@@ -53,6 +53,6 @@ export async function demoCommand(pos: string[], v: { bench?: string }): Promise
     console.log(`  vs ONNX Runtime: max abs err ${maxErr.toExponential(2)} -> ${bad ? `MISMATCH (${bad.message})` : `agree (rtol ${DEFAULT_TOLERANCE.rtol}, atol ${DEFAULT_TOLERANCE.atol})`}`);
     ok &&= !bad;
   }
-  console.log(`time (median of ${runs}, 1 thread): kiln ${median(kilnTimes).toFixed(2)} ms, onnxruntime-node ${median(ortTimes).toFixed(2)} ms`);
+  console.log(`time (median of ${runs}, 1 thread each): kiln ${median(kilnTimes).toFixed(2)} ms, onnxruntime-node ${median(ortTimes).toFixed(2)} ms`);
   return ok ? 0 : 1;
 }

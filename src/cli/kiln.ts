@@ -7,7 +7,7 @@ import { onnxTestCommand } from './onnx-test.js';
 const USAGE = `kiln — ahead-of-time compiler for ONNX models
 
   kiln compile MODEL.onnx -o OUT.kiln [--input-shape name=1,3,224,224] [--specialize name=file.pb] [--no-optimize]
-  kiln run ARTIFACT.kiln [--input name=file.npy|.pb ...] [--output-dir DIR] [--bench N]
+  kiln run ARTIFACT.kiln [--input name=file.npy|.pb ...] [--output-dir DIR] [--bench N] [--threads N]
   kiln profile ARTIFACT.kiln [--runs N] [--trace trace.json] [--input name=file ...] [--top N]
   kiln inspect MODEL.onnx|ARTIFACT.kiln --level graph|fused|te|loop|wasm [--kernel N]
   kiln onnx-test DIR... [--verbose] [--json FILE] [--filter REGEX]
@@ -28,6 +28,7 @@ async function main(argv: string[]): Promise<number> {
       'no-optimize': { type: 'boolean' },
       bench: { type: 'string' },
       runs: { type: 'string' },
+      threads: { type: 'string' },
       trace: { type: 'string' },
       top: { type: 'string' },
       level: { type: 'string' },

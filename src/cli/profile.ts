@@ -1,10 +1,10 @@
 // kiln profile ARTIFACT.kiln [--runs N] [--trace trace.json] [--input name=file ...] [--top N]
 // Per-kernel times (key_averages-style table) and a Chrome trace for Perfetto / chrome://tracing.
-import { load } from '../runtime/index.js';
+import { load } from '../index.js';
 import { KilnError } from '../runtime/errors.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { aggregateProfile, chromeTrace, formatProfileTable, profileModel } from '../profiler/profile.js';
-import { randomInput, readArtifactFile } from './run.js';
+import { randomInput, readArtifactFile, threadOption } from './run.js';
 import { readTensorFile, writeFileAtomic } from './tensor-files.js';
 
 function positiveInt(s: string | undefined, flag: string, dflt: number): number {
@@ -14,8 +14,8 @@ function positiveInt(s: string | undefined, flag: string, dflt: number): number 
   return n;
 }
 
-export async function profileCommand(pos: string[], v: { input?: string[]; runs?: string; trace?: string; top?: string }): Promise<number> {
-  const model = await load(readArtifactFile(pos[0]));
+export async function profileCommand(pos: string[], v: { input?: string[]; runs?: string; trace?: string; top?: string; threads?: string }): Promise<number> {
+  const model = await load(readArtifactFile(pos[0]), threadOption(v.threads));
   const runs = positiveInt(v.runs, '--runs', 10);
   const top = v.top === undefined ? undefined : positiveInt(v.top, '--top', 20);
   const feeds: Record<string, Tensor> = {};
@@ -34,5 +34,6 @@ export async function profileCommand(pos: string[], v: { input?: string[]; runs?
     writeFileAtomic(v.trace, new TextEncoder().encode(JSON.stringify(chromeTrace(model.header, profiled))));
     console.log(`trace: ${v.trace} (${profiled.length} runs, ${profiled.reduce((a, r) => a + r.timings.length, 0)} kernel events; open in https://ui.perfetto.dev or chrome://tracing)`);
   }
+  model.dispose();
   return 0;
 }

@@ -1,7 +1,7 @@
 // kiln run ARTIFACT.kiln [--input name=file] [--output-dir DIR] [--bench N]
 import { readFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { load } from '../runtime/index.js';
+import { load } from '../index.js';
 import { KilnError } from '../runtime/errors.js';
 import { type Tensor, tensor, sizeOf } from '../runtime/tensor.js';
 import type { IOBinding } from '../runtime/artifact-format.js';
@@ -27,8 +27,16 @@ export function summarize(t: Tensor): string {
   return `${t.dtype}[${t.shape}] ${head}${t.data.length > 6 ? ', ...' : ''}`;
 }
 
-export async function runCommand(pos: string[], v: { input?: string[]; 'output-dir'?: string; bench?: string }): Promise<number> {
-  const model = await load(readArtifactFile(pos[0]));
+/** --threads N -> load options (default: the available cores). */
+export function threadOption(t: string | undefined): { threads?: number } {
+  if (t === undefined) return {};
+  const n = Number(t);
+  if (!Number.isInteger(n) || n < 1) throw new KilnError('E_INPUT', `bad --threads '${t}'`, { hint: 'give a positive thread count, e.g. --threads 2' });
+  return { threads: n };
+}
+
+export async function runCommand(pos: string[], v: { input?: string[]; 'output-dir'?: string; bench?: string; threads?: string }): Promise<number> {
+  const model = await load(readArtifactFile(pos[0]), threadOption(v.threads));
   const given = Object.fromEntries((v.input ?? []).map((s) => {
     const eq = s.indexOf('=');
     if (eq <= 0) throw new KilnError('E_INPUT', `bad --input '${s}'`, { hint: 'write name=file.npy or name=file.pb' });
@@ -48,7 +56,8 @@ export async function runCommand(pos: string[], v: { input?: string[]; 'output-d
     const times: number[] = [];
     for (let i = 0; i < n; i++) { const t0 = performance.now(); model.runSync(feeds); times.push(performance.now() - t0); }
     times.sort((a, b) => a - b);
-    console.log(`bench: ${n} runs, min ${times[0].toFixed(3)} ms, median ${times[Math.floor(n / 2)].toFixed(3)} ms`);
+    console.log(`bench: ${n} runs on ${model.threads} thread${model.threads > 1 ? 's' : ''}, min ${times[0].toFixed(3)} ms, median ${times[Math.floor(n / 2)].toFixed(3)} ms`);
   }
+  model.dispose();
   return 0;
 }

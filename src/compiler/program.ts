@@ -6,7 +6,7 @@ import type { ArtifactHeader, IOBinding, KernelCall, KernelInfo } from '../runti
 import type { ConstNode, FuncNode, GExpr } from '../relay-ir/expr.js';
 import { kernelCalls } from '../relay-ir/passes/fuse-ops.js';
 import { type TensorType, staticShape, isStatic, numel } from '../relay-ir/types.js';
-import { emitWasmModule, tempLayout } from '../codegen/wasm/codegen.js';
+import { emitWasmModule, kernelPhases, tempLayout } from '../codegen/wasm/codegen.js';
 import { type BuiltKernel, buildKernel, kernelKey } from './kernel.js';
 import { type Lifetime, align, planMemory } from './memory-plan.js';
 import { VERSION } from './version.js';
@@ -95,7 +95,7 @@ export function buildProgram(main: FuncNode, opts: ProgramOptions = {}): Program
     const t = e.type as TensorType;
     return { name, dtype: t.dtype, shape: staticShape(t), offset: addr(e) };
   };
-  const kernelInfo: KernelInfo[] = kernels.map((k) => ({ name: k.prim.name, ops: k.ops, flops: k.flops, bytes: k.bytes }));
+  const kernelInfo: KernelInfo[] = kernels.map((k) => ({ name: k.prim.name, ops: k.ops, flops: k.flops, bytes: k.bytes, phases: kernelPhases(k.prim) }));
   const wasm = emitWasmModule(kernels.map((k) => k.prim), { optimize: opts.optimize });
   const intermediateBytes = items.reduce((s, it, i) => s + (i >= main.params.length ? align(it.bytes) : 0), 0);
   return {

@@ -25,6 +25,11 @@ export interface KernelInfo {
   flops: number;
   /** Bytes read and written per call. */
   bytes: number;
+  /**
+   * One entry per phase (the kernel is called once per phase, in order, with (phase, task, ntasks) after its
+   * buffers): true where the phase's work can be split among threads.
+   */
+  phases: boolean[];
 }
 
 export interface KernelCall {

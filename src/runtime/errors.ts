@@ -10,6 +10,7 @@ export type KilnErrorCode =
   | 'E_ARTIFACT'          // artifact bytes truncated, altered or of another version
   | 'E_INPUT'             // wrong input name / shape / dtype at run time
   | 'E_IO'                // reading or writing a file failed
+  | 'E_TUNING_DB'         // the tuning database cannot be opened, is corrupt, or of a newer schema
   | 'E_INTERNAL';         // a bug in Kiln: please report
 
 export interface KilnErrorContext {

@@ -3,16 +3,19 @@
 import { ARRAY, BYTES, type DType } from './dtype.js';
 import { KilnError } from './errors.js';
 import { mathImports } from './math.js';
-import type { ArtifactHeader, IOBinding } from './artifact-format.js';
+import type { ArtifactHeader, IOBinding, KernelCall } from './artifact-format.js';
+import { ThreadPool, type WorkerFactory } from './thread-pool.js';
+import { withSharedMemoryImport } from './shared-memory.js';
 import { type Tensor, formatShape, sizeOf } from './tensor.js';
 import type { ArtifactParts } from './artifact.js';
 
 const PAGE = 65536;
 type KernelFn = (...ptrs: number[]) => void;
 
-function newMemory(h: ArtifactHeader): WebAssembly.Memory {
+function newMemory(h: ArtifactHeader, shared = false): WebAssembly.Memory {
   const pages = Math.max(1, Math.ceil(h.memoryBytes / PAGE));
-  return new WebAssembly.Memory({ initial: pages, maximum: Math.max(pages, 65536) });
+  // a shared memory must declare its maximum up front: keep it to what the plan needs
+  return new WebAssembly.Memory({ initial: pages, maximum: shared ? pages : Math.max(pages, 65536), shared });
 }
 const imports = (memory: WebAssembly.Memory) => ({ env: { memory }, math: mathImports() });
 function loadError(e: unknown): KilnError {
@@ -22,14 +25,20 @@ function loadError(e: unknown): KilnError {
 
 export interface KernelTiming { kernel: number; call: number; ms: number }
 
+export interface ThreadOptions { threads: number; workerFactory?: WorkerFactory }
+
 export class WasmExecutor {
   readonly header: ArtifactHeader;
   private readonly memory: WebAssembly.Memory;
   private readonly fns: KernelFn[];
+  private pool: ThreadPool | undefined;
 
   private constructor(parts: ArtifactParts, memory: WebAssembly.Memory, instance: WebAssembly.Instance) {
     this.header = parts.header;
     this.memory = memory;
+    for (const k of parts.header.kernels) {
+      if (!Array.isArray(k.phases)) throw new KilnError('E_ARTIFACT', `kernel ${k.name} has no phase list`, { hint: 'recompile the model with this Kiln version' });
+    }
     new Uint8Array(memory.buffer, parts.header.weightsAt, parts.weights.length).set(parts.weights);
     this.fns = parts.header.kernels.map((k) => {
       const f = instance.exports[k.name];
@@ -38,14 +47,33 @@ export class WasmExecutor {
     });
   }
 
-  static async create(parts: ArtifactParts): Promise<WasmExecutor> {
-    const memory = newMemory(parts.header);
+  static async create(parts: ArtifactParts, opts: ThreadOptions = { threads: 1 }): Promise<WasmExecutor> {
+    const threads = opts.threads;
+    if (!Number.isInteger(threads) || threads < 1) throw new KilnError('E_INPUT', `threads must be a positive integer, got ${threads}`);
+    const parallel = threads > 1 && parts.header.kernels.some((k) => k.phases.some(Boolean));
+    if (parallel && !opts.workerFactory) {
+      throw new KilnError('E_INPUT', `${threads} threads requested but this platform has no workers`, { hint: 'load with { threads: 1 }' });
+    }
+    const memory = newMemory(parts.header, parallel);
+    let ex: WasmExecutor;
+    let module: WebAssembly.Module;
     try {
-      const module = await WebAssembly.compile(parts.wasm as BufferSource);
-      return new WasmExecutor(parts, memory, await WebAssembly.instantiate(module, imports(memory)));
+      module = await WebAssembly.compile((parallel ? withSharedMemoryImport(parts.wasm) : parts.wasm) as BufferSource);
+      ex = new WasmExecutor(parts, memory, await WebAssembly.instantiate(module, imports(memory)));
     } catch (e) {
       throw loadError(e);
     }
+    if (parallel) ex.pool = await ThreadPool.create(threads, module, memory, parts.header.kernels.map((k) => k.name), opts.workerFactory!);
+    return ex;
+  }
+
+  /** Threads running each parallel phase (1 without a pool). */
+  get threads(): number { return this.pool?.size ?? 1; }
+
+  /** Stops the worker threads, if any. */
+  dispose(): void {
+    this.pool?.terminate();
+    this.pool = undefined;
   }
 
   /** Synchronous variant (Node and workers): the compiler's constant folder uses it. */
@@ -84,18 +112,22 @@ export class WasmExecutor {
     for (const inp of this.header.inputs) (this.view(inp, sizeOf(inp.shape)) as { set(a: ArrayLike<unknown>): void }).set(feeds[inp.name].data as ArrayLike<unknown>);
     const calls = this.header.calls;
     for (let i = 0; i < calls.length; i++) {
-      const c = calls[i];
-      if (timings) {
-        const t0 = performance.now();
-        this.fns[c.kernel](...c.args);
-        timings.push({ kernel: c.kernel, call: i, ms: performance.now() - t0 });
-      } else {
-        this.fns[c.kernel](...c.args);
-      }
+      const t0 = timings ? performance.now() : 0;
+      this.call(calls[i]);
+      if (timings) timings.push({ kernel: calls[i].kernel, call: i, ms: performance.now() - t0 });
     }
     const out: Record<string, Tensor> = {};
     for (const o of this.header.outputs) out[o.name] = this.read(o);
     return out;
+  }
+
+  /** One kernel call: its phases in order, parallel ones split among the pool's threads. */
+  private call(c: KernelCall): void {
+    const fn = this.fns[c.kernel], phases = this.header.kernels[c.kernel].phases;
+    for (let p = 0; p < phases.length; p++) {
+      if (this.pool && phases[p]) this.pool.run(c.kernel, c.args, p, (task, ntasks) => fn(...c.args, p, task, ntasks));
+      else fn(...c.args, p, 0, 1);
+    }
   }
 
   private read(o: IOBinding): Tensor {

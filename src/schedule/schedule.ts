@@ -130,19 +130,35 @@ export function topoComputes(outputs: readonly Tensor[]): Tensor[] {
 
 /**
  * The schedule every kernel gets without tuning: producers without reductions are inlined into consumers;
- * float32 elementwise stages run their innermost axis 4 lanes at a time (SIMD128).
+ * float32 elementwise stages run their innermost axis 4 lanes at a time (SIMD128); float32 sums get register
+ * tiles; each materialized stage's outermost loop of useful extent runs in parallel (threads split it).
  */
 export function defaultTrace(sch: Schedule): TraceStep[] {
+  const probe = new Schedule(sch.outputs);
   const steps: TraceStep[] = [];
-  sch.stages.forEach((st, i) => {
-    if (!st.isOutput && !st.hasReduction()) { steps.push({ p: 'computeInline', stage: i }); return; }
-    if (st.reduction) { steps.push(...registerTileTrace(st, i)); return; }
-    const inner = st.roots.filter((a) => !a.reduce).pop();
-    if (!st.hasReduction() && st.tensor.dtype === 'float32' && inner && inner.extent % 4 === 0 && inner.extent >= 8) {
-      steps.push({ p: 'split', stage: i, axis: inner.name, factor: 4 }, { p: 'annotate', stage: i, axis: `${inner.name}.i`, kind: 'vectorized' });
+  const add = (ss: TraceStep[]) => { for (const s of ss) { probe.apply(s); steps.push(s); } };
+  probe.stages.forEach((st, i) => {
+    if (!st.isOutput && !st.hasReduction()) { add([{ p: 'computeInline', stage: i }]); return; }
+    if (st.reduction) add(registerTileTrace(st, i));
+    else {
+      const inner = st.roots.filter((a) => !a.reduce).pop();
+      if (st.tensor.dtype === 'float32' && inner && inner.extent % 4 === 0 && inner.extent >= 8) {
+        add([{ p: 'split', stage: i, axis: inner.name, factor: 4 }, { p: 'annotate', stage: i, axis: `${inner.name}.i`, kind: 'vectorized' }]);
+      }
     }
+    const par = parallelAxis(st);
+    if (par) add([{ p: 'annotate', stage: i, axis: par.name, kind: 'parallel' }]);
   });
   return steps;
+}
+
+/** The outermost serial spatial leaf with more than one iteration, if only unit loops are outside it. */
+function parallelAxis(st: Stage): Axis | undefined {
+  for (const a of st.leaves) {
+    if (a.reduce || a.kind !== 'serial') return undefined;
+    if (a.extent > 1) return a;
+  }
+  return undefined;
 }
 
 /**

@@ -61,19 +61,37 @@ export class FunctionEmitter {
   /** Values hoisted out of a block of register-tile updates: key (lane-vector or scalar + text) -> local. */
   private readonly hoisted = new Map<string, { local: number; type: number }>();
 
+  /** Parameter indices of (phase, task, ntasks): see kernelPhases. */
+  private readonly phaseParam: number;
+  /** The loop whose iterations are split among tasks in the phase being emitted. */
+  private chunkLoop: Stmt | undefined;
+
   constructor(readonly m: binaryen.Module, readonly f: PrimFunc) {
     const params = [...f.inputs, ...f.outputs];
     params.forEach((b, i) => this.bufPtr.set(b, () => m.local.get(i, B.i32)));
     const { offsets, bytes } = tempLayout(f);
-    this.nParams = params.length + (bytes > 0 ? 1 : 0);
     const scratch = params.length;
+    this.phaseParam = params.length + (bytes > 0 ? 1 : 0);
+    this.nParams = this.phaseParam + 3;
     for (const [t, off] of offsets) this.bufPtr.set(t, () => m.i32.add(m.local.get(scratch, B.i32), m.i32.const(off)));
   }
 
+  /**
+   * A kernel is called as k(buffers..., [scratch], phase, task, ntasks). Each top-level statement is one phase;
+   * the runtime runs phases in order with a barrier between them, and splits a phase's parallel loop into
+   * `ntasks` contiguous chunks, task `task` running one of them.
+   */
   emit(): void {
-    const body = this.stmt(this.f.body);
+    const m = this.m;
+    const phase = () => m.local.get(this.phaseParam, B.i32);
+    const body = phasesOf(this.f).map((st, p) => {
+      this.chunkLoop = parallelLoop(st);
+      const code = this.stmt(st);
+      this.chunkLoop = undefined;
+      return m.if(m.i32.eq(phase(), m.i32.const(p)), code);
+    });
     const params = B.createType(new Array(this.nParams).fill(B.i32));
-    this.m.addFunction(this.f.name, params, B.none, this.locals, body);
+    this.m.addFunction(this.f.name, params, B.none, this.locals, m.block(null, body, B.none));
     this.m.addFunctionExport(this.f.name, this.f.name);
   }
 
@@ -180,6 +198,21 @@ export class FunctionEmitter {
           return m.block(null, body, B.none);
         }
         const loop = this.label();
+        if (s === this.chunkLoop) {
+          // iterations [extent*task/ntasks, extent*(task+1)/ntasks)
+          const p = this.phaseParam;
+          const bound = (t: Ref) => m.i32.div_u(m.i32.mul(m.i32.const(s.extent), t), m.local.get(p + 2, B.i32));
+          const end = this.newLocal(B.i32);
+          return m.block(null, [
+            m.local.set(i, bound(m.local.get(p + 1, B.i32))),
+            m.local.set(end, bound(m.i32.add(m.local.get(p + 1, B.i32), m.i32.const(1)))),
+            m.if(m.i32.lt_s(m.local.get(i, B.i32), m.local.get(end, B.i32)), m.loop(loop, m.block(null, [
+              this.stmt(s.body),
+              m.local.set(i, m.i32.add(m.local.get(i, B.i32), m.i32.const(1))),
+              m.br(loop, m.i32.lt_s(m.local.get(i, B.i32), m.local.get(end, B.i32))),
+            ], B.none))),
+          ], B.none);
+        }
         return m.block(null, [
           m.local.set(i, m.i32.const(0)),
           m.loop(loop, m.block(null, [
@@ -449,6 +482,26 @@ export class FunctionEmitter {
     throw new KilnError('E_UNSUPPORTED', `codegen: ${op} on ${at}`);
   }
 }
+
+/** The phases of a kernel: its top-level statements (one per materialized stage, or more). */
+export function phasesOf(f: PrimFunc): Stmt[] {
+  return f.body.k === 'seq' ? [...f.body.body] : [f.body];
+}
+
+/** The loop a phase splits among threads: the first `parallel` loop under loops of extent 1 and allocations. */
+export function parallelLoop(s: Stmt): Stmt | undefined {
+  let cur: Stmt | undefined = s;
+  while (cur) {
+    if (cur.k === 'for' && cur.kind === 'parallel') return cur;
+    if (cur.k === 'for' && cur.extent === 1) cur = cur.body;
+    else if (cur.k === 'alloc') cur = cur.body;
+    else return undefined;
+  }
+  return undefined;
+}
+
+/** For each phase of a kernel, whether it can be split among threads. */
+export const kernelPhases = (f: PrimFunc): boolean[] => phasesOf(f).map((s) => parallelLoop(s) !== undefined);
 
 /** Whether evaluating `e` can neither trap nor read memory (so both arms of a select may run). */
 export function isPure(e: Expr): boolean {

@@ -1,0 +1,82 @@
+// A pool of worker threads sharing the model's WebAssembly.Memory. A job is (kernel, buffers, phase); the main
+// thread runs task 0 and each worker one more task of the phase's parallel loop, then all meet at a barrier.
+import { KilnError } from './errors.js';
+import { CTRL, CTRL_INTS, STOP, type WorkerInit } from './worker-loop.js';
+
+/** The little of a Worker the pool needs (Web Worker or a Node worker_threads adapter). */
+export interface WorkerLike {
+  postMessage(message: unknown): void;
+  onMessage(handler: (message: unknown) => void): void;
+  onError(handler: (error: unknown) => void): void;
+  terminate(): void;
+}
+export type WorkerFactory = () => WorkerLike;
+
+/** Web Workers, where the platform has them (module workers). */
+export function webWorkerFactory(): WorkerFactory | undefined {
+  const W = (globalThis as { Worker?: new (url: URL, opts: { type: string }) => Worker }).Worker;
+  if (!W) return undefined;
+  return () => {
+    const w = new W(new URL('./wasm-worker-web.js', import.meta.url), { type: 'module' });
+    return {
+      postMessage: (m) => w.postMessage(m),
+      onMessage: (h) => { w.onmessage = (e) => h(e.data); },
+      onError: (h) => { w.onerror = (e) => h(e); },
+      terminate: () => w.terminate(),
+    };
+  };
+}
+
+const canBlock = (() => {
+  try { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 1, 0); return true; } catch { return false; }
+})();
+
+export class ThreadPool {
+  private readonly ctrl: Int32Array;
+  private constructor(private readonly workers: WorkerLike[], control: SharedArrayBuffer) {
+    this.ctrl = new Int32Array(control);
+  }
+
+  get size(): number { return this.workers.length + 1; }
+
+  static async create(threads: number, module: WebAssembly.Module, memory: WebAssembly.Memory, kernels: string[], factory: WorkerFactory): Promise<ThreadPool> {
+    const control = new SharedArrayBuffer(CTRL_INTS * 4);
+    const workers: WorkerLike[] = [];
+    try {
+      await Promise.all(Array.from({ length: threads - 1 }, (_, i) => new Promise<void>((resolve, reject) => {
+        const w = factory();
+        workers.push(w);
+        w.onMessage((m) => (m === 'ready' ? resolve() : reject(new Error(String(m)))));
+        w.onError(reject);
+        const init: WorkerInit = { module, memory, control, kernels, task: i + 1 };
+        w.postMessage(init);
+      })));
+    } catch (e) {
+      workers.forEach((w) => w.terminate());
+      throw new KilnError('E_INPUT', `could not start ${threads - 1} worker threads: ${(e as Error).message ?? e}`, { hint: 'load with { threads: 1 }, or serve the page cross-origin isolated (COOP/COEP) so SharedArrayBuffer exists' });
+    }
+    return new ThreadPool(workers, control);
+  }
+
+  /** Runs phase `phase` of `kernel` on every thread; `runLocal` runs the main thread's task. */
+  run(kernel: number, args: readonly number[], phase: number, runLocal: (task: number, ntasks: number) => void): void {
+    const c = this.ctrl, n = this.size;
+    if (args.length > CTRL_INTS - CTRL.ARGS) throw new KilnError('E_INTERNAL', `kernel has ${args.length} buffers, more than the pool passes`);
+    c[CTRL.KERNEL] = kernel; c[CTRL.PHASE] = phase; c[CTRL.NTASKS] = n; c[CTRL.NARGS] = args.length;
+    c.set(args, CTRL.ARGS);
+    Atomics.store(c, CTRL.DONE, 0);
+    Atomics.add(c, CTRL.SEQ, 1);
+    Atomics.notify(c, CTRL.SEQ);
+    runLocal(0, n);
+    for (let done = Atomics.load(c, CTRL.DONE); done < n - 1; done = Atomics.load(c, CTRL.DONE)) {
+      if (canBlock) Atomics.wait(c, CTRL.DONE, done, 1000);
+    }
+  }
+
+  terminate(): void {
+    Atomics.store(this.ctrl, CTRL.KERNEL, STOP);
+    Atomics.add(this.ctrl, CTRL.SEQ, 1);
+    Atomics.notify(this.ctrl, CTRL.SEQ);
+    this.workers.forEach((w) => w.terminate());
+  }
+}
