@@ -168,7 +168,7 @@ function parallelAxis(st: Stage): Axis | undefined {
  */
 export function registerTileTrace(st: Stage, stage: number): TraceStep[] {
   const r = st.reduction;
-  if (!r || r.op !== 'sum' || st.tensor.dtype !== 'float32') return [];
+  if (!r || r.op === 'prod' || st.tensor.dtype !== 'float32') return [];
   const spatial = st.roots.filter((a) => !a.reduce), red = st.roots.filter((a) => a.reduce);
   const h = st.tensor.hints;
   const j = spatial[h?.vectorAxis ?? spatial.length - 1];

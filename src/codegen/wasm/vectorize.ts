@@ -48,56 +48,50 @@ function stride(idx: Expr, v: Var): 0 | 1 | undefined {
   return c === 0 || c === 1 ? c : undefined;
 }
 
-/** A 4-lane value of `e` in lane variable `v` (lane l: v = l), or undefined when it cannot be vectorized. */
+/**
+ * A 4-lane value of `e` in lane variable `v` (lane l: v = l), or undefined when it is not float32.
+ * Unit-stride loads become v128 loads, lane-invariant values splats, arithmetic f32x4 ops; a select whose
+ * condition is the same for all lanes becomes a branch; anything else is computed lane by lane (a gather), with
+ * each lane's conditional loads still guarded, so vectorizing never reads memory the scalar code would not.
+ */
 export function vectorizeExpr(em: FunctionEmitter, e: Expr, v: Var): number | undefined {
   const m = em.m;
-  const base = (idx: Expr) => simplify(substitute(idx, new Map([[v, constant(0, 'int32')]])));
-  const vec = (e: Expr): number | undefined => {
-    if (!uses(e, v)) return e.dtype === 'float32' ? m.f32x4.splat(em.expr(e)) : undefined;
-    if (e.dtype !== 'float32') return undefined;
+  const at = (x: Expr, lane: number) => simplify(substitute(x, new Map([[v, constant(lane, 'int32')]])));
+  const lanes = (x: Expr): number => {
+    let r = m.f32x4.splat(em.expr(at(x, 0)));
+    for (let l = 1; l < 4; l++) r = m.f32x4.replace_lane(r, l, em.expr(at(x, l)));
+    return r;
+  };
+  const vec = (e: Expr): number => {
+    if (!uses(e, v)) return m.f32x4.splat(em.expr(e));
     const hoisted = em.cached(e, true);
     if (hoisted !== undefined) return hoisted;
     switch (e.k) {
-      case 'var': return undefined;
       case 'load': {
-        if (stride(e.idx[0], v) !== 1) return undefined;
         const buf = e.buf as Buffer;
+        if (stride(e.idx[0], v) !== 1) return lanes(e);
         if (buf.scope === 'local') {
-          const c = base(e.idx[0]);
-          if (c.k !== 'const' || Number(c.value) % 4) return undefined;
+          const c = at(e.idx[0], 0);
+          if (c.k !== 'const' || Number(c.value) % 4) return lanes(e);
           return m.local.get(em.localBufs.get(buf)![Number(c.value) >> 2], binaryen.v128);
         }
-        return m.v128.load(0, 4, em.addr(buf, em.expr(base(e.idx[0]))));
+        return m.v128.load(0, 4, em.addr(buf, em.expr(at(e.idx[0], 0))));
       }
+      case 'select':
+        if (!uses(e.c, v)) return m.if(em.expr(e.c), vec(e.a), vec(e.b));
+        return lanes(e);
       case 'bin': {
-        const a = vec(e.a), b = vec(e.b);
-        if (a === undefined || b === undefined) return undefined;
-        switch (e.op) {
-          case 'add': return m.f32x4.add(a, b);
-          case 'sub': return m.f32x4.sub(a, b);
-          case 'mul': return m.f32x4.mul(a, b);
-          case 'div': return m.f32x4.div(a, b);
-          case 'min': return m.f32x4.min(a, b);
-          case 'max': return m.f32x4.max(a, b);
-          default: return undefined;
-        }
+        const op = ({ add: m.f32x4.add, sub: m.f32x4.sub, mul: m.f32x4.mul, div: m.f32x4.div, min: m.f32x4.min, max: m.f32x4.max } as Record<string, (a: number, b: number) => number>)[e.op];
+        return op ? op(vec(e.a), vec(e.b)) : lanes(e);
       }
       case 'un': {
-        const a = vec(e.a);
-        if (a === undefined) return undefined;
-        switch (e.op) {
-          case 'neg': return m.f32x4.neg(a);
-          case 'abs': return m.f32x4.abs(a);
-          case 'sqrt': return m.f32x4.sqrt(a);
-          case 'floor': return m.f32x4.floor(a);
-          case 'ceil': return m.f32x4.ceil(a);
-          default: return undefined;
-        }
+        const op = ({ neg: m.f32x4.neg, abs: m.f32x4.abs, sqrt: m.f32x4.sqrt, floor: m.f32x4.floor, ceil: m.f32x4.ceil } as Record<string, (a: number) => number>)[e.op];
+        return op ? op(vec(e.a)) : lanes(e);
       }
-      default: return undefined;
+      default: return lanes(e);
     }
   };
-  return vec(e);
+  return e.dtype === 'float32' ? vec(e) : undefined;
 }
 
 export function vectorizeLoop(em: FunctionEmitter, s: ForStmt): number | undefined {

@@ -97,9 +97,12 @@ function convCompute(
   const ws = logicalWeightShape(w.shape, a);
   const { win, out, group } = convGeometry(x.shape, ws, a);
   const cpg = ws[1], mpg = ws[0] / group;
-  // with output channels packed in blocks of 4, lanes run over output channels and rows over output columns
-  const hints = a.weight_block ? { vectorAxis: 1, rowAxis: out.length - 1 } : undefined;
-  return compute(name, out, ([n, m, ...o]) => {
+  // Packed weights: lanes run over output channels, rows over output columns. When the filter count is not a
+  // multiple of the block, the packing pads it with zero filters: compute those too, then crop.
+  const block = num(a, 'weight_block', 0);
+  const hints = block ? { vectorAxis: 1, rowAxis: out.length - 1 } : undefined;
+  const padded = block ? [out[0], w.shape[0] * block, ...out.slice(2)] : out;
+  const full = compute(name, padded, ([n, m, ...o]) => {
     const rc = reduceAxis(cpg, 'rc');
     const rk = win.kernel.map((kk, i) => (kk === 1 ? undefined : reduceAxis(kk, `rk${i}_`)));
     const kv = rk.map((r) => (r ? r.v : int(0)));
@@ -113,6 +116,7 @@ function convCompute(
     const xe = E.select(E.all(conds), xv([n, c, ...pos]), zero);
     return E.sum(E.mul(xe, wv([m, rc.v, ...kv])), [rc, ...rk.filter((r): r is IterVar => !!r)]);
   }, hints);
+  return padded[1] === out[1] ? full : compute(`${name}_crop`, out, (idx) => E.load(full, idx));
 }
 
 /**
@@ -121,7 +125,7 @@ function convCompute(
  */
 function logicalWeightShape(w: readonly number[], a: Attrs): number[] {
   const b = num(a, 'weight_block', 0);
-  return b ? [w[0] * b, ...w.slice(1, -1)] : [...w];
+  return b ? [num(a, 'filters', w[0] * b), ...w.slice(1, -1)] : [...w];
 }
 
 /** Loads a (possibly packed) weight at logical index [m, c, k...]. */
