@@ -6,17 +6,24 @@ import { align } from './memory-plan.js';
 
 export async function writeArtifact(p: Program): Promise<{ bytes: Uint8Array; header: ArtifactHeader }> {
   // section offsets depend on the header length, which depends on the offsets: iterate until stable
-  let header: ArtifactHeader = { ...p.header, sections: { wasm: { offset: 0, length: p.wasm.length }, weights: { offset: 0, length: p.weights.length } } };
+  const relaxed = p.wasmRelaxed ?? new Uint8Array(0);
+  const layout = (start: number): ArtifactHeader['sections'] => {
+    const wasmAt = align(start), relaxedAt = align(wasmAt + p.wasm.length), weightsAt = align(relaxedAt + relaxed.length);
+    return {
+      wasm: { offset: wasmAt, length: p.wasm.length },
+      ...(p.wasmRelaxed ? { wasmRelaxed: { offset: relaxedAt, length: relaxed.length } } : {}),
+      weights: { offset: weightsAt, length: p.weights.length },
+    };
+  };
+  let header: ArtifactHeader = { ...p.header, sections: layout(0) };
   let json = new TextEncoder().encode(JSON.stringify(header));
   for (let i = 0; i < 4; i++) {
-    const wasmAt = align(PREFIX_BYTES + json.length);
-    const weightsAt = align(wasmAt + p.wasm.length);
-    header = { ...header, sections: { wasm: { offset: wasmAt, length: p.wasm.length }, weights: { offset: weightsAt, length: p.weights.length } } };
+    header = { ...header, sections: layout(PREFIX_BYTES + json.length) };
     const next = new TextEncoder().encode(JSON.stringify(header));
     if (next.length === json.length) { json = next; break; }
     json = next;
   }
-  const { wasm, weights } = header.sections;
+  const { wasm, weights, wasmRelaxed } = header.sections;
   const bytes = new Uint8Array(weights.offset + weights.length);
   bytes.set(MAGIC, 0);
   const dv = new DataView(bytes.buffer);
@@ -24,6 +31,7 @@ export async function writeArtifact(p: Program): Promise<{ bytes: Uint8Array; he
   dv.setUint32(8, json.length, true);
   bytes.set(json, PREFIX_BYTES);
   bytes.set(p.wasm, wasm.offset);
+  if (wasmRelaxed) bytes.set(relaxed, wasmRelaxed.offset);
   bytes.set(p.weights, weights.offset);
   bytes.set(await sha256(bytes.subarray(PREFIX_BYTES)), 16);
   return { bytes, header };

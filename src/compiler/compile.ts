@@ -11,15 +11,21 @@ import { eliminateCommonSubexpressions } from '../relay-ir/passes/cse.js';
 import { eliminateDeadCode } from '../relay-ir/passes/simplify.js';
 import { distinctOutputs } from '../relay-ir/passes/distinct-outputs.js';
 import { fuseOps } from '../relay-ir/passes/fuse-ops.js';
-import { packConvWeights } from '../relay-ir/passes/pack-conv-weights.js';
+import { packWeights } from '../relay-ir/passes/pack-weights.js';
 import { importOnnx } from '../frontend/onnx/import.js';
 import { externalDataReader } from './external-data.js';
 import { evaluateCall } from './evaluate.js';
-import { type Program, buildProgram } from './program.js';
+import { type Program, type ProgramOptions, buildProgram } from './program.js';
 import { writeArtifact } from './artifact-writer.js';
+import { buildWebGpuSection } from './webgpu-program.js';
+import { buildCudaSection } from './cuda-program.js';
+import type { SmTarget } from '../codegen/ptx/codegen.js';
 
 export interface CompileOptions {
-  target?: 'wasm';
+  /** 'webgpu' adds WGSL kernels to the artifact (which still holds the WebAssembly module). */
+  target?: 'wasm' | 'webgpu' | 'cuda';
+  /** For target 'cuda': the SM architecture the PTX targets (80, 86 or 90; default 80). */
+  sm?: SmTarget;
   /** Concrete shapes for inputs with symbolic or missing dims. */
   inputShapes?: Record<string, number[]>;
   /** Input values the compiler may bake in where an operator needs them at compile time. */
@@ -30,6 +36,8 @@ export interface CompileOptions {
   optimize?: boolean;
   /** Receives the text of each IR level as it is produced (graph after each pass, fused graph). */
   dump?: (level: string, text: string) => void;
+  /** Tuned schedules: a trace per kernel, e.g. from the tuning database (src/autotune/apply.ts). */
+  traceFor?: ProgramOptions['traceFor'];
 }
 
 export interface CompileResult {
@@ -53,13 +61,13 @@ export const graphPasses = (): Pass[] => [
   { name: 'fold-constants', run: (f) => foldConstants(f, evaluateCall) },
   { name: 'eliminate-dead-code', run: eliminateDeadCode },
   { name: 'distinct-outputs', run: distinctOutputs },
-  { name: 'pack-conv-weights', run: packConvWeights },
+  { name: 'pack-weights', run: packWeights },
 ];
 
 /** Front half: model bytes -> optimized graph IR (no kernels yet). */
 export function importAndOptimize(modelBytes: Uint8Array, opts: CompileOptions = {}): { graph: FuncNode; outputNames: string[]; specialized: string[]; opset: number } {
-  if ((opts.target ?? 'wasm') !== 'wasm') {
-    throw new KilnError('E_UNSUPPORTED', `target '${opts.target}' is not available yet`, { hint: "use target 'wasm'" });
+  if (!['wasm', 'webgpu', 'cuda'].includes(opts.target ?? 'wasm')) {
+    throw new KilnError('E_UNSUPPORTED', `target '${opts.target}' is not available yet`, { hint: "use target 'wasm', 'webgpu' or 'cuda'" });
   }
   const imported = importOnnx(modelBytes, {
     readExternal: opts.modelPath ? externalDataReader(opts.modelPath) : undefined,
@@ -78,7 +86,9 @@ export async function compile(modelBytes: Uint8Array, opts: CompileOptions = {})
   const { graph, outputNames, specialized, opset } = importAndOptimize(modelBytes, opts);
   const fused = fuseOps(graph);
   opts.dump?.('fused', printFunc(fused));
-  const program = buildProgram(fused, { optimize: opts.optimize, outputNames });
+  const program = buildProgram(fused, { optimize: opts.optimize, outputNames, traceFor: opts.traceFor });
+  if (opts.target === 'webgpu') program.header.webgpu = buildWebGpuSection(fused, program.weightOffsets, outputNames);
+  if (opts.target === 'cuda') program.header.cuda = buildCudaSection(program.kernels, opts.sm ?? 80).section;
   const { bytes, header } = await writeArtifact(program);
   return { artifact: bytes, header, graph, fused, program, specialized, opset };
 }

@@ -22,9 +22,12 @@ export interface BuiltKernel {
   ops: string[];
   flops: number;
   bytes: number;
+  /** Built with a schedule from ProgramOptions.traceFor (a tuned one) rather than the default. */
+  tuned?: boolean;
 }
 
-export function buildKernel(fn: FuncNode, name: string, trace?: readonly TraceStep[]): BuiltKernel {
+/** `trace`: the schedule's steps, or a function giving them for the kernel's stages (default: `defaultTrace`). */
+export function buildKernel(fn: FuncNode, name: string, trace?: readonly TraceStep[] | ((sch: Schedule) => TraceStep[])): BuiltKernel {
   const inputs = fn.params.map((p, i) => placeholder(`in${i}`, staticShape(p.type), p.type.dtype));
   const te = new Map<GExpr, Tensor>(fn.params.map((p, i) => [p, inputs[i]]));
   const ops: string[] = [];
@@ -46,7 +49,7 @@ export function buildKernel(fn: FuncNode, name: string, trace?: readonly TraceSt
   let output = te.get(fn.body)!;
   if (output.kind === 'placeholder') output = compute('copy', output.shape, (idx) => ({ k: 'load', buf: output, idx, dtype: output.dtype } as Expr));
   const sch = new Schedule([output]);
-  for (const step of trace ?? defaultTrace(sch)) sch.apply(step);
+  for (const step of (typeof trace === 'function' ? trace(sch) : trace) ?? defaultTrace(sch)) sch.apply(step);
   const prim = lower(name, inputs, sch);
   const bytes = [...prim.inputs, ...prim.outputs].reduce((s, b) => s + b.size * BYTES[b.dtype], 0);
   return { prim, inputs, output, trace: sch.trace, ops, flops: countFlops(prim.body), bytes };

@@ -8,14 +8,19 @@ import { kernelCalls } from '../relay-ir/passes/fuse-ops.js';
 import { type TensorType, staticShape, isStatic, numel } from '../relay-ir/types.js';
 import { emitWasmModule, kernelPhases, tempLayout } from '../codegen/wasm/codegen.js';
 import { type BuiltKernel, buildKernel, kernelKey } from './kernel.js';
+import type { TraceStep } from '../schedule/schedule.js';
 import { type Lifetime, align, planMemory } from './memory-plan.js';
 import { VERSION } from './version.js';
 
 export interface Program {
   header: Omit<ArtifactHeader, 'sections'>;
   wasm: Uint8Array;
+  /** The same kernels with f32x4.relaxed_madd (relaxed SIMD). */
+  wasmRelaxed?: Uint8Array;
   weights: Uint8Array;
   kernels: BuiltKernel[];
+  /** Offset of each weight inside `weights`. */
+  weightOffsets: Map<ConstNode, number>;
 }
 
 export interface ProgramOptions {
@@ -23,6 +28,11 @@ export interface ProgramOptions {
   optimize?: boolean;
   /** Output names, in order (defaults to out0, out1, ...). */
   outputNames?: readonly string[];
+  /**
+   * A schedule to use instead of the default for a kernel (the tuning database's best record, a tuner's
+   * candidate); undefined keeps the default. A trace that does not apply is an error.
+   */
+  traceFor?: (fn: FuncNode, defaultKernel: BuiltKernel) => readonly TraceStep[] | undefined;
 }
 
 const bytesOf = (t: TensorType) => numel(staticShape(t)) * BYTES[t.dtype];
@@ -41,7 +51,9 @@ export function buildProgram(main: FuncNode, opts: ProgramOptions = {}): Program
   const kernels: BuiltKernel[] = [];
   const kernelOf = new Map<string, number>();
   const callKernel = calls.map((c) => {
-    const k = buildKernel(c.op, `k${kernels.length}`);
+    let k = buildKernel(c.op, `k${kernels.length}`);
+    const trace = opts.traceFor?.(c.op, k);
+    if (trace) k = { ...buildKernel(c.op, k.prim.name, trace), tuned: true };
     const key = kernelKey(k.prim);
     let idx = kernelOf.get(key);
     if (idx === undefined) { idx = kernels.length; kernels.push(k); kernelOf.set(key, idx); }
@@ -97,6 +109,8 @@ export function buildProgram(main: FuncNode, opts: ProgramOptions = {}): Program
   };
   const kernelInfo: KernelInfo[] = kernels.map((k) => ({ name: k.prim.name, ops: k.ops, flops: k.flops, bytes: k.bytes, phases: kernelPhases(k.prim) }));
   const wasm = emitWasmModule(kernels.map((k) => k.prim), { optimize: opts.optimize });
+  // a relaxed-SIMD variant for engines that have it (the runtime picks it at load); not for compile-time folding
+  const wasmRelaxed = opts.optimize === false ? undefined : emitWasmModule(kernels.map((k) => k.prim), { relaxed: true });
   const intermediateBytes = items.reduce((s, it, i) => s + (i >= main.params.length ? align(it.bytes) : 0), 0);
   return {
     header: {
@@ -111,7 +125,9 @@ export function buildProgram(main: FuncNode, opts: ProgramOptions = {}): Program
       plan: { arenaBytes: plan.arenaBytes, intermediateBytes, weightBytes },
     },
     wasm,
+    wasmRelaxed,
     weights,
     kernels,
+    weightOffsets: weightOff,
   };
 }

@@ -47,11 +47,102 @@ export interface ArtifactHeader {
   memoryBytes: number;
   /** Where the weights section is copied in linear memory. */
   weightsAt: number;
-  sections: { wasm: Section; weights: Section };
+  /** wasmRelaxed: the kernels with relaxed-SIMD multiply-adds, used where the engine validates it. */
+  sections: { wasm: Section; weights: Section; wasmRelaxed?: Section };
   inputs: IOBinding[];
   outputs: IOBinding[];
   kernels: KernelInfo[];
   calls: KernelCall[];
   /** Memory plan statistics: arena used vs. the sum of all intermediates. */
   plan: { arenaBytes: number; intermediateBytes: number; weightBytes: number };
+  /** WGSL kernels and their calls, present when compiled for target 'webgpu' (the WebAssembly part stays usable). */
+  webgpu?: WebGpuSection;
+  /** PTX kernels and launch metadata, present when compiled for target 'cuda' (the WebAssembly part stays usable). */
+  cuda?: CudaSection;
+}
+
+/**
+ * The CUDA program: one PTX module; per kernel of `kernels` (same index), the entries to launch in order for one
+ * call. Every entry takes one `.param .u64` global pointer per call argument (KernelCall.args: inputs, outputs,
+ * scratch), so a runtime with one device allocation of `memoryBytes` passes base + offset for each.
+ */
+export interface CudaSection {
+  /** Compute capability the PTX targets (80, 86, 90). */
+  sm: number;
+  /** PTX ISA version of the module. */
+  ptxVersion: string;
+  ptx: string;
+  kernels: CudaKernel[];
+}
+
+export interface CudaParam {
+  name: string;
+  role: 'input' | 'output' | 'scratch';
+  dtype?: DType;
+  /** Bytes the buffer spans. */
+  bytes: number;
+}
+
+export interface CudaLaunch {
+  /** Entry name in the PTX module. */
+  entry: string;
+  grid: [number, number, number];
+  block: [number, number, number];
+  /** Static shared memory the entry declares (bytes); no dynamic shared memory is used. */
+  sharedBytes: number;
+}
+
+export interface CudaKernel {
+  name: string;
+  params: CudaParam[];
+  launches: CudaLaunch[];
+}
+
+/**
+ * The WebGPU program. Values are GPU buffers: graph inputs and outputs, intermediates (the runtime reuses their
+ * buffers by lifetime) and weights (a byte range of the weights section). Narrow integers and bool occupy one
+ * 32-bit word per element on the GPU (i32 for signed, u32 otherwise); the runtime converts on upload/download.
+ */
+export interface WebGpuSection {
+  values: GpuValue[];
+  inputs: { name: string; value: number }[];
+  outputs: { name: string; value: number }[];
+  kernels: GpuKernel[];
+  calls: GpuCall[];
+}
+
+export interface GpuValue {
+  dtype: DType;
+  /** Element count. */
+  size: number;
+  kind: 'input' | 'output' | 'intermediate' | 'weight';
+  /** For weights: the bytes inside the weights section. */
+  weight?: Section;
+}
+
+export interface GpuKernel {
+  name: string;
+  ops: string[];
+  /** Global temporaries (between stages), one buffer each. */
+  temps: { dtype: DType; size: number }[];
+  /** One compute dispatch each, in order. */
+  stages: GpuStage[];
+}
+
+export interface GpuStage {
+  /** WGSL source; entry point `main`. */
+  code: string;
+  workgroupSize: number;
+  /** Workgroups to dispatch in x, y, z. */
+  grid: [number, number, number];
+  /** Kernel parameter per binding (inputs, then outputs, then temps). */
+  bindings: number[];
+}
+
+export interface GpuCall {
+  kernel: number;
+  /** Value ids: inputs, then outputs. */
+  args: number[];
+  /** ONNX nodes this call computes. */
+  origin: string[];
 }

@@ -3,7 +3,7 @@
 import { KilnError } from './errors.js';
 import { type ArtifactHeader, FORMAT_VERSION, MAGIC, PREFIX_BYTES } from './artifact-format.js';
 
-export interface ArtifactParts { header: ArtifactHeader; wasm: Uint8Array; weights: Uint8Array }
+export interface ArtifactParts { header: ArtifactHeader; wasm: Uint8Array; weights: Uint8Array; wasmRelaxed?: Uint8Array }
 
 const damaged = (what: string) => new KilnError('E_ARTIFACT', `artifact is damaged: ${what}`, { hint: 'recompile the model with kiln compile; do not edit or truncate .kiln files' });
 
@@ -35,5 +35,10 @@ export async function readArtifact(bytes: Uint8Array): Promise<ArtifactParts> {
     if (!s || s.offset + s.length > bytes.length) throw damaged(`${name} section out of bounds`);
     return bytes.subarray(s.offset, s.offset + s.length);
   };
-  return { header, wasm: section(header.sections?.wasm, 'wasm'), weights: section(header.sections?.weights, 'weights') };
+  return {
+    header,
+    wasm: section(header.sections?.wasm, 'wasm'),
+    weights: section(header.sections?.weights, 'weights'),
+    wasmRelaxed: header.sections?.wasmRelaxed && section(header.sections.wasmRelaxed, 'wasmRelaxed'),
+  };
 }

@@ -25,13 +25,28 @@ function loadError(e: unknown): KilnError {
 
 export interface KernelTiming { kernel: number; call: number; ms: number }
 
-export interface ThreadOptions { threads: number; workerFactory?: WorkerFactory }
+export interface ThreadOptions {
+  threads: number;
+  workerFactory?: WorkerFactory;
+  /** 'auto' (default): relaxed-SIMD kernels where the engine has relaxed SIMD, else baseline SIMD128. */
+  simd?: 'auto' | 'relaxed' | 'baseline';
+}
+
+/** A module using f32x4.relaxed_madd: validates only where relaxed SIMD is available. */
+const RELAXED_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, 0x03, 0x02, 0x01, 0x00,
+  0x0a, 0x3d, 0x01, 0x3b, 0x00,
+  ...[0, 1, 2].flatMap(() => [0xfd, 0x0c, ...new Array(16).fill(0)]), 0xfd, 0x85, 0x02, 0x0b,
+]);
+export const hasRelaxedSimd = (): boolean => WebAssembly.validate(RELAXED_PROBE);
 
 export class WasmExecutor {
   readonly header: ArtifactHeader;
   private readonly memory: WebAssembly.Memory;
   private readonly fns: KernelFn[];
   private pool: ThreadPool | undefined;
+  /** Which kernel variant runs: relaxed-SIMD multiply-adds or baseline SIMD128. */
+  simd: 'relaxed' | 'baseline' = 'baseline';
 
   private constructor(parts: ArtifactParts, memory: WebAssembly.Memory, instance: WebAssembly.Instance) {
     this.header = parts.header;
@@ -54,15 +69,21 @@ export class WasmExecutor {
     if (parallel && !opts.workerFactory) {
       throw new KilnError('E_INPUT', `${threads} threads requested but this platform has no workers`, { hint: 'load with { threads: 1 }' });
     }
+    const relaxed = opts.simd !== 'baseline' && parts.wasmRelaxed !== undefined && hasRelaxedSimd();
+    if (opts.simd === 'relaxed' && !relaxed) {
+      throw new KilnError('E_INPUT', parts.wasmRelaxed ? 'this engine has no relaxed SIMD' : 'the artifact has no relaxed-SIMD kernels', { hint: "load with { simd: 'auto' } (Node 20 needs --experimental-wasm-relaxed-simd)" });
+    }
+    const code = relaxed ? parts.wasmRelaxed! : parts.wasm;
     const memory = newMemory(parts.header, parallel);
     let ex: WasmExecutor;
     let module: WebAssembly.Module;
     try {
-      module = await WebAssembly.compile((parallel ? withSharedMemoryImport(parts.wasm) : parts.wasm) as BufferSource);
+      module = await WebAssembly.compile((parallel ? withSharedMemoryImport(code) : code) as BufferSource);
       ex = new WasmExecutor(parts, memory, await WebAssembly.instantiate(module, imports(memory)));
     } catch (e) {
       throw loadError(e);
     }
+    ex.simd = relaxed ? 'relaxed' : 'baseline';
     if (parallel) ex.pool = await ThreadPool.create(threads, module, memory, parts.header.kernels.map((k) => k.name), opts.workerFactory!);
     return ex;
   }

@@ -7,14 +7,17 @@ import { WasmExecutor, type KernelTiming } from './executor.js';
 import { type WorkerFactory, webWorkerFactory } from './thread-pool.js';
 export type { WorkerFactory, WorkerLike } from './thread-pool.js';
 import type { Tensor } from './tensor.js';
+import { type GpuDevice, WebGpuExecutor } from './webgpu.js';
 
 export { KilnError } from './errors.js';
 export type { Tensor } from './tensor.js';
 export type { DType } from './dtype.js';
-export type { ArtifactHeader, KernelTiming };
+export type { ArtifactHeader, KernelTiming, GpuDevice };
 
 export interface LoadOptions {
-  target?: 'wasm';
+  target?: 'wasm' | 'webgpu';
+  /** The GPUDevice to run on (target 'webgpu'): a browser's `navigator.gpu` device, or npm `webgpu`'s in Node. */
+  device?: GpuDevice;
   /**
    * Threads for parallel kernel phases (worker threads sharing one WebAssembly.Memory). Default: the available
    * cores where workers and SharedArrayBuffer exist (Node; cross-origin isolated pages), else 1.
@@ -22,6 +25,8 @@ export interface LoadOptions {
   threads?: number;
   /** How to start a worker; defaults to Web Workers. The Node entry point passes worker_threads. */
   workerFactory?: WorkerFactory;
+  /** Kernel variant: 'auto' picks relaxed-SIMD multiply-adds where the engine supports them. */
+  simd?: 'auto' | 'relaxed' | 'baseline';
 }
 
 export interface LoadedModel {
@@ -33,19 +38,35 @@ export interface LoadedModel {
   runSync(feeds: Record<string, Tensor>, timings?: KernelTiming[]): Record<string, Tensor>;
   /** Threads the model runs on. */
   readonly threads: number;
+  /** WebAssembly kernel variant in use (absent on other targets). */
+  readonly simd?: 'relaxed' | 'baseline';
   /** Stops worker threads. */
   dispose(): void;
 }
 
 export async function load(artifact: Uint8Array, opts: LoadOptions = {}): Promise<LoadedModel> {
   const target = opts.target ?? 'wasm';
-  if (target !== 'wasm') throw new KilnError('E_INPUT', `target '${target}' is not available in this runtime`, { hint: "use target 'wasm'" });
+  if (target !== 'wasm' && target !== 'webgpu') throw new KilnError('E_INPUT', `target '${target}' is not available in this runtime`, { hint: "use target 'wasm' or 'webgpu'" });
+  if (target === 'webgpu') {
+    if (!opts.device) throw new KilnError('E_INPUT', "target 'webgpu' needs a GPUDevice", { hint: 'pass load(artifact, { target: \'webgpu\', device }) with a device from navigator.gpu (or npm webgpu in Node)' });
+    const parts = await readArtifact(artifact);
+    const ex = await WebGpuExecutor.create(parts.header, parts.weights, opts.device);
+    return {
+      inputs: parts.header.inputs,
+      outputs: parts.header.outputs,
+      header: parts.header,
+      run: (feeds) => ex.run(feeds),
+      runSync: () => { throw new KilnError('E_UNSUPPORTED', 'runSync is not available on the WebGPU target', { hint: 'use await model.run(feeds)' }); },
+      threads: 1,
+      dispose: () => ex.dispose(),
+    };
+  }
   const parts = await readArtifact(artifact);
   const workerFactory = opts.workerFactory ?? webWorkerFactory();
   const isolated = typeof SharedArrayBuffer !== 'undefined' && (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated !== false;
   const cores = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? 1;
   const threads = opts.threads ?? (workerFactory && isolated ? cores : 1);
-  return fromParts(parts.header, await WasmExecutor.create(parts, { threads, workerFactory }));
+  return fromParts(parts.header, await WasmExecutor.create(parts, { threads, workerFactory, simd: opts.simd }));
 }
 
 export function fromParts(header: ArtifactHeader, ex: WasmExecutor): LoadedModel {
@@ -56,6 +77,7 @@ export function fromParts(header: ArtifactHeader, ex: WasmExecutor): LoadedModel
     run: async (feeds) => ex.run(feeds),
     runSync: (feeds, timings) => ex.run(feeds, timings),
     threads: ex.threads,
+    simd: ex.simd,
     dispose: () => ex.dispose(),
   };
 }

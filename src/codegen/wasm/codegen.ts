@@ -25,17 +25,22 @@ export function tempLayout(f: PrimFunc): TempLayout {
 
 export const wasmType = (t: DType): number => (t === 'float32' ? B.f32 : t === 'float64' ? B.f64 : isWide(t) ? B.i64 : B.i32);
 
-export interface WasmModuleOptions { optimize?: boolean }
+export interface WasmModuleOptions {
+  optimize?: boolean;
+  /** Use relaxed-SIMD f32x4.relaxed_madd for vector multiply-adds (engines without relaxed SIMD reject it). */
+  relaxed?: boolean;
+}
 
 export function emitWasmModule(funcs: readonly PrimFunc[], opts: WasmModuleOptions = {}): Uint8Array {
   const m = new B.Module();
   try {
-    m.setFeatures(B.Features.SIMD128 | B.Features.NontrappingFPToInt | B.Features.SignExt | B.Features.BulkMemory | B.Features.MutableGlobals);
+    m.setFeatures(B.Features.SIMD128 | B.Features.NontrappingFPToInt | B.Features.SignExt | B.Features.BulkMemory | B.Features.MutableGlobals |
+      (opts.relaxed ? B.Features.RelaxedSIMD : 0));
     m.setMemory(1, 65536, null, [], false, false, 'mem');
     m.addMemoryImport('mem', 'env', 'memory');
     for (const name of Object.keys(UNARY_MATH)) m.addFunctionImport(`math_${name}`, 'math', name, B.f64, B.f64);
     for (const name of Object.keys(BINARY_MATH)) m.addFunctionImport(`math_${name}`, 'math', name, B.createType([B.f64, B.f64]), B.f64);
-    for (const f of funcs) new FunctionEmitter(m, f).emit();
+    for (const f of funcs) new FunctionEmitter(m, f, opts.relaxed ?? false).emit();
     if (!m.validate()) throw new KilnError('E_INTERNAL', 'generated WebAssembly failed validation', { hint: 'please report this with the model' });
     if (opts.optimize !== false) { B.setOptimizeLevel(2); B.setShrinkLevel(0); m.optimize(); }
     return m.emitBinary();
@@ -66,7 +71,7 @@ export class FunctionEmitter {
   /** The loop whose iterations are split among tasks in the phase being emitted. */
   private chunkLoop: Stmt | undefined;
 
-  constructor(readonly m: binaryen.Module, readonly f: PrimFunc) {
+  constructor(readonly m: binaryen.Module, readonly f: PrimFunc, readonly relaxed = false) {
     const params = [...f.inputs, ...f.outputs];
     params.forEach((b, i) => this.bufPtr.set(b, () => m.local.get(i, B.i32)));
     const { offsets, bytes } = tempLayout(f);

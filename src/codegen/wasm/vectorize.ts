@@ -81,6 +81,11 @@ export function vectorizeExpr(em: FunctionEmitter, e: Expr, v: Var): number | un
         if (!uses(e.c, v)) return m.if(em.expr(e.c), vec(e.a), vec(e.b));
         return lanes(e);
       case 'bin': {
+        if (em.relaxed && e.op === 'add') {
+          // a*b + c in one relaxed_madd (fused or not, as the engine chooses)
+          const [p, c] = e.a.k === 'bin' && e.a.op === 'mul' ? [e.a, e.b] : e.b.k === 'bin' && e.b.op === 'mul' ? [e.b, e.a] : [];
+          if (p && p.k === 'bin') return relaxedMadd(m, vec(p.a), vec(p.b), vec(c!));
+        }
         const op = ({ add: m.f32x4.add, sub: m.f32x4.sub, mul: m.f32x4.mul, div: m.f32x4.div, min: m.f32x4.min, max: m.f32x4.max } as Record<string, (a: number, b: number) => number>)[e.op];
         return op ? op(vec(e.a), vec(e.b)) : lanes(e);
       }
@@ -109,4 +114,10 @@ export function vectorizeLoop(em: FunctionEmitter, s: ForStmt): number | undefin
   if (value === undefined) return undefined;
   if (slot !== undefined) return m.local.set(slot, value);
   return m.v128.store(0, 4, em.addr(st.buf, em.expr(base(st.index))), value);
+}
+
+const Bx = binaryen as unknown as { _BinaryenSIMDTernary(mod: number, op: number, a: number, b: number, c: number): number; RelaxedMaddVecF32x4: number };
+/** f32x4.relaxed_madd(a, b, c) = a*b + c; binaryen.js has no wrapper for it, so call its C API. */
+function relaxedMadd(m: binaryen.Module, a: number, b: number, c: number): number {
+  return Bx._BinaryenSIMDTernary(m.ptr, Bx.RelaxedMaddVecF32x4, a, b, c);
 }

@@ -35,8 +35,9 @@ function batchIdx(shape: readonly number[], nb: number, bidx: readonly Expr[]): 
  * out[batch, m, n] = sum_k body(a[batch', m, k], b[batch'', k, n]) as a single reduction (no broadcast copies).
  * `elem` maps the two loaded operands to the product term (casts, zero points).
  */
-function matmulCompute(name: string, a: Tensor, b: Tensor, out: readonly number[], elem: (x: Expr, y: Expr, m: Expr, n: Expr) => Expr): Tensor {
-  const s = matmulShape(a.shape, b.shape, name);
+function matmulCompute(name: string, a: Tensor, b: Tensor, out: readonly number[], elem: (x: Expr, y: Expr, m: Expr, n: Expr) => Expr, attrs: Attrs = {}): Tensor {
+  const block = num(attrs, 'weight_block', 0);
+  const s = matmulShape(a.shape, logicalB(b.shape, attrs), name);
   const nb = s.batch.length;
   const K = a.shape[a.shape.length - 1];
   return compute(name, out, (idx) => {
@@ -46,19 +47,29 @@ function matmulCompute(name: string, a: Tensor, b: Tensor, out: readonly number[
     const n = s.n !== undefined ? idx[p++] : int(0);
     const k = reduceAxis(K, 'k');
     const ai = a.shape.length === 1 ? [k.v] : [...batchIdx(a.shape, nb, bidx), m, k.v];
-    const bi = b.shape.length === 1 ? [k.v] : [...batchIdx(b.shape, nb, bidx), k.v, n];
-    return E.sum(elem(at(a, ...ai), at(b, ...bi), m, n), [k]);
+    const bv = block ? packedAt(b, block, k.v, n)
+      : at(b, ...(b.shape.length === 1 ? [k.v] : [...batchIdx(b.shape, nb, bidx), k.v, n]));
+    return E.sum(elem(at(a, ...ai), bv, m, n), [k]);
   });
 }
+
+/**
+ * A constant right-hand operand packed at compile time (relay-ir/passes/pack-weights.ts): [K, N] stored as
+ * [ceil(N/B), K, B] for attribute weight_block = B (columns = N), so B adjacent columns of one k are one vector.
+ */
+function logicalB(b: readonly Dim[], a: Attrs): Dim[] {
+  return num(a, 'weight_block', 0) ? [b[1], num(a, 'columns')] : [...b];
+}
+const packedAt = (b: Tensor, block: number, k: Expr, n: Expr): Expr => at(b, E.floordiv(n, block), k, E.floormod(n, block));
 
 defineOp({
   name: 'matmul',
   pattern: OpPattern.OutEWiseFusable,
-  inferType: ([a, b]) => {
+  inferType: ([a, b], at_) => {
     if (a.dtype !== b.dtype) shapeError(`matmul: input dtypes differ (${a.dtype} vs ${b.dtype})`);
-    return tensorType(outShape(matmulShape(a.shape, b.shape, 'matmul')), a.dtype);
+    return tensorType(outShape(matmulShape(a.shape, logicalB(b.shape, at_), 'matmul')), a.dtype);
   },
-  compute: ([a, b], _, out) => matmulCompute('matmul', a, b, out.shape, (x, y) => E.mul(x, y)),
+  compute: ([a, b], at_, out) => matmulCompute('matmul', a, b, out.shape, (x, y) => E.mul(x, y), at_),
 });
 
 /** MatMulInteger: (a - a_zero_point) x (b - b_zero_point) accumulated in int32. Zero points: scalar, per row of a, per column of b. */
@@ -84,10 +95,10 @@ defineOp({
   name: 'gemm',
   pattern: OpPattern.OutEWiseFusable,
   inferType: ([a, b, c], at_) => {
-    if (a.shape.length !== 2 || b.shape.length !== 2) shapeError(`gemm: A and B must be 2-D, got [${a.shape}] and [${b.shape}]`);
+    if (a.shape.length !== 2 || b.shape.length !== (num(at_, 'weight_block', 0) ? 3 : 2)) shapeError(`gemm: A and B must be 2-D, got [${a.shape}] and [${b.shape}]`);
     const ta = num(at_, 'transA', 0), tb = num(at_, 'transB', 0);
     const [M, Ka] = ta ? [a.shape[1], a.shape[0]] : a.shape;
-    const [Kb, N] = tb ? [b.shape[1], b.shape[0]] : b.shape;
+    const [Kb, N] = num(at_, 'weight_block', 0) ? logicalB(b.shape, at_) : tb ? [b.shape[1], b.shape[0]] : b.shape;
     if (typeof Ka === 'number' && typeof Kb === 'number' && Ka !== Kb) shapeError(`gemm: inner dimensions differ (${Ka} vs ${Kb})`);
     if (c) broadcastShapes([c.shape, [M, N]]);
     return tensorType([M, N], a.dtype);
@@ -96,10 +107,11 @@ defineOp({
     const alpha = num(at_, 'alpha', 1), beta = num(at_, 'beta', 1);
     const ta = num(at_, 'transA', 0), tb = num(at_, 'transB', 0);
     const K = ta ? a.shape[0] : a.shape[1];
+    const block = num(at_, 'weight_block', 0);
     const mm = compute('gemm', out.shape, ([m, n]) => {
       const k = reduceAxis(K, 'k');
       const x = ta ? at(a, k.v, m) : at(a, m, k.v);
-      const y = tb ? at(b, n, k.v) : at(b, k.v, n);
+      const y = block ? packedAt(b, block, k.v, n) : tb ? at(b, n, k.v) : at(b, k.v, n);
       return E.sum(E.mul(x, y), [k]);
     });
     const useC = c !== undefined && beta !== 0;

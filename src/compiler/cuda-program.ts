@@ -1,0 +1,32 @@
+// The CUDA part of an artifact: every kernel of the program rescheduled for the GPU (the default GPU schedule of
+// src/schedule/gpu-schedule.ts), lowered again and written as PTX with its launch metadata. Kernel order, call
+// arguments and the memory plan are the program's own, so the runtime reuses the header's calls and offsets.
+import type { CudaSection } from '../runtime/artifact-format.js';
+import { KilnError } from '../runtime/errors.js';
+import { Schedule } from '../schedule/schedule.js';
+import { gpuTrace } from '../schedule/gpu-schedule.js';
+import { lower } from '../schedule/lower.js';
+import type { PrimFunc } from '../schedule/loop-ir.js';
+import { tempLayout } from '../codegen/wasm/codegen.js';
+import { type SmTarget, emitPtxModule } from '../codegen/ptx/codegen.js';
+import type { BuiltKernel } from './kernel.js';
+
+/** Threads per block of the default CUDA schedule. */
+export const CUDA_BLOCK_THREADS = 256;
+
+/** A built kernel's loop IR under the default GPU schedule. */
+export function gpuPrimFunc(k: BuiltKernel): PrimFunc {
+  const sch = new Schedule([k.output]);
+  for (const step of gpuTrace(sch, CUDA_BLOCK_THREADS)) sch.apply(step);
+  const prim = lower(k.prim.name, k.inputs, sch);
+  if (tempLayout(prim).bytes !== tempLayout(k.prim).bytes) {
+    throw new KilnError('E_INTERNAL', `kernel ${k.prim.name}: the GPU schedule changed the temporaries the memory plan sized`);
+  }
+  return prim;
+}
+
+export function buildCudaSection(kernels: readonly BuiltKernel[], sm: SmTarget): { section: CudaSection; prims: PrimFunc[] } {
+  const prims = kernels.map(gpuPrimFunc);
+  const mod = emitPtxModule(prims, { sm });
+  return { section: { sm: mod.sm, ptxVersion: mod.version, ptx: mod.ptx, kernels: mod.kernels }, prims };
+}

@@ -1,0 +1,39 @@
+// A GPUDevice in Node through npm `webgpu` (Dawn). On a machine without a GPU, Debian's chromium package ships
+// SwiftShader's Vulkan driver: when VK_ICD_FILENAMES is unset and that driver exists, it is selected here (the
+// Vulkan loader reads the variable when Dawn creates its instance; libvulkan1 provides the loader).
+import { existsSync } from 'node:fs';
+import { KilnError } from '../runtime/errors.js';
+import type { GpuDevice } from '../runtime/webgpu.js';
+
+export const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
+
+let cached: Promise<GpuDevice> | undefined;
+
+/** One device per process, with the adapter's highest storage-buffer and workgroup limits. */
+export function nodeGpuDevice(): Promise<GpuDevice> {
+  cached ??= create();
+  return cached;
+}
+
+async function create(): Promise<GpuDevice> {
+  if (!process.env.VK_ICD_FILENAMES && existsSync(SWIFTSHADER_ICD)) process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
+  let mod: { create(opts: string[]): { requestAdapter(o?: object): Promise<unknown> }; globals: object };
+  try {
+    mod = await import('webgpu' as string);
+  } catch (e) {
+    throw new KilnError('E_UNSUPPORTED', `WebGPU in Node needs the npm package 'webgpu': ${(e as Error).message}`, { hint: 'npm install webgpu' });
+  }
+  Object.assign(globalThis, mod.globals);
+  const backend = process.env.KILN_WEBGPU_BACKEND ?? 'vulkan';
+  const gpu = mod.create([`backend=${backend}`]);
+  type Adapter = { limits: Record<string, number>; requestDevice(d: object): Promise<GpuDevice> };
+  const adapter = (await gpu.requestAdapter()) as Adapter | null;
+  if (!adapter) {
+    throw new KilnError('E_UNSUPPORTED', `no WebGPU adapter (Dawn backend '${backend}')`,
+      { hint: `install a Vulkan driver: on Debian, apt-get install chromium libvulkan1 gives SwiftShader at ${SWIFTSHADER_ICD}` });
+  }
+  const want = ['maxStorageBuffersPerShaderStage', 'maxStorageBufferBindingSize', 'maxBufferSize', 'maxComputeWorkgroupsPerDimension',
+    'maxComputeInvocationsPerWorkgroup', 'maxComputeWorkgroupSizeX', 'maxComputeWorkgroupStorageSize'];
+  const requiredLimits = Object.fromEntries(want.filter((k) => typeof adapter.limits[k] === 'number').map((k) => [k, adapter.limits[k]]));
+  return adapter.requestDevice({ requiredLimits });
+}

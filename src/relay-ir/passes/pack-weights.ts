@@ -1,0 +1,59 @@
+// Weight pre-packing at compile time, so the vectors of a register tile read contiguous memory.
+// A convolution with constant float32 weights [M, C, K...] gets them as
+// [ceil(M/4), C, K..., 4] (attribute weight_block = 4, filters = M; missing filters are zeros), so the 4 output
+// channels a SIMD lane group computes read their weights with one vector load. Plain and depthwise
+// convolutions are packed (depthwise only when M is a multiple of 4); other grouped ones keep their layout.
+import type { Tensor } from '../../runtime/tensor.js';
+import { type CallNode, type ConstNode, type FuncNode, type GExpr, gcall, gconst, isFuncCall, mapFunc } from '../expr.js';
+import type { OpSpec } from '../op.js';
+
+export const WEIGHT_BLOCK = 4;
+
+export function packWeights(fn: FuncNode): FuncNode {
+  return mapFunc(fn, (n) => {
+    if (n.kind !== 'call' || isFuncCall(n) || n.attrs.weight_block) return undefined;
+    const name = (n.op as OpSpec).name;
+    if (name === 'matmul' || name === 'gemm') return packMatmul(n);
+    if (name !== 'conv') return undefined;
+    const w = n.args[1];
+    if (w.kind !== 'const' || w.value.dtype !== 'float32') return undefined;
+    const [m, cpg] = w.value.shape, group = Number(n.attrs.group ?? 1);
+    const depthwise = group > 1 && cpg === 1 && group === m && m % WEIGHT_BLOCK === 0;
+    if (group !== 1 && !depthwise) return undefined;
+    return gcall(n.op as OpSpec, [n.args[0], gconst(packBlocks((w as ConstNode).value, WEIGHT_BLOCK)), ...n.args.slice(2)],
+      { ...n.attrs, weight_block: WEIGHT_BLOCK, filters: m }, n.origin);
+  });
+}
+
+/**
+ * matmul / gemm with a constant float32 2-D right-hand operand [K, N] (gemm: transB applied first, transA = 0):
+ * stored as [ceil(N/4), K, 4] (weight_block = 4, columns = N), so a register tile's columns are one contiguous
+ * panel that streams through the cache once per row block.
+ */
+function packMatmul(n: CallNode): GExpr | undefined {
+  const b = n.args[1];
+  const gemm = (n.op as OpSpec).name === 'gemm';
+  if (b.kind !== 'const' || b.value.dtype !== 'float32' || b.value.shape.length !== 2 || n.args[0].type.kind !== 'tensor') return undefined;
+  if (gemm && Number(n.attrs.transA ?? 0)) return undefined;
+  if (!gemm && n.args[0].type.shape.length < 2) return undefined;
+  const kn = gemm && Number(n.attrs.transB ?? 0) ? transpose2d(b.value) : b.value;
+  const cols = kn.shape[1];
+  // [K, N] -> [N, K] rows, packed in blocks of 4 rows = [ceil(N/4), K, 4]
+  const packed = packBlocks(transpose2d(kn), WEIGHT_BLOCK);
+  return gcall(n.op as OpSpec, [n.args[0], gconst(packed), ...n.args.slice(2)],
+    { ...n.attrs, ...(gemm ? { transB: 0 } : {}), weight_block: WEIGHT_BLOCK, columns: cols }, n.origin);
+}
+
+function transpose2d(t: Tensor): Tensor {
+  const [r, c] = t.shape, src = t.data as Float32Array, dst = new Float32Array(src.length);
+  for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) dst[j * r + i] = src[i * c + j];
+  return { dtype: 'float32', shape: [c, r], data: dst };
+}
+
+function packBlocks(w: Tensor, b: number): Tensor {
+  const [m, ...rest] = w.shape;
+  const inner = rest.reduce((p, q) => p * q, 1), blocks = Math.ceil(m / b);
+  const src = w.data as Float32Array, dst = new Float32Array(blocks * b * inner);
+  for (let o = 0; o < m; o++) for (let i = 0; i < inner; i++) dst[(Math.floor(o / b) * inner + i) * b + (o % b)] = src[o * inner + i];
+  return { dtype: 'float32', shape: [blocks, ...rest, b], data: dst };
+}

@@ -1,0 +1,252 @@
+// Runs the WebGPU section of an artifact on any GPUDevice (a browser's, or Dawn's in Node through npm `webgpu`).
+// At load: limits checked against the device, one compute pipeline per distinct WGSL stage (cached per device),
+// weights uploaded once, every buffer and bind group created once (intermediates reuse buffers by lifetime from
+// a pool keyed by size and usage). A run writes the inputs, records every dispatch into one command encoder (one
+// compute pass: WebGPU orders storage accesses between dispatches), copies the outputs to staging buffers and
+// maps them.
+import { ARRAY, type DType, type TypedArray } from './dtype.js';
+import { KilnError } from './errors.js';
+import type { ArtifactHeader, GpuStage, WebGpuSection } from './artifact-format.js';
+import { type Tensor, formatShape, sizeOf } from './tensor.js';
+
+// Minimal structural WebGPU types: a real GPUDevice satisfies them, so the runtime needs no type package.
+export interface GpuBuffer { readonly size: number; mapAsync(mode: number): Promise<void>; getMappedRange(): ArrayBuffer; unmap(): void; destroy(): void }
+interface GpuShaderModule { getCompilationInfo?(): Promise<{ messages: readonly { type: string; message: string; lineNum: number }[] }> }
+interface GpuPipeline { getBindGroupLayout(i: number): unknown }
+interface GpuPass { setPipeline(p: GpuPipeline): void; setBindGroup(i: number, g: unknown): void; dispatchWorkgroups(x: number, y?: number, z?: number): void; end(): void }
+interface GpuEncoder { beginComputePass(): GpuPass; copyBufferToBuffer(src: GpuBuffer, so: number, dst: GpuBuffer, d: number, size: number): void; finish(): unknown }
+export interface GpuDevice {
+  readonly limits: { readonly [k: string]: unknown };
+  readonly queue: { writeBuffer(b: GpuBuffer, offset: number, data: ArrayBufferView): void; submit(cmds: unknown[]): void };
+  createBuffer(d: { size: number; usage: number; label?: string }): GpuBuffer;
+  createShaderModule(d: { code: string; label?: string }): GpuShaderModule;
+  createComputePipelineAsync(d: { layout: 'auto'; compute: { module: GpuShaderModule; entryPoint: string }; label?: string }): Promise<GpuPipeline>;
+  createBindGroup(d: { layout: unknown; entries: { binding: number; resource: { buffer: GpuBuffer } }[] }): unknown;
+  createCommandEncoder(): GpuEncoder;
+  pushErrorScope(filter: 'validation' | 'out-of-memory' | 'internal'): void;
+  popErrorScope(): Promise<{ readonly message: string } | null>;
+}
+
+// GPUBufferUsage / GPUMapMode values (fixed by the WebGPU spec)
+const MAP_READ = 1, COPY_SRC = 4, COPY_DST = 8, STORAGE = 128;
+const VALUE_USAGE = STORAGE | COPY_SRC | COPY_DST;
+
+/** The 32-bit array type a dtype occupies on the GPU (one word per element). */
+function wordArray(t: DType): Float32ArrayConstructor | Int32ArrayConstructor | Uint32ArrayConstructor {
+  switch (t) {
+    case 'float32': return Float32Array;
+    case 'int32': case 'int16': case 'int8': return Int32Array;
+    case 'uint32': case 'uint16': case 'uint8': case 'bool': return Uint32Array;
+    default: throw new KilnError('E_ARTIFACT', `the WebGPU section holds a ${t} value, which WGSL lacks`, { hint: 'recompile the model' });
+  }
+}
+const wordBytes = (size: number) => Math.max(4, size * 4);
+
+function toWords(t: DType, data: TypedArray): ArrayBufferView {
+  const W = wordArray(t);
+  if ((data as ArrayBufferView).constructor === W) return data;
+  return W.from(data as ArrayLike<number>);
+}
+
+function fromWords(t: DType, words: ArrayBuffer, n: number): TypedArray {
+  const out = new ARRAY[t](n);
+  (out as unknown as { set(a: ArrayLike<number>): void }).set(new (wordArray(t))(words, 0, n));
+  return out;
+}
+
+const pipelineCache = new WeakMap<object, Map<string, Promise<GpuPipeline>>>();
+
+async function pipelineFor(device: GpuDevice, stage: GpuStage, label: string): Promise<GpuPipeline> {
+  let cache = pipelineCache.get(device);
+  if (!cache) { cache = new Map(); pipelineCache.set(device, cache); }
+  let p = cache.get(stage.code);
+  if (!p) {
+    const module = device.createShaderModule({ code: stage.code, label });
+    p = device.createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: 'main' }, label }).catch(async (e: Error) => {
+      const info = await module.getCompilationInfo?.().catch(() => undefined);
+      const msgs = info?.messages.filter((m) => m.type === 'error').map((m) => `line ${m.lineNum}: ${m.message}`).join('; ');
+      throw new KilnError('E_ARTIFACT', `WGSL of ${label} does not compile on this device: ${msgs || e.message}`, { hint: 'please report this with the model' });
+    });
+    cache.set(stage.code, p);
+    p.catch(() => cache!.delete(stage.code));
+  }
+  return p;
+}
+
+interface Dispatch { pipeline: GpuPipeline; group: unknown; grid: [number, number, number] }
+
+export class WebGpuExecutor {
+  private readonly owned: GpuBuffer[] = [];
+  private dispatches: Dispatch[] = [];
+  private valueBufs: GpuBuffer[] = [];
+  private staging: GpuBuffer[] = [];
+  private chain: Promise<unknown> = Promise.resolve();
+  private disposed = false;
+
+  private constructor(readonly header: ArtifactHeader, private readonly sec: WebGpuSection, private readonly device: GpuDevice) {}
+
+  static async create(header: ArtifactHeader, weights: Uint8Array, device: GpuDevice): Promise<WebGpuExecutor> {
+    const sec = header.webgpu;
+    if (!sec) throw new KilnError('E_ARTIFACT', 'the artifact has no WebGPU kernels', { hint: "compile the model with target 'webgpu' (kiln compile --target webgpu)" });
+    const ex = new WebGpuExecutor(header, sec, device);
+    try {
+      await ex.init(weights);
+    } catch (e) {
+      ex.dispose();
+      throw e;
+    }
+    return ex;
+  }
+
+  private limit(name: string, fallback: number): number {
+    const v = this.device.limits[name];
+    return typeof v === 'number' ? v : fallback;
+  }
+
+  private checkLimits(): void {
+    const { sec } = this;
+    const maxBindings = this.limit('maxStorageBuffersPerShaderStage', 8);
+    const maxInvocations = Math.min(this.limit('maxComputeInvocationsPerWorkgroup', 256), this.limit('maxComputeWorkgroupSizeX', 256));
+    const maxGroups = this.limit('maxComputeWorkgroupsPerDimension', 65535);
+    const maxBinding = Math.min(this.limit('maxStorageBufferBindingSize', 134217728), this.limit('maxBufferSize', 268435456));
+    const hint = "request a device with higher limits (requestDevice({ requiredLimits })), or use target 'wasm'";
+    for (const k of sec.kernels) {
+      for (const st of k.stages) {
+        if (st.bindings.length > maxBindings) throw new KilnError('E_UNSUPPORTED', `kernel ${k.name} (${k.ops.join(', ')}) binds ${st.bindings.length} storage buffers; the device allows ${maxBindings}`, { hint });
+        if (st.workgroupSize > maxInvocations) throw new KilnError('E_UNSUPPORTED', `kernel ${k.name} uses workgroups of ${st.workgroupSize}; the device allows ${maxInvocations}`, { hint });
+        if (st.grid.some((g) => g > maxGroups)) throw new KilnError('E_UNSUPPORTED', `kernel ${k.name} dispatches [${st.grid}] workgroups; the device allows ${maxGroups} per dimension`, { hint });
+      }
+      for (const t of k.temps) if (wordBytes(t.size) > maxBinding) throw new KilnError('E_UNSUPPORTED', `kernel ${k.name} needs a ${wordBytes(t.size)}-byte temporary; the device binds at most ${maxBinding}`, { hint });
+    }
+    for (const v of sec.values) if (wordBytes(v.size) > maxBinding) throw new KilnError('E_UNSUPPORTED', `a ${v.kind} of ${v.size} elements needs ${wordBytes(v.size)} bytes; the device binds at most ${maxBinding}`, { hint });
+  }
+
+  private newBuffer(size: number, usage: number, label: string): GpuBuffer {
+    const b = this.device.createBuffer({ size, usage, label });
+    this.owned.push(b);
+    return b;
+  }
+
+  private async init(weights: Uint8Array): Promise<void> {
+    const { sec, device } = this;
+    this.checkLimits();
+    device.pushErrorScope('out-of-memory');
+    device.pushErrorScope('validation');
+    const pipelines = await Promise.all(sec.kernels.map((k) => Promise.all(k.stages.map((st, i) => pipelineFor(device, st, `${k.name} stage ${i}`)))));
+
+    // buffers: weights uploaded once; inputs and outputs their own; intermediates pooled by lifetime
+    const lastUse = new Map<number, number>();
+    sec.calls.forEach((c, i) => c.args.forEach((a) => lastUse.set(a, i)));
+    const bufs: GpuBuffer[] = new Array(sec.values.length);
+    const pool = new Map<string, GpuBuffer[]>();
+    sec.values.forEach((v, id) => {
+      if (v.kind === 'intermediate') return;
+      const b = bufs[id] = this.newBuffer(wordBytes(v.size), VALUE_USAGE, `${v.kind} ${id}`);
+      if (v.kind === 'weight' && v.size > 0) {
+        const w = v.weight!;
+        if (w.offset + w.length > weights.length) throw new KilnError('E_ARTIFACT', 'artifact is damaged: a weight lies outside the weights section', { hint: 'recompile the model' });
+        const raw = weights.slice(w.offset, w.offset + w.length);
+        device.queue.writeBuffer(b, 0, toWords(v.dtype, new ARRAY[v.dtype](raw.buffer, 0, v.size)));
+      }
+    });
+    sec.calls.forEach((c, i) => {
+      const out = c.args[c.args.length - 1];
+      const v = sec.values[out];
+      if (v.kind === 'intermediate' && !bufs[out]) {
+        const key = `${wordBytes(v.size)}:${VALUE_USAGE}`;
+        bufs[out] = pool.get(key)?.pop() ?? this.newBuffer(wordBytes(v.size), VALUE_USAGE, `intermediate ${out}`);
+      }
+      for (const a of new Set(c.args)) {
+        if (sec.values[a].kind !== 'intermediate' || (lastUse.get(a) ?? i) > i) continue;
+        const key = `${wordBytes(sec.values[a].size)}:${VALUE_USAGE}`;
+        pool.set(key, [...(pool.get(key) ?? []), bufs[a]]);
+      }
+    });
+    this.valueBufs = bufs;
+    const temps = sec.kernels.map((k) => k.temps.map((t, j) => this.newBuffer(wordBytes(t.size), STORAGE, `${k.name} temp ${j}`)));
+
+    // one bind group per call and stage, made once
+    for (const c of sec.calls) {
+      const k = sec.kernels[c.kernel];
+      const params = [...c.args.map((a) => bufs[a]), ...temps[c.kernel]];
+      k.stages.forEach((st, s) => {
+        const pipeline = pipelines[c.kernel][s];
+        const group = device.createBindGroup({
+          layout: pipeline.getBindGroupLayout(0),
+          entries: st.bindings.map((p, binding) => ({ binding, resource: { buffer: params[p] } })),
+        });
+        this.dispatches.push({ pipeline, group, grid: st.grid });
+      });
+    }
+    this.staging = sec.outputs.map((o) => this.newBuffer(wordBytes(sec.values[o.value].size), MAP_READ | COPY_DST, `staging ${o.name}`));
+    const invalid = await device.popErrorScope();
+    const oom = await device.popErrorScope();
+    if (oom) throw new KilnError('E_UNSUPPORTED', `the GPU ran out of memory loading the model: ${oom.message}`);
+    if (invalid) throw new KilnError('E_ARTIFACT', `the WebGPU program does not validate on this device: ${invalid.message}`, { hint: 'please report this with the model' });
+  }
+
+  private checkInputs(feeds: Record<string, Tensor>): void {
+    const names = this.header.inputs.map((i) => i.name);
+    for (const k of Object.keys(feeds)) {
+      if (!names.includes(k)) throw new KilnError('E_INPUT', `unknown input '${k}'`, { hint: `the model's inputs are: ${names.join(', ') || '(none)'}` });
+    }
+    for (const inp of this.header.inputs) {
+      const t = feeds[inp.name];
+      if (!t) throw new KilnError('E_INPUT', `missing input '${inp.name}' (${inp.dtype}${formatShape(inp.shape)})`, { hint: `pass every input: ${names.join(', ')}` });
+      if (t.dtype !== inp.dtype) throw new KilnError('E_INPUT', `input '${inp.name}' has dtype ${t.dtype}, the model expects ${inp.dtype}`, { hint: 'convert the data to the expected type' });
+      if (t.shape.length !== inp.shape.length || t.shape.some((d, i) => d !== inp.shape[i])) {
+        throw new KilnError('E_INPUT', `input '${inp.name}' has shape ${formatShape(t.shape)}, the model was compiled for ${formatShape(inp.shape)}`, { hint: 'reshape the data, or recompile with --input-shape for this shape' });
+      }
+      if (t.data.length !== sizeOf(inp.shape)) throw new KilnError('E_INPUT', `input '${inp.name}' holds ${t.data.length} values for shape ${formatShape(t.shape)}`);
+    }
+  }
+
+  /** Runs the model; concurrent calls are queued. */
+  run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
+    const r = this.chain.then(() => this.runNow(feeds));
+    this.chain = r.catch(() => undefined);
+    return r;
+  }
+
+  private async runNow(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
+    if (this.disposed) throw new KilnError('E_INPUT', 'the model was disposed');
+    this.checkInputs(feeds);
+    const { sec, device } = this;
+    device.pushErrorScope('validation');
+    for (const inp of sec.inputs) {
+      const v = sec.values[inp.value];
+      if (v.size > 0) device.queue.writeBuffer(this.valueBufs[inp.value], 0, toWords(v.dtype, feeds[inp.name].data));
+    }
+    const enc = device.createCommandEncoder();
+    if (this.dispatches.length) {
+      const pass = enc.beginComputePass();
+      for (const d of this.dispatches) {
+        pass.setPipeline(d.pipeline);
+        pass.setBindGroup(0, d.group);
+        pass.dispatchWorkgroups(d.grid[0], d.grid[1], d.grid[2]);
+      }
+      pass.end();
+    }
+    sec.outputs.forEach((o, i) => enc.copyBufferToBuffer(this.valueBufs[o.value], 0, this.staging[i], 0, this.staging[i].size));
+    device.queue.submit([enc.finish()]);
+    const err = await device.popErrorScope();
+    if (err) throw new KilnError('E_INTERNAL', `WebGPU run failed: ${err.message}`, { hint: 'please report this with the model' });
+    await Promise.all(this.staging.map((s) => s.mapAsync(MAP_READ)));
+    const out: Record<string, Tensor> = {};
+    sec.outputs.forEach((o, i) => {
+      const v = sec.values[o.value];
+      const binding = this.header.outputs.find((b) => b.name === o.name);
+      out[o.name] = { dtype: v.dtype, shape: [...(binding?.shape ?? [v.size])], data: fromWords(v.dtype, this.staging[i].getMappedRange(), v.size) };
+      this.staging[i].unmap();
+    });
+    return out;
+  }
+
+  /** Releases every GPU buffer of this model (pipelines stay cached for the device). */
+  dispose(): void {
+    this.disposed = true;
+    for (const b of this.owned) b.destroy();
+    this.owned.length = 0;
+    this.dispatches = [];
+  }
+}
