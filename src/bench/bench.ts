@@ -28,7 +28,7 @@ const MATMUL = 1024;
 interface Timing { minMs: number; medianMs: number; runs: number; times: number[] }
 interface RuntimeResult extends Partial<Timing> { na?: string; error?: string; maxAbsErr?: number; agrees?: boolean; mismatch?: string }
 interface KilnResult extends RuntimeResult { compileMs?: number; kernels?: number; calls?: number; flopsPerRun?: number; gflops?: number; peakPercent?: number }
-interface ModelResult { model: string; threads: number; kiln: KilnResult; ortWeb: RuntimeResult; ortNode: RuntimeResult; kilnVsOrtWeb?: number; error?: string }
+interface ModelResult { model: string; threads: number; kiln: KilnResult; kilnRelaxed?: KilnResult; ortWeb: RuntimeResult; ortNode: RuntimeResult; kilnVsOrtWeb?: number; error?: string }
 interface BenchReport {
   date: string; node: string; cpu: string; cores: number; command: string; loadavg: { start: number[]; end?: number[] };
   config: { models: string[]; runs: number; threads: number[]; budgetS: number; note: string };
@@ -116,13 +116,19 @@ async function benchModel(name: string, T: number, runs: number, budgetS: number
   const ref = fromOrt(await nodeSession.run(nodeFeeds) as never);
   Object.assign(res.ortWeb, agreement(fromOrt(await webSession.run(webFeeds) as never), ref));
 
-  let kiln: LoadedModel | undefined;
+  let kiln: LoadedModel | undefined, kilnRelaxed: LoadedModel | undefined;
   {
     try {
       const t0 = performance.now();
       const compiled = await compile(c.bytes, { modelPath: c.modelPath });
       res.kiln.compileMs = performance.now() - t0;
-      kiln = await load(compiled.artifact, { threads: T });
+      kiln = await load(compiled.artifact, { threads: T, simd: 'baseline' });
+      try {
+        kilnRelaxed = await load(compiled.artifact, { threads: T, simd: 'relaxed' });
+        res.kilnRelaxed = agreement(kilnRelaxed.runSync(feeds), ref);
+      } catch (e) {
+        res.kilnRelaxed = { na: `n/a (${(e as Error).message.split('\n')[0].slice(0, 60)})` };
+      }
       const h = kiln.header;
       res.kiln.kernels = h.kernels.length;
       res.kiln.calls = h.calls.length;
@@ -137,11 +143,12 @@ async function benchModel(name: string, T: number, runs: number, budgetS: number
   log(`[${c.name}, ${T} thread${T > 1 ? 's' : ''}] kiln: ${kilnLine}; ORT-web vs ORT-node max abs err ${res.ortWeb.maxAbsErr!.toExponential(2)}`);
 
   // rounds: a warm-up round, then timed rounds in rotating order
-  const runners: [keyof Pick<ModelResult, 'kiln' | 'ortWeb' | 'ortNode'>, () => Promise<unknown> | unknown][] = [];
+  const runners: [keyof Pick<ModelResult, 'kiln' | 'kilnRelaxed' | 'ortWeb' | 'ortNode'>, () => Promise<unknown> | unknown][] = [];
   if (kiln) { const k = kiln; runners.push(['kiln', () => k.runSync(feeds)]); }
+  if (kilnRelaxed) { const k = kilnRelaxed; runners.push(['kilnRelaxed', () => k.runSync(feeds)]); }
   runners.push(['ortWeb', () => webSession.run(webFeeds)], ['ortNode', () => nodeSession.run(nodeFeeds)]);
   for (const [, f] of runners) await f();
-  const times: Record<string, number[]> = { kiln: [], ortWeb: [], ortNode: [] };
+  const times: Record<string, number[]> = { kiln: [], kilnRelaxed: [], ortWeb: [], ortNode: [] };
   const end = performance.now() + budgetS * 1000;
   for (let r = 0; r < runs; r++) {
     if (r >= 3 && performance.now() > end) { log(`  budget of ${budgetS} s reached after ${r} rounds`); break; }
@@ -152,7 +159,10 @@ async function benchModel(name: string, T: number, runs: number, budgetS: number
       times[who].push(performance.now() - t0);
     }
   }
-  for (const [who] of runners) Object.assign(res[who], stats(times[who]));
+  for (const [who] of runners) Object.assign(res[who]!, stats(times[who]));
+  if (res.kilnRelaxed?.medianMs && res.kiln.flopsPerRun) (res.kilnRelaxed as KilnResult).gflops = res.kiln.flopsPerRun / (res.kilnRelaxed.medianMs * 1e6);
+  kiln?.dispose();
+  kilnRelaxed?.dispose();
   if (kiln && res.kiln.medianMs) {
     if (res.kiln.flopsPerRun) res.kiln.gflops = res.kiln.flopsPerRun / (res.kiln.medianMs * 1e6);
     res.kilnVsOrtWeb = res.ortWeb.medianMs! / res.kiln.medianMs;
@@ -187,15 +197,17 @@ const ms = (r: RuntimeResult) => r.na ?? (r.error ? `error: ${r.error.slice(0, 4
 export function markdownTable(rep: BenchReport): string {
   const peak = rep.simdPeak?.mulAdd;
   const lines = [
-    '| model | threads | Kiln min / median ms | ORT-web min / median ms | ORT-node min / median ms | Kiln/ORT-web speed (>1: Kiln faster) | Kiln GFLOP/s | % of SIMD peak | Kiln max abs err vs ORT-node |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| model | threads | Kiln min / median ms | ORT-web min / median ms | ORT-node min / median ms | Kiln/ORT-web speed (>1: Kiln faster) | Kiln GFLOP/s | % of SIMD peak | Kiln max abs err vs ORT-node | Kiln relaxed-SIMD min / median ms | relaxed GFLOP/s (% of relaxed peak) |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const r of rep.results) {
     if (r.error) { lines.push(`| ${r.model} | ${r.threads} | error: ${r.error} | | | | | | |`); continue; }
     const k = r.kiln;
     const err = k.maxAbsErr === undefined ? '-' : `${k.maxAbsErr.toExponential(1)}${k.agrees ? '' : ' **MISMATCH**'}`;
     const pct = k.gflops !== undefined && peak ? `${((100 * k.gflops) / (peak * r.threads)).toFixed(1)}%` : '-';
-    lines.push(`| ${r.model} | ${r.threads} | ${ms(k)} | ${ms(r.ortWeb)} | ${ms(r.ortNode)} | ${r.kilnVsOrtWeb === undefined ? '-' : `${r.kilnVsOrtWeb.toFixed(3)}x`} | ${k.gflops === undefined ? '-' : k.gflops.toFixed(2)} | ${pct} | ${err} |`);
+    const kr = r.kilnRelaxed as KilnResult | undefined, rpeak = rep.simdPeak?.relaxedMadd;
+    const rel = kr?.gflops === undefined ? '-' : `${kr.gflops.toFixed(2)}${rpeak ? ` (${((100 * kr.gflops) / (rpeak * r.threads)).toFixed(1)}%)` : ''}`;
+    lines.push(`| ${r.model} | ${r.threads} | ${ms(k)} | ${ms(r.ortWeb)} | ${ms(r.ortNode)} | ${r.kilnVsOrtWeb === undefined ? '-' : `${r.kilnVsOrtWeb.toFixed(3)}x`} | ${k.gflops === undefined ? '-' : k.gflops.toFixed(2)} | ${pct} | ${err} | ${kr ? ms(kr) : '-'} | ${rel} |`);
   }
   return lines.join('\n');
 }

@@ -1,10 +1,10 @@
 // kiln compile MODEL.onnx -o OUT.kiln
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { compile } from '../compiler/compile.js';
 import { KilnError } from '../runtime/errors.js';
 import { parseNamedShape, readTensorFile, writeFileAtomic } from './tensor-files.js';
 
-export interface CompileFlags { output?: string; 'input-shape'?: string[]; specialize?: string[]; 'no-optimize'?: boolean; verbose?: boolean }
+export interface CompileFlags { db?: string; 'no-tuning'?: boolean; output?: string; 'input-shape'?: string[]; specialize?: string[]; 'no-optimize'?: boolean; verbose?: boolean }
 
 export function readModel(path: string | undefined): Uint8Array {
   if (!path) throw new KilnError('E_INPUT', 'no model file given', { hint: 'kiln compile MODEL.onnx -o OUT.kiln' });
@@ -29,7 +29,13 @@ export async function compileCommand(pos: string[], v: CompileFlags): Promise<nu
   const bytes = readModel(modelPath);
   const out = v.output ?? modelPath.replace(/\.onnx$/, '') + '.kiln';
   const t0 = performance.now();
-  const r = await compile(bytes, compileOptions(modelPath, v));
+  const tuning = await tuningLookup(v);
+  let r;
+  try {
+    r = await compile(bytes, { ...compileOptions(modelPath, v), traceFor: tuning?.lookup.traceFor });
+  } finally {
+    tuning?.close();
+  }
   writeFileAtomic(out, r.artifact);
   const h = r.header;
   const mb = (n: number) => `${(n / 1048576).toFixed(2)} MiB`;
@@ -39,5 +45,24 @@ export async function compileCommand(pos: string[], v: CompileFlags): Promise<nu
   if (r.specialized.length) console.log(`  baked-in inputs: ${r.specialized.join(', ')}`);
   for (const i of h.inputs) console.log(`  input  ${i.name}: ${i.dtype}[${i.shape}]`);
   for (const o of h.outputs) console.log(`  output ${o.name}: ${o.dtype}[${o.shape}]`);
+  if (tuning) {
+    const tuned = r.program.kernels.filter((k) => k.tuned).map((k) => k.prim.name);
+    console.log(`  tuned schedules: ${tuned.length} of ${h.kernels.length} kernels${tuned.length ? ` (${tuned.join(', ')})` : ''} from ${tuning.path}`);
+    for (const s of tuning.lookup.stale) console.log(`  warning: tuned record for ${s.kernel} no longer applies (${s.error}); default schedule used`);
+  }
   return 0;
+}
+
+/** The tuning database to compile with: --db PATH, else tuning-db/kiln.sqlite when it exists; none with --no-tuning. */
+async function tuningLookup(v: CompileFlags) {
+  if (v['no-tuning']) return undefined;
+  const { DEFAULT_DB_PATH, TuningDatabase } = await import('../autotune/database.js');
+  const path = v.db ?? DEFAULT_DB_PATH;
+  if (!existsSync(path)) {
+    if (v.db) throw new KilnError('E_IO', `no tuning database at '${path}'`, { hint: 'run kiln tune first, or leave out --db' });
+    return undefined;
+  }
+  const { tunedTraces } = await import('../autotune/apply.js');
+  const db = TuningDatabase.open(path);
+  return { path, lookup: tunedTraces(db), close: () => db.close() };
 }

@@ -10,7 +10,10 @@ const USAGE = `kiln — ahead-of-time compiler for ONNX models
   kiln run ARTIFACT.kiln [--input name=file.npy|.pb ...] [--output-dir DIR] [--bench N] [--threads N]
   kiln profile ARTIFACT.kiln [--runs N] [--trace trace.json] [--input name=file ...] [--top N]
   kiln inspect MODEL.onnx|ARTIFACT.kiln --level graph|fused|te|loop|wasm [--kernel N]
-  kiln onnx-test DIR... [--verbose] [--json FILE] [--filter REGEX]
+  kiln onnx-test DIR... [--verbose] [--json FILE] [--filter REGEX] [--target wasm|webgpu]
+  kiln tune MODEL.onnx [--target wasm] [--trials N] [--time-budget 20m] [--workers 2] [--db PATH] [--seed S]
+            [--strategy evolutionary|random] [--curve FILE.csv]
+  kiln db export|import FILE.jsonl [--db PATH]   (also: kiln db stats)
   kiln demo                      compile a bundled model, run it, compare with ONNX Runtime
 `;
 
@@ -36,16 +39,27 @@ async function main(argv: string[]): Promise<number> {
       verbose: { type: 'boolean', short: 'v' },
       json: { type: 'string' },
       filter: { type: 'string' },
+      target: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
+      trials: { type: 'string' },
+      'time-budget': { type: 'string' },
+      workers: { type: 'string' },
+      db: { type: 'string' },
+      seed: { type: 'string' },
+      strategy: { type: 'string' },
+      curve: { type: 'string' },
+      'no-tuning': { type: 'boolean' },
     },
   });
   if (!cmd || values.help || cmd === 'help') { console.log(USAGE); return 0; }
   switch (cmd) {
-    case 'onnx-test': return onnxTestCommand(positionals, { verbose: values.verbose, json: values.json, filter: values.filter });
+    case 'onnx-test': return onnxTestCommand(positionals, { verbose: values.verbose, json: values.json, filter: values.filter, target: values.target });
     case 'compile': return (await import('./compile.js')).compileCommand(positionals, values);
     case 'run': return (await import('./run.js')).runCommand(positionals, values);
     case 'profile': return (await import('./profile.js')).profileCommand(positionals, values);
     case 'inspect': return (await import('./inspect.js')).inspectCommand(positionals, values);
+    case 'tune': return (await import('./tune.js')).tuneCommand(positionals, values);
+    case 'db': return (await import('./tune.js')).dbCommand(positionals, values);
     case 'demo': return (await import('./demo.js')).demoCommand(positionals, values);
     default:
       console.error(`kiln: unknown command '${cmd}'\n\n${USAGE}`);

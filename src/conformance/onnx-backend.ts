@@ -10,6 +10,7 @@ import type { Tensor } from '../runtime/tensor.js';
 import { decodeTensorProto } from '../frontend/onnx/tensor-proto.js';
 import { decodeModel } from '../frontend/onnx/import.js';
 import { type Tolerance, DEFAULT_TOLERANCE, compareTensors } from './compare.js';
+import { nodeGpuDevice } from './node-webgpu.js';
 
 export interface CaseResult { name: string; dir: string; passed: boolean; error?: string; code?: string; ms: number }
 
@@ -34,7 +35,12 @@ function readSet(dir: string, kind: 'input' | 'output'): Tensor[] {
   return files.map((f) => decodeTensorProto(readFileSync(join(dir, f)), `${kind} ${f}`));
 }
 
-export async function runCase(dir: string, tol: Tolerance = DEFAULT_TOLERANCE): Promise<CaseResult> {
+export interface RunCaseOptions {
+  /** 'webgpu' compiles for WebGPU and runs on npm webgpu's device (SwiftShader on a CPU-only machine). */
+  target?: 'wasm' | 'webgpu';
+}
+
+export async function runCase(dir: string, tol: Tolerance = DEFAULT_TOLERANCE, opts: RunCaseOptions = {}): Promise<CaseResult> {
   const name = dir.split('/').filter(Boolean).pop()!;
   const t0 = performance.now();
   const fail = (error: string, code?: string): CaseResult => ({ name, dir, passed: false, error, code, ms: performance.now() - t0 });
@@ -51,10 +57,16 @@ export async function runCase(dir: string, tol: Tolerance = DEFAULT_TOLERANCE): 
       const inputs = readSet(set, 'input'), expected = readSet(set, 'output');
       const feeds: Record<string, Tensor> = {};
       inputNames.forEach((n, i) => { if (inputs[i]) feeds[n] = inputs[i]; });
-      const compiled = await compile(bytes, { modelPath, specialize: feeds, inputShapes: Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, v.shape])) });
-      const model = await load(compiled.artifact);
-      const runFeeds = Object.fromEntries(model.inputs.map((i) => [i.name, feeds[i.name]]));
-      const got = model.runSync(runFeeds);
+      const compiled = await compile(bytes, { modelPath, specialize: feeds, inputShapes: Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, v.shape])), target: opts.target });
+      let got: Record<string, Tensor>;
+      if (opts.target === 'webgpu') {
+        const model = await load(compiled.artifact, { target: 'webgpu', device: await nodeGpuDevice() });
+        try { got = await model.run(Object.fromEntries(model.inputs.map((i) => [i.name, feeds[i.name]]))); } finally { model.dispose?.(); }
+      } else {
+        const model = await load(compiled.artifact);
+        const runFeeds = Object.fromEntries(model.inputs.map((i) => [i.name, feeds[i.name]]));
+        got = model.runSync(runFeeds);
+      }
       for (let i = 0; i < outputNames.length; i++) {
         if (!expected[i]) continue;
         const bad = compareTensors(got[outputNames[i]], expected[i], tol);
@@ -68,10 +80,10 @@ export async function runCase(dir: string, tol: Tolerance = DEFAULT_TOLERANCE): 
   }
 }
 
-export async function runCases(dirs: readonly string[], onResult?: (r: CaseResult) => void): Promise<CaseResult[]> {
+export async function runCases(dirs: readonly string[], onResult?: (r: CaseResult) => void, opts: RunCaseOptions = {}): Promise<CaseResult[]> {
   const results: CaseResult[] = [];
   for (const d of dirs) {
-    const r = await runCase(d);
+    const r = await runCase(d, DEFAULT_TOLERANCE, opts);
     results.push(r);
     onResult?.(r);
   }

@@ -1,0 +1,91 @@
+// Builder and runner, separated: the builder turns candidate traces into WebAssembly in a pool of worker
+// threads (piscina); the runner measures one candidate at a time in its own worker, so a candidate that hangs is
+// cut off by a timeout (the worker is terminated) and one that traps only fails its own measurement.
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Piscina } from 'piscina';
+import type { TraceStep } from '../schedule/schedule.js';
+import type { KernelSpec } from './tasks.js';
+import { type BuildOutput, type MeasureOutput, type MeasureTask, build, measure } from './worker.js';
+
+export type BuildResult = { ok: true; out: BuildOutput; ms: number } | { ok: false; error: string };
+export type MeasureResult = { ok: true; out: MeasureOutput } | { ok: false; kind: 'run' | 'timeout'; error: string };
+
+export interface Builder {
+  build(spec: KernelSpec, traces: readonly (TraceStep[] | null)[]): Promise<BuildResult[]>;
+  close(): Promise<void>;
+}
+export interface Runner {
+  measure(task: MeasureTask, timeoutMs: number): Promise<MeasureResult>;
+  close(): Promise<void>;
+}
+
+const message = (e: unknown) => (e instanceof Error ? e.message : String(e)).split('\n')[0].slice(0, 500);
+
+/** The compiled worker module: next to this file when running from dist, else dist/autotune/worker.js. */
+export function workerFile(): string {
+  if (process.env.KILN_AUTOTUNE_WORKER) return process.env.KILN_AUTOTUNE_WORKER;
+  const here = fileURLToPath(new URL('./worker.js', import.meta.url));
+  if (existsSync(here)) return here;
+  const dist = fileURLToPath(new URL('../../dist/autotune/worker.js', import.meta.url));
+  if (existsSync(dist)) return dist;
+  throw new Error(`autotune worker module not found (looked at ${here} and ${dist}); build Kiln first (npm run build)`);
+}
+
+export class PoolBuilder implements Builder {
+  private readonly pool: Piscina;
+  constructor(workers: number) {
+    this.pool = new Piscina({ filename: workerFile(), minThreads: 1, maxThreads: Math.max(1, workers), idleTimeout: 60_000 });
+  }
+  async build(spec: KernelSpec, traces: readonly (TraceStep[] | null)[]): Promise<BuildResult[]> {
+    return Promise.all(traces.map(async (trace): Promise<BuildResult> => {
+      const t0 = performance.now();
+      try {
+        const out = await this.pool.run({ spec, trace }, { name: 'build' }) as BuildOutput;
+        return { ok: true, out, ms: performance.now() - t0 };
+      } catch (e) { return { ok: false, error: message(e) }; }
+    }));
+  }
+  async close(): Promise<void> { await this.pool.close({ force: true }); }
+}
+
+/** Builds in this thread (no pool): for debugging and for runs with --workers 0. */
+export class LocalBuilder implements Builder {
+  async build(spec: KernelSpec, traces: readonly (TraceStep[] | null)[]): Promise<BuildResult[]> {
+    return traces.map((trace) => {
+      const t0 = performance.now();
+      try { return { ok: true, out: build({ spec, trace }), ms: performance.now() - t0 }; } catch (e) { return { ok: false, error: message(e) }; }
+    });
+  }
+  async close(): Promise<void> { /* nothing */ }
+}
+
+export class PoolRunner implements Runner {
+  private readonly pool: Piscina;
+  constructor() {
+    this.pool = new Piscina({ filename: workerFile(), minThreads: 1, maxThreads: 1, idleTimeout: 60_000 });
+  }
+  async measure(task: MeasureTask, timeoutMs: number): Promise<MeasureResult> {
+    const ac = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => { timedOut = true; ac.abort(); }, timeoutMs);
+    try {
+      const out = await this.pool.run(task, { name: 'measure', signal: ac.signal }) as MeasureOutput;
+      return { ok: true, out };
+    } catch (e) {
+      if (timedOut) return { ok: false, kind: 'timeout', error: `no result within ${timeoutMs} ms` };
+      return { ok: false, kind: 'run', error: message(e) };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+  async close(): Promise<void> { await this.pool.close({ force: true }); }
+}
+
+/** Measures in this thread: no timeout protection (a hanging candidate hangs the tuner). For debugging. */
+export class LocalRunner implements Runner {
+  async measure(task: MeasureTask): Promise<MeasureResult> {
+    try { return { ok: true, out: measure(task) }; } catch (e) { return { ok: false, kind: 'run', error: message(e) }; }
+  }
+  async close(): Promise<void> { /* nothing */ }
+}

@@ -1,0 +1,253 @@
+// The search space of one kernel, derived from its compute (no per-operator templates): for each stage of the
+// kernel's schedule, a set of decisions whose domains come from the stage's axes and extents.
+//  - a float32 sum reduction (matmul, conv, ...): which spatial axis runs in SIMD lanes (4 lanes) and how many
+//    vectors wide, which axis gives the register-tile rows and how many, an outer (cache) tile of each, which
+//    reduction axis is split and how deep its inner part is unrolled, the order of the reduction loops and of the
+//    outer tile loops, and whether the tile accumulates in registers (cacheWrite);
+//  - an elementwise output stage: vectorized or not, unroll depth;
+//  - an injective producer: inlined into its consumers or computed at the root;
+//  - anything else keeps its default steps.
+// A candidate (Decisions) turns into a TraceStep[] that Schedule.apply replays.
+import { Schedule, type Stage, type TraceStep, defaultTrace } from '../schedule/schedule.js';
+import type { Rng } from './rng.js';
+
+type Value = number | boolean | number[];
+/** A domain: a list of values, or all permutations of 0..n-1. */
+type Domain = { values: Value[] } | { perm: number };
+
+interface Field { name: string; domain: (d: Record<string, Value>) => Domain }
+
+export interface StageSpace {
+  stage: number;
+  kind: 'reduce' | 'ewise' | 'inline' | 'fixed';
+  fields: Field[];
+  trace: (d: Record<string, Value>) => TraceStep[];
+  /** The decisions that reproduce the default schedule of this stage (undefined: default is outside the space). */
+  defaults?: Record<string, Value>;
+}
+
+/** One candidate: a value for every field of every tunable stage. */
+export interface Decisions { readonly [stage: string]: Readonly<Record<string, Value>> }
+
+const divisorsOf = (n: number, within: readonly number[]) => within.filter((v) => v <= n && n % v === 0);
+const divisorsUpTo = (n: number, max: number) => { const r: number[] = []; for (let d = 1; d <= Math.min(n, max); d++) if (n % d === 0) r.push(d); return r; };
+const inDomain = (dom: Domain, v: Value | undefined): boolean => {
+  if (v === undefined) return false;
+  if ('perm' in dom) return Array.isArray(v) && v.length === dom.perm && [...v].sort((a, b) => a - b).every((x, i) => x === i);
+  return dom.values.some((x) => x === v);
+};
+const sampleDomain = (dom: Domain, rng: Rng): Value =>
+  ('perm' in dom ? rng.shuffle(Array.from({ length: dom.perm }, (_, i) => i)) : rng.pick(dom.values));
+
+/** Register budget of a tile: rows x vectors (x64 has 16 SIMD registers; a little spill is tolerated). */
+export const MAX_TILE_VECTORS = 16;
+
+function reduceSpace(st: Stage, stage: number, defaultParallel: boolean): StageSpace | undefined {
+  const r = st.reduction;
+  if (!r || r.op !== 'sum' || st.tensor.dtype !== 'float32') return undefined;
+  const S = st.roots.filter((a) => !a.reduce), R = st.roots.filter((a) => a.reduce);
+  const vecAxes = S.map((a, i) => ({ a, i })).filter(({ a }) => a.extent % 4 === 0).map(({ i }) => i);
+  if (!vecAxes.length || !R.length) return undefined;
+  const others = (d: Record<string, Value>) => S.map((_, i) => i).filter((i) => i !== d.vec && i !== d.row);
+  const nSlots = S.length - 1 + 4; // other spatial axes (at most S-1) + J0, J1, I0, I1
+  const fields: Field[] = [
+    { name: 'vec', domain: () => ({ values: vecAxes }) },
+    { name: 'vj', domain: (d) => ({ values: divisorsOf(S[d.vec as number].extent / 4, [1, 2, 3, 4, 6, 8]) }) },
+    { name: 'row', domain: (d) => ({ values: [-1, ...S.map((_, i) => i).filter((i) => i !== d.vec)] }) },
+    { name: 'vi', domain: (d) => ({ values: (d.row as number) < 0 ? [1] : divisorsOf(S[d.row as number].extent, [1, 2, 3, 4, 5, 6, 7, 8]).filter((v) => v * (d.vj as number) <= MAX_TILE_VECTORS) }) },
+    { name: 'tj', domain: (d) => { const n = S[d.vec as number].extent / 4 / (d.vj as number); return { values: divisorsUpTo(n, 64).filter((t) => t === 1 || t < n) }; } },
+    { name: 'ti', domain: (d) => { if ((d.row as number) < 0) return { values: [1] }; const n = S[d.row as number].extent / (d.vi as number); return { values: divisorsUpTo(n, 64).filter((t) => t === 1 || t < n) }; } },
+    { name: 'rsplit', domain: () => ({ values: R.map((_, i) => i) }) },
+    { name: 'unroll', domain: (d) => ({ values: divisorsOf(R[d.rsplit as number].extent, [1, 2, 4, 8]) }) },
+    { name: 'rorder', domain: () => ({ perm: R.length }) },
+    { name: 'order', domain: () => ({ perm: nSlots }) },
+    { name: 'cacheWrite', domain: () => ({ values: [true, false] }) },
+    // the outermost tile loop runs across threads (a no-op where the runtime has one thread)
+    { name: 'parallel', domain: () => ({ values: [false, true] }) },
+  ];
+  const trace = (d: Record<string, Value>): TraceStep[] => {
+    const steps: TraceStep[] = [];
+    const split = (axis: string, factor: number): [string, string] => { steps.push({ p: 'split', stage, axis, factor }); return [`${axis}.o`, `${axis}.i`]; };
+    const vec = d.vec as number, vj = d.vj as number, row = d.row as number, vi = d.vi as number;
+    const tj = d.tj as number, ti = d.ti as number, unroll = d.unroll as number;
+    const [jo, ji] = split(S[vec].name, 4 * vj);
+    const [jio, jii] = split(ji, 4);
+    let iLevels: string[] = [], ii: string | undefined;
+    if (row >= 0) {
+      let io = S[row].name;
+      if (vi > 1) [io, ii] = split(io, vi);
+      iLevels = [io];
+    }
+    let jLevels = [jo];
+    if (tj > 1) jLevels = split(jo, tj);
+    if (row >= 0 && ti > 1) iLevels = split(iLevels[0], ti);
+    const rs = R[d.rsplit as number].name;
+    let ri: string | undefined, ro = rs;
+    if (unroll > 1) [ro, ri] = split(rs, unroll);
+    const rLeaves = (d.rorder as number[]).map((k) => (R[k].name === rs ? ro : R[k].name));
+    // outer loops: slots 0..S-2 are the other spatial axes, then J0, J1, I0, I1 (missing ones dropped)
+    const oth = others(d).map((i) => S[i].name);
+    const slotName = (s: number): string | undefined => {
+      const k = s - (S.length - 1);
+      if (k < 0) return oth[s];
+      return [jLevels[0], jLevels[1], iLevels[0], iLevels[1]][k];
+    };
+    const outer = (d.order as number[]).map(slotName).filter((n): n is string => n !== undefined);
+    // a tile's outer level stays outside its inner level
+    for (const lv of [jLevels, iLevels]) {
+      if (lv.length !== 2) continue;
+      const a = outer.indexOf(lv[0]), b = outer.indexOf(lv[1]);
+      if (a > b) { outer[a] = lv[1]; outer[b] = lv[0]; }
+    }
+    const order = [...outer, ...rLeaves, ...(ri ? [ri] : []), ...(ii ? [ii] : []), jio, jii];
+    steps.push({ p: 'reorder', stage, order });
+    for (const t of [...(ri ? [ri] : []), ...(ii ? [ii] : []), jio]) steps.push({ p: 'annotate', stage, axis: t, kind: 'unrolled' });
+    steps.push({ p: 'annotate', stage, axis: jii, kind: 'vectorized' });
+    if (d.cacheWrite) steps.push({ p: 'cacheWrite', stage });
+    if (d.parallel && outer.length) steps.push({ p: 'annotate', stage, axis: outer[0], kind: 'parallel' });
+    return steps;
+  };
+  // the defaults of registerTileTrace
+  const h = st.tensor.hints;
+  const jAt = h?.vectorAxis ?? S.length - 1;
+  let defaults: Record<string, Value> | undefined;
+  if (S[jAt] && S[jAt].extent % 4 === 0) {
+    const vj = [3, 2, 1].find((v) => (S[jAt].extent / 4) % v === 0)!;
+    const iAt = h?.rowAxis ?? S.length - 2;
+    const row = iAt >= 0 && iAt !== jAt ? iAt : -1;
+    const vi = row >= 0 ? [4, 3, 2, 1].find((v) => S[row].extent % v === 0)! : 1;
+    defaults = {
+      vec: jAt, vj, row, vi, tj: 1, ti: 1, rsplit: 0, unroll: 1,
+      rorder: R.map((_, i) => i), order: Array.from({ length: nSlots }, (_, i) => i), cacheWrite: true,
+      parallel: defaultParallel,
+    };
+    if (vi * vj > MAX_TILE_VECTORS) defaults = undefined;
+  }
+  return { stage, kind: 'reduce', fields, trace, defaults };
+}
+
+function vectorizable(st: Stage): string | undefined {
+  const inner = st.roots.filter((a) => !a.reduce).pop();
+  return st.tensor.dtype === 'float32' && inner && inner.extent % 4 === 0 && inner.extent >= 8 ? inner.name : undefined;
+}
+
+function ewiseSpace(st: Stage, stage: number): StageSpace {
+  const inner = st.roots.filter((a) => !a.reduce).pop()!;
+  const vname = vectorizable(st);
+  const fields: Field[] = [
+    { name: 'vectorize', domain: () => ({ values: vname ? [true, false] : [false] }) },
+    { name: 'unroll', domain: (d) => ({ values: divisorsOf(d.vectorize ? inner.extent / 4 : inner.extent, [1, 2, 4]) }) },
+  ];
+  const trace = (d: Record<string, Value>): TraceStep[] => {
+    const steps: TraceStep[] = [];
+    let outer = inner.name;
+    if (d.vectorize) {
+      steps.push({ p: 'split', stage, axis: inner.name, factor: 4 }, { p: 'annotate', stage, axis: `${inner.name}.i`, kind: 'vectorized' });
+      outer = `${inner.name}.o`;
+    }
+    const u = d.unroll as number;
+    if (u > 1) steps.push({ p: 'split', stage, axis: outer, factor: u }, { p: 'annotate', stage, axis: `${outer}.i`, kind: 'unrolled' });
+    return steps;
+  };
+  return { stage, kind: 'ewise', fields, trace, defaults: { vectorize: !!vname, unroll: 1 } };
+}
+
+function inlineSpace(st: Stage, stage: number): StageSpace {
+  const vname = vectorizable(st);
+  return {
+    stage, kind: 'inline',
+    fields: [{ name: 'inline', domain: () => ({ values: [true, false] }) }],
+    trace: (d) => (d.inline ? [{ p: 'computeInline', stage }]
+      : vname ? [{ p: 'split', stage, axis: vname, factor: 4 }, { p: 'annotate', stage, axis: `${vname}.i`, kind: 'vectorized' }] : []),
+    defaults: { inline: true },
+  };
+}
+
+export class SearchSpace {
+  readonly stages: StageSpace[];
+  private readonly fixed: Map<number, TraceStep[]>;
+
+  constructor(readonly makeSchedule: () => Schedule) {
+    const sch = makeSchedule();
+    const def = defaultTrace(sch);
+    this.fixed = new Map(sch.stages.map((_, i) => [i, def.filter((s) => s.stage === i)]));
+    this.stages = sch.stages.map((st, i): StageSpace => {
+      if (!st.isOutput && !st.hasReduction()) return inlineSpace(st, i);
+      const red = st.reduction ? reduceSpace(st, i, this.fixed.get(i)!.some((s) => s.p === 'annotate' && s.kind === 'parallel')) : undefined;
+      if (red) return red;
+      if (st.isOutput && !st.hasReduction() && st.tensor.dtype === 'float32') return ewiseSpace(st, i);
+      return { stage: i, kind: 'fixed', fields: [], trace: () => this.fixed.get(i)! };
+    });
+  }
+
+  /** Whether any decision exists (a kernel with none is not worth tuning). */
+  get tunable(): boolean { return this.stages.some((s) => s.fields.some((f) => { const d = f.domain(s.defaults ?? {}); return 'perm' in d ? d.perm > 1 : d.values.length > 1; })); }
+
+  /** Number of stages with decisions, and a rough size of the space (product of domain sizes, capped). */
+  size(): number {
+    let n = 1;
+    for (const s of this.stages) {
+      const d: Record<string, Value> = { ...(s.defaults ?? {}) };
+      for (const f of s.fields) { const dom = f.domain(d); n *= 'perm' in dom ? factorial(dom.perm) : dom.values.length; if (!inDomain(dom, d[f.name])) d[f.name] = 'perm' in dom ? Array.from({ length: dom.perm }, (_, i) => i) : dom.values[0]; }
+    }
+    return Math.min(n, 1e12);
+  }
+
+  /** The decisions of the default schedule, if the default lies inside the space. */
+  defaults(): Decisions | undefined {
+    const out: Record<string, Record<string, Value>> = {};
+    for (const s of this.stages) {
+      if (!s.fields.length) continue;
+      if (!s.defaults) return undefined;
+      out[s.stage] = s.defaults;
+    }
+    return out;
+  }
+
+  sample(rng: Rng): Decisions {
+    const out: Record<string, Record<string, Value>> = {};
+    for (const s of this.stages) {
+      if (!s.fields.length) continue;
+      const d: Record<string, Value> = {};
+      for (const f of s.fields) d[f.name] = sampleDomain(f.domain(d), rng);
+      out[s.stage] = d;
+    }
+    return out;
+  }
+
+  /** Changes one decision (then repairs later decisions whose domain it changed). */
+  mutate(base: Decisions, rng: Rng): Decisions {
+    const tunable = this.stages.filter((s) => s.fields.length);
+    if (!tunable.length) return base;
+    const s = rng.pick(tunable);
+    const fi = rng.int(s.fields.length);
+    const d: Record<string, Value> = { ...base[s.stage] };
+    const f = s.fields[fi];
+    const dom = f.domain(d);
+    if ('perm' in dom) {
+      const p = inDomain(dom, d[f.name]) ? [...(d[f.name] as number[])] : Array.from({ length: dom.perm }, (_, i) => i);
+      if (p.length > 1) { const a = rng.int(p.length); let b = rng.int(p.length - 1); if (b >= a) b++; [p[a], p[b]] = [p[b], p[a]]; }
+      d[f.name] = p;
+    } else {
+      const others = dom.values.filter((v) => v !== d[f.name]);
+      d[f.name] = others.length ? rng.pick(others) : dom.values[0];
+    }
+    for (const g of s.fields.slice(fi + 1)) { const gd = g.domain(d); if (!inDomain(gd, d[g.name])) d[g.name] = sampleDomain(gd, rng); }
+    return { ...base, [s.stage]: d };
+  }
+
+  /** Whether `d` is a complete, in-domain candidate of this space (records from another Kiln may not be). */
+  valid(d: Decisions): boolean {
+    return this.stages.every((s) => {
+      if (!s.fields.length) return true;
+      const x = d[s.stage];
+      return !!x && s.fields.every((f) => inDomain(f.domain(x), x[f.name]));
+    });
+  }
+
+  trace(d: Decisions): TraceStep[] {
+    return this.stages.flatMap((s) => (s.fields.length ? s.trace(d[s.stage]) : s.trace({})));
+  }
+}
+
+function factorial(n: number): number { let r = 1; for (let i = 2; i <= n; i++) r *= i; return r; }

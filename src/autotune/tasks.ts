@@ -1,0 +1,80 @@
+// Tuning tasks: the distinct kernels (workloads) of a fused model, with how often the model calls each, and a
+// plain-data form of each kernel's primitive function that worker threads rebuild it from.
+import type { Tensor } from '../runtime/tensor.js';
+import { type FuncNode, type GExpr, type VarNode, gcall, gcallFunc, gconst, gfunc, gvar, isFuncCall, postOrder } from '../relay-ir/expr.js';
+import { kernelCalls } from '../relay-ir/passes/fuse-ops.js';
+import { getOp, type Attrs, type OpSpec } from '../relay-ir/op.js';
+import type { TensorType } from '../relay-ir/types.js';
+import { type BuiltKernel, buildKernel } from '../compiler/kernel.js';
+import { Schedule } from '../schedule/schedule.js';
+import { type Workload, workloadOf } from './workload.js';
+import { SearchSpace } from './space.js';
+
+/** A primitive function as structured-clonable data. */
+export interface KernelSpec {
+  params: { name: string; type: TensorType }[];
+  nodes: ({ k: 'param'; i: number } | { k: 'const'; value: Tensor } | { k: 'call'; op: string; args: number[]; attrs: Attrs; origin: string[] })[];
+}
+
+export function kernelSpec(fn: FuncNode): KernelSpec {
+  const order = postOrder(fn.body);
+  const id = new Map<GExpr, number>();
+  const nodes: KernelSpec['nodes'] = [];
+  for (const n of order) {
+    if (n.kind === 'var') nodes.push({ k: 'param', i: fn.params.indexOf(n) });
+    else if (n.kind === 'const') nodes.push({ k: 'const', value: n.value });
+    else if (n.kind === 'call' && !isFuncCall(n)) nodes.push({ k: 'call', op: (n.op as OpSpec).name, args: n.args.map((a) => id.get(a)!), attrs: n.attrs, origin: [...n.origin] });
+    else throw new Error(`kernelSpec: unexpected ${n.kind} in a primitive function`);
+    id.set(n, nodes.length - 1);
+  }
+  return { params: fn.params.map((p) => ({ name: p.name, type: p.type })), nodes };
+}
+
+export function kernelFromSpec(spec: KernelSpec): FuncNode {
+  const params = spec.params.map((p) => gvar(p.name, p.type));
+  const built: GExpr[] = [];
+  for (const n of spec.nodes) {
+    if (n.k === 'param') built.push(params[n.i]);
+    else if (n.k === 'const') built.push(gconst(n.value));
+    else built.push(gcall(getOp(n.op), n.args.map((a) => built[a]), n.attrs, n.origin));
+  }
+  return gfunc(params, built[built.length - 1], 'kernel', true);
+}
+
+/** A one-kernel program: every kernel argument becomes a model input, so it is measured on random data. */
+export function kernelMain(fn: FuncNode): FuncNode {
+  const params: VarNode[] = fn.params.map((p, i) => gvar(`x${i}`, p.type));
+  return gfunc(params, gcallFunc(fn, params, []), 'main');
+}
+
+export interface TuneTask {
+  index: number;
+  workload: Workload;
+  fn: FuncNode;
+  spec: KernelSpec;
+  /** The kernel built with its default schedule. */
+  kernel: BuiltKernel;
+  /** How many times one model run calls it. */
+  calls: number;
+  ops: string[];
+  space: SearchSpace;
+}
+
+/** The distinct workloads of a fused model, in first-call order. */
+export function extractTasks(fused: FuncNode): TuneTask[] {
+  const tasks: TuneTask[] = [];
+  const byKey = new Map<string, TuneTask>();
+  for (const c of kernelCalls(fused)) {
+    const kernel = buildKernel(c.op, `k${tasks.length}`);
+    const workload = workloadOf(kernel);
+    const t = byKey.get(workload.key);
+    if (t) { t.calls++; continue; }
+    const task: TuneTask = {
+      index: tasks.length, workload, fn: c.op, spec: kernelSpec(c.op), kernel, calls: 1, ops: kernel.ops,
+      space: new SearchSpace(() => new Schedule([kernel.output])),
+    };
+    byKey.set(workload.key, task);
+    tasks.push(task);
+  }
+  return tasks;
+}

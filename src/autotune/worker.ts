@@ -1,0 +1,88 @@
+// Worker-thread entry points (piscina): `build` turns a kernel + trace into a one-kernel WebAssembly program;
+// `measure` runs one on the target with warm-up and repeats and returns its latencies and output.
+import v8 from 'node:v8';
+import { buildProgram } from '../compiler/program.js';
+import { WasmExecutor } from '../runtime/executor.js';
+import type { ArtifactHeader } from '../runtime/artifact-format.js';
+import type { Tensor } from '../runtime/tensor.js';
+import { ARRAY, isFloat } from '../runtime/dtype.js';
+import type { TraceStep } from '../schedule/schedule.js';
+import { type KernelSpec, kernelFromSpec, kernelMain } from './tasks.js';
+
+// Measure optimized code only: without this, a new module first runs V8's baseline (Liftoff) code and tiers up in
+// the background, late and unpredictably when other threads (the builders' binaryen) keep the compiler busy. The
+// flag is process-wide; it is set only in processes that load the tuner's worker module.
+v8.setFlagsFromString('--no-liftoff');
+
+export type BuiltHeader = Omit<ArtifactHeader, 'sections'>;
+export interface BuildTask { spec: KernelSpec; trace: TraceStep[] | null; optimize?: boolean }
+export interface BuildOutput { header: BuiltHeader; wasm: Uint8Array }
+
+export function build(task: BuildTask): BuildOutput {
+  const fn = kernelFromSpec(task.spec);
+  const prog = buildProgram(kernelMain(fn), { optimize: task.optimize !== false, traceFor: task.trace ? () => task.trace! : undefined });
+  return { header: prog.header, wasm: prog.wasm };
+}
+
+export interface MeasureTask {
+  header: BuiltHeader;
+  wasm: Uint8Array;
+  /** Seed of the random inputs (the same for every candidate of a task). */
+  seed: number;
+  /** Warm-up runs (at least), and at least minWarmupMs of them: V8 first runs a new module's baseline (Liftoff)
+   *  code and tiers up to optimized code in the background, so early runs are not steady state. */
+  warmup: number;
+  minWarmupMs?: number;
+  repeats: number;
+  /** Each repeat runs the kernel enough times to last at least this long (ms), and reports the mean. */
+  minRepeatMs: number;
+  /** Testing hook: 'trap' makes the run fail, 'hang' never returns. */
+  fault?: 'trap' | 'hang';
+}
+export interface MeasureOutput { costs: number[]; output: Tensor }
+
+/** Deterministic random inputs: floats uniform in [-1, 1), integers and bools zero (valid indices). */
+export function randomInputs(header: BuiltHeader, seed: number): Record<string, Tensor> {
+  const feeds: Record<string, Tensor> = {};
+  let x = seed >>> 0;
+  for (const inp of header.inputs) {
+    const n = inp.shape.reduce((a, b) => a * b, 1);
+    const data = new ARRAY[inp.dtype](n);
+    if (isFloat(inp.dtype)) {
+      const f = data as Float32Array;
+      for (let i = 0; i < n; i++) { x = (Math.imul(x, 1664525) + 1013904223) >>> 0; f[i] = x / 2 ** 31 - 1; }
+    }
+    feeds[inp.name] = { dtype: inp.dtype, shape: [...inp.shape], data };
+  }
+  return feeds;
+}
+
+export function measure(task: MeasureTask): MeasureOutput {
+  if (task.fault === 'hang') for (;;) { /* a candidate that never finishes */ }
+  if (task.fault === 'trap') throw new Error('RuntimeError: unreachable (injected fault)');
+  const ex = WasmExecutor.createSync({
+    header: { ...task.header, sections: { wasm: { offset: 0, length: task.wasm.length }, weights: { offset: 0, length: 0 } } },
+    wasm: task.wasm, weights: new Uint8Array(0),
+  });
+  const feeds = randomInputs(task.header, task.seed);
+  const once = (): { ms: number; out: Record<string, Tensor> } => {
+    const timings: { ms: number }[] = [];
+    const t0 = performance.now();
+    const out = ex.run(feeds, timings as never);
+    const ms = timings.length ? timings.reduce((s, t) => s + t.ms, 0) : performance.now() - t0;
+    return { ms, out };
+  };
+  const first = once();
+  let probe = first.ms;
+  const w0 = performance.now(), minWarm = task.minWarmupMs ?? 100;
+  for (let i = 1; i < task.warmup || (performance.now() - w0 < minWarm && performance.now() - w0 < 5000); i++) probe = once().ms;
+  const number = Math.max(1, Math.min(1000, Math.ceil(task.minRepeatMs / Math.max(probe, 1e-3))));
+  const costs: number[] = [];
+  for (let r = 0; r < task.repeats; r++) {
+    let total = 0;
+    for (let k = 0; k < number; k++) total += once().ms;
+    costs.push(total / number);
+  }
+  const name = task.header.outputs[0].name;
+  return { costs, output: first.out[name] };
+}
