@@ -142,3 +142,23 @@ describe('loop IR for GPU backends', () => {
     expect(text).toMatch(/barrier\(\)/);
   });
 });
+
+describe('epilogue fusion', () => {
+  it('applies the output stage to the register tile as it is written back (no temporary)', () => {
+    const [M, K, N] = [8, 12, 16];
+    const { A, B, C } = matmulTE(M, K, N);
+    const Bias = placeholder('bias', [N], 'float32');
+    const D = compute('bias_relu', [M, N], ([i, j]) => E.max(E.add(at(C, i, j), at(Bias, j)), E.constant(0, 'float32')));
+    const sch = new Schedule([D]);
+    const steps = defaultTrace(sch);
+    expect(steps.some((s) => s.p === 'fuseEpilogue')).toBe(true);
+    steps.forEach((s) => sch.apply(s));
+    const f = lower('k', [A, B, Bias], sch);
+    expect(f.temps).toEqual([]);
+    expect(kernelPhases(f).length).toBe(1);
+    const a = data(M * K, 1), b = data(K * N, 2), bias = data(N, 3);
+    const mm = refMatmul(a, b, M, K, N);
+    const got = run(f, [a, b, bias], M * N);
+    for (let i = 0; i < M * N; i++) expect(got[i]).toBeCloseTo(Math.max(mm[i] + bias[i % N], 0), 5);
+  });
+});

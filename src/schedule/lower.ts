@@ -18,11 +18,12 @@ export function lower(name: string, inputs: readonly Tensor[], sch: Schedule): P
   const inlined = new Map<Tensor, Stage>();
   for (const st of sch.stages) {
     if (st.inlined) inlined.set(st.tensor, st);
+    else if (st.epilogue) bufs.set(st.tensor, bufs.get(st.epilogue.tensor)!); // never stored: its epilogue writes the output
     else if (!bufs.has(st.tensor)) { const b = buffer(`t${temps.length}`, st.tensor.dtype, size(st.tensor)); temps.push(b); bufs.set(st.tensor, b); }
   }
   const ranges = new Map<Var, Interval>();
   const ctx: LowerCtx = { bufs, inlined, ranges };
-  const body = seq(sch.stages.filter((st) => !st.inlined).map((st) => lowerStage(sch, st, ctx)));
+  const body = seq(sch.stages.filter((st) => !st.inlined && !st.fusedInto).map((st) => lowerStage(sch, st, ctx)));
   return { name, inputs: inBufs, outputs: outBufs, temps, body: unrollLoops(body) };
 }
 
@@ -129,7 +130,17 @@ function lowerStage(sch: Schedule, st: Stage, ctx: LowerCtx): Stmt {
   const body = inlineLoads(substitute(r.body, bind), ctx);
   const spatialLeaves = st.leaves.filter((a) => !a.reduce), reduceLeaves = st.leaves.filter((a) => a.reduce);
   const reduceInside = st.leaves.findIndex((a) => a.reduce) >= spatialLeaves.length || reduceLeaves.length === 0;
-  if (st.cacheLocal && !reduceInside) return lowerLocalTile(st, r, body, out, storeIndex(), spatialGuards, reduceGuards, ctx);
+  if (st.cacheLocal && !reduceInside) {
+    // with an epilogue, the write-back computes the output stage's body on the tile value
+    const o = st.epilogue;
+    const writeBack = (tileValue: Expr): { buf: Buffer; value: Expr } => {
+      if (!o) return { buf: out, value: tileValue };
+      const at = new Map<Var, Expr>(o.tensor.axes.map((a, d) => [a.v, spatialIdx[d]]));
+      const value = inlineLoads(substitute(o.tensor.body!, at), ctx);
+      return { buf: ctx.bufs.get(o.tensor)!, value: mapExpr(value, (x) => (x.k === 'load' && x.buf === t ? tileValue : undefined)) };
+    };
+    return lowerLocalTile(st, r, body, storeIndex(), writeBack, spatialGuards, reduceGuards, ctx);
+  }
   if (reduceInside) {
     const acc = freshVar('acc', r.dtype);
     const update = emitValue(body, ctx, (v) => ({ k: 'assign', v: acc, value: combine(r.op, acc, v) }));
@@ -153,14 +164,14 @@ function lowerStage(sch: Schedule, st: Stage, ctx: LowerCtx): Stmt {
  * those after the reduction leaves index the tile (registers once unrolled/vectorized):
  *   for outer { alloc T; T = init; for red, inner { T[inner] op= body }; for inner { out = T[inner] } }
  */
-function lowerLocalTile(st: Stage, r: Extract<Expr, { k: 'reduce' }>, body: Expr, out: Buffer, outIndex: Expr,
-  spatialGuards: Expr[], reduceGuards: Expr[], ctx: LowerCtx): Stmt {
+function lowerLocalTile(st: Stage, r: Extract<Expr, { k: 'reduce' }>, body: Expr, outIndex: Expr,
+  writeBack: (tileValue: Expr) => { buf: Buffer; value: Expr }, spatialGuards: Expr[], reduceGuards: Expr[], ctx: LowerCtx): Stmt {
   const first = st.leaves.findIndex((a) => a.reduce);
   const outer = st.leaves.slice(0, first);
   const rest = st.leaves.slice(first);
   const reduceLeaves = rest.filter((a) => a.reduce), inner = rest.filter((a) => !a.reduce);
   const size = inner.reduce((n, a) => n * a.extent, 1);
-  const tile = buffer(`${out.name}_local`, out.dtype, size, 'local');
+  const tile = buffer(`${st.tensor.name}_local`, st.tensor.dtype, size, 'local');
   let li: Expr = constant(0, 'int32');
   for (const a of inner) li = add(mul(li, a.extent), a.v);
   li = simplify(li, ctx.ranges);
@@ -168,6 +179,7 @@ function lowerLocalTile(st: Stage, r: Extract<Expr, { k: 'reduce' }>, body: Expr
   const init = nest(inner, { k: 'store', buf: tile, index: li, value: reduceInit(r.op, r.dtype) });
   const update = emitValue(body, ctx, (v) => ({ k: 'store', buf: tile, index: li, value: combine(r.op, cur, v) }));
   const accumulate = nest([...reduceLeaves, ...inner], guard([...spatialGuards, ...reduceGuards], update));
-  const writeBack = nest(inner, guard(spatialGuards, { k: 'store', buf: out, index: outIndex, value: cur }));
-  return nest(outer, { k: 'alloc', buf: tile, body: seq([init, accumulate, writeBack]) });
+  const wb = writeBack(cur);
+  const store = emitValue(wb.value, ctx, (v) => ({ k: 'store', buf: wb.buf, index: outIndex, value: v }));
+  return nest(outer, { k: 'alloc', buf: tile, body: seq([init, accumulate, nest(inner, guard(spatialGuards, store))]) });
 }

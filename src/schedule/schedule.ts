@@ -2,7 +2,7 @@
 // axes by canonical names (i0.. spatial, r0.. reduction, then ".o"/".i" for split parts), so a trace recorded on
 // one machine replays identically on another and can be stored, mutated and searched.
 import type { ForKind } from './loop-ir.js';
-import { type Expr, type Var, freshVar, visitExpr } from '../tensor-expr/expr.js';
+import { type Expr, type Var, freshVar, visitExpr, substitute } from '../tensor-expr/expr.js';
 import type { Tensor } from '../tensor-expr/tensor.js';
 
 export type TraceStep =
@@ -12,7 +12,12 @@ export type TraceStep =
   | { readonly p: 'computeInline'; readonly stage: number }
   | { readonly p: 'computeRoot'; readonly stage: number }
   /** Accumulate a reduction in a local (register) tile spanning the spatial axes inside the reduction loops. */
-  | { readonly p: 'cacheWrite'; readonly stage: number };
+  | { readonly p: 'cacheWrite'; readonly stage: number }
+  /**
+   * Apply the kernel output's elementwise computation (bias, activation, residual add) to a cacheWrite tile as it
+   * is written back, instead of storing the reduction and reading it again in a second pass.
+   */
+  | { readonly p: 'fuseEpilogue'; readonly stage: number };
 
 export interface Axis {
   readonly name: string;
@@ -28,6 +33,10 @@ export class Stage {
   inlined = false;
   /** Reduction accumulated in a local tile (see the cacheWrite step). */
   cacheLocal = false;
+  /** The output stage whose body is applied at this stage's tile write-back (see fuseEpilogue). */
+  epilogue?: Stage;
+  /** Computed inside another stage's write-back: no loop nest of its own. */
+  fusedInto?: Stage;
   readonly roots: Axis[];
   leaves: Axis[];
   readonly splits: Split[] = [];
@@ -95,8 +104,43 @@ export class Schedule {
         if (!st.reduction) throw new Error(`cacheWrite: stage ${step.stage} has no top-level reduction`);
         st.cacheLocal = true;
         break;
+      case 'fuseEpilogue': {
+        const o = this.epilogueOf(st);
+        if (!o) throw new Error(`fuseEpilogue: stage ${step.stage} has no elementwise output stage reading it element for element`);
+        st.epilogue = o;
+        o.fusedInto = st;
+        break;
+      }
     }
     this.trace.push(step);
+  }
+
+  /**
+   * The output stage that can take `st` as its epilogue: the last stage, a kernel output without reductions, of
+   * `st`'s shape, reading `st` (directly or through inlined stages) only at its own output index, and `st` read by
+   * no other materialized stage.
+   */
+  epilogueOf(st: Stage): Stage | undefined {
+    const o = this.stages[this.stages.length - 1];
+    if (!o || o === st || !o.isOutput || o.hasReduction() || !st.cacheLocal || st.isOutput) return undefined;
+    if (o.tensor.shape.length !== st.tensor.shape.length || o.tensor.shape.some((d, i) => d !== st.tensor.shape[i])) return undefined;
+    const inlined = new Map(this.stages.filter((x) => x.inlined).map((x) => [x.tensor, x]));
+    let ok = true;
+    // walk o's body through inlined stages, tracking each load's index in o's axes
+    const walk = (e: Expr, idx: ReadonlyMap<Var, Expr>): void => visitExpr(e, (x) => {
+      if (x.k !== 'load') return;
+      const sub = x.idx.map((i) => substituteVars(i, idx));
+      if (x.buf === st.tensor) {
+        if (!sub.every((i, d) => i === o.tensor.axes[d].v)) ok = false;
+        return;
+      }
+      const inner = inlined.get(x.buf as Tensor);
+      if (inner) walk(inner.tensor.body!, new Map(inner.tensor.axes.map((a, d) => [a.v, sub[d]])));
+    });
+    walk(o.tensor.body!, new Map());
+    const others = this.stages.filter((x) => x !== o && x !== st && !x.inlined);
+    for (const x of others) visitExpr(x.tensor.body!, (e) => { if (e.k === 'load' && e.buf === st.tensor) ok = false; });
+    return ok ? o : undefined;
   }
 
   /** Expression of a root axis in terms of leaf loop variables, and the predicates non-dividing splits need. */
@@ -139,7 +183,10 @@ export function defaultTrace(sch: Schedule): TraceStep[] {
   const add = (ss: TraceStep[]) => { for (const s of ss) { probe.apply(s); steps.push(s); } };
   probe.stages.forEach((st, i) => {
     if (!st.isOutput && !st.hasReduction()) { add([{ p: 'computeInline', stage: i }]); return; }
-    if (st.reduction) add(registerTileTrace(st, i));
+    if (st.reduction) {
+      add(registerTileTrace(st, i));
+      if (probe.epilogueOf(st)) add([{ p: 'fuseEpilogue', stage: i }]);
+    }
     else {
       const inner = st.roots.filter((a) => !a.reduce).pop();
       if (st.tensor.dtype === 'float32' && inner && inner.extent % 4 === 0 && inner.extent >= 8) {
@@ -196,4 +243,10 @@ export function registerTileTrace(st: Stage, stage: number): TraceStep[] {
   for (const t of [...tile, `${j.name}.i.o`]) steps.push({ p: 'annotate', stage, axis: t, kind: 'unrolled' });
   steps.push({ p: 'annotate', stage, axis: `${j.name}.i.i`, kind: 'vectorized' }, { p: 'cacheWrite', stage });
   return steps;
+}
+
+/** Substitutes variables, returning the very same node when nothing changes (identity comparisons rely on it). */
+function substituteVars(e: Expr, m: ReadonlyMap<Var, Expr>): Expr {
+  if (e.k === 'var') return m.get(e) ?? e;
+  return m.size ? substitute(e, m) : e;
 }

@@ -102,8 +102,19 @@ export function vectorizeExpr(em: FunctionEmitter, e: Expr, v: Var): number | un
 export function vectorizeLoop(em: FunctionEmitter, s: ForStmt): number | undefined {
   if (s.extent !== 4 || s.body.k !== 'store' || s.body.buf.dtype !== 'float32') return undefined;
   const st = s.body, v = s.v, m = em.m;
-  if (stride(st.index, v) !== 1) return undefined;
   const base = (idx: Expr) => simplify(substitute(idx, new Map([[v, constant(0, 'int32')]])));
+  if (stride(st.index, v) !== 1) {
+    // strided global store (a tile written back along a non-contiguous axis): vector math, 4 scalar stores
+    if (st.buf.scope === 'local') return undefined;
+    const value = vectorizeExpr(em, st.value, v);
+    if (value === undefined) return undefined;
+    const tmp = em.newLocal(binaryen.v128);
+    const at = (l: number) => simplify(substitute(st.index, new Map([[v, constant(l, 'int32')]])));
+    return m.block(null, [
+      m.local.set(tmp, value),
+      ...[0, 1, 2, 3].map((l) => em.store(st.buf, em.expr(at(l)), m.f32x4.extract_lane(m.local.get(tmp, binaryen.v128), l))),
+    ], binaryen.none);
+  }
   let slot: number | undefined;
   if (st.buf.scope === 'local') {
     const c = base(st.index);
