@@ -38,9 +38,10 @@ describe('operator fusion', () => {
       ],
     });
     const r = await checkAgainstOrt(bytes, { x: f32([1, 4, 8, 8], 1) });
-    expect(r.header.calls.length).toBe(2);
-    const ops = r.header.kernels.map((k) => k.ops.join('+'));
-    expect(ops).toContain('conv+relu');
+    // each padded 3x3 conv reads a zero-padded copy made by a pad kernel (explicit-conv-padding)
+    const ops = r.header.calls.map((c) => r.header.kernels[c.kernel].ops.join('+')).filter((o) => o !== 'pad');
+    expect(ops.length).toBe(2);
+    expect(ops[0]).toMatch(/^conv\+relu(\+pad)?$/); // the next conv's zero padding may fuse in as an epilogue
     expect(ops.find((o) => o.startsWith('conv+add'))).toBe('conv+add+relu+sigmoid+mul');
   });
 });
@@ -80,7 +81,7 @@ describe('batch-norm folding', () => {
     });
     const r = await checkAgainstOrt(bytes, { x: f32([1, 2, 6, 6], 12) });
     expect(printFunc(r.graph)).not.toMatch(/batch_norm/);
-    expect(r.header.kernels.map((k) => k.ops.join('+'))).toEqual(['conv']);
+    expect(r.header.kernels.map((k) => k.ops.join('+')).filter((o) => o !== 'pad')).toEqual(['conv']);
   });
 });
 

@@ -12,6 +12,7 @@ import { eliminateDeadCode } from '../relay-ir/passes/simplify.js';
 import { distinctOutputs } from '../relay-ir/passes/distinct-outputs.js';
 import { fuseOps } from '../relay-ir/passes/fuse-ops.js';
 import { packWeights } from '../relay-ir/passes/pack-weights.js';
+import { explicitConvPadding } from '../relay-ir/passes/explicit-padding.js';
 import { importOnnx } from '../frontend/onnx/import.js';
 import { externalDataReader } from './external-data.js';
 import { evaluateCall } from './evaluate.js';
@@ -61,6 +62,7 @@ export const graphPasses = (): Pass[] => [
   { name: 'fold-constants', run: (f) => foldConstants(f, evaluateCall) },
   { name: 'eliminate-dead-code', run: eliminateDeadCode },
   { name: 'distinct-outputs', run: distinctOutputs },
+  { name: 'explicit-conv-padding', run: explicitConvPadding },
   { name: 'pack-weights', run: packWeights },
 ];
 
@@ -88,7 +90,7 @@ export async function compile(modelBytes: Uint8Array, opts: CompileOptions = {})
   opts.dump?.('fused', printFunc(fused));
   const program = buildProgram(fused, { optimize: opts.optimize, outputNames, traceFor: opts.traceFor });
   if (opts.target === 'webgpu') program.header.webgpu = buildWebGpuSection(fused, program.weightOffsets, outputNames);
-  if (opts.target === 'cuda') program.header.cuda = buildCudaSection(program.kernels, opts.sm ?? 80).section;
+  if (opts.target === 'cuda') program.header.cuda = buildCudaSection(program.kernels, opts.sm ?? 80, program.header.memoryBytes).section;
   const { bytes, header } = await writeArtifact(program);
   return { artifact: bytes, header, graph, fused, program, specialized, opset };
 }
