@@ -2,7 +2,6 @@
 // src/schedule/gpu-schedule.ts), lowered again and written as PTX with its launch metadata. Kernel order, call
 // arguments and the memory plan are the program's own, so the runtime reuses the header's calls and offsets.
 import type { CudaSection } from '../runtime/artifact-format.js';
-import { KilnError } from '../runtime/errors.js';
 import { Schedule } from '../schedule/schedule.js';
 import { gpuTrace } from '../schedule/gpu-schedule.js';
 import { lower } from '../schedule/lower.js';
@@ -14,19 +13,18 @@ import type { BuiltKernel } from './kernel.js';
 /** Threads per block of the default CUDA schedule. */
 export const CUDA_BLOCK_THREADS = 256;
 
-/** A built kernel's loop IR under the default GPU schedule. */
+/** A built kernel's loop IR under the default GPU schedule (its temporaries may differ from the CPU schedule's). */
 export function gpuPrimFunc(k: BuiltKernel): PrimFunc {
   const sch = new Schedule([k.output]);
   for (const step of gpuTrace(sch, CUDA_BLOCK_THREADS)) sch.apply(step);
-  const prim = lower(k.prim.name, k.inputs, sch);
-  if (tempLayout(prim).bytes !== tempLayout(k.prim).bytes) {
-    throw new KilnError('E_INTERNAL', `kernel ${k.prim.name}: the GPU schedule changed the temporaries the memory plan sized`);
-  }
-  return prim;
+  return lower(k.prim.name, k.inputs, sch);
 }
 
-export function buildCudaSection(kernels: readonly BuiltKernel[], sm: SmTarget): { section: CudaSection; prims: PrimFunc[] } {
+/** `memoryBytes`: the program's memory plan; the GPU scratch region follows it. */
+export function buildCudaSection(kernels: readonly BuiltKernel[], sm: SmTarget, memoryBytes: number): { section: CudaSection; prims: PrimFunc[] } {
   const prims = kernels.map(gpuPrimFunc);
   const mod = emitPtxModule(prims, { sm });
-  return { section: { sm: mod.sm, ptxVersion: mod.version, ptx: mod.ptx, kernels: mod.kernels }, prims };
+  const scratchAt = Math.ceil(memoryBytes / 256) * 256;
+  const scratch = Math.max(0, ...prims.map((p) => tempLayout(p).bytes));
+  return { section: { memoryBytes: scratchAt + scratch, scratchAt, sm: mod.sm, ptxVersion: mod.version, ptx: mod.ptx, kernels: mod.kernels }, prims };
 }

@@ -63,10 +63,16 @@ export interface ArtifactHeader {
 
 /**
  * The CUDA program: one PTX module; per kernel of `kernels` (same index), the entries to launch in order for one
- * call. Every entry takes one `.param .u64` global pointer per call argument (KernelCall.args: inputs, outputs,
- * scratch), so a runtime with one device allocation of `memoryBytes` passes base + offset for each.
+ * call. Every entry takes one `.param .u64` global pointer per kernel buffer: inputs and outputs at the offsets of
+ * KernelCall.args (same order), the scratch parameter (role 'scratch') at `scratchAt`, a region the GPU kernels'
+ * temporaries share (calls run one after another). A runtime allocates `memoryBytes` of device memory and passes
+ * base + offset for each.
  */
 export interface CudaSection {
+  /** Device memory the program needs: the memory plan's bytes, then the GPU scratch region. */
+  memoryBytes: number;
+  /** Offset of the GPU scratch region. */
+  scratchAt: number;
   /** Compute capability the PTX targets (80, 86, 90). */
   sm: number;
   /** PTX ISA version of the module. */
