@@ -48,6 +48,12 @@ describe('schedules', () => {
       { p: 'split', stage: 0, axis: 'r0', factor: 5 },
       { p: 'reorder', stage: 0, order: ['i0', 'r0.o', 'i1.o', 'r0.i', 'i1.i'] },
     ],
+    'fused outer loops, parallel': [
+      { p: 'split', stage: 0, axis: 'i1', factor: 4 },
+      { p: 'fuse', stage: 0, outer: 'i0', inner: 'i1.o' },
+      { p: 'annotate', stage: 0, axis: 'i0*i1.o', kind: 'parallel' },
+      { p: 'annotate', stage: 0, axis: 'i1.i', kind: 'vectorized' },
+    ],
     'tiled, unrolled inner': [
       { p: 'split', stage: 0, axis: 'i0', factor: 4 },
       { p: 'split', stage: 0, axis: 'i1', factor: 4 },

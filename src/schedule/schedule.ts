@@ -8,6 +8,8 @@ import type { Tensor } from '../tensor-expr/tensor.js';
 export type TraceStep =
   | { readonly p: 'split'; readonly stage: number; readonly axis: string; readonly factor: number }
   | { readonly p: 'reorder'; readonly stage: number; readonly order: readonly string[] }
+  /** Two adjacent leaves, outer then inner, become one loop named "outer*inner" (e.g. for a longer parallel loop). */
+  | { readonly p: 'fuse'; readonly stage: number; readonly outer: string; readonly inner: string }
   | { readonly p: 'annotate'; readonly stage: number; readonly axis: string; readonly kind: ForKind }
   | { readonly p: 'computeInline'; readonly stage: number }
   | { readonly p: 'computeRoot'; readonly stage: number }
@@ -27,7 +29,8 @@ export interface Axis {
   kind: ForKind;
 }
 
-interface Split { parent: Axis; outer: Axis; inner: Axis; factor: number }
+interface Split { kind: 'split'; parent: Axis; outer: Axis; inner: Axis; factor: number }
+interface Fuse { kind: 'fuse'; outer: Axis; inner: Axis; fused: Axis }
 
 export class Stage {
   inlined = false;
@@ -39,7 +42,8 @@ export class Stage {
   fusedInto?: Stage;
   readonly roots: Axis[];
   leaves: Axis[];
-  readonly splits: Split[] = [];
+  /** Splits and fuses in the order applied (rootIndex undoes them last to first). */
+  readonly relations: (Split | Fuse)[] = [];
   /** The top-level reduction whose axes this stage's loops own, if any. */
   readonly reduction?: Extract<Expr, { k: 'reduce' }>;
 
@@ -83,7 +87,7 @@ export class Schedule {
         const f = Math.min(step.factor, parent.extent);
         const mk = (sfx: string, extent: number): Axis => ({ name: `${parent.name}.${sfx}`, extent, reduce: parent.reduce, v: freshVar(`${parent.name.replace(/\W/g, '_')}_${sfx}`), kind: 'serial' });
         const outer = mk('o', Math.ceil(parent.extent / f)), inner = mk('i', f);
-        st.splits.push({ parent, outer, inner, factor: f });
+        st.relations.push({ kind: 'split', parent, outer, inner, factor: f });
         st.leaves.splice(st.leaves.indexOf(parent), 1, outer, inner);
         break;
       }
@@ -91,6 +95,16 @@ export class Schedule {
         const picked = step.order.map((n) => st.axis(n));
         const slots = picked.map((a) => st.leaves.indexOf(a)).sort((a, b) => a - b);
         slots.forEach((slot, i) => { st.leaves[slot] = picked[i]; });
+        break;
+      }
+      case 'fuse': {
+        const outer = st.axis(step.outer), inner = st.axis(step.inner);
+        const at = st.leaves.indexOf(outer);
+        if (st.leaves[at + 1] !== inner) throw new Error(`fuse: '${step.inner}' does not follow '${step.outer}' directly`);
+        if (outer.reduce !== inner.reduce) throw new Error('fuse: cannot fuse a spatial and a reduction axis');
+        const fused: Axis = { name: `${outer.name}*${inner.name}`, extent: outer.extent * inner.extent, reduce: outer.reduce, v: freshVar('fused'), kind: 'serial' };
+        st.relations.push({ kind: 'fuse', outer, inner, fused });
+        st.leaves.splice(at, 2, fused);
         break;
       }
       case 'annotate': st.axis(step.axis).kind = step.kind; break;
@@ -148,7 +162,13 @@ export class Schedule {
     const index = new Map<Axis, Expr>();
     for (const l of st.leaves) index.set(l, l.v);
     const guards: { axis: Axis; expr: Expr; extent: number }[] = [];
-    for (const s of [...st.splits].reverse()) {
+    for (const s of [...st.relations].reverse()) {
+      if (s.kind === 'fuse') {
+        const f = index.get(s.fused)!, n: Expr = { k: 'const', dtype: 'int32', value: s.inner.extent };
+        index.set(s.outer, { k: 'bin', op: 'floordiv', a: f, b: n, dtype: 'int32' });
+        index.set(s.inner, { k: 'bin', op: 'floormod', a: f, b: n, dtype: 'int32' });
+        continue;
+      }
       const o = index.get(s.outer)!, i = index.get(s.inner)!;
       const e: Expr = { k: 'bin', op: 'add', a: { k: 'bin', op: 'mul', a: o, b: { k: 'const', dtype: 'int32', value: s.factor }, dtype: 'int32' }, b: i, dtype: 'int32' };
       index.set(s.parent, e);
