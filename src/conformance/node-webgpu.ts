@@ -8,6 +8,8 @@ import type { GpuDevice } from '../runtime/webgpu.js';
 export const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 
 let cached: Promise<GpuDevice> | undefined;
+/** Dawn's instance and adapter must outlive the device: collecting them while it runs crashes the process. */
+const keepAlive: unknown[] = [];
 
 /** One device per process, with the adapter's highest storage-buffer and workgroup limits. */
 export function nodeGpuDevice(): Promise<GpuDevice> {
@@ -28,6 +30,7 @@ async function create(): Promise<GpuDevice> {
   const gpu = mod.create([`backend=${backend}`]);
   type Adapter = { limits: Record<string, number>; requestDevice(d: object): Promise<GpuDevice> };
   const adapter = (await gpu.requestAdapter()) as Adapter | null;
+  keepAlive.push(gpu, adapter);
   if (!adapter) {
     throw new KilnError('E_UNSUPPORTED', `no WebGPU adapter (Dawn backend '${backend}')`,
       { hint: `install a Vulkan driver: on Debian, apt-get install chromium libvulkan1 gives SwiftShader at ${SWIFTSHADER_ICD}` });

@@ -6,7 +6,7 @@
 // maps them.
 import { ARRAY, type DType, type TypedArray } from './dtype.js';
 import { KilnError } from './errors.js';
-import type { ArtifactHeader, GpuStage, WebGpuSection } from './artifact-format.js';
+import type { ArtifactHeader, GpuStage, GpuValue, WebGpuSection } from './artifact-format.js';
 import { type Tensor, formatShape, sizeOf } from './tensor.js';
 
 // Minimal structural WebGPU types: a real GPUDevice satisfies them, so the runtime needs no type package.
@@ -37,18 +37,35 @@ function wordArray(t: DType): Float32ArrayConstructor | Int32ArrayConstructor | 
     case 'float32': return Float32Array;
     case 'int32': case 'int16': case 'int8': return Int32Array;
     case 'uint32': case 'uint16': case 'uint8': case 'bool': return Uint32Array;
+    case 'int64': return Int32Array; // indices and widened 32-bit results only (the compiler checks)
     default: throw new KilnError('E_ARTIFACT', `the WebGPU section holds a ${t} value, which WGSL lacks`, { hint: 'recompile the model' });
   }
 }
 const wordBytes = (size: number) => Math.max(4, size * 4);
 
-function toWords(t: DType, data: TypedArray): ArrayBufferView {
+function toWords(t: DType, data: TypedArray, what: string): ArrayBufferView {
+  if (t === 'int64') {
+    const src = data as BigInt64Array, out = new Int32Array(src.length);
+    for (let i = 0; i < src.length; i++) {
+      const v = src[i];
+      if (v < -2147483648n || v > 2147483647n) {
+        throw new KilnError('E_INPUT', `${what} holds ${v} at element ${i}; on the WebGPU target int64 values must fit in 32 bits`, { hint: "use target 'wasm' for larger int64 values" });
+      }
+      out[i] = Number(v);
+    }
+    return out;
+  }
   const W = wordArray(t);
   if ((data as ArrayBufferView).constructor === W) return data;
   return W.from(data as ArrayLike<number>);
 }
 
 function fromWords(t: DType, words: ArrayBuffer, n: number): TypedArray {
+  if (t === 'int64') {
+    const src = new Int32Array(words, 0, n), out = new BigInt64Array(n);
+    for (let i = 0; i < n; i++) out[i] = BigInt(src[i]);
+    return out;
+  }
   const out = new ARRAY[t](n);
   (out as unknown as { set(a: ArrayLike<number>): void }).set(new (wordArray(t))(words, 0, n));
   return out;
@@ -80,8 +97,10 @@ export class WebGpuExecutor {
   private dispatches: Dispatch[] = [];
   private valueBufs: GpuBuffer[] = [];
   private staging: GpuBuffer[] = [];
+  private gpuOutputs: WebGpuSection['outputs'] = [];
   private chain: Promise<unknown> = Promise.resolve();
   private disposed = false;
+  private readonly constOutputs = new Map<string, TypedArray>();
 
   private constructor(readonly header: ArtifactHeader, private readonly sec: WebGpuSection, private readonly device: GpuDevice) {}
 
@@ -139,15 +158,21 @@ export class WebGpuExecutor {
     sec.calls.forEach((c, i) => c.args.forEach((a) => lastUse.set(a, i)));
     const bufs: GpuBuffer[] = new Array(sec.values.length);
     const pool = new Map<string, GpuBuffer[]>();
+    const weightData = (v: GpuValue): TypedArray => {
+      const w = v.weight!;
+      if (w.offset + w.length > weights.length) throw new KilnError('E_ARTIFACT', 'artifact is damaged: a weight lies outside the weights section', { hint: 'recompile the model' });
+      return new ARRAY[v.dtype](weights.slice(w.offset, w.offset + w.length).buffer, 0, v.size);
+    };
+    const kernelArgs = new Set(sec.calls.flatMap((c) => c.args));
     sec.values.forEach((v, id) => {
       if (v.kind === 'intermediate') return;
-      const b = bufs[id] = this.newBuffer(wordBytes(v.size), VALUE_USAGE, `${v.kind} ${id}`);
-      if (v.kind === 'weight' && v.size > 0) {
-        const w = v.weight!;
-        if (w.offset + w.length > weights.length) throw new KilnError('E_ARTIFACT', 'artifact is damaged: a weight lies outside the weights section', { hint: 'recompile the model' });
-        const raw = weights.slice(w.offset, w.offset + w.length);
-        device.queue.writeBuffer(b, 0, toWords(v.dtype, new ARRAY[v.dtype](raw.buffer, 0, v.size)));
+      if (v.kind === 'weight' && !kernelArgs.has(id)) {
+        // a constant output no kernel reads (any dtype, int64 included): answered from the weights section
+        for (const o of sec.outputs) if (o.value === id) this.constOutputs.set(o.name, weightData(v));
+        return;
       }
+      const b = bufs[id] = this.newBuffer(wordBytes(v.size), VALUE_USAGE, `${v.kind} ${id}`);
+      if (v.kind === 'weight' && v.size > 0) device.queue.writeBuffer(b, 0, toWords(v.dtype, weightData(v), `weight ${id}`));
     });
     sec.calls.forEach((c, i) => {
       const out = c.args[c.args.length - 1];
@@ -178,7 +203,8 @@ export class WebGpuExecutor {
         this.dispatches.push({ pipeline, group, grid: st.grid });
       });
     }
-    this.staging = sec.outputs.map((o) => this.newBuffer(wordBytes(sec.values[o.value].size), MAP_READ | COPY_DST, `staging ${o.name}`));
+    this.gpuOutputs = sec.outputs.filter((o) => !this.constOutputs.has(o.name));
+    this.staging = this.gpuOutputs.map((o) => this.newBuffer(wordBytes(sec.values[o.value].size), MAP_READ | COPY_DST, `staging ${o.name}`));
     const invalid = await device.popErrorScope();
     const oom = await device.popErrorScope();
     if (oom) throw new KilnError('E_UNSUPPORTED', `the GPU ran out of memory loading the model: ${oom.message}`);
@@ -215,7 +241,7 @@ export class WebGpuExecutor {
     device.pushErrorScope('validation');
     for (const inp of sec.inputs) {
       const v = sec.values[inp.value];
-      if (v.size > 0) device.queue.writeBuffer(this.valueBufs[inp.value], 0, toWords(v.dtype, feeds[inp.name].data));
+      if (v.size > 0) device.queue.writeBuffer(this.valueBufs[inp.value], 0, toWords(v.dtype, feeds[inp.name].data, `input '${inp.name}'`));
     }
     const enc = device.createCommandEncoder();
     if (this.dispatches.length) {
@@ -227,18 +253,23 @@ export class WebGpuExecutor {
       }
       pass.end();
     }
-    sec.outputs.forEach((o, i) => enc.copyBufferToBuffer(this.valueBufs[o.value], 0, this.staging[i], 0, this.staging[i].size));
+    this.gpuOutputs.forEach((o, i) => enc.copyBufferToBuffer(this.valueBufs[o.value], 0, this.staging[i], 0, this.staging[i].size));
     device.queue.submit([enc.finish()]);
     const err = await device.popErrorScope();
     if (err) throw new KilnError('E_INTERNAL', `WebGPU run failed: ${err.message}`, { hint: 'please report this with the model' });
     await Promise.all(this.staging.map((s) => s.mapAsync(MAP_READ)));
-    const out: Record<string, Tensor> = {};
-    sec.outputs.forEach((o, i) => {
-      const v = sec.values[o.value];
-      const binding = this.header.outputs.find((b) => b.name === o.name);
-      out[o.name] = { dtype: v.dtype, shape: [...(binding?.shape ?? [v.size])], data: fromWords(v.dtype, this.staging[i].getMappedRange(), v.size) };
+    const data = new Map<string, TypedArray>();
+    this.gpuOutputs.forEach((o, i) => {
+      data.set(o.name, fromWords(sec.values[o.value].dtype, this.staging[i].getMappedRange(), sec.values[o.value].size));
       this.staging[i].unmap();
     });
+    const out: Record<string, Tensor> = {};
+    for (const o of sec.outputs) {
+      const v = sec.values[o.value];
+      const binding = this.header.outputs.find((b) => b.name === o.name);
+      const c = this.constOutputs.get(o.name);
+      out[o.name] = { dtype: v.dtype, shape: [...(binding?.shape ?? [v.size])], data: data.get(o.name) ?? (c!.slice() as TypedArray) };
+    }
     return out;
   }
 

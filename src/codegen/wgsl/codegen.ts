@@ -9,8 +9,10 @@
 // Types: float32 -> f32; int32 -> i32; uint32 -> u32. Narrow integers and bool are stored one per 32-bit word
 // (int8/int16 as i32, uint8/uint16/bool as u32); the runtime widens inputs and weights on upload and narrows
 // outputs on download. Arithmetic on narrow integers wraps to their width as on the WebAssembly target.
-// WGSL has no 64-bit types: kernels touching float64, int64 or uint64 are rejected with E_UNSUPPORTED (in models
-// int64 mostly lives in shape subgraphs, which constant folding removes).
+// WGSL has no 64-bit types. int64 buffers are kept as i32 when a kernel only reads them converted to another
+// type (Gather indices, token ids) or only writes 32-bit values widened to int64 (ArgMax): exact as long as the
+// values fit in 32 bits, which the runtime checks on upload. Any other int64 arithmetic, and float64 and uint64,
+// is rejected with E_UNSUPPORTED (in models int64 mostly lives in shape subgraphs, which constant folding removes).
 // Shapes are static in the loop IR, so they are baked into the shader text (no uniforms are needed yet).
 import type { DType } from '../../runtime/dtype.js';
 import { KilnError } from '../../runtime/errors.js';
@@ -31,6 +33,8 @@ export interface WgslStage {
 export const MAX_WORKGROUPS_PER_DIM = 65535;
 
 const UNSUPPORTED_DTYPES: ReadonlySet<DType> = new Set(['float64', 'int64', 'uint64']);
+/** Types whose every value fits in an i32 (int64 values converted from them survive the round trip). */
+const FITS_I32: ReadonlySet<DType> = new Set(['int32', 'int16', 'int8', 'uint16', 'uint8', 'bool']);
 
 /** WGSL value type of a loop-IR dtype. */
 export function valueType(t: DType): string {
@@ -45,11 +49,12 @@ export function valueType(t: DType): string {
 
 /** WGSL element type of a storage buffer holding `t`. */
 export function storageType(t: DType): string {
-  return t === 'bool' ? 'u32' : valueType(t);
+  return t === 'bool' ? 'u32' : t === 'int64' ? 'i32' : valueType(t);
 }
 
 function unsupported(t: DType): KilnError {
-  return new KilnError('E_UNSUPPORTED', `the WebGPU target has no ${t} (WGSL lacks 64-bit types)`,
+  const what = t === 'int64' ? 'int64 arithmetic (int64 works only as indices read into 32 bits, or 32-bit results widened)' : t;
+  return new KilnError('E_UNSUPPORTED', `the WebGPU target has no ${what} (WGSL lacks 64-bit types)`,
     { hint: "compile for target 'wasm', or keep 64-bit values in shape computations that fold to constants" });
 }
 
@@ -58,7 +63,7 @@ const isBlock = (k: string) => k.startsWith('blockIdx');
 
 /** Compiles a kernel to one WGSL shader per top-level statement. */
 export function emitWgslKernel(f: PrimFunc): WgslStage[] {
-  for (const b of [...f.inputs, ...f.outputs, ...f.temps]) if (UNSUPPORTED_DTYPES.has(b.dtype)) throw unsupported(b.dtype);
+  for (const b of [...f.inputs, ...f.outputs, ...f.temps]) if (UNSUPPORTED_DTYPES.has(b.dtype) && b.dtype !== 'int64') throw unsupported(b.dtype);
   const params = [...f.inputs, ...f.outputs, ...f.temps];
   const body = f.body.k === 'seq' ? f.body.body : [f.body];
   return body.map((s) => new StageEmitter(params).emit(s)).filter((s): s is WgslStage => s !== undefined);
@@ -174,7 +179,14 @@ class StageEmitter {
       }
       case 'store': {
         this.useBuf(s.buf, true);
-        const idx = this.expr(s.index), val = this.expr(s.value);
+        const idx = this.expr(s.index);
+        if (s.buf.dtype === 'int64') {
+          // a 32-bit value widened to int64, kept as i32
+          if (s.value.k !== 'cast' || !FITS_I32.has(s.value.a.dtype)) throw unsupported('int64');
+          L.push(`${ind}${this.bufName(s.buf)}[${idx}] = ${this.cast(this.expr(s.value.a), s.value.a.dtype, 'int32')};`);
+          return;
+        }
+        const val = this.expr(s.value);
         L.push(`${ind}${this.bufName(s.buf)}[${idx}] = ${s.buf.dtype === 'bool' ? `select(0u, 1u, ${val})` : val};`);
         return;
       }
@@ -246,7 +258,14 @@ class StageEmitter {
         const x = `${this.bufName(b)}[${this.expr(e.idx[0])}]`;
         return b.dtype === 'bool' ? `(${x} != 0u)` : x;
       }
-      case 'cast': return this.cast(this.expr(e.a), e.a.dtype, e.dtype);
+      case 'cast':
+        if (e.a.k === 'load' && e.a.dtype === 'int64' && !UNSUPPORTED_DTYPES.has(e.dtype)) {
+          // an int64 buffer read as an index: stored as i32
+          const b = e.a.buf as Buffer;
+          this.useBuf(b, false);
+          return this.cast(`${this.bufName(b)}[${this.expr(e.a.idx[0])}]`, 'int32', e.dtype);
+        }
+        return this.cast(this.expr(e.a), e.a.dtype, e.dtype);
       case 'select': return `select(${this.expr(e.b)}, ${this.expr(e.a)}, ${this.expr(e.c)})`;
       case 'un': return this.unary(e.op, e.a, e.dtype);
       case 'bin': return this.binary(e.op, e.a, e.b, e.dtype);
@@ -301,7 +320,8 @@ class StageEmitter {
       case 'mul': return float ? infix('*') : this.narrow(infix('*'), t);
       case 'div': return infix('/');
       case 'mod': return infix('%');
-      case 'min': case 'max': return `${op}(${a}, ${b})`;
+      case 'min': return bool ? infix('&&') : `min(${a}, ${b})`;
+      case 'max': return bool ? infix('||') : `max(${a}, ${b})`;
       case 'pow':
         if (float) return `${this.helper('kiln_pow')}(${a}, ${b})`;
         return this.narrow(`${this.helper(unsigned ? 'kiln_ipow_u' : 'kiln_ipow_i')}(${a}, ${b})`, t);
