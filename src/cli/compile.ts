@@ -3,8 +3,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { compile } from '../compiler/compile.js';
 import { KilnError } from '../runtime/errors.js';
 import { parseNamedShape, readTensorFile, writeFileAtomic } from './tensor-files.js';
+import { SM_TARGETS, type SmTarget } from '../codegen/ptx/codegen.js';
 
-export interface CompileFlags { db?: string; 'no-tuning'?: boolean; output?: string; 'input-shape'?: string[]; specialize?: string[]; 'no-optimize'?: boolean; verbose?: boolean }
+export interface CompileFlags { target?: string; sm?: string; db?: string; 'no-tuning'?: boolean; output?: string; 'input-shape'?: string[]; specialize?: string[]; 'no-optimize'?: boolean; verbose?: boolean }
 
 export function readModel(path: string | undefined): Uint8Array {
   if (!path) throw new KilnError('E_INPUT', 'no model file given', { hint: 'kiln compile MODEL.onnx -o OUT.kiln' });
@@ -21,7 +22,15 @@ export function compileOptions(modelPath: string, v: CompileFlags) {
       return [s.slice(0, eq), readTensorFile(s.slice(eq + 1))];
     })),
     optimize: !v['no-optimize'],
+    ...(v.target === 'cuda' ? { target: 'cuda' as const, sm: cudaSm(v.sm) } : {}),
   };
+}
+
+/** --sm for target cuda (default 80). */
+export function cudaSm(sm: string | undefined): SmTarget {
+  const n = Number(sm ?? 80);
+  if (!(SM_TARGETS as readonly number[]).includes(n)) throw new KilnError('E_INPUT', `unsupported --sm '${sm}'`, { hint: `use one of ${SM_TARGETS.join(', ')}` });
+  return n as SmTarget;
 }
 
 export async function compileCommand(pos: string[], v: CompileFlags): Promise<number> {
@@ -45,6 +54,19 @@ export async function compileCommand(pos: string[], v: CompileFlags): Promise<nu
   if (r.specialized.length) console.log(`  baked-in inputs: ${r.specialized.join(', ')}`);
   for (const i of h.inputs) console.log(`  input  ${i.name}: ${i.dtype}[${i.shape}]`);
   for (const o of h.outputs) console.log(`  output ${o.name}: ${o.dtype}[${o.shape}]`);
+  if (h.cuda) {
+    const entries = h.cuda.kernels.reduce((a, k) => a + k.launches.length, 0);
+    console.log(`  cuda: PTX ${h.cuda.ptxVersion} for sm_${h.cuda.sm}, ${h.cuda.kernels.length} kernels, ${entries} entries, ${(h.cuda.ptx.length / 1024).toFixed(1)} KiB of PTX`);
+    if (v.verbose) {
+      const { ptxasAvailable, runPtxas, formatResources } = await import('../codegen/ptx/ptxas.js');
+      if (!ptxasAvailable()) console.log('  ptxas not found: no resource usage (install the CUDA toolkit or set KILN_PTXAS)');
+      else {
+        const res = runPtxas(h.cuda.ptx, h.cuda.sm);
+        if (!res.ok) throw new KilnError('E_INTERNAL', `ptxas rejected the generated PTX:\n${res.errors.map((e) => `${e.entry ?? '?'}: ${e.message}`).join('\n')}`, { hint: 'please report this with the model' });
+        console.log(`  ptxas -arch=sm_${h.cuda.sm} resource usage per entry:\n${formatResources(res.resources)}`);
+      }
+    }
+  }
   if (tuning) {
     const tuned = r.program.kernels.filter((k) => k.tuned).map((k) => k.prim.name);
     console.log(`  tuned schedules: ${tuned.length} of ${h.kernels.length} kernels${tuned.length ? ` (${tuned.join(', ')})` : ''} from ${tuning.path}`);

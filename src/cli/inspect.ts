@@ -1,4 +1,4 @@
-// kiln inspect MODEL.onnx --level graph|fused|te|loop|wasm [--kernel N]   print an IR level
+// kiln inspect MODEL.onnx --level graph|fused|te|loop|wasm|ptx [--kernel N]   print an IR level
 // kiln inspect ARTIFACT.kiln                                            print the artifact's header summary
 import { compile } from '../compiler/compile.js';
 import { printKernelTE } from '../compiler/kernel.js';
@@ -9,7 +9,7 @@ import { readArtifact } from '../runtime/artifact.js';
 import { KilnError } from '../runtime/errors.js';
 import { type CompileFlags, compileOptions, readModel } from './compile.js';
 
-const LEVELS = ['graph', 'fused', 'te', 'loop', 'wasm'] as const;
+const LEVELS = ['graph', 'fused', 'te', 'loop', 'wasm', 'ptx'] as const;
 
 export async function inspectCommand(pos: string[], v: CompileFlags & { level?: string; kernel?: string }): Promise<number> {
   const path = pos[0];
@@ -17,6 +17,11 @@ export async function inspectCommand(pos: string[], v: CompileFlags & { level?: 
   if (path.endsWith('.kiln')) {
     const { header: h, wasm } = await readArtifact(bytes);
     if (v.level === 'wasm') { console.log(wasmText(wasm)); return 0; }
+    if (v.level === 'ptx') {
+      if (!h.cuda) throw new KilnError('E_INPUT', 'the artifact has no PTX', { hint: 'compile it with --target cuda' });
+      console.log(h.cuda.ptx);
+      return 0;
+    }
     console.log(`Kiln ${h.kiln} artifact, target ${h.target}`);
     console.log(`inputs:  ${h.inputs.map((i) => `${i.name}: ${i.dtype}[${i.shape}]`).join(', ')}`);
     console.log(`outputs: ${h.outputs.map((i) => `${i.name}: ${i.dtype}[${i.shape}]`).join(', ')}`);
@@ -32,6 +37,15 @@ export async function inspectCommand(pos: string[], v: CompileFlags & { level?: 
   const pick = v.kernel !== undefined ? [Number(v.kernel)] : kernels.map((_, i) => i);
   if (pick.some((k) => !(k >= 0 && k < kernels.length))) throw new KilnError('E_INPUT', `no kernel ${v.kernel}`, { hint: `kernels are 0..${kernels.length - 1}` });
   switch (level) {
+    case 'ptx': {
+      const { gpuPrimFunc } = await import('../compiler/cuda-program.js');
+      const { emitPtxModule } = await import('../codegen/ptx/codegen.js');
+      const { cudaSm } = await import('./compile.js');
+      const mod = emitPtxModule(pick.map((k) => gpuPrimFunc(kernels[k])), { sm: cudaSm(v.sm) });
+      for (const k of mod.kernels) console.log(`// kernel ${k.name}: ${k.launches.map((l) => `${l.entry} grid [${l.grid}] block [${l.block}] shared ${l.sharedBytes} B`).join('; ')}`);
+      console.log(mod.ptx);
+      break;
+    }
     case 'graph': console.log(printFunc(r.graph)); break;
     case 'fused': console.log(printFunc(r.fused)); break;
     case 'te': for (const k of pick) console.log(`// kernel ${kernels[k].prim.name}: ${kernels[k].ops.join(' + ')}\n${printKernelTE(kernels[k])}`); break;

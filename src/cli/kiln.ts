@@ -9,7 +9,8 @@ const USAGE = `kiln — ahead-of-time compiler for ONNX models
   kiln compile MODEL.onnx -o OUT.kiln [--input-shape name=1,3,224,224] [--specialize name=file.pb] [--no-optimize]
   kiln run ARTIFACT.kiln [--input name=file.npy|.pb ...] [--output-dir DIR] [--bench N] [--threads N]
   kiln profile ARTIFACT.kiln [--runs N] [--trace trace.json] [--input name=file ...] [--top N]
-  kiln inspect MODEL.onnx|ARTIFACT.kiln --level graph|fused|te|loop|wasm [--kernel N]
+  kiln compile MODEL.onnx --target cuda [--sm 80|86|90] [--verbose]   PTX for NVIDIA GPUs (--verbose: ptxas resource usage)
+  kiln inspect MODEL.onnx|ARTIFACT.kiln --level graph|fused|te|loop|wasm|ptx [--kernel N] [--sm 80|86|90]
   kiln onnx-test DIR... [--verbose] [--json FILE] [--filter REGEX] [--target wasm|webgpu]
   kiln tune MODEL.onnx [--target wasm] [--trials N] [--time-budget 20m] [--workers 2] [--db PATH] [--seed S]
             [--strategy evolutionary|random] [--curve FILE.csv]
@@ -40,6 +41,7 @@ async function main(argv: string[]): Promise<number> {
       json: { type: 'string' },
       filter: { type: 'string' },
       target: { type: 'string' },
+      sm: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
       trials: { type: 'string' },
       'time-budget': { type: 'string' },

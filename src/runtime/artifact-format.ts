@@ -92,6 +92,7 @@ export interface CudaParam {
 export interface CudaLaunch {
   /** Entry name in the PTX module. */
   entry: string;
+  /** Blocks; [0, 0, 0] for a stage over an empty tensor, which is not launched. */
   grid: [number, number, number];
   block: [number, number, number];
   /** Static shared memory the entry declares (bytes); no dynamic shared memory is used. */

@@ -2,6 +2,7 @@
 // (weights, then an arena shared by inputs, outputs and intermediates by lifetime).
 import { ARRAY, BYTES, type DType } from './dtype.js';
 import { KilnError } from './errors.js';
+import { checkInputs } from './inputs.js';
 import { mathImports } from './math.js';
 import type { ArtifactHeader, IOBinding, KernelCall } from './artifact-format.js';
 import { ThreadPool, type WorkerFactory } from './thread-pool.js';
@@ -111,25 +112,9 @@ export class WasmExecutor {
     return new ARRAY[b.dtype](this.memory.buffer, b.offset, n);
   }
 
-  private checkInputs(feeds: Record<string, Tensor>): void {
-    const names = this.header.inputs.map((i) => i.name);
-    for (const k of Object.keys(feeds)) {
-      if (!names.includes(k)) throw new KilnError('E_INPUT', `unknown input '${k}'`, { hint: `the model's inputs are: ${names.join(', ') || '(none)'}` });
-    }
-    for (const inp of this.header.inputs) {
-      const t = feeds[inp.name];
-      if (!t) throw new KilnError('E_INPUT', `missing input '${inp.name}' (${inp.dtype}${formatShape(inp.shape)})`, { hint: `pass every input: ${names.join(', ')}` });
-      if (t.dtype !== inp.dtype) throw new KilnError('E_INPUT', `input '${inp.name}' has dtype ${t.dtype}, the model expects ${inp.dtype}`, { hint: 'convert the data to the expected type' });
-      if (t.shape.length !== inp.shape.length || t.shape.some((d, i) => d !== inp.shape[i])) {
-        throw new KilnError('E_INPUT', `input '${inp.name}' has shape ${formatShape(t.shape)}, the model was compiled for ${formatShape(inp.shape)}`, { hint: 'reshape the data, or recompile with --input-shape for this shape' });
-      }
-      if (t.data.length !== sizeOf(inp.shape)) throw new KilnError('E_INPUT', `input '${inp.name}' holds ${t.data.length} values for shape ${formatShape(t.shape)}`);
-    }
-  }
-
   /** Runs the model; `timings`, when given, receives each kernel call's time. */
   run(feeds: Record<string, Tensor>, timings?: KernelTiming[]): Record<string, Tensor> {
-    this.checkInputs(feeds);
+    checkInputs(this.header.inputs, feeds);
     for (const inp of this.header.inputs) (this.view(inp, sizeOf(inp.shape)) as { set(a: ArrayLike<unknown>): void }).set(feeds[inp.name].data as ArrayLike<unknown>);
     const calls = this.header.calls;
     for (let i = 0; i < calls.length; i++) {

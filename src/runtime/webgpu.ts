@@ -6,6 +6,7 @@
 // maps them.
 import { ARRAY, type DType, type TypedArray } from './dtype.js';
 import { KilnError } from './errors.js';
+import { checkInputs } from './inputs.js';
 import type { ArtifactHeader, GpuStage, GpuValue, WebGpuSection } from './artifact-format.js';
 import { type Tensor, formatShape, sizeOf } from './tensor.js';
 
@@ -211,22 +212,6 @@ export class WebGpuExecutor {
     if (invalid) throw new KilnError('E_ARTIFACT', `the WebGPU program does not validate on this device: ${invalid.message}`, { hint: 'please report this with the model' });
   }
 
-  private checkInputs(feeds: Record<string, Tensor>): void {
-    const names = this.header.inputs.map((i) => i.name);
-    for (const k of Object.keys(feeds)) {
-      if (!names.includes(k)) throw new KilnError('E_INPUT', `unknown input '${k}'`, { hint: `the model's inputs are: ${names.join(', ') || '(none)'}` });
-    }
-    for (const inp of this.header.inputs) {
-      const t = feeds[inp.name];
-      if (!t) throw new KilnError('E_INPUT', `missing input '${inp.name}' (${inp.dtype}${formatShape(inp.shape)})`, { hint: `pass every input: ${names.join(', ')}` });
-      if (t.dtype !== inp.dtype) throw new KilnError('E_INPUT', `input '${inp.name}' has dtype ${t.dtype}, the model expects ${inp.dtype}`, { hint: 'convert the data to the expected type' });
-      if (t.shape.length !== inp.shape.length || t.shape.some((d, i) => d !== inp.shape[i])) {
-        throw new KilnError('E_INPUT', `input '${inp.name}' has shape ${formatShape(t.shape)}, the model was compiled for ${formatShape(inp.shape)}`, { hint: 'reshape the data, or recompile with --input-shape for this shape' });
-      }
-      if (t.data.length !== sizeOf(inp.shape)) throw new KilnError('E_INPUT', `input '${inp.name}' holds ${t.data.length} values for shape ${formatShape(t.shape)}`);
-    }
-  }
-
   /** Runs the model; concurrent calls are queued. */
   run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
     const r = this.chain.then(() => this.runNow(feeds));
@@ -236,7 +221,7 @@ export class WebGpuExecutor {
 
   private async runNow(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
     if (this.disposed) throw new KilnError('E_INPUT', 'the model was disposed');
-    this.checkInputs(feeds);
+    checkInputs(this.header.inputs, feeds);
     const { sec, device } = this;
     device.pushErrorScope('validation');
     for (const inp of sec.inputs) {

@@ -1,7 +1,7 @@
 // Loop IR -> PTX text (NVIDIA's virtual ISA), written directly from TypeScript. One PrimFunc becomes one kernel
 // entry per top-level statement (a materialized stage), launched in order, so a global temporary is complete
 // before the next stage reads it. Every entry takes one 64-bit global pointer per kernel buffer (inputs, outputs,
-// then the scratch area when the kernel has temporaries), exactly the argument list of the artifact's calls.
+// then the scratch region when the kernel has temporaries: see CudaSection in src/runtime/artifact-format.ts).
 // Loops bound to blockIdx/threadIdx read %ctaid/%tid; the launch grid and block are the bound loops' extents.
 // Registers are virtual (ptxas allocates them); narrow integers and bools live in 32-bit registers kept
 // sign/zero-extended, as on the WebAssembly path. Float arithmetic uses explicit .rn rounding (no contraction),
@@ -131,6 +131,12 @@ class EntryEmitter {
   private readonly decls: string[] = [];
   private labels = 0;
   private sharedBytes = 0;
+  /**
+   * Registers of expressions already evaluated in the current statement, by node identity: expression DAGs with
+   * shared subtrees (inlined producers) are emitted once, not once per path. Cleared at each statement (stores
+   * and assignments may change what a load or variable reads) and scoped around branches.
+   */
+  private memo = new Map<Expr, string>();
   private readonly dims = new Map<ThreadTag, number>();
   /** Loops bound to a thread tag: how their index derives from the tag's id. */
   private readonly bound = new Map<Stmt, { tag: ThreadTag; div: number; rem: boolean; guard: boolean }>();
@@ -139,8 +145,10 @@ class EntryEmitter {
 
   emit(s: Stmt): { text: string; launch: PtxLaunch } {
     this.bindLoops(s);
-    const d = (t: ThreadTag) => this.dims.get(t) ?? 1;
-    const grid: [number, number, number] = [d('blockIdx.x'), d('blockIdx.y'), d('blockIdx.z')];
+    const d = (t: ThreadTag) => Math.max(1, this.dims.get(t) ?? 1);
+    // a stage over an empty tensor has nothing to do: its grid is empty (runtimes skip the launch)
+    const empty = [...this.dims.values()].some((n) => n <= 0);
+    const grid: [number, number, number] = empty ? [0, 0, 0] : [d('blockIdx.x'), d('blockIdx.y'), d('blockIdx.z')];
     const block: [number, number, number] = [d('threadIdx.x'), d('threadIdx.y'), d('threadIdx.z')];
     if (block[0] * block[1] * block[2] > 1024) throw new KilnError('E_INTERNAL', `PTX codegen: ${this.entry} has ${block.join('x')} threads per block (max 1024)`);
     if (grid[0] > 2 ** 31 - 1 || grid[1] > 65535 || grid[2] > 65535) throw new KilnError('E_INTERNAL', `PTX codegen: ${this.entry} grid ${grid.join('x')} exceeds 65535 in y or z`);
@@ -266,6 +274,7 @@ class EntryEmitter {
 
   // ---- statements
   private stmt(s: Stmt): void {
+    this.memo = new Map();
     switch (s.k) {
       case 'seq': s.body.forEach((b) => this.stmt(b)); return;
       case 'store': {
@@ -390,6 +399,21 @@ class EntryEmitter {
   }
 
   expr(e: Expr): string {
+    const hit = this.memo.get(e);
+    if (hit) return hit;
+    const r = this.exprUncached(e);
+    this.memo.set(e, r);
+    return r;
+  }
+
+  /** Evaluates `f` in a branch: what it computes is not reused after the branch. */
+  private branch(f: () => string): string {
+    const saved = this.memo;
+    this.memo = new Map(saved);
+    try { return f(); } finally { this.memo = saved; }
+  }
+
+  private exprUncached(e: Expr): string {
     switch (e.k) {
       case 'const': return this.konst(e.value, e.dtype);
       case 'var': {
@@ -416,10 +440,10 @@ class EntryEmitter {
         const p = this.pred(e.c), r = this.reg(regClass(e.dtype)), mv = `mov.${movType(regClass(e.dtype))}`;
         const lA = this.label(), lEnd = this.label();
         this.ins(`@${p} bra ${lA}`);
-        this.ins(`${mv} ${r}, ${this.expr(e.b)}`);
+        this.ins(`${mv} ${r}, ${this.branch(() => this.expr(e.b))}`);
         this.ins(`bra.uni ${lEnd}`);
         this.place(lA);
-        this.ins(`${mv} ${r}, ${this.expr(e.a)}`);
+        this.ins(`${mv} ${r}, ${this.branch(() => this.expr(e.a))}`);
         this.place(lEnd);
         return r;
       }
