@@ -16,6 +16,7 @@ const USAGE = `kiln — ahead-of-time compiler for ONNX models
             [--strategy evolutionary|random] [--curve FILE.csv]
   kiln db export|import FILE.jsonl [--db PATH]   (also: kiln db stats)
   kiln demo                      compile a bundled model, run it, compare with ONNX Runtime
+  kiln serve [MODEL.kiln|MODEL.onnx] [--port N]   browser demo: classify an image (WebGPU or WebAssembly)
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -51,6 +52,7 @@ async function main(argv: string[]): Promise<number> {
       strategy: { type: 'string' },
       curve: { type: 'string' },
       'no-tuning': { type: 'boolean' },
+      port: { type: 'string' },
     },
   });
   if (!cmd || values.help || cmd === 'help') { console.log(USAGE); return 0; }
@@ -63,6 +65,7 @@ async function main(argv: string[]): Promise<number> {
     case 'tune': return (await import('./tune.js')).tuneCommand(positionals, values);
     case 'db': return (await import('./tune.js')).dbCommand(positionals, values);
     case 'demo': return (await import('./demo.js')).demoCommand(positionals, values);
+    case 'serve': return (await import('./serve.js')).serveCommand(positionals, values);
     default:
       console.error(`kiln: unknown command '${cmd}'\n\n${USAGE}`);
       return 2;

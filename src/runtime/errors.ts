@@ -11,6 +11,7 @@ export type KilnErrorCode =
   | 'E_INPUT'             // wrong input name / shape / dtype at run time
   | 'E_IO'                // reading or writing a file failed
   | 'E_TUNING_DB'         // the tuning database cannot be opened, is corrupt, or of a newer schema
+  | 'E_NO_DEVICE'         // the target's device or driver is absent (no libcuda, no CUDA GPU)
   | 'E_INTERNAL';         // a bug in Kiln: please report
 
 export interface KilnErrorContext {

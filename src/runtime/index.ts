@@ -8,6 +8,8 @@ import { type WorkerFactory, webWorkerFactory } from './thread-pool.js';
 export type { WorkerFactory, WorkerLike } from './thread-pool.js';
 import type { Tensor } from './tensor.js';
 import { type GpuDevice, WebGpuExecutor } from './webgpu.js';
+import { type CudaDriver, CudaExecutor } from './cuda.js';
+export type { CudaDriver, CudaDeviceInfo, CudaHandle } from './cuda.js';
 
 export { KilnError } from './errors.js';
 export type { Tensor } from './tensor.js';
@@ -15,7 +17,11 @@ export type { DType } from './dtype.js';
 export type { ArtifactHeader, KernelTiming, GpuDevice };
 
 export interface LoadOptions {
-  target?: 'wasm' | 'webgpu';
+  target?: 'wasm' | 'webgpu' | 'cuda';
+  /** The CUDA driver API binding (target 'cuda'); the Node entry point supplies one over libcuda (koffi). */
+  cudaDriver?: CudaDriver;
+  /** CUDA device ordinal (target 'cuda'); default 0. */
+  cudaDevice?: number;
   /** The GPUDevice to run on (target 'webgpu'): a browser's `navigator.gpu` device, or npm `webgpu`'s in Node. */
   device?: GpuDevice;
   /**
@@ -46,7 +52,21 @@ export interface LoadedModel {
 
 export async function load(artifact: Uint8Array, opts: LoadOptions = {}): Promise<LoadedModel> {
   const target = opts.target ?? 'wasm';
-  if (target !== 'wasm' && target !== 'webgpu') throw new KilnError('E_INPUT', `target '${target}' is not available in this runtime`, { hint: "use target 'wasm' or 'webgpu'" });
+  if (target !== 'wasm' && target !== 'webgpu' && target !== 'cuda') throw new KilnError('E_INPUT', `target '${target}' is not available in this runtime`, { hint: "use target 'wasm', 'webgpu' or 'cuda'" });
+  if (target === 'cuda') {
+    if (!opts.cudaDriver) throw new KilnError('E_NO_DEVICE', "target 'cuda' needs a CUDA driver binding", { hint: "use load of kiln's Node entry point, which binds libcuda through koffi, or pass load(artifact, { target: 'cuda', cudaDriver })" });
+    const parts = await readArtifact(artifact);
+    const ex = await CudaExecutor.create(parts.header, parts.weights, opts.cudaDriver, opts.cudaDevice);
+    return {
+      inputs: parts.header.inputs,
+      outputs: parts.header.outputs,
+      header: parts.header,
+      run: (feeds) => ex.run(feeds),
+      runSync: () => { throw new KilnError('E_UNSUPPORTED', 'runSync is not available on the CUDA target', { hint: 'use await model.run(feeds)' }); },
+      threads: 1,
+      dispose: () => ex.dispose(),
+    };
+  }
   if (target === 'webgpu') {
     if (!opts.device) throw new KilnError('E_INPUT', "target 'webgpu' needs a GPUDevice", { hint: 'pass load(artifact, { target: \'webgpu\', device }) with a device from navigator.gpu (or npm webgpu in Node)' });
     const parts = await readArtifact(artifact);

@@ -1,0 +1,280 @@
+// The CUDA runtime path: load(artifact, { target: 'cuda' }).
+// (a) Without a driver (no libcuda.so.1, no GPU) loading fails with E_NO_DEVICE naming what is missing.
+// (b) The real executor (src/runtime/cuda.ts) runs end to end on a fake CUDA driver built on the PTX simulator:
+//     module load parses the PTX, launches queue on the stream and simulate the grid over simulated device memory
+//     when the stream is synchronized; outputs are compared with ONNX Runtime. Only the FFI binding is not covered.
+// (b') The koffi binding itself (handles, u64 device pointers, kernelParams as pointers to u64 values, error names)
+//     against a stand-in libcuda written in C (test/support/fake-libcuda.c), where a C compiler exists.
+// (c) The same models on a real GPU through koffi + libcuda, skipped by name when no driver/device is present.
+import { describe, expect, it } from 'vitest';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import koffi from 'koffi';
+import { compile } from '../src/compiler/compile.js';
+import { load as loadNode, KilnError } from '../src/index.js';
+import { load as loadRuntime, type CudaDriver, type CudaDeviceInfo, type CudaHandle } from '../src/runtime/index.js';
+import { cudaAvailable, openCudaDriver } from '../src/node/cuda-driver.js';
+import { compareTensors } from '../src/conformance/compare.js';
+import type { Tensor } from '../src/runtime/tensor.js';
+import { GLOBAL_BASE, type PtxProgram, launch, parsePtx } from './support/ptx-sim.js';
+import { runCudaSim } from './support/cuda-sim-runtime.js';
+import { buildModel, randomF32, type ModelSpec } from './helpers/onnx-builder.js';
+import { runOrt } from './helpers/ort.js';
+
+const hasCuda = await cudaAvailable();
+
+const MODELS: { name: string; spec: ModelSpec; feeds: Record<string, Tensor> }[] = [
+  {
+    name: 'conv + relu',
+    spec: {
+      inputs: [['x', 'float32', [1, 3, 10, 10]]], outputs: [['y', 'float32', [1, 4, 10, 10]]],
+      initializers: { w: randomF32([4, 3, 3, 3], 31), b: randomF32([4], 32) },
+      nodes: [
+        { op: 'Conv', inputs: ['x', 'w', 'b'], outputs: ['c'], attrs: { pads: [1, 1, 1, 1] } },
+        { op: 'Relu', inputs: ['c'], outputs: ['y'] },
+      ],
+    },
+    feeds: { x: randomF32([1, 3, 10, 10], 33) },
+  },
+  {
+    name: 'matmul + softmax',
+    spec: {
+      inputs: [['a', 'float32', [2, 5, 16]]], outputs: [['y', 'float32', [2, 5, 12]]],
+      initializers: { w: randomF32([16, 12], 34) },
+      nodes: [
+        { op: 'MatMul', inputs: ['a', 'w'], outputs: ['m'] },
+        { op: 'Softmax', inputs: ['m'], outputs: ['y'], attrs: { axis: -1 } },
+      ],
+    },
+    feeds: { a: randomF32([2, 5, 16], 35) },
+  },
+];
+
+/**
+ * A CUDA driver over the PTX simulator, strict where the real one is: handles must be ones it handed out, pointers
+ * must lie in live allocations, launches are asynchronous (they run when the stream is synchronized, so reading
+ * results before that fails), the shared bytes must match the entry's and a block holds at most 1024 threads.
+ */
+class SimDriver implements CudaDriver {
+  readonly log: string[] = [];
+  readonly mem: Uint8Array;
+  private top = 0;
+  private readonly allocs = new Map<bigint, number>();
+  private readonly modules = new Map<object, PtxProgram>();
+  private readonly fns = new Map<object, { prog: PtxProgram; entry: string }>();
+  private readonly streams = new Map<object, (() => void)[]>();
+  contexts = 0;
+  launches = 0;
+
+  constructor(capacity = 1 << 24) { this.mem = new Uint8Array(capacity); }
+
+  init(ordinal = 0): CudaDeviceInfo {
+    this.log.push('init');
+    if (ordinal !== 0) throw new Error(`no device ${ordinal}`);
+    this.contexts++;
+    return { name: 'PTX simulator', sm: 90, totalBytes: this.mem.length };
+  }
+  moduleLoadData(ptx: string): CudaHandle {
+    this.log.push('moduleLoadData');
+    const h = {};
+    this.modules.set(h, parsePtx(ptx));
+    return h;
+  }
+  moduleGetFunction(module: CudaHandle, name: string): CudaHandle {
+    const prog = this.modules.get(module as object) ?? this.fail('moduleGetFunction: not a loaded module');
+    if (!prog.entries.has(name)) this.fail(`moduleGetFunction: no entry ${name}`);
+    const h = {};
+    this.fns.set(h, { prog, entry: name });
+    return h;
+  }
+  moduleUnload(module: CudaHandle): void {
+    if (!this.modules.delete(module as object)) this.fail('moduleUnload: not a loaded module');
+    this.log.push('moduleUnload');
+  }
+  memAlloc(bytes: number): bigint {
+    this.log.push(`memAlloc ${bytes}`);
+    const at = this.top;
+    this.top = Math.ceil((at + bytes) / 256) * 256;
+    if (this.top > this.mem.length) this.fail('memAlloc: out of simulated memory');
+    const p = BigInt(GLOBAL_BASE + at);
+    this.allocs.set(p, bytes);
+    return p;
+  }
+  memFree(ptr: bigint): void {
+    if (!this.allocs.delete(ptr)) this.fail('memFree: not an allocation');
+    this.log.push('memFree');
+  }
+  /** Offset of [p, p + n) in `mem`, which must lie inside one live allocation. */
+  private at(p: bigint, n: number): number {
+    for (const [base, size] of this.allocs) if (p >= base && p + BigInt(n) <= base + BigInt(size)) return Number(p) - GLOBAL_BASE;
+    return this.fail(`pointer 0x${p.toString(16)} (+${n}) is outside every allocation`);
+  }
+  memcpyHtoD(dst: bigint, src: Uint8Array): void {
+    this.log.push(`HtoD ${src.byteLength}`);
+    this.mem.set(src, this.at(dst, src.byteLength));
+  }
+  memcpyDtoH(dst: Uint8Array, src: bigint): void {
+    for (const q of this.streams.values()) if (q.length) this.fail('memcpyDtoH while launches are pending: synchronize the stream first');
+    this.log.push(`DtoH ${dst.byteLength}`);
+    const o = this.at(src, dst.byteLength);
+    dst.set(this.mem.subarray(o, o + dst.byteLength));
+  }
+  streamCreate(): CudaHandle { this.log.push('streamCreate'); const s = {}; this.streams.set(s, []); return s; }
+  streamDestroy(stream: CudaHandle): void {
+    if (!this.streams.delete(stream as object)) this.fail('streamDestroy: not a stream');
+    this.log.push('streamDestroy');
+  }
+  launchKernel(fn: CudaHandle, grid: readonly [number, number, number], block: readonly [number, number, number], sharedBytes: number, stream: CudaHandle, params: readonly bigint[]): void {
+    const f = this.fns.get(fn as object) ?? this.fail('launchKernel: not a function handle');
+    const q = this.streams.get(stream as object) ?? this.fail('launchKernel: not a stream');
+    const e = f.prog.entries.get(f.entry)!;
+    if (grid.some((g) => g < 1) || block.some((b) => b < 1)) this.fail(`launchKernel ${f.entry}: empty grid ${grid} / block ${block}`);
+    if (block[0] * block[1] * block[2] > 1024) this.fail(`launchKernel ${f.entry}: block ${block} exceeds 1024 threads`);
+    if (sharedBytes !== e.sharedBytes) this.fail(`launchKernel ${f.entry}: ${sharedBytes} shared bytes, the entry declares ${e.sharedBytes}`);
+    if (params.length !== e.params.length) this.fail(`launchKernel ${f.entry}: ${params.length} parameters, the entry takes ${e.params.length}`);
+    params.forEach((p) => this.at(p, 1));
+    this.log.push(`launch ${f.entry}`);
+    const spec = { entry: f.entry, grid: [...grid] as [number, number, number], block: [...block] as [number, number, number], params: new Map(e.params.map((n, i) => [n, params[i]])) };
+    q.push(() => { launch(f.prog, spec, new DataView(this.mem.buffer)); this.launches++; });
+  }
+  streamSynchronize(stream: CudaHandle): void {
+    const q = this.streams.get(stream as object) ?? this.fail('streamSynchronize: not a stream');
+    this.log.push('streamSynchronize');
+    for (const run of q.splice(0)) run();
+  }
+  release(): void { this.log.push('release'); this.contexts--; }
+  /** Nothing left allocated, loaded or retained. */
+  get clean(): boolean { return !this.allocs.size && !this.modules.size && !this.streams.size && this.contexts === 0; }
+  private fail(msg: string): never { throw new Error(`SimDriver: ${msg}`); }
+}
+
+const expectClose = (got: Record<string, Tensor>, want: Record<string, Tensor>) => {
+  for (const [name, w] of Object.entries(want)) expect(compareTensors(got[name], w)?.message, name).toBeUndefined();
+};
+
+describe.skipIf(hasCuda)('CUDA runtime path without a driver', () => {
+  it("load(artifact, { target: 'cuda' }) rejects with E_NO_DEVICE naming libcuda", async () => {
+    const c = await compile(buildModel(MODELS[0].spec), { target: 'cuda', sm: 80 });
+    const err = await loadNode(c.artifact, { target: 'cuda' }).then(() => null, (e: unknown) => e);
+    expect(err).toBeInstanceOf(KilnError);
+    expect((err as KilnError).code).toBe('E_NO_DEVICE');
+    expect((err as KilnError).message).toMatch(/libcuda\.so\.1/);
+    expect((err as KilnError).hint).toMatch(/NVIDIA driver/);
+  });
+  it('the runtime alone (no Node entry) asks for a driver binding', async () => {
+    const c = await compile(buildModel(MODELS[0].spec), { target: 'cuda', sm: 80 });
+    await expect(loadRuntime(c.artifact, { target: 'cuda' })).rejects.toMatchObject({ code: 'E_NO_DEVICE' });
+  });
+});
+
+describe('CUDA executor on a simulated driver (PTX simulator) vs ONNX Runtime', () => {
+  for (const m of MODELS) {
+    it(m.name, async () => {
+      const bytes = buildModel(m.spec);
+      const c = await compile(bytes, { target: 'cuda', sm: 86 });
+      const sec = c.header.cuda!;
+      const drv = new SimDriver();
+      const model = await loadRuntime(c.artifact, { target: 'cuda', cudaDriver: drv });
+      // load: one module, one allocation of memoryBytes, the weights uploaded once, one stream
+      expect(drv.log.slice(0, 3)).toEqual(['init', 'moduleLoadData', `memAlloc ${sec.memoryBytes}`]);
+      expect(drv.log[3]).toMatch(/^HtoD \d+$/);
+      expect(drv.log[4]).toBe('streamCreate');
+      expect(drv.log.filter((l) => l.startsWith('memAlloc'))).toHaveLength(1);
+      const loadLog = drv.log.length;
+      const ref = await runOrt(bytes, m.feeds);
+      for (let r = 0; r < 2; r++) {
+        drv.log.length = loadLog;
+        const out = await model.run(m.feeds);
+        expectClose(out, ref);
+        // run: inputs in, every entry launched in order, one synchronize, outputs out
+        const entries = c.header.calls.flatMap((call) => sec.kernels[call.kernel].launches.filter((l) => l.grid.every((g) => g > 0)).map((l) => `launch ${l.entry}`));
+        const run = drv.log.slice(loadLog);
+        expect(run).toEqual([
+          ...c.header.inputs.map((i) => `HtoD ${i.shape.reduce((a, b) => a * b, 1) * 4}`),
+          ...entries, 'streamSynchronize',
+          ...c.header.outputs.map((o) => `DtoH ${o.shape.reduce((a, b) => a * b, 1) * 4}`),
+        ]);
+        expect(entries.length).toBeGreaterThan(0);
+      }
+      // the executor and the simulated runtime of test/support agree exactly
+      const sim = await runCudaSim(c.artifact, m.feeds);
+      const out = await model.run(m.feeds);
+      for (const name of Object.keys(sim.outputs)) expect(Array.from(out[name].data as Float32Array)).toEqual(Array.from(sim.outputs[name].data as Float32Array));
+      expect(() => model.runSync(m.feeds)).toThrow(/runSync is not available on the CUDA target/);
+      await expect(model.run({})).rejects.toMatchObject({ code: 'E_INPUT' });
+      model.dispose();
+      expect(drv.clean).toBe(true);
+      await expect(model.run(m.feeds)).rejects.toMatchObject({ code: 'E_INPUT' });
+    });
+  }
+
+  it('an artifact for a newer SM than the device is refused before loading', async () => {
+    const c = await compile(buildModel(MODELS[1].spec), { target: 'cuda', sm: 90 });
+    const drv = new SimDriver();
+    drv.init = () => { drv.contexts++; return { name: 'sim sm_80', sm: 80 }; };
+    await expect(loadRuntime(c.artifact, { target: 'cuda', cudaDriver: drv })).rejects.toMatchObject({ code: 'E_UNSUPPORTED', message: expect.stringMatching(/--sm 80/) });
+    expect(drv.clean).toBe(true);
+  });
+
+  it('a wasm-only artifact is refused with a hint to compile for cuda', async () => {
+    const c = await compile(buildModel(MODELS[1].spec));
+    await expect(loadRuntime(c.artifact, { target: 'cuda', cudaDriver: new SimDriver() })).rejects.toMatchObject({ code: 'E_ARTIFACT', message: expect.stringMatching(/target 'cuda'/) });
+  });
+});
+
+describe('CUDA runtime path on a GPU (koffi + libcuda.so.1)', () => {
+  for (const m of MODELS) {
+    it.skipIf(!hasCuda)(`on a CUDA GPU: ${m.name} matches ONNX Runtime (skipped: no CUDA driver or device here)`, async () => {
+      const bytes = buildModel(m.spec);
+      const c = await compile(bytes, { target: 'cuda', sm: 80 });
+      const model = await loadNode(c.artifact, { target: 'cuda' });
+      try {
+        const ref = await runOrt(bytes, m.feeds);
+        expectClose(await model.run(m.feeds), ref);
+        expectClose(await model.run(m.feeds), ref);
+      } finally {
+        model.dispose();
+      }
+    });
+  }
+});
+
+const HAVE_CC = spawnSync('cc', ['--version']).status === 0;
+
+describe.skipIf(!HAVE_CC)('CUDA driver binding (koffi) over a stand-in libcuda (C)', () => {
+  it('passes handles, device pointers and kernel parameters through the FFI, and names driver errors', async () => {
+    const lib = join(tmpdir(), `kiln-fake-libcuda-${process.pid}.so`);
+    execFileSync('cc', ['-shared', '-fPIC', '-O1', '-o', lib, 'test/support/fake-libcuda.c']);
+    const d = await openCudaDriver({ library: lib });
+    expect(d.init()).toEqual({ name: 'Fake GPU', sm: 86, totalBytes: 2 ** 34 });
+    expect(() => d.moduleLoadData('.version 8.0\n.entry other()')).toThrow(expect.objectContaining({ code: 'E_UNSUPPORTED' }));
+    const m = d.moduleLoadData('.version 8.0\n.entry add_one(.param .u64 a, .param .u64 b)');
+    const fn = d.moduleGetFunction(m, 'add_one');
+    expect(() => d.moduleGetFunction(m, 'missing')).toThrow(/cuModuleGetFunction\(missing\) failed \(CUDA_ERROR_NOT_FOUND: named symbol not found\)/);
+    const buf = d.memAlloc(512);
+    const x = Float32Array.from({ length: 64 }, (_, i) => i * 0.5);
+    d.memcpyHtoD(buf, new Uint8Array(x.buffer));
+    const s = d.streamCreate();
+    d.launchKernel(fn, [2, 1, 1], [32, 1, 1], 48, s, [buf, buf + 256n]);
+    d.streamSynchronize(s);
+    const y = new Float32Array(64);
+    d.memcpyDtoH(new Uint8Array(y.buffer), buf + 256n);
+    expect(Array.from(y)).toEqual(Array.from(x, (v) => v + 1));
+    const fake = koffi.load(lib);
+    const params = new BigUint64Array(2), dims = new Uint32Array(7), state = new Int32Array(3);
+    fake.func('int fake_last_launch(void *params, void *dims)')(params, dims);
+    expect([...params]).toEqual([buf, buf + 256n]);
+    expect([...dims]).toEqual([2, 1, 1, 32, 1, 1, 48]);
+    d.streamDestroy(s);
+    d.memFree(buf);
+    d.moduleUnload(m);
+    d.release();
+    fake.func('int fake_state(void *out)')(state);
+    expect([...state]).toEqual([0, 0, 1]); // context released, nothing allocated, one launch
+  });
+
+  it('a library that cannot be opened is E_NO_DEVICE', async () => {
+    await expect(openCudaDriver({ library: '/nonexistent/libcuda.so.1' })).rejects.toMatchObject({ code: 'E_NO_DEVICE', message: expect.stringMatching(/no CUDA driver/) });
+  });
+});
