@@ -149,12 +149,23 @@ export class TuningDatabase {
   private static readonly SELECT = `SELECT w.key AS workload, t.key AS target, r.trace, r.costs, r.ms, r.error, r.error_kind,
     r.created_at, r.kiln_version, r.search, r.decisions FROM records r JOIN workloads w ON w.id = r.workload_id JOIN targets t ON t.id = r.target_id`;
 
-  /** The k fastest successful records of a workload on a target (one per distinct trace). */
-  best(workload: string, target: string, k = 1): TuningRecord[] {
-    return this.guard(() => (this.db.prepare(`${TuningDatabase.SELECT} WHERE w.key = ? AND t.key = ? AND r.ms IS NOT NULL
+  /**
+   * The k fastest successful records of a workload on a target (one per distinct trace); with `kiln`, only
+   * records made by those Kiln versions.
+   */
+  best(workload: string, target: string, k = 1, kiln?: readonly string[]): TuningRecord[] {
+    const v = kiln ? 'AND r2.kiln_version IN (SELECT value FROM json_each(@kiln))' : '';
+    return this.guard(() => (this.db.prepare(`${TuningDatabase.SELECT} WHERE w.key = @w AND t.key = @t AND r.ms IS NOT NULL
       AND r.id = (SELECT r2.id FROM records r2 WHERE r2.workload_id = r.workload_id AND r2.target_id = r.target_id
-                  AND r2.trace_hash = r.trace_hash AND r2.ms IS NOT NULL ORDER BY r2.ms, r2.id LIMIT 1)
-      ORDER BY r.ms, r.id LIMIT ?`).all(workload, target, k) as RecordRow[]).map(TuningDatabase.toRecord));
+                  AND r2.trace_hash = r.trace_hash AND r2.ms IS NOT NULL ${v} ORDER BY r2.ms, r2.id LIMIT 1)
+      ORDER BY r.ms, r.id LIMIT @k`).all({ w: workload, t: target, k, ...(kiln ? { kiln: JSON.stringify(kiln) } : {}) }) as RecordRow[])
+      .map(TuningDatabase.toRecord));
+  }
+
+  /** The Kiln versions that made successful records of a workload (any target). */
+  kilnVersions(workload: string): string[] {
+    return this.guard(() => (this.db.prepare(`SELECT DISTINCT r.kiln_version AS v FROM records r JOIN workloads w ON w.id = r.workload_id
+      WHERE w.key = ? AND r.ms IS NOT NULL ORDER BY v`).all(workload) as { v: string }[]).map((r) => r.v));
   }
 
   /** Every record of a workload on a target, oldest first. */
@@ -168,8 +179,8 @@ export class TuningDatabase {
    * same kind and architecture whose features the current one has too (a schedule from a SIMD-only engine runs
    * on one that also has relaxed SIMD).
    */
-  bestFor(workload: string, target: Pick<TargetInfo, 'key' | 'kind' | 'arch' | 'features'>): TuningRecord | undefined {
-    const exact = this.best(workload, target.key, 1)[0];
+  bestFor(workload: string, target: Pick<TargetInfo, 'key' | 'kind' | 'arch' | 'features'>, kiln?: readonly string[]): TuningRecord | undefined {
+    const exact = this.best(workload, target.key, 1, kiln)[0];
     if (exact) return exact;
     const others = this.guard(() => this.db.prepare('SELECT key, features FROM targets WHERE kind = ? AND arch = ? AND key != ? ORDER BY key')
       .all(target.kind, target.arch, target.key) as { key: string; features: string }[]);
@@ -177,7 +188,7 @@ export class TuningDatabase {
     for (const t of others) {
       const feats = JSON.parse(t.features) as string[];
       if (!feats.every((f) => target.features.includes(f))) continue;
-      const r = this.best(workload, t.key, 1)[0];
+      const r = this.best(workload, t.key, 1, kiln)[0];
       if (r && (!best || r.ms! < best.ms!)) best = r;
     }
     return best;

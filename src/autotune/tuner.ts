@@ -63,6 +63,8 @@ export interface TuneProgress {
   elapsedMs: number;
   etaMs: number;
   task: TaskReport;
+  /** Every tuned task's report (best so far per task). */
+  tasks: TaskReport[];
   /** Sum over tasks of calls x latency: default schedules vs best so far. */
   defaultTotalMs: number;
   bestTotalMs: number;
@@ -190,7 +192,7 @@ export async function tune(modelBytes: Uint8Array, opts: TuneOptions): Promise<T
       const etaTrials = (elapsed / Math.max(trials, 1)) * (opts.trials - trials);
       opts.progress?.({
         trials, totalTrials: opts.trials, errors, elapsedMs: elapsed, etaMs: Math.min(etaTrials, Math.max(0, deadline - performance.now())),
-        task: pick.report, defaultTotalMs: d, bestTotalMs: b,
+        task: pick.report, tasks: states.map((s) => s.report), defaultTotalMs: d, bestTotalMs: b,
       });
     }
     // 3. default and best measured again side by side, under the same conditions (early measurements of a run

@@ -13,7 +13,7 @@ const USAGE = `kiln — ahead-of-time compiler for ONNX models
   kiln inspect MODEL.onnx|ARTIFACT.kiln --level graph|fused|te|loop|wasm|ptx [--kernel N] [--sm 80|86|90]
   kiln onnx-test DIR... [--verbose] [--json FILE] [--filter REGEX] [--target wasm|webgpu]
   kiln tune MODEL.onnx [--target wasm] [--trials N] [--time-budget 20m] [--workers 2] [--db PATH] [--seed S]
-            [--strategy evolutionary|random] [--curve FILE.csv]
+            [--strategy evolutionary|random|compare] [--curve FILE.csv]
   kiln db export|import FILE.jsonl [--db PATH]   (also: kiln db stats)
   kiln demo                      compile a bundled model, run it, compare with ONNX Runtime
   kiln serve [MODEL.kiln|MODEL.onnx] [--port N]   browser demo: classify an image (WebGPU or WebAssembly)

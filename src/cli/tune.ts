@@ -1,10 +1,13 @@
 // kiln tune MODEL.onnx [--target wasm] [--trials N] [--time-budget 20m] [--workers 2] [--db PATH] [--seed S]
-//   [--strategy evolutionary|random] [--curve FILE.csv]
+//   [--strategy evolutionary|random|compare] [--curve FILE.csv]   (the curve also as FILE.svg)
 // kiln db export FILE [--db PATH] | kiln db import FILE [--db PATH] | kiln db stats [--db PATH]
 import { writeFileSync } from 'node:fs';
+import { basename } from 'node:path';
 import { KilnError } from '../runtime/errors.js';
 import { DEFAULT_DB_PATH, TuningDatabase } from '../autotune/database.js';
-import { type TuneProgress, parseDuration, tune } from '../autotune/tuner.js';
+import { type TuneProgress, type TuneReport, parseDuration, tune } from '../autotune/tuner.js';
+import { LocalBuilder, PoolBuilder, PoolRunner } from '../autotune/measure.js';
+import { type CurveSeries, curveCsv, curveSvg, svgPathFor } from '../autotune/plot.js';
 import { type CompileFlags, compileOptions, readModel } from './compile.js';
 
 export interface TuneFlags extends CompileFlags {
@@ -26,26 +29,36 @@ export function progressLine(p: TuneProgress): string {
     ` | model ${p.defaultTotalMs.toFixed(2)} -> ${p.bestTotalMs.toFixed(2)} ms | errors ${p.errors} | ETA ${fmtTime(p.etaMs)}`;
 }
 
-export async function tuneCommand(pos: string[], v: TuneFlags): Promise<number> {
-  const modelPath = pos[0];
-  if ((v.target ?? 'wasm') !== 'wasm') throw new KilnError('E_UNSUPPORTED', `tuning target '${v.target}' is not available yet`, { hint: 'use --target wasm' });
-  const strategy = v.strategy ?? 'evolutionary';
-  if (strategy !== 'evolutionary' && strategy !== 'random') throw new KilnError('E_INPUT', `bad --strategy '${strategy}'`, { hint: 'evolutionary or random' });
-  const bytes = readModel(modelPath);
-  const { inputShapes, specialize } = compileOptions(modelPath, v);
-  const tty = process.stderr.isTTY;
-  const report = await tune(bytes, {
-    trials: int(v.trials, 64, 'trials'),
-    timeBudgetMs: v['time-budget'] !== undefined ? parseDuration(v['time-budget']) : undefined,
-    workers: int(v.workers, 2, 'workers'),
-    db: v.db ?? DEFAULT_DB_PATH,
-    seed: int(v.seed, 0, 'seed'),
-    strategy,
-    compile: { inputShapes, specialize, modelPath },
-    progress: (p) => process.stderr.write(tty ? `\r\x1b[2K${progressLine(p)}` : `${progressLine(p)}\n`),
+/** Best so far of every task (the one just measured marked with *), for the progress display. */
+export function taskLines(p: TuneProgress, max = 12): string[] {
+  const tasks = p.tasks ?? [p.task];
+  const shown = [...tasks].sort((a, b) => b.calls * (b.bestMs ?? 0) - a.calls * (a.bestMs ?? 0)).slice(0, max);
+  const lines = shown.map((t) => {
+    const sp = t.defaultMs && t.bestMs ? `${(t.defaultMs / t.bestMs).toFixed(2)}x` : '-';
+    return `${t.index === p.task.index ? '*' : ' '} task ${String(t.index).padStart(3)} ${t.ops.join('+').slice(0, 28).padEnd(28)} ×${t.calls}  ` +
+      `${t.defaultMs?.toFixed(3) ?? '-'} -> ${t.bestMs?.toFixed(3) ?? '-'} ms (${sp})  ${t.trials} trials${t.errors ? `, ${t.errors} errors` : ''}`;
   });
-  if (tty) process.stderr.write('\n');
-  console.log(`tuned ${modelPath} on ${report.target.key} (${report.target.engine}): ${report.trials} trials, ${report.errors} errors, ${(report.elapsedMs / 1000).toFixed(1)} s`);
+  if (tasks.length > shown.length) lines.push(`  ... ${tasks.length - shown.length} more tasks`);
+  return lines;
+}
+
+/** Progress on stderr: on a terminal a block (summary + best so far per task) redrawn in place; else one line per batch. */
+function progressWriter(prefix: string): { write: (p: TuneProgress) => void } {
+  const tty = process.stderr.isTTY;
+  let drawn = 0;
+  return {
+    write: (p) => {
+      if (!tty) { process.stderr.write(`${prefix}${progressLine(p)}\n`); return; }
+      const cols = Math.max(40, (process.stderr.columns ?? 120) - 1);
+      const lines = [`${prefix}${progressLine(p)}`, ...taskLines(p)].map((l) => l.slice(0, cols));
+      process.stderr.write((drawn ? `\x1b[${drawn}F` : '') + lines.map((l) => `\x1b[2K${l}\n`).join(''));
+      drawn = lines.length;
+    },
+  };
+}
+
+function printReport(label: string, modelPath: string, report: TuneReport): void {
+  console.log(`${label}tuned ${modelPath} on ${report.target.key} (${report.target.engine}): ${report.trials} trials, ${report.errors} errors, ${(report.elapsedMs / 1000).toFixed(1)} s`);
   for (const t of report.tasks) {
     const what = `  task ${t.index} ${t.ops.join('+')} ×${t.calls}`;
     if (t.skipped) { console.log(`${what}: skipped (${t.skipped})`); continue; }
@@ -53,10 +66,68 @@ export async function tuneCommand(pos: string[], v: TuneFlags): Promise<number> 
     console.log(`${what}: default ${t.defaultMs?.toFixed(3)} ms, best ${t.bestMs?.toFixed(3)} ms (${sp}), ${t.trials} trials, ${t.errors} errors${t.resumed ? `, ${t.resumed} records resumed` : ''}`);
   }
   console.log(`  estimated kernel time per run: ${report.defaultTotalMs.toFixed(3)} ms default -> ${report.bestTotalMs.toFixed(3)} ms tuned`);
-  console.log(`  records in ${v.db ?? DEFAULT_DB_PATH}; \`kiln compile\` applies them`);
+}
+
+export async function tuneCommand(pos: string[], v: TuneFlags): Promise<number> {
+  const modelPath = pos[0];
+  if ((v.target ?? 'wasm') !== 'wasm') throw new KilnError('E_UNSUPPORTED', `tuning target '${v.target}' is not available yet`, { hint: 'use --target wasm' });
+  const strategy = v.strategy ?? 'evolutionary';
+  if (strategy !== 'evolutionary' && strategy !== 'random' && strategy !== 'compare') {
+    throw new KilnError('E_INPUT', `bad --strategy '${strategy}'`, { hint: 'evolutionary, random, or compare (both side by side)' });
+  }
+  const bytes = readModel(modelPath);
+  const { inputShapes, specialize } = compileOptions(modelPath, v);
+  const dbPath = v.db ?? DEFAULT_DB_PATH;
+  const budget = v['time-budget'] !== undefined ? parseDuration(v['time-budget']) : undefined;
+  const common = {
+    trials: int(v.trials, 64, 'trials'),
+    workers: int(v.workers, 2, 'workers'),
+    seed: int(v.seed, 0, 'seed'),
+    compile: { inputShapes, specialize, modelPath },
+  };
+  const series: CurveSeries[] = [];
+  if (strategy !== 'compare') {
+    const pw = progressWriter('');
+    const report = await tune(bytes, { ...common, strategy, db: dbPath, timeBudgetMs: budget, progress: pw.write });
+    printReport('', modelPath, report);
+    series.push({ name: strategy, points: report.curve });
+  } else {
+    // Both searches from scratch on the same tasks, seed and trial budget (each gets half of --time-budget), each
+    // in its own in-memory database so neither resumes from the other's (or older) records; their records are
+    // merged into --db afterwards.
+    // One builder pool and one runner for both runs: the second does not start on warmer pools than the first.
+    const workers = common.workers;
+    const builder = workers > 0 ? new PoolBuilder(workers) : new LocalBuilder();
+    const runner = new PoolRunner();
+    const db = TuningDatabase.open(dbPath);
+    try {
+      for (const s of ['random', 'evolutionary'] as const) {
+        const mem = TuningDatabase.open(':memory:');
+        let report: TuneReport;
+        try {
+          const pw = progressWriter(`[${s}] `);
+          report = await tune(bytes, { ...common, strategy: s, db: mem, builder, runner, timeBudgetMs: budget !== undefined ? budget / 2 : undefined, progress: pw.write });
+          db.importLines(mem.exportLines(), `${s} run`);
+        } finally {
+          mem.close();
+        }
+        printReport(`[${s}] `, modelPath, report);
+        series.push({ name: s, points: report.curve });
+      }
+    } finally {
+      db.close();
+      await builder.close();
+      await runner.close();
+    }
+    const [r, g] = series.map((s) => s.points[s.points.length - 1]?.bestTotalMs);
+    if (r !== undefined && g !== undefined) console.log(`  compare: random ${r.toFixed(3)} ms, evolutionary ${g.toFixed(3)} ms after ${common.trials} trials each (${(r / g).toFixed(2)}x)`);
+  }
+  console.log(`  records in ${dbPath}; \`kiln compile\` applies them`);
   if (v.curve) {
-    writeFileSync(v.curve, 'trial,elapsed_ms,best_total_ms\n' + report.curve.map((c) => `${c.trial},${c.elapsedMs.toFixed(1)},${c.bestTotalMs.toFixed(4)}`).join('\n') + '\n');
-    console.log(`  tuning curve: ${v.curve}`);
+    writeFileSync(v.curve, curveCsv(series));
+    const svg = svgPathFor(v.curve);
+    writeFileSync(svg, curveSvg(series, { title: `Tuning curve of ${basename(modelPath)}: best kernel time vs trials` }));
+    console.log(`  tuning curve: ${v.curve}, ${svg}`);
   }
   return 0;
 }
