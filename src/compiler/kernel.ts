@@ -8,10 +8,10 @@ import { constant } from '../tensor-expr/expr.js';
 import { getOpDef } from '../tensor-expr/op-def.js';
 import { printTensorExprs } from '../tensor-expr/printer.js';
 import { type Tensor, compute, placeholder } from '../tensor-expr/tensor.js';
-import { type Expr } from '../tensor-expr/expr.js';
+import { type Expr, visitExpr } from '../tensor-expr/expr.js';
 import { Schedule, defaultTrace, topoComputes, type TraceStep } from '../schedule/schedule.js';
 import { lower } from '../schedule/lower.js';
-import { type PrimFunc, type Stmt, printPrimFunc } from '../schedule/loop-ir.js';
+import { type PrimFunc, type Stmt, printPrimFunc, visitStmt } from '../schedule/loop-ir.js';
 import '../tensor-expr/ops/index.js';
 
 export interface BuiltKernel {
@@ -59,8 +59,21 @@ export function printKernelTE(k: BuiltKernel): string {
   return printTensorExprs(k.inputs, topoComputes([k.output]));
 }
 
-/** Text of a kernel without its name: equal texts are the same kernel. */
-export const kernelKey = (p: PrimFunc): string => printPrimFunc({ ...p, name: '' });
+/**
+ * Text of a kernel without its name, with loop variables and local buffers renamed in order of appearance (their
+ * generated names carry process-wide counters): equal texts are the same kernel.
+ */
+export function kernelKey(p: PrimFunc): string {
+  const names = new Map<string, string>();
+  const note = (n: string) => { if (!names.has(n)) names.set(n, `_${names.size}`); };
+  visitStmt(p.body, (s) => {
+    if (s.k === 'for' || s.k === 'decl') note(s.v.name);
+    if (s.k === 'alloc') note(s.buf.name);
+    const exprs = s.k === 'store' ? [s.index, s.value] : s.k === 'if' ? [s.cond] : s.k === 'decl' ? [s.init] : s.k === 'assign' ? [s.value] : [];
+    for (const e of exprs) visitExpr(e, (x) => { if (x.k === 'var') note(x.name); });
+  });
+  return printPrimFunc({ ...p, name: '' }).replace(/\b[A-Za-z_][A-Za-z0-9_]*\b/g, (w) => names.get(w) ?? w);
+}
 
 /** Float arithmetic operations executed, counting loop trip counts. */
 function countFlops(s: Stmt, mult = 1): number {

@@ -474,11 +474,9 @@ export class FunctionEmitter {
         return this.withTemps([a, b], [ty, ty], (x, y) => {
           const r = this.temp(I.rem_s(x(), y()), ty);
           const adjust = m.i32.and(I.ne(r.get(), zero()), I.lt_s(I.xor(r.get(), y()), zero()));
-          const one = wide ? m.i64.const(1n) : m.i32.const(1);
           const res = op === 'floordiv'
             ? I.sub(I.div_s(x(), y()), wide ? m.i64.extend_u(adjust) : adjust)
             : m.select(adjust, I.add(r.get(), y()), r.get());
-          void one;
           return m.block(null, [r.set, res], ty);
         }, ty);
       }

@@ -16,7 +16,6 @@ const EMBED_MAX = 1;
 
 export function fuseOps(fn: FuncNode): FuncNode {
   const order = postOrder(fn.body).filter((n): n is CallNode => n.kind === 'call' && !isFuncCall(n));
-  const index = new Map(order.map((n, i) => [n, i]));
   const pattern = (n: CallNode) => (n.op as OpSpec).pattern;
 
   // consumers; a value used by the function result (or a tuple) has the sink as a consumer
