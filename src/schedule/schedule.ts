@@ -243,7 +243,8 @@ export function registerTileTrace(st: Stage, stage: number): TraceStep[] {
   const vj = [3, 2, 1].find((v) => (j.extent / 4) % v === 0)!;
   const iAt = h?.rowAxis ?? spatial.length - 2;
   const i = iAt >= 0 && iAt !== spatial.indexOf(j) ? spatial[iAt] : undefined;
-  const vi = i ? [4, 3, 2, 1].find((v) => i.extent % v === 0)! : 1;
+  // rows: the largest count dividing the axis with at most 12 accumulators (x86 has 16 vector registers)
+  const vi = i ? [6, 5, 4, 3, 2, 1].find((v) => v * vj <= 12 && i.extent % v === 0)! : 1;
   const steps: TraceStep[] = [
     { p: 'split', stage, axis: j.name, factor: 4 * vj },
     { p: 'split', stage, axis: `${j.name}.i`, factor: 4 },
