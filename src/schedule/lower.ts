@@ -139,7 +139,11 @@ function lowerStage(sch: Schedule, st: Stage, ctx: LowerCtx): Stmt {
       const value = inlineLoads(substitute(o.tensor.body!, at), ctx);
       return { buf: ctx.bufs.get(o.tensor)!, value: mapExpr(value, (x) => (x.k === 'load' && x.buf === t ? tileValue : undefined)) };
     };
-    return lowerLocalTile(st, r, body, storeIndex(), writeBack, spatialGuards, reduceGuards, ctx);
+    // A tile that runs past the end of a split spatial axis computes its extra rows from the last valid index
+    // (clamped, so every load stays in bounds); the write-back's guards drop them.
+    const clamped = new Map<Var, Expr>(st.roots.map((a) => [a.v, a.reduce ? index.get(a)! : simplify(binary('min', index.get(a)!, a.extent - 1), ctx.ranges)]));
+    const tileBody = spatialGuards.length ? inlineLoads(substitute(r.body, clamped), ctx) : body;
+    return lowerLocalTile(st, r, tileBody, storeIndex(), writeBack, spatialGuards, reduceGuards, ctx);
   }
   if (reduceInside) {
     const acc = freshVar('acc', r.dtype);
@@ -164,6 +168,7 @@ function lowerStage(sch: Schedule, st: Stage, ctx: LowerCtx): Stmt {
  * those after the reduction leaves index the tile (registers once unrolled/vectorized):
  *   for outer { alloc T; T = init; for red, inner { T[inner] op= body }; for inner { out = T[inner] } }
  */
+/** `body` must be safe to evaluate for every tile position (spatial indices clamped by the caller). */
 function lowerLocalTile(st: Stage, r: Extract<Expr, { k: 'reduce' }>, body: Expr, outIndex: Expr,
   writeBack: (tileValue: Expr) => { buf: Buffer; value: Expr }, spatialGuards: Expr[], reduceGuards: Expr[], ctx: LowerCtx): Stmt {
   const first = st.leaves.findIndex((a) => a.reduce);
@@ -178,7 +183,7 @@ function lowerLocalTile(st: Stage, r: Extract<Expr, { k: 'reduce' }>, body: Expr
   const cur: Expr = { k: 'load', buf: tile, idx: [li], dtype: tile.dtype };
   const init = nest(inner, { k: 'store', buf: tile, index: li, value: reduceInit(r.op, r.dtype) });
   const update = emitValue(body, ctx, (v) => ({ k: 'store', buf: tile, index: li, value: combine(r.op, cur, v) }));
-  const accumulate = nest([...reduceLeaves, ...inner], guard([...spatialGuards, ...reduceGuards], update));
+  const accumulate = nest([...reduceLeaves, ...inner], guard(reduceGuards, update));
   const wb = writeBack(cur);
   const store = emitValue(wb.value, ctx, (v) => ({ k: 'store', buf: wb.buf, index: outIndex, value: v }));
   return nest(outer, { k: 'alloc', buf: tile, body: seq([init, accumulate, nest(inner, guard(spatialGuards, store))]) });

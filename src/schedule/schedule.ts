@@ -243,8 +243,18 @@ export function registerTileTrace(st: Stage, stage: number): TraceStep[] {
   const vj = [3, 2, 1].find((v) => (j.extent / 4) % v === 0)!;
   const iAt = h?.rowAxis ?? spatial.length - 2;
   const i = iAt >= 0 && iAt !== spatial.indexOf(j) ? spatial[iAt] : undefined;
-  // rows: the largest count dividing the axis with at most 12 accumulators (x86 has 16 vector registers)
-  const vi = i ? [6, 5, 4, 3, 2, 1].find((v) => v * vj <= 12 && i.extent % v === 0)! : 1;
+  // rows: at most 12 accumulators (x86 has 16 vector registers). Prefer the largest count that divides the axis;
+  // when that leaves fewer than 3 rows (7, 13, 14 ...), take the count that keeps the most accumulators busy on
+  // average, a last partial tile included (its extra rows are computed from clamped indices and dropped).
+  let vi = 1;
+  if (i) {
+    const fits = [6, 5, 4, 3, 2].filter((v) => v * vj <= 12 && v <= i.extent);
+    vi = fits.find((v) => i.extent % v === 0) ?? 1;
+    if (vi < 3) {
+      const busy = (v: number) => i.extent / Math.ceil(i.extent / v);
+      for (const v of [...fits].reverse()) if (busy(v) > busy(vi) + 1e-9) vi = v;
+    }
+  }
   const steps: TraceStep[] = [
     { p: 'split', stage, axis: j.name, factor: 4 * vj },
     { p: 'split', stage, axis: `${j.name}.i`, factor: 4 },

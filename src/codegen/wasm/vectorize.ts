@@ -100,6 +100,11 @@ export function vectorizeExpr(em: FunctionEmitter, e: Expr, v: Var): number | un
 }
 
 export function vectorizeLoop(em: FunctionEmitter, s: ForStmt): number | undefined {
+  // a guard that is the same for every lane (a tile row past the end of its axis) wraps the vector code
+  if (s.extent === 4 && s.body.k === 'if' && !s.body.else && !uses(s.body.cond, s.v)) {
+    const inner = vectorizeLoop(em, { ...s, body: s.body.then });
+    return inner === undefined ? undefined : em.m.if(em.expr(s.body.cond), inner);
+  }
   if (s.extent !== 4 || s.body.k !== 'store' || s.body.buf.dtype !== 'float32') return undefined;
   const st = s.body, v = s.v, m = em.m;
   const base = (idx: Expr) => simplify(substitute(idx, new Map([[v, constant(0, 'int32')]])));
