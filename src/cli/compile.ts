@@ -22,8 +22,13 @@ export function compileOptions(modelPath: string, v: CompileFlags) {
       return [s.slice(0, eq), readTensorFile(s.slice(eq + 1))];
     })),
     optimize: !v['no-optimize'],
-    ...(v.target === 'cuda' ? { target: 'cuda' as const, sm: cudaSm(v.sm) } : {}),
+    ...(v.target === 'cuda' ? { target: 'cuda' as const, sm: cudaSm(v.sm) } : { target: cliTarget(v.target) }),
   };
+}
+
+function cliTarget(t: string | undefined): 'wasm' | 'webgpu' {
+  if (t === undefined || t === 'wasm' || t === 'webgpu') return t ?? 'wasm';
+  throw new KilnError('E_INPUT', `unknown --target '${t}'`, { hint: 'use wasm, webgpu or cuda' });
 }
 
 /** --sm for target cuda (default 80). */
