@@ -183,3 +183,9 @@ function simplifyNode(e: Expr, ranges: Ranges): Expr {
 export function simplify(e: Expr, ranges: Ranges = new Map()): Expr {
   return mapExpr(e, (x) => simplifyNode(x, ranges));
 }
+
+/** `e` with variable `v` fixed to the int32 constant `value`, simplified (one unrolled iteration, one SIMD lane). */
+export function fixVar(e: Expr, v: Var, value: number, ranges: Ranges = new Map()): Expr {
+  const c = constant(value, 'int32');
+  return simplify(mapExpr(e, (x) => (x === v ? c : undefined)), ranges);
+}

@@ -4,8 +4,8 @@
 import binaryen from 'binaryen';
 import type { Buffer, Stmt } from '../../schedule/loop-ir.js';
 import type { FunctionEmitter } from './codegen.js';
-import { type Expr, type Var, constant, substitute } from '../../tensor-expr/expr.js';
-import { simplify } from '../../tensor-expr/simplify.js';
+import type { Expr, Var } from '../../tensor-expr/expr.js';
+import { fixVar } from '../../tensor-expr/simplify.js';
 
 type ForStmt = Extract<Stmt, { k: 'for' }>;
 
@@ -56,7 +56,7 @@ function stride(idx: Expr, v: Var): 0 | 1 | undefined {
  */
 export function vectorizeExpr(em: FunctionEmitter, e: Expr, v: Var): number | undefined {
   const m = em.m;
-  const at = (x: Expr, lane: number) => simplify(substitute(x, new Map([[v, constant(lane, 'int32')]])));
+  const at = (x: Expr, lane: number) => fixVar(x, v, lane);
   const lanes = (x: Expr): number => {
     let r = m.f32x4.splat(em.expr(at(x, 0)));
     for (let l = 1; l < 4; l++) r = m.f32x4.replace_lane(r, l, em.expr(at(x, l)));
@@ -107,17 +107,16 @@ export function vectorizeLoop(em: FunctionEmitter, s: ForStmt): number | undefin
   }
   if (s.extent !== 4 || s.body.k !== 'store' || s.body.buf.dtype !== 'float32') return undefined;
   const st = s.body, v = s.v, m = em.m;
-  const base = (idx: Expr) => simplify(substitute(idx, new Map([[v, constant(0, 'int32')]])));
+  const base = (idx: Expr) => fixVar(idx, v, 0);
   if (stride(st.index, v) !== 1) {
     // strided global store (a tile written back along a non-contiguous axis): vector math, 4 scalar stores
     if (st.buf.scope === 'local') return undefined;
     const value = vectorizeExpr(em, st.value, v);
     if (value === undefined) return undefined;
     const tmp = em.newLocal(binaryen.v128);
-    const at = (l: number) => simplify(substitute(st.index, new Map([[v, constant(l, 'int32')]])));
     return m.block(null, [
       m.local.set(tmp, value),
-      ...[0, 1, 2, 3].map((l) => em.store(st.buf, em.expr(at(l)), m.f32x4.extract_lane(m.local.get(tmp, binaryen.v128), l))),
+      ...[0, 1, 2, 3].map((l) => em.store(st.buf, em.expr(fixVar(st.index, v, l)), m.f32x4.extract_lane(m.local.get(tmp, binaryen.v128), l))),
     ], binaryen.none);
   }
   let slot: number | undefined;

@@ -1,8 +1,8 @@
 // Loop unrolling on the loop IR: a loop marked `unrolled` becomes one copy of its body per iteration with the
 // loop variable replaced by the constant, then simplified. Done here rather than in codegen so that indices
 // into register tiles (local buffers) become constants that a backend can map to registers.
-import { type Expr, type Var, constant, mapExpr } from '../../tensor-expr/expr.js';
-import { simplify, type Interval, type Ranges } from '../../tensor-expr/simplify.js';
+import type { Expr, Var } from '../../tensor-expr/expr.js';
+import { fixVar, type Interval } from '../../tensor-expr/simplify.js';
 import { type Stmt, seq } from '../loop-ir.js';
 
 export const MAX_UNROLL = 64;
@@ -20,11 +20,6 @@ export function mapStmtExprs(s: Stmt, f: (e: Expr) => Expr): Stmt {
   }
 }
 
-function substituteConst(s: Stmt, v: Var, k: number, ranges: Ranges): Stmt {
-  const c = constant(k, 'int32');
-  return mapStmtExprs(s, (e) => simplify(mapExpr(e, (x) => (x === v ? c : undefined)), ranges));
-}
-
 /** Unrolls `unrolled` loops; `ranges` are the enclosing loops' variable ranges (for simplification). */
 export function unrollLoops(s: Stmt, ranges: Map<Var, Interval> = new Map()): Stmt {
   switch (s.k) {
@@ -33,7 +28,7 @@ export function unrollLoops(s: Stmt, ranges: Map<Var, Interval> = new Map()): St
       const body = unrollLoops(s.body, ranges);
       if (s.kind !== 'unrolled' || s.extent > MAX_UNROLL) return { ...s, body };
       const copies: Stmt[] = [];
-      for (let k = 0; k < s.extent; k++) copies.push(substituteConst(body, s.v, k, ranges));
+      for (let k = 0; k < s.extent; k++) copies.push(mapStmtExprs(body, (e) => fixVar(e, s.v, k, ranges)));
       return seq(copies);
     }
     case 'seq': return seq(s.body.map((b) => unrollLoops(b, ranges)));
