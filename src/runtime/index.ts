@@ -53,40 +53,29 @@ export interface LoadedModel {
 export async function load(artifact: Uint8Array, opts: LoadOptions = {}): Promise<LoadedModel> {
   const target = opts.target ?? 'wasm';
   if (target !== 'wasm' && target !== 'webgpu' && target !== 'cuda') throw new KilnError('E_INPUT', `target '${target}' is not available in this runtime`, { hint: "use target 'wasm', 'webgpu' or 'cuda'" });
-  if (target === 'cuda') {
-    if (!opts.cudaDriver) throw new KilnError('E_NO_DEVICE', "target 'cuda' needs a CUDA driver binding", { hint: "use load of kiln's Node entry point, which binds libcuda through koffi, or pass load(artifact, { target: 'cuda', cudaDriver })" });
-    const parts = await readArtifact(artifact);
-    const ex = await CudaExecutor.create(parts.header, parts.weights, opts.cudaDriver, opts.cudaDevice);
-    return {
-      inputs: parts.header.inputs,
-      outputs: parts.header.outputs,
-      header: parts.header,
-      run: (feeds) => ex.run(feeds),
-      runSync: () => { throw new KilnError('E_UNSUPPORTED', 'runSync is not available on the CUDA target', { hint: 'use await model.run(feeds)' }); },
-      threads: 1,
-      dispose: () => ex.dispose(),
-    };
-  }
-  if (target === 'webgpu') {
-    if (!opts.device) throw new KilnError('E_INPUT', "target 'webgpu' needs a GPUDevice", { hint: 'pass load(artifact, { target: \'webgpu\', device }) with a device from navigator.gpu (or npm webgpu in Node)' });
-    const parts = await readArtifact(artifact);
-    const ex = await WebGpuExecutor.create(parts.header, parts.weights, opts.device);
-    return {
-      inputs: parts.header.inputs,
-      outputs: parts.header.outputs,
-      header: parts.header,
-      run: (feeds) => ex.run(feeds),
-      runSync: () => { throw new KilnError('E_UNSUPPORTED', 'runSync is not available on the WebGPU target', { hint: 'use await model.run(feeds)' }); },
-      threads: 1,
-      dispose: () => ex.dispose(),
-    };
-  }
+  if (target === 'cuda' && !opts.cudaDriver) throw new KilnError('E_NO_DEVICE', "target 'cuda' needs a CUDA driver binding", { hint: "use load of kiln's Node entry point, which binds libcuda through koffi, or pass load(artifact, { target: 'cuda', cudaDriver })" });
+  if (target === 'webgpu' && !opts.device) throw new KilnError('E_INPUT', "target 'webgpu' needs a GPUDevice", { hint: 'pass load(artifact, { target: \'webgpu\', device }) with a device from navigator.gpu (or npm webgpu in Node)' });
   const parts = await readArtifact(artifact);
+  if (target === 'cuda') return asyncOnly(parts.header, 'CUDA', await CudaExecutor.create(parts.header, parts.weights, opts.cudaDriver!, opts.cudaDevice));
+  if (target === 'webgpu') return asyncOnly(parts.header, 'WebGPU', await WebGpuExecutor.create(parts.header, parts.weights, opts.device!));
   const workerFactory = opts.workerFactory ?? webWorkerFactory();
   const isolated = typeof SharedArrayBuffer !== 'undefined' && (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated !== false;
   const cores = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? 1;
   const threads = opts.threads ?? (workerFactory && isolated ? cores : 1);
   return fromParts(parts.header, await WasmExecutor.create(parts, { threads, workerFactory, simd: opts.simd }));
+}
+
+/** A model on a device target: results come back asynchronously only. */
+function asyncOnly(header: ArtifactHeader, what: string, ex: { run(f: Record<string, Tensor>): Promise<Record<string, Tensor>>; dispose(): void }): LoadedModel {
+  return {
+    inputs: header.inputs,
+    outputs: header.outputs,
+    header,
+    run: (feeds) => ex.run(feeds),
+    runSync: () => { throw new KilnError('E_UNSUPPORTED', `runSync is not available on the ${what} target`, { hint: 'use await model.run(feeds)' }); },
+    threads: 1,
+    dispose: () => ex.dispose(),
+  };
 }
 
 export function fromParts(header: ArtifactHeader, ex: WasmExecutor): LoadedModel {
