@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { compile } from '../src/index.js';
 import { compareTensors } from '../src/conformance/compare.js';
-import { buildModel, randomF32 } from './helpers/onnx-builder.js';
+import { buildModel, randomF32 } from '../src/frontend/onnx/model-builder.js';
 import { runOrt } from './helpers/ort.js';
 import { haveChromium, launch, serve } from './helpers/browser.js';
 

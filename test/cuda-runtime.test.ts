@@ -19,7 +19,7 @@ import { compareTensors } from '../src/conformance/compare.js';
 import type { Tensor } from '../src/runtime/tensor.js';
 import { GLOBAL_BASE, type PtxProgram, launch, parsePtx } from './support/ptx-sim.js';
 import { runCudaSim } from './support/cuda-sim-runtime.js';
-import { buildModel, randomF32, type ModelSpec } from './helpers/onnx-builder.js';
+import { buildModel, randomF32, type ModelSpec } from '../src/frontend/onnx/model-builder.js';
 import { runOrt } from './helpers/ort.js';
 
 const hasCuda = await cudaAvailable();

@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compile, load, KilnError } from '../src/index.js';
-import { buildModel, randomF32 } from './helpers/onnx-builder.js';
+import { buildModel, randomF32 } from '../src/frontend/onnx/model-builder.js';
 
 const addModel = () => buildModel({
   inputs: [['x', 'float32', [2, 3]], ['y', 'float32', [2, 3]]],

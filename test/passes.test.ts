@@ -8,7 +8,7 @@ import { compile, load, tensor, type Tensor } from '../src/index.js';
 import { printFunc } from '../src/relay-ir/printer.js';
 import { compareTensors } from '../src/conformance/compare.js';
 import { ModelProtoSchema, StringStringEntryProtoSchema, TensorProto_DataLocation } from '../src/frontend/onnx/proto/onnx_pb.js';
-import { buildModel, randomF32 } from './helpers/onnx-builder.js';
+import { buildModel, randomF32 } from '../src/frontend/onnx/model-builder.js';
 import { runOrt } from './helpers/ort.js';
 
 async function checkAgainstOrt(bytes: Uint8Array, feeds: Record<string, Tensor>, modelPath?: string) {

@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildModel, randomF32 } from './helpers/onnx-builder.js';
+import { buildModel, randomF32 } from '../src/frontend/onnx/model-builder.js';
 import { compile } from '../src/compiler/compile.js';
 import { load } from '../src/runtime/index.js';
 import { aggregateProfile, chromeTrace, formatProfileTable, profileModel } from '../src/profiler/profile.js';

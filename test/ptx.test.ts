@@ -17,7 +17,7 @@ import { buffer, type PrimFunc, type Stmt } from '../src/schedule/loop-ir.js';
 import { freshVar, int, sub, load } from '../src/tensor-expr/expr.js';
 import { PtxSimError, parsePtx, launch, GLOBAL_BASE } from './support/ptx-sim.js';
 import { runCudaSim } from './support/cuda-sim-runtime.js';
-import { buildModel, randomF32 } from './helpers/onnx-builder.js';
+import { buildModel, randomF32 } from '../src/frontend/onnx/model-builder.js';
 import { runOrt } from './helpers/ort.js';
 
 const HAVE_PTXAS = ptxasAvailable();

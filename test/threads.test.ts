@@ -1,7 +1,7 @@
 // Parallel kernel phases on worker threads sharing one WebAssembly.Memory: identical results at 1, 2 and 4 threads.
 import { describe, expect, it } from 'vitest';
 import { compile, load, KilnError } from '../src/index.js';
-import { buildModel, randomF32 } from './helpers/onnx-builder.js';
+import { buildModel, randomF32 } from '../src/frontend/onnx/model-builder.js';
 import { runOrt } from './helpers/ort.js';
 import { compareTensors } from '../src/conformance/compare.js';
 

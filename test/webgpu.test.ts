@@ -8,7 +8,7 @@ import { compile, load, KilnError, decodeTensorProto, type Tensor } from '../src
 import { nodeGpuDevice } from '../src/conformance/node-webgpu.js';
 import { findCases, runCases } from '../src/conformance/onnx-backend.js';
 import { compareTensors } from '../src/conformance/compare.js';
-import { buildModel, randomF32, type ModelSpec } from './helpers/onnx-builder.js';
+import { buildModel, randomF32, type ModelSpec } from '../src/frontend/onnx/model-builder.js';
 import { runOrt } from './helpers/ort.js';
 
 async function runBoth(spec: ModelSpec, feeds: Record<string, Tensor>) {

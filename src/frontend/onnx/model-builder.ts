@@ -1,12 +1,13 @@
-// Builds small ONNX models in tests with the same generated protobuf schema the frontend decodes.
+// Builds small ONNX models (tests, the benchmark's MatMul) with the same generated protobuf schema the frontend
+// decodes.
 import { create, toBinary } from '@bufbuild/protobuf';
 import {
   ModelProtoSchema, GraphProtoSchema, NodeProtoSchema, ValueInfoProtoSchema, TypeProtoSchema, TypeProto_TensorSchema,
   TensorShapeProtoSchema, TensorShapeProto_DimensionSchema, AttributeProtoSchema, AttributeProto_AttributeType,
   OperatorSetIdProtoSchema, TensorProtoSchema, type AttributeProto, type TensorProto,
-} from '../../src/frontend/onnx/proto/onnx_pb.js';
-import { DTYPE_TO_ONNX, type DType } from '../../src/runtime/dtype.js';
-import type { Tensor } from '../../src/runtime/tensor.js';
+} from './proto/onnx_pb.js';
+import { DTYPE_TO_ONNX, type DType } from '../../runtime/dtype.js';
+import type { Tensor } from '../../runtime/tensor.js';
 
 export type Attr = number | number[] | string | Tensor | { floats: number[] } | { float: number };
 export interface NodeSpec { op: string; inputs: string[]; outputs: string[]; name?: string; attrs?: Record<string, Attr> }
