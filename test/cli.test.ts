@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildModel, randomF32 } from '../src/frontend/onnx/model-builder.js';
 import { encodeNpy, readNpy } from '../src/cli/tensor-files.js';
+import { decodeTensorProto, encodeTensorProto } from '../src/frontend/onnx/tensor-proto.js';
 
 const cli = join(process.cwd(), 'dist/cli/kiln.js');
 const kiln = (...args: string[]) => execFileSync('node', [cli, ...args], { encoding: 'utf8' });
@@ -26,6 +27,10 @@ describe('kiln CLI', () => {
     expect(out).toMatch(/bench: 5 runs on \d+ threads?, min [\d.]+ ms, median [\d.]+ ms/);
     const y = readNpy(readFileSync(join(dir, 'out', 'y.npy')), 'y');
     (x.data as Float32Array).forEach((v, i) => expect(y.data[i]).toBeCloseTo(Math.tanh(v * v), 5));
+    // the same run with a TensorProto input and TensorProto outputs
+    writeFileSync(join(dir, 'x.pb'), encodeTensorProto(x, 'x'));
+    kiln('run', join(dir, 'm.kiln'), '--input', `x=${join(dir, 'x.pb')}`, '--output-dir', join(dir, 'out-pb'), '--output-format', 'pb');
+    expect(Array.from(decodeTensorProto(readFileSync(join(dir, 'out-pb', 'y.pb'))).data)).toEqual(Array.from(y.data));
   });
 
   it('prints every IR level', () => {

@@ -7,7 +7,7 @@ import { onnxTestCommand } from './onnx-test.js';
 const USAGE = `kiln — ahead-of-time compiler for ONNX models
 
   kiln compile MODEL.onnx -o OUT.kiln [--input-shape name=1,3,224,224] [--specialize name=file.pb] [--no-optimize]
-  kiln run ARTIFACT.kiln [--input name=file.npy|.pb ...] [--output-dir DIR] [--bench N] [--threads N]
+  kiln run ARTIFACT.kiln [--input name=file.npy|.pb ...] [--output-dir DIR [--output-format npy|pb]] [--bench N] [--threads N]
   kiln profile ARTIFACT.kiln [--runs N] [--trace trace.json] [--input name=file ...] [--top N]
   kiln compile MODEL.onnx --target cuda [--sm 80|86|90] [--verbose]   PTX for NVIDIA GPUs (--verbose: ptxas resource usage)
   kiln inspect MODEL.onnx|ARTIFACT.kiln --level graph|fused|te|loop|wasm|ptx [--kernel N] [--sm 80|86|90]
@@ -27,6 +27,7 @@ async function main(argv: string[]): Promise<number> {
     options: {
       output: { type: 'string', short: 'o' },
       'output-dir': { type: 'string' },
+      'output-format': { type: 'string' },
       input: { type: 'string', multiple: true, short: 'i' },
       'input-shape': { type: 'string', multiple: true },
       specialize: { type: 'string', multiple: true },

@@ -1,4 +1,4 @@
-// kiln run ARTIFACT.kiln [--input name=file] [--output-dir DIR] [--bench N]
+// kiln run ARTIFACT.kiln [--input name=file] [--output-dir DIR [--output-format npy|pb]] [--bench N]
 import { readFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { load } from '../index.js';
@@ -35,7 +35,7 @@ export function threadOption(t: string | undefined): { threads?: number } {
   return { threads: n };
 }
 
-export async function runCommand(pos: string[], v: { input?: string[]; 'output-dir'?: string; bench?: string; threads?: string }): Promise<number> {
+export async function runCommand(pos: string[], v: { input?: string[]; 'output-dir'?: string; 'output-format'?: string; bench?: string; threads?: string }): Promise<number> {
   const model = await load(readArtifactFile(pos[0]), threadOption(v.threads));
   const given = Object.fromEntries((v.input ?? []).map((s) => {
     const eq = s.indexOf('=');
@@ -47,8 +47,10 @@ export async function runCommand(pos: string[], v: { input?: string[]; 'output-d
   const out = model.runSync(feeds);
   for (const [name, t] of Object.entries(out)) console.log(`output ${name}: ${summarize(t)}`);
   if (v['output-dir']) {
+    const ext = v['output-format'] ?? 'npy';
+    if (ext !== 'npy' && ext !== 'pb') throw new KilnError('E_INPUT', `bad --output-format '${ext}'`, { hint: 'use npy or pb (ONNX TensorProto)' });
     mkdirSync(v['output-dir'], { recursive: true });
-    for (const [name, t] of Object.entries(out)) writeTensorFile(join(v['output-dir'], `${name.replace(/[^\w.-]/g, '_')}.npy`), t);
+    for (const [name, t] of Object.entries(out)) writeTensorFile(join(v['output-dir'], `${name.replace(/[^\w.-]/g, '_')}.${ext}`), t, name);
   }
   if (v.bench) {
     const n = Number(v.bench);
