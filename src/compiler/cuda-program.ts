@@ -16,7 +16,7 @@ export const CUDA_BLOCK_THREADS = 256;
 /** A built kernel's loop IR under the default GPU schedule (its temporaries may differ from the CPU schedule's). */
 export function gpuPrimFunc(k: BuiltKernel): PrimFunc {
   const sch = new Schedule([k.output]);
-  for (const step of gpuTrace(sch, CUDA_BLOCK_THREADS)) sch.apply(step);
+  for (const step of gpuTrace(sch, { threads: CUDA_BLOCK_THREADS })) sch.apply(step);
   return lower(k.prim.name, k.inputs, sch);
 }
 

@@ -37,7 +37,7 @@ export function buildWebGpuSection(main: FuncNode, weightOffsets: ReadonlyMap<Co
   const kernelOf = new Map<string, number>();
   const gpuCalls: GpuCall[] = calls.map((c) => {
     const origin = [...new Set(c.origin)];
-    const k = buildKernel(c.op, `g${kernels.length}`, gpuTrace);
+    const k = buildKernel(c.op, `g${kernels.length}`, (sch) => gpuTrace(sch));
     const key = kernelKey(k.prim);
     let idx = kernelOf.get(key);
     if (idx === undefined) {

@@ -12,7 +12,17 @@ import type { Schedule, TraceStep } from './schedule.js';
 
 export const GPU_THREADS = 64;
 
-export function gpuTrace(sch: Schedule, threads = GPU_THREADS): TraceStep[] {
+/**
+ * The knobs of the default GPU schedule: the tuner's GPU search space samples them, the compiler uses the defaults.
+ * Every field is optional; a missing field takes its default.
+ */
+export interface GpuScheduleOptions {
+  /** Invocations per workgroup (threads per block) of the one-output-per-invocation schedule. */
+  threads?: number;
+}
+
+export function gpuTrace(sch: Schedule, opts: GpuScheduleOptions = {}): TraceStep[] {
+  const threads = opts.threads ?? GPU_THREADS;
   const steps: TraceStep[] = [];
   sch.stages.forEach((st, stage) => {
     if (!st.isOutput && !st.hasReduction()) { steps.push({ p: 'computeInline', stage }); return; }
