@@ -10,7 +10,7 @@ import { traceHash } from './database.js';
 import { loopFeatures } from './features.js';
 import { RidgeModel } from './cost-model.js';
 import { Rng } from './rng.js';
-import type { Decisions, SearchSpace } from './space.js';
+import type { Decisions, DecisionSpace } from './space.js';
 
 export type Strategy = 'evolutionary' | 'random';
 
@@ -41,7 +41,7 @@ export class TaskSearch {
   private readonly model = new RidgeModel(1.0);
   private round = 0;
 
-  constructor(readonly space: SearchSpace, readonly kernel: Pick<BuiltKernel, 'inputs' | 'output'>, readonly key: string, readonly opts: SearchOptions) {}
+  constructor(readonly space: DecisionSpace, readonly kernel: Pick<BuiltKernel, 'inputs' | 'output'>, readonly key: string, readonly opts: SearchOptions) {}
 
   /** Loop-IR features of a trace, or undefined when the trace does not apply or lower. */
   featuresOf(trace: readonly TraceStep[]): number[] | undefined {

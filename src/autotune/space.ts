@@ -11,15 +11,17 @@
 import { Schedule, type Stage, type TraceStep, defaultTrace } from '../schedule/schedule.js';
 import type { Rng } from './rng.js';
 
-type Value = number | boolean | number[];
+export type Value = number | boolean | number[];
 /** A domain: a list of values, or all permutations of 0..n-1. */
-type Domain = { values: Value[] } | { perm: number };
+export type Domain = { values: Value[] } | { perm: number };
 
-interface Field { name: string; domain: (d: Record<string, Value>) => Domain }
+/** A decision; its domain may depend on the decisions before it in the same stage. */
+export interface Field { name: string; domain: (d: Record<string, Value>) => Domain }
 
 export interface StageSpace {
-  stage: number;
-  kind: 'reduce' | 'ewise' | 'inline' | 'fixed';
+  /** The stage index, or a name for a group of decisions over the whole kernel (the GPU space's 'gpu'). */
+  stage: number | string;
+  kind: 'reduce' | 'ewise' | 'inline' | 'fixed' | 'gpu';
   fields: Field[];
   trace: (d: Record<string, Value>) => TraceStep[];
   /** The decisions that reproduce the default schedule of this stage (undefined: default is outside the space). */
@@ -163,22 +165,12 @@ function inlineSpace(st: Stage, stage: number): StageSpace {
   };
 }
 
-export class SearchSpace {
-  readonly stages: StageSpace[];
-  private readonly fixed: Map<number, TraceStep[]>;
-
-  constructor(readonly makeSchedule: () => Schedule) {
-    const sch = makeSchedule();
-    const def = defaultTrace(sch);
-    this.fixed = new Map(sch.stages.map((_, i) => [i, def.filter((s) => s.stage === i)]));
-    this.stages = sch.stages.map((st, i): StageSpace => {
-      if (!st.isOutput && !st.hasReduction()) return inlineSpace(st, i);
-      const red = st.reduction ? reduceSpace(st, i, this.fixed.get(i)!.some((s) => s.p === 'annotate' && s.kind === 'parallel')) : undefined;
-      if (red) return red;
-      if (st.isOutput && !st.hasReduction() && st.tensor.dtype === 'float32') return ewiseSpace(st, i);
-      return { stage: i, kind: 'fixed', fields: [], trace: () => this.fixed.get(i)! };
-    });
-  }
+/**
+ * A space of candidates: groups of decisions (one per tunable stage, or one for the whole kernel), each turning
+ * into trace steps. Sampling, mutation and validity are generic, so one search serves every target's space.
+ */
+export class DecisionSpace {
+  constructor(readonly stages: StageSpace[]) {}
 
   /** Whether any decision exists (a kernel with none is not worth tuning). */
   get tunable(): boolean { return this.stages.some((s) => s.fields.some((f) => { const d = f.domain(s.defaults ?? {}); return 'perm' in d ? d.perm > 1 : d.values.length > 1; })); }
@@ -248,6 +240,25 @@ export class SearchSpace {
   trace(d: Decisions): TraceStep[] {
     return this.stages.flatMap((s) => (s.fields.length ? s.trace(d[s.stage]) : s.trace({})));
   }
+}
+
+/** The WebAssembly (CPU) space of a kernel, derived from its stages. */
+export class SearchSpace extends DecisionSpace {
+  constructor(readonly makeSchedule: () => Schedule) {
+    super(cpuStages(makeSchedule()));
+  }
+}
+
+function cpuStages(sch: Schedule): StageSpace[] {
+  const def = defaultTrace(sch);
+  const fixed = new Map(sch.stages.map((_, i) => [i, def.filter((s) => s.stage === i)]));
+  return sch.stages.map((st, i): StageSpace => {
+    if (!st.isOutput && !st.hasReduction()) return inlineSpace(st, i);
+    const red = st.reduction ? reduceSpace(st, i, fixed.get(i)!.some((s) => s.p === 'annotate' && s.kind === 'parallel')) : undefined;
+    if (red) return red;
+    if (st.isOutput && !st.hasReduction() && st.tensor.dtype === 'float32') return ewiseSpace(st, i);
+    return { stage: i, kind: 'fixed', fields: [], trace: () => fixed.get(i)! };
+  });
 }
 
 function factorial(n: number): number { let r = 1; for (let i = 2; i <= n; i++) r *= i; return r; }

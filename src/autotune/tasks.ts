@@ -8,7 +8,7 @@ import type { TensorType } from '../relay-ir/types.js';
 import { type BuiltKernel, buildKernel } from '../compiler/kernel.js';
 import { Schedule } from '../schedule/schedule.js';
 import { type Workload, workloadOf } from './workload.js';
-import { SearchSpace } from './space.js';
+import { type DecisionSpace, SearchSpace } from './space.js';
 
 /** A primitive function as structured-clonable data. */
 export interface KernelSpec {
@@ -57,11 +57,12 @@ export interface TuneTask {
   /** How many times one model run calls it. */
   calls: number;
   ops: string[];
-  space: SearchSpace;
+  space: DecisionSpace;
 }
 
-/** The distinct workloads of a fused model, in first-call order. */
-export function extractTasks(fused: FuncNode): TuneTask[] {
+/** The distinct workloads of a fused model, in first-call order. `spaceFor`: another target's search space
+ *  (default: the WebAssembly one). */
+export function extractTasks(fused: FuncNode, spaceFor?: (kernel: BuiltKernel) => DecisionSpace): TuneTask[] {
   const tasks: TuneTask[] = [];
   const byKey = new Map<string, TuneTask>();
   for (const c of kernelCalls(fused)) {
@@ -71,7 +72,7 @@ export function extractTasks(fused: FuncNode): TuneTask[] {
     if (t) { t.calls++; continue; }
     const task: TuneTask = {
       index: tasks.length, workload, fn: c.op, spec: kernelSpec(c.op), kernel, calls: 1, ops: kernel.ops,
-      space: new SearchSpace(() => new Schedule([kernel.output])),
+      space: spaceFor ? spaceFor(kernel) : new SearchSpace(() => new Schedule([kernel.output])),
     };
     byKey.set(workload.key, task);
     tasks.push(task);

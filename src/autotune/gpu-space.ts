@@ -1,0 +1,88 @@
+// The GPU search space of a kernel (targets webgpu and cuda): a candidate is a GpuScheduleOptions value, turned
+// into a trace by the compiler's own gpuTrace, so the default candidate is the compiler's default schedule and any
+// knob the GPU schedule gains becomes searchable by adding one entry to GPU_KNOBS (its domain, derived from the
+// kernel's stages and extents). The decisions live in one group named 'gpu' of a DecisionSpace, so sampling,
+// mutation, the evolutionary search and the cost model are the ones the WebAssembly space uses.
+import { Schedule, type TraceStep } from '../schedule/schedule.js';
+import { type GpuScheduleOptions, GPU_THREADS, gpuTrace } from '../schedule/gpu-schedule.js';
+import { type Decisions, DecisionSpace, type Field, type StageSpace, type Value } from './space.js';
+
+/** What the domains of a kernel's knobs are derived from. */
+export interface GpuSpaceContext {
+  /** The kernel's materialized stages (not inlined): their spatial and reduction extents, innermost last. */
+  stages: { spatial: number[]; reduce: number[] }[];
+  /** Most threads per workgroup/block the target allows (WebGPU: the device limit; CUDA: 1024). */
+  maxThreads: number;
+  /** The compiler's options for this target (e.g. CUDA's 256 threads per block); the default candidate. */
+  base: GpuScheduleOptions;
+}
+
+/** A numeric field of GpuScheduleOptions: its value in the compiler's default, and its domain for a kernel. */
+interface Knob {
+  default: (ctx: GpuSpaceContext) => number;
+  /** Values to search (the default is always added). May depend on the knobs listed before it. */
+  domain: (ctx: GpuSpaceContext, d: Readonly<Record<string, Value>>) => number[];
+}
+
+const pow2Between = (lo: number, hi: number) => { const r: number[] = []; for (let v = lo; v <= hi; v *= 2) r.push(v); return r; };
+
+/** Threads per workgroup: powers of two up to the target's limit (no more than the largest stage's outputs
+ *  need), and the products of whole innermost axes that fit (a workgroup without a split axis). */
+function threadDomain(ctx: GpuSpaceContext): number[] {
+  const most = Math.max(1, ...ctx.stages.map((s) => s.spatial.reduce((a, b) => a * b, 1)));
+  const cap = Math.min(ctx.maxThreads, Math.max(32, 2 ** Math.ceil(Math.log2(most))));
+  const out = new Set(pow2Between(32, cap));
+  for (const s of ctx.stages) {
+    let p = 1;
+    for (let k = s.spatial.length - 1; k >= 0; k--) {
+      p *= s.spatial[k];
+      if (p > ctx.maxThreads) break;
+      if (p >= 16) out.add(p);
+    }
+  }
+  return [...out];
+}
+
+/**
+ * Every searchable field of GpuScheduleOptions, in decision order. A new numeric knob of the GPU schedule (tile
+ * sizes, ...) is searched once it has an entry here; until then candidates leave it at the compiler's default.
+ */
+export const GPU_KNOBS: { readonly [K in keyof GpuScheduleOptions]?: Knob } = {
+  threads: { default: (ctx) => ctx.base.threads ?? GPU_THREADS, domain: threadDomain },
+};
+
+export function gpuSpaceContext(sch: Schedule, target: { maxThreads: number; base?: GpuScheduleOptions }): GpuSpaceContext {
+  const stages = sch.stages.filter((st) => st.isOutput || st.hasReduction()).map((st) => ({
+    spatial: st.roots.filter((a) => !a.reduce).map((a) => a.extent),
+    reduce: st.roots.filter((a) => a.reduce).map((a) => a.extent),
+  }));
+  return { stages, maxThreads: target.maxThreads, base: target.base ?? {} };
+}
+
+/** The options a candidate's decisions stand for (the base options with the decided knobs). */
+export function gpuOptions(d: Decisions, base: GpuScheduleOptions = {}): GpuScheduleOptions {
+  const g = d.gpu ?? {};
+  const out: Record<string, number> = { ...(base as Record<string, number>) };
+  for (const name of Object.keys(GPU_KNOBS)) if (typeof g[name] === 'number') out[name] = g[name] as number;
+  return out as GpuScheduleOptions;
+}
+
+/** The GPU space of one kernel; `makeSchedule` gives a fresh schedule of the kernel's output. */
+export class GpuSearchSpace extends DecisionSpace {
+  readonly context: GpuSpaceContext;
+  constructor(readonly makeSchedule: () => Schedule, target: { maxThreads: number; base?: GpuScheduleOptions }) {
+    const ctx = gpuSpaceContext(makeSchedule(), target);
+    const knobs = Object.entries(GPU_KNOBS) as [string, Knob][];
+    const defaults = Object.fromEntries(knobs.map(([name, k]) => [name, k.default(ctx)]));
+    const fields: Field[] = knobs.map(([name, k]) => ({
+      name,
+      domain: (d) => ({ values: [...new Set([...k.domain(ctx, d), defaults[name]])].sort((a, b) => a - b) }),
+    }));
+    const group: StageSpace = {
+      stage: 'gpu', kind: 'gpu', fields, defaults,
+      trace: (d): TraceStep[] => gpuTrace(makeSchedule(), gpuOptions({ gpu: d }, ctx.base)),
+    };
+    super([group]);
+    this.context = ctx;
+  }
+}
