@@ -13,7 +13,8 @@ import { workloadOf } from './workload.js';
 import { VERSION } from '../compiler/version.js';
 
 export interface TunedLookup {
-  traceFor: (fn: FuncNode, def: BuiltKernel) => TraceStep[] | undefined;
+  /** `fn` is not needed (the workload comes from `def`): GPU sections, which have no FuncNode at hand, pass none. */
+  traceFor: (fn: FuncNode | undefined, def: BuiltKernel) => TraceStep[] | undefined;
   /** Kernels (by name) that got a tuned trace, and records that no longer apply. */
   used: { kernel: string; workload: string; ms: number }[];
   stale: { kernel: string; workload: string; error: string }[];
@@ -38,7 +39,7 @@ export function compareVersions(a: string, b: string): number {
 export function tunedTraces(db: TuningDatabase, target: TargetInfo = detectTarget(), opts: { kiln?: string } = {}): TunedLookup {
   const current = opts.kiln ?? VERSION;
   const used: TunedLookup['used'] = [], stale: TunedLookup['stale'] = [], newer: TunedLookup['newer'] = [];
-  const traceFor = (_fn: FuncNode, def: BuiltKernel): TraceStep[] | undefined => {
+  const traceFor = (_fn: FuncNode | undefined, def: BuiltKernel): TraceStep[] | undefined => {
     const w = workloadOf(def);
     const versions = db.kilnVersions(w.key);
     const same = versions.filter((v) => compareVersions(v, current) === 0);

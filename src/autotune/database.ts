@@ -14,7 +14,8 @@ export const DEFAULT_DB_PATH = 'tuning-db/kiln.sqlite';
 const SCHEMA_VERSION = 1;
 const EXPORT_VERSION = 1;
 
-export type ErrorKind = 'build' | 'run' | 'timeout' | 'wrong';
+/** 'resources': a GPU candidate over the per-block register / shared-memory / thread limits (rejected before measuring). */
+export type ErrorKind = 'build' | 'resources' | 'run' | 'timeout' | 'wrong';
 
 export interface WorkloadRow { key: string; format: number; text: string; ops?: string[]; flops?: number }
 
@@ -24,7 +25,7 @@ export interface TuningRecord {
   trace: TraceStep[];
   /** Per-repeat latencies in ms (empty when the candidate failed). */
   costs: number[];
-  /** Median of costs; undefined on error. */
+  /** Median of costs; undefined on error, and for candidates only built (CUDA --build-only). */
   ms?: number;
   error?: string;
   errorKind?: ErrorKind;
@@ -247,7 +248,7 @@ export class TuningDatabase {
   }
 }
 
-export interface ExportedTarget { key: string; kind: 'wasm'; arch: string; features: string[]; engine?: string; cpu?: string }
+export interface ExportedTarget { key: string; kind: TargetInfo['kind']; arch: string; features: string[]; engine?: string; cpu?: string }
 
 function parseExportLine(line: string, where: string): { workload: WorkloadRow; target: ExportedTarget; record: TuningRecord } {
   const bad = (why: string) => new KilnError('E_INPUT', `${where}: not a Kiln tuning record (${why})`, { hint: 'import files written by `kiln db export`' });
@@ -260,7 +261,7 @@ function parseExportLine(line: string, where: string): { workload: WorkloadRow; 
   if (!Array.isArray(o.trace) || !o.trace.every((s: any) => s && typeof s.p === 'string' && Number.isInteger(s.stage))) throw bad('trace');
   if (!Array.isArray(o.costs) || !o.costs.every((c: unknown) => typeof c === 'number')) throw bad('costs');
   if (typeof o.time !== 'string' || typeof o.kiln !== 'string') throw bad('time/kiln');
-  if (o.error === undefined && typeof o.ms !== 'number') throw bad('ms');
+  if (o.ms !== undefined && typeof o.ms !== 'number') throw bad('ms'); // no ms and no error: built only
   return {
     workload: { key: w.key, format: w.format, text: w.text, ops: w.ops, flops: w.flops },
     target: { key: t.key, kind: t.kind, arch: t.arch, features: t.features, engine: t.engine, cpu: t.cpu },

@@ -7,12 +7,15 @@ import { Piscina } from 'piscina';
 import type { TraceStep } from '../schedule/schedule.js';
 import type { KernelSpec } from './tasks.js';
 import { type BuildOutput, type MeasureOutput, type MeasureTask, build, measure } from './worker.js';
+import type { GpuBuildTarget } from './gpu-build.js';
 
-export type BuildResult = { ok: true; out: BuildOutput; ms: number } | { ok: false; error: string };
+/** `kind` 'resources': a GPU candidate over the device's per-block limits (E_RESOURCES), found before measuring. */
+export type BuildResult = { ok: true; out: BuildOutput; ms: number } | { ok: false; error: string; kind?: 'build' | 'resources' };
 export type MeasureResult = { ok: true; out: MeasureOutput } | { ok: false; kind: 'run' | 'timeout'; error: string };
 
 export interface Builder {
-  build(spec: KernelSpec, traces: readonly (TraceStep[] | null)[]): Promise<BuildResult[]>;
+  /** `gpu`: build GPU programs for that target instead of WebAssembly. */
+  build(spec: KernelSpec, traces: readonly (TraceStep[] | null)[], gpu?: GpuBuildTarget): Promise<BuildResult[]>;
   close(): Promise<void>;
 }
 export interface Runner {
@@ -21,6 +24,11 @@ export interface Runner {
 }
 
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e)).split('\n')[0].slice(0, 500);
+// errors cross the worker boundary as messages: the KilnError code leads them
+const buildFailure = (e: unknown): BuildResult => {
+  const error = message(e);
+  return { ok: false, error, kind: error.startsWith('[E_RESOURCES]') ? 'resources' : 'build' };
+};
 
 /** The compiled worker module: next to this file when running from dist, else dist/autotune/worker.js. */
 export function workerFile(): string {
@@ -37,13 +45,13 @@ export class PoolBuilder implements Builder {
   constructor(workers: number) {
     this.pool = new Piscina({ filename: workerFile(), minThreads: 1, maxThreads: Math.max(1, workers), idleTimeout: 60_000 });
   }
-  async build(spec: KernelSpec, traces: readonly (TraceStep[] | null)[]): Promise<BuildResult[]> {
+  async build(spec: KernelSpec, traces: readonly (TraceStep[] | null)[], gpu?: GpuBuildTarget): Promise<BuildResult[]> {
     return Promise.all(traces.map(async (trace): Promise<BuildResult> => {
       const t0 = performance.now();
       try {
-        const out = await this.pool.run({ spec, trace }, { name: 'build' }) as BuildOutput;
+        const out = await this.pool.run({ spec, trace, gpu }, { name: 'build' }) as BuildOutput;
         return { ok: true, out, ms: performance.now() - t0 };
-      } catch (e) { return { ok: false, error: message(e) }; }
+      } catch (e) { return buildFailure(e); }
     }));
   }
   async close(): Promise<void> { await this.pool.close({ force: true }); }
@@ -51,10 +59,10 @@ export class PoolBuilder implements Builder {
 
 /** Builds in this thread (no pool): for debugging and for runs with --workers 0. */
 export class LocalBuilder implements Builder {
-  async build(spec: KernelSpec, traces: readonly (TraceStep[] | null)[]): Promise<BuildResult[]> {
+  async build(spec: KernelSpec, traces: readonly (TraceStep[] | null)[], gpu?: GpuBuildTarget): Promise<BuildResult[]> {
     return traces.map((trace) => {
       const t0 = performance.now();
-      try { return { ok: true, out: build({ spec, trace }), ms: performance.now() - t0 }; } catch (e) { return { ok: false, error: message(e) }; }
+      try { return { ok: true, out: build({ spec, trace, gpu }), ms: performance.now() - t0 }; } catch (e) { return buildFailure(e); }
     });
   }
   async close(): Promise<void> { /* nothing */ }

@@ -1,10 +1,17 @@
-// The measurement target: its key names what changes generated code or its speed (engine kind, CPU
-// architecture, WebAssembly features: SIMD128, relaxed SIMD, threads), never host names or paths.
+// The measurement target: its key names what changes generated code or its speed, never host names or paths.
+//  - wasm: engine kind, CPU architecture, WebAssembly features (SIMD128, relaxed SIMD, threads);
+//  - webgpu: the adapter as GPUAdapterInfo describes it (vendor, architecture, device or description) and the
+//    adapter features that change generated code or how it is timed (shader-f16, subgroups, timestamp-query; the
+//    many texture/format features would only make the key change with the Dawn version);
+//  - cuda: the SM the PTX targets and the device's name when a driver reports one (the driver version is kept as
+//    information only: a driver update should not orphan records).
 import os from 'node:os';
+
+export type TargetKind = 'wasm' | 'webgpu' | 'cuda';
 
 export interface TargetInfo {
   key: string;
-  kind: 'wasm';
+  kind: TargetKind;
   arch: string;
   features: string[];
   /** Informational only (not in the key): engine and CPU. */
@@ -46,3 +53,43 @@ export function detectTarget(): TargetInfo {
 }
 
 export const targetKey = (kind: string, arch: string, features: readonly string[]) => `${kind}/${arch}/${[...features].sort().join('+') || 'none'}`;
+
+/** A GPU target: the TargetInfo plus the limits the GPU search space needs. */
+export interface GpuTargetInfo extends TargetInfo {
+  kind: 'webgpu' | 'cuda';
+  /** Most threads (invocations) per workgroup / block. */
+  maxThreads: number;
+}
+
+/** Lower-case, [a-z0-9.-] only: a key part that reads the same everywhere. */
+const slug = (s: string) => s.toLowerCase().replace(/[^a-z0-9.]+/g, '-').replace(/^-+|-+$/g, '');
+
+/** Adapter features that go into the WebGPU target key. */
+export const WEBGPU_KEY_FEATURES = ['shader-f16', 'subgroups', 'timestamp-query'] as const;
+
+export interface WebGpuAdapterDescription {
+  info: { vendor: string; architecture: string; device: string; description: string };
+  features: readonly string[];
+  limits: Readonly<Record<string, number>>;
+}
+
+export function webgpuTarget(a: WebGpuAdapterDescription, engine = 'WebGPU'): GpuTargetInfo {
+  const arch = [slug(a.info.vendor) || 'unknown-vendor', slug(a.info.architecture) || 'unknown-arch'].join('.');
+  const device = slug(a.info.device) || slug(a.info.description) || 'unknown-device';
+  const features = a.features.filter((f) => (WEBGPU_KEY_FEATURES as readonly string[]).includes(f)).sort();
+  const maxThreads = Math.min(a.limits.maxComputeInvocationsPerWorkgroup ?? 256, a.limits.maxComputeWorkgroupSizeX ?? 256);
+  return {
+    key: targetKey('webgpu', `${arch}/${device}`, features), kind: 'webgpu', arch, features, engine,
+    cpu: a.info.description || a.info.device, maxThreads,
+  };
+}
+
+/** `device`: the name and compute capability the CUDA driver reports, when there is one. */
+export function cudaTarget(sm: number, device?: { name: string; driver?: string }): GpuTargetInfo {
+  const arch = `sm_${sm}`;
+  const name = device ? slug(device.name) || 'unknown-device' : 'no-device';
+  return {
+    key: targetKey('cuda', `${arch}/${name}`, []), kind: 'cuda', arch, features: [],
+    engine: device?.driver ? `CUDA driver ${device.driver}` : 'ptxas only (no CUDA driver)', cpu: device?.name ?? '', maxThreads: 1024,
+  };
+}

@@ -3,6 +3,9 @@
 // end-to-end gain is largest (calls x best latency, discounted while a task stops improving), are built in the
 // pool, measured one at a time, checked against the reference output and recorded, each in its own transaction.
 // Records already in the database for this target are loaded first, so a stopped job resumes where it was.
+// Targets: 'wasm' (Node's WebAssembly engine), 'webgpu' (the candidates' WGSL dispatches on the process's WebGPU
+// device: Dawn in Node), 'cuda' (PTX assembled by ptxas and resource-checked before it is measured on a GPU;
+// `buildOnly` records the checks without a GPU). GPU tasks search GpuScheduleOptions (gpu-space.ts).
 import { KilnError } from '../runtime/errors.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { compareTensors } from '../conformance/compare.js';
@@ -10,13 +13,30 @@ import { type CompileOptions, importAndOptimize } from '../compiler/compile.js';
 import { fuseOps } from '../relay-ir/passes/fuse-ops.js';
 import { VERSION } from '../compiler/version.js';
 import { DEFAULT_DB_PATH, type ErrorKind, type TuningRecord, TuningDatabase, traceHash } from './database.js';
-import { type TargetInfo, detectTarget } from './target.js';
+import { type TargetInfo, cudaTarget, detectTarget, webgpuTarget } from './target.js';
 import { type TuneTask, extractTasks } from './tasks.js';
+import { GpuSearchSpace } from './gpu-space.js';
+import type { GpuBuildTarget } from './gpu-build.js';
+import { CudaRunner, WebGpuRunner, noCudaDevice } from './gpu-runner.js';
+import { CUDA_BLOCK_THREADS } from '../compiler/cuda-program.js';
+import type { SmTarget } from '../codegen/ptx/codegen.js';
+import type { GpuScheduleOptions } from '../schedule/gpu-schedule.js';
+import { Schedule } from '../schedule/schedule.js';
 import { type Candidate, type Strategy, TaskSearch } from './search.js';
 import { type Builder, type Runner, LocalBuilder, PoolBuilder, PoolRunner } from './measure.js';
 import type { TraceStep } from '../schedule/schedule.js';
 
+export type TuneTarget = 'wasm' | 'webgpu' | 'cuda';
+
 export interface TuneOptions {
+  /** Where candidates are measured (default 'wasm'). */
+  target?: TuneTarget;
+  /** For target 'cuda': the SM the PTX is assembled for (default 80). */
+  sm?: SmTarget;
+  /** For target 'cuda': build and resource-check candidates with ptxas, record the results, measure nothing. */
+  buildOnly?: boolean;
+  /** Traces built and measured before the search proposes any (a schedule from elsewhere, a test's candidate). */
+  seedTraces?: TraceStep[][];
   /** Total candidate measurements in this run (the default schedules measured first are not counted). */
   trials: number;
   timeBudgetMs?: number;
@@ -82,23 +102,54 @@ export interface TuneReport {
   curve: { trial: number; elapsedMs: number; bestTotalMs: number }[];
 }
 
+/** The compiler's GPU schedule options per target: the default candidate of the GPU space. */
+export const gpuBaseOptions = (target: 'webgpu' | 'cuda'): GpuScheduleOptions => (target === 'cuda' ? { threads: CUDA_BLOCK_THREADS } : {});
+
 const median = (xs: readonly number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length ? (s.length % 2 ? s[(s.length - 1) >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2) : NaN; };
 
-interface TaskState { task: TuneTask; search: TaskSearch; report: TaskReport; reference?: Tensor; stale: number; exhausted: boolean; seed: number }
+interface TaskState { task: TuneTask; search: TaskSearch; report: TaskReport; reference?: Tensor; stale: number; exhausted: boolean; seed: number; defaultTrace: TraceStep[] }
+
+/** The target's description, runner and GPU build target; E_NO_DEVICE for CUDA without a driver unless buildOnly. */
+async function openTarget(opts: TuneOptions): Promise<{ target: TargetInfo; maxThreads: number; gpu?: GpuBuildTarget; runner?: Runner }> {
+  const kind = opts.target ?? 'wasm';
+  if (kind === 'wasm') return { target: detectTarget(), maxThreads: 0 };
+  if (kind === 'webgpu') {
+    const { nodeGpuDevice, nodeGpuAdapter } = await import('../conformance/node-webgpu.js');
+    const device = await nodeGpuDevice();
+    const target = webgpuTarget(await nodeGpuAdapter(), 'Dawn (npm webgpu)');
+    return { target, maxThreads: target.maxThreads, gpu: { kind: 'webgpu' }, runner: opts.runner ?? new WebGpuRunner(device) };
+  }
+  if (kind !== 'cuda') throw new KilnError('E_INPUT', `unknown tuning target '${kind}'`, { hint: 'use wasm, webgpu or cuda' });
+  const sm = opts.sm ?? 80;
+  let runner: CudaRunner | undefined;
+  if (!opts.runner) {
+    try {
+      runner = await CudaRunner.open();
+    } catch (e) {
+      if (!opts.buildOnly) throw noCudaDevice(e);
+    }
+  }
+  const target = cudaTarget(sm, runner && { name: runner.device.name });
+  if (opts.buildOnly) await runner?.close();
+  return { target, maxThreads: target.maxThreads ?? 1024, gpu: { kind: 'cuda', sm }, runner: opts.buildOnly ? undefined : opts.runner ?? runner };
+}
 
 export async function tune(modelBytes: Uint8Array, opts: TuneOptions): Promise<TuneReport> {
   const t0 = performance.now();
   const seed = opts.seed ?? 0;
   const strategy = opts.strategy ?? 'evolutionary';
   const { graph } = importAndOptimize(modelBytes, opts.compile ?? {});
-  let tasks = extractTasks(fuseOps(graph));
+  const kind = opts.target ?? 'wasm';
+  const buildOnly = kind === 'cuda' && !!opts.buildOnly;
+  const { target, maxThreads, gpu, runner: gpuRunner } = await openTarget(opts);
+  const base = gpu ? gpuBaseOptions(gpu.kind) : {};
+  let tasks = extractTasks(fuseOps(graph), gpu && ((k) => new GpuSearchSpace(() => new Schedule([k.output]), { maxThreads, base })));
   if (opts.onlyTasks) tasks = tasks.filter((t) => opts.onlyTasks!.includes(t.index));
-  const target = detectTarget();
   const ownDb = !(opts.db instanceof TuningDatabase);
   const db = opts.db instanceof TuningDatabase ? opts.db : TuningDatabase.open(opts.db ?? DEFAULT_DB_PATH);
   const workers = opts.workers ?? 2;
   const builder = opts.builder ?? (workers > 0 ? new PoolBuilder(workers) : new LocalBuilder());
-  const runner = opts.runner ?? new PoolRunner();
+  const runner = opts.runner ?? gpuRunner ?? (buildOnly ? undefined : new PoolRunner());
   const batch = Math.max(1, opts.batch ?? Math.max(4, 2 * workers));
   const measureOpts = { warmup: opts.warmup ?? 2, repeats: opts.repeats ?? 5, minRepeatMs: opts.minRepeatMs ?? 5 };
   const timeoutMs = opts.timeoutMs ?? 20_000;
@@ -116,10 +167,11 @@ export async function tune(modelBytes: Uint8Array, opts: TuneOptions): Promise<T
 
   /** Builds and measures traces of one task; null = the default schedule. */
   const evaluate = async (st: TaskState, cands: { trace: TraceStep[] | null }[]) => {
-    const built = await builder.build(st.task.spec, cands.map((c) => c.trace));
+    const built = await builder.build(st.task.spec, cands.map((c) => c.trace), gpu);
     const results: { ms?: number; costs?: number[]; output?: Tensor; error?: string; errorKind?: ErrorKind }[] = [];
     for (const b of built) {
-      if (!b.ok) { results.push({ error: b.error, errorKind: 'build' }); continue; }
+      if (!b.ok) { results.push({ error: b.error, errorKind: b.kind ?? 'build' }); continue; }
+      if (!runner) { results.push({ costs: [] }); continue; } // build-only: it passed the checks
       const m = await runner.measure({ header: b.out.header, wasm: b.out.wasm, seed: st.seed, ...measureOpts }, timeoutMs);
       if (!m.ok) { results.push({ error: m.error, errorKind: m.kind }); continue; }
       const output = m.out.output;
@@ -143,7 +195,9 @@ export async function tune(modelBytes: Uint8Array, opts: TuneOptions): Promise<T
     for (const task of tasks) {
       const report: TaskReport = { index: task.index, workload: task.workload.key, ops: task.ops, calls: task.calls, trials: 0, errors: 0, resumed: 0 };
       const search = new TaskSearch(task.space, task.kernel, task.workload.key, { strategy, seed });
-      const st: TaskState = { task, search, report, stale: 0, exhausted: false, seed: (seed * 7919 + task.index + 1) >>> 0 };
+      const defaults = task.space.defaults();
+      const defaultTrace = gpu && defaults ? task.space.trace(defaults) : task.kernel.trace;
+      const st: TaskState = { task, search, report, stale: 0, exhausted: false, seed: (seed * 7919 + task.index + 1) >>> 0, defaultTrace };
       if (!task.space.tunable) { report.skipped = 'no schedule decisions'; continue; }
       if (task.kernel.output.dtype !== 'float32') { report.skipped = `output ${task.kernel.output.dtype}`; continue; }
       for (const r of db.records(task.workload.key, target.key)) {
@@ -151,15 +205,28 @@ export async function tune(modelBytes: Uint8Array, opts: TuneOptions): Promise<T
         report.resumed++;
       }
       const [def] = await evaluate(st, [{ trace: null }]);
-      if (def.error) { report.skipped = `default schedule failed: ${def.error}`; record(st, task.kernel.trace, def, 'default'); continue; }
+      if (def.error) { report.skipped = `default schedule failed: ${def.error}`; record(st, defaultTrace, def, 'default'); continue; }
       st.reference = def.output;
       report.defaultMs = def.ms;
-      const decisions = task.space.defaults();
-      record(st, task.kernel.trace, def, 'default', decisions);
-      search.observe({ hash: traceHash(task.kernel.trace), trace: task.kernel.trace, decisions }, def.ms);
+      record(st, defaultTrace, def, buildOnly ? 'default/build-only' : 'default', defaults);
+      search.observe({ hash: traceHash(defaultTrace), trace: defaultTrace, decisions: defaults }, def.ms);
       const best = search.best();
-      report.bestMs = Math.min(best?.ms ?? Infinity, def.ms!);
+      if (def.ms !== undefined) report.bestMs = Math.min(best?.ms ?? Infinity, def.ms);
       states.push(st);
+    }
+    // given traces first, each recorded like a candidate
+    for (const trace of opts.seedTraces ?? []) {
+      for (const st of states) {
+        if (trials >= opts.trials) break;
+        try { const sch = new Schedule([st.task.kernel.output]); for (const s of trace) sch.apply(s); } catch { continue; } // not this task's
+        const [r] = await evaluate(st, [{ trace }]);
+        trials++;
+        st.report.trials++;
+        if (r.error) { errors++; st.report.errors++; }
+        record(st, trace, r, buildOnly ? 'given/build-only' : 'given');
+        st.search.observe({ hash: traceHash(trace), trace }, r.error ? undefined : r.ms);
+        if (r.ms !== undefined && r.ms < (st.report.bestMs ?? Infinity)) { st.report.bestMs = r.ms; st.report.bestTrace = trace; }
+      }
     }
     curve.push({ trial: 0, elapsedMs: performance.now() - t0, bestTotalMs: totals().b });
 
@@ -168,8 +235,9 @@ export async function tune(modelBytes: Uint8Array, opts: TuneOptions): Promise<T
     while (trials < opts.trials && performance.now() < deadline) {
       const live = states.filter((s) => !s.exhausted);
       if (!live.length) break;
+      // build-only has no latencies to weigh: tasks take turns
       const pick = live.find((s) => firstPass.has(s.task.index))
-        ?? live.reduce((a, b) => (gain(b) > gain(a) ? b : a));
+        ?? live.reduce((a, b) => (buildOnly ? (b.report.trials < a.report.trials ? b : a) : gain(b) > gain(a) ? b : a));
       firstPass.delete(pick.task.index);
       const n = Math.min(batch, opts.trials - trials);
       const cands = pick.search.propose(n);
@@ -181,7 +249,7 @@ export async function tune(modelBytes: Uint8Array, opts: TuneOptions): Promise<T
         trials++;
         pick.report.trials++;
         if (r.error) { errors++; pick.report.errors++; }
-        record(pick, c.trace, r, strategy === 'random' ? 'random' : `evolutionary/${c.origin}`, c.decisions);
+        record(pick, c.trace, r, `${strategy === 'random' ? 'random' : `evolutionary/${c.origin}`}${buildOnly ? '/build-only' : ''}`, c.decisions);
         pick.search.observe(c, r.error ? undefined : r.ms);
         if (r.ms !== undefined && r.ms < (pick.report.bestMs ?? Infinity)) { pick.report.bestMs = r.ms; pick.report.bestTrace = c.trace; improved = true; }
         curve.push({ trial: trials, elapsedMs: performance.now() - t0, bestTotalMs: totals().b });
@@ -201,12 +269,12 @@ export async function tune(modelBytes: Uint8Array, opts: TuneOptions): Promise<T
       const best = st.search.best();
       if (!best || !st.report.bestTrace) continue;
       const [def, tuned] = await evaluate(st, [{ trace: null }, { trace: st.report.bestTrace }]);
-      if (def.ms !== undefined) { st.report.defaultMs = def.ms; record(st, st.task.kernel.trace, def, 'default', st.task.space.defaults()); }
+      if (def.ms !== undefined) { st.report.defaultMs = def.ms; record(st, st.defaultTrace, def, 'default', st.task.space.defaults()); }
       if (tuned.ms !== undefined) { st.report.bestMs = Math.min(tuned.ms, st.report.defaultMs!); record(st, st.report.bestTrace, tuned, 'remeasure'); }
     }
   } finally {
     if (!opts.builder) await builder.close();
-    if (!opts.runner) await runner.close();
+    if (!opts.runner) await runner?.close();
     if (ownDb) db.close();
   }
   const { d, b } = totals();

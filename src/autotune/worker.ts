@@ -1,5 +1,6 @@
-// Worker-thread entry points (piscina): `build` turns a kernel + trace into a one-kernel WebAssembly program;
-// `measure` runs one on the target with warm-up and repeats and returns its latencies and output.
+// Worker-thread entry points (piscina): `build` turns a kernel + trace into a one-kernel WebAssembly program (or,
+// with `gpu`, a WGSL or resource-checked PTX one: gpu-build.ts); `measure` runs a WebAssembly one with warm-up and
+// repeats and returns its latencies and output (GPU programs are measured by the runners of their device).
 import v8 from 'node:v8';
 import { buildProgram } from '../compiler/program.js';
 import { WasmExecutor } from '../runtime/executor.js';
@@ -8,6 +9,8 @@ import type { Tensor } from '../runtime/tensor.js';
 import { ARRAY, isFloat } from '../runtime/dtype.js';
 import type { TraceStep } from '../schedule/schedule.js';
 import { type KernelSpec, kernelFromSpec, kernelMain } from './tasks.js';
+import { type GpuBuildTarget, buildGpuCandidate } from './gpu-build.js';
+import type { EntryResources } from '../codegen/ptx/ptxas.js';
 
 // Measure optimized code only: without this, a new module first runs V8's baseline (Liftoff) code and tiers up in
 // the background, late and unpredictably when other threads (the builders' binaryen) keep the compiler busy. The
@@ -15,10 +18,12 @@ import { type KernelSpec, kernelFromSpec, kernelMain } from './tasks.js';
 v8.setFlagsFromString('--no-liftoff');
 
 export type BuiltHeader = Omit<ArtifactHeader, 'sections'>;
-export interface BuildTask { spec: KernelSpec; trace: TraceStep[] | null; optimize?: boolean }
-export interface BuildOutput { header: BuiltHeader; wasm: Uint8Array }
+export interface BuildTask { spec: KernelSpec; trace: TraceStep[] | null; optimize?: boolean; gpu?: GpuBuildTarget }
+/** `header.webgpu` / `header.cuda` hold a GPU program (then `wasm` is empty); `resources`: ptxas -v of a CUDA one. */
+export interface BuildOutput { header: BuiltHeader; wasm: Uint8Array; resources?: EntryResources[] }
 
 export function build(task: BuildTask): BuildOutput {
+  if (task.gpu) return buildGpuCandidate(task.spec, task.trace, task.gpu);
   const fn = kernelFromSpec(task.spec);
   const prog = buildProgram(kernelMain(fn), { optimize: task.optimize !== false, traceFor: task.trace ? () => task.trace! : undefined });
   return { header: prog.header, wasm: prog.wasm };

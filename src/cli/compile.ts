@@ -46,7 +46,7 @@ export async function compileCommand(pos: string[], v: CompileFlags): Promise<nu
   const tuning = await tuningLookup(v);
   let r;
   try {
-    r = await compile(bytes, { ...compileOptions(modelPath, v), traceFor: tuning?.lookup.traceFor });
+    r = await compile(bytes, { ...compileOptions(modelPath, v), traceFor: tuning?.lookup.traceFor, gpuTraceFor: tuning?.gpu && ((k) => tuning.gpu!.traceFor(undefined, k)) });
   } finally {
     tuning?.close();
   }
@@ -76,6 +76,12 @@ export async function compileCommand(pos: string[], v: CompileFlags): Promise<nu
     const tuned = r.program.kernels.filter((k) => k.tuned).map((k) => k.prim.name);
     console.log(`  tuned schedules: ${tuned.length} of ${h.kernels.length} kernels${tuned.length ? ` (${tuned.join(', ')})` : ''} from ${tuning.path}`);
     for (const s of tuning.lookup.stale) console.log(`  warning: tuned record for ${s.kernel} no longer applies (${s.error}); default schedule used`);
+    if (tuning.gpu) {
+      const n = h.webgpu?.kernels.length ?? h.cuda?.kernels.length ?? 0;
+      const used = [...new Set(r.gpuTuned)];
+      console.log(`  tuned ${v.target} schedules (${tuning.gpuTarget}): ${used.length} of ${n} kernels${used.length ? ` (${used.join(', ')})` : ''}`);
+      for (const s of tuning.gpu.stale) console.log(`  warning: tuned ${v.target} record for ${s.kernel} no longer applies (${s.error}); default schedule used`);
+    } else if (tuning.gpuNote) console.log(`  ${tuning.gpuNote}`);
   }
   return 0;
 }
@@ -90,6 +96,24 @@ async function tuningLookup(v: CompileFlags) {
     return undefined;
   }
   const { tunedTraces } = await import('../autotune/apply.js');
+  const { gpuTarget, note } = await gpuTuningTarget(v);
   const db = TuningDatabase.open(path);
-  return { path, lookup: tunedTraces(db), close: () => db.close() };
+  return {
+    path, lookup: tunedTraces(db), gpu: gpuTarget && tunedTraces(db, gpuTarget), gpuTarget: gpuTarget?.key, gpuNote: note,
+    close: () => db.close(),
+  };
+}
+
+/** The target whose records the GPU kernels use: WebGPU, this machine's adapter (records of the same vendor and
+ *  architecture are a fallback); CUDA, the SM (compiling needs no GPU: records of any device with that SM). */
+async function gpuTuningTarget(v: CompileFlags) {
+  const { cudaTarget, webgpuTarget } = await import('../autotune/target.js');
+  if (v.target === 'cuda') return { gpuTarget: cudaTarget(cudaSm(v.sm)) };
+  if (v.target !== 'webgpu') return {};
+  try {
+    const { nodeGpuAdapter } = await import('../conformance/node-webgpu.js');
+    return { gpuTarget: webgpuTarget(await nodeGpuAdapter(), 'Dawn (npm webgpu)') };
+  } catch (e) {
+    return { note: `no WebGPU adapter here (${(e as Error).message.split('\n')[0]}): WebGPU kernels use default schedules` };
+  }
 }

@@ -12,8 +12,8 @@ const USAGE = `kiln — ahead-of-time compiler for ONNX models
   kiln compile MODEL.onnx --target cuda [--sm 80|86|90] [--verbose]   PTX for NVIDIA GPUs (--verbose: ptxas resource usage)
   kiln inspect MODEL.onnx|ARTIFACT.kiln --level graph|fused|te|loop|wasm|ptx [--kernel N] [--sm 80|86|90]
   kiln onnx-test DIR... [--verbose] [--json FILE] [--filter REGEX] [--target wasm|webgpu]
-  kiln tune MODEL.onnx [--target wasm] [--trials N] [--time-budget 20m] [--workers 2] [--db PATH] [--seed S]
-            [--strategy evolutionary|random|compare] [--curve FILE.csv]
+  kiln tune MODEL.onnx [--target wasm|webgpu|cuda [--sm 80] [--build-only]] [--trials N] [--time-budget 20m]
+            [--workers 2] [--db PATH] [--seed S] [--strategy evolutionary|random|compare] [--curve FILE.csv]
   kiln db export|import FILE.jsonl [--db PATH]   (also: kiln db stats)
   kiln demo                      compile a bundled model, run it, compare with ONNX Runtime
   kiln serve [MODEL.kiln|MODEL.onnx] [--port N]   browser demo: classify an image (WebGPU or WebAssembly)
@@ -53,6 +53,7 @@ async function main(argv: string[]): Promise<number> {
       strategy: { type: 'string' },
       curve: { type: 'string' },
       'no-tuning': { type: 'boolean' },
+      'build-only': { type: 'boolean' },
       port: { type: 'string' },
     },
   });

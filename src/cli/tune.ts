@@ -1,17 +1,18 @@
-// kiln tune MODEL.onnx [--target wasm] [--trials N] [--time-budget 20m] [--workers 2] [--db PATH] [--seed S]
-//   [--strategy evolutionary|random|compare] [--curve FILE.csv]   (the curve also as FILE.svg)
+// kiln tune MODEL.onnx [--target wasm|webgpu|cuda [--sm 80] [--build-only]] [--trials N] [--time-budget 20m]
+//   [--workers 2] [--db PATH] [--seed S] [--strategy evolutionary|random|compare] [--curve FILE.csv]
+//   (the curve also as FILE.svg). --build-only (cuda): ptxas resource checks recorded, nothing measured.
 // kiln db export FILE [--db PATH] | kiln db import FILE [--db PATH] | kiln db stats [--db PATH]
 import { writeFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { KilnError } from '../runtime/errors.js';
 import { DEFAULT_DB_PATH, TuningDatabase } from '../autotune/database.js';
-import { type TuneProgress, type TuneReport, parseDuration, tune } from '../autotune/tuner.js';
+import { type TuneProgress, type TuneReport, type TuneTarget, parseDuration, tune } from '../autotune/tuner.js';
 import { LocalBuilder, PoolBuilder, PoolRunner } from '../autotune/measure.js';
 import { type CurveSeries, curveCsv, curveSvg, svgPathFor } from '../autotune/plot.js';
-import { type CompileFlags, compileOptions, readModel } from './compile.js';
+import { type CompileFlags, compileOptions, cudaSm, readModel } from './compile.js';
 
 export interface TuneFlags extends CompileFlags {
-  target?: string; trials?: string; 'time-budget'?: string; workers?: string; db?: string; seed?: string; strategy?: string; curve?: string;
+  target?: string; 'build-only'?: boolean; trials?: string; 'time-budget'?: string; workers?: string; db?: string; seed?: string; strategy?: string; curve?: string;
 }
 
 const int = (s: string | undefined, def: number, what: string): number => {
@@ -57,11 +58,12 @@ function progressWriter(prefix: string): { write: (p: TuneProgress) => void } {
   };
 }
 
-function printReport(label: string, modelPath: string, report: TuneReport): void {
+function printReport(label: string, modelPath: string, report: TuneReport, buildOnly = false): void {
   console.log(`${label}tuned ${modelPath} on ${report.target.key} (${report.target.engine}): ${report.trials} trials, ${report.errors} errors, ${(report.elapsedMs / 1000).toFixed(1)} s`);
   for (const t of report.tasks) {
     const what = `  task ${t.index} ${t.ops.join('+')} ×${t.calls}`;
     if (t.skipped) { console.log(`${what}: skipped (${t.skipped})`); continue; }
+    if (buildOnly) { console.log(`${what}: default passed the resource checks; ${t.trials - t.errors} of ${t.trials} candidates passed, ${t.errors} rejected`); continue; }
     const sp = t.defaultMs && t.bestMs ? `${(t.defaultMs / t.bestMs).toFixed(2)}x` : '-';
     console.log(`${what}: default ${t.defaultMs?.toFixed(3)} ms, best ${t.bestMs?.toFixed(3)} ms (${sp}), ${t.trials} trials, ${t.errors} errors${t.resumed ? `, ${t.resumed} records resumed` : ''}`);
   }
@@ -70,7 +72,11 @@ function printReport(label: string, modelPath: string, report: TuneReport): void
 
 export async function tuneCommand(pos: string[], v: TuneFlags): Promise<number> {
   const modelPath = pos[0];
-  if ((v.target ?? 'wasm') !== 'wasm') throw new KilnError('E_UNSUPPORTED', `tuning target '${v.target}' is not available yet`, { hint: 'use --target wasm' });
+  const target = (v.target ?? 'wasm') as TuneTarget;
+  if (target !== 'wasm' && target !== 'webgpu' && target !== 'cuda') throw new KilnError('E_INPUT', `unknown --target '${target}'`, { hint: 'use wasm, webgpu or cuda' });
+  if (v['build-only'] && target !== 'cuda') throw new KilnError('E_INPUT', '--build-only applies to --target cuda', { hint: 'leave it out, or tune with --target cuda' });
+  const sm = target === 'cuda' ? cudaSm(v.sm) : undefined;
+  const buildOnly = !!v['build-only'];
   const strategy = v.strategy ?? 'evolutionary';
   if (strategy !== 'evolutionary' && strategy !== 'random' && strategy !== 'compare') {
     throw new KilnError('E_INPUT', `bad --strategy '${strategy}'`, { hint: 'evolutionary, random, or compare (both side by side)' });
@@ -80,6 +86,7 @@ export async function tuneCommand(pos: string[], v: TuneFlags): Promise<number> 
   const dbPath = v.db ?? DEFAULT_DB_PATH;
   const budget = v['time-budget'] !== undefined ? parseDuration(v['time-budget']) : undefined;
   const common = {
+    target, sm, buildOnly,
     trials: int(v.trials, 64, 'trials'),
     workers: int(v.workers, 2, 'workers'),
     seed: int(v.seed, 0, 'seed'),
@@ -89,7 +96,7 @@ export async function tuneCommand(pos: string[], v: TuneFlags): Promise<number> 
   if (strategy !== 'compare') {
     const pw = progressWriter('');
     const report = await tune(bytes, { ...common, strategy, db: dbPath, timeBudgetMs: budget, progress: pw.write });
-    printReport('', modelPath, report);
+    printReport('', modelPath, report, buildOnly);
     series.push({ name: strategy, points: report.curve });
   } else {
     // Both searches from scratch on the same tasks, seed and trial budget (each gets half of --time-budget), each
@@ -98,7 +105,7 @@ export async function tuneCommand(pos: string[], v: TuneFlags): Promise<number> 
     // One builder pool and one runner for both runs: the second does not start on warmer pools than the first.
     const workers = common.workers;
     const builder = workers > 0 ? new PoolBuilder(workers) : new LocalBuilder();
-    const runner = new PoolRunner();
+    const runner = target === 'wasm' ? new PoolRunner() : undefined; // a GPU target's runner is the process's device
     const db = TuningDatabase.open(dbPath);
     try {
       for (const s of ['random', 'evolutionary'] as const) {
@@ -117,12 +124,12 @@ export async function tuneCommand(pos: string[], v: TuneFlags): Promise<number> 
     } finally {
       db.close();
       await builder.close();
-      await runner.close();
+      await runner?.close();
     }
     const [r, g] = series.map((s) => s.points[s.points.length - 1]?.bestTotalMs);
     if (r !== undefined && g !== undefined) console.log(`  compare: random ${r.toFixed(3)} ms, evolutionary ${g.toFixed(3)} ms after ${common.trials} trials each (${(r / g).toFixed(2)}x)`);
   }
-  console.log(`  records in ${dbPath}; \`kiln compile\` applies them`);
+  console.log(`  records in ${dbPath}; ${buildOnly ? 'build-only records (no latencies) are not applied by `kiln compile`' : `\`kiln compile${target === 'wasm' ? '' : ` --target ${target}`}\` applies them`}`);
   if (v.curve) {
     writeFileSync(v.curve, curveCsv(series));
     const svg = svgPathFor(v.curve);

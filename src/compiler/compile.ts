@@ -18,7 +18,7 @@ import { externalDataReader } from './external-data.js';
 import { evaluateCall } from './evaluate.js';
 import { type Program, type ProgramOptions, buildProgram } from './program.js';
 import { writeArtifact } from './artifact-writer.js';
-import { buildWebGpuSection } from './webgpu-program.js';
+import { type GpuSectionOptions, buildWebGpuSection } from './webgpu-program.js';
 import { buildCudaSection } from './cuda-program.js';
 import type { SmTarget } from '../codegen/ptx/codegen.js';
 
@@ -39,6 +39,8 @@ export interface CompileOptions {
   dump?: (level: string, text: string) => void;
   /** Tuned schedules: a trace per kernel, e.g. from the tuning database (src/autotune/apply.ts). */
   traceFor?: ProgramOptions['traceFor'];
+  /** Tuned schedules of the GPU kernels (targets 'webgpu' and 'cuda'), e.g. from the tuning database. */
+  gpuTraceFor?: GpuSectionOptions['traceFor'];
 }
 
 export interface CompileResult {
@@ -51,6 +53,8 @@ export interface CompileResult {
   program: Program;
   /** Inputs baked in through `specialize`. */
   specialized: string[];
+  /** GPU kernels (WebGPU or CUDA) built with a schedule from `gpuTraceFor`, by name. */
+  gpuTuned: string[];
   opset: number;
 }
 
@@ -89,8 +93,19 @@ export async function compile(modelBytes: Uint8Array, opts: CompileOptions = {})
   const fused = fuseOps(graph);
   opts.dump?.('fused', printFunc(fused));
   const program = buildProgram(fused, { optimize: opts.optimize, outputNames, traceFor: opts.traceFor });
-  if (opts.target === 'webgpu') program.header.webgpu = buildWebGpuSection(fused, program.weightOffsets, outputNames);
-  if (opts.target === 'cuda') program.header.cuda = buildCudaSection(program.kernels, opts.sm ?? 80, program.header.memoryBytes).section;
+  const gpuTuned: string[] = [];
+  if (opts.target === 'webgpu') {
+    program.header.webgpu = buildWebGpuSection(fused, program.weightOffsets, outputNames, { traceFor: opts.gpuTraceFor && ((k) => {
+      const t = opts.gpuTraceFor!(k);
+      if (t) gpuTuned.push(k.prim.name);
+      return t;
+    }) });
+  }
+  if (opts.target === 'cuda') {
+    const cuda = buildCudaSection(program.kernels, opts.sm ?? 80, program.header.memoryBytes, opts.gpuTraceFor);
+    program.header.cuda = cuda.section;
+    program.kernels.forEach((k, i) => { if (cuda.tuned[i]) gpuTuned.push(k.prim.name); });
+  }
   const { bytes, header } = await writeArtifact(program);
-  return { artifact: bytes, header, graph, fused, program, specialized, opset };
+  return { artifact: bytes, header, graph, fused, program, specialized, opset, gpuTuned };
 }

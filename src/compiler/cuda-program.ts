@@ -2,7 +2,7 @@
 // src/schedule/gpu-schedule.ts), lowered again and written as PTX with its launch metadata. Kernel order, call
 // arguments and the memory plan are the program's own, so the runtime reuses the header's calls and offsets.
 import type { CudaSection } from '../runtime/artifact-format.js';
-import { Schedule } from '../schedule/schedule.js';
+import { Schedule, type TraceStep } from '../schedule/schedule.js';
 import { gpuTrace } from '../schedule/gpu-schedule.js';
 import { lower } from '../schedule/lower.js';
 import type { PrimFunc } from '../schedule/loop-ir.js';
@@ -15,16 +15,23 @@ export const CUDA_BLOCK_THREADS = 256;
 
 /** A built kernel's loop IR under the default GPU schedule (its temporaries may differ from the CPU schedule's). */
 export function gpuPrimFunc(k: BuiltKernel): PrimFunc {
+  return scheduledGpuPrimFunc(k);
+}
+
+/** The same under `trace` (a tuned GPU schedule) when given. */
+export function scheduledGpuPrimFunc(k: BuiltKernel, trace?: readonly TraceStep[]): PrimFunc {
   const sch = new Schedule([k.output]);
-  for (const step of gpuTrace(sch, { threads: CUDA_BLOCK_THREADS })) sch.apply(step);
+  for (const step of trace ?? gpuTrace(sch, { threads: CUDA_BLOCK_THREADS })) sch.apply(step);
   return lower(k.prim.name, k.inputs, sch);
 }
 
-/** `memoryBytes`: the program's memory plan; the GPU scratch region follows it. */
-export function buildCudaSection(kernels: readonly BuiltKernel[], sm: SmTarget, memoryBytes: number): { section: CudaSection; prims: PrimFunc[] } {
-  const prims = kernels.map(gpuPrimFunc);
+/** `memoryBytes`: the program's memory plan; the GPU scratch region follows it. `traceFor`: tuned schedules. */
+export function buildCudaSection(kernels: readonly BuiltKernel[], sm: SmTarget, memoryBytes: number,
+  traceFor?: (def: BuiltKernel) => readonly TraceStep[] | undefined): { section: CudaSection; prims: PrimFunc[]; tuned: boolean[] } {
+  const traces = kernels.map((k) => traceFor?.(k));
+  const prims = kernels.map((k, i) => scheduledGpuPrimFunc(k, traces[i]));
   const mod = emitPtxModule(prims, { sm });
   const scratchAt = Math.ceil(memoryBytes / 256) * 256;
   const scratch = Math.max(0, ...prims.map((p) => tempLayout(p).bytes));
-  return { section: { memoryBytes: scratchAt + scratch, scratchAt, sm: mod.sm, ptxVersion: mod.version, ptx: mod.ptx, kernels: mod.kernels }, prims };
+  return { section: { memoryBytes: scratchAt + scratch, scratchAt, sm: mod.sm, ptxVersion: mod.version, ptx: mod.ptx, kernels: mod.kernels }, prims, tuned: traces.map((t) => !!t) };
 }

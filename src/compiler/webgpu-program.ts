@@ -8,9 +8,15 @@ import { kernelCalls } from '../relay-ir/passes/fuse-ops.js';
 import { type TensorType, staticShape, numel } from '../relay-ir/types.js';
 import { gpuTrace } from '../schedule/gpu-schedule.js';
 import { emitWgslKernel } from '../codegen/wgsl/codegen.js';
-import { buildKernel, kernelKey } from './kernel.js';
+import { type BuiltKernel, buildKernel, kernelKey } from './kernel.js';
+import type { TraceStep } from '../schedule/schedule.js';
 
-export function buildWebGpuSection(main: FuncNode, weightOffsets: ReadonlyMap<ConstNode, number>, outputNames?: readonly string[]): WebGpuSection {
+export interface GpuSectionOptions {
+  /** A schedule instead of the default GPU schedule for a kernel (a tuned record, a tuner's candidate). */
+  traceFor?: (def: BuiltKernel) => readonly TraceStep[] | undefined;
+}
+
+export function buildWebGpuSection(main: FuncNode, weightOffsets: ReadonlyMap<ConstNode, number>, outputNames?: readonly string[], opts: GpuSectionOptions = {}): WebGpuSection {
   const outputs: GExpr[] = main.body.kind === 'tuple' ? [...main.body.fields] : [main.body];
   const calls = kernelCalls(main);
 
@@ -37,7 +43,9 @@ export function buildWebGpuSection(main: FuncNode, weightOffsets: ReadonlyMap<Co
   const kernelOf = new Map<string, number>();
   const gpuCalls: GpuCall[] = calls.map((c) => {
     const origin = [...new Set(c.origin)];
-    const k = buildKernel(c.op, `g${kernels.length}`, (sch) => gpuTrace(sch));
+    let k = buildKernel(c.op, `g${kernels.length}`, (sch) => gpuTrace(sch));
+    const tuned = opts.traceFor?.(k);
+    if (tuned) k = { ...buildKernel(c.op, k.prim.name, tuned), tuned: true };
     const key = kernelKey(k.prim);
     let idx = kernelOf.get(key);
     if (idx === undefined) {

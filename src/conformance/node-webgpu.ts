@@ -7,7 +7,15 @@ import type { GpuDevice } from '../runtime/webgpu.js';
 
 export const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 
+/** What the adapter says about itself (GPUAdapterInfo), its features and limits: the tuner's WebGPU target key. */
+export interface NodeGpuAdapter {
+  info: { vendor: string; architecture: string; device: string; description: string };
+  features: string[];
+  limits: Record<string, number>;
+}
+
 let cached: Promise<GpuDevice> | undefined;
+let adapterSeen: NodeGpuAdapter | undefined;
 /** Dawn's instance and adapter must outlive the device: collecting them while it runs crashes the process. */
 const keepAlive: unknown[] = [];
 
@@ -15,6 +23,12 @@ const keepAlive: unknown[] = [];
 export function nodeGpuDevice(): Promise<GpuDevice> {
   cached ??= create();
   return cached;
+}
+
+/** The adapter behind nodeGpuDevice() (creating the device if needed). */
+export async function nodeGpuAdapter(): Promise<NodeGpuAdapter> {
+  await nodeGpuDevice();
+  return adapterSeen!;
 }
 
 async function create(): Promise<GpuDevice> {
@@ -28,7 +42,7 @@ async function create(): Promise<GpuDevice> {
   Object.assign(globalThis, mod.globals);
   const backend = process.env.KILN_WEBGPU_BACKEND ?? 'vulkan';
   const gpu = mod.create([`backend=${backend}`]);
-  type Adapter = { limits: Record<string, number>; requestDevice(d: object): Promise<GpuDevice> };
+  type Adapter = { limits: Record<string, number>; features?: Iterable<string>; info?: Partial<NodeGpuAdapter['info']>; requestDevice(d: object): Promise<GpuDevice> };
   const adapter = (await gpu.requestAdapter()) as Adapter | null;
   keepAlive.push(gpu, adapter);
   if (!adapter) {
@@ -38,5 +52,13 @@ async function create(): Promise<GpuDevice> {
   const want = ['maxStorageBuffersPerShaderStage', 'maxStorageBufferBindingSize', 'maxBufferSize', 'maxComputeWorkgroupsPerDimension',
     'maxComputeInvocationsPerWorkgroup', 'maxComputeWorkgroupSizeX', 'maxComputeWorkgroupStorageSize'];
   const requiredLimits = Object.fromEntries(want.filter((k) => typeof adapter.limits[k] === 'number').map((k) => [k, adapter.limits[k]]));
-  return adapter.requestDevice({ requiredLimits });
+  const features = [...(adapter.features ?? [])].sort();
+  const info = adapter.info ?? {};
+  adapterSeen = {
+    info: { vendor: info.vendor ?? '', architecture: info.architecture ?? '', device: info.device ?? '', description: info.description ?? '' },
+    features, limits: { ...requiredLimits },
+  };
+  // timestamp queries let the tuner time dispatches on the GPU timeline
+  const requiredFeatures = features.filter((f) => f === 'timestamp-query');
+  return adapter.requestDevice({ requiredLimits, requiredFeatures });
 }

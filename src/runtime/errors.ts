@@ -12,6 +12,7 @@ export type KilnErrorCode =
   | 'E_IO'                // reading or writing a file failed
   | 'E_TUNING_DB'         // the tuning database cannot be opened, is corrupt, or of a newer schema
   | 'E_NO_DEVICE'         // the target's device or driver is absent (no libcuda, no CUDA GPU)
+  | 'E_RESOURCES'         // a GPU kernel needs more registers, shared memory or threads than a block may have
   | 'E_INTERNAL';         // a bug in Kiln: please report
 
 export interface KilnErrorContext {

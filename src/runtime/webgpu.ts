@@ -14,7 +14,7 @@ import { type Tensor, formatShape, sizeOf } from './tensor.js';
 export interface GpuBuffer { readonly size: number; mapAsync(mode: number): Promise<void>; getMappedRange(): ArrayBuffer; unmap(): void; destroy(): void }
 interface GpuShaderModule { getCompilationInfo?(): Promise<{ messages: readonly { type: string; message: string; lineNum: number }[] }> }
 interface GpuPipeline { getBindGroupLayout(i: number): unknown }
-interface GpuPass { setPipeline(p: GpuPipeline): void; setBindGroup(i: number, g: unknown): void; dispatchWorkgroups(x: number, y?: number, z?: number): void; end(): void }
+export interface GpuPass { setPipeline(p: GpuPipeline): void; setBindGroup(i: number, g: unknown): void; dispatchWorkgroups(x: number, y?: number, z?: number): void; end(): void }
 interface GpuEncoder { beginComputePass(): GpuPass; copyBufferToBuffer(src: GpuBuffer, so: number, dst: GpuBuffer, d: number, size: number): void; finish(): unknown }
 export interface GpuDevice {
   readonly limits: { readonly [k: string]: unknown };
@@ -231,11 +231,7 @@ export class WebGpuExecutor {
     const enc = device.createCommandEncoder();
     if (this.dispatches.length) {
       const pass = enc.beginComputePass();
-      for (const d of this.dispatches) {
-        pass.setPipeline(d.pipeline);
-        pass.setBindGroup(0, d.group);
-        pass.dispatchWorkgroups(d.grid[0], d.grid[1], d.grid[2]);
-      }
+      this.encodeDispatches(pass);
       pass.end();
     }
     this.gpuOutputs.forEach((o, i) => enc.copyBufferToBuffer(this.valueBufs[o.value], 0, this.staging[i], 0, this.staging[i].size));
@@ -256,6 +252,15 @@ export class WebGpuExecutor {
       out[o.name] = { dtype: v.dtype, shape: [...(binding?.shape ?? [v.size])], data: data.get(o.name) ?? (c!.slice() as TypedArray) };
     }
     return out;
+  }
+
+  /** Records one run's dispatches into `pass`, on the inputs last written (the tuner times them this way). */
+  encodeDispatches(pass: GpuPass): void {
+    for (const d of this.dispatches) {
+      pass.setPipeline(d.pipeline);
+      pass.setBindGroup(0, d.group);
+      pass.dispatchWorkgroups(d.grid[0], d.grid[1], d.grid[2]);
+    }
   }
 
   /** Releases every GPU buffer of this model (pipelines stay cached for the device). */
