@@ -27,6 +27,7 @@ import { tunedTraces } from '../src/autotune/apply.js';
 import { checkCudaPtx } from '../src/autotune/gpu-build.js';
 import { ptxasAvailable } from '../src/codegen/ptx/ptxas.js';
 import { cudaAvailable } from '../src/node/cuda-driver.js';
+import { VERSION } from '../src/compiler/version.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'kiln-tune-gpu-'));
 const matmul: ModelSpec = {
@@ -57,6 +58,26 @@ describe('GPU search space', () => {
       const b = Array.from({ length: 8 }, (_, i) => space.sample(new Rng(`s${i}`)));
       expect(a).toEqual(b);
       for (const d of a) { expect(space.valid(d)).toBe(true); expect(space.trace(d).length).toBeGreaterThan(0); }
+    }
+  });
+
+  it('its default candidate builds into the very WGSL and PTX the compiler emits', async () => {
+    const { buildWebGpuCandidate } = await import('../src/autotune/gpu-build.js');
+    const { buildCudaSection } = await import('../src/compiler/cuda-program.js');
+    const { buildProgram } = await import('../src/compiler/program.js');
+    const { kernelMain } = await import('../src/autotune/tasks.js');
+    for (const spec of [matmul, addModel]) {
+      const [w] = gpuTasks(buildModel(spec), 'webgpu', 256);
+      // WGSL names carry process-wide counters: renumbered in order of appearance
+      const code = (t: ReturnType<typeof buildWebGpuCandidate>) => t.header.webgpu!.kernels.flatMap((k) => k.stages.map((s) => {
+        const names = new Map<string, string>();
+        return s.code.replace(/\bv_[A-Za-z0-9_]+/g, (n) => { if (!names.has(n)) names.set(n, `v${names.size}`); return names.get(n)!; });
+      }));
+      expect(code(buildWebGpuCandidate(w.spec, w.space.trace(w.space.defaults()!)))).toEqual(code(buildWebGpuCandidate(w.spec, null)));
+      const [c] = gpuTasks(buildModel(spec), 'cuda', 1024);
+      const prog = buildProgram(kernelMain(c.fn), { optimize: false });
+      const ptx = (trace?: readonly object[]) => buildCudaSection(prog.kernels, 80, prog.header.memoryBytes, trace && (() => trace as never)).section.ptx;
+      expect(ptx(c.space.trace(c.space.defaults()!))).toBe(ptx());
     }
   });
 
@@ -101,6 +122,29 @@ describe('GPU target keys', () => {
     const t = cudaTarget(90, { name: 'NVIDIA H100 80GB HBM3', driver: '13.0' });
     expect(t.key).toBe('cuda/sm_90/nvidia-h100-80gb-hbm3/none');
     expect(cudaTarget(90, { name: 'NVIDIA H100 80GB HBM3', driver: '13.1' }).key).toBe(t.key); // a driver update keeps the key
+  });
+});
+
+describe('applying GPU records at compile', () => {
+  it('compile --target cuda uses a record of any device with that SM, not of another SM', async () => {
+    const bytes = buildModel(addModel);
+    const [task] = gpuTasks(bytes, 'cuda', 1024);
+    const trace = gpuTrace(new Schedule([task.kernel.output]), { threads: 128 });
+    const measuredOn = cudaTarget(80, { name: 'NVIDIA A100-SXM4-80GB', driver: '13.0' });
+    const db = TuningDatabase.open(':memory:');
+    try {
+      db.addRecord({ ...task.workload, ops: task.ops }, measuredOn,
+        { workload: task.workload.key, target: measuredOn.key, trace, costs: [0.01], ms: 0.01, time: '2026-11-22T00:00:00Z', kiln: VERSION, search: 'test' });
+      const lookup = tunedTraces(db, cudaTarget(80));
+      const tuned = await compile(bytes, { target: 'cuda', sm: 80, gpuTraceFor: (k) => lookup.traceFor(undefined, k) });
+      expect(tuned.gpuTuned).toHaveLength(1);
+      expect(tuned.header.cuda!.kernels[0].launches[0].block).toEqual([128, 1, 1]);
+      const plain = await compile(bytes, { target: 'cuda', sm: 80 });
+      expect(plain.header.cuda!.kernels[0].launches[0].block).toEqual([256, 1, 1]);
+      expect(tunedTraces(db, cudaTarget(86)).traceFor(undefined, task.kernel)).toBeUndefined();
+    } finally {
+      db.close();
+    }
   });
 });
 
@@ -168,7 +212,7 @@ describe('tuning on WebGPU (Dawn + SwiftShader)', () => {
     expect(await traces()).toEqual(a);
   }, 60_000);
 
-  it('a candidate with wrong numbers or a failing pipeline is recorded as an error and the job goes on', async () => {
+  it('a candidate with wrong numbers, a failing pipeline or one that hangs is recorded as an error and the job goes on', async () => {
     const { WebGpuRunner } = await import('../src/autotune/gpu-runner.js');
     const inner = new WebGpuRunner(await nodeGpuDevice());
     let n = 0;
@@ -181,6 +225,7 @@ describe('tuning on WebGPU (Dawn + SwiftShader)', () => {
           const broken = { ...wg, kernels: wg.kernels.map((k) => ({ ...k, stages: k.stages.map((s) => ({ ...s, code: s.code.replace('fn main', 'fn main(') })) })) };
           return inner.measure({ ...task, header: { ...task.header, webgpu: broken } }, timeoutMs);
         }
+        if (n === 4) return inner.measure({ ...task, fault: 'hang' }, 1000);
         const r = await inner.measure(task, timeoutMs);
         if (n === 2 && r.ok) (r.out.output.data as Float32Array)[7] += 1;
         return r;
@@ -191,9 +236,9 @@ describe('tuning on WebGPU (Dawn + SwiftShader)', () => {
     try {
       const report = await tune(buildModel(matmul), { target: 'webgpu', strategy: 'random', trials: 3, batch: 3, workers: 1, seed: 2, repeats: 1, minRepeatMs: 0, warmup: 1, db, runner: faulty });
       expect(report.trials).toBe(3);
-      expect(report.errors).toBe(2);
+      expect(report.errors).toBe(3);
       const recs = db.records(report.tasks[0].workload, report.target.key);
-      expect(recs.filter((r) => r.errorKind).map((r) => r.errorKind).sort()).toEqual(['run', 'wrong']);
+      expect(recs.filter((r) => r.errorKind).map((r) => r.errorKind).sort()).toEqual(['run', 'timeout', 'wrong']);
       expect(recs.find((r) => r.errorKind === 'run')!.error).toMatch(/does not compile|WGSL/);
     } finally {
       db.close();

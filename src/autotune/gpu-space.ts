@@ -73,14 +73,25 @@ export class GpuSearchSpace extends DecisionSpace {
   constructor(readonly makeSchedule: () => Schedule, target: { maxThreads: number; base?: GpuScheduleOptions }) {
     const ctx = gpuSpaceContext(makeSchedule(), target);
     const knobs = Object.entries(GPU_KNOBS) as [string, Knob][];
-    const defaults = Object.fromEntries(knobs.map(([name, k]) => [name, k.default(ctx)]));
-    const fields: Field[] = knobs.map(([name, k]) => ({
-      name,
-      domain: (d) => ({ values: [...new Set([...k.domain(ctx, d), defaults[name]])].sort((a, b) => a - b) }),
-    }));
+    const defaults: Record<string, number> = Object.fromEntries(knobs.map(([name, k]) => [name, k.default(ctx)]));
+    const traceOf = (d: Record<string, Value>) => gpuTrace(makeSchedule(), gpuOptions({ gpu: d }, ctx.base));
+    // Values that change nothing for this kernel (threads beyond its outputs, tile sizes of a kernel without a
+    // tiled stage, ...) are dropped, judged with the other knobs at their defaults; a knob left with one value is
+    // no decision at all.
+    const fields: Field[] = [];
+    for (const [name, k] of knobs) {
+      const seen = new Set<string>([JSON.stringify(traceOf(defaults))]);
+      const effective = new Set<number>([defaults[name]]);
+      for (const v of k.domain(ctx, defaults)) {
+        const t = JSON.stringify(traceOf({ ...defaults, [name]: v }));
+        if (!seen.has(t)) { seen.add(t); effective.add(v); }
+      }
+      if (effective.size < 2) continue;
+      fields.push({ name, domain: (d) => ({ values: [...new Set([...k.domain(ctx, d), defaults[name]])].filter((v) => effective.has(v)).sort((a, b) => a - b) }) });
+    }
     const group: StageSpace = {
-      stage: 'gpu', kind: 'gpu', fields, defaults,
-      trace: (d): TraceStep[] => gpuTrace(makeSchedule(), gpuOptions({ gpu: d }, ctx.base)),
+      stage: 'gpu', kind: 'gpu', fields, defaults: Object.fromEntries(fields.map((f) => [f.name, defaults[f.name]])),
+      trace: (d): TraceStep[] => traceOf(d),
     };
     super([group]);
     this.context = ctx;

@@ -18,7 +18,7 @@ import { type TuneTask, extractTasks } from './tasks.js';
 import { GpuSearchSpace } from './gpu-space.js';
 import type { GpuBuildTarget } from './gpu-build.js';
 import { CudaRunner, WebGpuRunner, noCudaDevice } from './gpu-runner.js';
-import { CUDA_BLOCK_THREADS } from '../compiler/cuda-program.js';
+import { CUDA_SCHEDULE_OPTIONS } from '../compiler/cuda-program.js';
 import type { SmTarget } from '../codegen/ptx/codegen.js';
 import type { GpuScheduleOptions } from '../schedule/gpu-schedule.js';
 import { Schedule } from '../schedule/schedule.js';
@@ -102,8 +102,9 @@ export interface TuneReport {
   curve: { trial: number; elapsedMs: number; bestTotalMs: number }[];
 }
 
-/** The compiler's GPU schedule options per target: the default candidate of the GPU space. */
-export const gpuBaseOptions = (target: 'webgpu' | 'cuda'): GpuScheduleOptions => (target === 'cuda' ? { threads: CUDA_BLOCK_THREADS } : {});
+/** The compiler's GPU schedule options per target (webgpu-program.ts uses gpuTrace's defaults): the default
+ *  candidate of the GPU space. test/autotune-gpu.test.ts checks it emits the compiler's own WGSL and PTX. */
+export const gpuBaseOptions = (target: 'webgpu' | 'cuda'): GpuScheduleOptions => (target === 'cuda' ? CUDA_SCHEDULE_OPTIONS : {});
 
 const median = (xs: readonly number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length ? (s.length % 2 ? s[(s.length - 1) >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2) : NaN; };
 

@@ -3,7 +3,7 @@
 // arguments and the memory plan are the program's own, so the runtime reuses the header's calls and offsets.
 import type { CudaSection } from '../runtime/artifact-format.js';
 import { Schedule, type TraceStep } from '../schedule/schedule.js';
-import { gpuTrace } from '../schedule/gpu-schedule.js';
+import { type GpuScheduleOptions, gpuTrace } from '../schedule/gpu-schedule.js';
 import { lower } from '../schedule/lower.js';
 import type { PrimFunc } from '../schedule/loop-ir.js';
 import { tempLayout } from '../codegen/wasm/codegen.js';
@@ -12,6 +12,8 @@ import type { BuiltKernel } from './kernel.js';
 
 /** Threads per block of the default CUDA schedule. */
 export const CUDA_BLOCK_THREADS = 256;
+/** The GPU schedule options of target 'cuda' (the tuner's default candidate is these). */
+export const CUDA_SCHEDULE_OPTIONS: GpuScheduleOptions = { threads: CUDA_BLOCK_THREADS };
 
 /** A built kernel's loop IR under the default GPU schedule (its temporaries may differ from the CPU schedule's). */
 export function gpuPrimFunc(k: BuiltKernel): PrimFunc {
@@ -21,7 +23,7 @@ export function gpuPrimFunc(k: BuiltKernel): PrimFunc {
 /** The same under `trace` (a tuned GPU schedule) when given. */
 export function scheduledGpuPrimFunc(k: BuiltKernel, trace?: readonly TraceStep[]): PrimFunc {
   const sch = new Schedule([k.output]);
-  for (const step of trace ?? gpuTrace(sch, { threads: CUDA_BLOCK_THREADS })) sch.apply(step);
+  for (const step of trace ?? gpuTrace(sch, CUDA_SCHEDULE_OPTIONS)) sch.apply(step);
   return lower(k.prim.name, k.inputs, sch);
 }
 
