@@ -8,7 +8,7 @@
 //  - an injective producer: inlined into its consumers or computed at the root;
 //  - anything else keeps its default steps.
 // A candidate (Decisions) turns into a TraceStep[] that Schedule.apply replays.
-import { Schedule, type Stage, type TraceStep, defaultTrace } from '../schedule/schedule.js';
+import { Schedule, type Stage, type TraceStep, defaultTrace, vectorizeSteps } from '../schedule/schedule.js';
 import type { Rng } from './rng.js';
 
 export type Value = number | boolean | number[];
@@ -128,39 +128,32 @@ function reduceSpace(st: Stage, stage: number, defaultParallel: boolean): StageS
   return { stage, kind: 'reduce', fields, trace, defaults };
 }
 
-function vectorizable(st: Stage): string | undefined {
-  const inner = st.roots.filter((a) => !a.reduce).pop();
-  return st.tensor.dtype === 'float32' && inner && inner.extent % 4 === 0 && inner.extent >= 8 ? inner.name : undefined;
-}
-
 function ewiseSpace(st: Stage, stage: number): StageSpace {
   const inner = st.roots.filter((a) => !a.reduce).pop()!;
-  const vname = vectorizable(st);
+  const vector = vectorizeSteps(st, stage);
   const fields: Field[] = [
-    { name: 'vectorize', domain: () => ({ values: vname ? [true, false] : [false] }) },
-    { name: 'unroll', domain: (d) => ({ values: divisorsOf(d.vectorize ? inner.extent / 4 : inner.extent, [1, 2, 4]) }) },
+    { name: 'vectorize', domain: () => ({ values: vector.length ? [true, false] : [false] }) },
+    { name: 'unroll', domain: (d) => ({ values: divisorsOf(d.vectorize ? Math.ceil(inner.extent / 4) : inner.extent, [1, 2, 4]) }) },
   ];
   const trace = (d: Record<string, Value>): TraceStep[] => {
     const steps: TraceStep[] = [];
     let outer = inner.name;
     if (d.vectorize) {
-      steps.push({ p: 'split', stage, axis: inner.name, factor: 4 }, { p: 'annotate', stage, axis: `${inner.name}.i`, kind: 'vectorized' });
-      outer = `${inner.name}.o`;
+      steps.push(...vector);
+      outer = vector.outer!;
     }
     const u = d.unroll as number;
     if (u > 1) steps.push({ p: 'split', stage, axis: outer, factor: u }, { p: 'annotate', stage, axis: `${outer}.i`, kind: 'unrolled' });
     return steps;
   };
-  return { stage, kind: 'ewise', fields, trace, defaults: { vectorize: !!vname, unroll: 1 } };
+  return { stage, kind: 'ewise', fields, trace, defaults: { vectorize: vector.length > 0, unroll: 1 } };
 }
 
 function inlineSpace(st: Stage, stage: number): StageSpace {
-  const vname = vectorizable(st);
   return {
     stage, kind: 'inline',
     fields: [{ name: 'inline', domain: () => ({ values: [true, false] }) }],
-    trace: (d) => (d.inline ? [{ p: 'computeInline', stage }]
-      : vname ? [{ p: 'split', stage, axis: vname, factor: 4 }, { p: 'annotate', stage, axis: `${vname}.i`, kind: 'vectorized' }] : []),
+    trace: (d) => (d.inline ? [{ p: 'computeInline', stage }] : vectorizeSteps(st, stage)),
     defaults: { inline: true },
   };
 }

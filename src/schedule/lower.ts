@@ -155,6 +155,9 @@ function lowerStage(sch: Schedule, st: Stage, ctx: LowerCtx): Stmt {
     return nest(spatialLeaves, guard(spatialGuards, inner));
   }
   // Reduction loops interleaved with spatial ones: accumulate in the output buffer.
+  if (st.relations.some((x) => x.kind === 'split' && x.shiftTail)) {
+    throw new Error(`stage ${t.name}: a shiftTail split would accumulate overlapping elements twice in the output buffer`);
+  }
   const idx = storeIndex();
   const cur: Expr = { k: 'load', buf: out, idx: [idx], dtype: out.dtype };
   const init = nest(spatialLeaves, guard(spatialGuards, { k: 'store', buf: out, index: idx, value: reduceInit(r.op, r.dtype) }));

@@ -6,7 +6,13 @@ import { type Expr, type Var, freshVar, visitExpr, substitute } from '../tensor-
 import type { Tensor } from '../tensor-expr/tensor.js';
 
 export type TraceStep =
-  | { readonly p: 'split'; readonly stage: number; readonly axis: string; readonly factor: number }
+  /**
+   * Outer loop ceil(extent/factor), inner loop factor. A non-dividing split guards the indices past the end, unless
+   * `shiftTail`: then the last block starts at extent - factor and overlaps the one before it (no guard, every
+   * iteration full width: a partial SIMD tile becomes a full one). Recomputing an element must be harmless, so
+   * this is for stages that store each output once per iteration (not ones accumulating in the output buffer).
+   */
+  | { readonly p: 'split'; readonly stage: number; readonly axis: string; readonly factor: number; readonly shiftTail?: boolean }
   | { readonly p: 'reorder'; readonly stage: number; readonly order: readonly string[] }
   /** Two adjacent leaves, outer then inner, become one loop named "outer*inner" (e.g. for a longer parallel loop). */
   | { readonly p: 'fuse'; readonly stage: number; readonly outer: string; readonly inner: string }
@@ -29,7 +35,7 @@ export interface Axis {
   kind: ForKind;
 }
 
-interface Split { kind: 'split'; parent: Axis; outer: Axis; inner: Axis; factor: number }
+interface Split { kind: 'split'; parent: Axis; outer: Axis; inner: Axis; factor: number; shiftTail: boolean }
 interface Fuse { kind: 'fuse'; outer: Axis; inner: Axis; fused: Axis }
 
 export class Stage {
@@ -87,7 +93,9 @@ export class Schedule {
         const f = Math.min(step.factor, parent.extent);
         const mk = (sfx: string, extent: number): Axis => ({ name: `${parent.name}.${sfx}`, extent, reduce: parent.reduce, v: freshVar(`${parent.name.replace(/\W/g, '_')}_${sfx}`), kind: 'serial' });
         const outer = mk('o', Math.ceil(parent.extent / f)), inner = mk('i', f);
-        st.relations.push({ kind: 'split', parent, outer, inner, factor: f });
+        const shiftTail = !!step.shiftTail && parent.extent % f !== 0;
+        if (shiftTail && parent.reduce) throw new Error(`split: shiftTail on reduction axis '${step.axis}' would count terms twice`);
+        st.relations.push({ kind: 'split', parent, outer, inner, factor: f, shiftTail });
         st.leaves.splice(st.leaves.indexOf(parent), 1, outer, inner);
         break;
       }
@@ -145,7 +153,8 @@ export class Schedule {
       if (x.k !== 'load') return;
       const sub = x.idx.map((i) => substituteVars(i, idx));
       if (x.buf === st.tensor) {
-        if (!sub.every((i, d) => i === o.tensor.axes[d].v)) ok = false;
+        // element for element: each index is o's own axis variable (or 0 along a dimension of extent 1)
+        if (!sub.every((i, d) => i === o.tensor.axes[d].v || (o.tensor.shape[d] === 1 && i.k === 'const' && Number(i.value) === 0))) ok = false;
         return;
       }
       const inner = inlined.get(x.buf as Tensor);
@@ -170,9 +179,11 @@ export class Schedule {
         continue;
       }
       const o = index.get(s.outer)!, i = index.get(s.inner)!;
-      const e: Expr = { k: 'bin', op: 'add', a: { k: 'bin', op: 'mul', a: o, b: { k: 'const', dtype: 'int32', value: s.factor }, dtype: 'int32' }, b: i, dtype: 'int32' };
+      let start: Expr = { k: 'bin', op: 'mul', a: o, b: { k: 'const', dtype: 'int32', value: s.factor }, dtype: 'int32' };
+      if (s.shiftTail) start = { k: 'bin', op: 'min', a: start, b: { k: 'const', dtype: 'int32', value: s.parent.extent - s.factor }, dtype: 'int32' };
+      const e: Expr = { k: 'bin', op: 'add', a: start, b: i, dtype: 'int32' };
       index.set(s.parent, e);
-      if (s.parent.extent % s.factor !== 0) guards.push({ axis: s.parent, expr: e, extent: s.parent.extent });
+      if (s.parent.extent % s.factor !== 0 && !s.shiftTail) guards.push({ axis: s.parent, expr: e, extent: s.parent.extent });
     }
     return { index, guards };
   }
@@ -201,21 +212,34 @@ export function defaultTrace(sch: Schedule): TraceStep[] {
   const probe = new Schedule(sch.outputs);
   const steps: TraceStep[] = [];
   const add = (ss: TraceStep[]) => { for (const s of ss) { probe.apply(s); steps.push(s); } };
+  // inline first: whether a reduction can take the output stage as its epilogue depends on what is inlined
+  probe.stages.forEach((st, i) => { if (!st.isOutput && !st.hasReduction()) add([{ p: 'computeInline', stage: i }]); });
   probe.stages.forEach((st, i) => {
-    if (!st.isOutput && !st.hasReduction()) { add([{ p: 'computeInline', stage: i }]); return; }
+    if (st.inlined) return;
     if (st.reduction) {
       add(registerTileTrace(st, i));
       if (probe.epilogueOf(st)) add([{ p: 'fuseEpilogue', stage: i }]);
     }
-    else {
-      const inner = st.roots.filter((a) => !a.reduce).pop();
-      if (st.tensor.dtype === 'float32' && inner && inner.extent % 4 === 0 && inner.extent >= 8) {
-        add([{ p: 'split', stage: i, axis: inner.name, factor: 4 }, { p: 'annotate', stage: i, axis: `${inner.name}.i`, kind: 'vectorized' }]);
-      }
-    }
+    else add(vectorizeSteps(st, i));
     const par = parallelAxis(st);
     if (par) add([{ p: 'annotate', stage: i, axis: par.name, kind: 'parallel' }]);
   });
+  return steps;
+}
+
+/**
+ * SIMD lanes for a float32 stage without reductions: its innermost axis split by 4, the inner part vectorized,
+ * when it is at least 8 wide or exactly 4. A row that is not a multiple of 4 (58 = a padded 56) ends with a
+ * vector overlapping the one before it. `outer` names the loop over vectors.
+ */
+export function vectorizeSteps(st: Stage, stage: number): TraceStep[] & { outer?: string } {
+  const inner = st.roots.filter((a) => !a.reduce).pop();
+  if (st.tensor.dtype !== 'float32' || !inner || (inner.extent < 8 && inner.extent !== 4)) return [];
+  const steps: TraceStep[] & { outer?: string } = [
+    { p: 'split', stage, axis: inner.name, factor: 4, ...(inner.extent % 4 ? { shiftTail: true } : {}) },
+    { p: 'annotate', stage, axis: `${inner.name}.i`, kind: 'vectorized' },
+  ];
+  steps.outer = `${inner.name}.o`;
   return steps;
 }
 
@@ -239,8 +263,13 @@ export function registerTileTrace(st: Stage, stage: number): TraceStep[] {
   const spatial = st.roots.filter((a) => !a.reduce), red = st.roots.filter((a) => a.reduce);
   const h = st.tensor.hints;
   const j = spatial[h?.vectorAxis ?? spatial.length - 1];
-  if (!j || j.extent % 4 !== 0) return [];
-  const vj = [3, 2, 1].find((v) => (j.extent / 4) % v === 0)!;
+  if (!j || j.extent < 4) return [];
+  // vectors per tile row: the widest that divides the axis; an axis that is not a multiple of 4 (7, 14, 28 wide
+  // feature maps) gets full-width tiles, the last one shifted back to overlap its neighbour, with the fewest
+  // recomputed lanes (ties to the wider tile)
+  const vj = j.extent % 4 === 0
+    ? [3, 2, 1].find((v) => (j.extent / 4) % v === 0)!
+    : [2, 1].filter((v) => 4 * v <= j.extent).reduce((best, v) => (lanesComputed(j.extent, v) < lanesComputed(j.extent, best) ? v : best));
   const iAt = h?.rowAxis ?? spatial.length - 2;
   const i = iAt >= 0 && iAt !== spatial.indexOf(j) ? spatial[iAt] : undefined;
   // rows: at most 12 accumulators (x86 has 16 vector registers). Prefer the largest count that divides the axis;
@@ -256,7 +285,7 @@ export function registerTileTrace(st: Stage, stage: number): TraceStep[] {
     }
   }
   const steps: TraceStep[] = [
-    { p: 'split', stage, axis: j.name, factor: 4 * vj },
+    { p: 'split', stage, axis: j.name, factor: 4 * vj, ...(j.extent % (4 * vj) ? { shiftTail: true } : {}) },
     { p: 'split', stage, axis: `${j.name}.i`, factor: 4 },
   ];
   // tiles of j outside tiles of i: the operand read along j (a weight panel) stays in cache across i
@@ -275,6 +304,9 @@ export function registerTileTrace(st: Stage, stage: number): TraceStep[] {
   steps.push({ p: 'annotate', stage, axis: `${j.name}.i.i`, kind: 'vectorized' }, { p: 'cacheWrite', stage });
   return steps;
 }
+
+/** Vectors computed along an axis of `extent` elements in tiles of `vj` vectors (the last tile full width). */
+const lanesComputed = (extent: number, vj: number) => Math.ceil(extent / (4 * vj)) * vj;
 
 /** Substitutes variables, returning the very same node when nothing changes (identity comparisons rely on it). */
 function substituteVars(e: Expr, m: ReadonlyMap<Var, Expr>): Expr {
