@@ -6,14 +6,15 @@ import { simplify } from '../src/tensor-expr/simplify.js';
 import { Schedule, defaultTrace, type TraceStep } from '../src/schedule/schedule.js';
 import { lower } from '../src/schedule/lower.js';
 import { printPrimFunc, type PrimFunc } from '../src/schedule/loop-ir.js';
-import { emitWasmModule, kernelPhases, tempLayout, wasmText } from '../src/codegen/wasm/codegen.js';
+import { SPECULATIVE_GUARD_BYTES, emitWasmModule, kernelPhases, tempLayout, wasmText } from '../src/codegen/wasm/codegen.js';
+import { hoistIndexArithmetic } from '../src/schedule/passes/hoist-index.js';
 import { mathImports } from '../src/runtime/math.js';
 
 function run(f: PrimFunc, inputs: Float32Array[], outSize: number): Float32Array {
   const memory = new WebAssembly.Memory({ initial: 4, maximum: 65536 });
   const inst = new WebAssembly.Instance(new WebAssembly.Module(emitWasmModule([f])), { env: { memory }, math: mathImports() });
   const F = new Float32Array(memory.buffer);
-  let off = 16;
+  let off = SPECULATIVE_GUARD_BYTES; // as the memory plan does: vector loads may overrun a buffer by this much
   const ptrs: number[] = [];
   for (const x of inputs) { F.set(x, off / 4); ptrs.push(off); off += Math.ceil(x.length / 4) * 16; }
   const outAt = off; off += Math.ceil(outSize / 4) * 16;
@@ -176,5 +177,52 @@ describe('epilogue fusion', () => {
     const mm = refMatmul(a, b, M, K, N);
     const got = run(f, [a, b, bias], M * N);
     for (let i = 0; i < M * N; i++) expect(got[i]).toBeCloseTo(Math.max(mm[i] + bias[i % N], 0), 5);
+  });
+
+  it('vectorizes a row that is not a multiple of 4 (last vector shifted back) and masks a padded border', () => {
+    const X = placeholder('X', [3, 10], 'float32');
+    const P = compute('pad', [5, 14], ([i, j]) => {
+      const y = E.sub(i, 1), x = E.sub(j, 2);
+      const inside = E.and(E.and(E.ge(y, 0), E.lt(y, 3)), E.and(E.ge(x, 0), E.lt(x, 10)));
+      return E.select(inside, at(X, y, x), E.constant(0, 'float32'));
+    });
+    const sch = new Schedule([P]);
+    defaultTrace(sch).forEach((s) => sch.apply(s));
+    expect(sch.trace).toContainEqual({ p: 'split', stage: 0, axis: 'i1', factor: 4, shiftTail: true });
+    const f = lower('k', [X], sch);
+    expect(printPrimFunc(f)).toContain('min((i1_o'); // the last vector starts at 14 - 4
+    const text = wasmText(emitWasmModule([f]));
+    expect(text).toContain('v128.bitselect'); // border lanes masked, not loaded one by one
+    expect(text).not.toContain('f32x4.replace_lane');
+    const x = data(30, 5);
+    const got = run(f, [x], 70);
+    for (let i = 0; i < 5; i++) for (let j = 0; j < 14; j++) {
+      const inside = i >= 1 && i < 4 && j >= 2 && j < 12;
+      expect(got[i * 14 + j]).toBe(inside ? x[(i - 1) * 10 + (j - 2)] : 0);
+    }
+  });
+
+  it('a shiftTail split is refused where overlapping iterations would accumulate twice', () => {
+    const { A, B, C } = matmulTE(4, 4, 6);
+    const sch = new Schedule([C]);
+    sch.apply({ p: 'split', stage: 0, axis: 'i1', factor: 4, shiftTail: true });
+    sch.apply({ p: 'reorder', stage: 0, order: ['i0', 'r0', 'i1.o', 'i1.i'] }); // reduction between spatial loops
+    expect(() => lower('k', [A, B], sch)).toThrow(/accumulate overlapping elements twice/);
+    expect(() => sch.apply({ p: 'split', stage: 0, axis: 'r0', factor: 3, shiftTail: true })).toThrow(/count terms twice/);
+  });
+
+  it('hoists index arithmetic to the loop that binds each term', () => {
+    const { A, B, C } = matmulTE(8, 8, 8);
+    const sch = new Schedule([C]);
+    const f = lower('k', [A, B], sch);
+    const innermost = (s: PrimFunc['body']): PrimFunc['body'] => (s.k === 'for' || s.k === 'decl' || s.k === 'alloc' ? innermost(s.body) : s.k === 'seq' ? innermost(s.body[0]) : s);
+    const before = printPrimFunc({ ...f, body: innermost(f.body) });
+    const hoisted = hoistIndexArithmetic(f.body);
+    const after = printPrimFunc({ ...f, body: innermost(hoisted) });
+    expect(printPrimFunc({ ...f, body: hoisted })).toMatch(/let p\w*: int32 = /);
+    expect((after.match(/\*/g) ?? []).length).toBeLessThan((before.match(/\*/g) ?? []).length);
+    const a = data(64, 1), b = data(64, 2);
+    const got = run(f, [a, b], 64), want = refMatmul(a, b, 8, 8, 8);
+    for (let i = 0; i < 64; i++) expect(got[i]).toBeCloseTo(want[i], 5);
   });
 });

@@ -6,7 +6,7 @@ import type { ArtifactHeader, IOBinding, KernelCall, KernelInfo } from '../runti
 import type { ConstNode, FuncNode, GExpr } from '../relay-ir/expr.js';
 import { kernelCalls } from '../relay-ir/passes/fuse-ops.js';
 import { type TensorType, staticShape, isStatic, numel } from '../relay-ir/types.js';
-import { emitWasmModule, kernelPhases, tempLayout } from '../codegen/wasm/codegen.js';
+import { SPECULATIVE_GUARD_BYTES, emitWasmModule, kernelPhases, tempLayout } from '../codegen/wasm/codegen.js';
 import { type BuiltKernel, buildKernel, kernelKey } from './kernel.js';
 import type { TraceStep } from '../schedule/schedule.js';
 import { type Lifetime, align, planMemory } from './memory-plan.js';
@@ -89,7 +89,7 @@ export function buildProgram(main: FuncNode, opts: ProgramOptions = {}): Program
     if (sb) items.push({ id: items.length, bytes: sb, start: i, end: i });
   });
   const plan = planMemory(items);
-  const weightsAt = 16; // keep address 0 unused
+  const weightsAt = SPECULATIVE_GUARD_BYTES; // address 0 stays unused, and vector loads may overrun a little
   const arenaAt = align(weightsAt + weightBytes);
   const addr = (e: GExpr): number => {
     if (e.kind === 'const') return weightsAt + weightOff.get(e)!;
@@ -116,7 +116,7 @@ export function buildProgram(main: FuncNode, opts: ProgramOptions = {}): Program
     header: {
       kiln: VERSION,
       target: 'wasm',
-      memoryBytes: arenaAt + plan.arenaBytes,
+      memoryBytes: arenaAt + plan.arenaBytes + SPECULATIVE_GUARD_BYTES,
       weightsAt,
       inputs: main.params.map((p) => binding(p, p.name)),
       outputs: outputs.map((o, i) => binding(o, opts.outputNames?.[i] ?? `out${i}`)),

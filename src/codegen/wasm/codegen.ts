@@ -5,15 +5,24 @@ import binaryen from 'binaryen';
 import { BYTES, type DType, isFloat, isUnsigned, isWide } from '../../runtime/dtype.js';
 import { UNARY_MATH, BINARY_MATH } from '../../runtime/math.js';
 import { type Expr, type Var, type BinOp, printExpr } from '../../tensor-expr/expr.js';
+import { bound, type Interval } from '../../tensor-expr/simplify.js';
 import type { Buffer, PrimFunc, Stmt } from '../../schedule/loop-ir.js';
 import { KilnError } from '../../runtime/errors.js';
 import { vectorizeExpr, vectorizeLoop, uses as usesVar } from './vectorize.js';
 import { unrollLoops } from '../../schedule/passes/unroll.js';
+import { hoistIndexArithmetic } from '../../schedule/passes/hoist-index.js';
 
 type Ref = number;
 const B = binaryen;
 
 export interface TempLayout { offsets: Map<Buffer, number>; bytes: number }
+
+/**
+ * Bytes kept unused before the first and after the last buffer in memory, so that a vector load may run past its
+ * buffer by this much without trapping: the vectorizer reads a whole row of lanes and masks out-of-range lanes
+ * (a padded convolution's border) instead of loading lane by lane. The memory plan reserves it.
+ */
+export const SPECULATIVE_GUARD_BYTES = 64;
 
 /** Byte offsets of a kernel's global temporaries inside its scratch area (16-byte aligned). */
 export function tempLayout(f: PrimFunc): TempLayout {
@@ -40,7 +49,8 @@ export function emitWasmModule(funcs: readonly PrimFunc[], opts: WasmModuleOptio
     m.addMemoryImport('mem', 'env', 'memory');
     for (const name of Object.keys(UNARY_MATH)) m.addFunctionImport(`math_${name}`, 'math', name, B.f64, B.f64);
     for (const name of Object.keys(BINARY_MATH)) m.addFunctionImport(`math_${name}`, 'math', name, B.createType([B.f64, B.f64]), B.f64);
-    for (const f of funcs) new FunctionEmitter(m, f, opts.relaxed ?? false).emit();
+    // engines do little loop-invariant code motion on wasm: hoist index arithmetic here
+    for (const f of funcs) new FunctionEmitter(m, { ...f, body: hoistIndexArithmetic(f.body) }, opts.relaxed ?? false).emit();
     if (!m.validate()) throw new KilnError('E_INTERNAL', 'generated WebAssembly failed validation', { hint: 'please report this with the model' });
     if (opts.optimize !== false) { B.setOptimizeLevel(2); B.setShrinkLevel(0); m.optimize(); }
     return m.emitBinary();
@@ -65,6 +75,8 @@ export class FunctionEmitter {
   private labels = 0;
   /** Values hoisted out of a block of register-tile updates: key (lane-vector or scalar + text) -> local. */
   private readonly hoisted = new Map<string, { local: number; type: number }>();
+  /** Value ranges of the loop variables and index locals in scope (for speculative vector loads). */
+  readonly ranges = new Map<Var, Interval>();
 
   /** Parameter indices of (phase, task, ntasks): see kernelPhases. */
   private readonly phaseParam: number;
@@ -178,7 +190,11 @@ export class FunctionEmitter {
         if (s.buf.scope === 'local') return this.storeLocal(s.buf, s.index, this.expr(s.value));
         return this.store(s.buf, this.expr(s.index), this.expr(s.value));
       case 'if': return m.if(this.expr(s.cond), this.stmt(s.then), s.else ? this.stmt(s.else) : undefined);
-      case 'decl': return m.block(null, [m.local.set(this.local(s.v), this.expr(s.init)), this.stmt(s.body)], B.none);
+      case 'decl': {
+        const r = bound(s.init, this.ranges);
+        if (r) this.ranges.set(s.v, r);
+        return m.block(null, [m.local.set(this.local(s.v), this.expr(s.init)), this.stmt(s.body)], B.none);
+      }
       case 'assign': return m.local.set(this.local(s.v), this.expr(s.value));
       case 'barrier': return m.nop(); // one thread per kernel call on the CPU
       case 'alloc': {
@@ -190,6 +206,7 @@ export class FunctionEmitter {
       }
       case 'for': {
         if (s.extent <= 0) return m.nop();
+        this.ranges.set(s.v, { lo: 0, hi: s.extent - 1 });
         if (s.kind === 'vectorized') {
           const v = vectorizeLoop(this, s);
           if (v !== undefined) return v;

@@ -5,7 +5,9 @@ import binaryen from 'binaryen';
 import type { Buffer, Stmt } from '../../schedule/loop-ir.js';
 import type { FunctionEmitter } from './codegen.js';
 import type { Expr, Var } from '../../tensor-expr/expr.js';
-import { fixVar } from '../../tensor-expr/simplify.js';
+import { bound, fixVar } from '../../tensor-expr/simplify.js';
+import { BYTES } from '../../runtime/dtype.js';
+import { SPECULATIVE_GUARD_BYTES } from './codegen.js';
 
 type ForStmt = Extract<Stmt, { k: 'for' }>;
 
@@ -77,9 +79,14 @@ export function vectorizeExpr(em: FunctionEmitter, e: Expr, v: Var): number | un
         }
         return m.v128.load(0, 4, em.addr(buf, em.expr(at(e.idx[0], 0))));
       }
-      case 'select':
+      case 'select': {
         if (!uses(e.c, v)) return m.if(em.expr(e.c), vec(e.a), vec(e.b));
-        return lanes(e);
+        // both arms computed for all lanes, then blended: only when every load in them stays within the memory
+        // guard for every lane (a padded window's border), so that no lane reads what would trap
+        const mask = laneMask(em, e.c, v);
+        if (mask === undefined || !speculatable(em, e.a) || !speculatable(em, e.b)) return lanes(e);
+        return m.v128.bitselect(vec(e.a), vec(e.b), mask);
+      }
       case 'bin': {
         if (em.relaxed && e.op === 'add') {
           // a*b + c in one relaxed_madd (fused or not, as the engine chooses)
@@ -97,6 +104,61 @@ export function vectorizeExpr(em: FunctionEmitter, e: Expr, v: Var): number | un
     }
   };
   return e.dtype === 'float32' ? vec(e) : undefined;
+}
+
+/** Whether evaluating `e` for any value of the variables in scope reads only memory inside the guard zone. */
+function speculatable(em: FunctionEmitter, e: Expr): boolean {
+  switch (e.k) {
+    case 'const': case 'var': return true;
+    case 'load': {
+      const buf = e.buf as Buffer;
+      if (buf.scope === 'local') return false;
+      const r = bound(e.idx[0], em.ranges);
+      const slack = Math.floor(SPECULATIVE_GUARD_BYTES / BYTES[buf.dtype]) - 4;
+      return !!r && r.lo >= -slack && r.hi < buf.size + slack && speculatable(em, e.idx[0]);
+    }
+    case 'bin': return !['div', 'mod', 'floordiv', 'floormod'].includes(e.op) && speculatable(em, e.a) && speculatable(em, e.b);
+    case 'un': case 'cast': return speculatable(em, e.a);
+    case 'select': return speculatable(em, e.c) && speculatable(em, e.a) && speculatable(em, e.b);
+    case 'reduce': return false;
+  }
+}
+
+const INT_CMP = { lt: 'lt_s', le: 'le_s', gt: 'gt_s', ge: 'ge_s', eq: 'eq', ne: 'ne' } as const;
+const F32_CMP = { lt: 'lt', le: 'le', gt: 'gt', ge: 'ge', eq: 'eq', ne: 'ne' } as const;
+
+/** A boolean in lane variable `v` as a v128 lane mask (all ones where true), or undefined. */
+function laneMask(em: FunctionEmitter, c: Expr, v: Var): number | undefined {
+  const m = em.m;
+  if (!uses(c, v)) return m.i32x4.splat(m.i32.sub(m.i32.const(0), em.expr(c)));
+  if (c.k !== 'bin') return undefined;
+  if (c.op === 'and' || c.op === 'or') {
+    const a = laneMask(em, c.a, v), b = laneMask(em, c.b, v);
+    if (a === undefined || b === undefined) return undefined;
+    return c.op === 'and' ? m.v128.and(a, b) : m.v128.or(a, b);
+  }
+  if (c.a.dtype === 'int32' && c.op in INT_CMP) {
+    const a = laneInt(em, c.a, v), b = laneInt(em, c.b, v);
+    if (a === undefined || b === undefined) return undefined;
+    return (m.i32x4 as unknown as Record<string, (x: number, y: number) => number>)[INT_CMP[c.op as keyof typeof INT_CMP]](a, b);
+  }
+  if (c.a.dtype === 'float32' && c.op in F32_CMP) {
+    const a = vectorizeExpr(em, c.a, v), b = vectorizeExpr(em, c.b, v);
+    if (a === undefined || b === undefined) return undefined;
+    return (m.f32x4 as unknown as Record<string, (x: number, y: number) => number>)[F32_CMP[c.op as keyof typeof F32_CMP]](a, b);
+  }
+  return undefined;
+}
+
+/** An int32 index expression in lane variable `v` as an i32x4 (lane l: v = l), or undefined. */
+function laneInt(em: FunctionEmitter, e: Expr, v: Var): number | undefined {
+  const m = em.m;
+  if (!uses(e, v)) return m.i32x4.splat(em.expr(e));
+  if (e === v) return m.v128.const([0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0]);
+  if (e.k !== 'bin' || !['add', 'sub', 'mul'].includes(e.op)) return undefined;
+  const a = laneInt(em, e.a, v), b = laneInt(em, e.b, v);
+  if (a === undefined || b === undefined) return undefined;
+  return e.op === 'add' ? m.i32x4.add(a, b) : e.op === 'sub' ? m.i32x4.sub(a, b) : m.i32x4.mul(a, b);
 }
 
 export function vectorizeLoop(em: FunctionEmitter, s: ForStmt): number | undefined {
