@@ -1,7 +1,9 @@
 // Convolution padding as its own pad kernel: a float32 ungrouped convolution with a window larger than 1 and pads
 // becomes pad (zeros) + convolution without pads, so the convolution's inner loops read without bounds checks.
-// The copy is cheap next to the convolution's K*K*C multiply-adds per output; depthwise convolutions (K*K per output)
-// are not worth a copy and keep their bounds checks.
+// The copy is cheap next to the convolution's K*K*C multiply-adds per output. Depthwise convolutions (K*K per
+// output) are padded too: their lanes run along the row, where a bounds check per lane and tap costs more vector
+// instructions than the multiply-add it guards, while the pad kernel checks each element once.
+// Other grouped convolutions keep their bounds checks.
 import { type FuncNode, gcall, isFuncCall, mapFunc } from '../expr.js';
 import { getOp, type OpSpec } from '../op.js';
 
@@ -12,7 +14,9 @@ export function explicitConvPadding(fn: FuncNode): FuncNode {
     const pads = (n.attrs.pads as readonly number[] | undefined) ?? [];
     if (x.type.kind !== 'tensor' || x.type.dtype !== 'float32' || w.type.kind !== 'tensor' || pads.every((p) => p === 0)) return undefined;
     const spatial = x.type.shape.length - 2;
-    if ((w.type.shape.slice(2) as number[]).every((k) => k === 1) || Number(n.attrs.group ?? 1) !== 1) return undefined;
+    const group = Number(n.attrs.group ?? 1);
+    const depthwise = group === x.type.shape[1] && group === w.type.shape[0];
+    if ((w.type.shape.slice(2) as number[]).every((k) => k === 1) || (group !== 1 && !depthwise)) return undefined;
     const full = [0, 0, ...pads.slice(0, spatial), 0, 0, ...pads.slice(spatial)];
     const padded = gcall(getOp('pad'), [x], { pads: full, mode: 'constant', value: 0 }, n.origin);
     return gcall(n.op as OpSpec, [padded, ...n.args.slice(1)], { ...n.attrs, pads: new Array(2 * spatial).fill(0) }, n.origin);

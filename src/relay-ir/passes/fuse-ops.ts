@@ -74,7 +74,13 @@ export function fuseOps(fn: FuncNode): FuncNode {
     if (!dom) continue;
     const p = pattern(n), pd = pattern(dom);
     let path: CallNode[] | undefined;
-    if (p <= OpPattern.Injective) {
+    if (p <= OpPattern.Injective && anchors.get(find(n))! > 0) {
+      // n is already an anchor's epilogue: the group grows only by more elementwise / broadcast work, which the
+      // write-back of the anchor's tile applies; an injective consumer (pad, transpose, ...) would move the
+      // anchor's output elements and force it out of its register-tiled schedule
+      if (pd > OpPattern.Broadcast) continue;
+      path = pathNodes(n, dom, (m) => pattern(m) <= OpPattern.Broadcast);
+    } else if (p <= OpPattern.Injective) {
       // injective producers fuse into injective consumers or into a reduction that reads them
       if (pd > OpPattern.Injective && pd !== OpPattern.CommReduce) continue;
       path = pathNodes(n, dom, (m) => pattern(m) <= OpPattern.Injective);

@@ -1,8 +1,8 @@
 // Weight pre-packing at compile time, so the vectors of a register tile read contiguous memory.
 // A convolution with constant float32 weights [M, C, K...] gets them as
 // [ceil(M/4), C, K..., 4] (attribute weight_block = 4, filters = M; missing filters are zeros), so the 4 output
-// channels a SIMD lane group computes read their weights with one vector load. Plain and depthwise
-// convolutions are packed (depthwise only when M is a multiple of 4); other grouped ones keep their layout.
+// channels a SIMD lane group computes read their weights with one vector load. Only ungrouped convolutions are
+// packed; depthwise ones run their lanes along the output row and read one weight per tap.
 import type { Tensor } from '../../runtime/tensor.js';
 import { type CallNode, type ConstNode, type FuncNode, type GExpr, gcall, gconst, isFuncCall, mapFunc } from '../expr.js';
 import type { OpSpec } from '../op.js';
@@ -17,9 +17,9 @@ export function packWeights(fn: FuncNode): FuncNode {
     if (name !== 'conv') return undefined;
     const w = n.args[1];
     if (w.kind !== 'const' || w.value.dtype !== 'float32') return undefined;
-    const [m, cpg] = w.value.shape, group = Number(n.attrs.group ?? 1);
-    const depthwise = group > 1 && cpg === 1 && group === m && m % WEIGHT_BLOCK === 0;
-    if (group !== 1 && !depthwise) return undefined;
+    const m = w.value.shape[0], group = Number(n.attrs.group ?? 1);
+    // grouped convolutions, depthwise included, keep their layout: their lanes do not run over output channels
+    if (group !== 1) return undefined;
     return gcall(n.op as OpSpec, [n.args[0], gconst(packBlocks((w as ConstNode).value, WEIGHT_BLOCK)), ...n.args.slice(2)],
       { ...n.attrs, weight_block: WEIGHT_BLOCK, filters: m }, n.origin);
   });

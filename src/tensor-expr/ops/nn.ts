@@ -100,7 +100,10 @@ function convCompute(
   // Packed weights: lanes run over output channels, rows over output columns. When the filter count is not a
   // multiple of the block, the packing pads it with zero filters: compute those too, then crop.
   const block = num(a, 'weight_block', 0);
-  const hints = block ? { vectorAxis: 1, rowAxis: out.length - 1 } : undefined;
+  // Depthwise (one input channel per filter): no input value is shared across filters, so lanes run along the
+  // output row instead (contiguous input loads when the stride is 1), rows along the output column.
+  const depthwise = cpg === 1 && mpg === 1 && out.length >= 4;
+  const hints = block ? { vectorAxis: 1, rowAxis: out.length - 1 } : depthwise ? { vectorAxis: out.length - 1, rowAxis: out.length - 2 } : undefined;
   const padded = block ? [out[0], w.shape[0] * block, ...out.slice(2)] : out;
   const full = compute(name, padded, ([n, m, ...o]) => {
     const rc = reduceAxis(cpg, 'rc');
