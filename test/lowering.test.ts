@@ -225,4 +225,18 @@ describe('epilogue fusion', () => {
     const got = run(f, [a, b], 64), want = refMatmul(a, b, 8, 8, 8);
     for (let i = 0; i < 64; i++) expect(got[i]).toBeCloseTo(want[i], 5);
   });
+
+  it('reads a stride-2 row with two vector loads and a shuffle', () => {
+    const X = placeholder('X', [3, 24], 'float32');
+    const Y = compute('down', [3, 12], ([i, j]) => E.add(at(X, i, E.mul(j, 2)), at(X, i, E.add(E.mul(j, 2), 1))));
+    const sch = new Schedule([Y]);
+    defaultTrace(sch).forEach((s) => sch.apply(s));
+    const f = lower('k', [X], sch);
+    const text = wasmText(emitWasmModule([f]));
+    expect(text).toContain('i8x16.shuffle');
+    expect(text).not.toContain('f32x4.replace_lane');
+    const x = data(72, 3);
+    const got = run(f, [x], 36);
+    for (let i = 0; i < 3; i++) for (let j = 0; j < 12; j++) expect(got[i * 12 + j]).toBeCloseTo(x[i * 24 + 2 * j] + x[i * 24 + 2 * j + 1], 6);
+  });
 });

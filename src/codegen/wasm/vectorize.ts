@@ -1,6 +1,8 @@
-// SIMD128 for loops the schedule marks `vectorized`. Handled now: a 4-wide float32 loop whose body is one store
-// at a unit-stride index, with loads that are unit-stride (v128.load) or invariant (splat). Anything else
-// returns undefined and the caller emits the scalar loop.
+// SIMD128 for loops the schedule marks `vectorized`: a 4-wide float32 loop whose body is one store, with loads
+// that are unit-stride (v128.load), stride 2 (two loads and a shuffle) or invariant (splat), selects whose lanes
+// disagree blended with a lane mask (when their loads may run speculatively), and other loads gathered lane by
+// lane. A store that is not unit-stride is written lane by lane; anything else returns undefined and the caller
+// emits the scalar loop.
 import binaryen from 'binaryen';
 import type { Buffer, Stmt } from '../../schedule/loop-ir.js';
 import type { FunctionEmitter } from './codegen.js';
@@ -71,6 +73,14 @@ export function vectorizeExpr(em: FunctionEmitter, e: Expr, v: Var): number | un
     switch (e.k) {
       case 'load': {
         const buf = e.buf as Buffer;
+        if (coeff(e.idx[0], v) === 2 && buf.scope !== 'local' && buf.dtype === 'float32') {
+          // every other element (a stride-2 window): two vector loads and one shuffle of their even lanes. The
+          // second load reads one element past the last lane, within the memory guard.
+          const a = em.newLocal(binaryen.i32);
+          const lo = m.v128.load(0, 4, m.local.tee(a, em.addr(buf, em.expr(at(e.idx[0], 0))), binaryen.i32));
+          const hi = m.v128.load(16, 4, m.local.get(a, binaryen.i32));
+          return m.i8x16.shuffle(lo, hi, [0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27]);
+        }
         if (stride(e.idx[0], v) !== 1) return lanes(e);
         if (buf.scope === 'local') {
           const c = at(e.idx[0], 0);
