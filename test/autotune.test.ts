@@ -1,7 +1,7 @@
 // The auto-tuner: tuning database, workload keys, search-space determinism, an end-to-end tune of a MatMul whose
 // compiled output still matches ONNX Runtime, and candidates that compute wrong numbers / hang being rejected.
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compile, load } from '../src/index.js';
@@ -106,6 +106,23 @@ describe('workloads and search space', () => {
     for (const tr of draw(7)) expect(() => lowered(t, tr)).not.toThrow();
     const r = new Rng(3);
     for (let i = 0; i < 20; i++) expect(t.space.valid(t.space.mutate(d, r))).toBe(true);
+  });
+
+  it.skipIf(!existsSync('.cache/models/mobilenet_v2/model.onnx'))('holds the default schedule of the real models\' register-tiled kernels', () => {
+    let tiled = 0, reproduced = 0;
+    for (const name of ['mobilenet_v2', 'squeezenet1_1', 'bert']) {
+      for (const t of tasksOf(readFileSync(`.cache/models/${name}/model.onnx`))) {
+        if (!t.kernel.trace.some((s) => s.p === 'cacheWrite')) continue;
+        tiled++;
+        const d = t.space.defaults();
+        if (!d) continue;
+        // epilogue fusion, partial row tiles and shifted lane tiles included
+        expect(lowered(t, t.space.trace(d))).toBe(lowered(t, t.kernel.trace));
+        reproduced++;
+      }
+    }
+    expect(tiled).toBeGreaterThan(40);
+    expect(reproduced).toBe(tiled);
   });
 
   it('proposes the same candidates given the same seed and measurements', () => {

@@ -8,7 +8,7 @@
 //  - an injective producer: inlined into its consumers or computed at the root;
 //  - anything else keeps its default steps.
 // A candidate (Decisions) turns into a TraceStep[] that Schedule.apply replays.
-import { Schedule, type Stage, type TraceStep, defaultTrace, vectorizeSteps } from '../schedule/schedule.js';
+import { Schedule, type Stage, type TraceStep, defaultTrace, registerTileShape, vectorizeSteps } from '../schedule/schedule.js';
 import type { Rng } from './rng.js';
 
 export type Value = number | boolean | number[];
@@ -48,17 +48,20 @@ function reduceSpace(st: Stage, stage: number, defaultParallel: boolean): StageS
   const r = st.reduction;
   if (!r || r.op !== 'sum' || st.tensor.dtype !== 'float32') return undefined;
   const S = st.roots.filter((a) => !a.reduce), R = st.roots.filter((a) => a.reduce);
-  const vecAxes = S.map((a, i) => ({ a, i })).filter(({ a }) => a.extent % 4 === 0).map(({ i }) => i);
+  // lanes along any axis at least 4 wide (a last tile that does not fit is shifted back: shiftTail); rows along
+  // any other axis, the last tile of rows possibly partial (its extra rows computed from clamped indices)
+  const vecAxes = S.map((a, i) => ({ a, i })).filter(({ a }) => a.extent >= 4).map(({ i }) => i);
+  const vjDomain = (n: number) => (n % 4 === 0 ? divisorsOf(n / 4, [1, 2, 3, 4, 6, 8]) : [1, 2, 3].filter((v) => 4 * v <= n));
   if (!vecAxes.length || !R.length) return undefined;
   const others = (d: Record<string, Value>) => S.map((_, i) => i).filter((i) => i !== d.vec && i !== d.row);
   const nSlots = S.length - 1 + 4; // other spatial axes (at most S-1) + J0, J1, I0, I1
   const fields: Field[] = [
     { name: 'vec', domain: () => ({ values: vecAxes }) },
-    { name: 'vj', domain: (d) => ({ values: divisorsOf(S[d.vec as number].extent / 4, [1, 2, 3, 4, 6, 8]) }) },
+    { name: 'vj', domain: (d) => ({ values: vjDomain(S[d.vec as number].extent) }) },
     { name: 'row', domain: (d) => ({ values: [-1, ...S.map((_, i) => i).filter((i) => i !== d.vec)] }) },
-    { name: 'vi', domain: (d) => ({ values: (d.row as number) < 0 ? [1] : divisorsOf(S[d.row as number].extent, [1, 2, 3, 4, 5, 6, 7, 8]).filter((v) => v * (d.vj as number) <= MAX_TILE_VECTORS) }) },
-    { name: 'tj', domain: (d) => { const n = S[d.vec as number].extent / 4 / (d.vj as number); return { values: divisorsUpTo(n, 64).filter((t) => t === 1 || t < n) }; } },
-    { name: 'ti', domain: (d) => { if ((d.row as number) < 0) return { values: [1] }; const n = S[d.row as number].extent / (d.vi as number); return { values: divisorsUpTo(n, 64).filter((t) => t === 1 || t < n) }; } },
+    { name: 'vi', domain: (d) => ({ values: (d.row as number) < 0 ? [1] : [1, 2, 3, 4, 5, 6, 7, 8].filter((v) => v <= S[d.row as number].extent && v * (d.vj as number) <= MAX_TILE_VECTORS) }) },
+    { name: 'tj', domain: (d) => { const n = Math.ceil(S[d.vec as number].extent / 4 / (d.vj as number)); return { values: divisorsUpTo(n, 64).filter((t) => t === 1 || t < n) }; } },
+    { name: 'ti', domain: (d) => { if ((d.row as number) < 0) return { values: [1] }; const n = Math.ceil(S[d.row as number].extent / (d.vi as number)); return { values: divisorsUpTo(n, 64).filter((t) => t === 1 || t < n) }; } },
     { name: 'rsplit', domain: () => ({ values: R.map((_, i) => i) }) },
     { name: 'unroll', domain: (d) => ({ values: divisorsOf(R[d.rsplit as number].extent, [1, 2, 4, 8]) }) },
     { name: 'rorder', domain: () => ({ perm: R.length }) },
@@ -69,10 +72,18 @@ function reduceSpace(st: Stage, stage: number, defaultParallel: boolean): StageS
   ];
   const trace = (d: Record<string, Value>): TraceStep[] => {
     const steps: TraceStep[] = [];
-    const split = (axis: string, factor: number): [string, string] => { steps.push({ p: 'split', stage, axis, factor }); return [`${axis}.o`, `${axis}.i`]; };
+    const extent = new Map<string, number>(S.map((a) => [a.name, a.extent]));
+    const split = (axis: string, factor: number, shiftTail = false): [string, string] => {
+      const n = extent.get(axis) ?? factor;
+      shiftTail &&= n % factor !== 0;
+      steps.push({ p: 'split', stage, axis, factor, ...(shiftTail ? { shiftTail } : {}) });
+      extent.set(`${axis}.o`, Math.ceil(n / factor)).set(`${axis}.i`, factor);
+      return [`${axis}.o`, `${axis}.i`];
+    };
     const vec = d.vec as number, vj = d.vj as number, row = d.row as number, vi = d.vi as number;
     const tj = d.tj as number, ti = d.ti as number, unroll = d.unroll as number;
-    const [jo, ji] = split(S[vec].name, 4 * vj);
+    // overlapping last tile only where the tile accumulates in registers (the alternative accumulates in the output)
+    const [jo, ji] = split(S[vec].name, 4 * vj, !!d.cacheWrite);
     const [jio, jii] = split(ji, 4);
     let iLevels: string[] = [], ii: string | undefined;
     if (row >= 0) {
@@ -106,25 +117,19 @@ function reduceSpace(st: Stage, stage: number, defaultParallel: boolean): StageS
     for (const t of [...(ri ? [ri] : []), ...(ii ? [ii] : []), jio]) steps.push({ p: 'annotate', stage, axis: t, kind: 'unrolled' });
     steps.push({ p: 'annotate', stage, axis: jii, kind: 'vectorized' });
     if (d.cacheWrite) steps.push({ p: 'cacheWrite', stage });
-    if (d.parallel && outer.length) steps.push({ p: 'annotate', stage, axis: outer[0], kind: 'parallel' });
+    // threads split the outermost loop that has more than one iteration (as in the default schedule)
+    const par = outer.find((n) => (extent.get(n) ?? 2) > 1);
+    if (d.parallel && par) steps.push({ p: 'annotate', stage, axis: par, kind: 'parallel' });
     return steps;
   };
-  // the defaults of registerTileTrace
-  const h = st.tensor.hints;
-  const jAt = h?.vectorAxis ?? S.length - 1;
-  let defaults: Record<string, Value> | undefined;
-  if (S[jAt] && S[jAt].extent % 4 === 0) {
-    const vj = [3, 2, 1].find((v) => (S[jAt].extent / 4) % v === 0)!;
-    const iAt = h?.rowAxis ?? S.length - 2;
-    const row = iAt >= 0 && iAt !== jAt ? iAt : -1;
-    const vi = row >= 0 ? [4, 3, 2, 1].find((v) => S[row].extent % v === 0)! : 1;
-    defaults = {
-      vec: jAt, vj, row, vi, tj: 1, ti: 1, rsplit: 0, unroll: 1,
-      rorder: R.map((_, i) => i), order: Array.from({ length: nSlots }, (_, i) => i), cacheWrite: true,
-      parallel: defaultParallel,
-    };
-    if (vi * vj > MAX_TILE_VECTORS) defaults = undefined;
-  }
+  // the default schedule's tile (registerTileTrace), when the space holds it
+  const tile = registerTileShape(st);
+  let defaults: Record<string, Value> | undefined = tile && {
+    vec: tile.j, vj: tile.vj, row: tile.i, vi: tile.vi, tj: 1, ti: 1, rsplit: 0, unroll: 1,
+    rorder: R.map((_, i) => i), order: Array.from({ length: nSlots }, (_, i) => i), cacheWrite: true,
+    parallel: defaultParallel,
+  };
+  if (defaults && !fields.every((f) => { const dom = f.domain(defaults!); return 'perm' in dom ? true : dom.values.includes(defaults![f.name]); })) defaults = undefined;
   return { stage, kind: 'reduce', fields, trace, defaults };
 }
 
@@ -239,6 +244,19 @@ export class DecisionSpace {
 export class SearchSpace extends DecisionSpace {
   constructor(readonly makeSchedule: () => Schedule) {
     super(cpuStages(makeSchedule()));
+  }
+
+  /**
+   * As defaultTrace does: inlining first, then each stage's steps, then every register-tiled reduction that can
+   * take the output stage as its epilogue does (fusing it is never worse: one pass over the output instead of two).
+   */
+  override trace(d: Decisions): TraceStep[] {
+    const steps = super.trace(d);
+    const ordered = [...steps.filter((s) => s.p === 'computeInline'), ...steps.filter((s) => s.p !== 'computeInline')];
+    const probe = this.makeSchedule();
+    try { for (const s of ordered) probe.apply(s); } catch { return ordered; } // an invalid candidate fails when built
+    probe.stages.forEach((st, i) => { if (probe.epilogueOf(st)) ordered.push({ p: 'fuseEpilogue', stage: i }); });
+    return ordered;
   }
 }
 

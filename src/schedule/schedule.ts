@@ -252,18 +252,21 @@ function parallelAxis(st: Stage): Axis | undefined {
   return undefined;
 }
 
+/** The register tile of a float32 reduction: lanes along spatial axis `j`, `vj` vectors wide; `vi` rows of axis `i`. */
+export interface RegisterTile { j: number; vj: number; i: number; vi: number }
+
 /**
- * Register tiling for a float32 sum reduction (matmul, conv, ...): the innermost output axis runs in SIMD lanes,
- * VJ vectors wide, the axis before it VI rows deep; the VI x VJ tile of accumulators stays in registers
- * (cacheWrite + unrolled/vectorized tile loops) while the reduction loops run around it.
+ * The default register tile of a float32 reduction (indices into its spatial axes; i = -1: no row axis), or
+ * undefined when none applies. The operator's hints pick the lane and row axes, else the last two.
  */
-export function registerTileTrace(st: Stage, stage: number): TraceStep[] {
+export function registerTileShape(st: Stage): RegisterTile | undefined {
   const r = st.reduction;
-  if (!r || r.op === 'prod' || st.tensor.dtype !== 'float32') return [];
-  const spatial = st.roots.filter((a) => !a.reduce), red = st.roots.filter((a) => a.reduce);
+  if (!r || r.op === 'prod' || st.tensor.dtype !== 'float32') return undefined;
+  const spatial = st.roots.filter((a) => !a.reduce);
   const h = st.tensor.hints;
-  const j = spatial[h?.vectorAxis ?? spatial.length - 1];
-  if (!j || j.extent < 4) return [];
+  const jAt = h?.vectorAxis ?? spatial.length - 1;
+  const j = spatial[jAt];
+  if (!j || j.extent < 4) return undefined;
   // vectors per tile row: the widest that divides the axis; an axis that is not a multiple of 4 (7, 14, 28 wide
   // feature maps) gets full-width tiles, the last one shifted back to overlap its neighbour, with the fewest
   // recomputed lanes (ties to the wider tile)
@@ -271,7 +274,7 @@ export function registerTileTrace(st: Stage, stage: number): TraceStep[] {
     ? [3, 2, 1].find((v) => (j.extent / 4) % v === 0)!
     : [2, 1].filter((v) => 4 * v <= j.extent).reduce((best, v) => (lanesComputed(j.extent, v) < lanesComputed(j.extent, best) ? v : best));
   const iAt = h?.rowAxis ?? spatial.length - 2;
-  const i = iAt >= 0 && iAt !== spatial.indexOf(j) ? spatial[iAt] : undefined;
+  const i = iAt >= 0 && iAt !== jAt ? spatial[iAt] : undefined;
   // rows: at most 12 accumulators (x86 has 16 vector registers). Prefer the largest count that divides the axis;
   // when that leaves fewer than 3 rows (7, 13, 14 ...), take the count that keeps the most accumulators busy on
   // average, a last partial tile included (its extra rows are computed from clamped indices and dropped).
@@ -284,6 +287,19 @@ export function registerTileTrace(st: Stage, stage: number): TraceStep[] {
       for (const v of [...fits].reverse()) if (busy(v) > busy(vi) + 1e-9) vi = v;
     }
   }
+  return { j: jAt, vj, i: i ? iAt : -1, vi };
+}
+
+/**
+ * Register tiling for a float32 reduction (matmul, conv, ...): one output axis runs in SIMD lanes, VJ vectors
+ * wide, another VI rows deep (registerTileShape); the VI x VJ tile of accumulators stays in registers
+ * (cacheWrite + unrolled/vectorized tile loops) while the reduction loops run around it.
+ */
+export function registerTileTrace(st: Stage, stage: number): TraceStep[] {
+  const shape = registerTileShape(st);
+  if (!shape) return [];
+  const spatial = st.roots.filter((a) => !a.reduce), red = st.roots.filter((a) => a.reduce);
+  const { vj, vi } = shape, j = spatial[shape.j], i = shape.i >= 0 ? spatial[shape.i] : undefined;
   const steps: TraceStep[] = [
     { p: 'split', stage, axis: j.name, factor: 4 * vj, ...(j.extent % (4 * vj) ? { shiftTail: true } : {}) },
     { p: 'split', stage, axis: `${j.name}.i`, factor: 4 },
