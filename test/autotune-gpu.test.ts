@@ -246,6 +246,29 @@ describe('tuning on WebGPU (Dawn + SwiftShader)', () => {
   }, 60_000);
 });
 
+describe('the WebGPU measuring process', () => {
+  it('is killed when a candidate runs past the timeout; the next candidate gets a fresh one', async () => {
+    const { ChildWebGpuRunner } = await import('../src/autotune/gpu-runner.js');
+    const { buildWebGpuCandidate } = await import('../src/autotune/gpu-build.js');
+    const [task] = gpuTasks(buildModel(matmul), 'webgpu', 256);
+    const built = buildWebGpuCandidate(task.spec, null);
+    const job = { header: built.header, wasm: built.wasm, seed: 1, warmup: 1, repeats: 2, minRepeatMs: 0 };
+    const runner = new ChildWebGpuRunner();
+    try {
+      const hung = await runner.measure({ ...job, fault: 'hang' }, 1500);
+      expect(hung).toMatchObject({ ok: false, kind: 'timeout' });
+      const ok = await runner.measure(job, 30_000);
+      expect(ok.ok).toBe(true);
+      if (ok.ok) {
+        expect(ok.out.costs).toHaveLength(2);
+        expect(ok.out.output.shape).toEqual([32, 40]);
+      }
+    } finally {
+      await runner.close();
+    }
+  }, 60_000);
+});
+
 describe.skipIf(!ptxasAvailable())('tuning for CUDA: ptxas resource checks', () => {
   it('rejects a candidate with more threads per block than sm_80 allows, before measuring, as a recorded error', async () => {
     const bytes = buildModel(addModel);

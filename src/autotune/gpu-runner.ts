@@ -1,6 +1,7 @@
-// Runners for GPU candidates. They run in the tuner's thread: the device (Dawn's, or the CUDA driver's context) is
-// one per process, and a GPU program cannot hang the JavaScript thread, so a timeout is a race (the work already
-// submitted still drains before the next candidate's).
+// Runners for GPU candidates. The device (Dawn's, or the CUDA driver's context) is one per process, and a GPU
+// program cannot hang the JavaScript thread, so a runner's timeout is a race. WebGPU candidates are measured in a
+// child process (ChildWebGpuRunner, webgpu-child.ts) that is killed on a timeout: pipeline compilation cannot be
+// cancelled and would hold up every later candidate.
 //  - WebGPU: the candidate's dispatches run through the runtime's WebGpuExecutor (the same bind groups and
 //    pipelines a compiled model gets). One run gives the output that is checked against the default schedule's;
 //    then each repeat records the dispatches `number` times into one compute pass, timed by timestamp queries
@@ -12,7 +13,8 @@ import { KilnError } from '../runtime/errors.js';
 import type { ArtifactHeader } from '../runtime/artifact-format.js';
 import { type GpuBuffer, type GpuDevice, type GpuPass, WebGpuExecutor } from '../runtime/webgpu.js';
 import { CudaExecutor, type CudaDeviceInfo, type CudaDriver } from '../runtime/cuda.js';
-import type { MeasureResult, Runner } from './measure.js';
+import { fork, type ChildProcess } from 'node:child_process';
+import { type MeasureResult, type Runner, compiledModule } from './measure.js';
 import { type MeasureTask, randomInputs } from './worker.js';
 
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e)).split('\n')[0].slice(0, 500);
@@ -120,6 +122,47 @@ export class WebGpuRunner implements Runner {
   }
 
   async close(): Promise<void> { /* the device belongs to the process */ }
+}
+
+/** WebGpuRunner in a child process: a candidate that does not finish in time is cut off by killing the process. */
+export class ChildWebGpuRunner implements Runner {
+  private child: { proc: ChildProcess; pending: Map<number, (r: MeasureResult) => void> } | undefined;
+  private nextId = 0;
+
+  constructor(private readonly opts: { timing?: 'timestamp' | 'wall' } = {}) {}
+
+  private start(): NonNullable<ChildWebGpuRunner['child']> {
+    if (this.child) return this.child;
+    const proc = fork(compiledModule('webgpu-child.js'), [], { serialization: 'advanced', stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+    const c = { proc, pending: new Map<number, (r: MeasureResult) => void>() };
+    proc.on('message', (m: { id: number; res: MeasureResult }) => { c.pending.get(m.id)?.(m.res); c.pending.delete(m.id); });
+    proc.on('exit', (code, signal) => {
+      if (this.child === c) this.child = undefined;
+      for (const done of c.pending.values()) done({ ok: false, kind: 'run', error: `the WebGPU measuring process exited (${signal ?? `code ${code}`})` });
+      c.pending.clear();
+    });
+    this.child = c;
+    return c;
+  }
+
+  async measure(task: MeasureTask, timeoutMs: number): Promise<MeasureResult> {
+    const c = this.start();
+    const id = this.nextId++;
+    const result = new Promise<MeasureResult>((res) => c.pending.set(id, res));
+    c.proc.send({ id, task, timing: this.opts.timing });
+    const r = await within(result, timeoutMs);
+    if (r.ok) return r.v;
+    c.pending.delete(id);
+    if (this.child === c) this.child = undefined;
+    c.proc.kill('SIGKILL');
+    return { ok: false, kind: 'timeout', error: `no result within ${timeoutMs} ms (the measuring process was restarted)` };
+  }
+
+  async close(): Promise<void> {
+    const c = this.child;
+    this.child = undefined;
+    if (c && c.proc.exitCode === null && c.proc.signalCode === null) { c.proc.kill('SIGKILL'); await new Promise((res) => c.proc.once('exit', res)); }
+  }
 }
 
 export class CudaRunner implements Runner {

@@ -13,6 +13,8 @@ export interface GpuSpaceContext {
   stages: { spatial: number[]; reduce: number[] }[];
   /** Most threads per workgroup/block the target allows (WebGPU: the device limit; CUDA: 1024). */
   maxThreads: number;
+  /** Most shared (workgroup) memory per workgroup/block, bytes (WebGPU: the device limit; CUDA: 48 KiB static). */
+  maxSharedBytes: number;
   /** The compiler's options for this target (e.g. CUDA's 256 threads per block); the default candidate. */
   base: GpuScheduleOptions;
 }
@@ -51,12 +53,14 @@ export const GPU_KNOBS: { readonly [K in keyof GpuScheduleOptions]?: Knob } = {
   threads: { default: (ctx) => ctx.base.threads ?? GPU_THREADS, domain: threadDomain },
 };
 
-export function gpuSpaceContext(sch: Schedule, target: { maxThreads: number; base?: GpuScheduleOptions }): GpuSpaceContext {
+export interface GpuSpaceTarget { maxThreads: number; maxSharedBytes?: number; base?: GpuScheduleOptions }
+
+export function gpuSpaceContext(sch: Schedule, target: GpuSpaceTarget): GpuSpaceContext {
   const stages = sch.stages.filter((st) => st.isOutput || st.hasReduction()).map((st) => ({
     spatial: st.roots.filter((a) => !a.reduce).map((a) => a.extent),
     reduce: st.roots.filter((a) => a.reduce).map((a) => a.extent),
   }));
-  return { stages, maxThreads: target.maxThreads, base: target.base ?? {} };
+  return { stages, maxThreads: target.maxThreads, maxSharedBytes: target.maxSharedBytes ?? 16384, base: target.base ?? {} };
 }
 
 /** The options a candidate's decisions stand for (the base options with the decided knobs). */
@@ -70,7 +74,7 @@ export function gpuOptions(d: Decisions, base: GpuScheduleOptions = {}): GpuSche
 /** The GPU space of one kernel; `makeSchedule` gives a fresh schedule of the kernel's output. */
 export class GpuSearchSpace extends DecisionSpace {
   readonly context: GpuSpaceContext;
-  constructor(readonly makeSchedule: () => Schedule, target: { maxThreads: number; base?: GpuScheduleOptions }) {
+  constructor(readonly makeSchedule: () => Schedule, target: GpuSpaceTarget) {
     const ctx = gpuSpaceContext(makeSchedule(), target);
     const knobs = Object.entries(GPU_KNOBS) as [string, Knob][];
     const defaults: Record<string, number> = Object.fromEntries(knobs.map(([name, k]) => [name, k.default(ctx)]));
@@ -87,7 +91,16 @@ export class GpuSearchSpace extends DecisionSpace {
         if (!seen.has(t)) { seen.add(t); effective.add(v); }
       }
       if (effective.size < 2) continue;
-      fields.push({ name, domain: (d) => ({ values: [...new Set([...k.domain(ctx, d), defaults[name]])].filter((v) => effective.has(v)).sort((a, b) => a - b) }) });
+      const before = fields.map((f) => f.name);
+      fields.push({
+        name,
+        domain: (d) => {
+          const vs = k.domain(ctx, d).filter((v) => effective.has(v));
+          // the default stays reachable from the default candidate (whatever its domain function says)
+          if (!vs.includes(defaults[name]) && before.every((n) => d[n] === defaults[n])) vs.push(defaults[name]);
+          return { values: vs.length ? vs.sort((a, b) => a - b) : [defaults[name]] };
+        },
+      });
     }
     const group: StageSpace = {
       stage: 'gpu', kind: 'gpu', fields, defaults: Object.fromEntries(fields.map((f) => [f.name, defaults[f.name]])),

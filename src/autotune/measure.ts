@@ -32,12 +32,16 @@ const buildFailure = (e: unknown): BuildResult => {
 
 /** The compiled worker module: next to this file when running from dist, else dist/autotune/worker.js. */
 export function workerFile(): string {
-  if (process.env.KILN_AUTOTUNE_WORKER) return process.env.KILN_AUTOTUNE_WORKER;
-  const here = fileURLToPath(new URL('./worker.js', import.meta.url));
+  return process.env.KILN_AUTOTUNE_WORKER ?? compiledModule('worker.js');
+}
+
+/** A compiled module of this folder (worker threads and child processes need JavaScript, also under vitest). */
+export function compiledModule(name: string): string {
+  const here = fileURLToPath(new URL(`./${name}`, import.meta.url));
   if (existsSync(here)) return here;
-  const dist = fileURLToPath(new URL('../../dist/autotune/worker.js', import.meta.url));
+  const dist = fileURLToPath(new URL(`../../dist/autotune/${name}`, import.meta.url));
   if (existsSync(dist)) return dist;
-  throw new Error(`autotune worker module not found (looked at ${here} and ${dist}); build Kiln first (npm run build)`);
+  throw new Error(`autotune module ${name} not found (looked at ${here} and ${dist}); build Kiln first (npm run build)`);
 }
 
 export class PoolBuilder implements Builder {

@@ -59,6 +59,8 @@ export interface GpuTargetInfo extends TargetInfo {
   kind: 'webgpu' | 'cuda';
   /** Most threads (invocations) per workgroup / block. */
   maxThreads: number;
+  /** Most shared (workgroup) memory per workgroup / block, bytes. */
+  maxSharedBytes: number;
 }
 
 /** Lower-case, [a-z0-9.-] only: a key part that reads the same everywhere. */
@@ -80,7 +82,7 @@ export function webgpuTarget(a: WebGpuAdapterDescription, engine = 'WebGPU'): Gp
   const maxThreads = Math.min(a.limits.maxComputeInvocationsPerWorkgroup ?? 256, a.limits.maxComputeWorkgroupSizeX ?? 256);
   return {
     key: targetKey('webgpu', `${arch}/${device}`, features), kind: 'webgpu', arch, features, engine,
-    cpu: a.info.description || a.info.device, maxThreads,
+    cpu: a.info.description || a.info.device, maxThreads, maxSharedBytes: a.limits.maxComputeWorkgroupStorageSize ?? 16384,
   };
 }
 
@@ -91,5 +93,6 @@ export function cudaTarget(sm: number, device?: { name: string; driver?: string 
   return {
     key: targetKey('cuda', `${arch}/${name}`, []), kind: 'cuda', arch, features: [],
     engine: device?.driver ? `CUDA driver ${device.driver}` : 'ptxas only (no CUDA driver)', cpu: device?.name ?? '', maxThreads: 1024,
+    maxSharedBytes: 48 * 1024,
   };
 }

@@ -13,11 +13,11 @@ import { type CompileOptions, importAndOptimize } from '../compiler/compile.js';
 import { fuseOps } from '../relay-ir/passes/fuse-ops.js';
 import { VERSION } from '../compiler/version.js';
 import { DEFAULT_DB_PATH, type ErrorKind, type TuningRecord, TuningDatabase, traceHash } from './database.js';
-import { type TargetInfo, cudaTarget, detectTarget, webgpuTarget } from './target.js';
+import { type GpuTargetInfo, type TargetInfo, cudaTarget, detectTarget, webgpuTarget } from './target.js';
 import { type TuneTask, extractTasks } from './tasks.js';
 import { GpuSearchSpace } from './gpu-space.js';
 import type { GpuBuildTarget } from './gpu-build.js';
-import { CudaRunner, WebGpuRunner, noCudaDevice } from './gpu-runner.js';
+import { ChildWebGpuRunner, CudaRunner, noCudaDevice } from './gpu-runner.js';
 import { CUDA_SCHEDULE_OPTIONS } from '../compiler/cuda-program.js';
 import type { SmTarget } from '../codegen/ptx/codegen.js';
 import type { GpuScheduleOptions } from '../schedule/gpu-schedule.js';
@@ -111,14 +111,14 @@ const median = (xs: readonly number[]) => { const s = [...xs].sort((a, b) => a -
 interface TaskState { task: TuneTask; search: TaskSearch; report: TaskReport; reference?: Tensor; stale: number; exhausted: boolean; seed: number; defaultTrace: TraceStep[] }
 
 /** The target's description, runner and GPU build target; E_NO_DEVICE for CUDA without a driver unless buildOnly. */
-async function openTarget(opts: TuneOptions): Promise<{ target: TargetInfo; maxThreads: number; gpu?: GpuBuildTarget; runner?: Runner }> {
+async function openTarget(opts: TuneOptions): Promise<{ target: TargetInfo; limits?: GpuTargetInfo; gpu?: GpuBuildTarget; runner?: Runner }> {
   const kind = opts.target ?? 'wasm';
-  if (kind === 'wasm') return { target: detectTarget(), maxThreads: 0 };
+  if (kind === 'wasm') return { target: detectTarget() };
   if (kind === 'webgpu') {
-    const { nodeGpuDevice, nodeGpuAdapter } = await import('../conformance/node-webgpu.js');
-    const device = await nodeGpuDevice();
+    // the key from this process's adapter; candidates run on the same adapter in a child process
+    const { nodeGpuAdapter } = await import('../conformance/node-webgpu.js');
     const target = webgpuTarget(await nodeGpuAdapter(), 'Dawn (npm webgpu)');
-    return { target, maxThreads: target.maxThreads, gpu: { kind: 'webgpu' }, runner: opts.runner ?? new WebGpuRunner(device) };
+    return { target, limits: target, gpu: { kind: 'webgpu' }, runner: opts.runner ?? new ChildWebGpuRunner() };
   }
   if (kind !== 'cuda') throw new KilnError('E_INPUT', `unknown tuning target '${kind}'`, { hint: 'use wasm, webgpu or cuda' });
   const sm = opts.sm ?? 80;
@@ -132,7 +132,7 @@ async function openTarget(opts: TuneOptions): Promise<{ target: TargetInfo; maxT
   }
   const target = cudaTarget(sm, runner && { name: runner.device.name });
   if (opts.buildOnly) await runner?.close();
-  return { target, maxThreads: target.maxThreads ?? 1024, gpu: { kind: 'cuda', sm }, runner: opts.buildOnly ? undefined : opts.runner ?? runner };
+  return { target, limits: target, gpu: { kind: 'cuda', sm }, runner: opts.buildOnly ? undefined : opts.runner ?? runner };
 }
 
 export async function tune(modelBytes: Uint8Array, opts: TuneOptions): Promise<TuneReport> {
@@ -142,9 +142,10 @@ export async function tune(modelBytes: Uint8Array, opts: TuneOptions): Promise<T
   const { graph } = importAndOptimize(modelBytes, opts.compile ?? {});
   const kind = opts.target ?? 'wasm';
   const buildOnly = kind === 'cuda' && !!opts.buildOnly;
-  const { target, maxThreads, gpu, runner: gpuRunner } = await openTarget(opts);
+  const { target, limits, gpu, runner: gpuRunner } = await openTarget(opts);
   const base = gpu ? gpuBaseOptions(gpu.kind) : {};
-  let tasks = extractTasks(fuseOps(graph), gpu && ((k) => new GpuSearchSpace(() => new Schedule([k.output]), { maxThreads, base })));
+  let tasks = extractTasks(fuseOps(graph), gpu && limits && ((k) => new GpuSearchSpace(() => new Schedule([k.output]),
+    { maxThreads: limits.maxThreads, maxSharedBytes: limits.maxSharedBytes, base })));
   if (opts.onlyTasks) tasks = tasks.filter((t) => opts.onlyTasks!.includes(t.index));
   const ownDb = !(opts.db instanceof TuningDatabase);
   const db = opts.db instanceof TuningDatabase ? opts.db : TuningDatabase.open(opts.db ?? DEFAULT_DB_PATH);
@@ -153,7 +154,8 @@ export async function tune(modelBytes: Uint8Array, opts: TuneOptions): Promise<T
   const runner = opts.runner ?? gpuRunner ?? (buildOnly ? undefined : new PoolRunner());
   const batch = Math.max(1, opts.batch ?? Math.max(4, 2 * workers));
   const measureOpts = { warmup: opts.warmup ?? 2, repeats: opts.repeats ?? 5, minRepeatMs: opts.minRepeatMs ?? 5 };
-  const timeoutMs = opts.timeoutMs ?? 20_000;
+  // WebGPU's time includes compiling the candidate's pipeline (SwiftShader: seconds for large unrolled tiles)
+  const timeoutMs = opts.timeoutMs ?? (kind === 'webgpu' ? 60_000 : 20_000);
   const deadline = opts.timeBudgetMs !== undefined ? t0 + opts.timeBudgetMs : Infinity;
   let trials = 0, errors = 0;
   const curve: TuneReport['curve'] = [];
