@@ -41,6 +41,13 @@ const addModel: ModelSpec = {
   outputs: [['z', 'float32', [8, 512]]],
   nodes: [{ op: 'Add', inputs: ['x', 'y'], outputs: ['z'] }],
 };
+// big enough for the shared-memory tiled GPU schedule
+const tiledMatmul: ModelSpec = {
+  inputs: [['a', 'float32', [128, 256]]],
+  outputs: [['c', 'float32', [128, 256]]],
+  nodes: [{ op: 'MatMul', inputs: ['a', 'w'], outputs: ['c'] }],
+  initializers: { w: randomF32([256, 256], 4) },
+};
 const gpuTasks = (bytes: Uint8Array, kind: 'webgpu' | 'cuda', maxThreads: number) =>
   extractTasks(fuseOps(importAndOptimize(bytes).graph), (k) => new GpuSearchSpace(() => new Schedule([k.output]), { maxThreads, base: gpuBaseOptions(kind) }));
 
@@ -66,12 +73,12 @@ describe('GPU search space', () => {
     const { buildCudaSection } = await import('../src/compiler/cuda-program.js');
     const { buildProgram } = await import('../src/compiler/program.js');
     const { kernelMain } = await import('../src/autotune/tasks.js');
-    for (const spec of [matmul, addModel]) {
+    for (const spec of [matmul, addModel, tiledMatmul]) {
       const [w] = gpuTasks(buildModel(spec), 'webgpu', 256);
       // WGSL names carry process-wide counters: renumbered in order of appearance
       const code = (t: ReturnType<typeof buildWebGpuCandidate>) => t.header.webgpu!.kernels.flatMap((k) => k.stages.map((s) => {
         const names = new Map<string, string>();
-        return s.code.replace(/\bv_[A-Za-z0-9_]+/g, (n) => { if (!names.has(n)) names.set(n, `v${names.size}`); return names.get(n)!; });
+        return s.code.replace(/\b[A-Za-z_][A-Za-z0-9_]*\d[A-Za-z0-9_]*\b/g, (n) => { if (!names.has(n)) names.set(n, `n${names.size}`); return names.get(n)!; });
       }));
       expect(code(buildWebGpuCandidate(w.spec, w.space.trace(w.space.defaults()!)))).toEqual(code(buildWebGpuCandidate(w.spec, null)));
       const [c] = gpuTasks(buildModel(spec), 'cuda', 1024);
@@ -247,6 +254,24 @@ describe('tuning on WebGPU (Dawn + SwiftShader)', () => {
 });
 
 describe('the WebGPU measuring process', () => {
+  it('times with timestamp queries on an adapter that has them, and by the wall clock otherwise', async () => {
+    const { WebGpuRunner } = await import('../src/autotune/gpu-runner.js');
+    const { buildWebGpuCandidate } = await import('../src/autotune/gpu-build.js');
+    const [task] = gpuTasks(buildModel(matmul), 'webgpu', 256);
+    const built = buildWebGpuCandidate(task.spec, null);
+    const job = { header: built.header, wasm: built.wasm, seed: 1, warmup: 1, repeats: 2, minRepeatMs: 0 };
+    const device = await nodeGpuDevice();
+    const stamped = new WebGpuRunner(device), wall = new WebGpuRunner(device, { timing: 'wall' });
+    expect(stamped.timing).toBe((await nodeGpuAdapter()).features.includes('timestamp-query') ? 'timestamp' : 'wall');
+    expect(wall.timing).toBe('wall');
+    const [a, b] = [await stamped.measure(job, 30_000), await wall.measure(job, 30_000)];
+    for (const r of [a, b]) {
+      expect(r.ok).toBe(true);
+      if (r.ok) expect(r.out.costs.every((c) => c > 0)).toBe(true);
+    }
+    if (a.ok && b.ok) expect(compareTensors(a.out.output, b.out.output)?.message).toBeUndefined();
+  }, 60_000);
+
   it('is killed when a candidate runs past the timeout; the next candidate gets a fresh one', async () => {
     const { ChildWebGpuRunner } = await import('../src/autotune/gpu-runner.js');
     const { buildWebGpuCandidate } = await import('../src/autotune/gpu-build.js');

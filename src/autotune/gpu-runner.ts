@@ -212,7 +212,10 @@ export class CudaRunner implements Runner {
 
 /** The error a CUDA tuning job without a driver stops with (before building anything). */
 export function noCudaDevice(cause: unknown): KilnError {
-  const why = cause instanceof KilnError ? cause.message.replace(/^\[E_NO_DEVICE\] /, '') : message(cause);
+  // the cause's own hint (use target 'wasm') is not this command's
+  const why = cause instanceof KilnError
+    ? cause.message.replace(/^\[E_NO_DEVICE\] /, '').replace(cause.hint ? `. ${cause.hint}` : /$^/, '')
+    : message(cause);
   return new KilnError('E_NO_DEVICE', `tuning for CUDA measures candidates on a GPU, and none can be opened here (${why})`,
     { hint: 'run on a machine with an NVIDIA GPU and driver, or add --build-only to record ptxas resource checks without measuring' });
 }

@@ -25,6 +25,7 @@ const fmtTime = (ms: number) => (ms >= 60_000 ? `${Math.floor(ms / 60_000)}m${St
 
 export function progressLine(p: TuneProgress): string {
   const t = p.task;
+  if (t.defaultMs === undefined) return `trials ${p.trials}/${p.totalTrials} | task ${t.index} ${t.ops.join('+').slice(0, 32)} ×${t.calls}: built ${t.trials}, rejected ${t.errors} | ETA ${fmtTime(p.etaMs)}`;
   const speed = t.defaultMs && t.bestMs ? ` (${(t.defaultMs / t.bestMs).toFixed(2)}x)` : '';
   return `trials ${p.trials}/${p.totalTrials} | task ${t.index} ${t.ops.join('+').slice(0, 32)} ×${t.calls}: default ${t.defaultMs?.toFixed(3)} ms, best ${t.bestMs?.toFixed(3)} ms${speed}` +
     ` | model ${p.defaultTotalMs.toFixed(2)} -> ${p.bestTotalMs.toFixed(2)} ms | errors ${p.errors} | ETA ${fmtTime(p.etaMs)}`;
@@ -67,7 +68,7 @@ function printReport(label: string, modelPath: string, report: TuneReport, build
     const sp = t.defaultMs && t.bestMs ? `${(t.defaultMs / t.bestMs).toFixed(2)}x` : '-';
     console.log(`${what}: default ${t.defaultMs?.toFixed(3)} ms, best ${t.bestMs?.toFixed(3)} ms (${sp}), ${t.trials} trials, ${t.errors} errors${t.resumed ? `, ${t.resumed} records resumed` : ''}`);
   }
-  console.log(`  estimated kernel time per run: ${report.defaultTotalMs.toFixed(3)} ms default -> ${report.bestTotalMs.toFixed(3)} ms tuned`);
+  if (!buildOnly) console.log(`  estimated kernel time per run: ${report.defaultTotalMs.toFixed(3)} ms default -> ${report.bestTotalMs.toFixed(3)} ms tuned`);
 }
 
 export async function tuneCommand(pos: string[], v: TuneFlags): Promise<number> {
