@@ -8,7 +8,7 @@ import { lower } from '../src/schedule/lower.js';
 import { printPrimFunc, type PrimFunc } from '../src/schedule/loop-ir.js';
 import { SPECULATIVE_GUARD_BYTES, emitWasmModule, kernelPhases, tempLayout, wasmText } from '../src/codegen/wasm/codegen.js';
 import { hoistIndexArithmetic } from '../src/schedule/passes/hoist-index.js';
-import { mathImports } from '../src/runtime/math.js';
+import { erf, mathImports } from '../src/runtime/math.js';
 
 function run(f: PrimFunc, inputs: Float32Array[], outSize: number): Float32Array {
   const memory = new WebAssembly.Memory({ initial: 4, maximum: 65536 });
@@ -238,5 +238,45 @@ describe('epilogue fusion', () => {
     const x = data(72, 3);
     const got = run(f, [x], 36);
     for (let i = 0; i < 3; i++) for (let j = 0; j < 12; j++) expect(got[i * 12 + j]).toBeCloseTo(x[i * 24 + 2 * j] + x[i * 24 + 2 * j + 1], 6);
+  });
+
+  it('computes float32 exp, erf and tanh inline, vectorized and scalar, within float32 accuracy', () => {
+    const n = 4003; // not a multiple of 4: vector body and shifted last vector
+    const X = placeholder('X', [n], 'float32');
+    const xs = Float32Array.from({ length: n }, (_, i) => -90 + (180 * i) / (n - 1));
+    const erfRef = (x: number) => { // erf by its Taylor series in float64 where that converges well
+      if (Math.abs(x) > 3) return erf(x); // the float64 Chebyshev fit the f64 path imports (1.2e-7)
+      let sum = x, term = x;
+      for (let k = 1; k < 120; k++) { term *= (-x * x) / k; sum += term / (2 * k + 1); }
+      return (2 / Math.sqrt(Math.PI)) * sum;
+    };
+    for (const [fn, ref, tol] of [['exp', Math.exp, 3e-7], ['erf', erfRef, 3e-7], ['tanh', Math.tanh, 3e-7]] as const) {
+      for (const vectorize of [true, false]) {
+        const Y = compute(fn, [n], ([i]) => E.unary(fn, at(X, i)));
+        const sch = new Schedule([Y]);
+        if (vectorize) defaultTrace(sch).forEach((s) => sch.apply(s));
+        const f = lower('k', [X], sch);
+        const text = wasmText(emitWasmModule([f]));
+        expect(text).not.toContain(`call $math_${fn}`);
+        if (vectorize) expect(text).toContain('f32x4.mul');
+        const got = run(f, [xs], n);
+        for (let i = 0; i < n; i++) {
+          const want = ref(xs[i]);
+          // exp: relative error; erf/tanh: absolute (values within [-1, 1])
+          const err = fn === 'exp' ? Math.abs(got[i] - want) / Math.max(want, 1e-30) : Math.abs(got[i] - want);
+          if (fn === 'exp' && want < 1.2e-38) expect(got[i]).toBeLessThan(1.2e-38 * 1.0001); // clamped at the smallest normal
+          else if (fn === 'exp' && want > 3.4028234663852886e38) expect(got[i]).toBeGreaterThan(3.4e38); // overflows float32
+          else if (!(err <= tol)) throw new Error(`${fn}(${xs[i]}) = ${got[i]}, want ${want} (${vectorize ? 'vector' : 'scalar'})`);
+        }
+      }
+    }
+    // special values: exp(-inf) ~ 0, exp(+inf) = inf, NaN stays NaN
+    const Y = compute('exp', [4], ([i]) => E.unary('exp', at(X, i)));
+    const sch = new Schedule([Y]);
+    const got = run(lower('k', [X], sch), [Float32Array.from([-Infinity, Infinity, NaN, 0])], 4);
+    expect(got[0]).toBeLessThan(1e-37);
+    expect(got[1]).toBe(Infinity);
+    expect(got[2]).toBeNaN();
+    expect(got[3]).toBe(1);
   });
 });

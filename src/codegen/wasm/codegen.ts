@@ -11,6 +11,7 @@ import { KilnError } from '../../runtime/errors.js';
 import { vectorizeExpr, vectorizeLoop, uses as usesVar } from './vectorize.js';
 import { unrollLoops } from '../../schedule/passes/unroll.js';
 import { hoistIndexArithmetic } from '../../schedule/passes/hoist-index.js';
+import { INLINE_F32_MATH, type InlineMathFn, inlineF32Math } from './math-inline.js';
 
 type Ref = number;
 const B = binaryen;
@@ -394,6 +395,7 @@ export class FunctionEmitter {
     const m = this.m;
     const f = t === 'float32' ? m.f32 : t === 'float64' ? m.f64 : undefined;
     const ti = wasmType(a.dtype);
+    if (t === 'float32' && INLINE_F32_MATH.has(op)) return inlineF32Math(m, op as InlineMathFn, this.expr(a), false, (ty) => this.newLocal(ty));
     if (op in UNARY_MATH) return this.mathCall(op, [a], t);
     const x = this.expr(a);
     switch (op) {

@@ -10,6 +10,7 @@ import type { Expr, Var } from '../../tensor-expr/expr.js';
 import { bound, fixVar } from '../../tensor-expr/simplify.js';
 import { BYTES } from '../../runtime/dtype.js';
 import { SPECULATIVE_GUARD_BYTES } from './codegen.js';
+import { INLINE_F32_MATH, type InlineMathFn, inlineF32Math } from './math-inline.js';
 
 type ForStmt = Extract<Stmt, { k: 'for' }>;
 
@@ -107,6 +108,7 @@ export function vectorizeExpr(em: FunctionEmitter, e: Expr, v: Var): number | un
         return op ? op(vec(e.a), vec(e.b)) : lanes(e);
       }
       case 'un': {
+        if (INLINE_F32_MATH.has(e.op) && e.a.dtype === 'float32') return inlineF32Math(m, e.op as InlineMathFn, vec(e.a), true, (t) => em.newLocal(t));
         const op = ({ neg: m.f32x4.neg, abs: m.f32x4.abs, sqrt: m.f32x4.sqrt, floor: m.f32x4.floor, ceil: m.f32x4.ceil } as Record<string, (a: number) => number>)[e.op];
         return op ? op(vec(e.a)) : lanes(e);
       }
