@@ -1,6 +1,7 @@
 // Loop-IR features of a scheduled kernel for the cost model: how much work runs in SIMD lanes, memory traffic,
 // register-tile size, unrolled code size, loop overhead, guards, and the access pattern of the innermost loop; on
-// GPU schedules also the threads per workgroup/block and the number of them (0 on the CPU).
+// GPU schedules also the threads per workgroup/block and the number of them, and shared-memory traffic and size
+// (all 0 on the CPU).
 import type { Expr, Var } from '../tensor-expr/expr.js';
 import { visitExpr } from '../tensor-expr/expr.js';
 import type { Buffer, PrimFunc, Stmt } from '../schedule/loop-ir.js';
@@ -8,7 +9,7 @@ import type { Buffer, PrimFunc, Stmt } from '../schedule/loop-ir.js';
 export const FEATURE_NAMES = [
   'log_work', 'vector_frac', 'log_global_loads', 'log_global_stores', 'log_local_tile', 'log_code_size',
   'depth', 'log_guards', 'log_inner_extent', 'log_loop_iters', 'inner_invariant_frac', 'inner_unit_stride_frac',
-  'unrolled_frac', 'log_reuse', 'log_gpu_threads', 'log_gpu_blocks',
+  'unrolled_frac', 'log_reuse', 'log_gpu_threads', 'log_gpu_blocks', 'log_shared_loads', 'log_shared_bytes',
 ] as const;
 
 const lg = (x: number) => Math.log2(1 + x);
@@ -39,7 +40,7 @@ function stride(e: Expr, v: Var): number {
 export function loopFeatures(f: PrimFunc): number[] {
   let work = 0, vecWork = 0, gLoads = 0, gStores = 0, tile = 0, code = 0, depth = 0, guards = 0;
   let loopIters = 0, unrolledWork = 0;
-  let innerExtW = 0, invW = 0, unitW = 0, accW = 0, reuse = 0, thrW = 0, blkW = 0;
+  let innerExtW = 0, invW = 0, unitW = 0, accW = 0, reuse = 0, thrW = 0, blkW = 0, sLoads = 0, sBytes = 0;
   type Loop = { v: Var; extent: number; kind: string };
   const walk = (s: Stmt, trips: number, copies: number, loops: Loop[]): void => {
     switch (s.k) {
@@ -52,7 +53,8 @@ export function loopFeatures(f: PrimFunc): number[] {
       case 'seq': s.body.forEach((b) => walk(b, trips, copies, loops)); return;
       case 'if': guards += trips; walk(s.then, trips, copies, loops); if (s.else) walk(s.else, trips, copies, loops); return;
       case 'decl': case 'alloc':
-        if (s.k === 'alloc') tile = Math.max(tile, s.buf.size);
+        if (s.k === 'alloc' && s.buf.scope === 'shared') sBytes += s.buf.size * 4;
+        else if (s.k === 'alloc') tile = Math.max(tile, s.buf.size);
         walk(s.body, trips, copies, loops); return;
       case 'barrier': return;
       case 'store': case 'assign': {
@@ -63,13 +65,18 @@ export function loopFeatures(f: PrimFunc): number[] {
         if (vec) vecWork += trips;
         if (loops.some((l) => l.kind === 'unrolled')) unrolledWork += trips;
         const loads: { buf: Buffer; idx: Expr }[] = [];
-        visitExpr(s.value, (e) => { if (e.k === 'load' && (e.buf as Buffer).scope !== 'local') loads.push({ buf: e.buf as Buffer, idx: e.idx[0] }); });
+        visitExpr(s.value, (e) => {
+          if (e.k !== 'load') return;
+          const scope = (e.buf as Buffer).scope;
+          if (scope === 'shared') sLoads += trips;
+          else if (scope !== 'local') loads.push({ buf: e.buf as Buffer, idx: e.idx[0] });
+        });
         const bound = (tag: string) => loops.filter((l) => l.kind.startsWith(tag)).reduce((n, l) => n * l.extent, 1);
         thrW += trips * Math.log2(bound('threadIdx'));
         blkW += trips * Math.log2(bound('blockIdx'));
         const lanes = vec ? 4 : 1;
         gLoads += (trips * loads.length) / lanes;
-        if (s.k === 'store' && s.buf.scope !== 'local') gStores += trips / lanes;
+        if (s.k === 'store' && s.buf.scope === 'global') gStores += trips / lanes;
         // innermost non-lane loop: access pattern of the loads under it
         const inner = [...loops].reverse().find((l) => l.kind !== 'vectorized' && l.kind !== 'unrolled') ?? loops[loops.length - 1];
         if (inner) {
@@ -94,6 +101,6 @@ export function loopFeatures(f: PrimFunc): number[] {
   return [
     lg(work), vecWork / Math.max(work, 1), lg(gLoads), lg(gStores), lg(tile), lg(code), depth, lg(guards),
     innerExtW / w, lg(loopIters), invW / w, unitW / w, unrolledWork / Math.max(work, 1), reuse / w,
-    thrW / Math.max(work, 1), blkW / Math.max(work, 1),
+    thrW / Math.max(work, 1), blkW / Math.max(work, 1), lg(sLoads), lg(sBytes),
   ];
 }
