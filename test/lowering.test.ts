@@ -279,4 +279,26 @@ describe('epilogue fusion', () => {
     expect(got[2]).toBeNaN();
     expect(got[3]).toBe(1);
   });
+
+  it('vectorizes a row reduction along its reduced axis: 4 partial lanes combined at the end (softmax)', () => {
+    const X = placeholder('X', [3, 40], 'float32');
+    const r1 = reduceAxis(40, 'r'), r2 = reduceAxis(40, 's');
+    const mx = compute('mx', [3], ([i]) => E.reduce('max', at(X, i, r1.v), [r1]));
+    const sm = compute('sum', [3], ([i]) => E.sum(E.unary('exp', E.sub(at(X, i, r2.v), at(mx, i))), [r2]));
+    const Y = compute('softmax', [3, 40], ([i, j]) => E.div(E.unary('exp', E.sub(at(X, i, j), at(mx, i))), at(sm, i)));
+    const sch = new Schedule([Y]);
+    defaultTrace(sch).forEach((s) => sch.apply(s));
+    expect(sch.trace.filter((s) => s.p === 'annotate' && s.kind === 'vectorized' && s.axis === 'r0.i')).toHaveLength(2);
+    const f = lower('k', [X], sch);
+    expect(printPrimFunc(f)).toMatch(/_lanes: float32\[4\] \(local\)/);
+    const text = wasmText(emitWasmModule([f]));
+    expect(text).toContain('f32x4.max');
+    const x = data(120, 9).map((v, i) => v * (1 + (i % 7)));
+    const got = run(f, [x], 120);
+    for (let i = 0; i < 3; i++) {
+      const row = Array.from(x.slice(i * 40, i * 40 + 40));
+      const m = Math.max(...row), s = row.reduce((a, v) => a + Math.exp(v - m), 0);
+      for (let j = 0; j < 40; j++) expect(got[i * 40 + j]).toBeCloseTo(Math.exp(row[j] - m) / s, 6);
+    }
+  });
 });

@@ -47,6 +47,8 @@ export const MAX_TILE_VECTORS = 16;
 function reduceSpace(st: Stage, stage: number, defaultParallel: boolean): StageSpace | undefined {
   const r = st.reduction;
   if (!r || r.op !== 'sum' || st.tensor.dtype !== 'float32') return undefined;
+  // a reduction without an output axis to tile keeps its default (lane-vectorized) schedule
+  if (!registerTileShape(st)) return undefined;
   const S = st.roots.filter((a) => !a.reduce), R = st.roots.filter((a) => a.reduce);
   // lanes along any axis at least 4 wide (a last tile that does not fit is shifted back: shiftTail); rows along
   // any other axis, the last tile of rows possibly partial (its extra rows computed from clamped indices)

@@ -130,15 +130,19 @@ function lowerStage(sch: Schedule, st: Stage, ctx: LowerCtx): Stmt {
   const body = inlineLoads(substitute(r.body, bind), ctx);
   const spatialLeaves = st.leaves.filter((a) => !a.reduce), reduceLeaves = st.leaves.filter((a) => a.reduce);
   const reduceInside = st.leaves.findIndex((a) => a.reduce) >= spatialLeaves.length || reduceLeaves.length === 0;
-  if (st.cacheLocal && !reduceInside) {
-    // with an epilogue, the write-back computes the output stage's body on the tile value
+  // with an epilogue, a local tile's write-back computes the output stage's body on the tile value
+  const writeBack = (tileValue: Expr): { buf: Buffer; value: Expr } => {
     const o = st.epilogue;
-    const writeBack = (tileValue: Expr): { buf: Buffer; value: Expr } => {
-      if (!o) return { buf: out, value: tileValue };
-      const at = new Map<Var, Expr>(o.tensor.axes.map((a, d) => [a.v, spatialIdx[d]]));
-      const value = inlineLoads(substitute(o.tensor.body!, at), ctx);
-      return { buf: ctx.bufs.get(o.tensor)!, value: mapExpr(value, (x) => (x.k === 'load' && x.buf === t ? tileValue : undefined)) };
-    };
+    if (!o) return { buf: out, value: tileValue };
+    const at = new Map<Var, Expr>(o.tensor.axes.map((a, d) => [a.v, spatialIdx[d]]));
+    const value = inlineLoads(substitute(o.tensor.body!, at), ctx);
+    return { buf: ctx.bufs.get(o.tensor)!, value: mapExpr(value, (x) => (x.k === 'load' && x.buf === t ? tileValue : undefined)) };
+  };
+  const lastLeaf = st.leaves[st.leaves.length - 1];
+  if (st.cacheLocal && lastLeaf.reduce && lastLeaf.kind === 'vectorized') {
+    return lowerLaneReduction(st, r, body, storeIndex(), writeBack, spatialGuards, reduceGuards, ctx);
+  }
+  if (st.cacheLocal && !reduceInside) {
     // A tile that runs past the end of a split spatial axis computes its extra rows from the last valid index
     // (clamped, so every load stays in bounds); the write-back's guards drop them.
     const clamped = new Map<Var, Expr>(st.roots.map((a) => [a.v, a.reduce ? index.get(a)! : simplify(binary('min', index.get(a)!, a.extent - 1), ctx.ranges)]));
@@ -165,6 +169,30 @@ function lowerStage(sch: Schedule, st: Stage, ctx: LowerCtx): Stmt {
   return seq([init, nest(st.leaves, guard([...spatialGuards, ...reduceGuards], update))]);
 }
 
+
+/**
+ * A reduction whose innermost leaf is a vectorized reduction axis (laneReductionTrace): each lane accumulates a
+ * partial result in a 4-wide local buffer, combined at the end:
+ *   for spatial { alloc L[4]; L[l] = init; for red { L[l] op= body(lane l) }; out = L[0] op L[1] op L[2] op L[3] }
+ */
+function lowerLaneReduction(st: Stage, r: Extract<Expr, { k: 'reduce' }>, body: Expr, outIndex: Expr,
+  writeBack: (v: Expr) => { buf: Buffer; value: Expr }, spatialGuards: Expr[], reduceGuards: Expr[], ctx: LowerCtx): Stmt {
+  const lane = st.leaves[st.leaves.length - 1];
+  const first = st.leaves.findIndex((a) => a.reduce);
+  const spatial = st.leaves.slice(0, first), red = st.leaves.slice(first, -1);
+  if (st.leaves.slice(first).some((a) => !a.reduce) || lane.extent !== 4) {
+    throw new Error(`stage ${st.tensor.name}: a vectorized reduction axis needs 4 lanes and every spatial loop outside the reduction`);
+  }
+  const tile = buffer(`${st.tensor.name}_lanes`, st.tensor.dtype, 4, 'local');
+  const at = (i: Expr): Expr => ({ k: 'load', buf: tile, idx: [i], dtype: tile.dtype });
+  const init: Stmt = { k: 'for', v: lane.v, extent: 4, kind: 'vectorized', body: { k: 'store', buf: tile, index: lane.v, value: reduceInit(r.op, r.dtype) } };
+  const update = emitValue(body, ctx, (v) => ({ k: 'store', buf: tile, index: lane.v, value: combine(r.op, at(lane.v), v) }));
+  const accumulate = nest(red, { k: 'for', v: lane.v, extent: 4, kind: 'vectorized', body: guard(reduceGuards, update) });
+  const lanes = [0, 1, 2, 3].map((l) => at(constant(l, 'int32')));
+  const wb = writeBack(combine(r.op, combine(r.op, lanes[0], lanes[1]), combine(r.op, lanes[2], lanes[3])));
+  const store = emitValue(wb.value, ctx, (v) => ({ k: 'store', buf: wb.buf, index: outIndex, value: v }));
+  return nest(spatial, guard(spatialGuards, { k: 'alloc', buf: tile, body: seq([init, accumulate, store]) }));
+}
 
 /**
  * Reduction accumulated in a local tile: spatial leaves outside the first reduction leaf iterate over tiles;

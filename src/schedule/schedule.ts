@@ -217,7 +217,8 @@ export function defaultTrace(sch: Schedule): TraceStep[] {
   probe.stages.forEach((st, i) => {
     if (st.inlined) return;
     if (st.reduction) {
-      add(registerTileTrace(st, i));
+      const tile = registerTileTrace(st, i);
+      add(tile.length ? tile : laneReductionTrace(st, i));
       if (probe.epilogueOf(st)) add([{ p: 'fuseEpilogue', stage: i }]);
     }
     else add(vectorizeSteps(st, i));
@@ -319,6 +320,25 @@ export function registerTileTrace(st: Stage, stage: number): TraceStep[] {
   for (const t of [...tile, `${j.name}.i.o`]) steps.push({ p: 'annotate', stage, axis: t, kind: 'unrolled' });
   steps.push({ p: 'annotate', stage, axis: `${j.name}.i.i`, kind: 'vectorized' }, { p: 'cacheWrite', stage });
   return steps;
+}
+
+/**
+ * A reduction with no output axis to tile (a row's max or sum: softmax, layernorm, reduce ops, global pooling) runs
+ * its innermost reduction axis in 4 SIMD lanes, each accumulating a partial result in a local vector; the lanes
+ * are combined at the end. Float sums are reassociated (as every vectorizing compiler does under fast-math).
+ */
+export function laneReductionTrace(st: Stage, stage: number): TraceStep[] {
+  const r = st.reduction;
+  if (!r || !['sum', 'max', 'min'].includes(r.op) || st.tensor.dtype !== 'float32') return [];
+  let nested = false;
+  visitExpr(r.body, (e) => { if (e.k === 'reduce') nested = true; });
+  const last = st.roots.filter((a) => a.reduce).pop();
+  if (nested || !last || last.extent % 4 !== 0 || last.extent < 8) return [];
+  return [
+    { p: 'split', stage, axis: last.name, factor: 4 },
+    { p: 'annotate', stage, axis: `${last.name}.i`, kind: 'vectorized' },
+    { p: 'cacheWrite', stage },
+  ];
 }
 
 /** Vectors computed along an axis of `extent` elements in tiles of `vj` vectors (the last tile full width). */
