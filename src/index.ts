@@ -20,3 +20,4 @@ export type { Tensor } from './runtime/tensor.js';
 export { tensor } from './runtime/tensor.js';
 export type { DType } from './runtime/dtype.js';
 export { decodeTensorProto, encodeTensorProto } from './frontend/onnx/tensor-proto.js';
+export { printWebGpuSection } from './compiler/wgsl-text.js';

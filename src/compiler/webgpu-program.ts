@@ -7,7 +7,7 @@ import type { ConstNode, FuncNode, GExpr } from '../relay-ir/expr.js';
 import { kernelCalls } from '../relay-ir/passes/fuse-ops.js';
 import { type TensorType, staticShape, numel } from '../relay-ir/types.js';
 import { gpuTrace } from '../schedule/gpu-schedule.js';
-import { emitWgslKernel } from '../codegen/wgsl/codegen.js';
+import { type WgslTemplate, emitWgslTemplates, shareWgslStages } from '../codegen/wgsl/codegen.js';
 import { type BuiltKernel, buildKernel, kernelKey } from './kernel.js';
 import type { TraceStep } from '../schedule/schedule.js';
 
@@ -40,6 +40,7 @@ export function buildWebGpuSection(main: FuncNode, weightOffsets: ReadonlyMap<Co
   for (const c of calls) add(c, { kind: outputs.includes(c) ? 'output' : 'intermediate' });
 
   const kernels: GpuKernel[] = [];
+  const templates: WgslTemplate[][] = [];
   const kernelOf = new Map<string, number>();
   const gpuCalls: GpuCall[] = calls.map((c) => {
     const origin = [...new Set(c.origin)];
@@ -51,7 +52,7 @@ export function buildWebGpuSection(main: FuncNode, weightOffsets: ReadonlyMap<Co
     if (idx === undefined) {
       let stages;
       try {
-        stages = emitWgslKernel(k.prim);
+        stages = emitWgslTemplates(k.prim);
       } catch (e) {
         if (e instanceof KilnError && e.code === 'E_UNSUPPORTED') {
           const base = e.message.replace(/^\[E_UNSUPPORTED\] /, '');
@@ -64,11 +65,16 @@ export function buildWebGpuSection(main: FuncNode, weightOffsets: ReadonlyMap<Co
       kernels.push({
         name: k.prim.name, ops: k.ops,
         temps: k.prim.temps.map((t) => ({ dtype: t.dtype, size: t.size })),
-        stages: stages.map(({ code, workgroupSize, grid, bindings }) => ({ code, workgroupSize, grid, bindings })),
+        stages: [],
       });
+      templates.push(stages);
       kernelOf.set(key, idx);
     }
     return { kernel: idx, args: [...c.args.map(valueId), valueId(c)], origin };
+  });
+  // stages that differ only in constants share one shader, the differing constants in uniforms
+  shareWgslStages(templates).forEach((stages, i) => {
+    kernels[i].stages = stages.map(({ code, workgroupSize, grid, bindings, uniforms }) => ({ code, workgroupSize, grid, bindings, ...(uniforms ? { uniforms } : {}) }));
   });
   return {
     values,
@@ -76,5 +82,6 @@ export function buildWebGpuSection(main: FuncNode, weightOffsets: ReadonlyMap<Co
     outputs: outputs.map((o, i) => ({ name: outputNames?.[i] ?? `out${i}`, value: valueId(o) })),
     kernels,
     calls: gpuCalls,
+    int64: 'u32x2',
   };
 }

@@ -109,6 +109,7 @@ export interface CudaKernel {
  * The WebGPU program. Values are GPU buffers: graph inputs and outputs, intermediates (the runtime reuses their
  * buffers by lifetime) and weights (a byte range of the weights section). Narrow integers and bool occupy one
  * 32-bit word per element on the GPU (i32 for signed, u32 otherwise); the runtime converts on upload/download.
+ * int64/uint64 occupy two words (lo, hi), the host's bytes unchanged.
  */
 export interface WebGpuSection {
   values: GpuValue[];
@@ -116,6 +117,8 @@ export interface WebGpuSection {
   outputs: { name: string; value: number }[];
   kernels: GpuKernel[];
   calls: GpuCall[];
+  /** How int64/uint64 live on the GPU: 'u32x2', two words per element (lo, hi) as in a BigInt64Array. Older artifacts kept them as one i32. */
+  int64?: 'u32x2';
 }
 
 export interface GpuValue {
@@ -144,6 +147,8 @@ export interface GpuStage {
   grid: [number, number, number];
   /** Kernel parameter per binding (inputs, then outputs, then temps). */
   bindings: number[];
+  /** The shader's uniforms (binding `bindings.length`), as u32 words: the constants it shares with stages of other shapes. */
+  uniforms?: number[];
 }
 
 export interface GpuCall {

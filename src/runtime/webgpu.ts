@@ -1,9 +1,10 @@
 // Runs the WebGPU section of an artifact on any GPUDevice (a browser's, or Dawn's in Node through npm `webgpu`).
-// At load: limits checked against the device, one compute pipeline per distinct WGSL stage (cached per device),
-// weights uploaded once, every buffer and bind group created once (intermediates reuse buffers by lifetime from
-// a pool keyed by size and usage). A run writes the inputs, records every dispatch into one command encoder (one
-// compute pass: WebGPU orders storage accesses between dispatches), copies the outputs to staging buffers and
-// maps them.
+// At load: limits checked against the device, one compute pipeline per distinct WGSL stage (cached per device by
+// shader text: stages of different shapes share one when the compiler moved their constants into uniforms, which
+// live in one uniform buffer, each stage's slice at the device's offset alignment), weights uploaded once, every
+// buffer and bind group created once (intermediates reuse buffers by lifetime from a pool keyed by size and usage).
+// A run writes the inputs, records every dispatch into one command encoder (one compute pass: WebGPU orders storage
+// accesses between dispatches), copies the outputs to staging buffers and maps them.
 import { ARRAY, type DType, type TypedArray } from './dtype.js';
 import { KilnError } from './errors.js';
 import { checkInputs } from './inputs.js';
@@ -22,39 +23,34 @@ export interface GpuDevice {
   createBuffer(d: { size: number; usage: number; label?: string }): GpuBuffer;
   createShaderModule(d: { code: string; label?: string }): GpuShaderModule;
   createComputePipelineAsync(d: { layout: 'auto'; compute: { module: GpuShaderModule; entryPoint: string }; label?: string }): Promise<GpuPipeline>;
-  createBindGroup(d: { layout: unknown; entries: { binding: number; resource: { buffer: GpuBuffer } }[] }): unknown;
+  createBindGroup(d: { layout: unknown; entries: { binding: number; resource: { buffer: GpuBuffer; offset?: number; size?: number } }[] }): unknown;
   createCommandEncoder(): GpuEncoder;
   pushErrorScope(filter: 'validation' | 'out-of-memory' | 'internal'): void;
   popErrorScope(): Promise<{ readonly message: string } | null>;
 }
 
 // GPUBufferUsage / GPUMapMode values (fixed by the WebGPU spec)
-const MAP_READ = 1, COPY_SRC = 4, COPY_DST = 8, STORAGE = 128;
+const MAP_READ = 1, COPY_SRC = 4, COPY_DST = 8, UNIFORM = 64, STORAGE = 128;
 const VALUE_USAGE = STORAGE | COPY_SRC | COPY_DST;
 
-/** The 32-bit array type a dtype occupies on the GPU (one word per element). */
+/** The 32-bit array type a dtype occupies on the GPU (one word per element; two for 64-bit integers). */
 function wordArray(t: DType): Float32ArrayConstructor | Int32ArrayConstructor | Uint32ArrayConstructor {
   switch (t) {
     case 'float32': return Float32Array;
     case 'int32': case 'int16': case 'int8': return Int32Array;
-    case 'uint32': case 'uint16': case 'uint8': case 'bool': return Uint32Array;
-    case 'int64': return Int32Array; // indices and widened 32-bit results only (the compiler checks)
+    case 'uint32': case 'uint16': case 'uint8': case 'bool': case 'int64': case 'uint64': return Uint32Array;
     default: throw new KilnError('E_ARTIFACT', `the WebGPU section holds a ${t} value, which WGSL lacks`, { hint: 'recompile the model' });
   }
 }
-const wordBytes = (size: number) => Math.max(4, size * 4);
+const isWide = (t: DType) => t === 'int64' || t === 'uint64';
+/** Bytes of a GPU buffer for `size` elements of `t` (never 0: WebGPU rejects empty bindings). */
+const wordBytes = (t: DType, size: number) => Math.max(4, size * (isWide(t) ? 8 : 4));
 
 function toWords(t: DType, data: TypedArray, what: string): ArrayBufferView {
-  if (t === 'int64') {
-    const src = data as BigInt64Array, out = new Int32Array(src.length);
-    for (let i = 0; i < src.length; i++) {
-      const v = src[i];
-      if (v < -2147483648n || v > 2147483647n) {
-        throw new KilnError('E_INPUT', `${what} holds ${v} at element ${i}; on the WebGPU target int64 values must fit in 32 bits`, { hint: "use target 'wasm' for larger int64 values" });
-      }
-      out[i] = Number(v);
-    }
-    return out;
+  // int64/uint64: vec2<u32> (lo, hi) on the GPU, the BigInt64Array's own little-endian bytes
+  if (isWide(t)) {
+    if (!(data instanceof BigInt64Array || data instanceof BigUint64Array)) throw new KilnError('E_INPUT', `${what} must be a BigInt64Array or BigUint64Array`);
+    return data;
   }
   const W = wordArray(t);
   if ((data as ArrayBufferView).constructor === W) return data;
@@ -62,11 +58,7 @@ function toWords(t: DType, data: TypedArray, what: string): ArrayBufferView {
 }
 
 function fromWords(t: DType, words: ArrayBuffer, n: number): TypedArray {
-  if (t === 'int64') {
-    const src = new Int32Array(words, 0, n), out = new BigInt64Array(n);
-    for (let i = 0; i < n; i++) out[i] = BigInt(src[i]);
-    return out;
-  }
+  if (isWide(t)) return t === 'int64' ? new BigInt64Array(words.slice(0, n * 8)) : new BigUint64Array(words.slice(0, n * 8));
   const out = new ARRAY[t](n);
   (out as unknown as { set(a: ArrayLike<number>): void }).set(new (wordArray(t))(words, 0, n));
   return out;
@@ -108,6 +100,9 @@ export class WebGpuExecutor {
   static async create(header: ArtifactHeader, weights: Uint8Array, device: GpuDevice): Promise<WebGpuExecutor> {
     const sec = header.webgpu;
     if (!sec) throw new KilnError('E_ARTIFACT', 'the artifact has no WebGPU kernels', { hint: "compile the model with target 'webgpu' (kiln compile --target webgpu)" });
+    if (sec.int64 !== 'u32x2' && [...sec.values, ...sec.kernels.flatMap((k) => k.temps)].some((v) => isWide(v.dtype))) {
+      throw new KilnError('E_ARTIFACT', 'the WebGPU section keeps int64 values in 32 bits (an older Kiln); this runtime expects 64', { hint: 'recompile the model' });
+    }
     const ex = new WebGpuExecutor(header, sec, device);
     try {
       await ex.init(weights);
@@ -128,17 +123,19 @@ export class WebGpuExecutor {
     const maxBindings = this.limit('maxStorageBuffersPerShaderStage', 8);
     const maxInvocations = Math.min(this.limit('maxComputeInvocationsPerWorkgroup', 256), this.limit('maxComputeWorkgroupSizeX', 256));
     const maxGroups = this.limit('maxComputeWorkgroupsPerDimension', 65535);
+    const maxUniform = this.limit('maxUniformBufferBindingSize', 65536);
     const maxBinding = Math.min(this.limit('maxStorageBufferBindingSize', 134217728), this.limit('maxBufferSize', 268435456));
     const hint = "request a device with higher limits (requestDevice({ requiredLimits })), or use target 'wasm'";
     for (const k of sec.kernels) {
       for (const st of k.stages) {
         if (st.bindings.length > maxBindings) throw new KilnError('E_UNSUPPORTED', `kernel ${k.name} (${k.ops.join(', ')}) binds ${st.bindings.length} storage buffers; the device allows ${maxBindings}`, { hint });
         if (st.workgroupSize > maxInvocations) throw new KilnError('E_UNSUPPORTED', `kernel ${k.name} uses workgroups of ${st.workgroupSize}; the device allows ${maxInvocations}`, { hint });
+        if ((st.uniforms?.length ?? 0) * 4 > maxUniform) throw new KilnError('E_UNSUPPORTED', `kernel ${k.name} has ${st.uniforms!.length} uniforms; the device binds at most ${maxUniform} bytes`, { hint });
         if (st.grid.some((g) => g > maxGroups)) throw new KilnError('E_UNSUPPORTED', `kernel ${k.name} dispatches [${st.grid}] workgroups; the device allows ${maxGroups} per dimension`, { hint });
       }
-      for (const t of k.temps) if (wordBytes(t.size) > maxBinding) throw new KilnError('E_UNSUPPORTED', `kernel ${k.name} needs a ${wordBytes(t.size)}-byte temporary; the device binds at most ${maxBinding}`, { hint });
+      for (const t of k.temps) if (wordBytes(t.dtype, t.size) > maxBinding) throw new KilnError('E_UNSUPPORTED', `kernel ${k.name} needs a ${wordBytes(t.dtype, t.size)}-byte temporary; the device binds at most ${maxBinding}`, { hint });
     }
-    for (const v of sec.values) if (wordBytes(v.size) > maxBinding) throw new KilnError('E_UNSUPPORTED', `a ${v.kind} of ${v.size} elements needs ${wordBytes(v.size)} bytes; the device binds at most ${maxBinding}`, { hint });
+    for (const v of sec.values) if (wordBytes(v.dtype, v.size) > maxBinding) throw new KilnError('E_UNSUPPORTED', `a ${v.kind} of ${v.size} elements needs ${wordBytes(v.dtype, v.size)} bytes; the device binds at most ${maxBinding}`, { hint });
   }
 
   private newBuffer(size: number, usage: number, label: string): GpuBuffer {
@@ -172,24 +169,41 @@ export class WebGpuExecutor {
         for (const o of sec.outputs) if (o.value === id) this.constOutputs.set(o.name, weightData(v));
         return;
       }
-      const b = bufs[id] = this.newBuffer(wordBytes(v.size), VALUE_USAGE, `${v.kind} ${id}`);
+      const b = bufs[id] = this.newBuffer(wordBytes(v.dtype, v.size), VALUE_USAGE, `${v.kind} ${id}`);
       if (v.kind === 'weight' && v.size > 0) device.queue.writeBuffer(b, 0, toWords(v.dtype, weightData(v), `weight ${id}`));
     });
     sec.calls.forEach((c, i) => {
       const out = c.args[c.args.length - 1];
       const v = sec.values[out];
       if (v.kind === 'intermediate' && !bufs[out]) {
-        const key = `${wordBytes(v.size)}:${VALUE_USAGE}`;
-        bufs[out] = pool.get(key)?.pop() ?? this.newBuffer(wordBytes(v.size), VALUE_USAGE, `intermediate ${out}`);
+        const key = `${wordBytes(v.dtype, v.size)}:${VALUE_USAGE}`;
+        bufs[out] = pool.get(key)?.pop() ?? this.newBuffer(wordBytes(v.dtype, v.size), VALUE_USAGE, `intermediate ${out}`);
       }
       for (const a of new Set(c.args)) {
         if (sec.values[a].kind !== 'intermediate' || (lastUse.get(a) ?? i) > i) continue;
-        const key = `${wordBytes(sec.values[a].size)}:${VALUE_USAGE}`;
+        const key = `${wordBytes(sec.values[a].dtype, sec.values[a].size)}:${VALUE_USAGE}`;
         pool.set(key, [...(pool.get(key) ?? []), bufs[a]]);
       }
     });
     this.valueBufs = bufs;
-    const temps = sec.kernels.map((k) => k.temps.map((t, j) => this.newBuffer(wordBytes(t.size), STORAGE, `${k.name} temp ${j}`)));
+    const temps = sec.kernels.map((k) => k.temps.map((t, j) => this.newBuffer(wordBytes(t.dtype, t.size), STORAGE, `${k.name} temp ${j}`)));
+
+    // every stage's uniforms (the constants its shader shares with other shapes) in one buffer, written once
+    const align = this.limit('minUniformBufferOffsetAlignment', 256);
+    const uniformBytes = (st: GpuStage) => Math.ceil((st.uniforms?.length ?? 0) / 4) * 16; // array<vec4<u32>, N>
+    let uniformTotal = 0;
+    const uniformAt = sec.kernels.map((k) => k.stages.map((st) => {
+      if (!st.uniforms?.length) return -1;
+      const at = uniformTotal;
+      uniformTotal += Math.ceil(uniformBytes(st) / align) * align;
+      return at;
+    }));
+    const ubuf = uniformTotal ? this.newBuffer(uniformTotal, UNIFORM | COPY_DST, 'uniforms') : undefined;
+    if (ubuf) {
+      const words = new Uint32Array(uniformTotal / 4);
+      sec.kernels.forEach((k, i) => k.stages.forEach((st, s) => { if (uniformAt[i][s] >= 0) words.set(st.uniforms!, uniformAt[i][s] / 4); }));
+      device.queue.writeBuffer(ubuf, 0, words);
+    }
 
     // one bind group per call and stage, made once
     for (const c of sec.calls) {
@@ -197,15 +211,16 @@ export class WebGpuExecutor {
       const params = [...c.args.map((a) => bufs[a]), ...temps[c.kernel]];
       k.stages.forEach((st, s) => {
         const pipeline = pipelines[c.kernel][s];
-        const group = device.createBindGroup({
-          layout: pipeline.getBindGroupLayout(0),
-          entries: st.bindings.map((p, binding) => ({ binding, resource: { buffer: params[p] } })),
-        });
+        const entries: { binding: number; resource: { buffer: GpuBuffer; offset?: number; size?: number } }[] =
+          st.bindings.map((p, binding) => ({ binding, resource: { buffer: params[p] } }));
+        const at = uniformAt[c.kernel][s];
+        if (at >= 0) entries.push({ binding: st.bindings.length, resource: { buffer: ubuf!, offset: at, size: uniformBytes(st) } });
+        const group = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
         this.dispatches.push({ pipeline, group, grid: st.grid });
       });
     }
     this.gpuOutputs = sec.outputs.filter((o) => !this.constOutputs.has(o.name));
-    this.staging = this.gpuOutputs.map((o) => this.newBuffer(wordBytes(sec.values[o.value].size), MAP_READ | COPY_DST, `staging ${o.name}`));
+    this.staging = this.gpuOutputs.map((o) => this.newBuffer(wordBytes(sec.values[o.value].dtype, sec.values[o.value].size), MAP_READ | COPY_DST, `staging ${o.name}`));
     const invalid = await device.popErrorScope();
     const oom = await device.popErrorScope();
     if (oom) throw new KilnError('E_UNSUPPORTED', `the GPU ran out of memory loading the model: ${oom.message}`);

@@ -9,11 +9,20 @@
 // Types: float32 -> f32; int32 -> i32; uint32 -> u32. Narrow integers and bool are stored one per 32-bit word
 // (int8/int16 as i32, uint8/uint16/bool as u32); the runtime widens inputs and weights on upload and narrows
 // outputs on download. Arithmetic on narrow integers wraps to their width as on the WebAssembly target.
-// WGSL has no 64-bit types. int64 buffers are kept as i32 when a kernel only reads them converted to another
-// type (Gather indices, token ids) or only writes 32-bit values widened to int64 (ArgMax): exact as long as the
-// values fit in 32 bits, which the runtime checks on upload. Any other int64 arithmetic, and float64 and uint64,
-// is rejected with E_UNSUPPORTED (in models int64 mostly lives in shape subgraphs, which constant folding removes).
-// Shapes are static in the loop IR, so they are baked into the shader text (no uniforms are needed yet).
+// WGSL has no 64-bit types: int64 and uint64 are emulated. A value is a vec2<u32> (low word, high word) and a
+// buffer an array<vec2<u32>>, the byte layout of the host's BigInt64Array, so the runtime uploads and downloads
+// them unchanged. Arithmetic goes through the kiln_*64 helpers below with the WebAssembly target's semantics
+// (wrapping add/sub/mul, truncating div, rem with the dividend's sign, shift amounts mod 64, saturating float
+// conversions). An int64 read as an index costs one 8-byte load and takes the low word (i64.wrap, as on WASM).
+// float64 is rejected with E_UNSUPPORTED (in models it mostly lives in shape subgraphs, which constant folding removes).
+//
+// Uniforms: shapes are static in the loop IR, and a kernel compiled alone has every constant in its text. Across a
+// model, shareWgslStages() finds stages whose text differs only in i32/u32/f32 literals (extents, strides, bounds,
+// element counts, scalar arguments: the emitter writes each literal as a numbered slot and names variables and
+// local buffers canonically) and gives each such group one shader: literals that are equal across the group stay
+// inline (so a divisor that never varies stays a constant the shader compiler can strength-reduce), the others
+// move to one uniform struct (`kiln_u`, after the storage bindings) whose values each stage carries. The runtime
+// caches pipelines by text, so a group costs one pipeline. A stage without a twin keeps everything inline.
 import type { DType } from '../../runtime/dtype.js';
 import { KilnError } from '../../runtime/errors.js';
 import type { Expr, Var } from '../../tensor-expr/expr.js';
@@ -28,13 +37,79 @@ export interface WgslStage {
   bindings: number[];
   /** Bindings the shader writes (read_write storage). */
   writes: number[];
+  /** Values of the shader's uniform struct (binding `bindings.length`) as u32 words; absent when it has none. */
+  uniforms?: number[];
+}
+
+/** A literal of a stage's text: the inline WGSL and its 32-bit value as a uniform word. */
+interface Slot { text: string; type: 'i32' | 'u32' | 'f32'; word: number }
+
+/** A stage whose literals are numbered slots (`$n$` in `template`), before sharing decides which become uniforms. */
+export interface WgslTemplate extends Omit<WgslStage, 'code' | 'uniforms'> { template: string; slots: Slot[] }
+
+const SLOT = /\$(\d+)\$/g;
+const U_DECL = '$uniform-decl$', U_LETS = '$uniform-lets$';
+
+/** The shader of a template with the slots in `lifted` (slot index -> uniform index) read from the uniform struct. */
+function instantiate(t: WgslTemplate, lifted: ReadonlyMap<number, number>): WgslStage {
+  const firstSlot = new Map<number, number>(); // uniform -> a slot it stands for
+  for (const [slot, u] of lifted) if (!firstSlot.has(u)) firstSlot.set(u, slot);
+  const n = firstSlot.size;
+  const decl = n ? `struct KilnUniforms { v: array<vec4<u32>, ${Math.ceil(n / 4)}> }\n@group(0) @binding(${t.bindings.length}) var<uniform> kiln_u: KilnUniforms;` : '';
+  const lets = [...firstSlot].map(([u, slot]) => {
+    const word = `kiln_u.v[${u >> 2}].${'xyzw'[u & 3]}`;
+    const type = t.slots[slot].type;
+    return `  let kiln_u${u}: ${type} = ${type === 'u32' ? word : `bitcast<${type}>(${word})`};`;
+  }).join('\n');
+  const code = t.template
+    .replace(`${U_DECL}\n`, decl ? `${decl}\n` : '').replace(`${U_LETS}\n`, lets ? `${lets}\n` : '')
+    .replace(SLOT, (_, i) => { const u = lifted.get(Number(i)); return u === undefined ? t.slots[Number(i)].text : `kiln_u${u}`; });
+  const { template: _t, slots: _s, ...rest } = t;
+  const stage: WgslStage = { ...rest, code };
+  if (n) stage.uniforms = [...firstSlot.values()].map((slot) => t.slots[slot].word);
+  return stage;
+}
+
+/** Every literal inline: the shader of a kernel compiled on its own. */
+const inline = (t: WgslTemplate) => instantiate(t, new Map());
+
+/**
+ * Shaders for the stages of a whole program (any nesting, e.g. per kernel): stages whose templates are equal share
+ * one shader text, with the literals that differ between them lifted into uniforms. Same shape as the input.
+ */
+export function shareWgslStages(kernels: readonly (readonly WgslTemplate[])[]): WgslStage[][] {
+  const groups = new Map<string, WgslTemplate[]>();
+  for (const t of kernels.flat()) {
+    const g = groups.get(t.template);
+    if (g) g.push(t); else groups.set(t.template, [t]);
+  }
+  const lifting = new Map<string, Map<number, number>>();
+  for (const [key, g] of groups) {
+    // slot -> uniform; slots whose values agree in every member (an extent and the stride it becomes) share one
+    const lifted = new Map<number, number>(), byValues = new Map<string, number>();
+    g[0].slots.forEach((s, i) => {
+      if (g.every((t) => t.slots[i].text === s.text)) return;
+      const values = `${s.type}:${g.map((t) => t.slots[i].text).join(',')}`;
+      let u = byValues.get(values);
+      if (u === undefined) { u = byValues.size; byValues.set(values, u); }
+      lifted.set(i, u);
+    });
+    lifting.set(key, lifted);
+  }
+  return kernels.map((k) => k.map((t) => instantiate(t, lifting.get(t.template)!)));
+}
+
+/** Bits of a finite f32 as a u32 word. */
+function f32Word(v: number): number {
+  const f = new Float32Array([v]);
+  return new Uint32Array(f.buffer)[0];
 }
 
 export const MAX_WORKGROUPS_PER_DIM = 65535;
 
-const UNSUPPORTED_DTYPES: ReadonlySet<DType> = new Set(['float64', 'int64', 'uint64']);
-/** Types whose every value fits in an i32 (int64 values converted from them survive the round trip). */
-const FITS_I32: ReadonlySet<DType> = new Set(['int32', 'int16', 'int8', 'uint16', 'uint8', 'bool']);
+const UNSUPPORTED_DTYPES: ReadonlySet<DType> = new Set(['float64']);
+const isWide = (t: DType) => t === 'int64' || t === 'uint64';
+const WIDE = 'vec2<u32>';
 
 /** WGSL value type of a loop-IR dtype. */
 export function valueType(t: DType): string {
@@ -43,30 +118,35 @@ export function valueType(t: DType): string {
     case 'int32': case 'int16': case 'int8': return 'i32';
     case 'uint32': case 'uint16': case 'uint8': return 'u32';
     case 'bool': return 'bool';
+    case 'int64': case 'uint64': return WIDE;
     default: throw unsupported(t);
   }
 }
 
 /** WGSL element type of a storage buffer holding `t`. */
 export function storageType(t: DType): string {
-  return t === 'bool' ? 'u32' : t === 'int64' ? 'i32' : valueType(t);
+  return t === 'bool' ? 'u32' : valueType(t);
 }
 
 function unsupported(t: DType): KilnError {
-  const what = t === 'int64' ? 'int64 arithmetic (int64 works only as indices read into 32 bits, or 32-bit results widened)' : t;
-  return new KilnError('E_UNSUPPORTED', `the WebGPU target has no ${what} (WGSL lacks 64-bit types)`,
-    { hint: "compile for target 'wasm', or keep 64-bit values in shape computations that fold to constants" });
+  return new KilnError('E_UNSUPPORTED', `the WebGPU target has no ${t} (WGSL lacks 64-bit floats)`,
+    { hint: "compile for target 'wasm', or keep float64 values in shape computations that fold to constants" });
 }
 
 const isThread = (k: string) => k.startsWith('threadIdx');
 const isBlock = (k: string) => k.startsWith('blockIdx');
 
-/** Compiles a kernel to one WGSL shader per top-level statement. */
+/** Compiles a kernel to one WGSL shader per top-level statement, every constant inline. */
 export function emitWgslKernel(f: PrimFunc): WgslStage[] {
-  for (const b of [...f.inputs, ...f.outputs, ...f.temps]) if (UNSUPPORTED_DTYPES.has(b.dtype) && b.dtype !== 'int64') throw unsupported(b.dtype);
+  return emitWgslTemplates(f).map(inline);
+}
+
+/** A kernel's stages with numbered literal slots, for shareWgslStages(). */
+export function emitWgslTemplates(f: PrimFunc): WgslTemplate[] {
+  for (const b of [...f.inputs, ...f.outputs, ...f.temps]) if (UNSUPPORTED_DTYPES.has(b.dtype)) throw unsupported(b.dtype);
   const params = [...f.inputs, ...f.outputs, ...f.temps];
   const body = f.body.k === 'seq' ? f.body.body : [f.body];
-  return body.map((s) => new StageEmitter(params).emit(s)).filter((s): s is WgslStage => s !== undefined);
+  return body.map((s) => new StageEmitter(params).emit(s)).filter((s): s is WgslTemplate => s !== undefined);
 }
 
 class StageEmitter {
@@ -75,10 +155,12 @@ class StageEmitter {
   private readonly used = new Map<Buffer, boolean>(); // buffer -> written
   private readonly names = new Map<Var, string>();
   private readonly shared: Buffer[] = [];
+  private readonly slots: Slot[] = [];
+  private readonly localNames = new Map<Buffer, string>();
 
   constructor(private readonly params: readonly Buffer[]) {}
 
-  emit(s: Stmt): WgslStage | undefined {
+  emit(s: Stmt): WgslTemplate | undefined {
     // the leading perfect nest of GPU-bound loops
     const blocks: { v: Var; extent: number }[] = [], threads: { v: Var; extent: number }[] = [];
     let inner = s;
@@ -101,16 +183,17 @@ class StageEmitter {
     const gx = Math.min(nBlocks, MAX_WORKGROUPS_PER_DIM), gy = Math.ceil(nBlocks / gx);
     if (gy > MAX_WORKGROUPS_PER_DIM) throw new KilnError('E_UNSUPPORTED', `wgsl: ${nBlocks} workgroups exceed the dispatch limit`);
 
+    // the shape of the grid lives in literals and num_workgroups only, so that stages of other shapes can share the text
     const pre: string[] = [];
-    pre.push(`  let kiln_block = i32(wid.x + wid.y * ${gx}u);`);
-    if (gx * gy !== nBlocks) pre.push(`  if (kiln_block >= ${nBlocks}i) { return; }`);
+    pre.push('  let kiln_block = i32(wid.x + wid.y * nwg.x);');
+    pre.push(`  if (kiln_block >= ${this.lit(nBlocks, 'int32')}) { return; }`);
     pre.push('  let kiln_thread = i32(lidx);');
     const decompose = (loops: { v: Var; extent: number }[], lin: string) => {
       let stride = 1;
       for (let i = loops.length - 1; i >= 0; i--) {
         const { v, extent } = loops[i];
-        let e = stride === 1 ? lin : `(${lin} / ${stride}i)`;
-        if (i > 0) e = `(${e} % ${extent}i)`;
+        let e = stride === 1 ? lin : `(${lin} / ${this.lit(stride, 'int32')})`;
+        if (i > 0) e = `(${e} % ${this.lit(extent, 'int32')})`;
         pre.push(`  let ${this.varName(v)}: i32 = ${e};`);
         stride *= extent;
       }
@@ -128,32 +211,49 @@ class StageEmitter {
       bindings.push(i);
     });
     for (const b of this.shared) decls.push(`var<workgroup> ${this.bufName(b)}: array<${storageType(b.dtype)}, ${b.size}>;`);
-    const code = [
+    const template = [
       ...decls,
-      ...[...this.helpers].map((h) => HELPERS[h]),
+      U_DECL,
+      ...[...this.helpers].sort().map((h) => HELPERS[h]),
       `@compute @workgroup_size(${wg})`,
-      'fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {',
+      'fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {',
+      U_LETS,
       ...pre,
       ...this.lines,
       '}',
       '',
     ].join('\n');
-    return { code, workgroupSize: wg, grid: [gx, gy, 1], bindings, writes };
+    return { template, slots: this.slots, workgroupSize: wg, grid: [gx, gy, 1], bindings, writes };
   }
 
-  private bufName(b: Buffer): string { return `b_${b.name.replace(/\W/g, '_')}`; }
+  // Names are canonical within the stage (the loop IR's global counters dropped), so that kernels that differ only
+  // in constants print the same text. Parameters keep theirs (in0, out0, t0: already positional).
+  private bufName(b: Buffer): string {
+    if (this.params.includes(b)) return `b_${b.name.replace(/\W/g, '_')}`;
+    let n = this.localNames.get(b);
+    if (!n) { n = `l_${b.name.replace(/\d+$/, '').replace(/\W/g, '_')}${this.localNames.size}`; this.localNames.set(b, n); }
+    return n;
+  }
 
   private varName(v: Var): string {
     let n = this.names.get(v);
-    if (!n) { n = `v_${v.name.replace(/\W/g, '_')}`; this.names.set(v, n); }
+    if (!n) { n = `v_${v.name.replace(/\d+$/, '').replace(/\W/g, '_')}${this.names.size}`; this.names.set(v, n); }
     return n;
+  }
+
+  /** A literal as a numbered slot: inline or a uniform, decided for the whole program by shareWgslStages(). */
+  private slot(text: string, type: Slot['type'], word: number): string {
+    this.slots.push({ text, type, word: word >>> 0 });
+    return `$${this.slots.length - 1}$`;
   }
 
   private helper(name: string): string {
     const h = HELPERS[name];
     if (!h) throw new KilnError('E_INTERNAL', `wgsl: no helper ${name}`);
-    for (const dep of HELPER_DEPS[name] ?? []) this.helpers.add(dep);
-    this.helpers.add(name);
+    if (!this.helpers.has(name)) {
+      this.helpers.add(name);
+      for (const dep of HELPER_DEPS[name] ?? []) this.helper(dep);
+    }
     return name;
   }
 
@@ -172,7 +272,7 @@ class StageEmitter {
         if (isThread(s.kind) || isBlock(s.kind)) throw new KilnError('E_INTERNAL', `wgsl: nested ${s.kind} loop`);
         if (s.extent <= 0) return;
         const v = this.varName(s.v);
-        L.push(`${ind}for (var ${v}: i32 = 0i; ${v} < ${s.extent}i; ${v}++) {`);
+        L.push(`${ind}for (var ${v}: i32 = 0i; ${v} < ${this.lit(s.extent, 'int32')}; ${v}++) {`);
         this.stmt(s.body, ind + '  ');
         L.push(`${ind}}`);
         return;
@@ -180,12 +280,6 @@ class StageEmitter {
       case 'store': {
         this.useBuf(s.buf, true);
         const idx = this.expr(s.index);
-        if (s.buf.dtype === 'int64') {
-          // a 32-bit value widened to int64, kept as i32
-          if (s.value.k !== 'cast' || !FITS_I32.has(s.value.a.dtype)) throw unsupported('int64');
-          L.push(`${ind}${this.bufName(s.buf)}[${idx}] = ${this.cast(this.expr(s.value.a), s.value.a.dtype, 'int32')};`);
-          return;
-        }
         const val = this.expr(s.value);
         L.push(`${ind}${this.bufName(s.buf)}[${idx}] = ${s.buf.dtype === 'bool' ? `select(0u, 1u, ${val})` : val};`);
         return;
@@ -223,15 +317,18 @@ class StageEmitter {
         if (!Number.isFinite(v)) return v > 0 ? `${this.helper('kiln_inf')}()` : `(-${this.helper('kiln_inf')}())`;
         if (Object.is(v, -0)) return '(-0.0f)';
         const s = String(Math.abs(v));
-        return v < 0 ? `(-${s}f)` : `${s}f`;
+        return this.slot(v < 0 ? `(-${s}f)` : `${s}f`, 'f32', f32Word(v));
       }
       case 'int32': case 'int16': case 'int8': {
         const i = v | 0;
-        if (i === -2147483648) return '(-2147483647i - 1i)';
-        return i < 0 ? `(${i}i)` : `${i}i`;
+        return this.slot(i === -2147483648 ? '(-2147483647i - 1i)' : i < 0 ? `(${i}i)` : `${i}i`, 'i32', i);
       }
-      case 'uint32': case 'uint16': case 'uint8': return `${v >>> 0}u`;
+      case 'uint32': case 'uint16': case 'uint8': return this.slot(`${v >>> 0}u`, 'u32', v >>> 0);
       case 'bool': return v ? 'true' : 'false';
+      case 'int64': case 'uint64': {
+        const u = BigInt.asUintN(64, BigInt(value));
+        return `${WIDE}(${u & 0xffffffffn}u, ${u >> 32n}u)`;
+      }
       default: throw unsupported(t);
     }
   }
@@ -259,12 +356,6 @@ class StageEmitter {
         return b.dtype === 'bool' ? `(${x} != 0u)` : x;
       }
       case 'cast':
-        if (e.a.k === 'load' && e.a.dtype === 'int64' && !UNSUPPORTED_DTYPES.has(e.dtype)) {
-          // an int64 buffer read as an index: stored as i32
-          const b = e.a.buf as Buffer;
-          this.useBuf(b, false);
-          return this.cast(`${this.bufName(b)}[${this.expr(e.a.idx[0])}]`, 'int32', e.dtype);
-        }
         return this.cast(this.expr(e.a), e.a.dtype, e.dtype);
       case 'select': return `select(${this.expr(e.b)}, ${this.expr(e.a)}, ${this.expr(e.c)})`;
       case 'un': return this.unary(e.op, e.a, e.dtype);
@@ -276,6 +367,7 @@ class StageEmitter {
   private cast(x: string, from: DType, to: DType): string {
     this.checkType(from); this.checkType(to);
     if (from === to) return x;
+    if (isWide(from) || isWide(to)) return this.cast64(x, from, to);
     if (to === 'bool') return from === 'bool' ? x : `(${x} != ${this.lit(0, from)})`;
     if (from === 'bool') return `select(${this.lit(0, to)}, ${this.lit(1, to)}, ${x})`;
     const vt = valueType(to);
@@ -288,8 +380,67 @@ class StageEmitter {
     return this.narrow(valueType(from) === vt ? x : `${vt}(${x})`, to);
   }
 
+  /** Conversions to and from the vec2<u32> (lo, hi) form of int64/uint64, with the WebAssembly target's semantics. */
+  private cast64(x: string, from: DType, to: DType): string {
+    if (isWide(from) && isWide(to)) return x; // same bits
+    if (isWide(to)) {
+      if (from === 'bool') return `${WIDE}(select(0u, 1u, ${x}), 0u)`;
+      if (from === 'float32') return `${this.helper(to === 'int64' ? 'kiln_f32_to_i64' : 'kiln_f32_to_u64')}(${x})`;
+      if (valueType(from) === 'u32') return `${WIDE}(${x}, 0u)`;
+      return `${this.helper('kiln_i32_to_64')}(${x})`; // sign-extends, also into uint64 (i64.extend_s)
+    }
+    if (to === 'bool') return `any(${x} != ${WIDE}(0u, 0u))`;
+    if (to === 'float32') return `${this.helper(from === 'int64' ? 'kiln_i64_to_f32' : 'kiln_u64_to_f32')}(${x})`;
+    const lo = `(${x}).x`; // i64.wrap
+    return this.narrow(valueType(to) === 'i32' ? `bitcast<i32>(${lo})` : lo, to);
+  }
+
+  private unary64(op: string, x: string, t: DType): string {
+    const signed = t === 'int64';
+    switch (op) {
+      case 'neg': return `${this.helper('kiln_neg64')}(${x})`;
+      case 'abs': return signed ? `${this.helper('kiln_abs64')}(${x})` : x;
+      case 'sqrt': case 'floor': case 'ceil': case 'round': return x;
+      case 'bitnot': return `(~${x})`;
+      case 'isnan': return 'false';
+      case 'sign': return `${this.helper(signed ? 'kiln_sign_i64' : 'kiln_sign_u64')}(${x})`;
+    }
+    throw new KilnError('E_UNSUPPORTED', `wgsl: unary ${op} on ${t}`);
+  }
+
+  private binary64(op: string, a: string, b: string, at: DType, bt: DType): string {
+    const s = at === 'int64' ? 'i64' : 'u64', signed = at === 'int64';
+    const call = (name: string, x = a, y = b) => `${this.helper(name)}(${x}, ${y})`;
+    const amount = isWide(bt) ? `(${b}).x` : `u32(${b})`;
+    switch (op) {
+      case 'add': return call('kiln_add64');
+      case 'sub': return call('kiln_sub64');
+      case 'mul': return call('kiln_mul64');
+      case 'div': return call(`kiln_div_${s}`);
+      case 'mod': return call(`kiln_rem_${s}`);
+      case 'floordiv': return call(signed ? 'kiln_floordiv_i64' : 'kiln_div_u64');
+      case 'floormod': return call(signed ? 'kiln_floormod_i64' : 'kiln_rem_u64');
+      case 'min': return call(`kiln_min_${s}`);
+      case 'max': return call(`kiln_max_${s}`);
+      case 'pow': return call(`kiln_pow_${s}`, a, isWide(bt) ? b : this.cast64(b, bt, at));
+      case 'and': return `(${a} & ${b})`;
+      case 'or': return `(${a} | ${b})`;
+      case 'xor': return `(${a} ^ ${b})`;
+      case 'shl': return call('kiln_shl64', a, amount);
+      case 'shr': return call(signed ? 'kiln_shr_i64' : 'kiln_shr_u64', a, amount);
+      case 'eq': return `all(${a} == ${b})`;
+      case 'ne': return `any(${a} != ${b})`;
+      case 'lt': return call(`kiln_lt_${s}`);
+      case 'gt': return call(`kiln_lt_${s}`, b, a);
+      case 'le': return `(!${call(`kiln_lt_${s}`, b, a)})`;
+      case 'ge': return `(!${call(`kiln_lt_${s}`)})`;
+    }
+    throw new KilnError('E_UNSUPPORTED', `wgsl: ${op} on ${at}`);
+  }
+
   private unary(op: string, a: Expr, t: DType): string {
     const x = this.expr(a);
+    if (isWide(a.dtype)) return this.unary64(op, x, a.dtype);
     const float = a.dtype === 'float32', unsigned = valueType(a.dtype) === 'u32';
     switch (op) {
       case 'neg': return float ? `(-${x})` : this.narrow(unsigned ? `(0u - ${x})` : `(-${x})`, t);
@@ -312,6 +463,7 @@ class StageEmitter {
   private binary(op: string, ea: Expr, eb: Expr, t: DType): string {
     const at = ea.dtype;
     const a = this.expr(ea), b = this.expr(eb);
+    if (isWide(at)) return this.binary64(op, a, b, at, eb.dtype);
     const float = at === 'float32', bool = at === 'bool', unsigned = valueType(at) === 'u32';
     const infix = (o: string) => `(${a} ${o} ${b})`;
     switch (op) {
@@ -320,13 +472,15 @@ class StageEmitter {
       case 'mul': return float ? infix('*') : this.narrow(infix('*'), t);
       case 'div': return infix('/');
       case 'mod': return infix('%');
-      case 'min': return bool ? infix('&&') : `min(${a}, ${b})`;
-      case 'max': return bool ? infix('||') : `max(${a}, ${b})`;
+      // bool: the non-short-circuit forms; `&&`/`||` inside expressions branch, which SwiftShader's compiler
+      // takes minutes over in index-heavy kernels
+      case 'min': return bool ? infix('&') : `min(${a}, ${b})`;
+      case 'max': return bool ? infix('|') : `max(${a}, ${b})`;
       case 'pow':
         if (float) return `${this.helper('kiln_pow')}(${a}, ${b})`;
         return this.narrow(`${this.helper(unsigned ? 'kiln_ipow_u' : 'kiln_ipow_i')}(${a}, ${b})`, t);
-      case 'and': return bool ? infix('&&') : infix('&');
-      case 'or': return bool ? infix('||') : infix('|');
+      case 'and': return infix('&');
+      case 'or': return infix('|');
       case 'xor': return bool ? infix('!=') : infix('^');
       case 'shl': return this.narrow(`(${a} << u32(${b}))`, t);
       case 'shr': return `(${a} >> u32(${b}))`;
@@ -351,11 +505,11 @@ const HELPERS: Record<string, string> = {
   kiln_isnan: 'fn kiln_isnan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }',
   kiln_floordiv: `fn kiln_floordiv(a: i32, b: i32) -> i32 {
   let q = a / b; let r = a % b;
-  return select(q, q - 1i, r != 0i && ((r ^ b) < 0i));
+  return select(q, q - 1i, (r != 0i) & ((r ^ b) < 0i));
 }`,
   kiln_floormod: `fn kiln_floormod(a: i32, b: i32) -> i32 {
   let r = a % b;
-  return select(r, r + b, r != 0i && ((r ^ b) < 0i));
+  return select(r, r + b, (r != 0i) & ((r ^ b) < 0i));
 }`,
   // pow with C semantics: negative bases with integral exponents, pow(x, 0) = 1, pow(0, y)
   kiln_pow: `fn kiln_pow(a: f32, b: f32) -> f32 {
@@ -367,7 +521,7 @@ const HELPERS: Record<string, string> = {
   return select(r, -r, floor(b * 0.5f) != b * 0.5f);
 }`,
   kiln_ipow_i: `fn kiln_ipow_i(a: i32, b: i32) -> i32 {
-  if (b < 0i) { return select(0i, select(1i, select(1i, -1i, (b & 1i) != 0i), a == -1i), a == 1i || a == -1i); }
+  if (b < 0i) { return select(0i, select(1i, select(1i, -1i, (b & 1i) != 0i), a == -1i), (a == 1i) | (a == -1i)); }
   var r = 1i; var x = a; var e = b;
   loop { if (e == 0i) { break; } if ((e & 1i) != 0i) { r = r * x; } x = x * x; e = e >> 1u; }
   return r;
@@ -381,7 +535,7 @@ const HELPERS: Record<string, string> = {
   kiln_tanh: `fn kiln_tanh(x: f32) -> f32 {
   let t = exp(-2.0f * abs(x));
   let y = select((1.0f - t) / (1.0f + t), x * (1.0f - x * x / 3.0f), abs(x) < 0.0004f);
-  return select(y, -y, x < 0.0f && abs(x) >= 0.0004f);
+  return select(y, -y, (x < 0.0f) & (abs(x) >= 0.0004f));
 }`,
   // erf with fractional error below 1.2e-7 (Chebyshev fit of erfc, Numerical Recipes erfcc), as src/runtime/math.ts
   kiln_erf: `fn kiln_erf(x: f32) -> f32 {
@@ -391,10 +545,167 @@ const HELPERS: Record<string, string> = {
     t * (-0.18628806f + t * (0.27886807f + t * (-1.13520398f + t * (1.48851587f + t * (-0.82215223f + t * 0.17087277f)))))))));
   return select(r - 1.0f, 1.0f - r, x >= 0.0f);
 }`,
-};
-const HELPER_DEPS: Record<string, string[]> = { kiln_pow: ['kiln_inf', 'kiln_nan'] };
 
-/** WGSL of every stage of a kernel, for `kiln inspect --level wgsl`. */
+  // 64-bit integers as vec2<u32>(lo, hi): two's complement, wrapping like i64 on WebAssembly
+  kiln_add64: `fn kiln_add64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
+  let lo = a.x + b.x;
+  return vec2<u32>(lo, a.y + b.y + select(0u, 1u, lo < a.x));
+}`,
+  kiln_sub64: `fn kiln_sub64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
+  return vec2<u32>(a.x - b.x, a.y - b.y - select(0u, 1u, a.x < b.x));
+}`,
+  kiln_neg64: 'fn kiln_neg64(a: vec2<u32>) -> vec2<u32> { return kiln_sub64(vec2<u32>(0u, 0u), a); }',
+  kiln_abs64: 'fn kiln_abs64(a: vec2<u32>) -> vec2<u32> { return select(a, kiln_neg64(a), (a.y >> 31u) != 0u); }',
+  // the full 64-bit product of two u32, from 16-bit halves
+  kiln_mul32x32: `fn kiln_mul32x32(a: u32, b: u32) -> vec2<u32> {
+  let a0 = a & 0xffffu; let a1 = a >> 16u; let b0 = b & 0xffffu; let b1 = b >> 16u;
+  let p00 = a0 * b0; let p01 = a0 * b1; let p10 = a1 * b0; let p11 = a1 * b1;
+  let mid = (p00 >> 16u) + (p01 & 0xffffu) + (p10 & 0xffffu);
+  return vec2<u32>((p00 & 0xffffu) | (mid << 16u), p11 + (p01 >> 16u) + (p10 >> 16u) + (mid >> 16u));
+}`,
+  kiln_mul64: `fn kiln_mul64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
+  let p = kiln_mul32x32(a.x, b.x);
+  return vec2<u32>(p.x, p.y + a.x * b.y + a.y * b.x);
+}`,
+  kiln_lt_i64: `fn kiln_lt_i64(a: vec2<u32>, b: vec2<u32>) -> bool {
+  let ah = bitcast<i32>(a.y); let bh = bitcast<i32>(b.y);
+  return (ah < bh) | ((ah == bh) & (a.x < b.x));
+}`,
+  kiln_lt_u64: 'fn kiln_lt_u64(a: vec2<u32>, b: vec2<u32>) -> bool { return (a.y < b.y) | ((a.y == b.y) & (a.x < b.x)); }',
+  kiln_min_i64: 'fn kiln_min_i64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> { return select(b, a, kiln_lt_i64(a, b)); }',
+  kiln_max_i64: 'fn kiln_max_i64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> { return select(b, a, kiln_lt_i64(b, a)); }',
+  kiln_min_u64: 'fn kiln_min_u64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> { return select(b, a, kiln_lt_u64(a, b)); }',
+  kiln_max_u64: 'fn kiln_max_u64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> { return select(b, a, kiln_lt_u64(b, a)); }',
+  kiln_sign_i64: `fn kiln_sign_i64(a: vec2<u32>) -> vec2<u32> {
+  if ((a.y >> 31u) != 0u) { return vec2<u32>(0xffffffffu, 0xffffffffu); }
+  return vec2<u32>(select(0u, 1u, any(a != vec2<u32>(0u, 0u))), 0u);
+}`,
+  kiln_sign_u64: 'fn kiln_sign_u64(a: vec2<u32>) -> vec2<u32> { return vec2<u32>(select(0u, 1u, any(a != vec2<u32>(0u, 0u))), 0u); }',
+  // shift amounts are taken mod 64, as i64.shl / shr on WebAssembly
+  kiln_shl64: `fn kiln_shl64(a: vec2<u32>, s: u32) -> vec2<u32> {
+  let n = s & 63u;
+  if (n == 0u) { return a; }
+  if (n >= 32u) { return vec2<u32>(0u, a.x << (n - 32u)); }
+  return vec2<u32>(a.x << n, (a.y << n) | (a.x >> (32u - n)));
+}`,
+  kiln_shr_u64: `fn kiln_shr_u64(a: vec2<u32>, s: u32) -> vec2<u32> {
+  let n = s & 63u;
+  if (n == 0u) { return a; }
+  if (n >= 32u) { return vec2<u32>(a.y >> (n - 32u), 0u); }
+  return vec2<u32>((a.x >> n) | (a.y << (32u - n)), a.y >> n);
+}`,
+  kiln_shr_i64: `fn kiln_shr_i64(a: vec2<u32>, s: u32) -> vec2<u32> {
+  let n = s & 63u; let h = bitcast<i32>(a.y);
+  if (n == 0u) { return a; }
+  if (n >= 32u) { return vec2<u32>(bitcast<u32>(h >> (n - 32u)), bitcast<u32>(h >> 31u)); }
+  return vec2<u32>((a.x >> n) | (a.y << (32u - n)), bitcast<u32>(h >> n));
+}`,
+  // unsigned 64-bit quotient and remainder: one u32 division when both fit, else restoring division bit by bit.
+  // Division by zero (a trap on WebAssembly) gives all ones and the dividend.
+  kiln_udivmod64: `struct KilnQR64 { q: vec2<u32>, r: vec2<u32> }
+fn kiln_udivmod64(n: vec2<u32>, d: vec2<u32>) -> KilnQR64 {
+  if (d.x == 0u && d.y == 0u) { return KilnQR64(vec2<u32>(0xffffffffu, 0xffffffffu), n); }
+  if (n.y == 0u && d.y == 0u) { return KilnQR64(vec2<u32>(n.x / d.x, 0u), vec2<u32>(n.x % d.x, 0u)); }
+  var q = vec2<u32>(0u, 0u); var r = vec2<u32>(0u, 0u);
+  for (var i = 63u; i < 64u; i = i - 1u) {
+    let bit = select((n.x >> (i & 31u)) & 1u, (n.y >> (i & 31u)) & 1u, i >= 32u);
+    let out = r.y >> 31u; // the bit shifted out of r: r >= d then, whatever d is
+    r = vec2<u32>((r.x << 1u) | bit, (r.y << 1u) | (r.x >> 31u));
+    if ((out != 0u) | !kiln_lt_u64(r, d)) {
+      r = kiln_sub64(r, d);
+      if (i >= 32u) { q.y = q.y | (1u << (i & 31u)); } else { q.x = q.x | (1u << i); }
+    }
+  }
+  return KilnQR64(q, r);
+}`,
+  kiln_div_u64: 'fn kiln_div_u64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> { return kiln_udivmod64(a, b).q; }',
+  kiln_rem_u64: 'fn kiln_rem_u64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> { return kiln_udivmod64(a, b).r; }',
+  // signed: on magnitudes (|INT64_MIN| = 2^63 is exact unsigned), quotient truncated toward zero, remainder with
+  // the dividend's sign
+  kiln_div_i64: `fn kiln_div_i64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
+  let q = kiln_udivmod64(kiln_abs64(a), kiln_abs64(b)).q;
+  return select(q, kiln_neg64(q), ((a.y ^ b.y) >> 31u) != 0u);
+}`,
+  kiln_rem_i64: `fn kiln_rem_i64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
+  let r = kiln_udivmod64(kiln_abs64(a), kiln_abs64(b)).r;
+  return select(r, kiln_neg64(r), (a.y >> 31u) != 0u);
+}`,
+  kiln_floordiv_i64: `fn kiln_floordiv_i64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
+  let r = kiln_rem_i64(a, b); let q = kiln_div_i64(a, b);
+  return select(q, kiln_sub64(q, vec2<u32>(1u, 0u)), any(r != vec2<u32>(0u, 0u)) & (((r.y ^ b.y) >> 31u) != 0u));
+}`,
+  kiln_floormod_i64: `fn kiln_floormod_i64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
+  let r = kiln_rem_i64(a, b);
+  return select(r, kiln_add64(r, b), any(r != vec2<u32>(0u, 0u)) & (((r.y ^ b.y) >> 31u) != 0u));
+}`,
+  // integer powers by squaring; a negative exponent gives trunc(1 / a^|b|) (0 unless a is 1 or -1)
+  kiln_pow_i64: `fn kiln_pow_i64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
+  let one = vec2<u32>(1u, 0u); let m1 = vec2<u32>(0xffffffffu, 0xffffffffu);
+  if ((b.y >> 31u) != 0u) {
+    if (all(a == one)) { return one; }
+    if (all(a == m1)) { return select(one, m1, (b.x & 1u) != 0u); }
+    return vec2<u32>(0u, 0u);
+  }
+  return kiln_pow_u64(a, b);
+}`,
+  kiln_pow_u64: `fn kiln_pow_u64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
+  var r = vec2<u32>(1u, 0u); var x = a; var e = b;
+  loop {
+    if (e.x == 0u && e.y == 0u) { break; }
+    if ((e.x & 1u) != 0u) { r = kiln_mul64(r, x); }
+    x = kiln_mul64(x, x); e = kiln_shr_u64(e, 1u);
+  }
+  return r;
+}`,
+  kiln_i32_to_64: 'fn kiln_i32_to_64(x: i32) -> vec2<u32> { return vec2<u32>(bitcast<u32>(x), select(0u, 0xffffffffu, x < 0i)); }',
+  // correctly rounded: the bits below the top 32 fold into a sticky bit under the f32 rounding position
+  kiln_u64_to_f32: `fn kiln_u64_to_f32(a: vec2<u32>) -> f32 {
+  if (a.y == 0u) { return f32(a.x); }
+  let s = 32u - countLeadingZeros(a.y);
+  let top = select((a.y << (32u - s)) | (a.x >> s), a.y, s == 32u);
+  let lost = select(a.x << (32u - s), a.x, s == 32u);
+  return f32(top | select(0u, 1u, lost != 0u)) * bitcast<f32>((127u + s) << 23u);
+}`,
+  kiln_i64_to_f32: `fn kiln_i64_to_f32(a: vec2<u32>) -> f32 {
+  let neg = (a.y >> 31u) != 0u;
+  let m = kiln_u64_to_f32(select(a, kiln_neg64(a), neg));
+  return select(m, -m, neg);
+}`,
+  // saturating truncation (i64.trunc_sat_f32_s / _u): NaN -> 0, out of range -> the nearest bound
+  kiln_f32_to_i64: `fn kiln_f32_to_i64(x: f32) -> vec2<u32> {
+  if (abs(x) < 2147483648.0f) { return kiln_i32_to_64(i32(x)); }
+  if (kiln_isnan(x)) { return vec2<u32>(0u, 0u); }
+  if (x >= 9223372036854775808.0f) { return vec2<u32>(0xffffffffu, 0x7fffffffu); }
+  if (x <= -9223372036854775808.0f) { return vec2<u32>(0u, 0x80000000u); }
+  let hi = floor(x / 4294967296.0f);
+  return vec2<u32>(u32(x - hi * 4294967296.0f), bitcast<u32>(i32(hi)));
+}`,
+  kiln_f32_to_u64: `fn kiln_f32_to_u64(x: f32) -> vec2<u32> {
+  if (!(x > 0.0f)) { return vec2<u32>(0u, 0u); }
+  if (x < 4294967296.0f) { return vec2<u32>(u32(x), 0u); }
+  if (x >= 18446744073709551616.0f) { return vec2<u32>(0xffffffffu, 0xffffffffu); }
+  let hi = floor(x / 4294967296.0f);
+  return vec2<u32>(u32(x - hi * 4294967296.0f), u32(hi));
+}`,
+};
+const HELPER_DEPS: Record<string, string[]> = {
+  kiln_pow: ['kiln_inf', 'kiln_nan'],
+  kiln_neg64: ['kiln_sub64'],
+  kiln_abs64: ['kiln_neg64'],
+  kiln_mul64: ['kiln_mul32x32'],
+  kiln_min_i64: ['kiln_lt_i64'], kiln_max_i64: ['kiln_lt_i64'], kiln_min_u64: ['kiln_lt_u64'], kiln_max_u64: ['kiln_lt_u64'],
+  kiln_udivmod64: ['kiln_lt_u64', 'kiln_sub64'],
+  kiln_div_u64: ['kiln_udivmod64'], kiln_rem_u64: ['kiln_udivmod64'],
+  kiln_div_i64: ['kiln_udivmod64', 'kiln_abs64'], kiln_rem_i64: ['kiln_udivmod64', 'kiln_abs64'],
+  kiln_floordiv_i64: ['kiln_rem_i64', 'kiln_div_i64'],
+  kiln_floormod_i64: ['kiln_rem_i64', 'kiln_add64'],
+  kiln_pow_u64: ['kiln_mul64', 'kiln_shr_u64'],
+  kiln_pow_i64: ['kiln_pow_u64'],
+  kiln_i64_to_f32: ['kiln_neg64', 'kiln_u64_to_f32'],
+  kiln_f32_to_i64: ['kiln_isnan', 'kiln_i32_to_64'],
+};
+
+/** WGSL of every stage of a kernel compiled on its own (every constant inline). */
 export function printWgslKernel(f: PrimFunc): string {
   return emitWgslKernel(f).map((s, i) =>
     `// ${f.name} stage ${i}: workgroup ${s.workgroupSize}, grid [${s.grid}], bindings [${s.bindings.map((b) => [...f.inputs, ...f.outputs, ...f.temps][b].name)}]\n${s.code}`).join('\n');

@@ -1,0 +1,175 @@
+// WGSL codegen on the device (Dawn + SwiftShader): emulated 64-bit integers, and shaders shared across shapes
+// through uniforms. Outputs are compared with ONNX Runtime.
+import { describe, expect, it } from 'vitest';
+import { existsSync, readFileSync } from 'node:fs';
+import { compile, load, printWebGpuSection, type Tensor } from '../src/index.js';
+import { nodeGpuDevice } from '../src/conformance/node-webgpu.js';
+import { compareTensors } from '../src/conformance/compare.js';
+import { buildModel, randomF32, type ModelSpec } from '../src/frontend/onnx/model-builder.js';
+import type { GpuDevice } from '../src/runtime/webgpu.js';
+import { runOrt } from './helpers/ort.js';
+
+/** The device behind a fresh pipeline cache (the runtime caches per device object), counting pipelines made. */
+function countingDevice(dev: GpuDevice): { device: GpuDevice; pipelines: () => number } {
+  let n = 0;
+  const device: GpuDevice = {
+    get limits() { return dev.limits; },
+    queue: dev.queue,
+    createBuffer: (d) => dev.createBuffer(d),
+    createShaderModule: (d) => dev.createShaderModule(d),
+    createComputePipelineAsync: (d) => { n++; return dev.createComputePipelineAsync(d); },
+    createBindGroup: (d) => dev.createBindGroup(d),
+    createCommandEncoder: () => dev.createCommandEncoder(),
+    pushErrorScope: (f) => dev.pushErrorScope(f),
+    popErrorScope: () => dev.popErrorScope(),
+  };
+  return { device, pipelines: () => n };
+}
+
+async function runGpu(bytes: Uint8Array, feeds: Record<string, Tensor>, device?: GpuDevice) {
+  const { artifact, header } = await compile(bytes, { target: 'webgpu' });
+  const model = await load(artifact, { target: 'webgpu', device: device ?? await nodeGpuDevice() });
+  try {
+    return { got: await model.run(feeds), header };
+  } finally {
+    model.dispose?.();
+  }
+}
+
+function expectMatch(got: Record<string, Tensor>, want: Record<string, Tensor>) {
+  for (const [name, w] of Object.entries(want)) expect(compareTensors(got[name], w)?.message, name).toBeUndefined();
+}
+
+const i64 = (xs: bigint[]): Tensor => ({ dtype: 'int64', shape: [xs.length], data: BigInt64Array.from(xs) });
+
+describe('WGSL: 64-bit integers as vec2<u32>', () => {
+  // beyond 32 bits, negative, and the int64 extremes where the ops below cannot overflow
+  const A = [0n, 1n, -1n, 7n, -7n, 2147483647n, -2147483648n, 4294967296n, -4294967297n, 3000000000n, -123456789012n,
+    9007199254740993n, -9223372036854775808n, 9223372036854775807n, 65536n, -3n];
+  const B = [3n, -2n, 5n, -3n, 2n, 4294967295n, 3n, -65536n, 7n, -2999999999n, 1000n, -4096n, 1n, -1n, 65536n, 10n];
+
+  it('computes int64 arithmetic, comparisons, reductions and casts exactly (ONNX Runtime as reference)', async () => {
+    const n = A.length;
+    const bin = ['Add', 'Sub', 'Div', 'Min', 'Max'];
+    const spec: ModelSpec = {
+      inputs: [['a', 'int64', [n]], ['b', 'int64', [n]], ['f', 'float32', [n]]],
+      outputs: [
+        ...bin.map((op): [string, 'int64', number[]] => [op.toLowerCase(), 'int64', [n]]),
+        ['mul', 'int64', [8]], ['mod', 'int64', [n]], ['gt', 'bool', [n]], ['eq', 'bool', [n]], ['neg', 'int64', [n]], ['abs', 'int64', [n]],
+        ['tof', 'float32', [n]], ['fromf', 'int64', [n]], ['sum', 'int64', [1]], ['argmax', 'int64', [1]],
+      ],
+      nodes: [
+        ...bin.map((op) => ({ op, inputs: ['a', 'b'], outputs: [op.toLowerCase()] })),
+        // products of values within 2^31 of zero: no overflow, which ONNX leaves undefined
+        { op: 'Slice', inputs: ['a', 's0', 's8'], outputs: ['a8'] }, { op: 'Slice', inputs: ['b', 's0', 's8'], outputs: ['b8'] },
+        { op: 'Mul', inputs: ['a8', 'b8'], outputs: ['mul'] },
+        { op: 'Mod', inputs: ['a', 'b'], outputs: ['mod'] }, // fmod=0: the sign of the divisor
+        { op: 'Greater', inputs: ['a', 'b'], outputs: ['gt'] },
+        { op: 'Equal', inputs: ['a', 'b'], outputs: ['eq'] },
+        { op: 'Neg', inputs: ['b'], outputs: ['neg'] },
+        { op: 'Abs', inputs: ['b'], outputs: ['abs'] },
+        { op: 'Cast', inputs: ['a'], outputs: ['tof'], attrs: { to: 1 } },
+        { op: 'Cast', inputs: ['f'], outputs: ['fromf'], attrs: { to: 7 } },
+        { op: 'ReduceSum', inputs: ['b'], outputs: ['sum'], attrs: { keepdims: 1 } },
+        { op: 'ArgMax', inputs: ['b'], outputs: ['argmax'], attrs: { keepdims: 1 } },
+      ],
+      initializers: { s0: i64([0n]), s8: i64([8n]) },
+    };
+    const f: Tensor = { dtype: 'float32', shape: [n], data: Float32Array.from([0, -1.5, 2.7, 3e9, -3e9, 1e15, -1e15, 1.5e12, -0.5, 65536.75, 4294967296, -4294967296, 123, -123, 1e18, -7.9e18]) };
+    const feeds = { a: i64(A), b: i64(B), f };
+    const bytes = buildModel(spec);
+    const { got, header } = await runGpu(bytes, feeds);
+    const want = await runOrt(bytes, feeds);
+    // onnxruntime-node's int64 Min/Max compare the low 32 bits (min(2^31-1, 2^32-1) = 2^32-1): BigInt instead
+    want.min = i64(A.map((a, i) => (a < B[i] ? a : B[i])));
+    want.max = i64(A.map((a, i) => (a > B[i] ? a : B[i])));
+    expectMatch(got, want);
+    expect(got.add.data).toBeInstanceOf(BigInt64Array);
+    // emulated, not narrowed: the shaders hold 64-bit values as vec2<u32> with the kiln_*64 helpers
+    const code = header.webgpu!.kernels.flatMap((k) => k.stages.map((s) => s.code)).join('\n');
+    expect(code).toMatch(/array<vec2<u32>>/);
+    expect(code).toMatch(/fn kiln_udivmod64/);
+  });
+
+  it('computes uint64 shifts, division and comparisons', async () => {
+    const n = 8;
+    const u = (xs: bigint[]): Tensor => ({ dtype: 'uint64', shape: [xs.length], data: BigUint64Array.from(xs) });
+    const x = u([0n, 1n, 0xffffffffffffffffn, 0x8000000000000000n, 0x123456789abcdefn, 4294967296n, 12345n, 0xfedcba9876543210n]);
+    const s = u([0n, 63n, 1n, 63n, 4n, 32n, 31n, 36n]);
+    const d = u([1n, 3n, 0xfffffffffn, 7n, 0x100000000n, 4294967296n, 10n, 0x8000000000000001n]);
+    const bytes = buildModel({
+      inputs: [['x', 'uint64', [n]], ['s', 'uint64', [n]], ['d', 'uint64', [n]]],
+      outputs: [['l', 'uint64', [n]], ['r', 'uint64', [n]], ['q', 'uint64', [n]], ['m', 'uint64', [n]], ['lt', 'bool', [n]]],
+      nodes: [
+        { op: 'BitShift', inputs: ['x', 's'], outputs: ['l'], attrs: { direction: 'LEFT' } },
+        { op: 'BitShift', inputs: ['x', 's'], outputs: ['r'], attrs: { direction: 'RIGHT' } },
+        { op: 'Div', inputs: ['x', 'd'], outputs: ['q'] },
+        { op: 'Mod', inputs: ['x', 'd'], outputs: ['m'] },
+        { op: 'Less', inputs: ['x', 'd'], outputs: ['lt'] },
+      ],
+    });
+    const feeds = { x, s, d };
+    const { got } = await runGpu(bytes, feeds);
+    // reference: BigInt arithmetic (wrapping shifts within 64 bits)
+    const X = [...x.data as BigUint64Array], S = [...s.data as BigUint64Array], D = [...d.data as BigUint64Array];
+    expect([...got.l.data as BigUint64Array]).toEqual(X.map((v, i) => BigInt.asUintN(64, v << S[i])));
+    expect([...got.r.data as BigUint64Array]).toEqual(X.map((v, i) => v >> S[i]));
+    expect([...got.q.data as BigUint64Array]).toEqual(X.map((v, i) => v / D[i]));
+    expect([...got.m.data as BigUint64Array]).toEqual(X.map((v, i) => v % D[i]));
+    expect([...got.lt.data]).toEqual(X.map((v, i) => (v < D[i] ? 1 : 0)));
+  });
+});
+
+describe('WGSL: one shader for kernels that differ only in shapes and scalars (uniforms)', () => {
+  it('shares one pipeline among Mul+Relu kernels of four shapes, the constants in one uniform buffer', async () => {
+    const shapes = [[16, 128], [8, 256], [4, 512], [3, 640]];
+    const spec: ModelSpec = {
+      inputs: shapes.map((s, i): [string, 'float32', number[]] => [`x${i}`, 'float32', s]),
+      outputs: shapes.map((s, i): [string, 'float32', number[]] => [`y${i}`, 'float32', s]),
+      nodes: shapes.flatMap((_, i) => [
+        { op: 'Mul', inputs: [`x${i}`, `k${i}`], outputs: [`m${i}`] },
+        { op: 'Relu', inputs: [`m${i}`], outputs: [`y${i}`] },
+      ]),
+      initializers: Object.fromEntries(shapes.map((_, i) => [`k${i}`, { dtype: 'float32', shape: [], data: new Float32Array([i - 1.5]) }])),
+    };
+    const feeds = Object.fromEntries(shapes.map((s, i) => [`x${i}`, randomF32(s, i + 1)]));
+    const bytes = buildModel(spec);
+    const { device, pipelines } = countingDevice(await nodeGpuDevice());
+    const { got, header } = await runGpu(bytes, feeds, device);
+    expectMatch(got, await runOrt(bytes, feeds));
+    const sec = header.webgpu!;
+    const stages = sec.kernels.flatMap((k) => k.stages);
+    expect(sec.kernels.length).toBe(4);
+    expect(new Set(stages.map((s) => s.code)).size).toBe(1);
+    expect(pipelines()).toBe(1);
+    // extents, strides, bounds and the scalar differ per kernel: uniforms, not text
+    expect(new Set(stages.map((s) => JSON.stringify(s.uniforms))).size).toBe(4);
+    expect(stages[0].code).toMatch(/var<uniform> kiln_u/);
+    expect(stages[0].code).toMatch(/let kiln_u\d+: f32 = bitcast<f32>/);
+    expect(printWebGpuSection(sec, [0])).toMatch(/uniforms \[[\d,]+,-1\.5\]/);
+  });
+
+  it('keeps constants inline in a shader without a twin', async () => {
+    const { header } = await compile(buildModel({
+      inputs: [['x', 'float32', [5, 70]]], outputs: [['y', 'float32', [5, 70]]],
+      nodes: [{ op: 'Sigmoid', inputs: ['x'], outputs: ['y'] }],
+    }), { target: 'webgpu' });
+    const [st] = header.webgpu!.kernels[0].stages;
+    expect(st.uniforms).toBeUndefined();
+    expect(st.code).not.toMatch(/var<uniform>/);
+  });
+
+  const models = ['squeezenet1_1', 'mobilenet_v2'].filter((m) => existsSync(`.cache/models/${m}/model.onnx`));
+  it.skipIf(!models.length)('shares shaders in squeezenet and mobilenet (as far as their schedules agree)', async () => {
+    for (const name of models) {
+      const modelPath = `.cache/models/${name}/model.onnx`;
+      const { header } = await compile(readFileSync(modelPath), { modelPath, target: 'webgpu' });
+      const stages = header.webgpu!.kernels.flatMap((k) => k.stages);
+      const shaders = new Set(stages.map((s) => s.code)).size;
+      const dispatches = header.webgpu!.calls.reduce((n, c) => n + header.webgpu!.kernels[c.kernel].stages.length, 0);
+      console.log(`${name}: ${dispatches} dispatches, ${stages.length} kernel stages, ${shaders} distinct shaders (pipelines)`);
+      expect(shaders).toBeLessThanOrEqual(stages.length);
+      expect(shaders).toBeLessThan(dispatches);
+    }
+  });
+});
