@@ -42,6 +42,17 @@ describe('kiln CLI', () => {
     expect(kiln('inspect', join(dir, 'm.kiln'))).toMatch(/peak arena \d+ bytes vs \d+ bytes for all intermediates/);
   });
 
+  it('prints the WGSL of a model, of one kernel, and of a compiled artifact', () => {
+    const text = kiln('inspect', model, '--level', 'wgsl');
+    expect(text).toMatch(/\/\/ kernel 0 g0: mul \+ tanh \(1 call\)\n\/\/ g0 stage 0: workgroup \d+, grid \[\d+,\d+,1\], bindings \[arg0,arg1\]/);
+    expect(text).toMatch(/@compute @workgroup_size\(\d+\)\nfn main\(/);
+    expect(kiln('inspect', model, '--level', 'wgsl', '--kernel', '0')).toBe(text);
+    kiln('compile', model, '--target', 'webgpu', '-o', join(dir, 'g.kiln'));
+    expect(kiln('inspect', join(dir, 'g.kiln'), '--level', 'wgsl')).toBe(text);
+    // an artifact compiled for WebAssembly only says how to get WGSL
+    expect(() => execFileSync('node', [cli, 'inspect', join(dir, 'm.kiln'), '--level', 'wgsl'], { stdio: 'pipe' })).toThrow(/--target webgpu/);
+  });
+
   it('onnx-test ends with the pass/fail line', () => {
     const caseDir = join(dir, 'case');
     execFileSync('mkdir', ['-p', join(caseDir, 'test_data_set_0')]);

@@ -1,4 +1,4 @@
-// kiln inspect MODEL.onnx --level graph|fused|te|loop|wasm|ptx [--kernel N]   print an IR level
+// kiln inspect MODEL.onnx --level graph|fused|te|loop|wasm|wgsl|ptx [--kernel N]   print an IR level
 // kiln inspect ARTIFACT.kiln                                            print the artifact's header summary
 import { compile } from '../compiler/compile.js';
 import { printKernelTE } from '../compiler/kernel.js';
@@ -6,10 +6,11 @@ import { printFunc } from '../relay-ir/printer.js';
 import { printPrimFunc } from '../schedule/loop-ir.js';
 import { wasmText } from '../codegen/wasm/codegen.js';
 import { readArtifact } from '../runtime/artifact.js';
+import { printWebGpuSection } from '../compiler/wgsl-text.js';
 import { KilnError } from '../runtime/errors.js';
 import { type CompileFlags, compileOptions, readModel } from './compile.js';
 
-const LEVELS = ['graph', 'fused', 'te', 'loop', 'wasm', 'ptx'] as const;
+const LEVELS = ['graph', 'fused', 'te', 'loop', 'wasm', 'wgsl', 'ptx'] as const;
 
 export async function inspectCommand(pos: string[], v: CompileFlags & { level?: string; kernel?: string }): Promise<number> {
   const path = pos[0];
@@ -17,6 +18,11 @@ export async function inspectCommand(pos: string[], v: CompileFlags & { level?: 
   if (path.endsWith('.kiln')) {
     const { header: h, wasm } = await readArtifact(bytes);
     if (v.level === 'wasm') { console.log(wasmText(wasm)); return 0; }
+    if (v.level === 'wgsl') {
+      if (!h.webgpu) throw new KilnError('E_INPUT', 'the artifact has no WGSL', { hint: 'compile it with --target webgpu' });
+      console.log(printWebGpuSection(h.webgpu, v.kernel !== undefined ? [Number(v.kernel)] : undefined));
+      return 0;
+    }
     if (v.level === 'ptx') {
       if (!h.cuda) throw new KilnError('E_INPUT', 'the artifact has no PTX', { hint: 'compile it with --target cuda' });
       console.log(h.cuda.ptx);
@@ -32,6 +38,12 @@ export async function inspectCommand(pos: string[], v: CompileFlags & { level?: 
   }
   const level = v.level ?? 'graph';
   if (!(LEVELS as readonly string[]).includes(level)) throw new KilnError('E_INPUT', `unknown level '${level}'`, { hint: `use one of ${LEVELS.join(', ')}` });
+  if (level === 'wgsl') {
+    // the WebGPU section's own kernels (their numbering differs from the WebAssembly kernels')
+    const { header } = await compile(bytes, { ...compileOptions(path, v), target: 'webgpu' });
+    console.log(printWebGpuSection(header.webgpu!, v.kernel !== undefined ? [Number(v.kernel)] : undefined));
+    return 0;
+  }
   const r = await compile(bytes, compileOptions(path, v));
   const kernels = r.program.kernels;
   const pick = v.kernel !== undefined ? [Number(v.kernel)] : kernels.map((_, i) => i);
