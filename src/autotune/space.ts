@@ -150,7 +150,13 @@ function ewiseSpace(st: Stage, stage: number): StageSpace {
       outer = vector.outer!;
     }
     const u = d.unroll as number;
+    const outerExtent = d.vectorize ? Math.ceil(inner.extent / 4) : inner.extent;
     if (u > 1) steps.push({ p: 'split', stage, axis: outer, factor: u }, { p: 'annotate', stage, axis: `${outer}.i`, kind: 'unrolled' });
+    // threads split the first loop with more than one iteration, as in the default schedule
+    const loops: [string, number][] = [...st.roots.filter((a) => !a.reduce && a !== inner).map((a): [string, number] => [a.name, a.extent]),
+      u > 1 ? [`${outer}.o`, Math.ceil(outerExtent / u)] : [outer, outerExtent]];
+    const par = loops.find(([, n]) => n > 1);
+    if (par) steps.push({ p: 'annotate', stage, axis: par[0], kind: 'parallel' });
     return steps;
   };
   return { stage, kind: 'ewise', fields, trace, defaults: { vectorize: vector.length > 0, unroll: 1 } };
