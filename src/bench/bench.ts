@@ -25,7 +25,8 @@ import { matmulModel } from './matmul-model.js';
 const ALL_MODELS = ['resnet18', 'mobilenet_v2', 'squeezenet1_1', 'super_resolution', 'bert', 'matmul'];
 const MATMUL = 1024;
 
-interface Timing { minMs: number; medianMs: number; runs: number; times: number[] }
+/** Wall time per run, and the process's CPU time per run (user + system, all threads: meaningful at 1 thread). */
+interface Timing { minMs: number; medianMs: number; runs: number; times: number[]; cpuMedianMs?: number }
 interface RuntimeResult extends Partial<Timing> { na?: string; error?: string; maxAbsErr?: number; agrees?: boolean; mismatch?: string }
 interface KilnResult extends RuntimeResult { compileMs?: number; kernels?: number; calls?: number; flopsPerRun?: number; gflops?: number; peakPercent?: number }
 interface ModelResult { model: string; threads: number; kiln: KilnResult; kilnRelaxed?: KilnResult; ortWeb: RuntimeResult; ortNode: RuntimeResult; kilnVsOrtWeb?: number; error?: string }
@@ -35,10 +36,9 @@ interface BenchReport {
   simdPeak?: SimdPeak; results: ModelResult[];
 }
 
-const stats = (times: number[]): Timing => {
-  const s = [...times].sort((a, b) => a - b);
-  return { minMs: s[0], medianMs: s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2, runs: s.length, times };
-};
+const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2; };
+const stats = (times: number[], cpu: number[]): Timing =>
+  ({ minMs: Math.min(...times), medianMs: median(times), runs: times.length, times, cpuMedianMs: median(cpu) });
 const log = (s: string) => process.stderr.write(`${s}\n`);
 
 function parse(argv: string[]) {
@@ -149,17 +149,20 @@ async function benchModel(name: string, T: number, runs: number, budgetS: number
   runners.push(['ortWeb', () => webSession.run(webFeeds)], ['ortNode', () => nodeSession.run(nodeFeeds)]);
   for (const [, f] of runners) await f();
   const times: Record<string, number[]> = { kiln: [], kilnRelaxed: [], ortWeb: [], ortNode: [] };
+  const cpu: Record<string, number[]> = { kiln: [], kilnRelaxed: [], ortWeb: [], ortNode: [] };
   const end = performance.now() + budgetS * 1000;
   for (let r = 0; r < runs; r++) {
     if (r >= 3 && performance.now() > end) { log(`  budget of ${budgetS} s reached after ${r} rounds`); break; }
     for (let j = 0; j < runners.length; j++) {
       const [who, f] = runners[(r + j) % runners.length];
-      const t0 = performance.now();
+      const t0 = performance.now(), c0 = process.cpuUsage();
       await f();
       times[who].push(performance.now() - t0);
+      const c = process.cpuUsage(c0);
+      cpu[who].push((c.user + c.system) / 1000);
     }
   }
-  for (const [who] of runners) Object.assign(res[who]!, stats(times[who]));
+  for (const [who] of runners) Object.assign(res[who]!, stats(times[who], cpu[who]));
   if (res.kilnRelaxed?.medianMs && res.kiln.flopsPerRun) (res.kilnRelaxed as KilnResult).gflops = res.kiln.flopsPerRun / (res.kilnRelaxed.medianMs * 1e6);
   kiln?.dispose();
   kilnRelaxed?.dispose();
@@ -208,6 +211,14 @@ export function markdownTable(rep: BenchReport): string {
     const kr = r.kilnRelaxed as KilnResult | undefined, rpeak = rep.simdPeak?.relaxedMadd;
     const rel = kr?.gflops === undefined ? '-' : `${kr.gflops.toFixed(2)}${rpeak ? ` (${((100 * kr.gflops) / (rpeak * r.threads)).toFixed(1)}%)` : ''}`;
     lines.push(`| ${r.model} | ${r.threads} | ${ms(k)} | ${ms(r.ortWeb)} | ${ms(r.ortNode)} | ${r.kilnVsOrtWeb === undefined ? '-' : `${r.kilnVsOrtWeb.toFixed(3)}x`} | ${k.gflops === undefined ? '-' : k.gflops.toFixed(2)} | ${pct} | ${err} | ${kr ? ms(kr) : '-'} | ${rel} |`);
+  }
+  // On a shared machine wall time includes waiting for a core; at 1 thread the process's CPU time does not.
+  const single = rep.results.filter((r) => r.threads === 1 && !r.error && r.kiln.cpuMedianMs !== undefined && r.ortWeb.cpuMedianMs !== undefined);
+  if (single.length) {
+    lines.push('', '| model (1 thread) | Kiln CPU ms / run (median) | ORT-web CPU ms / run | ORT-node CPU ms / run | Kiln/ORT-web by CPU time |', '|---|---:|---:|---:|---:|');
+    for (const r of single) {
+      lines.push(`| ${r.model} | ${r.kiln.cpuMedianMs!.toFixed(2)} | ${r.ortWeb.cpuMedianMs!.toFixed(2)} | ${r.ortNode.cpuMedianMs?.toFixed(2) ?? '-'} | ${(r.ortWeb.cpuMedianMs! / r.kiln.cpuMedianMs!).toFixed(3)}x |`);
+    }
   }
   return lines.join('\n');
 }
