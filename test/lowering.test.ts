@@ -301,4 +301,28 @@ describe('epilogue fusion', () => {
       for (let j = 0; j < 40; j++) expect(got[i * 40 + j]).toBeCloseTo(Math.exp(row[j] - m) / s, 6);
     }
   });
+
+  it('tiles a pointwise conv over its fused rows and columns; the flattened index folds back', () => {
+    const p = E.freshVar('p'), c = E.freshVar('c');
+    const ranges = new Map([[p, { lo: 0, hi: 168 }]]);
+    const flat = E.add(E.add(E.mul(E.floordiv(p, 13), 13), E.floormod(p, 13)), E.mul(c, 169));
+    expect(E.printExpr(simplify(flat, ranges))).toBe(`(${p.name} + (${c.name} * 169))`);
+    // out[m, y, x] = sum_c X[c, y, x] * W[c, m]: lanes over m, rows over the fused y*x axis (5 x 7 = 35 rows)
+    const X = placeholder('X', [6, 5, 7], 'float32'), W = placeholder('W', [6, 8], 'float32');
+    const r = reduceAxis(6, 'c');
+    const O = compute('pw', [8, 5, 7], ([m, y, x]) => E.sum(E.mul(at(X, r.v, y, x), at(W, r.v, m)), [r]), { vectorAxis: 0, rowAxis: 2, rowAxes: 2 });
+    const sch = new Schedule([O]);
+    defaultTrace(sch).forEach((s) => sch.apply(s));
+    expect(sch.trace[0]).toEqual({ p: 'fuse', stage: 0, outer: 'i1', inner: 'i2' });
+    const f = lower('k', [X, W], sch);
+    const text = printPrimFunc(f);
+    expect(text).not.toMatch(/\/\/|%%/); // no division left in any index, the last partial tile included
+    const x = data(210, 4), w = data(48, 6);
+    const got = run(f, [x, w], 280);
+    for (let m = 0; m < 8; m++) for (let q = 0; q < 35; q++) {
+      let acc = 0;
+      for (let k = 0; k < 6; k++) acc += x[k * 35 + q] * w[k * 8 + m];
+      expect(got[m * 35 + q]).toBeCloseTo(acc, 5);
+    }
+  });
 });

@@ -47,8 +47,10 @@ export const MAX_TILE_VECTORS = 16;
 function reduceSpace(st: Stage, stage: number, defaultParallel: boolean): StageSpace | undefined {
   const r = st.reduction;
   if (!r || r.op !== 'sum' || st.tensor.dtype !== 'float32') return undefined;
-  // a reduction without an output axis to tile keeps its default (lane-vectorized) schedule
-  if (!registerTileShape(st)) return undefined;
+  // a reduction without an output axis to tile keeps its default (lane-vectorized) schedule; so does one whose
+  // default tile rows run over fused axes (pointwise convolutions), which this space does not describe
+  const shape = registerTileShape(st);
+  if (!shape || shape.rows > 1) return undefined;
   const S = st.roots.filter((a) => !a.reduce), R = st.roots.filter((a) => a.reduce);
   // lanes along any axis at least 4 wide (a last tile that does not fit is shifted back: shiftTail); rows along
   // any other axis, the last tile of rows possibly partial (its extra rows computed from clamped indices)

@@ -145,7 +145,8 @@ function lowerStage(sch: Schedule, st: Stage, ctx: LowerCtx): Stmt {
   if (st.cacheLocal && !reduceInside) {
     // A tile that runs past the end of a split spatial axis computes its extra rows from the last valid index
     // (clamped, so every load stays in bounds); the write-back's guards drop them.
-    const clamped = new Map<Var, Expr>(st.roots.map((a) => [a.v, a.reduce ? index.get(a)! : simplify(binary('min', index.get(a)!, a.extent - 1), ctx.ranges)]));
+    const clampedIndex = sch.rootIndex(st, true).index;
+    const clamped = new Map<Var, Expr>(st.roots.map((a) => [a.v, simplify(clampedIndex.get(a)!, ctx.ranges)]));
     const tileBody = spatialGuards.length ? inlineLoads(substitute(r.body, clamped), ctx) : body;
     return lowerLocalTile(st, r, tileBody, storeIndex(), writeBack, spatialGuards, reduceGuards, ctx);
   }

@@ -167,7 +167,12 @@ export class Schedule {
   }
 
   /** Expression of a root axis in terms of leaf loop variables, and the predicates non-dividing splits need. */
-  rootIndex(st: Stage): { index: Map<Axis, Expr>; guards: { axis: Axis; expr: Expr; extent: number }[] } {
+  /**
+   * `clampSpatial`: a spatial split that runs past its parent's end gives min(index, extent - 1) instead (the
+   * last valid position, read by a register tile's extra rows); applied at the split, so axes fused before it
+   * stay consistent with each other.
+   */
+  rootIndex(st: Stage, clampSpatial = false): { index: Map<Axis, Expr>; guards: { axis: Axis; expr: Expr; extent: number }[] } {
     const index = new Map<Axis, Expr>();
     for (const l of st.leaves) index.set(l, l.v);
     const guards: { axis: Axis; expr: Expr; extent: number }[] = [];
@@ -182,8 +187,10 @@ export class Schedule {
       let start: Expr = { k: 'bin', op: 'mul', a: o, b: { k: 'const', dtype: 'int32', value: s.factor }, dtype: 'int32' };
       if (s.shiftTail) start = { k: 'bin', op: 'min', a: start, b: { k: 'const', dtype: 'int32', value: s.parent.extent - s.factor }, dtype: 'int32' };
       const e: Expr = { k: 'bin', op: 'add', a: start, b: i, dtype: 'int32' };
-      index.set(s.parent, e);
-      if (s.parent.extent % s.factor !== 0 && !s.shiftTail) guards.push({ axis: s.parent, expr: e, extent: s.parent.extent });
+      const partial = s.parent.extent % s.factor !== 0 && !s.shiftTail;
+      index.set(s.parent, partial && clampSpatial && !s.parent.reduce
+        ? { k: 'bin', op: 'min', a: e, b: { k: 'const', dtype: 'int32', value: s.parent.extent - 1 }, dtype: 'int32' } : e);
+      if (partial) guards.push({ axis: s.parent, expr: e, extent: s.parent.extent });
     }
     return { index, guards };
   }
@@ -254,7 +261,11 @@ function parallelAxis(st: Stage): Axis | undefined {
 }
 
 /** The register tile of a float32 reduction: lanes along spatial axis `j`, `vj` vectors wide; `vi` rows of axis `i`. */
-export interface RegisterTile { j: number; vj: number; i: number; vi: number }
+export interface RegisterTile {
+  j: number; vj: number; i: number; vi: number;
+  /** Spatial axes ending at `i` fused into the row axis (1: just `i`), from the operator's rowAxes hint. */
+  rows: number;
+}
 
 /**
  * The default register tile of a float32 reduction (indices into its spatial axes; i = -1: no row axis), or
@@ -275,7 +286,11 @@ export function registerTileShape(st: Stage): RegisterTile | undefined {
     ? [3, 2, 1].find((v) => (j.extent / 4) % v === 0)!
     : [2, 1].filter((v) => 4 * v <= j.extent).reduce((best, v) => (lanesComputed(j.extent, v) < lanesComputed(j.extent, best) ? v : best));
   const iAt = h?.rowAxis ?? spatial.length - 2;
-  const i = iAt >= 0 && iAt !== jAt ? spatial[iAt] : undefined;
+  // rows over several axes fused into one (a 1x1 convolution's output rows and columns: one long row axis
+  // instead of short ones with a partial tile at each row's end), when none of them is the lane axis
+  const rows = iAt >= 0 && (h?.rowAxes ?? 1) > 1 && iAt - h!.rowAxes! + 1 > jAt ? h!.rowAxes! : 1;
+  const i = iAt >= 0 && iAt !== jAt
+    ? { extent: spatial.slice(iAt - rows + 1, iAt + 1).reduce((p, a) => p * a.extent, 1) } : undefined;
   // rows: at most 12 accumulators (x86 has 16 vector registers). Prefer the largest count that divides the axis;
   // when that leaves fewer than 3 rows (7, 13, 14 ...), take the count that keeps the most accumulators busy on
   // average, a last partial tile included (its extra rows are computed from clamped indices and dropped).
@@ -288,7 +303,7 @@ export function registerTileShape(st: Stage): RegisterTile | undefined {
       for (const v of [...fits].reverse()) if (busy(v) > busy(vi) + 1e-9) vi = v;
     }
   }
-  return { j: jAt, vj, i: i ? iAt : -1, vi };
+  return { j: jAt, vj, i: i ? iAt : -1, vi, rows };
 }
 
 /**
@@ -300,13 +315,20 @@ export function registerTileTrace(st: Stage, stage: number): TraceStep[] {
   const shape = registerTileShape(st);
   if (!shape) return [];
   const spatial = st.roots.filter((a) => !a.reduce), red = st.roots.filter((a) => a.reduce);
-  const { vj, vi } = shape, j = spatial[shape.j], i = shape.i >= 0 ? spatial[shape.i] : undefined;
-  const steps: TraceStep[] = [
+  const { vj, vi } = shape, j = spatial[shape.j];
+  const rowRoots = shape.i >= 0 ? spatial.slice(shape.i - shape.rows + 1, shape.i + 1) : [];
+  const steps: TraceStep[] = [];
+  let i: { name: string } | undefined = rowRoots[0];
+  for (const a of rowRoots.slice(1)) {
+    steps.push({ p: 'fuse', stage, outer: i!.name, inner: a.name });
+    i = { name: `${i!.name}*${a.name}` };
+  }
+  steps.push(
     { p: 'split', stage, axis: j.name, factor: 4 * vj, ...(j.extent % (4 * vj) ? { shiftTail: true } : {}) },
     { p: 'split', stage, axis: `${j.name}.i`, factor: 4 },
-  ];
+  );
   // tiles of j outside tiles of i: the operand read along j (a weight panel) stays in cache across i
-  const order = [...spatial.filter((a) => a !== i && a !== j).map((a) => a.name), `${j.name}.o`];
+  const order = [...spatial.filter((a) => !rowRoots.includes(a) && a !== j).map((a) => a.name), `${j.name}.o`];
   const tile: string[] = [];
   if (i && vi > 1) {
     steps.push({ p: 'split', stage, axis: i.name, factor: vi });

@@ -1,6 +1,6 @@
 // Index and scalar simplification: constant folding, algebraic identities, and interval reasoning over loop
 // variables' ranges (drops bounds checks that always hold and div/mod that cannot change a value).
-import { type Expr, type Var, mapExpr, constant } from './expr.js';
+import { type Expr, type Var, mapExpr, constant, printExpr } from './expr.js';
 
 export interface Interval { lo: number; hi: number }
 export type Ranges = ReadonlyMap<Var, Interval>;
@@ -93,7 +93,7 @@ function step(e: Expr, ranges: Ranges): Expr | undefined {
       if (isConst(b) && a.k === 'bin' && a.op === 'add' && isConst(a.b)) return addC(a.a, (a.b.value as number) + (b.value as number));
       if (isConst(b) && a.k === 'bin' && a.op === 'sub' && isConst(a.b)) return addC(a.a, (b.value as number) - (a.b.value as number));
       if (a.k === 'bin' && a.op === 'add' && isConst(a.b)) return addC({ ...e, a: a.a }, a.b.value as number); // (x+c)+y -> (x+y)+c
-      break;
+      return foldDivModPairs(e);
     case 'sub':
       if (isC(b, 0)) return a;
       if (isConst(b)) return addC(a, -(b.value as number));
@@ -163,6 +163,42 @@ function step(e: Expr, ranges: Ranges): Expr | undefined {
     default: break;
   }
   return undefined;
+}
+
+/**
+ * k*c*(x // c) + k*(x %% c) + rest -> k*x + rest, anywhere in a sum (an axis split or fused and then flattened
+ * again, e.g. y*W + x over a fused y*x loop). Undefined when the sum holds no such pair.
+ */
+function foldDivModPairs(e: Expr): Expr | undefined {
+  const terms: { atom: Expr; coef: number }[] = [];
+  let k = 0;
+  const walk = (x: Expr, coef: number): void => {
+    if (x.k === 'const') { k += coef * Number(x.value); return; }
+    if (x.k === 'bin' && x.op === 'add') { walk(x.a, coef); walk(x.b, coef); return; }
+    if (x.k === 'bin' && x.op === 'mul' && isConst(x.b)) { walk(x.a, coef * Number(x.b.value)); return; }
+    terms.push({ atom: x, coef });
+  };
+  walk(e, 1);
+  let found = false;
+  for (const m of terms) {
+    const a = m.atom;
+    if (a.k !== 'bin' || a.op !== 'floormod' || !isConst(a.b)) continue;
+    const c = Number(a.b.value);
+    const d = terms.find((t) => t.atom.k === 'bin' && t.atom.op === 'floordiv' && isConst(t.atom.b) && Number(t.atom.b.value) === c &&
+      printExpr(t.atom.a) === printExpr(a.a) && t.coef === m.coef * c);
+    if (!d) continue;
+    m.atom = a.a; // k*(x %% c) -> k*x; k*c*(x // c) dropped
+    d.coef = 0;
+    found = true;
+  }
+  if (!found) return undefined;
+  let out: Expr | undefined;
+  for (const t of terms) {
+    if (t.coef === 0) continue;
+    const v = t.coef === 1 ? t.atom : { k: 'bin' as const, op: 'mul' as const, a: t.atom, b: constant(t.coef, 'int32'), dtype: 'int32' as const };
+    out = out ? { k: 'bin', op: 'add', a: out, b: v, dtype: 'int32' } : v;
+  }
+  return addC(out ?? constant(0, 'int32'), k);
 }
 
 function addC(x: Expr, c: number): Expr {

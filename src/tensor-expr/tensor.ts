@@ -11,7 +11,12 @@ export interface Tensor extends Buf {
   readonly hints?: ComputeHints;
 }
 
-export interface ComputeHints { readonly vectorAxis?: number; readonly rowAxis?: number }
+export interface ComputeHints {
+  readonly vectorAxis?: number;
+  readonly rowAxis?: number;
+  /** Axes ending at rowAxis that may be fused into one row axis (they are contiguous in every operand read). */
+  readonly rowAxes?: number;
+}
 
 let tensorCounter = 0;
 const uniq = (hint: string) => `${hint.replace(/[^A-Za-z0-9_]/g, '_')}_${tensorCounter++}`;

@@ -103,7 +103,11 @@ function convCompute(
   // Depthwise (one input channel per filter): no input value is shared across filters, so lanes run along the
   // output row instead (contiguous input loads when the stride is 1), rows along the output column.
   const depthwise = cpg === 1 && mpg === 1 && out.length >= 4;
-  const hints = block ? { vectorAxis: 1, rowAxis: out.length - 1 } : depthwise ? { vectorAxis: out.length - 1, rowAxis: out.length - 2 } : undefined;
+  // A pointwise convolution (1x1 window, stride 1, no padding) reads the input at the output's own position:
+  // its output rows and columns are one contiguous axis, tiled as one.
+  const pointwise = win.kernel.every((kk) => kk === 1) && win.strides.every((s) => s === 1) && win.pads.every((p) => p === 0);
+  const hints = block ? { vectorAxis: 1, rowAxis: out.length - 1, ...(pointwise && out.length > 3 ? { rowAxes: out.length - 2 } : {}) }
+    : depthwise ? { vectorAxis: out.length - 1, rowAxis: out.length - 2 } : undefined;
   const padded = block ? [out[0], w.shape[0] * block, ...out.slice(2)] : out;
   const full = compute(name, padded, ([n, m, ...o]) => {
     const rc = reduceAxis(cpg, 'rc');
