@@ -47,7 +47,7 @@ describe('kiln CLI', () => {
     expect(text).toMatch(/\/\/ kernel 0 g0: mul \+ tanh \(1 call\)\n\/\/ g0 stage 0: workgroup \d+, grid \[\d+,\d+,1\], bindings \[arg0,arg1\]/);
     expect(text).toMatch(/@compute @workgroup_size\(\d+\)\nfn main\(/);
     expect(kiln('inspect', model, '--level', 'wgsl', '--kernel', '0')).toBe(text);
-    kiln('compile', model, '--target', 'webgpu', '-o', join(dir, 'g.kiln'));
+    expect(kiln('compile', model, '--target', 'webgpu', '-o', join(dir, 'g.kiln'))).toMatch(/webgpu: 1 kernels, 1 stages, 1 distinct shaders \(0 stages read their constants from uniforms\), 1 dispatches per run/);
     expect(kiln('inspect', join(dir, 'g.kiln'), '--level', 'wgsl')).toBe(text);
     // an artifact compiled for WebAssembly only says how to get WGSL
     expect(() => execFileSync('node', [cli, 'inspect', join(dir, 'm.kiln'), '--level', 'wgsl'], { stdio: 'pipe' })).toThrow(/--target webgpu/);

@@ -59,6 +59,12 @@ export async function compileCommand(pos: string[], v: CompileFlags): Promise<nu
   if (r.specialized.length) console.log(`  baked-in inputs: ${r.specialized.join(', ')}`);
   for (const i of h.inputs) console.log(`  input  ${i.name}: ${i.dtype}[${i.shape}]`);
   for (const o of h.outputs) console.log(`  output ${o.name}: ${o.dtype}[${o.shape}]`);
+  if (h.webgpu) {
+    const stages = h.webgpu.kernels.flatMap((k) => k.stages);
+    const dispatches = h.webgpu.calls.reduce((a, c) => a + h.webgpu!.kernels[c.kernel].stages.length, 0);
+    const shared = stages.filter((st) => st.uniforms).length;
+    console.log(`  webgpu: ${h.webgpu.kernels.length} kernels, ${stages.length} stages, ${new Set(stages.map((st) => st.code)).size} distinct shaders (${shared} stages read their constants from uniforms), ${dispatches} dispatches per run`);
+  }
   if (h.cuda) {
     const entries = h.cuda.kernels.reduce((a, k) => a + k.launches.length, 0);
     console.log(`  cuda: PTX ${h.cuda.ptxVersion} for sm_${h.cuda.sm}, ${h.cuda.kernels.length} kernels, ${entries} entries, ${(h.cuda.ptx.length / 1024).toFixed(1)} KiB of PTX`);
