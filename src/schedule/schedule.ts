@@ -260,6 +260,12 @@ function parallelAxis(st: Stage): Axis | undefined {
   return undefined;
 }
 
+/**
+ * Accumulator vectors of a default register tile. V8 (TurboFan, x64) spills beyond about 8 live accumulators plus
+ * the operands: a 169x512x1000 MatMul ran at 40 GFLOP/s with 8, 24-27 GFLOP/s with 10-12 (CPU time, 1 thread).
+ */
+export const MAX_ACCUMULATORS = 8;
+
 /** The register tile of a float32 reduction: lanes along spatial axis `j`, `vj` vectors wide; `vi` rows of axis `i`. */
 export interface RegisterTile {
   j: number; vj: number; i: number; vi: number;
@@ -279,11 +285,11 @@ export function registerTileShape(st: Stage): RegisterTile | undefined {
   const jAt = h?.vectorAxis ?? spatial.length - 1;
   const j = spatial[jAt];
   if (!j || j.extent < 4) return undefined;
-  // vectors per tile row: the widest that divides the axis; an axis that is not a multiple of 4 (7, 14, 28 wide
-  // feature maps) gets full-width tiles, the last one shifted back to overlap its neighbour, with the fewest
-  // recomputed lanes (ties to the wider tile)
+  // vectors per tile row: 2 when that divides the axis (2 x 4 rows fill the accumulator budget), else 3 or 1; an
+  // axis that is not a multiple of 4 (7, 14, 28 wide feature maps) gets full-width tiles, the last one shifted
+  // back to overlap its neighbour, with the fewest recomputed lanes (ties to the wider tile)
   const vj = j.extent % 4 === 0
-    ? [3, 2, 1].find((v) => (j.extent / 4) % v === 0)!
+    ? [2, 3, 1].find((v) => (j.extent / 4) % v === 0)!
     : [2, 1].filter((v) => 4 * v <= j.extent).reduce((best, v) => (lanesComputed(j.extent, v) < lanesComputed(j.extent, best) ? v : best));
   const iAt = h?.rowAxis ?? spatial.length - 2;
   // rows over several axes fused into one (a 1x1 convolution's output rows and columns: one long row axis
@@ -291,12 +297,12 @@ export function registerTileShape(st: Stage): RegisterTile | undefined {
   const rows = iAt >= 0 && (h?.rowAxes ?? 1) > 1 && iAt - h!.rowAxes! + 1 > jAt ? h!.rowAxes! : 1;
   const i = iAt >= 0 && iAt !== jAt
     ? { extent: spatial.slice(iAt - rows + 1, iAt + 1).reduce((p, a) => p * a.extent, 1) } : undefined;
-  // rows: at most 12 accumulators (x86 has 16 vector registers). Prefer the largest count that divides the axis;
+  // rows: at most MAX_ACCUMULATORS accumulators. Prefer the largest count that divides the axis;
   // when that leaves fewer than 3 rows (7, 13, 14 ...), take the count that keeps the most accumulators busy on
   // average, a last partial tile included (its extra rows are computed from clamped indices and dropped).
   let vi = 1;
   if (i) {
-    const fits = [6, 5, 4, 3, 2].filter((v) => v * vj <= 12 && v <= i.extent);
+    const fits = [6, 5, 4, 3, 2].filter((v) => v * vj <= MAX_ACCUMULATORS && v <= i.extent);
     vi = fits.find((v) => i.extent % v === 0) ?? 1;
     if (vi < 3) {
       const busy = (v: number) => i.extent / Math.ceil(i.extent / v);
