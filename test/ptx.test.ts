@@ -136,7 +136,7 @@ describe.skipIf(!HAVE_PTXAS || !existsSync('.cache/models'))('PTX backend: the f
 });
 
 /** Small models built here, simulated and compared with ONNX Runtime. */
-const SMALL: { name: string; spec: Parameters<typeof buildModel>[0]; feeds: Record<string, Tensor> }[] = [
+const SMALL: { name: string; spec: Parameters<typeof buildModel>[0]; feeds: Record<string, Tensor>; tiled?: boolean }[] = [
   {
     name: 'conv + bias + relu + maxpool',
     spec: {
@@ -220,6 +220,44 @@ const SMALL: { name: string; spec: Parameters<typeof buildModel>[0]; feeds: Reco
     },
     feeds: { x: randomF32([1, 3, 12, 12], 25) },
   },
+  // the default GPU schedules' shared-memory tiles (matmul, conv) and workgroup tree reductions
+  {
+    name: 'tiled matmul 100x70x50 + bias + relu (shared memory, register tiles, non-dividing)',
+    spec: {
+      inputs: [['a', 'float32', [100, 70]]], outputs: [['y', 'float32', [100, 50]]],
+      initializers: { w: randomF32([70, 50], 31), b: randomF32([50], 32) },
+      nodes: [{ op: 'MatMul', inputs: ['a', 'w'], outputs: ['m'] }, { op: 'Add', inputs: ['m', 'b'], outputs: ['s'] }, { op: 'Relu', inputs: ['s'], outputs: ['y'] }],
+    },
+    feeds: { a: randomF32([100, 70], 33) },
+    tiled: true,
+  },
+  {
+    name: 'tiled strided, padded conv with bias',
+    spec: {
+      inputs: [['x', 'float32', [1, 16, 20, 20]]], outputs: [['y', 'float32', [1, 32, 10, 10]]],
+      initializers: { w: randomF32([32, 16, 3, 3], 34), b: randomF32([32], 35) },
+      nodes: [{ op: 'Conv', inputs: ['x', 'w', 'b'], outputs: ['y'], attrs: { kernel_shape: [3, 3], pads: [1, 1, 1, 1], strides: [2, 2] } }],
+    },
+    feeds: { x: randomF32([1, 16, 20, 20], 36) },
+    tiled: true,
+  },
+  {
+    name: 'tree reductions: softmax 6x300, layer normalization over 200, reduce sum/max, global average pool',
+    spec: {
+      inputs: [['x', 'float32', [6, 300]], ['z', 'float32', [2, 7, 200]], ['p', 'float32', [2, 8, 15, 15]]],
+      outputs: [['y', 'float32', [6, 300]], ['ln', 'float32', [2, 7, 200]], ['s', 'float32', [2, 1, 1, 15]], ['g', 'float32', [2, 8, 1, 1]], ['mx', 'float32', [2, 8]]],
+      initializers: { gam: randomF32([200], 37), bet: randomF32([200], 38), ax: { dtype: 'int64', shape: [2], data: BigInt64Array.from([1n, 2n]) } },
+      nodes: [
+        { op: 'Softmax', inputs: ['x'], outputs: ['y'], attrs: { axis: -1 } },
+        { op: 'LayerNormalization', inputs: ['z', 'gam', 'bet'], outputs: ['ln'], attrs: { axis: -1, epsilon: { float: 1e-5 } } },
+        { op: 'ReduceSum', inputs: ['p', 'ax'], outputs: ['s'], attrs: { keepdims: 1 } },
+        { op: 'GlobalAveragePool', inputs: ['p'], outputs: ['g'] },
+        { op: 'ReduceMax', inputs: ['p'], outputs: ['mx'], attrs: { axes: [2, 3], keepdims: 0 } },
+      ],
+    },
+    feeds: { x: { ...randomF32([6, 300], 39), data: randomF32([6, 300], 39).data.map((v) => v * 10) }, z: randomF32([2, 7, 200], 40), p: randomF32([2, 8, 15, 15], 41) },
+    tiled: true,
+  },
 ];
 
 describe('PTX backend: small models on the simulator vs ONNX Runtime', () => {
@@ -228,6 +266,12 @@ describe('PTX backend: small models on the simulator vs ONNX Runtime', () => {
       const bytes = buildModel(m.spec);
       const c = await compile(bytes, { target: 'cuda', sm: 86, optimize: false });
       if (HAVE_PTXAS) expect(rejected([runPtxas(c.header.cuda!.ptx, 86)])).toEqual([]);
+      if (m.tiled) {
+        // shared memory and barriers: every launch that uses them declares its shared bytes
+        expect(c.header.cuda!.ptx).toMatch(/bar\.sync 0/);
+        expect(c.header.cuda!.ptx).toMatch(/ld\.shared\.f32/);
+        expect(c.header.cuda!.kernels.flatMap((k) => k.launches).some((l) => l.sharedBytes > 0)).toBe(true);
+      }
       const sim = await runCudaSim(c.artifact, m.feeds);
       const ref = await runOrt(bytes, m.feeds);
       for (const [name, want] of Object.entries(ref)) expect(compareTensors(sim.outputs[name], want)?.message).toBeUndefined();

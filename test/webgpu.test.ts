@@ -10,6 +10,12 @@ import { findCases, runCases } from '../src/conformance/onnx-backend.js';
 import { compareTensors } from '../src/conformance/compare.js';
 import { buildModel, randomF32, type ModelSpec } from '../src/frontend/onnx/model-builder.js';
 import { runOrt } from './helpers/ort.js';
+import { buildKernel } from '../src/compiler/kernel.js';
+import { Schedule } from '../src/schedule/schedule.js';
+import { gpuTrace } from '../src/schedule/gpu-schedule.js';
+import { printPrimFunc } from '../src/schedule/loop-ir.js';
+import { importAndOptimize } from '../src/compiler/compile.js';
+import { fuseOps, kernelCalls } from '../src/relay-ir/passes/fuse-ops.js';
 
 async function runBoth(spec: ModelSpec, feeds: Record<string, Tensor>) {
   const bytes = buildModel(spec);
@@ -78,6 +84,93 @@ describe('WebGPU target (Dawn + SwiftShader)', () => {
       nodes: [{ op: 'Softmax', inputs: ['x'], outputs: ['y'], attrs: { axis: -1 } }],
     }, { x: { ...W([4, 100], 9), data: W([4, 100], 9).data.map((v) => v * 20) } });
     expect(header.webgpu!.kernels.some((k) => k.stages.length > 1 && k.temps.length > 0)).toBe(true);
+  });
+
+  // The default GPU schedules (src/schedule/gpu-schedule.ts): shared-memory tiles with register tiles for
+  // matmul/conv, workgroup tree reductions for long reductions, checked against ONNX Runtime on the device.
+  const stageCodes = (h: Awaited<ReturnType<typeof runBoth>>['header']) => h.webgpu!.kernels.flatMap((k) => k.stages.map((st) => st.code));
+  it('runs tiled MatMuls (shared memory, register tiles, fused epilogue) on non-dividing shapes', async () => {
+    const { header } = await runBoth({
+      inputs: [['a', 'float32', [100, 70]]],
+      outputs: [['c', 'float32', [100, 50]]],
+      nodes: [{ op: 'MatMul', inputs: ['a', 'w'], outputs: ['m'] }, { op: 'Add', inputs: ['m', 'bias'], outputs: ['s'] }, { op: 'Relu', inputs: ['s'], outputs: ['c'] }],
+      initializers: { w: W([70, 50], 3), bias: W([50], 4) },
+    }, { a: W([100, 70], 5) });
+    expect(header.webgpu!.kernels.length).toBe(1); // bias and ReLU at the tile's write-back
+    const code = stageCodes(header)[0];
+    expect(code).toMatch(/var<workgroup>/);
+    expect(code).toMatch(/workgroupBarrier\(\)/);
+    // both operands as graph inputs, and a batched MatMul
+    const { header: h2 } = await runBoth({
+      inputs: [['a', 'float32', [3, 67, 45]], ['b', 'float32', [3, 45, 90]]],
+      outputs: [['c', 'float32', [3, 67, 90]]],
+      nodes: [{ op: 'MatMul', inputs: ['a', 'b'], outputs: ['c'] }],
+    }, { a: W([3, 67, 45], 6), b: W([3, 45, 90], 7) });
+    expect(stageCodes(h2)[0]).toMatch(/workgroupBarrier/);
+  });
+
+  it('runs tiled convolutions: strided and padded with bias and ReLU, grouped', async () => {
+    const { header } = await runBoth({
+      inputs: [['x', 'float32', [1, 16, 20, 20]]],
+      outputs: [['y', 'float32', [1, 32, 10, 10]]],
+      nodes: [
+        { op: 'Conv', inputs: ['x', 'w', 'b'], outputs: ['c'], attrs: { kernel_shape: [3, 3], pads: [1, 1, 1, 1], strides: [2, 2] } },
+        { op: 'Relu', inputs: ['c'], outputs: ['y'] },
+      ],
+      initializers: { w: W([32, 16, 3, 3], 6), b: W([32], 7) },
+    }, { x: W([1, 16, 20, 20], 8) });
+    expect(stageCodes(header).some((c) => /workgroupBarrier/.test(c))).toBe(true);
+    const { header: h2 } = await runBoth({
+      inputs: [['x', 'float32', [1, 16, 20, 20]]],
+      outputs: [['y', 'float32', [1, 32, 20, 20]]],
+      nodes: [{ op: 'Conv', inputs: ['x', 'w'], outputs: ['y'], attrs: { kernel_shape: [3, 3], pads: [1, 1, 1, 1], group: 2 } }],
+      initializers: { w: W([32, 8, 3, 3], 9) },
+    }, { x: W([1, 16, 20, 20], 10) });
+    expect(stageCodes(h2).some((c) => /workgroupBarrier/.test(c))).toBe(true);
+  });
+
+  it('runs Softmax, LayerNormalization, ReduceSum/Max and GlobalAveragePool as workgroup tree reductions', async () => {
+    const big = (shape: number[], seed: number, k: number) => ({ ...W(shape, seed), data: W(shape, seed).data.map((v) => v * k) });
+    const { header } = await runBoth({
+      inputs: [['x', 'float32', [6, 300]]], outputs: [['y', 'float32', [6, 300]]],
+      nodes: [{ op: 'Softmax', inputs: ['x'], outputs: ['y'], attrs: { axis: -1 } }],
+    }, { x: big([6, 300], 11, 10) });
+    const tree = (c: string) => /var<workgroup>/.test(c) && /workgroupBarrier/.test(c);
+    expect(stageCodes(header).filter(tree).length).toBe(2); // max, then sum of exp
+    const { header: h2 } = await runBoth({
+      inputs: [['x', 'float32', [2, 7, 200]]], outputs: [['y', 'float32', [2, 7, 200]]],
+      initializers: { g: W([200], 12), b: W([200], 13) },
+      nodes: [{ op: 'LayerNormalization', inputs: ['x', 'g', 'b'], outputs: ['y'], attrs: { axis: -1, epsilon: { float: 1e-5 } } }],
+    }, { x: W([2, 7, 200], 14) });
+    expect(stageCodes(h2).filter(tree).length).toBeGreaterThanOrEqual(2);
+    const { header: h3 } = await runBoth({
+      inputs: [['x', 'float32', [2, 8, 15, 15]]],
+      outputs: [['s', 'float32', [2, 1, 1, 15]], ['g', 'float32', [2, 8, 1, 1]], ['mx', 'float32', [2, 8]]],
+      nodes: [
+        { op: 'ReduceSum', inputs: ['x', 'ax'], outputs: ['s'], attrs: { keepdims: 1 } },
+        { op: 'GlobalAveragePool', inputs: ['x'], outputs: ['g'] },
+        { op: 'ReduceMax', inputs: ['x'], outputs: ['mx'], attrs: { axes: [2, 3], keepdims: 0 } },
+      ],
+      initializers: { ax: { dtype: 'int64', shape: [2], data: BigInt64Array.from([1n, 2n]) } },
+    }, { x: W([2, 8, 15, 15], 15) });
+    expect(stageCodes(h3).filter(tree).length).toBe(3);
+  });
+
+  it("prints a MatMul kernel's GPU loop IR with shared buffers, barriers and a local register tile", () => {
+    const { graph } = importAndOptimize(buildModel({
+      inputs: [['a', 'float32', [128, 96]], ['b', 'float32', [96, 80]]], outputs: [['c', 'float32', [128, 80]]],
+      nodes: [{ op: 'MatMul', inputs: ['a', 'b'], outputs: ['c'] }],
+    }), { target: 'webgpu' });
+    const [call] = kernelCalls(fuseOps(graph));
+    const k = buildKernel(call.op, 'mm', (sch: Schedule) => gpuTrace(sch));
+    const text = printPrimFunc(k.prim);
+    expect(text).toMatch(/alloc \w+: float32\[\d+\] \(shared\)/);
+    expect(text.match(/alloc \w+: float32\[\d+\] \(shared\)/g)!.length).toBe(2);
+    expect(text).toMatch(/alloc \w+: float32\[16\] \(local\)/);
+    expect(text.match(/barrier\(\)/g)!.length).toBe(2);
+    expect(text).toMatch(/\(blockIdx\.x\)/);
+    expect(text).toMatch(/\(threadIdx\.x\)/);
+    expect(k.trace.some((s) => s.p === 'cacheRead')).toBe(true);
   });
 
   it('runs bool and narrow integer values (one 32-bit word each on the GPU)', async () => {

@@ -2,8 +2,9 @@
 // turn reductions into accumulator loops, flatten multi-dimensional accesses to row-major offsets, simplify.
 import {
   type Expr, type Var, type IterVar, add, mul, constant, freshVar, mapExpr, reduceInit, substitute, binary, and, lt,
+  ge, eq, int, floordiv, floormod, sub, visitExpr, printExpr,
 } from '../tensor-expr/expr.js';
-import { simplify, type Interval } from '../tensor-expr/simplify.js';
+import { simplify, bound, type Interval } from '../tensor-expr/simplify.js';
 import type { Tensor } from '../tensor-expr/tensor.js';
 import { type Buffer, type PrimFunc, type Stmt, buffer, seq } from './loop-ir.js';
 import type { Schedule, Stage, Axis } from './schedule.js';
@@ -27,7 +28,7 @@ export function lower(name: string, inputs: readonly Tensor[], sch: Schedule): P
   return { name, inputs: inBufs, outputs: outBufs, temps, body: unrollLoops(body) };
 }
 
-interface LowerCtx {
+export interface LowerCtx {
   bufs: Map<Tensor, Buffer>;
   inlined: Map<Tensor, Stage>;
   ranges: Map<Var, Interval>;
@@ -99,9 +100,14 @@ function emitValue(value: Expr, ctx: LowerCtx, k: (v: Expr) => Stmt): Stmt {
   return { k: 'decl', v: acc, init: reduceInit(r.op, r.dtype), body: seq([inner, emitValue(rest, ctx, k)]) };
 }
 
-function nest(axes: readonly Axis[], inner: Stmt): Stmt {
+/** Loops over `axes` around `inner`; `hooks` put statements at the start and end of an axis's loop body. */
+function nest(axes: readonly Axis[], inner: Stmt, hooks?: ReadonlyMap<string, { pre: Stmt[]; post: Stmt[] }>): Stmt {
   let s = inner;
-  for (let i = axes.length - 1; i >= 0; i--) s = { k: 'for', v: axes[i].v, extent: axes[i].extent, kind: axes[i].kind, body: s };
+  for (let i = axes.length - 1; i >= 0; i--) {
+    const h = hooks?.get(axes[i].name);
+    if (h) s = seq([...h.pre, s, ...h.post]);
+    s = { k: 'for', v: axes[i].v, extent: axes[i].extent, kind: axes[i].kind, body: s };
+  }
   return s;
 }
 
@@ -121,6 +127,7 @@ function lowerStage(sch: Schedule, st: Stage, ctx: LowerCtx): Stmt {
   const spatialGuards = guards.filter((g) => !g.axis.reduce).map((g) => lt(g.expr, g.extent));
   const reduceGuards = guards.filter((g) => g.axis.reduce).map((g) => lt(g.expr, g.extent));
 
+  if (st.treeThreads) return lowerTreeStage(st, t, out, storeIndex, bind, spatialGuards, ctx);
   if (!st.reduction) {
     const value = inlineLoads(substitute(t.body!, bind), ctx);
     const store = emitValue(value, ctx, (v) => ({ k: 'store', buf: out, index: storeIndex(), value: v }));
@@ -147,8 +154,11 @@ function lowerStage(sch: Schedule, st: Stage, ctx: LowerCtx): Stmt {
     // (clamped, so every load stays in bounds); the write-back's guards drop them.
     const clampedIndex = sch.rootIndex(st, true).index;
     const clamped = new Map<Var, Expr>(st.roots.map((a) => [a.v, simplify(clampedIndex.get(a)!, ctx.ranges)]));
-    const tileBody = spatialGuards.length ? inlineLoads(substitute(r.body, clamped), ctx) : body;
-    return lowerLocalTile(st, r, tileBody, storeIndex(), writeBack, spatialGuards, reduceGuards, ctx);
+    // shared-memory reads index with the unclamped positions: their fetch already stops at the tensor's edges
+    const plan = st.sharedReads.length ? planSharedReads(st, bind, ctx) : undefined;
+    const src = plan ? mapExpr(r.body, (x) => (x.k === 'load' ? plan.replace(x) : undefined)) : r.body;
+    const tileBody = spatialGuards.length || plan ? inlineLoads(substitute(src, spatialGuards.length ? clamped : bind), ctx) : body;
+    return lowerLocalTile(st, r, tileBody, storeIndex(), writeBack, spatialGuards, reduceGuards, ctx, plan);
   }
   if (reduceInside) {
     const acc = freshVar('acc', r.dtype);
@@ -202,7 +212,8 @@ function lowerLaneReduction(st: Stage, r: Extract<Expr, { k: 'reduce' }>, body: 
  */
 /** `body` must be safe to evaluate for every tile position (spatial indices clamped by the caller). */
 function lowerLocalTile(st: Stage, r: Extract<Expr, { k: 'reduce' }>, body: Expr, outIndex: Expr,
-  writeBack: (tileValue: Expr) => { buf: Buffer; value: Expr }, spatialGuards: Expr[], reduceGuards: Expr[], ctx: LowerCtx): Stmt {
+  writeBack: (tileValue: Expr) => { buf: Buffer; value: Expr }, spatialGuards: Expr[], reduceGuards: Expr[], ctx: LowerCtx,
+  plan?: SharedPlan): Stmt {
   const first = st.leaves.findIndex((a) => a.reduce);
   const outer = st.leaves.slice(0, first);
   const rest = st.leaves.slice(first);
@@ -215,8 +226,229 @@ function lowerLocalTile(st: Stage, r: Extract<Expr, { k: 'reduce' }>, body: Expr
   const cur: Expr = { k: 'load', buf: tile, idx: [li], dtype: tile.dtype };
   const init = nest(inner, { k: 'store', buf: tile, index: li, value: reduceInit(r.op, r.dtype) });
   const update = emitValue(body, ctx, (v) => ({ k: 'store', buf: tile, index: li, value: combine(r.op, cur, v) }));
-  const accumulate = nest([...reduceLeaves, ...inner], guard(reduceGuards, update));
+  let accumulate = nest([...reduceLeaves, ...inner], guard(reduceGuards, update), plan?.hooks(ctx));
+  if (plan) for (const b of plan.buffers) accumulate = { k: 'alloc', buf: b, body: accumulate };
   const wb = writeBack(cur);
   const store = emitValue(wb.value, ctx, (v) => ({ k: 'store', buf: wb.buf, index: outIndex, value: v }));
   return nest(outer, { k: 'alloc', buf: tile, body: seq([init, accumulate, nest(inner, guard(spatialGuards, store))]) });
+}
+
+const isThreadKind = (k: string) => k.startsWith('threadIdx');
+
+/** Variables an expression mentions. */
+function varsOf(e: Expr): Set<Var> {
+  const out = new Set<Var>();
+  visitExpr(e, (x) => { if (x.k === 'var') out.add(x); });
+  return out;
+}
+
+/** Whether an int32 index expression is a multiple of `c` for every value of its variables. */
+function multipleOf(e: Expr, c: number): boolean {
+  if (e.k === 'const') return Number(e.value) % c === 0;
+  if (e.k !== 'bin') return false;
+  if (e.op === 'add' || e.op === 'sub') return multipleOf(e.a, c) && multipleOf(e.b, c);
+  if (e.op === 'mul') return multipleOf(e.a, c) || multipleOf(e.b, c);
+  return false;
+}
+
+/**
+ * Splits an index into a part F that depends only on `fixed` loops (the same for the whole region) and a part V
+ * over the varying loops, index = F + V; floordiv/floormod by a constant split when F is a multiple of it.
+ */
+function splitFV(e: Expr, varying: ReadonlySet<Var>): { f: Expr; v: Expr } | undefined {
+  const vs = [...varsOf(e)];
+  if (!vs.some((x) => varying.has(x))) return { f: e, v: int(0) };
+  if (vs.every((x) => varying.has(x))) return { f: int(0), v: e };
+  if (e.k !== 'bin' || e.dtype !== 'int32') return undefined;
+  switch (e.op) {
+    case 'add': case 'sub': {
+      const a = splitFV(e.a, varying), b = splitFV(e.b, varying);
+      return a && b ? { f: binary(e.op, a.f, b.f), v: binary(e.op, a.v, b.v) } : undefined;
+    }
+    case 'mul': {
+      const c = e.b.k === 'const' ? e.b : e.a.k === 'const' ? e.a : undefined;
+      const s = c && splitFV(c === e.b ? e.a : e.b, varying);
+      return c && s ? { f: mul(s.f, c), v: mul(s.v, c) } : undefined;
+    }
+    case 'floordiv': case 'floormod': {
+      if (e.b.k !== 'const' || !(Number(e.b.value) > 0)) return undefined;
+      const c = Number(e.b.value), s = splitFV(e.a, varying);
+      if (!s || !multipleOf(s.f, c)) return undefined;
+      return e.op === 'floordiv' ? { f: floordiv(s.f, c), v: floordiv(s.v, c) } : { f: int(0), v: floormod(s.v, c) };
+    }
+    default: return undefined;
+  }
+}
+
+/** One tensor staged in a shared buffer: per dimension, the region's start (over the fixed loops) and extent. */
+interface SharedRead {
+  tensor: Tensor;
+  at: string;
+  buf: Buffer;
+  dims: { full: boolean; f: Expr; vlo: number; ext: number }[];
+}
+
+export interface SharedPlan {
+  buffers: Buffer[];
+  /** The shared load replacing a load of a staged tensor (indices over the stage's root variables), or undefined. */
+  replace(x: Extract<Expr, { k: 'load' }>): Expr | undefined;
+  /** Fetch + barrier at the start of each `at` loop's body, barrier at its end. */
+  hooks(ctx: LowerCtx): Map<string, { pre: Stmt[]; post: Stmt[] }>;
+}
+
+/**
+ * Bound inference for the cacheRead steps of a local-tile stage (loop order: outer, reduction, tile leaves).
+ * Exported for the GPU schedule, which sizes its tiles by the shared bytes they need.
+ */
+export function planSharedReads(st: Stage, bind: ReadonlyMap<Var, Expr>, ctx: { ranges: Map<Var, Interval> }): SharedPlan {
+  const first = st.leaves.findIndex((a) => a.reduce);
+  const outer = st.leaves.slice(0, first), rest = st.leaves.slice(first);
+  const order = [...outer, ...rest.filter((a) => a.reduce), ...rest.filter((a) => !a.reduce)];
+  const threadLeaves = outer.filter((a) => isThreadKind(a.kind));
+  if (st.leaves.some((a) => isThreadKind(a.kind) && !outer.includes(a))) throw new Error(`cacheRead: stage ${st.tensor.name} has thread-bound loops inside its reduction`);
+  const reads: SharedRead[] = [];
+  // loops of one iteration are 0: a tile that covers a whole axis still starts at a multiple of its size
+  const unit = new Map<Var, Expr>(st.leaves.filter((a) => a.extent === 1).map((a) => [a.v, int(0)]));
+  const at0 = (i: Expr) => substitute(substitute(i, bind), unit);
+  const loadsOf = (t: Tensor) => {
+    const ls: Expr[][] = [];
+    visitExpr(st.reduction!.body, (x) => { if (x.k === 'load' && x.buf === t) ls.push(x.idx.map(at0)); });
+    return ls;
+  };
+  for (const { tensor, at } of st.sharedReads) {
+    const atPos = order.findIndex((a) => a.name === at);
+    if (atPos < first || !order[atPos].reduce) throw new Error(`cacheRead: '${at}' is not a reduction loop of stage ${st.tensor.name}'s tile`);
+    const varying = new Set<Var>([...order.slice(atPos + 1), ...threadLeaves].map((a) => a.v));
+    const dims = tensor.shape.map((dim, d) => {
+      let f: Expr | undefined, lo = Infinity, hi = -Infinity, ok = true;
+      for (const idx of loadsOf(tensor)) {
+        const s = splitFV(idx[d], varying);
+        const b = s && bound(simplify(s.v, ctx.ranges), ctx.ranges);
+        if (!s || !b) { ok = false; break; }
+        const fs = simplify(s.f, ctx.ranges);
+        if (f && printExpr(f) !== printExpr(fs)) { ok = false; break; }
+        f = fs; lo = Math.min(lo, b.lo); hi = Math.max(hi, b.hi);
+      }
+      // a region past the tensor's edge (a partial tile) is fetched as zeros; only when bound inference fails
+      // does the whole dimension come in
+      return ok && f ? { full: false, f, vlo: lo, ext: hi - lo + 1 } : { full: true, f: int(0), vlo: 0, ext: dim };
+    });
+    const size = dims.reduce((n, x) => n * x.ext, 1);
+    reads.push({ tensor, at, dims, buf: buffer(`${tensor.name}_shared`, tensor.dtype, size, 'shared') });
+  }
+  const flat = (r: SharedRead, local: Expr[]) => {
+    let e: Expr = int(0);
+    r.dims.forEach((d, i) => { e = add(mul(e, d.ext), local[i]); });
+    return e;
+  };
+  return {
+    buffers: reads.map((r) => r.buf),
+    replace(x) {
+      const r = reads.find((q) => q.tensor === x.buf);
+      if (!r) return undefined;
+      const atPos = order.findIndex((a) => a.name === r.at);
+      const varying = new Set<Var>([...order.slice(atPos + 1), ...threadLeaves].map((a) => a.v));
+      const local = x.idx.map((i0, d) => {
+        const i = at0(i0), dd = r.dims[d];
+        // (a whole dimension: clamped, the positions outside it belong to outputs the write-back drops)
+        return dd.full ? binary('max', binary('min', i, r.tensor.shape[d] - 1), 0) : sub(splitFV(i, varying)!.v, dd.vlo);
+      });
+      return { k: 'load', buf: r.buf, idx: [simplify(flat(r, local), ctx.ranges)], dtype: r.buf.dtype };
+    },
+    hooks(lctx) {
+      const nThreads = threadLeaves.reduce((n, a) => n * a.extent, 1);
+      let tid: Expr = int(0);
+      for (const a of threadLeaves) tid = add(mul(tid, a.extent), a.v);
+      const hooks = new Map<string, { pre: Stmt[]; post: Stmt[] }>();
+      for (const r of reads) {
+        const size = r.buf.size, n = Math.ceil(size / nThreads);
+        const fv = freshVar('fetch');
+        lctx.ranges.set(fv, { lo: 0, hi: n - 1 });
+        const lin = simplify(add(mul(fv, nThreads), tid), lctx.ranges);
+        let stride = size;
+        const g = r.dims.map((d) => {
+          stride /= d.ext;
+          const c = floormod(floordiv(lin, stride), d.ext);
+          return simplify(add(add(d.f, d.vlo), c), lctx.ranges);
+        });
+        const inb: Expr[] = [];
+        g.forEach((gi, d) => {
+          const b = bound(gi, lctx.ranges);
+          if (!b || b.lo < 0) inb.push(ge(gi, 0));
+          if (!b || b.hi >= r.tensor.shape[d]) inb.push(lt(gi, r.tensor.shape[d]));
+        });
+        const ld: Expr = { k: 'load', buf: r.tensor, idx: g, dtype: r.tensor.dtype };
+        const value = finish(inlineLoads(ld, lctx), lctx);
+        const put = (v: Expr): Stmt => ({ k: 'store', buf: r.buf, index: lin, value: v });
+        let fetch: Stmt = inb.length ? { k: 'if', cond: simplify(inb.reduce((a, b) => and(a, b)), lctx.ranges), then: put(value), else: put(reduceInit('sum', r.tensor.dtype)) } : put(value);
+        if (n * nThreads > size) fetch = { k: 'if', cond: lt(lin, size), then: fetch };
+        const h = hooks.get(r.at) ?? { pre: [], post: [] };
+        h.pre.push({ k: 'for', v: fv, extent: n, kind: n <= 8 ? 'unrolled' : 'serial', body: fetch });
+        hooks.set(r.at, h);
+      }
+      // the tile is complete before anyone reads it, and read by everyone before the next fetch overwrites it
+      for (const h of hooks.values()) { h.pre.push({ k: 'barrier' }); h.post.push({ k: 'barrier' }); }
+      return hooks;
+    },
+  };
+}
+
+/**
+ * A stage whose reductions run across a workgroup (crossThreadReduce): its bound loops, then a 'threadIdx.x' loop
+ * of T threads. Each outermost reduction: every thread reduces elements lin = ro*T + t of the fused reduction axes
+ * into a register, writes it to a shared buffer, then a log2(T) tree (barrier between levels) leaves the result
+ * in element 0, which every thread reads; thread 0 stores the stage's value.
+ */
+function lowerTreeStage(st: Stage, t: Tensor, out: Buffer, storeIndex: () => Expr, bind: Map<Var, Expr>,
+  spatialGuards: Expr[], ctx: LowerCtx): Stmt {
+  const T = st.treeThreads!;
+  if (st.leaves.some((a) => isThreadKind(a.kind))) throw new Error(`crossThreadReduce: stage ${t.name} binds other loops to threads`);
+  if (st.relations.some((r) => (r.kind === 'split' ? r.parent : r.outer).reduce)) throw new Error(`crossThreadReduce: stage ${t.name} splits or fuses reduction axes`);
+  const tv = freshVar('tr');
+  ctx.ranges.set(tv, { lo: 0, hi: T - 1 });
+  for (const v of [...bind.keys()]) if (st.roots.find((a) => a.v === v)?.reduce) bind.delete(v); // reduction axes stay the reduce's own
+  const value = substitute(t.body!, bind);
+  const tree = (v: Expr): Stmt => {
+    let found: Extract<Expr, { k: 'reduce' }> | undefined;
+    visitFirstReduce(v, (r) => { found = found ?? r; });
+    if (!found) {
+      const store: Stmt = { k: 'store', buf: out, index: storeIndex(), value: finish(inlineLoads(v, ctx), ctx) };
+      return guard([...spatialGuards, eq(tv, 0)], store);
+    }
+    const r: Extract<Expr, { k: 'reduce' }> = found;
+    const R = r.axes.reduce((n, a) => n * a.extent, 1), n = Math.ceil(R / T);
+    const acc = freshVar('acc', r.dtype), ro = freshVar('ro');
+    ctx.ranges.set(ro, { lo: 0, hi: n - 1 });
+    const lin = add(mul(ro, T), tv);
+    const m = new Map<Var, Expr>();
+    let stride = R;
+    r.axes.forEach((a, i) => { stride /= a.extent; m.set(a.v, simplify(i === 0 ? floordiv(lin, stride) : floormod(floordiv(lin, stride), a.extent), ctx.ranges)); });
+    const update = emitValue(inlineLoads(substitute(r.body, m), ctx), ctx, (x) => ({ k: 'assign', v: acc, value: combine(r.op, acc, x) }));
+    const conds = [...spatialGuards, ...(n * T > R ? [lt(lin, R)] : [])];
+    const red = buffer(`red${t.name}`, r.dtype, T, 'shared');
+    const at = (i: Expr): Expr => ({ k: 'load', buf: red, idx: [i], dtype: r.dtype });
+    const steps: Stmt[] = [
+      { k: 'for', v: ro, extent: n, kind: 'serial', body: guard(conds.map((c) => simplify(c, ctx.ranges)), update) },
+      { k: 'store', buf: red, index: tv, value: acc },
+      { k: 'barrier' },
+    ];
+    for (let s = T / 2; s >= 1; s /= 2) {
+      steps.push({ k: 'if', cond: lt(tv, s), then: { k: 'store', buf: red, index: tv, value: combine(r.op, at(tv), at(add(tv, s))) } }, { k: 'barrier' });
+    }
+    steps.push(tree(mapExpr(v, (x) => (x === r ? at(int(0)) : undefined))));
+    return { k: 'alloc', buf: red, body: { k: 'decl', v: acc, init: reduceInit(r.op, r.dtype), body: seq(steps) } };
+  };
+  return nest(st.leaves.filter((a) => !a.reduce), { k: 'for', v: tv, extent: T, kind: 'threadIdx.x', body: tree(value) });
+}
+
+/** Calls `f` on each outermost reduction of `e` (not inside another reduction), in visit order. */
+function visitFirstReduce(e: Expr, f: (r: Extract<Expr, { k: 'reduce' }>) => void): void {
+  switch (e.k) {
+    case 'reduce': f(e); return;
+    case 'bin': visitFirstReduce(e.a, f); visitFirstReduce(e.b, f); return;
+    case 'un': case 'cast': visitFirstReduce(e.a, f); return;
+    case 'select': visitFirstReduce(e.c, f); visitFirstReduce(e.a, f); visitFirstReduce(e.b, f); return;
+    case 'load': e.idx.forEach((i) => visitFirstReduce(i, f)); return;
+    default: return;
+  }
 }

@@ -25,7 +25,21 @@ export type TraceStep =
    * Apply the kernel output's elementwise computation (bias, activation, residual add) to a cacheWrite tile as it
    * is written back, instead of storing the reduction and reading it again in a second pass.
    */
-  | { readonly p: 'fuseEpilogue'; readonly stage: number };
+  | { readonly p: 'fuseEpilogue'; readonly stage: number }
+  /**
+   * GPU: stage the values of one tensor the reduction reads (`input`: index among the distinct tensors its body
+   * loads directly, in visit order; a placeholder, a materialized stage or an inlined producer, whose value is
+   * computed by the fetch) in a 'shared' buffer, refilled at the start of every iteration of leaf `at`. The region
+   * comes from bound inference over the loops inside `at` and the thread-bound loops; the workgroup's threads fetch
+   * it cooperatively (zeros past the tensor's edges) between barriers. Needs cacheWrite (the local-tile lowering).
+   */
+  | { readonly p: 'cacheRead'; readonly stage: number; readonly input: number; readonly at: string }
+  /**
+   * GPU: compute the stage's reductions across `threads` threads of a workgroup (an added 'threadIdx.x' loop
+   * inside the stage's bound loops): each thread reduces a strided part of the (fused) reduction axes, the partials
+   * meet in a 'shared' buffer and a log2 tree with barriers combines them (rfactor + allreduce).
+   */
+  | { readonly p: 'crossThreadReduce'; readonly stage: number; readonly threads: number };
 
 export interface Axis {
   readonly name: string;
@@ -46,6 +60,10 @@ export class Stage {
   epilogue?: Stage;
   /** Computed inside another stage's write-back: no loop nest of its own. */
   fusedInto?: Stage;
+  /** Tensors staged in shared memory (see the cacheRead step), with the leaf whose iterations refill them. */
+  readonly sharedReads: { tensor: Tensor; at: string }[] = [];
+  /** Threads of the workgroup tree reduction (see crossThreadReduce). */
+  treeThreads?: number;
   readonly roots: Axis[];
   leaves: Axis[];
   /** Splits and fuses in the order applied (rootIndex undoes them last to first). */
@@ -66,6 +84,13 @@ export class Stage {
     const a = this.leaves.find((x) => x.name === name);
     if (!a) throw new Error(`stage ${this.tensor.name}: no leaf axis '${name}' (have ${this.leaves.map((x) => x.name).join(', ')})`);
     return a;
+  }
+
+  /** Distinct tensors the top-level reduction's body loads directly, in visit order (cacheRead's `input`). */
+  readTensors(): Tensor[] {
+    const out: Tensor[] = [];
+    if (this.reduction) visitExpr(this.reduction.body, (e) => { if (e.k === 'load' && !out.includes(e.buf as Tensor)) out.push(e.buf as Tensor); });
+    return out;
   }
 
   /** Whether the body holds a reduction anywhere (such stages are not inlined by default). */
@@ -133,6 +158,19 @@ export class Schedule {
         o.fusedInto = st;
         break;
       }
+      case 'cacheRead': {
+        const t = st.readTensors()[step.input];
+        if (!t) throw new Error(`cacheRead: stage ${step.stage} reads no tensor #${step.input}`);
+        st.axis(step.at);
+        st.sharedReads.push({ tensor: t, at: step.at });
+        break;
+      }
+      case 'crossThreadReduce':
+        if (!st.hasReduction()) throw new Error(`crossThreadReduce: stage ${step.stage} has no reduction`);
+        if (!(step.threads >= 2 && (step.threads & (step.threads - 1)) === 0)) throw new Error(`crossThreadReduce: ${step.threads} threads is not a power of two`);
+        if (st.reduction && st.leaves.some((a) => a.reduce && a.kind !== 'serial')) throw new Error('crossThreadReduce: reduction leaves must stay serial');
+        st.treeThreads = step.threads;
+        break;
     }
     this.trace.push(step);
   }

@@ -28,7 +28,7 @@ export function unrollLoops(s: Stmt, ranges: Map<Var, Interval> = new Map()): St
       const body = unrollLoops(s.body, ranges);
       if (s.kind !== 'unrolled' || s.extent > MAX_UNROLL) return { ...s, body };
       const copies: Stmt[] = [];
-      for (let k = 0; k < s.extent; k++) copies.push(mapStmtExprs(body, (e) => fixVar(e, s.v, k, ranges)));
+      for (let k = 0; k < s.extent; k++) copies.push(foldConstIfs(mapStmtExprs(body, (e) => fixVar(e, s.v, k, ranges))));
       return seq(copies);
     }
     case 'seq': return seq(s.body.map((b) => unrollLoops(b, ranges)));
@@ -38,6 +38,19 @@ export function unrollLoops(s: Stmt, ranges: Map<Var, Interval> = new Map()): St
       return { ...s, then, else: els };
     }
     case 'decl': case 'alloc': return { ...s, body: unrollLoops(s.body, ranges) };
+    default: return s;
+  }
+}
+
+/** Branches whose condition became a constant (a guard that holds for one unrolled iteration) are resolved. */
+function foldConstIfs(s: Stmt): Stmt {
+  switch (s.k) {
+    case 'if': {
+      if (s.cond.k === 'const') return s.cond.value ? foldConstIfs(s.then) : s.else ? foldConstIfs(s.else) : seq([]);
+      return { ...s, then: foldConstIfs(s.then), else: s.else && foldConstIfs(s.else) };
+    }
+    case 'seq': return seq(s.body.map(foldConstIfs));
+    case 'for': case 'decl': case 'alloc': return { ...s, body: foldConstIfs(s.body) };
     default: return s;
   }
 }
