@@ -317,6 +317,23 @@ describe.skipIf(!ptxasAvailable())('tuning for CUDA: ptxas resource checks', () 
     }
   }, 60_000);
 
+  it('rejects a tiled candidate whose shared-memory tiles exceed 48 KiB per block, as a recorded error', async () => {
+    const bytes = buildModel(tiledMatmul);
+    const [task] = gpuTasks(bytes, 'cuda', 1024);
+    expect(task.space.stages[0].fields.map((f) => f.name)).toEqual(expect.arrayContaining(['tileRows', 'tileCols', 'regRows', 'regCols']));
+    // 128 x 128 outputs per block (1024 threads), 64-deep reduction steps: (128 x 64 + 64 x 128) floats = 64 KiB of tiles
+    const oversize = gpuTrace(new Schedule([task.kernel.output]), { tileRows: 128, tileCols: 128, tileK: 64, maxThreads: 1024, sharedBytes: 1 << 20 });
+    const db = TuningDatabase.open(':memory:');
+    try {
+      await tune(bytes, { target: 'cuda', sm: 80, buildOnly: true, trials: 1, workers: 1, seed: 1, db, seedTraces: [oversize] });
+      const bad = db.records(task.workload.key, cudaTarget(80).key).find((r) => traceHash(r.trace) === traceHash(oversize))!;
+      expect(bad.errorKind).toBe('resources');
+      expect(bad.error).toMatch(/65536 bytes of static shared memory \(limit 49152\)/);
+    } finally {
+      db.close();
+    }
+  }, 60_000);
+
   it('rejects a kernel over the 48 KiB of static shared memory per block (ptxas -v reports it)', () => {
     const ptx = `.version 8.0\n.target sm_80\n.address_size 64\n.visible .entry big(.param .u64 p)\n{\n  .reg .u64 %rd<4>;\n  .reg .u32 %r<2>;\n  .reg .f32 %f<2>;\n` +
       `  .shared .align 4 .b8 buf[65536];\n  ld.param.u64 %rd1, [p];\n  mov.u32 %r1, %tid.x;\n  mul.wide.u32 %rd2, %r1, 4;\n  mov.u64 %rd3, buf;\n` +

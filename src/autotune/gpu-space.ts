@@ -51,6 +51,19 @@ function threadDomain(ctx: GpuSpaceContext): number[] {
  */
 export const GPU_KNOBS: { readonly [K in keyof GpuScheduleOptions]?: Knob } = {
   threads: { default: (ctx) => ctx.base.threads ?? GPU_THREADS, domain: threadDomain },
+  // shared-memory tiling of sum reductions (matmul, conv); the defaults are gpu-schedule.ts's (a test checks that
+  // the default candidate emits the compiler's own code). Tiles over maxThreads threads or over sharedBytes of
+  // shared memory are shrunk by the schedule itself, so no combination is invalid.
+  tileRows: { default: (ctx) => ctx.base.tileRows ?? 64, domain: () => [16, 32, 64, 128] },
+  tileCols: { default: (ctx) => ctx.base.tileCols ?? 64, domain: () => [16, 32, 64, 128] },
+  regRows: { default: (ctx) => ctx.base.regRows ?? 4, domain: (_, d) => [1, 2, 4, 8].filter((r) => r <= (d.tileRows as number)) },
+  regCols: { default: (ctx) => ctx.base.regCols ?? 4, domain: (_, d) => [1, 2, 4, 8].filter((c) => c <= (d.tileCols as number)) },
+  tileK: { default: (ctx) => ctx.base.tileK ?? 16, domain: () => [4, 8, 16, 32] },
+  maxThreads: { default: (ctx) => ctx.base.maxThreads ?? 256, domain: (ctx) => [64, 128, 256, 512, 1024].filter((t) => t <= ctx.maxThreads) },
+  // a larger budget lets larger tiles keep their tileK (tiles shrink until their shared buffers fit)
+  sharedBytes: { default: (ctx) => ctx.base.sharedBytes ?? 16384, domain: (ctx) => [8192, 16384, 32768, 49152].filter((b) => b <= ctx.maxSharedBytes) },
+  // workgroup tree reductions
+  treeThreads: { default: (ctx) => ctx.base.treeThreads ?? 64, domain: (ctx) => pow2Between(16, ctx.maxThreads) },
 };
 
 export interface GpuSpaceTarget { maxThreads: number; maxSharedBytes?: number; base?: GpuScheduleOptions }
