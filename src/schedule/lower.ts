@@ -9,6 +9,7 @@ import type { Tensor } from '../tensor-expr/tensor.js';
 import { type Buffer, type PrimFunc, type Stmt, buffer, seq } from './loop-ir.js';
 import type { Schedule, Stage, Axis } from './schedule.js';
 import { unrollLoops } from './passes/unroll.js';
+import { shareSharedLoads } from './passes/share-loads.js';
 
 export function lower(name: string, inputs: readonly Tensor[], sch: Schedule): PrimFunc {
   const bufs = new Map<Tensor, Buffer>();
@@ -25,7 +26,7 @@ export function lower(name: string, inputs: readonly Tensor[], sch: Schedule): P
   const ranges = new Map<Var, Interval>();
   const ctx: LowerCtx = { bufs, inlined, ranges };
   const body = seq(sch.stages.filter((st) => !st.inlined && !st.fusedInto).map((st) => lowerStage(sch, st, ctx)));
-  return { name, inputs: inBufs, outputs: outBufs, temps, body: unrollLoops(body) };
+  return { name, inputs: inBufs, outputs: outBufs, temps, body: shareSharedLoads(unrollLoops(body)) };
 }
 
 export interface LowerCtx {
