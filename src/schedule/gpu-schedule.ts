@@ -41,7 +41,7 @@ export interface GpuScheduleOptions {
   regCols?: number;
   /** Most threads of a tiled workgroup (default 256: WebGPU's guaranteed limit, a common CUDA block). */
   maxThreads?: number;
-  /** Reduction step staged in shared memory per iteration, along the first reduction axis (default 16). */
+  /** Reduction step staged in shared memory per iteration, along the first reduction axis (default 8). */
   tileK?: number;
   /** Shared memory one workgroup may use (default 16384: WebGPU's guaranteed maxComputeWorkgroupStorageSize). */
   sharedBytes?: number;
@@ -140,7 +140,7 @@ function tileTrace(sch: Schedule, st: Stage, stage: number, opts: GpuScheduleOpt
   while (tI * tJ > maxThreads) { if (tI >= tJ) tI = Math.ceil(tI / 2); else tJ = Math.ceil(tJ / 2); }
   const k0 = red[0];
   const budget = opts.sharedBytes ?? 16384;
-  for (let kt = Math.min(opts.tileK ?? 16, pow2ceil(k0.extent)); kt >= 1; kt /= 2) {
+  for (let kt = Math.min(opts.tileK ?? 8, pow2ceil(k0.extent)); kt >= 1; kt /= 2) {
     const steps: TraceStep[] = [
       { p: 'split', stage, axis: i.name, factor: tI * regRows },
       { p: 'split', stage, axis: `${i.name}.i`, factor: regRows },

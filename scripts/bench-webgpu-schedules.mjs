@@ -1,0 +1,61 @@
+// Times WebGPU kernels compiled by two Kiln builds in one process on one GPUDevice (Dawn; SwiftShader on a machine
+// without a GPU), e.g. the naive GPU schedule of an older commit against the current default GPU schedules:
+//   git archive <commit> | tar -x -C /tmp/kiln-base-src && (cd /tmp/kiln-base-src && ln -s $PWD/node_modules . && npx tsc --outDir /tmp/kiln-base)
+//   npm run build && node scripts/bench-webgpu-schedules.mjs --before /tmp/kiln-base --after dist [--runs 5] [--models matmul,mobilenet_v2]
+// Each row: compile with each build, check both against the WebAssembly path of the `after` build, one warm-up run,
+// then `runs` rounds alternating the two; min and median ms of model.run() (upload, dispatches, download).
+import { readFileSync, readdirSync, existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+const arg = (name, def) => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? process.argv[i + 1] : def; };
+const before = resolve(arg('before', '/tmp/kiln-base')), after = resolve(arg('after', 'dist'));
+const runs = Number(arg('runs', '5'));
+const models = arg('models', 'matmul,mobilenet_v2').split(',');
+const imp = (dir, p) => import(pathToFileURL(join(dir, p)).href);
+
+const A = { compile: (await imp(after, 'compiler/compile.js')).compile, load: (await imp(after, 'runtime/index.js')).load };
+const B = { compile: (await imp(before, 'compiler/compile.js')).compile, load: (await imp(before, 'runtime/index.js')).load };
+const { nodeGpuDevice } = await imp(after, 'conformance/node-webgpu.js');
+const { buildModel, randomF32 } = await imp(after, 'frontend/onnx/model-builder.js');
+const { decodeTensorProto } = await imp(after, 'frontend/onnx/tensor-proto.js');
+const device = await nodeGpuDevice();
+
+function workload(name) {
+  if (name === 'matmul') {
+    const n = 512;
+    const bytes = buildModel({ inputs: [['a', 'float32', [n, n]], ['b', 'float32', [n, n]]], outputs: [['c', 'float32', [n, n]]], nodes: [{ op: 'MatMul', inputs: ['a', 'b'], outputs: ['c'] }] });
+    return { label: 'MatMul 512x512x512', bytes, feeds: { a: randomF32([n, n], 1), b: randomF32([n, n], 2) } };
+  }
+  const dir = join('.cache/models', name), set = join(dir, 'test_data_set_0');
+  if (!existsSync(dir)) throw new Error(`no ${dir}: run npm run fixtures`);
+  const inputs = readdirSync(set).filter((f) => f.startsWith('input_')).sort().map((f) => decodeTensorProto(readFileSync(join(set, f))));
+  return { label: name, bytes: readFileSync(join(dir, 'model.onnx')), modelPath: join(dir, 'model.onnx'), inputs };
+}
+
+const maxErr = (x, y) => { let m = 0; for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(Number(x[i]) - Number(y[i]))); return m; };
+const stats = (ts) => { const s = [...ts].sort((a, b) => a - b); return `${s[0].toFixed(1)} / ${s[Math.floor(s.length / 2)].toFixed(1)}`; };
+
+console.log(`| workload | before min / median ms | after min / median ms | speed-up (median) | max abs err before / after vs WebAssembly |`);
+console.log('|---|---:|---:|---:|---:|');
+for (const name of models) {
+  const w = workload(name);
+  const opts = { target: 'webgpu', modelPath: w.modelPath };
+  const mb = await B.load((await B.compile(w.bytes, opts)).artifact, { target: 'webgpu', device });
+  const ma = await A.load((await A.compile(w.bytes, opts)).artifact, { target: 'webgpu', device });
+  const feeds = w.feeds ?? Object.fromEntries(ma.inputs.map((inp, i) => [inp.name, w.inputs[i]]));
+  const cpu = await A.load((await A.compile(w.bytes, { modelPath: w.modelPath })).artifact, { threads: 1 });
+  const ref = await cpu.run(feeds);
+  const out0 = Object.keys(ref)[0];
+  const errs = [];
+  for (const m of [mb, ma]) errs.push(maxErr((await m.run(feeds))[out0].data, ref[out0].data).toExponential(1)); // also the warm-up
+  const tb = [], ta = [];
+  for (let r = 0; r < runs; r++) {
+    let t = performance.now(); await mb.run(feeds); tb.push(performance.now() - t);
+    t = performance.now(); await ma.run(feeds); ta.push(performance.now() - t);
+  }
+  const med = (ts) => [...ts].sort((a, b) => a - b)[Math.floor(ts.length / 2)];
+  console.log(`| ${w.label} | ${stats(tb)} | ${stats(ta)} | ${(med(tb) / med(ta)).toFixed(2)}x | ${errs.join(' / ')} |`);
+  mb.dispose?.(); ma.dispose?.(); cpu.dispose?.();
+}
+process.exit(0);
