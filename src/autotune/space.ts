@@ -8,7 +8,7 @@
 //  - an injective producer: inlined into its consumers or computed at the root;
 //  - anything else keeps its default steps.
 // A candidate (Decisions) turns into a TraceStep[] that Schedule.apply replays.
-import { Schedule, type Stage, type TraceStep, defaultTrace, registerTileShape, vectorizeSteps } from '../schedule/schedule.js';
+import { Schedule, type Stage, type TraceStep, defaultTrace, registerTileShape, vectorizeSteps, worthMaterializing } from '../schedule/schedule.js';
 import type { Rng } from './rng.js';
 
 export type Value = number | boolean | number[];
@@ -137,39 +137,43 @@ function reduceSpace(st: Stage, stage: number, defaultParallel: boolean): StageS
   return { stage, kind: 'reduce', fields, trace, defaults };
 }
 
-function ewiseSpace(st: Stage, stage: number): StageSpace {
+/** Steps of an elementwise stage: SIMD lanes or not, the loop over vectors unrolled by `unroll`, threads on the
+ * first loop with more than one iteration (as in the default schedule). */
+function elementwiseSteps(st: Stage, stage: number, vectorize: boolean, unroll: number): TraceStep[] {
   const inner = st.roots.filter((a) => !a.reduce).pop()!;
   const vector = vectorizeSteps(st, stage);
-  const fields: Field[] = [
-    { name: 'vectorize', domain: () => ({ values: vector.length ? [true, false] : [false] }) },
-    { name: 'unroll', domain: (d) => ({ values: divisorsOf(d.vectorize ? Math.ceil(inner.extent / 4) : inner.extent, [1, 2, 4]) }) },
-  ];
-  const trace = (d: Record<string, Value>): TraceStep[] => {
-    const steps: TraceStep[] = [];
-    let outer = inner.name;
-    if (d.vectorize) {
-      steps.push(...vector);
-      outer = vector.outer!;
-    }
-    const u = d.unroll as number;
-    const outerExtent = d.vectorize ? Math.ceil(inner.extent / 4) : inner.extent;
-    if (u > 1) steps.push({ p: 'split', stage, axis: outer, factor: u }, { p: 'annotate', stage, axis: `${outer}.i`, kind: 'unrolled' });
-    // threads split the first loop with more than one iteration, as in the default schedule
-    const loops: [string, number][] = [...st.roots.filter((a) => !a.reduce && a !== inner).map((a): [string, number] => [a.name, a.extent]),
-      u > 1 ? [`${outer}.o`, Math.ceil(outerExtent / u)] : [outer, outerExtent]];
-    const par = loops.find(([, n]) => n > 1);
-    if (par) steps.push({ p: 'annotate', stage, axis: par[0], kind: 'parallel' });
-    return steps;
-  };
-  return { stage, kind: 'ewise', fields, trace, defaults: { vectorize: vector.length > 0, unroll: 1 } };
+  const steps: TraceStep[] = [];
+  let outer = inner.name;
+  if (vectorize && vector.length) {
+    steps.push(...vector);
+    outer = vector.outer!;
+  }
+  const outerExtent = outer === inner.name ? inner.extent : Math.ceil(inner.extent / 4);
+  if (unroll > 1) steps.push({ p: 'split', stage, axis: outer, factor: unroll }, { p: 'annotate', stage, axis: `${outer}.i`, kind: 'unrolled' });
+  const loops: [string, number][] = [...st.roots.filter((a) => !a.reduce && a !== inner).map((a): [string, number] => [a.name, a.extent]),
+    unroll > 1 ? [`${outer}.o`, Math.ceil(outerExtent / unroll)] : [outer, outerExtent]];
+  const par = loops.find(([, n]) => n > 1);
+  if (par) steps.push({ p: 'annotate', stage, axis: par[0], kind: 'parallel' });
+  return steps;
 }
 
-function inlineSpace(st: Stage, stage: number): StageSpace {
+function ewiseSpace(st: Stage, stage: number): StageSpace {
+  const inner = st.roots.filter((a) => !a.reduce).pop()!;
+  const canVectorize = vectorizeSteps(st, stage).length > 0;
+  const fields: Field[] = [
+    { name: 'vectorize', domain: () => ({ values: canVectorize ? [true, false] : [false] }) },
+    { name: 'unroll', domain: (d) => ({ values: divisorsOf(d.vectorize ? Math.ceil(inner.extent / 4) : inner.extent, [1, 2, 4]) }) },
+  ];
+  const trace = (d: Record<string, Value>) => elementwiseSteps(st, stage, d.vectorize as boolean, d.unroll as number);
+  return { stage, kind: 'ewise', fields, trace, defaults: { vectorize: canVectorize, unroll: 1 } };
+}
+
+function inlineSpace(sch: Schedule, st: Stage, stage: number): StageSpace {
   return {
     stage, kind: 'inline',
     fields: [{ name: 'inline', domain: () => ({ values: [true, false] }) }],
-    trace: (d) => (d.inline ? [{ p: 'computeInline', stage }] : vectorizeSteps(st, stage)),
-    defaults: { inline: true },
+    trace: (d) => (d.inline ? [{ p: 'computeInline', stage }] : elementwiseSteps(st, stage, true, 1)),
+    defaults: { inline: !worthMaterializing(sch, st) },
   };
 }
 
@@ -274,7 +278,7 @@ function cpuStages(sch: Schedule): StageSpace[] {
   const def = defaultTrace(sch);
   const fixed = new Map(sch.stages.map((_, i) => [i, def.filter((s) => s.stage === i)]));
   return sch.stages.map((st, i): StageSpace => {
-    if (!st.isOutput && !st.hasReduction()) return inlineSpace(st, i);
+    if (!st.isOutput && !st.hasReduction()) return inlineSpace(sch, st, i);
     const red = st.reduction ? reduceSpace(st, i, fixed.get(i)!.some((s) => s.p === 'annotate' && s.kind === 'parallel')) : undefined;
     if (red) return red;
     if (st.isOutput && !st.hasReduction() && st.tensor.dtype === 'float32') return ewiseSpace(st, i);

@@ -258,7 +258,9 @@ export function defaultTrace(sch: Schedule): TraceStep[] {
   const steps: TraceStep[] = [];
   const add = (ss: TraceStep[]) => { for (const s of ss) { probe.apply(s); steps.push(s); } };
   // inline first: whether a reduction can take the output stage as its epilogue depends on what is inlined
-  probe.stages.forEach((st, i) => { if (!st.isOutput && !st.hasReduction()) add([{ p: 'computeInline', stage: i }]); });
+  probe.stages.forEach((st, i) => {
+    if (!st.isOutput && !st.hasReduction() && !worthMaterializing(probe, st)) add([{ p: 'computeInline', stage: i }]);
+  });
   probe.stages.forEach((st, i) => {
     if (st.inlined) return;
     if (st.reduction) {
@@ -287,6 +289,21 @@ export function vectorizeSteps(st: Stage, stage: number): TraceStep[] & { outer?
   ];
   steps.outer = `${inner.name}.o`;
   return steps;
+}
+
+const EXPENSIVE = new Set(['exp', 'log', 'erf', 'tanh', 'sin', 'cos', 'pow']);
+
+/**
+ * An elementwise producer computed once into a buffer rather than inlined: its body calls a transcendental and
+ * more than one stage reads it (softmax's exp(x - max), read by the sum and by the output), so inlining would
+ * evaluate the transcendental once per reader.
+ */
+export function worthMaterializing(sch: Schedule, st: Stage): boolean {
+  let expensive = false;
+  visitExpr(st.tensor.body!, (e) => { if ((e.k === 'un' || e.k === 'bin') && EXPENSIVE.has(e.op)) expensive = true; });
+  if (!expensive) return false;
+  const readers = sch.stages.filter((o) => { let reads = false; visitExpr(o.tensor.body!, (e) => { if (e.k === 'load' && e.buf === st.tensor) reads = true; }); return reads; });
+  return readers.length > 1;
 }
 
 /** The outermost serial spatial leaf with more than one iteration, if only unit loops are outside it. */

@@ -166,10 +166,12 @@ for (const name of ['softmax', 'log_softmax'] as const) {
       const axes = softmaxAxes(x, a, name);
       const m = reduction(`${name}_max`, x.shape, axes, true, 'max', (xi) => at(x, ...xi));
       const shifted = (xi: Expr[]) => E.sub(at(x, ...xi), at(m, ...keptIdx(xi, axes)));
-      const s = reduction(`${name}_sum`, x.shape, axes, true, 'sum', (xi) => E.unary('exp', shifted(xi)));
+      // exp(x - max) once, read by the sum and by softmax's output (the schedule keeps it materialized)
+      const e = compute(`${name}_exp`, x.shape, (xi) => E.unary('exp', shifted(xi)));
+      const s = reduction(`${name}_sum`, x.shape, axes, true, 'sum', (xi) => at(e, ...xi));
       return compute(name, out.shape, (idx) => {
         const sv = at(s, ...keptIdx(idx, axes));
-        return name === 'softmax' ? E.div(E.unary('exp', shifted(idx)), sv) : E.sub(shifted(idx), E.unary('log', sv));
+        return name === 'softmax' ? E.div(at(e, ...idx), sv) : E.sub(shifted(idx), E.unary('log', sv));
       });
     },
   });
