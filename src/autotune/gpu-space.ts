@@ -1,10 +1,11 @@
 // The GPU search space of a kernel (targets webgpu and cuda): a candidate is a GpuScheduleOptions value, turned
-// into a trace by the compiler's own gpuTrace, so the default candidate is the compiler's default schedule and any
-// knob the GPU schedule gains becomes searchable by adding one entry to GPU_KNOBS (its domain, derived from the
-// kernel's stages and extents). The decisions live in one group named 'gpu' of a DecisionSpace, so sampling,
+// into a trace by the compiler's own gpuTrace; every knob may also be left to the compiler (COMPILER_DEFAULT), which
+// the default candidate does for all of them, so it is the compiler's default schedule. Any knob the GPU schedule
+// gains becomes searchable by adding one entry to GPU_KNOBS (its domain, derived from the kernel's stages and
+// extents and the target's limits). The decisions live in one group named 'gpu' of a DecisionSpace, so sampling,
 // mutation, the evolutionary search and the cost model are the ones the WebAssembly space uses.
 import { Schedule, type TraceStep } from '../schedule/schedule.js';
-import { type GpuScheduleOptions, GPU_THREADS, gpuTrace } from '../schedule/gpu-schedule.js';
+import { type GpuScheduleOptions, gpuTrace } from '../schedule/gpu-schedule.js';
 import { type Decisions, DecisionSpace, type Field, type StageSpace, type Value } from './space.js';
 
 /** What the domains of a kernel's knobs are derived from. */
@@ -19,12 +20,16 @@ export interface GpuSpaceContext {
   base: GpuScheduleOptions;
 }
 
-/** A numeric field of GpuScheduleOptions: its value in the compiler's default, and its domain for a kernel. */
+/** The decision 'leave this knob to the compiler' (the option stays unset): the default candidate takes it for
+ *  every knob, so it is the compiler's schedule whatever gpu-schedule.ts's defaults are or become. */
+export const COMPILER_DEFAULT = -1;
+
+/** A numeric field of GpuScheduleOptions: the values to search for a kernel (COMPILER_DEFAULT is always there). */
 interface Knob {
-  default: (ctx: GpuSpaceContext) => number;
-  /** Values to search (the default is always added). May depend on the knobs listed before it. */
+  /** May depend on the knobs listed before it in `d` (COMPILER_DEFAULT there: their value is not known). */
   domain: (ctx: GpuSpaceContext, d: Readonly<Record<string, Value>>) => number[];
 }
+const known = (v: Value | undefined): v is number => typeof v === 'number' && v !== COMPILER_DEFAULT;
 
 const pow2Between = (lo: number, hi: number) => { const r: number[] = []; for (let v = lo; v <= hi; v *= 2) r.push(v); return r; };
 
@@ -50,20 +55,19 @@ function threadDomain(ctx: GpuSpaceContext): number[] {
  * sizes, ...) is searched once it has an entry here; until then candidates leave it at the compiler's default.
  */
 export const GPU_KNOBS: { readonly [K in keyof GpuScheduleOptions]?: Knob } = {
-  threads: { default: (ctx) => ctx.base.threads ?? GPU_THREADS, domain: threadDomain },
-  // shared-memory tiling of sum reductions (matmul, conv); the defaults are gpu-schedule.ts's (a test checks that
-  // the default candidate emits the compiler's own code). Tiles over maxThreads threads or over sharedBytes of
+  threads: { domain: threadDomain },
+  // shared-memory tiling of sum reductions (matmul, conv). Tiles over maxThreads threads or over sharedBytes of
   // shared memory are shrunk by the schedule itself, so no combination is invalid.
-  tileRows: { default: (ctx) => ctx.base.tileRows ?? 64, domain: () => [16, 32, 64, 128] },
-  tileCols: { default: (ctx) => ctx.base.tileCols ?? 64, domain: () => [16, 32, 64, 128] },
-  regRows: { default: (ctx) => ctx.base.regRows ?? 4, domain: (_, d) => [1, 2, 4, 8].filter((r) => r <= (d.tileRows as number)) },
-  regCols: { default: (ctx) => ctx.base.regCols ?? 4, domain: (_, d) => [1, 2, 4, 8].filter((c) => c <= (d.tileCols as number)) },
-  tileK: { default: (ctx) => ctx.base.tileK ?? 16, domain: () => [4, 8, 16, 32] },
-  maxThreads: { default: (ctx) => ctx.base.maxThreads ?? 256, domain: (ctx) => [64, 128, 256, 512, 1024].filter((t) => t <= ctx.maxThreads) },
+  tileRows: { domain: () => [16, 32, 64, 128] },
+  tileCols: { domain: () => [16, 32, 64, 128] },
+  regRows: { domain: (_, d) => [1, 2, 4, 8].filter((r) => !known(d.tileRows) || r <= d.tileRows) },
+  regCols: { domain: (_, d) => [1, 2, 4, 8].filter((c) => !known(d.tileCols) || c <= d.tileCols) },
+  tileK: { domain: () => [4, 8, 16, 32] },
+  maxThreads: { domain: (ctx) => [64, 128, 256, 512, 1024].filter((t) => t <= ctx.maxThreads) },
   // a larger budget lets larger tiles keep their tileK (tiles shrink until their shared buffers fit)
-  sharedBytes: { default: (ctx) => ctx.base.sharedBytes ?? 16384, domain: (ctx) => [8192, 16384, 32768, 49152].filter((b) => b <= ctx.maxSharedBytes) },
+  sharedBytes: { domain: (ctx) => [8192, 16384, 32768, 49152].filter((b) => b <= ctx.maxSharedBytes) },
   // workgroup tree reductions
-  treeThreads: { default: (ctx) => ctx.base.treeThreads ?? 64, domain: (ctx) => pow2Between(16, ctx.maxThreads) },
+  treeThreads: { domain: (ctx) => pow2Between(16, ctx.maxThreads) },
 };
 
 export interface GpuSpaceTarget { maxThreads: number; maxSharedBytes?: number; base?: GpuScheduleOptions }
@@ -80,7 +84,7 @@ export function gpuSpaceContext(sch: Schedule, target: GpuSpaceTarget): GpuSpace
 export function gpuOptions(d: Decisions, base: GpuScheduleOptions = {}): GpuScheduleOptions {
   const g = d.gpu ?? {};
   const out: Record<string, number> = { ...(base as Record<string, number>) };
-  for (const name of Object.keys(GPU_KNOBS)) if (typeof g[name] === 'number') out[name] = g[name] as number;
+  for (const name of Object.keys(GPU_KNOBS)) if (known(g[name])) out[name] = g[name] as number;
   return out as GpuScheduleOptions;
 }
 
@@ -90,33 +94,25 @@ export class GpuSearchSpace extends DecisionSpace {
   constructor(readonly makeSchedule: () => Schedule, target: GpuSpaceTarget) {
     const ctx = gpuSpaceContext(makeSchedule(), target);
     const knobs = Object.entries(GPU_KNOBS) as [string, Knob][];
-    const defaults: Record<string, number> = Object.fromEntries(knobs.map(([name, k]) => [name, k.default(ctx)]));
+    const defaults: Record<string, number> = Object.fromEntries(knobs.map(([name]) => [name, COMPILER_DEFAULT]));
     const traceOf = (d: Record<string, Value>) => gpuTrace(makeSchedule(), gpuOptions({ gpu: d }, ctx.base));
-    // Values that change nothing for this kernel (threads beyond its outputs, tile sizes of a kernel without a
-    // tiled stage, ...) are dropped, judged with the other knobs at their defaults; a knob left with one value is
-    // no decision at all.
+    // A knob none of whose values changes this kernel's trace (threads of a kernel whose stages are all tiled, tile
+    // sizes of a kernel without a tiled stage, ...), next to the compiler's defaults or next to the largest values
+    // of the others, is no decision. The others keep every value (one that is a no-op next to the defaults may
+    // matter next to other decisions: a 128-row tile needs 8-row register tiles to fit 256 threads); candidates
+    // that come out the same are measured once (the search dedups traces).
+    const largest: Record<string, number> = {};
+    for (const [name, k] of knobs) largest[name] = Math.max(COMPILER_DEFAULT, ...k.domain(ctx, largest));
     const fields: Field[] = [];
     for (const [name, k] of knobs) {
-      const seen = new Set<string>([JSON.stringify(traceOf(defaults))]);
-      const effective = new Set<number>([defaults[name]]);
-      for (const v of k.domain(ctx, defaults)) {
-        const t = JSON.stringify(traceOf({ ...defaults, [name]: v }));
-        if (!seen.has(t)) { seen.add(t); effective.add(v); }
-      }
-      if (effective.size < 2) continue;
-      const before = fields.map((f) => f.name);
-      fields.push({
-        name,
-        domain: (d) => {
-          const vs = k.domain(ctx, d).filter((v) => effective.has(v));
-          // the default stays reachable from the default candidate (whatever its domain function says)
-          if (!vs.includes(defaults[name]) && before.every((n) => d[n] === defaults[n])) vs.push(defaults[name]);
-          return { values: vs.length ? vs.sort((a, b) => a - b) : [defaults[name]] };
-        },
+      const matters = [defaults, largest].some((at) => {
+        const here = JSON.stringify(traceOf(at));
+        return k.domain(ctx, at).some((v) => JSON.stringify(traceOf({ ...at, [name]: v })) !== here);
       });
+      if (matters) fields.push({ name, domain: (d) => ({ values: [COMPILER_DEFAULT, ...[...new Set(k.domain(ctx, d))].sort((a, b) => a - b)] }) });
     }
     const group: StageSpace = {
-      stage: 'gpu', kind: 'gpu', fields, defaults: Object.fromEntries(fields.map((f) => [f.name, defaults[f.name]])),
+      stage: 'gpu', kind: 'gpu', fields, defaults: Object.fromEntries(fields.map((f) => [f.name, COMPILER_DEFAULT])),
       trace: (d): TraceStep[] => traceOf(d),
     };
     super([group]);
