@@ -270,6 +270,7 @@ describe('PTX backend: small models on the simulator vs ONNX Runtime', () => {
         // shared memory and barriers: every launch that uses them declares its shared bytes
         expect(c.header.cuda!.ptx).toMatch(/bar\.sync 0/);
         expect(c.header.cuda!.ptx).toMatch(/ld\.shared\.f32/);
+        if (/matmul/.test(m.name)) expect(c.header.cuda!.ptx).toMatch(/ld\.global\.v4\.f32 \{%f\d+, %f\d+, %f\d+, %f\d+\}/); // vectorized fetch
         expect(c.header.cuda!.kernels.flatMap((k) => k.launches).some((l) => l.sharedBytes > 0)).toBe(true);
       }
       const sim = await runCudaSim(c.artifact, m.feeds);

@@ -362,10 +362,17 @@ export function planSharedReads(st: Stage, bind: ReadonlyMap<Var, Expr>, ctx: { 
       for (const a of threadLeaves) tid = add(mul(tid, a.extent), a.v);
       const hooks = new Map<string, { pre: Stmt[]; post: Stmt[] }>();
       for (const r of reads) {
-        const size = r.buf.size, n = Math.ceil(size / nThreads);
+        // four consecutive floats per thread (one 16-byte load where the backend has them) when the region's rows
+        // start at multiples of 4 in a kernel input whose rows are multiples of 4 long: a vector is then all
+        // inside or all outside the tensor
+        const last = r.dims[r.dims.length - 1], rowLen = r.tensor.shape[r.tensor.shape.length - 1];
+        const V = r.tensor.kind === 'placeholder' && r.tensor.dtype === 'float32' && !last.full && last.ext % 4 === 0 &&
+          rowLen % 4 === 0 && last.vlo % 4 === 0 && multipleOf(last.f, 4) ? 4 : 1;
+        const size = r.buf.size, units = size / V, n = Math.ceil(units / nThreads);
         const fv = freshVar('fetch');
         lctx.ranges.set(fv, { lo: 0, hi: n - 1 });
-        const lin = simplify(add(mul(fv, nThreads), tid), lctx.ranges);
+        const unit = simplify(add(mul(fv, nThreads), tid), lctx.ranges);
+        const lin = simplify(mul(unit, V), lctx.ranges);
         let stride = size;
         const g = r.dims.map((d) => {
           stride /= d.ext;
@@ -378,11 +385,17 @@ export function planSharedReads(st: Stage, bind: ReadonlyMap<Var, Expr>, ctx: { 
           if (!b || b.lo < 0) inb.push(ge(gi, 0));
           if (!b || b.hi >= r.tensor.shape[d]) inb.push(lt(gi, r.tensor.shape[d]));
         });
-        const ld: Expr = { k: 'load', buf: r.tensor, idx: g, dtype: r.tensor.dtype };
+        const lane = freshVar('lane');
+        lctx.ranges.set(lane, { lo: 0, hi: V - 1 });
+        const at = (e: Expr) => (V === 1 ? e : simplify(add(e, lane), lctx.ranges));
+        const ld: Expr = { k: 'load', buf: r.tensor, idx: [...g.slice(0, -1), at(g[g.length - 1])], dtype: r.tensor.dtype };
         const value = finish(inlineLoads(ld, lctx), lctx);
-        const put = (v: Expr): Stmt => ({ k: 'store', buf: r.buf, index: lin, value: v });
+        const put = (v: Expr): Stmt => {
+          const st: Stmt = { k: 'store', buf: r.buf, index: at(lin), value: v };
+          return V === 1 ? st : { k: 'for', v: lane, extent: V, kind: 'vectorized', body: st };
+        };
         let fetch: Stmt = inb.length ? { k: 'if', cond: simplify(inb.reduce((a, b) => and(a, b)), lctx.ranges), then: put(value), else: put(reduceInit('sum', r.tensor.dtype)) } : put(value);
-        if (n * nThreads > size) fetch = { k: 'if', cond: lt(lin, size), then: fetch };
+        if (n * nThreads > units) fetch = { k: 'if', cond: lt(unit, units), then: fetch };
         const h = hooks.get(r.at) ?? { pre: [], post: [] };
         h.pre.push({ k: 'for', v: fv, extent: n, kind: n <= 8 ? 'unrolled' : 'serial', body: fetch });
         hooks.set(r.at, h);

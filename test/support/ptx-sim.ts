@@ -86,8 +86,13 @@ export function parsePtx(text: string): PtxProgram {
   const re = /\.visible\s+\.entry\s+([\w$]+)\s*\(([^)]*)\)([^{]*)\{/g;
   let m: RegExpExecArray | null;
   while ((m = re.exec(src))) {
-    // body up to the matching brace (bodies hold no nested braces in the subset)
-    const start = re.lastIndex, end = src.indexOf('}', start);
+    // body up to the matching brace (the only braces inside are vector operands, {%f0, %f1, %f2, %f3})
+    const start = re.lastIndex;
+    let end = -1;
+    for (let i = start, depth = 1; i < src.length; i++) {
+      if (src[i] === '{') depth++;
+      else if (src[i] === '}' && --depth === 0) { end = i; break; }
+    }
     if (end < 0) fail(`entry ${m[1]}: no closing brace`);
     const params = m[2].split(',').map((p) => p.trim()).filter(Boolean).map((p) => {
       const pm = /^\.param\s+\.u64\s+([\w$]+)$/.exec(p);
@@ -142,8 +147,25 @@ function compileInstr(s: string, e: Entry, labels: Map<string, number>): Op {
   return (t, c) => ((t.r[g.reg] as boolean) !== g.neg ? op(t, c) : undefined);
 }
 
+/** Operands split at commas outside braces (a vector operand `{%f0, %f1, %f2, %f3}` stays one). */
 function splitOperands(s: string): string[] {
-  return s.split(',').map((x) => x.trim()).filter(Boolean);
+  const out: string[] = [];
+  let depth = 0, cur = '';
+  for (const ch of s) {
+    if (ch === '{') depth++;
+    else if (ch === '}') depth--;
+    if (ch === ',' && depth === 0) { out.push(cur); cur = ''; } else cur += ch;
+  }
+  out.push(cur);
+  return out.map((x) => x.trim()).filter(Boolean);
+}
+
+/** The registers of a vector operand `{%a, %b, ...}` of `n` elements. */
+function vectorOperand(o: string, n: number, where: string): string[] {
+  const m = /^\{(.*)\}$/.exec(o) ?? fail(`${where}: expected a vector operand, got '${o}'`);
+  const regs = m[1].split(',').map((x) => x.trim());
+  if (regs.length !== n || regs.some((r) => !/^%[a-z]+\d+$/.test(r))) fail(`${where}: bad vector operand '${o}'`);
+  return regs;
 }
 
 function regIndex(e: Entry, name: string): number {
@@ -301,6 +323,23 @@ function buildOp(opcode: string, o: string[], e: Entry, labels: Map<string, numb
     }
     case 'ld': case 'st': {
       const space = mods[0];
+      if (mods.length === 3 && mods[1] === 'v4' && ty === 'f32' && (space === 'global' || space === 'shared')) {
+        // ld/st.{global,shared}.v4.f32: four consecutive floats, 16-byte aligned
+        need(2);
+        const m = memOperand(base === 'ld' ? o[1] : o[0], e, where);
+        if (m.reg === undefined) fail(`${where}: address must be a register`);
+        const regs = vectorOperand(base === 'ld' ? o[0] : o[1], 4, where).map((r) => regIndex(e, r));
+        const ar = m.reg!, off = m.off, bias = space === 'global' ? GLOBAL_BASE : 0;
+        const addr = (t: Thread, dv: DataView) => {
+          const a = Number(t.r[ar]) + off - bias;
+          if (!(a >= 0 && a + 16 <= dv.byteLength)) fail(`${e.name}: ${space} access of 16 bytes at ${Number(t.r[ar]) + off} is out of bounds (${where})`);
+          if (a % 16 !== 0) fail(`${e.name}: misaligned ${space} v4 access at ${a} (${where})`);
+          return a;
+        };
+        const mem = (t: Thread, c: Ctx) => (space === 'global' ? c.global : c.shared);
+        if (base === 'ld') return (t, c) => { const dv = mem(t, c), a = addr(t, dv); regs.forEach((r, k) => { t.r[r] = dv.getFloat32(a + 4 * k, true); }); };
+        return (t, c) => { const dv = mem(t, c), a = addr(t, dv); regs.forEach((r, k) => dv.setFloat32(a + 4 * k, t.r[r] as number, true)); };
+      }
       if (mods.length !== 2 || !['param', 'global', 'shared', 'local'].includes(space) || !(ty in MEM_SIZE)) fail(`${where}: unsupported ${base}`);
       need(2);
       const size = MEM_SIZE[ty];

@@ -10,7 +10,8 @@
 import { BYTES, type DType, isFloat, isUnsigned, isWide } from '../../runtime/dtype.js';
 import { KilnError } from '../../runtime/errors.js';
 import type { CudaKernel, CudaLaunch, CudaParam } from '../../runtime/artifact-format.js';
-import type { Expr, Var, BinOp } from '../../tensor-expr/expr.js';
+import { type Expr, type Var, type BinOp, visitExpr } from '../../tensor-expr/expr.js';
+import { fixVar } from '../../tensor-expr/simplify.js';
 import type { Buffer, PrimFunc, Stmt, ThreadTag } from '../../schedule/loop-ir.js';
 import { tempLayout } from '../wasm/codegen.js';
 
@@ -109,6 +110,31 @@ const SPECIAL: Record<ThreadTag, string> = {
 const isThreadTag = (k: string): k is ThreadTag => k in SPECIAL;
 
 const unsupported = (what: string) => new KilnError('E_UNSUPPORTED', `PTX codegen: ${what}`, { hint: 'compile for target wasm, or report the model' });
+
+/** The coefficient of `v` in `e` when `e` is linear in it through adds and subtracts (undefined otherwise). */
+function laneCoef(e: Expr, v: Var): number | undefined {
+  if (e === v) return 1;
+  let uses = false;
+  visitExpr(e, (x) => { if (x === v) uses = true; });
+  if (!uses) return 0;
+  if (e.k === 'bin' && (e.op === 'add' || e.op === 'sub') && e.dtype === 'int32') {
+    const a = laneCoef(e.a, v), b = laneCoef(e.b, v);
+    return a === undefined || b === undefined ? undefined : e.op === 'add' ? a + b : a - b;
+  }
+  return undefined;
+}
+
+/** Whether an int32 index is a multiple of 4 for every value of its variables (syntactically). */
+function aligned4(e: Expr): boolean {
+  if (e.k === 'const') return Number(e.value) % 4 === 0;
+  if (e.k !== 'bin') return false;
+  switch (e.op) {
+    case 'add': case 'sub': return aligned4(e.a) && aligned4(e.b);
+    case 'mul': return aligned4(e.a) || aligned4(e.b);
+    case 'floormod': return e.b.k === 'const' && Number(e.b.value) % 4 === 0 && aligned4(e.a);
+    default: return false;
+  }
+}
 
 /** Whether evaluating `e` can neither fault nor read global memory (both arms of a select may then run). */
 function isPure(e: Expr): boolean {
@@ -342,6 +368,7 @@ class EntryEmitter {
           }
           return;
         }
+        if (this.vector4(s)) return;
         // serial, unrolled, vectorized and parallel loops all run sequentially within a thread
         const top = this.label();
         this.ins(`mov.u32 ${r}, 0`);
@@ -354,6 +381,36 @@ class EntryEmitter {
         return;
       }
     }
+  }
+
+  /**
+   * A 'vectorized' loop of 4 that copies consecutive float32s (a shared-memory fetch) as one ld.v4 / st.v4 when
+   * both indices are consecutive in the lane and provably multiples of 4 at lane 0 (16-byte aligned: buffers are).
+   */
+  private vector4(s: Extract<Stmt, { k: 'for' }>): boolean {
+    const st = s.body;
+    if (s.kind !== 'vectorized' || s.extent !== 4 || st.k !== 'store' || st.buf.dtype !== 'float32') return false;
+    const v = st.value;
+    if (!(v.k === 'const' || (v.k === 'load' && v.dtype === 'float32' && (v.buf as Buffer).scope !== 'local'))) return false;
+    if (st.buf.scope === 'local') return false;
+    const base = (e: Expr): Expr | undefined => {
+      if (laneCoef(e, s.v) !== 1) return undefined;
+      const e0 = fixVar(e, s.v, 0);
+      return aligned4(e0) ? e0 : undefined;
+    };
+    const sIdx = base(st.index), lIdx = v.k === 'load' ? base(v.idx[0]) : undefined;
+    if (!sIdx || (v.k === 'load' && !lIdx)) return false;
+    this.memo = new Map();
+    const regs = [0, 1, 2, 3].map(() => this.reg('f'));
+    if (v.k === 'load') {
+      const la = this.addr(v.buf as Buffer, lIdx!);
+      this.ins(`ld.${this.space(v.buf as Buffer)}.v4.f32 {${regs.join(', ')}}, [${la}]`);
+    } else {
+      for (const r of regs) this.ins(`mov.f32 ${r}, ${immediate(v.value, 'float32')}`);
+    }
+    const a = this.addr(st.buf, sIdx);
+    this.ins(`st.${this.space(st.buf)}.v4.f32 [${a}], {${regs.join(', ')}}`);
+    return true;
   }
 
   // ---- expressions
