@@ -7,6 +7,7 @@ import { nodeGpuDevice } from '../src/conformance/node-webgpu.js';
 import { compareTensors } from '../src/conformance/compare.js';
 import { buildModel, randomF32, type ModelSpec } from '../src/frontend/onnx/model-builder.js';
 import type { GpuDevice } from '../src/runtime/webgpu.js';
+import { printPrimFunc } from '../src/schedule/loop-ir.js';
 import { runOrt } from './helpers/ort.js';
 
 /** The device behind a fresh pipeline cache (the runtime caches per device object), counting pipelines made. */
@@ -117,6 +118,22 @@ describe('WGSL: 64-bit integers as vec2<u32>', () => {
     expect([...got.q.data as BigUint64Array]).toEqual(X.map((v, i) => v / D[i]));
     expect([...got.m.data as BigUint64Array]).toEqual(X.map((v, i) => v % D[i]));
     expect([...got.lt.data]).toEqual(X.map((v, i) => (v < D[i] ? 1 : 0)));
+  });
+});
+
+describe('WGSL: float64 intermediates of float32 kernels', () => {
+  it('computes them in f32 (Resize coordinates), matching ONNX Runtime', async () => {
+    const bytes = buildModel({
+      inputs: [['x', 'float32', [1, 2, 5, 6]]], outputs: [['y', 'float32', [1, 2, 9, 11]]],
+      nodes: [{ op: 'Resize', inputs: ['x', '', '', 'sizes'], outputs: ['y'], attrs: { mode: 'linear' } }],
+      initializers: { sizes: i64([1n, 2n, 9n, 11n]) },
+    });
+    const feeds = { x: randomF32([1, 2, 5, 6], 3) };
+    const { got } = await runGpu(bytes, feeds);
+    expectMatch(got, await runOrt(bytes, feeds));
+    // the operator's definition does compute in float64 (the WebAssembly kernel keeps it)
+    const { program } = await compile(bytes);
+    expect(program.kernels.map((k) => printPrimFunc(k.prim)).join('')).toMatch(/float64/);
   });
 });
 

@@ -14,7 +14,8 @@
 // them unchanged. Arithmetic goes through the kiln_*64 helpers below with the WebAssembly target's semantics
 // (wrapping add/sub/mul, truncating div, rem with the dividend's sign, shift amounts mod 64, saturating float
 // conversions). An int64 read as an index costs one 8-byte load and takes the low word (i64.wrap, as on WASM).
-// float64 is rejected with E_UNSUPPORTED (in models it mostly lives in shape subgraphs, which constant folding removes).
+// float64 tensors are rejected with E_UNSUPPORTED (in models they mostly live in shape subgraphs, which constant
+// folding removes); a float32 kernel whose operator computes in float64 internally does so in f32 (demoteF64).
 //
 // Uniforms: shapes are static in the loop IR, and a kernel compiled alone has every constant in its text. Across a
 // model, shareWgslStages() finds stages whose text differs only in i32/u32/f32 literals (extents, strides, bounds,
@@ -107,6 +108,7 @@ function f32Word(v: number): number {
 
 export const MAX_WORKGROUPS_PER_DIM = 65535;
 
+/** Tensor types the WebGPU target lacks (float64 intermediates of a kernel are computed in f32: demoteF64). */
 const UNSUPPORTED_DTYPES: ReadonlySet<DType> = new Set(['float64']);
 const isWide = (t: DType) => t === 'int64' || t === 'uint64';
 const WIDE = 'vec2<u32>';
@@ -143,10 +145,72 @@ export function emitWgslKernel(f: PrimFunc): WgslStage[] {
 
 /** A kernel's stages with numbered literal slots, for shareWgslStages(). */
 export function emitWgslTemplates(f: PrimFunc): WgslTemplate[] {
-  for (const b of [...f.inputs, ...f.outputs, ...f.temps]) if (UNSUPPORTED_DTYPES.has(b.dtype)) throw unsupported(b.dtype);
+  for (const b of [...f.inputs, ...f.outputs]) if (UNSUPPORTED_DTYPES.has(b.dtype)) throw unsupported(b.dtype);
+  f = demoteF64(f);
   const params = [...f.inputs, ...f.outputs, ...f.temps];
   const body = f.body.k === 'seq' ? f.body.body : [f.body];
   return body.map((s) => new StageEmitter(params).emit(s)).filter((s): s is WgslTemplate => s !== undefined);
+}
+
+/**
+ * WGSL has no f64. A kernel whose tensors are narrower but whose operator computes in float64 internally (Resize
+ * and GridSample coordinates, log-sum-exp, cumulative sums, Einsum accumulators) computes those intermediates, and
+ * float64 temporaries between its stages, in f32, as WebGPU backends do; float64 tensors are rejected above.
+ */
+function demoteF64(f: PrimFunc): PrimFunc {
+  const vars = new Map<Var, Var>(), bufs = new Map<Buffer, Buffer>();
+  const T = (t: DType): DType => (t === 'float64' ? 'float32' : t);
+  const v = (x: Var): Var => {
+    if (x.dtype !== 'float64') return x;
+    let y = vars.get(x);
+    if (!y) { y = { ...x, dtype: 'float32' }; vars.set(x, y); }
+    return y;
+  };
+  const b = (x: Buffer): Buffer => {
+    if (x.dtype !== 'float64') return x;
+    let y = bufs.get(x);
+    if (!y) { y = { ...x, dtype: 'float32' }; bufs.set(x, y); }
+    return y;
+  };
+  const e = (x: Expr): Expr => {
+    switch (x.k) {
+      case 'const': return x.dtype === 'float64' ? { ...x, dtype: 'float32' } : x;
+      case 'var': return v(x);
+      case 'bin': return { ...x, a: e(x.a), b: e(x.b), dtype: T(x.dtype) };
+      case 'un': return { ...x, a: e(x.a), dtype: T(x.dtype) };
+      case 'select': return { ...x, c: e(x.c), a: e(x.a), b: e(x.b), dtype: T(x.dtype) };
+      case 'cast': { const a = e(x.a); return a.dtype === T(x.dtype) ? a : { ...x, a, dtype: T(x.dtype) }; }
+      case 'load': return { ...x, buf: b(x.buf as Buffer), idx: x.idx.map(e), dtype: T(x.dtype) };
+      case 'reduce': return x;
+    }
+  };
+  const st = (x: Stmt): Stmt => {
+    switch (x.k) {
+      case 'for': return { ...x, body: st(x.body) };
+      case 'seq': return { ...x, body: x.body.map(st) };
+      case 'store': return { ...x, buf: b(x.buf), index: e(x.index), value: e(x.value) };
+      case 'if': return { ...x, cond: e(x.cond), then: st(x.then), ...(x.else ? { else: st(x.else) } : {}) };
+      case 'decl': return { ...x, v: v(x.v), init: e(x.init), body: st(x.body) };
+      case 'assign': return { ...x, v: v(x.v), value: e(x.value) };
+      case 'alloc': return { ...x, buf: b(x.buf), body: st(x.body) };
+      case 'barrier': return x;
+    }
+  };
+  // inputs and outputs are not float64 here: they stay the same objects, which the emitter's parameters are
+  return { ...f, temps: f.temps.map(b), body: st(f.body) };
+}
+
+/** Expanded node count from which a subexpression used twice in a statement gets its own `let`. */
+const HOIST_SIZE = 8;
+
+function kidsOf(e: Expr): readonly Expr[] {
+  switch (e.k) {
+    case 'load': return e.idx;
+    case 'bin': return [e.a, e.b];
+    case 'un': case 'cast': return [e.a];
+    case 'select': return [e.c, e.a, e.b];
+    default: return [];
+  }
 }
 
 class StageEmitter {
@@ -157,6 +221,13 @@ class StageEmitter {
   private readonly shared: Buffer[] = [];
   private readonly slots: Slot[] = [];
   private readonly localNames = new Map<Buffer, string>();
+  // common subexpressions: structural ids (hash-consing), expanded sizes, and the ones a `let` holds right now
+  private readonly ids = new Map<Expr, number>();
+  private readonly interned = new Map<string, number>();
+  private readonly objIds = new Map<object, number>();
+  private readonly sizes: number[] = [];
+  private readonly hoisted = new Map<number, string>();
+  private lets = 0;
 
   constructor(private readonly params: readonly Buffer[]) {}
 
@@ -264,7 +335,74 @@ class StageEmitter {
     }
   }
 
+  /** Structural id of an expression: equal ids print the same WGSL. */
+  private idOf(e: Expr): number {
+    let id = this.ids.get(e);
+    if (id !== undefined) return id;
+    const obj = (o: object) => { let n = this.objIds.get(o); if (n === undefined) { n = this.objIds.size; this.objIds.set(o, n); } return n; };
+    let key: string;
+    switch (e.k) {
+      case 'const': key = `c${e.dtype}:${Object.is(e.value, -0) ? '-0' : String(e.value)}`; break;
+      case 'var': key = `v${obj(e)}`; break;
+      case 'load': key = `l${obj(e.buf)}`; break;
+      case 'bin': key = `b${e.op}:${e.dtype}`; break;
+      case 'un': key = `u${e.op}:${e.dtype}`; break;
+      case 'select': key = `s${e.dtype}`; break;
+      case 'cast': key = `t${e.dtype}`; break;
+      case 'reduce': key = `r${obj(e)}`; break;
+    }
+    const kids = kidsOf(e).map((k) => this.idOf(k));
+    key += `(${kids.join(',')})`;
+    id = this.interned.get(key);
+    if (id === undefined) {
+      id = this.interned.size;
+      this.interned.set(key, id);
+      this.sizes[id] = Math.min(1e9, kids.reduce((a, k) => a + this.sizes[k], 1));
+    }
+    this.ids.set(e, id);
+    return id;
+  }
+
+  /**
+   * Emits `let`s for the large subexpressions that `roots` use more than once (operator definitions inline shared
+   * producers, so a printed tree can grow exponentially: a Resize with antialias printed 2.5 MB on one line).
+   * WGSL evaluates select's arms and out-of-range loads without trapping, so computing them up front is safe.
+   * Returns the ids to forget once the statement is emitted.
+   */
+  private hoist(roots: Expr[], ind: string): number[] {
+    const uses = new Map<number, number>(), seen = new Set<number>(), order: Expr[] = [];
+    const visit = (e: Expr) => {
+      const id = this.idOf(e);
+      if (seen.has(id)) return;
+      seen.add(id);
+      for (const k of kidsOf(e)) { const kid = this.idOf(k); uses.set(kid, (uses.get(kid) ?? 0) + 1); visit(k); }
+      order.push(e);
+    };
+    roots.forEach(visit);
+    const added: number[] = [];
+    for (const e of order) {
+      const id = this.idOf(e);
+      if ((uses.get(id) ?? 0) < 2 || this.sizes[id] < HOIST_SIZE || this.hoisted.has(id)) continue;
+      const name = `e${this.lets++}`;
+      this.lines.push(`${ind}let ${name} = ${this.expr(e)};`);
+      this.hoisted.set(id, name);
+      added.push(id);
+    }
+    return added;
+  }
+
   private stmt(s: Stmt, ind: string): void {
+    if (s.k === 'store' || s.k === 'if' || s.k === 'decl' || s.k === 'assign') {
+      const roots = s.k === 'store' ? [s.index, s.value] : s.k === 'if' ? [s.cond] : s.k === 'decl' ? [s.init] : [s.value];
+      const added = this.hoist(roots, ind);
+      this.stmtNow(s, ind);
+      for (const id of added) this.hoisted.delete(id);
+      return;
+    }
+    this.stmtNow(s, ind);
+  }
+
+  private stmtNow(s: Stmt, ind: string): void {
     const L = this.lines;
     switch (s.k) {
       case 'seq': s.body.forEach((b) => this.stmt(b, ind)); return;
@@ -345,6 +483,10 @@ class StageEmitter {
   }
 
   expr(e: Expr): string {
+    if (this.hoisted.size) {
+      const h = this.hoisted.get(this.idOf(e));
+      if (h !== undefined) return h;
+    }
     switch (e.k) {
       case 'const': return this.lit(e.value, e.dtype);
       case 'var': this.checkType(e.dtype); return this.varName(e);
