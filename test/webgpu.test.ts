@@ -10,7 +10,7 @@ import { findCases, runCases } from '../src/conformance/onnx-backend.js';
 import { compareTensors } from '../src/conformance/compare.js';
 import { buildModel, randomF32, type ModelSpec } from '../src/frontend/onnx/model-builder.js';
 import { runOrt } from './helpers/ort.js';
-import { buildKernel } from '../src/compiler/kernel.js';
+import { buildKernel, kernelKey } from '../src/compiler/kernel.js';
 import { Schedule } from '../src/schedule/schedule.js';
 import { gpuTrace } from '../src/schedule/gpu-schedule.js';
 import { printPrimFunc } from '../src/schedule/loop-ir.js';
@@ -171,6 +171,9 @@ describe('WebGPU target (Dawn + SwiftShader)', () => {
     expect(text).toMatch(/\(blockIdx\.x\)/);
     expect(text).toMatch(/\(threadIdx\.x\)/);
     expect(k.trace.some((s) => s.p === 'cacheRead')).toBe(true);
+    // the trace is data: serialized and replayed, it gives the same kernel
+    const replayed = buildKernel(call.op, 'mm', JSON.parse(JSON.stringify(k.trace)));
+    expect(kernelKey(replayed.prim)).toBe(kernelKey(k.prim));
   });
 
   it('runs bool and narrow integer values (one 32-bit word each on the GPU)', async () => {
