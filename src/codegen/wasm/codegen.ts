@@ -11,6 +11,7 @@ import { KilnError } from '../../runtime/errors.js';
 import { vectorizeExpr, vectorizeLoop, uses as usesVar } from './vectorize.js';
 import { unrollLoops } from '../../schedule/passes/unroll.js';
 import { hoistIndexArithmetic } from '../../schedule/passes/hoist-index.js';
+import { partitionLoops } from '../../schedule/passes/partition.js';
 import { INLINE_F32_MATH, type InlineMathFn, inlineF32Math } from './math-inline.js';
 
 type Ref = number;
@@ -50,14 +51,22 @@ export function emitWasmModule(funcs: readonly PrimFunc[], opts: WasmModuleOptio
     m.addMemoryImport('mem', 'env', 'memory');
     for (const name of Object.keys(UNARY_MATH)) m.addFunctionImport(`math_${name}`, 'math', name, B.f64, B.f64);
     for (const name of Object.keys(BINARY_MATH)) m.addFunctionImport(`math_${name}`, 'math', name, B.createType([B.f64, B.f64]), B.f64);
-    // engines do little loop-invariant code motion on wasm: hoist index arithmetic here
-    for (const f of funcs) new FunctionEmitter(m, { ...f, body: hoistIndexArithmetic(f.body) }, opts.relaxed ?? false).emit();
+    for (const f of funcs) new FunctionEmitter(m, optimizeLoops(f), opts.relaxed ?? false).emit();
     if (!m.validate()) throw new KilnError('E_INTERNAL', 'generated WebAssembly failed validation', { hint: 'please report this with the model' });
     if (opts.optimize !== false) { B.setOptimizeLevel(2); B.setShrinkLevel(0); m.optimize(); }
     return m.emitBinary();
   } finally {
     m.dispose();
   }
+}
+
+/**
+ * Loop-IR passes for the CPU, phase by phase (a phase's statement may become several, and the phases the runtime
+ * calls must stay as they are): loops split at padded borders (their interiors lose the bounds checks), then index
+ * arithmetic hoisted (engines do little loop-invariant code motion on wasm).
+ */
+function optimizeLoops(f: PrimFunc): PrimFunc {
+  return { ...f, body: { k: 'seq', body: phasesOf(f).map((st) => hoistIndexArithmetic(partitionLoops(st))) } };
 }
 
 /** Prints the module as WebAssembly text (for `kiln inspect --level wasm`). */

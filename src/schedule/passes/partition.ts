@@ -1,0 +1,107 @@
+// Loop partitioning (interior / border): a serial loop whose body tests a condition on its own variable (a padded
+// border: `y - 1 >= 0 && y - 1 < H`) is split into consecutive loops over the ranges where every such condition
+// has one known value for all values of the loops inside (the lanes of a vector included), and each copy is
+// simplified under its range. The interior copy then has no bounds checks: a pad kernel's rows become plain vector
+// copies instead of masked vector loads. Parallel loops are left whole (threads split them), and so are bodies too
+// large to copy or loops whose conditions would cut them into many pieces.
+import { type Expr, type Var, add, constant, freshVar, substitute, visitExpr } from '../../tensor-expr/expr.js';
+import { type Interval, simplify } from '../../tensor-expr/simplify.js';
+import { type Stmt, seq } from '../loop-ir.js';
+import { mapStmtExprs } from './unroll.js';
+
+/** Loops longer than this are not scanned (each iteration's conditions are evaluated once at compile time). */
+const MAX_EXTENT = 1024;
+/** Pieces one loop may be cut into. */
+const MAX_PIECES = 4;
+/** Expression nodes of a body worth copying that many times. */
+const MAX_BODY_NODES = 4000;
+
+export function partitionLoops(s: Stmt, ranges: Map<Var, Interval> = new Map()): Stmt {
+  switch (s.k) {
+    case 'for': {
+      ranges.set(s.v, { lo: 0, hi: s.extent - 1 });
+      const pieces = s.kind === 'serial' ? partition(s, ranges) : undefined;
+      if (pieces) return pieces;
+      return { ...s, body: partitionLoops(s.body, ranges) };
+    }
+    case 'seq': return seq(s.body.map((b) => partitionLoops(b, ranges)));
+    case 'if': return { ...s, then: partitionLoops(s.then, ranges), else: s.else && partitionLoops(s.else, ranges) };
+    case 'decl': case 'alloc': return { ...s, body: partitionLoops(s.body, ranges) };
+    default: return s;
+  }
+}
+
+type ForStmt = Extract<Stmt, { k: 'for' }>;
+
+function partition(loop: ForStmt, outer: Map<Var, Interval>): Stmt | undefined {
+  if (loop.extent < 2 || loop.extent > MAX_EXTENT) return undefined;
+  const conds: Expr[] = [];
+  let nodes = 0;
+  const inner = new Map(outer);
+  const collect = (st: Stmt): void => {
+    const exprs = (e: Expr) => visitExpr(e, (x) => { nodes++; if (x.k === 'select' && mentions(x.c, loop.v)) conds.push(x.c); });
+    switch (st.k) {
+      case 'for': inner.set(st.v, { lo: 0, hi: st.extent - 1 }); collect(st.body); return;
+      case 'seq': st.body.forEach(collect); return;
+      case 'store': exprs(st.index); exprs(st.value); return;
+      case 'if': if (mentions(st.cond, loop.v)) conds.push(st.cond); exprs(st.cond); collect(st.then); if (st.else) collect(st.else); return;
+      case 'decl': exprs(st.init); collect(st.body); return;
+      case 'assign': exprs(st.value); return;
+      case 'alloc': collect(st.body); return;
+      default: return;
+    }
+  };
+  collect(loop.body);
+  if (!conds.length || nodes > MAX_BODY_NODES) return undefined;
+  // each iteration's signature: every condition's value for all inner values (or '?' when it varies)
+  const sig = (k: number) => conds.map((c) => {
+    const v = simplify(substitute(c, new Map([[loop.v, constant(k, 'int32')]])), inner);
+    return v.k === 'const' ? String(v.value) : '?';
+  }).join(',');
+  const pieces: { start: number; end: number; sig: string }[] = [];
+  for (let k = 0; k < loop.extent; k++) {
+    const sk = sig(k);
+    const last = pieces[pieces.length - 1];
+    if (last && last.sig === sk) last.end = k + 1;
+    else pieces.push({ start: k, end: k + 1, sig: sk });
+  }
+  // worth it only when some piece knows a condition; cutting into many pieces costs more than it saves
+  if (pieces.length < 2 || pieces.length > MAX_PIECES || pieces.every((p) => p.sig.split(',').every((x) => x === '?'))) return undefined;
+  return seq(pieces.map((p) => {
+    const len = p.end - p.start;
+    const v = len === 1 ? undefined : freshVar(loop.v.name);
+    const at: Expr = v ? add(v, constant(p.start, 'int32')) : constant(p.start, 'int32');
+    const ranges = new Map(outer);
+    if (v) ranges.set(v, { lo: 0, hi: len - 1 });
+    const body = cleanup(mapStmtExprs(loop.body, (e) => substitute(e, new Map([[loop.v, at]]))), ranges);
+    const inner2 = partitionLoops(body, ranges);
+    return v ? { ...loop, v, extent: len, body: inner2 } : inner2;
+  }));
+}
+
+/** Simplifies every expression under the loops' ranges and drops branches whose condition became constant. */
+function cleanup(s: Stmt, ranges: Map<Var, Interval>): Stmt {
+  switch (s.k) {
+    case 'for': {
+      ranges.set(s.v, { lo: 0, hi: s.extent - 1 });
+      return { ...s, body: cleanup(s.body, ranges) };
+    }
+    case 'seq': return seq(s.body.map((b) => cleanup(b, ranges)));
+    case 'store': return { ...s, index: simplify(s.index, ranges), value: simplify(s.value, ranges) };
+    case 'if': {
+      const cond = simplify(s.cond, ranges);
+      if (cond.k === 'const') return cond.value ? cleanup(s.then, ranges) : s.else ? cleanup(s.else, ranges) : seq([]);
+      return { ...s, cond, then: cleanup(s.then, ranges), else: s.else && cleanup(s.else, ranges) };
+    }
+    case 'decl': return { ...s, init: simplify(s.init, ranges), body: cleanup(s.body, ranges) };
+    case 'assign': return { ...s, value: simplify(s.value, ranges) };
+    case 'alloc': return { ...s, body: cleanup(s.body, ranges) };
+    case 'barrier': return s;
+  }
+}
+
+function mentions(e: Expr, v: Var): boolean {
+  let found = false;
+  visitExpr(e, (x) => { if (x === v) found = true; });
+  return found;
+}
