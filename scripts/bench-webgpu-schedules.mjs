@@ -2,6 +2,7 @@
 // without a GPU), e.g. the naive GPU schedule of an older commit against the current default GPU schedules:
 //   git archive <commit> | tar -x -C /tmp/kiln-base-src && (cd /tmp/kiln-base-src && ln -s $PWD/node_modules . && npx tsc --outDir /tmp/kiln-base)
 //   npm run build && node scripts/bench-webgpu-schedules.mjs --before /tmp/kiln-base --after dist [--runs 5] [--models matmul,mobilenet_v2]
+// or, same build with only the schedule switched: --before naive
 // Each row: compile with each build, check both against the WebAssembly path of the `after` build, one warm-up run,
 // then `runs` rounds alternating the two; min and median ms of model.run() (upload, dispatches, download).
 import { readFileSync, readdirSync, existsSync } from 'node:fs';
@@ -15,7 +16,18 @@ const models = arg('models', 'matmul,mobilenet_v2').split(',');
 const imp = (dir, p) => import(pathToFileURL(join(dir, p)).href);
 
 const A = { compile: (await imp(after, 'compiler/compile.js')).compile, load: (await imp(after, 'runtime/index.js')).load };
-const B = { compile: (await imp(before, 'compiler/compile.js')).compile, load: (await imp(before, 'runtime/index.js')).load };
+// --before naive: the `after` build with every GPU kernel on the one-invocation-per-output schedule (no tiles,
+// no tree reductions), so that only the schedule differs
+const naive = arg('before', '') === 'naive';
+let B;
+if (naive) {
+  const { gpuTrace } = await imp(after, 'schedule/gpu-schedule.js');
+  const { Schedule } = await imp(after, 'schedule/schedule.js');
+  const traceFor = (k) => gpuTrace(new Schedule([k.output]), { minTileOutputs: Infinity, treeMinReduce: Infinity });
+  B = { compile: (bytes, o) => A.compile(bytes, { ...o, gpuTraceFor: traceFor }), load: A.load };
+} else {
+  B = { compile: (await imp(before, 'compiler/compile.js')).compile, load: (await imp(before, 'runtime/index.js')).load };
+}
 const { nodeGpuDevice } = await imp(after, 'conformance/node-webgpu.js');
 const { buildModel, randomF32 } = await imp(after, 'frontend/onnx/model-builder.js');
 const { decodeTensorProto } = await imp(after, 'frontend/onnx/tensor-proto.js');
