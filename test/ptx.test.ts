@@ -258,6 +258,21 @@ const SMALL: { name: string; spec: Parameters<typeof buildModel>[0]; feeds: Reco
     feeds: { x: { ...randomF32([6, 300], 39), data: randomF32([6, 300], 39).data.map((v) => v * 10) }, z: randomF32([2, 7, 200], 40), p: randomF32([2, 8, 15, 15], 41) },
     tiled: true,
   },
+  {
+    name: 'integer tree reductions: argmax over 300, int64 sum and min over 100',
+    spec: {
+      inputs: [['x', 'float32', [4, 300]], ['xi', 'int64', [2, 100]]],
+      outputs: [['am', 'int64', [4]], ['si', 'int64', [2]], ['mi', 'int64', [2]]],
+      initializers: { ax1: { dtype: 'int64', shape: [1], data: BigInt64Array.from([1n]) } },
+      nodes: [
+        { op: 'ArgMax', inputs: ['x'], outputs: ['am'], attrs: { axis: 1, keepdims: 0 } },
+        { op: 'ReduceSum', inputs: ['xi', 'ax1'], outputs: ['si'], attrs: { keepdims: 0 } },
+        { op: 'ReduceMin', inputs: ['xi'], outputs: ['mi'], attrs: { axes: [1], keepdims: 0 } },
+      ],
+    },
+    feeds: { x: randomF32([4, 300], 42), xi: { dtype: 'int64', shape: [2, 100], data: BigInt64Array.from({ length: 200 }, (_, i) => BigInt(((i * 7919) % 201) - 100) * 10_000_000_000n) } },
+    tiled: true,
+  },
 ];
 
 describe('PTX backend: small models on the simulator vs ONNX Runtime', () => {

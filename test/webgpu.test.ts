@@ -154,6 +154,18 @@ describe('WebGPU target (Dawn + SwiftShader)', () => {
       initializers: { ax: { dtype: 'int64', shape: [2], data: BigInt64Array.from([1n, 2n]) } },
     }, { x: W([2, 8, 15, 15], 15) });
     expect(stageCodes(h3).filter(tree).length).toBe(3);
+    // integer trees: ArgMax over 300, int64 sums and minimums over 100
+    const { header: h4 } = await runBoth({
+      inputs: [['x', 'float32', [4, 300]], ['xi', 'int64', [2, 100]]],
+      outputs: [['am', 'int64', [4]], ['si', 'int64', [2]], ['mi', 'int64', [2]]],
+      nodes: [
+        { op: 'ArgMax', inputs: ['x'], outputs: ['am'], attrs: { axis: 1, keepdims: 0 } },
+        { op: 'ReduceSum', inputs: ['xi', 'ax1'], outputs: ['si'], attrs: { keepdims: 0 } },
+        { op: 'ReduceMin', inputs: ['xi'], outputs: ['mi'], attrs: { axes: [1], keepdims: 0 } },
+      ],
+      initializers: { ax1: { dtype: 'int64', shape: [1], data: BigInt64Array.from([1n]) } },
+    }, { x: W([4, 300], 16), xi: { dtype: 'int64', shape: [2, 100], data: BigInt64Array.from({ length: 200 }, (_, i) => BigInt(((i * 7919) % 201) - 100) * 10_000_000_000n) } });
+    expect(stageCodes(h4).filter(tree).length).toBeGreaterThanOrEqual(3);
   });
 
   it("prints a MatMul kernel's GPU loop IR with shared buffers, barriers and a local register tile", () => {
