@@ -55,13 +55,13 @@ def calibrate_bn(model: nn.Module, shape, batches: int = 4) -> None:
     model.eval()
 
 
-def torchvision_model(name: str):
+def torchvision_model(name: str, size: int = 224):
     torch.library.register_fake = lambda *a, **k: (lambda f: f)  # torchvision 0.28 + torch 2.13
     import torchvision
 
     torch.manual_seed(0)
     model = getattr(torchvision.models, name)(weights=None).eval()
-    shape = (1, 3, 224, 224)
+    shape = (1, 3, size, size)
     calibrate_bn(model, shape)
     x = np.random.RandomState(0).standard_normal(shape).astype(np.float32)
     return model, {"input": x}, ["output"]
@@ -90,10 +90,10 @@ class SuperResolutionNet(nn.Module):
         return self.pixel_shuffle(self.conv4(x))
 
 
-def super_resolution():
+def super_resolution(size: int = 224):
     torch.manual_seed(0)
     model = SuperResolutionNet(upscale_factor=3).eval()
-    x = np.random.RandomState(0).rand(1, 1, 224, 224).astype(np.float32)
+    x = np.random.RandomState(0).rand(1, 1, size, size).astype(np.float32)
     return model, {"input": x}, ["output"]
 
 
@@ -107,7 +107,7 @@ class BertLastHidden(nn.Module):
                          return_dict=True).last_hidden_state
 
 
-def bert():
+def bert(seq: int = 128, valid: int = 100):
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(0)
@@ -115,7 +115,7 @@ def bert():
                      intermediate_size=1024, vocab_size=1000, max_position_embeddings=128)
     cfg._attn_implementation = "eager"  # plain MatMul/Softmax graph
     model = BertLastHidden(BertModel(cfg, add_pooling_layer=False)).eval()
-    seq, valid = 128, 100  # realistic mask: 100 tokens then padding
+    # realistic mask: `valid` tokens then padding
     rng = np.random.RandomState(0)
     ids = rng.randint(1, cfg.vocab_size, size=(1, seq)).astype(np.int64)
     ids[0, valid:] = 0  # [PAD]
@@ -130,6 +130,12 @@ MODELS = {
     "squeezenet1_1": lambda: torchvision_model("squeezenet1_1"),
     "super_resolution": super_resolution,
     "bert": bert,
+    # the same architectures on small inputs, for slow executors (the PTX simulator in test/ptx.test.ts)
+    "resnet18_small": lambda: torchvision_model("resnet18", 32),
+    "mobilenet_v2_small": lambda: torchvision_model("mobilenet_v2", 32),
+    "squeezenet1_1_small": lambda: torchvision_model("squeezenet1_1", 64),
+    "super_resolution_small": lambda: super_resolution(24),
+    "bert_small": lambda: bert(16, 12),
 }
 
 

@@ -1,7 +1,8 @@
 // The CUDA PTX backend, verified without a GPU: every kernel emitted for the five models and for every ONNX node
 // case that passes on the WebAssembly target is assembled by ptxas for sm_80, sm_86 and sm_90 (a kernel ptxas
 // rejects fails the test), and the kernels' semantics are checked on the PTX simulator (test/support/ptx-sim.ts)
-// against the node cases' expected outputs and ONNX Runtime on small handcrafted models.
+// against the node cases' expected outputs, ONNX Runtime on small handcrafted models, and the five models'
+// architectures on small inputs.
 import { describe, expect, it } from 'vitest';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -133,6 +134,30 @@ describe.skipIf(!HAVE_PTXAS || !existsSync('.cache/models'))('PTX backend: the f
       expect(res.length).toBeGreaterThan(kernels);
     }
   });
+});
+
+/**
+ * The five models' architectures on small inputs (scripts/gen_models.py *_small: ResNet-18 and MobileNetV2 at
+ * 32x32, SqueezeNet at 64x64, super-resolution at 24x24, the BERT encoder on 16 tokens): every kernel assembled
+ * and the whole model simulated against ONNX Runtime's outputs.
+ */
+const SMALL_MODELS = MODELS.map((m) => `${m}_small`);
+
+describe.skipIf(!existsSync('.cache/models/bert_small'))('PTX backend: reduced-size models on the simulator vs ONNX Runtime', () => {
+  for (const name of SMALL_MODELS) {
+    it(name, async () => {
+      const dir = join('.cache/models', name), modelPath = join(dir, 'model.onnx');
+      const c = await compile(readFileSync(modelPath), { target: 'cuda', sm: 86, optimize: false, modelPath });
+      if (HAVE_PTXAS) expect(rejected([runPtxas(c.header.cuda!.ptx, 86)])).toEqual([]);
+      const set = join(dir, 'test_data_set_0'), files = readdirSync(set).sort();
+      const inputs = files.filter((f) => f.startsWith('input_')).map((f) => decodeTensorProto(readFileSync(join(set, f))));
+      const expected = files.filter((f) => f.startsWith('output_')).map((f) => decodeTensorProto(readFileSync(join(set, f))));
+      const t0 = performance.now();
+      const run = await runCudaSim(c.artifact, Object.fromEntries(c.header.inputs.map((inp, i) => [inp.name, inputs[i]])), 5e9);
+      console.log(`${name}: ${c.header.cuda!.kernels.length} kernels simulated in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+      c.header.outputs.forEach((o, i) => expect(compareTensors(run.outputs[o.name], expected[i])?.message).toBeUndefined());
+    }, 600_000);
+  }
 });
 
 /** Small models built here, simulated and compared with ONNX Runtime. */
