@@ -25,8 +25,9 @@ describe('threads', () => {
     expect(header.kernels.some((k) => k.phases.some(Boolean))).toBe(true);
     const x = randomF32([1, 8, 20, 20], 1);
     const outs: Float32Array[] = [];
-    for (const threads of [1, 2, 4]) {
-      const m = await load(artifact, { threads });
+    // minParallelWork 0: every parallel phase is split, however small (this model's kernels are below the default)
+    for (const [threads, minParallelWork] of [[1, 0], [2, 0], [4, 0], [2, undefined]] as const) {
+      const m = await load(artifact, { threads, minParallelWork });
       expect(m.threads).toBe(threads);
       for (let rep = 0; rep < 3; rep++) outs.push(m.runSync({ x }).y.data as Float32Array);
       m.dispose();

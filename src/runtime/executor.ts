@@ -31,7 +31,15 @@ export interface ThreadOptions {
   workerFactory?: WorkerFactory;
   /** 'auto' (default): relaxed-SIMD kernels where the engine has relaxed SIMD, else baseline SIMD128. */
   simd?: 'auto' | 'relaxed' | 'baseline';
+  /** Kernel calls with less work (flops + elements moved) run on one thread; default MIN_PARALLEL_WORK. */
+  minParallelWork?: number;
 }
+
+/**
+ * A parallel phase costs a wake-up and a barrier (tens of microseconds); a kernel call with less work than this
+ * (flops + elements read and written: ~50 us at 40 GFLOP/s) runs on the calling thread alone.
+ */
+export const MIN_PARALLEL_WORK = 2e6;
 
 /** A module using f32x4.relaxed_madd: validates only where relaxed SIMD is available. */
 const RELAXED_PROBE = new Uint8Array([
@@ -46,6 +54,8 @@ export class WasmExecutor {
   private readonly memory: WebAssembly.Memory;
   private readonly fns: KernelFn[];
   private pool: ThreadPool | undefined;
+  /** Per kernel: whether its calls have enough work to split among threads. */
+  private splitWorth: boolean[] = [];
   /** Which kernel variant runs: relaxed-SIMD multiply-adds or baseline SIMD128. */
   simd: 'relaxed' | 'baseline' = 'baseline';
 
@@ -86,6 +96,8 @@ export class WasmExecutor {
     }
     ex.simd = relaxed ? 'relaxed' : 'baseline';
     if (parallel) ex.pool = await ThreadPool.create(threads, module, memory, parts.header.kernels.map((k) => k.name), opts.workerFactory!);
+    const minWork = opts.minParallelWork ?? MIN_PARALLEL_WORK;
+    ex.splitWorth = parts.header.kernels.map((k) => k.flops + k.bytes / 4 >= minWork);
     return ex;
   }
 
@@ -131,7 +143,7 @@ export class WasmExecutor {
   private call(c: KernelCall): void {
     const fn = this.fns[c.kernel], phases = this.header.kernels[c.kernel].phases;
     for (let p = 0; p < phases.length; p++) {
-      if (this.pool && phases[p]) this.pool.run(c.kernel, c.args, p, (task, ntasks) => fn(...c.args, p, task, ntasks));
+      if (this.pool && phases[p] && this.splitWorth[c.kernel]) this.pool.run(c.kernel, c.args, p, (task, ntasks) => fn(...c.args, p, task, ntasks));
       else fn(...c.args, p, 0, 1);
     }
   }

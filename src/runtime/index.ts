@@ -33,6 +33,11 @@ export interface LoadOptions {
   workerFactory?: WorkerFactory;
   /** Kernel variant: 'auto' picks relaxed-SIMD multiply-adds where the engine supports them. */
   simd?: 'auto' | 'relaxed' | 'baseline';
+  /**
+   * Kernel calls with less work than this (flops + elements read and written) run on one thread even with several:
+   * splitting them costs more than it saves. Default 2e6; 0 splits every parallel phase.
+   */
+  minParallelWork?: number;
 }
 
 export interface LoadedModel {
@@ -62,7 +67,7 @@ export async function load(artifact: Uint8Array, opts: LoadOptions = {}): Promis
   const isolated = typeof SharedArrayBuffer !== 'undefined' && (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated !== false;
   const cores = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? 1;
   const threads = opts.threads ?? (workerFactory && isolated ? cores : 1);
-  return fromParts(parts.header, await WasmExecutor.create(parts, { threads, workerFactory, simd: opts.simd }));
+  return fromParts(parts.header, await WasmExecutor.create(parts, { threads, workerFactory, simd: opts.simd, minParallelWork: opts.minParallelWork }));
 }
 
 /** A model on a device target: results come back asynchronously only. */
