@@ -125,6 +125,18 @@ describe('workloads and search space', () => {
     expect(reproduced).toBe(tiled);
   });
 
+  it.skipIf(!existsSync('.cache/models/bert/model.onnx'))('samples candidates that build for every kernel of the real models (0-d constants included)', () => {
+    const r = new Rng(11);
+    let built = 0;
+    for (const name of ['bert', 'squeezenet1_1']) {
+      for (const t of tasksOf(readFileSync(`.cache/models/${name}/model.onnx`))) {
+        if (!t.space.tunable) continue;
+        for (let i = 0; i < 2; i++) { expect(() => lowered(t, t.space.trace(t.space.sample(r)))).not.toThrow(); built++; }
+      }
+    }
+    expect(built).toBeGreaterThan(20);
+  });
+
   it('proposes the same candidates given the same seed and measurements', () => {
     const t = tasksOf(matmulModel(64, 64, 64).bytes)[0];
     const run = (seed: number) => {

@@ -140,7 +140,8 @@ function reduceSpace(st: Stage, stage: number, defaultParallel: boolean): StageS
 /** Steps of an elementwise stage: SIMD lanes or not, the loop over vectors unrolled by `unroll`, threads on the
  * first loop with more than one iteration (as in the default schedule). */
 function elementwiseSteps(st: Stage, stage: number, vectorize: boolean, unroll: number): TraceStep[] {
-  const inner = st.roots.filter((a) => !a.reduce).pop()!;
+  const inner = st.roots.filter((a) => !a.reduce).pop();
+  if (!inner) return []; // a 0-d stage (an embedded scalar constant): one iteration, nothing to split
   const vector = vectorizeSteps(st, stage);
   const steps: TraceStep[] = [];
   let outer = inner.name;
@@ -157,8 +158,9 @@ function elementwiseSteps(st: Stage, stage: number, vectorize: boolean, unroll: 
   return steps;
 }
 
-function ewiseSpace(st: Stage, stage: number): StageSpace {
-  const inner = st.roots.filter((a) => !a.reduce).pop()!;
+function ewiseSpace(st: Stage, stage: number): StageSpace | undefined {
+  const inner = st.roots.filter((a) => !a.reduce).pop();
+  if (!inner) return undefined;
   const canVectorize = vectorizeSteps(st, stage).length > 0;
   const fields: Field[] = [
     { name: 'vectorize', domain: () => ({ values: canVectorize ? [true, false] : [false] }) },
@@ -276,12 +278,15 @@ export class SearchSpace extends DecisionSpace {
 
 function cpuStages(sch: Schedule): StageSpace[] {
   const def = defaultTrace(sch);
-  const fixed = new Map(sch.stages.map((_, i) => [i, def.filter((s) => s.stage === i)]));
+  // a fixed stage keeps its default steps except fuseEpilogue, which SearchSpace.trace adds where the candidate
+  // allows it (not when the candidate materializes a stage between the reduction and the output)
+  const fixed = new Map(sch.stages.map((_, i) => [i, def.filter((s) => s.stage === i && s.p !== 'fuseEpilogue')]));
   return sch.stages.map((st, i): StageSpace => {
     if (!st.isOutput && !st.hasReduction()) return inlineSpace(sch, st, i);
     const red = st.reduction ? reduceSpace(st, i, fixed.get(i)!.some((s) => s.p === 'annotate' && s.kind === 'parallel')) : undefined;
     if (red) return red;
-    if (st.isOutput && !st.hasReduction() && st.tensor.dtype === 'float32') return ewiseSpace(st, i);
+    const ew = st.isOutput && !st.hasReduction() && st.tensor.dtype === 'float32' ? ewiseSpace(st, i) : undefined;
+    if (ew) return ew;
     return { stage: i, kind: 'fixed', fields: [], trace: () => fixed.get(i)! };
   });
 }
