@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import * as E from '../src/tensor-expr/expr.js';
 import { at, compute, placeholder, reduceAxis, type Tensor } from '../src/tensor-expr/tensor.js';
 import { simplify } from '../src/tensor-expr/simplify.js';
-import { Schedule, defaultTrace, type TraceStep } from '../src/schedule/schedule.js';
+import { Schedule, defaultTrace, registerTileTrace, type TraceStep } from '../src/schedule/schedule.js';
 import { lower } from '../src/schedule/lower.js';
 import { printPrimFunc, type PrimFunc } from '../src/schedule/loop-ir.js';
 import { SPECULATIVE_GUARD_BYTES, emitWasmModule, kernelPhases, tempLayout, wasmText } from '../src/codegen/wasm/codegen.js';
@@ -335,5 +335,20 @@ describe('epilogue fusion', () => {
       for (let k = 0; k < 6; k++) acc += x[k * 35 + q] * w[k * 8 + m];
       expect(got[m * 35 + q]).toBeCloseTo(acc, 5);
     }
+  });
+
+  it('no epilogue fusion when a materialized stage reads the reduction through an inlined one', () => {
+    const { A, B, C } = matmulTE(4, 4, 8);
+    const biased = compute('biased', [4, 8], ([i, j]) => E.add(at(C, i, j), E.constant(1, 'float32')));
+    const mid = compute('mid', [4, 8], ([i, j]) => E.mul(at(biased, i, j), E.constant(2, 'float32')));
+    const O = compute('out', [4, 8], ([i, j]) => E.add(at(biased, i, j), at(mid, i, j)));
+    const sch = new Schedule([O]);
+    // biased inlined, mid kept: mid reads the matmul through biased, so the matmul must be stored
+    sch.apply({ p: 'computeInline', stage: 1 });
+    for (const s of registerTileTrace(sch.stages[0], 0)) sch.apply(s);
+    expect(sch.epilogueOf(sch.stages[0])).toBeUndefined();
+    const a = data(16, 1), b = data(32, 2);
+    const got = run(lower('k', [A, B], sch), [a, b], 32), want = refMatmul(a, b, 4, 4, 8);
+    for (let i = 0; i < 32; i++) expect(got[i]).toBeCloseTo(3 * (want[i] + 1), 5);
   });
 });

@@ -199,8 +199,19 @@ export class Schedule {
       if (inner) walk(inner.tensor.body!, new Map(inner.tensor.axes.map((a, d) => [a.v, sub[d]])));
     });
     walk(o.tensor.body!, new Map());
+    // no other materialized stage may read st, directly or through inlined stages (st is never stored)
+    const reads = (e: Expr, seen: Set<Tensor>): boolean => {
+      let found = false;
+      visitExpr(e, (x) => {
+        if (found || x.k !== 'load') return;
+        if (x.buf === st.tensor) { found = true; return; }
+        const inner = inlined.get(x.buf as Tensor);
+        if (inner && !seen.has(inner.tensor)) { seen.add(inner.tensor); found = reads(inner.tensor.body!, seen); }
+      });
+      return found;
+    };
     const others = this.stages.filter((x) => x !== o && x !== st && !x.inlined);
-    for (const x of others) visitExpr(x.tensor.body!, (e) => { if (e.k === 'load' && e.buf === st.tensor) ok = false; });
+    if (others.some((x) => reads(x.tensor.body!, new Set()))) ok = false;
     return ok ? o : undefined;
   }
 
