@@ -33,6 +33,9 @@ export async function runCudaSim(artifact: Uint8Array, feeds: Record<string, Ten
       stats.instructions += s.instructions;
       stats.threads += s.threads;
       launches++;
+      // a whole model simulates for minutes: let the event loop run between launches (vitest's worker RPC times
+      // out when its thread stays blocked for a minute)
+      await new Promise((resolve) => setImmediate(resolve));
     }
   }
   const outputs: Record<string, Tensor> = {};
