@@ -177,19 +177,22 @@ export class Schedule {
 
   /**
    * The output stage that can take `st` as its epilogue: the last stage, a kernel output without reductions, of
-   * `st`'s shape, reading `st` (directly or through inlined stages) only at its own output index, and `st` read by
-   * no other materialized stage.
+   * `st`'s shape, reading `st` (directly or through inlined stages) only at its own output index and no stage
+   * materialized after `st`, and `st` read by no other materialized stage.
    */
   epilogueOf(st: Stage): Stage | undefined {
     const o = this.stages[this.stages.length - 1];
     if (!o || o === st || !o.isOutput || o.hasReduction() || !st.cacheLocal || st.isOutput) return undefined;
     if (o.tensor.shape.length !== st.tensor.shape.length || o.tensor.shape.some((d, i) => d !== st.tensor.shape[i])) return undefined;
     const inlined = new Map(this.stages.filter((x) => x.inlined).map((x) => [x.tensor, x]));
+    // stages materialized after st are computed after st's loops, where the epilogue runs: o must not read them
+    const later = new Set(this.stages.slice(this.stages.indexOf(st) + 1).filter((x) => !x.inlined && x !== o).map((x) => x.tensor));
     let ok = true;
     // walk o's body through inlined stages, tracking each load's index in o's axes
     const walk = (e: Expr, idx: ReadonlyMap<Var, Expr>): void => visitExpr(e, (x) => {
       if (x.k !== 'load') return;
       const sub = x.idx.map((i) => substituteVars(i, idx));
+      if (later.has(x.buf as Tensor)) { ok = false; return; }
       if (x.buf === st.tensor) {
         // element for element: each index is o's own axis variable (or 0 along a dimension of extent 1)
         if (!sub.every((i, d) => i === o.tensor.axes[d].v || (o.tensor.shape[d] === 1 && i.k === 'const' && Number(i.value) === 0))) ok = false;
