@@ -150,7 +150,7 @@ function lowerStage(sch: Schedule, st: Stage, ctx: LowerCtx): Stmt {
   if (st.cacheLocal && lastLeaf.reduce && lastLeaf.kind === 'vectorized') {
     return lowerLaneReduction(st, r, body, storeIndex(), writeBack, spatialGuards, reduceGuards, ctx);
   }
-  if (st.cacheLocal && !reduceInside) {
+  if (st.cacheLocal && (!reduceInside || blockLeaves(st).length)) {
     // A tile that runs past the end of a split spatial axis computes its extra rows from the last valid index
     // (clamped, so every load stays in bounds); the write-back's guards drop them.
     const clampedIndex = sch.rootIndex(st, true).index;
@@ -159,7 +159,10 @@ function lowerStage(sch: Schedule, st: Stage, ctx: LowerCtx): Stmt {
     const plan = st.sharedReads.length ? planSharedReads(st, bind, ctx) : undefined;
     const src = plan ? mapExpr(r.body, (x) => (x.k === 'load' ? plan.replace(x) : undefined)) : r.body;
     const tileBody = spatialGuards.length || plan ? inlineLoads(substitute(src, spatialGuards.length ? clamped : bind), ctx) : body;
-    return lowerLocalTile(st, r, tileBody, storeIndex(), writeBack, spatialGuards, reduceGuards, ctx, plan);
+    // a K-blocked tile reloads its partial sums from the output: at the clamped position (extra rows of a partial
+    // tile read the last valid row, in bounds; their write-back is dropped)
+    const reload = blockLeaves(st).length ? { buf: out, index: finish(flatIndex(t.shape, spatialRoots.map((a) => clamped.get(a.v)!)), ctx) } : undefined;
+    return lowerLocalTile(st, r, tileBody, storeIndex(), writeBack, spatialGuards, reduceGuards, ctx, plan, reload);
   }
   if (reduceInside) {
     const acc = freshVar('acc', r.dtype);
@@ -186,24 +189,59 @@ function lowerStage(sch: Schedule, st: Stage, ctx: LowerCtx): Stmt {
  * A reduction whose innermost leaf is a vectorized reduction axis (laneReductionTrace): each lane accumulates a
  * partial result in a 4-wide local buffer, combined at the end:
  *   for spatial { alloc L[4]; L[l] = init; for red { L[l] op= body(lane l) }; out = L[0] op L[1] op L[2] op L[3] }
+ * When the leaf before the lanes is an unrolled reduction leaf split from the same axis (r.i.o of r -> r.o, r.i ->
+ * r.i.o, r.i.i), it indexes A separate partial vectors (A x 4 lanes, independent dependency chains), folded into the
+ * first one before the lanes are combined.
  */
 function lowerLaneReduction(st: Stage, r: Extract<Expr, { k: 'reduce' }>, body: Expr, outIndex: Expr,
   writeBack: (v: Expr) => { buf: Buffer; value: Expr }, spatialGuards: Expr[], reduceGuards: Expr[], ctx: LowerCtx): Stmt {
   const lane = st.leaves[st.leaves.length - 1];
   const first = st.leaves.findIndex((a) => a.reduce);
-  const spatial = st.leaves.slice(0, first), red = st.leaves.slice(first, -1);
+  const spatial = st.leaves.slice(0, first);
   if (st.leaves.slice(first).some((a) => !a.reduce) || lane.extent !== 4) {
     throw new Error(`stage ${st.tensor.name}: a vectorized reduction axis needs 4 lanes and every spatial loop outside the reduction`);
   }
-  const tile = buffer(`${st.tensor.name}_lanes`, st.tensor.dtype, 4, 'local');
+  const accLeaf = laneAccumulatorLeaf(st);
+  const red = st.leaves.slice(first, accLeaf ? -2 : -1);
+  const A = accLeaf?.extent ?? 1;
+  const tile = buffer(`${st.tensor.name}_lanes`, st.tensor.dtype, 4 * A, 'local');
   const at = (i: Expr): Expr => ({ k: 'load', buf: tile, idx: [i], dtype: tile.dtype });
-  const init: Stmt = { k: 'for', v: lane.v, extent: 4, kind: 'vectorized', body: { k: 'store', buf: tile, index: lane.v, value: reduceInit(r.op, r.dtype) } };
-  const update = emitValue(body, ctx, (v) => ({ k: 'store', buf: tile, index: lane.v, value: combine(r.op, at(lane.v), v) }));
-  const accumulate = nest(red, { k: 'for', v: lane.v, extent: 4, kind: 'vectorized', body: guard(reduceGuards, update) });
+  const slot: Expr = accLeaf ? add(mul(accLeaf.v, 4), lane.v) : lane.v;
+  const overLanes = (s: Stmt): Stmt => {
+    const inner: Stmt = { k: 'for', v: lane.v, extent: 4, kind: 'vectorized', body: s };
+    return accLeaf ? { k: 'for', v: accLeaf.v, extent: A, kind: 'unrolled', body: inner } : inner;
+  };
+  const init = overLanes({ k: 'store', buf: tile, index: slot, value: reduceInit(r.op, r.dtype) });
+  const update = emitValue(body, ctx, (v) => ({ k: 'store', buf: tile, index: slot, value: combine(r.op, at(slot), v) }));
+  const accumulate = nest(red, overLanes(guard(reduceGuards, update)));
+  const fold: Stmt[] = [];
+  for (let a = 1; a < A; a++) {
+    const l = freshVar('lane');
+    fold.push({ k: 'for', v: l, extent: 4, kind: 'vectorized', body: { k: 'store', buf: tile, index: l, value: combine(r.op, at(l), at(add(l, 4 * a))) } });
+  }
   const lanes = [0, 1, 2, 3].map((l) => at(constant(l, 'int32')));
   const wb = writeBack(combine(r.op, combine(r.op, lanes[0], lanes[1]), combine(r.op, lanes[2], lanes[3])));
   const store = emitValue(wb.value, ctx, (v) => ({ k: 'store', buf: wb.buf, index: outIndex, value: v }));
-  return nest(spatial, guard(spatialGuards, { k: 'alloc', buf: tile, body: seq([init, accumulate, store]) }));
+  return nest(spatial, guard(spatialGuards, { k: 'alloc', buf: tile, body: seq([init, accumulate, ...fold, store]) }));
+}
+
+/** The unrolled reduction leaf just outside a lane reduction's 4 lanes, split from the same axis (see above). */
+function laneAccumulatorLeaf(st: Stage): Axis | undefined {
+  const lane = st.leaves[st.leaves.length - 1], prev = st.leaves[st.leaves.length - 2];
+  if (!prev || !prev.reduce || prev.kind !== 'unrolled') return undefined;
+  const rel = st.relations.find((x) => x.kind === 'split' && x.inner === lane);
+  return rel && rel.kind === 'split' && rel.outer === prev ? prev : undefined;
+}
+
+/**
+ * Reduction leaves outside a local tile's spatial loops (K-blocking: the tile loops run once per block of the
+ * reduction, so that a block of both operands stays in cache): those before the last spatial leaf that has a
+ * reduction leaf after it.
+ */
+export function blockLeaves(st: Stage): Axis[] {
+  let q = -1;
+  st.leaves.forEach((a, k) => { if (!a.reduce && st.leaves.slice(k + 1).some((b) => b.reduce)) q = k; });
+  return st.leaves.slice(0, q + 1).filter((a) => a.reduce);
 }
 
 /**
@@ -214,10 +252,15 @@ function lowerLaneReduction(st: Stage, r: Extract<Expr, { k: 'reduce' }>, body: 
 /** `body` must be safe to evaluate for every tile position (spatial indices clamped by the caller). */
 function lowerLocalTile(st: Stage, r: Extract<Expr, { k: 'reduce' }>, body: Expr, outIndex: Expr,
   writeBack: (tileValue: Expr) => { buf: Buffer; value: Expr }, spatialGuards: Expr[], reduceGuards: Expr[], ctx: LowerCtx,
-  plan?: SharedPlan): Stmt {
-  const first = st.leaves.findIndex((a) => a.reduce);
+  plan?: SharedPlan, reload?: { buf: Buffer; index: Expr }): Stmt {
+  const blocks = blockLeaves(st);
+  const lastBlock = blocks.length ? st.leaves.indexOf(blocks[blocks.length - 1]) : -1;
+  const first = st.leaves.findIndex((a, k) => a.reduce && k > lastBlock);
   const outer = st.leaves.slice(0, first);
   const rest = st.leaves.slice(first);
+  if (blocks.length && (plan || st.relations.some((x) => x.kind === 'split' && x.shiftTail && !x.parent.reduce))) {
+    throw new Error(`stage ${st.tensor.name}: a reduction loop outside the tile loops needs tiles without shifted tails or shared reads`);
+  }
   const reduceLeaves = rest.filter((a) => a.reduce), inner = rest.filter((a) => !a.reduce);
   const size = inner.reduce((n, a) => n * a.extent, 1);
   const tile = buffer(`${st.tensor.name}_local`, st.tensor.dtype, size, 'local');
@@ -225,13 +268,22 @@ function lowerLocalTile(st: Stage, r: Extract<Expr, { k: 'reduce' }>, body: Expr
   for (const a of inner) li = add(mul(li, a.extent), a.v);
   li = simplify(li, ctx.ranges);
   const cur: Expr = { k: 'load', buf: tile, idx: [li], dtype: tile.dtype };
-  const init = nest(inner, { k: 'store', buf: tile, index: li, value: reduceInit(r.op, r.dtype) });
+  let init = nest(inner, { k: 'store', buf: tile, index: li, value: reduceInit(r.op, r.dtype) });
   const update = emitValue(body, ctx, (v) => ({ k: 'store', buf: tile, index: li, value: combine(r.op, cur, v) }));
   let accumulate = nest([...reduceLeaves, ...inner], guard(reduceGuards, update), plan?.hooks(ctx));
   if (plan) for (const b of plan.buffers) accumulate = { k: 'alloc', buf: b, body: accumulate };
   const wb = writeBack(cur);
-  const store = emitValue(wb.value, ctx, (v) => ({ k: 'store', buf: wb.buf, index: outIndex, value: v }));
-  return nest(outer, { k: 'alloc', buf: tile, body: seq([init, accumulate, nest(inner, guard(spatialGuards, store))]) });
+  let store = nest(inner, guard(spatialGuards, emitValue(wb.value, ctx, (v) => ({ k: 'store', buf: wb.buf, index: outIndex, value: v }))));
+  if (blocks.length) {
+    // blocks after the first start from the partial result in the output; blocks before the last store it raw (the
+    // epilogue, if any, applies once, to the complete sum)
+    const isFirst = blocks.map((b) => eq(b.v, 0)).reduce((a, b) => and(a, b));
+    const isLast = blocks.map((b) => eq(b.v, b.extent - 1)).reduce((a, b) => and(a, b));
+    const partial: Expr = { k: 'load', buf: reload!.buf, idx: [reload!.index], dtype: reload!.buf.dtype };
+    init = { k: 'if', cond: isFirst, then: init, else: nest(inner, { k: 'store', buf: tile, index: li, value: partial }) };
+    store = { k: 'if', cond: isLast, then: store, else: nest(inner, guard(spatialGuards, { k: 'store', buf: reload!.buf, index: outIndex, value: cur })) };
+  }
+  return nest(outer, { k: 'alloc', buf: tile, body: seq([init, accumulate, store]) });
 }
 
 const isThreadKind = (k: string) => k.startsWith('threadIdx');
