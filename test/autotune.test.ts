@@ -108,21 +108,27 @@ describe('workloads and search space', () => {
     for (let i = 0; i < 20; i++) expect(t.space.valid(t.space.mutate(d, r))).toBe(true);
   });
 
-  it.skipIf(!existsSync('.cache/models/mobilenet_v2/model.onnx'))('holds the default schedule of the real models\' register-tiled kernels', () => {
-    let tiled = 0, reproduced = 0;
+  it.skipIf(!existsSync('.cache/models/mobilenet_v2/model.onnx'))('holds the default schedule of the real models\' register-tiled and lane-reduction kernels', () => {
+    let tiled = 0, reproduced = 0, searched = 0;
     for (const name of ['mobilenet_v2', 'squeezenet1_1', 'bert']) {
       for (const t of tasksOf(readFileSync(`.cache/models/${name}/model.onnx`))) {
         if (!t.kernel.trace.some((s) => s.p === 'cacheWrite')) continue;
         tiled++;
         const d = t.space.defaults();
         if (!d) continue;
-        // epilogue fusion, partial row tiles and shifted lane tiles included
+        // epilogue fusion, partial row tiles, shifted lane tiles, fused rows (pointwise convolutions) and lane
+        // reductions included
         expect(lowered(t, t.space.trace(d))).toBe(lowered(t, t.kernel.trace));
         reproduced++;
+        // every stage that accumulates in registers by default is searched (not kept fixed at its default)
+        const cw = new Set(t.kernel.trace.filter((s) => s.p === 'cacheWrite').map((s) => s.stage));
+        expect(t.space.stages.filter((s) => cw.has(s.stage as number)).every((s) => s.kind === 'reduce' || s.kind === 'lane')).toBe(true);
+        searched++;
       }
     }
     expect(tiled).toBeGreaterThan(40);
     expect(reproduced).toBe(tiled);
+    expect(searched).toBe(tiled);
   });
 
   it.skipIf(!existsSync('.cache/models/bert/model.onnx'))('samples candidates that build for every kernel of the real models (0-d constants included)', () => {

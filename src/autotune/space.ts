@@ -1,9 +1,13 @@
 // The search space of one kernel, derived from its compute (no per-operator templates): for each stage of the
 // kernel's schedule, a set of decisions whose domains come from the stage's axes and extents.
-//  - a float32 sum reduction (matmul, conv, ...): which spatial axis runs in SIMD lanes (4 lanes) and how many
-//    vectors wide, which axis gives the register-tile rows and how many, an outer (cache) tile of each, which
-//    reduction axis is split and how deep its inner part is unrolled, the order of the reduction loops and of the
-//    outer tile loops, and whether the tile accumulates in registers (cacheWrite);
+//  - a float32 sum/max/min reduction with an output axis to tile (matmul, conv, pooling): which spatial axis runs in
+//    SIMD lanes (4 lanes) and how many vectors wide, which axis gives the register-tile rows (or up to three
+//    adjacent axes fused into one, as a pointwise convolution's H*W) and how many, an outer (cache) tile of each,
+//    which reduction axis is split and how deep its inner part is unrolled, whether it is cut into cache blocks
+//    whose loop runs outside the tile loops (K-blocking), the order of the reduction loops and of the outer loops,
+//    and whether the tile accumulates in registers (cacheWrite);
+//  - a lane reduction (no output axis to tile: softmax, layernorm, reduce ops): how many partial vectors
+//    accumulate, how deep the loop over them is unrolled;
 //  - an elementwise output stage: vectorized or not, unroll depth;
 //  - an injective producer: inlined into its consumers or computed at the root;
 //  - anything else keeps its default steps.
@@ -21,7 +25,7 @@ export interface Field { name: string; domain: (d: Record<string, Value>) => Dom
 export interface StageSpace {
   /** The stage index, or a name for a group of decisions over the whole kernel (the GPU space's 'gpu'). */
   stage: number | string;
-  kind: 'reduce' | 'ewise' | 'inline' | 'fixed' | 'gpu';
+  kind: 'reduce' | 'lane' | 'ewise' | 'inline' | 'fixed' | 'gpu';
   fields: Field[];
   trace: (d: Record<string, Value>) => TraceStep[];
   /** The decisions that reproduce the default schedule of this stage (undefined: default is outside the space). */
@@ -44,39 +48,64 @@ const sampleDomain = (dom: Domain, rng: Rng): Value =>
 /** Register budget of a tile: rows x vectors (x64 has 16 SIMD registers; a little spill is tolerated). */
 export const MAX_TILE_VECTORS = 16;
 
+const TILED_OPS = ['sum', 'max', 'min'];
+/** Reduction block sizes of K-blocking (the block loop runs outside the tile loops). */
+const K_BLOCKS = [64, 128, 256, 512];
+/** Reductions at least this long (all axes together) may be K-blocked. */
+const K_BLOCK_MIN = 256;
+
 function reduceSpace(st: Stage, stage: number, defaultParallel: boolean): StageSpace | undefined {
   const r = st.reduction;
-  if (!r || r.op !== 'sum' || st.tensor.dtype !== 'float32') return undefined;
-  // a reduction without an output axis to tile keeps its default (lane-vectorized) schedule; so does one whose
-  // default tile rows run over fused axes (pointwise convolutions), which this space does not describe
+  if (!r || !TILED_OPS.includes(r.op) || st.tensor.dtype !== 'float32') return undefined;
+  // a reduction without an output axis to tile keeps its default (lane reduction: laneSpace)
   const shape = registerTileShape(st);
-  if (!shape || shape.rows > 1) return undefined;
+  if (!shape) return undefined;
   const S = st.roots.filter((a) => !a.reduce), R = st.roots.filter((a) => a.reduce);
   // lanes along any axis at least 4 wide (a last tile that does not fit is shifted back: shiftTail); rows along
-  // any other axis, the last tile of rows possibly partial (its extra rows computed from clamped indices)
+  // any other axis, or along several adjacent ones fused into one (a pointwise convolution's H*W), the last tile
+  // of rows possibly partial (its extra rows computed from clamped indices)
   const vecAxes = S.map((a, i) => ({ a, i })).filter(({ a }) => a.extent >= 4).map(({ i }) => i);
   const vjDomain = (n: number) => (n % 4 === 0 ? divisorsOf(n / 4, [1, 2, 3, 4, 6, 8]) : [1, 2, 3].filter((v) => 4 * v <= n));
   if (!vecAxes.length || !R.length) return undefined;
-  const others = (d: Record<string, Value>) => S.map((_, i) => i).filter((i) => i !== d.vec && i !== d.row);
-  const nSlots = S.length - 1 + 4; // other spatial axes (at most S-1) + J0, J1, I0, I1
+  const rowAxes = (d: Record<string, Value>) => { const row = d.row as number, k = (d.rows as number | undefined) ?? 1; return row < 0 ? [] : S.map((_, i) => i).slice(row - k + 1, row + 1); };
+  const rowExtent = (d: Record<string, Value>) => rowAxes(d).reduce((p, i) => p * S[i].extent, 1);
+  const others = (d: Record<string, Value>) => { const rs = rowAxes(d); return S.map((_, i) => i).filter((i) => i !== d.vec && !rs.includes(i)); };
+  const totalR = R.reduce((p, a) => p * a.extent, 1);
+  const nSlots = S.length - 1 + 5; // other spatial axes (at most S-1) + the K block, J0, J1, I0, I1
   const fields: Field[] = [
     { name: 'vec', domain: () => ({ values: vecAxes }) },
     { name: 'vj', domain: (d) => ({ values: vjDomain(S[d.vec as number].extent) }) },
     { name: 'row', domain: (d) => ({ values: [-1, ...S.map((_, i) => i).filter((i) => i !== d.vec)] }) },
-    { name: 'vi', domain: (d) => ({ values: (d.row as number) < 0 ? [1] : [1, 2, 3, 4, 5, 6, 7, 8].filter((v) => v <= S[d.row as number].extent && v * (d.vj as number) <= MAX_TILE_VECTORS) }) },
+    // axes fused into the row axis: the row axis and up to two before it (the lane axis never among them)
+    { name: 'rows', domain: (d) => {
+      const row = d.row as number;
+      const ks = [1];
+      for (let k = 2; k <= 3 && row - k + 1 >= 0 && row - k + 1 !== d.vec; k++) ks.push(k);
+      return { values: row < 0 ? [1] : ks };
+    } },
+    { name: 'vi', domain: (d) => ({ values: (d.row as number) < 0 ? [1] : [1, 2, 3, 4, 5, 6, 7, 8].filter((v) => v <= rowExtent(d) && v * (d.vj as number) <= MAX_TILE_VECTORS) }) },
     { name: 'tj', domain: (d) => { const n = Math.ceil(S[d.vec as number].extent / 4 / (d.vj as number)); return { values: divisorsUpTo(n, 64).filter((t) => t === 1 || t < n) }; } },
-    { name: 'ti', domain: (d) => { if ((d.row as number) < 0) return { values: [1] }; const n = Math.ceil(S[d.row as number].extent / (d.vi as number)); return { values: divisorsUpTo(n, 64).filter((t) => t === 1 || t < n) }; } },
+    { name: 'ti', domain: (d) => { if ((d.row as number) < 0) return { values: [1] }; const n = Math.ceil(rowExtent(d) / (d.vi as number)); return { values: divisorsUpTo(n, 64).filter((t) => t === 1 || t < n) }; } },
     { name: 'rsplit', domain: () => ({ values: R.map((_, i) => i) }) },
     { name: 'unroll', domain: (d) => ({ values: divisorsOf(R[d.rsplit as number].extent, [1, 2, 4, 8]) }) },
     { name: 'rorder', domain: () => ({ perm: R.length }) },
     { name: 'order', domain: () => ({ perm: nSlots }) },
     { name: 'cacheWrite', domain: () => ({ values: [true, false] }) },
+    // K-blocking: the split reduction axis in blocks of kblock (0: none), the block loop at the K slot of the outer
+    // loops (by default outside the tile loops), the tile reloading its partial sums from the output for every block after the first. Long
+    // reductions only, accumulating in registers, with lane tiles that fit the axis (no shifted last tile: it
+    // would add its overlap twice)
+    { name: 'kblock', domain: (d) => {
+      const ext = R[d.rsplit as number].extent, n = S[d.vec as number].extent;
+      if (!d.cacheWrite || totalR < K_BLOCK_MIN || n % (4 * (d.vj as number)) !== 0) return { values: [0] };
+      return { values: [0, ...K_BLOCKS.filter((b) => b < ext && ext % b === 0 && b % (d.unroll as number) === 0)] };
+    } },
     // the outermost tile loop runs across threads (a no-op where the runtime has one thread)
     { name: 'parallel', domain: () => ({ values: [false, true] }) },
   ];
   const trace = (d: Record<string, Value>): TraceStep[] => {
     const steps: TraceStep[] = [];
-    const extent = new Map<string, number>(S.map((a) => [a.name, a.extent]));
+    const extent = new Map<string, number>(st.roots.map((a) => [a.name, a.extent]));
     const split = (axis: string, factor: number, shiftTail = false): [string, string] => {
       const n = extent.get(axis) ?? factor;
       shiftTail &&= n % factor !== 0;
@@ -85,13 +114,21 @@ function reduceSpace(st: Stage, stage: number, defaultParallel: boolean): StageS
       return [`${axis}.o`, `${axis}.i`];
     };
     const vec = d.vec as number, vj = d.vj as number, row = d.row as number, vi = d.vi as number;
-    const tj = d.tj as number, ti = d.ti as number, unroll = d.unroll as number;
+    const tj = d.tj as number, ti = d.ti as number, unroll = d.unroll as number, kblock = (d.kblock as number | undefined) ?? 0;
+    // fused rows first, as the default does (the axes are still adjacent roots)
+    const rowRoots = rowAxes(d).map((i) => S[i].name);
+    let rowName = rowRoots[0];
+    for (const a of rowRoots.slice(1)) {
+      steps.push({ p: 'fuse', stage, outer: rowName, inner: a });
+      extent.set(`${rowName}*${a}`, extent.get(rowName)! * extent.get(a)!);
+      rowName = `${rowName}*${a}`;
+    }
     // overlapping last tile only where the tile accumulates in registers (the alternative accumulates in the output)
     const [jo, ji] = split(S[vec].name, 4 * vj, !!d.cacheWrite);
     const [jio, jii] = split(ji, 4);
     let iLevels: string[] = [], ii: string | undefined;
     if (row >= 0) {
-      let io = S[row].name;
+      let io = rowName;
       if (vi > 1) [io, ii] = split(io, vi);
       iLevels = [io];
     }
@@ -99,15 +136,18 @@ function reduceSpace(st: Stage, stage: number, defaultParallel: boolean): StageS
     if (tj > 1) jLevels = split(jo, tj);
     if (row >= 0 && ti > 1) iLevels = split(iLevels[0], ti);
     const rs = R[d.rsplit as number].name;
-    let ri: string | undefined, ro = rs;
-    if (unroll > 1) [ro, ri] = split(rs, unroll);
+    let kb: string | undefined, rk = rs;
+    if (kblock > 0) [kb, rk] = split(rs, kblock);
+    let ri: string | undefined, ro = rk;
+    if (unroll > 1) [ro, ri] = split(rk, unroll);
     const rLeaves = (d.rorder as number[]).map((k) => (R[k].name === rs ? ro : R[k].name));
-    // outer loops: slots 0..S-2 are the other spatial axes, then J0, J1, I0, I1 (missing ones dropped)
+    // outer loops: slots 0..S-2 are the other spatial axes, then K, J0, J1, I0, I1 (missing ones dropped): in the
+    // default order the K block loop runs outside the tile loops, inside batch/head axes
     const oth = others(d).map((i) => S[i].name);
     const slotName = (s: number): string | undefined => {
       const k = s - (S.length - 1);
       if (k < 0) return oth[s];
-      return [jLevels[0], jLevels[1], iLevels[0], iLevels[1]][k];
+      return [kb, jLevels[0], jLevels[1], iLevels[0], iLevels[1]][k];
     };
     const outer = (d.order as number[]).map(slotName).filter((n): n is string => n !== undefined);
     // a tile's outer level stays outside its inner level
@@ -121,20 +161,52 @@ function reduceSpace(st: Stage, stage: number, defaultParallel: boolean): StageS
     for (const t of [...(ri ? [ri] : []), ...(ii ? [ii] : []), jio]) steps.push({ p: 'annotate', stage, axis: t, kind: 'unrolled' });
     steps.push({ p: 'annotate', stage, axis: jii, kind: 'vectorized' });
     if (d.cacheWrite) steps.push({ p: 'cacheWrite', stage });
-    // threads split the outermost loop that has more than one iteration (as in the default schedule)
+    // threads split the outermost loop that has more than one iteration (as in the default schedule), unless it is
+    // the K block loop (iterations that depend on each other)
     const par = outer.find((n) => (extent.get(n) ?? 2) > 1);
-    if (d.parallel && par) steps.push({ p: 'annotate', stage, axis: par, kind: 'parallel' });
+    if (d.parallel && par && par !== kb) steps.push({ p: 'annotate', stage, axis: par, kind: 'parallel' });
     return steps;
   };
   // the default schedule's tile (registerTileTrace), when the space holds it
-  const tile = registerTileShape(st);
-  let defaults: Record<string, Value> | undefined = tile && {
-    vec: tile.j, vj: tile.vj, row: tile.i, vi: tile.vi, tj: 1, ti: 1, rsplit: 0, unroll: 1,
-    rorder: R.map((_, i) => i), order: Array.from({ length: nSlots }, (_, i) => i), cacheWrite: true,
+  let defaults: Record<string, Value> | undefined = {
+    vec: shape.j, vj: shape.vj, row: shape.i, rows: shape.i < 0 ? 1 : shape.rows, vi: shape.vi, tj: 1, ti: 1, rsplit: 0, unroll: 1,
+    rorder: R.map((_, i) => i), order: Array.from({ length: nSlots }, (_, i) => i), cacheWrite: true, kblock: 0,
     parallel: defaultParallel,
   };
-  if (defaults && !fields.every((f) => { const dom = f.domain(defaults!); return 'perm' in dom ? true : dom.values.includes(defaults![f.name]); })) defaults = undefined;
+  if (!fields.every((f) => { const dom = f.domain(defaults!); return 'perm' in dom ? true : dom.values.includes(defaults![f.name]); })) defaults = undefined;
   return { stage, kind: 'reduce', fields, trace, defaults };
+}
+
+/**
+ * A reduction without an output axis to tile (softmax's max and sum, layernorm's mean, global pooling) whose default
+ * is a lane reduction (laneReductionTrace): its last reduction axis in 4 SIMD lanes, `acc` independent partial
+ * vectors (more chains in flight), the loop over them unrolled `unroll` deep, threads on the outermost spatial loop.
+ */
+function laneSpace(st: Stage, stage: number, defaultSteps: readonly TraceStep[]): StageSpace | undefined {
+  if (!defaultSteps.some((s) => s.p === 'annotate' && s.kind === 'vectorized' && st.roots.find((a) => a.reduce && s.axis === `${a.name}.i`))) return undefined;
+  const last = st.roots.filter((a) => a.reduce).pop()!;
+  const defaultParallel = defaultSteps.some((s) => s.p === 'annotate' && s.kind === 'parallel');
+  const fields: Field[] = [
+    { name: 'acc', domain: () => ({ values: divisorsOf(last.extent / 4, [1, 2, 3, 4]).filter((a) => a === 1 || last.extent / (4 * a) >= 2) }) },
+    { name: 'unroll', domain: (d) => ({ values: divisorsOf(last.extent / (4 * (d.acc as number)), [1, 2, 4, 8]) }) },
+    { name: 'parallel', domain: () => ({ values: defaultParallel ? [true, false] : [false] }) },
+  ];
+  const trace = (d: Record<string, Value>): TraceStep[] => {
+    const acc = d.acc as number, unroll = d.unroll as number;
+    const steps: TraceStep[] = [];
+    let lanes = `${last.name}.i`, outer = `${last.name}.o`;
+    steps.push({ p: 'split', stage, axis: last.name, factor: 4 * acc });
+    if (acc > 1) {
+      steps.push({ p: 'split', stage, axis: `${last.name}.i`, factor: 4 }, { p: 'annotate', stage, axis: `${last.name}.i.o`, kind: 'unrolled' });
+      lanes = `${last.name}.i.i`;
+    }
+    if (unroll > 1) steps.push({ p: 'split', stage, axis: outer, factor: unroll }, { p: 'annotate', stage, axis: `${outer}.i`, kind: 'unrolled' });
+    steps.push({ p: 'annotate', stage, axis: lanes, kind: 'vectorized' }, { p: 'cacheWrite', stage });
+    const par = st.roots.find((a) => !a.reduce && a.extent > 1);
+    if (d.parallel && par) steps.push({ p: 'annotate', stage, axis: par.name, kind: 'parallel' });
+    return steps;
+  };
+  return { stage, kind: 'lane', fields, trace, defaults: { acc: 1, unroll: 1, parallel: defaultParallel } };
 }
 
 /** Steps of an elementwise stage: SIMD lanes or not, the loop over vectors unrolled by `unroll`, threads on the
@@ -285,6 +357,8 @@ function cpuStages(sch: Schedule): StageSpace[] {
     if (!st.isOutput && !st.hasReduction()) return inlineSpace(sch, st, i);
     const red = st.reduction ? reduceSpace(st, i, fixed.get(i)!.some((s) => s.p === 'annotate' && s.kind === 'parallel')) : undefined;
     if (red) return red;
+    const lane = st.reduction ? laneSpace(st, i, fixed.get(i)!) : undefined;
+    if (lane) return lane;
     const ew = st.isOutput && !st.hasReduction() && st.tensor.dtype === 'float32' ? ewiseSpace(st, i) : undefined;
     if (ew) return ew;
     return { stage: i, kind: 'fixed', fields: [], trace: () => fixed.get(i)! };
