@@ -39,12 +39,14 @@ function partition(loop: ForStmt, outer: Map<Var, Interval>): Stmt | undefined {
   let nodes = 0;
   const inner = new Map(outer);
   const collect = (st: Stmt): void => {
-    const exprs = (e: Expr) => visitExpr(e, (x) => { nodes++; if (x.k === 'select' && mentions(x.c, loop.v)) conds.push(x.c); });
+    // each conjunct on its own: `y in range && x in range` is known along x only where the x part is known
+    const test = (c: Expr) => { for (const t of conjuncts(c)) if (mentions(t, loop.v)) conds.push(t); };
+    const exprs = (e: Expr) => visitExpr(e, (x) => { nodes++; if (x.k === 'select') test(x.c); });
     switch (st.k) {
       case 'for': inner.set(st.v, { lo: 0, hi: st.extent - 1 }); collect(st.body); return;
       case 'seq': st.body.forEach(collect); return;
       case 'store': exprs(st.index); exprs(st.value); return;
-      case 'if': if (mentions(st.cond, loop.v)) conds.push(st.cond); exprs(st.cond); collect(st.then); if (st.else) collect(st.else); return;
+      case 'if': test(st.cond); exprs(st.cond); collect(st.then); if (st.else) collect(st.else); return;
       case 'decl': exprs(st.init); collect(st.body); return;
       case 'assign': exprs(st.value); return;
       case 'alloc': collect(st.body); return;
@@ -99,6 +101,8 @@ function cleanup(s: Stmt, ranges: Map<Var, Interval>): Stmt {
     case 'barrier': return s;
   }
 }
+
+const conjuncts = (e: Expr): Expr[] => (e.k === 'bin' && e.op === 'and' && e.dtype === 'bool' ? [...conjuncts(e.a), ...conjuncts(e.b)] : [e]);
 
 function mentions(e: Expr, v: Var): boolean {
   let found = false;
