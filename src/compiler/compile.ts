@@ -13,6 +13,7 @@ import { distinctOutputs } from '../relay-ir/passes/distinct-outputs.js';
 import { fuseOps } from '../relay-ir/passes/fuse-ops.js';
 import { packWeights } from '../relay-ir/passes/pack-weights.js';
 import { explicitConvPadding } from '../relay-ir/passes/explicit-padding.js';
+import { winogradConv } from '../relay-ir/passes/winograd-conv.js';
 import { importOnnx } from '../frontend/onnx/import.js';
 import { externalDataReader } from './external-data.js';
 import { evaluateCall } from './evaluate.js';
@@ -25,6 +26,8 @@ import type { SmTarget } from '../codegen/ptx/codegen.js';
 export interface CompileOptions {
   /** 'webgpu' adds WGSL kernels to the artifact (which still holds the WebAssembly module). */
   target?: 'wasm' | 'webgpu' | 'cuda';
+  /** Winograd F(2x2, 3x3) for the 3x3 convolutions where it pays (default: on for target 'wasm', off for GPUs). */
+  winograd?: boolean;
   /** For target 'cuda': the SM architecture the PTX targets (80, 86 or 90; default 80). */
   sm?: SmTarget;
   /** Concrete shapes for inputs with symbolic or missing dims. */
@@ -58,7 +61,11 @@ export interface CompileResult {
   opset: number;
 }
 
-export const graphPasses = (): Pass[] => [
+/**
+ * The graph passes, in order. Winograd convolution is a CPU choice by default: the GPU schedules of its
+ * transforms are not tuned yet, and the direct convolution's shared-memory tiles serve the GPU targets.
+ */
+export const graphPasses = (opts: Pick<CompileOptions, 'target' | 'winograd'> = {}): Pass[] => [
   { name: 'eliminate-dead-code', run: eliminateDeadCode },
   { name: 'fold-constants', run: (f) => foldConstants(f, evaluateCall) },
   { name: 'fold-batch-norm', run: foldBatchNorm },
@@ -66,6 +73,7 @@ export const graphPasses = (): Pass[] => [
   { name: 'fold-constants', run: (f) => foldConstants(f, evaluateCall) },
   { name: 'eliminate-dead-code', run: eliminateDeadCode },
   { name: 'distinct-outputs', run: distinctOutputs },
+  ...(opts.winograd ?? (opts.target ?? 'wasm') === 'wasm' ? [{ name: 'winograd-conv', run: winogradConv }] : []),
   { name: 'explicit-conv-padding', run: explicitConvPadding },
   { name: 'pack-weights', run: packWeights },
 ];
@@ -83,7 +91,7 @@ export function importAndOptimize(modelBytes: Uint8Array, opts: CompileOptions =
   });
   const dump = opts.dump;
   dump?.('graph:import', printFunc(imported.func));
-  const graph = runPasses(imported.func, graphPasses(), dump && ((name, f) => dump(`graph:${name}`, printFunc(f))));
+  const graph = runPasses(imported.func, graphPasses(opts), dump && ((name, f) => dump(`graph:${name}`, printFunc(f))));
   return { graph, outputNames: imported.outputNames, specialized: imported.specialized, opset: imported.opset };
 }
 

@@ -3,7 +3,7 @@
 // one machine replays identically on another and can be stored, mutated and searched.
 import type { ForKind } from './loop-ir.js';
 import { type Expr, type Var, freshVar, visitExpr, substitute } from '../tensor-expr/expr.js';
-import type { Tensor } from '../tensor-expr/tensor.js';
+import type { ComputeHints, Tensor } from '../tensor-expr/tensor.js';
 
 export type TraceStep =
   /**
@@ -64,6 +64,8 @@ export class Stage {
   readonly sharedReads: { tensor: Tensor; at: string }[] = [];
   /** Threads of the workgroup tree reduction (see crossThreadReduce). */
   treeThreads?: number;
+  /** How SIMD lanes map onto the innermost axis (the operator's laneRowLength / laneInterleave hints). */
+  laneLayout?: ComputeHints;
   readonly roots: Axis[];
   leaves: Axis[];
   /** Splits and fuses in the order applied (rootIndex undoes them last to first). */
@@ -107,6 +109,13 @@ export class Schedule {
 
   constructor(readonly outputs: readonly Tensor[]) {
     this.stages = topoComputes(outputs).map((t) => new Stage(t, outputs.includes(t)));
+    // an elementwise stage takes the lane layout of the stage it was fused from: a producer of the same shape
+    // that carries one (a Winograd output transform whose kernel output is the fused bias + activation)
+    const layout = (h: ComputeHints | undefined) => (h?.laneRowLength || h?.laneInterleave ? h : undefined);
+    for (const st of this.stages) {
+      const same = (t: Tensor) => t.shape.length === st.tensor.shape.length && t.shape.every((d, i) => d === st.tensor.shape[i]);
+      st.laneLayout = layout(st.tensor.hints) ?? this.stages.find((x) => x !== st && layout(x.tensor.hints) && same(x.tensor))?.tensor.hints;
+    }
   }
 
   apply(step: TraceStep): void {
@@ -292,27 +301,48 @@ export function defaultTrace(sch: Schedule): TraceStep[] {
 /**
  * SIMD lanes for a float32 stage without reductions: its innermost axis split by 4, the inner part vectorized,
  * when it is at least 8 wide or exactly 4. A row that is not a multiple of 4 (58 = a padded 56) ends with a
- * vector overlapping the one before it. `outer` names the loop over vectors.
+ * vector overlapping the one before it. `outer` names the loop over vectors, `outerExtent` its trip count.
+ * `layout` (the operator's hints, see Stage.laneLayout) may say the axis is fused rows (lanes within each row) or
+ * interleaved phases (one loop per phase outside the lanes).
  */
-export function vectorizeSteps(st: Stage, stage: number): TraceStep[] & { outer?: string } {
+export function vectorizeSteps(st: Stage, stage: number, layout: ComputeHints | undefined = st.laneLayout): TraceStep[] & { outer?: string; outerExtent?: number } {
   const inner = st.roots.filter((a) => !a.reduce).pop();
-  if (st.tensor.dtype !== 'float32' || !inner || (inner.extent < 8 && inner.extent !== 4)) return [];
-  const steps: TraceStep[] & { outer?: string } = [
-    { p: 'split', stage, axis: inner.name, factor: 4, ...(inner.extent % 4 ? { shiftTail: true } : {}) },
-    { p: 'annotate', stage, axis: `${inner.name}.i`, kind: 'vectorized' },
-  ];
-  steps.outer = `${inner.name}.o`;
-  return steps;
+  if (st.tensor.dtype !== 'float32' || !inner) return [];
+  const wide = (n: number) => n >= 8 || n === 4;
+  const lanes = (axis: string, extent: number, pre: TraceStep[]): TraceStep[] & { outer?: string; outerExtent?: number } => {
+    const steps: TraceStep[] & { outer?: string; outerExtent?: number } = [...pre,
+      { p: 'split', stage, axis, factor: 4, ...(extent % 4 ? { shiftTail: true } : {}) },
+      { p: 'annotate', stage, axis: `${axis}.i`, kind: 'vectorized' },
+    ];
+    steps.outer = `${axis}.o`;
+    steps.outerExtent = Math.ceil(extent / 4);
+    return steps;
+  };
+  const row = layout?.laneRowLength, phases = layout?.laneInterleave;
+  if (row && inner.extent % row === 0 && wide(row)) {
+    return lanes(`${inner.name}.i`, row, [{ p: 'split', stage, axis: inner.name, factor: row }]);
+  }
+  // an extent that is not a multiple of the phases guards the last positions (the loop partitioning pass gives
+  // them a scalar loop of their own)
+  if (phases && Math.ceil(inner.extent / phases) >= 4) {
+    return lanes(`${inner.name}.o`, Math.ceil(inner.extent / phases), [
+      { p: 'split', stage, axis: inner.name, factor: phases },
+      { p: 'reorder', stage, order: [`${inner.name}.i`, `${inner.name}.o`] },
+      { p: 'annotate', stage, axis: `${inner.name}.i`, kind: 'unrolled' },
+    ]);
+  }
+  return wide(inner.extent) ? lanes(inner.name, inner.extent, []) : [];
 }
 
 const EXPENSIVE = new Set(['exp', 'log', 'erf', 'tanh', 'sin', 'cos', 'pow']);
 
 /**
- * An elementwise producer computed once into a buffer rather than inlined: its body calls a transcendental and
- * more than one stage reads it (softmax's exp(x - max), read by the sum and by the output), so inlining would
- * evaluate the transcendental once per reader.
+ * An elementwise producer computed once into a buffer rather than inlined: the operator asks for it (hint
+ * `materialize`), or its body calls a transcendental and more than one stage reads it (softmax's exp(x - max),
+ * read by the sum and by the output), so inlining would evaluate the transcendental once per reader.
  */
 export function worthMaterializing(sch: Schedule, st: Stage): boolean {
+  if (st.tensor.hints?.materialize) return true;
   let expensive = false;
   visitExpr(st.tensor.body!, (e) => { if ((e.k === 'un' || e.k === 'bin') && EXPENSIVE.has(e.op)) expensive = true; });
   if (!expensive) return false;

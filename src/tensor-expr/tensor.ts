@@ -16,6 +16,15 @@ export interface ComputeHints {
   readonly rowAxis?: number;
   /** Axes ending at rowAxis that may be fused into one row axis (they are contiguous in every operand read). */
   readonly rowAxes?: number;
+  /** Computed into its own buffer even without a reduction: many consumers read each element (a transform). */
+  readonly materialize?: boolean;
+  /** The innermost axis is rows of this many elements fused into one: SIMD lanes run within a row. */
+  readonly laneRowLength?: number;
+  /**
+   * The innermost axis interleaves this many phases (x = n*q + phase, e.g. the two columns of a 2x2 output
+   * tile): one loop per phase, SIMD lanes along q.
+   */
+  readonly laneInterleave?: number;
 }
 
 let tensorCounter = 0;
