@@ -6,9 +6,9 @@ import { runOrt } from './helpers/ort.js';
 import { compareTensors } from '../src/conformance/compare.js';
 
 const model = buildModel({
-  inputs: [['x', 'float32', [1, 8, 20, 20]]],
+  inputs: [['x', 'float32', [1, 16, 20, 20]]],
   outputs: [['y', 'float32', [1, 10]]],
-  initializers: { w: randomF32([16, 8, 3, 3], 2), b: randomF32([16], 3), fc: randomF32([16 * 10 * 10, 10], 4) },
+  initializers: { w: randomF32([16, 16, 3, 3], 2), b: randomF32([16], 3), fc: randomF32([16 * 10 * 10, 10], 4) },
   nodes: [
     { op: 'Conv', inputs: ['x', 'w', 'b'], outputs: ['c'], attrs: { pads: [1, 1, 1, 1] } },
     { op: 'Relu', inputs: ['c'], outputs: ['r'] },
@@ -23,7 +23,9 @@ describe('threads', () => {
   it('gives bit-identical results at 1, 2 and 4 threads, matching ONNX Runtime', async () => {
     const { artifact, header } = await compile(model);
     expect(header.kernels.some((k) => k.phases.some(Boolean))).toBe(true);
-    const x = randomF32([1, 8, 20, 20], 1);
+    // the 3x3 convolution runs as Winograd: its transforms and batched matmul are parallel phases too
+    expect(header.kernels.flatMap((k) => k.ops)).toEqual(expect.arrayContaining(['winograd_input', 'winograd_output']));
+    const x = randomF32([1, 16, 20, 20], 1);
     const outs: Float32Array[] = [];
     // minParallelWork 0: every parallel phase is split, however small (this model's kernels are below the default)
     for (const [threads, minParallelWork] of [[1, 0], [2, 0], [4, 0], [2, undefined]] as const) {
