@@ -221,7 +221,7 @@ function elementwiseSteps(st: Stage, stage: number, vectorize: boolean, unroll: 
     steps.push(...vector);
     outer = vector.outer!;
   }
-  const outerExtent = outer === inner.name ? inner.extent : Math.ceil(inner.extent / 4);
+  const outerExtent = outer === inner.name ? inner.extent : vector.outerExtent!;
   if (unroll > 1) steps.push({ p: 'split', stage, axis: outer, factor: unroll }, { p: 'annotate', stage, axis: `${outer}.i`, kind: 'unrolled' });
   const loops: [string, number][] = [...st.roots.filter((a) => !a.reduce && a !== inner).map((a): [string, number] => [a.name, a.extent]),
     unroll > 1 ? [`${outer}.o`, Math.ceil(outerExtent / unroll)] : [outer, outerExtent]];
@@ -233,10 +233,11 @@ function elementwiseSteps(st: Stage, stage: number, vectorize: boolean, unroll: 
 function ewiseSpace(st: Stage, stage: number): StageSpace | undefined {
   const inner = st.roots.filter((a) => !a.reduce).pop();
   if (!inner) return undefined;
-  const canVectorize = vectorizeSteps(st, stage).length > 0;
+  const vector = vectorizeSteps(st, stage), canVectorize = vector.length > 0;
   const fields: Field[] = [
     { name: 'vectorize', domain: () => ({ values: canVectorize ? [true, false] : [false] }) },
-    { name: 'unroll', domain: (d) => ({ values: divisorsOf(d.vectorize ? Math.ceil(inner.extent / 4) : inner.extent, [1, 2, 4]) }) },
+    // unroll factors that divide the loop over vectors (lanes within a row or per phase: see Stage.laneLayout)
+    { name: 'unroll', domain: (d) => ({ values: divisorsOf(d.vectorize ? vector.outerExtent! : inner.extent, [1, 2, 4]) }) },
   ];
   const trace = (d: Record<string, Value>) => elementwiseSteps(st, stage, d.vectorize as boolean, d.unroll as number);
   return { stage, kind: 'ewise', fields, trace, defaults: { vectorize: canVectorize, unroll: 1 } };
