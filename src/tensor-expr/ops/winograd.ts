@@ -63,8 +63,9 @@ defineOp({
       const yy = E.sub(y, pt), xs = E.sub(xx, pl);
       return E.select(E.all([E.ge(yy, 0), E.lt(yy, H), E.ge(xs, 0), E.lt(xs, W)]), at(x, nn, c, yy, xs), constant(0, 'float32'));
     };
-    // rows: R[e1, c, tile row r, x] = (B^T d)[e1] over the 4 input rows of tile row r, whole padded rows wide
-    const rows = compute('winograd_input_rows', [ALPHA, C, n * th, width], ([e1, c, r, xx]) => {
+    // rows: R[c, e1, tile row r, x] = (B^T d)[e1] over the 4 input rows of tile row r, whole padded rows wide
+    // (channels outermost: the loop that threads split has many iterations)
+    const rows = compute('winograd_input_rows', [C, ALPHA, n * th, width], ([c, e1, r, xx]) => {
       const nn = E.floordiv(r, th), y0 = E.mul(E.floormod(r, th), WINOGRAD_M);
       return inputRow(e1, (i) => padded(nn, c, E.add(y0, i), xx));
     }, { materialize: true });
@@ -72,7 +73,7 @@ defineOp({
     return compute('winograd_input', [ALPHA * ALPHA, C, n * th * tw], ([e, c, t]) => {
       const e1 = E.floordiv(e, ALPHA), e2 = E.floormod(e, ALPHA);
       const r = E.floordiv(t, tw), x0 = E.mul(E.floormod(t, tw), WINOGRAD_M);
-      return inputRow(e2, (j) => at(rows, e1, c, r, E.add(x0, j)));
+      return inputRow(e2, (j) => at(rows, c, e1, r, E.add(x0, j)));
     }, { laneRowLength: tw });
   },
 });
@@ -92,15 +93,15 @@ defineOp({
   compute: ([m], a) => {
     const { n, oh, ow, th, tw } = tiling(a);
     const K = m.shape[1];
-    // rows: Z[p, b, k, t] = (A^T M)[p] along column b of the tile
-    const rows = compute('winograd_output_rows', [WINOGRAD_M, ALPHA, K, n * th * tw], ([p, b, k, t]) =>
+    // rows: Z[k, p, b, t] = (A^T M)[p] along column b of the tile (filters outermost, for threads)
+    const rows = compute('winograd_output_rows', [K, WINOGRAD_M, ALPHA, n * th * tw], ([k, p, b, t]) =>
       outputRow(p, (a1) => at(m, E.add(E.mul(a1, ALPHA), b), k, t)), { materialize: true });
     // columns: y = (Z A)[q] at output position (p, q) = (oy % 2, ox % 2) of tile (oy / 2, ox / 2); the two
     // column positions are interleaved in memory, so lanes run over tiles, one loop per position
     return compute('winograd_output', [n, K, oh, ow], ([nn, k, oy, ox]) => {
       const t = E.add(E.mul(E.add(E.mul(nn, th), E.floordiv(oy, WINOGRAD_M)), tw), E.floordiv(ox, WINOGRAD_M));
       const p = E.floormod(oy, WINOGRAD_M);
-      return outputRow(E.floormod(ox, WINOGRAD_M), (b) => at(rows, p, b, k, t));
+      return outputRow(E.floormod(ox, WINOGRAD_M), (b) => at(rows, k, p, b, t));
     }, { laneInterleave: WINOGRAD_M });
   },
 });
