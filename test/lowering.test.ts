@@ -6,7 +6,7 @@ import { simplify } from '../src/tensor-expr/simplify.js';
 import { Schedule, defaultTrace, registerTileTrace, type TraceStep } from '../src/schedule/schedule.js';
 import { lower } from '../src/schedule/lower.js';
 import { printPrimFunc, type PrimFunc } from '../src/schedule/loop-ir.js';
-import { SPECULATIVE_GUARD_BYTES, emitWasmModule, kernelPhases, tempLayout, wasmText } from '../src/codegen/wasm/codegen.js';
+import { SPECULATIVE_GUARD_BYTES, emitWasmModule, kernelPhases, scratchLayout, wasmText } from '../src/codegen/wasm/codegen.js';
 import { hoistIndexArithmetic } from '../src/schedule/passes/hoist-index.js';
 import { partitionLoops } from '../src/schedule/passes/partition.js';
 import { erf, mathImports } from '../src/runtime/math.js';
@@ -19,7 +19,7 @@ function run(f: PrimFunc, inputs: Float32Array[], outSize: number): Float32Array
   const ptrs: number[] = [];
   for (const x of inputs) { F.set(x, off / 4); ptrs.push(off); off += Math.ceil(x.length / 4) * 16; }
   const outAt = off; off += Math.ceil(outSize / 4) * 16;
-  const args = [...ptrs, outAt, ...(tempLayout(f).bytes ? [off] : [])];
+  const args = [...ptrs, outAt, ...(scratchLayout(f).bytes ? [off] : [])];
   const phases = kernelPhases(f).length;
   for (let p = 0; p < phases; p++) (inst.exports[f.name] as (...a: number[]) => void)(...args, p, 0, 1);
   return F.slice(outAt / 4, outAt / 4 + outSize);
@@ -154,6 +154,30 @@ describe('loop IR for GPU backends', () => {
     expect(text).toMatch(/alloc A_shared: float32\[256\] \(shared\)/);
     expect(text).toMatch(/\(blockIdx\.y\)[\s\S]*\(blockIdx\.x\)[\s\S]*\(threadIdx\.y\)[\s\S]*\(threadIdx\.x\)/);
     expect(text).toMatch(/barrier\(\)/);
+  });
+});
+
+describe('cacheRead and computeAt on the CPU', () => {
+  it('stages a register tile\'s operand region per reduction block in a task-private buffer, computing an inlined producer there once', () => {
+    const [M, K, N] = [12, 32, 24];
+    const A = placeholder('A', [M, K], 'float32'), B = placeholder('B', [K, N], 'float32');
+    const P = compute('scaled', [K, N], ([k, n]) => E.mul(at(B, k, n), E.constant(2, 'float32')));
+    const kk = reduceAxis(K, 'k');
+    const C = compute('C', [M, N], ([i, j]) => E.sum(E.mul(at(A, i, kk.v), at(P, kk.v, j)), [kk]));
+    const sch = new Schedule([C]);
+    sch.apply({ p: 'computeInline', stage: 0 });
+    for (const st of registerTileTrace(sch.stages[1], 1)) sch.apply(st);
+    sch.apply({ p: 'split', stage: 1, axis: 'r0', factor: 8 });
+    // compute_at: the scaled B panel of each 8-deep reduction block, computed at the start of the block
+    sch.apply({ p: 'cacheRead', stage: 1, input: 1, at: 'r0.o' });
+    const f = lower('k', [A, B], sch);
+    const text = printPrimFunc(f);
+    expect(text).toMatch(/alloc scaled_\d+_shared: float32\[64\] \(shared\)/); // 8 rows of the tile's 8 columns
+    expect(text.match(/\* 2:float32/g)?.length).toBe(1); // the producer runs in the fetch only
+    expect(scratchLayout(f).taskStride).toBe(256);
+    const a = data(M * K, 1), b = data(K * N, 2);
+    const got = run(f, [a, b], M * N), want = refMatmul(a, b.map((x) => 2 * x), M, K, N);
+    for (let i = 0; i < M * N; i++) expect(got[i]).toBeCloseTo(want[i], 5);
   });
 });
 

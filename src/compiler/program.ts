@@ -6,7 +6,7 @@ import type { ArtifactHeader, IOBinding, KernelCall, KernelInfo } from '../runti
 import type { ConstNode, FuncNode, GExpr } from '../relay-ir/expr.js';
 import { kernelCalls } from '../relay-ir/passes/fuse-ops.js';
 import { type TensorType, staticShape, isStatic, numel } from '../relay-ir/types.js';
-import { SPECULATIVE_GUARD_BYTES, emitWasmModule, kernelPhases, tempLayout } from '../codegen/wasm/codegen.js';
+import { SPECULATIVE_GUARD_BYTES, emitWasmModule, kernelPhases, scratchLayout } from '../codegen/wasm/codegen.js';
 import { type BuiltKernel, buildKernel, kernelKey } from './kernel.js';
 import type { TraceStep } from '../schedule/schedule.js';
 import { type Lifetime, align, planMemory } from './memory-plan.js';
@@ -84,7 +84,7 @@ export function buildProgram(main: FuncNode, opts: ProgramOptions = {}): Program
   calls.forEach((c, i) => {
     idOf.set(c, items.length);
     items.push({ id: items.length, bytes: bytesOf(c.type), start: i, end: outputs.includes(c) ? FOREVER : lastUse.get(c) ?? i });
-    const sb = tempLayout(kernels[callKernel[i]].prim).bytes;
+    const sb = scratchLayout(kernels[callKernel[i]].prim).bytes;
     scratchId.push(sb ? items.length : -1);
     if (sb) items.push({ id: items.length, bytes: sb, start: i, end: i });
   });

@@ -4,7 +4,7 @@ import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { WorkerFactory } from '../runtime/thread-pool.js';
+import { MAX_THREADS, type WorkerFactory } from '../runtime/thread-pool.js';
 
 // Running from the TypeScript sources (vitest), the worker entry comes from the build in dist/.
 const built = new URL('./wasm-worker.js', import.meta.url);
@@ -21,4 +21,4 @@ export const nodeWorkerFactory: WorkerFactory = () => {
   };
 };
 
-export const defaultThreads = (): number => availableParallelism();
+export const defaultThreads = (): number => Math.min(availableParallelism(), MAX_THREADS);

@@ -5,7 +5,7 @@ import { KilnError } from './errors.js';
 import { checkInputs } from './inputs.js';
 import { mathImports } from './math.js';
 import type { ArtifactHeader, IOBinding, KernelCall } from './artifact-format.js';
-import { ThreadPool, type WorkerFactory } from './thread-pool.js';
+import { MAX_THREADS, ThreadPool, type WorkerFactory } from './thread-pool.js';
 import { withSharedMemoryImport } from './shared-memory.js';
 import { type Tensor, formatShape, sizeOf } from './tensor.js';
 import type { ArtifactParts } from './artifact.js';
@@ -75,7 +75,7 @@ export class WasmExecutor {
 
   static async create(parts: ArtifactParts, opts: ThreadOptions = { threads: 1 }): Promise<WasmExecutor> {
     const threads = opts.threads;
-    if (!Number.isInteger(threads) || threads < 1) throw new KilnError('E_INPUT', `threads must be a positive integer, got ${threads}`);
+    if (!Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS) throw new KilnError('E_INPUT', `threads must be an integer from 1 to ${MAX_THREADS}, got ${threads}`);
     const parallel = threads > 1 && parts.header.kernels.some((k) => k.phases.some(Boolean));
     if (parallel && !opts.workerFactory) {
       throw new KilnError('E_INPUT', `${threads} threads requested but this platform has no workers`, { hint: 'load with { threads: 1 }' });

@@ -4,7 +4,7 @@ import { readArtifact } from './artifact.js';
 import type { ArtifactHeader, IOBinding } from './artifact-format.js';
 import { KilnError } from './errors.js';
 import { WasmExecutor, type KernelTiming } from './executor.js';
-import { type WorkerFactory, webWorkerFactory } from './thread-pool.js';
+import { MAX_THREADS, type WorkerFactory, webWorkerFactory } from './thread-pool.js';
 export type { WorkerFactory, WorkerLike } from './thread-pool.js';
 import type { Tensor } from './tensor.js';
 import { type GpuDevice, WebGpuExecutor } from './webgpu.js';
@@ -66,7 +66,7 @@ export async function load(artifact: Uint8Array, opts: LoadOptions = {}): Promis
   const workerFactory = opts.workerFactory ?? webWorkerFactory();
   const isolated = typeof SharedArrayBuffer !== 'undefined' && (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated !== false;
   const cores = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? 1;
-  const threads = opts.threads ?? (workerFactory && isolated ? cores : 1);
+  const threads = opts.threads ?? (workerFactory && isolated ? Math.min(cores, MAX_THREADS) : 1);
   return fromParts(parts.header, await WasmExecutor.create(parts, { threads, workerFactory, simd: opts.simd, minParallelWork: opts.minParallelWork }));
 }
 

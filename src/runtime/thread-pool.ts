@@ -31,6 +31,12 @@ const canBlock = (() => {
   try { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 1, 0); return true; } catch { return false; }
 })();
 
+/**
+ * Most threads a model runs on: kernels whose schedules stage data in task-private buffers (cacheRead on the
+ * CPU) reserve one copy per possible task in their scratch area.
+ */
+export const MAX_THREADS = 64;
+
 export class ThreadPool {
   private readonly ctrl: Int32Array;
   private constructor(private readonly workers: WorkerLike[], control: SharedArrayBuffer) {

@@ -27,11 +27,13 @@ export type TraceStep =
    */
   | { readonly p: 'fuseEpilogue'; readonly stage: number }
   /**
-   * GPU: stage the values of one tensor the reduction reads (`input`: index among the distinct tensors its body
-   * loads directly, in visit order; a placeholder, a materialized stage or an inlined producer, whose value is
-   * computed by the fetch) in a 'shared' buffer, refilled at the start of every iteration of leaf `at`. The region
-   * comes from bound inference over the loops inside `at` and the thread-bound loops; the workgroup's threads fetch
-   * it cooperatively (zeros past the tensor's edges) between barriers. Needs cacheWrite (the local-tile lowering).
+   * Stage the values of one tensor the reduction reads (`input`: index among the distinct tensors its body loads
+   * directly, in visit order; a placeholder, a materialized stage or an inlined producer, whose value is computed
+   * by the fetch: then this is compute_at, the producer computed once per element of the region) in a 'shared'
+   * buffer, refilled at the start of every iteration of reduction leaf `at`. The region comes from bound inference
+   * over the loops inside `at` (and the thread-bound loops). GPU: workgroup memory, fetched cooperatively by the
+   * workgroup's threads between barriers; CPU: a buffer private to each task (thread) in the kernel's scratch.
+   * Zeros past the tensor's edges. Needs cacheWrite (the local-tile lowering).
    */
   | { readonly p: 'cacheRead'; readonly stage: number; readonly input: number; readonly at: string }
   /**

@@ -8,6 +8,7 @@ import { type Expr, type Var, type BinOp, printExpr } from '../../tensor-expr/ex
 import { bound, type Interval } from '../../tensor-expr/simplify.js';
 import type { Buffer, PrimFunc, Stmt } from '../../schedule/loop-ir.js';
 import { KilnError } from '../../runtime/errors.js';
+import { MAX_THREADS } from '../../runtime/thread-pool.js';
 import { vectorizeExpr, vectorizeLoop, uses as usesVar } from './vectorize.js';
 import { unrollLoops } from '../../schedule/passes/unroll.js';
 import { hoistIndexArithmetic } from '../../schedule/passes/hoist-index.js';
@@ -32,6 +33,30 @@ export function tempLayout(f: PrimFunc): TempLayout {
   let bytes = 0;
   for (const t of f.temps) { offsets.set(t, bytes); bytes += Math.ceil((t.size * BYTES[t.dtype]) / 16) * 16; }
   return { offsets, bytes };
+}
+
+/**
+ * The scratch area of a kernel on the CPU: its global temporaries, then one private copy per task of the 'shared'
+ * buffers its schedule allocates (cacheRead / computeAt regions, refilled inside the parallel loop: each thread
+ * fills its own). `taskStride` bytes per task, MAX_THREADS copies.
+ */
+export function scratchLayout(f: PrimFunc): TempLayout & { shared: Map<Buffer, number>; sharedAt: number; taskStride: number } {
+  const temps = tempLayout(f);
+  const shared = new Map<Buffer, number>();
+  let taskStride = 0;
+  const walk = (st: Stmt): void => {
+    switch (st.k) {
+      case 'alloc':
+        if (st.buf.scope === 'shared' && !shared.has(st.buf)) { shared.set(st.buf, taskStride); taskStride += Math.ceil((st.buf.size * BYTES[st.buf.dtype]) / 16) * 16; }
+        walk(st.body); return;
+      case 'seq': st.body.forEach(walk); return;
+      case 'for': case 'decl': walk(st.body); return;
+      case 'if': walk(st.then); if (st.else) walk(st.else); return;
+      default: return;
+    }
+  };
+  walk(f.body);
+  return { ...temps, shared, sharedAt: temps.bytes, taskStride, bytes: temps.bytes + taskStride * MAX_THREADS };
 }
 
 export const wasmType = (t: DType): number => (t === 'float32' ? B.f32 : t === 'float64' ? B.f64 : isWide(t) ? B.i64 : B.i32);
@@ -96,11 +121,16 @@ export class FunctionEmitter {
   constructor(readonly m: binaryen.Module, readonly f: PrimFunc, readonly relaxed = false) {
     const params = [...f.inputs, ...f.outputs];
     params.forEach((b, i) => this.bufPtr.set(b, () => m.local.get(i, B.i32)));
-    const { offsets, bytes } = tempLayout(f);
+    const { offsets, bytes, shared, sharedAt, taskStride } = scratchLayout(f);
     const scratch = params.length;
     this.phaseParam = params.length + (bytes > 0 ? 1 : 0);
     this.nParams = this.phaseParam + 3;
     for (const [t, off] of offsets) this.bufPtr.set(t, () => m.i32.add(m.local.get(scratch, B.i32), m.i32.const(off)));
+    // a 'shared' buffer is private to the task (thread) running this call: scratch + sharedAt + task * stride
+    const task = () => m.local.get(this.phaseParam + 1, B.i32);
+    for (const [t, off] of shared) {
+      this.bufPtr.set(t, () => m.i32.add(m.i32.add(m.local.get(scratch, B.i32), m.i32.const(sharedAt + off)), m.i32.mul(task(), m.i32.const(taskStride))));
+    }
   }
 
   /**
@@ -206,8 +236,9 @@ export class FunctionEmitter {
         return m.block(null, [m.local.set(this.local(s.v), this.expr(s.init)), this.stmt(s.body)], B.none);
       }
       case 'assign': return m.local.set(this.local(s.v), this.expr(s.value));
-      case 'barrier': return m.nop(); // one thread per kernel call on the CPU
+      case 'barrier': return m.nop(); // a task fills and reads its own shared buffers: nothing to wait for
       case 'alloc': {
+        if (s.buf.scope === 'shared') return this.stmt(s.body); // in the task's scratch (scratchLayout)
         if (s.buf.scope !== 'local') throw new KilnError('E_INTERNAL', `codegen: ${s.buf.scope} allocation ${s.buf.name} is not supported on wasm`);
         const vec = s.buf.dtype === 'float32';
         const n = vec ? Math.ceil(s.buf.size / 4) : s.buf.size;
