@@ -65,7 +65,8 @@ function reduceSpace(st: Stage, stage: number, defaultParallel: boolean): StageS
   // any other axis, or along several adjacent ones fused into one (a pointwise convolution's H*W), the last tile
   // of rows possibly partial (its extra rows computed from clamped indices)
   const vecAxes = S.map((a, i) => ({ a, i })).filter(({ a }) => a.extent >= 4).map(({ i }) => i);
-  const vjDomain = (n: number) => (n % 4 === 0 ? divisorsOf(n / 4, [1, 2, 3, 4, 6, 8]) : [1, 2, 3].filter((v) => 4 * v <= n));
+  // widths that divide the axis, and 1-3 vectors with the last tile shifted back (as the default may choose)
+  const vjDomain = (n: number) => [1, 2, 3, 4, 6, 8].filter((v) => (n % 4 === 0 && (n / 4) % v === 0) || (v <= 3 && 4 * v <= n));
   if (!vecAxes.length || !R.length) return undefined;
   const rowAxes = (d: Record<string, Value>) => { const row = d.row as number, k = (d.rows as number | undefined) ?? 1; return row < 0 ? [] : S.map((_, i) => i).slice(row - k + 1, row + 1); };
   const rowExtent = (d: Record<string, Value>) => rowAxes(d).reduce((p, i) => p * S[i].extent, 1);

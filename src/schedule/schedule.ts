@@ -386,12 +386,14 @@ export function registerTileShape(st: Stage): RegisterTile | undefined {
   const jAt = h?.vectorAxis ?? spatial.length - 1;
   const j = spatial[jAt];
   if (!j || j.extent < 4) return undefined;
-  // vectors per tile row: 2 when that divides the axis (2 x 4 rows fill the accumulator budget), else 3 or 1; an
-  // axis that is not a multiple of 4 (7, 14, 28 wide feature maps) gets full-width tiles, the last one shifted
-  // back to overlap its neighbour, with the fewest recomputed lanes (ties to the wider tile)
-  const vj = j.extent % 4 === 0
-    ? [2, 3, 1].find((v) => (j.extent / 4) % v === 0)!
-    : [2, 1].filter((v) => 4 * v <= j.extent).reduce((best, v) => (lanesComputed(j.extent, v) < lanesComputed(j.extent, best) ? v : best));
+  // vectors per tile row: 2 or 3 when that divides the axis (2 x 4 rows fill the accumulator budget); otherwise
+  // (7, 13, 28, 49 wide) full-width tiles, the last one shifted back to overlap its neighbour: 2 vectors wide
+  // when that recomputes little (WIDE_TILE_WASTE), else the width with the fewest recomputed lanes
+  const divides = j.extent % 4 === 0 ? [2, 3].find((v) => (j.extent / 4) % v === 0) : undefined;
+  // (a depthwise convolution, lanes along its output row by hint, shares one weight across its whole tile: no gain)
+  const wideGains = h?.vectorAxis === undefined;
+  const vj = divides ?? (wideGains && 4 * 2 <= j.extent && lanesComputed(j.extent, 2) <= WIDE_TILE_WASTE * (j.extent / 4) ? 2
+    : [2, 1].filter((v) => 4 * v <= j.extent).reduce((best, v) => (lanesComputed(j.extent, v) < lanesComputed(j.extent, best) ? v : best)));
   const iAt = h?.rowAxis ?? spatial.length - 2;
   // rows over several axes fused into one (a 1x1 convolution's output rows and columns: one long row axis
   // instead of short ones with a partial tile at each row's end), when none of them is the lane axis
@@ -469,6 +471,12 @@ export function laneReductionTrace(st: Stage, stage: number): TraceStep[] {
     { p: 'cacheWrite', stage },
   ];
 }
+
+/**
+ * How many more vectors than the axis needs a 2-vector-wide tile may compute (its last tile shifted back): a
+ * tile 1 vector wide loads one operand value per row for every multiply-add, twice the loads of a 2-wide tile.
+ */
+const WIDE_TILE_WASTE = 1.15;
 
 /** Vectors computed along an axis of `extent` elements in tiles of `vj` vectors (the last tile full width). */
 const lanesComputed = (extent: number, vj: number) => Math.ceil(extent / (4 * vj)) * vj;
