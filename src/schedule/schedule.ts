@@ -400,17 +400,14 @@ export function registerTileShape(st: Stage): RegisterTile | undefined {
   const rows = iAt >= 0 && (h?.rowAxes ?? 1) > 1 && iAt - h!.rowAxes! + 1 > jAt ? h!.rowAxes! : 1;
   const i = iAt >= 0 && iAt !== jAt
     ? { extent: spatial.slice(iAt - rows + 1, iAt + 1).reduce((p, a) => p * a.extent, 1) } : undefined;
-  // rows: at most MAX_ACCUMULATORS accumulators. Prefer the largest count that divides the axis;
-  // when that leaves fewer than 3 rows (7, 13, 14 ...), take the count that keeps the most accumulators busy on
-  // average, a last partial tile included (its extra rows are computed from clamped indices and dropped).
+  // rows: at most MAX_ACCUMULATORS accumulators
   let vi = 1;
   if (i) {
     const fits = [6, 5, 4, 3, 2].filter((v) => v * vj <= MAX_ACCUMULATORS && v <= i.extent);
-    vi = fits.find((v) => i.extent % v === 0) ?? 1;
-    if (vi < 3) {
-      const busy = (v: number) => i.extent / Math.ceil(i.extent / v);
-      for (const v of [...fits].reverse()) if (busy(v) > busy(vi) + 1e-9) vi = v;
-    }
+    // the count that keeps the most accumulators busy on average (a divisor: all of them), a last partial tile
+    // included (its extra rows are computed from clamped indices and dropped); ties to the smaller count
+    const busy = (v: number) => i.extent / Math.ceil(i.extent / v);
+    for (const v of [...fits].reverse()) if (busy(v) > busy(vi) + 1e-9) vi = v;
   }
   return { j: jAt, vj, i: i ? iAt : -1, vi, rows };
 }
