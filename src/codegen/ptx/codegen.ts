@@ -10,10 +10,11 @@
 import { BYTES, type DType, isFloat, isUnsigned, isWide } from '../../runtime/dtype.js';
 import { KilnError } from '../../runtime/errors.js';
 import type { CudaKernel, CudaLaunch, CudaParam } from '../../runtime/artifact-format.js';
-import { type Expr, type Var, type BinOp, visitExpr } from '../../tensor-expr/expr.js';
+import { type Expr, type Var, type BinOp } from '../../tensor-expr/expr.js';
 import { fixVar } from '../../tensor-expr/simplify.js';
 import type { Buffer, PrimFunc, Stmt, ThreadTag } from '../../schedule/loop-ir.js';
 import { tempLayout } from '../wasm/codegen.js';
+import { aligned4, laneCoef } from '../lanes.js';
 
 export type SmTarget = 80 | 86 | 90;
 export const SM_TARGETS: readonly SmTarget[] = [80, 86, 90];
@@ -110,31 +111,6 @@ const SPECIAL: Record<ThreadTag, string> = {
 const isThreadTag = (k: string): k is ThreadTag => k in SPECIAL;
 
 const unsupported = (what: string) => new KilnError('E_UNSUPPORTED', `PTX codegen: ${what}`, { hint: 'compile for target wasm, or report the model' });
-
-/** The coefficient of `v` in `e` when `e` is linear in it through adds and subtracts (undefined otherwise). */
-function laneCoef(e: Expr, v: Var): number | undefined {
-  if (e === v) return 1;
-  let uses = false;
-  visitExpr(e, (x) => { if (x === v) uses = true; });
-  if (!uses) return 0;
-  if (e.k === 'bin' && (e.op === 'add' || e.op === 'sub') && e.dtype === 'int32') {
-    const a = laneCoef(e.a, v), b = laneCoef(e.b, v);
-    return a === undefined || b === undefined ? undefined : e.op === 'add' ? a + b : a - b;
-  }
-  return undefined;
-}
-
-/** Whether an int32 index is a multiple of 4 for every value of its variables (syntactically). */
-function aligned4(e: Expr): boolean {
-  if (e.k === 'const') return Number(e.value) % 4 === 0;
-  if (e.k !== 'bin') return false;
-  switch (e.op) {
-    case 'add': case 'sub': return aligned4(e.a) && aligned4(e.b);
-    case 'mul': return aligned4(e.a) || aligned4(e.b);
-    case 'floormod': return e.b.k === 'const' && Number(e.b.value) % 4 === 0 && aligned4(e.a);
-    default: return false;
-  }
-}
 
 /** Whether evaluating `e` can neither fault nor read global memory (both arms of a select may then run). */
 function isPure(e: Expr): boolean {

@@ -1,0 +1,30 @@
+// Index facts the GPU backends use to move four consecutive float32s as one 16-byte access (PTX ld/st.v4, WGSL
+// vec4<f32>): an index must advance by one per lane and be a multiple of 4 at lane 0. Both are proved
+// syntactically from the loop IR; kernel buffers start 16-byte aligned (each is its own allocation or binding).
+import type { Expr, Var } from '../tensor-expr/expr.js';
+import { visitExpr } from '../tensor-expr/expr.js';
+
+/** The coefficient of `v` in `e` when `e` is linear in it through adds and subtracts (undefined otherwise). */
+export function laneCoef(e: Expr, v: Var): number | undefined {
+  if (e === v) return 1;
+  let uses = false;
+  visitExpr(e, (x) => { if (x === v) uses = true; });
+  if (!uses) return 0;
+  if (e.k === 'bin' && (e.op === 'add' || e.op === 'sub') && e.dtype === 'int32') {
+    const a = laneCoef(e.a, v), b = laneCoef(e.b, v);
+    return a === undefined || b === undefined ? undefined : e.op === 'add' ? a + b : a - b;
+  }
+  return undefined;
+}
+
+/** Whether an int32 index is a multiple of 4 for every value of its variables (syntactically). */
+export function aligned4(e: Expr): boolean {
+  if (e.k === 'const') return Number(e.value) % 4 === 0;
+  if (e.k !== 'bin') return false;
+  switch (e.op) {
+    case 'add': case 'sub': return aligned4(e.a) && aligned4(e.b);
+    case 'mul': return aligned4(e.a) || aligned4(e.b);
+    case 'floormod': return e.b.k === 'const' && Number(e.b.value) % 4 === 0 && aligned4(e.a);
+    default: return false;
+  }
+}
