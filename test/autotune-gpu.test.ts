@@ -298,7 +298,8 @@ describe.skipIf(!ptxasAvailable())('tuning for CUDA: ptxas resource checks', () 
   it('rejects a candidate with more threads per block than sm_80 allows, before measuring, as a recorded error', async () => {
     const bytes = buildModel(addModel);
     const [task] = gpuTasks(bytes, 'cuda', 1024);
-    const oversize = gpuTrace(new Schedule([task.kernel.output]), { threads: 2048 });
+    // one output per thread, as target 'cuda' schedules (vec4 lanes would make 1024 threads of the 4096 outputs: within the limit)
+    const oversize = gpuTrace(new Schedule([task.kernel.output]), { threads: 2048, vec4: false });
     const db = TuningDatabase.open(':memory:');
     try {
       const report = await tune(bytes, { target: 'cuda', sm: 80, buildOnly: true, trials: 3, batch: 2, workers: 1, seed: 1, db, seedTraces: [oversize] });

@@ -139,7 +139,8 @@ describe('WGSL: float64 intermediates of float32 kernels', () => {
 
 describe('WGSL: one shader for kernels that differ only in shapes and scalars (uniforms)', () => {
   it('shares one pipeline among Mul+Relu kernels of four shapes, the constants in one uniform buffer', async () => {
-    const shapes = [[16, 128], [8, 256], [4, 512], [3, 640]];
+    // (rows of 512..2560: four floats per invocation, 128..640 invocations per row, all split the same way)
+    const shapes = [[16, 512], [8, 1024], [4, 2048], [3, 2560]];
     const spec: ModelSpec = {
       inputs: shapes.map((s, i): [string, 'float32', number[]] => [`x${i}`, 'float32', s]),
       outputs: shapes.map((s, i): [string, 'float32', number[]] => [`y${i}`, 'float32', s]),
@@ -188,5 +189,103 @@ describe('WGSL: one shader for kernels that differ only in shapes and scalars (u
       expect(shaders).toBeLessThanOrEqual(stages.length);
       expect(shaders).toBeLessThan(dispatches);
     }
+  });
+});
+
+describe('WGSL: vec4 loads and stores where the loop IR proves alignment', () => {
+  const f32 = (name: string, shape: number[]): [string, 'float32', number[]] => [name, 'float32', shape];
+  const codeOf = (header: Awaited<ReturnType<typeof compile>>['header']) =>
+    header.webgpu!.kernels.flatMap((k) => k.stages.map((s) => s.code)).join('\n');
+
+  it('tiled MatMul (+ bias, Relu): vec4 global loads in the shared-memory fetch, a vec4 workgroup tile, vec4 preloads', async () => {
+    const bytes = buildModel({
+      inputs: [f32('a', [96, 72]), f32('b', [72, 128])], outputs: [f32('y', [96, 128])],
+      nodes: [
+        { op: 'MatMul', inputs: ['a', 'b'], outputs: ['m'] },
+        { op: 'Add', inputs: ['m', 'bias'], outputs: ['s'] },
+        { op: 'Relu', inputs: ['s'], outputs: ['y'] },
+      ],
+      initializers: { bias: randomF32([128], 9) },
+    });
+    const feeds = { a: randomF32([96, 72], 1), b: randomF32([72, 128], 2) };
+    const { got, header } = await runGpu(bytes, feeds);
+    expectMatch(got, await runOrt(bytes, feeds));
+    const code = codeOf(header);
+    expect(code).toMatch(/var<workgroup> /); // the tiled schedule
+    // both operands only ever read four at a time: their bindings are arrays of vec4
+    expect(code).toMatch(/@binding\(0\) var<storage, read> b_in0: array<vec4<f32>>;/);
+    expect(code).toMatch(/@binding\(1\) var<storage, read> b_in1: array<vec4<f32>>;/);
+    expect(code).toMatch(/let q\d+ = b_in0\[\(.*\) >> 2u\];/);
+    expect(code).toMatch(/let q\d+ = b_in1\[\(.*\) >> 2u\];/);
+    // B's tile is read in rows of four by the register tile: a vec4 workgroup array, stored and read as vec4
+    expect(code).toMatch(/var<workgroup> l_\w+: array<vec4<f32>, \d+>;/);
+    expect(code).toMatch(/l_\w+\[\(.*\) >> 2u\] = q\d+;/);
+    expect(code).toMatch(/let q\d+ = l_\w+\[\(.*\) >> 2u\];/);
+  });
+
+  it('elementwise (broadcast Add, Sigmoid): four outputs per invocation, vec4 loads, one vec4 store', async () => {
+    const bytes = buildModel({
+      inputs: [f32('x', [3, 10, 64]), f32('z', [10, 1])], outputs: [f32('y', [3, 10, 64])],
+      nodes: [
+        { op: 'Add', inputs: ['x', 'z'], outputs: ['s'] },
+        { op: 'Sigmoid', inputs: ['s'], outputs: ['y'] },
+      ],
+    });
+    const feeds = { x: randomF32([3, 10, 64], 3), z: randomF32([10, 1], 4) };
+    const { got, header } = await runGpu(bytes, feeds);
+    expectMatch(got, await runOrt(bytes, feeds));
+    const [st] = header.webgpu!.kernels[0].stages;
+    expect(st.code).toMatch(/b_in0: array<vec4<f32>>;/);
+    expect(st.code).toMatch(/b_in1: array<f32>;/); // the broadcast operand: one scalar load per invocation
+    expect(st.code).toMatch(/b_out0: array<vec4<f32>>;/);
+    expect(st.code).toMatch(/b_out0\[\(.*\) >> 2u\] = vec4<f32>\(/);
+    // 3*10*64 outputs, four per invocation
+    expect(st.workgroupSize * st.grid[0] * st.grid[1]).toBeGreaterThanOrEqual(480);
+    expect(st.workgroupSize * st.grid[0] * st.grid[1]).toBeLessThan(1920);
+  });
+
+  it('a buffer read both four at a time and strided gets a second, read-only vec4 binding', async () => {
+    const bytes = buildModel({
+      inputs: [f32('x', [16, 16])], outputs: [f32('y', [16, 16])],
+      nodes: [
+        { op: 'Transpose', inputs: ['x'], outputs: ['t'], attrs: { perm: [1, 0] } },
+        { op: 'Add', inputs: ['x', 't'], outputs: ['y'] },
+      ],
+    });
+    const feeds = { x: randomF32([16, 16], 5) };
+    const { got, header } = await runGpu(bytes, feeds);
+    expectMatch(got, await runOrt(bytes, feeds));
+    const [st] = header.webgpu!.kernels[0].stages;
+    expect(st.code).toMatch(/@binding\(0\) var<storage, read> b_in0: array<f32>;/);
+    expect(st.code).toMatch(/@binding\(2\) var<storage, read> b_in0_v4: array<vec4<f32>>;/);
+    expect(st.bindings).toEqual([0, 1, 0]);
+    expect(st.code).toMatch(/let q\d+ = b_in0_v4\[/);
+  });
+
+  it('keeps the scalar path where alignment or extents forbid vec4, and stays correct', async () => {
+    // MatMul rows of 99 and 130 floats: no fetch starts on a 16-byte boundary; Sigmoid over rows of 70
+    const bytes = buildModel({
+      inputs: [f32('a', [130, 99]), f32('b', [99, 130]), f32('x', [5, 70])], outputs: [f32('m', [130, 130]), f32('y', [5, 70]), f32('s', [4, 64])],
+      nodes: [
+        { op: 'MatMul', inputs: ['a', 'b'], outputs: ['m'] },
+        { op: 'Sigmoid', inputs: ['x'], outputs: ['y'] },
+        // rows of 64 (vec4 stores) read from column 1 on: the loads are not aligned and stay scalar
+        { op: 'Slice', inputs: ['x', 'st', 'en', 'ax'], outputs: ['sl'] },
+        { op: 'Neg', inputs: ['sl'], outputs: ['s'] },
+      ],
+      initializers: { st: i64([0n, 1n]), en: i64([4n, 65n]), ax: i64([0n, 1n]) },
+    });
+    const feeds = { a: randomF32([130, 99], 6), b: randomF32([99, 130], 7), x: randomF32([5, 70], 8) };
+    const { got, header } = await runGpu(bytes, feeds);
+    expectMatch(got, await runOrt(bytes, feeds));
+    const sec = header.webgpu!;
+    const byOp = (op: string) => sec.kernels.filter((k) => k.ops.includes(op)).flatMap((k) => k.stages.map((s) => s.code)).join('\n');
+    expect(byOp('matmul')).toMatch(/var<workgroup> /);
+    expect(byOp('matmul')).not.toMatch(/vec4/);
+    expect(byOp('sigmoid')).not.toMatch(/vec4/);
+    const slice = byOp('neg');
+    expect(slice).toMatch(/b_in0: array<f32>;/);
+    expect(slice).toMatch(/b_out0: array<vec4<f32>>;/);
+    expect(slice).not.toMatch(/let q\d+/);
   });
 });

@@ -12,8 +12,11 @@ import type { BuiltKernel } from './kernel.js';
 
 /** Threads per block of the default CUDA schedule. */
 export const CUDA_BLOCK_THREADS = 256;
-/** The GPU schedule options of target 'cuda' (the tuner's default candidate is these). */
-export const CUDA_SCHEDULE_OPTIONS: GpuScheduleOptions = { threads: CUDA_BLOCK_THREADS };
+/**
+ * The GPU schedule options of target 'cuda' (the tuner's default candidate is these). No vec4 elementwise lanes:
+ * the PTX codegen vectorizes plain copies only, so four computed outputs would run serially in each thread.
+ */
+export const CUDA_SCHEDULE_OPTIONS: GpuScheduleOptions = { threads: CUDA_BLOCK_THREADS, vec4: false };
 
 /** A built kernel's loop IR under the default GPU schedule (its temporaries may differ from the CPU schedule's). */
 export function gpuPrimFunc(k: BuiltKernel): PrimFunc {

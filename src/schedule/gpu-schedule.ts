@@ -8,7 +8,10 @@
 //    shared buffers fit `sharedBytes`; a stage whose tile cannot fit stays on the simple schedule;
 //  - other reductions that are long (>= treeMinReduce elements per output) with few outputs (<= treeMaxOutputs)
 //    run as workgroup tree reductions (crossThreadReduce): one workgroup per output element;
-//  - everything else runs one invocation (thread) per output element. Its spatial axes are bound to the grid:
+//  - everything else runs one invocation (thread) per output element, or per four consecutive ones (vec4): a float32
+//    stage without reductions whose innermost axis is a multiple of 4 long has it split by 4, the inner part a
+//    'vectorized' loop that the WGSL backend emits as vec4 loads and one vec4 store where alignment is proved. Its
+//    spatial axes are bound to the grid:
 //    the innermost ones, up to `threads` elements, to the workgroup ('threadIdx.x'), possibly splitting one axis,
 //    and all outer ones to the workgroup grid ('blockIdx.x'); reductions run serially in each invocation.
 // Several loops bound to the same kind of tag form one row-major linearized index (an implicit fuse: the codegen
@@ -55,6 +58,11 @@ export interface GpuScheduleOptions {
   treeMinReduce?: number;
   /** Most outputs of a stage that gets tree reductions (one workgroup each; default 65536). */
   treeMaxOutputs?: number;
+  /**
+   * Four consecutive outputs per invocation in float32 stages without reductions whose innermost axis is a multiple
+   * of 4 (default true; target 'cuda' turns it off: its codegen vectorizes copies only, other lanes run serially).
+   */
+  vec4?: boolean;
 }
 
 export function gpuTrace(sch: Schedule, opts: GpuScheduleOptions = {}): TraceStep[] {
@@ -74,15 +82,20 @@ export function gpuTrace(sch: Schedule, opts: GpuScheduleOptions = {}): TraceSte
     }
     const tree = treeTrace(st, stage, opts);
     if (tree) { add(tree); return; }
-    add(simpleTrace(st, stage, threads));
+    add(simpleTrace(st, stage, threads, opts.vec4 ?? true));
   });
   return steps;
 }
 
-/** One invocation per output element. */
-function simpleTrace(st: Stage, stage: number, threads: number): TraceStep[] {
+/** One invocation per output element, or per four along the innermost axis (`vec4`). */
+function simpleTrace(st: Stage, stage: number, threads: number, vec4: boolean): TraceStep[] {
   const steps: TraceStep[] = [];
-  const spatial = st.roots.filter((a) => !a.reduce);
+  const spatial = st.roots.filter((a) => !a.reduce).map((a) => ({ name: a.name, extent: a.extent }));
+  const last = spatial[spatial.length - 1];
+  if (vec4 && last && last.extent >= 4 && last.extent % 4 === 0 && st.tensor.dtype === 'float32' && !st.hasReduction()) {
+    steps.push({ p: 'split', stage, axis: last.name, factor: 4 }, { p: 'annotate', stage, axis: `${last.name}.i`, kind: 'vectorized' });
+    spatial[spatial.length - 1] = { name: `${last.name}.o`, extent: last.extent / 4 };
+  }
   let inWorkgroup = 1;
   let k = spatial.length - 1;
   // whole inner axes into the workgroup while they fit

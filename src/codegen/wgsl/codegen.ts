@@ -24,10 +24,26 @@
 // inline (so a divisor that never varies stays a constant the shader compiler can strength-reduce), the others
 // move to one uniform struct (`kiln_u`, after the storage bindings) whose values each stage carries. The runtime
 // caches pipelines by text, so a group costs one pipeline. A stage without a twin keeps everything inline.
+//
+// vec4: four consecutive float32s move as one vec4<f32> where the loop IR proves it (src/codegen/lanes.ts: the index
+// advances by one per lane and is a multiple of 4 at lane 0; every binding starts at its buffer's start, which
+// WebGPU aligns to 256 bytes, and workgroup arrays of vec4 are 16-byte aligned). Two places carry such accesses:
+//  - a 'vectorized' loop of 4 around one float32 store (the shared-memory fetch of a tiled matmul/conv, an
+//    elementwise stage under the vec4 GPU schedule): its lane-consecutive aligned loads become vec4 loads, the four
+//    lane values are computed (lane-invariant loads once), and the store is one vec4 store;
+//  - four nested float32 locals initialized from one buffer at base+0..3 with base a multiple of 4 (the register
+//    tile's preloads from shared memory): one vec4 load.
+// WGSL cannot view an array<f32> binding as array<vec4<f32>>, so a buffer is declared array<vec4<f32>> when every
+// access of the stage is such a vec4 (and its size a multiple of 4); a read-only storage buffer with scalar accesses
+// too gets a second read-only binding of vec4 type on the same buffer (read-only aliasing is valid WebGPU), while
+// the stage stays within the 8 storage bindings every device has. Otherwise its vec4 accesses stay scalar: a vec4
+// store becomes four stores, a vec4 load four loads. All of it is decided at compile time from the loop IR.
 import type { DType } from '../../runtime/dtype.js';
 import { KilnError } from '../../runtime/errors.js';
-import type { Expr, Var } from '../../tensor-expr/expr.js';
+import { type Expr, type Var, mapExpr, printExpr, visitExpr } from '../../tensor-expr/expr.js';
+import { fixVar } from '../../tensor-expr/simplify.js';
 import type { Buffer, PrimFunc, Stmt } from '../../schedule/loop-ir.js';
+import { aligned4, laneCoef } from '../lanes.js';
 
 /** One dispatch: WGSL source, workgroup size, workgroup grid, and the kernel parameters it binds, in binding order. */
 export interface WgslStage {
@@ -200,6 +216,58 @@ function demoteF64(f: PrimFunc): PrimFunc {
   return { ...f, temps: f.temps.map(b), body: st(f.body) };
 }
 
+/** Storage buffers a stage may bind on every WebGPU device (maxStorageBuffersPerShaderStage's minimum). */
+const MAX_STORAGE_BINDINGS = 8;
+
+type Load = Extract<Expr, { k: 'load' }>;
+type ForStmt = Extract<Stmt, { k: 'for' }>;
+type DeclStmt = Extract<Stmt, { k: 'decl' }>;
+
+/**
+ * A 'vectorized' loop of 4 around one float32 store whose index is lane-consecutive and aligned at lane 0, possibly
+ * under a condition that does not depend on the lane (a partial tile's bound on an outer axis).
+ */
+interface VecSite { lane: Var; guard?: Expr; store: Extract<Stmt, { k: 'store' }>; loads: Set<Load> }
+
+const isF32Memory = (b: Buffer) => b.dtype === 'float32' && b.scope !== 'local';
+/** Whether index `i` of a float32 buffer reads 4 consecutive elements from a multiple of 4 across `lane`. */
+const vecIndex = (i: Expr, lane: Var) => laneCoef(i, lane) === 1 && aligned4(fixVar(i, lane, 0));
+
+function vecSite(s: ForStmt): VecSite | undefined {
+  if (s.kind !== 'vectorized' || s.extent !== 4) return undefined;
+  let st = s.body, guard: Expr | undefined;
+  if (st.k === 'if' && !st.else && laneCoef(st.cond, s.v) === 0) { guard = st.cond; st = st.then; }
+  if (st.k !== 'store' || !isF32Memory(st.buf) || !vecIndex(st.index, s.v)) return undefined;
+  const loads = new Set<Load>();
+  visitExpr(st.value, (x) => { if (x.k === 'load' && isF32Memory(x.buf as Buffer) && x.idx.length === 1 && vecIndex(x.idx[0], s.v)) loads.add(x); });
+  return { lane: s.v, ...(guard ? { guard } : {}), store: st, loads };
+}
+
+/** `e` as rest + constant (rest undefined: 0). */
+function peelConst(e: Expr): { rest?: Expr; c: number } {
+  if (e.k === 'const') return { c: Number(e.value) };
+  if (e.k === 'bin' && e.op === 'add' && e.dtype === 'int32' && e.b.k === 'const') return { rest: e.a, c: Number(e.b.value) };
+  return { rest: e, c: 0 };
+}
+
+/** Four nested float32 locals loaded from one buffer at base+0..3, base a multiple of 4 (register-tile preloads). */
+function declGroup(s: DeclStmt): { decls: DeclStmt[]; buf: Buffer; base: Expr } | undefined {
+  const decls: DeclStmt[] = [];
+  let x: Stmt = s;
+  for (let k = 0; k < 4; k++) {
+    if (x.k !== 'decl' || x.init.k !== 'load' || x.v.dtype !== 'float32' || x.init.idx.length !== 1) return undefined;
+    decls.push(x);
+    x = x.body;
+  }
+  const loads = decls.map((d) => d.init as Load), buf = loads[0].buf as Buffer;
+  if (!isF32Memory(buf) || loads.some((l) => l.buf !== buf)) return undefined;
+  const parts = loads.map((l) => peelConst(l.idx[0]));
+  const rest = parts[0].rest && printExpr(parts[0].rest);
+  if (parts[0].c % 4 !== 0 || (parts[0].rest && !aligned4(parts[0].rest))) return undefined;
+  if (parts.some((p, k) => (p.rest && printExpr(p.rest)) !== rest || p.c !== parts[0].c + k)) return undefined;
+  return { decls, buf, base: loads[0].idx[0] };
+}
+
 /** Expanded node count from which a subexpression used twice in a statement gets its own `let`. */
 const HOIST_SIZE = 8;
 
@@ -228,6 +296,8 @@ class StageEmitter {
   private readonly sizes: number[] = [];
   private readonly hoisted = new Map<number, string>();
   private lets = 0;
+  // vec4: the buffers viewed as array<vec4<f32>> (their own binding, or a read-only alias binding)
+  private readonly vecView = new Map<Buffer, 'own' | 'alias'>();
 
   constructor(private readonly params: readonly Buffer[]) {}
 
@@ -271,17 +341,27 @@ class StageEmitter {
     };
     decompose(blocks, 'kiln_block');
     decompose(threads, 'kiln_thread');
+    this.planVec4(inner);
     this.stmt(inner, '  ');
 
     const bindings: number[] = [], writes: number[] = [], decls: string[] = [];
     this.params.forEach((b, i) => {
       const written = this.used.get(b);
       if (written === undefined) return;
-      decls.push(`@group(0) @binding(${bindings.length}) var<storage, ${written ? 'read_write' : 'read'}> ${this.bufName(b)}: array<${storageType(b.dtype)}>;`);
+      const type = this.vecView.get(b) === 'own' ? 'vec4<f32>' : storageType(b.dtype);
+      decls.push(`@group(0) @binding(${bindings.length}) var<storage, ${written ? 'read_write' : 'read'}> ${this.bufName(b)}: array<${type}>;`);
       if (written) writes.push(i);
       bindings.push(i);
     });
-    for (const b of this.shared) decls.push(`var<workgroup> ${this.bufName(b)}: array<${storageType(b.dtype)}, ${b.size}>;`);
+    this.params.forEach((b, i) => {
+      if (this.vecView.get(b) !== 'alias' || this.used.get(b) !== false) return;
+      decls.push(`@group(0) @binding(${bindings.length}) var<storage, read> ${this.bufName(b)}_v4: array<vec4<f32>>;`);
+      bindings.push(i);
+    });
+    for (const b of this.shared) {
+      decls.push(this.vecView.get(b) === 'own' ? `var<workgroup> ${this.bufName(b)}: array<vec4<f32>, ${b.size / 4}>;`
+        : `var<workgroup> ${this.bufName(b)}: array<${storageType(b.dtype)}, ${b.size}>;`);
+    }
     const template = [
       ...decls,
       U_DECL,
@@ -333,6 +413,119 @@ class StageEmitter {
       if (!this.params.includes(b)) throw new KilnError('E_INTERNAL', `wgsl: buffer ${b.name} is not a kernel parameter`);
       this.used.set(b, (this.used.get(b) ?? false) || write);
     }
+  }
+
+  /**
+   * Decides which float32 buffers get a vec4 view: every access of the stage counted as the emitter will make it
+   * (vec4 sites and preload groups as vec4, everything else scalar).
+   */
+  private planVec4(s: Stmt): void {
+    const acc = new Map<Buffer, { vec: number; scalar: number; written: boolean }>();
+    const note = (b: Buffer, vec: boolean, write = false) => {
+      const a = acc.get(b) ?? { vec: 0, scalar: 0, written: false };
+      if (vec) a.vec++; else a.scalar++;
+      a.written ||= write;
+      acc.set(b, a);
+    };
+    const loads = (e: Expr, skip?: ReadonlySet<Load>) => visitExpr(e, (x) => { if (x.k === 'load') note(x.buf as Buffer, !!skip?.has(x)); });
+    const walk = (x: Stmt): void => {
+      switch (x.k) {
+        case 'seq': x.body.forEach(walk); return;
+        case 'for': {
+          const site = vecSite(x);
+          if (!site) { walk(x.body); return; }
+          note(site.store.buf, true, true);
+          if (site.guard) loads(site.guard);
+          loads(site.store.index);
+          loads(site.store.value, site.loads);
+          return;
+        }
+        case 'store': note(x.buf, false, true); loads(x.index); loads(x.value); return;
+        case 'if': loads(x.cond); walk(x.then); if (x.else) walk(x.else); return;
+        case 'decl': {
+          const g = declGroup(x);
+          if (!g) { loads(x.init); walk(x.body); return; }
+          note(g.buf, true);
+          g.decls.forEach((d) => visitExpr((d.init as Load).idx[0], (y) => { if (y.k === 'load') note(y.buf as Buffer, false); }));
+          walk(g.decls[3].body);
+          return;
+        }
+        case 'assign': loads(x.value); return;
+        case 'alloc': walk(x.body); return;
+        case 'barrier': return;
+      }
+    };
+    walk(s);
+    let storage = [...acc.keys()].filter((b) => b.scope === 'global').length;
+    for (const [b, a] of acc) {
+      if (!a.vec || b.size % 4 !== 0 || b.size < 4 || !isF32Memory(b)) continue;
+      if (!a.scalar) this.vecView.set(b, 'own');
+      else if (b.scope === 'global' && !a.written && storage < MAX_STORAGE_BINDINGS) { this.vecView.set(b, 'alias'); storage++; }
+    }
+  }
+
+  /** The vec4 view of `b` (an expression to index with i >> 2), or undefined when `b` has none. */
+  private vec4Of(b: Buffer): string | undefined {
+    const v = this.vecView.get(b);
+    if (!v) return undefined;
+    this.useBuf(b, false);
+    return v === 'own' ? this.bufName(b) : `${this.bufName(b)}_v4`;
+  }
+
+  /** A vec4 site: vec4 loads, the four lane values, one vec4 store (or four stores when the target has no vec4 view). */
+  private emitVecSite(site: VecSite, ind: string): void {
+    const L = this.lines, { lane, store } = site;
+    L.push(site.guard ? `${ind}if (${this.expr(site.guard)}) {` : `${ind}{`);
+    const in2 = ind + '  ';
+    // each vec4 load once, its lanes as variables named after the components
+    const comps = new Map<Load, Var[]>(), byText = new Map<string, Var[]>();
+    for (const ld of site.loads) {
+      const view = this.vec4Of(ld.buf as Buffer);
+      if (!view) continue;
+      const i0 = fixVar(ld.idx[0], lane, 0);
+      const key = `${this.bufName(ld.buf as Buffer)}[${printExpr(i0)}]`;
+      let vs = byText.get(key);
+      if (!vs) {
+        const q = `q${this.lets++}`;
+        L.push(`${in2}let ${q} = ${view}[(${this.expr(i0)}) >> 2u];`);
+        vs = [0, 1, 2, 3].map((k) => ({ k: 'var', name: q, dtype: 'float32' }) as Var);
+        vs.forEach((v, k) => this.names.set(v, `${q}.${'xyzw'[k]}`));
+        byText.set(key, vs);
+      }
+      comps.set(ld, vs);
+    }
+    const values = [0, 1, 2, 3].map((k) => fixVar(mapExpr(store.value, (x) => (x.k === 'load' ? comps.get(x)?.[k] : undefined)), lane, k));
+    const index0 = fixVar(store.index, lane, 0);
+    // loads that do not depend on the lane (a broadcast operand) once
+    const laneLoads = new Map<number, { e: Expr; lanes: Set<number> }>();
+    values.forEach((v, k) => visitExpr(v, (x) => {
+      if (x.k !== 'load') return;
+      const id = this.idOf(x);
+      const r = laneLoads.get(id) ?? { e: x, lanes: new Set<number>() };
+      r.lanes.add(k);
+      laneLoads.set(id, r);
+    }));
+    const added: number[] = [];
+    for (const [id, r] of laneLoads) {
+      if (r.lanes.size < 2 || this.hoisted.has(id)) continue;
+      const name = `e${this.lets++}`;
+      L.push(`${in2}let ${name} = ${this.expr(r.e)};`);
+      this.hoisted.set(id, name);
+      added.push(id);
+    }
+    added.push(...this.hoist([...values, index0], in2));
+    const target = this.vecView.get(store.buf) === 'own' ? this.vec4Of(store.buf) : undefined;
+    this.useBuf(store.buf, true);
+    if (target) {
+      const texts = values.map((v) => this.expr(v));
+      const q = texts[0].endsWith('.x') && texts[0].slice(0, -2);
+      const whole = q && texts.every((t, k) => t === `${q}.${'xyzw'[k]}`) ? q : `vec4<f32>(${texts.join(', ')})`;
+      L.push(`${in2}${target}[(${this.expr(index0)}) >> 2u] = ${whole};`);
+    } else {
+      values.forEach((v, k) => L.push(`${in2}${this.bufName(store.buf)}[${this.expr(fixVar(store.index, lane, k))}] = ${this.expr(v)};`));
+    }
+    for (const id of added) this.hoisted.delete(id);
+    L.push(`${ind}}`);
   }
 
   /** Structural id of an expression: equal ids print the same WGSL. */
@@ -409,6 +602,11 @@ class StageEmitter {
       case 'for': {
         if (isThread(s.kind) || isBlock(s.kind)) throw new KilnError('E_INTERNAL', `wgsl: nested ${s.kind} loop`);
         if (s.extent <= 0) return;
+        const site = vecSite(s);
+        if (site && (this.vecView.has(site.store.buf) || [...site.loads].some((l) => this.vecView.has(l.buf as Buffer)))) {
+          this.emitVecSite(site, ind);
+          return;
+        }
         const v = this.varName(s.v);
         L.push(`${ind}for (var ${v}: i32 = 0i; ${v} < ${this.lit(s.extent, 'int32')}; ${v}++) {`);
         this.stmt(s.body, ind + '  ');
@@ -417,6 +615,7 @@ class StageEmitter {
       }
       case 'store': {
         this.useBuf(s.buf, true);
+        if (this.vecView.get(s.buf) === 'own') throw new KilnError('E_INTERNAL', `wgsl: scalar store to ${s.buf.name}, which the stage views as vec4`);
         const idx = this.expr(s.index);
         const val = this.expr(s.value);
         L.push(`${ind}${this.bufName(s.buf)}[${idx}] = ${s.buf.dtype === 'bool' ? `select(0u, 1u, ${val})` : val};`);
@@ -428,11 +627,20 @@ class StageEmitter {
         if (s.else) { L.push(`${ind}} else {`); this.stmt(s.else, ind + '  '); }
         L.push(`${ind}}`);
         return;
-      case 'decl':
+      case 'decl': {
         this.checkType(s.v.dtype);
+        const g = declGroup(s), view = g && this.vec4Of(g.buf);
+        if (g && view) {
+          const q = `q${this.lets++}`;
+          L.push(`${ind}let ${q} = ${view}[(${this.expr(g.base)}) >> 2u];`);
+          g.decls.forEach((d, k) => L.push(`${ind}var ${this.varName(d.v)}: f32 = ${q}.${'xyzw'[k]};`));
+          this.stmt(g.decls[3].body, ind);
+          return;
+        }
         L.push(`${ind}var ${this.varName(s.v)}: ${valueType(s.v.dtype)} = ${this.expr(s.init)};`);
         this.stmt(s.body, ind);
         return;
+      }
       case 'assign': L.push(`${ind}${this.varName(s.v)} = ${this.expr(s.value)};`); return;
       case 'alloc':
         this.checkType(s.buf.dtype);
@@ -494,6 +702,7 @@ class StageEmitter {
         const b = e.buf as Buffer;
         this.checkType(b.dtype);
         this.useBuf(b, false);
+        if (this.vecView.get(b) === 'own') throw new KilnError('E_INTERNAL', `wgsl: scalar load of ${b.name}, which the stage views as vec4`);
         const x = `${this.bufName(b)}[${this.expr(e.idx[0])}]`;
         return b.dtype === 'bool' ? `(${x} != 0u)` : x;
       }
