@@ -5,6 +5,9 @@
 // or, same build with only the schedule switched: --before naive
 // Each row: compile with each build, check both against the WebAssembly path of the `after` build, one warm-up run,
 // then `runs` rounds alternating the two; min and median ms of model.run() (upload, dispatches, download).
+// Workloads: matmul (512^3), eltwise (Add+Relu over 2048x1024) or a model folder name under .cache/models.
+// --timing dispatch: instead, the wall clock from submitting one run's dispatches (one compute pass, inputs already
+// written) to queue.onSubmittedWorkDone(), as the tuner's runner times a device without timestamps.
 import { readFileSync, readdirSync, existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -13,6 +16,7 @@ const arg = (name, def) => { const i = process.argv.indexOf(`--${name}`); return
 const before = resolve(arg('before', '/tmp/kiln-base')), after = resolve(arg('after', 'dist'));
 const runs = Number(arg('runs', '5'));
 const models = arg('models', 'matmul,mobilenet_v2').split(',');
+const timing = arg('timing', 'run');
 const imp = (dir, p) => import(pathToFileURL(join(dir, p)).href);
 
 const A = { compile: (await imp(after, 'compiler/compile.js')).compile, load: (await imp(after, 'runtime/index.js')).load };
@@ -28,6 +32,10 @@ if (naive) {
 } else {
   B = { compile: (await imp(before, 'compiler/compile.js')).compile, load: (await imp(before, 'runtime/index.js')).load };
 }
+for (const [X, dir] of [[A, after], [B, naive ? after : before]]) {
+  X.readArtifact = (await imp(dir, 'runtime/artifact.js')).readArtifact;
+  X.Executor = (await imp(dir, 'runtime/webgpu.js')).WebGpuExecutor;
+}
 const { nodeGpuDevice } = await imp(after, 'conformance/node-webgpu.js');
 const { buildModel, randomF32 } = await imp(after, 'frontend/onnx/model-builder.js');
 const { decodeTensorProto } = await imp(after, 'frontend/onnx/tensor-proto.js');
@@ -38,6 +46,11 @@ function workload(name) {
     const n = 512;
     const bytes = buildModel({ inputs: [['a', 'float32', [n, n]], ['b', 'float32', [n, n]]], outputs: [['c', 'float32', [n, n]]], nodes: [{ op: 'MatMul', inputs: ['a', 'b'], outputs: ['c'] }] });
     return { label: 'MatMul 512x512x512', bytes, feeds: { a: randomF32([n, n], 1), b: randomF32([n, n], 2) } };
+  }
+  if (name === 'eltwise') {
+    const shape = [2048, 1024];
+    const bytes = buildModel({ inputs: [['a', 'float32', shape], ['b', 'float32', shape]], outputs: [['c', 'float32', shape]], nodes: [{ op: 'Add', inputs: ['a', 'b'], outputs: ['s'] }, { op: 'Relu', inputs: ['s'], outputs: ['c'] }] });
+    return { label: 'Add+Relu 2048x1024', bytes, feeds: { a: randomF32(shape, 1), b: randomF32(shape, 2) } };
   }
   const dir = join('.cache/models', name), set = join(dir, 'test_data_set_0');
   if (!existsSync(dir)) throw new Error(`no ${dir}: run npm run fixtures`);
@@ -53,8 +66,9 @@ console.log('|---|---:|---:|---:|---:|');
 for (const name of models) {
   const w = workload(name);
   const opts = { target: 'webgpu', modelPath: w.modelPath };
-  const mb = await B.load((await B.compile(w.bytes, opts)).artifact, { target: 'webgpu', device });
-  const ma = await A.load((await A.compile(w.bytes, opts)).artifact, { target: 'webgpu', device });
+  const ab = (await B.compile(w.bytes, opts)).artifact, aa = (await A.compile(w.bytes, opts)).artifact;
+  const mb = await B.load(ab, { target: 'webgpu', device });
+  const ma = await A.load(aa, { target: 'webgpu', device });
   const feeds = w.feeds ?? Object.fromEntries(ma.inputs.map((inp, i) => [inp.name, w.inputs[i]]));
   const cpu = await A.load((await A.compile(w.bytes, { modelPath: w.modelPath })).artifact, { threads: 1 });
   const ref = await cpu.run(feeds);
@@ -62,9 +76,30 @@ for (const name of models) {
   const errs = [];
   for (const m of [mb, ma]) errs.push(maxErr((await m.run(feeds))[out0].data, ref[out0].data).toExponential(1)); // also the warm-up
   const tb = [], ta = [];
+  let time = async (m) => { const t = performance.now(); await m.run(feeds); return performance.now() - t; };
+  if (timing === 'dispatch') {
+    const exs = new Map();
+    for (const [X, m] of [[B, mb], [A, ma]]) {
+      const parts = await X.readArtifact(m === mb ? ab : aa);
+      const ex = await X.Executor.create(parts.header, parts.weights, device);
+      await ex.run(feeds); // writes the inputs the timed passes read
+      exs.set(m, ex);
+    }
+    time = async (m) => {
+      const enc = device.createCommandEncoder();
+      const pass = enc.beginComputePass();
+      exs.get(m).encodeDispatches(pass);
+      pass.end();
+      const t = performance.now();
+      device.queue.submit([enc.finish()]);
+      await device.queue.onSubmittedWorkDone();
+      return performance.now() - t;
+    };
+    await time(mb); await time(ma);
+  }
   for (let r = 0; r < runs; r++) {
-    let t = performance.now(); await mb.run(feeds); tb.push(performance.now() - t);
-    t = performance.now(); await ma.run(feeds); ta.push(performance.now() - t);
+    tb.push(await time(mb));
+    ta.push(await time(ma));
   }
   const med = (ts) => [...ts].sort((a, b) => a - b)[Math.floor(ts.length / 2)];
   console.log(`| ${w.label} | ${stats(tb)} | ${stats(ta)} | ${(med(tb) / med(ta)).toFixed(2)}x | ${errs.join(' / ')} |`);
