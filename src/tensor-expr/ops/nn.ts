@@ -270,11 +270,12 @@ interface PoolWin {
   pos: Expr[];
 }
 
-function poolWindow(x: Tensor, win: Window, out: readonly number[], n: Expr, c: Expr, o: readonly Expr[]): PoolWin {
+/** The window of output position `o`; window dim i is tensor dim `dim0 + i` of x and of the output shape `out`. */
+function poolWindow(x: Tensor, win: Window, out: readonly number[], n: Expr, c: Expr, o: readonly Expr[], dim0 = 2): PoolWin {
   const axes = win.kernel.map((kk, i) => reduceAxis(kk, `rk${i}_`));
   const conds: Expr[] = [];
   const pos = o.map((oi, i) => {
-    const p = windowPos(win, i, oi, axes[i].v, out[2 + i], 0, x.shape[2 + i]);
+    const p = windowPos(win, i, oi, axes[i].v, out[dim0 + i], 0, x.shape[dim0 + i]);
     conds.push(...p.conds);
     return p.pos;
   });
@@ -298,6 +299,11 @@ function windowCount(win: Window, o: readonly Expr[], lo: readonly number[], hi:
   return cnt;
 }
 
+/**
+ * max_pool: the max over each window. A window of at least 3 along the last dim and 3 over the others is
+ * separable: first the max over the other dims for every input column (rows, unit-stride loads), then the max
+ * along the last dim (9 strided taps of a 3x3 window become 3 + 3).
+ */
 defineOp({
   name: 'max_pool',
   pattern: OpPattern.CommReduce,
@@ -305,6 +311,22 @@ defineOp({
   compute: ([x], a, outT) => {
     const { win } = poolGeometry(x.shape, a, 'max_pool');
     const lowest = reduceInit('max', x.dtype);
+    const nsp = x.shape.length - 2, last = nsp - 1;
+    const others = win.kernel.slice(0, last).reduce((p, q) => p * q, 1);
+    if (nsp >= 2 && win.kernel[last] >= 3 && others >= 3) {
+      const lead: Window = { kernel: win.kernel.slice(0, last), strides: win.strides.slice(0, last), dilations: win.dilations.slice(0, last), pads: [...win.pads.slice(0, last), ...win.pads.slice(nsp, nsp + last)] };
+      const outShape = outT.shape as readonly number[];
+      const rowsShape = [...outShape.slice(0, -1), x.shape[x.shape.length - 1]];
+      const rows = compute('max_pool_rows', rowsShape, ([n, c, ...o]) => {
+        const pw = poolWindow(x, lead, rowsShape, n, c, o.slice(0, -1));
+        return E.rmax(E.select(pw.valid, E.load(x, [...pw.idx, o[last]]), lowest), pw.axes);
+      });
+      const tail: Window = { kernel: [win.kernel[last]], strides: [win.strides[last]], dilations: [win.dilations[last]], pads: [win.pads[last], win.pads[nsp + last]] };
+      return compute('max_pool', outT.shape, ([n, c, ...o]) => {
+        const pw = poolWindow(rows, tail, outShape, n, c, [o[last]], 2 + last);
+        return E.rmax(E.select(pw.valid, E.load(rows, [n, c, ...o.slice(0, -1), ...pw.pos]), lowest), pw.axes);
+      });
+    }
     return compute('max_pool', outT.shape, ([n, c, ...o]) => {
       const pw = poolWindow(x, win, outT.shape, n, c, o);
       return E.rmax(E.select(pw.valid, E.load(x, pw.idx), lowest), pw.axes);
