@@ -86,6 +86,18 @@ describe('Winograd F(2x2, 3x3) convolution', () => {
     expect(printFunc((await compile(model, { target: 'webgpu' })).fused)).not.toContain('winograd');
   });
 
+  it('runs on WebGPU when asked for (winograd: true), matching ONNX Runtime', async () => {
+    const { nodeGpuDevice } = await import('../src/conformance/node-webgpu.js');
+    const model = convModel({ c: 32, k: 48, h: 20, w: 20, pad: 1 });
+    const compiled = await compile(model, { target: 'webgpu', winograd: true });
+    expect(printFunc(compiled.fused)).toContain('winograd_output');
+    const m = await load(compiled.artifact, { target: 'webgpu', device: await nodeGpuDevice() });
+    const x = randomF32([1, 32, 20, 20], 3);
+    const got = await m.run({ x });
+    m.dispose();
+    expect(compareTensors(got.y, (await runOrt(model, { x })).y)?.message).toBeUndefined();
+  });
+
   it('schedules its transforms with SIMD lanes within a row of tiles and per output column phase', async () => {
     const compiled = await compile(convModel({ c: 32, k: 32, h: 32, w: 32, pad: 1 }));
     const [input, , output] = compiled.program.kernels;
