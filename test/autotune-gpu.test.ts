@@ -222,10 +222,14 @@ describe('tuning on WebGPU (Dawn + SwiftShader)', () => {
   it('a candidate with wrong numbers, a failing pipeline or one that hangs is recorded as an error and the job goes on', async () => {
     const { WebGpuRunner } = await import('../src/autotune/gpu-runner.js');
     const inner = new WebGpuRunner(await nodeGpuDevice());
-    let n = 0;
+    // programs numbered in order of first appearance (0: the default schedule, which the tuner measures again
+    // around the candidates of each batch)
+    const ids = new Map<string, number>();
     const faulty = {
       async measure(task: Parameters<typeof inner.measure>[0], timeoutMs: number) {
-        n++;
+        const key = JSON.stringify(task.header.webgpu);
+        if (!ids.has(key)) ids.set(key, ids.size);
+        const n = ids.get(key)! + 1;
         if (n === 3) {
           // a shader the device's WGSL compiler rejects
           const wg = task.header.webgpu!;

@@ -47,7 +47,7 @@ function checkDb(path: string): { n: number; hashes: Set<string>; trials: number
       }
       expect(Number.isNaN(Date.parse(r.created_at))).toBe(false);
       expect(r.kiln_version).toMatch(/^\d+\.\d+\.\d+/);
-      if (r.search !== 'default' && r.search !== 'remeasure') trials++;
+      if (!['default', 'remeasure', 'confirm'].includes(r.search ?? '')) trials++;
       hashes.add(r.trace_hash);
     }
     return { n: rows.length, hashes, trials };
@@ -92,7 +92,7 @@ describe('tuning database safety', () => {
     const db = TuningDatabase.open(dbPath);
     try {
       const recs = db.records(again.tasks[0].workload, again.target.key).slice(before.n);
-      const fresh = recs.filter((r) => r.search !== 'default' && r.search !== 'remeasure');
+      const fresh = recs.filter((r) => !['default', 'remeasure', 'confirm'].includes(r.search ?? ''));
       expect(fresh).toHaveLength(4);
       for (const r of fresh) expect(before.hashes.has(traceHash(r.trace))).toBe(false);
     } finally {

@@ -1,5 +1,7 @@
 // Compiling with the tuning database: a ProgramOptions.traceFor hook that returns the best record's trace for a
-// kernel's workload on this target (or a compatible one), after checking that the trace still applies.
+// kernel's workload on this target (or a compatible one), after checking that the trace still applies. The best
+// record is database.ts best()'s: among relatively timed records only confirmed ones (the default schedule, or a
+// candidate that beat the incumbent again side by side), lowest rel first; records of an older Kiln alone by ms.
 // Records are filtered by the Kiln version that made them: records of this version are preferred; when there are
 // none, records of older versions are used (their traces are re-checked against this Kiln's schedule primitives);
 // records of a newer Kiln are never used (they may rely on primitives or lowering this one lacks). The workload key
@@ -16,7 +18,7 @@ export interface TunedLookup {
   /** `fn` is not needed (the workload comes from `def`): GPU sections, which have no FuncNode at hand, pass none. */
   traceFor: (fn: FuncNode | undefined, def: BuiltKernel) => TraceStep[] | undefined;
   /** Kernels (by name) that got a tuned trace, and records that no longer apply. */
-  used: { kernel: string; workload: string; ms: number }[];
+  used: { kernel: string; workload: string; ms: number; rel?: number }[];
   stale: { kernel: string; workload: string; error: string }[];
   /** Kernels whose only records came from a newer Kiln (ignored). */
   newer: { kernel: string; workload: string; versions: string[] }[];
@@ -57,7 +59,7 @@ export function tunedTraces(db: TuningDatabase, target: TargetInfo = detectTarge
       stale.push({ kernel: def.prim.name, workload: w.key, error: (e as Error).message });
       return undefined;
     }
-    used.push({ kernel: def.prim.name, workload: w.key, ms: rec.ms! });
+    used.push({ kernel: def.prim.name, workload: w.key, ms: rec.ms!, ...(rec.rel !== undefined ? { rel: rec.rel } : {}) });
     return rec.trace;
   };
   return { traceFor, used, stale, newer };

@@ -11,7 +11,8 @@ import type { TargetInfo } from './target.js';
 import type { Decisions } from './space.js';
 
 export const DEFAULT_DB_PATH = 'tuning-db/kiln.sqlite';
-const SCHEMA_VERSION = 1;
+// 2: records.rel and records.confirmed (a version-1 database gets both columns, NULL in its records, when opened)
+const SCHEMA_VERSION = 2;
 const EXPORT_VERSION = 1;
 
 /** 'resources': a GPU candidate over the per-block register / shared-memory / thread limits (rejected before measuring). */
@@ -36,11 +37,25 @@ export interface TuningRecord {
   search?: string;
   /** The search-space decisions behind the trace (lets a resumed search mutate it). */
   decisions?: Decisions;
+  /**
+   * Cost relative to the task's default schedule, measured interleaved with it in the same batch (median over
+   * rounds of candidate / default), so that machine-load drift between batches cancels out; 1 for the default.
+   * For a confirmation ('confirm'), the incumbent's rel times the side-by-side ratio to the incumbent.
+   * Undefined in records of a Kiln before relative timing (ranked by ms then).
+   */
+  rel?: number;
+  /**
+   * true: a record compiling may apply (the default schedule, or a candidate that beat the incumbent again when
+   * re-measured interleaved against it); false: measured (relatively) but not applied; undefined: a record of a
+   * Kiln before confirmations.
+   */
+  confirmed?: boolean;
 }
 
 interface RecordRow {
   workload: string; target: string; trace: string; costs: string; ms: number | null; error: string | null;
   error_kind: string | null; created_at: string; kiln_version: string; search: string | null; decisions: string | null;
+  rel: number | null; confirmed: number | null; id: number; trace_hash: string;
 }
 
 export const traceHash = (trace: readonly TraceStep[]) => createHash('sha256').update(JSON.stringify(trace)).digest('hex').slice(0, 32);
@@ -50,7 +65,8 @@ const dbError = (path: string, e: unknown) => new KilnError('E_TUNING_DB',
   { hint: 'it is not a Kiln tuning database (or it is corrupt): move it away, or pass another path with --db' });
 
 export class TuningDatabase {
-  private constructor(private readonly db: Database.Database, readonly path: string) {}
+  /** `relColumns`: the records table has rel and confirmed (schema 2; a version-1 database opened read-only lacks them). */
+  private constructor(private readonly db: Database.Database, readonly path: string, private readonly relColumns = true) {}
 
   /** Opens (creating when missing) the database at `path`. A file that is not a SQLite database gives E_TUNING_DB. */
   static open(path: string = DEFAULT_DB_PATH, opts: { readonly?: boolean } = {}): TuningDatabase {
@@ -65,10 +81,14 @@ export class TuningDatabase {
       if (version > SCHEMA_VERSION) {
         throw new KilnError('E_TUNING_DB', `tuning database '${path}' has schema ${version}, this Kiln reads up to ${SCHEMA_VERSION}`, { hint: 'use a newer Kiln, or another --db' });
       }
-      if (version < SCHEMA_VERSION) {
-        if (opts.readonly) throw new Error('no Kiln tables');
-        db.exec(`
-          BEGIN IMMEDIATE;
+      if (version < SCHEMA_VERSION && opts.readonly && version < 1) throw new Error('no Kiln tables');
+      if (version < SCHEMA_VERSION && !opts.readonly) {
+        const d = db;
+        d.transaction(() => {
+          // another process may have created or migrated it since user_version was read: read it again, inside
+          // the write transaction
+          const v = d.pragma('user_version', { simple: true }) as number;
+          if (v < 1) d.exec(`
           CREATE TABLE IF NOT EXISTS workloads (
             id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, format INTEGER NOT NULL, text TEXT NOT NULL,
             ops TEXT, flops REAL);
@@ -82,11 +102,13 @@ export class TuningDatabase {
             trace TEXT NOT NULL, trace_hash TEXT NOT NULL, costs TEXT NOT NULL, ms REAL,
             error TEXT, error_kind TEXT, created_at TEXT NOT NULL, kiln_version TEXT NOT NULL, search TEXT, decisions TEXT,
             UNIQUE (workload_id, target_id, trace_hash, created_at));
-          CREATE INDEX IF NOT EXISTS records_best ON records (workload_id, target_id, ms);
-          PRAGMA user_version = ${SCHEMA_VERSION};
-          COMMIT;`);
+          CREATE INDEX IF NOT EXISTS records_best ON records (workload_id, target_id, ms);`);
+          if (v < 2) d.exec('ALTER TABLE records ADD COLUMN rel REAL; ALTER TABLE records ADD COLUMN confirmed INTEGER;');
+          if (v < SCHEMA_VERSION) d.pragma(`user_version = ${SCHEMA_VERSION}`);
+        }).immediate();
       }
-      return new TuningDatabase(db, path);
+      const cols = (db.pragma('table_info(records)') as { name: string }[]).map((c) => c.name);
+      return new TuningDatabase(db, path, cols.includes('rel'));
     } catch (e) {
       try { if (db?.inTransaction) db.exec('ROLLBACK'); } catch { /* ignore */ }
       db?.close();
@@ -121,13 +143,14 @@ export class TuningDatabase {
     return this.guard(() => this.db.transaction(() => {
       let added = 0;
       const ins = this.db.prepare(`INSERT OR IGNORE INTO records
-        (workload_id, target_id, trace, trace_hash, costs, ms, error, error_kind, created_at, kiln_version, search, decisions)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+        (workload_id, target_id, trace, trace_hash, costs, ms, error, error_kind, created_at, kiln_version, search, decisions, rel, confirmed)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
       for (const { workload, target, record: r } of items) {
         if (r.workload !== workload.key || r.target !== target.key) throw new KilnError('E_INTERNAL', 'tuning record keys do not match its workload/target');
         const res = ins.run(this.workloadId(workload), this.targetId(target as TargetInfo), JSON.stringify(r.trace), traceHash(r.trace),
           JSON.stringify(r.costs), r.error ? null : r.ms ?? null, r.error ?? null, r.errorKind ?? null, r.time, r.kiln, r.search ?? null,
-          r.decisions ? JSON.stringify(r.decisions) : null);
+          r.decisions ? JSON.stringify(r.decisions) : null, r.error ? null : r.rel ?? null,
+          r.error || r.confirmed === undefined ? null : r.confirmed ? 1 : 0);
         added += res.changes;
       }
       return added;
@@ -144,23 +167,37 @@ export class TuningDatabase {
       ms: r.ms ?? undefined, error: r.error ?? undefined, errorKind: (r.error_kind ?? undefined) as ErrorKind | undefined,
       time: r.created_at, kiln: r.kiln_version, search: r.search ?? undefined,
       decisions: r.decisions ? JSON.parse(r.decisions) : undefined,
+      ...(r.rel !== null && r.rel !== undefined ? { rel: r.rel } : {}),
+      ...(r.confirmed !== null && r.confirmed !== undefined ? { confirmed: !!r.confirmed } : {}),
     };
   }
 
-  private static readonly SELECT = `SELECT w.key AS workload, t.key AS target, r.trace, r.costs, r.ms, r.error, r.error_kind,
-    r.created_at, r.kiln_version, r.search, r.decisions FROM records r JOIN workloads w ON w.id = r.workload_id JOIN targets t ON t.id = r.target_id`;
+  private get SELECT(): string {
+    return `SELECT r.id, r.trace_hash, w.key AS workload, t.key AS target, r.trace, r.costs, r.ms, r.error, r.error_kind,
+    r.created_at, r.kiln_version, r.search, r.decisions, ${this.relColumns ? 'r.rel, r.confirmed' : 'NULL AS rel, NULL AS confirmed'}
+    FROM records r JOIN workloads w ON w.id = r.workload_id JOIN targets t ON t.id = r.target_id`;
+  }
 
   /**
-   * The k fastest successful records of a workload on a target (one per distinct trace); with `kiln`, only
-   * records made by those Kiln versions.
+   * The k best records of a workload on a target that compiling may apply (one per distinct trace); with `kiln`,
+   * only records made by those Kiln versions. Where any of them were timed relative to the default schedule
+   * (`confirmed` set), only confirmed ones count, ranked by rel: a candidate whose one fast measurement came from a
+   * quiet moment of the machine, and that did not beat the incumbent again side by side, is never applied. Records
+   * of an older Kiln (no `confirmed`) alone are ranked by ms, as that Kiln did.
    */
   best(workload: string, target: string, k = 1, kiln?: readonly string[]): TuningRecord[] {
-    const v = kiln ? 'AND r2.kiln_version IN (SELECT value FROM json_each(@kiln))' : '';
-    return this.guard(() => (this.db.prepare(`${TuningDatabase.SELECT} WHERE w.key = @w AND t.key = @t AND r.ms IS NOT NULL
-      AND r.id = (SELECT r2.id FROM records r2 WHERE r2.workload_id = r.workload_id AND r2.target_id = r.target_id
-                  AND r2.trace_hash = r.trace_hash AND r2.ms IS NOT NULL ${v} ORDER BY r2.ms, r2.id LIMIT 1)
-      ORDER BY r.ms, r.id LIMIT @k`).all({ w: workload, t: target, k, ...(kiln ? { kiln: JSON.stringify(kiln) } : {}) }) as RecordRow[])
-      .map(TuningDatabase.toRecord));
+    const v = kiln ? 'AND r.kiln_version IN (SELECT value FROM json_each(@kiln))' : '';
+    const rows = this.guard(() => this.db.prepare(`${this.SELECT} WHERE w.key = @w AND t.key = @t AND r.ms IS NOT NULL ${v} ORDER BY r.id`)
+      .all({ w: workload, t: target, ...(kiln ? { kiln: JSON.stringify(kiln) } : {}) }) as RecordRow[]);
+    const relative = rows.some((r) => r.confirmed !== null);
+    const pool = relative ? rows.filter((r) => r.confirmed === 1 && r.rel !== null) : rows;
+    const score = (r: RecordRow) => (relative ? r.rel! : r.ms!);
+    const perTrace = new Map<string, RecordRow>();
+    for (const r of pool) {
+      const o = perTrace.get(r.trace_hash);
+      if (!o || score(r) < score(o)) perTrace.set(r.trace_hash, r);
+    }
+    return [...perTrace.values()].sort((a, b) => score(a) - score(b) || a.id - b.id).slice(0, k).map(TuningDatabase.toRecord);
   }
 
   /** The Kiln versions that made successful records of a workload (any target). */
@@ -171,7 +208,7 @@ export class TuningDatabase {
 
   /** Every record of a workload on a target, oldest first. */
   records(workload: string, target: string): TuningRecord[] {
-    return this.guard(() => (this.db.prepare(`${TuningDatabase.SELECT} WHERE w.key = ? AND t.key = ? ORDER BY r.id`)
+    return this.guard(() => (this.db.prepare(`${this.SELECT} WHERE w.key = ? AND t.key = ? ORDER BY r.id`)
       .all(workload, target) as RecordRow[]).map(TuningDatabase.toRecord));
   }
 
@@ -186,11 +223,15 @@ export class TuningDatabase {
     const others = this.guard(() => this.db.prepare('SELECT key, features FROM targets WHERE kind = ? AND arch = ? AND key != ? ORDER BY key')
       .all(target.kind, target.arch, target.key) as { key: string; features: string }[]);
     let best: TuningRecord | undefined;
+    // relative costs compare across machines better than times do; a relatively timed record wins over one of an
+    // older Kiln
+    const better = (r: TuningRecord, b: TuningRecord) => (r.rel !== undefined) !== (b.rel !== undefined) ? r.rel !== undefined
+      : r.rel !== undefined ? r.rel < b.rel! : r.ms! < b.ms!;
     for (const t of others) {
       const feats = JSON.parse(t.features) as string[];
       if (!feats.every((f) => target.features.includes(f))) continue;
       const r = this.best(workload, t.key, 1, kiln)[0];
-      if (r && (!best || r.ms! < best.ms!)) best = r;
+      if (r && (!best || better(r, best))) best = r;
     }
     return best;
   }
@@ -209,7 +250,8 @@ export class TuningDatabase {
   exportLines(): string[] {
     return this.guard(() => {
       const rows = this.db.prepare(`SELECT w.key AS wkey, w.format, w.text, w.ops, w.flops, t.key AS tkey, t.kind, t.arch,
-        t.features, t.engine, t.cpu, r.trace, r.costs, r.ms, r.error, r.error_kind, r.created_at, r.kiln_version, r.search, r.decisions
+        t.features, t.engine, t.cpu, r.trace, r.costs, r.ms, r.error, r.error_kind, r.created_at, r.kiln_version, r.search, r.decisions,
+        ${this.relColumns ? 'r.rel, r.confirmed' : 'NULL AS rel, NULL AS confirmed'}
         FROM records r JOIN workloads w ON w.id = r.workload_id JOIN targets t ON t.id = r.target_id ORDER BY r.id`).all() as Record<string, unknown>[];
       return rows.map((r) => JSON.stringify({
         v: EXPORT_VERSION,
@@ -218,6 +260,7 @@ export class TuningDatabase {
         trace: JSON.parse(r.trace as string), costs: JSON.parse(r.costs as string), ms: r.ms ?? undefined,
         error: r.error ?? undefined, errorKind: r.error_kind ?? undefined, time: r.created_at, kiln: r.kiln_version, search: r.search ?? undefined,
         decisions: r.decisions ? JSON.parse(r.decisions as string) : undefined,
+        rel: r.rel ?? undefined, confirmed: r.confirmed === null || r.confirmed === undefined ? undefined : !!r.confirmed,
       }));
     });
   }
@@ -262,9 +305,11 @@ function parseExportLine(line: string, where: string): { workload: WorkloadRow; 
   if (!Array.isArray(o.costs) || !o.costs.every((c: unknown) => typeof c === 'number')) throw bad('costs');
   if (typeof o.time !== 'string' || typeof o.kiln !== 'string') throw bad('time/kiln');
   if (o.ms !== undefined && typeof o.ms !== 'number') throw bad('ms'); // no ms and no error: built only
+  if (o.rel !== undefined && typeof o.rel !== 'number') throw bad('rel'); // rel and confirmed: absent in older exports
+  if (o.confirmed !== undefined && typeof o.confirmed !== 'boolean') throw bad('confirmed');
   return {
     workload: { key: w.key, format: w.format, text: w.text, ops: w.ops, flops: w.flops },
     target: { key: t.key, kind: t.kind, arch: t.arch, features: t.features, engine: t.engine, cpu: t.cpu },
-    record: { workload: w.key, target: t.key, trace: o.trace, costs: o.costs, ms: o.ms, error: o.error, errorKind: o.errorKind, time: o.time, kiln: o.kiln, search: o.search, decisions: o.decisions && typeof o.decisions === 'object' ? o.decisions : undefined },
+    record: { workload: w.key, target: t.key, trace: o.trace, costs: o.costs, ms: o.ms, error: o.error, errorKind: o.errorKind, time: o.time, kiln: o.kiln, search: o.search, decisions: o.decisions && typeof o.decisions === 'object' ? o.decisions : undefined, rel: o.rel, confirmed: o.confirmed },
   };
 }

@@ -6,12 +6,13 @@ import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import type { TraceStep } from '../schedule/schedule.js';
 import type { KernelSpec } from './tasks.js';
-import { type BuildOutput, type MeasureOutput, type MeasureTask, build, measure } from './worker.js';
+import { type BuildOutput, type MeasureOutput, type MeasureSetOutput, type MeasureSetTask, type MeasureTask, build, measure, measureSet } from './worker.js';
 import type { GpuBuildTarget } from './gpu-build.js';
 
 /** `kind` 'resources': a GPU candidate over the device's per-block limits (E_RESOURCES), found before measuring. */
 export type BuildResult = { ok: true; out: BuildOutput; ms: number } | { ok: false; error: string; kind?: 'build' | 'resources' };
 export type MeasureResult = { ok: true; out: MeasureOutput } | { ok: false; kind: 'run' | 'timeout'; error: string };
+export type MeasureSetResult = { ok: true; out: MeasureSetOutput } | { ok: false; kind: 'run' | 'timeout'; error: string };
 
 export interface Builder {
   /** `gpu`: build GPU programs for that target instead of WebAssembly. */
@@ -20,6 +21,10 @@ export interface Builder {
 }
 export interface Runner {
   measure(task: MeasureTask, timeoutMs: number): Promise<MeasureResult>;
+  /** Several programs measured interleaved in rounds (worker.ts measureSet). Optional: without it the tuner
+   *  alternates single measurements of the reference and the candidates. `timeoutMs` is per program. A failed set
+   *  (a hang, a crashed worker) is measured again one program at a time. */
+  measureSet?(task: MeasureSetTask, timeoutMs: number): Promise<MeasureSetResult>;
   close(): Promise<void>;
 }
 
@@ -77,12 +82,18 @@ export class PoolRunner implements Runner {
   constructor() {
     this.pool = new Piscina({ filename: workerFile(), minThreads: 1, maxThreads: 1, idleTimeout: 60_000 });
   }
-  async measure(task: MeasureTask, timeoutMs: number): Promise<MeasureResult> {
+  measure(task: MeasureTask, timeoutMs: number): Promise<MeasureResult> {
+    return this.run<MeasureOutput>('measure', task, timeoutMs);
+  }
+  measureSet(task: MeasureSetTask, timeoutMs: number): Promise<MeasureSetResult> {
+    return this.run<MeasureSetOutput>('measureSet', task, timeoutMs * Math.max(1, task.programs.length));
+  }
+  private async run<T>(name: string, task: unknown, timeoutMs: number): Promise<{ ok: true; out: T } | { ok: false; kind: 'run' | 'timeout'; error: string }> {
     const ac = new AbortController();
     let timedOut = false;
     const timer = setTimeout(() => { timedOut = true; ac.abort(); }, timeoutMs);
     try {
-      const out = await this.pool.run(task, { name: 'measure', signal: ac.signal }) as MeasureOutput;
+      const out = await this.pool.run(task, { name, signal: ac.signal }) as T;
       return { ok: true, out };
     } catch (e) {
       if (timedOut) return { ok: false, kind: 'timeout', error: `no result within ${timeoutMs} ms` };
@@ -98,6 +109,9 @@ export class PoolRunner implements Runner {
 export class LocalRunner implements Runner {
   async measure(task: MeasureTask): Promise<MeasureResult> {
     try { return { ok: true, out: measure(task) }; } catch (e) { return { ok: false, kind: 'run', error: message(e) }; }
+  }
+  async measureSet(task: MeasureSetTask): Promise<MeasureSetResult> {
+    try { return { ok: true, out: measureSet(task) }; } catch (e) { return { ok: false, kind: 'run', error: message(e) }; }
   }
   async close(): Promise<void> { /* nothing */ }
 }

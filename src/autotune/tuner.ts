@@ -1,7 +1,14 @@
 // The tuning job over a model: its distinct kernels become tasks; the default schedule of each is measured first
 // (the reference latency and the reference output); then batches of candidates go to the task where the expected
 // end-to-end gain is largest (calls x best latency, discounted while a task stops improving), are built in the
-// pool, measured one at a time, checked against the reference output and recorded, each in its own transaction.
+// pool, measured, checked against the reference output and recorded, each in its own transaction.
+// Relative timing: the machine's load drifts (other processes: kernels run up to 2x slower for minutes), so a
+// candidate timed alone in a quiet moment looks faster than the default timed in a busy one. Each batch therefore
+// measures the default schedule interleaved with the candidates (rounds of ABC..., worker.ts measureSet) and records
+// each candidate's cost relative to it (rel); search and task scheduling rank by rel (times the default's median over
+// the run where a time is needed). A candidate that beats the incumbent (the default, or the best so far) is measured
+// again, interleaved against the incumbent for more rounds, before it is recorded as confirmed, the state compiling
+// applies (database.ts best()); one that fails keeps its relative measurement and is not applied.
 // Records already in the database for this target are loaded first, so a stopped job resumes where it was.
 // Targets: 'wasm' (Node's WebAssembly engine), 'webgpu' (the candidates' WGSL dispatches on the process's WebGPU
 // device: Dawn in Node), 'cuda' (PTX assembled by ptxas and resource-checked before it is measured on a GPU;
@@ -24,6 +31,7 @@ import type { GpuScheduleOptions } from '../schedule/gpu-schedule.js';
 import { Schedule } from '../schedule/schedule.js';
 import { type Candidate, type Strategy, TaskSearch } from './search.js';
 import { type Builder, type Runner, LocalBuilder, PoolBuilder, PoolRunner } from './measure.js';
+import type { BuildOutput } from './worker.js';
 import type { TraceStep } from '../schedule/schedule.js';
 
 export type TuneTarget = 'wasm' | 'webgpu' | 'cuda';
@@ -49,7 +57,12 @@ export interface TuneOptions {
   /** Candidates per batch (built in parallel, then measured one by one). */
   batch?: number;
   warmup?: number;
+  /** Measurement rounds of a batch (each runs the default and every candidate once, interleaved). */
   repeats?: number;
+  /** Rounds of the side-by-side re-measure that confirms a candidate beating the incumbent (default max(6, 2 x repeats)). */
+  confirmRounds?: number;
+  /** How much faster than the incumbent, side by side, a candidate must be to be confirmed (default 0.02: 2%). */
+  confirmMargin?: number;
   minRepeatMs?: number;
   /** Per-candidate measurement timeout (ms). */
   timeoutMs?: number;
@@ -66,9 +79,15 @@ export interface TaskReport {
   workload: string;
   ops: string[];
   calls: number;
+  /** The default schedule's median over the run's batches. */
   defaultMs?: number;
+  /** The incumbent's relative cost times defaultMs (at the end: the side-by-side ratio of the last re-measure). */
   bestMs?: number;
+  /** The incumbent's trace, when a candidate was confirmed faster than the default. */
   bestTrace?: TraceStep[];
+  /** Candidates re-measured against the incumbent, and how many of them were confirmed. */
+  confirms?: number;
+  confirmed?: number;
   trials: number;
   errors: number;
   /** Measurements found in the database at start. */
@@ -108,7 +127,18 @@ export const gpuBaseOptions = (target: 'webgpu' | 'cuda'): GpuScheduleOptions =>
 
 const median = (xs: readonly number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length ? (s.length % 2 ? s[(s.length - 1) >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2) : NaN; };
 
-interface TaskState { task: TuneTask; search: TaskSearch; report: TaskReport; reference?: Tensor; stale: number; exhausted: boolean; seed: number; defaultTrace: TraceStep[] }
+/** The schedule compiling would apply now: the default, or the last candidate confirmed faster side by side. */
+interface Incumbent { trace: TraceStep[]; hash: string; rel: number; program?: BuildOutput; isDefault: boolean }
+interface TaskState {
+  task: TuneTask; search: TaskSearch; report: TaskReport; reference?: Tensor; stale: number; exhausted: boolean; seed: number; defaultTrace: TraceStep[];
+  /** The default schedule built once (every batch measures it). */
+  refProgram?: BuildOutput;
+  /** The default's median in each batch: their median is the task's long-run time. */
+  refMs: number[];
+  inc: Incumbent;
+}
+/** One program's measurement in a batch: rel is its cost relative to the batch's first program (the reference). */
+type Measured = { ms: number; costs: number[]; output: Tensor; rel?: number } | { error: string; errorKind: ErrorKind };
 
 /** The target's description, runner and GPU build target; E_NO_DEVICE for CUDA without a driver unless buildOnly. */
 async function openTarget(opts: TuneOptions): Promise<{ target: TargetInfo; limits?: GpuTargetInfo; gpu?: GpuBuildTarget; runner?: Runner }> {
@@ -154,37 +184,174 @@ export async function tune(modelBytes: Uint8Array, opts: TuneOptions): Promise<T
   const runner = opts.runner ?? gpuRunner ?? (buildOnly ? undefined : new PoolRunner());
   const batch = Math.max(1, opts.batch ?? Math.max(4, 2 * workers));
   const measureOpts = { warmup: opts.warmup ?? 2, repeats: opts.repeats ?? 5, minRepeatMs: opts.minRepeatMs ?? 5 };
+  const confirmRounds = Math.max(1, opts.confirmRounds ?? Math.max(6, 2 * measureOpts.repeats));
+  const confirmMargin = opts.confirmMargin ?? 0.02;
   // WebGPU's time includes compiling the candidate's pipeline (SwiftShader: seconds for large unrolled tiles)
   const timeoutMs = opts.timeoutMs ?? (kind === 'webgpu' ? 60_000 : 20_000);
   const deadline = opts.timeBudgetMs !== undefined ? t0 + opts.timeBudgetMs : Infinity;
   let trials = 0, errors = 0;
   const curve: TuneReport['curve'] = [];
 
-  const record = (st: TaskState, trace: TraceStep[], res: { ms?: number; costs?: number[]; error?: string; errorKind?: ErrorKind }, search: string, decisions?: Candidate['decisions']) => {
+  const record = (st: TaskState, trace: TraceStep[], res: { ms?: number; costs?: number[]; error?: string; errorKind?: ErrorKind; rel?: number },
+    search: string, decisions?: Candidate['decisions'], confirmed?: boolean) => {
     const rec: TuningRecord = {
       workload: st.task.workload.key, target: target.key, trace, costs: res.costs ?? [], ms: res.ms, error: res.error,
       errorKind: res.errorKind, time: new Date().toISOString(), kiln: VERSION, search, decisions,
+      ...(res.rel !== undefined && !res.error ? { rel: res.rel, confirmed: !!confirmed } : {}),
     };
     db.addRecord({ ...st.task.workload, ops: st.task.ops, flops: st.task.kernel.flops }, target, rec);
   };
 
-  /** Builds and measures traces of one task; null = the default schedule. */
-  const evaluate = async (st: TaskState, cands: { trace: TraceStep[] | null }[]) => {
-    const built = await builder.build(st.task.spec, cands.map((c) => c.trace), gpu);
-    const results: { ms?: number; costs?: number[]; output?: Tensor; error?: string; errorKind?: ErrorKind }[] = [];
-    for (const b of built) {
-      if (!b.ok) { results.push({ error: b.error, errorKind: b.kind ?? 'build' }); continue; }
-      if (!runner) { results.push({ costs: [] }); continue; } // build-only: it passed the checks
-      const m = await runner.measure({ header: b.out.header, wasm: b.out.wasm, seed: st.seed, ...measureOpts }, timeoutMs);
-      if (!m.ok) { results.push({ error: m.error, errorKind: m.kind }); continue; }
-      const output = m.out.output;
-      if (st.reference) {
-        const bad = compareTensors(output, st.reference);
-        if (bad) { results.push({ error: `wrong result: ${bad.message}`, errorKind: 'wrong' }); continue; }
+  const singleMeasure = async (st: TaskState, prog: BuildOutput): Promise<Measured> => {
+    const m = await runner!.measure({ header: prog.header, wasm: prog.wasm, seed: st.seed, ...measureOpts }, timeoutMs);
+    if (!m.ok) return { error: m.error, errorKind: m.kind };
+    return { ms: median(m.out.costs), costs: m.out.costs, output: m.out.output };
+  };
+
+  /**
+   * Measures programs of one task; the first is the reference and each other's rel is relative to it. Interleaved
+   * in rounds when the runner can (measureSet); otherwise, or when the set failed (a hang, a crashed worker), one at
+   * a time: `passes` passes of reference, program 1, reference, program 2, ..., reference, each program's rel the
+   * median over passes of its time over the mean of the two reference times around it.
+   */
+  const measureGroup = async (st: TaskState, progs: BuildOutput[], rounds: number, passes = 1): Promise<Measured[]> => {
+    if (runner!.measureSet) {
+      const m = await runner!.measureSet({ programs: progs.map((p) => ({ header: p.header, wasm: p.wasm })), seed: st.seed, warmup: measureOpts.warmup, rounds, minRepeatMs: measureOpts.minRepeatMs }, timeoutMs);
+      if (m.ok) {
+        const ref = m.out[0];
+        return m.out.map((o, i): Measured => {
+          if (!o.ok) return { error: o.error, errorKind: 'run' };
+          const ratios = ref.ok ? o.costs.map((c, r) => c / ref.costs[r]).filter((x) => Number.isFinite(x)) : [];
+          return { ms: median(o.costs), costs: o.costs, output: o.output, rel: i === 0 ? 1 : ratios.length ? median(ratios) : undefined };
+        });
       }
-      results.push({ ms: median(m.out.costs), costs: m.out.costs, output });
     }
+    if (progs.length === 1) { const r = await singleMeasure(st, progs[0]); return ['ms' in r ? { ...r, rel: 1 } : r]; }
+    const refs: Measured[] = [];
+    const out: Measured[] = progs.slice(1).map(() => ({ error: 'not measured', errorKind: 'run' }));
+    const ratios: number[][] = progs.slice(1).map(() => []);
+    for (let pass = 0; pass < passes; pass++) {
+      let before = await singleMeasure(st, progs[0]);
+      refs.push(before);
+      for (let i = 1; i < progs.length; i++) {
+        if (pass > 0 && !('ms' in out[i - 1])) continue; // failed in an earlier pass
+        const m = await singleMeasure(st, progs[i]);
+        const after = await singleMeasure(st, progs[0]);
+        refs.push(after);
+        if (pass === 0 || !('ms' in m)) out[i - 1] = m;
+        else { const o = out[i - 1] as Extract<Measured, { ms: number }>; o.costs = [...o.costs, ...m.costs]; o.ms = median(o.costs); }
+        const around = [before, after].filter((x): x is Extract<Measured, { ms: number }> => 'ms' in x).map((x) => x.ms);
+        if ('ms' in m && around.length) ratios[i - 1].push(m.ms / (around.reduce((a, b) => a + b, 0) / around.length));
+        before = after;
+      }
+    }
+    const refOk = refs.filter((r): r is Extract<Measured, { ms: number }> => 'ms' in r);
+    const first: Measured = refOk.length
+      ? { ms: median(refOk.map((r) => r.ms)), costs: refOk.flatMap((r) => r.costs), output: refOk[0].output, rel: 1 }
+      : refs[0];
+    return [first, ...out.map((o, i): Measured => ('ms' in o ? { ...o, rel: ratios[i].length ? median(ratios[i]) : undefined } : o))];
+  };
+
+  /** Builds and measures candidate traces of one task interleaved with its default schedule. */
+  const evaluate = async (st: TaskState, cands: { trace: TraceStep[] }[]) => {
+    const needRef = !st.refProgram;
+    const built = await builder.build(st.task.spec, [...(needRef ? [null] : []), ...cands.map((c) => c.trace)], gpu);
+    if (needRef) {
+      const b = built.shift()!;
+      if (!b.ok) throw new KilnError('E_INTERNAL', `the default schedule of task ${st.task.index} no longer builds: ${b.error}`);
+      st.refProgram = b.out;
+    }
+    const results: { ms?: number; costs?: number[]; output?: Tensor; error?: string; errorKind?: ErrorKind; rel?: number; program?: BuildOutput }[] = [];
+    const ok: number[] = [];
+    built.forEach((b, i) => {
+      if (!b.ok) results[i] = { error: b.error, errorKind: b.kind ?? 'build' };
+      else if (!runner) results[i] = { costs: [] }; // build-only: it passed the checks
+      else ok.push(i);
+    });
+    if (!runner || !ok.length) return results;
+    const m = await measureGroup(st, [st.refProgram!, ...ok.map((i) => (built[i] as { out: BuildOutput }).out)], measureOpts.repeats);
+    const ref = m[0];
+    if ('ms' in ref) st.refMs.push(ref.ms);
+    const longRun = median(st.refMs);
+    ok.forEach((i, j) => {
+      const r = m[j + 1];
+      if (!('ms' in r)) { results[i] = r; return; }
+      if (st.reference) {
+        const bad = compareTensors(r.output, st.reference);
+        if (bad) { results[i] = { error: `wrong result: ${bad.message}`, errorKind: 'wrong' }; return; }
+      }
+      // without a reference time in this batch (it failed), the candidate's own time against the run's median
+      const rel = r.rel ?? (Number.isFinite(longRun) ? r.ms / longRun : undefined);
+      results[i] = { ms: r.ms, costs: r.costs, output: r.output, rel, program: (built[i] as { out: BuildOutput }).out };
+    });
     return results;
+  };
+
+  /** Measures the default schedule alone: the reference output, its first time, and the default record. */
+  const measureDefault = async (st: TaskState): Promise<{ ms?: number; costs?: number[]; output?: Tensor; error?: string; errorKind?: ErrorKind; rel?: number }> => {
+    const [b] = await builder.build(st.task.spec, [null], gpu);
+    if (!b.ok) return { error: b.error, errorKind: b.kind ?? 'build' };
+    st.refProgram = b.out;
+    if (!runner) return { costs: [] };
+    const [m] = await measureGroup(st, [b.out], measureOpts.repeats);
+    if (!('ms' in m)) return m;
+    st.refMs.push(m.ms);
+    return { ...m, rel: 1 };
+  };
+
+  const estimate = (st: TaskState) => {
+    const d = median(st.refMs);
+    if (Number.isFinite(d)) { st.report.defaultMs = d; st.report.bestMs = d * st.inc.rel; }
+    st.report.bestTrace = st.inc.isDefault ? undefined : st.inc.trace;
+  };
+
+  /**
+   * Candidates of a batch that beat the incumbent by their rel are measured again side by side with it (best rel
+   * first, at most two per batch); one that is faster by more than the margin becomes the incumbent and is recorded
+   * as confirmed. Returns whether the incumbent changed.
+   */
+  const confirm = async (st: TaskState, cands: { c: { trace: TraceStep[]; hash: string; decisions?: Candidate['decisions'] }; rel: number; program: BuildOutput }[]) => {
+    let changed = false, tries = 0;
+    for (const x of [...cands].sort((a, b) => a.rel - b.rel || (a.c.hash < b.c.hash ? -1 : a.c.hash > b.c.hash ? 1 : 0))) {
+      if (tries >= 2 || x.rel >= st.inc.rel) break;
+      tries++;
+      if (!st.inc.program) {
+        const [b] = await builder.build(st.task.spec, [st.inc.trace], gpu);
+        if (!b.ok) { st.inc = { trace: st.defaultTrace, hash: traceHash(st.defaultTrace), rel: 1, program: st.refProgram, isDefault: true }; }
+        else st.inc.program = b.out;
+      }
+      const [, m] = await measureGroup(st, [st.inc.program!, x.program], confirmRounds, 3);
+      st.report.confirms = (st.report.confirms ?? 0) + 1;
+      if (!('ms' in m) || m.rel === undefined) continue;
+      const rel = st.inc.rel * m.rel, ok = m.rel < 1 - confirmMargin;
+      record(st, x.c.trace, { ms: m.ms, costs: m.costs, rel }, 'confirm', x.c.decisions, ok);
+      st.search.observe(x.c, rel);
+      if (ok) {
+        st.inc = { trace: x.c.trace, hash: x.c.hash, rel, program: x.program, isDefault: false };
+        st.report.confirmed = (st.report.confirmed ?? 0) + 1;
+        changed = true;
+      }
+    }
+    if (changed) estimate(st);
+    return changed;
+  };
+
+  /** A batch of one task: measured, recorded, told to the search, the best confirmed. Returns whether the incumbent changed. */
+  const runBatch = async (st: TaskState, cands: { trace: TraceStep[]; hash: string; decisions?: Candidate['decisions'] }[], label: (i: number) => string) => {
+    const results = await evaluate(st, cands);
+    const faster: Parameters<typeof confirm>[1] = [];
+    cands.forEach((c, i) => {
+      const r = results[i];
+      trials++;
+      st.report.trials++;
+      if (r.error) { errors++; st.report.errors++; }
+      record(st, c.trace, r, label(i), c.decisions, false);
+      st.search.observe(c, r.error ? undefined : r.rel ?? r.ms);
+      if (r.rel !== undefined && r.program && !r.error) faster.push({ c, rel: r.rel, program: r.program });
+    });
+    const changed = runner && !buildOnly ? await confirm(st, faster) : false;
+    estimate(st);
+    return changed;
   };
 
   const states: TaskState[] = [];
@@ -200,35 +367,42 @@ export async function tune(modelBytes: Uint8Array, opts: TuneOptions): Promise<T
       const search = new TaskSearch(task.space, task.kernel, task.workload.key, { strategy, seed });
       const defaults = task.space.defaults();
       const defaultTrace = gpu && defaults ? task.space.trace(defaults) : task.kernel.trace;
-      const st: TaskState = { task, search, report, stale: 0, exhausted: false, seed: (seed * 7919 + task.index + 1) >>> 0, defaultTrace };
+      const defaultHash = traceHash(defaultTrace);
+      const st: TaskState = {
+        task, search, report, stale: 0, exhausted: false, seed: (seed * 7919 + task.index + 1) >>> 0, defaultTrace, refMs: [],
+        inc: { trace: defaultTrace, hash: defaultHash, rel: 1, isDefault: true },
+      };
       if (!task.space.tunable) { report.skipped = 'no schedule decisions'; continue; }
       if (task.kernel.output.dtype !== 'float32') { report.skipped = `output ${task.kernel.output.dtype}`; continue; }
-      for (const r of db.records(task.workload.key, target.key)) {
-        search.observe({ hash: traceHash(r.trace), trace: r.trace, decisions: r.decisions }, r.error ? undefined : r.ms);
+      // resume: relative costs as they are; records of a Kiln before relative timing (ms only) relative to the
+      // median of their default records, or not ranked at all without one
+      const old = db.records(task.workload.key, target.key);
+      const legacyDefault = median(old.filter((r) => r.search === 'default' && r.rel === undefined && r.ms !== undefined).map((r) => r.ms!));
+      let resumedInc: Incumbent | undefined;
+      for (const r of old) {
+        const hash = traceHash(r.trace);
+        const value = r.error ? undefined : r.rel ?? (r.ms !== undefined && Number.isFinite(legacyDefault) ? r.ms / legacyDefault : undefined);
+        search.observe({ hash, trace: r.trace, decisions: r.decisions }, value);
         report.resumed++;
+        if (r.confirmed && r.rel !== undefined && hash !== defaultHash && r.rel < (resumedInc?.rel ?? 1) && applies(task, r.trace)) {
+          resumedInc = { trace: r.trace, hash, rel: r.rel, isDefault: false };
+        }
       }
-      const [def] = await evaluate(st, [{ trace: null }]);
+      const def = await measureDefault(st);
       if (def.error) { report.skipped = `default schedule failed: ${def.error}`; record(st, defaultTrace, def, 'default'); continue; }
       st.reference = def.output;
-      report.defaultMs = def.ms;
-      record(st, defaultTrace, def, buildOnly ? 'default/build-only' : 'default', defaults);
-      search.observe({ hash: traceHash(defaultTrace), trace: defaultTrace, decisions: defaults }, def.ms);
-      const best = search.best();
-      if (def.ms !== undefined) report.bestMs = Math.min(best?.ms ?? Infinity, def.ms);
+      record(st, defaultTrace, def, buildOnly ? 'default/build-only' : 'default', defaults, true);
+      search.observe({ hash: defaultHash, trace: defaultTrace, decisions: defaults }, def.ms !== undefined ? 1 : undefined);
+      if (resumedInc) st.inc = resumedInc;
+      estimate(st);
       states.push(st);
     }
     // given traces first, each recorded like a candidate
     for (const trace of opts.seedTraces ?? []) {
       for (const st of states) {
         if (trials >= opts.trials) break;
-        try { const sch = new Schedule([st.task.kernel.output]); for (const s of trace) sch.apply(s); } catch { continue; } // not this task's
-        const [r] = await evaluate(st, [{ trace }]);
-        trials++;
-        st.report.trials++;
-        if (r.error) { errors++; st.report.errors++; }
-        record(st, trace, r, buildOnly ? 'given/build-only' : 'given');
-        st.search.observe({ hash: traceHash(trace), trace }, r.error ? undefined : r.ms);
-        if (r.ms !== undefined && r.ms < (st.report.bestMs ?? Infinity)) { st.report.bestMs = r.ms; st.report.bestTrace = trace; }
+        if (!applies(st.task, trace)) continue; // not this task's
+        await runBatch(st, [{ trace, hash: traceHash(trace) }], () => (buildOnly ? 'given/build-only' : 'given'));
       }
     }
     curve.push({ trial: 0, elapsedMs: performance.now() - t0, bestTotalMs: totals().b });
@@ -245,18 +419,9 @@ export async function tune(modelBytes: Uint8Array, opts: TuneOptions): Promise<T
       const n = Math.min(batch, opts.trials - trials);
       const cands = pick.search.propose(n);
       if (!cands.length) { pick.exhausted = true; continue; }
-      const results = await evaluate(pick, cands);
-      let improved = false;
-      cands.forEach((c, i) => {
-        const r = results[i];
-        trials++;
-        pick.report.trials++;
-        if (r.error) { errors++; pick.report.errors++; }
-        record(pick, c.trace, r, `${strategy === 'random' ? 'random' : `evolutionary/${c.origin}`}${buildOnly ? '/build-only' : ''}`, c.decisions);
-        pick.search.observe(c, r.error ? undefined : r.ms);
-        if (r.ms !== undefined && r.ms < (pick.report.bestMs ?? Infinity)) { pick.report.bestMs = r.ms; pick.report.bestTrace = c.trace; improved = true; }
-        curve.push({ trial: trials, elapsedMs: performance.now() - t0, bestTotalMs: totals().b });
-      });
+      const trials0 = trials;
+      const improved = await runBatch(pick, cands, (i) => `${strategy === 'random' ? 'random' : `evolutionary/${cands[i].origin}`}${buildOnly ? '/build-only' : ''}`);
+      for (let t = trials0 + 1; t <= trials; t++) curve.push({ trial: t, elapsedMs: performance.now() - t0, bestTotalMs: totals().b });
       pick.stale = improved ? 0 : pick.stale + 1;
       const elapsed = performance.now() - t0;
       const { d, b } = totals();
@@ -266,14 +431,18 @@ export async function tune(modelBytes: Uint8Array, opts: TuneOptions): Promise<T
         task: pick.report, tasks: states.map((s) => s.report), defaultTotalMs: d, bestTotalMs: b,
       });
     }
-    // 3. default and best measured again side by side, under the same conditions (early measurements of a run
-    //    are noisier: the pools are still starting)
+    // 3. default and incumbent measured again side by side for the report (recorded, not confirmations: what
+    //    compiling applies was decided by the confirmations)
     for (const st of states) {
-      const best = st.search.best();
-      if (!best || !st.report.bestTrace) continue;
-      const [def, tuned] = await evaluate(st, [{ trace: null }, { trace: st.report.bestTrace }]);
-      if (def.ms !== undefined) { st.report.defaultMs = def.ms; record(st, st.defaultTrace, def, 'default', st.task.space.defaults()); }
-      if (tuned.ms !== undefined) { st.report.bestMs = Math.min(tuned.ms, st.report.defaultMs!); record(st, st.report.bestTrace, tuned, 'remeasure'); }
+      if (st.inc.isDefault || !runner || buildOnly) continue;
+      if (!st.inc.program) { const [b] = await builder.build(st.task.spec, [st.inc.trace], gpu); if (!b.ok) continue; st.inc.program = b.out; }
+      const [def, tuned] = await measureGroup(st, [st.refProgram!, st.inc.program], confirmRounds, 3);
+      if ('ms' in def) { st.refMs.push(def.ms); record(st, st.defaultTrace, def, 'default', st.task.space.defaults(), true); }
+      estimate(st);
+      if ('ms' in tuned && tuned.rel !== undefined) {
+        record(st, st.inc.trace, tuned, 'remeasure', undefined, false);
+        st.report.bestMs = st.report.defaultMs! * tuned.rel;
+      }
     }
   } finally {
     if (!opts.builder) await builder.close();
@@ -285,6 +454,11 @@ export async function tune(modelBytes: Uint8Array, opts: TuneOptions): Promise<T
     target, tasks: tasks.map((t) => states.find((s) => s.task === t)?.report ?? { index: t.index, workload: t.workload.key, ops: t.ops, calls: t.calls, trials: 0, errors: 0, resumed: 0, skipped: 'skipped' }),
     trials, errors, elapsedMs: performance.now() - t0, defaultTotalMs: d, bestTotalMs: b, curve,
   };
+}
+
+/** Whether a trace applies to a task's kernel (records of another Kiln, given traces of another task). */
+function applies(task: TuneTask, trace: readonly TraceStep[]): boolean {
+  try { const sch = new Schedule([task.kernel.output]); for (const s of trace) sch.apply(s); return true; } catch { return false; }
 }
 
 /** Expected gain of giving a task the next batch: its share of model time, discounted while it stops improving. */

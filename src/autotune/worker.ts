@@ -62,21 +62,26 @@ export function randomInputs(header: BuiltHeader, seed: number): Record<string, 
   return feeds;
 }
 
-export function measure(task: MeasureTask): MeasureOutput {
-  if (task.fault === 'hang') for (;;) { /* a candidate that never finishes */ }
-  if (task.fault === 'trap') throw new Error('RuntimeError: unreachable (injected fault)');
+/** One program's runs: the summed kernel time of one run (the wall clock without kernel timings) and its outputs. */
+function runner(header: BuiltHeader, wasm: Uint8Array, seed: number): () => { ms: number; out: Record<string, Tensor> } {
   const ex = WasmExecutor.createSync({
-    header: { ...task.header, sections: { wasm: { offset: 0, length: task.wasm.length }, weights: { offset: 0, length: 0 } } },
-    wasm: task.wasm, weights: new Uint8Array(0),
+    header: { ...header, sections: { wasm: { offset: 0, length: wasm.length }, weights: { offset: 0, length: 0 } } },
+    wasm, weights: new Uint8Array(0),
   });
-  const feeds = randomInputs(task.header, task.seed);
-  const once = (): { ms: number; out: Record<string, Tensor> } => {
+  const feeds = randomInputs(header, seed);
+  return () => {
     const timings: { ms: number }[] = [];
     const t0 = performance.now();
     const out = ex.run(feeds, timings as never);
     const ms = timings.length ? timings.reduce((s, t) => s + t.ms, 0) : performance.now() - t0;
     return { ms, out };
   };
+}
+
+export function measure(task: MeasureTask): MeasureOutput {
+  if (task.fault === 'hang') for (;;) { /* a candidate that never finishes */ }
+  if (task.fault === 'trap') throw new Error('RuntimeError: unreachable (injected fault)');
+  const once = runner(task.header, task.wasm, task.seed);
   const first = once();
   let probe = first.ms;
   const w0 = performance.now(), minWarm = task.minWarmupMs ?? 100;
@@ -90,4 +95,62 @@ export function measure(task: MeasureTask): MeasureOutput {
   }
   const name = task.header.outputs[0].name;
   return { costs, output: first.out[name] };
+}
+
+/**
+ * Several programs of one task measured interleaved, so that a change of machine load (other processes) between
+ * moments weighs on all of them alike: each is warmed up, then `rounds` rounds each run every program (in an order
+ * that rotates per round) for about minRepeatMs and record its mean per run. costs[p][r] is program p's cost in
+ * round r: the costs of one round were taken within milliseconds of each other, so their ratios are comparable
+ * across rounds and batches even when absolute times are not. A program that fails to load or traps is reported
+ * as an error and left out of later rounds; the others go on.
+ */
+export interface MeasureSetTask {
+  programs: { header: BuiltHeader; wasm: Uint8Array; fault?: 'trap' | 'hang' }[];
+  seed: number;
+  warmup: number;
+  minWarmupMs?: number;
+  rounds: number;
+  minRepeatMs: number;
+}
+export type MeasureSetOutput = ({ ok: true; costs: number[]; output: Tensor } | { ok: false; error: string })[];
+
+const errorText = (e: unknown) => (e instanceof Error ? e.message : String(e)).split('\n')[0].slice(0, 500);
+
+export function measureSet(task: MeasureSetTask): MeasureSetOutput {
+  const n = task.programs.length;
+  const res: MeasureSetOutput = new Array(n);
+  const run: ((() => { ms: number; out: Record<string, Tensor> }) | undefined)[] = new Array(n);
+  const probe: number[] = new Array(n).fill(0);
+  const fail = (i: number, e: unknown) => { res[i] = { ok: false, error: errorText(e) }; run[i] = undefined; };
+  for (let i = 0; i < n; i++) {
+    const p = task.programs[i];
+    try {
+      if (p.fault === 'hang') for (;;) { /* a candidate that never finishes */ }
+      if (p.fault === 'trap') throw new Error('RuntimeError: unreachable (injected fault)');
+      run[i] = runner(p.header, p.wasm, task.seed);
+      const first = run[i]!();
+      probe[i] = first.ms;
+      res[i] = { ok: true, costs: [], output: first.out[p.header.outputs[0].name] };
+    } catch (e) { fail(i, e); }
+  }
+  // warm-up, interleaved: at least `warmup` runs of each, and minWarmupMs (100 ms) of them all together
+  const w0 = performance.now(), minWarm = task.minWarmupMs ?? 100;
+  for (let k = 1; k < task.warmup || (performance.now() - w0 < minWarm && performance.now() - w0 < 5000); k++) {
+    for (let i = 0; i < n; i++) if (run[i]) { try { probe[i] = run[i]!().ms; } catch (e) { fail(i, e); } }
+    if (!run.some(Boolean)) break;
+  }
+  const number = probe.map((p) => Math.max(1, Math.min(1000, Math.ceil(task.minRepeatMs / Math.max(p, 1e-3)))));
+  for (let r = 0; r < task.rounds; r++) {
+    for (let j = 0; j < n; j++) {
+      const i = (j + r) % n;
+      if (!run[i]) continue;
+      try {
+        let total = 0;
+        for (let k = 0; k < number[i]; k++) total += run[i]!().ms;
+        (res[i] as { costs: number[] }).costs.push(total / number[i]);
+      } catch (e) { fail(i, e); }
+    }
+  }
+  return res;
 }
