@@ -55,9 +55,9 @@ describe('CPU search space: fused rows, lane reductions, K-blocking', () => {
     expect(fixedReductions).toBe(0);
   });
 
-  it.skipIf(!have('bert', 'mobilenet_v2', 'squeezenet1_1'))('sampled candidates of every kernel compute what the default computes', () => {
+  it.skipIf(!have('bert', 'mobilenet_v2', 'squeezenet1_1'))('sampled candidates of every kernel compute what the default computes', async () => {
     const rng = new Rng(5);
-    let checked = 0, fusedRows = 0, lanes = 0, blocked = 0;
+    let checked = 0, fusedRows = 0, lanes = 0, blocked = 0, staged = 0;
     for (const name of ['mobilenet_v2', 'squeezenet1_1', 'bert']) {
       for (const t of tasksOf(readFileSync(modelPath(name)))) {
         if (!t.space.tunable) continue;
@@ -75,12 +75,18 @@ describe('CPU search space: fused rows, lane reductions, K-blocking', () => {
             cands.push(...variants(t, s, 'vi', [3, 5, 7]), ...variants(t, s, 'rows', [1]), ...variants(t, s, 'ti', [2]));
           }
           if (s.kind === 'reduce' && s.defaults) {
+            // a read tensor staged per reduction step (with an inner reduction loop to make the step worth it)
+            const st = variants(t, s, 'staged', [0, 1, 2], { unroll: 2 });
+            if (st.length) staged++;
+            cands.push(...st.slice(0, 2));
             const kb = variants(t, s, 'kblock', [64, 128, 256, 512]);
             if (kb.length) blocked++;
             cands.push(...kb.slice(0, 2));
           }
         }
         for (const c of cands) {
+          // (builds take a while: let vitest's worker answer its RPCs, or it fails the run with a timeout)
+          await new Promise((r) => setImmediate(r));
           const got = run(t, t.space.trace(c));
           const bad = compareTensors(got, want);
           expect(bad?.message, `${name} task ${t.index} (${t.ops.join('+')}): ${JSON.stringify(c)}`).toBeUndefined();
@@ -88,7 +94,8 @@ describe('CPU search space: fused rows, lane reductions, K-blocking', () => {
         }
       }
     }
-    console.log({ checked, fusedRows, lanes, blocked });
+    console.log({ checked, fusedRows, lanes, blocked, staged });
+    expect(staged).toBeGreaterThan(10); // register-tiled reductions with a read tensor to stage
     expect(fusedRows).toBeGreaterThan(10);
     expect(lanes).toBeGreaterThanOrEqual(2);
     expect(blocked).toBeGreaterThan(3); // BERT's projections and FFN, the larger convolutions

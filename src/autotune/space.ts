@@ -5,7 +5,8 @@
 //    adjacent axes fused into one, as a pointwise convolution's H*W) and how many, an outer (cache) tile of each,
 //    which reduction axis is split and how deep its inner part is unrolled, whether it is cut into cache blocks
 //    whose loop runs outside the tile loops (K-blocking), the order of the reduction loops and of the outer loops,
-//    and whether the tile accumulates in registers (cacheWrite);
+//    whether the tile accumulates in registers (cacheWrite), and whether one of the tensors it reads is staged per
+//    reduction step in a buffer (cacheRead; of an inlined producer: compute_at);
 //  - a lane reduction (no output axis to tile: softmax, layernorm, reduce ops): how many partial vectors
 //    accumulate, how deep the loop over them is unrolled;
 //  - an elementwise output stage: vectorized or not, unroll depth;
@@ -101,6 +102,13 @@ function reduceSpace(st: Stage, stage: number, defaultParallel: boolean): StageS
       if (!d.cacheWrite || totalR < K_BLOCK_MIN || n % (4 * (d.vj as number)) !== 0) return { values: [0] };
       return { values: [0, ...K_BLOCKS.filter((b) => b < ext && ext % b === 0 && b % (d.unroll as number) === 0)] };
     } },
+    // where a producer is computed: -1 where the tile reads it (inlined, or materialized at the root), or input k
+    // (st.readTensors()[k]) staged per outermost reduction step in a task-private buffer, an inlined producer
+    // computed there once per element (compute_at); only with reduction loops inside that step
+    { name: 'staged', domain: (d) => {
+      if (!d.cacheWrite || d.kblock || ((d.unroll as number) === 1 && R.length < 2)) return { values: [-1] };
+      return { values: [-1, ...st.readTensors().map((_, k) => k)] };
+    } },
     // the outermost tile loop runs across threads (a no-op where the runtime has one thread)
     { name: 'parallel', domain: () => ({ values: [false, true] }) },
   ];
@@ -162,6 +170,7 @@ function reduceSpace(st: Stage, stage: number, defaultParallel: boolean): StageS
     for (const t of [...(ri ? [ri] : []), ...(ii ? [ii] : []), jio]) steps.push({ p: 'annotate', stage, axis: t, kind: 'unrolled' });
     steps.push({ p: 'annotate', stage, axis: jii, kind: 'vectorized' });
     if (d.cacheWrite) steps.push({ p: 'cacheWrite', stage });
+    if ((d.staged as number | undefined ?? -1) >= 0) steps.push({ p: 'cacheRead', stage, input: d.staged as number, at: rLeaves[0] });
     // threads split the outermost loop that has more than one iteration (as in the default schedule), unless it is
     // the K block loop (iterations that depend on each other)
     const par = outer.find((n) => (extent.get(n) ?? 2) > 1);
@@ -171,7 +180,7 @@ function reduceSpace(st: Stage, stage: number, defaultParallel: boolean): StageS
   // the default schedule's tile (registerTileTrace), when the space holds it
   let defaults: Record<string, Value> | undefined = {
     vec: shape.j, vj: shape.vj, row: shape.i, rows: shape.i < 0 ? 1 : shape.rows, vi: shape.vi, tj: 1, ti: 1, rsplit: 0, unroll: 1,
-    rorder: R.map((_, i) => i), order: Array.from({ length: nSlots }, (_, i) => i), cacheWrite: true, kblock: 0,
+    rorder: R.map((_, i) => i), order: Array.from({ length: nSlots }, (_, i) => i), cacheWrite: true, kblock: 0, staged: -1,
     parallel: defaultParallel,
   };
   if (!fields.every((f) => { const dom = f.domain(defaults!); return 'perm' in dom ? true : dom.values.includes(defaults![f.name]); })) defaults = undefined;
