@@ -321,7 +321,7 @@ export function vectorizeSteps(st: Stage, stage: number, layout: ComputeHints | 
     return steps;
   };
   const row = layout?.laneRowLength, phases = layout?.laneInterleave;
-  if (row && inner.extent % row === 0 && wide(row)) {
+  if (row && inner.extent % row === 0 && row >= 4) {
     return lanes(`${inner.name}.i`, row, [{ p: 'split', stage, axis: inner.name, factor: row }]);
   }
   // an extent that is not a multiple of the phases guards the last positions (the loop partitioning pass gives
