@@ -61,7 +61,8 @@ export interface TuneOptions {
   repeats?: number;
   /** Rounds of the side-by-side re-measure that confirms a candidate beating the incumbent (default max(6, 2 x repeats)). */
   confirmRounds?: number;
-  /** How much faster than the incumbent, side by side, a candidate must be to be confirmed (default 0.02: 2%). */
+  /** How much faster than the incumbent, side by side, a candidate must be to be confirmed (default 0.02: 2%, in the
+   *  median over rounds; it must also be faster in at least 3 of 4 rounds). */
   confirmMargin?: number;
   minRepeatMs?: number;
   /** Per-candidate measurement timeout (ms). */
@@ -138,7 +139,7 @@ interface TaskState {
   inc: Incumbent;
 }
 /** One program's measurement in a batch: rel is its cost relative to the batch's first program (the reference). */
-type Measured = { ms: number; costs: number[]; output: Tensor; rel?: number } | { error: string; errorKind: ErrorKind };
+type Measured = { ms: number; costs: number[]; output: Tensor; rel?: number; ratios?: number[] } | { error: string; errorKind: ErrorKind };
 
 /** The target's description, runner and GPU build target; E_NO_DEVICE for CUDA without a driver unless buildOnly. */
 async function openTarget(opts: TuneOptions): Promise<{ target: TargetInfo; limits?: GpuTargetInfo; gpu?: GpuBuildTarget; runner?: Runner }> {
@@ -214,15 +215,15 @@ export async function tune(modelBytes: Uint8Array, opts: TuneOptions): Promise<T
    * a time: `passes` passes of reference, program 1, reference, program 2, ..., reference, each program's rel the
    * median over passes of its time over the mean of the two reference times around it.
    */
-  const measureGroup = async (st: TaskState, progs: BuildOutput[], rounds: number, passes = 1): Promise<Measured[]> => {
+  const measureGroup = async (st: TaskState, progs: BuildOutput[], rounds: number, passes = 1, minRepeatMs = measureOpts.minRepeatMs): Promise<Measured[]> => {
     if (runner!.measureSet) {
-      const m = await runner!.measureSet({ programs: progs.map((p) => ({ header: p.header, wasm: p.wasm })), seed: st.seed, warmup: measureOpts.warmup, rounds, minRepeatMs: measureOpts.minRepeatMs }, timeoutMs);
+      const m = await runner!.measureSet({ programs: progs.map((p) => ({ header: p.header, wasm: p.wasm })), seed: st.seed, warmup: measureOpts.warmup, rounds, minRepeatMs }, timeoutMs);
       if (m.ok) {
         const ref = m.out[0];
         return m.out.map((o, i): Measured => {
           if (!o.ok) return { error: o.error, errorKind: 'run' };
           const ratios = ref.ok ? o.costs.map((c, r) => c / ref.costs[r]).filter((x) => Number.isFinite(x)) : [];
-          return { ms: median(o.costs), costs: o.costs, output: o.output, rel: i === 0 ? 1 : ratios.length ? median(ratios) : undefined };
+          return { ms: median(o.costs), costs: o.costs, output: o.output, rel: i === 0 ? 1 : ratios.length ? median(ratios) : undefined, ratios };
         });
       }
     }
@@ -249,7 +250,7 @@ export async function tune(modelBytes: Uint8Array, opts: TuneOptions): Promise<T
     const first: Measured = refOk.length
       ? { ms: median(refOk.map((r) => r.ms)), costs: refOk.flatMap((r) => r.costs), output: refOk[0].output, rel: 1 }
       : refs[0];
-    return [first, ...out.map((o, i): Measured => ('ms' in o ? { ...o, rel: ratios[i].length ? median(ratios[i]) : undefined } : o))];
+    return [first, ...out.map((o, i): Measured => ('ms' in o ? { ...o, rel: ratios[i].length ? median(ratios[i]) : undefined, ratios: ratios[i] } : o))];
   };
 
   /** Builds and measures candidate traces of one task interleaved with its default schedule. */
@@ -307,8 +308,8 @@ export async function tune(modelBytes: Uint8Array, opts: TuneOptions): Promise<T
 
   /**
    * Candidates of a batch that beat the incumbent by their rel are measured again side by side with it (best rel
-   * first, at most two per batch); one that is faster by more than the margin becomes the incumbent and is recorded
-   * as confirmed. Returns whether the incumbent changed.
+   * first, at most two per batch; longer rounds than a batch's); one that is faster by more than the margin, and in
+   * at least 3 of 4 rounds, becomes the incumbent and is recorded as confirmed. Returns whether the incumbent changed.
    */
   const confirm = async (st: TaskState, cands: { c: { trace: TraceStep[]; hash: string; decisions?: Candidate['decisions'] }; rel: number; program: BuildOutput }[]) => {
     let changed = false, tries = 0;
@@ -320,10 +321,14 @@ export async function tune(modelBytes: Uint8Array, opts: TuneOptions): Promise<T
         if (!b.ok) { st.inc = { trace: st.defaultTrace, hash: traceHash(st.defaultTrace), rel: 1, program: st.refProgram, isDefault: true }; }
         else st.inc.program = b.out;
       }
-      const [, m] = await measureGroup(st, [st.inc.program!, x.program], confirmRounds, 3);
+      // rounds of 4x the batch's length (20 ms by default): each round's ratio averages more runs
+      const [, m] = await measureGroup(st, [st.inc.program!, x.program], confirmRounds, 3, 4 * measureOpts.minRepeatMs);
       st.report.confirms = (st.report.confirms ?? 0) + 1;
       if (!('ms' in m) || m.rel === undefined) continue;
-      const rel = st.inc.rel * m.rel, ok = m.rel < 1 - confirmMargin;
+      // faster by the margin in the median, and faster in at least 3 of 4 rounds (with 4 rounds or more): a
+      // candidate as fast as the incumbent passes the median alone by chance on a noisy machine, and many are tried
+      const below = (m.ratios ?? []).filter((r) => r < 1).length, n = m.ratios?.length ?? 0;
+      const rel = st.inc.rel * m.rel, ok = m.rel < 1 - confirmMargin && (n < 4 || below >= 0.75 * n);
       record(st, x.c.trace, { ms: m.ms, costs: m.costs, rel }, 'confirm', x.c.decisions, ok);
       st.search.observe(x.c, rel);
       if (ok) {
@@ -436,7 +441,7 @@ export async function tune(modelBytes: Uint8Array, opts: TuneOptions): Promise<T
     for (const st of states) {
       if (st.inc.isDefault || !runner || buildOnly) continue;
       if (!st.inc.program) { const [b] = await builder.build(st.task.spec, [st.inc.trace], gpu); if (!b.ok) continue; st.inc.program = b.out; }
-      const [def, tuned] = await measureGroup(st, [st.refProgram!, st.inc.program], confirmRounds, 3);
+      const [def, tuned] = await measureGroup(st, [st.refProgram!, st.inc.program], confirmRounds, 3, 4 * measureOpts.minRepeatMs);
       if ('ms' in def) { st.refMs.push(def.ms); record(st, st.defaultTrace, def, 'default', st.task.space.defaults(), true); }
       estimate(st);
       if ('ms' in tuned && tuned.rel !== undefined) {
