@@ -119,6 +119,7 @@ describe('relative timing under machine-load drift', () => {
         const lookup = tunedTraces(db, report.target);
         const r = await compile(bytes, { traceFor: lookup.traceFor });
         expect(lookup.used).toHaveLength(1);
+        expect(lookup.used[0].isDefault).toBe(true); // `kiln compile` reports it as kept, not tuned
         expect(traceHash(r.program.kernels[0].trace ?? [])).toBe(traceHash(def.trace));
       } finally {
         db.close();
@@ -146,6 +147,7 @@ describe('relative timing under machine-load drift', () => {
       const lookup = tunedTraces(db, report.target);
       await compile(bytes, { traceFor: lookup.traceFor });
       expect(lookup.used.map((u) => u.workload)).toEqual([task.workload]);
+      expect(lookup.used[0].isDefault).toBe(false);
       expect(median(fake.seen.filter((s) => s.id === 0).map((s) => s.ms))).toBeGreaterThanOrEqual(1);
     } finally {
       db.close();

@@ -17,8 +17,11 @@ import { VERSION } from '../compiler/version.js';
 export interface TunedLookup {
   /** `fn` is not needed (the workload comes from `def`): GPU sections, which have no FuncNode at hand, pass none. */
   traceFor: (fn: FuncNode | undefined, def: BuiltKernel) => TraceStep[] | undefined;
-  /** Kernels (by name) that got a tuned trace, and records that no longer apply. */
-  used: { kernel: string; workload: string; ms: number; rel?: number }[];
+  /**
+   * Kernels (by name) that got a tuned trace (`isDefault`: the best record is the default schedule itself, which
+   * tuning confirmed), and records that no longer apply.
+   */
+  used: { kernel: string; workload: string; ms: number; rel?: number; isDefault: boolean }[];
   stale: { kernel: string; workload: string; error: string }[];
   /** Kernels whose only records came from a newer Kiln (ignored). */
   newer: { kernel: string; workload: string; versions: string[] }[];
@@ -59,7 +62,8 @@ export function tunedTraces(db: TuningDatabase, target: TargetInfo = detectTarge
       stale.push({ kernel: def.prim.name, workload: w.key, error: (e as Error).message });
       return undefined;
     }
-    used.push({ kernel: def.prim.name, workload: w.key, ms: rec.ms!, ...(rec.rel !== undefined ? { rel: rec.rel } : {}) });
+    const isDefault = JSON.stringify(rec.trace) === JSON.stringify(def.trace);
+    used.push({ kernel: def.prim.name, workload: w.key, ms: rec.ms!, ...(rec.rel !== undefined ? { rel: rec.rel } : {}), isDefault });
     return rec.trace;
   };
   return { traceFor, used, stale, newer };

@@ -79,8 +79,11 @@ export async function compileCommand(pos: string[], v: CompileFlags): Promise<nu
     }
   }
   if (tuning) {
-    const tuned = r.program.kernels.filter((k) => k.tuned).map((k) => k.prim.name);
-    console.log(`  tuned schedules: ${tuned.length} of ${h.kernels.length} kernels${tuned.length ? ` (${tuned.join(', ')})` : ''} from ${tuning.path}`);
+    // a kernel whose best record is its default schedule counts as kept, not tuned
+    const kept = new Set(tuning.lookup.used.filter((u) => u.isDefault).map((u) => u.kernel));
+    const tuned = r.program.kernels.filter((k) => k.tuned && !kept.has(k.prim.name)).map((k) => k.prim.name);
+    const keptNote = kept.size ? `; ${kept.size} kept their default schedule (tuning found nothing faster)` : '';
+    console.log(`  tuned schedules: ${tuned.length} of ${h.kernels.length} kernels${tuned.length ? ` (${tuned.join(', ')})` : ''} from ${tuning.path}${keptNote}`);
     for (const s of tuning.lookup.stale) console.log(`  warning: tuned record for ${s.kernel} no longer applies (${s.error}); default schedule used`);
     if (tuning.gpu) {
       const n = h.webgpu?.kernels.length ?? h.cuda?.kernels.length ?? 0;
