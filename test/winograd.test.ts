@@ -11,6 +11,9 @@ import { winogradWeights } from '../src/tensor-expr/ops/winograd.js';
 import { partitionLoops } from '../src/schedule/passes/partition.js';
 import { printStmt } from '../src/schedule/loop-ir.js';
 import { runOrt } from './helpers/ort.js';
+import { gcall, gvar } from '../src/relay-ir/expr.js';
+import { getOp } from '../src/relay-ir/op.js';
+import { tensorType } from '../src/relay-ir/types.js';
 
 interface Case { c: number; k: number; h: number; w: number; pad: number; n?: number; bias?: boolean; residual?: boolean }
 
@@ -76,6 +79,15 @@ describe('Winograd F(2x2, 3x3) convolution', () => {
   ])('matches ONNX Runtime: C$c K$k $hx$w pad $pad', async (cs) => {
     const fused = await checkAgainstOrt(cs);
     expect(fused).toContain('winograd_output');
+  });
+
+  it('refuses transform calls whose shapes do not form a 3x3 convolution, with a shape error', () => {
+    const x = gvar('x', tensorType([1, 16, 10, 10], 'float32'));
+    expect(() => gcall(getOp('winograd_input'), [x], { pads: [1, 1, 1, 1], output_size: [1, 9, 10] })).toThrow(/winograd_input: .*10x10|9x10/);
+    expect(() => gcall(getOp('winograd_input'), [gvar('y', tensorType([1, 16, 10, 10], 'float64'))], { pads: [1, 1, 1, 1], output_size: [1, 10, 10] })).toThrow(/float32/);
+    const m = gvar('m', tensorType([16, 8, 24], 'float32'));
+    expect(() => gcall(getOp('winograd_output'), [m], { output_size: [1, 10, 10] })).toThrow(/winograd_output: needs float32 \[16, K, 25\]/);
+    expect(gcall(getOp('winograd_output'), [gvar('m2', tensorType([16, 8, 25], 'float32'))], { output_size: [1, 10, 10] }).type).toEqual(tensorType([1, 8, 10, 10], 'float32'));
   });
 
   it('leaves the convolutions it does not pay for, and is off on request', async () => {

@@ -50,9 +50,13 @@ defineOp({
   name: 'winograd_input',
   pattern: OpPattern.Injective,
   inferType: ([x], a) => {
-    const [, c] = staticDims(x, 'winograd_input');
-    const { n, th, tw } = tiling(a);
-    return tensorType([ALPHA * ALPHA, c, n * th * tw], x.dtype);
+    const dims = staticDims(x, 'winograd_input');
+    const { n, oh, ow, th, tw } = tiling(a);
+    const [pt, pl, pb, pr] = ints(a, 'pads');
+    if (x.dtype !== 'float32' || dims.length !== 4 || dims[0] !== n || dims[2] + pt + pb - 2 !== oh || dims[3] + pl + pr - 2 !== ow) {
+      shapeError(`winograd_input: a float32 [${n}, C, H, W] input padded by [${pt}, ${pl}, ${pb}, ${pr}] must give a ${oh}x${ow} 3x3 convolution output, got ${x.dtype} [${dims}]`);
+    }
+    return tensorType([ALPHA * ALPHA, dims[1], n * th * tw], x.dtype);
   },
   compute: ([x], a) => {
     const { n, th, tw } = tiling(a);
@@ -86,9 +90,12 @@ defineOp({
   name: 'winograd_output',
   pattern: OpPattern.OutEWiseFusable,
   inferType: ([m], a) => {
-    const [, k] = staticDims(m, 'winograd_output');
-    const { n, oh, ow } = tiling(a);
-    return tensorType([n, k, oh, ow], m.dtype);
+    const dims = staticDims(m, 'winograd_output');
+    const { n, oh, ow, th, tw } = tiling(a);
+    if (m.dtype !== 'float32' || dims.length !== 3 || dims[0] !== ALPHA * ALPHA || dims[2] !== n * th * tw) {
+      shapeError(`winograd_output: needs float32 [${ALPHA * ALPHA}, K, ${n * th * tw}] for a ${oh}x${ow} output, got ${m.dtype} [${dims}]`);
+    }
+    return tensorType([n, dims[1], oh, ow], m.dtype);
   },
   compute: ([m], a) => {
     const { n, oh, ow, th, tw } = tiling(a);
