@@ -29,7 +29,11 @@ const MATMUL = 1024;
 interface Timing { minMs: number; medianMs: number; runs: number; times: number[]; cpuMedianMs?: number }
 interface RuntimeResult extends Partial<Timing> { na?: string; error?: string; maxAbsErr?: number; agrees?: boolean; mismatch?: string }
 interface KilnResult extends RuntimeResult { compileMs?: number; kernels?: number; calls?: number; flopsPerRun?: number; gflops?: number; peakPercent?: number }
-interface ModelResult { model: string; threads: number; kiln: KilnResult; kilnRelaxed?: KilnResult; ortWeb: RuntimeResult; ortNode: RuntimeResult; kilnVsOrtWeb?: number; error?: string }
+/**
+ * kilnVsOrtWeb / kilnVsOrtWebCpu: the median over rounds of (ORT-web time / Kiln time) within the round: both ran
+ * seconds apart, so a slow spell of a shared machine scales both and cancels out of the ratio.
+ */
+interface ModelResult { model: string; threads: number; kiln: KilnResult; kilnRelaxed?: KilnResult; ortWeb: RuntimeResult; ortNode: RuntimeResult; kilnVsOrtWeb?: number; kilnVsOrtWebCpu?: number; error?: string }
 interface BenchReport {
   date: string; node: string; cpu: string; cores: number; command: string; loadavg: { start: number[]; end?: number[] };
   config: { models: string[]; runs: number; threads: number[]; budgetS: number; note: string };
@@ -168,7 +172,8 @@ async function benchModel(name: string, T: number, runs: number, budgetS: number
   kilnRelaxed?.dispose();
   if (kiln && res.kiln.medianMs) {
     if (res.kiln.flopsPerRun) res.kiln.gflops = res.kiln.flopsPerRun / (res.kiln.medianMs * 1e6);
-    res.kilnVsOrtWeb = res.ortWeb.medianMs! / res.kiln.medianMs;
+    res.kilnVsOrtWeb = median(times.ortWeb.map((w, r) => w / times.kiln[r]));
+    res.kilnVsOrtWebCpu = median(cpu.ortWeb.map((w, r) => w / cpu.kiln[r]));
   }
   const f = (t: RuntimeResult) => (t.medianMs === undefined ? '-' : `${t.medianMs.toFixed(2)} ms`);
   log(`  median: kiln ${res.kiln.na ? 'n/a' : f(res.kiln)}, ORT-web ${f(res.ortWeb)}, ORT-node ${f(res.ortNode)} (${times.ortWeb.length} rounds)`);
@@ -200,7 +205,7 @@ const ms = (r: RuntimeResult) => r.na ?? (r.error ? `error: ${r.error.slice(0, 4
 export function markdownTable(rep: BenchReport): string {
   const peak = rep.simdPeak?.mulAdd;
   const lines = [
-    '| model | threads | Kiln min / median ms | ORT-web min / median ms | ORT-node min / median ms | Kiln/ORT-web speed (>1: Kiln faster) | Kiln GFLOP/s | % of SIMD peak | Kiln max abs err vs ORT-node | Kiln relaxed-SIMD min / median ms | relaxed GFLOP/s (% of relaxed peak) |',
+    '| model | threads | Kiln min / median ms | ORT-web min / median ms | ORT-node min / median ms | Kiln/ORT-web speed (>1: Kiln faster; median of per-round ratios) | Kiln GFLOP/s | % of SIMD peak | Kiln max abs err vs ORT-node | Kiln relaxed-SIMD min / median ms | relaxed GFLOP/s (% of relaxed peak) |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const r of rep.results) {
@@ -215,9 +220,9 @@ export function markdownTable(rep: BenchReport): string {
   // On a shared machine wall time includes waiting for a core; at 1 thread the process's CPU time does not.
   const single = rep.results.filter((r) => r.threads === 1 && !r.error && r.kiln.cpuMedianMs !== undefined && r.ortWeb.cpuMedianMs !== undefined);
   if (single.length) {
-    lines.push('', '| model (1 thread) | Kiln CPU ms / run (median) | ORT-web CPU ms / run | ORT-node CPU ms / run | Kiln/ORT-web by CPU time |', '|---|---:|---:|---:|---:|');
+    lines.push('', '| model (1 thread) | Kiln CPU ms / run (median) | ORT-web CPU ms / run | ORT-node CPU ms / run | Kiln/ORT-web by CPU time (median of per-round ratios) |', '|---|---:|---:|---:|---:|');
     for (const r of single) {
-      lines.push(`| ${r.model} | ${r.kiln.cpuMedianMs!.toFixed(2)} | ${r.ortWeb.cpuMedianMs!.toFixed(2)} | ${r.ortNode.cpuMedianMs?.toFixed(2) ?? '-'} | ${(r.ortWeb.cpuMedianMs! / r.kiln.cpuMedianMs!).toFixed(3)}x |`);
+      lines.push(`| ${r.model} | ${r.kiln.cpuMedianMs!.toFixed(2)} | ${r.ortWeb.cpuMedianMs!.toFixed(2)} | ${r.ortNode.cpuMedianMs?.toFixed(2) ?? '-'} | ${(r.kilnVsOrtWebCpu ?? r.ortWeb.cpuMedianMs! / r.kiln.cpuMedianMs!).toFixed(3)}x |`);
     }
   }
   return lines.join('\n');
