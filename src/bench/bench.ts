@@ -33,7 +33,8 @@ interface KilnResult extends RuntimeResult { compileMs?: number; kernels?: numbe
  * kilnVsOrtWeb / kilnVsOrtWebCpu: the median over rounds of (ORT-web time / Kiln time) within the round: both ran
  * seconds apart, so a slow spell of a shared machine scales both and cancels out of the ratio.
  */
-interface ModelResult { model: string; threads: number; kiln: KilnResult; kilnRelaxed?: KilnResult; ortWeb: RuntimeResult; ortNode: RuntimeResult; kilnVsOrtWeb?: number; kilnVsOrtWebCpu?: number; error?: string }
+/** kilnVs1Thread (T > 1): the same, of Kiln on 1 thread over Kiln on T threads, both loaded in this process. */
+interface ModelResult { model: string; threads: number; kiln: KilnResult; kilnRelaxed?: KilnResult; ortWeb: RuntimeResult; ortNode: RuntimeResult; kilnVsOrtWeb?: number; kilnVsOrtWebCpu?: number; kilnVs1Thread?: number; error?: string }
 interface BenchReport {
   date: string; node: string; cpu: string; cores: number; command: string; loadavg: { start: number[]; end?: number[] };
   config: { models: string[]; runs: number; threads: number[]; budgetS: number; note: string };
@@ -120,13 +121,16 @@ async function benchModel(name: string, T: number, runs: number, budgetS: number
   const ref = fromOrt(await nodeSession.run(nodeFeeds) as never);
   Object.assign(res.ortWeb, agreement(fromOrt(await webSession.run(webFeeds) as never), ref));
 
-  let kiln: LoadedModel | undefined, kilnRelaxed: LoadedModel | undefined;
+  let kiln: LoadedModel | undefined, kilnRelaxed: LoadedModel | undefined, kiln1: LoadedModel | undefined;
   {
     try {
       const t0 = performance.now();
       const compiled = await compile(c.bytes, { modelPath: c.modelPath });
       res.kiln.compileMs = performance.now() - t0;
       kiln = await load(compiled.artifact, { threads: T, simd: 'baseline' });
+      // the thread speedup from runs seconds apart in this process (a child per thread count would time the two
+      // in different phases of a shared machine)
+      if (T > 1) kiln1 = await load(compiled.artifact, { threads: 1, simd: 'baseline' });
       try {
         kilnRelaxed = await load(compiled.artifact, { threads: T, simd: 'relaxed' });
         res.kilnRelaxed = agreement(kilnRelaxed.runSync(feeds), ref);
@@ -147,13 +151,14 @@ async function benchModel(name: string, T: number, runs: number, budgetS: number
   log(`[${c.name}, ${T} thread${T > 1 ? 's' : ''}] kiln: ${kilnLine}; ORT-web vs ORT-node max abs err ${res.ortWeb.maxAbsErr!.toExponential(2)}`);
 
   // rounds: a warm-up round, then timed rounds in rotating order
-  const runners: [keyof Pick<ModelResult, 'kiln' | 'kilnRelaxed' | 'ortWeb' | 'ortNode'>, () => Promise<unknown> | unknown][] = [];
+  const runners: [keyof Pick<ModelResult, 'kiln' | 'kilnRelaxed' | 'ortWeb' | 'ortNode'> | 'kiln1', () => Promise<unknown> | unknown][] = [];
   if (kiln) { const k = kiln; runners.push(['kiln', () => k.runSync(feeds)]); }
+  if (kiln1) { const k = kiln1; runners.push(['kiln1', () => k.runSync(feeds)]); }
   if (kilnRelaxed) { const k = kilnRelaxed; runners.push(['kilnRelaxed', () => k.runSync(feeds)]); }
   runners.push(['ortWeb', () => webSession.run(webFeeds)], ['ortNode', () => nodeSession.run(nodeFeeds)]);
   for (const [, f] of runners) await f();
-  const times: Record<string, number[]> = { kiln: [], kilnRelaxed: [], ortWeb: [], ortNode: [] };
-  const cpu: Record<string, number[]> = { kiln: [], kilnRelaxed: [], ortWeb: [], ortNode: [] };
+  const times: Record<string, number[]> = { kiln: [], kilnRelaxed: [], kiln1: [], ortWeb: [], ortNode: [] };
+  const cpu: Record<string, number[]> = { kiln: [], kilnRelaxed: [], kiln1: [], ortWeb: [], ortNode: [] };
   const end = performance.now() + budgetS * 1000;
   for (let r = 0; r < runs; r++) {
     if (r >= 3 && performance.now() > end) { log(`  budget of ${budgetS} s reached after ${r} rounds`); break; }
@@ -166,10 +171,12 @@ async function benchModel(name: string, T: number, runs: number, budgetS: number
       cpu[who].push((c.user + c.system) / 1000);
     }
   }
-  for (const [who] of runners) Object.assign(res[who]!, stats(times[who], cpu[who]));
+  for (const [who] of runners) if (who !== 'kiln1') Object.assign(res[who]!, stats(times[who], cpu[who]));
+  if (kiln1) res.kilnVs1Thread = median(times.kiln1.map((one, r) => one / times.kiln[r]));
   if (res.kilnRelaxed?.medianMs && res.kiln.flopsPerRun) (res.kilnRelaxed as KilnResult).gflops = res.kiln.flopsPerRun / (res.kilnRelaxed.medianMs * 1e6);
   kiln?.dispose();
   kilnRelaxed?.dispose();
+  kiln1?.dispose();
   if (kiln && res.kiln.medianMs) {
     if (res.kiln.flopsPerRun) res.kiln.gflops = res.kiln.flopsPerRun / (res.kiln.medianMs * 1e6);
     res.kilnVsOrtWeb = median(times.ortWeb.map((w, r) => w / times.kiln[r]));
@@ -224,6 +231,11 @@ export function markdownTable(rep: BenchReport): string {
     for (const r of single) {
       lines.push(`| ${r.model} | ${r.kiln.cpuMedianMs!.toFixed(2)} | ${r.ortWeb.cpuMedianMs!.toFixed(2)} | ${r.ortNode.cpuMedianMs?.toFixed(2) ?? '-'} | ${(r.kilnVsOrtWebCpu ?? r.ortWeb.cpuMedianMs! / r.kiln.cpuMedianMs!).toFixed(3)}x |`);
     }
+  }
+  const multi = rep.results.filter((r) => r.kilnVs1Thread !== undefined);
+  if (multi.length) {
+    lines.push('', '| model | threads | Kiln speedup over Kiln on 1 thread (median of per-round ratios, both in one process) |', '|---|---:|---:|');
+    for (const r of multi) lines.push(`| ${r.model} | ${r.threads} | ${r.kilnVs1Thread!.toFixed(2)}x |`);
   }
   return lines.join('\n');
 }
