@@ -3,7 +3,7 @@
 // GPU schedules also the threads per workgroup/block and the number of them, and shared-memory traffic and size
 // (all 0 on the CPU).
 import type { Expr, Var } from '../tensor-expr/expr.js';
-import { visitExpr } from '../tensor-expr/expr.js';
+import { mentions, visitExpr } from '../tensor-expr/expr.js';
 import type { Buffer, PrimFunc, Stmt } from '../schedule/loop-ir.js';
 
 export const FEATURE_NAMES = [
@@ -14,15 +14,9 @@ export const FEATURE_NAMES = [
 
 const lg = (x: number) => Math.log2(1 + x);
 
-function uses(e: Expr, v: Var): boolean {
-  let hit = false;
-  visitExpr(e, (x) => { if (x === v) hit = true; });
-  return hit;
-}
-
 /** Stride of `e` in `v` when e is affine in v with a constant coefficient (0 when independent); NaN otherwise. */
 function stride(e: Expr, v: Var): number {
-  if (!uses(e, v)) return 0;
+  if (!mentions(e, v)) return 0;
   switch (e.k) {
     case 'var': return e === v ? 1 : 0;
     case 'bin':

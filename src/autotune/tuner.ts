@@ -306,6 +306,15 @@ export async function tune(modelBytes: Uint8Array, opts: TuneOptions): Promise<T
     st.report.bestTrace = st.inc.isDefault ? undefined : st.inc.trace;
   };
 
+  /** The incumbent built (a resumed one has no program yet); undefined when it no longer builds. */
+  const incumbentProgram = async (st: TaskState): Promise<BuildOutput | undefined> => {
+    if (!st.inc.program) {
+      const [b] = await builder.build(st.task.spec, [st.inc.trace], gpu);
+      if (b.ok) st.inc.program = b.out;
+    }
+    return st.inc.program;
+  };
+
   /**
    * Candidates of a batch that beat the incumbent by their rel are measured again side by side with it (best rel
    * first, at most two per batch; longer rounds than a batch's); one that is faster by more than the margin, and in
@@ -316,11 +325,8 @@ export async function tune(modelBytes: Uint8Array, opts: TuneOptions): Promise<T
     for (const x of [...cands].sort((a, b) => a.rel - b.rel || (a.c.hash < b.c.hash ? -1 : a.c.hash > b.c.hash ? 1 : 0))) {
       if (tries >= 2 || x.rel >= st.inc.rel) break;
       tries++;
-      if (!st.inc.program) {
-        const [b] = await builder.build(st.task.spec, [st.inc.trace], gpu);
-        if (!b.ok) { st.inc = { trace: st.defaultTrace, hash: traceHash(st.defaultTrace), rel: 1, program: st.refProgram, isDefault: true }; }
-        else st.inc.program = b.out;
-      }
+      // an incumbent that no longer builds gives way to the default
+      if (!(await incumbentProgram(st))) st.inc = { trace: st.defaultTrace, hash: traceHash(st.defaultTrace), rel: 1, program: st.refProgram, isDefault: true };
       // rounds of 4x the batch's length (20 ms by default): each round's ratio averages more runs
       const [, m] = await measureGroup(st, [st.inc.program!, x.program], confirmRounds, 3, 4 * measureOpts.minRepeatMs);
       st.report.confirms = (st.report.confirms ?? 0) + 1;
@@ -440,8 +446,9 @@ export async function tune(modelBytes: Uint8Array, opts: TuneOptions): Promise<T
     //    compiling applies was decided by the confirmations)
     for (const st of states) {
       if (st.inc.isDefault || !runner || buildOnly) continue;
-      if (!st.inc.program) { const [b] = await builder.build(st.task.spec, [st.inc.trace], gpu); if (!b.ok) continue; st.inc.program = b.out; }
-      const [def, tuned] = await measureGroup(st, [st.refProgram!, st.inc.program], confirmRounds, 3, 4 * measureOpts.minRepeatMs);
+      const incumbent = await incumbentProgram(st);
+      if (!incumbent) continue;
+      const [def, tuned] = await measureGroup(st, [st.refProgram!, incumbent], confirmRounds, 3, 4 * measureOpts.minRepeatMs);
       if ('ms' in def) { st.refMs.push(def.ms); record(st, st.defaultTrace, def, 'default', st.task.space.defaults(), true); }
       estimate(st);
       if ('ms' in tuned && tuned.rel !== undefined) {

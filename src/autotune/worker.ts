@@ -78,9 +78,14 @@ function runner(header: BuiltHeader, wasm: Uint8Array, seed: number): () => { ms
   };
 }
 
+/** Test faults: a candidate that never finishes, or one that traps. */
+function injectFault(fault: 'trap' | 'hang' | undefined): void {
+  if (fault === 'hang') for (;;) { /* a candidate that never finishes */ }
+  if (fault === 'trap') throw new Error('RuntimeError: unreachable (injected fault)');
+}
+
 export function measure(task: MeasureTask): MeasureOutput {
-  if (task.fault === 'hang') for (;;) { /* a candidate that never finishes */ }
-  if (task.fault === 'trap') throw new Error('RuntimeError: unreachable (injected fault)');
+  injectFault(task.fault);
   const once = runner(task.header, task.wasm, task.seed);
   const first = once();
   let probe = first.ms;
@@ -126,8 +131,7 @@ export function measureSet(task: MeasureSetTask): MeasureSetOutput {
   for (let i = 0; i < n; i++) {
     const p = task.programs[i];
     try {
-      if (p.fault === 'hang') for (;;) { /* a candidate that never finishes */ }
-      if (p.fault === 'trap') throw new Error('RuntimeError: unreachable (injected fault)');
+      injectFault(p.fault);
       run[i] = runner(p.header, p.wasm, task.seed);
       const first = run[i]!();
       probe[i] = first.ms;

@@ -164,6 +164,13 @@ export function visitExpr(e: Expr, f: (e: Expr) => void): void {
   }
 }
 
+/** Whether `e` mentions variable `v` anywhere (reductions' bodies included). */
+export function mentions(e: Expr, v: Var): boolean {
+  let found = false;
+  visitExpr(e, (x) => { if (x === v) found = true; });
+  return found;
+}
+
 export function substitute(e: Expr, map: ReadonlyMap<Var, Expr>): Expr {
   if (map.size === 0) return e;
   return mapExpr(e, (x) => (x.k === 'var' ? map.get(x) : undefined));

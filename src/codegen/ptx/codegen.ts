@@ -11,10 +11,9 @@ import { BYTES, type DType, isFloat, isUnsigned, isWide } from '../../runtime/dt
 import { KilnError } from '../../runtime/errors.js';
 import type { CudaKernel, CudaLaunch, CudaParam } from '../../runtime/artifact-format.js';
 import { type Expr, type Var, type BinOp } from '../../tensor-expr/expr.js';
-import { fixVar } from '../../tensor-expr/simplify.js';
 import type { Buffer, PrimFunc, Stmt, ThreadTag } from '../../schedule/loop-ir.js';
 import { tempLayout } from '../wasm/codegen.js';
-import { aligned4, laneCoef } from '../lanes.js';
+import { alignedLaneBase } from '../lanes.js';
 
 export type SmTarget = 80 | 86 | 90;
 export const SM_TARGETS: readonly SmTarget[] = [80, 86, 90];
@@ -369,12 +368,7 @@ class EntryEmitter {
     const v = st.value;
     if (!(v.k === 'const' || (v.k === 'load' && v.dtype === 'float32' && (v.buf as Buffer).scope !== 'local'))) return false;
     if (st.buf.scope === 'local') return false;
-    const base = (e: Expr): Expr | undefined => {
-      if (laneCoef(e, s.v) !== 1) return undefined;
-      const e0 = fixVar(e, s.v, 0);
-      return aligned4(e0) ? e0 : undefined;
-    };
-    const sIdx = base(st.index), lIdx = v.k === 'load' ? base(v.idx[0]) : undefined;
+    const sIdx = alignedLaneBase(st.index, s.v), lIdx = v.k === 'load' ? alignedLaneBase(v.idx[0], s.v) : undefined;
     if (!sIdx || (v.k === 'load' && !lIdx)) return false;
     this.memo = new Map();
     const regs = [0, 1, 2, 3].map(() => this.reg('f'));

@@ -6,7 +6,7 @@ import { BYTES, type DType, isFloat, isUnsigned, isWide } from '../../runtime/dt
 import { UNARY_MATH, BINARY_MATH } from '../../runtime/math.js';
 import { type Expr, type Var, type BinOp, printExpr } from '../../tensor-expr/expr.js';
 import { bound, type Interval } from '../../tensor-expr/simplify.js';
-import type { Buffer, PrimFunc, Stmt } from '../../schedule/loop-ir.js';
+import { type Buffer, type PrimFunc, type Stmt, visitStmt } from '../../schedule/loop-ir.js';
 import { KilnError } from '../../runtime/errors.js';
 import { MAX_THREADS } from '../../runtime/thread-pool.js';
 import { vectorizeExpr, vectorizeLoop, uses as usesVar } from './vectorize.js';
@@ -44,18 +44,12 @@ export function scratchLayout(f: PrimFunc): TempLayout & { shared: Map<Buffer, n
   const temps = tempLayout(f);
   const shared = new Map<Buffer, number>();
   let taskStride = 0;
-  const walk = (st: Stmt): void => {
-    switch (st.k) {
-      case 'alloc':
-        if (st.buf.scope === 'shared' && !shared.has(st.buf)) { shared.set(st.buf, taskStride); taskStride += Math.ceil((st.buf.size * BYTES[st.buf.dtype]) / 16) * 16; }
-        walk(st.body); return;
-      case 'seq': st.body.forEach(walk); return;
-      case 'for': case 'decl': walk(st.body); return;
-      case 'if': walk(st.then); if (st.else) walk(st.else); return;
-      default: return;
+  visitStmt(f.body, (st) => {
+    if (st.k === 'alloc' && st.buf.scope === 'shared' && !shared.has(st.buf)) {
+      shared.set(st.buf, taskStride);
+      taskStride += Math.ceil((st.buf.size * BYTES[st.buf.dtype]) / 16) * 16;
     }
-  };
-  walk(f.body);
+  });
   return { ...temps, shared, sharedAt: temps.bytes, taskStride, bytes: temps.bytes + taskStride * MAX_THREADS };
 }
 

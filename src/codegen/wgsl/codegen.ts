@@ -43,7 +43,7 @@ import { KilnError } from '../../runtime/errors.js';
 import { type Expr, type Var, mapExpr, printExpr, visitExpr } from '../../tensor-expr/expr.js';
 import { fixVar } from '../../tensor-expr/simplify.js';
 import type { Buffer, PrimFunc, Stmt } from '../../schedule/loop-ir.js';
-import { aligned4, laneCoef } from '../lanes.js';
+import { aligned4, alignedLaneBase, laneCoef } from '../lanes.js';
 
 /** One dispatch: WGSL source, workgroup size, workgroup grid, and the kernel parameters it binds, in binding order. */
 export interface WgslStage {
@@ -231,7 +231,7 @@ interface VecSite { lane: Var; guard?: Expr; store: Extract<Stmt, { k: 'store' }
 
 const isF32Memory = (b: Buffer) => b.dtype === 'float32' && b.scope !== 'local';
 /** Whether index `i` of a float32 buffer reads 4 consecutive elements from a multiple of 4 across `lane`. */
-const vecIndex = (i: Expr, lane: Var) => laneCoef(i, lane) === 1 && aligned4(fixVar(i, lane, 0));
+const vecIndex = (i: Expr, lane: Var) => alignedLaneBase(i, lane) !== undefined;
 
 function vecSite(s: ForStmt): VecSite | undefined {
   if (s.kind !== 'vectorized' || s.extent !== 4) return undefined;

@@ -4,7 +4,7 @@
 // simplified under its range. The interior copy then has no bounds checks: a pad kernel's rows become plain vector
 // copies instead of masked vector loads. Parallel loops are left whole (threads split them), and so are bodies too
 // large to copy or loops whose conditions would cut them into many pieces.
-import { type Expr, type Var, add, constant, freshVar, substitute, visitExpr } from '../../tensor-expr/expr.js';
+import { type Expr, type Var, add, constant, freshVar, mentions, substitute, visitExpr } from '../../tensor-expr/expr.js';
 import { type Interval, simplify } from '../../tensor-expr/simplify.js';
 import { type Stmt, seq } from '../loop-ir.js';
 import { mapStmtExprs } from './unroll.js';
@@ -103,9 +103,3 @@ function cleanup(s: Stmt, ranges: Map<Var, Interval>): Stmt {
 }
 
 const conjuncts = (e: Expr): Expr[] => (e.k === 'bin' && e.op === 'and' && e.dtype === 'bool' ? [...conjuncts(e.a), ...conjuncts(e.b)] : [e]);
-
-function mentions(e: Expr, v: Var): boolean {
-  let found = false;
-  visitExpr(e, (x) => { if (x === v) found = true; });
-  return found;
-}
