@@ -1,6 +1,6 @@
 // The kiln command end to end: compile, run (with --bench), inspect every level, onnx-test.
 import { describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,7 +8,10 @@ import { buildModel, randomF32 } from '../src/frontend/onnx/model-builder.js';
 import { encodeNpy, readNpy } from '../src/cli/tensor-files.js';
 import { decodeTensorProto, encodeTensorProto } from '../src/frontend/onnx/tensor-proto.js';
 
+import { cudaAvailable } from '../src/node/cuda-driver.js';
+
 const cli = join(process.cwd(), 'dist/cli/kiln.js');
+const hasCuda = await cudaAvailable();
 const kiln = (...args: string[]) => execFileSync('node', [cli, ...args], { encoding: 'utf8' });
 
 describe('kiln CLI', () => {
@@ -51,6 +54,30 @@ describe('kiln CLI', () => {
     expect(kiln('inspect', join(dir, 'g.kiln'), '--level', 'wgsl')).toBe(text);
     // an artifact compiled for WebAssembly only says how to get WGSL
     expect(() => execFileSync('node', [cli, 'inspect', join(dir, 'm.kiln'), '--level', 'wgsl'], { stdio: 'pipe' })).toThrow(/--target webgpu/);
+  });
+
+  it('runs a WebGPU artifact read from its file, weights included (kiln run --target webgpu)', () => {
+    // Node's readFileSync gives a Buffer, whose slice() is a view: the executors must not copy weights with it
+    const w = randomF32([8, 5], 3), b = randomF32([5], 4);
+    const wm = join(dir, 'w.onnx');
+    writeFileSync(wm, buildModel({
+      inputs: [['x', 'float32', [2, 8]]], outputs: [['y', 'float32', [2, 5]]], initializers: { w, b },
+      nodes: [{ op: 'MatMul', inputs: ['x', 'w'], outputs: ['xw'] }, { op: 'Add', inputs: ['xw', 'b'], outputs: ['y'] }],
+    }));
+    kiln('compile', wm, '--target', 'webgpu', '-o', join(dir, 'w.kiln'));
+    const out = kiln('run', join(dir, 'w.kiln'), '--target', 'webgpu', '--input', `x=${join(dir, 'x.npy')}`, '--output-dir', join(dir, 'out-gpu'), '--bench', '2');
+    expect(out).toMatch(/bench: 2 runs on webgpu/);
+    const y = readNpy(readFileSync(join(dir, 'out-gpu', 'y.npy')), 'y');
+    const [xd, wd, bd] = [x.data, w.data, b.data] as Float32Array[];
+    for (let i = 0; i < 2; i++) for (let j = 0; j < 5; j++) {
+      let acc = bd[j];
+      for (let k = 0; k < 8; k++) acc += xd[i * 8 + k] * wd[k * 5 + j];
+      expect(y.data[i * 5 + j]).toBeCloseTo(acc, 5);
+    }
+    // no CUDA driver here: the run names what is missing
+    const cuda = spawnSync('node', [cli, 'run', join(dir, 'w.kiln'), '--target', 'cuda'], { encoding: 'utf8' });
+    expect(cuda.status).not.toBe(0);
+    expect(cuda.stderr).toMatch(hasCuda ? /E_ARTIFACT.*target 'cuda'/ : /E_NO_DEVICE.*libcuda/);
   });
 
   it('onnx-test ends with the pass/fail line', () => {

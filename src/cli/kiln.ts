@@ -7,7 +7,7 @@ import { onnxTestCommand } from './onnx-test.js';
 const USAGE = `kiln — ahead-of-time compiler for ONNX models
 
   kiln compile MODEL.onnx -o OUT.kiln [--input-shape name=1,3,224,224] [--specialize name=file.pb] [--no-optimize]
-  kiln run ARTIFACT.kiln [--input name=file.npy|.pb ...] [--output-dir DIR [--output-format npy|pb]] [--bench N] [--threads N]
+  kiln run ARTIFACT.kiln [--input name=file.npy|.pb ...] [--output-dir DIR [--output-format npy|pb]] [--bench N] [--threads N] [--target wasm|webgpu|cuda]
   kiln profile ARTIFACT.kiln [--runs N] [--trace trace.json] [--input name=file ...] [--top N]
   kiln compile MODEL.onnx --target cuda [--sm 80|86|90] [--verbose]   PTX for NVIDIA GPUs (--verbose: ptxas resource usage)
   kiln inspect MODEL.onnx|ARTIFACT.kiln --level graph|fused|te|loop|wasm|wgsl|ptx [--kernel N] [--sm 80|86|90]

@@ -1,7 +1,7 @@
 // kiln run ARTIFACT.kiln [--input name=file] [--output-dir DIR [--output-format npy|pb]] [--bench N]
 import { readFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { load } from '../index.js';
+import { load, type LoadOptions } from '../index.js';
 import { KilnError } from '../runtime/errors.js';
 import { type Tensor, tensor, sizeOf } from '../runtime/tensor.js';
 import type { IOBinding } from '../runtime/artifact-format.js';
@@ -35,8 +35,20 @@ export function threadOption(t: string | undefined): { threads?: number } {
   return { threads: n };
 }
 
-export async function runCommand(pos: string[], v: { input?: string[]; 'output-dir'?: string; 'output-format'?: string; bench?: string; threads?: string }): Promise<number> {
-  const model = await load(readArtifactFile(pos[0]), threadOption(v.threads));
+/** --target wasm|webgpu|cuda -> load options: WebGPU through npm `webgpu` (Dawn), CUDA through libcuda. */
+async function targetOption(t: string | undefined): Promise<LoadOptions> {
+  if (t === undefined || t === 'wasm') return {};
+  if (t === 'cuda') return { target: 'cuda' };
+  if (t === 'webgpu') {
+    const { nodeGpuDevice } = await import('../conformance/node-webgpu.js');
+    return { target: 'webgpu', device: await nodeGpuDevice() };
+  }
+  throw new KilnError('E_INPUT', `bad --target '${t}'`, { hint: 'use wasm, webgpu or cuda (the artifact must have been compiled for it)' });
+}
+
+export async function runCommand(pos: string[], v: { input?: string[]; 'output-dir'?: string; 'output-format'?: string; bench?: string; threads?: string; target?: string }): Promise<number> {
+  const artifact = readArtifactFile(pos[0]);
+  const model = await load(artifact, { ...threadOption(v.threads), ...(await targetOption(v.target)) });
   const given = Object.fromEntries((v.input ?? []).map((s) => {
     const eq = s.indexOf('=');
     if (eq <= 0) throw new KilnError('E_INPUT', `bad --input '${s}'`, { hint: 'write name=file.npy or name=file.pb' });
@@ -44,7 +56,8 @@ export async function runCommand(pos: string[], v: { input?: string[]; 'output-d
   }));
   const feeds: Record<string, Tensor> = { ...given };
   for (const i of model.inputs) if (!feeds[i.name] && !(v.input ?? []).length) { feeds[i.name] = randomInput(i); console.log(`input ${i.name}: random ${i.dtype}[${i.shape}] (no file given)`); }
-  const out = model.runSync(feeds);
+  // device targets answer asynchronously only; run() serves every target
+  const out = await model.run(feeds);
   for (const [name, t] of Object.entries(out)) console.log(`output ${name}: ${summarize(t)}`);
   if (v['output-dir']) {
     const ext = v['output-format'] ?? 'npy';
@@ -56,9 +69,10 @@ export async function runCommand(pos: string[], v: { input?: string[]; 'output-d
     const n = Number(v.bench);
     if (!Number.isInteger(n) || n < 1) throw new KilnError('E_INPUT', `bad --bench '${v.bench}'`, { hint: 'give a run count, e.g. --bench 20' });
     const times: number[] = [];
-    for (let i = 0; i < n; i++) { const t0 = performance.now(); model.runSync(feeds); times.push(performance.now() - t0); }
+    for (let i = 0; i < n; i++) { const t0 = performance.now(); await model.run(feeds); times.push(performance.now() - t0); }
     times.sort((a, b) => a - b);
-    console.log(`bench: ${n} runs on ${model.threads} thread${model.threads > 1 ? 's' : ''}, min ${times[0].toFixed(3)} ms, median ${times[Math.floor(n / 2)].toFixed(3)} ms`);
+    const on = v.target && v.target !== 'wasm' ? v.target : `${model.threads} thread${model.threads > 1 ? 's' : ''}`;
+    console.log(`bench: ${n} runs on ${on}, min ${times[0].toFixed(3)} ms, median ${times[Math.floor(n / 2)].toFixed(3)} ms`);
   }
   model.dispose();
   return 0;

@@ -11,7 +11,10 @@ export async function sha256(bytes: Uint8Array): Promise<Uint8Array> {
   return new Uint8Array(await globalThis.crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>));
 }
 
-export async function readArtifact(bytes: Uint8Array): Promise<ArtifactParts> {
+export async function readArtifact(artifact: Uint8Array): Promise<ArtifactParts> {
+  // A plain Uint8Array view: Node's Buffer (what readFileSync returns) makes slice() a view, not a copy, and the
+  // executors copy sections with slice().
+  const bytes = new Uint8Array(artifact.buffer, artifact.byteOffset, artifact.byteLength);
   if (bytes.length < PREFIX_BYTES || MAGIC.some((b, i) => bytes[i] !== b)) {
     throw new KilnError('E_ARTIFACT', 'not a Kiln artifact (bad magic number)', { hint: 'pass a file written by kiln compile' });
   }
