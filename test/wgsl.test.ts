@@ -137,6 +137,25 @@ describe('WGSL: float64 intermediates of float32 kernels', () => {
   });
 });
 
+describe('WGSL: float Mod', () => {
+  it('gives C fmod\'s a for an infinite divisor (WGSL\'s % is a - b * trunc(a / b): NaN on an H100), both sign rules', async () => {
+    const x = [-3, 3, -1, 1, 7.5, -7.5, 0, 5], y = [Infinity, Infinity, -Infinity, -Infinity, 2, 2, 3, -Infinity];
+    // JS's % is C's fmod (fmod=1); fmod=0 is Python's %, the sign of the divisor (ONNX Runtime refuses it for floats)
+    const cFmod = x.map((a, i) => a % y[i]);
+    const pyMod = cFmod.map((r, i) => (r !== 0 && (r < 0) !== (y[i] < 0) ? r + y[i] : r));
+    for (const fmod of [0, 1]) {
+      const bytes = buildModel({
+        inputs: [['x', 'float32', [8]], ['y', 'float32', [8]]], outputs: [['z', 'float32', [8]]],
+        nodes: [{ op: 'Mod', inputs: ['x', 'y'], outputs: ['z'], attrs: { fmod } }],
+      });
+      const feeds: Record<string, Tensor> = { x: { dtype: 'float32', shape: [8], data: Float32Array.from(x) }, y: { dtype: 'float32', shape: [8], data: Float32Array.from(y) } };
+      expect(printWebGpuSection((await compile(bytes, { target: 'webgpu' })).header.webgpu!)).toMatch(/kiln_fmod\(/);
+      const { got } = await runGpu(bytes, feeds);
+      expect(Array.from(got.z.data as Float32Array)).toEqual(fmod ? cFmod : pyMod);
+    }
+  });
+});
+
 describe('WGSL: one shader for kernels that differ only in shapes and scalars (uniforms)', () => {
   it('shares one pipeline among Mul+Relu kernels of four shapes, the constants in one uniform buffer', async () => {
     // (rows of 512..2560: four floats per invocation, 128..640 invocations per row, all split the same way)

@@ -822,7 +822,7 @@ class StageEmitter {
       case 'sub': return float ? infix('-') : this.narrow(infix('-'), t);
       case 'mul': return float ? infix('*') : this.narrow(infix('*'), t);
       case 'div': return infix('/');
-      case 'mod': return infix('%');
+      case 'mod': return float ? `${this.helper('kiln_fmod')}(${a}, ${b})` : infix('%');
       // bool: the non-short-circuit forms; `&&`/`||` inside expressions branch, which SwiftShader's compiler
       // takes minutes over in index-heavy kernels
       case 'min': return bool ? infix('&') : `min(${a}, ${b})`;
@@ -853,6 +853,12 @@ const HELPERS: Record<string, string> = {
   // `var` keeps these out of constant evaluation, where infinities and NaNs are errors
   kiln_inf: 'fn kiln_inf() -> f32 { var b = 0x7f800000u; return bitcast<f32>(b); }',
   kiln_nan: 'fn kiln_nan() -> f32 { var b = 0x7fc00000u; return bitcast<f32>(b); }',
+  // WGSL's float % is a - b * trunc(a / b): NaN on GPUs for an infinite divisor, where C's fmod gives a
+  kiln_fmod: `fn kiln_fmod(a: f32, b: f32) -> f32 {
+  let b_inf = (bitcast<u32>(b) & 0x7fffffffu) == 0x7f800000u;
+  let a_finite = (bitcast<u32>(a) & 0x7fffffffu) < 0x7f800000u;
+  return select(a % b, a, b_inf & a_finite);
+}`,
   kiln_isnan: 'fn kiln_isnan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }',
   kiln_floordiv: `fn kiln_floordiv(a: i32, b: i32) -> i32 {
   let q = a / b; let r = a % b;
