@@ -86,6 +86,10 @@ describe('kiln CLI', () => {
     writeFileSync(join(caseDir, 'model.onnx'), readFileSync(model));
     const out = kiln('onnx-test', caseDir, '--verbose');
     expect(out).toMatch(/0 passed, 1 failed/); // no .pb data: a failure, reported, not a crash
+    // --target cuda runs the cases on a GPU through libcuda; without one, one error up front
+    const cuda = spawnSync('node', [cli, 'onnx-test', caseDir, '--target', 'cuda'], { encoding: 'utf8' });
+    if (!hasCuda) expect([cuda.status, cuda.stderr]).toEqual([1, expect.stringMatching(/^kiln: \[E_NO_DEVICE\] no CUDA driver/)]);
+    else expect(cuda.stdout).toMatch(/0 passed, 1 failed/);
     expect(existsSync(join(dir, 'm.kiln'))).toBe(true);
   });
 });

@@ -11,7 +11,7 @@ const USAGE = `kiln — ahead-of-time compiler for ONNX models
   kiln profile ARTIFACT.kiln [--runs N] [--trace trace.json] [--input name=file ...] [--top N]
   kiln compile MODEL.onnx --target cuda [--sm 80|86|90] [--verbose]   PTX for NVIDIA GPUs (--verbose: ptxas resource usage)
   kiln inspect MODEL.onnx|ARTIFACT.kiln --level graph|fused|te|loop|wasm|wgsl|ptx [--kernel N] [--sm 80|86|90]
-  kiln onnx-test DIR... [--verbose] [--json FILE] [--filter REGEX] [--target wasm|webgpu]
+  kiln onnx-test DIR... [--verbose] [--json FILE] [--filter REGEX] [--target wasm|webgpu|cuda]
   kiln tune MODEL.onnx [--target wasm|webgpu|cuda [--sm 80] [--build-only]] [--trials N] [--time-budget 20m]
             [--workers 2] [--db PATH] [--seed S] [--strategy evolutionary|random|compare] [--curve FILE.csv]
   kiln db export|import FILE.jsonl [--db PATH]   (also: kiln db stats)

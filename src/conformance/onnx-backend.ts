@@ -1,12 +1,13 @@
 // Runs ONNX backend test directories (model.onnx + test_data_set_N/{input,output}_K.pb) through the compiled
-// WebAssembly path. Inputs that an operator needs at compile time are baked in from the test data
-// (`specialize`); every other input is fed at run time.
+// WebAssembly path (or WebGPU, or CUDA). Inputs that an operator needs at compile time are baked in from the test
+// data (`specialize`); every other input is fed at run time.
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { compile } from '../compiler/compile.js';
 import { load } from '../runtime/index.js';
 import { KilnError } from '../runtime/errors.js';
 import type { Tensor } from '../runtime/tensor.js';
+import type { CudaDriver } from '../runtime/cuda.js';
 import { decodeTensorProto } from '../frontend/onnx/tensor-proto.js';
 import { decodeModel } from '../frontend/onnx/import.js';
 import { type Tolerance, DEFAULT_TOLERANCE, compareTensors } from './compare.js';
@@ -36,8 +37,18 @@ function readSet(dir: string, kind: 'input' | 'output'): Tensor[] {
 }
 
 export interface RunCaseOptions {
-  /** 'webgpu' compiles for WebGPU and runs on npm webgpu's device (SwiftShader on a CPU-only machine). */
-  target?: 'wasm' | 'webgpu';
+  /**
+   * 'webgpu' compiles for WebGPU and runs on npm webgpu's device (SwiftShader on a CPU-only machine); 'cuda'
+   * compiles PTX and runs it on the GPU through libcuda (E_NO_DEVICE without one).
+   */
+  target?: 'wasm' | 'webgpu' | 'cuda';
+}
+
+let openedDriver: Promise<CudaDriver> | undefined;
+/** One CUDA driver binding per process, opened on first use (E_NO_DEVICE without libcuda or a GPU). */
+export function cudaDriver(): Promise<CudaDriver> {
+  openedDriver ??= import('../node/cuda-driver.js').then((m) => m.openCudaDriver());
+  return openedDriver;
 }
 
 export async function runCase(dir: string, tol: Tolerance = DEFAULT_TOLERANCE, opts: RunCaseOptions = {}): Promise<CaseResult> {
@@ -59,8 +70,8 @@ export async function runCase(dir: string, tol: Tolerance = DEFAULT_TOLERANCE, o
       inputNames.forEach((n, i) => { if (inputs[i]) feeds[n] = inputs[i]; });
       const compiled = await compile(bytes, { modelPath, specialize: feeds, inputShapes: Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, v.shape])), target: opts.target });
       let got: Record<string, Tensor>;
-      if (opts.target === 'webgpu') {
-        const model = await load(compiled.artifact, { target: 'webgpu', device: await nodeGpuDevice() });
+      if (opts.target === 'webgpu' || opts.target === 'cuda') {
+        const model = await load(compiled.artifact, opts.target === 'webgpu' ? { target: 'webgpu', device: await nodeGpuDevice() } : { target: 'cuda', cudaDriver: await cudaDriver() });
         try { got = await model.run(Object.fromEntries(model.inputs.map((i) => [i.name, feeds[i.name]]))); } finally { model.dispose?.(); }
       } else {
         const model = await load(compiled.artifact);
