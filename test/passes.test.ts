@@ -46,6 +46,30 @@ describe('operator fusion', () => {
   });
 });
 
+describe('weight pre-packing', () => {
+  it('packs filters in fours for channel lanes; a pointwise conv over few channels keeps them and runs lanes along its row', async () => {
+    const bytes = buildModel({
+      inputs: [['x', 'float32', [1, 16, 6, 24]]],
+      outputs: [['y', 'float32', [1, 12, 6, 24]]],
+      initializers: { w1: f32([40, 16, 1, 1], 3), b1: f32([40], 4), w2: f32([12, 40, 1, 1], 5) },
+      nodes: [
+        { op: 'Conv', inputs: ['x', 'w1', 'b1'], outputs: ['c1'] },
+        { op: 'Relu', inputs: ['c1'], outputs: ['r1'] },
+        { op: 'Conv', inputs: ['r1', 'w2'], outputs: ['y'] },
+      ],
+    });
+    const r = await checkAgainstOrt(bytes, { x: f32([1, 16, 6, 24], 1) });
+    const [small, wide] = r.program.kernels;
+    // 16 input channels: unpacked weights [40, 16], lanes along the 24-wide output row (axis i3), rows over filters
+    expect(small.inputs.map((t) => t.shape)).toContainEqual([40, 16, 1, 1]);
+    expect(small.trace).toContainEqual({ p: 'split', stage: 0, axis: 'i3', factor: 8 });
+    expect(small.trace).toContainEqual({ p: 'split', stage: 0, axis: 'i1', factor: 4 });
+    // 40 input channels: filters packed in blocks of 4 ([3, 40, 1, 1, 4]), lanes over filters
+    expect(wide.inputs.map((t) => t.shape)).toContainEqual([3, 40, 1, 1, 4]);
+    expect(wide.trace).toContainEqual({ p: 'split', stage: 0, axis: 'i1.i', factor: 4 });
+  });
+});
+
 describe('constant folding', () => {
   it('folds Shape -> Gather -> Concat -> Reshape into a constant shape', async () => {
     const bytes = buildModel({

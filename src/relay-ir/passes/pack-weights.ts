@@ -2,7 +2,8 @@
 // A convolution with constant float32 weights [M, C, K...] gets them as
 // [ceil(M/4), C, K..., 4] (attribute weight_block = 4, filters = M; missing filters are zeros), so the 4 output
 // channels a SIMD lane group computes read their weights with one vector load. Only ungrouped convolutions are
-// packed; depthwise ones run their lanes along the output row and read one weight per tap.
+// packed; depthwise ones run their lanes along the output row and read one weight per tap, and so do pointwise
+// ones over few input channels (pixelLanes).
 import type { Tensor } from '../../runtime/tensor.js';
 import { type CallNode, type ConstNode, type FuncNode, type GExpr, gcall, gconst, isFuncCall, mapFunc } from '../expr.js';
 import type { OpSpec } from '../op.js';
@@ -20,10 +21,29 @@ export function packWeights(fn: FuncNode): FuncNode {
     const m = w.value.shape[0], group = Number(n.attrs.group ?? 1);
     // grouped convolutions, depthwise included, keep their layout: their lanes do not run over output channels
     if (group !== 1) return undefined;
+    if (pixelLanes(n)) return undefined;
     return gcall(n.op as OpSpec, [n.args[0], gconst(packBlocks((w as ConstNode).value, WEIGHT_BLOCK)), ...n.args.slice(2)],
       { ...n.attrs, weight_block: WEIGHT_BLOCK, filters: m }, n.origin);
   });
 }
+
+/**
+ * A pointwise convolution (1x1, stride 1, no padding) over few input channels and wide rows runs its lanes along
+ * the output row instead of over output channels (rows of its register tile over filters, weights unpacked):
+ * with a short reduction, the channel-lane tile's write-back (4 channels of a pixel are 4 planes apart: scalar
+ * stores) costs about as much as its arithmetic, and row lanes store whole vectors.
+ */
+function pixelLanes(n: CallNode): boolean {
+  const x = n.args[0].type, w = n.args[1].type;
+  if (x?.kind !== 'tensor' || w?.kind !== 'tensor' || x.shape.length !== 4) return false;
+  const a = n.attrs as Record<string, unknown>;
+  const ones = (v: unknown) => v === undefined || (Array.isArray(v) && v.every((d) => Number(d) === 1));
+  const zeros = (v: unknown) => v === undefined || (Array.isArray(v) && v.every((d) => Number(d) === 0));
+  const pointwise = w.shape.slice(2).every((d) => d === 1) && ones(a.strides) && ones(a.dilations) && zeros(a.pads);
+  return pointwise && Number(a.group ?? 1) === 1 && Number(x.shape[1]) <= PIXEL_LANES_MAX_CHANNELS && Number(x.shape[3]) % 8 === 0;
+}
+/** MobileNetV2's 16- and 24-channel expansions gain 8-12% per kernel with row lanes (A/B in one process). */
+const PIXEL_LANES_MAX_CHANNELS = 24;
 
 /**
  * matmul / gemm with a constant float32 2-D right-hand operand [K, N] (gemm: transB applied first, transA = 0):
