@@ -70,6 +70,29 @@ describe('weight pre-packing', () => {
   });
 });
 
+describe('concatenation by placement', () => {
+  it('producers write into their slice of a channel concat, and the copy kernel is dropped', async () => {
+    const spec = (axis: number, alsoOut: boolean) => buildModel({
+      inputs: [['x', 'float32', [1, 4, 6, 8]]],
+      outputs: [['y', 'float32', axis === 1 ? [1, 11, 6, 8] : [1, 4, 6, 16]], ...(alsoOut ? [['a', 'float32', [1, 4, 6, 8]] as [string, 'float32', number[]]] : [])],
+      initializers: { w1: f32([4, 4, 3, 3], 3), w2: f32([axis === 1 ? 7 : 4, 4, 1, 1], 4) },
+      nodes: [
+        { op: 'Conv', inputs: ['x', 'w1'], outputs: ['a'], attrs: { pads: [1, 1, 1, 1] } },
+        { op: 'Conv', inputs: ['x', 'w2'], outputs: ['b'] },
+        { op: 'Concat', inputs: ['a', 'b'], outputs: ['y'], attrs: { axis } },
+      ],
+    });
+    const feeds = { x: f32([1, 4, 6, 8], 1) };
+    const kernelOps = (r: Awaited<ReturnType<typeof compile>>) => r.header.calls.map((c) => r.header.kernels[c.kernel].ops.join('+'));
+    const placed = await checkAgainstOrt(spec(1, false), feeds);
+    expect(kernelOps(placed)).not.toContain('concat');
+    expect(kernelOps(placed).filter((o) => o.startsWith('conv'))).toHaveLength(2);
+    // along the last axis the inputs are interleaved rows, and a graph output keeps its own buffer: copies stay
+    expect(kernelOps(await checkAgainstOrt(spec(3, false), feeds))).toContain('concat');
+    expect(kernelOps(await checkAgainstOrt(spec(1, true), feeds))).toContain('concat');
+  });
+});
+
 describe('constant folding', () => {
   it('folds Shape -> Gather -> Concat -> Reshape into a constant shape', async () => {
     const bytes = buildModel({

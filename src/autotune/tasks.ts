@@ -3,6 +3,7 @@
 import type { Tensor } from '../runtime/tensor.js';
 import { type FuncNode, type GExpr, type VarNode, gcall, gcallFunc, gconst, gfunc, gvar, isFuncCall, postOrder } from '../relay-ir/expr.js';
 import { kernelCalls } from '../relay-ir/passes/fuse-ops.js';
+import { placedConcatCalls } from '../compiler/program.js';
 import { getOp, type Attrs, type OpSpec } from '../relay-ir/op.js';
 import type { TensorType } from '../relay-ir/types.js';
 import { type BuiltKernel, buildKernel } from '../compiler/kernel.js';
@@ -65,7 +66,10 @@ export interface TuneTask {
 export function extractTasks(fused: FuncNode, spaceFor?: (kernel: BuiltKernel) => DecisionSpace): TuneTask[] {
   const tasks: TuneTask[] = [];
   const byKey = new Map<string, TuneTask>();
+  // WebAssembly programs run no kernel for a concat done by placement: nothing to tune
+  const placed = spaceFor ? new Set() : placedConcatCalls(fused);
   for (const c of kernelCalls(fused)) {
+    if (placed.has(c)) continue;
     const kernel = buildKernel(c.op, `k${tasks.length}`);
     const workload = workloadOf(kernel);
     const t = byKey.get(workload.key);

@@ -3,7 +3,8 @@
 import { BYTES } from '../runtime/dtype.js';
 import { KilnError } from '../runtime/errors.js';
 import type { ArtifactHeader, IOBinding, KernelCall, KernelInfo } from '../runtime/artifact-format.js';
-import type { ConstNode, FuncNode, GExpr } from '../relay-ir/expr.js';
+import type { CallNode, ConstNode, FuncNode, GExpr } from '../relay-ir/expr.js';
+import type { OpSpec } from '../relay-ir/op.js';
 import { kernelCalls } from '../relay-ir/passes/fuse-ops.js';
 import { type TensorType, staticShape, isStatic, numel } from '../relay-ir/types.js';
 import { SPECULATIVE_GUARD_BYTES, emitWasmModule, kernelPhases, scratchLayout } from '../codegen/wasm/codegen.js';
@@ -37,20 +38,56 @@ export interface ProgramOptions {
 
 const bytesOf = (t: TensorType) => numel(staticShape(t)) * BYTES[t.dtype];
 
+/** The concat calls of a fused main function that WebAssembly programs do by placement (no kernel runs them). */
+export function placedConcatCalls(main: FuncNode): Set<CallNode> {
+  return new Set(placedConcats(kernelCalls(main), mainOutputs(main)).keys());
+}
+
+const mainOutputs = (main: FuncNode): GExpr[] => (main.body.kind === 'tuple' ? [...main.body.fields] : [main.body]);
+
+/**
+ * Concatenations done by buffer placement. A kernel that only concatenates call results along an axis with
+ * nothing but 1s before it (channels of a batch-1 NCHW tensor) reads each input as one contiguous slice of its
+ * output: its producers write straight into those slices and the copy is dropped. Each input must be a distinct
+ * call's result that is no graph output and feeds no other placed concat. Returns each placed concat's inputs
+ * with their byte offsets in its output.
+ */
+function placedConcats(calls: readonly CallNode[], outputs: readonly GExpr[]): Map<CallNode, { part: CallNode; at: number }[]> {
+  const placed = new Map<CallNode, { part: CallNode; at: number }[]>();
+  const taken = new Set<GExpr>();
+  for (const c of calls) {
+    const fn = c.op as FuncNode, body = fn.body;
+    if (body.kind !== 'call' || (body.op as OpSpec).name !== 'concat' || body.args.length !== fn.params.length
+      || body.args.some((a, i) => a !== fn.params[i])) continue;
+    const shape = staticShape(c.type);
+    const axis = (Number(body.attrs.axis) + shape.length) % shape.length;
+    if (shape.slice(0, axis).some((d) => d !== 1)) continue;
+    const parts = c.args.filter((a): a is CallNode => a.kind === 'call' && calls.includes(a as never));
+    if (parts.length !== c.args.length || new Set(parts).size !== parts.length
+      || parts.some((p) => outputs.includes(p) || taken.has(p) || placed.has(p))) continue;
+    let at = 0;
+    placed.set(c, parts.map((part) => { const r = { part, at }; at += bytesOf(part.type); return r; }));
+    for (const p of parts) taken.add(p);
+  }
+  return placed;
+}
+
 export function buildProgram(main: FuncNode, opts: ProgramOptions = {}): Program {
   for (const p of main.params) {
     if (!isStatic(p.type)) throw new KilnError('E_DYNAMIC', `input '${p.name}' has symbolic shape [${p.type.shape}]`, { hint: `give a concrete shape with inputShapes (kiln compile --input-shape ${p.name}=...)` });
   }
-  const outputs: GExpr[] = main.body.kind === 'tuple' ? [...main.body.fields] : [main.body];
+  const outputs = mainOutputs(main);
   const calls = kernelCalls(main);
   if (outputs.some((o, i) => o.kind === 'var' || (o.kind === 'call' && !calls.includes(o as never)) || outputs.indexOf(o) !== i)) {
     throw new KilnError('E_INTERNAL', 'program: the graph must be fused, with one distinct buffer per output');
   }
 
-  // kernels, deduplicated by their loop-IR text
+  const concats = placedConcats(calls, outputs);
+  // kernels, deduplicated by their loop-IR text (none for a placed concat)
   const kernels: BuiltKernel[] = [];
   const kernelOf = new Map<string, number>();
   const callKernel = calls.map((c) => {
+    if (concats.has(c)) return -1;
     let k = buildKernel(c.op, `k${kernels.length}`);
     const trace = opts.traceFor?.(c.op, k);
     if (trace) k = { ...buildKernel(c.op, k.prim.name, trace), tuned: true };
@@ -81,9 +118,19 @@ export function buildProgram(main: FuncNode, opts: ProgramOptions = {}): Program
   calls.forEach((c, i) => c.args.forEach((a) => lastUse.set(a, i)));
   main.params.forEach((p) => { idOf.set(p, items.length); items.push({ id: items.length, bytes: bytesOf(p.type), start: -1, end: FOREVER }); });
   const scratchId: number[] = [];
+  // a placed concat's buffer lives from its first part's call to the last use of it or of any part
+  const partOf = new Map<GExpr, { whole: CallNode; at: number }>();
+  for (const [whole, parts] of concats) for (const { part, at } of parts) partOf.set(part, { whole, at });
+  const callIndex = new Map<GExpr, number>(calls.map((c, i) => [c, i]));
+  const endOf = (c: CallNode, i: number) => (outputs.includes(c) ? FOREVER : lastUse.get(c) ?? i);
   calls.forEach((c, i) => {
-    idOf.set(c, items.length);
-    items.push({ id: items.length, bytes: bytesOf(c.type), start: i, end: outputs.includes(c) ? FOREVER : lastUse.get(c) ?? i });
+    if (!partOf.has(c)) {
+      const parts = concats.get(c)?.map((p) => p.part) ?? [];
+      const start = Math.min(i, ...parts.map((p) => callIndex.get(p)!));
+      idOf.set(c, items.length);
+      items.push({ id: items.length, bytes: bytesOf(c.type), start, end: Math.max(endOf(c, i), ...parts.map((p) => endOf(p, i))) });
+    }
+    if (callKernel[i] < 0) { scratchId.push(-1); return; }
     const sb = scratchLayout(kernels[callKernel[i]].prim).bytes;
     scratchId.push(sb ? items.length : -1);
     if (sb) items.push({ id: items.length, bytes: sb, start: i, end: i });
@@ -93,16 +140,18 @@ export function buildProgram(main: FuncNode, opts: ProgramOptions = {}): Program
   const arenaAt = align(weightsAt + weightBytes);
   const addr = (e: GExpr): number => {
     if (e.kind === 'const') return weightsAt + weightOff.get(e)!;
+    const part = partOf.get(e);
+    if (part) return addr(part.whole) + part.at;
     const id = idOf.get(e);
     if (id === undefined) throw new KilnError('E_INTERNAL', `program: value without a buffer (${e.kind})`);
     return arenaAt + plan.offsets.get(id)!;
   };
 
-  const callList: KernelCall[] = calls.map((c, i) => ({
+  const callList: KernelCall[] = calls.flatMap((c, i) => (callKernel[i] < 0 ? [] : [{
     kernel: callKernel[i],
     args: [...c.args.map(addr), addr(c), ...(scratchId[i] >= 0 ? [arenaAt + plan.offsets.get(scratchId[i])!] : [])],
     origin: [...new Set(c.origin)],
-  }));
+  }]));
   const binding = (e: GExpr, name: string): IOBinding => {
     const t = e.type as TensorType;
     return { name, dtype: t.dtype, shape: staticShape(t), offset: addr(e) };
