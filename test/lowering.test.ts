@@ -274,14 +274,16 @@ describe('epilogue fusion', () => {
   it('computes float32 exp, erf and tanh inline, vectorized and scalar, within float32 accuracy', () => {
     const n = 4003; // not a multiple of 4: vector body and shifted last vector
     const X = placeholder('X', [n], 'float32');
-    const xs = Float32Array.from({ length: n }, (_, i) => -90 + (180 * i) / (n - 1));
+    const coarse = Float32Array.from({ length: n }, (_, i) => -90 + (180 * i) / (n - 1));
     const erfRef = (x: number) => { // erf by its Taylor series in float64 where that converges well
       if (Math.abs(x) > 3) return erf(x); // the float64 Chebyshev fit the f64 path imports (1.2e-7)
       let sum = x, term = x;
       for (let k = 1; k < 120; k++) { term *= (-x * x) / k; sum += term / (2 * k + 1); }
       return (2 / Math.sqrt(Math.PI)) * sum;
     };
-    for (const [fn, ref, tol] of [['exp', Math.exp, 3e-7], ['erf', erfRef, 3e-7], ['tanh', Math.tanh, 3e-7]] as const) {
+    // erf also on a fine grid where it is not yet 1 (the rational fit's error peaks between the coarse points)
+    const fine = Float32Array.from({ length: n }, (_, i) => -5 + (10 * i) / (n - 1));
+    for (const [fn, ref, tol, xs] of [['exp', Math.exp, 3e-7, coarse], ['erf', erfRef, 4e-7, coarse], ['erf', erfRef, 4e-7, fine], ['tanh', Math.tanh, 3e-7, coarse]] as const) {
       for (const vectorize of [true, false]) {
         const Y = compute(fn, [n], ([i]) => E.unary(fn, at(X, i)));
         const sch = new Schedule([Y]);
@@ -301,14 +303,32 @@ describe('epilogue fusion', () => {
         }
       }
     }
-    // special values: exp(-inf) ~ 0, exp(+inf) = inf, NaN stays NaN
-    const Y = compute('exp', [4], ([i]) => E.unary('exp', at(X, i)));
+    // special values, four lanes and one: exp(-inf) ~ 0, exp(+inf) = inf, erf/tanh(+-inf) = +-1, NaN stays NaN
+    // (the vector clamps are pmin/pmax, which keep a NaN only as their first operand)
+    const special = Float32Array.from([-Infinity, Infinity, NaN, 0]);
+    for (const [fn, want] of [['exp', [0, Infinity, NaN, 1]], ['erf', [-1, 1, NaN, 0]], ['tanh', [-1, 1, NaN, 0]]] as const) {
+      for (const vectorize of [true, false]) {
+        const Y = compute(fn, [4], ([i]) => E.unary(fn, at(X, i)));
+        const sch = new Schedule([Y]);
+        if (vectorize) defaultTrace(sch).forEach((s) => sch.apply(s));
+        const got = Array.from(run(lower('k', [X], sch), [special], 4));
+        got.forEach((g, i) => (Number.isNaN(want[i]) ? expect(g).toBeNaN() : expect(g).toBeCloseTo(want[i], 30)));
+      }
+    }
+  });
+
+  it('clamps to constants (Relu, Clip) with pmax/pmin in vectors, keeping NaN and infinities', () => {
+    const X = placeholder('X', [8], 'float32');
+    const Y = compute('clip', [8], ([i]) => E.min(E.max(at(X, i), E.constant(0, 'float32')), E.constant(6, 'float32')));
     const sch = new Schedule([Y]);
-    const got = run(lower('k', [X], sch), [Float32Array.from([-Infinity, Infinity, NaN, 0])], 4);
-    expect(got[0]).toBeLessThan(1e-37);
-    expect(got[1]).toBe(Infinity);
-    expect(got[2]).toBeNaN();
-    expect(got[3]).toBe(1);
+    defaultTrace(sch).forEach((s) => sch.apply(s));
+    const f = lower('k', [X], sch);
+    const text = wasmText(emitWasmModule([f]));
+    expect(text).toMatch(/f32x4\.pmax/);
+    expect(text).toMatch(/f32x4\.pmin/);
+    const got = Array.from(run(f, [Float32Array.from([NaN, -Infinity, Infinity, -3, 0.5, 7, 6, -0])], 8));
+    expect(got[0]).toBeNaN();
+    expect(got.slice(1)).toEqual([0, 6, 0, 0.5, 6, 6, -0]);
   });
 
   it('vectorizes a row reduction along its reduced axis: 4 partial lanes combined at the end (softmax)', () => {

@@ -104,6 +104,12 @@ export function vectorizeExpr(em: FunctionEmitter, e: Expr, v: Var): number | un
           const [p, c] = e.a.k === 'bin' && e.a.op === 'mul' ? [e.a, e.b] : e.b.k === 'bin' && e.b.op === 'mul' ? [e.b, e.a] : [];
           if (p && p.k === 'bin') return relaxedMadd(m, vec(p.a), vec(p.b), vec(c!));
         }
+        if ((e.op === 'min' || e.op === 'max') && (e.a.k === 'const' || e.b.k === 'const')) {
+          // a clamp to a constant (relu, clip): pmin/pmax are one x86 instruction where min/max take several
+          // for NaN rules; with the variable first, pmin(NaN, c) and pmax(NaN, c) still return the NaN
+          const [x, c] = e.b.k === 'const' ? [e.a, e.b] : [e.b, e.a];
+          if (c.k === 'const' && !Number.isNaN(Number(c.value))) return (e.op === 'min' ? m.f32x4.pmin : m.f32x4.pmax)(vec(x), vec(c));
+        }
         const op = ({ add: m.f32x4.add, sub: m.f32x4.sub, mul: m.f32x4.mul, div: m.f32x4.div, min: m.f32x4.min, max: m.f32x4.max } as Record<string, (a: number, b: number) => number>)[e.op];
         return op ? op(vec(e.a), vec(e.b)) : lanes(e);
       }
