@@ -23,6 +23,8 @@ interface F32Ops {
   floor(a: Ref): Ref;
   /** |a| with the sign of b. */
   copysign(a: Ref, b: Ref): Ref;
+  /** v where x >= bound or x is NaN, else +0. */
+  zeroBelow(v: Ref, x: Ref, bound: number): Ref;
   /** 2^n for n a float holding an integer in [-126, 127]. */
   pow2(n: Ref): Ref;
   let(v: Ref): () => Ref;
@@ -33,7 +35,8 @@ export const INLINE_F32_MATH: ReadonlySet<string> = new Set<InlineMathFn>(['exp'
 
 function exp(o: F32Ops, x0: Ref): Ref {
   // exp(88.72) overflows to inf and exp(-87.33) is the smallest normal: clamping keeps 2^n representable
-  const x = o.let(o.min(o.max(x0, o.k(-87.33654)), o.k(88.72284)));
+  const given = o.let(x0);
+  const x = o.let(o.min(o.max(given(), o.k(EXP_MIN_NORMAL)), o.k(88.72284)));
   const n = o.let(o.nearest(o.mul(x(), o.k(1.44269504088896341))));
   const r = o.let(o.sub(o.sub(x(), o.mul(n(), o.k(0.693359375))), o.mul(n(), o.k(-2.12194440e-4))));
   let p = o.k(1.9875691500e-4);
@@ -41,8 +44,11 @@ function exp(o: F32Ops, x0: Ref): Ref {
   const e = o.add(o.add(o.mul(o.mul(p, r()), r()), r()), o.k(1));
   // 2^n in two halves: n reaches 128 (exp(88.5) is finite though 2^128 is not) and -126
   const n1 = o.let(o.floor(o.mul(n(), o.k(0.5))));
-  return o.mul(o.mul(e, o.pow2(n1())), o.pow2(o.sub(n(), n1())));
+  // below the smallest normal, 0 (flush to zero): subnormal results would make every later multiplication by
+  // them slow (x86 microcode assists; WebAssembly cannot set FTZ/DAZ): softmax over masked attention scores
+  return o.zeroBelow(o.mul(o.mul(e, o.pow2(n1())), o.pow2(o.sub(n(), n1()))), given(), EXP_MIN_NORMAL);
 }
+const EXP_MIN_NORMAL = -87.33654;
 
 // erf(x) = x P(x^2) / Q(x^2) on [-4, 4] (beyond, erf is 1 in float32): a rational fit of erf made for Kiln (weighted
 // least squares on Chebyshev nodes, iterated on the denominator), 25 operations and no exp.
@@ -77,6 +83,7 @@ export function inlineF32Math(m: binaryen.Module, fn: InlineMathFn, x: Ref, vect
     // and pmax(NaN, c) and pmin(NaN, c) return the NaN
     min: m.f32x4.pmin, max: m.f32x4.pmax, abs: m.f32x4.abs, nearest: m.f32x4.nearest, floor: m.f32x4.floor,
     copysign: (a, b) => m.v128.bitselect(b, a, m.i32x4.splat(m.i32.const(-0x80000000))),
+    zeroBelow: (v, x, bound) => m.v128.andnot(v, m.f32x4.lt(x, m.f32x4.splat(m.f32.const(bound)))),
     pow2: (n) => m.i32x4.shl(m.i32x4.add(m.i32x4.trunc_sat_f32x4_s(n), m.i32x4.splat(m.i32.const(127))), m.i32.const(23)),
     let: letOp,
   } : {
@@ -84,6 +91,7 @@ export function inlineF32Math(m: binaryen.Module, fn: InlineMathFn, x: Ref, vect
     add: m.f32.add, sub: m.f32.sub, mul: m.f32.mul, div: m.f32.div,
     min: m.f32.min, max: m.f32.max, abs: m.f32.abs, nearest: m.f32.nearest, floor: m.f32.floor,
     copysign: m.f32.copysign,
+    zeroBelow: (v, x, bound) => m.select(m.f32.lt(x, m.f32.const(bound)), m.f32.const(0), v),
     pow2: (n) => m.f32.reinterpret(m.i32.shl(m.i32.add(m.i32.trunc_s_sat.f32(n), m.i32.const(127)), m.i32.const(23))),
     let: letOp,
   };
