@@ -40,9 +40,10 @@ function pixelLanes(n: CallNode): boolean {
   const ones = (v: unknown) => v === undefined || (Array.isArray(v) && v.every((d) => Number(d) === 1));
   const zeros = (v: unknown) => v === undefined || (Array.isArray(v) && v.every((d) => Number(d) === 0));
   const pointwise = w.shape.slice(2).every((d) => d === 1) && ones(a.strides) && ones(a.dilations) && zeros(a.pads);
-  return pointwise && Number(a.group ?? 1) === 1 && Number(x.shape[1]) <= PIXEL_LANES_MAX_CHANNELS && Number(x.shape[3]) % 8 === 0;
+  return pointwise && Number(a.group ?? 1) === 1 && Number(x.shape[1]) <= PIXEL_LANES_MAX_CHANNELS && Number(x.shape[3]) >= 8;
 }
-/** MobileNetV2's 16- and 24-channel expansions gain 8-12% per kernel with row lanes (A/B in one process). */
+/** MobileNetV2's 16- and 24-channel expansions and SqueezeNet's 16-channel ones (55 wide: last vector shifted
+ * back) gain 8-12% per kernel with row lanes (A/B in one process). */
 const PIXEL_LANES_MAX_CHANNELS = 24;
 
 /**
