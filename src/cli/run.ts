@@ -1,4 +1,4 @@
-// kiln run ARTIFACT.kiln [--input name=file] [--output-dir DIR [--output-format npy|pb]] [--bench N]
+// kiln run ARTIFACT.kiln [--input name=file] [--output-dir DIR [--output-format npy|pb]] [--bench N] [--threads N] [--target T]
 import { readFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { load, type LoadOptions } from '../index.js';
