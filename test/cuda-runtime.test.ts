@@ -19,6 +19,8 @@ import { compareTensors } from '../src/conformance/compare.js';
 import type { Tensor } from '../src/runtime/tensor.js';
 import { GLOBAL_BASE, type PtxProgram, launch, parsePtx } from './support/ptx-sim.js';
 import { runCudaSim } from './support/cuda-sim-runtime.js';
+import { CudaExecutor } from '../src/runtime/cuda.js';
+import { readArtifact } from '../src/runtime/artifact.js';
 import { buildModel, randomF32, type ModelSpec } from '../src/frontend/onnx/model-builder.js';
 import { runOrt } from './helpers/ort.js';
 
@@ -143,6 +145,16 @@ class SimDriver implements CudaDriver {
     this.log.push('streamSynchronize');
     for (const run of q.splice(0)) run();
   }
+  /** Events around what is enqueued; the simulated GPU takes 10 us per launch. */
+  timeOnStream(stream: CudaHandle, enqueue: () => void): number {
+    const q = this.streams.get(stream as object) ?? this.fail('timeOnStream: not a stream');
+    const before = this.launches;
+    this.log.push('eventRecord');
+    enqueue();
+    this.log.push('eventRecord');
+    for (const run of q.splice(0)) run();
+    return (this.launches - before) * 0.01;
+  }
   release(): void { this.log.push('release'); this.contexts--; }
   /** Nothing left allocated, loaded or retained. */
   get clean(): boolean { return !this.allocs.size && !this.modules.size && !this.streams.size && this.contexts === 0; }
@@ -217,6 +229,26 @@ describe('CUDA executor on a simulated driver (PTX simulator) vs ONNX Runtime', 
     expect(drv.clean).toBe(true);
   });
 
+  it('times the kernels on the GPU timeline: passes back to back, no copies (the tuner\'s measure)', async () => {
+    const c = await compile(buildModel(MODELS[0].spec), { target: 'cuda', sm: 86 });
+    const parts = await readArtifact(c.artifact);
+    const drv = new SimDriver();
+    const ex = await CudaExecutor.create(parts.header, parts.weights, drv);
+    await ex.run(MODELS[0].feeds);
+    const entries = c.header.calls.flatMap((call) => c.header.cuda!.kernels[call.kernel].launches.filter((l) => l.grid.every((g) => g > 0)).map((l) => `launch ${l.entry}`));
+    drv.log.length = 0;
+    expect(ex.timeKernels(3)).toBeCloseTo(entries.length * 0.01, 9);
+    expect(drv.log).toEqual(['eventRecord', ...entries, ...entries, ...entries, 'eventRecord']);
+    ex.dispose();
+    // a driver without events: undefined (the tuner then times whole runs by the wall clock)
+    const plain = new SimDriver();
+    (plain as { timeOnStream?: unknown }).timeOnStream = undefined;
+    const ex2 = await CudaExecutor.create(parts.header, parts.weights, plain);
+    expect(ex2.timeKernels(1)).toBeUndefined();
+    ex2.dispose();
+    expect(drv.clean && plain.clean).toBe(true);
+  });
+
   it('a wasm-only artifact is refused with a hint to compile for cuda', async () => {
     const c = await compile(buildModel(MODELS[1].spec));
     await expect(loadRuntime(c.artifact, { target: 'cuda', cudaDriver: new SimDriver() })).rejects.toMatchObject({ code: 'E_ARTIFACT', message: expect.stringMatching(/target 'cuda'/) });
@@ -261,7 +293,10 @@ describe.skipIf(!HAVE_CC)('CUDA driver binding (koffi) over a stand-in libcuda (
     const y = new Float32Array(64);
     d.memcpyDtoH(new Uint8Array(y.buffer), buf + 256n);
     expect(Array.from(y)).toEqual(Array.from(x, (v) => v + 1));
+    // GPU-timeline timing: events around what is enqueued (the stand-in counts 0.25 ms per launch), then freed
+    expect(d.timeOnStream!(s, () => { for (let i = 0; i < 3; i++) d.launchKernel(fn, [2, 1, 1], [32, 1, 1], 48, s, [buf, buf + 256n]); })).toBe(0.75);
     const fake = koffi.load(lib);
+    expect(fake.func('int fake_events(void)')()).toBe(0);
     const params = new BigUint64Array(2), dims = new Uint32Array(7), state = new Int32Array(3);
     fake.func('int fake_last_launch(void *params, void *dims)')(params, dims);
     expect([...params]).toEqual([buf, buf + 256n]);
@@ -271,7 +306,7 @@ describe.skipIf(!HAVE_CC)('CUDA driver binding (koffi) over a stand-in libcuda (
     d.moduleUnload(m);
     d.release();
     fake.func('int fake_state(void *out)')(state);
-    expect([...state]).toEqual([0, 0, 1]); // context released, nothing allocated, one launch
+    expect([...state]).toEqual([0, 0, 4]); // context released, nothing allocated, four launches
   });
 
   it('a library that cannot be opened is E_NO_DEVICE', async () => {

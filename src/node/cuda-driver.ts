@@ -70,6 +70,11 @@ export async function openCudaDriver(opts: CudaDriverOptions = {}): Promise<Cuda
     streamDestroy: f('int cuStreamDestroy_v2(uint64_t stream)'),
     launchKernel: f('int cuLaunchKernel(uint64_t fn, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx, unsigned int by, unsigned int bz, unsigned int shared, uint64_t stream, void *params, void *extra)'),
     streamSynchronize: f('int cuStreamSynchronize(uint64_t stream)'),
+    eventCreate: f('int cuEventCreate(void *event, unsigned int flags)'),
+    eventRecord: f('int cuEventRecord(uint64_t event, uint64_t stream)'),
+    eventSynchronize: f('int cuEventSynchronize(uint64_t event)'),
+    eventElapsedTime: f('int cuEventElapsedTime(void *ms, uint64_t start, uint64_t end)'),
+    eventDestroy: f('int cuEventDestroy_v2(uint64_t event)'),
   };
 
   const describe = (r: number): string => {
@@ -143,6 +148,22 @@ export async function openCudaDriver(opts: CudaDriverOptions = {}): Promise<Cuda
       check(cu.launchKernel(asU64(fn), grid[0], grid[1], grid[2], block[0], block[1], block[2], sharedBytes, asU64(stream), paramPtrs, null), 'cuLaunchKernel');
     },
     streamSynchronize(stream) { check(cu.streamSynchronize(asU64(stream)), 'cuStreamSynchronize (a kernel failed)'); },
+    timeOnStream(stream, enqueue) {
+      const start = out64(), end = out64();
+      check(cu.eventCreate(start, 0), 'cuEventCreate');
+      try {
+        check(cu.eventCreate(end, 0), 'cuEventCreate');
+        try {
+          check(cu.eventRecord(start[0], asU64(stream)), 'cuEventRecord');
+          enqueue();
+          check(cu.eventRecord(end[0], asU64(stream)), 'cuEventRecord');
+          check(cu.eventSynchronize(end[0]), 'cuEventSynchronize (a kernel failed)');
+          const ms = new Float32Array(1);
+          check(cu.eventElapsedTime(ms, start[0], end[0]), 'cuEventElapsedTime');
+          return ms[0];
+        } finally { cu.eventDestroy(end[0]); }
+      } finally { cu.eventDestroy(start[0]); }
+    },
     release() { const d = retained.pop(); if (d !== undefined) check(cu.primaryCtxRelease(d), 'cuDevicePrimaryCtxRelease'); },
   };
   return driver;

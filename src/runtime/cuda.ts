@@ -43,6 +43,11 @@ export interface CudaDriver {
   launchKernel(fn: CudaHandle, grid: readonly [number, number, number], block: readonly [number, number, number],
     sharedBytes: number, stream: CudaHandle, params: readonly bigint[]): void;
   streamSynchronize(stream: CudaHandle): void;
+  /**
+   * Milliseconds the stream spends on what `enqueue` puts on it, on the GPU's timeline (events recorded before and
+   * after, then synchronized); waits for it. Optional: a driver without events is timed by the wall clock instead.
+   */
+  timeOnStream?(stream: CudaHandle, enqueue: () => void): number;
   /** Releases the primary context retained by init. */
   release(): void;
 }
@@ -118,7 +123,7 @@ export class CudaExecutor {
       const t = feeds[inp.name];
       if (t.data.byteLength) driver.memcpyHtoD(base + BigInt(inp.offset), bytesOf(t.data));
     }
-    for (const l of this.launches) driver.launchKernel(l.fn, l.grid, l.block, l.sharedBytes, stream, l.params);
+    this.launchAll();
     driver.streamSynchronize(stream);
     const out: Record<string, Tensor> = {};
     for (const o of this.header.outputs) {
@@ -127,6 +132,22 @@ export class CudaExecutor {
       out[o.name] = { dtype: o.dtype, shape: [...o.shape], data } as Tensor;
     }
     return out;
+  }
+
+  /**
+   * Milliseconds per pass of the model's kernels on the GPU's timeline, `passes` passes back to back over the inputs
+   * of the last run (no copies, no host round trips: what the tuner compares); undefined when the driver cannot
+   * time events.
+   */
+  timeKernels(passes: number): number | undefined {
+    if (this.disposed) throw new KilnError('E_INPUT', 'the model was disposed');
+    const { driver, stream } = this;
+    if (!driver.timeOnStream) return undefined;
+    return driver.timeOnStream(stream, () => { for (let p = 0; p < passes; p++) this.launchAll(); }) / passes;
+  }
+
+  private launchAll(): void {
+    for (const l of this.launches) this.driver.launchKernel(l.fn, l.grid, l.block, l.sharedBytes, this.stream, l.params);
   }
 
   dispose(): void {

@@ -39,6 +39,19 @@ int cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, 
   return 0;
 }
 int cuStreamSynchronize(void *s) { return s == (void *)0xdef0 ? 0 : 400; }
+/* events: handles 0xe0 + n; the elapsed time between two records is 0.25 ms per launch enqueued between them */
+static int live_events, recorded_launches[2];
+int cuEventCreate(void **e, unsigned flags) { (void)flags; *e = (void *)(uintptr_t)(0xe0 + live_events++); return 0; }
+int cuEventRecord(void *e, void *s) {
+  uintptr_t i = (uintptr_t)e - 0xe0;
+  if (i > 1 || s != (void *)0xdef0) return 400;
+  recorded_launches[i] = launches;
+  return 0;
+}
+int cuEventSynchronize(void *e) { return (uintptr_t)e - 0xe0 <= 1 ? 0 : 400; }
+int cuEventElapsedTime(float *ms, void *a, void *b) { (void)a; (void)b; *ms = 0.25f * (float)(recorded_launches[1] - recorded_launches[0]); return 0; }
+int cuEventDestroy_v2(void *e) { (void)e; live_events--; return 0; }
 /* for the test */
+int fake_events(void) { return live_events; }
 int fake_state(int *out) { out[0] = retained; out[1] = live_allocs; out[2] = launches; return 0; }
 int fake_last_launch(uint64_t *params, unsigned *dims) { memcpy(params, last_params, 16); memcpy(dims, last_dims, sizeof last_dims); return 0; }
