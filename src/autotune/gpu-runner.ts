@@ -188,14 +188,14 @@ export class CudaRunner implements Runner {
       // the GPU's timeline where the driver has events (a run's copies and host round trips are ~0.1 ms, more
       // than most kernels); else whole runs by the wall clock
       const timed = (passes: number) => ex!.timeKernels(passes);
-      const gpu = timed(1) !== undefined;
+      const firstPass = timed(1), gpu = firstPass !== undefined;
       const sample = async (passes: number) => {
         if (gpu) return timed(passes)!;
         let total = 0;
         for (let k = 0; k < passes; k++) total += (await once()).ms;
         return total / passes;
       };
-      let probe = gpu ? timed(1)! : first.ms;
+      let probe = firstPass ?? first.ms;
       for (let i = 1; i < Math.max(task.warmup, 2); i++) probe = await sample(1);
       const number = Math.max(1, Math.min(1000, Math.ceil(task.minRepeatMs / Math.max(probe, 1e-3))));
       const costs: number[] = [];
