@@ -106,8 +106,9 @@ function convCompute(
   // A pointwise convolution (1x1 window, stride 1, no padding) reads the input at the output's own position:
   // its output rows and columns are one contiguous axis, tiled as one.
   const pointwise = win.kernel.every((kk) => kk === 1) && win.strides.every((s) => s === 1) && win.pads.every((p) => p === 0);
-  // An unpacked pointwise convolution (pack-weights.ts pixelLanes) runs its lanes along the output row, rows over
-  // filters: one input vector serves every filter of the tile, one broadcast weight every lane.
+  // An unpacked pointwise convolution (few input channels: pack-weights.ts pixelLanes; or weights computed at run
+  // time) runs its lanes along the output row, rows over filters: one input vector serves every filter of the
+  // tile, one broadcast weight every lane.
   const hints = block ? { vectorAxis: 1, rowAxis: out.length - 1, ...(pointwise && out.length > 3 ? { rowAxes: out.length - 2 } : {}) }
     : depthwise ? { vectorAxis: out.length - 1, rowAxis: out.length - 2 }
       : pointwise && group === 1 && out.length === 4 ? { vectorAxis: 3, rowAxis: 1 } : undefined;
