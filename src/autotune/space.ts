@@ -188,13 +188,16 @@ function reduceSpace(st: Stage, stage: number, defaultParallel: boolean): StageS
 }
 
 /**
- * A reduction without an output axis to tile (softmax's max and sum, layernorm's mean, global pooling) whose default
- * is a lane reduction (laneReductionTrace): its last reduction axis in 4 SIMD lanes, `acc` independent partial
+ * A reduction whose default is a lane reduction (laneReductionTrace: no output axis to tile, or rows read
+ * contiguously: softmax's max and sum, layernorm's sums, global pooling): its last reduction axis in 4 SIMD lanes, `acc` independent partial
  * vectors (more chains in flight), the loop over them unrolled `unroll` deep, threads on the outermost spatial loop.
  */
 function laneSpace(st: Stage, stage: number, defaultSteps: readonly TraceStep[]): StageSpace | undefined {
-  if (!defaultSteps.some((s) => s.p === 'annotate' && s.kind === 'vectorized' && st.roots.find((a) => a.reduce && s.axis === `${a.name}.i`))) return undefined;
-  const last = st.roots.filter((a) => a.reduce).pop()!;
+  const last = st.roots.filter((a) => a.reduce).pop();
+  if (!last || !defaultSteps.some((s) => s.p === 'annotate' && s.kind === 'vectorized' && [`${last.name}.i`, `${last.name}.i.i`].includes(s.axis))) return undefined;
+  // the default's partial vectors: its first split of the row is 4 lanes times their count
+  const rowSplit = defaultSteps.find((s) => s.p === 'split' && s.axis === last.name);
+  const defaultAcc = rowSplit && rowSplit.p === 'split' ? rowSplit.factor / 4 : 1;
   const defaultParallel = defaultSteps.some((s) => s.p === 'annotate' && s.kind === 'parallel');
   const fields: Field[] = [
     { name: 'acc', domain: () => ({ values: divisorsOf(last.extent / 4, [1, 2, 3, 4]).filter((a) => a === 1 || last.extent / (4 * a) >= 2) }) },
@@ -216,7 +219,7 @@ function laneSpace(st: Stage, stage: number, defaultSteps: readonly TraceStep[])
     if (d.parallel && par) steps.push({ p: 'annotate', stage, axis: par.name, kind: 'parallel' });
     return steps;
   };
-  return { stage, kind: 'lane', fields, trace, defaults: { acc: 1, unroll: 1, parallel: defaultParallel } };
+  return { stage, kind: 'lane', fields, trace, defaults: { acc: defaultAcc, unroll: 1, parallel: defaultParallel } };
 }
 
 /** Steps of an elementwise stage: SIMD lanes or not, the loop over vectors unrolled by `unroll`, threads on the
@@ -366,10 +369,12 @@ function cpuStages(sch: Schedule): StageSpace[] {
   const fixed = new Map(sch.stages.map((_, i) => [i, def.filter((s) => s.stage === i && s.p !== 'fuseEpilogue')]));
   return sch.stages.map((st, i): StageSpace => {
     if (!st.isOutput && !st.hasReduction()) return inlineSpace(sch, st, i);
-    const red = st.reduction ? reduceSpace(st, i, fixed.get(i)!.some((s) => s.p === 'annotate' && s.kind === 'parallel')) : undefined;
-    if (red) return red;
+    // a reduction whose default runs lanes along its row (laneSpace) is tuned as one, even where an output axis
+    // could hold a register tile (a row sum: rowReduction)
     const lane = st.reduction ? laneSpace(st, i, fixed.get(i)!) : undefined;
     if (lane) return lane;
+    const red = st.reduction ? reduceSpace(st, i, fixed.get(i)!.some((s) => s.p === 'annotate' && s.kind === 'parallel')) : undefined;
+    if (red) return red;
     const ew = st.isOutput && !st.hasReduction() && st.tensor.dtype === 'float32' ? ewiseSpace(st, i) : undefined;
     if (ew) return ew;
     return { stage: i, kind: 'fixed', fields: [], trace: () => fixed.get(i)! };

@@ -2,7 +2,7 @@
 // axes by canonical names (i0.. spatial, r0.. reduction, then ".o"/".i" for split parts), so a trace recorded on
 // one machine replays identically on another and can be stored, mutated and searched.
 import type { ForKind } from './loop-ir.js';
-import { type Expr, type Var, freshVar, visitExpr, substitute } from '../tensor-expr/expr.js';
+import { type Expr, type Var, affineCoef, freshVar, mentions, visitExpr, substitute } from '../tensor-expr/expr.js';
 import type { ComputeHints, Tensor } from '../tensor-expr/tensor.js';
 
 export type TraceStep =
@@ -289,8 +289,9 @@ export function defaultTrace(sch: Schedule): TraceStep[] {
   probe.stages.forEach((st, i) => {
     if (st.inlined) return;
     if (st.reduction) {
-      const tile = registerTileTrace(st, i);
-      add(tile.length ? tile : laneReductionTrace(st, i));
+      const lanes = laneReductionTrace(st, i);
+      const tile = lanes.length && rowReduction(st) ? [] : registerTileTrace(st, i);
+      add(tile.length ? tile : lanes);
       if (probe.epilogueOf(st)) add([{ p: 'fuseEpilogue', stage: i }]);
     }
     else add(vectorizeSteps(st, i));
@@ -451,6 +452,33 @@ export function registerTileTrace(st: Stage, stage: number): TraceStep[] {
 }
 
 /**
+ * Whether a reduction reads rows that are contiguous along its innermost reduction axis and shares nothing across
+ * its last spatial axis (a layernorm's or a reduce op's row sums): every value it reads per term is a different,
+ * non-adjacent element for each position of that axis, so lanes along it would gather every element and reuse
+ * nothing, while lanes along the row load vectors.
+ */
+function rowReduction(st: Stage): boolean {
+  const r = st.reduction, reduceAxes = st.roots.filter((a) => a.reduce);
+  const red = reduceAxes[reduceAxes.length - 1], lane = st.roots.filter((a) => !a.reduce).pop();
+  if (!r || !red || !lane) return false;
+  let rowContiguous = false, laneGathers = true;
+  visitExpr(r.body, (e) => {
+    if (e.k !== 'load') return;
+    // (a load that no reduction axis moves, e.g. a row's mean, is read once per row either way)
+    if (!reduceAxes.some((a) => e.idx.some((ix) => mentions(ix, a.v)))) return;
+    const shape = (e.buf as Tensor).shape;
+    const flat = (v: Var) => e.idx.reduceRight<{ c: number | undefined; stride: number }>(({ c, stride }, ix, d) => {
+      const k = affineCoef(ix, v);
+      return { c: c === undefined || k === undefined ? undefined : c + k * stride, stride: stride * Number(shape[d]) };
+    }, { c: 0, stride: 1 }).c;
+    if (flat(red.v) === 1) rowContiguous = true;
+    const c = flat(lane.v);
+    if (c === undefined || Math.abs(c) <= 1) laneGathers = false;
+  });
+  return rowContiguous && laneGathers;
+}
+
+/**
  * A reduction with no output axis to tile (a row's max or sum: softmax, layernorm, reduce ops, global pooling) runs
  * its innermost reduction axis in 4 SIMD lanes, each accumulating a partial result in a local vector; the lanes
  * are combined at the end. Float sums are reassociated (as every vectorizing compiler does under fast-math).
@@ -462,12 +490,26 @@ export function laneReductionTrace(st: Stage, stage: number): TraceStep[] {
   visitExpr(r.body, (e) => { if (e.k === 'reduce') nested = true; });
   const last = st.roots.filter((a) => a.reduce).pop();
   if (nested || !last || last.extent % 4 !== 0 || last.extent < 8) return [];
+  // several partial vectors where the row allows (independent chains: one vector waits on the previous add's or
+  // max's latency every iteration, 3 to 7 cycles for 4 elements)
+  const vectors = REDUCTION_VECTORS.find((a) => last.extent % (4 * a) === 0 && last.extent >= 8 * a) ?? 1;
+  if (vectors === 1) {
+    return [
+      { p: 'split', stage, axis: last.name, factor: 4 },
+      { p: 'annotate', stage, axis: `${last.name}.i`, kind: 'vectorized' },
+      { p: 'cacheWrite', stage },
+    ];
+  }
   return [
-    { p: 'split', stage, axis: last.name, factor: 4 },
-    { p: 'annotate', stage, axis: `${last.name}.i`, kind: 'vectorized' },
+    { p: 'split', stage, axis: last.name, factor: 4 * vectors },
+    { p: 'split', stage, axis: `${last.name}.i`, factor: 4 },
+    { p: 'annotate', stage, axis: `${last.name}.i.o`, kind: 'unrolled' },
+    { p: 'annotate', stage, axis: `${last.name}.i.i`, kind: 'vectorized' },
     { p: 'cacheWrite', stage },
   ];
 }
+/** Partial vectors a row reduction accumulates in, the most the row's length allows first. */
+const REDUCTION_VECTORS = [4, 2];
 
 /**
  * How many more vectors than the axis needs a 2-vector-wide tile may compute (its last tile shifted back): a

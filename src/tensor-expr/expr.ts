@@ -171,6 +171,26 @@ export function mentions(e: Expr, v: Var): boolean {
   return found;
 }
 
+/** Coefficient of v in an int32 index that is affine in v (through +, - and products with constants), else undefined. */
+export function affineCoef(e: Expr, v: Var): number | undefined {
+  if (!mentions(e, v)) return 0;
+  switch (e.k) {
+    case 'var': return 1;
+    case 'bin': {
+      const a = affineCoef(e.a, v), b = affineCoef(e.b, v);
+      if (a === undefined || b === undefined) return undefined;
+      if (e.op === 'add') return a + b;
+      if (e.op === 'sub') return a - b;
+      if (e.op === 'mul') {
+        if (e.b.k === 'const' && b === 0) return a * Number(e.b.value);
+        if (e.a.k === 'const' && a === 0) return b * Number(e.a.value);
+      }
+      return undefined;
+    }
+    default: return undefined;
+  }
+}
+
 export function substitute(e: Expr, map: ReadonlyMap<Var, Expr>): Expr {
   if (map.size === 0) return e;
   return mapExpr(e, (x) => (x.k === 'var' ? map.get(x) : undefined));

@@ -122,6 +122,17 @@ function step(e: Expr, ranges: Ranges): Expr | undefined {
               return op === 'floordiv' ? simplifyNode({ ...m, b: constant(k, 'int32') }, ranges) : r;
             }
           }
+          // (x*k + y) with 0 <= y < k and k dividing c: floordiv -> x // (c/k), floormod -> (x %% (c/k))*k + y
+          // (a split lane inside a reshaped axis: keeps the lane unit-stride for the vectorizer)
+          if (m.k === 'bin' && m.op === 'mul' && isConst(m.b) && (m.b.value as number) > 0 && c % (m.b.value as number) === 0) {
+            const k = m.b.value as number, br = bound(r, ranges);
+            if (br && br.lo >= 0 && br.hi < k) {
+              const q = constant(c / k, 'int32');
+              if (op === 'floordiv') return simplifyNode({ ...e, a: m.a, b: q }, ranges);
+              const xm = simplifyNode({ k: 'bin', op: 'floormod', a: m.a, b: q, dtype: 'int32' }, ranges);
+              return simplifyNode({ k: 'bin', op: 'add', a: simplifyNode({ ...m, a: xm }, ranges), b: r, dtype: 'int32' }, ranges);
+            }
+          }
         }
       }
       // (x*k + y) with k a multiple of c: floordiv -> x*(k/c) + y//c, floormod -> y %% c (exact for all integers)

@@ -19,14 +19,10 @@ interface F32Ops {
   min(a: Ref, b: Ref): Ref;
   max(a: Ref, b: Ref): Ref;
   abs(a: Ref): Ref;
-  nearest(a: Ref): Ref;
-  floor(a: Ref): Ref;
   /** |a| with the sign of b. */
   copysign(a: Ref, b: Ref): Ref;
-  /** v where x >= bound or x is NaN, else +0. */
-  zeroBelow(v: Ref, x: Ref, bound: number): Ref;
-  /** 2^n for n a float holding an integer in [-126, 127]. */
-  pow2(n: Ref): Ref;
+  /** 2^(n-1) from t = n + EXP_ROUND computed in float32 (n an integer in [-126, 128]; n = -126 gives +0). */
+  halfPow2(t: Ref): Ref;
   let(v: Ref): () => Ref;
 }
 
@@ -34,20 +30,22 @@ export type InlineMathFn = 'exp' | 'erf' | 'tanh';
 export const INLINE_F32_MATH: ReadonlySet<string> = new Set<InlineMathFn>(['exp', 'erf', 'tanh']);
 
 function exp(o: F32Ops, x0: Ref): Ref {
-  // exp(88.72) overflows to inf and exp(-87.33) is the smallest normal: clamping keeps 2^n representable
-  const given = o.let(x0);
-  const x = o.let(o.min(o.max(given(), o.k(EXP_MIN_NORMAL)), o.k(88.72284)));
-  const n = o.let(o.nearest(o.mul(x(), o.k(1.44269504088896341))));
+  // exp(88.72) overflows to inf and exp(-87.33) is the smallest normal: clamping keeps 2^n within [2^-126, 2^128]
+  const x = o.let(o.min(o.max(x0, o.k(EXP_MIN_NORMAL)), o.k(88.72284)));
+  // n = round(x / ln 2) by adding 1.5 * 2^23: the sum's low mantissa bits are n, so 2^n needs no float-to-int
+  // conversion (a multi-instruction sequence on x86)
+  const t = o.let(o.add(o.mul(x(), o.k(1.44269504088896341)), o.k(EXP_ROUND)));
+  const n = o.let(o.sub(t(), o.k(EXP_ROUND)));
   const r = o.let(o.sub(o.sub(x(), o.mul(n(), o.k(0.693359375))), o.mul(n(), o.k(-2.12194440e-4))));
   let p = o.k(1.9875691500e-4);
   for (const c of [1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1]) p = o.add(o.mul(p, r()), o.k(c));
   const e = o.add(o.add(o.mul(o.mul(p, r()), r()), r()), o.k(1));
-  // 2^n in two halves: n reaches 128 (exp(88.5) is finite though 2^128 is not) and -126
-  const n1 = o.let(o.floor(o.mul(n(), o.k(0.5))));
-  // below the smallest normal, 0 (flush to zero): subnormal results would make every later multiplication by
-  // them slow (x86 microcode assists; WebAssembly cannot set FTZ/DAZ): softmax over masked attention scores
-  return o.zeroBelow(o.mul(o.mul(e, o.pow2(n1())), o.pow2(o.sub(n(), n1()))), given(), EXP_MIN_NORMAL);
+  // e * 2 * 2^(n-1): n reaches 128 (exp(88.5) is finite though 2^128 is not). At n = -126 (x < -86.99) the scale is
+  // +0, so results below ~1.8e-38 flush to zero: subnormal results would make every later multiplication by them slow
+  // (x86 microcode assists; WebAssembly cannot set FTZ/DAZ), e.g. softmax over masked attention scores
+  return o.mul(o.mul(e, o.k(2)), o.halfPow2(t()));
 }
+const EXP_ROUND = 12582912; // 1.5 * 2^23
 const EXP_MIN_NORMAL = -87.33654;
 
 // erf(x) = x P(x^2) / Q(x^2) on [-4, 4] (beyond, erf is 1 in float32): a rational fit of erf made for Kiln (weighted
@@ -81,18 +79,17 @@ export function inlineF32Math(m: binaryen.Module, fn: InlineMathFn, x: Ref, vect
     add: m.f32x4.add, sub: m.f32x4.sub, mul: m.f32x4.mul, div: m.f32x4.div,
     // pmin/pmax (one x86 instruction each; min/max take several for NaN rules): every use clamps its first operand,
     // and pmax(NaN, c) and pmin(NaN, c) return the NaN
-    min: m.f32x4.pmin, max: m.f32x4.pmax, abs: m.f32x4.abs, nearest: m.f32x4.nearest, floor: m.f32x4.floor,
+    min: m.f32x4.pmin, max: m.f32x4.pmax, abs: m.f32x4.abs,
     copysign: (a, b) => m.v128.bitselect(b, a, m.i32x4.splat(m.i32.const(-0x80000000))),
-    zeroBelow: (v, x, bound) => m.v128.andnot(v, m.f32x4.lt(x, m.f32x4.splat(m.f32.const(bound)))),
-    pow2: (n) => m.i32x4.shl(m.i32x4.add(m.i32x4.trunc_sat_f32x4_s(n), m.i32x4.splat(m.i32.const(127))), m.i32.const(23)),
+    // t's bits are those of 1.5 * 2^23 plus n: adding 126 and shifting by 23 leaves the exponent field n + 126
+    halfPow2: (t) => m.i32x4.shl(m.i32x4.add(t, m.i32x4.splat(m.i32.const(126))), m.i32.const(23)),
     let: letOp,
   } : {
     k: (c) => m.f32.const(c),
     add: m.f32.add, sub: m.f32.sub, mul: m.f32.mul, div: m.f32.div,
-    min: m.f32.min, max: m.f32.max, abs: m.f32.abs, nearest: m.f32.nearest, floor: m.f32.floor,
+    min: m.f32.min, max: m.f32.max, abs: m.f32.abs,
     copysign: m.f32.copysign,
-    zeroBelow: (v, x, bound) => m.select(m.f32.lt(x, m.f32.const(bound)), m.f32.const(0), v),
-    pow2: (n) => m.f32.reinterpret(m.i32.shl(m.i32.add(m.i32.trunc_s_sat.f32(n), m.i32.const(127)), m.i32.const(23))),
+    halfPow2: (t) => m.f32.reinterpret(m.i32.shl(m.i32.add(m.i32.reinterpret(t), m.i32.const(126)), m.i32.const(23))),
     let: letOp,
   };
   const result = IMPL[fn](o, x);

@@ -6,7 +6,7 @@
 import binaryen from 'binaryen';
 import type { Buffer, Stmt } from '../../schedule/loop-ir.js';
 import type { FunctionEmitter } from './codegen.js';
-import type { Expr, Var } from '../../tensor-expr/expr.js';
+import { type Expr, type Var, affineCoef } from '../../tensor-expr/expr.js';
 import { bound, fixVar } from '../../tensor-expr/simplify.js';
 import { BYTES } from '../../runtime/dtype.js';
 import { SPECULATIVE_GUARD_BYTES } from './codegen.js';
@@ -27,29 +27,9 @@ export function uses(e: Expr, v: Var): boolean {
   }
 }
 
-/** Coefficient of v in an index that is affine in v, or undefined when it is not affine. */
-function coeff(e: Expr, v: Var): number | undefined {
-  if (!uses(e, v)) return 0;
-  switch (e.k) {
-    case 'var': return 1;
-    case 'bin': {
-      const a = coeff(e.a, v), b = coeff(e.b, v);
-      if (a === undefined || b === undefined) return undefined;
-      if (e.op === 'add') return a + b;
-      if (e.op === 'sub') return a - b;
-      if (e.op === 'mul') {
-        if (e.b.k === 'const' && b === 0) return a * Number(e.b.value);
-        if (e.a.k === 'const' && a === 0) return b * Number(e.a.value);
-      }
-      return undefined;
-    }
-    default: return undefined;
-  }
-}
-
 /** Stride of an index in v: 0 (invariant), 1 (unit), or undefined (other). */
 function stride(idx: Expr, v: Var): 0 | 1 | undefined {
-  const c = coeff(idx, v);
+  const c = affineCoef(idx, v);
   return c === 0 || c === 1 ? c : undefined;
 }
 
@@ -74,7 +54,7 @@ export function vectorizeExpr(em: FunctionEmitter, e: Expr, v: Var): number | un
     switch (e.k) {
       case 'load': {
         const buf = e.buf as Buffer;
-        if (coeff(e.idx[0], v) === 2 && buf.scope !== 'local' && buf.dtype === 'float32') {
+        if (affineCoef(e.idx[0], v) === 2 && buf.scope !== 'local' && buf.dtype === 'float32') {
           // every other element (a stride-2 window): two vector loads and one shuffle of their even lanes. The
           // second load reads one element past the last lane, within the memory guard.
           const a = em.newLocal(binaryen.i32);

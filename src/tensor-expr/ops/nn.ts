@@ -465,15 +465,18 @@ function moments(
   xAt: (s: Expr[], r: Expr[]) => Expr, finishVar: (v: Expr) => Expr,
 ): { mean: Tensor; dev: Tensor } {
   const cnt = redExtents.reduce((p, q) => p * q, 1);
-  const mean = compute(`${name}_mean`, statShape, (s) => {
+  // each sum is a top-level reduction (the divides are elementwise stages inlined where used), so the schedule
+  // vectorizes it along the reduced axis
+  const sum = compute(`${name}_sum`, statShape, (s) => {
     const r = redExtents.map((d, i) => reduceAxis(d, `rn${i}_`));
-    return E.div(E.sum(xAt(s, r.map((v) => v.v)), r), fk(dtype, cnt));
+    return E.sum(xAt(s, r.map((v) => v.v)), r);
   });
-  const dev = compute(`${name}_dev`, statShape, (s) => {
+  const mean = compute(`${name}_mean`, statShape, (s) => E.div(E.load(sum, s), fk(dtype, cnt)));
+  const sqDev = compute(`${name}_sqdev`, statShape, (s) => {
     const r = redExtents.map((d, i) => reduceAxis(d, `rn${i}_`));
-    const v = E.div(E.sum(sq(E.sub(xAt(s, r.map((q) => q.v)), E.load(mean, s))), r), fk(dtype, cnt));
-    return finishVar(v);
+    return E.sum(sq(E.sub(xAt(s, r.map((q) => q.v)), E.load(mean, s))), r);
   });
+  const dev = compute(`${name}_dev`, statShape, (s) => finishVar(E.div(E.load(sqDev, s), fk(dtype, cnt))));
   return { mean, dev };
 }
 
@@ -611,10 +614,11 @@ function lastAxesStats(name: string, x: Tensor, axis: number, fn: (v: Expr) => E
   if (centered) return moments(name, lead, rest, x.dtype, (s, r) => at(x, ...s, ...r), fn);
   // uncentered: mean of squares only
   const cnt = rest.reduce((p, q) => p * q, 1);
-  const dev = compute(`${name}_ms`, lead, (s) => {
+  const sqSum = compute(`${name}_sqsum`, lead, (s) => {
     const r = rest.map((d, i) => reduceAxis(d, `rn${i}_`));
-    return fn(E.div(E.sum(sq(at(x, ...s, ...r.map((q) => q.v))), r), fk(x.dtype, cnt)));
+    return E.sum(sq(at(x, ...s, ...r.map((q) => q.v))), r);
   });
+  const dev = compute(`${name}_ms`, lead, (s) => fn(E.div(E.load(sqSum, s), fk(x.dtype, cnt))));
   return { mean: undefined, dev };
 }
 
