@@ -99,6 +99,21 @@ describe('schedules', () => {
     for (let i = 0; i < 48; i++) expect(got[i]).toBeCloseTo(Math.max(x[i] * y[i % 8] + 0.25, 0), 6);
   });
 
+  it('a register tile broadcasts each row operand with one load (v128.load32_splat), shared by its vectors', () => {
+    const { A, B, C } = matmulTE(8, 32, 16);
+    const sch = new Schedule([C]);
+    defaultTrace(sch).forEach((s) => sch.apply(s));
+    const f = lower('k', [A, B], sch);
+    const text = wasmText(emitWasmModule([f]));
+    // a scalar load and f32x4.splat per use cost a shuffle each (a port the adds need on Intel cores)
+    expect(text).not.toContain('f32x4.splat');
+    // one broadcast per tile row per reduction step: 4 rows (the tile is 4 x 2 vectors)
+    expect(text.match(/v128\.load32_splat/g)?.length).toBe(4);
+    const a = data(8 * 32, 5), b = data(32 * 16, 6), want = refMatmul(a, b, 8, 32, 16);
+    const got = run(f, [a, b], 8 * 16);
+    for (let i = 0; i < want.length; i++) expect(got[i]).toBeCloseTo(want[i], 4);
+  });
+
   it('inlines injective producers and materializes reductions', () => {
     const { A, B, C } = matmulTE(4, 4, 4);
     const D = compute('relu', [4, 4], ([i, j]) => E.max(at(C, i, j), E.constant(0, 'float32')));

@@ -16,6 +16,8 @@ import { partitionLoops } from '../../schedule/passes/partition.js';
 import { INLINE_F32_MATH, type InlineMathFn, inlineF32Math } from './math-inline.js';
 
 type Ref = number;
+/** How a hoisted value is used: 's' scalar, 'v' 4 lanes of a lane-dependent value, 'p' a lane-invariant one splatted. */
+export type HoistForm = 's' | 'v' | 'p';
 const B = binaryen;
 
 export interface TempLayout { offsets: Map<Buffer, number>; bytes: number }
@@ -171,10 +173,13 @@ export class FunctionEmitter {
     return this.m.i32.add(this.ptr(b), shift ? this.m.i32.shl(index, this.m.i32.const(shift)) : index);
   }
 
-  /** A hoisted value of `e` (vector form when `vector`), or undefined. */
-  cached(e: Expr, vector: boolean): Ref | undefined {
+  /**
+   * A hoisted value of `e`, or undefined: `form` 's' the scalar, 'v' the 4 lanes of a lane-dependent value, 'p' a
+   * lane-invariant value splatted to 4 lanes.
+   */
+  cached(e: Expr, form: HoistForm): Ref | undefined {
     if (!this.hoisted.size || (e.k !== 'load' && e.k !== 'select')) return undefined;
-    const h = this.hoisted.get(`${vector ? 'v' : 's'}|${printExpr(e)}`);
+    const h = this.hoisted.get(`${form}|${printExpr(e)}`);
     return h && this.m.local.get(h.local, h.type);
   }
 
@@ -189,9 +194,11 @@ export class FunctionEmitter {
     const visit = (e: Expr, v: Var | undefined) => {
       if (e.k === 'load' && (e.buf as Buffer).scope === 'local') return;
       if (e.k === 'load' || e.k === 'select') {
-        const vector = v !== undefined && usesVar(e, v);
-        const key = `${vector ? 'v' : 's'}|${printExpr(e)}`;
-        const c = counts.get(key) ?? { e, v: vector ? v : undefined, n: 0 };
+        // inside a 4-lane update a lane-invariant value is used splatted: hoist the splat (one broadcast load
+        // instead of a scalar load and a shuffle per use)
+        const form: HoistForm = v === undefined ? 's' : usesVar(e, v) ? 'v' : 'p';
+        const key = `${form}|${printExpr(e)}`;
+        const c = counts.get(key) ?? { e, v: form === 's' ? undefined : v, n: 0 };
         c.n++;
         counts.set(key, c);
       }
@@ -352,7 +359,7 @@ export class FunctionEmitter {
 
   expr(e: Expr): Ref {
     const m = this.m;
-    const hit = this.cached(e, false);
+    const hit = this.cached(e, 's');
     if (hit !== undefined) return hit;
     switch (e.k) {
       case 'const': return this.constant(e.value, e.dtype);

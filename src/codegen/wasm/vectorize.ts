@@ -47,9 +47,19 @@ export function vectorizeExpr(em: FunctionEmitter, e: Expr, v: Var): number | un
     for (let l = 1; l < 4; l++) r = m.f32x4.replace_lane(r, l, em.expr(at(x, l)));
     return r;
   };
+  // a lane-invariant value in all 4 lanes: a float32 load as one broadcast load (the scalar load and f32x4.splat
+  // cost a shuffle per use, which competes with the adds for a port on Intel cores)
+  const splat = (e: Expr): number => {
+    const hoisted = em.cached(e, 'p');
+    if (hoisted !== undefined) return hoisted;
+    if (e.k === 'load' && e.dtype === 'float32' && (e.buf as Buffer).scope !== 'local' && em.cached(e, 's') === undefined) {
+      return m.v128.load32_splat(0, 4, em.addr(e.buf as Buffer, em.expr(e.idx[0])));
+    }
+    return m.f32x4.splat(em.expr(e));
+  };
   const vec = (e: Expr): number => {
-    if (!uses(e, v)) return m.f32x4.splat(em.expr(e));
-    const hoisted = em.cached(e, true);
+    if (!uses(e, v)) return splat(e);
+    const hoisted = em.cached(e, 'v');
     if (hoisted !== undefined) return hoisted;
     switch (e.k) {
       case 'load': {
