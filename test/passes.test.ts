@@ -132,6 +132,39 @@ describe('batch-norm folding', () => {
   });
 });
 
+describe('GELU fusion', () => {
+  const scalar = (v: number): Tensor => ({ dtype: 'float32', shape: [], data: Float32Array.of(v) });
+  it('replaces 0.5 * x * (1 + erf(x / sqrt 2)), in the orders exporters write it, with one gelu', async () => {
+    const shape = [2, 16];
+    const feeds = { x: f32(shape, 21) };
+    (feeds.x.data as Float32Array).forEach((v, i, a) => { a[i] = v * 4; }); // erf's whole range
+    const initializers = { sqrt2: scalar(Math.SQRT2), inv: scalar(Math.SQRT1_2), one: scalar(1), half: scalar(0.5) };
+    // Hugging Face BERT: Div -> Erf -> Add -> Mul(x, .) -> Mul(., 0.5)
+    const hf = [
+      { op: 'Div', inputs: ['x', 'sqrt2'], outputs: ['d'] }, { op: 'Erf', inputs: ['d'], outputs: ['e'] },
+      { op: 'Add', inputs: ['e', 'one'], outputs: ['a'] }, { op: 'Mul', inputs: ['x', 'a'], outputs: ['m'] },
+      { op: 'Mul', inputs: ['m', 'half'], outputs: ['y'] },
+    ];
+    // torch.nn.functional.gelu written out: Mul(x, 0.5) * (1 + erf(x * 1/sqrt 2))
+    const torch = [
+      { op: 'Mul', inputs: ['x', 'inv'], outputs: ['d'] }, { op: 'Erf', inputs: ['d'], outputs: ['e'] },
+      { op: 'Add', inputs: ['one', 'e'], outputs: ['a'] }, { op: 'Mul', inputs: ['x', 'half'], outputs: ['h'] },
+      { op: 'Mul', inputs: ['h', 'a'], outputs: ['y'] },
+    ];
+    for (const nodes of [hf, torch]) {
+      const bytes = buildModel({ inputs: [['x', 'float32', shape]], outputs: [['y', 'float32', shape]], initializers, nodes });
+      const r = await checkAgainstOrt(bytes, feeds);
+      const text = printFunc(r.graph);
+      expect(text).toMatch(/gelu\(%x, approximate="none"\)/);
+      expect(text).not.toMatch(/erf|div\(/);
+    }
+    // not when an inner value is used elsewhere (the erf is also an output)
+    const shared = buildModel({ inputs: [['x', 'float32', shape]], outputs: [['y', 'float32', shape], ['e', 'float32', shape]], initializers, nodes: hf });
+    const r = await checkAgainstOrt(shared, feeds);
+    expect(printFunc(r.graph)).not.toMatch(/gelu/);
+  });
+});
+
 describe('CSE and dead code', () => {
   it('merges repeated computations and drops no-ops and unused nodes', async () => {
     const bytes = buildModel({

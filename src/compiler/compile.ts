@@ -9,6 +9,7 @@ import { foldConstants, foldExpr } from '../relay-ir/passes/fold-constant.js';
 import { foldBatchNorm } from '../relay-ir/passes/fold-batch-norm.js';
 import { eliminateCommonSubexpressions } from '../relay-ir/passes/cse.js';
 import { eliminateDeadCode } from '../relay-ir/passes/simplify.js';
+import { fuseGelu } from '../relay-ir/passes/fuse-gelu.js';
 import { distinctOutputs } from '../relay-ir/passes/distinct-outputs.js';
 import { fuseOps } from '../relay-ir/passes/fuse-ops.js';
 import { packWeights } from '../relay-ir/passes/pack-weights.js';
@@ -71,6 +72,7 @@ export const graphPasses = (opts: Pick<CompileOptions, 'target' | 'winograd'> = 
   { name: 'fold-batch-norm', run: foldBatchNorm },
   { name: 'eliminate-common-subexpressions', run: eliminateCommonSubexpressions },
   { name: 'fold-constants', run: (f) => foldConstants(f, evaluateCall) },
+  { name: 'fuse-gelu', run: fuseGelu },
   { name: 'eliminate-dead-code', run: eliminateDeadCode },
   { name: 'distinct-outputs', run: distinctOutputs },
   ...(opts.winograd ?? (opts.target ?? 'wasm') === 'wasm' ? [{ name: 'winograd-conv', run: winogradConv }] : []),
