@@ -8,6 +8,7 @@ import { lower } from '../src/schedule/lower.js';
 import { printPrimFunc, type PrimFunc } from '../src/schedule/loop-ir.js';
 import { SPECULATIVE_GUARD_BYTES, emitWasmModule, kernelPhases, scratchLayout, wasmText } from '../src/codegen/wasm/codegen.js';
 import { hoistIndexArithmetic } from '../src/schedule/passes/hoist-index.js';
+import { hoistLoopInvariantValues } from '../src/schedule/passes/hoist-values.js';
 import { partitionLoops } from '../src/schedule/passes/partition.js';
 import { erf, mathImports } from '../src/runtime/math.js';
 
@@ -286,6 +287,31 @@ describe('epilogue fusion', () => {
     const a = data(64, 1), b = data(64, 2);
     const got = run(f, [a, b], 64), want = refMatmul(a, b, 8, 8, 8);
     for (let i = 0; i < 64; i++) expect(got[i]).toBeCloseTo(want[i], 5);
+  });
+
+  it('hoists a loop-invariant value (a row\'s 1 / sqrt(v + eps)) out of the loops inside, not out of a guard', () => {
+    // out[r, c] = (x[r, c] - m[r]) / sqrt(v[r] + eps): the per-row factor once per row, not once per vector
+    const X = placeholder('X', [3, 16], 'float32'), Mn = placeholder('M', [3], 'float32'), V = placeholder('V', [3], 'float32');
+    const Y = compute('norm', [3, 16], ([r, c]) => E.mul(E.sub(at(X, r, c), at(Mn, r)),
+      E.div(E.constant(1, 'float32'), E.unary('sqrt', E.add(at(V, r), E.constant(1e-5, 'float32'))))));
+    const sch = new Schedule([Y]);
+    defaultTrace(sch).forEach((s) => sch.apply(s));
+    const f = lower('k', [X, Mn, V], sch);
+    const text = printPrimFunc({ ...f, body: hoistLoopInvariantValues(f.body) });
+    // declared in the row loop, before the loop over the row's vectors
+    expect(text).toMatch(/let h\w*: float32 = \(1:float32 \/ sqrt\(/);
+    expect(text.indexOf('let h')).toBeLessThan(text.lastIndexOf('(vectorized)'));
+    const x = data(48, 7), m = data(3, 8), v = data(3, 9).map(Math.abs);
+    const got = run(f, [x, m, v], 48);
+    for (let r = 0; r < 3; r++) for (let c = 0; c < 16; c++) expect(got[r * 16 + c]).toBeCloseTo((x[r * 16 + c] - m[r]) / Math.sqrt(v[r] + 1e-5), 4);
+    // a value under a guard stays there (its loads may be out of bounds when the guard is false)
+    const i = E.freshVar('i'), j = E.freshVar('j');
+    const src = { name: 'b', dtype: 'float32' as const, size: 4, scope: 'global' as const }, dst = { ...src, name: 'o', size: 32 };
+    const load = { k: 'load' as const, buf: src, idx: [i], dtype: 'float32' as const };
+    const inner: PrimFunc['body'] = { k: 'for', v: j, extent: 4, kind: 'serial', body: { k: 'store', buf: dst, index: E.add(E.mul(i, 4), j), value: E.unary('sqrt', load) } };
+    const loop = (body: PrimFunc['body']): PrimFunc['body'] => ({ k: 'for', v: i, extent: 8, kind: 'serial', body });
+    expect(printPrimFunc({ ...f, body: hoistLoopInvariantValues(loop(inner)) })).toMatch(/let h/); // unguarded: moves
+    expect(printPrimFunc({ ...f, body: hoistLoopInvariantValues(loop({ k: 'if', cond: E.lt(i, E.int(4)), then: inner })) })).not.toMatch(/let h/);
   });
 
   it('reads a stride-2 row with two vector loads and a shuffle', () => {

@@ -12,6 +12,7 @@ import { MAX_THREADS } from '../../runtime/thread-pool.js';
 import { vectorizeExpr, vectorizeLoop, uses as usesVar } from './vectorize.js';
 import { unrollLoops } from '../../schedule/passes/unroll.js';
 import { hoistIndexArithmetic } from '../../schedule/passes/hoist-index.js';
+import { hoistLoopInvariantValues } from '../../schedule/passes/hoist-values.js';
 import { partitionLoops } from '../../schedule/passes/partition.js';
 import { INLINE_F32_MATH, type InlineMathFn, inlineF32Math } from './math-inline.js';
 
@@ -83,11 +84,11 @@ export function emitWasmModule(funcs: readonly PrimFunc[], opts: WasmModuleOptio
 
 /**
  * Loop-IR passes for the CPU, phase by phase (a phase's statement may become several, and the phases the runtime
- * calls must stay as they are): loops split at padded borders (their interiors lose the bounds checks), then index
- * arithmetic hoisted (engines do little loop-invariant code motion on wasm).
+ * calls must stay as they are): loops split at padded borders (their interiors lose the bounds checks), then
+ * loop-invariant values and index arithmetic hoisted (engines do little loop-invariant code motion on wasm).
  */
 function optimizeLoops(f: PrimFunc): PrimFunc {
-  return { ...f, body: { k: 'seq', body: phasesOf(f).map((st) => hoistIndexArithmetic(partitionLoops(st))) } };
+  return { ...f, body: { k: 'seq', body: phasesOf(f).map((st) => hoistIndexArithmetic(hoistLoopInvariantValues(partitionLoops(st)))) } };
 }
 
 /** Prints the module as WebAssembly text (for `kiln inspect --level wasm`). */
