@@ -116,6 +116,10 @@ describe('Winograd F(2x2, 3x3) convolution', () => {
     // input transform: rows materialized, then lanes along one row of 16 tiles
     expect(input.trace).toContainEqual({ p: 'split', stage: 1, axis: 'i2', factor: 16 });
     expect(input.trace).toContainEqual({ p: 'annotate', stage: 1, axis: 'i2.i.i', kind: 'vectorized' });
+    // threads split both passes by channel (each thread reads the rows it computed): channels outermost
+    expect(input.trace).toContainEqual({ p: 'annotate', stage: 0, axis: 'i0', kind: 'parallel' });
+    expect(input.trace).toContainEqual({ p: 'reorder', stage: 1, order: ['i1', 'i0'] });
+    expect(input.trace).toContainEqual({ p: 'annotate', stage: 1, axis: 'i1', kind: 'parallel' });
     // the row pass reads the input under `row inside && column inside`; the row part depends on the transform row
     // (a loop outside), yet loop partitioning splits the columns on their own part: interior vectors unchecked
     const body = input.prim.body;

@@ -295,8 +295,9 @@ export function defaultTrace(sch: Schedule): TraceStep[] {
       if (probe.epilogueOf(st)) add([{ p: 'fuseEpilogue', stage: i }]);
     }
     else add(vectorizeSteps(st, i));
-    const par = parallelAxis(st);
-    if (par) add([{ p: 'annotate', stage: i, axis: par.name, kind: 'parallel' }]);
+    const hinted = hintedParallelSteps(st, i);
+    const par = hinted.length ? undefined : parallelAxis(st);
+    add(par ? [{ p: 'annotate', stage: i, axis: par.name, kind: 'parallel' }] : hinted);
   });
   return steps;
 }
@@ -354,6 +355,21 @@ export function worthMaterializing(sch: Schedule, st: Stage): boolean {
 }
 
 /** The outermost serial spatial leaf with more than one iteration, if only unit loops are outside it. */
+/**
+ * The operator's parallelAxis hint (ComputeHints): that spatial root moved in front of the roots before it and
+ * split by the threads. Nothing when there is no hint or those roots are no longer plain leaves.
+ */
+export function hintedParallelSteps(st: Stage, stage: number): TraceStep[] {
+  const h = st.tensor.hints?.parallelAxis;
+  const spatial = st.roots.filter((a) => !a.reduce);
+  if (h === undefined || !spatial[h] || spatial.slice(0, h + 1).some((a) => !st.leaves.includes(a))) return [];
+  const name = spatial[h].name;
+  return [
+    ...(h > 0 ? [{ p: 'reorder' as const, stage, order: [name, ...spatial.slice(0, h).map((a) => a.name)] }] : []),
+    { p: 'annotate', stage, axis: name, kind: 'parallel' },
+  ];
+}
+
 function parallelAxis(st: Stage): Axis | undefined {
   for (const a of st.leaves) {
     if (a.reduce || a.kind !== 'serial') return undefined;

@@ -25,6 +25,11 @@ export interface ComputeHints {
    * tile): one loop per phase, SIMD lanes along q.
    */
   readonly laneInterleave?: number;
+  /**
+   * The axis threads split, moved outermost: the one an earlier stage of the same kernel splits its work by, so
+   * that each thread reads what it wrote (not the other core's cache lines).
+   */
+  readonly parallelAxis?: number;
 }
 
 let tensorCounter = 0;

@@ -73,12 +73,13 @@ defineOp({
       const nn = E.floordiv(r, th), y0 = E.mul(E.floormod(r, th), WINOGRAD_M);
       return inputRow(e1, (i) => padded(nn, c, E.add(y0, i), xx));
     }, { materialize: true });
-    // columns: V[e, c, t] = (R B)[e2] over the 4 columns of tile t; lanes run along one row of tiles
+    // columns: V[e, c, t] = (R B)[e2] over the 4 columns of tile t; lanes run along one row of tiles; threads
+    // split the channels, as for the rows (each thread reads the rows it computed)
     return compute('winograd_input', [ALPHA * ALPHA, C, n * th * tw], ([e, c, t]) => {
       const e1 = E.floordiv(e, ALPHA), e2 = E.floormod(e, ALPHA);
       const r = E.floordiv(t, tw), x0 = E.mul(E.floormod(t, tw), WINOGRAD_M);
       return inputRow(e2, (j) => at(rows, c, e1, r, E.add(x0, j)));
-    }, { laneRowLength: tw });
+    }, { laneRowLength: tw, parallelAxis: 1 });
   },
 });
 
