@@ -354,7 +354,6 @@ export function worthMaterializing(sch: Schedule, st: Stage): boolean {
   return readers.length > 1;
 }
 
-/** The outermost serial spatial leaf with more than one iteration, if only unit loops are outside it. */
 /**
  * The operator's parallelAxis hint (ComputeHints): that spatial root moved in front of the roots before it and
  * split by the threads. Nothing when there is no hint or those roots are no longer plain leaves.
@@ -370,6 +369,7 @@ export function hintedParallelSteps(st: Stage, stage: number): TraceStep[] {
   ];
 }
 
+/** The outermost serial spatial leaf with more than one iteration, if only unit loops are outside it. */
 function parallelAxis(st: Stage): Axis | undefined {
   for (const a of st.leaves) {
     if (a.reduce || a.kind !== 'serial') return undefined;

@@ -1,9 +1,9 @@
 // Recognizes GELU written out with Erf (how PyTorch and Hugging Face export it before opset 20's Gelu):
 //   0.5 * x * (1 + erf(x / sqrt(2)))   in any order of its multiplications and additions, x / sqrt(2) also as
 //   x * (1 / sqrt(2)),
-// and replaces it with one `gelu` call (ONNX Gelu, approximate 'none'), as ONNX Runtime's GeluFusion does. The
-// gelu operator scales by 1/sqrt(2) with a multiplication: a division by the constant cost a second vector
-// division next to erf's own in every element of BERT's feed-forward layers.
+// and replaces it with one `gelu` call (ONNX Gelu, approximate 'none'), as ONNX Runtime's GeluFusion does: one
+// operator in the printed graph and in kernel names, and its scaling by 1/sqrt(2) is a multiplication, not a
+// division. Only float32 patterns (the constants must be float32 scalars).
 import { type CallNode, type ConstNode, type FuncNode, type GExpr, gcall, isFuncCall, mapFunc, postOrder } from '../expr.js';
 import { type OpSpec, getOp } from '../op.js';
 
@@ -17,7 +17,7 @@ function scalar(e: GExpr): number | undefined {
 }
 const near = (v: number | undefined, want: number) => v !== undefined && Math.abs(v - want) <= 1e-6 * want;
 
-/** [the other operand, the constant] when one operand of a binary call is the scalar `want`. */
+/** The other operand of a binary `op` call whose one operand is the scalar `want` (divisor only, for div). */
 function withConst(n: GExpr, op: string, want: number): GExpr | undefined {
   if (opOf(n) !== op) return undefined;
   const [a, b] = (n as CallNode).args;
