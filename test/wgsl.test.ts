@@ -137,6 +137,25 @@ describe('WGSL: float64 intermediates of float32 kernels', () => {
   });
 });
 
+describe('WGSL: nearest Resize indices', () => {
+  it('are integer arithmetic, exact on GPUs (float32 division is not correctly rounded: ties flipped on an H100)', async () => {
+    // 4 -> 7 rows: x = (y + 0.5) * 4/7 - 0.5 is a tie (1.5) at y = 3; 6 -> 9 columns, 3 ties; both nearest modes
+    for (const nearest_mode of ['round_prefer_floor', 'round_prefer_ceil']) {
+      const bytes = buildModel({
+        inputs: [['x', 'float32', [1, 2, 4, 6]]], outputs: [['y', 'float32', [1, 2, 7, 9]]],
+        nodes: [{ op: 'Resize', inputs: ['x', '', '', 'sizes'], outputs: ['y'], attrs: { mode: 'nearest', nearest_mode } }],
+        initializers: { sizes: i64([1n, 2n, 7n, 9n]) },
+      });
+      const feeds = { x: randomF32([1, 2, 4, 6], 5) };
+      const { got } = await runGpu(bytes, feeds);
+      const want = await runOrt(bytes, feeds);
+      expect(Array.from(got.y.data as Float32Array)).toEqual(Array.from(want.y.data as Float32Array)); // a copy: exact
+      const { program } = await compile(bytes);
+      expect(program.kernels.map((k) => printPrimFunc(k.prim)).join('')).not.toMatch(/float64|ceil|floor\(/);
+    }
+  });
+});
+
 describe('WGSL: float Mod', () => {
   it('gives C fmod\'s a for an infinite divisor (WGSL\'s % is a - b * trunc(a / b): NaN on an H100), both sign rules', async () => {
     const x = [-3, 3, -1, 1, 7.5, -7.5, 0, 5], y = [Infinity, Infinity, -Infinity, -Infinity, 2, 2, 3, -Infinity];

@@ -196,7 +196,8 @@ function axisWindow(a: Attrs, y: Expr, d: number, inW: number, outInt: number): 
       : nm === 'round_prefer_ceil' ? E.unary('floor', E.add(x, f64(0.5)))
         : nm === 'floor' ? E.unary('floor', x)
           : nm === 'ceil' ? E.unary('ceil', x) : shapeError(`resize: unknown nearest_mode '${nm}'`);
-    return { idx: [clampIdx(E.cast('int32', rounded), inW)], extrap };
+    const exact = extrap ? undefined : integerNearest(rounded, x, y, outInt);
+    return { idx: [clampIdx(exact ?? E.cast('int32', rounded), inW)], extrap };
   }
   let w: Expr[], raw: Expr[];
   const antialias = num(a, 'antialias', 0) !== 0 && scale < 1;
@@ -226,6 +227,68 @@ function axisWindow(a: Attrs, y: Expr, d: number, inW: number, outInt: number): 
     w = kept.map((wk) => E.div(wk, safe));
   }
   return { idx: raw.map((i) => clampIdx(i, inW)), w, extrap };
+}
+
+/**
+ * The nearest source index as floor((A*y + B) / C) in int32, when that formula gives the float64 rounding for every
+ * output index y (evaluated here). GPU targets compute float64 in float32, whose division is not correctly rounded:
+ * on an H100 a tie (x exactly k + 0.5) went the other way; integer arithmetic is exact on every target.
+ */
+function integerNearest(rounded: Expr, x: Expr, y: Expr, outInt: number): Expr | undefined {
+  if (y.k !== 'var') return undefined;
+  const table: number[] = [];
+  for (let v = 0; v < outInt; v++) {
+    const r = evalF64(rounded, y, v);
+    if (r === undefined || !Number.isInteger(r)) return undefined;
+    table.push(r);
+  }
+  if (outInt === 1) return int(table[0]);
+  const x0 = evalF64(x, y, 0), x1 = evalF64(x, y, outInt - 1);
+  if (x0 === undefined || x1 === undefined) return undefined;
+  const slope = (x1 - x0) / (outInt - 1);
+  for (let C = 1; C <= MAX_INDEX_DENOMINATOR; C++) {
+    for (const A of new Set([Math.floor(C * slope), Math.ceil(C * slope)])) {
+      // floor((A*y + B) / C) = t[y]  <=>  t[y]*C - A*y <= B <= (t[y]+1)*C - A*y - 1
+      let lo = -Infinity, hi = Infinity;
+      table.forEach((t, v) => { lo = Math.max(lo, t * C - A * v); hi = Math.min(hi, (t + 1) * C - A * v - 1); });
+      if (lo > hi || Math.abs(A) * outInt + Math.abs(lo) >= 2 ** 31) continue;
+      const num = lo === 0 ? E.mul(y, int(A)) : E.add(E.mul(y, int(A)), int(lo));
+      return C === 1 ? num : E.floordiv(num, int(C));
+    }
+  }
+  return undefined;
+}
+const MAX_INDEX_DENOMINATOR = 1024;
+
+/** A float64 index expression of `y` at y = v, as the reference computes it (undefined for other operations). */
+function evalF64(e: Expr, y: Expr, v: number): number | undefined {
+  const go = (x: Expr): number | undefined => {
+    if (x === y) return v;
+    switch (x.k) {
+      case 'const': return Number(x.value);
+      case 'cast': {
+        const a = go(x.a);
+        return a === undefined ? undefined : x.dtype === 'float32' ? Math.fround(a) : x.dtype === 'float64' ? a : Math.trunc(a);
+      }
+      case 'un': {
+        const a = go(x.a);
+        return a === undefined ? undefined : x.op === 'floor' ? Math.floor(a) : x.op === 'ceil' ? Math.ceil(a) : undefined;
+      }
+      case 'bin': {
+        const a = go(x.a), b = go(x.b);
+        if (a === undefined || b === undefined) return undefined;
+        switch (x.op) {
+          case 'add': return a + b;
+          case 'sub': return a - b;
+          case 'mul': return a * b;
+          case 'div': return a / b;
+          default: return undefined;
+        }
+      }
+      default: return undefined;
+    }
+  };
+  return go(e);
 }
 
 /**
