@@ -54,7 +54,7 @@ const mainOutputs = (main: FuncNode): GExpr[] => (main.body.kind === 'tuple' ? [
  */
 function placedConcats(calls: readonly CallNode[], outputs: readonly GExpr[]): Map<CallNode, { part: CallNode; at: number }[]> {
   const placed = new Map<CallNode, { part: CallNode; at: number }[]>();
-  const taken = new Set<GExpr>();
+  const taken = new Set<GExpr>(), isCall = new Set<GExpr>(calls);
   for (const c of calls) {
     const fn = c.op as FuncNode, body = fn.body;
     if (body.kind !== 'call' || (body.op as OpSpec).name !== 'concat' || body.args.length !== fn.params.length
@@ -62,7 +62,7 @@ function placedConcats(calls: readonly CallNode[], outputs: readonly GExpr[]): M
     const shape = staticShape(c.type);
     const axis = (Number(body.attrs.axis) + shape.length) % shape.length;
     if (shape.slice(0, axis).some((d) => d !== 1)) continue;
-    const parts = c.args.filter((a): a is CallNode => a.kind === 'call' && calls.includes(a as never));
+    const parts = c.args.filter((a): a is CallNode => a.kind === 'call' && isCall.has(a));
     if (parts.length !== c.args.length || new Set(parts).size !== parts.length
       || parts.some((p) => outputs.includes(p) || taken.has(p) || placed.has(p))) continue;
     let at = 0;
