@@ -110,9 +110,22 @@ describe('schedules', () => {
     expect(text).not.toContain('f32x4.splat');
     // one broadcast per tile row per reduction step: 4 rows (the tile is 4 x 2 vectors)
     expect(text.match(/v128\.load32_splat/g)?.length).toBe(4);
+    // the rows' and the second vector's constant distances are access offsets, not address arithmetic
+    expect(text.match(/v128\.load32_splat offset=\d+/g)?.length).toBe(3);
+    expect(text).toMatch(/v128\.load offset=\d+/);
     const a = data(8 * 32, 5), b = data(32 * 16, 6), want = refMatmul(a, b, 8, 32, 16);
     const got = run(f, [a, b], 8 * 16);
     for (let i = 0; i < want.length; i++) expect(got[i]).toBeCloseTo(want[i], 4);
+  });
+
+  it('keeps a constant index term in the address where the rest of the index may be negative', () => {
+    // out[i] = x[7 - i]: the index is (i * -1) + 7; an offset of 7 elements would need a negative address
+    const X = placeholder('X', [8], 'float32');
+    const Y = compute('rev', [8], ([i]) => at(X, E.sub(E.int(7), i)));
+    const f = lower('k', [X], new Schedule([Y]));
+    expect(wasmText(emitWasmModule([f]))).not.toMatch(/load offset=/);
+    const x = data(8, 3);
+    expect(Array.from(run(f, [x], 8))).toEqual(Array.from(x).reverse());
   });
 
   it('inlines injective producers and materializes reductions', () => {

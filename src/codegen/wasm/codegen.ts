@@ -175,6 +175,20 @@ export class FunctionEmitter {
   }
 
   /**
+   * Element `index` of `b` as a byte address and a constant offset for the memory access: a positive constant term
+   * of the index becomes the access's offset (engines fold it into the addressing mode: an add less per access, and
+   * a register tile's rows share one address). Only where the rest of the index is known to be >= 0, so that the
+   * address cannot wrap where the whole index would not.
+   */
+  address(b: Buffer, index: Expr): { ptr: Ref; offset: number } {
+    if (index.k === 'bin' && index.op === 'add' && index.b.k === 'const') {
+      const c = Number(index.b.value), rest = bound(index.a, this.ranges);
+      if (c > 0 && rest && rest.lo >= 0) return { ptr: this.addr(b, this.expr(index.a)), offset: c * BYTES[b.dtype] };
+    }
+    return { ptr: this.addr(b, this.expr(index)), offset: 0 };
+  }
+
+  /**
    * A hoisted value of `e`, or undefined: `form` 's' the scalar, 'v' the 4 lanes of a lane-dependent value, 'p' a
    * lane-invariant value splatted to 4 lanes.
    */
@@ -230,7 +244,7 @@ export class FunctionEmitter {
       case 'seq': return this.tileBlock(s.body) ?? m.block(null, s.body.map((x) => this.stmt(x)), B.none);
       case 'store':
         if (s.buf.scope === 'local') return this.storeLocal(s.buf, s.index, this.expr(s.value));
-        return this.store(s.buf, this.expr(s.index), this.expr(s.value));
+        return this.store(s.buf, s.index, this.expr(s.value));
       case 'if': return m.if(this.expr(s.cond), this.stmt(s.then), s.else ? this.stmt(s.else) : undefined);
       case 'decl': {
         const r = bound(s.init, this.ranges);
@@ -308,29 +322,29 @@ export class FunctionEmitter {
     return m.local.set(regs[c], value);
   }
 
-  load(b: Buffer, index: Ref): Ref {
-    const m = this.m, a = this.addr(b, index), al = BYTES[b.dtype];
+  load(b: Buffer, index: Expr): Ref {
+    const m = this.m, { ptr: a, offset: o } = this.address(b, index), al = BYTES[b.dtype];
     switch (b.dtype) {
-      case 'float32': return m.f32.load(0, al, a);
-      case 'float64': return m.f64.load(0, al, a);
-      case 'int64': case 'uint64': return m.i64.load(0, al, a);
-      case 'int32': case 'uint32': return m.i32.load(0, al, a);
-      case 'int16': return m.i32.load16_s(0, al, a);
-      case 'uint16': return m.i32.load16_u(0, al, a);
-      case 'int8': return m.i32.load8_s(0, al, a);
-      case 'uint8': case 'bool': return m.i32.load8_u(0, al, a);
+      case 'float32': return m.f32.load(o, al, a);
+      case 'float64': return m.f64.load(o, al, a);
+      case 'int64': case 'uint64': return m.i64.load(o, al, a);
+      case 'int32': case 'uint32': return m.i32.load(o, al, a);
+      case 'int16': return m.i32.load16_s(o, al, a);
+      case 'uint16': return m.i32.load16_u(o, al, a);
+      case 'int8': return m.i32.load8_s(o, al, a);
+      case 'uint8': case 'bool': return m.i32.load8_u(o, al, a);
     }
   }
 
-  store(b: Buffer, index: Ref, value: Ref): Ref {
-    const m = this.m, a = this.addr(b, index), al = BYTES[b.dtype];
+  store(b: Buffer, index: Expr, value: Ref): Ref {
+    const m = this.m, { ptr: a, offset: o } = this.address(b, index), al = BYTES[b.dtype];
     switch (b.dtype) {
-      case 'float32': return m.f32.store(0, al, a, value);
-      case 'float64': return m.f64.store(0, al, a, value);
-      case 'int64': case 'uint64': return m.i64.store(0, al, a, value);
-      case 'int32': case 'uint32': return m.i32.store(0, al, a, value);
-      case 'int16': case 'uint16': return m.i32.store16(0, al, a, value);
-      case 'int8': case 'uint8': case 'bool': return m.i32.store8(0, al, a, value);
+      case 'float32': return m.f32.store(o, al, a, value);
+      case 'float64': return m.f64.store(o, al, a, value);
+      case 'int64': case 'uint64': return m.i64.store(o, al, a, value);
+      case 'int32': case 'uint32': return m.i32.store(o, al, a, value);
+      case 'int16': case 'uint16': return m.i32.store16(o, al, a, value);
+      case 'int8': case 'uint8': case 'bool': return m.i32.store8(o, al, a, value);
     }
   }
 
@@ -367,7 +381,7 @@ export class FunctionEmitter {
       case 'var': return m.local.get(this.local(e), wasmType(e.dtype));
       case 'load':
         if ((e.buf as Buffer).scope === 'local') return this.loadLocal(e.buf as Buffer, e.idx[0]);
-        return this.load(e.buf as Buffer, this.expr(e.idx[0]));
+        return this.load(e.buf as Buffer, e.idx[0]);
       case 'cast': return this.cast(this.expr(e.a), e.a.dtype, e.dtype);
       case 'select': {
         const t = wasmType(e.dtype);

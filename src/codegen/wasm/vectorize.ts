@@ -53,7 +53,8 @@ export function vectorizeExpr(em: FunctionEmitter, e: Expr, v: Var): number | un
     const hoisted = em.cached(e, 'p');
     if (hoisted !== undefined) return hoisted;
     if (e.k === 'load' && e.dtype === 'float32' && (e.buf as Buffer).scope !== 'local' && em.cached(e, 's') === undefined) {
-      return m.v128.load32_splat(0, 4, em.addr(e.buf as Buffer, em.expr(e.idx[0])));
+      const { ptr, offset } = em.address(e.buf as Buffer, e.idx[0]);
+      return m.v128.load32_splat(offset, 4, ptr);
     }
     return m.f32x4.splat(em.expr(e));
   };
@@ -78,7 +79,8 @@ export function vectorizeExpr(em: FunctionEmitter, e: Expr, v: Var): number | un
           if (c.k !== 'const' || Number(c.value) % 4) return lanes(e);
           return m.local.get(em.localBufs.get(buf)![Number(c.value) >> 2], binaryen.v128);
         }
-        return m.v128.load(0, 4, em.addr(buf, em.expr(at(e.idx[0], 0))));
+        const { ptr, offset } = em.address(buf, at(e.idx[0], 0));
+        return m.v128.load(offset, 4, ptr);
       }
       case 'select': {
         if (!uses(e.c, v)) return m.if(em.expr(e.c), vec(e.a), vec(e.b));
@@ -186,7 +188,7 @@ export function vectorizeLoop(em: FunctionEmitter, s: ForStmt): number | undefin
     const tmp = em.newLocal(binaryen.v128);
     return m.block(null, [
       m.local.set(tmp, value),
-      ...[0, 1, 2, 3].map((l) => em.store(st.buf, em.expr(fixVar(st.index, v, l)), m.f32x4.extract_lane(m.local.get(tmp, binaryen.v128), l))),
+      ...[0, 1, 2, 3].map((l) => em.store(st.buf, fixVar(st.index, v, l), m.f32x4.extract_lane(m.local.get(tmp, binaryen.v128), l))),
     ], binaryen.none);
   }
   let slot: number | undefined;
@@ -198,7 +200,8 @@ export function vectorizeLoop(em: FunctionEmitter, s: ForStmt): number | undefin
   const value = vectorizeExpr(em, st.value, v);
   if (value === undefined) return undefined;
   if (slot !== undefined) return m.local.set(slot, value);
-  return m.v128.store(0, 4, em.addr(st.buf, em.expr(base(st.index))), value);
+  const { ptr, offset } = em.address(st.buf, base(st.index));
+  return m.v128.store(offset, 4, ptr, value);
 }
 
 const Bx = binaryen as unknown as { _BinaryenSIMDTernary(mod: number, op: number, a: number, b: number, c: number): number; RelaxedMaddVecF32x4: number };
