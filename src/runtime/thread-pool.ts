@@ -1,7 +1,7 @@
 // A pool of worker threads sharing the model's WebAssembly.Memory. A job is (kernel, buffers, phase); the main
 // thread runs task 0 and each worker one more task of the phase's parallel loop, then all meet at a barrier.
 import { KilnError } from './errors.js';
-import { CTRL, CTRL_INTS, STOP, type WorkerInit } from './worker-loop.js';
+import { CTRL, CTRL_INTS, SPIN_CHECKS, STOP, type WorkerInit } from './worker-loop.js';
 
 /** The little of a Worker the pool needs (Web Worker or a Node worker_threads adapter). */
 export interface WorkerLike {
@@ -74,7 +74,9 @@ export class ThreadPool {
     Atomics.add(c, CTRL.SEQ, 1);
     Atomics.notify(c, CTRL.SEQ);
     runLocal(0, n);
-    for (let done = Atomics.load(c, CTRL.DONE); done < n - 1; done = Atomics.load(c, CTRL.DONE)) {
+    let done = Atomics.load(c, CTRL.DONE);
+    for (let i = 0; done < n - 1 && i < SPIN_CHECKS; i++) done = Atomics.load(c, CTRL.DONE); // see runWorker
+    for (; done < n - 1; done = Atomics.load(c, CTRL.DONE)) {
       if (canBlock) Atomics.wait(c, CTRL.DONE, done, 1000);
     }
   }

@@ -6,6 +6,8 @@ import { mathImports } from './math.js';
 export const CTRL = { SEQ: 0, DONE: 1, KERNEL: 2, PHASE: 3, NTASKS: 4, NARGS: 5, ARGS: 6 } as const;
 export const CTRL_INTS = 64;
 export const STOP = -1;
+/** Reads of the control block before a thread sleeps on it (some tens of microseconds). */
+export const SPIN_CHECKS = 20000;
 
 export interface WorkerInit { module: WebAssembly.Module; memory: WebAssembly.Memory; control: SharedArrayBuffer; kernels: string[]; task: number }
 
@@ -16,8 +18,11 @@ export function runWorker(init: WorkerInit, ready: () => void): void {
   let seen = Atomics.load(ctrl, CTRL.SEQ);
   ready();
   for (;;) {
-    Atomics.wait(ctrl, CTRL.SEQ, seen);
-    const seq = Atomics.load(ctrl, CTRL.SEQ);
+    // spin a little before sleeping: the next phase of a run follows within microseconds, while waking from
+    // Atomics.wait takes tens of them, every phase
+    let seq = Atomics.load(ctrl, CTRL.SEQ);
+    for (let i = 0; seq === seen && i < SPIN_CHECKS; i++) seq = Atomics.load(ctrl, CTRL.SEQ);
+    if (seq === seen) { Atomics.wait(ctrl, CTRL.SEQ, seen); seq = Atomics.load(ctrl, CTRL.SEQ); }
     if (seq === seen) continue;
     seen = seq;
     if (Atomics.load(ctrl, CTRL.KERNEL) === STOP) return;
