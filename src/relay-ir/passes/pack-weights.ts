@@ -5,6 +5,7 @@
 // packed; depthwise ones run their lanes along the output row and read one weight per tap, and so do pointwise
 // ones over few input channels (pixelLanes).
 import type { Tensor } from '../../runtime/tensor.js';
+import { pointwiseConv } from '../../tensor-expr/ops/nn.js';
 import { type CallNode, type ConstNode, type FuncNode, type GExpr, gcall, gconst, isFuncCall, mapFunc } from '../expr.js';
 import type { OpSpec } from '../op.js';
 
@@ -36,11 +37,8 @@ export function packWeights(fn: FuncNode): FuncNode {
 function pixelLanes(n: CallNode): boolean {
   const x = n.args[0].type, w = n.args[1].type;
   if (x?.kind !== 'tensor' || w?.kind !== 'tensor' || x.shape.length !== 4) return false;
-  const a = n.attrs as Record<string, unknown>;
-  const ones = (v: unknown) => v === undefined || (Array.isArray(v) && v.every((d) => Number(d) === 1));
-  const zeros = (v: unknown) => v === undefined || (Array.isArray(v) && v.every((d) => Number(d) === 0));
-  const pointwise = w.shape.slice(2).every((d) => d === 1) && ones(a.strides) && ones(a.dilations) && zeros(a.pads);
-  return pointwise && Number(a.group ?? 1) === 1 && Number(x.shape[1]) <= PIXEL_LANES_MAX_CHANNELS && Number(x.shape[3]) >= 8;
+  return pointwiseConv(n.attrs, w.shape.slice(2).map(Number)) && Number(n.attrs.group ?? 1) === 1
+    && Number(x.shape[1]) <= PIXEL_LANES_MAX_CHANNELS && Number(x.shape[3]) >= 8;
 }
 /** MobileNetV2's 16- and 24-channel expansions and SqueezeNet's 16-channel ones (55 wide: last vector shifted
  * back) gain 8-12% per kernel with row lanes (A/B in one process). */

@@ -45,6 +45,16 @@ function windowAttrs(a: Attrs, nsp: number, kernel: number[]): Window {
   return { kernel, strides, dilations, pads };
 }
 
+/**
+ * Whether a window is pointwise (1x1, stride 1, no padding): it reads the input at the output's own position.
+ * Dilation cannot matter for a 1x1 window.
+ */
+const isPointwise = (win: Window): boolean =>
+  win.kernel.every((kk) => kk === 1) && win.strides.every((s) => s === 1) && win.pads.every((p) => p === 0);
+
+/** Whether a convolution's attributes and kernel extents make it pointwise (graph passes decide layouts by it). */
+export const pointwiseConv = (a: Attrs, kernel: number[]): boolean => isPointwise(windowAttrs(a, kernel.length, kernel));
+
 /** Output extent of a sliding window; ceil mode drops a last window that would start in the end padding. */
 function windowOut(inp: number, w: Window, i: number, ceil = false): number {
   const nsp = w.kernel.length;
@@ -103,9 +113,9 @@ function convCompute(
   // Depthwise (one input channel per filter): no input value is shared across filters, so lanes run along the
   // output row instead (contiguous input loads when the stride is 1), rows along the output column.
   const depthwise = cpg === 1 && mpg === 1 && out.length >= 4;
-  // A pointwise convolution (1x1 window, stride 1, no padding) reads the input at the output's own position:
-  // its output rows and columns are one contiguous axis, tiled as one.
-  const pointwise = win.kernel.every((kk) => kk === 1) && win.strides.every((s) => s === 1) && win.pads.every((p) => p === 0);
+  // A pointwise convolution reads the input at the output's own position: its output rows and columns are one
+  // contiguous axis, tiled as one.
+  const pointwise = isPointwise(win);
   // An unpacked pointwise convolution (few input channels: pack-weights.ts pixelLanes; or weights computed at run
   // time) runs its lanes along the output row, rows over filters: one input vector serves every filter of the
   // tile, one broadcast weight every lane.
