@@ -13,7 +13,7 @@
 //  - an injective producer: inlined into its consumers or computed at the root;
 //  - anything else keeps its default steps.
 // A candidate (Decisions) turns into a TraceStep[] that Schedule.apply replays.
-import { Schedule, type Stage, type TraceStep, defaultTrace, hintedParallelSteps, registerTileShape, vectorizeSteps, worthMaterializing } from '../schedule/schedule.js';
+import { Schedule, type Stage, type TraceStep, defaultTrace, hintedParallelSteps, laneReductionSteps, registerTileShape, vectorizeSteps, worthMaterializing } from '../schedule/schedule.js';
 import type { Rng } from './rng.js';
 
 export type Value = number | boolean | number[];
@@ -205,16 +205,7 @@ function laneSpace(st: Stage, stage: number, defaultSteps: readonly TraceStep[])
     { name: 'parallel', domain: () => ({ values: defaultParallel ? [true, false] : [false] }) },
   ];
   const trace = (d: Record<string, Value>): TraceStep[] => {
-    const acc = d.acc as number, unroll = d.unroll as number;
-    const steps: TraceStep[] = [];
-    let lanes = `${last.name}.i`, outer = `${last.name}.o`;
-    steps.push({ p: 'split', stage, axis: last.name, factor: 4 * acc });
-    if (acc > 1) {
-      steps.push({ p: 'split', stage, axis: `${last.name}.i`, factor: 4 }, { p: 'annotate', stage, axis: `${last.name}.i.o`, kind: 'unrolled' });
-      lanes = `${last.name}.i.i`;
-    }
-    if (unroll > 1) steps.push({ p: 'split', stage, axis: outer, factor: unroll }, { p: 'annotate', stage, axis: `${outer}.i`, kind: 'unrolled' });
-    steps.push({ p: 'annotate', stage, axis: lanes, kind: 'vectorized' }, { p: 'cacheWrite', stage });
+    const steps = laneReductionSteps(stage, last.name, d.acc as number, d.unroll as number);
     const par = st.roots.find((a) => !a.reduce && a.extent > 1);
     if (d.parallel && par) steps.push({ p: 'annotate', stage, axis: par.name, kind: 'parallel' });
     return steps;

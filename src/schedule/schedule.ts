@@ -509,20 +509,19 @@ export function laneReductionTrace(st: Stage, stage: number): TraceStep[] {
   // several partial vectors where the row allows (independent chains: one vector waits on the previous add's or
   // max's latency every iteration, 3 to 7 cycles for 4 elements)
   const vectors = REDUCTION_VECTORS.find((a) => last.extent % (4 * a) === 0 && last.extent >= 8 * a) ?? 1;
-  if (vectors === 1) {
-    return [
-      { p: 'split', stage, axis: last.name, factor: 4 },
-      { p: 'annotate', stage, axis: `${last.name}.i`, kind: 'vectorized' },
-      { p: 'cacheWrite', stage },
-    ];
-  }
-  return [
-    { p: 'split', stage, axis: last.name, factor: 4 * vectors },
-    { p: 'split', stage, axis: `${last.name}.i`, factor: 4 },
-    { p: 'annotate', stage, axis: `${last.name}.i.o`, kind: 'unrolled' },
-    { p: 'annotate', stage, axis: `${last.name}.i.i`, kind: 'vectorized' },
-    { p: 'cacheWrite', stage },
-  ];
+  return laneReductionSteps(stage, last.name, vectors);
+}
+
+/**
+ * The steps of a lane reduction over reduction axis `axis`: 4 SIMD lanes, `vectors` partial vectors (an unrolled
+ * loop over them), the loop over steps unrolled `unroll` deep (the tuner's lane space varies both).
+ */
+export function laneReductionSteps(stage: number, axis: string, vectors: number, unroll = 1): TraceStep[] {
+  const steps: TraceStep[] = [{ p: 'split', stage, axis, factor: 4 * vectors }];
+  if (vectors > 1) steps.push({ p: 'split', stage, axis: `${axis}.i`, factor: 4 }, { p: 'annotate', stage, axis: `${axis}.i.o`, kind: 'unrolled' });
+  if (unroll > 1) steps.push({ p: 'split', stage, axis: `${axis}.o`, factor: unroll }, { p: 'annotate', stage, axis: `${axis}.o.i`, kind: 'unrolled' });
+  steps.push({ p: 'annotate', stage, axis: vectors > 1 ? `${axis}.i.i` : `${axis}.i`, kind: 'vectorized' }, { p: 'cacheWrite', stage });
+  return steps;
 }
 /** Partial vectors a row reduction accumulates in, the most the row's length allows first. */
 const REDUCTION_VECTORS = [4, 2];
