@@ -26,8 +26,8 @@ export interface KernelInfo {
   /** Bytes read and written per call. */
   bytes: number;
   /**
-   * One entry per phase (the kernel is called once per phase, in order, with (phase, task, ntasks) after its
-   * buffers): true where the phase's work can be split among threads.
+   * One entry per phase (the kernel is called per phase, in order, with (phase, chunk, nchunks) after its
+   * buffers): true where the phase's work can be cut into chunks that threads share.
    */
   phases: boolean[];
 }

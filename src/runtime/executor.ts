@@ -143,7 +143,7 @@ export class WasmExecutor {
   private call(c: KernelCall): void {
     const fn = this.fns[c.kernel], phases = this.header.kernels[c.kernel].phases;
     for (let p = 0; p < phases.length; p++) {
-      if (this.pool && phases[p] && this.splitWorth[c.kernel]) this.pool.run(c.kernel, c.args, p, (task, ntasks) => fn(...c.args, p, task, ntasks));
+      if (this.pool && phases[p] && this.splitWorth[c.kernel]) this.pool.run(c.kernel, c.args, p, (chunk, nchunks) => fn(...c.args, p, chunk, nchunks));
       else fn(...c.args, p, 0, 1);
     }
   }

@@ -1,7 +1,7 @@
-// A pool of worker threads sharing the model's WebAssembly.Memory. A job is (kernel, buffers, phase); the main
-// thread runs task 0 and each worker one more task of the phase's parallel loop, then all meet at a barrier.
+// A pool of worker threads sharing the model's WebAssembly.Memory. A job is (kernel, buffers, phase); its parallel
+// loop is cut into chunks that the main thread and the workers claim one by one, then all meet at a barrier.
 import { KilnError } from './errors.js';
-import { CTRL, CTRL_INTS, SPIN_CHECKS, STOP, type WorkerInit } from './worker-loop.js';
+import { CTRL, CTRL_INTS, SPIN_CHECKS, STOP, runChunks, type WorkerInit } from './worker-loop.js';
 
 /** The little of a Worker the pool needs (Web Worker or a Node worker_threads adapter). */
 export interface WorkerLike {
@@ -32,10 +32,17 @@ const canBlock = (() => {
 })();
 
 /**
- * Most threads a model runs on: kernels whose schedules stage data in task-private buffers (cacheRead on the
- * CPU) reserve one copy per possible task in their scratch area.
+ * Most chunks a parallel phase is cut into: kernels whose schedules stage data in chunk-private buffers (cacheRead
+ * on the CPU) reserve one copy per possible chunk in their scratch area.
  */
-export const MAX_THREADS = 64;
+export const MAX_CHUNKS = 64;
+/** Most threads a model runs on: each needs a chunk to claim. */
+export const MAX_THREADS = MAX_CHUNKS;
+/**
+ * Chunks per thread in a parallel phase: enough that a thread on a core running at 2/3 speed costs little at the
+ * barrier, few enough that claiming one (an atomic add and a call into WebAssembly) stays far below its work.
+ */
+export const CHUNKS_PER_THREAD = 8;
 
 export class ThreadPool {
   private readonly ctrl: Int32Array;
@@ -54,7 +61,7 @@ export class ThreadPool {
         workers.push(w);
         w.onMessage((m) => (m === 'ready' ? resolve() : reject(new Error(String(m)))));
         w.onError(reject);
-        const init: WorkerInit = { module, memory, control, kernels, task: i + 1 };
+        const init: WorkerInit = { module, memory, control, kernels };
         w.postMessage(init);
       })));
     } catch (e) {
@@ -64,16 +71,18 @@ export class ThreadPool {
     return new ThreadPool(workers, control);
   }
 
-  /** Runs phase `phase` of `kernel` on every thread; `runLocal` runs the main thread's task. */
-  run(kernel: number, args: readonly number[], phase: number, runLocal: (task: number, ntasks: number) => void): void {
+  /** Runs phase `phase` of `kernel` on every thread; `runLocal` runs one chunk on the main thread. */
+  run(kernel: number, args: readonly number[], phase: number, runLocal: (chunk: number, nchunks: number) => void): void {
     const c = this.ctrl, n = this.size;
     if (args.length > CTRL_INTS - CTRL.ARGS) throw new KilnError('E_INTERNAL', `kernel has ${args.length} buffers, more than the pool passes`);
-    c[CTRL.KERNEL] = kernel; c[CTRL.PHASE] = phase; c[CTRL.NTASKS] = n; c[CTRL.NARGS] = args.length;
+    c[CTRL.KERNEL] = kernel; c[CTRL.PHASE] = phase; c[CTRL.NARGS] = args.length;
+    c[CTRL.NCHUNKS] = Math.min(MAX_CHUNKS, n * CHUNKS_PER_THREAD);
     c.set(args, CTRL.ARGS);
+    Atomics.store(c, CTRL.NEXT, 0);
     Atomics.store(c, CTRL.DONE, 0);
     Atomics.add(c, CTRL.SEQ, 1);
     Atomics.notify(c, CTRL.SEQ);
-    runLocal(0, n);
+    runChunks(c, runLocal);
     let done = Atomics.load(c, CTRL.DONE);
     for (let i = 0; done < n - 1 && i < SPIN_CHECKS; i++) done = Atomics.load(c, CTRL.DONE); // see runWorker
     for (; done < n - 1; done = Atomics.load(c, CTRL.DONE)) {

@@ -2,14 +2,23 @@
 // through a small shared control block (no messages per job, only Atomics).
 import { mathImports } from './math.js';
 
-/** Control block layout (Int32Array over a SharedArrayBuffer). */
-export const CTRL = { SEQ: 0, DONE: 1, KERNEL: 2, PHASE: 3, NTASKS: 4, NARGS: 5, ARGS: 6 } as const;
+/** Control block layout (Int32Array over a SharedArrayBuffer). NEXT: the next unclaimed chunk of the phase. */
+export const CTRL = { SEQ: 0, DONE: 1, KERNEL: 2, PHASE: 3, NCHUNKS: 4, NARGS: 5, NEXT: 6, ARGS: 7 } as const;
 export const CTRL_INTS = 64;
 export const STOP = -1;
 /** Reads of the control block before a thread sleeps on it (some tens of microseconds). */
 export const SPIN_CHECKS = 20000;
 
-export interface WorkerInit { module: WebAssembly.Module; memory: WebAssembly.Memory; control: SharedArrayBuffer; kernels: string[]; task: number }
+export interface WorkerInit { module: WebAssembly.Module; memory: WebAssembly.Memory; control: SharedArrayBuffer; kernels: string[] }
+
+/**
+ * Runs chunks of the current phase until none is left. Threads claim chunks one at a time (not a fixed share
+ * each) so that a thread on a slower core (a busy SMT sibling, a little core, a preempted vCPU) takes fewer.
+ */
+export function runChunks(ctrl: Int32Array, run: (chunk: number, nchunks: number) => void): void {
+  const nchunks = ctrl[CTRL.NCHUNKS];
+  for (let c = Atomics.add(ctrl, CTRL.NEXT, 1); c < nchunks; c = Atomics.add(ctrl, CTRL.NEXT, 1)) run(c, nchunks);
+}
 
 export function runWorker(init: WorkerInit, ready: () => void): void {
   const instance = new WebAssembly.Instance(init.module, { env: { memory: init.memory }, math: mathImports() });
@@ -26,11 +35,9 @@ export function runWorker(init: WorkerInit, ready: () => void): void {
     if (seq === seen) continue;
     seen = seq;
     if (Atomics.load(ctrl, CTRL.KERNEL) === STOP) return;
-    const ntasks = ctrl[CTRL.NTASKS];
-    if (init.task < ntasks) {
-      const args = Array.from(ctrl.subarray(CTRL.ARGS, CTRL.ARGS + ctrl[CTRL.NARGS]));
-      fns[ctrl[CTRL.KERNEL]](...args, ctrl[CTRL.PHASE], init.task, ntasks);
-    }
+    const fn = fns[ctrl[CTRL.KERNEL]], phase = ctrl[CTRL.PHASE];
+    const args = Array.from(ctrl.subarray(CTRL.ARGS, CTRL.ARGS + ctrl[CTRL.NARGS]));
+    runChunks(ctrl, (chunk, nchunks) => fn(...args, phase, chunk, nchunks));
     Atomics.add(ctrl, CTRL.DONE, 1);
     Atomics.notify(ctrl, CTRL.DONE);
   }

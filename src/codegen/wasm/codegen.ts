@@ -8,7 +8,7 @@ import { type Expr, type Var, type BinOp, printExpr } from '../../tensor-expr/ex
 import { bound, type Interval } from '../../tensor-expr/simplify.js';
 import { type Buffer, type PrimFunc, type Stmt, visitStmt } from '../../schedule/loop-ir.js';
 import { KilnError } from '../../runtime/errors.js';
-import { MAX_THREADS } from '../../runtime/thread-pool.js';
+import { MAX_CHUNKS } from '../../runtime/thread-pool.js';
 import { vectorizeExpr, vectorizeLoop, uses as usesVar } from './vectorize.js';
 import { unrollLoops } from '../../schedule/passes/unroll.js';
 import { hoistIndexArithmetic } from '../../schedule/passes/hoist-index.js';
@@ -39,21 +39,21 @@ export function tempLayout(f: PrimFunc): TempLayout {
 }
 
 /**
- * The scratch area of a kernel on the CPU: its global temporaries, then one private copy per task of the 'shared'
- * buffers its schedule allocates (cacheRead / computeAt regions, refilled inside the parallel loop: each thread
- * fills its own). `taskStride` bytes per task, MAX_THREADS copies.
+ * The scratch area of a kernel on the CPU: its global temporaries, then one private copy per chunk of the 'shared'
+ * buffers its schedule allocates (cacheRead / computeAt regions, refilled inside the parallel loop: the thread
+ * running a chunk fills its own). `chunkStride` bytes per chunk, one copy per possible chunk.
  */
-export function scratchLayout(f: PrimFunc): TempLayout & { shared: Map<Buffer, number>; sharedAt: number; taskStride: number } {
+export function scratchLayout(f: PrimFunc): TempLayout & { shared: Map<Buffer, number>; sharedAt: number; chunkStride: number } {
   const temps = tempLayout(f);
   const shared = new Map<Buffer, number>();
-  let taskStride = 0;
+  let chunkStride = 0;
   visitStmt(f.body, (st) => {
     if (st.k === 'alloc' && st.buf.scope === 'shared' && !shared.has(st.buf)) {
-      shared.set(st.buf, taskStride);
-      taskStride += Math.ceil((st.buf.size * BYTES[st.buf.dtype]) / 16) * 16;
+      shared.set(st.buf, chunkStride);
+      chunkStride += Math.ceil((st.buf.size * BYTES[st.buf.dtype]) / 16) * 16;
     }
   });
-  return { ...temps, shared, sharedAt: temps.bytes, taskStride, bytes: temps.bytes + taskStride * MAX_THREADS };
+  return { ...temps, shared, sharedAt: temps.bytes, chunkStride, bytes: temps.bytes + chunkStride * MAX_CHUNKS };
 }
 
 export const wasmType = (t: DType): number => (t === 'float32' ? B.f32 : t === 'float64' ? B.f64 : isWide(t) ? B.i64 : B.i32);
@@ -110,30 +110,30 @@ export class FunctionEmitter {
   /** Value ranges of the loop variables and index locals in scope (for speculative vector loads). */
   readonly ranges = new Map<Var, Interval>();
 
-  /** Parameter indices of (phase, task, ntasks): see kernelPhases. */
+  /** Parameter indices of (phase, chunk, nchunks): see kernelPhases. */
   private readonly phaseParam: number;
-  /** The loop whose iterations are split among tasks in the phase being emitted. */
+  /** The loop whose iterations are cut into chunks in the phase being emitted. */
   private chunkLoop: Stmt | undefined;
 
   constructor(readonly m: binaryen.Module, readonly f: PrimFunc, readonly relaxed = false) {
     const params = [...f.inputs, ...f.outputs];
     params.forEach((b, i) => this.bufPtr.set(b, () => m.local.get(i, B.i32)));
-    const { offsets, bytes, shared, sharedAt, taskStride } = scratchLayout(f);
+    const { offsets, bytes, shared, sharedAt, chunkStride } = scratchLayout(f);
     const scratch = params.length;
     this.phaseParam = params.length + (bytes > 0 ? 1 : 0);
     this.nParams = this.phaseParam + 3;
     for (const [t, off] of offsets) this.bufPtr.set(t, () => m.i32.add(m.local.get(scratch, B.i32), m.i32.const(off)));
-    // a 'shared' buffer is private to the task (thread) running this call: scratch + sharedAt + task * stride
-    const task = () => m.local.get(this.phaseParam + 1, B.i32);
+    // a 'shared' buffer is private to the chunk this call runs: scratch + sharedAt + chunk * stride
+    const chunk = () => m.local.get(this.phaseParam + 1, B.i32);
     for (const [t, off] of shared) {
-      this.bufPtr.set(t, () => m.i32.add(m.i32.add(m.local.get(scratch, B.i32), m.i32.const(sharedAt + off)), m.i32.mul(task(), m.i32.const(taskStride))));
+      this.bufPtr.set(t, () => m.i32.add(m.i32.add(m.local.get(scratch, B.i32), m.i32.const(sharedAt + off)), m.i32.mul(chunk(), m.i32.const(chunkStride))));
     }
   }
 
   /**
-   * A kernel is called as k(buffers..., [scratch], phase, task, ntasks). Each top-level statement is one phase;
-   * the runtime runs phases in order with a barrier between them, and splits a phase's parallel loop into
-   * `ntasks` contiguous chunks, task `task` running one of them.
+   * A kernel is called as k(buffers..., [scratch], phase, chunk, nchunks). Each top-level statement is one phase;
+   * the runtime runs phases in order with a barrier between them, and cuts a phase's parallel loop into
+   * `nchunks` contiguous chunks, each call running chunk `chunk` (threads claim chunks until none is left).
    */
   emit(): void {
     const m = this.m;
@@ -252,9 +252,9 @@ export class FunctionEmitter {
         return m.block(null, [m.local.set(this.local(s.v), this.expr(s.init)), this.stmt(s.body)], B.none);
       }
       case 'assign': return m.local.set(this.local(s.v), this.expr(s.value));
-      case 'barrier': return m.nop(); // a task fills and reads its own shared buffers: nothing to wait for
+      case 'barrier': return m.nop(); // a chunk fills and reads its own shared buffers: nothing to wait for
       case 'alloc': {
-        if (s.buf.scope === 'shared') return this.stmt(s.body); // in the task's scratch (scratchLayout)
+        if (s.buf.scope === 'shared') return this.stmt(s.body); // in the chunk's scratch (scratchLayout)
         if (s.buf.scope !== 'local') throw new KilnError('E_INTERNAL', `codegen: ${s.buf.scope} allocation ${s.buf.name} is not supported on wasm`);
         const vec = s.buf.dtype === 'float32';
         const n = vec ? Math.ceil(s.buf.size / 4) : s.buf.size;
@@ -278,7 +278,7 @@ export class FunctionEmitter {
         }
         const loop = this.label();
         if (s === this.chunkLoop) {
-          // iterations [extent*task/ntasks, extent*(task+1)/ntasks)
+          // iterations [extent*chunk/nchunks, extent*(chunk+1)/nchunks)
           const p = this.phaseParam;
           const bound = (t: Ref) => m.i32.div_u(m.i32.mul(m.i32.const(s.extent), t), m.local.get(p + 2, B.i32));
           const end = this.newLocal(B.i32);
