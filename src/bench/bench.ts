@@ -18,10 +18,16 @@ import type { LoadedModel } from '../runtime/index.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { decodeTensorProto } from '../frontend/onnx/tensor-proto.js';
 import { DEFAULT_TOLERANCE, compareTensors } from '../conformance/compare.js';
-import { measureSimdPeak, type SimdPeak } from './simd-peak.js';
+import { ParallelScaling, measureSimdPeak, type SimdPeak } from './simd-peak.js';
 import { matmulModel } from './matmul-model.js';
 
 
+/**
+ * Pause before each timed run at T > 1 threads: onnxruntime-web's worker threads spin 20-30 ms after a run here
+ * (session option allow_spinning=0 notwithstanding), and a run started meanwhile shares its cores with them
+ * (Kiln's 2-thread ResNet-18 right after ORT-web: 47 ms; 50 ms later: 33 ms).
+ */
+const SETTLE_MS = 50;
 const ALL_MODELS = ['resnet18', 'mobilenet_v2', 'squeezenet1_1', 'super_resolution', 'bert', 'matmul'];
 const MATMUL = 1024;
 
@@ -33,8 +39,14 @@ interface KilnResult extends RuntimeResult { compileMs?: number; kernels?: numbe
  * kilnVsOrtWeb / kilnVsOrtWebCpu: the median over rounds of (ORT-web time / Kiln time) within the round: both ran
  * seconds apart, so a slow spell of a shared machine scales both and cancels out of the ratio.
  */
-/** kilnVs1Thread (T > 1): the same, of Kiln on 1 thread over Kiln on T threads, both loaded in this process. */
-interface ModelResult { model: string; threads: number; kiln: KilnResult; kilnRelaxed?: KilnResult; ortWeb: RuntimeResult; ortNode: RuntimeResult; kilnVsOrtWeb?: number; kilnVsOrtWebCpu?: number; kilnVs1Thread?: number; error?: string }
+/**
+ * kilnVs1Thread (T > 1): the same, of Kiln on 1 thread over Kiln on T threads, both loaded in this process and run
+ * back to back. machineScaling: per round, the SIMD peak loop's T-thread over 1-thread rate just before and after
+ * those two runs (the lower of the two; median over rounds). kilnVs1ThreadFullCores: kilnVs1Thread over the rounds
+ * where that probe read at least 0.95 T (the machine gave T full cores), with their count.
+ */
+interface ThreadScaling { machineScaling: number; kilnVs1ThreadFullCores?: number; fullCoreRounds: number; rounds: number; perRound: { kiln1Ms: number[]; machine: number[] } }
+interface ModelResult { model: string; threads: number; kiln: KilnResult; kilnRelaxed?: KilnResult; ortWeb: RuntimeResult; ortNode: RuntimeResult; kilnVsOrtWeb?: number; kilnVsOrtWebCpu?: number; kilnVs1Thread?: number; scaling?: ThreadScaling; error?: string }
 interface BenchReport {
   date: string; node: string; cpu: string; cores: number; command: string; loadavg: { start: number[]; end?: number[] };
   config: { models: string[]; runs: number; threads: number[]; budgetS: number; note: string };
@@ -109,7 +121,7 @@ function agreement(got: Record<string, Tensor>, want: Record<string, Tensor>): {
   return { maxAbsErr, agrees: !mismatch, mismatch };
 }
 
-async function benchModel(name: string, T: number, runs: number, budgetS: number, ortWeb: Ort, ortNode: Ort): Promise<ModelResult> {
+async function benchModel(name: string, T: number, runs: number, budgetS: number, ortWeb: Ort, ortNode: Ort, probe?: ParallelScaling): Promise<ModelResult> {
   const c = loadCase(name);
   const res: ModelResult = { model: c.name, threads: T, kiln: {}, ortWeb: {}, ortNode: {} };
   // sessions
@@ -153,26 +165,42 @@ async function benchModel(name: string, T: number, runs: number, budgetS: number
   // rounds: a warm-up round, then timed rounds in rotating order
   const runners: [keyof Pick<ModelResult, 'kiln' | 'kilnRelaxed' | 'ortWeb' | 'ortNode'> | 'kiln1', () => Promise<unknown> | unknown][] = [];
   if (kiln) { const k = kiln; runners.push(['kiln', () => k.runSync(feeds)]); }
-  if (kiln1) { const k = kiln1; runners.push(['kiln1', () => k.runSync(feeds)]); }
   if (kilnRelaxed) { const k = kilnRelaxed; runners.push(['kilnRelaxed', () => k.runSync(feeds)]); }
   runners.push(['ortWeb', () => webSession.run(webFeeds)], ['ortNode', () => nodeSession.run(nodeFeeds)]);
   for (const [, f] of runners) await f();
+  kiln1?.runSync(feeds);
   const times: Record<string, number[]> = { kiln: [], kilnRelaxed: [], kiln1: [], ortWeb: [], ortNode: [] };
   const cpu: Record<string, number[]> = { kiln: [], kilnRelaxed: [], kiln1: [], ortWeb: [], ortNode: [] };
+  const timed = async (who: string, f: () => unknown) => {
+    const t0 = performance.now(), c0 = process.cpuUsage();
+    await f();
+    times[who].push(performance.now() - t0);
+    const c = process.cpuUsage(c0);
+    cpu[who].push((c.user + c.system) / 1000);
+  };
+  const machine: number[] = [];
   const end = performance.now() + budgetS * 1000;
   for (let r = 0; r < runs; r++) {
     if (r >= 3 && performance.now() > end) { log(`  budget of ${budgetS} s reached after ${r} rounds`); break; }
     for (let j = 0; j < runners.length; j++) {
       const [who, f] = runners[(r + j) % runners.length];
-      const t0 = performance.now(), c0 = process.cpuUsage();
-      await f();
-      times[who].push(performance.now() - t0);
-      const c = process.cpuUsage(c0);
-      cpu[who].push((c.user + c.system) / 1000);
+      if (T > 1) await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+      if (who !== 'kiln' || !kiln1) { await timed(who, f); continue; }
+      // Kiln on 1 and on T threads back to back (order alternating by round), the machine's own scaling around them
+      const one = kiln1, before = probe?.measure();
+      for (const v of r % 2 ? ['kiln1', 'kiln'] : ['kiln', 'kiln1']) await timed(v, v === 'kiln' ? f : () => one.runSync(feeds));
+      if (before !== undefined) machine.push(Math.min(before, probe!.measure()));
     }
   }
   for (const [who] of runners) if (who !== 'kiln1') Object.assign(res[who]!, stats(times[who], cpu[who]));
-  if (kiln1) res.kilnVs1Thread = median(times.kiln1.map((one, r) => one / times.kiln[r]));
+  if (kiln1) {
+    const speedups = times.kiln1.map((one, r) => one / times.kiln[r]);
+    res.kilnVs1Thread = median(speedups);
+    if (machine.length) {
+      const full = speedups.filter((_, r) => machine[r] >= 0.95 * T);
+      res.scaling = { machineScaling: median(machine), kilnVs1ThreadFullCores: full.length ? median(full) : undefined, fullCoreRounds: full.length, rounds: machine.length, perRound: { kiln1Ms: times.kiln1, machine } };
+    }
+  }
   if (res.kilnRelaxed?.medianMs && res.kiln.flopsPerRun) (res.kilnRelaxed as KilnResult).gflops = res.kiln.flopsPerRun / (res.kilnRelaxed.medianMs * 1e6);
   kiln?.dispose();
   kilnRelaxed?.dispose();
@@ -194,14 +222,16 @@ async function worker(T: number, opts: ReturnType<typeof parse>): Promise<void> 
   (ortWeb as unknown as typeof import('onnxruntime-web')).env.wasm.numThreads = T;
   const ortNode = await import('onnxruntime-node');
   const results: ModelResult[] = [];
+  const probe = T > 1 ? await ParallelScaling.create(T) : undefined;
   for (const m of opts.models) {
     try {
-      results.push(await benchModel(m, T, opts.runs, opts.budgetS, ortWeb, ortNode));
+      results.push(await benchModel(m, T, opts.runs, opts.budgetS, ortWeb, ortNode, probe));
     } catch (e) {
       log(`[${m}, ${T} threads] failed: ${(e as Error).message}`);
       results.push({ model: m, threads: T, kiln: {}, ortWeb: {}, ortNode: {}, error: (e as Error).message.split('\n')[0] });
     }
   }
+  await probe?.dispose();
   writeFileSync(opts.values.result!, JSON.stringify(results));
 }
 
@@ -234,8 +264,12 @@ export function markdownTable(rep: BenchReport): string {
   }
   const multi = rep.results.filter((r) => r.kilnVs1Thread !== undefined);
   if (multi.length) {
-    lines.push('', '| model | threads | Kiln speedup over Kiln on 1 thread (median of per-round ratios, both in one process) |', '|---|---:|---:|');
-    for (const r of multi) lines.push(`| ${r.model} | ${r.threads} | ${r.kilnVs1Thread!.toFixed(2)}x |`);
+    lines.push('', '| model | threads | Kiln speedup over Kiln on 1 thread (median of per-round ratios, both in one process) | the machine\'s own speedup: SIMD peak loop on T threads over 1, around each round (median) | Kiln speedup in the rounds where the machine gave T full cores (>= 0.95 T) |', '|---|---:|---:|---:|---:|');
+    for (const r of multi) {
+      const sc = r.scaling;
+      const full = !sc ? '-' : sc.kilnVs1ThreadFullCores === undefined ? `none of ${sc.rounds} rounds` : `${sc.kilnVs1ThreadFullCores.toFixed(2)}x (${sc.fullCoreRounds} of ${sc.rounds} rounds)`;
+      lines.push(`| ${r.model} | ${r.threads} | ${r.kilnVs1Thread!.toFixed(2)}x | ${sc ? `${sc.machineScaling.toFixed(2)}x` : '-'} | ${full} |`);
+    }
   }
   return lines.join('\n');
 }

@@ -4,6 +4,7 @@
 // loop-invariant multiply operands V8 hoists the multiply out of the loop and the "peak" doubles. x = 0.999 keeps
 // every accumulator converging to b / (1 - x): no overflow, no denormals. Built with binaryen.
 import binaryen from 'binaryen';
+import { Worker } from 'node:worker_threads';
 
 const ACC = 16;
 const UNROLL = 2;
@@ -95,4 +96,68 @@ export function measureSimdPeak(budgetMs = 1500): SimdPeak {
   }
   if (relaxed) res.relaxedMadd = measure(relaxed, budgetMs);
   return res;
+}
+
+/**
+ * How much faster `threads` threads run the mul+add peak loop than the calling thread alone, right now: on a shared
+ * or virtual machine two vCPUs may be SMT siblings of one core (about 1.2x here) or sit beside busy siblings, so a
+ * model's thread speedup is read against this. Worker threads (Node) wait on a shared control block; `measure`
+ * runs the loop on the calling thread alone, then on all threads at once.
+ */
+export class ParallelScaling {
+  private readonly ctrl: Int32Array;
+  private readonly elapsed: Float64Array;
+  private readonly peak: (n: number) => number;
+  private iters = 100_000;
+
+  private constructor(private readonly workers: Worker[], shared: SharedArrayBuffer, bytes: Uint8Array) {
+    this.ctrl = new Int32Array(shared, 0, 4);
+    this.elapsed = new Float64Array(shared, 16);
+    this.peak = new WebAssembly.Instance(new WebAssembly.Module(bytes as BufferSource)).exports.peak as (n: number) => number;
+  }
+
+  static async create(threads: number, sampleMs = 5): Promise<ParallelScaling> {
+    const bytes = peakModule(false);
+    const shared = new SharedArrayBuffer(16 + 8 * threads);
+    // control: [0] round, [1] iterations, [2] workers finished; elapsed[i]: ms of thread i (0 = caller)
+    const source = `const { workerData: { bytes, shared, index } } = require('node:worker_threads');
+      const peak = new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports.peak;
+      const ctrl = new Int32Array(shared, 0, 4), elapsed = new Float64Array(shared, 16);
+      for (let seen = 0; ; ) {
+        Atomics.wait(ctrl, 0, seen); seen = Atomics.load(ctrl, 0);
+        if (seen < 0) break;
+        const t0 = performance.now(); peak(ctrl[1]); elapsed[index] = performance.now() - t0;
+        Atomics.add(ctrl, 2, 1); Atomics.notify(ctrl, 2);
+      }`;
+    const workers = await Promise.all(Array.from({ length: threads - 1 }, (_, i) => new Promise<Worker>((resolve, reject) => {
+      const w = new Worker(source, { eval: true, workerData: { bytes, shared, index: i + 1 } });
+      w.once('online', () => resolve(w)).once('error', reject);
+    })));
+    const s = new ParallelScaling(workers, shared, bytes);
+    for (;;) { // calibrate: one sample ~sampleMs on the calling thread
+      const t0 = performance.now(); s.peak(s.iters); const dt = performance.now() - t0;
+      if (dt > sampleMs / 4) { s.iters = Math.max(1, Math.round((s.iters * sampleMs) / dt)); break; }
+      s.iters *= 4;
+    }
+    return s;
+  }
+
+  /** Sum over threads of each one's loop rate, over the calling thread's rate alone (threads x when all are full cores). */
+  measure(): number {
+    const c = this.ctrl, n = this.workers.length;
+    let t0 = performance.now(); this.peak(this.iters); const solo = performance.now() - t0;
+    c[1] = this.iters;
+    Atomics.store(c, 2, 0);
+    Atomics.add(c, 0, 1); Atomics.notify(c, 0);
+    t0 = performance.now(); this.peak(this.iters); this.elapsed[0] = performance.now() - t0;
+    for (let done = Atomics.load(c, 2); done < n; done = Atomics.load(c, 2)) Atomics.wait(c, 2, done, 100);
+    let rate = 0;
+    for (let i = 0; i <= n; i++) rate += solo / this.elapsed[i];
+    return rate;
+  }
+
+  async dispose(): Promise<void> {
+    Atomics.store(this.ctrl, 0, -1); Atomics.notify(this.ctrl, 0);
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
 }
