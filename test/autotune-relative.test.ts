@@ -16,7 +16,7 @@ import { matmulModel } from '../src/bench/matmul-model.js';
 import { TuningDatabase, type TuningRecord, traceHash } from '../src/autotune/database.js';
 import { detectTarget } from '../src/autotune/target.js';
 import { extractTasks, kernelSpec } from '../src/autotune/tasks.js';
-import { tune } from '../src/autotune/tuner.js';
+import { type TuneProgress, tune } from '../src/autotune/tuner.js';
 import { tunedTraces } from '../src/autotune/apply.js';
 import { Rng } from '../src/autotune/rng.js';
 import type { MeasureSetResult, MeasureResult, Runner } from '../src/autotune/measure.js';
@@ -70,11 +70,11 @@ const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); retu
 
 describe('relative timing under machine-load drift', () => {
   const { bytes } = matmulModel(64, 64, 64);
-  const run = async (cost: (id: number) => number, opts: { measureSet?: boolean } = {}) => {
+  const run = async (cost: (id: number) => number, opts: { measureSet?: boolean; progress?: (p: TuneProgress) => void } = {}) => {
     const db = TuningDatabase.open(join(tmp(), 'kiln.sqlite'));
     const fake = new DriftingRunner(cost);
     const runner: Runner = opts.measureSet === false ? { measure: (t, ms) => fake.measure(t), close: () => fake.close() } : fake;
-    const report = await tune(bytes, { trials: 16, batch: 4, workers: 0, db, seed: 3, repeats: 3, runner });
+    const report = await tune(bytes, { trials: 16, batch: 4, workers: 0, db, seed: 3, repeats: 3, runner, progress: opts.progress });
     const task = report.tasks[0];
     const recs = db.records(task.workload, report.target.key);
     return { db, fake, report, task, recs };
@@ -149,6 +149,34 @@ describe('relative timing under machine-load drift', () => {
       expect(lookup.used.map((u) => u.workload)).toEqual([task.workload]);
       expect(lookup.used[0].isDefault).toBe(false);
       expect(median(fake.seen.filter((s) => s.id === 0).map((s) => s.ms))).toBeGreaterThanOrEqual(1);
+    } finally {
+      db.close();
+    }
+  });
+
+  it('a confirmed candidate that measures no faster than the default at the end of the run loses its confirmation', async () => {
+    // program 3 is really faster while the search runs, then (the machine changed, or the confirmations were
+    // lucky) slower than the default in the end-of-run check
+    let late = false;
+    const cost = (id: number) => (id === 0 ? 1 : id === 3 ? (late ? 1.3 : 0.7) : 1.2);
+    const { db, fake, report, task, recs } = await run(cost, { progress: (p) => { late = p.trials >= 16; } });
+    try {
+      const trueCost = trueCostOf(fake, cost);
+      late = false; // trueCost below: program 3's cost while it was confirmed
+      const confirmed3 = recs.filter((r) => r.search === 'confirm' && trueCost(r) === 0.7);
+      expect(confirmed3.length).toBeGreaterThanOrEqual(1);
+      // its confirmation is gone (the records stay), the end-of-run check is on record
+      expect(confirmed3.every((r) => r.confirmed === false)).toBe(true);
+      const remeasured = recs.filter((r) => r.search === 'remeasure');
+      expect(remeasured.map(trueCost)).toEqual([0.7]);
+      expect(remeasured[0].rel!).toBeCloseTo(1.3, 5);
+      expect(task.revoked).toBe(1);
+      expect(task.bestTrace).toBeUndefined();
+      expect(task.bestMs).toBe(task.defaultMs);
+      expect(db.best(task.workload, report.target.key, 5).map((r) => r.search)).toEqual(['default']);
+      const lookup = tunedTraces(db, report.target);
+      await compile(bytes, { traceFor: lookup.traceFor });
+      expect(lookup.used.map((u) => u.isDefault)).toEqual([true]);
     } finally {
       db.close();
     }

@@ -161,6 +161,18 @@ export class TuningDatabase {
     this.addRecords([{ workload, target, record }]);
   }
 
+  /**
+   * Withdraws the confirmation of a trace's records on a workload and target (compiling stops applying it): the
+   * tuner does this when a confirmed trace measures no faster than the default schedule side by side. Returns how
+   * many records changed.
+   */
+  revokeConfirmation(workload: string, target: string, hash: string): number {
+    if (!this.relColumns) return 0;
+    return this.guard(() => this.db.prepare(`UPDATE records SET confirmed = 0 WHERE confirmed = 1 AND trace_hash = ?
+      AND workload_id = (SELECT id FROM workloads WHERE key = ?) AND target_id = (SELECT id FROM targets WHERE key = ?)`)
+      .run(hash, workload, target).changes);
+  }
+
   private static toRecord(r: RecordRow): TuningRecord {
     return {
       workload: r.workload, target: r.target, trace: JSON.parse(r.trace), costs: JSON.parse(r.costs),

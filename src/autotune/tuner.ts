@@ -89,6 +89,8 @@ export interface TaskReport {
   /** Candidates re-measured against the incumbent, and how many of them were confirmed. */
   confirms?: number;
   confirmed?: number;
+  /** Confirmed traces that measured no faster than the default in the end-of-run check, and lost their confirmation. */
+  revoked?: number;
   trials: number;
   errors: number;
   /** Measurements found in the database at start. */
@@ -126,6 +128,8 @@ export interface TuneReport {
  *  candidate of the GPU space. test/autotune-gpu.test.ts checks it emits the compiler's own WGSL and PTX. */
 export const gpuBaseOptions = (target: 'webgpu' | 'cuda'): GpuScheduleOptions => (target === 'cuda' ? CUDA_SCHEDULE_OPTIONS : {});
 
+/** Confirmed traces per task that the end-of-run check may revoke (each costs a side-by-side measurement). */
+const MAX_REVOKED = 3;
 const median = (xs: readonly number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length ? (s.length % 2 ? s[(s.length - 1) >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2) : NaN; };
 
 /** The schedule compiling would apply now: the default, or the last candidate confirmed faster side by side. */
@@ -442,18 +446,29 @@ export async function tune(modelBytes: Uint8Array, opts: TuneOptions): Promise<T
         task: pick.report, tasks: states.map((s) => s.report), defaultTotalMs: d, bestTotalMs: b,
       });
     }
-    // 3. default and incumbent measured again side by side for the report (recorded, not confirmations: what
-    //    compiling applies was decided by the confirmations)
+    // 3. default and incumbent measured again side by side, for the report and as a last check: confirmations
+    //    chain (each beat the one before), so small errors can add up to an incumbent no faster than the default.
+    //    Such an incumbent loses its confirmation, and the next confirmed trace compiling would apply gets the
+    //    same check (at most MAX_REVOKED per task).
     for (const st of states) {
-      if (st.inc.isDefault || !runner || buildOnly) continue;
-      const incumbent = await incumbentProgram(st);
-      if (!incumbent) continue;
-      const [def, tuned] = await measureGroup(st, [st.refProgram!, incumbent], confirmRounds, 3, 4 * measureOpts.minRepeatMs);
-      if ('ms' in def) { st.refMs.push(def.ms); record(st, st.defaultTrace, def, 'default', st.task.space.defaults(), true); }
-      estimate(st);
-      if ('ms' in tuned && tuned.rel !== undefined) {
+      if (!runner || buildOnly) continue;
+      for (let revoked = 0; !st.inc.isDefault && revoked <= MAX_REVOKED; revoked++) {
+        const incumbent = await incumbentProgram(st);
+        if (!incumbent) break;
+        const [def, tuned] = await measureGroup(st, [st.refProgram!, incumbent], confirmRounds, 3, 4 * measureOpts.minRepeatMs);
+        if ('ms' in def) { st.refMs.push(def.ms); record(st, st.defaultTrace, def, 'default', st.task.space.defaults(), true); }
+        estimate(st);
+        if (!('ms' in tuned) || tuned.rel === undefined) break;
         record(st, st.inc.trace, tuned, 'remeasure', undefined, false);
-        st.report.bestMs = st.report.defaultMs! * tuned.rel;
+        if (tuned.rel < 1 || revoked === MAX_REVOKED) { st.report.bestMs = st.report.defaultMs! * tuned.rel; break; }
+        db.revokeConfirmation(st.task.workload.key, target.key, st.inc.hash);
+        st.report.revoked = (st.report.revoked ?? 0) + 1;
+        const [next] = db.best(st.task.workload.key, target.key, 1, [VERSION]);
+        const hash = next && traceHash(next.trace);
+        st.inc = next && hash !== traceHash(st.defaultTrace) && next.rel !== undefined && applies(st.task, next.trace)
+          ? { trace: next.trace, hash: hash!, rel: next.rel, isDefault: false }
+          : { trace: st.defaultTrace, hash: traceHash(st.defaultTrace), rel: 1, program: st.refProgram, isDefault: true };
+        estimate(st);
       }
     }
   } finally {

@@ -66,7 +66,7 @@ function printReport(label: string, modelPath: string, report: TuneReport, build
     if (t.skipped) { console.log(`${what}: skipped (${t.skipped})`); continue; }
     if (buildOnly) { console.log(`${what}: default passed the resource checks; ${t.trials - t.errors} of ${t.trials} candidates passed, ${t.errors} rejected`); continue; }
     const sp = t.defaultMs && t.bestMs ? `${(t.defaultMs / t.bestMs).toFixed(2)}x` : '-';
-    console.log(`${what}: default ${t.defaultMs?.toFixed(3)} ms, best ${t.bestMs?.toFixed(3)} ms (${sp}), ${t.trials} trials, ${t.errors} errors${t.confirms ? `, ${t.confirmed ?? 0} of ${t.confirms} re-measured side by side confirmed` : ''}${t.resumed ? `, ${t.resumed} records resumed` : ''}`);
+    console.log(`${what}: default ${t.defaultMs?.toFixed(3)} ms, best ${t.bestMs?.toFixed(3)} ms (${sp}), ${t.trials} trials, ${t.errors} errors${t.confirms ? `, ${t.confirmed ?? 0} of ${t.confirms} re-measured side by side confirmed` : ''}${t.revoked ? `, ${t.revoked} revoked (no faster than the default at the end)` : ''}${t.resumed ? `, ${t.resumed} records resumed` : ''}`);
   }
   if (!buildOnly) console.log(`  estimated kernel time per run: ${report.defaultTotalMs.toFixed(3)} ms default -> ${report.bestTotalMs.toFixed(3)} ms tuned`);
 }
