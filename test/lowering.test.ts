@@ -203,7 +203,7 @@ describe('loop IR for GPU backends', () => {
 });
 
 describe('cacheRead and computeAt on the CPU', () => {
-  it('stages a register tile\'s operand region per reduction block in a task-private buffer, computing an inlined producer there once', () => {
+  it('stages a register tile\'s operand region per reduction block in a chunk-private buffer, computing an inlined producer there once', () => {
     const [M, K, N] = [12, 32, 24];
     const A = placeholder('A', [M, K], 'float32'), B = placeholder('B', [K, N], 'float32');
     const P = compute('scaled', [K, N], ([k, n]) => E.mul(at(B, k, n), E.constant(2, 'float32')));
@@ -219,7 +219,7 @@ describe('cacheRead and computeAt on the CPU', () => {
     const text = printPrimFunc(f);
     expect(text).toMatch(/alloc scaled_\d+_shared: float32\[64\] \(shared\)/); // 8 rows of the tile's 8 columns
     expect(text.match(/\* 2:float32/g)?.length).toBe(1); // the producer runs in the fetch only
-    expect(scratchLayout(f).taskStride).toBe(256);
+    expect(scratchLayout(f).chunkStride).toBe(256);
     const a = data(M * K, 1), b = data(K * N, 2);
     const got = run(f, [a, b], M * N), want = refMatmul(a, b.map((x) => 2 * x), M, K, N);
     for (let i = 0; i < M * N; i++) expect(got[i]).toBeCloseTo(want[i], 5);
