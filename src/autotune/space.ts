@@ -13,7 +13,7 @@
 //  - an injective producer: inlined into its consumers or computed at the root;
 //  - anything else keeps its default steps.
 // A candidate (Decisions) turns into a TraceStep[] that Schedule.apply replays.
-import { Schedule, type Stage, type TraceStep, defaultTrace, hintedParallelSteps, laneReductionSteps, registerTileShape, vectorizeSteps, worthMaterializing } from '../schedule/schedule.js';
+import { Schedule, type Stage, type TraceStep, defaultTrace, hintedParallelSteps, hintedUnrollSteps, laneReductionSteps, registerTileShape, vectorizeSteps, worthMaterializing } from '../schedule/schedule.js';
 import type { Rng } from './rng.js';
 
 export type Value = number | boolean | number[];
@@ -233,6 +233,7 @@ function elementwiseSteps(st: Stage, stage: number, vectorize: boolean, unroll: 
   const par = loops.find(([, n]) => n > 1);
   if (hinted.length) steps.push(...hinted);
   else if (par) steps.push({ p: 'annotate', stage, axis: par[0], kind: 'parallel' });
+  steps.push(...hintedUnrollSteps(st, stage));
   return steps;
 }
 

@@ -15,6 +15,7 @@ import { fuseOps } from '../relay-ir/passes/fuse-ops.js';
 import { packWeights } from '../relay-ir/passes/pack-weights.js';
 import { explicitConvPadding } from '../relay-ir/passes/explicit-padding.js';
 import { winogradConv } from '../relay-ir/passes/winograd-conv.js';
+import type { WinogradTile } from '../tensor-expr/ops/winograd.js';
 import { importOnnx } from '../frontend/onnx/import.js';
 import { externalDataReader } from './external-data.js';
 import { evaluateCall } from './evaluate.js';
@@ -27,8 +28,11 @@ import type { SmTarget } from '../codegen/ptx/codegen.js';
 export interface CompileOptions {
   /** 'webgpu' adds WGSL kernels to the artifact (which still holds the WebAssembly module). */
   target?: 'wasm' | 'webgpu' | 'cuda';
-  /** Winograd F(2x2, 3x3) for the 3x3 convolutions where it pays (default: on for target 'wasm', off for GPUs). */
-  winograd?: boolean;
+  /**
+   * Winograd F(m x m, 3x3) for the 3x3 convolutions where it pays, m = 4 or 2 by output size (default: on for
+   * target 'wasm', off for GPUs); 2 or 4 forces that tile size wherever Winograd applies.
+   */
+  winograd?: boolean | WinogradTile;
   /** For target 'cuda': the SM architecture the PTX targets (80, 86 or 90; default 80). */
   sm?: SmTarget;
   /** Concrete shapes for inputs with symbolic or missing dims. */
@@ -75,7 +79,8 @@ export const graphPasses = (opts: Pick<CompileOptions, 'target' | 'winograd'> = 
   { name: 'fuse-gelu', run: fuseGelu },
   { name: 'eliminate-dead-code', run: eliminateDeadCode },
   { name: 'distinct-outputs', run: distinctOutputs },
-  ...(opts.winograd ?? (opts.target ?? 'wasm') === 'wasm' ? [{ name: 'winograd-conv', run: winogradConv }] : []),
+  ...(opts.winograd ?? (opts.target ?? 'wasm') === 'wasm'
+    ? [{ name: 'winograd-conv', run: (f: FuncNode) => winogradConv(f, typeof opts.winograd === 'number' ? opts.winograd : undefined) }] : []),
   { name: 'explicit-conv-padding', run: explicitConvPadding },
   { name: 'pack-weights', run: packWeights },
 ];

@@ -298,6 +298,7 @@ export function defaultTrace(sch: Schedule): TraceStep[] {
     const hinted = hintedParallelSteps(st, i);
     const par = hinted.length ? undefined : parallelAxis(st);
     add(par ? [{ p: 'annotate', stage: i, axis: par.name, kind: 'parallel' }] : hinted);
+    add(hintedUnrollSteps(probe.stages[i], i));
   });
   return steps;
 }
@@ -367,6 +368,13 @@ export function hintedParallelSteps(st: Stage, stage: number): TraceStep[] {
     ...(h > 0 ? [{ p: 'reorder' as const, stage, order: [name, ...spatial.slice(0, h).map((a) => a.name)] }] : []),
     { p: 'annotate', stage, axis: name, kind: 'parallel' },
   ];
+}
+
+/** The operator's unrollAxis hint (ComputeHints): that spatial root, still a plain leaf, annotated unrolled. */
+export function hintedUnrollSteps(st: Stage, stage: number): TraceStep[] {
+  const h = st.tensor.hints?.unrollAxis;
+  const axis = h === undefined ? undefined : st.roots.filter((a) => !a.reduce)[h];
+  return axis && st.leaves.includes(axis) && axis.kind === 'serial' ? [{ p: 'annotate', stage, axis: axis.name, kind: 'unrolled' }] : [];
 }
 
 /** The outermost serial spatial leaf with more than one iteration, if only unit loops are outside it. */

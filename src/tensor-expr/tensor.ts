@@ -30,6 +30,11 @@ export interface ComputeHints {
    * that each thread reads what it wrote (not the other core's cache lines).
    */
   readonly parallelAxis?: number;
+  /**
+   * A short spatial axis run unrolled: the body selects its terms by this index (a transform's row), and with the
+   * index constant in each copy only that row's terms remain.
+   */
+  readonly unrollAxis?: number;
 }
 
 let tensorCounter = 0;
