@@ -35,7 +35,7 @@ export interface LoadOptions {
   simd?: 'auto' | 'relaxed' | 'baseline';
   /**
    * Kernel calls with less work than this (flops + elements read and written) run on one thread even with several:
-   * splitting them costs more than it saves. Default 2e6; 0 splits every parallel phase.
+   * splitting them costs more than it saves. Default 2e5; 0 splits every parallel phase.
    */
   minParallelWork?: number;
 }
