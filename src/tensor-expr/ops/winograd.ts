@@ -67,8 +67,8 @@ const F2: WinogradMath = {
   unrollRows: false,
 };
 
-// F(4x4, 3x3) with interpolation points 0, +-1, +-2 (Lavin & Gray's choice; the entries stay small, so float32
-// keeps ~1e-6 relative accuracy).
+// F(4x4, 3x3) with interpolation points 0, +-1, +-2 (Lavin & Gray's choice: small entries). Float32 rounding is
+// ~1e-5 of a layer's largest output (F(2x2): a few 1e-7).
 const BT4 = [
   [4, 0, -5, 0, 1, 0],
   [0, -4, -4, 1, 1, 0],
@@ -98,7 +98,7 @@ function tileOf(a: Attrs): { m: WinogradTile; alpha: number; math: WinogradMath 
   return { m, alpha: m + WINOGRAD_R - 1, math: MATH[m] };
 }
 
-/** Tiles along each output dimension (an odd extent's last tile is half outside: computed, never stored). */
+/** Tiles along each output dimension (a last tile past the edge is computed, never stored). */
 function tiling(a: Attrs): { n: number; oh: number; ow: number; th: number; tw: number; m: WinogradTile; alpha: number; math: WinogradMath } {
   const [n, oh, ow] = ints(a, 'output_size');
   if (!(n > 0 && oh > 0 && ow > 0)) shapeError(`winograd: output_size [${n}, ${oh}, ${ow}] must be positive`);
