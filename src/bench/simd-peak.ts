@@ -100,7 +100,7 @@ export function measureSimdPeak(budgetMs = 1500): SimdPeak {
 
 /**
  * How much faster `threads` threads run the mul+add peak loop than the calling thread alone, right now: on a shared
- * or virtual machine two vCPUs may be SMT siblings of one core (about 1.2x here) or sit beside busy siblings, so a
+ * or virtual machine two vCPUs may be SMT siblings of one core (about 1.35x here) or sit beside busy siblings, so a
  * model's thread speedup is read against this. Worker threads (Node) wait on a shared control block; `measure`
  * runs the loop on the calling thread alone, then on all threads at once.
  */
