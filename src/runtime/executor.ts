@@ -131,10 +131,15 @@ export class WasmExecutor {
     checkInputs(this.header.inputs, feeds);
     for (const inp of this.header.inputs) (this.view(inp, sizeOf(inp.shape)) as { set(a: ArrayLike<unknown>): void }).set(feeds[inp.name].data as ArrayLike<unknown>);
     const calls = this.header.calls;
-    for (let i = 0; i < calls.length; i++) {
-      const t0 = timings ? performance.now() : 0;
-      this.call(calls[i]);
-      if (timings) timings.push({ kernel: calls[i].kernel, call: i, ms: performance.now() - t0 });
+    this.pool?.running(true);
+    try {
+      for (let i = 0; i < calls.length; i++) {
+        const t0 = timings ? performance.now() : 0;
+        this.call(calls[i]);
+        if (timings) timings.push({ kernel: calls[i].kernel, call: i, ms: performance.now() - t0 });
+      }
+    } finally {
+      this.pool?.running(false);
     }
     const out: Record<string, Tensor> = {};
     for (const o of this.header.outputs) out[o.name] = this.read(o);

@@ -90,6 +90,11 @@ export class ThreadPool {
     }
   }
 
+  /** While a model runs, workers keep spinning between phases (serial kernels in between last longer than a spin). */
+  running(on: boolean): void {
+    Atomics.store(this.ctrl, CTRL.RUNNING, on ? 1 : 0);
+  }
+
   terminate(): void {
     Atomics.store(this.ctrl, CTRL.KERNEL, STOP);
     Atomics.add(this.ctrl, CTRL.SEQ, 1);

@@ -2,8 +2,11 @@
 // through a small shared control block (no messages per job, only Atomics).
 import { mathImports } from './math.js';
 
-/** Control block layout (Int32Array over a SharedArrayBuffer). NEXT: the next unclaimed chunk of the phase. */
-export const CTRL = { SEQ: 0, DONE: 1, KERNEL: 2, PHASE: 3, NCHUNKS: 4, NARGS: 5, NEXT: 6, ARGS: 7 } as const;
+/**
+ * Control block layout (Int32Array over a SharedArrayBuffer). NEXT: the next unclaimed chunk of the phase; RUNNING:
+ * 1 while the caller runs a model (workers do not sleep between its phases).
+ */
+export const CTRL = { SEQ: 0, DONE: 1, KERNEL: 2, PHASE: 3, NCHUNKS: 4, NARGS: 5, NEXT: 6, RUNNING: 7, ARGS: 8 } as const;
 export const CTRL_INTS = 64;
 export const STOP = -1;
 /** Reads of the control block before a thread sleeps on it (some tens of microseconds). */
@@ -27,10 +30,10 @@ export function runWorker(init: WorkerInit, ready: () => void): void {
   let seen = Atomics.load(ctrl, CTRL.SEQ);
   ready();
   for (;;) {
-    // spin a little before sleeping: the next phase of a run follows within microseconds, while waking from
-    // Atomics.wait takes tens of them, every phase
+    // spin before sleeping: the next phase of a run follows within microseconds (or after a serial kernel), while
+    // waking from Atomics.wait takes tens of them, every phase: all through a run (RUNNING), a little after it
     let seq = Atomics.load(ctrl, CTRL.SEQ);
-    for (let i = 0; seq === seen && i < SPIN_CHECKS; i++) seq = Atomics.load(ctrl, CTRL.SEQ);
+    for (let i = 0; seq === seen && (i < SPIN_CHECKS || Atomics.load(ctrl, CTRL.RUNNING)); i++) seq = Atomics.load(ctrl, CTRL.SEQ);
     if (seq === seen) { Atomics.wait(ctrl, CTRL.SEQ, seen); seq = Atomics.load(ctrl, CTRL.SEQ); }
     if (seq === seen) continue;
     seen = seq;
