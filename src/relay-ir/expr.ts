@@ -52,6 +52,15 @@ export function gcallFunc(fn: FuncNode, args: readonly GExpr[], origin: readonly
 
 export const isFuncCall = (c: CallNode): c is CallNode & { op: FuncNode } => (c.op as FuncNode).kind === 'func';
 export const opName = (c: CallNode): string => (isFuncCall(c) ? c.op.name : (c.op as OpSpec).name);
+/** The operator of a call of a primitive operator; undefined for anything else (a fused function's call, a constant...). */
+export const primitiveOp = (e: GExpr): string | undefined => (e.kind === 'call' && !isFuncCall(e) ? (e.op as OpSpec).name : undefined);
+
+/** How many calls take each node as an argument (a pass rewrites a node in place only where one call reads it). */
+export function argumentUses(fn: FuncNode): Map<GExpr, number> {
+  const uses = new Map<GExpr, number>();
+  for (const n of postOrder(fn.body)) if (n.kind === 'call') for (const a of n.args) uses.set(a, (uses.get(a) ?? 0) + 1);
+  return uses;
+}
 
 /** Nodes reachable from `root`, producers before consumers (each once). */
 export function postOrder(root: GExpr): GExpr[] {

@@ -3,16 +3,14 @@
 // parameters are constants.
 import { ARRAY } from '../../runtime/dtype.js';
 import type { Tensor } from '../../runtime/tensor.js';
-import { type CallNode, type ConstNode, type FuncNode, type GExpr, gcall, gconst, isFuncCall, mapFunc, postOrder } from '../expr.js';
+import { type CallNode, type ConstNode, type FuncNode, type GExpr, argumentUses, gcall, gconst, mapFunc, primitiveOp as opOf } from '../expr.js';
 import type { OpSpec } from '../op.js';
 
-const opOf = (e: GExpr): string | undefined => (e.kind === 'call' && !isFuncCall(e) ? (e.op as OpSpec).name : undefined);
 const cvals = (e: GExpr): Float64Array | undefined =>
   e.kind === 'const' && (e as ConstNode).value.dtype === 'float32' ? Float64Array.from((e as ConstNode).value.data as Float32Array) : undefined;
 
 export function foldBatchNorm(fn: FuncNode): FuncNode {
-  const uses = new Map<GExpr, number>();
-  for (const n of postOrder(fn.body)) if (n.kind === 'call') for (const a of n.args) uses.set(a, (uses.get(a) ?? 0) + 1);
+  const uses = argumentUses(fn);
   return mapFunc(fn, (n) => {
     if (opOf(n) !== 'batch_norm') return undefined;
     const bn = n as CallNode;

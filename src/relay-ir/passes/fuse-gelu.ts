@@ -4,10 +4,8 @@
 // and replaces it with one `gelu` call (ONNX Gelu, approximate 'none'), as ONNX Runtime's GeluFusion does: one
 // operator in the printed graph and in kernel names, and its scaling by 1/sqrt(2) is a multiplication, not a
 // division. Only float32 patterns (the constants must be float32 scalars).
-import { type CallNode, type ConstNode, type FuncNode, type GExpr, gcall, isFuncCall, mapFunc, postOrder } from '../expr.js';
-import { type OpSpec, getOp } from '../op.js';
-
-const opOf = (e: GExpr): string | undefined => (e.kind === 'call' && !isFuncCall(e) ? (e.op as OpSpec).name : undefined);
+import { type CallNode, type ConstNode, type FuncNode, type GExpr, argumentUses, gcall, mapFunc, primitiveOp as opOf } from '../expr.js';
+import { getOp } from '../op.js';
 
 /** The value of a float32 constant holding one element, else undefined. */
 function scalar(e: GExpr): number | undefined {
@@ -27,8 +25,7 @@ function withConst(n: GExpr, op: string, want: number): GExpr | undefined {
 }
 
 export function fuseGelu(fn: FuncNode): FuncNode {
-  const uses = new Map<GExpr, number>();
-  for (const n of postOrder(fn.body)) if (n.kind === 'call') for (const a of n.args) uses.set(a, (uses.get(a) ?? 0) + 1);
+  const uses = argumentUses(fn);
   for (const o of fn.body.kind === 'tuple' ? fn.body.fields : [fn.body]) uses.set(o, (uses.get(o) ?? 0) + 1); // outputs
   const once = (n: GExpr) => (uses.get(n) ?? 0) === 1;
   // 1 + erf(x / sqrt 2) -> x, or undefined
