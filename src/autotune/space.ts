@@ -13,7 +13,7 @@
 //  - an injective producer: inlined into its consumers or computed at the root;
 //  - anything else keeps its default steps.
 // A candidate (Decisions) turns into a TraceStep[] that Schedule.apply replays.
-import { Schedule, type Stage, type TraceStep, defaultTrace, hintedParallelSteps, hintedUnrollSteps, laneReductionSteps, registerTileShape, vectorizeSteps, worthMaterializing } from '../schedule/schedule.js';
+import { Schedule, type Stage, type TraceStep, defaultTrace, laneReductionSteps, registerTileShape, threadAndUnrollSteps, vectorizeSteps, worthMaterializing } from '../schedule/schedule.js';
 import type { Rng } from './rng.js';
 
 export type Value = number | boolean | number[];
@@ -229,11 +229,7 @@ function elementwiseSteps(st: Stage, stage: number, vectorize: boolean, unroll: 
   if (unroll > 1) steps.push({ p: 'split', stage, axis: outer, factor: unroll }, { p: 'annotate', stage, axis: `${outer}.i`, kind: 'unrolled' });
   const loops: [string, number][] = [...st.roots.filter((a) => !a.reduce && a !== inner).map((a): [string, number] => [a.name, a.extent]),
     unroll > 1 ? [`${outer}.o`, Math.ceil(outerExtent / unroll)] : [outer, outerExtent]];
-  const hinted = hintedParallelSteps(st, stage);
-  const par = loops.find(([, n]) => n > 1);
-  if (hinted.length) steps.push(...hinted);
-  else if (par) steps.push({ p: 'annotate', stage, axis: par[0], kind: 'parallel' });
-  steps.push(...hintedUnrollSteps(st, stage));
+  steps.push(...threadAndUnrollSteps(st, stage, loops.find(([, n]) => n > 1)?.[0]));
   return steps;
 }
 

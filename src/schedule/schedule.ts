@@ -295,10 +295,7 @@ export function defaultTrace(sch: Schedule): TraceStep[] {
       if (probe.epilogueOf(st)) add([{ p: 'fuseEpilogue', stage: i }]);
     }
     else add(vectorizeSteps(st, i));
-    const hinted = hintedParallelSteps(st, i);
-    const par = hinted.length ? undefined : parallelAxis(st);
-    add(par ? [{ p: 'annotate', stage: i, axis: par.name, kind: 'parallel' }] : hinted);
-    add(hintedUnrollSteps(probe.stages[i], i));
+    add(threadAndUnrollSteps(st, i, parallelAxis(st)?.name));
   });
   return steps;
 }
@@ -359,7 +356,7 @@ export function worthMaterializing(sch: Schedule, st: Stage): boolean {
  * The operator's parallelAxis hint (ComputeHints): that spatial root moved in front of the roots before it and
  * split by the threads. Nothing when there is no hint or those roots are no longer plain leaves.
  */
-export function hintedParallelSteps(st: Stage, stage: number): TraceStep[] {
+function hintedParallelSteps(st: Stage, stage: number): TraceStep[] {
   const h = st.tensor.hints?.parallelAxis;
   const spatial = st.roots.filter((a) => !a.reduce);
   if (h === undefined || !spatial[h] || spatial.slice(0, h + 1).some((a) => !st.leaves.includes(a))) return [];
@@ -370,11 +367,21 @@ export function hintedParallelSteps(st: Stage, stage: number): TraceStep[] {
   ];
 }
 
-/** The operator's unrollAxis hint (ComputeHints): that spatial root, still a plain leaf, annotated unrolled. */
-export function hintedUnrollSteps(st: Stage, stage: number): TraceStep[] {
+/**
+ * Threads on the operator's parallelAxis hint (hintedParallelSteps), else on loop `fallback`; then the operator's
+ * unrollAxis hint: that spatial root, still a plain serial leaf not taken by the threads, annotated unrolled.
+ * The default trace and the tuner's elementwise candidates end each stage with these.
+ */
+export function threadAndUnrollSteps(st: Stage, stage: number, fallback: string | undefined): TraceStep[] {
+  const hinted = hintedParallelSteps(st, stage);
+  const steps: TraceStep[] = hinted.length ? hinted : fallback ? [{ p: 'annotate', stage, axis: fallback, kind: 'parallel' }] : [];
+  const threaded = steps.find((s) => s.p === 'annotate')?.axis;
   const h = st.tensor.hints?.unrollAxis;
-  const axis = h === undefined ? undefined : st.roots.filter((a) => !a.reduce)[h];
-  return axis && st.leaves.includes(axis) && axis.kind === 'serial' ? [{ p: 'annotate', stage, axis: axis.name, kind: 'unrolled' }] : [];
+  const unroll = h === undefined ? undefined : st.roots.filter((a) => !a.reduce)[h];
+  if (unroll && st.leaves.includes(unroll) && unroll.kind === 'serial' && unroll.name !== threaded) {
+    steps.push({ p: 'annotate', stage, axis: unroll.name, kind: 'unrolled' });
+  }
+  return steps;
 }
 
 /** The outermost serial spatial leaf with more than one iteration, if only unit loops are outside it. */
