@@ -310,6 +310,10 @@ export async function tune(modelBytes: Uint8Array, opts: TuneOptions): Promise<T
     st.report.bestTrace = st.inc.isDefault ? undefined : st.inc.trace;
   };
 
+  /** The default schedule as the incumbent (compiling applies it when no candidate is confirmed faster). */
+  const defaultIncumbent = (st: TaskState): Incumbent =>
+    ({ trace: st.defaultTrace, hash: traceHash(st.defaultTrace), rel: 1, program: st.refProgram, isDefault: true });
+
   /** The incumbent built (a resumed one has no program yet); undefined when it no longer builds. */
   const incumbentProgram = async (st: TaskState): Promise<BuildOutput | undefined> => {
     if (!st.inc.program) {
@@ -330,7 +334,7 @@ export async function tune(modelBytes: Uint8Array, opts: TuneOptions): Promise<T
       if (tries >= 2 || x.rel >= st.inc.rel) break;
       tries++;
       // an incumbent that no longer builds gives way to the default
-      if (!(await incumbentProgram(st))) st.inc = { trace: st.defaultTrace, hash: traceHash(st.defaultTrace), rel: 1, program: st.refProgram, isDefault: true };
+      if (!(await incumbentProgram(st))) st.inc = defaultIncumbent(st);
       // rounds of 4x the batch's length (20 ms by default): each round's ratio averages more runs
       const [, m] = await measureGroup(st, [st.inc.program!, x.program], confirmRounds, 3, 4 * measureOpts.minRepeatMs);
       st.report.confirms = (st.report.confirms ?? 0) + 1;
@@ -467,7 +471,7 @@ export async function tune(modelBytes: Uint8Array, opts: TuneOptions): Promise<T
         const hash = next && traceHash(next.trace);
         st.inc = next && hash !== traceHash(st.defaultTrace) && next.rel !== undefined && applies(st.task, next.trace)
           ? { trace: next.trace, hash: hash!, rel: next.rel, isDefault: false }
-          : { trace: st.defaultTrace, hash: traceHash(st.defaultTrace), rel: 1, program: st.refProgram, isDefault: true };
+          : defaultIncumbent(st);
         estimate(st);
       }
     }
