@@ -91,6 +91,9 @@ const F4: WinogradMath = {
 };
 const MATH: Record<WinogradTile, WinogradMath> = { 2: F2, 4: F4 };
 
+/** The unrollAxis hint for a transform stage whose row index is `axis`, where the math wants its rows unrolled. */
+const rowUnroll = (math: WinogradMath, axis: number) => (math.unrollRows ? { unrollAxis: axis } : {});
+
 /** The attribute `tile` (default 2), checked. */
 function tileOf(a: Attrs): { m: WinogradTile; alpha: number; math: WinogradMath } {
   const m = Number(a.tile ?? 2) as WinogradTile;
@@ -127,7 +130,6 @@ defineOp({
     const [pt, pl] = ints(a, 'pads');
     const [, C, H, W] = x.shape;
     const width = M * tw + WINOGRAD_R - 1;
-    const unroll = (axis: number) => (math.unrollRows ? { unrollAxis: axis } : {});
     const padded = (nn: Expr, c: Expr, y: Expr, xx: Expr): Expr => {
       const yy = E.sub(y, pt), xs = E.sub(xx, pl);
       return E.select(E.all([E.ge(yy, 0), E.lt(yy, H), E.ge(xs, 0), E.lt(xs, W)]), at(x, nn, c, yy, xs), constant(0, 'float32'));
@@ -137,14 +139,14 @@ defineOp({
     const rows = compute('winograd_input_rows', [C, ALPHA, n * th, width], ([c, e1, r, xx]) => {
       const nn = E.floordiv(r, th), y0 = E.mul(E.floormod(r, th), M);
       return math.inputRow(e1, (i) => padded(nn, c, E.add(y0, i), xx));
-    }, { materialize: true, ...unroll(1) });
+    }, { materialize: true, ...rowUnroll(math, 1) });
     // columns: V[e, c, t] = (R B)[e2] over the 4 columns of tile t; lanes run along one row of tiles; threads
     // split the channels, as for the rows (each thread reads the rows it computed)
     return compute('winograd_input', [ALPHA * ALPHA, C, n * th * tw], ([e, c, t]) => {
       const e1 = E.floordiv(e, ALPHA), e2 = E.floormod(e, ALPHA);
       const r = E.floordiv(t, tw), x0 = E.mul(E.floormod(t, tw), M);
       return math.inputRow(e2, (j) => at(rows, c, e1, r, E.add(x0, j)));
-    }, { laneRowLength: tw, parallelAxis: 1, ...unroll(0) });
+    }, { laneRowLength: tw, parallelAxis: 1, ...rowUnroll(math, 0) });
   },
 });
 
@@ -168,7 +170,7 @@ defineOp({
     const K = m.shape[1];
     // rows: Z[k, p, b, t] = (A^T M)[p] along column b of the tile (filters outermost, for threads)
     const rows = compute('winograd_output_rows', [K, M, ALPHA, n * th * tw], ([k, p, b, t]) =>
-      math.outputRow(p, (a1) => at(m, E.add(E.mul(a1, ALPHA), b), k, t)), { materialize: true, ...(math.unrollRows ? { unrollAxis: 1 } : {}) });
+      math.outputRow(p, (a1) => at(m, E.add(E.mul(a1, ALPHA), b), k, t)), { materialize: true, ...rowUnroll(math, 1) });
     // columns: y = (Z A)[q] at output position (p, q) = (oy % m, ox % m) of tile (oy / m, ox / m); the m column
     // positions are interleaved in memory, so lanes run over tiles, one loop per position
     return compute('winograd_output', [n, K, oh, ow], ([nn, k, oy, ox]) => {
