@@ -13,6 +13,9 @@ export type KilnErrorCode =
   | 'E_TUNING_DB'         // the tuning database cannot be opened, is corrupt, or of a newer schema
   | 'E_NO_DEVICE'         // the target's device or driver is absent (no libcuda, no CUDA GPU)
   | 'E_RESOURCES'         // a GPU kernel needs more registers, shared memory or threads than a block may have
+  | 'E_TIMEOUT'           // a run or load took longer than its timeoutMs; the worker running it was stopped
+  | 'E_DEPENDENCY'        // an optional package this feature needs is not installed (the hint names it)
+  | 'E_USAGE'             // a command line that kiln cannot parse (unknown flag, missing argument)
   | 'E_INTERNAL';         // a bug in Kiln: please report
 
 export interface KilnErrorContext {
