@@ -1,0 +1,23 @@
+// The Kiln runtime on Node: the browser runtime (src/runtime) with worker_threads for its thread pool and, for
+// target 'cuda', the CUDA driver through koffi. It imports nothing from the compiler: it is the entry point of the
+// runtime-only package (packages/runtime) as well as kiln's own `load`.
+import { load as loadRuntime, type LoadOptions, type LoadedModel } from '../runtime/index.js';
+import { nodeWorkerFactory, defaultThreads } from './threads.js';
+
+export type { LoadOptions, LoadedModel, ArtifactHeader, KernelTiming, GpuDevice, CudaDriver, CudaDeviceInfo, CudaHandle } from '../runtime/index.js';
+export { KilnError, type KilnErrorCode } from '../runtime/errors.js';
+export type { Tensor } from '../runtime/tensor.js';
+export { tensor } from '../runtime/tensor.js';
+export type { DType } from '../runtime/dtype.js';
+
+/**
+ * Loads an artifact on Node: worker_threads for the thread pool, threads defaulting to the available cores; for
+ * target 'cuda', the CUDA driver through koffi (E_NO_DEVICE when libcuda or a GPU is missing).
+ */
+export async function load(artifact: Uint8Array, opts: LoadOptions = {}): Promise<LoadedModel> {
+  if (opts.target === 'cuda' && !opts.cudaDriver) {
+    const { openCudaDriver } = await import('./cuda-driver.js');
+    opts = { ...opts, cudaDriver: await openCudaDriver() };
+  }
+  return loadRuntime(artifact, { threads: defaultThreads(), workerFactory: nodeWorkerFactory, ...opts });
+}
