@@ -4,7 +4,8 @@
 import { mkdirSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { createHash } from 'node:crypto';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
+import { requireOptional } from '../node/optional-dependency.js';
 import { KilnError } from '../runtime/errors.js';
 import type { TraceStep } from '../schedule/schedule.js';
 import type { TargetInfo } from './target.js';
@@ -73,7 +74,8 @@ export class TuningDatabase {
     let db: Database.Database | undefined;
     try {
       if (path !== ':memory:' && !opts.readonly) mkdirSync(dirname(path), { recursive: true });
-      db = new Database(path, { readonly: !!opts.readonly, fileMustExist: !!opts.readonly });
+      const Sqlite = requireOptional<typeof Database>('better-sqlite3');
+      db = new Sqlite(path, { readonly: !!opts.readonly, fileMustExist: !!opts.readonly });
       db.pragma('busy_timeout = 10000');
       if (!opts.readonly) db.pragma('journal_mode = WAL');
       db.pragma('foreign_keys = ON');

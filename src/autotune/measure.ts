@@ -3,11 +3,16 @@
 // cut off by a timeout (the worker is terminated) and one that traps only fails its own measurement.
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { Piscina } from 'piscina';
+import type { Piscina } from 'piscina';
+import { requireOptional } from '../node/optional-dependency.js';
 import type { TraceStep } from '../schedule/schedule.js';
 import type { KernelSpec } from './tasks.js';
 import { type BuildOutput, type MeasureOutput, type MeasureSetOutput, type MeasureSetTask, type MeasureTask, build, measure, measureSet } from './worker.js';
 import type { GpuBuildTarget } from './gpu-build.js';
+
+/** A piscina pool (piscina is an optional dependency: loaded when tuning starts). */
+const newPool = (opts: ConstructorParameters<typeof Piscina>[0]): Piscina =>
+  new (requireOptional<typeof import('piscina')>('piscina').Piscina)(opts);
 
 /** `kind` 'resources': a GPU candidate over the device's per-block limits (E_RESOURCES), found before measuring. */
 export type BuildResult = { ok: true; out: BuildOutput; ms: number } | { ok: false; error: string; kind?: 'build' | 'resources' };
@@ -52,7 +57,7 @@ export function compiledModule(name: string): string {
 export class PoolBuilder implements Builder {
   private readonly pool: Piscina;
   constructor(workers: number) {
-    this.pool = new Piscina({ filename: workerFile(), minThreads: 1, maxThreads: Math.max(1, workers), idleTimeout: 60_000 });
+    this.pool = newPool({ filename: workerFile(), minThreads: 1, maxThreads: Math.max(1, workers), idleTimeout: 60_000 });
   }
   async build(spec: KernelSpec, traces: readonly (TraceStep[] | null)[], gpu?: GpuBuildTarget): Promise<BuildResult[]> {
     return Promise.all(traces.map(async (trace): Promise<BuildResult> => {
@@ -80,7 +85,7 @@ export class LocalBuilder implements Builder {
 export class PoolRunner implements Runner {
   private readonly pool: Piscina;
   constructor() {
-    this.pool = new Piscina({ filename: workerFile(), minThreads: 1, maxThreads: 1, idleTimeout: 60_000 });
+    this.pool = newPool({ filename: workerFile(), minThreads: 1, maxThreads: 1, idleTimeout: 60_000 });
   }
   measure(task: MeasureTask, timeoutMs: number): Promise<MeasureResult> {
     return this.run<MeasureOutput>('measure', task, timeoutMs);

@@ -2,6 +2,7 @@
 // SwiftShader's Vulkan driver: when VK_ICD_FILENAMES is unset and that driver exists, it is selected here (the
 // Vulkan loader reads the variable when Dawn creates its instance; libvulkan1 provides the loader).
 import { existsSync } from 'node:fs';
+import { importOptional } from '../node/optional-dependency.js';
 import { KilnError } from '../runtime/errors.js';
 import type { GpuDevice } from '../runtime/webgpu.js';
 
@@ -34,11 +35,7 @@ export async function nodeGpuAdapter(): Promise<NodeGpuAdapter> {
 async function create(): Promise<GpuDevice> {
   if (!process.env.VK_ICD_FILENAMES && existsSync(SWIFTSHADER_ICD)) process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
   let mod: { create(opts: string[]): { requestAdapter(o?: object): Promise<unknown> }; globals: object };
-  try {
-    mod = await import('webgpu' as string);
-  } catch (e) {
-    throw new KilnError('E_UNSUPPORTED', `WebGPU in Node needs the npm package 'webgpu': ${(e as Error).message}`, { hint: 'npm install webgpu' });
-  }
+  mod = await importOptional<typeof mod>('webgpu');
   Object.assign(globalThis, mod.globals);
   const backend = process.env.KILN_WEBGPU_BACKEND ?? 'vulkan';
   const gpu = mod.create([`backend=${backend}`]);

@@ -4,6 +4,7 @@
 // typed arrays koffi passes by pointer. The versioned entry points (_v2) are the ones cuda.h maps its names to.
 import { platform } from 'node:os';
 import { KilnError } from '../runtime/errors.js';
+import { importOptional } from './optional-dependency.js';
 import type { CudaDeviceInfo, CudaDriver, CudaHandle } from '../runtime/cuda.js';
 
 export interface CudaDriverOptions {
@@ -29,12 +30,7 @@ export async function openCudaDriver(opts: CudaDriverOptions = {}): Promise<Cuda
   if (platform() !== 'linux' && !opts.library) {
     throw new KilnError('E_NO_DEVICE', `the CUDA runtime path needs Linux with the NVIDIA driver; this is ${platform()}`, { hint: "use target 'wasm' (or 'webgpu') here" });
   }
-  let koffi: typeof import('koffi').default;
-  try {
-    koffi = (await import('koffi')).default;
-  } catch (e) {
-    throw new KilnError('E_NO_DEVICE', `the FFI package koffi cannot be loaded (${(e as Error).message})`, { hint: 'reinstall kiln\'s dependencies (npm install koffi)' });
-  }
+  const koffi = (await importOptional<typeof import('koffi')>('koffi')).default;
   const libName = opts.library ?? 'libcuda.so.1';
   let lib: ReturnType<typeof koffi.load>;
   try {
