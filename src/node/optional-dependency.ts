@@ -21,7 +21,7 @@ function missing(name: OptionalPackage, e: unknown): KilnError {
   const notFound = (err?.code === 'MODULE_NOT_FOUND' || err?.code === 'ERR_MODULE_NOT_FOUND') && String(err.message).includes(name);
   const why = notFound ? 'is not installed' : `cannot be loaded (${String(err?.message ?? e).split('\n')[0]})`;
   return new KilnError('E_DEPENDENCY', `${feature} needs the npm package '${name}', which ${why}`,
-    { hint: notFound ? `install it next to kiln: npm install ${name}@'${range}'` : `reinstall it: npm install ${name}@'${range}' (npm rebuild ${name} for a native addon)` });
+    { hint: notFound ? `install it: npm install ${name}@'${range}'` : `reinstall it: npm install ${name}@'${range}' (npm rebuild ${name} for a native addon)` });
 }
 
 /** Loads a CommonJS optional package synchronously (better-sqlite3, piscina). */
