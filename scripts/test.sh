@@ -2,6 +2,7 @@
 # The test command (npm test): fixtures, build, every vitest suite; ends with the line "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/test-prerequisites.sh || exit 1
 bash scripts/fixtures.sh || exit 1
 npm run build || exit 1
 mkdir -p .cache
