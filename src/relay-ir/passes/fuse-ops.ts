@@ -13,8 +13,14 @@ import { OpPattern, type OpSpec } from '../op.js';
 const isAnchor = (p: OpPattern) => p === OpPattern.OutEWiseFusable || p === OpPattern.CommReduce;
 /** Constants this small are embedded in the kernel instead of being passed in. */
 const EMBED_MAX = 1;
+/**
+ * Most operators one kernel holds (TVM's max_fuse_depth is 256). Without a cap a long elementwise chain would
+ * become one tensor expression as deep as the chain, which the recursive TE and loop-IR walks cannot take; with
+ * it the chain becomes many same-shaped kernels, which the program deduplicates.
+ */
+export const MAX_FUSED_OPS = 256;
 
-export function fuseOps(fn: FuncNode): FuncNode {
+export function fuseOps(fn: FuncNode, maxOps = MAX_FUSED_OPS): FuncNode {
   const order = postOrder(fn.body).filter((n): n is CallNode => n.kind === 'call' && !isFuncCall(n));
   const pattern = (n: CallNode) => (n.op as OpSpec).pattern;
 
@@ -45,13 +51,20 @@ export function fuseOps(fn: FuncNode): FuncNode {
 
   // union-find groups
   const parent = new Map<CallNode, CallNode>(order.map((n) => [n, n]));
-  const find = (n: CallNode): CallNode => { let r = n; while (parent.get(r) !== r) r = parent.get(r)!; parent.set(n, r); return r; };
+  const find = (n: CallNode): CallNode => {
+    let r = n;
+    while (parent.get(r) !== r) r = parent.get(r)!;
+    for (let m = n; m !== r;) { const next = parent.get(m)!; parent.set(m, r); m = next; } // full path compression
+    return r;
+  };
   const anchors = new Map<CallNode, number>(order.map((n) => [n, isAnchor(pattern(n)) ? 1 : 0]));
+  const size = new Map<CallNode, number>(order.map((n) => [n, 1]));
   const union = (a: CallNode, b: CallNode) => {
     const ra = find(a), rb = find(b);
     if (ra === rb) return;
     parent.set(ra, rb);
     anchors.set(rb, anchors.get(rb)! + anchors.get(ra)!);
+    size.set(rb, size.get(rb)! + size.get(ra)!);
   };
 
   /** Nodes strictly between n and dom on any path, or undefined if some path avoids the predicate. */
@@ -91,9 +104,9 @@ export function fuseOps(fn: FuncNode): FuncNode {
     }
     if (!path) continue;
     const groups = new Set([find(n), find(dom), ...path.map(find)]);
-    let count = 0;
-    for (const g of groups) count += anchors.get(g)!;
-    if (count > 1) continue;
+    let count = 0, ops = 0;
+    for (const g of groups) { count += anchors.get(g)!; ops += size.get(g)!; }
+    if (count > 1 || ops > maxOps) continue;
     for (const m of [...path, dom]) union(n, m);
   }
 
