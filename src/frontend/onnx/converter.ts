@@ -50,6 +50,14 @@ export function converter(opType: string | readonly string[], since: number, fn:
   }
 }
 
+/** The converter for `opType` at `opset`, or why there is none: no converter at all, or only from opset `since`. */
+export function lookupConverter(domain: string, opType: string, opset: number): { fn?: ConvertFn; since?: number } {
+  const list = table.get(key(domain, opType));
+  if (!list) return {};
+  const e = list.find((x) => x.since <= opset);
+  return e ? { fn: e.fn } : { since: list[list.length - 1].since };
+}
+
 export function findConverter(domain: string, opType: string, opset: number, node: string): ConvertFn {
   const list = table.get(key(domain, opType));
   if (!list) {

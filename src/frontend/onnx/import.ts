@@ -10,6 +10,7 @@ import { type ModelProto, ModelProtoSchema, type NodeProto, type ValueInfoProto 
 import { type OnnxAttr, decodeAttribute } from './attributes.js';
 import { type ExternalDataReader, onnxDType, tensorFromProto } from './tensor-proto.js';
 import { type ConvertCtx, findConverter } from './converter.js';
+import { checkDeclaredDims, checkInputOptions, checkStructure, checkSupport } from './validate.js';
 import '../../tensor-expr/ops/index.js';
 import './ops/index.js';
 
@@ -77,6 +78,11 @@ export function importOnnx(bytes: Uint8Array, opts: ImportOptions): ImportedMode
       opset, hint: `convert it with onnx.version_converter.convert_version(model, ${MAX_OPSET})`,
     });
   }
+  // the whole graph is checked before any node is converted (src/frontend/onnx/validate.ts)
+  checkInputOptions(graph, opts.inputShapes, opts.specialize);
+  checkDeclaredDims(graph, opts.inputShapes);
+  const nodes = checkStructure(graph);
+  checkSupport(model, opset);
   const values = new Map<string, GExpr>();
   const initNames = new Set(graph.initializer.map((t) => t.name));
   for (const t of graph.initializer) values.set(t.name, gconst(tensorFromProto(t, opts.readExternal)));
@@ -106,7 +112,7 @@ export function importOnnx(bytes: Uint8Array, opts: ImportOptions): ImportedMode
     return folded;
   };
 
-  for (const node of graph.node) {
+  for (const node of nodes) {
     const outs = withNodeContext({ node: node.name || node.output[0], op: node.opType, opset }, () => convertNode(node, opset, values, fold, opts));
     node.output.forEach((name, i) => { if (name && outs[i]) values.set(name, outs[i]); });
   }
