@@ -42,6 +42,12 @@ export function gcall(op: OpSpec, args: readonly GExpr[], attrs: Attrs = {}, ori
     if (e instanceof KilnError) throw e;
     throw new KilnError('E_SHAPE', `${op.name}: ${(e as Error).message}`, { node: origin[0] });
   }
+  // a safety net under the type rules: attribute values no rule checks must not make a NaN, fractional or negative dim
+  if (type.shape.some((d) => typeof d === 'number' && !(Number.isSafeInteger(d) && d >= 0))) {
+    const attrText = JSON.stringify(attrs);
+    throw new KilnError('E_SHAPE', `${op.name}: the arguments [${argTypes.map((t) => `[${t.shape}]`).join(', ')}] and attributes ${attrText.length > 200 ? `${attrText.slice(0, 200)}...` : attrText} give output shape [${type.shape}]; every dim must be a whole number >= 0`,
+      { hint: 'an attribute or a shape input of this node is out of range' });
+  }
   return { kind: 'call', op, args, attrs, type, origin };
 }
 

@@ -42,6 +42,12 @@ function windowAttrs(a: Attrs, nsp: number, kernel: number[]): Window {
   if (strides.length !== nsp || dilations.length !== nsp || pads.length !== 2 * nsp || kernel.length !== nsp) {
     shapeError(`window attributes do not match ${nsp} spatial dims (kernel [${kernel}], strides [${strides}], dilations [${dilations}], pads [${pads}])`);
   }
+  // a zero or negative stride / dilation / kernel extent would divide by zero or make a window that reads nowhere
+  const whole = (v: readonly number[], min: number) => v.every((x) => Number.isSafeInteger(x) && x >= min);
+  if (!whole(kernel, 1)) shapeError(`kernel_shape [${kernel}] must hold whole numbers >= 1`);
+  if (!whole(strides, 1)) shapeError(`strides [${strides}] must be whole numbers >= 1`);
+  if (!whole(dilations, 1)) shapeError(`dilations [${dilations}] must be whole numbers >= 1`);
+  if (!whole(pads, 0)) shapeError(`pads [${pads}] must be whole numbers >= 0`);
   return { kernel, strides, dilations, pads };
 }
 
@@ -89,6 +95,7 @@ function convGeometry(x: readonly number[], w: readonly number[], a: Attrs): { w
   if (nsp < 1) shapeError(`conv: input must have rank >= 3, got [${x}]`);
   if (w.length !== x.length) shapeError(`conv: weight rank ${w.length} differs from input rank ${x.length}`);
   const group = num(a, 'group', 1);
+  if (!Number.isSafeInteger(group) || group < 1) shapeError(`conv: group ${group} must be a whole number >= 1`);
   if (x[1] % group !== 0 || w[0] % group !== 0) shapeError(`conv: channels ${x[1]} / filters ${w[0]} not divisible by group ${group}`);
   if (w[1] * group !== x[1]) shapeError(`conv: weight has ${w[1]} channels per group, input ${x[1]} channels with group ${group}`);
   const win = windowAttrs(a, nsp, w.slice(2));
@@ -207,9 +214,11 @@ function convTGeometry(x: readonly number[], w: readonly number[], a: Attrs): { 
   if (nsp < 1) shapeError(`conv_transpose: input must have rank >= 3, got [${x}]`);
   if (w.length !== x.length) shapeError(`conv_transpose: weight rank ${w.length} differs from input rank ${x.length}`);
   const group = num(a, 'group', 1);
+  if (!Number.isSafeInteger(group) || group < 1) shapeError(`conv_transpose: group ${group} must be a whole number >= 1`);
   if (w[0] !== x[1] || x[1] % group !== 0) shapeError(`conv_transpose: weight [${w}] does not match input channels ${x[1]} with group ${group}`);
   const win = windowAttrs(a, nsp, w.slice(2));
   const opad = ints(a, 'output_padding', new Array(nsp).fill(0));
+  if (opad.length !== nsp || opad.some((p) => !Number.isSafeInteger(p) || p < 0)) shapeError(`conv_transpose: output_padding [${opad}] must be ${nsp} whole numbers >= 0`);
   const out = [x[0], w[1] * group, ...x.slice(2).map((d, i) =>
     win.strides[i] * (d - 1) + opad[i] + (win.kernel[i] - 1) * win.dilations[i] + 1 - win.pads[i] - win.pads[nsp + i])];
   if (out.some((d) => d <= 0)) shapeError(`conv_transpose: non-positive output shape [${out}]`);
@@ -263,6 +272,11 @@ function poolGeometry(x: readonly number[], a: Attrs, what: string): { win: Wind
   const nsp = x.length - 2;
   if (nsp < 1) shapeError(`${what}: input must have rank >= 3, got [${x}]`);
   const win = windowAttrs(a, nsp, ints(a, 'kernel_shape'));
+  // a pad as wide as the (dilated) window makes windows that see padding only (onnxruntime rejects it too)
+  win.pads.forEach((p, j) => {
+    const i = j % nsp, eff = (win.kernel[i] - 1) * win.dilations[i] + 1;
+    if (p >= eff) shapeError(`${what}: pads [${win.pads}] must be smaller than the window (kernel_shape [${win.kernel}], dilations [${win.dilations}])`);
+  });
   const ceil = !!num(a, 'ceil_mode', 0);
   return { win, out: [x[0], x[1], ...x.slice(2).map((d, i) => windowOut(d, win, i, ceil))] };
 }
@@ -748,9 +762,11 @@ defineOp({
 defineOp({
   name: 'lrn',
   pattern: OpPattern.CommReduce,
-  inferType: ([x]) => {
+  inferType: ([x], a) => {
     needFloat('lrn', x);
     if (x.shape.length < 3) shapeError(`lrn: input must have rank >= 3, got [${x.shape}]`);
+    const size = num(a, 'size');
+    if (!Number.isSafeInteger(size) || size < 1) shapeError(`lrn: size ${size} must be a whole number >= 1`);
     return tensorType(x.shape, x.dtype);
   },
   compute: ([x], a, outT) => {

@@ -152,8 +152,9 @@ function softmaxAxes(x: { shape: readonly unknown[] }, a: Attrs, name: string): 
   return Array.from({ length: r - axis }, (_, i) => axis + i);
 }
 
-const sameType = (name: string, floatOnly: boolean) => ([x]: readonly TensorType[]): TensorType => {
+const sameType = (name: string, floatOnly: boolean) => ([x]: readonly TensorType[], a: Attrs): TensorType => {
   if (floatOnly && !isFloat(x.dtype)) shapeError(`${name} needs a float input, got ${x.dtype}`);
+  softmaxAxes(x, a, name); // the axis is in range
   return tensorType(x.shape, x.dtype);
 };
 

@@ -371,7 +371,9 @@ defineOp({
     const R = ind.shape.length + 1;
     const axis = normAxis(num(a, 'axis', -1), R);
     const out = [...ind.shape];
-    out.splice(axis, 0, num(a, 'depth'));
+    const depth = num(a, 'depth');
+    if (!Number.isSafeInteger(depth) || depth < 1) shapeError(`one_hot: depth ${depth} must be a whole number >= 1`);
+    out.splice(axis, 0, depth);
     return tensorType(out, vals.dtype);
   },
   compute: ([ind, vals], a, out) => {
@@ -420,7 +422,14 @@ defineOp({
 defineOp({
   name: 'reverse_sequence',
   pattern: OpPattern.Injective,
-  inferType: ([x]) => tensorType(x.shape, x.dtype),
+  inferType: ([x, lens], a) => {
+    const r = x.shape.length, bAx = num(a, 'batch_axis', 1), tAx = num(a, 'time_axis', 0);
+    if (r < 2 || ![bAx, tAx].every((v) => v === 0 || v === 1) || bAx === tAx) {
+      shapeError(`reverse_sequence: batch_axis ${bAx} and time_axis ${tAx} must be 0 and 1 (in either order) of an input of rank >= 2, got [${x.shape}]`);
+    }
+    if (lens.shape.length !== 1 || lens.shape[0] !== x.shape[bAx]) shapeError(`reverse_sequence: sequence_lens [${lens.shape}] must be [${x.shape[bAx]}]`);
+    return tensorType(x.shape, x.dtype);
+  },
   compute: ([x, lens], a, out) => {
     const bAx = num(a, 'batch_axis', 1), tAx = num(a, 'time_axis', 0);
     return compute('reverse_sequence', out.shape, (idx) => {

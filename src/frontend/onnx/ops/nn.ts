@@ -2,6 +2,7 @@
 // Converters normalize ONNX's conveniences (auto_pad, default kernel_shape / strides / dilations) so the graph
 // operators always carry explicit pads, strides and dilations.
 import type { GExpr } from '../../../relay-ir/expr.js';
+import { KilnError } from '../../../runtime/errors.js';
 import { tensor } from '../../../runtime/tensor.js';
 import { type ConvertCtx, converter } from '../converter.js';
 
@@ -38,6 +39,13 @@ function resolvePads(c: ConvertCtx, inp: number[], kernel: number[], strides: nu
   return [...begin, ...end];
 }
 
+/** A convolution's kernel_shape, when given, must be the weight's spatial dims (the weight decides the window). */
+function checkKernelShape(c: ConvertCtx, kernel: readonly number[], weightSpatial: readonly (number | string)[]): void {
+  if (kernel.length !== weightSpatial.length || kernel.some((k, i) => typeof weightSpatial[i] === 'number' && k !== weightSpatial[i])) {
+    throw new KilnError('E_SHAPE', `kernel_shape [${kernel}] does not match the weight's spatial dims [${weightSpatial}]`, { hint: 'drop kernel_shape or make it agree with the weight' });
+  }
+}
+
 // ---- Conv -------------------------------------------------------------------------------------------------------
 
 converter('Conv', 1, (c) => {
@@ -45,6 +53,7 @@ converter('Conv', 1, (c) => {
   const sp = spatialDims(c, x), n = sp.length;
   const wShape = c.type(w).shape;
   const kernel = c.ints('kernel_shape', wShape.slice(2) as number[]);
+  checkKernelShape(c, kernel, wShape.slice(2));
   const strides = c.ints('strides', ones(n)), dilations = c.ints('dilations', ones(n));
   const pads = resolvePads(c, sp, kernel, strides, dilations);
   const attrs = { strides, pads, dilations, group: c.int('group', 1) };
@@ -55,6 +64,7 @@ converter('ConvTranspose', 1, (c) => {
   const x = c.input(0), w = c.input(1), b = c.optInput(2);
   const sp = spatialDims(c, x), n = sp.length;
   const kernel = c.ints('kernel_shape', c.type(w).shape.slice(2) as number[]);
+  checkKernelShape(c, kernel, c.type(w).shape.slice(2));
   const strides = c.ints('strides', ones(n)), dilations = c.ints('dilations', ones(n));
   const outputPadding = c.ints('output_padding', zeros(n));
   const autoPad = c.string('auto_pad', 'NOTSET');

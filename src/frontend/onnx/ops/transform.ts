@@ -68,11 +68,14 @@ function split(c: ConvertCtx, sizes: number[] | undefined): GExpr[] {
   const x = c.input(0);
   const t = c.type(x), r = t.shape.length;
   let axis = c.int('axis', 0);
+  if (axis < -r || axis >= r) throw new KilnError('E_SHAPE', `Split: axis ${axis} out of range for rank ${r}`);
   if (axis < 0) axis += r;
   const d = t.shape[axis];
   if (typeof d !== 'number') throw new KilnError('E_DYNAMIC', `Split: dim ${axis} must be known at compile time`);
+  if (sizes && sizes.some((v) => !Number.isSafeInteger(v) || v < 0)) throw new KilnError('E_MODEL_INVALID', `Split: sizes [${sizes}] must be whole numbers >= 0`);
   if (!sizes) {
     const n = c.attr('num_outputs') ? c.int('num_outputs') : c.numOutputs;
+    if (!Number.isSafeInteger(n) || n < 1) throw new KilnError('E_MODEL_INVALID', `Split: num_outputs ${n} must be a whole number >= 1`);
     if (c.attr('num_outputs')) {
       const chunk = Math.ceil(d / n);
       sizes = [...Array(n).keys()].map((i) => Math.max(0, Math.min(chunk, d - i * chunk)));
@@ -114,7 +117,16 @@ converter('Slice', 10, (c) => {
 
 // ---- Gather family ----
 
-converter('Gather', 1, (c) => c.call('gather', [c.input(0), c.input(1)], { axis: c.int('axis', 0) }));
+converter('Gather', 1, (c) => {
+  const x = c.input(0), ind = c.input(1), axis = c.int('axis', 0);
+  // constant indices out of range would read outside the tensor: ONNX calls that an error
+  const shape = c.type(x).shape, r = shape.length, d = shape[axis < 0 ? axis + r : axis];
+  if (ind.kind === 'const' && typeof d === 'number' && axis >= -r && axis < r) {
+    const bad = nums(ind.value).find((i) => i < -d || i >= d);
+    if (bad !== undefined) throw new KilnError('E_MODEL_INVALID', `Gather: index ${bad} out of range for axis ${axis} of size ${d} (input [${shape}])`, { hint: `indices must lie in [${-d}, ${d - 1}]` });
+  }
+  return c.call('gather', [x, ind], { axis });
+});
 converter('GatherElements', 11, (c) => c.call('gather_elements', [c.input(0), c.input(1)], { axis: c.int('axis', 0) }));
 converter('GatherND', 11, (c) => c.call('gather_nd', [c.input(0), c.input(1)], { batch_dims: c.int('batch_dims', 0) }));
 
@@ -158,10 +170,17 @@ converter('ConstantOfShape', 9, (c) => {
   return c.call('expand', [c.constant({ ...fill, shape: [] })], { shape });
 });
 
+/** Most elements a folded Range may have (its values are stored in the artifact). */
+const RANGE_MAX = 1 << 26;
 converter('Range', 11, (c) => {
   const start = c.constValue(c.input(0), 'Range start'), limit = c.constValue(c.input(1), 'Range limit'), delta = c.constValue(c.input(2), 'Range delta');
   const [s, l, d] = [start, limit, delta].map((t) => Number(t.data[0]));
+  if (![s, l, d].every(Number.isFinite)) throw new KilnError('E_MODEL_INVALID', `Range: start ${s}, limit ${l} and delta ${d} must be finite`);
+  if (d === 0) throw new KilnError('E_MODEL_INVALID', `Range: delta is 0 (start ${s}, limit ${l}): the range would never end`, { hint: 'give a non-zero delta' });
   const n = Math.max(Math.ceil((l - s) / d), 0);
+  if (n > RANGE_MAX) {
+    throw new KilnError('E_SHAPE', `Range: start ${s}, limit ${l}, delta ${d} make ${n} elements, more than Kiln builds into a model (${RANGE_MAX})`, { hint: 'check the Range inputs' });
+  }
   const vals: number[] = [];
   for (let i = 0; i < n; i++) vals.push(s + i * d);
   return c.constant(tensor(start.dtype, [n], vals));
