@@ -38,6 +38,22 @@ export interface ProgramOptions {
 
 const bytesOf = (t: TensorType) => numel(staticShape(t)) * BYTES[t.dtype];
 
+/**
+ * Bytes one WebAssembly memory can hold on wasm32: 65536 pages of 64 KiB, 4 GiB. V8 (Node 20, Chrome) takes no
+ * larger maximum ("value 65537 is above the upper bound 65536"), and the runtime allocates the whole plan up front.
+ */
+export const WASM32_MAX_BYTES = 65536 * 65536;
+
+const GiB = (n: number) => `${(n / 2 ** 30).toFixed(2)} GiB`;
+
+/** E_SHAPE when `bytes` of WebAssembly memory is more than wasm32 can address; `parts` says what makes it up. */
+function checkAddressable(bytes: number, parts: string, exact: boolean): void {
+  if (bytes <= WASM32_MAX_BYTES) return;
+  throw new KilnError('E_SHAPE', `the model needs ${exact ? '' : 'at least '}${bytes} bytes (${GiB(bytes)}) of WebAssembly memory (${parts}); wasm32 addresses at most ${WASM32_MAX_BYTES} bytes (4 GiB, 65536 pages of 64 KiB)`, {
+    hint: 'compile for smaller input shapes (inputShapes / kiln compile --input-shape) or a smaller batch',
+  });
+}
+
 /** The concat calls of a fused main function that WebAssembly programs do by placement (no kernel runs them). */
 export function placedConcatCalls(main: FuncNode): Set<CallNode> {
   return new Set(placedConcats(kernelCalls(main), mainOutputs(main)).keys());
@@ -82,7 +98,32 @@ export function buildProgram(main: FuncNode, opts: ProgramOptions = {}): Program
     throw new KilnError('E_INTERNAL', 'program: the graph must be fused, with one distinct buffer per output');
   }
 
+  // weights: every constant a kernel reads or an output names
+  const weightOff = new Map<ConstNode, number>();
+  let weightBytes = 0;
+  const addWeight = (c: ConstNode) => {
+    if (weightOff.has(c)) return;
+    weightOff.set(c, weightBytes);
+    weightBytes = align(weightBytes + Math.max(c.value.data.byteLength, 1));
+  };
+  for (const c of calls) for (const a of c.args) if (a.kind === 'const') addWeight(a);
+  for (const o of outputs) if (o.kind === 'const') addWeight(o);
+
+  // Before building any kernel: what must be in memory at once whatever the plan (weights, inputs, and the largest
+  // call's arguments and result) already too large for wasm32 fails here, without allocating or building anything.
+  const paramBytes = main.params.reduce((n, p) => n + align(bytesOf(p.type)), 0);
+  let largestCall = 0;
   const concats = placedConcats(calls, outputs);
+  for (const c of calls) {
+    // a placed concat's parts lie inside its buffer
+    const live = new Set<GExpr>([c, ...(concats.has(c) ? [] : c.args.filter((a) => a.kind === 'call'))]);
+    largestCall = Math.max(largestCall, [...live].reduce((n, e) => n + align(bytesOf(e.type as TensorType)), 0));
+  }
+  checkAddressable(SPECULATIVE_GUARD_BYTES * 2 + weightBytes + paramBytes + largestCall,
+    `weights ${weightBytes} bytes, inputs ${paramBytes} bytes, the largest kernel call's arguments and result ${largestCall} bytes`, false);
+  const weights = new Uint8Array(weightBytes);
+  for (const [c, off] of weightOff) weights.set(new Uint8Array(c.value.data.buffer, c.value.data.byteOffset, c.value.data.byteLength), off);
+
   // kernels, deduplicated by their loop-IR text (none for a placed concat)
   const kernels: BuiltKernel[] = [];
   const kernelOf = new Map<string, number>();
@@ -96,19 +137,6 @@ export function buildProgram(main: FuncNode, opts: ProgramOptions = {}): Program
     if (idx === undefined) { idx = kernels.length; kernels.push(k); kernelOf.set(key, idx); }
     return idx;
   });
-
-  // weights: every constant a kernel reads or an output names
-  const weightOff = new Map<ConstNode, number>();
-  let weightBytes = 0;
-  const addWeight = (c: ConstNode) => {
-    if (weightOff.has(c)) return;
-    weightOff.set(c, weightBytes);
-    weightBytes = align(weightBytes + Math.max(c.value.data.byteLength, 1));
-  };
-  for (const c of calls) for (const a of c.args) if (a.kind === 'const') addWeight(a);
-  for (const o of outputs) if (o.kind === 'const') addWeight(o);
-  const weights = new Uint8Array(weightBytes);
-  for (const [c, off] of weightOff) weights.set(new Uint8Array(c.value.data.buffer, c.value.data.byteOffset, c.value.data.byteLength), off);
 
   // lifetimes: inputs live throughout, outputs until the end, each call's scratch during that call only
   const FOREVER = calls.length + 1;
@@ -138,6 +166,7 @@ export function buildProgram(main: FuncNode, opts: ProgramOptions = {}): Program
   const plan = planMemory(items);
   const weightsAt = SPECULATIVE_GUARD_BYTES; // address 0 stays unused, and vector loads may overrun a little
   const arenaAt = align(weightsAt + weightBytes);
+  checkAddressable(arenaAt + plan.arenaBytes + SPECULATIVE_GUARD_BYTES, `weights ${weightBytes} bytes, the memory plan's arena ${plan.arenaBytes} bytes`, true);
   const addr = (e: GExpr): number => {
     if (e.kind === 'const') return weightsAt + weightOff.get(e)!;
     const part = partOf.get(e);
