@@ -1,8 +1,7 @@
 // Tuning curves (CSV + SVG, random vs guided side by side) and which records `kiln compile` applies by Kiln version.
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { tempDir } from './helpers/temp.js';
 import { compile } from '../src/index.js';
 import { matmulModel } from '../src/bench/matmul-model.js';
 import { curveCsv, curveSvg, niceTicks, svgPathFor } from '../src/autotune/plot.js';
@@ -59,7 +58,7 @@ describe('applying records by Kiln version', () => {
     const rec = (i: number, ms: number, kiln: string): TuningRecord => ({
       workload: task.workload.key, target: target.key, trace: traces[i], costs: [ms], ms, time: `2026-01-01T00:00:0${i}Z`, kiln, search: 'random',
     });
-    const db = TuningDatabase.open(join(mkdtempSync(join(tmpdir(), 'kiln-ver-')), 'kiln.sqlite'));
+    const db = TuningDatabase.open(join(tempDir('kiln-ver-'), 'kiln.sqlite'));
     try {
       const w = { ...task.workload, ops: task.ops };
       const use = async (kiln: string) => {

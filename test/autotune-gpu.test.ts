@@ -3,9 +3,10 @@
 // CUDA builder's ptxas resource checks (no GPU here: candidates are assembled and checked, never measured).
 import { describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { tempDir } from './helpers/temp.js';
 import { compile, load } from '../src/index.js';
 import { KilnError } from '../src/runtime/errors.js';
 import { compareTensors } from '../src/conformance/compare.js';
@@ -29,7 +30,7 @@ import { ptxasAvailable } from '../src/codegen/ptx/ptxas.js';
 import { cudaAvailable } from '../src/node/cuda-driver.js';
 import { VERSION } from '../src/compiler/version.js';
 
-const tmp = () => mkdtempSync(join(tmpdir(), 'kiln-tune-gpu-'));
+const tmp = () => tempDir('kiln-tune-gpu-');
 const matmul: ModelSpec = {
   inputs: [['a', 'float32', [32, 48]]],
   outputs: [['c', 'float32', [32, 40]]],

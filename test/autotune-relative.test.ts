@@ -4,10 +4,9 @@
 // candidate as the best; the relative scheme applies only a candidate that is really faster. Also: a database of
 // the first schema (before relative timing) still loads, migrates, and keeps ranking its own records by ms.
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { tempDir } from './helpers/temp.js';
 import Database from 'better-sqlite3';
 import { compile } from '../src/index.js';
 import { importAndOptimize } from '../src/compiler/compile.js';
@@ -23,7 +22,7 @@ import type { MeasureSetResult, MeasureResult, Runner } from '../src/autotune/me
 import { type BuiltHeader, type MeasureSetTask, type MeasureTask, build } from '../src/autotune/worker.js';
 import { ARRAY } from '../src/runtime/dtype.js';
 
-const tmp = () => mkdtempSync(join(tmpdir(), 'kiln-rel-'));
+const tmp = () => tempDir('kiln-rel-');
 
 /**
  * A runner on a fake machine: each program (told apart by its WebAssembly bytes, numbered in order of first

@@ -3,9 +3,9 @@
 // sharing one database both finish and all their records are there. Runs the built CLI (dist/cli/kiln.js).
 import { describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { tempDir } from './helpers/temp.js';
 import Database from 'better-sqlite3';
 import { matmulModel } from '../src/bench/matmul-model.js';
 import { TuningDatabase, traceHash } from '../src/autotune/database.js';
@@ -58,7 +58,7 @@ function checkDb(path: string): { n: number; hashes: Set<string>; trials: number
 
 describe('tuning database safety', () => {
   it('kill -9 during `kiln tune` leaves whole records, and a new run resumes from them', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'kiln-safety-'));
+    const dir = tempDir('kiln-safety-');
     const model = join(dir, 'mm.onnx'), dbPath = join(dir, 'kiln.sqlite');
     const { bytes } = matmulModel(128, 128, 128);
     writeFileSync(model, bytes);
@@ -102,7 +102,7 @@ describe('tuning database safety', () => {
   }, 60_000);
 
   it('two `kiln tune` processes share one database: both finish, all records are there', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'kiln-safety-'));
+    const dir = tempDir('kiln-safety-');
     const a = join(dir, 'a.onnx'), b = join(dir, 'b.onnx'), dbPath = join(dir, 'kiln.sqlite');
     writeFileSync(a, matmulModel(96, 96, 96).bytes);
     writeFileSync(b, matmulModel(64, 128, 96).bytes);

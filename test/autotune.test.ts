@@ -1,9 +1,9 @@
 // The auto-tuner: tuning database, workload keys, search-space determinism, an end-to-end tune of a MatMul whose
 // compiled output still matches ONNX Runtime, and candidates that compute wrong numbers / hang being rejected.
 import { describe, expect, it } from 'vitest';
-import { existsSync, mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { tempDir } from './helpers/temp.js';
 import { compile, load } from '../src/index.js';
 import { KilnError } from '../src/runtime/errors.js';
 import { compareTensors } from '../src/conformance/compare.js';
@@ -26,7 +26,7 @@ import type { MeasureSetTask, MeasureTask } from '../src/autotune/worker.js';
 import type { Tensor } from '../src/runtime/tensor.js';
 import { runOrt } from './helpers/ort.js';
 
-const tmp = () => mkdtempSync(join(tmpdir(), 'kiln-tune-'));
+const tmp = () => tempDir('kiln-tune-');
 const tasksOf = (bytes: Uint8Array) => extractTasks(fuseOps(importAndOptimize(bytes).graph));
 const lowered = (t: ReturnType<typeof tasksOf>[number], trace: readonly object[]) => {
   const sch = new Schedule([t.kernel.output]);

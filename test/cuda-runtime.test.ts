@@ -8,8 +8,8 @@
 // (c) The same models on a real GPU through koffi + libcuda, skipped by name when no driver/device is present.
 import { describe, expect, it } from 'vitest';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { tempDir } from './helpers/temp.js';
 import koffi from 'koffi';
 import { compile } from '../src/compiler/compile.js';
 import { load as loadNode, KilnError } from '../src/index.js';
@@ -276,7 +276,7 @@ const HAVE_CC = spawnSync('cc', ['--version']).status === 0;
 
 describe.skipIf(!HAVE_CC)('CUDA driver binding (koffi) over a stand-in libcuda (C)', () => {
   it('passes handles, device pointers and kernel parameters through the FFI, and names driver errors', async () => {
-    const lib = join(tmpdir(), `kiln-fake-libcuda-${process.pid}.so`);
+    const lib = join(tempDir('kiln-fake-libcuda-'), 'libcuda.so');
     execFileSync('cc', ['-shared', '-fPIC', '-O1', '-o', lib, 'test/support/fake-libcuda.c']);
     const d = await openCudaDriver({ library: lib });
     expect(d.init()).toEqual({ name: 'Fake GPU', sm: 86, totalBytes: 2 ** 34 });

@@ -1,9 +1,9 @@
 // Bad input gives a clear KilnError with a stable code and context, and writes nothing partial.
 import { describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { tempDir } from './helpers/temp.js';
 import { compile, load, KilnError } from '../src/index.js';
 import { buildModel, randomF32 } from '../src/frontend/onnx/model-builder.js';
 
@@ -112,7 +112,7 @@ describe('damaged artifacts', () => {
 describe('kiln CLI on bad input', () => {
   const cli = join(process.cwd(), 'dist/cli/kiln.js');
   it('fails with a clear message and writes no file', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'kiln-bad-'));
+    const dir = tempDir('kiln-bad-');
     const model = join(dir, 'broken.onnx');
     writeFileSync(model, addModel().subarray(0, 40));
     let stderr = '';

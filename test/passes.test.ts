@@ -1,8 +1,8 @@
 // Graph passes: fusion, constant folding of shape subgraphs, batch-norm folding, CSE, dead code; external data.
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { tempDir } from './helpers/temp.js';
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { compile, load, tensor, type Tensor } from '../src/index.js';
 import { printFunc } from '../src/relay-ir/printer.js';
@@ -187,7 +187,7 @@ describe('CSE and dead code', () => {
 
 describe('external data', () => {
   it('reads initializers stored next to the model', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'kiln-ext-'));
+    const dir = tempDir('kiln-ext-');
     const w = f32([3, 5], 4);
     const bytes = buildModel({
       inputs: [['x', 'float32', [2, 3]]], outputs: [['y', 'float32', [2, 5]]],

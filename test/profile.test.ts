@@ -1,9 +1,9 @@
 // The profiler: per-kernel aggregation, the key_averages-style table, the Chrome trace, and `kiln profile`.
 import { describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { tempDir } from './helpers/temp.js';
 import { buildModel, randomF32 } from '../src/frontend/onnx/model-builder.js';
 import { compile } from '../src/compiler/compile.js';
 import { load } from '../src/runtime/index.js';
@@ -76,7 +76,7 @@ describe('profiler', () => {
   });
 
   it('kiln profile prints the table and writes a trace', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'kiln-profile-'));
+    const dir = tempDir('kiln-profile-');
     const { artifact, header } = await compile(onnx);
     writeFileSync(join(dir, 'm.kiln'), artifact);
     const out = execFileSync('node', [join(process.cwd(), 'dist/cli/kiln.js'), 'profile', join(dir, 'm.kiln'), '--runs', '3', '--trace', join(dir, 't.json')], { encoding: 'utf8' });

@@ -97,8 +97,8 @@ export function runPtxas(ptx: string, sm: number): PtxasResult {
 /** runPtxas without blocking (several can run side by side). */
 export function runPtxasAsync(ptx: string, sm: number): Promise<PtxasResult> {
   const dir = mkdtempSync(join(tmpdir(), 'kiln-ptxas-'));
-  writeFileSync(join(dir, 'k.ptx'), ptx);
   return new Promise<PtxasResult>((resolve, reject) => {
+    writeFileSync(join(dir, 'k.ptx'), ptx); // inside: a failed write rejects, and the folder is still removed
     const p = spawn(PTXAS, ptxasArgs(sm, dir));
     let log = '';
     p.stdout.on('data', (d) => { log += d; });
