@@ -1,9 +1,9 @@
 // The kiln command end to end: compile, run (with --bench), inspect every level, onnx-test.
-import { describe, expect, it } from 'vitest';
-import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { writeFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { tempDir } from './helpers/temp.js';
 import { buildModel, randomF32 } from '../src/frontend/onnx/model-builder.js';
 import { encodeNpy, readNpy } from '../src/cli/tensor-files.js';
 import { decodeTensorProto, encodeTensorProto } from '../src/frontend/onnx/tensor-proto.js';
@@ -15,7 +15,7 @@ const hasCuda = await cudaAvailable();
 const kiln = (...args: string[]) => execFileSync('node', [cli, ...args], { encoding: 'utf8' });
 
 describe('kiln CLI', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'kiln-cli-'));
+  const dir = tempDir('kiln-cli-');
   const model = join(dir, 'm.onnx');
   writeFileSync(model, buildModel({
     inputs: [['x', 'float32', [2, 8]]], outputs: [['y', 'float32', [2, 8]]],
@@ -91,5 +91,107 @@ describe('kiln CLI', () => {
     if (!hasCuda) expect([cuda.status, cuda.stderr]).toEqual([1, expect.stringMatching(/^kiln: \[E_NO_DEVICE\] no CUDA driver/)]);
     else expect(cuda.stdout).toMatch(/0 passed, 1 failed/);
     expect(existsSync(join(dir, 'm.kiln'))).toBe(true);
+  });
+});
+
+describe('kiln CLI usage errors', () => {
+  const dir = tempDir('kiln-cli-usage-');
+  const model = join(dir, 'm.onnx');
+  writeFileSync(model, buildModel({ inputs: [['x', 'float32', [2, 3]]], outputs: [['y', 'float32', [2, 3]]], nodes: [{ op: 'Relu', inputs: ['x'], outputs: ['y'] }] }));
+  const art = join(dir, 'm.kiln');
+  const kilnRaw = (args: string[], env: Record<string, string> = {}, nodeArgs: string[] = []) =>
+    spawnSync('node', [...nodeArgs, cli, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 120_000 });
+  const kilnAsync = (args: string[]) => new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+    const p = spawn('node', [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '', stderr = '';
+    p.stdout.on('data', (d) => { stdout += d; });
+    p.stderr.on('data', (d) => { stderr += d; });
+    p.on('error', reject);
+    p.on('close', (status) => resolve({ status, stdout, stderr }));
+  });
+  const noStack = (s: string) => expect(s).not.toMatch(/\n {4}at /);
+  beforeAll(() => { execFileSync('node', [cli, 'compile', model, '-o', art]); });
+
+  it('an unknown flag, a flag without its value, a bad number or choice: kiln: <what>, the usage lines, exit 2', async () => {
+    const cases: [string[], RegExp, RegExp][] = [
+      [['run', art, '--frobnicate'], /^kiln: \[E_USAGE\] unknown option '--frobnicate' for kiln run\n/, /kiln run ARTIFACT\.kiln/],
+      [['run', art, '-z'], /unknown option '-z' for kiln run/, /kiln run ARTIFACT\.kiln/],
+      [['compile', model, '--port', '80'], /unknown option '--port' for kiln compile/, /kiln compile MODEL\.onnx -o OUT\.kiln/],
+      [['run', art, '--bench'], /option --bench is missing its value/, /kiln run ARTIFACT\.kiln/],
+      [['run', art, '--bench', '--threads', '2'], /option --bench is missing its value/, /kiln run/],
+      [['run', art, '--bench', 'many'], /bad --bench 'many': expected a positive integer/, /kiln run/],
+      [['run', art, '--threads', '1.5'], /bad --threads '1\.5'/, /kiln run/],
+      [['run', art, '--target', 'tpu'], /unknown --target 'tpu'\. use wasm, webgpu or cuda/, /kiln run/],
+      [['run', art, '--output-format', 'csv', '--output-dir', dir], /unknown --output-format 'csv'/, /kiln run/],
+      [['run'], /kiln run: no ARTIFACT\.kiln given/, /kiln run ARTIFACT\.kiln/],
+      [['run', art, 'extra.kiln'], /unexpected argument 'extra\.kiln'/, /kiln run/],
+      [['compile'], /kiln compile: no MODEL\.onnx given/, /kiln compile MODEL\.onnx/],
+      [['compile', model, '--target', 'tpu'], /unknown --target 'tpu'/, /kiln compile/],
+      [['compile', model, '--target', 'cuda', '--sm', '75'], /unsupported --sm '75'/, /kiln compile/],
+      [['compile', model, '--input-shape', 'x=2,a'], /bad --input-shape 'x=2,a'/, /kiln compile/],
+      [['compile', model, '--no-optimize=yes'], /option --no-optimize takes no value/, /kiln compile/],
+      [['inspect', model, '--level', 'asm'], /unknown --level 'asm'\. use graph, fused, te, loop, wasm, wgsl or ptx/, /kiln inspect/],
+      [['inspect', model, '--kernel', 'first'], /bad --kernel 'first'/, /kiln inspect/],
+      [['profile', art, '--runs', '0'], /bad --runs '0'/, /kiln profile ARTIFACT\.kiln/],
+      [['tune', model, '--trials', 'lots'], /bad --trials 'lots'/, /kiln tune MODEL\.onnx/],
+      [['tune', model, '--time-budget', '5 fortnights'], /bad --time-budget/, /kiln tune/],
+      [['tune', model, '--strategy', 'greedy'], /unknown --strategy 'greedy'/, /kiln tune/],
+      [['serve', '--port', 'http'], /bad --port 'http'/, /kiln serve/],
+      [['serve', '--port', '70000'], /bad --port '70000': expected an integer from 0 to 65535/, /kiln serve/],
+      [['demo', '--bench', 'x'], /bad --bench 'x'/, /kiln demo/],
+      [['onnx-test'], /kiln onnx-test: no DIR/, /kiln onnx-test DIR/],
+      [['onnx-test', dir, '--filter', '('], /bad --filter '\('/, /kiln onnx-test/],
+      [['db', 'export'], /kiln db export: no file given/, /kiln db export\|import/],
+      [['frobnicate'], /unknown command 'frobnicate'/, /kiln compile MODEL\.onnx[\s\S]*kiln serve/],
+    ];
+    // four at a time: each is a node process that starts, checks its command line and exits
+    const results: { status: number | null; stdout: string; stderr: string }[] = [];
+    for (let i = 0; i < cases.length; i += 4) results.push(...await Promise.all(cases.slice(i, i + 4).map(([args]) => kilnAsync(args))));
+    for (const [i, [args, message, usage]] of cases.entries()) {
+      const r = results[i];
+      const what = `kiln ${args.join(' ')}:\n${r.stderr}`;
+      expect(r.status, what).toBe(2);
+      expect(r.stderr, what).toMatch(/^kiln: \[E_USAGE\] /);
+      expect(r.stderr, what).toMatch(message);
+      expect(r.stderr, what).toMatch(usage);
+      noStack(r.stderr);
+      expect(r.stdout, what).toBe('');
+    }
+    // the usage lines are the subcommand's, not every command's
+    expect(kilnRaw(['run', art, '--frobnicate']).stderr).not.toMatch(/kiln compile/);
+    // --help prints the subcommand's usage and succeeds
+    const help = kilnRaw(['run', '--help']);
+    expect([help.status, help.stdout]).toEqual([0, expect.stringMatching(/kiln run ARTIFACT\.kiln/)]);
+  });
+
+  it('a missing file is E_IO (exit 1), a damaged one its own code, neither with a stack', () => {
+    const missing = kilnRaw(['run', join(dir, 'absent.kiln')]);
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toMatch(/^kiln: \[E_IO\] cannot read '.*absent\.kiln'/);
+    noStack(missing.stderr);
+    writeFileSync(join(dir, 'junk.kiln'), 'not an artifact at all, not at all, really not an artifact');
+    const junk = kilnRaw(['run', join(dir, 'junk.kiln')]);
+    expect([junk.status, junk.stderr]).toEqual([1, expect.stringMatching(/^kiln: \[E_ARTIFACT\] not a Kiln artifact/)]);
+    noStack(junk.stderr);
+  });
+
+  it('any other error is a short "internal error ... please report", exit 70; KILN_DEBUG=stack adds the stack', () => {
+    // stand-ins for a bug: SHA-256 throwing a TypeError while the artifact is read, and a stray promise rejection
+    const digestBug = join(dir, 'digest-bug.mjs');
+    writeFileSync(digestBug, "Object.defineProperty(globalThis.crypto.subtle, 'digest', { value: async () => { throw new TypeError('digest exploded'); } });\n");
+    const r = kilnRaw(['run', art], {}, ['--import', digestBug]);
+    expect(r.status, r.stderr).toBe(70);
+    expect(r.stderr).toMatch(/^kiln: internal error: TypeError: digest exploded\nkiln: this is a bug in Kiln; please report it/);
+    noStack(r.stderr);
+    const dbg = kilnRaw(['run', art], { KILN_DEBUG: 'stack' }, ['--import', digestBug]);
+    expect(dbg.status).toBe(70);
+    expect(dbg.stderr).toMatch(/\n {4}at /);
+    const stray = join(dir, 'stray-rejection.mjs');
+    // (scheduled by the command's first line of output, so that it comes while kiln runs)
+    writeFileSync(stray, "const log = console.log;\nconsole.log = (...a) => { console.log = log; log(...a); setTimeout(() => { Promise.reject(new RangeError('stray rejection')); }, 0); };\n");
+    const s = kilnRaw(['onnx-test', dir], {}, ['--import', stray]);
+    expect(s.status, s.stderr).toBe(70);
+    expect(s.stderr).toMatch(/^kiln: internal error: RangeError: stray rejection\n.*please report/);
+    noStack(s.stderr);
   });
 });

@@ -4,11 +4,12 @@ import { compile } from '../compiler/compile.js';
 import { KilnError } from '../runtime/errors.js';
 import { parseNamedShape, readTensorFile, writeFileAtomic } from './tensor-files.js';
 import { SM_TARGETS, type SmTarget } from '../codegen/ptx/codegen.js';
+import { choiceFlag, namedValue, usageError } from './usage.js';
 
 export interface CompileFlags { target?: string; sm?: string; db?: string; 'no-tuning'?: boolean; output?: string; 'input-shape'?: string[]; specialize?: string[]; 'no-optimize'?: boolean; verbose?: boolean }
 
 export function readModel(path: string | undefined): Uint8Array {
-  if (!path) throw new KilnError('E_INPUT', 'no model file given', { hint: 'kiln compile MODEL.onnx -o OUT.kiln' });
+  if (!path) throw usageError('no model file given', 'kiln compile MODEL.onnx -o OUT.kiln');
   try { return readFileSync(path); } catch (e) { throw new KilnError('E_IO', `cannot read '${path}': ${(e as Error).message}`); }
 }
 
@@ -17,9 +18,8 @@ export function compileOptions(modelPath: string, v: CompileFlags) {
     modelPath,
     inputShapes: Object.fromEntries((v['input-shape'] ?? []).map(parseNamedShape)),
     specialize: Object.fromEntries((v.specialize ?? []).map((s) => {
-      const eq = s.indexOf('=');
-      if (eq <= 0) throw new KilnError('E_INPUT', `bad --specialize '${s}'`, { hint: 'write name=file.npy' });
-      return [s.slice(0, eq), readTensorFile(s.slice(eq + 1))];
+      const [name, file] = namedValue(s, '--specialize', 'name=file.npy');
+      return [name, readTensorFile(file)];
     })),
     optimize: !v['no-optimize'],
     ...(v.target === 'cuda' ? { target: 'cuda' as const, sm: cudaSm(v.sm) } : { target: cliTarget(v.target) }),
@@ -27,26 +27,28 @@ export function compileOptions(modelPath: string, v: CompileFlags) {
 }
 
 function cliTarget(t: string | undefined): 'wasm' | 'webgpu' {
-  if (t === undefined || t === 'wasm' || t === 'webgpu') return t ?? 'wasm';
-  throw new KilnError('E_INPUT', `unknown --target '${t}'`, { hint: 'use wasm, webgpu or cuda' });
+  const target = choiceFlag(t, '--target', ['wasm', 'webgpu', 'cuda'] as const, 'wasm');
+  if (target === 'cuda') throw new KilnError('E_INTERNAL', 'cliTarget called for cuda');
+  return target;
 }
 
 /** --sm for target cuda (default 80). */
 export function cudaSm(sm: string | undefined): SmTarget {
   const n = Number(sm ?? 80);
-  if (!(SM_TARGETS as readonly number[]).includes(n)) throw new KilnError('E_INPUT', `unsupported --sm '${sm}'`, { hint: `use one of ${SM_TARGETS.join(', ')}` });
+  if (!(SM_TARGETS as readonly number[]).includes(n)) throw usageError(`unsupported --sm '${sm}'`, `use one of ${SM_TARGETS.join(', ')}`);
   return n as SmTarget;
 }
 
 export async function compileCommand(pos: string[], v: CompileFlags): Promise<number> {
   const modelPath = pos[0];
+  const options = compileOptions(modelPath, v); // flags checked before any work
   const bytes = readModel(modelPath);
   const out = v.output ?? modelPath.replace(/\.onnx$/, '') + '.kiln';
   const t0 = performance.now();
   const tuning = await tuningLookup(v);
   let r;
   try {
-    r = await compile(bytes, { ...compileOptions(modelPath, v), traceFor: tuning?.lookup.traceFor, gpuTraceFor: tuning?.gpu && ((k) => tuning.gpu!.traceFor(undefined, k)) });
+    r = await compile(bytes, { ...options, traceFor: tuning?.lookup.traceFor, gpuTraceFor: tuning?.gpu && ((k) => tuning.gpu!.traceFor(undefined, k)) });
   } finally {
     tuning?.close();
   }

@@ -10,15 +10,16 @@ import type { Tensor } from '../runtime/tensor.js';
 import { decodeTensorProto } from '../frontend/onnx/tensor-proto.js';
 import { DEFAULT_TOLERANCE, compareTensors } from '../conformance/compare.js';
 import { summarize } from './run.js';
+import { intFlag } from './usage.js';
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 export async function demoCommand(pos: string[], v: { bench?: string }): Promise<number> {
+  const runs = intFlag(v.bench, '--bench', 10);
   const name = pos[0] ?? 'squeezenet1_1';
   const dir = join('.cache', 'models', name);
   const modelPath = join(dir, 'model.onnx');
   if (!existsSync(modelPath)) throw new KilnError('E_IO', `no model at ${modelPath}`, { hint: 'generate the models first: npm run fixtures' });
-  const runs = Number(v.bench ?? 10);
   const bytes = readFileSync(modelPath);
   let t0 = performance.now();
   const compiled = await compile(bytes, { modelPath });

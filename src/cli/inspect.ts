@@ -9,18 +9,22 @@ import { readArtifact } from '../runtime/artifact.js';
 import { printWebGpuSection } from '../compiler/wgsl-text.js';
 import { KilnError } from '../runtime/errors.js';
 import { type CompileFlags, compileOptions, readModel } from './compile.js';
+import { choiceFlag, intFlag } from './usage.js';
 
 const LEVELS = ['graph', 'fused', 'te', 'loop', 'wasm', 'wgsl', 'ptx'] as const;
 
 export async function inspectCommand(pos: string[], v: CompileFlags & { level?: string; kernel?: string }): Promise<number> {
   const path = pos[0];
+  const level = choiceFlag(v.level, '--level', LEVELS, 'graph');
+  const kernel = v.kernel === undefined ? undefined : intFlag(v.kernel, '--kernel', 0, 0);
   const bytes = readModel(path);
   if (path.endsWith('.kiln')) {
     const { header: h, wasm } = await readArtifact(bytes);
     if (v.level === 'wasm') { console.log(wasmText(wasm)); return 0; }
     if (v.level === 'wgsl') {
       if (!h.webgpu) throw new KilnError('E_INPUT', 'the artifact has no WGSL', { hint: 'compile it with --target webgpu' });
-      console.log(printWebGpuSection(h.webgpu, v.kernel !== undefined ? [Number(v.kernel)] : undefined));
+      if (kernel !== undefined && !(kernel < h.webgpu.kernels.length)) throw new KilnError('E_INPUT', `no WebGPU kernel ${kernel}`, { hint: `kernels are 0..${h.webgpu.kernels.length - 1}` });
+      console.log(printWebGpuSection(h.webgpu, kernel !== undefined ? [kernel] : undefined));
       return 0;
     }
     if (v.level === 'ptx') {
@@ -36,17 +40,15 @@ export async function inspectCommand(pos: string[], v: CompileFlags & { level?: 
     h.calls.forEach((c, i) => console.log(`  #${i} ${h.kernels[c.kernel].name} [${h.kernels[c.kernel].ops.join('+')}] <- ${c.origin.slice(0, 6).join(', ')}`));
     return 0;
   }
-  const level = v.level ?? 'graph';
-  if (!(LEVELS as readonly string[]).includes(level)) throw new KilnError('E_INPUT', `unknown level '${level}'`, { hint: `use one of ${LEVELS.join(', ')}` });
   if (level === 'wgsl') {
     // the WebGPU section's own kernels (their numbering differs from the WebAssembly kernels')
     const { header } = await compile(bytes, { ...compileOptions(path, v), target: 'webgpu' });
-    console.log(printWebGpuSection(header.webgpu!, v.kernel !== undefined ? [Number(v.kernel)] : undefined));
+    console.log(printWebGpuSection(header.webgpu!, kernel !== undefined ? [kernel] : undefined));
     return 0;
   }
   const r = await compile(bytes, compileOptions(path, v));
   const kernels = r.program.kernels;
-  const pick = v.kernel !== undefined ? [Number(v.kernel)] : kernels.map((_, i) => i);
+  const pick = kernel !== undefined ? [kernel] : kernels.map((_, i) => i);
   if (pick.some((k) => !(k >= 0 && k < kernels.length))) throw new KilnError('E_INPUT', `no kernel ${v.kernel}`, { hint: `kernels are 0..${kernels.length - 1}` });
   switch (level) {
     case 'ptx': {
@@ -64,7 +66,7 @@ export async function inspectCommand(pos: string[], v: CompileFlags & { level?: 
     case 'loop': for (const k of pick) console.log(`// trace: ${JSON.stringify(kernels[k].trace)}\n${printPrimFunc(kernels[k].prim)}`); break;
     case 'wasm': {
       const text = wasmText(r.program.wasm);
-      if (v.kernel === undefined) { console.log(text); break; }
+      if (kernel === undefined) { console.log(text); break; }
       const name = kernels[pick[0]].prim.name;
       // functions are unnamed in the binary; find the one the kernel's export points at
       const internal = new RegExp(`\\(export "${name}" \\(func (\\$\\S+)\\)\\)`).exec(text)?.[1];

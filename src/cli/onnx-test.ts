@@ -1,14 +1,16 @@
 // kiln onnx-test DIR... : runs ONNX backend test cases through the compiled path, ends with "N passed, N failed".
 import { writeFileSync } from 'node:fs';
 import { cudaDriver, findCases, runCases } from '../conformance/onnx-backend.js';
-import { KilnError } from '../runtime/errors.js';
+import { choiceFlag, usageError } from './usage.js';
 
 export async function onnxTestCommand(paths: string[], opts: { verbose?: boolean; json?: string; filter?: string; target?: string }): Promise<number> {
-  const target = opts.target ?? 'wasm';
-  if (target !== 'wasm' && target !== 'webgpu' && target !== 'cuda') throw new KilnError('E_INPUT', `unknown target '${target}'`, { hint: 'use --target wasm, webgpu or cuda' });
+  const target = choiceFlag(opts.target, '--target', ['wasm', 'webgpu', 'cuda'] as const, 'wasm');
+  if (!paths.length) throw usageError('no test case folder given', 'kiln onnx-test .cache/onnx-node');
+  let filter: RegExp | undefined;
+  try { filter = opts.filter === undefined ? undefined : new RegExp(opts.filter); } catch (e) { throw usageError(`bad --filter '${opts.filter}': ${(e as Error).message}`); }
   if (target === 'cuda') await cudaDriver(); // no GPU: one error, not one failure per case
   let cases = findCases(paths);
-  if (opts.filter) { const re = new RegExp(opts.filter); cases = cases.filter((c) => re.test(c)); }
+  if (filter) cases = cases.filter((c) => filter.test(c));
   const results = await runCases(cases, (r) => {
     if (opts.verbose || !r.passed) console.log(`${r.passed ? 'PASS' : 'FAIL'} ${r.name}${r.error ? `: ${r.error.split('\n')[0]}` : ''}`);
   }, { target });

@@ -1,29 +1,22 @@
 // kiln profile ARTIFACT.kiln [--runs N] [--trace trace.json] [--input name=file ...] [--top N]
 // Per-kernel times (key_averages-style table) and a Chrome trace for Perfetto / chrome://tracing.
 import { load } from '../index.js';
-import { KilnError } from '../runtime/errors.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { aggregateProfile, chromeTrace, formatProfileTable, profileModel } from '../profiler/profile.js';
 import { randomInput, readArtifactFile, threadOption } from './run.js';
 import { readTensorFile, writeFileAtomic } from './tensor-files.js';
-
-function positiveInt(s: string | undefined, flag: string, dflt: number): number {
-  if (s === undefined) return dflt;
-  const n = Number(s);
-  if (!Number.isInteger(n) || n < 1) throw new KilnError('E_INPUT', `bad ${flag} '${s}'`, { hint: `give a positive integer, e.g. ${flag} ${dflt}` });
-  return n;
-}
+import { intFlag, namedValue } from './usage.js';
 
 export async function profileCommand(pos: string[], v: { input?: string[]; runs?: string; trace?: string; top?: string; threads?: string }): Promise<number> {
-  const model = await load(readArtifactFile(pos[0]), threadOption(v.threads));
-  const runs = positiveInt(v.runs, '--runs', 10);
-  const top = v.top === undefined ? undefined : positiveInt(v.top, '--top', 20);
+  // the command line is checked before any work
+  const threads = threadOption(v.threads);
+  const runs = intFlag(v.runs, '--runs', 10);
+  const top = v.top === undefined ? undefined : intFlag(v.top, '--top', 20);
+  const inputs = (v.input ?? []).map((s) => namedValue(s, '--input', 'name=file.npy'));
+  const artifact = readArtifactFile(pos[0]);
   const feeds: Record<string, Tensor> = {};
-  for (const s of v.input ?? []) {
-    const eq = s.indexOf('=');
-    if (eq <= 0) throw new KilnError('E_INPUT', `bad --input '${s}'`, { hint: 'write name=file.npy or name=file.pb' });
-    feeds[s.slice(0, eq)] = readTensorFile(s.slice(eq + 1));
-  }
+  for (const [name, file] of inputs) feeds[name] = readTensorFile(file);
+  const model = await load(artifact, threads);
   for (const i of model.inputs) {
     if (!feeds[i.name]) { feeds[i.name] = randomInput(i); console.log(`input ${i.name}: random ${i.dtype}[${i.shape}] (no file given)`); }
   }

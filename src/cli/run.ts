@@ -6,6 +6,7 @@ import { KilnError } from '../runtime/errors.js';
 import { type Tensor, tensor, sizeOf } from '../runtime/tensor.js';
 import type { IOBinding } from '../runtime/artifact-format.js';
 import { readTensorFile, writeTensorFile } from './tensor-files.js';
+import { choiceFlag, intFlag, namedValue, usageError } from './usage.js';
 
 /** Deterministic pseudo-random data for an input (used when no file is given). */
 export function randomInput(b: IOBinding, seed = 1): Tensor {
@@ -18,7 +19,7 @@ export function randomInput(b: IOBinding, seed = 1): Tensor {
 }
 
 export function readArtifactFile(path: string | undefined): Uint8Array {
-  if (!path) throw new KilnError('E_INPUT', 'no artifact given', { hint: 'kiln run MODEL.kiln' });
+  if (!path) throw usageError('no artifact given', 'kiln run MODEL.kiln');
   try { return readFileSync(path); } catch (e) { throw new KilnError('E_IO', `cannot read '${path}': ${(e as Error).message}`); }
 }
 
@@ -30,44 +31,43 @@ export function summarize(t: Tensor): string {
 /** --threads N -> load options (default: the available cores). */
 export function threadOption(t: string | undefined): { threads?: number } {
   if (t === undefined) return {};
-  const n = Number(t);
-  if (!Number.isInteger(n) || n < 1) throw new KilnError('E_INPUT', `bad --threads '${t}'`, { hint: 'give a positive thread count, e.g. --threads 2' });
-  return { threads: n };
+  return { threads: intFlag(t, '--threads', 2, 1, 1024) };
 }
 
 /** --target wasm|webgpu|cuda -> load options: WebGPU through npm `webgpu` (Dawn), CUDA through libcuda. */
 async function targetOption(t: string | undefined): Promise<LoadOptions> {
+  choiceFlag(t, '--target', ['wasm', 'webgpu', 'cuda'] as const);
   if (t === undefined || t === 'wasm') return {};
   if (t === 'cuda') return { target: 'cuda' };
   if (t === 'webgpu') {
     const { nodeGpuDevice } = await import('../conformance/node-webgpu.js');
     return { target: 'webgpu', device: await nodeGpuDevice() };
   }
-  throw new KilnError('E_INPUT', `bad --target '${t}'`, { hint: 'use wasm, webgpu or cuda (the artifact must have been compiled for it)' });
+  throw new KilnError('E_INTERNAL', `--target '${t}' passed the check`);
 }
 
 export async function runCommand(pos: string[], v: { input?: string[]; 'output-dir'?: string; 'output-format'?: string; bench?: string; threads?: string; target?: string }): Promise<number> {
+  // the command line is checked before any work
+  const threads = threadOption(v.threads);
+  choiceFlag(v.target, '--target', ['wasm', 'webgpu', 'cuda'] as const);
+  const ext = choiceFlag(v['output-format'], '--output-format', ['npy', 'pb'] as const, 'npy');
+  if (v['output-format'] !== undefined && !v['output-dir']) throw usageError('--output-format needs --output-dir', 'kiln run A.kiln --output-dir DIR --output-format pb');
+  const bench = v.bench === undefined ? 0 : intFlag(v.bench, '--bench', 20);
+  const inputs = (v.input ?? []).map((s) => namedValue(s, '--input', 'name=file.npy'));
   const artifact = readArtifactFile(pos[0]);
-  const model = await load(artifact, { ...threadOption(v.threads), ...(await targetOption(v.target)) });
-  const given = Object.fromEntries((v.input ?? []).map((s) => {
-    const eq = s.indexOf('=');
-    if (eq <= 0) throw new KilnError('E_INPUT', `bad --input '${s}'`, { hint: 'write name=file.npy or name=file.pb' });
-    return [s.slice(0, eq), readTensorFile(s.slice(eq + 1))];
-  }));
+  const given = Object.fromEntries(inputs.map(([name, file]) => [name, readTensorFile(file)]));
+  const model = await load(artifact, { ...threads, ...(await targetOption(v.target)) });
   const feeds: Record<string, Tensor> = { ...given };
   for (const i of model.inputs) if (!feeds[i.name] && !(v.input ?? []).length) { feeds[i.name] = randomInput(i); console.log(`input ${i.name}: random ${i.dtype}[${i.shape}] (no file given)`); }
   // device targets answer asynchronously only; run() serves every target
   const out = await model.run(feeds);
   for (const [name, t] of Object.entries(out)) console.log(`output ${name}: ${summarize(t)}`);
   if (v['output-dir']) {
-    const ext = v['output-format'] ?? 'npy';
-    if (ext !== 'npy' && ext !== 'pb') throw new KilnError('E_INPUT', `bad --output-format '${ext}'`, { hint: 'use npy or pb (ONNX TensorProto)' });
-    mkdirSync(v['output-dir'], { recursive: true });
+    try { mkdirSync(v['output-dir'], { recursive: true }); } catch (e) { throw new KilnError('E_IO', `cannot create '${v['output-dir']}': ${(e as Error).message}`); }
     for (const [name, t] of Object.entries(out)) writeTensorFile(join(v['output-dir'], `${name.replace(/[^\w.-]/g, '_')}.${ext}`), t, name);
   }
-  if (v.bench) {
-    const n = Number(v.bench);
-    if (!Number.isInteger(n) || n < 1) throw new KilnError('E_INPUT', `bad --bench '${v.bench}'`, { hint: 'give a run count, e.g. --bench 20' });
+  if (bench) {
+    const n = bench;
     const times: number[] = [];
     for (let i = 0; i < n; i++) { const t0 = performance.now(); await model.run(feeds); times.push(performance.now() - t0); }
     times.sort((a, b) => a - b);

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
 import { KilnError } from '../runtime/errors.js';
 import { DEMO_PAGE } from '../demo/page.js';
+import { intFlag } from './usage.js';
 
 export const DEFAULT_DEMO_MODEL = join('.cache', 'models', 'mobilenet_v2', 'model.onnx');
 
@@ -106,8 +107,7 @@ export async function startDemoServer(opts: DemoServerOptions = {}): Promise<Dem
 }
 
 export async function serveCommand(pos: string[], v: { port?: string }): Promise<number> {
-  const port = Number(v.port ?? 8080);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new KilnError('E_INPUT', `bad --port '${v.port}'`, { hint: 'a port number, e.g. --port 8080' });
+  const port = intFlag(v.port, '--port', 8080, 0, 65535);
   const server = await startDemoServer({ model: pos[0], port, log: (s) => console.log(s) });
   console.log(`kiln: demo at ${server.url} (127.0.0.1 only; Ctrl-C stops)`);
   await new Promise<void>((resolve) => process.once('SIGINT', resolve));

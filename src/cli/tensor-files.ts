@@ -15,9 +15,12 @@ export function readNpy(bytes: Uint8Array, what: string): Tensor {
   const bad = (m: string) => new KilnError('E_INPUT', `${what}: ${m}`, { hint: 'save it with numpy.save (little-endian, C order)' });
   if (bytes.length < 10 || bytes[0] !== 0x93 || String.fromCharCode(...bytes.subarray(1, 6)) !== 'NUMPY') throw bad('not a .npy file');
   const major = bytes[6];
+  if (major !== 1 && major !== 2 && major !== 3) throw bad(`unknown .npy format version ${major}`);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const hlen = major === 1 ? dv.getUint16(8, true) : dv.getUint32(8, true);
   const hstart = major === 1 ? 10 : 12;
+  if (bytes.length < hstart) throw bad('truncated header');
+  const hlen = major === 1 ? dv.getUint16(8, true) : dv.getUint32(8, true);
+  if (hstart + hlen > bytes.length) throw bad('truncated header');
   const header = new TextDecoder().decode(bytes.subarray(hstart, hstart + hlen));
   const descr = /'descr':\s*'([^']+)'/.exec(header)?.[1];
   const fortran = /'fortran_order':\s*True/.test(header);
@@ -27,6 +30,7 @@ export function readNpy(bytes: Uint8Array, what: string): Tensor {
   if (!dtype) throw bad(`unsupported dtype ${descr}`);
   if (fortran) throw bad('Fortran order is not supported');
   const shape = shapeText.split(',').map((s) => s.trim()).filter(Boolean).map(Number);
+  if (shape.some((d) => !Number.isSafeInteger(d) || d < 0)) throw bad(`bad shape (${shapeText})`);
   const n = sizeOf(shape), start = hstart + hlen;
   if (bytes.length - start < n * BYTES[dtype]) throw bad('truncated data');
   const data = new ARRAY[dtype](n);
@@ -72,7 +76,8 @@ export function writeTensorFile(path: string, t: Tensor, name = ''): void {
 /** "name=1,3,224,224" -> ["name", [1,3,224,224]] */
 export function parseNamedShape(s: string): [string, number[]] {
   const eq = s.lastIndexOf('=');
-  const dims = s.slice(eq + 1).split(',').map(Number);
-  if (eq <= 0 || dims.some((d) => !Number.isInteger(d) || d < 0)) throw new KilnError('E_INPUT', `bad --input-shape '${s}'`, { hint: 'write name=1,3,224,224' });
+  const parts = s.slice(eq + 1).split(',');
+  const dims = parts.map((d) => (d.trim() === '' ? NaN : Number(d)));
+  if (eq <= 0 || dims.some((d) => !Number.isInteger(d) || d < 0)) throw new KilnError('E_USAGE', `bad --input-shape '${s}'`, { hint: 'write name=1,3,224,224' });
   return [s.slice(0, eq), dims];
 }

@@ -10,17 +10,13 @@ import { type TuneProgress, type TuneReport, type TuneTarget, parseDuration, tun
 import { LocalBuilder, PoolBuilder, PoolRunner } from '../autotune/measure.js';
 import { type CurveSeries, curveCsv, curveSvg, svgPathFor } from '../autotune/plot.js';
 import { type CompileFlags, compileOptions, cudaSm, readModel } from './compile.js';
+import { choiceFlag, intFlag, usageError } from './usage.js';
 
 export interface TuneFlags extends CompileFlags {
   target?: string; 'build-only'?: boolean; trials?: string; 'time-budget'?: string; workers?: string; db?: string; seed?: string; strategy?: string; curve?: string;
 }
 
-const int = (s: string | undefined, def: number, what: string): number => {
-  if (s === undefined) return def;
-  const n = Number(s);
-  if (!Number.isInteger(n) || n < 0) throw new KilnError('E_INPUT', `bad --${what} '${s}'`, { hint: 'give a non-negative integer' });
-  return n;
-};
+const int = (s: string | undefined, def: number, what: string): number => intFlag(s, `--${what}`, def, 0);
 const fmtTime = (ms: number) => (ms >= 60_000 ? `${Math.floor(ms / 60_000)}m${String(Math.round((ms % 60_000) / 1000)).padStart(2, '0')}s` : `${(ms / 1000).toFixed(0)}s`);
 
 export function progressLine(p: TuneProgress): string {
@@ -71,26 +67,32 @@ function printReport(label: string, modelPath: string, report: TuneReport, build
   if (!buildOnly) console.log(`  estimated kernel time per run: ${report.defaultTotalMs.toFixed(3)} ms default -> ${report.bestTotalMs.toFixed(3)} ms tuned`);
 }
 
+/** --time-budget: 90s, 20m, 1h (a bad one is a usage error). */
+function durationFlag(s: string): number {
+  try {
+    const ms = parseDuration(s);
+    if (!(ms > 0)) throw usageError(`bad --time-budget '${s}': expected a positive duration`, 'write e.g. 90s, 20m, 1h');
+    return ms;
+  } catch (e) {
+    if (e instanceof KilnError && e.code === 'E_INPUT') throw usageError(`bad --time-budget '${s}'`, 'write e.g. 90s, 20m, 1h');
+    throw e;
+  }
+}
+
 export async function tuneCommand(pos: string[], v: TuneFlags): Promise<number> {
   const modelPath = pos[0];
-  const target = (v.target ?? 'wasm') as TuneTarget;
-  if (target !== 'wasm' && target !== 'webgpu' && target !== 'cuda') throw new KilnError('E_INPUT', `unknown --target '${target}'`, { hint: 'use wasm, webgpu or cuda' });
-  if (v['build-only'] && target !== 'cuda') throw new KilnError('E_INPUT', '--build-only applies to --target cuda', { hint: 'leave it out, or tune with --target cuda' });
+  const target: TuneTarget = choiceFlag(v.target, '--target', ['wasm', 'webgpu', 'cuda'] as const, 'wasm');
+  if (v['build-only'] && target !== 'cuda') throw usageError('--build-only applies to --target cuda', 'leave it out, or tune with --target cuda');
   const sm = target === 'cuda' ? cudaSm(v.sm) : undefined;
   const buildOnly = !!v['build-only'];
-  const strategy = v.strategy ?? 'evolutionary';
-  if (strategy !== 'evolutionary' && strategy !== 'random' && strategy !== 'compare') {
-    throw new KilnError('E_INPUT', `bad --strategy '${strategy}'`, { hint: 'evolutionary, random, or compare (both side by side)' });
-  }
+  const strategy = choiceFlag(v.strategy, '--strategy', ['evolutionary', 'random', 'compare'] as const, 'evolutionary');
+  const budget = v['time-budget'] !== undefined ? durationFlag(v['time-budget']) : undefined;
+  const trials = int(v.trials, 64, 'trials'), workers = int(v.workers, 2, 'workers'), seed = int(v.seed, 0, 'seed');
+  const { inputShapes, specialize } = compileOptions(modelPath, { ...v, target: undefined });
   const bytes = readModel(modelPath);
-  const { inputShapes, specialize } = compileOptions(modelPath, v);
   const dbPath = v.db ?? DEFAULT_DB_PATH;
-  const budget = v['time-budget'] !== undefined ? parseDuration(v['time-budget']) : undefined;
   const common = {
-    target, sm, buildOnly,
-    trials: int(v.trials, 64, 'trials'),
-    workers: int(v.workers, 2, 'workers'),
-    seed: int(v.seed, 0, 'seed'),
+    target, sm, buildOnly, trials, workers, seed,
     compile: { inputShapes, specialize, modelPath },
   };
   const series: CurveSeries[] = [];
@@ -144,9 +146,11 @@ export async function dbCommand(pos: string[], v: { db?: string }): Promise<numb
   const [sub, file] = pos;
   const path = v.db ?? DEFAULT_DB_PATH;
   if (sub === 'export' || sub === 'import') {
-    if (!file) throw new KilnError('E_INPUT', `kiln db ${sub}: no file given`, { hint: `kiln db ${sub} FILE.jsonl [--db PATH]` });
+    if (!file) throw usageError(`kiln db ${sub}: no file given`, `kiln db ${sub} FILE.jsonl [--db PATH]`);
   } else if (sub !== 'stats') {
-    throw new KilnError('E_INPUT', `kiln db: unknown subcommand '${sub ?? ''}'`, { hint: 'kiln db export FILE | kiln db import FILE | kiln db stats' });
+    throw usageError(`kiln db: unknown subcommand '${sub ?? ''}'`, 'kiln db export FILE | kiln db import FILE | kiln db stats');
+  } else if (file !== undefined) {
+    throw usageError(`kiln db stats: unexpected argument '${file}'`);
   }
   const db = TuningDatabase.open(path);
   try {
