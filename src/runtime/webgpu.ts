@@ -236,12 +236,12 @@ export class WebGpuExecutor {
 
   private async runNow(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
     if (this.disposed) throw new KilnError('E_INPUT', 'the model was disposed');
-    checkInputs(this.header.inputs, feeds);
+    const checked = checkInputs(this.header.inputs, feeds);
     const { sec, device } = this;
     device.pushErrorScope('validation');
     for (const inp of sec.inputs) {
       const v = sec.values[inp.value];
-      if (v.size > 0) device.queue.writeBuffer(this.valueBufs[inp.value], 0, toWords(v.dtype, feeds[inp.name].data, `input '${inp.name}'`));
+      if (v.size > 0) device.queue.writeBuffer(this.valueBufs[inp.value], 0, toWords(v.dtype, checked[inp.name].data, `input '${inp.name}'`));
     }
     const enc = device.createCommandEncoder();
     if (this.dispatches.length) {
