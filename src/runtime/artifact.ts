@@ -1,17 +1,21 @@
 // Reading and checking an artifact. Any truncation or alteration is caught by the length checks and the
-// SHA-256 over the body before anything is instantiated.
+// SHA-256 over the body before anything is instantiated; a header that passes the checksum is then checked field
+// by field (header-check.ts), so that an edited-and-rehashed file fails here, naming the field.
 import { KilnError } from './errors.js';
 import { type ArtifactHeader, FORMAT_VERSION, MAGIC, PREFIX_BYTES } from './artifact-format.js';
+import { checkHeader, damaged } from './header-check.js';
+import { isView } from './dtype.js';
 
 export interface ArtifactParts { header: ArtifactHeader; wasm: Uint8Array; weights: Uint8Array; wasmRelaxed?: Uint8Array }
-
-const damaged = (what: string) => new KilnError('E_ARTIFACT', `artifact is damaged: ${what}`, { hint: 'recompile the model with kiln compile; do not edit or truncate .kiln files' });
 
 export async function sha256(bytes: Uint8Array): Promise<Uint8Array> {
   return new Uint8Array(await globalThis.crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>));
 }
 
 export async function readArtifact(artifact: Uint8Array): Promise<ArtifactParts> {
+  if (!isView(artifact) || (artifact as { BYTES_PER_ELEMENT?: number }).BYTES_PER_ELEMENT !== 1) {
+    throw new KilnError('E_INPUT', `the artifact is ${artifact === null ? 'null' : typeof artifact === 'object' ? 'not a byte array' : typeof artifact}, not the bytes of a .kiln file`, { hint: 'pass a Uint8Array, e.g. readFileSync(path) or new Uint8Array(await (await fetch(url)).arrayBuffer())' });
+  }
   // A plain Uint8Array view: Node's Buffer (what readFileSync returns) makes slice() a view, not a copy, and the
   // executors copy sections with slice().
   const bytes = new Uint8Array(artifact.buffer, artifact.byteOffset, artifact.byteLength);
@@ -28,20 +32,19 @@ export async function readArtifact(artifact: Uint8Array): Promise<ArtifactParts>
   const digest = await sha256(bytes.subarray(PREFIX_BYTES));
   const stored = bytes.subarray(16, 48);
   if (digest.some((b, i) => b !== stored[i])) throw damaged('checksum mismatch (truncated or altered)');
-  let header: ArtifactHeader;
+  let header: unknown;
   try {
-    header = JSON.parse(new TextDecoder().decode(bytes.subarray(PREFIX_BYTES, PREFIX_BYTES + headerLen)));
+    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(PREFIX_BYTES, PREFIX_BYTES + headerLen)));
   } catch {
     throw damaged('header is not valid JSON');
   }
-  const section = (s: { offset: number; length: number } | undefined, name: string) => {
-    if (!s || s.offset + s.length > bytes.length) throw damaged(`${name} section out of bounds`);
-    return bytes.subarray(s.offset, s.offset + s.length);
-  };
+  checkHeader(header, PREFIX_BYTES + headerLen, bytes.length);
+  const { sections } = header;
+  const section = (s: { offset: number; length: number }) => bytes.subarray(s.offset, s.offset + s.length);
   return {
     header,
-    wasm: section(header.sections?.wasm, 'wasm'),
-    weights: section(header.sections?.weights, 'weights'),
-    wasmRelaxed: header.sections?.wasmRelaxed && section(header.sections.wasmRelaxed, 'wasmRelaxed'),
+    wasm: section(sections.wasm),
+    weights: section(sections.weights),
+    wasmRelaxed: sections.wasmRelaxed && section(sections.wasmRelaxed),
   };
 }

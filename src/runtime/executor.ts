@@ -13,15 +13,31 @@ import type { ArtifactParts } from './artifact.js';
 const PAGE = 65536;
 type KernelFn = (...ptrs: number[]) => void;
 
+/** Pages a 32-bit WebAssembly memory can have: 65536 of 64 KiB, 4 GiB. */
+export const MAX_PAGES = 65536;
+
 function newMemory(h: ArtifactHeader, shared = false): WebAssembly.Memory {
   const pages = Math.max(1, Math.ceil(h.memoryBytes / PAGE));
-  // a shared memory must declare its maximum up front: keep it to what the plan needs
-  return new WebAssembly.Memory({ initial: pages, maximum: shared ? pages : Math.max(pages, 65536), shared });
+  const need = `the model's memory plan needs ${h.memoryBytes} bytes`;
+  if (!(pages <= MAX_PAGES)) {
+    throw new KilnError('E_SHAPE', `${need}; WebAssembly (wasm32) addresses at most ${MAX_PAGES * PAGE} bytes (${MAX_PAGES} pages of 64 KiB)`, { hint: 'compile for smaller input shapes (--input-shape) or a smaller batch; if the model is small, the artifact is damaged: recompile it' });
+  }
+  try {
+    // a shared memory must declare its maximum up front: keep it to what the plan needs
+    return new WebAssembly.Memory({ initial: pages, maximum: shared ? pages : Math.max(pages, MAX_PAGES), shared });
+  } catch (e) {
+    throw new KilnError('E_SHAPE', `${need} (${pages} pages${shared ? ', shared' : ''}); this engine refused to allocate it: ${(e as Error)?.message ?? e}`, { hint: 'free memory, load with { threads: 1 }, or compile for smaller input shapes' });
+  }
 }
 const imports = (memory: WebAssembly.Memory) => ({ env: { memory }, math: mathImports() });
 function loadError(e: unknown): KilnError {
   if (e instanceof KilnError) return e;
-  return new KilnError('E_ARTIFACT', `the artifact's WebAssembly module does not load: ${(e as Error).message}`, { hint: 'recompile the model' });
+  return new KilnError('E_ARTIFACT', `the artifact's WebAssembly module does not load: ${(e as Error)?.message ?? e}`, { hint: 'recompile the model' });
+}
+/** A trap (out-of-bounds access, unreachable, stack overflow) while a kernel runs. */
+export function trapError(e: unknown, kernel: string, call: number): KilnError {
+  if (e instanceof KilnError) return e;
+  return new KilnError('E_ARTIFACT', `the artifact's code trapped in kernel ${kernel} (call ${call}): ${(e as Error)?.message ?? e}`, { hint: 'recompile the model; if a fresh artifact traps too, please report it with the model' });
 }
 
 export interface KernelTiming { kernel: number; call: number; ms: number }
@@ -72,6 +88,11 @@ export class WasmExecutor {
       const f = instance.exports[k.name];
       if (typeof f !== 'function') throw new KilnError('E_ARTIFACT', `kernel ${k.name} missing from the module`, { hint: 'recompile the model' });
       return f as KernelFn;
+    });
+    // every call passes its buffers, then (phase, chunk, nchunks): as many arguments as the kernel takes
+    parts.header.calls.forEach((c, i) => {
+      const takes = this.fns[c.kernel].length, passes = c.args.length + 3;
+      if (takes !== passes) throw new KilnError('E_ARTIFACT', `artifact is damaged: calls[${i}] passes ${passes} arguments to kernel ${parts.header.kernels[c.kernel].name}, which takes ${takes}`, { hint: 'recompile the model with kiln compile; do not edit or truncate .kiln files' });
     });
   }
 
@@ -128,16 +149,19 @@ export class WasmExecutor {
 
   /** Runs the model; `timings`, when given, receives each kernel call's time. */
   run(feeds: Record<string, Tensor>, timings?: KernelTiming[]): Record<string, Tensor> {
-    checkInputs(this.header.inputs, feeds);
-    for (const inp of this.header.inputs) (this.view(inp, sizeOf(inp.shape)) as { set(a: ArrayLike<unknown>): void }).set(feeds[inp.name].data as ArrayLike<unknown>);
+    const checked = checkInputs(this.header.inputs, feeds);
+    for (const inp of this.header.inputs) (this.view(inp, sizeOf(inp.shape)) as { set(a: ArrayLike<unknown>): void }).set(checked[inp.name].data as ArrayLike<unknown>);
     const calls = this.header.calls;
     this.pool?.running(true);
+    let i = 0;
     try {
-      for (let i = 0; i < calls.length; i++) {
+      for (; i < calls.length; i++) {
         const t0 = timings ? performance.now() : 0;
         this.call(calls[i]);
         if (timings) timings.push({ kernel: calls[i].kernel, call: i, ms: performance.now() - t0 });
       }
+    } catch (e) {
+      throw trapError(e, this.header.kernels[calls[i].kernel].name, i);
     } finally {
       this.pool?.running(false);
     }

@@ -5,10 +5,14 @@ import { CTRL, CTRL_INTS, SPIN_CHECKS, STOP, runChunks, type WorkerInit } from '
 
 /** The little of a Worker the pool needs (Web Worker or a Node worker_threads adapter). */
 export interface WorkerLike {
-  postMessage(message: unknown): void;
+  postMessage(message: unknown, transfer?: Transferable[]): void;
   onMessage(handler: (message: unknown) => void): void;
   onError(handler: (error: unknown) => void): void;
   terminate(): void;
+  /** Called when the worker stops by itself (Node: 'exit'), where the platform tells. */
+  onExit?(handler: (code: number) => void): void;
+  /** Whether the worker keeps the process alive (Node's ref/unref); workers start without. */
+  keepAlive?(on: boolean): void;
 }
 export type WorkerFactory = () => WorkerLike;
 
@@ -19,7 +23,7 @@ export function webWorkerFactory(): WorkerFactory | undefined {
   return () => {
     const w = new W(new URL('./wasm-worker-web.js', import.meta.url), { type: 'module' });
     return {
-      postMessage: (m) => w.postMessage(m),
+      postMessage: (m, transfer) => w.postMessage(m, transfer ?? []),
       onMessage: (h) => { w.onmessage = (e) => h(e.data); },
       onError: (h) => { w.onerror = (e) => h(e); },
       terminate: () => w.terminate(),
@@ -80,14 +84,25 @@ export class ThreadPool {
     c.set(args, CTRL.ARGS);
     Atomics.store(c, CTRL.NEXT, 0);
     Atomics.store(c, CTRL.DONE, 0);
+    Atomics.store(c, CTRL.FAULT, 0);
     Atomics.add(c, CTRL.SEQ, 1);
     Atomics.notify(c, CTRL.SEQ);
-    runChunks(c, runLocal);
+    let trap: unknown;
+    try {
+      runChunks(c, runLocal);
+    } catch (e) {
+      // leave the remaining chunks unclaimed-by-anyone and still wait for the workers: the next phase must not
+      // start while they run this one
+      trap = e ?? new Error('trap');
+      Atomics.store(c, CTRL.NEXT, c[CTRL.NCHUNKS]);
+    }
     let done = Atomics.load(c, CTRL.DONE);
     for (let i = 0; done < n - 1 && i < SPIN_CHECKS; i++) done = Atomics.load(c, CTRL.DONE); // see runWorker
     for (; done < n - 1; done = Atomics.load(c, CTRL.DONE)) {
       if (canBlock) Atomics.wait(c, CTRL.DONE, done, 1000);
     }
+    if (trap !== undefined) throw trap;
+    if (Atomics.load(c, CTRL.FAULT)) throw new Error('a worker thread trapped running its chunk');
   }
 
   /** While a model runs, workers keep spinning between phases (serial kernels in between last longer than a spin). */

@@ -4,9 +4,10 @@ import { mathImports } from './math.js';
 
 /**
  * Control block layout (Int32Array over a SharedArrayBuffer). NEXT: the next unclaimed chunk of the phase; RUNNING:
- * 1 while the caller runs a model (workers do not sleep between its phases).
+ * 1 while the caller runs a model (workers do not sleep between its phases); FAULT: 1 when a worker's chunk trapped
+ * in the current phase (the worker still reaches the barrier, the caller reports the trap).
  */
-export const CTRL = { SEQ: 0, DONE: 1, KERNEL: 2, PHASE: 3, NCHUNKS: 4, NARGS: 5, NEXT: 6, RUNNING: 7, ARGS: 8 } as const;
+export const CTRL = { SEQ: 0, DONE: 1, KERNEL: 2, PHASE: 3, NCHUNKS: 4, NARGS: 5, NEXT: 6, RUNNING: 7, FAULT: 8, ARGS: 9 } as const;
 export const CTRL_INTS = 64;
 export const STOP = -1;
 /** Reads of the control block before a thread sleeps on it (some tens of microseconds). */
@@ -40,7 +41,13 @@ export function runWorker(init: WorkerInit, ready: () => void): void {
     if (Atomics.load(ctrl, CTRL.KERNEL) === STOP) return;
     const fn = fns[ctrl[CTRL.KERNEL]], phase = ctrl[CTRL.PHASE];
     const args = Array.from(ctrl.subarray(CTRL.ARGS, CTRL.ARGS + ctrl[CTRL.NARGS]));
-    runChunks(ctrl, (chunk, nchunks) => fn(...args, phase, chunk, nchunks));
+    try {
+      runChunks(ctrl, (chunk, nchunks) => fn(...args, phase, chunk, nchunks));
+    } catch {
+      // a trap: claim the remaining chunks so nobody runs them, flag it, and meet the others at the barrier
+      Atomics.store(ctrl, CTRL.NEXT, ctrl[CTRL.NCHUNKS]);
+      Atomics.store(ctrl, CTRL.FAULT, 1);
+    }
     Atomics.add(ctrl, CTRL.DONE, 1);
     Atomics.notify(ctrl, CTRL.DONE);
   }
