@@ -4,7 +4,7 @@
 import { load as loadRuntime, type LoadOptions, type LoadedModel } from '../runtime/index.js';
 import { nodeWorkerFactory, defaultThreads } from './threads.js';
 
-export type { LoadOptions, LoadedModel, ArtifactHeader, KernelTiming, GpuDevice, CudaDriver, CudaDeviceInfo, CudaHandle } from '../runtime/index.js';
+export type { LoadOptions, LoadedModel, RunOptions, ArtifactHeader, KernelTiming, GpuDevice, CudaDriver, CudaDeviceInfo, CudaHandle } from '../runtime/index.js';
 export { KilnError, type KilnErrorCode } from '../runtime/errors.js';
 export type { Tensor } from '../runtime/tensor.js';
 export { tensor } from '../runtime/tensor.js';
@@ -12,10 +12,11 @@ export type { DType } from '../runtime/dtype.js';
 
 /**
  * Loads an artifact on Node: worker_threads for the thread pool, threads defaulting to the available cores; for
- * target 'cuda', the CUDA driver through koffi (E_NO_DEVICE when libcuda or a GPU is missing).
+ * target 'cuda', the CUDA driver through koffi (E_NO_DEVICE when libcuda or a GPU is missing). With `timeoutMs`
+ * the model is loaded in a worker thread under a watchdog (see LoadOptions.timeoutMs).
  */
 export async function load(artifact: Uint8Array, opts: LoadOptions = {}): Promise<LoadedModel> {
-  if (opts.target === 'cuda' && !opts.cudaDriver) {
+  if (opts.target === 'cuda' && !opts.cudaDriver && opts.timeoutMs === undefined) {
     const { openCudaDriver } = await import('./cuda-driver.js');
     opts = { ...opts, cudaDriver: await openCudaDriver() };
   }

@@ -14,10 +14,12 @@ export const nodeWorkerFactory: WorkerFactory = () => {
   const w = new Worker(workerUrl);
   w.unref();
   return {
-    postMessage: (m) => w.postMessage(m),
+    postMessage: (m, transfer) => w.postMessage(m, transfer as never),
     onMessage: (h) => w.on('message', h),
     onError: (h) => w.on('error', h),
     terminate: () => { void w.terminate(); },
+    onExit: (h) => w.on('exit', h),
+    keepAlive: (on) => { if (on) w.ref(); else w.unref(); },
   };
 };
 
