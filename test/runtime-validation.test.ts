@@ -245,6 +245,10 @@ describe('damaged artifact headers (checksum recomputed)', () => {
   it('a load option or artifact of the wrong type is a KilnError', async () => {
     expect((await kilnError(load('model.kiln' as never))).code).toBe('E_INPUT');
     expect((await kilnError(load(new Float32Array(64) as never))).code).toBe('E_INPUT');
+    for (const bad of [null, undefined, 'model.kiln', new Float32Array(64)]) {
+      expect((await kilnError(load(bad as never, { timeoutMs: 5000 }))).code).toBe('E_INPUT');
+    }
+    expect((await kilnError(load(artifact, { threads: 1, timeoutMs: 5000, target: 'webgpu' }))).code).toBe('E_UNSUPPORTED');
     expect((await kilnError(load(artifact, { timeoutMs: -5 }))).message).toMatch(/timeoutMs is -5/);
     expect((await kilnError(load(artifact, { timeoutMs: 'soon' as never }))).message).toMatch(/timeoutMs is string/);
   });

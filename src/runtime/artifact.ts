@@ -12,10 +12,15 @@ export async function sha256(bytes: Uint8Array): Promise<Uint8Array> {
   return new Uint8Array(await globalThis.crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>));
 }
 
-export async function readArtifact(artifact: Uint8Array): Promise<ArtifactParts> {
+/** The argument of load() is bytes (a Uint8Array or Node Buffer), or E_INPUT. */
+export function checkArtifactBytes(artifact: unknown): asserts artifact is Uint8Array {
   if (!isView(artifact) || (artifact as { BYTES_PER_ELEMENT?: number }).BYTES_PER_ELEMENT !== 1) {
     throw new KilnError('E_INPUT', `the artifact is ${artifact === null ? 'null' : typeof artifact === 'object' ? 'not a byte array' : typeof artifact}, not the bytes of a .kiln file`, { hint: 'pass a Uint8Array, e.g. readFileSync(path) or new Uint8Array(await (await fetch(url)).arrayBuffer())' });
   }
+}
+
+export async function readArtifact(artifact: Uint8Array): Promise<ArtifactParts> {
+  checkArtifactBytes(artifact);
   // A plain Uint8Array view: Node's Buffer (what readFileSync returns) makes slice() a view, not a copy, and the
   // executors copy sections with slice().
   const bytes = new Uint8Array(artifact.buffer, artifact.byteOffset, artifact.byteLength);

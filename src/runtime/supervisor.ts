@@ -3,6 +3,7 @@
 // run is a message answered within its time limit. On expiry the worker is terminated (its thread-pool workers,
 // which it started, go with it), the call rejects with E_TIMEOUT and the model is disposed.
 import type { ArtifactHeader, IOBinding } from './artifact-format.js';
+import { checkArtifactBytes } from './artifact.js';
 import { KilnError } from './errors.js';
 import { type HostInit, type HostReply, fromWire } from './host-protocol.js';
 import { checkInputs } from './inputs.js';
@@ -109,6 +110,7 @@ function unexpected(m: HostReply, wanted: string): KilnError {
 
 /** Loads the artifact in a worker started by `factory`; the load itself is bounded by opts.timeoutMs. */
 export async function loadSupervised(artifact: Uint8Array, factory: WorkerFactory, opts: SupervisedOptions): Promise<SupervisedModel> {
+  checkArtifactBytes(artifact);
   // the worker gets its own copy of the bytes (transferred: one copy in all); the caller keeps theirs
   const bytes = new Uint8Array(artifact.byteLength);
   bytes.set(artifact);
