@@ -204,6 +204,7 @@ describe('damaged artifact headers (checksum recomputed)', () => {
     ['input shape with a string', (h) => { (h.inputs[0].shape as unknown[])[0] = 'N'; }, /inputs\[0\]\.shape\[0\] is 'N'/],
     ['output shape huge', (h) => { h.outputs[0].shape = [1e6, 1e6]; }, /outputs\[0\] .* lies outside memoryBytes/],
     ['input offset negative', (h) => { h.inputs[1].offset = -4; }, /inputs\[1\]\.offset is -4/],
+    ['input offset not a multiple of its element size', (h) => { h.inputs[0].offset += 3; }, /inputs\[0\]\.offset \d+ is not a multiple of 4/],
     ['output offset past memory', (h) => { h.outputs[0].offset = h.memoryBytes - 4; }, /outputs\[0\] .* lies outside memoryBytes/],
     ['input name duplicated', (h) => { h.inputs[1].name = h.inputs[0].name; }, /inputs\[1\]\.name 'x' appears twice/],
     ['inputs not an array', (h) => { (h as { inputs: unknown }).inputs = {}; }, /inputs is an object, not an array/],

@@ -83,6 +83,8 @@ export function checkHeader(h: unknown, bodyStart: number, fileBytes: number): a
       const t = dtype(o.dtype, `${p}.dtype`);
       const n = shape(o.shape, `${p}.shape`).reduce((a, d) => a * d, 1);
       const offset = uint(o.offset, `${p}.offset`);
+      // the executor views it as a typed array of its dtype, which must start at a multiple of the element size
+      if (offset % BYTES[t] !== 0) throw damaged(`${p}.offset ${offset} is not a multiple of ${BYTES[t]}, the size of ${t}`);
       if (offset + n * BYTES[t] > memoryBytes) throw damaged(`${p} ('${name}', ${n * BYTES[t]} bytes at offset ${offset}) lies outside memoryBytes ${memoryBytes}`);
     });
   };
