@@ -12,13 +12,14 @@ import { describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { availableParallelism } from 'node:os';
 
 const SEED = Number(process.env.KILN_FUZZ_SEED ?? 24301);
 const CASES = Number(process.env.KILN_FUZZ_CASES ?? 200);
 const BATCH = 25; // cases per child
-const PARALLEL = 2; // children at a time
+const PARALLEL = Math.max(1, Math.floor(availableParallelism() / 2)); // children at a time: vitest runs another file beside
 const CASE_TIMEOUT_MS = 25_000; // a child silent this long on one case is hung
-const RUN_TIMEOUT_MS = 10_000; // the runtime's own timeoutMs, where the case loads with it
+const RUN_TIMEOUT_MS = 5_000; // the runtime's own timeoutMs, where the case loads with it
 const CHILD = join(process.cwd(), 'test/support/fuzz-child.mjs');
 
 type Kind = 'model' | 'artifact';

@@ -40,6 +40,8 @@ function rng(...keys) {
 }
 
 // ---- base models: small, so that a compile takes ~0.1 s ----
+const i64 = (shape, vals) => ({ dtype: 'int64', shape, data: BigInt64Array.from(vals.map(BigInt)) });
+const f32 = (shape, vals) => ({ dtype: 'float32', shape, data: Float32Array.from(vals) });
 const BASES = [
   () => buildModel({
     inputs: [['x', 'float32', [1, 2, 5, 5]]], outputs: [['y', 'float32', [1, 3, 5, 5]]],
@@ -75,6 +77,36 @@ const BASES = [
       { op: 'MaxPool', inputs: ['x'], outputs: ['p'], attrs: { kernel_shape: [2, 2], strides: [2, 2] } },
       { op: 'Flatten', inputs: ['p'], outputs: ['f'], attrs: { axis: 1 } },
       { op: 'Gemm', inputs: ['f', 'w', 'b'], outputs: ['g'], attrs: { transB: 1 } },
+    ],
+  }),
+  // ops whose shapes come from initializer values (Slice, Gather, Expand, Pad, Range, TopK, Split, Tile)
+  () => buildModel({
+    inputs: [['x', 'float32', [2, 6]]], outputs: [['p', 'float32', [3, 2, 4]]],
+    initializers: { starts: i64([1], [1]), ends: i64([1], [5]), axes: i64([1], [1]), steps: i64([1], [1]), idx: i64([2], [0, 3]), shape: i64([3], [3, 2, 2]), pads: i64([6], [0, 0, 1, 0, 0, 1]) },
+    nodes: [
+      { op: 'Slice', inputs: ['x', 'starts', 'ends', 'axes', 'steps'], outputs: ['s'] },
+      { op: 'Gather', inputs: ['s', 'idx'], outputs: ['g'], attrs: { axis: 1 } },
+      { op: 'Expand', inputs: ['g', 'shape'], outputs: ['e'] },
+      { op: 'Pad', inputs: ['e', 'pads'], outputs: ['p'] },
+    ],
+  }),
+  () => buildModel({
+    inputs: [['x', 'float32', [4]]], outputs: [['v', 'float32', [2]], ['i', 'int64', [2]]],
+    initializers: { start: f32([], [0]), limit: f32([], [8]), delta: f32([], [2]), k: i64([1], [2]) },
+    nodes: [
+      { op: 'Range', inputs: ['start', 'limit', 'delta'], outputs: ['r'] },
+      { op: 'Add', inputs: ['x', 'r'], outputs: ['a'] },
+      { op: 'TopK', inputs: ['a', 'k'], outputs: ['v', 'i'] },
+    ],
+  }),
+  () => buildModel({
+    inputs: [['x', 'float32', [4, 4]]], outputs: [['t', 'float32', [2, 8]]],
+    initializers: { split: i64([2], [2, 2]), reps: i64([2], [1, 2]) },
+    nodes: [
+      { op: 'Split', inputs: ['x', 'split'], outputs: ['a', 'b'], attrs: { axis: 0 } },
+      { op: 'Greater', inputs: ['a', 'b'], outputs: ['c'] },
+      { op: 'Where', inputs: ['c', 'a', 'b'], outputs: ['w'] },
+      { op: 'Tile', inputs: ['w', 'reps'], outputs: ['t'] },
     ],
   }),
 ];
@@ -184,6 +216,18 @@ const STRUCTURAL = {
     else t.floatData = [1, 2];
     return `initializer ${t.name}: data ${how}`;
   },
+  initValue(m, r) {
+    // the values that shapes are computed from: Reshape/Expand shapes, Slice bounds, pads, k, Range bounds, repeats
+    const inits = m.graph.initializer.filter((t) => (t.dataType === 7 || t.dataType === 1) && t.rawData.length && t.rawData.length <= 64);
+    if (!inits.length) return 'no small initializer';
+    const t = r.pick(inits); const dv = new DataView(t.rawData.buffer, t.rawData.byteOffset, t.rawData.byteLength);
+    const n = r.chance(0.6) ? 1 : 2 + r.int(3); const set = [];
+    for (let j = 0; j < n; j++) {
+      if (t.dataType === 7) { const at = r.int(t.rawData.length / 8); const v = r.pick([-1n, 0n, 1n, -2n, 5n, 1000n, 2n ** 31n, 2n ** 62n, -(2n ** 63n), 2n ** 63n - 1n]); dv.setBigInt64(at * 8, v, true); set.push(`[${at}]=${v}`); }
+      else { const at = r.int(t.rawData.length / 4); const v = r.pick([0, -0, -1, 1e-30, 1e30, NaN, Infinity, -Infinity, 0.5]); dv.setFloat32(at * 4, v, true); set.push(`[${at}]=${v}`); }
+    }
+    return `initializer ${t.name}: ${set.join(' ')}`;
+  },
   initDtype(m, r) {
     if (!m.graph.initializer.length) return 'no initializer';
     const t = r.pick(m.graph.initializer); t.dataType = r.pick(DTYPES); return `initializer ${t.name}: dataType ${t.dataType}`;
@@ -262,7 +306,7 @@ function modelCase(i) {
     return { bytes, desc: `base ${base}: ${desc}` };
   }
   const m = fromBinary(pb.ModelProtoSchema, baseModels[base]);
-  const names = Object.keys(STRUCTURAL);
+  const names = [...Object.keys(STRUCTURAL), 'initValue', 'initValue', 'initValue', 'attrValue', 'dimValue'];
   const k = r.chance(0.75) ? 1 : 2 + r.int(2);
   const descs = [];
   for (let j = 0; j < k; j++) {
@@ -422,9 +466,15 @@ function feedsFor(inputs) {
   return feeds;
 }
 
-async function loadAndRun(artifact, r, at) {
-  const supervised = r.chance(0.5);
-  const threads = r.chance(0.25) ? 2 : 1;
+/** How a case loads: with { timeoutMs } (the model in a supervised worker) or on this thread; 1 or 2 threads.
+ *  Arbitrary code (a SHA-256-recomputed change to the wasm section) always runs with timeoutMs: on this thread an
+ *  endless loop cannot be stopped, by design. */
+function loadMode(r, untrustedCode) {
+  const supervised = r.chance(0.5) || untrustedCode;
+  return { supervised, threads: r.chance(0.25) ? 2 : 1 };
+}
+
+async function loadAndRun(artifact, { supervised, threads }, at) {
   const opts = supervised ? { threads, timeoutMs: RUN_TIMEOUT_MS } : { threads };
   const model = await load(artifact, opts);
   at('run');
@@ -451,12 +501,13 @@ async function runCase(kind, i) {
     emit({ done: i, outcome: 'harness', ...describeError(e) });
     return;
   }
-  emit({ start: i, kind, desc: c.desc, bytes: c.bytes.length });
+  const mode = loadMode(r, /wasm.*SHA-256 recomputed/.test(c.desc));
+  emit({ start: i, kind, desc: `${c.desc} [${mode.supervised ? 'timeoutMs' : 'in-thread'}, ${mode.threads} thread${mode.threads > 1 ? 's' : ''}]`, bytes: c.bytes.length });
   let stage = kind === 'model' ? 'compile' : 'load';
   try {
     let artifact = c.bytes;
     if (kind === 'model') { artifact = (await compile(c.bytes, {})).artifact; stage = 'load'; }
-    const note = await loadAndRun(artifact, r, (s) => { stage = s; });
+    const note = await loadAndRun(artifact, mode, (s) => { stage = s; });
     emit({ done: i, outcome: 'ok', note });
   } catch (e) {
     if (isKilnError(e) && kind === 'model' && stage !== 'compile' && e.code === 'E_ARTIFACT') {
