@@ -1,5 +1,5 @@
 // The WebGPU target on a real WebGPU implementation: Dawn (npm `webgpu`) over SwiftShader's Vulkan driver from
-// Debian's chromium package (.ci/run installs it). Every shader goes through the device's WGSL compiler;
+// Debian's chromium package (npm test installs it: scripts/test-prerequisites.sh). Every shader goes through the device's WGSL compiler;
 // outputs are compared with ONNX Runtime, or with the ONNX backend suite's expected outputs.
 import { describe, expect, it } from 'vitest';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';

@@ -35,7 +35,7 @@ export async function demoCommand(pos: string[], v: { bench?: string }): Promise
 
   let ort: typeof import('onnxruntime-node');
   try { ort = await import('onnxruntime-node'); } catch {
-    throw new KilnError('E_IO', 'onnxruntime-node is not installed', { hint: 'run npm ci in the Kiln checkout (it is a dev dependency)' });
+    throw new KilnError('E_DEPENDENCY', 'kiln demo compares with onnxruntime-node, which is not installed', { hint: 'run npm install in the Kiln checkout (it is a dev dependency)' });
   }
   const session = await ort.InferenceSession.create(modelPath, { intraOpNumThreads: 1, interOpNumThreads: 1 });
   const ortFeeds = Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, new ort.Tensor(t.dtype as 'float32', t.data as Float32Array, t.shape)]));
