@@ -35,7 +35,8 @@ interface Window {
   pads: number[];
 }
 
-function windowAttrs(a: Attrs, nsp: number, kernel: number[]): Window {
+/** `negativePads`: conv_transpose's output_shape may ask for an output larger than the full one (pads < 0 add zeros). */
+function windowAttrs(a: Attrs, nsp: number, kernel: number[], negativePads = false): Window {
   const strides = ints(a, 'strides', new Array(nsp).fill(1));
   const dilations = ints(a, 'dilations', new Array(nsp).fill(1));
   const pads = ints(a, 'pads', new Array(2 * nsp).fill(0));
@@ -47,7 +48,7 @@ function windowAttrs(a: Attrs, nsp: number, kernel: number[]): Window {
   if (!whole(kernel, 1)) shapeError(`kernel_shape [${kernel}] must hold whole numbers >= 1`);
   if (!whole(strides, 1)) shapeError(`strides [${strides}] must be whole numbers >= 1`);
   if (!whole(dilations, 1)) shapeError(`dilations [${dilations}] must be whole numbers >= 1`);
-  if (!whole(pads, 0)) shapeError(`pads [${pads}] must be whole numbers >= 0`);
+  if (!whole(pads, negativePads ? -Infinity : 0)) shapeError(`pads [${pads}] must be whole numbers${negativePads ? '' : ' >= 0'}`);
   return { kernel, strides, dilations, pads };
 }
 
@@ -216,7 +217,7 @@ function convTGeometry(x: readonly number[], w: readonly number[], a: Attrs): { 
   const group = num(a, 'group', 1);
   if (!Number.isSafeInteger(group) || group < 1) shapeError(`conv_transpose: group ${group} must be a whole number >= 1`);
   if (w[0] !== x[1] || x[1] % group !== 0) shapeError(`conv_transpose: weight [${w}] does not match input channels ${x[1]} with group ${group}`);
-  const win = windowAttrs(a, nsp, w.slice(2));
+  const win = windowAttrs(a, nsp, w.slice(2), true);
   const opad = ints(a, 'output_padding', new Array(nsp).fill(0));
   if (opad.length !== nsp || opad.some((p) => !Number.isSafeInteger(p) || p < 0)) shapeError(`conv_transpose: output_padding [${opad}] must be ${nsp} whole numbers >= 0`);
   const out = [x[0], w[1] * group, ...x.slice(2).map((d, i) =>
