@@ -283,8 +283,14 @@ export function defaultTrace(sch: Schedule): TraceStep[] {
   const steps: TraceStep[] = [];
   const add = (ss: TraceStep[]) => { for (const s of ss) { probe.apply(s); steps.push(s); } };
   // inline first: whether a reduction can take the output stage as its epilogue depends on what is inlined
+  const inlinedSize = new Map<Tensor, number>();
+  const reads = readCounts(probe);
   probe.stages.forEach((st, i) => {
-    if (!st.isOutput && !st.hasReduction() && !worthMaterializing(probe, st)) add([{ p: 'computeInline', stage: i }]);
+    if (st.isOutput || st.hasReduction() || worthMaterializing(probe, st)) return;
+    const size = expressionSize(st.tensor.body!, inlinedSize);
+    if (size * (reads.get(st.tensor) ?? 0) > INLINE_MAX_NODES) return; // too big to copy into every read: computed once
+    inlinedSize.set(st.tensor, size);
+    add([{ p: 'computeInline', stage: i }]);
   });
   probe.stages.forEach((st, i) => {
     if (st.inlined) return;
@@ -334,6 +340,28 @@ export function vectorizeSteps(st: Stage, stage: number, layout: ComputeHints | 
     ]);
   }
   return wide(inner.extent) ? lanes(inner.name, inner.extent, []) : [];
+}
+
+/**
+ * Most expression nodes an inlined producer may copy into its readers. A stage that reads its producer k times
+ * (elu reads x three times) and is inlined in turn multiplies: a chain of n such stages would be an expression of
+ * k^n nodes (8 fused Elus never finished compiling). A producer whose inlined copies would pass this is computed
+ * once into a buffer instead.
+ */
+const INLINE_MAX_NODES = 2048;
+
+/** Nodes of `e` as the loop IR will hold it, with loads of inlined stages counted at their inlined size. */
+function expressionSize(e: Expr, inlinedSize: ReadonlyMap<Tensor, number>): number {
+  let n = 0;
+  visitExpr(e, (x) => { n += x.k === 'load' ? inlinedSize.get(x.buf as Tensor) ?? 1 : 1; });
+  return n;
+}
+
+/** How many loads of each stage's tensor the stages' bodies hold. */
+function readCounts(sch: Schedule): Map<Tensor, number> {
+  const n = new Map<Tensor, number>();
+  for (const o of sch.stages) visitExpr(o.tensor.body!, (e) => { if (e.k === 'load') n.set(e.buf as Tensor, (n.get(e.buf as Tensor) ?? 0) + 1); });
+  return n;
 }
 
 const EXPENSIVE = new Set(['exp', 'log', 'erf', 'tanh', 'sin', 'cos', 'pow']);

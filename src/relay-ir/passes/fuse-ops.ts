@@ -16,9 +16,12 @@ const EMBED_MAX = 1;
 /**
  * Most operators one kernel holds (TVM's max_fuse_depth is 256). Without a cap a long elementwise chain would
  * become one tensor expression as deep as the chain, which the recursive TE and loop-IR walks cannot take; with
- * it the chain becomes many same-shaped kernels, which the program deduplicates.
+ * it the chain becomes many same-shaped kernels, which the program deduplicates. 32 rather than 256: binaryen's
+ * optimizer time grows faster than linearly with a kernel's size (a chain of 12 kinds of transcendental activations
+ * compiled in 3.3 s per 32-op kernel, 48 ops took 5 s, a 64-op kernel did not finish in 5 minutes), and groups
+ * of more than 32 operators are rare outside such chains.
  */
-export const MAX_FUSED_OPS = 256;
+export const MAX_FUSED_OPS = 32;
 
 export function fuseOps(fn: FuncNode, maxOps = MAX_FUSED_OPS): FuncNode {
   const order = postOrder(fn.body).filter((n): n is CallNode => n.kind === 'call' && !isFuncCall(n));
