@@ -150,7 +150,9 @@ export function checkStructure(graph: GraphProto): NodeProto[] {
     path.push(at);
     at = deps[at].find((d) => pending[d] > 0)!;
   }
-  const cycle = path.slice(seenAt.get(at)!).reverse(); // producers first
+  const loop = path.slice(seenAt.get(at)!).reverse(); // producers first
+  const first = loop.indexOf(Math.min(...loop));
+  const cycle = [...loop.slice(first), ...loop.slice(0, first)]; // from the node that comes first in the model
   const text = [...cycle, cycle[0]].map((i) => nodeLabel(nodes[i], i)).join(' -> ');
   throw new KilnError('E_MODEL_INVALID', `the graph has a cycle: ${text}`, {
     node: nodes[cycle[0]].name || nodes[cycle[0]].output[0], op: nodes[cycle[0]].opType,
