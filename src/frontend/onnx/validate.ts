@@ -36,7 +36,7 @@ export function checkInputOptions(graph: GraphProto, inputShapes?: Record<string
     const bad = given.filter((n) => !names.has(n));
     if (!bad.length) return;
     throw new KilnError('E_INPUT', `${option} name${bad.length > 1 ? 's' : ''} ${bad.map((n) => `'${n}'`).join(', ')} ${bad.length > 1 ? 'are' : 'is'} not ${bad.length > 1 ? 'inputs' : 'an input'} of the model; ${listing}`,
-      { hint: 'check the spelling (names are case-sensitive)' });
+      { hint: `check the spelling (names are case-sensitive); on the command line this is ${option === 'inputShapes' ? '--input-shape' : '--specialize'} name=...` });
   };
   if (inputShapes !== undefined && (typeof inputShapes !== 'object' || inputShapes === null)) {
     throw new KilnError('E_INPUT', 'inputShapes must map input names to arrays of dims', { hint: 'e.g. { input: [1, 3, 224, 224] }' });
