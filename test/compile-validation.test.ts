@@ -111,6 +111,25 @@ describe('graph well-formedness', () => {
     expect(e.message).toMatch(/cycle: 'add_a' \(Add\) -> 'relu_b' \(Relu\) -> 'neg_c' \(Neg\) -> 'add_a' \(Add\)/);
   });
 
+  it('rejects a graph output listed twice', async () => {
+    const e = await errorOf(compile(buildModel({
+      inputs: [['x', 'float32', [4]]], outputs: [['y', 'float32', [4]], ['y', 'float32', [4]]],
+      nodes: [{ op: 'Relu', inputs: ['x'], outputs: ['y'] }],
+    })));
+    expect(e.code).toBe('E_MODEL_INVALID');
+    expect(e.message).toMatch(/graph output 'y' is listed twice/);
+  });
+
+  it('rejects inputs of different element types where an operator computes with them together', async () => {
+    const w = f32([4, 3], Array.from({ length: 12 }, (_, i) => i));
+    const e = await errorOf(compile(buildModel({
+      inputs: [['x', 'int64', [2, 4]]], outputs: [['y', 'float32', [2, 3]]], initializers: { w },
+      nodes: [{ op: 'Gemm', inputs: ['x', 'w'], outputs: ['y'], name: 'gemm0' }],
+    })));
+    expect(e.code).toBe('E_SHAPE');
+    expect(e.message).toMatch(/gemm: input dtypes differ \(int64 vs float32\).*gemm0/);
+  });
+
   it('lists every undefined input in one error', async () => {
     const e = await errorOf(compile(two([
       { op: 'Add', inputs: ['x', 'missing1'], outputs: ['a'], name: 'n1' },

@@ -114,6 +114,13 @@ export function checkStructure(graph: GraphProto): NodeProto[] {
     }
   });
 
+  // the artifact binds outputs by name, so one listed twice would be one binding under two entries
+  const outputNames = new Set<string>();
+  for (const o of graph.output) {
+    if (outputNames.has(o.name)) throw new KilnError('E_MODEL_INVALID', `graph output '${o.name}' is listed twice`, { hint: CHECKER_HINT });
+    outputNames.add(o.name);
+  }
+
   const dangling: string[] = [];
   nodes.forEach((n, i) => {
     for (const name of n.input) if (name && !inputs.has(name) && !inits.has(name) && !producer.has(name)) dangling.push(`'${name}' (read by node ${nodeLabel(n, i)})`);

@@ -9,6 +9,11 @@ export function shapeError(msg: string): never {
   throw new KilnError('E_SHAPE', msg);
 }
 
+/** Inputs an operator computes with together must have one element type (present ones; optional ones may be absent). */
+export function sameDtype(op: string, first: TensorType, ...others: readonly (TensorType | undefined)[]): void {
+  for (const t of others) if (t && t.dtype !== first.dtype) shapeError(`${op}: input dtypes differ (${first.dtype} vs ${t.dtype})`);
+}
+
 /** numpy-style broadcast of several shapes. */
 export function broadcastShapes(shapes: readonly (readonly Dim[])[]): Dim[] {
   const rank = Math.max(0, ...shapes.map((s) => s.length));

@@ -5,7 +5,7 @@ import * as E from '../expr.js';
 import { type Expr, type IterVar, constant, int } from '../expr.js';
 import { type Tensor, at, compute, reduceAxis } from '../tensor.js';
 import { defineOp } from '../op-def.js';
-import { broadcastShapes, num, shapeError, str } from './common.js';
+import { broadcastShapes, num, sameDtype, shapeError, str } from './common.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // matmul
@@ -95,6 +95,7 @@ defineOp({
   name: 'gemm',
   pattern: OpPattern.OutEWiseFusable,
   inferType: ([a, b, c], at_) => {
+    sameDtype('gemm', a, b, c);
     if (a.shape.length !== 2 || b.shape.length !== (num(at_, 'weight_block', 0) ? 3 : 2)) shapeError(`gemm: A and B must be 2-D, got [${a.shape}] and [${b.shape}]`);
     const ta = num(at_, 'transA', 0), tb = num(at_, 'transB', 0);
     const [M, Ka] = ta ? [a.shape[1], a.shape[0]] : a.shape;

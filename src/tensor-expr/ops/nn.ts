@@ -12,7 +12,7 @@ import * as E from '../expr.js';
 import { type Expr, type IterVar, constant, int, reduceInit } from '../expr.js';
 import { type Tensor, at, compute, reduceAxis } from '../tensor.js';
 import { defineOp } from '../op-def.js';
-import { ints, normAxis, num, shapeError, staticDims } from './common.js';
+import { ints, normAxis, num, sameDtype, shapeError, staticDims } from './common.js';
 
 const k = (x: Expr, v: number): Expr => constant(v, x.dtype);
 const fk = (dt: DType, v: number): Expr => constant(v, dt);
@@ -231,6 +231,7 @@ defineOp({
   pattern: OpPattern.OutEWiseFusable,
   inferType: ([x, w, b], a) => {
     needFloat('conv_transpose', x);
+    sameDtype('conv_transpose', x, w, b);
     const xs = staticDims(x, 'conv_transpose input'), ws = staticDims(w, 'conv_transpose weight');
     const { out } = convTGeometry(xs, ws, a);
     if (b && (b.shape.length !== 1 || b.shape[0] !== out[1])) shapeError(`conv_transpose: bias shape [${b.shape}] must be [${out[1]}]`);
@@ -611,6 +612,7 @@ defineOp({
   pattern: OpPattern.CommReduce,
   inferType: ([x, s, b], a) => {
     needFloat('group_norm', x);
+    sameDtype('group_norm', x, s, b);
     const G = num(a, 'num_groups');
     const C = x.shape[1] as number;
     if (x.shape.length < 2 || C % G !== 0) shapeError(`group_norm: ${C} channels not divisible by ${G} groups`);
@@ -650,6 +652,7 @@ function lastAxesStats(name: string, x: Tensor, axis: number, fn: (v: Expr) => E
 function lnInfer(what: string) {
   return ([x, ...ps]: readonly TensorType[], a: Attrs): TensorType => {
     needFloat(what, x);
+    sameDtype(what, x, ...ps);
     const axis = normAxis(num(a, 'axis', -1), x.shape.length);
     const rest = x.shape.slice(axis);
     for (const p of ps) {
