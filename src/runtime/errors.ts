@@ -31,6 +31,8 @@ export class KilnError extends Error {
   readonly op?: string;
   readonly opset?: number;
   readonly hint?: string;
+  /** The message alone, without the code, the node context and the hint that `message` adds. */
+  readonly detail: string;
 
   constructor(code: KilnErrorCode, message: string, ctx: KilnErrorContext = {}) {
     const where = [ctx.op && `op ${ctx.op}`, ctx.opset !== undefined && `opset ${ctx.opset}`, ctx.node && `node '${ctx.node}'`]
@@ -42,6 +44,7 @@ export class KilnError extends Error {
     this.op = ctx.op;
     this.opset = ctx.opset;
     this.hint = ctx.hint;
+    this.detail = message;
   }
 }
 
@@ -52,13 +55,9 @@ export function withNodeContext<T>(ctx: KilnErrorContext, fn: () => T): T {
   } catch (e) {
     if (e instanceof KilnError) {
       if (e.node !== undefined) throw e;
-      throw new KilnError(e.code, stripPrefix(e.message), { ...ctx, hint: e.hint });
+      throw new KilnError(e.code, e.detail, { ...ctx, hint: e.hint });
     }
     const msg = e instanceof Error ? e.message : String(e);
     throw new KilnError('E_INTERNAL', `internal error: ${msg}`, { ...ctx, hint: 'please report this with the model' });
   }
-}
-
-function stripPrefix(m: string): string {
-  return m.replace(/^\[[A-Z_]+\] /, '').replace(/\. [^.]*$/, '');
 }

@@ -22,18 +22,17 @@ export type HostReply =
 export const isHostInit = (m: unknown): m is HostInit => typeof m === 'object' && m !== null && (m as { kiln?: unknown }).kiln === 'host';
 
 /** A KilnError as it crosses a worker boundary (structured clone keeps neither its class nor its fields). */
-export interface WireError { code: KilnErrorCode; message: string; hint?: string; node?: string; op?: string; opset?: number }
+export interface WireError { code: KilnErrorCode; detail: string; hint?: string; node?: string; op?: string; opset?: number }
 
 export function toWire(e: unknown): WireError {
-  if (e instanceof KilnError) return { code: e.code, message: e.message, hint: e.hint, node: e.node, op: e.op, opset: e.opset };
+  if (e instanceof KilnError) return { code: e.code, detail: e.detail, hint: e.hint, node: e.node, op: e.op, opset: e.opset };
   const msg = (e as Error)?.message ?? String(e);
-  return { code: 'E_INTERNAL', message: `[E_INTERNAL] the model's worker failed: ${msg}. please report this with the model` };
+  return { code: 'E_INTERNAL', detail: `the model's worker failed: ${msg}`, hint: 'please report this with the model' };
 }
 
 /** The same KilnError again, message and all, on this side. */
 export function fromWire(w: WireError): KilnError {
-  const e = new KilnError(w.code, '', { hint: w.hint, node: w.node, op: w.op, opset: w.opset });
-  Object.defineProperty(e, 'message', { value: w.message, writable: true, configurable: true });
-  e.stack = `KilnError: ${w.message}`;
+  const e = new KilnError(w.code, w.detail, { hint: w.hint, node: w.node, op: w.op, opset: w.opset });
+  e.stack = `KilnError: ${e.message}`;
   return e;
 }

@@ -13,13 +13,18 @@ export type OnnxAttr =
 
 const utf8 = new TextDecoder();
 
+/** A TENSOR or GRAPH attribute whose value field is absent (the type says one thing, the fields another). */
+function missingValue(a: AttributeProto, field: string): never {
+  throw new KilnError('E_MODEL_INVALID', `attribute '${a.name}' has type ${T[a.type]} but no value in its '${field}' field`, { hint: 'the model is malformed; check it with onnx.checker.check_model' });
+}
+
 export function decodeAttribute(a: AttributeProto, readExternal?: ExternalDataReader): OnnxAttr {
   switch (a.type) {
     case T.FLOAT: return { type: 'float', value: a.f };
     case T.INT: return { type: 'int', value: Number(a.i) };
     case T.STRING: return { type: 'string', value: utf8.decode(a.s) };
-    case T.TENSOR: return { type: 'tensor', value: tensorFromProto(a.t!, readExternal) };
-    case T.GRAPH: return { type: 'graph', value: a.g! };
+    case T.TENSOR: return { type: 'tensor', value: tensorFromProto(a.t ?? missingValue(a, 't'), readExternal) };
+    case T.GRAPH: return { type: 'graph', value: a.g ?? missingValue(a, 'g') };
     case T.FLOATS: return { type: 'floats', value: [...a.floats] };
     case T.INTS: return { type: 'ints', value: a.ints.map(Number) };
     case T.STRINGS: return { type: 'strings', value: a.strings.map((s) => utf8.decode(s)) };
