@@ -19,7 +19,8 @@ import { type TuneProgress, tune } from '../src/autotune/tuner.js';
 import { tunedTraces } from '../src/autotune/apply.js';
 import { Rng } from '../src/autotune/rng.js';
 import type { MeasureSetResult, MeasureResult, Runner } from '../src/autotune/measure.js';
-import { type BuiltHeader, type MeasureSetTask, type MeasureTask, build } from '../src/autotune/worker.js';
+import { type MeasureSetTask, type MeasureTask, build } from '../src/autotune/worker.js';
+import type { BuiltHeader } from '../src/autotune/tasks.js';
 import { ARRAY } from '../src/runtime/dtype.js';
 
 const tmp = () => tempDir('kiln-rel-');

@@ -14,8 +14,7 @@ import { VERSION } from '../compiler/version.js';
 import type { CudaLaunch } from '../runtime/artifact-format.js';
 import type { SmTarget } from '../codegen/ptx/codegen.js';
 import { type EntryResources, runPtxas } from '../codegen/ptx/ptxas.js';
-import { type KernelSpec, kernelFromSpec, kernelMain } from './tasks.js';
-import type { BuildOutput, BuiltHeader } from './worker.js';
+import { type BuildOutput, type BuiltHeader, type KernelSpec, kernelFromSpec, kernelMain } from './tasks.js';
 
 export type GpuBuildTarget = { kind: 'webgpu' } | { kind: 'cuda'; sm: SmTarget };
 

@@ -7,7 +7,8 @@ import type { Piscina } from 'piscina';
 import { requireOptional } from '../node/optional-dependency.js';
 import type { TraceStep } from '../schedule/schedule.js';
 import type { KernelSpec } from './tasks.js';
-import { type BuildOutput, type MeasureOutput, type MeasureSetOutput, type MeasureSetTask, type MeasureTask, build, measure, measureSet } from './worker.js';
+import type { BuildOutput } from './tasks.js';
+import { type MeasureOutput, type MeasureSetOutput, type MeasureSetTask, type MeasureTask, build, measure, measureSet } from './worker.js';
 import type { GpuBuildTarget } from './gpu-build.js';
 
 /** A piscina pool (piscina is an optional dependency: loaded when tuning starts). */

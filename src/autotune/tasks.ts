@@ -10,6 +10,13 @@ import { type BuiltKernel, buildKernel } from '../compiler/kernel.js';
 import { Schedule } from '../schedule/schedule.js';
 import { type Workload, workloadOf } from './workload.js';
 import { type DecisionSpace, SearchSpace } from './space.js';
+import type { ArtifactHeader } from '../runtime/artifact-format.js';
+import type { EntryResources } from '../codegen/ptx/ptxas.js';
+
+/** A built candidate's artifact header (its sections are the builder's output, not a file's). */
+export type BuiltHeader = Omit<ArtifactHeader, 'sections'>;
+/** `header.webgpu` / `header.cuda` hold a GPU program (then `wasm` is empty); `resources`: ptxas -v of a CUDA one. */
+export interface BuildOutput { header: BuiltHeader; wasm: Uint8Array; resources?: EntryResources[] }
 
 /** A primitive function as structured-clonable data. */
 export interface KernelSpec {

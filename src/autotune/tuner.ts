@@ -31,7 +31,7 @@ import type { GpuScheduleOptions } from '../schedule/gpu-schedule.js';
 import { Schedule } from '../schedule/schedule.js';
 import { type Candidate, type Strategy, TaskSearch } from './search.js';
 import { type Builder, type Runner, LocalBuilder, PoolBuilder, PoolRunner } from './measure.js';
-import type { BuildOutput } from './worker.js';
+import type { BuildOutput } from './tasks.js';
 import type { TraceStep } from '../schedule/schedule.js';
 
 export type TuneTarget = 'wasm' | 'webgpu' | 'cuda';

@@ -4,23 +4,18 @@
 import v8 from 'node:v8';
 import { buildProgram } from '../compiler/program.js';
 import { WasmExecutor } from '../runtime/executor.js';
-import type { ArtifactHeader } from '../runtime/artifact-format.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { ARRAY, isFloat } from '../runtime/dtype.js';
 import type { TraceStep } from '../schedule/schedule.js';
-import { type KernelSpec, kernelFromSpec, kernelMain } from './tasks.js';
+import { type BuildOutput, type BuiltHeader, type KernelSpec, kernelFromSpec, kernelMain } from './tasks.js';
 import { type GpuBuildTarget, buildGpuCandidate } from './gpu-build.js';
-import type { EntryResources } from '../codegen/ptx/ptxas.js';
 
 // Measure optimized code only: without this, a new module first runs V8's baseline (Liftoff) code and tiers up in
 // the background, late and unpredictably when other threads (the builders' binaryen) keep the compiler busy. The
 // flag is process-wide; it is set only in processes that load the tuner's worker module.
 v8.setFlagsFromString('--no-liftoff');
 
-export type BuiltHeader = Omit<ArtifactHeader, 'sections'>;
 export interface BuildTask { spec: KernelSpec; trace: TraceStep[] | null; optimize?: boolean; gpu?: GpuBuildTarget }
-/** `header.webgpu` / `header.cuda` hold a GPU program (then `wasm` is empty); `resources`: ptxas -v of a CUDA one. */
-export interface BuildOutput { header: BuiltHeader; wasm: Uint8Array; resources?: EntryResources[] }
 
 export function build(task: BuildTask): BuildOutput {
   if (task.gpu) return buildGpuCandidate(task.spec, task.trace, task.gpu);
