@@ -6,7 +6,7 @@ import { Schedule, type TraceStep } from '../schedule/schedule.js';
 import { type GpuScheduleOptions, gpuTrace } from '../schedule/gpu-schedule.js';
 import { lower } from '../schedule/lower.js';
 import type { PrimFunc } from '../schedule/loop-ir.js';
-import { tempLayout } from '../codegen/wasm/codegen.js';
+import { tempLayout } from './memory-plan.js';
 import { type SmTarget, emitPtxModule } from '../codegen/ptx/codegen.js';
 import type { BuiltKernel } from './kernel.js';
 

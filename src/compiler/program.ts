@@ -7,10 +7,10 @@ import type { CallNode, ConstNode, FuncNode, GExpr } from '../relay-ir/expr.js';
 import type { OpSpec } from '../relay-ir/op.js';
 import { kernelCalls } from '../relay-ir/passes/fuse-ops.js';
 import { type TensorType, staticShape, isStatic, numel } from '../relay-ir/types.js';
-import { SPECULATIVE_GUARD_BYTES, emitWasmModule, kernelPhases, scratchLayout } from '../codegen/wasm/codegen.js';
+import { emitWasmModule, kernelPhases } from '../codegen/wasm/codegen.js';
 import { type BuiltKernel, buildKernel, kernelKey } from './kernel.js';
 import type { TraceStep } from '../schedule/schedule.js';
-import { type Lifetime, align, planMemory } from './memory-plan.js';
+import { type Lifetime, SPECULATIVE_GUARD_BYTES, align, planMemory, scratchLayout } from './memory-plan.js';
 import { VERSION } from './version.js';
 
 export interface Program {

@@ -12,7 +12,7 @@ import { KilnError } from '../../runtime/errors.js';
 import type { CudaKernel, CudaLaunch, CudaParam } from '../../runtime/artifact-format.js';
 import { type Expr, type Var, type BinOp } from '../../tensor-expr/expr.js';
 import type { Buffer, PrimFunc, Stmt, ThreadTag } from '../../schedule/loop-ir.js';
-import { tempLayout } from '../wasm/codegen.js';
+import { tempLayout } from '../../compiler/memory-plan.js';
 import { alignedLaneBase } from '../lanes.js';
 
 export type SmTarget = 80 | 86 | 90;

@@ -8,8 +8,8 @@ import { type Expr, type Var, type BinOp, printExpr } from '../../tensor-expr/ex
 import { bound, type Interval } from '../../tensor-expr/simplify.js';
 import { type Buffer, type PrimFunc, type Stmt, visitStmt } from '../../schedule/loop-ir.js';
 import { KilnError } from '../../runtime/errors.js';
-import { MAX_CHUNKS } from '../../runtime/thread-pool.js';
-import { vectorizeExpr, vectorizeLoop, uses as usesVar } from './vectorize.js';
+import { scratchLayout } from '../../compiler/memory-plan.js';
+import { type HoistForm, type ScalarEmitter, vectorizeExpr, vectorizeLoop, uses as usesVar } from './vectorize.js';
 import { unrollLoops } from '../../schedule/passes/unroll.js';
 import { hoistIndexArithmetic } from '../../schedule/passes/hoist-index.js';
 import { hoistLoopInvariantValues } from '../../schedule/passes/hoist-values.js';
@@ -17,44 +17,7 @@ import { partitionLoops } from '../../schedule/passes/partition.js';
 import { INLINE_F32_MATH, type InlineMathFn, inlineF32Math } from './math-inline.js';
 
 type Ref = number;
-/** How a hoisted value is used: 's' scalar, 'v' 4 lanes of a lane-dependent value, 'p' a lane-invariant one splatted. */
-export type HoistForm = 's' | 'v' | 'p';
 const B = binaryen;
-
-export interface TempLayout { offsets: Map<Buffer, number>; bytes: number }
-
-/**
- * Bytes kept unused before the first and after the last buffer in memory, so that a vector load may run past its
- * buffer by this much without trapping: the vectorizer reads a whole row of lanes and masks out-of-range lanes
- * (a padded convolution's border) instead of loading lane by lane. The memory plan reserves it.
- */
-export const SPECULATIVE_GUARD_BYTES = 64;
-
-/** Byte offsets of a kernel's global temporaries inside its scratch area (16-byte aligned). */
-export function tempLayout(f: PrimFunc): TempLayout {
-  const offsets = new Map<Buffer, number>();
-  let bytes = 0;
-  for (const t of f.temps) { offsets.set(t, bytes); bytes += Math.ceil((t.size * BYTES[t.dtype]) / 16) * 16; }
-  return { offsets, bytes };
-}
-
-/**
- * The scratch area of a kernel on the CPU: its global temporaries, then one private copy per chunk of the 'shared'
- * buffers its schedule allocates (cacheRead / computeAt regions, refilled inside the parallel loop: the thread
- * running a chunk fills its own). `chunkStride` bytes per chunk, one copy per possible chunk.
- */
-export function scratchLayout(f: PrimFunc): TempLayout & { shared: Map<Buffer, number>; sharedAt: number; chunkStride: number } {
-  const temps = tempLayout(f);
-  const shared = new Map<Buffer, number>();
-  let chunkStride = 0;
-  visitStmt(f.body, (st) => {
-    if (st.k === 'alloc' && st.buf.scope === 'shared' && !shared.has(st.buf)) {
-      shared.set(st.buf, chunkStride);
-      chunkStride += Math.ceil((st.buf.size * BYTES[st.buf.dtype]) / 16) * 16;
-    }
-  });
-  return { ...temps, shared, sharedAt: temps.bytes, chunkStride, bytes: temps.bytes + chunkStride * MAX_CHUNKS };
-}
 
 export const wasmType = (t: DType): number => (t === 'float32' ? B.f32 : t === 'float64' ? B.f64 : isWide(t) ? B.i64 : B.i32);
 
@@ -97,7 +60,7 @@ export function wasmText(bytes: Uint8Array): string {
   try { return m.emitText(); } finally { m.dispose(); }
 }
 
-export class FunctionEmitter {
+export class FunctionEmitter implements ScalarEmitter {
   private readonly locals: number[] = [];
   private readonly varLocal = new Map<Var, number>();
   private readonly bufPtr = new Map<Buffer, () => Ref>();

@@ -5,14 +5,33 @@
 // emits the scalar loop.
 import binaryen from 'binaryen';
 import type { Buffer, Stmt } from '../../schedule/loop-ir.js';
-import type { FunctionEmitter } from './codegen.js';
 import { type Expr, type Var, affineCoef } from '../../tensor-expr/expr.js';
-import { bound, fixVar } from '../../tensor-expr/simplify.js';
+import { type Interval, bound, fixVar } from '../../tensor-expr/simplify.js';
 import { BYTES } from '../../runtime/dtype.js';
-import { SPECULATIVE_GUARD_BYTES } from './codegen.js';
+import { SPECULATIVE_GUARD_BYTES } from '../../compiler/memory-plan.js';
 import { INLINE_F32_MATH, type InlineMathFn, inlineF32Math } from './math-inline.js';
 
 type ForStmt = Extract<Stmt, { k: 'for' }>;
+
+/** How a hoisted value is used: 's' scalar, 'v' 4 lanes of a lane-dependent value, 'p' a lane-invariant one splatted. */
+export type HoistForm = 's' | 'v' | 'p';
+
+/** What the vectorizer asks of the scalar emitter (codegen.ts's FunctionEmitter implements it); binaryen refs are numbers. */
+export interface ScalarEmitter {
+  readonly m: binaryen.Module;
+  /** Emit relaxed-SIMD multiply-adds. */
+  readonly relaxed: boolean;
+  /** Local-scope buffers held in wasm locals (float32 ones as v128 registers of 4 lanes). */
+  readonly localBufs: Map<Buffer, number[]>;
+  /** Value ranges of the loop variables and index locals in scope. */
+  readonly ranges: Map<Var, Interval>;
+  newLocal(type: number): number;
+  addr(b: Buffer, index: number): number;
+  address(b: Buffer, index: Expr): { ptr: number; offset: number };
+  cached(e: Expr, form: HoistForm): number | undefined;
+  store(b: Buffer, index: Expr, value: number): number;
+  expr(e: Expr): number;
+}
 
 /** Whether `e` mentions variable `v`. */
 export function uses(e: Expr, v: Var): boolean {
@@ -39,7 +58,7 @@ function stride(idx: Expr, v: Var): 0 | 1 | undefined {
  * condition is the same for all lanes becomes a branch; anything else is computed lane by lane (a gather), with
  * each lane's conditional loads still guarded, so vectorizing never reads memory the scalar code would not.
  */
-export function vectorizeExpr(em: FunctionEmitter, e: Expr, v: Var): number | undefined {
+export function vectorizeExpr(em: ScalarEmitter, e: Expr, v: Var): number | undefined {
   const m = em.m;
   const at = (x: Expr, lane: number) => fixVar(x, v, lane);
   const lanes = (x: Expr): number => {
@@ -117,7 +136,7 @@ export function vectorizeExpr(em: FunctionEmitter, e: Expr, v: Var): number | un
 }
 
 /** Whether evaluating `e` for any value of the variables in scope reads only memory inside the guard zone. */
-function speculatable(em: FunctionEmitter, e: Expr): boolean {
+function speculatable(em: ScalarEmitter, e: Expr): boolean {
   switch (e.k) {
     case 'const': case 'var': return true;
     case 'load': {
@@ -138,7 +157,7 @@ const INT_CMP = { lt: 'lt_s', le: 'le_s', gt: 'gt_s', ge: 'ge_s', eq: 'eq', ne: 
 const F32_CMP = { lt: 'lt', le: 'le', gt: 'gt', ge: 'ge', eq: 'eq', ne: 'ne' } as const;
 
 /** A boolean in lane variable `v` as a v128 lane mask (all ones where true), or undefined. */
-function laneMask(em: FunctionEmitter, c: Expr, v: Var): number | undefined {
+function laneMask(em: ScalarEmitter, c: Expr, v: Var): number | undefined {
   const m = em.m;
   if (!uses(c, v)) return m.i32x4.splat(m.i32.sub(m.i32.const(0), em.expr(c)));
   if (c.k !== 'bin') return undefined;
@@ -161,7 +180,7 @@ function laneMask(em: FunctionEmitter, c: Expr, v: Var): number | undefined {
 }
 
 /** An int32 index expression in lane variable `v` as an i32x4 (lane l: v = l), or undefined. */
-function laneInt(em: FunctionEmitter, e: Expr, v: Var): number | undefined {
+function laneInt(em: ScalarEmitter, e: Expr, v: Var): number | undefined {
   const m = em.m;
   if (!uses(e, v)) return m.i32x4.splat(em.expr(e));
   if (e === v) return m.v128.const([0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0]);
@@ -171,7 +190,7 @@ function laneInt(em: FunctionEmitter, e: Expr, v: Var): number | undefined {
   return e.op === 'add' ? m.i32x4.add(a, b) : e.op === 'sub' ? m.i32x4.sub(a, b) : m.i32x4.mul(a, b);
 }
 
-export function vectorizeLoop(em: FunctionEmitter, s: ForStmt): number | undefined {
+export function vectorizeLoop(em: ScalarEmitter, s: ForStmt): number | undefined {
   // a guard that is the same for every lane (a tile row past the end of its axis) wraps the vector code
   if (s.extent === 4 && s.body.k === 'if' && !s.body.else && !uses(s.body.cond, s.v)) {
     const inner = vectorizeLoop(em, { ...s, body: s.body.then });
