@@ -64,36 +64,26 @@ async function assemble(header: ArtifactHeader, parts: { wasm: Uint8Array; weigh
   return bytes;
 }
 
-/** The module with every kernel's body replaced by `loop $l (br $l)`: a kernel that never returns. */
-function endlessKernels(wasm: Uint8Array, kernels: string[]): Uint8Array {
+/** The module with every kernel's body replaced by `body` (built in the module, e.g. a loop that never ends). */
+function replaceKernelBodies(wasm: Uint8Array, kernels: string[], body: (m: binaryen.Module) => binaryen.ExpressionRef): Uint8Array {
   const m = binaryen.readBinary(wasm);
   m.setFeatures(binaryen.Features.All);
   for (const name of kernels) {
     const internal = binaryen.getExportInfo(m.getExport(name)).value;
     const info = binaryen.getFunctionInfo(m.getFunction(internal));
     m.removeFunction(internal);
-    m.addFunction(internal, info.params, info.results, info.vars, m.loop('forever', m.br('forever')));
+    m.addFunction(internal, info.params, info.results, info.vars, body(m));
   }
-  if (!m.validate()) throw new Error('test helper: the endless module does not validate');
+  if (!m.validate()) throw new Error('test helper: the rewritten module does not validate');
   const out = m.emitBinary();
   m.dispose();
   return out;
 }
 
-/** The module with every kernel's body replaced by `unreachable`: a kernel that traps. */
-function trappingKernels(wasm: Uint8Array, kernels: string[]): Uint8Array {
-  const m = binaryen.readBinary(wasm);
-  m.setFeatures(binaryen.Features.All);
-  for (const name of kernels) {
-    const internal = binaryen.getExportInfo(m.getExport(name)).value;
-    const info = binaryen.getFunctionInfo(m.getFunction(internal));
-    m.removeFunction(internal);
-    m.addFunction(internal, info.params, info.results, info.vars, m.unreachable());
-  }
-  const out = m.emitBinary();
-  m.dispose();
-  return out;
-}
+/** `loop $l (br $l)`: a kernel that never returns. */
+const endlessKernels = (wasm: Uint8Array, kernels: string[]) => replaceKernelBodies(wasm, kernels, (m) => m.loop('forever', m.br('forever')));
+/** `unreachable`: a kernel that traps. */
+const trappingKernels = (wasm: Uint8Array, kernels: string[]) => replaceKernelBodies(wasm, kernels, (m) => m.unreachable());
 
 let artifact: Uint8Array;
 let header: ArtifactHeader;
