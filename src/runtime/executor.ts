@@ -9,6 +9,7 @@ import { MAX_THREADS, ThreadPool, type WorkerFactory } from './thread-pool.js';
 import { withSharedMemoryImport } from './shared-memory.js';
 import { type Tensor, formatShape, sizeOf } from './tensor.js';
 import type { ArtifactParts } from './artifact.js';
+import { damaged } from './header-check.js';
 
 const PAGE = 65536;
 type KernelFn = (...ptrs: number[]) => void;
@@ -92,7 +93,7 @@ export class WasmExecutor {
     // every call passes its buffers, then (phase, chunk, nchunks): as many arguments as the kernel takes
     parts.header.calls.forEach((c, i) => {
       const takes = this.fns[c.kernel].length, passes = c.args.length + 3;
-      if (takes !== passes) throw new KilnError('E_ARTIFACT', `artifact is damaged: calls[${i}] passes ${passes} arguments to kernel ${parts.header.kernels[c.kernel].name}, which takes ${takes}`, { hint: 'recompile the model with kiln compile; do not edit or truncate .kiln files' });
+      if (takes !== passes) throw damaged(`calls[${i}] passes ${passes} arguments to kernel ${parts.header.kernels[c.kernel].name}, which takes ${takes}`);
     });
   }
 
