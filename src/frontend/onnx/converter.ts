@@ -59,19 +59,16 @@ export function lookupConverter(domain: string, opType: string, opset: number): 
 }
 
 export function findConverter(domain: string, opType: string, opset: number, node: string): ConvertFn {
-  const list = table.get(key(domain, opType));
-  if (!list) {
+  const { fn, since } = lookupConverter(domain, opType, opset);
+  if (fn) return fn;
+  if (since === undefined) {
     throw new KilnError('E_UNSUPPORTED_OP', `operator ${domain ? `${domain}.` : ''}${opType} is not supported`, {
       node, op: opType, opset, hint: 'see README "Operator coverage"; rewrite the model without it or open an issue',
     });
   }
-  const e = list.find((x) => x.since <= opset);
-  if (!e) {
-    throw new KilnError('E_UNSUPPORTED_OPSET', `${opType} is supported from opset ${list[list.length - 1].since}, the model uses opset ${opset}`, {
-      node, op: opType, opset, hint: 'upgrade the model with onnx.version_converter.convert_version',
-    });
-  }
-  return e.fn;
+  throw new KilnError('E_UNSUPPORTED_OPSET', `${opType} is supported from opset ${since}, the model uses opset ${opset}`, {
+    node, op: opType, opset, hint: 'upgrade the model with onnx.version_converter.convert_version',
+  });
 }
 
 export const supportedOps = (): string[] => [...table.keys()].map((k) => k.replace(/^::/, '')).sort();
