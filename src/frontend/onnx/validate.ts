@@ -15,7 +15,9 @@ const CHECKER_HINT = 'the model is malformed; check it with onnx.checker.check_m
 /** How many node names an error lists per operator or element type. */
 const LIST_NAMES = 3;
 
-export const nodeLabel = (n: NodeProto, i: number): string => `'${n.name || n.output.find(Boolean) || `#${i}`}' (${n.opType})`;
+/** A node as errors name it: its name, else its first output, else its position; quoted. */
+const nodeName = (n: NodeProto, i: number): string => `'${n.name || n.output.find(Boolean) || `#${i}`}'`;
+export const nodeLabel = (n: NodeProto, i: number): string => `${nodeName(n, i)} (${n.opType})`;
 const listNames = (names: readonly string[]) =>
   names.slice(0, LIST_NAMES).join(', ') + (names.length > LIST_NAMES ? `, ... ${names.length - LIST_NAMES} more` : '');
 
@@ -180,7 +182,7 @@ export function checkSupport(model: ModelProto, opset: number): void {
     if (found.fn) return;
     const key = `${n.domain}::${n.opType}`;
     const e = ops.get(key) ?? { op: n.opType, domain: n.domain, since: found.since, nodes: [], first: n };
-    e.nodes.push(`'${n.name || n.output.find(Boolean) || `#${i}`}'`);
+    e.nodes.push(nodeName(n, i));
     ops.set(key, e);
   });
 
@@ -198,8 +200,8 @@ export function checkSupport(model: ModelProto, opset: number): void {
   for (const vi of graph.valueInfo) noteType(elemType(vi), `value '${vi.name}'`);
   graph.node.forEach((n, i) => {
     for (const a of n.attribute) {
-      if (a.t && (n.opType === 'Constant' || n.opType === 'ConstantOfShape')) noteType(a.t.dataType, `${n.opType} node ${nodeLabel(n, i).replace(/ \(.*$/, '')}`);
-      if (a.name === 'to' && n.opType === 'Cast') noteType(Number(a.i), `Cast node ${nodeLabel(n, i).replace(/ \(.*$/, '')}`);
+      if (a.t && (n.opType === 'Constant' || n.opType === 'ConstantOfShape')) noteType(a.t.dataType, `${n.opType} node ${nodeName(n, i)}`);
+      if (a.name === 'to' && n.opType === 'Cast') noteType(Number(a.i), `Cast node ${nodeName(n, i)}`);
     }
   });
 
