@@ -3,13 +3,13 @@
 // field (E_ARTIFACT naming the field), a memory plan past 4 GiB is E_SHAPE, traps are E_ARTIFACT, and a model loaded
 // with timeoutMs runs in a worker whose endless kernel is stopped with E_TIMEOUT.
 import { beforeAll, describe, expect, it } from 'vitest';
-import binaryen from 'binaryen';
 import { compile } from '../src/compiler/compile.js';
 import { load, KilnError, type LoadedModel } from '../src/node/runtime.js';
-import { readArtifact, sha256 } from '../src/runtime/artifact.js';
-import { PREFIX_BYTES, type ArtifactHeader } from '../src/runtime/artifact-format.js';
+import { readArtifact } from '../src/runtime/artifact.js';
+import type { ArtifactHeader } from '../src/runtime/artifact-format.js';
 import { buildModel, randomF32 } from '../src/frontend/onnx/model-builder.js';
 import type { Tensor } from '../src/runtime/tensor.js';
+import { assemble, endlessKernels, trappingKernels, withKernelBodies } from './helpers/artifact-surgery.js';
 
 // z = relu(x + w) * y, w a weight: weights section, two inputs, one output
 const model = () => buildModel({
@@ -32,58 +32,6 @@ async function kilnError(p: Promise<unknown> | (() => unknown)): Promise<KilnErr
   }
   throw new Error('expected a KilnError, got a result');
 }
-
-const align = (n: number) => Math.ceil(n / 16) * 16;
-
-/**
- * An artifact from a header and sections, as the writer lays it out but with room after the header, so that
- * `edit` may change any field (section offsets included) after the layout; the checksum is recomputed.
- */
-async function assemble(header: ArtifactHeader, parts: { wasm: Uint8Array; weights: Uint8Array; wasmRelaxed?: Uint8Array }, edit?: (h: ArtifactHeader) => void): Promise<Uint8Array> {
-  const h = structuredClone(header);
-  const start = align(PREFIX_BYTES + new TextEncoder().encode(JSON.stringify(h)).length + 1024);
-  const wasmAt = start, relaxedAt = align(wasmAt + parts.wasm.length), weightsAt = align(relaxedAt + (parts.wasmRelaxed?.length ?? 0));
-  h.sections = {
-    wasm: { offset: wasmAt, length: parts.wasm.length },
-    ...(parts.wasmRelaxed ? { wasmRelaxed: { offset: relaxedAt, length: parts.wasmRelaxed.length } } : {}),
-    weights: { offset: weightsAt, length: parts.weights.length },
-  };
-  edit?.(h);
-  const json = new TextEncoder().encode(JSON.stringify(h));
-  if (PREFIX_BYTES + json.length > start) throw new Error('test helper: the edited header does not fit');
-  const bytes = new Uint8Array(weightsAt + parts.weights.length);
-  bytes.set([0x4b, 0x49, 0x4c, 0x4e], 0);
-  const dv = new DataView(bytes.buffer);
-  dv.setUint32(4, 1, true);
-  dv.setUint32(8, json.length, true);
-  bytes.set(json, PREFIX_BYTES);
-  bytes.set(parts.wasm, wasmAt);
-  if (parts.wasmRelaxed) bytes.set(parts.wasmRelaxed, relaxedAt);
-  bytes.set(parts.weights, weightsAt);
-  bytes.set(await sha256(bytes.subarray(PREFIX_BYTES)), 16);
-  return bytes;
-}
-
-/** The module with every kernel's body replaced by `body` (built in the module, e.g. a loop that never ends). */
-function replaceKernelBodies(wasm: Uint8Array, kernels: string[], body: (m: binaryen.Module) => binaryen.ExpressionRef): Uint8Array {
-  const m = binaryen.readBinary(wasm);
-  m.setFeatures(binaryen.Features.All);
-  for (const name of kernels) {
-    const internal = binaryen.getExportInfo(m.getExport(name)).value;
-    const info = binaryen.getFunctionInfo(m.getFunction(internal));
-    m.removeFunction(internal);
-    m.addFunction(internal, info.params, info.results, info.vars, body(m));
-  }
-  if (!m.validate()) throw new Error('test helper: the rewritten module does not validate');
-  const out = m.emitBinary();
-  m.dispose();
-  return out;
-}
-
-/** `loop $l (br $l)`: a kernel that never returns. */
-const endlessKernels = (wasm: Uint8Array, kernels: string[]) => replaceKernelBodies(wasm, kernels, (m) => m.loop('forever', m.br('forever')));
-/** `unreachable`: a kernel that traps. */
-const trappingKernels = (wasm: Uint8Array, kernels: string[]) => replaceKernelBodies(wasm, kernels, (m) => m.unreachable());
 
 let artifact: Uint8Array;
 let header: ArtifactHeader;
@@ -220,8 +168,7 @@ describe('damaged artifact headers (checksum recomputed)', () => {
   });
 
   it('a kernel that traps gives E_ARTIFACT naming the kernel, and the model stays usable', async () => {
-    const kernels = header.kernels.map((k) => k.name);
-    const bad = await assemble(header, { wasm: trappingKernels(parts.wasm, kernels), weights: parts.weights, wasmRelaxed: parts.wasmRelaxed && trappingKernels(parts.wasmRelaxed, kernels) });
+    const bad = await withKernelBodies(parts, trappingKernels);
     for (const threads of [1, 2]) {
       const t = await load(bad, { threads, minParallelWork: 0 });
       for (let i = 0; i < 2; i++) {
@@ -287,8 +234,7 @@ describe('watchdog: load and run with timeoutMs', () => {
   });
 
   it('a kernel that loops forever is stopped: E_TIMEOUT within seconds, the model disposed, the process healthy', async () => {
-    const kernels = header.kernels.map((k) => k.name);
-    const endless = await assemble(header, { wasm: endlessKernels(parts.wasm, kernels), weights: parts.weights, wasmRelaxed: parts.wasmRelaxed && endlessKernels(parts.wasmRelaxed, kernels) });
+    const endless = await withKernelBodies(parts, endlessKernels);
     for (const threads of [1, 2]) {
       const s = await load(endless, { timeoutMs: 20_000, threads, minParallelWork: 0 });
       const t0 = performance.now();
