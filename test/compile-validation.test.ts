@@ -160,6 +160,8 @@ describe('attributes out of range', () => {
     ['tile negative repeats', () => one({ op: 'Tile', inputs: ['x', 'r'], name: 't0' }, { r: i64([1, -1, 1, 1]) }), 'E_SHAPE', /output shape \[1,-4,8,8\]/],
     ['ConstantOfShape negative', () => one({ op: 'ConstantOfShape', inputs: ['s'], name: 'k0' }, { s: i64([-3, 2]) }, []), 'E_SHAPE', /\[-3,2\]/],
     ['OneHot depth', () => one({ op: 'OneHot', inputs: ['i', 'd', 'v'], name: 'o0' }, { i: i64([1, 2]), d: i64([-3]), v: f32([2], [0, 1]) }, []), 'E_SHAPE', /depth -3/],
+    ['Slice axis listed twice', () => one({ op: 'Slice', inputs: ['x', 'st', 'en', 'ax'], name: 'sl0' }, { st: i64([0, 1]), en: i64([2, 3]), ax: i64([2, -2]) }), 'E_SHAPE', /axis 2 is listed twice in axes \[2, -2\]/],
+    ['Resize scale 0', () => one({ op: 'Resize', inputs: ['x', '', 'sc'], name: 'rs0' }, { sc: f32([4], [1, 1, 0, 2]) }), 'E_MODEL_INVALID', /scales \[1,1,0,2\] must all be positive/],
     ['Range delta 0', () => one({ op: 'Range', inputs: ['a', 'b', 'd'], name: 'r0' }, { a: f32([], [0]), b: f32([], [5]), d: f32([], [0]) }, []), 'E_MODEL_INVALID', /delta is 0/],
     ['Gather constant index', () => one({ op: 'Gather', inputs: ['x', 'i'], name: 'g0', attrs: { axis: 1 } }, { i: i64([7]) }), 'E_MODEL_INVALID', /index 7 out of range for axis 1 of size 4/],
   ];

@@ -215,8 +215,11 @@ function sliceSpec(shape: readonly Dim[], a: Attrs): { start: number; step: numb
   const steps = a.steps === undefined || a.steps === null ? starts.map(() => 1) : ints(a, 'steps');
   if (ends.length !== starts.length || axes.length !== starts.length || steps.length !== starts.length) shapeError('slice: starts/ends/axes/steps lengths differ');
   const spec = shape.map((d) => ({ start: 0, step: 1, count: d }));
+  const seen = new Set<number>();
   axes.forEach((ax0, k) => {
     const ax = normAxis(ax0, r, 'slice axis');
+    if (seen.has(ax)) shapeError(`slice: axis ${ax} is listed twice in axes [${axes.join(', ')}]`);
+    seen.add(ax);
     const d = shape[ax];
     if (typeof d !== 'number') shapeError(`slice: axis ${ax} has symbolic dim ${d}`);
     const st = steps[k];

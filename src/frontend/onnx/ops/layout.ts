@@ -3,6 +3,7 @@
 import type { GExpr } from '../../../relay-ir/expr.js';
 import { staticDims, normAxis } from '../../../tensor-expr/ops/common.js';
 import { type ConvertCtx, converter } from '../converter.js';
+import { KilnError } from '../../../runtime/errors.js';
 
 /** A compile-time input as plain numbers (undefined when absent or empty). */
 function values(c: ConvertCtx, i: number, what: string): number[] | undefined {
@@ -92,7 +93,7 @@ function resize(c: ConvertCtx, x: GExpr, o: ResizeOpts): GExpr {
     if (o.scales.length !== axes.length) c.unsupported(`${o.scales.length} scales for ${axes.length} axes`);
     scales = new Array(r).fill(1);
     axes.forEach((a, i) => { scales[a] = o.scales![i]; });
-    if (scales.some((s) => !(s > 0))) c.unsupported(`non-positive scales [${scales}]`);
+    if (scales.some((s) => !(s > 0))) throw new KilnError('E_MODEL_INVALID', `Resize: scales [${scales}] must all be positive`, { hint: 'fix the exporter or the model: a scale is the output size over the input size' });
     sizes = shape.map((n, d) => Math.floor(scales[d] * n));
   } else {
     return c.unsupported('neither scales nor sizes given');
