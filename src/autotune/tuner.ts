@@ -144,6 +144,12 @@ interface TaskState {
 }
 /** One program's measurement in a batch: rel is its cost relative to the batch's first program (the reference). */
 type Measured = { ms: number; costs: number[]; output: Tensor; rel?: number; ratios?: number[] } | { error: string; errorKind: ErrorKind };
+type MeasuredOk = Extract<Measured, { ms: number }>;
+/** What a candidate (or the default) gave: a time, an error, or neither (built only); `program` when it can be confirmed. */
+interface Outcome { ms?: number; costs?: number[]; output?: Tensor; error?: string; errorKind?: ErrorKind; rel?: number; program?: BuildOutput }
+type Proposal = { trace: TraceStep[]; hash: string; decisions?: Candidate['decisions'] };
+/** A candidate of a batch that measured faster than the incumbent by its rel: the confirmation re-measures it. */
+interface Contender { c: Proposal; rel: number; program: BuildOutput }
 
 /** The target's description, runner and GPU build target; E_NO_DEVICE for CUDA without a driver unless buildOnly. */
 async function openTarget(opts: TuneOptions): Promise<{ target: TargetInfo; limits?: GpuTargetInfo; gpu?: GpuBuildTarget; runner?: Runner }> {
@@ -170,103 +176,231 @@ async function openTarget(opts: TuneOptions): Promise<{ target: TargetInfo; limi
   return { target, limits: target, gpu: { kind: 'cuda', sm }, runner: opts.buildOnly ? undefined : opts.runner ?? runner };
 }
 
+/**
+ * Tunes a model's kernels: each task's default schedule measured first (resuming what the database holds), given
+ * traces, then batches of search candidates where the expected gain is largest, then the end-of-run check of
+ * every incumbent against the default. See TuningJob for the steps.
+ */
 export async function tune(modelBytes: Uint8Array, opts: TuneOptions): Promise<TuneReport> {
-  const t0 = performance.now();
-  const seed = opts.seed ?? 0;
-  const strategy = opts.strategy ?? 'evolutionary';
-  const { graph } = importAndOptimize(modelBytes, opts.compile ?? {});
-  const kind = opts.target ?? 'wasm';
-  const buildOnly = kind === 'cuda' && !!opts.buildOnly;
-  const { target, limits, gpu, runner: gpuRunner } = await openTarget(opts);
-  const base = gpu ? gpuBaseOptions(gpu.kind) : {};
-  let tasks = extractTasks(fuseOps(graph), gpu && limits && ((k) => new GpuSearchSpace(() => new Schedule([k.output]),
-    { maxThreads: limits.maxThreads, maxSharedBytes: limits.maxSharedBytes, base })));
-  if (opts.onlyTasks) tasks = tasks.filter((t) => opts.onlyTasks!.includes(t.index));
-  const ownDb = !(opts.db instanceof TuningDatabase);
-  const db = opts.db instanceof TuningDatabase ? opts.db : TuningDatabase.open(opts.db ?? DEFAULT_DB_PATH);
-  const workers = opts.workers ?? 2;
-  const builder = opts.builder ?? (workers > 0 ? new PoolBuilder(workers) : new LocalBuilder());
-  const runner = opts.runner ?? gpuRunner ?? (buildOnly ? undefined : new PoolRunner());
-  const batch = Math.max(1, opts.batch ?? Math.max(4, 2 * workers));
-  const measureOpts = { warmup: opts.warmup ?? 2, repeats: opts.repeats ?? 5, minRepeatMs: opts.minRepeatMs ?? 5 };
-  const confirmRounds = Math.max(1, opts.confirmRounds ?? Math.max(6, 2 * measureOpts.repeats));
-  const confirmMargin = opts.confirmMargin ?? 0.02;
-  // WebGPU's time includes compiling the candidate's pipeline (SwiftShader: seconds for large unrolled tiles)
-  const timeoutMs = opts.timeoutMs ?? (kind === 'webgpu' ? 60_000 : 20_000);
-  const deadline = opts.timeBudgetMs !== undefined ? t0 + opts.timeBudgetMs : Infinity;
-  let trials = 0, errors = 0;
-  const curve: TuneReport['curve'] = [];
+  const job = await TuningJob.open(modelBytes, opts);
+  try {
+    await job.prepareTasks();
+    await job.runGivenTraces();
+    await job.searchLoop();
+    await job.finalCheck();
+  } finally {
+    await job.close();
+  }
+  return job.report();
+}
 
-  const record = (st: TaskState, trace: TraceStep[], res: { ms?: number; costs?: number[]; error?: string; errorKind?: ErrorKind; rel?: number },
-    search: string, decisions?: Candidate['decisions'], confirmed?: boolean) => {
-    const rec: TuningRecord = {
-      workload: st.task.workload.key, target: target.key, trace, costs: res.costs ?? [], ms: res.ms, error: res.error,
-      errorKind: res.errorKind, time: new Date().toISOString(), kiln: VERSION, search, decisions,
-      ...(res.rel !== undefined && !res.error ? { rel: res.rel, confirmed: !!confirmed } : {}),
+/** One tuning run: its settings, resources (database, builder, runner), the per-task states and the counters. */
+class TuningJob {
+  /** Tasks that were measured and take part in the search (skipped ones have no state). */
+  readonly states: TaskState[] = [];
+  trials = 0;
+  errors = 0;
+  readonly curve: TuneReport['curve'] = [];
+  readonly seed: number;
+  readonly strategy: Strategy;
+  readonly buildOnly: boolean;
+  readonly batch: number;
+  readonly measureOpts: { warmup: number; repeats: number; minRepeatMs: number };
+  readonly confirmRounds: number;
+  readonly confirmMargin: number;
+  readonly timeoutMs: number;
+  readonly deadline: number;
+
+  private constructor(
+    readonly opts: TuneOptions, readonly t0: number, readonly target: TargetInfo, readonly gpu: GpuBuildTarget | undefined,
+    readonly tasks: TuneTask[], readonly db: TuningDatabase, readonly ownDb: boolean, readonly builder: Builder, readonly runner: Runner | undefined,
+  ) {
+    const kind = opts.target ?? 'wasm';
+    this.seed = opts.seed ?? 0;
+    this.strategy = opts.strategy ?? 'evolutionary';
+    this.buildOnly = kind === 'cuda' && !!opts.buildOnly;
+    const workers = opts.workers ?? 2;
+    this.batch = Math.max(1, opts.batch ?? Math.max(4, 2 * workers));
+    this.measureOpts = { warmup: opts.warmup ?? 2, repeats: opts.repeats ?? 5, minRepeatMs: opts.minRepeatMs ?? 5 };
+    this.confirmRounds = Math.max(1, opts.confirmRounds ?? Math.max(6, 2 * this.measureOpts.repeats));
+    this.confirmMargin = opts.confirmMargin ?? 0.02;
+    // WebGPU's time includes compiling the candidate's pipeline (SwiftShader: seconds for large unrolled tiles)
+    this.timeoutMs = opts.timeoutMs ?? (kind === 'webgpu' ? 60_000 : 20_000);
+    this.deadline = opts.timeBudgetMs !== undefined ? t0 + opts.timeBudgetMs : Infinity;
+  }
+
+  /** The model's tasks on the target, the database, the builder and the runner. */
+  static async open(modelBytes: Uint8Array, opts: TuneOptions): Promise<TuningJob> {
+    const t0 = performance.now();
+    const { graph } = importAndOptimize(modelBytes, opts.compile ?? {});
+    const buildOnly = (opts.target ?? 'wasm') === 'cuda' && !!opts.buildOnly;
+    const { target, limits, gpu, runner: gpuRunner } = await openTarget(opts);
+    const base = gpu ? gpuBaseOptions(gpu.kind) : {};
+    let tasks = extractTasks(fuseOps(graph), gpu && limits && ((k) => new GpuSearchSpace(() => new Schedule([k.output]),
+      { maxThreads: limits.maxThreads, maxSharedBytes: limits.maxSharedBytes, base })));
+    if (opts.onlyTasks) tasks = tasks.filter((t) => opts.onlyTasks!.includes(t.index));
+    const ownDb = !(opts.db instanceof TuningDatabase);
+    const db = opts.db instanceof TuningDatabase ? opts.db : TuningDatabase.open(opts.db ?? DEFAULT_DB_PATH);
+    const workers = opts.workers ?? 2;
+    const builder = opts.builder ?? (workers > 0 ? new PoolBuilder(workers) : new LocalBuilder());
+    const runner = opts.runner ?? gpuRunner ?? (buildOnly ? undefined : new PoolRunner());
+    return new TuningJob(opts, t0, target, gpu, tasks, db, ownDb, builder, runner);
+  }
+
+  /** Closes what this job opened (not a builder, runner or database the caller passed). */
+  async close(): Promise<void> {
+    if (!this.opts.builder) await this.builder.close();
+    if (!this.opts.runner) await this.runner?.close();
+    if (this.ownDb) this.db.close();
+  }
+
+  // ---- 1. the tasks: resume from the database, measure each default schedule ----
+
+  /** Resume + reference measurement of each task's default schedule; the tasks that can be tuned get a state. */
+  async prepareTasks(): Promise<void> {
+    for (const task of this.tasks) {
+      const st = await this.prepareTask(task);
+      if (st) this.states.push(st);
+    }
+  }
+
+  /** A task's state, its default measured and its records resumed; undefined when it is skipped. */
+  private async prepareTask(task: TuneTask): Promise<TaskState | undefined> {
+    const report: TaskReport = { index: task.index, workload: task.workload.key, ops: task.ops, calls: task.calls, trials: 0, errors: 0, resumed: 0 };
+    const search = new TaskSearch(task.space, task.kernel, task.workload.key, { strategy: this.strategy, seed: this.seed });
+    const defaults = task.space.defaults();
+    const defaultTrace = this.gpu && defaults ? task.space.trace(defaults) : task.kernel.trace;
+    const defaultHash = traceHash(defaultTrace);
+    const st: TaskState = {
+      task, search, report, stale: 0, exhausted: false, seed: (this.seed * 7919 + task.index + 1) >>> 0, defaultTrace, refMs: [],
+      inc: { trace: defaultTrace, hash: defaultHash, rel: 1, isDefault: true },
     };
-    db.addRecord({ ...st.task.workload, ops: st.task.ops, flops: st.task.kernel.flops }, target, rec);
-  };
-
-  const singleMeasure = async (st: TaskState, prog: BuildOutput): Promise<Measured> => {
-    const m = await runner!.measure({ header: prog.header, wasm: prog.wasm, seed: st.seed, ...measureOpts }, timeoutMs);
-    if (!m.ok) return { error: m.error, errorKind: m.kind };
-    return { ms: median(m.out.costs), costs: m.out.costs, output: m.out.output };
-  };
+    if (!task.space.tunable) { report.skipped = 'no schedule decisions'; return undefined; }
+    if (task.kernel.output.dtype !== 'float32') { report.skipped = `output ${task.kernel.output.dtype}`; return undefined; }
+    const resumedInc = this.resume(st);
+    const def = await this.measureDefault(st);
+    if (def.error) { report.skipped = `default schedule failed: ${def.error}`; this.record(st, defaultTrace, def, 'default'); return undefined; }
+    st.reference = def.output;
+    this.record(st, defaultTrace, def, this.buildOnly ? 'default/build-only' : 'default', defaults, true);
+    search.observe({ hash: defaultHash, trace: defaultTrace, decisions: defaults }, def.ms !== undefined ? 1 : undefined);
+    if (resumedInc) st.inc = resumedInc;
+    this.estimate(st);
+    return st;
+  }
 
   /**
-   * Measures programs of one task; the first is the reference and each other's rel is relative to it. Interleaved
-   * in rounds when the runner can (measureSet); otherwise, or when the set failed (a hang, a crashed worker), one at
-   * a time: `passes` passes of reference, program 1, reference, program 2, ..., reference, each program's rel the
-   * median over passes of its time over the mean of the two reference times around it.
+   * Tells the search the task's records in the database; returns the best confirmed one that still applies (the
+   * incumbent to resume with). Relative costs as they are; records of a Kiln before relative timing (ms only)
+   * relative to the median of their default records, or not ranked at all without one.
    */
-  const measureGroup = async (st: TaskState, progs: BuildOutput[], rounds: number, passes = 1, minRepeatMs = measureOpts.minRepeatMs): Promise<Measured[]> => {
-    if (runner!.measureSet) {
-      const m = await runner!.measureSet({ programs: progs.map((p) => ({ header: p.header, wasm: p.wasm })), seed: st.seed, warmup: measureOpts.warmup, rounds, minRepeatMs }, timeoutMs);
-      if (m.ok) {
-        const ref = m.out[0];
-        return m.out.map((o, i): Measured => {
-          if (!o.ok) return { error: o.error, errorKind: 'run' };
-          const ratios = ref.ok ? o.costs.map((c, r) => c / ref.costs[r]).filter((x) => Number.isFinite(x)) : [];
-          return { ms: median(o.costs), costs: o.costs, output: o.output, rel: i === 0 ? 1 : ratios.length ? median(ratios) : undefined, ratios };
-        });
+  private resume(st: TaskState): Incumbent | undefined {
+    const { task, search, report } = st;
+    const defaultHash = st.inc.hash;
+    const old = this.db.records(task.workload.key, this.target.key);
+    const legacyDefault = median(old.filter((r) => r.search === 'default' && r.rel === undefined && r.ms !== undefined).map((r) => r.ms!));
+    let resumedInc: Incumbent | undefined;
+    for (const r of old) {
+      const hash = traceHash(r.trace);
+      const value = r.error ? undefined : r.rel ?? (r.ms !== undefined && Number.isFinite(legacyDefault) ? r.ms / legacyDefault : undefined);
+      search.observe({ hash, trace: r.trace, decisions: r.decisions }, value);
+      report.resumed++;
+      if (r.confirmed && r.rel !== undefined && hash !== defaultHash && r.rel < (resumedInc?.rel ?? 1) && applies(task, r.trace)) {
+        resumedInc = { trace: r.trace, hash, rel: r.rel, isDefault: false };
       }
     }
-    if (progs.length === 1) { const r = await singleMeasure(st, progs[0]); return ['ms' in r ? { ...r, rel: 1 } : r]; }
-    const refs: Measured[] = [];
-    const out: Measured[] = progs.slice(1).map(() => ({ error: 'not measured', errorKind: 'run' }));
-    const ratios: number[][] = progs.slice(1).map(() => []);
-    for (let pass = 0; pass < passes; pass++) {
-      let before = await singleMeasure(st, progs[0]);
-      refs.push(before);
-      for (let i = 1; i < progs.length; i++) {
-        if (pass > 0 && !('ms' in out[i - 1])) continue; // failed in an earlier pass
-        const m = await singleMeasure(st, progs[i]);
-        const after = await singleMeasure(st, progs[0]);
-        refs.push(after);
-        if (pass === 0 || !('ms' in m)) out[i - 1] = m;
-        else { const o = out[i - 1] as Extract<Measured, { ms: number }>; o.costs = [...o.costs, ...m.costs]; o.ms = median(o.costs); }
-        const around = [before, after].filter((x): x is Extract<Measured, { ms: number }> => 'ms' in x).map((x) => x.ms);
-        if ('ms' in m && around.length) ratios[i - 1].push(m.ms / (around.reduce((a, b) => a + b, 0) / around.length));
-        before = after;
+    return resumedInc;
+  }
+
+  /** Measures the default schedule alone: the reference output, its first time, and the default record. */
+  private async measureDefault(st: TaskState): Promise<Outcome> {
+    const [b] = await this.builder.build(st.task.spec, [null], this.gpu);
+    if (!b.ok) return { error: b.error, errorKind: b.kind ?? 'build' };
+    st.refProgram = b.out;
+    if (!this.runner) return { costs: [] };
+    const [m] = await this.measureGroup(st, [b.out], this.measureOpts.repeats);
+    if (!('ms' in m)) return m;
+    st.refMs.push(m.ms);
+    return { ...m, rel: 1 };
+  }
+
+  /** The given traces (opts.seedTraces) first, each recorded like a candidate of every task it applies to. */
+  async runGivenTraces(): Promise<void> {
+    for (const trace of this.opts.seedTraces ?? []) {
+      for (const st of this.states) {
+        if (this.trials >= this.opts.trials) break;
+        if (!applies(st.task, trace)) continue; // not this task's
+        await this.runBatch(st, [{ trace, hash: traceHash(trace) }], () => (this.buildOnly ? 'given/build-only' : 'given'));
       }
     }
-    const refOk = refs.filter((r): r is Extract<Measured, { ms: number }> => 'ms' in r);
-    const first: Measured = refOk.length
-      ? { ms: median(refOk.map((r) => r.ms)), costs: refOk.flatMap((r) => r.costs), output: refOk[0].output, rel: 1 }
-      : refs[0];
-    return [first, ...out.map((o, i): Measured => ('ms' in o ? { ...o, rel: ratios[i].length ? median(ratios[i]) : undefined, ratios: ratios[i] } : o))];
-  };
+    this.curve.push({ trial: 0, elapsedMs: performance.now() - this.t0, bestTotalMs: this.totals().b });
+  }
+
+  // ---- 2. the search: batches where the expected gain is largest ----
+
+  /** Batches of candidates, each to the task where the expected gain is largest, until the trials or the time run out. */
+  async searchLoop(): Promise<void> {
+    const { opts } = this;
+    const firstPass = new Set(this.states.map((s) => s.task.index));
+    while (this.trials < opts.trials && performance.now() < this.deadline) {
+      const live = this.states.filter((s) => !s.exhausted);
+      if (!live.length) break;
+      // every task once first; build-only has no latencies to weigh: tasks take turns
+      const pick = live.find((s) => firstPass.has(s.task.index))
+        ?? live.reduce((a, b) => (this.buildOnly ? (b.report.trials < a.report.trials ? b : a) : gain(b) > gain(a) ? b : a));
+      firstPass.delete(pick.task.index);
+      const n = Math.min(this.batch, opts.trials - this.trials);
+      const cands = pick.search.propose(n);
+      if (!cands.length) { pick.exhausted = true; continue; }
+      const trials0 = this.trials;
+      const improved = await this.runBatch(pick, cands,
+        (i) => `${this.strategy === 'random' ? 'random' : `evolutionary/${cands[i].origin}`}${this.buildOnly ? '/build-only' : ''}`);
+      for (let t = trials0 + 1; t <= this.trials; t++) this.curve.push({ trial: t, elapsedMs: performance.now() - this.t0, bestTotalMs: this.totals().b });
+      pick.stale = improved ? 0 : pick.stale + 1;
+      this.reportProgress(pick);
+    }
+  }
+
+  private reportProgress(pick: TaskState): void {
+    const { opts } = this;
+    const elapsed = performance.now() - this.t0;
+    const { d, b } = this.totals();
+    const etaTrials = (elapsed / Math.max(this.trials, 1)) * (opts.trials - this.trials);
+    opts.progress?.({
+      trials: this.trials, totalTrials: opts.trials, errors: this.errors, elapsedMs: elapsed,
+      etaMs: Math.min(etaTrials, Math.max(0, this.deadline - performance.now())),
+      task: pick.report, tasks: this.states.map((s) => s.report), defaultTotalMs: d, bestTotalMs: b,
+    });
+  }
+
+  /** A batch of one task: measured, recorded, told to the search, the best confirmed. Returns whether the incumbent changed. */
+  private async runBatch(st: TaskState, cands: Proposal[], label: (i: number) => string): Promise<boolean> {
+    const results = await this.evaluate(st, cands);
+    const faster: Contender[] = [];
+    cands.forEach((c, i) => {
+      const r = results[i];
+      this.trials++;
+      st.report.trials++;
+      if (r.error) { this.errors++; st.report.errors++; }
+      this.record(st, c.trace, r, label(i), c.decisions, false);
+      st.search.observe(c, r.error ? undefined : r.rel ?? r.ms);
+      if (r.rel !== undefined && r.program && !r.error) faster.push({ c, rel: r.rel, program: r.program });
+    });
+    const changed = this.runner && !this.buildOnly ? await this.confirm(st, faster) : false;
+    this.estimate(st);
+    return changed;
+  }
 
   /** Builds and measures candidate traces of one task interleaved with its default schedule. */
-  const evaluate = async (st: TaskState, cands: { trace: TraceStep[] }[]) => {
+  private async evaluate(st: TaskState, cands: { trace: TraceStep[] }[]): Promise<Outcome[]> {
+    const { runner } = this;
     const needRef = !st.refProgram;
-    const built = await builder.build(st.task.spec, [...(needRef ? [null] : []), ...cands.map((c) => c.trace)], gpu);
+    const built = await this.builder.build(st.task.spec, [...(needRef ? [null] : []), ...cands.map((c) => c.trace)], this.gpu);
     if (needRef) {
       const b = built.shift()!;
       if (!b.ok) throw new KilnError('E_INTERNAL', `the default schedule of task ${st.task.index} no longer builds: ${b.error}`);
       st.refProgram = b.out;
     }
-    const results: { ms?: number; costs?: number[]; output?: Tensor; error?: string; errorKind?: ErrorKind; rel?: number; program?: BuildOutput }[] = [];
+    const results: Outcome[] = [];
     const ok: number[] = [];
     built.forEach((b, i) => {
       if (!b.ok) results[i] = { error: b.error, errorKind: b.kind ?? 'build' };
@@ -274,7 +408,7 @@ export async function tune(modelBytes: Uint8Array, opts: TuneOptions): Promise<T
       else ok.push(i);
     });
     if (!runner || !ok.length) return results;
-    const m = await measureGroup(st, [st.refProgram!, ...ok.map((i) => (built[i] as { out: BuildOutput }).out)], measureOpts.repeats);
+    const m = await this.measureGroup(st, [st.refProgram!, ...ok.map((i) => (built[i] as { out: BuildOutput }).out)], this.measureOpts.repeats);
     const ref = m[0];
     if ('ms' in ref) st.refMs.push(ref.ms);
     const longRun = median(st.refMs);
@@ -290,60 +424,29 @@ export async function tune(modelBytes: Uint8Array, opts: TuneOptions): Promise<T
       results[i] = { ms: r.ms, costs: r.costs, output: r.output, rel, program: (built[i] as { out: BuildOutput }).out };
     });
     return results;
-  };
-
-  /** Measures the default schedule alone: the reference output, its first time, and the default record. */
-  const measureDefault = async (st: TaskState): Promise<{ ms?: number; costs?: number[]; output?: Tensor; error?: string; errorKind?: ErrorKind; rel?: number }> => {
-    const [b] = await builder.build(st.task.spec, [null], gpu);
-    if (!b.ok) return { error: b.error, errorKind: b.kind ?? 'build' };
-    st.refProgram = b.out;
-    if (!runner) return { costs: [] };
-    const [m] = await measureGroup(st, [b.out], measureOpts.repeats);
-    if (!('ms' in m)) return m;
-    st.refMs.push(m.ms);
-    return { ...m, rel: 1 };
-  };
-
-  const estimate = (st: TaskState) => {
-    const d = median(st.refMs);
-    if (Number.isFinite(d)) { st.report.defaultMs = d; st.report.bestMs = d * st.inc.rel; }
-    st.report.bestTrace = st.inc.isDefault ? undefined : st.inc.trace;
-  };
-
-  /** The default schedule as the incumbent (compiling applies it when no candidate is confirmed faster). */
-  const defaultIncumbent = (st: TaskState): Incumbent =>
-    ({ trace: st.defaultTrace, hash: traceHash(st.defaultTrace), rel: 1, program: st.refProgram, isDefault: true });
-
-  /** The incumbent built (a resumed one has no program yet); undefined when it no longer builds. */
-  const incumbentProgram = async (st: TaskState): Promise<BuildOutput | undefined> => {
-    if (!st.inc.program) {
-      const [b] = await builder.build(st.task.spec, [st.inc.trace], gpu);
-      if (b.ok) st.inc.program = b.out;
-    }
-    return st.inc.program;
-  };
+  }
 
   /**
    * Candidates of a batch that beat the incumbent by their rel are measured again side by side with it (best rel
    * first, at most two per batch; longer rounds than a batch's); one that is faster by more than the margin, and in
    * at least 3 of 4 rounds, becomes the incumbent and is recorded as confirmed. Returns whether the incumbent changed.
    */
-  const confirm = async (st: TaskState, cands: { c: { trace: TraceStep[]; hash: string; decisions?: Candidate['decisions'] }; rel: number; program: BuildOutput }[]) => {
+  private async confirm(st: TaskState, cands: Contender[]): Promise<boolean> {
     let changed = false, tries = 0;
     for (const x of [...cands].sort((a, b) => a.rel - b.rel || (a.c.hash < b.c.hash ? -1 : a.c.hash > b.c.hash ? 1 : 0))) {
       if (tries >= 2 || x.rel >= st.inc.rel) break;
       tries++;
       // an incumbent that no longer builds gives way to the default
-      if (!(await incumbentProgram(st))) st.inc = defaultIncumbent(st);
+      if (!(await this.incumbentProgram(st))) st.inc = defaultIncumbent(st);
       // rounds of 4x the batch's length (20 ms by default): each round's ratio averages more runs
-      const [, m] = await measureGroup(st, [st.inc.program!, x.program], confirmRounds, 3, 4 * measureOpts.minRepeatMs);
+      const [, m] = await this.measureGroup(st, [st.inc.program!, x.program], this.confirmRounds, 3, 4 * this.measureOpts.minRepeatMs);
       st.report.confirms = (st.report.confirms ?? 0) + 1;
       if (!('ms' in m) || m.rel === undefined) continue;
       // faster by the margin in the median, and faster in at least 3 of 4 rounds (with 4 rounds or more): a
       // candidate as fast as the incumbent passes the median alone by chance on a noisy machine, and many are tried
       const below = (m.ratios ?? []).filter((r) => r < 1).length, n = m.ratios?.length ?? 0;
-      const rel = st.inc.rel * m.rel, ok = m.rel < 1 - confirmMargin && (n < 4 || below >= 0.75 * n);
-      record(st, x.c.trace, { ms: m.ms, costs: m.costs, rel }, 'confirm', x.c.decisions, ok);
+      const rel = st.inc.rel * m.rel, ok = m.rel < 1 - this.confirmMargin && (n < 4 || below >= 0.75 * n);
+      this.record(st, x.c.trace, { ms: m.ms, costs: m.costs, rel }, 'confirm', x.c.decisions, ok);
       st.search.observe(x.c, rel);
       if (ok) {
         st.inc = { trace: x.c.trace, hash: x.c.hash, rel, program: x.program, isDefault: false };
@@ -351,140 +454,151 @@ export async function tune(modelBytes: Uint8Array, opts: TuneOptions): Promise<T
         changed = true;
       }
     }
-    if (changed) estimate(st);
+    if (changed) this.estimate(st);
     return changed;
-  };
-
-  /** A batch of one task: measured, recorded, told to the search, the best confirmed. Returns whether the incumbent changed. */
-  const runBatch = async (st: TaskState, cands: { trace: TraceStep[]; hash: string; decisions?: Candidate['decisions'] }[], label: (i: number) => string) => {
-    const results = await evaluate(st, cands);
-    const faster: Parameters<typeof confirm>[1] = [];
-    cands.forEach((c, i) => {
-      const r = results[i];
-      trials++;
-      st.report.trials++;
-      if (r.error) { errors++; st.report.errors++; }
-      record(st, c.trace, r, label(i), c.decisions, false);
-      st.search.observe(c, r.error ? undefined : r.rel ?? r.ms);
-      if (r.rel !== undefined && r.program && !r.error) faster.push({ c, rel: r.rel, program: r.program });
-    });
-    const changed = runner && !buildOnly ? await confirm(st, faster) : false;
-    estimate(st);
-    return changed;
-  };
-
-  const states: TaskState[] = [];
-  const totals = () => {
-    let d = 0, b = 0;
-    for (const s of states) if (s.report.defaultMs !== undefined) { d += s.task.calls * s.report.defaultMs; b += s.task.calls * (s.report.bestMs ?? s.report.defaultMs); }
-    return { d, b };
-  };
-  try {
-    // 1. resume + reference measurement of each task's default schedule
-    for (const task of tasks) {
-      const report: TaskReport = { index: task.index, workload: task.workload.key, ops: task.ops, calls: task.calls, trials: 0, errors: 0, resumed: 0 };
-      const search = new TaskSearch(task.space, task.kernel, task.workload.key, { strategy, seed });
-      const defaults = task.space.defaults();
-      const defaultTrace = gpu && defaults ? task.space.trace(defaults) : task.kernel.trace;
-      const defaultHash = traceHash(defaultTrace);
-      const st: TaskState = {
-        task, search, report, stale: 0, exhausted: false, seed: (seed * 7919 + task.index + 1) >>> 0, defaultTrace, refMs: [],
-        inc: { trace: defaultTrace, hash: defaultHash, rel: 1, isDefault: true },
-      };
-      if (!task.space.tunable) { report.skipped = 'no schedule decisions'; continue; }
-      if (task.kernel.output.dtype !== 'float32') { report.skipped = `output ${task.kernel.output.dtype}`; continue; }
-      // resume: relative costs as they are; records of a Kiln before relative timing (ms only) relative to the
-      // median of their default records, or not ranked at all without one
-      const old = db.records(task.workload.key, target.key);
-      const legacyDefault = median(old.filter((r) => r.search === 'default' && r.rel === undefined && r.ms !== undefined).map((r) => r.ms!));
-      let resumedInc: Incumbent | undefined;
-      for (const r of old) {
-        const hash = traceHash(r.trace);
-        const value = r.error ? undefined : r.rel ?? (r.ms !== undefined && Number.isFinite(legacyDefault) ? r.ms / legacyDefault : undefined);
-        search.observe({ hash, trace: r.trace, decisions: r.decisions }, value);
-        report.resumed++;
-        if (r.confirmed && r.rel !== undefined && hash !== defaultHash && r.rel < (resumedInc?.rel ?? 1) && applies(task, r.trace)) {
-          resumedInc = { trace: r.trace, hash, rel: r.rel, isDefault: false };
-        }
-      }
-      const def = await measureDefault(st);
-      if (def.error) { report.skipped = `default schedule failed: ${def.error}`; record(st, defaultTrace, def, 'default'); continue; }
-      st.reference = def.output;
-      record(st, defaultTrace, def, buildOnly ? 'default/build-only' : 'default', defaults, true);
-      search.observe({ hash: defaultHash, trace: defaultTrace, decisions: defaults }, def.ms !== undefined ? 1 : undefined);
-      if (resumedInc) st.inc = resumedInc;
-      estimate(st);
-      states.push(st);
-    }
-    // given traces first, each recorded like a candidate
-    for (const trace of opts.seedTraces ?? []) {
-      for (const st of states) {
-        if (trials >= opts.trials) break;
-        if (!applies(st.task, trace)) continue; // not this task's
-        await runBatch(st, [{ trace, hash: traceHash(trace) }], () => (buildOnly ? 'given/build-only' : 'given'));
-      }
-    }
-    curve.push({ trial: 0, elapsedMs: performance.now() - t0, bestTotalMs: totals().b });
-
-    // 2. batches where the expected gain is largest
-    const firstPass = new Set(states.map((s) => s.task.index));
-    while (trials < opts.trials && performance.now() < deadline) {
-      const live = states.filter((s) => !s.exhausted);
-      if (!live.length) break;
-      // build-only has no latencies to weigh: tasks take turns
-      const pick = live.find((s) => firstPass.has(s.task.index))
-        ?? live.reduce((a, b) => (buildOnly ? (b.report.trials < a.report.trials ? b : a) : gain(b) > gain(a) ? b : a));
-      firstPass.delete(pick.task.index);
-      const n = Math.min(batch, opts.trials - trials);
-      const cands = pick.search.propose(n);
-      if (!cands.length) { pick.exhausted = true; continue; }
-      const trials0 = trials;
-      const improved = await runBatch(pick, cands, (i) => `${strategy === 'random' ? 'random' : `evolutionary/${cands[i].origin}`}${buildOnly ? '/build-only' : ''}`);
-      for (let t = trials0 + 1; t <= trials; t++) curve.push({ trial: t, elapsedMs: performance.now() - t0, bestTotalMs: totals().b });
-      pick.stale = improved ? 0 : pick.stale + 1;
-      const elapsed = performance.now() - t0;
-      const { d, b } = totals();
-      const etaTrials = (elapsed / Math.max(trials, 1)) * (opts.trials - trials);
-      opts.progress?.({
-        trials, totalTrials: opts.trials, errors, elapsedMs: elapsed, etaMs: Math.min(etaTrials, Math.max(0, deadline - performance.now())),
-        task: pick.report, tasks: states.map((s) => s.report), defaultTotalMs: d, bestTotalMs: b,
-      });
-    }
-    // 3. default and incumbent measured again side by side, for the report and as a last check: confirmations
-    //    chain (each beat the one before), so small errors can add up to an incumbent no faster than the default.
-    //    Such an incumbent loses its confirmation, and the next confirmed trace compiling would apply gets the
-    //    same check (at most MAX_REVOKED per task).
-    for (const st of states) {
-      if (!runner || buildOnly) continue;
-      for (let revoked = 0; !st.inc.isDefault && revoked <= MAX_REVOKED; revoked++) {
-        const incumbent = await incumbentProgram(st);
-        if (!incumbent) break;
-        const [def, tuned] = await measureGroup(st, [st.refProgram!, incumbent], confirmRounds, 3, 4 * measureOpts.minRepeatMs);
-        if ('ms' in def) { st.refMs.push(def.ms); record(st, st.defaultTrace, def, 'default', st.task.space.defaults(), true); }
-        estimate(st);
-        if (!('ms' in tuned) || tuned.rel === undefined) break;
-        record(st, st.inc.trace, tuned, 'remeasure', undefined, false);
-        if (tuned.rel < 1 || revoked === MAX_REVOKED) { st.report.bestMs = st.report.defaultMs! * tuned.rel; break; }
-        db.revokeConfirmation(st.task.workload.key, target.key, st.inc.hash);
-        st.report.revoked = (st.report.revoked ?? 0) + 1;
-        const [next] = db.best(st.task.workload.key, target.key, 1, [VERSION]);
-        const hash = next && traceHash(next.trace);
-        st.inc = next && hash !== traceHash(st.defaultTrace) && next.rel !== undefined && applies(st.task, next.trace)
-          ? { trace: next.trace, hash: hash!, rel: next.rel, isDefault: false }
-          : defaultIncumbent(st);
-        estimate(st);
-      }
-    }
-  } finally {
-    if (!opts.builder) await builder.close();
-    if (!opts.runner) await runner?.close();
-    if (ownDb) db.close();
   }
-  const { d, b } = totals();
-  return {
-    target, tasks: tasks.map((t) => states.find((s) => s.task === t)?.report ?? { index: t.index, workload: t.workload.key, ops: t.ops, calls: t.calls, trials: 0, errors: 0, resumed: 0, skipped: 'skipped' }),
-    trials, errors, elapsedMs: performance.now() - t0, defaultTotalMs: d, bestTotalMs: b, curve,
-  };
+
+  /** The incumbent built (a resumed one has no program yet); undefined when it no longer builds. */
+  private async incumbentProgram(st: TaskState): Promise<BuildOutput | undefined> {
+    if (!st.inc.program) {
+      const [b] = await this.builder.build(st.task.spec, [st.inc.trace], this.gpu);
+      if (b.ok) st.inc.program = b.out;
+    }
+    return st.inc.program;
+  }
+
+  // ---- 3. the end-of-run check ----
+
+  /**
+   * Default and incumbent measured again side by side, for the report and as a last check: confirmations chain
+   * (each beat the one before), so small errors can add up to an incumbent no faster than the default. Such an
+   * incumbent loses its confirmation, and the next confirmed trace compiling would apply gets the same check (at
+   * most MAX_REVOKED per task).
+   */
+  async finalCheck(): Promise<void> {
+    if (!this.runner || this.buildOnly) return;
+    for (const st of this.states) await this.finalCheckTask(st);
+  }
+
+  private async finalCheckTask(st: TaskState): Promise<void> {
+    const { db, target } = this;
+    for (let revoked = 0; !st.inc.isDefault && revoked <= MAX_REVOKED; revoked++) {
+      const incumbent = await this.incumbentProgram(st);
+      if (!incumbent) break;
+      const [def, tuned] = await this.measureGroup(st, [st.refProgram!, incumbent], this.confirmRounds, 3, 4 * this.measureOpts.minRepeatMs);
+      if ('ms' in def) { st.refMs.push(def.ms); this.record(st, st.defaultTrace, def, 'default', st.task.space.defaults(), true); }
+      this.estimate(st);
+      if (!('ms' in tuned) || tuned.rel === undefined) break;
+      this.record(st, st.inc.trace, tuned, 'remeasure', undefined, false);
+      if (tuned.rel < 1 || revoked === MAX_REVOKED) { st.report.bestMs = st.report.defaultMs! * tuned.rel; break; }
+      db.revokeConfirmation(st.task.workload.key, target.key, st.inc.hash);
+      st.report.revoked = (st.report.revoked ?? 0) + 1;
+      const [next] = db.best(st.task.workload.key, target.key, 1, [VERSION]);
+      const hash = next && traceHash(next.trace);
+      st.inc = next && hash !== traceHash(st.defaultTrace) && next.rel !== undefined && applies(st.task, next.trace)
+        ? { trace: next.trace, hash: hash!, rel: next.rel, isDefault: false }
+        : defaultIncumbent(st);
+      this.estimate(st);
+    }
+  }
+
+  // ---- measuring ----
+
+  private async singleMeasure(st: TaskState, prog: BuildOutput): Promise<Measured> {
+    const m = await this.runner!.measure({ header: prog.header, wasm: prog.wasm, seed: st.seed, ...this.measureOpts }, this.timeoutMs);
+    if (!m.ok) return { error: m.error, errorKind: m.kind };
+    return { ms: median(m.out.costs), costs: m.out.costs, output: m.out.output };
+  }
+
+  /**
+   * Measures programs of one task; the first is the reference and each other's rel is relative to it. Interleaved
+   * in rounds when the runner can (measureSet); otherwise, or when the set failed (a hang, a crashed worker), one at
+   * a time: `passes` passes of reference, program 1, reference, program 2, ..., reference, each program's rel the
+   * median over passes of its time over the mean of the two reference times around it.
+   */
+  private async measureGroup(st: TaskState, progs: BuildOutput[], rounds: number, passes = 1, minRepeatMs = this.measureOpts.minRepeatMs): Promise<Measured[]> {
+    const runner = this.runner!;
+    if (runner.measureSet) {
+      const m = await runner.measureSet({ programs: progs.map((p) => ({ header: p.header, wasm: p.wasm })), seed: st.seed, warmup: this.measureOpts.warmup, rounds, minRepeatMs }, this.timeoutMs);
+      if (m.ok) {
+        const ref = m.out[0];
+        return m.out.map((o, i): Measured => {
+          if (!o.ok) return { error: o.error, errorKind: 'run' };
+          const ratios = ref.ok ? o.costs.map((c, r) => c / ref.costs[r]).filter((x) => Number.isFinite(x)) : [];
+          return { ms: median(o.costs), costs: o.costs, output: o.output, rel: i === 0 ? 1 : ratios.length ? median(ratios) : undefined, ratios };
+        });
+      }
+    }
+    if (progs.length === 1) { const r = await this.singleMeasure(st, progs[0]); return ['ms' in r ? { ...r, rel: 1 } : r]; }
+    return this.measureAlternating(st, progs, passes);
+  }
+
+  /** measureGroup one program at a time: reference, program 1, reference, program 2, ..., reference; `passes` times. */
+  private async measureAlternating(st: TaskState, progs: BuildOutput[], passes: number): Promise<Measured[]> {
+    const refs: Measured[] = [];
+    const out: Measured[] = progs.slice(1).map(() => ({ error: 'not measured', errorKind: 'run' }));
+    const ratios: number[][] = progs.slice(1).map(() => []);
+    for (let pass = 0; pass < passes; pass++) {
+      let before = await this.singleMeasure(st, progs[0]);
+      refs.push(before);
+      for (let i = 1; i < progs.length; i++) {
+        if (pass > 0 && !('ms' in out[i - 1])) continue; // failed in an earlier pass
+        const m = await this.singleMeasure(st, progs[i]);
+        const after = await this.singleMeasure(st, progs[0]);
+        refs.push(after);
+        if (pass === 0 || !('ms' in m)) out[i - 1] = m;
+        else { const o = out[i - 1] as MeasuredOk; o.costs = [...o.costs, ...m.costs]; o.ms = median(o.costs); }
+        const around = [before, after].filter((x): x is MeasuredOk => 'ms' in x).map((x) => x.ms);
+        if ('ms' in m && around.length) ratios[i - 1].push(m.ms / (around.reduce((a, b) => a + b, 0) / around.length));
+        before = after;
+      }
+    }
+    const refOk = refs.filter((r): r is MeasuredOk => 'ms' in r);
+    const first: Measured = refOk.length
+      ? { ms: median(refOk.map((r) => r.ms)), costs: refOk.flatMap((r) => r.costs), output: refOk[0].output, rel: 1 }
+      : refs[0];
+    return [first, ...out.map((o, i): Measured => ('ms' in o ? { ...o, rel: ratios[i].length ? median(ratios[i]) : undefined, ratios: ratios[i] } : o))];
+  }
+
+  // ---- recording and the report ----
+
+  /** One tuning record of a task, in its own transaction. */
+  private record(st: TaskState, trace: TraceStep[], res: Outcome, search: string, decisions?: Candidate['decisions'], confirmed?: boolean): void {
+    const { target } = this;
+    const rec: TuningRecord = {
+      workload: st.task.workload.key, target: target.key, trace, costs: res.costs ?? [], ms: res.ms, error: res.error,
+      errorKind: res.errorKind, time: new Date().toISOString(), kiln: VERSION, search, decisions,
+      ...(res.rel !== undefined && !res.error ? { rel: res.rel, confirmed: !!confirmed } : {}),
+    };
+    this.db.addRecord({ ...st.task.workload, ops: st.task.ops, flops: st.task.kernel.flops }, target, rec);
+  }
+
+  /** The task's report from its default's long-run time and the incumbent's relative cost. */
+  private estimate(st: TaskState): void {
+    const d = median(st.refMs);
+    if (Number.isFinite(d)) { st.report.defaultMs = d; st.report.bestMs = d * st.inc.rel; }
+    st.report.bestTrace = st.inc.isDefault ? undefined : st.inc.trace;
+  }
+
+  /** Sum over tasks of calls x latency: d with the default schedules, b with the incumbents. */
+  private totals(): { d: number; b: number } {
+    let d = 0, b = 0;
+    for (const s of this.states) if (s.report.defaultMs !== undefined) { d += s.task.calls * s.report.defaultMs; b += s.task.calls * (s.report.bestMs ?? s.report.defaultMs); }
+    return { d, b };
+  }
+
+  report(): TuneReport {
+    const { d, b } = this.totals();
+    return {
+      target: this.target, tasks: this.tasks.map((t) => this.states.find((s) => s.task === t)?.report ?? { index: t.index, workload: t.workload.key, ops: t.ops, calls: t.calls, trials: 0, errors: 0, resumed: 0, skipped: 'skipped' }),
+      trials: this.trials, errors: this.errors, elapsedMs: performance.now() - this.t0, defaultTotalMs: d, bestTotalMs: b, curve: this.curve,
+    };
+  }
+}
+
+/** The default schedule as the incumbent (compiling applies it when no candidate is confirmed faster). */
+function defaultIncumbent(st: TaskState): Incumbent {
+  return { trace: st.defaultTrace, hash: traceHash(st.defaultTrace), rel: 1, program: st.refProgram, isDefault: true };
 }
 
 /** Whether a trace applies to a task's kernel (records of another Kiln, given traces of another task). */
