@@ -33,6 +33,7 @@ import { type Candidate, type Strategy, TaskSearch } from './search.js';
 import { type Builder, type Runner, LocalBuilder, PoolBuilder, PoolRunner } from './measure.js';
 import type { BuildOutput } from './tasks.js';
 import type { TraceStep } from '../schedule/schedule.js';
+import { median } from '../util/stats.js';
 
 export type TuneTarget = 'wasm' | 'webgpu' | 'cuda';
 
@@ -130,7 +131,6 @@ export const gpuBaseOptions = (target: 'webgpu' | 'cuda'): GpuScheduleOptions =>
 
 /** Confirmed traces per task that the end-of-run check may revoke (each costs a side-by-side measurement). */
 const MAX_REVOKED = 3;
-const median = (xs: readonly number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length ? (s.length % 2 ? s[(s.length - 1) >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2) : NaN; };
 
 /** The schedule compiling would apply now: the default, or the last candidate confirmed faster side by side. */
 interface Incumbent { trace: TraceStep[]; hash: string; rel: number; program?: BuildOutput; isDefault: boolean }

@@ -20,6 +20,7 @@ import { decodeTensorProto } from '../frontend/onnx/tensor-proto.js';
 import { DEFAULT_TOLERANCE, compareTensors } from '../conformance/compare.js';
 import { ParallelScaling, measureSimdPeak, type SimdPeak } from './simd-peak.js';
 import { matmulModel } from './matmul-model.js';
+import { median } from '../util/stats.js';
 
 
 /**
@@ -53,7 +54,6 @@ interface BenchReport {
   simdPeak?: SimdPeak; results: ModelResult[];
 }
 
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2; };
 const stats = (times: number[], cpu: number[]): Timing =>
   ({ minMs: Math.min(...times), medianMs: median(times), runs: times.length, times, cpuMedianMs: median(cpu) });
 const log = (s: string) => process.stderr.write(`${s}\n`);

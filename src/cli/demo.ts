@@ -11,8 +11,7 @@ import { decodeTensorProto } from '../frontend/onnx/tensor-proto.js';
 import { DEFAULT_TOLERANCE, compareTensors } from '../conformance/compare.js';
 import { summarize } from './run.js';
 import { intFlag } from './usage.js';
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+import { median } from '../util/stats.js';
 
 export async function demoCommand(pos: string[], v: { bench?: string }): Promise<number> {
   const runs = intFlag(v.bench, '--bench', 10);

@@ -7,6 +7,7 @@ import { type Tensor, tensor, sizeOf } from '../runtime/tensor.js';
 import type { IOBinding } from '../runtime/artifact-format.js';
 import { readTensorFile, writeTensorFile } from './tensor-files.js';
 import { choiceFlag, intFlag, namedValue, usageError } from './usage.js';
+import { median } from '../util/stats.js';
 
 /** Deterministic pseudo-random data for an input (used when no file is given). */
 export function randomInput(b: IOBinding, seed = 1): Tensor {
@@ -69,7 +70,7 @@ export async function runCommand(pos: string[], v: { input?: string[]; 'output-d
     for (let i = 0; i < bench; i++) { const t0 = performance.now(); await model.run(feeds); times.push(performance.now() - t0); }
     times.sort((a, b) => a - b);
     const on = target !== 'wasm' ? target : `${model.threads} thread${model.threads > 1 ? 's' : ''}`;
-    console.log(`bench: ${bench} runs on ${on}, min ${times[0].toFixed(3)} ms, median ${times[Math.floor(bench / 2)].toFixed(3)} ms`);
+    console.log(`bench: ${bench} runs on ${on}, min ${times[0].toFixed(3)} ms, median ${median(times).toFixed(3)} ms`);
   }
   model.dispose();
   return 0;
