@@ -40,7 +40,13 @@ describe('kiln CLI', () => {
     expect(kiln('inspect', model, '--level', 'graph')).toMatch(/mul\(%x, %x\).*\n.*tanh/);
     expect(kiln('inspect', model, '--level', 'fused')).toMatch(/fn \(primitive\) fused_mul_tanh/);
     expect(kiln('inspect', model, '--level', 'te', '--kernel', '0')).toMatch(/= tanh\(mul_\d+\[i0_\d+, i1_\d+\]\)/);
-    expect(kiln('inspect', model, '--level', 'loop')).toMatch(/for .* \(vectorized\)/);
+    const loop = kiln('inspect', model, '--level', 'loop');
+    expect(loop).toMatch(/for .* \(vectorized\)/);
+    expect(loop).toMatch(/\/\/ kernel k0: mul \+ tanh, wasm loop IR as emitted\n\/\/ trace:\n(\/\/ {3}s\d\.\w+\(.*\)\n)+kernel k0\(/);
+    // the loop IR after one pass, and a GPU target's (its loops bound to threads)
+    expect(kiln('inspect', model, '--level', 'loop', '--after', 'lower')).toMatch(/wasm loop IR after lower\n/);
+    expect(kiln('inspect', model, '--level', 'loop', '--target', 'cuda', '--after', 'unroll')).toMatch(/cuda loop IR after unroll\n[^]*\(threadIdx\.x\)/);
+    expect(kiln('inspect', model, '--level', 'loop', '--target', 'webgpu')).toMatch(/\/\/ kernel g0: mul \+ tanh, webgpu loop IR as emitted\n[^]*\(threadIdx\.x\)/);
     expect(kiln('inspect', model, '--level', 'wasm', '--kernel', '0')).toMatch(/;; kernel k0\n\(func \$\d+ \(param/);
     expect(kiln('inspect', join(dir, 'm.kiln'))).toMatch(/peak arena \d+ bytes vs \d+ bytes for all intermediates/);
   });
@@ -132,6 +138,8 @@ describe('kiln CLI usage errors', () => {
       [['compile', model, '--no-optimize=yes'], /option --no-optimize takes no value/, /kiln compile/],
       [['inspect', model, '--level', 'asm'], /unknown --level 'asm'\. use graph, fused, te, loop, wasm, wgsl or ptx/, /kiln inspect/],
       [['inspect', model, '--kernel', 'first'], /bad --kernel 'first'/, /kiln inspect/],
+      [['inspect', model, '--level', 'loop', '--after', 'vectorize'], /no loop-IR pass 'vectorize' for --target wasm\. passes in order: lower, unroll, share-shared-loads, partition-loops/, /kiln inspect/],
+      [['inspect', model, '--level', 'fused', '--after', 'unroll'], /--after names a loop-IR pass; it needs --level loop, not --level fused/, /kiln inspect/],
       [['profile', art, '--runs', '0'], /bad --runs '0'/, /kiln profile ARTIFACT\.kiln/],
       [['tune', model, '--trials', 'lots'], /bad --trials 'lots'/, /kiln tune MODEL\.onnx/],
       [['tune', model, '--time-budget', '5 fortnights'], /bad --time-budget/, /kiln tune/],

@@ -6,9 +6,8 @@ import { staticShape } from '../relay-ir/types.js';
 import type { FuncNode } from '../relay-ir/expr.js';
 import type { TraceStep } from '../schedule/schedule.js';
 import { buildWebGpuSection } from '../compiler/webgpu-program.js';
-import { buildCudaSection, scheduledGpuPrimFunc } from '../compiler/cuda-program.js';
-import { type Stmt, visitStmt } from '../schedule/loop-ir.js';
-import { launchStatements } from '../codegen/ptx/codegen.js';
+import { buildCudaSection, cudaKernel } from '../compiler/cuda-program.js';
+import { type Stmt, kernelStages, visitStmt } from '../schedule/loop-ir.js';
 import { buildProgram } from '../compiler/program.js';
 import { VERSION } from '../compiler/version.js';
 import type { CudaLaunch } from '../runtime/artifact-format.js';
@@ -32,7 +31,7 @@ function ioHeader(main: FuncNode): Pick<BuiltHeader, 'inputs' | 'outputs'> {
 
 export function buildWebGpuCandidate(spec: KernelSpec, trace: TraceStep[] | null): BuildOutput {
   const main = kernelMain(kernelFromSpec(spec));
-  const webgpu = buildWebGpuSection(main, new Map(), ['out0'], { traceFor: trace ? () => trace : undefined });
+  const { section: webgpu } = buildWebGpuSection(main, new Map(), ['out0'], { traceFor: trace ? () => trace : undefined });
   const header: BuiltHeader = {
     kiln: VERSION, target: 'wasm', memoryBytes: 0, weightsAt: 0, ...ioHeader(main), kernels: [], calls: [],
     plan: { arenaBytes: 0, intermediateBytes: 0, weightBytes: 0 }, webgpu,
@@ -85,8 +84,8 @@ export function buildCudaCandidate(spec: KernelSpec, trace: TraceStep[] | null, 
   const prog = buildProgram(main, { optimize: false });
   // a block no SM can launch is refused before PTX is written (the PTX writer would stop at it)
   if (trace) {
-    const prim = scheduledGpuPrimFunc(prog.kernels[0], trace);
-    const over = launchStatements(prim.body).map(blockThreads).filter((t) => t > CUDA_LIMITS.threadsPerBlock);
+    const { prim } = cudaKernel(prog.kernels[0], trace);
+    const over = kernelStages(prim).map(blockThreads).filter((t) => t > CUDA_LIMITS.threadsPerBlock);
     if (over.length) throw new KilnError('E_RESOURCES', `over the sm_${sm} block limits: ${over[0]} threads per block (limit ${CUDA_LIMITS.threadsPerBlock})`);
   }
   const { section } = buildCudaSection(prog.kernels, sm, prog.header.memoryBytes, trace ? () => trace : undefined);

@@ -1,22 +1,32 @@
 // kiln inspect MODEL.onnx --level graph|fused|te|loop|wasm|wgsl|ptx [--kernel N]   print an IR level
+// kiln inspect MODEL.onnx --level loop [--target T] [--after PASS]     the loop IR T's backend emits, or after PASS
 // kiln inspect ARTIFACT.kiln                                            print the artifact's header summary
 import { compile } from '../compiler/compile.js';
 import { printKernelTE } from '../compiler/kernel.js';
 import { printFunc } from '../relay-ir/printer.js';
 import { printPrimFunc } from '../schedule/loop-ir.js';
+import { printTrace } from '../schedule/schedule.js';
+import { type LoopTarget, TARGET_LOOP_PASSES, loopIRAfterEachPass, loopPassNames } from '../compiler/loop-pipeline.js';
+import { runPasses } from '../relay-ir/pass-manager.js';
 import { wasmText } from '../codegen/wasm/codegen.js';
 import { readArtifact } from '../runtime/artifact.js';
 import { printWebGpuSection } from '../compiler/wgsl-text.js';
 import { KilnError } from '../runtime/errors.js';
 import { type CompileFlags, compileOptions, readModel } from './compile.js';
-import { choiceFlag, intFlag } from './usage.js';
+import { choiceFlag, intFlag, usageError } from './usage.js';
 
 const LEVELS = ['graph', 'fused', 'te', 'loop', 'wasm', 'wgsl', 'ptx'] as const;
 
-export async function inspectCommand(pos: string[], v: CompileFlags & { level?: string; kernel?: string }): Promise<number> {
+export async function inspectCommand(pos: string[], v: CompileFlags & { level?: string; kernel?: string; after?: string }): Promise<number> {
   const path = pos[0];
   const level = choiceFlag(v.level, '--level', LEVELS, 'graph');
   const kernel = v.kernel === undefined ? undefined : intFlag(v.kernel, '--kernel', 0, 0);
+  const target: LoopTarget = (v.target as LoopTarget | undefined) ?? 'wasm';
+  if (v.after !== undefined) {
+    if (level !== 'loop') throw usageError(`--after names a loop-IR pass; it needs --level loop, not --level ${level}`);
+    const names = loopPassNames(target);
+    if (!names.includes(v.after)) throw usageError(`no loop-IR pass '${v.after}' for --target ${target}`, `passes in order: ${names.join(', ')}`);
+  }
   const bytes = readModel(path);
   if (path.endsWith('.kiln')) {
     const { header: h, wasm } = await readArtifact(bytes);
@@ -47,7 +57,8 @@ export async function inspectCommand(pos: string[], v: CompileFlags & { level?: 
     return 0;
   }
   const r = await compile(bytes, compileOptions(path, v));
-  const kernels = r.program.kernels;
+  // the loop IR of a GPU target is its own kernels' (numbered as in its section)
+  const kernels = level === 'loop' && target !== 'wasm' ? r.gpuKernels : r.program.kernels;
   const pick = kernel !== undefined ? [kernel] : kernels.map((_, i) => i);
   if (pick.some((k) => !(k >= 0 && k < kernels.length))) throw new KilnError('E_INPUT', `no kernel ${v.kernel}`, { hint: `kernels are 0..${kernels.length - 1}` });
   switch (level) {
@@ -63,7 +74,15 @@ export async function inspectCommand(pos: string[], v: CompileFlags & { level?: 
     case 'graph': console.log(printFunc(r.graph)); break;
     case 'fused': console.log(printFunc(r.fused)); break;
     case 'te': for (const k of pick) console.log(`// kernel ${kernels[k].prim.name}: ${kernels[k].ops.join(' + ')}\n${printKernelTE(kernels[k])}`); break;
-    case 'loop': for (const k of pick) console.log(`// trace: ${JSON.stringify(kernels[k].trace)}\n${printPrimFunc(kernels[k].prim)}`); break;
+    case 'loop':
+      for (const i of pick) {
+        const k = kernels[i];
+        // the stored kernel went through lowering's passes already: the backend's passes make what it emits
+        const prim = v.after === undefined ? runPasses(k.prim, TARGET_LOOP_PASSES[target]) : loopIRAfterEachPass(k, target).find((s) => s.pass === v.after)!.prim;
+        const trace = printTrace(k.trace).split('\n').map((l) => `//   ${l}`).join('\n');
+        console.log(`// kernel ${k.prim.name}: ${k.ops.join(' + ') || 'copy'}, ${target} loop IR ${v.after === undefined ? 'as emitted' : `after ${v.after}`}\n// trace:\n${trace}\n${printPrimFunc(prim)}`);
+      }
+      break;
     case 'wasm': {
       const text = wasmText(r.program.wasm);
       if (kernel === undefined) { console.log(text); break; }

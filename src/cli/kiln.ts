@@ -22,6 +22,7 @@ const OPTIONS = {
   top: { type: 'string' },
   level: { type: 'string' },
   kernel: { type: 'string' },
+  after: { type: 'string' },
   verbose: { type: 'boolean', short: 'v' },
   json: { type: 'string' },
   filter: { type: 'string' },
@@ -75,8 +76,11 @@ const COMMANDS: Record<string, Subcommand> = {
     run: async (p, v) => (await import('./profile.js')).profileCommand(p, v),
   },
   inspect: {
-    usage: ['kiln inspect MODEL.onnx|ARTIFACT.kiln --level graph|fused|te|loop|wasm|wgsl|ptx [--kernel N] [--sm 80|86|90]'],
-    options: ['level', 'kernel', ...COMPILE_FLAGS],
+    usage: [
+      'kiln inspect MODEL.onnx|ARTIFACT.kiln --level graph|fused|te|loop|wasm|wgsl|ptx [--kernel N] [--sm 80|86|90]',
+      '          [--target wasm|webgpu|cuda [--after PASS]]   (--level loop: the IR that target emits, or after PASS)',
+    ],
+    options: ['level', 'kernel', 'after', ...COMPILE_FLAGS],
     positionals: { min: 1, max: 1, name: 'MODEL.onnx or ARTIFACT.kiln' },
     run: async (p, v) => (await import('./inspect.js')).inspectCommand(p, v),
   },

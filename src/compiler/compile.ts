@@ -23,6 +23,7 @@ import { type Program, type ProgramOptions, buildProgram } from './program.js';
 import { writeArtifact } from './artifact-writer.js';
 import { type GpuSectionOptions, buildWebGpuSection } from './webgpu-program.js';
 import { buildCudaSection } from './cuda-program.js';
+import type { BuiltKernel } from './kernel.js';
 import type { SmTarget } from '../codegen/ptx/codegen.js';
 
 export interface CompileOptions {
@@ -63,6 +64,8 @@ export interface CompileResult {
   specialized: string[];
   /** GPU kernels (WebGPU or CUDA) built with a schedule from `gpuTraceFor`, by name. */
   gpuTuned: string[];
+  /** The kernels of the WebGPU or CUDA section as scheduled for the GPU, in the section's order (else empty). */
+  gpuKernels: BuiltKernel[];
   opset: number;
 }
 
@@ -109,18 +112,22 @@ export async function compile(modelBytes: Uint8Array, opts: CompileOptions = {})
   opts.dump?.('fused', printFunc(fused));
   const program = buildProgram(fused, { optimize: opts.optimize, outputNames, traceFor: opts.traceFor });
   const gpuTuned: string[] = [];
+  let gpuKernels: BuiltKernel[] = [];
   if (opts.target === 'webgpu') {
-    program.header.webgpu = buildWebGpuSection(fused, program.weightOffsets, outputNames, { traceFor: opts.gpuTraceFor && ((k) => {
+    const webgpu = buildWebGpuSection(fused, program.weightOffsets, outputNames, { traceFor: opts.gpuTraceFor && ((k) => {
       const t = opts.gpuTraceFor!(k);
       if (t) gpuTuned.push(k.prim.name);
       return t;
     }) });
+    program.header.webgpu = webgpu.section;
+    gpuKernels = webgpu.kernels;
   }
   if (opts.target === 'cuda') {
     const cuda = buildCudaSection(program.kernels, opts.sm ?? 80, program.header.memoryBytes, opts.gpuTraceFor);
     program.header.cuda = cuda.section;
-    program.kernels.forEach((k, i) => { if (cuda.tuned[i]) gpuTuned.push(k.prim.name); });
+    gpuKernels = cuda.kernels;
+    for (const k of cuda.kernels) if (k.tuned) gpuTuned.push(k.prim.name);
   }
   const { bytes, header } = await writeArtifact(program);
-  return { artifact: bytes, header, graph, fused, program, specialized, opset, gpuTuned };
+  return { artifact: bytes, header, graph, fused, program, specialized, opset, gpuTuned, gpuKernels };
 }

@@ -2,13 +2,12 @@
 // src/schedule/gpu-schedule.ts), lowered again and written as PTX with its launch metadata. Kernel order, call
 // arguments and the memory plan are the program's own, so the runtime reuses the header's calls and offsets.
 import type { CudaSection } from '../runtime/artifact-format.js';
-import { Schedule, type TraceStep } from '../schedule/schedule.js';
+import type { TraceStep } from '../schedule/schedule.js';
 import { type GpuScheduleOptions, gpuTrace } from '../schedule/gpu-schedule.js';
-import { lower } from '../schedule/lower.js';
 import type { PrimFunc } from '../schedule/loop-ir.js';
 import { tempLayout } from './memory-plan.js';
 import { type SmTarget, emitPtxModule } from '../codegen/ptx/codegen.js';
-import type { BuiltKernel } from './kernel.js';
+import { type BuiltKernel, reschedule } from './kernel.js';
 
 /** Threads per block of the default CUDA schedule. */
 export const CUDA_BLOCK_THREADS = 256;
@@ -18,25 +17,27 @@ export const CUDA_BLOCK_THREADS = 256;
  */
 export const CUDA_SCHEDULE_OPTIONS: GpuScheduleOptions = { threads: CUDA_BLOCK_THREADS, vec4: false };
 
-/** A built kernel's loop IR under the default GPU schedule (its temporaries may differ from the CPU schedule's). */
-export function gpuPrimFunc(k: BuiltKernel): PrimFunc {
-  return scheduledGpuPrimFunc(k);
+/**
+ * A built kernel rescheduled for CUDA: under `trace` (a tuned GPU schedule) when given, else the default GPU
+ * schedule (its temporaries may differ from the CPU schedule's).
+ */
+export function cudaKernel(k: BuiltKernel, trace?: readonly TraceStep[]): BuiltKernel {
+  return trace ? { ...reschedule(k, trace), tuned: true } : reschedule(k, (sch) => gpuTrace(sch, CUDA_SCHEDULE_OPTIONS));
 }
 
-/** The same under `trace` (a tuned GPU schedule) when given. */
-export function scheduledGpuPrimFunc(k: BuiltKernel, trace?: readonly TraceStep[]): PrimFunc {
-  const sch = new Schedule([k.output]);
-  for (const step of trace ?? gpuTrace(sch, CUDA_SCHEDULE_OPTIONS)) sch.apply(step);
-  return lower(k.prim.name, k.inputs, sch);
-}
+/** The loop IR of cudaKernel(k). */
+export const gpuPrimFunc = (k: BuiltKernel): PrimFunc => cudaKernel(k).prim;
 
-/** `memoryBytes`: the program's memory plan; the GPU scratch region follows it. `traceFor`: tuned schedules. */
+/**
+ * `memoryBytes`: the program's memory plan; the GPU scratch region follows it. `traceFor`: tuned schedules.
+ * Also gives the kernels as rescheduled, in the program's order.
+ */
 export function buildCudaSection(kernels: readonly BuiltKernel[], sm: SmTarget, memoryBytes: number,
-  traceFor?: (def: BuiltKernel) => readonly TraceStep[] | undefined): { section: CudaSection; prims: PrimFunc[]; tuned: boolean[] } {
-  const traces = kernels.map((k) => traceFor?.(k));
-  const prims = kernels.map((k, i) => scheduledGpuPrimFunc(k, traces[i]));
+  traceFor?: (def: BuiltKernel) => readonly TraceStep[] | undefined): { section: CudaSection; kernels: BuiltKernel[] } {
+  const gpuKernels = kernels.map((k) => cudaKernel(k, traceFor?.(k)));
+  const prims = gpuKernels.map((k) => k.prim);
   const mod = emitPtxModule(prims, { sm });
   const scratchAt = Math.ceil(memoryBytes / 256) * 256;
   const scratch = Math.max(0, ...prims.map((p) => tempLayout(p).bytes));
-  return { section: { memoryBytes: scratchAt + scratch, scratchAt, sm: mod.sm, ptxVersion: mod.version, ptx: mod.ptx, kernels: mod.kernels }, prims, tuned: traces.map((t) => !!t) };
+  return { section: { memoryBytes: scratchAt + scratch, scratchAt, sm: mod.sm, ptxVersion: mod.version, ptx: mod.ptx, kernels: mod.kernels }, kernels: gpuKernels };
 }

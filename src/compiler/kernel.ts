@@ -11,7 +11,7 @@ import { type Tensor, compute, placeholder } from '../tensor-expr/tensor.js';
 import { type Expr, visitExpr } from '../tensor-expr/expr.js';
 import { Schedule, defaultTrace, topoComputes, type TraceStep } from '../schedule/schedule.js';
 import { lower } from '../schedule/lower.js';
-import { type PrimFunc, type Stmt, printPrimFunc, visitStmt } from '../schedule/loop-ir.js';
+import { type PrimFunc, type Stmt, ownExprs, printPrimFunc, visitStmt } from '../schedule/loop-ir.js';
 import '../tensor-expr/ops/index.js';
 
 export interface BuiltKernel {
@@ -48,12 +48,22 @@ export function buildKernel(fn: FuncNode, name: string, trace?: readonly TraceSt
   }
   let output = te.get(fn.body)!;
   if (output.kind === 'placeholder') output = compute('copy', output.shape, (idx) => ({ k: 'load', buf: output, idx, dtype: output.dtype } as Expr));
+  return scheduled(name, inputs, output, ops, trace ?? defaultTrace);
+}
+
+/** The kernel under another schedule (a GPU schedule of a kernel built for the CPU, a tuned one). */
+export function reschedule(k: BuiltKernel, trace: readonly TraceStep[] | ((sch: Schedule) => TraceStep[])): BuiltKernel {
+  return scheduled(k.prim.name, k.inputs, k.output, k.ops, trace);
+}
+
+function scheduled(name: string, inputs: Tensor[], output: Tensor, ops: string[], trace: readonly TraceStep[] | ((sch: Schedule) => TraceStep[])): BuiltKernel {
   const sch = new Schedule([output]);
-  for (const step of (typeof trace === 'function' ? trace(sch) : trace) ?? defaultTrace(sch)) sch.apply(step);
+  for (const step of typeof trace === 'function' ? trace(sch) : trace) sch.apply(step);
   const prim = lower(name, inputs, sch);
   const bytes = [...prim.inputs, ...prim.outputs].reduce((s, b) => s + b.size * BYTES[b.dtype], 0);
   return { prim, inputs, output, trace: sch.trace, ops, flops: countFlops(prim.body), bytes };
 }
+
 
 export function printKernelTE(k: BuiltKernel): string {
   return printTensorExprs(k.inputs, topoComputes([k.output]));
@@ -69,8 +79,7 @@ export function kernelKey(p: PrimFunc): string {
   visitStmt(p.body, (s) => {
     if (s.k === 'for' || s.k === 'decl') note(s.v.name);
     if (s.k === 'alloc') note(s.buf.name);
-    const exprs = s.k === 'store' ? [s.index, s.value] : s.k === 'if' ? [s.cond] : s.k === 'decl' ? [s.init] : s.k === 'assign' ? [s.value] : [];
-    for (const e of exprs) visitExpr(e, (x) => { if (x.k === 'var') note(x.name); });
+    for (const e of ownExprs(s)) visitExpr(e, (x) => { if (x.k === 'var') note(x.name); });
   });
   return printPrimFunc({ ...p, name: '' }).replace(/\b[A-Za-z_][A-Za-z0-9_]*\b/g, (w) => names.get(w) ?? w);
 }

@@ -16,7 +16,8 @@ export interface GpuSectionOptions {
   traceFor?: (def: BuiltKernel) => readonly TraceStep[] | undefined;
 }
 
-export function buildWebGpuSection(main: FuncNode, weightOffsets: ReadonlyMap<ConstNode, number>, outputNames?: readonly string[], opts: GpuSectionOptions = {}): WebGpuSection {
+/** The section, and its distinct kernels as built (in the section's order). */
+export function buildWebGpuSection(main: FuncNode, weightOffsets: ReadonlyMap<ConstNode, number>, outputNames?: readonly string[], opts: GpuSectionOptions = {}): { section: WebGpuSection; kernels: BuiltKernel[] } {
   const outputs: GExpr[] = main.body.kind === 'tuple' ? [...main.body.fields] : [main.body];
   const calls = kernelCalls(main);
 
@@ -41,6 +42,7 @@ export function buildWebGpuSection(main: FuncNode, weightOffsets: ReadonlyMap<Co
 
   const kernels: GpuKernel[] = [];
   const templates: WgslTemplate[][] = [];
+  const built: BuiltKernel[] = [];
   const kernelOf = new Map<string, number>();
   const gpuCalls: GpuCall[] = calls.map((c) => {
     const origin = [...new Set(c.origin)];
@@ -68,6 +70,7 @@ export function buildWebGpuSection(main: FuncNode, weightOffsets: ReadonlyMap<Co
         stages: [],
       });
       templates.push(stages);
+      built.push(k);
       kernelOf.set(key, idx);
     }
     return { kernel: idx, args: [...c.args.map(valueId), valueId(c)], origin };
@@ -76,7 +79,7 @@ export function buildWebGpuSection(main: FuncNode, weightOffsets: ReadonlyMap<Co
   shareWgslStages(templates).forEach((stages, i) => {
     kernels[i].stages = stages.map(({ code, workgroupSize, grid, bindings, uniforms }) => ({ code, workgroupSize, grid, bindings, ...(uniforms ? { uniforms } : {}) }));
   });
-  return {
+  const section: WebGpuSection = {
     values,
     inputs,
     outputs: outputs.map((o, i) => ({ name: outputNames?.[i] ?? `out${i}`, value: valueId(o) })),
@@ -84,4 +87,5 @@ export function buildWebGpuSection(main: FuncNode, weightOffsets: ReadonlyMap<Co
     calls: gpuCalls,
     int64: 'u32x2',
   };
+  return { section, kernels: built };
 }

@@ -1,11 +1,11 @@
-// Runs graph passes in order; each pass is a function FuncNode -> FuncNode with a name, so a caller can print
-// the graph after any of them (kiln inspect, KILN_DEBUG=graph).
+// Runs named passes in order, graph passes (FuncNode -> FuncNode) and loop-IR passes (PrimFunc -> PrimFunc) alike,
+// so a caller can print the IR after any of them (`compile`'s dump option, `kiln inspect --after PASS`).
 import type { FuncNode } from './expr.js';
 
-export interface Pass { readonly name: string; readonly run: (fn: FuncNode) => FuncNode }
+export interface Pass<IR = FuncNode> { readonly name: string; readonly run: (ir: IR) => IR }
 
-export function runPasses(fn: FuncNode, passes: readonly Pass[], after?: (pass: string, fn: FuncNode) => void): FuncNode {
-  let cur = fn;
+export function runPasses<IR>(ir: IR, passes: readonly Pass<IR>[], after?: (pass: string, ir: IR) => void): IR {
+  let cur = ir;
   for (const p of passes) {
     cur = p.run(cur);
     after?.(p.name, cur);

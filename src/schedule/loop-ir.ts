@@ -1,5 +1,6 @@
-// The loop IR: imperative loop nests over flat buffers. It already carries what GPU backends need
-// (loops bound to workgroup/thread ids, shared-memory buffers, barriers) though only the CPU path uses it now.
+// The loop IR: imperative loop nests over flat buffers, with what GPU backends need (loops bound to workgroup and
+// thread ids, shared-memory buffers, barriers). Every backend emits from it; the walkers at the end are the one way
+// passes traverse and rebuild it.
 import type { DType } from '../runtime/dtype.js';
 import { type Buf, type Expr, type Var, printExpr } from '../tensor-expr/expr.js';
 
@@ -63,12 +64,87 @@ export function printPrimFunc(f: PrimFunc): string {
     (f.temps.length ? ` temps(${f.temps.map(sig).join(', ')})` : '') + ` {\n${printStmt(f.body, '  ')}}\n`;
 }
 
-export function visitStmt(s: Stmt, f: (s: Stmt) => void): void {
-  f(s);
+/** A kernel's stages, its top-level statements: a WebAssembly phase, a WGSL shader, a PTX entry each. */
+export function kernelStages(f: PrimFunc): readonly Stmt[] {
+  return f.body.k === 'seq' ? f.body.body : [f.body];
+}
+
+/** The statements directly inside `s`. */
+export function childStmts(s: Stmt): readonly Stmt[] {
   switch (s.k) {
-    case 'for': case 'decl': case 'alloc': visitStmt(s.body, f); break;
-    case 'seq': s.body.forEach((b) => visitStmt(b, f)); break;
-    case 'if': visitStmt(s.then, f); if (s.else) visitStmt(s.else, f); break;
-    default: break;
+    case 'for': case 'decl': case 'alloc': return [s.body];
+    case 'seq': return s.body;
+    case 'if': return s.else ? [s.then, s.else] : [s.then];
+    default: return [];
   }
 }
+
+/** The expressions `s` itself holds (not those of the statements inside it), in evaluation order. */
+export function ownExprs(s: Stmt): readonly Expr[] {
+  switch (s.k) {
+    case 'store': return [s.index, s.value];
+    case 'if': return [s.cond];
+    case 'decl': return [s.init];
+    case 'assign': return [s.value];
+    default: return [];
+  }
+}
+
+/** Calls `f` on `s` and every statement inside it, parents first. */
+export function visitStmt(s: Stmt, f: (s: Stmt) => void): void {
+  f(s);
+  for (const c of childStmts(s)) visitStmt(c, f);
+}
+
+/** Calls `f` on every expression the statements of `s` hold (not on their subexpressions: see visitExpr). */
+export function visitStmtExprs(s: Stmt, f: (e: Expr) => void): void {
+  visitStmt(s, (x) => ownExprs(x).forEach(f));
+}
+
+/** `s` with each statement directly inside it replaced by `f(child)`; `s` itself when none changed. */
+export function mapChildren(s: Stmt, f: (child: Stmt) => Stmt): Stmt {
+  switch (s.k) {
+    case 'for': case 'decl': case 'alloc': {
+      const body = f(s.body);
+      return body === s.body ? s : { ...s, body };
+    }
+    case 'seq': {
+      const body = s.body.map(f);
+      return body.every((b, i) => b === s.body[i]) ? s : { k: 'seq', body };
+    }
+    case 'if': {
+      const then = f(s.then), els = s.else && f(s.else);
+      return then === s.then && els === s.else ? s : { ...s, then, else: els };
+    }
+    default: return s;
+  }
+}
+
+/** What a rewrite replaces in the parts a statement names: its expressions, buffers and scalar variables. */
+export interface StmtParts {
+  expr?(e: Expr): Expr;
+  buf?(b: Buffer): Buffer;
+  /** Variables a `decl` binds or an `assign` writes (loop variables are left alone). */
+  v?(v: Var): Var;
+}
+
+/** `s` with its own parts rewritten (not those of the statements inside it). */
+export function mapOwnParts(s: Stmt, r: StmtParts): Stmt {
+  const e = (x: Expr) => (r.expr ? r.expr(x) : x), b = (x: Buffer) => (r.buf ? r.buf(x) : x), v = (x: Var) => (r.v ? r.v(x) : x);
+  switch (s.k) {
+    case 'store': return { ...s, buf: b(s.buf), index: e(s.index), value: e(s.value) };
+    case 'if': return { ...s, cond: e(s.cond) };
+    case 'decl': return { ...s, v: v(s.v), init: e(s.init) };
+    case 'assign': return { ...s, v: v(s.v), value: e(s.value) };
+    case 'alloc': return r.buf ? { ...s, buf: b(s.buf) } : s;
+    default: return s;
+  }
+}
+
+/** `s` with the parts of every statement in it rewritten, parents before the statements inside them. */
+export function mapStmtParts(s: Stmt, r: StmtParts): Stmt {
+  return mapChildren(mapOwnParts(s, r), (c) => mapStmtParts(c, r));
+}
+
+/** `s` with `f` applied to every expression its statements hold. */
+export const mapStmtExprs = (s: Stmt, f: (e: Expr) => Expr): Stmt => mapStmtParts(s, { expr: f });

@@ -8,10 +8,11 @@ import { simplify, bound, type Interval } from '../tensor-expr/simplify.js';
 import type { Tensor } from '../tensor-expr/tensor.js';
 import { type Buffer, type PrimFunc, type Stmt, buffer, seq } from './loop-ir.js';
 import type { Schedule, Stage, Axis } from './schedule.js';
-import { unrollLoops } from './passes/unroll.js';
-import { shareSharedLoads } from './passes/share-loads.js';
+import { runPasses } from '../relay-ir/pass-manager.js';
+import { LOWER, LOWERING_LOOP_PASSES } from './loop-passes.js';
 
-export function lower(name: string, inputs: readonly Tensor[], sch: Schedule): PrimFunc {
+/** The scheduled kernel as loop IR, after the loop passes every target runs; `after` sees each step's result. */
+export function lower(name: string, inputs: readonly Tensor[], sch: Schedule, after?: (pass: string, f: PrimFunc) => void): PrimFunc {
   const bufs = new Map<Tensor, Buffer>();
   const size = (t: Tensor) => t.shape.reduce((a, b) => a * b, 1);
   const inBufs = inputs.map((t, i) => { const b = buffer(`in${i}`, t.dtype, size(t)); bufs.set(t, b); return b; });
@@ -26,7 +27,9 @@ export function lower(name: string, inputs: readonly Tensor[], sch: Schedule): P
   const ranges = new Map<Var, Interval>();
   const ctx: LowerCtx = { bufs, inlined, ranges };
   const body = seq(sch.stages.filter((st) => !st.inlined && !st.fusedInto).map((st) => lowerStage(sch, st, ctx)));
-  return { name, inputs: inBufs, outputs: outBufs, temps, body: shareSharedLoads(unrollLoops(body)) };
+  const lowered: PrimFunc = { name, inputs: inBufs, outputs: outBufs, temps, body };
+  after?.(LOWER, lowered);
+  return runPasses(lowered, LOWERING_LOOP_PASSES, after);
 }
 
 export interface LowerCtx {

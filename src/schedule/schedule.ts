@@ -43,6 +43,24 @@ export type TraceStep =
    */
   | { readonly p: 'crossThreadReduce'; readonly stage: number; readonly threads: number };
 
+const ANNOTATION: Partial<Record<ForKind, string>> = { parallel: 'parallel', vectorized: 'vectorize', unrolled: 'unroll', serial: 'serial' };
+
+/** A trace as primitive calls, one per line: `s1.split(i, 4)`, `s1.vectorize(i.inner)`, `s0.bind(j, threadIdx.x)`. */
+export function printTrace(trace: readonly TraceStep[]): string {
+  return trace.map((t) => {
+    const s = `s${t.stage}`;
+    switch (t.p) {
+      case 'split': return `${s}.split(${t.axis}, ${t.factor}${t.shiftTail ? ', shiftTail' : ''})`;
+      case 'reorder': return `${s}.reorder(${t.order.join(', ')})`;
+      case 'fuse': return `${s}.fuse(${t.outer}, ${t.inner})`;
+      case 'annotate': return ANNOTATION[t.kind] ? `${s}.${ANNOTATION[t.kind]}(${t.axis})` : `${s}.bind(${t.axis}, ${t.kind})`;
+      case 'cacheRead': return `${s}.cacheRead(input ${t.input}, at ${t.at})`;
+      case 'crossThreadReduce': return `${s}.crossThreadReduce(${t.threads})`;
+      default: return `${s}.${t.p}()`;
+    }
+  }).join('\n');
+}
+
 export interface Axis {
   readonly name: string;
   readonly extent: number;

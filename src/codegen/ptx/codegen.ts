@@ -11,7 +11,9 @@ import { BYTES, type DType, isFloat, isUnsigned, isWide } from '../../runtime/dt
 import { KilnError } from '../../runtime/errors.js';
 import type { CudaKernel, CudaLaunch, CudaParam } from '../../runtime/artifact-format.js';
 import { type Expr, type Var, type BinOp } from '../../tensor-expr/expr.js';
-import type { Buffer, PrimFunc, Stmt, ThreadTag } from '../../schedule/loop-ir.js';
+import { type Buffer, type PrimFunc, type Stmt, type ThreadTag, kernelStages } from '../../schedule/loop-ir.js';
+import { runPasses } from '../../relay-ir/pass-manager.js';
+import type { LoopPass } from '../../schedule/loop-passes.js';
 import { tempLayout } from '../../compiler/memory-plan.js';
 import { alignedLaneBase } from '../lanes.js';
 
@@ -47,12 +49,11 @@ export function emitPtxModule(funcs: readonly PrimFunc[], opts: PtxOptions = {})
   return { version: PTX_VERSION, sm, ptx: parts.join('\n'), kernels };
 }
 
-/** Top-level statements of a kernel body: one launch each. */
-export function launchStatements(body: Stmt): Stmt[] {
-  return body.k === 'seq' ? [...body.body] : [body];
-}
+/** The loop-IR passes the PTX backend runs before it emits (none of its own yet: it binds loops as it emits). */
+export const PTX_LOOP_PASSES: readonly LoopPass[] = [];
 
-function emitKernel(f: PrimFunc, prefix: string): { text: string; kernel: PtxKernel } {
+function emitKernel(lowered: PrimFunc, prefix: string): { text: string; kernel: PtxKernel } {
+  const f = runPasses(lowered, PTX_LOOP_PASSES);
   const layout = tempLayout(f);
   const params: PtxParam[] = [
     ...f.inputs.map((b): PtxParam => ({ name: b.name, role: 'input', dtype: b.dtype, bytes: b.size * BYTES[b.dtype] })),
@@ -61,7 +62,7 @@ function emitKernel(f: PrimFunc, prefix: string): { text: string; kernel: PtxKer
   ];
   const texts: string[] = [];
   const launches: PtxLaunch[] = [];
-  launchStatements(f.body).forEach((s, i) => {
+  kernelStages(f).forEach((s, i) => {
     const entry = `${prefix}${f.name}_s${i}`;
     const e = new EntryEmitter(f, entry, params, layout.offsets);
     const { text, launch } = e.emit(s);

@@ -6,7 +6,9 @@ import { BYTES, type DType, isFloat, isUnsigned, isWide } from '../../runtime/dt
 import { UNARY_MATH, BINARY_MATH } from '../../runtime/math.js';
 import { type Expr, type Var, type BinOp, printExpr } from '../../tensor-expr/expr.js';
 import { bound, type Interval } from '../../tensor-expr/simplify.js';
-import { type Buffer, type PrimFunc, type Stmt, visitStmt } from '../../schedule/loop-ir.js';
+import { type Buffer, type PrimFunc, type Stmt, kernelStages, visitStmt } from '../../schedule/loop-ir.js';
+import { runPasses } from '../../relay-ir/pass-manager.js';
+import { type LoopPass, stagePass } from '../../schedule/loop-passes.js';
 import { KilnError } from '../../runtime/errors.js';
 import { scratchLayout } from '../../compiler/memory-plan.js';
 import { type HoistForm, type ScalarEmitter, vectorizeExpr, vectorizeLoop, uses as usesVar } from './vectorize.js';
@@ -36,7 +38,7 @@ export function emitWasmModule(funcs: readonly PrimFunc[], opts: WasmModuleOptio
     m.addMemoryImport('mem', 'env', 'memory');
     for (const name of Object.keys(UNARY_MATH)) m.addFunctionImport(`math_${name}`, 'math', name, B.f64, B.f64);
     for (const name of Object.keys(BINARY_MATH)) m.addFunctionImport(`math_${name}`, 'math', name, B.createType([B.f64, B.f64]), B.f64);
-    for (const f of funcs) new FunctionEmitter(m, optimizeLoops(f), opts.relaxed ?? false).emit();
+    for (const f of funcs) new FunctionEmitter(m, runPasses(f, WASM_LOOP_PASSES), opts.relaxed ?? false).emit();
     if (!m.validate()) throw new KilnError('E_INTERNAL', 'generated WebAssembly failed validation', { hint: 'please report this with the model' });
     if (opts.optimize !== false) { B.setOptimizeLevel(2); B.setShrinkLevel(0); m.optimize(); }
     return m.emitBinary();
@@ -46,13 +48,15 @@ export function emitWasmModule(funcs: readonly PrimFunc[], opts: WasmModuleOptio
 }
 
 /**
- * Loop-IR passes for the CPU, phase by phase (a phase's statement may become several, and the phases the runtime
- * calls must stay as they are): loops split at padded borders (their interiors lose the bounds checks), then
+ * The loop-IR passes the WebAssembly backend runs before it emits, phase by phase (the phases the runtime calls
+ * must stay as they are): loops split at padded borders (their interiors lose the bounds checks), then
  * loop-invariant values and index arithmetic hoisted (engines do little loop-invariant code motion on wasm).
  */
-function optimizeLoops(f: PrimFunc): PrimFunc {
-  return { ...f, body: { k: 'seq', body: phasesOf(f).map((st) => hoistIndexArithmetic(hoistLoopInvariantValues(partitionLoops(st)))) } };
-}
+export const WASM_LOOP_PASSES: readonly LoopPass[] = [
+  stagePass('partition-loops', (s) => partitionLoops(s)),
+  stagePass('hoist-loop-invariant-values', hoistLoopInvariantValues),
+  stagePass('hoist-index-arithmetic', hoistIndexArithmetic),
+];
 
 /** Prints the module as WebAssembly text (for `kiln inspect --level wasm`). */
 export function wasmText(bytes: Uint8Array): string {
@@ -101,7 +105,7 @@ export class FunctionEmitter implements ScalarEmitter {
   emit(): void {
     const m = this.m;
     const phase = () => m.local.get(this.phaseParam, B.i32);
-    const body = phasesOf(this.f).map((st, p) => {
+    const body = kernelStages(this.f).map((st, p) => {
       this.chunkLoop = parallelLoop(st);
       const code = this.stmt(st);
       this.chunkLoop = undefined;
@@ -524,11 +528,6 @@ export class FunctionEmitter implements ScalarEmitter {
   }
 }
 
-/** The phases of a kernel: its top-level statements (one per materialized stage, or more). */
-export function phasesOf(f: PrimFunc): Stmt[] {
-  return f.body.k === 'seq' ? [...f.body.body] : [f.body];
-}
-
 /** The loop a phase splits among threads: the first `parallel` loop under loops of extent 1 and allocations. */
 export function parallelLoop(s: Stmt): Stmt | undefined {
   let cur: Stmt | undefined = s;
@@ -542,7 +541,7 @@ export function parallelLoop(s: Stmt): Stmt | undefined {
 }
 
 /** For each phase of a kernel, whether it can be split among threads. */
-export const kernelPhases = (f: PrimFunc): boolean[] => phasesOf(f).map((s) => parallelLoop(s) !== undefined);
+export const kernelPhases = (f: PrimFunc): boolean[] => kernelStages(f).map((s) => parallelLoop(s) !== undefined);
 
 /** Whether evaluating `e` can neither trap nor read memory (so both arms of a select may run). */
 export function isPure(e: Expr): boolean {

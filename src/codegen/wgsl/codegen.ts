@@ -42,7 +42,9 @@ import type { DType } from '../../runtime/dtype.js';
 import { KilnError } from '../../runtime/errors.js';
 import { type Expr, type Var, mapExpr, printExpr, visitExpr } from '../../tensor-expr/expr.js';
 import { fixVar } from '../../tensor-expr/simplify.js';
-import type { Buffer, PrimFunc, Stmt } from '../../schedule/loop-ir.js';
+import { type Buffer, type PrimFunc, type Stmt, kernelStages, mapStmtParts } from '../../schedule/loop-ir.js';
+import { runPasses } from '../../relay-ir/pass-manager.js';
+import type { LoopPass } from '../../schedule/loop-passes.js';
 import { aligned4, alignedLaneBase, laneCoef } from '../lanes.js';
 
 /** One dispatch: WGSL source, workgroup size, workgroup grid, and the kernel parameters it binds, in binding order. */
@@ -162,10 +164,9 @@ export function emitWgslKernel(f: PrimFunc): WgslStage[] {
 /** A kernel's stages with numbered literal slots, for shareWgslStages(). */
 export function emitWgslTemplates(f: PrimFunc): WgslTemplate[] {
   for (const b of [...f.inputs, ...f.outputs]) if (UNSUPPORTED_DTYPES.has(b.dtype)) throw unsupported(b.dtype);
-  f = demoteF64(f);
+  f = runPasses(f, WGSL_LOOP_PASSES);
   const params = [...f.inputs, ...f.outputs, ...f.temps];
-  const body = f.body.k === 'seq' ? f.body.body : [f.body];
-  return body.map((s) => new StageEmitter(params).emit(s)).filter((s): s is WgslTemplate => s !== undefined);
+  return kernelStages(f).map((s) => new StageEmitter(params).emit(s)).filter((s): s is WgslTemplate => s !== undefined);
 }
 
 /**
@@ -200,21 +201,12 @@ function demoteF64(f: PrimFunc): PrimFunc {
       case 'reduce': return x;
     }
   };
-  const st = (x: Stmt): Stmt => {
-    switch (x.k) {
-      case 'for': return { ...x, body: st(x.body) };
-      case 'seq': return { ...x, body: x.body.map(st) };
-      case 'store': return { ...x, buf: b(x.buf), index: e(x.index), value: e(x.value) };
-      case 'if': return { ...x, cond: e(x.cond), then: st(x.then), ...(x.else ? { else: st(x.else) } : {}) };
-      case 'decl': return { ...x, v: v(x.v), init: e(x.init), body: st(x.body) };
-      case 'assign': return { ...x, v: v(x.v), value: e(x.value) };
-      case 'alloc': return { ...x, buf: b(x.buf), body: st(x.body) };
-      case 'barrier': return x;
-    }
-  };
   // inputs and outputs are not float64 here: they stay the same objects, which the emitter's parameters are
-  return { ...f, temps: f.temps.map(b), body: st(f.body) };
+  return { ...f, temps: f.temps.map(b), body: mapStmtParts(f.body, { expr: e, buf: b, v }) };
 }
+
+/** The loop-IR passes the WGSL backend runs before it emits. */
+export const WGSL_LOOP_PASSES: readonly LoopPass[] = [{ name: 'demote-float64', run: demoteF64 }];
 
 /** Storage buffers a stage may bind on every WebGPU device (maxStorageBuffersPerShaderStage's minimum). */
 const MAX_STORAGE_BINDINGS = 8;

@@ -10,7 +10,7 @@
 // thread splitter, the latter must stay a single store for the vectorizer): their terms go one level deeper, or
 // stay in place. Terms that could trap when evaluated early (division by a non-constant) stay in place.
 import { type Expr, type Var, add, constant, freshVar, mul, printExpr } from '../../tensor-expr/expr.js';
-import type { Stmt } from '../loop-ir.js';
+import { type Stmt, mapChildren, mapOwnParts } from '../loop-ir.js';
 
 interface Level {
   /** The loop, or undefined for a loop that takes no locals. */
@@ -35,13 +35,8 @@ function walk(s: Stmt, levels: Level[]): Stmt {
       for (const d of [...level.decls.values()].reverse()) b = { k: 'decl', v: d.v, init: d.init, body: b };
       return { ...s, body: b };
     }
-    case 'seq': return { k: 'seq', body: s.body.map((x) => walk(x, levels)) };
     case 'store': return { ...s, index: s.buf.scope === 'local' ? s.index : hoist(s.index, levels), value: loads(s.value, levels) };
-    case 'if': return { ...s, cond: loads(s.cond, levels), then: walk(s.then, levels), else: s.else && walk(s.else, levels) };
-    case 'decl': return { ...s, init: loads(s.init, levels), body: walk(s.body, levels) };
-    case 'assign': return { ...s, value: loads(s.value, levels) };
-    case 'alloc': return { ...s, body: walk(s.body, levels) };
-    case 'barrier': return s;
+    default: return mapChildren(mapOwnParts(s, { expr: (e) => loads(e, levels) }), (c) => walk(c, levels));
   }
 }
 

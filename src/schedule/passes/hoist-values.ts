@@ -8,7 +8,7 @@
 // buffer that the loop stores to and no local buffer, with no integer division by a variable (it could trap).
 // Placement follows hoist-index: loops of extent 1 and vectorized loops take no locals.
 import { type Expr, type Var, freshVar, printExpr } from '../../tensor-expr/expr.js';
-import type { Buffer, Stmt } from '../loop-ir.js';
+import { type Buffer, type Stmt, mapChildren, mapOwnParts, visitStmt } from '../loop-ir.js';
 
 interface Level {
   readonly v: Var;
@@ -31,30 +31,17 @@ function walk(s: Stmt, levels: Level[]): Stmt {
       for (const d of [...level.decls.values()].reverse()) b = { k: 'decl', v: d.v, init: d.init, body: b };
       return { ...s, body: b };
     }
-    case 'seq': return { k: 'seq', body: s.body.map((x) => walk(x, levels)) };
     case 'store': return { ...s, value: values(s.value, levels) };
     // nothing moves out of a condition (a guarded load may be out of bounds when the guard is false); loops
     // inside it start afresh
-    case 'if': return { ...s, then: walk(s.then, []), else: s.else && walk(s.else, []) };
-    case 'decl': return { ...s, init: values(s.init, levels), body: walk(s.body, levels) };
-    case 'assign': return { ...s, value: values(s.value, levels) };
-    case 'alloc': return { ...s, body: walk(s.body, levels) };
-    case 'barrier': return s;
+    case 'if': return mapChildren(s, (c) => walk(c, []));
+    default: return mapChildren(mapOwnParts(s, { expr: (e) => values(e, levels) }), (c) => walk(c, levels));
   }
 }
 
 function storedBuffers(s: Stmt): Set<Buffer> {
   const out = new Set<Buffer>();
-  const visit = (x: Stmt): void => {
-    switch (x.k) {
-      case 'store': out.add(x.buf); return;
-      case 'seq': x.body.forEach(visit); return;
-      case 'if': visit(x.then); if (x.else) visit(x.else); return;
-      case 'for': case 'decl': case 'alloc': visit(x.body); return;
-      default: return;
-    }
-  };
-  visit(s);
+  visitStmt(s, (x) => { if (x.k === 'store') out.add(x.buf); });
   return out;
 }
 

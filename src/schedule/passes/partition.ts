@@ -6,8 +6,7 @@
 // large to copy or loops whose conditions would cut them into many pieces.
 import { type Expr, type Var, add, constant, freshVar, mentions, substitute, visitExpr } from '../../tensor-expr/expr.js';
 import { type Interval, simplify } from '../../tensor-expr/simplify.js';
-import { type Stmt, seq } from '../loop-ir.js';
-import { mapStmtExprs } from './unroll.js';
+import { type Stmt, mapChildren, mapStmtExprs, ownExprs, seq, visitStmt } from '../loop-ir.js';
 
 /** Loops longer than this are not scanned (each iteration's conditions are evaluated once at compile time). */
 const MAX_EXTENT = 1024;
@@ -25,9 +24,7 @@ export function partitionLoops(s: Stmt, ranges: Map<Var, Interval> = new Map()):
       return { ...s, body: partitionLoops(s.body, ranges) };
     }
     case 'seq': return seq(s.body.map((b) => partitionLoops(b, ranges)));
-    case 'if': return { ...s, then: partitionLoops(s.then, ranges), else: s.else && partitionLoops(s.else, ranges) };
-    case 'decl': case 'alloc': return { ...s, body: partitionLoops(s.body, ranges) };
-    default: return s;
+    default: return mapChildren(s, (c) => partitionLoops(c, ranges));
   }
 }
 
@@ -38,22 +35,13 @@ function partition(loop: ForStmt, outer: Map<Var, Interval>): Stmt | undefined {
   const conds: Expr[] = [];
   let nodes = 0;
   const inner = new Map(outer);
-  const collect = (st: Stmt): void => {
-    // each conjunct on its own: `y in range && x in range` is known along x only where the x part is known
-    const test = (c: Expr) => { for (const t of conjuncts(c)) if (mentions(t, loop.v)) conds.push(t); };
-    const exprs = (e: Expr) => visitExpr(e, (x) => { nodes++; if (x.k === 'select') test(x.c); });
-    switch (st.k) {
-      case 'for': inner.set(st.v, { lo: 0, hi: st.extent - 1 }); collect(st.body); return;
-      case 'seq': st.body.forEach(collect); return;
-      case 'store': exprs(st.index); exprs(st.value); return;
-      case 'if': test(st.cond); exprs(st.cond); collect(st.then); if (st.else) collect(st.else); return;
-      case 'decl': exprs(st.init); collect(st.body); return;
-      case 'assign': exprs(st.value); return;
-      case 'alloc': collect(st.body); return;
-      default: return;
-    }
-  };
-  collect(loop.body);
+  // each conjunct on its own: `y in range && x in range` is known along x only where the x part is known
+  const test = (c: Expr) => { for (const t of conjuncts(c)) if (mentions(t, loop.v)) conds.push(t); };
+  visitStmt(loop.body, (st) => {
+    if (st.k === 'for') inner.set(st.v, { lo: 0, hi: st.extent - 1 });
+    if (st.k === 'if') test(st.cond);
+    for (const e of ownExprs(st)) visitExpr(e, (x) => { nodes++; if (x.k === 'select') test(x.c); });
+  });
   if (!conds.length || nodes > MAX_BODY_NODES) return undefined;
   // each iteration's signature: every condition's value for all inner values (or '?' when it varies)
   const sig = (k: number) => conds.map((c) => {

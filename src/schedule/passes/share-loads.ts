@@ -2,7 +2,7 @@
 // several stores use is loaded once into a scalar first: a 4x4 register tile's 16 updates of one reduction step
 // read 4 + 4 shared values instead of 32. The run writes no shared buffer, so the hoisted loads see the same data.
 import { type Expr, freshVar, mapExpr, printExpr, visitExpr } from '../../tensor-expr/expr.js';
-import { type Buffer, type Stmt, seq } from '../loop-ir.js';
+import { type Buffer, type Stmt, mapChildren, seq } from '../loop-ir.js';
 
 const isLocalStore = (s: Stmt) => s.k === 'store' && s.buf.scope === 'local';
 
@@ -18,9 +18,7 @@ export function shareSharedLoads(s: Stmt): Stmt {
       }
       return seq(out);
     }
-    case 'for': case 'decl': case 'alloc': return { ...s, body: shareSharedLoads(s.body) };
-    case 'if': return { ...s, then: shareSharedLoads(s.then), else: s.else && shareSharedLoads(s.else) };
-    default: return s;
+    default: return mapChildren(s, shareSharedLoads);
   }
 }
 

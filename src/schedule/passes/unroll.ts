@@ -1,24 +1,11 @@
 // Loop unrolling on the loop IR: a loop marked `unrolled` becomes one copy of its body per iteration with the
 // loop variable replaced by the constant, then simplified. Done here rather than in codegen so that indices
 // into register tiles (local buffers) become constants that a backend can map to registers.
-import type { Expr, Var } from '../../tensor-expr/expr.js';
+import type { Var } from '../../tensor-expr/expr.js';
 import { fixVar, type Interval } from '../../tensor-expr/simplify.js';
-import { type Stmt, seq } from '../loop-ir.js';
+import { type Stmt, mapChildren, mapStmtExprs, seq } from '../loop-ir.js';
 
 export const MAX_UNROLL = 64;
-
-export function mapStmtExprs(s: Stmt, f: (e: Expr) => Expr): Stmt {
-  switch (s.k) {
-    case 'for': return { ...s, body: mapStmtExprs(s.body, f) };
-    case 'seq': return { k: 'seq', body: s.body.map((b) => mapStmtExprs(b, f)) };
-    case 'store': return { ...s, index: f(s.index), value: f(s.value) };
-    case 'if': return { ...s, cond: f(s.cond), then: mapStmtExprs(s.then, f), else: s.else && mapStmtExprs(s.else, f) };
-    case 'decl': return { ...s, init: f(s.init), body: mapStmtExprs(s.body, f) };
-    case 'assign': return { ...s, value: f(s.value) };
-    case 'alloc': return { ...s, body: mapStmtExprs(s.body, f) };
-    case 'barrier': return s;
-  }
-}
 
 /** Unrolls `unrolled` loops; `ranges` are the enclosing loops' variable ranges (for simplification). */
 export function unrollLoops(s: Stmt, ranges: Map<Var, Interval> = new Map()): Stmt {
@@ -37,8 +24,7 @@ export function unrollLoops(s: Stmt, ranges: Map<Var, Interval> = new Map()): St
       if (s.cond.k === 'const') return s.cond.value ? then : els ?? seq([]);
       return { ...s, then, else: els };
     }
-    case 'decl': case 'alloc': return { ...s, body: unrollLoops(s.body, ranges) };
-    default: return s;
+    default: return mapChildren(s, (c) => unrollLoops(c, ranges));
   }
 }
 
@@ -50,7 +36,6 @@ function foldConstIfs(s: Stmt): Stmt {
       return { ...s, then: foldConstIfs(s.then), else: s.else && foldConstIfs(s.else) };
     }
     case 'seq': return seq(s.body.map(foldConstIfs));
-    case 'for': case 'decl': case 'alloc': return { ...s, body: foldConstIfs(s.body) };
-    default: return s;
+    default: return mapChildren(s, foldConstIfs);
   }
 }
