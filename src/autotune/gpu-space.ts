@@ -6,6 +6,7 @@
 // mutation, the evolutionary search and the cost model are the ones the WebAssembly space uses.
 import { Schedule, type TraceStep } from '../schedule/schedule.js';
 import { type GpuScheduleOptions, gpuTrace } from '../schedule/gpu-schedule.js';
+import { sizeOf } from '../runtime/tensor.js';
 import { type Decisions, DecisionSpace, type Field, type StageSpace, type Value } from './space.js';
 
 /** What the domains of a kernel's knobs are derived from. */
@@ -36,7 +37,7 @@ const pow2Between = (lo: number, hi: number) => { const r: number[] = []; for (l
 /** Threads per workgroup: powers of two up to the target's limit (no more than the largest stage's outputs
  *  need), and the products of whole innermost axes that fit (a workgroup without a split axis). */
 function threadDomain(ctx: GpuSpaceContext): number[] {
-  const most = Math.max(1, ...ctx.stages.map((s) => s.spatial.reduce((a, b) => a * b, 1)));
+  const most = Math.max(1, ...ctx.stages.map((s) => sizeOf(s.spatial)));
   const cap = Math.min(ctx.maxThreads, Math.max(32, 2 ** Math.ceil(Math.log2(most))));
   const out = new Set(pow2Between(32, cap));
   for (const s of ctx.stages) {

@@ -4,7 +4,7 @@
 import v8 from 'node:v8';
 import { buildProgram } from '../compiler/program.js';
 import { WasmExecutor } from '../runtime/executor.js';
-import type { Tensor } from '../runtime/tensor.js';
+import { type Tensor, sizeOf } from '../runtime/tensor.js';
 import { ARRAY, isFloat } from '../runtime/dtype.js';
 import type { TraceStep } from '../schedule/schedule.js';
 import { type BuildOutput, type BuiltHeader, type KernelSpec, kernelFromSpec, kernelMain } from './tasks.js';
@@ -46,7 +46,7 @@ export function randomInputs(header: BuiltHeader, seed: number): Record<string, 
   const feeds: Record<string, Tensor> = {};
   let x = seed >>> 0;
   for (const inp of header.inputs) {
-    const n = inp.shape.reduce((a, b) => a * b, 1);
+    const n = sizeOf(inp.shape);
     const data = new ARRAY[inp.dtype](n);
     if (isFloat(inp.dtype)) {
       const f = data as Float32Array;

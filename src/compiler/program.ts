@@ -3,10 +3,11 @@
 import { BYTES } from '../runtime/dtype.js';
 import { KilnError } from '../runtime/errors.js';
 import type { ArtifactHeader, IOBinding, KernelCall, KernelInfo } from '../runtime/artifact-format.js';
+import { sizeOf } from '../runtime/tensor.js';
 import type { CallNode, ConstNode, FuncNode, GExpr } from '../relay-ir/expr.js';
 import type { OpSpec } from '../relay-ir/op.js';
 import { kernelCalls } from '../relay-ir/passes/fuse-ops.js';
-import { type TensorType, staticShape, isStatic, numel } from '../relay-ir/types.js';
+import { type TensorType, staticShape, isStatic } from '../relay-ir/types.js';
 import { emitWasmModule, kernelPhases } from '../codegen/wasm/codegen.js';
 import { type BuiltKernel, buildKernel, kernelKey } from './kernel.js';
 import type { TraceStep } from '../schedule/schedule.js';
@@ -36,7 +37,7 @@ export interface ProgramOptions {
   traceFor?: (fn: FuncNode, defaultKernel: BuiltKernel) => readonly TraceStep[] | undefined;
 }
 
-const bytesOf = (t: TensorType) => numel(staticShape(t)) * BYTES[t.dtype];
+const bytesOf = (t: TensorType) => sizeOf(staticShape(t)) * BYTES[t.dtype];
 
 /**
  * Bytes one WebAssembly memory can hold on wasm32: 65536 pages of 64 KiB, 4 GiB. V8 (Node 20, Chrome) takes no

@@ -13,7 +13,8 @@ export const tupleType = (fields: readonly Type[]): TupleType => ({ kind: 'tuple
 
 export const isStatic = (t: TensorType): boolean => t.shape.every((d) => typeof d === 'number');
 export const staticShape = (t: TensorType): number[] => t.shape as number[];
-export const numel = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
+/** The element count of a static shape: runtime/tensor.ts sizeOf under its graph-IR name (callers can use sizeOf). */
+export { sizeOf as numel } from '../runtime/tensor.js';
 
 export function printType(t: Type): string {
   if (t.kind === 'tuple') return `(${t.fields.map(printType).join(', ')})`;

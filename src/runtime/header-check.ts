@@ -4,6 +4,7 @@
 import { KilnError } from './errors.js';
 import { BYTES, DTYPES, type DType } from './dtype.js';
 import type { ArtifactHeader } from './artifact-format.js';
+import { sizeOf } from './tensor.js';
 
 export const damaged = (what: string): KilnError =>
   new KilnError('E_ARTIFACT', `artifact is damaged: ${what}`, { hint: 'recompile the model with kiln compile; do not edit or truncate .kiln files' });
@@ -39,7 +40,7 @@ function dtype(v: unknown, path: string): DType {
 }
 function shape(v: unknown, path: string): number[] {
   const s = arr(v, path).map((d, i) => uint(d, `${path}[${i}]`));
-  if (!Number.isSafeInteger(s.reduce((a, b) => a * b, 1))) throw damaged(`${path} [${s}] has more elements than an array can hold`);
+  if (!Number.isSafeInteger(sizeOf(s))) throw damaged(`${path} [${s}] has more elements than an array can hold`);
   return s;
 }
 function triple(v: unknown, path: string): void {
@@ -81,7 +82,7 @@ export function checkHeader(h: unknown, bodyStart: number, fileBytes: number): a
       if (names.has(name)) throw damaged(`${p}.name '${name}' appears twice`);
       names.add(name);
       const t = dtype(o.dtype, `${p}.dtype`);
-      const n = shape(o.shape, `${p}.shape`).reduce((a, d) => a * d, 1);
+      const n = sizeOf(shape(o.shape, `${p}.shape`));
       const offset = uint(o.offset, `${p}.offset`);
       // the executor views it as a typed array of its dtype, which must start at a multiple of the element size
       if (offset % BYTES[t] !== 0) throw damaged(`${p}.offset ${offset} is not a multiple of ${BYTES[t]}, the size of ${t}`);

@@ -7,7 +7,7 @@ import {
   OperatorSetIdProtoSchema, TensorProtoSchema, type AttributeProto, type TensorProto,
 } from './proto/onnx_pb.js';
 import { DTYPE_TO_ONNX, type DType } from '../../runtime/dtype.js';
-import type { Tensor } from '../../runtime/tensor.js';
+import { type Tensor, sizeOf } from '../../runtime/tensor.js';
 
 export type Attr = number | number[] | string | Tensor | { floats: number[] } | { float: number };
 export interface NodeSpec { op: string; inputs: string[]; outputs: string[]; name?: string; attrs?: Record<string, Attr> }
@@ -75,7 +75,7 @@ export function buildModel(s: ModelSpec): Uint8Array {
 /** Deterministic pseudo-random float32 data in [-1, 1). */
 export function randomF32(shape: number[], seed = 1): Tensor {
   let x = seed >>> 0;
-  const n = shape.reduce((a, b) => a * b, 1);
+  const n = sizeOf(shape);
   const data = new Float32Array(n);
   for (let i = 0; i < n; i++) { x = (Math.imul(x, 1664525) + 1013904223) >>> 0; data[i] = x / 2 ** 31 - 1; }
   return { dtype: 'float32', shape, data };

@@ -2,7 +2,7 @@
 // value its argument types alone decide (Shape, Size). This is what turns shape subgraphs such as
 // Shape -> Gather -> Concat -> Reshape into constants. Evaluation is injected: the compiler runs the operator's
 // own compute on the WebAssembly path, so folding and run time share one definition.
-import type { Tensor } from '../../runtime/tensor.js';
+import { type Tensor, sizeOf } from '../../runtime/tensor.js';
 import { type CallNode, type GExpr, type FuncNode, gconst, isFuncCall, rewrite } from '../expr.js';
 import type { OpSpec } from '../op.js';
 import { isStatic } from '../types.js';
@@ -22,7 +22,7 @@ export function foldExpr(root: GExpr, evaluate: Evaluator): GExpr {
       if (v) return gconst(v);
     }
     if (!n.args.every((a) => a.kind === 'const') || !isStatic(n.type)) return undefined;
-    if ((n.type.shape as number[]).reduce((a, b) => a * b, 1) > MAX_FOLD_ELEMENTS) return undefined;
+    if (sizeOf(n.type.shape as number[]) > MAX_FOLD_ELEMENTS) return undefined;
     return gconst(evaluate(n as CallNode & { op: OpSpec }, n.args.map((a) => (a as Extract<GExpr, { kind: 'const' }>).value)));
   });
 }

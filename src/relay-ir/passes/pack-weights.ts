@@ -4,7 +4,7 @@
 // channels a SIMD lane group computes read their weights with one vector load. Only ungrouped convolutions are
 // packed; depthwise ones run their lanes along the output row and read one weight per tap, and so do pointwise
 // ones over few input channels (pixelLanes).
-import type { Tensor } from '../../runtime/tensor.js';
+import { type Tensor, sizeOf } from '../../runtime/tensor.js';
 import { pointwiseConv } from '../../tensor-expr/ops/nn.js';
 import { type CallNode, type ConstNode, type FuncNode, type GExpr, gcall, gconst, isFuncCall, mapFunc } from '../expr.js';
 import type { OpSpec } from '../op.js';
@@ -71,7 +71,7 @@ function transpose2d(t: Tensor): Tensor {
 
 function packBlocks(w: Tensor, b: number): Tensor {
   const [m, ...rest] = w.shape;
-  const inner = rest.reduce((p, q) => p * q, 1), blocks = Math.ceil(m / b);
+  const inner = sizeOf(rest), blocks = Math.ceil(m / b);
   const src = w.data as Float32Array, dst = new Float32Array(blocks * b * inner);
   for (let o = 0; o < m; o++) for (let i = 0; i < inner; i++) dst[(Math.floor(o / b) * inner + i) * b + (o % b)] = src[o * inner + i];
   return { dtype: 'float32', shape: [blocks, ...rest, b], data: dst };

@@ -1,5 +1,6 @@
 // Linear algebra: matmul (numpy semantics), gemm, einsum, matmul_integer, det.
 import { OpPattern, type Attrs } from '../../relay-ir/op.js';
+import { sizeOf } from '../../runtime/tensor.js';
 import { type Dim, tensorType } from '../../relay-ir/types.js';
 import * as E from '../expr.js';
 import { type Expr, type IterVar, constant, int } from '../expr.js';
@@ -80,7 +81,7 @@ defineOp({
   compute: ([a, b, az, bz], _, out) => {
     const zp = (z: Tensor | undefined, i: Expr): Expr => {
       if (!z) return int(0);
-      const n = z.shape.reduce((x, y) => x * y, 1);
+      const n = sizeOf(z.shape);
       return E.cast('int32', at(z, ...z.shape.map((d) => (n === 1 || d === 1 ? int(0) : i))));
     };
     return matmulCompute('matmul_integer', a, b, out.shape, (x, y, m, n) =>

@@ -6,6 +6,7 @@
 // so the cost stays linear in the input size.
 import type { DType } from '../../runtime/dtype.js';
 import { isFloat } from '../../runtime/dtype.js';
+import { sizeOf } from '../../runtime/tensor.js';
 import { OpPattern, type Attrs } from '../../relay-ir/op.js';
 import { type TensorType, tensorType } from '../../relay-ir/types.js';
 import * as E from '../expr.js';
@@ -191,7 +192,7 @@ defineOp({
     if (isFloat(x.dtype) || isFloat(w.dtype)) shapeError(`conv_integer needs integer inputs, got ${x.dtype}, ${w.dtype}`);
     const xs = staticDims(x, 'conv_integer input'), ws = staticDims(w, 'conv_integer weight');
     const { out } = convGeometry(xs, ws, a);
-    const n = (t: TensorType) => (t.shape as number[]).reduce((p, q) => p * q, 1);
+    const n = (t: TensorType) => sizeOf(t.shape as number[]);
     if (n(xz) !== 1) shapeError(`conv_integer: x_zero_point must be a scalar, got [${xz.shape}]`);
     if (n(wz) !== 1 && n(wz) !== ws[0]) shapeError(`conv_integer: w_zero_point shape [${wz.shape}] for ${ws[0]} filters`);
     return tensorType(out, 'int32');
@@ -199,7 +200,7 @@ defineOp({
   compute: ([x, w, xz, wz], a) => {
     const scalar = (t: Tensor) => at(t, ...t.shape.map(() => 0));
     const i32 = (e: Expr) => E.cast('int32', e);
-    const wzAt = (m: Expr) => (wz.shape.reduce((p, q) => p * q, 1) === 1 ? scalar(wz) : at(wz, ...wz.shape.map((d) => (d === 1 ? int(0) : m))));
+    const wzAt = (m: Expr) => (sizeOf(wz.shape) === 1 ? scalar(wz) : at(wz, ...wz.shape.map((d) => (d === 1 ? int(0) : m))));
     return convCompute('conv_integer', x, w, a, int(0),
       (i) => E.sub(i32(E.load(x, i)), i32(scalar(xz))), (i) => E.sub(i32(E.load(w, i)), i32(wzAt(i[0]))));
   },
@@ -342,7 +343,7 @@ defineOp({
     const { win } = poolGeometry(x.shape, a, 'max_pool');
     const lowest = reduceInit('max', x.dtype);
     const nsp = x.shape.length - 2, last = nsp - 1;
-    const others = win.kernel.slice(0, last).reduce((p, q) => p * q, 1);
+    const others = sizeOf(win.kernel.slice(0, last));
     if (nsp >= 2 && win.kernel[last] >= 3 && others >= 3) {
       const lead: Window = { kernel: win.kernel.slice(0, last), strides: win.strides.slice(0, last), dilations: win.dilations.slice(0, last), pads: [...win.pads.slice(0, last), ...win.pads.slice(nsp, nsp + last)] };
       const outShape = outT.shape as readonly number[];
@@ -374,7 +375,7 @@ defineOp({
     const lowest = reduceInit('max', x.dtype);
     const colMajor = num(a, 'storage_order', 0) === 1;
     const sp = x.shape.slice(2);
-    const spSize = sp.reduce((p, q) => p * q, 1);
+    const spSize = sizeOf(sp);
     const mx = compute('max_pool', outT.shape, ([n, c, ...o]) => {
       const pw = poolWindow(x, win, outT.shape, n, c, o);
       return E.rmax(E.select(pw.valid, E.load(x, pw.idx), lowest), pw.axes);
@@ -462,7 +463,7 @@ function globalPool(name: string, floatOnly: boolean, f: (x: Tensor, n: Expr, c:
   });
 }
 const spatialAxes = (x: Tensor): IterVar[] => x.shape.slice(2).map((d, i) => reduceAxis(d, `rs${i}_`));
-const spatialSize = (x: Tensor): number => x.shape.slice(2).reduce((p, q) => p * q, 1);
+const spatialSize = (x: Tensor): number => sizeOf(x.shape.slice(2));
 
 globalPool('global_avg_pool', true, (x, n, c) => {
   const r = spatialAxes(x);
@@ -490,7 +491,7 @@ function moments(
   name: string, statShape: readonly number[], redExtents: readonly number[], dtype: DType,
   xAt: (s: Expr[], r: Expr[]) => Expr, finishVar: (v: Expr) => Expr,
 ): { mean: Tensor; dev: Tensor } {
-  const cnt = redExtents.reduce((p, q) => p * q, 1);
+  const cnt = sizeOf(redExtents);
   // each sum is a top-level reduction (the divides are elementwise stages inlined where used), so the schedule
   // vectorizes it along the reduced axis
   const sum = compute(`${name}_sum`, statShape, (s) => {
@@ -640,7 +641,7 @@ function lastAxesStats(name: string, x: Tensor, axis: number, fn: (v: Expr) => E
   const lead = x.shape.slice(0, axis), rest = x.shape.slice(axis);
   if (centered) return moments(name, lead, rest, x.dtype, (s, r) => at(x, ...s, ...r), fn);
   // uncentered: mean of squares only
-  const cnt = rest.reduce((p, q) => p * q, 1);
+  const cnt = sizeOf(rest);
   const sqSum = compute(`${name}_sqsum`, lead, (s) => {
     const r = rest.map((d, i) => reduceAxis(d, `rn${i}_`));
     return E.sum(sq(at(x, ...s, ...r.map((q) => q.v))), r);

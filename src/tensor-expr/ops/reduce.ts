@@ -2,6 +2,7 @@
 // Every reduction is a top-level `reduce` compute; epilogues (mean's divide, l2's sqrt, ...) are separate
 // elementwise computes that the lowering inlines into the kernel's output stage.
 import { isFloat } from '../../runtime/dtype.js';
+import { sizeOf } from '../../runtime/tensor.js';
 import { OpPattern, type Attrs } from '../../relay-ir/op.js';
 import { type Dim, type TensorType, tensorType } from '../../relay-ir/types.js';
 import * as E from '../expr.js';
@@ -73,7 +74,7 @@ const simple = (name: string, op: ReduceOp, pre: (v: Expr) => Expr = (v) => v, p
   (x, axes, keep) => {
     const r = reduction(name, x.shape, axes, keep, op, (xi) => pre(at(x, ...xi)));
     if (!post) return r;
-    const count = axes.reduce((n, a) => n * x.shape[a], 1);
+    const count = sizeOf(axes.map((a) => x.shape[a]));
     return map(`${name}_post`, r, (v) => post(v, count));
   };
 
@@ -185,7 +186,7 @@ defineOp({
   compute: ([x], a, out) => {
     const axes = softmaxAxes(x, a, 'hardmax');
     const flat = (xi: Expr[]): Expr => axes.reduce<Expr>((acc, ax) => E.add(E.mul(acc, int(x.shape[ax])), xi[ax]), int(0));
-    const total = axes.reduce((n, ax) => n * x.shape[ax], 1);
+    const total = sizeOf(axes.map((ax) => x.shape[ax]));
     const m = reduction('hardmax_max', x.shape, axes, true, 'max', (xi) => at(x, ...xi));
     const first = reduction('hardmax_first', x.shape, axes, true, 'min', (xi) =>
       E.select(E.eq(at(x, ...xi), at(m, ...keptIdx(xi, axes))), flat(xi), int(total)));

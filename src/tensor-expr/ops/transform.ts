@@ -3,7 +3,7 @@
 // and pure index arithmetic over loads, so fusion inlines them into their consumers.
 import type { DType } from '../../runtime/dtype.js';
 import { isFloat } from '../../runtime/dtype.js';
-import { tensor as rtTensor } from '../../runtime/tensor.js';
+import { sizeOf, tensor as rtTensor } from '../../runtime/tensor.js';
 import { OpPattern, type Attrs } from '../../relay-ir/op.js';
 import { type Dim, type TensorType, tensorType, isStatic } from '../../relay-ir/types.js';
 import * as E from '../expr.js';
@@ -12,7 +12,6 @@ import { type Tensor, compute, reduceAxis } from '../tensor.js';
 import { defineOp } from '../op-def.js';
 import { broadcastShapes, bcastLoad, ints, normAxis, num, shapeError, str } from './common.js';
 
-const prodDims = (s: readonly number[]): number => s.reduce((a, b) => a * b, 1);
 const allNum = (s: readonly Dim[]): s is number[] => s.every((d) => typeof d === 'number');
 
 /** An index value (any integer or float dtype) as an int32 index, negative values wrapped by `dim`. */
@@ -53,7 +52,7 @@ function relinearize(idx: readonly Expr[], dims: readonly number[], into: readon
  */
 function reshapeLoad(x: Tensor, idx: readonly Expr[], outShape: readonly number[]): Expr {
   const inShape = x.shape;
-  if (prodDims(inShape) === 0) return E.load(x, inShape.map(() => int(0)));
+  if (sizeOf(inShape) === 0) return E.load(x, inShape.map(() => int(0)));
   const ix: Expr[] = [];
   let i = 0, j = 0;
   while (i < inShape.length || j < outShape.length) {
@@ -83,7 +82,7 @@ defineOp({
   inferType: ([x], a) => {
     const shape = ints(a, 'shape');
     if (shape.some((d) => d < 0 || !Number.isInteger(d))) shapeError(`reshape: target shape [${shape}] must be explicit`);
-    if (allNum(x.shape) && prodDims(x.shape) !== prodDims(shape)) shapeError(`reshape: cannot reshape [${x.shape}] to [${shape}]`);
+    if (allNum(x.shape) && sizeOf(x.shape) !== sizeOf(shape)) shapeError(`reshape: cannot reshape [${x.shape}] to [${shape}]`);
     return tensorType(shape, x.dtype);
   },
   compute: reshapeCompute('reshape'),
@@ -98,7 +97,7 @@ defineOp({
     if (axis < 0) axis += r;
     if (axis < 0 || axis > r) shapeError(`flatten: axis ${num(a, 'axis', 1)} out of range for rank ${r}`);
     const head = x.shape.slice(0, axis), tail = x.shape.slice(axis);
-    const p = (s: Dim[]): Dim => (allNum(s) ? prodDims(s) : s.length === 1 ? s[0] : shapeError('flatten: symbolic dims'));
+    const p = (s: Dim[]): Dim => (allNum(s) ? sizeOf(s) : s.length === 1 ? s[0] : shapeError('flatten: symbolic dims'));
     return tensorType([p(head), p(tail)], x.dtype);
   },
   compute: reshapeCompute('flatten'),
@@ -361,8 +360,8 @@ defineOp({
   name: 'size',
   pattern: OpPattern.Injective,
   inferType: () => tensorType([], 'int64'),
-  foldFromType: ([x]) => (isStatic(x) ? rtTensor('int64', [], [prodDims(x.shape as number[])]) : undefined),
-  compute: ([x]) => compute('size', [], () => E.constant(prodDims(x.shape), 'int64')),
+  foldFromType: ([x]) => (isStatic(x) ? rtTensor('int64', [], [sizeOf(x.shape as number[])]) : undefined),
+  compute: ([x]) => compute('size', [], () => E.constant(sizeOf(x.shape), 'int64')),
 });
 
 // ---- one-hot, trilu, eye-like ----
@@ -511,7 +510,7 @@ defineOp({
       return e;
     };
     const unravel = (j: Expr) => P.map((_, d) => {
-      const stride = prodDims(P.slice(d + 1));
+      const stride = sizeOf(P.slice(d + 1));
       const e = stride === 1 ? j : E.floordiv(j, int(stride));
       return d === 0 ? e : E.floormod(e, int(P[d]));
     });

@@ -2,7 +2,7 @@
 // starts/ends, Tile's repeats, ...) go through c.constValue and become attributes.
 import { ONNX_DTYPE } from '../../../runtime/dtype.js';
 import { KilnError } from '../../../runtime/errors.js';
-import { type Tensor, tensor } from '../../../runtime/tensor.js';
+import { type Tensor, sizeOf, tensor } from '../../../runtime/tensor.js';
 import type { GExpr } from '../../../relay-ir/expr.js';
 import { staticDims } from '../../../tensor-expr/ops/common.js';
 import { type ConvertCtx, converter } from '../converter.js';
@@ -22,8 +22,8 @@ function reshape(c: ConvertCtx, shape: number[]): GExpr {
   const neg = out.filter((d) => d === -1).length;
   if (neg > 1) throw new KilnError('E_SHAPE', `Reshape: more than one -1 in [${shape}]`);
   if (neg || out.some((d) => typeof d !== 'number')) {
-    const total = staticDims(inT, 'Reshape input').reduce((a, b) => a * b, 1);
-    const known = (out as number[]).filter((d) => d !== -1).reduce((a, b) => a * b, 1);
+    const total = sizeOf(staticDims(inT, 'Reshape input'));
+    const known = sizeOf((out as number[]).filter((d) => d !== -1));
     const fixed = out.map((d) => (d === -1 ? (known === 0 ? 0 : total / known) : d)) as number[];
     if (fixed.some((d) => !Number.isInteger(d))) throw new KilnError('E_SHAPE', `Reshape: cannot reshape [${inT.shape}] to [${shape}]`);
     return c.call('reshape', [x], { shape: fixed });
@@ -226,7 +226,7 @@ converter('Compress', 9, (c) => {
     axis = c.int('axis');
     if (axis < 0) axis += r;
   } else {
-    const n = staticDims(c.type(x), 'Compress input').reduce((a, b) => a * b, 1);
+    const n = sizeOf(staticDims(c.type(x), 'Compress input'));
     x = c.call('reshape', [x], { shape: [n] });
   }
   const d = c.type(x).shape[axis] as number;
