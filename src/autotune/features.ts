@@ -4,7 +4,7 @@
 // (all 0 on the CPU).
 import type { Expr, Var } from '../tensor-expr/expr.js';
 import { mentions, visitExpr } from '../tensor-expr/expr.js';
-import type { Buffer, PrimFunc, Stmt } from '../schedule/loop-ir.js';
+import { type Buffer, type PrimFunc, type Stmt, childStmts } from '../schedule/loop-ir.js';
 
 export const FEATURE_NAMES = [
   'log_work', 'vector_frac', 'log_global_loads', 'log_global_stores', 'log_local_tile', 'log_code_size',
@@ -44,13 +44,12 @@ export function loopFeatures(f: PrimFunc): number[] {
         walk(s.body, trips * s.extent, copies * (unrolled ? s.extent : 1), [...loops, { v: s.v, extent: s.extent, kind: s.kind }]);
         return;
       }
-      case 'seq': s.body.forEach((b) => walk(b, trips, copies, loops)); return;
-      case 'if': guards += trips; walk(s.then, trips, copies, loops); if (s.else) walk(s.else, trips, copies, loops); return;
-      case 'decl': case 'alloc':
+      case 'seq': case 'if': case 'decl': case 'alloc': case 'barrier':
+        if (s.k === 'if') guards += trips;
         if (s.k === 'alloc' && s.buf.scope === 'shared') sBytes += s.buf.size * 4;
         else if (s.k === 'alloc') tile = Math.max(tile, s.buf.size);
-        walk(s.body, trips, copies, loops); return;
-      case 'barrier': return;
+        for (const c of childStmts(s)) walk(c, trips, copies, loops);
+        return;
       case 'store': case 'assign': {
         depth = Math.max(depth, loops.length);
         code += copies;

@@ -6,7 +6,7 @@
 // large to copy or loops whose conditions would cut them into many pieces.
 import { type Expr, type Var, add, constant, freshVar, mentions, substitute, visitExpr } from '../../tensor-expr/expr.js';
 import { type Interval, simplify } from '../../tensor-expr/simplify.js';
-import { type Stmt, mapChildren, mapStmtExprs, ownExprs, seq, visitStmt } from '../loop-ir.js';
+import { type Stmt, mapChildren, mapOwnParts, mapStmtExprs, ownExprs, seq, visitStmt } from '../loop-ir.js';
 
 /** Loops longer than this are not scanned (each iteration's conditions are evaluated once at compile time). */
 const MAX_EXTENT = 1024;
@@ -72,22 +72,16 @@ function partition(loop: ForStmt, outer: Map<Var, Interval>): Stmt | undefined {
 /** Simplifies every expression under the loops' ranges and drops branches whose condition became constant. */
 function cleanup(s: Stmt, ranges: Map<Var, Interval>): Stmt {
   switch (s.k) {
-    case 'for': {
-      ranges.set(s.v, { lo: 0, hi: s.extent - 1 });
-      return { ...s, body: cleanup(s.body, ranges) };
-    }
+    case 'for': ranges.set(s.v, { lo: 0, hi: s.extent - 1 }); break;
     case 'seq': return seq(s.body.map((b) => cleanup(b, ranges)));
-    case 'store': return { ...s, index: simplify(s.index, ranges), value: simplify(s.value, ranges) };
     case 'if': {
       const cond = simplify(s.cond, ranges);
       if (cond.k === 'const') return cond.value ? cleanup(s.then, ranges) : s.else ? cleanup(s.else, ranges) : seq([]);
-      return { ...s, cond, then: cleanup(s.then, ranges), else: s.else && cleanup(s.else, ranges) };
+      return mapChildren({ ...s, cond }, (c) => cleanup(c, ranges));
     }
-    case 'decl': return { ...s, init: simplify(s.init, ranges), body: cleanup(s.body, ranges) };
-    case 'assign': return { ...s, value: simplify(s.value, ranges) };
-    case 'alloc': return { ...s, body: cleanup(s.body, ranges) };
-    case 'barrier': return s;
+    default: break;
   }
+  return mapChildren(mapOwnParts(s, { expr: (e) => simplify(e, ranges) }), (c) => cleanup(c, ranges));
 }
 
 const conjuncts = (e: Expr): Expr[] => (e.k === 'bin' && e.op === 'and' && e.dtype === 'bool' ? [...conjuncts(e.a), ...conjuncts(e.b)] : [e]);
