@@ -62,7 +62,7 @@ interface RecordRow {
 export const traceHash = (trace: readonly TraceStep[]) => createHash('sha256').update(JSON.stringify(trace)).digest('hex').slice(0, 32);
 
 const dbError = (path: string, e: unknown) => new KilnError('E_TUNING_DB',
-  `tuning database '${path}' cannot be used: ${(e as Error).message}`,
+  `tuning database '${path}' cannot be used: ${typeof e === 'string' ? e : (e as Error).message}`,
   { hint: 'it is not a Kiln tuning database (or it is corrupt): move it away, or pass another path with --db' });
 
 export class TuningDatabase {
@@ -83,7 +83,7 @@ export class TuningDatabase {
       if (version > SCHEMA_VERSION) {
         throw new KilnError('E_TUNING_DB', `tuning database '${path}' has schema ${version}, this Kiln reads up to ${SCHEMA_VERSION}`, { hint: 'use a newer Kiln, or another --db' });
       }
-      if (version < SCHEMA_VERSION && opts.readonly && version < 1) throw new Error('no Kiln tables');
+      if (version < SCHEMA_VERSION && opts.readonly && version < 1) throw dbError(path, 'no Kiln tables');
       if (version < SCHEMA_VERSION && !opts.readonly) {
         const d = db;
         d.transaction(() => {

@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Piscina } from 'piscina';
 import { requireOptional } from '../node/optional-dependency.js';
+import { KilnError } from '../runtime/errors.js';
 import type { TraceStep } from '../schedule/schedule.js';
 import type { KernelSpec } from './tasks.js';
 import type { BuildOutput } from './tasks.js';
@@ -52,7 +53,7 @@ export function compiledModule(name: string): string {
   if (existsSync(here)) return here;
   const dist = fileURLToPath(new URL(`../../dist/autotune/${name}`, import.meta.url));
   if (existsSync(dist)) return dist;
-  throw new Error(`autotune module ${name} not found (looked at ${here} and ${dist}); build Kiln first (npm run build)`);
+  throw new KilnError('E_IO', `autotune module ${name} not found (looked at ${here} and ${dist})`, { hint: 'build Kiln first: npm run build' });
 }
 
 export class PoolBuilder implements Builder {

@@ -1,5 +1,7 @@
 // A small seeded PRNG (SplitMix32 + mulberry-style mixing): every random choice of the tuner goes through one,
 // so the same seed gives the same candidates.
+import { KilnError } from '../runtime/errors.js';
+
 export class Rng {
   private s: number;
   constructor(seed: number | string) {
@@ -16,7 +18,7 @@ export class Rng {
 
   int(n: number): number { return Math.floor(this.next() * n); }
   pick<T>(xs: readonly T[]): T {
-    if (!xs.length) throw new Error('Rng.pick: empty list');
+    if (!xs.length) throw new KilnError('E_INTERNAL', 'Rng.pick: empty list', { hint: 'please report this' });
     return xs[this.int(xs.length)];
   }
   shuffle<T>(xs: readonly T[]): T[] {

@@ -1,6 +1,7 @@
 // Tuning tasks: the distinct kernels (workloads) of a fused model, with how often the model calls each, and a
 // plain-data form of each kernel's primitive function that worker threads rebuild it from.
 import type { Tensor } from '../runtime/tensor.js';
+import { KilnError } from '../runtime/errors.js';
 import { type FuncNode, type GExpr, type VarNode, gcall, gcallFunc, gconst, gfunc, gvar, isFuncCall, postOrder } from '../relay-ir/expr.js';
 import { kernelCalls } from '../relay-ir/passes/fuse-ops.js';
 import { placedConcatCalls } from '../compiler/program.js';
@@ -32,7 +33,7 @@ export function kernelSpec(fn: FuncNode): KernelSpec {
     if (n.kind === 'var') nodes.push({ k: 'param', i: fn.params.indexOf(n) });
     else if (n.kind === 'const') nodes.push({ k: 'const', value: n.value });
     else if (n.kind === 'call' && !isFuncCall(n)) nodes.push({ k: 'call', op: (n.op as OpSpec).name, args: n.args.map((a) => id.get(a)!), attrs: n.attrs, origin: [...n.origin] });
-    else throw new Error(`kernelSpec: unexpected ${n.kind} in a primitive function`);
+    else throw new KilnError('E_INTERNAL', `kernelSpec: unexpected ${n.kind} in a primitive function`, { hint: 'please report this with the model' });
     id.set(n, nodes.length - 1);
   }
   return { params: fn.params.map((p) => ({ name: p.name, type: p.type })), nodes };

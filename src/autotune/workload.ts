@@ -2,6 +2,7 @@
 // order of appearance, shapes and dtypes included) and hashed with a format version. The same kernel built in
 // any process on any machine gets the same key; a different shape, dtype or computation gets another.
 import { createHash } from 'node:crypto';
+import { KilnError } from '../runtime/errors.js';
 import type { Expr, Var } from '../tensor-expr/expr.js';
 import type { Tensor } from '../tensor-expr/tensor.js';
 import { topoComputes } from '../schedule/schedule.js';
@@ -19,7 +20,7 @@ export function canonicalTE(inputs: readonly Tensor[], outputs: readonly Tensor[
   const v = (x: Var) => { let n = vname.get(x); if (n === undefined) { n = `v${vname.size}`; vname.set(x, n); } return n; };
   const bufName = (b: object) => {
     const n = tname.get(b);
-    if (n === undefined) throw new Error('canonicalTE: load from a tensor outside the kernel');
+    if (n === undefined) throw new KilnError('E_INTERNAL', 'canonicalTE: load from a tensor outside the kernel', { hint: 'please report this with the model' });
     return n;
   };
   const pe = (e: Expr): string => {

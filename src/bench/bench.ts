@@ -16,6 +16,7 @@ import { compile } from '../compiler/compile.js';
 import { load } from '../index.js';
 import type { LoadedModel } from '../runtime/index.js';
 import type { Tensor } from '../runtime/tensor.js';
+import { KilnError } from '../runtime/errors.js';
 import { decodeTensorProto } from '../frontend/onnx/tensor-proto.js';
 import { DEFAULT_TOLERANCE, compareTensors } from '../conformance/compare.js';
 import { ParallelScaling, measureSimdPeak, type SimdPeak } from './simd-peak.js';
@@ -68,11 +69,11 @@ function parse(argv: string[]) {
     },
   });
   const models = (values.models ?? ALL_MODELS.join(',')).split(',').map((s) => s.trim()).filter(Boolean);
-  for (const m of models) if (!ALL_MODELS.includes(m)) throw new Error(`unknown model '${m}' (known: ${ALL_MODELS.join(', ')})`);
+  for (const m of models) if (!ALL_MODELS.includes(m)) throw new KilnError('E_USAGE', `unknown model '${m}'`, { hint: `known: ${ALL_MODELS.join(', ')}` });
   const threads = (values.threads ?? '1,2').split(',').map(Number);
-  if (threads.some((t) => !Number.isInteger(t) || t < 1)) throw new Error(`bad --threads '${values.threads}'`);
+  if (threads.some((t) => !Number.isInteger(t) || t < 1)) throw new KilnError('E_USAGE', `bad --threads '${values.threads}'`, { hint: 'give whole numbers >= 1, comma-separated' });
   const runs = Number(values.runs ?? 10);
-  if (!Number.isInteger(runs) || runs < 1) throw new Error(`bad --runs '${values.runs}'`);
+  if (!Number.isInteger(runs) || runs < 1) throw new KilnError('E_USAGE', `bad --runs '${values.runs}'`, { hint: 'give a whole number >= 1' });
   const budgetS = Number(values.budget ?? 60);
   return { values, models, threads, runs, budgetS, peakMs: Number(values['peak-ms'] ?? 1500) };
 }
@@ -92,7 +93,7 @@ function loadCase(name: string): LoadedCase {
   }
   const dir = join('.cache', 'models', name);
   const modelPath = join(dir, 'model.onnx');
-  if (!existsSync(modelPath)) throw new Error(`no model at ${modelPath}: generate the fixtures first (npm run fixtures)`);
+  if (!existsSync(modelPath)) throw new KilnError('E_IO', `no model at ${modelPath}`, { hint: 'generate the fixtures first: npm run fixtures' });
   const set = join(dir, 'test_data_set_0');
   const files = readdirSync(set).filter((f) => f.startsWith('input_')).sort((a, b) => Number(a.match(/\d+/)) - Number(b.match(/\d+/)));
   const tensors = files.map((f) => decodeTensorProto(readFileSync(join(set, f))));

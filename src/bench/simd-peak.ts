@@ -5,6 +5,7 @@
 // every accumulator converging to b / (1 - x): no overflow, no denormals. Built with binaryen.
 import binaryen from 'binaryen';
 import { Worker } from 'node:worker_threads';
+import { KilnError } from '../runtime/errors.js';
 
 const ACC = 16;
 const UNROLL = 2;
@@ -56,7 +57,7 @@ export function peakModule(relaxed: boolean): Uint8Array {
   ], binaryen.f32);
   m.addFunction('peak', binaryen.createType([i32]), binaryen.f32, [i32, v128, v128, ...new Array(2 * ACC).fill(v128)], fn);
   m.addFunctionExport('peak', 'peak');
-  if (!m.validate()) throw new Error('simd peak module does not validate');
+  if (!m.validate()) throw new KilnError('E_INTERNAL', 'simd peak module does not validate', { hint: 'please report this with the Node version' });
   // No binaryen optimization: it must not fold or reorder the chains away.
   const bytes = m.emitBinary();
   m.dispose();

@@ -3,6 +3,7 @@
 // window.kilnDemo exposes the state (backend, last input tensor, top-5, latency) for the end-to-end test.
 import { load, type LoadedModel } from '../runtime/index.js';
 import type { GpuDevice } from '../runtime/webgpu.js';
+import { KilnError } from '../runtime/errors.js';
 import { preprocessImageNet, topK } from './preprocess.js';
 
 interface DemoState {
@@ -41,7 +42,7 @@ async function gpuDevice(): Promise<{ device?: GpuDevice; why?: string }> {
 async function init(): Promise<void> {
   const t0 = performance.now();
   const [bytes, info] = await Promise.all([
-    fetch('/model.kiln').then((r) => { if (!r.ok) throw new Error(`GET /model.kiln: ${r.status}`); return r.arrayBuffer(); }),
+    fetch('/model.kiln').then((r) => { if (!r.ok) throw new KilnError('E_IO', `GET /model.kiln: ${r.status}`, { hint: 'serve the demo with a compiled model.kiln beside it' }); return r.arrayBuffer(); }),
     fetch('/info.json').then((r) => r.json() as Promise<{ name: string; labels?: string[] }>),
   ]);
   labels = info.labels;
@@ -63,7 +64,7 @@ async function init(): Promise<void> {
   const inp = model.inputs[0];
   const shape = inp.shape.map(Number);
   if (model.inputs.length !== 1 || inp.dtype !== 'float32' || shape.length !== 4 || shape[0] !== 1 || shape[1] !== 3 || shape[2] !== shape[3]) {
-    throw new Error(`the demo needs one float32 input of shape [1,3,S,S]; this model takes ${model.inputs.map((i) => `${i.name}: ${i.dtype}[${i.shape}]`).join(', ')}`);
+    throw new KilnError('E_INPUT', `the demo needs one float32 input of shape [1,3,S,S]; this model takes ${model.inputs.map((i) => `${i.name}: ${i.dtype}[${i.shape}]`).join(', ')}`, { hint: 'compile an image classifier (e.g. squeezenet1_1) for the demo' });
   }
   inputName = inp.name;
   size = shape[2];

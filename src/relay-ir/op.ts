@@ -1,6 +1,7 @@
 // The graph IR's view of an operator: name, fusion pattern kind and type rule. Operators register themselves
 // here from their single definition in src/tensor-expr/ops (which adds the compute).
 import type { Tensor } from '../runtime/tensor.js';
+import { KilnError } from '../runtime/errors.js';
 import type { TensorType } from './types.js';
 
 /** TVM's op-pattern kinds: fusion rules compare them (lower is easier to fuse). */
@@ -28,13 +29,13 @@ export interface OpSpec {
 const registry = new Map<string, OpSpec>();
 
 export function registerOp(spec: OpSpec): void {
-  if (registry.has(spec.name)) throw new Error(`operator ${spec.name} defined twice`);
+  if (registry.has(spec.name)) throw new KilnError('E_INTERNAL', `operator ${spec.name} defined twice`, { hint: 'please report this' });
   registry.set(spec.name, spec);
 }
 
 export function getOp(name: string): OpSpec {
   const op = registry.get(name);
-  if (!op) throw new Error(`unknown graph operator ${name}`);
+  if (!op) throw new KilnError('E_INTERNAL', `unknown graph operator ${name}`, { hint: 'please report this with the model' });
   return op;
 }
 

@@ -2,6 +2,7 @@
 import { type FuncNode, type GExpr, isFuncCall, opName, postOrder } from './expr.js';
 import type { AttrValue } from './op.js';
 import { printType } from './types.js';
+import { KilnError } from '../runtime/errors.js';
 
 function attr(v: AttrValue): string {
   return Array.isArray(v) ? `[${v.join(',')}]` : JSON.stringify(v);
@@ -21,7 +22,7 @@ export function printFunc(fn: FuncNode): string {
       names.set(e, name);
       return name;
     }
-    throw new Error('printer: unvisited node');
+    throw new KilnError('E_INTERNAL', 'printer: unvisited node', { hint: 'please report this with the model' });
   };
   for (const e of postOrder(fn.body)) {
     if (e.kind === 'call') {

@@ -1,5 +1,6 @@
 // Types of the graph IR: tensors with static or symbolic dims, and tuples of them.
 import type { DType } from '../runtime/dtype.js';
+import { KilnError } from '../runtime/errors.js';
 
 /** A dimension: a number when known at compile time, a name (e.g. "batch") when symbolic. */
 export type Dim = number | string;
@@ -22,6 +23,6 @@ export function printType(t: Type): string {
 }
 
 export function asTensor(t: Type, what: string): TensorType {
-  if (t.kind !== 'tensor') throw new Error(`${what}: expected a tensor, got a tuple`);
+  if (t.kind !== 'tensor') throw new KilnError('E_INTERNAL', `${what}: expected a tensor, got a tuple`, { hint: 'please report this with the model' });
   return t;
 }

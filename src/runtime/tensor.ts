@@ -1,4 +1,5 @@
 import { ARRAY, type DType, type TypedArray } from './dtype.js';
+import { KilnError } from './errors.js';
 
 /** A dense, row-major tensor as the runtime and the compiler exchange it. */
 export interface Tensor {
@@ -13,7 +14,7 @@ export function tensor(dtype: DType, shape: number[], values?: ArrayLike<number 
   const n = sizeOf(shape);
   const data = new ARRAY[dtype](n);
   if (values) {
-    if (values.length !== n) throw new Error(`tensor: ${values.length} values for shape [${shape}]`);
+    if (values.length !== n) throw new KilnError('E_INPUT', `tensor: ${values.length} values for shape [${shape}], which holds ${n}`, { hint: 'give one value per element' });
     const wide = dtype === 'int64' || dtype === 'uint64';
     for (let i = 0; i < n; i++) {
       const v = values[i];

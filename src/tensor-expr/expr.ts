@@ -3,6 +3,7 @@
 import type { DType } from '../runtime/dtype.js';
 import { isFloat, isUnsigned, isWide } from '../runtime/dtype.js';
 import type { UnaryMathFn, BinaryMathFn } from '../runtime/math.js';
+import { KilnError } from '../runtime/errors.js';
 
 /** Anything an expression can load from: a tensor-expression tensor, or a loop-IR buffer. */
 export interface Buf {
@@ -57,11 +58,13 @@ export function constant(value: number | bigint, dtype: DType): Expr {
 }
 export const int = (v: number): Expr => constant(v, INDEX);
 const lift = (x: ExprLike, dtype: DType): Expr => (typeof x === 'number' ? constant(x, dtype) : x);
+/** A malformed expression: an operator definition built it wrong (a bug in Kiln, not in the model). */
+const internal = (msg: string) => new KilnError('E_INTERNAL', msg, { hint: 'please report this with the model' });
 
 function bin(op: BinOp, a: ExprLike, b: ExprLike): Expr {
   const dt = typeof a === 'number' ? (typeof b === 'number' ? INDEX : b.dtype) : a.dtype;
   const ea = lift(a, dt), eb = lift(b, dt);
-  if (ea.dtype !== eb.dtype) throw new Error(`${op}: dtype mismatch ${ea.dtype} vs ${eb.dtype}`);
+  if (ea.dtype !== eb.dtype) throw internal(`${op}: dtype mismatch ${ea.dtype} vs ${eb.dtype}`);
   const cmp = op === 'eq' || op === 'ne' || op === 'lt' || op === 'le' || op === 'gt' || op === 'ge';
   return { k: 'bin', op, a: ea, b: eb, dtype: cmp ? 'bool' : dt };
 }
@@ -95,15 +98,15 @@ export function unary(op: UnOp, a: Expr): Expr {
 export function select(c: Expr, a: ExprLike, b: ExprLike): Expr {
   const dt = typeof a === 'number' ? (typeof b === 'number' ? INDEX : b.dtype) : a.dtype;
   const ea = lift(a, dt), eb = lift(b, dt);
-  if (c.dtype !== 'bool') throw new Error(`select: condition must be bool, got ${c.dtype}`);
-  if (ea.dtype !== eb.dtype) throw new Error(`select: dtype mismatch ${ea.dtype} vs ${eb.dtype}`);
+  if (c.dtype !== 'bool') throw internal(`select: condition must be bool, got ${c.dtype}`);
+  if (ea.dtype !== eb.dtype) throw internal(`select: dtype mismatch ${ea.dtype} vs ${eb.dtype}`);
   return { k: 'select', c, a: ea, b: eb, dtype: dt };
 }
 export function cast(dtype: DType, a: Expr): Expr {
   return a.dtype === dtype ? a : { k: 'cast', a, dtype };
 }
 export function load(buf: Buf, idx: readonly ExprLike[]): Expr {
-  if (idx.length !== buf.shape.length) throw new Error(`load ${buf.name}: ${idx.length} indices for rank ${buf.shape.length}`);
+  if (idx.length !== buf.shape.length) throw internal(`load ${buf.name}: ${idx.length} indices for rank ${buf.shape.length}`);
   return { k: 'load', buf, idx: idx.map((i) => lift(i, INDEX)), dtype: buf.dtype };
 }
 export function reduce(op: ReduceOp, body: Expr, axes: readonly IterVar[]): Expr {

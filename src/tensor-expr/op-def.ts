@@ -3,6 +3,7 @@
 import { type Attrs, type OpSpec, registerOp } from '../relay-ir/op.js';
 import type { TensorType } from '../relay-ir/types.js';
 import type { Tensor } from './tensor.js';
+import { KilnError } from '../runtime/errors.js';
 
 export interface OpDef extends OpSpec {
   /** Builds the output tensor from input tensors; `out` is the (static) inferred output type. */
@@ -19,6 +20,6 @@ export function defineOp(def: OpDef): OpDef {
 
 export function getOpDef(name: string): OpDef {
   const d = defs.get(name);
-  if (!d) throw new Error(`no compute for operator ${name}`);
+  if (!d) throw new KilnError('E_INTERNAL', `no compute for operator ${name}`, { hint: 'please report this with the model' });
   return d;
 }

@@ -14,6 +14,7 @@
 // nonzeros with other values; a transform row is a select over the matrix rows by the row index, and the schedule
 // unrolls that index (hint unrollAxis), so each copy keeps only its own row's terms.
 import type { Tensor as Constant } from '../../runtime/tensor.js';
+import { KilnError } from '../../runtime/errors.js';
 import { type Attrs, OpPattern } from '../../relay-ir/op.js';
 import { tensorType } from '../../relay-ir/types.js';
 import * as E from '../expr.js';
@@ -187,7 +188,7 @@ defineOp({
  */
 export function winogradWeights(w: Constant, tile: WinogradTile = 2): Constant {
   const [K, C, r1, r2] = w.shape;
-  if (r1 !== WINOGRAD_R || r2 !== WINOGRAD_R || w.dtype !== 'float32') throw new Error(`winogradWeights: expected float32 [K, C, 3, 3], got ${w.dtype} [${w.shape}]`);
+  if (r1 !== WINOGRAD_R || r2 !== WINOGRAD_R || w.dtype !== 'float32') throw new KilnError('E_INTERNAL', `winogradWeights: expected float32 [K, C, 3, 3], got ${w.dtype} [${w.shape}]`, { hint: 'please report this with the model' });
   const G = MATH[tile].G, ALPHA = G.length;
   const src = w.data as Float32Array, dst = new Float32Array(ALPHA * ALPHA * K * C);
   const g = new Float64Array(9), gg = new Float64Array(ALPHA * WINOGRAD_R);
