@@ -24,6 +24,10 @@ import { type Expr, type Var, visitExpr } from '../tensor-expr/expr.js';
 import type { Interval } from '../tensor-expr/simplify.js';
 import { planSharedReads } from './lower.js';
 import { BYTES } from '../runtime/dtype.js';
+import { TARGET_CAPS } from '../codegen/common/target-caps.js';
+
+/** The limits every WebGPU device guarantees: the default schedule fits them (CUDA's are wider). */
+const WEBGPU_LIMITS = TARGET_CAPS.webgpu.gpu!;
 
 export const GPU_THREADS = 64;
 
@@ -149,10 +153,10 @@ function tileTrace(sch: Schedule, st: Stage, stage: number, opts: GpuScheduleOpt
   // tile's start stays a multiple of it: packed weights index with floordiv/floormod by 4)
   let tI = Math.min(Math.floor((opts.tileRows ?? 64) / regRows), Math.ceil(i.extent / regRows));
   let tJ = Math.min(Math.floor((opts.tileCols ?? 64) / regCols), Math.ceil(j.extent / regCols));
-  const maxThreads = opts.maxThreads ?? 256;
+  const maxThreads = opts.maxThreads ?? WEBGPU_LIMITS.maxThreadsPerBlock;
   while (tI * tJ > maxThreads) { if (tI >= tJ) tI = Math.ceil(tI / 2); else tJ = Math.ceil(tJ / 2); }
   const k0 = red[0];
-  const budget = opts.sharedBytes ?? 16384;
+  const budget = opts.sharedBytes ?? WEBGPU_LIMITS.maxSharedBytes;
   for (let kt = Math.min(opts.tileK ?? 8, pow2ceil(k0.extent)); kt >= 1; kt /= 2) {
     const steps: TraceStep[] = [
       { p: 'split', stage, axis: i.name, factor: tI * regRows },

@@ -16,6 +16,7 @@ import { runPasses } from '../../relay-ir/pass-manager.js';
 import type { LoopPass } from '../../schedule/loop-passes.js';
 import { tempLayout } from '../../compiler/memory-plan.js';
 import { alignedLaneBase } from '../lanes.js';
+import { TARGET_CAPS } from '../common/target-caps.js';
 
 export type SmTarget = 80 | 86 | 90;
 export const SM_TARGETS: readonly SmTarget[] = [80, 86, 90];
@@ -152,8 +153,9 @@ class EntryEmitter {
     const empty = [...this.dims.values()].some((n) => n <= 0);
     const grid: [number, number, number] = empty ? [0, 0, 0] : [d('blockIdx.x'), d('blockIdx.y'), d('blockIdx.z')];
     const block: [number, number, number] = [d('threadIdx.x'), d('threadIdx.y'), d('threadIdx.z')];
-    if (block[0] * block[1] * block[2] > 1024) throw new KilnError('E_INTERNAL', `PTX codegen: ${this.entry} has ${block.join('x')} threads per block (max 1024)`);
-    if (grid[0] > 2 ** 31 - 1 || grid[1] > 65535 || grid[2] > 65535) throw new KilnError('E_INTERNAL', `PTX codegen: ${this.entry} grid ${grid.join('x')} exceeds 65535 in y or z`);
+    const L = TARGET_CAPS.cuda.gpu!;
+    if (block[0] * block[1] * block[2] > L.maxThreadsPerBlock) throw new KilnError('E_INTERNAL', `PTX codegen: ${this.entry} has ${block.join('x')} threads per block (max ${L.maxThreadsPerBlock})`);
+    if (grid.some((n, i) => n > L.maxGrid[i])) throw new KilnError('E_INTERNAL', `PTX codegen: ${this.entry} grid ${grid.join('x')} exceeds ${L.maxGrid.join('x')}`);
 
     // pointer parameters
     const bufs = [...this.f.inputs, ...this.f.outputs];

@@ -38,7 +38,8 @@
 // too gets a second read-only binding of vec4 type on the same buffer (read-only aliasing is valid WebGPU), while
 // the stage stays within the 8 storage bindings every device has. Otherwise its vec4 accesses stay scalar: a vec4
 // store becomes four stores, a vec4 load four loads. All of it is decided at compile time from the loop IR.
-import type { DType } from '../../runtime/dtype.js';
+import { BYTES, type DType } from '../../runtime/dtype.js';
+import { TARGET_CAPS } from '../common/target-caps.js';
 import { KilnError } from '../../runtime/errors.js';
 import { type Expr, type Var, mapExpr, printExpr, visitExpr } from '../../tensor-expr/expr.js';
 import { fixVar } from '../../tensor-expr/simplify.js';
@@ -124,10 +125,11 @@ function f32Word(v: number): number {
   return new Uint32Array(f.buffer)[0];
 }
 
-export const MAX_WORKGROUPS_PER_DIM = 65535;
+const CAPS = TARGET_CAPS.webgpu;
+export const MAX_WORKGROUPS_PER_DIM = CAPS.gpu!.maxGrid[0];
 
 /** Tensor types the WebGPU target lacks (float64 intermediates of a kernel are computed in f32: demoteF64). */
-const UNSUPPORTED_DTYPES: ReadonlySet<DType> = new Set(['float64']);
+const UNSUPPORTED_DTYPES: ReadonlySet<DType> = new Set((Object.keys(BYTES) as DType[]).filter((t) => !CAPS.tensorDtypes.includes(t)));
 const isWide = (t: DType) => t === 'int64' || t === 'uint64';
 const WIDE = 'vec2<u32>';
 
@@ -209,7 +211,7 @@ function demoteF64(f: PrimFunc): PrimFunc {
 export const WGSL_LOOP_PASSES: readonly LoopPass[] = [{ name: 'demote-float64', run: demoteF64 }];
 
 /** Storage buffers a stage may bind on every WebGPU device (maxStorageBuffersPerShaderStage's minimum). */
-const MAX_STORAGE_BINDINGS = 8;
+const MAX_STORAGE_BINDINGS = CAPS.gpu!.maxStorageBuffers!;
 
 type Load = Extract<Expr, { k: 'load' }>;
 type ForStmt = Extract<Stmt, { k: 'for' }>;

@@ -1,0 +1,57 @@
+// What each target can do, as data: the lowering, the schedules, the tuner and the verifier read limits and
+// capabilities from here instead of keeping their own constants. GPU limits are the guaranteed minimums a kernel
+// may assume without asking the device (WebGPU's spec defaults; CUDA's for every sm_80+ GPU).
+import type { DType } from '../../runtime/dtype.js';
+
+export type TargetName = 'wasm' | 'webgpu' | 'cuda';
+
+/** How a target computes a 64-bit integer. */
+export type Int64Support = 'native' | 'u32-pairs';
+/** How a target computes float64: natively, in float32 (intermediates only; float64 tensors rejected). */
+export type Float64Support = 'native' | 'float32';
+/**
+ * Where exp, log, sin, tanh, erf... come from: functions imported from the host (inline float32 forms for the
+ * common ones), the shading language's builtins (helpers for the ones it lacks), or approximate instructions
+ * (ex2, lg2, sin, cos) with range reduction and polynomials around them.
+ */
+export type TranscendentalSupport = 'host-import' | 'shader-builtins' | 'approx-instructions';
+
+export interface GpuLimits {
+  /** Threads (invocations) of one block (workgroup). */
+  readonly maxThreadsPerBlock: number;
+  /** Threads along x, y, z of one block. */
+  readonly maxBlockDim: readonly [number, number, number];
+  /** Blocks (workgroups) along x, y, z of one launch (dispatch). */
+  readonly maxGrid: readonly [number, number, number];
+  /** Shared (workgroup) memory of one block, in bytes. */
+  readonly maxSharedBytes: number;
+  /** Storage buffers one shader stage may bind (WebGPU), else undefined. */
+  readonly maxStorageBuffers?: number;
+}
+
+export interface TargetCaps {
+  readonly name: TargetName;
+  /** Tensor dtypes its kernels read and write (others are rejected with E_UNSUPPORTED). */
+  readonly tensorDtypes: readonly DType[];
+  readonly int64: Int64Support;
+  readonly float64: Float64Support;
+  readonly transcendentals: TranscendentalSupport;
+  /** float32 lanes of its vector operations (1: scalar only). */
+  readonly f32VectorLanes: number;
+  /** Thread binding and launch limits (GPU targets). */
+  readonly gpu?: GpuLimits;
+}
+
+const ALL: readonly DType[] = ['float32', 'float64', 'int8', 'int16', 'int32', 'int64', 'uint8', 'uint16', 'uint32', 'uint64', 'bool'];
+
+export const TARGET_CAPS: Readonly<Record<TargetName, TargetCaps>> = {
+  wasm: { name: 'wasm', tensorDtypes: ALL, int64: 'native', float64: 'native', transcendentals: 'host-import', f32VectorLanes: 4 },
+  webgpu: {
+    name: 'webgpu', tensorDtypes: ALL.filter((t) => t !== 'float64'), int64: 'u32-pairs', float64: 'float32', transcendentals: 'shader-builtins', f32VectorLanes: 4,
+    gpu: { maxThreadsPerBlock: 256, maxBlockDim: [256, 256, 64], maxGrid: [65535, 65535, 65535], maxSharedBytes: 16384, maxStorageBuffers: 8 },
+  },
+  cuda: {
+    name: 'cuda', tensorDtypes: ALL, int64: 'native', float64: 'native', transcendentals: 'approx-instructions', f32VectorLanes: 4,
+    gpu: { maxThreadsPerBlock: 1024, maxBlockDim: [1024, 1024, 64], maxGrid: [2 ** 31 - 1, 65535, 65535], maxSharedBytes: 48 * 1024 },
+  },
+};
