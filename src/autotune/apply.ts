@@ -9,6 +9,7 @@
 import type { FuncNode } from '../relay-ir/expr.js';
 import type { BuiltKernel } from '../compiler/kernel.js';
 import { Schedule, type TraceStep } from '../schedule/schedule.js';
+import { KilnError } from '../runtime/errors.js';
 import type { TuningDatabase } from './database.js';
 import { type TargetInfo, detectTarget } from './target.js';
 import { workloadOf } from './workload.js';
@@ -59,7 +60,7 @@ export function tunedTraces(db: TuningDatabase, target: TargetInfo = detectTarge
       const sch = new Schedule([def.output]);
       for (const s of rec.trace) sch.apply(s);
     } catch (e) {
-      stale.push({ kernel: def.prim.name, workload: w.key, error: (e as Error).message });
+      stale.push({ kernel: def.prim.name, workload: w.key, error: e instanceof KilnError ? e.detail : (e as Error).message });
       return undefined;
     }
     const isDefault = JSON.stringify(rec.trace) === JSON.stringify(def.trace);

@@ -13,7 +13,8 @@
 //  - an injective producer: inlined into its consumers or computed at the root;
 //  - anything else keeps its default steps.
 // A candidate (Decisions) turns into a TraceStep[] that Schedule.apply replays.
-import { Schedule, type Stage, type TraceStep, defaultTrace, laneReductionSteps, registerTileShape, threadAndUnrollSteps, vectorizeSteps, worthMaterializing } from '../schedule/schedule.js';
+import { Schedule, type Stage, type TraceStep } from '../schedule/schedule.js';
+import { defaultTrace, laneReductionSteps, registerTileShape, threadAndUnrollSteps, vectorizeSteps, worthMaterializing } from '../schedule/cpu-schedule.js';
 import type { Rng } from './rng.js';
 
 export type Value = number | boolean | number[];

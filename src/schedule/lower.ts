@@ -7,7 +7,8 @@ import {
 import { simplify, bound, type Interval } from '../tensor-expr/simplify.js';
 import type { Tensor } from '../tensor-expr/tensor.js';
 import { type Buffer, type PrimFunc, type Stmt, buffer, seq } from './loop-ir.js';
-import type { Schedule, Stage, Axis } from './schedule.js';
+import { type Schedule, type Stage, type Axis, SCHEDULE_HINT } from './schedule.js';
+import { KilnError } from '../runtime/errors.js';
 import { runPasses } from '../relay-ir/pass-manager.js';
 import { LOWER, LOWERING_LOOP_PASSES } from './loop-passes.js';
 
@@ -178,7 +179,7 @@ function lowerStage(sch: Schedule, st: Stage, ctx: LowerCtx): Stmt {
   }
   // Reduction loops interleaved with spatial ones: accumulate in the output buffer.
   if (st.relations.some((x) => x.kind === 'split' && x.shiftTail)) {
-    throw new Error(`stage ${t.name}: a shiftTail split would accumulate overlapping elements twice in the output buffer`);
+    throw new KilnError('E_INTERNAL', `stage ${t.name}: a shiftTail split would accumulate overlapping elements twice in the output buffer`, { hint: SCHEDULE_HINT });
   }
   const idx = storeIndex();
   const cur: Expr = { k: 'load', buf: out, idx: [idx], dtype: out.dtype };
@@ -202,7 +203,7 @@ function lowerLaneReduction(st: Stage, r: Extract<Expr, { k: 'reduce' }>, body: 
   const first = st.leaves.findIndex((a) => a.reduce);
   const spatial = st.leaves.slice(0, first);
   if (st.leaves.slice(first).some((a) => !a.reduce) || lane.extent !== 4) {
-    throw new Error(`stage ${st.tensor.name}: a vectorized reduction axis needs 4 lanes and every spatial loop outside the reduction`);
+    throw new KilnError('E_INTERNAL', `stage ${st.tensor.name}: a vectorized reduction axis needs 4 lanes and every spatial loop outside the reduction`, { hint: SCHEDULE_HINT });
   }
   const accLeaf = laneAccumulatorLeaf(st);
   const red = st.leaves.slice(first, accLeaf ? -2 : -1);
@@ -262,7 +263,7 @@ function lowerLocalTile(st: Stage, r: Extract<Expr, { k: 'reduce' }>, body: Expr
   const outer = st.leaves.slice(0, first);
   const rest = st.leaves.slice(first);
   if (blocks.length && (plan || st.relations.some((x) => x.kind === 'split' && x.shiftTail && !x.parent.reduce))) {
-    throw new Error(`stage ${st.tensor.name}: a reduction loop outside the tile loops needs tiles without shifted tails or shared reads`);
+    throw new KilnError('E_INTERNAL', `stage ${st.tensor.name}: a reduction loop outside the tile loops needs tiles without shifted tails or shared reads`, { hint: SCHEDULE_HINT });
   }
   const reduceLeaves = rest.filter((a) => a.reduce), inner = rest.filter((a) => !a.reduce);
   const size = inner.reduce((n, a) => n * a.extent, 1);
@@ -361,7 +362,7 @@ export function planSharedReads(st: Stage, bind: ReadonlyMap<Var, Expr>, ctx: { 
   const outer = st.leaves.slice(0, first), rest = st.leaves.slice(first);
   const order = [...outer, ...rest.filter((a) => a.reduce), ...rest.filter((a) => !a.reduce)];
   const threadLeaves = outer.filter((a) => isThreadKind(a.kind));
-  if (st.leaves.some((a) => isThreadKind(a.kind) && !outer.includes(a))) throw new Error(`cacheRead: stage ${st.tensor.name} has thread-bound loops inside its reduction`);
+  if (st.leaves.some((a) => isThreadKind(a.kind) && !outer.includes(a))) throw new KilnError('E_INTERNAL', `cacheRead: stage ${st.tensor.name} has thread-bound loops inside its reduction`, { hint: SCHEDULE_HINT });
   const reads: SharedRead[] = [];
   // loops of one iteration are 0: a tile that covers a whole axis still starts at a multiple of its size
   const unit = new Map<Var, Expr>(st.leaves.filter((a) => a.extent === 1).map((a) => [a.v, int(0)]));
@@ -373,7 +374,7 @@ export function planSharedReads(st: Stage, bind: ReadonlyMap<Var, Expr>, ctx: { 
   };
   for (const { tensor, at } of st.sharedReads) {
     const atPos = order.findIndex((a) => a.name === at);
-    if (atPos < first || !order[atPos].reduce) throw new Error(`cacheRead: '${at}' is not a reduction loop of stage ${st.tensor.name}'s tile`);
+    if (atPos < first || !order[atPos].reduce) throw new KilnError('E_INTERNAL', `cacheRead: '${at}' is not a reduction loop of stage ${st.tensor.name}'s tile`, { hint: SCHEDULE_HINT });
     const varying = new Set<Var>([...order.slice(atPos + 1), ...threadLeaves].map((a) => a.v));
     const dims = tensor.shape.map((dim, d) => {
       let f: Expr | undefined, lo = Infinity, hi = -Infinity, ok = true;
@@ -471,8 +472,8 @@ export function planSharedReads(st: Stage, bind: ReadonlyMap<Var, Expr>, ctx: { 
 function lowerTreeStage(st: Stage, t: Tensor, out: Buffer, storeIndex: () => Expr, bind: Map<Var, Expr>,
   spatialGuards: Expr[], ctx: LowerCtx): Stmt {
   const T = st.treeThreads!;
-  if (st.leaves.some((a) => isThreadKind(a.kind))) throw new Error(`crossThreadReduce: stage ${t.name} binds other loops to threads`);
-  if (st.relations.some((r) => (r.kind === 'split' ? r.parent : r.outer).reduce)) throw new Error(`crossThreadReduce: stage ${t.name} splits or fuses reduction axes`);
+  if (st.leaves.some((a) => isThreadKind(a.kind))) throw new KilnError('E_INTERNAL', `crossThreadReduce: stage ${t.name} binds other loops to threads`, { hint: SCHEDULE_HINT });
+  if (st.relations.some((r) => (r.kind === 'split' ? r.parent : r.outer).reduce)) throw new KilnError('E_INTERNAL', `crossThreadReduce: stage ${t.name} splits or fuses reduction axes`, { hint: SCHEDULE_HINT });
   const tv = freshVar('tr');
   ctx.ranges.set(tv, { lo: 0, hi: T - 1 });
   for (const v of [...bind.keys()]) if (st.roots.find((a) => a.v === v)?.reduce) bind.delete(v); // reduction axes stay the reduce's own

@@ -1,9 +1,14 @@
 // A schedule is a list of trace steps applied to the stages of a kernel. Steps name stages by position and
 // axes by canonical names (i0.. spatial, r0.. reduction, then ".o"/".i" for split parts), so a trace recorded on
 // one machine replays identically on another and can be stored, mutated and searched.
+// The default schedules are rules over these primitives: cpu-schedule.ts and gpu-schedule.ts.
 import type { ForKind } from './loop-ir.js';
-import { type Expr, type Var, affineCoef, freshVar, mentions, visitExpr, substitute } from '../tensor-expr/expr.js';
+import { type Expr, type Var, freshVar, visitExpr, substitute } from '../tensor-expr/expr.js';
 import type { ComputeHints, Tensor } from '../tensor-expr/tensor.js';
+import { KilnError } from '../runtime/errors.js';
+
+/** What to do about a trace that does not fit its kernel (from a tuning record, or a bug in a schedule rule). */
+export const SCHEDULE_HINT = 'a tuning record that does not fit this kernel: tune again (kiln tune) or compile with --no-tuning; otherwise please report it with the model';
 
 export type TraceStep =
   /**
@@ -104,7 +109,7 @@ export class Stage {
 
   axis(name: string): Axis {
     const a = this.leaves.find((x) => x.name === name);
-    if (!a) throw new Error(`stage ${this.tensor.name}: no leaf axis '${name}' (have ${this.leaves.map((x) => x.name).join(', ')})`);
+    if (!a) throw new KilnError('E_INTERNAL', `stage ${this.tensor.name}: no leaf axis '${name}' (have ${this.leaves.map((x) => x.name).join(', ')})`, { hint: SCHEDULE_HINT });
     return a;
   }
 
@@ -140,7 +145,7 @@ export class Schedule {
 
   apply(step: TraceStep): void {
     const st = this.stages[step.stage];
-    if (!st) throw new Error(`trace step ${JSON.stringify(step)}: no stage ${step.stage}`);
+    if (!st) throw new KilnError('E_INTERNAL', `trace step ${JSON.stringify(step)}: no stage ${step.stage}`, { hint: SCHEDULE_HINT });
     switch (step.p) {
       case 'split': {
         const parent = st.axis(step.axis);
@@ -148,7 +153,7 @@ export class Schedule {
         const mk = (sfx: string, extent: number): Axis => ({ name: `${parent.name}.${sfx}`, extent, reduce: parent.reduce, v: freshVar(`${parent.name.replace(/\W/g, '_')}_${sfx}`), kind: 'serial' });
         const outer = mk('o', Math.ceil(parent.extent / f)), inner = mk('i', f);
         const shiftTail = !!step.shiftTail && parent.extent % f !== 0;
-        if (shiftTail && parent.reduce) throw new Error(`split: shiftTail on reduction axis '${step.axis}' would count terms twice`);
+        if (shiftTail && parent.reduce) throw new KilnError('E_INTERNAL', `split: shiftTail on reduction axis '${step.axis}' would count terms twice`, { hint: SCHEDULE_HINT });
         st.relations.push({ kind: 'split', parent, outer, inner, factor: f, shiftTail });
         st.leaves.splice(st.leaves.indexOf(parent), 1, outer, inner);
         break;
@@ -162,8 +167,8 @@ export class Schedule {
       case 'fuse': {
         const outer = st.axis(step.outer), inner = st.axis(step.inner);
         const at = st.leaves.indexOf(outer);
-        if (st.leaves[at + 1] !== inner) throw new Error(`fuse: '${step.inner}' does not follow '${step.outer}' directly`);
-        if (outer.reduce !== inner.reduce) throw new Error('fuse: cannot fuse a spatial and a reduction axis');
+        if (st.leaves[at + 1] !== inner) throw new KilnError('E_INTERNAL', `fuse: '${step.inner}' does not follow '${step.outer}' directly`, { hint: SCHEDULE_HINT });
+        if (outer.reduce !== inner.reduce) throw new KilnError('E_INTERNAL', 'fuse: cannot fuse a spatial and a reduction axis', { hint: SCHEDULE_HINT });
         const fused: Axis = { name: `${outer.name}*${inner.name}`, extent: outer.extent * inner.extent, reduce: outer.reduce, v: freshVar('fused'), kind: 'serial' };
         st.relations.push({ kind: 'fuse', outer, inner, fused });
         st.leaves.splice(at, 2, fused);
@@ -171,33 +176,33 @@ export class Schedule {
       }
       case 'annotate': st.axis(step.axis).kind = step.kind; break;
       case 'computeInline':
-        if (st.isOutput) throw new Error(`computeInline: stage ${step.stage} is a kernel output`);
-        if (st.hasReduction()) throw new Error(`computeInline: stage ${step.stage} holds a reduction`);
+        if (st.isOutput) throw new KilnError('E_INTERNAL', `computeInline: stage ${step.stage} is a kernel output`, { hint: SCHEDULE_HINT });
+        if (st.hasReduction()) throw new KilnError('E_INTERNAL', `computeInline: stage ${step.stage} holds a reduction`, { hint: SCHEDULE_HINT });
         st.inlined = true;
         break;
       case 'computeRoot': st.inlined = false; break;
       case 'cacheWrite':
-        if (!st.reduction) throw new Error(`cacheWrite: stage ${step.stage} has no top-level reduction`);
+        if (!st.reduction) throw new KilnError('E_INTERNAL', `cacheWrite: stage ${step.stage} has no top-level reduction`, { hint: SCHEDULE_HINT });
         st.cacheLocal = true;
         break;
       case 'fuseEpilogue': {
         const o = this.epilogueOf(st);
-        if (!o) throw new Error(`fuseEpilogue: stage ${step.stage} has no elementwise output stage reading it element for element`);
+        if (!o) throw new KilnError('E_INTERNAL', `fuseEpilogue: stage ${step.stage} has no elementwise output stage reading it element for element`, { hint: SCHEDULE_HINT });
         st.epilogue = o;
         o.fusedInto = st;
         break;
       }
       case 'cacheRead': {
         const t = st.readTensors()[step.input];
-        if (!t) throw new Error(`cacheRead: stage ${step.stage} reads no tensor #${step.input}`);
+        if (!t) throw new KilnError('E_INTERNAL', `cacheRead: stage ${step.stage} reads no tensor #${step.input}`, { hint: SCHEDULE_HINT });
         st.axis(step.at);
         st.sharedReads.push({ tensor: t, at: step.at });
         break;
       }
       case 'crossThreadReduce':
-        if (!st.hasReduction()) throw new Error(`crossThreadReduce: stage ${step.stage} has no reduction`);
-        if (!(step.threads >= 2 && (step.threads & (step.threads - 1)) === 0)) throw new Error(`crossThreadReduce: ${step.threads} threads is not a power of two`);
-        if (st.reduction && st.leaves.some((a) => a.reduce && a.kind !== 'serial')) throw new Error('crossThreadReduce: reduction leaves must stay serial');
+        if (!st.hasReduction()) throw new KilnError('E_INTERNAL', `crossThreadReduce: stage ${step.stage} has no reduction`, { hint: SCHEDULE_HINT });
+        if (!(step.threads >= 2 && (step.threads & (step.threads - 1)) === 0)) throw new KilnError('E_INTERNAL', `crossThreadReduce: ${step.threads} threads is not a power of two`, { hint: SCHEDULE_HINT });
+        if (st.reduction && st.leaves.some((a) => a.reduce && a.kind !== 'serial')) throw new KilnError('E_INTERNAL', 'crossThreadReduce: reduction leaves must stay serial', { hint: SCHEDULE_HINT });
         st.treeThreads = step.threads;
         break;
     }
@@ -290,311 +295,6 @@ export function topoComputes(outputs: readonly Tensor[]): Tensor[] {
   outputs.forEach(visit);
   return order;
 }
-
-/**
- * The schedule every kernel gets without tuning: producers without reductions are inlined into consumers;
- * float32 elementwise stages run their innermost axis 4 lanes at a time (SIMD128); float32 sums get register
- * tiles; each materialized stage's outermost loop of useful extent runs in parallel (threads split it).
- */
-export function defaultTrace(sch: Schedule): TraceStep[] {
-  const probe = new Schedule(sch.outputs);
-  const steps: TraceStep[] = [];
-  const add = (ss: TraceStep[]) => { for (const s of ss) { probe.apply(s); steps.push(s); } };
-  // inline first: whether a reduction can take the output stage as its epilogue depends on what is inlined
-  const inlinedSize = new Map<Tensor, number>();
-  const reads = readCounts(probe);
-  probe.stages.forEach((st, i) => {
-    if (st.isOutput || st.hasReduction() || worthMaterializing(probe, st)) return;
-    const size = expressionSize(st.tensor.body!, inlinedSize);
-    if (size * (reads.get(st.tensor) ?? 0) > INLINE_MAX_NODES) return; // too big to copy into every read: computed once
-    inlinedSize.set(st.tensor, size);
-    add([{ p: 'computeInline', stage: i }]);
-  });
-  probe.stages.forEach((st, i) => {
-    if (st.inlined) return;
-    if (st.reduction) {
-      const lanes = laneReductionTrace(st, i);
-      const tile = lanes.length && rowReduction(st) ? [] : registerTileTrace(st, i);
-      add(tile.length ? tile : lanes);
-      if (probe.epilogueOf(st)) add([{ p: 'fuseEpilogue', stage: i }]);
-    }
-    else add(vectorizeSteps(st, i));
-    add(threadAndUnrollSteps(st, i, parallelAxis(st)?.name));
-  });
-  return steps;
-}
-
-/**
- * SIMD lanes for a float32 stage without reductions: its innermost axis split by 4, the inner part vectorized,
- * when it is at least 8 wide or exactly 4. A row that is not a multiple of 4 (58 = a padded 56) ends with a
- * vector overlapping the one before it. `outer` names the loop over vectors, `outerExtent` its trip count.
- * `layout` (the operator's hints, see Stage.laneLayout) may say the axis is fused rows (lanes within each row) or
- * interleaved phases (one loop per phase outside the lanes).
- */
-export function vectorizeSteps(st: Stage, stage: number, layout: ComputeHints | undefined = st.laneLayout): TraceStep[] & { outer?: string; outerExtent?: number } {
-  const inner = st.roots.filter((a) => !a.reduce).pop();
-  if (st.tensor.dtype !== 'float32' || !inner) return [];
-  const wide = (n: number) => n >= 8 || n === 4;
-  const lanes = (axis: string, extent: number, pre: TraceStep[]): TraceStep[] & { outer?: string; outerExtent?: number } => {
-    const steps: TraceStep[] & { outer?: string; outerExtent?: number } = [...pre,
-      { p: 'split', stage, axis, factor: 4, ...(extent % 4 ? { shiftTail: true } : {}) },
-      { p: 'annotate', stage, axis: `${axis}.i`, kind: 'vectorized' },
-    ];
-    steps.outer = `${axis}.o`;
-    steps.outerExtent = Math.ceil(extent / 4);
-    return steps;
-  };
-  const row = layout?.laneRowLength, phases = layout?.laneInterleave;
-  if (row && inner.extent % row === 0 && row >= 4) {
-    return lanes(`${inner.name}.i`, row, [{ p: 'split', stage, axis: inner.name, factor: row }]);
-  }
-  // an extent that is not a multiple of the phases guards the last positions (the loop partitioning pass gives
-  // them a scalar loop of their own)
-  if (phases && Math.ceil(inner.extent / phases) >= 4) {
-    return lanes(`${inner.name}.o`, Math.ceil(inner.extent / phases), [
-      { p: 'split', stage, axis: inner.name, factor: phases },
-      { p: 'reorder', stage, order: [`${inner.name}.i`, `${inner.name}.o`] },
-      { p: 'annotate', stage, axis: `${inner.name}.i`, kind: 'unrolled' },
-    ]);
-  }
-  return wide(inner.extent) ? lanes(inner.name, inner.extent, []) : [];
-}
-
-/**
- * Most expression nodes an inlined producer may copy into its readers. A stage that reads its producer k times
- * (elu reads x three times) and is inlined in turn multiplies: a chain of n such stages would be an expression of
- * k^n nodes (8 fused Elus never finished compiling). A producer whose inlined copies would pass this is computed
- * once into a buffer instead.
- */
-const INLINE_MAX_NODES = 2048;
-
-/** Nodes of `e` as the loop IR will hold it, with loads of inlined stages counted at their inlined size. */
-function expressionSize(e: Expr, inlinedSize: ReadonlyMap<Tensor, number>): number {
-  let n = 0;
-  visitExpr(e, (x) => { n += x.k === 'load' ? inlinedSize.get(x.buf as Tensor) ?? 1 : 1; });
-  return n;
-}
-
-/** How many loads of each stage's tensor the stages' bodies hold. */
-function readCounts(sch: Schedule): Map<Tensor, number> {
-  const n = new Map<Tensor, number>();
-  for (const o of sch.stages) visitExpr(o.tensor.body!, (e) => { if (e.k === 'load') n.set(e.buf as Tensor, (n.get(e.buf as Tensor) ?? 0) + 1); });
-  return n;
-}
-
-const EXPENSIVE = new Set(['exp', 'log', 'erf', 'tanh', 'sin', 'cos', 'pow']);
-
-/**
- * An elementwise producer computed once into a buffer rather than inlined: the operator asks for it (hint
- * `materialize`), or its body calls a transcendental and more than one stage reads it (softmax's exp(x - max),
- * read by the sum and by the output), so inlining would evaluate the transcendental once per reader.
- */
-export function worthMaterializing(sch: Schedule, st: Stage): boolean {
-  if (st.tensor.hints?.materialize) return true;
-  let expensive = false;
-  visitExpr(st.tensor.body!, (e) => { if ((e.k === 'un' || e.k === 'bin') && EXPENSIVE.has(e.op)) expensive = true; });
-  if (!expensive) return false;
-  const readers = sch.stages.filter((o) => { let reads = false; visitExpr(o.tensor.body!, (e) => { if (e.k === 'load' && e.buf === st.tensor) reads = true; }); return reads; });
-  return readers.length > 1;
-}
-
-/**
- * The operator's parallelAxis hint (ComputeHints): that spatial root moved in front of the roots before it and
- * split by the threads. Nothing when there is no hint or those roots are no longer plain leaves.
- */
-function hintedParallelSteps(st: Stage, stage: number): TraceStep[] {
-  const h = st.tensor.hints?.parallelAxis;
-  const spatial = st.roots.filter((a) => !a.reduce);
-  if (h === undefined || !spatial[h] || spatial.slice(0, h + 1).some((a) => !st.leaves.includes(a))) return [];
-  const name = spatial[h].name;
-  return [
-    ...(h > 0 ? [{ p: 'reorder' as const, stage, order: [name, ...spatial.slice(0, h).map((a) => a.name)] }] : []),
-    { p: 'annotate', stage, axis: name, kind: 'parallel' },
-  ];
-}
-
-/**
- * Threads on the operator's parallelAxis hint (hintedParallelSteps), else on loop `fallback`; then the operator's
- * unrollAxis hint: that spatial root, still a plain serial leaf not taken by the threads, annotated unrolled.
- * The default trace and the tuner's elementwise candidates end each stage with these.
- */
-export function threadAndUnrollSteps(st: Stage, stage: number, fallback: string | undefined): TraceStep[] {
-  const hinted = hintedParallelSteps(st, stage);
-  const steps: TraceStep[] = hinted.length ? hinted : fallback ? [{ p: 'annotate', stage, axis: fallback, kind: 'parallel' }] : [];
-  const threaded = steps.find((s) => s.p === 'annotate')?.axis;
-  const h = st.tensor.hints?.unrollAxis;
-  const unroll = h === undefined ? undefined : st.roots.filter((a) => !a.reduce)[h];
-  if (unroll && st.leaves.includes(unroll) && unroll.kind === 'serial' && unroll.name !== threaded) {
-    steps.push({ p: 'annotate', stage, axis: unroll.name, kind: 'unrolled' });
-  }
-  return steps;
-}
-
-/** The outermost serial spatial leaf with more than one iteration, if only unit loops are outside it. */
-function parallelAxis(st: Stage): Axis | undefined {
-  for (const a of st.leaves) {
-    if (a.reduce || a.kind !== 'serial') return undefined;
-    if (a.extent > 1) return a;
-  }
-  return undefined;
-}
-
-/**
- * Accumulator vectors of a default register tile. V8 (TurboFan, x64) spills beyond about 8 live accumulators plus
- * the operands: a 169x512x1000 MatMul ran at 40 GFLOP/s with 8, 24-27 GFLOP/s with 10-12 (CPU time, 1 thread).
- */
-export const MAX_ACCUMULATORS = 8;
-
-/** The register tile of a float32 reduction: lanes along spatial axis `j`, `vj` vectors wide; `vi` rows of axis `i`. */
-export interface RegisterTile {
-  j: number; vj: number; i: number; vi: number;
-  /** Spatial axes ending at `i` fused into the row axis (1: just `i`), from the operator's rowAxes hint. */
-  rows: number;
-}
-
-/**
- * The default register tile of a float32 reduction (indices into its spatial axes; i = -1: no row axis), or
- * undefined when none applies. The operator's hints pick the lane and row axes, else the last two.
- */
-export function registerTileShape(st: Stage): RegisterTile | undefined {
-  const r = st.reduction;
-  if (!r || r.op === 'prod' || st.tensor.dtype !== 'float32') return undefined;
-  const spatial = st.roots.filter((a) => !a.reduce);
-  const h = st.tensor.hints;
-  const jAt = h?.vectorAxis ?? spatial.length - 1;
-  const j = spatial[jAt];
-  if (!j || j.extent < 4) return undefined;
-  // vectors per tile row: 2 or 3 when that divides the axis (2 x 4 rows fill the accumulator budget); otherwise
-  // (7, 13, 28, 49 wide) full-width tiles, the last one shifted back to overlap its neighbour: 2 vectors wide
-  // when that recomputes little (WIDE_TILE_WASTE), else the width with the fewest recomputed lanes
-  const divides = j.extent % 4 === 0 ? [2, 3].find((v) => (j.extent / 4) % v === 0) : undefined;
-  // (a depthwise convolution, lanes along its output row by hint, shares one weight across its whole tile: no gain)
-  const wideGains = h?.vectorAxis === undefined;
-  const vj = divides ?? (wideGains && 4 * 2 <= j.extent && lanesComputed(j.extent, 2) <= WIDE_TILE_WASTE * (j.extent / 4) ? 2
-    : [2, 1].filter((v) => 4 * v <= j.extent).reduce((best, v) => (lanesComputed(j.extent, v) < lanesComputed(j.extent, best) ? v : best)));
-  const iAt = h?.rowAxis ?? spatial.length - 2;
-  // rows over several axes fused into one (a 1x1 convolution's output rows and columns: one long row axis
-  // instead of short ones with a partial tile at each row's end), when none of them is the lane axis
-  const rows = iAt >= 0 && (h?.rowAxes ?? 1) > 1 && iAt - h!.rowAxes! + 1 > jAt ? h!.rowAxes! : 1;
-  const i = iAt >= 0 && iAt !== jAt
-    ? { extent: spatial.slice(iAt - rows + 1, iAt + 1).reduce((p, a) => p * a.extent, 1) } : undefined;
-  // rows: at most MAX_ACCUMULATORS accumulators
-  let vi = 1;
-  if (i) {
-    const fits = [6, 5, 4, 3, 2].filter((v) => v * vj <= MAX_ACCUMULATORS && v <= i.extent);
-    // the count that keeps the most accumulators busy on average (a divisor: all of them), a last partial tile
-    // included (its extra rows are computed from clamped indices and dropped); ties to the smaller count
-    const busy = (v: number) => i.extent / Math.ceil(i.extent / v);
-    for (const v of [...fits].reverse()) if (busy(v) > busy(vi) + 1e-9) vi = v;
-  }
-  return { j: jAt, vj, i: i ? iAt : -1, vi, rows };
-}
-
-/**
- * Register tiling for a float32 reduction (matmul, conv, ...): one output axis runs in SIMD lanes, VJ vectors
- * wide, another VI rows deep (registerTileShape); the VI x VJ tile of accumulators stays in registers
- * (cacheWrite + unrolled/vectorized tile loops) while the reduction loops run around it.
- */
-export function registerTileTrace(st: Stage, stage: number): TraceStep[] {
-  const shape = registerTileShape(st);
-  if (!shape) return [];
-  const spatial = st.roots.filter((a) => !a.reduce), red = st.roots.filter((a) => a.reduce);
-  const { vj, vi } = shape, j = spatial[shape.j];
-  const rowRoots = shape.i >= 0 ? spatial.slice(shape.i - shape.rows + 1, shape.i + 1) : [];
-  const steps: TraceStep[] = [];
-  let i: { name: string } | undefined = rowRoots[0];
-  for (const a of rowRoots.slice(1)) {
-    steps.push({ p: 'fuse', stage, outer: i!.name, inner: a.name });
-    i = { name: `${i!.name}*${a.name}` };
-  }
-  steps.push(
-    { p: 'split', stage, axis: j.name, factor: 4 * vj, ...(j.extent % (4 * vj) ? { shiftTail: true } : {}) },
-    { p: 'split', stage, axis: `${j.name}.i`, factor: 4 },
-  );
-  // tiles of j outside tiles of i: the operand read along j (a weight panel) stays in cache across i
-  const order = [...spatial.filter((a) => !rowRoots.includes(a) && a !== j).map((a) => a.name), `${j.name}.o`];
-  const tile: string[] = [];
-  if (i && vi > 1) {
-    steps.push({ p: 'split', stage, axis: i.name, factor: vi });
-    order.push(`${i.name}.o`);
-    tile.push(`${i.name}.i`);
-  } else if (i) {
-    order.push(i.name);
-  }
-  order.push(...red.map((a) => a.name), ...tile, `${j.name}.i.o`, `${j.name}.i.i`);
-  steps.push({ p: 'reorder', stage, order });
-  for (const t of [...tile, `${j.name}.i.o`]) steps.push({ p: 'annotate', stage, axis: t, kind: 'unrolled' });
-  steps.push({ p: 'annotate', stage, axis: `${j.name}.i.i`, kind: 'vectorized' }, { p: 'cacheWrite', stage });
-  return steps;
-}
-
-/**
- * Whether a reduction reads rows that are contiguous along its innermost reduction axis and shares nothing across
- * its last spatial axis (a layernorm's or a reduce op's row sums): every value it reads per term is a different,
- * non-adjacent element for each position of that axis, so lanes along it would gather every element and reuse
- * nothing, while lanes along the row load vectors.
- */
-function rowReduction(st: Stage): boolean {
-  const r = st.reduction, reduceAxes = st.roots.filter((a) => a.reduce);
-  const red = reduceAxes[reduceAxes.length - 1], lane = st.roots.filter((a) => !a.reduce).pop();
-  if (!r || !red || !lane) return false;
-  let rowContiguous = false, laneGathers = true;
-  visitExpr(r.body, (e) => {
-    if (e.k !== 'load') return;
-    // (a load that no reduction axis moves, e.g. a row's mean, is read once per row either way)
-    if (!reduceAxes.some((a) => e.idx.some((ix) => mentions(ix, a.v)))) return;
-    const shape = (e.buf as Tensor).shape;
-    const flat = (v: Var) => e.idx.reduceRight<{ c: number | undefined; stride: number }>(({ c, stride }, ix, d) => {
-      const k = affineCoef(ix, v);
-      return { c: c === undefined || k === undefined ? undefined : c + k * stride, stride: stride * Number(shape[d]) };
-    }, { c: 0, stride: 1 }).c;
-    if (flat(red.v) === 1) rowContiguous = true;
-    const c = flat(lane.v);
-    if (c === undefined || Math.abs(c) <= 1) laneGathers = false;
-  });
-  return rowContiguous && laneGathers;
-}
-
-/**
- * A reduction with no output axis to tile (a row's max or sum: softmax, layernorm, reduce ops, global pooling) runs
- * its innermost reduction axis in 4 SIMD lanes, each accumulating a partial result in a local vector; the lanes
- * are combined at the end. Float sums are reassociated (as every vectorizing compiler does under fast-math).
- */
-export function laneReductionTrace(st: Stage, stage: number): TraceStep[] {
-  const r = st.reduction;
-  if (!r || !['sum', 'max', 'min'].includes(r.op) || st.tensor.dtype !== 'float32') return [];
-  let nested = false;
-  visitExpr(r.body, (e) => { if (e.k === 'reduce') nested = true; });
-  const last = st.roots.filter((a) => a.reduce).pop();
-  if (nested || !last || last.extent % 4 !== 0 || last.extent < 8) return [];
-  // several partial vectors where the row allows (independent chains: one vector waits on the previous add's or
-  // max's latency every iteration, 3 to 7 cycles for 4 elements)
-  const vectors = REDUCTION_VECTORS.find((a) => last.extent % (4 * a) === 0 && last.extent >= 8 * a) ?? 1;
-  return laneReductionSteps(stage, last.name, vectors);
-}
-
-/**
- * The steps of a lane reduction over reduction axis `axis`: 4 SIMD lanes, `vectors` partial vectors (an unrolled
- * loop over them), the loop over steps unrolled `unroll` deep (the tuner's lane space varies both).
- */
-export function laneReductionSteps(stage: number, axis: string, vectors: number, unroll = 1): TraceStep[] {
-  const steps: TraceStep[] = [{ p: 'split', stage, axis, factor: 4 * vectors }];
-  if (vectors > 1) steps.push({ p: 'split', stage, axis: `${axis}.i`, factor: 4 }, { p: 'annotate', stage, axis: `${axis}.i.o`, kind: 'unrolled' });
-  if (unroll > 1) steps.push({ p: 'split', stage, axis: `${axis}.o`, factor: unroll }, { p: 'annotate', stage, axis: `${axis}.o.i`, kind: 'unrolled' });
-  steps.push({ p: 'annotate', stage, axis: vectors > 1 ? `${axis}.i.i` : `${axis}.i`, kind: 'vectorized' }, { p: 'cacheWrite', stage });
-  return steps;
-}
-/** Partial vectors a row reduction accumulates in, the most the row's length allows first. */
-const REDUCTION_VECTORS = [4, 2];
-
-/**
- * How many more vectors than the axis needs a 2-vector-wide tile may compute (its last tile shifted back): a
- * tile 1 vector wide loads one operand value per row for every multiply-add, twice the loads of a 2-wide tile.
- */
-const WIDE_TILE_WASTE = 1.15;
-
-/** Vectors computed along an axis of `extent` elements in tiles of `vj` vectors (the last tile full width). */
-const lanesComputed = (extent: number, vj: number) => Math.ceil(extent / (4 * vj)) * vj;
 
 /** Substitutes variables, returning the very same node when nothing changes (identity comparisons rely on it). */
 function substituteVars(e: Expr, m: ReadonlyMap<Var, Expr>): Expr {
