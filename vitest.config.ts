@@ -6,6 +6,8 @@ export default defineConfig({
     testTimeout: 600_000,
     hookTimeout: 600_000,
     pool: 'forks',
+    // every test verifies the graph and loop IR after each pass (src/util/debug.ts)
+    env: { KILN_DEBUG: 'verify' },
     poolOptions: { forks: { maxForks: 2, minForks: 1 } },
   },
 });

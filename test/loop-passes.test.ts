@@ -6,11 +6,11 @@ import {
   type Buffer, type PrimFunc, type Stmt, buffer, childStmts, kernelStages, mapChildren, mapStmtParts, printPrimFunc,
   printStmt, seq, visitStmtExprs,
 } from '../src/schedule/loop-ir.js';
-import { LOWERING_LOOP_PASSES, bodyPass, stagePass } from '../src/schedule/loop-passes.js';
+import { LOWERING_LOOP_PASSES, bodyPass, runLoopPasses, stagePass } from '../src/schedule/loop-passes.js';
 import { runPasses } from '../src/relay-ir/pass-manager.js';
 import { WASM_LOOP_PASSES } from '../src/codegen/wasm/codegen.js';
 import { WGSL_LOOP_PASSES } from '../src/codegen/wgsl/codegen.js';
-import { TARGET_LOOP_PASSES, loopIRAfterEachPass, loopPassNames } from '../src/compiler/loop-pipeline.js';
+import { loopIRAfterEachPass, loopPassNames, targetLoopIR } from '../src/compiler/loop-pipeline.js';
 import { kernelKey } from '../src/compiler/kernel.js';
 import { printTrace } from '../src/schedule/schedule.js';
 import { compile } from '../src/index.js';
@@ -106,6 +106,15 @@ kernel k(x: float32[8], y: float32[8]) temps(t: float32[8]) {
 }`));
   });
 
+  it('with KILN_DEBUG=verify (vitest.config.ts sets it for every test) a pass that breaks the IR fails, naming itself', () => {
+    expect(process.env.KILN_DEBUG).toMatch(/verify/);
+    const i = named('i');
+    const f = func(loop(i, 8, store(y, i, load(x, [i]))), [x], [y]);
+    const dropLoop = bodyPass('drop-loop', (b) => (b.k === 'for' ? b.body : b));
+    expect(() => runLoopPasses(f, [dropLoop], {})).toThrow(/loop IR of kernel k \(after drop-loop\): variable i is read but not bound/);
+    expect(kernelStages(runLoopPasses(f, [bodyPass('keep', (b) => b)], { input: 'as built' }))).toHaveLength(1);
+  });
+
   it('a stage pass rewrites each stage on its own and keeps the stage count', () => {
     const i = named('i');
     const f = func(seq([store(y, int(0), f32(1)), loop(i, 2, store(y, i, f32(2)))]), [x], [y]);
@@ -141,7 +150,7 @@ describe('pipelines', () => {
       const steps = loopIRAfterEachPass(k, target);
       expect(steps.map((s) => s.pass)).toEqual(loopPassNames(target));
       // the kernel as built (lowering's passes applied) plus the backend's passes: the same kernel up to names
-      expect(kernelKey(steps.at(-1)!.prim)).toBe(kernelKey(runPasses(k.prim, TARGET_LOOP_PASSES[target])));
+      expect(kernelKey(steps.at(-1)!.prim)).toBe(kernelKey(targetLoopIR(k.prim, target)));
       expect(kernelKey(steps[LOWERING_LOOP_PASSES.length].prim)).toBe(kernelKey(k.prim));
     }
   });

@@ -6,8 +6,7 @@ import { printKernelTE } from '../compiler/kernel.js';
 import { printFunc } from '../relay-ir/printer.js';
 import { printPrimFunc } from '../schedule/loop-ir.js';
 import { printTrace } from '../schedule/schedule.js';
-import { type LoopTarget, TARGET_LOOP_PASSES, loopIRAfterEachPass, loopPassNames } from '../compiler/loop-pipeline.js';
-import { runPasses } from '../relay-ir/pass-manager.js';
+import { type LoopTarget, loopIRAfterEachPass, loopPassNames, targetLoopIR } from '../compiler/loop-pipeline.js';
 import { wasmText } from '../codegen/wasm/codegen.js';
 import { readArtifact } from '../runtime/artifact.js';
 import { printWebGpuSection } from '../compiler/wgsl-text.js';
@@ -78,7 +77,7 @@ export async function inspectCommand(pos: string[], v: CompileFlags & { level?: 
       for (const i of pick) {
         const k = kernels[i];
         // the stored kernel went through lowering's passes already: the backend's passes make what it emits
-        const prim = v.after === undefined ? runPasses(k.prim, TARGET_LOOP_PASSES[target]) : loopIRAfterEachPass(k, target).find((s) => s.pass === v.after)!.prim;
+        const prim = v.after === undefined ? targetLoopIR(k.prim, target) : loopIRAfterEachPass(k, target).find((s) => s.pass === v.after)!.prim;
         const trace = printTrace(k.trace).split('\n').map((l) => `//   ${l}`).join('\n');
         console.log(`// kernel ${k.prim.name}: ${k.ops.join(' + ') || 'copy'}, ${target} loop IR ${v.after === undefined ? 'as emitted' : `after ${v.after}`}\n// trace:\n${trace}\n${printPrimFunc(prim)}`);
       }

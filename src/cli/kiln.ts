@@ -6,6 +6,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { KilnError } from '../runtime/errors.js';
 import { usageError } from './usage.js';
+import { debugSwitch } from '../util/debug.js';
 
 const OPTIONS = {
   output: { type: 'string', short: 'o' },
@@ -175,9 +176,7 @@ async function main(argv: string[], state: { cmd?: string }): Promise<number> {
   return sub.run(positionals, values);
 }
 
-function debugStack(): boolean {
-  return (process.env.KILN_DEBUG ?? '').split(',').some((s) => s.trim() === 'stack' || s.trim() === 'all');
-}
+const debugStack = () => debugSwitch('stack');
 
 /** What reaches the top level: the message, never a stack (KILN_DEBUG=stack prints it); returns the exit status. */
 function report(e: unknown, cmd: string | undefined): number {

@@ -24,6 +24,8 @@ import { writeArtifact } from './artifact-writer.js';
 import { type GpuSectionOptions, buildWebGpuSection } from './webgpu-program.js';
 import { buildCudaSection } from './cuda-program.js';
 import type { BuiltKernel } from './kernel.js';
+import { verifyFunc } from '../relay-ir/verify.js';
+import { debugSwitch } from '../util/debug.js';
 import type { SmTarget } from '../codegen/ptx/codegen.js';
 
 export interface CompileOptions {
@@ -101,7 +103,13 @@ export function importAndOptimize(modelBytes: Uint8Array, opts: CompileOptions =
   });
   const dump = opts.dump;
   dump?.('graph:import', printFunc(imported.func));
-  const graph = runPasses(imported.func, graphPasses(opts), dump && ((name, f) => dump(`graph:${name}`, printFunc(f))));
+  // KILN_DEBUG=verify: the graph verified as imported and after every pass
+  const verify = debugSwitch('verify') ? (f: FuncNode, where: string) => verifyFunc(f, { where }) : undefined;
+  verify?.(imported.func, 'as imported');
+  const graph = runPasses(imported.func, graphPasses(opts), (name, f) => {
+    verify?.(f, `after ${name}`);
+    dump?.(`graph:${name}`, printFunc(f));
+  });
   return { graph, outputNames: imported.outputNames, specialized: imported.specialized, opset: imported.opset };
 }
 
@@ -109,6 +117,7 @@ export function importAndOptimize(modelBytes: Uint8Array, opts: CompileOptions =
 export async function compile(modelBytes: Uint8Array, opts: CompileOptions = {}): Promise<CompileResult> {
   const { graph, outputNames, specialized, opset } = importAndOptimize(modelBytes, opts);
   const fused = fuseOps(graph);
+  if (debugSwitch('verify')) verifyFunc(fused, { where: 'after fuse-ops', fused: true });
   opts.dump?.('fused', printFunc(fused));
   const program = buildProgram(fused, { optimize: opts.optimize, outputNames, traceFor: opts.traceFor });
   const gpuTuned: string[] = [];

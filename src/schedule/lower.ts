@@ -9,8 +9,7 @@ import type { Tensor } from '../tensor-expr/tensor.js';
 import { type Buffer, type PrimFunc, type Stmt, buffer, seq } from './loop-ir.js';
 import { type Schedule, type Stage, type Axis, SCHEDULE_HINT } from './schedule.js';
 import { KilnError } from '../runtime/errors.js';
-import { runPasses } from '../relay-ir/pass-manager.js';
-import { LOWER, LOWERING_LOOP_PASSES } from './loop-passes.js';
+import { LOWER, LOWERING_LOOP_PASSES, checkLoopIR, runLoopPasses } from './loop-passes.js';
 
 /** The scheduled kernel as loop IR, after the loop passes every target runs; `after` sees each step's result. */
 export function lower(name: string, inputs: readonly Tensor[], sch: Schedule, after?: (pass: string, f: PrimFunc) => void): PrimFunc {
@@ -30,7 +29,9 @@ export function lower(name: string, inputs: readonly Tensor[], sch: Schedule, af
   const body = seq(sch.stages.filter((st) => !st.inlined && !st.fusedInto).map((st) => lowerStage(sch, st, ctx)));
   const lowered: PrimFunc = { name, inputs: inBufs, outputs: outBufs, temps, body };
   after?.(LOWER, lowered);
-  return runPasses(lowered, LOWERING_LOOP_PASSES, after);
+  // register tiles are indexed by loop variables until their loops are unrolled
+  checkLoopIR(lowered, `after ${LOWER}`, { localIndex: 'any' });
+  return runLoopPasses(lowered, LOWERING_LOOP_PASSES, { after });
 }
 
 export interface LowerCtx {

@@ -30,6 +30,7 @@
 //    tag's size is its largest loop); with `distinctTags`, a tag's loops are never nested; with `leadingNest`, the
 //    bound loops are a leading perfect nest
 import { KilnError } from '../runtime/errors.js';
+import { TARGET_CAPS } from '../codegen/common/target-caps.js';
 import { isFloat, isWide } from '../runtime/dtype.js';
 import { type Expr, type Var, printExpr, visitExpr } from '../tensor-expr/expr.js';
 import { type Interval, bound, fixVar } from '../tensor-expr/simplify.js';
@@ -55,16 +56,15 @@ export interface LaunchLimits {
   readonly distinctTags?: boolean;
 }
 
-/** CUDA's limits (compute capability >= 3.0), as the PTX backend checks them. */
-export const CUDA_LAUNCH_LIMITS: LaunchLimits = {
-  maxThreadsPerBlock: 1024, maxBlockDim: [1024, 1024, 64], maxGrid: [2 ** 31 - 1, 65535, 65535],
-};
+const CUDA = TARGET_CAPS.cuda.gpu!, WEBGPU = TARGET_CAPS.webgpu.gpu!;
+/** CUDA's limits, as the PTX backend checks them. */
+export const CUDA_LAUNCH_LIMITS: LaunchLimits = { maxThreadsPerBlock: CUDA.maxThreadsPerBlock, maxBlockDim: CUDA.maxBlockDim, maxGrid: CUDA.maxGrid };
 /**
- * WebGPU's guaranteed limits as the WGSL backend applies them: 256 invocations a workgroup, the bound loops a
- * leading nest, all blocks one linear index split over dispatch x and y (so at most 65535^2 of them).
+ * WebGPU's guaranteed limits as the WGSL backend applies them: the bound loops a leading nest, all blocks one
+ * linear index split over dispatch x and y (so at most maxGrid x * maxGrid y of them).
  */
 export const WEBGPU_LAUNCH_LIMITS: LaunchLimits = {
-  maxThreadsPerBlock: 256, maxBlockDim: [256, 256, 64], maxBlocks: 65535 * 65535, leadingNest: true,
+  maxThreadsPerBlock: WEBGPU.maxThreadsPerBlock, maxBlockDim: WEBGPU.maxBlockDim, maxBlocks: WEBGPU.maxGrid[0] * WEBGPU.maxGrid[1], leadingNest: true,
 };
 
 export interface VerifyOptions {

@@ -12,8 +12,8 @@ import { KilnError } from '../../runtime/errors.js';
 import type { CudaKernel, CudaLaunch, CudaParam } from '../../runtime/artifact-format.js';
 import { type Expr, type Var, type BinOp } from '../../tensor-expr/expr.js';
 import { type Buffer, type PrimFunc, type Stmt, type ThreadTag, kernelStages } from '../../schedule/loop-ir.js';
-import { runPasses } from '../../relay-ir/pass-manager.js';
-import type { LoopPass } from '../../schedule/loop-passes.js';
+import { type LoopPass, type LoopPassRun, runLoopPasses } from '../../schedule/loop-passes.js';
+import { CUDA_LAUNCH_LIMITS } from '../../schedule/verify.js';
 import { tempLayout } from '../../compiler/memory-plan.js';
 import { alignedLaneBase } from '../lanes.js';
 import { TARGET_CAPS } from '../common/target-caps.js';
@@ -52,9 +52,11 @@ export function emitPtxModule(funcs: readonly PrimFunc[], opts: PtxOptions = {})
 
 /** The loop-IR passes the PTX backend runs before it emits (none of its own yet: it binds loops as it emits). */
 export const PTX_LOOP_PASSES: readonly LoopPass[] = [];
+/** What the verifier checks of a PTX kernel (KILN_DEBUG=verify): register tiles indexed by constants, launch limits. */
+export const PTX_LOOP_RUN: LoopPassRun = { input: 'as lowered', check: { localIndex: 'constant', launch: CUDA_LAUNCH_LIMITS } };
 
 function emitKernel(lowered: PrimFunc, prefix: string): { text: string; kernel: PtxKernel } {
-  const f = runPasses(lowered, PTX_LOOP_PASSES);
+  const f = runLoopPasses(lowered, PTX_LOOP_PASSES, PTX_LOOP_RUN);
   const layout = tempLayout(f);
   const params: PtxParam[] = [
     ...f.inputs.map((b): PtxParam => ({ name: b.name, role: 'input', dtype: b.dtype, bytes: b.size * BYTES[b.dtype] })),

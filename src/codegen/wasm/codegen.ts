@@ -7,8 +7,7 @@ import { UNARY_MATH, BINARY_MATH } from '../../runtime/math.js';
 import { type Expr, type Var, type BinOp, printExpr } from '../../tensor-expr/expr.js';
 import { bound, type Interval } from '../../tensor-expr/simplify.js';
 import { type Buffer, type PrimFunc, type Stmt, kernelStages, visitStmt } from '../../schedule/loop-ir.js';
-import { runPasses } from '../../relay-ir/pass-manager.js';
-import { type LoopPass, stagePass } from '../../schedule/loop-passes.js';
+import { type LoopPass, type LoopPassRun, runLoopPasses, stagePass } from '../../schedule/loop-passes.js';
 import { KilnError } from '../../runtime/errors.js';
 import { scratchLayout } from '../../compiler/memory-plan.js';
 import { type HoistForm, type ScalarEmitter, vectorizeExpr, vectorizeLoop, uses as usesVar } from './vectorize.js';
@@ -38,7 +37,7 @@ export function emitWasmModule(funcs: readonly PrimFunc[], opts: WasmModuleOptio
     m.addMemoryImport('mem', 'env', 'memory');
     for (const name of Object.keys(UNARY_MATH)) m.addFunctionImport(`math_${name}`, 'math', name, B.f64, B.f64);
     for (const name of Object.keys(BINARY_MATH)) m.addFunctionImport(`math_${name}`, 'math', name, B.createType([B.f64, B.f64]), B.f64);
-    for (const f of funcs) new FunctionEmitter(m, runPasses(f, WASM_LOOP_PASSES), opts.relaxed ?? false).emit();
+    for (const f of funcs) new FunctionEmitter(m, runLoopPasses(f, WASM_LOOP_PASSES, WASM_LOOP_RUN), opts.relaxed ?? false).emit();
     if (!m.validate()) throw new KilnError('E_INTERNAL', 'generated WebAssembly failed validation', { hint: 'please report this with the model' });
     if (opts.optimize !== false) { B.setOptimizeLevel(2); B.setShrinkLevel(0); m.optimize(); }
     return m.emitBinary();
@@ -52,6 +51,7 @@ export function emitWasmModule(funcs: readonly PrimFunc[], opts: WasmModuleOptio
  * must stay as they are): loops split at padded borders (their interiors lose the bounds checks), then
  * loop-invariant values and index arithmetic hoisted (engines do little loop-invariant code motion on wasm).
  */
+export const WASM_LOOP_RUN: LoopPassRun = { input: 'as lowered' };
 export const WASM_LOOP_PASSES: readonly LoopPass[] = [
   stagePass('partition-loops', (s) => partitionLoops(s)),
   stagePass('hoist-loop-invariant-values', hoistLoopInvariantValues),

@@ -44,8 +44,8 @@ import { KilnError } from '../../runtime/errors.js';
 import { type Expr, type Var, mapExpr, printExpr, visitExpr } from '../../tensor-expr/expr.js';
 import { fixVar } from '../../tensor-expr/simplify.js';
 import { type Buffer, type PrimFunc, type Stmt, kernelStages, mapStmtParts } from '../../schedule/loop-ir.js';
-import { runPasses } from '../../relay-ir/pass-manager.js';
-import type { LoopPass } from '../../schedule/loop-passes.js';
+import { type LoopPass, type LoopPassRun, runLoopPasses } from '../../schedule/loop-passes.js';
+import { WEBGPU_LAUNCH_LIMITS } from '../../schedule/verify.js';
 import { aligned4, alignedLaneBase, laneCoef } from '../lanes.js';
 
 /** One dispatch: WGSL source, workgroup size, workgroup grid, and the kernel parameters it binds, in binding order. */
@@ -166,7 +166,7 @@ export function emitWgslKernel(f: PrimFunc): WgslStage[] {
 /** A kernel's stages with numbered literal slots, for shareWgslStages(). */
 export function emitWgslTemplates(f: PrimFunc): WgslTemplate[] {
   for (const b of [...f.inputs, ...f.outputs]) if (UNSUPPORTED_DTYPES.has(b.dtype)) throw unsupported(b.dtype);
-  f = runPasses(f, WGSL_LOOP_PASSES);
+  f = runLoopPasses(f, WGSL_LOOP_PASSES, WGSL_LOOP_RUN);
   const params = [...f.inputs, ...f.outputs, ...f.temps];
   return kernelStages(f).map((s) => new StageEmitter(params).emit(s)).filter((s): s is WgslTemplate => s !== undefined);
 }
@@ -209,6 +209,8 @@ function demoteF64(f: PrimFunc): PrimFunc {
 
 /** The loop-IR passes the WGSL backend runs before it emits. */
 export const WGSL_LOOP_PASSES: readonly LoopPass[] = [{ name: 'demote-float64', run: demoteF64 }];
+/** What the verifier checks of a WGSL kernel (KILN_DEBUG=verify): register tiles indexed by constants, launch limits. */
+export const WGSL_LOOP_RUN: LoopPassRun = { input: 'as lowered', check: { localIndex: 'constant', launch: WEBGPU_LAUNCH_LIMITS } };
 
 /** Storage buffers a stage may bind on every WebGPU device (maxStorageBuffersPerShaderStage's minimum). */
 const MAX_STORAGE_BINDINGS = CAPS.gpu!.maxStorageBuffers!;
