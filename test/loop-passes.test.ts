@@ -155,6 +155,16 @@ describe('pipelines', () => {
     }
   });
 
+  it('compile(..., { dump }) receives the graph after each graph pass and each kernel\'s loop IR after each step', async () => {
+    const levels: string[] = [];
+    await compile(model, { target: 'webgpu', dump: (level, textOf) => { levels.push(level); expect(textOf.length).toBeGreaterThan(0); } });
+    expect(levels[0]).toBe('graph:import');
+    expect(levels).toContain('fused');
+    const loop = levels.filter((l) => l.startsWith('loop:'));
+    expect(loop.slice(0, loopPassNames('wasm').length)).toEqual(loopPassNames('wasm').map((p) => `loop:k0:${p}`));
+    expect(loop).toContain('loop:g0:demote-float64');
+  });
+
   it('prints a trace as primitive calls', () => {
     expect(printTrace([
       { p: 'split', stage: 0, axis: 'i1', factor: 4 },

@@ -24,6 +24,8 @@ import { writeArtifact } from './artifact-writer.js';
 import { type GpuSectionOptions, buildWebGpuSection } from './webgpu-program.js';
 import { buildCudaSection } from './cuda-program.js';
 import type { BuiltKernel } from './kernel.js';
+import { type LoopTarget, loopIRAfterEachPass } from './loop-pipeline.js';
+import { printPrimFunc } from '../schedule/loop-ir.js';
 import { verifyFunc } from '../relay-ir/verify.js';
 import { debugSwitch } from '../util/debug.js';
 import type { SmTarget } from '../codegen/ptx/codegen.js';
@@ -46,7 +48,10 @@ export interface CompileOptions {
   modelPath?: string;
   /** binaryen optimization (default on). */
   optimize?: boolean;
-  /** Receives the text of each IR level as it is produced (graph after each pass, fused graph). */
+  /**
+   * Receives the text of each IR level as it is produced: 'graph:PASS' after each graph pass, 'fused', then for
+   * every kernel 'loop:KERNEL:PASS' after each step of its loop pipeline (the CPU kernels', then the GPU target's).
+   */
   dump?: (level: string, text: string) => void;
   /** Tuned schedules: a trace per kernel, e.g. from the tuning database (src/autotune/apply.ts). */
   traceFor?: ProgramOptions['traceFor'];
@@ -136,6 +141,13 @@ export async function compile(modelBytes: Uint8Array, opts: CompileOptions = {})
     program.header.cuda = cuda.section;
     gpuKernels = cuda.kernels;
     for (const k of cuda.kernels) if (k.tuned) gpuTuned.push(k.prim.name);
+  }
+  if (opts.dump) {
+    const pipelines: [LoopTarget, readonly BuiltKernel[]][] = [['wasm', program.kernels]];
+    if (opts.target === 'webgpu' || opts.target === 'cuda') pipelines.push([opts.target, gpuKernels]);
+    for (const [target, kernels] of pipelines) {
+      for (const k of kernels) for (const s of loopIRAfterEachPass(k, target)) opts.dump(`loop:${k.prim.name}:${s.pass}`, printPrimFunc(s.prim));
+    }
   }
   const { bytes, header } = await writeArtifact(program);
   return { artifact: bytes, header, graph, fused, program, specialized, opset, gpuTuned, gpuKernels };

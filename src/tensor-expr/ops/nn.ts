@@ -150,7 +150,7 @@ function convCompute(
 }
 
 /**
- * Weights pre-packed at compile time (relay-ir/passes/pack-conv-weights.ts) have shape [M/B, C, K..., B] for
+ * Weights pre-packed at compile time (relay-ir/passes/pack-weights.ts) have shape [M/B, C, K..., B] for
  * attribute weight_block = B, so that B consecutive output channels of one tap are adjacent in memory.
  */
 function logicalWeightShape(w: readonly number[], a: Attrs): number[] {
