@@ -1,4 +1,5 @@
 // Graph passes: fusion, constant folding of shape subgraphs, batch-norm folding, CSE, dead code; external data.
+// Each result runs against ONNX Runtime; where the pass's output is small it is compared whole, as printed.
 import { describe, expect, it } from 'vitest';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -107,8 +108,11 @@ describe('constant folding', () => {
       ],
     });
     const r = await checkAgainstOrt(bytes, { x: f32([2, 3, 4], 2) });
-    const text = printFunc(r.graph);
-    expect(text).not.toMatch(/\bshape\(|gather|concat/);
+    expect(printFunc(r.graph)).toBe(`fn main(%x: float32[2,3,4]) -> float32[2,12] {
+  %0 = reshape(%x, shape=[2,12]) : float32[2,12]  # Reshape_3
+  %0
+}
+`);
     expect(r.header.calls.length).toBe(1); // only the reshape (a copy) remains
   });
 });
@@ -179,9 +183,12 @@ describe('CSE and dead code', () => {
       ],
     });
     const r = await checkAgainstOrt(bytes, { x: f32([4, 4], 3) });
-    const text = printFunc(r.graph);
-    expect(text.match(/exp\(/g)?.length).toBe(1);
-    expect(text).not.toMatch(/identity|log\(/);
+    expect(printFunc(r.graph)).toBe(`fn main(%x: float32[4,4]) -> float32[4,4] {
+  %0 = exp(%x) : float32[4,4]  # Exp_0
+  %1 = add(%0, %0) : float32[4,4]  # Add_4
+  %1
+}
+`);
   });
 });
 
