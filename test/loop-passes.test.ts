@@ -1,7 +1,7 @@
 // Loop-IR infrastructure: the generic walkers every pass uses, named passes written as Before -> Expected on
 // printed IR, and the pipeline `kiln inspect --level loop` prints (the last step is what a backend emits).
 import { describe, expect, it } from 'vitest';
-import { type Expr, type Var, add, cast, constant, freshVar, ge, int, load, lt, mul, select, and } from '../src/tensor-expr/expr.js';
+import { type Expr, type Var, add, cast, constant, freshVar, ge, int, load, lt, mul, select, and, unary } from '../src/tensor-expr/expr.js';
 import {
   type Buffer, type PrimFunc, type Stmt, buffer, childStmts, kernelStages, mapChildren, mapStmtParts, printPrimFunc,
   printStmt, seq, visitStmtExprs,
@@ -24,6 +24,14 @@ const store = (buf: Buffer, index: Expr, value: Expr): Stmt => ({ k: 'store', bu
 const func = (body: Stmt, inputs: Buffer[], outputs: Buffer[], temps: Buffer[] = []): PrimFunc => ({ name: 'k', inputs, outputs, temps, body });
 /** Printed IR without the indentation of its first line, trimmed, for Before -> Expected tables. */
 const text = (s: string) => s.split('\n').map((l) => l.trimEnd()).join('\n').trim();
+/** `text`, with the names passes make (freshVar: a hint and a process-wide counter) numbered by first appearance. */
+function canonical(s: string, hints: string[]): string {
+  const seen = new Map<string, string>();
+  return text(s).replace(new RegExp(`\\b(${hints.join('|')})\\d+\\b`, 'g'), (m, hint: string) => {
+    if (!seen.has(m)) seen.set(m, `${hint}${[...seen.keys()].filter((k) => k.startsWith(hint)).length + 1}`);
+    return seen.get(m)!;
+  });
+}
 
 describe('walkers', () => {
   const x = buffer('x', 'float32', 8), y = buffer('y', 'float32', 8);
@@ -86,6 +94,40 @@ kernel k(x: float32[8], y: float32[8]) {
   }
   y[7] = 0:float32
 }`));
+  });
+
+  describe('the hoisting passes, on y[i*8 + j] = x[i*8 + j] * sqrt(s[i])', () => {
+    const s4 = buffer('s', 'float32', 4), x32 = buffer('x', 'float32', 32), y32 = buffer('y', 'float32', 32);
+    const i = named('i'), j = named('j');
+    const at = add(mul(i, int(8)), j);
+    const before = func(loop(i, 4, loop(j, 8, store(y32, at, mul(load(x32, [at]), unary('sqrt', load(s4, [i])))))), [x32, s4], [y32]);
+    const only = (name: string) => WASM_LOOP_PASSES.filter((p) => p.name === name);
+
+    it('hoist-loop-invariant-values: the row factor once per row', () => {
+      expect(canonical(printPrimFunc(runPasses(before, only('hoist-loop-invariant-values'))), ['h'])).toBe(text(`
+kernel k(x: float32[32], s: float32[4], y: float32[32]) {
+  for i in 0..4 {
+    let h1: float32 = sqrt(s[i])
+    for j in 0..8 {
+      y[((i * 8) + j)] = (x[((i * 8) + j)] * h1)
+    }
+  }
+}`));
+    });
+
+    it('hoist-index-arithmetic: each index term in the loop that binds it, equal sums shared', () => {
+      expect(canonical(printPrimFunc(runPasses(before, only('hoist-index-arithmetic'))), ['p'])).toBe(text(`
+kernel k(x: float32[32], s: float32[4], y: float32[32]) {
+  for i in 0..4 {
+    let p1: int32 = (i * 8)
+    let p2: int32 = i
+    for j in 0..8 {
+      let p3: int32 = (p1 + j)
+      y[p3] = (x[p3] * sqrt(s[p2]))
+    }
+  }
+}`));
+    });
   });
 
   it('demote-float64: float64 intermediates of a WGSL kernel compute in float32', () => {
