@@ -1,5 +1,5 @@
 // What a user installs: the packed tarballs installed into empty projects, as `npm install kiln` and
-// `npm install @kiln/runtime` would. kiln brings only what compile and load need (tuning, CUDA and WebGPU packages are
+// `npm install @kiln/runtime` would. kiln brings only what compile and load need (binaryen, protobuf, fflate for PyTorch archives) (tuning, CUDA and WebGPU packages are
 // optional peers that fail with E_DEPENDENCY when missing); @kiln/runtime installs with no dependencies at all and
 // runs an artifact on its own.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -90,7 +90,7 @@ describe('kiln (the root package)', () => {
   it('installs compile and load only; tuning says which package to install', () => {
     const tarball = pack('');
     const dir = installInto('kiln-app', tarball);
-    expect(installed(dir)).toEqual(['@bufbuild/protobuf', 'binaryen', 'kiln']);
+    expect(installed(dir)).toEqual(['@bufbuild/protobuf', 'binaryen', 'fflate', 'kiln']);
     const kiln = (args: string[]) => spawnSync(process.execPath, [join(dir, 'node_modules/kiln/dist/cli/kiln.js'), ...args], { cwd: dir, encoding: 'utf8', timeout: 120_000 });
     writeFileSync(join(dir, 'model.onnx'), model());
     const c = kiln(['compile', 'model.onnx', '-o', 'model.kiln']);
