@@ -1,7 +1,7 @@
 // What a user installs: the packed tarballs installed into empty projects, as `npm install kiln` and
-// `npm install @kiln/runtime` would. kiln brings only what compile and load need (binaryen, protobuf, fflate for PyTorch archives) (tuning, CUDA and WebGPU packages are
-// optional peers that fail with E_DEPENDENCY when missing); @kiln/runtime installs with no dependencies at all and
-// runs an artifact on its own.
+// `npm install @kiln/runtime` would. kiln brings only what compile and load need (binaryen, protobuf, and fflate for
+// PyTorch archives; tuning, CUDA and WebGPU packages are optional peers that fail with E_DEPENDENCY when missing);
+// @kiln/runtime installs with no dependencies at all and runs an artifact on its own.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
