@@ -15,7 +15,10 @@ import { Rng } from '../src/autotune/rng.js';
 
 describe('tuning curves', () => {
   const pts = (ys: number[]) => ys.map((y, i) => ({ trial: i, elapsedMs: i * 10, bestTotalMs: y }));
-  const series = [{ name: 'random', points: pts([2, 2, 1.8, 1.8, 1.5]) }, { name: 'evolutionary', points: pts([2, 1.6, 1.2, 1.1, 1.1]) }];
+  const series = [
+    { name: 'random', points: pts([2, 2, 1.8, 1.8, 1.5]) },
+    { name: 'evolutionary', points: pts([2, 1.6, 1.2, 1.1, 1.1]) },
+  ];
 
   it('writes both strategies into one CSV', () => {
     const csv = curveCsv(series).trim().split('\n');
@@ -56,7 +59,14 @@ describe('applying records by Kiln version', () => {
     const rng = new Rng(11);
     const traces = Array.from({ length: 3 }, () => task.space.trace(task.space.sample(rng)));
     const rec = (i: number, ms: number, kiln: string): TuningRecord => ({
-      workload: task.workload.key, target: target.key, trace: traces[i], costs: [ms], ms, time: `2026-01-01T00:00:0${i}Z`, kiln, search: 'random',
+      workload: task.workload.key,
+      target: target.key,
+      trace: traces[i],
+      costs: [ms],
+      ms,
+      time: `2026-01-01T00:00:0${i}Z`,
+      kiln,
+      search: 'random',
     });
     const db = TuningDatabase.open(join(tempDir('kiln-ver-'), 'kiln.sqlite'));
     try {
@@ -66,10 +76,10 @@ describe('applying records by Kiln version', () => {
         await compile(bytes, { traceFor: lookup.traceFor });
         return lookup;
       };
-      db.addRecord(w, target, rec(0, 2, '0.0.9'));   // older
-      db.addRecord(w, target, rec(1, 1, '0.2.0'));   // newer and fastest: never used by 0.1.0
+      db.addRecord(w, target, rec(0, 2, '0.0.9')); // older
+      db.addRecord(w, target, rec(1, 1, '0.2.0')); // newer and fastest: never used by 0.1.0
       expect((await use('0.1.0')).used.map((u) => u.ms)).toEqual([2]);
-      db.addRecord(w, target, rec(2, 3, '0.1.0'));   // this version: preferred over the faster older one
+      db.addRecord(w, target, rec(2, 3, '0.1.0')); // this version: preferred over the faster older one
       expect((await use('0.1.0')).used.map((u) => u.ms)).toEqual([3]);
       expect((await use('0.2.0')).used.map((u) => u.ms)).toEqual([1]);
       const none = await use('0.0.1');

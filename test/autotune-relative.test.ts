@@ -35,13 +35,19 @@ class DriftingRunner implements Runner {
   readonly ids = new Map<string, number>();
   /** Per program id, the true cost, and the raw times it was given. */
   readonly seen: { id: number; ms: number }[] = [];
-  constructor(private readonly cost: (id: number) => number, private readonly period = 100, private readonly perRound = 5) {}
+  constructor(
+    private readonly cost: (id: number) => number,
+    private readonly period = 100,
+    private readonly perRound = 5,
+  ) {}
   id(wasm: Uint8Array): number {
     const k = createHash('sha256').update(wasm).digest('hex');
     if (!this.ids.has(k)) this.ids.set(k, this.ids.size);
     return this.ids.get(k)!;
   }
-  load(): number { return Math.floor(this.clock / this.period) % 2 === 0 ? 2 : 1; }
+  load(): number {
+    return Math.floor(this.clock / this.period) % 2 === 0 ? 2 : 1;
+  }
   /** One round of one program: perRound runs at the current load. */
   round(id: number): number {
     const ms = this.cost(id) * this.load();
@@ -49,7 +55,10 @@ class DriftingRunner implements Runner {
     this.seen.push({ id, ms });
     return ms;
   }
-  output(h: BuiltHeader) { const o = h.outputs[0]; return { dtype: o.dtype, shape: [...o.shape], data: new ARRAY[o.dtype](o.shape.reduce((a, b) => a * b, 1)) }; }
+  output(h: BuiltHeader) {
+    const o = h.outputs[0];
+    return { dtype: o.dtype, shape: [...o.shape], data: new ARRAY[o.dtype](o.shape.reduce((a, b) => a * b, 1)) };
+  }
   async measure(task: MeasureTask): Promise<MeasureResult> {
     const id = this.id(task.wasm);
     const costs = Array.from({ length: task.repeats }, () => this.round(id));
@@ -59,22 +68,46 @@ class DriftingRunner implements Runner {
     const ids = task.programs.map((p) => this.id(p.wasm));
     const costs: number[][] = ids.map(() => []);
     for (let r = 0; r < task.rounds; r++) {
-      for (let j = 0; j < ids.length; j++) { const i = (j + r) % ids.length; costs[i].push(this.round(ids[i])); }
+      for (let j = 0; j < ids.length; j++) {
+        const i = (j + r) % ids.length;
+        costs[i].push(this.round(ids[i]));
+      }
     }
-    return { ok: true, out: task.programs.map((p, i) => ({ ok: true as const, costs: costs[i], output: this.output(p.header) })) };
+    return {
+      ok: true,
+      out: task.programs.map((p, i) => ({ ok: true as const, costs: costs[i], output: this.output(p.header) })),
+    };
   }
-  async close(): Promise<void> { /* nothing */ }
+  async close(): Promise<void> {
+    /* nothing */
+  }
 }
 
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s[(s.length - 1) >> 1]; };
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[(s.length - 1) >> 1];
+};
 
 describe('relative timing under machine-load drift', () => {
   const { bytes } = matmulModel(64, 64, 64);
-  const run = async (cost: (id: number) => number, opts: { measureSet?: boolean; progress?: (p: TuneProgress) => void } = {}) => {
+  const run = async (
+    cost: (id: number) => number,
+    opts: { measureSet?: boolean; progress?: (p: TuneProgress) => void } = {},
+  ) => {
     const db = TuningDatabase.open(join(tmp(), 'kiln.sqlite'));
     const fake = new DriftingRunner(cost);
-    const runner: Runner = opts.measureSet === false ? { measure: (t, ms) => fake.measure(t), close: () => fake.close() } : fake;
-    const report = await tune(bytes, { trials: 16, batch: 4, workers: 0, db, seed: 3, repeats: 3, runner, progress: opts.progress });
+    const runner: Runner =
+      opts.measureSet === false ? { measure: (t) => fake.measure(t), close: () => fake.close() } : fake;
+    const report = await tune(bytes, {
+      trials: 16,
+      batch: 4,
+      workers: 0,
+      db,
+      seed: 3,
+      repeats: 3,
+      runner,
+      progress: opts.progress,
+    });
     const task = report.tasks[0];
     const recs = db.records(task.workload, report.target.key);
     return { db, fake, report, task, recs };
@@ -83,7 +116,11 @@ describe('relative timing under machine-load drift', () => {
   const trueCostOf = (fake: DriftingRunner, cost: (id: number) => number) => {
     const spec = kernelSpec(extractTasks(fuseOps(importAndOptimize(bytes).graph))[0].fn);
     return (r: TuningRecord) => {
-      const id = fake.ids.get(createHash('sha256').update(build({ spec, trace: r.trace }).wasm).digest('hex'));
+      const id = fake.ids.get(
+        createHash('sha256')
+          .update(build({ spec, trace: r.trace }).wasm)
+          .digest('hex'),
+      );
       expect(id).toBeDefined();
       return cost(id!);
     };
@@ -101,13 +138,15 @@ describe('relative timing under machine-load drift', () => {
         expect(def.confirmed).toBe(true);
         // the old scheme: the default timed alone at one moment, each candidate at another, ranked by raw ms.
         // Its best would be a candidate that is really slower (the drift made it look faster).
-        const byMs = recs.filter((r) => r.ms !== undefined && !['default', 'confirm', 'remeasure'].includes(r.search!))
+        const byMs = recs
+          .filter((r) => r.ms !== undefined && !['default', 'confirm', 'remeasure'].includes(r.search!))
           .sort((a, b) => a.ms! - b.ms!)[0];
         expect(byMs.ms!).toBeLessThan(def.ms!);
         expect(trueCost(byMs)).toBeGreaterThan(1);
         // relative timing, interleaved: every candidate's rel says it is slower (single measurements alternating
         // with the default can still be caught by a load step between two of them: then the confirmation refuses it)
-        if (measureSet) for (const r of recs) if (r.rel !== undefined && r.search !== 'default') expect(r.rel).toBeGreaterThan(1);
+        if (measureSet)
+          for (const r of recs) if (r.rel !== undefined && r.search !== 'default') expect(r.rel).toBeGreaterThan(1);
         // candidates measured faster than the default in their batch were measured again side by side; none passed
         if (!measureSet) expect(recs.filter((r) => r.search === 'confirm').length).toBeGreaterThan(0);
         // nothing confirmed: the record compiling applies is the default schedule's
@@ -159,7 +198,11 @@ describe('relative timing under machine-load drift', () => {
     // lucky) slower than the default in the end-of-run check
     let late = false;
     const cost = (id: number) => (id === 0 ? 1 : id === 3 ? (late ? 1.3 : 0.7) : 1.2);
-    const { db, fake, report, task, recs } = await run(cost, { progress: (p) => { late = p.trials >= 16; } });
+    const { db, fake, report, task, recs } = await run(cost, {
+      progress: (p) => {
+        late = p.trials >= 16;
+      },
+    });
     try {
       const trueCost = trueCostOf(fake, cost);
       late = false; // trueCost below: program 3's cost while it was confirmed
@@ -214,12 +257,29 @@ describe('tuning databases of the first schema (before relative timing)', () => 
     const path = join(tmp(), 'old.sqlite');
     const raw = new Database(path);
     raw.exec(V1);
-    raw.prepare('INSERT INTO workloads (key, format, text) VALUES (?, ?, ?)').run(task.workload.key, task.workload.format, task.workload.text);
-    raw.prepare('INSERT INTO targets (key, kind, arch, features) VALUES (?, ?, ?, ?)').run(target.key, target.kind, target.arch, JSON.stringify(target.features));
-    const ins = raw.prepare(`INSERT INTO records (workload_id, target_id, trace, trace_hash, costs, ms, created_at, kiln_version, search)
+    raw
+      .prepare('INSERT INTO workloads (key, format, text) VALUES (?, ?, ?)')
+      .run(task.workload.key, task.workload.format, task.workload.text);
+    raw
+      .prepare('INSERT INTO targets (key, kind, arch, features) VALUES (?, ?, ?, ?)')
+      .run(target.key, target.kind, target.arch, JSON.stringify(target.features));
+    const ins =
+      raw.prepare(`INSERT INTO records (workload_id, target_id, trace, trace_hash, costs, ms, created_at, kiln_version, search)
       VALUES (1, 1, ?, ?, ?, ?, ?, '0.1.0', ?)`);
-    [[0, 2.0, 'default'], [1, 1.5, 'evolutionary/mutation'], [2, 3.0, 'random']].forEach(([i, ms, search], k) =>
-      ins.run(JSON.stringify(traces[i as number]), traceHash(traces[i as number]), JSON.stringify([ms]), ms, `2026-01-01T00:00:0${k}Z`, search));
+    [
+      [0, 2.0, 'default'],
+      [1, 1.5, 'evolutionary/mutation'],
+      [2, 3.0, 'random'],
+    ].forEach(([i, ms, search], k) =>
+      ins.run(
+        JSON.stringify(traces[i as number]),
+        traceHash(traces[i as number]),
+        JSON.stringify([ms]),
+        ms,
+        `2026-01-01T00:00:0${k}Z`,
+        search,
+      ),
+    );
     raw.close();
 
     // read-only, unmigrated: readable
@@ -240,8 +300,24 @@ describe('tuning databases of the first schema (before relative timing)', () => 
       expect(db.exportLines()[0]).not.toMatch(/"rel"|"confirmed"/);
 
       // a new run's records: the default confirmed (rel 1), a candidate measured faster but not confirmed
-      const rec = (i: number, ms: number, rel: number, confirmed: boolean, search: string, s: number): TuningRecord => ({
-        workload: task.workload.key, target: target.key, trace: traces[i], costs: [ms], ms, rel, confirmed, time: `2026-02-01T00:00:0${s}Z`, kiln: '0.1.0', search,
+      const rec = (
+        i: number,
+        ms: number,
+        rel: number,
+        confirmed: boolean,
+        search: string,
+        s: number,
+      ): TuningRecord => ({
+        workload: task.workload.key,
+        target: target.key,
+        trace: traces[i],
+        costs: [ms],
+        ms,
+        rel,
+        confirmed,
+        time: `2026-02-01T00:00:0${s}Z`,
+        kiln: '0.1.0',
+        search,
       });
       const w = { ...task.workload, ops: task.ops };
       db.addRecord(w, target, rec(0, 2.0, 1, true, 'default', 0));
@@ -254,7 +330,10 @@ describe('tuning databases of the first schema (before relative timing)', () => 
       const lines = db.exportLines();
       const db2 = TuningDatabase.open(':memory:');
       db2.importLines(lines);
-      expect(db2.best(task.workload.key, target.key, 5).map((r) => [r.rel, r.confirmed])).toEqual([[0.9, true], [1, true]]);
+      expect(db2.best(task.workload.key, target.key, 5).map((r) => [r.rel, r.confirmed])).toEqual([
+        [0.9, true],
+        [1, true],
+      ]);
       db2.close();
     } finally {
       db.close();

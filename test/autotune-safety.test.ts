@@ -14,13 +14,23 @@ import { tune } from '../src/autotune/tuner.js';
 const cli = join(process.cwd(), 'dist/cli/kiln.js');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-interface Child { pid: number; done: Promise<{ code: number | null; signal: string | null; out: string }>; kill: (sig: NodeJS.Signals) => void }
+interface Child {
+  pid: number;
+  done: Promise<{ code: number | null; signal: string | null; out: string }>;
+  kill: (sig: NodeJS.Signals) => void;
+}
 function kiln(args: string[]): Child {
   const p = spawn('node', [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
-  p.stdout.on('data', (d) => { out += d; });
-  p.stderr.on('data', (d) => { out += d; });
-  const done = new Promise<{ code: number | null; signal: string | null; out: string }>((res) => p.on('close', (code, signal) => res({ code, signal, out })));
+  p.stdout.on('data', (d) => {
+    out += d;
+  });
+  p.stderr.on('data', (d) => {
+    out += d;
+  });
+  const done = new Promise<{ code: number | null; signal: string | null; out: string }>((res) =>
+    p.on('close', (code, signal) => res({ code, signal, out })),
+  );
   return { pid: p.pid!, done, kill: (sig) => p.kill(sig) };
 }
 
@@ -30,7 +40,7 @@ function checkDb(path: string): { n: number; hashes: Set<string>; trials: number
   try {
     expect(raw.pragma('integrity_check', { simple: true })).toBe('ok');
     expect(raw.pragma('foreign_key_check')).toEqual([]);
-    const rows = raw.prepare('SELECT * FROM records ORDER BY id').all() as Record<string, any>[];
+    const rows = raw.prepare('SELECT * FROM records ORDER BY id').all() as Record<string, unknown>[];
     const hashes = new Set<string>();
     let trials = 0;
     for (const r of rows) {
@@ -59,7 +69,8 @@ function checkDb(path: string): { n: number; hashes: Set<string>; trials: number
 describe('tuning database safety', () => {
   it('kill -9 during `kiln tune` leaves whole records, and a new run resumes from them', async () => {
     const dir = tempDir('kiln-safety-');
-    const model = join(dir, 'mm.onnx'), dbPath = join(dir, 'kiln.sqlite');
+    const model = join(dir, 'mm.onnx'),
+      dbPath = join(dir, 'kiln.sqlite');
     const { bytes } = matmulModel(128, 128, 128);
     writeFileSync(model, bytes);
     const child = kiln(['tune', model, '--trials', '500', '--workers', '1', '--db', dbPath, '--seed', '3']);
@@ -86,7 +97,15 @@ describe('tuning database safety', () => {
     expect(before.trials).toBeGreaterThan(0);
 
     // resume: every record read back, none of the measured traces proposed again
-    const again = await tune(bytes, { trials: 4, batch: 4, workers: 1, db: dbPath, seed: 3, repeats: 2, minRepeatMs: 1 });
+    const again = await tune(bytes, {
+      trials: 4,
+      batch: 4,
+      workers: 1,
+      db: dbPath,
+      seed: 3,
+      repeats: 2,
+      minRepeatMs: 1,
+    });
     expect(again.trials).toBe(4);
     expect(again.tasks[0].resumed).toBe(before.n);
     const db = TuningDatabase.open(dbPath);
@@ -103,7 +122,9 @@ describe('tuning database safety', () => {
 
   it('two `kiln tune` processes share one database: both finish, all records are there', async () => {
     const dir = tempDir('kiln-safety-');
-    const a = join(dir, 'a.onnx'), b = join(dir, 'b.onnx'), dbPath = join(dir, 'kiln.sqlite');
+    const a = join(dir, 'a.onnx'),
+      b = join(dir, 'b.onnx'),
+      dbPath = join(dir, 'kiln.sqlite');
     writeFileSync(a, matmulModel(96, 96, 96).bytes);
     writeFileSync(b, matmulModel(64, 128, 96).bytes);
     // the same model twice (same workload rows, contending inserts) and another one, all at once

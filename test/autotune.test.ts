@@ -42,8 +42,16 @@ describe('tuning database', () => {
   const target = detectTarget();
   const wl = { key: 'w1', format: 1, text: 'in0: float32[4]\n' };
   const rec = (ms: number | undefined, factor: number, time: string): TuningRecord => ({
-    workload: 'w1', target: target.key, trace: [{ p: 'split', stage: 0, axis: 'i0', factor }], costs: ms === undefined ? [] : [ms, ms],
-    ms, error: ms === undefined ? 'boom' : undefined, errorKind: ms === undefined ? 'run' : undefined, time, kiln: '0.1.0', search: 'random',
+    workload: 'w1',
+    target: target.key,
+    trace: [{ p: 'split', stage: 0, axis: 'i0', factor }],
+    costs: ms === undefined ? [] : [ms, ms],
+    ms,
+    error: ms === undefined ? 'boom' : undefined,
+    errorKind: ms === undefined ? 'run' : undefined,
+    time,
+    kiln: '0.1.0',
+    search: 'random',
   });
 
   it('round-trips records, keeps best-k, exports and imports JSON lines', () => {
@@ -65,20 +73,25 @@ describe('tuning database', () => {
     const db2 = TuningDatabase.open(join(dir, 'b.sqlite'));
     expect(db2.importFile(file)).toEqual({ added: 4, skipped: 0 });
     expect(db2.importFile(file)).toEqual({ added: 0, skipped: 4 });
-    expect(db2.exportLines().join('\n') + '\n').toBe(readFileSync(file, 'utf8'));
+    expect(`${db2.exportLines().join('\n')}\n`).toBe(readFileSync(file, 'utf8'));
     // a bad line rejects the whole import: no partial records
     writeFileSync(join(dir, 'bad.jsonl'), readFileSync(file, 'utf8').replace(/\n$/, '\n{"v":1,"broken":true}\n'));
     const db3 = TuningDatabase.open(join(dir, 'c.sqlite'));
     expect(() => db3.importFile(join(dir, 'bad.jsonl'))).toThrow(/line|not a Kiln tuning record/);
     expect(db3.counts().records).toBe(0);
-    db2.close(); db3.close();
+    db2.close();
+    db3.close();
   });
 
   it('a file that is not a SQLite database gives E_TUNING_DB', () => {
     const p = join(tmp(), 'kiln.sqlite');
     writeFileSync(p, 'this is not a database, just some text that is long enough to look like a header'.repeat(20));
     let err: unknown;
-    try { TuningDatabase.open(p); } catch (e) { err = e; }
+    try {
+      TuningDatabase.open(p);
+    } catch (e) {
+      err = e;
+    }
     expect(err).toBeInstanceOf(KilnError);
     expect((err as KilnError).code).toBe('E_TUNING_DB');
   });
@@ -101,7 +114,10 @@ describe('workloads and search space', () => {
     expect(t.space.tunable).toBe(true);
     const d = t.space.defaults()!;
     expect(lowered(t, t.space.trace(d))).toBe(lowered(t, t.kernel.trace));
-    const draw = (seed: number) => { const r = new Rng(seed); return Array.from({ length: 20 }, () => t.space.trace(t.space.sample(r))); };
+    const draw = (seed: number) => {
+      const r = new Rng(seed);
+      return Array.from({ length: 20 }, () => t.space.trace(t.space.sample(r)));
+    };
     expect(JSON.stringify(draw(7))).toBe(JSON.stringify(draw(7)));
     expect(JSON.stringify(draw(7))).not.toBe(JSON.stringify(draw(8)));
     for (const tr of draw(7)) expect(() => lowered(t, tr)).not.toThrow();
@@ -109,40 +125,55 @@ describe('workloads and search space', () => {
     for (let i = 0; i < 20; i++) expect(t.space.valid(t.space.mutate(d, r))).toBe(true);
   });
 
-  it.skipIf(!existsSync('.cache/models/mobilenet_v2/model.onnx'))('holds the default schedule of the real models\' register-tiled and lane-reduction kernels', () => {
-    let tiled = 0, reproduced = 0, searched = 0;
-    for (const name of ['mobilenet_v2', 'squeezenet1_1', 'bert']) {
-      for (const t of tasksOf(readFileSync(`.cache/models/${name}/model.onnx`))) {
-        if (!t.kernel.trace.some((s) => s.p === 'cacheWrite')) continue;
-        tiled++;
-        const d = t.space.defaults();
-        if (!d) continue;
-        // epilogue fusion, partial row tiles, shifted lane tiles, fused rows (pointwise convolutions) and lane
-        // reductions included
-        expect(lowered(t, t.space.trace(d))).toBe(lowered(t, t.kernel.trace));
-        reproduced++;
-        // every stage that accumulates in registers by default is searched (not kept fixed at its default)
-        const cw = new Set(t.kernel.trace.filter((s) => s.p === 'cacheWrite').map((s) => s.stage));
-        expect(t.space.stages.filter((s) => cw.has(s.stage as number)).every((s) => s.kind === 'reduce' || s.kind === 'lane')).toBe(true);
-        searched++;
+  it.skipIf(!existsSync('.cache/models/mobilenet_v2/model.onnx'))(
+    "holds the default schedule of the real models' register-tiled and lane-reduction kernels",
+    () => {
+      let tiled = 0,
+        reproduced = 0,
+        searched = 0;
+      for (const name of ['mobilenet_v2', 'squeezenet1_1', 'bert']) {
+        for (const t of tasksOf(readFileSync(`.cache/models/${name}/model.onnx`))) {
+          if (!t.kernel.trace.some((s) => s.p === 'cacheWrite')) continue;
+          tiled++;
+          const d = t.space.defaults();
+          if (!d) continue;
+          // epilogue fusion, partial row tiles, shifted lane tiles, fused rows (pointwise convolutions) and lane
+          // reductions included
+          expect(lowered(t, t.space.trace(d))).toBe(lowered(t, t.kernel.trace));
+          reproduced++;
+          // every stage that accumulates in registers by default is searched (not kept fixed at its default)
+          const cw = new Set(t.kernel.trace.filter((s) => s.p === 'cacheWrite').map((s) => s.stage));
+          expect(
+            t.space.stages
+              .filter((s) => cw.has(s.stage as number))
+              .every((s) => s.kind === 'reduce' || s.kind === 'lane'),
+          ).toBe(true);
+          searched++;
+        }
       }
-    }
-    expect(tiled).toBeGreaterThan(40);
-    expect(reproduced).toBe(tiled);
-    expect(searched).toBe(tiled);
-  });
+      expect(tiled).toBeGreaterThan(40);
+      expect(reproduced).toBe(tiled);
+      expect(searched).toBe(tiled);
+    },
+  );
 
-  it.skipIf(!existsSync('.cache/models/bert/model.onnx'))('samples candidates that build for every kernel of the real models (0-d constants included)', () => {
-    const r = new Rng(11);
-    let built = 0;
-    for (const name of ['bert', 'squeezenet1_1']) {
-      for (const t of tasksOf(readFileSync(`.cache/models/${name}/model.onnx`))) {
-        if (!t.space.tunable) continue;
-        for (let i = 0; i < 2; i++) { expect(() => lowered(t, t.space.trace(t.space.sample(r)))).not.toThrow(); built++; }
+  it.skipIf(!existsSync('.cache/models/bert/model.onnx'))(
+    'samples candidates that build for every kernel of the real models (0-d constants included)',
+    () => {
+      const r = new Rng(11);
+      let built = 0;
+      for (const name of ['bert', 'squeezenet1_1']) {
+        for (const t of tasksOf(readFileSync(`.cache/models/${name}/model.onnx`))) {
+          if (!t.space.tunable) continue;
+          for (let i = 0; i < 2; i++) {
+            expect(() => lowered(t, t.space.trace(t.space.sample(r)))).not.toThrow();
+            built++;
+          }
+        }
       }
-    }
-    expect(built).toBeGreaterThan(20);
-  });
+      expect(built).toBeGreaterThan(20);
+    },
+  );
 
   it('proposes the same candidates given the same seed and measurements', () => {
     const t = tasksOf(matmulModel(64, 64, 64).bytes)[0];
@@ -152,7 +183,10 @@ describe('workloads and search space', () => {
       s.observe({ hash: 'default', trace: t.kernel.trace, decisions: t.space.defaults() }, 1.0);
       for (let round = 0; round < 3; round++) {
         const cands = s.propose(4);
-        cands.forEach((c, i) => { out.push(c.hash); s.observe(c, 1 + ((c.features[0] * 7 + i) % 3) / 10); }); // fake, deterministic
+        cands.forEach((c, i) => {
+          out.push(c.hash);
+          s.observe(c, 1 + ((c.features[0] * 7 + i) % 3) / 10);
+        }); // fake, deterministic
       }
       return out;
     };
@@ -166,14 +200,24 @@ describe('tuning end to end', () => {
     const dir = tmp();
     const dbPath = join(dir, 'kiln.sqlite');
     const { bytes, input } = matmulModel(256, 256, 256);
-    const report = await tune(bytes, { trials: 6, batch: 3, workers: 2, db: dbPath, seed: 1, repeats: 3, minRepeatMs: 2 });
+    const report = await tune(bytes, {
+      trials: 6,
+      batch: 3,
+      workers: 2,
+      db: dbPath,
+      seed: 1,
+      repeats: 3,
+      minRepeatMs: 2,
+    });
     expect(report.trials).toBe(6);
     const task = report.tasks[0];
     expect(task.defaultMs).toBeGreaterThan(0);
     // the end's side-by-side re-measure of a confirmed candidate (at least 2% faster when confirmed) may come out a
     // little either way
     expect(task.bestMs).toBeLessThanOrEqual(task.defaultMs! * 1.05);
-    console.log(`matmul 256^3: default ${task.defaultMs!.toFixed(3)} ms, best after ${report.trials} trials ${task.bestMs!.toFixed(3)} ms, ${report.errors} errors`);
+    console.log(
+      `matmul 256^3: default ${task.defaultMs!.toFixed(3)} ms, best after ${report.trials} trials ${task.bestMs!.toFixed(3)} ms, ${report.errors} errors`,
+    );
 
     const db = TuningDatabase.open(dbPath);
     const nRecords = db.records(task.workload, report.target.key).length;
@@ -196,55 +240,104 @@ describe('tuning end to end', () => {
     }
 
     // resume: a second run reads the records back and does not re-propose them
-    const again = await tune(bytes, { trials: 3, batch: 3, workers: 1, db: dbPath, seed: 1, repeats: 2, minRepeatMs: 1 });
+    const again = await tune(bytes, {
+      trials: 3,
+      batch: 3,
+      workers: 1,
+      db: dbPath,
+      seed: 1,
+      repeats: 2,
+      minRepeatMs: 1,
+    });
     expect(again.tasks[0].resumed).toBe(nRecords);
   });
 
   for (const interleaved of [true, false]) {
-  it(`records a candidate with wrong numbers, one that traps, or one that hangs, as an error and goes on (${interleaved ? 'measured interleaved' : 'a runner measuring one at a time'})`, async () => {
-    const dbPath = join(tmp(), 'kiln.sqlite');
-    const inner = new PoolRunner();
-    // programs numbered in order of first appearance (0: the default schedule, measured again in every batch)
-    const ids = new Map<string, number>();
-    const idOf = (wasm: Uint8Array) => { const k = Buffer.from(wasm).toString('base64'); if (!ids.has(k)) ids.set(k, ids.size); return ids.get(k)!; };
-    const corrupt = (t: Tensor) => { (t.data as Float32Array)[17] += 1; }; // a schedule that computes a wrong value
-    const faulty: Runner = {
-      async measure(task: MeasureTask, timeoutMs: number) {
-        const id = idOf(task.wasm);
-        if (id === 2) return inner.measure({ ...task, fault: 'hang' }, 1500);
-        if (id === 6) return inner.measure({ ...task, fault: 'trap' }, timeoutMs);
-        const r = await inner.measure(task, timeoutMs);
-        if (id === 1 && r.ok) corrupt(r.out.output);
-        return r;
-      },
-      ...(interleaved ? {
-        // a set with the hanging candidate times out; the tuner then measures its programs one at a time
-        async measureSet(task: MeasureSetTask, timeoutMs: number) {
-          const pid = task.programs.map((p) => idOf(p.wasm));
-          const r = await inner.measureSet({ ...task, programs: task.programs.map((p, i) => (pid[i] === 6 ? { ...p, fault: 'trap' as const } : pid[i] === 2 ? { ...p, fault: 'hang' as const } : p)) }, pid.includes(2) ? 300 : timeoutMs);
-          if (r.ok) r.out.forEach((o, i) => { if (pid[i] === 1 && o.ok) corrupt(o.output); });
-          if (r.ok && pid.includes(2)) throw new Error('the set with a hanging candidate should have timed out');
+    it(`records a candidate with wrong numbers, one that traps, or one that hangs, as an error and goes on (${interleaved ? 'measured interleaved' : 'a runner measuring one at a time'})`, async () => {
+      const dbPath = join(tmp(), 'kiln.sqlite');
+      const inner = new PoolRunner();
+      // programs numbered in order of first appearance (0: the default schedule, measured again in every batch)
+      const ids = new Map<string, number>();
+      const idOf = (wasm: Uint8Array) => {
+        const k = Buffer.from(wasm).toString('base64');
+        if (!ids.has(k)) ids.set(k, ids.size);
+        return ids.get(k)!;
+      };
+      const corrupt = (t: Tensor) => {
+        (t.data as Float32Array)[17] += 1;
+      }; // a schedule that computes a wrong value
+      const faulty: Runner = {
+        async measure(task: MeasureTask, timeoutMs: number) {
+          const id = idOf(task.wasm);
+          if (id === 2) return inner.measure({ ...task, fault: 'hang' }, 1500);
+          if (id === 6) return inner.measure({ ...task, fault: 'trap' }, timeoutMs);
+          const r = await inner.measure(task, timeoutMs);
+          if (id === 1 && r.ok) corrupt(r.out.output);
           return r;
         },
-      } : {}),
-      close: () => inner.close(),
-    };
-    const { bytes } = matmulModel(64, 64, 64);
-    try {
-      // two batches of 4: the hang in the first (interleaved: its set times out), the trap in the second
-      const report = await tune(bytes, { trials: 8, batch: 4, workers: 1, db: dbPath, seed: 5, repeats: 2, minRepeatMs: 1, runner: faulty });
-      expect(report.trials).toBe(8);
-      expect(report.errors).toBe(3);
-      const db = TuningDatabase.open(dbPath);
-      const recs = db.records(report.tasks[0].workload, report.target.key);
-      expect(recs.filter((r) => r.errorKind).map((r) => r.errorKind).sort()).toEqual(['run', 'timeout', 'wrong']);
-      const wrong = recs.find((r) => r.errorKind === 'wrong')!;
-      expect(wrong.error).toMatch(/wrong result/);
-      expect(db.best(report.tasks[0].workload, report.target.key, 10).some((r) => JSON.stringify(r.trace) === JSON.stringify(wrong.trace))).toBe(false);
-      db.close();
-    } finally {
-      await inner.close();
-    }
-  });
+        ...(interleaved
+          ? {
+              // a set with the hanging candidate times out; the tuner then measures its programs one at a time
+              async measureSet(task: MeasureSetTask, timeoutMs: number) {
+                const pid = task.programs.map((p) => idOf(p.wasm));
+                const r = await inner.measureSet(
+                  {
+                    ...task,
+                    programs: task.programs.map((p, i) =>
+                      pid[i] === 6
+                        ? { ...p, fault: 'trap' as const }
+                        : pid[i] === 2
+                          ? { ...p, fault: 'hang' as const }
+                          : p,
+                    ),
+                  },
+                  pid.includes(2) ? 300 : timeoutMs,
+                );
+                if (r.ok)
+                  r.out.forEach((o, i) => {
+                    if (pid[i] === 1 && o.ok) corrupt(o.output);
+                  });
+                if (r.ok && pid.includes(2)) throw new Error('the set with a hanging candidate should have timed out');
+                return r;
+              },
+            }
+          : {}),
+        close: () => inner.close(),
+      };
+      const { bytes } = matmulModel(64, 64, 64);
+      try {
+        // two batches of 4: the hang in the first (interleaved: its set times out), the trap in the second
+        const report = await tune(bytes, {
+          trials: 8,
+          batch: 4,
+          workers: 1,
+          db: dbPath,
+          seed: 5,
+          repeats: 2,
+          minRepeatMs: 1,
+          runner: faulty,
+        });
+        expect(report.trials).toBe(8);
+        expect(report.errors).toBe(3);
+        const db = TuningDatabase.open(dbPath);
+        const recs = db.records(report.tasks[0].workload, report.target.key);
+        expect(
+          recs
+            .filter((r) => r.errorKind)
+            .map((r) => r.errorKind)
+            .sort(),
+        ).toEqual(['run', 'timeout', 'wrong']);
+        const wrong = recs.find((r) => r.errorKind === 'wrong')!;
+        expect(wrong.error).toMatch(/wrong result/);
+        expect(
+          db
+            .best(report.tasks[0].workload, report.target.key, 10)
+            .some((r) => JSON.stringify(r.trace) === JSON.stringify(wrong.trace)),
+        ).toBe(false);
+        db.close();
+      } finally {
+        await inner.close();
+      }
+    });
   }
 });

@@ -65,10 +65,20 @@ describe.skipIf(!haveChromium())('runtime in headless Chromium', () => {
       await tab.goto(server.url);
       await tab.waitForFunction('window.ready === true');
       for (const threads of [1, 2]) {
-        const r = await tab.evaluate(([t, data]) => (window as unknown as { runKiln: (t: number, x: number[]) => Promise<{ threads: number; isolated: boolean; y: number[] }> }).runKiln(t, data), [threads, Array.from(x.data as Float32Array)] as const);
+        const r = await tab.evaluate(
+          ([t, data]) =>
+            (
+              window as unknown as {
+                runKiln: (t: number, x: number[]) => Promise<{ threads: number; isolated: boolean; y: number[] }>;
+              }
+            ).runKiln(t, data),
+          [threads, Array.from(x.data as Float32Array)] as const,
+        );
         expect(r.isolated).toBe(true);
         expect(r.threads).toBe(threads);
-        expect(compareTensors({ dtype: 'float32', shape: [1, 8, 6, 6], data: Float32Array.from(r.y) }, want)?.message).toBeUndefined();
+        expect(
+          compareTensors({ dtype: 'float32', shape: [1, 8, 6, 6], data: Float32Array.from(r.y) }, want)?.message,
+        ).toBeUndefined();
       }
       expect(errors).toEqual([]);
     } finally {
@@ -84,19 +94,36 @@ describe.skipIf(!haveChromium())('runtime in headless Chromium', () => {
     const want = (await runOrt(model, { x })).y;
     const server = await serve({ '/': page, '/model.kiln': artifact, '/endless.kiln': endless });
     const browser = await launch();
-    type Outcome = { threads: number; y?: number[]; error?: { name: string; code: string; message: string }; after?: string; ms: number };
+    type Outcome = {
+      threads: number;
+      y?: number[];
+      error?: { name: string; code: string; message: string };
+      after?: string;
+      ms: number;
+    };
     try {
       const tab = await browser.newPage();
       const errors: string[] = [];
       tab.on('pageerror', (e) => errors.push(String(e)));
       await tab.goto(server.url);
       await tab.waitForFunction('window.ready === true');
-      const run = (path: string, threads: number, timeoutMs: number) => tab.evaluate(([p, t, ms, data]) => (window as unknown as { runSupervised: (p: string, t: number, ms: number, x: number[]) => Promise<Outcome> }).runSupervised(p, t, ms, data), [path, threads, timeoutMs, Array.from(x.data as Float32Array)] as const);
+      const run = (path: string, threads: number, timeoutMs: number) =>
+        tab.evaluate(
+          ([p, t, ms, data]) =>
+            (
+              window as unknown as {
+                runSupervised: (p: string, t: number, ms: number, x: number[]) => Promise<Outcome>;
+              }
+            ).runSupervised(p, t, ms, data),
+          [path, threads, timeoutMs, Array.from(x.data as Float32Array)] as const,
+        );
       for (const threads of [1, 2]) {
         const ok = await run('/model.kiln', threads, 20_000);
         expect(ok.error).toBeUndefined();
         expect(ok.threads).toBe(threads);
-        expect(compareTensors({ dtype: 'float32', shape: [1, 8, 6, 6], data: Float32Array.from(ok.y!) }, want)?.message).toBeUndefined();
+        expect(
+          compareTensors({ dtype: 'float32', shape: [1, 8, 6, 6], data: Float32Array.from(ok.y!) }, want)?.message,
+        ).toBeUndefined();
         const stuck = await run('/endless.kiln', threads, 500);
         expect(stuck.error).toMatchObject({ name: 'KilnError', code: 'E_TIMEOUT' });
         expect(stuck.error!.message).toMatch(/run took longer than 500 ms; the worker was stopped/);

@@ -30,7 +30,8 @@ const MODELS: { name: string; spec: ModelSpec; feeds: Record<string, Tensor> }[]
   {
     name: 'conv + relu',
     spec: {
-      inputs: [['x', 'float32', [1, 3, 10, 10]]], outputs: [['y', 'float32', [1, 4, 10, 10]]],
+      inputs: [['x', 'float32', [1, 3, 10, 10]]],
+      outputs: [['y', 'float32', [1, 4, 10, 10]]],
       initializers: { w: randomF32([4, 3, 3, 3], 31), b: randomF32([4], 32) },
       nodes: [
         { op: 'Conv', inputs: ['x', 'w', 'b'], outputs: ['c'], attrs: { pads: [1, 1, 1, 1] } },
@@ -42,7 +43,8 @@ const MODELS: { name: string; spec: ModelSpec; feeds: Record<string, Tensor> }[]
   {
     name: 'matmul + softmax',
     spec: {
-      inputs: [['a', 'float32', [2, 5, 16]]], outputs: [['y', 'float32', [2, 5, 12]]],
+      inputs: [['a', 'float32', [2, 5, 16]]],
+      outputs: [['y', 'float32', [2, 5, 12]]],
       initializers: { w: randomF32([16, 12], 34) },
       nodes: [
         { op: 'MatMul', inputs: ['a', 'w'], outputs: ['m'] },
@@ -69,7 +71,9 @@ class SimDriver implements CudaDriver {
   contexts = 0;
   launches = 0;
 
-  constructor(capacity = 1 << 24) { this.mem = new Uint8Array(capacity); }
+  constructor(capacity = 1 << 24) {
+    this.mem = new Uint8Array(capacity);
+  }
 
   init(ordinal = 0): CudaDeviceInfo {
     this.log.push('init');
@@ -109,7 +113,8 @@ class SimDriver implements CudaDriver {
   }
   /** Offset of [p, p + n) in `mem`, which must lie inside one live allocation. */
   private at(p: bigint, n: number): number {
-    for (const [base, size] of this.allocs) if (p >= base && p + BigInt(n) <= base + BigInt(size)) return Number(p) - GLOBAL_BASE;
+    for (const [base, size] of this.allocs)
+      if (p >= base && p + BigInt(n) <= base + BigInt(size)) return Number(p) - GLOBAL_BASE;
     return this.fail(`pointer 0x${p.toString(16)} (+${n}) is outside every allocation`);
   }
   memcpyHtoD(dst: bigint, src: Uint8Array): void {
@@ -117,28 +122,53 @@ class SimDriver implements CudaDriver {
     this.mem.set(src, this.at(dst, src.byteLength));
   }
   memcpyDtoH(dst: Uint8Array, src: bigint): void {
-    for (const q of this.streams.values()) if (q.length) this.fail('memcpyDtoH while launches are pending: synchronize the stream first');
+    for (const q of this.streams.values())
+      if (q.length) this.fail('memcpyDtoH while launches are pending: synchronize the stream first');
     this.log.push(`DtoH ${dst.byteLength}`);
     const o = this.at(src, dst.byteLength);
     dst.set(this.mem.subarray(o, o + dst.byteLength));
   }
-  streamCreate(): CudaHandle { this.log.push('streamCreate'); const s = {}; this.streams.set(s, []); return s; }
+  streamCreate(): CudaHandle {
+    this.log.push('streamCreate');
+    const s = {};
+    this.streams.set(s, []);
+    return s;
+  }
   streamDestroy(stream: CudaHandle): void {
     if (!this.streams.delete(stream as object)) this.fail('streamDestroy: not a stream');
     this.log.push('streamDestroy');
   }
-  launchKernel(fn: CudaHandle, grid: readonly [number, number, number], block: readonly [number, number, number], sharedBytes: number, stream: CudaHandle, params: readonly bigint[]): void {
+  launchKernel(
+    fn: CudaHandle,
+    grid: readonly [number, number, number],
+    block: readonly [number, number, number],
+    sharedBytes: number,
+    stream: CudaHandle,
+    params: readonly bigint[],
+  ): void {
     const f = this.fns.get(fn as object) ?? this.fail('launchKernel: not a function handle');
     const q = this.streams.get(stream as object) ?? this.fail('launchKernel: not a stream');
     const e = f.prog.entries.get(f.entry)!;
-    if (grid.some((g) => g < 1) || block.some((b) => b < 1)) this.fail(`launchKernel ${f.entry}: empty grid ${grid} / block ${block}`);
-    if (block[0] * block[1] * block[2] > 1024) this.fail(`launchKernel ${f.entry}: block ${block} exceeds 1024 threads`);
-    if (sharedBytes !== e.sharedBytes) this.fail(`launchKernel ${f.entry}: ${sharedBytes} shared bytes, the entry declares ${e.sharedBytes}`);
-    if (params.length !== e.params.length) this.fail(`launchKernel ${f.entry}: ${params.length} parameters, the entry takes ${e.params.length}`);
+    if (grid.some((g) => g < 1) || block.some((b) => b < 1))
+      this.fail(`launchKernel ${f.entry}: empty grid ${grid} / block ${block}`);
+    if (block[0] * block[1] * block[2] > 1024)
+      this.fail(`launchKernel ${f.entry}: block ${block} exceeds 1024 threads`);
+    if (sharedBytes !== e.sharedBytes)
+      this.fail(`launchKernel ${f.entry}: ${sharedBytes} shared bytes, the entry declares ${e.sharedBytes}`);
+    if (params.length !== e.params.length)
+      this.fail(`launchKernel ${f.entry}: ${params.length} parameters, the entry takes ${e.params.length}`);
     params.forEach((p) => this.at(p, 1));
     this.log.push(`launch ${f.entry}`);
-    const spec = { entry: f.entry, grid: [...grid] as [number, number, number], block: [...block] as [number, number, number], params: new Map(e.params.map((n, i) => [n, params[i]])) };
-    q.push(() => { launch(f.prog, spec, new DataView(this.mem.buffer)); this.launches++; });
+    const spec = {
+      entry: f.entry,
+      grid: [...grid] as [number, number, number],
+      block: [...block] as [number, number, number],
+      params: new Map(e.params.map((n, i) => [n, params[i]])),
+    };
+    q.push(() => {
+      launch(f.prog, spec, new DataView(this.mem.buffer));
+      this.launches++;
+    });
   }
   streamSynchronize(stream: CudaHandle): void {
     const q = this.streams.get(stream as object) ?? this.fail('streamSynchronize: not a stream');
@@ -155,10 +185,17 @@ class SimDriver implements CudaDriver {
     for (const run of q.splice(0)) run();
     return (this.launches - before) * 0.01;
   }
-  release(): void { this.log.push('release'); this.contexts--; }
+  release(): void {
+    this.log.push('release');
+    this.contexts--;
+  }
   /** Nothing left allocated, loaded or retained. */
-  get clean(): boolean { return !this.allocs.size && !this.modules.size && !this.streams.size && this.contexts === 0; }
-  private fail(msg: string): never { throw new Error(`SimDriver: ${msg}`); }
+  get clean(): boolean {
+    return !this.allocs.size && !this.modules.size && !this.streams.size && this.contexts === 0;
+  }
+  private fail(msg: string): never {
+    throw new Error(`SimDriver: ${msg}`);
+  }
 }
 
 const expectClose = (got: Record<string, Tensor>, want: Record<string, Tensor>) => {
@@ -168,7 +205,10 @@ const expectClose = (got: Record<string, Tensor>, want: Record<string, Tensor>) 
 describe.skipIf(hasCuda)('CUDA runtime path without a driver', () => {
   it("load(artifact, { target: 'cuda' }) rejects with E_NO_DEVICE naming libcuda", async () => {
     const c = await compile(buildModel(MODELS[0].spec), { target: 'cuda', sm: 80 });
-    const err = await loadNode(c.artifact, { target: 'cuda' }).then(() => null, (e: unknown) => e);
+    const err = await loadNode(c.artifact, { target: 'cuda' }).then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(KilnError);
     expect((err as KilnError).code).toBe('E_NO_DEVICE');
     expect((err as KilnError).message).toMatch(/libcuda\.so\.1/);
@@ -200,11 +240,14 @@ describe('CUDA executor on a simulated driver (PTX simulator) vs ONNX Runtime', 
         const out = await model.run(m.feeds);
         expectClose(out, ref);
         // run: inputs in, every entry launched in order, one synchronize, outputs out
-        const entries = c.header.calls.flatMap((call) => sec.kernels[call.kernel].launches.filter((l) => l.grid.every((g) => g > 0)).map((l) => `launch ${l.entry}`));
+        const entries = c.header.calls.flatMap((call) =>
+          sec.kernels[call.kernel].launches.filter((l) => l.grid.every((g) => g > 0)).map((l) => `launch ${l.entry}`),
+        );
         const run = drv.log.slice(loadLog);
         expect(run).toEqual([
           ...c.header.inputs.map((i) => `HtoD ${i.shape.reduce((a, b) => a * b, 1) * 4}`),
-          ...entries, 'streamSynchronize',
+          ...entries,
+          'streamSynchronize',
           ...c.header.outputs.map((o) => `DtoH ${o.shape.reduce((a, b) => a * b, 1) * 4}`),
         ]);
         expect(entries.length).toBeGreaterThan(0);
@@ -212,7 +255,8 @@ describe('CUDA executor on a simulated driver (PTX simulator) vs ONNX Runtime', 
       // the executor and the simulated runtime of test/support agree exactly
       const sim = await runCudaSim(c.artifact, m.feeds);
       const out = await model.run(m.feeds);
-      for (const name of Object.keys(sim.outputs)) expect(Array.from(out[name].data as Float32Array)).toEqual(Array.from(sim.outputs[name].data as Float32Array));
+      for (const name of Object.keys(sim.outputs))
+        expect(Array.from(out[name].data as Float32Array)).toEqual(Array.from(sim.outputs[name].data as Float32Array));
       expect(() => model.runSync(m.feeds)).toThrow(/runSync is not available on the CUDA target/);
       await expect(model.run({})).rejects.toMatchObject({ code: 'E_INPUT' });
       model.dispose();
@@ -224,18 +268,28 @@ describe('CUDA executor on a simulated driver (PTX simulator) vs ONNX Runtime', 
   it('an artifact for a newer SM than the device is refused before loading', async () => {
     const c = await compile(buildModel(MODELS[1].spec), { target: 'cuda', sm: 90 });
     const drv = new SimDriver();
-    drv.init = () => { drv.contexts++; return { name: 'sim sm_80', sm: 80 }; };
-    await expect(loadRuntime(c.artifact, { target: 'cuda', cudaDriver: drv })).rejects.toMatchObject({ code: 'E_UNSUPPORTED', message: expect.stringMatching(/--sm 80/) });
+    drv.init = () => {
+      drv.contexts++;
+      return { name: 'sim sm_80', sm: 80 };
+    };
+    await expect(loadRuntime(c.artifact, { target: 'cuda', cudaDriver: drv })).rejects.toMatchObject({
+      code: 'E_UNSUPPORTED',
+      message: expect.stringMatching(/--sm 80/),
+    });
     expect(drv.clean).toBe(true);
   });
 
-  it('times the kernels on the GPU timeline: passes back to back, no copies (the tuner\'s measure)', async () => {
+  it("times the kernels on the GPU timeline: passes back to back, no copies (the tuner's measure)", async () => {
     const c = await compile(buildModel(MODELS[0].spec), { target: 'cuda', sm: 86 });
     const parts = await readArtifact(c.artifact);
     const drv = new SimDriver();
     const ex = await CudaExecutor.create(parts.header, parts.weights, drv);
     await ex.run(MODELS[0].feeds);
-    const entries = c.header.calls.flatMap((call) => c.header.cuda!.kernels[call.kernel].launches.filter((l) => l.grid.every((g) => g > 0)).map((l) => `launch ${l.entry}`));
+    const entries = c.header.calls.flatMap((call) =>
+      c.header
+        .cuda!.kernels[call.kernel].launches.filter((l) => l.grid.every((g) => g > 0))
+        .map((l) => `launch ${l.entry}`),
+    );
     drv.log.length = 0;
     expect(ex.timeKernels(3)).toBeCloseTo(entries.length * 0.01, 9);
     expect(drv.log).toEqual(['eventRecord', ...entries, ...entries, ...entries, 'eventRecord']);
@@ -251,24 +305,30 @@ describe('CUDA executor on a simulated driver (PTX simulator) vs ONNX Runtime', 
 
   it('a wasm-only artifact is refused with a hint to compile for cuda', async () => {
     const c = await compile(buildModel(MODELS[1].spec));
-    await expect(loadRuntime(c.artifact, { target: 'cuda', cudaDriver: new SimDriver() })).rejects.toMatchObject({ code: 'E_ARTIFACT', message: expect.stringMatching(/target 'cuda'/) });
+    await expect(loadRuntime(c.artifact, { target: 'cuda', cudaDriver: new SimDriver() })).rejects.toMatchObject({
+      code: 'E_ARTIFACT',
+      message: expect.stringMatching(/target 'cuda'/),
+    });
   });
 });
 
 describe('CUDA runtime path on a GPU (koffi + libcuda.so.1)', () => {
   for (const m of MODELS) {
-    it.skipIf(!hasCuda)(`on a CUDA GPU: ${m.name} matches ONNX Runtime (skipped: no CUDA driver or device here)`, async () => {
-      const bytes = buildModel(m.spec);
-      const c = await compile(bytes, { target: 'cuda', sm: 80 });
-      const model = await loadNode(c.artifact, { target: 'cuda' });
-      try {
-        const ref = await runOrt(bytes, m.feeds);
-        expectClose(await model.run(m.feeds), ref);
-        expectClose(await model.run(m.feeds), ref);
-      } finally {
-        model.dispose();
-      }
-    });
+    it.skipIf(!hasCuda)(
+      `on a CUDA GPU: ${m.name} matches ONNX Runtime (skipped: no CUDA driver or device here)`,
+      async () => {
+        const bytes = buildModel(m.spec);
+        const c = await compile(bytes, { target: 'cuda', sm: 80 });
+        const model = await loadNode(c.artifact, { target: 'cuda' });
+        try {
+          const ref = await runOrt(bytes, m.feeds);
+          expectClose(await model.run(m.feeds), ref);
+          expectClose(await model.run(m.feeds), ref);
+        } finally {
+          model.dispose();
+        }
+      },
+    );
   }
 });
 
@@ -280,10 +340,14 @@ describe.skipIf(!HAVE_CC)('CUDA driver binding (koffi) over a stand-in libcuda (
     execFileSync('cc', ['-shared', '-fPIC', '-O1', '-o', lib, 'test/support/fake-libcuda.c']);
     const d = await openCudaDriver({ library: lib });
     expect(d.init()).toEqual({ name: 'Fake GPU', sm: 86, totalBytes: 2 ** 34 });
-    expect(() => d.moduleLoadData('.version 8.0\n.entry other()')).toThrow(expect.objectContaining({ code: 'E_UNSUPPORTED' }));
+    expect(() => d.moduleLoadData('.version 8.0\n.entry other()')).toThrow(
+      expect.objectContaining({ code: 'E_UNSUPPORTED' }),
+    );
     const m = d.moduleLoadData('.version 8.0\n.entry add_one(.param .u64 a, .param .u64 b)');
     const fn = d.moduleGetFunction(m, 'add_one');
-    expect(() => d.moduleGetFunction(m, 'missing')).toThrow(/cuModuleGetFunction\(missing\) failed \(CUDA_ERROR_NOT_FOUND: named symbol not found\)/);
+    expect(() => d.moduleGetFunction(m, 'missing')).toThrow(
+      /cuModuleGetFunction\(missing\) failed \(CUDA_ERROR_NOT_FOUND: named symbol not found\)/,
+    );
     const buf = d.memAlloc(512);
     const x = Float32Array.from({ length: 64 }, (_, i) => i * 0.5);
     d.memcpyHtoD(buf, new Uint8Array(x.buffer));
@@ -294,10 +358,16 @@ describe.skipIf(!HAVE_CC)('CUDA driver binding (koffi) over a stand-in libcuda (
     d.memcpyDtoH(new Uint8Array(y.buffer), buf + 256n);
     expect(Array.from(y)).toEqual(Array.from(x, (v) => v + 1));
     // GPU-timeline timing: events around what is enqueued (the stand-in counts 0.25 ms per launch), then freed
-    expect(d.timeOnStream!(s, () => { for (let i = 0; i < 3; i++) d.launchKernel(fn, [2, 1, 1], [32, 1, 1], 48, s, [buf, buf + 256n]); })).toBe(0.75);
+    expect(
+      d.timeOnStream!(s, () => {
+        for (let i = 0; i < 3; i++) d.launchKernel(fn, [2, 1, 1], [32, 1, 1], 48, s, [buf, buf + 256n]);
+      }),
+    ).toBe(0.75);
     const fake = koffi.load(lib);
     expect(fake.func('int fake_events(void)')()).toBe(0);
-    const params = new BigUint64Array(2), dims = new Uint32Array(7), state = new Int32Array(3);
+    const params = new BigUint64Array(2),
+      dims = new Uint32Array(7),
+      state = new Int32Array(3);
     fake.func('int fake_last_launch(void *params, void *dims)')(params, dims);
     expect([...params]).toEqual([buf, buf + 256n]);
     expect([...dims]).toEqual([2, 1, 1, 32, 1, 1, 48]);
@@ -310,6 +380,9 @@ describe.skipIf(!HAVE_CC)('CUDA driver binding (koffi) over a stand-in libcuda (
   });
 
   it('a library that cannot be opened is E_NO_DEVICE', async () => {
-    await expect(openCudaDriver({ library: '/nonexistent/libcuda.so.1' })).rejects.toMatchObject({ code: 'E_NO_DEVICE', message: expect.stringMatching(/no CUDA driver/) });
+    await expect(openCudaDriver({ library: '/nonexistent/libcuda.so.1' })).rejects.toMatchObject({
+      code: 'E_NO_DEVICE',
+      message: expect.stringMatching(/no CUDA driver/),
+    });
   });
 });

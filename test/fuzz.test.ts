@@ -24,10 +24,36 @@ const RUN_TIMEOUT_MS = 5_000; // the runtime's own timeoutMs, where the case loa
 const CHILD = join(process.cwd(), 'test/support/fuzz-child.mjs');
 
 type Kind = 'model' | 'artifact';
-interface Done { done: number; outcome: 'ok' | 'kiln' | 'bad' | 'harness'; stage?: string; code?: string; name?: string; message?: string; stack?: string[]; note?: string; stray?: boolean }
-interface CaseResult { kind: Kind; index: number; desc: string; outcome: string; code?: string; error?: string; stack?: string[]; alone?: string }
+interface Done {
+  done: number;
+  outcome: 'ok' | 'kiln' | 'bad' | 'harness';
+  stage?: string;
+  code?: string;
+  name?: string;
+  message?: string;
+  stack?: string[];
+  note?: string;
+  stray?: boolean;
+}
+interface CaseResult {
+  kind: Kind;
+  index: number;
+  desc: string;
+  outcome: string;
+  code?: string;
+  error?: string;
+  stack?: string[];
+  alone?: string;
+}
 
-interface ChildRun { results: Map<number, Done>; descs: Map<number, string>; started: number[]; exit: string; stderr: string; hung: boolean }
+interface ChildRun {
+  results: Map<number, Done>;
+  descs: Map<number, string>;
+  started: number[];
+  exit: string;
+  stderr: string;
+  hung: boolean;
+}
 
 function runChild(kind: Kind, indices: number[]): Promise<ChildRun> {
   return new Promise((resolve) => {
@@ -36,22 +62,37 @@ function runChild(kind: Kind, indices: number[]): Promise<ChildRun> {
     const run: ChildRun = { results: new Map(), descs: new Map(), started: [], exit: '', stderr: '', hung: false };
     let buf = '';
     let timer: NodeJS.Timeout;
-    const arm = () => { clearTimeout(timer); timer = setTimeout(() => { run.hung = true; p.kill('SIGKILL'); }, CASE_TIMEOUT_MS); };
+    const arm = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        run.hung = true;
+        p.kill('SIGKILL');
+      }, CASE_TIMEOUT_MS);
+    };
     arm();
     p.stdout.on('data', (d: Buffer) => {
       buf += d.toString();
-      let nl;
+      let nl: number;
       while ((nl = buf.indexOf('\n')) >= 0) {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
         let msg: { start?: number; desc?: string; done?: number };
-        try { msg = JSON.parse(line); } catch { continue; }
+        try {
+          msg = JSON.parse(line);
+        } catch {
+          continue;
+        }
         arm();
-        if (msg.start !== undefined) { run.started.push(msg.start); run.descs.set(msg.start, msg.desc ?? ''); }
+        if (msg.start !== undefined) {
+          run.started.push(msg.start);
+          run.descs.set(msg.start, msg.desc ?? '');
+        }
         if (msg.done !== undefined) run.results.set(msg.done, msg as Done);
       }
     });
-    p.stderr.on('data', (d: Buffer) => { run.stderr = (run.stderr + d.toString()).slice(-4000); });
+    p.stderr.on('data', (d: Buffer) => {
+      run.stderr = (run.stderr + d.toString()).slice(-4000);
+    });
     p.on('close', (code, signal) => {
       clearTimeout(timer);
       run.exit = signal ? `signal ${signal}` : `exit ${code}`;
@@ -72,8 +113,22 @@ async function runBatch(kind: Kind, indices: number[]): Promise<CaseResult[]> {
     for (const i of todo) {
       const d = run.results.get(i);
       if (d) {
-        out.push({ kind, index: i, desc: run.descs.get(i) ?? '', outcome: d.outcome, code: d.code, error: d.outcome === 'ok' ? undefined : `${d.stage ?? ''} ${d.name ?? ''}: ${d.message ?? ''}${d.stray ? ' (escaped the call: uncaught exception / unhandled rejection)' : ''}`.trim(), stack: d.stack });
-        if (d.stray) { broken = i; break; }
+        out.push({
+          kind,
+          index: i,
+          desc: run.descs.get(i) ?? '',
+          outcome: d.outcome,
+          code: d.code,
+          error:
+            d.outcome === 'ok'
+              ? undefined
+              : `${d.stage ?? ''} ${d.name ?? ''}: ${d.message ?? ''}${d.stray ? ' (escaped the call: uncaught exception / unhandled rejection)' : ''}`.trim(),
+          stack: d.stack,
+        });
+        if (d.stray) {
+          broken = i;
+          break;
+        }
         continue;
       }
       // started but not done: this case crashed or hung its child; run it alone to confirm and name it
@@ -82,9 +137,16 @@ async function runBatch(kind: Kind, indices: number[]): Promise<CaseResult[]> {
         const alone = todo.length > 1 ? await runChild(kind, [i]) : undefined;
         const a = alone?.results.get(i);
         out.push({
-          kind, index: i, desc: run.descs.get(i) ?? '', outcome,
+          kind,
+          index: i,
+          desc: run.descs.get(i) ?? '',
+          outcome,
           error: `${run.hung ? `no answer in ${CASE_TIMEOUT_MS / 1000} s` : `child died (${run.exit})`}: ${lastLines(run.stderr)}`,
-          alone: alone && (a ? `alone: ${a.outcome}${a.code ? ` ${a.code}` : ''}` : `alone: ${alone.hung ? 'hang' : `crash (${alone.exit})`} ${lastLines(alone.stderr, 3)}`),
+          alone:
+            alone &&
+            (a
+              ? `alone: ${a.outcome}${a.code ? ` ${a.code}` : ''}`
+              : `alone: ${alone.hung ? 'hang' : `crash (${alone.exit})`} ${lastLines(alone.stderr, 3)}`),
         });
         broken = i;
       }
@@ -94,7 +156,13 @@ async function runBatch(kind: Kind, indices: number[]): Promise<CaseResult[]> {
       // the child ended without starting the rest (it died between cases): that is a failure of its own
       const missing = todo.filter((i) => !run.results.has(i));
       if (missing.length && !run.started.includes(missing[0])) {
-        out.push({ kind, index: missing[0], desc: '(not started)', outcome: 'crash', error: `child ended (${run.exit}) before this case: ${lastLines(run.stderr)}` });
+        out.push({
+          kind,
+          index: missing[0],
+          desc: '(not started)',
+          outcome: 'crash',
+          error: `child ended (${run.exit}) before this case: ${lastLines(run.stderr)}`,
+        });
         broken = missing[0];
       } else break;
     }
@@ -109,9 +177,11 @@ async function fuzz(kind: Kind): Promise<CaseResult[]> {
   for (let i = 0; i < all.length; i += BATCH) batches.push(all.slice(i, i + BATCH));
   const results: CaseResult[] = [];
   let next = 0;
-  await Promise.all(Array.from({ length: PARALLEL }, async () => {
-    while (next < batches.length) results.push(...await runBatch(kind, batches[next++]));
-  }));
+  await Promise.all(
+    Array.from({ length: PARALLEL }, async () => {
+      while (next < batches.length) results.push(...(await runBatch(kind, batches[next++])));
+    }),
+  );
   return results.sort((a, b) => a.index - b.index);
 }
 
@@ -121,22 +191,29 @@ function report(kind: Kind, results: CaseResult[]): string[] {
   const count = (o: string) => results.filter((r) => r.outcome === o).length;
   const codes = new Map<string, number>();
   for (const r of results) if (r.code) codes.set(r.code, (codes.get(r.code) ?? 0) + 1);
-  console.log(`fuzz ${kind}s (seed ${SEED}): ${results.length} cases, ${count('ok')} ran, ${count('kiln')} KilnError (${[...codes].map(([c, n]) => `${c} ${n}`).join(', ')}), ${failures.length} failures`);
+  console.log(
+    `fuzz ${kind}s (seed ${SEED}): ${results.length} cases, ${count('ok')} ran, ${count('kiln')} KilnError (${[...codes].map(([c, n]) => `${c} ${n}`).join(', ')}), ${failures.length} failures`,
+  );
   mkdirSync('.cache', { recursive: true });
   writeFileSync(join('.cache', `fuzz-${kind}s.json`), JSON.stringify({ seed: SEED, results }, null, 1));
-  return failures.map((f) =>
-    `${kind} #${f.index} [${f.outcome}] ${f.desc}\n    ${f.error ?? ''}${f.stack?.length ? `\n    at ${f.stack.slice(0, 3).join(' <- ')}` : ''}${f.alone ? `\n    ${f.alone}` : ''}` +
-    `\n    reproduce: node test/support/fuzz-child.mjs '${JSON.stringify({ seed: SEED, kind, indices: [f.index] })}'`);
+  return failures.map(
+    (f) =>
+      `${kind} #${f.index} [${f.outcome}] ${f.desc}\n    ${f.error ?? ''}${f.stack?.length ? `\n    at ${f.stack.slice(0, 3).join(' <- ')}` : ''}${f.alone ? `\n    ${f.alone}` : ''}` +
+      `\n    reproduce: node test/support/fuzz-child.mjs '${JSON.stringify({ seed: SEED, kind, indices: [f.index] })}'`,
+  );
 }
 
-describe.skipIf(!existsSync(join(process.cwd(), 'dist/index.js')))(`fuzz (seed ${SEED}, ${CASES} cases per kind, built dist/)`, () => {
-  it('mutated ONNX models: compile, load and run succeed or throw a KilnError; nothing crashes or hangs', async () => {
-    const failures = report('model', await fuzz('model'));
-    expect(failures, `\n${failures.join('\n')}\n`).toEqual([]);
-  }, 600_000);
+describe.skipIf(!existsSync(join(process.cwd(), 'dist/index.js')))(
+  `fuzz (seed ${SEED}, ${CASES} cases per kind, built dist/)`,
+  () => {
+    it('mutated ONNX models: compile, load and run succeed or throw a KilnError; nothing crashes or hangs', async () => {
+      const failures = report('model', await fuzz('model'));
+      expect(failures, `\n${failures.join('\n')}\n`).toEqual([]);
+    }, 600_000);
 
-  it('mutated artifacts (SHA-256 recomputed where the mutation is past the check): load and run succeed or throw a KilnError', async () => {
-    const failures = report('artifact', await fuzz('artifact'));
-    expect(failures, `\n${failures.join('\n')}\n`).toEqual([]);
-  }, 600_000);
-});
+    it('mutated artifacts (SHA-256 recomputed where the mutation is past the check): load and run succeed or throw a KilnError', async () => {
+      const failures = report('artifact', await fuzz('artifact'));
+      expect(failures, `\n${failures.join('\n')}\n`).toEqual([]);
+    }, 600_000);
+  },
+);

@@ -24,10 +24,16 @@ describe('models match ONNX Runtime', () => {
       const model = await load(compiled.artifact);
       const set = join(dir, 'test_data_set_0');
       const files = readdirSync(set).sort();
-      const inputs = files.filter((f) => f.startsWith('input_')).map((f) => decodeTensorProto(readFileSync(join(set, f))));
-      const expected = files.filter((f) => f.startsWith('output_')).map((f) => decodeTensorProto(readFileSync(join(set, f))));
+      const inputs = files
+        .filter((f) => f.startsWith('input_'))
+        .map((f) => decodeTensorProto(readFileSync(join(set, f))));
+      const expected = files
+        .filter((f) => f.startsWith('output_'))
+        .map((f) => decodeTensorProto(readFileSync(join(set, f))));
       const out = model.runSync(Object.fromEntries(model.inputs.map((inp, i) => [inp.name, inputs[i]])));
-      console.log(`${name}: ${compiled.header.kernels.length} kernels, compile+run ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+      console.log(
+        `${name}: ${compiled.header.kernels.length} kernels, compile+run ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+      );
       model.outputs.forEach((o, i) => {
         expect(std(expected[i])).toBeGreaterThan(0.05); // the reference is not near-constant: the comparison means something
         expect(compareTensors(out[o.name], expected[i])?.message).toBeUndefined();

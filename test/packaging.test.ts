@@ -14,19 +14,30 @@ const ROOT = resolve(import.meta.dirname, '..');
 const NPM_QUIET = ['--no-audit', '--no-fund', '--loglevel=error'];
 let tmp: string;
 
-beforeAll(() => { tmp = mkdtempSync(join(tmpdir(), 'kiln-packaging-')); });
-afterAll(() => { rmSync(tmp, { recursive: true, force: true }); });
-
-const model = () => buildModel({
-  inputs: [['x', 'float32', [2, 8]]],
-  initializers: { w: randomF32([8, 4], 3) },
-  outputs: [['y', 'float32', [2, 4]]],
-  nodes: [{ op: 'MatMul', inputs: ['x', 'w'], outputs: ['m'] }, { op: 'Tanh', inputs: ['m'], outputs: ['y'] }],
+beforeAll(() => {
+  tmp = mkdtempSync(join(tmpdir(), 'kiln-packaging-'));
 });
+afterAll(() => {
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+const model = () =>
+  buildModel({
+    inputs: [['x', 'float32', [2, 8]]],
+    initializers: { w: randomF32([8, 4], 3) },
+    outputs: [['y', 'float32', [2, 4]]],
+    nodes: [
+      { op: 'MatMul', inputs: ['x', 'w'], outputs: ['m'] },
+      { op: 'Tanh', inputs: ['m'], outputs: ['y'] },
+    ],
+  });
 
 /** Packs a package folder into `tmp` and returns the tarball's path. */
 function pack(dir: string): string {
-  const out = execFileSync('npm', ['pack', `./${dir}`, '--pack-destination', tmp, '--json', '--loglevel=error'], { cwd: ROOT, encoding: 'utf8' });
+  const out = execFileSync('npm', ['pack', `./${dir}`, '--pack-destination', tmp, '--json', '--loglevel=error'], {
+    cwd: ROOT,
+    encoding: 'utf8',
+  });
   return join(tmp, (JSON.parse(out) as { filename: string }[])[0].filename);
 }
 
@@ -42,8 +53,10 @@ function installInto(name: string, tarball: string): string {
 /** Installed package names (scoped ones as @scope/name). */
 function installed(dir: string): string[] {
   const nm = join(dir, 'node_modules');
-  return readdirSync(nm).filter((n) => !n.startsWith('.'))
-    .flatMap((n) => (n.startsWith('@') ? readdirSync(join(nm, n)).map((s) => `${n}/${s}`) : [n])).sort();
+  return readdirSync(nm)
+    .filter((n) => !n.startsWith('.'))
+    .flatMap((n) => (n.startsWith('@') ? readdirSync(join(nm, n)).map((s) => `${n}/${s}`) : [n]))
+    .sort();
 }
 
 const input = () => {
@@ -59,14 +72,21 @@ describe('@kiln/runtime (packages/runtime)', () => {
     const manifest = JSON.parse(readFileSync(join(dir, 'node_modules/@kiln/runtime/package.json'), 'utf8'));
     expect(manifest.dependencies ?? {}).toEqual({});
     // only runtime code is in the package: nothing of the compiler
-    const files = execFileSync('find', ['node_modules/@kiln/runtime/dist', '-name', '*.js'], { cwd: dir, encoding: 'utf8' }).trim().split('\n');
+    const files = execFileSync('find', ['node_modules/@kiln/runtime/dist', '-name', '*.js'], {
+      cwd: dir,
+      encoding: 'utf8',
+    })
+      .trim()
+      .split('\n');
     expect(files.every((f) => /\/dist\/(runtime|node)\//.test(f))).toBe(true);
 
     const { artifact } = await compile(model());
     writeFileSync(join(dir, 'model.kiln'), artifact);
     const x = input();
     writeFileSync(join(dir, 'x.json'), JSON.stringify(Array.from(x.data)));
-    writeFileSync(join(dir, 'app.mjs'), `
+    writeFileSync(
+      join(dir, 'app.mjs'),
+      `
       import { readFileSync } from 'node:fs';
       import { load } from '@kiln/runtime';
       const model = await load(readFileSync('model.kiln'), { threads: 1 });
@@ -74,7 +94,8 @@ describe('@kiln/runtime (packages/runtime)', () => {
       const out = await model.run({ x: { dtype: 'float32', shape: [2, 8], data } });
       console.log(JSON.stringify(Array.from(out.y.data)));
       model.dispose();
-    `);
+    `,
+    );
     const r = spawnSync(process.execPath, ['app.mjs'], { cwd: dir, encoding: 'utf8', timeout: 60_000 });
     expect(r.stderr).toBe('');
     const alone = JSON.parse(r.stdout) as number[];
@@ -91,7 +112,12 @@ describe('kiln (the root package)', () => {
     const tarball = pack('');
     const dir = installInto('kiln-app', tarball);
     expect(installed(dir)).toEqual(['@bufbuild/protobuf', 'binaryen', 'fflate', 'kiln']);
-    const kiln = (args: string[]) => spawnSync(process.execPath, [join(dir, 'node_modules/kiln/dist/cli/kiln.js'), ...args], { cwd: dir, encoding: 'utf8', timeout: 120_000 });
+    const kiln = (args: string[]) =>
+      spawnSync(process.execPath, [join(dir, 'node_modules/kiln/dist/cli/kiln.js'), ...args], {
+        cwd: dir,
+        encoding: 'utf8',
+        timeout: 120_000,
+      });
     writeFileSync(join(dir, 'model.onnx'), model());
     const c = kiln(['compile', 'model.onnx', '-o', 'model.kiln']);
     expect(c.status, c.stderr).toBe(0);

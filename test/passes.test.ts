@@ -8,7 +8,11 @@ import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { compile, load, tensor, type Tensor } from '../src/index.js';
 import { printFunc } from '../src/relay-ir/printer.js';
 import { compareTensors } from '../src/conformance/compare.js';
-import { ModelProtoSchema, StringStringEntryProtoSchema, TensorProto_DataLocation } from '../src/frontend/onnx/proto/onnx_pb.js';
+import {
+  ModelProtoSchema,
+  StringStringEntryProtoSchema,
+  TensorProto_DataLocation,
+} from '../src/frontend/onnx/proto/onnx_pb.js';
 import { buildModel, randomF32 } from '../src/frontend/onnx/model-builder.js';
 import { runOrt } from './helpers/ort.js';
 
@@ -73,18 +77,23 @@ describe('weight pre-packing', () => {
 
 describe('concatenation by placement', () => {
   it('producers write into their slice of a channel concat, and the copy kernel is dropped', async () => {
-    const spec = (axis: number, alsoOut: boolean) => buildModel({
-      inputs: [['x', 'float32', [1, 4, 6, 8]]],
-      outputs: [['y', 'float32', axis === 1 ? [1, 11, 6, 8] : [1, 4, 6, 16]], ...(alsoOut ? [['a', 'float32', [1, 4, 6, 8]] as [string, 'float32', number[]]] : [])],
-      initializers: { w1: f32([4, 4, 3, 3], 3), w2: f32([axis === 1 ? 7 : 4, 4, 1, 1], 4) },
-      nodes: [
-        { op: 'Conv', inputs: ['x', 'w1'], outputs: ['a'], attrs: { pads: [1, 1, 1, 1] } },
-        { op: 'Conv', inputs: ['x', 'w2'], outputs: ['b'] },
-        { op: 'Concat', inputs: ['a', 'b'], outputs: ['y'], attrs: { axis } },
-      ],
-    });
+    const spec = (axis: number, alsoOut: boolean) =>
+      buildModel({
+        inputs: [['x', 'float32', [1, 4, 6, 8]]],
+        outputs: [
+          ['y', 'float32', axis === 1 ? [1, 11, 6, 8] : [1, 4, 6, 16]],
+          ...(alsoOut ? [['a', 'float32', [1, 4, 6, 8]] as [string, 'float32', number[]]] : []),
+        ],
+        initializers: { w1: f32([4, 4, 3, 3], 3), w2: f32([axis === 1 ? 7 : 4, 4, 1, 1], 4) },
+        nodes: [
+          { op: 'Conv', inputs: ['x', 'w1'], outputs: ['a'], attrs: { pads: [1, 1, 1, 1] } },
+          { op: 'Conv', inputs: ['x', 'w2'], outputs: ['b'] },
+          { op: 'Concat', inputs: ['a', 'b'], outputs: ['y'], attrs: { axis } },
+        ],
+      });
     const feeds = { x: f32([1, 4, 6, 8], 1) };
-    const kernelOps = (r: Awaited<ReturnType<typeof compile>>) => r.header.calls.map((c) => r.header.kernels[c.kernel].ops.join('+'));
+    const kernelOps = (r: Awaited<ReturnType<typeof compile>>) =>
+      r.header.calls.map((c) => r.header.kernels[c.kernel].ops.join('+'));
     const placed = await checkAgainstOrt(spec(1, false), feeds);
     expect(kernelOps(placed)).not.toContain('concat');
     expect(kernelOps(placed).filter((o) => o.startsWith('conv'))).toHaveLength(2);
@@ -120,14 +129,25 @@ describe('constant folding', () => {
 describe('batch-norm folding', () => {
   it('folds BatchNormalization into the preceding Conv', async () => {
     const c = 3;
-    const pos = (seed: number) => { const t = f32([c], seed); (t.data as Float32Array).forEach((v, i, a) => { a[i] = Math.abs(v) + 0.5; }); return t; };
+    const pos = (seed: number) => {
+      const t = f32([c], seed);
+      (t.data as Float32Array).forEach((v, i, a) => {
+        a[i] = Math.abs(v) + 0.5;
+      });
+      return t;
+    };
     const bytes = buildModel({
       inputs: [['x', 'float32', [1, 2, 6, 6]]],
       outputs: [['y', 'float32', [1, c, 6, 6]]],
       initializers: { w: f32([c, 2, 3, 3], 7), gamma: pos(8), beta: f32([c], 9), mean: f32([c], 10), var: pos(11) },
       nodes: [
         { op: 'Conv', inputs: ['x', 'w'], outputs: ['conv'], attrs: { pads: [1, 1, 1, 1] } },
-        { op: 'BatchNormalization', inputs: ['conv', 'gamma', 'beta', 'mean', 'var'], outputs: ['y'], attrs: { epsilon: { float: 1e-3 } } },
+        {
+          op: 'BatchNormalization',
+          inputs: ['conv', 'gamma', 'beta', 'mean', 'var'],
+          outputs: ['y'],
+          attrs: { epsilon: { float: 1e-3 } },
+        },
       ],
     });
     const r = await checkAgainstOrt(bytes, { x: f32([1, 2, 6, 6], 12) });
@@ -141,29 +161,48 @@ describe('GELU fusion', () => {
   it('replaces 0.5 * x * (1 + erf(x / sqrt 2)), in the orders exporters write it, with one gelu', async () => {
     const shape = [2, 16];
     const feeds = { x: f32(shape, 21) };
-    (feeds.x.data as Float32Array).forEach((v, i, a) => { a[i] = v * 4; }); // erf's whole range
+    (feeds.x.data as Float32Array).forEach((v, i, a) => {
+      a[i] = v * 4;
+    }); // erf's whole range
     const initializers = { sqrt2: scalar(Math.SQRT2), inv: scalar(Math.SQRT1_2), one: scalar(1), half: scalar(0.5) };
     // Hugging Face BERT: Div -> Erf -> Add -> Mul(x, .) -> Mul(., 0.5)
     const hf = [
-      { op: 'Div', inputs: ['x', 'sqrt2'], outputs: ['d'] }, { op: 'Erf', inputs: ['d'], outputs: ['e'] },
-      { op: 'Add', inputs: ['e', 'one'], outputs: ['a'] }, { op: 'Mul', inputs: ['x', 'a'], outputs: ['m'] },
+      { op: 'Div', inputs: ['x', 'sqrt2'], outputs: ['d'] },
+      { op: 'Erf', inputs: ['d'], outputs: ['e'] },
+      { op: 'Add', inputs: ['e', 'one'], outputs: ['a'] },
+      { op: 'Mul', inputs: ['x', 'a'], outputs: ['m'] },
       { op: 'Mul', inputs: ['m', 'half'], outputs: ['y'] },
     ];
     // torch.nn.functional.gelu written out: Mul(x, 0.5) * (1 + erf(x * 1/sqrt 2))
     const torch = [
-      { op: 'Mul', inputs: ['x', 'inv'], outputs: ['d'] }, { op: 'Erf', inputs: ['d'], outputs: ['e'] },
-      { op: 'Add', inputs: ['one', 'e'], outputs: ['a'] }, { op: 'Mul', inputs: ['x', 'half'], outputs: ['h'] },
+      { op: 'Mul', inputs: ['x', 'inv'], outputs: ['d'] },
+      { op: 'Erf', inputs: ['d'], outputs: ['e'] },
+      { op: 'Add', inputs: ['one', 'e'], outputs: ['a'] },
+      { op: 'Mul', inputs: ['x', 'half'], outputs: ['h'] },
       { op: 'Mul', inputs: ['h', 'a'], outputs: ['y'] },
     ];
     for (const nodes of [hf, torch]) {
-      const bytes = buildModel({ inputs: [['x', 'float32', shape]], outputs: [['y', 'float32', shape]], initializers, nodes });
+      const bytes = buildModel({
+        inputs: [['x', 'float32', shape]],
+        outputs: [['y', 'float32', shape]],
+        initializers,
+        nodes,
+      });
       const r = await checkAgainstOrt(bytes, feeds);
       const text = printFunc(r.graph);
       expect(text).toMatch(/gelu\(%x, approximate="none"\)/);
       expect(text).not.toMatch(/erf|div\(/);
     }
     // not when an inner value is used elsewhere (the erf is also an output)
-    const shared = buildModel({ inputs: [['x', 'float32', shape]], outputs: [['y', 'float32', shape], ['e', 'float32', shape]], initializers, nodes: hf });
+    const shared = buildModel({
+      inputs: [['x', 'float32', shape]],
+      outputs: [
+        ['y', 'float32', shape],
+        ['e', 'float32', shape],
+      ],
+      initializers,
+      nodes: hf,
+    });
     const r = await checkAgainstOrt(shared, feeds);
     expect(printFunc(r.graph)).not.toMatch(/gelu/);
   });
@@ -197,16 +236,21 @@ describe('external data', () => {
     const dir = tempDir('kiln-ext-');
     const w = f32([3, 5], 4);
     const bytes = buildModel({
-      inputs: [['x', 'float32', [2, 3]]], outputs: [['y', 'float32', [2, 5]]],
-      initializers: { w }, nodes: [{ op: 'MatMul', inputs: ['x', 'w'], outputs: ['y'] }],
+      inputs: [['x', 'float32', [2, 3]]],
+      outputs: [['y', 'float32', [2, 5]]],
+      initializers: { w },
+      nodes: [{ op: 'MatMul', inputs: ['x', 'w'], outputs: ['y'] }],
     });
     const model = fromBinary(ModelProtoSchema, bytes);
     const init = model.graph!.initializer[0];
     writeFileSync(join(dir, 'weights.bin'), Buffer.concat([Buffer.alloc(64), Buffer.from(init.rawData)]));
     init.rawData = new Uint8Array(0);
     init.dataLocation = TensorProto_DataLocation.EXTERNAL;
-    init.externalData = [['location', 'weights.bin'], ['offset', '64'], ['length', String(w.data.byteLength)]]
-      .map(([key, value]) => create(StringStringEntryProtoSchema, { key, value }));
+    init.externalData = [
+      ['location', 'weights.bin'],
+      ['offset', '64'],
+      ['length', String(w.data.byteLength)],
+    ].map(([key, value]) => create(StringStringEntryProtoSchema, { key, value }));
     const path = join(dir, 'model.onnx');
     const ext = toBinary(ModelProtoSchema, model);
     writeFileSync(path, ext);

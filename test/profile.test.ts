@@ -14,7 +14,13 @@ const onnx = buildModel({
   inputs: [['x', 'float32', [1, 4, 16, 16]]],
   outputs: [['y', 'float32', [1, 8, 16, 8]]],
   nodes: [
-    { op: 'Conv', inputs: ['x', 'w', 'b'], outputs: ['c'], name: 'conv0', attrs: { pads: [1, 1, 1, 1], kernel_shape: [3, 3] } },
+    {
+      op: 'Conv',
+      inputs: ['x', 'w', 'b'],
+      outputs: ['c'],
+      name: 'conv0',
+      attrs: { pads: [1, 1, 1, 1], kernel_shape: [3, 3] },
+    },
     { op: 'Relu', inputs: ['c'], outputs: ['r'], name: 'relu0' },
     { op: 'MatMul', inputs: ['r', 'm'], outputs: ['mm'], name: 'matmul0' },
     { op: 'Tanh', inputs: ['mm'], outputs: ['t'], name: 'tanh0' },
@@ -38,7 +44,8 @@ describe('profiler', () => {
     expect(rep.rows.length).toBe(new Set(h.calls.map((c) => c.kernel)).size);
     expect(rep.rows.reduce((a, r) => a + r.calls, 0)).toBe(runs * h.calls.length);
     expect(rep.rows.reduce((a, r) => a + r.percent, 0)).toBeCloseTo(100, 6);
-    for (let i = 1; i < rep.rows.length; i++) expect(rep.rows[i - 1].totalMs).toBeGreaterThanOrEqual(rep.rows[i].totalMs);
+    for (let i = 1; i < rep.rows.length; i++)
+      expect(rep.rows[i - 1].totalMs).toBeGreaterThanOrEqual(rep.rows[i].totalMs);
     const kernelMs = rep.rows.reduce((a, r) => a + r.totalMs, 0) / runs;
     expect(rep.kernelMsPerRun).toBeCloseTo(kernelMs, 9);
     expect(rep.wallMsPerRun).toBeGreaterThanOrEqual(rep.kernelMsPerRun);
@@ -57,7 +64,9 @@ describe('profiler', () => {
     expect(table).toMatch(/Kernel\s+Ops\s+ONNX nodes\s+Calls\s+Total ms\s+Avg ms\s+% run\s+GFLOP\/s\s+Bytes\/run/);
     for (const r of rep.rows) expect(table).toContain(r.name);
 
-    const trace = JSON.parse(JSON.stringify(chromeTrace(h, profiled))) as { traceEvents: { ph: string; cat: string; ts: number; dur: number; name: string; args: { nodes?: string[] } }[] };
+    const trace = JSON.parse(JSON.stringify(chromeTrace(h, profiled))) as {
+      traceEvents: { ph: string; cat: string; ts: number; dur: number; name: string; args: { nodes?: string[] } }[];
+    };
     const kernelEvents = trace.traceEvents.filter((e) => e.ph === 'X' && e.cat === 'kernel');
     const runEvents = trace.traceEvents.filter((e) => e.ph === 'X' && e.cat === 'run');
     expect(kernelEvents).toHaveLength(runs * h.calls.length);
@@ -79,11 +88,25 @@ describe('profiler', () => {
     const dir = tempDir('kiln-profile-');
     const { artifact, header } = await compile(onnx);
     writeFileSync(join(dir, 'm.kiln'), artifact);
-    const out = execFileSync('node', [join(process.cwd(), 'dist/cli/kiln.js'), 'profile', join(dir, 'm.kiln'), '--runs', '3', '--trace', join(dir, 't.json')], { encoding: 'utf8' });
+    const out = execFileSync(
+      'node',
+      [
+        join(process.cwd(), 'dist/cli/kiln.js'),
+        'profile',
+        join(dir, 'm.kiln'),
+        '--runs',
+        '3',
+        '--trace',
+        join(dir, 't.json'),
+      ],
+      { encoding: 'utf8' },
+    );
     expect(out).toMatch(/input x: random float32\[1,4,16,16\]/);
     expect(out).toMatch(/% run/);
     expect(out).toMatch(/3 runs; per run: kernels [\d.]+ ms/);
-    const trace = JSON.parse(readFileSync(join(dir, 't.json'), 'utf8')) as { traceEvents: { ph: string; cat: string }[] };
+    const trace = JSON.parse(readFileSync(join(dir, 't.json'), 'utf8')) as {
+      traceEvents: { ph: string; cat: string }[];
+    };
     expect(trace.traceEvents.filter((e) => e.ph === 'X' && e.cat === 'kernel')).toHaveLength(3 * header.calls.length);
   });
 });

@@ -12,22 +12,27 @@ import type { Tensor } from '../src/runtime/tensor.js';
 import { assemble, endlessKernels, trappingKernels, withKernelBodies } from './helpers/artifact-surgery.js';
 
 // z = relu(x + w) * y, w a weight: weights section, two inputs, one output
-const model = () => buildModel({
-  inputs: [['x', 'float32', [2, 3]], ['y', 'float32', [2, 3]]],
-  outputs: [['z', 'float32', [2, 3]]],
-  initializers: { w: randomF32([2, 3], 7) },
-  nodes: [
-    { op: 'Add', inputs: ['x', 'w'], outputs: ['s'], name: 'add0' },
-    { op: 'Relu', inputs: ['s'], outputs: ['r'], name: 'relu0' },
-    { op: 'Mul', inputs: ['r', 'y'], outputs: ['z'], name: 'mul0' },
-  ],
-});
+const model = () =>
+  buildModel({
+    inputs: [
+      ['x', 'float32', [2, 3]],
+      ['y', 'float32', [2, 3]],
+    ],
+    outputs: [['z', 'float32', [2, 3]]],
+    initializers: { w: randomF32([2, 3], 7) },
+    nodes: [
+      { op: 'Add', inputs: ['x', 'w'], outputs: ['s'], name: 'add0' },
+      { op: 'Relu', inputs: ['s'], outputs: ['r'], name: 'relu0' },
+      { op: 'Mul', inputs: ['r', 'y'], outputs: ['z'], name: 'mul0' },
+    ],
+  });
 
 async function kilnError(p: Promise<unknown> | (() => unknown)): Promise<KilnError> {
   try {
     await (typeof p === 'function' ? p() : p);
   } catch (e) {
-    if (!(e instanceof KilnError)) throw new Error(`expected a KilnError, got ${(e as Error)?.constructor?.name}: ${(e as Error)?.message}`);
+    if (!(e instanceof KilnError))
+      throw new Error(`expected a KilnError, got ${(e as Error)?.constructor?.name}: ${(e as Error)?.message}`);
     return e;
   }
   throw new Error('expected a KilnError, got a result');
@@ -37,7 +42,8 @@ let artifact: Uint8Array;
 let header: ArtifactHeader;
 let parts: Awaited<ReturnType<typeof readArtifact>>;
 let m: LoadedModel;
-const x = randomF32([2, 3], 1), y = randomF32([2, 3], 2);
+const x = randomF32([2, 3], 1),
+  y = randomF32([2, 3], 2);
 let expected: Tensor;
 
 beforeAll(async () => {
@@ -63,26 +69,74 @@ describe('run() feed validation', () => {
     ['a feed that is null', { x: null, y }, /input 'x' is null/],
     ['a feed that is a string', { x: 'hello', y }, /input 'x' is a string/],
     ['dtype missing', { x: { shape: [2, 3], data: new Float32Array(6) }, y }, /input 'x': dtype is undefined/],
-    ['dtype a number', { x: { dtype: 1, shape: [2, 3], data: new Float32Array(6) }, y }, /input 'x': dtype is a number/],
-    ['dtype unknown', { x: { dtype: 'float16', shape: [2, 3], data: new Float32Array(6) }, y }, /input 'x' has unknown dtype 'float16'/],
-    ['dtype other', { x: { dtype: 'int32', shape: [2, 3], data: new Int32Array(6) }, y }, /input 'x' has dtype int32, the model expects float32/],
+    [
+      'dtype a number',
+      { x: { dtype: 1, shape: [2, 3], data: new Float32Array(6) }, y },
+      /input 'x': dtype is a number/,
+    ],
+    [
+      'dtype unknown',
+      { x: { dtype: 'float16', shape: [2, 3], data: new Float32Array(6) }, y },
+      /input 'x' has unknown dtype 'float16'/,
+    ],
+    [
+      'dtype other',
+      { x: { dtype: 'int32', shape: [2, 3], data: new Int32Array(6) }, y },
+      /input 'x' has dtype int32, the model expects float32/,
+    ],
     ['shape missing', { x: { dtype: 'float32', data: new Float32Array(6) }, y }, /input 'x': shape is undefined/],
     ['shape not an array', { x: f32(6 as never, new Float32Array(6)), y }, /input 'x': shape is a number/],
-    ['shape with a string', { x: f32(['2', 3], new Float32Array(6)), y }, /input 'x': dimension 0 of the shape is a string/],
-    ['shape with a fraction', { x: f32([2.5, 3], new Float32Array(6)), y }, /input 'x': dimension 0 .* non-negative integers/],
-    ['shape with a negative', { x: f32([-2, -3], new Float32Array(6)), y }, /input 'x': dimension 0 .* non-negative integers/],
+    [
+      'shape with a string',
+      { x: f32(['2', 3], new Float32Array(6)), y },
+      /input 'x': dimension 0 of the shape is a string/,
+    ],
+    [
+      'shape with a fraction',
+      { x: f32([2.5, 3], new Float32Array(6)), y },
+      /input 'x': dimension 0 .* non-negative integers/,
+    ],
+    [
+      'shape with a negative',
+      { x: f32([-2, -3], new Float32Array(6)), y },
+      /input 'x': dimension 0 .* non-negative integers/,
+    ],
     ['shape with NaN', { x: f32([2, NaN], new Float32Array(6)), y }, /input 'x': dimension 1/],
-    ['shape other', { x: f32([3, 2], new Float32Array(6)), y }, /input 'x' has shape \[3,2\], the model was compiled for \[2,3\]/],
+    [
+      'shape other',
+      { x: f32([3, 2], new Float32Array(6)), y },
+      /input 'x' has shape \[3,2\], the model was compiled for \[2,3\]/,
+    ],
     ['data null', { x: f32([2, 3], null), y }, /input 'x' \(float32\): data is null/],
     ['data missing', { x: f32([2, 3], undefined), y }, /input 'x' \(float32\): data is undefined/],
     ['data a string', { x: f32([2, 3], 'abcdef'), y }, /input 'x' \(float32\): data is a string/],
     ['data an ArrayBuffer', { x: f32([2, 3], new ArrayBuffer(24)), y }, /input 'x' \(float32\): data is an object/],
-    ['data a DataView', { x: f32([2, 3], new DataView(new ArrayBuffer(24))), y }, /input 'x' \(float32\): data is a DataView/],
-    ['data a BigInt64Array', { x: f32([2, 3], new BigInt64Array(6)), y }, /input 'x' \(float32\): data is a BigInt64Array; float32 data is a Float32Array/],
-    ['data a Float64Array', { x: f32([2, 3], new Float64Array(6)), y }, /input 'x' \(float32\): data is a Float64Array/],
+    [
+      'data a DataView',
+      { x: f32([2, 3], new DataView(new ArrayBuffer(24))), y },
+      /input 'x' \(float32\): data is a DataView/,
+    ],
+    [
+      'data a BigInt64Array',
+      { x: f32([2, 3], new BigInt64Array(6)), y },
+      /input 'x' \(float32\): data is a BigInt64Array; float32 data is a Float32Array/,
+    ],
+    [
+      'data a Float64Array',
+      { x: f32([2, 3], new Float64Array(6)), y },
+      /input 'x' \(float32\): data is a Float64Array/,
+    ],
     ['data an Int32Array', { x: f32([2, 3], new Int32Array(6)), y }, /input 'x' \(float32\): data is a Int32Array/],
-    ['data plain strings', { x: f32([2, 3], ['1', '2', '3', '4', '5', '6']), y }, /input 'x' \(float32\): element 0 is a string/],
-    ['data plain with a bigint', { x: f32([2, 3], [1, 2, 3n, 4, 5, 6]), y }, /input 'x' \(float32\): element 2 is a bigint/],
+    [
+      'data plain strings',
+      { x: f32([2, 3], ['1', '2', '3', '4', '5', '6']), y },
+      /input 'x' \(float32\): element 0 is a string/,
+    ],
+    [
+      'data plain with a bigint',
+      { x: f32([2, 3], [1, 2, 3n, 4, 5, 6]), y },
+      /input 'x' \(float32\): element 2 is a bigint/,
+    ],
     ['data plain with null', { x: f32([2, 3], [1, 2, 3, null, 5, 6]), y }, /input 'x' \(float32\): element 3 is null/],
     ['data too short', { x: f32([2, 3], new Float32Array(5)), y }, /input 'x' holds 5 values; shape \[2,3\] has 6/],
     ['data too long (plain)', { x: f32([2, 3], [1, 2, 3, 4, 5, 6, 7]), y }, /input 'x' holds 7 values/],
@@ -97,7 +151,7 @@ describe('run() feed validation', () => {
     }
   });
 
-  it('accepts plain number arrays, and they give the typed array\'s outputs', async () => {
+  it("accepts plain number arrays, and they give the typed array's outputs", async () => {
     const plain = { x: { dtype: 'float32', shape: [2, 3], data: Array.from(x.data as Float32Array) }, y } as never;
     expect((await m.run(plain)).z).toEqual(expected);
     // a Node Buffer-backed view, a subarray and an array from another realm-like path all work as typed arrays
@@ -119,35 +173,228 @@ describe('damaged artifact headers (checksum recomputed)', () => {
   });
 
   const edits: [string, (h: ArtifactHeader) => void, RegExp][] = [
-    ['negative weights section offset', (h) => { h.sections.weights.offset = -16; }, /sections\.weights\.offset is -16/],
-    ['weights section past the end', (h) => { h.sections.weights.length += 64; }, /sections\.weights .* lies outside the file/],
-    ['wasm section inside the header', (h) => { h.sections.wasm.offset = 8; }, /sections\.wasm\.offset 8 lies inside the header/],
-    ['wasm section length a string', (h) => { (h.sections.wasm as { length: unknown }).length = '100'; }, /sections\.wasm\.length is '100'/],
-    ['sections missing', (h) => { delete (h as Partial<ArtifactHeader>).sections; }, /sections is undefined/],
-    ['negative weightsAt', (h) => { h.weightsAt = -64; }, /weightsAt is -64/],
-    ['weightsAt past memory', (h) => { h.weightsAt = h.memoryBytes; }, /weights .* do not fit in memoryBytes/],
-    ['memoryBytes fractional', (h) => { h.memoryBytes = 1000.5; }, /memoryBytes is 1000.5/],
-    ['memoryBytes negative', (h) => { h.memoryBytes = -1; }, /memoryBytes is -1/],
-    ['kernel index out of range', (h) => { h.calls[0].kernel = h.kernels.length + 3; }, /calls\[0\]\.kernel is \d+, past the last of \d+ kernels/],
-    ['kernel index negative', (h) => { h.calls[0].kernel = -1; }, /calls\[0\]\.kernel is -1/],
-    ['call argument negative', (h) => { h.calls[0].args[0] = -8; }, /calls\[0\]\.args\[0\] is -8/],
-    ['call argument past memory', (h) => { h.calls[0].args[0] = h.memoryBytes + 4096; }, /calls\[0\]\.args\[0\] is \d+, past memoryBytes/],
-    ['call with a missing argument', (h) => { h.calls[0].args.pop(); }, /calls\[0\] passes \d+ arguments to kernel .*, which takes \d+/],
-    ['kernel phases not an array', (h) => { (h.kernels[0] as { phases: unknown }).phases = 'yes'; }, /kernels\[0\]\.phases is 'yes'/],
-    ['kernel name missing', (h) => { (h.kernels[0] as { name: unknown }).name = 7; }, /kernels\[0\]\.name is 7/],
-    ['kernel name not in the module', (h) => { h.kernels[0].name = 'nope'; }, /kernel nope missing from the module/],
-    ['input dtype unknown', (h) => { (h.inputs[0] as { dtype: string }).dtype = 'float16'; }, /inputs\[0\]\.dtype is 'float16'/],
-    ['output dtype missing', (h) => { delete (h.outputs[0] as Partial<ArtifactHeader['outputs'][0]>).dtype; }, /outputs\[0\]\.dtype is undefined/],
-    ['input shape negative', (h) => { h.inputs[0].shape = [2, -3]; }, /inputs\[0\]\.shape\[1\] is -3/],
-    ['input shape with a string', (h) => { (h.inputs[0].shape as unknown[])[0] = 'N'; }, /inputs\[0\]\.shape\[0\] is 'N'/],
-    ['output shape huge', (h) => { h.outputs[0].shape = [1e6, 1e6]; }, /outputs\[0\] .* lies outside memoryBytes/],
-    ['input offset negative', (h) => { h.inputs[1].offset = -4; }, /inputs\[1\]\.offset is -4/],
-    ['input offset not a multiple of its element size', (h) => { h.inputs[0].offset += 3; }, /inputs\[0\]\.offset \d+ is not a multiple of 4/],
-    ['output offset past memory', (h) => { h.outputs[0].offset = h.memoryBytes - 4; }, /outputs\[0\] .* lies outside memoryBytes/],
-    ['input name duplicated', (h) => { h.inputs[1].name = h.inputs[0].name; }, /inputs\[1\]\.name 'x' appears twice/],
-    ['inputs not an array', (h) => { (h as { inputs: unknown }).inputs = {}; }, /inputs is an object, not an array/],
-    ['webgpu section with a bad value', (h) => { h.webgpu = { values: [{ dtype: 'float32', size: 4, kind: 'weight', weight: { offset: -4, length: 16 } }], inputs: [], outputs: [], kernels: [], calls: [] }; }, /webgpu\.values\[0\]\.weight\.offset is -4/],
-    ['cuda section with a bad launch', (h) => { h.cuda = { memoryBytes: h.memoryBytes, scratchAt: 0, sm: 80, ptxVersion: '8.0', ptx: '', kernels: [{ name: 'k', params: [], launches: [{ entry: 'k', grid: [1, 1], block: [1, 1, 1], sharedBytes: 0 }] as never }] }; }, /cuda\.kernels\[0\]\.launches\[0\]\.grid has 2 entries/],
+    [
+      'negative weights section offset',
+      (h) => {
+        h.sections.weights.offset = -16;
+      },
+      /sections\.weights\.offset is -16/,
+    ],
+    [
+      'weights section past the end',
+      (h) => {
+        h.sections.weights.length += 64;
+      },
+      /sections\.weights .* lies outside the file/,
+    ],
+    [
+      'wasm section inside the header',
+      (h) => {
+        h.sections.wasm.offset = 8;
+      },
+      /sections\.wasm\.offset 8 lies inside the header/,
+    ],
+    [
+      'wasm section length a string',
+      (h) => {
+        (h.sections.wasm as { length: unknown }).length = '100';
+      },
+      /sections\.wasm\.length is '100'/,
+    ],
+    [
+      'sections missing',
+      (h) => {
+        delete (h as Partial<ArtifactHeader>).sections;
+      },
+      /sections is undefined/,
+    ],
+    [
+      'negative weightsAt',
+      (h) => {
+        h.weightsAt = -64;
+      },
+      /weightsAt is -64/,
+    ],
+    [
+      'weightsAt past memory',
+      (h) => {
+        h.weightsAt = h.memoryBytes;
+      },
+      /weights .* do not fit in memoryBytes/,
+    ],
+    [
+      'memoryBytes fractional',
+      (h) => {
+        h.memoryBytes = 1000.5;
+      },
+      /memoryBytes is 1000.5/,
+    ],
+    [
+      'memoryBytes negative',
+      (h) => {
+        h.memoryBytes = -1;
+      },
+      /memoryBytes is -1/,
+    ],
+    [
+      'kernel index out of range',
+      (h) => {
+        h.calls[0].kernel = h.kernels.length + 3;
+      },
+      /calls\[0\]\.kernel is \d+, past the last of \d+ kernels/,
+    ],
+    [
+      'kernel index negative',
+      (h) => {
+        h.calls[0].kernel = -1;
+      },
+      /calls\[0\]\.kernel is -1/,
+    ],
+    [
+      'call argument negative',
+      (h) => {
+        h.calls[0].args[0] = -8;
+      },
+      /calls\[0\]\.args\[0\] is -8/,
+    ],
+    [
+      'call argument past memory',
+      (h) => {
+        h.calls[0].args[0] = h.memoryBytes + 4096;
+      },
+      /calls\[0\]\.args\[0\] is \d+, past memoryBytes/,
+    ],
+    [
+      'call with a missing argument',
+      (h) => {
+        h.calls[0].args.pop();
+      },
+      /calls\[0\] passes \d+ arguments to kernel .*, which takes \d+/,
+    ],
+    [
+      'kernel phases not an array',
+      (h) => {
+        (h.kernels[0] as { phases: unknown }).phases = 'yes';
+      },
+      /kernels\[0\]\.phases is 'yes'/,
+    ],
+    [
+      'kernel name missing',
+      (h) => {
+        (h.kernels[0] as { name: unknown }).name = 7;
+      },
+      /kernels\[0\]\.name is 7/,
+    ],
+    [
+      'kernel name not in the module',
+      (h) => {
+        h.kernels[0].name = 'nope';
+      },
+      /kernel nope missing from the module/,
+    ],
+    [
+      'input dtype unknown',
+      (h) => {
+        (h.inputs[0] as { dtype: string }).dtype = 'float16';
+      },
+      /inputs\[0\]\.dtype is 'float16'/,
+    ],
+    [
+      'output dtype missing',
+      (h) => {
+        delete (h.outputs[0] as Partial<ArtifactHeader['outputs'][0]>).dtype;
+      },
+      /outputs\[0\]\.dtype is undefined/,
+    ],
+    [
+      'input shape negative',
+      (h) => {
+        h.inputs[0].shape = [2, -3];
+      },
+      /inputs\[0\]\.shape\[1\] is -3/,
+    ],
+    [
+      'input shape with a string',
+      (h) => {
+        (h.inputs[0].shape as unknown[])[0] = 'N';
+      },
+      /inputs\[0\]\.shape\[0\] is 'N'/,
+    ],
+    [
+      'output shape huge',
+      (h) => {
+        h.outputs[0].shape = [1e6, 1e6];
+      },
+      /outputs\[0\] .* lies outside memoryBytes/,
+    ],
+    [
+      'input offset negative',
+      (h) => {
+        h.inputs[1].offset = -4;
+      },
+      /inputs\[1\]\.offset is -4/,
+    ],
+    [
+      'input offset not a multiple of its element size',
+      (h) => {
+        h.inputs[0].offset += 3;
+      },
+      /inputs\[0\]\.offset \d+ is not a multiple of 4/,
+    ],
+    [
+      'output offset past memory',
+      (h) => {
+        h.outputs[0].offset = h.memoryBytes - 4;
+      },
+      /outputs\[0\] .* lies outside memoryBytes/,
+    ],
+    [
+      'input name duplicated',
+      (h) => {
+        h.inputs[1].name = h.inputs[0].name;
+      },
+      /inputs\[1\]\.name 'x' appears twice/,
+    ],
+    [
+      'inputs not an array',
+      (h) => {
+        (h as { inputs: unknown }).inputs = {};
+      },
+      /inputs is an object, not an array/,
+    ],
+    [
+      'webgpu section with a bad value',
+      (h) => {
+        h.webgpu = {
+          values: [{ dtype: 'float32', size: 4, kind: 'weight', weight: { offset: -4, length: 16 } }],
+          inputs: [],
+          outputs: [],
+          kernels: [],
+          calls: [],
+        };
+      },
+      /webgpu\.values\[0\]\.weight\.offset is -4/,
+    ],
+    [
+      'cuda section with a bad launch',
+      (h) => {
+        h.cuda = {
+          memoryBytes: h.memoryBytes,
+          scratchAt: 0,
+          sm: 80,
+          ptxVersion: '8.0',
+          ptx: '',
+          kernels: [
+            {
+              name: 'k',
+              params: [],
+              launches: [{ entry: 'k', grid: [1, 1], block: [1, 1, 1], sharedBytes: 0 }] as never,
+            },
+          ],
+        };
+      },
+      /cuda\.kernels\[0\]\.launches\[0\]\.grid has 2 entries/,
+    ],
   ];
   it.each(edits)('%s: E_ARTIFACT naming the field', async (_what, edit, message) => {
     const bad = await assemble(header, parts, edit);
@@ -160,7 +407,14 @@ describe('damaged artifact headers (checksum recomputed)', () => {
 
   it('a memory plan past 4 GiB is E_SHAPE naming the size and the limit, not a RangeError', async () => {
     for (const memoryBytes of [2 ** 32 + 65536, 2 ** 40]) {
-      const e = await kilnError(load(await assemble(header, parts, (h) => { h.memoryBytes = memoryBytes; }), { threads: 1 }));
+      const e = await kilnError(
+        load(
+          await assemble(header, parts, (h) => {
+            h.memoryBytes = memoryBytes;
+          }),
+          { threads: 1 },
+        ),
+      );
       expect(e.code).toBe('E_SHAPE');
       expect(e.message).toContain(`${memoryBytes} bytes`);
       expect(e.message).toContain(`${2 ** 32} bytes`);
@@ -186,7 +440,9 @@ describe('damaged artifact headers (checksum recomputed)', () => {
     for (const bad of [null, undefined, 'model.kiln', new Float32Array(64)]) {
       expect((await kilnError(load(bad as never, { timeoutMs: 5000 }))).code).toBe('E_INPUT');
     }
-    expect((await kilnError(load(artifact, { threads: 1, timeoutMs: 5000, target: 'webgpu' }))).code).toBe('E_UNSUPPORTED');
+    expect((await kilnError(load(artifact, { threads: 1, timeoutMs: 5000, target: 'webgpu' }))).code).toBe(
+      'E_UNSUPPORTED',
+    );
     expect((await kilnError(load(artifact, { timeoutMs: -5 }))).message).toMatch(/timeoutMs is -5/);
     expect((await kilnError(load(artifact, { timeoutMs: 'soon' as never }))).message).toMatch(/timeoutMs is string/);
   });
@@ -206,7 +462,9 @@ describe('watchdog: load and run with timeoutMs', () => {
       expect(a.z).toEqual(expected);
       expect(b.z).toEqual(expected);
       // input errors come back as the same KilnError
-      const e = await kilnError(s.run({ x, y: { dtype: 'float32', shape: [2, 3], data: new Float64Array(6) } } as never));
+      const e = await kilnError(
+        s.run({ x, y: { dtype: 'float32', shape: [2, 3], data: new Float64Array(6) } } as never),
+      );
       expect(e.code).toBe('E_INPUT');
       expect(e.message).toMatch(/input 'y'/);
       const sync = await kilnError(() => s.runSync({ x, y }));
@@ -221,7 +479,14 @@ describe('watchdog: load and run with timeoutMs', () => {
   });
 
   it('errors while loading in the worker come back as KilnErrors', async () => {
-    const e = await kilnError(load(await assemble(header, parts, (h) => { h.memoryBytes = 2 ** 33; }), { timeoutMs: 20_000 }));
+    const e = await kilnError(
+      load(
+        await assemble(header, parts, (h) => {
+          h.memoryBytes = 2 ** 33;
+        }),
+        { timeoutMs: 20_000 },
+      ),
+    );
     expect(e.code).toBe('E_SHAPE');
     const d = await kilnError(load(artifact.subarray(0, artifact.length - 3), { timeoutMs: 20_000 }));
     expect(d.code).toBe('E_ARTIFACT');

@@ -29,7 +29,12 @@ describe('threads', () => {
     const x = randomF32([1, 16, 20, 20], 1);
     const outs: Float32Array[] = [];
     // minParallelWork 0: every parallel phase is split, however small (this model's kernels are below the default)
-    for (const [threads, minParallelWork] of [[1, 0], [2, 0], [4, 0], [2, undefined]] as const) {
+    for (const [threads, minParallelWork] of [
+      [1, 0],
+      [2, 0],
+      [4, 0],
+      [2, undefined],
+    ] as const) {
       const m = await load(artifact, { threads, minParallelWork });
       expect(m.threads).toBe(threads);
       for (let rep = 0; rep < 3; rep++) outs.push(m.runSync({ x }).y.data as Float32Array);
@@ -48,13 +53,19 @@ describe('threads', () => {
 
   it('gives each thread its own copy of a cacheRead buffer (a schedule staging MatMul weight panels)', async () => {
     const mm = buildModel({
-      inputs: [['x', 'float32', [192, 256]]], outputs: [['y', 'float32', [192, 160]]],
+      inputs: [['x', 'float32', [192, 256]]],
+      outputs: [['y', 'float32', [192, 160]]],
       initializers: { w: randomF32([256, 160], 5) },
       nodes: [{ op: 'MatMul', inputs: ['x', 'w'], outputs: ['y'] }],
     });
     // the default register tile, its reduction cut into blocks of 16, the (packed) weight panel of each block staged
-    const staged = await compile(mm, { traceFor: (_fn, k) => [...k.trace,
-      { p: 'split', stage: 0, axis: 'r0', factor: 16 }, { p: 'cacheRead', stage: 0, input: 1, at: 'r0.o' }] });
+    const staged = await compile(mm, {
+      traceFor: (_fn, k) => [
+        ...k.trace,
+        { p: 'split', stage: 0, axis: 'r0', factor: 16 },
+        { p: 'cacheRead', stage: 0, input: 1, at: 'r0.o' },
+      ],
+    });
     expect(printPrimFunc(staged.program.kernels[0].prim)).toContain('(shared)');
     const x = randomF32([192, 256], 6);
     const want = (await runOrt(mm, { x })).y;

@@ -16,17 +16,35 @@ import { gcall, gvar } from '../src/relay-ir/expr.js';
 import { getOp } from '../src/relay-ir/op.js';
 import { tensorType } from '../src/relay-ir/types.js';
 
-interface Case { c: number; k: number; h: number; w: number; pad: number; n?: number; bias?: boolean; residual?: boolean }
+interface Case {
+  c: number;
+  k: number;
+  h: number;
+  w: number;
+  pad: number;
+  n?: number;
+  bias?: boolean;
+  residual?: boolean;
+}
 
 function convModel({ c, k, h, w, pad, n = 1, bias = true, residual = false }: Case): Uint8Array {
-  const oh = h + 2 * pad - 2, ow = w + 2 * pad - 2;
+  const oh = h + 2 * pad - 2,
+    ow = w + 2 * pad - 2;
   const nodes: NodeSpec[] = [
-    { op: 'Conv', inputs: ['x', 'w', ...(bias ? ['b'] : [])], outputs: ['c'], attrs: { kernel_shape: [3, 3], pads: [pad, pad, pad, pad] } },
+    {
+      op: 'Conv',
+      inputs: ['x', 'w', ...(bias ? ['b'] : [])],
+      outputs: ['c'],
+      attrs: { kernel_shape: [3, 3], pads: [pad, pad, pad, pad] },
+    },
     ...(residual ? [{ op: 'Add', inputs: ['c', 'r'], outputs: ['s'] }] : []),
     { op: 'Relu', inputs: [residual ? 's' : 'c'], outputs: ['y'] },
   ];
   return buildModel({
-    inputs: [['x', 'float32', [n, c, h, w]], ...(residual ? [['r', 'float32', [n, k, oh, ow]] as [string, 'float32', number[]]] : [])],
+    inputs: [
+      ['x', 'float32', [n, c, h, w]],
+      ...(residual ? [['r', 'float32', [n, k, oh, ow]] as [string, 'float32', number[]]] : []),
+    ],
     outputs: [['y', 'float32', [n, k, oh, ow]]],
     nodes,
     initializers: { w: randomF32([k, c, 3, 3], 7), ...(bias ? { b: randomF32([k], 9) } : {}) },
@@ -52,8 +70,17 @@ async function checkAgainstOrt(cs: Case, winograd?: WinogradTile): Promise<strin
 describe('Winograd F(m x m, 3x3) convolution', () => {
   it('transforms the filters at compile time: U = G g G^T, laid out [16, K, C]', () => {
     // one filter, one channel, g = [[1,2,3],[4,5,6],[7,8,9]]; G g G^T by hand in float64
-    const g = [[1, 2, 3], [4, 5, 6], [7, 8, 9]];
-    const G = [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]];
+    const g = [
+      [1, 2, 3],
+      [4, 5, 6],
+      [7, 8, 9],
+    ];
+    const G = [
+      [1, 0, 0],
+      [0.5, 0.5, 0.5],
+      [0.5, -0.5, 0.5],
+      [0, 0, 1],
+    ];
     const Gg = G.map((row) => [0, 1, 2].map((j) => row[0] * g[0][j] + row[1] * g[1][j] + row[2] * g[2][j]));
     const expected = Gg.flatMap((row) => G.map((gr) => row[0] * gr[0] + row[1] * gr[1] + row[2] * gr[2]));
     const u = winogradWeights({ dtype: 'float32', shape: [1, 1, 3, 3], data: new Float32Array(g.flat()) });
@@ -62,13 +89,30 @@ describe('Winograd F(m x m, 3x3) convolution', () => {
     // the layout: element (e, k, c) at (e * K + k) * C + c
     const w2 = randomF32([3, 2, 3, 3], 11);
     const u2 = winogradWeights(w2).data as Float32Array;
-    const one = (k: number, c: number) => winogradWeights({ dtype: 'float32', shape: [1, 1, 3, 3], data: (w2.data as Float32Array).slice((k * 2 + c) * 9, (k * 2 + c) * 9 + 9) }).data as Float32Array;
-    for (let e = 0; e < 16; e++) for (let k = 0; k < 3; k++) for (let c = 0; c < 2; c++) expect(u2[(e * 3 + k) * 2 + c]).toBe(one(k, c)[e]);
+    const one = (k: number, c: number) =>
+      winogradWeights({
+        dtype: 'float32',
+        shape: [1, 1, 3, 3],
+        data: (w2.data as Float32Array).slice((k * 2 + c) * 9, (k * 2 + c) * 9 + 9),
+      }).data as Float32Array;
+    for (let e = 0; e < 16; e++)
+      for (let k = 0; k < 3; k++) for (let c = 0; c < 2; c++) expect(u2[(e * 3 + k) * 2 + c]).toBe(one(k, c)[e]);
   });
 
   it('transforms the filters for F(4x4, 3x3): U = G g G^T with the 6x3 G, laid out [36, K, C]', () => {
-    const g = [[1, 2, 3], [4, 5, 6], [7, 8, 9]];
-    const G = [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]];
+    const g = [
+      [1, 2, 3],
+      [4, 5, 6],
+      [7, 8, 9],
+    ];
+    const G = [
+      [1 / 4, 0, 0],
+      [-1 / 6, -1 / 6, -1 / 6],
+      [-1 / 6, 1 / 6, -1 / 6],
+      [1 / 24, 1 / 12, 1 / 6],
+      [1 / 24, -1 / 12, 1 / 6],
+      [0, 0, 1],
+    ];
     const Gg = G.map((row) => [0, 1, 2].map((j) => row[0] * g[0][j] + row[1] * g[1][j] + row[2] * g[2][j]));
     const expected = Gg.flatMap((row) => G.map((gr) => row[0] * gr[0] + row[1] * gr[1] + row[2] * gr[2]));
     const u = winogradWeights({ dtype: 'float32', shape: [1, 1, 3, 3], data: new Float32Array(g.flat()) }, 4);
@@ -85,22 +129,28 @@ describe('Winograd F(m x m, 3x3) convolution', () => {
     expect(winogradTile(1, 6, 6)).toBeUndefined(); // 9 tiles: too narrow for the matmuls' register tiles
   });
 
-  it.each<[WinogradTile, number]>([[2, 16], [4, 36]])('rewrites an eligible convolution into input transform, matmuls and output transform (F(%ix%i), bias and relu fused)', async (tile, matmuls) => {
-    const fused = await checkAgainstOrt({ c: 32, k: 32, h: 32, w: 32, pad: 1 }, tile);
-    expect(fused).toMatch(/fused_winograd_input_\d+\(/);
-    expect(fused).toMatch(new RegExp(`matmul\\(%p0, %p1\\) : float32\\[${matmuls},32,${(32 / tile) ** 2}\\]`));
-    expect(fused).toMatch(/fused_winograd_output_add_relu_\d+\(/);
-  });
+  it.each<[WinogradTile, number]>([
+    [2, 16],
+    [4, 36],
+  ])(
+    'rewrites an eligible convolution into input transform, matmuls and output transform (F(%ix%i), bias and relu fused)',
+    async (tile, matmuls) => {
+      const fused = await checkAgainstOrt({ c: 32, k: 32, h: 32, w: 32, pad: 1 }, tile);
+      expect(fused).toMatch(/fused_winograd_input_\d+\(/);
+      expect(fused).toMatch(new RegExp(`matmul\\(%p0, %p1\\) : float32\\[${matmuls},32,${(32 / tile) ** 2}\\]`));
+      expect(fused).toMatch(/fused_winograd_output_add_relu_\d+\(/);
+    },
+  );
 
   const cases: Case[] = [
-    { c: 64, k: 64, h: 56, w: 56, pad: 1 },                  // ResNet-18 layer 1
-    { c: 16, k: 24, h: 34, w: 34, pad: 0, bias: false },      // no padding, no bias
-    { c: 16, k: 64, h: 55, w: 55, pad: 1 },                   // odd output: the last tile partly outside
-    { c: 48, k: 40, h: 13, w: 13, pad: 1 },                   // odd and narrow (lanes shifted back)
-    { c: 24, k: 40, h: 30, w: 18, pad: 1, n: 2 },             // a batch of two
-    { c: 32, k: 32, h: 20, w: 44, pad: 1, residual: true },   // residual add fused with the output transform
-    { c: 256, k: 256, h: 14, w: 14, pad: 1 },                 // ResNet-18 layer 3: 14x14, 16 tiles of 4x4
-    { c: 512, k: 512, h: 7, w: 7, pad: 1 },                   // ResNet-18 layer 4: 7x7, 16 tiles of 2x2
+    { c: 64, k: 64, h: 56, w: 56, pad: 1 }, // ResNet-18 layer 1
+    { c: 16, k: 24, h: 34, w: 34, pad: 0, bias: false }, // no padding, no bias
+    { c: 16, k: 64, h: 55, w: 55, pad: 1 }, // odd output: the last tile partly outside
+    { c: 48, k: 40, h: 13, w: 13, pad: 1 }, // odd and narrow (lanes shifted back)
+    { c: 24, k: 40, h: 30, w: 18, pad: 1, n: 2 }, // a batch of two
+    { c: 32, k: 32, h: 20, w: 44, pad: 1, residual: true }, // residual add fused with the output transform
+    { c: 256, k: 256, h: 14, w: 14, pad: 1 }, // ResNet-18 layer 3: 14x14, 16 tiles of 4x4
+    { c: 512, k: 512, h: 7, w: 7, pad: 1 }, // ResNet-18 layer 4: 7x7, 16 tiles of 2x2
   ];
   const both = cases.flatMap((cs) => ([2, 4] as WinogradTile[]).map((tile) => ({ ...cs, tile })));
   it.each(both)('F($tile x $tile) matches ONNX Runtime: C$c K$k H$h W$w pad $pad', async ({ tile, ...cs }) => {
@@ -110,11 +160,23 @@ describe('Winograd F(m x m, 3x3) convolution', () => {
 
   it('refuses transform calls whose shapes do not form a 3x3 convolution, with a shape error', () => {
     const x = gvar('x', tensorType([1, 16, 10, 10], 'float32'));
-    expect(() => gcall(getOp('winograd_input'), [x], { pads: [1, 1, 1, 1], output_size: [1, 9, 10] })).toThrow(/winograd_input: .*10x10|9x10/);
-    expect(() => gcall(getOp('winograd_input'), [gvar('y', tensorType([1, 16, 10, 10], 'float64'))], { pads: [1, 1, 1, 1], output_size: [1, 10, 10] })).toThrow(/float32/);
+    expect(() => gcall(getOp('winograd_input'), [x], { pads: [1, 1, 1, 1], output_size: [1, 9, 10] })).toThrow(
+      /winograd_input: .*10x10|9x10/,
+    );
+    expect(() =>
+      gcall(getOp('winograd_input'), [gvar('y', tensorType([1, 16, 10, 10], 'float64'))], {
+        pads: [1, 1, 1, 1],
+        output_size: [1, 10, 10],
+      }),
+    ).toThrow(/float32/);
     const m = gvar('m', tensorType([16, 8, 24], 'float32'));
-    expect(() => gcall(getOp('winograd_output'), [m], { output_size: [1, 10, 10] })).toThrow(/winograd_output: needs float32 \[16, K, 25\]/);
-    expect(gcall(getOp('winograd_output'), [gvar('m2', tensorType([16, 8, 25], 'float32'))], { output_size: [1, 10, 10] }).type).toEqual(tensorType([1, 8, 10, 10], 'float32'));
+    expect(() => gcall(getOp('winograd_output'), [m], { output_size: [1, 10, 10] })).toThrow(
+      /winograd_output: needs float32 \[16, K, 25\]/,
+    );
+    expect(
+      gcall(getOp('winograd_output'), [gvar('m2', tensorType([16, 8, 25], 'float32'))], { output_size: [1, 10, 10] })
+        .type,
+    ).toEqual(tensorType([1, 8, 10, 10], 'float32'));
   });
 
   it('leaves the convolutions it does not pay for, and is off on request', async () => {
@@ -150,7 +212,9 @@ describe('Winograd F(m x m, 3x3) convolution', () => {
     // the row pass reads the input under `row inside && column inside`; the row part depends on the transform row
     // (a loop outside), yet loop partitioning splits the columns on their own part: interior vectors unchecked
     const body = input.prim.body;
-    const rowPass = printStmt(partitionLoops(body.k === 'seq' ? body.body[0] : body)).split('\n').filter((l) => l.includes('t0['));
+    const rowPass = printStmt(partitionLoops(body.k === 'seq' ? body.body[0] : body))
+      .split('\n')
+      .filter((l) => l.includes('t0['));
     expect(rowPass.some((l) => l.includes('select('))).toBe(true);
     expect(rowPass.some((l) => !l.includes('select('))).toBe(true);
     // output transform (stages: rows, columns, bias add, relu = the kernel output): the output takes the column

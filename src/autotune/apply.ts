@@ -30,8 +30,12 @@ export interface TunedLookup {
 
 /** Compares dotted versions numerically (1.10.0 > 1.9.3); a pre-release suffix sorts before its release. */
 export function compareVersions(a: string, b: string): number {
-  const parse = (v: string) => { const [core, pre] = v.split('-', 2); return { n: core.split('.').map((x) => Number.parseInt(x, 10) || 0), pre }; };
-  const x = parse(a), y = parse(b);
+  const parse = (v: string) => {
+    const [core, pre] = v.split('-', 2);
+    return { n: core.split('.').map((x) => Number.parseInt(x, 10) || 0), pre };
+  };
+  const x = parse(a),
+    y = parse(b);
   for (let i = 0; i < Math.max(x.n.length, y.n.length); i++) {
     const d = (x.n[i] ?? 0) - (y.n[i] ?? 0);
     if (d) return Math.sign(d);
@@ -42,15 +46,23 @@ export function compareVersions(a: string, b: string): number {
   return x.pre < y.pre ? -1 : 1;
 }
 
-export function tunedTraces(db: TuningDatabase, target: TargetInfo = detectTarget(), opts: { kiln?: string } = {}): TunedLookup {
+export function tunedTraces(
+  db: TuningDatabase,
+  target: TargetInfo = detectTarget(),
+  opts: { kiln?: string } = {},
+): TunedLookup {
   const current = opts.kiln ?? VERSION;
-  const used: TunedLookup['used'] = [], stale: TunedLookup['stale'] = [], newer: TunedLookup['newer'] = [];
+  const used: TunedLookup['used'] = [],
+    stale: TunedLookup['stale'] = [],
+    newer: TunedLookup['newer'] = [];
   const traceFor = (_fn: FuncNode | undefined, def: BuiltKernel): TraceStep[] | undefined => {
     const w = workloadOf(def);
     const versions = db.kilnVersions(w.key);
     const same = versions.filter((v) => compareVersions(v, current) === 0);
     const older = versions.filter((v) => compareVersions(v, current) < 0);
-    const rec = (same.length ? db.bestFor(w.key, target, same) : undefined) ?? (older.length ? db.bestFor(w.key, target, older) : undefined);
+    const rec =
+      (same.length ? db.bestFor(w.key, target, same) : undefined) ??
+      (older.length ? db.bestFor(w.key, target, older) : undefined);
     if (!rec) {
       const nv = versions.filter((v) => compareVersions(v, current) > 0);
       if (nv.length) newer.push({ kernel: def.prim.name, workload: w.key, versions: nv });
@@ -60,11 +72,21 @@ export function tunedTraces(db: TuningDatabase, target: TargetInfo = detectTarge
       const sch = new Schedule([def.output]);
       for (const s of rec.trace) sch.apply(s);
     } catch (e) {
-      stale.push({ kernel: def.prim.name, workload: w.key, error: e instanceof KilnError ? e.detail : (e as Error).message });
+      stale.push({
+        kernel: def.prim.name,
+        workload: w.key,
+        error: e instanceof KilnError ? e.detail : (e as Error).message,
+      });
       return undefined;
     }
     const isDefault = JSON.stringify(rec.trace) === JSON.stringify(def.trace);
-    used.push({ kernel: def.prim.name, workload: w.key, ms: rec.ms!, ...(rec.rel !== undefined ? { rel: rec.rel } : {}), isDefault });
+    used.push({
+      kernel: def.prim.name,
+      workload: w.key,
+      ms: rec.ms!,
+      ...(rec.rel !== undefined ? { rel: rec.rel } : {}),
+      isDefault,
+    });
     return rec.trace;
   };
   return { traceFor, used, stale, newer };

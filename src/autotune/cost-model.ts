@@ -7,17 +7,30 @@ export class RidgeModel {
 
   constructor(readonly lambda = 1.0) {}
 
-  get trained(): boolean { return this.w !== undefined; }
+  get trained(): boolean {
+    return this.w !== undefined;
+  }
 
   fit(X: readonly number[][], y: readonly number[]): void {
     const n = X.length;
-    if (n < 3) { this.w = undefined; return; }
+    if (n < 3) {
+      this.w = undefined;
+      return;
+    }
     const d = X[0].length;
     this.mu = Array.from({ length: d }, (_, j) => X.reduce((s, x) => s + x[j], 0) / n);
-    this.sd = Array.from({ length: d }, (_, j) => Math.sqrt(X.reduce((s, x) => s + (x[j] - this.mu[j]) ** 2, 0) / n) || 1);
+    this.sd = Array.from(
+      { length: d },
+      (_, j) => Math.sqrt(X.reduce((s, x) => s + (x[j] - this.mu[j]) ** 2, 0) / n) || 1,
+    );
     const Z = X.map((x) => [1, ...x.map((v, j) => (v - this.mu[j]) / this.sd[j])]);
     const D = d + 1;
-    const A = Array.from({ length: D }, (_, i) => Array.from({ length: D }, (_, j) => Z.reduce((s, z) => s + z[i] * z[j], 0) + (i === j && i > 0 ? this.lambda : 0)));
+    const A = Array.from({ length: D }, (_, i) =>
+      Array.from(
+        { length: D },
+        (_, j) => Z.reduce((s, z) => s + z[i] * z[j], 0) + (i === j && i > 0 ? this.lambda : 0),
+      ),
+    );
     const b = Array.from({ length: D }, (_, i) => Z.reduce((s, z, k) => s + z[i] * y[k], 0));
     this.w = solve(A, b);
   }

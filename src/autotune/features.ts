@@ -7,9 +7,24 @@ import { mentions, visitExpr } from '../tensor-expr/expr.js';
 import { type Buffer, type PrimFunc, type Stmt, childStmts } from '../schedule/loop-ir.js';
 
 export const FEATURE_NAMES = [
-  'log_work', 'vector_frac', 'log_global_loads', 'log_global_stores', 'log_local_tile', 'log_code_size',
-  'depth', 'log_guards', 'log_inner_extent', 'log_loop_iters', 'inner_invariant_frac', 'inner_unit_stride_frac',
-  'unrolled_frac', 'log_reuse', 'log_gpu_threads', 'log_gpu_blocks', 'log_shared_loads', 'log_shared_bytes',
+  'log_work',
+  'vector_frac',
+  'log_global_loads',
+  'log_global_stores',
+  'log_local_tile',
+  'log_code_size',
+  'depth',
+  'log_guards',
+  'log_inner_extent',
+  'log_loop_iters',
+  'inner_invariant_frac',
+  'inner_unit_stride_frac',
+  'unrolled_frac',
+  'log_reuse',
+  'log_gpu_threads',
+  'log_gpu_blocks',
+  'log_shared_loads',
+  'log_shared_bytes',
 ] as const;
 
 const lg = (x: number) => Math.log2(1 + x);
@@ -18,7 +33,8 @@ const lg = (x: number) => Math.log2(1 + x);
 function stride(e: Expr, v: Var): number {
   if (!mentions(e, v)) return 0;
   switch (e.k) {
-    case 'var': return e === v ? 1 : 0;
+    case 'var':
+      return e === v ? 1 : 0;
     case 'bin':
       if (e.op === 'add') return stride(e.a, v) + stride(e.b, v);
       if (e.op === 'sub') return stride(e.a, v) - stride(e.b, v);
@@ -27,30 +43,55 @@ function stride(e: Expr, v: Var): number {
         if (e.a.k === 'const') return stride(e.b, v) * Number(e.a.value);
       }
       return NaN;
-    default: return NaN;
+    default:
+      return NaN;
   }
 }
 
 export function loopFeatures(f: PrimFunc): number[] {
-  let work = 0, vecWork = 0, gLoads = 0, gStores = 0, tile = 0, code = 0, depth = 0, guards = 0;
-  let loopIters = 0, unrolledWork = 0;
-  let innerExtW = 0, invW = 0, unitW = 0, accW = 0, reuse = 0, thrW = 0, blkW = 0, sLoads = 0, sBytes = 0;
+  let work = 0,
+    vecWork = 0,
+    gLoads = 0,
+    gStores = 0,
+    tile = 0,
+    code = 0,
+    depth = 0,
+    guards = 0;
+  let loopIters = 0,
+    unrolledWork = 0;
+  let innerExtW = 0,
+    invW = 0,
+    unitW = 0,
+    accW = 0,
+    reuse = 0,
+    thrW = 0,
+    blkW = 0,
+    sLoads = 0,
+    sBytes = 0;
   type Loop = { v: Var; extent: number; kind: string };
   const walk = (s: Stmt, trips: number, copies: number, loops: Loop[]): void => {
     switch (s.k) {
       case 'for': {
         loopIters += trips * s.extent;
         const unrolled = s.kind === 'unrolled' || s.kind === 'vectorized';
-        walk(s.body, trips * s.extent, copies * (unrolled ? s.extent : 1), [...loops, { v: s.v, extent: s.extent, kind: s.kind }]);
+        walk(s.body, trips * s.extent, copies * (unrolled ? s.extent : 1), [
+          ...loops,
+          { v: s.v, extent: s.extent, kind: s.kind },
+        ]);
         return;
       }
-      case 'seq': case 'if': case 'decl': case 'alloc': case 'barrier':
+      case 'seq':
+      case 'if':
+      case 'decl':
+      case 'alloc':
+      case 'barrier':
         if (s.k === 'if') guards += trips;
         if (s.k === 'alloc' && s.buf.scope === 'shared') sBytes += s.buf.size * 4;
         else if (s.k === 'alloc') tile = Math.max(tile, s.buf.size);
         for (const c of childStmts(s)) walk(c, trips, copies, loops);
         return;
-      case 'store': case 'assign': {
+      case 'store':
+      case 'assign': {
         depth = Math.max(depth, loops.length);
         code += copies;
         work += trips;
@@ -71,7 +112,8 @@ export function loopFeatures(f: PrimFunc): number[] {
         gLoads += (trips * loads.length) / lanes;
         if (s.k === 'store' && s.buf.scope === 'global') gStores += trips / lanes;
         // innermost non-lane loop: access pattern of the loads under it
-        const inner = [...loops].reverse().find((l) => l.kind !== 'vectorized' && l.kind !== 'unrolled') ?? loops[loops.length - 1];
+        const inner =
+          [...loops].reverse().find((l) => l.kind !== 'vectorized' && l.kind !== 'unrolled') ?? loops[loops.length - 1];
         if (inner) {
           innerExtW += trips * Math.log2(1 + inner.extent);
           accW += trips;
@@ -92,8 +134,23 @@ export function loopFeatures(f: PrimFunc): number[] {
   walk(f.body, 1, 1, []);
   const w = Math.max(accW, 1);
   return [
-    lg(work), vecWork / Math.max(work, 1), lg(gLoads), lg(gStores), lg(tile), lg(code), depth, lg(guards),
-    innerExtW / w, lg(loopIters), invW / w, unitW / w, unrolledWork / Math.max(work, 1), reuse / w,
-    thrW / Math.max(work, 1), blkW / Math.max(work, 1), lg(sLoads), lg(sBytes),
+    lg(work),
+    vecWork / Math.max(work, 1),
+    lg(gLoads),
+    lg(gStores),
+    lg(tile),
+    lg(code),
+    depth,
+    lg(guards),
+    innerExtW / w,
+    lg(loopIters),
+    invW / w,
+    unitW / w,
+    unrolledWork / Math.max(work, 1),
+    reuse / w,
+    thrW / Math.max(work, 1),
+    blkW / Math.max(work, 1),
+    lg(sLoads),
+    lg(sBytes),
   ];
 }

@@ -18,7 +18,12 @@ import { type BuildOutput, type BuiltHeader, type KernelSpec, kernelFromSpec, ke
 export type GpuBuildTarget = { kind: 'webgpu' } | { kind: 'cuda'; sm: SmTarget };
 
 /** Per-block limits of every SM Kiln targets (sm_80/86/90): CUDA C Programming Guide, compute capabilities table. */
-export const CUDA_LIMITS = { threadsPerBlock: 1024, registersPerThread: 255, registersPerBlock: 65536, staticSharedBytes: 48 * 1024 } as const;
+export const CUDA_LIMITS = {
+  threadsPerBlock: 1024,
+  registersPerThread: 255,
+  registersPerBlock: 65536,
+  staticSharedBytes: 48 * 1024,
+} as const;
 
 /** The one-kernel program's inputs and output, as the runtime's header describes them. */
 function ioHeader(main: FuncNode): Pick<BuiltHeader, 'inputs' | 'outputs'> {
@@ -31,10 +36,19 @@ function ioHeader(main: FuncNode): Pick<BuiltHeader, 'inputs' | 'outputs'> {
 
 export function buildWebGpuCandidate(spec: KernelSpec, trace: TraceStep[] | null): BuildOutput {
   const main = kernelMain(kernelFromSpec(spec));
-  const { section: webgpu } = buildWebGpuSection(main, new Map(), ['out0'], { traceFor: trace ? () => trace : undefined });
+  const { section: webgpu } = buildWebGpuSection(main, new Map(), ['out0'], {
+    traceFor: trace ? () => trace : undefined,
+  });
   const header: BuiltHeader = {
-    kiln: VERSION, target: 'wasm', memoryBytes: 0, weightsAt: 0, ...ioHeader(main), kernels: [], calls: [],
-    plan: { arenaBytes: 0, intermediateBytes: 0, weightBytes: 0 }, webgpu,
+    kiln: VERSION,
+    target: 'wasm',
+    memoryBytes: 0,
+    weightsAt: 0,
+    ...ioHeader(main),
+    kernels: [],
+    calls: [],
+    plan: { arenaBytes: 0, intermediateBytes: 0, weightBytes: 0 },
+    webgpu,
   };
   return { header, wasm: new Uint8Array(0) };
 }
@@ -46,7 +60,8 @@ export function cudaResourceProblem(r: EntryResources, launch: CudaLaunch): stri
   const shared = Math.max(r.sharedBytes, launch.sharedBytes);
   if (threads > L.threadsPerBlock) return `${threads} threads per block (limit ${L.threadsPerBlock})`;
   if (r.registers > L.registersPerThread) return `${r.registers} registers per thread (limit ${L.registersPerThread})`;
-  if (r.registers * threads > L.registersPerBlock) return `${r.registers} registers x ${threads} threads = ${r.registers * threads} per block (limit ${L.registersPerBlock})`;
+  if (r.registers * threads > L.registersPerBlock)
+    return `${r.registers} registers x ${threads} threads = ${r.registers * threads} per block (limit ${L.registersPerBlock})`;
   if (shared > L.staticSharedBytes) return `${shared} bytes of static shared memory (limit ${L.staticSharedBytes})`;
   if (r.spillStores || r.spillLoads) return `register spills (${r.spillStores} B stores, ${r.spillLoads} B loads)`;
   return undefined;
@@ -59,22 +74,35 @@ export function cudaResourceProblem(r: EntryResources, launch: CudaLaunch): stri
  */
 export function checkCudaPtx(ptx: string, sm: SmTarget, launches: readonly CudaLaunch[]): EntryResources[] {
   const res = runPtxas(ptx, sm);
-  const problems = launches.map((l) => {
-    const r = res.resources.find((x) => x.entry === l.entry);
-    const p = r ? cudaResourceProblem(r, l) : res.ok ? 'no ptxas -v resource line' : undefined;
-    return p && `${l.entry}: ${p}`;
-  }).filter((p): p is string => !!p);
-  const tooMuch = res.errors.filter((e) => /uses too much|too many resources/i.test(e.message)).map((e) => e.message.replace(/^ptxas error\s*:\s*/, ''));
+  const problems = launches
+    .map((l) => {
+      const r = res.resources.find((x) => x.entry === l.entry);
+      const p = r ? cudaResourceProblem(r, l) : res.ok ? 'no ptxas -v resource line' : undefined;
+      return p && `${l.entry}: ${p}`;
+    })
+    .filter((p): p is string => !!p);
+  const tooMuch = res.errors
+    .filter((e) => /uses too much|too many resources/i.test(e.message))
+    .map((e) => e.message.replace(/^ptxas error\s*:\s*/, ''));
   const over = problems.length ? problems : tooMuch;
   if (over.length) throw new KilnError('E_RESOURCES', `over the sm_${sm} block limits: ${over.join('; ')}`);
-  if (!res.ok) throw new KilnError('E_INTERNAL', `ptxas -arch=sm_${sm} rejected the candidate: ${res.errors.map((e) => e.message).join('; ').slice(0, 300)}`);
+  if (!res.ok)
+    throw new KilnError(
+      'E_INTERNAL',
+      `ptxas -arch=sm_${sm} rejected the candidate: ${res.errors
+        .map((e) => e.message)
+        .join('; ')
+        .slice(0, 300)}`,
+    );
   return res.resources;
 }
 
 /** Threads per block of one launch: the product of its thread-bound loops (they nest: one linearized id). */
 function blockThreads(s: Stmt): number {
   let n = 1;
-  visitStmt(s, (x) => { if (x.k === 'for' && x.kind.startsWith('threadIdx')) n *= x.extent; });
+  visitStmt(s, (x) => {
+    if (x.k === 'for' && x.kind.startsWith('threadIdx')) n *= x.extent;
+  });
   return n;
 }
 
@@ -85,11 +113,21 @@ export function buildCudaCandidate(spec: KernelSpec, trace: TraceStep[] | null, 
   // a block no SM can launch is refused before PTX is written (the PTX writer would stop at it)
   if (trace) {
     const { prim } = cudaKernel(prog.kernels[0], trace);
-    const over = kernelStages(prim).map(blockThreads).filter((t) => t > CUDA_LIMITS.threadsPerBlock);
-    if (over.length) throw new KilnError('E_RESOURCES', `over the sm_${sm} block limits: ${over[0]} threads per block (limit ${CUDA_LIMITS.threadsPerBlock})`);
+    const over = kernelStages(prim)
+      .map(blockThreads)
+      .filter((t) => t > CUDA_LIMITS.threadsPerBlock);
+    if (over.length)
+      throw new KilnError(
+        'E_RESOURCES',
+        `over the sm_${sm} block limits: ${over[0]} threads per block (limit ${CUDA_LIMITS.threadsPerBlock})`,
+      );
   }
   const { section } = buildCudaSection(prog.kernels, sm, prog.header.memoryBytes, trace ? () => trace : undefined);
-  const resources = checkCudaPtx(section.ptx, sm, section.kernels.flatMap((k) => k.launches));
+  const resources = checkCudaPtx(
+    section.ptx,
+    sm,
+    section.kernels.flatMap((k) => k.launches),
+  );
   return { header: { ...prog.header, cuda: section }, wasm: new Uint8Array(0), resources };
 }
 

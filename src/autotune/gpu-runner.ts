@@ -18,12 +18,17 @@ import { type MeasureResult, type Runner, compiledModule } from './measure.js';
 import { type MeasureTask, randomInputs } from './worker.js';
 
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e)).split('\n')[0].slice(0, 500);
-const asHeader = (t: MeasureTask): ArtifactHeader => ({ ...t.header, sections: { wasm: { offset: 0, length: 0 }, weights: { offset: 0, length: 0 } } });
+const asHeader = (t: MeasureTask): ArtifactHeader => ({
+  ...t.header,
+  sections: { wasm: { offset: 0, length: 0 }, weights: { offset: 0, length: 0 } },
+});
 
 /** Races `p` against a timer; the loser is ignored. */
 async function within<T>(p: Promise<T>, ms: number): Promise<{ ok: true; v: T } | { ok: false }> {
   let timer: NodeJS.Timeout | undefined;
-  const t = new Promise<{ ok: false }>((res) => { timer = setTimeout(() => res({ ok: false }), ms); });
+  const t = new Promise<{ ok: false }>((res) => {
+    timer = setTimeout(() => res({ ok: false }), ms);
+  });
   try {
     return await Promise.race([p.then((v) => ({ ok: true as const, v })), t]);
   } finally {
@@ -32,17 +37,24 @@ async function within<T>(p: Promise<T>, ms: number): Promise<{ ok: true; v: T } 
 }
 
 // The parts of the WebGPU API beyond the runtime's structural GpuDevice that timing needs.
-interface QuerySet { destroy(): void }
+interface QuerySet {
+  destroy(): void;
+}
 interface TimingDevice extends GpuDevice {
   readonly features?: { has(f: string): boolean };
   readonly queue: GpuDevice['queue'] & { onSubmittedWorkDone(): Promise<void> };
   createQuerySet(d: { type: 'timestamp'; count: number }): QuerySet;
   createCommandEncoder(): ReturnType<GpuDevice['createCommandEncoder']> & {
-    beginComputePass(d?: { timestampWrites?: { querySet: QuerySet; beginningOfPassWriteIndex: number; endOfPassWriteIndex: number } }): GpuPass;
+    beginComputePass(d?: {
+      timestampWrites?: { querySet: QuerySet; beginningOfPassWriteIndex: number; endOfPassWriteIndex: number };
+    }): GpuPass;
     resolveQuerySet(q: QuerySet, first: number, count: number, dst: GpuBuffer, offset: number): void;
   };
 }
-const QUERY_RESOLVE = 0x200, COPY_SRC = 4, COPY_DST = 8, MAP_READ = 1;
+const QUERY_RESOLVE = 0x200,
+  COPY_SRC = 4,
+  COPY_DST = 8,
+  MAP_READ = 1;
 
 export class WebGpuRunner implements Runner {
   private readonly dev: TimingDevice;
@@ -60,7 +72,10 @@ export class WebGpuRunner implements Runner {
     if (task.fault === 'trap') return { ok: false, kind: 'run', error: 'injected fault' };
     let ex: WebGpuExecutor | undefined;
     const work = (async () => {
-      if (task.fault === 'hang') await new Promise(() => { /* a candidate that never finishes */ });
+      if (task.fault === 'hang')
+        await new Promise(() => {
+          /* a candidate that never finishes */
+        });
       ex = await WebGpuExecutor.create(asHeader(task), new Uint8Array(0), this.dev);
       return this.time(ex, task);
     })();
@@ -92,10 +107,17 @@ export class WebGpuRunner implements Runner {
       /** `n` runs in one compute pass; their total time in ms. */
       const batch = async (n: number): Promise<number> => {
         const enc = dev.createCommandEncoder();
-        const pass = enc.beginComputePass(query ? { timestampWrites: { querySet: query, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } } : undefined);
+        const pass = enc.beginComputePass(
+          query
+            ? { timestampWrites: { querySet: query, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } }
+            : undefined,
+        );
         for (let i = 0; i < n; i++) ex.encodeDispatches(pass);
         pass.end();
-        if (query) { enc.resolveQuerySet(query, 0, 2, resolve!, 0); enc.copyBufferToBuffer(resolve!, 0, read!, 0, 16); }
+        if (query) {
+          enc.resolveQuerySet(query, 0, 2, resolve!, 0);
+          enc.copyBufferToBuffer(resolve!, 0, read!, 0, 16);
+        }
         const t0 = performance.now();
         dev.queue.submit([enc.finish()]);
         await dev.queue.onSubmittedWorkDone();
@@ -108,8 +130,10 @@ export class WebGpuRunner implements Runner {
         return e > b ? Number(e - b) / 1e6 : wall;
       };
       let probe = await batch(1);
-      const w0 = performance.now(), minWarm = task.minWarmupMs ?? 20;
-      for (let i = 1; i < task.warmup || (performance.now() - w0 < minWarm && performance.now() - w0 < 2000); i++) probe = await batch(1);
+      const w0 = performance.now(),
+        minWarm = task.minWarmupMs ?? 20;
+      for (let i = 1; i < task.warmup || (performance.now() - w0 < minWarm && performance.now() - w0 < 2000); i++)
+        probe = await batch(1);
       const number = Math.max(1, Math.min(100, Math.ceil(task.minRepeatMs / Math.max(probe, 1e-3))));
       const costs: number[] = [];
       for (let r = 0; r < task.repeats; r++) costs.push((await batch(number)) / number);
@@ -121,7 +145,9 @@ export class WebGpuRunner implements Runner {
     }
   }
 
-  async close(): Promise<void> { /* the device belongs to the process */ }
+  async close(): Promise<void> {
+    /* the device belongs to the process */
+  }
 }
 
 /** WebGpuRunner in a child process: a candidate that does not finish in time is cut off by killing the process. */
@@ -133,12 +159,19 @@ export class ChildWebGpuRunner implements Runner {
 
   private start(): NonNullable<ChildWebGpuRunner['child']> {
     if (this.child) return this.child;
-    const proc = fork(compiledModule('webgpu-child.js'), [], { serialization: 'advanced', stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+    const proc = fork(compiledModule('webgpu-child.js'), [], {
+      serialization: 'advanced',
+      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+    });
     const c = { proc, pending: new Map<number, (r: MeasureResult) => void>() };
-    proc.on('message', (m: { id: number; res: MeasureResult }) => { c.pending.get(m.id)?.(m.res); c.pending.delete(m.id); });
+    proc.on('message', (m: { id: number; res: MeasureResult }) => {
+      c.pending.get(m.id)?.(m.res);
+      c.pending.delete(m.id);
+    });
     proc.on('exit', (code, signal) => {
       if (this.child === c) this.child = undefined;
-      for (const done of c.pending.values()) done({ ok: false, kind: 'run', error: `the WebGPU measuring process exited (${signal ?? `code ${code}`})` });
+      for (const done of c.pending.values())
+        done({ ok: false, kind: 'run', error: `the WebGPU measuring process exited (${signal ?? `code ${code}`})` });
       c.pending.clear();
     });
     this.child = c;
@@ -155,18 +188,28 @@ export class ChildWebGpuRunner implements Runner {
     c.pending.delete(id);
     if (this.child === c) this.child = undefined;
     c.proc.kill('SIGKILL');
-    return { ok: false, kind: 'timeout', error: `no result within ${timeoutMs} ms (the measuring process was restarted)` };
+    return {
+      ok: false,
+      kind: 'timeout',
+      error: `no result within ${timeoutMs} ms (the measuring process was restarted)`,
+    };
   }
 
   async close(): Promise<void> {
     const c = this.child;
     this.child = undefined;
-    if (c && c.proc.exitCode === null && c.proc.signalCode === null) { c.proc.kill('SIGKILL'); await new Promise((res) => c.proc.once('exit', res)); }
+    if (c && c.proc.exitCode === null && c.proc.signalCode === null) {
+      c.proc.kill('SIGKILL');
+      await new Promise((res) => c.proc.once('exit', res));
+    }
   }
 }
 
 export class CudaRunner implements Runner {
-  private constructor(private readonly driver: CudaDriver, readonly device: CudaDeviceInfo) {}
+  private constructor(
+    private readonly driver: CudaDriver,
+    readonly device: CudaDeviceInfo,
+  ) {}
 
   /** Opens the CUDA driver and device 0: E_NO_DEVICE without a driver or GPU. */
   static async open(): Promise<CudaRunner> {
@@ -183,12 +226,17 @@ export class CudaRunner implements Runner {
       ex = await CudaExecutor.create(asHeader(task), new Uint8Array(0), this.driver);
       const feeds = randomInputs(task.header, task.seed);
       const name = task.header.outputs[0].name;
-      const once = async () => { const t0 = performance.now(); const out = await ex!.run(feeds); return { ms: performance.now() - t0, out }; };
+      const once = async () => {
+        const t0 = performance.now();
+        const out = await ex!.run(feeds);
+        return { ms: performance.now() - t0, out };
+      };
       const first = await once();
       // the GPU's timeline where the driver has events (a run's copies and host round trips are ~0.1 ms, more
       // than most kernels); else whole runs by the wall clock
       const timed = (passes: number) => ex!.timeKernels(passes);
-      const firstPass = timed(1), gpu = firstPass !== undefined;
+      const firstPass = timed(1),
+        gpu = firstPass !== undefined;
       const sample = async (passes: number) => {
         if (gpu) return timed(passes)!;
         let total = 0;
@@ -204,7 +252,10 @@ export class CudaRunner implements Runner {
     })();
     try {
       const r = await within(work, timeoutMs);
-      if (!r.ok) { work.catch(() => undefined); return { ok: false, kind: 'timeout', error: `no result within ${timeoutMs} ms` }; }
+      if (!r.ok) {
+        work.catch(() => undefined);
+        return { ok: false, kind: 'timeout', error: `no result within ${timeoutMs} ms` };
+      }
       return { ok: true, out: r.v };
     } catch (e) {
       return { ok: false, kind: 'run', error: message(e) };
@@ -213,15 +264,23 @@ export class CudaRunner implements Runner {
     }
   }
 
-  async close(): Promise<void> { this.driver.release(); }
+  async close(): Promise<void> {
+    this.driver.release();
+  }
 }
 
 /** The error a CUDA tuning job without a driver stops with (before building anything). */
 export function noCudaDevice(cause: unknown): KilnError {
   // the cause's own hint (use target 'wasm') is not this command's
-  const why = cause instanceof KilnError
-    ? cause.message.replace(/^\[E_NO_DEVICE\] /, '').replace(cause.hint ? `. ${cause.hint}` : /$^/, '')
-    : message(cause);
-  return new KilnError('E_NO_DEVICE', `tuning for CUDA measures candidates on a GPU, and none can be opened here (${why})`,
-    { hint: 'run on a machine with an NVIDIA GPU and driver, or add --build-only to record ptxas resource checks without measuring' });
+  const why =
+    cause instanceof KilnError
+      ? cause.message.replace(/^\[E_NO_DEVICE\] /, '').replace(cause.hint ? `. ${cause.hint}` : /$^/, '')
+      : message(cause);
+  return new KilnError(
+    'E_NO_DEVICE',
+    `tuning for CUDA measures candidates on a GPU, and none can be opened here (${why})`,
+    {
+      hint: 'run on a machine with an NVIDIA GPU and driver, or add --build-only to record ptxas resource checks without measuring',
+    },
+  );
 }

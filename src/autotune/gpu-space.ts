@@ -4,7 +4,7 @@
 // gains becomes searchable by adding one entry to GPU_KNOBS (its domain, derived from the kernel's stages and
 // extents and the target's limits). The decisions live in one group named 'gpu' of a DecisionSpace, so sampling,
 // mutation, the evolutionary search and the cost model are the ones the WebAssembly space uses.
-import { Schedule, type TraceStep } from '../schedule/schedule.js';
+import type { Schedule, TraceStep } from '../schedule/schedule.js';
 import { type GpuScheduleOptions, gpuTrace } from '../schedule/gpu-schedule.js';
 import { sizeOf } from '../runtime/tensor.js';
 import { type Decisions, DecisionSpace, type Field, type StageSpace, type Value } from './space.js';
@@ -32,7 +32,11 @@ interface Knob {
 }
 const known = (v: Value | undefined): v is number => typeof v === 'number' && v !== COMPILER_DEFAULT;
 
-const pow2Between = (lo: number, hi: number) => { const r: number[] = []; for (let v = lo; v <= hi; v *= 2) r.push(v); return r; };
+const pow2Between = (lo: number, hi: number) => {
+  const r: number[] = [];
+  for (let v = lo; v <= hi; v *= 2) r.push(v);
+  return r;
+};
 
 /** Threads per workgroup: powers of two up to the target's limit (no more than the largest stage's outputs
  *  need), and the products of whole innermost axes that fit (a workgroup without a split axis). */
@@ -71,14 +75,25 @@ export const GPU_KNOBS: { readonly [K in keyof GpuScheduleOptions]?: Knob } = {
   treeThreads: { domain: (ctx) => pow2Between(16, ctx.maxThreads) },
 };
 
-export interface GpuSpaceTarget { maxThreads: number; maxSharedBytes?: number; base?: GpuScheduleOptions }
+export interface GpuSpaceTarget {
+  maxThreads: number;
+  maxSharedBytes?: number;
+  base?: GpuScheduleOptions;
+}
 
 export function gpuSpaceContext(sch: Schedule, target: GpuSpaceTarget): GpuSpaceContext {
-  const stages = sch.stages.filter((st) => st.isOutput || st.hasReduction()).map((st) => ({
-    spatial: st.roots.filter((a) => !a.reduce).map((a) => a.extent),
-    reduce: st.roots.filter((a) => a.reduce).map((a) => a.extent),
-  }));
-  return { stages, maxThreads: target.maxThreads, maxSharedBytes: target.maxSharedBytes ?? 16384, base: target.base ?? {} };
+  const stages = sch.stages
+    .filter((st) => st.isOutput || st.hasReduction())
+    .map((st) => ({
+      spatial: st.roots.filter((a) => !a.reduce).map((a) => a.extent),
+      reduce: st.roots.filter((a) => a.reduce).map((a) => a.extent),
+    }));
+  return {
+    stages,
+    maxThreads: target.maxThreads,
+    maxSharedBytes: target.maxSharedBytes ?? 16384,
+    base: target.base ?? {},
+  };
 }
 
 /** The options a candidate's decisions stand for (the base options with the decided knobs). */
@@ -92,7 +107,10 @@ export function gpuOptions(d: Decisions, base: GpuScheduleOptions = {}): GpuSche
 /** The GPU space of one kernel; `makeSchedule` gives a fresh schedule of the kernel's output. */
 export class GpuSearchSpace extends DecisionSpace {
   readonly context: GpuSpaceContext;
-  constructor(readonly makeSchedule: () => Schedule, target: GpuSpaceTarget) {
+  constructor(
+    readonly makeSchedule: () => Schedule,
+    target: GpuSpaceTarget,
+  ) {
     const ctx = gpuSpaceContext(makeSchedule(), target);
     const knobs = Object.entries(GPU_KNOBS) as [string, Knob][];
     const defaults: Record<string, number> = Object.fromEntries(knobs.map(([name]) => [name, COMPILER_DEFAULT]));
@@ -110,10 +128,17 @@ export class GpuSearchSpace extends DecisionSpace {
         const here = JSON.stringify(traceOf(at));
         return k.domain(ctx, at).some((v) => JSON.stringify(traceOf({ ...at, [name]: v })) !== here);
       });
-      if (matters) fields.push({ name, domain: (d) => ({ values: [COMPILER_DEFAULT, ...[...new Set(k.domain(ctx, d))].sort((a, b) => a - b)] }) });
+      if (matters)
+        fields.push({
+          name,
+          domain: (d) => ({ values: [COMPILER_DEFAULT, ...[...new Set(k.domain(ctx, d))].sort((a, b) => a - b)] }),
+        });
     }
     const group: StageSpace = {
-      stage: 'gpu', kind: 'gpu', fields, defaults: Object.fromEntries(fields.map((f) => [f.name, COMPILER_DEFAULT])),
+      stage: 'gpu',
+      kind: 'gpu',
+      fields,
+      defaults: Object.fromEntries(fields.map((f) => [f.name, COMPILER_DEFAULT])),
       trace: (d): TraceStep[] => traceOf(d),
     };
     super([group]);

@@ -9,7 +9,15 @@ import { KilnError } from '../runtime/errors.js';
 import type { TraceStep } from '../schedule/schedule.js';
 import type { KernelSpec } from './tasks.js';
 import type { BuildOutput } from './tasks.js';
-import { type MeasureOutput, type MeasureSetOutput, type MeasureSetTask, type MeasureTask, build, measure, measureSet } from './worker.js';
+import {
+  type MeasureOutput,
+  type MeasureSetOutput,
+  type MeasureSetTask,
+  type MeasureTask,
+  build,
+  measure,
+  measureSet,
+} from './worker.js';
 import type { GpuBuildTarget } from './gpu-build.js';
 
 /** A piscina pool (piscina is an optional dependency: loaded when tuning starts). */
@@ -17,9 +25,13 @@ const newPool = (opts: ConstructorParameters<typeof Piscina>[0]): Piscina =>
   new (requireOptional<typeof import('piscina')>('piscina').Piscina)(opts);
 
 /** `kind` 'resources': a GPU candidate over the device's per-block limits (E_RESOURCES), found before measuring. */
-export type BuildResult = { ok: true; out: BuildOutput; ms: number } | { ok: false; error: string; kind?: 'build' | 'resources' };
+export type BuildResult =
+  | { ok: true; out: BuildOutput; ms: number }
+  | { ok: false; error: string; kind?: 'build' | 'resources' };
 export type MeasureResult = { ok: true; out: MeasureOutput } | { ok: false; kind: 'run' | 'timeout'; error: string };
-export type MeasureSetResult = { ok: true; out: MeasureSetOutput } | { ok: false; kind: 'run' | 'timeout'; error: string };
+export type MeasureSetResult =
+  | { ok: true; out: MeasureSetOutput }
+  | { ok: false; kind: 'run' | 'timeout'; error: string };
 
 export interface Builder {
   /** `gpu`: build GPU programs for that target instead of WebAssembly. */
@@ -53,24 +65,37 @@ export function compiledModule(name: string): string {
   if (existsSync(here)) return here;
   const dist = fileURLToPath(new URL(`../../dist/autotune/${name}`, import.meta.url));
   if (existsSync(dist)) return dist;
-  throw new KilnError('E_IO', `autotune module ${name} not found (looked at ${here} and ${dist})`, { hint: 'build Kiln first: npm run build' });
+  throw new KilnError('E_IO', `autotune module ${name} not found (looked at ${here} and ${dist})`, {
+    hint: 'build Kiln first: npm run build',
+  });
 }
 
 export class PoolBuilder implements Builder {
   private readonly pool: Piscina;
   constructor(workers: number) {
-    this.pool = newPool({ filename: workerFile(), minThreads: 1, maxThreads: Math.max(1, workers), idleTimeout: 60_000 });
+    this.pool = newPool({
+      filename: workerFile(),
+      minThreads: 1,
+      maxThreads: Math.max(1, workers),
+      idleTimeout: 60_000,
+    });
   }
   async build(spec: KernelSpec, traces: readonly (TraceStep[] | null)[], gpu?: GpuBuildTarget): Promise<BuildResult[]> {
-    return Promise.all(traces.map(async (trace): Promise<BuildResult> => {
-      const t0 = performance.now();
-      try {
-        const out = await this.pool.run({ spec, trace, gpu }, { name: 'build' }) as BuildOutput;
-        return { ok: true, out, ms: performance.now() - t0 };
-      } catch (e) { return buildFailure(e); }
-    }));
+    return Promise.all(
+      traces.map(async (trace): Promise<BuildResult> => {
+        const t0 = performance.now();
+        try {
+          const out = (await this.pool.run({ spec, trace, gpu }, { name: 'build' })) as BuildOutput;
+          return { ok: true, out, ms: performance.now() - t0 };
+        } catch (e) {
+          return buildFailure(e);
+        }
+      }),
+    );
   }
-  async close(): Promise<void> { await this.pool.close({ force: true }); }
+  async close(): Promise<void> {
+    await this.pool.close({ force: true });
+  }
 }
 
 /** Builds in this thread (no pool): for debugging and for runs with --workers 0. */
@@ -78,10 +103,16 @@ export class LocalBuilder implements Builder {
   async build(spec: KernelSpec, traces: readonly (TraceStep[] | null)[], gpu?: GpuBuildTarget): Promise<BuildResult[]> {
     return traces.map((trace) => {
       const t0 = performance.now();
-      try { return { ok: true, out: build({ spec, trace, gpu }), ms: performance.now() - t0 }; } catch (e) { return buildFailure(e); }
+      try {
+        return { ok: true, out: build({ spec, trace, gpu }), ms: performance.now() - t0 };
+      } catch (e) {
+        return buildFailure(e);
+      }
     });
   }
-  async close(): Promise<void> { /* nothing */ }
+  async close(): Promise<void> {
+    /* nothing */
+  }
 }
 
 export class PoolRunner implements Runner {
@@ -95,12 +126,19 @@ export class PoolRunner implements Runner {
   measureSet(task: MeasureSetTask, timeoutMs: number): Promise<MeasureSetResult> {
     return this.run<MeasureSetOutput>('measureSet', task, timeoutMs * Math.max(1, task.programs.length));
   }
-  private async run<T>(name: string, task: unknown, timeoutMs: number): Promise<{ ok: true; out: T } | { ok: false; kind: 'run' | 'timeout'; error: string }> {
+  private async run<T>(
+    name: string,
+    task: unknown,
+    timeoutMs: number,
+  ): Promise<{ ok: true; out: T } | { ok: false; kind: 'run' | 'timeout'; error: string }> {
     const ac = new AbortController();
     let timedOut = false;
-    const timer = setTimeout(() => { timedOut = true; ac.abort(); }, timeoutMs);
+    const timer = setTimeout(() => {
+      timedOut = true;
+      ac.abort();
+    }, timeoutMs);
     try {
-      const out = await this.pool.run(task, { name, signal: ac.signal }) as T;
+      const out = (await this.pool.run(task, { name, signal: ac.signal })) as T;
       return { ok: true, out };
     } catch (e) {
       if (timedOut) return { ok: false, kind: 'timeout', error: `no result within ${timeoutMs} ms` };
@@ -109,16 +147,28 @@ export class PoolRunner implements Runner {
       clearTimeout(timer);
     }
   }
-  async close(): Promise<void> { await this.pool.close({ force: true }); }
+  async close(): Promise<void> {
+    await this.pool.close({ force: true });
+  }
 }
 
 /** Measures in this thread: no timeout protection (a hanging candidate hangs the tuner). For debugging. */
 export class LocalRunner implements Runner {
   async measure(task: MeasureTask): Promise<MeasureResult> {
-    try { return { ok: true, out: measure(task) }; } catch (e) { return { ok: false, kind: 'run', error: message(e) }; }
+    try {
+      return { ok: true, out: measure(task) };
+    } catch (e) {
+      return { ok: false, kind: 'run', error: message(e) };
+    }
   }
   async measureSet(task: MeasureSetTask): Promise<MeasureSetResult> {
-    try { return { ok: true, out: measureSet(task) }; } catch (e) { return { ok: false, kind: 'run', error: message(e) }; }
+    try {
+      return { ok: true, out: measureSet(task) };
+    } catch (e) {
+      return { ok: false, kind: 'run', error: message(e) };
+    }
   }
-  async close(): Promise<void> { /* nothing */ }
+  async close(): Promise<void> {
+    /* nothing */
+  }
 }

@@ -10,8 +10,9 @@ export interface CurveSeries {
 /** CSV with one row per (strategy, trial): strategy,trial,elapsed_ms,best_total_ms. */
 export function curveCsv(series: readonly CurveSeries[]): string {
   const rows = ['strategy,trial,elapsed_ms,best_total_ms'];
-  for (const s of series) for (const c of s.points) rows.push(`${s.name},${c.trial},${c.elapsedMs.toFixed(1)},${c.bestTotalMs.toFixed(4)}`);
-  return rows.join('\n') + '\n';
+  for (const s of series)
+    for (const c of s.points) rows.push(`${s.name},${c.trial},${c.elapsedMs.toFixed(1)},${c.bestTotalMs.toFixed(4)}`);
+  return `${rows.join('\n')}\n`;
 }
 
 /** The SVG file next to a CSV: out.csv -> out.svg (any other name gets .svg appended). */
@@ -21,7 +22,11 @@ export function svgPathFor(csvPath: string): string {
 
 /** Round numbers for axis ticks: about `n` steps of 1, 2 or 5 x 10^k covering [lo, hi]. */
 export function niceTicks(lo: number, hi: number, n = 5): number[] {
-  if (!(hi > lo)) { const d = Math.abs(lo) * 0.1 || 1; lo -= d; hi += d; }
+  if (!(hi > lo)) {
+    const d = Math.abs(lo) * 0.1 || 1;
+    lo -= d;
+    hi += d;
+  }
   const raw = (hi - lo) / n;
   const mag = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw)!;
@@ -31,34 +36,53 @@ export function niceTicks(lo: number, hi: number, n = 5): number[] {
 }
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
-const fmt = (v: number) => (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 10 ? v.toFixed(1) : Math.abs(v) >= 1 ? v.toFixed(2) : v.toPrecision(2));
+const fmt = (v: number) =>
+  Math.abs(v) >= 100
+    ? v.toFixed(0)
+    : Math.abs(v) >= 10
+      ? v.toFixed(1)
+      : Math.abs(v) >= 1
+        ? v.toFixed(2)
+        : v.toPrecision(2);
 const COLORS = ['#d62728', '#1f77b4', '#2ca02c', '#9467bd', '#ff7f0e'];
 
 /** Step plot of best-so-far latency vs trials; y axis from the best value (with a margin) up to the start. */
-export function curveSvg(series: readonly CurveSeries[], opts: { title?: string; width?: number; height?: number } = {}): string {
-  const W = opts.width ?? 720, H = opts.height ?? 420;
+export function curveSvg(
+  series: readonly CurveSeries[],
+  opts: { title?: string; width?: number; height?: number } = {},
+): string {
+  const W = opts.width ?? 720,
+    H = opts.height ?? 420;
   const m = { l: 70, r: 20, t: 40, b: 50 };
-  const pw = W - m.l - m.r, ph = H - m.t - m.b;
+  const pw = W - m.l - m.r,
+    ph = H - m.t - m.b;
   const pts = series.flatMap((s) => s.points);
   const maxTrial = Math.max(1, ...pts.map((p) => p.trial));
   const ys = pts.map((p) => p.bestTotalMs).filter(Number.isFinite);
-  let yLo = ys.length ? Math.min(...ys) : 0, yHi = ys.length ? Math.max(...ys) : 1;
+  let yLo = ys.length ? Math.min(...ys) : 0,
+    yHi = ys.length ? Math.max(...ys) : 1;
   const pad = (yHi - yLo) * 0.08 || Math.abs(yHi) * 0.05 || 1;
-  yLo = Math.max(0, yLo - pad); yHi += pad;
+  yLo = Math.max(0, yLo - pad);
+  yHi += pad;
   const xt = niceTicks(0, maxTrial, 8).filter((v) => v >= 0 && v <= maxTrial && Number.isInteger(v));
   // the y range snapped outwards to whole tick steps, so both ends carry a labelled tick
   const step0 = niceTicks(yLo, yHi, 6);
   const ystep = step0.length > 1 ? step0[1] - step0[0] : 1;
-  yLo = Math.max(0, Math.floor(yLo / ystep + 1e-9) * ystep); yHi = Math.ceil(yHi / ystep - 1e-9) * ystep;
+  yLo = Math.max(0, Math.floor(yLo / ystep + 1e-9) * ystep);
+  yHi = Math.ceil(yHi / ystep - 1e-9) * ystep;
   if (!(yHi > yLo)) yHi = yLo + ystep;
   const yt = niceTicks(yLo, yHi, 6).filter((v) => v >= yLo - 1e-9 && v <= yHi + 1e-9);
   const ydec = Math.max(0, -Math.floor(Math.log10((yt[1] ?? yt[0] + 1) - yt[0]) + 1e-9));
   const X = (t: number) => m.l + (t / maxTrial) * pw;
   const Y = (v: number) => m.t + (1 - (v - yLo) / (yHi - yLo)) * ph;
   const o: string[] = [];
-  o.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
+  o.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
+  );
   o.push(`<rect x="0" y="0" width="${W}" height="${H}" fill="white"/>`);
-  o.push(`<text x="${W / 2}" y="22" text-anchor="middle" font-size="15">${esc(opts.title ?? 'Tuning curve: best estimated kernel time vs trials')}</text>`);
+  o.push(
+    `<text x="${W / 2}" y="22" text-anchor="middle" font-size="15">${esc(opts.title ?? 'Tuning curve: best estimated kernel time vs trials')}</text>`,
+  );
   for (const v of yt) {
     const y = Y(v).toFixed(1);
     o.push(`<line x1="${m.l}" y1="${y}" x2="${m.l + pw}" y2="${y}" stroke="#e5e5e5"/>`);
@@ -73,7 +97,9 @@ export function curveSvg(series: readonly CurveSeries[], opts: { title?: string;
   }
   o.push(`<rect x="${m.l}" y="${m.t}" width="${pw}" height="${ph}" fill="none" stroke="black"/>`);
   o.push(`<text x="${m.l + pw / 2}" y="${H - 12}" text-anchor="middle">trials</text>`);
-  o.push(`<text transform="translate(18 ${m.t + ph / 2}) rotate(-90)" text-anchor="middle">best kernel time per run (ms)</text>`);
+  o.push(
+    `<text transform="translate(18 ${m.t + ph / 2}) rotate(-90)" text-anchor="middle">best kernel time per run (ms)</text>`,
+  );
   series.forEach((s, i) => {
     const c = COLORS[i % COLORS.length];
     const p = s.points.filter((q) => Number.isFinite(q.bestTotalMs));
@@ -85,15 +111,21 @@ export function curveSvg(series: readonly CurveSeries[], opts: { title?: string;
     o.push(`<circle cx="${X(last.trial).toFixed(1)}" cy="${Y(last.bestTotalMs).toFixed(1)}" r="3" fill="${c}"/>`);
   });
   // legend, top right inside the plot
-  const lw = 210, lh = 8 + 18 * series.length;
-  const lx = m.l + pw - lw - 8, ly = m.t + 8;
+  const lw = 210,
+    lh = 8 + 18 * series.length;
+  const lx = m.l + pw - lw - 8,
+    ly = m.t + 8;
   o.push(`<rect x="${lx}" y="${ly}" width="${lw}" height="${lh}" fill="white" fill-opacity="0.9" stroke="#999"/>`);
   series.forEach((s, i) => {
     const y = ly + 14 + 18 * i;
     const last = s.points[s.points.length - 1];
-    o.push(`<line x1="${lx + 8}" y1="${y}" x2="${lx + 32}" y2="${y}" stroke="${COLORS[i % COLORS.length]}" stroke-width="2"/>`);
-    o.push(`<text x="${lx + 38}" y="${y}" dominant-baseline="middle">${esc(s.name)}${last ? ` (${fmt(last.bestTotalMs)} ms)` : ''}</text>`);
+    o.push(
+      `<line x1="${lx + 8}" y1="${y}" x2="${lx + 32}" y2="${y}" stroke="${COLORS[i % COLORS.length]}" stroke-width="2"/>`,
+    );
+    o.push(
+      `<text x="${lx + 38}" y="${y}" dominant-baseline="middle">${esc(s.name)}${last ? ` (${fmt(last.bestTotalMs)} ms)` : ''}</text>`,
+    );
   });
   o.push('</svg>');
-  return o.join('\n') + '\n';
+  return `${o.join('\n')}\n`;
 }

@@ -34,14 +34,24 @@ export interface SearchOptions {
   epsilon?: number;
 }
 
-interface Measured { hash: string; ms?: number; decisions?: Decisions; features?: number[] }
+interface Measured {
+  hash: string;
+  ms?: number;
+  decisions?: Decisions;
+  features?: number[];
+}
 
 export class TaskSearch {
   private readonly measured = new Map<string, Measured>();
   private readonly model = new RidgeModel(1.0);
   private round = 0;
 
-  constructor(readonly space: DecisionSpace, readonly kernel: Pick<BuiltKernel, 'inputs' | 'output'>, readonly key: string, readonly opts: SearchOptions) {}
+  constructor(
+    readonly space: DecisionSpace,
+    readonly kernel: Pick<BuiltKernel, 'inputs' | 'output'>,
+    readonly key: string,
+    readonly opts: SearchOptions,
+  ) {}
 
   /** Loop-IR features of a trace, or undefined when the trace does not apply or lower. */
   featuresOf(trace: readonly TraceStep[]): number[] | undefined {
@@ -59,15 +69,22 @@ export class TaskSearch {
     return features && { decisions, trace, hash: traceHash(trace), features, origin };
   }
 
-  has(hash: string): boolean { return this.measured.has(hash); }
-  get count(): number { return this.measured.size; }
+  has(hash: string): boolean {
+    return this.measured.has(hash);
+  }
+  get count(): number {
+    return this.measured.size;
+  }
 
   /** Tells the search a candidate's result (ms undefined: it failed). Retrains the cost model. */
   observe(c: { hash: string; trace: readonly TraceStep[]; decisions?: Decisions }, ms: number | undefined): void {
     const decisions = c.decisions && this.space.valid(c.decisions) ? c.decisions : undefined;
     this.measured.set(c.hash, { hash: c.hash, ms, decisions, features: this.featuresOf(c.trace) });
     const ok = [...this.measured.values()].filter((m) => m.ms !== undefined && m.features);
-    this.model.fit(ok.map((m) => m.features!), ok.map((m) => Math.log(m.ms!)));
+    this.model.fit(
+      ok.map((m) => m.features!),
+      ok.map((m) => Math.log(m.ms!)),
+    );
   }
 
   best(): Measured | undefined {
@@ -75,7 +92,8 @@ export class TaskSearch {
   }
 
   private ranked(): Measured[] {
-    return [...this.measured.values()].filter((m) => m.ms !== undefined)
+    return [...this.measured.values()]
+      .filter((m) => m.ms !== undefined)
       .sort((a, b) => a.ms! - b.ms! || (a.hash < b.hash ? -1 : a.hash > b.hash ? 1 : 0));
   }
 
@@ -96,11 +114,16 @@ export class TaskSearch {
       for (let tries = 0; out.length < n && tries < n * 20; tries++) add(this.space.sample(rng), 'random', out);
       return out;
     }
-    const parents = this.ranked().filter((m) => m.decisions).slice(0, this.opts.population ?? 8);
+    const parents = this.ranked()
+      .filter((m) => m.decisions)
+      .slice(0, this.opts.population ?? 8);
     const want = Math.max(n * (this.opts.oversample ?? 8), 16);
     const pool: Candidate[] = [];
     for (let tries = 0; pool.length < want && tries < want * 10; tries++) {
-      if (!parents.length || rng.next() < 0.2) { add(this.space.sample(rng), 'random', pool); continue; }
+      if (!parents.length || rng.next() < 0.2) {
+        add(this.space.sample(rng), 'random', pool);
+        continue;
+      }
       // parents ranked by latency; favour the better ones
       let d = parents[Math.floor(rng.next() ** 2 * parents.length)].decisions!;
       const steps = 1 + (rng.next() < 0.3 ? 1 : 0);
@@ -108,7 +131,8 @@ export class TaskSearch {
       add(d, 'mutation', pool);
     }
     if (!this.model.trained) return rng.shuffle(pool).slice(0, n);
-    const scored = pool.map((c) => ({ c, s: this.model.predict(c.features) }))
+    const scored = pool
+      .map((c) => ({ c, s: this.model.predict(c.features) }))
       .sort((a, b) => a.s - b.s || (a.c.hash < b.c.hash ? -1 : a.c.hash > b.c.hash ? 1 : 0));
     const nExplore = n >= 3 ? Math.max(1, Math.round(n * (this.opts.epsilon ?? 0.2))) : 0;
     const top = scored.slice(0, n - nExplore).map((x) => x.c);

@@ -13,8 +13,15 @@
 //  - an injective producer: inlined into its consumers or computed at the root;
 //  - anything else keeps its default steps.
 // A candidate (Decisions) turns into a TraceStep[] that Schedule.apply replays.
-import { Schedule, type Stage, type TraceStep } from '../schedule/schedule.js';
-import { defaultTrace, laneReductionSteps, registerTileShape, threadAndUnrollSteps, vectorizeSteps, worthMaterializing } from '../schedule/cpu-schedule.js';
+import type { Schedule, Stage, TraceStep } from '../schedule/schedule.js';
+import {
+  defaultTrace,
+  laneReductionSteps,
+  registerTileShape,
+  threadAndUnrollSteps,
+  vectorizeSteps,
+  worthMaterializing,
+} from '../schedule/cpu-schedule.js';
 import type { Rng } from './rng.js';
 
 export type Value = number | boolean | number[];
@@ -22,7 +29,10 @@ export type Value = number | boolean | number[];
 export type Domain = { values: Value[] } | { perm: number };
 
 /** A decision; its domain may depend on the decisions before it in the same stage. */
-export interface Field { name: string; domain: (d: Record<string, Value>) => Domain }
+export interface Field {
+  name: string;
+  domain: (d: Record<string, Value>) => Domain;
+}
 
 export interface StageSpace {
   /** The stage index, or a name for a group of decisions over the whole kernel (the GPU space's 'gpu'). */
@@ -35,17 +45,24 @@ export interface StageSpace {
 }
 
 /** One candidate: a value for every field of every tunable stage. */
-export interface Decisions { readonly [stage: string]: Readonly<Record<string, Value>> }
+export interface Decisions {
+  readonly [stage: string]: Readonly<Record<string, Value>>;
+}
 
 const divisorsOf = (n: number, within: readonly number[]) => within.filter((v) => v <= n && n % v === 0);
-const divisorsUpTo = (n: number, max: number) => { const r: number[] = []; for (let d = 1; d <= Math.min(n, max); d++) if (n % d === 0) r.push(d); return r; };
+const divisorsUpTo = (n: number, max: number) => {
+  const r: number[] = [];
+  for (let d = 1; d <= Math.min(n, max); d++) if (n % d === 0) r.push(d);
+  return r;
+};
 const inDomain = (dom: Domain, v: Value | undefined): boolean => {
   if (v === undefined) return false;
-  if ('perm' in dom) return Array.isArray(v) && v.length === dom.perm && [...v].sort((a, b) => a - b).every((x, i) => x === i);
+  if ('perm' in dom)
+    return Array.isArray(v) && v.length === dom.perm && [...v].sort((a, b) => a - b).every((x, i) => x === i);
   return dom.values.some((x) => x === v);
 };
 const sampleDomain = (dom: Domain, rng: Rng): Value =>
-  ('perm' in dom ? rng.shuffle(Array.from({ length: dom.perm }, (_, i) => i)) : rng.pick(dom.values));
+  'perm' in dom ? rng.shuffle(Array.from({ length: dom.perm }, (_, i) => i)) : rng.pick(dom.values);
 
 /** Register budget of a tile: rows x vectors (x64 has 16 SIMD registers; a little spill is tolerated). */
 export const MAX_TILE_VECTORS = 16;
@@ -62,17 +79,28 @@ function reduceSpace(st: Stage, stage: number, defaultParallel: boolean): StageS
   // a reduction without an output axis to tile keeps its default (lane reduction: laneSpace)
   const shape = registerTileShape(st);
   if (!shape) return undefined;
-  const S = st.roots.filter((a) => !a.reduce), R = st.roots.filter((a) => a.reduce);
+  const S = st.roots.filter((a) => !a.reduce),
+    R = st.roots.filter((a) => a.reduce);
   // lanes along any axis at least 4 wide (a last tile that does not fit is shifted back: shiftTail); rows along
   // any other axis, or along several adjacent ones fused into one (a pointwise convolution's H*W), the last tile
   // of rows possibly partial (its extra rows computed from clamped indices)
-  const vecAxes = S.map((a, i) => ({ a, i })).filter(({ a }) => a.extent >= 4).map(({ i }) => i);
+  const vecAxes = S.map((a, i) => ({ a, i }))
+    .filter(({ a }) => a.extent >= 4)
+    .map(({ i }) => i);
   // widths that divide the axis, and 1-3 vectors with the last tile shifted back (as the default may choose)
-  const vjDomain = (n: number) => [1, 2, 3, 4, 6, 8].filter((v) => (n % 4 === 0 && (n / 4) % v === 0) || (v <= 3 && 4 * v <= n));
+  const vjDomain = (n: number) =>
+    [1, 2, 3, 4, 6, 8].filter((v) => (n % 4 === 0 && (n / 4) % v === 0) || (v <= 3 && 4 * v <= n));
   if (!vecAxes.length || !R.length) return undefined;
-  const rowAxes = (d: Record<string, Value>) => { const row = d.row as number, k = (d.rows as number | undefined) ?? 1; return row < 0 ? [] : S.map((_, i) => i).slice(row - k + 1, row + 1); };
+  const rowAxes = (d: Record<string, Value>) => {
+    const row = d.row as number,
+      k = (d.rows as number | undefined) ?? 1;
+    return row < 0 ? [] : S.map((_, i) => i).slice(row - k + 1, row + 1);
+  };
   const rowExtent = (d: Record<string, Value>) => rowAxes(d).reduce((p, i) => p * S[i].extent, 1);
-  const others = (d: Record<string, Value>) => { const rs = rowAxes(d); return S.map((_, i) => i).filter((i) => i !== d.vec && !rs.includes(i)); };
+  const others = (d: Record<string, Value>) => {
+    const rs = rowAxes(d);
+    return S.map((_, i) => i).filter((i) => i !== d.vec && !rs.includes(i));
+  };
   const totalR = R.reduce((p, a) => p * a.extent, 1);
   const nSlots = S.length - 1 + 5; // other spatial axes (at most S-1) + the K block, J0, J1, I0, I1
   const fields: Field[] = [
@@ -80,15 +108,39 @@ function reduceSpace(st: Stage, stage: number, defaultParallel: boolean): StageS
     { name: 'vj', domain: (d) => ({ values: vjDomain(S[d.vec as number].extent) }) },
     { name: 'row', domain: (d) => ({ values: [-1, ...S.map((_, i) => i).filter((i) => i !== d.vec)] }) },
     // axes fused into the row axis: the row axis and up to two before it (the lane axis never among them)
-    { name: 'rows', domain: (d) => {
-      const row = d.row as number;
-      const ks = [1];
-      for (let k = 2; k <= 3 && row - k + 1 >= 0 && row - k + 1 !== d.vec; k++) ks.push(k);
-      return { values: row < 0 ? [1] : ks };
-    } },
-    { name: 'vi', domain: (d) => ({ values: (d.row as number) < 0 ? [1] : [1, 2, 3, 4, 5, 6, 7, 8].filter((v) => v <= rowExtent(d) && v * (d.vj as number) <= MAX_TILE_VECTORS) }) },
-    { name: 'tj', domain: (d) => { const n = Math.ceil(S[d.vec as number].extent / 4 / (d.vj as number)); return { values: divisorsUpTo(n, 64).filter((t) => t === 1 || t < n) }; } },
-    { name: 'ti', domain: (d) => { if ((d.row as number) < 0) return { values: [1] }; const n = Math.ceil(rowExtent(d) / (d.vi as number)); return { values: divisorsUpTo(n, 64).filter((t) => t === 1 || t < n) }; } },
+    {
+      name: 'rows',
+      domain: (d) => {
+        const row = d.row as number;
+        const ks = [1];
+        for (let k = 2; k <= 3 && row - k + 1 >= 0 && row - k + 1 !== d.vec; k++) ks.push(k);
+        return { values: row < 0 ? [1] : ks };
+      },
+    },
+    {
+      name: 'vi',
+      domain: (d) => ({
+        values:
+          (d.row as number) < 0
+            ? [1]
+            : [1, 2, 3, 4, 5, 6, 7, 8].filter((v) => v <= rowExtent(d) && v * (d.vj as number) <= MAX_TILE_VECTORS),
+      }),
+    },
+    {
+      name: 'tj',
+      domain: (d) => {
+        const n = Math.ceil(S[d.vec as number].extent / 4 / (d.vj as number));
+        return { values: divisorsUpTo(n, 64).filter((t) => t === 1 || t < n) };
+      },
+    },
+    {
+      name: 'ti',
+      domain: (d) => {
+        if ((d.row as number) < 0) return { values: [1] };
+        const n = Math.ceil(rowExtent(d) / (d.vi as number));
+        return { values: divisorsUpTo(n, 64).filter((t) => t === 1 || t < n) };
+      },
+    },
     { name: 'rsplit', domain: () => ({ values: R.map((_, i) => i) }) },
     { name: 'unroll', domain: (d) => ({ values: divisorsOf(R[d.rsplit as number].extent, [1, 2, 4, 8]) }) },
     { name: 'rorder', domain: () => ({ perm: R.length }) },
@@ -98,18 +150,25 @@ function reduceSpace(st: Stage, stage: number, defaultParallel: boolean): StageS
     // loops (by default outside the tile loops), the tile reloading its partial sums from the output for every block after the first. Long
     // reductions only, accumulating in registers, with lane tiles that fit the axis (no shifted last tile: it
     // would add its overlap twice)
-    { name: 'kblock', domain: (d) => {
-      const ext = R[d.rsplit as number].extent, n = S[d.vec as number].extent;
-      if (!d.cacheWrite || totalR < K_BLOCK_MIN || n % (4 * (d.vj as number)) !== 0) return { values: [0] };
-      return { values: [0, ...K_BLOCKS.filter((b) => b < ext && ext % b === 0 && b % (d.unroll as number) === 0)] };
-    } },
+    {
+      name: 'kblock',
+      domain: (d) => {
+        const ext = R[d.rsplit as number].extent,
+          n = S[d.vec as number].extent;
+        if (!d.cacheWrite || totalR < K_BLOCK_MIN || n % (4 * (d.vj as number)) !== 0) return { values: [0] };
+        return { values: [0, ...K_BLOCKS.filter((b) => b < ext && ext % b === 0 && b % (d.unroll as number) === 0)] };
+      },
+    },
     // where a producer is computed: -1 where the tile reads it (inlined, or materialized at the root), or input k
     // (st.readTensors()[k]) staged per outermost reduction step in a task-private buffer, an inlined producer
     // computed there once per element (compute_at); only with reduction loops inside that step
-    { name: 'staged', domain: (d) => {
-      if (!d.cacheWrite || d.kblock || ((d.unroll as number) === 1 && R.length < 2)) return { values: [-1] };
-      return { values: [-1, ...st.readTensors().map((_, k) => k)] };
-    } },
+    {
+      name: 'staged',
+      domain: (d) => {
+        if (!d.cacheWrite || d.kblock || ((d.unroll as number) === 1 && R.length < 2)) return { values: [-1] };
+        return { values: [-1, ...st.readTensors().map((_, k) => k)] };
+      },
+    },
     // the outermost tile loop runs across threads (a no-op where the runtime has one thread)
     { name: 'parallel', domain: () => ({ values: [false, true] }) },
   ];
@@ -123,8 +182,14 @@ function reduceSpace(st: Stage, stage: number, defaultParallel: boolean): StageS
       extent.set(`${axis}.o`, Math.ceil(n / factor)).set(`${axis}.i`, factor);
       return [`${axis}.o`, `${axis}.i`];
     };
-    const vec = d.vec as number, vj = d.vj as number, row = d.row as number, vi = d.vi as number;
-    const tj = d.tj as number, ti = d.ti as number, unroll = d.unroll as number, kblock = (d.kblock as number | undefined) ?? 0;
+    const vec = d.vec as number,
+      vj = d.vj as number,
+      row = d.row as number,
+      vi = d.vi as number;
+    const tj = d.tj as number,
+      ti = d.ti as number,
+      unroll = d.unroll as number,
+      kblock = (d.kblock as number | undefined) ?? 0;
     // fused rows first, as the default does (the axes are still adjacent roots)
     const rowRoots = rowAxes(d).map((i) => S[i].name);
     let rowName = rowRoots[0];
@@ -136,7 +201,8 @@ function reduceSpace(st: Stage, stage: number, defaultParallel: boolean): StageS
     // overlapping last tile only where the tile accumulates in registers (the alternative accumulates in the output)
     const [jo, ji] = split(S[vec].name, 4 * vj, !!d.cacheWrite);
     const [jio, jii] = split(ji, 4);
-    let iLevels: string[] = [], ii: string | undefined;
+    let iLevels: string[] = [],
+      ii: string | undefined;
     if (row >= 0) {
       let io = rowName;
       if (vi > 1) [io, ii] = split(io, vi);
@@ -146,9 +212,11 @@ function reduceSpace(st: Stage, stage: number, defaultParallel: boolean): StageS
     if (tj > 1) jLevels = split(jo, tj);
     if (row >= 0 && ti > 1) iLevels = split(iLevels[0], ti);
     const rs = R[d.rsplit as number].name;
-    let kb: string | undefined, rk = rs;
+    let kb: string | undefined,
+      rk = rs;
     if (kblock > 0) [kb, rk] = split(rs, kblock);
-    let ri: string | undefined, ro = rk;
+    let ri: string | undefined,
+      ro = rk;
     if (unroll > 1) [ro, ri] = split(rk, unroll);
     const rLeaves = (d.rorder as number[]).map((k) => (R[k].name === rs ? ro : R[k].name));
     // outer loops: slots 0..S-2 are the other spatial axes, then K, J0, J1, I0, I1 (missing ones dropped): in the
@@ -163,15 +231,21 @@ function reduceSpace(st: Stage, stage: number, defaultParallel: boolean): StageS
     // a tile's outer level stays outside its inner level
     for (const lv of [jLevels, iLevels]) {
       if (lv.length !== 2) continue;
-      const a = outer.indexOf(lv[0]), b = outer.indexOf(lv[1]);
-      if (a > b) { outer[a] = lv[1]; outer[b] = lv[0]; }
+      const a = outer.indexOf(lv[0]),
+        b = outer.indexOf(lv[1]);
+      if (a > b) {
+        outer[a] = lv[1];
+        outer[b] = lv[0];
+      }
     }
     const order = [...outer, ...rLeaves, ...(ri ? [ri] : []), ...(ii ? [ii] : []), jio, jii];
     steps.push({ p: 'reorder', stage, order });
-    for (const t of [...(ri ? [ri] : []), ...(ii ? [ii] : []), jio]) steps.push({ p: 'annotate', stage, axis: t, kind: 'unrolled' });
+    for (const t of [...(ri ? [ri] : []), ...(ii ? [ii] : []), jio])
+      steps.push({ p: 'annotate', stage, axis: t, kind: 'unrolled' });
     steps.push({ p: 'annotate', stage, axis: jii, kind: 'vectorized' });
     if (d.cacheWrite) steps.push({ p: 'cacheWrite', stage });
-    if ((d.staged as number | undefined ?? -1) >= 0) steps.push({ p: 'cacheRead', stage, input: d.staged as number, at: rLeaves[0] });
+    if (((d.staged as number | undefined) ?? -1) >= 0)
+      steps.push({ p: 'cacheRead', stage, input: d.staged as number, at: rLeaves[0] });
     // threads split the outermost loop that has more than one iteration (as in the default schedule), unless it is
     // the K block loop (iterations that depend on each other)
     const par = outer.find((n) => (extent.get(n) ?? 2) > 1);
@@ -180,11 +254,29 @@ function reduceSpace(st: Stage, stage: number, defaultParallel: boolean): StageS
   };
   // the default schedule's tile (registerTileTrace), when the space holds it
   let defaults: Record<string, Value> | undefined = {
-    vec: shape.j, vj: shape.vj, row: shape.i, rows: shape.i < 0 ? 1 : shape.rows, vi: shape.vi, tj: 1, ti: 1, rsplit: 0, unroll: 1,
-    rorder: R.map((_, i) => i), order: Array.from({ length: nSlots }, (_, i) => i), cacheWrite: true, kblock: 0, staged: -1,
+    vec: shape.j,
+    vj: shape.vj,
+    row: shape.i,
+    rows: shape.i < 0 ? 1 : shape.rows,
+    vi: shape.vi,
+    tj: 1,
+    ti: 1,
+    rsplit: 0,
+    unroll: 1,
+    rorder: R.map((_, i) => i),
+    order: Array.from({ length: nSlots }, (_, i) => i),
+    cacheWrite: true,
+    kblock: 0,
+    staged: -1,
     parallel: defaultParallel,
   };
-  if (!fields.every((f) => { const dom = f.domain(defaults!); return 'perm' in dom ? true : dom.values.includes(defaults![f.name]); })) defaults = undefined;
+  if (
+    !fields.every((f) => {
+      const dom = f.domain(defaults!);
+      return 'perm' in dom ? true : dom.values.includes(defaults![f.name]);
+    })
+  )
+    defaults = undefined;
   return { stage, kind: 'reduce', fields, trace, defaults };
 }
 
@@ -195,13 +287,24 @@ function reduceSpace(st: Stage, stage: number, defaultParallel: boolean): StageS
  */
 function laneSpace(st: Stage, stage: number, defaultSteps: readonly TraceStep[]): StageSpace | undefined {
   const last = st.roots.filter((a) => a.reduce).pop();
-  if (!last || !defaultSteps.some((s) => s.p === 'annotate' && s.kind === 'vectorized' && [`${last.name}.i`, `${last.name}.i.i`].includes(s.axis))) return undefined;
+  if (
+    !last ||
+    !defaultSteps.some(
+      (s) => s.p === 'annotate' && s.kind === 'vectorized' && [`${last.name}.i`, `${last.name}.i.i`].includes(s.axis),
+    )
+  )
+    return undefined;
   // the default's partial vectors: its first split of the row is 4 lanes times their count
   const rowSplit = defaultSteps.find((s) => s.p === 'split' && s.axis === last.name);
   const defaultAcc = rowSplit && rowSplit.p === 'split' ? rowSplit.factor / 4 : 1;
   const defaultParallel = defaultSteps.some((s) => s.p === 'annotate' && s.kind === 'parallel');
   const fields: Field[] = [
-    { name: 'acc', domain: () => ({ values: divisorsOf(last.extent / 4, [1, 2, 3, 4]).filter((a) => a === 1 || last.extent / (4 * a) >= 2) }) },
+    {
+      name: 'acc',
+      domain: () => ({
+        values: divisorsOf(last.extent / 4, [1, 2, 3, 4]).filter((a) => a === 1 || last.extent / (4 * a) >= 2),
+      }),
+    },
     { name: 'unroll', domain: (d) => ({ values: divisorsOf(last.extent / (4 * (d.acc as number)), [1, 2, 4, 8]) }) },
     { name: 'parallel', domain: () => ({ values: defaultParallel ? [true, false] : [false] }) },
   ];
@@ -227,9 +330,15 @@ function elementwiseSteps(st: Stage, stage: number, vectorize: boolean, unroll: 
     outer = vector.outer!;
   }
   const outerExtent = outer === inner.name ? inner.extent : vector.outerExtent!;
-  if (unroll > 1) steps.push({ p: 'split', stage, axis: outer, factor: unroll }, { p: 'annotate', stage, axis: `${outer}.i`, kind: 'unrolled' });
-  const loops: [string, number][] = [...st.roots.filter((a) => !a.reduce && a !== inner).map((a): [string, number] => [a.name, a.extent]),
-    unroll > 1 ? [`${outer}.o`, Math.ceil(outerExtent / unroll)] : [outer, outerExtent]];
+  if (unroll > 1)
+    steps.push(
+      { p: 'split', stage, axis: outer, factor: unroll },
+      { p: 'annotate', stage, axis: `${outer}.i`, kind: 'unrolled' },
+    );
+  const loops: [string, number][] = [
+    ...st.roots.filter((a) => !a.reduce && a !== inner).map((a): [string, number] => [a.name, a.extent]),
+    unroll > 1 ? [`${outer}.o`, Math.ceil(outerExtent / unroll)] : [outer, outerExtent],
+  ];
   steps.push(...threadAndUnrollSteps(st, stage, loops.find(([, n]) => n > 1)?.[0]));
   return steps;
 }
@@ -237,11 +346,15 @@ function elementwiseSteps(st: Stage, stage: number, vectorize: boolean, unroll: 
 function ewiseSpace(st: Stage, stage: number): StageSpace | undefined {
   const inner = st.roots.filter((a) => !a.reduce).pop();
   if (!inner) return undefined;
-  const vector = vectorizeSteps(st, stage), canVectorize = vector.length > 0;
+  const vector = vectorizeSteps(st, stage),
+    canVectorize = vector.length > 0;
   const fields: Field[] = [
     { name: 'vectorize', domain: () => ({ values: canVectorize ? [true, false] : [false] }) },
     // unroll factors that divide the loop over vectors (lanes within a row or per phase: see Stage.laneLayout)
-    { name: 'unroll', domain: (d) => ({ values: divisorsOf(d.vectorize ? vector.outerExtent! : inner.extent, [1, 2, 4]) }) },
+    {
+      name: 'unroll',
+      domain: (d) => ({ values: divisorsOf(d.vectorize ? vector.outerExtent! : inner.extent, [1, 2, 4]) }),
+    },
   ];
   const trace = (d: Record<string, Value>) => elementwiseSteps(st, stage, d.vectorize as boolean, d.unroll as number);
   return { stage, kind: 'ewise', fields, trace, defaults: { vectorize: canVectorize, unroll: 1 } };
@@ -249,7 +362,8 @@ function ewiseSpace(st: Stage, stage: number): StageSpace | undefined {
 
 function inlineSpace(sch: Schedule, st: Stage, stage: number): StageSpace {
   return {
-    stage, kind: 'inline',
+    stage,
+    kind: 'inline',
     fields: [{ name: 'inline', domain: () => ({ values: [true, false] }) }],
     trace: (d) => (d.inline ? [{ p: 'computeInline', stage }] : elementwiseSteps(st, stage, true, 1)),
     defaults: { inline: !worthMaterializing(sch, st) },
@@ -264,14 +378,26 @@ export class DecisionSpace {
   constructor(readonly stages: StageSpace[]) {}
 
   /** Whether any decision exists (a kernel with none is not worth tuning). */
-  get tunable(): boolean { return this.stages.some((s) => s.fields.some((f) => { const d = f.domain(s.defaults ?? {}); return 'perm' in d ? d.perm > 1 : d.values.length > 1; })); }
+  get tunable(): boolean {
+    return this.stages.some((s) =>
+      s.fields.some((f) => {
+        const d = f.domain(s.defaults ?? {});
+        return 'perm' in d ? d.perm > 1 : d.values.length > 1;
+      }),
+    );
+  }
 
   /** Number of stages with decisions, and a rough size of the space (product of domain sizes, capped). */
   size(): number {
     let n = 1;
     for (const s of this.stages) {
       const d: Record<string, Value> = { ...(s.defaults ?? {}) };
-      for (const f of s.fields) { const dom = f.domain(d); n *= 'perm' in dom ? factorial(dom.perm) : dom.values.length; if (!inDomain(dom, d[f.name])) d[f.name] = 'perm' in dom ? Array.from({ length: dom.perm }, (_, i) => i) : dom.values[0]; }
+      for (const f of s.fields) {
+        const dom = f.domain(d);
+        n *= 'perm' in dom ? factorial(dom.perm) : dom.values.length;
+        if (!inDomain(dom, d[f.name]))
+          d[f.name] = 'perm' in dom ? Array.from({ length: dom.perm }, (_, i) => i) : dom.values[0];
+      }
     }
     return Math.min(n, 1e12);
   }
@@ -309,13 +435,21 @@ export class DecisionSpace {
     const dom = f.domain(d);
     if ('perm' in dom) {
       const p = inDomain(dom, d[f.name]) ? [...(d[f.name] as number[])] : Array.from({ length: dom.perm }, (_, i) => i);
-      if (p.length > 1) { const a = rng.int(p.length); let b = rng.int(p.length - 1); if (b >= a) b++; [p[a], p[b]] = [p[b], p[a]]; }
+      if (p.length > 1) {
+        const a = rng.int(p.length);
+        let b = rng.int(p.length - 1);
+        if (b >= a) b++;
+        [p[a], p[b]] = [p[b], p[a]];
+      }
       d[f.name] = p;
     } else {
       const others = dom.values.filter((v) => v !== d[f.name]);
       d[f.name] = others.length ? rng.pick(others) : dom.values[0];
     }
-    for (const g of s.fields.slice(fi + 1)) { const gd = g.domain(d); if (!inDomain(gd, d[g.name])) d[g.name] = sampleDomain(gd, rng); }
+    for (const g of s.fields.slice(fi + 1)) {
+      const gd = g.domain(d);
+      if (!inDomain(gd, d[g.name])) d[g.name] = sampleDomain(gd, rng);
+    }
     return { ...base, [s.stage]: d };
   }
 
@@ -347,8 +481,14 @@ export class SearchSpace extends DecisionSpace {
     const steps = super.trace(d);
     const ordered = [...steps.filter((s) => s.p === 'computeInline'), ...steps.filter((s) => s.p !== 'computeInline')];
     const probe = this.makeSchedule();
-    try { for (const s of ordered) probe.apply(s); } catch { return ordered; } // an invalid candidate fails when built
-    probe.stages.forEach((st, i) => { if (probe.epilogueOf(st)) ordered.push({ p: 'fuseEpilogue', stage: i }); });
+    try {
+      for (const s of ordered) probe.apply(s);
+    } catch {
+      return ordered;
+    } // an invalid candidate fails when built
+    probe.stages.forEach((st, i) => {
+      if (probe.epilogueOf(st)) ordered.push({ p: 'fuseEpilogue', stage: i });
+    });
     return ordered;
   }
 }
@@ -364,7 +504,13 @@ function cpuStages(sch: Schedule): StageSpace[] {
     // could hold a register tile (a row sum: rowReduction)
     const lane = st.reduction ? laneSpace(st, i, fixed.get(i)!) : undefined;
     if (lane) return lane;
-    const red = st.reduction ? reduceSpace(st, i, fixed.get(i)!.some((s) => s.p === 'annotate' && s.kind === 'parallel')) : undefined;
+    const red = st.reduction
+      ? reduceSpace(
+          st,
+          i,
+          fixed.get(i)!.some((s) => s.p === 'annotate' && s.kind === 'parallel'),
+        )
+      : undefined;
     if (red) return red;
     const ew = st.isOutput && !st.hasReduction() && st.tensor.dtype === 'float32' ? ewiseSpace(st, i) : undefined;
     if (ew) return ew;
@@ -372,4 +518,8 @@ function cpuStages(sch: Schedule): StageSpace[] {
   });
 }
 
-function factorial(n: number): number { let r = 1; for (let i = 2; i <= n; i++) r *= i; return r; }
+function factorial(n: number): number {
+  let r = 1;
+  for (let i = 2; i <= n; i++) r *= i;
+  return r;
+}

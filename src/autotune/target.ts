@@ -19,18 +19,29 @@ export interface TargetInfo {
   cpu: string;
 }
 
-const SIMD = [0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0, 65, 0, 253, 15, 253, 98, 11];
-const RELAXED_SIMD = [0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 15, 1, 13, 0, 65, 1, 253, 15, 65, 2, 253, 15, 253, 128, 2, 11];
+const SIMD = [
+  0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0, 65, 0, 253, 15, 253, 98, 11,
+];
+const RELAXED_SIMD = [
+  0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 15, 1, 13, 0, 65, 1, 253, 15, 65, 2, 253, 15,
+  253, 128, 2, 11,
+];
 
 function validates(bytes: number[]): boolean {
-  try { return WebAssembly.validate(new Uint8Array(bytes)); } catch { return false; }
+  try {
+    return WebAssembly.validate(new Uint8Array(bytes));
+  } catch {
+    return false;
+  }
 }
 
 function threads(): boolean {
   try {
     if (typeof SharedArrayBuffer === 'undefined') return false;
     return new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true }).buffer instanceof SharedArrayBuffer;
-  } catch { return false; }
+  } catch {
+    return false;
+  }
 }
 
 export function wasmFeatures(): string[] {
@@ -46,13 +57,16 @@ export function detectTarget(): TargetInfo {
   const arch = process.arch;
   return {
     key: targetKey('wasm', arch, features),
-    kind: 'wasm', arch, features,
+    kind: 'wasm',
+    arch,
+    features,
     engine: `node ${process.versions.node} (v8 ${process.versions.v8})`,
     cpu: os.cpus()[0]?.model?.trim() ?? 'unknown',
   };
 }
 
-export const targetKey = (kind: string, arch: string, features: readonly string[]) => `${kind}/${arch}/${[...features].sort().join('+') || 'none'}`;
+export const targetKey = (kind: string, arch: string, features: readonly string[]) =>
+  `${kind}/${arch}/${[...features].sort().join('+') || 'none'}`;
 
 /** A GPU target: the TargetInfo plus the limits the GPU search space needs. */
 export interface GpuTargetInfo extends TargetInfo {
@@ -64,7 +78,11 @@ export interface GpuTargetInfo extends TargetInfo {
 }
 
 /** Lower-case, [a-z0-9.-] only: a key part that reads the same everywhere. */
-const slug = (s: string) => s.toLowerCase().replace(/[^a-z0-9.]+/g, '-').replace(/^-+|-+$/g, '');
+const slug = (s: string) =>
+  s
+    .toLowerCase()
+    .replace(/[^a-z0-9.]+/g, '-')
+    .replace(/^-+|-+$/g, '');
 
 /** Adapter features that go into the WebGPU target key. */
 export const WEBGPU_KEY_FEATURES = ['shader-f16', 'subgroups', 'timestamp-query'] as const;
@@ -79,10 +97,19 @@ export function webgpuTarget(a: WebGpuAdapterDescription, engine = 'WebGPU'): Gp
   const arch = [slug(a.info.vendor) || 'unknown-vendor', slug(a.info.architecture) || 'unknown-arch'].join('.');
   const device = slug(a.info.device) || slug(a.info.description) || 'unknown-device';
   const features = a.features.filter((f) => (WEBGPU_KEY_FEATURES as readonly string[]).includes(f)).sort();
-  const maxThreads = Math.min(a.limits.maxComputeInvocationsPerWorkgroup ?? 256, a.limits.maxComputeWorkgroupSizeX ?? 256);
+  const maxThreads = Math.min(
+    a.limits.maxComputeInvocationsPerWorkgroup ?? 256,
+    a.limits.maxComputeWorkgroupSizeX ?? 256,
+  );
   return {
-    key: targetKey('webgpu', `${arch}/${device}`, features), kind: 'webgpu', arch, features, engine,
-    cpu: a.info.description || a.info.device, maxThreads, maxSharedBytes: a.limits.maxComputeWorkgroupStorageSize ?? 16384,
+    key: targetKey('webgpu', `${arch}/${device}`, features),
+    kind: 'webgpu',
+    arch,
+    features,
+    engine,
+    cpu: a.info.description || a.info.device,
+    maxThreads,
+    maxSharedBytes: a.limits.maxComputeWorkgroupStorageSize ?? 16384,
   };
 }
 
@@ -91,8 +118,13 @@ export function cudaTarget(sm: number, device?: { name: string; driver?: string 
   const arch = `sm_${sm}`;
   const name = device ? slug(device.name) || 'unknown-device' : 'no-device';
   return {
-    key: targetKey('cuda', `${arch}/${name}`, []), kind: 'cuda', arch, features: [],
-    engine: device?.driver ? `CUDA driver ${device.driver}` : 'ptxas only (no CUDA driver)', cpu: device?.name ?? '', maxThreads: 1024,
+    key: targetKey('cuda', `${arch}/${name}`, []),
+    kind: 'cuda',
+    arch,
+    features: [],
+    engine: device?.driver ? `CUDA driver ${device.driver}` : 'ptxas only (no CUDA driver)',
+    cpu: device?.name ?? '',
+    maxThreads: 1024,
     maxSharedBytes: 48 * 1024,
   };
 }

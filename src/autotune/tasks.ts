@@ -2,7 +2,18 @@
 // plain-data form of each kernel's primitive function that worker threads rebuild it from.
 import type { Tensor } from '../runtime/tensor.js';
 import { KilnError } from '../runtime/errors.js';
-import { type FuncNode, type GExpr, type VarNode, gcall, gcallFunc, gconst, gfunc, gvar, isFuncCall, postOrder } from '../relay-ir/expr.js';
+import {
+  type FuncNode,
+  type GExpr,
+  type VarNode,
+  gcall,
+  gcallFunc,
+  gconst,
+  gfunc,
+  gvar,
+  isFuncCall,
+  postOrder,
+} from '../relay-ir/expr.js';
 import { kernelCalls } from '../relay-ir/passes/fuse-ops.js';
 import { placedConcatCalls } from '../compiler/program.js';
 import { getOp, type Attrs, type OpSpec } from '../relay-ir/op.js';
@@ -17,12 +28,20 @@ import type { EntryResources } from '../codegen/ptx/ptxas.js';
 /** A built candidate's artifact header (its sections are the builder's output, not a file's). */
 export type BuiltHeader = Omit<ArtifactHeader, 'sections'>;
 /** `header.webgpu` / `header.cuda` hold a GPU program (then `wasm` is empty); `resources`: ptxas -v of a CUDA one. */
-export interface BuildOutput { header: BuiltHeader; wasm: Uint8Array; resources?: EntryResources[] }
+export interface BuildOutput {
+  header: BuiltHeader;
+  wasm: Uint8Array;
+  resources?: EntryResources[];
+}
 
 /** A primitive function as structured-clonable data. */
 export interface KernelSpec {
   params: { name: string; type: TensorType }[];
-  nodes: ({ k: 'param'; i: number } | { k: 'const'; value: Tensor } | { k: 'call'; op: string; args: number[]; attrs: Attrs; origin: string[] })[];
+  nodes: (
+    | { k: 'param'; i: number }
+    | { k: 'const'; value: Tensor }
+    | { k: 'call'; op: string; args: number[]; attrs: Attrs; origin: string[] }
+  )[];
 }
 
 export function kernelSpec(fn: FuncNode): KernelSpec {
@@ -32,8 +51,18 @@ export function kernelSpec(fn: FuncNode): KernelSpec {
   for (const n of order) {
     if (n.kind === 'var') nodes.push({ k: 'param', i: fn.params.indexOf(n) });
     else if (n.kind === 'const') nodes.push({ k: 'const', value: n.value });
-    else if (n.kind === 'call' && !isFuncCall(n)) nodes.push({ k: 'call', op: (n.op as OpSpec).name, args: n.args.map((a) => id.get(a)!), attrs: n.attrs, origin: [...n.origin] });
-    else throw new KilnError('E_INTERNAL', `kernelSpec: unexpected ${n.kind} in a primitive function`, { hint: 'please report this with the model' });
+    else if (n.kind === 'call' && !isFuncCall(n))
+      nodes.push({
+        k: 'call',
+        op: (n.op as OpSpec).name,
+        args: n.args.map((a) => id.get(a)!),
+        attrs: n.attrs,
+        origin: [...n.origin],
+      });
+    else
+      throw new KilnError('E_INTERNAL', `kernelSpec: unexpected ${n.kind} in a primitive function`, {
+        hint: 'please report this with the model',
+      });
     id.set(n, nodes.length - 1);
   }
   return { params: fn.params.map((p) => ({ name: p.name, type: p.type })), nodes };
@@ -45,7 +74,15 @@ export function kernelFromSpec(spec: KernelSpec): FuncNode {
   for (const n of spec.nodes) {
     if (n.k === 'param') built.push(params[n.i]);
     else if (n.k === 'const') built.push(gconst(n.value));
-    else built.push(gcall(getOp(n.op), n.args.map((a) => built[a]), n.attrs, n.origin));
+    else
+      built.push(
+        gcall(
+          getOp(n.op),
+          n.args.map((a) => built[a]),
+          n.attrs,
+          n.origin,
+        ),
+      );
   }
   return gfunc(params, built[built.length - 1], 'kernel', true);
 }
@@ -81,9 +118,18 @@ export function extractTasks(fused: FuncNode, spaceFor?: (kernel: BuiltKernel) =
     const kernel = buildKernel(c.op, `k${tasks.length}`);
     const workload = workloadOf(kernel);
     const t = byKey.get(workload.key);
-    if (t) { t.calls++; continue; }
+    if (t) {
+      t.calls++;
+      continue;
+    }
     const task: TuneTask = {
-      index: tasks.length, workload, fn: c.op, spec: kernelSpec(c.op), kernel, calls: 1, ops: kernel.ops,
+      index: tasks.length,
+      workload,
+      fn: c.op,
+      spec: kernelSpec(c.op),
+      kernel,
+      calls: 1,
+      ops: kernel.ops,
       space: spaceFor ? spaceFor(kernel) : new SearchSpace(() => new Schedule([kernel.output])),
     };
     byKey.set(workload.key, task);

@@ -127,15 +127,29 @@ export interface TuneReport {
 
 /** The compiler's GPU schedule options per target (webgpu-program.ts uses gpuTrace's defaults): the default
  *  candidate of the GPU space. test/autotune-gpu.test.ts checks it emits the compiler's own WGSL and PTX. */
-export const gpuBaseOptions = (target: 'webgpu' | 'cuda'): GpuScheduleOptions => (target === 'cuda' ? CUDA_SCHEDULE_OPTIONS : {});
+export const gpuBaseOptions = (target: 'webgpu' | 'cuda'): GpuScheduleOptions =>
+  target === 'cuda' ? CUDA_SCHEDULE_OPTIONS : {};
 
 /** Confirmed traces per task that the end-of-run check may revoke (each costs a side-by-side measurement). */
 const MAX_REVOKED = 3;
 
 /** The schedule compiling would apply now: the default, or the last candidate confirmed faster side by side. */
-interface Incumbent { trace: TraceStep[]; hash: string; rel: number; program?: BuildOutput; isDefault: boolean }
+interface Incumbent {
+  trace: TraceStep[];
+  hash: string;
+  rel: number;
+  program?: BuildOutput;
+  isDefault: boolean;
+}
 interface TaskState {
-  task: TuneTask; search: TaskSearch; report: TaskReport; reference?: Tensor; stale: number; exhausted: boolean; seed: number; defaultTrace: TraceStep[];
+  task: TuneTask;
+  search: TaskSearch;
+  report: TaskReport;
+  reference?: Tensor;
+  stale: number;
+  exhausted: boolean;
+  seed: number;
+  defaultTrace: TraceStep[];
   /** The default schedule built once (every batch measures it). */
   refProgram?: BuildOutput;
   /** The default's median in each batch: their median is the task's long-run time. */
@@ -143,16 +157,32 @@ interface TaskState {
   inc: Incumbent;
 }
 /** One program's measurement in a batch: rel is its cost relative to the batch's first program (the reference). */
-type Measured = { ms: number; costs: number[]; output: Tensor; rel?: number; ratios?: number[] } | { error: string; errorKind: ErrorKind };
+type Measured =
+  | { ms: number; costs: number[]; output: Tensor; rel?: number; ratios?: number[] }
+  | { error: string; errorKind: ErrorKind };
 type MeasuredOk = Extract<Measured, { ms: number }>;
 /** What a candidate (or the default) gave: a time, an error, or neither (built only); `program` when it can be confirmed. */
-interface Outcome { ms?: number; costs?: number[]; output?: Tensor; error?: string; errorKind?: ErrorKind; rel?: number; program?: BuildOutput }
+interface Outcome {
+  ms?: number;
+  costs?: number[];
+  output?: Tensor;
+  error?: string;
+  errorKind?: ErrorKind;
+  rel?: number;
+  program?: BuildOutput;
+}
 type Proposal = { trace: TraceStep[]; hash: string; decisions?: Candidate['decisions'] };
 /** A candidate of a batch that measured faster than the incumbent by its rel: the confirmation re-measures it. */
-interface Contender { c: Proposal; rel: number; program: BuildOutput }
+interface Contender {
+  c: Proposal;
+  rel: number;
+  program: BuildOutput;
+}
 
 /** The target's description, runner and GPU build target; E_NO_DEVICE for CUDA without a driver unless buildOnly. */
-async function openTarget(opts: TuneOptions): Promise<{ target: TargetInfo; limits?: GpuTargetInfo; gpu?: GpuBuildTarget; runner?: Runner }> {
+async function openTarget(
+  opts: TuneOptions,
+): Promise<{ target: TargetInfo; limits?: GpuTargetInfo; gpu?: GpuBuildTarget; runner?: Runner }> {
   const kind = opts.target ?? 'wasm';
   if (kind === 'wasm') return { target: detectTarget() };
   if (kind === 'webgpu') {
@@ -161,7 +191,8 @@ async function openTarget(opts: TuneOptions): Promise<{ target: TargetInfo; limi
     const target = webgpuTarget(await nodeGpuAdapter(), 'Dawn (npm webgpu)');
     return { target, limits: target, gpu: { kind: 'webgpu' }, runner: opts.runner ?? new ChildWebGpuRunner() };
   }
-  if (kind !== 'cuda') throw new KilnError('E_INPUT', `unknown tuning target '${kind}'`, { hint: 'use wasm, webgpu or cuda' });
+  if (kind !== 'cuda')
+    throw new KilnError('E_INPUT', `unknown tuning target '${kind}'`, { hint: 'use wasm, webgpu or cuda' });
   const sm = opts.sm ?? 80;
   let runner: CudaRunner | undefined;
   if (!opts.runner) {
@@ -173,7 +204,12 @@ async function openTarget(opts: TuneOptions): Promise<{ target: TargetInfo; limi
   }
   const target = cudaTarget(sm, runner && { name: runner.device.name });
   if (opts.buildOnly) await runner?.close();
-  return { target, limits: target, gpu: { kind: 'cuda', sm }, runner: opts.buildOnly ? undefined : opts.runner ?? runner };
+  return {
+    target,
+    limits: target,
+    gpu: { kind: 'cuda', sm },
+    runner: opts.buildOnly ? undefined : (opts.runner ?? runner),
+  };
 }
 
 /**
@@ -212,8 +248,15 @@ class TuningJob {
   readonly deadline: number;
 
   private constructor(
-    readonly opts: TuneOptions, readonly t0: number, readonly target: TargetInfo, readonly gpu: GpuBuildTarget | undefined,
-    readonly tasks: TuneTask[], readonly db: TuningDatabase, readonly ownDb: boolean, readonly builder: Builder, readonly runner: Runner | undefined,
+    readonly opts: TuneOptions,
+    readonly t0: number,
+    readonly target: TargetInfo,
+    readonly gpu: GpuBuildTarget | undefined,
+    readonly tasks: TuneTask[],
+    readonly db: TuningDatabase,
+    readonly ownDb: boolean,
+    readonly builder: Builder,
+    readonly runner: Runner | undefined,
   ) {
     const kind = opts.target ?? 'wasm';
     this.seed = opts.seed ?? 0;
@@ -236,8 +279,17 @@ class TuningJob {
     const buildOnly = (opts.target ?? 'wasm') === 'cuda' && !!opts.buildOnly;
     const { target, limits, gpu, runner: gpuRunner } = await openTarget(opts);
     const base = gpu ? gpuBaseOptions(gpu.kind) : {};
-    let tasks = extractTasks(fuseOps(graph), gpu && limits && ((k) => new GpuSearchSpace(() => new Schedule([k.output]),
-      { maxThreads: limits.maxThreads, maxSharedBytes: limits.maxSharedBytes, base })));
+    let tasks = extractTasks(
+      fuseOps(graph),
+      gpu &&
+        limits &&
+        ((k) =>
+          new GpuSearchSpace(() => new Schedule([k.output]), {
+            maxThreads: limits.maxThreads,
+            maxSharedBytes: limits.maxSharedBytes,
+            base,
+          })),
+    );
     if (opts.onlyTasks) tasks = tasks.filter((t) => opts.onlyTasks!.includes(t.index));
     const ownDb = !(opts.db instanceof TuningDatabase);
     const db = opts.db instanceof TuningDatabase ? opts.db : TuningDatabase.open(opts.db ?? DEFAULT_DB_PATH);
@@ -266,23 +318,54 @@ class TuningJob {
 
   /** A task's state, its default measured and its records resumed; undefined when it is skipped. */
   private async prepareTask(task: TuneTask): Promise<TaskState | undefined> {
-    const report: TaskReport = { index: task.index, workload: task.workload.key, ops: task.ops, calls: task.calls, trials: 0, errors: 0, resumed: 0 };
-    const search = new TaskSearch(task.space, task.kernel, task.workload.key, { strategy: this.strategy, seed: this.seed });
+    const report: TaskReport = {
+      index: task.index,
+      workload: task.workload.key,
+      ops: task.ops,
+      calls: task.calls,
+      trials: 0,
+      errors: 0,
+      resumed: 0,
+    };
+    const search = new TaskSearch(task.space, task.kernel, task.workload.key, {
+      strategy: this.strategy,
+      seed: this.seed,
+    });
     const defaults = task.space.defaults();
     const defaultTrace = this.gpu && defaults ? task.space.trace(defaults) : task.kernel.trace;
     const defaultHash = traceHash(defaultTrace);
     const st: TaskState = {
-      task, search, report, stale: 0, exhausted: false, seed: (this.seed * 7919 + task.index + 1) >>> 0, defaultTrace, refMs: [],
+      task,
+      search,
+      report,
+      stale: 0,
+      exhausted: false,
+      seed: (this.seed * 7919 + task.index + 1) >>> 0,
+      defaultTrace,
+      refMs: [],
       inc: { trace: defaultTrace, hash: defaultHash, rel: 1, isDefault: true },
     };
-    if (!task.space.tunable) { report.skipped = 'no schedule decisions'; return undefined; }
-    if (task.kernel.output.dtype !== 'float32') { report.skipped = `output ${task.kernel.output.dtype}`; return undefined; }
+    if (!task.space.tunable) {
+      report.skipped = 'no schedule decisions';
+      return undefined;
+    }
+    if (task.kernel.output.dtype !== 'float32') {
+      report.skipped = `output ${task.kernel.output.dtype}`;
+      return undefined;
+    }
     const resumedInc = this.resume(st);
     const def = await this.measureDefault(st);
-    if (def.error) { report.skipped = `default schedule failed: ${def.error}`; this.record(st, defaultTrace, def, 'default'); return undefined; }
+    if (def.error) {
+      report.skipped = `default schedule failed: ${def.error}`;
+      this.record(st, defaultTrace, def, 'default');
+      return undefined;
+    }
     st.reference = def.output;
     this.record(st, defaultTrace, def, this.buildOnly ? 'default/build-only' : 'default', defaults, true);
-    search.observe({ hash: defaultHash, trace: defaultTrace, decisions: defaults }, def.ms !== undefined ? 1 : undefined);
+    search.observe(
+      { hash: defaultHash, trace: defaultTrace, decisions: defaults },
+      def.ms !== undefined ? 1 : undefined,
+    );
     if (resumedInc) st.inc = resumedInc;
     this.estimate(st);
     return st;
@@ -297,14 +380,24 @@ class TuningJob {
     const { task, search, report } = st;
     const defaultHash = st.inc.hash;
     const old = this.db.records(task.workload.key, this.target.key);
-    const legacyDefault = median(old.filter((r) => r.search === 'default' && r.rel === undefined && r.ms !== undefined).map((r) => r.ms!));
+    const legacyDefault = median(
+      old.filter((r) => r.search === 'default' && r.rel === undefined && r.ms !== undefined).map((r) => r.ms!),
+    );
     let resumedInc: Incumbent | undefined;
     for (const r of old) {
       const hash = traceHash(r.trace);
-      const value = r.error ? undefined : r.rel ?? (r.ms !== undefined && Number.isFinite(legacyDefault) ? r.ms / legacyDefault : undefined);
+      const value = r.error
+        ? undefined
+        : (r.rel ?? (r.ms !== undefined && Number.isFinite(legacyDefault) ? r.ms / legacyDefault : undefined));
       search.observe({ hash, trace: r.trace, decisions: r.decisions }, value);
       report.resumed++;
-      if (r.confirmed && r.rel !== undefined && hash !== defaultHash && r.rel < (resumedInc?.rel ?? 1) && applies(task, r.trace)) {
+      if (
+        r.confirmed &&
+        r.rel !== undefined &&
+        hash !== defaultHash &&
+        r.rel < (resumedInc?.rel ?? 1) &&
+        applies(task, r.trace)
+      ) {
         resumedInc = { trace: r.trace, hash, rel: r.rel, isDefault: false };
       }
     }
@@ -329,7 +422,9 @@ class TuningJob {
       for (const st of this.states) {
         if (this.trials >= this.opts.trials) break;
         if (!applies(st.task, trace)) continue; // not this task's
-        await this.runBatch(st, [{ trace, hash: traceHash(trace) }], () => (this.buildOnly ? 'given/build-only' : 'given'));
+        await this.runBatch(st, [{ trace, hash: traceHash(trace) }], () =>
+          this.buildOnly ? 'given/build-only' : 'given',
+        );
       }
     }
     this.curve.push({ trial: 0, elapsedMs: performance.now() - this.t0, bestTotalMs: this.totals().b });
@@ -345,16 +440,27 @@ class TuningJob {
       const live = this.states.filter((s) => !s.exhausted);
       if (!live.length) break;
       // every task once first; build-only has no latencies to weigh: tasks take turns
-      const pick = live.find((s) => firstPass.has(s.task.index))
-        ?? live.reduce((a, b) => (this.buildOnly ? (b.report.trials < a.report.trials ? b : a) : gain(b) > gain(a) ? b : a));
+      const pick =
+        live.find((s) => firstPass.has(s.task.index)) ??
+        live.reduce((a, b) =>
+          this.buildOnly ? (b.report.trials < a.report.trials ? b : a) : gain(b) > gain(a) ? b : a,
+        );
       firstPass.delete(pick.task.index);
       const n = Math.min(this.batch, opts.trials - this.trials);
       const cands = pick.search.propose(n);
-      if (!cands.length) { pick.exhausted = true; continue; }
+      if (!cands.length) {
+        pick.exhausted = true;
+        continue;
+      }
       const trials0 = this.trials;
-      const improved = await this.runBatch(pick, cands,
-        (i) => `${this.strategy === 'random' ? 'random' : `evolutionary/${cands[i].origin}`}${this.buildOnly ? '/build-only' : ''}`);
-      for (let t = trials0 + 1; t <= this.trials; t++) this.curve.push({ trial: t, elapsedMs: performance.now() - this.t0, bestTotalMs: this.totals().b });
+      const improved = await this.runBatch(
+        pick,
+        cands,
+        (i) =>
+          `${this.strategy === 'random' ? 'random' : `evolutionary/${cands[i].origin}`}${this.buildOnly ? '/build-only' : ''}`,
+      );
+      for (let t = trials0 + 1; t <= this.trials; t++)
+        this.curve.push({ trial: t, elapsedMs: performance.now() - this.t0, bestTotalMs: this.totals().b });
       pick.stale = improved ? 0 : pick.stale + 1;
       this.reportProgress(pick);
     }
@@ -366,9 +472,15 @@ class TuningJob {
     const { d, b } = this.totals();
     const etaTrials = (elapsed / Math.max(this.trials, 1)) * (opts.trials - this.trials);
     opts.progress?.({
-      trials: this.trials, totalTrials: opts.trials, errors: this.errors, elapsedMs: elapsed,
+      trials: this.trials,
+      totalTrials: opts.trials,
+      errors: this.errors,
+      elapsedMs: elapsed,
       etaMs: Math.min(etaTrials, Math.max(0, this.deadline - performance.now())),
-      task: pick.report, tasks: this.states.map((s) => s.report), defaultTotalMs: d, bestTotalMs: b,
+      task: pick.report,
+      tasks: this.states.map((s) => s.report),
+      defaultTotalMs: d,
+      bestTotalMs: b,
     });
   }
 
@@ -380,9 +492,12 @@ class TuningJob {
       const r = results[i];
       this.trials++;
       st.report.trials++;
-      if (r.error) { this.errors++; st.report.errors++; }
+      if (r.error) {
+        this.errors++;
+        st.report.errors++;
+      }
       this.record(st, c.trace, r, label(i), c.decisions, false);
-      st.search.observe(c, r.error ? undefined : r.rel ?? r.ms);
+      st.search.observe(c, r.error ? undefined : (r.rel ?? r.ms));
       if (r.rel !== undefined && r.program && !r.error) faster.push({ c, rel: r.rel, program: r.program });
     });
     const changed = this.runner && !this.buildOnly ? await this.confirm(st, faster) : false;
@@ -394,30 +509,46 @@ class TuningJob {
   private async evaluate(st: TaskState, cands: { trace: TraceStep[] }[]): Promise<Outcome[]> {
     const { runner } = this;
     const needRef = !st.refProgram;
-    const built = await this.builder.build(st.task.spec, [...(needRef ? [null] : []), ...cands.map((c) => c.trace)], this.gpu);
+    const built = await this.builder.build(
+      st.task.spec,
+      [...(needRef ? [null] : []), ...cands.map((c) => c.trace)],
+      this.gpu,
+    );
     if (needRef) {
       const b = built.shift()!;
-      if (!b.ok) throw new KilnError('E_INTERNAL', `the default schedule of task ${st.task.index} no longer builds: ${b.error}`);
+      if (!b.ok)
+        throw new KilnError('E_INTERNAL', `the default schedule of task ${st.task.index} no longer builds: ${b.error}`);
       st.refProgram = b.out;
     }
     const results: Outcome[] = [];
     const ok: number[] = [];
     built.forEach((b, i) => {
       if (!b.ok) results[i] = { error: b.error, errorKind: b.kind ?? 'build' };
-      else if (!runner) results[i] = { costs: [] }; // build-only: it passed the checks
+      else if (!runner)
+        results[i] = { costs: [] }; // build-only: it passed the checks
       else ok.push(i);
     });
     if (!runner || !ok.length) return results;
-    const m = await this.measureGroup(st, [st.refProgram!, ...ok.map((i) => (built[i] as { out: BuildOutput }).out)], this.measureOpts.repeats);
+    const m = await this.measureGroup(
+      st,
+      [st.refProgram!, ...ok.map((i) => (built[i] as { out: BuildOutput }).out)],
+      this.measureOpts.repeats,
+    );
     const ref = m[0];
     if ('ms' in ref) st.refMs.push(ref.ms);
     const longRun = median(st.refMs);
     ok.forEach((i, j) => {
       const r = m[j + 1];
-      if (!('ms' in r)) { results[i] = r; return; }
+      if (!('ms' in r)) {
+        results[i] = r;
+        return;
+      }
       if (st.reference) {
         const bad = compareTensors(r.output, st.reference);
-        if (bad) { results[i] = { error: `wrong result: ${bad.message}`, errorKind: 'wrong' }; return; }
+        if (bad) {
+          results[i] = { error: `wrong result: ${bad.message}`, errorKind: 'wrong' };
+          return;
+        }
       }
       // without a reference time in this batch (it failed), the candidate's own time against the run's median
       const rel = r.rel ?? (Number.isFinite(longRun) ? r.ms / longRun : undefined);
@@ -432,20 +563,31 @@ class TuningJob {
    * at least 3 of 4 rounds, becomes the incumbent and is recorded as confirmed. Returns whether the incumbent changed.
    */
   private async confirm(st: TaskState, cands: Contender[]): Promise<boolean> {
-    let changed = false, tries = 0;
-    for (const x of [...cands].sort((a, b) => a.rel - b.rel || (a.c.hash < b.c.hash ? -1 : a.c.hash > b.c.hash ? 1 : 0))) {
+    let changed = false,
+      tries = 0;
+    for (const x of [...cands].sort(
+      (a, b) => a.rel - b.rel || (a.c.hash < b.c.hash ? -1 : a.c.hash > b.c.hash ? 1 : 0),
+    )) {
       if (tries >= 2 || x.rel >= st.inc.rel) break;
       tries++;
       // an incumbent that no longer builds gives way to the default
       if (!(await this.incumbentProgram(st))) st.inc = defaultIncumbent(st);
       // rounds of 4x the batch's length (20 ms by default): each round's ratio averages more runs
-      const [, m] = await this.measureGroup(st, [st.inc.program!, x.program], this.confirmRounds, 3, 4 * this.measureOpts.minRepeatMs);
+      const [, m] = await this.measureGroup(
+        st,
+        [st.inc.program!, x.program],
+        this.confirmRounds,
+        3,
+        4 * this.measureOpts.minRepeatMs,
+      );
       st.report.confirms = (st.report.confirms ?? 0) + 1;
       if (!('ms' in m) || m.rel === undefined) continue;
       // faster by the margin in the median, and faster in at least 3 of 4 rounds (with 4 rounds or more): a
       // candidate as fast as the incumbent passes the median alone by chance on a noisy machine, and many are tried
-      const below = (m.ratios ?? []).filter((r) => r < 1).length, n = m.ratios?.length ?? 0;
-      const rel = st.inc.rel * m.rel, ok = m.rel < 1 - this.confirmMargin && (n < 4 || below >= 0.75 * n);
+      const below = (m.ratios ?? []).filter((r) => r < 1).length,
+        n = m.ratios?.length ?? 0;
+      const rel = st.inc.rel * m.rel,
+        ok = m.rel < 1 - this.confirmMargin && (n < 4 || below >= 0.75 * n);
       this.record(st, x.c.trace, { ms: m.ms, costs: m.costs, rel }, 'confirm', x.c.decisions, ok);
       st.search.observe(x.c, rel);
       if (ok) {
@@ -485,19 +627,32 @@ class TuningJob {
     for (let revoked = 0; !st.inc.isDefault && revoked <= MAX_REVOKED; revoked++) {
       const incumbent = await this.incumbentProgram(st);
       if (!incumbent) break;
-      const [def, tuned] = await this.measureGroup(st, [st.refProgram!, incumbent], this.confirmRounds, 3, 4 * this.measureOpts.minRepeatMs);
-      if ('ms' in def) { st.refMs.push(def.ms); this.record(st, st.defaultTrace, def, 'default', st.task.space.defaults(), true); }
+      const [def, tuned] = await this.measureGroup(
+        st,
+        [st.refProgram!, incumbent],
+        this.confirmRounds,
+        3,
+        4 * this.measureOpts.minRepeatMs,
+      );
+      if ('ms' in def) {
+        st.refMs.push(def.ms);
+        this.record(st, st.defaultTrace, def, 'default', st.task.space.defaults(), true);
+      }
       this.estimate(st);
       if (!('ms' in tuned) || tuned.rel === undefined) break;
       this.record(st, st.inc.trace, tuned, 'remeasure', undefined, false);
-      if (tuned.rel < 1 || revoked === MAX_REVOKED) { st.report.bestMs = st.report.defaultMs! * tuned.rel; break; }
+      if (tuned.rel < 1 || revoked === MAX_REVOKED) {
+        st.report.bestMs = st.report.defaultMs! * tuned.rel;
+        break;
+      }
       db.revokeConfirmation(st.task.workload.key, target.key, st.inc.hash);
       st.report.revoked = (st.report.revoked ?? 0) + 1;
       const [next] = db.best(st.task.workload.key, target.key, 1, [VERSION]);
       const hash = next && traceHash(next.trace);
-      st.inc = next && hash !== traceHash(st.defaultTrace) && next.rel !== undefined && applies(st.task, next.trace)
-        ? { trace: next.trace, hash: hash!, rel: next.rel, isDefault: false }
-        : defaultIncumbent(st);
+      st.inc =
+        next && hash !== traceHash(st.defaultTrace) && next.rel !== undefined && applies(st.task, next.trace)
+          ? { trace: next.trace, hash: hash!, rel: next.rel, isDefault: false }
+          : defaultIncumbent(st);
       this.estimate(st);
     }
   }
@@ -505,7 +660,10 @@ class TuningJob {
   // ---- measuring ----
 
   private async singleMeasure(st: TaskState, prog: BuildOutput): Promise<Measured> {
-    const m = await this.runner!.measure({ header: prog.header, wasm: prog.wasm, seed: st.seed, ...this.measureOpts }, this.timeoutMs);
+    const m = await this.runner!.measure(
+      { header: prog.header, wasm: prog.wasm, seed: st.seed, ...this.measureOpts },
+      this.timeoutMs,
+    );
     if (!m.ok) return { error: m.error, errorKind: m.kind };
     return { ms: median(m.out.costs), costs: m.out.costs, output: m.out.output };
   }
@@ -516,20 +674,44 @@ class TuningJob {
    * a time: `passes` passes of reference, program 1, reference, program 2, ..., reference, each program's rel the
    * median over passes of its time over the mean of the two reference times around it.
    */
-  private async measureGroup(st: TaskState, progs: BuildOutput[], rounds: number, passes = 1, minRepeatMs = this.measureOpts.minRepeatMs): Promise<Measured[]> {
+  private async measureGroup(
+    st: TaskState,
+    progs: BuildOutput[],
+    rounds: number,
+    passes = 1,
+    minRepeatMs = this.measureOpts.minRepeatMs,
+  ): Promise<Measured[]> {
     const runner = this.runner!;
     if (runner.measureSet) {
-      const m = await runner.measureSet({ programs: progs.map((p) => ({ header: p.header, wasm: p.wasm })), seed: st.seed, warmup: this.measureOpts.warmup, rounds, minRepeatMs }, this.timeoutMs);
+      const m = await runner.measureSet(
+        {
+          programs: progs.map((p) => ({ header: p.header, wasm: p.wasm })),
+          seed: st.seed,
+          warmup: this.measureOpts.warmup,
+          rounds,
+          minRepeatMs,
+        },
+        this.timeoutMs,
+      );
       if (m.ok) {
         const ref = m.out[0];
         return m.out.map((o, i): Measured => {
           if (!o.ok) return { error: o.error, errorKind: 'run' };
           const ratios = ref.ok ? o.costs.map((c, r) => c / ref.costs[r]).filter((x) => Number.isFinite(x)) : [];
-          return { ms: median(o.costs), costs: o.costs, output: o.output, rel: i === 0 ? 1 : ratios.length ? median(ratios) : undefined, ratios };
+          return {
+            ms: median(o.costs),
+            costs: o.costs,
+            output: o.output,
+            rel: i === 0 ? 1 : ratios.length ? median(ratios) : undefined,
+            ratios,
+          };
         });
       }
     }
-    if (progs.length === 1) { const r = await this.singleMeasure(st, progs[0]); return ['ms' in r ? { ...r, rel: 1 } : r]; }
+    if (progs.length === 1) {
+      const r = await this.singleMeasure(st, progs[0]);
+      return ['ms' in r ? { ...r, rel: 1 } : r];
+    }
     return this.measureAlternating(st, progs, passes);
   }
 
@@ -547,7 +729,11 @@ class TuningJob {
         const after = await this.singleMeasure(st, progs[0]);
         refs.push(after);
         if (pass === 0 || !('ms' in m)) out[i - 1] = m;
-        else { const o = out[i - 1] as MeasuredOk; o.costs = [...o.costs, ...m.costs]; o.ms = median(o.costs); }
+        else {
+          const o = out[i - 1] as MeasuredOk;
+          o.costs = [...o.costs, ...m.costs];
+          o.ms = median(o.costs);
+        }
         const around = [before, after].filter((x): x is MeasuredOk => 'ms' in x).map((x) => x.ms);
         if ('ms' in m && around.length) ratios[i - 1].push(m.ms / (around.reduce((a, b) => a + b, 0) / around.length));
         before = after;
@@ -557,17 +743,39 @@ class TuningJob {
     const first: Measured = refOk.length
       ? { ms: median(refOk.map((r) => r.ms)), costs: refOk.flatMap((r) => r.costs), output: refOk[0].output, rel: 1 }
       : refs[0];
-    return [first, ...out.map((o, i): Measured => ('ms' in o ? { ...o, rel: ratios[i].length ? median(ratios[i]) : undefined, ratios: ratios[i] } : o))];
+    return [
+      first,
+      ...out.map(
+        (o, i): Measured =>
+          'ms' in o ? { ...o, rel: ratios[i].length ? median(ratios[i]) : undefined, ratios: ratios[i] } : o,
+      ),
+    ];
   }
 
   // ---- recording and the report ----
 
   /** One tuning record of a task, in its own transaction. */
-  private record(st: TaskState, trace: TraceStep[], res: Outcome, search: string, decisions?: Candidate['decisions'], confirmed?: boolean): void {
+  private record(
+    st: TaskState,
+    trace: TraceStep[],
+    res: Outcome,
+    search: string,
+    decisions?: Candidate['decisions'],
+    confirmed?: boolean,
+  ): void {
     const { target } = this;
     const rec: TuningRecord = {
-      workload: st.task.workload.key, target: target.key, trace, costs: res.costs ?? [], ms: res.ms, error: res.error,
-      errorKind: res.errorKind, time: new Date().toISOString(), kiln: VERSION, search, decisions,
+      workload: st.task.workload.key,
+      target: target.key,
+      trace,
+      costs: res.costs ?? [],
+      ms: res.ms,
+      error: res.error,
+      errorKind: res.errorKind,
+      time: new Date().toISOString(),
+      kiln: VERSION,
+      search,
+      decisions,
       ...(res.rel !== undefined && !res.error ? { rel: res.rel, confirmed: !!confirmed } : {}),
     };
     this.db.addRecord({ ...st.task.workload, ops: st.task.ops, flops: st.task.kernel.flops }, target, rec);
@@ -576,22 +784,48 @@ class TuningJob {
   /** The task's report from its default's long-run time and the incumbent's relative cost. */
   private estimate(st: TaskState): void {
     const d = median(st.refMs);
-    if (Number.isFinite(d)) { st.report.defaultMs = d; st.report.bestMs = d * st.inc.rel; }
+    if (Number.isFinite(d)) {
+      st.report.defaultMs = d;
+      st.report.bestMs = d * st.inc.rel;
+    }
     st.report.bestTrace = st.inc.isDefault ? undefined : st.inc.trace;
   }
 
   /** Sum over tasks of calls x latency: d with the default schedules, b with the incumbents. */
   private totals(): { d: number; b: number } {
-    let d = 0, b = 0;
-    for (const s of this.states) if (s.report.defaultMs !== undefined) { d += s.task.calls * s.report.defaultMs; b += s.task.calls * (s.report.bestMs ?? s.report.defaultMs); }
+    let d = 0,
+      b = 0;
+    for (const s of this.states)
+      if (s.report.defaultMs !== undefined) {
+        d += s.task.calls * s.report.defaultMs;
+        b += s.task.calls * (s.report.bestMs ?? s.report.defaultMs);
+      }
     return { d, b };
   }
 
   report(): TuneReport {
     const { d, b } = this.totals();
     return {
-      target: this.target, tasks: this.tasks.map((t) => this.states.find((s) => s.task === t)?.report ?? { index: t.index, workload: t.workload.key, ops: t.ops, calls: t.calls, trials: 0, errors: 0, resumed: 0, skipped: 'skipped' }),
-      trials: this.trials, errors: this.errors, elapsedMs: performance.now() - this.t0, defaultTotalMs: d, bestTotalMs: b, curve: this.curve,
+      target: this.target,
+      tasks: this.tasks.map(
+        (t) =>
+          this.states.find((s) => s.task === t)?.report ?? {
+            index: t.index,
+            workload: t.workload.key,
+            ops: t.ops,
+            calls: t.calls,
+            trials: 0,
+            errors: 0,
+            resumed: 0,
+            skipped: 'skipped',
+          },
+      ),
+      trials: this.trials,
+      errors: this.errors,
+      elapsedMs: performance.now() - this.t0,
+      defaultTotalMs: d,
+      bestTotalMs: b,
+      curve: this.curve,
     };
   }
 }
@@ -603,12 +837,18 @@ function defaultIncumbent(st: TaskState): Incumbent {
 
 /** Whether a trace applies to a task's kernel (records of another Kiln, given traces of another task). */
 function applies(task: TuneTask, trace: readonly TraceStep[]): boolean {
-  try { const sch = new Schedule([task.kernel.output]); for (const s of trace) sch.apply(s); return true; } catch { return false; }
+  try {
+    const sch = new Schedule([task.kernel.output]);
+    for (const s of trace) sch.apply(s);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Expected gain of giving a task the next batch: its share of model time, discounted while it stops improving. */
 function gain(s: TaskState): number {
-  return s.task.calls * (s.report.bestMs ?? 0) / (1 + s.stale);
+  return (s.task.calls * (s.report.bestMs ?? 0)) / (1 + s.stale);
 }
 
 export function parseDuration(s: string): number {

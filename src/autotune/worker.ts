@@ -15,12 +15,20 @@ import { type GpuBuildTarget, buildGpuCandidate } from './gpu-build.js';
 // flag is process-wide; it is set only in processes that load the tuner's worker module.
 v8.setFlagsFromString('--no-liftoff');
 
-export interface BuildTask { spec: KernelSpec; trace: TraceStep[] | null; optimize?: boolean; gpu?: GpuBuildTarget }
+export interface BuildTask {
+  spec: KernelSpec;
+  trace: TraceStep[] | null;
+  optimize?: boolean;
+  gpu?: GpuBuildTarget;
+}
 
 export function build(task: BuildTask): BuildOutput {
   if (task.gpu) return buildGpuCandidate(task.spec, task.trace, task.gpu);
   const fn = kernelFromSpec(task.spec);
-  const prog = buildProgram(kernelMain(fn), { optimize: task.optimize !== false, traceFor: task.trace ? () => task.trace! : undefined });
+  const prog = buildProgram(kernelMain(fn), {
+    optimize: task.optimize !== false,
+    traceFor: task.trace ? () => task.trace! : undefined,
+  });
   return { header: prog.header, wasm: prog.wasm };
 }
 
@@ -39,7 +47,10 @@ export interface MeasureTask {
   /** Testing hook: 'trap' makes the run fail, 'hang' never returns. */
   fault?: 'trap' | 'hang';
 }
-export interface MeasureOutput { costs: number[]; output: Tensor }
+export interface MeasureOutput {
+  costs: number[];
+  output: Tensor;
+}
 
 /** Deterministic random inputs: floats uniform in [-1, 1), integers and bools zero (valid indices). */
 export function randomInputs(header: BuiltHeader, seed: number): Record<string, Tensor> {
@@ -50,7 +61,10 @@ export function randomInputs(header: BuiltHeader, seed: number): Record<string, 
     const data = new ARRAY[inp.dtype](n);
     if (isFloat(inp.dtype)) {
       const f = data as Float32Array;
-      for (let i = 0; i < n; i++) { x = (Math.imul(x, 1664525) + 1013904223) >>> 0; f[i] = x / 2 ** 31 - 1; }
+      for (let i = 0; i < n; i++) {
+        x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+        f[i] = x / 2 ** 31 - 1;
+      }
     }
     feeds[inp.name] = { dtype: inp.dtype, shape: [...inp.shape], data };
   }
@@ -58,10 +72,15 @@ export function randomInputs(header: BuiltHeader, seed: number): Record<string, 
 }
 
 /** One program's runs: the summed kernel time of one run (the wall clock without kernel timings) and its outputs. */
-function runner(header: BuiltHeader, wasm: Uint8Array, seed: number): () => { ms: number; out: Record<string, Tensor> } {
+function runner(
+  header: BuiltHeader,
+  wasm: Uint8Array,
+  seed: number,
+): () => { ms: number; out: Record<string, Tensor> } {
   const ex = WasmExecutor.createSync({
     header: { ...header, sections: { wasm: { offset: 0, length: wasm.length }, weights: { offset: 0, length: 0 } } },
-    wasm, weights: new Uint8Array(0),
+    wasm,
+    weights: new Uint8Array(0),
   });
   const feeds = randomInputs(header, seed);
   return () => {
@@ -75,7 +94,10 @@ function runner(header: BuiltHeader, wasm: Uint8Array, seed: number): () => { ms
 
 /** Test faults: a candidate that never finishes, or one that traps. */
 function injectFault(fault: 'trap' | 'hang' | undefined): void {
-  if (fault === 'hang') for (;;) { /* a candidate that never finishes */ }
+  if (fault === 'hang')
+    for (;;) {
+      /* a candidate that never finishes */
+    }
   if (fault === 'trap') throw new Error('RuntimeError: unreachable (injected fault)');
 }
 
@@ -84,8 +106,10 @@ export function measure(task: MeasureTask): MeasureOutput {
   const once = runner(task.header, task.wasm, task.seed);
   const first = once();
   let probe = first.ms;
-  const w0 = performance.now(), minWarm = task.minWarmupMs ?? 100;
-  for (let i = 1; i < task.warmup || (performance.now() - w0 < minWarm && performance.now() - w0 < 5000); i++) probe = once().ms;
+  const w0 = performance.now(),
+    minWarm = task.minWarmupMs ?? 100;
+  for (let i = 1; i < task.warmup || (performance.now() - w0 < minWarm && performance.now() - w0 < 5000); i++)
+    probe = once().ms;
   const number = Math.max(1, Math.min(1000, Math.ceil(task.minRepeatMs / Math.max(probe, 1e-3))));
   const costs: number[] = [];
   for (let r = 0; r < task.repeats; r++) {
@@ -122,7 +146,10 @@ export function measureSet(task: MeasureSetTask): MeasureSetOutput {
   const res: MeasureSetOutput = new Array(n);
   const run: ((() => { ms: number; out: Record<string, Tensor> }) | undefined)[] = new Array(n);
   const probe: number[] = new Array(n).fill(0);
-  const fail = (i: number, e: unknown) => { res[i] = { ok: false, error: errorText(e) }; run[i] = undefined; };
+  const fail = (i: number, e: unknown) => {
+    res[i] = { ok: false, error: errorText(e) };
+    run[i] = undefined;
+  };
   for (let i = 0; i < n; i++) {
     const p = task.programs[i];
     try {
@@ -131,12 +158,22 @@ export function measureSet(task: MeasureSetTask): MeasureSetOutput {
       const first = run[i]!();
       probe[i] = first.ms;
       res[i] = { ok: true, costs: [], output: first.out[p.header.outputs[0].name] };
-    } catch (e) { fail(i, e); }
+    } catch (e) {
+      fail(i, e);
+    }
   }
   // warm-up, interleaved: at least `warmup` runs of each, and minWarmupMs (100 ms) of them all together
-  const w0 = performance.now(), minWarm = task.minWarmupMs ?? 100;
+  const w0 = performance.now(),
+    minWarm = task.minWarmupMs ?? 100;
   for (let k = 1; k < task.warmup || (performance.now() - w0 < minWarm && performance.now() - w0 < 5000); k++) {
-    for (let i = 0; i < n; i++) if (run[i]) { try { probe[i] = run[i]!().ms; } catch (e) { fail(i, e); } }
+    for (let i = 0; i < n; i++)
+      if (run[i]) {
+        try {
+          probe[i] = run[i]!().ms;
+        } catch (e) {
+          fail(i, e);
+        }
+      }
     if (!run.some(Boolean)) break;
   }
   const number = probe.map((p) => Math.max(1, Math.min(1000, Math.ceil(task.minRepeatMs / Math.max(p, 1e-3)))));
@@ -148,7 +185,9 @@ export function measureSet(task: MeasureSetTask): MeasureSetOutput {
         let total = 0;
         for (let k = 0; k < number[i]; k++) total += run[i]!().ms;
         (res[i] as { costs: number[] }).costs.push(total / number[i]);
-      } catch (e) { fail(i, e); }
+      } catch (e) {
+        fail(i, e);
+      }
     }
   }
   return res;

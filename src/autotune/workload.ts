@@ -17,21 +17,38 @@ export function canonicalTE(inputs: readonly Tensor[], outputs: readonly Tensor[
   inputs.forEach((t, i) => tname.set(t, `in${i}`));
   computes.forEach((t, i) => tname.set(t, `t${i}`));
   const vname = new Map<Var, string>();
-  const v = (x: Var) => { let n = vname.get(x); if (n === undefined) { n = `v${vname.size}`; vname.set(x, n); } return n; };
+  const v = (x: Var) => {
+    let n = vname.get(x);
+    if (n === undefined) {
+      n = `v${vname.size}`;
+      vname.set(x, n);
+    }
+    return n;
+  };
   const bufName = (b: object) => {
     const n = tname.get(b);
-    if (n === undefined) throw new KilnError('E_INTERNAL', 'canonicalTE: load from a tensor outside the kernel', { hint: 'please report this with the model' });
+    if (n === undefined)
+      throw new KilnError('E_INTERNAL', 'canonicalTE: load from a tensor outside the kernel', {
+        hint: 'please report this with the model',
+      });
     return n;
   };
   const pe = (e: Expr): string => {
     switch (e.k) {
-      case 'const': return `${typeof e.value === 'bigint' ? `${e.value}n` : Object.is(e.value, -0) ? '-0' : String(e.value)}:${e.dtype}`;
-      case 'var': return v(e);
-      case 'bin': return `${e.op}(${pe(e.a)},${pe(e.b)})`;
-      case 'un': return `${e.op}(${pe(e.a)})`;
-      case 'select': return `select(${pe(e.c)},${pe(e.a)},${pe(e.b)})`;
-      case 'cast': return `${e.dtype}(${pe(e.a)})`;
-      case 'load': return `${bufName(e.buf)}[${e.idx.map(pe).join(',')}]`;
+      case 'const':
+        return `${typeof e.value === 'bigint' ? `${e.value}n` : Object.is(e.value, -0) ? '-0' : String(e.value)}:${e.dtype}`;
+      case 'var':
+        return v(e);
+      case 'bin':
+        return `${e.op}(${pe(e.a)},${pe(e.b)})`;
+      case 'un':
+        return `${e.op}(${pe(e.a)})`;
+      case 'select':
+        return `select(${pe(e.c)},${pe(e.a)},${pe(e.b)})`;
+      case 'cast':
+        return `${e.dtype}(${pe(e.a)})`;
+      case 'load':
+        return `${bufName(e.buf)}[${e.idx.map(pe).join(',')}]`;
       case 'reduce': {
         const axes = e.axes.map((a) => `${v(a.v)}:${a.extent}`).join(',');
         return `${e.op}<${axes}>(${pe(e.body)})`;
@@ -42,12 +59,18 @@ export function canonicalTE(inputs: readonly Tensor[], outputs: readonly Tensor[
   computes.forEach((t, i) => {
     const idx = t.axes.map((a) => v(a.v)).join(',');
     const h = t.hints ? ` hints(${t.hints.vectorAxis ?? '-'},${t.hints.rowAxis ?? '-'})` : '';
-    lines.push(`t${i}[${idx}]: ${t.dtype}[${t.shape.join(',')}]${outputs.includes(t) ? ' out' : ''}${h} = ${pe(t.body!)}`);
+    lines.push(
+      `t${i}[${idx}]: ${t.dtype}[${t.shape.join(',')}]${outputs.includes(t) ? ' out' : ''}${h} = ${pe(t.body!)}`,
+    );
   });
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
-export interface Workload { key: string; text: string; format: number }
+export interface Workload {
+  key: string;
+  text: string;
+  format: number;
+}
 
 export function workloadOf(k: Pick<BuiltKernel, 'inputs' | 'output'>): Workload {
   const text = canonicalTE(k.inputs, [k.output]);

@@ -23,7 +23,6 @@ import { ParallelScaling, measureSimdPeak, type SimdPeak } from './simd-peak.js'
 import { matmulModel } from './matmul-model.js';
 import { median } from '../util/stats.js';
 
-
 /**
  * Pause before each timed run at T > 1 threads: onnxruntime-web's worker threads spin 20-30 ms after a run here
  * (session option allow_spinning=0 notwithstanding), and a run started meanwhile shares its cores with them
@@ -34,9 +33,28 @@ const ALL_MODELS = ['resnet18', 'mobilenet_v2', 'squeezenet1_1', 'super_resoluti
 const MATMUL = 1024;
 
 /** Wall time per run, and the process's CPU time per run (user + system, all threads: meaningful at 1 thread). */
-interface Timing { minMs: number; medianMs: number; runs: number; times: number[]; cpuMedianMs?: number }
-interface RuntimeResult extends Partial<Timing> { na?: string; error?: string; maxAbsErr?: number; agrees?: boolean; mismatch?: string }
-interface KilnResult extends RuntimeResult { compileMs?: number; kernels?: number; calls?: number; flopsPerRun?: number; gflops?: number; peakPercent?: number }
+interface Timing {
+  minMs: number;
+  medianMs: number;
+  runs: number;
+  times: number[];
+  cpuMedianMs?: number;
+}
+interface RuntimeResult extends Partial<Timing> {
+  na?: string;
+  error?: string;
+  maxAbsErr?: number;
+  agrees?: boolean;
+  mismatch?: string;
+}
+interface KilnResult extends RuntimeResult {
+  compileMs?: number;
+  kernels?: number;
+  calls?: number;
+  flopsPerRun?: number;
+  gflops?: number;
+  peakPercent?: number;
+}
 /**
  * kilnVsOrtWeb / kilnVsOrtWebCpu: the median over rounds of (ORT-web time / Kiln time) within the round: both ran
  * seconds apart, so a slow spell of a shared machine scales both and cancels out of the ratio.
@@ -47,33 +65,78 @@ interface KilnResult extends RuntimeResult { compileMs?: number; kernels?: numbe
  * those two runs (the lower of the two; median over rounds). kilnVs1ThreadFullCores: kilnVs1Thread over the rounds
  * where that probe read at least 0.95 T (the machine gave T full cores), with their count.
  */
-interface ThreadScaling { machineScaling: number; kilnVs1ThreadFullCores?: number; fullCoreRounds: number; rounds: number; perRound: { kiln1Ms: number[]; machine: number[] } }
-interface ModelResult { model: string; threads: number; kiln: KilnResult; kilnRelaxed?: KilnResult; ortWeb: RuntimeResult; ortNode: RuntimeResult; kilnVsOrtWeb?: number; kilnVsOrtWebCpu?: number; kilnVs1Thread?: number; scaling?: ThreadScaling; error?: string }
+interface ThreadScaling {
+  machineScaling: number;
+  kilnVs1ThreadFullCores?: number;
+  fullCoreRounds: number;
+  rounds: number;
+  perRound: { kiln1Ms: number[]; machine: number[] };
+}
+interface ModelResult {
+  model: string;
+  threads: number;
+  kiln: KilnResult;
+  kilnRelaxed?: KilnResult;
+  ortWeb: RuntimeResult;
+  ortNode: RuntimeResult;
+  kilnVsOrtWeb?: number;
+  kilnVsOrtWebCpu?: number;
+  kilnVs1Thread?: number;
+  scaling?: ThreadScaling;
+  error?: string;
+}
 interface BenchReport {
-  date: string; node: string; cpu: string; cores: number; command: string; loadavg: { start: number[]; end?: number[] };
+  date: string;
+  node: string;
+  cpu: string;
+  cores: number;
+  command: string;
+  loadavg: { start: number[]; end?: number[] };
   config: { models: string[]; runs: number; threads: number[]; budgetS: number; note: string };
-  simdPeak?: SimdPeak; results: ModelResult[];
+  simdPeak?: SimdPeak;
+  results: ModelResult[];
 }
 
-const stats = (times: number[], cpu: number[]): Timing =>
-  ({ minMs: Math.min(...times), medianMs: median(times), runs: times.length, times, cpuMedianMs: median(cpu) });
+const stats = (times: number[], cpu: number[]): Timing => ({
+  minMs: Math.min(...times),
+  medianMs: median(times),
+  runs: times.length,
+  times,
+  cpuMedianMs: median(cpu),
+});
 const log = (s: string) => process.stderr.write(`${s}\n`);
 
 function parse(argv: string[]) {
   const { values } = parseArgs({
-    args: argv, allowPositionals: false,
+    args: argv,
+    allowPositionals: false,
     options: {
-      models: { type: 'string' }, runs: { type: 'string' }, threads: { type: 'string' }, budget: { type: 'string' },
-      out: { type: 'string' }, 'peak-ms': { type: 'string' }, worker: { type: 'string' }, result: { type: 'string' },
+      models: { type: 'string' },
+      runs: { type: 'string' },
+      threads: { type: 'string' },
+      budget: { type: 'string' },
+      out: { type: 'string' },
+      'peak-ms': { type: 'string' },
+      worker: { type: 'string' },
+      result: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
-  const models = (values.models ?? ALL_MODELS.join(',')).split(',').map((s) => s.trim()).filter(Boolean);
-  for (const m of models) if (!ALL_MODELS.includes(m)) throw new KilnError('E_USAGE', `unknown model '${m}'`, { hint: `known: ${ALL_MODELS.join(', ')}` });
+  const models = (values.models ?? ALL_MODELS.join(','))
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const m of models)
+    if (!ALL_MODELS.includes(m))
+      throw new KilnError('E_USAGE', `unknown model '${m}'`, { hint: `known: ${ALL_MODELS.join(', ')}` });
   const threads = (values.threads ?? '1,2').split(',').map(Number);
-  if (threads.some((t) => !Number.isInteger(t) || t < 1)) throw new KilnError('E_USAGE', `bad --threads '${values.threads}'`, { hint: 'give whole numbers >= 1, comma-separated' });
+  if (threads.some((t) => !Number.isInteger(t) || t < 1))
+    throw new KilnError('E_USAGE', `bad --threads '${values.threads}'`, {
+      hint: 'give whole numbers >= 1, comma-separated',
+    });
   const runs = Number(values.runs ?? 10);
-  if (!Number.isInteger(runs) || runs < 1) throw new KilnError('E_USAGE', `bad --runs '${values.runs}'`, { hint: 'give a whole number >= 1' });
+  if (!Number.isInteger(runs) || runs < 1)
+    throw new KilnError('E_USAGE', `bad --runs '${values.runs}'`, { hint: 'give a whole number >= 1' });
   const budgetS = Number(values.budget ?? 60);
   return { values, models, threads, runs, budgetS, peakMs: Number(values['peak-ms'] ?? 1500) };
 }
@@ -84,7 +147,12 @@ const USAGE = `npm run bench -- [--models ${ALL_MODELS.join(',')}] [--runs 10] [
 
 // ---------------------------------------------------------------------------------------------- worker
 
-interface LoadedCase { name: string; bytes: Uint8Array; modelPath?: string; feeds: (names: string[]) => Record<string, Tensor> }
+interface LoadedCase {
+  name: string;
+  bytes: Uint8Array;
+  modelPath?: string;
+  feeds: (names: string[]) => Record<string, Tensor>;
+}
 
 function loadCase(name: string): LoadedCase {
   if (name === 'matmul') {
@@ -93,25 +161,50 @@ function loadCase(name: string): LoadedCase {
   }
   const dir = join('.cache', 'models', name);
   const modelPath = join(dir, 'model.onnx');
-  if (!existsSync(modelPath)) throw new KilnError('E_IO', `no model at ${modelPath}`, { hint: 'generate the fixtures first: npm run fixtures' });
+  if (!existsSync(modelPath))
+    throw new KilnError('E_IO', `no model at ${modelPath}`, { hint: 'generate the fixtures first: npm run fixtures' });
   const set = join(dir, 'test_data_set_0');
-  const files = readdirSync(set).filter((f) => f.startsWith('input_')).sort((a, b) => Number(a.match(/\d+/)) - Number(b.match(/\d+/)));
+  const files = readdirSync(set)
+    .filter((f) => f.startsWith('input_'))
+    .sort((a, b) => Number(a.match(/\d+/)) - Number(b.match(/\d+/)));
   const tensors = files.map((f) => decodeTensorProto(readFileSync(join(set, f))));
-  return { name, bytes: readFileSync(modelPath), modelPath, feeds: (names) => Object.fromEntries(names.map((n, i) => [n, tensors[i]])) };
+  return {
+    name,
+    bytes: readFileSync(modelPath),
+    modelPath,
+    feeds: (names) => Object.fromEntries(names.map((n, i) => [n, tensors[i]])),
+  };
 }
 
 type Ort = typeof import('onnxruntime-node');
 type OrtSession = import('onnxruntime-node').InferenceSession;
 const toOrt = (ort: Pick<Ort, 'Tensor'>, feeds: Record<string, Tensor>) =>
-  Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, new ort.Tensor(t.dtype as 'float32', t.data as Float32Array, t.shape)]));
-const fromOrt = (out: Record<string, { type: string; dims: readonly number[]; data: unknown }>): Record<string, Tensor> =>
-  Object.fromEntries(Object.entries(out).map(([k, v]) => [k, { dtype: v.type as Tensor['dtype'], shape: [...v.dims], data: v.data as Float32Array }]));
+  Object.fromEntries(
+    Object.entries(feeds).map(([k, t]) => [k, new ort.Tensor(t.dtype as 'float32', t.data as Float32Array, t.shape)]),
+  );
+const fromOrt = (
+  out: Record<string, { type: string; dims: readonly number[]; data: unknown }>,
+): Record<string, Tensor> =>
+  Object.fromEntries(
+    Object.entries(out).map(([k, v]) => [
+      k,
+      { dtype: v.type as Tensor['dtype'], shape: [...v.dims], data: v.data as Float32Array },
+    ]),
+  );
 
-function agreement(got: Record<string, Tensor>, want: Record<string, Tensor>): { maxAbsErr: number; agrees: boolean; mismatch?: string } {
-  let maxAbsErr = 0, mismatch: string | undefined;
+function agreement(
+  got: Record<string, Tensor>,
+  want: Record<string, Tensor>,
+): { maxAbsErr: number; agrees: boolean; mismatch?: string } {
+  let maxAbsErr = 0,
+    mismatch: string | undefined;
   for (const [name, w] of Object.entries(want)) {
     const g = got[name];
-    if (!g) { mismatch = `output ${name} missing`; maxAbsErr = Infinity; continue; }
+    if (!g) {
+      mismatch = `output ${name} missing`;
+      maxAbsErr = Infinity;
+      continue;
+    }
     for (let i = 0; i < Math.min(g.data.length, w.data.length); i++) {
       const e = Math.abs(Number(g.data[i]) - Number(w.data[i]));
       if (e > maxAbsErr || Number.isNaN(e)) maxAbsErr = Number.isNaN(e) ? Infinity : e;
@@ -122,58 +215,88 @@ function agreement(got: Record<string, Tensor>, want: Record<string, Tensor>): {
   return { maxAbsErr, agrees: !mismatch, mismatch };
 }
 
-async function benchModel(name: string, T: number, runs: number, budgetS: number, ortWeb: Ort, ortNode: Ort, probe?: ParallelScaling): Promise<ModelResult> {
+async function benchModel(
+  name: string,
+  T: number,
+  runs: number,
+  budgetS: number,
+  ortWeb: Ort,
+  ortNode: Ort,
+  probe?: ParallelScaling,
+): Promise<ModelResult> {
   const c = loadCase(name);
   const res: ModelResult = { model: c.name, threads: T, kiln: {}, ortWeb: {}, ortNode: {} };
   // sessions
   const spin = T > 1 ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {};
-  const nodeSession: OrtSession = await ortNode.InferenceSession.create(c.bytes, { intraOpNumThreads: T, interOpNumThreads: 1, executionMode: 'sequential', ...spin });
-  const webSession: OrtSession = await ortWeb.InferenceSession.create(c.bytes, { executionProviders: ['wasm'], ...spin });
+  const nodeSession: OrtSession = await ortNode.InferenceSession.create(c.bytes, {
+    intraOpNumThreads: T,
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    ...spin,
+  });
+  const webSession: OrtSession = await ortWeb.InferenceSession.create(c.bytes, {
+    executionProviders: ['wasm'],
+    ...spin,
+  });
   const feeds = c.feeds([...nodeSession.inputNames]);
-  const nodeFeeds = toOrt(ortNode, feeds), webFeeds = toOrt(ortWeb, feeds);
-  const ref = fromOrt(await nodeSession.run(nodeFeeds) as never);
-  Object.assign(res.ortWeb, agreement(fromOrt(await webSession.run(webFeeds) as never), ref));
+  const nodeFeeds = toOrt(ortNode, feeds),
+    webFeeds = toOrt(ortWeb, feeds);
+  const ref = fromOrt((await nodeSession.run(nodeFeeds)) as never);
+  Object.assign(res.ortWeb, agreement(fromOrt((await webSession.run(webFeeds)) as never), ref));
 
   let kiln: LoadedModel | undefined, kilnRelaxed: LoadedModel | undefined, kiln1: LoadedModel | undefined;
-  {
+  try {
+    const t0 = performance.now();
+    const compiled = await compile(c.bytes, { modelPath: c.modelPath });
+    res.kiln.compileMs = performance.now() - t0;
+    kiln = await load(compiled.artifact, { threads: T, simd: 'baseline' });
+    // the thread speedup from runs seconds apart in this process (a child per thread count would time the two
+    // in different phases of a shared machine)
+    if (T > 1) kiln1 = await load(compiled.artifact, { threads: 1, simd: 'baseline' });
     try {
-      const t0 = performance.now();
-      const compiled = await compile(c.bytes, { modelPath: c.modelPath });
-      res.kiln.compileMs = performance.now() - t0;
-      kiln = await load(compiled.artifact, { threads: T, simd: 'baseline' });
-      // the thread speedup from runs seconds apart in this process (a child per thread count would time the two
-      // in different phases of a shared machine)
-      if (T > 1) kiln1 = await load(compiled.artifact, { threads: 1, simd: 'baseline' });
-      try {
-        kilnRelaxed = await load(compiled.artifact, { threads: T, simd: 'relaxed' });
-        res.kilnRelaxed = agreement(kilnRelaxed.runSync(feeds), ref);
-      } catch (e) {
-        res.kilnRelaxed = { na: `n/a (${(e as Error).message.split('\n')[0].slice(0, 60)})` };
-      }
-      const h = kiln.header;
-      res.kiln.kernels = h.kernels.length;
-      res.kiln.calls = h.calls.length;
-      res.kiln.flopsPerRun = h.calls.reduce((a, call) => a + h.kernels[call.kernel].flops, 0);
-      Object.assign(res.kiln, agreement(kiln.runSync(feeds), ref));
+      kilnRelaxed = await load(compiled.artifact, { threads: T, simd: 'relaxed' });
+      res.kilnRelaxed = agreement(kilnRelaxed.runSync(feeds), ref);
     } catch (e) {
-      res.kiln.error = (e as Error).message.split('\n')[0];
-      kiln = undefined;
+      res.kilnRelaxed = { na: `n/a (${(e as Error).message.split('\n')[0].slice(0, 60)})` };
     }
+    const h = kiln.header;
+    res.kiln.kernels = h.kernels.length;
+    res.kiln.calls = h.calls.length;
+    res.kiln.flopsPerRun = h.calls.reduce((a, call) => a + h.kernels[call.kernel].flops, 0);
+    Object.assign(res.kiln, agreement(kiln.runSync(feeds), ref));
+  } catch (e) {
+    res.kiln.error = (e as Error).message.split('\n')[0];
+    kiln = undefined;
   }
-  const kilnLine = res.kiln.na ?? res.kiln.error ?? `max abs err vs ORT-node ${res.kiln.maxAbsErr!.toExponential(2)} ${res.kiln.agrees ? 'ok' : `MISMATCH (${res.kiln.mismatch})`}`;
-  log(`[${c.name}, ${T} thread${T > 1 ? 's' : ''}] kiln: ${kilnLine}; ORT-web vs ORT-node max abs err ${res.ortWeb.maxAbsErr!.toExponential(2)}`);
+  const kilnLine =
+    res.kiln.na ??
+    res.kiln.error ??
+    `max abs err vs ORT-node ${res.kiln.maxAbsErr!.toExponential(2)} ${res.kiln.agrees ? 'ok' : `MISMATCH (${res.kiln.mismatch})`}`;
+  log(
+    `[${c.name}, ${T} thread${T > 1 ? 's' : ''}] kiln: ${kilnLine}; ORT-web vs ORT-node max abs err ${res.ortWeb.maxAbsErr!.toExponential(2)}`,
+  );
 
   // rounds: a warm-up round, then timed rounds in rotating order (Kiln on 1 thread runs beside Kiln on T threads)
-  const runners: [keyof Pick<ModelResult, 'kiln' | 'kilnRelaxed' | 'ortWeb' | 'ortNode'>, () => Promise<unknown> | unknown][] = [];
-  if (kiln) { const k = kiln; runners.push(['kiln', () => k.runSync(feeds)]); }
-  if (kilnRelaxed) { const k = kilnRelaxed; runners.push(['kilnRelaxed', () => k.runSync(feeds)]); }
+  const runners: [
+    keyof Pick<ModelResult, 'kiln' | 'kilnRelaxed' | 'ortWeb' | 'ortNode'>,
+    () => Promise<unknown> | unknown,
+  ][] = [];
+  if (kiln) {
+    const k = kiln;
+    runners.push(['kiln', () => k.runSync(feeds)]);
+  }
+  if (kilnRelaxed) {
+    const k = kilnRelaxed;
+    runners.push(['kilnRelaxed', () => k.runSync(feeds)]);
+  }
   runners.push(['ortWeb', () => webSession.run(webFeeds)], ['ortNode', () => nodeSession.run(nodeFeeds)]);
   for (const [, f] of runners) await f();
   kiln1?.runSync(feeds);
   const times: Record<string, number[]> = { kiln: [], kilnRelaxed: [], kiln1: [], ortWeb: [], ortNode: [] };
   const cpu: Record<string, number[]> = { kiln: [], kilnRelaxed: [], kiln1: [], ortWeb: [], ortNode: [] };
   const timed = async (who: string, f: () => unknown) => {
-    const t0 = performance.now(), c0 = process.cpuUsage();
+    const t0 = performance.now(),
+      c0 = process.cpuUsage();
     await f();
     times[who].push(performance.now() - t0);
     const c = process.cpuUsage(c0);
@@ -182,14 +305,22 @@ async function benchModel(name: string, T: number, runs: number, budgetS: number
   const machine: number[] = [];
   const end = performance.now() + budgetS * 1000;
   for (let r = 0; r < runs; r++) {
-    if (r >= 3 && performance.now() > end) { log(`  budget of ${budgetS} s reached after ${r} rounds`); break; }
+    if (r >= 3 && performance.now() > end) {
+      log(`  budget of ${budgetS} s reached after ${r} rounds`);
+      break;
+    }
     for (let j = 0; j < runners.length; j++) {
       const [who, f] = runners[(r + j) % runners.length];
       if (T > 1) await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
-      if (who !== 'kiln' || !kiln1) { await timed(who, f); continue; }
+      if (who !== 'kiln' || !kiln1) {
+        await timed(who, f);
+        continue;
+      }
       // Kiln on 1 and on T threads back to back (order alternating by round), the machine's own scaling around them
-      const one = kiln1, before = probe?.measure();
-      for (const v of r % 2 ? ['kiln1', 'kiln'] : ['kiln', 'kiln1']) await timed(v, v === 'kiln' ? f : () => one.runSync(feeds));
+      const one = kiln1,
+        before = probe?.measure();
+      for (const v of r % 2 ? ['kiln1', 'kiln'] : ['kiln', 'kiln1'])
+        await timed(v, v === 'kiln' ? f : () => one.runSync(feeds));
       if (before !== undefined) machine.push(Math.min(before, probe!.measure()));
     }
   }
@@ -199,10 +330,17 @@ async function benchModel(name: string, T: number, runs: number, budgetS: number
     res.kilnVs1Thread = median(speedups);
     if (machine.length) {
       const full = speedups.filter((_, r) => machine[r] >= 0.95 * T);
-      res.scaling = { machineScaling: median(machine), kilnVs1ThreadFullCores: full.length ? median(full) : undefined, fullCoreRounds: full.length, rounds: machine.length, perRound: { kiln1Ms: times.kiln1, machine } };
+      res.scaling = {
+        machineScaling: median(machine),
+        kilnVs1ThreadFullCores: full.length ? median(full) : undefined,
+        fullCoreRounds: full.length,
+        rounds: machine.length,
+        perRound: { kiln1Ms: times.kiln1, machine },
+      };
     }
   }
-  if (res.kilnRelaxed?.medianMs && res.kiln.flopsPerRun) (res.kilnRelaxed as KilnResult).gflops = res.kiln.flopsPerRun / (res.kilnRelaxed.medianMs * 1e6);
+  if (res.kilnRelaxed?.medianMs && res.kiln.flopsPerRun)
+    (res.kilnRelaxed as KilnResult).gflops = res.kiln.flopsPerRun / (res.kilnRelaxed.medianMs * 1e6);
   kiln?.dispose();
   kilnRelaxed?.dispose();
   kiln1?.dispose();
@@ -212,7 +350,9 @@ async function benchModel(name: string, T: number, runs: number, budgetS: number
     res.kilnVsOrtWebCpu = median(cpu.ortWeb.map((w, r) => w / cpu.kiln[r]));
   }
   const f = (t: RuntimeResult) => (t.medianMs === undefined ? '-' : `${t.medianMs.toFixed(2)} ms`);
-  log(`  median: kiln ${res.kiln.na ? 'n/a' : f(res.kiln)}, ORT-web ${f(res.ortWeb)}, ORT-node ${f(res.ortNode)} (${times.ortWeb.length} rounds)`);
+  log(
+    `  median: kiln ${res.kiln.na ? 'n/a' : f(res.kiln)}, ORT-web ${f(res.ortWeb)}, ORT-node ${f(res.ortNode)} (${times.ortWeb.length} rounds)`,
+  );
   await webSession.release();
   await nodeSession.release();
   return res;
@@ -229,7 +369,14 @@ async function worker(T: number, opts: ReturnType<typeof parse>): Promise<void> 
       results.push(await benchModel(m, T, opts.runs, opts.budgetS, ortWeb, ortNode, probe));
     } catch (e) {
       log(`[${m}, ${T} threads] failed: ${(e as Error).message}`);
-      results.push({ model: m, threads: T, kiln: {}, ortWeb: {}, ortNode: {}, error: (e as Error).message.split('\n')[0] });
+      results.push({
+        model: m,
+        threads: T,
+        kiln: {},
+        ortWeb: {},
+        ortNode: {},
+        error: (e as Error).message.split('\n')[0],
+      });
     }
   }
   await probe?.dispose();
@@ -238,7 +385,13 @@ async function worker(T: number, opts: ReturnType<typeof parse>): Promise<void> 
 
 // ---------------------------------------------------------------------------------------------- parent
 
-const ms = (r: RuntimeResult) => r.na ?? (r.error ? `error: ${r.error.slice(0, 40)}` : r.minMs === undefined ? '-' : `${r.minMs.toFixed(2)} / ${r.medianMs!.toFixed(2)}`);
+const ms = (r: RuntimeResult) =>
+  r.na ??
+  (r.error
+    ? `error: ${r.error.slice(0, 40)}`
+    : r.minMs === undefined
+      ? '-'
+      : `${r.minMs.toFixed(2)} / ${r.medianMs!.toFixed(2)}`);
 
 export function markdownTable(rep: BenchReport): string {
   const peak = rep.simdPeak?.mulAdd;
@@ -247,29 +400,56 @@ export function markdownTable(rep: BenchReport): string {
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const r of rep.results) {
-    if (r.error) { lines.push(`| ${r.model} | ${r.threads} | error: ${r.error} | | | | | | |`); continue; }
+    if (r.error) {
+      lines.push(`| ${r.model} | ${r.threads} | error: ${r.error} | | | | | | |`);
+      continue;
+    }
     const k = r.kiln;
     const err = k.maxAbsErr === undefined ? '-' : `${k.maxAbsErr.toExponential(1)}${k.agrees ? '' : ' **MISMATCH**'}`;
     const pct = k.gflops !== undefined && peak ? `${((100 * k.gflops) / (peak * r.threads)).toFixed(1)}%` : '-';
-    const kr = r.kilnRelaxed as KilnResult | undefined, rpeak = rep.simdPeak?.relaxedMadd;
-    const rel = kr?.gflops === undefined ? '-' : `${kr.gflops.toFixed(2)}${rpeak ? ` (${((100 * kr.gflops) / (rpeak * r.threads)).toFixed(1)}%)` : ''}`;
-    lines.push(`| ${r.model} | ${r.threads} | ${ms(k)} | ${ms(r.ortWeb)} | ${ms(r.ortNode)} | ${r.kilnVsOrtWeb === undefined ? '-' : `${r.kilnVsOrtWeb.toFixed(3)}x`} | ${k.gflops === undefined ? '-' : k.gflops.toFixed(2)} | ${pct} | ${err} | ${kr ? ms(kr) : '-'} | ${rel} |`);
+    const kr = r.kilnRelaxed as KilnResult | undefined,
+      rpeak = rep.simdPeak?.relaxedMadd;
+    const rel =
+      kr?.gflops === undefined
+        ? '-'
+        : `${kr.gflops.toFixed(2)}${rpeak ? ` (${((100 * kr.gflops) / (rpeak * r.threads)).toFixed(1)}%)` : ''}`;
+    lines.push(
+      `| ${r.model} | ${r.threads} | ${ms(k)} | ${ms(r.ortWeb)} | ${ms(r.ortNode)} | ${r.kilnVsOrtWeb === undefined ? '-' : `${r.kilnVsOrtWeb.toFixed(3)}x`} | ${k.gflops === undefined ? '-' : k.gflops.toFixed(2)} | ${pct} | ${err} | ${kr ? ms(kr) : '-'} | ${rel} |`,
+    );
   }
   // On a shared machine wall time includes waiting for a core; at 1 thread the process's CPU time does not.
-  const single = rep.results.filter((r) => r.threads === 1 && !r.error && r.kiln.cpuMedianMs !== undefined && r.ortWeb.cpuMedianMs !== undefined);
+  const single = rep.results.filter(
+    (r) => r.threads === 1 && !r.error && r.kiln.cpuMedianMs !== undefined && r.ortWeb.cpuMedianMs !== undefined,
+  );
   if (single.length) {
-    lines.push('', '| model (1 thread) | Kiln CPU ms / run (median) | ORT-web CPU ms / run | ORT-node CPU ms / run | Kiln/ORT-web by CPU time (median of per-round ratios) |', '|---|---:|---:|---:|---:|');
+    lines.push(
+      '',
+      '| model (1 thread) | Kiln CPU ms / run (median) | ORT-web CPU ms / run | ORT-node CPU ms / run | Kiln/ORT-web by CPU time (median of per-round ratios) |',
+      '|---|---:|---:|---:|---:|',
+    );
     for (const r of single) {
-      lines.push(`| ${r.model} | ${r.kiln.cpuMedianMs!.toFixed(2)} | ${r.ortWeb.cpuMedianMs!.toFixed(2)} | ${r.ortNode.cpuMedianMs?.toFixed(2) ?? '-'} | ${(r.kilnVsOrtWebCpu ?? r.ortWeb.cpuMedianMs! / r.kiln.cpuMedianMs!).toFixed(3)}x |`);
+      lines.push(
+        `| ${r.model} | ${r.kiln.cpuMedianMs!.toFixed(2)} | ${r.ortWeb.cpuMedianMs!.toFixed(2)} | ${r.ortNode.cpuMedianMs?.toFixed(2) ?? '-'} | ${(r.kilnVsOrtWebCpu ?? r.ortWeb.cpuMedianMs! / r.kiln.cpuMedianMs!).toFixed(3)}x |`,
+      );
     }
   }
   const multi = rep.results.filter((r) => r.kilnVs1Thread !== undefined);
   if (multi.length) {
-    lines.push('', '| model | threads | Kiln speedup over Kiln on 1 thread (median of per-round ratios, both in one process) | the machine\'s own speedup: SIMD peak loop on T threads over 1, around each round (median) | Kiln speedup in the rounds where the machine gave T full cores (>= 0.95 T) |', '|---|---:|---:|---:|---:|');
+    lines.push(
+      '',
+      "| model | threads | Kiln speedup over Kiln on 1 thread (median of per-round ratios, both in one process) | the machine's own speedup: SIMD peak loop on T threads over 1, around each round (median) | Kiln speedup in the rounds where the machine gave T full cores (>= 0.95 T) |",
+      '|---|---:|---:|---:|---:|',
+    );
     for (const r of multi) {
       const sc = r.scaling;
-      const full = !sc ? '-' : sc.kilnVs1ThreadFullCores === undefined ? `none of ${sc.rounds} rounds` : `${sc.kilnVs1ThreadFullCores.toFixed(2)}x (${sc.fullCoreRounds} of ${sc.rounds} rounds)`;
-      lines.push(`| ${r.model} | ${r.threads} | ${r.kilnVs1Thread!.toFixed(2)}x | ${sc ? `${sc.machineScaling.toFixed(2)}x` : '-'} | ${full} |`);
+      const full = !sc
+        ? '-'
+        : sc.kilnVs1ThreadFullCores === undefined
+          ? `none of ${sc.rounds} rounds`
+          : `${sc.kilnVs1ThreadFullCores.toFixed(2)}x (${sc.fullCoreRounds} of ${sc.rounds} rounds)`;
+      lines.push(
+        `| ${r.model} | ${r.threads} | ${r.kilnVs1Thread!.toFixed(2)}x | ${sc ? `${sc.machineScaling.toFixed(2)}x` : '-'} | ${full} |`,
+      );
     }
   }
   return lines.join('\n');
@@ -277,16 +457,30 @@ export function markdownTable(rep: BenchReport): string {
 
 async function main(): Promise<number> {
   const opts = parse(process.argv.slice(2));
-  if (opts.values.help) { console.log(USAGE); return 0; }
-  if (opts.values.worker) { await worker(Number(opts.values.worker), opts); return 0; }
+  if (opts.values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (opts.values.worker) {
+    await worker(Number(opts.values.worker), opts);
+    return 0;
+  }
 
   const started = performance.now();
   const report: BenchReport = {
-    date: new Date().toISOString(), node: process.version, cpu: cpus()[0]?.model ?? '?', cores: cpus().length, loadavg: { start: loadavg() },
+    date: new Date().toISOString(),
+    node: process.version,
+    cpu: cpus()[0]?.model ?? '?',
+    cores: cpus().length,
+    loadavg: { start: loadavg() },
     command: `node ${[...process.execArgv, 'dist/bench/bench.js', ...process.argv.slice(2)].join(' ')}`,
     config: {
-      models: opts.models, runs: opts.runs, threads: opts.threads, budgetS: opts.budgetS,
-      note: 'times are per inference (input copy-in and output copy-out included); GFLOP/s from the Kiln header flops and the median; ' +
+      models: opts.models,
+      runs: opts.runs,
+      threads: opts.threads,
+      budgetS: opts.budgetS,
+      note:
+        'times are per inference (input copy-in and output copy-out included); GFLOP/s from the Kiln header flops and the median; ' +
         '% of SIMD peak against the measured f32x4.mul+add peak x threads; ORT sessions with T > 1 run with intra-op spinning off',
     },
     results: [],
@@ -294,18 +488,34 @@ async function main(): Promise<number> {
   log(`measuring the WebAssembly SIMD128 peak (1 thread) ...`);
   report.simdPeak = measureSimdPeak(opts.peakMs);
   const p = report.simdPeak;
-  log(`  f32x4.mul + f32x4.add: ${p.mulAdd.toFixed(1)} GFLOP/s; f32x4.relaxed_madd: ${p.relaxedMadd === undefined ? p.relaxedNote : `${p.relaxedMadd.toFixed(1)} GFLOP/s`}`);
+  log(
+    `  f32x4.mul + f32x4.add: ${p.mulAdd.toFixed(1)} GFLOP/s; f32x4.relaxed_madd: ${p.relaxedMadd === undefined ? p.relaxedNote : `${p.relaxedMadd.toFixed(1)} GFLOP/s`}`,
+  );
 
   const self = fileURLToPath(import.meta.url);
   const tmp = mkdtempSync(join(tmpdir(), 'kiln-bench-'));
   try {
     for (const T of opts.threads) {
       const result = join(tmp, `t${T}.json`);
-      const fwd = process.argv.slice(2).filter((a, i, all) => !['--worker', '--result'].includes(a) && !['--worker', '--result'].includes(all[i - 1]));
-      const child = spawnSync(process.execPath, [...process.execArgv, self, ...fwd, '--worker', String(T), '--result', result], { stdio: 'inherit' });
+      const fwd = process.argv
+        .slice(2)
+        .filter((a, i, all) => !['--worker', '--result'].includes(a) && !['--worker', '--result'].includes(all[i - 1]));
+      const child = spawnSync(
+        process.execPath,
+        [...process.execArgv, self, ...fwd, '--worker', String(T), '--result', result],
+        { stdio: 'inherit' },
+      );
       if (child.status !== 0 || !existsSync(result)) {
         log(`worker for ${T} thread(s) failed (exit ${child.status ?? child.signal})`);
-        for (const m of opts.models) report.results.push({ model: m, threads: T, kiln: {}, ortWeb: {}, ortNode: {}, error: `worker exited with ${child.status ?? child.signal}` });
+        for (const m of opts.models)
+          report.results.push({
+            model: m,
+            threads: T,
+            kiln: {},
+            ortWeb: {},
+            ortNode: {},
+            error: `worker exited with ${child.status ?? child.signal}`,
+          });
         continue;
       }
       report.results.push(...(JSON.parse(readFileSync(result, 'utf8')) as ModelResult[]));
@@ -314,23 +524,44 @@ async function main(): Promise<number> {
     rmSync(tmp, { recursive: true, force: true });
   }
   // group by model, then threads
-  report.results.sort((a, b) => opts.models.indexOf(a.model.startsWith('matmul') ? 'matmul' : a.model) - opts.models.indexOf(b.model.startsWith('matmul') ? 'matmul' : b.model) || a.threads - b.threads);
+  report.results.sort(
+    (a, b) =>
+      opts.models.indexOf(a.model.startsWith('matmul') ? 'matmul' : a.model) -
+        opts.models.indexOf(b.model.startsWith('matmul') ? 'matmul' : b.model) || a.threads - b.threads,
+  );
 
   report.loadavg.end = loadavg();
   const out = opts.values.out ?? join('bench', 'results', 'latest.json');
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, `${JSON.stringify(report, null, 1)}\n`);
   const la = (l: number[]) => l.map((x) => x.toFixed(2)).join(' ');
-  console.log(`\n${report.cpu}, ${report.cores} cores, Node ${report.node}; ${opts.runs} rounds max per row, ${opts.budgetS} s budget; ` +
-    `load average ${la(report.loadavg.start)} at start, ${la(report.loadavg.end)} at end`);
-  console.log(`WebAssembly SIMD128 peak, 1 thread: ${p.mulAdd.toFixed(1)} GFLOP/s (f32x4.mul + f32x4.add, ${p.accumulators} accumulators)` +
-    (p.relaxedMadd === undefined ? `; relaxed: ${p.relaxedNote}` : `, ${p.relaxedMadd.toFixed(1)} GFLOP/s (f32x4.relaxed_madd)`));
+  console.log(
+    `\n${report.cpu}, ${report.cores} cores, Node ${report.node}; ${opts.runs} rounds max per row, ${opts.budgetS} s budget; ` +
+      `load average ${la(report.loadavg.start)} at start, ${la(report.loadavg.end)} at end`,
+  );
+  console.log(
+    `WebAssembly SIMD128 peak, 1 thread: ${p.mulAdd.toFixed(1)} GFLOP/s (f32x4.mul + f32x4.add, ${p.accumulators} accumulators)` +
+      (p.relaxedMadd === undefined
+        ? `; relaxed: ${p.relaxedNote}`
+        : `, ${p.relaxedMadd.toFixed(1)} GFLOP/s (f32x4.relaxed_madd)`),
+  );
   console.log('');
   console.log(markdownTable(report));
   const bad = report.results.filter((r) => r.kiln.agrees === false);
-  if (bad.length) console.log(`\nWARNING: Kiln disagrees with ORT-node on ${bad.map((r) => r.model).join(', ')}: its times are not comparable`);
+  if (bad.length)
+    console.log(
+      `\nWARNING: Kiln disagrees with ORT-node on ${bad.map((r) => r.model).join(', ')}: its times are not comparable`,
+    );
   console.log(`\nwrote ${out} (${((performance.now() - started) / 1000).toFixed(0)} s)`);
   return 0;
 }
 
-main().then((code) => { process.exitCode = code; }, (e) => { console.error(e); process.exitCode = 1; });
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e) => {
+    console.error(e);
+    process.exitCode = 1;
+  },
+);

@@ -23,16 +23,31 @@ export interface SimdPeak {
 export function peakModule(relaxed: boolean): Uint8Array {
   const m = new binaryen.Module();
   m.setFeatures(binaryen.Features.MVP | binaryen.Features.SIMD128 | (relaxed ? binaryen.Features.RelaxedSIMD : 0));
-  const v128 = binaryen.v128, i32 = binaryen.i32;
+  const v128 = binaryen.v128,
+    i32 = binaryen.i32;
   // params: 0 iters; locals: 1 counter, 2 x (multiplicand), 3 y, 4.. accumulators, then 4+ACC.. per-acc addends
-  const X = 2, Y = 3, A0 = 4, B0 = 4 + ACC;
+  const X = 2,
+    Y = 3,
+    A0 = 4,
+    B0 = 4 + ACC;
   const body: number[] = [];
   for (let u = 0; u < UNROLL; u++) {
     for (let a = 0; a < ACC; a++) {
-      const acc = m.local.get(A0 + a, v128), b = m.local.get(B0 + a, v128), x = m.local.get(X, v128);
+      const acc = m.local.get(A0 + a, v128),
+        b = m.local.get(B0 + a, v128),
+        x = m.local.get(X, v128);
       const upd = relaxed
-        ? (binaryen as unknown as { _BinaryenSIMDTernary(mod: number, op: number, a: number, b: number, c: number): number })
-          ._BinaryenSIMDTernary(m.ptr, (binaryen as unknown as { RelaxedMaddVecF32x4: number }).RelaxedMaddVecF32x4, acc, x, b)
+        ? (
+            binaryen as unknown as {
+              _BinaryenSIMDTernary(mod: number, op: number, a: number, b: number, c: number): number;
+            }
+          )._BinaryenSIMDTernary(
+            m.ptr,
+            (binaryen as unknown as { RelaxedMaddVecF32x4: number }).RelaxedMaddVecF32x4,
+            acc,
+            x,
+            b,
+          )
         : m.f32x4.add(m.f32x4.mul(acc, x), b);
       body.push(m.local.set(A0 + a, upd));
     }
@@ -50,14 +65,19 @@ export function peakModule(relaxed: boolean): Uint8Array {
   }
   let sum = m.local.get(A0, v128);
   for (let a = 1; a < ACC; a++) sum = m.f32x4.add(sum, m.local.get(A0 + a, v128));
-  const fn = m.block(null, [
-    ...init,
-    m.loop('loop', m.block(null, body)),
-    m.f32x4.extract_lane(sum, 0),
-  ], binaryen.f32);
-  m.addFunction('peak', binaryen.createType([i32]), binaryen.f32, [i32, v128, v128, ...new Array(2 * ACC).fill(v128)], fn);
+  const fn = m.block(null, [...init, m.loop('loop', m.block(null, body)), m.f32x4.extract_lane(sum, 0)], binaryen.f32);
+  m.addFunction(
+    'peak',
+    binaryen.createType([i32]),
+    binaryen.f32,
+    [i32, v128, v128, ...new Array(2 * ACC).fill(v128)],
+    fn,
+  );
   m.addFunctionExport('peak', 'peak');
-  if (!m.validate()) throw new KilnError('E_INTERNAL', 'simd peak module does not validate', { hint: 'please report this with the Node version' });
+  if (!m.validate())
+    throw new KilnError('E_INTERNAL', 'simd peak module does not validate', {
+      hint: 'please report this with the Node version',
+    });
   // No binaryen optimization: it must not fold or reorder the chains away.
   const bytes = m.emitBinary();
   m.dispose();
@@ -71,14 +91,21 @@ function measure(bytes: Uint8Array, budgetMs: number): number {
   // calibrate to ~50 ms per sample
   let iters = 100_000;
   for (;;) {
-    const t0 = performance.now(); peak(iters); const dt = performance.now() - t0;
-    if (dt > 20) { iters = Math.max(1, Math.round((iters * 50) / dt)); break; }
+    const t0 = performance.now();
+    peak(iters);
+    const dt = performance.now() - t0;
+    if (dt > 20) {
+      iters = Math.max(1, Math.round((iters * 50) / dt));
+      break;
+    }
     iters *= 4;
   }
   let best = 0;
   const end = performance.now() + budgetMs;
   do {
-    const t0 = performance.now(); peak(iters); const dt = performance.now() - t0;
+    const t0 = performance.now();
+    peak(iters);
+    const dt = performance.now() - t0;
     best = Math.max(best, (iters * flopsPerIter) / (dt * 1e6));
   } while (performance.now() < end);
   return best;
@@ -111,10 +138,16 @@ export class ParallelScaling {
   private readonly peak: (n: number) => number;
   private iters = 100_000;
 
-  private constructor(private readonly workers: Worker[], shared: SharedArrayBuffer, bytes: Uint8Array) {
+  private constructor(
+    private readonly workers: Worker[],
+    shared: SharedArrayBuffer,
+    bytes: Uint8Array,
+  ) {
     this.ctrl = new Int32Array(shared, 0, 4);
     this.elapsed = new Float64Array(shared, 16);
-    this.peak = new WebAssembly.Instance(new WebAssembly.Module(bytes as BufferSource)).exports.peak as (n: number) => number;
+    this.peak = new WebAssembly.Instance(new WebAssembly.Module(bytes as BufferSource)).exports.peak as (
+      n: number,
+    ) => number;
   }
 
   static async create(threads: number, sampleMs = 5): Promise<ParallelScaling> {
@@ -130,14 +163,26 @@ export class ParallelScaling {
         const t0 = performance.now(); peak(ctrl[1]); elapsed[index] = performance.now() - t0;
         Atomics.add(ctrl, 2, 1); Atomics.notify(ctrl, 2);
       }`;
-    const workers = await Promise.all(Array.from({ length: threads - 1 }, (_, i) => new Promise<Worker>((resolve, reject) => {
-      const w = new Worker(source, { eval: true, workerData: { bytes, shared, index: i + 1 } });
-      w.once('online', () => resolve(w)).once('error', reject);
-    })));
+    const workers = await Promise.all(
+      Array.from(
+        { length: threads - 1 },
+        (_, i) =>
+          new Promise<Worker>((resolve, reject) => {
+            const w = new Worker(source, { eval: true, workerData: { bytes, shared, index: i + 1 } });
+            w.once('online', () => resolve(w)).once('error', reject);
+          }),
+      ),
+    );
     const s = new ParallelScaling(workers, shared, bytes);
-    for (;;) { // calibrate: one sample ~sampleMs on the calling thread
-      const t0 = performance.now(); s.peak(s.iters); const dt = performance.now() - t0;
-      if (dt > sampleMs / 4) { s.iters = Math.max(1, Math.round((s.iters * sampleMs) / dt)); break; }
+    for (;;) {
+      // calibrate: one sample ~sampleMs on the calling thread
+      const t0 = performance.now();
+      s.peak(s.iters);
+      const dt = performance.now() - t0;
+      if (dt > sampleMs / 4) {
+        s.iters = Math.max(1, Math.round((s.iters * sampleMs) / dt));
+        break;
+      }
       s.iters *= 4;
     }
     return s;
@@ -145,12 +190,18 @@ export class ParallelScaling {
 
   /** Sum over threads of each one's loop rate, over the calling thread's rate alone (threads x when all are full cores). */
   measure(): number {
-    const c = this.ctrl, n = this.workers.length;
-    let t0 = performance.now(); this.peak(this.iters); const solo = performance.now() - t0;
+    const c = this.ctrl,
+      n = this.workers.length;
+    let t0 = performance.now();
+    this.peak(this.iters);
+    const solo = performance.now() - t0;
     c[1] = this.iters;
     Atomics.store(c, 2, 0);
-    Atomics.add(c, 0, 1); Atomics.notify(c, 0);
-    t0 = performance.now(); this.peak(this.iters); this.elapsed[0] = performance.now() - t0;
+    Atomics.add(c, 0, 1);
+    Atomics.notify(c, 0);
+    t0 = performance.now();
+    this.peak(this.iters);
+    this.elapsed[0] = performance.now() - t0;
     for (let done = Atomics.load(c, 2); done < n; done = Atomics.load(c, 2)) Atomics.wait(c, 2, done, 100);
     let rate = 0;
     for (let i = 0; i <= n; i++) rate += solo / this.elapsed[i];
@@ -158,7 +209,8 @@ export class ParallelScaling {
   }
 
   async dispose(): Promise<void> {
-    Atomics.store(this.ctrl, 0, -1); Atomics.notify(this.ctrl, 0);
+    Atomics.store(this.ctrl, 0, -1);
+    Atomics.notify(this.ctrl, 0);
     await Promise.all(this.workers.map((w) => w.terminate()));
   }
 }

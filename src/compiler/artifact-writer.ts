@@ -8,7 +8,9 @@ export async function writeArtifact(p: Program): Promise<{ bytes: Uint8Array; he
   // section offsets depend on the header length, which depends on the offsets: iterate until stable
   const relaxed = p.wasmRelaxed ?? new Uint8Array(0);
   const layout = (start: number): ArtifactHeader['sections'] => {
-    const wasmAt = align(start), relaxedAt = align(wasmAt + p.wasm.length), weightsAt = align(relaxedAt + relaxed.length);
+    const wasmAt = align(start),
+      relaxedAt = align(wasmAt + p.wasm.length),
+      weightsAt = align(relaxedAt + relaxed.length);
     return {
       wasm: { offset: wasmAt, length: p.wasm.length },
       ...(p.wasmRelaxed ? { wasmRelaxed: { offset: relaxedAt, length: relaxed.length } } : {}),
@@ -20,7 +22,10 @@ export async function writeArtifact(p: Program): Promise<{ bytes: Uint8Array; he
   for (let i = 0; i < 4; i++) {
     header = { ...header, sections: layout(PREFIX_BYTES + json.length) };
     const next = new TextEncoder().encode(JSON.stringify(header));
-    if (next.length === json.length) { json = next; break; }
+    if (next.length === json.length) {
+      json = next;
+      break;
+    }
     json = next;
   }
   const { wasm, weights, wasmRelaxed } = header.sections;

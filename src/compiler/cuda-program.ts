@@ -22,7 +22,9 @@ export const CUDA_SCHEDULE_OPTIONS: GpuScheduleOptions = { threads: CUDA_BLOCK_T
  * schedule (its temporaries may differ from the CPU schedule's).
  */
 export function cudaKernel(k: BuiltKernel, trace?: readonly TraceStep[]): BuiltKernel {
-  return trace ? { ...reschedule(k, trace), tuned: true } : reschedule(k, (sch) => gpuTrace(sch, CUDA_SCHEDULE_OPTIONS));
+  return trace
+    ? { ...reschedule(k, trace), tuned: true }
+    : reschedule(k, (sch) => gpuTrace(sch, CUDA_SCHEDULE_OPTIONS));
 }
 
 /** The loop IR of cudaKernel(k). */
@@ -32,12 +34,26 @@ export const gpuPrimFunc = (k: BuiltKernel): PrimFunc => cudaKernel(k).prim;
  * `memoryBytes`: the program's memory plan; the GPU scratch region follows it. `traceFor`: tuned schedules.
  * Also gives the kernels as rescheduled, in the program's order.
  */
-export function buildCudaSection(kernels: readonly BuiltKernel[], sm: SmTarget, memoryBytes: number,
-  traceFor?: (def: BuiltKernel) => readonly TraceStep[] | undefined): { section: CudaSection; kernels: BuiltKernel[] } {
+export function buildCudaSection(
+  kernels: readonly BuiltKernel[],
+  sm: SmTarget,
+  memoryBytes: number,
+  traceFor?: (def: BuiltKernel) => readonly TraceStep[] | undefined,
+): { section: CudaSection; kernels: BuiltKernel[] } {
   const gpuKernels = kernels.map((k) => cudaKernel(k, traceFor?.(k)));
   const prims = gpuKernels.map((k) => k.prim);
   const mod = emitPtxModule(prims, { sm });
   const scratchAt = Math.ceil(memoryBytes / 256) * 256;
   const scratch = Math.max(0, ...prims.map((p) => tempLayout(p).bytes));
-  return { section: { memoryBytes: scratchAt + scratch, scratchAt, sm: mod.sm, ptxVersion: mod.version, ptx: mod.ptx, kernels: mod.kernels }, kernels: gpuKernels };
+  return {
+    section: {
+      memoryBytes: scratchAt + scratch,
+      scratchAt,
+      sm: mod.sm,
+      ptxVersion: mod.version,
+      ptx: mod.ptx,
+      kernels: mod.kernels,
+    },
+    kernels: gpuKernels,
+  };
 }

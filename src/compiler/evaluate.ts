@@ -11,6 +11,10 @@ import { buildProgram } from './program.js';
 export function evaluateCall(call: CallNode & { op: OpSpec }, args: readonly Tensor[]): Tensor {
   const fn = gfunc([], gcall(call.op, args.map(gconst), call.attrs, call.origin), 'fold');
   const prog = buildProgram(fuseOps(fn), { optimize: false });
-  const ex = WasmExecutor.createSync({ header: { ...prog.header, sections: { wasm: { offset: 0, length: 0 }, weights: { offset: 0, length: 0 } } }, wasm: prog.wasm, weights: prog.weights });
+  const ex = WasmExecutor.createSync({
+    header: { ...prog.header, sections: { wasm: { offset: 0, length: 0 }, weights: { offset: 0, length: 0 } } },
+    wasm: prog.wasm,
+    weights: prog.weights,
+  });
   return fromParts(ex.header, ex).runSync({}).out0;
 }

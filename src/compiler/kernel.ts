@@ -28,7 +28,11 @@ export interface BuiltKernel {
 }
 
 /** `trace`: the schedule's steps, or a function giving them for the kernel's stages (default: `defaultTrace`). */
-export function buildKernel(fn: FuncNode, name: string, trace?: readonly TraceStep[] | ((sch: Schedule) => TraceStep[])): BuiltKernel {
+export function buildKernel(
+  fn: FuncNode,
+  name: string,
+  trace?: readonly TraceStep[] | ((sch: Schedule) => TraceStep[]),
+): BuiltKernel {
   const inputs = fn.params.map((p, i) => placeholder(`in${i}`, staticShape(p.type), p.type.dtype));
   const te = new Map<GExpr, Tensor>(fn.params.map((p, i) => [p, inputs[i]]));
   const ops: string[] = [];
@@ -37,7 +41,10 @@ export function buildKernel(fn: FuncNode, name: string, trace?: readonly TraceSt
     if (n.kind === 'const') {
       // embedded scalar constant
       const v = n.value.data[0] ?? 0; // a zero-size constant has no element
-      te.set(n, compute('const', staticShape(n.type), () => constant(v, n.type.dtype)));
+      te.set(
+        n,
+        compute('const', staticShape(n.type), () => constant(v, n.type.dtype)),
+      );
     } else if (n.kind === 'call' && !isFuncCall(n)) {
       const op = n.op as OpSpec;
       ops.push(op.name);
@@ -48,23 +55,32 @@ export function buildKernel(fn: FuncNode, name: string, trace?: readonly TraceSt
     }
   }
   let output = te.get(fn.body)!;
-  if (output.kind === 'placeholder') output = compute('copy', output.shape, (idx) => ({ k: 'load', buf: output, idx, dtype: output.dtype } as Expr));
+  if (output.kind === 'placeholder')
+    output = compute('copy', output.shape, (idx) => ({ k: 'load', buf: output, idx, dtype: output.dtype }) as Expr);
   return scheduled(name, inputs, output, ops, trace ?? defaultTrace);
 }
 
 /** The kernel under another schedule (a GPU schedule of a kernel built for the CPU, a tuned one). */
-export function reschedule(k: BuiltKernel, trace: readonly TraceStep[] | ((sch: Schedule) => TraceStep[])): BuiltKernel {
+export function reschedule(
+  k: BuiltKernel,
+  trace: readonly TraceStep[] | ((sch: Schedule) => TraceStep[]),
+): BuiltKernel {
   return scheduled(k.prim.name, k.inputs, k.output, k.ops, trace);
 }
 
-function scheduled(name: string, inputs: Tensor[], output: Tensor, ops: string[], trace: readonly TraceStep[] | ((sch: Schedule) => TraceStep[])): BuiltKernel {
+function scheduled(
+  name: string,
+  inputs: Tensor[],
+  output: Tensor,
+  ops: string[],
+  trace: readonly TraceStep[] | ((sch: Schedule) => TraceStep[]),
+): BuiltKernel {
   const sch = new Schedule([output]);
   for (const step of typeof trace === 'function' ? trace(sch) : trace) sch.apply(step);
   const prim = lower(name, inputs, sch);
   const bytes = [...prim.inputs, ...prim.outputs].reduce((s, b) => s + b.size * BYTES[b.dtype], 0);
   return { prim, inputs, output, trace: sch.trace, ops, flops: countFlops(prim.body), bytes };
 }
-
 
 export function printKernelTE(k: BuiltKernel): string {
   return printTensorExprs(k.inputs, topoComputes([k.output]));
@@ -76,11 +92,16 @@ export function printKernelTE(k: BuiltKernel): string {
  */
 export function kernelKey(p: PrimFunc): string {
   const names = new Map<string, string>();
-  const note = (n: string) => { if (!names.has(n)) names.set(n, `_${names.size}`); };
+  const note = (n: string) => {
+    if (!names.has(n)) names.set(n, `_${names.size}`);
+  };
   visitStmt(p.body, (s) => {
     if (s.k === 'for' || s.k === 'decl') note(s.v.name);
     if (s.k === 'alloc') note(s.buf.name);
-    for (const e of ownExprs(s)) visitExpr(e, (x) => { if (x.k === 'var') note(x.name); });
+    for (const e of ownExprs(s))
+      visitExpr(e, (x) => {
+        if (x.k === 'var') note(x.name);
+      });
   });
   return printPrimFunc({ ...p, name: '' }).replace(/\b[A-Za-z_][A-Za-z0-9_]*\b/g, (w) => names.get(w) ?? w);
 }
@@ -89,18 +110,28 @@ export function kernelKey(p: PrimFunc): string {
 function countFlops(s: Stmt, mult = 1): number {
   const inExpr = (e: Expr): number => {
     switch (e.k) {
-      case 'bin': return (isFloat(e.dtype) ? 1 : 0) + inExpr(e.a) + inExpr(e.b);
-      case 'un': return (isFloat(e.dtype) ? 1 : 0) + inExpr(e.a);
-      case 'select': return inExpr(e.c) + Math.max(inExpr(e.a), inExpr(e.b));
-      case 'cast': return inExpr(e.a);
-      default: return 0;
+      case 'bin':
+        return (isFloat(e.dtype) ? 1 : 0) + inExpr(e.a) + inExpr(e.b);
+      case 'un':
+        return (isFloat(e.dtype) ? 1 : 0) + inExpr(e.a);
+      case 'select':
+        return inExpr(e.c) + Math.max(inExpr(e.a), inExpr(e.b));
+      case 'cast':
+        return inExpr(e.a);
+      default:
+        return 0;
     }
   };
   switch (s.k) {
-    case 'for': return countFlops(s.body, mult * s.extent);
-    case 'store': case 'assign': return mult * inExpr(s.value);
+    case 'for':
+      return countFlops(s.body, mult * s.extent);
+    case 'store':
+    case 'assign':
+      return mult * inExpr(s.value);
     // a guard's else branch is the padding's (constant) side: no work
-    case 'if': return countFlops(s.then, mult);
-    default: return childStmts(s).reduce((a, c) => a + countFlops(c, mult), 0);
+    case 'if':
+      return countFlops(s.then, mult);
+    default:
+      return childStmts(s).reduce((a, c) => a + countFlops(c, mult), 0);
   }
 }

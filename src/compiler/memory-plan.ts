@@ -5,8 +5,17 @@ import { BYTES } from '../runtime/dtype.js';
 import { MAX_CHUNKS } from '../runtime/thread-pool.js';
 import { type Buffer, type PrimFunc, visitStmt } from '../schedule/loop-ir.js';
 
-export interface Lifetime { id: number; bytes: number; start: number; end: number }
-export interface MemoryPlan { offsets: Map<number, number>; arenaBytes: number; totalBytes: number }
+export interface Lifetime {
+  id: number;
+  bytes: number;
+  start: number;
+  end: number;
+}
+export interface MemoryPlan {
+  offsets: Map<number, number>;
+  arenaBytes: number;
+  totalBytes: number;
+}
 
 export const ALIGN = 16;
 export const align = (n: number, a = ALIGN) => Math.ceil(n / a) * a;
@@ -20,10 +29,15 @@ export function planMemory(items: readonly Lifetime[]): MemoryPlan {
     const size = align(Math.max(it.bytes, 1));
     const live = placed.filter((p) => p.start <= it.end && it.start <= p.end).sort((a, b) => a.off - b.off);
     // best fit: the smallest gap between live blocks that holds `size`
-    let best = -1, bestGap = Infinity, cursor = 0;
+    let best = -1,
+      bestGap = Infinity,
+      cursor = 0;
     for (const p of live) {
       const gap = p.off - cursor;
-      if (gap >= size && gap < bestGap) { best = cursor; bestGap = gap; }
+      if (gap >= size && gap < bestGap) {
+        best = cursor;
+        bestGap = gap;
+      }
       cursor = Math.max(cursor, p.off + p.size);
     }
     const off = best >= 0 ? best : cursor;
@@ -34,7 +48,10 @@ export function planMemory(items: readonly Lifetime[]): MemoryPlan {
   return { offsets, arenaBytes: arena, totalBytes: items.reduce((s, i) => s + align(Math.max(i.bytes, 1)), 0) };
 }
 
-export interface TempLayout { offsets: Map<Buffer, number>; bytes: number }
+export interface TempLayout {
+  offsets: Map<Buffer, number>;
+  bytes: number;
+}
 
 /**
  * Bytes kept unused before the first and after the last buffer in memory, so that a vector load may run past its
@@ -47,7 +64,10 @@ export const SPECULATIVE_GUARD_BYTES = 64;
 export function tempLayout(f: PrimFunc): TempLayout {
   const offsets = new Map<Buffer, number>();
   let bytes = 0;
-  for (const t of f.temps) { offsets.set(t, bytes); bytes += align(t.size * BYTES[t.dtype]); }
+  for (const t of f.temps) {
+    offsets.set(t, bytes);
+    bytes += align(t.size * BYTES[t.dtype]);
+  }
   return { offsets, bytes };
 }
 
@@ -56,7 +76,9 @@ export function tempLayout(f: PrimFunc): TempLayout {
  * buffers its schedule allocates (cacheRead / computeAt regions, refilled inside the parallel loop: the thread
  * running a chunk fills its own). `chunkStride` bytes per chunk, one copy per possible chunk.
  */
-export function scratchLayout(f: PrimFunc): TempLayout & { shared: Map<Buffer, number>; sharedAt: number; chunkStride: number } {
+export function scratchLayout(
+  f: PrimFunc,
+): TempLayout & { shared: Map<Buffer, number>; sharedAt: number; chunkStride: number } {
   const temps = tempLayout(f);
   const shared = new Map<Buffer, number>();
   let chunkStride = 0;

@@ -50,9 +50,13 @@ const GiB = (n: number) => `${(n / 2 ** 30).toFixed(2)} GiB`;
 /** E_SHAPE when `bytes` of WebAssembly memory is more than wasm32 can address; `parts` says what makes it up. */
 function checkAddressable(bytes: number, parts: string, exact: boolean): void {
   if (bytes <= WASM32_MAX_BYTES) return;
-  throw new KilnError('E_SHAPE', `the model needs ${exact ? '' : 'at least '}${bytes} bytes (${GiB(bytes)}) of WebAssembly memory (${parts}); wasm32 addresses at most ${WASM32_MAX_BYTES} bytes (4 GiB, 65536 pages of 64 KiB)`, {
-    hint: 'compile for smaller input shapes (inputShapes / kiln compile --input-shape) or a smaller batch',
-  });
+  throw new KilnError(
+    'E_SHAPE',
+    `the model needs ${exact ? '' : 'at least '}${bytes} bytes (${GiB(bytes)}) of WebAssembly memory (${parts}); wasm32 addresses at most ${WASM32_MAX_BYTES} bytes (4 GiB, 65536 pages of 64 KiB)`,
+    {
+      hint: 'compile for smaller input shapes (inputShapes / kiln compile --input-shape) or a smaller batch',
+    },
+  );
 }
 
 /** The concat calls of a fused main function that WebAssembly programs do by placement (no kernel runs them). */
@@ -69,21 +73,42 @@ const mainOutputs = (main: FuncNode): GExpr[] => (main.body.kind === 'tuple' ? [
  * call's result that is no graph output and feeds no other placed concat. Returns each placed concat's inputs
  * with their byte offsets in its output.
  */
-function placedConcats(calls: readonly CallNode[], outputs: readonly GExpr[]): Map<CallNode, { part: CallNode; at: number }[]> {
+function placedConcats(
+  calls: readonly CallNode[],
+  outputs: readonly GExpr[],
+): Map<CallNode, { part: CallNode; at: number }[]> {
   const placed = new Map<CallNode, { part: CallNode; at: number }[]>();
-  const taken = new Set<GExpr>(), isCall = new Set<GExpr>(calls);
+  const taken = new Set<GExpr>(),
+    isCall = new Set<GExpr>(calls);
   for (const c of calls) {
-    const fn = c.op as FuncNode, body = fn.body;
-    if (body.kind !== 'call' || (body.op as OpSpec).name !== 'concat' || body.args.length !== fn.params.length
-      || body.args.some((a, i) => a !== fn.params[i])) continue;
+    const fn = c.op as FuncNode,
+      body = fn.body;
+    if (
+      body.kind !== 'call' ||
+      (body.op as OpSpec).name !== 'concat' ||
+      body.args.length !== fn.params.length ||
+      body.args.some((a, i) => a !== fn.params[i])
+    )
+      continue;
     const shape = staticShape(c.type);
     const axis = (Number(body.attrs.axis) + shape.length) % shape.length;
     if (shape.slice(0, axis).some((d) => d !== 1)) continue;
     const parts = c.args.filter((a): a is CallNode => a.kind === 'call' && isCall.has(a));
-    if (parts.length !== c.args.length || new Set(parts).size !== parts.length
-      || parts.some((p) => outputs.includes(p) || taken.has(p) || placed.has(p))) continue;
+    if (
+      parts.length !== c.args.length ||
+      new Set(parts).size !== parts.length ||
+      parts.some((p) => outputs.includes(p) || taken.has(p) || placed.has(p))
+    )
+      continue;
     let at = 0;
-    placed.set(c, parts.map((part) => { const r = { part, at }; at += bytesOf(part.type); return r; }));
+    placed.set(
+      c,
+      parts.map((part) => {
+        const r = { part, at };
+        at += bytesOf(part.type);
+        return r;
+      }),
+    );
     for (const p of parts) taken.add(p);
   }
   return placed;
@@ -91,11 +116,18 @@ function placedConcats(calls: readonly CallNode[], outputs: readonly GExpr[]): M
 
 export function buildProgram(main: FuncNode, opts: ProgramOptions = {}): Program {
   for (const p of main.params) {
-    if (!isStatic(p.type)) throw new KilnError('E_DYNAMIC', `input '${p.name}' has symbolic shape [${p.type.shape}]`, { hint: `give a concrete shape with inputShapes (kiln compile --input-shape ${p.name}=...)` });
+    if (!isStatic(p.type))
+      throw new KilnError('E_DYNAMIC', `input '${p.name}' has symbolic shape [${p.type.shape}]`, {
+        hint: `give a concrete shape with inputShapes (kiln compile --input-shape ${p.name}=...)`,
+      });
   }
   const outputs = mainOutputs(main);
   const calls = kernelCalls(main);
-  if (outputs.some((o, i) => o.kind === 'var' || (o.kind === 'call' && !calls.includes(o as never)) || outputs.indexOf(o) !== i)) {
+  if (
+    outputs.some(
+      (o, i) => o.kind === 'var' || (o.kind === 'call' && !calls.includes(o as never)) || outputs.indexOf(o) !== i,
+    )
+  ) {
     throw new KilnError('E_INTERNAL', 'program: the graph must be fused, with one distinct buffer per output');
   }
 
@@ -118,12 +150,19 @@ export function buildProgram(main: FuncNode, opts: ProgramOptions = {}): Program
   for (const c of calls) {
     // a placed concat's parts lie inside its buffer
     const live = new Set<GExpr>([c, ...(concats.has(c) ? [] : c.args.filter((a) => a.kind === 'call'))]);
-    largestCall = Math.max(largestCall, [...live].reduce((n, e) => n + align(bytesOf(e.type as TensorType)), 0));
+    largestCall = Math.max(
+      largestCall,
+      [...live].reduce((n, e) => n + align(bytesOf(e.type as TensorType)), 0),
+    );
   }
-  checkAddressable(SPECULATIVE_GUARD_BYTES * 2 + weightBytes + paramBytes + largestCall,
-    `weights ${weightBytes} bytes, inputs ${paramBytes} bytes, the largest kernel call's arguments and result ${largestCall} bytes`, false);
+  checkAddressable(
+    SPECULATIVE_GUARD_BYTES * 2 + weightBytes + paramBytes + largestCall,
+    `weights ${weightBytes} bytes, inputs ${paramBytes} bytes, the largest kernel call's arguments and result ${largestCall} bytes`,
+    false,
+  );
   const weights = new Uint8Array(weightBytes);
-  for (const [c, off] of weightOff) weights.set(new Uint8Array(c.value.data.buffer, c.value.data.byteOffset, c.value.data.byteLength), off);
+  for (const [c, off] of weightOff)
+    weights.set(new Uint8Array(c.value.data.buffer, c.value.data.byteOffset, c.value.data.byteLength), off);
 
   // kernels, deduplicated by their loop-IR text (none for a placed concat)
   const kernels: BuiltKernel[] = [];
@@ -135,7 +174,11 @@ export function buildProgram(main: FuncNode, opts: ProgramOptions = {}): Program
     if (trace) k = { ...buildKernel(c.op, k.prim.name, trace), tuned: true };
     const key = kernelKey(k.prim);
     let idx = kernelOf.get(key);
-    if (idx === undefined) { idx = kernels.length; kernels.push(k); kernelOf.set(key, idx); }
+    if (idx === undefined) {
+      idx = kernels.length;
+      kernels.push(k);
+      kernelOf.set(key, idx);
+    }
     return idx;
   });
 
@@ -145,21 +188,32 @@ export function buildProgram(main: FuncNode, opts: ProgramOptions = {}): Program
   const idOf = new Map<GExpr, number>();
   const lastUse = new Map<GExpr, number>();
   calls.forEach((c, i) => c.args.forEach((a) => lastUse.set(a, i)));
-  main.params.forEach((p) => { idOf.set(p, items.length); items.push({ id: items.length, bytes: bytesOf(p.type), start: -1, end: FOREVER }); });
+  main.params.forEach((p) => {
+    idOf.set(p, items.length);
+    items.push({ id: items.length, bytes: bytesOf(p.type), start: -1, end: FOREVER });
+  });
   const scratchId: number[] = [];
   // a placed concat's buffer lives from its first part's call to the last use of it or of any part
   const partOf = new Map<GExpr, { whole: CallNode; at: number }>();
   for (const [whole, parts] of concats) for (const { part, at } of parts) partOf.set(part, { whole, at });
   const callIndex = new Map<GExpr, number>(calls.map((c, i) => [c, i]));
-  const endOf = (c: CallNode, i: number) => (outputs.includes(c) ? FOREVER : lastUse.get(c) ?? i);
+  const endOf = (c: CallNode, i: number) => (outputs.includes(c) ? FOREVER : (lastUse.get(c) ?? i));
   calls.forEach((c, i) => {
     if (!partOf.has(c)) {
       const parts = concats.get(c)?.map((p) => p.part) ?? [];
       const start = Math.min(i, ...parts.map((p) => callIndex.get(p)!));
       idOf.set(c, items.length);
-      items.push({ id: items.length, bytes: bytesOf(c.type), start, end: Math.max(endOf(c, i), ...parts.map((p) => endOf(p, i))) });
+      items.push({
+        id: items.length,
+        bytes: bytesOf(c.type),
+        start,
+        end: Math.max(endOf(c, i), ...parts.map((p) => endOf(p, i))),
+      });
     }
-    if (callKernel[i] < 0) { scratchId.push(-1); return; }
+    if (callKernel[i] < 0) {
+      scratchId.push(-1);
+      return;
+    }
     const sb = scratchLayout(kernels[callKernel[i]].prim).bytes;
     scratchId.push(sb ? items.length : -1);
     if (sb) items.push({ id: items.length, bytes: sb, start: i, end: i });
@@ -167,7 +221,11 @@ export function buildProgram(main: FuncNode, opts: ProgramOptions = {}): Program
   const plan = planMemory(items);
   const weightsAt = SPECULATIVE_GUARD_BYTES; // address 0 stays unused, and vector loads may overrun a little
   const arenaAt = align(weightsAt + weightBytes);
-  checkAddressable(arenaAt + plan.arenaBytes + SPECULATIVE_GUARD_BYTES, `weights ${weightBytes} bytes, the memory plan's arena ${plan.arenaBytes} bytes`, true);
+  checkAddressable(
+    arenaAt + plan.arenaBytes + SPECULATIVE_GUARD_BYTES,
+    `weights ${weightBytes} bytes, the memory plan's arena ${plan.arenaBytes} bytes`,
+    true,
+  );
   const addr = (e: GExpr): number => {
     if (e.kind === 'const') return weightsAt + weightOff.get(e)!;
     const part = partOf.get(e);
@@ -177,19 +235,44 @@ export function buildProgram(main: FuncNode, opts: ProgramOptions = {}): Program
     return arenaAt + plan.offsets.get(id)!;
   };
 
-  const callList: KernelCall[] = calls.flatMap((c, i) => (callKernel[i] < 0 ? [] : [{
-    kernel: callKernel[i],
-    args: [...c.args.map(addr), addr(c), ...(scratchId[i] >= 0 ? [arenaAt + plan.offsets.get(scratchId[i])!] : [])],
-    origin: [...new Set(c.origin)],
-  }]));
+  const callList: KernelCall[] = calls.flatMap((c, i) =>
+    callKernel[i] < 0
+      ? []
+      : [
+          {
+            kernel: callKernel[i],
+            args: [
+              ...c.args.map(addr),
+              addr(c),
+              ...(scratchId[i] >= 0 ? [arenaAt + plan.offsets.get(scratchId[i])!] : []),
+            ],
+            origin: [...new Set(c.origin)],
+          },
+        ],
+  );
   const binding = (e: GExpr, name: string): IOBinding => {
     const t = e.type as TensorType;
     return { name, dtype: t.dtype, shape: staticShape(t), offset: addr(e) };
   };
-  const kernelInfo: KernelInfo[] = kernels.map((k) => ({ name: k.prim.name, ops: k.ops, flops: k.flops, bytes: k.bytes, phases: kernelPhases(k.prim) }));
-  const wasm = emitWasmModule(kernels.map((k) => k.prim), { optimize: opts.optimize });
+  const kernelInfo: KernelInfo[] = kernels.map((k) => ({
+    name: k.prim.name,
+    ops: k.ops,
+    flops: k.flops,
+    bytes: k.bytes,
+    phases: kernelPhases(k.prim),
+  }));
+  const wasm = emitWasmModule(
+    kernels.map((k) => k.prim),
+    { optimize: opts.optimize },
+  );
   // a relaxed-SIMD variant for engines that have it (the runtime picks it at load); not for compile-time folding
-  const wasmRelaxed = opts.optimize === false ? undefined : emitWasmModule(kernels.map((k) => k.prim), { relaxed: true });
+  const wasmRelaxed =
+    opts.optimize === false
+      ? undefined
+      : emitWasmModule(
+          kernels.map((k) => k.prim),
+          { relaxed: true },
+        );
   const intermediateBytes = items.reduce((s, it, i) => s + (i >= main.params.length ? align(it.bytes) : 0), 0);
   return {
     header: {

@@ -17,24 +17,30 @@ export interface GpuSectionOptions {
 }
 
 /** The section, and its distinct kernels as built (in the section's order). */
-export function buildWebGpuSection(main: FuncNode, weightOffsets: ReadonlyMap<ConstNode, number>, outputNames?: readonly string[], opts: GpuSectionOptions = {}): { section: WebGpuSection; kernels: BuiltKernel[] } {
+export function buildWebGpuSection(
+  main: FuncNode,
+  weightOffsets: ReadonlyMap<ConstNode, number>,
+  outputNames?: readonly string[],
+  opts: GpuSectionOptions = {},
+): { section: WebGpuSection; kernels: BuiltKernel[] } {
   const outputs: GExpr[] = main.body.kind === 'tuple' ? [...main.body.fields] : [main.body];
   const calls = kernelCalls(main);
 
   const values: GpuValue[] = [];
-  const valueOf = new Map<GExpr, number>();
+  const valueIds = new Map<GExpr, number>();
   const add = (e: GExpr, v: Omit<GpuValue, 'dtype' | 'size'>): number => {
     const t = e.type as TensorType;
-    valueOf.set(e, values.length);
+    valueIds.set(e, values.length);
     values.push({ dtype: t.dtype, size: numel(staticShape(t)), ...v });
     return values.length - 1;
   };
   const valueId = (e: GExpr): number => {
-    const id = valueOf.get(e);
+    const id = valueIds.get(e);
     if (id !== undefined) return id;
     if (e.kind !== 'const') throw new KilnError('E_INTERNAL', `webgpu program: value without a buffer (${e.kind})`);
     const offset = weightOffsets.get(e as ConstNode);
-    if (offset === undefined) throw new KilnError('E_INTERNAL', 'webgpu program: weight missing from the weights section');
+    if (offset === undefined)
+      throw new KilnError('E_INTERNAL', 'webgpu program: weight missing from the weights section');
     return add(e, { kind: 'weight', weight: { offset, length: (e as ConstNode).value.data.byteLength } });
   };
   const inputs = main.params.map((p) => ({ name: p.name, value: add(p, { kind: 'input' }) }));
@@ -52,20 +58,24 @@ export function buildWebGpuSection(main: FuncNode, weightOffsets: ReadonlyMap<Co
     const key = kernelKey(k.prim);
     let idx = kernelOf.get(key);
     if (idx === undefined) {
-      let stages;
+      let stages: WgslTemplate[];
       try {
         stages = emitWgslTemplates(k.prim);
       } catch (e) {
         if (e instanceof KilnError && e.code === 'E_UNSUPPORTED') {
           const base = e.message.replace(/^\[E_UNSUPPORTED\] /, '');
           const msg = e.hint ? base.slice(0, -(e.hint.length + 2)) : base;
-          throw new KilnError('E_UNSUPPORTED', `${msg} (kernel of ${k.ops.join(', ') || 'copy'})`, { node: origin[0], hint: e.hint });
+          throw new KilnError('E_UNSUPPORTED', `${msg} (kernel of ${k.ops.join(', ') || 'copy'})`, {
+            node: origin[0],
+            hint: e.hint,
+          });
         }
         throw e;
       }
       idx = kernels.length;
       kernels.push({
-        name: k.prim.name, ops: k.ops,
+        name: k.prim.name,
+        ops: k.ops,
         temps: k.prim.temps.map((t) => ({ dtype: t.dtype, size: t.size })),
         stages: [],
       });
@@ -77,7 +87,13 @@ export function buildWebGpuSection(main: FuncNode, weightOffsets: ReadonlyMap<Co
   });
   // stages that differ only in constants share one shader, the differing constants in uniforms
   shareWgslStages(templates).forEach((stages, i) => {
-    kernels[i].stages = stages.map(({ code, workgroupSize, grid, bindings, uniforms }) => ({ code, workgroupSize, grid, bindings, ...(uniforms ? { uniforms } : {}) }));
+    kernels[i].stages = stages.map(({ code, workgroupSize, grid, bindings, uniforms }) => ({
+      code,
+      workgroupSize,
+      grid,
+      bindings,
+      ...(uniforms ? { uniforms } : {}),
+    }));
   });
   const section: WebGpuSection = {
     values,

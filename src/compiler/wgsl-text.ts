@@ -7,7 +7,8 @@ import type { WebGpuSection } from '../runtime/artifact-format.js';
 export function printWebGpuSection(sec: WebGpuSection, kernels?: readonly number[]): string {
   const pick = kernels ?? sec.kernels.map((_, i) => i);
   const bad = pick.find((k) => !(Number.isInteger(k) && k >= 0 && k < sec.kernels.length));
-  if (bad !== undefined) throw new KilnError('E_INPUT', `no WebGPU kernel ${bad}`, { hint: `kernels are 0..${sec.kernels.length - 1}` });
+  if (bad !== undefined)
+    throw new KilnError('E_INPUT', `no WebGPU kernel ${bad}`, { hint: `kernels are 0..${sec.kernels.length - 1}` });
   const out: string[] = [];
   for (const ki of pick) {
     const k = sec.kernels[ki];
@@ -18,9 +19,16 @@ export function printWebGpuSection(sec: WebGpuSection, kernels?: readonly number
     k.stages.forEach((st, i) => {
       // uniform values typed as the shader reads them (`let kiln_uN: T = ...`)
       const types = new Map([...st.code.matchAll(/let kiln_u(\d+): (\w+)/g)].map((m) => [Number(m[1]), m[2]]));
-      const show = (w: number, i: number) => (types.get(i) === 'f32' ? String(new Float32Array(new Uint32Array([w]).buffer)[0]) : types.get(i) === 'u32' ? String(w >>> 0) : String(w | 0));
+      const show = (w: number, i: number) =>
+        types.get(i) === 'f32'
+          ? String(new Float32Array(new Uint32Array([w]).buffer)[0])
+          : types.get(i) === 'u32'
+            ? String(w >>> 0)
+            : String(w | 0);
       const uniforms = st.uniforms ? `, uniforms [${st.uniforms.map(show)}]` : '';
-      out.push(`// ${k.name} stage ${i}: workgroup ${st.workgroupSize}, grid [${st.grid}], bindings [${st.bindings.map(params)}]${uniforms}`);
+      out.push(
+        `// ${k.name} stage ${i}: workgroup ${st.workgroupSize}, grid [${st.grid}], bindings [${st.bindings.map(params)}]${uniforms}`,
+      );
       out.push(st.code);
     });
   }

@@ -34,26 +34,47 @@ export async function nodeGpuAdapter(): Promise<NodeGpuAdapter> {
 
 async function create(): Promise<GpuDevice> {
   if (!process.env.VK_ICD_FILENAMES && existsSync(SWIFTSHADER_ICD)) process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
-  let mod: { create(opts: string[]): { requestAdapter(o?: object): Promise<unknown> }; globals: object };
-  mod = await importOptional<typeof mod>('webgpu');
+  type WebGpuModule = { create(opts: string[]): { requestAdapter(o?: object): Promise<unknown> }; globals: object };
+  const mod = await importOptional<WebGpuModule>('webgpu');
   Object.assign(globalThis, mod.globals);
   const backend = process.env.KILN_WEBGPU_BACKEND ?? 'vulkan';
   const gpu = mod.create([`backend=${backend}`]);
-  type Adapter = { limits: Record<string, number>; features?: Iterable<string>; info?: Partial<NodeGpuAdapter['info']>; requestDevice(d: object): Promise<GpuDevice> };
+  type Adapter = {
+    limits: Record<string, number>;
+    features?: Iterable<string>;
+    info?: Partial<NodeGpuAdapter['info']>;
+    requestDevice(d: object): Promise<GpuDevice>;
+  };
   const adapter = (await gpu.requestAdapter()) as Adapter | null;
   keepAlive.push(gpu, adapter);
   if (!adapter) {
-    throw new KilnError('E_UNSUPPORTED', `no WebGPU adapter (Dawn backend '${backend}')`,
-      { hint: `install a Vulkan driver: on Debian, apt-get install chromium libvulkan1 gives SwiftShader at ${SWIFTSHADER_ICD}` });
+    throw new KilnError('E_UNSUPPORTED', `no WebGPU adapter (Dawn backend '${backend}')`, {
+      hint: `install a Vulkan driver: on Debian, apt-get install chromium libvulkan1 gives SwiftShader at ${SWIFTSHADER_ICD}`,
+    });
   }
-  const want = ['maxStorageBuffersPerShaderStage', 'maxStorageBufferBindingSize', 'maxBufferSize', 'maxComputeWorkgroupsPerDimension',
-    'maxComputeInvocationsPerWorkgroup', 'maxComputeWorkgroupSizeX', 'maxComputeWorkgroupStorageSize'];
-  const requiredLimits = Object.fromEntries(want.filter((k) => typeof adapter.limits[k] === 'number').map((k) => [k, adapter.limits[k]]));
+  const want = [
+    'maxStorageBuffersPerShaderStage',
+    'maxStorageBufferBindingSize',
+    'maxBufferSize',
+    'maxComputeWorkgroupsPerDimension',
+    'maxComputeInvocationsPerWorkgroup',
+    'maxComputeWorkgroupSizeX',
+    'maxComputeWorkgroupStorageSize',
+  ];
+  const requiredLimits = Object.fromEntries(
+    want.filter((k) => typeof adapter.limits[k] === 'number').map((k) => [k, adapter.limits[k]]),
+  );
   const features = [...(adapter.features ?? [])].sort();
   const info = adapter.info ?? {};
   adapterSeen = {
-    info: { vendor: info.vendor ?? '', architecture: info.architecture ?? '', device: info.device ?? '', description: info.description ?? '' },
-    features, limits: { ...requiredLimits },
+    info: {
+      vendor: info.vendor ?? '',
+      architecture: info.architecture ?? '',
+      device: info.device ?? '',
+      description: info.description ?? '',
+    },
+    features,
+    limits: { ...requiredLimits },
   };
   // timestamp queries let the tuner time dispatches on the GPU timeline
   const requiredFeatures = features.filter((f) => f === 'timestamp-query');

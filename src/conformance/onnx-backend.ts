@@ -13,25 +13,40 @@ import { decodeModel } from '../frontend/onnx/import.js';
 import { type Tolerance, DEFAULT_TOLERANCE, compareTensors } from './compare.js';
 import { nodeGpuDevice } from './node-webgpu.js';
 
-export interface CaseResult { name: string; dir: string; passed: boolean; error?: string; code?: string; ms: number }
+export interface CaseResult {
+  name: string;
+  dir: string;
+  passed: boolean;
+  error?: string;
+  code?: string;
+  ms: number;
+}
 
 /** Case directories under each path (a path that holds model.onnx is itself a case). */
 export function findCases(paths: readonly string[]): string[] {
   const out: string[] = [];
   for (const p of paths) {
-    if (existsSync(join(p, 'model.onnx'))) { out.push(p); continue; }
-    if (!existsSync(p) || !statSync(p).isDirectory()) throw new KilnError('E_IO', `no ONNX test case or folder at '${p}'`);
+    if (existsSync(join(p, 'model.onnx'))) {
+      out.push(p);
+      continue;
+    }
+    if (!existsSync(p) || !statSync(p).isDirectory())
+      throw new KilnError('E_IO', `no ONNX test case or folder at '${p}'`);
     for (const d of readdirSync(p).sort()) if (existsSync(join(p, d, 'model.onnx'))) out.push(join(p, d));
   }
   return out;
 }
 
 function dataSets(dir: string): string[] {
-  return readdirSync(dir).filter((d) => d.startsWith('test_data_set_')).sort().map((d) => join(dir, d));
+  return readdirSync(dir)
+    .filter((d) => d.startsWith('test_data_set_'))
+    .sort()
+    .map((d) => join(dir, d));
 }
 
 function readSet(dir: string, kind: 'input' | 'output'): Tensor[] {
-  const files = readdirSync(dir).filter((f) => f.startsWith(`${kind}_`) && f.endsWith('.pb'))
+  const files = readdirSync(dir)
+    .filter((f) => f.startsWith(`${kind}_`) && f.endsWith('.pb'))
     .sort((a, b) => Number(a.slice(kind.length + 1, -3)) - Number(b.slice(kind.length + 1, -3)));
   return files.map((f) => decodeTensorProto(readFileSync(join(dir, f)), `${kind} ${f}`));
 }
@@ -51,10 +66,21 @@ export function cudaDriver(): Promise<CudaDriver> {
   return openedDriver;
 }
 
-export async function runCase(dir: string, tol: Tolerance = DEFAULT_TOLERANCE, opts: RunCaseOptions = {}): Promise<CaseResult> {
+export async function runCase(
+  dir: string,
+  tol: Tolerance = DEFAULT_TOLERANCE,
+  opts: RunCaseOptions = {},
+): Promise<CaseResult> {
   const name = dir.split('/').filter(Boolean).pop()!;
   const t0 = performance.now();
-  const fail = (error: string, code?: string): CaseResult => ({ name, dir, passed: false, error, code, ms: performance.now() - t0 });
+  const fail = (error: string, code?: string): CaseResult => ({
+    name,
+    dir,
+    passed: false,
+    error,
+    code,
+    ms: performance.now() - t0,
+  });
   try {
     const modelPath = join(dir, 'model.onnx');
     const bytes = readFileSync(modelPath);
@@ -65,14 +91,31 @@ export async function runCase(dir: string, tol: Tolerance = DEFAULT_TOLERANCE, o
     const sets = dataSets(dir);
     if (!sets.length) return fail('no test_data_set_* folder');
     for (const set of sets) {
-      const inputs = readSet(set, 'input'), expected = readSet(set, 'output');
+      const inputs = readSet(set, 'input'),
+        expected = readSet(set, 'output');
       const feeds: Record<string, Tensor> = {};
-      inputNames.forEach((n, i) => { if (inputs[i]) feeds[n] = inputs[i]; });
-      const compiled = await compile(bytes, { modelPath, specialize: feeds, inputShapes: Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, v.shape])), target: opts.target });
+      inputNames.forEach((n, i) => {
+        if (inputs[i]) feeds[n] = inputs[i];
+      });
+      const compiled = await compile(bytes, {
+        modelPath,
+        specialize: feeds,
+        inputShapes: Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, v.shape])),
+        target: opts.target,
+      });
       let got: Record<string, Tensor>;
       if (opts.target === 'webgpu' || opts.target === 'cuda') {
-        const model = await load(compiled.artifact, opts.target === 'webgpu' ? { target: 'webgpu', device: await nodeGpuDevice() } : { target: 'cuda', cudaDriver: await cudaDriver() });
-        try { got = await model.run(Object.fromEntries(model.inputs.map((i) => [i.name, feeds[i.name]]))); } finally { model.dispose?.(); }
+        const model = await load(
+          compiled.artifact,
+          opts.target === 'webgpu'
+            ? { target: 'webgpu', device: await nodeGpuDevice() }
+            : { target: 'cuda', cudaDriver: await cudaDriver() },
+        );
+        try {
+          got = await model.run(Object.fromEntries(model.inputs.map((i) => [i.name, feeds[i.name]])));
+        } finally {
+          model.dispose?.();
+        }
       } else {
         const model = await load(compiled.artifact);
         const runFeeds = Object.fromEntries(model.inputs.map((i) => [i.name, feeds[i.name]]));
@@ -91,7 +134,11 @@ export async function runCase(dir: string, tol: Tolerance = DEFAULT_TOLERANCE, o
   }
 }
 
-export async function runCases(dirs: readonly string[], onResult?: (r: CaseResult) => void, opts: RunCaseOptions = {}): Promise<CaseResult[]> {
+export async function runCases(
+  dirs: readonly string[],
+  onResult?: (r: CaseResult) => void,
+  opts: RunCaseOptions = {},
+): Promise<CaseResult[]> {
   const results: CaseResult[] = [];
   for (const d of dirs) {
     const r = await runCase(d, DEFAULT_TOLERANCE, opts);

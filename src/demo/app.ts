@@ -22,7 +22,9 @@ const state: DemoState = { ready: false, runs: 0 };
 (globalThis as unknown as { kilnDemo: DemoState }).kilnDemo = state;
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
-const setStatus = (text: string) => { $('status').textContent = text; };
+const setStatus = (text: string) => {
+  $('status').textContent = text;
+};
 
 let model: LoadedModel;
 let size = 224;
@@ -30,19 +32,43 @@ let inputName = 'input';
 let labels: string[] | undefined;
 
 async function gpuDevice(): Promise<{ device?: GpuDevice; why?: string }> {
-  const gpu = (navigator as unknown as { gpu?: { requestAdapter(): Promise<{ limits: Record<string, number>; requestDevice(d?: unknown): Promise<unknown> } | null> } }).gpu;
+  const gpu = (
+    navigator as unknown as {
+      gpu?: {
+        requestAdapter(): Promise<{
+          limits: Record<string, number>;
+          requestDevice(d?: unknown): Promise<unknown>;
+        } | null>;
+      };
+    }
+  ).gpu;
   if (!gpu) return { why: 'navigator.gpu is not available' };
   const adapter = await gpu.requestAdapter();
   if (!adapter) return { why: 'no WebGPU adapter' };
-  const want = ['maxStorageBuffersPerShaderStage', 'maxStorageBufferBindingSize', 'maxBufferSize', 'maxComputeWorkgroupStorageSize', 'maxComputeInvocationsPerWorkgroup', 'maxComputeWorkgroupSizeX'];
-  const requiredLimits = Object.fromEntries(want.filter((k) => typeof adapter.limits[k] === 'number').map((k) => [k, adapter.limits[k]]));
+  const want = [
+    'maxStorageBuffersPerShaderStage',
+    'maxStorageBufferBindingSize',
+    'maxBufferSize',
+    'maxComputeWorkgroupStorageSize',
+    'maxComputeInvocationsPerWorkgroup',
+    'maxComputeWorkgroupSizeX',
+  ];
+  const requiredLimits = Object.fromEntries(
+    want.filter((k) => typeof adapter.limits[k] === 'number').map((k) => [k, adapter.limits[k]]),
+  );
   return { device: (await adapter.requestDevice({ requiredLimits })) as GpuDevice };
 }
 
 async function init(): Promise<void> {
   const t0 = performance.now();
   const [bytes, info] = await Promise.all([
-    fetch('/model.kiln').then((r) => { if (!r.ok) throw new KilnError('E_IO', `GET /model.kiln: ${r.status}`, { hint: 'serve the demo with a compiled model.kiln beside it' }); return r.arrayBuffer(); }),
+    fetch('/model.kiln').then((r) => {
+      if (!r.ok)
+        throw new KilnError('E_IO', `GET /model.kiln: ${r.status}`, {
+          hint: 'serve the demo with a compiled model.kiln beside it',
+        });
+      return r.arrayBuffer();
+    }),
     fetch('/info.json').then((r) => r.json() as Promise<{ name: string; labels?: string[] }>),
   ]);
   labels = info.labels;
@@ -63,14 +89,28 @@ async function init(): Promise<void> {
   }
   const inp = model.inputs[0];
   const shape = inp.shape.map(Number);
-  if (model.inputs.length !== 1 || inp.dtype !== 'float32' || shape.length !== 4 || shape[0] !== 1 || shape[1] !== 3 || shape[2] !== shape[3]) {
-    throw new KilnError('E_INPUT', `the demo needs one float32 input of shape [1,3,S,S]; this model takes ${model.inputs.map((i) => `${i.name}: ${i.dtype}[${i.shape}]`).join(', ')}`, { hint: 'compile an image classifier (e.g. squeezenet1_1) for the demo' });
+  if (
+    model.inputs.length !== 1 ||
+    inp.dtype !== 'float32' ||
+    shape.length !== 4 ||
+    shape[0] !== 1 ||
+    shape[1] !== 3 ||
+    shape[2] !== shape[3]
+  ) {
+    throw new KilnError(
+      'E_INPUT',
+      `the demo needs one float32 input of shape [1,3,S,S]; this model takes ${model.inputs.map((i) => `${i.name}: ${i.dtype}[${i.shape}]`).join(', ')}`,
+      { hint: 'compile an image classifier (e.g. squeezenet1_1) for the demo' },
+    );
   }
   inputName = inp.name;
   size = shape[2];
   // One warm-up run so the latency shown is a steady-state one (pipelines compiled, workers started).
-  await model.run({ [inputName]: { dtype: 'float32', shape: [1, 3, size, size], data: new Float32Array(3 * size * size) } });
-  $('model').textContent = `${info.name}: ${inp.name} float32[${shape}] → ${model.outputs.map((o) => `${o.name} ${o.dtype}[${o.shape}]`).join(', ')}`;
+  await model.run({
+    [inputName]: { dtype: 'float32', shape: [1, 3, size, size], data: new Float32Array(3 * size * size) },
+  });
+  $('model').textContent =
+    `${info.name}: ${inp.name} float32[${shape}] → ${model.outputs.map((o) => `${o.name} ${o.dtype}[${o.shape}]`).join(', ')}`;
   $('backend').textContent = state.backend + (state.fallback ? ` — ${state.fallback}` : '');
   setStatus(`ready (loaded in ${(performance.now() - t0).toFixed(0)} ms) — pick or drop an image`);
   state.ready = true;
@@ -86,23 +126,33 @@ async function classify(file: File): Promise<void> {
   const ctx = canvas.getContext('2d', { willReadFrequently: true })!;
   ctx.drawImage(bitmap, 0, 0);
   const { data } = ctx.getImageData(0, 0, bitmap.width, bitmap.height);
-  const input = preprocessImageNet(data, bitmap.width, bitmap.height, { resize: Math.round((size * 256) / 224), crop: size });
+  const input = preprocessImageNet(data, bitmap.width, bitmap.height, {
+    resize: Math.round((size * 256) / 224),
+    crop: size,
+  });
   showPreview(input);
   const t0 = performance.now();
   const out = await model.run({ [inputName]: { dtype: 'float32', shape: [1, 3, size, size], data: input } });
   const latency = performance.now() - t0;
   const logits = out[model.outputs[0].name].data as Float32Array;
   const top5 = topK(logits, 5);
-  $('results').replaceChildren(...top5.map(({ index, prob }) => {
-    const row = document.createElement('tr');
-    const cell = (text: string, cls = '') => { const td = row.insertCell(); td.textContent = text; td.className = cls; return td; };
-    cell(labels?.[index] ?? `class ${index}`);
-    cell(`${(prob * 100).toFixed(3)}%`, 'num');
-    const bar = cell('', 'barcell').appendChild(document.createElement('div'));
-    bar.className = 'bar';
-    bar.style.width = `${Math.max(prob / top5[0].prob, 0.01) * 100}%`;
-    return row;
-  }));
+  $('results').replaceChildren(
+    ...top5.map(({ index, prob }) => {
+      const row = document.createElement('tr');
+      const cell = (text: string, cls = '') => {
+        const td = row.insertCell();
+        td.textContent = text;
+        td.className = cls;
+        return td;
+      };
+      cell(labels?.[index] ?? `class ${index}`);
+      cell(`${(prob * 100).toFixed(3)}%`, 'num');
+      const bar = cell('', 'barcell').appendChild(document.createElement('div'));
+      bar.className = 'bar';
+      bar.style.width = `${Math.max(prob / top5[0].prob, 0.01) * 100}%`;
+      return row;
+    }),
+  );
   $('latency').textContent = `${latency.toFixed(1)} ms on ${state.backend}`;
   setStatus(`${file.name} (${bitmap.width}×${bitmap.height})`);
   Object.assign(state, { input, top5, latencyMs: latency, runs: state.runs + 1 });
@@ -132,9 +182,15 @@ function fail(e: unknown): void {
 }
 
 const fileInput = $<HTMLInputElement>('file');
-fileInput.addEventListener('change', () => { const f = fileInput.files?.[0]; if (f) classify(f).catch(fail); });
+fileInput.addEventListener('change', () => {
+  const f = fileInput.files?.[0];
+  if (f) classify(f).catch(fail);
+});
 const drop = $('drop');
-drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
+drop.addEventListener('dragover', (e) => {
+  e.preventDefault();
+  drop.classList.add('over');
+});
 drop.addEventListener('dragleave', () => drop.classList.remove('over'));
 drop.addEventListener('drop', (e) => {
   e.preventDefault();

@@ -32,7 +32,14 @@ function coefficients(inSize: number, outSize: number): { start: number; weights
 const toByte = (v: number) => (v <= 0 ? 0 : v >= 255 ? 255 : Math.floor(v + 0.5));
 
 /** Resizes RGB(A) pixels (`channels` per pixel) to RGB, horizontal pass then vertical, as PIL does. */
-export function resizeBilinear(src: ArrayLike<number>, w: number, h: number, channels: number, ow: number, oh: number): Uint8Array {
+export function resizeBilinear(
+  src: ArrayLike<number>,
+  w: number,
+  h: number,
+  channels: number,
+  ow: number,
+  oh: number,
+): Uint8Array {
   const cx = coefficients(w, ow);
   const tmp = new Uint8Array(ow * h * 3);
   for (let y = 0; y < h; y++) {
@@ -71,12 +78,18 @@ const roundHalfEven = (v: number) => {
  * RGBA (or RGB, `channels` 3) pixels of a `width` x `height` image to a normalized NCHW float32 tensor of
  * 3 x crop x crop: Resize(resize) of the shorter side, CenterCrop(crop), ToTensor, Normalize(mean, std).
  */
-export function preprocessImageNet(pixels: ArrayLike<number>, width: number, height: number, opts: { channels?: number; resize?: number; crop?: number } = {}): Float32Array {
+export function preprocessImageNet(
+  pixels: ArrayLike<number>,
+  width: number,
+  height: number,
+  opts: { channels?: number; resize?: number; crop?: number } = {},
+): Float32Array {
   const channels = opts.channels ?? 4;
   const resize = opts.resize ?? 256;
   const crop = opts.crop ?? 224;
   // torchvision: the shorter side becomes `resize`, the longer int(resize * long / short).
-  const [ow, oh] = width <= height ? [resize, Math.trunc((resize * height) / width)] : [Math.trunc((resize * width) / height), resize];
+  const [ow, oh] =
+    width <= height ? [resize, Math.trunc((resize * height) / width)] : [Math.trunc((resize * width) / height), resize];
   const rgb = resizeBilinear(pixels, width, height, channels, ow, oh);
   const top = roundHalfEven((oh - crop) / 2);
   const left = roundHalfEven((ow - crop) / 2);
@@ -85,7 +98,8 @@ export function preprocessImageNet(pixels: ArrayLike<number>, width: number, hei
   for (let y = 0; y < crop; y++) {
     for (let x = 0; x < crop; x++) {
       const p = ((top + y) * ow + left + x) * 3;
-      for (let c = 0; c < 3; c++) out[c * plane + y * crop + x] = (rgb[p + c] / 255 - IMAGENET_MEAN[c]) / IMAGENET_STD[c];
+      for (let c = 0; c < 3; c++)
+        out[c * plane + y * crop + x] = (rgb[p + c] / 255 - IMAGENET_MEAN[c]) / IMAGENET_STD[c];
     }
   }
   return out;

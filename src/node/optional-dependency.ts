@@ -6,8 +6,11 @@ import { KilnError } from '../runtime/errors.js';
 
 /** The optional packages, with the version range Kiln is tested with and what needs them. */
 export const OPTIONAL_PACKAGES = {
-  'better-sqlite3': { range: '^12.11.1', feature: 'the tuning database (kiln tune, kiln db, compiling with tuning records)' },
-  piscina: { range: '^5.3.2', feature: 'the tuner\'s worker pool (kiln tune)' },
+  'better-sqlite3': {
+    range: '^12.11.1',
+    feature: 'the tuning database (kiln tune, kiln db, compiling with tuning records)',
+  },
+  piscina: { range: '^5.3.2', feature: "the tuner's worker pool (kiln tune)" },
   koffi: { range: '^3.3.4', feature: "the CUDA runtime (target 'cuda')" },
   webgpu: { range: '^0.6.2', feature: "WebGPU in Node (target 'webgpu')" },
 } as const;
@@ -18,10 +21,14 @@ const require = createRequire(import.meta.url);
 function missing(name: OptionalPackage, e: unknown): KilnError {
   const { range, feature } = OPTIONAL_PACKAGES[name];
   const err = e as NodeJS.ErrnoException;
-  const notFound = (err?.code === 'MODULE_NOT_FOUND' || err?.code === 'ERR_MODULE_NOT_FOUND') && String(err.message).includes(name);
+  const notFound =
+    (err?.code === 'MODULE_NOT_FOUND' || err?.code === 'ERR_MODULE_NOT_FOUND') && String(err.message).includes(name);
   const why = notFound ? 'is not installed' : `cannot be loaded (${String(err?.message ?? e).split('\n')[0]})`;
-  return new KilnError('E_DEPENDENCY', `${feature} needs the npm package '${name}', which ${why}`,
-    { hint: notFound ? `install it: npm install ${name}@'${range}'` : `reinstall it: npm install ${name}@'${range}' (npm rebuild ${name} for a native addon)` });
+  return new KilnError('E_DEPENDENCY', `${feature} needs the npm package '${name}', which ${why}`, {
+    hint: notFound
+      ? `install it: npm install ${name}@'${range}'`
+      : `reinstall it: npm install ${name}@'${range}' (npm rebuild ${name} for a native addon)`,
+  });
 }
 
 /** Loads a CommonJS optional package synchronously (better-sqlite3, piscina). */

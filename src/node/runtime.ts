@@ -4,7 +4,17 @@
 import { load as loadRuntime, type LoadOptions, type LoadedModel } from '../runtime/index.js';
 import { nodeWorkerFactory, defaultThreads } from './threads.js';
 
-export type { LoadOptions, LoadedModel, RunOptions, ArtifactHeader, KernelTiming, GpuDevice, CudaDriver, CudaDeviceInfo, CudaHandle } from '../runtime/index.js';
+export type {
+  LoadOptions,
+  LoadedModel,
+  RunOptions,
+  ArtifactHeader,
+  KernelTiming,
+  GpuDevice,
+  CudaDriver,
+  CudaDeviceInfo,
+  CudaHandle,
+} from '../runtime/index.js';
 export { KilnError, type KilnErrorCode } from '../runtime/errors.js';
 export type { Tensor } from '../runtime/tensor.js';
 export { tensor } from '../runtime/tensor.js';

@@ -17,9 +17,14 @@ export const nodeWorkerFactory: WorkerFactory = () => {
     postMessage: (m, transfer) => w.postMessage(m, transfer as never),
     onMessage: (h) => w.on('message', h),
     onError: (h) => w.on('error', h),
-    terminate: () => { void w.terminate(); },
+    terminate: () => {
+      void w.terminate();
+    },
     onExit: (h) => w.on('exit', h),
-    keepAlive: (on) => { if (on) w.ref(); else w.unref(); },
+    keepAlive: (on) => {
+      if (on) w.ref();
+      else w.unref();
+    },
   };
 };
 

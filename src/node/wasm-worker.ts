@@ -10,8 +10,15 @@ port.once('message', (init: unknown) => {
     runWorker(init as WorkerInit, () => port.postMessage('ready'));
     return;
   }
-  void Promise.all([import('../runtime/model-host.js'), import('./threads.js')]).then(([{ hostModel }, { nodeWorkerFactory }]) => hostModel(init, {
-    post: (reply, transfer) => port.postMessage(reply, transfer as never),
-    onMessage: (h) => port.on('message', h),
-  }, nodeWorkerFactory));
+  void Promise.all([import('../runtime/model-host.js'), import('./threads.js')]).then(
+    ([{ hostModel }, { nodeWorkerFactory }]) =>
+      hostModel(
+        init,
+        {
+          post: (reply, transfer) => port.postMessage(reply, transfer as never),
+          onMessage: (h) => port.on('message', h),
+        },
+        nodeWorkerFactory,
+      ),
+  );
 });

@@ -6,7 +6,11 @@ import type { ArtifactHeader } from '../runtime/artifact-format.js';
 import type { Tensor } from '../runtime/tensor.js';
 
 /** One profiled run: when it started (performance.now() ms), its wall time, and its kernel calls in order. */
-export interface ProfiledRun { startMs: number; wallMs: number; timings: KernelTiming[] }
+export interface ProfiledRun {
+  startMs: number;
+  wallMs: number;
+  timings: KernelTiming[];
+}
 
 export interface ProfileRow {
   kernel: number;
@@ -45,7 +49,11 @@ export interface ProfileReport {
 }
 
 /** Runs the model `runs` times (after `warmup` untimed runs) recording per-kernel timings. */
-export function profileModel(model: LoadedModel, feeds: Record<string, Tensor>, opts: { runs?: number; warmup?: number } = {}): ProfiledRun[] {
+export function profileModel(
+  model: LoadedModel,
+  feeds: Record<string, Tensor>,
+  opts: { runs?: number; warmup?: number } = {},
+): ProfiledRun[] {
   const runs = opts.runs ?? 10;
   for (let i = 0; i < (opts.warmup ?? 1); i++) model.runSync(feeds);
   const out: ProfiledRun[] = [];
@@ -66,7 +74,18 @@ export function aggregateProfile(header: ArtifactHeader, runs: ProfiledRun[]): P
     let r = rows.get(k);
     if (!r) {
       const info = header.kernels[k];
-      r = { kernel: k, name: info.name, ops: [...info.ops], nodes: [], callsPerRun: 0, calls: 0, totalMs: 0, avgMs: 0, percent: 0, bytesPerRun: 0 };
+      r = {
+        kernel: k,
+        name: info.name,
+        ops: [...info.ops],
+        nodes: [],
+        callsPerRun: 0,
+        calls: 0,
+        totalMs: 0,
+        avgMs: 0,
+        percent: 0,
+        bytesPerRun: 0,
+      };
       rows.set(k, r);
     }
     return r;
@@ -76,10 +95,16 @@ export function aggregateProfile(header: ArtifactHeader, runs: ProfiledRun[]): P
     r.callsPerRun++;
     for (const o of c.origin) if (!r.nodes.includes(o)) r.nodes.push(o);
   }
-  let kernelMs = 0, wallMs = 0;
+  let kernelMs = 0,
+    wallMs = 0;
   for (const run of runs) {
     wallMs += run.wallMs;
-    for (const t of run.timings) { const r = row(t.kernel); r.calls++; r.totalMs += t.ms; kernelMs += t.ms; }
+    for (const t of run.timings) {
+      const r = row(t.kernel);
+      r.calls++;
+      r.totalMs += t.ms;
+      kernelMs += t.ms;
+    }
   }
   let flopsPerRun = 0;
   for (const r of rows.values()) {
@@ -118,16 +143,28 @@ export function formatProfileTable(rep: ProfileReport, opts: { top?: number } = 
   const rows = opts.top ? rep.rows.slice(0, opts.top) : rep.rows;
   const head = ['Kernel', 'Ops', 'ONNX nodes', 'Calls', 'Total ms', 'Avg ms', '% run', 'GFLOP/s', 'Bytes/run'];
   const body = rows.map((r) => [
-    r.name, clip(r.ops.join('+'), 28), nodesCell(r.nodes, 36), String(r.calls), r.totalMs.toFixed(3), r.avgMs.toFixed(4),
-    r.percent.toFixed(2), r.gflops === undefined ? '-' : r.gflops.toFixed(2), formatBytes(r.bytesPerRun),
+    r.name,
+    clip(r.ops.join('+'), 28),
+    nodesCell(r.nodes, 36),
+    String(r.calls),
+    r.totalMs.toFixed(3),
+    r.avgMs.toFixed(4),
+    r.percent.toFixed(2),
+    r.gflops === undefined ? '-' : r.gflops.toFixed(2),
+    formatBytes(r.bytesPerRun),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
   const left = new Set([0, 1, 2]);
-  const line = (cells: string[]) => cells.map((c, i) => (left.has(i) ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (left.has(i) ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
   const rule = widths.map((w) => '-'.repeat(w)).join('  ');
   const gflops = rep.kernelMsPerRun > 0 ? (rep.flopsPerRun / (rep.kernelMsPerRun * 1e6)).toFixed(2) : '-';
   return [
-    rule, line(head), rule, ...body.map(line), rule,
+    rule,
+    line(head),
+    rule,
+    ...body.map(line),
+    rule,
     `${rep.runs} runs; per run: kernels ${rep.kernelMsPerRun.toFixed(3)} ms, wall ${rep.wallMsPerRun.toFixed(3)} ms ` +
       `(overhead ${(rep.wallMsPerRun - rep.kernelMsPerRun).toFixed(3)} ms), ${(rep.flopsPerRun / 1e9).toFixed(3)} GFLOP -> ${gflops} GFLOP/s` +
       (rows.length < rep.rows.length ? `; top ${rows.length} of ${rep.rows.length} kernels shown` : ''),
@@ -135,7 +172,13 @@ export function formatProfileTable(rep: ProfileReport, opts: { top?: number } = 
 }
 
 export interface TraceEvent {
-  name: string; cat: string; ph: 'X' | 'M'; ts: number; dur?: number; pid: number; tid: number;
+  name: string;
+  cat: string;
+  ph: 'X' | 'M';
+  ts: number;
+  dur?: number;
+  pid: number;
+  tid: number;
   args?: Record<string, unknown>;
 }
 
@@ -144,8 +187,12 @@ export interface TraceEvent {
  * microseconds. The executor records durations only, so calls are laid end to end from the run's start (the
  * small JS gaps between calls are not shown; the run event's duration is the true wall time).
  */
-export function chromeTrace(header: ArtifactHeader, runs: ProfiledRun[]): { traceEvents: TraceEvent[]; displayTimeUnit: 'ms' } {
-  const pid = 1, tid = 1;
+export function chromeTrace(
+  header: ArtifactHeader,
+  runs: ProfiledRun[],
+): { traceEvents: TraceEvent[]; displayTimeUnit: 'ms' } {
+  const pid = 1,
+    tid = 1;
   const t0 = runs.length ? runs[0].startMs : 0;
   const us = (ms: number) => Math.round((ms - t0) * 1000 * 1000) / 1000;
   const events: TraceEvent[] = [
@@ -153,13 +200,28 @@ export function chromeTrace(header: ArtifactHeader, runs: ProfiledRun[]): { trac
     { name: 'thread_name', cat: '__metadata', ph: 'M', ts: 0, pid, tid, args: { name: 'main' } },
   ];
   runs.forEach((run, r) => {
-    events.push({ name: `run ${r}`, cat: 'run', ph: 'X', ts: us(run.startMs), dur: Math.round(run.wallMs * 1e6) / 1e3, pid, tid, args: { run: r } });
+    events.push({
+      name: `run ${r}`,
+      cat: 'run',
+      ph: 'X',
+      ts: us(run.startMs),
+      dur: Math.round(run.wallMs * 1e6) / 1e3,
+      pid,
+      tid,
+      args: { run: r },
+    });
     let at = run.startMs;
     for (const t of run.timings) {
       const k = header.kernels[t.kernel];
       const call = header.calls[t.call];
       events.push({
-        name: k.name, cat: 'kernel', ph: 'X', ts: us(at), dur: Math.round(t.ms * 1e6) / 1e3, pid, tid,
+        name: k.name,
+        cat: 'kernel',
+        ph: 'X',
+        ts: us(at),
+        dur: Math.round(t.ms * 1e6) / 1e3,
+        pid,
+        tid,
         args: { call: t.call, ops: k.ops.join('+'), nodes: call?.origin ?? [], flops: k.flops, bytes: k.bytes },
       });
       at += t.ms;

@@ -2,11 +2,19 @@
 // inferred when it is built, so a malformed graph fails at the node that makes it so.
 import type { Tensor } from '../runtime/tensor.js';
 import { KilnError } from '../runtime/errors.js';
-import { type Attrs, type OpSpec } from './op.js';
+import type { Attrs, OpSpec } from './op.js';
 import { type TensorType, type Type, tensorType, tupleType, asTensor } from './types.js';
 
-export interface VarNode { readonly kind: 'var'; readonly name: string; readonly type: TensorType }
-export interface ConstNode { readonly kind: 'const'; readonly value: Tensor; readonly type: TensorType }
+export interface VarNode {
+  readonly kind: 'var';
+  readonly name: string;
+  readonly type: TensorType;
+}
+export interface ConstNode {
+  readonly kind: 'const';
+  readonly value: Tensor;
+  readonly type: TensorType;
+}
 export interface CallNode {
   readonly kind: 'call';
   readonly op: OpSpec | FuncNode;
@@ -16,7 +24,11 @@ export interface CallNode {
   /** ONNX node names this call came from (for error messages, inspect and the profiler). */
   readonly origin: readonly string[];
 }
-export interface TupleNode { readonly kind: 'tuple'; readonly fields: readonly GExpr[]; readonly type: Type }
+export interface TupleNode {
+  readonly kind: 'tuple';
+  readonly fields: readonly GExpr[];
+  readonly type: Type;
+}
 export interface FuncNode {
   readonly kind: 'func';
   readonly params: readonly VarNode[];
@@ -28,10 +40,23 @@ export interface FuncNode {
 export type GExpr = VarNode | ConstNode | CallNode | TupleNode;
 
 export const gvar = (name: string, type: TensorType): VarNode => ({ kind: 'var', name, type });
-export const gconst = (value: Tensor): ConstNode => ({ kind: 'const', value, type: tensorType(value.shape, value.dtype) });
-export const gtuple = (fields: readonly GExpr[]): TupleNode => ({ kind: 'tuple', fields, type: tupleType(fields.map((f) => f.type)) });
-export const gfunc = (params: readonly VarNode[], body: GExpr, name = 'main', primitive = false): FuncNode =>
-  ({ kind: 'func', params, body, primitive, name });
+export const gconst = (value: Tensor): ConstNode => ({
+  kind: 'const',
+  value,
+  type: tensorType(value.shape, value.dtype),
+});
+export const gtuple = (fields: readonly GExpr[]): TupleNode => ({
+  kind: 'tuple',
+  fields,
+  type: tupleType(fields.map((f) => f.type)),
+});
+export const gfunc = (params: readonly VarNode[], body: GExpr, name = 'main', primitive = false): FuncNode => ({
+  kind: 'func',
+  params,
+  body,
+  primitive,
+  name,
+});
 
 export function gcall(op: OpSpec, args: readonly GExpr[], attrs: Attrs = {}, origin: readonly string[] = []): CallNode {
   const argTypes = args.map((a, i) => asTensor(a.type, `${op.name} argument ${i}`));
@@ -45,8 +70,11 @@ export function gcall(op: OpSpec, args: readonly GExpr[], attrs: Attrs = {}, ori
   // a safety net under the type rules: attribute values no rule checks must not make a NaN, fractional or negative dim
   if (type.shape.some((d) => typeof d === 'number' && !(Number.isSafeInteger(d) && d >= 0))) {
     const attrText = JSON.stringify(attrs);
-    throw new KilnError('E_SHAPE', `${op.name}: the arguments [${argTypes.map((t) => `[${t.shape}]`).join(', ')}] and attributes ${attrText.length > 200 ? `${attrText.slice(0, 200)}...` : attrText} give output shape [${type.shape}]; every dim must be a whole number >= 0`,
-      { hint: 'an attribute or a shape input of this node is out of range' });
+    throw new KilnError(
+      'E_SHAPE',
+      `${op.name}: the arguments [${argTypes.map((t) => `[${t.shape}]`).join(', ')}] and attributes ${attrText.length > 200 ? `${attrText.slice(0, 200)}...` : attrText} give output shape [${type.shape}]; every dim must be a whole number >= 0`,
+      { hint: 'an attribute or a shape input of this node is out of range' },
+    );
   }
   return { kind: 'call', op, args, attrs, type, origin };
 }
@@ -59,12 +87,14 @@ export function gcallFunc(fn: FuncNode, args: readonly GExpr[], origin: readonly
 export const isFuncCall = (c: CallNode): c is CallNode & { op: FuncNode } => (c.op as FuncNode).kind === 'func';
 export const opName = (c: CallNode): string => (isFuncCall(c) ? c.op.name : (c.op as OpSpec).name);
 /** The operator of a call of a primitive operator; undefined for anything else (a fused function's call, a constant...). */
-export const primitiveOp = (e: GExpr): string | undefined => (e.kind === 'call' && !isFuncCall(e) ? (e.op as OpSpec).name : undefined);
+export const primitiveOp = (e: GExpr): string | undefined =>
+  e.kind === 'call' && !isFuncCall(e) ? (e.op as OpSpec).name : undefined;
 
 /** How many calls take each node as an argument (a pass rewrites a node in place only where one call reads it). */
 export function argumentUses(fn: FuncNode): Map<GExpr, number> {
   const uses = new Map<GExpr, number>();
-  for (const n of postOrder(fn.body)) if (n.kind === 'call') for (const a of n.args) uses.set(a, (uses.get(a) ?? 0) + 1);
+  for (const n of postOrder(fn.body))
+    if (n.kind === 'call') for (const a of n.args) uses.set(a, (uses.get(a) ?? 0) + 1);
   return uses;
 }
 
@@ -75,7 +105,10 @@ export function postOrder(root: GExpr): GExpr[] {
   const stack: [GExpr, boolean][] = [[root, false]];
   while (stack.length) {
     const [n, done] = stack.pop()!;
-    if (done) { out.push(n); continue; }
+    if (done) {
+      out.push(n);
+      continue;
+    }
     if (seen.has(n)) continue;
     seen.add(n);
     stack.push([n, true]);

@@ -29,13 +29,15 @@ export interface OpSpec {
 const registry = new Map<string, OpSpec>();
 
 export function registerOp(spec: OpSpec): void {
-  if (registry.has(spec.name)) throw new KilnError('E_INTERNAL', `operator ${spec.name} defined twice`, { hint: 'please report this' });
+  if (registry.has(spec.name))
+    throw new KilnError('E_INTERNAL', `operator ${spec.name} defined twice`, { hint: 'please report this' });
   registry.set(spec.name, spec);
 }
 
 export function getOp(name: string): OpSpec {
   const op = registry.get(name);
-  if (!op) throw new KilnError('E_INTERNAL', `unknown graph operator ${name}`, { hint: 'please report this with the model' });
+  if (!op)
+    throw new KilnError('E_INTERNAL', `unknown graph operator ${name}`, { hint: 'please report this with the model' });
   return op;
 }
 

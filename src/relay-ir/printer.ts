@@ -12,7 +12,8 @@ export function printFunc(fn: FuncNode): string {
   const names = new Map<GExpr, string>();
   const lines: string[] = [];
   const inner: FuncNode[] = [];
-  let n = 0, c = 0;
+  let n = 0,
+    c = 0;
   fn.params.forEach((p) => names.set(p, `%${p.name}`));
   const ref = (e: GExpr): string => {
     const s = names.get(e);
@@ -29,8 +30,12 @@ export function printFunc(fn: FuncNode): string {
       const attrs = Object.entries(e.attrs).map(([k, v]) => `${k}=${attr(v)}`);
       if (isFuncCall(e) && !inner.includes(e.op)) inner.push(e.op);
       const name = `%${n++}`;
-      const origin = e.origin.length ? `  # ${e.origin.slice(0, 4).join(', ')}${e.origin.length > 4 ? ', ...' : ''}` : '';
-      lines.push(`  ${name} = ${opName(e)}(${[...e.args.map(ref), ...attrs].join(', ')}) : ${printType(e.type)}${origin}`);
+      const origin = e.origin.length
+        ? `  # ${e.origin.slice(0, 4).join(', ')}${e.origin.length > 4 ? ', ...' : ''}`
+        : '';
+      lines.push(
+        `  ${name} = ${opName(e)}(${[...e.args.map(ref), ...attrs].join(', ')}) : ${printType(e.type)}${origin}`,
+      );
       names.set(e, name);
     } else if (e.kind === 'tuple') {
       const name = `%${n++}`;

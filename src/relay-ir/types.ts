@@ -5,11 +5,22 @@ import { KilnError } from '../runtime/errors.js';
 /** A dimension: a number when known at compile time, a name (e.g. "batch") when symbolic. */
 export type Dim = number | string;
 
-export interface TensorType { readonly kind: 'tensor'; readonly dtype: DType; readonly shape: readonly Dim[] }
-export interface TupleType { readonly kind: 'tuple'; readonly fields: readonly Type[] }
+export interface TensorType {
+  readonly kind: 'tensor';
+  readonly dtype: DType;
+  readonly shape: readonly Dim[];
+}
+export interface TupleType {
+  readonly kind: 'tuple';
+  readonly fields: readonly Type[];
+}
 export type Type = TensorType | TupleType;
 
-export const tensorType = (shape: readonly Dim[], dtype: DType): TensorType => ({ kind: 'tensor', dtype, shape: [...shape] });
+export const tensorType = (shape: readonly Dim[], dtype: DType): TensorType => ({
+  kind: 'tensor',
+  dtype,
+  shape: [...shape],
+});
 export const tupleType = (fields: readonly Type[]): TupleType => ({ kind: 'tuple', fields });
 
 export const isStatic = (t: TensorType): boolean => t.shape.every((d) => typeof d === 'number');
@@ -23,6 +34,9 @@ export function printType(t: Type): string {
 }
 
 export function asTensor(t: Type, what: string): TensorType {
-  if (t.kind !== 'tensor') throw new KilnError('E_INTERNAL', `${what}: expected a tensor, got a tuple`, { hint: 'please report this with the model' });
+  if (t.kind !== 'tensor')
+    throw new KilnError('E_INTERNAL', `${what}: expected a tensor, got a tuple`, {
+      hint: 'please report this with the model',
+    });
   return t;
 }

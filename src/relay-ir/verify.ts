@@ -34,9 +34,12 @@ const attrText = (v: AttrValue): string => (Array.isArray(v) ? `[${v.join(',')}]
 /** One line for a node: what it is, its arguments' types, its own type. */
 export function describeNode(e: GExpr): string {
   switch (e.kind) {
-    case 'var': return `%${e.name}: ${printType(e.type)}`;
-    case 'const': return `constant ${printType(e.type)}`;
-    case 'tuple': return `(${e.fields.map((f) => printType(f.type)).join(', ')}) : ${printType(e.type)}`;
+    case 'var':
+      return `%${e.name}: ${printType(e.type)}`;
+    case 'const':
+      return `constant ${printType(e.type)}`;
+    case 'tuple':
+      return `(${e.fields.map((f) => printType(f.type)).join(', ')}) : ${printType(e.type)}`;
     case 'call': {
       const attrs = Object.entries(e.attrs).map(([k, v]) => `${k}=${attrText(v)}`);
       const origin = e.origin.length ? `  # ${e.origin.slice(0, 4).join(', ')}` : '';
@@ -61,7 +64,12 @@ export function verifyFunc(fn: FuncNode, opts: GraphVerifyOptions = {}): void {
   verifyOne(fn, opts, verified, undefined);
 }
 
-function verifyOne(fn: FuncNode, opts: GraphVerifyOptions, verified: Set<FuncNode>, caller: FuncNode | undefined): void {
+function verifyOne(
+  fn: FuncNode,
+  opts: GraphVerifyOptions,
+  verified: Set<FuncNode>,
+  caller: FuncNode | undefined,
+): void {
   verified.add(fn);
   const where = opts.where ? ` (${opts.where})` : '';
   const inside = caller ? `, called from ${caller.name}` : '';
@@ -71,7 +79,10 @@ function verifyOne(fn: FuncNode, opts: GraphVerifyOptions, verified: Set<FuncNod
     throw new KilnError('E_INTERNAL', lines.join('\n'), { node: node?.kind === 'call' ? node.origin[0] : undefined });
   };
   const checkTensorType = (t: Type, node: GExpr, what: string): void => {
-    if (t.kind === 'tuple') { fail(`${what} is a tuple; only a function's result may be one`, node); return; }
+    if (t.kind === 'tuple') {
+      fail(`${what} is a tuple; only a function's result may be one`, node);
+      return;
+    }
     if (!DTYPES.includes(t.dtype)) fail(`${what} has unknown dtype ${t.dtype}`, node);
     for (const d of t.shape) {
       const ok = typeof d === 'number' ? Number.isSafeInteger(d) && d >= 0 : typeof d === 'string' && d.length > 0;
@@ -83,7 +94,8 @@ function verifyOne(fn: FuncNode, opts: GraphVerifyOptions, verified: Set<FuncNod
   const params = new Set(fn.params);
   const names = new Set<string>();
   for (const p of fn.params) {
-    if (p.kind !== 'var') fail(`parameter ${String((p as { name?: string }).name)} is a ${(p as GExpr).kind}, not a variable`, p);
+    if (p.kind !== 'var')
+      fail(`parameter ${String((p as { name?: string }).name)} is a ${(p as GExpr).kind}, not a variable`, p);
     checkTensorType(p.type, p, `parameter %${p.name}`);
     if (names.has(p.name)) fail(`two parameters are named %${p.name}`, p);
     names.add(p.name);
@@ -96,26 +108,40 @@ function verifyOne(fn: FuncNode, opts: GraphVerifyOptions, verified: Set<FuncNod
     switch (n.kind) {
       case 'var':
         if (!params.has(n)) {
-          fail(names.has(n.name) ? `variable %${n.name} is not this function's parameter of that name (a node of another graph)` : `variable %${n.name} is not a parameter of the function`, n);
+          fail(
+            names.has(n.name)
+              ? `variable %${n.name} is not this function's parameter of that name (a node of another graph)`
+              : `variable %${n.name} is not a parameter of the function`,
+            n,
+          );
         }
         break;
       case 'const': {
         checkTensorType(n.type, n, 'constant');
         const v = n.value;
-        if (v.dtype !== n.type.dtype || v.shape.length !== n.type.shape.length || v.shape.some((d, i) => d !== n.type.shape[i])) {
+        if (
+          v.dtype !== n.type.dtype ||
+          v.shape.length !== n.type.shape.length ||
+          v.shape.some((d, i) => d !== n.type.shape[i])
+        ) {
           fail(`constant's type ${printType(n.type)} is not its value's ${v.dtype}[${v.shape.join(',')}]`, n);
         }
-        if (v.data.length !== numel(v.shape)) fail(`constant of shape [${v.shape.join(',')}] holds ${v.data.length} elements`, n);
+        if (v.data.length !== numel(v.shape))
+          fail(`constant of shape [${v.shape.join(',')}] holds ${v.data.length} elements`, n);
         break;
       }
       case 'tuple': {
-        if (n !== fn.body) fail('a tuple that is not the function\'s result', n);
+        if (n !== fn.body) fail("a tuple that is not the function's result", n);
         for (const f of n.fields) if (f.type.kind === 'tuple') fail('a tuple inside a tuple', n);
-        if (n.type.kind !== 'tuple' || !sameType(n.type, { kind: 'tuple', fields: n.fields.map((f) => f.type) })) fail('tuple type is not the tuple of its fields\' types', n);
+        if (n.type.kind !== 'tuple' || !sameType(n.type, { kind: 'tuple', fields: n.fields.map((f) => f.type) }))
+          fail("tuple type is not the tuple of its fields' types", n);
         break;
       }
       case 'call': {
-        n.args.forEach((a, i) => { used.add(a); checkTensorType(a.type, n, `argument ${i}`); });
+        n.args.forEach((a, i) => {
+          used.add(a);
+          checkTensorType(a.type, n, `argument ${i}`);
+        });
         checkTensorType(n.type, n, 'result');
         if (isFuncCall(n)) checkFuncCall(n, fn, opts, verified, fail);
         else checkOpCall(n, fn, opts, fail);
@@ -123,36 +149,59 @@ function verifyOne(fn: FuncNode, opts: GraphVerifyOptions, verified: Set<FuncNod
       }
     }
   }
-  if (fn.primitive) for (const p of fn.params) if (!used.has(p) && p !== fn.body) fail(`parameter %${p.name} of the primitive function is never used`, p);
+  if (fn.primitive)
+    for (const p of fn.params)
+      if (!used.has(p) && p !== fn.body) fail(`parameter %${p.name} of the primitive function is never used`, p);
 }
 
 function checkOpCall(n: CallNode, fn: FuncNode, opts: GraphVerifyOptions, fail: (p: string, n?: GExpr) => never): void {
   const op = n.op as OpSpec;
   if (opts.fused && !fn.primitive) fail(`call of operator ${op.name} outside a fused function`, n);
   let registered: OpSpec | undefined;
-  try { registered = getOp(op.name); } catch { registered = undefined; }
+  try {
+    registered = getOp(op.name);
+  } catch {
+    registered = undefined;
+  }
   if (registered !== op) fail(`operator ${op.name} is not the registered operator of that name`, n);
   let want: TensorType;
   try {
-    want = op.inferType(n.args.map((a) => a.type as TensorType), n.attrs);
+    want = op.inferType(
+      n.args.map((a) => a.type as TensorType),
+      n.attrs,
+    );
   } catch (e) {
-    return fail(`the type rule of ${op.name} rejects the arguments: ${(e as Error).message}`, n);
+    fail(`the type rule of ${op.name} rejects the arguments: ${(e as Error).message}`, n);
+    return;
   }
-  if (!sameType(want, n.type)) fail(`call has type ${printType(n.type)} but ${op.name}'s type rule gives ${printType(want)}`, n);
+  if (!sameType(want, n.type))
+    fail(`call has type ${printType(n.type)} but ${op.name}'s type rule gives ${printType(want)}`, n);
 }
 
-function checkFuncCall(n: CallNode & { op: FuncNode }, fn: FuncNode, opts: GraphVerifyOptions, verified: Set<FuncNode>,
-  fail: (p: string, n?: GExpr) => never): void {
+function checkFuncCall(
+  n: CallNode & { op: FuncNode },
+  fn: FuncNode,
+  opts: GraphVerifyOptions,
+  verified: Set<FuncNode>,
+  fail: (p: string, n?: GExpr) => never,
+): void {
   const callee = n.op;
   if (fn.primitive) fail(`primitive function calls function ${callee.name}; fused functions call operators only`, n);
-  if (!callee.primitive) fail(`call of function ${callee.name}, which is not primitive (only fused kernels are called)`, n);
+  if (!callee.primitive)
+    fail(`call of function ${callee.name}, which is not primitive (only fused kernels are called)`, n);
   if (callee === fn) fail(`function ${fn.name} calls itself`, n);
-  if (n.args.length !== callee.params.length) fail(`call of ${callee.name} passes ${n.args.length} arguments for ${callee.params.length} parameters`, n);
+  if (n.args.length !== callee.params.length)
+    fail(`call of ${callee.name} passes ${n.args.length} arguments for ${callee.params.length} parameters`, n);
   n.args.forEach((a, i) => {
     const p = callee.params[i];
-    if (!sameType(a.type, p.type)) fail(`argument ${i} of the call of ${callee.name} is ${printType(a.type)}, its parameter %${p.name} is ${printType(p.type)}`, n);
+    if (!sameType(a.type, p.type))
+      fail(
+        `argument ${i} of the call of ${callee.name} is ${printType(a.type)}, its parameter %${p.name} is ${printType(p.type)}`,
+        n,
+      );
   });
-  if (!sameType(n.type, callee.body.type)) fail(`call has type ${printType(n.type)} but ${callee.name} returns ${printType(callee.body.type)}`, n);
+  if (!sameType(n.type, callee.body.type))
+    fail(`call has type ${printType(n.type)} but ${callee.name} returns ${printType(callee.body.type)}`, n);
   if (Object.keys(n.attrs).length) fail(`call of ${callee.name} has attributes`, n);
   if (!verified.has(callee)) verifyOne(callee, opts, verified, fn);
 }

@@ -11,10 +11,18 @@ export const MAGIC = [0x4b, 0x49, 0x4c, 0x4e]; // "KILN"
 export const FORMAT_VERSION = 1;
 export const PREFIX_BYTES = 48;
 
-export interface Section { offset: number; length: number }
+export interface Section {
+  offset: number;
+  length: number;
+}
 
 /** A graph input or output: where its bytes live in linear memory. */
-export interface IOBinding { name: string; dtype: DType; shape: number[]; offset: number }
+export interface IOBinding {
+  name: string;
+  dtype: DType;
+  shape: number[];
+  offset: number;
+}
 
 export interface KernelInfo {
   /** Export name in the WebAssembly module. */

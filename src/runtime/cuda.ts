@@ -40,8 +40,14 @@ export interface CudaDriver {
   streamCreate(): CudaHandle;
   streamDestroy(stream: CudaHandle): void;
   /** cuLaunchKernel; `params` are the kernel's `.param .u64` pointer values, in parameter order. */
-  launchKernel(fn: CudaHandle, grid: readonly [number, number, number], block: readonly [number, number, number],
-    sharedBytes: number, stream: CudaHandle, params: readonly bigint[]): void;
+  launchKernel(
+    fn: CudaHandle,
+    grid: readonly [number, number, number],
+    block: readonly [number, number, number],
+    sharedBytes: number,
+    stream: CudaHandle,
+    params: readonly bigint[],
+  ): void;
   streamSynchronize(stream: CudaHandle): void;
   /**
    * Milliseconds the stream spends on what `enqueue` puts on it, on the GPU's timeline (events recorded before and
@@ -76,22 +82,40 @@ export class CudaExecutor {
   ) {}
 
   /** Number of kernel launches one run makes. */
-  get launchCount(): number { return this.launches.length; }
+  get launchCount(): number {
+    return this.launches.length;
+  }
 
-  static async create(header: ArtifactHeader, weights: Uint8Array, driver: CudaDriver, ordinal = 0): Promise<CudaExecutor> {
+  static async create(
+    header: ArtifactHeader,
+    weights: Uint8Array,
+    driver: CudaDriver,
+    ordinal = 0,
+  ): Promise<CudaExecutor> {
     const sec = header.cuda;
-    if (!sec) throw new KilnError('E_ARTIFACT', 'the artifact has no CUDA kernels', { hint: "compile the model with target 'cuda' (kiln compile --target cuda --sm 80)" });
+    if (!sec)
+      throw new KilnError('E_ARTIFACT', 'the artifact has no CUDA kernels', {
+        hint: "compile the model with target 'cuda' (kiln compile --target cuda --sm 80)",
+      });
     validate(header, sec, weights);
     const device = driver.init(ordinal);
     if (device.sm < sec.sm) {
       driver.release();
-      throw new KilnError('E_UNSUPPORTED', `the artifact's PTX targets sm_${sec.sm}; the GPU '${device.name}' is sm_${device.sm}`, { hint: `recompile with --sm ${[90, 86, 80].find((s) => s <= device.sm) ?? 80} (or a lower SM target)` });
+      throw new KilnError(
+        'E_UNSUPPORTED',
+        `the artifact's PTX targets sm_${sec.sm}; the GPU '${device.name}' is sm_${device.sm}`,
+        { hint: `recompile with --sm ${[90, 86, 80].find((s) => s <= device.sm) ?? 80} (or a lower SM target)` },
+      );
     }
     let module: CudaHandle | undefined, stream: CudaHandle | undefined, base: bigint | undefined;
     try {
       module = driver.moduleLoadData(sec.ptx);
       const fns = new Map<string, CudaHandle>();
-      const fn = (entry: string) => { let f = fns.get(entry); if (f === undefined) fns.set(entry, f = driver.moduleGetFunction(module, entry)); return f; };
+      const fn = (entry: string) => {
+        let f = fns.get(entry);
+        if (f === undefined) fns.set(entry, (f = driver.moduleGetFunction(module, entry)));
+        return f;
+      };
       base = driver.memAlloc(Math.max(sec.memoryBytes, 16));
       if (weights.length) driver.memcpyHtoD(base + BigInt(header.weightsAt), weights);
       stream = driver.streamCreate();
@@ -143,11 +167,16 @@ export class CudaExecutor {
     if (this.disposed) throw new KilnError('E_INPUT', 'the model was disposed');
     const { driver, stream } = this;
     if (!driver.timeOnStream) return undefined;
-    return driver.timeOnStream(stream, () => { for (let p = 0; p < passes; p++) this.launchAll(); }) / passes;
+    return (
+      driver.timeOnStream(stream, () => {
+        for (let p = 0; p < passes; p++) this.launchAll();
+      }) / passes
+    );
   }
 
   private launchAll(): void {
-    for (const l of this.launches) this.driver.launchKernel(l.fn, l.grid, l.block, l.sharedBytes, this.stream, l.params);
+    for (const l of this.launches)
+      this.driver.launchKernel(l.fn, l.grid, l.block, l.sharedBytes, this.stream, l.params);
   }
 
   dispose(): void {
@@ -163,10 +192,12 @@ export class CudaExecutor {
 
 /** Every buffer the program touches lies inside the device allocation. */
 function validate(header: ArtifactHeader, sec: CudaSection, weights: Uint8Array): void {
-  const bad = (what: string) => new KilnError('E_ARTIFACT', `the CUDA section is inconsistent: ${what}`, { hint: 'recompile the model' });
+  const bad = (what: string) =>
+    new KilnError('E_ARTIFACT', `the CUDA section is inconsistent: ${what}`, { hint: 'recompile the model' });
   if (header.weightsAt + weights.length > sec.memoryBytes) throw bad('the weights do not fit in its device memory');
   for (const b of [...header.inputs, ...header.outputs]) {
-    if (b.offset + sizeOf(b.shape) * BYTES[b.dtype] > sec.memoryBytes) throw bad(`'${b.name}' lies outside its device memory`);
+    if (b.offset + sizeOf(b.shape) * BYTES[b.dtype] > sec.memoryBytes)
+      throw bad(`'${b.name}' lies outside its device memory`);
   }
   for (const call of header.calls) {
     const k = sec.kernels[call.kernel];
@@ -175,7 +206,8 @@ function validate(header: ArtifactHeader, sec: CudaSection, weights: Uint8Array)
     if (call.args.length < io) throw bad(`kernel ${k.name} takes ${io} buffers, a call passes ${call.args.length}`);
     k.params.forEach((p, i) => {
       const at = p.role === 'scratch' ? sec.scratchAt : call.args[i];
-      if (at + p.bytes > sec.memoryBytes) throw bad(`kernel ${k.name}'s parameter ${p.name} lies outside its device memory`);
+      if (at + p.bytes > sec.memoryBytes)
+        throw bad(`kernel ${k.name}'s parameter ${p.name} lies outside its device memory`);
     });
   }
 }

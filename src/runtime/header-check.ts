@@ -7,10 +7,21 @@ import type { ArtifactHeader } from './artifact-format.js';
 import { sizeOf } from './tensor.js';
 
 export const damaged = (what: string): KilnError =>
-  new KilnError('E_ARTIFACT', `artifact is damaged: ${what}`, { hint: 'recompile the model with kiln compile; do not edit or truncate .kiln files' });
+  new KilnError('E_ARTIFACT', `artifact is damaged: ${what}`, {
+    hint: 'recompile the model with kiln compile; do not edit or truncate .kiln files',
+  });
 
 type Obj = Record<string, unknown>;
-const shown = (v: unknown): string => (typeof v === 'string' ? `'${v.slice(0, 40)}'` : Array.isArray(v) ? 'an array' : v === null ? 'null' : typeof v === 'object' ? 'an object' : String(v));
+const shown = (v: unknown): string =>
+  typeof v === 'string'
+    ? `'${v.slice(0, 40)}'`
+    : Array.isArray(v)
+      ? 'an array'
+      : v === null
+        ? 'null'
+        : typeof v === 'object'
+          ? 'an object'
+          : String(v);
 
 function obj(v: unknown, path: string): Obj {
   if (v === null || typeof v !== 'object' || Array.isArray(v)) throw damaged(`${path} is ${shown(v)}, not an object`);
@@ -26,16 +37,19 @@ function str(v: unknown, path: string): string {
 }
 /** A non-negative safe integer, at most `max`. */
 function uint(v: unknown, path: string, max = Number.MAX_SAFE_INTEGER, what = ''): number {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw damaged(`${path} is ${shown(v)}, not a non-negative integer`);
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
+    throw damaged(`${path} is ${shown(v)}, not a non-negative integer`);
   if (v > max) throw damaged(`${path} is ${v}, past ${what || max}`);
   return v;
 }
 function num(v: unknown, path: string): number {
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw damaged(`${path} is ${shown(v)}, not a non-negative number`);
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0)
+    throw damaged(`${path} is ${shown(v)}, not a non-negative number`);
   return v;
 }
 function dtype(v: unknown, path: string): DType {
-  if (typeof v !== 'string' || !DTYPES.includes(v as DType)) throw damaged(`${path} is ${shown(v)}, not a dtype (${DTYPES.join(', ')})`);
+  if (typeof v !== 'string' || !DTYPES.includes(v as DType))
+    throw damaged(`${path} is ${shown(v)}, not a dtype (${DTYPES.join(', ')})`);
   return v as DType;
 }
 function shape(v: unknown, path: string): number[] {
@@ -52,9 +66,11 @@ function triple(v: unknown, path: string): void {
 /** A section of the file: inside it, after the header. */
 function section(v: unknown, path: string, bodyStart: number, fileBytes: number): void {
   const s = obj(v, path);
-  const offset = uint(s.offset, `${path}.offset`), length = uint(s.length, `${path}.length`);
+  const offset = uint(s.offset, `${path}.offset`),
+    length = uint(s.length, `${path}.length`);
   if (offset < bodyStart) throw damaged(`${path}.offset ${offset} lies inside the header (which ends at ${bodyStart})`);
-  if (offset + length > fileBytes) throw damaged(`${path} [${offset}, ${offset + length}) lies outside the file of ${fileBytes} bytes`);
+  if (offset + length > fileBytes)
+    throw damaged(`${path} [${offset}, ${offset + length}) lies outside the file of ${fileBytes} bytes`);
 }
 
 /**
@@ -72,12 +88,16 @@ export function checkHeader(h: unknown, bodyStart: number, fileBytes: number): a
 
   const memoryBytes = uint(head.memoryBytes, 'memoryBytes');
   const weightsAt = uint(head.weightsAt, 'weightsAt');
-  if (weightsAt + weightBytes > memoryBytes) throw damaged(`the weights (${weightBytes} bytes at weightsAt ${weightsAt}) do not fit in memoryBytes ${memoryBytes}`);
+  if (weightsAt + weightBytes > memoryBytes)
+    throw damaged(
+      `the weights (${weightBytes} bytes at weightsAt ${weightsAt}) do not fit in memoryBytes ${memoryBytes}`,
+    );
 
   const io = (list: unknown, path: string) => {
     const names = new Set<string>();
     arr(list, path).forEach((b, i) => {
-      const p = `${path}[${i}]`, o = obj(b, p);
+      const p = `${path}[${i}]`,
+        o = obj(b, p);
       const name = str(o.name, `${p}.name`);
       if (names.has(name)) throw damaged(`${p}.name '${name}' appears twice`);
       names.add(name);
@@ -85,24 +105,32 @@ export function checkHeader(h: unknown, bodyStart: number, fileBytes: number): a
       const n = sizeOf(shape(o.shape, `${p}.shape`));
       const offset = uint(o.offset, `${p}.offset`);
       // the executor views it as a typed array of its dtype, which must start at a multiple of the element size
-      if (offset % BYTES[t] !== 0) throw damaged(`${p}.offset ${offset} is not a multiple of ${BYTES[t]}, the size of ${t}`);
-      if (offset + n * BYTES[t] > memoryBytes) throw damaged(`${p} ('${name}', ${n * BYTES[t]} bytes at offset ${offset}) lies outside memoryBytes ${memoryBytes}`);
+      if (offset % BYTES[t] !== 0)
+        throw damaged(`${p}.offset ${offset} is not a multiple of ${BYTES[t]}, the size of ${t}`);
+      if (offset + n * BYTES[t] > memoryBytes)
+        throw damaged(
+          `${p} ('${name}', ${n * BYTES[t]} bytes at offset ${offset}) lies outside memoryBytes ${memoryBytes}`,
+        );
     });
   };
   io(head.inputs, 'inputs');
   io(head.outputs, 'outputs');
 
   const kernels = arr(head.kernels, 'kernels').map((k, i) => {
-    const p = `kernels[${i}]`, o = obj(k, p);
+    const p = `kernels[${i}]`,
+      o = obj(k, p);
     str(o.name, `${p}.name`);
-    arr(o.phases, `${p}.phases`).forEach((ph, j) => { if (typeof ph !== 'boolean') throw damaged(`${p}.phases[${j}] is ${shown(ph)}, not true or false`); });
+    arr(o.phases, `${p}.phases`).forEach((ph, j) => {
+      if (typeof ph !== 'boolean') throw damaged(`${p}.phases[${j}] is ${shown(ph)}, not true or false`);
+    });
     num(o.flops, `${p}.flops`);
     num(o.bytes, `${p}.bytes`);
     if (o.ops !== undefined) arr(o.ops, `${p}.ops`);
     return o;
   });
   arr(head.calls, 'calls').forEach((c, i) => {
-    const p = `calls[${i}]`, o = obj(c, p);
+    const p = `calls[${i}]`,
+      o = obj(c, p);
     uint(o.kernel, `${p}.kernel`, kernels.length - 1, `the last of ${kernels.length} kernels`);
     arr(o.args, `${p}.args`).forEach((a, j) => uint(a, `${p}.args[${j}]`, memoryBytes, `memoryBytes ${memoryBytes}`));
     if (o.origin !== undefined) arr(o.origin, `${p}.origin`);
@@ -115,15 +143,20 @@ export function checkHeader(h: unknown, bodyStart: number, fileBytes: number): a
 function checkWebGpu(g: Obj, weightBytes: number): void {
   const values = arr(g.values, 'webgpu.values');
   values.forEach((v, i) => {
-    const p = `webgpu.values[${i}]`, o = obj(v, p);
+    const p = `webgpu.values[${i}]`,
+      o = obj(v, p);
     const t = dtype(o.dtype, `${p}.dtype`);
     const size = uint(o.size, `${p}.size`);
-    if (!['input', 'output', 'intermediate', 'weight'].includes(o.kind as string)) throw damaged(`${p}.kind is ${shown(o.kind)}`);
+    if (!['input', 'output', 'intermediate', 'weight'].includes(o.kind as string))
+      throw damaged(`${p}.kind is ${shown(o.kind)}`);
     if (o.kind === 'weight') {
       const w = obj(o.weight, `${p}.weight`);
-      const off = uint(w.offset, `${p}.weight.offset`), len = uint(w.length, `${p}.weight.length`);
-      if (off + len > weightBytes) throw damaged(`${p}.weight [${off}, ${off + len}) lies outside the weights section of ${weightBytes} bytes`);
-      if (len < size * BYTES[t]) throw damaged(`${p}.weight holds ${len} bytes, ${size} ${t} values need ${size * BYTES[t]}`);
+      const off = uint(w.offset, `${p}.weight.offset`),
+        len = uint(w.length, `${p}.weight.length`);
+      if (off + len > weightBytes)
+        throw damaged(`${p}.weight [${off}, ${off + len}) lies outside the weights section of ${weightBytes} bytes`);
+      if (len < size * BYTES[t])
+        throw damaged(`${p}.weight holds ${len} bytes, ${size} ${t} values need ${size * BYTES[t]}`);
     }
   });
   const value = (v: unknown, path: string) => uint(v, path, values.length - 1, `the last of ${values.length} values`);
@@ -135,47 +168,61 @@ function checkWebGpu(g: Obj, weightBytes: number): void {
     });
   }
   const kernels = arr(g.kernels, 'webgpu.kernels').map((k, i) => {
-    const p = `webgpu.kernels[${i}]`, o = obj(k, p);
+    const p = `webgpu.kernels[${i}]`,
+      o = obj(k, p);
     str(o.name, `${p}.name`);
     arr(o.ops, `${p}.ops`);
     const temps = arr(o.temps, `${p}.temps`);
-    temps.forEach((t, j) => { const to = obj(t, `${p}.temps[${j}]`); dtype(to.dtype, `${p}.temps[${j}].dtype`); uint(to.size, `${p}.temps[${j}].size`); });
+    temps.forEach((t, j) => {
+      const to = obj(t, `${p}.temps[${j}]`);
+      dtype(to.dtype, `${p}.temps[${j}].dtype`);
+      uint(to.size, `${p}.temps[${j}].size`);
+    });
     return { o, temps: temps.length };
   });
   arr(g.calls, 'webgpu.calls').forEach((c, i) => {
-    const p = `webgpu.calls[${i}]`, o = obj(c, p);
+    const p = `webgpu.calls[${i}]`,
+      o = obj(c, p);
     const k = kernels[uint(o.kernel, `${p}.kernel`, kernels.length - 1, `the last of ${kernels.length} kernels`)];
     const args = arr(o.args, `${p}.args`);
     if (args.length === 0) throw damaged(`${p}.args is empty`);
     args.forEach((a, j) => value(a, `${p}.args[${j}]`));
     const params = args.length + k.temps;
     arr(k.o.stages, `webgpu.kernels[${o.kernel}].stages`).forEach((s, j) => {
-      const sp = `webgpu.kernels[${o.kernel}].stages[${j}]`, so = obj(s, sp);
+      const sp = `webgpu.kernels[${o.kernel}].stages[${j}]`,
+        so = obj(s, sp);
       if (typeof so.code !== 'string') throw damaged(`${sp}.code is ${shown(so.code)}, not WGSL text`);
       uint(so.workgroupSize, `${sp}.workgroupSize`);
       triple(so.grid, `${sp}.grid`);
-      arr(so.bindings, `${sp}.bindings`).forEach((b, n) => uint(b, `${sp}.bindings[${n}]`, params - 1, `the ${params} parameters of a call`));
-      if (so.uniforms !== undefined) arr(so.uniforms, `${sp}.uniforms`).forEach((u, n) => uint(u, `${sp}.uniforms[${n}]`, 2 ** 32 - 1));
+      arr(so.bindings, `${sp}.bindings`).forEach((b, n) =>
+        uint(b, `${sp}.bindings[${n}]`, params - 1, `the ${params} parameters of a call`),
+      );
+      if (so.uniforms !== undefined)
+        arr(so.uniforms, `${sp}.uniforms`).forEach((u, n) => uint(u, `${sp}.uniforms[${n}]`, 2 ** 32 - 1));
     });
   });
 }
 
 function checkCuda(c: Obj, weightsEnd: number): void {
   const memoryBytes = uint(c.memoryBytes, 'cuda.memoryBytes');
-  if (weightsEnd > memoryBytes) throw damaged(`cuda.memoryBytes ${memoryBytes} does not hold the weights (which end at ${weightsEnd})`);
+  if (weightsEnd > memoryBytes)
+    throw damaged(`cuda.memoryBytes ${memoryBytes} does not hold the weights (which end at ${weightsEnd})`);
   uint(c.scratchAt, 'cuda.scratchAt', memoryBytes, `cuda.memoryBytes ${memoryBytes}`);
   uint(c.sm, 'cuda.sm');
   if (typeof c.ptx !== 'string') throw damaged(`cuda.ptx is ${shown(c.ptx)}, not PTX text`);
   arr(c.kernels, 'cuda.kernels').forEach((k, i) => {
-    const p = `cuda.kernels[${i}]`, o = obj(k, p);
+    const p = `cuda.kernels[${i}]`,
+      o = obj(k, p);
     str(o.name, `${p}.name`);
     arr(o.params, `${p}.params`).forEach((q, j) => {
       const qo = obj(q, `${p}.params[${j}]`);
-      if (!['input', 'output', 'scratch'].includes(qo.role as string)) throw damaged(`${p}.params[${j}].role is ${shown(qo.role)}`);
+      if (!['input', 'output', 'scratch'].includes(qo.role as string))
+        throw damaged(`${p}.params[${j}].role is ${shown(qo.role)}`);
       uint(qo.bytes, `${p}.params[${j}].bytes`, memoryBytes, `cuda.memoryBytes ${memoryBytes}`);
     });
     arr(o.launches, `${p}.launches`).forEach((l, j) => {
-      const lp = `${p}.launches[${j}]`, lo = obj(l, lp);
+      const lp = `${p}.launches[${j}]`,
+        lo = obj(l, lp);
       str(lo.entry, `${lp}.entry`);
       triple(lo.grid, `${lp}.grid`);
       triple(lo.block, `${lp}.block`);

@@ -19,13 +19,22 @@ export type HostReply =
   | { kiln: 'result'; outputs: Record<string, Tensor> }
   | { kiln: 'error'; error: WireError };
 
-export const isHostInit = (m: unknown): m is HostInit => typeof m === 'object' && m !== null && (m as { kiln?: unknown }).kiln === 'host';
+export const isHostInit = (m: unknown): m is HostInit =>
+  typeof m === 'object' && m !== null && (m as { kiln?: unknown }).kiln === 'host';
 
 /** A KilnError as it crosses a worker boundary (structured clone keeps neither its class nor its fields). */
-export interface WireError { code: KilnErrorCode; detail: string; hint?: string; node?: string; op?: string; opset?: number }
+export interface WireError {
+  code: KilnErrorCode;
+  detail: string;
+  hint?: string;
+  node?: string;
+  op?: string;
+  opset?: number;
+}
 
 export function toWire(e: unknown): WireError {
-  if (e instanceof KilnError) return { code: e.code, detail: e.detail, hint: e.hint, node: e.node, op: e.op, opset: e.opset };
+  if (e instanceof KilnError)
+    return { code: e.code, detail: e.detail, hint: e.hint, node: e.node, op: e.op, opset: e.opset };
   const msg = (e as Error)?.message ?? String(e);
   return { code: 'E_INTERNAL', detail: `the model's worker failed: ${msg}`, hint: 'please report this with the model' };
 }

@@ -70,33 +70,81 @@ export interface LoadedModel {
 }
 
 export async function load(artifact: Uint8Array, opts: LoadOptions = {}): Promise<LoadedModel> {
-  if (opts === null || typeof opts !== 'object') throw new KilnError('E_INPUT', `load options are ${opts === null ? 'null' : typeof opts}, not an object`, { hint: "pass e.g. { threads: 1 } or { timeoutMs: 5000 }" });
+  if (opts === null || typeof opts !== 'object')
+    throw new KilnError('E_INPUT', `load options are ${opts === null ? 'null' : typeof opts}, not an object`, {
+      hint: 'pass e.g. { threads: 1 } or { timeoutMs: 5000 }',
+    });
   const target = opts.target ?? 'wasm';
-  if (target !== 'wasm' && target !== 'webgpu' && target !== 'cuda') throw new KilnError('E_INPUT', `target '${target}' is not available in this runtime`, { hint: "use target 'wasm', 'webgpu' or 'cuda'" });
+  if (target !== 'wasm' && target !== 'webgpu' && target !== 'cuda')
+    throw new KilnError('E_INPUT', `target '${target}' is not available in this runtime`, {
+      hint: "use target 'wasm', 'webgpu' or 'cuda'",
+    });
   const timeoutMs = opts.timeoutMs === undefined ? undefined : checkTimeout(opts.timeoutMs, 'load');
-  if (timeoutMs !== undefined && target !== 'wasm') throw new KilnError('E_UNSUPPORTED', `timeoutMs is available on the 'wasm' target, not '${target}'`, { hint: 'load without timeoutMs' });
-  if (target === 'cuda' && !opts.cudaDriver) throw new KilnError('E_NO_DEVICE', "target 'cuda' needs a CUDA driver binding", { hint: "use load of kiln's Node entry point, which binds libcuda through koffi, or pass load(artifact, { target: 'cuda', cudaDriver })" });
-  if (target === 'webgpu' && !opts.device) throw new KilnError('E_INPUT', "target 'webgpu' needs a GPUDevice", { hint: 'pass load(artifact, { target: \'webgpu\', device }) with a device from navigator.gpu (or npm webgpu in Node)' });
+  if (timeoutMs !== undefined && target !== 'wasm')
+    throw new KilnError('E_UNSUPPORTED', `timeoutMs is available on the 'wasm' target, not '${target}'`, {
+      hint: 'load without timeoutMs',
+    });
+  if (target === 'cuda' && !opts.cudaDriver)
+    throw new KilnError('E_NO_DEVICE', "target 'cuda' needs a CUDA driver binding", {
+      hint: "use load of kiln's Node entry point, which binds libcuda through koffi, or pass load(artifact, { target: 'cuda', cudaDriver })",
+    });
+  if (target === 'webgpu' && !opts.device)
+    throw new KilnError('E_INPUT', "target 'webgpu' needs a GPUDevice", {
+      hint: "pass load(artifact, { target: 'webgpu', device }) with a device from navigator.gpu (or npm webgpu in Node)",
+    });
   const workerFactory = opts.workerFactory ?? webWorkerFactory();
-  const isolated = typeof SharedArrayBuffer !== 'undefined' && (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated !== false;
+  const isolated =
+    typeof SharedArrayBuffer !== 'undefined' &&
+    (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated !== false;
   const cores = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? 1;
   const threads = opts.threads ?? (workerFactory && isolated ? Math.min(cores, MAX_THREADS) : 1);
   if (timeoutMs !== undefined) {
-    if (!workerFactory) throw new KilnError('E_UNSUPPORTED', 'timeoutMs needs workers, which this platform lacks', { hint: 'load without timeoutMs' });
-    return supervised(await loadSupervised(artifact, workerFactory, { threads, simd: opts.simd, minParallelWork: opts.minParallelWork, timeoutMs }));
+    if (!workerFactory)
+      throw new KilnError('E_UNSUPPORTED', 'timeoutMs needs workers, which this platform lacks', {
+        hint: 'load without timeoutMs',
+      });
+    return supervised(
+      await loadSupervised(artifact, workerFactory, {
+        threads,
+        simd: opts.simd,
+        minParallelWork: opts.minParallelWork,
+        timeoutMs,
+      }),
+    );
   }
   const parts = await readArtifact(artifact);
-  if (target === 'cuda') return asyncOnly(parts.header, 'CUDA', await CudaExecutor.create(parts.header, parts.weights, opts.cudaDriver!, opts.cudaDevice));
-  if (target === 'webgpu') return asyncOnly(parts.header, 'WebGPU', await WebGpuExecutor.create(parts.header, parts.weights, opts.device!));
-  return fromParts(parts.header, await WasmExecutor.create(parts, { threads, workerFactory, simd: opts.simd, minParallelWork: opts.minParallelWork }));
+  if (target === 'cuda')
+    return asyncOnly(
+      parts.header,
+      'CUDA',
+      await CudaExecutor.create(parts.header, parts.weights, opts.cudaDriver!, opts.cudaDevice),
+    );
+  if (target === 'webgpu')
+    return asyncOnly(parts.header, 'WebGPU', await WebGpuExecutor.create(parts.header, parts.weights, opts.device!));
+  return fromParts(
+    parts.header,
+    await WasmExecutor.create(parts, {
+      threads,
+      workerFactory,
+      simd: opts.simd,
+      minParallelWork: opts.minParallelWork,
+    }),
+  );
 }
 
 /** run(feeds, { timeoutMs }) on a model that runs on the calling thread: it could not be stopped, so say so. */
 function noWatchdog(options: RunOptions | undefined): void {
   if (options === undefined) return;
-  if (options === null || typeof options !== 'object') throw new KilnError('E_INPUT', `run options are ${options === null ? 'null' : typeof options}, not an object`, { hint: 'pass e.g. { timeoutMs: 5000 }' });
+  if (options === null || typeof options !== 'object')
+    throw new KilnError('E_INPUT', `run options are ${options === null ? 'null' : typeof options}, not an object`, {
+      hint: 'pass e.g. { timeoutMs: 5000 }',
+    });
   if (options.timeoutMs !== undefined) {
-    throw new KilnError('E_UNSUPPORTED', 'run(feeds, { timeoutMs }) needs a model loaded with load(artifact, { timeoutMs }): this one runs on the calling thread, which cannot interrupt it', { hint: 'load with { timeoutMs } (Infinity: no default limit) to run under a watchdog' });
+    throw new KilnError(
+      'E_UNSUPPORTED',
+      'run(feeds, { timeoutMs }) needs a model loaded with load(artifact, { timeoutMs }): this one runs on the calling thread, which cannot interrupt it',
+      { hint: 'load with { timeoutMs } (Infinity: no default limit) to run under a watchdog' },
+    );
   }
 }
 
@@ -107,14 +155,25 @@ function supervised(m: Awaited<ReturnType<typeof loadSupervised>>): LoadedModel 
     outputs: m.outputs,
     header: m.header,
     run: (feeds, options) => {
-      if (options !== undefined && (options === null || typeof options !== 'object')) return Promise.reject(new KilnError('E_INPUT', `run options are ${options === null ? 'null' : typeof options}, not an object`, { hint: 'pass e.g. { timeoutMs: 5000 }' }));
+      if (options !== undefined && (options === null || typeof options !== 'object'))
+        return Promise.reject(
+          new KilnError('E_INPUT', `run options are ${options === null ? 'null' : typeof options}, not an object`, {
+            hint: 'pass e.g. { timeoutMs: 5000 }',
+          }),
+        );
       try {
         return m.run(feeds, options?.timeoutMs === undefined ? undefined : checkTimeout(options.timeoutMs, 'run'));
       } catch (e) {
         return Promise.reject(e);
       }
     },
-    runSync: () => { throw new KilnError('E_UNSUPPORTED', 'runSync is not available on a model loaded with timeoutMs: it runs in a worker', { hint: 'use await model.run(feeds), or load without timeoutMs' }); },
+    runSync: () => {
+      throw new KilnError(
+        'E_UNSUPPORTED',
+        'runSync is not available on a model loaded with timeoutMs: it runs in a worker',
+        { hint: 'use await model.run(feeds), or load without timeoutMs' },
+      );
+    },
     threads: m.threads,
     simd: m.simd,
     dispose: () => m.dispose(),
@@ -122,13 +181,24 @@ function supervised(m: Awaited<ReturnType<typeof loadSupervised>>): LoadedModel 
 }
 
 /** A model on a device target: results come back asynchronously only. */
-function asyncOnly(header: ArtifactHeader, what: string, ex: { run(f: Record<string, Tensor>): Promise<Record<string, Tensor>>; dispose(): void }): LoadedModel {
+function asyncOnly(
+  header: ArtifactHeader,
+  what: string,
+  ex: { run(f: Record<string, Tensor>): Promise<Record<string, Tensor>>; dispose(): void },
+): LoadedModel {
   return {
     inputs: header.inputs,
     outputs: header.outputs,
     header,
-    run: async (feeds, options) => { noWatchdog(options); return ex.run(feeds); },
-    runSync: () => { throw new KilnError('E_UNSUPPORTED', `runSync is not available on the ${what} target`, { hint: 'use await model.run(feeds)' }); },
+    run: async (feeds, options) => {
+      noWatchdog(options);
+      return ex.run(feeds);
+    },
+    runSync: () => {
+      throw new KilnError('E_UNSUPPORTED', `runSync is not available on the ${what} target`, {
+        hint: 'use await model.run(feeds)',
+      });
+    },
     threads: 1,
     dispose: () => ex.dispose(),
   };
@@ -139,7 +209,10 @@ export function fromParts(header: ArtifactHeader, ex: WasmExecutor): LoadedModel
     inputs: header.inputs,
     outputs: header.outputs,
     header,
-    run: async (feeds, options) => { noWatchdog(options); return ex.run(feeds); },
+    run: async (feeds, options) => {
+      noWatchdog(options);
+      return ex.run(feeds);
+    },
     runSync: (feeds, timings) => ex.run(feeds, timings),
     threads: ex.threads,
     simd: ex.simd,

@@ -10,11 +10,20 @@ export interface HostPort {
   onMessage(handler: (request: HostRequest) => void): void;
 }
 
-export async function hostModel(init: HostInit, port: HostPort, workerFactory: WorkerFactory | undefined): Promise<void> {
+export async function hostModel(
+  init: HostInit,
+  port: HostPort,
+  workerFactory: WorkerFactory | undefined,
+): Promise<void> {
   let ex: WasmExecutor;
   try {
     const parts = await readArtifact(init.artifact);
-    ex = await WasmExecutor.create(parts, { threads: init.threads, workerFactory, simd: init.simd, minParallelWork: init.minParallelWork });
+    ex = await WasmExecutor.create(parts, {
+      threads: init.threads,
+      workerFactory,
+      simd: init.simd,
+      minParallelWork: init.minParallelWork,
+    });
   } catch (e) {
     port.post({ kiln: 'error', error: toWire(e) });
     return;
@@ -23,7 +32,10 @@ export async function hostModel(init: HostInit, port: HostPort, workerFactory: W
     try {
       const outputs = ex.run(req.feeds);
       // every output has its own fresh buffer: hand them over without a copy
-      port.post({ kiln: 'result', outputs }, Object.values(outputs).map((t) => t.data.buffer as ArrayBuffer));
+      port.post(
+        { kiln: 'result', outputs },
+        Object.values(outputs).map((t) => t.data.buffer as ArrayBuffer),
+      );
     } catch (e) {
       port.post({ kiln: 'error', error: toWire(e) });
     }

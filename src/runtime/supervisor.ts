@@ -16,7 +16,11 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Checks a timeoutMs option: a positive number of milliseconds (Infinity: no limit). */
 export function checkTimeout(ms: unknown, where: string): number {
   if (typeof ms !== 'number' || Number.isNaN(ms) || ms <= 0) {
-    throw new KilnError('E_INPUT', `${where}: timeoutMs is ${typeof ms === 'number' ? ms : typeof ms}, not a positive number of milliseconds`, { hint: 'pass e.g. { timeoutMs: 5000 }, or Infinity for no limit' });
+    throw new KilnError(
+      'E_INPUT',
+      `${where}: timeoutMs is ${typeof ms === 'number' ? ms : typeof ms}, not a positive number of milliseconds`,
+      { hint: 'pass e.g. { timeoutMs: 5000 }, or Infinity for no limit' },
+    );
   }
   return ms;
 }
@@ -47,7 +51,7 @@ class Supervisor {
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(factory: WorkerFactory) {
-    const w = this.worker = factory();
+    const w = (this.worker = factory());
     w.onMessage((m) => this.settle((p) => p.resolve(m as HostReply)));
     w.onError((e) => this.fail(`its worker failed: ${(e as Error)?.message ?? e}`));
     w.onExit?.((code) => this.fail(`its worker exited (code ${code})`));
@@ -65,33 +69,73 @@ class Supervisor {
     if (this.stopped === undefined) this.stopped = reason;
     this.worker?.terminate();
     this.worker = undefined;
-    this.settle((p) => p.reject(error ?? new KilnError('E_INTERNAL', `the model stopped: ${reason}`, { hint: 'load the model again; if this recurs, please report it with the model' })));
+    this.settle((p) =>
+      p.reject(
+        error ??
+          new KilnError('E_INTERNAL', `the model stopped: ${reason}`, {
+            hint: 'load the model again; if this recurs, please report it with the model',
+          }),
+      ),
+    );
   }
 
   /** Posts a message and waits for the worker's reply, at most `timeoutMs`; calls are answered one at a time. */
   request(what: 'load' | 'run', message: unknown, transfer: Transferable[], timeoutMs: number): Promise<HostReply> {
-    const r = this.queue.then(() => new Promise<HostReply>((resolve, reject) => {
-      if (this.stopped !== undefined || !this.worker) {
-        reject(new KilnError('E_INPUT', `the model was disposed: ${this.stopped ?? 'dispose() was called'}`, { hint: 'load the model again' }));
-        return;
-      }
-      const timer = timeoutMs <= MAX_TIMER_MS ? setTimeout(() => {
-        const reason = `a ${what} took longer than ${timeoutMs} ms and its worker was stopped`;
-        this.fail(reason, new KilnError('E_TIMEOUT', `${what} took longer than ${timeoutMs} ms; the worker was stopped; the model must be loaded again`, {
-          hint: what === 'run' ? 'load the model again; if a fresh artifact also hangs, recompile it or raise timeoutMs' : 'raise timeoutMs, or recompile the model if its artifact is damaged',
-        }));
-      }, timeoutMs) : undefined;
-      this.pending = {
-        resolve: (m) => { clearTimeout(timer); resolve(m); },
-        reject: (e) => { clearTimeout(timer); reject(e); },
-      };
-      this.worker.keepAlive?.(true);
-      try {
-        this.worker.postMessage(message, transfer);
-      } catch (e) {
-        this.settle((p) => p.reject(new KilnError('E_INPUT', `the ${what} request cannot be sent to the model's worker: ${(e as Error)?.message ?? e}`)));
-      }
-    }));
+    const r = this.queue.then(
+      () =>
+        new Promise<HostReply>((resolve, reject) => {
+          if (this.stopped !== undefined || !this.worker) {
+            reject(
+              new KilnError('E_INPUT', `the model was disposed: ${this.stopped ?? 'dispose() was called'}`, {
+                hint: 'load the model again',
+              }),
+            );
+            return;
+          }
+          const timer =
+            timeoutMs <= MAX_TIMER_MS
+              ? setTimeout(() => {
+                  const reason = `a ${what} took longer than ${timeoutMs} ms and its worker was stopped`;
+                  this.fail(
+                    reason,
+                    new KilnError(
+                      'E_TIMEOUT',
+                      `${what} took longer than ${timeoutMs} ms; the worker was stopped; the model must be loaded again`,
+                      {
+                        hint:
+                          what === 'run'
+                            ? 'load the model again; if a fresh artifact also hangs, recompile it or raise timeoutMs'
+                            : 'raise timeoutMs, or recompile the model if its artifact is damaged',
+                      },
+                    ),
+                  );
+                }, timeoutMs)
+              : undefined;
+          this.pending = {
+            resolve: (m) => {
+              clearTimeout(timer);
+              resolve(m);
+            },
+            reject: (e) => {
+              clearTimeout(timer);
+              reject(e);
+            },
+          };
+          this.worker.keepAlive?.(true);
+          try {
+            this.worker.postMessage(message, transfer);
+          } catch (e) {
+            this.settle((p) =>
+              p.reject(
+                new KilnError(
+                  'E_INPUT',
+                  `the ${what} request cannot be sent to the model's worker: ${(e as Error)?.message ?? e}`,
+                ),
+              ),
+            );
+          }
+        }),
+    );
     this.queue = r.catch(() => undefined);
     return r;
   }
@@ -100,26 +144,44 @@ class Supervisor {
     if (this.stopped === undefined) this.stopped = 'dispose() was called';
     this.worker?.terminate();
     this.worker = undefined;
-    this.settle((p) => p.reject(new KilnError('E_INPUT', 'the model was disposed while it ran', { hint: 'load the model again' })));
+    this.settle((p) =>
+      p.reject(new KilnError('E_INPUT', 'the model was disposed while it ran', { hint: 'load the model again' })),
+    );
   }
 }
 
 function unexpected(m: HostReply, wanted: string): KilnError {
-  return new KilnError('E_INTERNAL', `the model's worker answered '${(m as { kiln?: unknown })?.kiln}' to a ${wanted} request`, { hint: 'please report this' });
+  return new KilnError(
+    'E_INTERNAL',
+    `the model's worker answered '${(m as { kiln?: unknown })?.kiln}' to a ${wanted} request`,
+    { hint: 'please report this' },
+  );
 }
 
 /** Loads the artifact in a worker started by `factory`; the load itself is bounded by opts.timeoutMs. */
-export async function loadSupervised(artifact: Uint8Array, factory: WorkerFactory, opts: SupervisedOptions): Promise<SupervisedModel> {
+export async function loadSupervised(
+  artifact: Uint8Array,
+  factory: WorkerFactory,
+  opts: SupervisedOptions,
+): Promise<SupervisedModel> {
   checkArtifactBytes(artifact);
   // the worker gets its own copy of the bytes (transferred: one copy in all); the caller keeps theirs
   const bytes = new Uint8Array(artifact.byteLength);
   bytes.set(artifact);
-  const init: HostInit = { kiln: 'host', artifact: bytes, threads: opts.threads, simd: opts.simd, minParallelWork: opts.minParallelWork };
+  const init: HostInit = {
+    kiln: 'host',
+    artifact: bytes,
+    threads: opts.threads,
+    simd: opts.simd,
+    minParallelWork: opts.minParallelWork,
+  };
   let sup: Supervisor;
   try {
     sup = new Supervisor(factory);
   } catch (e) {
-    throw new KilnError('E_INPUT', `cannot start a worker to supervise the model: ${(e as Error)?.message ?? e}`, { hint: 'load without timeoutMs on a platform without workers' });
+    throw new KilnError('E_INPUT', `cannot start a worker to supervise the model: ${(e as Error)?.message ?? e}`, {
+      hint: 'load without timeoutMs on a platform without workers',
+    });
   }
   const loaded = await sup.request('load', init, [bytes.buffer], opts.timeoutMs);
   if (loaded.kiln !== 'loaded') {
@@ -138,8 +200,14 @@ export async function loadSupervised(artifact: Uint8Array, factory: WorkerFactor
       const checked = checkInputs(header.inputs, feeds);
       // each data copied once, compactly (a view's whole underlying buffer would be cloned), and the copy transferred
       const clean: Record<string, Tensor> = {};
-      for (const [k, t] of Object.entries(checked)) clean[k] = { dtype: t.dtype, shape: [...t.shape], data: t.data.slice() };
-      const r = await sup.request('run', { kiln: 'run', feeds: clean }, Object.values(clean).map((t) => t.data.buffer as ArrayBuffer), timeoutMs);
+      for (const [k, t] of Object.entries(checked))
+        clean[k] = { dtype: t.dtype, shape: [...t.shape], data: t.data.slice() };
+      const r = await sup.request(
+        'run',
+        { kiln: 'run', feeds: clean },
+        Object.values(clean).map((t) => t.data.buffer as ArrayBuffer),
+        timeoutMs,
+      );
       if (r.kiln === 'result') return r.outputs;
       throw r.kiln === 'error' ? fromWire(r.error) : unexpected(r, 'run');
     },

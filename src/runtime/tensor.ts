@@ -14,7 +14,10 @@ export function tensor(dtype: DType, shape: number[], values?: ArrayLike<number 
   const n = sizeOf(shape);
   const data = new ARRAY[dtype](n);
   if (values) {
-    if (values.length !== n) throw new KilnError('E_INPUT', `tensor: ${values.length} values for shape [${shape}], which holds ${n}`, { hint: 'give one value per element' });
+    if (values.length !== n)
+      throw new KilnError('E_INPUT', `tensor: ${values.length} values for shape [${shape}], which holds ${n}`, {
+        hint: 'give one value per element',
+      });
     const wide = dtype === 'int64' || dtype === 'uint64';
     for (let i = 0; i < n; i++) {
       const v = values[i];

@@ -24,15 +24,24 @@ export function webWorkerFactory(): WorkerFactory | undefined {
     const w = new W(new URL('./wasm-worker-web.js', import.meta.url), { type: 'module' });
     return {
       postMessage: (m, transfer) => w.postMessage(m, transfer ?? []),
-      onMessage: (h) => { w.onmessage = (e) => h(e.data); },
-      onError: (h) => { w.onerror = (e) => h(e); },
+      onMessage: (h) => {
+        w.onmessage = (e) => h(e.data);
+      },
+      onError: (h) => {
+        w.onerror = (e) => h(e);
+      },
       terminate: () => w.terminate(),
     };
   };
 }
 
 const canBlock = (() => {
-  try { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 1, 0); return true; } catch { return false; }
+  try {
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 1, 0);
+    return true;
+  } catch {
+    return false;
+  }
 })();
 
 /**
@@ -50,36 +59,64 @@ export const CHUNKS_PER_THREAD = 8;
 
 export class ThreadPool {
   private readonly ctrl: Int32Array;
-  private constructor(private readonly workers: WorkerLike[], control: SharedArrayBuffer) {
+  private constructor(
+    private readonly workers: WorkerLike[],
+    control: SharedArrayBuffer,
+  ) {
     this.ctrl = new Int32Array(control);
   }
 
-  get size(): number { return this.workers.length + 1; }
+  get size(): number {
+    return this.workers.length + 1;
+  }
 
-  static async create(threads: number, module: WebAssembly.Module, memory: WebAssembly.Memory, kernels: string[], factory: WorkerFactory): Promise<ThreadPool> {
+  static async create(
+    threads: number,
+    module: WebAssembly.Module,
+    memory: WebAssembly.Memory,
+    kernels: string[],
+    factory: WorkerFactory,
+  ): Promise<ThreadPool> {
     const control = new SharedArrayBuffer(CTRL_INTS * 4);
     const workers: WorkerLike[] = [];
     try {
-      await Promise.all(Array.from({ length: threads - 1 }, (_, i) => new Promise<void>((resolve, reject) => {
-        const w = factory();
-        workers.push(w);
-        w.onMessage((m) => (m === 'ready' ? resolve() : reject(new Error(String(m)))));
-        w.onError(reject);
-        const init: WorkerInit = { module, memory, control, kernels };
-        w.postMessage(init);
-      })));
+      await Promise.all(
+        Array.from(
+          { length: threads - 1 },
+          () =>
+            new Promise<void>((resolve, reject) => {
+              const w = factory();
+              workers.push(w);
+              w.onMessage((m) => (m === 'ready' ? resolve() : reject(new Error(String(m)))));
+              w.onError(reject);
+              const init: WorkerInit = { module, memory, control, kernels };
+              w.postMessage(init);
+            }),
+        ),
+      );
     } catch (e) {
       workers.forEach((w) => w.terminate());
-      throw new KilnError('E_INPUT', `could not start ${threads - 1} worker threads: ${(e as Error).message ?? e}`, { hint: 'load with { threads: 1 }, or serve the page cross-origin isolated (COOP/COEP) so SharedArrayBuffer exists' });
+      throw new KilnError('E_INPUT', `could not start ${threads - 1} worker threads: ${(e as Error).message ?? e}`, {
+        hint: 'load with { threads: 1 }, or serve the page cross-origin isolated (COOP/COEP) so SharedArrayBuffer exists',
+      });
     }
     return new ThreadPool(workers, control);
   }
 
   /** Runs phase `phase` of `kernel` on every thread; `runLocal` runs one chunk on the main thread. */
-  run(kernel: number, args: readonly number[], phase: number, runLocal: (chunk: number, nchunks: number) => void): void {
-    const c = this.ctrl, n = this.size;
-    if (args.length > CTRL_INTS - CTRL.ARGS) throw new KilnError('E_INTERNAL', `kernel has ${args.length} buffers, more than the pool passes`);
-    c[CTRL.KERNEL] = kernel; c[CTRL.PHASE] = phase; c[CTRL.NARGS] = args.length;
+  run(
+    kernel: number,
+    args: readonly number[],
+    phase: number,
+    runLocal: (chunk: number, nchunks: number) => void,
+  ): void {
+    const c = this.ctrl,
+      n = this.size;
+    if (args.length > CTRL_INTS - CTRL.ARGS)
+      throw new KilnError('E_INTERNAL', `kernel has ${args.length} buffers, more than the pool passes`);
+    c[CTRL.KERNEL] = kernel;
+    c[CTRL.PHASE] = phase;
+    c[CTRL.NARGS] = args.length;
     c[CTRL.NCHUNKS] = Math.min(MAX_CHUNKS, n * CHUNKS_PER_THREAD);
     c.set(args, CTRL.ARGS);
     Atomics.store(c, CTRL.NEXT, 0);

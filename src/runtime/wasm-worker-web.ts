@@ -3,7 +3,10 @@
 import { runWorker, type WorkerInit } from './worker-loop.js';
 import { isHostInit } from './host-protocol.js';
 
-const scope = globalThis as unknown as { onmessage: ((e: { data: unknown }) => void) | null; postMessage(m: unknown, transfer?: Transferable[]): void };
+const scope = globalThis as unknown as {
+  onmessage: ((e: { data: unknown }) => void) | null;
+  postMessage(m: unknown, transfer?: Transferable[]): void;
+};
 scope.onmessage = (e) => {
   scope.onmessage = null;
   const init = e.data;
@@ -11,8 +14,17 @@ scope.onmessage = (e) => {
     runWorker(init as WorkerInit, () => scope.postMessage('ready'));
     return;
   }
-  void Promise.all([import('./model-host.js'), import('./thread-pool.js')]).then(([{ hostModel }, { webWorkerFactory }]) => hostModel(init, {
-    post: (reply, transfer) => scope.postMessage(reply, transfer ?? []),
-    onMessage: (h) => { scope.onmessage = (ev) => h(ev.data as never); },
-  }, webWorkerFactory()));
+  void Promise.all([import('./model-host.js'), import('./thread-pool.js')]).then(
+    ([{ hostModel }, { webWorkerFactory }]) =>
+      hostModel(
+        init,
+        {
+          post: (reply, transfer) => scope.postMessage(reply, transfer ?? []),
+          onMessage: (h) => {
+            scope.onmessage = (ev) => h(ev.data as never);
+          },
+        },
+        webWorkerFactory(),
+      ),
+  );
 };

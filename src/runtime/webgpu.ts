@@ -9,37 +9,83 @@ import { ARRAY, type DType, type TypedArray } from './dtype.js';
 import { KilnError } from './errors.js';
 import { checkInputs } from './inputs.js';
 import type { ArtifactHeader, GpuStage, GpuValue, WebGpuSection } from './artifact-format.js';
-import { type Tensor, formatShape, sizeOf } from './tensor.js';
+import type { Tensor } from './tensor.js';
 
 // Minimal structural WebGPU types: a real GPUDevice satisfies them, so the runtime needs no type package.
-export interface GpuBuffer { readonly size: number; mapAsync(mode: number): Promise<void>; getMappedRange(): ArrayBuffer; unmap(): void; destroy(): void }
-interface GpuShaderModule { getCompilationInfo?(): Promise<{ messages: readonly { type: string; message: string; lineNum: number }[] }> }
-interface GpuPipeline { getBindGroupLayout(i: number): unknown }
-export interface GpuPass { setPipeline(p: GpuPipeline): void; setBindGroup(i: number, g: unknown): void; dispatchWorkgroups(x: number, y?: number, z?: number): void; end(): void }
-interface GpuEncoder { beginComputePass(): GpuPass; copyBufferToBuffer(src: GpuBuffer, so: number, dst: GpuBuffer, d: number, size: number): void; finish(): unknown }
+export interface GpuBuffer {
+  readonly size: number;
+  mapAsync(mode: number): Promise<void>;
+  getMappedRange(): ArrayBuffer;
+  unmap(): void;
+  destroy(): void;
+}
+interface GpuShaderModule {
+  getCompilationInfo?(): Promise<{ messages: readonly { type: string; message: string; lineNum: number }[] }>;
+}
+interface GpuPipeline {
+  getBindGroupLayout(i: number): unknown;
+}
+export interface GpuPass {
+  setPipeline(p: GpuPipeline): void;
+  setBindGroup(i: number, g: unknown): void;
+  dispatchWorkgroups(x: number, y?: number, z?: number): void;
+  end(): void;
+}
+interface GpuEncoder {
+  beginComputePass(): GpuPass;
+  copyBufferToBuffer(src: GpuBuffer, so: number, dst: GpuBuffer, d: number, size: number): void;
+  finish(): unknown;
+}
 export interface GpuDevice {
   readonly limits: { readonly [k: string]: unknown };
-  readonly queue: { writeBuffer(b: GpuBuffer, offset: number, data: ArrayBufferView): void; submit(cmds: unknown[]): void };
+  readonly queue: {
+    writeBuffer(b: GpuBuffer, offset: number, data: ArrayBufferView): void;
+    submit(cmds: unknown[]): void;
+  };
   createBuffer(d: { size: number; usage: number; label?: string }): GpuBuffer;
   createShaderModule(d: { code: string; label?: string }): GpuShaderModule;
-  createComputePipelineAsync(d: { layout: 'auto'; compute: { module: GpuShaderModule; entryPoint: string }; label?: string }): Promise<GpuPipeline>;
-  createBindGroup(d: { layout: unknown; entries: { binding: number; resource: { buffer: GpuBuffer; offset?: number; size?: number } }[] }): unknown;
+  createComputePipelineAsync(d: {
+    layout: 'auto';
+    compute: { module: GpuShaderModule; entryPoint: string };
+    label?: string;
+  }): Promise<GpuPipeline>;
+  createBindGroup(d: {
+    layout: unknown;
+    entries: { binding: number; resource: { buffer: GpuBuffer; offset?: number; size?: number } }[];
+  }): unknown;
   createCommandEncoder(): GpuEncoder;
   pushErrorScope(filter: 'validation' | 'out-of-memory' | 'internal'): void;
   popErrorScope(): Promise<{ readonly message: string } | null>;
 }
 
 // GPUBufferUsage / GPUMapMode values (fixed by the WebGPU spec)
-const MAP_READ = 1, COPY_SRC = 4, COPY_DST = 8, UNIFORM = 64, STORAGE = 128;
+const MAP_READ = 1,
+  COPY_SRC = 4,
+  COPY_DST = 8,
+  UNIFORM = 64,
+  STORAGE = 128;
 const VALUE_USAGE = STORAGE | COPY_SRC | COPY_DST;
 
 /** The 32-bit array type a dtype occupies on the GPU (one word per element; two for 64-bit integers). */
 function wordArray(t: DType): Float32ArrayConstructor | Int32ArrayConstructor | Uint32ArrayConstructor {
   switch (t) {
-    case 'float32': return Float32Array;
-    case 'int32': case 'int16': case 'int8': return Int32Array;
-    case 'uint32': case 'uint16': case 'uint8': case 'bool': case 'int64': case 'uint64': return Uint32Array;
-    default: throw new KilnError('E_ARTIFACT', `the WebGPU section holds a ${t} value, which WGSL lacks`, { hint: 'recompile the model' });
+    case 'float32':
+      return Float32Array;
+    case 'int32':
+    case 'int16':
+    case 'int8':
+      return Int32Array;
+    case 'uint32':
+    case 'uint16':
+    case 'uint8':
+    case 'bool':
+    case 'int64':
+    case 'uint64':
+      return Uint32Array;
+    default:
+      throw new KilnError('E_ARTIFACT', `the WebGPU section holds a ${t} value, which WGSL lacks`, {
+        hint: 'recompile the model',
+      });
   }
 }
 const isWide = (t: DType) => t === 'int64' || t === 'uint64';
@@ -49,7 +95,8 @@ const wordBytes = (t: DType, size: number) => Math.max(4, size * (isWide(t) ? 8 
 function toWords(t: DType, data: TypedArray, what: string): ArrayBufferView {
   // int64/uint64: vec2<u32> (lo, hi) on the GPU, the BigInt64Array's own little-endian bytes
   if (isWide(t)) {
-    if (!(data instanceof BigInt64Array || data instanceof BigUint64Array)) throw new KilnError('E_INPUT', `${what} must be a BigInt64Array or BigUint64Array`);
+    if (!(data instanceof BigInt64Array || data instanceof BigUint64Array))
+      throw new KilnError('E_INPUT', `${what} must be a BigInt64Array or BigUint64Array`);
     return data;
   }
   const W = wordArray(t);
@@ -58,7 +105,8 @@ function toWords(t: DType, data: TypedArray, what: string): ArrayBufferView {
 }
 
 function fromWords(t: DType, words: ArrayBuffer, n: number): TypedArray {
-  if (isWide(t)) return t === 'int64' ? new BigInt64Array(words.slice(0, n * 8)) : new BigUint64Array(words.slice(0, n * 8));
+  if (isWide(t))
+    return t === 'int64' ? new BigInt64Array(words.slice(0, n * 8)) : new BigUint64Array(words.slice(0, n * 8));
   const out = new ARRAY[t](n);
   (out as unknown as { set(a: ArrayLike<number>): void }).set(new (wordArray(t))(words, 0, n));
   return out;
@@ -68,22 +116,36 @@ const pipelineCache = new WeakMap<object, Map<string, Promise<GpuPipeline>>>();
 
 async function pipelineFor(device: GpuDevice, stage: GpuStage, label: string): Promise<GpuPipeline> {
   let cache = pipelineCache.get(device);
-  if (!cache) { cache = new Map(); pipelineCache.set(device, cache); }
+  if (!cache) {
+    cache = new Map();
+    pipelineCache.set(device, cache);
+  }
   let p = cache.get(stage.code);
   if (!p) {
     const module = device.createShaderModule({ code: stage.code, label });
-    p = device.createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: 'main' }, label }).catch(async (e: Error) => {
-      const info = await module.getCompilationInfo?.().catch(() => undefined);
-      const msgs = info?.messages.filter((m) => m.type === 'error').map((m) => `line ${m.lineNum}: ${m.message}`).join('; ');
-      throw new KilnError('E_ARTIFACT', `WGSL of ${label} does not compile on this device: ${msgs || e.message}`, { hint: 'please report this with the model' });
-    });
+    p = device
+      .createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: 'main' }, label })
+      .catch(async (e: Error) => {
+        const info = await module.getCompilationInfo?.().catch(() => undefined);
+        const msgs = info?.messages
+          .filter((m) => m.type === 'error')
+          .map((m) => `line ${m.lineNum}: ${m.message}`)
+          .join('; ');
+        throw new KilnError('E_ARTIFACT', `WGSL of ${label} does not compile on this device: ${msgs || e.message}`, {
+          hint: 'please report this with the model',
+        });
+      });
     cache.set(stage.code, p);
     p.catch(() => cache!.delete(stage.code));
   }
   return p;
 }
 
-interface Dispatch { pipeline: GpuPipeline; group: unknown; grid: [number, number, number] }
+interface Dispatch {
+  pipeline: GpuPipeline;
+  group: unknown;
+  grid: [number, number, number];
+}
 
 export class WebGpuExecutor {
   private readonly owned: GpuBuffer[] = [];
@@ -95,13 +157,24 @@ export class WebGpuExecutor {
   private disposed = false;
   private readonly constOutputs = new Map<string, TypedArray>();
 
-  private constructor(readonly header: ArtifactHeader, private readonly sec: WebGpuSection, private readonly device: GpuDevice) {}
+  private constructor(
+    readonly header: ArtifactHeader,
+    private readonly sec: WebGpuSection,
+    private readonly device: GpuDevice,
+  ) {}
 
   static async create(header: ArtifactHeader, weights: Uint8Array, device: GpuDevice): Promise<WebGpuExecutor> {
     const sec = header.webgpu;
-    if (!sec) throw new KilnError('E_ARTIFACT', 'the artifact has no WebGPU kernels', { hint: "compile the model with target 'webgpu' (kiln compile --target webgpu)" });
+    if (!sec)
+      throw new KilnError('E_ARTIFACT', 'the artifact has no WebGPU kernels', {
+        hint: "compile the model with target 'webgpu' (kiln compile --target webgpu)",
+      });
     if (sec.int64 !== 'u32x2' && [...sec.values, ...sec.kernels.flatMap((k) => k.temps)].some((v) => isWide(v.dtype))) {
-      throw new KilnError('E_ARTIFACT', 'the WebGPU section keeps int64 values in 32 bits (an older Kiln); this runtime expects 64', { hint: 'recompile the model' });
+      throw new KilnError(
+        'E_ARTIFACT',
+        'the WebGPU section keeps int64 values in 32 bits (an older Kiln); this runtime expects 64',
+        { hint: 'recompile the model' },
+      );
     }
     const ex = new WebGpuExecutor(header, sec, device);
     try {
@@ -121,21 +194,59 @@ export class WebGpuExecutor {
   private checkLimits(): void {
     const { sec } = this;
     const maxBindings = this.limit('maxStorageBuffersPerShaderStage', 8);
-    const maxInvocations = Math.min(this.limit('maxComputeInvocationsPerWorkgroup', 256), this.limit('maxComputeWorkgroupSizeX', 256));
+    const maxInvocations = Math.min(
+      this.limit('maxComputeInvocationsPerWorkgroup', 256),
+      this.limit('maxComputeWorkgroupSizeX', 256),
+    );
     const maxGroups = this.limit('maxComputeWorkgroupsPerDimension', 65535);
     const maxUniform = this.limit('maxUniformBufferBindingSize', 65536);
-    const maxBinding = Math.min(this.limit('maxStorageBufferBindingSize', 134217728), this.limit('maxBufferSize', 268435456));
+    const maxBinding = Math.min(
+      this.limit('maxStorageBufferBindingSize', 134217728),
+      this.limit('maxBufferSize', 268435456),
+    );
     const hint = "request a device with higher limits (requestDevice({ requiredLimits })), or use target 'wasm'";
     for (const k of sec.kernels) {
       for (const st of k.stages) {
-        if (st.bindings.length > maxBindings) throw new KilnError('E_UNSUPPORTED', `kernel ${k.name} (${k.ops.join(', ')}) binds ${st.bindings.length} storage buffers; the device allows ${maxBindings}`, { hint });
-        if (st.workgroupSize > maxInvocations) throw new KilnError('E_UNSUPPORTED', `kernel ${k.name} uses workgroups of ${st.workgroupSize}; the device allows ${maxInvocations}`, { hint });
-        if ((st.uniforms?.length ?? 0) * 4 > maxUniform) throw new KilnError('E_UNSUPPORTED', `kernel ${k.name} has ${st.uniforms!.length} uniforms; the device binds at most ${maxUniform} bytes`, { hint });
-        if (st.grid.some((g) => g > maxGroups)) throw new KilnError('E_UNSUPPORTED', `kernel ${k.name} dispatches [${st.grid}] workgroups; the device allows ${maxGroups} per dimension`, { hint });
+        if (st.bindings.length > maxBindings)
+          throw new KilnError(
+            'E_UNSUPPORTED',
+            `kernel ${k.name} (${k.ops.join(', ')}) binds ${st.bindings.length} storage buffers; the device allows ${maxBindings}`,
+            { hint },
+          );
+        if (st.workgroupSize > maxInvocations)
+          throw new KilnError(
+            'E_UNSUPPORTED',
+            `kernel ${k.name} uses workgroups of ${st.workgroupSize}; the device allows ${maxInvocations}`,
+            { hint },
+          );
+        if ((st.uniforms?.length ?? 0) * 4 > maxUniform)
+          throw new KilnError(
+            'E_UNSUPPORTED',
+            `kernel ${k.name} has ${st.uniforms!.length} uniforms; the device binds at most ${maxUniform} bytes`,
+            { hint },
+          );
+        if (st.grid.some((g) => g > maxGroups))
+          throw new KilnError(
+            'E_UNSUPPORTED',
+            `kernel ${k.name} dispatches [${st.grid}] workgroups; the device allows ${maxGroups} per dimension`,
+            { hint },
+          );
       }
-      for (const t of k.temps) if (wordBytes(t.dtype, t.size) > maxBinding) throw new KilnError('E_UNSUPPORTED', `kernel ${k.name} needs a ${wordBytes(t.dtype, t.size)}-byte temporary; the device binds at most ${maxBinding}`, { hint });
+      for (const t of k.temps)
+        if (wordBytes(t.dtype, t.size) > maxBinding)
+          throw new KilnError(
+            'E_UNSUPPORTED',
+            `kernel ${k.name} needs a ${wordBytes(t.dtype, t.size)}-byte temporary; the device binds at most ${maxBinding}`,
+            { hint },
+          );
     }
-    for (const v of sec.values) if (wordBytes(v.dtype, v.size) > maxBinding) throw new KilnError('E_UNSUPPORTED', `a ${v.kind} of ${v.size} elements needs ${wordBytes(v.dtype, v.size)} bytes; the device binds at most ${maxBinding}`, { hint });
+    for (const v of sec.values)
+      if (wordBytes(v.dtype, v.size) > maxBinding)
+        throw new KilnError(
+          'E_UNSUPPORTED',
+          `a ${v.kind} of ${v.size} elements needs ${wordBytes(v.dtype, v.size)} bytes; the device binds at most ${maxBinding}`,
+          { hint },
+        );
   }
 
   private newBuffer(size: number, usage: number, label: string): GpuBuffer {
@@ -149,7 +260,9 @@ export class WebGpuExecutor {
     this.checkLimits();
     device.pushErrorScope('out-of-memory');
     device.pushErrorScope('validation');
-    const pipelines = await Promise.all(sec.kernels.map((k) => Promise.all(k.stages.map((st, i) => pipelineFor(device, st, `${k.name} stage ${i}`)))));
+    const pipelines = await Promise.all(
+      sec.kernels.map((k) => Promise.all(k.stages.map((st, i) => pipelineFor(device, st, `${k.name} stage ${i}`)))),
+    );
 
     // buffers: weights uploaded once; inputs and outputs their own; intermediates pooled by lifetime
     const lastUse = new Map<number, number>();
@@ -158,7 +271,10 @@ export class WebGpuExecutor {
     const pool = new Map<string, GpuBuffer[]>();
     const weightData = (v: GpuValue): TypedArray => {
       const w = v.weight!;
-      if (w.offset + w.length > weights.length) throw new KilnError('E_ARTIFACT', 'artifact is damaged: a weight lies outside the weights section', { hint: 'recompile the model' });
+      if (w.offset + w.length > weights.length)
+        throw new KilnError('E_ARTIFACT', 'artifact is damaged: a weight lies outside the weights section', {
+          hint: 'recompile the model',
+        });
       return new ARRAY[v.dtype](weights.slice(w.offset, w.offset + w.length).buffer, 0, v.size);
     };
     const kernelArgs = new Set(sec.calls.flatMap((c) => c.args));
@@ -169,15 +285,17 @@ export class WebGpuExecutor {
         for (const o of sec.outputs) if (o.value === id) this.constOutputs.set(o.name, weightData(v));
         return;
       }
-      const b = bufs[id] = this.newBuffer(wordBytes(v.dtype, v.size), VALUE_USAGE, `${v.kind} ${id}`);
-      if (v.kind === 'weight' && v.size > 0) device.queue.writeBuffer(b, 0, toWords(v.dtype, weightData(v), `weight ${id}`));
+      const b = (bufs[id] = this.newBuffer(wordBytes(v.dtype, v.size), VALUE_USAGE, `${v.kind} ${id}`));
+      if (v.kind === 'weight' && v.size > 0)
+        device.queue.writeBuffer(b, 0, toWords(v.dtype, weightData(v), `weight ${id}`));
     });
     sec.calls.forEach((c, i) => {
       const out = c.args[c.args.length - 1];
       const v = sec.values[out];
       if (v.kind === 'intermediate' && !bufs[out]) {
         const key = `${wordBytes(v.dtype, v.size)}:${VALUE_USAGE}`;
-        bufs[out] = pool.get(key)?.pop() ?? this.newBuffer(wordBytes(v.dtype, v.size), VALUE_USAGE, `intermediate ${out}`);
+        bufs[out] =
+          pool.get(key)?.pop() ?? this.newBuffer(wordBytes(v.dtype, v.size), VALUE_USAGE, `intermediate ${out}`);
       }
       for (const a of new Set(c.args)) {
         if (sec.values[a].kind !== 'intermediate' || (lastUse.get(a) ?? i) > i) continue;
@@ -186,22 +304,30 @@ export class WebGpuExecutor {
       }
     });
     this.valueBufs = bufs;
-    const temps = sec.kernels.map((k) => k.temps.map((t, j) => this.newBuffer(wordBytes(t.dtype, t.size), STORAGE, `${k.name} temp ${j}`)));
+    const temps = sec.kernels.map((k) =>
+      k.temps.map((t, j) => this.newBuffer(wordBytes(t.dtype, t.size), STORAGE, `${k.name} temp ${j}`)),
+    );
 
     // every stage's uniforms (the constants its shader shares with other shapes) in one buffer, written once
     const align = this.limit('minUniformBufferOffsetAlignment', 256);
     const uniformBytes = (st: GpuStage) => Math.ceil((st.uniforms?.length ?? 0) / 4) * 16; // array<vec4<u32>, N>
     let uniformTotal = 0;
-    const uniformAt = sec.kernels.map((k) => k.stages.map((st) => {
-      if (!st.uniforms?.length) return -1;
-      const at = uniformTotal;
-      uniformTotal += Math.ceil(uniformBytes(st) / align) * align;
-      return at;
-    }));
+    const uniformAt = sec.kernels.map((k) =>
+      k.stages.map((st) => {
+        if (!st.uniforms?.length) return -1;
+        const at = uniformTotal;
+        uniformTotal += Math.ceil(uniformBytes(st) / align) * align;
+        return at;
+      }),
+    );
     const ubuf = uniformTotal ? this.newBuffer(uniformTotal, UNIFORM | COPY_DST, 'uniforms') : undefined;
     if (ubuf) {
       const words = new Uint32Array(uniformTotal / 4);
-      sec.kernels.forEach((k, i) => k.stages.forEach((st, s) => { if (uniformAt[i][s] >= 0) words.set(st.uniforms!, uniformAt[i][s] / 4); }));
+      sec.kernels.forEach((k, i) =>
+        k.stages.forEach((st, s) => {
+          if (uniformAt[i][s] >= 0) words.set(st.uniforms!, uniformAt[i][s] / 4);
+        }),
+      );
       device.queue.writeBuffer(ubuf, 0, words);
     }
 
@@ -214,17 +340,30 @@ export class WebGpuExecutor {
         const entries: { binding: number; resource: { buffer: GpuBuffer; offset?: number; size?: number } }[] =
           st.bindings.map((p, binding) => ({ binding, resource: { buffer: params[p] } }));
         const at = uniformAt[c.kernel][s];
-        if (at >= 0) entries.push({ binding: st.bindings.length, resource: { buffer: ubuf!, offset: at, size: uniformBytes(st) } });
+        if (at >= 0)
+          entries.push({
+            binding: st.bindings.length,
+            resource: { buffer: ubuf!, offset: at, size: uniformBytes(st) },
+          });
         const group = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
         this.dispatches.push({ pipeline, group, grid: st.grid });
       });
     }
     this.gpuOutputs = sec.outputs.filter((o) => !this.constOutputs.has(o.name));
-    this.staging = this.gpuOutputs.map((o) => this.newBuffer(wordBytes(sec.values[o.value].dtype, sec.values[o.value].size), MAP_READ | COPY_DST, `staging ${o.name}`));
+    this.staging = this.gpuOutputs.map((o) =>
+      this.newBuffer(
+        wordBytes(sec.values[o.value].dtype, sec.values[o.value].size),
+        MAP_READ | COPY_DST,
+        `staging ${o.name}`,
+      ),
+    );
     const invalid = await device.popErrorScope();
     const oom = await device.popErrorScope();
     if (oom) throw new KilnError('E_UNSUPPORTED', `the GPU ran out of memory loading the model: ${oom.message}`);
-    if (invalid) throw new KilnError('E_ARTIFACT', `the WebGPU program does not validate on this device: ${invalid.message}`, { hint: 'please report this with the model' });
+    if (invalid)
+      throw new KilnError('E_ARTIFACT', `the WebGPU program does not validate on this device: ${invalid.message}`, {
+        hint: 'please report this with the model',
+      });
   }
 
   /** Runs the model; concurrent calls are queued. */
@@ -241,7 +380,12 @@ export class WebGpuExecutor {
     device.pushErrorScope('validation');
     for (const inp of sec.inputs) {
       const v = sec.values[inp.value];
-      if (v.size > 0) device.queue.writeBuffer(this.valueBufs[inp.value], 0, toWords(v.dtype, checked[inp.name].data, `input '${inp.name}'`));
+      if (v.size > 0)
+        device.queue.writeBuffer(
+          this.valueBufs[inp.value],
+          0,
+          toWords(v.dtype, checked[inp.name].data, `input '${inp.name}'`),
+        );
     }
     const enc = device.createCommandEncoder();
     if (this.dispatches.length) {
@@ -249,14 +393,22 @@ export class WebGpuExecutor {
       this.encodeDispatches(pass);
       pass.end();
     }
-    this.gpuOutputs.forEach((o, i) => enc.copyBufferToBuffer(this.valueBufs[o.value], 0, this.staging[i], 0, this.staging[i].size));
+    this.gpuOutputs.forEach((o, i) =>
+      enc.copyBufferToBuffer(this.valueBufs[o.value], 0, this.staging[i], 0, this.staging[i].size),
+    );
     device.queue.submit([enc.finish()]);
     const err = await device.popErrorScope();
-    if (err) throw new KilnError('E_INTERNAL', `WebGPU run failed: ${err.message}`, { hint: 'please report this with the model' });
+    if (err)
+      throw new KilnError('E_INTERNAL', `WebGPU run failed: ${err.message}`, {
+        hint: 'please report this with the model',
+      });
     await Promise.all(this.staging.map((s) => s.mapAsync(MAP_READ)));
     const data = new Map<string, TypedArray>();
     this.gpuOutputs.forEach((o, i) => {
-      data.set(o.name, fromWords(sec.values[o.value].dtype, this.staging[i].getMappedRange(), sec.values[o.value].size));
+      data.set(
+        o.name,
+        fromWords(sec.values[o.value].dtype, this.staging[i].getMappedRange(), sec.values[o.value].size),
+      );
       this.staging[i].unmap();
     });
     const out: Record<string, Tensor> = {};
@@ -264,7 +416,11 @@ export class WebGpuExecutor {
       const v = sec.values[o.value];
       const binding = this.header.outputs.find((b) => b.name === o.name);
       const c = this.constOutputs.get(o.name);
-      out[o.name] = { dtype: v.dtype, shape: [...(binding?.shape ?? [v.size])], data: data.get(o.name) ?? (c!.slice() as TypedArray) };
+      out[o.name] = {
+        dtype: v.dtype,
+        shape: [...(binding?.shape ?? [v.size])],
+        data: data.get(o.name) ?? (c!.slice() as TypedArray),
+      };
     }
     return out;
   }

@@ -7,13 +7,29 @@ import { mathImports } from './math.js';
  * 1 while the caller runs a model (workers do not sleep between its phases); FAULT: 1 when a worker's chunk trapped
  * in the current phase (the worker still reaches the barrier, the caller reports the trap).
  */
-export const CTRL = { SEQ: 0, DONE: 1, KERNEL: 2, PHASE: 3, NCHUNKS: 4, NARGS: 5, NEXT: 6, RUNNING: 7, FAULT: 8, ARGS: 9 } as const;
+export const CTRL = {
+  SEQ: 0,
+  DONE: 1,
+  KERNEL: 2,
+  PHASE: 3,
+  NCHUNKS: 4,
+  NARGS: 5,
+  NEXT: 6,
+  RUNNING: 7,
+  FAULT: 8,
+  ARGS: 9,
+} as const;
 export const CTRL_INTS = 64;
 export const STOP = -1;
 /** Reads of the control block before a thread sleeps on it (some tens of microseconds). */
 export const SPIN_CHECKS = 20000;
 
-export interface WorkerInit { module: WebAssembly.Module; memory: WebAssembly.Memory; control: SharedArrayBuffer; kernels: string[] }
+export interface WorkerInit {
+  module: WebAssembly.Module;
+  memory: WebAssembly.Memory;
+  control: SharedArrayBuffer;
+  kernels: string[];
+}
 
 /**
  * Runs chunks of the current phase until none is left. Threads claim chunks one at a time (not a fixed share
@@ -34,12 +50,17 @@ export function runWorker(init: WorkerInit, ready: () => void): void {
     // spin before sleeping: the next phase of a run follows within microseconds (or after a serial kernel), while
     // waking from Atomics.wait takes tens of them, every phase: all through a run (RUNNING), a little after it
     let seq = Atomics.load(ctrl, CTRL.SEQ);
-    for (let i = 0; seq === seen && (i < SPIN_CHECKS || Atomics.load(ctrl, CTRL.RUNNING)); i++) seq = Atomics.load(ctrl, CTRL.SEQ);
-    if (seq === seen) { Atomics.wait(ctrl, CTRL.SEQ, seen); seq = Atomics.load(ctrl, CTRL.SEQ); }
+    for (let i = 0; seq === seen && (i < SPIN_CHECKS || Atomics.load(ctrl, CTRL.RUNNING)); i++)
+      seq = Atomics.load(ctrl, CTRL.SEQ);
+    if (seq === seen) {
+      Atomics.wait(ctrl, CTRL.SEQ, seen);
+      seq = Atomics.load(ctrl, CTRL.SEQ);
+    }
     if (seq === seen) continue;
     seen = seq;
     if (Atomics.load(ctrl, CTRL.KERNEL) === STOP) return;
-    const fn = fns[ctrl[CTRL.KERNEL]], phase = ctrl[CTRL.PHASE];
+    const fn = fns[ctrl[CTRL.KERNEL]],
+      phase = ctrl[CTRL.PHASE];
     const args = Array.from(ctrl.subarray(CTRL.ARGS, CTRL.ARGS + ctrl[CTRL.NARGS]));
     try {
       runChunks(ctrl, (chunk, nchunks) => fn(...args, phase, chunk, nchunks));

@@ -14,7 +14,12 @@ import { type Axis, Schedule, type Stage, type TraceStep } from './schedule.js';
 export function defaultTrace(sch: Schedule): TraceStep[] {
   const probe = new Schedule(sch.outputs);
   const steps: TraceStep[] = [];
-  const add = (ss: TraceStep[]) => { for (const s of ss) { probe.apply(s); steps.push(s); } };
+  const add = (ss: TraceStep[]) => {
+    for (const s of ss) {
+      probe.apply(s);
+      steps.push(s);
+    }
+  };
   // inline first: whether a reduction can take the output stage as its epilogue depends on what is inlined
   const inlinedSize = new Map<Tensor, number>();
   const reads = readCounts(probe);
@@ -32,8 +37,7 @@ export function defaultTrace(sch: Schedule): TraceStep[] {
       const tile = lanes.length && rowReduction(st) ? [] : registerTileTrace(st, i);
       add(tile.length ? tile : lanes);
       if (probe.epilogueOf(st)) add([{ p: 'fuseEpilogue', stage: i }]);
-    }
-    else add(vectorizeSteps(st, i));
+    } else add(vectorizeSteps(st, i));
     add(threadAndUnrollSteps(st, i, parallelAxis(st)?.name));
   });
   return steps;
@@ -46,12 +50,21 @@ export function defaultTrace(sch: Schedule): TraceStep[] {
  * `layout` (the operator's hints, see Stage.laneLayout) may say the axis is fused rows (lanes within each row) or
  * interleaved phases (one loop per phase outside the lanes).
  */
-export function vectorizeSteps(st: Stage, stage: number, layout: ComputeHints | undefined = st.laneLayout): TraceStep[] & { outer?: string; outerExtent?: number } {
+export function vectorizeSteps(
+  st: Stage,
+  stage: number,
+  layout: ComputeHints | undefined = st.laneLayout,
+): TraceStep[] & { outer?: string; outerExtent?: number } {
   const inner = st.roots.filter((a) => !a.reduce).pop();
   if (st.tensor.dtype !== 'float32' || !inner) return [];
   const wide = (n: number) => n >= 8 || n === 4;
-  const lanes = (axis: string, extent: number, pre: TraceStep[]): TraceStep[] & { outer?: string; outerExtent?: number } => {
-    const steps: TraceStep[] & { outer?: string; outerExtent?: number } = [...pre,
+  const lanes = (
+    axis: string,
+    extent: number,
+    pre: TraceStep[],
+  ): TraceStep[] & { outer?: string; outerExtent?: number } => {
+    const steps: TraceStep[] & { outer?: string; outerExtent?: number } = [
+      ...pre,
       { p: 'split', stage, axis, factor: 4, ...(extent % 4 ? { shiftTail: true } : {}) },
       { p: 'annotate', stage, axis: `${axis}.i`, kind: 'vectorized' },
     ];
@@ -59,7 +72,8 @@ export function vectorizeSteps(st: Stage, stage: number, layout: ComputeHints | 
     steps.outerExtent = Math.ceil(extent / 4);
     return steps;
   };
-  const row = layout?.laneRowLength, phases = layout?.laneInterleave;
+  const row = layout?.laneRowLength,
+    phases = layout?.laneInterleave;
   if (row && inner.extent % row === 0 && row >= 4) {
     return lanes(`${inner.name}.i`, row, [{ p: 'split', stage, axis: inner.name, factor: row }]);
   }
@@ -86,14 +100,19 @@ const INLINE_MAX_NODES = 2048;
 /** Nodes of `e` as the loop IR will hold it, with loads of inlined stages counted at their inlined size. */
 function expressionSize(e: Expr, inlinedSize: ReadonlyMap<Tensor, number>): number {
   let n = 0;
-  visitExpr(e, (x) => { n += x.k === 'load' ? inlinedSize.get(x.buf as Tensor) ?? 1 : 1; });
+  visitExpr(e, (x) => {
+    n += x.k === 'load' ? (inlinedSize.get(x.buf as Tensor) ?? 1) : 1;
+  });
   return n;
 }
 
 /** How many loads of each stage's tensor the stages' bodies hold. */
 function readCounts(sch: Schedule): Map<Tensor, number> {
   const n = new Map<Tensor, number>();
-  for (const o of sch.stages) visitExpr(o.tensor.body!, (e) => { if (e.k === 'load') n.set(e.buf as Tensor, (n.get(e.buf as Tensor) ?? 0) + 1); });
+  for (const o of sch.stages)
+    visitExpr(o.tensor.body!, (e) => {
+      if (e.k === 'load') n.set(e.buf as Tensor, (n.get(e.buf as Tensor) ?? 0) + 1);
+    });
   return n;
 }
 
@@ -107,9 +126,17 @@ const EXPENSIVE = new Set(['exp', 'log', 'erf', 'tanh', 'sin', 'cos', 'pow']);
 export function worthMaterializing(sch: Schedule, st: Stage): boolean {
   if (st.tensor.hints?.materialize) return true;
   let expensive = false;
-  visitExpr(st.tensor.body!, (e) => { if ((e.k === 'un' || e.k === 'bin') && EXPENSIVE.has(e.op)) expensive = true; });
+  visitExpr(st.tensor.body!, (e) => {
+    if ((e.k === 'un' || e.k === 'bin') && EXPENSIVE.has(e.op)) expensive = true;
+  });
   if (!expensive) return false;
-  const readers = sch.stages.filter((o) => { let reads = false; visitExpr(o.tensor.body!, (e) => { if (e.k === 'load' && e.buf === st.tensor) reads = true; }); return reads; });
+  const readers = sch.stages.filter((o) => {
+    let reads = false;
+    visitExpr(o.tensor.body!, (e) => {
+      if (e.k === 'load' && e.buf === st.tensor) reads = true;
+    });
+    return reads;
+  });
   return readers.length > 1;
 }
 
@@ -135,7 +162,11 @@ function hintedParallelSteps(st: Stage, stage: number): TraceStep[] {
  */
 export function threadAndUnrollSteps(st: Stage, stage: number, fallback: string | undefined): TraceStep[] {
   const hinted = hintedParallelSteps(st, stage);
-  const steps: TraceStep[] = hinted.length ? hinted : fallback ? [{ p: 'annotate', stage, axis: fallback, kind: 'parallel' }] : [];
+  const steps: TraceStep[] = hinted.length
+    ? hinted
+    : fallback
+      ? [{ p: 'annotate', stage, axis: fallback, kind: 'parallel' }]
+      : [];
   const threaded = steps.find((s) => s.p === 'annotate')?.axis;
   const h = st.tensor.hints?.unrollAxis;
   const unroll = h === undefined ? undefined : st.roots.filter((a) => !a.reduce)[h];
@@ -162,7 +193,10 @@ export const MAX_ACCUMULATORS = 8;
 
 /** The register tile of a float32 reduction: lanes along spatial axis `j`, `vj` vectors wide; `vi` rows of axis `i`. */
 export interface RegisterTile {
-  j: number; vj: number; i: number; vi: number;
+  j: number;
+  vj: number;
+  i: number;
+  vi: number;
   /** Spatial axes ending at `i` fused into the row axis (1: just `i`), from the operator's rowAxes hint. */
   rows: number;
 }
@@ -185,14 +219,21 @@ export function registerTileShape(st: Stage): RegisterTile | undefined {
   const divides = j.extent % 4 === 0 ? [2, 3].find((v) => (j.extent / 4) % v === 0) : undefined;
   // (a depthwise convolution, lanes along its output row by hint, shares one weight across its whole tile: no gain)
   const wideGains = h?.vectorAxis === undefined;
-  const vj = divides ?? (wideGains && 4 * 2 <= j.extent && lanesComputed(j.extent, 2) <= WIDE_TILE_WASTE * (j.extent / 4) ? 2
-    : [2, 1].filter((v) => 4 * v <= j.extent).reduce((best, v) => (lanesComputed(j.extent, v) < lanesComputed(j.extent, best) ? v : best)));
+  const vj =
+    divides ??
+    (wideGains && 4 * 2 <= j.extent && lanesComputed(j.extent, 2) <= WIDE_TILE_WASTE * (j.extent / 4)
+      ? 2
+      : [2, 1]
+          .filter((v) => 4 * v <= j.extent)
+          .reduce((best, v) => (lanesComputed(j.extent, v) < lanesComputed(j.extent, best) ? v : best)));
   const iAt = h?.rowAxis ?? spatial.length - 2;
   // rows over several axes fused into one (a 1x1 convolution's output rows and columns: one long row axis
   // instead of short ones with a partial tile at each row's end), when none of them is the lane axis
   const rows = iAt >= 0 && (h?.rowAxes ?? 1) > 1 && iAt - h!.rowAxes! + 1 > jAt ? h!.rowAxes! : 1;
-  const i = iAt >= 0 && iAt !== jAt
-    ? { extent: spatial.slice(iAt - rows + 1, iAt + 1).reduce((p, a) => p * a.extent, 1) } : undefined;
+  const i =
+    iAt >= 0 && iAt !== jAt
+      ? { extent: spatial.slice(iAt - rows + 1, iAt + 1).reduce((p, a) => p * a.extent, 1) }
+      : undefined;
   // rows: at most MAX_ACCUMULATORS accumulators
   let vi = 1;
   if (i) {
@@ -213,8 +254,10 @@ export function registerTileShape(st: Stage): RegisterTile | undefined {
 export function registerTileTrace(st: Stage, stage: number): TraceStep[] {
   const shape = registerTileShape(st);
   if (!shape) return [];
-  const spatial = st.roots.filter((a) => !a.reduce), red = st.roots.filter((a) => a.reduce);
-  const { vj, vi } = shape, j = spatial[shape.j];
+  const spatial = st.roots.filter((a) => !a.reduce),
+    red = st.roots.filter((a) => a.reduce);
+  const { vj, vi } = shape,
+    j = spatial[shape.j];
   const rowRoots = shape.i >= 0 ? spatial.slice(shape.i - shape.rows + 1, shape.i + 1) : [];
   const steps: TraceStep[] = [];
   let i: { name: string } | undefined = rowRoots[0];
@@ -250,19 +293,29 @@ export function registerTileTrace(st: Stage, stage: number): TraceStep[] {
  * nothing, while lanes along the row load vectors.
  */
 function rowReduction(st: Stage): boolean {
-  const r = st.reduction, reduceAxes = st.roots.filter((a) => a.reduce);
-  const red = reduceAxes[reduceAxes.length - 1], lane = st.roots.filter((a) => !a.reduce).pop();
+  const r = st.reduction,
+    reduceAxes = st.roots.filter((a) => a.reduce);
+  const red = reduceAxes[reduceAxes.length - 1],
+    lane = st.roots.filter((a) => !a.reduce).pop();
   if (!r || !red || !lane) return false;
-  let rowContiguous = false, laneGathers = true;
+  let rowContiguous = false,
+    laneGathers = true;
   visitExpr(r.body, (e) => {
     if (e.k !== 'load') return;
     // (a load that no reduction axis moves, e.g. a row's mean, is read once per row either way)
     if (!reduceAxes.some((a) => e.idx.some((ix) => mentions(ix, a.v)))) return;
     const shape = (e.buf as Tensor).shape;
-    const flat = (v: Var) => e.idx.reduceRight<{ c: number | undefined; stride: number }>(({ c, stride }, ix, d) => {
-      const k = affineCoef(ix, v);
-      return { c: c === undefined || k === undefined ? undefined : c + k * stride, stride: stride * Number(shape[d]) };
-    }, { c: 0, stride: 1 }).c;
+    const flat = (v: Var) =>
+      e.idx.reduceRight<{ c: number | undefined; stride: number }>(
+        ({ c, stride }, ix, d) => {
+          const k = affineCoef(ix, v);
+          return {
+            c: c === undefined || k === undefined ? undefined : c + k * stride,
+            stride: stride * Number(shape[d]),
+          };
+        },
+        { c: 0, stride: 1 },
+      ).c;
     if (flat(red.v) === 1) rowContiguous = true;
     const c = flat(lane.v);
     if (c === undefined || Math.abs(c) <= 1) laneGathers = false;
@@ -279,7 +332,9 @@ export function laneReductionTrace(st: Stage, stage: number): TraceStep[] {
   const r = st.reduction;
   if (!r || !['sum', 'max', 'min'].includes(r.op) || st.tensor.dtype !== 'float32') return [];
   let nested = false;
-  visitExpr(r.body, (e) => { if (e.k === 'reduce') nested = true; });
+  visitExpr(r.body, (e) => {
+    if (e.k === 'reduce') nested = true;
+  });
   const last = st.roots.filter((a) => a.reduce).pop();
   if (nested || !last || last.extent % 4 !== 0 || last.extent < 8) return [];
   // several partial vectors where the row allows (independent chains: one vector waits on the previous add's or
@@ -294,9 +349,20 @@ export function laneReductionTrace(st: Stage, stage: number): TraceStep[] {
  */
 export function laneReductionSteps(stage: number, axis: string, vectors: number, unroll = 1): TraceStep[] {
   const steps: TraceStep[] = [{ p: 'split', stage, axis, factor: 4 * vectors }];
-  if (vectors > 1) steps.push({ p: 'split', stage, axis: `${axis}.i`, factor: 4 }, { p: 'annotate', stage, axis: `${axis}.i.o`, kind: 'unrolled' });
-  if (unroll > 1) steps.push({ p: 'split', stage, axis: `${axis}.o`, factor: unroll }, { p: 'annotate', stage, axis: `${axis}.o.i`, kind: 'unrolled' });
-  steps.push({ p: 'annotate', stage, axis: vectors > 1 ? `${axis}.i.i` : `${axis}.i`, kind: 'vectorized' }, { p: 'cacheWrite', stage });
+  if (vectors > 1)
+    steps.push(
+      { p: 'split', stage, axis: `${axis}.i`, factor: 4 },
+      { p: 'annotate', stage, axis: `${axis}.i.o`, kind: 'unrolled' },
+    );
+  if (unroll > 1)
+    steps.push(
+      { p: 'split', stage, axis: `${axis}.o`, factor: unroll },
+      { p: 'annotate', stage, axis: `${axis}.o.i`, kind: 'unrolled' },
+    );
+  steps.push(
+    { p: 'annotate', stage, axis: vectors > 1 ? `${axis}.i.i` : `${axis}.i`, kind: 'vectorized' },
+    { p: 'cacheWrite', stage },
+  );
   return steps;
 }
 /** Partial vectors a row reduction accumulates in, the most the row's length allows first. */
@@ -310,4 +376,3 @@ const WIDE_TILE_WASTE = 1.15;
 
 /** Vectors computed along an axis of `extent` elements in tiles of `vj` vectors (the last tile full width). */
 const lanesComputed = (extent: number, vj: number) => Math.ceil(extent / (4 * vj)) * vj;
-

@@ -73,9 +73,16 @@ export function gpuTrace(sch: Schedule, opts: GpuScheduleOptions = {}): TraceSte
   const threads = opts.threads ?? GPU_THREADS;
   const probe = new Schedule(sch.outputs);
   const steps: TraceStep[] = [];
-  const add = (ss: TraceStep[]) => { for (const s of ss) { probe.apply(s); steps.push(s); } };
+  const add = (ss: TraceStep[]) => {
+    for (const s of ss) {
+      probe.apply(s);
+      steps.push(s);
+    }
+  };
   // inline first: whether a reduction's consumer can become its write-back epilogue depends on what is inlined
-  probe.stages.forEach((st, stage) => { if (!st.isOutput && !st.hasReduction()) add([{ p: 'computeInline', stage }]); });
+  probe.stages.forEach((st, stage) => {
+    if (!st.isOutput && !st.hasReduction()) add([{ p: 'computeInline', stage }]);
+  });
   probe.stages.forEach((st, stage) => {
     if (st.inlined || st.fusedInto) return; // fusedInto: computed at another stage's write-back
     const tiled = tileTrace(probe, st, stage, opts);
@@ -85,7 +92,10 @@ export function gpuTrace(sch: Schedule, opts: GpuScheduleOptions = {}): TraceSte
       return;
     }
     const tree = treeTrace(st, stage, opts);
-    if (tree) { add(tree); return; }
+    if (tree) {
+      add(tree);
+      return;
+    }
     add(simpleTrace(st, stage, threads, opts.vec4 ?? true));
   });
   return steps;
@@ -96,8 +106,18 @@ function simpleTrace(st: Stage, stage: number, threads: number, vec4: boolean): 
   const steps: TraceStep[] = [];
   const spatial = st.roots.filter((a) => !a.reduce).map((a) => ({ name: a.name, extent: a.extent }));
   const last = spatial[spatial.length - 1];
-  if (vec4 && last && last.extent >= 4 && last.extent % 4 === 0 && st.tensor.dtype === 'float32' && !st.hasReduction()) {
-    steps.push({ p: 'split', stage, axis: last.name, factor: 4 }, { p: 'annotate', stage, axis: `${last.name}.i`, kind: 'vectorized' });
+  if (
+    vec4 &&
+    last &&
+    last.extent >= 4 &&
+    last.extent % 4 === 0 &&
+    st.tensor.dtype === 'float32' &&
+    !st.hasReduction()
+  ) {
+    steps.push(
+      { p: 'split', stage, axis: last.name, factor: 4 },
+      { p: 'annotate', stage, axis: `${last.name}.i`, kind: 'vectorized' },
+    );
     spatial[spatial.length - 1] = { name: `${last.name}.o`, extent: last.extent / 4 };
   }
   let inWorkgroup = 1;
@@ -113,9 +133,11 @@ function simpleTrace(st: Stage, stage: number, threads: number, vec4: boolean): 
   let first = k;
   if (f > 1) {
     const a = spatial[k].name;
-    steps.push({ p: 'split', stage, axis: a, factor: f },
+    steps.push(
+      { p: 'split', stage, axis: a, factor: f },
       { p: 'annotate', stage, axis: `${a}.i`, kind: 'threadIdx.x' },
-      { p: 'annotate', stage, axis: `${a}.o`, kind: 'blockIdx.x' });
+      { p: 'annotate', stage, axis: `${a}.o`, kind: 'blockIdx.x' },
+    );
     first = k - 1;
   }
   for (let j = first; j >= 0; j--) steps.push({ p: 'annotate', stage, axis: spatial[j].name, kind: 'blockIdx.x' });
@@ -128,33 +150,54 @@ const pow2floor = (n: number) => 2 ** Math.floor(Math.log2(Math.max(1, n)));
 /** Root variables the loads of `t` in `e` index with. */
 function indexVars(e: Expr, t: unknown): Set<Var> {
   const vs = new Set<Var>();
-  visitExpr(e, (x) => { if (x.k === 'load' && x.buf === t) for (const i of x.idx) visitExpr(i, (y) => { if (y.k === 'var') vs.add(y); }); });
+  visitExpr(e, (x) => {
+    if (x.k === 'load' && x.buf === t)
+      for (const i of x.idx)
+        visitExpr(i, (y) => {
+          if (y.k === 'var') vs.add(y);
+        });
+  });
   return vs;
 }
 
 /** Shared-memory tiling with register tiles for a float32 sum reduction, or undefined when it does not fit. */
 function tileTrace(sch: Schedule, st: Stage, stage: number, opts: GpuScheduleOptions): TraceStep[] | undefined {
   const r = st.reduction;
-  if (!r || r.op !== 'sum' || st.tensor.dtype !== 'float32') return undefined;
-  const spatial = st.roots.filter((a) => !a.reduce), red = st.roots.filter((a) => a.reduce);
+  if (r?.op !== 'sum' || st.tensor.dtype !== 'float32') return undefined;
+  const spatial = st.roots.filter((a) => !a.reduce),
+    red = st.roots.filter((a) => a.reduce);
   const h = st.tensor.hints;
   const jAt = h?.vectorAxis ?? spatial.length - 1;
-  const iAt = h?.rowAxis !== undefined && h.rowAxis !== jAt ? h.rowAxis : jAt === spatial.length - 1 ? spatial.length - 2 : spatial.length - 1;
-  const j = spatial[jAt], i = spatial[iAt];
+  const iAt =
+    h?.rowAxis !== undefined && h.rowAxis !== jAt
+      ? h.rowAxis
+      : jAt === spatial.length - 1
+        ? spatial.length - 2
+        : spatial.length - 1;
+  const j = spatial[jAt],
+    i = spatial[iAt];
   if (!i || !j || i === j) return undefined;
-  const outputs = spatial.reduce((n, a) => n * a.extent, 1), R = red.reduce((n, a) => n * a.extent, 1);
-  if (i.extent * j.extent < 64 || outputs < (opts.minTileOutputs ?? 2048) || R < (opts.minTileReduce ?? 16)) return undefined;
+  const outputs = spatial.reduce((n, a) => n * a.extent, 1),
+    R = red.reduce((n, a) => n * a.extent, 1);
+  if (i.extent * j.extent < 64 || outputs < (opts.minTileOutputs ?? 2048) || R < (opts.minTileReduce ?? 16))
+    return undefined;
   // stage the inputs that are reused across the tile: those that do not depend on one of the two tiled axes
   const reads = st.readTensors();
-  const cached = reads.map((t, k) => ({ k, vs: indexVars(r.body, t) })).filter(({ vs }) => !vs.has(i.v) || !vs.has(j.v));
+  const cached = reads
+    .map((t, k) => ({ k, vs: indexVars(r.body, t) }))
+    .filter(({ vs }) => !vs.has(i.v) || !vs.has(j.v));
   if (!cached.some(({ vs }) => !vs.has(i.v)) || !cached.some(({ vs }) => !vs.has(j.v))) return undefined;
-  const regRows = opts.regRows ?? 4, regCols = opts.regCols ?? 4;
+  const regRows = opts.regRows ?? 4,
+    regCols = opts.regCols ?? 4;
   // threads per tile axis; a short axis gets just enough (its tile a multiple of the register tile, so that the
   // tile's start stays a multiple of it: packed weights index with floordiv/floormod by 4)
   let tI = Math.min(Math.floor((opts.tileRows ?? 64) / regRows), Math.ceil(i.extent / regRows));
   let tJ = Math.min(Math.floor((opts.tileCols ?? 64) / regCols), Math.ceil(j.extent / regCols));
   const maxThreads = opts.maxThreads ?? WEBGPU_LIMITS.maxThreadsPerBlock;
-  while (tI * tJ > maxThreads) { if (tI >= tJ) tI = Math.ceil(tI / 2); else tJ = Math.ceil(tJ / 2); }
+  while (tI * tJ > maxThreads) {
+    if (tI >= tJ) tI = Math.ceil(tI / 2);
+    else tJ = Math.ceil(tJ / 2);
+  }
   const k0 = red[0];
   const budget = opts.sharedBytes ?? WEBGPU_LIMITS.maxSharedBytes;
   for (let kt = Math.min(opts.tileK ?? 8, pow2ceil(k0.extent)); kt >= 1; kt /= 2) {
@@ -166,12 +209,16 @@ function tileTrace(sch: Schedule, st: Stage, stage: number, opts: GpuScheduleOpt
       { p: 'split', stage, axis: k0.name, factor: kt },
     ];
     const others = spatial.filter((a) => a !== i && a !== j).map((a) => a.name);
-    const blocks = [...others, `${i.name}.o`, `${j.name}.o`], thr = [`${i.name}.i.o`, `${j.name}.i.o`];
+    const blocks = [...others, `${i.name}.o`, `${j.name}.o`],
+      thr = [`${i.name}.i.o`, `${j.name}.i.o`];
     const reds = [`${k0.name}.o`, `${k0.name}.i`, ...red.slice(1).map((a) => a.name)];
     steps.push({ p: 'reorder', stage, order: [...blocks, ...thr, ...reds, `${i.name}.i.i`, `${j.name}.i.i`] });
     for (const b of blocks) steps.push({ p: 'annotate', stage, axis: b, kind: 'blockIdx.x' });
     for (const t of thr) steps.push({ p: 'annotate', stage, axis: t, kind: 'threadIdx.x' });
-    steps.push({ p: 'annotate', stage, axis: `${i.name}.i.i`, kind: 'unrolled' }, { p: 'annotate', stage, axis: `${j.name}.i.i`, kind: 'unrolled' });
+    steps.push(
+      { p: 'annotate', stage, axis: `${i.name}.i.i`, kind: 'unrolled' },
+      { p: 'annotate', stage, axis: `${j.name}.i.i`, kind: 'unrolled' },
+    );
     if (red.length === 1 && kt <= 16) steps.push({ p: 'annotate', stage, axis: `${k0.name}.i`, kind: 'unrolled' });
     steps.push({ p: 'cacheWrite', stage });
     for (const { k } of cached) steps.push({ p: 'cacheRead', stage, input: k, at: `${k0.name}.o` });
@@ -194,11 +241,19 @@ function sharedBytesOf(outputs: Schedule['outputs'], stage: number, steps: Trace
 /** Workgroup tree reductions for a stage with long reductions and few outputs. */
 function treeTrace(st: Stage, stage: number, opts: GpuScheduleOptions): TraceStep[] | undefined {
   let R = 0;
-  visitExpr(st.tensor.body!, (e) => { if (e.k === 'reduce') R = Math.max(R, e.axes.reduce((n, a) => n * a.extent, 1)); });
+  visitExpr(st.tensor.body!, (e) => {
+    if (e.k === 'reduce')
+      R = Math.max(
+        R,
+        e.axes.reduce((n, a) => n * a.extent, 1),
+      );
+  });
   const outputs = st.roots.filter((a) => !a.reduce).reduce((n, a) => n * a.extent, 1);
   if (R < (opts.treeMinReduce ?? 64) || outputs > (opts.treeMaxOutputs ?? 65536) || outputs === 0) return undefined;
   const T = Math.max(2, Math.min(pow2floor(opts.treeThreads ?? 64), pow2floor(R)));
-  const steps: TraceStep[] = st.roots.filter((a) => !a.reduce).map((a) => ({ p: 'annotate', stage, axis: a.name, kind: 'blockIdx.x' }));
+  const steps: TraceStep[] = st.roots
+    .filter((a) => !a.reduce)
+    .map((a) => ({ p: 'annotate', stage, axis: a.name, kind: 'blockIdx.x' }));
   steps.push({ p: 'crossThreadReduce', stage, threads: T });
   return steps;
 }

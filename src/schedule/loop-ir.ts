@@ -36,8 +36,13 @@ export interface PrimFunc {
   readonly body: Stmt;
 }
 
-export const buffer = (name: string, dtype: DType, size: number, scope: Scope = 'global'): Buffer =>
-  ({ name, dtype, shape: [size], size, scope });
+export const buffer = (name: string, dtype: DType, size: number, scope: Scope = 'global'): Buffer => ({
+  name,
+  dtype,
+  shape: [size],
+  size,
+  scope,
+});
 
 export function seq(body: Stmt[]): Stmt {
   const flat = body.flatMap((s) => (s.k === 'seq' ? s.body : [s]));
@@ -45,23 +50,34 @@ export function seq(body: Stmt[]): Stmt {
 }
 
 export function printStmt(s: Stmt, indent = ''): string {
-  const i2 = indent + '  ';
+  const i2 = `${indent}  `;
   switch (s.k) {
-    case 'for': return `${indent}for ${s.v.name} in 0..${s.extent}${s.kind === 'serial' ? '' : ` (${s.kind})`} {\n${printStmt(s.body, i2)}${indent}}\n`;
-    case 'seq': return s.body.map((b) => printStmt(b, indent)).join('');
-    case 'store': return `${indent}${s.buf.name}[${printExpr(s.index)}] = ${printExpr(s.value)}\n`;
-    case 'if': return `${indent}if ${printExpr(s.cond)} {\n${printStmt(s.then, i2)}${indent}}${s.else ? ` else {\n${printStmt(s.else, i2)}${indent}}` : ''}\n`;
-    case 'decl': return `${indent}let ${s.v.name}: ${s.v.dtype} = ${printExpr(s.init)}\n${printStmt(s.body, indent)}`;
-    case 'assign': return `${indent}${s.v.name} = ${printExpr(s.value)}\n`;
-    case 'alloc': return `${indent}alloc ${s.buf.name}: ${s.buf.dtype}[${s.buf.size}] (${s.buf.scope})\n${printStmt(s.body, indent)}`;
-    case 'barrier': return `${indent}barrier()\n`;
+    case 'for':
+      return `${indent}for ${s.v.name} in 0..${s.extent}${s.kind === 'serial' ? '' : ` (${s.kind})`} {\n${printStmt(s.body, i2)}${indent}}\n`;
+    case 'seq':
+      return s.body.map((b) => printStmt(b, indent)).join('');
+    case 'store':
+      return `${indent}${s.buf.name}[${printExpr(s.index)}] = ${printExpr(s.value)}\n`;
+    case 'if':
+      return `${indent}if ${printExpr(s.cond)} {\n${printStmt(s.then, i2)}${indent}}${s.else ? ` else {\n${printStmt(s.else, i2)}${indent}}` : ''}\n`;
+    case 'decl':
+      return `${indent}let ${s.v.name}: ${s.v.dtype} = ${printExpr(s.init)}\n${printStmt(s.body, indent)}`;
+    case 'assign':
+      return `${indent}${s.v.name} = ${printExpr(s.value)}\n`;
+    case 'alloc':
+      return `${indent}alloc ${s.buf.name}: ${s.buf.dtype}[${s.buf.size}] (${s.buf.scope})\n${printStmt(s.body, indent)}`;
+    case 'barrier':
+      return `${indent}barrier()\n`;
   }
 }
 
 export function printPrimFunc(f: PrimFunc): string {
   const sig = (b: Buffer) => `${b.name}: ${b.dtype}[${b.size}]`;
-  return `kernel ${f.name}(${[...f.inputs, ...f.outputs].map(sig).join(', ')})` +
-    (f.temps.length ? ` temps(${f.temps.map(sig).join(', ')})` : '') + ` {\n${printStmt(f.body, '  ')}}\n`;
+  return (
+    `kernel ${f.name}(${[...f.inputs, ...f.outputs].map(sig).join(', ')})` +
+    (f.temps.length ? ` temps(${f.temps.map(sig).join(', ')})` : '') +
+    ` {\n${printStmt(f.body, '  ')}}\n`
+  );
 }
 
 /** A kernel's stages, its top-level statements: a WebAssembly phase, a WGSL shader, a PTX entry each. */
@@ -72,21 +88,32 @@ export function kernelStages(f: PrimFunc): readonly Stmt[] {
 /** The statements directly inside `s`. */
 export function childStmts(s: Stmt): readonly Stmt[] {
   switch (s.k) {
-    case 'for': case 'decl': case 'alloc': return [s.body];
-    case 'seq': return s.body;
-    case 'if': return s.else ? [s.then, s.else] : [s.then];
-    default: return [];
+    case 'for':
+    case 'decl':
+    case 'alloc':
+      return [s.body];
+    case 'seq':
+      return s.body;
+    case 'if':
+      return s.else ? [s.then, s.else] : [s.then];
+    default:
+      return [];
   }
 }
 
 /** The expressions `s` itself holds (not those of the statements inside it), in evaluation order. */
 export function ownExprs(s: Stmt): readonly Expr[] {
   switch (s.k) {
-    case 'store': return [s.index, s.value];
-    case 'if': return [s.cond];
-    case 'decl': return [s.init];
-    case 'assign': return [s.value];
-    default: return [];
+    case 'store':
+      return [s.index, s.value];
+    case 'if':
+      return [s.cond];
+    case 'decl':
+      return [s.init];
+    case 'assign':
+      return [s.value];
+    default:
+      return [];
   }
 }
 
@@ -104,7 +131,9 @@ export function visitStmtExprs(s: Stmt, f: (e: Expr) => void): void {
 /** `s` with each statement directly inside it replaced by `f(child)`; `s` itself when none changed. */
 export function mapChildren(s: Stmt, f: (child: Stmt) => Stmt): Stmt {
   switch (s.k) {
-    case 'for': case 'decl': case 'alloc': {
+    case 'for':
+    case 'decl':
+    case 'alloc': {
       const body = f(s.body);
       return body === s.body ? s : { ...s, body };
     }
@@ -113,10 +142,12 @@ export function mapChildren(s: Stmt, f: (child: Stmt) => Stmt): Stmt {
       return body.every((b, i) => b === s.body[i]) ? s : { k: 'seq', body };
     }
     case 'if': {
-      const then = f(s.then), els = s.else && f(s.else);
+      const then = f(s.then),
+        els = s.else && f(s.else);
       return then === s.then && els === s.else ? s : { ...s, then, else: els };
     }
-    default: return s;
+    default:
+      return s;
   }
 }
 
@@ -130,14 +161,22 @@ export interface StmtParts {
 
 /** `s` with its own parts rewritten (not those of the statements inside it). */
 export function mapOwnParts(s: Stmt, r: StmtParts): Stmt {
-  const e = (x: Expr) => (r.expr ? r.expr(x) : x), b = (x: Buffer) => (r.buf ? r.buf(x) : x), v = (x: Var) => (r.v ? r.v(x) : x);
+  const e = (x: Expr) => (r.expr ? r.expr(x) : x),
+    b = (x: Buffer) => (r.buf ? r.buf(x) : x),
+    v = (x: Var) => (r.v ? r.v(x) : x);
   switch (s.k) {
-    case 'store': return { ...s, buf: b(s.buf), index: e(s.index), value: e(s.value) };
-    case 'if': return { ...s, cond: e(s.cond) };
-    case 'decl': return { ...s, v: v(s.v), init: e(s.init) };
-    case 'assign': return { ...s, v: v(s.v), value: e(s.value) };
-    case 'alloc': return r.buf ? { ...s, buf: b(s.buf) } : s;
-    default: return s;
+    case 'store':
+      return { ...s, buf: b(s.buf), index: e(s.index), value: e(s.value) };
+    case 'if':
+      return { ...s, cond: e(s.cond) };
+    case 'decl':
+      return { ...s, v: v(s.v), init: e(s.init) };
+    case 'assign':
+      return { ...s, v: v(s.v), value: e(s.value) };
+    case 'alloc':
+      return r.buf ? { ...s, buf: b(s.buf) } : s;
+    default:
+      return s;
   }
 }
 

@@ -33,14 +33,19 @@ export function runLoopPasses(f: PrimFunc, passes: readonly LoopPass[], run: Loo
 }
 
 /** A pass rewriting the kernel's body as a whole. */
-export const bodyPass = (name: string, rewrite: (body: Stmt) => Stmt): LoopPass => ({ name, run: (f) => ({ ...f, body: rewrite(f.body) }) });
+export const bodyPass = (name: string, rewrite: (body: Stmt) => Stmt): LoopPass => ({
+  name,
+  run: (f) => ({ ...f, body: rewrite(f.body) }),
+});
 
 /**
  * A pass rewriting each stage of the kernel on its own: a stage may become several statements, but the stages
  * stay as many as they were (the runtime calls a WebAssembly kernel phase by phase).
  */
-export const stagePass = (name: string, rewrite: (stage: Stmt) => Stmt): LoopPass =>
-  ({ name, run: (f) => ({ ...f, body: { k: 'seq', body: kernelStages(f).map((s) => rewrite(s)) } }) });
+export const stagePass = (name: string, rewrite: (stage: Stmt) => Stmt): LoopPass => ({
+  name,
+  run: (f) => ({ ...f, body: { k: 'seq', body: kernelStages(f).map((s) => rewrite(s)) } }),
+});
 
 /** The first step of every loop pipeline: the scheduled kernel lowered to loops (see lower.ts). */
 export const LOWER = 'lower';

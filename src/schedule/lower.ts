@@ -1,8 +1,27 @@
 // Lowering a scheduled kernel to the loop IR: inline producers, build loop nests from each stage's leaf axes,
 // turn reductions into accumulator loops, flatten multi-dimensional accesses to row-major offsets, simplify.
 import {
-  type Expr, type Var, type IterVar, add, mul, constant, freshVar, mapExpr, reduceInit, substitute, binary, and, lt,
-  ge, eq, int, floordiv, floormod, sub, visitExpr, printExpr,
+  type Expr,
+  type Var,
+  type IterVar,
+  add,
+  mul,
+  constant,
+  freshVar,
+  mapExpr,
+  reduceInit,
+  substitute,
+  binary,
+  and,
+  lt,
+  ge,
+  eq,
+  int,
+  floordiv,
+  floormod,
+  sub,
+  visitExpr,
+  printExpr,
 } from '../tensor-expr/expr.js';
 import { simplify, bound, type Interval } from '../tensor-expr/simplify.js';
 import type { Tensor } from '../tensor-expr/tensor.js';
@@ -12,17 +31,35 @@ import { KilnError } from '../runtime/errors.js';
 import { LOWER, LOWERING_LOOP_PASSES, checkLoopIR, runLoopPasses } from './loop-passes.js';
 
 /** The scheduled kernel as loop IR, after the loop passes every target runs; `after` sees each step's result. */
-export function lower(name: string, inputs: readonly Tensor[], sch: Schedule, after?: (pass: string, f: PrimFunc) => void): PrimFunc {
+export function lower(
+  name: string,
+  inputs: readonly Tensor[],
+  sch: Schedule,
+  after?: (pass: string, f: PrimFunc) => void,
+): PrimFunc {
   const bufs = new Map<Tensor, Buffer>();
   const size = (t: Tensor) => t.shape.reduce((a, b) => a * b, 1);
-  const inBufs = inputs.map((t, i) => { const b = buffer(`in${i}`, t.dtype, size(t)); bufs.set(t, b); return b; });
-  const outBufs = sch.outputs.map((t, i) => { const b = buffer(`out${i}`, t.dtype, size(t)); bufs.set(t, b); return b; });
+  const inBufs = inputs.map((t, i) => {
+    const b = buffer(`in${i}`, t.dtype, size(t));
+    bufs.set(t, b);
+    return b;
+  });
+  const outBufs = sch.outputs.map((t, i) => {
+    const b = buffer(`out${i}`, t.dtype, size(t));
+    bufs.set(t, b);
+    return b;
+  });
   const temps: Buffer[] = [];
   const inlined = new Map<Tensor, Stage>();
   for (const st of sch.stages) {
     if (st.inlined) inlined.set(st.tensor, st);
-    else if (st.epilogue) bufs.set(st.tensor, bufs.get(st.epilogue.tensor)!); // never stored: its epilogue writes the output
-    else if (!bufs.has(st.tensor)) { const b = buffer(`t${temps.length}`, st.tensor.dtype, size(st.tensor)); temps.push(b); bufs.set(st.tensor, b); }
+    else if (st.epilogue)
+      bufs.set(st.tensor, bufs.get(st.epilogue.tensor)!); // never stored: its epilogue writes the output
+    else if (!bufs.has(st.tensor)) {
+      const b = buffer(`t${temps.length}`, st.tensor.dtype, size(st.tensor));
+      temps.push(b);
+      bufs.set(st.tensor, b);
+    }
   }
   const ranges = new Map<Var, Interval>();
   const ctx: LowerCtx = { bufs, inlined, ranges };
@@ -84,12 +121,27 @@ function emitValue(value: Expr, ctx: LowerCtx, k: (v: Expr) => Stmt): Stmt {
   const search = (e: Expr): void => {
     if (found) return;
     switch (e.k) {
-      case 'reduce': found = e; return;
-      case 'bin': search(e.a); search(e.b); return;
-      case 'un': case 'cast': search(e.a); return;
-      case 'select': search(e.c); search(e.a); search(e.b); return;
-      case 'load': e.idx.forEach(search); return;
-      default: return;
+      case 'reduce':
+        found = e;
+        return;
+      case 'bin':
+        search(e.a);
+        search(e.b);
+        return;
+      case 'un':
+      case 'cast':
+        search(e.a);
+        return;
+      case 'select':
+        search(e.c);
+        search(e.a);
+        search(e.b);
+        return;
+      case 'load':
+        e.idx.forEach(search);
+        return;
+      default:
+        return;
     }
   };
   search(value);
@@ -99,10 +151,16 @@ function emitValue(value: Expr, ctx: LowerCtx, k: (v: Expr) => Stmt): Stmt {
   const rest = mapExpr(value, (x) => (x === r ? acc : undefined));
   // Fresh loop variables per use: the same reduction may be inlined in several places.
   const fresh = new Map<Var, Expr>();
-  const loops = r.axes.map((a: IterVar) => { const v = freshVar(a.v.name); fresh.set(a.v, v); ctx.ranges.set(v, { lo: 0, hi: a.extent - 1 }); return { v, extent: a.extent }; });
+  const loops = r.axes.map((a: IterVar) => {
+    const v = freshVar(a.v.name);
+    fresh.set(a.v, v);
+    ctx.ranges.set(v, { lo: 0, hi: a.extent - 1 });
+    return { v, extent: a.extent };
+  });
   const body = substitute(r.body, fresh);
   let inner = emitValue(body, ctx, (v) => ({ k: 'assign', v: acc, value: combine(r.op, acc, v) }));
-  for (let i = loops.length - 1; i >= 0; i--) inner = { k: 'for', v: loops[i].v, extent: loops[i].extent, kind: 'serial', body: inner };
+  for (let i = loops.length - 1; i >= 0; i--)
+    inner = { k: 'for', v: loops[i].v, extent: loops[i].extent, kind: 'serial', body: inner };
   return { k: 'decl', v: acc, init: reduceInit(r.op, r.dtype), body: seq([inner, emitValue(rest, ctx, k)]) };
 }
 
@@ -141,7 +199,8 @@ function lowerStage(sch: Schedule, st: Stage, ctx: LowerCtx): Stmt {
   }
   const r = st.reduction;
   const body = inlineLoads(substitute(r.body, bind), ctx);
-  const spatialLeaves = st.leaves.filter((a) => !a.reduce), reduceLeaves = st.leaves.filter((a) => a.reduce);
+  const spatialLeaves = st.leaves.filter((a) => !a.reduce),
+    reduceLeaves = st.leaves.filter((a) => a.reduce);
   const reduceInside = st.leaves.findIndex((a) => a.reduce) >= spatialLeaves.length || reduceLeaves.length === 0;
   // with an epilogue, a local tile's write-back computes the output stage's body on the tile value
   const writeBack = (tileValue: Expr): { buf: Buffer; value: Expr } => {
@@ -149,7 +208,10 @@ function lowerStage(sch: Schedule, st: Stage, ctx: LowerCtx): Stmt {
     if (!o) return { buf: out, value: tileValue };
     const at = new Map<Var, Expr>(o.tensor.axes.map((a, d) => [a.v, spatialIdx[d]]));
     const value = inlineLoads(substitute(o.tensor.body!, at), ctx);
-    return { buf: ctx.bufs.get(o.tensor)!, value: mapExpr(value, (x) => (x.k === 'load' && x.buf === t ? tileValue : undefined)) };
+    return {
+      buf: ctx.bufs.get(o.tensor)!,
+      value: mapExpr(value, (x) => (x.k === 'load' && x.buf === t ? tileValue : undefined)),
+    };
   };
   const lastLeaf = st.leaves[st.leaves.length - 1];
   if (st.cacheLocal && lastLeaf.reduce && lastLeaf.kind === 'vectorized') {
@@ -163,32 +225,55 @@ function lowerStage(sch: Schedule, st: Stage, ctx: LowerCtx): Stmt {
     // shared-memory reads index with the unclamped positions: their fetch already stops at the tensor's edges
     const plan = st.sharedReads.length ? planSharedReads(st, bind, ctx) : undefined;
     const src = plan ? mapExpr(r.body, (x) => (x.k === 'load' ? plan.replace(x) : undefined)) : r.body;
-    const tileBody = spatialGuards.length || plan ? inlineLoads(substitute(src, spatialGuards.length ? clamped : bind), ctx) : body;
+    const tileBody =
+      spatialGuards.length || plan ? inlineLoads(substitute(src, spatialGuards.length ? clamped : bind), ctx) : body;
     // a K-blocked tile reloads its partial sums from the output: at the clamped position (extra rows of a partial
     // tile read the last valid row, in bounds; their write-back is dropped)
-    const reload = blockLeaves(st).length ? { buf: out, index: finish(flatIndex(t.shape, spatialRoots.map((a) => clamped.get(a.v)!)), ctx) } : undefined;
+    const reload = blockLeaves(st).length
+      ? {
+          buf: out,
+          index: finish(
+            flatIndex(
+              t.shape,
+              spatialRoots.map((a) => clamped.get(a.v)!),
+            ),
+            ctx,
+          ),
+        }
+      : undefined;
     return lowerLocalTile(st, r, tileBody, storeIndex(), writeBack, spatialGuards, reduceGuards, ctx, plan, reload);
   }
   if (reduceInside) {
     const acc = freshVar('acc', r.dtype);
     const update = emitValue(body, ctx, (v) => ({ k: 'assign', v: acc, value: combine(r.op, acc, v) }));
     const inner: Stmt = {
-      k: 'decl', v: acc, init: reduceInit(r.op, r.dtype),
-      body: seq([nest(reduceLeaves, guard(reduceGuards, update)), { k: 'store', buf: out, index: storeIndex(), value: acc }]),
+      k: 'decl',
+      v: acc,
+      init: reduceInit(r.op, r.dtype),
+      body: seq([
+        nest(reduceLeaves, guard(reduceGuards, update)),
+        { k: 'store', buf: out, index: storeIndex(), value: acc },
+      ]),
     };
     return nest(spatialLeaves, guard(spatialGuards, inner));
   }
   // Reduction loops interleaved with spatial ones: accumulate in the output buffer.
   if (st.relations.some((x) => x.kind === 'split' && x.shiftTail)) {
-    throw new KilnError('E_INTERNAL', `stage ${t.name}: a shiftTail split would accumulate overlapping elements twice in the output buffer`, { hint: SCHEDULE_HINT });
+    throw new KilnError(
+      'E_INTERNAL',
+      `stage ${t.name}: a shiftTail split would accumulate overlapping elements twice in the output buffer`,
+      { hint: SCHEDULE_HINT },
+    );
   }
   const idx = storeIndex();
   const cur: Expr = { k: 'load', buf: out, idx: [idx], dtype: out.dtype };
-  const init = nest(spatialLeaves, guard(spatialGuards, { k: 'store', buf: out, index: idx, value: reduceInit(r.op, r.dtype) }));
+  const init = nest(
+    spatialLeaves,
+    guard(spatialGuards, { k: 'store', buf: out, index: idx, value: reduceInit(r.op, r.dtype) }),
+  );
   const update = emitValue(body, ctx, (v) => ({ k: 'store', buf: out, index: idx, value: combine(r.op, cur, v) }));
   return seq([init, nest(st.leaves, guard([...spatialGuards, ...reduceGuards], update))]);
 }
-
 
 /**
  * A reduction whose innermost leaf is a vectorized reduction axis (laneReductionTrace): each lane accumulates a
@@ -198,13 +283,25 @@ function lowerStage(sch: Schedule, st: Stage, ctx: LowerCtx): Stmt {
  * r.i.o, r.i.i), it indexes A separate partial vectors (A x 4 lanes, independent dependency chains), folded into the
  * first one before the lanes are combined.
  */
-function lowerLaneReduction(st: Stage, r: Extract<Expr, { k: 'reduce' }>, body: Expr, outIndex: Expr,
-  writeBack: (v: Expr) => { buf: Buffer; value: Expr }, spatialGuards: Expr[], reduceGuards: Expr[], ctx: LowerCtx): Stmt {
+function lowerLaneReduction(
+  st: Stage,
+  r: Extract<Expr, { k: 'reduce' }>,
+  body: Expr,
+  outIndex: Expr,
+  writeBack: (v: Expr) => { buf: Buffer; value: Expr },
+  spatialGuards: Expr[],
+  reduceGuards: Expr[],
+  ctx: LowerCtx,
+): Stmt {
   const lane = st.leaves[st.leaves.length - 1];
   const first = st.leaves.findIndex((a) => a.reduce);
   const spatial = st.leaves.slice(0, first);
   if (st.leaves.slice(first).some((a) => !a.reduce) || lane.extent !== 4) {
-    throw new KilnError('E_INTERNAL', `stage ${st.tensor.name}: a vectorized reduction axis needs 4 lanes and every spatial loop outside the reduction`, { hint: SCHEDULE_HINT });
+    throw new KilnError(
+      'E_INTERNAL',
+      `stage ${st.tensor.name}: a vectorized reduction axis needs 4 lanes and every spatial loop outside the reduction`,
+      { hint: SCHEDULE_HINT },
+    );
   }
   const accLeaf = laneAccumulatorLeaf(st);
   const red = st.leaves.slice(first, accLeaf ? -2 : -1);
@@ -217,12 +314,23 @@ function lowerLaneReduction(st: Stage, r: Extract<Expr, { k: 'reduce' }>, body: 
     return accLeaf ? { k: 'for', v: accLeaf.v, extent: A, kind: 'unrolled', body: inner } : inner;
   };
   const init = overLanes({ k: 'store', buf: tile, index: slot, value: reduceInit(r.op, r.dtype) });
-  const update = emitValue(body, ctx, (v) => ({ k: 'store', buf: tile, index: slot, value: combine(r.op, at(slot), v) }));
+  const update = emitValue(body, ctx, (v) => ({
+    k: 'store',
+    buf: tile,
+    index: slot,
+    value: combine(r.op, at(slot), v),
+  }));
   const accumulate = nest(red, overLanes(guard(reduceGuards, update)));
   const fold: Stmt[] = [];
   for (let a = 1; a < A; a++) {
     const l = freshVar('lane');
-    fold.push({ k: 'for', v: l, extent: 4, kind: 'vectorized', body: { k: 'store', buf: tile, index: l, value: combine(r.op, at(l), at(add(l, 4 * a))) } });
+    fold.push({
+      k: 'for',
+      v: l,
+      extent: 4,
+      kind: 'vectorized',
+      body: { k: 'store', buf: tile, index: l, value: combine(r.op, at(l), at(add(l, 4 * a))) },
+    });
   }
   const lanes = [0, 1, 2, 3].map((l) => at(constant(l, 'int32')));
   const wb = writeBack(combine(r.op, combine(r.op, lanes[0], lanes[1]), combine(r.op, lanes[2], lanes[3])));
@@ -232,8 +340,9 @@ function lowerLaneReduction(st: Stage, r: Extract<Expr, { k: 'reduce' }>, body: 
 
 /** The unrolled reduction leaf just outside a lane reduction's 4 lanes, split from the same axis (see above). */
 function laneAccumulatorLeaf(st: Stage): Axis | undefined {
-  const lane = st.leaves[st.leaves.length - 1], prev = st.leaves[st.leaves.length - 2];
-  if (!prev || !prev.reduce || prev.kind !== 'unrolled') return undefined;
+  const lane = st.leaves[st.leaves.length - 1],
+    prev = st.leaves[st.leaves.length - 2];
+  if (!prev?.reduce || prev.kind !== 'unrolled') return undefined;
   const rel = st.relations.find((x) => x.kind === 'split' && x.inner === lane);
   return rel && rel.kind === 'split' && rel.outer === prev ? prev : undefined;
 }
@@ -245,7 +354,9 @@ function laneAccumulatorLeaf(st: Stage): Axis | undefined {
  */
 export function blockLeaves(st: Stage): Axis[] {
   let q = -1;
-  st.leaves.forEach((a, k) => { if (!a.reduce && st.leaves.slice(k + 1).some((b) => b.reduce)) q = k; });
+  st.leaves.forEach((a, k) => {
+    if (!a.reduce && st.leaves.slice(k + 1).some((b) => b.reduce)) q = k;
+  });
   return st.leaves.slice(0, q + 1).filter((a) => a.reduce);
 }
 
@@ -255,18 +366,32 @@ export function blockLeaves(st: Stage): Axis[] {
  *   for outer { alloc T; T = init; for red, inner { T[inner] op= body }; for inner { out = T[inner] } }
  */
 /** `body` must be safe to evaluate for every tile position (spatial indices clamped by the caller). */
-function lowerLocalTile(st: Stage, r: Extract<Expr, { k: 'reduce' }>, body: Expr, outIndex: Expr,
-  writeBack: (tileValue: Expr) => { buf: Buffer; value: Expr }, spatialGuards: Expr[], reduceGuards: Expr[], ctx: LowerCtx,
-  plan?: SharedPlan, reload?: { buf: Buffer; index: Expr }): Stmt {
+function lowerLocalTile(
+  st: Stage,
+  r: Extract<Expr, { k: 'reduce' }>,
+  body: Expr,
+  outIndex: Expr,
+  writeBack: (tileValue: Expr) => { buf: Buffer; value: Expr },
+  spatialGuards: Expr[],
+  reduceGuards: Expr[],
+  ctx: LowerCtx,
+  plan?: SharedPlan,
+  reload?: { buf: Buffer; index: Expr },
+): Stmt {
   const blocks = blockLeaves(st);
   const lastBlock = blocks.length ? st.leaves.indexOf(blocks[blocks.length - 1]) : -1;
   const first = st.leaves.findIndex((a, k) => a.reduce && k > lastBlock);
   const outer = st.leaves.slice(0, first);
   const rest = st.leaves.slice(first);
   if (blocks.length && (plan || st.relations.some((x) => x.kind === 'split' && x.shiftTail && !x.parent.reduce))) {
-    throw new KilnError('E_INTERNAL', `stage ${st.tensor.name}: a reduction loop outside the tile loops needs tiles without shifted tails or shared reads`, { hint: SCHEDULE_HINT });
+    throw new KilnError(
+      'E_INTERNAL',
+      `stage ${st.tensor.name}: a reduction loop outside the tile loops needs tiles without shifted tails or shared reads`,
+      { hint: SCHEDULE_HINT },
+    );
   }
-  const reduceLeaves = rest.filter((a) => a.reduce), inner = rest.filter((a) => !a.reduce);
+  const reduceLeaves = rest.filter((a) => a.reduce),
+    inner = rest.filter((a) => !a.reduce);
   const size = inner.reduce((n, a) => n * a.extent, 1);
   const tile = buffer(`${st.tensor.name}_local`, st.tensor.dtype, size, 'local');
   let li: Expr = constant(0, 'int32');
@@ -278,15 +403,31 @@ function lowerLocalTile(st: Stage, r: Extract<Expr, { k: 'reduce' }>, body: Expr
   let accumulate = nest([...reduceLeaves, ...inner], guard(reduceGuards, update), plan?.hooks(ctx));
   if (plan) for (const b of plan.buffers) accumulate = { k: 'alloc', buf: b, body: accumulate };
   const wb = writeBack(cur);
-  let store = nest(inner, guard(spatialGuards, emitValue(wb.value, ctx, (v) => ({ k: 'store', buf: wb.buf, index: outIndex, value: v }))));
+  let store = nest(
+    inner,
+    guard(
+      spatialGuards,
+      emitValue(wb.value, ctx, (v) => ({ k: 'store', buf: wb.buf, index: outIndex, value: v })),
+    ),
+  );
   if (blocks.length) {
     // blocks after the first start from the partial result in the output; blocks before the last store it raw (the
     // epilogue, if any, applies once, to the complete sum)
     const isFirst = blocks.map((b) => eq(b.v, 0)).reduce((a, b) => and(a, b));
     const isLast = blocks.map((b) => eq(b.v, b.extent - 1)).reduce((a, b) => and(a, b));
     const partial: Expr = { k: 'load', buf: reload!.buf, idx: [reload!.index], dtype: reload!.buf.dtype };
-    init = { k: 'if', cond: isFirst, then: init, else: nest(inner, { k: 'store', buf: tile, index: li, value: partial }) };
-    store = { k: 'if', cond: isLast, then: store, else: nest(inner, guard(spatialGuards, { k: 'store', buf: reload!.buf, index: outIndex, value: cur })) };
+    init = {
+      k: 'if',
+      cond: isFirst,
+      then: init,
+      else: nest(inner, { k: 'store', buf: tile, index: li, value: partial }),
+    };
+    store = {
+      k: 'if',
+      cond: isLast,
+      then: store,
+      else: nest(inner, guard(spatialGuards, { k: 'store', buf: reload!.buf, index: outIndex, value: cur })),
+    };
   }
   return nest(outer, { k: 'alloc', buf: tile, body: seq([init, accumulate, store]) });
 }
@@ -296,7 +437,9 @@ const isThreadKind = (k: string) => k.startsWith('threadIdx');
 /** Variables an expression mentions. */
 function varsOf(e: Expr): Set<Var> {
   const out = new Set<Var>();
-  visitExpr(e, (x) => { if (x.k === 'var') out.add(x); });
+  visitExpr(e, (x) => {
+    if (x.k === 'var') out.add(x);
+  });
   return out;
 }
 
@@ -319,8 +462,10 @@ function splitFV(e: Expr, varying: ReadonlySet<Var>): { f: Expr; v: Expr } | und
   if (vs.every((x) => varying.has(x))) return { f: int(0), v: e };
   if (e.k !== 'bin' || e.dtype !== 'int32') return undefined;
   switch (e.op) {
-    case 'add': case 'sub': {
-      const a = splitFV(e.a, varying), b = splitFV(e.b, varying);
+    case 'add':
+    case 'sub': {
+      const a = splitFV(e.a, varying),
+        b = splitFV(e.b, varying);
       return a && b ? { f: binary(e.op, a.f, b.f), v: binary(e.op, a.v, b.v) } : undefined;
     }
     case 'mul': {
@@ -328,13 +473,16 @@ function splitFV(e: Expr, varying: ReadonlySet<Var>): { f: Expr; v: Expr } | und
       const s = c && splitFV(c === e.b ? e.a : e.b, varying);
       return c && s ? { f: mul(s.f, c), v: mul(s.v, c) } : undefined;
     }
-    case 'floordiv': case 'floormod': {
+    case 'floordiv':
+    case 'floormod': {
       if (e.b.k !== 'const' || !(Number(e.b.value) > 0)) return undefined;
-      const c = Number(e.b.value), s = splitFV(e.a, varying);
+      const c = Number(e.b.value),
+        s = splitFV(e.a, varying);
       if (!s || !multipleOf(s.f, c)) return undefined;
       return e.op === 'floordiv' ? { f: floordiv(s.f, c), v: floordiv(s.v, c) } : { f: int(0), v: floormod(s.v, c) };
     }
-    default: return undefined;
+    default:
+      return undefined;
   }
 }
 
@@ -358,34 +506,62 @@ export interface SharedPlan {
  * Bound inference for the cacheRead steps of a local-tile stage (loop order: outer, reduction, tile leaves).
  * Exported for the GPU schedule, which sizes its tiles by the shared bytes they need.
  */
-export function planSharedReads(st: Stage, bind: ReadonlyMap<Var, Expr>, ctx: { ranges: Map<Var, Interval> }): SharedPlan {
+export function planSharedReads(
+  st: Stage,
+  bind: ReadonlyMap<Var, Expr>,
+  ctx: { ranges: Map<Var, Interval> },
+): SharedPlan {
   const first = st.leaves.findIndex((a) => a.reduce);
-  const outer = st.leaves.slice(0, first), rest = st.leaves.slice(first);
+  const outer = st.leaves.slice(0, first),
+    rest = st.leaves.slice(first);
   const order = [...outer, ...rest.filter((a) => a.reduce), ...rest.filter((a) => !a.reduce)];
   const threadLeaves = outer.filter((a) => isThreadKind(a.kind));
-  if (st.leaves.some((a) => isThreadKind(a.kind) && !outer.includes(a))) throw new KilnError('E_INTERNAL', `cacheRead: stage ${st.tensor.name} has thread-bound loops inside its reduction`, { hint: SCHEDULE_HINT });
+  if (st.leaves.some((a) => isThreadKind(a.kind) && !outer.includes(a)))
+    throw new KilnError(
+      'E_INTERNAL',
+      `cacheRead: stage ${st.tensor.name} has thread-bound loops inside its reduction`,
+      { hint: SCHEDULE_HINT },
+    );
   const reads: SharedRead[] = [];
   // loops of one iteration are 0: a tile that covers a whole axis still starts at a multiple of its size
   const unit = new Map<Var, Expr>(st.leaves.filter((a) => a.extent === 1).map((a) => [a.v, int(0)]));
   const at0 = (i: Expr) => substitute(substitute(i, bind), unit);
   const loadsOf = (t: Tensor) => {
     const ls: Expr[][] = [];
-    visitExpr(st.reduction!.body, (x) => { if (x.k === 'load' && x.buf === t) ls.push(x.idx.map(at0)); });
+    visitExpr(st.reduction!.body, (x) => {
+      if (x.k === 'load' && x.buf === t) ls.push(x.idx.map(at0));
+    });
     return ls;
   };
   for (const { tensor, at } of st.sharedReads) {
     const atPos = order.findIndex((a) => a.name === at);
-    if (atPos < first || !order[atPos].reduce) throw new KilnError('E_INTERNAL', `cacheRead: '${at}' is not a reduction loop of stage ${st.tensor.name}'s tile`, { hint: SCHEDULE_HINT });
+    if (atPos < first || !order[atPos].reduce)
+      throw new KilnError(
+        'E_INTERNAL',
+        `cacheRead: '${at}' is not a reduction loop of stage ${st.tensor.name}'s tile`,
+        { hint: SCHEDULE_HINT },
+      );
     const varying = new Set<Var>([...order.slice(atPos + 1), ...threadLeaves].map((a) => a.v));
     const dims = tensor.shape.map((dim, d) => {
-      let f: Expr | undefined, lo = Infinity, hi = -Infinity, ok = true;
+      let f: Expr | undefined,
+        lo = Infinity,
+        hi = -Infinity,
+        ok = true;
       for (const idx of loadsOf(tensor)) {
         const s = splitFV(idx[d], varying);
         const b = s && bound(simplify(s.v, ctx.ranges), ctx.ranges);
-        if (!s || !b) { ok = false; break; }
+        if (!s || !b) {
+          ok = false;
+          break;
+        }
         const fs = simplify(s.f, ctx.ranges);
-        if (f && printExpr(f) !== printExpr(fs)) { ok = false; break; }
-        f = fs; lo = Math.min(lo, b.lo); hi = Math.max(hi, b.hi);
+        if (f && printExpr(f) !== printExpr(fs)) {
+          ok = false;
+          break;
+        }
+        f = fs;
+        lo = Math.min(lo, b.lo);
+        hi = Math.max(hi, b.hi);
       }
       // a region past the tensor's edge (a partial tile) is fetched as zeros; only when bound inference fails
       // does the whole dimension come in
@@ -396,7 +572,9 @@ export function planSharedReads(st: Stage, bind: ReadonlyMap<Var, Expr>, ctx: { 
   }
   const flat = (r: SharedRead, local: Expr[]) => {
     let e: Expr = int(0);
-    r.dims.forEach((d, i) => { e = add(mul(e, d.ext), local[i]); });
+    r.dims.forEach((d, i) => {
+      e = add(mul(e, d.ext), local[i]);
+    });
     return e;
   };
   return {
@@ -407,9 +585,12 @@ export function planSharedReads(st: Stage, bind: ReadonlyMap<Var, Expr>, ctx: { 
       const atPos = order.findIndex((a) => a.name === r.at);
       const varying = new Set<Var>([...order.slice(atPos + 1), ...threadLeaves].map((a) => a.v));
       const local = x.idx.map((i0, d) => {
-        const i = at0(i0), dd = r.dims[d];
+        const i = at0(i0),
+          dd = r.dims[d];
         // (a whole dimension: clamped, the positions outside it belong to outputs the write-back drops)
-        return dd.full ? binary('max', binary('min', i, r.tensor.shape[d] - 1), 0) : sub(splitFV(i, varying)!.v, dd.vlo);
+        return dd.full
+          ? binary('max', binary('min', i, r.tensor.shape[d] - 1), 0)
+          : sub(splitFV(i, varying)!.v, dd.vlo);
       });
       return { k: 'load', buf: r.buf, idx: [simplify(flat(r, local), ctx.ranges)], dtype: r.buf.dtype };
     },
@@ -422,10 +603,21 @@ export function planSharedReads(st: Stage, bind: ReadonlyMap<Var, Expr>, ctx: { 
         // four consecutive floats per thread (one 16-byte load where the backend has them) when the region's rows
         // start at multiples of 4 in a kernel input whose rows are multiples of 4 long: a vector is then all
         // inside or all outside the tensor
-        const last = r.dims[r.dims.length - 1], rowLen = r.tensor.shape[r.tensor.shape.length - 1];
-        const V = r.tensor.kind === 'placeholder' && r.tensor.dtype === 'float32' && !last.full && last.ext % 4 === 0 &&
-          rowLen % 4 === 0 && last.vlo % 4 === 0 && multipleOf(last.f, 4) ? 4 : 1;
-        const size = r.buf.size, units = size / V, n = Math.ceil(units / nThreads);
+        const last = r.dims[r.dims.length - 1],
+          rowLen = r.tensor.shape[r.tensor.shape.length - 1];
+        const V =
+          r.tensor.kind === 'placeholder' &&
+          r.tensor.dtype === 'float32' &&
+          !last.full &&
+          last.ext % 4 === 0 &&
+          rowLen % 4 === 0 &&
+          last.vlo % 4 === 0 &&
+          multipleOf(last.f, 4)
+            ? 4
+            : 1;
+        const size = r.buf.size,
+          units = size / V,
+          n = Math.ceil(units / nThreads);
         const fv = freshVar('fetch');
         lctx.ranges.set(fv, { lo: 0, hi: n - 1 });
         const unit = simplify(add(mul(fv, nThreads), tid), lctx.ranges);
@@ -445,20 +637,38 @@ export function planSharedReads(st: Stage, bind: ReadonlyMap<Var, Expr>, ctx: { 
         const lane = freshVar('lane');
         lctx.ranges.set(lane, { lo: 0, hi: V - 1 });
         const at = (e: Expr) => (V === 1 ? e : simplify(add(e, lane), lctx.ranges));
-        const ld: Expr = { k: 'load', buf: r.tensor, idx: [...g.slice(0, -1), at(g[g.length - 1])], dtype: r.tensor.dtype };
+        const ld: Expr = {
+          k: 'load',
+          buf: r.tensor,
+          idx: [...g.slice(0, -1), at(g[g.length - 1])],
+          dtype: r.tensor.dtype,
+        };
         const value = finish(inlineLoads(ld, lctx), lctx);
         const put = (v: Expr): Stmt => {
           const st: Stmt = { k: 'store', buf: r.buf, index: at(lin), value: v };
           return V === 1 ? st : { k: 'for', v: lane, extent: V, kind: 'vectorized', body: st };
         };
-        let fetch: Stmt = inb.length ? { k: 'if', cond: simplify(inb.reduce((a, b) => and(a, b)), lctx.ranges), then: put(value), else: put(reduceInit('sum', r.tensor.dtype)) } : put(value);
+        let fetch: Stmt = inb.length
+          ? {
+              k: 'if',
+              cond: simplify(
+                inb.reduce((a, b) => and(a, b)),
+                lctx.ranges,
+              ),
+              then: put(value),
+              else: put(reduceInit('sum', r.tensor.dtype)),
+            }
+          : put(value);
         if (n * nThreads > units) fetch = { k: 'if', cond: lt(unit, units), then: fetch };
         const h = hooks.get(r.at) ?? { pre: [], post: [] };
         h.pre.push({ k: 'for', v: fv, extent: n, kind: n <= 8 ? 'unrolled' : 'serial', body: fetch });
         hooks.set(r.at, h);
       }
       // the tile is complete before anyone reads it, and read by everyone before the next fetch overwrites it
-      for (const h of hooks.values()) { h.pre.push({ k: 'barrier' }); h.post.push({ k: 'barrier' }); }
+      for (const h of hooks.values()) {
+        h.pre.push({ k: 'barrier' });
+        h.post.push({ k: 'barrier' });
+      }
       return hooks;
     },
   };
@@ -470,56 +680,114 @@ export function planSharedReads(st: Stage, bind: ReadonlyMap<Var, Expr>, ctx: { 
  * into a register, writes it to a shared buffer, then a log2(T) tree (barrier between levels) leaves the result
  * in element 0, which every thread reads; thread 0 stores the stage's value.
  */
-function lowerTreeStage(st: Stage, t: Tensor, out: Buffer, storeIndex: () => Expr, bind: Map<Var, Expr>,
-  spatialGuards: Expr[], ctx: LowerCtx): Stmt {
+function lowerTreeStage(
+  st: Stage,
+  t: Tensor,
+  out: Buffer,
+  storeIndex: () => Expr,
+  bind: Map<Var, Expr>,
+  spatialGuards: Expr[],
+  ctx: LowerCtx,
+): Stmt {
   const T = st.treeThreads!;
-  if (st.leaves.some((a) => isThreadKind(a.kind))) throw new KilnError('E_INTERNAL', `crossThreadReduce: stage ${t.name} binds other loops to threads`, { hint: SCHEDULE_HINT });
-  if (st.relations.some((r) => (r.kind === 'split' ? r.parent : r.outer).reduce)) throw new KilnError('E_INTERNAL', `crossThreadReduce: stage ${t.name} splits or fuses reduction axes`, { hint: SCHEDULE_HINT });
+  if (st.leaves.some((a) => isThreadKind(a.kind)))
+    throw new KilnError('E_INTERNAL', `crossThreadReduce: stage ${t.name} binds other loops to threads`, {
+      hint: SCHEDULE_HINT,
+    });
+  if (st.relations.some((r) => (r.kind === 'split' ? r.parent : r.outer).reduce))
+    throw new KilnError('E_INTERNAL', `crossThreadReduce: stage ${t.name} splits or fuses reduction axes`, {
+      hint: SCHEDULE_HINT,
+    });
   const tv = freshVar('tr');
   ctx.ranges.set(tv, { lo: 0, hi: T - 1 });
   for (const v of [...bind.keys()]) if (st.roots.find((a) => a.v === v)?.reduce) bind.delete(v); // reduction axes stay the reduce's own
   const value = substitute(t.body!, bind);
   const tree = (v: Expr): Stmt => {
     let found: Extract<Expr, { k: 'reduce' }> | undefined;
-    visitFirstReduce(v, (r) => { found = found ?? r; });
+    visitFirstReduce(v, (r) => {
+      found = found ?? r;
+    });
     if (!found) {
       const store: Stmt = { k: 'store', buf: out, index: storeIndex(), value: finish(inlineLoads(v, ctx), ctx) };
       return guard([...spatialGuards, eq(tv, 0)], store);
     }
     const r: Extract<Expr, { k: 'reduce' }> = found;
-    const R = r.axes.reduce((n, a) => n * a.extent, 1), n = Math.ceil(R / T);
-    const acc = freshVar('acc', r.dtype), ro = freshVar('ro');
+    const R = r.axes.reduce((n, a) => n * a.extent, 1),
+      n = Math.ceil(R / T);
+    const acc = freshVar('acc', r.dtype),
+      ro = freshVar('ro');
     ctx.ranges.set(ro, { lo: 0, hi: n - 1 });
     const lin = add(mul(ro, T), tv);
     const m = new Map<Var, Expr>();
     let stride = R;
-    r.axes.forEach((a, i) => { stride /= a.extent; m.set(a.v, simplify(i === 0 ? floordiv(lin, stride) : floormod(floordiv(lin, stride), a.extent), ctx.ranges)); });
-    const update = emitValue(inlineLoads(substitute(r.body, m), ctx), ctx, (x) => ({ k: 'assign', v: acc, value: combine(r.op, acc, x) }));
+    r.axes.forEach((a, i) => {
+      stride /= a.extent;
+      m.set(a.v, simplify(i === 0 ? floordiv(lin, stride) : floormod(floordiv(lin, stride), a.extent), ctx.ranges));
+    });
+    const update = emitValue(inlineLoads(substitute(r.body, m), ctx), ctx, (x) => ({
+      k: 'assign',
+      v: acc,
+      value: combine(r.op, acc, x),
+    }));
     const conds = [...spatialGuards, ...(n * T > R ? [lt(lin, R)] : [])];
     const red = buffer(`red${t.name}`, r.dtype, T, 'shared');
     const at = (i: Expr): Expr => ({ k: 'load', buf: red, idx: [i], dtype: r.dtype });
     const steps: Stmt[] = [
-      { k: 'for', v: ro, extent: n, kind: 'serial', body: guard(conds.map((c) => simplify(c, ctx.ranges)), update) },
+      {
+        k: 'for',
+        v: ro,
+        extent: n,
+        kind: 'serial',
+        body: guard(
+          conds.map((c) => simplify(c, ctx.ranges)),
+          update,
+        ),
+      },
       { k: 'store', buf: red, index: tv, value: acc },
       { k: 'barrier' },
     ];
     for (let s = T / 2; s >= 1; s /= 2) {
-      steps.push({ k: 'if', cond: lt(tv, s), then: { k: 'store', buf: red, index: tv, value: combine(r.op, at(tv), at(add(tv, s))) } }, { k: 'barrier' });
+      steps.push(
+        {
+          k: 'if',
+          cond: lt(tv, s),
+          then: { k: 'store', buf: red, index: tv, value: combine(r.op, at(tv), at(add(tv, s))) },
+        },
+        { k: 'barrier' },
+      );
     }
     steps.push(tree(mapExpr(v, (x) => (x === r ? at(int(0)) : undefined))));
     return { k: 'alloc', buf: red, body: { k: 'decl', v: acc, init: reduceInit(r.op, r.dtype), body: seq(steps) } };
   };
-  return nest(st.leaves.filter((a) => !a.reduce), { k: 'for', v: tv, extent: T, kind: 'threadIdx.x', body: tree(value) });
+  return nest(
+    st.leaves.filter((a) => !a.reduce),
+    { k: 'for', v: tv, extent: T, kind: 'threadIdx.x', body: tree(value) },
+  );
 }
 
 /** Calls `f` on each outermost reduction of `e` (not inside another reduction), in visit order. */
 function visitFirstReduce(e: Expr, f: (r: Extract<Expr, { k: 'reduce' }>) => void): void {
   switch (e.k) {
-    case 'reduce': f(e); return;
-    case 'bin': visitFirstReduce(e.a, f); visitFirstReduce(e.b, f); return;
-    case 'un': case 'cast': visitFirstReduce(e.a, f); return;
-    case 'select': visitFirstReduce(e.c, f); visitFirstReduce(e.a, f); visitFirstReduce(e.b, f); return;
-    case 'load': e.idx.forEach((i) => visitFirstReduce(i, f)); return;
-    default: return;
+    case 'reduce':
+      f(e);
+      return;
+    case 'bin':
+      visitFirstReduce(e.a, f);
+      visitFirstReduce(e.b, f);
+      return;
+    case 'un':
+    case 'cast':
+      visitFirstReduce(e.a, f);
+      return;
+    case 'select':
+      visitFirstReduce(e.c, f);
+      visitFirstReduce(e.a, f);
+      visitFirstReduce(e.b, f);
+      return;
+    case 'load':
+      e.idx.forEach((i) => visitFirstReduce(i, f));
+      return;
+    default:
+      return;
   }
 }

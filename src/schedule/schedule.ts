@@ -8,7 +8,8 @@ import type { ComputeHints, Tensor } from '../tensor-expr/tensor.js';
 import { KilnError } from '../runtime/errors.js';
 
 /** What to do about a trace that does not fit its kernel (from a tuning record, or a bug in a schedule rule). */
-export const SCHEDULE_HINT = 'a tuning record that does not fit this kernel: tune again (kiln tune) or compile with --no-tuning; otherwise please report it with the model';
+export const SCHEDULE_HINT =
+  'a tuning record that does not fit this kernel: tune again (kiln tune) or compile with --no-tuning; otherwise please report it with the model';
 
 export type TraceStep =
   /**
@@ -17,7 +18,13 @@ export type TraceStep =
    * iteration full width: a partial SIMD tile becomes a full one). Recomputing an element must be harmless, so
    * this is for stages that store each output once per iteration (not ones accumulating in the output buffer).
    */
-  | { readonly p: 'split'; readonly stage: number; readonly axis: string; readonly factor: number; readonly shiftTail?: boolean }
+  | {
+      readonly p: 'split';
+      readonly stage: number;
+      readonly axis: string;
+      readonly factor: number;
+      readonly shiftTail?: boolean;
+    }
   | { readonly p: 'reorder'; readonly stage: number; readonly order: readonly string[] }
   /** Two adjacent leaves, outer then inner, become one loop named "outer*inner" (e.g. for a longer parallel loop). */
   | { readonly p: 'fuse'; readonly stage: number; readonly outer: string; readonly inner: string }
@@ -48,22 +55,36 @@ export type TraceStep =
    */
   | { readonly p: 'crossThreadReduce'; readonly stage: number; readonly threads: number };
 
-const ANNOTATION: Partial<Record<ForKind, string>> = { parallel: 'parallel', vectorized: 'vectorize', unrolled: 'unroll', serial: 'serial' };
+const ANNOTATION: Partial<Record<ForKind, string>> = {
+  parallel: 'parallel',
+  vectorized: 'vectorize',
+  unrolled: 'unroll',
+  serial: 'serial',
+};
 
 /** A trace as primitive calls, one per line: `s1.split(i, 4)`, `s1.vectorize(i.inner)`, `s0.bind(j, threadIdx.x)`. */
 export function printTrace(trace: readonly TraceStep[]): string {
-  return trace.map((t) => {
-    const s = `s${t.stage}`;
-    switch (t.p) {
-      case 'split': return `${s}.split(${t.axis}, ${t.factor}${t.shiftTail ? ', shiftTail' : ''})`;
-      case 'reorder': return `${s}.reorder(${t.order.join(', ')})`;
-      case 'fuse': return `${s}.fuse(${t.outer}, ${t.inner})`;
-      case 'annotate': return ANNOTATION[t.kind] ? `${s}.${ANNOTATION[t.kind]}(${t.axis})` : `${s}.bind(${t.axis}, ${t.kind})`;
-      case 'cacheRead': return `${s}.cacheRead(input ${t.input}, at ${t.at})`;
-      case 'crossThreadReduce': return `${s}.crossThreadReduce(${t.threads})`;
-      default: return `${s}.${t.p}()`;
-    }
-  }).join('\n');
+  return trace
+    .map((t) => {
+      const s = `s${t.stage}`;
+      switch (t.p) {
+        case 'split':
+          return `${s}.split(${t.axis}, ${t.factor}${t.shiftTail ? ', shiftTail' : ''})`;
+        case 'reorder':
+          return `${s}.reorder(${t.order.join(', ')})`;
+        case 'fuse':
+          return `${s}.fuse(${t.outer}, ${t.inner})`;
+        case 'annotate':
+          return ANNOTATION[t.kind] ? `${s}.${ANNOTATION[t.kind]}(${t.axis})` : `${s}.bind(${t.axis}, ${t.kind})`;
+        case 'cacheRead':
+          return `${s}.cacheRead(input ${t.input}, at ${t.at})`;
+        case 'crossThreadReduce':
+          return `${s}.crossThreadReduce(${t.threads})`;
+        default:
+          return `${s}.${t.p}()`;
+      }
+    })
+    .join('\n');
 }
 
 export interface Axis {
@@ -74,8 +95,20 @@ export interface Axis {
   kind: ForKind;
 }
 
-interface Split { kind: 'split'; parent: Axis; outer: Axis; inner: Axis; factor: number; shiftTail: boolean }
-interface Fuse { kind: 'fuse'; outer: Axis; inner: Axis; fused: Axis }
+interface Split {
+  kind: 'split';
+  parent: Axis;
+  outer: Axis;
+  inner: Axis;
+  factor: number;
+  shiftTail: boolean;
+}
+interface Fuse {
+  kind: 'fuse';
+  outer: Axis;
+  inner: Axis;
+  fused: Axis;
+}
 
 export class Stage {
   inlined = false;
@@ -98,32 +131,49 @@ export class Stage {
   /** The top-level reduction whose axes this stage's loops own, if any. */
   readonly reduction?: Extract<Expr, { k: 'reduce' }>;
 
-  constructor(readonly tensor: Tensor, readonly isOutput: boolean) {
+  constructor(
+    readonly tensor: Tensor,
+    readonly isOutput: boolean,
+  ) {
     const body = tensor.body!;
     this.reduction = body.k === 'reduce' ? body : undefined;
-    const spatial = tensor.axes.map((a, i): Axis => ({ name: `i${i}`, extent: a.extent, reduce: false, v: a.v, kind: 'serial' }));
-    const red = (this.reduction?.axes ?? []).map((a, i): Axis => ({ name: `r${i}`, extent: a.extent, reduce: true, v: a.v, kind: 'serial' }));
+    const spatial = tensor.axes.map(
+      (a, i): Axis => ({ name: `i${i}`, extent: a.extent, reduce: false, v: a.v, kind: 'serial' }),
+    );
+    const red = (this.reduction?.axes ?? []).map(
+      (a, i): Axis => ({ name: `r${i}`, extent: a.extent, reduce: true, v: a.v, kind: 'serial' }),
+    );
     this.roots = [...spatial, ...red];
     this.leaves = [...this.roots];
   }
 
   axis(name: string): Axis {
     const a = this.leaves.find((x) => x.name === name);
-    if (!a) throw new KilnError('E_INTERNAL', `stage ${this.tensor.name}: no leaf axis '${name}' (have ${this.leaves.map((x) => x.name).join(', ')})`, { hint: SCHEDULE_HINT });
+    if (!a)
+      throw new KilnError(
+        'E_INTERNAL',
+        `stage ${this.tensor.name}: no leaf axis '${name}' (have ${this.leaves.map((x) => x.name).join(', ')})`,
+        { hint: SCHEDULE_HINT },
+      );
     return a;
   }
 
   /** Distinct tensors the top-level reduction's body loads directly, in visit order (cacheRead's `input`). */
   readTensors(): Tensor[] {
     const out: Tensor[] = [];
-    if (this.reduction) visitExpr(this.reduction.body, (e) => { if (e.k === 'load' && !out.includes(e.buf as Tensor)) out.push(e.buf as Tensor); });
+    if (this.reduction)
+      visitExpr(this.reduction.body, (e) => {
+        if (e.k === 'load' && !out.includes(e.buf as Tensor)) out.push(e.buf as Tensor);
+      });
     return out;
   }
 
   /** Whether the body holds a reduction anywhere (such stages are not inlined by default). */
   hasReduction(): boolean {
     let found = false;
-    visitExpr(this.tensor.body!, (e) => { if (e.k === 'reduce') found = true; });
+    visitExpr(this.tensor.body!, (e) => {
+      if (e.k === 'reduce') found = true;
+    });
     return found;
   }
 }
@@ -138,22 +188,40 @@ export class Schedule {
     // that carries one (a Winograd output transform whose kernel output is the fused bias + activation)
     const layout = (h: ComputeHints | undefined) => (h?.laneRowLength || h?.laneInterleave ? h : undefined);
     for (const st of this.stages) {
-      const same = (t: Tensor) => t.shape.length === st.tensor.shape.length && t.shape.every((d, i) => d === st.tensor.shape[i]);
-      st.laneLayout = layout(st.tensor.hints) ?? this.stages.find((x) => x !== st && layout(x.tensor.hints) && same(x.tensor))?.tensor.hints;
+      const same = (t: Tensor) =>
+        t.shape.length === st.tensor.shape.length && t.shape.every((d, i) => d === st.tensor.shape[i]);
+      st.laneLayout =
+        layout(st.tensor.hints) ??
+        this.stages.find((x) => x !== st && layout(x.tensor.hints) && same(x.tensor))?.tensor.hints;
     }
   }
 
   apply(step: TraceStep): void {
     const st = this.stages[step.stage];
-    if (!st) throw new KilnError('E_INTERNAL', `trace step ${JSON.stringify(step)}: no stage ${step.stage}`, { hint: SCHEDULE_HINT });
+    if (!st)
+      throw new KilnError('E_INTERNAL', `trace step ${JSON.stringify(step)}: no stage ${step.stage}`, {
+        hint: SCHEDULE_HINT,
+      });
     switch (step.p) {
       case 'split': {
         const parent = st.axis(step.axis);
         const f = Math.min(step.factor, parent.extent);
-        const mk = (sfx: string, extent: number): Axis => ({ name: `${parent.name}.${sfx}`, extent, reduce: parent.reduce, v: freshVar(`${parent.name.replace(/\W/g, '_')}_${sfx}`), kind: 'serial' });
-        const outer = mk('o', Math.ceil(parent.extent / f)), inner = mk('i', f);
+        const mk = (sfx: string, extent: number): Axis => ({
+          name: `${parent.name}.${sfx}`,
+          extent,
+          reduce: parent.reduce,
+          v: freshVar(`${parent.name.replace(/\W/g, '_')}_${sfx}`),
+          kind: 'serial',
+        });
+        const outer = mk('o', Math.ceil(parent.extent / f)),
+          inner = mk('i', f);
         const shiftTail = !!step.shiftTail && parent.extent % f !== 0;
-        if (shiftTail && parent.reduce) throw new KilnError('E_INTERNAL', `split: shiftTail on reduction axis '${step.axis}' would count terms twice`, { hint: SCHEDULE_HINT });
+        if (shiftTail && parent.reduce)
+          throw new KilnError(
+            'E_INTERNAL',
+            `split: shiftTail on reduction axis '${step.axis}' would count terms twice`,
+            { hint: SCHEDULE_HINT },
+          );
         st.relations.push({ kind: 'split', parent, outer, inner, factor: f, shiftTail });
         st.leaves.splice(st.leaves.indexOf(parent), 1, outer, inner);
         break;
@@ -161,48 +229,93 @@ export class Schedule {
       case 'reorder': {
         const picked = step.order.map((n) => st.axis(n));
         const slots = picked.map((a) => st.leaves.indexOf(a)).sort((a, b) => a - b);
-        slots.forEach((slot, i) => { st.leaves[slot] = picked[i]; });
+        slots.forEach((slot, i) => {
+          st.leaves[slot] = picked[i];
+        });
         break;
       }
       case 'fuse': {
-        const outer = st.axis(step.outer), inner = st.axis(step.inner);
+        const outer = st.axis(step.outer),
+          inner = st.axis(step.inner);
         const at = st.leaves.indexOf(outer);
-        if (st.leaves[at + 1] !== inner) throw new KilnError('E_INTERNAL', `fuse: '${step.inner}' does not follow '${step.outer}' directly`, { hint: SCHEDULE_HINT });
-        if (outer.reduce !== inner.reduce) throw new KilnError('E_INTERNAL', 'fuse: cannot fuse a spatial and a reduction axis', { hint: SCHEDULE_HINT });
-        const fused: Axis = { name: `${outer.name}*${inner.name}`, extent: outer.extent * inner.extent, reduce: outer.reduce, v: freshVar('fused'), kind: 'serial' };
+        if (st.leaves[at + 1] !== inner)
+          throw new KilnError('E_INTERNAL', `fuse: '${step.inner}' does not follow '${step.outer}' directly`, {
+            hint: SCHEDULE_HINT,
+          });
+        if (outer.reduce !== inner.reduce)
+          throw new KilnError('E_INTERNAL', 'fuse: cannot fuse a spatial and a reduction axis', {
+            hint: SCHEDULE_HINT,
+          });
+        const fused: Axis = {
+          name: `${outer.name}*${inner.name}`,
+          extent: outer.extent * inner.extent,
+          reduce: outer.reduce,
+          v: freshVar('fused'),
+          kind: 'serial',
+        };
         st.relations.push({ kind: 'fuse', outer, inner, fused });
         st.leaves.splice(at, 2, fused);
         break;
       }
-      case 'annotate': st.axis(step.axis).kind = step.kind; break;
+      case 'annotate':
+        st.axis(step.axis).kind = step.kind;
+        break;
       case 'computeInline':
-        if (st.isOutput) throw new KilnError('E_INTERNAL', `computeInline: stage ${step.stage} is a kernel output`, { hint: SCHEDULE_HINT });
-        if (st.hasReduction()) throw new KilnError('E_INTERNAL', `computeInline: stage ${step.stage} holds a reduction`, { hint: SCHEDULE_HINT });
+        if (st.isOutput)
+          throw new KilnError('E_INTERNAL', `computeInline: stage ${step.stage} is a kernel output`, {
+            hint: SCHEDULE_HINT,
+          });
+        if (st.hasReduction())
+          throw new KilnError('E_INTERNAL', `computeInline: stage ${step.stage} holds a reduction`, {
+            hint: SCHEDULE_HINT,
+          });
         st.inlined = true;
         break;
-      case 'computeRoot': st.inlined = false; break;
+      case 'computeRoot':
+        st.inlined = false;
+        break;
       case 'cacheWrite':
-        if (!st.reduction) throw new KilnError('E_INTERNAL', `cacheWrite: stage ${step.stage} has no top-level reduction`, { hint: SCHEDULE_HINT });
+        if (!st.reduction)
+          throw new KilnError('E_INTERNAL', `cacheWrite: stage ${step.stage} has no top-level reduction`, {
+            hint: SCHEDULE_HINT,
+          });
         st.cacheLocal = true;
         break;
       case 'fuseEpilogue': {
         const o = this.epilogueOf(st);
-        if (!o) throw new KilnError('E_INTERNAL', `fuseEpilogue: stage ${step.stage} has no elementwise output stage reading it element for element`, { hint: SCHEDULE_HINT });
+        if (!o)
+          throw new KilnError(
+            'E_INTERNAL',
+            `fuseEpilogue: stage ${step.stage} has no elementwise output stage reading it element for element`,
+            { hint: SCHEDULE_HINT },
+          );
         st.epilogue = o;
         o.fusedInto = st;
         break;
       }
       case 'cacheRead': {
         const t = st.readTensors()[step.input];
-        if (!t) throw new KilnError('E_INTERNAL', `cacheRead: stage ${step.stage} reads no tensor #${step.input}`, { hint: SCHEDULE_HINT });
+        if (!t)
+          throw new KilnError('E_INTERNAL', `cacheRead: stage ${step.stage} reads no tensor #${step.input}`, {
+            hint: SCHEDULE_HINT,
+          });
         st.axis(step.at);
         st.sharedReads.push({ tensor: t, at: step.at });
         break;
       }
       case 'crossThreadReduce':
-        if (!st.hasReduction()) throw new KilnError('E_INTERNAL', `crossThreadReduce: stage ${step.stage} has no reduction`, { hint: SCHEDULE_HINT });
-        if (!(step.threads >= 2 && (step.threads & (step.threads - 1)) === 0)) throw new KilnError('E_INTERNAL', `crossThreadReduce: ${step.threads} threads is not a power of two`, { hint: SCHEDULE_HINT });
-        if (st.reduction && st.leaves.some((a) => a.reduce && a.kind !== 'serial')) throw new KilnError('E_INTERNAL', 'crossThreadReduce: reduction leaves must stay serial', { hint: SCHEDULE_HINT });
+        if (!st.hasReduction())
+          throw new KilnError('E_INTERNAL', `crossThreadReduce: stage ${step.stage} has no reduction`, {
+            hint: SCHEDULE_HINT,
+          });
+        if (!(step.threads >= 2 && (step.threads & (step.threads - 1)) === 0))
+          throw new KilnError('E_INTERNAL', `crossThreadReduce: ${step.threads} threads is not a power of two`, {
+            hint: SCHEDULE_HINT,
+          });
+        if (st.reduction && st.leaves.some((a) => a.reduce && a.kind !== 'serial'))
+          throw new KilnError('E_INTERNAL', 'crossThreadReduce: reduction leaves must stay serial', {
+            hint: SCHEDULE_HINT,
+          });
         st.treeThreads = step.threads;
         break;
     }
@@ -217,33 +330,55 @@ export class Schedule {
   epilogueOf(st: Stage): Stage | undefined {
     const o = this.stages[this.stages.length - 1];
     if (!o || o === st || !o.isOutput || o.hasReduction() || !st.cacheLocal || st.isOutput) return undefined;
-    if (o.tensor.shape.length !== st.tensor.shape.length || o.tensor.shape.some((d, i) => d !== st.tensor.shape[i])) return undefined;
+    if (o.tensor.shape.length !== st.tensor.shape.length || o.tensor.shape.some((d, i) => d !== st.tensor.shape[i]))
+      return undefined;
     const inlined = new Map(this.stages.filter((x) => x.inlined).map((x) => [x.tensor, x]));
     // stages materialized after st are computed after st's loops, where the epilogue runs: o must not read them
-    const later = new Set(this.stages.slice(this.stages.indexOf(st) + 1).filter((x) => !x.inlined && x !== o).map((x) => x.tensor));
+    const later = new Set(
+      this.stages
+        .slice(this.stages.indexOf(st) + 1)
+        .filter((x) => !x.inlined && x !== o)
+        .map((x) => x.tensor),
+    );
     let ok = true;
     // walk o's body through inlined stages, tracking each load's index in o's axes
-    const walk = (e: Expr, idx: ReadonlyMap<Var, Expr>): void => visitExpr(e, (x) => {
-      if (x.k !== 'load') return;
-      const sub = x.idx.map((i) => substituteVars(i, idx));
-      if (later.has(x.buf as Tensor)) { ok = false; return; }
-      if (x.buf === st.tensor) {
-        // element for element: each index is o's own axis variable (or 0 along a dimension of extent 1)
-        if (!sub.every((i, d) => i === o.tensor.axes[d].v || (o.tensor.shape[d] === 1 && i.k === 'const' && Number(i.value) === 0))) ok = false;
-        return;
-      }
-      const inner = inlined.get(x.buf as Tensor);
-      if (inner) walk(inner.tensor.body!, new Map(inner.tensor.axes.map((a, d) => [a.v, sub[d]])));
-    });
+    const walk = (e: Expr, idx: ReadonlyMap<Var, Expr>): void =>
+      visitExpr(e, (x) => {
+        if (x.k !== 'load') return;
+        const sub = x.idx.map((i) => substituteVars(i, idx));
+        if (later.has(x.buf as Tensor)) {
+          ok = false;
+          return;
+        }
+        if (x.buf === st.tensor) {
+          // element for element: each index is o's own axis variable (or 0 along a dimension of extent 1)
+          if (
+            !sub.every(
+              (i, d) =>
+                i === o.tensor.axes[d].v || (o.tensor.shape[d] === 1 && i.k === 'const' && Number(i.value) === 0),
+            )
+          )
+            ok = false;
+          return;
+        }
+        const inner = inlined.get(x.buf as Tensor);
+        if (inner) walk(inner.tensor.body!, new Map(inner.tensor.axes.map((a, d) => [a.v, sub[d]])));
+      });
     walk(o.tensor.body!, new Map());
     // no other materialized stage may read st, directly or through inlined stages (st is never stored)
     const reads = (e: Expr, seen: Set<Tensor>): boolean => {
       let found = false;
       visitExpr(e, (x) => {
         if (found || x.k !== 'load') return;
-        if (x.buf === st.tensor) { found = true; return; }
+        if (x.buf === st.tensor) {
+          found = true;
+          return;
+        }
         const inner = inlined.get(x.buf as Tensor);
-        if (inner && !seen.has(inner.tensor)) { seen.add(inner.tensor); found = reads(inner.tensor.body!, seen); }
+        if (inner && !seen.has(inner.tensor)) {
+          seen.add(inner.tensor);
+          found = reads(inner.tensor.body!, seen);
+        }
       });
       return found;
     };
@@ -258,24 +393,46 @@ export class Schedule {
    * last valid position, read by a register tile's extra rows); applied at the split, so axes fused before it
    * stay consistent with each other.
    */
-  rootIndex(st: Stage, clampSpatial = false): { index: Map<Axis, Expr>; guards: { axis: Axis; expr: Expr; extent: number }[] } {
+  rootIndex(
+    st: Stage,
+    clampSpatial = false,
+  ): { index: Map<Axis, Expr>; guards: { axis: Axis; expr: Expr; extent: number }[] } {
     const index = new Map<Axis, Expr>();
     for (const l of st.leaves) index.set(l, l.v);
     const guards: { axis: Axis; expr: Expr; extent: number }[] = [];
     for (const s of [...st.relations].reverse()) {
       if (s.kind === 'fuse') {
-        const f = index.get(s.fused)!, n: Expr = { k: 'const', dtype: 'int32', value: s.inner.extent };
+        const f = index.get(s.fused)!,
+          n: Expr = { k: 'const', dtype: 'int32', value: s.inner.extent };
         index.set(s.outer, { k: 'bin', op: 'floordiv', a: f, b: n, dtype: 'int32' });
         index.set(s.inner, { k: 'bin', op: 'floormod', a: f, b: n, dtype: 'int32' });
         continue;
       }
-      const o = index.get(s.outer)!, i = index.get(s.inner)!;
-      let start: Expr = { k: 'bin', op: 'mul', a: o, b: { k: 'const', dtype: 'int32', value: s.factor }, dtype: 'int32' };
-      if (s.shiftTail) start = { k: 'bin', op: 'min', a: start, b: { k: 'const', dtype: 'int32', value: s.parent.extent - s.factor }, dtype: 'int32' };
+      const o = index.get(s.outer)!,
+        i = index.get(s.inner)!;
+      let start: Expr = {
+        k: 'bin',
+        op: 'mul',
+        a: o,
+        b: { k: 'const', dtype: 'int32', value: s.factor },
+        dtype: 'int32',
+      };
+      if (s.shiftTail)
+        start = {
+          k: 'bin',
+          op: 'min',
+          a: start,
+          b: { k: 'const', dtype: 'int32', value: s.parent.extent - s.factor },
+          dtype: 'int32',
+        };
       const e: Expr = { k: 'bin', op: 'add', a: start, b: i, dtype: 'int32' };
       const partial = s.parent.extent % s.factor !== 0 && !s.shiftTail;
-      index.set(s.parent, partial && clampSpatial && !s.parent.reduce
-        ? { k: 'bin', op: 'min', a: e, b: { k: 'const', dtype: 'int32', value: s.parent.extent - 1 }, dtype: 'int32' } : e);
+      index.set(
+        s.parent,
+        partial && clampSpatial && !s.parent.reduce
+          ? { k: 'bin', op: 'min', a: e, b: { k: 'const', dtype: 'int32', value: s.parent.extent - 1 }, dtype: 'int32' }
+          : e,
+      );
       if (partial) guards.push({ axis: s.parent, expr: e, extent: s.parent.extent });
     }
     return { index, guards };
@@ -289,7 +446,9 @@ export function topoComputes(outputs: readonly Tensor[]): Tensor[] {
   const visit = (t: Tensor) => {
     if (seen.has(t) || t.kind !== 'compute') return;
     seen.add(t);
-    visitExpr(t.body!, (e) => { if (e.k === 'load') visit(e.buf as Tensor); });
+    visitExpr(t.body!, (e) => {
+      if (e.k === 'load') visit(e.buf as Tensor);
+    });
     order.push(t);
   };
   outputs.forEach(visit);

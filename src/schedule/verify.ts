@@ -56,15 +56,23 @@ export interface LaunchLimits {
   readonly distinctTags?: boolean;
 }
 
-const CUDA = TARGET_CAPS.cuda.gpu!, WEBGPU = TARGET_CAPS.webgpu.gpu!;
+const CUDA = TARGET_CAPS.cuda.gpu!,
+  WEBGPU = TARGET_CAPS.webgpu.gpu!;
 /** CUDA's limits, as the PTX backend checks them. */
-export const CUDA_LAUNCH_LIMITS: LaunchLimits = { maxThreadsPerBlock: CUDA.maxThreadsPerBlock, maxBlockDim: CUDA.maxBlockDim, maxGrid: CUDA.maxGrid };
+export const CUDA_LAUNCH_LIMITS: LaunchLimits = {
+  maxThreadsPerBlock: CUDA.maxThreadsPerBlock,
+  maxBlockDim: CUDA.maxBlockDim,
+  maxGrid: CUDA.maxGrid,
+};
 /**
  * WebGPU's guaranteed limits as the WGSL backend applies them: the bound loops a leading nest, all blocks one
  * linear index split over dispatch x and y (so at most maxGrid x * maxGrid y of them).
  */
 export const WEBGPU_LAUNCH_LIMITS: LaunchLimits = {
-  maxThreadsPerBlock: WEBGPU.maxThreadsPerBlock, maxBlockDim: WEBGPU.maxBlockDim, maxBlocks: WEBGPU.maxGrid[0] * WEBGPU.maxGrid[1], leadingNest: true,
+  maxThreadsPerBlock: WEBGPU.maxThreadsPerBlock,
+  maxBlockDim: WEBGPU.maxBlockDim,
+  maxBlocks: WEBGPU.maxGrid[0] * WEBGPU.maxGrid[1],
+  leadingNest: true,
 };
 
 export interface VerifyOptions {
@@ -129,19 +137,32 @@ export function verifyPrimFunc(f: PrimFunc, opts: VerifyOptions = {}): void {
 
   const inputs = new Set<Buffer>(f.inputs);
   const scope: Scope = {
-    vars: new Map(), varNames: new Map(), bufs: new Set(), bufNames: new Map(), ranges: new Map(),
-    threadDependent: new Set(), lanes: [], bound: [], emptyLoops: 0,
+    vars: new Map(),
+    varNames: new Map(),
+    bufs: new Set(),
+    bufNames: new Map(),
+    ranges: new Map(),
+    threadDependent: new Set(),
+    lanes: [],
+    bound: [],
+    emptyLoops: 0,
   };
   const addBuf = (b: Buffer, what: string) => {
     if (scope.bufs.has(b)) fail(`buffer ${b.name} (${what}) is already in scope`);
     const other = scope.bufNames.get(b.name);
     if (other) fail(`buffer ${b.name} (${what}) has the name of another buffer in scope`);
-    if (!Number.isSafeInteger(b.size) || b.size < 0) fail(`buffer ${b.name} has size ${b.size}; sizes are whole numbers >= 0`);
-    if (b.shape.length !== 1 || b.shape[0] !== b.size) fail(`buffer ${b.name} has shape [${b.shape}] but size ${b.size}; loop-IR buffers are flat`);
+    if (!Number.isSafeInteger(b.size) || b.size < 0)
+      fail(`buffer ${b.name} has size ${b.size}; sizes are whole numbers >= 0`);
+    if (b.shape.length !== 1 || b.shape[0] !== b.size)
+      fail(`buffer ${b.name} has shape [${b.shape}] but size ${b.size}; loop-IR buffers are flat`);
     scope.bufs.add(b);
     scope.bufNames.set(b.name, b);
   };
-  for (const [list, what] of [[f.inputs, 'input'], [f.outputs, 'output'], [f.temps, 'temp']] as const) {
+  for (const [list, what] of [
+    [f.inputs, 'input'],
+    [f.outputs, 'output'],
+    [f.temps, 'temp'],
+  ] as const) {
     for (const b of list) {
       if (b.scope !== 'global') fail(`${what} buffer ${b.name} has scope ${b.scope}; parameters and temps are global`);
       addBuf(b, what);
@@ -149,16 +170,21 @@ export function verifyPrimFunc(f: PrimFunc, opts: VerifyOptions = {}): void {
   }
 
   const checkIndex = (b: Buffer, index: Expr, access: string, e?: Expr): void => {
-    if (index.dtype !== 'int32') fail(`${access} of ${b.name} has an index of dtype ${index.dtype}, not int32`, e ?? index);
+    if (index.dtype !== 'int32')
+      fail(`${access} of ${b.name} has an index of dtype ${index.dtype}, not int32`, e ?? index);
     if (scope.emptyLoops > 0) {
       // unreachable: inside a loop over an empty tensor (lowering may simplify its indices to anything)
     } else if (index.k === 'const') {
       const i = Number(index.value);
-      if (!(i >= 0 && i < b.size)) fail(`${access} of ${b.name} at constant index ${i}, outside its ${b.size} elements`, e ?? index);
+      if (!(i >= 0 && i < b.size))
+        fail(`${access} of ${b.name} at constant index ${i}, outside its ${b.size} elements`, e ?? index);
     } else {
       const r = bound(index, scope.ranges);
       if (r && (r.lo >= b.size || r.hi < 0)) {
-        fail(`${access} of ${b.name} at an index in [${r.lo}, ${r.hi}] for every iteration, outside its ${b.size} elements`, e ?? index);
+        fail(
+          `${access} of ${b.name} at an index in [${r.lo}, ${r.hi}] for every iteration, outside its ${b.size} elements`,
+          e ?? index,
+        );
       }
     }
     if (b.scope === 'local' && localIndex !== 'any') {
@@ -166,7 +192,10 @@ export function verifyPrimFunc(f: PrimFunc, opts: VerifyOptions = {}): void {
       if (localIndex === 'lanes') for (const l of scope.lanes) fixed = fixVar(fixed, l.v, 0, scope.ranges);
       if (fixed.k !== 'const') {
         const by = localIndex === 'lanes' ? ' (after fixing the enclosing vectorized loops)' : '';
-        fail(`${access} of local buffer ${b.name} at a non-constant index${by}; register tiles must be indexed by constants once their loops are unrolled`, e ?? index);
+        fail(
+          `${access} of local buffer ${b.name} at a non-constant index${by}; register tiles must be indexed by constants once their loops are unrolled`,
+          e ?? index,
+        );
       }
     }
   };
@@ -175,8 +204,10 @@ export function verifyPrimFunc(f: PrimFunc, opts: VerifyOptions = {}): void {
     visitExpr(root, (e) => {
       switch (e.k) {
         case 'const': {
-          const ok = isWide(e.dtype) ? typeof e.value === 'bigint'
-            : typeof e.value === 'number' && (isFloat(e.dtype) || (e.dtype === 'bool' ? e.value === 0 || e.value === 1 : Number.isInteger(e.value)));
+          const ok = isWide(e.dtype)
+            ? typeof e.value === 'bigint'
+            : typeof e.value === 'number' &&
+              (isFloat(e.dtype) || (e.dtype === 'bool' ? e.value === 0 || e.value === 1 : Number.isInteger(e.value)));
           if (!ok) fail(`constant ${String(e.value)} (${typeof e.value}) is not a value of dtype ${e.dtype}`, e);
           break;
         }
@@ -184,7 +215,12 @@ export function verifyPrimFunc(f: PrimFunc, opts: VerifyOptions = {}): void {
           const b = scope.vars.get(e);
           if (!b) {
             const same = scope.varNames.get(e.name);
-            fail(same ? `variable ${e.name} is read but not bound (another variable of that name is in scope)` : `variable ${e.name} is read but not bound`, e);
+            fail(
+              same
+                ? `variable ${e.name} is read but not bound (another variable of that name is in scope)`
+                : `variable ${e.name} is read but not bound`,
+              e,
+            );
           }
           break;
         }
@@ -192,7 +228,8 @@ export function verifyPrimFunc(f: PrimFunc, opts: VerifyOptions = {}): void {
           if (e.a.dtype !== e.b.dtype) fail(`operands of ${e.op} have dtypes ${e.a.dtype} and ${e.b.dtype}`, e);
           const want = COMPARE.has(e.op) ? 'bool' : e.a.dtype;
           if (e.dtype !== want) fail(`${e.op} of ${e.a.dtype} operands has dtype ${e.dtype}, not ${want}`, e);
-          if (BITWISE.has(e.op) && isFloat(e.a.dtype)) fail(`${e.op} of ${e.a.dtype} operands (bitwise and logical ops take integers or bool)`, e);
+          if (BITWISE.has(e.op) && isFloat(e.a.dtype))
+            fail(`${e.op} of ${e.a.dtype} operands (bitwise and logical ops take integers or bool)`, e);
           break;
         }
         case 'un': {
@@ -206,17 +243,21 @@ export function verifyPrimFunc(f: PrimFunc, opts: VerifyOptions = {}): void {
           if (e.a.dtype !== e.b.dtype) fail(`select arms have dtypes ${e.a.dtype} and ${e.b.dtype}`, e);
           if (e.dtype !== e.a.dtype) fail(`select of ${e.a.dtype} arms has dtype ${e.dtype}`, e);
           break;
-        case 'cast': break;
+        case 'cast':
+          break;
         case 'load': {
           const b = e.buf as Buffer;
-          if ((b as Partial<Buffer>).scope === undefined || (b as Partial<Buffer>).size === undefined) fail(`load of tensor ${b.name}, which lowering did not turn into a buffer`, e);
-          if (!scope.bufs.has(b)) fail(`load of buffer ${b.name}, which is neither a parameter, a temp nor an allocation in scope`, e);
+          if ((b as Partial<Buffer>).scope === undefined || (b as Partial<Buffer>).size === undefined)
+            fail(`load of tensor ${b.name}, which lowering did not turn into a buffer`, e);
+          if (!scope.bufs.has(b))
+            fail(`load of buffer ${b.name}, which is neither a parameter, a temp nor an allocation in scope`, e);
           if (e.dtype !== b.dtype) fail(`load of ${b.dtype} buffer ${b.name} has dtype ${e.dtype}`, e);
           if (e.idx.length !== 1) fail(`load of ${b.name} has ${e.idx.length} indices; loop-IR buffers take one`, e);
           checkIndex(b, e.idx[0], 'load', e);
           break;
         }
-        case 'reduce': fail('a reduction is left in the loop IR (lowering turns reductions into accumulator loops)', e);
+        case 'reduce':
+          fail('a reduction is left in the loop IR (lowering turns reductions into accumulator loops)', e);
       }
     });
   };
@@ -224,7 +265,9 @@ export function verifyPrimFunc(f: PrimFunc, opts: VerifyOptions = {}): void {
   const mentionsAny = (e: Expr, vs: ReadonlySet<Var>): boolean => {
     if (!vs.size) return false;
     let found = false;
-    visitExpr(e, (x) => { if (x.k === 'var' && vs.has(x)) found = true; });
+    visitExpr(e, (x) => {
+      if (x.k === 'var' && vs.has(x)) found = true;
+    });
     return found;
   };
 
@@ -252,7 +295,8 @@ export function verifyPrimFunc(f: PrimFunc, opts: VerifyOptions = {}): void {
           fail(`loop ${s.v.name} is bound to ${s.kind} inside another loop bound to ${s.kind}`);
         }
         bind(s.v, 'loop');
-        if (s.extent > 0) scope.ranges.set(s.v, { lo: 0, hi: s.extent - 1 }); else scope.emptyLoops++;
+        if (s.extent > 0) scope.ranges.set(s.v, { lo: 0, hi: s.extent - 1 });
+        else scope.emptyLoops++;
         if (isThreadKind(s.kind)) scope.threadDependent.add(s.v);
         if (s.kind === 'vectorized') scope.lanes.push(s);
         if (isBoundKind(s.kind)) scope.bound.push(s);
@@ -263,14 +307,18 @@ export function verifyPrimFunc(f: PrimFunc, opts: VerifyOptions = {}): void {
         unbind(s.v);
         return;
       }
-      case 'seq': for (const b of s.body) walk(b); return;
+      case 'seq':
+        for (const b of s.body) walk(b);
+        return;
       case 'store': {
         checkExpr(s.index);
         checkExpr(s.value);
         stmt = s;
-        if (!scope.bufs.has(s.buf)) fail(`store to buffer ${s.buf.name}, which is neither a parameter, a temp nor an allocation in scope`);
+        if (!scope.bufs.has(s.buf))
+          fail(`store to buffer ${s.buf.name}, which is neither a parameter, a temp nor an allocation in scope`);
         if (inputs.has(s.buf)) fail(`store to input buffer ${s.buf.name}`);
-        if (s.value.dtype !== s.buf.dtype) fail(`store of a ${s.value.dtype} value to ${s.buf.dtype} buffer ${s.buf.name}`, s.value);
+        if (s.value.dtype !== s.buf.dtype)
+          fail(`store of a ${s.value.dtype} value to ${s.buf.dtype} buffer ${s.buf.name}`, s.value);
         checkIndex(s.buf, s.index, 'store');
         return;
       }
@@ -287,7 +335,8 @@ export function verifyPrimFunc(f: PrimFunc, opts: VerifyOptions = {}): void {
       case 'decl': {
         checkExpr(s.init);
         stmt = s;
-        if (s.init.dtype !== s.v.dtype) fail(`let ${s.v.name}: ${s.v.dtype} is initialized with a ${s.init.dtype} value`, s.init);
+        if (s.init.dtype !== s.v.dtype)
+          fail(`let ${s.v.name}: ${s.v.dtype} is initialized with a ${s.init.dtype} value`, s.init);
         bind(s.v, 'decl');
         const r = s.v.dtype === 'int32' ? bound(s.init, scope.ranges) : undefined;
         if (r) scope.ranges.set(s.v, r);
@@ -302,13 +351,15 @@ export function verifyPrimFunc(f: PrimFunc, opts: VerifyOptions = {}): void {
         const kind = scope.vars.get(s.v);
         if (!kind) fail(`assignment to ${s.v.name}, which no enclosing let declares`);
         if (kind === 'loop') fail(`assignment to loop variable ${s.v.name}`);
-        if (s.value.dtype !== s.v.dtype) fail(`assignment of a ${s.value.dtype} value to ${s.v.name}: ${s.v.dtype}`, s.value);
+        if (s.value.dtype !== s.v.dtype)
+          fail(`assignment of a ${s.value.dtype} value to ${s.v.name}: ${s.v.dtype}`, s.value);
         // a thread-dependent value assigned to a variable makes it thread-dependent from here on
         if (mentionsAny(s.value, scope.threadDependent)) scope.threadDependent.add(s.v);
         return;
       }
       case 'alloc': {
-        if (s.buf.scope === 'global') fail(`allocation of global buffer ${s.buf.name} inside a kernel (global temporaries are the kernel's temps)`);
+        if (s.buf.scope === 'global')
+          fail(`allocation of global buffer ${s.buf.name} inside a kernel (global temporaries are the kernel's temps)`);
         addBuf(s.buf, `${s.buf.scope} allocation`);
         walk(s.body);
         scope.bufs.delete(s.buf);
@@ -316,15 +367,23 @@ export function verifyPrimFunc(f: PrimFunc, opts: VerifyOptions = {}): void {
         return;
       }
       case 'barrier': {
-        if (scope.divergent) fail(`barrier under a condition that depends on the thread index (${printExpr((scope.divergent as Extract<Stmt, { k: 'if' }>).cond)}): threads that skip it deadlock the others`);
-        if (opts.launch && !scope.bound.some((l) => isThreadKind(l.kind))) fail('barrier outside every loop bound to threadIdx.*');
+        if (scope.divergent)
+          fail(
+            `barrier under a condition that depends on the thread index (${printExpr((scope.divergent as Extract<Stmt, { k: 'if' }>).cond)}): threads that skip it deadlock the others`,
+          );
+        if (opts.launch && !scope.bound.some((l) => isThreadKind(l.kind)))
+          fail('barrier outside every loop bound to threadIdx.*');
         return;
       }
     }
   };
   walk(f.body);
   stmt = undefined;
-  if (opts.launch) for (const s of f.body.k === 'seq' ? f.body.body : [f.body]) checkLaunch(s, opts.launch, fail, (x) => { stmt = x; });
+  if (opts.launch)
+    for (const s of f.body.k === 'seq' ? f.body.body : [f.body])
+      checkLaunch(s, opts.launch, fail, (x) => {
+        stmt = x;
+      });
 }
 
 type ForStmt = Extract<Stmt, { k: 'for' }>;
@@ -337,7 +396,10 @@ function checkLaunch(s: Stmt, lim: LaunchLimits, fail: (problem: string) => neve
       case 'for': {
         const isBound = isBoundKind(x.kind);
         if (isBound) {
-          if (lim.leadingNest && !inLeadingNest) { at(x); fail(`loop ${x.v.name} bound to ${x.kind} is not in the leading perfect nest of bound loops`); }
+          if (lim.leadingNest && !inLeadingNest) {
+            at(x);
+            fail(`loop ${x.v.name} bound to ${x.kind} is not in the leading perfect nest of bound loops`);
+          }
           const l = byTag.get(x.kind as ThreadTag) ?? [];
           l.push({ loop: x, ancestors: anc });
           byTag.set(x.kind as ThreadTag, l);
@@ -345,10 +407,19 @@ function checkLaunch(s: Stmt, lim: LaunchLimits, fail: (problem: string) => neve
         walk(x.body, [...anc, x], inLeadingNest && isBound);
         return;
       }
-      case 'seq': x.body.forEach((b) => walk(b, anc, false)); return;
-      case 'if': walk(x.then, anc, false); if (x.else) walk(x.else, anc, false); return;
-      case 'decl': case 'alloc': walk(x.body, anc, false); return;
-      default: return;
+      case 'seq':
+        x.body.forEach((b) => walk(b, anc, false));
+        return;
+      case 'if':
+        walk(x.then, anc, false);
+        if (x.else) walk(x.else, anc, false);
+        return;
+      case 'decl':
+      case 'alloc':
+        walk(x.body, anc, false);
+        return;
+      default:
+        return;
     }
   };
   walk(s, [], true);
@@ -358,22 +429,32 @@ function checkLaunch(s: Stmt, lim: LaunchLimits, fail: (problem: string) => neve
     const chain = loops.every((l, i) => i === 0 || l.ancestors.includes(loops[i - 1].loop));
     if (nested && !chain) {
       at(loops.find((l) => l.ancestors.some((a) => a.kind === tag))!.loop);
-      fail(`loops bound to ${tag} are nested in one place and side by side in another; one launch can give them no consistent index`);
+      fail(
+        `loops bound to ${tag} are nested in one place and side by side in another; one launch can give them no consistent index`,
+      );
     }
-    size.set(tag, chain && nested ? loops.reduce((n, l) => n * l.loop.extent, 1) : Math.max(...loops.map((l) => l.loop.extent)));
+    size.set(
+      tag,
+      chain && nested ? loops.reduce((n, l) => n * l.loop.extent, 1) : Math.max(...loops.map((l) => l.loop.extent)),
+    );
   }
   const dim = (t: ThreadTag) => size.get(t) ?? 1;
-  const block = THREAD_TAGS.map(dim), grid = BLOCK_TAGS.map(dim);
+  const block = THREAD_TAGS.map(dim),
+    grid = BLOCK_TAGS.map(dim);
   at(s);
-  const threads = block[0] * block[1] * block[2], blocks = grid[0] * grid[1] * grid[2];
+  const threads = block[0] * block[1] * block[2],
+    blocks = grid[0] * grid[1] * grid[2];
   if (lim.maxThreadsPerBlock !== undefined && threads > lim.maxThreadsPerBlock) {
     fail(`launch of ${block.join('x')} = ${threads} threads per block exceeds the limit of ${lim.maxThreadsPerBlock}`);
   }
   THREAD_TAGS.forEach((t, i) => {
-    if (lim.maxBlockDim && block[i] > lim.maxBlockDim[i]) fail(`${t} size ${block[i]} exceeds the limit of ${lim.maxBlockDim[i]}`);
+    if (lim.maxBlockDim && block[i] > lim.maxBlockDim[i])
+      fail(`${t} size ${block[i]} exceeds the limit of ${lim.maxBlockDim[i]}`);
   });
   BLOCK_TAGS.forEach((t, i) => {
-    if (lim.maxGrid && grid[i] > lim.maxGrid[i]) fail(`${t} size ${grid[i]} exceeds the grid limit of ${lim.maxGrid[i]}`);
+    if (lim.maxGrid && grid[i] > lim.maxGrid[i])
+      fail(`${t} size ${grid[i]} exceeds the grid limit of ${lim.maxGrid[i]}`);
   });
-  if (lim.maxBlocks !== undefined && blocks > lim.maxBlocks) fail(`launch of ${grid.join('x')} = ${blocks} blocks exceeds the limit of ${lim.maxBlocks}`);
+  if (lim.maxBlocks !== undefined && blocks > lim.maxBlocks)
+    fail(`launch of ${grid.join('x')} = ${blocks} blocks exceeds the limit of ${lim.maxBlocks}`);
 }

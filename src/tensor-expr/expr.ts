@@ -2,7 +2,7 @@
 // loads from buffers and reductions. Nodes are plain immutable objects tagged by `k`.
 import type { DType } from '../runtime/dtype.js';
 import { isFloat, isUnsigned, isWide } from '../runtime/dtype.js';
-import type { UnaryMathFn, BinaryMathFn } from '../runtime/math.js';
+import type { UnaryMathFn } from '../runtime/math.js';
 import { KilnError } from '../runtime/errors.js';
 
 /** Anything an expression can load from: a tensor-expression tensor, or a loop-IR buffer. */
@@ -13,21 +13,52 @@ export interface Buf {
 }
 
 export type BinOp =
-  | 'add' | 'sub' | 'mul' | 'div'           // div: float division, or integer division truncating toward zero
-  | 'floordiv' | 'floormod'                  // index arithmetic (floor semantics)
-  | 'mod'                                    // integer remainder with the sign of the dividend (C), float fmod
-  | 'min' | 'max' | 'pow'
-  | 'and' | 'or' | 'xor' | 'shl' | 'shr'    // bitwise on ints, logical on bool
-  | 'eq' | 'ne' | 'lt' | 'le' | 'gt' | 'ge'; // result dtype bool
+  | 'add'
+  | 'sub'
+  | 'mul'
+  | 'div' // div: float division, or integer division truncating toward zero
+  | 'floordiv'
+  | 'floormod' // index arithmetic (floor semantics)
+  | 'mod' // integer remainder with the sign of the dividend (C), float fmod
+  | 'min'
+  | 'max'
+  | 'pow'
+  | 'and'
+  | 'or'
+  | 'xor'
+  | 'shl'
+  | 'shr' // bitwise on ints, logical on bool
+  | 'eq'
+  | 'ne'
+  | 'lt'
+  | 'le'
+  | 'gt'
+  | 'ge'; // result dtype bool
 
 export type UnOp =
-  | 'neg' | 'abs' | 'sqrt' | 'floor' | 'ceil' | 'round' | 'not' | 'isnan' | 'sign' | 'bitnot'
+  | 'neg'
+  | 'abs'
+  | 'sqrt'
+  | 'floor'
+  | 'ceil'
+  | 'round'
+  | 'not'
+  | 'isnan'
+  | 'sign'
+  | 'bitnot'
   | UnaryMathFn;
 
 export type ReduceOp = 'sum' | 'prod' | 'max' | 'min';
 
-export interface Var { readonly k: 'var'; readonly name: string; readonly dtype: DType }
-export interface IterVar { readonly v: Var; readonly extent: number }
+export interface Var {
+  readonly k: 'var';
+  readonly name: string;
+  readonly dtype: DType;
+}
+export interface IterVar {
+  readonly v: Var;
+  readonly extent: number;
+}
 
 export type Expr =
   | { readonly k: 'const'; readonly dtype: DType; readonly value: number | bigint }
@@ -37,7 +68,13 @@ export type Expr =
   | { readonly k: 'select'; readonly c: Expr; readonly a: Expr; readonly b: Expr; readonly dtype: DType }
   | { readonly k: 'cast'; readonly a: Expr; readonly dtype: DType }
   | { readonly k: 'load'; readonly buf: Buf; readonly idx: readonly Expr[]; readonly dtype: DType }
-  | { readonly k: 'reduce'; readonly op: ReduceOp; readonly body: Expr; readonly axes: readonly IterVar[]; readonly dtype: DType };
+  | {
+      readonly k: 'reduce';
+      readonly op: ReduceOp;
+      readonly body: Expr;
+      readonly axes: readonly IterVar[];
+      readonly dtype: DType;
+    };
 
 export type ExprLike = Expr | number;
 export const INDEX: DType = 'int32';
@@ -63,7 +100,8 @@ const internal = (msg: string) => new KilnError('E_INTERNAL', msg, { hint: 'plea
 
 function bin(op: BinOp, a: ExprLike, b: ExprLike): Expr {
   const dt = typeof a === 'number' ? (typeof b === 'number' ? INDEX : b.dtype) : a.dtype;
-  const ea = lift(a, dt), eb = lift(b, dt);
+  const ea = lift(a, dt),
+    eb = lift(b, dt);
   if (ea.dtype !== eb.dtype) throw internal(`${op}: dtype mismatch ${ea.dtype} vs ${eb.dtype}`);
   const cmp = op === 'eq' || op === 'ne' || op === 'lt' || op === 'le' || op === 'gt' || op === 'ge';
   return { k: 'bin', op, a: ea, b: eb, dtype: cmp ? 'bool' : dt };
@@ -97,7 +135,8 @@ export function unary(op: UnOp, a: Expr): Expr {
 }
 export function select(c: Expr, a: ExprLike, b: ExprLike): Expr {
   const dt = typeof a === 'number' ? (typeof b === 'number' ? INDEX : b.dtype) : a.dtype;
-  const ea = lift(a, dt), eb = lift(b, dt);
+  const ea = lift(a, dt),
+    eb = lift(b, dt);
   if (c.dtype !== 'bool') throw internal(`select: condition must be bool, got ${c.dtype}`);
   if (ea.dtype !== eb.dtype) throw internal(`select: dtype mismatch ${ea.dtype} vs ${eb.dtype}`);
   return { k: 'select', c, a: ea, b: eb, dtype: dt };
@@ -106,7 +145,8 @@ export function cast(dtype: DType, a: Expr): Expr {
   return a.dtype === dtype ? a : { k: 'cast', a, dtype };
 }
 export function load(buf: Buf, idx: readonly ExprLike[]): Expr {
-  if (idx.length !== buf.shape.length) throw internal(`load ${buf.name}: ${idx.length} indices for rank ${buf.shape.length}`);
+  if (idx.length !== buf.shape.length)
+    throw internal(`load ${buf.name}: ${idx.length} indices for rank ${buf.shape.length}`);
   return { k: 'load', buf, idx: idx.map((i) => lift(i, INDEX)), dtype: buf.dtype };
 }
 export function reduce(op: ReduceOp, body: Expr, axes: readonly IterVar[]): Expr {
@@ -127,13 +167,25 @@ export function reduceInit(op: ReduceOp, dtype: DType): Expr {
   if (op === 'prod') return constant(1, dtype);
   const lowest = op === 'max';
   if (isFloat(dtype)) return constant(lowest ? -Infinity : Infinity, dtype);
-  const bits: Record<string, number> = { int8: 8, uint8: 8, int16: 16, uint16: 16, int32: 32, uint32: 32, int64: 64, uint64: 64, bool: 1 };
+  const bits: Record<string, number> = {
+    int8: 8,
+    uint8: 8,
+    int16: 16,
+    uint16: 16,
+    int32: 32,
+    uint32: 32,
+    int64: 64,
+    uint64: 64,
+    bool: 1,
+  };
   const b = bits[dtype];
   if (isWide(dtype)) {
-    const lo = isUnsigned(dtype) ? 0n : -(1n << 63n), hi = isUnsigned(dtype) ? (1n << 64n) - 1n : (1n << 63n) - 1n;
+    const lo = isUnsigned(dtype) ? 0n : -(1n << 63n),
+      hi = isUnsigned(dtype) ? (1n << 64n) - 1n : (1n << 63n) - 1n;
     return constant(lowest ? lo : BigInt.asIntN(64, hi), dtype);
   }
-  const lo = isUnsigned(dtype) ? 0 : -(2 ** (b - 1)), hi = isUnsigned(dtype) ? 2 ** b - 1 : 2 ** (b - 1) - 1;
+  const lo = isUnsigned(dtype) ? 0 : -(2 ** (b - 1)),
+    hi = isUnsigned(dtype) ? 2 ** b - 1 : 2 ** (b - 1) - 1;
   return constant(lowest ? lo : hi, dtype);
 }
 
@@ -142,13 +194,43 @@ export function mapExpr(e: Expr, f: (e: Expr) => Expr | undefined): Expr {
   const go = (x: Expr): Expr => {
     let y: Expr;
     switch (x.k) {
-      case 'const': case 'var': y = x; break;
-      case 'bin': { const a = go(x.a), b = go(x.b); y = a === x.a && b === x.b ? x : { ...x, a, b }; break; }
-      case 'un': { const a = go(x.a); y = a === x.a ? x : { ...x, a }; break; }
-      case 'cast': { const a = go(x.a); y = a === x.a ? x : { ...x, a }; break; }
-      case 'select': { const c = go(x.c), a = go(x.a), b = go(x.b); y = c === x.c && a === x.a && b === x.b ? x : { ...x, c, a, b }; break; }
-      case 'load': { const idx = x.idx.map(go); y = idx.every((v, i) => v === x.idx[i]) ? x : { ...x, idx }; break; }
-      case 'reduce': { const body = go(x.body); y = body === x.body ? x : { ...x, body }; break; }
+      case 'const':
+      case 'var':
+        y = x;
+        break;
+      case 'bin': {
+        const a = go(x.a),
+          b = go(x.b);
+        y = a === x.a && b === x.b ? x : { ...x, a, b };
+        break;
+      }
+      case 'un': {
+        const a = go(x.a);
+        y = a === x.a ? x : { ...x, a };
+        break;
+      }
+      case 'cast': {
+        const a = go(x.a);
+        y = a === x.a ? x : { ...x, a };
+        break;
+      }
+      case 'select': {
+        const c = go(x.c),
+          a = go(x.a),
+          b = go(x.b);
+        y = c === x.c && a === x.a && b === x.b ? x : { ...x, c, a, b };
+        break;
+      }
+      case 'load': {
+        const idx = x.idx.map(go);
+        y = idx.every((v, i) => v === x.idx[i]) ? x : { ...x, idx };
+        break;
+      }
+      case 'reduce': {
+        const body = go(x.body);
+        y = body === x.body ? x : { ...x, body };
+        break;
+      }
     }
     return f(y) ?? y;
   };
@@ -158,19 +240,36 @@ export function mapExpr(e: Expr, f: (e: Expr) => Expr | undefined): Expr {
 export function visitExpr(e: Expr, f: (e: Expr) => void): void {
   f(e);
   switch (e.k) {
-    case 'bin': visitExpr(e.a, f); visitExpr(e.b, f); break;
-    case 'un': case 'cast': visitExpr(e.a, f); break;
-    case 'select': visitExpr(e.c, f); visitExpr(e.a, f); visitExpr(e.b, f); break;
-    case 'load': e.idx.forEach((i) => visitExpr(i, f)); break;
-    case 'reduce': visitExpr(e.body, f); break;
-    default: break;
+    case 'bin':
+      visitExpr(e.a, f);
+      visitExpr(e.b, f);
+      break;
+    case 'un':
+    case 'cast':
+      visitExpr(e.a, f);
+      break;
+    case 'select':
+      visitExpr(e.c, f);
+      visitExpr(e.a, f);
+      visitExpr(e.b, f);
+      break;
+    case 'load':
+      e.idx.forEach((i) => visitExpr(i, f));
+      break;
+    case 'reduce':
+      visitExpr(e.body, f);
+      break;
+    default:
+      break;
   }
 }
 
 /** Whether `e` mentions variable `v` anywhere (reductions' bodies included). */
 export function mentions(e: Expr, v: Var): boolean {
   let found = false;
-  visitExpr(e, (x) => { if (x === v) found = true; });
+  visitExpr(e, (x) => {
+    if (x === v) found = true;
+  });
   return found;
 }
 
@@ -178,9 +277,11 @@ export function mentions(e: Expr, v: Var): boolean {
 export function affineCoef(e: Expr, v: Var): number | undefined {
   if (!mentions(e, v)) return 0;
   switch (e.k) {
-    case 'var': return 1;
+    case 'var':
+      return 1;
     case 'bin': {
-      const a = affineCoef(e.a, v), b = affineCoef(e.b, v);
+      const a = affineCoef(e.a, v),
+        b = affineCoef(e.b, v);
       if (a === undefined || b === undefined) return undefined;
       if (e.op === 'add') return a + b;
       if (e.op === 'sub') return a - b;
@@ -190,7 +291,8 @@ export function affineCoef(e: Expr, v: Var): number | undefined {
       }
       return undefined;
     }
-    default: return undefined;
+    default:
+      return undefined;
   }
 }
 
@@ -200,19 +302,51 @@ export function substitute(e: Expr, map: ReadonlyMap<Var, Expr>): Expr {
 }
 
 const INFIX: Partial<Record<BinOp, string>> = {
-  add: '+', sub: '-', mul: '*', div: '/', floordiv: '//', floormod: '%%', mod: '%', and: '&&', or: '||', xor: '^',
-  shl: '<<', shr: '>>', eq: '==', ne: '!=', lt: '<', le: '<=', gt: '>', ge: '>=',
+  add: '+',
+  sub: '-',
+  mul: '*',
+  div: '/',
+  floordiv: '//',
+  floormod: '%%',
+  mod: '%',
+  and: '&&',
+  or: '||',
+  xor: '^',
+  shl: '<<',
+  shr: '>>',
+  eq: '==',
+  ne: '!=',
+  lt: '<',
+  le: '<=',
+  gt: '>',
+  ge: '>=',
 };
 
 export function printExpr(e: Expr): string {
   switch (e.k) {
-    case 'const': return e.dtype === 'int32' ? String(e.value) : e.dtype === 'bool' ? (e.value ? 'true' : 'false') : `${e.value}:${e.dtype}`;
-    case 'var': return e.name;
-    case 'bin': return INFIX[e.op] ? `(${printExpr(e.a)} ${INFIX[e.op]} ${printExpr(e.b)})` : `${e.op}(${printExpr(e.a)}, ${printExpr(e.b)})`;
-    case 'un': return `${e.op}(${printExpr(e.a)})`;
-    case 'select': return `select(${printExpr(e.c)}, ${printExpr(e.a)}, ${printExpr(e.b)})`;
-    case 'cast': return `${e.dtype}(${printExpr(e.a)})`;
-    case 'load': return `${e.buf.name}[${e.idx.map(printExpr).join(', ')}]`;
-    case 'reduce': return `${e.op}(${printExpr(e.body)}, axes=[${e.axes.map((a) => `${a.v.name}:${a.extent}`).join(', ')}])`;
+    case 'const':
+      return e.dtype === 'int32'
+        ? String(e.value)
+        : e.dtype === 'bool'
+          ? e.value
+            ? 'true'
+            : 'false'
+          : `${e.value}:${e.dtype}`;
+    case 'var':
+      return e.name;
+    case 'bin':
+      return INFIX[e.op]
+        ? `(${printExpr(e.a)} ${INFIX[e.op]} ${printExpr(e.b)})`
+        : `${e.op}(${printExpr(e.a)}, ${printExpr(e.b)})`;
+    case 'un':
+      return `${e.op}(${printExpr(e.a)})`;
+    case 'select':
+      return `select(${printExpr(e.c)}, ${printExpr(e.a)}, ${printExpr(e.b)})`;
+    case 'cast':
+      return `${e.dtype}(${printExpr(e.a)})`;
+    case 'load':
+      return `${e.buf.name}[${e.idx.map(printExpr).join(', ')}]`;
+    case 'reduce':
+      return `${e.op}(${printExpr(e.body)}, axes=[${e.axes.map((a) => `${a.v.name}:${a.extent}`).join(', ')}])`;
   }
 }

@@ -20,6 +20,7 @@ export function defineOp(def: OpDef): OpDef {
 
 export function getOpDef(name: string): OpDef {
   const d = defs.get(name);
-  if (!d) throw new KilnError('E_INTERNAL', `no compute for operator ${name}`, { hint: 'please report this with the model' });
+  if (!d)
+    throw new KilnError('E_INTERNAL', `no compute for operator ${name}`, { hint: 'please report this with the model' });
   return d;
 }

@@ -8,5 +8,5 @@ export function printTensorExprs(inputs: readonly Tensor[], computes: readonly T
     const idx = t.axes.map((a) => a.v.name).join(', ');
     lines.push(`${t.name}[${idx}] : ${t.dtype}[${t.shape.join(',')}] = ${printExpr(t.body!)}`);
   }
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }

@@ -2,7 +2,10 @@
 // variables' ranges (drops bounds checks that always hold and div/mod that cannot change a value).
 import { type Expr, type Var, mapExpr, constant, printExpr } from './expr.js';
 
-export interface Interval { lo: number; hi: number }
+export interface Interval {
+  lo: number;
+  hi: number;
+}
 export type Ranges = ReadonlyMap<Var, Interval>;
 
 const INT_OPS = new Set(['int32', 'bool']);
@@ -10,31 +13,45 @@ const INT_OPS = new Set(['int32', 'bool']);
 /** Bounds of an int32 expression, or undefined when unknown. */
 export function bound(e: Expr, ranges: Ranges): Interval | undefined {
   switch (e.k) {
-    case 'const': return typeof e.value === 'number' && INT_OPS.has(e.dtype) ? { lo: e.value, hi: e.value } : undefined;
-    case 'var': return ranges.get(e);
+    case 'const':
+      return typeof e.value === 'number' && INT_OPS.has(e.dtype) ? { lo: e.value, hi: e.value } : undefined;
+    case 'var':
+      return ranges.get(e);
     case 'select': {
-      const a = bound(e.a, ranges), b = bound(e.b, ranges);
+      const a = bound(e.a, ranges),
+        b = bound(e.b, ranges);
       return a && b ? { lo: Math.min(a.lo, b.lo), hi: Math.max(a.hi, b.hi) } : undefined;
     }
     case 'bin': {
       if (e.dtype !== 'int32') return undefined;
-      const a = bound(e.a, ranges), b = bound(e.b, ranges);
+      const a = bound(e.a, ranges),
+        b = bound(e.b, ranges);
       if (!a || !b) return undefined;
       switch (e.op) {
-        case 'add': return { lo: a.lo + b.lo, hi: a.hi + b.hi };
-        case 'sub': return { lo: a.lo - b.hi, hi: a.hi - b.lo };
+        case 'add':
+          return { lo: a.lo + b.lo, hi: a.hi + b.hi };
+        case 'sub':
+          return { lo: a.lo - b.hi, hi: a.hi - b.lo };
         case 'mul': {
           const p = [a.lo * b.lo, a.lo * b.hi, a.hi * b.lo, a.hi * b.hi];
           return { lo: Math.min(...p), hi: Math.max(...p) };
         }
-        case 'floordiv': if (b.lo === b.hi && b.lo > 0) return { lo: Math.floor(a.lo / b.lo), hi: Math.floor(a.hi / b.lo) }; return undefined;
-        case 'floormod': if (b.lo === b.hi && b.lo > 0) return a.lo >= 0 && a.hi < b.lo ? a : { lo: 0, hi: b.lo - 1 }; return undefined;
-        case 'min': return { lo: Math.min(a.lo, b.lo), hi: Math.min(a.hi, b.hi) };
-        case 'max': return { lo: Math.max(a.lo, b.lo), hi: Math.max(a.hi, b.hi) };
-        default: return undefined;
+        case 'floordiv':
+          if (b.lo === b.hi && b.lo > 0) return { lo: Math.floor(a.lo / b.lo), hi: Math.floor(a.hi / b.lo) };
+          return undefined;
+        case 'floormod':
+          if (b.lo === b.hi && b.lo > 0) return a.lo >= 0 && a.hi < b.lo ? a : { lo: 0, hi: b.lo - 1 };
+          return undefined;
+        case 'min':
+          return { lo: Math.min(a.lo, b.lo), hi: Math.min(a.hi, b.hi) };
+        case 'max':
+          return { lo: Math.max(a.lo, b.lo), hi: Math.max(a.hi, b.hi) };
+        default:
+          return undefined;
       }
     }
-    default: return undefined;
+    default:
+      return undefined;
   }
 }
 
@@ -43,24 +60,42 @@ const isC = (e: Expr, v: number): boolean => e.k === 'const' && e.value === v;
 
 function foldInt(op: string, a: number, b: number): number | undefined {
   switch (op) {
-    case 'add': return (a + b) | 0;
-    case 'sub': return (a - b) | 0;
-    case 'mul': return Math.imul(a, b);
-    case 'floordiv': return b !== 0 ? Math.floor(a / b) : undefined;
-    case 'floormod': return b !== 0 ? a - Math.floor(a / b) * b : undefined;
-    case 'div': return b !== 0 ? Math.trunc(a / b) : undefined;
-    case 'mod': return b !== 0 ? a % b : undefined;
-    case 'min': return Math.min(a, b);
-    case 'max': return Math.max(a, b);
-    case 'eq': return +(a === b);
-    case 'ne': return +(a !== b);
-    case 'lt': return +(a < b);
-    case 'le': return +(a <= b);
-    case 'gt': return +(a > b);
-    case 'ge': return +(a >= b);
-    case 'and': return a & b;
-    case 'or': return a | b;
-    default: return undefined;
+    case 'add':
+      return (a + b) | 0;
+    case 'sub':
+      return (a - b) | 0;
+    case 'mul':
+      return Math.imul(a, b);
+    case 'floordiv':
+      return b !== 0 ? Math.floor(a / b) : undefined;
+    case 'floormod':
+      return b !== 0 ? a - Math.floor(a / b) * b : undefined;
+    case 'div':
+      return b !== 0 ? Math.trunc(a / b) : undefined;
+    case 'mod':
+      return b !== 0 ? a % b : undefined;
+    case 'min':
+      return Math.min(a, b);
+    case 'max':
+      return Math.max(a, b);
+    case 'eq':
+      return +(a === b);
+    case 'ne':
+      return +(a !== b);
+    case 'lt':
+      return +(a < b);
+    case 'le':
+      return +(a <= b);
+    case 'gt':
+      return +(a > b);
+    case 'ge':
+      return +(a >= b);
+    case 'and':
+      return a & b;
+    case 'or':
+      return a | b;
+    default:
+      return undefined;
   }
 }
 
@@ -81,8 +116,14 @@ function step(e: Expr, ranges: Ranges): Expr | undefined {
     if (v !== undefined) return constant(v, e.dtype);
   }
   if (intArgs) {
-    if (op === 'and') { if (isConst(a)) return a.value ? b : a; if (isConst(b)) return b.value ? a : b; }
-    if (op === 'or') { if (isConst(a)) return a.value ? a : b; if (isConst(b)) return b.value ? b : a; }
+    if (op === 'and') {
+      if (isConst(a)) return a.value ? b : a;
+      if (isConst(b)) return b.value ? a : b;
+    }
+    if (op === 'or') {
+      if (isConst(a)) return a.value ? a : b;
+      if (isConst(b)) return b.value ? b : a;
+    }
   }
   if (a.dtype !== 'int32') return undefined;
   switch (op) {
@@ -90,8 +131,10 @@ function step(e: Expr, ranges: Ranges): Expr | undefined {
       if (isC(a, 0)) return b;
       if (isC(b, 0)) return a;
       if (isConst(a)) return step({ ...e, a: b, b: a }, ranges) ?? { ...e, a: b, b: a }; // constants to the right
-      if (isConst(b) && a.k === 'bin' && a.op === 'add' && isConst(a.b)) return addC(a.a, (a.b.value as number) + (b.value as number));
-      if (isConst(b) && a.k === 'bin' && a.op === 'sub' && isConst(a.b)) return addC(a.a, (b.value as number) - (a.b.value as number));
+      if (isConst(b) && a.k === 'bin' && a.op === 'add' && isConst(a.b))
+        return addC(a.a, (a.b.value as number) + (b.value as number));
+      if (isConst(b) && a.k === 'bin' && a.op === 'sub' && isConst(a.b))
+        return addC(a.a, (b.value as number) - (a.b.value as number));
       if (a.k === 'bin' && a.op === 'add' && isConst(a.b)) return addC({ ...e, a: a.a }, a.b.value as number); // (x+c)+y -> (x+y)+c
       return foldDivModPairs(e);
     case 'sub':
@@ -103,9 +146,11 @@ function step(e: Expr, ranges: Ranges): Expr | undefined {
       if (isC(a, 1)) return b;
       if (isC(b, 1)) return a;
       if (isConst(a)) return { ...e, a: b, b: a };
-      if (isConst(b) && a.k === 'bin' && a.op === 'mul' && isConst(a.b)) return { ...e, a: a.a, b: constant((a.b.value as number) * (b.value as number), 'int32') };
+      if (isConst(b) && a.k === 'bin' && a.op === 'mul' && isConst(a.b))
+        return { ...e, a: a.a, b: constant((a.b.value as number) * (b.value as number), 'int32') };
       break;
-    case 'floordiv': case 'floormod': {
+    case 'floordiv':
+    case 'floormod': {
       if (!isConst(b) || (b.value as number) <= 0) break;
       const c = b.value as number;
       if (c === 1) return op === 'floordiv' ? a : constant(0, 'int32');
@@ -114,7 +159,10 @@ function step(e: Expr, ranges: Ranges): Expr | undefined {
       // (x*c + y) with 0 <= y < c: floordiv -> x, floormod -> y
       if (a.k === 'bin' && a.op === 'add') {
         const [p, q] = [a.a, a.b];
-        for (const [m, r] of [[p, q], [q, p]] as const) {
+        for (const [m, r] of [
+          [p, q],
+          [q, p],
+        ] as const) {
           if (m.k === 'bin' && m.op === 'mul' && isConst(m.b) && (m.b.value as number) % c === 0) {
             const br = bound(r, ranges);
             if (br && br.lo >= 0 && br.hi < c) {
@@ -124,54 +172,99 @@ function step(e: Expr, ranges: Ranges): Expr | undefined {
           }
           // (x*k + y) with 0 <= y < k and k dividing c: floordiv -> x // (c/k), floormod -> (x %% (c/k))*k + y
           // (a split lane inside a reshaped axis: keeps the lane unit-stride for the vectorizer)
-          if (m.k === 'bin' && m.op === 'mul' && isConst(m.b) && (m.b.value as number) > 0 && c % (m.b.value as number) === 0) {
-            const k = m.b.value as number, br = bound(r, ranges);
+          if (
+            m.k === 'bin' &&
+            m.op === 'mul' &&
+            isConst(m.b) &&
+            (m.b.value as number) > 0 &&
+            c % (m.b.value as number) === 0
+          ) {
+            const k = m.b.value as number,
+              br = bound(r, ranges);
             if (br && br.lo >= 0 && br.hi < k) {
               const q = constant(c / k, 'int32');
               if (op === 'floordiv') return simplifyNode({ ...e, a: m.a, b: q }, ranges);
               const xm = simplifyNode({ k: 'bin', op: 'floormod', a: m.a, b: q, dtype: 'int32' }, ranges);
-              return simplifyNode({ k: 'bin', op: 'add', a: simplifyNode({ ...m, a: xm }, ranges), b: r, dtype: 'int32' }, ranges);
+              return simplifyNode(
+                { k: 'bin', op: 'add', a: simplifyNode({ ...m, a: xm }, ranges), b: r, dtype: 'int32' },
+                ranges,
+              );
             }
           }
         }
       }
       // (x*k + y) with k a multiple of c: floordiv -> x*(k/c) + y//c, floormod -> y %% c (exact for all integers)
       if (a.k === 'bin' && a.op === 'add') {
-        for (const [m, r] of [[a.a, a.b], [a.b, a.a]] as const) {
+        for (const [m, r] of [
+          [a.a, a.b],
+          [a.b, a.a],
+        ] as const) {
           if (m.k === 'bin' && m.op === 'mul' && isConst(m.b) && (m.b.value as number) % c === 0) {
             const rest = simplifyNode({ ...e, a: r }, ranges);
             if (op === 'floormod') return rest;
             const k = (m.b.value as number) / c;
-            return simplifyNode({ k: 'bin', op: 'add', a: simplifyNode({ ...m, b: constant(k, 'int32') }, ranges), b: rest, dtype: 'int32' }, ranges);
+            return simplifyNode(
+              {
+                k: 'bin',
+                op: 'add',
+                a: simplifyNode({ ...m, b: constant(k, 'int32') }, ranges),
+                b: rest,
+                dtype: 'int32',
+              },
+              ranges,
+            );
           }
         }
       }
       if (a.k === 'bin' && a.op === 'mul' && isConst(a.b) && (a.b.value as number) % c === 0) {
-        return op === 'floordiv' ? simplifyNode({ ...a, b: constant((a.b.value as number) / c, 'int32') }, ranges) : constant(0, 'int32');
+        return op === 'floordiv'
+          ? simplifyNode({ ...a, b: constant((a.b.value as number) / c, 'int32') }, ranges)
+          : constant(0, 'int32');
       }
       break;
     }
-    case 'min': case 'max': {
-      const ba = bound(a, ranges), bb = bound(b, ranges);
+    case 'min':
+    case 'max': {
+      const ba = bound(a, ranges),
+        bb = bound(b, ranges);
       if (ba && bb) {
         if (ba.hi <= bb.lo) return op === 'min' ? a : b;
         if (bb.hi <= ba.lo) return op === 'min' ? b : a;
       }
       break;
     }
-    case 'lt': case 'le': case 'gt': case 'ge': case 'eq': case 'ne': {
-      const ba = bound(a, ranges), bb = bound(b, ranges);
+    case 'lt':
+    case 'le':
+    case 'gt':
+    case 'ge':
+    case 'eq':
+    case 'ne': {
+      const ba = bound(a, ranges),
+        bb = bound(b, ranges);
       if (!ba || !bb) break;
       const always = (t: boolean) => constant(t ? 1 : 0, 'bool');
-      if (op === 'lt') { if (ba.hi < bb.lo) return always(true); if (ba.lo >= bb.hi) return always(false); }
-      if (op === 'le') { if (ba.hi <= bb.lo) return always(true); if (ba.lo > bb.hi) return always(false); }
-      if (op === 'gt') { if (ba.lo > bb.hi) return always(true); if (ba.hi <= bb.lo) return always(false); }
-      if (op === 'ge') { if (ba.lo >= bb.hi) return always(true); if (ba.hi < bb.lo) return always(false); }
+      if (op === 'lt') {
+        if (ba.hi < bb.lo) return always(true);
+        if (ba.lo >= bb.hi) return always(false);
+      }
+      if (op === 'le') {
+        if (ba.hi <= bb.lo) return always(true);
+        if (ba.lo > bb.hi) return always(false);
+      }
+      if (op === 'gt') {
+        if (ba.lo > bb.hi) return always(true);
+        if (ba.hi <= bb.lo) return always(false);
+      }
+      if (op === 'ge') {
+        if (ba.lo >= bb.hi) return always(true);
+        if (ba.hi < bb.lo) return always(false);
+      }
       if (op === 'eq' && (ba.hi < bb.lo || bb.hi < ba.lo)) return always(false);
       if (op === 'ne' && (ba.hi < bb.lo || bb.hi < ba.lo)) return always(true);
       break;
     }
-    default: break;
+    default:
+      break;
   }
   return undefined;
 }
@@ -184,9 +277,19 @@ function foldDivModPairs(e: Expr): Expr | undefined {
   const terms: { atom: Expr; coef: number }[] = [];
   let k = 0;
   const walk = (x: Expr, coef: number): void => {
-    if (x.k === 'const') { k += coef * Number(x.value); return; }
-    if (x.k === 'bin' && x.op === 'add') { walk(x.a, coef); walk(x.b, coef); return; }
-    if (x.k === 'bin' && x.op === 'mul' && isConst(x.b)) { walk(x.a, coef * Number(x.b.value)); return; }
+    if (x.k === 'const') {
+      k += coef * Number(x.value);
+      return;
+    }
+    if (x.k === 'bin' && x.op === 'add') {
+      walk(x.a, coef);
+      walk(x.b, coef);
+      return;
+    }
+    if (x.k === 'bin' && x.op === 'mul' && isConst(x.b)) {
+      walk(x.a, coef * Number(x.b.value));
+      return;
+    }
     terms.push({ atom: x, coef });
   };
   walk(e, 1);
@@ -195,8 +298,15 @@ function foldDivModPairs(e: Expr): Expr | undefined {
     const a = m.atom;
     if (a.k !== 'bin' || a.op !== 'floormod' || !isConst(a.b)) continue;
     const c = Number(a.b.value);
-    const d = terms.find((t) => t.atom.k === 'bin' && t.atom.op === 'floordiv' && isConst(t.atom.b) && Number(t.atom.b.value) === c &&
-      printExpr(t.atom.a) === printExpr(a.a) && t.coef === m.coef * c);
+    const d = terms.find(
+      (t) =>
+        t.atom.k === 'bin' &&
+        t.atom.op === 'floordiv' &&
+        isConst(t.atom.b) &&
+        Number(t.atom.b.value) === c &&
+        printExpr(t.atom.a) === printExpr(a.a) &&
+        t.coef === m.coef * c,
+    );
     if (!d) continue;
     m.atom = a.a; // k*(x %% c) -> k*x; k*c*(x // c) dropped
     d.coef = 0;
@@ -206,7 +316,10 @@ function foldDivModPairs(e: Expr): Expr | undefined {
   let out: Expr | undefined;
   for (const t of terms) {
     if (t.coef === 0) continue;
-    const v = t.coef === 1 ? t.atom : { k: 'bin' as const, op: 'mul' as const, a: t.atom, b: constant(t.coef, 'int32'), dtype: 'int32' as const };
+    const v =
+      t.coef === 1
+        ? t.atom
+        : { k: 'bin' as const, op: 'mul' as const, a: t.atom, b: constant(t.coef, 'int32'), dtype: 'int32' as const };
     out = out ? { k: 'bin', op: 'add', a: out, b: v, dtype: 'int32' } : v;
   }
   return addC(out ?? constant(0, 'int32'), k);
@@ -234,5 +347,8 @@ export function simplify(e: Expr, ranges: Ranges = new Map()): Expr {
 /** `e` with variable `v` fixed to the int32 constant `value`, simplified (one unrolled iteration, one SIMD lane). */
 export function fixVar(e: Expr, v: Var, value: number, ranges: Ranges = new Map()): Expr {
   const c = constant(value, 'int32');
-  return simplify(mapExpr(e, (x) => (x === v ? c : undefined)), ranges);
+  return simplify(
+    mapExpr(e, (x) => (x === v ? c : undefined)),
+    ranges,
+  );
 }

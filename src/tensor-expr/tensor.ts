@@ -45,7 +45,12 @@ export function placeholder(name: string, shape: readonly number[], dtype: DType
 }
 
 /** out[i0..in] = fn(i0..in). The body may contain reductions anywhere. */
-export function compute(name: string, shape: readonly number[], fn: (idx: Expr[]) => Expr, hints?: ComputeHints): Tensor {
+export function compute(
+  name: string,
+  shape: readonly number[],
+  fn: (idx: Expr[]) => Expr,
+  hints?: ComputeHints,
+): Tensor {
   const axes = shape.map((n, i) => iterVar(`i${i}_`, n));
   const body = fn(axes.map((a) => a.v));
   return { kind: 'compute', name: uniq(name), shape: [...shape], dtype: body.dtype, axes, body, hints };

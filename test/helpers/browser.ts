@@ -8,10 +8,17 @@ import { chromium, type Browser } from 'playwright-core';
 export const CHROMIUM = '/usr/bin/chromium';
 export const haveChromium = () => existsSync(CHROMIUM);
 
-const TYPES: Record<string, string> = { '.js': 'text/javascript', '.html': 'text/html', '.kiln': 'application/octet-stream', '.map': 'application/json' };
+const TYPES: Record<string, string> = {
+  '.js': 'text/javascript',
+  '.html': 'text/html',
+  '.kiln': 'application/octet-stream',
+  '.map': 'application/json',
+};
 
 /** Serves `routes` (exact paths) and files under dist/ at /dist/..., cross-origin isolated (COOP/COEP). */
-export async function serve(routes: Record<string, string | Uint8Array>): Promise<{ url: string; close: () => Promise<void> }> {
+export async function serve(
+  routes: Record<string, string | Uint8Array>,
+): Promise<{ url: string; close: () => Promise<void> }> {
   const dist = join(process.cwd(), 'dist');
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
@@ -20,7 +27,10 @@ export async function serve(routes: Record<string, string | Uint8Array>): Promis
       const file = normalize(join(dist, path.slice('/dist/'.length)));
       if (file.startsWith(dist) && existsSync(file)) body = readFileSync(file);
     }
-    if (body === undefined) { res.writeHead(404).end(); return; }
+    if (body === undefined) {
+      res.writeHead(404).end();
+      return;
+    }
     const ext = path.slice(path.lastIndexOf('.'));
     res.writeHead(200, {
       'Content-Type': TYPES[ext] ?? (path.endsWith('/') ? 'text/html' : 'application/octet-stream'),
@@ -37,6 +47,14 @@ export async function serve(routes: Record<string, string | Uint8Array>): Promis
 export function launch(): Promise<Browser> {
   return chromium.launch({
     executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
   });
 }

@@ -26,9 +26,15 @@ export interface StagedIR {
 }
 
 /** Imports, runs the graph passes (recording each result) and fuses; `after` sees each graph as it is made. */
-export function stageGraph(bytes: Uint8Array, opts: CompileOptions = {}): { graphs: { pass: string; fn: FuncNode }[]; fused: FuncNode } {
+export function stageGraph(
+  bytes: Uint8Array,
+  opts: CompileOptions = {},
+): { graphs: { pass: string; fn: FuncNode }[]; fused: FuncNode } {
   const imported = importOnnx(bytes, {
-    readExternal: opts.modelPath ? externalDataReader(opts.modelPath) : undefined, inputShapes: opts.inputShapes, specialize: opts.specialize, fold: (e: GExpr) => foldExpr(e, evaluateCall),
+    readExternal: opts.modelPath ? externalDataReader(opts.modelPath) : undefined,
+    inputShapes: opts.inputShapes,
+    specialize: opts.specialize,
+    fold: (e: GExpr) => foldExpr(e, evaluateCall),
   });
   const graphs = [{ pass: 'import', fn: imported.func }];
   const graph = runPasses(imported.func, graphPasses(opts), (pass, fn) => graphs.push({ pass, fn }));
@@ -54,16 +60,28 @@ export function cudaPrims(kernels: readonly BuiltKernel[]): PrimFunc[] {
 export function nodeCase(dir: string): { bytes: Uint8Array; opts: CompileOptions } | undefined {
   const modelPath = join(dir, 'model.onnx');
   if (!existsSync(modelPath)) return undefined;
-  const set = readdirSync(dir).filter((d) => d.startsWith('test_data_set_')).sort()[0];
+  const set = readdirSync(dir)
+    .filter((d) => d.startsWith('test_data_set_'))
+    .sort()[0];
   if (!set) return undefined;
   const bytes = readFileSync(modelPath);
   const graph = decodeModel(bytes).graph!;
   const inits = new Set(graph.initializer.map((t) => t.name));
   const inputNames = graph.input.map((i) => i.name).filter((n) => !inits.has(n));
-  const files = readdirSync(join(dir, set)).filter((f) => f.startsWith('input_') && f.endsWith('.pb'))
+  const files = readdirSync(join(dir, set))
+    .filter((f) => f.startsWith('input_') && f.endsWith('.pb'))
     .sort((a, b) => Number(a.slice(6, -3)) - Number(b.slice(6, -3)));
   const inputs = files.map((f) => decodeTensorProto(readFileSync(join(dir, set, f)), f));
   const feeds: Record<string, Tensor> = {};
-  inputNames.forEach((n, i) => { if (inputs[i]) feeds[n] = inputs[i]; });
-  return { bytes, opts: { modelPath, specialize: feeds, inputShapes: Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, v.shape])) } };
+  inputNames.forEach((n, i) => {
+    if (inputs[i]) feeds[n] = inputs[i];
+  });
+  return {
+    bytes,
+    opts: {
+      modelPath,
+      specialize: feeds,
+      inputShapes: Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, v.shape])),
+    },
+  };
 }

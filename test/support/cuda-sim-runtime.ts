@@ -6,9 +6,17 @@ import { ARRAY, BYTES } from '../../src/runtime/dtype.js';
 import type { Tensor } from '../../src/runtime/tensor.js';
 import { GLOBAL_BASE, type PtxProgram, type SimStats, launch, parsePtx } from './ptx-sim.js';
 
-export interface SimRun { outputs: Record<string, Tensor>; stats: SimStats; launches: number }
+export interface SimRun {
+  outputs: Record<string, Tensor>;
+  stats: SimStats;
+  launches: number;
+}
 
-export async function runCudaSim(artifact: Uint8Array, feeds: Record<string, Tensor>, maxInstructions = 5e8): Promise<SimRun> {
+export async function runCudaSim(
+  artifact: Uint8Array,
+  feeds: Record<string, Tensor>,
+  maxInstructions = 5e8,
+): Promise<SimRun> {
   const { header, weights } = await readArtifact(artifact);
   const cuda = header.cuda;
   if (!cuda) throw new Error('artifact has no cuda section');
@@ -28,8 +36,18 @@ export async function runCudaSim(artifact: Uint8Array, feeds: Record<string, Ten
     const io = k.params.filter((p) => p.role !== 'scratch').length;
     if (call.args.length < io) throw new Error(`kernel ${k.name}: ${io} buffers, call passes ${call.args.length}`);
     for (const l of k.launches) {
-      const params = new Map(k.params.map((p, i) => [`${l.entry}_${p.name}`, BigInt(GLOBAL_BASE + (p.role === 'scratch' ? cuda.scratchAt : call.args[i]))]));
-      const s = launch(prog, { entry: l.entry, grid: l.grid, block: l.block, params }, dv, maxInstructions - stats.instructions);
+      const params = new Map(
+        k.params.map((p, i) => [
+          `${l.entry}_${p.name}`,
+          BigInt(GLOBAL_BASE + (p.role === 'scratch' ? cuda.scratchAt : call.args[i])),
+        ]),
+      );
+      const s = launch(
+        prog,
+        { entry: l.entry, grid: l.grid, block: l.block, params },
+        dv,
+        maxInstructions - stats.instructions,
+      );
       stats.instructions += s.instructions;
       stats.threads += s.threads;
       launches++;

@@ -35,7 +35,10 @@ export interface ConvertCtx {
 
 export type ConvertFn = (c: ConvertCtx) => GExpr | readonly GExpr[];
 
-interface Entry { since: number; fn: ConvertFn }
+interface Entry {
+  since: number;
+  fn: ConvertFn;
+}
 const table = new Map<string, Entry[]>();
 
 const key = (domain: string, opType: string) => `${domain === 'ai.onnx' ? '' : domain}::${opType}`;
@@ -63,12 +66,22 @@ export function findConverter(domain: string, opType: string, opset: number, nod
   if (fn) return fn;
   if (since === undefined) {
     throw new KilnError('E_UNSUPPORTED_OP', `operator ${domain ? `${domain}.` : ''}${opType} is not supported`, {
-      node, op: opType, opset, hint: 'see README "Operator coverage"; rewrite the model without it or open an issue',
+      node,
+      op: opType,
+      opset,
+      hint: 'see README "Operator coverage"; rewrite the model without it or open an issue',
     });
   }
-  throw new KilnError('E_UNSUPPORTED_OPSET', `${opType} is supported from opset ${since}, the model uses opset ${opset}`, {
-    node, op: opType, opset, hint: 'upgrade the model with onnx.version_converter.convert_version',
-  });
+  throw new KilnError(
+    'E_UNSUPPORTED_OPSET',
+    `${opType} is supported from opset ${since}, the model uses opset ${opset}`,
+    {
+      node,
+      op: opType,
+      opset,
+      hint: 'upgrade the model with onnx.version_converter.convert_version',
+    },
+  );
 }
 
 export const supportedOps = (): string[] => [...table.keys()].map((k) => k.replace(/^::/, '')).sort();

@@ -3,7 +3,17 @@
 import { fromBinary } from '@bufbuild/protobuf';
 import { KilnError, withNodeContext } from '../../runtime/errors.js';
 import type { Tensor } from '../../runtime/tensor.js';
-import { type GExpr, type VarNode, gcall, gconst, gfunc, gtuple, gvar, rewrite, type FuncNode } from '../../relay-ir/expr.js';
+import {
+  type GExpr,
+  type VarNode,
+  gcall,
+  gconst,
+  gfunc,
+  gtuple,
+  gvar,
+  rewrite,
+  type FuncNode,
+} from '../../relay-ir/expr.js';
 import { getOp, type AttrValue } from '../../relay-ir/op.js';
 import { type Dim, type TensorType, tensorType, asTensor } from '../../relay-ir/types.js';
 import { type ModelProto, ModelProtoSchema, type NodeProto, type ValueInfoProto } from './proto/onnx_pb.js';
@@ -49,7 +59,9 @@ export function decodeModel(bytes: Uint8Array): ModelProto {
     });
   }
   if (!model.graph || model.graph.node.length + model.graph.output.length === 0) {
-    throw new KilnError('E_MODEL_DECODE', 'not a valid ONNX model: no graph', { hint: 'the file is truncated or corrupt, or not an .onnx file; re-export it' });
+    throw new KilnError('E_MODEL_DECODE', 'not a valid ONNX model: no graph', {
+      hint: 'the file is truncated or corrupt, or not an .onnx file; re-export it',
+    });
   }
   return model;
 }
@@ -57,14 +69,26 @@ export function decodeModel(bytes: Uint8Array): ModelProto {
 function valueType(vi: ValueInfoProto, shapes: Record<string, number[]> | undefined): TensorType {
   const t = vi.type?.value;
   if (vi.type?.value.case !== 'tensorType' || !t) {
-    throw new KilnError('E_UNSUPPORTED', `input '${vi.name}' is a ${vi.type?.value.case ?? 'untyped value'}, only tensors are supported`);
+    throw new KilnError(
+      'E_UNSUPPORTED',
+      `input '${vi.name}' is a ${vi.type?.value.case ?? 'untyped value'}, only tensors are supported`,
+    );
   }
   const tt = t.value as { elemType: number; shape?: { dim: { value: { case?: string; value?: unknown } }[] } };
   const dtype = onnxDType(tt.elemType, `input '${vi.name}'`);
   const given = shapes?.[vi.name];
   if (given) return tensorType(given, dtype);
-  if (!tt.shape) throw new KilnError('E_DYNAMIC', `input '${vi.name}' has no shape in the model`, { hint: `give it with inputShapes (kiln compile --input-shape ${vi.name}=...)` });
-  const shape: Dim[] = tt.shape.dim.map((d, i) => (d.value.case === 'dimValue' ? Number(d.value.value) : d.value.case === 'dimParam' ? String(d.value.value) : `${vi.name}_d${i}`));
+  if (!tt.shape)
+    throw new KilnError('E_DYNAMIC', `input '${vi.name}' has no shape in the model`, {
+      hint: `give it with inputShapes (kiln compile --input-shape ${vi.name}=...)`,
+    });
+  const shape: Dim[] = tt.shape.dim.map((d, i) =>
+    d.value.case === 'dimValue'
+      ? Number(d.value.value)
+      : d.value.case === 'dimParam'
+        ? String(d.value.value)
+        : `${vi.name}_d${i}`,
+  );
   return tensorType(shape, dtype);
 }
 
@@ -75,7 +99,8 @@ export function importOnnx(bytes: Uint8Array, opts: ImportOptions): ImportedMode
   const opset = opsetEntry ? Number(opsetEntry.version) : 1;
   if (opset > MAX_OPSET) {
     throw new KilnError('E_UNSUPPORTED_OPSET', `model opset ${opset} is newer than Kiln knows (up to ${MAX_OPSET})`, {
-      opset, hint: `convert it with onnx.version_converter.convert_version(model, ${MAX_OPSET})`,
+      opset,
+      hint: `convert it with onnx.version_converter.convert_version(model, ${MAX_OPSET})`,
     });
   }
   // the whole graph is checked before any node is converted (src/frontend/onnx/validate.ts)
@@ -102,23 +127,32 @@ export function importOnnx(bytes: Uint8Array, opts: ImportOptions): ImportedMode
   // only where a compile-time value needs them, and only if the value then folds.
   const fold = (e: GExpr): GExpr => {
     const used = new Set<string>();
-    const sub = pinnable.size ? rewrite(e, (n) => {
-      if (n.kind !== 'var' || !pinnable.has(n)) return undefined;
-      used.add(n.name);
-      return gconst(pinnable.get(n)!);
-    }) : e;
+    const sub = pinnable.size
+      ? rewrite(e, (n) => {
+          if (n.kind !== 'var' || !pinnable.has(n)) return undefined;
+          used.add(n.name);
+          return gconst(pinnable.get(n)!);
+        })
+      : e;
     const folded = opts.fold(sub);
     if (folded.kind === 'const') for (const n of used) if (!specialized.includes(n)) specialized.push(n);
     return folded;
   };
 
   for (const node of nodes) {
-    const outs = withNodeContext({ node: node.name || node.output[0], op: node.opType, opset }, () => convertNode(node, opset, values, fold, opts));
-    node.output.forEach((name, i) => { if (name && outs[i]) values.set(name, outs[i]); });
+    const outs = withNodeContext({ node: node.name || node.output[0], op: node.opType, opset }, () =>
+      convertNode(node, opset, values, fold, opts),
+    );
+    node.output.forEach((name, i) => {
+      if (name && outs[i]) values.set(name, outs[i]);
+    });
   }
   const outputs = graph.output.map((o) => {
     const v = values.get(o.name);
-    if (!v) throw new KilnError('E_MODEL_INVALID', `graph output '${o.name}' is not produced by any node`, { hint: 'the model is malformed; check it with onnx.checker.check_model' });
+    if (!v)
+      throw new KilnError('E_MODEL_INVALID', `graph output '${o.name}' is not produced by any node`, {
+        hint: 'the model is malformed; check it with onnx.checker.check_model',
+      });
     return v;
   });
   const body = outputs.length === 1 ? outputs[0] : gtuple(outputs);
@@ -146,13 +180,22 @@ function refersTo(root: GExpr, v: VarNode): boolean {
   return false;
 }
 
-function convertNode(node: NodeProto, opset: number, values: Map<string, GExpr>, fold: (e: GExpr) => GExpr, opts: ImportOptions): GExpr[] {
+function convertNode(
+  node: NodeProto,
+  opset: number,
+  values: Map<string, GExpr>,
+  fold: (e: GExpr) => GExpr,
+  opts: ImportOptions,
+): GExpr[] {
   const fn = findConverter(node.domain, node.opType, opset, node.name);
   const attrs = new Map<string, OnnxAttr>(node.attribute.map((a) => [a.name, decodeAttribute(a, opts.readExternal)]));
   const inputs = node.input.map((name) => {
     if (!name) return undefined;
     const v = values.get(name);
-    if (!v) throw new KilnError('E_MODEL_INVALID', `input '${name}' is not defined before this node`, { hint: 'nodes must be in topological order; check the model with onnx.checker.check_model' });
+    if (!v)
+      throw new KilnError('E_MODEL_INVALID', `input '${name}' is not defined before this node`, {
+        hint: 'nodes must be in topological order; check the model with onnx.checker.check_model',
+      });
     return v;
   });
   const nodeName = node.name || node.output[0] || node.opType;
@@ -198,7 +241,9 @@ function convertNode(node: NodeProto, opset: number, values: Map<string, GExpr>,
       return f.value;
     },
     unsupported(what) {
-      throw new KilnError('E_UNSUPPORTED', `${node.opType}: ${what} is not supported`, { hint: 'see README "Operator coverage"' });
+      throw new KilnError('E_UNSUPPORTED', `${node.opType}: ${what} is not supported`, {
+        hint: 'see README "Operator coverage"',
+      });
     },
   };
   const out = fn(ctx);

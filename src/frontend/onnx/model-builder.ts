@@ -2,20 +2,41 @@
 // decodes.
 import { create, toBinary } from '@bufbuild/protobuf';
 import {
-  ModelProtoSchema, GraphProtoSchema, NodeProtoSchema, ValueInfoProtoSchema, TypeProtoSchema, TypeProto_TensorSchema,
-  TensorShapeProtoSchema, TensorShapeProto_DimensionSchema, AttributeProtoSchema, AttributeProto_AttributeType,
-  OperatorSetIdProtoSchema, TensorProtoSchema, type AttributeProto, type TensorProto,
+  ModelProtoSchema,
+  GraphProtoSchema,
+  NodeProtoSchema,
+  ValueInfoProtoSchema,
+  TypeProtoSchema,
+  TypeProto_TensorSchema,
+  TensorShapeProtoSchema,
+  TensorShapeProto_DimensionSchema,
+  AttributeProtoSchema,
+  AttributeProto_AttributeType,
+  OperatorSetIdProtoSchema,
+  TensorProtoSchema,
+  type AttributeProto,
+  type TensorProto,
 } from './proto/onnx_pb.js';
 import { DTYPE_TO_ONNX, type DType } from '../../runtime/dtype.js';
 import { type Tensor, sizeOf } from '../../runtime/tensor.js';
 
 export type Attr = number | number[] | string | Tensor | { floats: number[] } | { float: number };
-export interface NodeSpec { op: string; inputs: string[]; outputs: string[]; name?: string; attrs?: Record<string, Attr> }
+export interface NodeSpec {
+  op: string;
+  inputs: string[];
+  outputs: string[];
+  name?: string;
+  attrs?: Record<string, Attr>;
+}
 
 function attr(name: string, v: Attr): AttributeProto {
   const T = AttributeProto_AttributeType;
-  if (typeof v === 'number') return Number.isInteger(v) ? create(AttributeProtoSchema, { name, type: T.INT, i: BigInt(v) }) : create(AttributeProtoSchema, { name, type: T.FLOAT, f: v });
-  if (typeof v === 'string') return create(AttributeProtoSchema, { name, type: T.STRING, s: new TextEncoder().encode(v) });
+  if (typeof v === 'number')
+    return Number.isInteger(v)
+      ? create(AttributeProtoSchema, { name, type: T.INT, i: BigInt(v) })
+      : create(AttributeProtoSchema, { name, type: T.FLOAT, f: v });
+  if (typeof v === 'string')
+    return create(AttributeProtoSchema, { name, type: T.STRING, s: new TextEncoder().encode(v) });
   if (Array.isArray(v)) return create(AttributeProtoSchema, { name, type: T.INTS, ints: v.map(BigInt) });
   if ('floats' in v) return create(AttributeProtoSchema, { name, type: T.FLOATS, floats: v.floats });
   if ('float' in v) return create(AttributeProtoSchema, { name, type: T.FLOAT, f: v.float });
@@ -24,7 +45,9 @@ function attr(name: string, v: Attr): AttributeProto {
 
 export function tensorProto(name: string, t: Tensor): TensorProto {
   return create(TensorProtoSchema, {
-    name, dims: t.shape.map(BigInt), dataType: DTYPE_TO_ONNX[t.dtype],
+    name,
+    dims: t.shape.map(BigInt),
+    dataType: DTYPE_TO_ONNX[t.dtype],
     rawData: new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength).slice(),
   });
 }
@@ -38,7 +61,11 @@ function valueInfo(name: string, dtype: DType, shape: (number | string)[]) {
         value: create(TypeProto_TensorSchema, {
           elemType: DTYPE_TO_ONNX[dtype],
           shape: create(TensorShapeProtoSchema, {
-            dim: shape.map((d) => create(TensorShape_Dim, { value: typeof d === 'number' ? { case: 'dimValue', value: BigInt(d) } : { case: 'dimParam', value: d } })),
+            dim: shape.map((d) =>
+              create(TensorShape_Dim, {
+                value: typeof d === 'number' ? { case: 'dimValue', value: BigInt(d) } : { case: 'dimParam', value: d },
+              }),
+            ),
           }),
         }),
       },
@@ -58,18 +85,28 @@ export interface ModelSpec {
 export function buildModel(s: ModelSpec): Uint8Array {
   const graph = create(GraphProtoSchema, {
     name: 'test',
-    node: s.nodes.map((n, i) => create(NodeProtoSchema, {
-      opType: n.op, input: n.inputs, output: n.outputs, name: n.name ?? `${n.op}_${i}`,
-      attribute: Object.entries(n.attrs ?? {}).map(([k, v]) => attr(k, v)),
-    })),
+    node: s.nodes.map((n, i) =>
+      create(NodeProtoSchema, {
+        opType: n.op,
+        input: n.inputs,
+        output: n.outputs,
+        name: n.name ?? `${n.op}_${i}`,
+        attribute: Object.entries(n.attrs ?? {}).map(([k, v]) => attr(k, v)),
+      }),
+    ),
     input: s.inputs.map(([n, t, sh]) => valueInfo(n, t, sh)),
     output: s.outputs.map(([n, t, sh]) => valueInfo(n, t, sh)),
     initializer: Object.entries(s.initializers ?? {}).map(([k, v]) => tensorProto(k, v)),
   });
-  return toBinary(ModelProtoSchema, create(ModelProtoSchema, {
-    irVersion: 8n, producerName: 'kiln-test', graph,
-    opsetImport: [create(OperatorSetIdProtoSchema, { domain: '', version: BigInt(s.opset ?? 17) })],
-  }));
+  return toBinary(
+    ModelProtoSchema,
+    create(ModelProtoSchema, {
+      irVersion: 8n,
+      producerName: 'kiln-test',
+      graph,
+      opsetImport: [create(OperatorSetIdProtoSchema, { domain: '', version: BigInt(s.opset ?? 17) })],
+    }),
+  );
 }
 
 /** Deterministic pseudo-random float32 data in [-1, 1). */
@@ -77,6 +114,9 @@ export function randomF32(shape: number[], seed = 1): Tensor {
   let x = seed >>> 0;
   const n = sizeOf(shape);
   const data = new Float32Array(n);
-  for (let i = 0; i < n; i++) { x = (Math.imul(x, 1664525) + 1013904223) >>> 0; data[i] = x / 2 ** 31 - 1; }
+  for (let i = 0; i < n; i++) {
+    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+    data[i] = x / 2 ** 31 - 1;
+  }
   return { dtype: 'float32', shape, data };
 }

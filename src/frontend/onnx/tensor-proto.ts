@@ -22,36 +22,54 @@ export function tensorFromProto(p: TensorProto, readExternal?: ExternalDataReade
   const what = `tensor '${p.name}'`;
   const dtype = onnxDType(p.dataType, what);
   const shape = p.dims.map((d) => Number(d));
-  if (shape.some((d) => !Number.isInteger(d) || d < 0)) throw new KilnError('E_MODEL_INVALID', `${what}: bad dims [${shape}]`);
+  if (shape.some((d) => !Number.isInteger(d) || d < 0))
+    throw new KilnError('E_MODEL_INVALID', `${what}: bad dims [${shape}]`);
   const n = sizeOf(shape);
-  if (!(n <= 2 ** 31)) throw new KilnError('E_MODEL_INVALID', `${what}: dims [${shape}] are implausible`, { hint: 'the data is corrupt, or not a TensorProto (sequence and optional values are not supported)' });
+  if (!(n <= 2 ** 31))
+    throw new KilnError('E_MODEL_INVALID', `${what}: dims [${shape}] are implausible`, {
+      hint: 'the data is corrupt, or not a TensorProto (sequence and optional values are not supported)',
+    });
   const out = new ARRAY[dtype](n);
   let raw: Uint8Array | undefined;
   if (p.dataLocation === TensorProto_DataLocation.EXTERNAL) {
     const kv = Object.fromEntries(p.externalData.map((e) => [e.key, e.value]));
     if (!kv.location) throw new KilnError('E_MODEL_INVALID', `${what}: external data without a location`);
-    if (!readExternal) throw new KilnError('E_MODEL_INVALID', `${what}: stored in external file '${kv.location}'`, { hint: 'compile from the model file path so Kiln can find its external data next to it' });
+    if (!readExternal)
+      throw new KilnError('E_MODEL_INVALID', `${what}: stored in external file '${kv.location}'`, {
+        hint: 'compile from the model file path so Kiln can find its external data next to it',
+      });
     raw = readExternal(kv.location, Number(kv.offset ?? 0), kv.length !== undefined ? Number(kv.length) : undefined);
   } else if (p.rawData.length > 0) {
     raw = p.rawData;
   }
   if (raw) {
     if (raw.length !== n * BYTES[dtype]) {
-      throw new KilnError('E_MODEL_INVALID', `${what}: ${raw.length} data bytes for ${dtype}[${shape}] (expected ${n * BYTES[dtype]})`, { hint: 'the model file is truncated or corrupt' });
+      throw new KilnError(
+        'E_MODEL_INVALID',
+        `${what}: ${raw.length} data bytes for ${dtype}[${shape}] (expected ${n * BYTES[dtype]})`,
+        { hint: 'the model file is truncated or corrupt' },
+      );
     }
     // copy: protobuf gives views into the file that are not always aligned
     new Uint8Array(out.buffer).set(raw);
     return { dtype, shape, data: out };
   }
   const src: ArrayLike<number | bigint> =
-    dtype === 'float32' ? p.floatData
-      : dtype === 'float64' ? p.doubleData
-        : dtype === 'int64' ? p.int64Data
-          : dtype === 'uint64' ? p.uint64Data
-            : dtype === 'uint32' ? p.uint64Data
+    dtype === 'float32'
+      ? p.floatData
+      : dtype === 'float64'
+        ? p.doubleData
+        : dtype === 'int64'
+          ? p.int64Data
+          : dtype === 'uint64'
+            ? p.uint64Data
+            : dtype === 'uint32'
+              ? p.uint64Data
               : p.int32Data;
   if (src.length !== n) {
-    throw new KilnError('E_MODEL_INVALID', `${what}: ${src.length} values for ${dtype}[${shape}]`, { hint: 'the model file is truncated or corrupt' });
+    throw new KilnError('E_MODEL_INVALID', `${what}: ${src.length} values for ${dtype}[${shape}]`, {
+      hint: 'the model file is truncated or corrupt',
+    });
   }
   const wide = dtype === 'int64' || dtype === 'uint64';
   for (let i = 0; i < n; i++) (out as unknown as (number | bigint)[])[i] = wide ? BigInt(src[i]) : Number(src[i]);
@@ -70,7 +88,13 @@ export function decodeTensorProto(bytes: Uint8Array, what = 'tensor file'): Tens
 
 export function encodeTensorProto(t: Tensor, name = ''): Uint8Array {
   const raw = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength).slice();
-  return toBinary(TensorProtoSchema, create(TensorProtoSchema, {
-    name, dims: t.shape.map((d) => BigInt(d)), dataType: DTYPE_TO_ONNX[t.dtype], rawData: raw,
-  }));
+  return toBinary(
+    TensorProtoSchema,
+    create(TensorProtoSchema, {
+      name,
+      dims: t.shape.map((d) => BigInt(d)),
+      dataType: DTYPE_TO_ONNX[t.dtype],
+      rawData: raw,
+    }),
+  );
 }

@@ -8,7 +8,7 @@
 import { KilnError } from '../../runtime/errors.js';
 import { ONNX_DTYPE, ONNX_DTYPE_NAMES } from '../../runtime/dtype.js';
 import type { Tensor } from '../../runtime/tensor.js';
-import { type GraphProto, type ModelProto, type NodeProto, type ValueInfoProto } from './proto/onnx_pb.js';
+import type { GraphProto, ModelProto, NodeProto, ValueInfoProto } from './proto/onnx_pb.js';
 import { findConverter, lookupConverter } from './converter.js';
 
 const CHECKER_HINT = 'the model is malformed; check it with onnx.checker.check_model';
@@ -28,7 +28,11 @@ export function runtimeInputs(graph: GraphProto): ValueInfoProto[] {
 }
 
 /** The options that name graph inputs: unknown names and malformed shapes are E_INPUT. */
-export function checkInputOptions(graph: GraphProto, inputShapes?: Record<string, number[]>, specialize?: Record<string, Tensor>): void {
+export function checkInputOptions(
+  graph: GraphProto,
+  inputShapes?: Record<string, number[]>,
+  specialize?: Record<string, Tensor>,
+): void {
   const inputs = runtimeInputs(graph);
   const names = new Set(inputs.map((vi) => vi.name));
   const listing = inputs.length
@@ -37,26 +41,42 @@ export function checkInputOptions(graph: GraphProto, inputShapes?: Record<string
   const unknown = (option: string, given: string[]) => {
     const bad = given.filter((n) => !names.has(n));
     if (!bad.length) return;
-    throw new KilnError('E_INPUT', `${option} name${bad.length > 1 ? 's' : ''} ${bad.map((n) => `'${n}'`).join(', ')} ${bad.length > 1 ? 'are' : 'is'} not ${bad.length > 1 ? 'inputs' : 'an input'} of the model; ${listing}`,
-      { hint: `check the spelling (names are case-sensitive); on the command line this is ${option === 'inputShapes' ? '--input-shape' : '--specialize'} name=...` });
+    throw new KilnError(
+      'E_INPUT',
+      `${option} name${bad.length > 1 ? 's' : ''} ${bad.map((n) => `'${n}'`).join(', ')} ${bad.length > 1 ? 'are' : 'is'} not ${bad.length > 1 ? 'inputs' : 'an input'} of the model; ${listing}`,
+      {
+        hint: `check the spelling (names are case-sensitive); on the command line this is ${option === 'inputShapes' ? '--input-shape' : '--specialize'} name=...`,
+      },
+    );
   };
   if (inputShapes !== undefined && (typeof inputShapes !== 'object' || inputShapes === null)) {
-    throw new KilnError('E_INPUT', 'inputShapes must map input names to arrays of dims', { hint: 'e.g. { input: [1, 3, 224, 224] }' });
+    throw new KilnError('E_INPUT', 'inputShapes must map input names to arrays of dims', {
+      hint: 'e.g. { input: [1, 3, 224, 224] }',
+    });
   }
   unknown('inputShapes', Object.keys(inputShapes ?? {}));
   unknown('specialize', Object.keys(specialize ?? {}));
   for (const [name, shape] of Object.entries(inputShapes ?? {})) {
-    if (!Array.isArray(shape)) throw new KilnError('E_INPUT', `inputShapes['${name}'] is not an array of dims`, { hint: `e.g. ${name}: [1, 3, 224, 224]` });
+    if (!Array.isArray(shape))
+      throw new KilnError('E_INPUT', `inputShapes['${name}'] is not an array of dims`, {
+        hint: `e.g. ${name}: [1, 3, 224, 224]`,
+      });
     const bad = shape.findIndex((d) => typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0);
     if (bad >= 0) {
-      throw new KilnError('E_INPUT', `inputShapes['${name}'] = [${shape.join(',')}]: dim ${bad} (${String(shape[bad])}) is not a whole number >= 0`,
-        { hint: `give every dim as a non-negative integer, e.g. --input-shape ${name}=1,3,224,224` });
+      throw new KilnError(
+        'E_INPUT',
+        `inputShapes['${name}'] = [${shape.join(',')}]: dim ${bad} (${String(shape[bad])}) is not a whole number >= 0`,
+        { hint: `give every dim as a non-negative integer, e.g. --input-shape ${name}=1,3,224,224` },
+      );
     }
     const vi = inputs.find((v) => v.name === name)!;
     const declared = declaredDims(vi);
     if (declared && declared.length !== shape.length) {
-      throw new KilnError('E_INPUT', `inputShapes['${name}'] = [${shape.join(',')}] has rank ${shape.length}, the model declares rank ${declared.length} [${declaredShape(vi)}]`,
-        { hint: `give ${declared.length} dims for '${name}'` });
+      throw new KilnError(
+        'E_INPUT',
+        `inputShapes['${name}'] = [${shape.join(',')}] has rank ${shape.length}, the model declares rank ${declared.length} [${declaredShape(vi)}]`,
+        { hint: `give ${declared.length} dims for '${name}'` },
+      );
     }
   }
 }
@@ -68,9 +88,18 @@ const dimsOf = (vi: ValueInfoProto): DimProto[] | undefined => {
   return (t.value as { shape?: { dim: DimProto[] } }).shape?.dim;
 };
 function declaredDims(vi: ValueInfoProto): (number | string | undefined)[] | undefined {
-  return dimsOf(vi)?.map((d) => (d.value.case === 'dimValue' ? Number(d.value.value) : d.value.case === 'dimParam' ? String(d.value.value) : undefined));
+  return dimsOf(vi)?.map((d) =>
+    d.value.case === 'dimValue'
+      ? Number(d.value.value)
+      : d.value.case === 'dimParam'
+        ? String(d.value.value)
+        : undefined,
+  );
 }
-const declaredShape = (vi: ValueInfoProto) => declaredDims(vi)?.map((d) => d ?? '?').join(',');
+const declaredShape = (vi: ValueInfoProto) =>
+  declaredDims(vi)
+    ?.map((d) => d ?? '?')
+    .join(',');
 
 /** Negative dims in the model's declared shapes (inputs that `inputShapes` overrides are not checked). */
 export function checkDeclaredDims(graph: GraphProto, inputShapes?: Record<string, number[]>): void {
@@ -104,13 +133,22 @@ export function checkStructure(graph: GraphProto): NodeProto[] {
     for (const out of n.output) {
       if (!out) continue;
       const what = inputs.has(out) ? 'a graph input' : inits.has(out) ? 'an initializer' : undefined;
-      if (what) throw new KilnError('E_MODEL_INVALID', `node ${nodeLabel(n, i)} writes '${out}', which is ${what}`, { node: n.name || out, op: n.opType, hint: CHECKER_HINT });
+      if (what)
+        throw new KilnError('E_MODEL_INVALID', `node ${nodeLabel(n, i)} writes '${out}', which is ${what}`, {
+          node: n.name || out,
+          op: n.opType,
+          hint: CHECKER_HINT,
+        });
       const prev = producer.get(out);
       if (prev !== undefined) {
         const same = prev === i;
-        throw new KilnError('E_MODEL_INVALID', same
-          ? `node ${nodeLabel(n, i)} lists output '${out}' twice`
-          : `value '${out}' is written by two nodes: ${nodeLabel(nodes[prev], prev)} and ${nodeLabel(n, i)}`, { node: n.name || out, op: n.opType, hint: CHECKER_HINT });
+        throw new KilnError(
+          'E_MODEL_INVALID',
+          same
+            ? `node ${nodeLabel(n, i)} lists output '${out}' twice`
+            : `value '${out}' is written by two nodes: ${nodeLabel(nodes[prev], prev)} and ${nodeLabel(n, i)}`,
+          { node: n.name || out, op: n.opType, hint: CHECKER_HINT },
+        );
       }
       producer.set(out, i);
     }
@@ -119,29 +157,43 @@ export function checkStructure(graph: GraphProto): NodeProto[] {
   // the artifact binds outputs by name, so one listed twice would be one binding under two entries
   const outputNames = new Set<string>();
   for (const o of graph.output) {
-    if (outputNames.has(o.name)) throw new KilnError('E_MODEL_INVALID', `graph output '${o.name}' is listed twice`, { hint: CHECKER_HINT });
+    if (outputNames.has(o.name))
+      throw new KilnError('E_MODEL_INVALID', `graph output '${o.name}' is listed twice`, { hint: CHECKER_HINT });
     outputNames.add(o.name);
   }
 
   const dangling: string[] = [];
   nodes.forEach((n, i) => {
-    for (const name of n.input) if (name && !inputs.has(name) && !inits.has(name) && !producer.has(name)) dangling.push(`'${name}' (read by node ${nodeLabel(n, i)})`);
+    for (const name of n.input)
+      if (name && !inputs.has(name) && !inits.has(name) && !producer.has(name))
+        dangling.push(`'${name}' (read by node ${nodeLabel(n, i)})`);
   });
-  for (const o of graph.output) if (!inputs.has(o.name) && !inits.has(o.name) && !producer.has(o.name)) dangling.push(`graph output '${o.name}'`);
+  for (const o of graph.output)
+    if (!inputs.has(o.name) && !inits.has(o.name) && !producer.has(o.name)) dangling.push(`graph output '${o.name}'`);
   if (dangling.length) {
-    throw new KilnError('E_MODEL_INVALID', `${dangling.length === 1 ? 'a value is' : `${dangling.length} values are`} not defined by any node, graph input or initializer: ${listNames(dangling)}`, { hint: CHECKER_HINT });
+    throw new KilnError(
+      'E_MODEL_INVALID',
+      `${dangling.length === 1 ? 'a value is' : `${dangling.length} values are`} not defined by any node, graph input or initializer: ${listNames(dangling)}`,
+      { hint: CHECKER_HINT },
+    );
   }
 
   // producers of each node's inputs (node indices)
-  const deps = nodes.map((n) => [...new Set(n.input.map((x) => producer.get(x)).filter((p): p is number => p !== undefined))]);
+  const deps = nodes.map((n) => [
+    ...new Set(n.input.map((x) => producer.get(x)).filter((p): p is number => p !== undefined)),
+  ]);
   if (deps.every((ds, i) => ds.every((d) => d < i))) return nodes; // already in topological order
 
   // Kahn's algorithm, taking ready nodes in model order
   const consumers: number[][] = nodes.map(() => []);
   const pending = deps.map((ds) => ds.length);
-  deps.forEach((ds, i) => { for (const d of ds) consumers[d].push(i); });
+  deps.forEach((ds, i) => {
+    for (const d of ds) consumers[d].push(i);
+  });
   const ready = new MinHeap();
-  pending.forEach((p, i) => { if (p === 0) ready.push(i); });
+  pending.forEach((p, i) => {
+    if (p === 0) ready.push(i);
+  });
   const order: NodeProto[] = [];
   while (ready.size) {
     const i = ready.pop();
@@ -164,7 +216,8 @@ export function checkStructure(graph: GraphProto): NodeProto[] {
   const cycle = [...loop.slice(first), ...loop.slice(0, first)]; // from the node that comes first in the model
   const text = [...cycle, cycle[0]].map((i) => nodeLabel(nodes[i], i)).join(' -> ');
   throw new KilnError('E_MODEL_INVALID', `the graph has a cycle: ${text}`, {
-    node: nodes[cycle[0]].name || nodes[cycle[0]].output[0], op: nodes[cycle[0]].opType,
+    node: nodes[cycle[0]].name || nodes[cycle[0]].output[0],
+    op: nodes[cycle[0]].opType,
     hint: 'ONNX graphs must be acyclic (loops are written with the Loop operator); the model is malformed, check it with onnx.checker.check_model',
   });
 }
@@ -175,7 +228,9 @@ export function checkStructure(graph: GraphProto): NodeProto[] {
  */
 export function checkSupport(model: ModelProto, opset: number): void {
   const graph = model.graph!;
-  const domainVersion = new Map(model.opsetImport.map((o) => [o.domain === 'ai.onnx' ? '' : o.domain, Number(o.version)]));
+  const domainVersion = new Map(
+    model.opsetImport.map((o) => [o.domain === 'ai.onnx' ? '' : o.domain, Number(o.version)]),
+  );
   const ops = new Map<string, { op: string; domain: string; since?: number; nodes: string[]; first: NodeProto }>();
   graph.node.forEach((n, i) => {
     const found = lookupConverter(n.domain, n.opType, opset);
@@ -193,14 +248,16 @@ export function checkSupport(model: ModelProto, opset: number): void {
     l.push(where);
     dtypes.set(code, l);
   };
-  const elemType = (vi: ValueInfoProto) => (vi.type?.value.case === 'tensorType' ? (vi.type.value.value as { elemType: number }).elemType : 0);
+  const elemType = (vi: ValueInfoProto) =>
+    vi.type?.value.case === 'tensorType' ? (vi.type.value.value as { elemType: number }).elemType : 0;
   for (const vi of runtimeInputs(graph)) noteType(elemType(vi), `input '${vi.name}'`);
   for (const t of graph.initializer) noteType(t.dataType, `initializer '${t.name}'`);
   for (const vi of graph.output) noteType(elemType(vi), `output '${vi.name}'`);
   for (const vi of graph.valueInfo) noteType(elemType(vi), `value '${vi.name}'`);
   graph.node.forEach((n, i) => {
     for (const a of n.attribute) {
-      if (a.t && (n.opType === 'Constant' || n.opType === 'ConstantOfShape')) noteType(a.t.dataType, `${n.opType} node ${nodeName(n, i)}`);
+      if (a.t && (n.opType === 'Constant' || n.opType === 'ConstantOfShape'))
+        noteType(a.t.dataType, `${n.opType} node ${nodeName(n, i)}`);
       if (a.name === 'to' && n.opType === 'Cast') noteType(Number(a.i), `Cast node ${nodeName(n, i)}`);
     }
   });
@@ -212,39 +269,59 @@ export function checkSupport(model: ModelProto, opset: number): void {
     findConverter(n.domain, n.opType, opset, n.name || n.output[0] || n.opType); // throws its own, single-node error
   }
   const parts: string[] = [];
-  const unknown = opList.filter((o) => o.since === undefined), early = opList.filter((o) => o.since !== undefined);
+  const unknown = opList.filter((o) => o.since === undefined),
+    early = opList.filter((o) => o.since !== undefined);
   const describe = (o: (typeof opList)[number]) => {
     const domain = o.domain && o.domain !== 'ai.onnx' ? o.domain : 'ai.onnx';
     const v = domainVersion.get(o.domain === 'ai.onnx' ? '' : o.domain);
     const count = o.nodes.length;
     return `${o.op} (domain ${domain}${v !== undefined ? `, opset ${v}` : ''}${o.since !== undefined ? `, supported from opset ${o.since}` : ''}): ${count} node${count > 1 ? 's' : ''} ${listNames(o.nodes)}`;
   };
-  if (unknown.length) parts.push(`${unknown.length} operator${unknown.length > 1 ? 's are' : ' is'} not supported: ${unknown.map(describe).join('; ')}`);
-  if (early.length) parts.push(`${early.length} operator${early.length > 1 ? 's are' : ' is'} not supported at opset ${opset}: ${early.map(describe).join('; ')}`);
+  if (unknown.length)
+    parts.push(
+      `${unknown.length} operator${unknown.length > 1 ? 's are' : ' is'} not supported: ${unknown.map(describe).join('; ')}`,
+    );
+  if (early.length)
+    parts.push(
+      `${early.length} operator${early.length > 1 ? 's are' : ' is'} not supported at opset ${opset}: ${early.map(describe).join('; ')}`,
+    );
   if (dtypes.size) {
-    parts.push(`element type${dtypes.size > 1 ? 's' : ''} not supported: ${[...dtypes].map(([code, where]) =>
-      `${ONNX_DTYPE_NAMES[code] ?? `#${code}`} (${where.length} tensor${where.length > 1 ? 's' : ''}: ${listNames(where)})`).join('; ')}`);
+    parts.push(
+      `element type${dtypes.size > 1 ? 's' : ''} not supported: ${[...dtypes]
+        .map(
+          ([code, where]) =>
+            `${ONNX_DTYPE_NAMES[code] ?? `#${code}`} (${where.length} tensor${where.length > 1 ? 's' : ''}: ${listNames(where)})`,
+        )
+        .join('; ')}`,
+    );
   }
   const hints = [
     unknown.length ? 'see README "Operator coverage"; rewrite the model without these operators or open an issue' : '',
     early.length ? 'upgrade the model with onnx.version_converter.convert_version' : '',
-    dtypes.size ? 'Kiln handles float32, float64, int8-64, uint8-64 and bool: cast the model (e.g. float16 -> float32) before compiling' : '',
+    dtypes.size
+      ? 'Kiln handles float32, float64, int8-64, uint8-64 and bool: cast the model (e.g. float16 -> float32) before compiling'
+      : '',
   ].filter(Boolean);
   const code = unknown.length ? 'E_UNSUPPORTED_OP' : early.length ? 'E_UNSUPPORTED_OPSET' : 'E_UNSUPPORTED';
   const single = opList.length === 1 && !dtypes.size ? opList[0] : undefined;
   throw new KilnError(code, `the model cannot be compiled: ${parts.join('. ')}`, {
-    opset, op: single?.op, node: single ? (single.first.name || single.first.output[0]) : undefined, hint: hints.join('; '),
+    opset,
+    op: single?.op,
+    node: single ? single.first.name || single.first.output[0] : undefined,
+    hint: hints.join('; '),
   });
 }
 
 /** A binary min-heap of node indices (Kahn's algorithm takes the earliest ready node). */
 class MinHeap {
   private readonly a: number[] = [];
-  get size() { return this.a.length; }
+  get size() {
+    return this.a.length;
+  }
   push(x: number) {
     const a = this.a;
     a.push(x);
-    for (let i = a.length - 1; i > 0;) {
+    for (let i = a.length - 1; i > 0; ) {
       const p = (i - 1) >> 1;
       if (a[p] <= a[i]) break;
       [a[p], a[i]] = [a[i], a[p]];
@@ -252,11 +329,14 @@ class MinHeap {
     }
   }
   pop(): number {
-    const a = this.a, top = a[0], last = a.pop()!;
+    const a = this.a,
+      top = a[0],
+      last = a.pop()!;
     if (a.length) {
       a[0] = last;
-      for (let i = 0; ;) {
-        const l = 2 * i + 1, r = l + 1;
+      for (let i = 0; ; ) {
+        const l = 2 * i + 1,
+          r = l + 1;
         let m = i;
         if (l < a.length && a[l] < a[m]) m = l;
         if (r < a.length && a[r] < a[m]) m = r;

@@ -7,7 +7,14 @@ export function eliminateCommonSubexpressions(fn: FuncNode): FuncNode {
   const ids = new Map<GExpr, number>();
   const byKey = new Map<string, GExpr>();
   let next = 0;
-  const id = (e: GExpr) => { let i = ids.get(e); if (i === undefined) { i = next++; ids.set(e, i); } return i; };
+  const id = (e: GExpr) => {
+    let i = ids.get(e);
+    if (i === undefined) {
+      i = next++;
+      ids.set(e, i);
+    }
+    return i;
+  };
   return mapFunc(fn, (n) => {
     let key: string | undefined;
     if (n.kind === 'call' && !isFuncCall(n)) {

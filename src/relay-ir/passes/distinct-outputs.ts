@@ -8,7 +8,10 @@ export function distinctOutputs(fn: FuncNode): FuncNode {
   const seen = new Set<GExpr>();
   let changed = false;
   const fixed = outs.map((o) => {
-    if (o.kind === 'var' || seen.has(o)) { changed = true; return gcall(getOp('identity'), [o], {}, ['(output copy)']); }
+    if (o.kind === 'var' || seen.has(o)) {
+      changed = true;
+      return gcall(getOp('identity'), [o], {}, ['(output copy)']);
+    }
     seen.add(o);
     return o;
   });

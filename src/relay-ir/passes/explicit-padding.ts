@@ -9,14 +9,26 @@ import { getOp, type OpSpec } from '../op.js';
 export function explicitConvPadding(fn: FuncNode): FuncNode {
   return mapFunc(fn, (n) => {
     if (n.kind !== 'call' || isFuncCall(n) || (n.op as OpSpec).name !== 'conv') return undefined;
-    const x = n.args[0], w = n.args[1];
+    const x = n.args[0],
+      w = n.args[1];
     const pads = (n.attrs.pads as readonly number[] | undefined) ?? [];
-    if (x.type.kind !== 'tensor' || x.type.dtype !== 'float32' || w.type.kind !== 'tensor' || pads.every((p) => p === 0)) return undefined;
+    if (
+      x.type.kind !== 'tensor' ||
+      x.type.dtype !== 'float32' ||
+      w.type.kind !== 'tensor' ||
+      pads.every((p) => p === 0)
+    )
+      return undefined;
     const spatial = x.type.shape.length - 2;
     const group = Number(n.attrs.group ?? 1);
     if ((w.type.shape.slice(2) as number[]).every((k) => k === 1) || group !== 1) return undefined;
     const full = [0, 0, ...pads.slice(0, spatial), 0, 0, ...pads.slice(spatial)];
     const padded = gcall(getOp('pad'), [x], { pads: full, mode: 'constant', value: 0 }, n.origin);
-    return gcall(n.op as OpSpec, [padded, ...n.args.slice(1)], { ...n.attrs, pads: new Array(2 * spatial).fill(0) }, n.origin);
+    return gcall(
+      n.op as OpSpec,
+      [padded, ...n.args.slice(1)],
+      { ...n.attrs, pads: new Array(2 * spatial).fill(0) },
+      n.origin,
+    );
   });
 }

@@ -3,11 +3,23 @@
 // parameters are constants.
 import { ARRAY } from '../../runtime/dtype.js';
 import type { Tensor } from '../../runtime/tensor.js';
-import { type CallNode, type ConstNode, type FuncNode, type GExpr, argumentUses, gcall, gconst, mapFunc, primitiveOp as opOf } from '../expr.js';
+import {
+  type CallNode,
+  type ConstNode,
+  type FuncNode,
+  type GExpr,
+  argumentUses,
+  gcall,
+  gconst,
+  mapFunc,
+  primitiveOp as opOf,
+} from '../expr.js';
 import type { OpSpec } from '../op.js';
 
 const cvals = (e: GExpr): Float64Array | undefined =>
-  e.kind === 'const' && (e as ConstNode).value.dtype === 'float32' ? Float64Array.from((e as ConstNode).value.data as Float32Array) : undefined;
+  e.kind === 'const' && (e as ConstNode).value.dtype === 'float32'
+    ? Float64Array.from((e as ConstNode).value.data as Float32Array)
+    : undefined;
 
 export function foldBatchNorm(fn: FuncNode): FuncNode {
   const uses = argumentUses(fn);
@@ -21,14 +33,17 @@ export function foldBatchNorm(fn: FuncNode): FuncNode {
     const b = conv.args[2] ? cvals(conv.args[2]) : undefined;
     if (!gamma || !beta || !mean || !variance || !w || w.dtype !== 'float32' || (conv.args[2] && !b)) return undefined;
     const eps = Number(bn.attrs.epsilon ?? 1e-5);
-    const k = w.shape[0], per = w.data.length / k;
-    const wd = new ARRAY.float32(w.data.length) as Float32Array, bd = new ARRAY.float32(k) as Float32Array;
+    const k = w.shape[0],
+      per = w.data.length / k;
+    const wd = new ARRAY.float32(w.data.length) as Float32Array,
+      bd = new ARRAY.float32(k) as Float32Array;
     for (let c = 0; c < k; c++) {
       const s = gamma[c] / Math.sqrt(variance[c] + eps);
       for (let i = 0; i < per; i++) wd[c * per + i] = (w.data as Float32Array)[c * per + i] * s;
       bd[c] = ((b ? b[c] : 0) - mean[c]) * s + beta[c];
     }
-    const W: Tensor = { dtype: 'float32', shape: w.shape, data: wd }, Bv: Tensor = { dtype: 'float32', shape: [k], data: bd };
+    const W: Tensor = { dtype: 'float32', shape: w.shape, data: wd },
+      Bv: Tensor = { dtype: 'float32', shape: [k], data: bd };
     return gcall(conv.op as OpSpec, [conv.args[0], gconst(W), gconst(Bv)], conv.attrs, [...conv.origin, ...bn.origin]);
   });
 }

@@ -23,7 +23,12 @@ export function foldExpr(root: GExpr, evaluate: Evaluator): GExpr {
     }
     if (!n.args.every((a) => a.kind === 'const') || !isStatic(n.type)) return undefined;
     if (sizeOf(n.type.shape as number[]) > MAX_FOLD_ELEMENTS) return undefined;
-    return gconst(evaluate(n as CallNode & { op: OpSpec }, n.args.map((a) => (a as Extract<GExpr, { kind: 'const' }>).value)));
+    return gconst(
+      evaluate(
+        n as CallNode & { op: OpSpec },
+        n.args.map((a) => (a as Extract<GExpr, { kind: 'const' }>).value),
+      ),
+    );
   });
 }
 

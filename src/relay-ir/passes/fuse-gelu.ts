@@ -4,7 +4,16 @@
 // and replaces it with one `gelu` call (ONNX Gelu, approximate 'none'), as ONNX Runtime's GeluFusion does: one
 // operator in the printed graph and in kernel names, and its scaling by 1/sqrt(2) is a multiplication, not a
 // division. Only float32 patterns (the constants must be float32 scalars).
-import { type CallNode, type ConstNode, type FuncNode, type GExpr, argumentUses, gcall, mapFunc, primitiveOp as opOf } from '../expr.js';
+import {
+  type CallNode,
+  type ConstNode,
+  type FuncNode,
+  type GExpr,
+  argumentUses,
+  gcall,
+  mapFunc,
+  primitiveOp as opOf,
+} from '../expr.js';
 import { getOp } from '../op.js';
 
 /** The value of a float32 constant holding one element, else undefined. */
@@ -44,15 +53,25 @@ export function fuseGelu(fn: FuncNode): FuncNode {
     const half = withConst(orig, 'mul', 0.5);
     if (half && opOf(half) === 'mul' && once(half)) {
       const [a, b] = (half as CallNode).args;
-      for (const [x, t] of [[a, b], [b, a]]) {
+      for (const [x, t] of [
+        [a, b],
+        [b, a],
+      ]) {
         const m = onePlusErf(t);
-        if (m && m.x === x) { match = { x, nodes: [...m.nodes, half] }; break; }
+        if (m && m.x === x) {
+          match = { x, nodes: [...m.nodes, half] };
+          break;
+        }
       }
     }
     // (x * 0.5) * (1 + erf), either side
-    for (const [h, t] of [[p, q], [q, p]]) {
+    for (const [h, t] of [
+      [p, q],
+      [q, p],
+    ]) {
       if (match) break;
-      const x = withConst(h, 'mul', 0.5), m = onePlusErf(t);
+      const x = withConst(h, 'mul', 0.5),
+        m = onePlusErf(t);
       if (x && m && m.x === x && once(h)) match = { x, nodes: [h, ...m.nodes] };
     }
     if (!match) return undefined;
@@ -67,7 +86,8 @@ export function fuseGelu(fn: FuncNode): FuncNode {
 function rebuiltOperand(rebuilt: GExpr, orig: GExpr, x: GExpr): GExpr | undefined {
   if (orig === x) return rebuilt;
   if (orig.kind !== 'call' || rebuilt.kind !== 'call') return undefined;
-  const o = orig as CallNode, r = rebuilt as CallNode;
+  const o = orig as CallNode,
+    r = rebuilt as CallNode;
   for (let i = 0; i < o.args.length; i++) {
     const found = rebuiltOperand(r.args[i], o.args[i], x);
     if (found) return found;

@@ -5,8 +5,18 @@
 // activation, residual add). A group holds at most one anchor, and only its root's value leaves it, so each
 // group becomes one kernel: a call to a primitive function.
 import {
-  type CallNode, type ConstNode, type FuncNode, type GExpr, type VarNode,
-  gcall, gcallFunc, gfunc, gtuple, gvar, isFuncCall, postOrder,
+  type CallNode,
+  type ConstNode,
+  type FuncNode,
+  type GExpr,
+  type VarNode,
+  gcall,
+  gcallFunc,
+  gfunc,
+  gtuple,
+  gvar,
+  isFuncCall,
+  postOrder,
 } from '../expr.js';
 import { OpPattern, type OpSpec } from '../op.js';
 
@@ -39,7 +49,8 @@ export function fuseOps(fn: FuncNode, maxOps = MAX_FUSED_OPS): FuncNode {
   const lca = (a: CallNode | null, b: CallNode | null): CallNode | null => {
     while (a !== b) {
       if (a === null || b === null) return null;
-      if (depth.get(a)! >= depth.get(b)!) a = ipdom.get(a)!; else b = ipdom.get(b)!;
+      if (depth.get(a)! >= depth.get(b)!) a = ipdom.get(a)!;
+      else b = ipdom.get(b)!;
     }
     return a;
   };
@@ -57,13 +68,18 @@ export function fuseOps(fn: FuncNode, maxOps = MAX_FUSED_OPS): FuncNode {
   const find = (n: CallNode): CallNode => {
     let r = n;
     while (parent.get(r) !== r) r = parent.get(r)!;
-    for (let m = n; m !== r;) { const next = parent.get(m)!; parent.set(m, r); m = next; } // full path compression
+    for (let m = n; m !== r; ) {
+      const next = parent.get(m)!;
+      parent.set(m, r);
+      m = next;
+    } // full path compression
     return r;
   };
   const anchors = new Map<CallNode, number>(order.map((n) => [n, isAnchor(pattern(n)) ? 1 : 0]));
   const size = new Map<CallNode, number>(order.map((n) => [n, 1]));
   const union = (a: CallNode, b: CallNode) => {
-    const ra = find(a), rb = find(b);
+    const ra = find(a),
+      rb = find(b);
     if (ra === rb) return;
     parent.set(ra, rb);
     anchors.set(rb, anchors.get(rb)! + anchors.get(ra)!);
@@ -88,7 +104,8 @@ export function fuseOps(fn: FuncNode, maxOps = MAX_FUSED_OPS): FuncNode {
   for (const n of order) {
     const dom = ipdom.get(n);
     if (!dom) continue;
-    const p = pattern(n), pd = pattern(dom);
+    const p = pattern(n),
+      pd = pattern(dom);
     let path: CallNode[] | undefined;
     if (p <= OpPattern.Injective && anchors.get(find(n))! > 0) {
       // n is already an anchor's epilogue: the group grows only by more elementwise / broadcast work, which the
@@ -107,15 +124,23 @@ export function fuseOps(fn: FuncNode, maxOps = MAX_FUSED_OPS): FuncNode {
     }
     if (!path) continue;
     const groups = new Set([find(n), find(dom), ...path.map(find)]);
-    let count = 0, ops = 0;
-    for (const g of groups) { count += anchors.get(g)!; ops += size.get(g)!; }
+    let count = 0,
+      ops = 0;
+    for (const g of groups) {
+      count += anchors.get(g)!;
+      ops += size.get(g)!;
+    }
     if (count > 1 || ops > maxOps) continue;
     for (const m of [...path, dom]) union(n, m);
   }
 
   // build one primitive function per group, rooted at its last node
   const members = new Map<CallNode, CallNode[]>();
-  for (const n of order) { const r = find(n); if (!members.has(r)) members.set(r, []); members.get(r)!.push(n); }
+  for (const n of order) {
+    const r = find(n);
+    if (!members.has(r)) members.set(r, []);
+    members.get(r)!.push(n);
+  }
   const replaced = new Map<GExpr, GExpr>();
   const outer = (e: GExpr): GExpr => replaced.get(e) ?? e;
   let kernelNo = 0;
@@ -139,9 +164,20 @@ export function fuseOps(fn: FuncNode, maxOps = MAX_FUSED_OPS): FuncNode {
       const margs = m.args.map((a) => (a.kind === 'call' && inGroup.has(a) ? inner.get(a)! : bind(a)));
       inner.set(m, gcall(m.op as OpSpec, margs, m.attrs, m.origin));
     }
-    const name = `fused_${group.map((m) => (m.op as OpSpec).name).filter((x, i, a) => a.indexOf(x) === i).slice(0, 4).join('_')}_${kernelNo++}`;
+    const name = `fused_${group
+      .map((m) => (m.op as OpSpec).name)
+      .filter((x, i, a) => a.indexOf(x) === i)
+      .slice(0, 4)
+      .join('_')}_${kernelNo++}`;
     const prim = gfunc(params, inner.get(n)!, name, true);
-    replaced.set(n, gcallFunc(prim, args, group.flatMap((m) => m.origin)));
+    replaced.set(
+      n,
+      gcallFunc(
+        prim,
+        args,
+        group.flatMap((m) => m.origin),
+      ),
+    );
   }
   const body = fn.body.kind === 'tuple' ? gtuple(fn.body.fields.map(outer)) : outer(fn.body);
   return gfunc(fn.params, body, fn.name);
@@ -151,4 +187,3 @@ export function fuseOps(fn: FuncNode, maxOps = MAX_FUSED_OPS): FuncNode {
 export function kernelCalls(fn: FuncNode): (CallNode & { op: FuncNode })[] {
   return postOrder(fn.body).filter((n): n is CallNode & { op: FuncNode } => n.kind === 'call' && isFuncCall(n));
 }
-

@@ -6,7 +6,16 @@
 // ones over few input channels (pixelLanes).
 import { type Tensor, sizeOf } from '../../runtime/tensor.js';
 import { pointwiseConv } from '../../tensor-expr/ops/nn.js';
-import { type CallNode, type ConstNode, type FuncNode, type GExpr, gcall, gconst, isFuncCall, mapFunc } from '../expr.js';
+import {
+  type CallNode,
+  type ConstNode,
+  type FuncNode,
+  type GExpr,
+  gcall,
+  gconst,
+  isFuncCall,
+  mapFunc,
+} from '../expr.js';
 import type { OpSpec } from '../op.js';
 
 export const WEIGHT_BLOCK = 4;
@@ -19,12 +28,17 @@ export function packWeights(fn: FuncNode): FuncNode {
     if (name !== 'conv') return undefined;
     const w = n.args[1];
     if (w.kind !== 'const' || w.value.dtype !== 'float32') return undefined;
-    const m = w.value.shape[0], group = Number(n.attrs.group ?? 1);
+    const m = w.value.shape[0],
+      group = Number(n.attrs.group ?? 1);
     // grouped convolutions, depthwise included, keep their layout: their lanes do not run over output channels
     if (group !== 1) return undefined;
     if (pixelLanes(n)) return undefined;
-    return gcall(n.op as OpSpec, [n.args[0], gconst(packBlocks((w as ConstNode).value, WEIGHT_BLOCK)), ...n.args.slice(2)],
-      { ...n.attrs, weight_block: WEIGHT_BLOCK, filters: m }, n.origin);
+    return gcall(
+      n.op as OpSpec,
+      [n.args[0], gconst(packBlocks((w as ConstNode).value, WEIGHT_BLOCK)), ...n.args.slice(2)],
+      { ...n.attrs, weight_block: WEIGHT_BLOCK, filters: m },
+      n.origin,
+    );
   });
 }
 
@@ -35,10 +49,15 @@ export function packWeights(fn: FuncNode): FuncNode {
  * stores) costs about as much as its arithmetic, and row lanes store whole vectors.
  */
 function pixelLanes(n: CallNode): boolean {
-  const x = n.args[0].type, w = n.args[1].type;
+  const x = n.args[0].type,
+    w = n.args[1].type;
   if (x?.kind !== 'tensor' || w?.kind !== 'tensor' || x.shape.length !== 4) return false;
-  return pointwiseConv(n.attrs, w.shape.slice(2).map(Number)) && Number(n.attrs.group ?? 1) === 1
-    && Number(x.shape[1]) <= PIXEL_LANES_MAX_CHANNELS && Number(x.shape[3]) >= 8;
+  return (
+    pointwiseConv(n.attrs, w.shape.slice(2).map(Number)) &&
+    Number(n.attrs.group ?? 1) === 1 &&
+    Number(x.shape[1]) <= PIXEL_LANES_MAX_CHANNELS &&
+    Number(x.shape[3]) >= 8
+  );
 }
 /** MobileNetV2's 16- and 24-channel expansions and SqueezeNet's 16-channel ones (55 wide: last vector shifted
  * back) gain 8-12% per kernel with row lanes (A/B in one process). */
@@ -52,27 +71,42 @@ const PIXEL_LANES_MAX_CHANNELS = 24;
 function packMatmul(n: CallNode): GExpr | undefined {
   const b = n.args[1];
   const gemm = (n.op as OpSpec).name === 'gemm';
-  if (b.kind !== 'const' || b.value.dtype !== 'float32' || b.value.shape.length !== 2 || n.args[0].type.kind !== 'tensor') return undefined;
+  if (
+    b.kind !== 'const' ||
+    b.value.dtype !== 'float32' ||
+    b.value.shape.length !== 2 ||
+    n.args[0].type.kind !== 'tensor'
+  )
+    return undefined;
   if (gemm && Number(n.attrs.transA ?? 0)) return undefined;
   if (!gemm && n.args[0].type.shape.length < 2) return undefined;
   const kn = gemm && Number(n.attrs.transB ?? 0) ? transpose2d(b.value) : b.value;
   const cols = kn.shape[1];
   // [K, N] -> [N, K] rows, packed in blocks of 4 rows = [ceil(N/4), K, 4]
   const packed = packBlocks(transpose2d(kn), WEIGHT_BLOCK);
-  return gcall(n.op as OpSpec, [n.args[0], gconst(packed), ...n.args.slice(2)],
-    { ...n.attrs, ...(gemm ? { transB: 0 } : {}), weight_block: WEIGHT_BLOCK, columns: cols }, n.origin);
+  return gcall(
+    n.op as OpSpec,
+    [n.args[0], gconst(packed), ...n.args.slice(2)],
+    { ...n.attrs, ...(gemm ? { transB: 0 } : {}), weight_block: WEIGHT_BLOCK, columns: cols },
+    n.origin,
+  );
 }
 
 function transpose2d(t: Tensor): Tensor {
-  const [r, c] = t.shape, src = t.data as Float32Array, dst = new Float32Array(src.length);
+  const [r, c] = t.shape,
+    src = t.data as Float32Array,
+    dst = new Float32Array(src.length);
   for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) dst[j * r + i] = src[i * c + j];
   return { dtype: 'float32', shape: [c, r], data: dst };
 }
 
 function packBlocks(w: Tensor, b: number): Tensor {
   const [m, ...rest] = w.shape;
-  const inner = sizeOf(rest), blocks = Math.ceil(m / b);
-  const src = w.data as Float32Array, dst = new Float32Array(blocks * b * inner);
-  for (let o = 0; o < m; o++) for (let i = 0; i < inner; i++) dst[(Math.floor(o / b) * inner + i) * b + (o % b)] = src[o * inner + i];
+  const inner = sizeOf(rest),
+    blocks = Math.ceil(m / b);
+  const src = w.data as Float32Array,
+    dst = new Float32Array(blocks * b * inner);
+  for (let o = 0; o < m; o++)
+    for (let i = 0; i < inner; i++) dst[(Math.floor(o / b) * inner + i) * b + (o % b)] = src[o * inner + i];
   return { dtype: 'float32', shape: [blocks, ...rest, b], data: dst };
 }

@@ -5,9 +5,15 @@ import { type FuncNode, type GExpr, isFuncCall, mapFunc } from '../expr.js';
 import type { OpSpec } from '../op.js';
 
 function sameShape(a: GExpr, b: GExpr): boolean {
-  const ta = a.type, tb = b.type;
-  return ta.kind === 'tensor' && tb.kind === 'tensor' && ta.dtype === tb.dtype &&
-    ta.shape.length === tb.shape.length && ta.shape.every((d, i) => d === tb.shape[i]);
+  const ta = a.type,
+    tb = b.type;
+  return (
+    ta.kind === 'tensor' &&
+    tb.kind === 'tensor' &&
+    ta.dtype === tb.dtype &&
+    ta.shape.length === tb.shape.length &&
+    ta.shape.every((d, i) => d === tb.shape[i])
+  );
 }
 
 const NO_OPS = new Set(['identity', 'cast', 'reshape', 'expand', 'squeeze', 'unsqueeze', 'flatten']);

@@ -32,11 +32,19 @@ export function winogradConv(fn: FuncNode, tile?: WinogradTile): FuncNode {
   return mapFunc(fn, (n) => {
     if (n.kind !== 'call' || isFuncCall(n) || (n.op as OpSpec).name !== 'conv') return undefined;
     const [x, w, bias] = n.args;
-    if (x.type.kind !== 'tensor' || n.type.kind !== 'tensor' || w.kind !== 'const' || w.value.dtype !== 'float32' || x.type.dtype !== 'float32') return undefined;
+    if (
+      x.type.kind !== 'tensor' ||
+      n.type.kind !== 'tensor' ||
+      w.kind !== 'const' ||
+      w.value.dtype !== 'float32' ||
+      x.type.dtype !== 'float32'
+    )
+      return undefined;
     if (n.attrs.weight_block || x.type.shape.length !== 4 || w.value.shape.length !== 4) return undefined;
     const [K, C, r1, r2] = w.value.shape;
     const ones = (k: string) => ((n.attrs[k] as readonly number[] | undefined) ?? [1, 1]).every((v) => v === 1);
-    if (r1 !== 3 || r2 !== 3 || Number(n.attrs.group ?? 1) !== 1 || !ones('strides') || !ones('dilations')) return undefined;
+    if (r1 !== 3 || r2 !== 3 || Number(n.attrs.group ?? 1) !== 1 || !ones('strides') || !ones('dilations'))
+      return undefined;
     const [N, , OH, OW] = n.type.shape as number[];
     const auto = winogradTile(N, OH, OW);
     if (C < MIN_CHANNELS || K < MIN_CHANNELS || !auto) return undefined;

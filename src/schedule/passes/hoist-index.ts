@@ -20,7 +20,10 @@ interface Level {
   readonly decls: Map<string, { v: Var; init: Expr }>;
 }
 
-interface Term { atom: Expr; coef: number }
+interface Term {
+  atom: Expr;
+  coef: number;
+}
 
 export function hoistIndexArithmetic(body: Stmt): Stmt {
   return walk(body, []);
@@ -35,8 +38,10 @@ function walk(s: Stmt, levels: Level[]): Stmt {
       for (const d of [...level.decls.values()].reverse()) b = { k: 'decl', v: d.v, init: d.init, body: b };
       return { ...s, body: b };
     }
-    case 'store': return { ...s, index: s.buf.scope === 'local' ? s.index : hoist(s.index, levels), value: loads(s.value, levels) };
-    default: return mapChildren(mapOwnParts(s, { expr: (e) => loads(e, levels) }), (c) => walk(c, levels));
+    case 'store':
+      return { ...s, index: s.buf.scope === 'local' ? s.index : hoist(s.index, levels), value: loads(s.value, levels) };
+    default:
+      return mapChildren(mapOwnParts(s, { expr: (e) => loads(e, levels) }), (c) => walk(c, levels));
   }
 }
 
@@ -48,10 +53,15 @@ function loads(e: Expr, levels: Level[]): Expr {
       const local = (e.buf as { scope?: string }).scope === 'local';
       return { ...e, idx: local || idx.length !== 1 ? idx : [hoist(idx[0], levels)] };
     }
-    case 'bin': return { ...e, a: loads(e.a, levels), b: loads(e.b, levels) };
-    case 'un': case 'cast': return { ...e, a: loads(e.a, levels) };
-    case 'select': return { ...e, c: loads(e.c, levels), a: loads(e.a, levels), b: loads(e.b, levels) };
-    default: return e;
+    case 'bin':
+      return { ...e, a: loads(e.a, levels), b: loads(e.b, levels) };
+    case 'un':
+    case 'cast':
+      return { ...e, a: loads(e.a, levels) };
+    case 'select':
+      return { ...e, c: loads(e.c, levels), a: loads(e.a, levels), b: loads(e.b, levels) };
+    default:
+      return e;
   }
 }
 
@@ -75,7 +85,10 @@ function hoist(index: Expr, levels: Level[]): Expr {
     const init = at.get(lv)!.reduce<Expr | undefined>((acc, t) => (acc ? add(acc, term(t)) : term(t)), partial)!;
     const key = printExpr(init);
     let d = levels[lv].decls.get(key);
-    if (!d) { d = { v: freshVar('p'), init }; levels[lv].decls.set(key, d); }
+    if (!d) {
+      d = { v: freshVar('p'), init };
+      levels[lv].decls.set(key, d);
+    }
     partial = d.v;
   }
   let out = inline.reduce<Expr>((acc, t) => add(acc, term(t)), partial!);
@@ -87,14 +100,32 @@ const term = (t: Term): Expr => (t.coef === 1 ? t.atom : mul(t.atom, constant(t.
 
 /** Splits an index into coefficient * atom terms and a constant (through add, sub and multiplication by constants). */
 function linear(e: Expr, coef: number, terms: Map<string, Term>, k: { value: number }): void {
-  if (e.k === 'const') { k.value += coef * Number(e.value); return; }
-  if (e.k === 'bin' && e.op === 'add') { linear(e.a, coef, terms, k); linear(e.b, coef, terms, k); return; }
-  if (e.k === 'bin' && e.op === 'sub') { linear(e.a, coef, terms, k); linear(e.b, -coef, terms, k); return; }
-  if (e.k === 'bin' && e.op === 'mul' && e.b.k === 'const') { linear(e.a, coef * Number(e.b.value), terms, k); return; }
-  if (e.k === 'bin' && e.op === 'mul' && e.a.k === 'const') { linear(e.b, coef * Number(e.a.value), terms, k); return; }
+  if (e.k === 'const') {
+    k.value += coef * Number(e.value);
+    return;
+  }
+  if (e.k === 'bin' && e.op === 'add') {
+    linear(e.a, coef, terms, k);
+    linear(e.b, coef, terms, k);
+    return;
+  }
+  if (e.k === 'bin' && e.op === 'sub') {
+    linear(e.a, coef, terms, k);
+    linear(e.b, -coef, terms, k);
+    return;
+  }
+  if (e.k === 'bin' && e.op === 'mul' && e.b.k === 'const') {
+    linear(e.a, coef * Number(e.b.value), terms, k);
+    return;
+  }
+  if (e.k === 'bin' && e.op === 'mul' && e.a.k === 'const') {
+    linear(e.b, coef * Number(e.a.value), terms, k);
+    return;
+  }
   const key = printExpr(e);
   const t = terms.get(key);
-  if (t) t.coef += coef; else terms.set(key, { atom: e, coef });
+  if (t) t.coef += coef;
+  else terms.set(key, { atom: e, coef });
 }
 
 /** Index into `levels` where the atom's value can be computed once, or undefined to keep it in place. */
@@ -109,13 +140,25 @@ function placement(atom: Expr, levels: Level[]): number | undefined {
         deepest = Math.max(deepest, i);
         return;
       }
-      case 'const': return;
+      case 'const':
+        return;
       case 'bin':
-        if ((e.op === 'div' || e.op === 'mod' || e.op === 'floordiv' || e.op === 'floormod') && e.b.k !== 'const') ok = false;
-        visit(e.a); visit(e.b); return;
-      case 'un': case 'cast': visit(e.a); return;
-      case 'select': visit(e.c); visit(e.a); visit(e.b); return;
-      default: ok = false; // loads: memory may change inside the loop
+        if ((e.op === 'div' || e.op === 'mod' || e.op === 'floordiv' || e.op === 'floormod') && e.b.k !== 'const')
+          ok = false;
+        visit(e.a);
+        visit(e.b);
+        return;
+      case 'un':
+      case 'cast':
+        visit(e.a);
+        return;
+      case 'select':
+        visit(e.c);
+        visit(e.a);
+        visit(e.b);
+        return;
+      default:
+        ok = false; // loads: memory may change inside the loop
     }
   };
   visit(atom);

@@ -26,22 +26,32 @@ export function hoistLoopInvariantValues(body: Stmt): Stmt {
 function walk(s: Stmt, levels: Level[]): Stmt {
   switch (s.k) {
     case 'for': {
-      const level: Level = { v: s.v, hoistable: s.extent > 1 && s.kind !== 'vectorized', written: storedBuffers(s.body), decls: new Map() };
+      const level: Level = {
+        v: s.v,
+        hoistable: s.extent > 1 && s.kind !== 'vectorized',
+        written: storedBuffers(s.body),
+        decls: new Map(),
+      };
       let b = walk(s.body, [...levels, level]);
       for (const d of [...level.decls.values()].reverse()) b = { k: 'decl', v: d.v, init: d.init, body: b };
       return { ...s, body: b };
     }
-    case 'store': return { ...s, value: values(s.value, levels) };
+    case 'store':
+      return { ...s, value: values(s.value, levels) };
     // nothing moves out of a condition (a guarded load may be out of bounds when the guard is false); loops
     // inside it start afresh
-    case 'if': return mapChildren(s, (c) => walk(c, []));
-    default: return mapChildren(mapOwnParts(s, { expr: (e) => values(e, levels) }), (c) => walk(c, levels));
+    case 'if':
+      return mapChildren(s, (c) => walk(c, []));
+    default:
+      return mapChildren(mapOwnParts(s, { expr: (e) => values(e, levels) }), (c) => walk(c, levels));
   }
 }
 
 function storedBuffers(s: Stmt): Set<Buffer> {
   const out = new Set<Buffer>();
-  visitStmt(s, (x) => { if (x.k === 'store') out.add(x.buf); });
+  visitStmt(s, (x) => {
+    if (x.k === 'store') out.add(x.buf);
+  });
   return out;
 }
 
@@ -53,14 +63,22 @@ function values(e: Expr, levels: Level[]): Expr {
   if (lv !== undefined && levels.slice(lv + 1).some((l) => l.hoistable)) {
     const key = printExpr(e);
     let d = levels[lv].decls.get(key);
-    if (!d) { d = { v: freshVar('h', e.dtype), init: e }; levels[lv].decls.set(key, d); }
+    if (!d) {
+      d = { v: freshVar('h', e.dtype), init: e };
+      levels[lv].decls.set(key, d);
+    }
     return d.v;
   }
   switch (e.k) {
-    case 'bin': return { ...e, a: values(e.a, levels), b: values(e.b, levels) };
-    case 'un': case 'cast': return { ...e, a: values(e.a, levels) };
-    case 'select': return { ...e, c: values(e.c, levels) }; // arms may run conditionally: left alone
-    default: return e;
+    case 'bin':
+      return { ...e, a: values(e.a, levels), b: values(e.b, levels) };
+    case 'un':
+    case 'cast':
+      return { ...e, a: values(e.a, levels) };
+    case 'select':
+      return { ...e, c: values(e.c, levels) }; // arms may run conditionally: left alone
+    default:
+      return e;
   }
 }
 
@@ -70,7 +88,8 @@ const computes = (e: Expr) => e.k === 'bin' || e.k === 'un' || e.k === 'cast';
 
 /** The first loop level that takes locals at or inside the one binding `e`'s innermost variable, if `e` may move there. */
 function placement(e: Expr, levels: Level[]): number | undefined {
-  let deepest = -1, ok = true;
+  let deepest = -1,
+    ok = true;
   const loads: Buffer[] = [];
   const visit = (x: Expr): void => {
     switch (x.k) {
@@ -80,7 +99,8 @@ function placement(e: Expr, levels: Level[]): number | undefined {
         deepest = Math.max(deepest, i);
         return;
       }
-      case 'const': return;
+      case 'const':
+        return;
       case 'load':
         if ((x.buf as Buffer).scope === 'local') ok = false;
         loads.push(x.buf as Buffer);
@@ -88,10 +108,18 @@ function placement(e: Expr, levels: Level[]): number | undefined {
         return;
       case 'bin':
         if (!isFloat(x) && ['div', 'mod', 'floordiv', 'floormod'].includes(x.op) && x.b.k !== 'const') ok = false;
-        visit(x.a); visit(x.b); return;
-      case 'un': case 'cast': visit(x.a); return;
-      case 'select': ok = false; return;
-      default: ok = false;
+        visit(x.a);
+        visit(x.b);
+        return;
+      case 'un':
+      case 'cast':
+        visit(x.a);
+        return;
+      case 'select':
+        ok = false;
+        return;
+      default:
+        ok = false;
     }
   };
   visit(e);

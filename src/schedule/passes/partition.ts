@@ -4,7 +4,16 @@
 // simplified under its range. The interior copy then has no bounds checks: a pad kernel's rows become plain vector
 // copies instead of masked vector loads. Parallel loops are left whole (threads split them), and so are bodies too
 // large to copy or loops whose conditions would cut them into many pieces.
-import { type Expr, type Var, add, constant, freshVar, mentions, substitute, visitExpr } from '../../tensor-expr/expr.js';
+import {
+  type Expr,
+  type Var,
+  add,
+  constant,
+  freshVar,
+  mentions,
+  substitute,
+  visitExpr,
+} from '../../tensor-expr/expr.js';
 import { type Interval, simplify } from '../../tensor-expr/simplify.js';
 import { type Stmt, mapChildren, mapOwnParts, mapStmtExprs, ownExprs, seq, visitStmt } from '../loop-ir.js';
 
@@ -23,8 +32,10 @@ export function partitionLoops(s: Stmt, ranges: Map<Var, Interval> = new Map()):
       if (pieces) return pieces;
       return { ...s, body: partitionLoops(s.body, ranges) };
     }
-    case 'seq': return seq(s.body.map((b) => partitionLoops(b, ranges)));
-    default: return mapChildren(s, (c) => partitionLoops(c, ranges));
+    case 'seq':
+      return seq(s.body.map((b) => partitionLoops(b, ranges)));
+    default:
+      return mapChildren(s, (c) => partitionLoops(c, ranges));
   }
 }
 
@@ -36,18 +47,27 @@ function partition(loop: ForStmt, outer: Map<Var, Interval>): Stmt | undefined {
   let nodes = 0;
   const inner = new Map(outer);
   // each conjunct on its own: `y in range && x in range` is known along x only where the x part is known
-  const test = (c: Expr) => { for (const t of conjuncts(c)) if (mentions(t, loop.v)) conds.push(t); };
+  const test = (c: Expr) => {
+    for (const t of conjuncts(c)) if (mentions(t, loop.v)) conds.push(t);
+  };
   visitStmt(loop.body, (st) => {
     if (st.k === 'for') inner.set(st.v, { lo: 0, hi: st.extent - 1 });
     if (st.k === 'if') test(st.cond);
-    for (const e of ownExprs(st)) visitExpr(e, (x) => { nodes++; if (x.k === 'select') test(x.c); });
+    for (const e of ownExprs(st))
+      visitExpr(e, (x) => {
+        nodes++;
+        if (x.k === 'select') test(x.c);
+      });
   });
   if (!conds.length || nodes > MAX_BODY_NODES) return undefined;
   // each iteration's signature: every condition's value for all inner values (or '?' when it varies)
-  const sig = (k: number) => conds.map((c) => {
-    const v = simplify(substitute(c, new Map([[loop.v, constant(k, 'int32')]])), inner);
-    return v.k === 'const' ? String(v.value) : '?';
-  }).join(',');
+  const sig = (k: number) =>
+    conds
+      .map((c) => {
+        const v = simplify(substitute(c, new Map([[loop.v, constant(k, 'int32')]])), inner);
+        return v.k === 'const' ? String(v.value) : '?';
+      })
+      .join(',');
   const pieces: { start: number; end: number; sig: string }[] = [];
   for (let k = 0; k < loop.extent; k++) {
     const sk = sig(k);
@@ -56,32 +76,43 @@ function partition(loop: ForStmt, outer: Map<Var, Interval>): Stmt | undefined {
     else pieces.push({ start: k, end: k + 1, sig: sk });
   }
   // worth it only when some piece knows a condition; cutting into many pieces costs more than it saves
-  if (pieces.length < 2 || pieces.length > MAX_PIECES || pieces.every((p) => p.sig.split(',').every((x) => x === '?'))) return undefined;
-  return seq(pieces.map((p) => {
-    const len = p.end - p.start;
-    const v = len === 1 ? undefined : freshVar(loop.v.name);
-    const at: Expr = v ? add(v, constant(p.start, 'int32')) : constant(p.start, 'int32');
-    const ranges = new Map(outer);
-    if (v) ranges.set(v, { lo: 0, hi: len - 1 });
-    const body = cleanup(mapStmtExprs(loop.body, (e) => substitute(e, new Map([[loop.v, at]]))), ranges);
-    const inner2 = partitionLoops(body, ranges);
-    return v ? { ...loop, v, extent: len, body: inner2 } : inner2;
-  }));
+  if (pieces.length < 2 || pieces.length > MAX_PIECES || pieces.every((p) => p.sig.split(',').every((x) => x === '?')))
+    return undefined;
+  return seq(
+    pieces.map((p) => {
+      const len = p.end - p.start;
+      const v = len === 1 ? undefined : freshVar(loop.v.name);
+      const at: Expr = v ? add(v, constant(p.start, 'int32')) : constant(p.start, 'int32');
+      const ranges = new Map(outer);
+      if (v) ranges.set(v, { lo: 0, hi: len - 1 });
+      const body = cleanup(
+        mapStmtExprs(loop.body, (e) => substitute(e, new Map([[loop.v, at]]))),
+        ranges,
+      );
+      const inner2 = partitionLoops(body, ranges);
+      return v ? { ...loop, v, extent: len, body: inner2 } : inner2;
+    }),
+  );
 }
 
 /** Simplifies every expression under the loops' ranges and drops branches whose condition became constant. */
 function cleanup(s: Stmt, ranges: Map<Var, Interval>): Stmt {
   switch (s.k) {
-    case 'for': ranges.set(s.v, { lo: 0, hi: s.extent - 1 }); break;
-    case 'seq': return seq(s.body.map((b) => cleanup(b, ranges)));
+    case 'for':
+      ranges.set(s.v, { lo: 0, hi: s.extent - 1 });
+      break;
+    case 'seq':
+      return seq(s.body.map((b) => cleanup(b, ranges)));
     case 'if': {
       const cond = simplify(s.cond, ranges);
       if (cond.k === 'const') return cond.value ? cleanup(s.then, ranges) : s.else ? cleanup(s.else, ranges) : seq([]);
       return mapChildren({ ...s, cond }, (c) => cleanup(c, ranges));
     }
-    default: break;
+    default:
+      break;
   }
   return mapChildren(mapOwnParts(s, { expr: (e) => simplify(e, ranges) }), (c) => cleanup(c, ranges));
 }
 
-const conjuncts = (e: Expr): Expr[] => (e.k === 'bin' && e.op === 'and' && e.dtype === 'bool' ? [...conjuncts(e.a), ...conjuncts(e.b)] : [e]);
+const conjuncts = (e: Expr): Expr[] =>
+  e.k === 'bin' && e.op === 'and' && e.dtype === 'bool' ? [...conjuncts(e.a), ...conjuncts(e.b)] : [e];

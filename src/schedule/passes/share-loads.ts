@@ -11,14 +11,18 @@ export function shareSharedLoads(s: Stmt): Stmt {
     case 'seq': {
       const body = s.body.map(shareSharedLoads);
       const out: Stmt[] = [];
-      for (let i = 0; i < body.length;) {
+      for (let i = 0; i < body.length; ) {
         let j = i;
         while (j < body.length && isLocalStore(body[j])) j++;
-        if (j - i >= 2) { out.push(hoist(body.slice(i, j))); i = j; } else out.push(body[i++]);
+        if (j - i >= 2) {
+          out.push(hoist(body.slice(i, j)));
+          i = j;
+        } else out.push(body[i++]);
       }
       return seq(out);
     }
-    default: return mapChildren(s, shareSharedLoads);
+    default:
+      return mapChildren(s, shareSharedLoads);
   }
 }
 
@@ -33,16 +37,25 @@ function hoist(run: Stmt[]): Stmt {
       if (seen.has(key)) return;
       seen.add(key);
       const c = count.get(key);
-      if (c) c.n++; else count.set(key, { e: x, n: 1 });
+      if (c) c.n++;
+      else count.set(key, { e: x, n: 1 });
     });
   }
   const shared = [...count.entries()].filter(([, c]) => c.n >= 2);
   if (!shared.length) return seq(run);
   const vars = new Map(shared.map(([k, c]) => [k, freshVar('sh', c.e.dtype)]));
-  const replaced = run.map((st) => (st.k === 'store'
-    ? { ...st, value: mapExpr(st.value, (x) => (x.k === 'load' && (x.buf as Buffer).scope === 'shared' ? vars.get(printExpr(x)) : undefined)) }
-    : st));
+  const replaced = run.map((st) =>
+    st.k === 'store'
+      ? {
+          ...st,
+          value: mapExpr(st.value, (x) =>
+            x.k === 'load' && (x.buf as Buffer).scope === 'shared' ? vars.get(printExpr(x)) : undefined,
+          ),
+        }
+      : st,
+  );
   let body: Stmt = seq(replaced);
-  for (let i = shared.length - 1; i >= 0; i--) body = { k: 'decl', v: vars.get(shared[i][0])!, init: shared[i][1].e, body };
+  for (let i = shared.length - 1; i >= 0; i--)
+    body = { k: 'decl', v: vars.get(shared[i][0])!, init: shared[i][1].e, body };
   return body;
 }

@@ -15,16 +15,20 @@ export function unrollLoops(s: Stmt, ranges: Map<Var, Interval> = new Map()): St
       const body = unrollLoops(s.body, ranges);
       if (s.kind !== 'unrolled' || s.extent > MAX_UNROLL) return { ...s, body };
       const copies: Stmt[] = [];
-      for (let k = 0; k < s.extent; k++) copies.push(foldConstIfs(mapStmtExprs(body, (e) => fixVar(e, s.v, k, ranges))));
+      for (let k = 0; k < s.extent; k++)
+        copies.push(foldConstIfs(mapStmtExprs(body, (e) => fixVar(e, s.v, k, ranges))));
       return seq(copies);
     }
-    case 'seq': return seq(s.body.map((b) => unrollLoops(b, ranges)));
+    case 'seq':
+      return seq(s.body.map((b) => unrollLoops(b, ranges)));
     case 'if': {
-      const then = unrollLoops(s.then, ranges), els = s.else && unrollLoops(s.else, ranges);
-      if (s.cond.k === 'const') return s.cond.value ? then : els ?? seq([]);
+      const then = unrollLoops(s.then, ranges),
+        els = s.else && unrollLoops(s.else, ranges);
+      if (s.cond.k === 'const') return s.cond.value ? then : (els ?? seq([]));
       return { ...s, then, else: els };
     }
-    default: return mapChildren(s, (c) => unrollLoops(c, ranges));
+    default:
+      return mapChildren(s, (c) => unrollLoops(c, ranges));
   }
 }
 
@@ -35,7 +39,9 @@ function foldConstIfs(s: Stmt): Stmt {
       if (s.cond.k === 'const') return s.cond.value ? foldConstIfs(s.then) : s.else ? foldConstIfs(s.else) : seq([]);
       return { ...s, then: foldConstIfs(s.then), else: s.else && foldConstIfs(s.else) };
     }
-    case 'seq': return seq(s.body.map(foldConstIfs));
-    default: return mapChildren(s, foldConstIfs);
+    case 'seq':
+      return seq(s.body.map(foldConstIfs));
+    default:
+      return mapChildren(s, foldConstIfs);
   }
 }

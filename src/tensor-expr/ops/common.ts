@@ -11,7 +11,8 @@ export function shapeError(msg: string): never {
 
 /** Inputs an operator computes with together must have one element type (present ones; optional ones may be absent). */
 export function sameDtype(op: string, first: TensorType, ...others: readonly (TensorType | undefined)[]): void {
-  for (const t of others) if (t && t.dtype !== first.dtype) shapeError(`${op}: input dtypes differ (${first.dtype} vs ${t.dtype})`);
+  for (const t of others)
+    if (t && t.dtype !== first.dtype) shapeError(`${op}: input dtypes differ (${first.dtype} vs ${t.dtype})`);
 }
 
 /** numpy-style broadcast of several shapes. */
@@ -33,7 +34,8 @@ export function broadcastShapes(shapes: readonly (readonly Dim[])[]): Dim[] {
 
 /** Loads `t` at the output index `idx` of a broadcast whose result has rank idx.length. */
 export function bcastLoad(t: Tensor, idx: readonly Expr[]): Expr {
-  const r = t.shape.length, R = idx.length;
+  const r = t.shape.length,
+    R = idx.length;
   return at(t, ...t.shape.map((d, j) => (d === 1 ? int(0) : idx[R - r + j])));
 }
 
@@ -53,10 +55,15 @@ export const ints = (a: Attrs, k: string, dflt?: readonly number[]): number[] =>
   }
   return (v as readonly number[]).map(Number);
 };
-export const str = (a: Attrs, k: string, dflt: string): string => (a[k] === undefined || a[k] === null ? dflt : String(a[k]));
+export const str = (a: Attrs, k: string, dflt: string): string =>
+  a[k] === undefined || a[k] === null ? dflt : String(a[k]);
 
 export function staticDims(t: TensorType, what: string): number[] {
-  for (const d of t.shape) if (typeof d !== 'number') throw new KilnError('E_DYNAMIC', `${what}: dimension '${d}' must be known at compile time`, { hint: 'pass concrete input shapes with the inputShapes compile option (kiln compile --input-shape name=1,3,224,224)' });
+  for (const d of t.shape)
+    if (typeof d !== 'number')
+      throw new KilnError('E_DYNAMIC', `${what}: dimension '${d}' must be known at compile time`, {
+        hint: 'pass concrete input shapes with the inputShapes compile option (kiln compile --input-shape name=1,3,224,224)',
+      });
   return t.shape as number[];
 }
 

@@ -27,21 +27,34 @@ const UNARY: Record<string, { f: UnaryFn; out?: DType; floatOnly?: boolean }> = 
   reciprocal: { f: recip, floatOnly: true },
   exp: { f: exp, floatOnly: true },
   log: { f: log, floatOnly: true },
-  sin: { f: (x) => E.unary('sin', x) }, cos: { f: (x) => E.unary('cos', x) }, tan: { f: (x) => E.unary('tan', x) },
-  asin: { f: (x) => E.unary('asin', x) }, acos: { f: (x) => E.unary('acos', x) }, atan: { f: (x) => E.unary('atan', x) },
-  sinh: { f: (x) => E.unary('sinh', x) }, cosh: { f: (x) => E.unary('cosh', x) }, tanh: { f: tanh },
-  asinh: { f: (x) => E.unary('asinh', x) }, acosh: { f: (x) => E.unary('acosh', x) }, atanh: { f: (x) => E.unary('atanh', x) },
+  sin: { f: (x) => E.unary('sin', x) },
+  cos: { f: (x) => E.unary('cos', x) },
+  tan: { f: (x) => E.unary('tan', x) },
+  asin: { f: (x) => E.unary('asin', x) },
+  acos: { f: (x) => E.unary('acos', x) },
+  atan: { f: (x) => E.unary('atan', x) },
+  sinh: { f: (x) => E.unary('sinh', x) },
+  cosh: { f: (x) => E.unary('cosh', x) },
+  tanh: { f: tanh },
+  asinh: { f: (x) => E.unary('asinh', x) },
+  acosh: { f: (x) => E.unary('acosh', x) },
+  atanh: { f: (x) => E.unary('atanh', x) },
   erf: { f: (x) => E.unary('erf', x) },
-  floor: { f: (x) => E.unary('floor', x) }, ceil: { f: (x) => E.unary('ceil', x) }, round: { f: (x) => E.unary('round', x) },
+  floor: { f: (x) => E.unary('floor', x) },
+  ceil: { f: (x) => E.unary('ceil', x) },
+  round: { f: (x) => E.unary('round', x) },
   not: { f: (x) => E.unary('not', x) },
   bitwise_not: { f: (x) => E.unary('bitnot', x) },
   isnan: { f: (x) => E.unary('isnan', x), out: 'bool' },
   isinf: {
     f: (x, a) => {
-      const pos = num(a, 'detect_positive', 1), neg = num(a, 'detect_negative', 1);
-      const p = pos ? E.eq(x, k(x, Infinity)) : c(0, 'bool'), n = neg ? E.eq(x, k(x, -Infinity)) : c(0, 'bool');
+      const pos = num(a, 'detect_positive', 1),
+        neg = num(a, 'detect_negative', 1);
+      const p = pos ? E.eq(x, k(x, Infinity)) : c(0, 'bool'),
+        n = neg ? E.eq(x, k(x, -Infinity)) : c(0, 'bool');
       return E.or(p, n);
-    }, out: 'bool',
+    },
+    out: 'bool',
   },
   relu: { f: (x) => E.max(x, k(x, 0)) },
   sigmoid: { f: sigmoid },
@@ -66,12 +79,15 @@ const UNARY: Record<string, { f: UnaryFn; out?: DType; floatOnly?: boolean }> = 
   },
   selu: {
     f: (x, a) => {
-      const al = num(a, 'alpha', 1.67326319217681884765625), g = num(a, 'gamma', 1.05070102214813232421875);
+      const al = num(a, 'alpha', 1.6732631921768188),
+        g = num(a, 'gamma', 1.0507010221481323);
       return E.select(E.le(x, k(x, 0)), E.mul(k(x, g), E.sub(E.mul(k(x, al), exp(x)), k(x, al))), E.mul(k(x, g), x));
     },
   },
   thresholded_relu: { f: (x, a) => E.select(E.gt(x, k(x, num(a, 'alpha', 1))), x, k(x, 0)) },
-  hard_sigmoid: { f: (x, a) => E.max(k(x, 0), E.min(k(x, 1), E.add(E.mul(k(x, num(a, 'alpha', 0.2)), x), k(x, num(a, 'beta', 0.5))))) },
+  hard_sigmoid: {
+    f: (x, a) => E.max(k(x, 0), E.min(k(x, 1), E.add(E.mul(k(x, num(a, 'alpha', 0.2)), x), k(x, num(a, 'beta', 0.5))))),
+  },
   hard_swish: { f: (x) => E.mul(x, E.max(k(x, 0), E.min(k(x, 1), E.add(E.mul(k(x, 1 / 6), x), k(x, 0.5))))) },
   mish: { f: (x) => E.mul(x, tanh(softplus(x))) },
   gelu: {
@@ -85,7 +101,8 @@ const UNARY: Record<string, { f: UnaryFn; out?: DType; floatOnly?: boolean }> = 
   },
   shrink: {
     f: (x, a) => {
-      const bias = num(a, 'bias', 0), l = num(a, 'lambd', 0.5);
+      const bias = num(a, 'bias', 0),
+        l = num(a, 'lambd', 0.5);
       const kk = (v: number) => (isFloat(x.dtype) ? k(x, v) : k(x, Math.trunc(v)));
       return E.select(E.lt(x, kk(-l)), E.add(x, kk(bias)), E.select(E.gt(x, kk(l)), E.sub(x, kk(bias)), kk(0)));
     },
@@ -101,13 +118,22 @@ for (const [name, def] of Object.entries(UNARY)) {
     pattern: OpPattern.ElemWise,
     inferType: ([x], a) => {
       if (def.floatOnly && !isFloat(x.dtype)) shapeError(`${name} needs a float input, got ${x.dtype}`);
-      return tensorType(x.shape, name === 'cast' ? (a.to as DType) : def.out ?? x.dtype);
+      return tensorType(x.shape, name === 'cast' ? (a.to as DType) : (def.out ?? x.dtype));
     },
     compute: ([x], a, out) => compute(name, out.shape, (idx) => def.f(E.load(x, idx), a)),
   });
 }
 
-const BITS: Partial<Record<DType, number>> = { int8: 8, uint8: 8, int16: 16, uint16: 16, int32: 32, uint32: 32, int64: 64, uint64: 64 };
+const BITS: Partial<Record<DType, number>> = {
+  int8: 8,
+  uint8: 8,
+  int16: 16,
+  uint16: 16,
+  int32: 32,
+  uint32: 32,
+  int64: 64,
+  uint64: 64,
+};
 const shiftInRange = (b: Expr, dt: DType): Expr => {
   const ok = E.lt(b, k(b, BITS[dt] ?? 32));
   return isUnsigned(dt) ? ok : E.and(E.ge(b, k(b, 0)), ok);
@@ -115,7 +141,9 @@ const shiftInRange = (b: Expr, dt: DType): Expr => {
 
 type BinaryFn = (a: Expr, b: Expr, attrs: Attrs) => Expr;
 const BINARY: Record<string, { f: BinaryFn; out?: DType }> = {
-  add: { f: E.add }, sub: { f: E.sub }, mul: { f: E.mul },
+  add: { f: E.add },
+  sub: { f: E.sub },
+  mul: { f: E.mul },
   div: { f: E.div },
   pow: { f: (a, b) => E.pow(a, E.cast(a.dtype, b)) },
   /** Mod: fmod=1 is C fmod (sign of the dividend); fmod=0 is Python's % (sign of the divisor). */
@@ -126,19 +154,31 @@ const BINARY: Record<string, { f: BinaryFn; out?: DType }> = {
       return E.select(E.and(E.ne(r, k(r, 0)), E.ne(E.lt(r, k(r, 0)), E.lt(b, k(b, 0)))), E.add(r, b), r);
     },
   },
-  min: { f: E.min }, max: { f: E.max },
-  and: { f: E.and }, or: { f: E.or }, xor: { f: (a, b) => E.ne(a, b) },
-  bitwise_and: { f: E.and }, bitwise_or: { f: E.or }, bitwise_xor: { f: E.xor },
+  min: { f: E.min },
+  max: { f: E.max },
+  and: { f: E.and },
+  or: { f: E.or },
+  xor: { f: (a, b) => E.ne(a, b) },
+  bitwise_and: { f: E.and },
+  bitwise_or: { f: E.or },
+  bitwise_xor: { f: E.xor },
   /** Shifts by a negative amount or by >= the bit width give 0 (right shift of a negative signed value: -1). */
   bitshift_left: { f: (a, b) => E.select(shiftInRange(b, a.dtype), E.shl(a, b), k(a, 0)) },
   bitshift_right: {
-    f: (a, b) => E.select(shiftInRange(b, a.dtype), E.shr(a, b),
-      isUnsigned(a.dtype) ? k(a, 0) : E.select(E.lt(a, k(a, 0)), k(a, -1), k(a, 0))),
+    f: (a, b) =>
+      E.select(
+        shiftInRange(b, a.dtype),
+        E.shr(a, b),
+        isUnsigned(a.dtype) ? k(a, 0) : E.select(E.lt(a, k(a, 0)), k(a, -1), k(a, 0)),
+      ),
   },
   /** SwiGLU (opset 26+): swish_alpha(a) * b. */
   swiglu: { f: (a, b, at) => E.mul(E.mul(a, sigmoid(E.mul(k(a, num(at, 'alpha', 1)), a))), b) },
-  equal: { f: E.eq, out: 'bool' }, less: { f: E.lt, out: 'bool' }, less_equal: { f: E.le, out: 'bool' },
-  greater: { f: E.gt, out: 'bool' }, greater_equal: { f: E.ge, out: 'bool' },
+  equal: { f: E.eq, out: 'bool' },
+  less: { f: E.lt, out: 'bool' },
+  less_equal: { f: E.le, out: 'bool' },
+  greater: { f: E.gt, out: 'bool' },
+  greater_equal: { f: E.ge, out: 'bool' },
   prelu: { f: (x, s) => E.select(E.lt(x, k(x, 0)), E.mul(x, s), x) },
 };
 
@@ -162,7 +202,8 @@ defineOp({
     if (a.dtype !== b.dtype) shapeError(`where: branch dtypes differ (${a.dtype} vs ${b.dtype})`);
     return tensorType(broadcastShapes([cond.shape, a.shape, b.shape]), a.dtype);
   },
-  compute: ([cond, a, b], _, out) => compute('where', out.shape, (idx) => E.select(bcastLoad(cond, idx), bcastLoad(a, idx), bcastLoad(b, idx))),
+  compute: ([cond, a, b], _, out) =>
+    compute('where', out.shape, (idx) => E.select(bcastLoad(cond, idx), bcastLoad(a, idx), bcastLoad(b, idx))),
 });
 
 /** clip(x, lo, hi) with lo/hi broadcast scalars (Clip's optional bounds come in as ±inf / type limits). */
@@ -170,5 +211,6 @@ defineOp({
   name: 'clip',
   pattern: OpPattern.Broadcast,
   inferType: ([x]) => tensorType(x.shape, x.dtype),
-  compute: ([x, lo, hi], _, out) => compute('clip', out.shape, (idx) => E.min(E.max(E.load(x, idx), bcastLoad(lo, idx)), bcastLoad(hi, idx))),
+  compute: ([x, lo, hi], _, out) =>
+    compute('clip', out.shape, (idx) => E.min(E.max(E.load(x, idx), bcastLoad(lo, idx)), bcastLoad(hi, idx))),
 });

@@ -11,7 +11,12 @@ import { broadcastShapes, num, sameDtype, shapeError, str } from './common.js';
 // ---------------------------------------------------------------------------------------------------------------
 // matmul
 
-interface MatmulShape { batch: Dim[]; m?: Dim; n?: Dim; k: Dim }
+interface MatmulShape {
+  batch: Dim[];
+  m?: Dim;
+  n?: Dim;
+  k: Dim;
+}
 
 function matmulShape(a: readonly Dim[], b: readonly Dim[], what: string): MatmulShape {
   if (a.length === 0 || b.length === 0) shapeError(`${what}: operands must have rank >= 1`);
@@ -21,10 +26,19 @@ function matmulShape(a: readonly Dim[], b: readonly Dim[], what: string): Matmul
     shapeError(`${what}: inner dimensions differ ([${a.join(',')}] x [${b.join(',')}])`);
   }
   const batch = broadcastShapes([a.slice(0, Math.max(0, a.length - 2)), b.slice(0, Math.max(0, b.length - 2))]);
-  return { batch, m: a.length >= 2 ? a[a.length - 2] : undefined, n: b.length >= 2 ? b[b.length - 1] : undefined, k: ka };
+  return {
+    batch,
+    m: a.length >= 2 ? a[a.length - 2] : undefined,
+    n: b.length >= 2 ? b[b.length - 1] : undefined,
+    k: ka,
+  };
 }
 
-const outShape = (s: MatmulShape): Dim[] => [...s.batch, ...(s.m !== undefined ? [s.m] : []), ...(s.n !== undefined ? [s.n] : [])];
+const outShape = (s: MatmulShape): Dim[] => [
+  ...s.batch,
+  ...(s.m !== undefined ? [s.m] : []),
+  ...(s.n !== undefined ? [s.n] : []),
+];
 
 /** Index of an operand's batch dims inside the broadcast batch index `bidx` (size-1 dims read index 0). */
 function batchIdx(shape: readonly number[], nb: number, bidx: readonly Expr[]): Expr[] {
@@ -36,7 +50,14 @@ function batchIdx(shape: readonly number[], nb: number, bidx: readonly Expr[]): 
  * out[batch, m, n] = sum_k body(a[batch', m, k], b[batch'', k, n]) as a single reduction (no broadcast copies).
  * `elem` maps the two loaded operands to the product term (casts, zero points).
  */
-function matmulCompute(name: string, a: Tensor, b: Tensor, out: readonly number[], elem: (x: Expr, y: Expr, m: Expr, n: Expr) => Expr, attrs: Attrs = {}): Tensor {
+function matmulCompute(
+  name: string,
+  a: Tensor,
+  b: Tensor,
+  out: readonly number[],
+  elem: (x: Expr, y: Expr, m: Expr, n: Expr) => Expr,
+  attrs: Attrs = {},
+): Tensor {
   const block = num(attrs, 'weight_block', 0);
   const s = matmulShape(a.shape, logicalB(b.shape, attrs), name);
   const nb = s.batch.length;
@@ -48,7 +69,8 @@ function matmulCompute(name: string, a: Tensor, b: Tensor, out: readonly number[
     const n = s.n !== undefined ? idx[p++] : int(0);
     const k = reduceAxis(K, 'k');
     const ai = a.shape.length === 1 ? [k.v] : [...batchIdx(a.shape, nb, bidx), m, k.v];
-    const bv = block ? packedAt(b, block, k.v, n)
+    const bv = block
+      ? packedAt(b, block, k.v, n)
       : at(b, ...(b.shape.length === 1 ? [k.v] : [...batchIdx(b.shape, nb, bidx), k.v, n]));
     return E.sum(elem(at(a, ...ai), bv, m, n), [k]);
   });
@@ -61,7 +83,8 @@ function matmulCompute(name: string, a: Tensor, b: Tensor, out: readonly number[
 function logicalB(b: readonly Dim[], a: Attrs): Dim[] {
   return num(a, 'weight_block', 0) ? [b[1], num(a, 'columns')] : [...b];
 }
-const packedAt = (b: Tensor, block: number, k: Expr, n: Expr): Expr => at(b, E.floordiv(n, block), k, E.floormod(n, block));
+const packedAt = (b: Tensor, block: number, k: Expr, n: Expr): Expr =>
+  at(b, E.floordiv(n, block), k, E.floormod(n, block));
 
 defineOp({
   name: 'matmul',
@@ -85,7 +108,8 @@ defineOp({
       return E.cast('int32', at(z, ...z.shape.map((d) => (n === 1 || d === 1 ? int(0) : i))));
     };
     return matmulCompute('matmul_integer', a, b, out.shape, (x, y, m, n) =>
-      E.mul(E.sub(E.cast('int32', x), zp(az, m)), E.sub(E.cast('int32', y), zp(bz, n))));
+      E.mul(E.sub(E.cast('int32', x), zp(az, m)), E.sub(E.cast('int32', y), zp(bz, n))),
+    );
   },
 });
 
@@ -97,17 +121,22 @@ defineOp({
   pattern: OpPattern.OutEWiseFusable,
   inferType: ([a, b, c], at_) => {
     sameDtype('gemm', a, b, c);
-    if (a.shape.length !== 2 || b.shape.length !== (num(at_, 'weight_block', 0) ? 3 : 2)) shapeError(`gemm: A and B must be 2-D, got [${a.shape}] and [${b.shape}]`);
-    const ta = num(at_, 'transA', 0), tb = num(at_, 'transB', 0);
+    if (a.shape.length !== 2 || b.shape.length !== (num(at_, 'weight_block', 0) ? 3 : 2))
+      shapeError(`gemm: A and B must be 2-D, got [${a.shape}] and [${b.shape}]`);
+    const ta = num(at_, 'transA', 0),
+      tb = num(at_, 'transB', 0);
     const [M, Ka] = ta ? [a.shape[1], a.shape[0]] : a.shape;
     const [Kb, N] = num(at_, 'weight_block', 0) ? logicalB(b.shape, at_) : tb ? [b.shape[1], b.shape[0]] : b.shape;
-    if (typeof Ka === 'number' && typeof Kb === 'number' && Ka !== Kb) shapeError(`gemm: inner dimensions differ (${Ka} vs ${Kb})`);
+    if (typeof Ka === 'number' && typeof Kb === 'number' && Ka !== Kb)
+      shapeError(`gemm: inner dimensions differ (${Ka} vs ${Kb})`);
     if (c) broadcastShapes([c.shape, [M, N]]);
     return tensorType([M, N], a.dtype);
   },
   compute: ([a, b, c], at_, out) => {
-    const alpha = num(at_, 'alpha', 1), beta = num(at_, 'beta', 1);
-    const ta = num(at_, 'transA', 0), tb = num(at_, 'transB', 0);
+    const alpha = num(at_, 'alpha', 1),
+      beta = num(at_, 'beta', 1);
+    const ta = num(at_, 'transA', 0),
+      tb = num(at_, 'transB', 0);
     const K = ta ? a.shape[0] : a.shape[1];
     const block = num(at_, 'weight_block', 0);
     const mm = compute('gemm', out.shape, ([m, n]) => {
@@ -147,17 +176,23 @@ function planEinsum(eq: string, shapes: readonly (readonly Dim[])[]): EinsumPlan
   const clean = eq.replace(/\s+/g, '');
   const [lhs, rhs] = clean.includes('->') ? clean.split('->') : [clean, undefined];
   const terms = lhs.split(',');
-  if (terms.length !== shapes.length) shapeError(`einsum '${eq}': ${terms.length} operand terms for ${shapes.length} inputs`);
+  if (terms.length !== shapes.length)
+    shapeError(`einsum '${eq}': ${terms.length} operand terms for ${shapes.length} inputs`);
   let ellRank = 0;
   const parse = (term: string, rank: number | undefined): string[] => {
     const ell = term.indexOf('...');
     const letters = term.replace('...', '').split('');
     for (const l of letters) if (!/[A-Za-z]/.test(l)) shapeError(`einsum '${eq}': bad subscript '${l}'`);
     if (ell < 0) {
-      if (rank !== undefined && rank !== letters.length) shapeError(`einsum '${eq}': term '${term}' has ${letters.length} subscripts for rank ${rank}`);
+      if (rank !== undefined && rank !== letters.length)
+        shapeError(`einsum '${eq}': term '${term}' has ${letters.length} subscripts for rank ${rank}`);
       return letters;
     }
-    const before = term.slice(0, ell).split('').filter(Boolean), after = term.slice(ell + 3).split('').filter(Boolean);
+    const before = term.slice(0, ell).split('').filter(Boolean),
+      after = term
+        .slice(ell + 3)
+        .split('')
+        .filter(Boolean);
     const ne = rank === undefined ? ellRank : rank - letters.length;
     if (ne < 0) shapeError(`einsum '${eq}': term '${term}' has more subscripts than rank ${rank}`);
     ellRank = Math.max(ellRank, ne);
@@ -166,26 +201,36 @@ function planEinsum(eq: string, shapes: readonly (readonly Dim[])[]): EinsumPlan
   };
   const inputs = terms.map((t, i) => parse(t, shapes[i].length));
   const extents = new Map<string, number>();
-  inputs.forEach((ls, i) => ls.forEach((l, j) => {
-    const d = shapes[i][j];
-    if (typeof d !== 'number') shapeError(`einsum: dimension '${d}' must be known at compile time`);
-    const prev = extents.get(l);
-    if (prev === undefined || prev === 1) extents.set(l, d);
-    else if (d !== 1 && d !== prev) shapeError(`einsum '${eq}': subscript '${l}' has sizes ${prev} and ${d}`);
-    else if (d !== prev && !l.startsWith('.')) shapeError(`einsum '${eq}': subscript '${l}' has sizes ${prev} and ${d}`);
-  }));
+  inputs.forEach((ls, i) =>
+    ls.forEach((l, j) => {
+      const d = shapes[i][j];
+      if (typeof d !== 'number') shapeError(`einsum: dimension '${d}' must be known at compile time`);
+      const prev = extents.get(l);
+      if (prev === undefined || prev === 1) extents.set(l, d);
+      else if (d !== 1 && d !== prev) shapeError(`einsum '${eq}': subscript '${l}' has sizes ${prev} and ${d}`);
+      else if (d !== prev && !l.startsWith('.'))
+        shapeError(`einsum '${eq}': subscript '${l}' has sizes ${prev} and ${d}`);
+    }),
+  );
   let output: string[];
   const dotsAll = Array.from({ length: ellRank }, (_, i) => `.${ellRank - 1 - i}`);
   if (rhs === undefined) {
     const count = new Map<string, number>();
     for (const ls of inputs) for (const l of ls) if (!l.startsWith('.')) count.set(l, (count.get(l) ?? 0) + 1);
-    output = [...dotsAll, ...[...count.entries()].filter(([, n]) => n === 1).map(([l]) => l).sort()];
+    output = [
+      ...dotsAll,
+      ...[...count.entries()]
+        .filter(([, n]) => n === 1)
+        .map(([l]) => l)
+        .sort(),
+    ];
   } else {
     if (rhs.includes('...')) {
       const [b, a] = rhs.split('...');
       output = [...b.split('').filter(Boolean), ...dotsAll, ...a.split('').filter(Boolean)];
     } else output = rhs.split('').filter(Boolean);
-    for (const l of output) if (!extents.has(l)) shapeError(`einsum '${eq}': output subscript '${l}' is not in any input`);
+    for (const l of output)
+      if (!extents.has(l)) shapeError(`einsum '${eq}': output subscript '${l}' is not in any input`);
     if (new Set(output).size !== output.length) shapeError(`einsum '${eq}': repeated output subscript`);
   }
   for (const d of dotsAll) if (!extents.has(d)) extents.set(d, 1);
@@ -197,12 +242,23 @@ defineOp({
   pattern: OpPattern.OutEWiseFusable,
   inferType: (args, a) => {
     for (const t of args) if (t.dtype !== args[0].dtype) shapeError('einsum: input dtypes differ');
-    const p = planEinsum(str(a, 'equation', ''), args.map((t) => t.shape));
-    return tensorType(p.output.map((l) => p.extents.get(l)!), args[0].dtype);
+    const p = planEinsum(
+      str(a, 'equation', ''),
+      args.map((t) => t.shape),
+    );
+    return tensorType(
+      p.output.map((l) => p.extents.get(l)!),
+      args[0].dtype,
+    );
   },
   compute: (args, a, out) => {
-    const p = planEinsum(str(a, 'equation', ''), args.map((t) => t.shape));
-    const contracted = [...p.extents.keys()].filter((l) => !p.output.includes(l) && p.inputs.some((ls) => ls.includes(l)));
+    const p = planEinsum(
+      str(a, 'equation', ''),
+      args.map((t) => t.shape),
+    );
+    const contracted = [...p.extents.keys()].filter(
+      (l) => !p.output.includes(l) && p.inputs.some((ls) => ls.includes(l)),
+    );
     return compute('einsum', out.shape, (idx) => {
       const vars = new Map<string, Expr>(p.output.map((l, i) => [l, idx[i]]));
       const raxes: IterVar[] = contracted.map((l) => reduceAxis(p.extents.get(l)!, 'e'));
@@ -223,10 +279,17 @@ defineOp({
 function permutations(n: number): { p: number[]; sign: number }[] {
   const out: { p: number[]; sign: number }[] = [];
   const rec = (prefix: number[], rest: number[], sign: number) => {
-    if (!rest.length) { out.push({ p: prefix, sign }); return; }
+    if (!rest.length) {
+      out.push({ p: prefix, sign });
+      return;
+    }
     rest.forEach((x, i) => rec([...prefix, x], [...rest.slice(0, i), ...rest.slice(i + 1)], i % 2 ? -sign : sign));
   };
-  rec([], Array.from({ length: n }, (_, i) => i), 1);
+  rec(
+    [],
+    Array.from({ length: n }, (_, i) => i),
+    1,
+  );
   return out;
 }
 
@@ -239,7 +302,8 @@ defineOp({
     const r = x.shape.length;
     if (r < 2 || x.shape[r - 1] !== x.shape[r - 2]) shapeError(`det: input must be [..., n, n], got [${x.shape}]`);
     const n = x.shape[r - 1];
-    if (typeof n === 'number' && n > DET_MAX) shapeError(`det: matrices larger than ${DET_MAX}x${DET_MAX} are not supported`);
+    if (typeof n === 'number' && n > DET_MAX)
+      shapeError(`det: matrices larger than ${DET_MAX}x${DET_MAX} are not supported`);
     return tensorType(x.shape.slice(0, r - 2), x.dtype);
   },
   compute: ([x], _a: Attrs, out) => {
@@ -250,7 +314,8 @@ defineOp({
       for (const { p, sign } of permutations(n)) {
         let term: Expr = at(x, ...idx, 0, p[0]);
         for (let i = 1; i < n; i++) term = E.mul(term, at(x, ...idx, i, p[i]));
-        acc = acc === undefined ? (sign > 0 ? term : E.unary('neg', term)) : sign > 0 ? E.add(acc, term) : E.sub(acc, term);
+        acc =
+          acc === undefined ? (sign > 0 ? term : E.unary('neg', term)) : sign > 0 ? E.add(acc, term) : E.sub(acc, term);
       }
       return acc!;
     });

@@ -42,14 +42,17 @@ function windowAttrs(a: Attrs, nsp: number, kernel: number[], negativePads = fal
   const dilations = ints(a, 'dilations', new Array(nsp).fill(1));
   const pads = ints(a, 'pads', new Array(2 * nsp).fill(0));
   if (strides.length !== nsp || dilations.length !== nsp || pads.length !== 2 * nsp || kernel.length !== nsp) {
-    shapeError(`window attributes do not match ${nsp} spatial dims (kernel [${kernel}], strides [${strides}], dilations [${dilations}], pads [${pads}])`);
+    shapeError(
+      `window attributes do not match ${nsp} spatial dims (kernel [${kernel}], strides [${strides}], dilations [${dilations}], pads [${pads}])`,
+    );
   }
   // a zero or negative stride / dilation / kernel extent would divide by zero or make a window that reads nowhere
   const whole = (v: readonly number[], min: number) => v.every((x) => Number.isSafeInteger(x) && x >= min);
   if (!whole(kernel, 1)) shapeError(`kernel_shape [${kernel}] must hold whole numbers >= 1`);
   if (!whole(strides, 1)) shapeError(`strides [${strides}] must be whole numbers >= 1`);
   if (!whole(dilations, 1)) shapeError(`dilations [${dilations}] must be whole numbers >= 1`);
-  if (!whole(pads, negativePads ? -Infinity : 0)) shapeError(`pads [${pads}] must be whole numbers${negativePads ? '' : ' >= 0'}`);
+  if (!whole(pads, negativePads ? -Infinity : 0))
+    shapeError(`pads [${pads}] must be whole numbers${negativePads ? '' : ' >= 0'}`);
   return { kernel, strides, dilations, pads };
 }
 
@@ -61,7 +64,8 @@ const isPointwise = (win: Window): boolean =>
   win.kernel.every((kk) => kk === 1) && win.strides.every((s) => s === 1) && win.pads.every((p) => p === 0);
 
 /** Whether a convolution's attributes and kernel extents make it pointwise (graph passes decide layouts by it). */
-export const pointwiseConv = (a: Attrs, kernel: number[]): boolean => isPointwise(windowAttrs(a, kernel.length, kernel));
+export const pointwiseConv = (a: Attrs, kernel: number[]): boolean =>
+  isPointwise(windowAttrs(a, kernel.length, kernel));
 
 /** Output extent of a sliding window; ceil mode drops a last window that would start in the end padding. */
 function windowOut(inp: number, w: Window, i: number, ceil = false): number {
@@ -70,7 +74,8 @@ function windowOut(inp: number, w: Window, i: number, ceil = false): number {
   const span = inp + w.pads[i] + w.pads[nsp + i] - eff;
   let o = (ceil ? Math.ceil(span / w.strides[i]) : Math.floor(span / w.strides[i])) + 1;
   if (ceil && (o - 1) * w.strides[i] >= inp + w.pads[i]) o -= 1;
-  if (o <= 0) shapeError(`window of extent ${eff} does not fit input extent ${inp} (pads ${w.pads[i]}, ${w.pads[nsp + i]})`);
+  if (o <= 0)
+    shapeError(`window of extent ${eff} does not fit input extent ${inp} (pads ${w.pads[i]}, ${w.pads[nsp + i]})`);
   return o;
 }
 
@@ -78,10 +83,21 @@ function windowOut(inp: number, w: Window, i: number, ceil = false): number {
  * Input position of window element `kk` for output position `o` in spatial dim i, plus the conditions that keep
  * it in [lo, hi) (only those that can fail, judged from the output/kernel extents).
  */
-function windowPos(w: Window, i: number, o: Expr, kk: Expr, outExtent: number, lo: number, hi: number): { pos: Expr; conds: Expr[] } {
-  const s = w.strides[i], d = w.dilations[i], pb = w.pads[i];
+function windowPos(
+  w: Window,
+  i: number,
+  o: Expr,
+  kk: Expr,
+  outExtent: number,
+  lo: number,
+  hi: number,
+): { pos: Expr; conds: Expr[] } {
+  const s = w.strides[i],
+    d = w.dilations[i],
+    pb = w.pads[i];
   const pos = E.sub(E.add(E.mul(o, s), E.mul(kk, d)), pb);
-  const minPos = -pb, maxPos = (outExtent - 1) * s + (w.kernel[i] - 1) * d - pb;
+  const minPos = -pb,
+    maxPos = (outExtent - 1) * s + (w.kernel[i] - 1) * d - pb;
   const conds: Expr[] = [];
   if (minPos < lo) conds.push(E.ge(pos, lo));
   if (maxPos >= hi) conds.push(E.lt(pos, hi));
@@ -92,14 +108,20 @@ function windowPos(w: Window, i: number, o: Expr, kk: Expr, outExtent: number, l
 // conv(x, w, bias?) — x [N, C, D...], w [M, C/group, K...], bias [M]; attrs strides, pads, dilations, group
 // ---------------------------------------------------------------------------------------------------------------
 
-function convGeometry(x: readonly number[], w: readonly number[], a: Attrs): { win: Window; out: number[]; group: number } {
+function convGeometry(
+  x: readonly number[],
+  w: readonly number[],
+  a: Attrs,
+): { win: Window; out: number[]; group: number } {
   const nsp = x.length - 2;
   if (nsp < 1) shapeError(`conv: input must have rank >= 3, got [${x}]`);
   if (w.length !== x.length) shapeError(`conv: weight rank ${w.length} differs from input rank ${x.length}`);
   const group = num(a, 'group', 1);
   if (!Number.isSafeInteger(group) || group < 1) shapeError(`conv: group ${group} must be a whole number >= 1`);
-  if (x[1] % group !== 0 || w[0] % group !== 0) shapeError(`conv: channels ${x[1]} / filters ${w[0]} not divisible by group ${group}`);
-  if (w[1] * group !== x[1]) shapeError(`conv: weight has ${w[1]} channels per group, input ${x[1]} channels with group ${group}`);
+  if (x[1] % group !== 0 || w[0] % group !== 0)
+    shapeError(`conv: channels ${x[1]} / filters ${w[0]} not divisible by group ${group}`);
+  if (w[1] * group !== x[1])
+    shapeError(`conv: weight has ${w[1]} channels per group, input ${x[1]} channels with group ${group}`);
   const win = windowAttrs(a, nsp, w.slice(2));
   const out = [x[0], w[0], ...x.slice(2).map((d, i) => windowOut(d, win, i))];
   return { win, out, group };
@@ -110,12 +132,18 @@ function convGeometry(x: readonly number[], w: readonly number[], a: Attrs): { w
  * positions contribute zero (a select around the input load). Kernel axes of extent 1 get no loop.
  */
 function convCompute(
-  name: string, x: Tensor, w: Tensor, a: Attrs, zero: Expr,
-  xv: (idx: Expr[]) => Expr, wv: (idx: Expr[]) => Expr,
+  name: string,
+  x: Tensor,
+  w: Tensor,
+  a: Attrs,
+  zero: Expr,
+  xv: (idx: Expr[]) => Expr,
+  wv: (idx: Expr[]) => Expr,
 ): Tensor {
   const ws = logicalWeightShape(w.shape, a);
   const { win, out, group } = convGeometry(x.shape, ws, a);
-  const cpg = ws[1], mpg = ws[0] / group;
+  const cpg = ws[1],
+    mpg = ws[0] / group;
   // Packed weights: lanes run over output channels, rows over output columns. When the filter count is not a
   // multiple of the block, the packing pads it with zero filters: compute those too, then crop.
   const block = num(a, 'weight_block', 0);
@@ -128,24 +156,33 @@ function convCompute(
   // An unpacked pointwise convolution (few input channels: pack-weights.ts pixelLanes; or weights computed at run
   // time) runs its lanes along the output row, rows over filters: one input vector serves every filter of the
   // tile, one broadcast weight every lane.
-  const hints = block ? { vectorAxis: 1, rowAxis: out.length - 1, ...(pointwise && out.length > 3 ? { rowAxes: out.length - 2 } : {}) }
-    : depthwise ? { vectorAxis: out.length - 1, rowAxis: out.length - 2 }
-      : pointwise && group === 1 && out.length === 4 ? { vectorAxis: 3, rowAxis: 1 } : undefined;
+  const hints = block
+    ? { vectorAxis: 1, rowAxis: out.length - 1, ...(pointwise && out.length > 3 ? { rowAxes: out.length - 2 } : {}) }
+    : depthwise
+      ? { vectorAxis: out.length - 1, rowAxis: out.length - 2 }
+      : pointwise && group === 1 && out.length === 4
+        ? { vectorAxis: 3, rowAxis: 1 }
+        : undefined;
   const padded = block ? [out[0], w.shape[0] * block, ...out.slice(2)] : out;
-  const full = compute(name, padded, ([n, m, ...o]) => {
-    const rc = reduceAxis(cpg, 'rc');
-    const rk = win.kernel.map((kk, i) => (kk === 1 ? undefined : reduceAxis(kk, `rk${i}_`)));
-    const kv = rk.map((r) => (r ? r.v : int(0)));
-    const conds: Expr[] = [];
-    const pos = o.map((oi, i) => {
-      const p = windowPos(win, i, oi, kv[i], out[2 + i], 0, x.shape[2 + i]);
-      conds.push(...p.conds);
-      return p.pos;
-    });
-    const c = group === 1 ? rc.v : E.add(E.mul(E.floordiv(m, mpg), cpg), rc.v);
-    const xe = E.select(E.all(conds), xv([n, c, ...pos]), zero);
-    return E.sum(E.mul(xe, wv([m, rc.v, ...kv])), [rc, ...rk.filter((r): r is IterVar => !!r)]);
-  }, hints);
+  const full = compute(
+    name,
+    padded,
+    ([n, m, ...o]) => {
+      const rc = reduceAxis(cpg, 'rc');
+      const rk = win.kernel.map((kk, i) => (kk === 1 ? undefined : reduceAxis(kk, `rk${i}_`)));
+      const kv = rk.map((r) => (r ? r.v : int(0)));
+      const conds: Expr[] = [];
+      const pos = o.map((oi, i) => {
+        const p = windowPos(win, i, oi, kv[i], out[2 + i], 0, x.shape[2 + i]);
+        conds.push(...p.conds);
+        return p.pos;
+      });
+      const c = group === 1 ? rc.v : E.add(E.mul(E.floordiv(m, mpg), cpg), rc.v);
+      const xe = E.select(E.all(conds), xv([n, c, ...pos]), zero);
+      return E.sum(E.mul(xe, wv([m, rc.v, ...kv])), [rc, ...rk.filter((r): r is IterVar => !!r)]);
+    },
+    hints,
+  );
   return padded[1] === out[1] ? full : compute(`${name}_crop`, out, (idx) => E.load(full, idx));
 }
 
@@ -172,13 +209,23 @@ defineOp({
   inferType: ([x, w, b], a) => {
     needFloat('conv', x);
     if (w.dtype !== x.dtype) shapeError(`conv: weight dtype ${w.dtype} differs from input ${x.dtype}`);
-    const xs = staticDims(x, 'conv input'), ws = logicalWeightShape(staticDims(w, 'conv weight'), a);
+    const xs = staticDims(x, 'conv input'),
+      ws = logicalWeightShape(staticDims(w, 'conv weight'), a);
     const { out } = convGeometry(xs, ws, a);
-    if (b && (b.shape.length !== 1 || b.shape[0] !== ws[0])) shapeError(`conv: bias shape [${b.shape}] must be [${ws[0]}]`);
+    if (b && (b.shape.length !== 1 || b.shape[0] !== ws[0]))
+      shapeError(`conv: bias shape [${b.shape}] must be [${ws[0]}]`);
     return tensorType(out, x.dtype);
   },
   compute: ([x, w, b], a, outT) => {
-    const conv = convCompute('conv', x, w, a, fk(x.dtype, 0), (i) => E.load(x, i), (i) => weightLoad(w, a, i));
+    const conv = convCompute(
+      'conv',
+      x,
+      w,
+      a,
+      fk(x.dtype, 0),
+      (i) => E.load(x, i),
+      (i) => weightLoad(w, a, i),
+    );
     if (!b) return conv;
     return compute('conv_bias', outT.shape, (idx) => E.add(E.load(conv, idx), at(b, idx[1])));
   },
@@ -189,20 +236,31 @@ defineOp({
   name: 'conv_integer',
   pattern: OpPattern.OutEWiseFusable,
   inferType: ([x, w, xz, wz], a) => {
-    if (isFloat(x.dtype) || isFloat(w.dtype)) shapeError(`conv_integer needs integer inputs, got ${x.dtype}, ${w.dtype}`);
-    const xs = staticDims(x, 'conv_integer input'), ws = staticDims(w, 'conv_integer weight');
+    if (isFloat(x.dtype) || isFloat(w.dtype))
+      shapeError(`conv_integer needs integer inputs, got ${x.dtype}, ${w.dtype}`);
+    const xs = staticDims(x, 'conv_integer input'),
+      ws = staticDims(w, 'conv_integer weight');
     const { out } = convGeometry(xs, ws, a);
     const n = (t: TensorType) => sizeOf(t.shape as number[]);
     if (n(xz) !== 1) shapeError(`conv_integer: x_zero_point must be a scalar, got [${xz.shape}]`);
-    if (n(wz) !== 1 && n(wz) !== ws[0]) shapeError(`conv_integer: w_zero_point shape [${wz.shape}] for ${ws[0]} filters`);
+    if (n(wz) !== 1 && n(wz) !== ws[0])
+      shapeError(`conv_integer: w_zero_point shape [${wz.shape}] for ${ws[0]} filters`);
     return tensorType(out, 'int32');
   },
   compute: ([x, w, xz, wz], a) => {
     const scalar = (t: Tensor) => at(t, ...t.shape.map(() => 0));
     const i32 = (e: Expr) => E.cast('int32', e);
-    const wzAt = (m: Expr) => (sizeOf(wz.shape) === 1 ? scalar(wz) : at(wz, ...wz.shape.map((d) => (d === 1 ? int(0) : m))));
-    return convCompute('conv_integer', x, w, a, int(0),
-      (i) => E.sub(i32(E.load(x, i)), i32(scalar(xz))), (i) => E.sub(i32(E.load(w, i)), i32(wzAt(i[0]))));
+    const wzAt = (m: Expr) =>
+      sizeOf(wz.shape) === 1 ? scalar(wz) : at(wz, ...wz.shape.map((d) => (d === 1 ? int(0) : m)));
+    return convCompute(
+      'conv_integer',
+      x,
+      w,
+      a,
+      int(0),
+      (i) => E.sub(i32(E.load(x, i)), i32(scalar(xz))),
+      (i) => E.sub(i32(E.load(w, i)), i32(wzAt(i[0]))),
+    );
   },
 });
 
@@ -211,18 +269,38 @@ defineOp({
 // output_padding. out = s*(D-1) + output_padding + (K-1)*d + 1 - pad_begin - pad_end.
 // ---------------------------------------------------------------------------------------------------------------
 
-function convTGeometry(x: readonly number[], w: readonly number[], a: Attrs): { win: Window; out: number[]; group: number } {
+function convTGeometry(
+  x: readonly number[],
+  w: readonly number[],
+  a: Attrs,
+): { win: Window; out: number[]; group: number } {
   const nsp = x.length - 2;
   if (nsp < 1) shapeError(`conv_transpose: input must have rank >= 3, got [${x}]`);
   if (w.length !== x.length) shapeError(`conv_transpose: weight rank ${w.length} differs from input rank ${x.length}`);
   const group = num(a, 'group', 1);
-  if (!Number.isSafeInteger(group) || group < 1) shapeError(`conv_transpose: group ${group} must be a whole number >= 1`);
-  if (w[0] !== x[1] || x[1] % group !== 0) shapeError(`conv_transpose: weight [${w}] does not match input channels ${x[1]} with group ${group}`);
+  if (!Number.isSafeInteger(group) || group < 1)
+    shapeError(`conv_transpose: group ${group} must be a whole number >= 1`);
+  if (w[0] !== x[1] || x[1] % group !== 0)
+    shapeError(`conv_transpose: weight [${w}] does not match input channels ${x[1]} with group ${group}`);
   const win = windowAttrs(a, nsp, w.slice(2), true);
   const opad = ints(a, 'output_padding', new Array(nsp).fill(0));
-  if (opad.length !== nsp || opad.some((p) => !Number.isSafeInteger(p) || p < 0)) shapeError(`conv_transpose: output_padding [${opad}] must be ${nsp} whole numbers >= 0`);
-  const out = [x[0], w[1] * group, ...x.slice(2).map((d, i) =>
-    win.strides[i] * (d - 1) + opad[i] + (win.kernel[i] - 1) * win.dilations[i] + 1 - win.pads[i] - win.pads[nsp + i])];
+  if (opad.length !== nsp || opad.some((p) => !Number.isSafeInteger(p) || p < 0))
+    shapeError(`conv_transpose: output_padding [${opad}] must be ${nsp} whole numbers >= 0`);
+  const out = [
+    x[0],
+    w[1] * group,
+    ...x
+      .slice(2)
+      .map(
+        (d, i) =>
+          win.strides[i] * (d - 1) +
+          opad[i] +
+          (win.kernel[i] - 1) * win.dilations[i] +
+          1 -
+          win.pads[i] -
+          win.pads[nsp + i],
+      ),
+  ];
   if (out.some((d) => d <= 0)) shapeError(`conv_transpose: non-positive output shape [${out}]`);
   return { win, out, group };
 }
@@ -233,23 +311,29 @@ defineOp({
   inferType: ([x, w, b], a) => {
     needFloat('conv_transpose', x);
     sameDtype('conv_transpose', x, w, b);
-    const xs = staticDims(x, 'conv_transpose input'), ws = staticDims(w, 'conv_transpose weight');
+    const xs = staticDims(x, 'conv_transpose input'),
+      ws = staticDims(w, 'conv_transpose weight');
     const { out } = convTGeometry(xs, ws, a);
-    if (b && (b.shape.length !== 1 || b.shape[0] !== out[1])) shapeError(`conv_transpose: bias shape [${b.shape}] must be [${out[1]}]`);
+    if (b && (b.shape.length !== 1 || b.shape[0] !== out[1]))
+      shapeError(`conv_transpose: bias shape [${b.shape}] must be [${out[1]}]`);
     return tensorType(out, x.dtype);
   },
   compute: ([x, w, b], a, outT) => {
     const { win, out, group } = convTGeometry(x.shape, w.shape, a);
-    const cpg = x.shape[1] / group, mpg = w.shape[1];
+    const cpg = x.shape[1] / group,
+      mpg = w.shape[1];
     const conv = compute('conv_transpose', out, ([n, m, ...o]) => {
       const rc = reduceAxis(cpg, 'rc');
       const rk = win.kernel.map((kk, i) => reduceAxis(kk, `rk${i}_`));
       const conds: Expr[] = [];
       // out position o = i*s + kk*d - pb  =>  i = (o + pb - kk*d) / s when divisible
       const pos = o.map((oi, i) => {
-        const s = win.strides[i], d = win.dilations[i], pb = win.pads[i];
+        const s = win.strides[i],
+          d = win.dilations[i],
+          pb = win.pads[i];
         const t = E.sub(E.add(oi, pb), E.mul(rk[i].v, d));
-        const tMin = pb - (win.kernel[i] - 1) * d, tMax = out[2 + i] - 1 + pb;
+        const tMin = pb - (win.kernel[i] - 1) * d,
+          tMax = out[2 + i] - 1 + pb;
         if (s !== 1) conds.push(E.eq(E.floormod(t, s), 0));
         const q = s === 1 ? t : E.floordiv(t, s);
         if (tMin < 0) conds.push(E.ge(t, 0));
@@ -277,8 +361,12 @@ function poolGeometry(x: readonly number[], a: Attrs, what: string): { win: Wind
   const win = windowAttrs(a, nsp, ints(a, 'kernel_shape'));
   // a pad as wide as the (dilated) window makes windows that see padding only (onnxruntime rejects it too)
   win.pads.forEach((p, j) => {
-    const i = j % nsp, eff = (win.kernel[i] - 1) * win.dilations[i] + 1;
-    if (p >= eff) shapeError(`${what}: pads [${win.pads}] must be smaller than the window (kernel_shape [${win.kernel}], dilations [${win.dilations}])`);
+    const i = j % nsp,
+      eff = (win.kernel[i] - 1) * win.dilations[i] + 1;
+    if (p >= eff)
+      shapeError(
+        `${what}: pads [${win.pads}] must be smaller than the window (kernel_shape [${win.kernel}], dilations [${win.dilations}])`,
+      );
   });
   const ceil = !!num(a, 'ceil_mode', 0);
   return { win, out: [x[0], x[1], ...x.slice(2).map((d, i) => windowOut(d, win, i, ceil))] };
@@ -302,7 +390,15 @@ interface PoolWin {
 }
 
 /** The window of output position `o`; window dim i is tensor dim `dim0 + i` of x and of the output shape `out`. */
-function poolWindow(x: Tensor, win: Window, out: readonly number[], n: Expr, c: Expr, o: readonly Expr[], dim0 = 2): PoolWin {
+function poolWindow(
+  x: Tensor,
+  win: Window,
+  out: readonly number[],
+  n: Expr,
+  c: Expr,
+  o: readonly Expr[],
+  dim0 = 2,
+): PoolWin {
   const axes = win.kernel.map((kk, i) => reduceAxis(kk, `rk${i}_`));
   const conds: Expr[] = [];
   const pos = o.map((oi, i) => {
@@ -320,7 +416,9 @@ function poolWindow(x: Tensor, win: Window, out: readonly number[], n: Expr, c: 
 function windowCount(win: Window, o: readonly Expr[], lo: readonly number[], hi: readonly number[]): Expr {
   let cnt: Expr = int(1);
   o.forEach((oi, i) => {
-    const s = win.strides[i], d = win.dilations[i], K = win.kernel[i];
+    const s = win.strides[i],
+      d = win.dilations[i],
+      K = win.kernel[i];
     const p0 = E.sub(E.mul(oi, s), win.pads[i]);
     // smallest k with p0 + k*d >= lo: ceil((lo - p0) / d); largest k with p0 + k*d <= hi - 1: floor((hi-1-p0)/d)
     const kLo = E.max(int(0), E.floordiv(E.add(E.sub(int(lo[i]), p0), d - 1), d));
@@ -342,17 +440,28 @@ defineOp({
   compute: ([x], a, outT) => {
     const { win } = poolGeometry(x.shape, a, 'max_pool');
     const lowest = reduceInit('max', x.dtype);
-    const nsp = x.shape.length - 2, last = nsp - 1;
+    const nsp = x.shape.length - 2,
+      last = nsp - 1;
     const others = sizeOf(win.kernel.slice(0, last));
     if (nsp >= 2 && win.kernel[last] >= 3 && others >= 3) {
-      const lead: Window = { kernel: win.kernel.slice(0, last), strides: win.strides.slice(0, last), dilations: win.dilations.slice(0, last), pads: [...win.pads.slice(0, last), ...win.pads.slice(nsp, nsp + last)] };
+      const lead: Window = {
+        kernel: win.kernel.slice(0, last),
+        strides: win.strides.slice(0, last),
+        dilations: win.dilations.slice(0, last),
+        pads: [...win.pads.slice(0, last), ...win.pads.slice(nsp, nsp + last)],
+      };
       const outShape = outT.shape as readonly number[];
       const rowsShape = [...outShape.slice(0, -1), x.shape[x.shape.length - 1]];
       const rows = compute('max_pool_rows', rowsShape, ([n, c, ...o]) => {
         const pw = poolWindow(x, lead, rowsShape, n, c, o.slice(0, -1));
         return E.rmax(E.select(pw.valid, E.load(x, [...pw.idx, o[last]]), lowest), pw.axes);
       });
-      const tail: Window = { kernel: [win.kernel[last]], strides: [win.strides[last]], dilations: [win.dilations[last]], pads: [win.pads[last], win.pads[nsp + last]] };
+      const tail: Window = {
+        kernel: [win.kernel[last]],
+        strides: [win.strides[last]],
+        dilations: [win.dilations[last]],
+        pads: [win.pads[last], win.pads[nsp + last]],
+      };
       return compute('max_pool', outT.shape, ([n, c, ...o]) => {
         const pw = poolWindow(rows, tail, outShape, n, c, [o[last]], 2 + last);
         return E.rmax(E.select(pw.valid, E.load(rows, [n, c, ...o.slice(0, -1), ...pw.pos]), lowest), pw.axes);
@@ -474,7 +583,8 @@ globalPool('global_max_pool', false, (x, n, c) => {
   return E.rmax(at(x, n, c, ...r.map((v) => v.v)), r);
 });
 globalPool('global_lp_pool', true, (x, n, c, a) => {
-  const r = spatialAxes(x), p = num(a, 'p', 2);
+  const r = spatialAxes(x),
+    p = num(a, 'p', 2);
   return lpRoot(E.sum(lpPow(at(x, n, c, ...r.map((v) => v.v)), p), r), p);
 });
 
@@ -488,20 +598,41 @@ globalPool('global_lp_pool', true, (x, n, c, a) => {
  * `xAt(s, r)` loads x at statistics index s and reduction index r.
  */
 function moments(
-  name: string, statShape: readonly number[], redExtents: readonly number[], dtype: DType,
-  xAt: (s: Expr[], r: Expr[]) => Expr, finishVar: (v: Expr) => Expr,
+  name: string,
+  statShape: readonly number[],
+  redExtents: readonly number[],
+  dtype: DType,
+  xAt: (s: Expr[], r: Expr[]) => Expr,
+  finishVar: (v: Expr) => Expr,
 ): { mean: Tensor; dev: Tensor } {
   const cnt = sizeOf(redExtents);
   // each sum is a top-level reduction (the divides are elementwise stages inlined where used), so the schedule
   // vectorizes it along the reduced axis
   const sum = compute(`${name}_sum`, statShape, (s) => {
     const r = redExtents.map((d, i) => reduceAxis(d, `rn${i}_`));
-    return E.sum(xAt(s, r.map((v) => v.v)), r);
+    return E.sum(
+      xAt(
+        s,
+        r.map((v) => v.v),
+      ),
+      r,
+    );
   });
   const mean = compute(`${name}_mean`, statShape, (s) => E.div(E.load(sum, s), fk(dtype, cnt)));
   const sqDev = compute(`${name}_sqdev`, statShape, (s) => {
     const r = redExtents.map((d, i) => reduceAxis(d, `rn${i}_`));
-    return E.sum(sq(E.sub(xAt(s, r.map((q) => q.v)), E.load(mean, s))), r);
+    return E.sum(
+      sq(
+        E.sub(
+          xAt(
+            s,
+            r.map((q) => q.v),
+          ),
+          E.load(mean, s),
+        ),
+      ),
+      r,
+    );
   });
   const dev = compute(`${name}_dev`, statShape, (s) => finishVar(E.div(E.load(sqDev, s), fk(dtype, cnt))));
   return { mean, dev };
@@ -509,7 +640,8 @@ function moments(
 
 /** Loads a tensor broadcast (numpy rules, right-aligned) against an index of higher or equal rank. */
 function bload(t: Tensor, idx: readonly Expr[]): Expr {
-  const r = t.shape.length, R = idx.length;
+  const r = t.shape.length,
+    R = idx.length;
   return at(t, ...t.shape.map((d, j) => (d === 1 ? int(0) : idx[R - r + j])));
 }
 
@@ -520,7 +652,8 @@ function checkChannelVec(what: string, x: TensorType, vs: readonly (TensorType |
   const C = x.shape[1];
   for (const v of vs) {
     if (!v) continue;
-    if (v.shape.length !== 1 || (v.shape[0] !== C && v.shape[0] !== 1)) shapeError(`${what}: per-channel parameter of shape [${v.shape}] for ${C} channels`);
+    if (v.shape.length !== 1 || (v.shape[0] !== C && v.shape[0] !== 1))
+      shapeError(`${what}: per-channel parameter of shape [${v.shape}] for ${C} channels`);
     if (v.dtype !== x.dtype) shapeError(`${what}: parameter dtype ${v.dtype} differs from input ${x.dtype}`);
   }
 }
@@ -548,7 +681,14 @@ defineOp({
 /** Batch statistics of x per channel: mean (which=0) or population variance (which=1), shape [C]. */
 function batchStats(x: Tensor): { mean: Tensor; dev: Tensor } {
   const sp = [x.shape[0], ...x.shape.slice(2)];
-  return moments('bn', [x.shape[1]], sp, x.dtype, ([c], r) => at(x, r[0], c, ...r.slice(1)), (v) => v);
+  return moments(
+    'bn',
+    [x.shape[1]],
+    sp,
+    x.dtype,
+    ([c], r) => at(x, r[0], c, ...r.slice(1)),
+    (v) => v,
+  );
 }
 
 /** batch_norm_train(x, scale, bias; epsilon): normalizes with the batch's own statistics. */
@@ -577,11 +717,13 @@ defineOp({
   pattern: OpPattern.CommReduce,
   inferType: ([x, r]) => tensorType(r.shape, x.dtype),
   compute: ([x, running], a, outT) => {
-    const m = num(a, 'momentum', 0.9), which = num(a, 'which', 0);
+    const m = num(a, 'momentum', 0.9),
+      which = num(a, 'which', 0);
     const { mean, dev } = batchStats(x);
     const st = which === 0 ? mean : dev;
     return compute('batch_norm_running', outT.shape, ([c]) =>
-      E.add(E.mul(at(running, c), fk(x.dtype, m)), E.mul(at(st, c), fk(x.dtype, 1 - m))));
+      E.add(E.mul(at(running, c), fk(x.dtype, m)), E.mul(at(st, c), fk(x.dtype, 1 - m))),
+    );
   },
 });
 
@@ -597,8 +739,14 @@ defineOp({
   },
   compute: ([x, scale, bias], a, outT) => {
     const eps = num(a, 'epsilon', 1e-5);
-    const { mean, dev } = moments('instance_norm', x.shape.slice(0, 2), x.shape.slice(2), x.dtype,
-      ([n, c], r) => at(x, n, c, ...r), (v) => rsqrt(E.add(v, k(v, eps))));
+    const { mean, dev } = moments(
+      'instance_norm',
+      x.shape.slice(0, 2),
+      x.shape.slice(2),
+      x.dtype,
+      ([n, c], r) => at(x, n, c, ...r),
+      (v) => rsqrt(E.add(v, k(v, eps))),
+    );
     return compute('instance_norm', outT.shape, (idx) => {
       const [n, c] = idx;
       const norm = E.mul(E.sub(E.load(x, idx), at(mean, n, c)), at(dev, n, c));
@@ -617,15 +765,24 @@ defineOp({
     const G = num(a, 'num_groups');
     const C = x.shape[1] as number;
     if (x.shape.length < 2 || C % G !== 0) shapeError(`group_norm: ${C} channels not divisible by ${G} groups`);
-    for (const v of [s, b]) if (v.shape.length !== 1 || (v.shape[0] !== C && v.shape[0] !== G)) shapeError(`group_norm: parameter shape [${v.shape}]`);
+    for (const v of [s, b])
+      if (v.shape.length !== 1 || (v.shape[0] !== C && v.shape[0] !== G))
+        shapeError(`group_norm: parameter shape [${v.shape}]`);
     return tensorType(x.shape, x.dtype);
   },
   compute: ([x, scale, bias], a, outT) => {
-    const eps = num(a, 'epsilon', 1e-5), G = num(a, 'num_groups');
+    const eps = num(a, 'epsilon', 1e-5),
+      G = num(a, 'num_groups');
     const [N, C, ...sp] = x.shape;
     const cpg = C / G;
-    const { mean, dev } = moments('group_norm', [N, G], [cpg, ...sp], x.dtype,
-      ([n, g], [rc, ...r]) => at(x, n, E.add(E.mul(g, cpg), rc), ...r), (v) => rsqrt(E.add(v, k(v, eps))));
+    const { mean, dev } = moments(
+      'group_norm',
+      [N, G],
+      [cpg, ...sp],
+      x.dtype,
+      ([n, g], [rc, ...r]) => at(x, n, E.add(E.mul(g, cpg), rc), ...r),
+      (v) => rsqrt(E.add(v, k(v, eps))),
+    );
     const param = (t: Tensor, c: Expr, g: Expr) => (t.shape[0] === C ? at(t, c) : at(t, g));
     return compute('group_norm', outT.shape, (idx) => {
       const [n, c] = idx;
@@ -638,7 +795,8 @@ defineOp({
 
 /** Layer-norm style split: statistics per x[:axis], reduced over x[axis:]. */
 function lastAxesStats(name: string, x: Tensor, axis: number, fn: (v: Expr) => Expr, centered: boolean) {
-  const lead = x.shape.slice(0, axis), rest = x.shape.slice(axis);
+  const lead = x.shape.slice(0, axis),
+    rest = x.shape.slice(axis);
   if (centered) return moments(name, lead, rest, x.dtype, (s, r) => at(x, ...s, ...r), fn);
   // uncentered: mean of squares only
   const cnt = sizeOf(rest);
@@ -657,7 +815,10 @@ function lnInfer(what: string) {
     const axis = normAxis(num(a, 'axis', -1), x.shape.length);
     const rest = x.shape.slice(axis);
     for (const p of ps) {
-      if (p.shape.length > rest.length || p.shape.some((d, j) => d !== 1 && d !== rest[rest.length - p.shape.length + j])) {
+      if (
+        p.shape.length > rest.length ||
+        p.shape.some((d, j) => d !== 1 && d !== rest[rest.length - p.shape.length + j])
+      ) {
         shapeError(`${what}: parameter shape [${p.shape}] does not broadcast to normalized shape [${rest}]`);
       }
     }
@@ -671,7 +832,8 @@ defineOp({
   pattern: OpPattern.CommReduce,
   inferType: lnInfer('layer_norm'),
   compute: ([x, scale, bias], a, outT) => {
-    const axis = normAxis(num(a, 'axis', -1), x.shape.length), eps = num(a, 'epsilon', 1e-5);
+    const axis = normAxis(num(a, 'axis', -1), x.shape.length),
+      eps = num(a, 'epsilon', 1e-5);
     const { mean, dev } = lastAxesStats('layer_norm', x, axis, (v) => rsqrt(E.add(v, k(v, eps))), true);
     return compute('layer_norm', outT.shape, (idx) => {
       const s = idx.slice(0, axis);
@@ -692,7 +854,8 @@ defineOp({
     return tensorType([...x.shape.slice(0, axis), ...x.shape.slice(axis).map(() => 1)], x.dtype);
   },
   compute: ([x], a, outT) => {
-    const axis = normAxis(num(a, 'axis', -1), x.shape.length), eps = num(a, 'epsilon', 1e-5);
+    const axis = normAxis(num(a, 'axis', -1), x.shape.length),
+      eps = num(a, 'epsilon', 1e-5);
     const { mean, dev } = lastAxesStats('layer_norm', x, axis, (v) => rsqrt(E.add(v, k(v, eps))), true);
     const t = num(a, 'which', 0) === 0 ? mean! : dev;
     return compute('layer_norm_stat', outT.shape, (idx) => E.load(t, idx.slice(0, axis)));
@@ -705,9 +868,12 @@ defineOp({
   pattern: OpPattern.CommReduce,
   inferType: lnInfer('rms_norm'),
   compute: ([x, scale], a, outT) => {
-    const axis = normAxis(num(a, 'axis', -1), x.shape.length), eps = num(a, 'epsilon', 1e-5);
+    const axis = normAxis(num(a, 'axis', -1), x.shape.length),
+      eps = num(a, 'epsilon', 1e-5);
     const { dev } = lastAxesStats('rms_norm', x, axis, (v) => rsqrt(E.add(v, k(v, eps))), false);
-    return compute('rms_norm', outT.shape, (idx) => E.mul(E.mul(E.load(x, idx), E.load(dev, idx.slice(0, axis))), bload(scale, idx)));
+    return compute('rms_norm', outT.shape, (idx) =>
+      E.mul(E.mul(E.load(x, idx), E.load(dev, idx.slice(0, axis))), bload(scale, idx)),
+    );
   },
 });
 
@@ -723,15 +889,26 @@ defineOp({
   compute: ([x], a, outT) => {
     const R = x.shape.length;
     const red = new Set(ints(a, 'axes').map((ax) => normAxis(ax, R)));
-    const keep = [...x.shape.keys()].filter((d) => !red.has(d)), rd = [...red].sort((p, q) => p - q);
+    const keep = [...x.shape.keys()].filter((d) => !red.has(d)),
+      rd = [...red].sort((p, q) => p - q);
     const gather = (s: Expr[], r: Expr[]) => {
       const idx: Expr[] = new Array(R);
-      keep.forEach((d, j) => { idx[d] = s[j]; });
-      rd.forEach((d, j) => { idx[d] = r[j]; });
+      keep.forEach((d, j) => {
+        idx[d] = s[j];
+      });
+      rd.forEach((d, j) => {
+        idx[d] = r[j];
+      });
       return at(x, ...idx);
     };
-    const { mean, dev } = moments('mvn', keep.map((d) => x.shape[d]), rd.map((d) => x.shape[d]), x.dtype, gather,
-      (v) => E.div(k(v, 1), E.add(E.unary('sqrt', v), k(v, 1e-9))));
+    const { mean, dev } = moments(
+      'mvn',
+      keep.map((d) => x.shape[d]),
+      rd.map((d) => x.shape[d]),
+      x.dtype,
+      gather,
+      (v) => E.div(k(v, 1), E.add(E.unary('sqrt', v), k(v, 1e-9))),
+    );
     return compute('mean_variance_norm', outT.shape, (idx) => {
       const s = keep.map((d) => idx[d]);
       return E.mul(E.sub(E.load(x, idx), E.load(mean, s)), E.load(dev, s));
@@ -749,7 +926,8 @@ defineOp({
     return tensorType(x.shape, x.dtype);
   },
   compute: ([x], a, outT) => {
-    const axis = normAxis(num(a, 'axis', -1), x.shape.length), p = num(a, 'p', 2);
+    const axis = normAxis(num(a, 'axis', -1), x.shape.length),
+      p = num(a, 'p', 2);
     const nshape = x.shape.filter((_, d) => d !== axis);
     const norm = compute('lp_norm_norm', nshape, (s) => {
       const r = reduceAxis(x.shape[axis], 'rn');
@@ -757,7 +935,10 @@ defineOp({
       return lpRoot(E.sum(lpPow(E.load(x, idx), p), [r]), p);
     });
     return compute('lp_norm', outT.shape, (idx) => {
-      const nv = E.load(norm, idx.filter((_, d) => d !== axis));
+      const nv = E.load(
+        norm,
+        idx.filter((_, d) => d !== axis),
+      );
       return E.select(E.eq(nv, k(nv, 0)), k(nv, 0), E.div(E.load(x, idx), nv));
     });
   },
@@ -775,7 +956,10 @@ defineOp({
     return tensorType(x.shape, x.dtype);
   },
   compute: ([x], a, outT) => {
-    const size = num(a, 'size'), alpha = num(a, 'alpha', 1e-4), beta = num(a, 'beta', 0.75), bias = num(a, 'bias', 1);
+    const size = num(a, 'size'),
+      alpha = num(a, 'alpha', 1e-4),
+      beta = num(a, 'beta', 0.75),
+      bias = num(a, 'bias', 1);
     const C = x.shape[1];
     const before = Math.floor((size - 1) / 2);
     const sqsum = compute('lrn_sqsum', outT.shape, (idx) => {
@@ -786,8 +970,14 @@ defineOp({
     });
     return compute('lrn', outT.shape, (idx) => {
       const base = E.add(fk(x.dtype, bias), E.mul(fk(x.dtype, alpha / size), E.load(sqsum, idx)));
-      const den = beta === 0.75 ? E.mul(E.unary('sqrt', base), E.unary('sqrt', E.unary('sqrt', base)))
-        : beta === 0.5 ? E.unary('sqrt', base) : beta === 1 ? base : E.pow(base, fk(x.dtype, beta));
+      const den =
+        beta === 0.75
+          ? E.mul(E.unary('sqrt', base), E.unary('sqrt', E.unary('sqrt', base)))
+          : beta === 0.5
+            ? E.unary('sqrt', base)
+            : beta === 1
+              ? base
+              : E.pow(base, fk(x.dtype, beta));
       return E.div(E.load(x, idx), den);
     });
   },

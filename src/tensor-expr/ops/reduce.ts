@@ -16,7 +16,10 @@ const k = (x: Expr, v: number): Expr => constant(v, x.dtype);
 /** Output shape of a reduction over `axes` (normalized). */
 function reducedShape(shape: readonly Dim[], axes: readonly number[], keepdims: boolean): Dim[] {
   const out: Dim[] = [];
-  shape.forEach((d, i) => { if (!axes.includes(i)) out.push(d); else if (keepdims) out.push(1); });
+  shape.forEach((d, i) => {
+    if (!axes.includes(i)) out.push(d);
+    else if (keepdims) out.push(1);
+  });
   return out;
 }
 
@@ -29,8 +32,14 @@ function normAxes(axes: readonly number[], rank: number, what: string): number[]
  * A reduction compute: out[o] = op over the reduced axes of body(xi), where xi is the full input index (output
  * index for kept dims, reduction variables for reduced ones).
  */
-function reduction(name: string, inShape: readonly number[], axes: readonly number[], keepdims: boolean, op: ReduceOp,
-  body: (xi: Expr[], oi: Expr[]) => Expr): Tensor {
+function reduction(
+  name: string,
+  inShape: readonly number[],
+  axes: readonly number[],
+  keepdims: boolean,
+  op: ReduceOp,
+  body: (xi: Expr[], oi: Expr[]) => Expr,
+): Tensor {
   const out = reducedShape(inShape, axes, keepdims) as number[];
   return compute(name, out, (oi) => {
     const raxes: IterVar[] = [];
@@ -50,7 +59,8 @@ function reduction(name: string, inShape: readonly number[], axes: readonly numb
 }
 
 /** Index into a keepdims-shaped reduction result from a full input index. */
-const keptIdx = (xi: readonly Expr[], axes: readonly number[]): Expr[] => xi.map((e, i) => (axes.includes(i) ? int(0) : e));
+const keptIdx = (xi: readonly Expr[], axes: readonly number[]): Expr[] =>
+  xi.map((e, i) => (axes.includes(i) ? int(0) : e));
 
 /** Index into a keepdims-shaped reduction result from an output index of the same reduction. */
 function keptFromOut(oi: readonly Expr[], rank: number, axes: readonly number[], keepdims: boolean): Expr[] {
@@ -59,7 +69,8 @@ function keptFromOut(oi: readonly Expr[], rank: number, axes: readonly number[],
   return Array.from({ length: rank }, (_, i) => (axes.includes(i) ? int(0) : oi[p++]));
 }
 
-const map = (name: string, t: Tensor, f: (v: Expr, idx: Expr[]) => Expr): Tensor => compute(name, t.shape, (idx) => f(at(t, ...idx), idx));
+const map = (name: string, t: Tensor, f: (v: Expr, idx: Expr[]) => Expr): Tensor =>
+  compute(name, t.shape, (idx) => f(at(t, ...idx), idx));
 
 // ---------------------------------------------------------------------------------------------------------------
 // reduce_*: attrs axes (non-empty, any sign) and keepdims
@@ -70,7 +81,13 @@ function isFiniteE(x: Expr): Expr {
 
 type ReduceBuilder = (x: Tensor, axes: number[], keep: boolean) => Tensor;
 
-const simple = (name: string, op: ReduceOp, pre: (v: Expr) => Expr = (v) => v, post?: (v: Expr, count: number) => Expr): ReduceBuilder =>
+const simple =
+  (
+    name: string,
+    op: ReduceOp,
+    pre: (v: Expr) => Expr = (v) => v,
+    post?: (v: Expr, count: number) => Expr,
+  ): ReduceBuilder =>
   (x, axes, keep) => {
     const r = reduction(name, x.shape, axes, keep, op, (xi) => pre(at(x, ...xi)));
     if (!post) return r;
@@ -86,7 +103,12 @@ const REDUCE: Record<string, { build: ReduceBuilder; floatOnly?: boolean }> = {
   reduce_prod: { build: simple('reduce_prod', 'prod') },
   reduce_l1: { build: simple('reduce_l1', 'sum', (v) => E.unary('abs', v)) },
   reduce_l2: {
-    build: simple('reduce_l2', 'sum', (v) => E.mul(v, v), (v) => (isFloat(v.dtype) ? E.unary('sqrt', v) : E.cast(v.dtype, E.unary('sqrt', E.cast('float64', v))))),
+    build: simple(
+      'reduce_l2',
+      'sum',
+      (v) => E.mul(v, v),
+      (v) => (isFloat(v.dtype) ? E.unary('sqrt', v) : E.cast(v.dtype, E.unary('sqrt', E.cast('float64', v)))),
+    ),
   },
   reduce_sum_square: { build: simple('reduce_sum_square', 'sum', (v) => E.mul(v, v)) },
   reduce_log_sum: { build: simple('reduce_log_sum', 'sum', undefined, (v) => E.unary('log', v)), floatOnly: true },
@@ -100,7 +122,9 @@ const REDUCE: Record<string, { build: ReduceBuilder; floatOnly?: boolean }> = {
         const v = at(x, ...xi);
         return E.unary('exp', E.sub(v, at(safe, ...keptIdx(xi, axes))));
       });
-      return compute('rlse', s.shape, (oi) => E.add(E.unary('log', at(s, ...oi)), at(safe, ...keptFromOut(oi, x.shape.length, axes, keep))));
+      return compute('rlse', s.shape, (oi) =>
+        E.add(E.unary('log', at(s, ...oi)), at(safe, ...keptFromOut(oi, x.shape.length, axes, keep))),
+      );
     },
   },
 };
@@ -111,17 +135,41 @@ for (const [name, def] of Object.entries(REDUCE)) {
     pattern: OpPattern.CommReduce,
     inferType: ([x], a) => {
       if (def.floatOnly && !isFloat(x.dtype)) shapeError(`${name} needs a float input, got ${x.dtype}`);
-      const axes = normAxes(ints(a, 'axes', x.shape.map((_, i) => i)), x.shape.length, `${name} axis`);
+      const axes = normAxes(
+        ints(
+          a,
+          'axes',
+          x.shape.map((_, i) => i),
+        ),
+        x.shape.length,
+        `${name} axis`,
+      );
       return tensorType(reducedShape(x.shape, axes, num(a, 'keepdims', 1) !== 0), x.dtype);
     },
-    compute: ([x], a) => def.build(x, normAxes(ints(a, 'axes', x.shape.map((_, i) => i)), x.shape.length, name), num(a, 'keepdims', 1) !== 0),
+    compute: ([x], a) =>
+      def.build(
+        x,
+        normAxes(
+          ints(
+            a,
+            'axes',
+            x.shape.map((_, i) => i),
+          ),
+          x.shape.length,
+          name,
+        ),
+        num(a, 'keepdims', 1) !== 0,
+      ),
   });
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // argmax / argmin: attrs axis, keepdims, select_last_index -> int64
 
-for (const [name, op] of [['argmax', 'max'], ['argmin', 'min']] as const) {
+for (const [name, op] of [
+  ['argmax', 'max'],
+  ['argmin', 'min'],
+] as const) {
   defineOp({
     name,
     pattern: OpPattern.CommReduce,
@@ -131,7 +179,8 @@ for (const [name, op] of [['argmax', 'max'], ['argmin', 'min']] as const) {
     },
     compute: ([x], a) => {
       const axis = normAxis(num(a, 'axis', 0), x.shape.length);
-      const keep = num(a, 'keepdims', 1) !== 0, last = num(a, 'select_last_index', 0) !== 0;
+      const keep = num(a, 'keepdims', 1) !== 0,
+        last = num(a, 'select_last_index', 0) !== 0;
       const m = reduction(`${name}_val`, x.shape, [axis], true, op, (xi) => at(x, ...xi));
       return reduction(name, x.shape, [axis], keep, last ? 'max' : 'min', (xi) => {
         const hit = E.eq(at(x, ...xi), at(m, ...keptIdx(xi, [axis])));
@@ -153,11 +202,13 @@ function softmaxAxes(x: { shape: readonly unknown[] }, a: Attrs, name: string): 
   return Array.from({ length: r - axis }, (_, i) => axis + i);
 }
 
-const sameType = (name: string, floatOnly: boolean) => ([x]: readonly TensorType[], a: Attrs): TensorType => {
-  if (floatOnly && !isFloat(x.dtype)) shapeError(`${name} needs a float input, got ${x.dtype}`);
-  softmaxAxes(x, a, name); // the axis is in range
-  return tensorType(x.shape, x.dtype);
-};
+const sameType =
+  (name: string, floatOnly: boolean) =>
+  ([x]: readonly TensorType[], a: Attrs): TensorType => {
+    if (floatOnly && !isFloat(x.dtype)) shapeError(`${name} needs a float input, got ${x.dtype}`);
+    softmaxAxes(x, a, name); // the axis is in range
+    return tensorType(x.shape, x.dtype);
+  };
 
 for (const name of ['softmax', 'log_softmax'] as const) {
   defineOp({
@@ -185,20 +236,26 @@ defineOp({
   inferType: sameType('hardmax', false),
   compute: ([x], a, out) => {
     const axes = softmaxAxes(x, a, 'hardmax');
-    const flat = (xi: Expr[]): Expr => axes.reduce<Expr>((acc, ax) => E.add(E.mul(acc, int(x.shape[ax])), xi[ax]), int(0));
+    const flat = (xi: Expr[]): Expr =>
+      axes.reduce<Expr>((acc, ax) => E.add(E.mul(acc, int(x.shape[ax])), xi[ax]), int(0));
     const total = sizeOf(axes.map((ax) => x.shape[ax]));
     const m = reduction('hardmax_max', x.shape, axes, true, 'max', (xi) => at(x, ...xi));
     const first = reduction('hardmax_first', x.shape, axes, true, 'min', (xi) =>
-      E.select(E.eq(at(x, ...xi), at(m, ...keptIdx(xi, axes))), flat(xi), int(total)));
+      E.select(E.eq(at(x, ...xi), at(m, ...keptIdx(xi, axes))), flat(xi), int(total)),
+    );
     return compute('hardmax', out.shape, (idx) =>
-      E.select(E.eq(flat(idx), at(first, ...keptIdx(idx, axes))), constant(1, x.dtype), constant(0, x.dtype)));
+      E.select(E.eq(flat(idx), at(first, ...keptIdx(idx, axes))), constant(1, x.dtype), constant(0, x.dtype)),
+    );
   },
 });
 
 // ---------------------------------------------------------------------------------------------------------------
 // cumsum / cumprod: attrs axis, exclusive, reverse. out[i] = op over r of x[r] for r in the prefix (suffix) of i.
 
-for (const [name, op] of [['cumsum', 'sum'], ['cumprod', 'prod']] as const) {
+for (const [name, op] of [
+  ['cumsum', 'sum'],
+  ['cumprod', 'prod'],
+] as const) {
   defineOp({
     name,
     pattern: OpPattern.CommReduce,
@@ -208,7 +265,8 @@ for (const [name, op] of [['cumsum', 'sum'], ['cumprod', 'prod']] as const) {
     },
     compute: ([x], a, out) => {
       const axis = normAxis(num(a, 'axis', 0), x.shape.length);
-      const excl = num(a, 'exclusive', 0) !== 0, rev = num(a, 'reverse', 0) !== 0;
+      const excl = num(a, 'exclusive', 0) !== 0,
+        rev = num(a, 'reverse', 0) !== 0;
       return compute(name, out.shape, (idx) => {
         const r = reduceAxis(x.shape[axis], 'c');
         const i = idx[axis];
@@ -227,12 +285,14 @@ for (const [name, op] of [['cumsum', 'sum'], ['cumprod', 'prod']] as const) {
 
 function topkIndices(x: Tensor, a: Attrs): Tensor {
   const axis = normAxis(num(a, 'axis', -1), x.shape.length);
-  const K = num(a, 'k'), largest = num(a, 'largest', 1) !== 0;
+  const K = num(a, 'k'),
+    largest = num(a, 'largest', 1) !== 0;
   const n = x.shape[axis];
   const rank = compute('topk_rank', x.shape, (idx) => {
     const r = reduceAxis(n, 't');
     const xi = idx.map((e, d) => (d === axis ? r.v : e));
-    const other = at(x, ...xi), self = at(x, ...idx);
+    const other = at(x, ...xi),
+      self = at(x, ...idx);
     const better = largest ? E.gt(other, self) : E.lt(other, self);
     const before = E.or(better, E.and(E.eq(other, self), E.lt(r.v, idx[axis])));
     return E.sum(E.select(before, int(1), int(0)), [r]);
@@ -248,9 +308,13 @@ function topkIndices(x: Tensor, a: Attrs): Tensor {
 
 function topkType([x]: readonly TensorType[], a: Attrs): TensorType {
   const axis = normAxis(num(a, 'axis', -1), x.shape.length);
-  const K = num(a, 'k'), n = x.shape[axis];
+  const K = num(a, 'k'),
+    n = x.shape[axis];
   if (typeof n === 'number' && (K < 0 || K > n)) shapeError(`topk: k=${K} out of range for axis size ${n}`);
-  return tensorType(x.shape.map((d, i) => (i === axis ? K : d)), 'int64');
+  return tensorType(
+    x.shape.map((d, i) => (i === axis ? K : d)),
+    'int64',
+  );
 }
 
 defineOp({
@@ -266,11 +330,17 @@ defineOp({
   pattern: OpPattern.Injective,
   inferType: ([x, i], a) => {
     const axis = normAxis(num(a, 'axis', -1), x.shape.length);
-    if (i.shape.length !== x.shape.length) shapeError(`topk_gather: index rank ${i.shape.length} differs from input rank ${x.shape.length}`);
-    return tensorType(x.shape.map((d, j) => (j === axis ? i.shape[j] : d)), x.dtype);
+    if (i.shape.length !== x.shape.length)
+      shapeError(`topk_gather: index rank ${i.shape.length} differs from input rank ${x.shape.length}`);
+    return tensorType(
+      x.shape.map((d, j) => (j === axis ? i.shape[j] : d)),
+      x.dtype,
+    );
   },
   compute: ([x, i], a, out) => {
     const axis = normAxis(num(a, 'axis', -1), x.shape.length);
-    return compute('topk_values', out.shape, (oi) => at(x, ...oi.map((e, d) => (d === axis ? E.cast('int32', at(i, ...oi)) : e))));
+    return compute('topk_values', out.shape, (oi) =>
+      at(x, ...oi.map((e, d) => (d === axis ? E.cast('int32', at(i, ...oi)) : e))),
+    );
   },
 });

@@ -23,7 +23,8 @@ export function normIndex(v: Expr, dim: number): Expr {
 /** Row-major position of `idx` (over `dims`) unravelled into `into` (same product): one index per `into` dim. */
 function relinearize(idx: readonly Expr[], dims: readonly number[], into: readonly number[]): Expr[] {
   let lin: Expr = int(0);
-  let stride = 1, first = true;
+  let stride = 1,
+    first = true;
   for (let d = dims.length - 1; d >= 0; d--) {
     if (dims[d] !== 1) {
       const term = stride === 1 ? idx[d] : E.mul(idx[d], int(stride));
@@ -35,10 +36,16 @@ function relinearize(idx: readonly Expr[], dims: readonly number[], into: readon
   const out: Expr[] = [];
   stride = 1;
   const strides = into.map(() => 0);
-  for (let d = into.length - 1; d >= 0; d--) { strides[d] = stride; stride *= into[d]; }
+  for (let d = into.length - 1; d >= 0; d--) {
+    strides[d] = stride;
+    stride *= into[d];
+  }
   const outer = into.findIndex((d) => d !== 1);
   for (let d = 0; d < into.length; d++) {
-    if (into[d] === 1) { out.push(int(0)); continue; }
+    if (into[d] === 1) {
+      out.push(int(0));
+      continue;
+    }
     let e = strides[d] === 1 ? lin : E.floordiv(lin, int(strides[d]));
     if (d !== outer) e = E.floormod(e, int(into[d]));
     out.push(e);
@@ -52,15 +59,25 @@ function relinearize(idx: readonly Expr[], dims: readonly number[], into: readon
  */
 function reshapeLoad(x: Tensor, idx: readonly Expr[], outShape: readonly number[]): Expr {
   const inShape = x.shape;
-  if (sizeOf(inShape) === 0) return E.load(x, inShape.map(() => int(0)));
+  if (sizeOf(inShape) === 0)
+    return E.load(
+      x,
+      inShape.map(() => int(0)),
+    );
   const ix: Expr[] = [];
-  let i = 0, j = 0;
+  let i = 0,
+    j = 0;
   while (i < inShape.length || j < outShape.length) {
-    const gi = i, gj = j;
-    let pi = 1, po = 1;
+    const gi = i,
+      gj = j;
+    let pi = 1,
+      po = 1;
     if (i < inShape.length) pi *= inShape[i++];
     if (j < outShape.length) po *= outShape[j++];
-    while (pi !== po) { if (pi < po) pi *= inShape[i++]; else po *= outShape[j++]; }
+    while (pi !== po) {
+      if (pi < po) pi *= inShape[i++];
+      else po *= outShape[j++];
+    }
     // absorb trailing size-1 dims into this group
     while (i < inShape.length && inShape[i] === 1 && !(j < outShape.length && outShape[j] === 1)) i++;
     while (j < outShape.length && outShape[j] === 1 && !(i < inShape.length && inShape[i] === 1)) j++;
@@ -81,8 +98,10 @@ defineOp({
   pattern: OpPattern.Injective,
   inferType: ([x], a) => {
     const shape = ints(a, 'shape');
-    if (shape.some((d) => d < 0 || !Number.isInteger(d))) shapeError(`reshape: target shape [${shape}] must be explicit`);
-    if (allNum(x.shape) && sizeOf(x.shape) !== sizeOf(shape)) shapeError(`reshape: cannot reshape [${x.shape}] to [${shape}]`);
+    if (shape.some((d) => d < 0 || !Number.isInteger(d)))
+      shapeError(`reshape: target shape [${shape}] must be explicit`);
+    if (allNum(x.shape) && sizeOf(x.shape) !== sizeOf(shape))
+      shapeError(`reshape: cannot reshape [${x.shape}] to [${shape}]`);
     return tensorType(shape, x.dtype);
   },
   compute: reshapeCompute('reshape'),
@@ -96,7 +115,8 @@ defineOp({
     let axis = num(a, 'axis', 1);
     if (axis < 0) axis += r;
     if (axis < 0 || axis > r) shapeError(`flatten: axis ${num(a, 'axis', 1)} out of range for rank ${r}`);
-    const head = x.shape.slice(0, axis), tail = x.shape.slice(axis);
+    const head = x.shape.slice(0, axis),
+      tail = x.shape.slice(axis);
     const p = (s: Dim[]): Dim => (allNum(s) ? sizeOf(s) : s.length === 1 ? s[0] : shapeError('flatten: symbolic dims'));
     return tensorType([p(head), p(tail)], x.dtype);
   },
@@ -115,8 +135,13 @@ defineOp({
   pattern: OpPattern.Injective,
   inferType: ([x], a) => {
     const axes = squeezeAxes(x, a);
-    for (const ax of axes) if (x.shape[ax] !== 1 && typeof x.shape[ax] === 'number') shapeError(`squeeze: dim ${ax} of [${x.shape}] is not 1`);
-    return tensorType(x.shape.filter((_, i) => !axes.includes(i)), x.dtype);
+    for (const ax of axes)
+      if (x.shape[ax] !== 1 && typeof x.shape[ax] === 'number')
+        shapeError(`squeeze: dim ${ax} of [${x.shape}] is not 1`);
+    return tensorType(
+      x.shape.filter((_, i) => !axes.includes(i)),
+      x.dtype,
+    );
   },
   compute: reshapeCompute('squeeze'),
 });
@@ -149,14 +174,20 @@ defineOp({
   pattern: OpPattern.Injective,
   inferType: ([x], a) => {
     const p = permOf(a, x.shape.length);
-    if (p.length !== x.shape.length || new Set(p).size !== p.length) shapeError(`transpose: bad perm [${p}] for rank ${x.shape.length}`);
-    return tensorType(p.map((i) => x.shape[i]), x.dtype);
+    if (p.length !== x.shape.length || new Set(p).size !== p.length)
+      shapeError(`transpose: bad perm [${p}] for rank ${x.shape.length}`);
+    return tensorType(
+      p.map((i) => x.shape[i]),
+      x.dtype,
+    );
   },
   compute: ([x], a, out) => {
     const p = permOf(a, x.shape.length);
     return compute('transpose', out.shape, (idx) => {
       const ix: Expr[] = new Array(p.length);
-      p.forEach((src, o) => { ix[src] = idx[o]; });
+      p.forEach((src, o) => {
+        ix[src] = idx[o];
+      });
       return E.load(x, ix);
     });
   },
@@ -177,10 +208,12 @@ defineOp({
       if (x.shape.length !== r) shapeError('concat: inputs differ in rank');
       if (x.dtype !== xs[0].dtype) shapeError(`concat: dtypes differ (${xs[0].dtype} vs ${x.dtype})`);
       x.shape.forEach((d, i) => {
-        if (i !== axis && typeof d === 'number' && typeof out[i] === 'number' && d !== out[i]) shapeError(`concat: shapes [${xs[0].shape}] and [${x.shape}] differ off the axis`);
+        if (i !== axis && typeof d === 'number' && typeof out[i] === 'number' && d !== out[i])
+          shapeError(`concat: shapes [${xs[0].shape}] and [${x.shape}] differ off the axis`);
       });
       const d = x.shape[axis];
-      total = typeof total === 'number' && typeof d === 'number' ? total + d : shapeError('concat: symbolic concat axis');
+      total =
+        typeof total === 'number' && typeof d === 'number' ? total + d : shapeError('concat: symbolic concat axis');
     }
     out[axis] = total;
     return tensorType(out, xs[0].dtype);
@@ -191,7 +224,10 @@ defineOp({
     return compute('concat', out.shape, (idx) => {
       const offs: number[] = [];
       let o = 0;
-      for (const x of parts) { offs.push(o); o += x.shape[axis]; }
+      for (const x of parts) {
+        offs.push(o);
+        o += x.shape[axis];
+      }
       const ld = (k: number) => {
         const ix = [...idx];
         if (offs[k]) ix[axis] = E.sub(idx[axis], int(offs[k]));
@@ -209,10 +245,12 @@ defineOp({
 /** Per input axis: [start, step, count] after ONNX clamping. */
 function sliceSpec(shape: readonly Dim[], a: Attrs): { start: number; step: number; count: Dim }[] {
   const r = shape.length;
-  const starts = ints(a, 'starts'), ends = ints(a, 'ends');
+  const starts = ints(a, 'starts'),
+    ends = ints(a, 'ends');
   const axes = a.axes === undefined || a.axes === null ? starts.map((_, i) => i) : ints(a, 'axes');
   const steps = a.steps === undefined || a.steps === null ? starts.map(() => 1) : ints(a, 'steps');
-  if (ends.length !== starts.length || axes.length !== starts.length || steps.length !== starts.length) shapeError('slice: starts/ends/axes/steps lengths differ');
+  if (ends.length !== starts.length || axes.length !== starts.length || steps.length !== starts.length)
+    shapeError('slice: starts/ends/axes/steps lengths differ');
   const spec = shape.map((d) => ({ start: 0, step: 1, count: d }));
   const seen = new Set<number>();
   axes.forEach((ax0, k) => {
@@ -223,11 +261,17 @@ function sliceSpec(shape: readonly Dim[], a: Attrs): { start: number; step: numb
     if (typeof d !== 'number') shapeError(`slice: axis ${ax} has symbolic dim ${d}`);
     const st = steps[k];
     if (st === 0) shapeError('slice: step 0');
-    let s = starts[k], e = ends[k];
+    let s = starts[k],
+      e = ends[k];
     if (s < 0) s += d;
     if (e < 0) e += d;
-    if (st > 0) { s = Math.min(Math.max(s, 0), d); e = Math.min(Math.max(e, 0), d); }
-    else { s = Math.min(Math.max(s, 0), d - 1); e = Math.min(Math.max(e, -1), d - 1); }
+    if (st > 0) {
+      s = Math.min(Math.max(s, 0), d);
+      e = Math.min(Math.max(e, 0), d);
+    } else {
+      s = Math.min(Math.max(s, 0), d - 1);
+      e = Math.min(Math.max(e, -1), d - 1);
+    }
     const count = Math.max(0, Math.ceil((e - s) / st));
     spec[ax] = { start: count > 0 ? s : 0, step: st, count };
   });
@@ -237,14 +281,23 @@ function sliceSpec(shape: readonly Dim[], a: Attrs): { start: number; step: numb
 defineOp({
   name: 'slice',
   pattern: OpPattern.Injective,
-  inferType: ([x], a) => tensorType(sliceSpec(x.shape, a).map((s) => s.count), x.dtype),
+  inferType: ([x], a) =>
+    tensorType(
+      sliceSpec(x.shape, a).map((s) => s.count),
+      x.dtype,
+    ),
   compute: ([x], a, out) => {
     const spec = sliceSpec(x.shape, a);
-    return compute('slice', out.shape, (idx) => E.load(x, idx.map((i, d) => {
-      const { start, step } = spec[d];
-      const m = step === 1 ? i : E.mul(i, int(step));
-      return start === 0 ? m : E.add(m, int(start));
-    })));
+    return compute('slice', out.shape, (idx) =>
+      E.load(
+        x,
+        idx.map((i, d) => {
+          const { start, step } = spec[d];
+          const m = step === 1 ? i : E.mul(i, int(step));
+          return start === 0 ? m : E.add(m, int(start));
+        }),
+      ),
+    );
   },
 });
 
@@ -298,9 +351,11 @@ defineOp({
   },
   compute: ([x, ind], a, out) => {
     const b = num(a, 'batch_dims', 0);
-    const q = ind.shape.length, k = ind.shape[q - 1];
+    const q = ind.shape.length,
+      k = ind.shape[q - 1];
     return compute('gather_nd', out.shape, (idx) => {
-      const p = idx.slice(0, q - 1), rest = idx.slice(q - 1);
+      const p = idx.slice(0, q - 1),
+        rest = idx.slice(q - 1);
       const ix: Expr[] = [...p.slice(0, b)];
       for (let m = 0; m < k; m++) ix.push(normIndex(E.load(ind, [...p, int(m)]), x.shape[b + m]));
       return E.load(x, [...ix, ...rest]);
@@ -323,9 +378,22 @@ defineOp({
   inferType: ([x], a) => {
     const reps = ints(a, 'repeats');
     if (reps.length !== x.shape.length) shapeError(`tile: ${reps.length} repeats for rank ${x.shape.length}`);
-    return tensorType(x.shape.map((d, i) => (reps[i] === 1 ? d : typeof d === 'number' ? d * reps[i] : shapeError('tile: symbolic dim'))), x.dtype);
+    return tensorType(
+      x.shape.map((d, i) =>
+        reps[i] === 1 ? d : typeof d === 'number' ? d * reps[i] : shapeError('tile: symbolic dim'),
+      ),
+      x.dtype,
+    );
   },
-  compute: ([x], _a, out) => compute('tile', out.shape, (idx) => E.load(x, idx.map((i, d) => (x.shape[d] === 1 ? int(0) : x.shape[d] === out.shape[d] ? i : E.floormod(i, int(x.shape[d])))))),
+  compute: ([x], _a, out) =>
+    compute('tile', out.shape, (idx) =>
+      E.load(
+        x,
+        idx.map((i, d) =>
+          x.shape[d] === 1 ? int(0) : x.shape[d] === out.shape[d] ? i : E.floormod(i, int(x.shape[d])),
+        ),
+      ),
+    ),
 });
 
 // ---- shape / size (fold from types) ----
@@ -347,13 +415,19 @@ const constVector = (name: string, vals: readonly number[], dtype: DType): Tenso
 defineOp({
   name: 'shape',
   pattern: OpPattern.Injective,
-  inferType: ([x], a) => { const [s, e] = shapeRange(x.shape.length, a); return tensorType([e - s], 'int64'); },
+  inferType: ([x], a) => {
+    const [s, e] = shapeRange(x.shape.length, a);
+    return tensorType([e - s], 'int64');
+  },
   foldFromType: ([x], a) => {
     if (!isStatic(x)) return undefined;
     const [s, e] = shapeRange(x.shape.length, a);
     return rtTensor('int64', [e - s], (x.shape as number[]).slice(s, e));
   },
-  compute: ([x], a) => { const [s, e] = shapeRange(x.shape.length, a); return constVector('shape', x.shape.slice(s, e), 'int64'); },
+  compute: ([x], a) => {
+    const [s, e] = shapeRange(x.shape.length, a);
+    return constVector('shape', x.shape.slice(s, e), 'int64');
+  },
 });
 
 defineOp({
@@ -379,7 +453,9 @@ defineOp({
     return tensorType(out, vals.dtype);
   },
   compute: ([ind, vals], a, out) => {
-    const R = out.shape.length, axis = normAxis(num(a, 'axis', -1), R), depth = num(a, 'depth');
+    const R = out.shape.length,
+      axis = normAxis(num(a, 'axis', -1), R),
+      depth = num(a, 'depth');
     return compute('one_hot', out.shape, (idx) => {
       const v = E.load(ind, [...idx.slice(0, axis), ...idx.slice(axis + 1)]);
       const i = E.cast('int32', v);
@@ -397,7 +473,9 @@ defineOp({
     return tensorType(x.shape, x.dtype);
   },
   compute: ([x], a, out) => {
-    const upper = num(a, 'upper', 1), k = num(a, 'k', 0), R = out.shape.length;
+    const upper = num(a, 'upper', 1),
+      k = num(a, 'k', 0),
+      R = out.shape.length;
     return compute('trilu', out.shape, (idx) => {
       const diff = E.sub(idx[R - 1], idx[R - 2]);
       const keep = upper ? E.ge(diff, int(k)) : E.le(diff, int(k));
@@ -415,7 +493,9 @@ defineOp({
   },
   compute: (_x, a, out) => {
     const k = num(a, 'k', 0);
-    return compute('eye_like', out.shape, ([i, j]) => E.select(E.eq(E.sub(j, i), int(k)), E.constant(1, out.dtype), E.constant(0, out.dtype)));
+    return compute('eye_like', out.shape, ([i, j]) =>
+      E.select(E.eq(E.sub(j, i), int(k)), E.constant(1, out.dtype), E.constant(0, out.dtype)),
+    );
   },
 });
 
@@ -425,15 +505,21 @@ defineOp({
   name: 'reverse_sequence',
   pattern: OpPattern.Injective,
   inferType: ([x, lens], a) => {
-    const r = x.shape.length, bAx = num(a, 'batch_axis', 1), tAx = num(a, 'time_axis', 0);
+    const r = x.shape.length,
+      bAx = num(a, 'batch_axis', 1),
+      tAx = num(a, 'time_axis', 0);
     if (r < 2 || ![bAx, tAx].every((v) => v === 0 || v === 1) || bAx === tAx) {
-      shapeError(`reverse_sequence: batch_axis ${bAx} and time_axis ${tAx} must be 0 and 1 (in either order) of an input of rank >= 2, got [${x.shape}]`);
+      shapeError(
+        `reverse_sequence: batch_axis ${bAx} and time_axis ${tAx} must be 0 and 1 (in either order) of an input of rank >= 2, got [${x.shape}]`,
+      );
     }
-    if (lens.shape.length !== 1 || lens.shape[0] !== x.shape[bAx]) shapeError(`reverse_sequence: sequence_lens [${lens.shape}] must be [${x.shape[bAx]}]`);
+    if (lens.shape.length !== 1 || lens.shape[0] !== x.shape[bAx])
+      shapeError(`reverse_sequence: sequence_lens [${lens.shape}] must be [${x.shape[bAx]}]`);
     return tensorType(x.shape, x.dtype);
   },
   compute: ([x, lens], a, out) => {
-    const bAx = num(a, 'batch_axis', 1), tAx = num(a, 'time_axis', 0);
+    const bAx = num(a, 'batch_axis', 1),
+      tAx = num(a, 'time_axis', 0);
     return compute('reverse_sequence', out.shape, (idx) => {
       const L = E.cast('int32', E.load(lens, [idx[bAx]]));
       const ix = [...idx];
@@ -446,14 +532,25 @@ defineOp({
 // ---- scatter family ----
 // Each output element reduces over the updates that target it; reduction 'none' keeps the last such update.
 
-const reduceOver = (op: E.ReduceOp, body: Expr, axes: readonly IterVar[]): Expr => (axes.length ? E.reduce(op, body, axes) : body);
+const reduceOver = (op: E.ReduceOp, body: Expr, axes: readonly IterVar[]): Expr =>
+  axes.length ? E.reduce(op, body, axes) : body;
 
-function scatterCombine(name: string, data: Tensor, updates: Tensor, reduction: string, outShape: readonly number[],
-  axes: (idx: Expr[]) => IterVar[], match: (idx: Expr[], rv: Expr[]) => Expr, updIdx: (idx: Expr[], rv: Expr[]) => Expr[],
-  linear: (rv: Expr[]) => Expr, unravel: (lin: Expr) => Expr[]): Tensor {
+function scatterCombine(
+  name: string,
+  data: Tensor,
+  updates: Tensor,
+  reduction: string,
+  outShape: readonly number[],
+  axes: (idx: Expr[]) => IterVar[],
+  match: (idx: Expr[], rv: Expr[]) => Expr,
+  updIdx: (idx: Expr[], rv: Expr[]) => Expr[],
+  linear: (rv: Expr[]) => Expr,
+  unravel: (lin: Expr) => Expr[],
+): Tensor {
   if (reduction === 'none') {
     const last = compute(`${name}_last`, outShape, (idx) => {
-      const ax = axes(idx), rv = ax.map((a) => a.v);
+      const ax = axes(idx),
+        rv = ax.map((a) => a.v);
       return reduceOver('max', E.select(match(idx, rv), linear(rv), int(-1)), ax);
     });
     return compute(name, outShape, (idx) => {
@@ -461,9 +558,19 @@ function scatterCombine(name: string, data: Tensor, updates: Tensor, reduction: 
       return E.select(E.ge(j, int(0)), E.load(updates, updIdx(idx, unravel(j))), E.load(data, idx));
     });
   }
-  const op: E.ReduceOp = reduction === 'add' ? 'sum' : reduction === 'mul' ? 'prod' : reduction === 'max' ? 'max' : reduction === 'min' ? 'min' : shapeError(`${name}: unknown reduction '${reduction}'`);
+  const op: E.ReduceOp =
+    reduction === 'add'
+      ? 'sum'
+      : reduction === 'mul'
+        ? 'prod'
+        : reduction === 'max'
+          ? 'max'
+          : reduction === 'min'
+            ? 'min'
+            : shapeError(`${name}: unknown reduction '${reduction}'`);
   return compute(name, outShape, (idx) => {
-    const ax = axes(idx), rv = ax.map((a) => a.v);
+    const ax = axes(idx),
+      rv = ax.map((a) => a.v);
     const init = E.reduceInit(op, data.dtype);
     const r = reduceOver(op, E.select(match(idx, rv), E.load(updates, updIdx(idx, rv)), init), ax);
     const d = E.load(data, idx);
@@ -476,47 +583,81 @@ defineOp({
   pattern: OpPattern.Opaque,
   inferType: ([x, ind, upd], a) => {
     normAxis(num(a, 'axis', 0), x.shape.length);
-    if (ind.shape.length !== x.shape.length || upd.shape.length !== x.shape.length) shapeError('scatter_elements: ranks differ');
+    if (ind.shape.length !== x.shape.length || upd.shape.length !== x.shape.length)
+      shapeError('scatter_elements: ranks differ');
     if (upd.dtype !== x.dtype) shapeError('scatter_elements: updates dtype differs from data');
     return tensorType(x.shape, x.dtype);
   },
   compute: ([x, ind, upd], a, out) => {
-    const r = x.shape.length, axis = normAxis(num(a, 'axis', 0), r), n = ind.shape[axis];
-    const inBounds = (idx: Expr[]) => E.all(idx.map((i, d) => (d === axis || ind.shape[d] >= x.shape[d] ? undefined : E.lt(i, int(ind.shape[d])))).filter((e): e is Expr => !!e));
-    const at = (idx: Expr[], rv: Expr[]) => { const ix = [...idx]; ix[axis] = rv[0]; return ix; };
-    return scatterCombine('scatter_elements', x, upd, str(a, 'reduction', 'none'), out.shape,
+    const r = x.shape.length,
+      axis = normAxis(num(a, 'axis', 0), r),
+      n = ind.shape[axis];
+    const inBounds = (idx: Expr[]) =>
+      E.all(
+        idx
+          .map((i, d) => (d === axis || ind.shape[d] >= x.shape[d] ? undefined : E.lt(i, int(ind.shape[d]))))
+          .filter((e): e is Expr => !!e),
+      );
+    const at = (idx: Expr[], rv: Expr[]) => {
+      const ix = [...idx];
+      ix[axis] = rv[0];
+      return ix;
+    };
+    return scatterCombine(
+      'scatter_elements',
+      x,
+      upd,
+      str(a, 'reduction', 'none'),
+      out.shape,
       () => [reduceAxis(n, 'rs')],
       (idx, rv) => {
         const hit = E.eq(normIndex(E.load(ind, at(idx, rv)), x.shape[axis]), idx[axis]);
         const b = inBounds(idx);
         return b.k === 'const' ? hit : E.select(b, hit, E.constant(0, 'bool'));
       },
-      at, (rv) => rv[0], (j) => [j]);
+      at,
+      (rv) => rv[0],
+      (j) => [j],
+    );
   },
 });
 
 defineOp({
   name: 'scatter_nd',
   pattern: OpPattern.Opaque,
-  inferType: ([x, ind, upd]) => {
+  inferType: ([x, , upd]) => {
     if (upd.dtype !== x.dtype) shapeError('scatter_nd: updates dtype differs from data');
     return tensorType(x.shape, x.dtype);
   },
   compute: ([x, ind, upd], a, out) => {
-    const q = ind.shape.length, k = ind.shape[q - 1], P = ind.shape.slice(0, q - 1);
+    const q = ind.shape.length,
+      k = ind.shape[q - 1],
+      P = ind.shape.slice(0, q - 1);
     const lin = (rv: Expr[]) => {
       let e: Expr = int(0);
-      rv.forEach((v, d) => { e = d === 0 ? v : E.add(E.mul(e, int(P[d])), v); });
+      rv.forEach((v, d) => {
+        e = d === 0 ? v : E.add(E.mul(e, int(P[d])), v);
+      });
       return e;
     };
-    const unravel = (j: Expr) => P.map((_, d) => {
-      const stride = sizeOf(P.slice(d + 1));
-      const e = stride === 1 ? j : E.floordiv(j, int(stride));
-      return d === 0 ? e : E.floormod(e, int(P[d]));
-    });
-    return scatterCombine('scatter_nd', x, upd, str(a, 'reduction', 'none'), out.shape,
+    const unravel = (j: Expr) =>
+      P.map((_, d) => {
+        const stride = sizeOf(P.slice(d + 1));
+        const e = stride === 1 ? j : E.floordiv(j, int(stride));
+        return d === 0 ? e : E.floormod(e, int(P[d]));
+      });
+    return scatterCombine(
+      'scatter_nd',
+      x,
+      upd,
+      str(a, 'reduction', 'none'),
+      out.shape,
       () => P.map((d) => reduceAxis(d, 'rs')),
-      (idx, rv) => E.all([...Array(k).keys()].map((m) => E.eq(normIndex(E.load(ind, [...rv, int(m)]), x.shape[m]), idx[m]))),
-      (idx, rv) => [...rv, ...idx.slice(k)], lin, unravel);
+      (idx, rv) =>
+        E.all([...Array(k).keys()].map((m) => E.eq(normIndex(E.load(ind, [...rv, int(m)]), x.shape[m]), idx[m]))),
+      (idx, rv) => [...rv, ...idx.slice(k)],
+      lin,
+      unravel,
+    );
   },
 });

@@ -7,11 +7,39 @@ import type { GExpr } from '../../../relay-ir/expr.js';
 import { type ConvertCtx, converter } from '../converter.js';
 
 const UNARY: Record<string, string> = {
-  Abs: 'abs', Neg: 'neg', Sign: 'sign', Sqrt: 'sqrt', Reciprocal: 'reciprocal', Exp: 'exp', Log: 'log',
-  Sin: 'sin', Cos: 'cos', Tan: 'tan', Asin: 'asin', Acos: 'acos', Atan: 'atan', Sinh: 'sinh', Cosh: 'cosh', Tanh: 'tanh',
-  Asinh: 'asinh', Acosh: 'acosh', Atanh: 'atanh', Erf: 'erf', Floor: 'floor', Ceil: 'ceil', Round: 'round', Not: 'not',
-  BitwiseNot: 'bitwise_not', IsNaN: 'isnan', Relu: 'relu', Sigmoid: 'sigmoid', Softplus: 'softplus', Softsign: 'softsign',
-  HardSwish: 'hard_swish', Mish: 'mish', Identity: 'identity',
+  Abs: 'abs',
+  Neg: 'neg',
+  Sign: 'sign',
+  Sqrt: 'sqrt',
+  Reciprocal: 'reciprocal',
+  Exp: 'exp',
+  Log: 'log',
+  Sin: 'sin',
+  Cos: 'cos',
+  Tan: 'tan',
+  Asin: 'asin',
+  Acos: 'acos',
+  Atan: 'atan',
+  Sinh: 'sinh',
+  Cosh: 'cosh',
+  Tanh: 'tanh',
+  Asinh: 'asinh',
+  Acosh: 'acosh',
+  Atanh: 'atanh',
+  Erf: 'erf',
+  Floor: 'floor',
+  Ceil: 'ceil',
+  Round: 'round',
+  Not: 'not',
+  BitwiseNot: 'bitwise_not',
+  IsNaN: 'isnan',
+  Relu: 'relu',
+  Sigmoid: 'sigmoid',
+  Softplus: 'softplus',
+  Softsign: 'softsign',
+  HardSwish: 'hard_swish',
+  Mish: 'mish',
+  Identity: 'identity',
 };
 for (const [onnx, op] of Object.entries(UNARY)) converter(onnx, 1, (c) => c.call(op, [c.input(0)]));
 
@@ -20,24 +48,66 @@ const UNARY_ATTR: Record<string, [string, [string, number][]]> = {
   LeakyRelu: ['leaky_relu', [['alpha', 0.01]]],
   Elu: ['elu', [['alpha', 1]]],
   Celu: ['celu', [['alpha', 1]]],
-  Selu: ['selu', [['alpha', 1.67326319217681884765625], ['gamma', 1.05070102214813232421875]]],
+  Selu: [
+    'selu',
+    [
+      ['alpha', 1.6732631921768188],
+      ['gamma', 1.0507010221481323],
+    ],
+  ],
   ThresholdedRelu: ['thresholded_relu', [['alpha', 1]]],
-  HardSigmoid: ['hard_sigmoid', [['alpha', 0.2], ['beta', 0.5]]],
-  Shrink: ['shrink', [['bias', 0], ['lambd', 0.5]]],
+  HardSigmoid: [
+    'hard_sigmoid',
+    [
+      ['alpha', 0.2],
+      ['beta', 0.5],
+    ],
+  ],
+  Shrink: [
+    'shrink',
+    [
+      ['bias', 0],
+      ['lambd', 0.5],
+    ],
+  ],
   Swish: ['swish', [['alpha', 1]]],
 };
 for (const [onnx, [op, attrs]] of Object.entries(UNARY_ATTR)) {
   converter(onnx, 1, (c) => c.call(op, [c.input(0)], Object.fromEntries(attrs.map(([k, d]) => [k, c.float(k, d)]))));
 }
-converter('Binarizer', 1, (c) => c.call('binarizer', [c.input(0)], { threshold: c.float('threshold', 0) }), 'ai.onnx.ml');
+converter(
+  'Binarizer',
+  1,
+  (c) => c.call('binarizer', [c.input(0)], { threshold: c.float('threshold', 0) }),
+  'ai.onnx.ml',
+);
 converter('SwiGLU', 1, (c) => c.call('swiglu', [c.input(0), c.input(1)], { alpha: c.float('alpha', 1) }));
-converter('IsInf', 10, (c) => c.call('isinf', [c.input(0)], { detect_positive: c.int('detect_positive', 1), detect_negative: c.int('detect_negative', 1) }));
+converter('IsInf', 10, (c) =>
+  c.call('isinf', [c.input(0)], {
+    detect_positive: c.int('detect_positive', 1),
+    detect_negative: c.int('detect_negative', 1),
+  }),
+);
 converter('Gelu', 20, (c) => c.call('gelu', [c.input(0)], { approximate: c.string('approximate', 'none') }));
 
 const BINARY: Record<string, string> = {
-  Add: 'add', Sub: 'sub', Mul: 'mul', Div: 'div', Pow: 'pow', And: 'and', Or: 'or', Xor: 'xor',
-  Equal: 'equal', Less: 'less', LessOrEqual: 'less_equal', Greater: 'greater', GreaterOrEqual: 'greater_equal',
-  BitwiseAnd: 'bitwise_and', BitwiseOr: 'bitwise_or', BitwiseXor: 'bitwise_xor', PRelu: 'prelu',
+  Add: 'add',
+  Sub: 'sub',
+  Mul: 'mul',
+  Div: 'div',
+  Pow: 'pow',
+  And: 'and',
+  Or: 'or',
+  Xor: 'xor',
+  Equal: 'equal',
+  Less: 'less',
+  LessOrEqual: 'less_equal',
+  Greater: 'greater',
+  GreaterOrEqual: 'greater_equal',
+  BitwiseAnd: 'bitwise_and',
+  BitwiseOr: 'bitwise_or',
+  BitwiseXor: 'bitwise_xor',
+  PRelu: 'prelu',
 };
 for (const [onnx, op] of Object.entries(BINARY)) {
   converter(onnx, 7, (c) => c.call(op, [c.input(0), c.input(1)]));
@@ -45,12 +115,15 @@ for (const [onnx, op] of Object.entries(BINARY)) {
   if (onnx !== 'PRelu') converter(onnx, 1, (c) => c.call(op, [c.input(0), legacyBroadcast(c)]));
 }
 converter('Mod', 10, (c) => c.call('mod', [c.input(0), c.input(1)], { fmod: c.int('fmod', 0) }));
-converter('BitShift', 11, (c) => c.call(c.string('direction') === 'LEFT' ? 'bitshift_left' : 'bitshift_right', [c.input(0), c.input(1)]));
+converter('BitShift', 11, (c) =>
+  c.call(c.string('direction') === 'LEFT' ? 'bitshift_left' : 'bitshift_right', [c.input(0), c.input(1)]),
+);
 
 function legacyBroadcast(c: ConvertCtx): GExpr {
   const b = c.input(1);
   if (!c.int('broadcast', 0)) return b;
-  const ra = c.type(c.input(0)).shape.length, tb = c.type(b);
+  const ra = c.type(c.input(0)).shape.length,
+    tb = c.type(b);
   const axis = c.int('axis', ra - tb.shape.length);
   const trailing = ra - axis - tb.shape.length;
   if (trailing <= 0) return b;
@@ -73,7 +146,8 @@ for (const [onnx, op] of Object.entries(VARIADIC)) {
 converter('Where', 9, (c) => c.call('where', [c.input(0), c.input(1), c.input(2)]));
 
 function clip(c: ConvertCtx, lo: GExpr | undefined, hi: GExpr | undefined): GExpr {
-  const x = c.input(0), dt = c.type(x).dtype;
+  const x = c.input(0),
+    dt = c.type(x).dtype;
   // an absent bound is the type's lowest / highest value (the identity of max / min)
   const bound = (e: GExpr | undefined, which: 'max' | 'min') => {
     const init = reduceInit(which, dt) as { value: number | bigint };
@@ -84,7 +158,11 @@ function clip(c: ConvertCtx, lo: GExpr | undefined, hi: GExpr | undefined): GExp
 converter('Clip', 11, (c) => clip(c, c.optInput(1), c.optInput(2)));
 converter('Clip', 6, (c) => {
   const dt = c.type(c.input(0)).dtype;
-  return c.call('clip', [c.input(0), c.constant(tensor(dt, [], [c.float('min', -3.4028234663852886e38)])), c.constant(tensor(dt, [], [c.float('max', 3.4028234663852886e38)]))]);
+  return c.call('clip', [
+    c.input(0),
+    c.constant(tensor(dt, [], [c.float('min', -3.4028234663852886e38)])),
+    c.constant(tensor(dt, [], [c.float('max', 3.4028234663852886e38)])),
+  ]);
 });
 
 converter('Cast', 6, (c) => {
@@ -94,9 +172,12 @@ converter('Cast', 6, (c) => {
 });
 /** BitCast: reinterpreting bits between integer types of one width is an integer cast (wraps); float <-> int is not expressible. */
 converter('BitCast', 26, (c) => {
-  const x = c.input(0), from = c.type(x).dtype, to = ONNX_DTYPE[c.int('to')];
+  const x = c.input(0),
+    from = c.type(x).dtype,
+    to = ONNX_DTYPE[c.int('to')];
   if (!to) throw new KilnError('E_UNSUPPORTED', `BitCast to element type ${c.int('to')} is not supported`);
-  if (BYTES[from] !== BYTES[to]) throw new KilnError('E_MODEL_INVALID', `BitCast between ${from} and ${to} of different widths`);
+  if (BYTES[from] !== BYTES[to])
+    throw new KilnError('E_MODEL_INVALID', `BitCast between ${from} and ${to} of different widths`);
   if (from === to) return c.call('identity', [x]);
   if (isFloat(from) || isFloat(to)) c.unsupported(`BitCast between ${from} and ${to} (float bit reinterpretation)`);
   return c.call('cast', [x], { to });
@@ -122,10 +203,15 @@ converter('Dropout', 1, (c) => {
 
 /** PRelu before opset 7: a 1-D slope with one value per channel applies along axis 1 (PyTorch's exports rely on it). */
 converter('PRelu', 1, (c) => {
-  const x = c.input(0), slope = c.input(1);
-  const xs = c.type(x).shape, ss = c.type(slope).shape;
+  const x = c.input(0),
+    slope = c.input(1);
+  const xs = c.type(x).shape,
+    ss = c.type(slope).shape;
   if (ss.length === 1 && xs.length > 2 && ss[0] === xs[1] && ss[0] !== 1) {
-    return c.call('prelu', [x, c.call('reshape', [slope], { shape: [ss[0] as number, ...new Array(xs.length - 2).fill(1)] })]);
+    return c.call('prelu', [
+      x,
+      c.call('reshape', [slope], { shape: [ss[0] as number, ...new Array(xs.length - 2).fill(1)] }),
+    ]);
   }
   return c.call('prelu', [x, slope]);
 });

@@ -20,7 +20,10 @@ function pad(c: ConvertCtx, x: GExpr, rawPads: number[], mode: string, value: nu
   const axes = (axesIn ?? [...Array(rank).keys()]).map((a) => normAxis(a, rank, 'Pad axis'));
   if (rawPads.length !== 2 * axes.length) c.unsupported(`${rawPads.length} pads for ${axes.length} axes`);
   const pads = new Array(2 * rank).fill(0);
-  axes.forEach((a, i) => { pads[a] = rawPads[i]; pads[rank + a] = rawPads[axes.length + i]; });
+  axes.forEach((a, i) => {
+    pads[a] = rawPads[i];
+    pads[rank + a] = rawPads[axes.length + i];
+  });
   if (!['constant', 'reflect', 'edge', 'wrap'].includes(mode)) c.unsupported(`mode '${mode}'`);
   if (pads.every((p) => p === 0)) return c.call('identity', [x]);
   return c.call('pad', [x], { pads, mode, value });
@@ -32,27 +35,37 @@ converter('Pad', 11, (c) => {
   if (!pads) return c.unsupported('missing pads');
   const v = values(c, 2, 'Pad constant_value');
   const axes = c.opset >= 18 ? values(c, 3, 'Pad axes') : undefined;
-  return pad(c, c.input(0), pads, c.string('mode', 'constant'), v && v.length ? v[0] : 0, axes);
+  return pad(c, c.input(0), pads, c.string('mode', 'constant'), v?.length ? v[0] : 0, axes);
 });
 
 /** CenterCropPad: crop or zero-pad each listed axis around its center (a pad with negative pads crops). */
 converter('CenterCropPad', 18, (c) => {
-  const x = c.input(0), shape = staticDims(c.type(x), 'CenterCropPad'), rank = shape.length;
+  const x = c.input(0),
+    shape = staticDims(c.type(x), 'CenterCropPad'),
+    rank = shape.length;
   const target = values(c, 1, 'CenterCropPad shape')!;
   const axes = c.ints('axes', [...Array(rank).keys()]).map((a) => normAxis(a, rank));
   const pads = new Array(2 * rank).fill(0);
   axes.forEach((a, i) => {
-    const dim = shape[a], sh = target[i];
+    const dim = shape[a],
+      sh = target[i];
     const begin = sh < dim ? -Math.floor((dim - sh) / 2) : Math.floor((sh - dim) / 2);
-    pads[a] = begin; pads[rank + a] = sh - dim - begin;
+    pads[a] = begin;
+    pads[rank + a] = sh - dim - begin;
   });
-  return pads.every((p) => p === 0) ? c.call('identity', [x]) : c.call('pad', [x], { pads, mode: 'constant', value: 0 });
+  return pads.every((p) => p === 0)
+    ? c.call('identity', [x])
+    : c.call('pad', [x], { pads, mode: 'constant', value: 0 });
 });
 
 // ---- DepthToSpace / SpaceToDepth ----
 
-converter('DepthToSpace', 1, (c) => c.call('depth_to_space', [c.input(0)], { blocksize: c.int('blocksize'), mode: c.string('mode', 'DCR') }));
-converter('SpaceToDepth', 1, (c) => c.call('space_to_depth', [c.input(0)], { blocksize: c.int('blocksize'), mode: c.string('mode', 'DCR') }));
+converter('DepthToSpace', 1, (c) =>
+  c.call('depth_to_space', [c.input(0)], { blocksize: c.int('blocksize'), mode: c.string('mode', 'DCR') }),
+);
+converter('SpaceToDepth', 1, (c) =>
+  c.call('space_to_depth', [c.input(0)], { blocksize: c.int('blocksize'), mode: c.string('mode', 'DCR') }),
+);
 
 // ---- Resize / Upsample ----
 
@@ -73,51 +86,82 @@ interface ResizeOpts {
 }
 
 function resize(c: ConvertCtx, x: GExpr, o: ResizeOpts): GExpr {
-  const shape = staticDims(c.type(x), c.opType), r = shape.length;
+  const shape = staticDims(c.type(x), c.opType),
+    r = shape.length;
   const axes = (o.axes ?? [...Array(r).keys()]).map((a) => normAxis(a, r, `${c.opType} axis`));
   if (!['nearest', 'linear', 'cubic'].includes(o.mode)) c.unsupported(`mode '${o.mode}'`);
   let scales: number[], sizes: number[];
-  if (o.sizes && o.sizes.length) {
+  if (o.sizes?.length) {
     if (o.sizes.length !== axes.length) c.unsupported(`${o.sizes.length} sizes for ${axes.length} axes`);
     sizes = [...shape];
-    axes.forEach((a, i) => { sizes[a] = o.sizes![i]; });
+    axes.forEach((a, i) => {
+      sizes[a] = o.sizes![i];
+    });
     scales = sizes.map((s, d) => s / shape[d]);
     const policy = o.policy ?? 'stretch';
     if (policy !== 'stretch') {
       const sel = axes.map((a) => scales[a]);
-      const s = policy === 'not_larger' ? Math.min(...sel) : policy === 'not_smaller' ? Math.max(...sel) : c.unsupported(`keep_aspect_ratio_policy '${policy}'`);
+      const s =
+        policy === 'not_larger'
+          ? Math.min(...sel)
+          : policy === 'not_smaller'
+            ? Math.max(...sel)
+            : c.unsupported(`keep_aspect_ratio_policy '${policy}'`);
       scales = shape.map((_, d) => (axes.includes(d) ? s : 1));
       sizes = shape.map((n, d) => (axes.includes(d) ? Math.trunc(s * n + 0.5) : n));
     }
-  } else if (o.scales && o.scales.length) {
+  } else if (o.scales?.length) {
     if (o.scales.length !== axes.length) c.unsupported(`${o.scales.length} scales for ${axes.length} axes`);
     scales = new Array(r).fill(1);
-    axes.forEach((a, i) => { scales[a] = o.scales![i]; });
-    if (scales.some((s) => !(s > 0))) throw new KilnError('E_MODEL_INVALID', `Resize: scales [${scales}] must all be positive`, { hint: 'fix the exporter or the model: a scale is the output size over the input size' });
+    axes.forEach((a, i) => {
+      scales[a] = o.scales![i];
+    });
+    if (scales.some((s) => !(s > 0)))
+      throw new KilnError('E_MODEL_INVALID', `Resize: scales [${scales}] must all be positive`, {
+        hint: 'fix the exporter or the model: a scale is the output size over the input size',
+      });
     sizes = shape.map((n, d) => Math.floor(scales[d] * n));
   } else {
     return c.unsupported('neither scales nor sizes given');
   }
   let roi: number[] | null = null;
   if (o.ctm === 'tf_crop_and_resize') {
-    if (!o.roi || !o.roi.length) c.unsupported('tf_crop_and_resize without roi');
+    if (!o.roi?.length) c.unsupported('tf_crop_and_resize without roi');
     roi = [...new Array(r).fill(0), ...new Array(r).fill(1)];
     if (o.roi.length === 2 * r && axes.length === r) roi = [...o.roi];
-    else if (o.roi.length === 2 * axes.length) axes.forEach((a, i) => { roi![a] = o.roi![i]; roi![r + a] = o.roi![axes.length + i]; });
+    else if (o.roi.length === 2 * axes.length)
+      axes.forEach((a, i) => {
+        roi![a] = o.roi![i];
+        roi![r + a] = o.roi![axes.length + i];
+      });
     else c.unsupported(`roi of length ${o.roi.length}`);
   }
-  if (sizes.every((s, d) => s === shape[d]) && scales.every((s) => s === 1) && o.ctm !== 'tf_crop_and_resize') return c.call('identity', [x]);
+  if (sizes.every((s, d) => s === shape[d]) && scales.every((s) => s === 1) && o.ctm !== 'tf_crop_and_resize')
+    return c.call('identity', [x]);
   return c.call('resize', [x], {
-    sizes, scales, roi, mode: o.mode, coordinate_transformation_mode: o.ctm, nearest_mode: o.nearestMode,
-    cubic_coeff_a: o.cubicA ?? -0.75, exclude_outside: o.excludeOutside ?? 0, extrapolation_value: o.extrapolation ?? 0,
-    antialias: o.antialias ?? 0, roi_float32: roi !== null && o.roiF32 === true,
+    sizes,
+    scales,
+    roi,
+    mode: o.mode,
+    coordinate_transformation_mode: o.ctm,
+    nearest_mode: o.nearestMode,
+    cubic_coeff_a: o.cubicA ?? -0.75,
+    exclude_outside: o.excludeOutside ?? 0,
+    extrapolation_value: o.extrapolation ?? 0,
+    antialias: o.antialias ?? 0,
+    roi_float32: roi !== null && o.roiF32 === true,
   });
 }
 
 /** Resize-10 and Upsample: scales only, asymmetric coordinates, nearest rounds down. */
 const legacy = (c: ConvertCtx, scales: number[] | undefined): GExpr => {
   const mode = c.string('mode', 'nearest');
-  return resize(c, c.input(0), { scales, mode: mode === 'bilinear' ? 'linear' : mode, ctm: 'asymmetric', nearestMode: 'floor' });
+  return resize(c, c.input(0), {
+    scales,
+    mode: mode === 'bilinear' ? 'linear' : mode,
+    ctm: 'asymmetric',
+    nearestMode: 'floor',
+  });
 };
 converter('Upsample', 7, (c) => legacy(c, c.floats('scales')));
 converter('Upsample', 9, (c) => legacy(c, values(c, 1, 'Upsample scales')));
@@ -130,7 +174,8 @@ converter('Resize', 11, (c) => {
     scales: values(c, 2, 'Resize scales'),
     sizes: values(c, 3, 'Resize sizes'),
     axes: c.attr('axes') ? c.ints('axes') : undefined,
-    mode: c.string('mode', 'nearest'), ctm,
+    mode: c.string('mode', 'nearest'),
+    ctm,
     nearestMode: c.string('nearest_mode', 'round_prefer_floor'),
     cubicA: c.float('cubic_coeff_a', -0.75),
     excludeOutside: c.int('exclude_outside', 0),
@@ -142,11 +187,21 @@ converter('Resize', 11, (c) => {
 
 // ---- GridSample ----
 
-const GS_MODES: Record<string, string> = { bilinear: 'linear', bicubic: 'cubic', linear: 'linear', cubic: 'cubic', nearest: 'nearest' };
+const GS_MODES: Record<string, string> = {
+  bilinear: 'linear',
+  bicubic: 'cubic',
+  linear: 'linear',
+  cubic: 'cubic',
+  nearest: 'nearest',
+};
 converter('GridSample', 16, (c) => {
   const m = c.string('mode', c.opset >= 20 ? 'linear' : 'bilinear');
   const mode = GS_MODES[m] ?? c.unsupported(`mode '${m}'`);
   const pm = c.string('padding_mode', 'zeros');
   if (!['zeros', 'border', 'reflection'].includes(pm)) c.unsupported(`padding_mode '${pm}'`);
-  return c.call('grid_sample', [c.input(0), c.input(1)], { mode, padding_mode: pm, align_corners: c.int('align_corners', 0) });
+  return c.call('grid_sample', [c.input(0), c.input(1)], {
+    mode,
+    padding_mode: pm,
+    align_corners: c.int('align_corners', 0),
+  });
 });

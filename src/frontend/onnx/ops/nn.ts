@@ -28,44 +28,66 @@ function resolvePads(c: ConvertCtx, inp: number[], kernel: number[], strides: nu
   }
   if (autoPad === 'VALID') return zeros(2 * n);
   if (autoPad !== 'SAME_UPPER' && autoPad !== 'SAME_LOWER') c.unsupported(`auto_pad ${autoPad}`);
-  const begin: number[] = [], end: number[] = [];
+  const begin: number[] = [],
+    end: number[] = [];
   for (let i = 0; i < n; i++) {
     const out = Math.ceil(inp[i] / strides[i]);
     const eff = (kernel[i] - 1) * dilations[i] + 1;
     const total = Math.max(0, (out - 1) * strides[i] + eff - inp[i]);
     const small = Math.floor(total / 2);
-    if (autoPad === 'SAME_UPPER') { begin.push(small); end.push(total - small); } else { begin.push(total - small); end.push(small); }
+    if (autoPad === 'SAME_UPPER') {
+      begin.push(small);
+      end.push(total - small);
+    } else {
+      begin.push(total - small);
+      end.push(small);
+    }
   }
   return [...begin, ...end];
 }
 
 /** A convolution's kernel_shape, when given, must be the weight's spatial dims (the weight decides the window). */
-function checkKernelShape(c: ConvertCtx, kernel: readonly number[], weightSpatial: readonly (number | string)[]): void {
-  if (kernel.length !== weightSpatial.length || kernel.some((k, i) => typeof weightSpatial[i] === 'number' && k !== weightSpatial[i])) {
-    throw new KilnError('E_SHAPE', `kernel_shape [${kernel}] does not match the weight's spatial dims [${weightSpatial}]`, { hint: 'drop kernel_shape or make it agree with the weight' });
+function checkKernelShape(kernel: readonly number[], weightSpatial: readonly (number | string)[]): void {
+  if (
+    kernel.length !== weightSpatial.length ||
+    kernel.some((k, i) => typeof weightSpatial[i] === 'number' && k !== weightSpatial[i])
+  ) {
+    throw new KilnError(
+      'E_SHAPE',
+      `kernel_shape [${kernel}] does not match the weight's spatial dims [${weightSpatial}]`,
+      { hint: 'drop kernel_shape or make it agree with the weight' },
+    );
   }
 }
 
 // ---- Conv -------------------------------------------------------------------------------------------------------
 
 converter('Conv', 1, (c) => {
-  const x = c.input(0), w = c.input(1), b = c.optInput(2);
-  const sp = spatialDims(c, x), n = sp.length;
+  const x = c.input(0),
+    w = c.input(1),
+    b = c.optInput(2);
+  const sp = spatialDims(c, x),
+    n = sp.length;
   const wShape = c.type(w).shape;
   const kernel = c.ints('kernel_shape', wShape.slice(2) as number[]);
-  checkKernelShape(c, kernel, wShape.slice(2));
-  const strides = c.ints('strides', ones(n)), dilations = c.ints('dilations', ones(n));
+  checkKernelShape(kernel, wShape.slice(2));
+  const strides = c.ints('strides', ones(n)),
+    dilations = c.ints('dilations', ones(n));
   const pads = resolvePads(c, sp, kernel, strides, dilations);
   const attrs = { strides, pads, dilations, group: c.int('group', 1) };
   return c.call('conv', b ? [x, w, b] : [x, w], attrs);
 });
 
 converter('ConvTranspose', 1, (c) => {
-  const x = c.input(0), w = c.input(1), b = c.optInput(2);
-  const sp = spatialDims(c, x), n = sp.length;
+  const x = c.input(0),
+    w = c.input(1),
+    b = c.optInput(2);
+  const sp = spatialDims(c, x),
+    n = sp.length;
   const kernel = c.ints('kernel_shape', c.type(w).shape.slice(2) as number[]);
-  checkKernelShape(c, kernel, c.type(w).shape.slice(2));
-  const strides = c.ints('strides', ones(n)), dilations = c.ints('dilations', ones(n));
+  checkKernelShape(kernel, c.type(w).shape.slice(2));
+  const strides = c.ints('strides', ones(n)),
+    dilations = c.ints('dilations', ones(n));
   const outputPadding = c.ints('output_padding', zeros(n));
   const autoPad = c.string('auto_pad', 'NOTSET');
   const outputShape = c.attr('output_shape') ? c.ints('output_shape') : undefined;
@@ -74,17 +96,21 @@ converter('ConvTranspose', 1, (c) => {
   if (outputShape || autoPad === 'SAME_UPPER' || autoPad === 'SAME_LOWER') {
     // output_shape may list only spatial dims or the full shape
     const target = outputShape
-      ? (outputShape.length === n + 2 ? outputShape.slice(2) : outputShape)
+      ? outputShape.length === n + 2
+        ? outputShape.slice(2)
+        : outputShape
       : sp.map((d, i) => d * strides[i]);
     if (target.length !== n) c.unsupported(`output_shape [${outputShape}] for ${n} spatial dims`);
-    const begin: number[] = [], end: number[] = [];
+    const begin: number[] = [],
+      end: number[] = [];
     for (let i = 0; i < n; i++) {
       const total = full(i) - target[i];
       let b0: number;
       if (autoPad === 'SAME_UPPER') b0 = Math.floor(total / 2);
       else if (autoPad === 'SAME_LOWER') b0 = total - Math.floor(total / 2);
       else b0 = c.attr('pads') ? c.ints('pads')[i] : 0;
-      begin.push(b0); end.push(total - b0);
+      begin.push(b0);
+      end.push(total - b0);
     }
     pads = [...begin, ...end];
   } else if (autoPad === 'VALID') {
@@ -99,7 +125,8 @@ converter('ConvTranspose', 1, (c) => {
 // ---- Pooling ----------------------------------------------------------------------------------------------------
 
 function poolAttrs(c: ConvertCtx, x: GExpr): Record<string, number | number[]> {
-  const sp = spatialDims(c, x), n = sp.length;
+  const sp = spatialDims(c, x),
+    n = sp.length;
   const kernel = c.ints('kernel_shape');
   if (kernel.length !== n) c.unsupported(`kernel_shape of length ${kernel.length} for ${n} spatial dims`);
   const strides = c.ints('strides', ones(n));
@@ -128,15 +155,26 @@ converter('LpPool', 1, (c) => {
 
 converter('GlobalAveragePool', 1, (c) => c.call('global_avg_pool', [c.input(0)]));
 converter('GlobalMaxPool', 1, (c) => c.call('global_max_pool', [c.input(0)]));
-converter('GlobalLpPool', 1, (c) => c.call('global_lp_pool', [c.input(0)], { p: c.opset < 2 ? c.float('p', 2) : c.int('p', 2) }));
+converter('GlobalLpPool', 1, (c) =>
+  c.call('global_lp_pool', [c.input(0)], { p: c.opset < 2 ? c.float('p', 2) : c.int('p', 2) }),
+);
 
 // ---- Normalization ----------------------------------------------------------------------------------------------
 
 converter('BatchNormalization', 1, (c) => {
-  const x = c.input(0), scale = c.input(1), bias = c.input(2), mean = c.input(3), variance = c.input(4);
+  const x = c.input(0),
+    scale = c.input(1),
+    bias = c.input(2),
+    mean = c.input(3),
+    variance = c.input(4);
   const epsilon = c.float('epsilon', 1e-5);
   // opset < 7 has is_test; opset 7..13 infer when only Y is requested; opset 14+ has training_mode
-  const training = c.opset >= 14 ? c.int('training_mode', 0) === 1 : c.opset < 7 ? c.int('is_test', 0) === 0 && c.numOutputs > 1 : c.numOutputs > 1;
+  const training =
+    c.opset >= 14
+      ? c.int('training_mode', 0) === 1
+      : c.opset < 7
+        ? c.int('is_test', 0) === 0 && c.numOutputs > 1
+        : c.numOutputs > 1;
   if (!training) return c.call('batch_norm', [x, scale, bias, mean, variance], { epsilon });
   if (c.opset < 14) c.unsupported('training-mode outputs before opset 14');
   const momentum = c.float('momentum', 0.9);
@@ -147,14 +185,22 @@ converter('BatchNormalization', 1, (c) => {
 });
 
 converter('InstanceNormalization', 1, (c) =>
-  c.call('instance_norm', [c.input(0), c.input(1), c.input(2)], { epsilon: c.float('epsilon', 1e-5) }));
+  c.call('instance_norm', [c.input(0), c.input(1), c.input(2)], { epsilon: c.float('epsilon', 1e-5) }),
+);
 
 converter('GroupNormalization', 18, (c) =>
-  c.call('group_norm', [c.input(0), c.input(1), c.input(2)], { num_groups: c.int('num_groups'), epsilon: c.float('epsilon', 1e-5) }));
+  c.call('group_norm', [c.input(0), c.input(1), c.input(2)], {
+    num_groups: c.int('num_groups'),
+    epsilon: c.float('epsilon', 1e-5),
+  }),
+);
 
 converter('LayerNormalization', 17, (c) => {
-  const x = c.input(0), scale = c.input(1), bias = c.optInput(2);
-  const axis = c.int('axis', -1), epsilon = c.float('epsilon', 1e-5);
+  const x = c.input(0),
+    scale = c.input(1),
+    bias = c.optInput(2);
+  const axis = c.int('axis', -1),
+    epsilon = c.float('epsilon', 1e-5);
   const outs: GExpr[] = [c.call('layer_norm', bias ? [x, scale, bias] : [x, scale], { axis, epsilon })];
   if (c.numOutputs > 1) outs.push(c.call('layer_norm_stat', [x], { axis, epsilon, which: 0 }));
   if (c.numOutputs > 2) outs.push(c.call('layer_norm_stat', [x], { axis, epsilon, which: 1 }));
@@ -162,22 +208,32 @@ converter('LayerNormalization', 17, (c) => {
 });
 
 converter('RMSNormalization', 23, (c) =>
-  c.call('rms_norm', [c.input(0), c.input(1)], { axis: c.int('axis', -1), epsilon: c.float('epsilon', 1e-5) }));
+  c.call('rms_norm', [c.input(0), c.input(1)], { axis: c.int('axis', -1), epsilon: c.float('epsilon', 1e-5) }),
+);
 
 converter('MeanVarianceNormalization', 9, (c) =>
-  c.call('mean_variance_norm', [c.input(0)], { axes: c.ints('axes', [0, 2, 3]) }));
+  c.call('mean_variance_norm', [c.input(0)], { axes: c.ints('axes', [0, 2, 3]) }),
+);
 
-converter('LpNormalization', 1, (c) =>
-  c.call('lp_norm', [c.input(0)], { axis: c.int('axis', -1), p: c.int('p', 2) }));
+converter('LpNormalization', 1, (c) => c.call('lp_norm', [c.input(0)], { axis: c.int('axis', -1), p: c.int('p', 2) }));
 
 converter('LRN', 1, (c) =>
-  c.call('lrn', [c.input(0)], { size: c.int('size'), alpha: c.float('alpha', 1e-4), beta: c.float('beta', 0.75), bias: c.float('bias', 1) }));
+  c.call('lrn', [c.input(0)], {
+    size: c.int('size'),
+    alpha: c.float('alpha', 1e-4),
+    beta: c.float('beta', 0.75),
+    bias: c.float('bias', 1),
+  }),
+);
 
 converter('ConvInteger', 10, (c) => {
-  const x = c.input(0), w = c.input(1);
-  const sp = spatialDims(c, x), n = sp.length;
+  const x = c.input(0),
+    w = c.input(1);
+  const sp = spatialDims(c, x),
+    n = sp.length;
   const kernel = c.ints('kernel_shape', c.type(w).shape.slice(2) as number[]);
-  const strides = c.ints('strides', ones(n)), dilations = c.ints('dilations', ones(n));
+  const strides = c.ints('strides', ones(n)),
+    dilations = c.ints('dilations', ones(n));
   const pads = resolvePads(c, sp, kernel, strides, dilations);
   const zp = (i: number, like: GExpr) => c.optInput(i) ?? c.constant(tensor(c.type(like).dtype, [], [0]));
   return c.call('conv_integer', [x, w, zp(2, x), zp(3, w)], { strides, pads, dilations, group: c.int('group', 1) });

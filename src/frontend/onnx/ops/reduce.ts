@@ -3,9 +3,16 @@ import type { GExpr } from '../../../relay-ir/expr.js';
 import { type ConvertCtx, converter } from '../converter.js';
 
 const REDUCE: Record<string, string> = {
-  ReduceSum: 'reduce_sum', ReduceMean: 'reduce_mean', ReduceMax: 'reduce_max', ReduceMin: 'reduce_min',
-  ReduceProd: 'reduce_prod', ReduceL1: 'reduce_l1', ReduceL2: 'reduce_l2', ReduceLogSum: 'reduce_log_sum',
-  ReduceLogSumExp: 'reduce_log_sum_exp', ReduceSumSquare: 'reduce_sum_square',
+  ReduceSum: 'reduce_sum',
+  ReduceMean: 'reduce_mean',
+  ReduceMax: 'reduce_max',
+  ReduceMin: 'reduce_min',
+  ReduceProd: 'reduce_prod',
+  ReduceL1: 'reduce_l1',
+  ReduceL2: 'reduce_l2',
+  ReduceLogSum: 'reduce_log_sum',
+  ReduceLogSumExp: 'reduce_log_sum_exp',
+  ReduceSumSquare: 'reduce_sum_square',
 };
 
 /** Numbers of a compile-time constant input (int64 data arrives as bigint). */
@@ -33,19 +40,33 @@ for (const [onnx, op] of Object.entries(REDUCE)) {
   });
 }
 
-for (const [onnx, op] of [['ArgMax', 'argmax'], ['ArgMin', 'argmin']]) {
-  converter(onnx, 1, (c) => c.call(op, [c.input(0)], {
-    axis: c.int('axis', 0), keepdims: c.int('keepdims', 1), select_last_index: c.int('select_last_index', 0),
-  }));
+for (const [onnx, op] of [
+  ['ArgMax', 'argmax'],
+  ['ArgMin', 'argmin'],
+]) {
+  converter(onnx, 1, (c) =>
+    c.call(op, [c.input(0)], {
+      axis: c.int('axis', 0),
+      keepdims: c.int('keepdims', 1),
+      select_last_index: c.int('select_last_index', 0),
+    }),
+  );
 }
 
-for (const [onnx, op] of [['Softmax', 'softmax'], ['LogSoftmax', 'log_softmax'], ['Hardmax', 'hardmax']]) {
+for (const [onnx, op] of [
+  ['Softmax', 'softmax'],
+  ['LogSoftmax', 'log_softmax'],
+  ['Hardmax', 'hardmax'],
+]) {
   // before opset 13 the input is coerced to 2-D at `axis`: the op runs over all dims from axis on
   converter(onnx, 1, (c) => c.call(op, [c.input(0)], { axis: c.int('axis', 1), legacy: 1 }));
   converter(onnx, 13, (c) => c.call(op, [c.input(0)], { axis: c.int('axis', -1), legacy: 0 }));
 }
 
-for (const [onnx, op, since] of [['CumSum', 'cumsum', 11], ['CumProd', 'cumprod', 26]] as const) {
+for (const [onnx, op, since] of [
+  ['CumSum', 'cumsum', 11],
+  ['CumProd', 'cumprod', 26],
+] as const) {
   converter(onnx, since, (c) => {
     const [axis] = constInts(c, c.input(1), `${onnx} axis`);
     return c.call(op, [c.input(0)], { axis, exclusive: c.int('exclusive', 0), reverse: c.int('reverse', 0) });

@@ -18,14 +18,16 @@ function reshape(c: ConvertCtx, shape: number[]): GExpr {
   const allowzero = c.int('allowzero', 0);
   const inT = c.type(x);
   const out = shape.map((d, i) => (d === 0 && !allowzero ? inT.shape[i] : d));
-  if (out.some((d) => d === undefined)) throw new KilnError('E_SHAPE', `Reshape: 0 in shape [${shape}] copies a dim the input [${inT.shape}] lacks`);
+  if (out.some((d) => d === undefined))
+    throw new KilnError('E_SHAPE', `Reshape: 0 in shape [${shape}] copies a dim the input [${inT.shape}] lacks`);
   const neg = out.filter((d) => d === -1).length;
   if (neg > 1) throw new KilnError('E_SHAPE', `Reshape: more than one -1 in [${shape}]`);
   if (neg || out.some((d) => typeof d !== 'number')) {
     const total = sizeOf(staticDims(inT, 'Reshape input'));
     const known = sizeOf((out as number[]).filter((d) => d !== -1));
     const fixed = out.map((d) => (d === -1 ? (known === 0 ? 0 : total / known) : d)) as number[];
-    if (fixed.some((d) => !Number.isInteger(d))) throw new KilnError('E_SHAPE', `Reshape: cannot reshape [${inT.shape}] to [${shape}]`);
+    if (fixed.some((d) => !Number.isInteger(d)))
+      throw new KilnError('E_SHAPE', `Reshape: cannot reshape [${inT.shape}] to [${shape}]`);
     return c.call('reshape', [x], { shape: fixed });
   }
   return c.call('reshape', [x], { shape: out as number[] });
@@ -37,7 +39,7 @@ converter('Flatten', 1, (c) => c.call('flatten', [c.input(0)], { axis: c.int('ax
 
 converter('Transpose', 1, (c) => {
   const p = c.attr('perm') ? c.ints('perm') : null;
-  return c.call('transpose', [c.input(0)], p && p.length ? { perm: p } : {});
+  return c.call('transpose', [c.input(0)], p?.length ? { perm: p } : {});
 });
 
 // ---- Squeeze / Unsqueeze ----
@@ -57,7 +59,10 @@ converter('Unsqueeze', 13, (c) => c.call('unsqueeze', [c.input(0)], { axes: cons
 
 function concat(c: ConvertCtx, axis: number): GExpr {
   const xs: GExpr[] = [];
-  for (let i = 0; i < c.numInputs; i++) { const x = c.optInput(i); if (x) xs.push(x); }
+  for (let i = 0; i < c.numInputs; i++) {
+    const x = c.optInput(i);
+    if (x) xs.push(x);
+  }
   if (xs.length === 1) return c.call('identity', xs);
   return c.call('concat', xs, { axis });
 }
@@ -66,16 +71,19 @@ converter('Concat', 4, (c) => concat(c, c.int('axis')));
 
 function split(c: ConvertCtx, sizes: number[] | undefined): GExpr[] {
   const x = c.input(0);
-  const t = c.type(x), r = t.shape.length;
+  const t = c.type(x),
+    r = t.shape.length;
   let axis = c.int('axis', 0);
   if (axis < -r || axis >= r) throw new KilnError('E_SHAPE', `Split: axis ${axis} out of range for rank ${r}`);
   if (axis < 0) axis += r;
   const d = t.shape[axis];
   if (typeof d !== 'number') throw new KilnError('E_DYNAMIC', `Split: dim ${axis} must be known at compile time`);
-  if (sizes && sizes.some((v) => !Number.isSafeInteger(v) || v < 0)) throw new KilnError('E_MODEL_INVALID', `Split: sizes [${sizes}] must be whole numbers >= 0`);
+  if (sizes?.some((v) => !Number.isSafeInteger(v) || v < 0))
+    throw new KilnError('E_MODEL_INVALID', `Split: sizes [${sizes}] must be whole numbers >= 0`);
   if (!sizes) {
     const n = c.attr('num_outputs') ? c.int('num_outputs') : c.numOutputs;
-    if (!Number.isSafeInteger(n) || n < 1) throw new KilnError('E_MODEL_INVALID', `Split: num_outputs ${n} must be a whole number >= 1`);
+    if (!Number.isSafeInteger(n) || n < 1)
+      throw new KilnError('E_MODEL_INVALID', `Split: num_outputs ${n} must be a whole number >= 1`);
     if (c.attr('num_outputs')) {
       const chunk = Math.ceil(d / n);
       sizes = [...Array(n).keys()].map((i) => Math.max(0, Math.min(chunk, d - i * chunk)));
@@ -84,7 +92,8 @@ function split(c: ConvertCtx, sizes: number[] | undefined): GExpr[] {
       sizes = new Array(n).fill(d / n);
     }
   }
-  if (sizes.reduce((a, b) => a + b, 0) !== d) throw new KilnError('E_SHAPE', `Split: sizes [${sizes}] do not add up to ${d}`);
+  if (sizes.reduce((a, b) => a + b, 0) !== d)
+    throw new KilnError('E_SHAPE', `Split: sizes [${sizes}] do not add up to ${d}`);
   const outs: GExpr[] = [];
   let off = 0;
   for (const s of sizes) {
@@ -98,32 +107,61 @@ converter('Split', 1, (c) => {
   return split(c, s ? constInts(c, s, 'split') : c.attr('split') ? c.ints('split') : undefined);
 });
 converter('Split', 2, (c) => split(c, c.attr('split') ? c.ints('split') : undefined));
-converter('Split', 13, (c) => { const s = c.optInput(1); return split(c, s ? constInts(c, s, 'split') : undefined); });
+converter('Split', 13, (c) => {
+  const s = c.optInput(1);
+  return split(c, s ? constInts(c, s, 'split') : undefined);
+});
 
 // ---- Slice ----
 
-function slice(c: ConvertCtx, starts: number[], ends: number[], axes: number[] | undefined, steps: number[] | undefined): GExpr {
+function slice(
+  c: ConvertCtx,
+  starts: number[],
+  ends: number[],
+  axes: number[] | undefined,
+  steps: number[] | undefined,
+): GExpr {
   const x = c.input(0);
   const attrs: Record<string, number[]> = { starts, ends };
   if (axes) attrs.axes = axes;
   if (steps) attrs.steps = steps;
   return c.call('slice', [x], attrs);
 }
-converter('Slice', 1, (c) => slice(c, c.ints('starts'), c.ints('ends'), c.attr('axes') ? c.ints('axes') : undefined, undefined));
+converter('Slice', 1, (c) =>
+  slice(c, c.ints('starts'), c.ints('ends'), c.attr('axes') ? c.ints('axes') : undefined, undefined),
+);
 converter('Slice', 10, (c) => {
-  const opt = (i: number, what: string) => { const e = c.optInput(i); return e ? constInts(c, e, what) : undefined; };
-  return slice(c, constInts(c, c.input(1), 'starts'), constInts(c, c.input(2), 'ends'), opt(3, 'axes'), opt(4, 'steps'));
+  const opt = (i: number, what: string) => {
+    const e = c.optInput(i);
+    return e ? constInts(c, e, what) : undefined;
+  };
+  return slice(
+    c,
+    constInts(c, c.input(1), 'starts'),
+    constInts(c, c.input(2), 'ends'),
+    opt(3, 'axes'),
+    opt(4, 'steps'),
+  );
 });
 
 // ---- Gather family ----
 
 converter('Gather', 1, (c) => {
-  const x = c.input(0), ind = c.input(1), axis = c.int('axis', 0);
+  const x = c.input(0),
+    ind = c.input(1),
+    axis = c.int('axis', 0);
   // constant indices out of range would read outside the tensor: ONNX calls that an error
-  const shape = c.type(x).shape, r = shape.length, d = shape[axis < 0 ? axis + r : axis];
+  const shape = c.type(x).shape,
+    r = shape.length,
+    d = shape[axis < 0 ? axis + r : axis];
   if (ind.kind === 'const' && typeof d === 'number' && axis >= -r && axis < r) {
     const bad = nums(ind.value).find((i) => i < -d || i >= d);
-    if (bad !== undefined) throw new KilnError('E_MODEL_INVALID', `Gather: index ${bad} out of range for axis ${axis} of size ${d} (input [${shape}])`, { hint: `indices must lie in [${-d}, ${d - 1}]` });
+    if (bad !== undefined)
+      throw new KilnError(
+        'E_MODEL_INVALID',
+        `Gather: index ${bad} out of range for axis ${axis} of size ${d} (input [${shape}])`,
+        { hint: `indices must lie in [${-d}, ${d - 1}]` },
+      );
   }
   return c.call('gather', [x, ind], { axis });
 });
@@ -154,9 +192,15 @@ function constantFromAttrs(c: ConvertCtx): GExpr {
     return c.constant(v.value);
   }
   if (c.attr('value_float')) return c.constant(tensor('float32', [], [c.float('value_float')]));
-  if (c.attr('value_floats')) { const f = c.floats('value_floats'); return c.constant(tensor('float32', [f.length], f)); }
+  if (c.attr('value_floats')) {
+    const f = c.floats('value_floats');
+    return c.constant(tensor('float32', [f.length], f));
+  }
   if (c.attr('value_int')) return c.constant(tensor('int64', [], [c.int('value_int')]));
-  if (c.attr('value_ints')) { const f = c.ints('value_ints'); return c.constant(tensor('int64', [f.length], f)); }
+  if (c.attr('value_ints')) {
+    const f = c.ints('value_ints');
+    return c.constant(tensor('int64', [f.length], f));
+  }
   if (c.attr('value_string') || c.attr('value_strings')) c.unsupported('string constants');
   if (c.attr('sparse_value')) c.unsupported('sparse constants');
   throw new KilnError('E_MODEL_INVALID', 'Constant has no value attribute');
@@ -173,13 +217,23 @@ converter('ConstantOfShape', 9, (c) => {
 /** Most elements a folded Range may have (its values are stored in the artifact). */
 const RANGE_MAX = 1 << 26;
 converter('Range', 11, (c) => {
-  const start = c.constValue(c.input(0), 'Range start'), limit = c.constValue(c.input(1), 'Range limit'), delta = c.constValue(c.input(2), 'Range delta');
+  const start = c.constValue(c.input(0), 'Range start'),
+    limit = c.constValue(c.input(1), 'Range limit'),
+    delta = c.constValue(c.input(2), 'Range delta');
   const [s, l, d] = [start, limit, delta].map((t) => Number(t.data[0]));
-  if (![s, l, d].every(Number.isFinite)) throw new KilnError('E_MODEL_INVALID', `Range: start ${s}, limit ${l} and delta ${d} must be finite`);
-  if (d === 0) throw new KilnError('E_MODEL_INVALID', `Range: delta is 0 (start ${s}, limit ${l}): the range would never end`, { hint: 'give a non-zero delta' });
+  if (![s, l, d].every(Number.isFinite))
+    throw new KilnError('E_MODEL_INVALID', `Range: start ${s}, limit ${l} and delta ${d} must be finite`);
+  if (d === 0)
+    throw new KilnError('E_MODEL_INVALID', `Range: delta is 0 (start ${s}, limit ${l}): the range would never end`, {
+      hint: 'give a non-zero delta',
+    });
   const n = Math.max(Math.ceil((l - s) / d), 0);
   if (n > RANGE_MAX) {
-    throw new KilnError('E_SHAPE', `Range: start ${s}, limit ${l}, delta ${d} make ${n} elements, more than Kiln builds into a model (${RANGE_MAX})`, { hint: 'check the Range inputs' });
+    throw new KilnError(
+      'E_SHAPE',
+      `Range: start ${s}, limit ${l}, delta ${d} make ${n} elements, more than Kiln builds into a model (${RANGE_MAX})`,
+      { hint: 'check the Range inputs' },
+    );
   }
   const vals: number[] = [];
   for (let i = 0; i < n; i++) vals.push(s + i * d);
@@ -210,9 +264,18 @@ converter('EyeLike', 9, (c) => {
 
 // ---- Scatter family ----
 
-converter('ScatterElements', 11, (c) => c.call('scatter_elements', [c.input(0), c.input(1), c.input(2)], { axis: c.int('axis', 0), reduction: c.string('reduction', 'none') }));
-converter('Scatter', 9, (c) => c.call('scatter_elements', [c.input(0), c.input(1), c.input(2)], { axis: c.int('axis', 0), reduction: 'none' }));
-converter('ScatterND', 11, (c) => c.call('scatter_nd', [c.input(0), c.input(1), c.input(2)], { reduction: c.string('reduction', 'none') }));
+converter('ScatterElements', 11, (c) =>
+  c.call('scatter_elements', [c.input(0), c.input(1), c.input(2)], {
+    axis: c.int('axis', 0),
+    reduction: c.string('reduction', 'none'),
+  }),
+);
+converter('Scatter', 9, (c) =>
+  c.call('scatter_elements', [c.input(0), c.input(1), c.input(2)], { axis: c.int('axis', 0), reduction: 'none' }),
+);
+converter('ScatterND', 11, (c) =>
+  c.call('scatter_nd', [c.input(0), c.input(1), c.input(2)], { reduction: c.string('reduction', 'none') }),
+);
 
 // ---- Compress / NonZero (compile-time data-dependent shapes) ----
 
@@ -231,20 +294,26 @@ converter('Compress', 9, (c) => {
   }
   const d = c.type(x).shape[axis] as number;
   const idx: number[] = [];
-  cond.slice(0, d).forEach((v, i) => { if (v) idx.push(i); });
+  cond.slice(0, d).forEach((v, i) => {
+    if (v) idx.push(i);
+  });
   return c.call('gather', [x, c.constant(tensor('int64', [idx.length], idx))], { axis });
 });
 
 converter('NonZero', 9, (c) => {
   const x = c.constValue(c.input(0), 'NonZero input (it decides the output shape)');
-  const shape = x.shape, r = shape.length;
+  const shape = x.shape,
+    r = shape.length;
   const hits: number[][] = [];
   const vals = nums(x);
   vals.forEach((v, lin) => {
     if (!v) return;
     const ix: number[] = new Array(r);
     let rem = lin;
-    for (let d = r - 1; d >= 0; d--) { ix[d] = rem % shape[d]; rem = Math.floor(rem / shape[d]); }
+    for (let d = r - 1; d >= 0; d--) {
+      ix[d] = rem % shape[d];
+      rem = Math.floor(rem / shape[d]);
+    }
     hits.push(ix);
   });
   const out: number[] = [];
@@ -252,4 +321,9 @@ converter('NonZero', 9, (c) => {
   return c.constant(tensor('int64', [r, hits.length], out));
 });
 
-converter('ReverseSequence', 10, (c) => c.call('reverse_sequence', [c.input(0), c.input(1)], { batch_axis: c.int('batch_axis', 1), time_axis: c.int('time_axis', 0) }));
+converter('ReverseSequence', 10, (c) =>
+  c.call('reverse_sequence', [c.input(0), c.input(1)], {
+    batch_axis: c.int('batch_axis', 1),
+    time_axis: c.int('time_axis', 0),
+  }),
+);
