@@ -10,7 +10,7 @@ describe('runtime', () => {
       const src = readFileSync(join(dir, f), 'utf8');
       const imports = [...src.matchAll(/(?:import|export)[^'"]*from\s+'([^']+)'/g)].map((m) => m[1]);
       for (const spec of imports) expect(spec, `${f} imports ${spec}`).toMatch(/^\.\/[\w-]+\.js$/);
-      expect(src, f).not.toMatch(/\bprocess\.|require\(|Buffer\./);
+      expect(src, f).not.toMatch(/\bprocess\.|\brequire\(|\bBuffer\./); // Node's Buffer, not ArrayBuffer
     }
   });
 });
