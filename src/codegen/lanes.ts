@@ -29,7 +29,8 @@ export function aligned4(e: Expr): boolean {
   switch (e.op) {
     case 'add': case 'sub': return aligned4(e.a) && aligned4(e.b);
     case 'mul': return aligned4(e.a) || aligned4(e.b);
-    case 'floormod': return e.b.k === 'const' && Number(e.b.value) % 4 === 0 && aligned4(e.a);
+    // floor or truncated remainder (floor division is legalized into div/mod before emission: common/legalize.ts)
+    case 'floormod': case 'mod': return e.b.k === 'const' && Number(e.b.value) % 4 === 0 && aligned4(e.a);
     default: return false;
   }
 }

@@ -13,7 +13,14 @@ import type { DType } from '../../runtime/dtype.js';
 import { isFloat } from '../../runtime/dtype.js';
 import { type Expr, type Var, mapExpr, visitExpr } from '../../tensor-expr/expr.js';
 import { type Interval, type Ranges, bound as boundOf } from '../../tensor-expr/simplify.js';
-import { type PrimFunc, type Stmt, mapChildren, mapOwnParts, visitStmt, visitStmtExprs } from '../../schedule/loop-ir.js';
+import {
+  type PrimFunc,
+  type Stmt,
+  mapChildren,
+  mapOwnParts,
+  visitStmt,
+  visitStmtExprs,
+} from '../../schedule/loop-ir.js';
 
 /** What an expression rewrite sees at the node it rewrites. */
 export interface BindContext {
@@ -154,7 +161,10 @@ export function rewriteWithLets(f: PrimFunc, rewrite: BindingRewrite, hint = 't'
         return v && lets.findIndex((l) => l.v === v) < upTo ? v : undefined;
       });
     const withVars = mapOwnParts(body, { expr: (e) => replaceIn(e, lets.length) });
-    return lets.reduceRight<Stmt>((acc, l, i) => ({ k: 'decl', v: l.v, init: replaceIn(l.init, i), body: acc }), withVars);
+    return lets.reduceRight<Stmt>(
+      (acc, l, i) => ({ k: 'decl', v: l.v, init: replaceIn(l.init, i), body: acc }),
+      withVars,
+    );
   };
   return { ...f, body: stmt(f.body, new Map(), false) };
 }

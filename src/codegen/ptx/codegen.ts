@@ -17,6 +17,8 @@ import { CUDA_LAUNCH_LIMITS } from '../../schedule/verify.js';
 import { tempLayout } from '../../compiler/memory-plan.js';
 import { alignedLaneBase } from '../lanes.js';
 import { TARGET_CAPS } from '../common/target-caps.js';
+import { floorDivPass } from '../common/legalize.js';
+import { mathExpandPass } from '../common/math-expand.js';
 
 export type SmTarget = 80 | 86 | 90;
 export const SM_TARGETS: readonly SmTarget[] = [80, 86, 90];
@@ -50,8 +52,8 @@ export function emitPtxModule(funcs: readonly PrimFunc[], opts: PtxOptions = {})
   return { version: PTX_VERSION, sm, ptx: parts.join('\n'), kernels };
 }
 
-/** The loop-IR passes the PTX backend runs before it emits (none of its own yet: it binds loops as it emits). */
-export const PTX_LOOP_PASSES: readonly LoopPass[] = [];
+/** The loop-IR passes the PTX backend runs before it emits: the shared lowering (common/); it binds loops as it emits. */
+export const PTX_LOOP_PASSES: readonly LoopPass[] = [floorDivPass(TARGET_CAPS.cuda), mathExpandPass(TARGET_CAPS.cuda)];
 /** What the verifier checks of a PTX kernel (KILN_DEBUG=verify): register tiles indexed by constants, launch limits. */
 export const PTX_LOOP_RUN: LoopPassRun = { input: 'as lowered', check: { localIndex: 'constant', launch: CUDA_LAUNCH_LIMITS } };
 
@@ -552,15 +554,9 @@ class EntryEmitter {
         }
         default: break;
       }
-      if (!(op in MATH)) throw unsupported(`unary ${op} on ${t}`);
-      if (t === 'float32') return MATH[op](this.math, x);
-      // float64 transcendentals go through the float32 sequences (accuracy ~1e-6 relative)
-      const x32 = this.reg('f');
-      this.ins(`cvt.rn.f32.f64 ${x32}, ${x}`);
-      const r32 = MATH[op](this.math, x32);
-      const d = this.reg('fd');
-      this.ins(`cvt.f64.f32 ${d}, ${r32}`);
-      return d;
+      // the shared lowering expanded the other math functions, and float64 math to float32 (common/math-expand.ts)
+      if (t === 'float32' && op in MATH) return MATH[op](this.math, x);
+      throw unsupported(`unary ${op} on ${t}`);
     }
     const ty = arithType(t), wide = isWide(t);
     switch (op) {
@@ -633,27 +629,10 @@ class EntryEmitter {
         this.ins(`${op === 'shl' ? `shl.${bits}` : `shr.${ty}`} ${r}, ${a}, ${amount}`);
         return op === 'shl' ? this.narrow(r, at) : r;
       }
-      case 'floordiv': case 'floormod': {
+      // signed: legalized into div/mod before emission (common/legalize.ts)
+      case 'floordiv': case 'floormod':
         if (isUnsigned(at)) return op2(`${op === 'floordiv' ? 'div' : 'rem'}.${ty}`);
-        // q = trunc(a/b); r = a - q*b; if (r != 0 && (r ^ b) < 0) { q -= 1; r += b }
-        const q = op2(`div.${ty}`), r = op2(`rem.${ty}`);
-        const x = d(), p1 = this.reg('p'), p2 = this.reg('p'), p = this.reg('p');
-        this.ins(`xor.${bits} ${x}, ${r}, ${b}`);
-        this.ins(`setp.ne.${ty} ${p1}, ${r}, 0`);
-        this.ins(`setp.lt.${ty} ${p2}, ${x}, 0`);
-        this.ins(`and.pred ${p}, ${p1}, ${p2}`);
-        const out = d();
-        if (op === 'floordiv') {
-          const adj = d();
-          this.ins(`selp.${bits} ${adj}, 1, 0, ${p}`);
-          this.ins(`sub.${s} ${out}, ${q}, ${adj}`);
-        } else {
-          const rb = d();
-          this.ins(`add.${s} ${rb}, ${r}, ${b}`);
-          this.ins(`selp.${bits} ${out}, ${rb}, ${r}, ${p}`);
-        }
-        return out;
-      }
+        throw unsupported(`${op} on ${at} (not legalized)`);
       default: throw unsupported(`${op} on ${at}`);
     }
   }
@@ -747,7 +726,6 @@ class EntryEmitter {
     op2: (op, a, b) => { const d = this.reg('f'); this.ins(`${op}.f32 ${d}, ${a}, ${b}`); return d; },
     fma: (a, b, c) => { const d = this.reg('f'); this.ins(`fma.rn.f32 ${d}, ${a}, ${b}, ${c}`); return d; },
     sel: (p, a, b) => { const d = this.reg('f'); this.ins(`selp.f32 ${d}, ${a}, ${b}, ${p}`); return d; },
-    cmp: (cmp, a, b) => { const p = this.reg('p'); this.ins(`setp.${cmp}.f32 ${p}, ${a}, ${b}`); return p; },
   };
 }
 
@@ -757,7 +735,6 @@ interface MathBuilder {
   op2(op: string, a: string, b: string): string;
   fma(a: string, b: string, c: string): string;
   sel(p: string, a: string, b: string): string;
-  cmp(cmp: string, a: string, b: string): string;
 }
 
 // ---- float32 transcendental sequences (accuracy targets: rtol 1e-3 / atol 1e-4 against ONNX Runtime)
@@ -777,83 +754,10 @@ function reduce2pi(m: MathBuilder, x: string): string {
   const hi = Math.fround(2 * Math.PI), lo = 2 * Math.PI - hi;
   return m.fma(nk, m.k(lo), m.fma(nk, m.k(hi), x));
 }
-function poly(m: MathBuilder, x: string, coeffs: number[]): string {
-  // Horner: c0 + x*(c1 + x*(c2 + ...))
-  let r = m.k(coeffs[coeffs.length - 1]);
-  for (let i = coeffs.length - 2; i >= 0; i--) r = m.fma(r, x, m.k(coeffs[i]));
-  return r;
-}
-/** atan on x >= 0: reduce to [0, 1] by 1/x, then to |z| <= tan(pi/12) around pi/6, then a Taylor series. */
-function atanPos(m: MathBuilder, ax: string): string {
-  const inv = m.cmp('gt', ax, m.k(1));
-  const z = m.sel(inv, m.op2('div.rn', m.k(1), ax), ax);
-  const big = m.cmp('gt', z, m.k(0.2679491924311227));
-  const s3 = 1 / Math.sqrt(3);
-  const zr = m.op2('div.rn', m.op2('sub.rn', z, m.k(s3)), m.fma(z, m.k(s3), m.k(1)));
-  const w = m.sel(big, zr, z);
-  const w2 = m.op2('mul.rn', w, w);
-  const p = m.op2('mul.rn', w, poly(m, w2, [1, -1 / 3, 1 / 5, -1 / 7, 1 / 9, -1 / 11]));
-  const r = m.sel(big, m.op2('add.rn', p, m.k(Math.PI / 6)), p);
-  return m.sel(inv, m.op2('sub.rn', m.k(Math.PI / 2), r), r);
-}
-const copysign = (m: MathBuilder, mag: string, sign: string) => m.op2('copysign', sign, mag);
-
+/** What PTX computes itself (TARGET_CAPS.cuda.nativeMath); the shared lowering expands the rest from these. */
 export const MATH: Record<string, (m: MathBuilder, x: string) => string> = {
   exp,
   log,
   sin: (m, x) => m.op1('sin.approx', reduce2pi(m, x)),
   cos: (m, x) => m.op1('cos.approx', reduce2pi(m, x)),
-  tan: (m, x) => { const r = reduce2pi(m, x); return m.op2('div.rn', m.op1('sin.approx', r), m.op1('cos.approx', r)); },
-  tanh: (m, x) => {
-    const ax = m.op1('abs', x);
-    const e = m.op1('ex2.approx', m.op2('mul.rn', ax, m.k(-2 * LOG2E)));
-    const big = m.op2('div.rn', m.op2('sub.rn', m.k(1), e), m.op2('add.rn', m.k(1), e));
-    const x2 = m.op2('mul.rn', x, x);
-    const small = m.fma(m.op2('mul.rn', x, x2), poly(m, x2, [-1 / 3, 2 / 15, -17 / 315]), x);
-    return m.sel(m.cmp('lt', ax, m.k(0.125)), small, copysign(m, big, x));
-  },
-  sinh: (m, x) => {
-    const ax = m.op1('abs', x);
-    const e = exp(m, ax);
-    const big = m.op2('mul.rn', m.op2('sub.rn', e, m.op2('div.rn', m.k(1), e)), m.k(0.5));
-    const x2 = m.op2('mul.rn', x, x);
-    const small = m.fma(m.op2('mul.rn', x, x2), poly(m, x2, [1 / 6, 1 / 120, 1 / 5040]), x);
-    return m.sel(m.cmp('lt', ax, m.k(0.125)), small, copysign(m, big, x));
-  },
-  cosh: (m, x) => {
-    const e = exp(m, m.op1('abs', x));
-    return m.op2('mul.rn', m.op2('add.rn', e, m.op2('div.rn', m.k(1), e)), m.k(0.5));
-  },
-  atan: (m, x) => copysign(m, atanPos(m, m.op1('abs', x)), x),
-  asin: (m, x) => {
-    // atan(x / sqrt((1-x)(1+x)))
-    const ax = m.op1('abs', x);
-    const c = m.op1('sqrt.rn', m.op2('mul.rn', m.op2('sub.rn', m.k(1), ax), m.op2('add.rn', m.k(1), ax)));
-    const r = atanPos(m, m.op2('div.rn', ax, c));
-    const out = copysign(m, r, x);
-    return m.sel(m.cmp('gtu', ax, m.k(1)), m.k(NaN), out);
-  },
-  acos: (m, x) => {
-    // 2 atan(sqrt((1-x)/(1+x)))
-    const q = m.op1('sqrt.rn', m.op2('div.rn', m.op2('sub.rn', m.k(1), x), m.op2('add.rn', m.k(1), x)));
-    const r = m.op2('mul.rn', m.k(2), atanPos(m, q));
-    return m.sel(m.cmp('gtu', m.op1('abs', x), m.k(1)), m.k(NaN), r);
-  },
-  asinh: (m, x) => {
-    const ax = m.op1('abs', x);
-    const r = log(m, m.op2('add.rn', ax, m.op1('sqrt.rn', m.fma(ax, ax, m.k(1)))));
-    return copysign(m, r, x);
-  },
-  acosh: (m, x) => log(m, m.op2('add.rn', x, m.op1('sqrt.rn', m.op2('mul.rn', m.op2('sub.rn', x, m.k(1)), m.op2('add.rn', x, m.k(1)))))),
-  atanh: (m, x) => m.op2('mul.rn', m.k(0.5), log(m, m.op2('div.rn', m.op2('add.rn', m.k(1), x), m.op2('sub.rn', m.k(1), x)))),
-  erf: (m, x) => {
-    // Numerical Recipes erfcc (fractional error < 1.2e-7), as src/runtime/math.ts
-    const z = m.op1('abs', x);
-    const t = m.op2('div.rn', m.k(1), m.fma(z, m.k(0.5), m.k(1)));
-    const p = poly(m, t, [-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807, -1.13520398, 1.48851587, -0.82215223, 0.17087277]);
-    const arg = m.op2('sub.rn', p, m.op2('mul.rn', z, z));
-    const r = m.op2('mul.rn', t, exp(m, arg));
-    const pos = m.op2('sub.rn', m.k(1), r);
-    return copysign(m, pos, x);
-  },
 };

@@ -40,6 +40,8 @@
 // store becomes four stores, a vec4 load four loads. All of it is decided at compile time from the loop IR.
 import { BYTES, type DType } from '../../runtime/dtype.js';
 import { TARGET_CAPS } from '../common/target-caps.js';
+import { floorDivPass } from '../common/legalize.js';
+import { mathExpandPass } from '../common/math-expand.js';
 import { KilnError } from '../../runtime/errors.js';
 import { type Expr, type Var, mapExpr, printExpr, visitExpr } from '../../tensor-expr/expr.js';
 import { fixVar } from '../../tensor-expr/simplify.js';
@@ -207,8 +209,8 @@ function demoteF64(f: PrimFunc): PrimFunc {
   return { ...f, temps: f.temps.map(b), body: mapStmtParts(f.body, { expr: e, buf: b, v }) };
 }
 
-/** The loop-IR passes the WGSL backend runs before it emits. */
-export const WGSL_LOOP_PASSES: readonly LoopPass[] = [{ name: 'demote-float64', run: demoteF64 }];
+/** The loop-IR passes the WGSL backend runs before it emits: float64 demoted, then the shared lowering (common/). */
+export const WGSL_LOOP_PASSES: readonly LoopPass[] = [{ name: 'demote-float64', run: demoteF64 }, floorDivPass(CAPS), mathExpandPass(CAPS)];
 /** What the verifier checks of a WGSL kernel (KILN_DEBUG=verify): register tiles indexed by constants, launch limits. */
 export const WGSL_LOOP_RUN: LoopPassRun = { input: 'as lowered', check: { localIndex: 'constant', launch: WEBGPU_LAUNCH_LIMITS } };
 
@@ -797,13 +799,9 @@ class StageEmitter {
       case 'bitnot': return this.narrow(`(~${x})`, t);
       case 'isnan': return float ? `${this.helper('kiln_isnan')}(${x})` : 'false';
       case 'sign': return float ? `sign(${x})` : unsigned ? `select(0u, 1u, ${x} != 0u)` : `sign(${x})`;
-      case 'erf': return `${this.helper('kiln_erf')}(${x})`;
-      case 'tanh': return `${this.helper('kiln_tanh')}(${x})`;
-      case 'exp': case 'log': case 'sin': case 'cos': case 'tan': case 'asin': case 'acos': case 'atan':
-      case 'sinh': case 'cosh': case 'asinh': case 'acosh': case 'atanh':
-        if (!float) throw new KilnError('E_UNSUPPORTED', `wgsl: ${op} on ${a.dtype}`);
-        return `${op}(${x})`;
     }
+    // the builtins among the math functions (CAPS.nativeMath); the shared lowering expanded the others
+    if (float && (CAPS.nativeMath as readonly string[]).includes(op)) return `${op}(${x})`;
     throw new KilnError('E_UNSUPPORTED', `wgsl: unary ${op} on ${t}`);
   }
 
@@ -837,8 +835,9 @@ class StageEmitter {
       case 'le': return infix('<=');
       case 'gt': return infix('>');
       case 'ge': return infix('>=');
-      case 'floordiv': return unsigned ? infix('/') : `${this.helper('kiln_floordiv')}(${a}, ${b})`;
-      case 'floormod': return unsigned ? infix('%') : `${this.helper('kiln_floormod')}(${a}, ${b})`;
+      // signed: legalized into div/mod before emission (common/legalize.ts)
+      case 'floordiv': if (unsigned) return infix('/'); break;
+      case 'floormod': if (unsigned) return infix('%'); break;
     }
     throw new KilnError('E_UNSUPPORTED', `wgsl: ${op} on ${at}`);
   }
@@ -856,14 +855,6 @@ const HELPERS: Record<string, string> = {
   return select(a % b, a, b_inf & a_finite);
 }`,
   kiln_isnan: 'fn kiln_isnan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }',
-  kiln_floordiv: `fn kiln_floordiv(a: i32, b: i32) -> i32 {
-  let q = a / b; let r = a % b;
-  return select(q, q - 1i, (r != 0i) & ((r ^ b) < 0i));
-}`,
-  kiln_floormod: `fn kiln_floormod(a: i32, b: i32) -> i32 {
-  let r = a % b;
-  return select(r, r + b, (r != 0i) & ((r ^ b) < 0i));
-}`,
   // pow with C semantics: negative bases with integral exponents, pow(x, 0) = 1, pow(0, y)
   kiln_pow: `fn kiln_pow(a: f32, b: f32) -> f32 {
   if (b == 0.0f) { return 1.0f; }
@@ -883,20 +874,6 @@ const HELPERS: Record<string, string> = {
   var r = 1u; var x = a; var e = b;
   loop { if (e == 0u) { break; } if ((e & 1u) != 0u) { r = r * x; } x = x * x; e = e >> 1u; }
   return r;
-}`,
-  // tanh through exp(-2|x|): no overflow for large |x|
-  kiln_tanh: `fn kiln_tanh(x: f32) -> f32 {
-  let t = exp(-2.0f * abs(x));
-  let y = select((1.0f - t) / (1.0f + t), x * (1.0f - x * x / 3.0f), abs(x) < 0.0004f);
-  return select(y, -y, (x < 0.0f) & (abs(x) >= 0.0004f));
-}`,
-  // erf with fractional error below 1.2e-7 (Chebyshev fit of erfc, Numerical Recipes erfcc), as src/runtime/math.ts
-  kiln_erf: `fn kiln_erf(x: f32) -> f32 {
-  let z = abs(x);
-  let t = 1.0f / (1.0f + 0.5f * z);
-  let r = t * exp(-z * z - 1.26551223f + t * (1.00002368f + t * (0.37409196f + t * (0.09678418f +
-    t * (-0.18628806f + t * (0.27886807f + t * (-1.13520398f + t * (1.48851587f + t * (-0.82215223f + t * 0.17087277f)))))))));
-  return select(r - 1.0f, 1.0f - r, x >= 0.0f);
 }`,
 
   // 64-bit integers as vec2<u32>(lo, hi): two's complement, wrapping like i64 on WebAssembly
