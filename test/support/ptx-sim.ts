@@ -732,12 +732,15 @@ function buildOp(opcode: string, o: string[], e: Entry, labels: Map<string, numb
       case 'rem':
         arity(2);
         return W((a, b) => (b === 0n ? a : a % b));
+      // 64-bit registers hold BigInts, which Math.min/max reject
       case 'min':
         arity(2);
-        return W((a, b) => Math.min(a, b));
+        // biome-ignore lint/complexity/useMathMinMax: BigInt operands
+        return W((a, b) => (a < b ? a : b));
       case 'max':
         arity(2);
-        return W((a, b) => Math.max(a, b));
+        // biome-ignore lint/complexity/useMathMinMax: BigInt operands
+        return W((a, b) => (a > b ? a : b));
       case 'abs':
         arity(1);
         return W((a) => (a < 0n ? -a : a));
