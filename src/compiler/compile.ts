@@ -1,4 +1,4 @@
-// The compiler pipeline: ONNX -> graph IR -> graph passes -> fused kernels -> loop IR -> WebAssembly -> artifact.
+// The compiler pipeline: ONNX or torch.export .pt2 -> graph IR -> graph passes -> fused kernels -> loop IR -> WebAssembly -> artifact.
 import type { Tensor } from '../runtime/tensor.js';
 import type { ArtifactHeader } from '../runtime/artifact-format.js';
 import { KilnError } from '../runtime/errors.js';
@@ -17,6 +17,8 @@ import { explicitConvPadding } from '../relay-ir/passes/explicit-padding.js';
 import { winogradConv } from '../relay-ir/passes/winograd-conv.js';
 import type { WinogradTile } from '../tensor-expr/ops/winograd.js';
 import { importOnnx } from '../frontend/onnx/import.js';
+import { importPt2 } from '../frontend/pytorch/import.js';
+import { type ModelFormat, detectFormat } from '../frontend/detect.js';
 import { externalDataReader } from './external-data.js';
 import { evaluateCall } from './evaluate.js';
 import { type Program, type ProgramOptions, buildProgram } from './program.js';
@@ -31,6 +33,8 @@ import { debugSwitch } from '../util/debug.js';
 import type { SmTarget } from '../codegen/ptx/codegen.js';
 
 export interface CompileOptions {
+  /** The model file's format: 'onnx' (ModelProto) or 'pt2' (torch.export.save); detected from the bytes when absent. */
+  format?: ModelFormat;
   /** 'webgpu' adds WGSL kernels to the artifact (which still holds the WebAssembly module). */
   target?: 'wasm' | 'webgpu' | 'cuda';
   /**
@@ -100,12 +104,14 @@ export function importAndOptimize(modelBytes: Uint8Array, opts: CompileOptions =
   if (!['wasm', 'webgpu', 'cuda'].includes(opts.target ?? 'wasm')) {
     throw new KilnError('E_UNSUPPORTED', `target '${opts.target}' is not available yet`, { hint: "use target 'wasm', 'webgpu' or 'cuda'" });
   }
-  const imported = importOnnx(modelBytes, {
-    readExternal: opts.modelPath ? externalDataReader(opts.modelPath) : undefined,
-    inputShapes: opts.inputShapes,
-    specialize: opts.specialize,
-    fold: (e: GExpr) => foldExpr(e, evaluateCall),
-  });
+  const imported = detectFormat(modelBytes, opts.format) === 'pt2'
+    ? importPt2(modelBytes, { inputShapes: opts.inputShapes, specialize: opts.specialize })
+    : importOnnx(modelBytes, {
+      readExternal: opts.modelPath ? externalDataReader(opts.modelPath) : undefined,
+      inputShapes: opts.inputShapes,
+      specialize: opts.specialize,
+      fold: (e: GExpr) => foldExpr(e, evaluateCall),
+    });
   const dump = opts.dump;
   dump?.('graph:import', printFunc(imported.func));
   // KILN_DEBUG=verify: the graph verified as imported and after every pass

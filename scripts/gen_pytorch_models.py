@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Export small random-weight PyTorch models with torch.export into .cache/pytorch/<name>/:
+
+  model.pt2          torch.export.save of the ExportedProgram (as exported, or after run_decompositions())
+  input_K.npy        the inputs (fixed seed)
+  output_K.npy       PyTorch's own outputs on them (eager module, eval mode)
+  info.json          input names and shapes, output count, the ATen ops of the graph (written last)
+
+Usage: gen_pytorch_models.py [name ...]   (default: all). Models whose info.json exists are skipped;
+--force regenerates. Inputs are small (1x3x64x64) so the fixtures and the tests stay quick.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import os
+import shutil
+import sys
+import warnings
+
+import numpy as np
+
+warnings.filterwarnings("ignore")
+
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, ".cache", "pytorch")
+SIZE = 64
+
+
+def calibrate_bn(model: nn.Module, shape, batches: int = 4) -> None:
+    """Random BN affine params + running stats from random batches (as scripts/gen_models.py does), so
+    random-weight outputs are not ~0."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    model.eval()
+    if not bns:
+        return
+    with torch.no_grad():
+        for bn in bns:
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.normal_(0.0, 0.1)
+            bn.reset_running_stats()
+            bn.momentum = None
+            bn.train()
+        for _ in range(batches):
+            model(torch.randn(8, *shape[1:]))
+    model.eval()
+
+
+def torchvision_model(name: str):
+    torch.library.register_fake = lambda *a, **k: (lambda f: f)  # torchvision 0.28 + torch 2.13
+    import torchvision
+
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, name)(weights=None).eval()
+    shape = (1, 3, SIZE, SIZE)
+    calibrate_bn(model, shape)
+    x = np.random.RandomState(0).standard_normal(shape).astype(np.float32)
+    return model, (x,)
+
+
+class Small(nn.Module):
+    """Conv, relu6, cat, max-pool, flatten, linear; weights that share one storage (views with offsets), a
+    non-contiguous buffer, a lifted constant tensor, two outputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(3, 4, 1, bias=False)
+        self.fc = nn.Linear(12 * 8 * 8, 10)
+        base = torch.randn(12)
+        self.register_buffer("shift", base[4:8].view(4, 1, 1))  # offset 4 into a 12-element storage
+        self.register_buffer("gain", base[8:12])  # the same storage as `shift`, offset 8
+        self.register_buffer("tw", torch.randn(5, 2).t())  # [2, 5] with strides [1, 2]
+        self.scale = torch.linspace(0.5, 1.5, 10)  # a plain tensor attribute: a lifted constant
+
+    def forward(self, x):
+        a = F.relu6(self.conv1(x))
+        b = torch.relu(self.conv2(x) + self.shift)
+        c = torch.cat([a, b], dim=1)
+        c = F.max_pool2d(c, 2)
+        y = self.fc(torch.flatten(c, 1)) * self.scale
+        y = y.view(2, 5) + self.tw
+        return y, a.mean(dim=(2, 3)) * (self.gain.sum() + 3.0)
+
+
+def small():
+    torch.manual_seed(0)
+    model = Small().eval()
+    x = np.random.RandomState(1).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    return model, (x,)
+
+
+MODELS = {
+    "resnet18": lambda: torchvision_model("resnet18"),
+    "mobilenet_v2": lambda: torchvision_model("mobilenet_v2"),
+    "small": small,
+}
+
+
+def generate(name: str, decompose: bool, force: bool) -> None:
+    tag = f"{name}_decomposed" if decompose else name
+    d = os.path.join(OUT, tag)
+    if os.path.exists(os.path.join(d, "info.json")) and not force:
+        return
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    model, inputs = MODELS[name]()
+    args = tuple(torch.from_numpy(x) for x in inputs)
+    with torch.no_grad():
+        ep = torch.export.export(model, args)
+        if decompose:
+            ep = ep.run_decompositions()
+        torch.export.save(ep, os.path.join(d, "model.pt2"))
+        outs = model(*args)
+    outs = outs if isinstance(outs, tuple) else (outs,)
+    for i, x in enumerate(inputs):
+        np.save(os.path.join(d, f"input_{i}.npy"), x)
+    for i, o in enumerate(outs):
+        np.save(os.path.join(d, f"output_{i}.npy"), o.detach().numpy())
+    ops = collections.Counter(str(n.target) for n in ep.graph.nodes if n.op == "call_function")
+    info = {
+        "inputs": [[s.arg.name, list(x.shape)] for s, x in zip(
+            [s for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"], inputs)],
+        "outputs": len(outs),
+        "decomposed": decompose,
+        "torch": torch.__version__,
+        "ops": dict(sorted(ops.items())),
+    }
+    with open(os.path.join(d, "info.json"), "w") as f:
+        json.dump(info, f, indent=1)
+    print(f"gen_pytorch_models: {tag}: {sum(ops.values())} nodes, {len(ops)} ops", file=sys.stderr)
+
+
+def main(argv) -> int:
+    force = "--force" in argv
+    names = [a for a in argv if not a.startswith("--")] or list(MODELS)
+    for n in names:
+        if n not in MODELS:
+            print(f"unknown model {n}; known: {', '.join(MODELS)}", file=sys.stderr)
+            return 2
+    for n in names:
+        for decompose in (False, True):
+            generate(n, decompose, force)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,73 @@
+// The ATen converter registry: one converter per ATen operator (keyed by its name without the overload, e.g.
+// 'convolution', 'add'; a converter sees the overload and the arguments by their schema names), and the context
+// a converter works in. Arguments torch.export leaves out because they have their default value are read with
+// the default the converter gives.
+import type { Tensor } from '../../runtime/tensor.js';
+import type { GExpr } from '../../relay-ir/expr.js';
+import type { AttrValue } from '../../relay-ir/op.js';
+import type { TensorType } from '../../relay-ir/types.js';
+
+export interface AtenCtx {
+  /** The full target, e.g. 'aten.convolution.default'. */
+  readonly target: string;
+  /** The overload, e.g. 'default', 'Tensor', 'dim_IntList'. */
+  readonly overload: string;
+  /** The node's name in the exported graph. */
+  readonly name: string;
+  /** Whether argument `name` was given (and is not None). */
+  has(name: string): boolean;
+  /** A tensor argument. */
+  tensor(name: string): GExpr;
+  /** A tensor argument that may be None or left out. */
+  optTensor(name: string): GExpr | undefined;
+  /** A list of tensors (cat's `tensors`). */
+  tensors(name: string): GExpr[];
+  /** A tensor or a Python number (add's `other`): a number becomes a scalar constant of `like`'s dtype. */
+  tensorOrScalar(name: string, like: GExpr): GExpr;
+  int(name: string, dflt?: number): number;
+  /** An int list; a single int is repeated `n` times (PyTorch's `int[2]` arguments accept `3` for `[3, 3]`). */
+  ints(name: string, dflt?: number[], n?: number): number[];
+  /** An int list that may be None or left out. */
+  optInts(name: string): number[] | undefined;
+  float(name: string, dflt?: number): number;
+  /** A number or None (clamp's min/max). */
+  optFloat(name: string): number | undefined;
+  bool(name: string, dflt?: boolean): boolean;
+  string(name: string, dflt?: string): string;
+  /** A dtype argument (as_scalar_type), or undefined when None or left out. */
+  optDType(name: string): import('../../runtime/dtype.js').DType | undefined;
+  type(e: GExpr): TensorType;
+  /** Calls a Kiln graph operator (type inference runs here). */
+  call(op: string, args: readonly GExpr[], attrs?: Record<string, AttrValue>): GExpr;
+  constant(t: Tensor): GExpr;
+  unsupported(what: string): never;
+}
+
+/** One GExpr, or one per output of the ATen op (undefined for an output Kiln does not compute). */
+export type AtenFn = (c: AtenCtx) => GExpr | readonly (GExpr | undefined)[];
+
+const table = new Map<string, AtenFn>();
+
+/** Registers the converter for ATen op(s) `name` (without 'aten.' and the overload). */
+export function aten(name: string | readonly string[], fn: AtenFn): void {
+  for (const n of typeof name === 'string' ? [name] : name) table.set(n, fn);
+}
+
+/** 'torch.ops.aten.add.Tensor' -> { namespace: 'aten', op: 'add', overload: 'Tensor' }. */
+export function parseTarget(target: string): { namespace: string; op: string; overload: string } {
+  const t = target.replace(/^torch\.ops\./, '');
+  const parts = t.split('.');
+  if (parts.length === 3) return { namespace: parts[0], op: parts[1], overload: parts[2] };
+  if (parts.length === 2) return { namespace: parts[0], op: parts[1], overload: 'default' };
+  return { namespace: '', op: t, overload: '' };
+}
+
+/** The short name used in messages: 'aten.add.Tensor'. */
+export const shortTarget = (target: string): string => target.replace(/^torch\.ops\./, '');
+
+export function lookupAten(target: string): AtenFn | undefined {
+  const { namespace, op } = parseTarget(target);
+  return namespace === 'aten' ? table.get(op) : undefined;
+}
+
+export const supportedAtenOps = (): string[] => [...table.keys()].sort();

@@ -1,0 +1,132 @@
+// ATen convolution, pooling, normalization and dropout -> Kiln graph operators (explicit pads, strides and
+// dilations, as the ONNX converters give them).
+import type { GExpr } from '../../../relay-ir/expr.js';
+import { tensor } from '../../../runtime/tensor.js';
+import { type AtenCtx, aten } from '../converter.js';
+
+const ones = (n: number) => new Array<number>(n).fill(1);
+const zeros = (n: number) => new Array<number>(n).fill(0);
+
+function spatial(c: AtenCtx, x: GExpr): number[] {
+  const s = c.type(x).shape;
+  if (s.length < 3) c.unsupported(`input of rank ${s.length} (batched N, C, spatial... inputs only)`);
+  const sp = s.slice(2);
+  if (sp.some((d) => typeof d !== 'number')) c.unsupported('symbolic spatial dimensions');
+  return sp as number[];
+}
+
+/** PyTorch's symmetric padding -> Kiln's (begin..., end...). */
+const symmetric = (p: readonly number[]) => [...p, ...p];
+
+function conv(c: AtenCtx, transposed: boolean): GExpr {
+  const x = c.tensor('input'),
+    w = c.tensor('weight'),
+    b = c.optTensor('bias');
+  const n = spatial(c, x).length;
+  const strides = c.ints('stride', ones(n), n),
+    dilations = c.ints('dilation', ones(n), n),
+    group = c.int('groups', 1);
+  let pads: number[];
+  const padArg = c.has('padding') && c.overload === 'padding' ? c.string('padding') : undefined;
+  if (padArg === 'valid') pads = zeros(2 * n);
+  else if (padArg === 'same') {
+    // total padding (k-1)*d, the extra one at the end (as PyTorch does for even kernels)
+    const k = (c.type(w).shape.slice(2) as number[]).map((kk, i) => (kk - 1) * dilations[i]);
+    if (strides.some((s) => s !== 1)) c.unsupported("padding='same' with strides");
+    pads = [...k.map((t) => Math.floor(t / 2)), ...k.map((t) => t - Math.floor(t / 2))];
+  } else if (padArg !== undefined) return c.unsupported(`padding '${padArg}'`);
+  else pads = symmetric(c.ints('padding', zeros(n), n));
+  const args = b ? [x, w, b] : [x, w];
+  if (!transposed) return c.call('conv', args, { strides, pads, dilations, group });
+  const outputPadding = c.ints('output_padding', zeros(n), n);
+  return c.call('conv_transpose', args, { strides, pads, dilations, group, output_padding: outputPadding });
+}
+
+aten(['conv1d', 'conv2d', 'conv3d'], (c) => conv(c, false));
+aten(['conv_transpose1d', 'conv_transpose2d', 'conv_transpose3d'], (c) => conv(c, true));
+aten(['convolution', '_convolution'], (c) => conv(c, c.bool('transposed', false)));
+
+// ---- pooling ----------------------------------------------------------------------------------------------------
+
+function poolAttrs(c: AtenCtx, x: GExpr) {
+  const n = spatial(c, x).length;
+  const kernel = c.ints('kernel_size', undefined, n);
+  const stride = c.ints('stride', [], n);
+  return {
+    kernel_shape: kernel,
+    strides: stride.length ? stride : kernel,
+    pads: symmetric(c.ints('padding', zeros(n), n)),
+    dilations: c.has('dilation') ? c.ints('dilation', ones(n), n) : ones(n),
+    ceil_mode: c.bool('ceil_mode', false) ? 1 : 0,
+  };
+}
+
+aten(['max_pool1d', 'max_pool2d', 'max_pool3d'], (c) => {
+  const x = c.tensor('self');
+  return c.call('max_pool', [x], poolAttrs(c, x));
+});
+// the indices (PyTorch's per-plane flat positions) are not computed: using them is reported by the importer
+aten(['max_pool2d_with_indices', 'max_pool3d_with_indices'], (c) => {
+  const x = c.tensor('self');
+  return [c.call('max_pool', [x], poolAttrs(c, x)), undefined];
+});
+
+aten(['avg_pool1d', 'avg_pool2d', 'avg_pool3d'], (c) => {
+  const x = c.tensor('self');
+  if (c.has('divisor_override')) c.unsupported('divisor_override');
+  return c.call('avg_pool', [x], {
+    ...poolAttrs(c, x),
+    count_include_pad: c.bool('count_include_pad', true) ? 1 : 0,
+  });
+});
+
+function adaptiveAvg(c: AtenCtx): GExpr {
+  const x = c.tensor('self');
+  const sp = spatial(c, x);
+  const out = c.ints('output_size', undefined, sp.length);
+  if (out.every((o) => o === 1)) return c.call('global_avg_pool', [x]);
+  if (out.some((o, i) => o <= 0 || sp[i] % o !== 0)) {
+    c.unsupported(`output_size [${out}] that does not divide the input's [${sp}]`);
+  }
+  const kernel = sp.map((d, i) => d / out[i]);
+  return c.call('avg_pool', [x], {
+    kernel_shape: kernel,
+    strides: kernel,
+    pads: zeros(2 * sp.length),
+    dilations: ones(sp.length),
+    ceil_mode: 0,
+    count_include_pad: 0,
+  });
+}
+aten(['adaptive_avg_pool1d', 'adaptive_avg_pool2d', '_adaptive_avg_pool2d', 'adaptive_avg_pool3d', '_adaptive_avg_pool3d'], adaptiveAvg);
+
+// ---- batch norm -------------------------------------------------------------------------------------------------
+
+function batchNorm(c: AtenCtx, training: boolean, outputs: number): GExpr | (GExpr | undefined)[] {
+  if (training) {
+    c.unsupported('training-mode batch norm (batch statistics)');
+  }
+  const x = c.tensor('input');
+  const xt = c.type(x);
+  const ch = xt.shape[1];
+  if (typeof ch !== 'number') c.unsupported('a symbolic channel dim');
+  const fill = (v: number) => c.constant(tensor(xt.dtype, [ch as number], new Array(ch as number).fill(v)));
+  const mean = c.optTensor('running_mean'),
+    variance = c.optTensor('running_var');
+  if (!mean || !variance) c.unsupported('batch norm without running statistics');
+  const y = c.call('batch_norm', [x, c.optTensor('weight') ?? fill(1), c.optTensor('bias') ?? fill(0), mean!, variance!], {
+    epsilon: c.float('eps', 1e-5),
+  });
+  return outputs === 1 ? y : [y, ...new Array<undefined>(outputs - 1).fill(undefined)];
+}
+
+aten('batch_norm', (c) => batchNorm(c, c.bool('training', false), 1));
+aten('_native_batch_norm_legit_no_training', (c) => batchNorm(c, false, 3));
+aten(['native_batch_norm', '_native_batch_norm_legit'], (c) => batchNorm(c, c.bool('training', false), 3));
+
+// ---- dropout (inference: identity) --------------------------------------------------------------------------------
+
+aten(['dropout', 'feature_dropout', 'alpha_dropout'], (c) => {
+  if (c.bool('train', false)) c.unsupported('dropout in training mode');
+  return c.call('identity', [c.tensor('input')]);
+});
