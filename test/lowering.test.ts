@@ -186,6 +186,15 @@ describe('simplifier', () => {
     expect(p(E.add(E.add(i, 3), 4))).toBe(`(${i.name} + 7)`);
     expect(p(E.mul(E.int(6), E.int(7)))).toBe('42');
   });
+  it('keeps int32 and/or bitwise: only x & 0, x & -1, x | 0, x | -1 fold', () => {
+    expect(p(E.and(i, 3))).toBe(`(${i.name} && 3)`);
+    expect(p(E.or(E.int(4), i))).toBe(`(4 || ${i.name})`);
+    expect(p(E.and(i, 0))).toBe('0');
+    expect(p(E.and(i, -1))).toBe(i.name);
+    expect(p(E.or(i, 0))).toBe(i.name);
+    expect(p(E.or(i, -1))).toBe('-1');
+    expect(p(E.and(E.lt(i, 5), E.constant(1, 'bool')))).toBe(`(${i.name} < 5)`);
+  });
   it('uses variable ranges for div/mod and comparisons', () => {
     expect(p(E.floordiv(E.add(E.mul(i, 4), j), 4))).toBe(i.name);
     expect(p(E.floormod(E.add(E.mul(i, 4), j), 4))).toBe(j.name);

@@ -126,6 +126,22 @@ describe('constant folding', () => {
   });
 });
 
+describe('bitwise operators with a constant operand', () => {
+  it('x & 3 and x | 4 on int32 match ONNX Runtime (the simplifier once folded them as logical and/or)', async () => {
+    const bytes = buildModel({
+      opset: 18,
+      inputs: [['x', 'int32', [8]]],
+      outputs: [['y', 'int32', [8]]],
+      initializers: { three: tensor('int32', [1], [3]), four: tensor('int32', [1], [4]) },
+      nodes: [
+        { op: 'BitwiseAnd', inputs: ['x', 'three'], outputs: ['a'] },
+        { op: 'BitwiseOr', inputs: ['a', 'four'], outputs: ['y'] },
+      ],
+    });
+    await checkAgainstOrt(bytes, { x: tensor('int32', [8], [0, 1, 2, 5, 7, 12, -1, -8]) });
+  });
+});
+
 describe('batch-norm folding', () => {
   it('folds BatchNormalization into the preceding Conv', async () => {
     const c = 3;

@@ -115,7 +115,7 @@ function step(e: Expr, ranges: Ranges): Expr | undefined {
     const v = foldInt(op, a.value as number, b.value as number);
     if (v !== undefined) return constant(v, e.dtype);
   }
-  if (intArgs) {
+  if (a.dtype === 'bool') {
     if (op === 'and') {
       if (isConst(a)) return a.value ? b : a;
       if (isConst(b)) return b.value ? a : b;
@@ -123,6 +123,13 @@ function step(e: Expr, ranges: Ranges): Expr | undefined {
     if (op === 'or') {
       if (isConst(a)) return a.value ? a : b;
       if (isConst(b)) return b.value ? b : a;
+    }
+  } else if (intArgs && (op === 'and' || op === 'or')) {
+    // bitwise on int32: only the identities (x & 0 = 0, x & -1 = x, x | 0 = x, x | -1 = -1)
+    const [x, c] = isConst(b) ? [a, b] : isConst(a) ? [b, a] : [undefined, undefined];
+    if (x && c) {
+      if (c.value === 0) return op === 'and' ? c : x;
+      if (c.value === -1) return op === 'and' ? x : c;
     }
   }
   if (a.dtype !== 'int32') return undefined;
