@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Generate test fixtures into .cache/ (ONNX node cases + exported test models).
+# Generate test fixtures into .cache/ (ONNX node cases + exported test models + torch.export .pt2 models).
 # Works from nothing on a fresh Debian machine (root): creates .venv, installs wheels, runs generators.
 # Usage: scripts/fixtures.sh [model names for gen_models.py ...]
 set -euo pipefail
@@ -29,3 +29,4 @@ fi
 
 "$PY" scripts/gen_onnx_node_cases.py
 "$PY" scripts/gen_models.py "$@"
+"$PY" scripts/gen_pytorch_models.py

@@ -1,4 +1,4 @@
-// kiln compile MODEL.onnx -o OUT.kiln
+// kiln compile MODEL.onnx|MODEL.pt2 -o OUT.kiln
 import { existsSync, readFileSync } from 'node:fs';
 import { compile } from '../compiler/compile.js';
 import { KilnError } from '../runtime/errors.js';
@@ -43,7 +43,7 @@ export async function compileCommand(pos: string[], v: CompileFlags): Promise<nu
   const modelPath = pos[0];
   const options = compileOptions(modelPath, v); // flags checked before any work
   const bytes = readModel(modelPath);
-  const out = v.output ?? modelPath.replace(/\.onnx$/, '') + '.kiln';
+  const out = v.output ?? modelPath.replace(/\.(onnx|pt2)$/, '') + '.kiln';
   const t0 = performance.now();
   const tuning = await tuningLookup(v);
   let r;

@@ -9,7 +9,9 @@ export const MODEL_FORMATS: readonly ModelFormat[] = ['onnx', 'pt2'];
 export function detectFormat(bytes: Uint8Array, given?: string): ModelFormat {
   if (given !== undefined) {
     if (!(MODEL_FORMATS as readonly string[]).includes(given)) {
-      throw new KilnError('E_INPUT', `unknown model format '${given}'`, { hint: `use one of ${MODEL_FORMATS.join(', ')}, or leave it out to detect it from the file` });
+      throw new KilnError('E_INPUT', `unknown model format '${given}'`, {
+        hint: `use one of ${MODEL_FORMATS.join(', ')}, or leave it out to detect it from the file`,
+      });
     }
     return given as ModelFormat;
   }

@@ -9,9 +9,16 @@ import { unzipSync } from 'fflate';
 import { KilnError } from '../../runtime/errors.js';
 import { ARRAY, BYTES, type DType } from '../../runtime/dtype.js';
 import { type Tensor, sizeOf } from '../../runtime/tensor.js';
-import { type ExportedProgramJson, type PayloadConfigJson, type TensorMetaJson, scalarDType, symIntValue } from './schema.js';
+import {
+  type ExportedProgramJson,
+  type PayloadConfigJson,
+  type TensorMetaJson,
+  scalarDType,
+  symIntValue,
+} from './schema.js';
 
-const DECODE_HINT = 'the file is truncated or corrupt, or not a torch.export .pt2 file; save it again with torch.export.save';
+const DECODE_HINT =
+  'the file is truncated or corrupt, or not a torch.export .pt2 file; save it again with torch.export.save';
 
 export interface Pt2Archive {
   /** The folder all entries sit in (torch uses the file's stem, or 'archive'). */
@@ -38,7 +45,9 @@ function unzip(bytes: Uint8Array): Record<string, Uint8Array> {
   try {
     return unzipSync(bytes);
   } catch (e) {
-    throw new KilnError('E_MODEL_DECODE', `not a readable .pt2 archive: ${(e as Error).message}`, { hint: DECODE_HINT });
+    throw new KilnError('E_MODEL_DECODE', `not a readable .pt2 archive: ${(e as Error).message}`, {
+      hint: DECODE_HINT,
+    });
   }
 }
 
@@ -75,12 +84,16 @@ export function readPt2Archive(bytes: Uint8Array): Pt2Archive {
         hint: 'export the model with torch.export.export and torch.export.save',
       });
     }
-    throw new KilnError('E_MODEL_DECODE', 'not a .pt2 archive: no archive_format entry in the zip', { hint: DECODE_HINT });
+    throw new KilnError('E_MODEL_DECODE', 'not a .pt2 archive: no archive_format entry in the zip', {
+      hint: DECODE_HINT,
+    });
   }
   const root = formatEntry.slice(0, formatEntry.length - 'archive_format'.length);
   const format = new TextDecoder().decode(files[formatEntry]).trim();
   if (format !== 'pt2') {
-    throw new KilnError('E_UNSUPPORTED', `archive_format is '${format}', Kiln reads 'pt2' archives`, { hint: DECODE_HINT });
+    throw new KilnError('E_UNSUPPORTED', `archive_format is '${format}', Kiln reads 'pt2' archives`, {
+      hint: DECODE_HINT,
+    });
   }
   const byteorder = files[`${root}byteorder`];
   if (byteorder && new TextDecoder().decode(byteorder).trim() !== 'little') {
@@ -126,9 +139,13 @@ function storageTensors(
     if (have) return have;
     const raw = files[dir + path];
     if (!raw) {
-      throw new KilnError('E_MODEL_INVALID', `${what} '${name}' is stored in '${dir}${path}', which the archive lacks`, {
-        hint: 'the archive is incomplete or was altered; save it again with torch.export.save',
-      });
+      throw new KilnError(
+        'E_MODEL_INVALID',
+        `${what} '${name}' is stored in '${dir}${path}', which the archive lacks`,
+        {
+          hint: 'the archive is incomplete or was altered; save it again with torch.export.save',
+        },
+      );
     }
     if (raw.byteLength % BYTES[dtype] !== 0) {
       throw new KilnError(
@@ -148,13 +165,23 @@ function storageTensors(
       const cached = built.get(name);
       if (cached) return cached;
       const p = entries[name];
-      if (!p) throw new KilnError('E_MODEL_INVALID', `the archive has no ${what} '${name}'`, { hint: 'the archive is incomplete or was altered; save it again' });
-      if (p.use_pickle) {
-        throw new KilnError('E_UNSUPPORTED', `${what} '${name}' is a pickled tensor subclass, which Kiln does not read`, {
-          hint: 'save plain tensors (no tensor subclasses such as quantized or DTensor weights)',
+      if (!p)
+        throw new KilnError('E_MODEL_INVALID', `the archive has no ${what} '${name}'`, {
+          hint: 'the archive is incomplete or was altered; save it again',
         });
+      if (p.use_pickle) {
+        throw new KilnError(
+          'E_UNSUPPORTED',
+          `${what} '${name}' is a pickled tensor subclass, which Kiln does not read`,
+          {
+            hint: 'save plain tensors (no tensor subclasses such as quantized or DTensor weights)',
+          },
+        );
       }
-      if (!p.tensor_meta) throw new KilnError('E_MODEL_INVALID', `${what} '${name}' has no tensor metadata`, { hint: 'the archive was altered; save it again' });
+      if (!p.tensor_meta)
+        throw new KilnError('E_MODEL_INVALID', `${what} '${name}' has no tensor metadata`, {
+          hint: 'the archive was altered; save it again',
+        });
       const t = stridedTensor(name, what, p.tensor_meta, (dtype) => storage(name, p.path_name, dtype));
       built.set(name, t);
       return t;
@@ -171,11 +198,15 @@ function stridedTensor(
 ): Tensor {
   const dtype = scalarDType(meta.dtype, `${what} '${name}'`);
   if (meta.layout !== undefined && meta.layout !== 7) {
-    throw new KilnError('E_UNSUPPORTED', `${what} '${name}' has a sparse or mkldnn layout (${meta.layout})`, { hint: 'save dense (strided) tensors' });
+    throw new KilnError('E_UNSUPPORTED', `${what} '${name}' has a sparse or mkldnn layout (${meta.layout})`, {
+      hint: 'save dense (strided) tensors',
+    });
   }
   const dim = (v: TensorMetaJson['sizes'][number], i: number, field: string) =>
     symIntValue(v, () => {
-      throw new KilnError('E_DYNAMIC', `${what} '${name}' has a symbolic ${field}[${i}]`, { hint: 'weights must have fixed shapes' });
+      throw new KilnError('E_DYNAMIC', `${what} '${name}' has a symbolic ${field}[${i}]`, {
+        hint: 'weights must have fixed shapes',
+      });
     });
   const shape = meta.sizes.map((v, i) => dim(v, i, 'size'));
   const strides = (meta.strides ?? []).map((v, i) => dim(v, i, 'stride'));
@@ -184,7 +215,11 @@ function stridedTensor(
   const out = new ARRAY[dtype](n);
   if (n === 0) return { dtype, shape, data: out };
   if (strides.length !== shape.length) {
-    throw new KilnError('E_MODEL_INVALID', `${what} '${name}' has ${shape.length} sizes but ${strides.length} strides`, { hint: 'the archive was altered; save it again' });
+    throw new KilnError(
+      'E_MODEL_INVALID',
+      `${what} '${name}' has ${shape.length} sizes but ${strides.length} strides`,
+      { hint: 'the archive was altered; save it again' },
+    );
   }
   const { data } = storage(dtype);
   const last = shape.reduce((a, d, i) => a + (d - 1) * strides[i], offset);

@@ -46,9 +46,13 @@ const GETITEM = new Set(['_operator.getitem', 'operator.getitem', 'getitem']);
 export function importPt2(bytes: Uint8Array, opts: Pt2ImportOptions = {}): ImportedPt2 {
   const baked = Object.keys(opts.specialize ?? {});
   if (baked.length) {
-    throw new KilnError('E_INPUT', `specialize names ${baked.map((n) => `'${n}'`).join(', ')}, but a .pt2 program needs no input values at compile time`, {
-      hint: 'leave out specialize (--specialize) for .pt2 models',
-    });
+    throw new KilnError(
+      'E_INPUT',
+      `specialize names ${baked.map((n) => `'${n}'`).join(', ')}, but a .pt2 program needs no input values at compile time`,
+      {
+        hint: 'leave out specialize (--specialize) for .pt2 models',
+      },
+    );
   }
   const archive = readPt2Archive(bytes);
   const program = archive.program;
@@ -103,10 +107,13 @@ export function importPt2(bytes: Uint8Array, opts: Pt2ImportOptions = {}): Impor
     const kind = unionKey(spec);
     if (kind === 'user_output') {
       const arg = spec.user_output!.arg;
-      if (!arg.as_tensor) problems.push(`a ${unionKey(arg).replace(/^as_/, '')} output (only tensor outputs are supported)`);
+      if (!arg.as_tensor)
+        problems.push(`a ${unionKey(arg).replace(/^as_/, '')} output (only tensor outputs are supported)`);
       else outputs.push(value(arg.as_tensor.name));
     } else if (kind === 'buffer_mutation') {
-      problems.push(`a write to buffer '${spec.buffer_mutation!.buffer_name}' (training-mode state such as batch-norm running stats)`);
+      problems.push(
+        `a write to buffer '${spec.buffer_mutation!.buffer_name}' (training-mode state such as batch-norm running stats)`,
+      );
     } else {
       problems.push(`a ${kind.replace(/_/g, ' ')} output`);
     }
@@ -117,7 +124,9 @@ export function importPt2(bytes: Uint8Array, opts: Pt2ImportOptions = {}): Impor
     });
   }
   if (outputs.length === 0) {
-    throw new KilnError('E_MODEL_INVALID', 'the exported program has no outputs', { hint: 'export a model that returns tensors' });
+    throw new KilnError('E_MODEL_INVALID', 'the exported program has no outputs', {
+      hint: 'export a model that returns tensors',
+    });
   }
   const body = outputs.length === 1 ? outputs[0] : gtuple(outputs);
   return {
@@ -151,9 +160,16 @@ function checkOperators(nodes: readonly NodeJson[]): void {
   );
 }
 
-function inputType(name: string, meta: TensorMetaJson | undefined, program: ExportedProgramJson, given?: number[]): TensorType {
+function inputType(
+  name: string,
+  meta: TensorMetaJson | undefined,
+  program: ExportedProgramJson,
+  given?: number[],
+): TensorType {
   if (!meta) {
-    throw new KilnError('E_MODEL_INVALID', `input '${name}' has no tensor metadata`, { hint: 'the exported program is malformed; export it again' });
+    throw new KilnError('E_MODEL_INVALID', `input '${name}' has no tensor metadata`, {
+      hint: 'the exported program is malformed; export it again',
+    });
   }
   const dtype = scalarDType(meta.dtype, `input '${name}'`);
   if (given) {
@@ -165,9 +181,13 @@ function inputType(name: string, meta: TensorMetaJson | undefined, program: Expo
     meta.sizes.forEach((s, i) => {
       const fixed = 'as_int' in s ? s.as_int : undefined;
       if (fixed !== undefined && fixed !== given[i]) {
-        throw new KilnError('E_INPUT', `inputShapes['${name}'] gives dim ${i} as ${given[i]}, the program fixes it at ${fixed}`, {
-          hint: 'torch.export specialized this dim; export with dynamic_shapes to vary it',
-        });
+        throw new KilnError(
+          'E_INPUT',
+          `inputShapes['${name}'] gives dim ${i} as ${given[i]}, the program fixes it at ${fixed}`,
+          {
+            hint: 'torch.export specialized this dim; export with dynamic_shapes to vary it',
+          },
+        );
       }
     });
     return tensorType(given, dtype);
@@ -184,16 +204,25 @@ function inputType(name: string, meta: TensorMetaJson | undefined, program: Expo
   return tensorType(shape, dtype);
 }
 
-function bindInputs(archive: Pt2Archive, opts: Pt2ImportOptions, values: Map<string, GExpr | (() => GExpr)>, params: VarNode[]): void {
+function bindInputs(
+  archive: Pt2Archive,
+  opts: Pt2ImportOptions,
+  values: Map<string, GExpr | (() => GExpr)>,
+  params: VarNode[],
+): void {
   const { program } = archive;
   const specs = program.graph_module.signature.input_specs;
   const metas = program.graph_module.graph.tensor_values;
   const userNames = specs.filter((s) => s.user_input?.arg.as_tensor).map((s) => s.user_input!.arg.as_tensor!.name);
   const unknown = Object.keys(opts.inputShapes ?? {}).filter((n) => !userNames.includes(n));
   if (unknown.length) {
-    throw new KilnError('E_INPUT', `inputShapes names ${unknown.map((n) => `'${n}'`).join(', ')}, the model's inputs are ${userNames.map((n) => `'${n}'`).join(', ')}`, {
-      hint: 'check the spelling (names are case-sensitive); on the command line this is --input-shape name=...',
-    });
+    throw new KilnError(
+      'E_INPUT',
+      `inputShapes names ${unknown.map((n) => `'${n}'`).join(', ')}, the model's inputs are ${userNames.map((n) => `'${n}'`).join(', ')}`,
+      {
+        hint: 'check the spelling (names are case-sensitive); on the command line this is --input-shape name=...',
+      },
+    );
   }
   const weight = (store: Pt2Archive['weights'], key: string) => () => gconst(store.get(key));
   for (const spec of specs) {
@@ -202,15 +231,22 @@ function bindInputs(archive: Pt2Archive, opts: Pt2ImportOptions, values: Map<str
     else if (spec.buffer) {
       const b = spec.buffer.buffer_name;
       // non-persistent buffers are saved with the constants
-      values.set(spec.buffer.arg.name, weight(archive.weights.has(b) || !archive.constants.has(b) ? archive.weights : archive.constants, b));
+      values.set(
+        spec.buffer.arg.name,
+        weight(archive.weights.has(b) || !archive.constants.has(b) ? archive.weights : archive.constants, b),
+      );
     } else if (spec.tensor_constant) {
       values.set(spec.tensor_constant.arg.name, weight(archive.constants, spec.tensor_constant.tensor_constant_name));
     } else if (spec.user_input) {
       const arg = spec.user_input.arg;
       if (!arg.as_tensor) {
-        throw new KilnError('E_UNSUPPORTED', `a ${unionKey(arg).replace(/^as_/, '')} input: only tensor inputs are supported`, {
-          hint: 'export the model with tensor arguments only',
-        });
+        throw new KilnError(
+          'E_UNSUPPORTED',
+          `a ${unionKey(arg).replace(/^as_/, '')} input: only tensor inputs are supported`,
+          {
+            hint: 'export the model with tensor arguments only',
+          },
+        );
       }
       const name = arg.as_tensor.name;
       const v = gvar(name, inputType(name, metas[name], program, opts.inputShapes?.[name]));
@@ -256,7 +292,9 @@ function convertNode(node: NodeJson, name: string, value: (n: string) => GExpr):
     const list = src?.arg.as_tensors;
     const i = idx?.arg.as_int;
     if (!list || i === undefined || !list[i]) {
-      throw new KilnError('E_UNSUPPORTED', 'getitem of something other than a list of tensors', { hint: 'see README "Operator coverage"' });
+      throw new KilnError('E_UNSUPPORTED', 'getitem of something other than a list of tensors', {
+        hint: 'see README "Operator coverage"',
+      });
     }
     return [value(list[i].name)];
   }
@@ -266,9 +304,13 @@ function convertNode(node: NodeJson, name: string, value: (n: string) => GExpr):
   const aten = shortTarget(node.target);
   const origin = [`${name} (${aten})`];
   const bad = (arg: string, want: string, a: ArgumentJson): never => {
-    throw new KilnError('E_MODEL_INVALID', `argument '${arg}' should be ${want}, is ${unionKey(a).replace(/^as_/, '')}`, {
-      hint: 'the exported program is malformed or was altered; export it again',
-    });
+    throw new KilnError(
+      'E_MODEL_INVALID',
+      `argument '${arg}' should be ${want}, is ${unionKey(a).replace(/^as_/, '')}`,
+      {
+        hint: 'the exported program is malformed or was altered; export it again',
+      },
+    );
   };
   const get = (arg: string): ArgumentJson | undefined => {
     const a = args.get(arg);
@@ -310,7 +352,8 @@ function convertNode(node: NodeJson, name: string, value: (n: string) => GExpr):
     optTensor(arg) {
       const a = get(arg);
       if (!a) return undefined;
-      if (a.as_optional_tensor) return 'as_tensor' in a.as_optional_tensor ? value(a.as_optional_tensor.as_tensor.name) : undefined;
+      if (a.as_optional_tensor)
+        return 'as_tensor' in a.as_optional_tensor ? value(a.as_optional_tensor.as_tensor.name) : undefined;
       return a.as_tensor ? value(a.as_tensor.name) : bad(arg, 'a tensor', a);
     },
     tensors(arg) {
@@ -390,7 +433,9 @@ function convertNode(node: NodeJson, name: string, value: (n: string) => GExpr):
     call: (op, callArgs, attrs = {}) => gcall(getOp(op), callArgs, attrs as Record<string, AttrValue>, origin),
     constant: (t) => gconst(t),
     unsupported(what) {
-      throw new KilnError('E_UNSUPPORTED', `${aten}: ${what} is not supported`, { hint: 'see README "Operator coverage"' });
+      throw new KilnError('E_UNSUPPORTED', `${aten}: ${what} is not supported`, {
+        hint: 'see README "Operator coverage"',
+      });
     },
   };
   const out = fn(ctx);

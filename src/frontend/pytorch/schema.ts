@@ -161,7 +161,19 @@ const SCALAR_TYPES: Record<number, DType | string> = {
   34: 'uint32',
   35: 'uint64',
 };
-const KILN_DTYPES = new Set(['uint8', 'int8', 'int16', 'int32', 'int64', 'float32', 'float64', 'bool', 'uint16', 'uint32', 'uint64']);
+const KILN_DTYPES = new Set([
+  'uint8',
+  'int8',
+  'int16',
+  'int32',
+  'int64',
+  'float32',
+  'float64',
+  'bool',
+  'uint16',
+  'uint32',
+  'uint64',
+]);
 
 export function scalarDType(code: number, what: string): DType {
   const t = SCALAR_TYPES[code];

@@ -45,7 +45,8 @@ aten(['div', 'div_'], (c) => {
   const self = c.tensor('self');
   let [a, b] = promote(c, self, c.tensorOrScalar('other', self));
   // true division: integer operands divide as floats
-  if (!isFloat(c.type(a).dtype)) [a, b] = [c.call('cast', [a], { to: 'float32' }), c.call('cast', [b], { to: 'float32' })];
+  if (!isFloat(c.type(a).dtype))
+    [a, b] = [c.call('cast', [a], { to: 'float32' }), c.call('cast', [b], { to: 'float32' })];
   return c.call('div', [a, b]);
 });
 aten(['maximum'], (c) => c.call('max', promote(c, c.tensor('self'), c.tensor('other'))));
@@ -84,8 +85,12 @@ for (const [op, kiln] of Object.entries(UNARY)) aten(op, (c) => c.call(kiln, [c.
 aten('rsqrt', (c) => c.call('reciprocal', [c.call('sqrt', [c.tensor('self')])]));
 aten(['silu', 'silu_'], (c) => c.call('swish', [c.tensor('self')], { alpha: 1 }));
 aten(['hardsigmoid', 'hardsigmoid_'], (c) => c.call('hard_sigmoid', [c.tensor('self')], { alpha: 1 / 6, beta: 0.5 }));
-aten('gelu', (c) => c.call('gelu', [c.tensor('self')], c.string('approximate', 'none') === 'tanh' ? { approximate: 'tanh' } : {}));
-aten(['leaky_relu', 'leaky_relu_'], (c) => c.call('leaky_relu', [c.tensor('self')], { alpha: c.float('negative_slope', 0.01) }));
+aten('gelu', (c) =>
+  c.call('gelu', [c.tensor('self')], c.string('approximate', 'none') === 'tanh' ? { approximate: 'tanh' } : {}),
+);
+aten(['leaky_relu', 'leaky_relu_'], (c) =>
+  c.call('leaky_relu', [c.tensor('self')], { alpha: c.float('negative_slope', 0.01) }),
+);
 
 // ---- clamps -----------------------------------------------------------------------------------------------------
 

@@ -8,7 +8,8 @@ aten('linear', (c) => {
     w = c.tensor('weight'),
     b = c.optTensor('bias');
   if (c.type(w).shape.length !== 2) c.unsupported(`a weight of rank ${c.type(w).shape.length}`);
-  if (c.type(x).shape.length === 2) return c.call('gemm', b ? [x, w, b] : [x, w], { alpha: 1, beta: 1, transA: 0, transB: 1 });
+  if (c.type(x).shape.length === 2)
+    return c.call('gemm', b ? [x, w, b] : [x, w], { alpha: 1, beta: 1, transA: 0, transB: 1 });
   const y = c.call('matmul', [x, c.call('transpose', [w], { perm: [1, 0] })]);
   return b ? c.call('add', [y, b]) : y;
 });
@@ -23,6 +24,9 @@ aten('addmm', (c) =>
   }),
 );
 
-const matmul = (a: string, b: string) => (c: AtenCtx): GExpr => c.call('matmul', [c.tensor(a), c.tensor(b)]);
+const matmul =
+  (a: string, b: string) =>
+  (c: AtenCtx): GExpr =>
+    c.call('matmul', [c.tensor(a), c.tensor(b)]);
 aten(['mm', 'bmm'], matmul('self', 'mat2'));
 aten('matmul', matmul('self', 'other'));

@@ -98,7 +98,10 @@ function adaptiveAvg(c: AtenCtx): GExpr {
     count_include_pad: 0,
   });
 }
-aten(['adaptive_avg_pool1d', 'adaptive_avg_pool2d', '_adaptive_avg_pool2d', 'adaptive_avg_pool3d', '_adaptive_avg_pool3d'], adaptiveAvg);
+aten(
+  ['adaptive_avg_pool1d', 'adaptive_avg_pool2d', '_adaptive_avg_pool2d', 'adaptive_avg_pool3d', '_adaptive_avg_pool3d'],
+  adaptiveAvg,
+);
 
 // ---- batch norm -------------------------------------------------------------------------------------------------
 
@@ -114,9 +117,13 @@ function batchNorm(c: AtenCtx, training: boolean, outputs: number): GExpr | (GEx
   const mean = c.optTensor('running_mean'),
     variance = c.optTensor('running_var');
   if (!mean || !variance) c.unsupported('batch norm without running statistics');
-  const y = c.call('batch_norm', [x, c.optTensor('weight') ?? fill(1), c.optTensor('bias') ?? fill(0), mean!, variance!], {
-    epsilon: c.float('eps', 1e-5),
-  });
+  const y = c.call(
+    'batch_norm',
+    [x, c.optTensor('weight') ?? fill(1), c.optTensor('bias') ?? fill(0), mean!, variance!],
+    {
+      epsilon: c.float('eps', 1e-5),
+    },
+  );
   return outputs === 1 ? y : [y, ...new Array<undefined>(outputs - 1).fill(undefined)];
 }
 

@@ -1,0 +1,359 @@
+// torch.export .pt2 import (src/frontend/pytorch): a hand-built archive (shared storage, strides, offsets, scalar
+// arguments) and every way it can be wrong, which need no fixtures; then the models scripts/gen_pytorch_models.py
+// exports (ResNet-18, MobileNetV2 and a small module, each as exported and after run_decompositions()) compiled
+// and run, compared with PyTorch's own outputs within rtol 1e-3 / atol 1e-4.
+import { describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { strToU8, zipSync } from 'fflate';
+import { compile, KilnError, load, type Tensor } from '../src/index.js';
+import { compareTensors } from '../src/conformance/compare.js';
+import { readNpy } from '../src/cli/tensor-files.js';
+import { printFunc } from '../src/relay-ir/printer.js';
+import { importPt2 } from '../src/frontend/pytorch/import.js';
+import { supportedAtenOps } from '../src/frontend/pytorch/converter.js';
+import { tempDir } from './helpers/temp.js';
+
+const sizes = (s: number[]) => s.map((d) => ({ as_int: d }));
+const meta = (shape: number[], strides: number[], offset = 0) => ({
+  dtype: 7,
+  sizes: sizes(shape),
+  strides: sizes(strides),
+  storage_offset: { as_int: offset },
+  requires_grad: false,
+  device: { type: 'cpu', index: null },
+  layout: 7,
+});
+const tensorArg = (name: string) => ({ as_tensor: { name } });
+const node = (target: string, name: string, inputs: [string, object][]) => ({
+  target: `torch.ops.aten.${target}`,
+  name,
+  inputs: inputs.map(([n, arg]) => ({ name: n, arg, kind: 1 })),
+  outputs: [tensorArg(name)],
+  metadata: {},
+});
+
+/**
+ * y = relu(x + w) * 2 and z = x + v.view(2, 1): w ([3], stride 2, offset 1) and v ([2], stride 6) are views of
+ * one 7-element storage [0, 1, ..., 6], so w = [1, 3, 5] and v = [0, 6].
+ */
+function tinyProgram() {
+  return {
+    graph_module: {
+      graph: {
+        inputs: [tensorArg('p_w'), tensorArg('b_v'), tensorArg('x')],
+        outputs: [tensorArg('mul'), tensorArg('add_1')],
+        nodes: [
+          node('add.Tensor', 'add', [
+            ['self', tensorArg('x')],
+            ['other', tensorArg('p_w')],
+          ]),
+          node('relu.default', 'relu', [['self', tensorArg('add')]]),
+          node('mul.Tensor', 'mul', [
+            ['self', tensorArg('relu')],
+            ['other', { as_float: 2 }],
+          ]),
+          node('view.default', 'view', [
+            ['self', tensorArg('b_v')],
+            ['size', { as_ints: [2, 1] }],
+          ]),
+          node('add.Tensor', 'add_1', [
+            ['self', tensorArg('x')],
+            ['other', tensorArg('view')],
+          ]),
+        ],
+        tensor_values: {
+          x: meta([2, 3], [3, 1]),
+          p_w: meta([3], [2], 1),
+          b_v: meta([2], [6]),
+          add: meta([2, 3], [3, 1]),
+          relu: meta([2, 3], [3, 1]),
+          mul: meta([2, 3], [3, 1]),
+          view: meta([2, 1], [1, 1]),
+          add_1: meta([2, 3], [3, 1]),
+        },
+        sym_int_values: {},
+        is_single_tensor_return: false,
+      },
+      signature: {
+        input_specs: [
+          { parameter: { arg: { name: 'p_w' }, parameter_name: 'w' } },
+          { buffer: { arg: { name: 'b_v' }, buffer_name: 'v', persistent: true } },
+          { user_input: { arg: tensorArg('x') } },
+        ],
+        output_specs: [{ user_output: { arg: tensorArg('mul') } }, { user_output: { arg: tensorArg('add_1') } }],
+      },
+      module_call_graph: [],
+    },
+    opset_version: { aten: 10 },
+    range_constraints: {},
+    schema_version: { major: 8, minor: 20 },
+    verifiers: ['ATEN'],
+    torch_version: '2.13.0+cpu',
+  };
+}
+
+type Program = ReturnType<typeof tinyProgram>;
+
+function tinyFiles(edit: (p: Program) => void = () => {}): Record<string, Uint8Array> {
+  const p = tinyProgram();
+  edit(p);
+  const storage = new Float32Array([0, 1, 2, 3, 4, 5, 6]);
+  const payload = (m: object) => ({ path_name: 'weight_0', is_param: true, use_pickle: false, tensor_meta: m });
+  return {
+    'tiny/archive_format': strToU8('pt2'),
+    'tiny/archive_version': strToU8('0'),
+    'tiny/byteorder': strToU8('little'),
+    'tiny/models/model.json': strToU8(JSON.stringify(p)),
+    'tiny/data/weights/model_weights_config.json': strToU8(
+      JSON.stringify({ config: { w: payload(meta([3], [2], 1)), v: payload(meta([2], [6])) } }),
+    ),
+    'tiny/data/weights/weight_0': new Uint8Array(storage.buffer),
+    'tiny/data/constants/model_constants_config.json': strToU8('{"config": {}}'),
+  };
+}
+const tinyArchive = (edit?: (p: Program) => void) => zipSync(tinyFiles(edit));
+
+/** The KilnError `f` throws (a TypeError or no error fails the test). */
+async function kilnError(f: () => unknown): Promise<KilnError> {
+  try {
+    await f();
+  } catch (e) {
+    if (!(e instanceof KilnError)) throw e;
+    expect(e.hint).toBeTruthy();
+    return e;
+  }
+  throw new Error('expected a KilnError');
+}
+
+describe('torch.export .pt2 reader', () => {
+  it('rebuilds views of a shared storage and converts the graph', async () => {
+    const r = await compile(tinyArchive());
+    const m = await load(r.artifact);
+    const x: Tensor = { dtype: 'float32', shape: [2, 3], data: new Float32Array([-2, -1, 0, 1, 2, 3]) };
+    const out = m.runSync({ x });
+    expect(m.outputs.map((o) => o.name)).toEqual(['output_0', 'output_1']);
+    const w = [1, 3, 5],
+      v = [0, 6];
+    expect(Array.from(out.output_0.data as Float32Array)).toEqual(
+      [-2, -1, 0, 1, 2, 3].map((a, i) => 2 * Math.max(0, a + w[i % 3])),
+    );
+    expect(Array.from(out.output_1.data as Float32Array)).toEqual(
+      [-2, -1, 0, 1, 2, 3].map((a, i) => a + v[Math.floor(i / 3)]),
+    );
+    m.dispose();
+  });
+
+  it('names the ATen op of every graph node', () => {
+    const text = printFunc(importPt2(tinyArchive()).func);
+    expect(text).toMatch(/add\(%x, .*# add \(aten\.add\.Tensor\)/);
+    expect(text).toMatch(/relu\(.*# relu \(aten\.relu\.default\)/);
+    expect(text).toMatch(/reshape\(.*# view \(aten\.view\.default\)/);
+  });
+
+  it('detects the format, and a wrong explicit one fails cleanly', async () => {
+    expect((await compile(tinyArchive(), { format: 'pt2' })).header.outputs).toHaveLength(2);
+    const e = await kilnError(() => compile(new Uint8Array([8, 1, 18, 0]), { format: 'pt2' }));
+    expect(e.code).toBe('E_MODEL_DECODE');
+    expect(e.message).toMatch(/not a zip file/);
+    const f = await kilnError(() => compile(tinyArchive(), { format: 'onnx' }));
+    expect(f.code).toBe('E_MODEL_DECODE');
+    const g = await kilnError(() => compile(tinyArchive(), { format: 'keras' as 'onnx' }));
+    expect(g.message).toMatch(/unknown model format 'keras'/);
+  });
+
+  it('rejects a truncated archive', async () => {
+    const bytes = tinyArchive();
+    for (const n of [bytes.length - 10, Math.floor(bytes.length / 2), 30]) {
+      const e = await kilnError(() => compile(bytes.slice(0, n)));
+      expect(e.code).toBe('E_MODEL_DECODE');
+      expect(e.message).toMatch(/not a readable \.pt2 archive/);
+    }
+  });
+
+  it('rejects an unknown schema version', async () => {
+    const e = await kilnError(() =>
+      compile(
+        tinyArchive((p) => {
+          p.schema_version = { major: 99, minor: 1 };
+        }),
+      ),
+    );
+    expect(e.code).toBe('E_UNSUPPORTED');
+    expect(e.message).toMatch(
+      /schema version 99\.1 \(written by torch 2\.13\.0\+cpu\) is not supported; Kiln reads schema 8\.x/,
+    );
+    const f = await kilnError(() =>
+      compile(
+        tinyArchive((p) => {
+          delete (p as Partial<Program>).schema_version;
+        }),
+      ),
+    );
+    expect(f.code).toBe('E_MODEL_DECODE');
+  });
+
+  it('rejects an archive missing a weight file, or whose weight reads past its storage', async () => {
+    const files = tinyFiles();
+    delete files['tiny/data/weights/weight_0'];
+    const e = await kilnError(() => compile(zipSync(files)));
+    expect(e.code).toBe('E_MODEL_INVALID');
+    expect(e.message).toMatch(/weight 'w' is stored in 'tiny\/data\/weights\/weight_0', which the archive lacks/);
+    const short = tinyFiles();
+    short['tiny/data/weights/weight_0'] = short['tiny/data/weights/weight_0'].slice(0, 20);
+    const f = await kilnError(() => compile(zipSync(short)));
+    expect(f.code).toBe('E_MODEL_INVALID');
+    expect(f.message).toMatch(/weight 'w' .*reads past its storage of 5 elements/);
+  });
+
+  it('lists every unsupported operator at once, with counts', async () => {
+    const e = await kilnError(() =>
+      compile(
+        tinyArchive((p) => {
+          const n = p.graph_module.graph.nodes;
+          n[1].target = 'torch.ops.aten.frobnicate.default';
+          n[2].target = 'torch.ops.aten.frobnicate.default';
+          n[3].target = 'torch.ops.aten.quux.Tensor';
+        }),
+      ),
+    );
+    expect(e.code).toBe('E_UNSUPPORTED_OP');
+    expect(e.message).toMatch(
+      /2 operators are not supported: aten\.frobnicate\.default \(2 nodes\), aten\.quux\.Tensor \(1 node\)/,
+    );
+    const cond = await kilnError(() =>
+      compile(
+        tinyArchive((p) => {
+          p.graph_module.graph.nodes[1].target = 'torch.ops.higher_order.cond';
+        }),
+      ),
+    );
+    expect(cond.message).toMatch(/higher_order\.cond/);
+    expect(cond.hint).toMatch(/control flow/);
+  });
+
+  it('takes fixed sizes for symbolic input dims from inputShapes, else names the dim', async () => {
+    const dynamic = tinyArchive((p) => {
+      p.graph_module.graph.tensor_values.x.sizes[0] = { as_expr: { expr_str: 's0' } } as unknown as { as_int: number };
+      (p.range_constraints as Record<string, object>).s0 = { min_val: 2, max_val: 64 };
+    });
+    const e = await kilnError(() => compile(dynamic));
+    expect(e.code).toBe('E_DYNAMIC');
+    expect(e.message).toMatch(/input 'x' dim 0 is symbolic \(s0, range 2\.\.64\)/);
+    expect(e.hint).toMatch(/--input-shape x=/);
+    expect((await compile(dynamic, { inputShapes: { x: [2, 3] } })).header.inputs[0].shape).toEqual([2, 3]);
+    const bad = await kilnError(() => compile(dynamic, { inputShapes: { x: [2, 4] } }));
+    expect(bad.message).toMatch(/dim 1 as 4, the program fixes it at 3/);
+    const unknown = await kilnError(() => compile(tinyArchive(), { inputShapes: { y: [1] } }));
+    expect(unknown.code).toBe('E_INPUT');
+  });
+
+  it('rejects the legacy layout, TorchScript archives, and malformed JSON clearly', async () => {
+    const legacy = zipSync({ 'm/serialized_exported_program.json': strToU8('{}'), 'm/version': strToU8('1') });
+    expect((await kilnError(() => compile(legacy))).message).toMatch(/legacy layout/);
+    const ts = zipSync({ 'm/data.pkl': strToU8('x'), 'm/code/__torch__.py': strToU8('') });
+    expect((await kilnError(() => compile(ts))).message).toMatch(/TorchScript/);
+    const files = tinyFiles();
+    files['tiny/models/model.json'] = strToU8('{"graph_module": ');
+    const e = await kilnError(() => compile(zipSync(files)));
+    expect(e.code).toBe('E_MODEL_DECODE');
+    expect(e.message).toMatch(/models\/model\.json is not valid JSON/);
+    const noArgs = await kilnError(() =>
+      compile(
+        tinyArchive((p) => {
+          p.graph_module.graph.nodes[0].inputs = [];
+        }),
+      ),
+    );
+    expect(noArgs.code).toBe('E_MODEL_INVALID');
+    expect(noArgs.message).toMatch(/required argument 'self' is missing.*node 'add'/);
+  });
+
+  it('covers the ATen ops of torchvision classifiers', () => {
+    const ops = supportedAtenOps();
+    for (const op of [
+      'convolution',
+      'conv2d',
+      'batch_norm',
+      '_native_batch_norm_legit_no_training',
+      'addmm',
+      'linear',
+      'relu_',
+      'hardtanh_',
+      'max_pool2d_with_indices',
+      'adaptive_avg_pool2d',
+      'mean',
+      'view',
+      'flatten',
+      'permute',
+      'cat',
+      'dropout',
+      'clone',
+    ]) {
+      expect(ops).toContain(op);
+    }
+  });
+});
+
+// ---- exported models -----------------------------------------------------------------------------------------------
+
+const ROOT = '.cache/pytorch';
+const MODELS = [
+  'small',
+  'small_decomposed',
+  'resnet18',
+  'resnet18_decomposed',
+  'mobilenet_v2',
+  'mobilenet_v2_decomposed',
+];
+const present = MODELS.every((m) => existsSync(join(ROOT, m, 'info.json')));
+
+describe.skipIf(!present)('torch.export models match PyTorch (fixtures: scripts/gen_pytorch_models.py)', () => {
+  for (const name of MODELS) {
+    it(name, async () => {
+      const dir = join(ROOT, name);
+      const info = JSON.parse(readFileSync(join(dir, 'info.json'), 'utf8')) as {
+        inputs: [string, number[]][];
+        outputs: number;
+      };
+      const t0 = performance.now();
+      const r = await compile(readFileSync(join(dir, 'model.pt2')));
+      const m = await load(r.artifact);
+      const inputs = Object.fromEntries(
+        info.inputs.map(([n], i) => [n, readNpy(readFileSync(join(dir, `input_${i}.npy`)), n)]),
+      );
+      const out = m.runSync(inputs);
+      expect(m.outputs).toHaveLength(info.outputs);
+      const errs = m.outputs.map((o, i) => {
+        const want = readNpy(readFileSync(join(dir, `output_${i}.npy`)), `output_${i}`);
+        const got = out[o.name];
+        expect(got.shape).toEqual(want.shape);
+        expect(compareTensors(got, want)?.message).toBeUndefined();
+        let max = 0;
+        want.data.forEach((v, k) => {
+          max = Math.max(max, Math.abs(Number(got.data[k]) - Number(v)));
+        });
+        return max;
+      });
+      console.log(
+        `${name}: ${r.header.kernels.length} kernels, max abs error ${errs.map((e) => e.toExponential(2)).join(', ')}, ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+      );
+      m.dispose();
+    });
+  }
+});
+
+const cli = join(process.cwd(), 'dist/cli/kiln.js');
+describe.skipIf(!existsSync(cli))('kiln compile / inspect a .pt2', () => {
+  it('compiles next to the model and prints the graph with ATen names', () => {
+    const dir = tempDir('kiln-pt2-');
+    const model = join(dir, 'tiny.pt2');
+    writeFileSync(model, tinyArchive());
+    const out = execFileSync('node', [cli, 'compile', model, '--no-tuning'], { encoding: 'utf8' });
+    expect(out).toMatch(/input {2}x: float32\[2,3\]/);
+    expect(existsSync(join(dir, 'tiny.kiln'))).toBe(true);
+    const graph = execFileSync('node', [cli, 'inspect', model, '--level', 'graph'], { encoding: 'utf8' });
+    expect(graph).toMatch(/\(aten\.relu\.default\)/);
+  });
+});
