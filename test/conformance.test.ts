@@ -11,7 +11,8 @@ const NODE_FLOOR = 1211;
 const WEBGPU_NODE_FLOOR = 1161;
 
 /** The operators issue #2 asks for: onnx's pytorch-converted / pytorch-operator cases using only these must all pass. */
-const ISSUE_OPS = new Set(`Conv ConvTranspose Gemm MatMul BatchNormalization InstanceNormalization LayerNormalization
+const ISSUE_OPS = new Set(
+  `Conv ConvTranspose Gemm MatMul BatchNormalization InstanceNormalization LayerNormalization
   Relu LeakyRelu PRelu Elu Selu Sigmoid HardSigmoid HardSwish Tanh Clip Gelu Erf Softplus Softsign Mish
   Add Sub Mul Div Pow Mod Abs Neg Exp Log Sqrt Reciprocal Floor Ceil Round Sign Sin Cos Tan Asin Acos Atan Sinh Cosh
   Asinh Acosh Atanh Min Max Sum Mean Equal Less Greater LessOrEqual GreaterOrEqual Not And Or Xor IsNaN IsInf
@@ -20,10 +21,16 @@ const ISSUE_OPS = new Set(`Conv ConvTranspose Gemm MatMul BatchNormalization Ins
   ReduceSum ReduceMean ReduceMax ReduceMin ReduceProd ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceSumSquare
   ArgMax ArgMin Reshape Flatten Transpose Squeeze Unsqueeze Concat Split Slice Gather GatherElements GatherND Expand
   Pad Tile DepthToSpace SpaceToDepth Resize Upsample Shape Size Constant ConstantOfShape Cast CastLike Identity Where
-  Range CumSum Trilu OneHot Einsum TopK Dropout`.split(/\s+/));
+  Range CumSum Trilu OneHot Einsum TopK Dropout`.split(/\s+/),
+);
 
-const opsOf = (dir: string) => new Set(decodeModel(readFileSync(join(dir, 'model.onnx'))).graph!.node.map((n) => n.opType));
-const summary = (rs: CaseResult[]) => rs.filter((r) => !r.passed).map((r) => `${r.name}: ${r.error?.split('\n')[0]}`).join('\n');
+const opsOf = (dir: string) =>
+  new Set(decodeModel(readFileSync(join(dir, 'model.onnx'))).graph!.node.map((n) => n.opType));
+const summary = (rs: CaseResult[]) =>
+  rs
+    .filter((r) => !r.passed)
+    .map((r) => `${r.name}: ${r.error?.split('\n')[0]}`)
+    .join('\n');
 
 describe('ONNX backend node suite', () => {
   it(`passes at least ${NODE_FLOOR} of the node cases`, async () => {

@@ -28,7 +28,9 @@ const SIM_BUDGET = 3e7;
 /** Node cases that must simulate and match (of the WebAssembly-passing list). Raise it; never lower it. */
 const SIM_FLOOR = 1200;
 
-const wasmPassing = readFileSync('test/data/wasm-passing-node-cases.txt', 'utf8').split('\n').filter((l) => l && !l.startsWith('#'));
+const wasmPassing = readFileSync('test/data/wasm-passing-node-cases.txt', 'utf8')
+  .split('\n')
+  .filter((l) => l && !l.startsWith('#'));
 
 /** PTX of several modules as one: the first module's directives, then every module's entries. */
 function concatModules(texts: string[], sm: SmTarget): string {
@@ -42,20 +44,40 @@ async function assembleAll(bySm: Map<SmTarget, string[]>): Promise<Map<SmTarget,
   for (const [sm, texts] of bySm) {
     out.set(sm, []);
     // chunks of about 0.5 MB of PTX: one ptxas process each
-    let chunk: string[] = [], size = 0;
-    const flush = () => { const c = chunk; if (c.length) jobs.push(async () => { out.get(sm)!.push(await runPtxasAsync(concatModules(c, sm), sm)); }); chunk = []; size = 0; };
-    for (const t of texts) { chunk.push(t); size += t.length; if (size > 5e5) flush(); }
+    let chunk: string[] = [],
+      size = 0;
+    const flush = () => {
+      const c = chunk;
+      if (c.length)
+        jobs.push(async () => {
+          out.get(sm)!.push(await runPtxasAsync(concatModules(c, sm), sm));
+        });
+      chunk = [];
+      size = 0;
+    };
+    for (const t of texts) {
+      chunk.push(t);
+      size += t.length;
+      if (size > 5e5) flush();
+    }
     flush();
   }
   // two at a time (two cores)
   const queue = [...jobs];
   const t0 = performance.now();
-  await Promise.all([0, 1].map(async () => { while (queue.length) await queue.shift()!(); }));
+  await Promise.all(
+    [0, 1].map(async () => {
+      while (queue.length) await queue.shift()!();
+    }),
+  );
   console.log(`ptxas: ${jobs.length} modules in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   return out;
 }
 
-const rejected = (rs: PtxasResult[]) => rs.flatMap((r) => (r.ok ? [] : r.errors.length ? r.errors.map((e) => `${e.entry ?? '?'}: ${e.message}`) : [r.log.slice(0, 500)]));
+const rejected = (rs: PtxasResult[]) =>
+  rs.flatMap((r) =>
+    r.ok ? [] : r.errors.length ? r.errors.map((e) => `${e.entry ?? '?'}: ${e.message}`) : [r.log.slice(0, 500)],
+  );
 
 function readCase(dir: string) {
   const bytes = readFileSync(join(dir, 'model.onnx'));
@@ -66,30 +88,51 @@ function readCase(dir: string) {
   const set = join(dir, 'test_data_set_0');
   const files = readdirSync(set).sort((a, b) => a.localeCompare(b, undefined, { numeric: true }));
   const inputs = files.filter((f) => f.startsWith('input_')).map((f) => decodeTensorProto(readFileSync(join(set, f))));
-  const expected = files.filter((f) => f.startsWith('output_')).map((f) => decodeTensorProto(readFileSync(join(set, f))));
+  const expected = files
+    .filter((f) => f.startsWith('output_'))
+    .map((f) => decodeTensorProto(readFileSync(join(set, f))));
   const feeds: Record<string, Tensor> = {};
-  inputNames.forEach((n, i) => { if (inputs[i]) feeds[n] = inputs[i]; });
+  inputNames.forEach((n, i) => {
+    if (inputs[i]) feeds[n] = inputs[i];
+  });
   return { bytes, feeds, outputNames, expected };
 }
 
 describe.skipIf(!HAVE_PTXAS || !existsSync(NODE_DIR))('PTX backend: ONNX node cases', () => {
   it('assembles every WebAssembly-passing node case for sm_80/86/90 and simulates them to the expected outputs', async () => {
     const bySm = new Map<SmTarget, string[]>(SM_TARGETS.map((s) => [s, []]));
-    const compileErrors: string[] = [], mismatches: string[] = [], tooLarge: string[] = [];
-    let simulated = 0, kernels = 0, launches = 0;
+    const compileErrors: string[] = [],
+      mismatches: string[] = [],
+      tooLarge: string[] = [];
+    let simulated = 0,
+      kernels = 0,
+      launches = 0;
     for (const [i, name] of wasmPassing.entries()) {
       const dir = join(NODE_DIR, name);
       try {
         const { bytes, feeds, outputNames, expected } = readCase(dir);
-        const c = await compile(bytes, { target: 'cuda', sm: 80, optimize: false, specialize: feeds, inputShapes: Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, v.shape])) });
+        const c = await compile(bytes, {
+          target: 'cuda',
+          sm: 80,
+          optimize: false,
+          specialize: feeds,
+          inputShapes: Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, v.shape])),
+        });
         const prims = c.program.kernels.map(gpuPrimFunc);
         for (const sm of SM_TARGETS) bySm.get(sm)!.push(emitPtxModule(prims, { sm, prefix: `c${i}_` }).ptx);
         kernels += prims.length;
         launches += c.header.cuda!.kernels.reduce((a, k) => a + k.launches.length, 0);
         try {
-          const run = await runCudaSim(c.artifact, Object.fromEntries(c.header.inputs.map((inp) => [inp.name, feeds[inp.name]])), SIM_BUDGET);
-          const bad = outputNames.map((o, j) => expected[j] && compareTensors(run.outputs[o], expected[j])).find(Boolean);
-          if (bad) mismatches.push(`${name}: ${bad.message}`); else simulated++;
+          const run = await runCudaSim(
+            c.artifact,
+            Object.fromEntries(c.header.inputs.map((inp) => [inp.name, feeds[inp.name]])),
+            SIM_BUDGET,
+          );
+          const bad = outputNames
+            .map((o, j) => expected[j] && compareTensors(run.outputs[o], expected[j]))
+            .find(Boolean);
+          if (bad) mismatches.push(`${name}: ${bad.message}`);
+          else simulated++;
         } catch (e) {
           if (e instanceof PtxSimError && /more than .* instructions/.test(e.message)) tooLarge.push(name);
           else mismatches.push(`${name}: ${(e as Error).message}`);
@@ -100,9 +143,13 @@ describe.skipIf(!HAVE_PTXAS || !existsSync(NODE_DIR))('PTX backend: ONNX node ca
     }
     const results = await assembleAll(bySm);
     for (const sm of SM_TARGETS) {
-      console.log(`ptxas sm_${sm}: ${kernels} kernels (${launches} entries) of ${wasmPassing.length} node cases in ${results.get(sm)!.length} modules, ${rejected(results.get(sm)!).length} rejected`);
+      console.log(
+        `ptxas sm_${sm}: ${kernels} kernels (${launches} entries) of ${wasmPassing.length} node cases in ${results.get(sm)!.length} modules, ${rejected(results.get(sm)!).length} rejected`,
+      );
     }
-    console.log(`simulated: ${simulated} node cases match; too large to simulate (${tooLarge.length}): ${tooLarge.join(', ')}`);
+    console.log(
+      `simulated: ${simulated} node cases match; too large to simulate (${tooLarge.length}): ${tooLarge.join(', ')}`,
+    );
     expect(compileErrors).toEqual([]);
     for (const sm of SM_TARGETS) expect(rejected(results.get(sm)!)).toEqual([]);
     expect(mismatches).toEqual([]);
@@ -130,7 +177,9 @@ describe.skipIf(!HAVE_PTXAS || !existsSync('.cache/models'))('PTX backend: the f
       expect(rejected(rs)).toEqual([]);
       const res = rs.flatMap((r) => r.resources);
       const spills = res.filter((r) => r.spillStores || r.spillLoads);
-      console.log(`ptxas sm_${sm}: ${kernels} kernels of the five models, ${res.length} entries, max ${Math.max(...res.map((r) => r.registers))} registers, ${spills.length} with spills`);
+      console.log(
+        `ptxas sm_${sm}: ${kernels} kernels of the five models, ${res.length} entries, max ${Math.max(...res.map((r) => r.registers))} registers, ${spills.length} with spills`,
+      );
       expect(res.length).toBeGreaterThan(kernels);
     }
   });
@@ -143,29 +192,52 @@ describe.skipIf(!HAVE_PTXAS || !existsSync('.cache/models'))('PTX backend: the f
  */
 const SMALL_MODELS = MODELS.map((m) => `${m}_small`);
 
-describe.skipIf(!existsSync('.cache/models/bert_small'))('PTX backend: reduced-size models on the simulator vs ONNX Runtime', () => {
-  for (const name of SMALL_MODELS) {
-    it(name, async () => {
-      const dir = join('.cache/models', name), modelPath = join(dir, 'model.onnx');
-      const c = await compile(readFileSync(modelPath), { target: 'cuda', sm: 86, optimize: false, modelPath });
-      if (HAVE_PTXAS) expect(rejected([runPtxas(c.header.cuda!.ptx, 86)])).toEqual([]);
-      const set = join(dir, 'test_data_set_0'), files = readdirSync(set).sort();
-      const inputs = files.filter((f) => f.startsWith('input_')).map((f) => decodeTensorProto(readFileSync(join(set, f))));
-      const expected = files.filter((f) => f.startsWith('output_')).map((f) => decodeTensorProto(readFileSync(join(set, f))));
-      const t0 = performance.now();
-      const run = await runCudaSim(c.artifact, Object.fromEntries(c.header.inputs.map((inp, i) => [inp.name, inputs[i]])), 5e9);
-      console.log(`${name}: ${c.header.cuda!.kernels.length} kernels simulated in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-      c.header.outputs.forEach((o, i) => expect(compareTensors(run.outputs[o.name], expected[i])?.message).toBeUndefined());
-    }, 600_000);
-  }
-});
+describe.skipIf(!existsSync('.cache/models/bert_small'))(
+  'PTX backend: reduced-size models on the simulator vs ONNX Runtime',
+  () => {
+    for (const name of SMALL_MODELS) {
+      it(name, async () => {
+        const dir = join('.cache/models', name),
+          modelPath = join(dir, 'model.onnx');
+        const c = await compile(readFileSync(modelPath), { target: 'cuda', sm: 86, optimize: false, modelPath });
+        if (HAVE_PTXAS) expect(rejected([runPtxas(c.header.cuda!.ptx, 86)])).toEqual([]);
+        const set = join(dir, 'test_data_set_0'),
+          files = readdirSync(set).sort();
+        const inputs = files
+          .filter((f) => f.startsWith('input_'))
+          .map((f) => decodeTensorProto(readFileSync(join(set, f))));
+        const expected = files
+          .filter((f) => f.startsWith('output_'))
+          .map((f) => decodeTensorProto(readFileSync(join(set, f))));
+        const t0 = performance.now();
+        const run = await runCudaSim(
+          c.artifact,
+          Object.fromEntries(c.header.inputs.map((inp, i) => [inp.name, inputs[i]])),
+          5e9,
+        );
+        console.log(
+          `${name}: ${c.header.cuda!.kernels.length} kernels simulated in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+        );
+        c.header.outputs.forEach((o, i) =>
+          expect(compareTensors(run.outputs[o.name], expected[i])?.message).toBeUndefined(),
+        );
+      }, 600_000);
+    }
+  },
+);
 
 /** Small models built here, simulated and compared with ONNX Runtime. */
-const SMALL: { name: string; spec: Parameters<typeof buildModel>[0]; feeds: Record<string, Tensor>; tiled?: boolean }[] = [
+const SMALL: {
+  name: string;
+  spec: Parameters<typeof buildModel>[0];
+  feeds: Record<string, Tensor>;
+  tiled?: boolean;
+}[] = [
   {
     name: 'conv + bias + relu + maxpool',
     spec: {
-      inputs: [['x', 'float32', [1, 3, 10, 10]]], outputs: [['y', 'float32', [1, 4, 4, 4]]],
+      inputs: [['x', 'float32', [1, 3, 10, 10]]],
+      outputs: [['y', 'float32', [1, 4, 4, 4]]],
       initializers: { w: randomF32([4, 3, 3, 3], 7), b: randomF32([4], 8) },
       nodes: [
         { op: 'Conv', inputs: ['x', 'w', 'b'], outputs: ['c'], attrs: { pads: [1, 1, 1, 1], strides: [1, 1] } },
@@ -178,8 +250,15 @@ const SMALL: { name: string; spec: Parameters<typeof buildModel>[0]; feeds: Reco
   {
     name: 'matmul + add + gelu (erf)',
     spec: {
-      inputs: [['a', 'float32', [2, 5, 16]]], outputs: [['y', 'float32', [2, 5, 12]]],
-      initializers: { w: randomF32([16, 12], 3), b: randomF32([12], 4), half: { dtype: 'float32', shape: [], data: new Float32Array([0.5]) }, one: { dtype: 'float32', shape: [], data: new Float32Array([1]) }, rs2: { dtype: 'float32', shape: [], data: new Float32Array([Math.SQRT1_2]) } },
+      inputs: [['a', 'float32', [2, 5, 16]]],
+      outputs: [['y', 'float32', [2, 5, 12]]],
+      initializers: {
+        w: randomF32([16, 12], 3),
+        b: randomF32([12], 4),
+        half: { dtype: 'float32', shape: [], data: new Float32Array([0.5]) },
+        one: { dtype: 'float32', shape: [], data: new Float32Array([1]) },
+        rs2: { dtype: 'float32', shape: [], data: new Float32Array([Math.SQRT1_2]) },
+      },
       nodes: [
         { op: 'MatMul', inputs: ['a', 'w'], outputs: ['m'] },
         { op: 'Add', inputs: ['m', 'b'], outputs: ['h'] },
@@ -194,22 +273,38 @@ const SMALL: { name: string; spec: Parameters<typeof buildModel>[0]; feeds: Reco
   },
   {
     name: 'softmax over the last axis',
-    spec: { inputs: [['x', 'float32', [3, 4, 33]]], outputs: [['y', 'float32', [3, 4, 33]]], nodes: [{ op: 'Softmax', inputs: ['x'], outputs: ['y'], attrs: { axis: -1 } }] },
+    spec: {
+      inputs: [['x', 'float32', [3, 4, 33]]],
+      outputs: [['y', 'float32', [3, 4, 33]]],
+      nodes: [{ op: 'Softmax', inputs: ['x'], outputs: ['y'], attrs: { axis: -1 } }],
+    },
     feeds: { x: { ...randomF32([3, 4, 33], 5), data: randomF32([3, 4, 33], 5).data.map((v) => v * 8) } },
   },
   {
     name: 'layer normalization',
     spec: {
-      inputs: [['x', 'float32', [2, 7, 24]]], outputs: [['y', 'float32', [2, 7, 24]]],
+      inputs: [['x', 'float32', [2, 7, 24]]],
+      outputs: [['y', 'float32', [2, 7, 24]]],
       initializers: { g: randomF32([24], 9), b: randomF32([24], 10) },
-      nodes: [{ op: 'LayerNormalization', inputs: ['x', 'g', 'b'], outputs: ['y'], attrs: { axis: -1, epsilon: { float: 1e-5 } } }],
+      nodes: [
+        {
+          op: 'LayerNormalization',
+          inputs: ['x', 'g', 'b'],
+          outputs: ['y'],
+          attrs: { axis: -1, epsilon: { float: 1e-5 } },
+        },
+      ],
     },
     feeds: { x: randomF32([2, 7, 24], 6) },
   },
   {
     name: 'elementwise chain (sigmoid, tanh, exp, log, sqrt, div, pow)',
     spec: {
-      inputs: [['x', 'float32', [5, 37]], ['z', 'float32', [37]]], outputs: [['y', 'float32', [5, 37]]],
+      inputs: [
+        ['x', 'float32', [5, 37]],
+        ['z', 'float32', [37]],
+      ],
+      outputs: [['y', 'float32', [5, 37]]],
       initializers: { two: { dtype: 'float32', shape: [], data: new Float32Array([2]) } },
       nodes: [
         { op: 'Sigmoid', inputs: ['x'], outputs: ['s'] },
@@ -229,8 +324,14 @@ const SMALL: { name: string; spec: Parameters<typeof buildModel>[0]; feeds: Reco
   {
     name: 'squeezenet-like block (conv, relu, concat, global average pool, softmax)',
     spec: {
-      inputs: [['x', 'float32', [1, 3, 12, 12]]], outputs: [['y', 'float32', [1, 8]]],
-      initializers: { w0: randomF32([4, 3, 3, 3], 21), w1: randomF32([4, 4, 1, 1], 22), w2: randomF32([4, 4, 3, 3], 23), b0: randomF32([4], 24) },
+      inputs: [['x', 'float32', [1, 3, 12, 12]]],
+      outputs: [['y', 'float32', [1, 8]]],
+      initializers: {
+        w0: randomF32([4, 3, 3, 3], 21),
+        w1: randomF32([4, 4, 1, 1], 22),
+        w2: randomF32([4, 4, 3, 3], 23),
+        b0: randomF32([4], 24),
+      },
       nodes: [
         { op: 'Conv', inputs: ['x', 'w0', 'b0'], outputs: ['c0'], attrs: { strides: [2, 2] } },
         { op: 'Relu', inputs: ['c0'], outputs: ['r0'] },
@@ -249,9 +350,14 @@ const SMALL: { name: string; spec: Parameters<typeof buildModel>[0]; feeds: Reco
   {
     name: 'tiled matmul 100x70x50 + bias + relu (shared memory, register tiles, non-dividing)',
     spec: {
-      inputs: [['a', 'float32', [100, 70]]], outputs: [['y', 'float32', [100, 50]]],
+      inputs: [['a', 'float32', [100, 70]]],
+      outputs: [['y', 'float32', [100, 50]]],
       initializers: { w: randomF32([70, 50], 31), b: randomF32([50], 32) },
-      nodes: [{ op: 'MatMul', inputs: ['a', 'w'], outputs: ['m'] }, { op: 'Add', inputs: ['m', 'b'], outputs: ['s'] }, { op: 'Relu', inputs: ['s'], outputs: ['y'] }],
+      nodes: [
+        { op: 'MatMul', inputs: ['a', 'w'], outputs: ['m'] },
+        { op: 'Add', inputs: ['m', 'b'], outputs: ['s'] },
+        { op: 'Relu', inputs: ['s'], outputs: ['y'] },
+      ],
     },
     feeds: { a: randomF32([100, 70], 33) },
     tiled: true,
@@ -259,9 +365,17 @@ const SMALL: { name: string; spec: Parameters<typeof buildModel>[0]; feeds: Reco
   {
     name: 'tiled strided, padded conv with bias',
     spec: {
-      inputs: [['x', 'float32', [1, 16, 20, 20]]], outputs: [['y', 'float32', [1, 32, 10, 10]]],
+      inputs: [['x', 'float32', [1, 16, 20, 20]]],
+      outputs: [['y', 'float32', [1, 32, 10, 10]]],
       initializers: { w: randomF32([32, 16, 3, 3], 34), b: randomF32([32], 35) },
-      nodes: [{ op: 'Conv', inputs: ['x', 'w', 'b'], outputs: ['y'], attrs: { kernel_shape: [3, 3], pads: [1, 1, 1, 1], strides: [2, 2] } }],
+      nodes: [
+        {
+          op: 'Conv',
+          inputs: ['x', 'w', 'b'],
+          outputs: ['y'],
+          attrs: { kernel_shape: [3, 3], pads: [1, 1, 1, 1], strides: [2, 2] },
+        },
+      ],
     },
     feeds: { x: randomF32([1, 16, 20, 20], 36) },
     tiled: true,
@@ -269,25 +383,55 @@ const SMALL: { name: string; spec: Parameters<typeof buildModel>[0]; feeds: Reco
   {
     name: 'tree reductions: softmax 6x300, layer normalization over 200, reduce sum/max, global average pool',
     spec: {
-      inputs: [['x', 'float32', [6, 300]], ['z', 'float32', [2, 7, 200]], ['p', 'float32', [2, 8, 15, 15]]],
-      outputs: [['y', 'float32', [6, 300]], ['ln', 'float32', [2, 7, 200]], ['s', 'float32', [2, 1, 1, 15]], ['g', 'float32', [2, 8, 1, 1]], ['mx', 'float32', [2, 8]]],
-      initializers: { gam: randomF32([200], 37), bet: randomF32([200], 38), ax: { dtype: 'int64', shape: [2], data: BigInt64Array.from([1n, 2n]) } },
+      inputs: [
+        ['x', 'float32', [6, 300]],
+        ['z', 'float32', [2, 7, 200]],
+        ['p', 'float32', [2, 8, 15, 15]],
+      ],
+      outputs: [
+        ['y', 'float32', [6, 300]],
+        ['ln', 'float32', [2, 7, 200]],
+        ['s', 'float32', [2, 1, 1, 15]],
+        ['g', 'float32', [2, 8, 1, 1]],
+        ['mx', 'float32', [2, 8]],
+      ],
+      initializers: {
+        gam: randomF32([200], 37),
+        bet: randomF32([200], 38),
+        ax: { dtype: 'int64', shape: [2], data: BigInt64Array.from([1n, 2n]) },
+      },
       nodes: [
         { op: 'Softmax', inputs: ['x'], outputs: ['y'], attrs: { axis: -1 } },
-        { op: 'LayerNormalization', inputs: ['z', 'gam', 'bet'], outputs: ['ln'], attrs: { axis: -1, epsilon: { float: 1e-5 } } },
+        {
+          op: 'LayerNormalization',
+          inputs: ['z', 'gam', 'bet'],
+          outputs: ['ln'],
+          attrs: { axis: -1, epsilon: { float: 1e-5 } },
+        },
         { op: 'ReduceSum', inputs: ['p', 'ax'], outputs: ['s'], attrs: { keepdims: 1 } },
         { op: 'GlobalAveragePool', inputs: ['p'], outputs: ['g'] },
         { op: 'ReduceMax', inputs: ['p'], outputs: ['mx'], attrs: { axes: [2, 3], keepdims: 0 } },
       ],
     },
-    feeds: { x: { ...randomF32([6, 300], 39), data: randomF32([6, 300], 39).data.map((v) => v * 10) }, z: randomF32([2, 7, 200], 40), p: randomF32([2, 8, 15, 15], 41) },
+    feeds: {
+      x: { ...randomF32([6, 300], 39), data: randomF32([6, 300], 39).data.map((v) => v * 10) },
+      z: randomF32([2, 7, 200], 40),
+      p: randomF32([2, 8, 15, 15], 41),
+    },
     tiled: true,
   },
   {
     name: 'integer tree reductions: argmax over 300, int64 sum and min over 100',
     spec: {
-      inputs: [['x', 'float32', [4, 300]], ['xi', 'int64', [2, 100]]],
-      outputs: [['am', 'int64', [4]], ['si', 'int64', [2]], ['mi', 'int64', [2]]],
+      inputs: [
+        ['x', 'float32', [4, 300]],
+        ['xi', 'int64', [2, 100]],
+      ],
+      outputs: [
+        ['am', 'int64', [4]],
+        ['si', 'int64', [2]],
+        ['mi', 'int64', [2]],
+      ],
       initializers: { ax1: { dtype: 'int64', shape: [1], data: BigInt64Array.from([1n]) } },
       nodes: [
         { op: 'ArgMax', inputs: ['x'], outputs: ['am'], attrs: { axis: 1, keepdims: 0 } },
@@ -295,7 +439,14 @@ const SMALL: { name: string; spec: Parameters<typeof buildModel>[0]; feeds: Reco
         { op: 'ReduceMin', inputs: ['xi'], outputs: ['mi'], attrs: { axes: [1], keepdims: 0 } },
       ],
     },
-    feeds: { x: randomF32([4, 300], 42), xi: { dtype: 'int64', shape: [2, 100], data: BigInt64Array.from({ length: 200 }, (_, i) => BigInt(((i * 7919) % 201) - 100) * 10_000_000_000n) } },
+    feeds: {
+      x: randomF32([4, 300], 42),
+      xi: {
+        dtype: 'int64',
+        shape: [2, 100],
+        data: BigInt64Array.from({ length: 200 }, (_, i) => BigInt(((i * 7919) % 201) - 100) * 10_000_000_000n),
+      },
+    },
     tiled: true,
   },
 ];
@@ -310,26 +461,49 @@ describe('PTX backend: small models on the simulator vs ONNX Runtime', () => {
         // shared memory and barriers: every launch that uses them declares its shared bytes
         expect(c.header.cuda!.ptx).toMatch(/bar\.sync 0/);
         expect(c.header.cuda!.ptx).toMatch(/ld\.shared\.f32/);
-        if (/matmul/.test(m.name)) expect(c.header.cuda!.ptx).toMatch(/ld\.global\.v4\.f32 \{%f\d+, %f\d+, %f\d+, %f\d+\}/); // vectorized fetch
+        if (/matmul/.test(m.name))
+          expect(c.header.cuda!.ptx).toMatch(/ld\.global\.v4\.f32 \{%f\d+, %f\d+, %f\d+, %f\d+\}/); // vectorized fetch
         expect(c.header.cuda!.kernels.flatMap((k) => k.launches).some((l) => l.sharedBytes > 0)).toBe(true);
       }
       const sim = await runCudaSim(c.artifact, m.feeds);
       const ref = await runOrt(bytes, m.feeds);
-      for (const [name, want] of Object.entries(ref)) expect(compareTensors(sim.outputs[name], want)?.message).toBeUndefined();
+      for (const [name, want] of Object.entries(ref))
+        expect(compareTensors(sim.outputs[name], want)?.message).toBeUndefined();
     });
   }
 });
 
 /** A hand-written loop-IR kernel with shared memory and a barrier: out[b*N + i] = in[b*N + (N-1-i)] through shared. */
 function reverseKernel(n: number, blocks: number): PrimFunc {
-  const inp = buffer('in0', 'float32', n * blocks), out = buffer('out0', 'float32', n * blocks), sh = buffer('tile', 'float32', n, 'shared');
-  const b = freshVar('b'), t = freshVar('t');
-  const g = (i: ReturnType<typeof int>) => ({ k: 'bin', op: 'add', a: { k: 'bin', op: 'mul', a: b, b: int(n), dtype: 'int32' }, b: i, dtype: 'int32' } as const);
+  const inp = buffer('in0', 'float32', n * blocks),
+    out = buffer('out0', 'float32', n * blocks),
+    sh = buffer('tile', 'float32', n, 'shared');
+  const b = freshVar('b'),
+    t = freshVar('t');
+  const g = (i: ReturnType<typeof int>) =>
+    ({
+      k: 'bin',
+      op: 'add',
+      a: { k: 'bin', op: 'mul', a: b, b: int(n), dtype: 'int32' },
+      b: i,
+      dtype: 'int32',
+    }) as const;
   const body: Stmt = {
-    k: 'for', v: b, extent: blocks, kind: 'blockIdx.x', body: {
-      k: 'alloc', buf: sh, body: {
-        k: 'for', v: t, extent: n, kind: 'threadIdx.x', body: {
-          k: 'seq', body: [
+    k: 'for',
+    v: b,
+    extent: blocks,
+    kind: 'blockIdx.x',
+    body: {
+      k: 'alloc',
+      buf: sh,
+      body: {
+        k: 'for',
+        v: t,
+        extent: n,
+        kind: 'threadIdx.x',
+        body: {
+          k: 'seq',
+          body: [
             { k: 'store', buf: sh, index: t, value: load(inp, [g(t)]) },
             { k: 'barrier' },
             { k: 'store', buf: out, index: g(t), value: load(sh, [sub(n - 1, t)]) },
@@ -343,7 +517,8 @@ function reverseKernel(n: number, blocks: number): PrimFunc {
 
 describe('PTX backend: shared memory, barriers and the simulator subset', () => {
   it('a shared-memory kernel with bar.sync assembles and runs in lockstep phases', () => {
-    const n = 64, blocks = 3;
+    const n = 64,
+      blocks = 3;
     const mod = emitPtxModule([reverseKernel(n, blocks)], { sm: 90 });
     expect(mod.ptx).toContain('bar.sync 0');
     expect(mod.ptx).toContain('.shared');
@@ -356,28 +531,48 @@ describe('PTX backend: shared memory, barriers and the simulator subset', () => 
     }
     const mem = new DataView(new ArrayBuffer(2 * n * blocks * 4));
     for (let i = 0; i < n * blocks; i++) mem.setFloat32(i * 4, i, true);
-    const params = new Map([[`${l.entry}_in0`, BigInt(GLOBAL_BASE)], [`${l.entry}_out0`, BigInt(GLOBAL_BASE + n * blocks * 4)]]);
+    const params = new Map([
+      [`${l.entry}_in0`, BigInt(GLOBAL_BASE)],
+      [`${l.entry}_out0`, BigInt(GLOBAL_BASE + n * blocks * 4)],
+    ]);
     launch(parsePtx(mod.ptx), { entry: l.entry, grid: l.grid, block: l.block, params }, mem);
-    for (let bi = 0; bi < blocks; bi++) for (let i = 0; i < n; i++) {
-      expect(mem.getFloat32((n * blocks + bi * n + i) * 4, true)).toBe(bi * n + (n - 1 - i));
-    }
+    for (let bi = 0; bi < blocks; bi++)
+      for (let i = 0; i < n; i++) {
+        expect(mem.getFloat32((n * blocks + bi * n + i) * 4, true)).toBe(bi * n + (n - 1 - i));
+      }
   });
 
   it('an instruction outside the subset is an explicit failure', () => {
-    const ptx = '.version 8.0\n.target sm_80\n.address_size 64\n.visible .entry k(\n\t.param .u64 k_p\n)\n{\n\t.reg .b32 %r<2>;\n\tpopc.b32 %r1, %r0;\n\tret;\n}\n';
+    const ptx =
+      '.version 8.0\n.target sm_80\n.address_size 64\n.visible .entry k(\n\t.param .u64 k_p\n)\n{\n\t.reg .b32 %r<2>;\n\tpopc.b32 %r1, %r0;\n\tret;\n}\n';
     expect(() => parsePtx(ptx)).toThrow(/outside the simulated subset/);
     expect(() => parsePtx(ptx.replace('popc.b32 %r1, %r0', 'add.sat.s32 %r1, %r0, %r0'))).toThrow(PtxSimError);
   });
 
   it('a barrier some threads of a block skip is reported', () => {
     const ptx = `.version 8.0\n.target sm_80\n.address_size 64\n.visible .entry k(\n\t.param .u64 k_p\n)\n{\n\t.reg .pred %p<1>;\n\t.reg .b32 %r<1>;\n\tmov.u32 %r0, %tid.x;\n\tsetp.eq.s32 %p0, %r0, 0;\n\t@%p0 bra $L_end;\n\tbar.sync 0;\n$L_end:\n\tret;\n}\n`;
-    expect(() => launch(parsePtx(ptx), { entry: 'k', grid: [1, 1, 1], block: [4, 1, 1], params: new Map() }, new DataView(new ArrayBuffer(0)))).toThrow(/barrier divergence/);
+    expect(() =>
+      launch(
+        parsePtx(ptx),
+        { entry: 'k', grid: [1, 1, 1], block: [4, 1, 1], params: new Map() },
+        new DataView(new ArrayBuffer(0)),
+      ),
+    ).toThrow(/barrier divergence/);
   });
 
   it('an out-of-bounds global access faults', () => {
     const mod = emitPtxModule([reverseKernel(8, 1)], { sm: 80 });
     const l = mod.kernels[0].launches[0];
-    const params = new Map([[`${l.entry}_in0`, BigInt(GLOBAL_BASE)], [`${l.entry}_out0`, BigInt(GLOBAL_BASE + 32)]]);
-    expect(() => launch(parsePtx(mod.ptx), { entry: l.entry, grid: l.grid, block: l.block, params }, new DataView(new ArrayBuffer(40)))).toThrow(/out of bounds/);
+    const params = new Map([
+      [`${l.entry}_in0`, BigInt(GLOBAL_BASE)],
+      [`${l.entry}_out0`, BigInt(GLOBAL_BASE + 32)],
+    ]);
+    expect(() =>
+      launch(
+        parsePtx(mod.ptx),
+        { entry: l.entry, grid: l.grid, block: l.block, params },
+        new DataView(new ArrayBuffer(40)),
+      ),
+    ).toThrow(/out of bounds/);
   });
 });

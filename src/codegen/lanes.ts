@@ -9,7 +9,8 @@ export function laneCoef(e: Expr, v: Var): number | undefined {
   if (e === v) return 1;
   if (!mentions(e, v)) return 0;
   if (e.k === 'bin' && (e.op === 'add' || e.op === 'sub') && e.dtype === 'int32') {
-    const a = laneCoef(e.a, v), b = laneCoef(e.b, v);
+    const a = laneCoef(e.a, v),
+      b = laneCoef(e.b, v);
     return a === undefined || b === undefined ? undefined : e.op === 'add' ? a + b : a - b;
   }
   return undefined;
@@ -27,10 +28,16 @@ export function aligned4(e: Expr): boolean {
   if (e.k === 'const') return Number(e.value) % 4 === 0;
   if (e.k !== 'bin') return false;
   switch (e.op) {
-    case 'add': case 'sub': return aligned4(e.a) && aligned4(e.b);
-    case 'mul': return aligned4(e.a) || aligned4(e.b);
+    case 'add':
+    case 'sub':
+      return aligned4(e.a) && aligned4(e.b);
+    case 'mul':
+      return aligned4(e.a) || aligned4(e.b);
     // floor or truncated remainder (floor division is legalized into div/mod before emission: common/legalize.ts)
-    case 'floormod': case 'mod': return e.b.k === 'const' && Number(e.b.value) % 4 === 0 && aligned4(e.a);
-    default: return false;
+    case 'floormod':
+    case 'mod':
+      return e.b.k === 'const' && Number(e.b.value) % 4 === 0 && aligned4(e.a);
+    default:
+      return false;
   }
 }

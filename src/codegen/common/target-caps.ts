@@ -56,26 +56,88 @@ export interface TargetCaps {
 }
 
 /** Every unary math function (WebAssembly imports them all from the host). */
-const ALL_MATH: readonly UnaryMathFn[] = ['exp', 'log', 'sin', 'cos', 'tan', 'asin', 'acos', 'atan', 'sinh', 'cosh', 'tanh', 'asinh', 'acosh', 'atanh', 'erf'];
+const ALL_MATH: readonly UnaryMathFn[] = [
+  'exp',
+  'log',
+  'sin',
+  'cos',
+  'tan',
+  'asin',
+  'acos',
+  'atan',
+  'sinh',
+  'cosh',
+  'tanh',
+  'asinh',
+  'acosh',
+  'atanh',
+  'erf',
+];
 const SIGNED_32: readonly DType[] = ['int8', 'int16', 'int32'];
 
-const ALL: readonly DType[] = ['float32', 'float64', 'int8', 'int16', 'int32', 'int64', 'uint8', 'uint16', 'uint32', 'uint64', 'bool'];
+const ALL: readonly DType[] = [
+  'float32',
+  'float64',
+  'int8',
+  'int16',
+  'int32',
+  'int64',
+  'uint8',
+  'uint16',
+  'uint32',
+  'uint64',
+  'bool',
+];
 
 export const TARGET_CAPS: Readonly<Record<TargetName, TargetCaps>> = {
-  wasm: { name: 'wasm', tensorDtypes: ALL, int64: 'native', float64: 'native', transcendentals: 'host-import', f32VectorLanes: 4,
-    floorDivLowered: [], nativeMath: ALL_MATH, float64MathInFloat32: false },
+  wasm: {
+    name: 'wasm',
+    tensorDtypes: ALL,
+    int64: 'native',
+    float64: 'native',
+    transcendentals: 'host-import',
+    f32VectorLanes: 4,
+    floorDivLowered: [],
+    nativeMath: ALL_MATH,
+    float64MathInFloat32: false,
+  },
   webgpu: {
-    name: 'webgpu', tensorDtypes: ALL.filter((t) => t !== 'float64'), int64: 'u32-pairs', float64: 'float32', transcendentals: 'shader-builtins', f32VectorLanes: 4,
+    name: 'webgpu',
+    tensorDtypes: ALL.filter((t) => t !== 'float64'),
+    int64: 'u32-pairs',
+    float64: 'float32',
+    transcendentals: 'shader-builtins',
+    f32VectorLanes: 4,
     // int64 is a pair of u32 words only inside the emitter: its floor division stays a helper there. WGSL's tanh
     // overflows to NaN for large |x| on some drivers and it has no erf.
-    floorDivLowered: SIGNED_32, nativeMath: ALL_MATH.filter((m) => m !== 'tanh' && m !== 'erf'), float64MathInFloat32: false,
-    gpu: { maxThreadsPerBlock: 256, maxBlockDim: [256, 256, 64], maxGrid: [65535, 65535, 65535], maxSharedBytes: 16384, maxStorageBuffers: 8 },
+    floorDivLowered: SIGNED_32,
+    nativeMath: ALL_MATH.filter((m) => m !== 'tanh' && m !== 'erf'),
+    float64MathInFloat32: false,
+    gpu: {
+      maxThreadsPerBlock: 256,
+      maxBlockDim: [256, 256, 64],
+      maxGrid: [65535, 65535, 65535],
+      maxSharedBytes: 16384,
+      maxStorageBuffers: 8,
+    },
   },
   cuda: {
-    name: 'cuda', tensorDtypes: ALL, int64: 'native', float64: 'native', transcendentals: 'approx-instructions', f32VectorLanes: 4,
+    name: 'cuda',
+    tensorDtypes: ALL,
+    int64: 'native',
+    float64: 'native',
+    transcendentals: 'approx-instructions',
+    f32VectorLanes: 4,
     // ex2.approx / lg2.approx / sin.approx / cos.approx (with range reduction) are the emitter's; float64 math goes
     // through them in float32 (~1e-6 relative)
-    floorDivLowered: [...SIGNED_32, 'int64'], nativeMath: ['exp', 'log', 'sin', 'cos'], float64MathInFloat32: true,
-    gpu: { maxThreadsPerBlock: 1024, maxBlockDim: [1024, 1024, 64], maxGrid: [2 ** 31 - 1, 65535, 65535], maxSharedBytes: 48 * 1024 },
+    floorDivLowered: [...SIGNED_32, 'int64'],
+    nativeMath: ['exp', 'log', 'sin', 'cos'],
+    float64MathInFloat32: true,
+    gpu: {
+      maxThreadsPerBlock: 1024,
+      maxBlockDim: [1024, 1024, 64],
+      maxGrid: [2 ** 31 - 1, 65535, 65535],
+      maxSharedBytes: 48 * 1024,
+    },
   },
 };

@@ -50,12 +50,21 @@ export function parsePtxasLog(log: string): EntryResources[] {
   let cur: EntryResources | undefined;
   for (const l of log.split('\n')) {
     let m = /Compiling entry function '([^']+)'/.exec(l);
-    if (m) { cur = { entry: m[1], registers: 0, sharedBytes: 0, stackBytes: 0, spillStores: 0, spillLoads: 0, cmemBytes: 0 }; out.push(cur); continue; }
+    if (m) {
+      cur = { entry: m[1], registers: 0, sharedBytes: 0, stackBytes: 0, spillStores: 0, spillLoads: 0, cmemBytes: 0 };
+      out.push(cur);
+      continue;
+    }
     if (!cur) continue;
     m = /Function properties for ([\w$]+)/.exec(l);
     if (m) continue;
     m = /(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads/.exec(l);
-    if (m) { cur.stackBytes = +m[1]; cur.spillStores = +m[2]; cur.spillLoads = +m[3]; continue; }
+    if (m) {
+      cur.stackBytes = +m[1];
+      cur.spillStores = +m[2];
+      cur.spillLoads = +m[3];
+      continue;
+    }
     m = /Used (\d+) registers/.exec(l);
     if (m) {
       cur.registers = +m[1];
@@ -68,16 +77,29 @@ export function parsePtxasLog(log: string): EntryResources[] {
   return out;
 }
 
-const ptxasArgs = (sm: number, dir: string) => [`-arch=sm_${sm}`, '-v', '-O3', join(dir, 'k.ptx'), '-o', join(dir, 'k.cubin')];
-const missing = (e: Error) => new KilnError('E_IO', `cannot run ptxas: ${e.message}`, { hint: 'install the CUDA toolkit (ptxas) or set KILN_PTXAS' });
+const ptxasArgs = (sm: number, dir: string) => [
+  `-arch=sm_${sm}`,
+  '-v',
+  '-O3',
+  join(dir, 'k.ptx'),
+  '-o',
+  join(dir, 'k.cubin'),
+];
+const missing = (e: Error) =>
+  new KilnError('E_IO', `cannot run ptxas: ${e.message}`, {
+    hint: 'install the CUDA toolkit (ptxas) or set KILN_PTXAS',
+  });
 
 function result(ptx: string, status: number | null, log: string): PtxasResult {
   const at = entryAtLine(ptx);
-  const errors = log.split('\n').filter((l) => /error|fatal/i.test(l)).map((message) => {
-    const m = /line (\d+)/.exec(message);
-    const line = m ? Number(m[1]) : undefined;
-    return { entry: line ? at(line) : undefined, line, message };
-  });
+  const errors = log
+    .split('\n')
+    .filter((l) => /error|fatal/i.test(l))
+    .map((message) => {
+      const m = /line (\d+)/.exec(message);
+      const line = m ? Number(m[1]) : undefined;
+      return { entry: line ? at(line) : undefined, line, message };
+    });
   return { ok: status === 0, log, errors, resources: parsePtxasLog(log) };
 }
 
@@ -101,13 +123,22 @@ export function runPtxasAsync(ptx: string, sm: number): Promise<PtxasResult> {
     writeFileSync(join(dir, 'k.ptx'), ptx); // inside: a failed write rejects, and the folder is still removed
     const p = spawn(PTXAS, ptxasArgs(sm, dir));
     let log = '';
-    p.stdout.on('data', (d) => { log += d; });
-    p.stderr.on('data', (d) => { log += d; });
+    p.stdout.on('data', (d) => {
+      log += d;
+    });
+    p.stderr.on('data', (d) => {
+      log += d;
+    });
     p.on('error', (e) => reject(missing(e)));
     p.on('close', (code) => resolve(result(ptx, code, log)));
   }).finally(() => rmSync(dir, { recursive: true, force: true }));
 }
 
 export function formatResources(rs: readonly EntryResources[]): string {
-  return rs.map((r) => `  ${r.entry}: ${r.registers} registers, ${r.sharedBytes} B shared, ${r.stackBytes} B stack, ${r.spillStores}/${r.spillLoads} B spill stores/loads`).join('\n');
+  return rs
+    .map(
+      (r) =>
+        `  ${r.entry}: ${r.registers} registers, ${r.sharedBytes} B shared, ${r.stackBytes} B stack, ${r.spillStores}/${r.spillLoads} B spill stores/loads`,
+    )
+    .join('\n');
 }

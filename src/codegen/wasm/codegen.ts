@@ -6,7 +6,7 @@ import { BYTES, type DType, isFloat, isUnsigned, isWide } from '../../runtime/dt
 import { UNARY_MATH, BINARY_MATH } from '../../runtime/math.js';
 import { type Expr, type Var, type BinOp, printExpr } from '../../tensor-expr/expr.js';
 import { bound, type Interval } from '../../tensor-expr/simplify.js';
-import { type Buffer, type PrimFunc, type Stmt, kernelStages, visitStmt } from '../../schedule/loop-ir.js';
+import { type Buffer, type PrimFunc, type Stmt, kernelStages } from '../../schedule/loop-ir.js';
 import { type LoopPass, type LoopPassRun, runLoopPasses, stagePass } from '../../schedule/loop-passes.js';
 import { KilnError } from '../../runtime/errors.js';
 import { scratchLayout } from '../../compiler/memory-plan.js';
@@ -20,7 +20,8 @@ import { INLINE_F32_MATH, type InlineMathFn, inlineF32Math } from './math-inline
 type Ref = number;
 const B = binaryen;
 
-export const wasmType = (t: DType): number => (t === 'float32' ? B.f32 : t === 'float64' ? B.f64 : isWide(t) ? B.i64 : B.i32);
+export const wasmType = (t: DType): number =>
+  t === 'float32' ? B.f32 : t === 'float64' ? B.f64 : isWide(t) ? B.i64 : B.i32;
 
 export interface WasmModuleOptions {
   optimize?: boolean;
@@ -31,15 +32,30 @@ export interface WasmModuleOptions {
 export function emitWasmModule(funcs: readonly PrimFunc[], opts: WasmModuleOptions = {}): Uint8Array {
   const m = new B.Module();
   try {
-    m.setFeatures(B.Features.SIMD128 | B.Features.NontrappingFPToInt | B.Features.SignExt | B.Features.BulkMemory | B.Features.MutableGlobals |
-      (opts.relaxed ? B.Features.RelaxedSIMD : 0));
+    m.setFeatures(
+      B.Features.SIMD128 |
+        B.Features.NontrappingFPToInt |
+        B.Features.SignExt |
+        B.Features.BulkMemory |
+        B.Features.MutableGlobals |
+        (opts.relaxed ? B.Features.RelaxedSIMD : 0),
+    );
     m.setMemory(1, 65536, null, [], false, false, 'mem');
     m.addMemoryImport('mem', 'env', 'memory');
     for (const name of Object.keys(UNARY_MATH)) m.addFunctionImport(`math_${name}`, 'math', name, B.f64, B.f64);
-    for (const name of Object.keys(BINARY_MATH)) m.addFunctionImport(`math_${name}`, 'math', name, B.createType([B.f64, B.f64]), B.f64);
-    for (const f of funcs) new FunctionEmitter(m, runLoopPasses(f, WASM_LOOP_PASSES, WASM_LOOP_RUN), opts.relaxed ?? false).emit();
-    if (!m.validate()) throw new KilnError('E_INTERNAL', 'generated WebAssembly failed validation', { hint: 'please report this with the model' });
-    if (opts.optimize !== false) { B.setOptimizeLevel(2); B.setShrinkLevel(0); m.optimize(); }
+    for (const name of Object.keys(BINARY_MATH))
+      m.addFunctionImport(`math_${name}`, 'math', name, B.createType([B.f64, B.f64]), B.f64);
+    for (const f of funcs)
+      new FunctionEmitter(m, runLoopPasses(f, WASM_LOOP_PASSES, WASM_LOOP_RUN), opts.relaxed ?? false).emit();
+    if (!m.validate())
+      throw new KilnError('E_INTERNAL', 'generated WebAssembly failed validation', {
+        hint: 'please report this with the model',
+      });
+    if (opts.optimize !== false) {
+      B.setOptimizeLevel(2);
+      B.setShrinkLevel(0);
+      m.optimize();
+    }
     return m.emitBinary();
   } finally {
     m.dispose();
@@ -61,7 +77,11 @@ export const WASM_LOOP_PASSES: readonly LoopPass[] = [
 /** Prints the module as WebAssembly text (for `kiln inspect --level wasm`). */
 export function wasmText(bytes: Uint8Array): string {
   const m = B.readBinary(bytes);
-  try { return m.emitText(); } finally { m.dispose(); }
+  try {
+    return m.emitText();
+  } finally {
+    m.dispose();
+  }
 }
 
 export class FunctionEmitter implements ScalarEmitter {
@@ -82,7 +102,11 @@ export class FunctionEmitter implements ScalarEmitter {
   /** The loop whose iterations are cut into chunks in the phase being emitted. */
   private chunkLoop: Stmt | undefined;
 
-  constructor(readonly m: binaryen.Module, readonly f: PrimFunc, readonly relaxed = false) {
+  constructor(
+    readonly m: binaryen.Module,
+    readonly f: PrimFunc,
+    readonly relaxed = false,
+  ) {
     const params = [...f.inputs, ...f.outputs];
     params.forEach((b, i) => this.bufPtr.set(b, () => m.local.get(i, B.i32)));
     const { offsets, bytes, shared, sharedAt, chunkStride } = scratchLayout(f);
@@ -93,7 +117,12 @@ export class FunctionEmitter implements ScalarEmitter {
     // a 'shared' buffer is private to the chunk this call runs: scratch + sharedAt + chunk * stride
     const chunk = () => m.local.get(this.phaseParam + 1, B.i32);
     for (const [t, off] of shared) {
-      this.bufPtr.set(t, () => m.i32.add(m.i32.add(m.local.get(scratch, B.i32), m.i32.const(sharedAt + off)), m.i32.mul(chunk(), m.i32.const(chunkStride))));
+      this.bufPtr.set(t, () =>
+        m.i32.add(
+          m.i32.add(m.local.get(scratch, B.i32), m.i32.const(sharedAt + off)),
+          m.i32.mul(chunk(), m.i32.const(chunkStride)),
+        ),
+      );
     }
   }
 
@@ -123,11 +152,16 @@ export class FunctionEmitter implements ScalarEmitter {
 
   local(v: Var): number {
     let i = this.varLocal.get(v);
-    if (i === undefined) { i = this.newLocal(wasmType(v.dtype)); this.varLocal.set(v, i); }
+    if (i === undefined) {
+      i = this.newLocal(wasmType(v.dtype));
+      this.varLocal.set(v, i);
+    }
     return i;
   }
 
-  label(): string { return `L${this.labels++}`; }
+  label(): string {
+    return `L${this.labels++}`;
+  }
 
   ptr(b: Buffer): Ref {
     const p = this.bufPtr.get(b);
@@ -149,7 +183,8 @@ export class FunctionEmitter implements ScalarEmitter {
    */
   address(b: Buffer, index: Expr): { ptr: Ref; offset: number } {
     if (index.k === 'bin' && index.op === 'add' && index.b.k === 'const') {
-      const c = Number(index.b.value), rest = bound(index.a, this.ranges);
+      const c = Number(index.b.value),
+        rest = bound(index.a, this.ranges);
       if (c > 0 && rest && rest.lo >= 0) return { ptr: this.addr(b, this.expr(index.a)), offset: c * BYTES[b.dtype] };
     }
     return { ptr: this.addr(b, this.expr(index)), offset: 0 };
@@ -170,7 +205,11 @@ export class FunctionEmitter implements ScalarEmitter {
    * selects that several updates share are computed once at the top. Safe because the block writes no memory.
    */
   private tileBlock(body: readonly Stmt[]): Ref | undefined {
-    const items = body.map((s) => (s.k === 'for' && s.kind === 'vectorized' && s.body.k === 'store' ? { st: s.body, v: s.v as Var | undefined } : { st: s, v: undefined }));
+    const items = body.map((s) =>
+      s.k === 'for' && s.kind === 'vectorized' && s.body.k === 'store'
+        ? { st: s.body, v: s.v as Var | undefined }
+        : { st: s, v: undefined },
+    );
     if (body.length < 2 || !items.every((x) => x.st.k === 'store' && x.st.buf.scope === 'local')) return undefined;
     const counts = new Map<string, { e: Expr; v?: Var; n: number }>();
     const visit = (e: Expr, v: Var | undefined) => {
@@ -185,8 +224,14 @@ export class FunctionEmitter implements ScalarEmitter {
         counts.set(key, c);
       }
       // never look inside select arms: they may only run conditionally
-      if (e.k === 'select') { visit(e.c, v); return; }
-      if (e.k === 'bin') { visit(e.a, v); visit(e.b, v); } else if (e.k === 'un' || e.k === 'cast') visit(e.a, v);
+      if (e.k === 'select') {
+        visit(e.c, v);
+        return;
+      }
+      if (e.k === 'bin') {
+        visit(e.a, v);
+        visit(e.b, v);
+      } else if (e.k === 'un' || e.k === 'cast') visit(e.a, v);
     };
     for (const { st, v } of items) visit((st as Extract<Stmt, { k: 'store' }>).value, v);
     const sets: Ref[] = [];
@@ -208,24 +253,42 @@ export class FunctionEmitter implements ScalarEmitter {
   stmt(s: Stmt): Ref {
     const m = this.m;
     switch (s.k) {
-      case 'seq': return this.tileBlock(s.body) ?? m.block(null, s.body.map((x) => this.stmt(x)), B.none);
+      case 'seq':
+        return (
+          this.tileBlock(s.body) ??
+          m.block(
+            null,
+            s.body.map((x) => this.stmt(x)),
+            B.none,
+          )
+        );
       case 'store':
         if (s.buf.scope === 'local') return this.storeLocal(s.buf, s.index, this.expr(s.value));
         return this.store(s.buf, s.index, this.expr(s.value));
-      case 'if': return m.if(this.expr(s.cond), this.stmt(s.then), s.else ? this.stmt(s.else) : undefined);
+      case 'if':
+        return m.if(this.expr(s.cond), this.stmt(s.then), s.else ? this.stmt(s.else) : undefined);
       case 'decl': {
         const r = bound(s.init, this.ranges);
         if (r) this.ranges.set(s.v, r);
         return m.block(null, [m.local.set(this.local(s.v), this.expr(s.init)), this.stmt(s.body)], B.none);
       }
-      case 'assign': return m.local.set(this.local(s.v), this.expr(s.value));
-      case 'barrier': return m.nop(); // a chunk fills and reads its own shared buffers: nothing to wait for
+      case 'assign':
+        return m.local.set(this.local(s.v), this.expr(s.value));
+      case 'barrier':
+        return m.nop(); // a chunk fills and reads its own shared buffers: nothing to wait for
       case 'alloc': {
         if (s.buf.scope === 'shared') return this.stmt(s.body); // in the chunk's scratch (scratchLayout)
-        if (s.buf.scope !== 'local') throw new KilnError('E_INTERNAL', `codegen: ${s.buf.scope} allocation ${s.buf.name} is not supported on wasm`);
+        if (s.buf.scope !== 'local')
+          throw new KilnError(
+            'E_INTERNAL',
+            `codegen: ${s.buf.scope} allocation ${s.buf.name} is not supported on wasm`,
+          );
         const vec = s.buf.dtype === 'float32';
         const n = vec ? Math.ceil(s.buf.size / 4) : s.buf.size;
-        this.localBufs.set(s.buf, Array.from({ length: n }, () => this.newLocal(vec ? B.v128 : wasmType(s.buf.dtype))));
+        this.localBufs.set(
+          s.buf,
+          Array.from({ length: n }, () => this.newLocal(vec ? B.v128 : wasmType(s.buf.dtype))),
+        );
         return this.stmt(s.body);
       }
       case 'for': {
@@ -249,69 +312,129 @@ export class FunctionEmitter implements ScalarEmitter {
           const p = this.phaseParam;
           const bound = (t: Ref) => m.i32.div_u(m.i32.mul(m.i32.const(s.extent), t), m.local.get(p + 2, B.i32));
           const end = this.newLocal(B.i32);
-          return m.block(null, [
-            m.local.set(i, bound(m.local.get(p + 1, B.i32))),
-            m.local.set(end, bound(m.i32.add(m.local.get(p + 1, B.i32), m.i32.const(1)))),
-            m.if(m.i32.lt_s(m.local.get(i, B.i32), m.local.get(end, B.i32)), m.loop(loop, m.block(null, [
-              this.stmt(s.body),
-              m.local.set(i, m.i32.add(m.local.get(i, B.i32), m.i32.const(1))),
-              m.br(loop, m.i32.lt_s(m.local.get(i, B.i32), m.local.get(end, B.i32))),
-            ], B.none))),
-          ], B.none);
+          return m.block(
+            null,
+            [
+              m.local.set(i, bound(m.local.get(p + 1, B.i32))),
+              m.local.set(end, bound(m.i32.add(m.local.get(p + 1, B.i32), m.i32.const(1)))),
+              m.if(
+                m.i32.lt_s(m.local.get(i, B.i32), m.local.get(end, B.i32)),
+                m.loop(
+                  loop,
+                  m.block(
+                    null,
+                    [
+                      this.stmt(s.body),
+                      m.local.set(i, m.i32.add(m.local.get(i, B.i32), m.i32.const(1))),
+                      m.br(loop, m.i32.lt_s(m.local.get(i, B.i32), m.local.get(end, B.i32))),
+                    ],
+                    B.none,
+                  ),
+                ),
+              ),
+            ],
+            B.none,
+          );
         }
-        return m.block(null, [
-          m.local.set(i, m.i32.const(0)),
-          m.loop(loop, m.block(null, [
-            this.stmt(s.body),
-            m.local.set(i, m.i32.add(m.local.get(i, B.i32), m.i32.const(1))),
-            m.br(loop, m.i32.lt_s(m.local.get(i, B.i32), m.i32.const(s.extent))),
-          ], B.none)),
-        ], B.none);
+        return m.block(
+          null,
+          [
+            m.local.set(i, m.i32.const(0)),
+            m.loop(
+              loop,
+              m.block(
+                null,
+                [
+                  this.stmt(s.body),
+                  m.local.set(i, m.i32.add(m.local.get(i, B.i32), m.i32.const(1))),
+                  m.br(loop, m.i32.lt_s(m.local.get(i, B.i32), m.i32.const(s.extent))),
+                ],
+                B.none,
+              ),
+            ),
+          ],
+          B.none,
+        );
       }
     }
   }
 
   /** Constant element index into a local buffer (tiles are indexed by unrolled/vectorized loops only). */
   localSlot(b: Buffer, index: Expr): number {
-    if (index.k !== 'const') throw new KilnError('E_INTERNAL', `codegen: local buffer ${b.name} indexed by a non-constant; unroll the loops over it`);
+    if (index.k !== 'const')
+      throw new KilnError(
+        'E_INTERNAL',
+        `codegen: local buffer ${b.name} indexed by a non-constant; unroll the loops over it`,
+      );
     return Number(index.value);
   }
 
   private loadLocal(b: Buffer, index: Expr): Ref {
-    const m = this.m, regs = this.localBufs.get(b)!, c = this.localSlot(b, index);
+    const m = this.m,
+      regs = this.localBufs.get(b)!,
+      c = this.localSlot(b, index);
     if (b.dtype === 'float32') return m.f32x4.extract_lane(m.local.get(regs[c >> 2], B.v128), c & 3);
     return m.local.get(regs[c], wasmType(b.dtype));
   }
 
   private storeLocal(b: Buffer, index: Expr, value: Ref): Ref {
-    const m = this.m, regs = this.localBufs.get(b)!, c = this.localSlot(b, index);
-    if (b.dtype === 'float32') return m.local.set(regs[c >> 2], m.f32x4.replace_lane(m.local.get(regs[c >> 2], B.v128), c & 3, value));
+    const m = this.m,
+      regs = this.localBufs.get(b)!,
+      c = this.localSlot(b, index);
+    if (b.dtype === 'float32')
+      return m.local.set(regs[c >> 2], m.f32x4.replace_lane(m.local.get(regs[c >> 2], B.v128), c & 3, value));
     return m.local.set(regs[c], value);
   }
 
   load(b: Buffer, index: Expr): Ref {
-    const m = this.m, { ptr: a, offset: o } = this.address(b, index), al = BYTES[b.dtype];
+    const m = this.m,
+      { ptr: a, offset: o } = this.address(b, index),
+      al = BYTES[b.dtype];
     switch (b.dtype) {
-      case 'float32': return m.f32.load(o, al, a);
-      case 'float64': return m.f64.load(o, al, a);
-      case 'int64': case 'uint64': return m.i64.load(o, al, a);
-      case 'int32': case 'uint32': return m.i32.load(o, al, a);
-      case 'int16': return m.i32.load16_s(o, al, a);
-      case 'uint16': return m.i32.load16_u(o, al, a);
-      case 'int8': return m.i32.load8_s(o, al, a);
-      case 'uint8': case 'bool': return m.i32.load8_u(o, al, a);
+      case 'float32':
+        return m.f32.load(o, al, a);
+      case 'float64':
+        return m.f64.load(o, al, a);
+      case 'int64':
+      case 'uint64':
+        return m.i64.load(o, al, a);
+      case 'int32':
+      case 'uint32':
+        return m.i32.load(o, al, a);
+      case 'int16':
+        return m.i32.load16_s(o, al, a);
+      case 'uint16':
+        return m.i32.load16_u(o, al, a);
+      case 'int8':
+        return m.i32.load8_s(o, al, a);
+      case 'uint8':
+      case 'bool':
+        return m.i32.load8_u(o, al, a);
     }
   }
 
   store(b: Buffer, index: Expr, value: Ref): Ref {
-    const m = this.m, { ptr: a, offset: o } = this.address(b, index), al = BYTES[b.dtype];
+    const m = this.m,
+      { ptr: a, offset: o } = this.address(b, index),
+      al = BYTES[b.dtype];
     switch (b.dtype) {
-      case 'float32': return m.f32.store(o, al, a, value);
-      case 'float64': return m.f64.store(o, al, a, value);
-      case 'int64': case 'uint64': return m.i64.store(o, al, a, value);
-      case 'int32': case 'uint32': return m.i32.store(o, al, a, value);
-      case 'int16': case 'uint16': return m.i32.store16(o, al, a, value);
-      case 'int8': case 'uint8': case 'bool': return m.i32.store8(o, al, a, value);
+      case 'float32':
+        return m.f32.store(o, al, a, value);
+      case 'float64':
+        return m.f64.store(o, al, a, value);
+      case 'int64':
+      case 'uint64':
+        return m.i64.store(o, al, a, value);
+      case 'int32':
+      case 'uint32':
+        return m.i32.store(o, al, a, value);
+      case 'int16':
+      case 'uint16':
+        return m.i32.store16(o, al, a, value);
+      case 'int8':
+      case 'uint8':
+      case 'bool':
+        return m.i32.store8(o, al, a, value);
     }
   }
 
@@ -330,12 +453,18 @@ export class FunctionEmitter implements ScalarEmitter {
   private narrow(r: Ref, t: DType): Ref {
     const m = this.m;
     switch (t) {
-      case 'int8': return m.i32.extend8_s(r);
-      case 'int16': return m.i32.extend16_s(r);
-      case 'uint8': return m.i32.and(r, m.i32.const(0xff));
-      case 'uint16': return m.i32.and(r, m.i32.const(0xffff));
-      case 'bool': return m.i32.ne(r, m.i32.const(0));
-      default: return r;
+      case 'int8':
+        return m.i32.extend8_s(r);
+      case 'int16':
+        return m.i32.extend16_s(r);
+      case 'uint8':
+        return m.i32.and(r, m.i32.const(0xff));
+      case 'uint16':
+        return m.i32.and(r, m.i32.const(0xffff));
+      case 'bool':
+        return m.i32.ne(r, m.i32.const(0));
+      default:
+        return r;
     }
   }
 
@@ -344,20 +473,25 @@ export class FunctionEmitter implements ScalarEmitter {
     const hit = this.cached(e, 's');
     if (hit !== undefined) return hit;
     switch (e.k) {
-      case 'const': return this.constant(e.value, e.dtype);
-      case 'var': return m.local.get(this.local(e), wasmType(e.dtype));
+      case 'const':
+        return this.constant(e.value, e.dtype);
+      case 'var':
+        return m.local.get(this.local(e), wasmType(e.dtype));
       case 'load':
         if ((e.buf as Buffer).scope === 'local') return this.loadLocal(e.buf as Buffer, e.idx[0]);
         return this.load(e.buf as Buffer, e.idx[0]);
-      case 'cast': return this.cast(this.expr(e.a), e.a.dtype, e.dtype);
+      case 'cast':
+        return this.cast(this.expr(e.a), e.a.dtype, e.dtype);
       case 'select': {
-        const t = wasmType(e.dtype);
         if (isPure(e.a) && isPure(e.b)) return m.select(this.expr(e.c), this.expr(e.a), this.expr(e.b));
         return m.if(this.expr(e.c), this.expr(e.a), this.expr(e.b));
       }
-      case 'un': return this.unary(e.op, e.a, e.dtype);
-      case 'bin': return this.binary(e.op, e.a, e.b, e.dtype);
-      case 'reduce': throw new KilnError('E_INTERNAL', 'codegen: reduction left in loop IR');
+      case 'un':
+        return this.unary(e.op, e.a, e.dtype);
+      case 'bin':
+        return this.binary(e.op, e.a, e.b, e.dtype);
+      case 'reduce':
+        throw new KilnError('E_INTERNAL', 'codegen: reduction left in loop IR');
     }
   }
 
@@ -378,7 +512,8 @@ export class FunctionEmitter implements ScalarEmitter {
       if (isWide(from)) return m.i64.ne(r, m.i64.const(0n));
       return m.i32.ne(r, m.i32.const(0));
     }
-    const fu = isUnsigned(from), tu = isUnsigned(to);
+    const fu = isUnsigned(from),
+      tu = isUnsigned(to);
     if (isFloat(to)) {
       const T = to === 'float32' ? m.f32 : m.f64;
       if (isFloat(from)) return to === 'float32' ? m.f32.demote(r) : m.f64.promote(r);
@@ -418,23 +553,42 @@ export class FunctionEmitter implements ScalarEmitter {
     const m = this.m;
     const f = t === 'float32' ? m.f32 : t === 'float64' ? m.f64 : undefined;
     const ti = wasmType(a.dtype);
-    if (t === 'float32' && INLINE_F32_MATH.has(op)) return inlineF32Math(m, op as InlineMathFn, this.expr(a), false, (ty) => this.newLocal(ty));
+    if (t === 'float32' && INLINE_F32_MATH.has(op))
+      return inlineF32Math(m, op as InlineMathFn, this.expr(a), false, (ty) => this.newLocal(ty));
     if (op in UNARY_MATH) return this.mathCall(op, [a], t);
     const x = this.expr(a);
     switch (op) {
-      case 'neg': if (f) return f.neg(x); return this.narrow(isWide(t) ? m.i64.sub(m.i64.const(0n), x) : m.i32.sub(m.i32.const(0), x), t);
+      case 'neg':
+        if (f) return f.neg(x);
+        return this.narrow(isWide(t) ? m.i64.sub(m.i64.const(0n), x) : m.i32.sub(m.i32.const(0), x), t);
       case 'abs':
         if (f) return f.abs(x);
         if (isUnsigned(t)) return x;
-        return this.withTemps([x], [ti], (g) => (isWide(t)
-          ? m.select(m.i64.lt_s(g(), m.i64.const(0n)), m.i64.sub(m.i64.const(0n), g()), g())
-          : this.narrow(m.select(m.i32.lt_s(g(), m.i32.const(0)), m.i32.sub(m.i32.const(0), g()), g()), t)), ti);
-      case 'sqrt': if (f) return f.sqrt(x); break;
-      case 'floor': if (f) return f.floor(x); return x;
-      case 'ceil': if (f) return f.ceil(x); return x;
-      case 'round': if (f) return f.nearest(x); return x;
-      case 'not': return m.i32.eqz(x);
-      case 'bitnot': return this.narrow(isWide(t) ? m.i64.xor(x, m.i64.const(-1n)) : m.i32.xor(x, m.i32.const(-1)), t);
+        return this.withTemps(
+          [x],
+          [ti],
+          (g) =>
+            isWide(t)
+              ? m.select(m.i64.lt_s(g(), m.i64.const(0n)), m.i64.sub(m.i64.const(0n), g()), g())
+              : this.narrow(m.select(m.i32.lt_s(g(), m.i32.const(0)), m.i32.sub(m.i32.const(0), g()), g()), t),
+          ti,
+        );
+      case 'sqrt':
+        if (f) return f.sqrt(x);
+        break;
+      case 'floor':
+        if (f) return f.floor(x);
+        return x;
+      case 'ceil':
+        if (f) return f.ceil(x);
+        return x;
+      case 'round':
+        if (f) return f.nearest(x);
+        return x;
+      case 'not':
+        return m.i32.eqz(x);
+      case 'bitnot':
+        return this.narrow(isWide(t) ? m.i64.xor(x, m.i64.const(-1n)) : m.i32.xor(x, m.i32.const(-1)), t);
       case 'isnan':
         if (a.dtype === 'float32') return this.withTemps([x], [B.f32], (g) => m.f32.ne(g(), g()), B.i32);
         if (a.dtype === 'float64') return this.withTemps([x], [B.f64], (g) => m.f64.ne(g(), g()), B.i32);
@@ -442,15 +596,37 @@ export class FunctionEmitter implements ScalarEmitter {
       case 'sign': {
         if (f) {
           const F = f;
-          return this.withTemps([x], [ti], (g) => F.copysign(
-            m.select(F.eq(g(), F.const(0)), F.const(0), F.const(1)), g()), ti);
+          return this.withTemps(
+            [x],
+            [ti],
+            (g) => F.copysign(m.select(F.eq(g(), F.const(0)), F.const(0), F.const(1)), g()),
+            ti,
+          );
           // NaN stays NaN-signed 1; ONNX tests do not feed NaN to Sign.
         }
-        if (isWide(t)) return this.withTemps([x], [B.i64], (g) => m.i64.extend_s(m.i32.sub(
-          m.i64.gt_s(g(), m.i64.const(0n)), isUnsigned(t) ? m.i32.const(0) : m.i64.lt_s(g(), m.i64.const(0n)))), B.i64);
-        return this.withTemps([x], [B.i32], (g) => m.i32.sub(
-          isUnsigned(t) ? m.i32.ne(g(), m.i32.const(0)) : m.i32.gt_s(g(), m.i32.const(0)),
-          isUnsigned(t) ? m.i32.const(0) : m.i32.lt_s(g(), m.i32.const(0))), B.i32);
+        if (isWide(t))
+          return this.withTemps(
+            [x],
+            [B.i64],
+            (g) =>
+              m.i64.extend_s(
+                m.i32.sub(
+                  m.i64.gt_s(g(), m.i64.const(0n)),
+                  isUnsigned(t) ? m.i32.const(0) : m.i64.lt_s(g(), m.i64.const(0n)),
+                ),
+              ),
+            B.i64,
+          );
+        return this.withTemps(
+          [x],
+          [B.i32],
+          (g) =>
+            m.i32.sub(
+              isUnsigned(t) ? m.i32.ne(g(), m.i32.const(0)) : m.i32.gt_s(g(), m.i32.const(0)),
+              isUnsigned(t) ? m.i32.const(0) : m.i32.lt_s(g(), m.i32.const(0)),
+            ),
+          B.i32,
+        );
       }
     }
     throw new KilnError('E_UNSUPPORTED', `codegen: unary ${op} on ${t}`);
@@ -462,26 +638,48 @@ export class FunctionEmitter implements ScalarEmitter {
     if (op === 'pow' || (op === 'mod' && isFloat(at))) {
       if (isFloat(at)) return this.mathCall(op === 'pow' ? 'pow' : 'fmod', [ea, eb], t);
       // integer pow through f64, exact for the magnitudes ONNX models use
-      return this.cast(m.call('math_pow', [this.cast(this.expr(ea), at, 'float64'), this.cast(this.expr(eb), eb.dtype, 'float64')], B.f64), 'float64', t);
+      return this.cast(
+        m.call(
+          'math_pow',
+          [this.cast(this.expr(ea), at, 'float64'), this.cast(this.expr(eb), eb.dtype, 'float64')],
+          B.f64,
+        ),
+        'float64',
+        t,
+      );
     }
-    const a = this.expr(ea), b = this.expr(eb);
+    const a = this.expr(ea),
+      b = this.expr(eb);
     const unsigned = isUnsigned(at);
     if (isFloat(at)) {
       const F = at === 'float32' ? m.f32 : m.f64;
       switch (op) {
-        case 'add': return F.add(a, b);
-        case 'sub': return F.sub(a, b);
-        case 'mul': return F.mul(a, b);
-        case 'div': return F.div(a, b);
-        case 'min': return F.min(a, b);
-        case 'max': return F.max(a, b);
-        case 'eq': return F.eq(a, b);
-        case 'ne': return F.ne(a, b);
-        case 'lt': return F.lt(a, b);
-        case 'le': return F.le(a, b);
-        case 'gt': return F.gt(a, b);
-        case 'ge': return F.ge(a, b);
-        default: break;
+        case 'add':
+          return F.add(a, b);
+        case 'sub':
+          return F.sub(a, b);
+        case 'mul':
+          return F.mul(a, b);
+        case 'div':
+          return F.div(a, b);
+        case 'min':
+          return F.min(a, b);
+        case 'max':
+          return F.max(a, b);
+        case 'eq':
+          return F.eq(a, b);
+        case 'ne':
+          return F.ne(a, b);
+        case 'lt':
+          return F.lt(a, b);
+        case 'le':
+          return F.le(a, b);
+        case 'gt':
+          return F.gt(a, b);
+        case 'ge':
+          return F.ge(a, b);
+        default:
+          break;
       }
       throw new KilnError('E_UNSUPPORTED', `codegen: ${op} on ${at}`);
     }
@@ -490,39 +688,64 @@ export class FunctionEmitter implements ScalarEmitter {
     const ty = wide ? B.i64 : B.i32;
     const zero = () => (wide ? m.i64.const(0n) : m.i32.const(0));
     switch (op) {
-      case 'add': return this.narrow(I.add(a, b), t);
-      case 'sub': return this.narrow(I.sub(a, b), t);
-      case 'mul': return this.narrow(I.mul(a, b), t);
-      case 'div': return unsigned ? I.div_u(a, b) : I.div_s(a, b);
-      case 'mod': return unsigned ? I.rem_u(a, b) : I.rem_s(a, b);
-      case 'and': return I.and(a, b);
-      case 'or': return I.or(a, b);
-      case 'xor': return I.xor(a, b);
-      case 'shl': return this.narrow(I.shl(a, b), t);
-      case 'shr': return unsigned ? I.shr_u(a, b) : I.shr_s(a, b);
-      case 'eq': return I.eq(a, b);
-      case 'ne': return I.ne(a, b);
-      case 'lt': return unsigned ? I.lt_u(a, b) : I.lt_s(a, b);
-      case 'le': return unsigned ? I.le_u(a, b) : I.le_s(a, b);
-      case 'gt': return unsigned ? I.gt_u(a, b) : I.gt_s(a, b);
-      case 'ge': return unsigned ? I.ge_u(a, b) : I.ge_s(a, b);
-      case 'min': case 'max': {
-        const cmp = op === 'min' ? (unsigned ? I.lt_u : I.lt_s) : (unsigned ? I.gt_u : I.gt_s);
+      case 'add':
+        return this.narrow(I.add(a, b), t);
+      case 'sub':
+        return this.narrow(I.sub(a, b), t);
+      case 'mul':
+        return this.narrow(I.mul(a, b), t);
+      case 'div':
+        return unsigned ? I.div_u(a, b) : I.div_s(a, b);
+      case 'mod':
+        return unsigned ? I.rem_u(a, b) : I.rem_s(a, b);
+      case 'and':
+        return I.and(a, b);
+      case 'or':
+        return I.or(a, b);
+      case 'xor':
+        return I.xor(a, b);
+      case 'shl':
+        return this.narrow(I.shl(a, b), t);
+      case 'shr':
+        return unsigned ? I.shr_u(a, b) : I.shr_s(a, b);
+      case 'eq':
+        return I.eq(a, b);
+      case 'ne':
+        return I.ne(a, b);
+      case 'lt':
+        return unsigned ? I.lt_u(a, b) : I.lt_s(a, b);
+      case 'le':
+        return unsigned ? I.le_u(a, b) : I.le_s(a, b);
+      case 'gt':
+        return unsigned ? I.gt_u(a, b) : I.gt_s(a, b);
+      case 'ge':
+        return unsigned ? I.ge_u(a, b) : I.ge_s(a, b);
+      case 'min':
+      case 'max': {
+        const cmp = op === 'min' ? (unsigned ? I.lt_u : I.lt_s) : unsigned ? I.gt_u : I.gt_s;
         return this.withTemps([a, b], [ty, ty], (x, y) => m.select(cmp(x(), y()), x(), y()), ty);
       }
-      case 'floordiv': case 'floormod': {
+      case 'floordiv':
+      case 'floormod': {
         if (unsigned) return op === 'floordiv' ? I.div_u(a, b) : I.rem_u(a, b);
         // q = trunc(a/b); r = a - q*b; if (r != 0 && (r ^ b) < 0) { q -= 1; r += b }
-        return this.withTemps([a, b], [ty, ty], (x, y) => {
-          const r = this.temp(I.rem_s(x(), y()), ty);
-          const adjust = m.i32.and(I.ne(r.get(), zero()), I.lt_s(I.xor(r.get(), y()), zero()));
-          const res = op === 'floordiv'
-            ? I.sub(I.div_s(x(), y()), wide ? m.i64.extend_u(adjust) : adjust)
-            : m.select(adjust, I.add(r.get(), y()), r.get());
-          return m.block(null, [r.set, res], ty);
-        }, ty);
+        return this.withTemps(
+          [a, b],
+          [ty, ty],
+          (x, y) => {
+            const r = this.temp(I.rem_s(x(), y()), ty);
+            const adjust = m.i32.and(I.ne(r.get(), zero()), I.lt_s(I.xor(r.get(), y()), zero()));
+            const res =
+              op === 'floordiv'
+                ? I.sub(I.div_s(x(), y()), wide ? m.i64.extend_u(adjust) : adjust)
+                : m.select(adjust, I.add(r.get(), y()), r.get());
+            return m.block(null, [r.set, res], ty);
+          },
+          ty,
+        );
       }
-      default: break;
+      default:
+        break;
     }
     throw new KilnError('E_UNSUPPORTED', `codegen: ${op} on ${at}`);
   }
@@ -546,12 +769,22 @@ export const kernelPhases = (f: PrimFunc): boolean[] => kernelStages(f).map((s) 
 /** Whether evaluating `e` can neither trap nor read memory (so both arms of a select may run). */
 export function isPure(e: Expr): boolean {
   switch (e.k) {
-    case 'const': case 'var': return true;
-    case 'load': return (e.buf as Buffer).scope === 'local';
-    case 'reduce': return false;
-    case 'bin': return !(['div', 'mod', 'floordiv', 'floormod'].includes(e.op) && !isFloat(e.dtype)) && isPure(e.a) && isPure(e.b);
-    case 'un': return isPure(e.a);
-    case 'cast': return isPure(e.a);
-    case 'select': return isPure(e.c) && isPure(e.a) && isPure(e.b);
+    case 'const':
+    case 'var':
+      return true;
+    case 'load':
+      return (e.buf as Buffer).scope === 'local';
+    case 'reduce':
+      return false;
+    case 'bin':
+      return (
+        !(['div', 'mod', 'floordiv', 'floormod'].includes(e.op) && !isFloat(e.dtype)) && isPure(e.a) && isPure(e.b)
+      );
+    case 'un':
+      return isPure(e.a);
+    case 'cast':
+      return isPure(e.a);
+    case 'select':
+      return isPure(e.c) && isPure(e.a) && isPure(e.b);
   }
 }

@@ -34,11 +34,12 @@ function exp(o: F32Ops, x0: Ref): Ref {
   const x = o.let(o.min(o.max(x0, o.k(EXP_MIN_NORMAL)), o.k(88.72284)));
   // n = round(x / ln 2) by adding 1.5 * 2^23: the sum's low mantissa bits are n, so 2^n needs no float-to-int
   // conversion (a multi-instruction sequence on x86)
-  const t = o.let(o.add(o.mul(x(), o.k(1.44269504088896341)), o.k(EXP_ROUND)));
+  const t = o.let(o.add(o.mul(x(), o.k(Math.LOG2E)), o.k(EXP_ROUND)));
   const n = o.let(o.sub(t(), o.k(EXP_ROUND)));
-  const r = o.let(o.sub(o.sub(x(), o.mul(n(), o.k(0.693359375))), o.mul(n(), o.k(-2.12194440e-4))));
-  let p = o.k(1.9875691500e-4);
-  for (const c of [1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1]) p = o.add(o.mul(p, r()), o.k(c));
+  const r = o.let(o.sub(o.sub(x(), o.mul(n(), o.k(0.693359375))), o.mul(n(), o.k(-2.1219444e-4))));
+  let p = o.k(1.98756915e-4);
+  for (const c of [1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1])
+    p = o.add(o.mul(p, r()), o.k(c));
   const e = o.add(o.add(o.mul(o.mul(p, r()), r()), r()), o.k(1));
   // e * 2 * 2^(n-1): n reaches 128 (exp(88.5) is finite though 2^128 is not). At n = -126 (x < -86.99) the scale is
   // +0, so results below ~1.8e-38 flush to zero: subnormal results would make every later multiplication by them slow
@@ -56,7 +57,8 @@ const ERF_Q = [1, 0.5227839, 0.120729946, 0.015535261, 0.0010950916];
 function erf(o: F32Ops, x0: Ref): Ref {
   const x = o.let(o.min(o.max(x0, o.k(-4)), o.k(4)));
   const s = o.let(o.mul(x(), x()));
-  const s2 = o.let(o.mul(s(), s())), s4 = o.let(o.mul(s2(), s2()));
+  const s2 = o.let(o.mul(s(), s())),
+    s4 = o.let(o.mul(s2(), s2()));
   // Estrin's scheme (up to 8 coefficients): pairs c0 + c1 s combined by s^2 and s^4, a dependency chain half as
   // long as Horner's (in a matmul's GELU epilogue the chains, not the arithmetic, bound the time)
   const estrin = (c: readonly number[]): Ref => {
@@ -77,28 +79,51 @@ function tanh(o: F32Ops, x0: Ref): Ref {
 const IMPL: Record<InlineMathFn, (o: F32Ops, x: Ref) => Ref> = { exp, erf, tanh };
 
 /** Emits fn(x) for one f32 value or (vector) four lanes; `newLocal` allocates a function local of a type. */
-export function inlineF32Math(m: binaryen.Module, fn: InlineMathFn, x: Ref, vector: boolean, newLocal: (type: number) => number): Ref {
+export function inlineF32Math(
+  m: binaryen.Module,
+  fn: InlineMathFn,
+  x: Ref,
+  vector: boolean,
+  newLocal: (type: number) => number,
+): Ref {
   const type = vector ? binaryen.v128 : binaryen.f32;
   const sets: Ref[] = [];
-  const letOp = (v: Ref) => { const l = newLocal(type); sets.push(m.local.set(l, v)); return () => m.local.get(l, type); };
-  const o: F32Ops = vector ? {
-    k: (c) => m.f32x4.splat(m.f32.const(c)),
-    add: m.f32x4.add, sub: m.f32x4.sub, mul: m.f32x4.mul, div: m.f32x4.div,
-    // pmin/pmax (one x86 instruction each; min/max take several for NaN rules): every use clamps its first operand,
-    // and pmax(NaN, c) and pmin(NaN, c) return the NaN
-    min: m.f32x4.pmin, max: m.f32x4.pmax, abs: m.f32x4.abs,
-    copysign: (a, b) => m.v128.bitselect(b, a, m.i32x4.splat(m.i32.const(-0x80000000))),
-    // t's bits are those of 1.5 * 2^23 plus n: adding 126 and shifting by 23 leaves the exponent field n + 126
-    halfPow2: (t) => m.i32x4.shl(m.i32x4.add(t, m.i32x4.splat(m.i32.const(126))), m.i32.const(23)),
-    let: letOp,
-  } : {
-    k: (c) => m.f32.const(c),
-    add: m.f32.add, sub: m.f32.sub, mul: m.f32.mul, div: m.f32.div,
-    min: m.f32.min, max: m.f32.max, abs: m.f32.abs,
-    copysign: m.f32.copysign,
-    halfPow2: (t) => m.f32.reinterpret(m.i32.shl(m.i32.add(m.i32.reinterpret(t), m.i32.const(126)), m.i32.const(23))),
-    let: letOp,
+  const letOp = (v: Ref) => {
+    const l = newLocal(type);
+    sets.push(m.local.set(l, v));
+    return () => m.local.get(l, type);
   };
+  const o: F32Ops = vector
+    ? {
+        k: (c) => m.f32x4.splat(m.f32.const(c)),
+        add: m.f32x4.add,
+        sub: m.f32x4.sub,
+        mul: m.f32x4.mul,
+        div: m.f32x4.div,
+        // pmin/pmax (one x86 instruction each; min/max take several for NaN rules): every use clamps its first operand,
+        // and pmax(NaN, c) and pmin(NaN, c) return the NaN
+        min: m.f32x4.pmin,
+        max: m.f32x4.pmax,
+        abs: m.f32x4.abs,
+        copysign: (a, b) => m.v128.bitselect(b, a, m.i32x4.splat(m.i32.const(-0x80000000))),
+        // t's bits are those of 1.5 * 2^23 plus n: adding 126 and shifting by 23 leaves the exponent field n + 126
+        halfPow2: (t) => m.i32x4.shl(m.i32x4.add(t, m.i32x4.splat(m.i32.const(126))), m.i32.const(23)),
+        let: letOp,
+      }
+    : {
+        k: (c) => m.f32.const(c),
+        add: m.f32.add,
+        sub: m.f32.sub,
+        mul: m.f32.mul,
+        div: m.f32.div,
+        min: m.f32.min,
+        max: m.f32.max,
+        abs: m.f32.abs,
+        copysign: m.f32.copysign,
+        halfPow2: (t) =>
+          m.f32.reinterpret(m.i32.shl(m.i32.add(m.i32.reinterpret(t), m.i32.const(126)), m.i32.const(23))),
+        let: letOp,
+      };
   const result = IMPL[fn](o, x);
   return m.block(null, [...sets, result], type);
 }

@@ -36,13 +36,21 @@ export interface ScalarEmitter {
 /** Whether `e` mentions variable `v`. */
 export function uses(e: Expr, v: Var): boolean {
   switch (e.k) {
-    case 'var': return e === v;
-    case 'const': return false;
-    case 'bin': return uses(e.a, v) || uses(e.b, v);
-    case 'un': case 'cast': return uses(e.a, v);
-    case 'select': return uses(e.c, v) || uses(e.a, v) || uses(e.b, v);
-    case 'load': return e.idx.some((i) => uses(i, v));
-    case 'reduce': return true;
+    case 'var':
+      return e === v;
+    case 'const':
+      return false;
+    case 'bin':
+      return uses(e.a, v) || uses(e.b, v);
+    case 'un':
+    case 'cast':
+      return uses(e.a, v);
+    case 'select':
+      return uses(e.c, v) || uses(e.a, v) || uses(e.b, v);
+    case 'load':
+      return e.idx.some((i) => uses(i, v));
+    case 'reduce':
+      return true;
   }
 }
 
@@ -71,7 +79,12 @@ export function vectorizeExpr(em: ScalarEmitter, e: Expr, v: Var): number | unde
   const splat = (e: Expr): number => {
     const hoisted = em.cached(e, 'p');
     if (hoisted !== undefined) return hoisted;
-    if (e.k === 'load' && e.dtype === 'float32' && (e.buf as Buffer).scope !== 'local' && em.cached(e, 's') === undefined) {
+    if (
+      e.k === 'load' &&
+      e.dtype === 'float32' &&
+      (e.buf as Buffer).scope !== 'local' &&
+      em.cached(e, 's') === undefined
+    ) {
       const { ptr, offset } = em.address(e.buf as Buffer, e.idx[0]);
       return m.v128.load32_splat(offset, 4, ptr);
     }
@@ -112,24 +125,45 @@ export function vectorizeExpr(em: ScalarEmitter, e: Expr, v: Var): number | unde
       case 'bin': {
         if (em.relaxed && e.op === 'add') {
           // a*b + c in one relaxed_madd (fused or not, as the engine chooses)
-          const [p, c] = e.a.k === 'bin' && e.a.op === 'mul' ? [e.a, e.b] : e.b.k === 'bin' && e.b.op === 'mul' ? [e.b, e.a] : [];
+          const [p, c] =
+            e.a.k === 'bin' && e.a.op === 'mul' ? [e.a, e.b] : e.b.k === 'bin' && e.b.op === 'mul' ? [e.b, e.a] : [];
           if (p && p.k === 'bin') return relaxedMadd(m, vec(p.a), vec(p.b), vec(c!));
         }
         if ((e.op === 'min' || e.op === 'max') && (e.a.k === 'const' || e.b.k === 'const')) {
           // a clamp to a constant (relu, clip): pmin/pmax are one x86 instruction where min/max take several
           // for NaN rules; with the variable first, pmin(NaN, c) and pmax(NaN, c) still return the NaN
           const [x, c] = e.b.k === 'const' ? [e.a, e.b] : [e.b, e.a];
-          if (c.k === 'const' && !Number.isNaN(Number(c.value))) return (e.op === 'min' ? m.f32x4.pmin : m.f32x4.pmax)(vec(x), vec(c));
+          if (c.k === 'const' && !Number.isNaN(Number(c.value)))
+            return (e.op === 'min' ? m.f32x4.pmin : m.f32x4.pmax)(vec(x), vec(c));
         }
-        const op = ({ add: m.f32x4.add, sub: m.f32x4.sub, mul: m.f32x4.mul, div: m.f32x4.div, min: m.f32x4.min, max: m.f32x4.max } as Record<string, (a: number, b: number) => number>)[e.op];
+        const op = (
+          {
+            add: m.f32x4.add,
+            sub: m.f32x4.sub,
+            mul: m.f32x4.mul,
+            div: m.f32x4.div,
+            min: m.f32x4.min,
+            max: m.f32x4.max,
+          } as Record<string, (a: number, b: number) => number>
+        )[e.op];
         return op ? op(vec(e.a), vec(e.b)) : lanes(e);
       }
       case 'un': {
-        if (INLINE_F32_MATH.has(e.op) && e.a.dtype === 'float32') return inlineF32Math(m, e.op as InlineMathFn, vec(e.a), true, (t) => em.newLocal(t));
-        const op = ({ neg: m.f32x4.neg, abs: m.f32x4.abs, sqrt: m.f32x4.sqrt, floor: m.f32x4.floor, ceil: m.f32x4.ceil } as Record<string, (a: number) => number>)[e.op];
+        if (INLINE_F32_MATH.has(e.op) && e.a.dtype === 'float32')
+          return inlineF32Math(m, e.op as InlineMathFn, vec(e.a), true, (t) => em.newLocal(t));
+        const op = (
+          {
+            neg: m.f32x4.neg,
+            abs: m.f32x4.abs,
+            sqrt: m.f32x4.sqrt,
+            floor: m.f32x4.floor,
+            ceil: m.f32x4.ceil,
+          } as Record<string, (a: number) => number>
+        )[e.op];
         return op ? op(vec(e.a)) : lanes(e);
       }
-      default: return lanes(e);
+      default:
+        return lanes(e);
     }
   };
   return e.dtype === 'float32' ? vec(e) : undefined;
@@ -138,7 +172,9 @@ export function vectorizeExpr(em: ScalarEmitter, e: Expr, v: Var): number | unde
 /** Whether evaluating `e` for any value of the variables in scope reads only memory inside the guard zone. */
 function speculatable(em: ScalarEmitter, e: Expr): boolean {
   switch (e.k) {
-    case 'const': case 'var': return true;
+    case 'const':
+    case 'var':
+      return true;
     case 'load': {
       const buf = e.buf as Buffer;
       if (buf.scope === 'local') return false;
@@ -146,10 +182,15 @@ function speculatable(em: ScalarEmitter, e: Expr): boolean {
       const slack = Math.floor(SPECULATIVE_GUARD_BYTES / BYTES[buf.dtype]) - 4;
       return !!r && r.lo >= -slack && r.hi < buf.size + slack && speculatable(em, e.idx[0]);
     }
-    case 'bin': return !['div', 'mod', 'floordiv', 'floormod'].includes(e.op) && speculatable(em, e.a) && speculatable(em, e.b);
-    case 'un': case 'cast': return speculatable(em, e.a);
-    case 'select': return speculatable(em, e.c) && speculatable(em, e.a) && speculatable(em, e.b);
-    case 'reduce': return false;
+    case 'bin':
+      return !['div', 'mod', 'floordiv', 'floormod'].includes(e.op) && speculatable(em, e.a) && speculatable(em, e.b);
+    case 'un':
+    case 'cast':
+      return speculatable(em, e.a);
+    case 'select':
+      return speculatable(em, e.c) && speculatable(em, e.a) && speculatable(em, e.b);
+    case 'reduce':
+      return false;
   }
 }
 
@@ -162,19 +203,26 @@ function laneMask(em: ScalarEmitter, c: Expr, v: Var): number | undefined {
   if (!uses(c, v)) return m.i32x4.splat(m.i32.sub(m.i32.const(0), em.expr(c)));
   if (c.k !== 'bin') return undefined;
   if (c.op === 'and' || c.op === 'or') {
-    const a = laneMask(em, c.a, v), b = laneMask(em, c.b, v);
+    const a = laneMask(em, c.a, v),
+      b = laneMask(em, c.b, v);
     if (a === undefined || b === undefined) return undefined;
     return c.op === 'and' ? m.v128.and(a, b) : m.v128.or(a, b);
   }
   if (c.a.dtype === 'int32' && c.op in INT_CMP) {
-    const a = laneInt(em, c.a, v), b = laneInt(em, c.b, v);
+    const a = laneInt(em, c.a, v),
+      b = laneInt(em, c.b, v);
     if (a === undefined || b === undefined) return undefined;
-    return (m.i32x4 as unknown as Record<string, (x: number, y: number) => number>)[INT_CMP[c.op as keyof typeof INT_CMP]](a, b);
+    return (m.i32x4 as unknown as Record<string, (x: number, y: number) => number>)[
+      INT_CMP[c.op as keyof typeof INT_CMP]
+    ](a, b);
   }
   if (c.a.dtype === 'float32' && c.op in F32_CMP) {
-    const a = vectorizeExpr(em, c.a, v), b = vectorizeExpr(em, c.b, v);
+    const a = vectorizeExpr(em, c.a, v),
+      b = vectorizeExpr(em, c.b, v);
     if (a === undefined || b === undefined) return undefined;
-    return (m.f32x4 as unknown as Record<string, (x: number, y: number) => number>)[F32_CMP[c.op as keyof typeof F32_CMP]](a, b);
+    return (m.f32x4 as unknown as Record<string, (x: number, y: number) => number>)[
+      F32_CMP[c.op as keyof typeof F32_CMP]
+    ](a, b);
   }
   return undefined;
 }
@@ -185,7 +233,8 @@ function laneInt(em: ScalarEmitter, e: Expr, v: Var): number | undefined {
   if (!uses(e, v)) return m.i32x4.splat(em.expr(e));
   if (e === v) return m.v128.const([0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0]);
   if (e.k !== 'bin' || !['add', 'sub', 'mul'].includes(e.op)) return undefined;
-  const a = laneInt(em, e.a, v), b = laneInt(em, e.b, v);
+  const a = laneInt(em, e.a, v),
+    b = laneInt(em, e.b, v);
   if (a === undefined || b === undefined) return undefined;
   return e.op === 'add' ? m.i32x4.add(a, b) : e.op === 'sub' ? m.i32x4.sub(a, b) : m.i32x4.mul(a, b);
 }
@@ -197,7 +246,9 @@ export function vectorizeLoop(em: ScalarEmitter, s: ForStmt): number | undefined
     return inner === undefined ? undefined : em.m.if(em.expr(s.body.cond), inner);
   }
   if (s.extent !== 4 || s.body.k !== 'store' || s.body.buf.dtype !== 'float32') return undefined;
-  const st = s.body, v = s.v, m = em.m;
+  const st = s.body,
+    v = s.v,
+    m = em.m;
   const base = (idx: Expr) => fixVar(idx, v, 0);
   if (stride(st.index, v) !== 1) {
     // strided global store (a tile written back along a non-contiguous axis): vector math, 4 scalar stores
@@ -205,10 +256,16 @@ export function vectorizeLoop(em: ScalarEmitter, s: ForStmt): number | undefined
     const value = vectorizeExpr(em, st.value, v);
     if (value === undefined) return undefined;
     const tmp = em.newLocal(binaryen.v128);
-    return m.block(null, [
-      m.local.set(tmp, value),
-      ...[0, 1, 2, 3].map((l) => em.store(st.buf, fixVar(st.index, v, l), m.f32x4.extract_lane(m.local.get(tmp, binaryen.v128), l))),
-    ], binaryen.none);
+    return m.block(
+      null,
+      [
+        m.local.set(tmp, value),
+        ...[0, 1, 2, 3].map((l) =>
+          em.store(st.buf, fixVar(st.index, v, l), m.f32x4.extract_lane(m.local.get(tmp, binaryen.v128), l)),
+        ),
+      ],
+      binaryen.none,
+    );
   }
   let slot: number | undefined;
   if (st.buf.scope === 'local') {
@@ -223,7 +280,10 @@ export function vectorizeLoop(em: ScalarEmitter, s: ForStmt): number | undefined
   return m.v128.store(offset, 4, ptr, value);
 }
 
-const Bx = binaryen as unknown as { _BinaryenSIMDTernary(mod: number, op: number, a: number, b: number, c: number): number; RelaxedMaddVecF32x4: number };
+const Bx = binaryen as unknown as {
+  _BinaryenSIMDTernary(mod: number, op: number, a: number, b: number, c: number): number;
+  RelaxedMaddVecF32x4: number;
+};
 /** f32x4.relaxed_madd(a, b, c) = a*b + c; binaryen.js has no wrapper for it, so call its C API. */
 function relaxedMadd(m: binaryen.Module, a: number, b: number, c: number): number {
   return Bx._BinaryenSIMDTernary(m.ptr, Bx.RelaxedMaddVecF32x4, a, b, c);

@@ -64,28 +64,44 @@ export interface WgslStage {
 }
 
 /** A literal of a stage's text: the inline WGSL and its 32-bit value as a uniform word. */
-interface Slot { text: string; type: 'i32' | 'u32' | 'f32'; word: number }
+interface Slot {
+  text: string;
+  type: 'i32' | 'u32' | 'f32';
+  word: number;
+}
 
 /** A stage whose literals are numbered slots (`$n$` in `template`), before sharing decides which become uniforms. */
-export interface WgslTemplate extends Omit<WgslStage, 'code' | 'uniforms'> { template: string; slots: Slot[] }
+export interface WgslTemplate extends Omit<WgslStage, 'code' | 'uniforms'> {
+  template: string;
+  slots: Slot[];
+}
 
 const SLOT = /\$(\d+)\$/g;
-const U_DECL = '$uniform-decl$', U_LETS = '$uniform-lets$';
+const U_DECL = '$uniform-decl$',
+  U_LETS = '$uniform-lets$';
 
 /** The shader of a template with the slots in `lifted` (slot index -> uniform index) read from the uniform struct. */
 function instantiate(t: WgslTemplate, lifted: ReadonlyMap<number, number>): WgslStage {
   const firstSlot = new Map<number, number>(); // uniform -> a slot it stands for
   for (const [slot, u] of lifted) if (!firstSlot.has(u)) firstSlot.set(u, slot);
   const n = firstSlot.size;
-  const decl = n ? `struct KilnUniforms { v: array<vec4<u32>, ${Math.ceil(n / 4)}> }\n@group(0) @binding(${t.bindings.length}) var<uniform> kiln_u: KilnUniforms;` : '';
-  const lets = [...firstSlot].map(([u, slot]) => {
-    const word = `kiln_u.v[${u >> 2}].${'xyzw'[u & 3]}`;
-    const type = t.slots[slot].type;
-    return `  let kiln_u${u}: ${type} = ${type === 'u32' ? word : `bitcast<${type}>(${word})`};`;
-  }).join('\n');
+  const decl = n
+    ? `struct KilnUniforms { v: array<vec4<u32>, ${Math.ceil(n / 4)}> }\n@group(0) @binding(${t.bindings.length}) var<uniform> kiln_u: KilnUniforms;`
+    : '';
+  const lets = [...firstSlot]
+    .map(([u, slot]) => {
+      const word = `kiln_u.v[${u >> 2}].${'xyzw'[u & 3]}`;
+      const type = t.slots[slot].type;
+      return `  let kiln_u${u}: ${type} = ${type === 'u32' ? word : `bitcast<${type}>(${word})`};`;
+    })
+    .join('\n');
   const code = t.template
-    .replace(`${U_DECL}\n`, decl ? `${decl}\n` : '').replace(`${U_LETS}\n`, lets ? `${lets}\n` : '')
-    .replace(SLOT, (_, i) => { const u = lifted.get(Number(i)); return u === undefined ? t.slots[Number(i)].text : `kiln_u${u}`; });
+    .replace(`${U_DECL}\n`, decl ? `${decl}\n` : '')
+    .replace(`${U_LETS}\n`, lets ? `${lets}\n` : '')
+    .replace(SLOT, (_, i) => {
+      const u = lifted.get(Number(i));
+      return u === undefined ? t.slots[Number(i)].text : `kiln_u${u}`;
+    });
   const { template: _t, slots: _s, ...rest } = t;
   const stage: WgslStage = { ...rest, code };
   if (n) stage.uniforms = [...firstSlot.values()].map((slot) => t.slots[slot].word);
@@ -103,17 +119,22 @@ export function shareWgslStages(kernels: readonly (readonly WgslTemplate[])[]): 
   const groups = new Map<string, WgslTemplate[]>();
   for (const t of kernels.flat()) {
     const g = groups.get(t.template);
-    if (g) g.push(t); else groups.set(t.template, [t]);
+    if (g) g.push(t);
+    else groups.set(t.template, [t]);
   }
   const lifting = new Map<string, Map<number, number>>();
   for (const [key, g] of groups) {
     // slot -> uniform; slots whose values agree in every member (an extent and the stride it becomes) share one
-    const lifted = new Map<number, number>(), byValues = new Map<string, number>();
+    const lifted = new Map<number, number>(),
+      byValues = new Map<string, number>();
     g[0].slots.forEach((s, i) => {
       if (g.every((t) => t.slots[i].text === s.text)) return;
       const values = `${s.type}:${g.map((t) => t.slots[i].text).join(',')}`;
       let u = byValues.get(values);
-      if (u === undefined) { u = byValues.size; byValues.set(values, u); }
+      if (u === undefined) {
+        u = byValues.size;
+        byValues.set(values, u);
+      }
       lifted.set(i, u);
     });
     lifting.set(key, lifted);
@@ -131,19 +152,32 @@ const CAPS = TARGET_CAPS.webgpu;
 export const MAX_WORKGROUPS_PER_DIM = CAPS.gpu!.maxGrid[0];
 
 /** Tensor types the WebGPU target lacks (float64 intermediates of a kernel are computed in f32: demoteF64). */
-const UNSUPPORTED_DTYPES: ReadonlySet<DType> = new Set((Object.keys(BYTES) as DType[]).filter((t) => !CAPS.tensorDtypes.includes(t)));
+const UNSUPPORTED_DTYPES: ReadonlySet<DType> = new Set(
+  (Object.keys(BYTES) as DType[]).filter((t) => !CAPS.tensorDtypes.includes(t)),
+);
 const isWide = (t: DType) => t === 'int64' || t === 'uint64';
 const WIDE = 'vec2<u32>';
 
 /** WGSL value type of a loop-IR dtype. */
 export function valueType(t: DType): string {
   switch (t) {
-    case 'float32': return 'f32';
-    case 'int32': case 'int16': case 'int8': return 'i32';
-    case 'uint32': case 'uint16': case 'uint8': return 'u32';
-    case 'bool': return 'bool';
-    case 'int64': case 'uint64': return WIDE;
-    default: throw unsupported(t);
+    case 'float32':
+      return 'f32';
+    case 'int32':
+    case 'int16':
+    case 'int8':
+      return 'i32';
+    case 'uint32':
+    case 'uint16':
+    case 'uint8':
+      return 'u32';
+    case 'bool':
+      return 'bool';
+    case 'int64':
+    case 'uint64':
+      return WIDE;
+    default:
+      throw unsupported(t);
   }
 }
 
@@ -153,8 +187,9 @@ export function storageType(t: DType): string {
 }
 
 function unsupported(t: DType): KilnError {
-  return new KilnError('E_UNSUPPORTED', `the WebGPU target has no ${t} (WGSL lacks 64-bit floats)`,
-    { hint: "compile for target 'wasm', or keep float64 values in shape computations that fold to constants" });
+  return new KilnError('E_UNSUPPORTED', `the WebGPU target has no ${t} (WGSL lacks 64-bit floats)`, {
+    hint: "compile for target 'wasm', or keep float64 values in shape computations that fold to constants",
+  });
 }
 
 const isThread = (k: string) => k.startsWith('threadIdx');
@@ -170,7 +205,9 @@ export function emitWgslTemplates(f: PrimFunc): WgslTemplate[] {
   for (const b of [...f.inputs, ...f.outputs]) if (UNSUPPORTED_DTYPES.has(b.dtype)) throw unsupported(b.dtype);
   f = runLoopPasses(f, WGSL_LOOP_PASSES, WGSL_LOOP_RUN);
   const params = [...f.inputs, ...f.outputs, ...f.temps];
-  return kernelStages(f).map((s) => new StageEmitter(params).emit(s)).filter((s): s is WgslTemplate => s !== undefined);
+  return kernelStages(f)
+    .map((s) => new StageEmitter(params).emit(s))
+    .filter((s): s is WgslTemplate => s !== undefined);
 }
 
 /**
@@ -179,30 +216,47 @@ export function emitWgslTemplates(f: PrimFunc): WgslTemplate[] {
  * float64 temporaries between its stages, in f32, as WebGPU backends do; float64 tensors are rejected above.
  */
 function demoteF64(f: PrimFunc): PrimFunc {
-  const vars = new Map<Var, Var>(), bufs = new Map<Buffer, Buffer>();
+  const vars = new Map<Var, Var>(),
+    bufs = new Map<Buffer, Buffer>();
   const T = (t: DType): DType => (t === 'float64' ? 'float32' : t);
   const v = (x: Var): Var => {
     if (x.dtype !== 'float64') return x;
     let y = vars.get(x);
-    if (!y) { y = { ...x, dtype: 'float32' }; vars.set(x, y); }
+    if (!y) {
+      y = { ...x, dtype: 'float32' };
+      vars.set(x, y);
+    }
     return y;
   };
   const b = (x: Buffer): Buffer => {
     if (x.dtype !== 'float64') return x;
     let y = bufs.get(x);
-    if (!y) { y = { ...x, dtype: 'float32' }; bufs.set(x, y); }
+    if (!y) {
+      y = { ...x, dtype: 'float32' };
+      bufs.set(x, y);
+    }
     return y;
   };
   const e = (x: Expr): Expr => {
     switch (x.k) {
-      case 'const': return x.dtype === 'float64' ? { ...x, dtype: 'float32' } : x;
-      case 'var': return v(x);
-      case 'bin': return { ...x, a: e(x.a), b: e(x.b), dtype: T(x.dtype) };
-      case 'un': return { ...x, a: e(x.a), dtype: T(x.dtype) };
-      case 'select': return { ...x, c: e(x.c), a: e(x.a), b: e(x.b), dtype: T(x.dtype) };
-      case 'cast': { const a = e(x.a); return a.dtype === T(x.dtype) ? a : { ...x, a, dtype: T(x.dtype) }; }
-      case 'load': return { ...x, buf: b(x.buf as Buffer), idx: x.idx.map(e), dtype: T(x.dtype) };
-      case 'reduce': return x;
+      case 'const':
+        return x.dtype === 'float64' ? { ...x, dtype: 'float32' } : x;
+      case 'var':
+        return v(x);
+      case 'bin':
+        return { ...x, a: e(x.a), b: e(x.b), dtype: T(x.dtype) };
+      case 'un':
+        return { ...x, a: e(x.a), dtype: T(x.dtype) };
+      case 'select':
+        return { ...x, c: e(x.c), a: e(x.a), b: e(x.b), dtype: T(x.dtype) };
+      case 'cast': {
+        const a = e(x.a);
+        return a.dtype === T(x.dtype) ? a : { ...x, a, dtype: T(x.dtype) };
+      }
+      case 'load':
+        return { ...x, buf: b(x.buf as Buffer), idx: x.idx.map(e), dtype: T(x.dtype) };
+      case 'reduce':
+        return x;
     }
   };
   // inputs and outputs are not float64 here: they stay the same objects, which the emitter's parameters are
@@ -210,9 +264,16 @@ function demoteF64(f: PrimFunc): PrimFunc {
 }
 
 /** The loop-IR passes the WGSL backend runs before it emits: float64 demoted, then the shared lowering (common/). */
-export const WGSL_LOOP_PASSES: readonly LoopPass[] = [{ name: 'demote-float64', run: demoteF64 }, floorDivPass(CAPS), mathExpandPass(CAPS)];
+export const WGSL_LOOP_PASSES: readonly LoopPass[] = [
+  { name: 'demote-float64', run: demoteF64 },
+  floorDivPass(CAPS),
+  mathExpandPass(CAPS),
+];
 /** What the verifier checks of a WGSL kernel (KILN_DEBUG=verify): register tiles indexed by constants, launch limits. */
-export const WGSL_LOOP_RUN: LoopPassRun = { input: 'as lowered', check: { localIndex: 'constant', launch: WEBGPU_LAUNCH_LIMITS } };
+export const WGSL_LOOP_RUN: LoopPassRun = {
+  input: 'as lowered',
+  check: { localIndex: 'constant', launch: WEBGPU_LAUNCH_LIMITS },
+};
 
 /** Storage buffers a stage may bind on every WebGPU device (maxStorageBuffersPerShaderStage's minimum). */
 const MAX_STORAGE_BINDINGS = CAPS.gpu!.maxStorageBuffers!;
@@ -225,7 +286,12 @@ type DeclStmt = Extract<Stmt, { k: 'decl' }>;
  * A 'vectorized' loop of 4 around one float32 store whose index is lane-consecutive and aligned at lane 0, possibly
  * under a condition that does not depend on the lane (a partial tile's bound on an outer axis).
  */
-interface VecSite { lane: Var; guard?: Expr; store: Extract<Stmt, { k: 'store' }>; loads: Set<Load> }
+interface VecSite {
+  lane: Var;
+  guard?: Expr;
+  store: Extract<Stmt, { k: 'store' }>;
+  loads: Set<Load>;
+}
 
 const isF32Memory = (b: Buffer) => b.dtype === 'float32' && b.scope !== 'local';
 /** Whether index `i` of a float32 buffer reads 4 consecutive elements from a multiple of 4 across `lane`. */
@@ -233,18 +299,25 @@ const vecIndex = (i: Expr, lane: Var) => alignedLaneBase(i, lane) !== undefined;
 
 function vecSite(s: ForStmt): VecSite | undefined {
   if (s.kind !== 'vectorized' || s.extent !== 4) return undefined;
-  let st = s.body, guard: Expr | undefined;
-  if (st.k === 'if' && !st.else && laneCoef(st.cond, s.v) === 0) { guard = st.cond; st = st.then; }
+  let st = s.body,
+    guard: Expr | undefined;
+  if (st.k === 'if' && !st.else && laneCoef(st.cond, s.v) === 0) {
+    guard = st.cond;
+    st = st.then;
+  }
   if (st.k !== 'store' || !isF32Memory(st.buf) || !vecIndex(st.index, s.v)) return undefined;
   const loads = new Set<Load>();
-  visitExpr(st.value, (x) => { if (x.k === 'load' && isF32Memory(x.buf as Buffer) && x.idx.length === 1 && vecIndex(x.idx[0], s.v)) loads.add(x); });
+  visitExpr(st.value, (x) => {
+    if (x.k === 'load' && isF32Memory(x.buf as Buffer) && x.idx.length === 1 && vecIndex(x.idx[0], s.v)) loads.add(x);
+  });
   return { lane: s.v, ...(guard ? { guard } : {}), store: st, loads };
 }
 
 /** `e` as rest + constant (rest undefined: 0). */
 function peelConst(e: Expr): { rest?: Expr; c: number } {
   if (e.k === 'const') return { c: Number(e.value) };
-  if (e.k === 'bin' && e.op === 'add' && e.dtype === 'int32' && e.b.k === 'const') return { rest: e.a, c: Number(e.b.value) };
+  if (e.k === 'bin' && e.op === 'add' && e.dtype === 'int32' && e.b.k === 'const')
+    return { rest: e.a, c: Number(e.b.value) };
   return { rest: e, c: 0 };
 }
 
@@ -257,7 +330,8 @@ function declGroup(s: DeclStmt): { decls: DeclStmt[]; buf: Buffer; base: Expr } 
     decls.push(x);
     x = x.body;
   }
-  const loads = decls.map((d) => d.init as Load), buf = loads[0].buf as Buffer;
+  const loads = decls.map((d) => d.init as Load),
+    buf = loads[0].buf as Buffer;
   if (!isF32Memory(buf) || loads.some((l) => l.buf !== buf)) return undefined;
   const parts = loads.map((l) => peelConst(l.idx[0]));
   const rest = parts[0].rest && printExpr(parts[0].rest);
@@ -271,11 +345,17 @@ const HOIST_SIZE = 8;
 
 function kidsOf(e: Expr): readonly Expr[] {
   switch (e.k) {
-    case 'load': return e.idx;
-    case 'bin': return [e.a, e.b];
-    case 'un': case 'cast': return [e.a];
-    case 'select': return [e.c, e.a, e.b];
-    default: return [];
+    case 'load':
+      return e.idx;
+    case 'bin':
+      return [e.a, e.b];
+    case 'un':
+    case 'cast':
+      return [e.a];
+    case 'select':
+      return [e.c, e.a, e.b];
+    default:
+      return [];
   }
 }
 
@@ -301,26 +381,39 @@ class StageEmitter {
 
   emit(s: Stmt): WgslTemplate | undefined {
     // the leading perfect nest of GPU-bound loops
-    const blocks: { v: Var; extent: number }[] = [], threads: { v: Var; extent: number }[] = [];
+    const blocks: { v: Var; extent: number }[] = [],
+      threads: { v: Var; extent: number }[] = [];
     let inner = s;
     while (inner.k === 'for' && (isThread(inner.kind) || isBlock(inner.kind))) {
       (isThread(inner.kind) ? threads : blocks).push({ v: inner.v, extent: inner.extent });
       inner = inner.body;
     }
-    const nBlocks = blocks.reduce((a, b) => a * b.extent, 1), wg = threads.reduce((a, b) => a * b.extent, 1);
+    const nBlocks = blocks.reduce((a, b) => a * b.extent, 1),
+      wg = threads.reduce((a, b) => a * b.extent, 1);
     if (nBlocks === 0 || wg === 0) return undefined; // nothing to compute
     let bad: string | undefined;
     const visitBound = (x: Stmt): void => {
-      if (x.k === 'for') { if (isThread(x.kind) || isBlock(x.kind)) bad = x.kind; visitBound(x.body); }
-      else if (x.k === 'seq') x.body.forEach(visitBound);
-      else if (x.k === 'if') { visitBound(x.then); if (x.else) visitBound(x.else); }
-      else if (x.k === 'decl' || x.k === 'alloc') visitBound(x.body);
+      if (x.k === 'for') {
+        if (isThread(x.kind) || isBlock(x.kind)) bad = x.kind;
+        visitBound(x.body);
+      } else if (x.k === 'seq') x.body.forEach(visitBound);
+      else if (x.k === 'if') {
+        visitBound(x.then);
+        if (x.else) visitBound(x.else);
+      } else if (x.k === 'decl' || x.k === 'alloc') visitBound(x.body);
     };
     visitBound(inner);
-    if (bad) throw new KilnError('E_INTERNAL', `wgsl: a loop bound to ${bad} is not in the leading nest of GPU-bound loops`);
-    if (wg > 256) throw new KilnError('E_UNSUPPORTED', `wgsl: workgroup of ${wg} invocations exceeds the 256 every WebGPU device allows`);
-    const gx = Math.min(nBlocks, MAX_WORKGROUPS_PER_DIM), gy = Math.ceil(nBlocks / gx);
-    if (gy > MAX_WORKGROUPS_PER_DIM) throw new KilnError('E_UNSUPPORTED', `wgsl: ${nBlocks} workgroups exceed the dispatch limit`);
+    if (bad)
+      throw new KilnError('E_INTERNAL', `wgsl: a loop bound to ${bad} is not in the leading nest of GPU-bound loops`);
+    if (wg > 256)
+      throw new KilnError(
+        'E_UNSUPPORTED',
+        `wgsl: workgroup of ${wg} invocations exceeds the 256 every WebGPU device allows`,
+      );
+    const gx = Math.min(nBlocks, MAX_WORKGROUPS_PER_DIM),
+      gy = Math.ceil(nBlocks / gx);
+    if (gy > MAX_WORKGROUPS_PER_DIM)
+      throw new KilnError('E_UNSUPPORTED', `wgsl: ${nBlocks} workgroups exceed the dispatch limit`);
 
     // the shape of the grid lives in literals and num_workgroups only, so that stages of other shapes can share the text
     const pre: string[] = [];
@@ -342,12 +435,16 @@ class StageEmitter {
     this.planVec4(inner);
     this.stmt(inner, '  ');
 
-    const bindings: number[] = [], writes: number[] = [], decls: string[] = [];
+    const bindings: number[] = [],
+      writes: number[] = [],
+      decls: string[] = [];
     this.params.forEach((b, i) => {
       const written = this.used.get(b);
       if (written === undefined) return;
       const type = this.vecView.get(b) === 'own' ? 'vec4<f32>' : storageType(b.dtype);
-      decls.push(`@group(0) @binding(${bindings.length}) var<storage, ${written ? 'read_write' : 'read'}> ${this.bufName(b)}: array<${type}>;`);
+      decls.push(
+        `@group(0) @binding(${bindings.length}) var<storage, ${written ? 'read_write' : 'read'}> ${this.bufName(b)}: array<${type}>;`,
+      );
       if (written) writes.push(i);
       bindings.push(i);
     });
@@ -357,8 +454,11 @@ class StageEmitter {
       bindings.push(i);
     });
     for (const b of this.shared) {
-      decls.push(this.vecView.get(b) === 'own' ? `var<workgroup> ${this.bufName(b)}: array<vec4<f32>, ${b.size / 4}>;`
-        : `var<workgroup> ${this.bufName(b)}: array<${storageType(b.dtype)}, ${b.size}>;`);
+      decls.push(
+        this.vecView.get(b) === 'own'
+          ? `var<workgroup> ${this.bufName(b)}: array<vec4<f32>, ${b.size / 4}>;`
+          : `var<workgroup> ${this.bufName(b)}: array<${storageType(b.dtype)}, ${b.size}>;`,
+      );
     }
     const template = [
       ...decls,
@@ -380,13 +480,19 @@ class StageEmitter {
   private bufName(b: Buffer): string {
     if (this.params.includes(b)) return `b_${b.name.replace(/\W/g, '_')}`;
     let n = this.localNames.get(b);
-    if (!n) { n = `l_${b.name.replace(/\d+$/, '').replace(/\W/g, '_')}${this.localNames.size}`; this.localNames.set(b, n); }
+    if (!n) {
+      n = `l_${b.name.replace(/\d+$/, '').replace(/\W/g, '_')}${this.localNames.size}`;
+      this.localNames.set(b, n);
+    }
     return n;
   }
 
   private varName(v: Var): string {
     let n = this.names.get(v);
-    if (!n) { n = `v_${v.name.replace(/\d+$/, '').replace(/\W/g, '_')}${this.names.size}`; this.names.set(v, n); }
+    if (!n) {
+      n = `v_${v.name.replace(/\d+$/, '').replace(/\W/g, '_')}${this.names.size}`;
+      this.names.set(v, n);
+    }
     return n;
   }
 
@@ -408,7 +514,8 @@ class StageEmitter {
 
   private useBuf(b: Buffer, write: boolean): void {
     if (b.scope === 'global') {
-      if (!this.params.includes(b)) throw new KilnError('E_INTERNAL', `wgsl: buffer ${b.name} is not a kernel parameter`);
+      if (!this.params.includes(b))
+        throw new KilnError('E_INTERNAL', `wgsl: buffer ${b.name} is not a kernel parameter`);
       this.used.set(b, (this.used.get(b) ?? false) || write);
     }
   }
@@ -421,36 +528,66 @@ class StageEmitter {
     const acc = new Map<Buffer, { vec: number; scalar: number; written: boolean }>();
     const note = (b: Buffer, vec: boolean, write = false) => {
       const a = acc.get(b) ?? { vec: 0, scalar: 0, written: false };
-      if (vec) a.vec++; else a.scalar++;
+      if (vec) a.vec++;
+      else a.scalar++;
       a.written ||= write;
       acc.set(b, a);
     };
-    const loads = (e: Expr, skip?: ReadonlySet<Load>) => visitExpr(e, (x) => { if (x.k === 'load') note(x.buf as Buffer, !!skip?.has(x)); });
+    const loads = (e: Expr, skip?: ReadonlySet<Load>) =>
+      visitExpr(e, (x) => {
+        if (x.k === 'load') note(x.buf as Buffer, !!skip?.has(x));
+      });
     const walk = (x: Stmt): void => {
       switch (x.k) {
-        case 'seq': x.body.forEach(walk); return;
+        case 'seq':
+          x.body.forEach(walk);
+          return;
         case 'for': {
           const site = vecSite(x);
-          if (!site) { walk(x.body); return; }
+          if (!site) {
+            walk(x.body);
+            return;
+          }
           note(site.store.buf, true, true);
           if (site.guard) loads(site.guard);
           loads(site.store.index);
           loads(site.store.value, site.loads);
           return;
         }
-        case 'store': note(x.buf, false, true); loads(x.index); loads(x.value); return;
-        case 'if': loads(x.cond); walk(x.then); if (x.else) walk(x.else); return;
+        case 'store':
+          note(x.buf, false, true);
+          loads(x.index);
+          loads(x.value);
+          return;
+        case 'if':
+          loads(x.cond);
+          walk(x.then);
+          if (x.else) walk(x.else);
+          return;
         case 'decl': {
           const g = declGroup(x);
-          if (!g) { loads(x.init); walk(x.body); return; }
+          if (!g) {
+            loads(x.init);
+            walk(x.body);
+            return;
+          }
           note(g.buf, true);
-          g.decls.forEach((d) => visitExpr((d.init as Load).idx[0], (y) => { if (y.k === 'load') note(y.buf as Buffer, false); }));
+          g.decls.forEach((d) =>
+            visitExpr((d.init as Load).idx[0], (y) => {
+              if (y.k === 'load') note(y.buf as Buffer, false);
+            }),
+          );
           walk(g.decls[3].body);
           return;
         }
-        case 'assign': loads(x.value); return;
-        case 'alloc': walk(x.body); return;
-        case 'barrier': return;
+        case 'assign':
+          loads(x.value);
+          return;
+        case 'alloc':
+          walk(x.body);
+          return;
+        case 'barrier':
+          return;
       }
     };
     walk(s);
@@ -458,7 +595,10 @@ class StageEmitter {
     for (const [b, a] of acc) {
       if (!a.vec || b.size % 4 !== 0 || b.size < 4 || !isF32Memory(b)) continue;
       if (!a.scalar) this.vecView.set(b, 'own');
-      else if (b.scope === 'global' && !a.written && storage < MAX_STORAGE_BINDINGS) { this.vecView.set(b, 'alias'); storage++; }
+      else if (b.scope === 'global' && !a.written && storage < MAX_STORAGE_BINDINGS) {
+        this.vecView.set(b, 'alias');
+        storage++;
+      }
     }
   }
 
@@ -472,11 +612,13 @@ class StageEmitter {
 
   /** A vec4 site: vec4 loads, the four lane values, one vec4 store (or four stores when the target has no vec4 view). */
   private emitVecSite(site: VecSite, ind: string): void {
-    const L = this.lines, { lane, store } = site;
+    const L = this.lines,
+      { lane, store } = site;
     L.push(site.guard ? `${ind}if (${this.expr(site.guard)}) {` : `${ind}{`);
-    const in2 = ind + '  ';
+    const in2 = `${ind}  `;
     // each vec4 load once, its lanes as variables named after the components
-    const comps = new Map<Load, Var[]>(), byText = new Map<string, Var[]>();
+    const comps = new Map<Load, Var[]>(),
+      byText = new Map<string, Var[]>();
     for (const ld of site.loads) {
       const view = this.vec4Of(ld.buf as Buffer);
       if (!view) continue;
@@ -486,23 +628,31 @@ class StageEmitter {
       if (!vs) {
         const q = `q${this.lets++}`;
         L.push(`${in2}let ${q} = ${view}[(${this.expr(i0)}) >> 2u];`);
-        vs = [0, 1, 2, 3].map((k) => ({ k: 'var', name: q, dtype: 'float32' }) as Var);
+        vs = [0, 1, 2, 3].map(() => ({ k: 'var', name: q, dtype: 'float32' }) as Var);
         vs.forEach((v, k) => this.names.set(v, `${q}.${'xyzw'[k]}`));
         byText.set(key, vs);
       }
       comps.set(ld, vs);
     }
-    const values = [0, 1, 2, 3].map((k) => fixVar(mapExpr(store.value, (x) => (x.k === 'load' ? comps.get(x)?.[k] : undefined)), lane, k));
+    const values = [0, 1, 2, 3].map((k) =>
+      fixVar(
+        mapExpr(store.value, (x) => (x.k === 'load' ? comps.get(x)?.[k] : undefined)),
+        lane,
+        k,
+      ),
+    );
     const index0 = fixVar(store.index, lane, 0);
     // loads that do not depend on the lane (a broadcast operand) once
     const laneLoads = new Map<number, { e: Expr; lanes: Set<number> }>();
-    values.forEach((v, k) => visitExpr(v, (x) => {
-      if (x.k !== 'load') return;
-      const id = this.idOf(x);
-      const r = laneLoads.get(id) ?? { e: x, lanes: new Set<number>() };
-      r.lanes.add(k);
-      laneLoads.set(id, r);
-    }));
+    values.forEach((v, k) =>
+      visitExpr(v, (x) => {
+        if (x.k !== 'load') return;
+        const id = this.idOf(x);
+        const r = laneLoads.get(id) ?? { e: x, lanes: new Set<number>() };
+        r.lanes.add(k);
+        laneLoads.set(id, r);
+      }),
+    );
     const added: number[] = [];
     for (const [id, r] of laneLoads) {
       if (r.lanes.size < 2 || this.hoisted.has(id)) continue;
@@ -520,7 +670,9 @@ class StageEmitter {
       const whole = q && texts.every((t, k) => t === `${q}.${'xyzw'[k]}`) ? q : `vec4<f32>(${texts.join(', ')})`;
       L.push(`${in2}${target}[(${this.expr(index0)}) >> 2u] = ${whole};`);
     } else {
-      values.forEach((v, k) => L.push(`${in2}${this.bufName(store.buf)}[${this.expr(fixVar(store.index, lane, k))}] = ${this.expr(v)};`));
+      values.forEach((v, k) =>
+        L.push(`${in2}${this.bufName(store.buf)}[${this.expr(fixVar(store.index, lane, k))}] = ${this.expr(v)};`),
+      );
     }
     for (const id of added) this.hoisted.delete(id);
     L.push(`${ind}}`);
@@ -530,17 +682,40 @@ class StageEmitter {
   private idOf(e: Expr): number {
     let id = this.ids.get(e);
     if (id !== undefined) return id;
-    const obj = (o: object) => { let n = this.objIds.get(o); if (n === undefined) { n = this.objIds.size; this.objIds.set(o, n); } return n; };
+    const obj = (o: object) => {
+      let n = this.objIds.get(o);
+      if (n === undefined) {
+        n = this.objIds.size;
+        this.objIds.set(o, n);
+      }
+      return n;
+    };
     let key: string;
     switch (e.k) {
-      case 'const': key = `c${e.dtype}:${Object.is(e.value, -0) ? '-0' : String(e.value)}`; break;
-      case 'var': key = `v${obj(e)}`; break;
-      case 'load': key = `l${obj(e.buf)}`; break;
-      case 'bin': key = `b${e.op}:${e.dtype}`; break;
-      case 'un': key = `u${e.op}:${e.dtype}`; break;
-      case 'select': key = `s${e.dtype}`; break;
-      case 'cast': key = `t${e.dtype}`; break;
-      case 'reduce': key = `r${obj(e)}`; break;
+      case 'const':
+        key = `c${e.dtype}:${Object.is(e.value, -0) ? '-0' : String(e.value)}`;
+        break;
+      case 'var':
+        key = `v${obj(e)}`;
+        break;
+      case 'load':
+        key = `l${obj(e.buf)}`;
+        break;
+      case 'bin':
+        key = `b${e.op}:${e.dtype}`;
+        break;
+      case 'un':
+        key = `u${e.op}:${e.dtype}`;
+        break;
+      case 'select':
+        key = `s${e.dtype}`;
+        break;
+      case 'cast':
+        key = `t${e.dtype}`;
+        break;
+      case 'reduce':
+        key = `r${obj(e)}`;
+        break;
     }
     const kids = kidsOf(e).map((k) => this.idOf(k));
     key += `(${kids.join(',')})`;
@@ -548,7 +723,10 @@ class StageEmitter {
     if (id === undefined) {
       id = this.interned.size;
       this.interned.set(key, id);
-      this.sizes[id] = Math.min(1e9, kids.reduce((a, k) => a + this.sizes[k], 1));
+      this.sizes[id] = Math.min(
+        1e9,
+        kids.reduce((a, k) => a + this.sizes[k], 1),
+      );
     }
     this.ids.set(e, id);
     return id;
@@ -561,12 +739,18 @@ class StageEmitter {
    * Returns the ids to forget once the statement is emitted.
    */
   private hoist(roots: Expr[], ind: string): number[] {
-    const uses = new Map<number, number>(), seen = new Set<number>(), order: Expr[] = [];
+    const uses = new Map<number, number>(),
+      seen = new Set<number>(),
+      order: Expr[] = [];
     const visit = (e: Expr) => {
       const id = this.idOf(e);
       if (seen.has(id)) return;
       seen.add(id);
-      for (const k of kidsOf(e)) { const kid = this.idOf(k); uses.set(kid, (uses.get(kid) ?? 0) + 1); visit(k); }
+      for (const k of kidsOf(e)) {
+        const kid = this.idOf(k);
+        uses.set(kid, (uses.get(kid) ?? 0) + 1);
+        visit(k);
+      }
       order.push(e);
     };
     roots.forEach(visit);
@@ -584,7 +768,8 @@ class StageEmitter {
 
   private stmt(s: Stmt, ind: string): void {
     if (s.k === 'store' || s.k === 'if' || s.k === 'decl' || s.k === 'assign') {
-      const roots = s.k === 'store' ? [s.index, s.value] : s.k === 'if' ? [s.cond] : s.k === 'decl' ? [s.init] : [s.value];
+      const roots =
+        s.k === 'store' ? [s.index, s.value] : s.k === 'if' ? [s.cond] : s.k === 'decl' ? [s.init] : [s.value];
       const added = this.hoist(roots, ind);
       this.stmtNow(s, ind);
       for (const id of added) this.hoisted.delete(id);
@@ -596,24 +781,30 @@ class StageEmitter {
   private stmtNow(s: Stmt, ind: string): void {
     const L = this.lines;
     switch (s.k) {
-      case 'seq': s.body.forEach((b) => this.stmt(b, ind)); return;
+      case 'seq':
+        s.body.forEach((b) => this.stmt(b, ind));
+        return;
       case 'for': {
         if (isThread(s.kind) || isBlock(s.kind)) throw new KilnError('E_INTERNAL', `wgsl: nested ${s.kind} loop`);
         if (s.extent <= 0) return;
         const site = vecSite(s);
-        if (site && (this.vecView.has(site.store.buf) || [...site.loads].some((l) => this.vecView.has(l.buf as Buffer)))) {
+        if (
+          site &&
+          (this.vecView.has(site.store.buf) || [...site.loads].some((l) => this.vecView.has(l.buf as Buffer)))
+        ) {
           this.emitVecSite(site, ind);
           return;
         }
         const v = this.varName(s.v);
         L.push(`${ind}for (var ${v}: i32 = 0i; ${v} < ${this.lit(s.extent, 'int32')}; ${v}++) {`);
-        this.stmt(s.body, ind + '  ');
+        this.stmt(s.body, `${ind}  `);
         L.push(`${ind}}`);
         return;
       }
       case 'store': {
         this.useBuf(s.buf, true);
-        if (this.vecView.get(s.buf) === 'own') throw new KilnError('E_INTERNAL', `wgsl: scalar store to ${s.buf.name}, which the stage views as vec4`);
+        if (this.vecView.get(s.buf) === 'own')
+          throw new KilnError('E_INTERNAL', `wgsl: scalar store to ${s.buf.name}, which the stage views as vec4`);
         const idx = this.expr(s.index);
         const val = this.expr(s.value);
         L.push(`${ind}${this.bufName(s.buf)}[${idx}] = ${s.buf.dtype === 'bool' ? `select(0u, 1u, ${val})` : val};`);
@@ -621,13 +812,17 @@ class StageEmitter {
       }
       case 'if':
         L.push(`${ind}if (${this.expr(s.cond)}) {`);
-        this.stmt(s.then, ind + '  ');
-        if (s.else) { L.push(`${ind}} else {`); this.stmt(s.else, ind + '  '); }
+        this.stmt(s.then, `${ind}  `);
+        if (s.else) {
+          L.push(`${ind}} else {`);
+          this.stmt(s.else, `${ind}  `);
+        }
         L.push(`${ind}}`);
         return;
       case 'decl': {
         this.checkType(s.v.dtype);
-        const g = declGroup(s), view = g && this.vec4Of(g.buf);
+        const g = declGroup(s),
+          view = g && this.vec4Of(g.buf);
         if (g && view) {
           const q = `q${this.lets++}`;
           L.push(`${ind}let ${q} = ${view}[(${this.expr(g.base)}) >> 2u];`);
@@ -639,19 +834,26 @@ class StageEmitter {
         this.stmt(s.body, ind);
         return;
       }
-      case 'assign': L.push(`${ind}${this.varName(s.v)} = ${this.expr(s.value)};`); return;
+      case 'assign':
+        L.push(`${ind}${this.varName(s.v)} = ${this.expr(s.value)};`);
+        return;
       case 'alloc':
         this.checkType(s.buf.dtype);
-        if (s.buf.scope === 'local') L.push(`${ind}var ${this.bufName(s.buf)}: array<${storageType(s.buf.dtype)}, ${s.buf.size}>;`);
+        if (s.buf.scope === 'local')
+          L.push(`${ind}var ${this.bufName(s.buf)}: array<${storageType(s.buf.dtype)}, ${s.buf.size}>;`);
         else if (s.buf.scope === 'shared') this.shared.push(s.buf);
         else throw new KilnError('E_INTERNAL', `wgsl: global allocation ${s.buf.name} inside a kernel`);
         this.stmt(s.body, ind);
         return;
-      case 'barrier': L.push(`${ind}workgroupBarrier();`); return;
+      case 'barrier':
+        L.push(`${ind}workgroupBarrier();`);
+        return;
     }
   }
 
-  private checkType(t: DType): void { if (UNSUPPORTED_DTYPES.has(t)) throw unsupported(t); }
+  private checkType(t: DType): void {
+    if (UNSUPPORTED_DTYPES.has(t)) throw unsupported(t);
+  }
 
   private lit(value: number | bigint, t: DType): string {
     const v = Number(value);
@@ -663,28 +865,41 @@ class StageEmitter {
         const s = String(Math.abs(v));
         return this.slot(v < 0 ? `(-${s}f)` : `${s}f`, 'f32', f32Word(v));
       }
-      case 'int32': case 'int16': case 'int8': {
+      case 'int32':
+      case 'int16':
+      case 'int8': {
         const i = v | 0;
         return this.slot(i === -2147483648 ? '(-2147483647i - 1i)' : i < 0 ? `(${i}i)` : `${i}i`, 'i32', i);
       }
-      case 'uint32': case 'uint16': case 'uint8': return this.slot(`${v >>> 0}u`, 'u32', v >>> 0);
-      case 'bool': return v ? 'true' : 'false';
-      case 'int64': case 'uint64': {
+      case 'uint32':
+      case 'uint16':
+      case 'uint8':
+        return this.slot(`${v >>> 0}u`, 'u32', v >>> 0);
+      case 'bool':
+        return v ? 'true' : 'false';
+      case 'int64':
+      case 'uint64': {
         const u = BigInt.asUintN(64, BigInt(value));
         return `${WIDE}(${u & 0xffffffffn}u, ${u >> 32n}u)`;
       }
-      default: throw unsupported(t);
+      default:
+        throw unsupported(t);
     }
   }
 
   /** Keeps a narrow integer within its width (as i32/u32) after arithmetic that may overflow it. */
   private narrow(x: string, t: DType): string {
     switch (t) {
-      case 'int8': return `((${x} << 24u) >> 24u)`;
-      case 'int16': return `((${x} << 16u) >> 16u)`;
-      case 'uint8': return `(${x} & 0xffu)`;
-      case 'uint16': return `(${x} & 0xffffu)`;
-      default: return x;
+      case 'int8':
+        return `((${x} << 24u) >> 24u)`;
+      case 'int16':
+        return `((${x} << 16u) >> 16u)`;
+      case 'uint8':
+        return `(${x} & 0xffu)`;
+      case 'uint16':
+        return `(${x} & 0xffffu)`;
+      default:
+        return x;
     }
   }
 
@@ -694,27 +909,36 @@ class StageEmitter {
       if (h !== undefined) return h;
     }
     switch (e.k) {
-      case 'const': return this.lit(e.value, e.dtype);
-      case 'var': this.checkType(e.dtype); return this.varName(e);
+      case 'const':
+        return this.lit(e.value, e.dtype);
+      case 'var':
+        this.checkType(e.dtype);
+        return this.varName(e);
       case 'load': {
         const b = e.buf as Buffer;
         this.checkType(b.dtype);
         this.useBuf(b, false);
-        if (this.vecView.get(b) === 'own') throw new KilnError('E_INTERNAL', `wgsl: scalar load of ${b.name}, which the stage views as vec4`);
+        if (this.vecView.get(b) === 'own')
+          throw new KilnError('E_INTERNAL', `wgsl: scalar load of ${b.name}, which the stage views as vec4`);
         const x = `${this.bufName(b)}[${this.expr(e.idx[0])}]`;
         return b.dtype === 'bool' ? `(${x} != 0u)` : x;
       }
       case 'cast':
         return this.cast(this.expr(e.a), e.a.dtype, e.dtype);
-      case 'select': return `select(${this.expr(e.b)}, ${this.expr(e.a)}, ${this.expr(e.c)})`;
-      case 'un': return this.unary(e.op, e.a, e.dtype);
-      case 'bin': return this.binary(e.op, e.a, e.b, e.dtype);
-      case 'reduce': throw new KilnError('E_INTERNAL', 'wgsl: reduction left in loop IR');
+      case 'select':
+        return `select(${this.expr(e.b)}, ${this.expr(e.a)}, ${this.expr(e.c)})`;
+      case 'un':
+        return this.unary(e.op, e.a, e.dtype);
+      case 'bin':
+        return this.binary(e.op, e.a, e.b, e.dtype);
+      case 'reduce':
+        throw new KilnError('E_INTERNAL', 'wgsl: reduction left in loop IR');
     }
   }
 
   private cast(x: string, from: DType, to: DType): string {
-    this.checkType(from); this.checkType(to);
+    this.checkType(from);
+    this.checkType(to);
     if (from === to) return x;
     if (isWide(from) || isWide(to)) return this.cast64(x, from, to);
     if (to === 'bool') return from === 'bool' ? x : `(${x} != ${this.lit(0, from)})`;
@@ -747,42 +971,73 @@ class StageEmitter {
   private unary64(op: string, x: string, t: DType): string {
     const signed = t === 'int64';
     switch (op) {
-      case 'neg': return `${this.helper('kiln_neg64')}(${x})`;
-      case 'abs': return signed ? `${this.helper('kiln_abs64')}(${x})` : x;
-      case 'sqrt': case 'floor': case 'ceil': case 'round': return x;
-      case 'bitnot': return `(~${x})`;
-      case 'isnan': return 'false';
-      case 'sign': return `${this.helper(signed ? 'kiln_sign_i64' : 'kiln_sign_u64')}(${x})`;
+      case 'neg':
+        return `${this.helper('kiln_neg64')}(${x})`;
+      case 'abs':
+        return signed ? `${this.helper('kiln_abs64')}(${x})` : x;
+      case 'sqrt':
+      case 'floor':
+      case 'ceil':
+      case 'round':
+        return x;
+      case 'bitnot':
+        return `(~${x})`;
+      case 'isnan':
+        return 'false';
+      case 'sign':
+        return `${this.helper(signed ? 'kiln_sign_i64' : 'kiln_sign_u64')}(${x})`;
     }
     throw new KilnError('E_UNSUPPORTED', `wgsl: unary ${op} on ${t}`);
   }
 
   private binary64(op: string, a: string, b: string, at: DType, bt: DType): string {
-    const s = at === 'int64' ? 'i64' : 'u64', signed = at === 'int64';
+    const s = at === 'int64' ? 'i64' : 'u64',
+      signed = at === 'int64';
     const call = (name: string, x = a, y = b) => `${this.helper(name)}(${x}, ${y})`;
     const amount = isWide(bt) ? `(${b}).x` : `u32(${b})`;
     switch (op) {
-      case 'add': return call('kiln_add64');
-      case 'sub': return call('kiln_sub64');
-      case 'mul': return call('kiln_mul64');
-      case 'div': return call(`kiln_div_${s}`);
-      case 'mod': return call(`kiln_rem_${s}`);
-      case 'floordiv': return call(signed ? 'kiln_floordiv_i64' : 'kiln_div_u64');
-      case 'floormod': return call(signed ? 'kiln_floormod_i64' : 'kiln_rem_u64');
-      case 'min': return call(`kiln_min_${s}`);
-      case 'max': return call(`kiln_max_${s}`);
-      case 'pow': return call(`kiln_pow_${s}`, a, isWide(bt) ? b : this.cast64(b, bt, at));
-      case 'and': return `(${a} & ${b})`;
-      case 'or': return `(${a} | ${b})`;
-      case 'xor': return `(${a} ^ ${b})`;
-      case 'shl': return call('kiln_shl64', a, amount);
-      case 'shr': return call(signed ? 'kiln_shr_i64' : 'kiln_shr_u64', a, amount);
-      case 'eq': return `all(${a} == ${b})`;
-      case 'ne': return `any(${a} != ${b})`;
-      case 'lt': return call(`kiln_lt_${s}`);
-      case 'gt': return call(`kiln_lt_${s}`, b, a);
-      case 'le': return `(!${call(`kiln_lt_${s}`, b, a)})`;
-      case 'ge': return `(!${call(`kiln_lt_${s}`)})`;
+      case 'add':
+        return call('kiln_add64');
+      case 'sub':
+        return call('kiln_sub64');
+      case 'mul':
+        return call('kiln_mul64');
+      case 'div':
+        return call(`kiln_div_${s}`);
+      case 'mod':
+        return call(`kiln_rem_${s}`);
+      case 'floordiv':
+        return call(signed ? 'kiln_floordiv_i64' : 'kiln_div_u64');
+      case 'floormod':
+        return call(signed ? 'kiln_floormod_i64' : 'kiln_rem_u64');
+      case 'min':
+        return call(`kiln_min_${s}`);
+      case 'max':
+        return call(`kiln_max_${s}`);
+      case 'pow':
+        return call(`kiln_pow_${s}`, a, isWide(bt) ? b : this.cast64(b, bt, at));
+      case 'and':
+        return `(${a} & ${b})`;
+      case 'or':
+        return `(${a} | ${b})`;
+      case 'xor':
+        return `(${a} ^ ${b})`;
+      case 'shl':
+        return call('kiln_shl64', a, amount);
+      case 'shr':
+        return call(signed ? 'kiln_shr_i64' : 'kiln_shr_u64', a, amount);
+      case 'eq':
+        return `all(${a} == ${b})`;
+      case 'ne':
+        return `any(${a} != ${b})`;
+      case 'lt':
+        return call(`kiln_lt_${s}`);
+      case 'gt':
+        return call(`kiln_lt_${s}`, b, a);
+      case 'le':
+        return `(!${call(`kiln_lt_${s}`, b, a)})`;
+      case 'ge':
+        return `(!${call(`kiln_lt_${s}`)})`;
     }
     throw new KilnError('E_UNSUPPORTED', `wgsl: ${op} on ${at}`);
   }
@@ -790,15 +1045,26 @@ class StageEmitter {
   private unary(op: string, a: Expr, t: DType): string {
     const x = this.expr(a);
     if (isWide(a.dtype)) return this.unary64(op, x, a.dtype);
-    const float = a.dtype === 'float32', unsigned = valueType(a.dtype) === 'u32';
+    const float = a.dtype === 'float32',
+      unsigned = valueType(a.dtype) === 'u32';
     switch (op) {
-      case 'neg': return float ? `(-${x})` : this.narrow(unsigned ? `(0u - ${x})` : `(-${x})`, t);
-      case 'abs': return unsigned ? x : float ? `abs(${x})` : this.narrow(`abs(${x})`, t);
-      case 'sqrt': case 'floor': case 'ceil': case 'round': return float ? `${op}(${x})` : x;
-      case 'not': return `(!${x})`;
-      case 'bitnot': return this.narrow(`(~${x})`, t);
-      case 'isnan': return float ? `${this.helper('kiln_isnan')}(${x})` : 'false';
-      case 'sign': return float ? `sign(${x})` : unsigned ? `select(0u, 1u, ${x} != 0u)` : `sign(${x})`;
+      case 'neg':
+        return float ? `(-${x})` : this.narrow(unsigned ? `(0u - ${x})` : `(-${x})`, t);
+      case 'abs':
+        return unsigned ? x : float ? `abs(${x})` : this.narrow(`abs(${x})`, t);
+      case 'sqrt':
+      case 'floor':
+      case 'ceil':
+      case 'round':
+        return float ? `${op}(${x})` : x;
+      case 'not':
+        return `(!${x})`;
+      case 'bitnot':
+        return this.narrow(`(~${x})`, t);
+      case 'isnan':
+        return float ? `${this.helper('kiln_isnan')}(${x})` : 'false';
+      case 'sign':
+        return float ? `sign(${x})` : unsigned ? `select(0u, 1u, ${x} != 0u)` : `sign(${x})`;
     }
     // the builtins among the math functions (CAPS.nativeMath); the shared lowering expanded the others
     if (float && (CAPS.nativeMath as readonly string[]).includes(op)) return `${op}(${x})`;
@@ -807,37 +1073,62 @@ class StageEmitter {
 
   private binary(op: string, ea: Expr, eb: Expr, t: DType): string {
     const at = ea.dtype;
-    const a = this.expr(ea), b = this.expr(eb);
+    const a = this.expr(ea),
+      b = this.expr(eb);
     if (isWide(at)) return this.binary64(op, a, b, at, eb.dtype);
-    const float = at === 'float32', bool = at === 'bool', unsigned = valueType(at) === 'u32';
+    const float = at === 'float32',
+      bool = at === 'bool',
+      unsigned = valueType(at) === 'u32';
     const infix = (o: string) => `(${a} ${o} ${b})`;
     switch (op) {
-      case 'add': return float ? infix('+') : this.narrow(infix('+'), t);
-      case 'sub': return float ? infix('-') : this.narrow(infix('-'), t);
-      case 'mul': return float ? infix('*') : this.narrow(infix('*'), t);
-      case 'div': return infix('/');
-      case 'mod': return float ? `${this.helper('kiln_fmod')}(${a}, ${b})` : infix('%');
+      case 'add':
+        return float ? infix('+') : this.narrow(infix('+'), t);
+      case 'sub':
+        return float ? infix('-') : this.narrow(infix('-'), t);
+      case 'mul':
+        return float ? infix('*') : this.narrow(infix('*'), t);
+      case 'div':
+        return infix('/');
+      case 'mod':
+        return float ? `${this.helper('kiln_fmod')}(${a}, ${b})` : infix('%');
       // bool: the non-short-circuit forms; `&&`/`||` inside expressions branch, which SwiftShader's compiler
       // takes minutes over in index-heavy kernels
-      case 'min': return bool ? infix('&') : `min(${a}, ${b})`;
-      case 'max': return bool ? infix('|') : `max(${a}, ${b})`;
+      case 'min':
+        return bool ? infix('&') : `min(${a}, ${b})`;
+      case 'max':
+        return bool ? infix('|') : `max(${a}, ${b})`;
       case 'pow':
         if (float) return `${this.helper('kiln_pow')}(${a}, ${b})`;
         return this.narrow(`${this.helper(unsigned ? 'kiln_ipow_u' : 'kiln_ipow_i')}(${a}, ${b})`, t);
-      case 'and': return infix('&');
-      case 'or': return infix('|');
-      case 'xor': return bool ? infix('!=') : infix('^');
-      case 'shl': return this.narrow(`(${a} << u32(${b}))`, t);
-      case 'shr': return `(${a} >> u32(${b}))`;
-      case 'eq': return infix('==');
-      case 'ne': return infix('!=');
-      case 'lt': return infix('<');
-      case 'le': return infix('<=');
-      case 'gt': return infix('>');
-      case 'ge': return infix('>=');
+      case 'and':
+        return infix('&');
+      case 'or':
+        return infix('|');
+      case 'xor':
+        return bool ? infix('!=') : infix('^');
+      case 'shl':
+        return this.narrow(`(${a} << u32(${b}))`, t);
+      case 'shr':
+        return `(${a} >> u32(${b}))`;
+      case 'eq':
+        return infix('==');
+      case 'ne':
+        return infix('!=');
+      case 'lt':
+        return infix('<');
+      case 'le':
+        return infix('<=');
+      case 'gt':
+        return infix('>');
+      case 'ge':
+        return infix('>=');
       // signed: legalized into div/mod before emission (common/legalize.ts)
-      case 'floordiv': if (unsigned) return infix('/'); break;
-      case 'floormod': if (unsigned) return infix('%'); break;
+      case 'floordiv':
+        if (unsigned) return infix('/');
+        break;
+      case 'floormod':
+        if (unsigned) return infix('%');
+        break;
     }
     throw new KilnError('E_UNSUPPORTED', `wgsl: ${op} on ${at}`);
   }
@@ -901,7 +1192,8 @@ const HELPERS: Record<string, string> = {
   let ah = bitcast<i32>(a.y); let bh = bitcast<i32>(b.y);
   return (ah < bh) | ((ah == bh) & (a.x < b.x));
 }`,
-  kiln_lt_u64: 'fn kiln_lt_u64(a: vec2<u32>, b: vec2<u32>) -> bool { return (a.y < b.y) | ((a.y == b.y) & (a.x < b.x)); }',
+  kiln_lt_u64:
+    'fn kiln_lt_u64(a: vec2<u32>, b: vec2<u32>) -> bool { return (a.y < b.y) | ((a.y == b.y) & (a.x < b.x)); }',
   kiln_min_i64: 'fn kiln_min_i64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> { return select(b, a, kiln_lt_i64(a, b)); }',
   kiln_max_i64: 'fn kiln_max_i64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> { return select(b, a, kiln_lt_i64(b, a)); }',
   kiln_min_u64: 'fn kiln_min_u64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> { return select(b, a, kiln_lt_u64(a, b)); }',
@@ -910,7 +1202,8 @@ const HELPERS: Record<string, string> = {
   if ((a.y >> 31u) != 0u) { return vec2<u32>(0xffffffffu, 0xffffffffu); }
   return vec2<u32>(select(0u, 1u, any(a != vec2<u32>(0u, 0u))), 0u);
 }`,
-  kiln_sign_u64: 'fn kiln_sign_u64(a: vec2<u32>) -> vec2<u32> { return vec2<u32>(select(0u, 1u, any(a != vec2<u32>(0u, 0u))), 0u); }',
+  kiln_sign_u64:
+    'fn kiln_sign_u64(a: vec2<u32>) -> vec2<u32> { return vec2<u32>(select(0u, 1u, any(a != vec2<u32>(0u, 0u))), 0u); }',
   // shift amounts are taken mod 64, as i64.shl / shr on WebAssembly
   kiln_shl64: `fn kiln_shl64(a: vec2<u32>, s: u32) -> vec2<u32> {
   let n = s & 63u;
@@ -987,7 +1280,8 @@ fn kiln_udivmod64(n: vec2<u32>, d: vec2<u32>) -> KilnQR64 {
   }
   return r;
 }`,
-  kiln_i32_to_64: 'fn kiln_i32_to_64(x: i32) -> vec2<u32> { return vec2<u32>(bitcast<u32>(x), select(0u, 0xffffffffu, x < 0i)); }',
+  kiln_i32_to_64:
+    'fn kiln_i32_to_64(x: i32) -> vec2<u32> { return vec2<u32>(bitcast<u32>(x), select(0u, 0xffffffffu, x < 0i)); }',
   // correctly rounded: the bits below the top 32 fold into a sticky bit under the f32 rounding position
   kiln_u64_to_f32: `fn kiln_u64_to_f32(a: vec2<u32>) -> f32 {
   if (a.y == 0u) { return f32(a.x); }
@@ -1023,10 +1317,15 @@ const HELPER_DEPS: Record<string, string[]> = {
   kiln_neg64: ['kiln_sub64'],
   kiln_abs64: ['kiln_neg64'],
   kiln_mul64: ['kiln_mul32x32'],
-  kiln_min_i64: ['kiln_lt_i64'], kiln_max_i64: ['kiln_lt_i64'], kiln_min_u64: ['kiln_lt_u64'], kiln_max_u64: ['kiln_lt_u64'],
+  kiln_min_i64: ['kiln_lt_i64'],
+  kiln_max_i64: ['kiln_lt_i64'],
+  kiln_min_u64: ['kiln_lt_u64'],
+  kiln_max_u64: ['kiln_lt_u64'],
   kiln_udivmod64: ['kiln_lt_u64', 'kiln_sub64'],
-  kiln_div_u64: ['kiln_udivmod64'], kiln_rem_u64: ['kiln_udivmod64'],
-  kiln_div_i64: ['kiln_udivmod64', 'kiln_abs64'], kiln_rem_i64: ['kiln_udivmod64', 'kiln_abs64'],
+  kiln_div_u64: ['kiln_udivmod64'],
+  kiln_rem_u64: ['kiln_udivmod64'],
+  kiln_div_i64: ['kiln_udivmod64', 'kiln_abs64'],
+  kiln_rem_i64: ['kiln_udivmod64', 'kiln_abs64'],
   kiln_floordiv_i64: ['kiln_rem_i64', 'kiln_div_i64'],
   kiln_floormod_i64: ['kiln_rem_i64', 'kiln_add64'],
   kiln_pow_u64: ['kiln_mul64', 'kiln_shr_u64'],
@@ -1037,6 +1336,10 @@ const HELPER_DEPS: Record<string, string[]> = {
 
 /** WGSL of every stage of a kernel compiled on its own (every constant inline). */
 export function printWgslKernel(f: PrimFunc): string {
-  return emitWgslKernel(f).map((s, i) =>
-    `// ${f.name} stage ${i}: workgroup ${s.workgroupSize}, grid [${s.grid}], bindings [${s.bindings.map((b) => [...f.inputs, ...f.outputs, ...f.temps][b].name)}]\n${s.code}`).join('\n');
+  return emitWgslKernel(f)
+    .map(
+      (s, i) =>
+        `// ${f.name} stage ${i}: workgroup ${s.workgroupSize}, grid [${s.grid}], bindings [${s.bindings.map((b) => [...f.inputs, ...f.outputs, ...f.temps][b].name)}]\n${s.code}`,
+    )
+    .join('\n');
 }
