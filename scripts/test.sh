@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command (npm test): fixtures, build, every vitest suite; ends with the line "N passed, N failed".
+# The test command (npm test): the formatter and linter (npm run lint), fixtures, build, every vitest suite; ends
+# with the line "N passed, N failed".
 # --quick (npm run test:quick): build and the fast suites only (QUICK_FILES: no fixtures, no tuning runs, no model
 # zoo, no conformance), a few minutes for day-to-day work; the same closing line.
 set -uo pipefail
@@ -12,6 +13,7 @@ if [ "${1:-}" = "--quick" ]; then
   shift
   for f in $QUICK_FILES; do [ -f "$f" ] && quick_files+=("$f"); done
 fi
+npm run lint || { echo "lint failed: npm run format fixes formatting; the rest the message names" >&2; exit 1; }
 bash scripts/test-prerequisites.sh || exit 1
 if [ ${#quick_files[@]} -eq 0 ]; then bash scripts/fixtures.sh || exit 1; fi
 npm run build || exit 1

@@ -7,11 +7,18 @@ import { tempDir } from './helpers/temp.js';
 import { compile, load, KilnError } from '../src/index.js';
 import { buildModel, randomF32 } from '../src/frontend/onnx/model-builder.js';
 
-const addModel = () => buildModel({
-  inputs: [['x', 'float32', [2, 3]], ['y', 'float32', [2, 3]]],
-  outputs: [['z', 'float32', [2, 3]]],
-  nodes: [{ op: 'Add', inputs: ['x', 'y'], outputs: ['s'], name: 'add0' }, { op: 'Relu', inputs: ['s'], outputs: ['z'], name: 'relu0' }],
-});
+const addModel = () =>
+  buildModel({
+    inputs: [
+      ['x', 'float32', [2, 3]],
+      ['y', 'float32', [2, 3]],
+    ],
+    outputs: [['z', 'float32', [2, 3]]],
+    nodes: [
+      { op: 'Add', inputs: ['x', 'y'], outputs: ['s'], name: 'add0' },
+      { op: 'Relu', inputs: ['s'], outputs: ['z'], name: 'relu0' },
+    ],
+  });
 
 async function codeOf(p: Promise<unknown> | (() => unknown)): Promise<KilnError> {
   try {
@@ -38,7 +45,8 @@ describe('bad models', () => {
 
   it('names the node, op and opset of an unsupported op', async () => {
     const bytes = buildModel({
-      inputs: [['x', 'float32', [4]]], outputs: [['y', 'float32', [4]]],
+      inputs: [['x', 'float32', [4]]],
+      outputs: [['y', 'float32', [4]]],
       nodes: [{ op: 'FancyUnknownOp', inputs: ['x'], outputs: ['y'], name: 'weird_node' }],
     });
     const e = await codeOf(compile(bytes));
@@ -50,7 +58,12 @@ describe('bad models', () => {
   });
 
   it('rejects an opset newer than Kiln knows', async () => {
-    const bytes = buildModel({ inputs: [['x', 'float32', [4]]], outputs: [['y', 'float32', [4]]], nodes: [{ op: 'Relu', inputs: ['x'], outputs: ['y'] }], opset: 99 });
+    const bytes = buildModel({
+      inputs: [['x', 'float32', [4]]],
+      outputs: [['y', 'float32', [4]]],
+      nodes: [{ op: 'Relu', inputs: ['x'], outputs: ['y'] }],
+      opset: 99,
+    });
     const e = await codeOf(compile(bytes));
     expect(e.code).toBe('E_UNSUPPORTED_OPSET');
     expect(e.message).toMatch(/99/);
@@ -58,7 +71,11 @@ describe('bad models', () => {
 
   it('reports a shape mismatch at the node that makes it', async () => {
     const bytes = buildModel({
-      inputs: [['x', 'float32', [2, 3]], ['y', 'float32', [4, 5]]], outputs: [['z', 'float32', [2, 3]]],
+      inputs: [
+        ['x', 'float32', [2, 3]],
+        ['y', 'float32', [4, 5]],
+      ],
+      outputs: [['z', 'float32', [2, 3]]],
       nodes: [{ op: 'Add', inputs: ['x', 'y'], outputs: ['z'], name: 'bad_add' }],
     });
     const e = await codeOf(compile(bytes));
@@ -67,7 +84,11 @@ describe('bad models', () => {
   });
 
   it('reports a dangling input name', async () => {
-    const bytes = buildModel({ inputs: [['x', 'float32', [4]]], outputs: [['y', 'float32', [4]]], nodes: [{ op: 'Relu', inputs: ['nope'], outputs: ['y'], name: 'r' }] });
+    const bytes = buildModel({
+      inputs: [['x', 'float32', [4]]],
+      outputs: [['y', 'float32', [4]]],
+      nodes: [{ op: 'Relu', inputs: ['nope'], outputs: ['y'], name: 'r' }],
+    });
     const e = await codeOf(compile(bytes));
     expect(e.code).toBe('E_MODEL_INVALID');
     expect(e.message).toMatch(/nope/);
@@ -77,13 +98,16 @@ describe('bad models', () => {
 describe('bad run-time input', () => {
   it('names wrong input names, shapes and dtypes', async () => {
     const m = await load((await compile(addModel())).artifact);
-    const x = randomF32([2, 3]), y = randomF32([2, 3], 2);
+    const x = randomF32([2, 3]),
+      y = randomF32([2, 3], 2);
     expect((await codeOf(() => m.runSync({ x, why: y }))).code).toBe('E_INPUT');
     const missing = await codeOf(() => m.runSync({ x }));
     expect(missing.message).toMatch(/missing input 'y'/);
     const shape = await codeOf(() => m.runSync({ x, y: randomF32([3, 2]) }));
     expect(shape.message).toMatch(/shape \[3,2\].*\[2,3\]/);
-    const dtype = await codeOf(() => m.runSync({ x, y: { dtype: 'float64', shape: [2, 3], data: new Float64Array(6) } }));
+    const dtype = await codeOf(() =>
+      m.runSync({ x, y: { dtype: 'float64', shape: [2, 3], data: new Float64Array(6) } }),
+    );
     expect(dtype.message).toMatch(/dtype float64/);
     // still works after the errors
     const z = m.runSync({ x, y }).z.data as Float32Array;

@@ -289,8 +289,21 @@ describe('pipelines', () => {
       'hoist-loop-invariant-values',
       'hoist-index-arithmetic',
     ]);
-    expect(loopPassNames('webgpu')).toEqual(['lower', 'unroll', 'share-shared-loads', 'demote-float64', 'legalize-floordiv', 'expand-math']);
-    expect(loopPassNames('cuda')).toEqual(['lower', 'unroll', 'share-shared-loads', 'legalize-floordiv', 'expand-math']);
+    expect(loopPassNames('webgpu')).toEqual([
+      'lower',
+      'unroll',
+      'share-shared-loads',
+      'demote-float64',
+      'legalize-floordiv',
+      'expand-math',
+    ]);
+    expect(loopPassNames('cuda')).toEqual([
+      'lower',
+      'unroll',
+      'share-shared-loads',
+      'legalize-floordiv',
+      'expand-math',
+    ]);
   });
 
   it.each(['wasm', 'webgpu', 'cuda'] as const)(

@@ -6,21 +6,37 @@ import { parseNamedShape, readTensorFile, writeFileAtomic } from './tensor-files
 import { SM_TARGETS, type SmTarget } from '../codegen/ptx/codegen.js';
 import { choiceFlag, namedValue, usageError } from './usage.js';
 
-export interface CompileFlags { target?: string; sm?: string; db?: string; 'no-tuning'?: boolean; output?: string; 'input-shape'?: string[]; specialize?: string[]; 'no-optimize'?: boolean; verbose?: boolean }
+export interface CompileFlags {
+  target?: string;
+  sm?: string;
+  db?: string;
+  'no-tuning'?: boolean;
+  output?: string;
+  'input-shape'?: string[];
+  specialize?: string[];
+  'no-optimize'?: boolean;
+  verbose?: boolean;
+}
 
 export function readModel(path: string | undefined): Uint8Array {
   if (!path) throw usageError('no model file given', 'kiln compile MODEL.onnx -o OUT.kiln');
-  try { return readFileSync(path); } catch (e) { throw new KilnError('E_IO', `cannot read '${path}': ${(e as Error).message}`); }
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new KilnError('E_IO', `cannot read '${path}': ${(e as Error).message}`);
+  }
 }
 
 export function compileOptions(modelPath: string, v: CompileFlags) {
   return {
     modelPath,
     inputShapes: Object.fromEntries((v['input-shape'] ?? []).map(parseNamedShape)),
-    specialize: Object.fromEntries((v.specialize ?? []).map((s) => {
-      const [name, file] = namedValue(s, '--specialize', 'name=file.npy');
-      return [name, readTensorFile(file)];
-    })),
+    specialize: Object.fromEntries(
+      (v.specialize ?? []).map((s) => {
+        const [name, file] = namedValue(s, '--specialize', 'name=file.npy');
+        return [name, readTensorFile(file)];
+      }),
+    ),
     optimize: !v['no-optimize'],
     ...(v.target === 'cuda' ? { target: 'cuda' as const, sm: cudaSm(v.sm) } : { target: cliTarget(v.target) }),
   };
@@ -35,7 +51,8 @@ function cliTarget(t: string | undefined): 'wasm' | 'webgpu' {
 /** --sm for target cuda (default 80). */
 export function cudaSm(sm: string | undefined): SmTarget {
   const n = Number(sm ?? 80);
-  if (!(SM_TARGETS as readonly number[]).includes(n)) throw usageError(`unsupported --sm '${sm}'`, `use one of ${SM_TARGETS.join(', ')}`);
+  if (!(SM_TARGETS as readonly number[]).includes(n))
+    throw usageError(`unsupported --sm '${sm}'`, `use one of ${SM_TARGETS.join(', ')}`);
   return n as SmTarget;
 }
 
@@ -43,21 +60,31 @@ export async function compileCommand(pos: string[], v: CompileFlags): Promise<nu
   const modelPath = pos[0];
   const options = compileOptions(modelPath, v); // flags checked before any work
   const bytes = readModel(modelPath);
-  const out = v.output ?? modelPath.replace(/\.(onnx|pt2)$/, '') + '.kiln';
+  const out = v.output ?? `${modelPath.replace(/\.(onnx|pt2)$/, '')}.kiln`;
   const t0 = performance.now();
   const tuning = await tuningLookup(v);
-  let r;
+  let r: Awaited<ReturnType<typeof compile>>;
   try {
-    r = await compile(bytes, { ...options, traceFor: tuning?.lookup.traceFor, gpuTraceFor: tuning?.gpu && ((k) => tuning.gpu!.traceFor(undefined, k)) });
+    r = await compile(bytes, {
+      ...options,
+      traceFor: tuning?.lookup.traceFor,
+      gpuTraceFor: tuning?.gpu && ((k) => tuning.gpu!.traceFor(undefined, k)),
+    });
   } finally {
     tuning?.close();
   }
   writeFileAtomic(out, r.artifact);
   const h = r.header;
   const mb = (n: number) => `${(n / 1048576).toFixed(2)} MiB`;
-  console.log(`compiled ${modelPath} (opset ${r.opset}) -> ${out} in ${((performance.now() - t0) / 1000).toFixed(2)} s`);
-  console.log(`  ${h.kernels.length} kernels, ${h.calls.length} calls; artifact ${mb(r.artifact.length)} (wasm ${mb(h.sections.wasm.length)}, weights ${mb(h.sections.weights.length)})`);
-  console.log(`  memory: arena ${mb(h.plan.arenaBytes)} for ${mb(h.plan.intermediateBytes)} of intermediates; total ${mb(h.memoryBytes)}`);
+  console.log(
+    `compiled ${modelPath} (opset ${r.opset}) -> ${out} in ${((performance.now() - t0) / 1000).toFixed(2)} s`,
+  );
+  console.log(
+    `  ${h.kernels.length} kernels, ${h.calls.length} calls; artifact ${mb(r.artifact.length)} (wasm ${mb(h.sections.wasm.length)}, weights ${mb(h.sections.weights.length)})`,
+  );
+  console.log(
+    `  memory: arena ${mb(h.plan.arenaBytes)} for ${mb(h.plan.intermediateBytes)} of intermediates; total ${mb(h.memoryBytes)}`,
+  );
   if (r.specialized.length) console.log(`  baked-in inputs: ${r.specialized.join(', ')}`);
   for (const i of h.inputs) console.log(`  input  ${i.name}: ${i.dtype}[${i.shape}]`);
   for (const o of h.outputs) console.log(`  output ${o.name}: ${o.dtype}[${o.shape}]`);
@@ -65,17 +92,27 @@ export async function compileCommand(pos: string[], v: CompileFlags): Promise<nu
     const stages = h.webgpu.kernels.flatMap((k) => k.stages);
     const dispatches = h.webgpu.calls.reduce((a, c) => a + h.webgpu!.kernels[c.kernel].stages.length, 0);
     const shared = stages.filter((st) => st.uniforms).length;
-    console.log(`  webgpu: ${h.webgpu.kernels.length} kernels, ${stages.length} stages, ${new Set(stages.map((st) => st.code)).size} distinct shaders (${shared} stages read their constants from uniforms), ${dispatches} dispatches per run`);
+    console.log(
+      `  webgpu: ${h.webgpu.kernels.length} kernels, ${stages.length} stages, ${new Set(stages.map((st) => st.code)).size} distinct shaders (${shared} stages read their constants from uniforms), ${dispatches} dispatches per run`,
+    );
   }
   if (h.cuda) {
     const entries = h.cuda.kernels.reduce((a, k) => a + k.launches.length, 0);
-    console.log(`  cuda: PTX ${h.cuda.ptxVersion} for sm_${h.cuda.sm}, ${h.cuda.kernels.length} kernels, ${entries} entries, ${(h.cuda.ptx.length / 1024).toFixed(1)} KiB of PTX`);
+    console.log(
+      `  cuda: PTX ${h.cuda.ptxVersion} for sm_${h.cuda.sm}, ${h.cuda.kernels.length} kernels, ${entries} entries, ${(h.cuda.ptx.length / 1024).toFixed(1)} KiB of PTX`,
+    );
     if (v.verbose) {
       const { ptxasAvailable, runPtxas, formatResources } = await import('../codegen/ptx/ptxas.js');
-      if (!ptxasAvailable()) console.log('  ptxas not found: no resource usage (install the CUDA toolkit or set KILN_PTXAS)');
+      if (!ptxasAvailable())
+        console.log('  ptxas not found: no resource usage (install the CUDA toolkit or set KILN_PTXAS)');
       else {
         const res = runPtxas(h.cuda.ptx, h.cuda.sm);
-        if (!res.ok) throw new KilnError('E_INTERNAL', `ptxas rejected the generated PTX:\n${res.errors.map((e) => `${e.entry ?? '?'}: ${e.message}`).join('\n')}`, { hint: 'please report this with the model' });
+        if (!res.ok)
+          throw new KilnError(
+            'E_INTERNAL',
+            `ptxas rejected the generated PTX:\n${res.errors.map((e) => `${e.entry ?? '?'}: ${e.message}`).join('\n')}`,
+            { hint: 'please report this with the model' },
+          );
         console.log(`  ptxas -arch=sm_${h.cuda.sm} resource usage per entry:\n${formatResources(res.resources)}`);
       }
     }
@@ -85,13 +122,21 @@ export async function compileCommand(pos: string[], v: CompileFlags): Promise<nu
     const kept = new Set(tuning.lookup.used.filter((u) => u.isDefault).map((u) => u.kernel));
     const tuned = r.program.kernels.filter((k) => k.tuned && !kept.has(k.prim.name)).map((k) => k.prim.name);
     const keptNote = kept.size ? `; ${kept.size} kept their default schedule (tuning found nothing faster)` : '';
-    console.log(`  tuned schedules: ${tuned.length} of ${h.kernels.length} kernels${tuned.length ? ` (${tuned.join(', ')})` : ''} from ${tuning.path}${keptNote}`);
-    for (const s of tuning.lookup.stale) console.log(`  warning: tuned record for ${s.kernel} no longer applies (${s.error}); default schedule used`);
+    console.log(
+      `  tuned schedules: ${tuned.length} of ${h.kernels.length} kernels${tuned.length ? ` (${tuned.join(', ')})` : ''} from ${tuning.path}${keptNote}`,
+    );
+    for (const s of tuning.lookup.stale)
+      console.log(`  warning: tuned record for ${s.kernel} no longer applies (${s.error}); default schedule used`);
     if (tuning.gpu) {
       const n = h.webgpu?.kernels.length ?? h.cuda?.kernels.length ?? 0;
       const used = [...new Set(r.gpuTuned)];
-      console.log(`  tuned ${v.target} schedules (${tuning.gpuTarget}): ${used.length} of ${n} kernels${used.length ? ` (${used.join(', ')})` : ''}`);
-      for (const s of tuning.gpu.stale) console.log(`  warning: tuned ${v.target} record for ${s.kernel} no longer applies (${s.error}); default schedule used`);
+      console.log(
+        `  tuned ${v.target} schedules (${tuning.gpuTarget}): ${used.length} of ${n} kernels${used.length ? ` (${used.join(', ')})` : ''}`,
+      );
+      for (const s of tuning.gpu.stale)
+        console.log(
+          `  warning: tuned ${v.target} record for ${s.kernel} no longer applies (${s.error}); default schedule used`,
+        );
     } else if (tuning.gpuNote) console.log(`  ${tuning.gpuNote}`);
   }
   return 0;
@@ -103,14 +148,21 @@ async function tuningLookup(v: CompileFlags) {
   const { DEFAULT_DB_PATH, TuningDatabase } = await import('../autotune/database.js');
   const path = v.db ?? DEFAULT_DB_PATH;
   if (!existsSync(path)) {
-    if (v.db) throw new KilnError('E_IO', `no tuning database at '${path}'`, { hint: 'run kiln tune first, or leave out --db' });
+    if (v.db)
+      throw new KilnError('E_IO', `no tuning database at '${path}'`, {
+        hint: 'run kiln tune first, or leave out --db',
+      });
     return undefined;
   }
   const { tunedTraces } = await import('../autotune/apply.js');
   const { gpuTarget, note } = await gpuTuningTarget(v);
   const db = TuningDatabase.open(path);
   return {
-    path, lookup: tunedTraces(db), gpu: gpuTarget && tunedTraces(db, gpuTarget), gpuTarget: gpuTarget?.key, gpuNote: note,
+    path,
+    lookup: tunedTraces(db),
+    gpu: gpuTarget && tunedTraces(db, gpuTarget),
+    gpuTarget: gpuTarget?.key,
+    gpuNote: note,
     close: () => db.close(),
   };
 }
@@ -125,6 +177,8 @@ async function gpuTuningTarget(v: CompileFlags) {
     const { nodeGpuAdapter } = await import('../conformance/node-webgpu.js');
     return { gpuTarget: webgpuTarget(await nodeGpuAdapter(), 'Dawn (npm webgpu)') };
   } catch (e) {
-    return { note: `no WebGPU adapter here (${(e as Error).message.split('\n')[0]}): WebGPU kernels use default schedules` };
+    return {
+      note: `no WebGPU adapter here (${(e as Error).message.split('\n')[0]}): WebGPU kernels use default schedules`,
+    };
   }
 }

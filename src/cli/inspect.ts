@@ -16,7 +16,10 @@ import { choiceFlag, intFlag, usageError } from './usage.js';
 
 const LEVELS = ['graph', 'fused', 'te', 'loop', 'wasm', 'wgsl', 'ptx'] as const;
 
-export async function inspectCommand(pos: string[], v: CompileFlags & { level?: string; kernel?: string; after?: string }): Promise<number> {
+export async function inspectCommand(
+  pos: string[],
+  v: CompileFlags & { level?: string; kernel?: string; after?: string },
+): Promise<number> {
   const path = pos[0];
   const level = choiceFlag(v.level, '--level', LEVELS, 'graph');
   const kernel = v.kernel === undefined ? undefined : intFlag(v.kernel, '--kernel', 0, 0);
@@ -24,15 +27,23 @@ export async function inspectCommand(pos: string[], v: CompileFlags & { level?: 
   if (v.after !== undefined) {
     if (level !== 'loop') throw usageError(`--after names a loop-IR pass; it needs --level loop, not --level ${level}`);
     const names = loopPassNames(target);
-    if (!names.includes(v.after)) throw usageError(`no loop-IR pass '${v.after}' for --target ${target}`, `passes in order: ${names.join(', ')}`);
+    if (!names.includes(v.after))
+      throw usageError(`no loop-IR pass '${v.after}' for --target ${target}`, `passes in order: ${names.join(', ')}`);
   }
   const bytes = readModel(path);
   if (path.endsWith('.kiln')) {
     const { header: h, wasm } = await readArtifact(bytes);
-    if (v.level === 'wasm') { console.log(wasmText(wasm)); return 0; }
+    if (v.level === 'wasm') {
+      console.log(wasmText(wasm));
+      return 0;
+    }
     if (v.level === 'wgsl') {
-      if (!h.webgpu) throw new KilnError('E_INPUT', 'the artifact has no WGSL', { hint: 'compile it with --target webgpu' });
-      if (kernel !== undefined && !(kernel < h.webgpu.kernels.length)) throw new KilnError('E_INPUT', `no WebGPU kernel ${kernel}`, { hint: `kernels are 0..${h.webgpu.kernels.length - 1}` });
+      if (!h.webgpu)
+        throw new KilnError('E_INPUT', 'the artifact has no WGSL', { hint: 'compile it with --target webgpu' });
+      if (kernel !== undefined && !(kernel < h.webgpu.kernels.length))
+        throw new KilnError('E_INPUT', `no WebGPU kernel ${kernel}`, {
+          hint: `kernels are 0..${h.webgpu.kernels.length - 1}`,
+        });
       console.log(printWebGpuSection(h.webgpu, kernel !== undefined ? [kernel] : undefined));
       return 0;
     }
@@ -44,9 +55,15 @@ export async function inspectCommand(pos: string[], v: CompileFlags & { level?: 
     console.log(`Kiln ${h.kiln} artifact, target ${h.target}`);
     console.log(`inputs:  ${h.inputs.map((i) => `${i.name}: ${i.dtype}[${i.shape}]`).join(', ')}`);
     console.log(`outputs: ${h.outputs.map((i) => `${i.name}: ${i.dtype}[${i.shape}]`).join(', ')}`);
-    console.log(`memory:  peak arena ${h.plan.arenaBytes} bytes vs ${h.plan.intermediateBytes} bytes for all intermediates (${(100 * h.plan.arenaBytes / Math.max(1, h.plan.intermediateBytes)).toFixed(1)}%); weights ${h.plan.weightBytes} bytes`);
+    console.log(
+      `memory:  peak arena ${h.plan.arenaBytes} bytes vs ${h.plan.intermediateBytes} bytes for all intermediates (${((100 * h.plan.arenaBytes) / Math.max(1, h.plan.intermediateBytes)).toFixed(1)}%); weights ${h.plan.weightBytes} bytes`,
+    );
     console.log(`kernels: ${h.kernels.length}, calls: ${h.calls.length}`);
-    h.calls.forEach((c, i) => console.log(`  #${i} ${h.kernels[c.kernel].name} [${h.kernels[c.kernel].ops.join('+')}] <- ${c.origin.slice(0, 6).join(', ')}`));
+    h.calls.forEach((c, i) =>
+      console.log(
+        `  #${i} ${h.kernels[c.kernel].name} [${h.kernels[c.kernel].ops.join('+')}] <- ${c.origin.slice(0, 6).join(', ')}`,
+      ),
+    );
     return 0;
   }
   if (level === 'wgsl') {
@@ -59,32 +76,57 @@ export async function inspectCommand(pos: string[], v: CompileFlags & { level?: 
   // the loop IR of a GPU target is its own kernels' (numbered as in its section)
   const kernels = level === 'loop' && target !== 'wasm' ? r.gpuKernels : r.program.kernels;
   const pick = kernel !== undefined ? [kernel] : kernels.map((_, i) => i);
-  if (pick.some((k) => !(k >= 0 && k < kernels.length))) throw new KilnError('E_INPUT', `no kernel ${v.kernel}`, { hint: `kernels are 0..${kernels.length - 1}` });
+  if (pick.some((k) => !(k >= 0 && k < kernels.length)))
+    throw new KilnError('E_INPUT', `no kernel ${v.kernel}`, { hint: `kernels are 0..${kernels.length - 1}` });
   switch (level) {
     case 'ptx': {
       const { gpuPrimFunc } = await import('../compiler/cuda-program.js');
       const { emitPtxModule } = await import('../codegen/ptx/codegen.js');
       const { cudaSm } = await import('./compile.js');
-      const mod = emitPtxModule(pick.map((k) => gpuPrimFunc(kernels[k])), { sm: cudaSm(v.sm) });
-      for (const k of mod.kernels) console.log(`// kernel ${k.name}: ${k.launches.map((l) => `${l.entry} grid [${l.grid}] block [${l.block}] shared ${l.sharedBytes} B`).join('; ')}`);
+      const mod = emitPtxModule(
+        pick.map((k) => gpuPrimFunc(kernels[k])),
+        { sm: cudaSm(v.sm) },
+      );
+      for (const k of mod.kernels)
+        console.log(
+          `// kernel ${k.name}: ${k.launches.map((l) => `${l.entry} grid [${l.grid}] block [${l.block}] shared ${l.sharedBytes} B`).join('; ')}`,
+        );
       console.log(mod.ptx);
       break;
     }
-    case 'graph': console.log(printFunc(r.graph)); break;
-    case 'fused': console.log(printFunc(r.fused)); break;
-    case 'te': for (const k of pick) console.log(`// kernel ${kernels[k].prim.name}: ${kernels[k].ops.join(' + ')}\n${printKernelTE(kernels[k])}`); break;
+    case 'graph':
+      console.log(printFunc(r.graph));
+      break;
+    case 'fused':
+      console.log(printFunc(r.fused));
+      break;
+    case 'te':
+      for (const k of pick)
+        console.log(`// kernel ${kernels[k].prim.name}: ${kernels[k].ops.join(' + ')}\n${printKernelTE(kernels[k])}`);
+      break;
     case 'loop':
       for (const i of pick) {
         const k = kernels[i];
         // the stored kernel went through lowering's passes already: the backend's passes make what it emits
-        const prim = v.after === undefined ? targetLoopIR(k.prim, target) : loopIRAfterEachPass(k, target).find((s) => s.pass === v.after)!.prim;
-        const trace = printTrace(k.trace).split('\n').map((l) => `//   ${l}`).join('\n');
-        console.log(`// kernel ${k.prim.name}: ${k.ops.join(' + ') || 'copy'}, ${target} loop IR ${v.after === undefined ? 'as emitted' : `after ${v.after}`}\n// trace:\n${trace}\n${printPrimFunc(prim)}`);
+        const prim =
+          v.after === undefined
+            ? targetLoopIR(k.prim, target)
+            : loopIRAfterEachPass(k, target).find((s) => s.pass === v.after)!.prim;
+        const trace = printTrace(k.trace)
+          .split('\n')
+          .map((l) => `//   ${l}`)
+          .join('\n');
+        console.log(
+          `// kernel ${k.prim.name}: ${k.ops.join(' + ') || 'copy'}, ${target} loop IR ${v.after === undefined ? 'as emitted' : `after ${v.after}`}\n// trace:\n${trace}\n${printPrimFunc(prim)}`,
+        );
       }
       break;
     case 'wasm': {
       const text = wasmText(r.program.wasm);
-      if (kernel === undefined) { console.log(text); break; }
+      if (kernel === undefined) {
+        console.log(text);
+        break;
+      }
       const name = kernels[pick[0]].prim.name;
       // functions are unnamed in the binary; find the one the kernel's export points at
       const internal = new RegExp(`\\(export "${name}" \\(func (\\$\\S+)\\)\\)`).exec(text)?.[1];

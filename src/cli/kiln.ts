@@ -42,7 +42,13 @@ const OPTIONS = {
   port: { type: 'string' },
 } as const;
 type OptionName = keyof typeof OPTIONS;
-type Flags = { [K in OptionName]?: (typeof OPTIONS)[K] extends { multiple: true } ? string[] : (typeof OPTIONS)[K]['type'] extends 'boolean' ? boolean : string };
+type Flags = {
+  [K in OptionName]?: (typeof OPTIONS)[K] extends { multiple: true }
+    ? string[]
+    : (typeof OPTIONS)[K]['type'] extends 'boolean'
+      ? boolean
+      : string;
+};
 
 interface Subcommand {
   usage: string[];
@@ -66,13 +72,17 @@ const COMMANDS: Record<string, Subcommand> = {
     run: async (p, v) => (await import('./compile.js')).compileCommand(p, v),
   },
   run: {
-    usage: ['kiln run ARTIFACT.kiln [--input name=file.npy|.pb ...] [--output-dir DIR [--output-format npy|pb]] [--bench N] [--threads N] [--target wasm|webgpu|cuda]'],
+    usage: [
+      'kiln run ARTIFACT.kiln [--input name=file.npy|.pb ...] [--output-dir DIR [--output-format npy|pb]] [--bench N] [--threads N] [--target wasm|webgpu|cuda]',
+    ],
     options: ['input', 'output-dir', 'output-format', 'bench', 'threads', 'target'],
     positionals: { min: 1, max: 1, name: 'ARTIFACT.kiln' },
     run: async (p, v) => (await import('./run.js')).runCommand(p, v),
   },
   profile: {
-    usage: ['kiln profile ARTIFACT.kiln [--runs N] [--trace trace.json] [--input name=file ...] [--top N] [--threads N]'],
+    usage: [
+      'kiln profile ARTIFACT.kiln [--runs N] [--trace trace.json] [--input name=file ...] [--top N] [--threads N]',
+    ],
     options: ['runs', 'trace', 'input', 'top', 'threads'],
     positionals: { min: 1, max: 1, name: 'ARTIFACT.kiln' },
     run: async (p, v) => (await import('./profile.js')).profileCommand(p, v),
@@ -90,14 +100,33 @@ const COMMANDS: Record<string, Subcommand> = {
     usage: ['kiln onnx-test DIR... [--verbose] [--json FILE] [--filter REGEX] [--target wasm|webgpu|cuda]'],
     options: ['verbose', 'json', 'filter', 'target'],
     positionals: { min: 1, max: Infinity, name: 'DIR (a folder of ONNX backend test cases)' },
-    run: async (p, v) => (await import('./onnx-test.js')).onnxTestCommand(p, { verbose: v.verbose, json: v.json, filter: v.filter, target: v.target }),
+    run: async (p, v) =>
+      (await import('./onnx-test.js')).onnxTestCommand(p, {
+        verbose: v.verbose,
+        json: v.json,
+        filter: v.filter,
+        target: v.target,
+      }),
   },
   tune: {
     usage: [
       'kiln tune MODEL.onnx [--target wasm|webgpu|cuda [--sm 80] [--build-only]] [--trials N] [--time-budget 20m]',
       '          [--workers 2] [--db PATH] [--seed S] [--strategy evolutionary|random|compare] [--curve FILE.csv]',
     ],
-    options: ['target', 'sm', 'build-only', 'trials', 'time-budget', 'workers', 'db', 'seed', 'strategy', 'curve', 'input-shape', 'specialize'],
+    options: [
+      'target',
+      'sm',
+      'build-only',
+      'trials',
+      'time-budget',
+      'workers',
+      'db',
+      'seed',
+      'strategy',
+      'curve',
+      'input-shape',
+      'specialize',
+    ],
     positionals: { min: 1, max: 1, name: 'MODEL.onnx' },
     run: async (p, v) => (await import('./tune.js')).tuneCommand(p, v),
   },
@@ -122,7 +151,9 @@ const COMMANDS: Record<string, Subcommand> = {
 };
 
 const ORDER = ['compile', 'run', 'profile', 'inspect', 'onnx-test', 'tune', 'db', 'demo', 'serve'];
-const USAGE = `kiln — ahead-of-time compiler for ONNX models\n\n${ORDER.flatMap((c) => COMMANDS[c].usage).map((l) => `  ${l}`).join('\n')}\n`;
+const USAGE = `kiln — ahead-of-time compiler for ONNX models\n\n${ORDER.flatMap((c) => COMMANDS[c].usage)
+  .map((l) => `  ${l}`)
+  .join('\n')}\n`;
 
 /** Usage lines of one subcommand (all of them for an unknown one). */
 function usageOf(cmd: string | undefined): string {
@@ -141,7 +172,11 @@ function parseError(e: unknown, cmd: string): KilnError {
       return usageError(`unknown option '${name ?? msg}' for kiln ${cmd}`);
     case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE':
       if (/does not take an argument/.test(msg)) return usageError(`option ${name} takes no value`);
-      if (/ambiguous/.test(msg)) return usageError(`option ${name} is missing its value`, `write ${name}=VALUE for a value that starts with '-'`);
+      if (/ambiguous/.test(msg))
+        return usageError(
+          `option ${name} is missing its value`,
+          `write ${name}=VALUE for a value that starts with '-'`,
+        );
       return usageError(`option ${name} is missing its value`);
     case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL':
       return usageError(`unexpected argument ${/'([^']*)'/.exec(msg)?.[1] ?? ''}`.trim());
@@ -152,28 +187,40 @@ function parseError(e: unknown, cmd: string): KilnError {
 
 async function main(argv: string[], state: { cmd?: string }): Promise<number> {
   const [cmd, ...rest] = argv;
-  if (cmd === undefined || cmd === '--help' || cmd === '-h') { console.log(USAGE); return 0; }
-  if (cmd === 'help') { console.log(rest[0] && COMMANDS[rest[0]] ? usageOf(rest[0]) : USAGE); return 0; }
+  if (cmd === undefined || cmd === '--help' || cmd === '-h') {
+    console.log(USAGE);
+    return 0;
+  }
+  if (cmd === 'help') {
+    console.log(rest[0] && COMMANDS[rest[0]] ? usageOf(rest[0]) : USAGE);
+    return 0;
+  }
   const sub = COMMANDS[cmd];
   if (!sub) {
-    if (cmd.startsWith('-')) throw usageError(`'${cmd}' before the command`, 'the command comes first: kiln COMMAND [options]');
+    if (cmd.startsWith('-'))
+      throw usageError(`'${cmd}' before the command`, 'the command comes first: kiln COMMAND [options]');
     throw usageError(`unknown command '${cmd}'`);
   }
   state.cmd = cmd;
   const options: NonNullable<ParseArgsConfig['options']> = { help: OPTIONS.help };
   for (const o of sub.options) options[o] = OPTIONS[o];
-  let parsed;
+  let values: Flags, positionals: string[];
   try {
-    parsed = parseArgs({ args: rest, allowPositionals: true, strict: true, options });
+    ({ values, positionals } = parseArgs({ args: rest, allowPositionals: true, strict: true, options }) as {
+      values: Flags;
+      positionals: string[];
+    });
   } catch (e) {
     throw parseError(e, cmd);
   }
-  const values = parsed.values as Flags;
-  const positionals = parsed.positionals;
-  if (values.help) { console.log(usageOf(cmd)); return 0; }
+  if (values.help) {
+    console.log(usageOf(cmd));
+    return 0;
+  }
   const { min, max, name } = sub.positionals;
   if (positionals.length < min) throw usageError(`kiln ${cmd}: no ${name} given`);
-  if (positionals.length > max) throw usageError(`kiln ${cmd}: unexpected argument '${positionals[max]}'${max ? ` after ${name}` : ''}`);
+  if (positionals.length > max)
+    throw usageError(`kiln ${cmd}: unexpected argument '${positionals[max]}'${max ? ` after ${name}` : ''}`);
   return sub.run(positionals, values);
 }
 
@@ -190,10 +237,17 @@ function report(e: unknown, cmd: string | undefined): number {
     if (debugStack()) console.error(e.stack);
     return 1;
   }
-  const what = e instanceof KilnError ? e.message : e instanceof Error ? `internal error: ${e.name}: ${e.message.split('\n')[0]}` : `internal error: ${String(e)}`;
+  const what =
+    e instanceof KilnError
+      ? e.message
+      : e instanceof Error
+        ? `internal error: ${e.name}: ${e.message.split('\n')[0]}`
+        : `internal error: ${String(e)}`;
   console.error(`kiln: ${what}`);
-  console.error('kiln: this is a bug in Kiln; please report it with the command line and the model' +
-    (debugStack() ? '' : ' (KILN_DEBUG=stack prints the stack trace)'));
+  console.error(
+    'kiln: this is a bug in Kiln; please report it with the command line and the model' +
+      (debugStack() ? '' : ' (KILN_DEBUG=stack prints the stack trace)'),
+  );
   if (debugStack() && e instanceof Error) console.error(e.stack);
   return 70;
 }
@@ -206,6 +260,14 @@ const fatal = (e: unknown) => {
   process.exitCode = report(e, state.cmd);
 };
 // errors thrown outside main's promise chain (a worker's event, a stray rejection) get the same short report
-process.on('uncaughtException', (e) => { fatal(e); process.exit(); });
-process.on('unhandledRejection', (e) => { fatal(e); process.exit(); });
-main(process.argv.slice(2), state).then((code) => { if (!reported) process.exitCode = code; }, fatal);
+process.on('uncaughtException', (e) => {
+  fatal(e);
+  process.exit();
+});
+process.on('unhandledRejection', (e) => {
+  fatal(e);
+  process.exit();
+});
+main(process.argv.slice(2), state).then((code) => {
+  if (!reported) process.exitCode = code;
+}, fatal);

@@ -3,17 +3,29 @@ import { writeFileSync } from 'node:fs';
 import { cudaDriver, findCases, runCases } from '../conformance/onnx-backend.js';
 import { choiceFlag, usageError } from './usage.js';
 
-export async function onnxTestCommand(paths: string[], opts: { verbose?: boolean; json?: string; filter?: string; target?: string }): Promise<number> {
+export async function onnxTestCommand(
+  paths: string[],
+  opts: { verbose?: boolean; json?: string; filter?: string; target?: string },
+): Promise<number> {
   const target = choiceFlag(opts.target, '--target', ['wasm', 'webgpu', 'cuda'] as const, 'wasm');
   if (!paths.length) throw usageError('no test case folder given', 'kiln onnx-test .cache/onnx-node');
   let filter: RegExp | undefined;
-  try { filter = opts.filter === undefined ? undefined : new RegExp(opts.filter); } catch (e) { throw usageError(`bad --filter '${opts.filter}': ${(e as Error).message}`); }
+  try {
+    filter = opts.filter === undefined ? undefined : new RegExp(opts.filter);
+  } catch (e) {
+    throw usageError(`bad --filter '${opts.filter}': ${(e as Error).message}`);
+  }
   if (target === 'cuda') await cudaDriver(); // no GPU: one error, not one failure per case
   let cases = findCases(paths);
   if (filter) cases = cases.filter((c) => filter.test(c));
-  const results = await runCases(cases, (r) => {
-    if (opts.verbose || !r.passed) console.log(`${r.passed ? 'PASS' : 'FAIL'} ${r.name}${r.error ? `: ${r.error.split('\n')[0]}` : ''}`);
-  }, { target });
+  const results = await runCases(
+    cases,
+    (r) => {
+      if (opts.verbose || !r.passed)
+        console.log(`${r.passed ? 'PASS' : 'FAIL'} ${r.name}${r.error ? `: ${r.error.split('\n')[0]}` : ''}`);
+    },
+    { target },
+  );
   const passed = results.filter((r) => r.passed).length;
   if (opts.json) writeFileSync(opts.json, JSON.stringify(results, null, 1));
   console.log(`${passed} passed, ${results.length - passed} failed`);

@@ -7,7 +7,10 @@ import { randomInput, readArtifactFile, threadOption } from './run.js';
 import { readTensorFile, writeFileAtomic } from './tensor-files.js';
 import { intFlag, namedValue } from './usage.js';
 
-export async function profileCommand(pos: string[], v: { input?: string[]; runs?: string; trace?: string; top?: string; threads?: string }): Promise<number> {
+export async function profileCommand(
+  pos: string[],
+  v: { input?: string[]; runs?: string; trace?: string; top?: string; threads?: string },
+): Promise<number> {
   // the command line is checked before any work
   const threads = threadOption(v.threads);
   const runs = intFlag(v.runs, '--runs', 10);
@@ -18,14 +21,19 @@ export async function profileCommand(pos: string[], v: { input?: string[]; runs?
   for (const [name, file] of inputs) feeds[name] = readTensorFile(file);
   const model = await load(artifact, threads);
   for (const i of model.inputs) {
-    if (!feeds[i.name]) { feeds[i.name] = randomInput(i); console.log(`input ${i.name}: random ${i.dtype}[${i.shape}] (no file given)`); }
+    if (!feeds[i.name]) {
+      feeds[i.name] = randomInput(i);
+      console.log(`input ${i.name}: random ${i.dtype}[${i.shape}] (no file given)`);
+    }
   }
   const profiled = profileModel(model, feeds, { runs, warmup: 1 });
   const report = aggregateProfile(model.header, profiled);
   console.log(formatProfileTable(report, { top }));
   if (v.trace) {
     writeFileAtomic(v.trace, new TextEncoder().encode(JSON.stringify(chromeTrace(model.header, profiled))));
-    console.log(`trace: ${v.trace} (${profiled.length} runs, ${profiled.reduce((a, r) => a + r.timings.length, 0)} kernel events; open in https://ui.perfetto.dev or chrome://tracing)`);
+    console.log(
+      `trace: ${v.trace} (${profiled.length} runs, ${profiled.reduce((a, r) => a + r.timings.length, 0)} kernel events; open in https://ui.perfetto.dev or chrome://tracing)`,
+    );
   }
   model.dispose();
   return 0;

@@ -6,14 +6,25 @@ import { type Tensor, sizeOf } from '../runtime/tensor.js';
 import { decodeTensorProto, encodeTensorProto } from '../frontend/onnx/tensor-proto.js';
 
 const NPY_DTYPE: Record<string, DType> = {
-  '<f4': 'float32', '<f8': 'float64', '|i1': 'int8', '|u1': 'uint8', '<i2': 'int16', '<u2': 'uint16',
-  '<i4': 'int32', '<u4': 'uint32', '<i8': 'int64', '<u8': 'uint64', '|b1': 'bool',
+  '<f4': 'float32',
+  '<f8': 'float64',
+  '|i1': 'int8',
+  '|u1': 'uint8',
+  '<i2': 'int16',
+  '<u2': 'uint16',
+  '<i4': 'int32',
+  '<u4': 'uint32',
+  '<i8': 'int64',
+  '<u8': 'uint64',
+  '|b1': 'bool',
 };
 const NPY_DESCR = Object.fromEntries(Object.entries(NPY_DTYPE).map(([k, v]) => [v, k])) as Record<DType, string>;
 
 export function readNpy(bytes: Uint8Array, what: string): Tensor {
-  const bad = (m: string) => new KilnError('E_INPUT', `${what}: ${m}`, { hint: 'save it with numpy.save (little-endian, C order)' });
-  if (bytes.length < 10 || bytes[0] !== 0x93 || String.fromCharCode(...bytes.subarray(1, 6)) !== 'NUMPY') throw bad('not a .npy file');
+  const bad = (m: string) =>
+    new KilnError('E_INPUT', `${what}: ${m}`, { hint: 'save it with numpy.save (little-endian, C order)' });
+  if (bytes.length < 10 || bytes[0] !== 0x93 || String.fromCharCode(...bytes.subarray(1, 6)) !== 'NUMPY')
+    throw bad('not a .npy file');
   const major = bytes[6];
   if (major !== 1 && major !== 2 && major !== 3) throw bad(`unknown .npy format version ${major}`);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -29,9 +40,14 @@ export function readNpy(bytes: Uint8Array, what: string): Tensor {
   const dtype = NPY_DTYPE[descr];
   if (!dtype) throw bad(`unsupported dtype ${descr}`);
   if (fortran) throw bad('Fortran order is not supported');
-  const shape = shapeText.split(',').map((s) => s.trim()).filter(Boolean).map(Number);
+  const shape = shapeText
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map(Number);
   if (shape.some((d) => !Number.isSafeInteger(d) || d < 0)) throw bad(`bad shape (${shapeText})`);
-  const n = sizeOf(shape), start = hstart + hlen;
+  const n = sizeOf(shape),
+    start = hstart + hlen;
   if (bytes.length - start < n * BYTES[dtype]) throw bad('truncated data');
   const data = new ARRAY[dtype](n);
   new Uint8Array(data.buffer).set(bytes.subarray(start, start + n * BYTES[dtype]));
@@ -42,7 +58,7 @@ export function encodeNpy(t: Tensor): Uint8Array {
   const shape = t.shape.length === 1 ? `(${t.shape[0]},)` : `(${t.shape.join(', ')})`;
   let header = `{'descr': '${NPY_DESCR[t.dtype]}', 'fortran_order': False, 'shape': ${shape}, }`;
   const total = 10 + header.length + 1;
-  header += ' '.repeat((64 - (total % 64)) % 64) + '\n';
+  header += `${' '.repeat((64 - (total % 64)) % 64)}\n`;
   const out = new Uint8Array(10 + header.length + t.data.byteLength);
   out.set([0x93, ...'NUMPY'.split('').map((c) => c.charCodeAt(0)), 1, 0]);
   new DataView(out.buffer).setUint16(8, header.length, true);
@@ -53,7 +69,11 @@ export function encodeNpy(t: Tensor): Uint8Array {
 
 export function readTensorFile(path: string): Tensor {
   let bytes: Uint8Array;
-  try { bytes = readFileSync(path); } catch (e) { throw new KilnError('E_IO', `cannot read '${path}': ${(e as Error).message}`); }
+  try {
+    bytes = readFileSync(path);
+  } catch (e) {
+    throw new KilnError('E_IO', `cannot read '${path}': ${(e as Error).message}`);
+  }
   return path.endsWith('.npy') ? readNpy(bytes, path) : decodeTensorProto(bytes, path);
 }
 
@@ -64,7 +84,11 @@ export function writeFileAtomic(path: string, bytes: Uint8Array): void {
     writeFileSync(tmp, bytes);
     renameSync(tmp, path);
   } catch (e) {
-    try { unlinkSync(tmp); } catch { /* it may not exist */ }
+    try {
+      unlinkSync(tmp);
+    } catch {
+      /* it may not exist */
+    }
     throw new KilnError('E_IO', `cannot write '${path}': ${(e as Error).message}`);
   }
 }
@@ -78,6 +102,7 @@ export function parseNamedShape(s: string): [string, number[]] {
   const eq = s.lastIndexOf('=');
   const parts = s.slice(eq + 1).split(',');
   const dims = parts.map((d) => (d.trim() === '' ? NaN : Number(d)));
-  if (eq <= 0 || dims.some((d) => !Number.isInteger(d) || d < 0)) throw new KilnError('E_USAGE', `bad --input-shape '${s}'`, { hint: 'write name=1,3,224,224' });
+  if (eq <= 0 || dims.some((d) => !Number.isInteger(d) || d < 0))
+    throw new KilnError('E_USAGE', `bad --input-shape '${s}'`, { hint: 'write name=1,3,224,224' });
   return [s.slice(0, eq), dims];
 }

@@ -13,18 +13,32 @@ import { type CompileFlags, compileOptions, cudaSm, readModel } from './compile.
 import { choiceFlag, intFlag, usageError } from './usage.js';
 
 export interface TuneFlags extends CompileFlags {
-  target?: string; 'build-only'?: boolean; trials?: string; 'time-budget'?: string; workers?: string; db?: string; seed?: string; strategy?: string; curve?: string;
+  target?: string;
+  'build-only'?: boolean;
+  trials?: string;
+  'time-budget'?: string;
+  workers?: string;
+  db?: string;
+  seed?: string;
+  strategy?: string;
+  curve?: string;
 }
 
 const int = (s: string | undefined, def: number, what: string): number => intFlag(s, `--${what}`, def, 0);
-const fmtTime = (ms: number) => (ms >= 60_000 ? `${Math.floor(ms / 60_000)}m${String(Math.round((ms % 60_000) / 1000)).padStart(2, '0')}s` : `${(ms / 1000).toFixed(0)}s`);
+const fmtTime = (ms: number) =>
+  ms >= 60_000
+    ? `${Math.floor(ms / 60_000)}m${String(Math.round((ms % 60_000) / 1000)).padStart(2, '0')}s`
+    : `${(ms / 1000).toFixed(0)}s`;
 
 export function progressLine(p: TuneProgress): string {
   const t = p.task;
-  if (t.defaultMs === undefined) return `trials ${p.trials}/${p.totalTrials} | task ${t.index} ${t.ops.join('+').slice(0, 32)} ×${t.calls}: built ${t.trials}, rejected ${t.errors} | ETA ${fmtTime(p.etaMs)}`;
+  if (t.defaultMs === undefined)
+    return `trials ${p.trials}/${p.totalTrials} | task ${t.index} ${t.ops.join('+').slice(0, 32)} ×${t.calls}: built ${t.trials}, rejected ${t.errors} | ETA ${fmtTime(p.etaMs)}`;
   const speed = t.defaultMs && t.bestMs ? ` (${(t.defaultMs / t.bestMs).toFixed(2)}x)` : '';
-  return `trials ${p.trials}/${p.totalTrials} | task ${t.index} ${t.ops.join('+').slice(0, 32)} ×${t.calls}: default ${t.defaultMs?.toFixed(3)} ms, best ${t.bestMs?.toFixed(3)} ms${speed}` +
-    ` | model ${p.defaultTotalMs.toFixed(2)} -> ${p.bestTotalMs.toFixed(2)} ms | errors ${p.errors} | ETA ${fmtTime(p.etaMs)}`;
+  return (
+    `trials ${p.trials}/${p.totalTrials} | task ${t.index} ${t.ops.join('+').slice(0, 32)} ×${t.calls}: default ${t.defaultMs?.toFixed(3)} ms, best ${t.bestMs?.toFixed(3)} ms${speed}` +
+    ` | model ${p.defaultTotalMs.toFixed(2)} -> ${p.bestTotalMs.toFixed(2)} ms | errors ${p.errors} | ETA ${fmtTime(p.etaMs)}`
+  );
 }
 
 /** Best so far of every task (the one just measured marked with *), for the progress display. */
@@ -33,8 +47,10 @@ export function taskLines(p: TuneProgress, max = 12): string[] {
   const shown = [...tasks].sort((a, b) => b.calls * (b.bestMs ?? 0) - a.calls * (a.bestMs ?? 0)).slice(0, max);
   const lines = shown.map((t) => {
     const sp = t.defaultMs && t.bestMs ? `${(t.defaultMs / t.bestMs).toFixed(2)}x` : '-';
-    return `${t.index === p.task.index ? '*' : ' '} task ${String(t.index).padStart(3)} ${t.ops.join('+').slice(0, 28).padEnd(28)} ×${t.calls}  ` +
-      `${t.defaultMs?.toFixed(3) ?? '-'} -> ${t.bestMs?.toFixed(3) ?? '-'} ms (${sp})  ${t.trials} trials${t.errors ? `, ${t.errors} errors` : ''}`;
+    return (
+      `${t.index === p.task.index ? '*' : ' '} task ${String(t.index).padStart(3)} ${t.ops.join('+').slice(0, 28).padEnd(28)} ×${t.calls}  ` +
+      `${t.defaultMs?.toFixed(3) ?? '-'} -> ${t.bestMs?.toFixed(3) ?? '-'} ms (${sp})  ${t.trials} trials${t.errors ? `, ${t.errors} errors` : ''}`
+    );
   });
   if (tasks.length > shown.length) lines.push(`  ... ${tasks.length - shown.length} more tasks`);
   return lines;
@@ -46,7 +62,10 @@ function progressWriter(prefix: string): { write: (p: TuneProgress) => void } {
   let drawn = 0;
   return {
     write: (p) => {
-      if (!tty) { process.stderr.write(`${prefix}${progressLine(p)}\n`); return; }
+      if (!tty) {
+        process.stderr.write(`${prefix}${progressLine(p)}\n`);
+        return;
+      }
       const cols = Math.max(40, (process.stderr.columns ?? 120) - 1);
       const lines = [`${prefix}${progressLine(p)}`, ...taskLines(p)].map((l) => l.slice(0, cols));
       process.stderr.write((drawn ? `\x1b[${drawn}F` : '') + lines.map((l) => `\x1b[2K${l}\n`).join(''));
@@ -56,25 +75,42 @@ function progressWriter(prefix: string): { write: (p: TuneProgress) => void } {
 }
 
 function printReport(label: string, modelPath: string, report: TuneReport, buildOnly = false): void {
-  console.log(`${label}tuned ${modelPath} on ${report.target.key} (${report.target.engine}): ${report.trials} trials, ${report.errors} errors, ${(report.elapsedMs / 1000).toFixed(1)} s`);
+  console.log(
+    `${label}tuned ${modelPath} on ${report.target.key} (${report.target.engine}): ${report.trials} trials, ${report.errors} errors, ${(report.elapsedMs / 1000).toFixed(1)} s`,
+  );
   for (const t of report.tasks) {
     const what = `  task ${t.index} ${t.ops.join('+')} ×${t.calls}`;
-    if (t.skipped) { console.log(`${what}: skipped (${t.skipped})`); continue; }
-    if (buildOnly) { console.log(`${what}: default passed the resource checks; ${t.trials - t.errors} of ${t.trials} candidates passed, ${t.errors} rejected`); continue; }
+    if (t.skipped) {
+      console.log(`${what}: skipped (${t.skipped})`);
+      continue;
+    }
+    if (buildOnly) {
+      console.log(
+        `${what}: default passed the resource checks; ${t.trials - t.errors} of ${t.trials} candidates passed, ${t.errors} rejected`,
+      );
+      continue;
+    }
     const sp = t.defaultMs && t.bestMs ? `${(t.defaultMs / t.bestMs).toFixed(2)}x` : '-';
-    console.log(`${what}: default ${t.defaultMs?.toFixed(3)} ms, best ${t.bestMs?.toFixed(3)} ms (${sp}), ${t.trials} trials, ${t.errors} errors${t.confirms ? `, ${t.confirmed ?? 0} of ${t.confirms} re-measured side by side confirmed` : ''}${t.revoked ? `, ${t.revoked} revoked (no faster than the default at the end)` : ''}${t.resumed ? `, ${t.resumed} records resumed` : ''}`);
+    console.log(
+      `${what}: default ${t.defaultMs?.toFixed(3)} ms, best ${t.bestMs?.toFixed(3)} ms (${sp}), ${t.trials} trials, ${t.errors} errors${t.confirms ? `, ${t.confirmed ?? 0} of ${t.confirms} re-measured side by side confirmed` : ''}${t.revoked ? `, ${t.revoked} revoked (no faster than the default at the end)` : ''}${t.resumed ? `, ${t.resumed} records resumed` : ''}`,
+    );
   }
-  if (!buildOnly) console.log(`  estimated kernel time per run: ${report.defaultTotalMs.toFixed(3)} ms default -> ${report.bestTotalMs.toFixed(3)} ms tuned`);
+  if (!buildOnly)
+    console.log(
+      `  estimated kernel time per run: ${report.defaultTotalMs.toFixed(3)} ms default -> ${report.bestTotalMs.toFixed(3)} ms tuned`,
+    );
 }
 
 /** --time-budget: 90s, 20m, 1h (a bad one is a usage error). */
 function durationFlag(s: string): number {
   try {
     const ms = parseDuration(s);
-    if (!(ms > 0)) throw usageError(`bad --time-budget '${s}': expected a positive duration`, 'write e.g. 90s, 20m, 1h');
+    if (!(ms > 0))
+      throw usageError(`bad --time-budget '${s}': expected a positive duration`, 'write e.g. 90s, 20m, 1h');
     return ms;
   } catch (e) {
-    if (e instanceof KilnError && e.code === 'E_INPUT') throw usageError(`bad --time-budget '${s}'`, 'write e.g. 90s, 20m, 1h');
+    if (e instanceof KilnError && e.code === 'E_INPUT')
+      throw usageError(`bad --time-budget '${s}'`, 'write e.g. 90s, 20m, 1h');
     throw e;
   }
 }
@@ -82,17 +118,25 @@ function durationFlag(s: string): number {
 export async function tuneCommand(pos: string[], v: TuneFlags): Promise<number> {
   const modelPath = pos[0];
   const target: TuneTarget = choiceFlag(v.target, '--target', ['wasm', 'webgpu', 'cuda'] as const, 'wasm');
-  if (v['build-only'] && target !== 'cuda') throw usageError('--build-only applies to --target cuda', 'leave it out, or tune with --target cuda');
+  if (v['build-only'] && target !== 'cuda')
+    throw usageError('--build-only applies to --target cuda', 'leave it out, or tune with --target cuda');
   const sm = target === 'cuda' ? cudaSm(v.sm) : undefined;
   const buildOnly = !!v['build-only'];
   const strategy = choiceFlag(v.strategy, '--strategy', ['evolutionary', 'random', 'compare'] as const, 'evolutionary');
   const budget = v['time-budget'] !== undefined ? durationFlag(v['time-budget']) : undefined;
-  const trials = int(v.trials, 64, 'trials'), workers = int(v.workers, 2, 'workers'), seed = int(v.seed, 0, 'seed');
+  const trials = int(v.trials, 64, 'trials'),
+    workers = int(v.workers, 2, 'workers'),
+    seed = int(v.seed, 0, 'seed');
   const { inputShapes, specialize } = compileOptions(modelPath, { ...v, target: undefined });
   const bytes = readModel(modelPath);
   const dbPath = v.db ?? DEFAULT_DB_PATH;
   const common = {
-    target, sm, buildOnly, trials, workers, seed,
+    target,
+    sm,
+    buildOnly,
+    trials,
+    workers,
+    seed,
     compile: { inputShapes, specialize, modelPath },
   };
   const series: CurveSeries[] = [];
@@ -116,7 +160,15 @@ export async function tuneCommand(pos: string[], v: TuneFlags): Promise<number> 
         let report: TuneReport;
         try {
           const pw = progressWriter(`[${s}] `);
-          report = await tune(bytes, { ...common, strategy: s, db: mem, builder, runner, timeBudgetMs: budget !== undefined ? budget / 2 : undefined, progress: pw.write });
+          report = await tune(bytes, {
+            ...common,
+            strategy: s,
+            db: mem,
+            builder,
+            runner,
+            timeBudgetMs: budget !== undefined ? budget / 2 : undefined,
+            progress: pw.write,
+          });
           db.importLines(mem.exportLines(), `${s} run`);
         } finally {
           mem.close();
@@ -130,13 +182,21 @@ export async function tuneCommand(pos: string[], v: TuneFlags): Promise<number> 
       await runner?.close();
     }
     const [r, g] = series.map((s) => s.points[s.points.length - 1]?.bestTotalMs);
-    if (r !== undefined && g !== undefined) console.log(`  compare: random ${r.toFixed(3)} ms, evolutionary ${g.toFixed(3)} ms after ${common.trials} trials each (${(r / g).toFixed(2)}x)`);
+    if (r !== undefined && g !== undefined)
+      console.log(
+        `  compare: random ${r.toFixed(3)} ms, evolutionary ${g.toFixed(3)} ms after ${common.trials} trials each (${(r / g).toFixed(2)}x)`,
+      );
   }
-  console.log(`  records in ${dbPath}; ${buildOnly ? 'build-only records (no latencies) are not applied by `kiln compile`' : `\`kiln compile${target === 'wasm' ? '' : ` --target ${target}`}\` applies them`}`);
+  console.log(
+    `  records in ${dbPath}; ${buildOnly ? 'build-only records (no latencies) are not applied by `kiln compile`' : `\`kiln compile${target === 'wasm' ? '' : ` --target ${target}`}\` applies them`}`,
+  );
   if (v.curve) {
     writeFileSync(v.curve, curveCsv(series));
     const svg = svgPathFor(v.curve);
-    writeFileSync(svg, curveSvg(series, { title: `Tuning curve of ${basename(modelPath)}: best kernel time vs trials` }));
+    writeFileSync(
+      svg,
+      curveSvg(series, { title: `Tuning curve of ${basename(modelPath)}: best kernel time vs trials` }),
+    );
     console.log(`  tuning curve: ${v.curve}, ${svg}`);
   }
   return 0;
@@ -148,15 +208,23 @@ export async function dbCommand(pos: string[], v: { db?: string }): Promise<numb
   if (sub === 'export' || sub === 'import') {
     if (!file) throw usageError(`kiln db ${sub}: no file given`, `kiln db ${sub} FILE.jsonl [--db PATH]`);
   } else if (sub !== 'stats') {
-    throw usageError(`kiln db: unknown subcommand '${sub ?? ''}'`, 'kiln db export FILE | kiln db import FILE | kiln db stats');
+    throw usageError(
+      `kiln db: unknown subcommand '${sub ?? ''}'`,
+      'kiln db export FILE | kiln db import FILE | kiln db stats',
+    );
   } else if (file !== undefined) {
     throw usageError(`kiln db stats: unexpected argument '${file}'`);
   }
   const db = TuningDatabase.open(path);
   try {
     if (sub === 'export') console.log(`exported ${db.exportFile(file)} records from ${path} to ${file}`);
-    else if (sub === 'import') { const r = db.importFile(file); console.log(`imported ${r.added} records into ${path} (${r.skipped} already there)`); }
-    else { const c = db.counts(); console.log(`${path}: ${c.workloads} workloads, ${c.targets} targets, ${c.records} records (${c.errors} errors)`); }
+    else if (sub === 'import') {
+      const r = db.importFile(file);
+      console.log(`imported ${r.added} records into ${path} (${r.skipped} already there)`);
+    } else {
+      const c = db.counts();
+      console.log(`${path}: ${c.workloads} workloads, ${c.targets} targets, ${c.records} records (${c.errors} errors)`);
+    }
   } finally {
     db.close();
   }

@@ -2,7 +2,7 @@
 import type { Tensor } from '../runtime/tensor.js';
 import type { ArtifactHeader } from '../runtime/artifact-format.js';
 import { KilnError } from '../runtime/errors.js';
-import { type FuncNode, type GExpr } from '../relay-ir/expr.js';
+import type { FuncNode, GExpr } from '../relay-ir/expr.js';
 import { runPasses, type Pass } from '../relay-ir/pass-manager.js';
 import { printFunc } from '../relay-ir/printer.js';
 import { foldConstants, foldExpr } from '../relay-ir/passes/fold-constant.js';
@@ -93,25 +93,37 @@ export const graphPasses = (opts: Pick<CompileOptions, 'target' | 'winograd'> = 
   { name: 'fuse-gelu', run: fuseGelu },
   { name: 'eliminate-dead-code', run: eliminateDeadCode },
   { name: 'distinct-outputs', run: distinctOutputs },
-  ...(opts.winograd ?? (opts.target ?? 'wasm') === 'wasm'
-    ? [{ name: 'winograd-conv', run: (f: FuncNode) => winogradConv(f, typeof opts.winograd === 'number' ? opts.winograd : undefined) }] : []),
+  ...((opts.winograd ?? (opts.target ?? 'wasm') === 'wasm')
+    ? [
+        {
+          name: 'winograd-conv',
+          run: (f: FuncNode) => winogradConv(f, typeof opts.winograd === 'number' ? opts.winograd : undefined),
+        },
+      ]
+    : []),
   { name: 'explicit-conv-padding', run: explicitConvPadding },
   { name: 'pack-weights', run: packWeights },
 ];
 
 /** Front half: model bytes -> optimized graph IR (no kernels yet). */
-export function importAndOptimize(modelBytes: Uint8Array, opts: CompileOptions = {}): { graph: FuncNode; outputNames: string[]; specialized: string[]; opset: number } {
+export function importAndOptimize(
+  modelBytes: Uint8Array,
+  opts: CompileOptions = {},
+): { graph: FuncNode; outputNames: string[]; specialized: string[]; opset: number } {
   if (!['wasm', 'webgpu', 'cuda'].includes(opts.target ?? 'wasm')) {
-    throw new KilnError('E_UNSUPPORTED', `target '${opts.target}' is not available yet`, { hint: "use target 'wasm', 'webgpu' or 'cuda'" });
-  }
-  const imported = detectFormat(modelBytes, opts.format) === 'pt2'
-    ? importPt2(modelBytes, { inputShapes: opts.inputShapes, specialize: opts.specialize })
-    : importOnnx(modelBytes, {
-      readExternal: opts.modelPath ? externalDataReader(opts.modelPath) : undefined,
-      inputShapes: opts.inputShapes,
-      specialize: opts.specialize,
-      fold: (e: GExpr) => foldExpr(e, evaluateCall),
+    throw new KilnError('E_UNSUPPORTED', `target '${opts.target}' is not available yet`, {
+      hint: "use target 'wasm', 'webgpu' or 'cuda'",
     });
+  }
+  const imported =
+    detectFormat(modelBytes, opts.format) === 'pt2'
+      ? importPt2(modelBytes, { inputShapes: opts.inputShapes, specialize: opts.specialize })
+      : importOnnx(modelBytes, {
+          readExternal: opts.modelPath ? externalDataReader(opts.modelPath) : undefined,
+          inputShapes: opts.inputShapes,
+          specialize: opts.specialize,
+          fold: (e: GExpr) => foldExpr(e, evaluateCall),
+        });
   const dump = opts.dump;
   dump?.('graph:import', printFunc(imported.func));
   // KILN_DEBUG=verify: the graph verified as imported and after every pass
@@ -124,7 +136,6 @@ export function importAndOptimize(modelBytes: Uint8Array, opts: CompileOptions =
   return { graph, outputNames: imported.outputNames, specialized: imported.specialized, opset: imported.opset };
 }
 
-
 export async function compile(modelBytes: Uint8Array, opts: CompileOptions = {}): Promise<CompileResult> {
   const { graph, outputNames, specialized, opset } = importAndOptimize(modelBytes, opts);
   const fused = fuseOps(graph);
@@ -134,11 +145,15 @@ export async function compile(modelBytes: Uint8Array, opts: CompileOptions = {})
   const gpuTuned: string[] = [];
   let gpuKernels: BuiltKernel[] = [];
   if (opts.target === 'webgpu') {
-    const webgpu = buildWebGpuSection(fused, program.weightOffsets, outputNames, { traceFor: opts.gpuTraceFor && ((k) => {
-      const t = opts.gpuTraceFor!(k);
-      if (t) gpuTuned.push(k.prim.name);
-      return t;
-    }) });
+    const webgpu = buildWebGpuSection(fused, program.weightOffsets, outputNames, {
+      traceFor:
+        opts.gpuTraceFor &&
+        ((k) => {
+          const t = opts.gpuTraceFor!(k);
+          if (t) gpuTuned.push(k.prim.name);
+          return t;
+        }),
+    });
     program.header.webgpu = webgpu.section;
     gpuKernels = webgpu.kernels;
   }
@@ -152,7 +167,9 @@ export async function compile(modelBytes: Uint8Array, opts: CompileOptions = {})
     const pipelines: [LoopTarget, readonly BuiltKernel[]][] = [['wasm', program.kernels]];
     if (opts.target === 'webgpu' || opts.target === 'cuda') pipelines.push([opts.target, gpuKernels]);
     for (const [target, kernels] of pipelines) {
-      for (const k of kernels) for (const s of loopIRAfterEachPass(k, target)) opts.dump(`loop:${k.prim.name}:${s.pass}`, printPrimFunc(s.prim));
+      for (const k of kernels)
+        for (const s of loopIRAfterEachPass(k, target))
+          opts.dump(`loop:${k.prim.name}:${s.pass}`, printPrimFunc(s.prim));
     }
   }
   const { bytes, header } = await writeArtifact(program);
