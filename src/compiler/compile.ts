@@ -1,4 +1,5 @@
-// The compiler pipeline: ONNX or torch.export .pt2 -> graph IR -> graph passes -> fused kernels -> loop IR -> WebAssembly -> artifact.
+// The compiler pipeline: ONNX or torch.export .pt2 -> graph IR -> graph passes -> fused kernels -> loop IR ->
+// WebAssembly (and WGSL or PTX) -> artifact.
 import type { Tensor } from '../runtime/tensor.js';
 import type { ArtifactHeader } from '../runtime/artifact-format.js';
 import { KilnError } from '../runtime/errors.js';

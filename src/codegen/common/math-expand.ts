@@ -4,7 +4,7 @@
 // float32 (accuracy targets: rtol 1e-3 / atol 1e-4 against ONNX Runtime, most well below 1e-5); a target with
 // `float64MathInFloat32` computes float64 math through them. The WebAssembly backend keeps its own inline SIMD forms
 // (codegen/wasm/math-inline.ts) and host imports.
-import type { UnaryMathFn } from '../../runtime/math.js';
+import { UNARY_MATH, type UnaryMathFn } from '../../runtime/math.js';
 import { KilnError } from '../../runtime/errors.js';
 import { type Expr, add, cast, constant, div, gt, lt, mul, select, sub, unary } from '../../tensor-expr/expr.js';
 import type { LoopPass } from '../../schedule/loop-passes.js';
@@ -104,23 +104,7 @@ export const MATH_FORMS: Partial<Record<UnaryMathFn, (m: MathContext, x: Expr) =
   },
 };
 
-const MATH_OPS: ReadonlySet<string> = new Set<UnaryMathFn>([
-  'exp',
-  'log',
-  'sin',
-  'cos',
-  'tan',
-  'asin',
-  'acos',
-  'atan',
-  'sinh',
-  'cosh',
-  'tanh',
-  'asinh',
-  'acosh',
-  'atanh',
-  'erf',
-]);
+const MATH_OPS: ReadonlySet<string> = new Set(Object.keys(UNARY_MATH));
 
 /** `op(x)` for a target whose native functions are `native`: the form of the library where it is not native. */
 export function expandMath(

@@ -2,7 +2,7 @@
 // capabilities from here instead of keeping their own constants. GPU limits are the guaranteed minimums a kernel
 // may assume without asking the device (WebGPU's spec defaults; CUDA's for every sm_80+ GPU).
 import type { DType } from '../../runtime/dtype.js';
-import type { UnaryMathFn } from '../../runtime/math.js';
+import { UNARY_MATH, type UnaryMathFn } from '../../runtime/math.js';
 
 export type TargetName = 'wasm' | 'webgpu' | 'cuda';
 
@@ -56,23 +56,7 @@ export interface TargetCaps {
 }
 
 /** Every unary math function (WebAssembly imports them all from the host). */
-const ALL_MATH: readonly UnaryMathFn[] = [
-  'exp',
-  'log',
-  'sin',
-  'cos',
-  'tan',
-  'asin',
-  'acos',
-  'atan',
-  'sinh',
-  'cosh',
-  'tanh',
-  'asinh',
-  'acosh',
-  'atanh',
-  'erf',
-];
+const ALL_MATH = Object.keys(UNARY_MATH) as UnaryMathFn[];
 const SIGNED_32: readonly DType[] = ['int8', 'int16', 'int32'];
 
 const ALL: readonly DType[] = [
