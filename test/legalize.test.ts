@@ -10,6 +10,10 @@ import {
   floordiv,
   floormod,
   freshVar,
+  binary,
+  add,
+  mul,
+  printExpr,
   int,
   load,
   lt,
@@ -20,7 +24,9 @@ import {
 import { type Buffer, type PrimFunc, type Stmt, buffer, printPrimFunc } from '../src/schedule/loop-ir.js';
 import { runLoopPasses } from '../src/schedule/loop-passes.js';
 import { TARGET_CAPS, type TargetCaps } from '../src/codegen/common/target-caps.js';
-import { isSafeToHoist, rewriteWithLets } from '../src/codegen/common/bind.js';
+import { rewriteWithLets } from '../src/codegen/common/bind.js';
+import { isPure } from '../src/codegen/common/pure.js';
+import { ExprIds, csePass, repeatedSubexpressions } from '../src/codegen/common/cse.js';
 import { floorDivPass } from '../src/codegen/common/legalize.js';
 import { MATH_FORMS, mathExpandPass } from '../src/codegen/common/math-expand.js';
 import type { UnaryMathFn } from '../src/runtime/math.js';
@@ -122,10 +128,13 @@ kernel k(x: float32[8], y: float32[8]) {
     );
   });
 
-  it('isSafeToHoist: no loads, no integer division by a value that may be zero', () => {
-    expect(isSafeToHoist(floordiv(i, 3))).toBe(true);
-    expect(isSafeToHoist(floordiv(i, i))).toBe(false);
-    expect(isSafeToHoist(load(x, [i]))).toBe(false);
+  it('isPure: no memory but registers, no integer division that may trap, no pow', () => {
+    expect(isPure(floordiv(i, 3))).toBe(true);
+    expect(isPure(floordiv(i, i))).toBe(false);
+    expect(isPure(floordiv(i, -1))).toBe(false); // INT_MIN / -1 traps on WebAssembly
+    expect(isPure(load(x, [i]))).toBe(false);
+    expect(isPure(load(buffer('r', 'float32', 4, 'local'), [int(2)]))).toBe(true);
+    expect(isPure(binary('pow', constant(2, 'float32'), constant(3, 'float32')))).toBe(false);
   });
 });
 
@@ -397,5 +406,74 @@ describe('floor division forms against Math.floor', () => {
         expect([fd(a), fm(a), any(a, c), anyM(a, c)]).toEqual([q, (a - q * c) | 0, q, (a - q * c) | 0]);
       }
     }
+  });
+});
+
+describe('cse: Before -> Expected', () => {
+  const x = buffer('x', 'float32', 64),
+    y = buffer('y', 'float32', 64);
+  const i = named('i');
+  // 9 nodes: x[i*2 + 1] * x[i*2 + 1] ... built twice as distinct objects, equal in structure
+  const big = () => mul(load(x, [add(mul(i, int(2)), int(1))]), add(load(x, [i]), constant(1, 'float32')));
+  const one = (value: Expr) => func(loop(i, 8, store(y, i, value)), [x], [y]);
+
+  it('binds a subexpression of 8+ nodes that occurs twice (equal in structure, not the same object)', () => {
+    expect(printAfter(one(sub(big(), unary('neg', big()))), csePass(TARGET_CAPS.cuda))).toBe(
+      text(`
+kernel k(x: float32[64], y: float32[64]) {
+  for i in 0..8 {
+    let cse_0: float32 = (x[((i * 2) + 1)] * (x[i] + 1:float32))
+    y[i] = (cse_0 - neg(cse_0))
+  }
+}`),
+    );
+  });
+
+  it('leaves small repeated subexpressions inline', () => {
+    const small = () => add(load(x, [i]), constant(1, 'float32'));
+    expect(printAfter(one(mul(small(), small())), csePass(TARGET_CAPS.cuda))).toBe(
+      text(`
+kernel k(x: float32[64], y: float32[64]) {
+  for i in 0..8 {
+    y[i] = ((x[i] + 1:float32) * (x[i] + 1:float32))
+  }
+}`),
+    );
+  });
+
+  it('moves a load out of a select arm only where the target cannot fault (WebGPU), not on CUDA', () => {
+    const guarded = one(select(lt(i, int(4)), sub(big(), unary('neg', big())), constant(0, 'float32')));
+    expect(printAfter(guarded, csePass(TARGET_CAPS.webgpu))).toBe(
+      text(`
+kernel k(x: float32[64], y: float32[64]) {
+  for i in 0..8 {
+    let cse_0: float32 = (x[((i * 2) + 1)] * (x[i] + 1:float32))
+    y[i] = select((i < 4), (cse_0 - neg(cse_0)), 0:float32)
+  }
+}`),
+    );
+    expect(printAfter(guarded, csePass(TARGET_CAPS.cuda))).toBe(
+      text(`
+kernel k(x: float32[64], y: float32[64]) {
+  for i in 0..8 {
+    y[i] = select((i < 4), ((x[((i * 2) + 1)] * (x[i] + 1:float32)) - neg((x[((i * 2) + 1)] * (x[i] + 1:float32)))), 0:float32)
+  }
+}`),
+    );
+  });
+
+  it('leaves the body of a vectorized loop whole', () => {
+    const v = func(loop(i, 4, store(y, i, sub(big(), unary('neg', big()))), 'vectorized'), [x], [y]);
+    expect(printAfter(v, csePass(TARGET_CAPS.webgpu))).toBe(printPrimFunc(v));
+  });
+
+  it('repeatedSubexpressions: children before parents, each distinct parent counted once', () => {
+    const ids = new ExprIds();
+    const inner = add(mul(i, int(3)), mul(i, int(5))); // 7 nodes
+    const outer = add(inner, int(1)); // 9 nodes
+    expect(repeatedSubexpressions([mul(outer, outer)], ids, 7).map(printExpr)).toEqual(['(((i * 3) + (i * 5)) + 1)']);
+    expect(repeatedSubexpressions([add(mul(outer, inner), inner)], ids, 7).map(printExpr)).toEqual([
+      '((i * 3) + (i * 5))',
+    ]);
   });
 });

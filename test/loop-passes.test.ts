@@ -296,6 +296,7 @@ describe('pipelines', () => {
       'demote-float64',
       'legalize-floordiv',
       'expand-math',
+      'cse',
     ]);
     expect(loopPassNames('cuda')).toEqual([
       'lower',
@@ -303,6 +304,7 @@ describe('pipelines', () => {
       'share-shared-loads',
       'legalize-floordiv',
       'expand-math',
+      'cse',
     ]);
   });
 

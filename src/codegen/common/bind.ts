@@ -1,16 +1,14 @@
 // Binding subexpressions to scalar `let`s (a `decl` never assigned) right before the statement that uses them: the
-// utility the shared lowering's expansions use when they need a value several times (floor division needs its
-// dividend twice, tanh its argument four times), so the expansion neither recomputes it nor repeats its loads.
+// utility the shared lowering's passes use when they need a value several times (floor division needs its dividend
+// twice, tanh its argument four times) and what common subexpression elimination (cse.ts) binds.
 //
 // What may move: a statement's own expressions are evaluated unconditionally (store index and value, if condition,
 // decl init, assign value) except the arms of a `select`, which backends may evaluate only when chosen (PTX
 // branches around arms that load: an index may be out of bounds when the condition is false). So a value met
-// inside a select arm is bound only when it is safe to evaluate unconditionally (isSafeToHoist); otherwise the
-// expansion keeps it inline (several uses of one node, which the emitters evaluate once per statement). A
-// statement directly inside a 'vectorized' loop is left whole (the backends turn such a loop around one store
-// into one vector store): expansions there stay inline too.
+// inside a select arm is bound only when the target may evaluate it needlessly (common/pure.ts); otherwise it stays
+// inline where it is. A statement directly inside a 'vectorized' loop is left whole (the backends turn such a loop
+// around one store into one vector store): expansions there stay inline too.
 import type { DType } from '../../runtime/dtype.js';
-import { isFloat } from '../../runtime/dtype.js';
 import { type Expr, type Var, mapExpr, visitExpr } from '../../tensor-expr/expr.js';
 import { type Interval, type Ranges, bound as boundOf } from '../../tensor-expr/simplify.js';
 import {
@@ -21,14 +19,19 @@ import {
   visitStmt,
   visitStmtExprs,
 } from '../../schedule/loop-ir.js';
+import { canSpeculate } from './pure.js';
+import type { Speculation } from './target-caps.js';
 
 /** What an expression rewrite sees at the node it rewrites. */
 export interface BindContext {
   /**
-   * `e` bound to a `let` before the statement (the same variable for the same node), or `e` itself when it is a
-   * variable or constant already, or when it sits in a select arm and is not safe to evaluate unconditionally.
+   * `e` bound to a `let` before the statement (the same variable for the same node, or for the same `key`), or `e`
+   * itself when it is a variable or constant already, or when it sits in a select arm and the target may not
+   * evaluate it unconditionally.
    */
-  bind(e: Expr, hint?: string): Expr;
+  bind(e: Expr, hint?: string, key?: unknown): Expr;
+  /** The statement whose expressions are rewritten. */
+  readonly stmt: Stmt;
   /** Whether the node lies in a select arm (evaluated only when chosen). */
   readonly guarded: boolean;
   /** Ranges of the loop variables in scope (and of the lets bound so far). */
@@ -40,23 +43,6 @@ export interface BindContext {
  * rewritten, e.g. for interval reasoning on the original operators); undefined keeps the node.
  */
 export type BindingRewrite = (e: Expr, ctx: BindContext, before: Expr) => Expr | undefined;
-
-/**
- * Whether evaluating `e` where it was not meant to be evaluated is harmless: no memory read, no integer division
- * by a value that may be zero, nothing expensive (pow).
- */
-export function isSafeToHoist(e: Expr): boolean {
-  let safe = true;
-  visitExpr(e, (x) => {
-    if (x.k === 'load' || x.k === 'reduce') safe = false;
-    else if (x.k === 'bin') {
-      if (x.op === 'pow') safe = false;
-      const division = x.op === 'div' || x.op === 'mod' || x.op === 'floordiv' || x.op === 'floormod';
-      if (division && !isFloat(x.dtype) && !(x.b.k === 'const' && x.b.value !== 0 && x.b.value !== 0n)) safe = false;
-    }
-  });
-  return safe;
-}
 
 /** Names given to new variables of a kernel: `${hint}_${n}`, none equal to a name the kernel already uses. */
 export class VarNamer {
@@ -115,11 +101,20 @@ function mapGuarded(e: Expr, guarded: boolean, f: (e: Expr, guarded: boolean, be
   return f(y, guarded, e) ?? y;
 }
 
+export interface BindOptions {
+  /** Name prefix of the lets (`${hint}_${n}`). */
+  readonly hint?: string;
+  /** What the target may evaluate needlessly (TargetCaps.speculation); 'pure' when absent. */
+  readonly speculation?: Speculation;
+}
+
 /**
  * Rewrites every expression of `f` with `rewrite`, which may bind values to lets placed right before the statement
  * that uses them (see the file comment for what may move).
  */
-export function rewriteWithLets(f: PrimFunc, rewrite: BindingRewrite, hint = 't'): PrimFunc {
+export function rewriteWithLets(f: PrimFunc, rewrite: BindingRewrite, opts: BindOptions = {}): PrimFunc {
+  const hint = opts.hint ?? 't',
+    caps = { speculation: opts.speculation ?? 'pure' };
   const namer = new VarNamer(f);
   const stmt = (s: Stmt, ranges: Map<Var, Interval>, pinned: boolean): Stmt => {
     if (s.k === 'for') {
@@ -131,19 +126,20 @@ export function rewriteWithLets(f: PrimFunc, rewrite: BindingRewrite, hint = 't'
     if (s.k === 'seq' || s.k === 'alloc' || s.k === 'barrier') return mapChildren(s, (c) => stmt(c, ranges, false));
     // a statement with expressions of its own (store, if, decl, assign)
     const lets: { v: Var; init: Expr }[] = [];
-    const bound = new Map<Expr, Var>();
+    const bound = new Map<unknown, Var>();
     const letRanges = new Map(ranges);
     const ctxOf = (guarded: boolean): BindContext => ({
       guarded,
       ranges: letRanges,
-      bind: (e, h = hint) => {
+      stmt: s,
+      bind: (e, h = hint, key = e) => {
         if (e.k === 'var' || e.k === 'const') return e;
-        const had = bound.get(e);
+        const had = bound.get(key);
         if (had) return had;
-        if (pinned || (guarded && !isSafeToHoist(e))) return e;
+        if (pinned || (guarded && !canSpeculate(e, caps))) return e;
         const v = namer.fresh(h, e.dtype);
         lets.push({ v, init: e });
-        bound.set(e, v);
+        bound.set(key, v);
         const r = boundOf(e, letRanges);
         if (r) letRanges.set(v, r);
         return v;

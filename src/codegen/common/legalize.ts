@@ -71,10 +71,13 @@ export function floorDivPass(caps: TargetCaps): LoopPass {
   return {
     name: 'legalize-floordiv',
     run: (f) =>
-      rewriteWithLets(f, (e, ctx, before) =>
-        e.k === 'bin' && (e.op === 'floordiv' || e.op === 'floormod') && lowered.has(e.dtype)
-          ? legalizeFloorDivMod(e.op, e.a, e.b, ctx, before.k === 'bin' ? before.a : e.a)
-          : undefined,
+      rewriteWithLets(
+        f,
+        (e, ctx, before) =>
+          e.k === 'bin' && (e.op === 'floordiv' || e.op === 'floormod') && lowered.has(e.dtype)
+            ? legalizeFloorDivMod(e.op, e.a, e.b, ctx, before.k === 'bin' ? before.a : e.a)
+            : undefined,
+        { speculation: caps.speculation },
       ),
   };
 }

@@ -143,7 +143,7 @@ export function mathExpandPass(caps: TargetCaps): LoopPass {
             throw new KilnError('E_UNSUPPORTED', `${op} on ${e.dtype} for target ${caps.name}`);
           return expandMath(op, e.a, native, ctx);
         },
-        'm',
+        { hint: 'm', speculation: caps.speculation },
       ),
   };
 }

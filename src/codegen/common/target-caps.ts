@@ -16,6 +16,12 @@ export type Float64Support = 'native' | 'float32';
  * (ex2, lg2, sin, cos) with range reduction and polynomials around them.
  */
 export type TranscendentalSupport = 'host-import' | 'shader-builtins' | 'approx-instructions';
+/**
+ * What a target may evaluate that the program did not ask for (a select's other arm, a value bound before the
+ * statement): 'any' where nothing traps (WebGPU: out-of-bounds reads are clamped or zero, integer division by zero
+ * is defined), 'pure' where a stray load or division can fault (see common/pure.ts).
+ */
+export type Speculation = 'any' | 'pure';
 
 export interface GpuLimits {
   /** Threads (invocations) of one block (workgroup). */
@@ -53,6 +59,7 @@ export interface TargetCaps {
   readonly nativeMath: readonly UnaryMathFn[];
   /** Whether float64 math is computed in float32 (cast down, the float32 forms, cast back) before emission. */
   readonly float64MathInFloat32: boolean;
+  readonly speculation: Speculation;
 }
 
 /** Every unary math function (WebAssembly imports them all from the host). */
@@ -84,6 +91,7 @@ export const TARGET_CAPS: Readonly<Record<TargetName, TargetCaps>> = {
     floorDivLowered: [],
     nativeMath: ALL_MATH,
     float64MathInFloat32: false,
+    speculation: 'pure',
   },
   webgpu: {
     name: 'webgpu',
@@ -97,6 +105,7 @@ export const TARGET_CAPS: Readonly<Record<TargetName, TargetCaps>> = {
     floorDivLowered: SIGNED_32,
     nativeMath: ALL_MATH.filter((m) => m !== 'tanh' && m !== 'erf'),
     float64MathInFloat32: false,
+    speculation: 'any',
     gpu: {
       maxThreadsPerBlock: 256,
       maxBlockDim: [256, 256, 64],
@@ -117,6 +126,7 @@ export const TARGET_CAPS: Readonly<Record<TargetName, TargetCaps>> = {
     floorDivLowered: [...SIGNED_32, 'int64'],
     nativeMath: ['exp', 'log', 'sin', 'cos'],
     float64MathInFloat32: true,
+    speculation: 'pure',
     gpu: {
       maxThreadsPerBlock: 1024,
       maxBlockDim: [1024, 1024, 64],

@@ -19,6 +19,8 @@ import { alignedLaneBase } from '../lanes.js';
 import { TARGET_CAPS } from '../common/target-caps.js';
 import { floorDivPass } from '../common/legalize.js';
 import { mathExpandPass } from '../common/math-expand.js';
+import { csePass } from '../common/cse.js';
+import { isPure } from '../common/pure.js';
 
 export type SmTarget = 80 | 86 | 90;
 export const SM_TARGETS: readonly SmTarget[] = [80, 86, 90];
@@ -64,7 +66,11 @@ export function emitPtxModule(funcs: readonly PrimFunc[], opts: PtxOptions = {})
 }
 
 /** The loop-IR passes the PTX backend runs before it emits: the shared lowering (common/); it binds loops as it emits. */
-export const PTX_LOOP_PASSES: readonly LoopPass[] = [floorDivPass(TARGET_CAPS.cuda), mathExpandPass(TARGET_CAPS.cuda)];
+export const PTX_LOOP_PASSES: readonly LoopPass[] = [
+  floorDivPass(TARGET_CAPS.cuda),
+  mathExpandPass(TARGET_CAPS.cuda),
+  csePass(TARGET_CAPS.cuda),
+];
 /** What the verifier checks of a PTX kernel (KILN_DEBUG=verify): register tiles indexed by constants, launch limits. */
 export const PTX_LOOP_RUN: LoopPassRun = {
   input: 'as lowered',
@@ -164,27 +170,6 @@ const isThreadTag = (k: string): k is ThreadTag => k in SPECIAL;
 
 const unsupported = (what: string) =>
   new KilnError('E_UNSUPPORTED', `PTX codegen: ${what}`, { hint: 'compile for target wasm, or report the model' });
-
-/** Whether evaluating `e` can neither fault nor read global memory (both arms of a select may then run). */
-function isPure(e: Expr): boolean {
-  switch (e.k) {
-    case 'const':
-    case 'var':
-      return true;
-    case 'load':
-      return false;
-    case 'reduce':
-      return false;
-    case 'bin':
-      return e.op !== 'pow' && isPure(e.a) && isPure(e.b);
-    case 'un':
-      return isPure(e.a);
-    case 'cast':
-      return isPure(e.a);
-    case 'select':
-      return isPure(e.c) && isPure(e.a) && isPure(e.b);
-  }
-}
 
 class EntryEmitter {
   private readonly lines: string[] = [];

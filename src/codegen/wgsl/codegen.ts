@@ -42,10 +42,18 @@ import { BYTES, type DType } from '../../runtime/dtype.js';
 import { TARGET_CAPS } from '../common/target-caps.js';
 import { floorDivPass } from '../common/legalize.js';
 import { mathExpandPass } from '../common/math-expand.js';
+import { ExprIds, csePass, repeatedSubexpressions } from '../common/cse.js';
 import { KilnError } from '../../runtime/errors.js';
 import { type Expr, type Var, mapExpr, printExpr, visitExpr } from '../../tensor-expr/expr.js';
 import { fixVar } from '../../tensor-expr/simplify.js';
-import { type Buffer, type PrimFunc, type Stmt, kernelStages, mapStmtParts } from '../../schedule/loop-ir.js';
+import {
+  type Buffer,
+  type PrimFunc,
+  type Stmt,
+  kernelStages,
+  mapStmtParts,
+  visitStmt,
+} from '../../schedule/loop-ir.js';
 import { type LoopPass, type LoopPassRun, runLoopPasses } from '../../schedule/loop-passes.js';
 import { WEBGPU_LAUNCH_LIMITS } from '../../schedule/verify.js';
 import { aligned4, alignedLaneBase, laneCoef } from '../lanes.js';
@@ -268,6 +276,7 @@ export const WGSL_LOOP_PASSES: readonly LoopPass[] = [
   { name: 'demote-float64', run: demoteF64 },
   floorDivPass(CAPS),
   mathExpandPass(CAPS),
+  csePass(CAPS),
 ];
 /** What the verifier checks of a WGSL kernel (KILN_DEBUG=verify): register tiles indexed by constants, launch limits. */
 export const WGSL_LOOP_RUN: LoopPassRun = {
@@ -340,25 +349,6 @@ function declGroup(s: DeclStmt): { decls: DeclStmt[]; buf: Buffer; base: Expr } 
   return { decls, buf, base: loads[0].idx[0] };
 }
 
-/** Expanded node count from which a subexpression used twice in a statement gets its own `let`. */
-const HOIST_SIZE = 8;
-
-function kidsOf(e: Expr): readonly Expr[] {
-  switch (e.k) {
-    case 'load':
-      return e.idx;
-    case 'bin':
-      return [e.a, e.b];
-    case 'un':
-    case 'cast':
-      return [e.a];
-    case 'select':
-      return [e.c, e.a, e.b];
-    default:
-      return [];
-  }
-}
-
 class StageEmitter {
   private readonly lines: string[] = [];
   private readonly helpers = new Set<string>();
@@ -367,12 +357,11 @@ class StageEmitter {
   private readonly shared: Buffer[] = [];
   private readonly slots: Slot[] = [];
   private readonly localNames = new Map<Buffer, string>();
-  // common subexpressions: structural ids (hash-consing), expanded sizes, and the ones a `let` holds right now
-  private readonly ids = new Map<Expr, number>();
-  private readonly interned = new Map<string, number>();
-  private readonly objIds = new Map<object, number>();
-  private readonly sizes: number[] = [];
+  // inside a vec4 site: values its four lanes share, held in lets (by structural id)
+  private readonly ids = new ExprIds();
   private readonly hoisted = new Map<number, string>();
+  /** Variables some `assign` writes (a decl of any other is a `let`). */
+  private readonly assigned = new Set<Var>();
   private lets = 0;
   // vec4: the buffers viewed as array<vec4<f32>> (their own binding, or a read-only alias binding)
   private readonly vecView = new Map<Buffer, 'own' | 'alias'>();
@@ -433,6 +422,9 @@ class StageEmitter {
     decompose(blocks, 'kiln_block');
     decompose(threads, 'kiln_thread');
     this.planVec4(inner);
+    visitStmt(inner, (x) => {
+      if (x.k === 'assign') this.assigned.add(x.v);
+    });
     this.stmt(inner, '  ');
 
     const bindings: number[] = [],
@@ -647,7 +639,7 @@ class StageEmitter {
     values.forEach((v, k) =>
       visitExpr(v, (x) => {
         if (x.k !== 'load') return;
-        const id = this.idOf(x);
+        const id = this.ids.id(x);
         const r = laneLoads.get(id) ?? { e: x, lanes: new Set<number>() };
         r.lanes.add(k);
         laneLoads.set(id, r);
@@ -678,86 +670,12 @@ class StageEmitter {
     L.push(`${ind}}`);
   }
 
-  /** Structural id of an expression: equal ids print the same WGSL. */
-  private idOf(e: Expr): number {
-    let id = this.ids.get(e);
-    if (id !== undefined) return id;
-    const obj = (o: object) => {
-      let n = this.objIds.get(o);
-      if (n === undefined) {
-        n = this.objIds.size;
-        this.objIds.set(o, n);
-      }
-      return n;
-    };
-    let key: string;
-    switch (e.k) {
-      case 'const':
-        key = `c${e.dtype}:${Object.is(e.value, -0) ? '-0' : String(e.value)}`;
-        break;
-      case 'var':
-        key = `v${obj(e)}`;
-        break;
-      case 'load':
-        key = `l${obj(e.buf)}`;
-        break;
-      case 'bin':
-        key = `b${e.op}:${e.dtype}`;
-        break;
-      case 'un':
-        key = `u${e.op}:${e.dtype}`;
-        break;
-      case 'select':
-        key = `s${e.dtype}`;
-        break;
-      case 'cast':
-        key = `t${e.dtype}`;
-        break;
-      case 'reduce':
-        key = `r${obj(e)}`;
-        break;
-    }
-    const kids = kidsOf(e).map((k) => this.idOf(k));
-    key += `(${kids.join(',')})`;
-    id = this.interned.get(key);
-    if (id === undefined) {
-      id = this.interned.size;
-      this.interned.set(key, id);
-      this.sizes[id] = Math.min(
-        1e9,
-        kids.reduce((a, k) => a + this.sizes[k], 1),
-      );
-    }
-    this.ids.set(e, id);
-    return id;
-  }
-
-  /**
-   * Emits `let`s for the large subexpressions that `roots` use more than once (operator definitions inline shared
-   * producers, so a printed tree can grow exponentially: a Resize with antialias printed 2.5 MB on one line).
-   * WGSL evaluates select's arms and out-of-range loads without trapping, so computing them up front is safe.
-   * Returns the ids to forget once the statement is emitted.
-   */
+  /** Emits lets for the values of a vec4 site's lanes that several of them (or one several times) use. */
   private hoist(roots: Expr[], ind: string): number[] {
-    const uses = new Map<number, number>(),
-      seen = new Set<number>(),
-      order: Expr[] = [];
-    const visit = (e: Expr) => {
-      const id = this.idOf(e);
-      if (seen.has(id)) return;
-      seen.add(id);
-      for (const k of kidsOf(e)) {
-        const kid = this.idOf(k);
-        uses.set(kid, (uses.get(kid) ?? 0) + 1);
-        visit(k);
-      }
-      order.push(e);
-    };
-    roots.forEach(visit);
     const added: number[] = [];
-    for (const e of order) {
-      const id = this.idOf(e);
-      if ((uses.get(id) ?? 0) < 2 || this.sizes[id] < HOIST_SIZE || this.hoisted.has(id)) continue;
+    for (const e of repeatedSubexpressions(roots, this.ids)) {
+      const id = this.ids.id(e);
+      if (this.hoisted.has(id)) continue;
       const name = `e${this.lets++}`;
       this.lines.push(`${ind}let ${name} = ${this.expr(e)};`);
       this.hoisted.set(id, name);
@@ -767,18 +685,6 @@ class StageEmitter {
   }
 
   private stmt(s: Stmt, ind: string): void {
-    if (s.k === 'store' || s.k === 'if' || s.k === 'decl' || s.k === 'assign') {
-      const roots =
-        s.k === 'store' ? [s.index, s.value] : s.k === 'if' ? [s.cond] : s.k === 'decl' ? [s.init] : [s.value];
-      const added = this.hoist(roots, ind);
-      this.stmtNow(s, ind);
-      for (const id of added) this.hoisted.delete(id);
-      return;
-    }
-    this.stmtNow(s, ind);
-  }
-
-  private stmtNow(s: Stmt, ind: string): void {
     const L = this.lines;
     switch (s.k) {
       case 'seq':
@@ -830,7 +736,8 @@ class StageEmitter {
           this.stmt(g.decls[3].body, ind);
           return;
         }
-        L.push(`${ind}var ${this.varName(s.v)}: ${valueType(s.v.dtype)} = ${this.expr(s.init)};`);
+        const kind = this.assigned.has(s.v) ? 'var' : 'let';
+        L.push(`${ind}${kind} ${this.varName(s.v)}: ${valueType(s.v.dtype)} = ${this.expr(s.init)};`);
         this.stmt(s.body, ind);
         return;
       }
@@ -905,7 +812,7 @@ class StageEmitter {
 
   expr(e: Expr): string {
     if (this.hoisted.size) {
-      const h = this.hoisted.get(this.idOf(e));
+      const h = this.hoisted.get(this.ids.id(e));
       if (h !== undefined) return h;
     }
     switch (e.k) {
