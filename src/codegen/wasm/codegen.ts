@@ -10,6 +10,17 @@ import { type Buffer, type PrimFunc, type Stmt, kernelStages } from '../../sched
 import { type LoopPass, type LoopPassRun, runLoopPasses, stagePass } from '../../schedule/loop-passes.js';
 import { KilnError } from '../../runtime/errors.js';
 import { scratchLayout } from '../../compiler/memory-plan.js';
+import {
+  type AllocStmt,
+  type AssignStmt,
+  type DeclStmt,
+  type ForStmt,
+  type IfStmt,
+  LoopEmitter,
+  type SelectExpr,
+  type StoreStmt,
+} from '../common/emitter.js';
+import { TARGET_CAPS } from '../common/target-caps.js';
 import { type HoistForm, type ScalarEmitter, vectorizeExpr, vectorizeLoop, uses as usesVar } from './vectorize.js';
 import { unrollLoops } from '../../schedule/passes/unroll.js';
 import { hoistIndexArithmetic } from '../../schedule/passes/hoist-index.js';
@@ -84,7 +95,9 @@ export function wasmText(bytes: Uint8Array): string {
   }
 }
 
-export class FunctionEmitter implements ScalarEmitter {
+export class FunctionEmitter extends LoopEmitter<Ref, Ref> implements ScalarEmitter {
+  protected readonly backend = 'wasm';
+  protected readonly caps = TARGET_CAPS.wasm;
   private readonly locals: number[] = [];
   private readonly varLocal = new Map<Var, number>();
   private readonly bufPtr = new Map<Buffer, () => Ref>();
@@ -107,6 +120,7 @@ export class FunctionEmitter implements ScalarEmitter {
     readonly f: PrimFunc,
     readonly relaxed = false,
   ) {
+    super();
     const params = [...f.inputs, ...f.outputs];
     params.forEach((b, i) => this.bufPtr.set(b, () => m.local.get(i, B.i32)));
     const { offsets, bytes, shared, sharedAt, chunkStride } = scratchLayout(f);
@@ -250,96 +264,83 @@ export class FunctionEmitter implements ScalarEmitter {
     return out;
   }
 
-  stmt(s: Stmt): Ref {
+  protected emitSeq(body: readonly Stmt[]): Ref {
+    return (
+      this.tileBlock(body) ??
+      this.m.block(
+        null,
+        body.map((x) => this.stmt(x)),
+        B.none,
+      )
+    );
+  }
+
+  protected emitStore(s: StoreStmt): Ref {
+    if (s.buf.scope === 'local') return this.storeLocal(s.buf, s.index, this.expr(s.value));
+    return this.store(s.buf, s.index, this.expr(s.value));
+  }
+
+  protected emitIf(s: IfStmt): Ref {
+    return this.m.if(this.expr(s.cond), this.stmt(s.then), s.else ? this.stmt(s.else) : undefined);
+  }
+
+  protected emitDecl(s: DeclStmt): Ref {
+    const r = bound(s.init, this.ranges);
+    if (r) this.ranges.set(s.v, r);
+    return this.m.block(null, [this.m.local.set(this.local(s.v), this.expr(s.init)), this.stmt(s.body)], B.none);
+  }
+
+  protected emitAssign(s: AssignStmt): Ref {
+    return this.m.local.set(this.local(s.v), this.expr(s.value));
+  }
+
+  protected emitBarrier(): Ref {
+    return this.m.nop(); // a chunk fills and reads its own shared buffers: nothing to wait for
+  }
+
+  protected emitNothing(): Ref {
+    return this.m.nop();
+  }
+
+  protected emitAlloc(s: AllocStmt): Ref {
+    if (s.buf.scope === 'shared') return this.stmt(s.body); // in the chunk's scratch (scratchLayout)
+    const vec = s.buf.dtype === 'float32';
+    const n = vec ? Math.ceil(s.buf.size / 4) : s.buf.size;
+    this.localBufs.set(
+      s.buf,
+      Array.from({ length: n }, () => this.newLocal(vec ? B.v128 : wasmType(s.buf.dtype))),
+    );
+    return this.stmt(s.body);
+  }
+
+  protected emitLoop(s: ForStmt): Ref {
     const m = this.m;
-    switch (s.k) {
-      case 'seq':
-        return (
-          this.tileBlock(s.body) ??
-          m.block(
-            null,
-            s.body.map((x) => this.stmt(x)),
-            B.none,
-          )
-        );
-      case 'store':
-        if (s.buf.scope === 'local') return this.storeLocal(s.buf, s.index, this.expr(s.value));
-        return this.store(s.buf, s.index, this.expr(s.value));
-      case 'if':
-        return m.if(this.expr(s.cond), this.stmt(s.then), s.else ? this.stmt(s.else) : undefined);
-      case 'decl': {
-        const r = bound(s.init, this.ranges);
-        if (r) this.ranges.set(s.v, r);
-        return m.block(null, [m.local.set(this.local(s.v), this.expr(s.init)), this.stmt(s.body)], B.none);
-      }
-      case 'assign':
-        return m.local.set(this.local(s.v), this.expr(s.value));
-      case 'barrier':
-        return m.nop(); // a chunk fills and reads its own shared buffers: nothing to wait for
-      case 'alloc': {
-        if (s.buf.scope === 'shared') return this.stmt(s.body); // in the chunk's scratch (scratchLayout)
-        if (s.buf.scope !== 'local')
-          throw new KilnError(
-            'E_INTERNAL',
-            `codegen: ${s.buf.scope} allocation ${s.buf.name} is not supported on wasm`,
-          );
-        const vec = s.buf.dtype === 'float32';
-        const n = vec ? Math.ceil(s.buf.size / 4) : s.buf.size;
-        this.localBufs.set(
-          s.buf,
-          Array.from({ length: n }, () => this.newLocal(vec ? B.v128 : wasmType(s.buf.dtype))),
-        );
-        return this.stmt(s.body);
-      }
-      case 'for': {
-        if (s.extent <= 0) return m.nop();
-        this.ranges.set(s.v, { lo: 0, hi: s.extent - 1 });
-        if (s.kind === 'vectorized') {
-          const v = vectorizeLoop(this, s);
-          if (v !== undefined) return v;
-          // scalar fallback, unrolled so that indices into local tiles stay constant
-          if (s.extent <= 16) return this.stmt(unrollLoops({ ...s, kind: 'unrolled' }));
-        }
-        const i = this.local(s.v);
-        if (s.kind === 'unrolled' && s.extent <= 16) {
-          const body: Ref[] = [];
-          for (let k = 0; k < s.extent; k++) body.push(m.local.set(i, m.i32.const(k)), this.stmt(s.body));
-          return m.block(null, body, B.none);
-        }
-        const loop = this.label();
-        if (s === this.chunkLoop) {
-          // iterations [extent*chunk/nchunks, extent*(chunk+1)/nchunks)
-          const p = this.phaseParam;
-          const bound = (t: Ref) => m.i32.div_u(m.i32.mul(m.i32.const(s.extent), t), m.local.get(p + 2, B.i32));
-          const end = this.newLocal(B.i32);
-          return m.block(
-            null,
-            [
-              m.local.set(i, bound(m.local.get(p + 1, B.i32))),
-              m.local.set(end, bound(m.i32.add(m.local.get(p + 1, B.i32), m.i32.const(1)))),
-              m.if(
-                m.i32.lt_s(m.local.get(i, B.i32), m.local.get(end, B.i32)),
-                m.loop(
-                  loop,
-                  m.block(
-                    null,
-                    [
-                      this.stmt(s.body),
-                      m.local.set(i, m.i32.add(m.local.get(i, B.i32), m.i32.const(1))),
-                      m.br(loop, m.i32.lt_s(m.local.get(i, B.i32), m.local.get(end, B.i32))),
-                    ],
-                    B.none,
-                  ),
-                ),
-              ),
-            ],
-            B.none,
-          );
-        }
-        return m.block(
-          null,
-          [
-            m.local.set(i, m.i32.const(0)),
+    this.ranges.set(s.v, { lo: 0, hi: s.extent - 1 });
+    if (s.kind === 'vectorized') {
+      const v = vectorizeLoop(this, s);
+      if (v !== undefined) return v;
+      // scalar fallback, unrolled so that indices into local tiles stay constant
+      if (s.extent <= 16) return this.stmt(unrollLoops({ ...s, kind: 'unrolled' }));
+    }
+    const i = this.local(s.v);
+    if (s.kind === 'unrolled' && s.extent <= 16) {
+      const body: Ref[] = [];
+      for (let k = 0; k < s.extent; k++) body.push(m.local.set(i, m.i32.const(k)), this.stmt(s.body));
+      return m.block(null, body, B.none);
+    }
+    const loop = this.label();
+    if (s === this.chunkLoop) {
+      // iterations [extent*chunk/nchunks, extent*(chunk+1)/nchunks)
+      const p = this.phaseParam;
+      const bound = (t: Ref) => m.i32.div_u(m.i32.mul(m.i32.const(s.extent), t), m.local.get(p + 2, B.i32));
+      const end = this.newLocal(B.i32);
+      return m.block(
+        null,
+        [
+          m.local.set(i, bound(m.local.get(p + 1, B.i32))),
+          m.local.set(end, bound(m.i32.add(m.local.get(p + 1, B.i32), m.i32.const(1)))),
+          m.if(
+            m.i32.lt_s(m.local.get(i, B.i32), m.local.get(end, B.i32)),
             m.loop(
               loop,
               m.block(
@@ -347,16 +348,35 @@ export class FunctionEmitter implements ScalarEmitter {
                 [
                   this.stmt(s.body),
                   m.local.set(i, m.i32.add(m.local.get(i, B.i32), m.i32.const(1))),
-                  m.br(loop, m.i32.lt_s(m.local.get(i, B.i32), m.i32.const(s.extent))),
+                  m.br(loop, m.i32.lt_s(m.local.get(i, B.i32), m.local.get(end, B.i32))),
                 ],
                 B.none,
               ),
             ),
-          ],
-          B.none,
-        );
-      }
+          ),
+        ],
+        B.none,
+      );
     }
+    return m.block(
+      null,
+      [
+        m.local.set(i, m.i32.const(0)),
+        m.loop(
+          loop,
+          m.block(
+            null,
+            [
+              this.stmt(s.body),
+              m.local.set(i, m.i32.add(m.local.get(i, B.i32), m.i32.const(1))),
+              m.br(loop, m.i32.lt_s(m.local.get(i, B.i32), m.i32.const(s.extent))),
+            ],
+            B.none,
+          ),
+        ),
+      ],
+      B.none,
+    );
   }
 
   /** Constant element index into a local buffer (tiles are indexed by unrolled/vectorized loops only). */
@@ -387,6 +407,7 @@ export class FunctionEmitter implements ScalarEmitter {
   }
 
   load(b: Buffer, index: Expr): Ref {
+    if (b.scope === 'local') return this.loadLocal(b, index);
     const m = this.m,
       { ptr: a, offset: o } = this.address(b, index),
       al = BYTES[b.dtype];
@@ -468,31 +489,20 @@ export class FunctionEmitter implements ScalarEmitter {
     }
   }
 
-  expr(e: Expr): Ref {
-    const m = this.m;
-    const hit = this.cached(e, 's');
-    if (hit !== undefined) return hit;
-    switch (e.k) {
-      case 'const':
-        return this.constant(e.value, e.dtype);
-      case 'var':
-        return m.local.get(this.local(e), wasmType(e.dtype));
-      case 'load':
-        if ((e.buf as Buffer).scope === 'local') return this.loadLocal(e.buf as Buffer, e.idx[0]);
-        return this.load(e.buf as Buffer, e.idx[0]);
-      case 'cast':
-        return this.cast(this.expr(e.a), e.a.dtype, e.dtype);
-      case 'select': {
-        if (isPure(e.a) && isPure(e.b)) return m.select(this.expr(e.c), this.expr(e.a), this.expr(e.b));
-        return m.if(this.expr(e.c), this.expr(e.a), this.expr(e.b));
-      }
-      case 'un':
-        return this.unary(e.op, e.a, e.dtype);
-      case 'bin':
-        return this.binary(e.op, e.a, e.b, e.dtype);
-      case 'reduce':
-        throw new KilnError('E_INTERNAL', 'codegen: reduction left in loop IR');
-    }
+  protected override reuse(e: Expr): Ref | undefined {
+    return this.cached(e, 's');
+  }
+
+  protected variable(v: Var): Ref {
+    return this.m.local.get(this.local(v), wasmType(v.dtype));
+  }
+
+  protected select(e: SelectExpr): Ref {
+    return this.m.select(this.expr(e.c), this.expr(e.a), this.expr(e.b));
+  }
+
+  protected selectByBranch(e: SelectExpr): Ref {
+    return this.m.if(this.expr(e.c), this.expr(e.a), this.expr(e.b));
   }
 
   constant(value: number | bigint, t: DType): Ref {
@@ -765,26 +775,3 @@ export function parallelLoop(s: Stmt): Stmt | undefined {
 
 /** For each phase of a kernel, whether it can be split among threads. */
 export const kernelPhases = (f: PrimFunc): boolean[] => kernelStages(f).map((s) => parallelLoop(s) !== undefined);
-
-/** Whether evaluating `e` can neither trap nor read memory (so both arms of a select may run). */
-export function isPure(e: Expr): boolean {
-  switch (e.k) {
-    case 'const':
-    case 'var':
-      return true;
-    case 'load':
-      return (e.buf as Buffer).scope === 'local';
-    case 'reduce':
-      return false;
-    case 'bin':
-      return (
-        !(['div', 'mod', 'floordiv', 'floormod'].includes(e.op) && !isFloat(e.dtype)) && isPure(e.a) && isPure(e.b)
-      );
-    case 'un':
-      return isPure(e.a);
-    case 'cast':
-      return isPure(e.a);
-    case 'select':
-      return isPure(e.c) && isPure(e.a) && isPure(e.b);
-  }
-}
