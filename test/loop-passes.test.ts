@@ -285,6 +285,7 @@ describe('pipelines', () => {
       'lower',
       'unroll',
       'share-shared-loads',
+      'narrow-integers',
       'partition-loops',
       'hoist-loop-invariant-values',
       'hoist-index-arithmetic',
@@ -294,6 +295,7 @@ describe('pipelines', () => {
       'unroll',
       'share-shared-loads',
       'demote-float64',
+      'narrow-integers',
       'legalize-floordiv',
       'expand-math',
     ]);
@@ -301,6 +303,7 @@ describe('pipelines', () => {
       'lower',
       'unroll',
       'share-shared-loads',
+      'narrow-integers',
       'legalize-floordiv',
       'expand-math',
     ]);
