@@ -16,10 +16,12 @@ import {
   lt,
   min,
   mul,
+  printExpr,
   select,
   shr,
   unary,
 } from '../src/tensor-expr/expr.js';
+import { simplify } from '../src/tensor-expr/simplify.js';
 import { type Buffer, type PrimFunc, type Stmt, buffer, printPrimFunc } from '../src/schedule/loop-ir.js';
 import { runLoopPasses } from '../src/schedule/loop-passes.js';
 import { TARGET_CAPS, type TargetCaps } from '../src/codegen/common/target-caps.js';
@@ -260,6 +262,36 @@ kernel k(p: bool[4], y: bool[4]) {
     >;
     expect(m.op).toBe('mul');
     expect(m.a).toBe(m.b);
+  });
+
+  it('the index simplifier keeps the wraps (it folds neither shl nor shr, and reads int32 and as bitwise)', () => {
+    const a = i8('a'),
+      u = buffer('u', 'uint8', 4),
+      y = i8('y'),
+      z = buffer('z', 'uint8', 4);
+    const after = runLoopPasses(
+      func(
+        loop(
+          i,
+          4,
+          seq(
+            store(y, i, add(load(a, [i]), constant(1, 'int8'))),
+            store(z, i, add(load(u, [i]), constant(1, 'uint8'))),
+          ),
+        ),
+        [a, u],
+        [y, z],
+      ),
+      [narrowPass(TARGET_CAPS.wasm)],
+      {},
+    );
+    const printed = printPrimFunc(after);
+    const values = ((after.body as Extract<Stmt, { k: 'for' }>).body as Extract<Stmt, { k: 'seq' }>).body.map(
+      (st) => (st as Extract<Stmt, { k: 'store' }>).value,
+    );
+    for (const v of values) expect(printExpr(simplify(v, new Map([[i, { lo: 0, hi: 3 }]])))).toBe(printExpr(v));
+    expect(printed).toContain('y[i] = int8((((int32(a[i]) + 1) << 24) >> 24))');
+    expect(printed).toContain('z[i] = uint8(((uint32(u[i]) + 1:uint32) && 255:uint32))');
   });
 
   it("wrapValue: two's complement wrap into each narrow dtype", () => {
