@@ -60,11 +60,19 @@ export interface TargetCaps {
   /** Whether float64 math is computed in float32 (cast down, the float32 forms, cast back) before emission. */
   readonly float64MathInFloat32: boolean;
   readonly speculation: Speculation;
+  /**
+   * Narrow integer dtypes the target computes in 32-bit registers (int8/int16 as int32, uint8/uint16 as uint32):
+   * the shared lowering widens their arithmetic and wraps values back to their width where they may leave it
+   * (src/codegen/common/narrow.ts); only loads and stores keep the narrow memory dtype.
+   */
+  readonly narrowInRegisters: readonly DType[];
 }
 
 /** Every unary math function (WebAssembly imports them all from the host). */
 const ALL_MATH = Object.keys(UNARY_MATH) as UnaryMathFn[];
 const SIGNED_32: readonly DType[] = ['int8', 'int16', 'int32'];
+/** The integers narrower than 32 bits (bool is not one: a compare gives it, it stays 0 or 1). */
+const NARROW: readonly DType[] = ['int8', 'int16', 'uint8', 'uint16'];
 
 const ALL: readonly DType[] = [
   'float32',
@@ -92,6 +100,7 @@ export const TARGET_CAPS: Readonly<Record<TargetName, TargetCaps>> = {
     nativeMath: ALL_MATH,
     float64MathInFloat32: false,
     speculation: 'pure',
+    narrowInRegisters: NARROW,
   },
   webgpu: {
     name: 'webgpu',
@@ -106,6 +115,7 @@ export const TARGET_CAPS: Readonly<Record<TargetName, TargetCaps>> = {
     nativeMath: ALL_MATH.filter((m) => m !== 'tanh' && m !== 'erf'),
     float64MathInFloat32: false,
     speculation: 'any',
+    narrowInRegisters: NARROW,
     gpu: {
       maxThreadsPerBlock: 256,
       maxBlockDim: [256, 256, 64],
@@ -127,6 +137,7 @@ export const TARGET_CAPS: Readonly<Record<TargetName, TargetCaps>> = {
     nativeMath: ['exp', 'log', 'sin', 'cos'],
     float64MathInFloat32: true,
     speculation: 'pure',
+    narrowInRegisters: NARROW,
     gpu: {
       maxThreadsPerBlock: 1024,
       maxBlockDim: [1024, 1024, 64],

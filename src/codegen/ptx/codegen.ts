@@ -4,9 +4,10 @@
 // then the scratch region when the kernel has temporaries: see CudaSection in src/runtime/artifact-format.ts).
 // Loops bound to blockIdx/threadIdx read %ctaid/%tid; the launch grid and block are the bound loops' extents.
 // Registers are virtual (ptxas allocates them); narrow integers and bools live in 32-bit registers kept
-// sign/zero-extended, as on the WebAssembly path. Float arithmetic uses explicit .rn rounding (no contraction),
-// with fma.rn.f32 where the loop IR multiplies and adds, so the simulator (test/support/ptx-sim.ts) reproduces
-// results bit for bit except for the .approx instructions that transcendentals start from.
+// sign/zero-extended, as on the WebAssembly path (the shared lowering wraps narrow arithmetic: common/narrow.ts).
+// Float arithmetic uses explicit .rn rounding (no contraction), with fma.rn.f32 where the loop IR multiplies and
+// adds, so the simulator (test/support/ptx-sim.ts) reproduces results bit for bit except for the .approx
+// instructions that transcendentals start from.
 import { BYTES, type DType, isFloat, isUnsigned, isWide } from '../../runtime/dtype.js';
 import { KilnError } from '../../runtime/errors.js';
 import type { CudaKernel, CudaLaunch, CudaParam } from '../../runtime/artifact-format.js';
@@ -21,6 +22,7 @@ import { floorDivPass } from '../common/legalize.js';
 import { mathExpandPass } from '../common/math-expand.js';
 import { csePass } from '../common/cse.js';
 import { isPure } from '../common/pure.js';
+import { narrowPass } from '../common/narrow.js';
 
 export type SmTarget = 80 | 86 | 90;
 export const SM_TARGETS: readonly SmTarget[] = [80, 86, 90];
@@ -67,6 +69,7 @@ export function emitPtxModule(funcs: readonly PrimFunc[], opts: PtxOptions = {})
 
 /** The loop-IR passes the PTX backend runs before it emits: the shared lowering (common/); it binds loops as it emits. */
 export const PTX_LOOP_PASSES: readonly LoopPass[] = [
+  narrowPass(TARGET_CAPS.cuda),
   floorDivPass(TARGET_CAPS.cuda),
   mathExpandPass(TARGET_CAPS.cuda),
   csePass(TARGET_CAPS.cuda),
@@ -606,28 +609,6 @@ class EntryEmitter {
     }
   }
 
-  /** Keeps a narrow integer within its width after arithmetic that may overflow it. */
-  private narrow(r: string, t: DType): string {
-    switch (t) {
-      case 'int8':
-      case 'int16': {
-        const d = this.reg('r');
-        this.ins(`cvt.s32.${t === 'int8' ? 's8' : 's16'} ${d}, ${r}`);
-        return d;
-      }
-      case 'uint8':
-      case 'uint16': {
-        const d = this.reg('r');
-        this.ins(`and.b32 ${d}, ${r}, ${t === 'uint8' ? 255 : 65535}`);
-        return d;
-      }
-      case 'bool':
-        return this.boolOf(this.nonzero(r, 'int32'));
-      default:
-        return r;
-    }
-  }
-
   cast(r: string, from: DType, to: DType): string {
     if (from === to) return r;
     if (to === 'bool') return this.boolOf(this.nonzero(r, from));
@@ -644,21 +625,11 @@ class EntryEmitter {
       else this.ins(`cvt.${fu ? 'u64.u32' : 's64.s32'} ${d}, ${r}`);
       return d;
     }
-    // to a 32-bit-or-narrower integer
-    if (isFloat(from)) {
-      if (to === 'int32' || to === 'uint32') {
-        this.ins(`cvt.rzi.${to === 'int32' ? 's32' : 'u32'}.${arithType(from)} ${d}, ${r}`);
-        return d;
-      }
-      // through 64 bits so that values beyond the narrow range wrap like a C cast (as the WebAssembly path)
-      const w = this.reg('rd');
-      this.ins(`cvt.rzi.s64.${arithType(from)} ${w}, ${r}`);
-      this.ins(`cvt.u32.u64 ${d}, ${w}`);
-      return this.narrow(d, to);
-    }
-    if (isWide(from)) this.ins(`cvt.u32.u64 ${d}, ${r}`);
+    // to a 32-bit integer (narrow ones are in range already: common/narrow.ts, which casts float to them via s64)
+    if (isFloat(from)) this.ins(`cvt.rzi.${arithType(to)}.${arithType(from)} ${d}, ${r}`);
+    else if (isWide(from)) this.ins(`cvt.u32.u64 ${d}, ${r}`);
     else this.ins(`mov.b32 ${d}, ${r}`);
-    return this.narrow(d, to);
+    return d;
   }
 
   private fop(op: string, t: DType, ...args: string[]): string {
@@ -706,13 +677,13 @@ class EntryEmitter {
       case 'neg': {
         const d = this.reg(regClass(t));
         this.ins(`neg.${wide ? 's64' : 's32'} ${d}, ${x}`);
-        return this.narrow(d, t);
+        return d;
       }
       case 'abs': {
         if (isUnsigned(t)) return x;
         const d = this.reg(regClass(t));
         this.ins(`abs.${ty} ${d}, ${x}`);
-        return this.narrow(d, t);
+        return d;
       }
       case 'floor':
       case 'ceil':
@@ -721,7 +692,7 @@ class EntryEmitter {
       case 'bitnot': {
         const d = this.reg(regClass(t));
         this.ins(`not.${wide ? 'b64' : 'b32'} ${d}, ${x}`);
-        return this.narrow(d, t);
+        return d;
       }
       case 'sign': {
         const pg = this.reg('p'),
@@ -792,13 +763,13 @@ class EntryEmitter {
     };
     switch (op) {
       case 'add':
-        return this.narrow(op2(`add.${s}`), at);
+        return op2(`add.${s}`);
       case 'sub':
-        return this.narrow(op2(`sub.${s}`), at);
+        return op2(`sub.${s}`);
       case 'mul':
-        return this.narrow(op2(`mul.lo.${s}`), at);
+        return op2(`mul.lo.${s}`);
       case 'div':
-        return this.narrow(op2(`div.${ty}`), at);
+        return op2(`div.${ty}`);
       case 'mod':
         return op2(`rem.${ty}`);
       case 'and':
@@ -820,7 +791,7 @@ class EntryEmitter {
         }
         const r = d();
         this.ins(`${op === 'shl' ? `shl.${bits}` : `shr.${ty}`} ${r}, ${a}, ${amount}`);
-        return op === 'shl' ? this.narrow(r, at) : r;
+        return r;
       }
       // signed: legalized into div/mod before emission (common/legalize.ts)
       case 'floordiv':
@@ -918,7 +889,7 @@ class EntryEmitter {
     this.ins(`shr.${isUnsigned(t) ? (wide ? 'u64' : 'u32') : s} ${e}, ${e}, 1`);
     this.ins(`bra.uni ${top}`);
     this.place(done);
-    if (isUnsigned(t)) return this.narrow(res, t);
+    if (isUnsigned(t)) return res;
     // b < 0: 1 for a = 1, +-1 for a = -1, else 0
     const pn = this.reg('p'),
       p1 = this.reg('p'),
@@ -938,7 +909,7 @@ class EntryEmitter {
     this.ins(`selp.${bits} ${v1}, ${m1}, 0, ${pm1}`);
     this.ins(`selp.${bits} ${v2}, 1, ${v1}, ${p1}`);
     this.ins(`selp.${bits} ${out}, ${v2}, ${res}, ${pn}`);
-    return this.narrow(out, t);
+    return out;
   }
 
   /** Small float32 instruction builder for the math sequences. */

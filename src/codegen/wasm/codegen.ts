@@ -26,6 +26,7 @@ import { unrollLoops } from '../../schedule/passes/unroll.js';
 import { hoistIndexArithmetic } from '../../schedule/passes/hoist-index.js';
 import { hoistLoopInvariantValues } from '../../schedule/passes/hoist-values.js';
 import { partitionLoops } from '../../schedule/passes/partition.js';
+import { narrowPass } from '../common/narrow.js';
 import { INLINE_F32_MATH, type InlineMathFn, inlineF32Math } from './math-inline.js';
 
 type Ref = number;
@@ -75,11 +76,13 @@ export function emitWasmModule(funcs: readonly PrimFunc[], opts: WasmModuleOptio
 
 /**
  * The loop-IR passes the WebAssembly backend runs before it emits, phase by phase (the phases the runtime calls
- * must stay as they are): loops split at padded borders (their interiors lose the bounds checks), then
- * loop-invariant values and index arithmetic hoisted (engines do little loop-invariant code motion on wasm).
+ * must stay as they are): narrow integers widened to i32 (common/narrow.ts), loops split at padded borders (their
+ * interiors lose the bounds checks), then loop-invariant values and index arithmetic hoisted (engines do little
+ * loop-invariant code motion on wasm).
  */
 export const WASM_LOOP_RUN: LoopPassRun = { input: 'as lowered' };
 export const WASM_LOOP_PASSES: readonly LoopPass[] = [
+  narrowPass(TARGET_CAPS.wasm),
   stagePass('partition-loops', (s) => partitionLoops(s)),
   stagePass('hoist-loop-invariant-values', hoistLoopInvariantValues),
   stagePass('hoist-index-arithmetic', hoistIndexArithmetic),
@@ -470,25 +473,6 @@ export class FunctionEmitter extends LoopEmitter<Ref, Ref> implements ScalarEmit
     return this.m.block(null, [...ts.map((t) => t.set), body(...ts.map((t) => t.get))], resultType);
   }
 
-  /** Keeps a narrow integer value within its width after arithmetic that may overflow it. */
-  private narrow(r: Ref, t: DType): Ref {
-    const m = this.m;
-    switch (t) {
-      case 'int8':
-        return m.i32.extend8_s(r);
-      case 'int16':
-        return m.i32.extend16_s(r);
-      case 'uint8':
-        return m.i32.and(r, m.i32.const(0xff));
-      case 'uint16':
-        return m.i32.and(r, m.i32.const(0xffff));
-      case 'bool':
-        return m.i32.ne(r, m.i32.const(0));
-      default:
-        return r;
-    }
-  }
-
   protected override reuse(e: Expr): Ref | undefined {
     return this.cached(e, 's');
   }
@@ -536,20 +520,11 @@ export class FunctionEmitter extends LoopEmitter<Ref, Ref> implements ScalarEmit
       if (isWide(from)) return r;
       return fu ? m.i64.extend_u(r) : m.i64.extend_s(r);
     }
-    // to a 32-bit-or-narrower integer
-    let v: Ref;
-    if (from === 'float32') v = tu && to === 'uint32' ? m.i32.trunc_u_sat.f32(r) : this.truncF(r, 'float32', to);
-    else if (from === 'float64') v = tu && to === 'uint32' ? m.i32.trunc_u_sat.f64(r) : this.truncF(r, 'float64', to);
-    else if (isWide(from)) v = m.i32.wrap(r);
-    else v = r;
-    return this.narrow(v, to);
-  }
-
-  /** float -> narrow int: truncate through i64 so values above 2^31 wrap like a C cast into the narrow type. */
-  private truncF(r: Ref, from: DType, to: DType): Ref {
-    const m = this.m;
-    if (to === 'int32') return from === 'float32' ? m.i32.trunc_s_sat.f32(r) : m.i32.trunc_s_sat.f64(r);
-    return m.i32.wrap(from === 'float32' ? m.i64.trunc_s_sat.f32(r) : m.i64.trunc_s_sat.f64(r));
+    // to a 32-bit integer (narrow ones are in range already: common/narrow.ts, which casts float to them via i64)
+    if (from === 'float32') return tu ? m.i32.trunc_u_sat.f32(r) : m.i32.trunc_s_sat.f32(r);
+    if (from === 'float64') return tu ? m.i32.trunc_u_sat.f64(r) : m.i32.trunc_s_sat.f64(r);
+    if (isWide(from)) return m.i32.wrap(r);
+    return r;
   }
 
   private mathCall(name: string, args: Expr[], t: DType): Ref {
@@ -570,7 +545,7 @@ export class FunctionEmitter extends LoopEmitter<Ref, Ref> implements ScalarEmit
     switch (op) {
       case 'neg':
         if (f) return f.neg(x);
-        return this.narrow(isWide(t) ? m.i64.sub(m.i64.const(0n), x) : m.i32.sub(m.i32.const(0), x), t);
+        return isWide(t) ? m.i64.sub(m.i64.const(0n), x) : m.i32.sub(m.i32.const(0), x);
       case 'abs':
         if (f) return f.abs(x);
         if (isUnsigned(t)) return x;
@@ -580,7 +555,7 @@ export class FunctionEmitter extends LoopEmitter<Ref, Ref> implements ScalarEmit
           (g) =>
             isWide(t)
               ? m.select(m.i64.lt_s(g(), m.i64.const(0n)), m.i64.sub(m.i64.const(0n), g()), g())
-              : this.narrow(m.select(m.i32.lt_s(g(), m.i32.const(0)), m.i32.sub(m.i32.const(0), g()), g()), t),
+              : m.select(m.i32.lt_s(g(), m.i32.const(0)), m.i32.sub(m.i32.const(0), g()), g()),
           ti,
         );
       case 'sqrt':
@@ -598,7 +573,7 @@ export class FunctionEmitter extends LoopEmitter<Ref, Ref> implements ScalarEmit
       case 'not':
         return m.i32.eqz(x);
       case 'bitnot':
-        return this.narrow(isWide(t) ? m.i64.xor(x, m.i64.const(-1n)) : m.i32.xor(x, m.i32.const(-1)), t);
+        return isWide(t) ? m.i64.xor(x, m.i64.const(-1n)) : m.i32.xor(x, m.i32.const(-1));
       case 'isnan':
         if (a.dtype === 'float32') return this.withTemps([x], [B.f32], (g) => m.f32.ne(g(), g()), B.i32);
         if (a.dtype === 'float64') return this.withTemps([x], [B.f64], (g) => m.f64.ne(g(), g()), B.i32);
@@ -699,11 +674,11 @@ export class FunctionEmitter extends LoopEmitter<Ref, Ref> implements ScalarEmit
     const zero = () => (wide ? m.i64.const(0n) : m.i32.const(0));
     switch (op) {
       case 'add':
-        return this.narrow(I.add(a, b), t);
+        return I.add(a, b);
       case 'sub':
-        return this.narrow(I.sub(a, b), t);
+        return I.sub(a, b);
       case 'mul':
-        return this.narrow(I.mul(a, b), t);
+        return I.mul(a, b);
       case 'div':
         return unsigned ? I.div_u(a, b) : I.div_s(a, b);
       case 'mod':
@@ -715,7 +690,7 @@ export class FunctionEmitter extends LoopEmitter<Ref, Ref> implements ScalarEmit
       case 'xor':
         return I.xor(a, b);
       case 'shl':
-        return this.narrow(I.shl(a, b), t);
+        return I.shl(a, b);
       case 'shr':
         return unsigned ? I.shr_u(a, b) : I.shr_s(a, b);
       case 'eq':

@@ -8,7 +8,8 @@
 //
 // Types: float32 -> f32; int32 -> i32; uint32 -> u32. Narrow integers and bool are stored one per 32-bit word
 // (int8/int16 as i32, uint8/uint16/bool as u32); the runtime widens inputs and weights on upload and narrows
-// outputs on download. Arithmetic on narrow integers wraps to their width as on the WebAssembly target.
+// outputs on download. Arithmetic on narrow integers is i32/u32 arithmetic, wrapped to their width by the shared
+// lowering (common/narrow.ts).
 // WGSL has no 64-bit types: int64 and uint64 are emulated. A value is a vec2<u32> (low word, high word) and a
 // buffer an array<vec2<u32>>, the byte layout of the host's BigInt64Array, so the runtime uploads and downloads
 // them unchanged. Arithmetic goes through the kiln_*64 helpers below with the WebAssembly target's semantics
@@ -43,6 +44,7 @@ import { TARGET_CAPS } from '../common/target-caps.js';
 import { floorDivPass } from '../common/legalize.js';
 import { mathExpandPass } from '../common/math-expand.js';
 import { ExprIds, csePass, repeatedSubexpressions } from '../common/cse.js';
+import { narrowPass } from '../common/narrow.js';
 import { KilnError } from '../../runtime/errors.js';
 import { type Expr, type Var, mapExpr, printExpr, visitExpr } from '../../tensor-expr/expr.js';
 import { fixVar } from '../../tensor-expr/simplify.js';
@@ -274,6 +276,7 @@ function demoteF64(f: PrimFunc): PrimFunc {
 /** The loop-IR passes the WGSL backend runs before it emits: float64 demoted, then the shared lowering (common/). */
 export const WGSL_LOOP_PASSES: readonly LoopPass[] = [
   { name: 'demote-float64', run: demoteF64 },
+  narrowPass(CAPS),
   floorDivPass(CAPS),
   mathExpandPass(CAPS),
   csePass(CAPS),
@@ -794,22 +797,6 @@ class StageEmitter {
     }
   }
 
-  /** Keeps a narrow integer within its width (as i32/u32) after arithmetic that may overflow it. */
-  private narrow(x: string, t: DType): string {
-    switch (t) {
-      case 'int8':
-        return `((${x} << 24u) >> 24u)`;
-      case 'int16':
-        return `((${x} << 16u) >> 16u)`;
-      case 'uint8':
-        return `(${x} & 0xffu)`;
-      case 'uint16':
-        return `(${x} & 0xffffu)`;
-      default:
-        return x;
-    }
-  }
-
   expr(e: Expr): string {
     if (this.hoisted.size) {
       const h = this.hoisted.get(this.ids.id(e));
@@ -837,7 +824,7 @@ class StageEmitter {
       case 'un':
         return this.unary(e.op, e.a, e.dtype);
       case 'bin':
-        return this.binary(e.op, e.a, e.b, e.dtype);
+        return this.binary(e.op, e.a, e.b);
       case 'reduce':
         throw new KilnError('E_INTERNAL', 'wgsl: reduction left in loop IR');
     }
@@ -852,12 +839,8 @@ class StageEmitter {
     if (from === 'bool') return `select(${this.lit(0, to)}, ${this.lit(1, to)}, ${x})`;
     const vt = valueType(to);
     if (to === 'float32') return `f32(${x})`;
-    if (from === 'float32') {
-      // float -> narrow unsigned goes through i32 so that negative values wrap like a C cast
-      if (to === 'uint8' || to === 'uint16') return this.narrow(`u32(i32(${x}))`, to);
-      return this.narrow(`${vt}(${x})`, to);
-    }
-    return this.narrow(valueType(from) === vt ? x : `${vt}(${x})`, to);
+    // narrow integers are in range already (common/narrow.ts): a cast between them and i32/u32 moves bits
+    return valueType(from) === vt ? x : `${vt}(${x})`;
   }
 
   /** Conversions to and from the vec2<u32> (lo, hi) form of int64/uint64, with the WebAssembly target's semantics. */
@@ -872,7 +855,7 @@ class StageEmitter {
     if (to === 'bool') return `any(${x} != ${WIDE}(0u, 0u))`;
     if (to === 'float32') return `${this.helper(from === 'int64' ? 'kiln_i64_to_f32' : 'kiln_u64_to_f32')}(${x})`;
     const lo = `(${x}).x`; // i64.wrap
-    return this.narrow(valueType(to) === 'i32' ? `bitcast<i32>(${lo})` : lo, to);
+    return valueType(to) === 'i32' ? `bitcast<i32>(${lo})` : lo;
   }
 
   private unary64(op: string, x: string, t: DType): string {
@@ -956,9 +939,9 @@ class StageEmitter {
       unsigned = valueType(a.dtype) === 'u32';
     switch (op) {
       case 'neg':
-        return float ? `(-${x})` : this.narrow(unsigned ? `(0u - ${x})` : `(-${x})`, t);
+        return float || !unsigned ? `(-${x})` : `(0u - ${x})`;
       case 'abs':
-        return unsigned ? x : float ? `abs(${x})` : this.narrow(`abs(${x})`, t);
+        return unsigned ? x : `abs(${x})`;
       case 'sqrt':
       case 'floor':
       case 'ceil':
@@ -967,7 +950,7 @@ class StageEmitter {
       case 'not':
         return `(!${x})`;
       case 'bitnot':
-        return this.narrow(`(~${x})`, t);
+        return `(~${x})`;
       case 'isnan':
         return float ? `${this.helper('kiln_isnan')}(${x})` : 'false';
       case 'sign':
@@ -978,7 +961,7 @@ class StageEmitter {
     throw new KilnError('E_UNSUPPORTED', `wgsl: unary ${op} on ${t}`);
   }
 
-  private binary(op: string, ea: Expr, eb: Expr, t: DType): string {
+  private binary(op: string, ea: Expr, eb: Expr): string {
     const at = ea.dtype;
     const a = this.expr(ea),
       b = this.expr(eb);
@@ -989,11 +972,11 @@ class StageEmitter {
     const infix = (o: string) => `(${a} ${o} ${b})`;
     switch (op) {
       case 'add':
-        return float ? infix('+') : this.narrow(infix('+'), t);
+        return infix('+');
       case 'sub':
-        return float ? infix('-') : this.narrow(infix('-'), t);
+        return infix('-');
       case 'mul':
-        return float ? infix('*') : this.narrow(infix('*'), t);
+        return infix('*');
       case 'div':
         return infix('/');
       case 'mod':
@@ -1006,7 +989,7 @@ class StageEmitter {
         return bool ? infix('|') : `max(${a}, ${b})`;
       case 'pow':
         if (float) return `${this.helper('kiln_pow')}(${a}, ${b})`;
-        return this.narrow(`${this.helper(unsigned ? 'kiln_ipow_u' : 'kiln_ipow_i')}(${a}, ${b})`, t);
+        return `${this.helper(unsigned ? 'kiln_ipow_u' : 'kiln_ipow_i')}(${a}, ${b})`;
       case 'and':
         return infix('&');
       case 'or':
@@ -1014,7 +997,7 @@ class StageEmitter {
       case 'xor':
         return bool ? infix('!=') : infix('^');
       case 'shl':
-        return this.narrow(`(${a} << u32(${b}))`, t);
+        return `(${a} << u32(${b}))`;
       case 'shr':
         return `(${a} >> u32(${b}))`;
       case 'eq':
