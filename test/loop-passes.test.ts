@@ -239,6 +239,7 @@ kernel k(x: float32[32], s: float32[4], y: float32[32]) {
     expect(text(printPrimFunc(after))).toBe(
       text(`
 kernel k(x: float32[8], y: float32[8]) temps(t: float32[8]) {
+  // stage 0: launch grid [1, 1, 1] block [1, 1, 1]
   for i in 0..8 {
     t[i] = x[i]
     let acc: float32 = 0.5:float32
@@ -296,6 +297,7 @@ describe('pipelines', () => {
       'demote-float64',
       'legalize-floordiv',
       'expand-math',
+      'bind-launch',
     ]);
     expect(loopPassNames('cuda')).toEqual([
       'lower',
@@ -303,6 +305,7 @@ describe('pipelines', () => {
       'share-shared-loads',
       'legalize-floordiv',
       'expand-math',
+      'bind-launch',
     ]);
   });
 
