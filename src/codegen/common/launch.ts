@@ -4,7 +4,7 @@
 // then only maps those six variables to its registers or builtins. The rules, with the limits from TargetCaps:
 //  - per tag, loops nested in one chain form one row-major linearized id (the implicit fuse of
 //    src/schedule/gpu-schedule.ts): the tag's size is the product of their extents, and a loop's index is
-//    (id / inner extents) % extent (the outermost one without the %);
+//    (id / inner extents) % extent (without the % where the loops outside it run once);
 //  - per tag, loops side by side (sibling parts of one stage) share the largest extent: the others are guarded,
 //    `if (i < extent)`, so the surplus ids skip them;
 //  - grid x above the target's maxGrid[0] (WebGPU: 65535) folds into grid y when blockIdx.y is unused: blockIdx.x
@@ -126,9 +126,11 @@ export function bindStage(
   for (const [tag, loops] of byTag) {
     const n = launched(tag);
     if (chains.get(tag)) {
+      // (id / inner) % extent; no % where the loops outside it run once (id / inner < extent already)
       let inner = 1;
       for (let i = loops.length - 1; i >= 0; i--) {
-        bound.set(loops[i].loop, { tag, div: inner, rem: i > 0, guard: i === 0 && n > d(tag) });
+        const outer = d(tag) / (inner * loops[i].loop.extent);
+        bound.set(loops[i].loop, { tag, div: inner, rem: outer > 1, guard: i === 0 && n > d(tag) });
         inner *= loops[i].loop.extent;
       }
     } else {
