@@ -239,6 +239,7 @@ kernel k(x: float32[32], s: float32[4], y: float32[32]) {
     expect(text(printPrimFunc(after))).toBe(
       text(`
 kernel k(x: float32[8], y: float32[8]) temps(t: float32[8]) {
+  // stage 0: launch grid [1, 1, 1] block [1, 1, 1]
   for i in 0..8 {
     t[i] = x[i]
     let acc: float32 = 0.5:float32
@@ -299,6 +300,7 @@ describe('pipelines', () => {
       'legalize-floordiv',
       'expand-math',
       'cse',
+      'bind-launch',
     ]);
     expect(loopPassNames('cuda')).toEqual([
       'lower',
@@ -308,6 +310,7 @@ describe('pipelines', () => {
       'legalize-floordiv',
       'expand-math',
       'cse',
+      'bind-launch',
     ]);
   });
 

@@ -14,6 +14,32 @@ export interface Buffer extends Buf {
 
 export type ThreadTag = 'blockIdx.x' | 'blockIdx.y' | 'blockIdx.z' | 'threadIdx.x' | 'threadIdx.y' | 'threadIdx.z';
 export type ForKind = 'serial' | 'parallel' | 'vectorized' | 'unrolled' | ThreadTag;
+export const THREAD_TAGS: readonly ThreadTag[] = [
+  'blockIdx.x',
+  'blockIdx.y',
+  'blockIdx.z',
+  'threadIdx.x',
+  'threadIdx.y',
+  'threadIdx.z',
+];
+export const isThreadTag = (k: string): k is ThreadTag => (THREAD_TAGS as readonly string[]).includes(k);
+
+/**
+ * The GPU's own index variables (int32), one per tag, read by the bound loops' indices once the launch binder
+ * (src/codegen/common/launch.ts) has replaced those loops: each emitter maps them to its registers or builtins.
+ * `blockIdx.x` counts blocks over grid x and y (x + y * grid x) where the launch folds x into y.
+ */
+export const GPU_INDEX_VARS: Readonly<Record<ThreadTag, Var>> = Object.fromEntries(
+  THREAD_TAGS.map((t) => [t, { k: 'var', name: t, dtype: 'int32' } satisfies Var]),
+) as Record<ThreadTag, Var>;
+
+/** How one stage of a GPU kernel is launched: blocks (workgroups) per grid dimension, threads per block dimension. */
+export interface GpuLaunch {
+  readonly grid: readonly [number, number, number];
+  readonly block: readonly [number, number, number];
+  /** blockIdx.x over more blocks than grid x allows, folded into grid y: it reads x + y * grid[0]. */
+  readonly foldedX?: boolean;
+}
 
 export type Stmt =
   | { readonly k: 'for'; readonly v: Var; readonly extent: number; readonly kind: ForKind; readonly body: Stmt }
@@ -34,6 +60,8 @@ export interface PrimFunc {
   /** Global-scope temporaries, laid out in one scratch region the caller provides. */
   readonly temps: readonly Buffer[];
   readonly body: Stmt;
+  /** GPU kernels after launch binding: one launch per stage (kernelStages), its bound loops replaced. */
+  readonly launches?: readonly GpuLaunch[];
 }
 
 export const buffer = (name: string, dtype: DType, size: number, scope: Scope = 'global'): Buffer => ({
@@ -71,12 +99,24 @@ export function printStmt(s: Stmt, indent = ''): string {
   }
 }
 
+/** A launch as one line: `launch grid [4, 1, 1] block [64, 1, 1]`. */
+export const printLaunch = (l: GpuLaunch): string =>
+  `launch grid [${l.grid.join(', ')}] block [${l.block.join(', ')}]${l.foldedX ? ` (blockIdx.x = x + y * ${l.grid[0]})` : ''}`;
+
 export function printPrimFunc(f: PrimFunc): string {
   const sig = (b: Buffer) => `${b.name}: ${b.dtype}[${b.size}]`;
+  const launches = f.launches;
+  const body = launches
+    ? kernelStages(f)
+        .map(
+          (s, i) => `  // stage ${i}: ${launches[i] ? printLaunch(launches[i]) : 'no launch'}\n${printStmt(s, '  ')}`,
+        )
+        .join('')
+    : printStmt(f.body, '  ');
   return (
     `kernel ${f.name}(${[...f.inputs, ...f.outputs].map(sig).join(', ')})` +
     (f.temps.length ? ` temps(${f.temps.map(sig).join(', ')})` : '') +
-    ` {\n${printStmt(f.body, '  ')}}\n`
+    ` {\n${body}}\n`
   );
 }
 

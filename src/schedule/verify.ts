@@ -23,18 +23,31 @@
 //    64-bit integers, a whole number for other integers, 0/1 for bool)
 //  - loops: extents are whole numbers >= 0 (0: a loop over an empty tensor, which every backend skips)
 //  - barriers: never under a condition that depends on a thread index (a divergent barrier deadlocks); with
-//    `launch` given (a GPU kernel), only inside a loop bound to threadIdx.*
+//    `launch` given (a GPU kernel), only inside a loop bound to threadIdx.* (or anywhere once launches are bound)
 //  - launch (option `launch`, per top-level statement, which every GPU backend launches separately): the block
 //    and grid sizes implied by the bound loops are within the limits; where a tag's loops are nested they form one
 //    chain (the backends fuse it into one linear id; a chain's size is the product of its extents, otherwise a
 //    tag's size is its largest loop); with `distinctTags`, a tag's loops are never nested; with `leadingNest`, the
-//    bound loops are a leading perfect nest
+//    bound loops are a leading perfect nest; with `foldGridX`, a blockIdx.x size over maxGrid x folds into grid y
+//  - bound launches (PrimFunc.launches, after src/codegen/common/launch.ts): one per stage, no bound loop left,
+//    the GPU index variables (GPU_INDEX_VARS) read as bound, threadIdx.* ones thread-dependent, each in the range
+//    its launch gives; with `launch`, every record within the limits
 import { KilnError } from '../runtime/errors.js';
 import { TARGET_CAPS } from '../codegen/common/target-caps.js';
 import { isFloat, isWide } from '../runtime/dtype.js';
 import { type Expr, type Var, printExpr, visitExpr } from '../tensor-expr/expr.js';
 import { type Interval, bound, fixVar } from '../tensor-expr/simplify.js';
-import { type Buffer, type PrimFunc, type Stmt, type ThreadTag, printStmt } from './loop-ir.js';
+import {
+  type Buffer,
+  GPU_INDEX_VARS,
+  type GpuLaunch,
+  type PrimFunc,
+  type Stmt,
+  type ThreadTag,
+  kernelStages,
+  printLaunch,
+  printStmt,
+} from './loop-ir.js';
 
 /** GPU launch limits; a missing field is not checked. */
 export interface LaunchLimits {
@@ -46,8 +59,13 @@ export interface LaunchLimits {
   readonly maxGrid?: readonly [number, number, number];
   /** Most blocks in one launch (the product of the grid sizes). */
   readonly maxBlocks?: number;
-  /** Bound loops only in a leading perfect nest of each launch (the WGSL backend's rule). */
+  /** Bound loops only in a leading perfect nest of each launch (the old WGSL backend's rule). */
   readonly leadingNest?: boolean;
+  /**
+   * A blockIdx.x size over maxGrid x folds into grid y when blockIdx.y is unused (the launch binder's rule,
+   * src/codegen/common/launch.ts): the folded grid is checked instead.
+   */
+  readonly foldGridX?: boolean;
   /**
    * No loop bound to a tag inside another loop bound to the same tag (TVM's rule). Off by default: Kiln's GPU
    * schedules bind a whole nest to one tag (every spatial loop of a small kernel to threadIdx.x, the outer loops of
@@ -63,16 +81,14 @@ export const CUDA_LAUNCH_LIMITS: LaunchLimits = {
   maxThreadsPerBlock: CUDA.maxThreadsPerBlock,
   maxBlockDim: CUDA.maxBlockDim,
   maxGrid: CUDA.maxGrid,
+  foldGridX: true,
 };
-/**
- * WebGPU's guaranteed limits as the WGSL backend applies them: the bound loops a leading nest, all blocks one
- * linear index split over dispatch x and y (so at most maxGrid x * maxGrid y of them).
- */
+/** WebGPU's guaranteed limits, blockIdx.x beyond 65535 workgroups folded into dispatch y as the binder does. */
 export const WEBGPU_LAUNCH_LIMITS: LaunchLimits = {
   maxThreadsPerBlock: WEBGPU.maxThreadsPerBlock,
   maxBlockDim: WEBGPU.maxBlockDim,
-  maxBlocks: WEBGPU.maxGrid[0] * WEBGPU.maxGrid[1],
-  leadingNest: true,
+  maxGrid: WEBGPU.maxGrid,
+  foldGridX: true,
 };
 
 export interface VerifyOptions {
@@ -92,6 +108,7 @@ export interface VerifyOptions {
 }
 
 const THREAD_TAGS: readonly ThreadTag[] = ['threadIdx.x', 'threadIdx.y', 'threadIdx.z'];
+const ALL_TAGS = Object.keys(GPU_INDEX_VARS) as ThreadTag[];
 const BLOCK_TAGS: readonly ThreadTag[] = ['blockIdx.x', 'blockIdx.y', 'blockIdx.z'];
 const isBoundKind = (k: string): k is ThreadTag => k.startsWith('threadIdx.') || k.startsWith('blockIdx.');
 const isThreadKind = (k: string) => k.startsWith('threadIdx.');
@@ -290,6 +307,7 @@ export function verifyPrimFunc(f: PrimFunc, opts: VerifyOptions = {}): void {
     switch (s.k) {
       case 'for': {
         if (!Number.isSafeInteger(s.extent) || s.extent < 0) fail(`loop extent ${s.extent} is not a whole number >= 0`);
+        if (f.launches && isBoundKind(s.kind)) fail(`loop ${s.v.name} is bound to ${s.kind} after launch binding`);
         if (s.v.dtype !== 'int32') fail(`loop variable ${s.v.name} has dtype ${s.v.dtype}, not int32`);
         if (isBoundKind(s.kind) && opts.launch?.distinctTags && scope.bound.some((l) => l.kind === s.kind)) {
           fail(`loop ${s.v.name} is bound to ${s.kind} inside another loop bound to ${s.kind}`);
@@ -371,19 +389,61 @@ export function verifyPrimFunc(f: PrimFunc, opts: VerifyOptions = {}): void {
           fail(
             `barrier under a condition that depends on the thread index (${printExpr((scope.divergent as Extract<Stmt, { k: 'if' }>).cond)}): threads that skip it deadlock the others`,
           );
-        if (opts.launch && !scope.bound.some((l) => isThreadKind(l.kind)))
+        if (opts.launch && !f.launches && !scope.bound.some((l) => isThreadKind(l.kind)))
           fail('barrier outside every loop bound to threadIdx.*');
         return;
       }
     }
   };
-  walk(f.body);
+  if (f.launches) {
+    const launches = f.launches,
+      stages = kernelStages(f);
+    if (launches.length !== stages.length) fail(`${launches.length} launches for ${stages.length} stages`);
+    // the GPU index variables: bound in every stage, in the ranges its launch gives
+    for (const t of ALL_TAGS) bind(GPU_INDEX_VARS[t], 'loop');
+    for (const t of THREAD_TAGS) scope.threadDependent.add(GPU_INDEX_VARS[t]);
+    stages.forEach((s, i) => {
+      const l = launches[i];
+      const ids = (t: ThreadTag, n: number) => {
+        if (n > 0) scope.ranges.set(GPU_INDEX_VARS[t], { lo: 0, hi: n - 1 });
+        else scope.ranges.delete(GPU_INDEX_VARS[t]);
+      };
+      ids('blockIdx.x', l.foldedX ? l.grid[0] * l.grid[1] : l.grid[0]);
+      ids('blockIdx.y', l.foldedX ? 1 : l.grid[1]);
+      ids('blockIdx.z', l.grid[2]);
+      THREAD_TAGS.forEach((t, k) => ids(t, l.block[k]));
+      walk(s);
+    });
+  } else walk(f.body);
   stmt = undefined;
   if (opts.launch)
-    for (const s of f.body.k === 'seq' ? f.body.body : [f.body])
+    for (const s of kernelStages(f))
       checkLaunch(s, opts.launch, fail, (x) => {
         stmt = x;
       });
+  if (opts.launch && f.launches) {
+    const lim = opts.launch;
+    f.launches.forEach((l, i) => checkLaunchRecord(l, i, lim, fail));
+  }
+}
+
+/** A bound launch (PrimFunc.launches) within the limits. */
+function checkLaunchRecord(l: GpuLaunch, i: number, lim: LaunchLimits, fail: (problem: string) => never): void {
+  const at = `stage ${i} (${printLaunch(l)})`;
+  if ([...l.grid, ...l.block].some((n) => !Number.isSafeInteger(n) || n < 0))
+    fail(`${at}: launch sizes are whole numbers >= 0`);
+  const threads = l.block[0] * l.block[1] * l.block[2],
+    blocks = l.grid[0] * l.grid[1] * l.grid[2];
+  if (lim.maxThreadsPerBlock !== undefined && threads > lim.maxThreadsPerBlock)
+    fail(`${at}: ${threads} threads per block exceed the limit of ${lim.maxThreadsPerBlock}`);
+  l.block.forEach((n, k) => {
+    if (lim.maxBlockDim && n > lim.maxBlockDim[k]) fail(`${at}: ${THREAD_TAGS[k]} size ${n} exceeds the limit`);
+  });
+  l.grid.forEach((n, k) => {
+    if (lim.maxGrid && n > lim.maxGrid[k]) fail(`${at}: grid size ${n} exceeds the limit of ${lim.maxGrid[k]}`);
+  });
+  if (lim.maxBlocks !== undefined && blocks > lim.maxBlocks)
+    fail(`${at}: ${blocks} blocks exceed the limit of ${lim.maxBlocks}`);
 }
 
 type ForStmt = Extract<Stmt, { k: 'for' }>;
@@ -441,6 +501,10 @@ function checkLaunch(s: Stmt, lim: LaunchLimits, fail: (problem: string) => neve
   const dim = (t: ThreadTag) => size.get(t) ?? 1;
   const block = THREAD_TAGS.map(dim),
     grid = BLOCK_TAGS.map(dim);
+  if (lim.foldGridX && lim.maxGrid && grid[0] > lim.maxGrid[0] && !size.has('blockIdx.y')) {
+    grid[1] = Math.ceil(grid[0] / lim.maxGrid[0]);
+    grid[0] = lim.maxGrid[0];
+  }
   at(s);
   const threads = block[0] * block[1] * block[2],
     blocks = grid[0] * grid[1] * grid[2];

@@ -2,7 +2,8 @@
 // entry per top-level statement (a materialized stage), launched in order, so a global temporary is complete
 // before the next stage reads it. Every entry takes one 64-bit global pointer per kernel buffer (inputs, outputs,
 // then the scratch region when the kernel has temporaries: see CudaSection in src/runtime/artifact-format.ts).
-// Loops bound to blockIdx/threadIdx read %ctaid/%tid; the launch grid and block are the bound loops' extents.
+// The launch binder (common/launch.ts) has replaced the loops bound to blockIdx/threadIdx by indices computed
+// from the GPU index variables; they read %ctaid/%tid, and the launch grid and block are the binder's.
 // Registers are virtual (ptxas allocates them); narrow integers and bools live in 32-bit registers kept
 // sign/zero-extended, as on the WebAssembly path (the shared lowering wraps narrow arithmetic: common/narrow.ts).
 // Float arithmetic uses explicit .rn rounding (no contraction), with fma.rn.f32 where the loop IR multiplies and
@@ -11,8 +12,19 @@
 import { BYTES, type DType, isFloat, isUnsigned, isWide } from '../../runtime/dtype.js';
 import { KilnError } from '../../runtime/errors.js';
 import type { CudaKernel, CudaLaunch, CudaParam } from '../../runtime/artifact-format.js';
-import type { Expr, Var, BinOp } from '../../tensor-expr/expr.js';
-import { type Buffer, type PrimFunc, type Stmt, type ThreadTag, kernelStages } from '../../schedule/loop-ir.js';
+import { type BinOp, type Expr, type Var, visitExpr } from '../../tensor-expr/expr.js';
+import {
+  type Buffer,
+  GPU_INDEX_VARS,
+  type GpuLaunch,
+  type PrimFunc,
+  type Stmt,
+  type ThreadTag,
+  THREAD_TAGS,
+  isThreadTag,
+  kernelStages,
+  visitStmtExprs,
+} from '../../schedule/loop-ir.js';
 import { type LoopPass, type LoopPassRun, runLoopPasses } from '../../schedule/loop-passes.js';
 import { CUDA_LAUNCH_LIMITS } from '../../schedule/verify.js';
 import { tempLayout } from '../../compiler/memory-plan.js';
@@ -23,6 +35,7 @@ import { mathExpandPass } from '../common/math-expand.js';
 import { csePass } from '../common/cse.js';
 import { isPure } from '../common/pure.js';
 import { narrowPass } from '../common/narrow.js';
+import { bindLaunchPass } from '../common/launch.js';
 
 export type SmTarget = 80 | 86 | 90;
 export const SM_TARGETS: readonly SmTarget[] = [80, 86, 90];
@@ -67,12 +80,13 @@ export function emitPtxModule(funcs: readonly PrimFunc[], opts: PtxOptions = {})
   return { version: PTX_VERSION, sm, ptx: parts.join('\n'), kernels };
 }
 
-/** The loop-IR passes the PTX backend runs before it emits: the shared lowering (common/); it binds loops as it emits. */
+/** The loop-IR passes the PTX backend runs before it emits: the shared lowering (common/), the launch binder last. */
 export const PTX_LOOP_PASSES: readonly LoopPass[] = [
   narrowPass(TARGET_CAPS.cuda),
   floorDivPass(TARGET_CAPS.cuda),
   mathExpandPass(TARGET_CAPS.cuda),
   csePass(TARGET_CAPS.cuda),
+  bindLaunchPass(TARGET_CAPS.cuda, { code: 'E_INTERNAL', prefix: 'PTX codegen' }),
 ];
 /** What the verifier checks of a PTX kernel (KILN_DEBUG=verify): register tiles indexed by constants, launch limits. */
 export const PTX_LOOP_RUN: LoopPassRun = {
@@ -92,10 +106,12 @@ function emitKernel(lowered: PrimFunc, prefix: string): { text: string; kernel: 
   ];
   const texts: string[] = [];
   const launches: PtxLaunch[] = [];
+  if (!f.launches) throw new KilnError('E_INTERNAL', `PTX codegen: kernel ${f.name} has no launches (bind-launch)`);
+  const bound = f.launches;
   kernelStages(f).forEach((s, i) => {
     const entry = `${prefix}${f.name}_s${i}`;
     const e = new EntryEmitter(f, entry, params, layout.offsets);
-    const { text, launch } = e.emit(s);
+    const { text, launch } = e.emit(s, bound[i]);
     texts.push(text);
     launches.push(launch);
   });
@@ -169,7 +185,6 @@ const SPECIAL: Record<ThreadTag, string> = {
   'threadIdx.y': '%tid.y',
   'threadIdx.z': '%tid.z',
 };
-const isThreadTag = (k: string): k is ThreadTag => k in SPECIAL;
 
 const unsupported = (what: string) =>
   new KilnError('E_UNSUPPORTED', `PTX codegen: ${what}`, { hint: 'compile for target wasm, or report the model' });
@@ -188,9 +203,6 @@ class EntryEmitter {
    * and assignments may change what a load or variable reads) and scoped around branches.
    */
   private memo = new Map<Expr, string>();
-  private readonly dims = new Map<ThreadTag, number>();
-  /** Loops bound to a thread tag: how their index derives from the tag's id. */
-  private readonly bound = new Map<Stmt, { tag: ThreadTag; div: number; rem: boolean; guard: boolean }>();
 
   constructor(
     readonly f: PrimFunc,
@@ -199,25 +211,9 @@ class EntryEmitter {
     readonly tempOffsets: Map<Buffer, number>,
   ) {}
 
-  emit(s: Stmt): { text: string; launch: PtxLaunch } {
-    this.bindLoops(s);
-    const d = (t: ThreadTag) => Math.max(1, this.dims.get(t) ?? 1);
-    // a stage over an empty tensor has nothing to do: its grid is empty (runtimes skip the launch)
-    const empty = [...this.dims.values()].some((n) => n <= 0);
-    const grid: [number, number, number] = empty ? [0, 0, 0] : [d('blockIdx.x'), d('blockIdx.y'), d('blockIdx.z')];
-    const block: [number, number, number] = [d('threadIdx.x'), d('threadIdx.y'), d('threadIdx.z')];
-    const L = TARGET_CAPS.cuda.gpu!;
-    if (block[0] * block[1] * block[2] > L.maxThreadsPerBlock)
-      throw new KilnError(
-        'E_INTERNAL',
-        `PTX codegen: ${this.entry} has ${block.join('x')} threads per block (max ${L.maxThreadsPerBlock})`,
-      );
-    if (grid.some((n, i) => n > L.maxGrid[i]))
-      throw new KilnError(
-        'E_INTERNAL',
-        `PTX codegen: ${this.entry} grid ${grid.join('x')} exceeds ${L.maxGrid.join('x')}`,
-      );
-
+  emit(s: Stmt, bound: GpuLaunch): { text: string; launch: PtxLaunch } {
+    const grid = [...bound.grid] as [number, number, number],
+      block = [...bound.block] as [number, number, number];
     // pointer parameters
     const bufs = [...this.f.inputs, ...this.f.outputs];
     bufs.forEach((b) => {
@@ -236,6 +232,7 @@ class EntryEmitter {
         this.base.set(t, r);
       }
     }
+    this.indexVars(s, bound);
     this.stmt(s);
     this.ins('ret');
 
@@ -256,53 +253,24 @@ class EntryEmitter {
     };
   }
 
-  /**
-   * Launch dimensions. Loops bound to one tag that nest in one chain form a row-major linearized index (the
-   * implicit fuse of src/schedule/gpu-schedule.ts): the tag's dimension is the product of their extents and
-   * each loop's index is (id / inner extents) % extent. Loops bound to one tag that do not nest (sibling
-   * stages in one launch) share the largest extent, the others skip the surplus ids.
-   */
-  private bindLoops(s: Stmt): void {
-    const byTag = new Map<ThreadTag, { loop: Extract<Stmt, { k: 'for' }>; ancestors: Set<Stmt> }[]>();
-    const walk = (x: Stmt, anc: Stmt[]): void => {
-      switch (x.k) {
-        case 'for':
-          if (isThreadTag(x.kind)) {
-            const l = byTag.get(x.kind) ?? [];
-            l.push({ loop: x, ancestors: new Set(anc) });
-            byTag.set(x.kind, l);
-          }
-          walk(x.body, [...anc, x]);
-          break;
-        case 'seq':
-          x.body.forEach((b) => walk(b, anc));
-          break;
-        case 'if':
-          walk(x.then, anc);
-          if (x.else) walk(x.else, anc);
-          break;
-        case 'decl':
-        case 'alloc':
-          walk(x.body, anc);
-          break;
-        default:
-          break;
-      }
-    };
-    walk(s, []);
-    for (const [tag, loops] of byTag) {
-      const chain = loops.every((l, i) => i === 0 || l.ancestors.has(loops[i - 1].loop));
-      if (chain) {
-        let div = 1;
-        for (let i = loops.length - 1; i >= 0; i--) {
-          this.bound.set(loops[i].loop, { tag, div, rem: i > 0, guard: false });
-          div *= loops[i].loop.extent;
-        }
-        this.dims.set(tag, div);
-      } else {
-        const max = Math.max(...loops.map((l) => l.loop.extent));
-        for (const l of loops) this.bound.set(l.loop, { tag, div: 1, rem: false, guard: l.loop.extent < max });
-        this.dims.set(tag, max);
+  /** Registers of the GPU index variables the stage reads (blockIdx.x over x and y where the launch folds). */
+  private indexVars(s: Stmt, launch: GpuLaunch): void {
+    const used = new Set<ThreadTag>();
+    visitStmtExprs(s, (e) =>
+      visitExpr(e, (x) => {
+        if (x.k === 'var' && isThreadTag(x.name) && x === GPU_INDEX_VARS[x.name]) used.add(x.name);
+      }),
+    );
+    for (const tag of THREAD_TAGS) {
+      if (!used.has(tag)) continue;
+      const r = this.varOf(GPU_INDEX_VARS[tag]);
+      this.ins(`mov.u32 ${r}, ${SPECIAL[tag]}`);
+      if (tag === 'blockIdx.x' && launch.foldedX) {
+        const y = this.reg('r'),
+          nx = this.reg('r');
+        this.ins(`mov.u32 ${y}, %ctaid.y`);
+        this.ins(`mov.u32 ${nx}, %nctaid.x`);
+        this.ins(`mad.lo.s32 ${r}, ${y}, ${nx}, ${r}`);
       }
     }
   }
@@ -424,25 +392,9 @@ class EntryEmitter {
         return;
       case 'for': {
         if (s.extent <= 0) return;
+        if (isThreadTag(s.kind))
+          throw new KilnError('E_INTERNAL', `PTX codegen: loop ${s.v.name} bound to ${s.kind} left after bind-launch`);
         const r = this.varOf(s.v);
-        const b = this.bound.get(s);
-        if (b) {
-          this.ins(`mov.u32 ${r}, ${SPECIAL[b.tag]}`);
-          if (b.div > 1) this.ins(`div.u32 ${r}, ${r}, ${b.div}`);
-          if (b.rem) this.ins(`rem.u32 ${r}, ${r}, ${s.extent}`);
-          if (b.guard) {
-            // a stage bound to fewer threads/blocks than the launch has: the rest skip it
-            const p = this.reg('p'),
-              lEnd = this.label();
-            this.ins(`setp.ge.s32 ${p}, ${r}, ${s.extent}`);
-            this.ins(`@${p} bra ${lEnd}`);
-            this.stmt(s.body);
-            this.place(lEnd);
-          } else {
-            this.stmt(s.body);
-          }
-          return;
-        }
         if (this.vector4(s)) return;
         // serial, unrolled, vectorized and parallel loops all run sequentially within a thread
         const top = this.label();

@@ -1,10 +1,10 @@
 // Loop IR -> WGSL compute shaders plus launch metadata. One shader per top-level statement of a kernel (one per
 // materialized stage under the default GPU schedule): the dispatch boundary is the global barrier between stages.
 //
-// Thread binding: the leading perfect nest of loops bound to 'blockIdx.*' / 'threadIdx.*' becomes the dispatch.
-// All block-bound loops form one row-major linear workgroup index (split across dispatch x and y when it exceeds
-// the 65535 workgroups per dimension every device allows), all thread-bound loops one linear local index (the
-// workgroup size). Loops below that nest run serially in each invocation.
+// Thread binding: the launch binder (common/launch.ts, the last loop pass) has replaced the loops bound to
+// 'blockIdx.*' / 'threadIdx.*' by indices computed from the GPU index variables and given each stage its launch.
+// blockIdx.x is the linear workgroup id wid.x + wid.y * nwg.x (the binder folds more than 65535 workgroups into
+// dispatch y), threadIdx.x the local invocation index; the dispatch and @workgroup_size are the launch's.
 //
 // Types: float32 -> f32; int32 -> i32; uint32 -> u32. Narrow integers and bool are stored one per 32-bit word
 // (int8/int16 as i32, uint8/uint16/bool as u32); the runtime widens inputs and weights on upload and narrows
@@ -45,16 +45,23 @@ import { floorDivPass } from '../common/legalize.js';
 import { mathExpandPass } from '../common/math-expand.js';
 import { ExprIds, csePass, repeatedSubexpressions } from '../common/cse.js';
 import { narrowPass } from '../common/narrow.js';
+import { bindLaunchPass } from '../common/launch.js';
 import { KilnError } from '../../runtime/errors.js';
 import { type Expr, type Var, mapExpr, printExpr, visitExpr } from '../../tensor-expr/expr.js';
 import { fixVar } from '../../tensor-expr/simplify.js';
 import {
   type Buffer,
+  GPU_INDEX_VARS,
+  type GpuLaunch,
   type PrimFunc,
   type Stmt,
+  type ThreadTag,
+  THREAD_TAGS,
+  isThreadTag,
   kernelStages,
   mapStmtParts,
   visitStmt,
+  visitStmtExprs,
 } from '../../schedule/loop-ir.js';
 import { type LoopPass, type LoopPassRun, runLoopPasses } from '../../schedule/loop-passes.js';
 import { WEBGPU_LAUNCH_LIMITS } from '../../schedule/verify.js';
@@ -159,7 +166,6 @@ function f32Word(v: number): number {
 }
 
 const CAPS = TARGET_CAPS.webgpu;
-export const MAX_WORKGROUPS_PER_DIM = CAPS.gpu!.maxGrid[0];
 
 /** Tensor types the WebGPU target lacks (float64 intermediates of a kernel are computed in f32: demoteF64). */
 const UNSUPPORTED_DTYPES: ReadonlySet<DType> = new Set(
@@ -202,9 +208,6 @@ function unsupported(t: DType): KilnError {
   });
 }
 
-const isThread = (k: string) => k.startsWith('threadIdx');
-const isBlock = (k: string) => k.startsWith('blockIdx');
-
 /** Compiles a kernel to one WGSL shader per top-level statement, every constant inline. */
 export function emitWgslKernel(f: PrimFunc): WgslStage[] {
   return emitWgslTemplates(f).map(inline);
@@ -215,8 +218,10 @@ export function emitWgslTemplates(f: PrimFunc): WgslTemplate[] {
   for (const b of [...f.inputs, ...f.outputs]) if (UNSUPPORTED_DTYPES.has(b.dtype)) throw unsupported(b.dtype);
   f = runLoopPasses(f, WGSL_LOOP_PASSES, WGSL_LOOP_RUN);
   const params = [...f.inputs, ...f.outputs, ...f.temps];
+  const launches = f.launches;
+  if (!launches) throw new KilnError('E_INTERNAL', `wgsl: kernel ${f.name} has no launches (bind-launch)`);
   return kernelStages(f)
-    .map((s) => new StageEmitter(params).emit(s))
+    .map((s, i) => new StageEmitter(params).emit(s, launches[i]))
     .filter((s): s is WgslTemplate => s !== undefined);
 }
 
@@ -280,6 +285,7 @@ export const WGSL_LOOP_PASSES: readonly LoopPass[] = [
   floorDivPass(CAPS),
   mathExpandPass(CAPS),
   csePass(CAPS),
+  bindLaunchPass(CAPS, { code: 'E_UNSUPPORTED', prefix: 'wgsl', block: 'workgroup', grid: 'dispatch' }),
 ];
 /** What the verifier checks of a WGSL kernel (KILN_DEBUG=verify): register tiles indexed by constants, launch limits. */
 export const WGSL_LOOP_RUN: LoopPassRun = {
@@ -371,64 +377,40 @@ class StageEmitter {
 
   constructor(private readonly params: readonly Buffer[]) {}
 
-  emit(s: Stmt): WgslTemplate | undefined {
-    // the leading perfect nest of GPU-bound loops
-    const blocks: { v: Var; extent: number }[] = [],
-      threads: { v: Var; extent: number }[] = [];
-    let inner = s;
-    while (inner.k === 'for' && (isThread(inner.kind) || isBlock(inner.kind))) {
-      (isThread(inner.kind) ? threads : blocks).push({ v: inner.v, extent: inner.extent });
-      inner = inner.body;
-    }
-    const nBlocks = blocks.reduce((a, b) => a * b.extent, 1),
-      wg = threads.reduce((a, b) => a * b.extent, 1);
-    if (nBlocks === 0 || wg === 0) return undefined; // nothing to compute
-    let bad: string | undefined;
-    const visitBound = (x: Stmt): void => {
-      if (x.k === 'for') {
-        if (isThread(x.kind) || isBlock(x.kind)) bad = x.kind;
-        visitBound(x.body);
-      } else if (x.k === 'seq') x.body.forEach(visitBound);
-      else if (x.k === 'if') {
-        visitBound(x.then);
-        if (x.else) visitBound(x.else);
-      } else if (x.k === 'decl' || x.k === 'alloc') visitBound(x.body);
+  emit(s: Stmt, launch: GpuLaunch): WgslTemplate | undefined {
+    const { grid, block } = launch;
+    if (grid.some((n) => n === 0)) return undefined; // nothing to compute
+    const wg = block[0] * block[1] * block[2];
+    // the GPU index variables the stage reads; the shape of the grid lives in literals and num_workgroups only, so
+    // that stages of other shapes can share the text
+    const used = new Set<ThreadTag>();
+    visitStmtExprs(s, (e) =>
+      visitExpr(e, (x) => {
+        if (x.k === 'var' && isThreadTag(x.name) && x === GPU_INDEX_VARS[x.name]) used.add(x.name);
+      }),
+    );
+    const linear = block[1] === 1 && block[2] === 1;
+    const builtin: Record<ThreadTag, string> = {
+      'blockIdx.x': launch.foldedX || grid[1] === 1 ? 'i32(wid.x + wid.y * nwg.x)' : 'i32(wid.x)',
+      'blockIdx.y': 'i32(wid.y)',
+      'blockIdx.z': 'i32(wid.z)',
+      'threadIdx.x': linear ? 'i32(lidx)' : 'i32(lid.x)',
+      'threadIdx.y': 'i32(lid.y)',
+      'threadIdx.z': 'i32(lid.z)',
     };
-    visitBound(inner);
-    if (bad)
-      throw new KilnError('E_INTERNAL', `wgsl: a loop bound to ${bad} is not in the leading nest of GPU-bound loops`);
-    if (wg > 256)
-      throw new KilnError(
-        'E_UNSUPPORTED',
-        `wgsl: workgroup of ${wg} invocations exceeds the 256 every WebGPU device allows`,
-      );
-    const gx = Math.min(nBlocks, MAX_WORKGROUPS_PER_DIM),
-      gy = Math.ceil(nBlocks / gx);
-    if (gy > MAX_WORKGROUPS_PER_DIM)
-      throw new KilnError('E_UNSUPPORTED', `wgsl: ${nBlocks} workgroups exceed the dispatch limit`);
-
-    // the shape of the grid lives in literals and num_workgroups only, so that stages of other shapes can share the text
     const pre: string[] = [];
-    pre.push('  let kiln_block = i32(wid.x + wid.y * nwg.x);');
-    pre.push(`  if (kiln_block >= ${this.lit(nBlocks, 'int32')}) { return; }`);
-    pre.push('  let kiln_thread = i32(lidx);');
-    const decompose = (loops: { v: Var; extent: number }[], lin: string) => {
-      let stride = 1;
-      for (let i = loops.length - 1; i >= 0; i--) {
-        const { v, extent } = loops[i];
-        let e = stride === 1 ? lin : `(${lin} / ${this.lit(stride, 'int32')})`;
-        if (i > 0) e = `(${e} % ${this.lit(extent, 'int32')})`;
-        pre.push(`  let ${this.varName(v)}: i32 = ${e};`);
-        stride *= extent;
-      }
-    };
-    decompose(blocks, 'kiln_block');
-    decompose(threads, 'kiln_thread');
-    this.planVec4(inner);
-    visitStmt(inner, (x) => {
+    for (const tag of THREAD_TAGS) {
+      if (!used.has(tag)) continue;
+      const name =
+        tag === 'blockIdx.x' ? 'kiln_block' : tag === 'threadIdx.x' ? 'kiln_thread' : `kiln_${tag.replace('.', '_')}`;
+      this.names.set(GPU_INDEX_VARS[tag], name);
+      pre.push(`  let ${name} = ${builtin[tag]};`);
+    }
+    this.planVec4(s);
+    visitStmt(s, (x) => {
       if (x.k === 'assign') this.assigned.add(x.v);
     });
-    this.stmt(inner, '  ');
+    this.stmt(s, '  ');
 
     const bindings: number[] = [],
       writes: number[] = [],
@@ -459,15 +441,15 @@ class StageEmitter {
       ...decls,
       U_DECL,
       ...[...this.helpers].sort().map((h) => HELPERS[h]),
-      `@compute @workgroup_size(${wg})`,
-      'fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {',
+      `@compute @workgroup_size(${linear ? wg : block.join(', ')})`,
+      `fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(${linear ? 'local_invocation_index) lidx: u32' : 'local_invocation_id) lid: vec3<u32>'}) {`,
       U_LETS,
       ...pre,
       ...this.lines,
       '}',
       '',
     ].join('\n');
-    return { template, slots: this.slots, workgroupSize: wg, grid: [gx, gy, 1], bindings, writes };
+    return { template, slots: this.slots, workgroupSize: wg, grid: [grid[0], grid[1], grid[2]], bindings, writes };
   }
 
   // Names are canonical within the stage (the loop IR's global counters dropped), so that kernels that differ only
@@ -694,7 +676,8 @@ class StageEmitter {
         s.body.forEach((b) => this.stmt(b, ind));
         return;
       case 'for': {
-        if (isThread(s.kind) || isBlock(s.kind)) throw new KilnError('E_INTERNAL', `wgsl: nested ${s.kind} loop`);
+        if (isThreadTag(s.kind))
+          throw new KilnError('E_INTERNAL', `wgsl: loop ${s.v.name} bound to ${s.kind} left after bind-launch`);
         if (s.extent <= 0) return;
         const site = vecSite(s);
         if (
