@@ -12,7 +12,9 @@
 import { BYTES, type DType, isFloat, isUnsigned, isWide } from '../../runtime/dtype.js';
 import { KilnError } from '../../runtime/errors.js';
 import type { CudaKernel, CudaLaunch, CudaParam } from '../../runtime/artifact-format.js';
-import { type BinOp, type Expr, type Var, visitExpr } from '../../tensor-expr/expr.js';
+import { type BinOp, type Expr, type UnOp, type Var, visitExpr } from '../../tensor-expr/expr.js';
+
+type BinExpr = Extract<Expr, { k: 'bin' }>;
 import {
   type Buffer,
   GPU_INDEX_VARS,
@@ -33,7 +35,16 @@ import { TARGET_CAPS } from '../common/target-caps.js';
 import { floorDivPass } from '../common/legalize.js';
 import { mathExpandPass } from '../common/math-expand.js';
 import { csePass } from '../common/cse.js';
-import { isPure } from '../common/pure.js';
+import {
+  type AllocStmt,
+  type AssignStmt,
+  type DeclStmt,
+  type ForStmt,
+  type IfStmt,
+  LoopEmitter,
+  type SelectExpr,
+  type StoreStmt,
+} from '../common/emitter.js';
 import { narrowPass } from '../common/narrow.js';
 import { bindLaunchPass } from '../common/launch.js';
 
@@ -189,7 +200,9 @@ const SPECIAL: Record<ThreadTag, string> = {
 const unsupported = (what: string) =>
   new KilnError('E_UNSUPPORTED', `PTX codegen: ${what}`, { hint: 'compile for target wasm, or report the model' });
 
-class EntryEmitter {
+class EntryEmitter extends LoopEmitter<string, void> {
+  protected readonly backend = 'PTX codegen';
+  protected readonly caps = TARGET_CAPS.cuda;
   private readonly lines: string[] = [];
   private readonly count: Record<RegClass, number> = { p: 0, r: 0, rd: 0, f: 0, fd: 0 };
   private readonly varReg = new Map<Var, string>();
@@ -209,7 +222,9 @@ class EntryEmitter {
     readonly entry: string,
     readonly params: PtxParam[],
     readonly tempOffsets: Map<Buffer, number>,
-  ) {}
+  ) {
+    super();
+  }
 
   emit(s: Stmt, bound: GpuLaunch): { text: string; launch: PtxLaunch } {
     const grid = [...bound.grid] as [number, number, number],
@@ -299,7 +314,7 @@ class EntryEmitter {
   }
 
   /** Register holding `value` of dtype `t`. */
-  private konst(value: number | bigint, t: DType): string {
+  protected constant(value: number | bigint, t: DType): string {
     const c = regClass(t),
       r = this.reg(c);
     this.ins(`mov.${movType(c)} ${r}, ${immediate(value, t)}`);
@@ -334,80 +349,80 @@ class EntryEmitter {
     return a;
   }
 
-  // ---- statements
-  private stmt(s: Stmt): void {
+  // ---- statements (the walk is LoopEmitter's)
+  override stmt(s: Stmt): void {
     this.memo = new Map();
-    switch (s.k) {
-      case 'seq':
-        s.body.forEach((b) => this.stmt(b));
-        return;
-      case 'store': {
-        const v = this.expr(s.value);
-        const a = this.addr(s.buf, s.index);
-        this.ins(`st.${this.space(s.buf)}.${memType(s.buf.dtype)} [${a}], ${v}`);
-        return;
-      }
-      case 'if': {
-        const p = this.pred(s.cond);
-        const lElse = this.label(),
-          lEnd = this.label();
-        this.ins(`@!${p} bra ${s.else ? lElse : lEnd}`);
-        this.stmt(s.then);
-        if (s.else) {
-          this.ins(`bra.uni ${lEnd}`);
-          this.place(lElse);
-          this.stmt(s.else);
-        }
-        this.place(lEnd);
-        return;
-      }
-      case 'decl': {
-        const init = this.expr(s.init);
-        const r = this.varOf(s.v);
-        this.ins(`mov.${movType(regClass(s.v.dtype))} ${r}, ${init}`);
-        this.stmt(s.body);
-        return;
-      }
-      case 'assign': {
-        const v = this.expr(s.value);
-        this.ins(`mov.${movType(regClass(s.v.dtype))} ${this.varOf(s.v)}, ${v}`);
-        return;
-      }
-      case 'alloc': {
-        const b = s.buf;
-        if (b.scope === 'global')
-          throw new KilnError('E_INTERNAL', `PTX codegen: global allocation ${b.name} inside a kernel`);
-        const bytes = Math.max(1, b.size * BYTES[b.dtype]);
-        const name = `${b.scope === 'shared' ? 'sh' : 'lc'}_${this.entry}_${b.name}_${this.decls.length}`;
-        this.decls.push(`\t.${b.scope} .align 16 .b8 ${name}[${bytes}];`);
-        if (b.scope === 'shared') this.sharedBytes += Math.ceil(bytes / 16) * 16;
-        const r = this.reg('rd');
-        this.ins(`mov.u64 ${r}, ${name}`);
-        this.base.set(b, r);
-        this.stmt(s.body);
-        return;
-      }
-      case 'barrier':
-        this.ins('bar.sync 0');
-        return;
-      case 'for': {
-        if (s.extent <= 0) return;
-        if (isThreadTag(s.kind))
-          throw new KilnError('E_INTERNAL', `PTX codegen: loop ${s.v.name} bound to ${s.kind} left after bind-launch`);
-        const r = this.varOf(s.v);
-        if (this.vector4(s)) return;
-        // serial, unrolled, vectorized and parallel loops all run sequentially within a thread
-        const top = this.label();
-        this.ins(`mov.u32 ${r}, 0`);
-        this.place(top);
-        this.stmt(s.body);
-        const p = this.reg('p');
-        this.ins(`add.s32 ${r}, ${r}, 1`);
-        this.ins(`setp.lt.s32 ${p}, ${r}, ${s.extent}`);
-        this.ins(`@${p} bra ${top}`);
-        return;
-      }
+    super.stmt(s);
+  }
+
+  protected emitSeq(body: readonly Stmt[]): void {
+    for (const b of body) this.stmt(b);
+  }
+
+  protected emitStore(s: StoreStmt): void {
+    const v = this.expr(s.value);
+    const a = this.addr(s.buf, s.index);
+    this.ins(`st.${this.space(s.buf)}.${memType(s.buf.dtype)} [${a}], ${v}`);
+  }
+
+  protected emitIf(s: IfStmt): void {
+    const p = this.pred(s.cond);
+    const lElse = this.label(),
+      lEnd = this.label();
+    this.ins(`@!${p} bra ${s.else ? lElse : lEnd}`);
+    this.stmt(s.then);
+    if (s.else) {
+      this.ins(`bra.uni ${lEnd}`);
+      this.place(lElse);
+      this.stmt(s.else);
     }
+    this.place(lEnd);
+  }
+
+  protected emitDecl(s: DeclStmt): void {
+    const init = this.expr(s.init);
+    const r = this.varOf(s.v);
+    this.ins(`mov.${movType(regClass(s.v.dtype))} ${r}, ${init}`);
+    this.stmt(s.body);
+  }
+
+  protected emitAssign(s: AssignStmt): void {
+    const v = this.expr(s.value);
+    this.ins(`mov.${movType(regClass(s.v.dtype))} ${this.varOf(s.v)}, ${v}`);
+  }
+
+  protected emitAlloc(s: AllocStmt): void {
+    const b = s.buf;
+    const bytes = Math.max(1, b.size * BYTES[b.dtype]);
+    const name = `${b.scope === 'shared' ? 'sh' : 'lc'}_${this.entry}_${b.name}_${this.decls.length}`;
+    this.decls.push(`\t.${b.scope} .align 16 .b8 ${name}[${bytes}];`);
+    if (b.scope === 'shared') this.sharedBytes += Math.ceil(bytes / 16) * 16;
+    const r = this.reg('rd');
+    this.ins(`mov.u64 ${r}, ${name}`);
+    this.base.set(b, r);
+    this.stmt(s.body);
+  }
+
+  protected emitBarrier(): void {
+    this.ins('bar.sync 0');
+  }
+
+  protected emitNothing(): void {}
+
+  protected emitLoop(s: ForStmt): void {
+    if (isThreadTag(s.kind))
+      throw new KilnError('E_INTERNAL', `PTX codegen: loop ${s.v.name} bound to ${s.kind} left after bind-launch`);
+    const r = this.varOf(s.v);
+    if (this.vector4(s)) return;
+    // serial, unrolled, vectorized and parallel loops all run sequentially within a thread
+    const top = this.label();
+    this.ins(`mov.u32 ${r}, 0`);
+    this.place(top);
+    this.stmt(s.body);
+    const p = this.reg('p');
+    this.ins(`add.s32 ${r}, ${r}, 1`);
+    this.ins(`setp.lt.s32 ${p}, ${r}, ${s.extent}`);
+    this.ins(`@${p} bra ${top}`);
   }
 
   /**
@@ -465,7 +480,7 @@ class EntryEmitter {
     if (e.k === 'un' && e.op === 'isnan') {
       if (!isFloat(e.a.dtype)) {
         const p = this.reg('p');
-        const z = this.konst(0, 'int32');
+        const z = this.constant(0, 'int32');
         this.ins(`setp.ne.u32 ${p}, ${z}, ${z}`);
         return p;
       }
@@ -492,12 +507,13 @@ class EntryEmitter {
     return r;
   }
 
-  expr(e: Expr): string {
-    const hit = this.memo.get(e);
-    if (hit) return hit;
-    const r = this.exprUncached(e);
+  // ---- expressions (the dispatch is LoopEmitter's)
+  protected override reuse(e: Expr): string | undefined {
+    return this.memo.get(e);
+  }
+
+  protected override remember(e: Expr, r: string): void {
     this.memo.set(e, r);
-    return r;
   }
 
   /** Evaluates `f` in a branch: what it computes is not reused after the branch. */
@@ -511,54 +527,42 @@ class EntryEmitter {
     }
   }
 
-  private exprUncached(e: Expr): string {
-    switch (e.k) {
-      case 'const':
-        return this.konst(e.value, e.dtype);
-      case 'var': {
-        const r = this.varReg.get(e);
-        if (!r) throw new KilnError('E_INTERNAL', `PTX codegen: variable ${e.name} used before definition`);
-        return r;
-      }
-      case 'load': {
-        const b = e.buf as Buffer;
-        const a = this.addr(b, e.idx[0]);
-        const r = this.reg(regClass(b.dtype));
-        this.ins(`ld.${this.space(b)}.${memType(b.dtype)} ${r}, [${a}]`);
-        return r;
-      }
-      case 'cast':
-        return this.cast(this.expr(e.a), e.a.dtype, e.dtype);
-      case 'select': {
-        if (isPure(e.a) && isPure(e.b)) {
-          const p = this.pred(e.c);
-          const a = this.expr(e.a),
-            b = this.expr(e.b),
-            r = this.reg(regClass(e.dtype));
-          this.ins(`selp.${movType(regClass(e.dtype))} ${r}, ${a}, ${b}, ${p}`);
-          return r;
-        }
-        // arms that read memory run only when chosen (an index may be out of bounds in the other)
-        const p = this.pred(e.c),
-          r = this.reg(regClass(e.dtype)),
-          mv = `mov.${movType(regClass(e.dtype))}`;
-        const lA = this.label(),
-          lEnd = this.label();
-        this.ins(`@${p} bra ${lA}`);
-        this.ins(`${mv} ${r}, ${this.branch(() => this.expr(e.b))}`);
-        this.ins(`bra.uni ${lEnd}`);
-        this.place(lA);
-        this.ins(`${mv} ${r}, ${this.branch(() => this.expr(e.a))}`);
-        this.place(lEnd);
-        return r;
-      }
-      case 'un':
-        return this.unary(e.op, e.a, e.dtype);
-      case 'bin':
-        return this.binary(e);
-      case 'reduce':
-        throw new KilnError('E_INTERNAL', 'PTX codegen: reduction left in loop IR');
-    }
+  protected variable(v: Var): string {
+    const r = this.varReg.get(v);
+    if (!r) throw new KilnError('E_INTERNAL', `PTX codegen: variable ${v.name} used before definition`);
+    return r;
+  }
+
+  protected load(b: Buffer, index: Expr): string {
+    const a = this.addr(b, index);
+    const r = this.reg(regClass(b.dtype));
+    this.ins(`ld.${this.space(b)}.${memType(b.dtype)} ${r}, [${a}]`);
+    return r;
+  }
+
+  protected select(e: SelectExpr): string {
+    const p = this.pred(e.c);
+    const a = this.expr(e.a),
+      b = this.expr(e.b),
+      r = this.reg(regClass(e.dtype));
+    this.ins(`selp.${movType(regClass(e.dtype))} ${r}, ${a}, ${b}, ${p}`);
+    return r;
+  }
+
+  /** Arms that read memory run only when chosen (an index may be out of bounds in the other). */
+  protected selectByBranch(e: SelectExpr): string {
+    const p = this.pred(e.c),
+      r = this.reg(regClass(e.dtype)),
+      mv = `mov.${movType(regClass(e.dtype))}`;
+    const lA = this.label(),
+      lEnd = this.label();
+    this.ins(`@${p} bra ${lA}`);
+    this.ins(`${mv} ${r}, ${this.branch(() => this.expr(e.b))}`);
+    this.ins(`bra.uni ${lEnd}`);
+    this.place(lA);
+    this.ins(`${mv} ${r}, ${this.branch(() => this.expr(e.a))}`);
+    this.place(lEnd);
+    return r;
   }
 
   cast(r: string, from: DType, to: DType): string {
@@ -591,7 +595,7 @@ class EntryEmitter {
     return d;
   }
 
-  private unary(op: string, ea: Expr, t: DType): string {
+  protected unary(op: UnOp, ea: Expr, t: DType): string {
     if (op === 'not') return this.boolOf(this.pred({ k: 'un', op: 'not', a: ea, dtype: 'bool' }));
     if (op === 'isnan') return this.boolOf(this.pred({ k: 'un', op: 'isnan', a: ea, dtype: 'bool' }));
     const x = this.expr(ea);
@@ -664,9 +668,9 @@ class EntryEmitter {
     throw unsupported(`unary ${op} on ${t}`);
   }
 
-  private binary(e: Extract<Expr, { k: 'bin' }>): string {
-    const { op } = e,
-      at = e.a.dtype;
+  protected binary(op: BinOp, ea: Expr, eb: Expr, t: DType): string {
+    const e: BinExpr = { k: 'bin', op, a: ea, b: eb, dtype: t },
+      at = ea.dtype;
     if (CMP[op] || (e.dtype === 'bool' && (op === 'and' || op === 'or' || op === 'xor')))
       return this.boolOf(this.pred(e));
     // fused multiply-add for float32: a*b + c and c + a*b
@@ -866,7 +870,7 @@ class EntryEmitter {
 
   /** Small float32 instruction builder for the math sequences. */
   private readonly math: MathBuilder = {
-    k: (v) => this.konst(v, 'float32'),
+    k: (v) => this.constant(v, 'float32'),
     op1: (op, a) => {
       const d = this.reg('f');
       this.ins(`${op}.f32${op.startsWith('cvt.') ? '.f32' : ''} ${d}, ${a}`);

@@ -45,9 +45,19 @@ import { floorDivPass } from '../common/legalize.js';
 import { mathExpandPass } from '../common/math-expand.js';
 import { ExprIds, csePass, repeatedSubexpressions } from '../common/cse.js';
 import { narrowPass } from '../common/narrow.js';
+import {
+  type AllocStmt,
+  type AssignStmt,
+  type DeclStmt,
+  type ForStmt,
+  type IfStmt,
+  LoopEmitter,
+  type SelectExpr,
+  type StoreStmt,
+} from '../common/emitter.js';
 import { bindLaunchPass } from '../common/launch.js';
 import { KilnError } from '../../runtime/errors.js';
-import { type Expr, type Var, mapExpr, printExpr, visitExpr } from '../../tensor-expr/expr.js';
+import { type BinOp, type Expr, type UnOp, type Var, mapExpr, printExpr, visitExpr } from '../../tensor-expr/expr.js';
 import { fixVar } from '../../tensor-expr/simplify.js';
 import {
   type Buffer,
@@ -297,8 +307,6 @@ export const WGSL_LOOP_RUN: LoopPassRun = {
 const MAX_STORAGE_BINDINGS = CAPS.gpu!.maxStorageBuffers!;
 
 type Load = Extract<Expr, { k: 'load' }>;
-type ForStmt = Extract<Stmt, { k: 'for' }>;
-type DeclStmt = Extract<Stmt, { k: 'decl' }>;
 
 /**
  * A 'vectorized' loop of 4 around one float32 store whose index is lane-consecutive and aligned at lane 0, possibly
@@ -358,7 +366,11 @@ function declGroup(s: DeclStmt): { decls: DeclStmt[]; buf: Buffer; base: Expr } 
   return { decls, buf, base: loads[0].idx[0] };
 }
 
-class StageEmitter {
+class StageEmitter extends LoopEmitter<string, void> {
+  protected readonly backend = 'wgsl';
+  protected readonly caps = CAPS;
+  /** Indentation of the lines being emitted. */
+  private ind = '  ';
   private readonly lines: string[] = [];
   private readonly helpers = new Set<string>();
   private readonly used = new Map<Buffer, boolean>(); // buffer -> written
@@ -375,7 +387,9 @@ class StageEmitter {
   // vec4: the buffers viewed as array<vec4<f32>> (their own binding, or a read-only alias binding)
   private readonly vecView = new Map<Buffer, 'own' | 'alias'>();
 
-  constructor(private readonly params: readonly Buffer[]) {}
+  constructor(private readonly params: readonly Buffer[]) {
+    super();
+  }
 
   emit(s: Stmt, launch: GpuLaunch): WgslTemplate | undefined {
     const { grid, block } = launch;
@@ -410,7 +424,7 @@ class StageEmitter {
     visitStmt(s, (x) => {
       if (x.k === 'assign') this.assigned.add(x.v);
     });
-    this.stmt(s, '  ');
+    this.stmt(s);
 
     const bindings: number[] = [],
       writes: number[] = [],
@@ -588,8 +602,9 @@ class StageEmitter {
   }
 
   /** A vec4 site: vec4 loads, the four lane values, one vec4 store (or four stores when the target has no vec4 view). */
-  private emitVecSite(site: VecSite, ind: string): void {
-    const L = this.lines,
+  private emitVecSite(site: VecSite): void {
+    const ind = this.ind,
+      L = this.lines,
       { lane, store } = site;
     L.push(site.guard ? `${ind}if (${this.expr(site.guard)}) {` : `${ind}{`);
     const in2 = `${ind}  `;
@@ -669,80 +684,90 @@ class StageEmitter {
     return added;
   }
 
-  private stmt(s: Stmt, ind: string): void {
-    const L = this.lines;
-    switch (s.k) {
-      case 'seq':
-        s.body.forEach((b) => this.stmt(b, ind));
-        return;
-      case 'for': {
-        if (isThreadTag(s.kind))
-          throw new KilnError('E_INTERNAL', `wgsl: loop ${s.v.name} bound to ${s.kind} left after bind-launch`);
-        if (s.extent <= 0) return;
-        const site = vecSite(s);
-        if (
-          site &&
-          (this.vecView.has(site.store.buf) || [...site.loads].some((l) => this.vecView.has(l.buf as Buffer)))
-        ) {
-          this.emitVecSite(site, ind);
-          return;
-        }
-        const v = this.varName(s.v);
-        L.push(`${ind}for (var ${v}: i32 = 0i; ${v} < ${this.lit(s.extent, 'int32')}; ${v}++) {`);
-        this.stmt(s.body, `${ind}  `);
-        L.push(`${ind}}`);
-        return;
-      }
-      case 'store': {
-        this.useBuf(s.buf, true);
-        if (this.vecView.get(s.buf) === 'own')
-          throw new KilnError('E_INTERNAL', `wgsl: scalar store to ${s.buf.name}, which the stage views as vec4`);
-        const idx = this.expr(s.index);
-        const val = this.expr(s.value);
-        L.push(`${ind}${this.bufName(s.buf)}[${idx}] = ${s.buf.dtype === 'bool' ? `select(0u, 1u, ${val})` : val};`);
-        return;
-      }
-      case 'if':
-        L.push(`${ind}if (${this.expr(s.cond)}) {`);
-        this.stmt(s.then, `${ind}  `);
-        if (s.else) {
-          L.push(`${ind}} else {`);
-          this.stmt(s.else, `${ind}  `);
-        }
-        L.push(`${ind}}`);
-        return;
-      case 'decl': {
-        this.checkType(s.v.dtype);
-        const g = declGroup(s),
-          view = g && this.vec4Of(g.buf);
-        if (g && view) {
-          const q = `q${this.lets++}`;
-          L.push(`${ind}let ${q} = ${view}[(${this.expr(g.base)}) >> 2u];`);
-          g.decls.forEach((d, k) => L.push(`${ind}var ${this.varName(d.v)}: f32 = ${q}.${'xyzw'[k]};`));
-          this.stmt(g.decls[3].body, ind);
-          return;
-        }
-        const kind = this.assigned.has(s.v) ? 'var' : 'let';
-        L.push(`${ind}${kind} ${this.varName(s.v)}: ${valueType(s.v.dtype)} = ${this.expr(s.init)};`);
-        this.stmt(s.body, ind);
-        return;
-      }
-      case 'assign':
-        L.push(`${ind}${this.varName(s.v)} = ${this.expr(s.value)};`);
-        return;
-      case 'alloc':
-        this.checkType(s.buf.dtype);
-        if (s.buf.scope === 'local')
-          L.push(`${ind}var ${this.bufName(s.buf)}: array<${storageType(s.buf.dtype)}, ${s.buf.size}>;`);
-        else if (s.buf.scope === 'shared') this.shared.push(s.buf);
-        else throw new KilnError('E_INTERNAL', `wgsl: global allocation ${s.buf.name} inside a kernel`);
-        this.stmt(s.body, ind);
-        return;
-      case 'barrier':
-        L.push(`${ind}workgroupBarrier();`);
-        return;
-    }
+  /** Emits `f`'s lines one level deeper. */
+  private nested(f: () => void): void {
+    const outer = this.ind;
+    this.ind = `${outer}  `;
+    f();
+    this.ind = outer;
   }
+
+  private line(text: string): void {
+    this.lines.push(`${this.ind}${text}`);
+  }
+
+  // ---- statements (the walk is LoopEmitter's)
+  protected emitSeq(body: readonly Stmt[]): void {
+    for (const b of body) this.stmt(b);
+  }
+
+  protected emitLoop(s: ForStmt): void {
+    if (isThreadTag(s.kind))
+      throw new KilnError('E_INTERNAL', `wgsl: loop ${s.v.name} bound to ${s.kind} left after bind-launch`);
+    const site = vecSite(s);
+    if (site && (this.vecView.has(site.store.buf) || [...site.loads].some((l) => this.vecView.has(l.buf as Buffer)))) {
+      this.emitVecSite(site);
+      return;
+    }
+    const v = this.varName(s.v);
+    this.line(`for (var ${v}: i32 = 0i; ${v} < ${this.lit(s.extent, 'int32')}; ${v}++) {`);
+    this.nested(() => this.stmt(s.body));
+    this.line('}');
+  }
+
+  protected emitStore(s: StoreStmt): void {
+    this.useBuf(s.buf, true);
+    if (this.vecView.get(s.buf) === 'own')
+      throw new KilnError('E_INTERNAL', `wgsl: scalar store to ${s.buf.name}, which the stage views as vec4`);
+    const idx = this.expr(s.index);
+    const val = this.expr(s.value);
+    this.line(`${this.bufName(s.buf)}[${idx}] = ${s.buf.dtype === 'bool' ? `select(0u, 1u, ${val})` : val};`);
+  }
+
+  protected emitIf(s: IfStmt): void {
+    this.line(`if (${this.expr(s.cond)}) {`);
+    this.nested(() => this.stmt(s.then));
+    if (s.else) {
+      const els = s.else;
+      this.line('} else {');
+      this.nested(() => this.stmt(els));
+    }
+    this.line('}');
+  }
+
+  protected emitDecl(s: DeclStmt): void {
+    this.checkType(s.v.dtype);
+    const g = declGroup(s),
+      view = g && this.vec4Of(g.buf);
+    if (g && view) {
+      const q = `q${this.lets++}`;
+      this.line(`let ${q} = ${view}[(${this.expr(g.base)}) >> 2u];`);
+      g.decls.forEach((d, k) => this.line(`var ${this.varName(d.v)}: f32 = ${q}.${'xyzw'[k]};`));
+      this.stmt(g.decls[3].body);
+      return;
+    }
+    const kind = this.assigned.has(s.v) ? 'var' : 'let';
+    this.line(`${kind} ${this.varName(s.v)}: ${valueType(s.v.dtype)} = ${this.expr(s.init)};`);
+    this.stmt(s.body);
+  }
+
+  protected emitAssign(s: AssignStmt): void {
+    this.line(`${this.varName(s.v)} = ${this.expr(s.value)};`);
+  }
+
+  protected emitAlloc(s: AllocStmt): void {
+    this.checkType(s.buf.dtype);
+    if (s.buf.scope === 'local')
+      this.line(`var ${this.bufName(s.buf)}: array<${storageType(s.buf.dtype)}, ${s.buf.size}>;`);
+    else this.shared.push(s.buf);
+    this.stmt(s.body);
+  }
+
+  protected emitBarrier(): void {
+    this.line('workgroupBarrier();');
+  }
+
+  protected emitNothing(): void {}
 
   private checkType(t: DType): void {
     if (UNSUPPORTED_DTYPES.has(t)) throw unsupported(t);
@@ -780,40 +805,39 @@ class StageEmitter {
     }
   }
 
-  expr(e: Expr): string {
-    if (this.hoisted.size) {
-      const h = this.hoisted.get(this.ids.id(e));
-      if (h !== undefined) return h;
-    }
-    switch (e.k) {
-      case 'const':
-        return this.lit(e.value, e.dtype);
-      case 'var':
-        this.checkType(e.dtype);
-        return this.varName(e);
-      case 'load': {
-        const b = e.buf as Buffer;
-        this.checkType(b.dtype);
-        this.useBuf(b, false);
-        if (this.vecView.get(b) === 'own')
-          throw new KilnError('E_INTERNAL', `wgsl: scalar load of ${b.name}, which the stage views as vec4`);
-        const x = `${this.bufName(b)}[${this.expr(e.idx[0])}]`;
-        return b.dtype === 'bool' ? `(${x} != 0u)` : x;
-      }
-      case 'cast':
-        return this.cast(this.expr(e.a), e.a.dtype, e.dtype);
-      case 'select':
-        return `select(${this.expr(e.b)}, ${this.expr(e.a)}, ${this.expr(e.c)})`;
-      case 'un':
-        return this.unary(e.op, e.a, e.dtype);
-      case 'bin':
-        return this.binary(e.op, e.a, e.b);
-      case 'reduce':
-        throw new KilnError('E_INTERNAL', 'wgsl: reduction left in loop IR');
-    }
+  // ---- expressions (the dispatch is LoopEmitter's)
+  protected override reuse(e: Expr): string | undefined {
+    return this.hoisted.size ? this.hoisted.get(this.ids.id(e)) : undefined;
   }
 
-  private cast(x: string, from: DType, to: DType): string {
+  protected constant(value: number | bigint, t: DType): string {
+    return this.lit(value, t);
+  }
+
+  protected variable(v: Var): string {
+    this.checkType(v.dtype);
+    return this.varName(v);
+  }
+
+  protected load(b: Buffer, index: Expr): string {
+    this.checkType(b.dtype);
+    this.useBuf(b, false);
+    if (this.vecView.get(b) === 'own')
+      throw new KilnError('E_INTERNAL', `wgsl: scalar load of ${b.name}, which the stage views as vec4`);
+    const x = `${this.bufName(b)}[${this.expr(index)}]`;
+    return b.dtype === 'bool' ? `(${x} != 0u)` : x;
+  }
+
+  /** WGSL evaluates both arms of its select (TargetCaps.speculation 'any': nothing it evaluates traps). */
+  protected select(e: SelectExpr): string {
+    return `select(${this.expr(e.b)}, ${this.expr(e.a)}, ${this.expr(e.c)})`;
+  }
+
+  protected selectByBranch(e: SelectExpr): string {
+    return this.select(e);
+  }
+
+  protected cast(x: string, from: DType, to: DType): string {
     this.checkType(from);
     this.checkType(to);
     if (from === to) return x;
@@ -915,7 +939,7 @@ class StageEmitter {
     throw new KilnError('E_UNSUPPORTED', `wgsl: ${op} on ${at}`);
   }
 
-  private unary(op: string, a: Expr, t: DType): string {
+  protected unary(op: UnOp, a: Expr, t: DType): string {
     const x = this.expr(a);
     if (isWide(a.dtype)) return this.unary64(op, x, a.dtype);
     const float = a.dtype === 'float32',
@@ -944,7 +968,7 @@ class StageEmitter {
     throw new KilnError('E_UNSUPPORTED', `wgsl: unary ${op} on ${t}`);
   }
 
-  private binary(op: string, ea: Expr, eb: Expr): string {
+  protected binary(op: BinOp, ea: Expr, eb: Expr): string {
     const at = ea.dtype;
     const a = this.expr(ea),
       b = this.expr(eb);
