@@ -26,7 +26,7 @@ const NODE_DIR = '.cache/onnx-node';
 /** Simulated instructions per node case; larger cases are assembled but not simulated (listed by name). */
 const SIM_BUDGET = 3e7;
 /** Node cases that must simulate and match (of the WebAssembly-passing list). Raise it; never lower it. */
-const SIM_FLOOR = 1200;
+const SIM_FLOOR = 1211;
 
 const wasmPassing = readFileSync('test/data/wasm-passing-node-cases.txt', 'utf8')
   .split('\n')
