@@ -76,7 +76,7 @@ describe('kiln CLI', () => {
       /cuda loop IR after unroll\n[\s\S]*\(threadIdx\.x\)/,
     );
     expect(kiln('inspect', model, '--level', 'loop', '--target', 'webgpu')).toMatch(
-      /\/\/ kernel g0: mul \+ tanh, webgpu loop IR as emitted\n[\s\S]*\(threadIdx\.x\)/,
+      /\/\/ kernel g0: mul \+ tanh, webgpu loop IR as emitted\n[\s\S]*\/\/ stage 0: launch grid \[1, 1, 1\] block \[4, 1, 1\]\n[\s\S]*= \(threadIdx\.x \/ 2\)/,
     );
     expect(kiln('inspect', model, '--level', 'wasm', '--kernel', '0')).toMatch(/;; kernel k0\n\(func \$\d+ \(param/);
     expect(kiln('inspect', join(dir, 'm.kiln'))).toMatch(/peak arena \d+ bytes vs \d+ bytes for all intermediates/);
@@ -230,7 +230,7 @@ describe('kiln CLI usage errors', () => {
       [['inspect', model, '--kernel', 'first'], /bad --kernel 'first'/, /kiln inspect/],
       [
         ['inspect', model, '--level', 'loop', '--after', 'vectorize'],
-        /no loop-IR pass 'vectorize' for --target wasm\. passes in order: lower, unroll, share-shared-loads, partition-loops/,
+        /no loop-IR pass 'vectorize' for --target wasm\. passes in order: lower, unroll, share-shared-loads, narrow-integers, partition-loops/,
         /kiln inspect/,
       ],
       [
