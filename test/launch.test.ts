@@ -2,30 +2,14 @@
 // become lets of the GPU index variables, plus guards and a launch per stage. Written as Before -> Expected on
 // printed loop IR, run through each backend's real pass list (verified after every pass: KILN_DEBUG=verify).
 import { describe, expect, it } from 'vitest';
-import { type Expr, type Var, add, constant, freshVar, load, mul } from '../src/tensor-expr/expr.js';
-import { type Buffer, type PrimFunc, type Stmt, buffer, printPrimFunc, seq } from '../src/schedule/loop-ir.js';
+import { add, constant, load, mul } from '../src/tensor-expr/expr.js';
+import { type PrimFunc, buffer, printPrimFunc, seq } from '../src/schedule/loop-ir.js';
 import { runLoopPasses } from '../src/schedule/loop-passes.js';
 import { WGSL_LOOP_PASSES, WGSL_LOOP_RUN, emitWgslKernel } from '../src/codegen/wgsl/codegen.js';
 import { PTX_LOOP_PASSES, PTX_LOOP_RUN, emitPtxModule } from '../src/codegen/ptx/codegen.js';
 import { KilnError } from '../src/runtime/errors.js';
+import { func, loop, named, store, text } from './helpers/loop-ir-builders.js';
 
-const named = (name: string): Var => ({ ...freshVar(name), name });
-const loop = (v: Var, extent: number, body: Stmt, kind: Extract<Stmt, { k: 'for' }>['kind'] = 'serial'): Stmt => ({
-  k: 'for',
-  v,
-  extent,
-  kind,
-  body,
-});
-const store = (buf: Buffer, index: Expr, value: Expr): Stmt => ({ k: 'store', buf, index, value });
-const func = (body: Stmt, inputs: Buffer[], outputs: Buffer[]): PrimFunc => ({
-  name: 'k',
-  inputs,
-  outputs,
-  temps: [],
-  body,
-});
-const text = (s: string) => `${s.trim()}\n`;
 const webgpu = (f: PrimFunc) => runLoopPasses(f, WGSL_LOOP_PASSES, WGSL_LOOP_RUN);
 const cuda = (f: PrimFunc) => runLoopPasses(f, PTX_LOOP_PASSES, PTX_LOOP_RUN);
 const error = (run: () => unknown): KilnError => {
@@ -39,7 +23,7 @@ const error = (run: () => unknown): KilnError => {
 };
 
 describe('bind-launch', () => {
-  const [b0, b1, t, u] = ['b0', 'b1', 't', 'u'].map(named);
+  const [b0, b1, t, u] = ['b0', 'b1', 't', 'u'].map((n) => named(n));
   const x = buffer('x', 'float32', 2048),
     y = buffer('y', 'float32', 2048);
 

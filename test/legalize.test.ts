@@ -9,7 +9,6 @@ import {
   constant,
   floordiv,
   floormod,
-  freshVar,
   binary,
   add,
   mul,
@@ -21,7 +20,7 @@ import {
   sub,
   unary,
 } from '../src/tensor-expr/expr.js';
-import { type Buffer, type PrimFunc, type Stmt, buffer, printPrimFunc } from '../src/schedule/loop-ir.js';
+import { type PrimFunc, type Stmt, buffer, printPrimFunc } from '../src/schedule/loop-ir.js';
 import { runLoopPasses } from '../src/schedule/loop-passes.js';
 import { TARGET_CAPS, type TargetCaps } from '../src/codegen/common/target-caps.js';
 import { rewriteWithLets } from '../src/codegen/common/bind.js';
@@ -31,24 +30,8 @@ import { floorDivPass } from '../src/codegen/common/legalize.js';
 import { MATH_FORMS, mathExpandPass } from '../src/codegen/common/math-expand.js';
 import type { UnaryMathFn } from '../src/runtime/math.js';
 import { erf } from '../src/runtime/math.js';
+import { func, loop, named, store, text } from './helpers/loop-ir-builders.js';
 
-const named = (name: string, dtype: Var['dtype'] = 'int32'): Var => ({ ...freshVar(name, dtype), name });
-const loop = (v: Var, extent: number, body: Stmt, kind: Extract<Stmt, { k: 'for' }>['kind'] = 'serial'): Stmt => ({
-  k: 'for',
-  v,
-  extent,
-  kind,
-  body,
-});
-const store = (buf: Buffer, index: Expr, value: Expr): Stmt => ({ k: 'store', buf, index, value });
-const func = (body: Stmt, inputs: Buffer[], outputs: Buffer[]): PrimFunc => ({
-  name: 'k',
-  inputs,
-  outputs,
-  temps: [],
-  body,
-});
-const text = (s: string) => `${s.trim()}\n`;
 /** Runs one pass (verified after, as every pass in tests) and prints the result. */
 const printAfter = (f: PrimFunc, pass: ReturnType<typeof floorDivPass>) =>
   printPrimFunc(runLoopPasses(f, [pass], { input: 'before' }));

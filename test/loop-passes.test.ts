@@ -1,26 +1,8 @@
 // Loop-IR infrastructure: the generic walkers every pass uses, named passes written as Before -> Expected on
 // printed IR, and the pipeline `kiln inspect --level loop` prints (the last step is what a backend emits).
 import { describe, expect, it } from 'vitest';
+import { add, cast, constant, ge, int, load, lt, mul, select, and, unary } from '../src/tensor-expr/expr.js';
 import {
-  type Expr,
-  type Var,
-  add,
-  cast,
-  constant,
-  freshVar,
-  ge,
-  int,
-  load,
-  lt,
-  mul,
-  select,
-  and,
-  unary,
-} from '../src/tensor-expr/expr.js';
-import {
-  type Buffer,
-  type PrimFunc,
-  type Stmt,
   buffer,
   childStmts,
   kernelStages,
@@ -40,25 +22,9 @@ import { kernelKey } from '../src/compiler/kernel.js';
 import { printTrace } from '../src/schedule/schedule.js';
 import { compile } from '../src/index.js';
 import { buildModel } from '../src/frontend/onnx/model-builder.js';
+import { func, loop, named, store } from './helpers/loop-ir-builders.js';
 
-/** A variable with a fixed name, so printed IR can be written out in the test. */
-const named = (name: string, dtype: Var['dtype'] = 'int32'): Var => ({ ...freshVar(name, dtype), name });
 const f32 = (v: number) => constant(v, 'float32');
-const loop = (v: Var, extent: number, body: Stmt, kind: Extract<Stmt, { k: 'for' }>['kind'] = 'serial'): Stmt => ({
-  k: 'for',
-  v,
-  extent,
-  kind,
-  body,
-});
-const store = (buf: Buffer, index: Expr, value: Expr): Stmt => ({ k: 'store', buf, index, value });
-const func = (body: Stmt, inputs: Buffer[], outputs: Buffer[], temps: Buffer[] = []): PrimFunc => ({
-  name: 'k',
-  inputs,
-  outputs,
-  temps,
-  body,
-});
 /** Printed IR without the indentation of its first line, trimmed, for Before -> Expected tables. */
 const text = (s: string) =>
   s

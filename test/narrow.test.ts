@@ -10,7 +10,6 @@ import {
   binary,
   cast,
   constant,
-  freshVar,
   int,
   load,
   lt,
@@ -22,7 +21,7 @@ import {
   unary,
 } from '../src/tensor-expr/expr.js';
 import { simplify } from '../src/tensor-expr/simplify.js';
-import { type Buffer, type PrimFunc, type Stmt, buffer, printPrimFunc } from '../src/schedule/loop-ir.js';
+import { type PrimFunc, type Stmt, buffer, printPrimFunc } from '../src/schedule/loop-ir.js';
 import { runLoopPasses } from '../src/schedule/loop-passes.js';
 import { TARGET_CAPS, type TargetCaps } from '../src/codegen/common/target-caps.js';
 import { narrowPass, wrapValue } from '../src/codegen/common/narrow.js';
@@ -32,19 +31,9 @@ import { compareTensors } from '../src/conformance/compare.js';
 import { buildModel, type ModelSpec } from '../src/frontend/onnx/model-builder.js';
 import { runOrt } from './helpers/ort.js';
 import { runCudaSim } from './support/cuda-sim-runtime.js';
+import { func, loop, named, store, text } from './helpers/loop-ir-builders.js';
 
-const named = (name: string, dtype: Var['dtype'] = 'int32'): Var => ({ ...freshVar(name, dtype), name });
-const loop = (v: Var, extent: number, body: Stmt): Stmt => ({ k: 'for', v, extent, kind: 'serial', body });
-const store = (buf: Buffer, index: Expr, value: Expr): Stmt => ({ k: 'store', buf, index, value });
 const seq = (...body: Stmt[]): Stmt => ({ k: 'seq', body });
-const func = (body: Stmt, inputs: Buffer[], outputs: Buffer[]): PrimFunc => ({
-  name: 'k',
-  inputs,
-  outputs,
-  temps: [],
-  body,
-});
-const text = (s: string) => `${s.trim()}\n`;
 /** Runs the pass for `caps` (verified before and after, as every pass in tests) and prints the result. */
 const printAfter = (f: PrimFunc, caps: TargetCaps = TARGET_CAPS.wasm) =>
   printPrimFunc(runLoopPasses(f, [narrowPass(caps)], { input: 'before', check: {} }));
