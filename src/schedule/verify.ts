@@ -44,6 +44,8 @@ import {
   type PrimFunc,
   type Stmt,
   type ThreadTag,
+  THREAD_TAGS as GPU_TAGS,
+  isThreadTag,
   kernelStages,
   printLaunch,
   printStmt,
@@ -108,9 +110,7 @@ export interface VerifyOptions {
 }
 
 const THREAD_TAGS: readonly ThreadTag[] = ['threadIdx.x', 'threadIdx.y', 'threadIdx.z'];
-const ALL_TAGS = Object.keys(GPU_INDEX_VARS) as ThreadTag[];
 const BLOCK_TAGS: readonly ThreadTag[] = ['blockIdx.x', 'blockIdx.y', 'blockIdx.z'];
-const isBoundKind = (k: string): k is ThreadTag => k.startsWith('threadIdx.') || k.startsWith('blockIdx.');
 const isThreadKind = (k: string) => k.startsWith('threadIdx.');
 const COMPARE = new Set(['eq', 'ne', 'lt', 'le', 'gt', 'ge']);
 const BITWISE = new Set(['and', 'or', 'xor', 'shl', 'shr']);
@@ -307,9 +307,9 @@ export function verifyPrimFunc(f: PrimFunc, opts: VerifyOptions = {}): void {
     switch (s.k) {
       case 'for': {
         if (!Number.isSafeInteger(s.extent) || s.extent < 0) fail(`loop extent ${s.extent} is not a whole number >= 0`);
-        if (f.launches && isBoundKind(s.kind)) fail(`loop ${s.v.name} is bound to ${s.kind} after launch binding`);
+        if (f.launches && isThreadTag(s.kind)) fail(`loop ${s.v.name} is bound to ${s.kind} after launch binding`);
         if (s.v.dtype !== 'int32') fail(`loop variable ${s.v.name} has dtype ${s.v.dtype}, not int32`);
-        if (isBoundKind(s.kind) && opts.launch?.distinctTags && scope.bound.some((l) => l.kind === s.kind)) {
+        if (isThreadTag(s.kind) && opts.launch?.distinctTags && scope.bound.some((l) => l.kind === s.kind)) {
           fail(`loop ${s.v.name} is bound to ${s.kind} inside another loop bound to ${s.kind}`);
         }
         bind(s.v, 'loop');
@@ -317,10 +317,10 @@ export function verifyPrimFunc(f: PrimFunc, opts: VerifyOptions = {}): void {
         else scope.emptyLoops++;
         if (isThreadKind(s.kind)) scope.threadDependent.add(s.v);
         if (s.kind === 'vectorized') scope.lanes.push(s);
-        if (isBoundKind(s.kind)) scope.bound.push(s);
+        if (isThreadTag(s.kind)) scope.bound.push(s);
         walk(s.body);
         if (s.kind === 'vectorized') scope.lanes.pop();
-        if (isBoundKind(s.kind)) scope.bound.pop();
+        if (isThreadTag(s.kind)) scope.bound.pop();
         if (s.extent === 0) scope.emptyLoops--;
         unbind(s.v);
         return;
@@ -400,7 +400,7 @@ export function verifyPrimFunc(f: PrimFunc, opts: VerifyOptions = {}): void {
       stages = kernelStages(f);
     if (launches.length !== stages.length) fail(`${launches.length} launches for ${stages.length} stages`);
     // the GPU index variables: bound in every stage, in the ranges its launch gives
-    for (const t of ALL_TAGS) bind(GPU_INDEX_VARS[t], 'loop');
+    for (const t of GPU_TAGS) bind(GPU_INDEX_VARS[t], 'loop');
     for (const t of THREAD_TAGS) scope.threadDependent.add(GPU_INDEX_VARS[t]);
     stages.forEach((s, i) => {
       const l = launches[i];
@@ -432,18 +432,7 @@ function checkLaunchRecord(l: GpuLaunch, i: number, lim: LaunchLimits, fail: (pr
   const at = `stage ${i} (${printLaunch(l)})`;
   if ([...l.grid, ...l.block].some((n) => !Number.isSafeInteger(n) || n < 0))
     fail(`${at}: launch sizes are whole numbers >= 0`);
-  const threads = l.block[0] * l.block[1] * l.block[2],
-    blocks = l.grid[0] * l.grid[1] * l.grid[2];
-  if (lim.maxThreadsPerBlock !== undefined && threads > lim.maxThreadsPerBlock)
-    fail(`${at}: ${threads} threads per block exceed the limit of ${lim.maxThreadsPerBlock}`);
-  l.block.forEach((n, k) => {
-    if (lim.maxBlockDim && n > lim.maxBlockDim[k]) fail(`${at}: ${THREAD_TAGS[k]} size ${n} exceeds the limit`);
-  });
-  l.grid.forEach((n, k) => {
-    if (lim.maxGrid && n > lim.maxGrid[k]) fail(`${at}: grid size ${n} exceeds the limit of ${lim.maxGrid[k]}`);
-  });
-  if (lim.maxBlocks !== undefined && blocks > lim.maxBlocks)
-    fail(`${at}: ${blocks} blocks exceed the limit of ${lim.maxBlocks}`);
+  checkSizes(l.block, l.grid, lim, fail, `${at}: `);
 }
 
 type ForStmt = Extract<Stmt, { k: 'for' }>;
@@ -454,7 +443,7 @@ function checkLaunch(s: Stmt, lim: LaunchLimits, fail: (problem: string) => neve
   const walk = (x: Stmt, anc: ForStmt[], inLeadingNest: boolean): void => {
     switch (x.k) {
       case 'for': {
-        const isBound = isBoundKind(x.kind);
+        const isBound = isThreadTag(x.kind);
         if (isBound) {
           if (lim.leadingNest && !inLeadingNest) {
             at(x);
@@ -506,19 +495,32 @@ function checkLaunch(s: Stmt, lim: LaunchLimits, fail: (problem: string) => neve
     grid[0] = lim.maxGrid[0];
   }
   at(s);
+  checkSizes(block, grid, lim, fail);
+}
+
+/** Threads per block, block dims, grid dims and blocks within the limits (`at` prefixes the messages). */
+function checkSizes(
+  block: readonly number[],
+  grid: readonly number[],
+  lim: LaunchLimits,
+  fail: (problem: string) => never,
+  at = '',
+): void {
   const threads = block[0] * block[1] * block[2],
     blocks = grid[0] * grid[1] * grid[2];
   if (lim.maxThreadsPerBlock !== undefined && threads > lim.maxThreadsPerBlock) {
-    fail(`launch of ${block.join('x')} = ${threads} threads per block exceeds the limit of ${lim.maxThreadsPerBlock}`);
+    fail(
+      `${at}launch of ${block.join('x')} = ${threads} threads per block exceeds the limit of ${lim.maxThreadsPerBlock}`,
+    );
   }
   THREAD_TAGS.forEach((t, i) => {
     if (lim.maxBlockDim && block[i] > lim.maxBlockDim[i])
-      fail(`${t} size ${block[i]} exceeds the limit of ${lim.maxBlockDim[i]}`);
+      fail(`${at}${t} size ${block[i]} exceeds the limit of ${lim.maxBlockDim[i]}`);
   });
   BLOCK_TAGS.forEach((t, i) => {
     if (lim.maxGrid && grid[i] > lim.maxGrid[i])
-      fail(`${t} size ${grid[i]} exceeds the grid limit of ${lim.maxGrid[i]}`);
+      fail(`${at}${t} size ${grid[i]} exceeds the grid limit of ${lim.maxGrid[i]}`);
   });
   if (lim.maxBlocks !== undefined && blocks > lim.maxBlocks)
-    fail(`launch of ${grid.join('x')} = ${blocks} blocks exceeds the limit of ${lim.maxBlocks}`);
+    fail(`${at}launch of ${grid.join('x')} = ${blocks} blocks exceeds the limit of ${lim.maxBlocks}`);
 }
