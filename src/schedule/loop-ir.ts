@@ -23,6 +23,9 @@ export const THREAD_TAGS: readonly ThreadTag[] = [
   'threadIdx.z',
 ];
 export const isThreadTag = (k: string): k is ThreadTag => (THREAD_TAGS as readonly string[]).includes(k);
+/** The tags of a launch's grid dimensions (blocks, workgroups) and of its block dimensions (threads), x y z. */
+export const BLOCK_TAGS: readonly ThreadTag[] = THREAD_TAGS.slice(0, 3);
+export const THREAD_INDEX_TAGS: readonly ThreadTag[] = THREAD_TAGS.slice(3);
 
 /**
  * The GPU's own index variables (int32), one per tag, read by the bound loops' indices once the launch binder
@@ -51,6 +54,13 @@ export type Stmt =
   | { readonly k: 'assign'; readonly v: Var; readonly value: Expr }
   | { readonly k: 'alloc'; readonly buf: Buffer; readonly body: Stmt }
   | { readonly k: 'barrier' };
+
+export type ForStmt = Extract<Stmt, { k: 'for' }>;
+export type StoreStmt = Extract<Stmt, { k: 'store' }>;
+export type IfStmt = Extract<Stmt, { k: 'if' }>;
+export type DeclStmt = Extract<Stmt, { k: 'decl' }>;
+export type AssignStmt = Extract<Stmt, { k: 'assign' }>;
+export type AllocStmt = Extract<Stmt, { k: 'alloc' }>;
 
 /** A kernel: parameters are flat buffers (inputs first, then outputs); global temporaries come from a scratch area. */
 export interface PrimFunc {
@@ -227,3 +237,63 @@ export function mapStmtParts(s: Stmt, r: StmtParts): Stmt {
 
 /** `s` with `f` applied to every expression its statements hold. */
 export const mapStmtExprs = (s: Stmt, f: (e: Expr) => Expr): Stmt => mapStmtParts(s, { expr: f });
+
+/** A loop bound to a GPU tag, with every statement around it in its stage. */
+export interface BoundLoop {
+  readonly loop: ForStmt;
+  readonly ancestors: ReadonlySet<Stmt>;
+}
+
+/** The loops of one stage bound to one tag, in program order, and how many ids the tag needs. */
+export interface TagLoops {
+  readonly loops: readonly BoundLoop[];
+  /**
+   * Each loop nested in the one before: one row-major id, of the product of their extents (the implicit fuse of
+   * gpu-schedule.ts). Otherwise the loops are side by side and share the largest extent.
+   */
+  readonly chain: boolean;
+  readonly size: number;
+}
+
+/**
+ * The loops of one stage (one launch) bound to each GPU tag. `mixed` is a loop whose tag has loops nested in one
+ * place and side by side in another, which no launch can index consistently.
+ */
+export function threadLoops(stage: Stmt): {
+  readonly tags: ReadonlyMap<ThreadTag, TagLoops>;
+  readonly mixed?: ForStmt;
+} {
+  const byTag = new Map<ThreadTag, BoundLoop[]>();
+  const walk = (s: Stmt, ancestors: readonly Stmt[]): void => {
+    if (s.k === 'for' && isThreadTag(s.kind)) {
+      const loops = byTag.get(s.kind) ?? [];
+      loops.push({ loop: s, ancestors: new Set(ancestors) });
+      byTag.set(s.kind, loops);
+    }
+    for (const c of childStmts(s)) walk(c, [...ancestors, s]);
+  };
+  walk(stage, []);
+  const tags = new Map<ThreadTag, TagLoops>();
+  let mixed: ForStmt | undefined;
+  for (const [tag, loops] of byTag) {
+    const chain = loops.every((l, i) => i === 0 || l.ancestors.has(loops[i - 1].loop));
+    const nested = loops.find((l) => loops.some((o) => l.ancestors.has(o.loop)));
+    if (!chain && nested) mixed ??= nested.loop;
+    const extents = loops.map((l) => l.loop.extent);
+    tags.set(tag, { loops, chain, size: chain ? extents.reduce((a, b) => a * b, 1) : Math.max(...extents) });
+  }
+  return { tags, mixed };
+}
+
+/**
+ * The launch a stage's bound loops imply: a tag's size along its dimension, 1 where no loop is bound to it. With
+ * `maxGridX`, a grid x above it folds into grid y when blockIdx.y is unused (the launch binder's rule).
+ */
+export function impliedLaunch(tags: ReadonlyMap<ThreadTag, TagLoops>, maxGridX?: number): GpuLaunch {
+  const size = (t: ThreadTag) => tags.get(t)?.size ?? 1;
+  const block = THREAD_INDEX_TAGS.map(size) as [number, number, number];
+  const grid = BLOCK_TAGS.map(size) as [number, number, number];
+  if (maxGridX !== undefined && grid[0] > maxGridX && !tags.has('blockIdx.y'))
+    return { grid: [maxGridX, Math.ceil(grid[0] / maxGridX), grid[2]], block, foldedX: true };
+  return { grid, block };
+}

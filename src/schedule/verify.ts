@@ -27,8 +27,8 @@
 //  - launch (option `launch`, per top-level statement, which every GPU backend launches separately): the block
 //    and grid sizes implied by the bound loops are within the limits; where a tag's loops are nested they form one
 //    chain (the backends fuse it into one linear id; a chain's size is the product of its extents, otherwise a
-//    tag's size is its largest loop); with `distinctTags`, a tag's loops are never nested; with `leadingNest`, the
-//    bound loops are a leading perfect nest; with `foldGridX`, a blockIdx.x size over maxGrid x folds into grid y
+//    tag's size is its largest loop); with `distinctTags`, a tag's loops are never nested; with `foldGridX`, a
+//    blockIdx.x size over maxGrid x folds into grid y
 //  - bound launches (PrimFunc.launches, after src/codegen/common/launch.ts): one per stage, no bound loop left,
 //    the GPU index variables (GPU_INDEX_VARS) read as bound, threadIdx.* ones thread-dependent, each in the range
 //    its launch gives; with `launch`, every record within the limits
@@ -39,12 +39,18 @@ import { type Expr, type Var, printExpr, visitExpr } from '../tensor-expr/expr.j
 import { type Interval, bound, fixVar } from '../tensor-expr/simplify.js';
 import {
   type Buffer,
+  type ForStmt,
+  type IfStmt,
   GPU_INDEX_VARS,
   type GpuLaunch,
   type PrimFunc,
   type Stmt,
   type ThreadTag,
-  THREAD_TAGS as GPU_TAGS,
+  BLOCK_TAGS,
+  THREAD_INDEX_TAGS,
+  THREAD_TAGS,
+  impliedLaunch,
+  threadLoops,
   isThreadTag,
   kernelStages,
   printLaunch,
@@ -61,8 +67,6 @@ export interface LaunchLimits {
   readonly maxGrid?: readonly [number, number, number];
   /** Most blocks in one launch (the product of the grid sizes). */
   readonly maxBlocks?: number;
-  /** Bound loops only in a leading perfect nest of each launch (the old WGSL backend's rule). */
-  readonly leadingNest?: boolean;
   /**
    * A blockIdx.x size over maxGrid x folds into grid y when blockIdx.y is unused (the launch binder's rule,
    * src/codegen/common/launch.ts): the folded grid is checked instead.
@@ -109,8 +113,6 @@ export interface VerifyOptions {
   readonly launch?: LaunchLimits;
 }
 
-const THREAD_TAGS: readonly ThreadTag[] = ['threadIdx.x', 'threadIdx.y', 'threadIdx.z'];
-const BLOCK_TAGS: readonly ThreadTag[] = ['blockIdx.x', 'blockIdx.y', 'blockIdx.z'];
 const isThreadKind = (k: string) => k.startsWith('threadIdx.');
 const COMPARE = new Set(['eq', 'ne', 'lt', 'le', 'gt', 'ge']);
 const BITWISE = new Set(['and', 'or', 'xor', 'shl', 'shr']);
@@ -131,9 +133,9 @@ interface Scope {
   /** Variables whose value may differ between threads of a block. */
   threadDependent: Set<Var>;
   /** Enclosing vectorized loops (innermost last). */
-  lanes: Extract<Stmt, { k: 'for' }>[];
+  lanes: ForStmt[];
   /** Enclosing loops bound to GPU tags, outermost first. */
-  bound: Extract<Stmt, { k: 'for' }>[];
+  bound: ForStmt[];
   /** Inside an if whose condition depends on a thread index. */
   divergent?: Stmt;
   /** How many enclosing loops have extent 0 (their bodies never run). */
@@ -387,7 +389,7 @@ export function verifyPrimFunc(f: PrimFunc, opts: VerifyOptions = {}): void {
       case 'barrier': {
         if (scope.divergent)
           fail(
-            `barrier under a condition that depends on the thread index (${printExpr((scope.divergent as Extract<Stmt, { k: 'if' }>).cond)}): threads that skip it deadlock the others`,
+            `barrier under a condition that depends on the thread index (${printExpr((scope.divergent as IfStmt).cond)}): threads that skip it deadlock the others`,
           );
         if (opts.launch && !f.launches && !scope.bound.some((l) => isThreadKind(l.kind)))
           fail('barrier outside every loop bound to threadIdx.*');
@@ -400,8 +402,8 @@ export function verifyPrimFunc(f: PrimFunc, opts: VerifyOptions = {}): void {
       stages = kernelStages(f);
     if (launches.length !== stages.length) fail(`${launches.length} launches for ${stages.length} stages`);
     // the GPU index variables: bound in every stage, in the ranges its launch gives
-    for (const t of GPU_TAGS) bind(GPU_INDEX_VARS[t], 'loop');
-    for (const t of THREAD_TAGS) scope.threadDependent.add(GPU_INDEX_VARS[t]);
+    for (const t of THREAD_TAGS) bind(GPU_INDEX_VARS[t], 'loop');
+    for (const t of THREAD_INDEX_TAGS) scope.threadDependent.add(GPU_INDEX_VARS[t]);
     stages.forEach((s, i) => {
       const l = launches[i];
       const ids = (t: ThreadTag, n: number) => {
@@ -411,7 +413,7 @@ export function verifyPrimFunc(f: PrimFunc, opts: VerifyOptions = {}): void {
       ids('blockIdx.x', l.foldedX ? l.grid[0] * l.grid[1] : l.grid[0]);
       ids('blockIdx.y', l.foldedX ? 1 : l.grid[1]);
       ids('blockIdx.z', l.grid[2]);
-      THREAD_TAGS.forEach((t, k) => ids(t, l.block[k]));
+      THREAD_INDEX_TAGS.forEach((t, k) => ids(t, l.block[k]));
       walk(s);
     });
   } else walk(f.body);
@@ -435,65 +437,16 @@ function checkLaunchRecord(l: GpuLaunch, i: number, lim: LaunchLimits, fail: (pr
   checkSizes(l.block, l.grid, lim, fail, `${at}: `);
 }
 
-type ForStmt = Extract<Stmt, { k: 'for' }>;
-
 /** Launch sizes of one top-level statement (one launch on every GPU backend), checked against `lim`. */
 function checkLaunch(s: Stmt, lim: LaunchLimits, fail: (problem: string) => never, at: (s: Stmt) => void): void {
-  const byTag = new Map<ThreadTag, { loop: ForStmt; ancestors: ForStmt[] }[]>();
-  const walk = (x: Stmt, anc: ForStmt[], inLeadingNest: boolean): void => {
-    switch (x.k) {
-      case 'for': {
-        const isBound = isThreadTag(x.kind);
-        if (isBound) {
-          if (lim.leadingNest && !inLeadingNest) {
-            at(x);
-            fail(`loop ${x.v.name} bound to ${x.kind} is not in the leading perfect nest of bound loops`);
-          }
-          const l = byTag.get(x.kind as ThreadTag) ?? [];
-          l.push({ loop: x, ancestors: anc });
-          byTag.set(x.kind as ThreadTag, l);
-        }
-        walk(x.body, [...anc, x], inLeadingNest && isBound);
-        return;
-      }
-      case 'seq':
-        x.body.forEach((b) => walk(b, anc, false));
-        return;
-      case 'if':
-        walk(x.then, anc, false);
-        if (x.else) walk(x.else, anc, false);
-        return;
-      case 'decl':
-      case 'alloc':
-        walk(x.body, anc, false);
-        return;
-      default:
-        return;
-    }
-  };
-  walk(s, [], true);
-  const size = new Map<ThreadTag, number>();
-  for (const [tag, loops] of byTag) {
-    const nested = loops.some((l) => l.ancestors.some((a) => a.kind === tag));
-    const chain = loops.every((l, i) => i === 0 || l.ancestors.includes(loops[i - 1].loop));
-    if (nested && !chain) {
-      at(loops.find((l) => l.ancestors.some((a) => a.kind === tag))!.loop);
-      fail(
-        `loops bound to ${tag} are nested in one place and side by side in another; one launch can give them no consistent index`,
-      );
-    }
-    size.set(
-      tag,
-      chain && nested ? loops.reduce((n, l) => n * l.loop.extent, 1) : Math.max(...loops.map((l) => l.loop.extent)),
+  const { tags, mixed } = threadLoops(s);
+  if (mixed) {
+    at(mixed);
+    fail(
+      `loops bound to ${mixed.kind} are nested in one place and side by side in another; one launch can give them no consistent index`,
     );
   }
-  const dim = (t: ThreadTag) => size.get(t) ?? 1;
-  const block = THREAD_TAGS.map(dim),
-    grid = BLOCK_TAGS.map(dim);
-  if (lim.foldGridX && lim.maxGrid && grid[0] > lim.maxGrid[0] && !size.has('blockIdx.y')) {
-    grid[1] = Math.ceil(grid[0] / lim.maxGrid[0]);
-    grid[0] = lim.maxGrid[0];
-  }
+  const { block, grid } = impliedLaunch(tags, lim.foldGridX ? lim.maxGrid?.[0] : undefined);
   at(s);
   checkSizes(block, grid, lim, fail);
 }
@@ -513,7 +466,7 @@ function checkSizes(
       `${at}launch of ${block.join('x')} = ${threads} threads per block exceeds the limit of ${lim.maxThreadsPerBlock}`,
     );
   }
-  THREAD_TAGS.forEach((t, i) => {
+  THREAD_INDEX_TAGS.forEach((t, i) => {
     if (lim.maxBlockDim && block[i] > lim.maxBlockDim[i])
       fail(`${at}${t} size ${block[i]} exceeds the limit of ${lim.maxBlockDim[i]}`);
   });

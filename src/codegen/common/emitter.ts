@@ -12,16 +12,19 @@
 import type { DType } from '../../runtime/dtype.js';
 import { KilnError } from '../../runtime/errors.js';
 import type { BinOp, Expr, UnOp, Var } from '../../tensor-expr/expr.js';
-import type { Buffer, Stmt } from '../../schedule/loop-ir.js';
+import type {
+  AllocStmt,
+  AssignStmt,
+  Buffer,
+  DeclStmt,
+  ForStmt,
+  IfStmt,
+  Stmt,
+  StoreStmt,
+} from '../../schedule/loop-ir.js';
 import { isPure } from './pure.js';
 import type { TargetCaps } from './target-caps.js';
 
-export type ForStmt = Extract<Stmt, { k: 'for' }>;
-export type StoreStmt = Extract<Stmt, { k: 'store' }>;
-export type IfStmt = Extract<Stmt, { k: 'if' }>;
-export type DeclStmt = Extract<Stmt, { k: 'decl' }>;
-export type AssignStmt = Extract<Stmt, { k: 'assign' }>;
-export type AllocStmt = Extract<Stmt, { k: 'alloc' }>;
 export type SelectExpr = Extract<Expr, { k: 'select' }>;
 
 export abstract class LoopEmitter<V, S> {

@@ -16,21 +16,20 @@ import type { KilnErrorCode } from '../../runtime/errors.js';
 import { KilnError } from '../../runtime/errors.js';
 import { type Expr, div, int, lt, mod } from '../../tensor-expr/expr.js';
 import {
+  BLOCK_TAGS,
   GPU_INDEX_VARS,
   type GpuLaunch,
   type PrimFunc,
   type Stmt,
+  THREAD_INDEX_TAGS,
   type ThreadTag,
-  THREAD_TAGS,
-  childStmts,
-  isThreadTag,
+  impliedLaunch,
   kernelStages,
   mapChildren,
+  threadLoops,
 } from '../../schedule/loop-ir.js';
 import type { LoopPass } from '../../schedule/loop-passes.js';
 import type { GpuLimits, TargetCaps } from './target-caps.js';
-
-type ForStmt = Extract<Stmt, { k: 'for' }>;
 
 /** How a backend reports a launch over its target's limits. */
 export interface LaunchErrors {
@@ -51,9 +50,6 @@ interface Binding {
   readonly guard: boolean;
 }
 
-const BLOCK_TAGS = THREAD_TAGS.slice(0, 3),
-  THREAD_ONLY = THREAD_TAGS.slice(3);
-
 /** One stage with its bound loops replaced, and its launch; `where` names it in messages. */
 export function bindStage(
   s: Stmt,
@@ -66,34 +62,17 @@ export function bindStage(
       hint: code === 'E_UNSUPPORTED' ? 'compile for target wasm, or report the model' : undefined,
     });
   };
-  const byTag = new Map<ThreadTag, { loop: ForStmt; ancestors: Set<Stmt> }[]>();
-  const walk = (x: Stmt, anc: Stmt[]): void => {
-    if (x.k === 'for' && isThreadTag(x.kind)) {
-      const l = byTag.get(x.kind) ?? [];
-      l.push({ loop: x, ancestors: new Set(anc) });
-      byTag.set(x.kind, l);
-    }
-    for (const c of childStmts(x)) walk(c, x.k === 'for' ? [...anc, x] : anc);
-  };
-  walk(s, []);
-
-  const dims = new Map<ThreadTag, number>(),
-    chains = new Map<ThreadTag, boolean>();
-  for (const [tag, loops] of byTag) {
-    const chain = loops.every((l, i) => i === 0 || l.ancestors.has(loops[i - 1].loop));
-    if (!chain && loops.some((l) => loops.some((o) => l.ancestors.has(o.loop))))
-      fail('E_INTERNAL', `has loops bound to ${tag} nested in one place and side by side in another`);
-    chains.set(tag, chain);
-    dims.set(tag, chain ? loops.reduce((n, l) => n * l.loop.extent, 1) : Math.max(...loops.map((l) => l.loop.extent)));
-  }
-  const d = (t: ThreadTag) => dims.get(t) ?? 1;
-  if ([...dims.values()].some((n) => n <= 0)) {
+  const { tags, mixed } = threadLoops(s);
+  if (mixed) fail('E_INTERNAL', `has loops bound to ${mixed.kind} nested in one place and side by side in another`);
+  const d = (t: ThreadTag) => tags.get(t)?.size ?? 1;
+  if ([...tags.values()].some((t) => t.size <= 0)) {
     // nothing to compute: an empty grid (runtimes skip the launch)
-    const block = THREAD_ONLY.map((t) => Math.max(1, d(t))) as [number, number, number];
+    const block = THREAD_INDEX_TAGS.map((t) => Math.max(1, d(t))) as [number, number, number];
     return { stage: { k: 'seq', body: [] }, launch: { grid: [0, 0, 0], block } };
   }
 
-  const block = THREAD_ONLY.map(d) as [number, number, number];
+  const launch = impliedLaunch(tags, limits.maxGrid[0]);
+  const { block, grid } = launch;
   const threads = block[0] * block[1] * block[2];
   const blockName = errors.block ?? 'block';
   if (threads > limits.maxThreadsPerBlock)
@@ -103,15 +82,8 @@ export function bindStage(
     );
   block.forEach((n, i) => {
     if (n > limits.maxBlockDim[i])
-      fail(errors.code, `has ${n} threads along ${THREAD_ONLY[i]}, over the limit of ${limits.maxBlockDim[i]}`);
+      fail(errors.code, `has ${n} threads along ${THREAD_INDEX_TAGS[i]}, over the limit of ${limits.maxBlockDim[i]}`);
   });
-
-  let grid = BLOCK_TAGS.map(d) as [number, number, number];
-  let foldedX = false;
-  if (grid[0] > limits.maxGrid[0] && !dims.has('blockIdx.y')) {
-    grid = [limits.maxGrid[0], Math.ceil(grid[0] / limits.maxGrid[0]), grid[2]];
-    foldedX = true;
-  }
   grid.forEach((n, i) => {
     if (n > limits.maxGrid[i])
       fail(
@@ -120,12 +92,12 @@ export function bindStage(
       );
   });
   // ids each tag is launched with (blockIdx.x over x and y when folded)
-  const launched = (t: ThreadTag) => (t === 'blockIdx.x' && foldedX ? grid[0] * grid[1] : d(t));
+  const launched = (t: ThreadTag) => (t === 'blockIdx.x' && launch.foldedX ? grid[0] * grid[1] : d(t));
 
   const bound = new Map<Stmt, Binding>();
-  for (const [tag, loops] of byTag) {
+  for (const [tag, { loops, chain }] of tags) {
     const n = launched(tag);
-    if (chains.get(tag)) {
+    if (chain) {
       // (id / inner) % extent; no % where the loops outside it run once (id / inner < extent already)
       let inner = 1;
       for (let i = loops.length - 1; i >= 0; i--) {
@@ -156,7 +128,6 @@ export function bindStage(
       body: b.guard ? { k: 'if', cond: lt(x.v, int(x.extent)), then: body } : body,
     };
   };
-  const launch: GpuLaunch = foldedX ? { grid, block, foldedX } : { grid, block };
   return { stage: rewrite(s), launch };
 }
 

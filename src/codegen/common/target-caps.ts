@@ -50,6 +50,7 @@ export interface TargetCaps {
   /**
    * Signed integer dtypes whose floordiv/floormod the shared lowering rewrites into truncating div/mod and a
    * correction (src/codegen/common/legalize.ts); the emitter computes the others (unsigned ones are plain div/mod).
+   * Narrow integers are not listed: narrowing runs first and computes them in int32.
    */
   readonly floorDivLowered: readonly DType[];
   /**
@@ -70,7 +71,6 @@ export interface TargetCaps {
 
 /** Every unary math function (WebAssembly imports them all from the host). */
 const ALL_MATH = Object.keys(UNARY_MATH) as UnaryMathFn[];
-const SIGNED_32: readonly DType[] = ['int8', 'int16', 'int32'];
 /** The integers narrower than 32 bits (bool is not one: a compare gives it, it stays 0 or 1). */
 const NARROW: readonly DType[] = ['int8', 'int16', 'uint8', 'uint16'];
 
@@ -111,7 +111,7 @@ export const TARGET_CAPS: Readonly<Record<TargetName, TargetCaps>> = {
     f32VectorLanes: 4,
     // int64 is a pair of u32 words only inside the emitter: its floor division stays a helper there. WGSL's tanh
     // overflows to NaN for large |x| on some drivers and it has no erf.
-    floorDivLowered: SIGNED_32,
+    floorDivLowered: ['int32'],
     nativeMath: ALL_MATH.filter((m) => m !== 'tanh' && m !== 'erf'),
     float64MathInFloat32: false,
     speculation: 'any',
@@ -133,7 +133,7 @@ export const TARGET_CAPS: Readonly<Record<TargetName, TargetCaps>> = {
     f32VectorLanes: 4,
     // ex2.approx / lg2.approx / sin.approx / cos.approx (with range reduction) are the emitter's; float64 math goes
     // through them in float32 (~1e-6 relative)
-    floorDivLowered: [...SIGNED_32, 'int64'],
+    floorDivLowered: ['int32', 'int64'],
     nativeMath: ['exp', 'log', 'sin', 'cos'],
     float64MathInFloat32: true,
     speculation: 'pure',

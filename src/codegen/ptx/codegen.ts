@@ -26,6 +26,12 @@ import {
   isThreadTag,
   kernelStages,
   visitStmtExprs,
+  type AllocStmt,
+  type AssignStmt,
+  type DeclStmt,
+  type ForStmt,
+  type IfStmt,
+  type StoreStmt,
 } from '../../schedule/loop-ir.js';
 import { type LoopPass, type LoopPassRun, runLoopPasses } from '../../schedule/loop-passes.js';
 import { CUDA_LAUNCH_LIMITS } from '../../schedule/verify.js';
@@ -35,16 +41,7 @@ import { TARGET_CAPS } from '../common/target-caps.js';
 import { floorDivPass } from '../common/legalize.js';
 import { mathExpandPass } from '../common/math-expand.js';
 import { csePass } from '../common/cse.js';
-import {
-  type AllocStmt,
-  type AssignStmt,
-  type DeclStmt,
-  type ForStmt,
-  type IfStmt,
-  LoopEmitter,
-  type SelectExpr,
-  type StoreStmt,
-} from '../common/emitter.js';
+import { LoopEmitter, type SelectExpr } from '../common/emitter.js';
 import { narrowPass } from '../common/narrow.js';
 import { bindLaunchPass } from '../common/launch.js';
 
@@ -429,7 +426,7 @@ class EntryEmitter extends LoopEmitter<string, void> {
    * A 'vectorized' loop of 4 that copies consecutive float32s (a shared-memory fetch) as one ld.v4 / st.v4 when
    * both indices are consecutive in the lane and provably multiples of 4 at lane 0 (16-byte aligned: buffers are).
    */
-  private vector4(s: Extract<Stmt, { k: 'for' }>): boolean {
+  private vector4(s: ForStmt): boolean {
     const st = s.body;
     if (s.kind !== 'vectorized' || s.extent !== 4 || st.k !== 'store' || st.buf.dtype !== 'float32') return false;
     const v = st.value;

@@ -4,24 +4,26 @@
 import binaryen from 'binaryen';
 import { BYTES, type DType, isFloat, isUnsigned, isWide } from '../../runtime/dtype.js';
 import { UNARY_MATH, BINARY_MATH } from '../../runtime/math.js';
-import { type Expr, type Var, type BinOp, printExpr } from '../../tensor-expr/expr.js';
+import { type Expr, type Var, type BinOp, mentions, printExpr } from '../../tensor-expr/expr.js';
 import { bound, type Interval } from '../../tensor-expr/simplify.js';
-import { type Buffer, type PrimFunc, type Stmt, kernelStages } from '../../schedule/loop-ir.js';
-import { type LoopPass, type LoopPassRun, runLoopPasses, stagePass } from '../../schedule/loop-passes.js';
-import { KilnError } from '../../runtime/errors.js';
-import { scratchLayout } from '../../compiler/memory-plan.js';
 import {
+  type Buffer,
+  type PrimFunc,
+  type Stmt,
+  kernelStages,
   type AllocStmt,
   type AssignStmt,
   type DeclStmt,
   type ForStmt,
   type IfStmt,
-  LoopEmitter,
-  type SelectExpr,
   type StoreStmt,
-} from '../common/emitter.js';
+} from '../../schedule/loop-ir.js';
+import { type LoopPass, type LoopPassRun, runLoopPasses, stagePass } from '../../schedule/loop-passes.js';
+import { KilnError } from '../../runtime/errors.js';
+import { scratchLayout } from '../../compiler/memory-plan.js';
+import { LoopEmitter, type SelectExpr } from '../common/emitter.js';
 import { TARGET_CAPS } from '../common/target-caps.js';
-import { type HoistForm, type ScalarEmitter, vectorizeExpr, vectorizeLoop, uses as usesVar } from './vectorize.js';
+import { type HoistForm, type ScalarEmitter, vectorizeExpr, vectorizeLoop } from './vectorize.js';
 import { unrollLoops } from '../../schedule/passes/unroll.js';
 import { hoistIndexArithmetic } from '../../schedule/passes/hoist-index.js';
 import { hoistLoopInvariantValues } from '../../schedule/passes/hoist-values.js';
@@ -234,7 +236,7 @@ export class FunctionEmitter extends LoopEmitter<Ref, Ref> implements ScalarEmit
       if (e.k === 'load' || e.k === 'select') {
         // inside a 4-lane update a lane-invariant value is used splatted: hoist the splat (one broadcast load
         // instead of a scalar load and a shuffle per use)
-        const form: HoistForm = v === undefined ? 's' : usesVar(e, v) ? 'v' : 'p';
+        const form: HoistForm = v === undefined ? 's' : mentions(e, v) ? 'v' : 'p';
         const key = `${form}|${printExpr(e)}`;
         const c = counts.get(key) ?? { e, v: form === 's' ? undefined : v, n: 0 };
         c.n++;
@@ -250,7 +252,7 @@ export class FunctionEmitter extends LoopEmitter<Ref, Ref> implements ScalarEmit
         visit(e.b, v);
       } else if (e.k === 'un' || e.k === 'cast') visit(e.a, v);
     };
-    for (const { st, v } of items) visit((st as Extract<Stmt, { k: 'store' }>).value, v);
+    for (const { st, v } of items) visit((st as StoreStmt).value, v);
     const sets: Ref[] = [];
     for (const [key, c] of counts) {
       if (c.n < 2) continue;

@@ -4,14 +4,12 @@
 // lane. A store that is not unit-stride is written lane by lane; anything else returns undefined and the caller
 // emits the scalar loop.
 import binaryen from 'binaryen';
-import type { Buffer, Stmt } from '../../schedule/loop-ir.js';
-import { type Expr, type Var, affineCoef } from '../../tensor-expr/expr.js';
+import type { Buffer, ForStmt } from '../../schedule/loop-ir.js';
+import { type Expr, type Var, affineCoef, mentions } from '../../tensor-expr/expr.js';
 import { type Interval, bound, fixVar } from '../../tensor-expr/simplify.js';
 import { BYTES } from '../../runtime/dtype.js';
 import { SPECULATIVE_GUARD_BYTES } from '../../compiler/memory-plan.js';
 import { INLINE_F32_MATH, type InlineMathFn, inlineF32Math } from './math-inline.js';
-
-type ForStmt = Extract<Stmt, { k: 'for' }>;
 
 /** How a hoisted value is used: 's' scalar, 'v' 4 lanes of a lane-dependent value, 'p' a lane-invariant one splatted. */
 export type HoistForm = 's' | 'v' | 'p';
@@ -31,27 +29,6 @@ export interface ScalarEmitter {
   cached(e: Expr, form: HoistForm): number | undefined;
   store(b: Buffer, index: Expr, value: number): number;
   expr(e: Expr): number;
-}
-
-/** Whether `e` mentions variable `v`. */
-export function uses(e: Expr, v: Var): boolean {
-  switch (e.k) {
-    case 'var':
-      return e === v;
-    case 'const':
-      return false;
-    case 'bin':
-      return uses(e.a, v) || uses(e.b, v);
-    case 'un':
-    case 'cast':
-      return uses(e.a, v);
-    case 'select':
-      return uses(e.c, v) || uses(e.a, v) || uses(e.b, v);
-    case 'load':
-      return e.idx.some((i) => uses(i, v));
-    case 'reduce':
-      return true;
-  }
 }
 
 /** Stride of an index in v: 0 (invariant), 1 (unit), or undefined (other). */
@@ -91,7 +68,7 @@ export function vectorizeExpr(em: ScalarEmitter, e: Expr, v: Var): number | unde
     return m.f32x4.splat(em.expr(e));
   };
   const vec = (e: Expr): number => {
-    if (!uses(e, v)) return splat(e);
+    if (!mentions(e, v)) return splat(e);
     const hoisted = em.cached(e, 'v');
     if (hoisted !== undefined) return hoisted;
     switch (e.k) {
@@ -115,7 +92,7 @@ export function vectorizeExpr(em: ScalarEmitter, e: Expr, v: Var): number | unde
         return m.v128.load(offset, 4, ptr);
       }
       case 'select': {
-        if (!uses(e.c, v)) return m.if(em.expr(e.c), vec(e.a), vec(e.b));
+        if (!mentions(e.c, v)) return m.if(em.expr(e.c), vec(e.a), vec(e.b));
         // both arms computed for all lanes, then blended: only when every load in them stays within the memory
         // guard for every lane (a padded window's border), so that no lane reads what would trap
         const mask = laneMask(em, e.c, v);
@@ -200,7 +177,7 @@ const F32_CMP = { lt: 'lt', le: 'le', gt: 'gt', ge: 'ge', eq: 'eq', ne: 'ne' } a
 /** A boolean in lane variable `v` as a v128 lane mask (all ones where true), or undefined. */
 function laneMask(em: ScalarEmitter, c: Expr, v: Var): number | undefined {
   const m = em.m;
-  if (!uses(c, v)) return m.i32x4.splat(m.i32.sub(m.i32.const(0), em.expr(c)));
+  if (!mentions(c, v)) return m.i32x4.splat(m.i32.sub(m.i32.const(0), em.expr(c)));
   if (c.k !== 'bin') return undefined;
   if (c.op === 'and' || c.op === 'or') {
     const a = laneMask(em, c.a, v),
@@ -230,7 +207,7 @@ function laneMask(em: ScalarEmitter, c: Expr, v: Var): number | undefined {
 /** An int32 index expression in lane variable `v` as an i32x4 (lane l: v = l), or undefined. */
 function laneInt(em: ScalarEmitter, e: Expr, v: Var): number | undefined {
   const m = em.m;
-  if (!uses(e, v)) return m.i32x4.splat(em.expr(e));
+  if (!mentions(e, v)) return m.i32x4.splat(em.expr(e));
   if (e === v) return m.v128.const([0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0]);
   if (e.k !== 'bin' || !['add', 'sub', 'mul'].includes(e.op)) return undefined;
   const a = laneInt(em, e.a, v),
@@ -241,7 +218,7 @@ function laneInt(em: ScalarEmitter, e: Expr, v: Var): number | undefined {
 
 export function vectorizeLoop(em: ScalarEmitter, s: ForStmt): number | undefined {
   // a guard that is the same for every lane (a tile row past the end of its axis) wraps the vector code
-  if (s.extent === 4 && s.body.k === 'if' && !s.body.else && !uses(s.body.cond, s.v)) {
+  if (s.extent === 4 && s.body.k === 'if' && !s.body.else && !mentions(s.body.cond, s.v)) {
     const inner = vectorizeLoop(em, { ...s, body: s.body.then });
     return inner === undefined ? undefined : em.m.if(em.expr(s.body.cond), inner);
   }

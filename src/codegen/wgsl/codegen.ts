@@ -45,16 +45,7 @@ import { floorDivPass } from '../common/legalize.js';
 import { mathExpandPass } from '../common/math-expand.js';
 import { ExprIds, csePass, repeatedSubexpressions } from '../common/cse.js';
 import { narrowPass } from '../common/narrow.js';
-import {
-  type AllocStmt,
-  type AssignStmt,
-  type DeclStmt,
-  type ForStmt,
-  type IfStmt,
-  LoopEmitter,
-  type SelectExpr,
-  type StoreStmt,
-} from '../common/emitter.js';
+import { LoopEmitter, type SelectExpr } from '../common/emitter.js';
 import { bindLaunchPass } from '../common/launch.js';
 import { KilnError } from '../../runtime/errors.js';
 import { type BinOp, type Expr, type UnOp, type Var, mapExpr, printExpr, visitExpr } from '../../tensor-expr/expr.js';
@@ -72,6 +63,12 @@ import {
   mapStmtParts,
   visitStmt,
   visitStmtExprs,
+  type AllocStmt,
+  type AssignStmt,
+  type DeclStmt,
+  type ForStmt,
+  type IfStmt,
+  type StoreStmt,
 } from '../../schedule/loop-ir.js';
 import { type LoopPass, type LoopPassRun, runLoopPasses } from '../../schedule/loop-passes.js';
 import { WEBGPU_LAUNCH_LIMITS } from '../../schedule/verify.js';
@@ -315,7 +312,7 @@ type Load = Extract<Expr, { k: 'load' }>;
 interface VecSite {
   lane: Var;
   guard?: Expr;
-  store: Extract<Stmt, { k: 'store' }>;
+  store: StoreStmt;
   loads: Set<Load>;
 }
 

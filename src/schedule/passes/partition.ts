@@ -15,7 +15,16 @@ import {
   visitExpr,
 } from '../../tensor-expr/expr.js';
 import { type Interval, simplify } from '../../tensor-expr/simplify.js';
-import { type Stmt, mapChildren, mapOwnParts, mapStmtExprs, ownExprs, seq, visitStmt } from '../loop-ir.js';
+import {
+  type ForStmt,
+  type Stmt,
+  mapChildren,
+  mapOwnParts,
+  mapStmtExprs,
+  ownExprs,
+  seq,
+  visitStmt,
+} from '../loop-ir.js';
 
 /** Loops longer than this are not scanned (each iteration's conditions are evaluated once at compile time). */
 const MAX_EXTENT = 1024;
@@ -38,8 +47,6 @@ export function partitionLoops(s: Stmt, ranges: Map<Var, Interval> = new Map()):
       return mapChildren(s, (c) => partitionLoops(c, ranges));
   }
 }
-
-type ForStmt = Extract<Stmt, { k: 'for' }>;
 
 function partition(loop: ForStmt, outer: Map<Var, Interval>): Stmt | undefined {
   if (loop.extent < 2 || loop.extent > MAX_EXTENT) return undefined;
