@@ -185,6 +185,39 @@ export function immediate(value: number | bigint, t: DType): string {
 }
 
 const CMP: Partial<Record<BinOp, string>> = { eq: 'eq', ne: 'ne', lt: 'lt', le: 'le', gt: 'gt', ge: 'ge' };
+/** Float unary ops that are one instruction (the type suffix follows). */
+const FLOAT_UNARY: Partial<Record<UnOp, string>> = {
+  neg: 'neg',
+  abs: 'abs',
+  sqrt: 'sqrt.rn',
+  floor: 'cvt.rmi',
+  ceil: 'cvt.rpi',
+  round: 'cvt.rni',
+};
+/** Float binary ops that are one instruction (float32 min/max take .NaN: ONNX propagates NaN). */
+const FLOAT_BINARY: Partial<Record<BinOp, string>> = {
+  add: 'add.rn',
+  sub: 'sub.rn',
+  mul: 'mul.rn',
+  div: 'div.rn',
+  min: 'min',
+  max: 'max',
+};
+/** An integer instruction's type suffix: s32/s64 (sign-agnostic arithmetic), the operand's type, b32/b64 (bits). */
+type IntSuffix = 's' | 't' | 'b';
+/** Integer binary ops that are one instruction (except shifts, whose amount is 32-bit). */
+const INT_BINARY: Partial<Record<BinOp, readonly [string, IntSuffix]>> = {
+  add: ['add', 's'],
+  sub: ['sub', 's'],
+  mul: ['mul.lo', 's'],
+  div: ['div', 't'],
+  mod: ['rem', 't'],
+  and: ['and', 'b'],
+  or: ['or', 'b'],
+  xor: ['xor', 'b'],
+  min: ['min', 't'],
+  max: ['max', 't'],
+};
 const SPECIAL: Record<ThreadTag, string> = {
   'blockIdx.x': '%ctaid.x',
   'blockIdx.y': '%ctaid.y',
@@ -597,28 +630,14 @@ class EntryEmitter extends LoopEmitter<string, void> {
     if (op === 'isnan') return this.boolOf(this.pred({ k: 'un', op: 'isnan', a: ea, dtype: 'bool' }));
     const x = this.expr(ea);
     if (isFloat(t)) {
-      switch (op) {
-        case 'neg':
-          return this.fop('neg', t, x);
-        case 'abs':
-          return this.fop('abs', t, x);
-        case 'sqrt':
-          return this.fop('sqrt.rn', t, x);
-        case 'floor':
-          return this.fop('cvt.rmi', t, x);
-        case 'ceil':
-          return this.fop('cvt.rpi', t, x);
-        case 'round':
-          return this.fop('cvt.rni', t, x);
-        case 'sign': {
-          const p = this.reg('p');
-          this.ins(`setp.eq.${arithType(t)} ${p}, ${x}, ${immediate(0, t)}`);
-          const v = this.reg(regClass(t));
-          this.ins(`selp.${arithType(t)} ${v}, ${immediate(0, t)}, ${immediate(1, t)}, ${p}`);
-          return this.fop('copysign', t, x, v);
-        }
-        default:
-          break;
+      const ins = FLOAT_UNARY[op];
+      if (ins) return this.fop(ins, t, x);
+      if (op === 'sign') {
+        const p = this.reg('p');
+        this.ins(`setp.eq.${arithType(t)} ${p}, ${x}, ${immediate(0, t)}`);
+        const v = this.reg(regClass(t));
+        this.ins(`selp.${arithType(t)} ${v}, ${immediate(0, t)}, ${immediate(1, t)}, ${p}`);
+        return this.fop('copysign', t, x, v);
       }
       // the shared lowering expanded the other math functions, and float64 math to float32 (common/math-expand.ts)
       if (t === 'float32' && op in MATH) return MATH[op](this.math, x);
@@ -685,75 +704,33 @@ class EntryEmitter extends LoopEmitter<string, void> {
     const a = this.expr(e.a),
       b = this.expr(e.b);
     if (isFloat(at)) {
-      switch (op) {
-        case 'add':
-          return this.fop('add.rn', at, a, b);
-        case 'sub':
-          return this.fop('sub.rn', at, a, b);
-        case 'mul':
-          return this.fop('mul.rn', at, a, b);
-        case 'div':
-          return this.fop('div.rn', at, a, b);
-        case 'min':
-          return this.fop(at === 'float32' ? 'min.NaN' : 'min', at, a, b);
-        case 'max':
-          return this.fop(at === 'float32' ? 'max.NaN' : 'max', at, a, b);
-        case 'mod':
-          return this.fmod(a, b, at);
-        default:
-          throw unsupported(`${op} on ${at}`);
-      }
+      if (op === 'mod') return this.fmod(a, b, at);
+      const ins = FLOAT_BINARY[op];
+      if (!ins) throw unsupported(`${op} on ${at}`);
+      return this.fop(at === 'float32' && (op === 'min' || op === 'max') ? `${ins}.NaN` : ins, at, a, b);
     }
     const wide = isWide(at),
-      ty = arithType(at),
-      bits = wide ? 'b64' : 'b32',
-      s = wide ? 's64' : 's32';
-    const d = () => this.reg(regClass(at));
-    const op2 = (ins: string) => {
-      const r = d();
-      this.ins(`${ins} ${r}, ${a}, ${b}`);
+      ty = arithType(at);
+    const suffix: Record<IntSuffix, string> = { s: wide ? 's64' : 's32', t: ty, b: wide ? 'b64' : 'b32' };
+    const op2 = (ins: string, y = b) => {
+      const r = this.reg(regClass(at));
+      this.ins(`${ins} ${r}, ${a}, ${y}`);
       return r;
     };
-    switch (op) {
-      case 'add':
-        return op2(`add.${s}`);
-      case 'sub':
-        return op2(`sub.${s}`);
-      case 'mul':
-        return op2(`mul.lo.${s}`);
-      case 'div':
-        return op2(`div.${ty}`);
-      case 'mod':
-        return op2(`rem.${ty}`);
-      case 'and':
-        return op2(`and.${bits}`);
-      case 'or':
-        return op2(`or.${bits}`);
-      case 'xor':
-        return op2(`xor.${bits}`);
-      case 'min':
-        return op2(`min.${ty}`);
-      case 'max':
-        return op2(`max.${ty}`);
-      case 'shl':
-      case 'shr': {
-        let amount = b;
-        if (wide) {
-          amount = this.reg('r');
-          this.ins(`cvt.u32.u64 ${amount}, ${b}`);
-        }
-        const r = d();
-        this.ins(`${op === 'shl' ? `shl.${bits}` : `shr.${ty}`} ${r}, ${a}, ${amount}`);
-        return r;
+    const int = INT_BINARY[op];
+    if (int) return op2(`${int[0]}.${suffix[int[1]]}`);
+    if (op === 'shl' || op === 'shr') {
+      let amount = b;
+      if (wide) {
+        amount = this.reg('r');
+        this.ins(`cvt.u32.u64 ${amount}, ${b}`);
       }
-      // signed: legalized into div/mod before emission (common/legalize.ts)
-      case 'floordiv':
-      case 'floormod':
-        if (isUnsigned(at)) return op2(`${op === 'floordiv' ? 'div' : 'rem'}.${ty}`);
-        throw unsupported(`${op} on ${at} (not legalized)`);
-      default:
-        throw unsupported(`${op} on ${at}`);
+      return op2(op === 'shl' ? `shl.${suffix.b}` : `shr.${ty}`, amount);
     }
+    // signed floor division was legalized into div/mod before emission (common/legalize.ts)
+    if ((op === 'floordiv' || op === 'floormod') && isUnsigned(at))
+      return op2(`${op === 'floordiv' ? 'div' : 'rem'}.${ty}`);
+    throw unsupported(`${op} on ${at}${op === 'floordiv' || op === 'floormod' ? ' (not legalized)' : ''}`);
   }
 
   /** fmod through float64: a - trunc(a/b)*b (exact for float32 operands while |a/b| < 2^29). */
