@@ -45,6 +45,7 @@ import { floorDivPass } from '../common/legalize.js';
 import { mathExpandPass } from '../common/math-expand.js';
 import { ExprIds, csePass, repeatedSubexpressions } from '../common/cse.js';
 import { narrowPass } from '../common/narrow.js';
+import { int64PairsPass } from '../common/int64-pairs.js';
 import {
   type AllocStmt,
   type AssignStmt,
@@ -294,6 +295,7 @@ export const WGSL_LOOP_PASSES: readonly LoopPass[] = [
   narrowPass(CAPS),
   floorDivPass(CAPS),
   mathExpandPass(CAPS),
+  int64PairsPass(CAPS),
   csePass(CAPS),
   bindLaunchPass(CAPS, { code: 'E_UNSUPPORTED', prefix: 'wgsl', block: 'workgroup', grid: 'dispatch' }),
 ];
