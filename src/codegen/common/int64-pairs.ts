@@ -368,7 +368,7 @@ function hasWide(e: Expr): boolean {
 }
 
 /** The pass: int64/uint64 buffers, variables and arithmetic of a 'u32-pairs' target as uint32 words. */
-export function int64PairsPass(caps: Pick<TargetCaps, 'int64' | 'speculation' | 'floorDivLowered'>): LoopPass {
+export function int64PairsPass(caps: Pick<TargetCaps, 'int64' | 'speculation'>): LoopPass {
   return {
     name: 'split-int64',
     run: (f) => (caps.int64 === 'u32-pairs' ? new Splitter(f, caps).run() : f),
@@ -387,7 +387,7 @@ class Splitter {
 
   constructor(
     private readonly f: PrimFunc,
-    private readonly caps: Pick<TargetCaps, 'speculation' | 'floorDivLowered'>,
+    private readonly caps: Pick<TargetCaps, 'speculation'>,
   ) {
     this.namer = new VarNamer(f);
   }
