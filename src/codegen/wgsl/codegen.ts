@@ -850,9 +850,11 @@ class StageEmitter extends LoopEmitter<string, void> {
     const x = this.expr(a);
     const float = a.dtype === 'float32',
       unsigned = valueType(a.dtype) === 'u32';
+    const prefix = PREFIX[op];
+    if (prefix && !(op === 'neg' && unsigned)) return `(${prefix}${x})`;
     switch (op) {
       case 'neg':
-        return float || !unsigned ? `(-${x})` : `(0u - ${x})`;
+        return `(0u - ${x})`;
       case 'abs':
         return unsigned ? x : `abs(${x})`;
       case 'sqrt':
@@ -860,14 +862,10 @@ class StageEmitter extends LoopEmitter<string, void> {
       case 'ceil':
       case 'round':
         return float ? `${op}(${x})` : x;
-      case 'not':
-        return `(!${x})`;
-      case 'bitnot':
-        return `(~${x})`;
       case 'isnan':
         return float ? `${this.helper('kiln_isnan')}(${x})` : 'false';
       case 'sign':
-        return float ? `sign(${x})` : unsigned ? `select(0u, 1u, ${x} != 0u)` : `sign(${x})`;
+        return unsigned ? `select(0u, 1u, ${x} != 0u)` : `sign(${x})`;
     }
     // the builtins among the math functions (CAPS.nativeMath); the shared lowering expanded the others
     if (float && (CAPS.nativeMath as readonly string[]).includes(op)) return `${op}(${x})`;
@@ -879,62 +877,48 @@ class StageEmitter extends LoopEmitter<string, void> {
     const a = this.expr(ea),
       b = this.expr(eb);
     const float = at === 'float32',
-      bool = at === 'bool',
       unsigned = valueType(at) === 'u32';
-    const infix = (o: string) => `(${a} ${o} ${b})`;
-    switch (op) {
-      case 'add':
-        return infix('+');
-      case 'sub':
-        return infix('-');
-      case 'mul':
-        return infix('*');
-      case 'div':
-        return infix('/');
-      case 'mod':
-        return float ? `${this.helper('kiln_fmod')}(${a}, ${b})` : infix('%');
-      // bool: the non-short-circuit forms; `&&`/`||` inside expressions branch, which SwiftShader's compiler
-      // takes minutes over in index-heavy kernels
-      case 'min':
-        return bool ? infix('&') : `min(${a}, ${b})`;
-      case 'max':
-        return bool ? infix('|') : `max(${a}, ${b})`;
-      case 'pow':
-        if (float) return `${this.helper('kiln_pow')}(${a}, ${b})`;
-        return `${this.helper(unsigned ? 'kiln_ipow_u' : 'kiln_ipow_i')}(${a}, ${b})`;
-      case 'and':
-        return infix('&');
-      case 'or':
-        return infix('|');
-      case 'xor':
-        return bool ? infix('!=') : infix('^');
-      case 'shl':
-        return `(${a} << u32(${b}))`;
-      case 'shr':
-        return `(${a} >> u32(${b}))`;
-      case 'eq':
-        return infix('==');
-      case 'ne':
-        return infix('!=');
-      case 'lt':
-        return infix('<');
-      case 'le':
-        return infix('<=');
-      case 'gt':
-        return infix('>');
-      case 'ge':
-        return infix('>=');
-      // signed: legalized into div/mod before emission (common/legalize.ts)
-      case 'floordiv':
-        if (unsigned) return infix('/');
-        break;
-      case 'floormod':
-        if (unsigned) return infix('%');
-        break;
-    }
+    if (float && op === 'mod') return `${this.helper('kiln_fmod')}(${a}, ${b})`;
+    if (op === 'pow')
+      return `${this.helper(float ? 'kiln_pow' : unsigned ? 'kiln_ipow_u' : 'kiln_ipow_i')}(${a}, ${b})`;
+    // WGSL shifts by a u32 amount
+    if (op === 'shl' || op === 'shr') return `(${a} ${INFIX[op]} u32(${b}))`;
+    const o = (at === 'bool' && BOOL_INFIX[op]) || INFIX[op] || (unsigned && UNSIGNED_INFIX[op]);
+    if (o) return `(${a} ${o} ${b})`;
+    if (op === 'min' || op === 'max') return `${op}(${a}, ${b})`;
+    // signed floordiv/floormod: legalized into div/mod before emission (common/legalize.ts)
     throw new KilnError('E_UNSUPPORTED', `wgsl: ${op} on ${at}`);
   }
 }
+
+/** Unary ops that are a WGSL prefix operator (unsigned neg is `0u - x`). */
+const PREFIX: Partial<Record<UnOp, string>> = { neg: '-', not: '!', bitnot: '~' };
+/** Binary ops that are a WGSL infix operator. */
+const INFIX: Partial<Record<BinOp, string>> = {
+  add: '+',
+  sub: '-',
+  mul: '*',
+  div: '/',
+  mod: '%',
+  and: '&',
+  or: '|',
+  xor: '^',
+  shl: '<<',
+  shr: '>>',
+  eq: '==',
+  ne: '!=',
+  lt: '<',
+  le: '<=',
+  gt: '>',
+  ge: '>=',
+};
+/**
+ * On bool, where they differ: the non-short-circuit forms (`&&`/`||` inside expressions branch, which SwiftShader's
+ * compiler takes minutes over in index-heavy kernels).
+ */
+const BOOL_INFIX: Partial<Record<BinOp, string>> = { min: '&', max: '|', xor: '!=' };
+/** Floor division of unsigned integers is truncating division. */
+const UNSIGNED_INFIX: Partial<Record<BinOp, string>> = { floordiv: '/', floormod: '%' };
 
 /** Helper functions a shader includes when it uses them. */
 const HELPERS: Record<string, string> = {
