@@ -265,6 +265,7 @@ describe('pipelines', () => {
       'narrow-integers',
       'legalize-floordiv',
       'expand-math',
+      'split-int64',
       'cse',
       'bind-launch',
     ]);

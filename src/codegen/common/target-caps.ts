@@ -109,9 +109,9 @@ export const TARGET_CAPS: Readonly<Record<TargetName, TargetCaps>> = {
     float64: 'float32',
     transcendentals: 'shader-builtins',
     f32VectorLanes: 4,
-    // int64 is a pair of u32 words only inside the emitter: its floor division stays a helper there. WGSL's tanh
-    // overflows to NaN for large |x| on some drivers and it has no erf.
-    floorDivLowered: ['int32'],
+    // int64 floor division is legalized to div/mod like int32's, then split into u32 words (common/int64-pairs.ts).
+    // WGSL's tanh overflows to NaN for large |x| on some drivers and it has no erf.
+    floorDivLowered: ['int32', 'int64'],
     nativeMath: ALL_MATH.filter((m) => m !== 'tanh' && m !== 'erf'),
     float64MathInFloat32: false,
     speculation: 'any',

@@ -10,11 +10,10 @@
 // (int8/int16 as i32, uint8/uint16/bool as u32); the runtime widens inputs and weights on upload and narrows
 // outputs on download. Arithmetic on narrow integers is i32/u32 arithmetic, wrapped to their width by the shared
 // lowering (common/narrow.ts).
-// WGSL has no 64-bit types: int64 and uint64 are emulated. A value is a vec2<u32> (low word, high word) and a
-// buffer an array<vec2<u32>>, the byte layout of the host's BigInt64Array, so the runtime uploads and downloads
-// them unchanged. Arithmetic goes through the kiln_*64 helpers below with the WebAssembly target's semantics
-// (wrapping add/sub/mul, truncating div, rem with the dividend's sign, shift amounts mod 64, saturating float
-// conversions). An int64 read as an index costs one 8-byte load and takes the low word (i64.wrap, as on WASM).
+// WGSL has no 64-bit integers: the shared lowering (common/int64-pairs.ts, pass split-int64) has made every int64
+// and uint64 value a pair of u32 words and every such buffer an array<u32> of twice the elements (the bytes of the
+// host's BigInt64Array, so the runtime uploads and downloads them unchanged), with the WebAssembly target's
+// semantics; the emitter sees no 64-bit value.
 // float64 tensors are rejected with E_UNSUPPORTED (in models they mostly live in shape subgraphs, which constant
 // folding removes); a float32 kernel whose operator computes in float64 internally does so in f32 (demoteF64).
 //
@@ -45,6 +44,7 @@ import { floorDivPass } from '../common/legalize.js';
 import { mathExpandPass } from '../common/math-expand.js';
 import { ExprIds, csePass, repeatedSubexpressions } from '../common/cse.js';
 import { narrowPass } from '../common/narrow.js';
+import { int64PairsPass } from '../common/int64-pairs.js';
 import { LoopEmitter, type SelectExpr } from '../common/emitter.js';
 import { bindLaunchPass } from '../common/launch.js';
 import { KilnError } from '../../runtime/errors.js';
@@ -178,8 +178,6 @@ const CAPS = TARGET_CAPS.webgpu;
 const UNSUPPORTED_DTYPES: ReadonlySet<DType> = new Set(
   (Object.keys(BYTES) as DType[]).filter((t) => !CAPS.tensorDtypes.includes(t)),
 );
-const isWide = (t: DType) => t === 'int64' || t === 'uint64';
-const WIDE = 'vec2<u32>';
 
 /** WGSL value type of a loop-IR dtype. */
 export function valueType(t: DType): string {
@@ -196,9 +194,6 @@ export function valueType(t: DType): string {
       return 'u32';
     case 'bool':
       return 'bool';
-    case 'int64':
-    case 'uint64':
-      return WIDE;
     default:
       throw unsupported(t);
   }
@@ -210,6 +205,7 @@ export function storageType(t: DType): string {
 }
 
 function unsupported(t: DType): KilnError {
+  if (t === 'int64' || t === 'uint64') return new KilnError('E_INTERNAL', `wgsl: ${t} left after split-int64`);
   return new KilnError('E_UNSUPPORTED', `the WebGPU target has no ${t} (WGSL lacks 64-bit floats)`, {
     hint: "compile for target 'wasm', or keep float64 values in shape computations that fold to constants",
   });
@@ -285,12 +281,18 @@ function demoteF64(f: PrimFunc): PrimFunc {
   return { ...f, temps: f.temps.map(b), body: mapStmtParts(f.body, { expr: e, buf: b, v }) };
 }
 
-/** The loop-IR passes the WGSL backend runs before it emits: float64 demoted, then the shared lowering (common/). */
+/**
+ * The loop-IR passes the WGSL backend runs before it emits: float64 demoted, then the shared lowering (common/).
+ * split-int64 runs after narrow-integers (on WebGPU its float -> narrow casts go through int32: no new int64),
+ * legalize-floordiv (which turns int64 floor division into div/mod for it to expand) and expand-math, and before cse
+ * (which then shares what the words repeat across a statement) and bind-launch (last: it only replaces bound loops).
+ */
 export const WGSL_LOOP_PASSES: readonly LoopPass[] = [
   { name: 'demote-float64', run: demoteF64 },
   narrowPass(CAPS),
   floorDivPass(CAPS),
   mathExpandPass(CAPS),
+  int64PairsPass(CAPS),
   csePass(CAPS),
   bindLaunchPass(CAPS, { code: 'E_UNSUPPORTED', prefix: 'wgsl', block: 'workgroup', grid: 'dispatch' }),
 ];
@@ -792,11 +794,6 @@ class StageEmitter extends LoopEmitter<string, void> {
         return this.slot(`${v >>> 0}u`, 'u32', v >>> 0);
       case 'bool':
         return v ? 'true' : 'false';
-      case 'int64':
-      case 'uint64': {
-        const u = BigInt.asUintN(64, BigInt(value));
-        return `${WIDE}(${u & 0xffffffffn}u, ${u >> 32n}u)`;
-      }
       default:
         throw unsupported(t);
     }
@@ -838,7 +835,6 @@ class StageEmitter extends LoopEmitter<string, void> {
     this.checkType(from);
     this.checkType(to);
     if (from === to) return x;
-    if (isWide(from) || isWide(to)) return this.cast64(x, from, to);
     if (to === 'bool') return from === 'bool' ? x : `(${x} != ${this.lit(0, from)})`;
     if (from === 'bool') return `select(${this.lit(0, to)}, ${this.lit(1, to)}, ${x})`;
     const vt = valueType(to);
@@ -847,103 +843,15 @@ class StageEmitter extends LoopEmitter<string, void> {
     return valueType(from) === vt ? x : `${vt}(${x})`;
   }
 
-  /** Conversions to and from the vec2<u32> (lo, hi) form of int64/uint64, with the WebAssembly target's semantics. */
-  private cast64(x: string, from: DType, to: DType): string {
-    if (isWide(from) && isWide(to)) return x; // same bits
-    if (isWide(to)) {
-      if (from === 'bool') return `${WIDE}(select(0u, 1u, ${x}), 0u)`;
-      if (from === 'float32') return `${this.helper(to === 'int64' ? 'kiln_f32_to_i64' : 'kiln_f32_to_u64')}(${x})`;
-      if (valueType(from) === 'u32') return `${WIDE}(${x}, 0u)`;
-      return `${this.helper('kiln_i32_to_64')}(${x})`; // sign-extends, also into uint64 (i64.extend_s)
-    }
-    if (to === 'bool') return `any(${x} != ${WIDE}(0u, 0u))`;
-    if (to === 'float32') return `${this.helper(from === 'int64' ? 'kiln_i64_to_f32' : 'kiln_u64_to_f32')}(${x})`;
-    const lo = `(${x}).x`; // i64.wrap
-    return valueType(to) === 'i32' ? `bitcast<i32>(${lo})` : lo;
-  }
-
-  private unary64(op: string, x: string, t: DType): string {
-    const signed = t === 'int64';
-    switch (op) {
-      case 'neg':
-        return `${this.helper('kiln_neg64')}(${x})`;
-      case 'abs':
-        return signed ? `${this.helper('kiln_abs64')}(${x})` : x;
-      case 'sqrt':
-      case 'floor':
-      case 'ceil':
-      case 'round':
-        return x;
-      case 'bitnot':
-        return `(~${x})`;
-      case 'isnan':
-        return 'false';
-      case 'sign':
-        return `${this.helper(signed ? 'kiln_sign_i64' : 'kiln_sign_u64')}(${x})`;
-    }
-    throw new KilnError('E_UNSUPPORTED', `wgsl: unary ${op} on ${t}`);
-  }
-
-  private binary64(op: string, a: string, b: string, at: DType, bt: DType): string {
-    const s = at === 'int64' ? 'i64' : 'u64',
-      signed = at === 'int64';
-    const call = (name: string, x = a, y = b) => `${this.helper(name)}(${x}, ${y})`;
-    const amount = isWide(bt) ? `(${b}).x` : `u32(${b})`;
-    switch (op) {
-      case 'add':
-        return call('kiln_add64');
-      case 'sub':
-        return call('kiln_sub64');
-      case 'mul':
-        return call('kiln_mul64');
-      case 'div':
-        return call(`kiln_div_${s}`);
-      case 'mod':
-        return call(`kiln_rem_${s}`);
-      case 'floordiv':
-        return call(signed ? 'kiln_floordiv_i64' : 'kiln_div_u64');
-      case 'floormod':
-        return call(signed ? 'kiln_floormod_i64' : 'kiln_rem_u64');
-      case 'min':
-        return call(`kiln_min_${s}`);
-      case 'max':
-        return call(`kiln_max_${s}`);
-      case 'pow':
-        return call(`kiln_pow_${s}`, a, isWide(bt) ? b : this.cast64(b, bt, at));
-      case 'and':
-        return `(${a} & ${b})`;
-      case 'or':
-        return `(${a} | ${b})`;
-      case 'xor':
-        return `(${a} ^ ${b})`;
-      case 'shl':
-        return call('kiln_shl64', a, amount);
-      case 'shr':
-        return call(signed ? 'kiln_shr_i64' : 'kiln_shr_u64', a, amount);
-      case 'eq':
-        return `all(${a} == ${b})`;
-      case 'ne':
-        return `any(${a} != ${b})`;
-      case 'lt':
-        return call(`kiln_lt_${s}`);
-      case 'gt':
-        return call(`kiln_lt_${s}`, b, a);
-      case 'le':
-        return `(!${call(`kiln_lt_${s}`, b, a)})`;
-      case 'ge':
-        return `(!${call(`kiln_lt_${s}`)})`;
-    }
-    throw new KilnError('E_UNSUPPORTED', `wgsl: ${op} on ${at}`);
-  }
-
   protected unary(op: UnOp, a: Expr, t: DType): string {
     const x = this.expr(a);
-    if (isWide(a.dtype)) return this.unary64(op, x, a.dtype);
     const float = a.dtype === 'float32',
       unsigned = valueType(a.dtype) === 'u32';
+    const prefix = PREFIX[op];
+    if (prefix && !(op === 'neg' && unsigned)) return `(${prefix}${x})`;
     switch (op) {
       case 'neg':
-        return float || !unsigned ? `(-${x})` : `(0u - ${x})`;
+        return `(0u - ${x})`;
       case 'abs':
         return unsigned ? x : `abs(${x})`;
       case 'sqrt':
@@ -951,14 +859,10 @@ class StageEmitter extends LoopEmitter<string, void> {
       case 'ceil':
       case 'round':
         return float ? `${op}(${x})` : x;
-      case 'not':
-        return `(!${x})`;
-      case 'bitnot':
-        return `(~${x})`;
       case 'isnan':
         return float ? `${this.helper('kiln_isnan')}(${x})` : 'false';
       case 'sign':
-        return float ? `sign(${x})` : unsigned ? `select(0u, 1u, ${x} != 0u)` : `sign(${x})`;
+        return unsigned ? `select(0u, 1u, ${x} != 0u)` : `sign(${x})`;
     }
     // the builtins among the math functions (CAPS.nativeMath); the shared lowering expanded the others
     if (float && (CAPS.nativeMath as readonly string[]).includes(op)) return `${op}(${x})`;
@@ -969,64 +873,49 @@ class StageEmitter extends LoopEmitter<string, void> {
     const at = ea.dtype;
     const a = this.expr(ea),
       b = this.expr(eb);
-    if (isWide(at)) return this.binary64(op, a, b, at, eb.dtype);
     const float = at === 'float32',
-      bool = at === 'bool',
       unsigned = valueType(at) === 'u32';
-    const infix = (o: string) => `(${a} ${o} ${b})`;
-    switch (op) {
-      case 'add':
-        return infix('+');
-      case 'sub':
-        return infix('-');
-      case 'mul':
-        return infix('*');
-      case 'div':
-        return infix('/');
-      case 'mod':
-        return float ? `${this.helper('kiln_fmod')}(${a}, ${b})` : infix('%');
-      // bool: the non-short-circuit forms; `&&`/`||` inside expressions branch, which SwiftShader's compiler
-      // takes minutes over in index-heavy kernels
-      case 'min':
-        return bool ? infix('&') : `min(${a}, ${b})`;
-      case 'max':
-        return bool ? infix('|') : `max(${a}, ${b})`;
-      case 'pow':
-        if (float) return `${this.helper('kiln_pow')}(${a}, ${b})`;
-        return `${this.helper(unsigned ? 'kiln_ipow_u' : 'kiln_ipow_i')}(${a}, ${b})`;
-      case 'and':
-        return infix('&');
-      case 'or':
-        return infix('|');
-      case 'xor':
-        return bool ? infix('!=') : infix('^');
-      case 'shl':
-        return `(${a} << u32(${b}))`;
-      case 'shr':
-        return `(${a} >> u32(${b}))`;
-      case 'eq':
-        return infix('==');
-      case 'ne':
-        return infix('!=');
-      case 'lt':
-        return infix('<');
-      case 'le':
-        return infix('<=');
-      case 'gt':
-        return infix('>');
-      case 'ge':
-        return infix('>=');
-      // signed: legalized into div/mod before emission (common/legalize.ts)
-      case 'floordiv':
-        if (unsigned) return infix('/');
-        break;
-      case 'floormod':
-        if (unsigned) return infix('%');
-        break;
-    }
+    if (float && op === 'mod') return `${this.helper('kiln_fmod')}(${a}, ${b})`;
+    if (op === 'pow')
+      return `${this.helper(float ? 'kiln_pow' : unsigned ? 'kiln_ipow_u' : 'kiln_ipow_i')}(${a}, ${b})`;
+    // WGSL shifts by a u32 amount
+    if (op === 'shl' || op === 'shr') return `(${a} ${INFIX[op]} u32(${b}))`;
+    const o = (at === 'bool' && BOOL_INFIX[op]) || INFIX[op] || (unsigned && UNSIGNED_INFIX[op]);
+    if (o) return `(${a} ${o} ${b})`;
+    if (op === 'min' || op === 'max') return `${op}(${a}, ${b})`;
+    // signed floordiv/floormod: legalized into div/mod before emission (common/legalize.ts)
     throw new KilnError('E_UNSUPPORTED', `wgsl: ${op} on ${at}`);
   }
 }
+
+/** Unary ops that are a WGSL prefix operator (unsigned neg is `0u - x`). */
+const PREFIX: Partial<Record<UnOp, string>> = { neg: '-', not: '!', bitnot: '~' };
+/** Binary ops that are a WGSL infix operator. */
+const INFIX: Partial<Record<BinOp, string>> = {
+  add: '+',
+  sub: '-',
+  mul: '*',
+  div: '/',
+  mod: '%',
+  and: '&',
+  or: '|',
+  xor: '^',
+  shl: '<<',
+  shr: '>>',
+  eq: '==',
+  ne: '!=',
+  lt: '<',
+  le: '<=',
+  gt: '>',
+  ge: '>=',
+};
+/**
+ * On bool, where they differ: the non-short-circuit forms (`&&`/`||` inside expressions branch, which SwiftShader's
+ * compiler takes minutes over in index-heavy kernels).
+ */
+const BOOL_INFIX: Partial<Record<BinOp, string>> = { min: '&', max: '|', xor: '!=' };
+/** Floor division of unsigned integers is truncating division. */
+const UNSIGNED_INFIX: Partial<Record<BinOp, string>> = { floordiv: '/', floormod: '%' };
 
 /** Helper functions a shader includes when it uses them. */
 const HELPERS: Record<string, string> = {
@@ -1060,172 +949,9 @@ const HELPERS: Record<string, string> = {
   loop { if (e == 0u) { break; } if ((e & 1u) != 0u) { r = r * x; } x = x * x; e = e >> 1u; }
   return r;
 }`,
-
-  // 64-bit integers as vec2<u32>(lo, hi): two's complement, wrapping like i64 on WebAssembly
-  kiln_add64: `fn kiln_add64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
-  let lo = a.x + b.x;
-  return vec2<u32>(lo, a.y + b.y + select(0u, 1u, lo < a.x));
-}`,
-  kiln_sub64: `fn kiln_sub64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
-  return vec2<u32>(a.x - b.x, a.y - b.y - select(0u, 1u, a.x < b.x));
-}`,
-  kiln_neg64: 'fn kiln_neg64(a: vec2<u32>) -> vec2<u32> { return kiln_sub64(vec2<u32>(0u, 0u), a); }',
-  kiln_abs64: 'fn kiln_abs64(a: vec2<u32>) -> vec2<u32> { return select(a, kiln_neg64(a), (a.y >> 31u) != 0u); }',
-  // the full 64-bit product of two u32, from 16-bit halves
-  kiln_mul32x32: `fn kiln_mul32x32(a: u32, b: u32) -> vec2<u32> {
-  let a0 = a & 0xffffu; let a1 = a >> 16u; let b0 = b & 0xffffu; let b1 = b >> 16u;
-  let p00 = a0 * b0; let p01 = a0 * b1; let p10 = a1 * b0; let p11 = a1 * b1;
-  let mid = (p00 >> 16u) + (p01 & 0xffffu) + (p10 & 0xffffu);
-  return vec2<u32>((p00 & 0xffffu) | (mid << 16u), p11 + (p01 >> 16u) + (p10 >> 16u) + (mid >> 16u));
-}`,
-  kiln_mul64: `fn kiln_mul64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
-  let p = kiln_mul32x32(a.x, b.x);
-  return vec2<u32>(p.x, p.y + a.x * b.y + a.y * b.x);
-}`,
-  kiln_lt_i64: `fn kiln_lt_i64(a: vec2<u32>, b: vec2<u32>) -> bool {
-  let ah = bitcast<i32>(a.y); let bh = bitcast<i32>(b.y);
-  return (ah < bh) | ((ah == bh) & (a.x < b.x));
-}`,
-  kiln_lt_u64:
-    'fn kiln_lt_u64(a: vec2<u32>, b: vec2<u32>) -> bool { return (a.y < b.y) | ((a.y == b.y) & (a.x < b.x)); }',
-  kiln_min_i64: 'fn kiln_min_i64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> { return select(b, a, kiln_lt_i64(a, b)); }',
-  kiln_max_i64: 'fn kiln_max_i64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> { return select(b, a, kiln_lt_i64(b, a)); }',
-  kiln_min_u64: 'fn kiln_min_u64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> { return select(b, a, kiln_lt_u64(a, b)); }',
-  kiln_max_u64: 'fn kiln_max_u64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> { return select(b, a, kiln_lt_u64(b, a)); }',
-  kiln_sign_i64: `fn kiln_sign_i64(a: vec2<u32>) -> vec2<u32> {
-  if ((a.y >> 31u) != 0u) { return vec2<u32>(0xffffffffu, 0xffffffffu); }
-  return vec2<u32>(select(0u, 1u, any(a != vec2<u32>(0u, 0u))), 0u);
-}`,
-  kiln_sign_u64:
-    'fn kiln_sign_u64(a: vec2<u32>) -> vec2<u32> { return vec2<u32>(select(0u, 1u, any(a != vec2<u32>(0u, 0u))), 0u); }',
-  // shift amounts are taken mod 64, as i64.shl / shr on WebAssembly
-  kiln_shl64: `fn kiln_shl64(a: vec2<u32>, s: u32) -> vec2<u32> {
-  let n = s & 63u;
-  if (n == 0u) { return a; }
-  if (n >= 32u) { return vec2<u32>(0u, a.x << (n - 32u)); }
-  return vec2<u32>(a.x << n, (a.y << n) | (a.x >> (32u - n)));
-}`,
-  kiln_shr_u64: `fn kiln_shr_u64(a: vec2<u32>, s: u32) -> vec2<u32> {
-  let n = s & 63u;
-  if (n == 0u) { return a; }
-  if (n >= 32u) { return vec2<u32>(a.y >> (n - 32u), 0u); }
-  return vec2<u32>((a.x >> n) | (a.y << (32u - n)), a.y >> n);
-}`,
-  kiln_shr_i64: `fn kiln_shr_i64(a: vec2<u32>, s: u32) -> vec2<u32> {
-  let n = s & 63u; let h = bitcast<i32>(a.y);
-  if (n == 0u) { return a; }
-  if (n >= 32u) { return vec2<u32>(bitcast<u32>(h >> (n - 32u)), bitcast<u32>(h >> 31u)); }
-  return vec2<u32>((a.x >> n) | (a.y << (32u - n)), bitcast<u32>(h >> n));
-}`,
-  // unsigned 64-bit quotient and remainder: one u32 division when both fit, else restoring division bit by bit.
-  // Division by zero (a trap on WebAssembly) gives all ones and the dividend.
-  kiln_udivmod64: `struct KilnQR64 { q: vec2<u32>, r: vec2<u32> }
-fn kiln_udivmod64(n: vec2<u32>, d: vec2<u32>) -> KilnQR64 {
-  if (d.x == 0u && d.y == 0u) { return KilnQR64(vec2<u32>(0xffffffffu, 0xffffffffu), n); }
-  if (n.y == 0u && d.y == 0u) { return KilnQR64(vec2<u32>(n.x / d.x, 0u), vec2<u32>(n.x % d.x, 0u)); }
-  var q = vec2<u32>(0u, 0u); var r = vec2<u32>(0u, 0u);
-  for (var i = 63u; i < 64u; i = i - 1u) {
-    let bit = select((n.x >> (i & 31u)) & 1u, (n.y >> (i & 31u)) & 1u, i >= 32u);
-    let out = r.y >> 31u; // the bit shifted out of r: r >= d then, whatever d is
-    r = vec2<u32>((r.x << 1u) | bit, (r.y << 1u) | (r.x >> 31u));
-    if ((out != 0u) | !kiln_lt_u64(r, d)) {
-      r = kiln_sub64(r, d);
-      if (i >= 32u) { q.y = q.y | (1u << (i & 31u)); } else { q.x = q.x | (1u << i); }
-    }
-  }
-  return KilnQR64(q, r);
-}`,
-  kiln_div_u64: 'fn kiln_div_u64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> { return kiln_udivmod64(a, b).q; }',
-  kiln_rem_u64: 'fn kiln_rem_u64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> { return kiln_udivmod64(a, b).r; }',
-  // signed: on magnitudes (|INT64_MIN| = 2^63 is exact unsigned), quotient truncated toward zero, remainder with
-  // the dividend's sign
-  kiln_div_i64: `fn kiln_div_i64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
-  let q = kiln_udivmod64(kiln_abs64(a), kiln_abs64(b)).q;
-  return select(q, kiln_neg64(q), ((a.y ^ b.y) >> 31u) != 0u);
-}`,
-  kiln_rem_i64: `fn kiln_rem_i64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
-  let r = kiln_udivmod64(kiln_abs64(a), kiln_abs64(b)).r;
-  return select(r, kiln_neg64(r), (a.y >> 31u) != 0u);
-}`,
-  kiln_floordiv_i64: `fn kiln_floordiv_i64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
-  let r = kiln_rem_i64(a, b); let q = kiln_div_i64(a, b);
-  return select(q, kiln_sub64(q, vec2<u32>(1u, 0u)), any(r != vec2<u32>(0u, 0u)) & (((r.y ^ b.y) >> 31u) != 0u));
-}`,
-  kiln_floormod_i64: `fn kiln_floormod_i64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
-  let r = kiln_rem_i64(a, b);
-  return select(r, kiln_add64(r, b), any(r != vec2<u32>(0u, 0u)) & (((r.y ^ b.y) >> 31u) != 0u));
-}`,
-  // integer powers by squaring; a negative exponent gives trunc(1 / a^|b|) (0 unless a is 1 or -1)
-  kiln_pow_i64: `fn kiln_pow_i64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
-  let one = vec2<u32>(1u, 0u); let m1 = vec2<u32>(0xffffffffu, 0xffffffffu);
-  if ((b.y >> 31u) != 0u) {
-    if (all(a == one)) { return one; }
-    if (all(a == m1)) { return select(one, m1, (b.x & 1u) != 0u); }
-    return vec2<u32>(0u, 0u);
-  }
-  return kiln_pow_u64(a, b);
-}`,
-  kiln_pow_u64: `fn kiln_pow_u64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
-  var r = vec2<u32>(1u, 0u); var x = a; var e = b;
-  loop {
-    if (e.x == 0u && e.y == 0u) { break; }
-    if ((e.x & 1u) != 0u) { r = kiln_mul64(r, x); }
-    x = kiln_mul64(x, x); e = kiln_shr_u64(e, 1u);
-  }
-  return r;
-}`,
-  kiln_i32_to_64:
-    'fn kiln_i32_to_64(x: i32) -> vec2<u32> { return vec2<u32>(bitcast<u32>(x), select(0u, 0xffffffffu, x < 0i)); }',
-  // correctly rounded: the bits below the top 32 fold into a sticky bit under the f32 rounding position
-  kiln_u64_to_f32: `fn kiln_u64_to_f32(a: vec2<u32>) -> f32 {
-  if (a.y == 0u) { return f32(a.x); }
-  let s = 32u - countLeadingZeros(a.y);
-  let top = select((a.y << (32u - s)) | (a.x >> s), a.y, s == 32u);
-  let lost = select(a.x << (32u - s), a.x, s == 32u);
-  return f32(top | select(0u, 1u, lost != 0u)) * bitcast<f32>((127u + s) << 23u);
-}`,
-  kiln_i64_to_f32: `fn kiln_i64_to_f32(a: vec2<u32>) -> f32 {
-  let neg = (a.y >> 31u) != 0u;
-  let m = kiln_u64_to_f32(select(a, kiln_neg64(a), neg));
-  return select(m, -m, neg);
-}`,
-  // saturating truncation (i64.trunc_sat_f32_s / _u): NaN -> 0, out of range -> the nearest bound
-  kiln_f32_to_i64: `fn kiln_f32_to_i64(x: f32) -> vec2<u32> {
-  if (abs(x) < 2147483648.0f) { return kiln_i32_to_64(i32(x)); }
-  if (kiln_isnan(x)) { return vec2<u32>(0u, 0u); }
-  if (x >= 9223372036854775808.0f) { return vec2<u32>(0xffffffffu, 0x7fffffffu); }
-  if (x <= -9223372036854775808.0f) { return vec2<u32>(0u, 0x80000000u); }
-  let hi = floor(x / 4294967296.0f);
-  return vec2<u32>(u32(x - hi * 4294967296.0f), bitcast<u32>(i32(hi)));
-}`,
-  kiln_f32_to_u64: `fn kiln_f32_to_u64(x: f32) -> vec2<u32> {
-  if (!(x > 0.0f)) { return vec2<u32>(0u, 0u); }
-  if (x < 4294967296.0f) { return vec2<u32>(u32(x), 0u); }
-  if (x >= 18446744073709551616.0f) { return vec2<u32>(0xffffffffu, 0xffffffffu); }
-  let hi = floor(x / 4294967296.0f);
-  return vec2<u32>(u32(x - hi * 4294967296.0f), u32(hi));
-}`,
 };
 const HELPER_DEPS: Record<string, string[]> = {
   kiln_pow: ['kiln_inf', 'kiln_nan'],
-  kiln_neg64: ['kiln_sub64'],
-  kiln_abs64: ['kiln_neg64'],
-  kiln_mul64: ['kiln_mul32x32'],
-  kiln_min_i64: ['kiln_lt_i64'],
-  kiln_max_i64: ['kiln_lt_i64'],
-  kiln_min_u64: ['kiln_lt_u64'],
-  kiln_max_u64: ['kiln_lt_u64'],
-  kiln_udivmod64: ['kiln_lt_u64', 'kiln_sub64'],
-  kiln_div_u64: ['kiln_udivmod64'],
-  kiln_rem_u64: ['kiln_udivmod64'],
-  kiln_div_i64: ['kiln_udivmod64', 'kiln_abs64'],
-  kiln_rem_i64: ['kiln_udivmod64', 'kiln_abs64'],
-  kiln_floordiv_i64: ['kiln_rem_i64', 'kiln_div_i64'],
-  kiln_floormod_i64: ['kiln_rem_i64', 'kiln_add64'],
-  kiln_pow_u64: ['kiln_mul64', 'kiln_shr_u64'],
-  kiln_pow_i64: ['kiln_pow_u64'],
-  kiln_i64_to_f32: ['kiln_neg64', 'kiln_u64_to_f32'],
-  kiln_f32_to_i64: ['kiln_isnan', 'kiln_i32_to_64'],
 };
 
 /** WGSL of every stage of a kernel compiled on its own (every constant inline). */
