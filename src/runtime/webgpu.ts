@@ -93,7 +93,7 @@ const isWide = (t: DType) => t === 'int64' || t === 'uint64';
 const wordBytes = (t: DType, size: number) => Math.max(4, size * (isWide(t) ? 8 : 4));
 
 function toWords(t: DType, data: TypedArray, what: string): ArrayBufferView {
-  // int64/uint64: vec2<u32> (lo, hi) on the GPU, the BigInt64Array's own little-endian bytes
+  // int64/uint64: two u32 words (lo, hi) per element on the GPU (split-int64), the BigInt64Array's own bytes
   if (isWide(t)) {
     if (!(data instanceof BigInt64Array || data instanceof BigUint64Array))
       throw new KilnError('E_INPUT', `${what} must be a BigInt64Array or BigUint64Array`);
