@@ -31,6 +31,7 @@ import {
   type PrimFunc,
   type Stmt,
   mapChildren,
+  mapOwnParts,
   ownExprs,
   seq,
   visitStmt,
@@ -284,7 +285,7 @@ class Block {
       if (here !== 1 || total !== 1) continue;
       const put = (e: Expr) => mapExpr(e, (x) => (x === it.v ? it.init : undefined));
       items = items.map((later, j) => (j <= i || later.k === 'stmt' ? later : { ...later, init: put(later.init) }));
-      stmts = stmts.map((s) => mapOwnExprs(s, put));
+      stmts = stmts.map((s) => mapOwnParts(s, { expr: put }));
       items.splice(i, 1);
     }
     return items.reduceRight<Stmt>(
@@ -324,6 +325,7 @@ function countIn(e: Expr, v: Var): number {
   });
   return n;
 }
+
 /** Reads of `v` in the own expressions of `s`, and in every statement of `s`. */
 const ownCount = (s: Stmt, v: Var) => ownExprs(s).reduce((n, e) => n + countIn(e, v), 0);
 function deepCount(s: Stmt, v: Var): number {
@@ -332,22 +334,6 @@ function deepCount(s: Stmt, v: Var): number {
     n += countIn(e, v);
   });
   return n;
-}
-
-/** `s` with `f` applied to its own expressions. */
-function mapOwnExprs(s: Stmt, f: (e: Expr) => Expr): Stmt {
-  switch (s.k) {
-    case 'store':
-      return { ...s, index: f(s.index), value: f(s.value) };
-    case 'if':
-      return { ...s, cond: f(s.cond) };
-    case 'decl':
-      return { ...s, init: f(s.init) };
-    case 'assign':
-      return { ...s, value: f(s.value) };
-    default:
-      return s;
-  }
 }
 
 const assign = (v: Var, value: Expr): Stmt => ({ k: 'assign', v, value });
