@@ -253,6 +253,7 @@ describe('pipelines', () => {
       'unroll',
       'share-shared-loads',
       'narrow-integers',
+      'legalize-floordiv',
       'partition-loops',
       'hoist-loop-invariant-values',
       'hoist-index-arithmetic',

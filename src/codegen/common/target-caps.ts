@@ -96,7 +96,7 @@ export const TARGET_CAPS: Readonly<Record<TargetName, TargetCaps>> = {
     float64: 'native',
     transcendentals: 'host-import',
     f32VectorLanes: 4,
-    floorDivLowered: [],
+    floorDivLowered: ['int32', 'int64'],
     nativeMath: ALL_MATH,
     float64MathInFloat32: false,
     speculation: 'pure',

@@ -29,6 +29,7 @@ import { hoistIndexArithmetic } from '../../schedule/passes/hoist-index.js';
 import { hoistLoopInvariantValues } from '../../schedule/passes/hoist-values.js';
 import { partitionLoops } from '../../schedule/passes/partition.js';
 import { narrowPass } from '../common/narrow.js';
+import { floorDivPass } from '../common/legalize.js';
 import { INLINE_F32_MATH, type InlineMathFn, inlineF32Math } from './math-inline.js';
 
 type Ref = number;
@@ -85,6 +86,7 @@ export function emitWasmModule(funcs: readonly PrimFunc[], opts: WasmModuleOptio
 export const WASM_LOOP_RUN: LoopPassRun = { input: 'as lowered' };
 export const WASM_LOOP_PASSES: readonly LoopPass[] = [
   narrowPass(TARGET_CAPS.wasm),
+  floorDivPass(TARGET_CAPS.wasm),
   stagePass('partition-loops', (s) => partitionLoops(s)),
   stagePass('hoist-loop-invariant-values', hoistLoopInvariantValues),
   stagePass('hoist-index-arithmetic', hoistIndexArithmetic),
@@ -673,7 +675,6 @@ export class FunctionEmitter extends LoopEmitter<Ref, Ref> implements ScalarEmit
     const wide = isWide(at);
     const I = (wide ? m.i64 : m.i32) as unknown as typeof m.i32;
     const ty = wide ? B.i64 : B.i32;
-    const zero = () => (wide ? m.i64.const(0n) : m.i32.const(0));
     switch (op) {
       case 'add':
         return I.add(a, b);
@@ -713,24 +714,10 @@ export class FunctionEmitter extends LoopEmitter<Ref, Ref> implements ScalarEmit
         return this.withTemps([a, b], [ty, ty], (x, y) => m.select(cmp(x(), y()), x(), y()), ty);
       }
       case 'floordiv':
-      case 'floormod': {
+      case 'floormod':
+        // signed floor division was legalized to div/mod before emission (common/legalize.ts)
         if (unsigned) return op === 'floordiv' ? I.div_u(a, b) : I.rem_u(a, b);
-        // q = trunc(a/b); r = a - q*b; if (r != 0 && (r ^ b) < 0) { q -= 1; r += b }
-        return this.withTemps(
-          [a, b],
-          [ty, ty],
-          (x, y) => {
-            const r = this.temp(I.rem_s(x(), y()), ty);
-            const adjust = m.i32.and(I.ne(r.get(), zero()), I.lt_s(I.xor(r.get(), y()), zero()));
-            const res =
-              op === 'floordiv'
-                ? I.sub(I.div_s(x(), y()), wide ? m.i64.extend_u(adjust) : adjust)
-                : m.select(adjust, I.add(r.get(), y()), r.get());
-            return m.block(null, [r.set, res], ty);
-          },
-          ty,
-        );
-      }
+        break;
       default:
         break;
     }
