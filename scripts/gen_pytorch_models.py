@@ -94,10 +94,40 @@ def small():
     return model, (x,)
 
 
+class DynamicAttention(nn.Module):
+    """Self-attention whose batch and sequence sizes are symbolic: view/reshape take sizes computed from the
+    input's shape (aten.sym_size, operator.mul), and a second input shares both dims."""
+
+    def __init__(self):
+        super().__init__()
+        self.q, self.k, self.v = nn.Linear(16, 16), nn.Linear(16, 16), nn.Linear(16, 16)
+        self.proj = nn.Linear(16, 16)
+
+    def forward(self, x, bias):
+        b, t, _ = x.shape
+        q, k, v = (m(x).view(b, t, 2, 8).transpose(1, 2) for m in (self.q, self.k, self.v))
+        a = torch.softmax(q @ k.transpose(2, 3) * 8**-0.5, dim=-1) @ v
+        y = self.proj(a.transpose(1, 2).reshape(b * t, 16)).view(b, t, 16)
+        return y + bias.unsqueeze(-1)
+
+
+def dynamic_attention():
+    """Exported at batch 2, sequence 5 with both dims dynamic; the saved inputs and outputs are at 3 x 7."""
+    torch.manual_seed(0)
+    model = DynamicAttention().eval()
+    rs = np.random.RandomState(2)
+    example = (rs.standard_normal((2, 5, 16)).astype(np.float32), rs.standard_normal((2, 5)).astype(np.float32))
+    run = (rs.standard_normal((3, 7, 16)).astype(np.float32), rs.standard_normal((3, 7)).astype(np.float32))
+    batch, seq = torch.export.Dim("batch", min=1, max=16), torch.export.Dim("seq", min=2, max=64)
+    dynamic = {"x": {0: batch, 1: seq}, "bias": {0: batch, 1: seq}}
+    return model, example, {"dynamic_shapes": dynamic, "run_inputs": run}
+
+
 MODELS = {
     "resnet18": lambda: torchvision_model("resnet18"),
     "mobilenet_v2": lambda: torchvision_model("mobilenet_v2"),
     "small": small,
+    "dynamic_attention": dynamic_attention,
 }
 
 
@@ -108,14 +138,17 @@ def generate(name: str, decompose: bool, force: bool) -> None:
         return
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d)
-    model, inputs = MODELS[name]()
-    args = tuple(torch.from_numpy(x) for x in inputs)
+    model, example, *extra = MODELS[name]()
+    dynamic = extra[0] if extra else {}
+    # models with dynamic shapes are exported at an example size and run at another
+    inputs = dynamic.get("run_inputs", example)
     with torch.no_grad():
-        ep = torch.export.export(model, args)
+        ep = torch.export.export(
+            model, tuple(torch.from_numpy(x) for x in example), dynamic_shapes=dynamic.get("dynamic_shapes"))
         if decompose:
             ep = ep.run_decompositions()
         torch.export.save(ep, os.path.join(d, "model.pt2"))
-        outs = model(*args)
+        outs = model(*(torch.from_numpy(x) for x in inputs))
     outs = outs if isinstance(outs, tuple) else (outs,)
     for i, x in enumerate(inputs):
         np.save(os.path.join(d, f"input_{i}.npy"), x)
@@ -126,12 +159,15 @@ def generate(name: str, decompose: bool, force: bool) -> None:
         "inputs": [[s.arg.name, list(x.shape)] for s, x in zip(
             [s for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"], inputs)],
         "outputs": len(outs),
+        "symbols": {str(k): [int(v.lower), int(v.upper) if v.upper.is_finite else None]
+                    for k, v in ep.range_constraints.items()},
         "decomposed": decompose,
         "torch": torch.__version__,
         "ops": dict(sorted(ops.items())),
     }
-    with open(os.path.join(d, "info.json"), "w") as f:
+    with open(os.path.join(d, "info.json.part"), "w") as f:
         json.dump(info, f, indent=1)
+    os.replace(os.path.join(d, "info.json.part"), os.path.join(d, "info.json"))
     print(f"gen_pytorch_models: {tag}: {sum(ops.values())} nodes, {len(ops)} ops", file=sys.stderr)
 
 

@@ -233,20 +233,34 @@ describe('torch.export .pt2 reader', () => {
     expect(cond.hint).toMatch(/control flow/);
   });
 
-  it('takes fixed sizes for symbolic input dims from inputShapes, else names the dim', async () => {
+  it('takes fixed sizes for symbolic input dims from dims or inputShapes, else names the dims and the flag', async () => {
     const dynamic = tinyArchive((p) => {
-      p.graph_module.graph.tensor_values.x.sizes[0] = { as_expr: { expr_str: 's0' } } as unknown as { as_int: number };
+      p.graph_module.graph.tensor_values.x.sizes[0] = {
+        as_expr: { expr_str: "Symbol('s0', positive=True, integer=True)" },
+      } as unknown as { as_int: number };
       (p.range_constraints as Record<string, object>).s0 = { min_val: 2, max_val: 64 };
     });
     const e = await kilnError(() => compile(dynamic));
     expect(e.code).toBe('E_DYNAMIC');
-    expect(e.message).toMatch(/input 'x' dim 0 is symbolic \(s0, range 2\.\.64\)/);
-    expect(e.hint).toMatch(/--input-shape x=/);
+    expect(e.message).toMatch(/input 'x' has symbolic dims \[s0,3\] \(s0 in 2\.\.64\)/);
+    expect(e.hint).toMatch(/--dim s0=N .*--input-shape x=/);
     expect((await compile(dynamic, { inputShapes: { x: [2, 3] } })).header.inputs[0].shape).toEqual([2, 3]);
+    // (the tiny program records its other values at size 2)
+    expect((await compile(dynamic, { dims: { s0: 2 } })).header.inputs[0].shape).toEqual([2, 3]);
     const bad = await kilnError(() => compile(dynamic, { inputShapes: { x: [2, 4] } }));
     expect(bad.message).toMatch(/dim 1 as 4, the program fixes it at 3/);
+    const outside = await kilnError(() => compile(dynamic, { dims: { s0: 65 } }));
+    expect([outside.code, outside.message]).toEqual([
+      'E_INPUT',
+      expect.stringMatching(/s0 = 65 is outside the range 2\.\.64/),
+    ]);
     const unknown = await kilnError(() => compile(tinyArchive(), { inputShapes: { y: [1] } }));
     expect(unknown.code).toBe('E_INPUT');
+    const unknownDim = await kilnError(() => compile(dynamic, { dims: { batch: 1 } }));
+    expect([unknownDim.code, unknownDim.message]).toEqual([
+      'E_INPUT',
+      expect.stringMatching(/'s0' \(input 'x' dim 0\)/),
+    ]);
   });
 
   it('rejects the legacy layout, TorchScript archives, and malformed JSON clearly', async () => {
@@ -306,6 +320,8 @@ const MODELS = [
   'resnet18_decomposed',
   'mobilenet_v2',
   'mobilenet_v2_decomposed',
+  'dynamic_attention',
+  'dynamic_attention_decomposed',
 ];
 const present = MODELS.every((m) => existsSync(join(ROOT, m, 'info.json')));
 
@@ -316,9 +332,16 @@ describe.skipIf(!present)('torch.export models match PyTorch (fixtures: scripts/
       const info = JSON.parse(readFileSync(join(dir, 'info.json'), 'utf8')) as {
         inputs: [string, number[]][];
         outputs: number;
+        symbols?: Record<string, unknown>;
       };
       const t0 = performance.now();
-      const r = await compile(readFileSync(join(dir, 'model.pt2')));
+      // symbolic dims: the first input's shape fixes the symbols it shares with the others
+      const [first, shape] = info.inputs[0];
+      const symbolic = Object.keys(info.symbols ?? {}).length > 0;
+      const r = await compile(
+        readFileSync(join(dir, 'model.pt2')),
+        symbolic ? { inputShapes: { [first]: shape } } : {},
+      );
       const m = await load(r.artifact);
       const inputs = Object.fromEntries(
         info.inputs.map(([n], i) => [n, readNpy(readFileSync(join(dir, `input_${i}.npy`)), n)]),

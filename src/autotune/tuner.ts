@@ -68,7 +68,7 @@ export interface TuneOptions {
   minRepeatMs?: number;
   /** Per-candidate measurement timeout (ms). */
   timeoutMs?: number;
-  compile?: Pick<CompileOptions, 'inputShapes' | 'specialize' | 'modelPath'>;
+  compile?: Pick<CompileOptions, 'inputShapes' | 'dims' | 'specialize' | 'modelPath'>;
   /** Only these task indices (testing, narrowing). */
   onlyTasks?: number[];
   builder?: Builder;

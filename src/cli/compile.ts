@@ -2,7 +2,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { compile } from '../compiler/compile.js';
 import { KilnError } from '../runtime/errors.js';
-import { parseNamedShape, readTensorFile, writeFileAtomic } from './tensor-files.js';
+import { parseDim, parseNamedShape, readTensorFile, writeFileAtomic } from './tensor-files.js';
 import { SM_TARGETS, type SmTarget } from '../codegen/ptx/codegen.js';
 import { choiceFlag, namedValue, usageError } from './usage.js';
 
@@ -13,6 +13,7 @@ export interface CompileFlags {
   'no-tuning'?: boolean;
   output?: string;
   'input-shape'?: string[];
+  dim?: string[];
   specialize?: string[];
   'no-optimize'?: boolean;
   verbose?: boolean;
@@ -31,6 +32,7 @@ export function compileOptions(modelPath: string, v: CompileFlags) {
   return {
     modelPath,
     inputShapes: Object.fromEntries((v['input-shape'] ?? []).map(parseNamedShape)),
+    dims: Object.fromEntries((v.dim ?? []).map(parseDim)),
     specialize: Object.fromEntries(
       (v.specialize ?? []).map((s) => {
         const [name, file] = namedValue(s, '--specialize', 'name=file.npy');

@@ -14,6 +14,7 @@ const OPTIONS = {
   'output-format': { type: 'string' },
   input: { type: 'string', multiple: true, short: 'i' },
   'input-shape': { type: 'string', multiple: true },
+  dim: { type: 'string', multiple: true },
   specialize: { type: 'string', multiple: true },
   'no-optimize': { type: 'boolean' },
   bench: { type: 'string' },
@@ -58,12 +59,12 @@ interface Subcommand {
   run(pos: string[], v: Flags): Promise<number>;
 }
 
-const COMPILE_FLAGS: OptionName[] = ['input-shape', 'specialize', 'no-optimize', 'target', 'sm'];
+const COMPILE_FLAGS: OptionName[] = ['input-shape', 'dim', 'specialize', 'no-optimize', 'target', 'sm'];
 
 const COMMANDS: Record<string, Subcommand> = {
   compile: {
     usage: [
-      'kiln compile MODEL.onnx -o OUT.kiln [--input-shape name=1,3,224,224] [--specialize name=file.pb] [--no-optimize] [--db PATH | --no-tuning]',
+      'kiln compile MODEL.onnx -o OUT.kiln [--dim batch=1] [--input-shape name=1,3,224,224] [--specialize name=file.pb] [--no-optimize] [--db PATH | --no-tuning]',
       'kiln compile MODEL.onnx --target wasm|webgpu|cuda [--sm 80|86|90] [--verbose]   (cuda: PTX for NVIDIA GPUs; --verbose: ptxas resource usage)',
       'kiln compile MODEL.pt2 ...   (a torch.export.save archive: the same options; the format is detected from the file)',
     ],
@@ -125,6 +126,7 @@ const COMMANDS: Record<string, Subcommand> = {
       'strategy',
       'curve',
       'input-shape',
+      'dim',
       'specialize',
     ],
     positionals: { min: 1, max: 1, name: 'MODEL.onnx' },

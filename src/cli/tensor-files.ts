@@ -4,6 +4,7 @@ import { ARRAY, BYTES, type DType } from '../runtime/dtype.js';
 import { KilnError } from '../runtime/errors.js';
 import { type Tensor, sizeOf } from '../runtime/tensor.js';
 import { decodeTensorProto, encodeTensorProto } from '../frontend/onnx/tensor-proto.js';
+import type { DimValue } from '../frontend/dims.js';
 
 const NPY_DTYPE: Record<string, DType> = {
   '<f4': 'float32',
@@ -95,6 +96,16 @@ export function writeFileAtomic(path: string, bytes: Uint8Array): void {
 
 export function writeTensorFile(path: string, t: Tensor, name = ''): void {
   writeFileAtomic(path, path.endsWith('.npy') ? encodeNpy(t) : encodeTensorProto(t, name));
+}
+
+/** "batch=8" -> ["batch", 8]; "batch=1..16" -> ["batch", [1, 16]] */
+export function parseDim(s: string): [string, DimValue] {
+  const eq = s.lastIndexOf('=');
+  const m = /^(\d+)(?:\.\.(\d+))?$/.exec(s.slice(eq + 1).trim());
+  if (eq <= 0 || !m)
+    throw new KilnError('E_USAGE', `bad --dim '${s}'`, { hint: 'write name=8, or a range name=1..16' });
+  const [lo, hi] = [Number(m[1]), m[2] === undefined ? undefined : Number(m[2])];
+  return [s.slice(0, eq), hi === undefined ? lo : [lo, hi]];
 }
 
 /** "name=1,3,224,224" -> ["name", [1,3,224,224]] */

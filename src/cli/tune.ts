@@ -127,7 +127,7 @@ export async function tuneCommand(pos: string[], v: TuneFlags): Promise<number> 
   const trials = int(v.trials, 64, 'trials'),
     workers = int(v.workers, 2, 'workers'),
     seed = int(v.seed, 0, 'seed');
-  const { inputShapes, specialize } = compileOptions(modelPath, { ...v, target: undefined });
+  const { inputShapes, dims, specialize } = compileOptions(modelPath, { ...v, target: undefined });
   const bytes = readModel(modelPath);
   const dbPath = v.db ?? DEFAULT_DB_PATH;
   const common = {
@@ -137,7 +137,7 @@ export async function tuneCommand(pos: string[], v: TuneFlags): Promise<number> 
     trials,
     workers,
     seed,
-    compile: { inputShapes, specialize, modelPath },
+    compile: { inputShapes, dims, specialize, modelPath },
   };
   const series: CurveSeries[] = [];
   if (strategy !== 'compare') {

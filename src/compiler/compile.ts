@@ -32,6 +32,7 @@ import { printPrimFunc } from '../schedule/loop-ir.js';
 import { verifyFunc } from '../relay-ir/verify.js';
 import { debugSwitch } from '../util/debug.js';
 import type { SmTarget } from '../codegen/ptx/codegen.js';
+import type { DimOptions } from '../frontend/dims.js';
 
 export interface CompileOptions {
   /** The model file's format: 'onnx' (ModelProto) or 'pt2' (torch.export.save); detected from the bytes when absent. */
@@ -47,6 +48,11 @@ export interface CompileOptions {
   sm?: SmTarget;
   /** Concrete shapes for inputs with symbolic or missing dims. */
   inputShapes?: Record<string, number[]>;
+  /**
+   * Sizes of the model's symbolic input dims by name, e.g. `{ batch: 1, sequence: 128 }`: ONNX dim_params,
+   * unnamed dims as `<input>_d<i>`, torch.export's `s0`, `s1`... (ranges `[lo, hi]` are not supported yet).
+   */
+  dims?: DimOptions;
   /** Input values the compiler may bake in where an operator needs them at compile time. */
   specialize?: Record<string, Tensor>;
   /** Path of the .onnx file, so external data next to it can be read. */
@@ -118,10 +124,11 @@ export function importAndOptimize(
   }
   const imported =
     detectFormat(modelBytes, opts.format) === 'pt2'
-      ? importPt2(modelBytes, { inputShapes: opts.inputShapes, specialize: opts.specialize })
+      ? importPt2(modelBytes, { inputShapes: opts.inputShapes, dims: opts.dims, specialize: opts.specialize })
       : importOnnx(modelBytes, {
           readExternal: opts.modelPath ? externalDataReader(opts.modelPath) : undefined,
           inputShapes: opts.inputShapes,
+          dims: opts.dims,
           specialize: opts.specialize,
           fold: (e: GExpr) => foldExpr(e, evaluateCall),
         });

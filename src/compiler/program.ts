@@ -7,7 +7,8 @@ import { sizeOf } from '../runtime/tensor.js';
 import type { CallNode, ConstNode, FuncNode, GExpr } from '../relay-ir/expr.js';
 import type { OpSpec } from '../relay-ir/op.js';
 import { kernelCalls } from '../relay-ir/passes/fuse-ops.js';
-import { type TensorType, staticShape, isStatic } from '../relay-ir/types.js';
+import { type TensorType, staticShape, isStatic, symbolsOf } from '../relay-ir/types.js';
+import { fixDimsHint } from '../frontend/dims.js';
 import { emitWasmModule, kernelPhases } from '../codegen/wasm/codegen.js';
 import { type BuiltKernel, buildKernel, kernelKey } from './kernel.js';
 import type { TraceStep } from '../schedule/schedule.js';
@@ -115,12 +116,13 @@ function placedConcats(
 }
 
 export function buildProgram(main: FuncNode, opts: ProgramOptions = {}): Program {
-  for (const p of main.params) {
-    if (!isStatic(p.type))
-      throw new KilnError('E_DYNAMIC', `input '${p.name}' has symbolic shape [${p.type.shape}]`, {
-        hint: `give a concrete shape with inputShapes (kiln compile --input-shape ${p.name}=...)`,
-      });
-  }
+  const symbolic = main.params.filter((p) => !isStatic(p.type));
+  if (symbolic.length)
+    throw new KilnError(
+      'E_DYNAMIC',
+      `${symbolic.map((p) => `input '${p.name}' has symbolic shape [${p.type.shape}]`).join(', ')}: kernels for run-time sizes are not built yet`,
+      { hint: fixDimsHint([...new Set(symbolic.flatMap((p) => symbolsOf(p.type)))]) },
+    );
   const outputs = mainOutputs(main);
   const calls = kernelCalls(main);
   if (

@@ -25,6 +25,10 @@ export const tupleType = (fields: readonly Type[]): TupleType => ({ kind: 'tuple
 
 export const isStatic = (t: TensorType): boolean => t.shape.every((d) => typeof d === 'number');
 export const staticShape = (t: TensorType): number[] => t.shape as number[];
+/** The symbolic dims of a type, in order, each once. */
+export const symbolsOf = (t: Type): string[] => [
+  ...new Set(t.kind === 'tuple' ? t.fields.flatMap(symbolsOf) : t.shape.filter((d) => typeof d === 'string')),
+];
 /** The element count of a static shape: runtime/tensor.ts sizeOf under its graph-IR name (callers can use sizeOf). */
 export { sizeOf as numel } from '../runtime/tensor.js';
 

@@ -15,12 +15,20 @@ import {
   type FuncNode,
 } from '../../relay-ir/expr.js';
 import { getOp, type AttrValue } from '../../relay-ir/op.js';
-import { type Dim, type TensorType, tensorType, asTensor } from '../../relay-ir/types.js';
+import { type Dim, type TensorType, tensorType, asTensor, symbolsOf } from '../../relay-ir/types.js';
 import { type ModelProto, ModelProtoSchema, type NodeProto, type ValueInfoProto } from './proto/onnx_pb.js';
 import { type OnnxAttr, decodeAttribute } from './attributes.js';
 import { type ExternalDataReader, onnxDType, tensorFromProto } from './tensor-proto.js';
 import { type ConvertCtx, findConverter } from './converter.js';
-import { checkDeclaredDims, checkInputOptions, checkStructure, checkSupport } from './validate.js';
+import {
+  checkDeclaredDims,
+  checkInputOptions,
+  checkStructure,
+  checkSupport,
+  declaredInput,
+  runtimeInputs,
+} from './validate.js';
+import { type DimOptions, bindSymbols, fixDimsHint } from '../dims.js';
 import '../../tensor-expr/ops/index.js';
 import './ops/index.js';
 
@@ -31,6 +39,8 @@ export interface ImportOptions {
   readExternal?: ExternalDataReader;
   /** Concrete shapes for inputs whose model shapes are symbolic or missing. */
   inputShapes?: Record<string, number[]>;
+  /** Values of symbolic input dims by name (src/frontend/dims.ts). */
+  dims?: DimOptions;
   /**
    * Values Kiln may bake in for inputs that an operator needs at compile time (a Reshape target shape fed
    * as a graph input, say). Only inputs that are needed that way are baked in; they stop being run-time inputs.
@@ -66,7 +76,11 @@ export function decodeModel(bytes: Uint8Array): ModelProto {
   return model;
 }
 
-function valueType(vi: ValueInfoProto, shapes: Record<string, number[]> | undefined): TensorType {
+function valueType(
+  vi: ValueInfoProto,
+  shapes: Record<string, number[]> | undefined,
+  symbolValues: ReadonlyMap<string, number>,
+): TensorType {
   const t = vi.type?.value;
   if (vi.type?.value.case !== 'tensorType' || !t) {
     throw new KilnError(
@@ -74,7 +88,7 @@ function valueType(vi: ValueInfoProto, shapes: Record<string, number[]> | undefi
       `input '${vi.name}' is a ${vi.type?.value.case ?? 'untyped value'}, only tensors are supported`,
     );
   }
-  const tt = t.value as { elemType: number; shape?: { dim: { value: { case?: string; value?: unknown } }[] } };
+  const tt = t.value as { elemType: number; shape?: unknown };
   const dtype = onnxDType(tt.elemType, `input '${vi.name}'`);
   const given = shapes?.[vi.name];
   if (given) return tensorType(given, dtype);
@@ -82,13 +96,7 @@ function valueType(vi: ValueInfoProto, shapes: Record<string, number[]> | undefi
     throw new KilnError('E_DYNAMIC', `input '${vi.name}' has no shape in the model`, {
       hint: `give it with inputShapes (kiln compile --input-shape ${vi.name}=...)`,
     });
-  const shape: Dim[] = tt.shape.dim.map((d, i) =>
-    d.value.case === 'dimValue'
-      ? Number(d.value.value)
-      : d.value.case === 'dimParam'
-        ? String(d.value.value)
-        : `${vi.name}_d${i}`,
-  );
+  const shape: Dim[] = declaredInput(vi).dims.map((d) => (typeof d === 'string' ? (symbolValues.get(d) ?? d) : d!));
   return tensorType(shape, dtype);
 }
 
@@ -106,6 +114,7 @@ export function importOnnx(bytes: Uint8Array, opts: ImportOptions): ImportedMode
   // the whole graph is checked before any node is converted (src/frontend/onnx/validate.ts)
   checkInputOptions(graph, opts.inputShapes, opts.specialize);
   checkDeclaredDims(graph, opts.inputShapes);
+  const symbolValues = bindSymbols(runtimeInputs(graph).map(declaredInput), opts.dims, opts.inputShapes);
   const nodes = checkStructure(graph);
   checkSupport(model, opset);
   const values = new Map<string, GExpr>();
@@ -116,7 +125,7 @@ export function importOnnx(bytes: Uint8Array, opts: ImportOptions): ImportedMode
   const pinnable = new Map<VarNode, Tensor>();
   for (const vi of graph.input) {
     if (initNames.has(vi.name)) continue; // IR < 4 lists initializers as inputs too
-    const v = gvar(vi.name, valueType(vi, opts.inputShapes));
+    const v = gvar(vi.name, valueType(vi, opts.inputShapes, symbolValues));
     params.push(v);
     values.set(vi.name, v);
     const s = opts.specialize?.[vi.name];
@@ -139,10 +148,23 @@ export function importOnnx(bytes: Uint8Array, opts: ImportOptions): ImportedMode
     return folded;
   };
 
+  const symbolic = [...new Set(params.flatMap((p) => symbolsOf(p.type)))];
   for (const node of nodes) {
-    const outs = withNodeContext({ node: node.name || node.output[0], op: node.opType, opset }, () =>
-      convertNode(node, opset, values, fold, opts),
-    );
+    const outs = withNodeContext({ node: node.name || node.output[0], op: node.opType, opset }, () => {
+      try {
+        return convertNode(node, opset, values, fold, opts);
+      } catch (e) {
+        // a value needed at compile time that is not known: with symbolic inputs, most often a shape computed
+        // from them, which fixing the dims makes known
+        if (!(e instanceof KilnError && e.code === 'E_DYNAMIC' && symbolic.length)) throw e;
+        throw new KilnError('E_DYNAMIC', e.detail, {
+          node: e.node,
+          op: e.op,
+          opset: e.opset,
+          hint: `${fixDimsHint(symbolic)}${e.hint ? `; if the value comes from elsewhere: ${e.hint}` : ''}`,
+        });
+      }
+    });
     node.output.forEach((name, i) => {
       if (name && outs[i]) values.set(name, outs[i]);
     });

@@ -52,7 +52,10 @@ export function tensorProto(name: string, t: Tensor): TensorProto {
   });
 }
 
-function valueInfo(name: string, dtype: DType, shape: (number | string)[]) {
+/** A dim: a size, a symbol's name, or null for an unknown dim with no name. */
+type DimSpec = number | string | null;
+
+function valueInfo(name: string, dtype: DType, shape: DimSpec[]) {
   return create(ValueInfoProtoSchema, {
     name,
     type: create(TypeProtoSchema, {
@@ -63,7 +66,12 @@ function valueInfo(name: string, dtype: DType, shape: (number | string)[]) {
           shape: create(TensorShapeProtoSchema, {
             dim: shape.map((d) =>
               create(TensorShape_Dim, {
-                value: typeof d === 'number' ? { case: 'dimValue', value: BigInt(d) } : { case: 'dimParam', value: d },
+                value:
+                  d === null
+                    ? { case: undefined }
+                    : typeof d === 'number'
+                      ? { case: 'dimValue', value: BigInt(d) }
+                      : { case: 'dimParam', value: d },
               }),
             ),
           }),
@@ -75,8 +83,8 @@ function valueInfo(name: string, dtype: DType, shape: (number | string)[]) {
 const TensorShape_Dim = TensorShapeProto_DimensionSchema;
 
 export interface ModelSpec {
-  inputs: [string, DType, (number | string)[]][];
-  outputs: [string, DType, (number | string)[]][];
+  inputs: [string, DType, DimSpec[]][];
+  outputs: [string, DType, DimSpec[]][];
   nodes: NodeSpec[];
   initializers?: Record<string, Tensor>;
   opset?: number;

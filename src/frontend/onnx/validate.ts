@@ -10,6 +10,7 @@ import { ONNX_DTYPE, ONNX_DTYPE_NAMES } from '../../runtime/dtype.js';
 import type { Tensor } from '../../runtime/tensor.js';
 import type { GraphProto, ModelProto, NodeProto, ValueInfoProto } from './proto/onnx_pb.js';
 import { findConverter, lookupConverter } from './converter.js';
+import type { DeclaredInput } from '../dims.js';
 
 const CHECKER_HINT = 'the model is malformed; check it with onnx.checker.check_model';
 /** How many node names an error lists per operator or element type. */
@@ -96,6 +97,11 @@ function declaredDims(vi: ValueInfoProto): (number | string | undefined)[] | und
         : undefined,
   );
 }
+/** An input's declared dims for the `dims` option (src/frontend/dims.ts): unnamed unknown dims are `<input>_d<i>`. */
+export const declaredInput = (vi: ValueInfoProto): DeclaredInput => ({
+  name: vi.name,
+  dims: (declaredDims(vi) ?? []).map((d, i) => d ?? `${vi.name}_d${i}`),
+});
 const declaredShape = (vi: ValueInfoProto) =>
   declaredDims(vi)
     ?.map((d) => d ?? '?')

@@ -10,15 +10,17 @@ import { type FuncNode, type GExpr, type VarNode, gcall, gconst, gfunc, gtuple, 
 import { type AttrValue, getOp } from '../../relay-ir/op.js';
 import { type TensorType, asTensor, tensorType } from '../../relay-ir/types.js';
 import { type Pt2Archive, readPt2Archive } from './archive.js';
+import { type SymExpr, evaluateSymExpr, parseSymExpr, printSymExpr } from './sym-expr.js';
+import { type DimOptions, bindSymbols, fixDimsHint, inputSymbols } from '../dims.js';
 import {
   type ArgumentJson,
   type ExportedProgramJson,
   type NamedArgumentJson,
   type NodeJson,
+  type SymIntJson,
   type TensorMetaJson,
   checkSchemaVersion,
   scalarDType,
-  symIntValue,
   unionKey,
 } from './schema.js';
 import { type AtenCtx, lookupAten, parseTarget, shortTarget } from './converter.js';
@@ -28,6 +30,8 @@ import './ops/index.js';
 export interface Pt2ImportOptions {
   /** Concrete shapes for inputs with symbolic dims (torch.export's dynamic shapes), by input name. */
   inputShapes?: Record<string, number[]>;
+  /** Values of the program's size symbols (`s0`, `s1`...) by name (src/frontend/dims.ts). */
+  dims?: DimOptions;
   /** Not used by .pt2 programs (their shape arguments are constants already): any name given is an error. */
   specialize?: Record<string, unknown>;
 }
@@ -58,11 +62,15 @@ export function importPt2(bytes: Uint8Array, opts: Pt2ImportOptions = {}): Impor
   const program = archive.program;
   checkSchemaVersion(program);
   const graph = program.graph_module.graph;
-  checkOperators(graph.nodes);
+  const sizes = programSizes(program, opts);
+  // nodes that compute sizes (sym_size, operator.mul on SymInts...): their values are the program's recorded
+  // size expressions, evaluated under the fixed symbols
+  const nodes = graph.nodes.filter((n) => !n.outputs.every((o) => o.as_sym_int));
+  checkOperators(nodes);
 
   const values = new Map<string, GExpr | (() => GExpr)>();
   const params: VarNode[] = [];
-  bindInputs(archive, opts, values, params);
+  bindInputs(archive, opts, sizes, values, params);
 
   const value = (name: string): GExpr => {
     const v = values.get(name);
@@ -79,15 +87,17 @@ export function importPt2(bytes: Uint8Array, opts: Pt2ImportOptions = {}): Impor
     return v;
   };
 
-  for (const node of graph.nodes) {
+  for (const node of nodes) {
     const name = node.name ?? outputNames(node.outputs)[0] ?? node.target;
-    const outs = withNodeContext({ node: name, op: shortTarget(node.target) }, () => convertNode(node, name, value));
+    const outs = withNodeContext({ node: name, op: shortTarget(node.target) }, () =>
+      convertNode(node, name, value, sizes),
+    );
     const names = outputNames(node.outputs);
     names.forEach((n, i) => {
       if (!n) return;
       const e = outs[i];
       if (e) {
-        checkMeta(node, n, e, graph.tensor_values[n]);
+        checkMeta(node, n, e, graph.tensor_values[n], sizes);
         values.set(n, e);
       } else {
         values.set(n, () => {
@@ -160,12 +170,7 @@ function checkOperators(nodes: readonly NodeJson[]): void {
   );
 }
 
-function inputType(
-  name: string,
-  meta: TensorMetaJson | undefined,
-  program: ExportedProgramJson,
-  given?: number[],
-): TensorType {
+function inputType(name: string, meta: TensorMetaJson | undefined, sizes: ProgramSizes, given?: number[]): TensorType {
   if (!meta) {
     throw new KilnError('E_MODEL_INVALID', `input '${name}' has no tensor metadata`, {
       hint: 'the exported program is malformed; export it again',
@@ -179,41 +184,57 @@ function inputType(
       });
     }
     meta.sizes.forEach((s, i) => {
-      const fixed = 'as_int' in s ? s.as_int : undefined;
+      const fixed = sizes.value(s);
       if (fixed !== undefined && fixed !== given[i]) {
         throw new KilnError(
           'E_INPUT',
-          `inputShapes['${name}'] gives dim ${i} as ${given[i]}, the program fixes it at ${fixed}`,
+          `inputShapes['${name}'] gives dim ${i} as ${given[i]}, the program ${'as_int' in s ? 'fixes it at' : 'makes it'} ${fixed}`,
           {
-            hint: 'torch.export specialized this dim; export with dynamic_shapes to vary it',
+            hint:
+              'as_int' in s
+                ? 'torch.export specialized this dim; export with dynamic_shapes to vary it'
+                : 'the inputs must agree on the dims they share',
           },
         );
       }
     });
     return tensorType(given, dtype);
   }
-  const shape = meta.sizes.map((s, i) =>
-    symIntValue(s, (expr) => {
-      const r = program.range_constraints?.[expr];
-      const range = r ? `, range ${r.min_val ?? 0}..${r.max_val ?? 'inf'}` : '';
-      throw new KilnError('E_DYNAMIC', `input '${name}' dim ${i} is symbolic (${expr}${range})`, {
-        hint: `give a fixed shape with inputShapes (kiln compile --input-shape ${name}=...)`,
-      });
-    }),
-  );
-  return tensorType(shape, dtype);
+  const shape = meta.sizes.map((s) => sizes.value(s));
+  if (shape.some((d) => d === undefined)) {
+    throw new KilnError(
+      'E_DYNAMIC',
+      `input '${name}' has symbolic dims [${meta.sizes.map((s, i) => shape[i] ?? sizes.print(s))}] (${sizes.missing.map((u) => `${u}${sizes.range(u)}`).join('; ')}): kernels for run-time sizes are not built yet`,
+      { hint: `${fixDimsHint(sizes.missing)}, or give the inputs' shapes: --input-shape ${name}=...` },
+    );
+  }
+  return tensorType(shape as number[], dtype);
 }
 
-function bindInputs(
-  archive: Pt2Archive,
-  opts: Pt2ImportOptions,
-  values: Map<string, GExpr | (() => GExpr)>,
-  params: VarNode[],
-): void {
-  const { program } = archive;
-  const specs = program.graph_module.signature.input_specs;
+/** The program's sizes under the symbols' values (from `dims` and `inputShapes`). */
+interface ProgramSizes {
+  /** A SymInt's value; undefined while a symbol it reads has none. */
+  value(s: SymIntJson | { as_name: string }): number | undefined;
+  /** A SymInt as text for messages. */
+  print(s: SymIntJson): string;
+  /** ", range lo..hi" as torch.export records it for a symbol, or "". */
+  range(symbol: string): string;
+  /** The symbols of the inputs' dims that have no value. */
+  readonly missing: readonly string[];
+}
+
+function programSizes(program: ExportedProgramJson, opts: Pt2ImportOptions): ProgramSizes {
   const metas = program.graph_module.graph.tensor_values;
-  const userNames = specs.filter((s) => s.user_input?.arg.as_tensor).map((s) => s.user_input!.arg.as_tensor!.name);
+  const named = program.graph_module.graph.sym_int_values ?? {};
+  const parsed = new Map<string, SymExpr>();
+  const expr = (s: SymIntJson): SymExpr | undefined => {
+    if ('as_int' in s) return { k: 'int', value: s.as_int };
+    const text = s.as_expr?.expr_str;
+    if (typeof text !== 'string') return undefined;
+    if (!parsed.has(text)) parsed.set(text, parseSymExpr(text));
+    return parsed.get(text);
+  };
+  const userNames = userInputNames(program);
   const unknown = Object.keys(opts.inputShapes ?? {}).filter((n) => !userNames.includes(n));
   if (unknown.length) {
     throw new KilnError(
@@ -224,6 +245,63 @@ function bindInputs(
       },
     );
   }
+  // an input dim is a symbol torch.export named (s0, s17...) or a fixed size; a dim that is an expression of
+  // symbols is evaluated from them
+  const declared = userNames.map((name) => ({
+    name,
+    dims: (metas[name]?.sizes ?? []).map((s) => {
+      const e = expr(s);
+      return e?.k === 'int' ? e.value : e?.k === 'sym' ? e.name : undefined;
+    }),
+  }));
+  const values = bindSymbols(declared, opts.dims, opts.inputShapes);
+  const ranges = program.range_constraints ?? {};
+  for (const [symbol, v] of values) {
+    const r = ranges[symbol];
+    if (r && (v < (r.min_val ?? 0) || (typeof r.max_val === 'number' && v > r.max_val)))
+      throw new KilnError(
+        'E_INPUT',
+        `dim ${symbol} = ${v} is outside the range ${r.min_val ?? 0}..${r.max_val ?? 'inf'} the model was exported for`,
+        { hint: 'the program is only valid in that range (torch.export.Dim min/max); give a size inside it' },
+      );
+  }
+  const sizes: ProgramSizes = {
+    value(s) {
+      if ('as_name' in s) {
+        const entry = named[s.as_name] as SymIntJson | undefined;
+        return entry ? sizes.value(entry) : undefined;
+      }
+      const e = expr(s);
+      return e && evaluateSymExpr(e, values);
+    },
+    print: (s) => {
+      const e = expr(s);
+      return e ? printSymExpr(e) : JSON.stringify(s);
+    },
+    range: (symbol) => {
+      const r = ranges[symbol];
+      return r ? ` in ${r.min_val ?? 0}..${r.max_val ?? 'inf'}` : '';
+    },
+    missing: [...inputSymbols(declared).keys()].filter((u) => !values.has(u)),
+  };
+  return sizes;
+}
+
+const userInputNames = (program: ExportedProgramJson): string[] =>
+  program.graph_module.signature.input_specs
+    .filter((s) => s.user_input?.arg.as_tensor)
+    .map((s) => s.user_input!.arg.as_tensor!.name);
+
+function bindInputs(
+  archive: Pt2Archive,
+  opts: Pt2ImportOptions,
+  sizes: ProgramSizes,
+  values: Map<string, GExpr | (() => GExpr)>,
+  params: VarNode[],
+): void {
+  const { program } = archive;
+  const specs = program.graph_module.signature.input_specs;
+  const metas = program.graph_module.graph.tensor_values;
   const weight = (store: Pt2Archive['weights'], key: string) => () => gconst(store.get(key));
   for (const spec of specs) {
     const kind = unionKey(spec);
@@ -249,7 +327,7 @@ function bindInputs(
         );
       }
       const name = arg.as_tensor.name;
-      const v = gvar(name, inputType(name, metas[name], program, opts.inputShapes?.[name]));
+      const v = gvar(name, inputType(name, metas[name], sizes, opts.inputShapes?.[name]));
       params.push(v);
       values.set(name, v);
     } else {
@@ -266,10 +344,16 @@ function outputNames(outs: readonly ArgumentJson[]): (string | undefined)[] {
 }
 
 /** The converter's result must agree with the shape and dtype torch.export recorded (a converter bug otherwise). */
-function checkMeta(node: NodeJson, name: string, e: GExpr, meta: TensorMetaJson | undefined): void {
+function checkMeta(
+  node: NodeJson,
+  name: string,
+  e: GExpr,
+  meta: TensorMetaJson | undefined,
+  sizes: ProgramSizes,
+): void {
   if (!meta || e.type.kind !== 'tensor') return;
-  if (!meta.sizes.every((s) => 'as_int' in s)) return;
-  const want = meta.sizes.map((s) => (s as { as_int: number }).as_int);
+  const want = meta.sizes.map((s) => sizes.value(s));
+  if (want.some((d) => d === undefined)) return;
   const got = e.type.shape;
   let dtype: DType | undefined;
   try {
@@ -286,7 +370,12 @@ function checkMeta(node: NodeJson, name: string, e: GExpr, meta: TensorMetaJson 
   }
 }
 
-function convertNode(node: NodeJson, name: string, value: (n: string) => GExpr): (GExpr | undefined)[] {
+function convertNode(
+  node: NodeJson,
+  name: string,
+  value: (n: string) => GExpr,
+  sizes: ProgramSizes,
+): (GExpr | undefined)[] {
   if (GETITEM.has(node.target)) {
     const [src, idx] = node.inputs;
     const list = src?.arg.as_tensors;
@@ -327,8 +416,10 @@ function convertNode(node: NodeJson, name: string, value: (n: string) => GExpr):
   };
   const symInt = (v: { as_int: number } | { as_name: string }, arg: string): number => {
     if ('as_int' in v) return v.as_int;
+    const fixed = sizes.value(v);
+    if (fixed !== undefined) return fixed;
     throw new KilnError('E_DYNAMIC', `argument '${arg}' depends on the symbolic size ${v.as_name}`, {
-      hint: 'dynamic shapes are not supported yet: export with static shapes',
+      hint: 'fix the symbolic dims of the inputs (--dim / --input-shape)',
     });
   };
   const number = (arg: string, a: ArgumentJson): number => {
