@@ -35,6 +35,68 @@ import { INLINE_F32_MATH, type InlineMathFn, inlineF32Math } from './math-inline
 type Ref = number;
 const B = binaryen;
 
+// Unary and binary ops as binaryen method names (the i64 methods are named as the i32 ones). Signed integer
+// floordiv and floormod are legalized to div/mod before emission (common/legalize.ts); pow and float mod are math
+// imports.
+type F32Ops = binaryen.Module['f32'];
+type F64Ops = binaryen.Module['f64'];
+type IntOps = binaryen.Module['i32'];
+/** The methods of `Ops` that take one expression. */
+type UnaryName<Ops> = {
+  [K in keyof Ops]: Ops[K] extends (a: Ref) => Ref ? (Parameters<Ops[K]>['length'] extends 1 ? K : never) : never;
+}[keyof Ops];
+const FLOAT_UNARY: Readonly<Partial<Record<string, UnaryName<F32Ops> & UnaryName<F64Ops>>>> = {
+  neg: 'neg',
+  abs: 'abs',
+  sqrt: 'sqrt',
+  floor: 'floor',
+  ceil: 'ceil',
+  round: 'nearest',
+};
+/** The methods of `Ops` that take two expressions. */
+type BinaryName<Ops> = {
+  [K in keyof Ops]: Ops[K] extends (a: Ref, b: Ref) => Ref
+    ? Parameters<Ops[K]>['length'] extends 2
+      ? K
+      : never
+    : never;
+}[keyof Ops];
+const FLOAT_BINARY: Readonly<Partial<Record<BinOp, BinaryName<F32Ops> & BinaryName<F64Ops>>>> = {
+  add: 'add',
+  sub: 'sub',
+  mul: 'mul',
+  div: 'div',
+  min: 'min',
+  max: 'max',
+  eq: 'eq',
+  ne: 'ne',
+  lt: 'lt',
+  le: 'le',
+  gt: 'gt',
+  ge: 'ge',
+};
+/** [signed, unsigned] */
+const INT_BINARY: Readonly<Partial<Record<BinOp, readonly [BinaryName<IntOps> | undefined, BinaryName<IntOps>]>>> = {
+  add: ['add', 'add'],
+  sub: ['sub', 'sub'],
+  mul: ['mul', 'mul'],
+  div: ['div_s', 'div_u'],
+  mod: ['rem_s', 'rem_u'],
+  floordiv: [undefined, 'div_u'],
+  floormod: [undefined, 'rem_u'],
+  and: ['and', 'and'],
+  or: ['or', 'or'],
+  xor: ['xor', 'xor'],
+  shl: ['shl', 'shl'],
+  shr: ['shr_s', 'shr_u'],
+  eq: ['eq', 'eq'],
+  ne: ['ne', 'ne'],
+  lt: ['lt_s', 'lt_u'],
+  le: ['le_s', 'le_u'],
+  gt: ['gt_s', 'gt_u'],
+  ge: ['ge_s', 'ge_u'],
+};
+
 export const wasmType = (t: DType): number =>
   t === 'float32' ? B.f32 : t === 'float64' ? B.f64 : isWide(t) ? B.i64 : B.i32;
 
@@ -546,12 +608,12 @@ export class FunctionEmitter extends LoopEmitter<Ref, Ref> implements ScalarEmit
       return inlineF32Math(m, op as InlineMathFn, this.expr(a), false, (ty) => this.newLocal(ty));
     if (op in UNARY_MATH) return this.mathCall(op, [a], t);
     const x = this.expr(a);
+    const floatName = FLOAT_UNARY[op];
+    if (f && floatName) return f[floatName](x);
     switch (op) {
       case 'neg':
-        if (f) return f.neg(x);
         return isWide(t) ? m.i64.sub(m.i64.const(0n), x) : m.i32.sub(m.i32.const(0), x);
       case 'abs':
-        if (f) return f.abs(x);
         if (isUnsigned(t)) return x;
         return this.withTemps(
           [x],
@@ -562,18 +624,10 @@ export class FunctionEmitter extends LoopEmitter<Ref, Ref> implements ScalarEmit
               : m.select(m.i32.lt_s(g(), m.i32.const(0)), m.i32.sub(m.i32.const(0), g()), g()),
           ti,
         );
-      case 'sqrt':
-        if (f) return f.sqrt(x);
-        break;
       case 'floor':
-        if (f) return f.floor(x);
-        return x;
       case 'ceil':
-        if (f) return f.ceil(x);
-        return x;
       case 'round':
-        if (f) return f.nearest(x);
-        return x;
+        return x; // of an integer
       case 'not':
         return m.i32.eqz(x);
       case 'bitnot':
@@ -639,87 +693,19 @@ export class FunctionEmitter extends LoopEmitter<Ref, Ref> implements ScalarEmit
     }
     const a = this.expr(ea),
       b = this.expr(eb);
-    const unsigned = isUnsigned(at);
     if (isFloat(at)) {
-      const F = at === 'float32' ? m.f32 : m.f64;
-      switch (op) {
-        case 'add':
-          return F.add(a, b);
-        case 'sub':
-          return F.sub(a, b);
-        case 'mul':
-          return F.mul(a, b);
-        case 'div':
-          return F.div(a, b);
-        case 'min':
-          return F.min(a, b);
-        case 'max':
-          return F.max(a, b);
-        case 'eq':
-          return F.eq(a, b);
-        case 'ne':
-          return F.ne(a, b);
-        case 'lt':
-          return F.lt(a, b);
-        case 'le':
-          return F.le(a, b);
-        case 'gt':
-          return F.gt(a, b);
-        case 'ge':
-          return F.ge(a, b);
-        default:
-          break;
-      }
-      throw new KilnError('E_UNSUPPORTED', `codegen: ${op} on ${at}`);
-    }
-    const wide = isWide(at);
-    const I = (wide ? m.i64 : m.i32) as unknown as typeof m.i32;
-    const ty = wide ? B.i64 : B.i32;
-    switch (op) {
-      case 'add':
-        return I.add(a, b);
-      case 'sub':
-        return I.sub(a, b);
-      case 'mul':
-        return I.mul(a, b);
-      case 'div':
-        return unsigned ? I.div_u(a, b) : I.div_s(a, b);
-      case 'mod':
-        return unsigned ? I.rem_u(a, b) : I.rem_s(a, b);
-      case 'and':
-        return I.and(a, b);
-      case 'or':
-        return I.or(a, b);
-      case 'xor':
-        return I.xor(a, b);
-      case 'shl':
-        return I.shl(a, b);
-      case 'shr':
-        return unsigned ? I.shr_u(a, b) : I.shr_s(a, b);
-      case 'eq':
-        return I.eq(a, b);
-      case 'ne':
-        return I.ne(a, b);
-      case 'lt':
-        return unsigned ? I.lt_u(a, b) : I.lt_s(a, b);
-      case 'le':
-        return unsigned ? I.le_u(a, b) : I.le_s(a, b);
-      case 'gt':
-        return unsigned ? I.gt_u(a, b) : I.gt_s(a, b);
-      case 'ge':
-        return unsigned ? I.ge_u(a, b) : I.ge_s(a, b);
-      case 'min':
-      case 'max': {
-        const cmp = op === 'min' ? (unsigned ? I.lt_u : I.lt_s) : unsigned ? I.gt_u : I.gt_s;
+      const name = FLOAT_BINARY[op];
+      if (name) return (at === 'float32' ? m.f32 : m.f64)[name](a, b);
+    } else {
+      const wide = isWide(at);
+      const I = (wide ? m.i64 : m.i32) as unknown as IntOps;
+      const name = INT_BINARY[op]?.[isUnsigned(at) ? 1 : 0];
+      if (name) return I[name](a, b);
+      if (op === 'min' || op === 'max') {
+        const cmp = I[INT_BINARY[op === 'min' ? 'lt' : 'gt']![isUnsigned(at) ? 1 : 0]!];
+        const ty = wide ? B.i64 : B.i32;
         return this.withTemps([a, b], [ty, ty], (x, y) => m.select(cmp(x(), y()), x(), y()), ty);
       }
-      case 'floordiv':
-      case 'floormod':
-        // signed floor division was legalized to div/mod before emission (common/legalize.ts)
-        if (unsigned) return op === 'floordiv' ? I.div_u(a, b) : I.rem_u(a, b);
-        break;
-      default:
-        break;
     }
     throw new KilnError('E_UNSUPPORTED', `codegen: ${op} on ${at}`);
   }
