@@ -153,7 +153,7 @@ kernel k(a: int32[8], b: int32[8], o: int32[8]) {
     );
   });
 
-  it("another positive constant: the remainder's sign corrects the quotient (one node, one let)", () => {
+  it("another positive constant: the remainder's sign corrects the quotient (taken from it: one division)", () => {
     const d = sub(i, 3);
     expect(printAfter(one(sub(floordiv(d, 7), floormod(d, 7))), pass)).toBe(
       text(`
@@ -162,7 +162,7 @@ kernel k(a: int32[8], b: int32[8], o: int32[8]) {
     let fa_0: int32 = (i - 3)
     let fq_1: int32 = (fa_0 / 7)
     let fr_2: int32 = (fa_0 % 7)
-    o[i] = (select(((fa_0 % 7) < 0), (fq_1 - 1), fq_1) - select((fr_2 < 0), (fr_2 + 7), fr_2))
+    o[i] = (select(((fa_0 - (fq_1 * 7)) < 0), (fq_1 - 1), fq_1) - select((fr_2 < 0), (fr_2 + 7), fr_2))
   }
 }`),
     );
@@ -177,6 +177,21 @@ kernel k(a: int32[8], b: int32[8], o: int32[8]) {
     let fb_1: int32 = b[i]
     let fr_2: int32 = (fa_0 % fb_1)
     o[i] = select(((fr_2 != 0) && ((fr_2 ^ fb_1) < 0)), (fr_2 + fb_1), fr_2)
+  }
+}`),
+    );
+  });
+
+  it('floor division by any divisor: one division, the remainder from the quotient', () => {
+    expect(printAfter(one(floordiv(load(a, [i]), load(b, [i]))), pass)).toBe(
+      text(`
+kernel k(a: int32[8], b: int32[8], o: int32[8]) {
+  for i in 0..8 {
+    let fa_0: int32 = a[i]
+    let fb_1: int32 = b[i]
+    let fq_2: int32 = (fa_0 / fb_1)
+    let fr_3: int32 = (fa_0 - (fq_2 * fb_1))
+    o[i] = select(((fr_3 != 0) && ((fr_3 ^ fb_1) < 0)), (fq_2 - 1), fq_2)
   }
 }`),
     );

@@ -3,12 +3,16 @@
 // correction away. WGSL and PTX emitted this sequence each in their own syntax before; now they see only div/mod.
 //   divisor a positive constant c:  a >= 0 provable from the loop ranges -> a / c, a % c
 //                                   c a power of two                    -> a >> log2 c, a - ((a >> log2 c) << log2 c)
-//                                   otherwise  q = a / c, r = a % c     -> select(r < 0, q - 1, q), select(r < 0, r + c, r)
-//   any divisor b:  q = a / b, r = a % b, fix = r != 0 && (r ^ b) < 0   -> select(fix, q - 1, q), select(fix, r + b, r)
-// The dividend, divisor, quotient and remainder used more than once are bound to lets (common/bind.ts).
+//                                   otherwise  q = a / c, r = a - q * c -> select(r < 0, q - 1, q)
+//                                              r = a % c                -> select(r < 0, r + c, r)
+//   any divisor b:  q = a / b, r = a - q * b, fix = r != 0 && (r ^ b) < 0 -> select(fix, q - 1, q)
+//                   r = a % b, fix as above                               -> select(fix, r + b, r)
+// Floor division takes its remainder from the quotient: one division, not two (a division is a slow instruction,
+// or a 64-step loop for int64 on WebGPU). The dividend, divisor, quotient and remainder used more than once are
+// bound to lets (common/bind.ts).
 import type { DType } from '../../runtime/dtype.js';
 import { isWide } from '../../runtime/dtype.js';
-import { type Expr, add, and, constant, div, lt, mod, ne, select, shl, shr, sub, xor } from '../../tensor-expr/expr.js';
+import { type Expr, add, and, constant, div, lt, mod, mul, ne, select, shl, shr, sub, xor } from '../../tensor-expr/expr.js';
 import { bound } from '../../tensor-expr/simplify.js';
 import type { LoopPass } from '../../schedule/loop-passes.js';
 import { type BindContext, rewriteWithLets } from './bind.js';
@@ -49,20 +53,20 @@ export function legalizeFloorDivMod(
     const x = ctx.bind(a, 'fa');
     if (op === 'floordiv') {
       const q = ctx.bind(div(x, b), 'fq');
-      return select(lt(mod(x, b), zero), sub(q, one), q);
+      return select(lt(sub(x, mul(q, b)), zero), sub(q, one), q);
     }
     const rem = ctx.bind(mod(x, b), 'fr');
     return select(lt(rem, zero), add(rem, b), rem);
   }
   const x = ctx.bind(a, 'fa'),
     y = ctx.bind(b, 'fb');
-  const rem = ctx.bind(mod(x, y), 'fr');
-  const fix = and(ne(rem, zero), lt(xor(rem, y), zero));
+  const fix = (rem: Expr) => and(ne(rem, zero), lt(xor(rem, y), zero));
   if (op === 'floordiv') {
     const q = ctx.bind(div(x, y), 'fq');
-    return select(fix, sub(q, one), q);
+    return select(fix(ctx.bind(sub(x, mul(q, y)), 'fr')), sub(q, one), q);
   }
-  return select(fix, add(rem, y), rem);
+  const rem = ctx.bind(mod(x, y), 'fr');
+  return select(fix(rem), add(rem, y), rem);
 }
 
 /** The pass: floordiv/floormod of the dtypes in `caps.floorDivLowered` become div/mod and a correction. */
