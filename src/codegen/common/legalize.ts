@@ -12,7 +12,22 @@
 // bound to lets (common/bind.ts).
 import type { DType } from '../../runtime/dtype.js';
 import { isWide } from '../../runtime/dtype.js';
-import { type Expr, add, and, constant, div, lt, mod, mul, ne, select, shl, shr, sub, xor } from '../../tensor-expr/expr.js';
+import {
+  type Expr,
+  add,
+  and,
+  constant,
+  div,
+  lt,
+  mod,
+  mul,
+  ne,
+  select,
+  shl,
+  shr,
+  sub,
+  xor,
+} from '../../tensor-expr/expr.js';
 import { bound } from '../../tensor-expr/simplify.js';
 import type { LoopPass } from '../../schedule/loop-passes.js';
 import { type BindContext, rewriteWithLets } from './bind.js';
