@@ -108,6 +108,7 @@ class BertLastHidden(nn.Module):
 
 
 def bert(seq: int = 128, valid: int = 100):
+    torch.library.register_fake = lambda *a, **k: (lambda f: f)  # transformers imports torchvision (see above)
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(0)
@@ -136,16 +137,21 @@ MODELS = {
     "squeezenet1_1_small": lambda: torchvision_model("squeezenet1_1", 64),
     "super_resolution_small": lambda: super_resolution(24),
     "bert_small": lambda: bert(16, 12),
+    # bert_small exported with dynamic batch and sequence axes (its Reshapes read sizes from Shape chains)
+    "bert_dynamic": lambda: bert(16, 12),
+}
+DYNAMIC_AXES = {
+    "bert_dynamic": {n: {0: "batch", 1: "sequence"} for n in ("input_ids", "attention_mask", "last_hidden_state")},
 }
 
 
-def export(model, inputs: dict, output_names, path: str) -> None:
+def export(model, inputs: dict, output_names, path: str, dynamic_axes=None) -> None:
     args = tuple(torch.from_numpy(v) for v in inputs.values())
     with torch.no_grad():
         try:
             torch.onnx.export(model, args, path, dynamo=False, opset_version=OPSET,
                               do_constant_folding=True, input_names=list(inputs),
-                              output_names=output_names)
+                              output_names=output_names, dynamic_axes=dynamic_axes)
         except Exception as e:  # noqa: BLE001
             print(f"  dynamo=False export failed ({type(e).__name__}: {e}); trying dynamo=True")
             prog = torch.onnx.export(model, args, dynamo=True, opset_version=OPSET,
@@ -169,7 +175,7 @@ def generate(name: str, force: bool) -> None:
     os.makedirs(os.path.join(d, "test_data_set_0"))
     model, inputs, output_names = MODELS[name]()
     path = os.path.join(d, "model.onnx")
-    export(model, inputs, output_names, path)
+    export(model, inputs, output_names, path, DYNAMIC_AXES.get(name))
 
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     outs = sess.run(None, inputs)

@@ -3,7 +3,7 @@
 // every wrong use named clearly. (torch.export symbols: test/pytorch.test.ts.)
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { compile, KilnError, load, type Tensor } from '../src/index.js';
 import { buildModel, randomF32 } from '../src/frontend/onnx/model-builder.js';
@@ -133,6 +133,41 @@ describe('dims: symbolic input dims fixed at compile time', () => {
     expect((await compile(model, { dims: { u_d0: 6 } })).header.inputs[0].shape).toEqual([6, 4]);
   });
 });
+
+const bertDynamic = '.cache/models/bert_dynamic/model.onnx';
+describe.skipIf(!existsSync(bertDynamic))(
+  'a BERT encoder exported with dynamic batch and sequence axes (scripts/gen_models.py bert_dynamic)',
+  () => {
+    it('compiles at each size given with dims, and matches ONNX Runtime running the dynamic model', async () => {
+      const bytes = readFileSync(bertDynamic);
+      const e = await kilnError(() => compile(bytes));
+      expect([e.code, e.hint]).toEqual(['E_DYNAMIC', expect.stringMatching(/--dim batch=N --dim sequence=N/)]);
+      for (const [batch, sequence] of [
+        [1, 1],
+        [1, 7],
+        [2, 16],
+      ]) {
+        const n = batch * sequence;
+        const ids = int64(
+          [batch, sequence],
+          Array.from({ length: n }, (_, i) => 1 + ((i * 37) % 999)),
+        );
+        // the last token of every row after the first is padding
+        const mask = int64(
+          [batch, sequence],
+          Array.from({ length: n }, (_, i) => (i >= sequence && i % sequence === sequence - 1 ? 0 : 1)),
+        );
+        const r = await compile(bytes, { dims: { batch, sequence } });
+        const m = await load(r.artifact);
+        const got = m.runSync({ input_ids: ids, attention_mask: mask }).last_hidden_state;
+        m.dispose();
+        const want = (await runOrt(bytes, { input_ids: ids, attention_mask: mask })).last_hidden_state;
+        expect(got.shape).toEqual([batch, sequence, 256]);
+        expect(compareTensors(got, want)?.message, `at ${batch}x${sequence}`).toBeUndefined();
+      }
+    });
+  },
+);
 
 describe('torch.export size expressions', () => {
   const sym = (name: string) => `Symbol('${name}', positive=True, integer=True)`;
