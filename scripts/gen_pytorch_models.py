@@ -94,6 +94,71 @@ def small():
     return model, (x,)
 
 
+class TinyGPT(nn.Module):
+    """Token and position embeddings, pre-norm causal self-attention (scaled_dot_product_attention) and a GELU MLP,
+    a padding mask applied with masked_fill, a selected first token and a sliced rest: the ATen ops of a small
+    transformer."""
+
+    def __init__(self, vocab: int = 50, d: int = 32, heads: int = 4, seq: int = 8):
+        super().__init__()
+        self.tok, self.pos = nn.Embedding(vocab, d), nn.Embedding(seq, d)
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.fc, self.out = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
+        self.heads = heads
+
+    def forward(self, ids, mask):
+        b, t = ids.shape
+        x = self.tok(ids) + self.pos(torch.arange(t))
+        q, k, v = self.qkv(self.ln1(x)).split(x.shape[-1], dim=-1)
+        q, k, v = (z.view(b, t, self.heads, -1).transpose(1, 2) for z in (q, k, v))
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.proj(a.transpose(1, 2).reshape(b, t, -1))
+        x = x + self.out(F.gelu(self.fc(self.ln2(x)), approximate="tanh"))
+        x = x.masked_fill(mask.unsqueeze(-1) == 0, 0.0)
+        first, rest = x[:, 0], x[:, 1:].mean(1)
+        return torch.where(first > 0, first, rest), x
+
+
+def tiny_gpt():
+    torch.manual_seed(0)
+    model = TinyGPT().eval()
+    rs = np.random.RandomState(3)
+    ids = rs.randint(0, 50, size=(2, 8)).astype(np.int64)
+    mask = np.ones((2, 8), np.int64)
+    mask[1, 5:] = 0
+    return model, (ids, mask)
+
+
+class AtenMix(nn.Module):
+    """The ATen ops tiny_gpt does not reach: chunk, unbind, index_select, ne and the logical ops, where with a
+    Python number on either side, zeros/ones/new_ones, any/all, attention with a bool and a float mask, a strided
+    slice and a negative select."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("idx", torch.tensor([2, 0, 1]))
+        self.register_buffer("mask", torch.rand(6, 6) > 0.3)
+
+    def forward(self, x):
+        a, b = x.chunk(2, dim=-1)
+        u = x.unbind(1)
+        keep = (a > 0).logical_or(b < -0.5).logical_xor(a.ne(b)).logical_and(a.abs() < 1.5)
+        w = torch.where(keep, a, 0.5) + torch.where(keep, -1.0, b)
+        z = torch.zeros(2, 4, 6, 4) + torch.ones_like(a) + a.new_ones(4)
+        q = x[..., ::2]
+        by_bool = F.scaled_dot_product_attention(q, q, x, attn_mask=self.mask)
+        by_float = F.scaled_dot_product_attention(q, q, x, attn_mask=self.mask.logical_not().float() * -1e4, scale=0.3)
+        flags = keep.all(-1).float() + keep.any(-1).float()
+        return w + z, u[-1] + u[0], x.index_select(2, self.idx), by_bool + by_float, flags, x.select(1, -1)
+
+
+def aten_mix():
+    torch.manual_seed(0)
+    x = np.random.RandomState(4).standard_normal((2, 4, 6, 8)).astype(np.float32)
+    return AtenMix().eval(), (x,)
+
+
 class DynamicAttention(nn.Module):
     """Self-attention whose batch and sequence sizes are symbolic: view/reshape take sizes computed from the
     input's shape (aten.sym_size, operator.mul), and a second input shares both dims."""
@@ -128,6 +193,8 @@ MODELS = {
     "mobilenet_v2": lambda: torchvision_model("mobilenet_v2"),
     "small": small,
     "dynamic_attention": dynamic_attention,
+    "tiny_gpt": tiny_gpt,
+    "aten_mix": aten_mix,
 }
 
 

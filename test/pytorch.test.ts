@@ -233,6 +233,43 @@ describe('torch.export .pt2 reader', () => {
     expect(cond.hint).toMatch(/control flow/);
   });
 
+  it('rejects arguments a converter cannot honour, naming them; reads inf as JSON writes it', async () => {
+    // node 1 (relu of `add`, [2, 3]) replaced by another op on the same value
+    const withNode1 = (target: string, inputs: [string, object][]) =>
+      tinyArchive((p) => {
+        p.graph_module.graph.nodes[1] = node(target, 'relu', inputs);
+      });
+    const dropout = await kilnError(() =>
+      compile(
+        withNode1('scaled_dot_product_attention.default', [
+          ['query', tensorArg('add')],
+          ['key', tensorArg('add')],
+          ['value', tensorArg('add')],
+          ['dropout_p', { as_float: 0.5 }],
+        ]),
+      ),
+    );
+    expect([dropout.code, dropout.message]).toEqual(['E_UNSUPPORTED', expect.stringMatching(/dropout_p/)]);
+    const select = await kilnError(() =>
+      compile(
+        withNode1('select.int', [
+          ['self', tensorArg('add')],
+          ['dim', { as_int: 1 }],
+          ['index', { as_int: 3 }],
+        ]),
+      ),
+    );
+    expect(select.message).toMatch(/index 3 out of range for dim 1 of size 3/);
+    // clamp_min(add, -inf) is add itself: relu's recorded [2, 3] still holds
+    const inf = await compile(
+      withNode1('clamp_min.default', [
+        ['self', tensorArg('add')],
+        ['min', { as_float: '-Infinity' }],
+      ]),
+    );
+    expect(inf.header.outputs[0].shape).toEqual([2, 3]);
+  });
+
   it('takes fixed sizes for symbolic input dims from dims or inputShapes, else names the dims and the flag', async () => {
     const dynamic = tinyArchive((p) => {
       p.graph_module.graph.tensor_values.x.sizes[0] = {
@@ -322,6 +359,10 @@ const MODELS = [
   'mobilenet_v2_decomposed',
   'dynamic_attention',
   'dynamic_attention_decomposed',
+  'tiny_gpt',
+  'tiny_gpt_decomposed',
+  'aten_mix',
+  'aten_mix_decomposed',
 ];
 const present = MODELS.every((m) => existsSync(join(ROOT, m, 'info.json')));
 

@@ -45,6 +45,7 @@ export interface ImportedPt2 {
   producer: string;
 }
 
+const NON_FINITE: ReadonlySet<string> = new Set(['Infinity', '-Infinity', 'NaN']);
 const GETITEM = new Set(['_operator.getitem', 'operator.getitem', 'getitem']);
 
 export function importPt2(bytes: Uint8Array, opts: Pt2ImportOptions = {}): ImportedPt2 {
@@ -65,7 +66,7 @@ export function importPt2(bytes: Uint8Array, opts: Pt2ImportOptions = {}): Impor
   const sizes = programSizes(program, opts);
   // nodes that compute sizes (sym_size, operator.mul on SymInts...): their values are the program's recorded
   // size expressions, evaluated under the fixed symbols
-  const nodes = graph.nodes.filter((n) => !n.outputs.every((o) => o.as_sym_int));
+  const nodes = graph.nodes.filter((n) => !(n.outputs.length && n.outputs.every((o) => o.as_sym_int)));
   checkOperators(nodes);
 
   const values = new Map<string, GExpr | (() => GExpr)>();
@@ -425,6 +426,8 @@ function convertNode(
   const number = (arg: string, a: ArgumentJson): number => {
     if (typeof a.as_int === 'number') return a.as_int;
     if (typeof a.as_float === 'number') return a.as_float;
+    // JSON has no inf/nan: torch.export writes them as strings
+    if (NON_FINITE.has(a.as_float as unknown as string)) return Number(a.as_float);
     if (typeof a.as_bool === 'boolean') return a.as_bool ? 1 : 0;
     if (a.as_sym_int) return symInt(a.as_sym_int, arg);
     if (a.as_sym_float && 'as_float' in a.as_sym_float) return a.as_sym_float.as_float;

@@ -116,3 +116,93 @@ aten(['clamp', 'clamp_', 'clip', 'clip_'], (c) => {
 });
 aten(['clamp_min', 'clamp_min_'], (c) => clip(c, c.tensor('self'), c.float('min'), undefined));
 aten(['clamp_max', 'clamp_max_'], (c) => clip(c, c.tensor('self'), undefined, c.float('max')));
+
+// ---- comparisons, logic, selection ------------------------------------------------------------------------------
+
+const COMPARE: Record<string, string> = {
+  eq: 'equal',
+  lt: 'less',
+  le: 'less_equal',
+  gt: 'greater',
+  ge: 'greater_equal',
+};
+for (const [op, kiln] of Object.entries(COMPARE)) {
+  aten(op, (c) => {
+    const self = c.tensor('self');
+    return c.call(kiln, promote(c, self, c.tensorOrScalar('other', self)));
+  });
+}
+aten('ne', (c) => {
+  const self = c.tensor('self');
+  return c.call('not', [c.call('equal', promote(c, self, c.tensorOrScalar('other', self)))]);
+});
+
+/** A tensor as bool (nonzero is true), as PyTorch's logical operators read their operands. */
+const truth = (c: AtenCtx, x: GExpr) => (c.type(x).dtype === 'bool' ? x : c.call('cast', [x], { to: 'bool' }));
+aten('logical_not', (c) => c.call('not', [truth(c, c.tensor('self'))]));
+for (const op of ['and', 'or', 'xor'])
+  aten(`logical_${op}`, (c) => c.call(op, [truth(c, c.tensor('self')), truth(c, c.tensor('other'))]));
+
+aten('where', (c) => {
+  if (c.overload === 'default') c.unsupported('where(condition) (the indices of nonzero elements)');
+  const cond = truth(c, c.tensor('condition'));
+  // where.self, where.ScalarSelf, where.ScalarOther, where.Scalar: a Python number takes the other operand's dtype
+  const scalarSelf = c.overload === 'ScalarSelf' || c.overload === 'Scalar',
+    scalarOther = c.overload === 'ScalarOther' || c.overload === 'Scalar';
+  const a = scalarSelf
+    ? scalarOther
+      ? c.constant(tensor('float32', [], [c.float('self')]))
+      : c.tensorOrScalar('self', c.tensor('other'))
+    : c.tensor('self');
+  const b = c.tensorOrScalar('other', a);
+  return c.call('where', [cond, ...promote(c, a, b)]);
+});
+
+aten(['masked_fill', 'masked_fill_'], (c) => {
+  const self = c.tensor('self');
+  const value = c.tensorOrScalar('value', self);
+  const v = c.type(value).dtype === c.type(self).dtype ? value : c.call('cast', [value], { to: c.type(self).dtype });
+  return c.call('where', [truth(c, c.tensor('mask')), v, self]);
+});
+
+// ---- tensors made from numbers: arange, full, zeros, ones, scalar_tensor ----------------------------------------
+
+/** PyTorch's default dtype for a creation op: the given one, else int64 for integers and float32 otherwise. */
+const createdDType = (c: AtenCtx, values: number[], dflt?: DType): DType =>
+  c.optDType('dtype') ?? dflt ?? (values.every(Number.isInteger) ? 'int64' : 'float32');
+
+aten('arange', (c) => {
+  const start = c.overload === 'default' ? 0 : c.float('start');
+  const end = c.float('end');
+  const step = c.overload === 'start_step' ? c.float('step', 1) : 1;
+  if (step === 0) c.unsupported('step 0');
+  const n = Math.max(0, Math.ceil((end - start) / step));
+  const values = Array.from({ length: n }, (_, i) => start + i * step);
+  const dtype = createdDType(c, [start, end, step]);
+  return c.constant(tensor(dtype, [n], isFloat(dtype) ? values : values.map(Math.trunc)));
+});
+
+function filled(c: AtenCtx, shape: number[], value: number, dflt?: DType): GExpr {
+  const dtype = createdDType(c, [value], dflt);
+  return c.constant(tensor(dtype, shape, new Array<number>(shape.reduce((a, b) => a * b, 1)).fill(value)));
+}
+const shapeOf = (c: AtenCtx, x: GExpr): number[] => {
+  const s = c.type(x).shape;
+  if (s.some((d) => typeof d !== 'number')) c.unsupported('symbolic dims');
+  return s as number[];
+};
+aten('full', (c) => filled(c, c.ints('size'), c.float('fill_value')));
+aten(['zeros', 'ones'], (c) => filled(c, c.ints('size'), c.target.includes('ones') ? 1 : 0, 'float32'));
+aten('full_like', (c) => {
+  const x = c.tensor('self');
+  return filled(c, shapeOf(c, x), c.float('fill_value'), c.type(x).dtype);
+});
+aten(['zeros_like', 'ones_like'], (c) => {
+  const x = c.tensor('self');
+  return filled(c, shapeOf(c, x), c.target.includes('ones') ? 1 : 0, c.type(x).dtype);
+});
+aten(['new_zeros', 'new_ones'], (c) =>
+  filled(c, c.ints('size'), c.target.includes('ones') ? 1 : 0, c.type(c.tensor('self')).dtype),
+);
+aten('new_full', (c) => filled(c, c.ints('size'), c.float('fill_value'), c.type(c.tensor('self')).dtype));
+aten('scalar_tensor', (c) => filled(c, [], c.float('s'), 'float32'));

@@ -1,7 +1,7 @@
 // ATen convolution, pooling, normalization and dropout -> Kiln graph operators (explicit pads, strides and
 // dilations, as the ONNX converters give them).
 import type { GExpr } from '../../../relay-ir/expr.js';
-import { tensor } from '../../../runtime/tensor.js';
+import { sizeOf, tensor } from '../../../runtime/tensor.js';
 import { type AtenCtx, aten } from '../converter.js';
 
 const ones = (n: number) => new Array<number>(n).fill(1);
@@ -136,4 +136,55 @@ aten(['native_batch_norm', '_native_batch_norm_legit'], (c) => batchNorm(c, c.bo
 aten(['dropout', 'feature_dropout', 'alpha_dropout'], (c) => {
   if (c.bool('train', false)) c.unsupported('dropout in training mode');
   return c.call('identity', [c.tensor('input')]);
+});
+
+// ---- layer norm ----------------------------------------------------------------------------------------------------
+
+/** layer_norm over the trailing `normalized_shape` dims; a missing weight is ones, a missing bias zeros. */
+function layerNorm(c: AtenCtx, stats: boolean): GExpr | GExpr[] {
+  const x = c.tensor('input');
+  const rank = c.type(x).shape.length;
+  const normalized = c.ints('normalized_shape');
+  const axis = rank - normalized.length;
+  const epsilon = c.float('eps', 1e-5);
+  const w = c.optTensor('weight') ?? c.constant(tensor(c.type(x).dtype, normalized, ones(sizeOf(normalized))));
+  const b = c.optTensor('bias');
+  const y = c.call('layer_norm', b ? [x, w, b] : [x, w], { axis, epsilon });
+  if (!stats) return y;
+  // native_layer_norm also returns the mean and 1/sqrt(var + eps), kept as size-1 dims
+  return [y, ...[0, 1].map((which) => c.call('layer_norm_stat', [x], { axis, epsilon, which }))];
+}
+aten('layer_norm', (c) => layerNorm(c, false));
+aten('native_layer_norm', (c) => layerNorm(c, true));
+
+// ---- attention -----------------------------------------------------------------------------------------------------
+
+/**
+ * softmax(q @ k^T * scale + mask) @ v. A causal mask keeps key j <= query i (top-left aligned, as PyTorch's
+ * is_causal); a bool attn_mask keeps where true, a float one is added.
+ */
+aten('scaled_dot_product_attention', (c) => {
+  const q = c.tensor('query'),
+    k = c.tensor('key'),
+    v = c.tensor('value');
+  if (c.float('dropout_p', 0) !== 0) c.unsupported('dropout_p other than 0 (inference only)');
+  if (c.bool('enable_gqa', false)) c.unsupported('enable_gqa');
+  const qs = c.type(q).shape,
+    ks = c.type(k).shape;
+  if ([...qs, ...ks].some((d) => typeof d !== 'number')) c.unsupported('symbolic dims');
+  const [L, E, S] = [qs[qs.length - 2], qs[qs.length - 1], ks[ks.length - 2]] as number[];
+  const dtype = c.type(q).dtype;
+  const scale = c.optFloat('scale') ?? 1 / Math.sqrt(E);
+  const r = ks.length;
+  const kt = c.call('transpose', [k], { perm: [...Array.from({ length: r - 2 }, (_, i) => i), r - 1, r - 2] });
+  let scores = c.call('mul', [c.call('matmul', [q, kt]), c.constant(tensor(dtype, [], [scale]))]);
+  const mask = c.optTensor('attn_mask');
+  if (mask && c.type(mask).dtype === 'bool')
+    scores = c.call('where', [mask, scores, c.constant(tensor(dtype, [], [-Infinity]))]);
+  else if (mask) scores = c.call('add', [scores, mask]);
+  if (c.bool('is_causal', false)) {
+    const causal = Array.from({ length: L * S }, (_, i) => (i % S <= Math.floor(i / S) ? 0 : -Infinity));
+    scores = c.call('add', [scores, c.constant(tensor(dtype, [L, S], causal))]);
+  }
+  return c.call('matmul', [c.call('softmax', [scores], { axis: -1 }), v]);
 });

@@ -32,3 +32,21 @@ for (const [ops, kiln] of [
     return c.call(kiln, [x], { axis: c.int('dim') });
   });
 }
+
+/** any / all: the max / min of the operand as 0-or-1 integers, back to bool. */
+for (const [op, kiln] of [
+  ['any', 'reduce_max'],
+  ['all', 'reduce_min'],
+] as const) {
+  aten(op, (c) => {
+    const x = c.tensor('self');
+    const bits = c.call('cast', [c.type(x).dtype === 'bool' ? x : c.call('cast', [x], { to: 'bool' })], {
+      to: 'int32',
+    });
+    const rank = c.type(x).shape.length;
+    const dims = c.overload === 'dim' ? [c.int('dim')] : (c.optInts('dim') ?? []);
+    const axes = (dims.length ? dims : Array.from({ length: rank }, (_, i) => i)).map((d) => (d < 0 ? d + rank : d));
+    const r = axes.length ? c.call(kiln, [bits], { axes, keepdims: c.bool('keepdim', false) ? 1 : 0 }) : bits;
+    return c.call('cast', [r], { to: 'bool' });
+  });
+}

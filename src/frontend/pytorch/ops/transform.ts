@@ -1,7 +1,7 @@
 // ATen shape and layout operators (view, reshape, flatten, permute, cat, ...) -> Kiln's injective operators.
 // Views and copies are the same thing in a graph of values: clone, contiguous, alias and detach are identities.
 import type { GExpr } from '../../../relay-ir/expr.js';
-import { sizeOf } from '../../../runtime/tensor.js';
+import { sizeOf, tensor } from '../../../runtime/tensor.js';
 import { type AtenCtx, aten } from '../converter.js';
 
 const norm = (d: number, rank: number) => (d < 0 ? d + rank : d);
@@ -82,6 +82,14 @@ aten('squeeze', (c) => {
 
 aten(['clone', 'contiguous', 'alias', 'detach', 'lift_fresh_copy'], (c) => c.call('identity', [c.tensor('self')]));
 
+/** The run-time checks torch.export records (a tensor's dtype, a size's range): they compute nothing. */
+aten(['_assert_tensor_metadata', '_assert_scalar', 'sym_constrain_range', 'sym_constrain_range_for_size'], (c) => {
+  const dtype = c.has('a') ? c.optDType('dtype') : undefined;
+  if (dtype && dtype !== c.type(c.tensor('a')).dtype)
+    c.unsupported(`a tensor of dtype ${c.type(c.tensor('a')).dtype} where the program asserts ${dtype}`);
+  return [];
+});
+
 aten(['_to_copy', 'to'], (c) => {
   const x = c.tensor('self');
   const dtype = c.optDType('dtype');
@@ -95,4 +103,77 @@ aten('expand', (c) => {
   // -1 keeps the input's dim; new leading dims come first
   const out = size.map((d, i) => (d === -1 ? s[i - (size.length - s.length)] : d));
   return c.call('expand', [x], { shape: out });
+});
+
+// ---- indexing and splitting ---------------------------------------------------------------------------------------
+
+const index = (c: AtenCtx, i: number) => c.constant(tensor('int64', [], [i]));
+
+aten('embedding', (c) => c.call('gather', [c.tensor('weight'), c.tensor('indices')], { axis: 0 }));
+aten('index_select', (c) => {
+  const x = c.tensor('self');
+  return c.call('gather', [x, c.tensor('index')], { axis: norm(c.int('dim'), c.type(x).shape.length) });
+});
+
+/** x[..., i, ...] along `dim`: the dim goes away (gather with a 0-D index). */
+aten('select', (c) => {
+  const x = c.tensor('self');
+  const s = staticShape(c, x);
+  const dim = norm(c.int('dim'), s.length);
+  const i = c.int('index');
+  if (i < -s[dim] || i >= s[dim]) c.unsupported(`index ${i} out of range for dim ${dim} of size ${s[dim]}`);
+  return c.call('gather', [x, index(c, i < 0 ? i + s[dim] : i)], { axis: dim });
+});
+
+/** x[start:end:step] along `dim` (start/end None: the whole dim; out of range: clamped, as in Python). */
+aten('slice', (c) => {
+  const x = c.tensor('self');
+  const s = staticShape(c, x);
+  const dim = norm(c.int('dim', 0), s.length);
+  const step = c.int('step', 1);
+  if (step <= 0) c.unsupported(`step ${step} (PyTorch slices take positive steps)`);
+  const start = c.has('start') ? c.int('start') : 0,
+    end = c.has('end') ? Math.min(c.int('end'), s[dim]) : s[dim];
+  return c.call('slice', [x], { starts: [start], ends: [end], axes: [dim], steps: [step] });
+});
+
+/** Consecutive slices of `sizes` along `dim`. */
+function splitAlong(c: AtenCtx, x: GExpr, dim: number, sizes: number[]): GExpr[] {
+  let at = 0;
+  return sizes.map((n) => {
+    at += n;
+    return c.call('slice', [x], { starts: [at - n], ends: [at], axes: [dim], steps: [1] });
+  });
+}
+
+/** Sizes of consecutive chunks of `size` covering `total` (the last one shorter). */
+const chunked = (total: number, size: number): number[] =>
+  Array.from({ length: Math.ceil(total / size) }, (_, i) => Math.min(size, total - i * size));
+
+aten(['split', 'split_with_sizes'], (c) => {
+  const x = c.tensor('self');
+  const s = staticShape(c, x);
+  const dim = norm(c.int('dim', 0), s.length);
+  // split_with_sizes(split_sizes), split.sizes(split_size: int[]), split.Tensor(split_size: int)
+  const sizes = c.has('split_sizes')
+    ? c.ints('split_sizes')
+    : c.overload === 'sizes'
+      ? c.ints('split_size')
+      : chunked(s[dim], c.int('split_size'));
+  if (sizes.reduce((a, b) => a + b, 0) !== s[dim]) c.unsupported(`split sizes [${sizes}] of a dim of size ${s[dim]}`);
+  return splitAlong(c, x, dim, sizes);
+});
+
+aten('chunk', (c) => {
+  const x = c.tensor('self');
+  const s = staticShape(c, x);
+  const dim = norm(c.int('dim', 0), s.length);
+  return splitAlong(c, x, dim, chunked(s[dim], Math.ceil(s[dim] / c.int('chunks'))));
+});
+
+aten('unbind', (c) => {
+  const x = c.tensor('self');
+  const s = staticShape(c, x);
+  const dim = norm(c.int('dim', 0), s.length);
+  return Array.from({ length: s[dim] }, (_, i) => c.call('gather', [x, index(c, i)], { axis: dim }));
 });
