@@ -159,6 +159,40 @@ def aten_mix():
     return AtenMix().eval(), (x,)
 
 
+class AtenMix2(nn.Module):
+    """More ATen families: unary math, remainder/fmod/floor_divide on floats and integers, prod/logsumexp/var/std,
+    argmax/max.dim/min, cumsum, stack/flip/pad/repeat/tril/triu, pixel_shuffle, group_norm, nearest and bilinear
+    upsampling, baddbmm."""
+
+    def __init__(self):
+        super().__init__()
+        self.gn = nn.GroupNorm(4, 8)
+
+    def forward(self, x, n):
+        v = x[0, 0]  # [6, 6]
+        unary = torch.sign(v) + F.elu(v, 0.7) + F.selu(v) + F.softplus(v) + torch.log1p(v.abs()) + torch.expm1(v * 0.1)
+        div = torch.remainder(v, 0.7) + torch.fmod(v, 0.7) + torch.floor_divide(v, 0.3)
+        ints = torch.remainder(n, 3) + torch.floor_divide(n, -4) + torch.fmod(n, 3) + (~(n > 0)).long()
+        stats = v.prod(1) * 1e-3 + v.logsumexp(0) + v.var(1) + v.std(0, correction=0)
+        values, indices = v.max(1)
+        picks = v.argmax() + v.argmax(0, keepdim=True) + indices + v.min().long()
+        shaped = torch.stack([v, v.flip(1), v.tril(-1) + v.triu(2)], 1).cumsum(2)
+        padded = F.pad(x, (1, 2, 0, 1)) + 0 * F.pad(x, (2, 2, 2, 2), mode="reflect")[..., 1:8, :9]
+        rep = F.pad(x, (1, 2, 0, 1), mode="replicate").repeat(1, 1, 2, 1)
+        up = F.interpolate(x, scale_factor=2, mode="nearest") + F.pixel_shuffle(torch.cat([x, -x, x * 2, x], 1), 2)
+        lin = F.interpolate(x, size=(9, 7), mode="bilinear") + F.interpolate(x, size=(9, 7), mode="bilinear", align_corners=True)
+        bmm = torch.baddbmm(x[0], x[1], x[0].transpose(1, 2), beta=0.5, alpha=2.0)
+        return unary, div, ints, stats, values, picks, shaped, padded, rep, up, lin, self.gn(x), bmm
+
+
+def aten_mix2():
+    torch.manual_seed(0)
+    rs = np.random.RandomState(5)
+    x = rs.standard_normal((2, 8, 6, 6)).astype(np.float32)
+    n = rs.randint(-20, 20, size=(2, 5)).astype(np.int64)
+    return AtenMix2().eval(), (x, n)
+
+
 class DynamicAttention(nn.Module):
     """Self-attention whose batch and sequence sizes are symbolic: view/reshape take sizes computed from the
     input's shape (aten.sym_size, operator.mul), and a second input shares both dims."""
@@ -195,6 +229,7 @@ MODELS = {
     "dynamic_attention": dynamic_attention,
     "tiny_gpt": tiny_gpt,
     "aten_mix": aten_mix,
+    "aten_mix2": aten_mix2,
 }
 
 

@@ -363,6 +363,8 @@ const MODELS = [
   'tiny_gpt_decomposed',
   'aten_mix',
   'aten_mix_decomposed',
+  'aten_mix2',
+  'aten_mix2_decomposed',
 ];
 const present = MODELS.every((m) => existsSync(join(ROOT, m, 'info.json')));
 

@@ -16,12 +16,16 @@ export interface AtenCtx {
   readonly name: string;
   /** Whether argument `name` was given (and is not None). */
   has(name: string): boolean;
+  /** Whether argument `name` is a tensor (not a Python number). */
+  isTensor(name: string): boolean;
   /** A tensor argument. */
   tensor(name: string): GExpr;
   /** A tensor argument that may be None or left out. */
   optTensor(name: string): GExpr | undefined;
   /** A list of tensors (cat's `tensors`). */
   tensors(name: string): GExpr[];
+  /** A list of tensors and Nones (index's `indices`: None keeps a dim whole). */
+  optTensors(name: string): (GExpr | undefined)[];
   /** A tensor or a Python number (add's `other`): a number becomes a scalar constant of `like`'s dtype. */
   tensorOrScalar(name: string, like: GExpr): GExpr;
   int(name: string, dflt?: number): number;
@@ -32,6 +36,8 @@ export interface AtenCtx {
   float(name: string, dflt?: number): number;
   /** A number or None (clamp's min/max). */
   optFloat(name: string): number | undefined;
+  /** A float list, or undefined when None or left out (upsample's scale_factors). */
+  optFloats(name: string): number[] | undefined;
   bool(name: string, dflt?: boolean): boolean;
   string(name: string, dflt?: string): string;
   /** A dtype argument (as_scalar_type), or undefined when None or left out. */
@@ -45,6 +51,13 @@ export interface AtenCtx {
 
 /** One GExpr, or one per output of the ATen op (undefined for an output Kiln does not compute). */
 export type AtenFn = (c: AtenCtx) => GExpr | readonly (GExpr | undefined)[];
+
+/** x's shape, which must be static (symbolic dims are fixed at import with `dims`). */
+export function staticShape(c: AtenCtx, x: GExpr): number[] {
+  const s = c.type(x).shape;
+  if (s.some((d) => typeof d !== 'number')) c.unsupported('symbolic dims');
+  return s as number[];
+}
 
 const table = new Map<string, AtenFn>();
 

@@ -439,6 +439,7 @@ function convertNode(
     overload,
     name,
     has: (arg) => get(arg) !== undefined,
+    isTensor: (arg) => get(arg)?.as_tensor !== undefined,
     tensor(arg) {
       const a = required(arg);
       return a.as_tensor ? value(a.as_tensor.name) : bad(arg, 'a tensor', a);
@@ -454,6 +455,12 @@ function convertNode(
       const a = required(arg);
       if (a.as_tensors) return a.as_tensors.map((t) => value(t.name));
       return bad(arg, 'a list of tensors', a);
+    },
+    optTensors(arg) {
+      const a = required(arg);
+      if (a.as_optional_tensors)
+        return a.as_optional_tensors.map((t) => ('as_tensor' in t ? value(t.as_tensor.name) : undefined));
+      return a.as_tensors ? a.as_tensors.map((t) => value(t.name)) : bad(arg, 'a list of optional tensors', a);
     },
     tensorOrScalar(arg, like) {
       const a = required(arg);
@@ -498,6 +505,12 @@ function convertNode(
     optFloat(arg) {
       const a = get(arg);
       return a ? number(arg, a) : undefined;
+    },
+    optFloats(arg) {
+      const a = get(arg);
+      if (!a) return undefined;
+      if (a.as_floats) return a.as_floats.map(Number);
+      return [number(arg, a)];
     },
     bool(arg, dflt) {
       const a = get(arg);

@@ -4,7 +4,7 @@
 import type { GExpr } from '../../../relay-ir/expr.js';
 import { tensor } from '../../../runtime/tensor.js';
 import type { DType } from '../../../runtime/dtype.js';
-import { type AtenCtx, aten } from '../converter.js';
+import { type AtenCtx, aten, staticShape } from '../converter.js';
 
 const isFloat = (t: DType) => t === 'float32' || t === 'float64';
 const scalar = (c: AtenCtx, like: GExpr, v: number) => c.constant(tensor(c.type(like).dtype, [], [v]));
@@ -25,10 +25,20 @@ function promote(c: AtenCtx, a: GExpr, b: GExpr): [GExpr, GExpr] {
   return [cast(a, ta), cast(b, tb)];
 }
 
+/** self and other, either of which may be a Python number (`1 - x` is sub.Tensor(1, x)). */
+function operands(c: AtenCtx): [GExpr, GExpr] {
+  if (c.isTensor('self') || !c.isTensor('other')) {
+    const self = c.tensor('self');
+    return [self, c.tensorOrScalar('other', self)];
+  }
+  const other = c.tensor('other');
+  return [c.tensorOrScalar('self', other), other];
+}
+
 function binary(op: string, withAlpha: boolean) {
   return (c: AtenCtx): GExpr => {
-    const self = c.tensor('self');
-    let other = c.tensorOrScalar('other', self);
+    const [self, first] = operands(c);
+    let other = first;
     if (withAlpha && c.has('alpha')) {
       const alpha = c.float('alpha');
       if (alpha !== 1) other = c.call('mul', promote(c, other, scalar(c, other, alpha)));
@@ -41,9 +51,16 @@ aten(['add', 'add_'], binary('add', true));
 aten(['sub', 'sub_'], binary('sub', true));
 aten(['mul', 'mul_'], binary('mul', false));
 aten(['div', 'div_'], (c) => {
-  if (c.has('rounding_mode')) c.unsupported(`rounding_mode '${c.string('rounding_mode')}'`);
   const self = c.tensor('self');
   let [a, b] = promote(c, self, c.tensorOrScalar('other', self));
+  const mode = c.has('rounding_mode') ? c.string('rounding_mode') : undefined;
+  if (mode === 'floor') return floorDivide(c, a, b);
+  if (mode === 'trunc') {
+    if (!isFloat(c.type(a).dtype)) return c.call('div', [a, b]); // integer division truncates
+    const q = c.call('div', [a, b]);
+    return c.call('mul', [c.call('sign', [q]), c.call('floor', [c.call('abs', [q])])]);
+  }
+  if (mode !== undefined) c.unsupported(`rounding_mode '${mode}'`);
   // true division: integer operands divide as floats
   if (!isFloat(c.type(a).dtype))
     [a, b] = [c.call('cast', [a], { to: 'float32' }), c.call('cast', [b], { to: 'float32' })];
@@ -186,23 +203,76 @@ function filled(c: AtenCtx, shape: number[], value: number, dflt?: DType): GExpr
   const dtype = createdDType(c, [value], dflt);
   return c.constant(tensor(dtype, shape, new Array<number>(shape.reduce((a, b) => a * b, 1)).fill(value)));
 }
-const shapeOf = (c: AtenCtx, x: GExpr): number[] => {
-  const s = c.type(x).shape;
-  if (s.some((d) => typeof d !== 'number')) c.unsupported('symbolic dims');
-  return s as number[];
-};
 aten('full', (c) => filled(c, c.ints('size'), c.float('fill_value')));
 aten(['zeros', 'ones'], (c) => filled(c, c.ints('size'), c.target.includes('ones') ? 1 : 0, 'float32'));
 aten('full_like', (c) => {
   const x = c.tensor('self');
-  return filled(c, shapeOf(c, x), c.float('fill_value'), c.type(x).dtype);
+  return filled(c, staticShape(c, x), c.float('fill_value'), c.type(x).dtype);
 });
 aten(['zeros_like', 'ones_like'], (c) => {
   const x = c.tensor('self');
-  return filled(c, shapeOf(c, x), c.target.includes('ones') ? 1 : 0, c.type(x).dtype);
+  return filled(c, staticShape(c, x), c.target.includes('ones') ? 1 : 0, c.type(x).dtype);
 });
 aten(['new_zeros', 'new_ones'], (c) =>
   filled(c, c.ints('size'), c.target.includes('ones') ? 1 : 0, c.type(c.tensor('self')).dtype),
 );
 aten('new_full', (c) => filled(c, c.ints('size'), c.float('fill_value'), c.type(c.tensor('self')).dtype));
 aten('scalar_tensor', (c) => filled(c, [], c.float('s'), 'float32'));
+
+// ---- more unary, integer division ---------------------------------------------------------------------------------
+
+aten('sign', (c) => c.call('sign', [c.tensor('self')]));
+aten('bitwise_not', (c) => {
+  const x = c.tensor('self');
+  return c.call(c.type(x).dtype === 'bool' ? 'not' : 'bitwise_not', [x]);
+});
+/** scale * (x > 0 ? x : alpha * (exp(x * input_scale) - 1)); selu decomposes to this. */
+aten(['elu', 'elu_'], (c) => {
+  const x = c.tensor('self');
+  const alpha = c.float('alpha', 1),
+    scale = c.float('scale', 1),
+    inputScale = c.float('input_scale', 1);
+  if (scale === 1 && inputScale === 1) return c.call('elu', [x], { alpha });
+  const k = (v: number) => scalar(c, x, v);
+  const negative = c.call('mul', [k(alpha), c.call('sub', [c.call('exp', [c.call('mul', [x, k(inputScale)])]), k(1)])]);
+  return c.call('mul', [c.call('where', [c.call('greater', [x, k(0)]), x, negative]), k(scale)]);
+});
+aten(['selu', 'selu_'], (c) => c.call('selu', [c.tensor('self')], {}));
+aten('softplus', (c) => {
+  if (c.float('beta', 1) !== 1) c.unsupported('softplus with beta other than 1');
+  return c.call('softplus', [c.tensor('self')]);
+});
+aten('log1p', (c) => {
+  const x = c.tensor('self');
+  return c.call('log', [c.call('add', [x, scalar(c, x, 1)])]);
+});
+aten('expm1', (c) => {
+  const x = c.tensor('self');
+  return c.call('sub', [c.call('exp', [x]), scalar(c, x, 1)]);
+});
+/** Python's %: the sign of the divisor. */
+aten('remainder', (c) => {
+  const self = c.tensor('self');
+  return c.call('mod', promote(c, self, c.tensorOrScalar('other', self)), { fmod: 0 });
+});
+aten('fmod', (c) => {
+  const self = c.tensor('self');
+  return c.call('mod', promote(c, self, c.tensorOrScalar('other', self)), { fmod: 1 });
+});
+/** floor_divide and div(rounding_mode='floor'): floor(a / b), in floats for float operands. */
+function floorDivide(c: AtenCtx, a: GExpr, b: GExpr): GExpr {
+  const q = c.call('div', [a, b]);
+  if (isFloat(c.type(a).dtype)) return c.call('floor', [q]);
+  // integer div truncates: step down where the remainder's sign differs from the divisor's
+  const r = c.call('mod', [a, b], { fmod: 1 });
+  const zero = scalar(c, a, 0);
+  const fix = c.call('and', [
+    c.call('not', [c.call('equal', [r, zero])]),
+    c.call('not', [c.call('equal', [c.call('less', [r, zero]), c.call('less', [b, zero])])]),
+  ]);
+  return c.call('sub', [q, c.call('cast', [fix], { to: c.type(q).dtype })]);
+}
+aten('floor_divide', (c) => {
+  const self = c.tensor('self');
+  return floorDivide(c, ...promote(c, self, c.tensorOrScalar('other', self)));
+});

@@ -1,5 +1,6 @@
 // ATen matrix products -> Kiln's gemm / matmul.
 import type { GExpr } from '../../../relay-ir/expr.js';
+import { tensor } from '../../../runtime/tensor.js';
 import { type AtenCtx, aten } from '../converter.js';
 
 /** x @ w.T + b (nn.Linear): gemm with transB for 2-D x, else matmul with the transposed weight plus the bias. */
@@ -30,3 +31,14 @@ const matmul =
     c.call('matmul', [c.tensor(a), c.tensor(b)]);
 aten(['mm', 'bmm'], matmul('self', 'mat2'));
 aten('matmul', matmul('self', 'other'));
+
+/** beta * self + alpha * (batch1 @ batch2). */
+aten('baddbmm', (c) => {
+  const alpha = c.float('alpha', 1),
+    beta = c.float('beta', 1);
+  const self = c.tensor('self');
+  const scale = (e: GExpr, v: number) =>
+    v === 1 ? e : c.call('mul', [e, c.constant(tensor(c.type(e).dtype, [], [v]))]);
+  const prod = scale(c.call('matmul', [c.tensor('batch1'), c.tensor('batch2')]), alpha);
+  return beta === 0 ? prod : c.call('add', [scale(self, beta), prod]);
+});

@@ -2,7 +2,7 @@
 // dilations, as the ONNX converters give them).
 import type { GExpr } from '../../../relay-ir/expr.js';
 import { sizeOf, tensor } from '../../../runtime/tensor.js';
-import { type AtenCtx, aten } from '../converter.js';
+import { type AtenCtx, aten, staticShape } from '../converter.js';
 
 const ones = (n: number) => new Array<number>(n).fill(1);
 const zeros = (n: number) => new Array<number>(n).fill(0);
@@ -169,10 +169,9 @@ aten('scaled_dot_product_attention', (c) => {
     v = c.tensor('value');
   if (c.float('dropout_p', 0) !== 0) c.unsupported('dropout_p other than 0 (inference only)');
   if (c.bool('enable_gqa', false)) c.unsupported('enable_gqa');
-  const qs = c.type(q).shape,
-    ks = c.type(k).shape;
-  if ([...qs, ...ks].some((d) => typeof d !== 'number')) c.unsupported('symbolic dims');
-  const [L, E, S] = [qs[qs.length - 2], qs[qs.length - 1], ks[ks.length - 2]] as number[];
+  const qs = staticShape(c, q),
+    ks = staticShape(c, k);
+  const [L, E, S] = [qs[qs.length - 2], qs[qs.length - 1], ks[ks.length - 2]];
   const dtype = c.type(q).dtype;
   const scale = c.optFloat('scale') ?? 1 / Math.sqrt(E);
   const r = ks.length;
@@ -188,3 +187,80 @@ aten('scaled_dot_product_attention', (c) => {
   }
   return c.call('matmul', [c.call('softmax', [scores], { axis: -1 }), v]);
 });
+
+// ---- group norm, upsampling ------------------------------------------------------------------------------------------
+
+/** group_norm(input, num_groups, weight, bias, eps); native_group_norm(input, weight, bias, N, C, HxW, group, eps). */
+function groupNorm(c: AtenCtx, native: boolean): GExpr | (GExpr | undefined)[] {
+  const x = c.tensor('input');
+  const C = c.type(x).shape[1];
+  if (typeof C !== 'number') c.unsupported('a symbolic channel dim');
+  const dtype = c.type(x).dtype;
+  const w = c.optTensor('weight') ?? c.constant(tensor(dtype, [C], ones(C)));
+  const b = c.optTensor('bias') ?? c.constant(tensor(dtype, [C], zeros(C)));
+  const y = c.call('group_norm', [x, w, b], {
+    num_groups: c.int(native ? 'group' : 'num_groups'),
+    epsilon: c.float('eps', 1e-5),
+  });
+  // the mean and rstd outputs of native_group_norm are for training; inference graphs read only the first
+  return native ? [y, undefined, undefined] : y;
+}
+aten('group_norm', (c) => groupNorm(c, false));
+aten('native_group_norm', (c) => groupNorm(c, true));
+
+/** Output sizes from output_size, or from scale factors (floor(in * scale), as PyTorch). */
+function upsampledSizes(c: AtenCtx, x: GExpr, n: number): { sizes: number[]; scales: number[] } {
+  const s = staticShape(c, x);
+  const spatial = s.slice(s.length - n);
+  const given = c.optInts('output_size');
+  const factors = c.optFloats('scale_factors');
+  const out = given?.length
+    ? given
+    : factors?.length
+      ? spatial.map((d, i) => Math.floor(d * factors[i]))
+      : c.unsupported('neither output_size nor scale_factors');
+  const sizes = [...s.slice(0, s.length - n), ...out];
+  // with explicit scale factors PyTorch maps coordinates by 1/scale, else by in/out
+  const scales = sizes.map((d, i) => (i < s.length - n || !factors?.length ? d / s[i] : factors[i - (s.length - n)]));
+  return { sizes, scales };
+}
+
+for (const n of [1, 2, 3]) {
+  aten(`upsample_nearest${n}d`, (c) => {
+    const x = c.tensor('input');
+    return c.call('resize', [x], {
+      ...upsampledSizes(c, x, n),
+      roi: null,
+      mode: 'nearest',
+      coordinate_transformation_mode: 'asymmetric',
+      nearest_mode: 'floor',
+      cubic_coeff_a: -0.75,
+      exclude_outside: 0,
+      extrapolation_value: 0,
+      antialias: 0,
+      roi_float32: false,
+    });
+  });
+}
+for (const [op, n] of [
+  ['upsample_linear1d', 1],
+  ['upsample_bilinear2d', 2],
+  ['upsample_trilinear3d', 3],
+] as const) {
+  aten(op, (c) => {
+    const x = c.tensor('input');
+    const alignCorners = c.bool('align_corners');
+    return c.call('resize', [x], {
+      ...upsampledSizes(c, x, n),
+      roi: null,
+      mode: 'linear',
+      coordinate_transformation_mode: alignCorners ? 'align_corners' : 'pytorch_half_pixel',
+      nearest_mode: 'round_prefer_floor',
+      cubic_coeff_a: -0.75,
+      exclude_outside: 0,
+      extrapolation_value: 0,
+      antialias: 0,
+      roi_float32: false,
+    });
+  });
+}

@@ -2,15 +2,9 @@
 // Views and copies are the same thing in a graph of values: clone, contiguous, alias and detach are identities.
 import type { GExpr } from '../../../relay-ir/expr.js';
 import { sizeOf, tensor } from '../../../runtime/tensor.js';
-import { type AtenCtx, aten } from '../converter.js';
+import { type AtenCtx, aten, staticShape } from '../converter.js';
 
 const norm = (d: number, rank: number) => (d < 0 ? d + rank : d);
-
-function staticShape(c: AtenCtx, x: GExpr): number[] {
-  const s = c.type(x).shape;
-  if (s.some((d) => typeof d !== 'number')) c.unsupported('symbolic dims');
-  return s as number[];
-}
 
 /** A target shape with at most one -1, resolved against the input's element count. */
 function reshape(c: AtenCtx, x: GExpr, shape: number[]): GExpr {
@@ -176,4 +170,112 @@ aten('unbind', (c) => {
   const s = staticShape(c, x);
   const dim = norm(c.int('dim', 0), s.length);
   return Array.from({ length: s[dim] }, (_, i) => c.call('gather', [x, index(c, i)], { axis: dim }));
+});
+
+// ---- stacking, flipping, padding, repeating --------------------------------------------------------------------
+
+aten('stack', (c) => {
+  const xs = c.tensors('tensors');
+  const r = c.type(xs[0]).shape.length + 1;
+  const dim = norm(c.int('dim', 0), r);
+  const parts = xs.map((x) => c.call('unsqueeze', [x], { axes: [dim] }));
+  return parts.length === 1 ? parts[0] : c.call('concat', parts, { axis: dim });
+});
+
+/** flip: a slice with step -1 along each dim. */
+aten('flip', (c) => {
+  const x = c.tensor('self');
+  const s = staticShape(c, x);
+  const axes = c.ints('dims').map((d) => norm(d, s.length));
+  return c.call('slice', [x], {
+    starts: axes.map((a) => s[a] - 1),
+    ends: axes.map((a) => -s[a] - 1),
+    axes,
+    steps: axes.map(() => -1),
+  });
+});
+
+/** PyTorch pads the last dim first: [left, right, top, bottom, ...]; negative pads crop. */
+function padLast(c: AtenCtx, x: GExpr, pad: number[], mode: string, value: number): GExpr {
+  const r = c.type(x).shape.length;
+  if (pad.length % 2 || pad.length / 2 > r) c.unsupported(`pad of length ${pad.length} for rank ${r}`);
+  if (pad.some((p) => p < 0)) c.unsupported('negative pads');
+  const pads = new Array<number>(2 * r).fill(0);
+  for (let i = 0; i < pad.length / 2; i++) {
+    pads[r - 1 - i] = pad[2 * i];
+    pads[2 * r - 1 - i] = pad[2 * i + 1];
+  }
+  return pads.every((p) => p === 0) ? c.call('identity', [x]) : c.call('pad', [x], { pads, mode, value });
+}
+aten('constant_pad_nd', (c) => padLast(c, c.tensor('self'), c.ints('pad'), 'constant', c.float('value', 0)));
+aten('pad', (c) => {
+  const modes: Record<string, string> = {
+    constant: 'constant',
+    reflect: 'reflect',
+    replicate: 'edge',
+    circular: 'wrap',
+  };
+  const mode = modes[c.string('mode', 'constant')] ?? c.unsupported(`mode '${c.string('mode')}'`);
+  return padLast(c, c.tensor('self'), c.ints('pad'), mode, c.optFloat('value') ?? 0);
+});
+for (const [op, mode] of [
+  ['reflection_pad1d', 'reflect'],
+  ['reflection_pad2d', 'reflect'],
+  ['reflection_pad3d', 'reflect'],
+  ['replication_pad1d', 'edge'],
+  ['replication_pad2d', 'edge'],
+  ['replication_pad3d', 'edge'],
+] as const)
+  aten(op, (c) => padLast(c, c.tensor('self'), c.ints('padding'), mode, 0));
+
+/** repeat: new leading dims, then tile. */
+aten('repeat', (c) => {
+  let x = c.tensor('self');
+  const reps = c.ints('repeats');
+  const r = c.type(x).shape.length;
+  if (reps.length < r) c.unsupported(`${reps.length} repeats for rank ${r}`);
+  if (reps.length > r)
+    x = c.call('reshape', [x], { shape: [...new Array(reps.length - r).fill(1), ...staticShape(c, x)] });
+  return c.call('tile', [x], { repeats: reps });
+});
+
+aten(['tril', 'triu'], (c) =>
+  c.call('trilu', [c.tensor('self')], { upper: c.target.includes('triu') ? 1 : 0, k: c.int('diagonal', 0) }),
+);
+
+/** pixel_shuffle is DepthToSpace in CRD order (channel-major). */
+aten('pixel_shuffle', (c) =>
+  c.call('depth_to_space', [c.tensor('self')], { blocksize: c.int('upscale_factor'), mode: 'CRD' }),
+);
+
+/**
+ * x[..., i, j, ...] with index tensors on adjacent dims (None elsewhere): the indexed dims merge into one, indexed
+ * by the row-major flat index of the broadcast index tensors, and one gather takes the elements.
+ */
+aten('index', (c) => {
+  const x = c.tensor('self');
+  const s = staticShape(c, x);
+  const list = c.optTensors('indices');
+  const used = list.flatMap((t, d) => (t ? [d] : []));
+  if (used.length === 0) return c.call('identity', [x]);
+  if (used.some((d, i) => d !== used[0] + i)) c.unsupported('index tensors on dims that are not adjacent');
+  let flat: GExpr | undefined;
+  for (const d of used) {
+    let idx = list[d]!;
+    const dtype = c.type(idx).dtype;
+    if (dtype === 'bool' || dtype === 'uint8') c.unsupported('a boolean mask as an index');
+    if (dtype !== 'int64') idx = c.call('cast', [idx], { to: 'int64' });
+    // negative indices count from the end
+    idx = c.call('where', [c.call('less', [idx, index(c, 0)]), c.call('add', [idx, index(c, s[d])]), idx]);
+    flat = flat ? c.call('add', [c.call('mul', [flat, index(c, s[d])]), idx]) : idx;
+  }
+  const first = used[0],
+    last = used[used.length - 1];
+  const merged =
+    used.length === 1
+      ? x
+      : c.call('reshape', [x], {
+          shape: [...s.slice(0, first), sizeOf(s.slice(first, last + 1)), ...s.slice(last + 1)],
+        });
+  return c.call('gather', [merged, flat!], { axis: first });
 });
