@@ -4,3 +4,4 @@ import './linalg.js';
 import './reduce.js';
 import './transform.js';
 import './layout.js';
+import './attention.js';

@@ -1,0 +1,149 @@
+// ONNX Attention (opset 23; 24 adds nonpad_kv_seqlen, 25 the sliding window) -> Kiln graph operators, composed as
+// the operator's function body composes them: Q and K scaled by sqrt(scale) each, Q K^T, softcap, an additive bias
+// (the mask, causal and window frontiers, key padding), a softmax whose fully masked rows are zero, times V. The
+// bias is built from constants wherever its inputs are (so it folds), and GQA repeats each KV head in place.
+import { type Tensor, tensor } from '../../../runtime/tensor.js';
+import type { DType } from '../../../runtime/dtype.js';
+import type { GExpr } from '../../../relay-ir/expr.js';
+import { staticDims } from '../../../tensor-expr/ops/common.js';
+import { type ConvertCtx, converter } from '../converter.js';
+
+const filled = (dtype: DType, shape: number[], f: (i: number) => number): Tensor =>
+  tensor(
+    dtype,
+    shape,
+    Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) => f(i)),
+  );
+
+/** [B, S, heads * H] -> [B, heads, S, H]. */
+function splitHeads(c: ConvertCtx, x: GExpr, heads: number, what: string): GExpr {
+  const [b, s, hidden] = staticDims(c.type(x), `Attention ${what}`);
+  if (!heads || hidden % heads !== 0) c.unsupported(`${what} hidden size ${hidden} with ${heads} heads`);
+  return c.call('transpose', [c.call('reshape', [x], { shape: [b, s, heads, hidden / heads] })], {
+    perm: [0, 2, 1, 3],
+  });
+}
+
+function attention(c: ConvertCtx): GExpr[] {
+  let q = c.input(0),
+    k = c.input(1),
+    v = c.input(2);
+  const mask = c.optInput(3),
+    pastKey = c.optInput(4),
+    pastValue = c.optInput(5),
+    nonpad = c.opset >= 24 ? c.optInput(6) : undefined;
+  if (!pastKey !== !pastValue) c.unsupported('past_key without past_value (or the reverse)');
+  if (nonpad && pastKey) c.unsupported('nonpad_kv_seqlen together with past_key/past_value');
+  const dtype = c.type(q).dtype;
+  if (dtype !== 'float32' && dtype !== 'float64') c.unsupported(`Q of type ${dtype}`);
+  const rank3 = c.type(q).shape.length === 3;
+  if (rank3) {
+    q = splitHeads(c, q, c.int('q_num_heads', 0), 'Q');
+    k = splitHeads(c, k, c.int('kv_num_heads', 0), 'K');
+    v = splitHeads(c, v, c.int('kv_num_heads', 0), 'V');
+  } else if (c.type(q).shape.length !== 4) c.unsupported(`Q of rank ${c.type(q).shape.length}`);
+  const [batch, qHeads, L, headSize] = staticDims(c.type(q), 'Attention Q');
+  const kvHeads = staticDims(c.type(k), 'Attention K')[1];
+  const scalar = (x: number) => c.constant(tensor(dtype, [], [x]));
+
+  // the cache: past keys and values first
+  const presentKey = pastKey ? c.call('concat', [pastKey, k], { axis: 2 }) : k;
+  const presentValue = pastValue ? c.call('concat', [pastValue, v], { axis: 2 }) : v;
+  const S = staticDims(c.type(presentKey), 'Attention present_key')[2];
+  const past = pastKey ? staticDims(c.type(pastKey), 'Attention past_key')[2] : 0;
+
+  // the additive bias: 0 where a query may attend a key, -inf where not
+  const inf = scalar(-Infinity),
+    zero = scalar(0);
+  let bias: GExpr | undefined;
+  if (mask) {
+    let m = mask;
+    const mdims = staticDims(c.type(m), 'Attention attn_mask');
+    const missing = S - mdims[mdims.length - 1];
+    const isBool = c.type(m).dtype === 'bool';
+    // a mask shorter than the keys leaves the rest masked
+    if (missing > 0) {
+      const pads = new Array<number>(2 * mdims.length).fill(0);
+      pads[2 * mdims.length - 1] = missing;
+      m = c.call('pad', [m], { pads, mode: 'constant', value: isBool ? 0 : -Infinity });
+    }
+    bias = isBool ? c.call('where', [m, zero, inf]) : m;
+  }
+  // the causal and window frontiers: query i attends key j by their distance i + offset - j, where offset counts
+  // the keys before this block of queries (per batch with nonpad_kv_seqlen)
+  const isCausal = c.int('is_causal', 0) !== 0;
+  const left = c.opset >= 25 ? c.int('left_window_size', -1) : -1,
+    right = c.opset >= 25 ? c.int('right_window_size', -1) : -1;
+  const allowed = (d: number) => (!isCausal || d >= 0) && (left < 0 || d <= left) && (right < 0 || -d <= right);
+  if (isCausal || left >= 0 || right >= 0) {
+    let frontier: GExpr;
+    if (nonpad) {
+      // d = i - j + (nonpad[b] - L): the distance without the batch's offset is a constant, the offset a run-time input
+      const offset = c.call('reshape', [c.call('sub', [nonpad, c.constant(tensor('int64', [], [L]))])], {
+        shape: [batch, 1, 1, 1],
+      });
+      const d = c.call('add', [c.constant(filled('int64', [L, S], (n) => Math.floor(n / S) - (n % S))), offset]);
+      const conds: GExpr[] = [];
+      const k0 = (x: number) => c.constant(tensor('int64', [], [x]));
+      if (isCausal) conds.push(c.call('greater_equal', [d, k0(0)]));
+      if (left >= 0) conds.push(c.call('less_equal', [d, k0(left)]));
+      if (right >= 0) conds.push(c.call('greater_equal', [d, k0(-right)]));
+      const ok = conds.reduce((a, b) => c.call('and', [a, b]));
+      frontier = c.call('where', [ok, zero, inf]);
+    } else {
+      frontier = c.constant(
+        filled(dtype, [L, S], (n) => (allowed(Math.floor(n / S) + past - (n % S)) ? 0 : -Infinity)),
+      );
+    }
+    bias = bias ? c.call('add', [bias, frontier]) : frontier;
+  }
+  if (nonpad) {
+    const keys = c.constant(filled('int64', [1, 1, 1, S], (j) => j));
+    const lengths = c.call('reshape', [nonpad], { shape: [batch, 1, 1, 1] });
+    const padding = c.call('where', [c.call('less', [keys, lengths]), zero, inf]);
+    bias = bias ? c.call('add', [bias, padding]) : padding;
+  }
+
+  // grouped-query attention: each KV head serves qHeads / kvHeads query heads, repeated in place
+  let keys = presentKey,
+    values = presentValue;
+  if (qHeads !== kvHeads) {
+    if (qHeads % kvHeads !== 0) c.unsupported(`${qHeads} query heads over ${kvHeads} KV heads`);
+    const reps = qHeads / kvHeads;
+    const repeat = (x: GExpr) => {
+      const [b, h, s, d] = staticDims(c.type(x), 'Attention K/V');
+      const wide = c.call('expand', [c.call('unsqueeze', [x], { axes: [2] })], { shape: [b, h, reps, s, d] });
+      return c.call('reshape', [wide], { shape: [b, h * reps, s, d] });
+    };
+    keys = repeat(keys);
+    values = repeat(values);
+  }
+
+  const scale = c.attr('scale') ? c.float('scale') : 1 / Math.sqrt(headSize);
+  const root = scalar(Math.sqrt(scale));
+  let qk = c.call('matmul', [
+    c.call('mul', [q, root]),
+    c.call('transpose', [c.call('mul', [keys, root])], { perm: [0, 1, 3, 2] }),
+  ]);
+  const softcap = c.float('softcap', 0);
+  if (softcap > 0) qk = c.call('mul', [c.call('tanh', [c.call('div', [qk, scalar(softcap)])]), scalar(softcap)]);
+  const logits = bias ? c.call('add', [qk, bias]) : qk;
+  let probs = c.call('softmax', [logits], { axis: -1, legacy: 0 });
+  if (bias) {
+    // a row whose bias masks every key has no key to attend: its probabilities are 0 (not NaN)
+    const rowMasked = c.call('equal', [c.call('reduce_max', [bias], { axes: [-1], keepdims: 1 }), inf]);
+    probs = c.call('where', [rowMasked, zero, probs]);
+  }
+  const mode = c.int('qk_matmul_output_mode', 0);
+  if (mode < 0 || mode > 3) c.unsupported(`qk_matmul_output_mode ${mode}`);
+  const qkOut = mode === 3 ? probs : mode === 2 ? logits : qk;
+
+  let y = c.call('matmul', [probs, values]);
+  if (rank3) {
+    const vHead = staticDims(c.type(y), 'Attention output')[3];
+    y = c.call('reshape', [c.call('transpose', [y], { perm: [0, 2, 1, 3] })], { shape: [batch, L, qHeads * vHead] });
+  }
+  return [y, presentKey, presentValue, qkOut];
+}
+
+converter('Attention', 23, attention);
