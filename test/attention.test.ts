@@ -29,7 +29,7 @@ async function matchesOrt(node: NodeSpec, inputs: Spec[], outputs: [string, numb
   }
 }
 
-describe('Attention (opset 23) matches ONNX Runtime', () => {
+describe('Attention and RotaryEmbedding (opset 23) match ONNX Runtime', () => {
   it('3-D inputs, grouped-query heads, a KV cache and a causal frontier offset by the past', async () => {
     await matchesOrt(
       {
@@ -76,6 +76,25 @@ describe('Attention (opset 23) matches ONNX Runtime', () => {
         ['y', [1, 2, 5, 3]],
         ['probs', [1, 2, 5, 6]],
       ],
+    );
+  });
+
+  it('RotaryEmbedding: 3-D input split into heads, position ids, interleaved pairs over part of each head', async () => {
+    const positions: Tensor = { dtype: 'int64', shape: [2, 3], data: BigInt64Array.from([0n, 1n, 2n, 5n, 6n, 7n]) };
+    await matchesOrt(
+      {
+        op: 'RotaryEmbedding',
+        inputs: ['x', 'cos', 'sin', 'positions'],
+        outputs: ['y'],
+        attrs: { num_heads: 2, interleaved: 1, rotary_embedding_dim: 4 },
+      },
+      [
+        ['x', randomF32([2, 3, 12], 9)],
+        ['cos', randomF32([8, 2], 10)],
+        ['sin', randomF32([8, 2], 11)],
+        ['positions', positions],
+      ],
+      [['y', [2, 3, 12]]],
     );
   });
 

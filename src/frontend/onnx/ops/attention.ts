@@ -2,6 +2,7 @@
 // the operator's function body composes them: Q and K scaled by sqrt(scale) each, Q K^T, softcap, an additive bias
 // (the mask, causal and window frontiers, key padding), a softmax whose fully masked rows are zero, times V. The
 // bias is built from constants wherever its inputs are (so it folds), and GQA repeats each KV head in place.
+// RotaryEmbedding (opset 23), the position encoding such decoders apply to Q and K, is here too.
 import { type Tensor, tensor } from '../../../runtime/tensor.js';
 import type { DType } from '../../../runtime/dtype.js';
 import type { GExpr } from '../../../relay-ir/expr.js';
@@ -147,3 +148,58 @@ function attention(c: ConvertCtx): GExpr[] {
 }
 
 converter('Attention', 23, attention);
+
+// ---- RotaryEmbedding (opset 23) ----------------------------------------------------------------------------------
+
+/**
+ * Rotates the first rotary_embedding_dim features of each head by the position's angle: pairs (x1, x2) are the two
+ * halves, or the even and odd features when interleaved; cos/sin come from the caches, picked by position_ids when
+ * given. Computed in [batch, seq, heads, head] layout.
+ */
+converter('RotaryEmbedding', 23, (c) => {
+  const input = c.input(0);
+  const shape = staticDims(c.type(input), 'RotaryEmbedding input');
+  let x: GExpr;
+  if (shape.length === 4) x = c.call('transpose', [input], { perm: [0, 2, 1, 3] });
+  else if (shape.length === 3) {
+    const heads = c.int('num_heads', 0);
+    if (!heads || shape[2] % heads !== 0) c.unsupported(`hidden size ${shape[2]} with num_heads ${heads}`);
+    x = c.call('reshape', [input], { shape: [shape[0], shape[1], heads, shape[2] / heads] });
+  } else return c.unsupported(`input of rank ${shape.length}`);
+  const D = staticDims(c.type(x), 'RotaryEmbedding input')[3];
+  const rd = c.int('rotary_embedding_dim', 0) || D;
+  if (rd % 2 !== 0 || rd > D) c.unsupported(`rotary_embedding_dim ${rd} for heads of ${D}`);
+  const half = rd / 2;
+  const slice = (e: GExpr, start: number, end: number, step = 1) =>
+    c.call('slice', [e], { starts: [start], ends: [end], axes: [3], steps: [step] });
+  const positions = c.optInput(3);
+  const cache = (i: number) => {
+    const t = positions ? c.call('gather', [c.input(i), positions], { axis: 0 }) : c.input(i);
+    if (staticDims(c.type(t), 'RotaryEmbedding cache').at(-1) !== half)
+      c.unsupported(`a cache whose last dim is not rotary_embedding_dim / 2 (${half})`);
+    return c.call('unsqueeze', [t], { axes: [2] });
+  };
+  const cos = cache(1),
+    sin = cache(2);
+  const interleaved = c.int('interleaved', 0) !== 0;
+  const x1 = interleaved ? slice(x, 0, rd, 2) : slice(x, 0, half),
+    x2 = interleaved ? slice(x, 1, rd, 2) : slice(x, half, rd);
+  const real = c.call('sub', [c.call('mul', [cos, x1]), c.call('mul', [sin, x2])]);
+  const imag = c.call('add', [c.call('mul', [sin, x1]), c.call('mul', [cos, x2])]);
+  const [b, s, h] = staticDims(c.type(x), 'RotaryEmbedding input');
+  let rotated = interleaved
+    ? c.call(
+        'reshape',
+        [
+          c.call('concat', [c.call('unsqueeze', [real], { axes: [4] }), c.call('unsqueeze', [imag], { axes: [4] })], {
+            axis: 4,
+          }),
+        ],
+        { shape: [b, s, h, rd] },
+      )
+    : c.call('concat', [real, imag], { axis: 3 });
+  if (rd < D) rotated = c.call('concat', [rotated, slice(x, rd, D)], { axis: 3 });
+  return shape.length === 4
+    ? c.call('transpose', [rotated], { perm: [0, 2, 1, 3] })
+    : c.call('reshape', [rotated], { shape });
+});
