@@ -20,6 +20,7 @@ interface LossCase {
   weight?: number[];
   attrs: Record<string, Attr>;
   logProb?: boolean;
+  opset?: number;
 }
 
 function lossModel(k: LossCase): Uint8Array {
@@ -43,7 +44,7 @@ function lossModel(k: LossCase): Uint8Array {
         attrs: k.attrs,
       },
     ],
-    opset: 13,
+    opset: k.opset ?? 13,
   });
 }
 
@@ -94,6 +95,17 @@ describe('NegativeLogLikelihoodLoss / SoftmaxCrossEntropyLoss', () => {
       });
     });
   }
+
+  it('NegativeLogLikelihoodLoss at opset 22 (the newest version: same semantics, more element types)', async () => {
+    await matchesOrt({
+      op: 'NegativeLogLikelihoodLoss',
+      x: [3, 4],
+      target: targets('int64', [3], [0, 3, 2]),
+      weight: [4],
+      attrs: { reduction: 'mean' },
+      opset: 22,
+    });
+  });
 
   it('SoftmaxCrossEntropyLoss gives both outputs: the loss and log_prob', async () => {
     const got = await matchesOrt({
