@@ -6,3 +6,4 @@ import './transform.js';
 import './layout.js';
 import './attention.js';
 import './signal.js';
+import './loss.js';
