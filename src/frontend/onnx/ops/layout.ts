@@ -1,6 +1,7 @@
 // ONNX layout and resampling operators -> Kiln graph operators (pad, depth_to_space, space_to_depth, resize,
 // grid_sample). Shape-like inputs (pads, scales, sizes, roi, axes) must be compile-time values.
 import type { GExpr } from '../../../relay-ir/expr.js';
+import { tensor } from '../../../runtime/tensor.js';
 import { staticDims, normAxis } from '../../../tensor-expr/ops/common.js';
 import { type ConvertCtx, converter } from '../converter.js';
 import { KilnError } from '../../../runtime/errors.js';
@@ -204,4 +205,38 @@ converter('GridSample', 16, (c) => {
     padding_mode: pm,
     align_corners: c.int('align_corners', 0),
   });
+});
+
+// ---- AffineGrid (opset 20) ----
+
+/**
+ * theta [N, d, d + 1] applied to the homogeneous normalized coordinates (x, y[, z], 1) of every output point:
+ * one matmul by a constant [d + 1, points] matrix. Coordinates run over [-1, 1], at the pixel edges' centers unless
+ * align_corners puts them on the corners.
+ */
+converter('AffineGrid', 20, (c) => {
+  const theta = c.input(0);
+  const size = values(c, 1, 'AffineGrid size') ?? c.unsupported('no size');
+  const spatial = size.slice(2);
+  const d = spatial.length;
+  if (d !== 2 && d !== 3) c.unsupported(`size [${size}] (2-D or 3-D grids only)`);
+  const [n, rows, cols] = staticDims(c.type(theta), 'AffineGrid theta');
+  if (rows !== d || cols !== d + 1) c.unsupported(`theta [${n}, ${rows}, ${cols}] for a ${d}-D grid`);
+  const align = c.int('align_corners', 0) !== 0;
+  const coord = (i: number, len: number) =>
+    align ? (len > 1 ? -1 + (2 * i) / (len - 1) : -1) : -1 + (2 * i + 1) / len;
+  const points = spatial.reduce((a, b) => a * b, 1);
+  // row k of the base: coordinate k of every point, the fastest-varying spatial dim first (x, then y, then z)
+  const base = new Array<number>((d + 1) * points);
+  for (let p = 0; p < points; p++) {
+    let rest = p;
+    for (let k = 0; k < d; k++) {
+      const len = spatial[d - 1 - k];
+      base[k * points + p] = coord(rest % len, len);
+      rest = Math.floor(rest / len);
+    }
+    base[d * points + p] = 1;
+  }
+  const grid = c.call('matmul', [theta, c.constant(tensor(c.type(theta).dtype, [d + 1, points], base))]);
+  return c.call('reshape', [c.call('transpose', [grid], { perm: [0, 2, 1] })], { shape: [n, ...spatial, d] });
 });
