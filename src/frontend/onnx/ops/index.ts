@@ -5,3 +5,4 @@ import './reduce.js';
 import './transform.js';
 import './layout.js';
 import './attention.js';
+import './recurrent.js';
