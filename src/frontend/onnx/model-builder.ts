@@ -20,7 +20,14 @@ import {
 import { DTYPE_TO_ONNX, type DType } from '../../runtime/dtype.js';
 import { type Tensor, sizeOf } from '../../runtime/tensor.js';
 
-export type Attr = number | number[] | string | Tensor | { floats: number[] } | { float: number };
+export type Attr =
+  | number
+  | number[]
+  | string
+  | Tensor
+  | { floats: number[] }
+  | { float: number }
+  | { strings: string[] };
 export interface NodeSpec {
   op: string;
   inputs: string[];
@@ -39,6 +46,10 @@ function attr(name: string, v: Attr): AttributeProto {
     return create(AttributeProtoSchema, { name, type: T.STRING, s: new TextEncoder().encode(v) });
   if (Array.isArray(v)) return create(AttributeProtoSchema, { name, type: T.INTS, ints: v.map(BigInt) });
   if ('floats' in v) return create(AttributeProtoSchema, { name, type: T.FLOATS, floats: v.floats });
+  if ('strings' in v) {
+    const utf8 = new TextEncoder();
+    return create(AttributeProtoSchema, { name, type: T.STRINGS, strings: v.strings.map((x) => utf8.encode(x)) });
+  }
   if ('float' in v) return create(AttributeProtoSchema, { name, type: T.FLOAT, f: v.float });
   return create(AttributeProtoSchema, { name, type: T.TENSOR, t: tensorProto(name, v) });
 }

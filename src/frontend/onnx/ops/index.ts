@@ -7,3 +7,4 @@ import './layout.js';
 import './attention.js';
 import './signal.js';
 import './loss.js';
+import './recurrent.js';
