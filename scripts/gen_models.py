@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Export small random-weight test models to .cache/models/<name>/:
 
-  model.onnx                     (opset 17, static shapes, weights inline)
+  model.onnx                     (opset 17, weights inline; static shapes but for the models in DYNAMIC_AXES)
   test_data_set_0/input_K.pb     (TensorProto, fixed seed)
   test_data_set_0/output_0.pb    (reference computed with onnxruntime CPU)
   info.json                      (inputs, outputs, output std, op types)
@@ -125,12 +125,40 @@ def bert(seq: int = 128, valid: int = 100):
     return model, {"input_ids": ids, "attention_mask": mask}, ["last_hidden_state"]
 
 
+class Gpt2Logits(nn.Module):
+    def __init__(self, gpt2):
+        super().__init__()
+        self.gpt2 = gpt2
+
+    def forward(self, input_ids):
+        # the mask from the ids' shape: more Shape arithmetic, as exported decoders have
+        return self.gpt2(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+                         use_cache=False, return_dict=True).logits
+
+
+def gpt2(layers: int = 12, seq: int = 16):
+    """A GPT-2 decoder, exported with dynamic batch and sequence axes (DYNAMIC_AXES): the TorchScript exporter writes
+    each layer's reshapes as Shape -> Gather -> Unsqueeze -> Concat chains (a quarter of its nodes are such
+    arithmetic)."""
+    torch.library.register_fake = lambda *a, **k: (lambda f: f)  # transformers imports torchvision (see above)
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    cfg = GPT2Config(n_layer=layers, n_embd=128, n_head=4, vocab_size=1000, n_positions=256,
+                     bos_token_id=0, eos_token_id=0)
+    cfg._attn_implementation = "eager"  # plain MatMul/Softmax graph
+    model = Gpt2Logits(GPT2LMHeadModel(cfg)).eval()
+    ids = np.random.RandomState(0).randint(0, cfg.vocab_size, size=(1, seq)).astype(np.int64)
+    return model, {"input_ids": ids}, ["logits"]
+
+
 MODELS = {
     "resnet18": lambda: torchvision_model("resnet18"),
     "mobilenet_v2": lambda: torchvision_model("mobilenet_v2"),
     "squeezenet1_1": lambda: torchvision_model("squeezenet1_1"),
     "super_resolution": super_resolution,
     "bert": bert,
+    "gpt2": gpt2,
     # the same architectures on small inputs, for slow executors (the PTX simulator in test/ptx.test.ts)
     "resnet18_small": lambda: torchvision_model("resnet18", 32),
     "mobilenet_v2_small": lambda: torchvision_model("mobilenet_v2", 32),
@@ -142,6 +170,7 @@ MODELS = {
 }
 DYNAMIC_AXES = {
     "bert_dynamic": {n: {0: "batch", 1: "sequence"} for n in ("input_ids", "attention_mask", "last_hidden_state")},
+    "gpt2": {n: {0: "batch", 1: "sequence"} for n in ("input_ids", "logits")},
 }
 
 

@@ -6,7 +6,7 @@ import { KilnError } from '../runtime/errors.js';
 import type { FuncNode, GExpr } from '../relay-ir/expr.js';
 import { runPasses, type Pass } from '../relay-ir/pass-manager.js';
 import { printFunc } from '../relay-ir/printer.js';
-import { foldConstants, foldExpr } from '../relay-ir/passes/fold-constant.js';
+import { ConstantFolder } from '../relay-ir/passes/fold-constant.js';
 import { foldBatchNorm } from '../relay-ir/passes/fold-batch-norm.js';
 import { eliminateCommonSubexpressions } from '../relay-ir/passes/cse.js';
 import { eliminateDeadCode } from '../relay-ir/passes/simplify.js';
@@ -90,13 +90,17 @@ export interface CompileResult {
 /**
  * The graph passes, in order. Winograd convolution is a CPU choice by default: the GPU schedules of its
  * transforms are not tuned yet, and the direct convolution's shared-memory tiles serve the GPU targets.
+ * `folder`: the constant folder the frontend used, so that what it folded is not evaluated again.
  */
-export const graphPasses = (opts: Pick<CompileOptions, 'target' | 'winograd'> = {}): Pass[] => [
+export const graphPasses = (
+  opts: Pick<CompileOptions, 'target' | 'winograd'> = {},
+  folder = new ConstantFolder(evaluateCall),
+): Pass[] => [
   { name: 'eliminate-dead-code', run: eliminateDeadCode },
-  { name: 'fold-constants', run: (f) => foldConstants(f, evaluateCall) },
+  { name: 'fold-constants', run: (f) => folder.fold(f) },
   { name: 'fold-batch-norm', run: foldBatchNorm },
   { name: 'eliminate-common-subexpressions', run: eliminateCommonSubexpressions },
-  { name: 'fold-constants', run: (f) => foldConstants(f, evaluateCall) },
+  { name: 'fold-constants', run: (f) => folder.fold(f) },
   { name: 'fuse-gelu', run: fuseGelu },
   { name: 'eliminate-dead-code', run: eliminateDeadCode },
   { name: 'distinct-outputs', run: distinctOutputs },
@@ -122,6 +126,7 @@ export function importAndOptimize(
       hint: "use target 'wasm', 'webgpu' or 'cuda'",
     });
   }
+  const folder = new ConstantFolder(evaluateCall);
   const imported =
     detectFormat(modelBytes, opts.format) === 'pt2'
       ? importPt2(modelBytes, { inputShapes: opts.inputShapes, dims: opts.dims, specialize: opts.specialize })
@@ -130,14 +135,14 @@ export function importAndOptimize(
           inputShapes: opts.inputShapes,
           dims: opts.dims,
           specialize: opts.specialize,
-          fold: (e: GExpr) => foldExpr(e, evaluateCall),
+          fold: (e: GExpr) => folder.value(e) ?? e,
         });
   const dump = opts.dump;
   dump?.('graph:import', printFunc(imported.func));
   // KILN_DEBUG=verify: the graph verified as imported and after every pass
   const verify = debugSwitch('verify') ? (f: FuncNode, where: string) => verifyFunc(f, { where }) : undefined;
   verify?.(imported.func, 'as imported');
-  const graph = runPasses(imported.func, graphPasses(opts), (name, f) => {
+  const graph = runPasses(imported.func, graphPasses(opts, folder), (name, f) => {
     verify?.(f, `after ${name}`);
     dump?.(`graph:${name}`, printFunc(f));
   });

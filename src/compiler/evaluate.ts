@@ -1,5 +1,6 @@
-// Compile-time evaluation of one operator call on constant inputs, for constant folding. It runs the operator's
-// own compute through the same schedule, codegen and runtime as a compiled model (unoptimized, for speed).
+// Compile-time evaluation of one operator call on constant inputs, for constant folding. Both ways run the
+// operator's own compute: small calls (shape arithmetic) through the tensor-expression interpreter, the others
+// through the same schedule, codegen and runtime as a compiled model (unoptimized, for speed).
 import { fromParts } from '../runtime/index.js';
 import { WasmExecutor } from '../runtime/executor.js';
 import type { Tensor } from '../runtime/tensor.js';
@@ -7,8 +8,14 @@ import { type CallNode, gcall, gconst, gfunc } from '../relay-ir/expr.js';
 import type { OpSpec } from '../relay-ir/op.js';
 import { fuseOps } from '../relay-ir/passes/fuse-ops.js';
 import { buildProgram } from './program.js';
+import { interpretCall } from './te-interpreter.js';
 
 export function evaluateCall(call: CallNode & { op: OpSpec }, args: readonly Tensor[]): Tensor {
+  return interpretCall(call, args) ?? evaluateOnWasm(call, args);
+}
+
+/** The call built as a one-kernel program and run on the WebAssembly runtime. */
+export function evaluateOnWasm(call: CallNode & { op: OpSpec }, args: readonly Tensor[]): Tensor {
   const fn = gfunc([], gcall(call.op, args.map(gconst), call.attrs, call.origin), 'fold');
   const prog = buildProgram(fuseOps(fn), { optimize: false });
   const ex = WasmExecutor.createSync({

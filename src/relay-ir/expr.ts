@@ -98,8 +98,11 @@ export function argumentUses(fn: FuncNode): Map<GExpr, number> {
   return uses;
 }
 
-/** Nodes reachable from `root`, producers before consumers (each once). */
-export function postOrder(root: GExpr): GExpr[] {
+/**
+ * Nodes reachable from `root`, producers before consumers (each once). Nodes for which `skip` holds are left out
+ * and not walked into (the part of a graph an earlier walk already handled).
+ */
+export function postOrder(root: GExpr, skip?: (n: GExpr) => boolean): GExpr[] {
   const out: GExpr[] = [];
   const seen = new Set<GExpr>();
   const stack: [GExpr, boolean][] = [[root, false]];
@@ -109,7 +112,7 @@ export function postOrder(root: GExpr): GExpr[] {
       out.push(n);
       continue;
     }
-    if (seen.has(n)) continue;
+    if (seen.has(n) || skip?.(n)) continue;
     seen.add(n);
     stack.push([n, true]);
     const kids = n.kind === 'call' ? n.args : n.kind === 'tuple' ? n.fields : [];
@@ -120,11 +123,15 @@ export function postOrder(root: GExpr): GExpr[] {
 
 /**
  * Rebuilds the graph bottom-up. `f` receives a node whose children are already rewritten (`rebuilt`) and returns
- * its replacement, or undefined to keep it (rebuilt only if a child changed).
+ * its replacement, or undefined to keep it (rebuilt only if a child changed). `memo` maps original nodes to their
+ * rewrites; passing the same one to later calls with the same `f` rewrites each node once across them all.
  */
-export function rewrite(root: GExpr, f: (rebuilt: GExpr, original: GExpr) => GExpr | undefined): GExpr {
-  const memo = new Map<GExpr, GExpr>();
-  for (const n of postOrder(root)) {
+export function rewrite(
+  root: GExpr,
+  f: (rebuilt: GExpr, original: GExpr) => GExpr | undefined,
+  memo: Map<GExpr, GExpr> = new Map(),
+): GExpr {
+  for (const n of postOrder(root, (x) => memo.has(x))) {
     let r: GExpr = n;
     if (n.kind === 'call') {
       const args = n.args.map((a) => memo.get(a)!);

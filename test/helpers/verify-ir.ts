@@ -12,7 +12,7 @@ import { importOnnx, decodeModel } from '../../src/frontend/onnx/import.js';
 import { decodeTensorProto } from '../../src/frontend/onnx/tensor-proto.js';
 import type { FuncNode, GExpr } from '../../src/relay-ir/expr.js';
 import { runPasses } from '../../src/relay-ir/pass-manager.js';
-import { foldExpr } from '../../src/relay-ir/passes/fold-constant.js';
+import { ConstantFolder } from '../../src/relay-ir/passes/fold-constant.js';
 import { fuseOps, kernelCalls } from '../../src/relay-ir/passes/fuse-ops.js';
 import type { Tensor } from '../../src/runtime/tensor.js';
 import { gpuTrace } from '../../src/schedule/gpu-schedule.js';
@@ -30,14 +30,15 @@ export function stageGraph(
   bytes: Uint8Array,
   opts: CompileOptions = {},
 ): { graphs: { pass: string; fn: FuncNode }[]; fused: FuncNode } {
+  const folder = new ConstantFolder(evaluateCall);
   const imported = importOnnx(bytes, {
     readExternal: opts.modelPath ? externalDataReader(opts.modelPath) : undefined,
     inputShapes: opts.inputShapes,
     specialize: opts.specialize,
-    fold: (e: GExpr) => foldExpr(e, evaluateCall),
+    fold: (e: GExpr) => folder.value(e) ?? e,
   });
   const graphs = [{ pass: 'import', fn: imported.func }];
-  const graph = runPasses(imported.func, graphPasses(opts), (pass, fn) => graphs.push({ pass, fn }));
+  const graph = runPasses(imported.func, graphPasses(opts, folder), (pass, fn) => graphs.push({ pass, fn }));
   return { graphs, fused: fuseOps(graph) };
 }
 

@@ -8,8 +8,12 @@ import binaryen from 'binaryen';
 
 type Ref = number;
 
-/** Arithmetic on one f32 or on f32x4 lanes; `let` evaluates a value once into a local and returns a getter. */
-interface F32Ops {
+/**
+ * Arithmetic on one f32 or on f32x4 lanes; `let` evaluates a value once into a local and returns a getter. The
+ * constant folder's interpreter implements it on JavaScript numbers (src/compiler/te-interpreter.ts), so folding
+ * computes these functions bit for bit as the kernels do.
+ */
+export interface F32Ops {
   k(c: number): Ref;
   add(a: Ref, b: Ref): Ref;
   sub(a: Ref, b: Ref): Ref;
@@ -76,7 +80,8 @@ function tanh(o: F32Ops, x0: Ref): Ref {
   return o.copysign(o.sub(o.k(1), o.div(o.k(2), o.add(e, o.k(1)))), x());
 }
 
-const IMPL: Record<InlineMathFn, (o: F32Ops, x: Ref) => Ref> = { exp, erf, tanh };
+/** Each function's one definition, over any F32Ops. */
+export const INLINE_F32_FORMS: Record<InlineMathFn, (o: F32Ops, x: Ref) => Ref> = { exp, erf, tanh };
 
 /** Emits fn(x) for one f32 value or (vector) four lanes; `newLocal` allocates a function local of a type. */
 export function inlineF32Math(
@@ -124,6 +129,6 @@ export function inlineF32Math(
           m.f32.reinterpret(m.i32.shl(m.i32.add(m.i32.reinterpret(t), m.i32.const(126)), m.i32.const(23))),
         let: letOp,
       };
-  const result = IMPL[fn](o, x);
+  const result = INLINE_F32_FORMS[fn](o, x);
   return m.block(null, [...sets, result], type);
 }

@@ -46,7 +46,10 @@ export interface ImportOptions {
    * as a graph input, say). Only inputs that are needed that way are baked in; they stop being run-time inputs.
    */
   specialize?: Record<string, Tensor>;
-  /** Folds an expression to a constant when its inputs allow (the compiler's constant folder). */
+  /**
+   * Folds an expression to a constant when its inputs allow (the compiler's constant folder). It is asked about
+   * overlapping expressions node after node, so it should remember what it has folded.
+   */
   fold: (e: GExpr) => GExpr;
 }
 
@@ -133,18 +136,31 @@ export function importOnnx(bytes: Uint8Array, opts: ImportOptions): ImportedMode
   }
 
   // Folding for compile-time values: inputs given in `specialize` count as constants here. They are baked in
-  // only where a compile-time value needs them, and only if the value then folds.
+  // only where a compile-time value needs them, and only if the value then folds. The substitution is remembered
+  // across values (each node is copied once), with the inputs each copy reads.
+  const substituted = new Map<GExpr, GExpr>();
+  const pinnedIn = new Map<GExpr, readonly string[]>();
+  const pinnedOf = (kids: readonly GExpr[]): readonly string[] | undefined => {
+    const names = new Set(kids.flatMap((k) => pinnedIn.get(k) ?? []));
+    return names.size ? [...names] : undefined;
+  };
   const fold = (e: GExpr): GExpr => {
-    const used = new Set<string>();
-    const sub = pinnable.size
-      ? rewrite(e, (n) => {
-          if (n.kind !== 'var' || !pinnable.has(n)) return undefined;
-          used.add(n.name);
-          return gconst(pinnable.get(n)!);
-        })
-      : e;
+    if (!pinnable.size) return opts.fold(e);
+    const sub = rewrite(
+      e,
+      (_, orig) => {
+        const names =
+          orig.kind === 'var' && pinnable.has(orig)
+            ? [orig.name]
+            : pinnedOf(orig.kind === 'call' ? orig.args : orig.kind === 'tuple' ? orig.fields : []);
+        if (names) pinnedIn.set(orig, names);
+        return orig.kind === 'var' && pinnable.has(orig) ? gconst(pinnable.get(orig)!) : undefined;
+      },
+      substituted,
+    );
     const folded = opts.fold(sub);
-    if (folded.kind === 'const') for (const n of used) if (!specialized.includes(n)) specialized.push(n);
+    if (folded.kind === 'const')
+      for (const n of pinnedIn.get(e) ?? []) if (!specialized.includes(n)) specialized.push(n);
     return folded;
   };
 

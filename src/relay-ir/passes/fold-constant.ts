@@ -1,38 +1,145 @@
 // Constant folding: a call whose arguments are all constants is evaluated at compile time, as is a call whose
 // value its argument types alone decide (Shape, Size). This is what turns shape subgraphs such as
 // Shape -> Gather -> Concat -> Reshape into constants. Evaluation is injected: the compiler runs the operator's
-// own compute on the WebAssembly path, so folding and run time share one definition.
+// own compute, so folding and run time share one definition.
+// One ConstantFolder serves a whole compile: the frontend asks it for the values it needs while it converts nodes,
+// then the fold-constants passes fold the graph. It remembers what each node folds to and, for small arguments,
+// what each (operator, attributes, argument values) evaluates to, so each value is computed once however often it
+// is asked for, whatever graph rebuilds happen in between, and however many layers repeat the same shape arithmetic.
 import { type Tensor, sizeOf } from '../../runtime/tensor.js';
-import { type CallNode, type GExpr, type FuncNode, gconst, isFuncCall, rewrite } from '../expr.js';
-import type { OpSpec } from '../op.js';
-import { isStatic } from '../types.js';
+import { type CallNode, type ConstNode, type FuncNode, type GExpr, gconst, isFuncCall, rewrite } from '../expr.js';
+import type { Attrs, OpSpec } from '../op.js';
+import { type TensorType, isStatic } from '../types.js';
 
 export type Evaluator = (call: CallNode & { op: OpSpec }, args: readonly Tensor[]) => Tensor;
 
 /** Don't materialize folded values larger than this many elements (they would bloat the artifact). */
 const MAX_FOLD_ELEMENTS = 1 << 24;
+/** Calls whose arguments hold at most this many bytes in all are remembered by value (shape arithmetic is). */
+const MAX_VALUE_KEY_BYTES = 1024;
 
-export function foldExpr(root: GExpr, evaluate: Evaluator): GExpr {
-  return rewrite(root, (n) => {
-    if (n.kind !== 'call' || isFuncCall(n)) return undefined;
-    const op = n.op as OpSpec;
-    const argTypes = n.args.map((a) => a.type as CallNode['type']);
-    if (op.foldFromType && argTypes.every(isStatic)) {
-      const v = op.foldFromType(argTypes, n.attrs);
-      if (v) return gconst(v);
+type OpCall = CallNode & { op: OpSpec };
+
+export class ConstantFolder {
+  /** What each node folds to: its constant, or null where it has none. */
+  private readonly known = new WeakMap<GExpr, ConstNode | null>();
+  /** Results by operator, attributes and argument values. */
+  private readonly byValue = new Map<string, ConstNode>();
+
+  constructor(private readonly evaluate: Evaluator) {}
+
+  /**
+   * The value of `e` as a constant when it can be computed at compile time, else undefined. Only what the value
+   * needs is evaluated: a Shape does not evaluate its argument, and a call with an argument that has no constant
+   * value stops there.
+   */
+  value(e: GExpr): ConstNode | undefined {
+    // an explicit stack: a value may depend on a chain as long as the model
+    const stack: GExpr[] = [e];
+    while (stack.length) {
+      const n = stack[stack.length - 1];
+      if (this.known.has(n)) {
+        stack.pop();
+        continue;
+      }
+      if (n.kind !== 'call' || isFuncCall(n)) {
+        this.known.set(n, n.kind === 'const' ? n : null);
+        stack.pop();
+        continue;
+      }
+      const fromType = this.fromType(n as OpCall);
+      if (fromType) {
+        this.known.set(n, fromType);
+        stack.pop();
+        continue;
+      }
+      const unknown: GExpr[] = [];
+      let varying = false;
+      for (const a of n.args) {
+        const v = a.kind === 'const' ? a : this.known.get(a);
+        if (v === null || a.kind === 'var' || a.kind === 'tuple') varying = true;
+        else if (v === undefined) unknown.push(a);
+      }
+      if (varying) {
+        this.known.set(n, null);
+        stack.pop();
+      } else if (unknown.length) {
+        stack.push(...unknown);
+      } else {
+        this.known.set(
+          n,
+          this.fromArgs(
+            n as OpCall,
+            n.args.map((a) => (a.kind === 'const' ? a : (this.known.get(a) as ConstNode))),
+          ) ?? null,
+        );
+        stack.pop();
+      }
     }
-    if (!n.args.every((a) => a.kind === 'const') || !isStatic(n.type)) return undefined;
-    if (sizeOf(n.type.shape as number[]) > MAX_FOLD_ELEMENTS) return undefined;
-    return gconst(
-      evaluate(
-        n as CallNode & { op: OpSpec },
-        n.args.map((a) => (a as Extract<GExpr, { kind: 'const' }>).value),
+    return this.known.get(e) ?? undefined;
+  }
+
+  /** `fn` with every call that folds replaced by its constant. */
+  fold(fn: FuncNode): FuncNode {
+    const body = rewrite(fn.body, (n, orig) => {
+      if (n.kind !== 'call' || isFuncCall(n)) return undefined;
+      const known = this.known.get(orig);
+      if (known) return known;
+      // (a rebuilt call may type more precisely than the original, with constants for arguments)
+      if (known === null && n === orig) return undefined;
+      const op = n as OpCall;
+      const c =
+        this.fromType(op) ??
+        (n.args.every((a) => a.kind === 'const') ? this.fromArgs(op, n.args as ConstNode[]) : undefined);
+      if (n === orig) this.known.set(orig, c ?? null);
+      return c;
+    });
+    return body === fn.body ? fn : { ...fn, body };
+  }
+
+  /** The value its argument types alone decide, if the operator has such a rule. */
+  private fromType(n: OpCall): ConstNode | undefined {
+    if (!n.op.foldFromType) return undefined;
+    const types = n.args.map((a) => a.type as TensorType);
+    if (!types.every(isStatic)) return undefined;
+    const v = n.op.foldFromType(types, n.attrs);
+    return v && gconst(v);
+  }
+
+  /** The call evaluated on constant arguments (or remembered), if its result is small enough to keep. */
+  private fromArgs(n: OpCall, args: readonly ConstNode[]): ConstNode | undefined {
+    if (!isStatic(n.type) || sizeOf(n.type.shape as number[]) > MAX_FOLD_ELEMENTS) return undefined;
+    const key = valueKey(n.op.name, n.attrs, args);
+    const seen = key === undefined ? undefined : this.byValue.get(key);
+    if (seen) return seen;
+    const c = gconst(
+      this.evaluate(
+        n,
+        args.map((a) => a.value),
       ),
     );
-  });
+    if (key !== undefined) this.byValue.set(key, c);
+    return c;
+  }
 }
 
+/** A key naming the call by value, or undefined where its arguments are too large to be worth keying. */
+function valueKey(op: string, attrs: Attrs, args: readonly ConstNode[]): string | undefined {
+  let bytes = 0;
+  for (const a of args) bytes += a.value.data.byteLength;
+  if (bytes > MAX_VALUE_KEY_BYTES) return undefined;
+  // numbers and strings tagged apart (JSON alone writes NaN as null and -0 as 0)
+  const attrText = JSON.stringify(attrs, (_, v) =>
+    typeof v === 'number' ? `n${Object.is(v, -0) ? '-0' : v}` : typeof v === 'string' ? `s${v}` : v,
+  );
+  const parts = args.map((a) => {
+    const d = a.value.data;
+    return `${a.value.dtype}[${a.value.shape}]${String.fromCharCode(...new Uint8Array(d.buffer, d.byteOffset, d.byteLength))}`;
+  });
+  return `${op}\u0000${attrText}\u0000${parts.join('\u0000')}`;
+}
+
+/** The graph pass with a folder of its own (a compile shares one folder between the frontend and its passes). */
 export function foldConstants(fn: FuncNode, evaluate: Evaluator): FuncNode {
-  const body = foldExpr(fn.body, evaluate);
-  return body === fn.body ? fn : { ...fn, body };
+  return new ConstantFolder(evaluate).fold(fn);
 }
