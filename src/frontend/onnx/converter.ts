@@ -35,6 +35,11 @@ export interface ConvertCtx {
 
 export type ConvertFn = (c: ConvertCtx) => GExpr | readonly GExpr[];
 
+/** The numbers of a compile-time input (int64 data arrives as bigint); `what` names it in the error. */
+export function constNumbers(c: ConvertCtx, e: GExpr, what: string): number[] {
+  return Array.from(c.constValue(e, what).data as ArrayLike<number | bigint>, Number);
+}
+
 interface Entry {
   since: number;
   fn: ConvertFn;

@@ -218,7 +218,7 @@ interface ProgramSizes {
   value(s: SymIntJson | { as_name: string }): number | undefined;
   /** A SymInt as text for messages. */
   print(s: SymIntJson): string;
-  /** ", range lo..hi" as torch.export records it for a symbol, or "". */
+  /** " in lo..hi" as torch.export records it for a symbol, or "". */
   range(symbol: string): string;
   /** The symbols of the inputs' dims that have no value. */
   readonly missing: readonly string[];
@@ -257,12 +257,14 @@ function programSizes(program: ExportedProgramJson, opts: Pt2ImportOptions): Pro
   }));
   const values = bindSymbols(declared, opts.dims, opts.inputShapes);
   const ranges = program.range_constraints ?? {};
+  const rangeText = (r: { min_val?: number | null; max_val?: number | null }) =>
+    `${r.min_val ?? 0}..${r.max_val ?? 'inf'}`;
   for (const [symbol, v] of values) {
     const r = ranges[symbol];
     if (r && (v < (r.min_val ?? 0) || (typeof r.max_val === 'number' && v > r.max_val)))
       throw new KilnError(
         'E_INPUT',
-        `dim ${symbol} = ${v} is outside the range ${r.min_val ?? 0}..${r.max_val ?? 'inf'} the model was exported for`,
+        `dim ${symbol} = ${v} is outside the range ${rangeText(r)} the model was exported for`,
         { hint: 'the program is only valid in that range (torch.export.Dim min/max); give a size inside it' },
       );
   }
@@ -279,10 +281,7 @@ function programSizes(program: ExportedProgramJson, opts: Pt2ImportOptions): Pro
       const e = expr(s);
       return e ? printSymExpr(e) : JSON.stringify(s);
     },
-    range: (symbol) => {
-      const r = ranges[symbol];
-      return r ? ` in ${r.min_val ?? 0}..${r.max_val ?? 'inf'}` : '';
-    },
+    range: (symbol) => (ranges[symbol] ? ` in ${rangeText(ranges[symbol])}` : ''),
     missing: [...inputSymbols(declared).keys()].filter((u) => !values.has(u)),
   };
   return sizes;

@@ -3,7 +3,7 @@
 // (the mask, causal and window frontiers, key padding), a softmax whose fully masked rows are zero, times V. The
 // bias is built from constants wherever its inputs are (so it folds), and GQA repeats each KV head in place.
 // RotaryEmbedding (opset 23), the position encoding such decoders apply to Q and K, is here too.
-import { type Tensor, tensor } from '../../../runtime/tensor.js';
+import { type Tensor, sizeOf, tensor } from '../../../runtime/tensor.js';
 import type { DType } from '../../../runtime/dtype.js';
 import type { GExpr } from '../../../relay-ir/expr.js';
 import { staticDims } from '../../../tensor-expr/ops/common.js';
@@ -13,7 +13,7 @@ const filled = (dtype: DType, shape: number[], f: (i: number) => number): Tensor
   tensor(
     dtype,
     shape,
-    Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) => f(i)),
+    Array.from({ length: sizeOf(shape) }, (_, i) => f(i)),
   );
 
 /** [B, S, heads * H] -> [B, heads, S, H]. */

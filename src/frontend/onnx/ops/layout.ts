@@ -1,17 +1,15 @@
 // ONNX layout and resampling operators -> Kiln graph operators (pad, depth_to_space, space_to_depth, resize,
 // grid_sample). Shape-like inputs (pads, scales, sizes, roi, axes) must be compile-time values.
 import type { GExpr } from '../../../relay-ir/expr.js';
-import { tensor } from '../../../runtime/tensor.js';
+import { sizeOf, tensor } from '../../../runtime/tensor.js';
 import { staticDims, normAxis } from '../../../tensor-expr/ops/common.js';
-import { type ConvertCtx, converter } from '../converter.js';
+import { type ConvertCtx, constNumbers, converter } from '../converter.js';
 import { KilnError } from '../../../runtime/errors.js';
 
 /** A compile-time input as plain numbers (undefined when absent or empty). */
 function values(c: ConvertCtx, i: number, what: string): number[] | undefined {
   const e = c.optInput(i);
-  if (!e) return undefined;
-  const t = c.constValue(e, what);
-  return Array.from(t.data as ArrayLike<number | bigint>, Number);
+  return e ? constNumbers(c, e, what) : undefined;
 }
 
 // ---- Pad ----
@@ -225,7 +223,7 @@ converter('AffineGrid', 20, (c) => {
   const align = c.int('align_corners', 0) !== 0;
   const coord = (i: number, len: number) =>
     align ? (len > 1 ? -1 + (2 * i) / (len - 1) : -1) : -1 + (2 * i + 1) / len;
-  const points = spatial.reduce((a, b) => a * b, 1);
+  const points = sizeOf(spatial);
   // row k of the base: coordinate k of every point, the fastest-varying spatial dim first (x, then y, then z)
   const base = new Array<number>((d + 1) * points);
   for (let p = 0; p < points; p++) {

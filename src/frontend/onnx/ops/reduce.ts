@@ -1,6 +1,6 @@
 // ONNX reductions, arg reductions, softmax family, CumSum/CumProd and TopK -> Kiln graph operators.
 import type { GExpr } from '../../../relay-ir/expr.js';
-import { type ConvertCtx, converter } from '../converter.js';
+import { type ConvertCtx, constNumbers, converter } from '../converter.js';
 
 const REDUCE: Record<string, string> = {
   ReduceSum: 'reduce_sum',
@@ -14,11 +14,6 @@ const REDUCE: Record<string, string> = {
   ReduceLogSumExp: 'reduce_log_sum_exp',
   ReduceSumSquare: 'reduce_sum_square',
 };
-
-/** Numbers of a compile-time constant input (int64 data arrives as bigint). */
-function constInts(c: ConvertCtx, e: GExpr, what: string): number[] {
-  return Array.from(c.constValue(e, what).data as ArrayLike<number | bigint>, Number);
-}
 
 function reduce(c: ConvertCtx, op: string, axes: number[] | undefined, noop: boolean): GExpr {
   const x = c.input(0);
@@ -36,7 +31,7 @@ for (const [onnx, op] of Object.entries(REDUCE)) {
   // axes as an optional input (ReduceSum from 13, the others from 18)
   converter(onnx, onnx === 'ReduceSum' ? 13 : 18, (c) => {
     const ax = c.optInput(1);
-    return reduce(c, op, ax ? constInts(c, ax, `${onnx} axes`) : undefined, c.int('noop_with_empty_axes', 0) !== 0);
+    return reduce(c, op, ax ? constNumbers(c, ax, `${onnx} axes`) : undefined, c.int('noop_with_empty_axes', 0) !== 0);
   });
 }
 
@@ -68,7 +63,7 @@ for (const [onnx, op, since] of [
   ['CumProd', 'cumprod', 26],
 ] as const) {
   converter(onnx, since, (c) => {
-    const [axis] = constInts(c, c.input(1), `${onnx} axis`);
+    const [axis] = constNumbers(c, c.input(1), `${onnx} axis`);
     return c.call(op, [c.input(0)], { axis, exclusive: c.int('exclusive', 0), reverse: c.int('reverse', 0) });
   });
 }
@@ -79,4 +74,4 @@ function topk(c: ConvertCtx, k: number): GExpr[] {
   return [c.call('topk_gather', [c.input(0), indices], { axis: attrs.axis }), indices];
 }
 converter('TopK', 1, (c) => topk(c, c.int('k')));
-converter('TopK', 10, (c) => topk(c, constInts(c, c.input(1), 'TopK k')[0]));
+converter('TopK', 10, (c) => topk(c, constNumbers(c, c.input(1), 'TopK k')[0]));

@@ -6,7 +6,10 @@ import { tensor } from '../../../runtime/tensor.js';
 import type { GExpr } from '../../../relay-ir/expr.js';
 import { staticDims } from '../../../tensor-expr/ops/common.js';
 import { onnxDType } from '../tensor-proto.js';
-import { type ConvertCtx, converter } from '../converter.js';
+import { type ConvertCtx, constNumbers, converter } from '../converter.js';
+
+/** A compile-time scalar input as a number. */
+const scalarInput = (c: ConvertCtx, e: GExpr, what: string) => constNumbers(c, e, `${c.opType} ${what}`)[0];
 
 // ---- window functions (opset 17) ----
 
@@ -15,8 +18,7 @@ import { type ConvertCtx, converter } from '../converter.js';
  * must be known at compile time, so the window is a constant.
  */
 function windowOp(c: ConvertCtx, a0: number, a1: number, a2: number): GExpr {
-  const sizeT = c.constValue(c.input(0), `${c.opType} size`);
-  const size = Number(sizeT.data[0]);
+  const size = scalarInput(c, c.input(0), 'size');
   if (!Number.isSafeInteger(size) || size < 0) c.unsupported(`size ${size}`);
   const N = c.int('periodic', 1) ? size : size - 1;
   const dtype = onnxDType(c.int('output_datatype', 1), `${c.opType} output_datatype`);
@@ -106,9 +108,6 @@ function dft(
   const parts = outs.map((o) => c.call('unsqueeze', [c.call('transpose', [o], { perm: back })], { axes: [r - 1] }));
   return parts.length === 1 ? parts[0] : c.call('concat', parts, { axis: r - 1 });
 }
-/** A compile-time scalar input as a number. */
-const scalarInput = (c: ConvertCtx, e: GExpr, what: string) => Number(c.constValue(e, `${c.opType} ${what}`).data[0]);
-
 const dftNode = (c: ConvertCtx, axis: number) => {
   const len = c.optInput(1);
   return dft(

@@ -5,10 +5,10 @@ import { KilnError } from '../../../runtime/errors.js';
 import { type Tensor, sizeOf, tensor } from '../../../runtime/tensor.js';
 import type { GExpr } from '../../../relay-ir/expr.js';
 import { staticDims } from '../../../tensor-expr/ops/common.js';
-import { type ConvertCtx, converter } from '../converter.js';
+import { type ConvertCtx, constNumbers, converter } from '../converter.js';
 
 const nums = (t: Tensor): number[] => Array.from(t.data as ArrayLike<number | bigint>, (v) => Number(v));
-const constInts = (c: ConvertCtx, e: GExpr, what: string): number[] => nums(c.constValue(e, `${c.opType} ${what}`));
+const constInts = (c: ConvertCtx, e: GExpr, what: string): number[] => constNumbers(c, e, `${c.opType} ${what}`);
 const rankOf = (c: ConvertCtx, e: GExpr) => c.type(e).shape.length;
 
 // ---- Reshape ----
@@ -280,7 +280,7 @@ converter('ScatterND', 11, (c) =>
 // ---- Compress / NonZero (compile-time data-dependent shapes) ----
 
 converter('Compress', 9, (c) => {
-  const cond = nums(c.constValue(c.input(1), 'Compress condition (it decides the output shape)'));
+  const cond = constNumbers(c, c.input(1), 'Compress condition (it decides the output shape)');
   let x = c.input(0);
   const axisAttr = c.attr('axis');
   let axis = 0;

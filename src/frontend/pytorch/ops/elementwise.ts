@@ -2,7 +2,7 @@
 // Python number, which torch.export also writes) take the number as a scalar constant; operands of different
 // dtypes are promoted as PyTorch does for the common cases (an integer operand joins a float one).
 import type { GExpr } from '../../../relay-ir/expr.js';
-import { tensor } from '../../../runtime/tensor.js';
+import { sizeOf, tensor } from '../../../runtime/tensor.js';
 import type { DType } from '../../../runtime/dtype.js';
 import { type AtenCtx, aten, staticShape } from '../converter.js';
 
@@ -37,8 +37,7 @@ function operands(c: AtenCtx): [GExpr, GExpr] {
 
 function binary(op: string, withAlpha: boolean) {
   return (c: AtenCtx): GExpr => {
-    const [self, first] = operands(c);
-    let other = first;
+    let [self, other] = operands(c);
     if (withAlpha && c.has('alpha')) {
       const alpha = c.float('alpha');
       if (alpha !== 1) other = c.call('mul', promote(c, other, scalar(c, other, alpha)));
@@ -51,8 +50,7 @@ aten(['add', 'add_'], binary('add', true));
 aten(['sub', 'sub_'], binary('sub', true));
 aten(['mul', 'mul_'], binary('mul', false));
 aten(['div', 'div_'], (c) => {
-  const self = c.tensor('self');
-  let [a, b] = promote(c, self, c.tensorOrScalar('other', self));
+  let [a, b] = promote(c, ...operands(c));
   const mode = c.has('rounding_mode') ? c.string('rounding_mode') : undefined;
   if (mode === 'floor') return floorDivide(c, a, b);
   if (mode === 'trunc') {
@@ -144,15 +142,9 @@ const COMPARE: Record<string, string> = {
   ge: 'greater_equal',
 };
 for (const [op, kiln] of Object.entries(COMPARE)) {
-  aten(op, (c) => {
-    const self = c.tensor('self');
-    return c.call(kiln, promote(c, self, c.tensorOrScalar('other', self)));
-  });
+  aten(op, (c) => c.call(kiln, promote(c, ...operands(c))));
 }
-aten('ne', (c) => {
-  const self = c.tensor('self');
-  return c.call('not', [c.call('equal', promote(c, self, c.tensorOrScalar('other', self)))]);
-});
+aten('ne', (c) => c.call('not', [c.call('equal', promote(c, ...operands(c)))]));
 
 /** A tensor as bool (nonzero is true), as PyTorch's logical operators read their operands. */
 const truth = (c: AtenCtx, x: GExpr) => (c.type(x).dtype === 'bool' ? x : c.call('cast', [x], { to: 'bool' }));
@@ -201,7 +193,7 @@ aten('arange', (c) => {
 
 function filled(c: AtenCtx, shape: number[], value: number, dflt?: DType): GExpr {
   const dtype = createdDType(c, [value], dflt);
-  return c.constant(tensor(dtype, shape, new Array<number>(shape.reduce((a, b) => a * b, 1)).fill(value)));
+  return c.constant(tensor(dtype, shape, new Array<number>(sizeOf(shape)).fill(value)));
 }
 aten('full', (c) => filled(c, c.ints('size'), c.float('fill_value')));
 aten(['zeros', 'ones'], (c) => filled(c, c.ints('size'), c.target.includes('ones') ? 1 : 0, 'float32'));
@@ -251,14 +243,8 @@ aten('expm1', (c) => {
   return c.call('sub', [c.call('exp', [x]), scalar(c, x, 1)]);
 });
 /** Python's %: the sign of the divisor. */
-aten('remainder', (c) => {
-  const self = c.tensor('self');
-  return c.call('mod', promote(c, self, c.tensorOrScalar('other', self)), { fmod: 0 });
-});
-aten('fmod', (c) => {
-  const self = c.tensor('self');
-  return c.call('mod', promote(c, self, c.tensorOrScalar('other', self)), { fmod: 1 });
-});
+aten('remainder', (c) => c.call('mod', promote(c, ...operands(c)), { fmod: 0 }));
+aten('fmod', (c) => c.call('mod', promote(c, ...operands(c)), { fmod: 1 }));
 /** floor_divide and div(rounding_mode='floor'): floor(a / b), in floats for float operands. */
 function floorDivide(c: AtenCtx, a: GExpr, b: GExpr): GExpr {
   const q = c.call('div', [a, b]);
@@ -272,7 +258,4 @@ function floorDivide(c: AtenCtx, a: GExpr, b: GExpr): GExpr {
   ]);
   return c.call('sub', [q, c.call('cast', [fix], { to: c.type(q).dtype })]);
 }
-aten('floor_divide', (c) => {
-  const self = c.tensor('self');
-  return floorDivide(c, ...promote(c, self, c.tensorOrScalar('other', self)));
-});
+aten('floor_divide', (c) => floorDivide(c, ...promote(c, ...operands(c))));

@@ -225,42 +225,26 @@ function upsampledSizes(c: AtenCtx, x: GExpr, n: number): { sizes: number[]; sca
   return { sizes, scales };
 }
 
-for (const n of [1, 2, 3]) {
-  aten(`upsample_nearest${n}d`, (c) => {
-    const x = c.tensor('input');
-    return c.call('resize', [x], {
-      ...upsampledSizes(c, x, n),
-      roi: null,
-      mode: 'nearest',
-      coordinate_transformation_mode: 'asymmetric',
-      nearest_mode: 'floor',
-      cubic_coeff_a: -0.75,
-      exclude_outside: 0,
-      extrapolation_value: 0,
-      antialias: 0,
-      roi_float32: false,
-    });
+/** resize with PyTorch's coordinate mapping for the mode. */
+function upsample(c: AtenCtx, n: number, mode: 'nearest' | 'linear', transform: string): GExpr {
+  const x = c.tensor('input');
+  return c.call('resize', [x], {
+    ...upsampledSizes(c, x, n),
+    roi: null,
+    mode,
+    coordinate_transformation_mode: transform,
+    nearest_mode: mode === 'nearest' ? 'floor' : 'round_prefer_floor',
+    cubic_coeff_a: -0.75,
+    exclude_outside: 0,
+    extrapolation_value: 0,
+    antialias: 0,
+    roi_float32: false,
   });
 }
+for (const n of [1, 2, 3]) aten(`upsample_nearest${n}d`, (c) => upsample(c, n, 'nearest', 'asymmetric'));
 for (const [op, n] of [
   ['upsample_linear1d', 1],
   ['upsample_bilinear2d', 2],
   ['upsample_trilinear3d', 3],
-] as const) {
-  aten(op, (c) => {
-    const x = c.tensor('input');
-    const alignCorners = c.bool('align_corners');
-    return c.call('resize', [x], {
-      ...upsampledSizes(c, x, n),
-      roi: null,
-      mode: 'linear',
-      coordinate_transformation_mode: alignCorners ? 'align_corners' : 'pytorch_half_pixel',
-      nearest_mode: 'round_prefer_floor',
-      cubic_coeff_a: -0.75,
-      exclude_outside: 0,
-      extrapolation_value: 0,
-      antialias: 0,
-      roi_float32: false,
-    });
-  });
-}
+] as const)
+  aten(op, (c) => upsample(c, n, 'linear', c.bool('align_corners') ? 'align_corners' : 'pytorch_half_pixel'));
