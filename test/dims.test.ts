@@ -5,12 +5,13 @@ import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { compile, KilnError, load, type Tensor } from '../src/index.js';
+import { compile, load, type Tensor } from '../src/index.js';
 import { buildModel, randomF32 } from '../src/frontend/onnx/model-builder.js';
 import { compareTensors } from '../src/conformance/compare.js';
 import { evaluateSymExpr, parseSymExpr, printSymExpr, symbolsIn } from '../src/frontend/pytorch/sym-expr.js';
 import { runOrt } from './helpers/ort.js';
 import { tempDir } from './helpers/temp.js';
+import { kilnError } from './helpers/errors.js';
 
 const int64 = (shape: number[], values: number[]): Tensor => ({
   dtype: 'int64',
@@ -50,17 +51,6 @@ const attentionLike = buildModel({
     c4: int64([1], [4]),
   },
 });
-
-async function kilnError(f: () => unknown): Promise<KilnError> {
-  try {
-    await f();
-  } catch (e) {
-    if (!(e instanceof KilnError)) throw e;
-    expect(e.hint).toBeTruthy();
-    return e;
-  }
-  throw new Error('expected a KilnError');
-}
 
 /** Compiles with `options`, runs at the compiled shapes, and compares with ONNX Runtime on the symbolic model. */
 async function matchesOrt(options: Parameters<typeof compile>[1], batch: number, seq: number) {

@@ -7,13 +7,14 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { strToU8, zipSync } from 'fflate';
-import { compile, KilnError, load, type Tensor } from '../src/index.js';
+import { compile, load, type Tensor } from '../src/index.js';
 import { compareTensors } from '../src/conformance/compare.js';
 import { readNpy } from '../src/cli/tensor-files.js';
 import { printFunc } from '../src/relay-ir/printer.js';
 import { importPt2 } from '../src/frontend/pytorch/import.js';
 import { supportedAtenOps } from '../src/frontend/pytorch/converter.js';
 import { tempDir } from './helpers/temp.js';
+import { kilnError } from './helpers/errors.js';
 
 const sizes = (s: number[]) => s.map((d) => ({ as_int: d }));
 const meta = (shape: number[], strides: number[], offset = 0) => ({
@@ -114,18 +115,6 @@ function tinyFiles(edit: (p: Program) => void = () => {}): Record<string, Uint8A
   };
 }
 const tinyArchive = (edit?: (p: Program) => void) => zipSync(tinyFiles(edit));
-
-/** The KilnError `f` throws (a TypeError or no error fails the test). */
-async function kilnError(f: () => unknown): Promise<KilnError> {
-  try {
-    await f();
-  } catch (e) {
-    if (!(e instanceof KilnError)) throw e;
-    expect(e.hint).toBeTruthy();
-    return e;
-  }
-  throw new Error('expected a KilnError');
-}
 
 describe('torch.export .pt2 reader', () => {
   it('rebuilds views of a shared storage and converts the graph', async () => {
