@@ -167,10 +167,13 @@ MODELS = {
     "bert_small": lambda: bert(16, 12),
     # bert_small exported with dynamic batch and sequence axes (its Reshapes read sizes from Shape chains)
     "bert_dynamic": lambda: bert(16, 12),
+    # resnet18_small exported with a dynamic batch axis
+    "resnet18_dynamic": lambda: torchvision_model("resnet18", 32),
 }
 DYNAMIC_AXES = {
     "bert_dynamic": {n: {0: "batch", 1: "sequence"} for n in ("input_ids", "attention_mask", "last_hidden_state")},
     "gpt2": {n: {0: "batch", 1: "sequence"} for n in ("input_ids", "logits")},
+    "resnet18_dynamic": {n: {0: "batch"} for n in ("input", "output")},
 }
 
 

@@ -1,5 +1,13 @@
 // Kiln's public API: compile ONNX models ahead of time, load artifacts with the runtime.
-export { compile, importAndOptimize, type CompileOptions, type CompileResult } from './compiler/compile.js';
+export {
+  compile,
+  compileGraph,
+  importAndOptimize,
+  specializeGraph,
+  type CompileOptions,
+  type CompileResult,
+  type OptimizedGraph,
+} from './compiler/compile.js';
 export { load, type LoadOptions, type LoadedModel } from './node/runtime.js';
 export { KilnError, type KilnErrorCode } from './runtime/errors.js';
 export type { Tensor } from './runtime/tensor.js';

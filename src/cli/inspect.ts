@@ -1,7 +1,9 @@
 // kiln inspect MODEL.onnx --level graph|fused|te|loop|wasm|wgsl|ptx [--kernel N]   print an IR level
 // kiln inspect MODEL.onnx --level loop [--target T] [--after PASS]     the loop IR T's backend emits, or after PASS
 // kiln inspect ARTIFACT.kiln                                            print the artifact's header summary
-import { compile } from '../compiler/compile.js';
+import { compile, importAndOptimize } from '../compiler/compile.js';
+import { fuseOps } from '../relay-ir/passes/fuse-ops.js';
+import { withDimRanges } from '../relay-ir/sym-dim.js';
 import { printKernelTE } from '../compiler/kernel.js';
 import { printFunc } from '../relay-ir/printer.js';
 import { printPrimFunc } from '../schedule/loop-ir.js';
@@ -72,6 +74,13 @@ export async function inspectCommand(
     console.log(printWebGpuSection(header.webgpu!, kernel !== undefined ? [kernel] : undefined));
     return 0;
   }
+  if (level === 'graph' || level === 'fused') {
+    // graph levels need no kernels, so they print for models with symbolic dims too
+    const opts = compileOptions(path, v);
+    const { graph, dimRanges } = importAndOptimize(bytes, opts);
+    console.log(printFunc(level === 'graph' ? graph : withDimRanges(dimRanges, () => fuseOps(graph))));
+    return 0;
+  }
   const r = await compile(bytes, compileOptions(path, v));
   // the loop IR of a GPU target is its own kernels' (numbered as in its section)
   const kernels = level === 'loop' && target !== 'wasm' ? r.gpuKernels : r.program.kernels;
@@ -94,12 +103,6 @@ export async function inspectCommand(
       console.log(mod.ptx);
       break;
     }
-    case 'graph':
-      console.log(printFunc(r.graph));
-      break;
-    case 'fused':
-      console.log(printFunc(r.fused));
-      break;
     case 'te':
       for (const k of pick)
         console.log(`// kernel ${kernels[k].prim.name}: ${kernels[k].ops.join(' + ')}\n${printKernelTE(kernels[k])}`);

@@ -13,6 +13,7 @@ import { eliminateDeadCode } from '../relay-ir/passes/simplify.js';
 import { fuseGelu } from '../relay-ir/passes/fuse-gelu.js';
 import { distinctOutputs } from '../relay-ir/passes/distinct-outputs.js';
 import { fuseOps } from '../relay-ir/passes/fuse-ops.js';
+import { specializeDims } from '../relay-ir/passes/specialize-dims.js';
 import { packWeights } from '../relay-ir/passes/pack-weights.js';
 import { explicitConvPadding } from '../relay-ir/passes/explicit-padding.js';
 import { winogradConv } from '../relay-ir/passes/winograd-conv.js';
@@ -22,6 +23,7 @@ import { importPt2 } from '../frontend/pytorch/import.js';
 import { type ModelFormat, detectFormat } from '../frontend/detect.js';
 import { externalDataReader } from './external-data.js';
 import { evaluateCall } from './evaluate.js';
+import { interpretSymbolic } from './te-interpreter.js';
 import { type Program, type ProgramOptions, buildProgram } from './program.js';
 import { writeArtifact } from './artifact-writer.js';
 import { type GpuSectionOptions, buildWebGpuSection } from './webgpu-program.js';
@@ -33,6 +35,7 @@ import { verifyFunc } from '../relay-ir/verify.js';
 import { debugSwitch } from '../util/debug.js';
 import type { SmTarget } from '../codegen/ptx/codegen.js';
 import type { DimOptions } from '../frontend/dims.js';
+import { type DimRanges, withDimRanges } from '../relay-ir/sym-dim.js';
 
 export interface CompileOptions {
   /** The model file's format: 'onnx' (ModelProto) or 'pt2' (torch.export.save); detected from the bytes when absent. */
@@ -50,7 +53,8 @@ export interface CompileOptions {
   inputShapes?: Record<string, number[]>;
   /**
    * Sizes of the model's symbolic input dims by name, e.g. `{ batch: 1, sequence: 128 }`: ONNX dim_params,
-   * unnamed dims as `<input>_d<i>`, torch.export's `s0`, `s1`... (ranges `[lo, hi]` are not supported yet).
+   * unnamed dims as `<input>_d<i>`, torch.export's `s0`, `s1`... A range `[lo, hi]` keeps an ONNX dim symbolic
+   * through the graph IR (importAndOptimize, specializeGraph); kernels still need every dim fixed.
    */
   dims?: DimOptions;
   /** Input values the compiler may bake in where an operator needs them at compile time. */
@@ -94,7 +98,7 @@ export interface CompileResult {
  */
 export const graphPasses = (
   opts: Pick<CompileOptions, 'target' | 'winograd'> = {},
-  folder = new ConstantFolder(evaluateCall),
+  folder = new ConstantFolder(evaluateCall, interpretSymbolic),
 ): Pass[] => [
   { name: 'eliminate-dead-code', run: eliminateDeadCode },
   { name: 'fold-constants', run: (f) => folder.fold(f) },
@@ -120,13 +124,13 @@ export const graphPasses = (
 export function importAndOptimize(
   modelBytes: Uint8Array,
   opts: CompileOptions = {},
-): { graph: FuncNode; outputNames: string[]; specialized: string[]; opset: number } {
+): { graph: FuncNode; outputNames: string[]; specialized: string[]; opset: number; dimRanges: DimRanges } {
   if (!['wasm', 'webgpu', 'cuda'].includes(opts.target ?? 'wasm')) {
     throw new KilnError('E_UNSUPPORTED', `target '${opts.target}' is not available yet`, {
       hint: "use target 'wasm', 'webgpu' or 'cuda'",
     });
   }
-  const folder = new ConstantFolder(evaluateCall);
+  const folder = new ConstantFolder(evaluateCall, interpretSymbolic);
   const imported =
     detectFormat(modelBytes, opts.format) === 'pt2'
       ? importPt2(modelBytes, { inputShapes: opts.inputShapes, dims: opts.dims, specialize: opts.specialize })
@@ -136,23 +140,69 @@ export function importAndOptimize(
           dims: opts.dims,
           specialize: opts.specialize,
           fold: (e: GExpr) => folder.value(e) ?? e,
+          symbolic: (e: GExpr) => folder.symbolic(e),
         });
   const dump = opts.dump;
   dump?.('graph:import', printFunc(imported.func));
   // KILN_DEBUG=verify: the graph verified as imported and after every pass
   const verify = debugSwitch('verify') ? (f: FuncNode, where: string) => verifyFunc(f, { where }) : undefined;
-  verify?.(imported.func, 'as imported');
-  const graph = runPasses(imported.func, graphPasses(opts, folder), (name, f) => {
-    verify?.(f, `after ${name}`);
-    dump?.(`graph:${name}`, printFunc(f));
+  const dimRanges: DimRanges = 'dimRanges' in imported ? (imported.dimRanges as DimRanges) : new Map();
+  const graph = withDimRanges(dimRanges, () => {
+    verify?.(imported.func, 'as imported');
+    return runPasses(imported.func, graphPasses(opts, folder), (name, f) => {
+      verify?.(f, `after ${name}`);
+      dump?.(`graph:${name}`, printFunc(f));
+    });
   });
-  return { graph, outputNames: imported.outputNames, specialized: imported.specialized, opset: imported.opset };
+  return {
+    graph,
+    outputNames: imported.outputNames,
+    specialized: imported.specialized,
+    opset: imported.opset,
+    dimRanges,
+  };
 }
 
+/** The optimized graph of a model, as importAndOptimize gives it. */
+export type OptimizedGraph = ReturnType<typeof importAndOptimize>;
+
 export async function compile(modelBytes: Uint8Array, opts: CompileOptions = {}): Promise<CompileResult> {
-  const { graph, outputNames, specialized, opset } = importAndOptimize(modelBytes, opts);
-  const fused = fuseOps(graph);
-  if (debugSwitch('verify')) verifyFunc(fused, { where: 'after fuse-ops', fused: true });
+  return compileGraph(importAndOptimize(modelBytes, opts), opts);
+}
+
+/**
+ * The optimized graph of a model imported with symbolic dims, made the graph of one size: the symbols bound to
+ * `values` (relay-ir/passes/specialize-dims.ts) and the graph passes run again, so what now depends on sizes alone
+ * folds. Symbols left out stay symbolic.
+ */
+export function specializeGraph(
+  g: OptimizedGraph,
+  values: Readonly<Record<string, number>>,
+  opts: Pick<CompileOptions, 'target' | 'winograd'> = {},
+): OptimizedGraph {
+  const bound = new Map(Object.entries(values));
+  for (const [s, v] of bound) {
+    const r = g.dimRanges.get(s);
+    if (r && !(v >= r[0] && v <= r[1]))
+      throw new KilnError('E_INPUT', `dim '${s}' = ${v} is outside its range ${r[0]}..${r[1]}`, {
+        hint: 'give a size inside the range the model was compiled for',
+      });
+  }
+  const dimRanges = new Map([...g.dimRanges].filter(([s]) => !bound.has(s)));
+  const graph = withDimRanges(dimRanges, () => runPasses(specializeDims(g.graph, bound), graphPasses(opts)));
+  return { ...g, graph, dimRanges };
+}
+
+/** Back half: optimized graph IR -> fused kernels -> artifact. */
+export async function compileGraph(
+  { graph, outputNames, specialized, opset, dimRanges }: OptimizedGraph,
+  opts: CompileOptions = {},
+): Promise<CompileResult> {
+  const fused = withDimRanges(dimRanges, () => {
+    const f = fuseOps(graph);
+    if (debugSwitch('verify')) verifyFunc(f, { where: 'after fuse-ops', fused: true });
+    return f;
+  });
   opts.dump?.('fused', printFunc(fused));
   const program = buildProgram(fused, { optimize: opts.optimize, outputNames, traceFor: opts.traceFor });
   const gpuTuned: string[] = [];

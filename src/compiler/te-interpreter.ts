@@ -13,7 +13,20 @@ import { UNARY_MATH, type UnaryMathFn } from '../runtime/math.js';
 import { type Tensor, sizeOf } from '../runtime/tensor.js';
 import type { CallNode } from '../relay-ir/expr.js';
 import type { OpSpec } from '../relay-ir/op.js';
-import { staticShape } from '../relay-ir/types.js';
+import { type Dim, staticShape } from '../relay-ir/types.js';
+import {
+  dimAdd,
+  dimBounds,
+  dimEquals,
+  dimExactDiv,
+  dimFloorDiv,
+  dimMax,
+  dimMin,
+  dimMod,
+  dimMul,
+  dimProvedLE,
+  dimSub,
+} from '../relay-ir/sym-dim.js';
 import { type BinOp, type Buf, type Expr, type UnOp, type Var, reduceInit } from '../tensor-expr/expr.js';
 import { getOpDef } from '../tensor-expr/op-def.js';
 import { type Tensor as TeTensor, placeholder } from '../tensor-expr/tensor.js';
@@ -28,7 +41,11 @@ import '../tensor-expr/ops/index.js';
  */
 export const MAX_INTERPRETED_WORK = 4096;
 
-type Val = number | bigint;
+/** A symbolic integer: a shape value that depends on the model's symbolic dims (relay-ir/sym-dim.ts). */
+class Sym {
+  constructor(readonly dim: string) {}
+}
+type Val = number | bigint | Sym;
 type Env = Val[];
 type Fn = (env: Env) => Val;
 
@@ -62,15 +79,60 @@ export function interpretCall(
   if (out.dtype !== call.type.dtype || out.shape.some((d, i) => d !== shape[i])) return undefined;
   const stages = topoComputes([out]);
   if (stages.reduce((n, t) => n + sizeOf(t.shape) * (1 + work(t.body!)), 0) > maxWork) return undefined;
-  const data = new Map<Buf, TypedArray>(inputs.map((p, i) => [p, args[i].data]));
+  const data = new Map<Buf, ArrayLike<Val>>(inputs.map((p, i) => [p, args[i].data as ArrayLike<Val>]));
   try {
     for (const t of stages) data.set(t, materialize(t, data));
   } catch (e) {
     if (e instanceof Declined) return undefined;
     throw e;
   }
-  return { dtype: out.dtype, shape, data: data.get(out)! };
+  return { dtype: out.dtype, shape, data: data.get(out) as TypedArray };
 }
+
+/**
+ * The call's value where its integer arguments may hold symbolic dims (a Shape of a tensor with symbolic dims, and
+ * arithmetic on it): the elements as dims, or undefined where a value cannot be told without the symbols' values
+ * (a comparison the ranges do not decide, an index or a float that depends on a symbol) or the interpreter declines.
+ */
+export function interpretSymbolic(
+  call: CallNode & { op: OpSpec },
+  args: readonly SymbolicTensor[],
+  maxWork = MAX_INTERPRETED_WORK,
+): Dim[] | undefined {
+  const shape = staticShape(call.type);
+  const inputs = args.map((a, i) => placeholder(`in${i}`, a.shape, a.dtype));
+  let out: TeTensor;
+  try {
+    out = getOpDef(call.op.name).compute(inputs, call.attrs, { ...call.type, shape });
+  } catch {
+    return undefined;
+  }
+  if (out.kind === 'placeholder') return [...args[inputs.indexOf(out)].values];
+  if (out.dtype !== call.type.dtype || out.shape.some((d, i) => d !== shape[i])) return undefined;
+  const stages = topoComputes([out]);
+  if (stages.reduce((n, t) => n + sizeOf(t.shape) * (1 + work(t.body!)), 0) > maxWork) return undefined;
+  const data = new Map<Buf, ArrayLike<Val>>(
+    inputs.map((p, i) => [p, args[i].values.map((v) => (typeof v === 'string' ? new Sym(v) : valOf(v, p.dtype)))]),
+  );
+  try {
+    for (const t of stages) data.set(t, materialize(t, data, true));
+  } catch (e) {
+    if (e instanceof Declined) return undefined;
+    throw e;
+  }
+  return Array.from(data.get(out)!, (v) => (v instanceof Sym ? v.dim : Number(v)));
+}
+
+/** A small integer tensor whose elements are dims: numbers, or symbolic dims' texts. */
+export interface SymbolicTensor {
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+  readonly values: readonly Dim[];
+}
+
+/** A number as a value of dtype `t` (int64 values beyond 2^53 arrive rounded: saturate, never wrap). */
+const valOf = (v: number, t: DType): Val =>
+  !isWide(t) ? v : v >= 2 ** 63 ? (1n << 63n) - 1n : v <= -(2 ** 63) ? -(1n << 63n) : BigInt(v);
 
 /** Element evaluations a body's reductions add per element. */
 function work(e: Expr): number {
@@ -91,11 +153,13 @@ function work(e: Expr): number {
   }
 }
 
-function materialize(t: TeTensor, data: ReadonlyMap<Buf, TypedArray>): TypedArray {
+type Data = ReadonlyMap<Buf, ArrayLike<Val>>;
+
+function materialize(t: TeTensor, data: Data, symbolic = false): ArrayLike<Val> {
   const slots = new Map<Var, number>();
   t.axes.forEach((a, i) => slots.set(a.v, i));
-  const body = compile(t.body!, slots, data);
-  const out = new ARRAY[t.dtype](sizeOf(t.shape));
+  const body = compile(t.body!, slots, data, symbolic);
+  const out = symbolic ? new Array<Val>(sizeOf(t.shape)) : new ARRAY[t.dtype](sizeOf(t.shape));
   const env: Env = new Array(slots.size).fill(0);
   const rank = t.shape.length;
   for (let flat = 0; flat < out.length; flat++) {
@@ -108,8 +172,11 @@ function materialize(t: TeTensor, data: ReadonlyMap<Buf, TypedArray>): TypedArra
   return out;
 }
 
-/** `e` as a JavaScript function of the variables' values (each variable in its slot). */
-function compile(e: Expr, slots: Map<Var, number>, data: ReadonlyMap<Buf, TypedArray>): Fn {
+/**
+ * `e` as a JavaScript function of the variables' values (each variable in its slot). `symbolic`: values may be
+ * symbolic integers, which integer arithmetic carries along and comparisons decide from the symbols' ranges.
+ */
+function compile(e: Expr, slots: Map<Var, number>, data: Data, symbolic = false): Fn {
   const go = (x: Expr): Fn => {
     switch (x.k) {
       case 'const': {
@@ -127,18 +194,31 @@ function compile(e: Expr, slots: Map<Var, number>, data: ReadonlyMap<Buf, TypedA
           return decline(`a ${x.buf.name} index is not 32-bit`);
         return loadFn(x.buf, x.idx.map(go), data);
       case 'cast':
-        return castFn(go(x.a), x.a.dtype, x.dtype);
+        return symbolic
+          ? symbolicUnary(go(x.a), castFn(ARG, x.a.dtype, x.dtype), (v) => symCast(v, x.dtype))
+          : castFn(go(x.a), x.a.dtype, x.dtype);
       case 'select': {
         // only the chosen arm, as the kernels do where an arm may trap
         const c = go(x.c),
           a = go(x.a),
           b = go(x.b);
-        return (env) => (c(env) ? a(env) : b(env));
+        return (env) => {
+          const cond = c(env);
+          if (cond instanceof Sym) return decline('a condition on a symbolic value');
+          return cond ? a(env) : b(env);
+        };
       }
       case 'un':
-        return unaryFn(x.op, go(x.a), x.a.dtype, x.dtype);
-      case 'bin':
-        return binaryFn(x.op, go(x.a), go(x.b), x.a.dtype);
+        return symbolic
+          ? symbolicUnary(go(x.a), unaryFn(x.op, ARG, x.a.dtype, x.dtype), (v) => symUnary(x.op, v))
+          : unaryFn(x.op, go(x.a), x.a.dtype, x.dtype);
+      case 'bin': {
+        if (!symbolic) return binaryFn(x.op, go(x.a), go(x.b), x.a.dtype);
+        const f = symbolicBinary(x.op, x.a.dtype),
+          a = go(x.a),
+          b = go(x.b);
+        return (env) => f(a(env), b(env));
+      }
       case 'reduce': {
         // the kernels associate float sums and products their own way (vector lanes, tiles), so the last bits
         // follow the schedule: those stay with the WebAssembly path
@@ -146,7 +226,8 @@ function compile(e: Expr, slots: Map<Var, number>, data: ReadonlyMap<Buf, TypedA
         const base = slots.size;
         x.axes.forEach((a, i) => slots.set(a.v, base + i));
         const body = go(x.body);
-        const combine = binaryOp(x.op === 'sum' ? 'add' : x.op === 'prod' ? 'mul' : x.op, x.dtype);
+        const combineOp = x.op === 'sum' ? 'add' : x.op === 'prod' ? 'mul' : x.op;
+        const combine = symbolic ? symbolicBinary(combineOp, x.dtype) : binaryOp(combineOp, x.dtype);
         const init = go(reduceInit(x.op, x.dtype))([]);
         const extents = x.axes.map((a) => a.extent);
         if (extents.some((n) => n === 0)) return () => init;
@@ -168,11 +249,10 @@ function compile(e: Expr, slots: Map<Var, number>, data: ReadonlyMap<Buf, TypedA
   return go(e);
 }
 
-function loadFn(buf: Buf, idx: Fn[], data: ReadonlyMap<Buf, TypedArray>): Fn {
-  const arr = data.get(buf);
-  if (!arr) return decline(`load of ${buf.name}, which has no value`);
+function loadFn(buf: Buf, idx: Fn[], data: Data): Fn {
+  const at = data.get(buf);
+  if (!at) return decline(`load of ${buf.name}, which has no value`);
   const strides = buf.shape.map((_, d) => sizeOf(buf.shape.slice(d + 1)));
-  const at = arr as unknown as ArrayLike<Val>;
   return (env) => {
     let flat = 0;
     for (let d = 0; d < idx.length; d++) flat += (idx[d](env) as number) * strides[d];
@@ -555,4 +635,89 @@ function unaryFn(op: UnOp, a: Fn, from: DType, t: DType): Fn {
     }
   })();
   return (env) => f(a(env) as number);
+}
+
+// --- symbolic integers ------------------------------------------------------------------------------------------
+
+/** The operand of a value-level function built from a Fn-level one (castFn, unaryFn) for symbolicUnary. */
+const ARG: Fn = (env) => env[0];
+
+/** `a` through `concrete` (a function of ARG) or, where `a` gives a symbolic value, through `sym`. */
+function symbolicUnary(a: Fn, concrete: Fn, sym: (v: Sym) => Val): Fn {
+  return (env) => {
+    const v = a(env);
+    return v instanceof Sym ? sym(v) : concrete([v]);
+  };
+}
+
+const dimOf = (v: Val): Dim => (v instanceof Sym ? v.dim : Number(v));
+/** A dim as a value of dtype `t`. */
+const fromDim = (d: Dim, t: DType): Val => (typeof d === 'string' ? new Sym(d) : valOf(d, t));
+const nonNegative = (d: Dim) => dimBounds(d)[0] >= 0;
+
+function symCast(v: Sym, to: DType): Val {
+  if (to === 'bool') {
+    if (dimProvedLE(1, v.dim)) return 1;
+    return decline(`${v.dim} != 0 is not decided`);
+  }
+  return isFloat(to) ? decline(`a float from the symbolic ${v.dim}`) : v;
+}
+
+function symUnary(op: UnOp, v: Sym): Val {
+  if (op === 'neg') return fromDim(dimSub(0, v.dim), 'int32');
+  if (op === 'abs' || op === 'floor' || op === 'ceil' || op === 'round')
+    return op !== 'abs' || nonNegative(v.dim) ? v : decline(`abs(${v.dim})`);
+  return decline(`${op} of the symbolic ${v.dim}`);
+}
+
+/** `op` on values of dtype `t` of which either may be symbolic. */
+function symbolicBinary(op: BinOp, t: DType): (x: Val, y: Val) => Val {
+  const concrete = binaryOp(op, t);
+  return (x, y) => {
+    if (!(x instanceof Sym || y instanceof Sym)) return concrete(x, y);
+    if (isFloat(t)) return decline(`${op} on a symbolic ${t}`);
+    const a = dimOf(x),
+      b = dimOf(y);
+    const cmp = (holds: boolean, fails: boolean) => (holds ? 1 : fails ? 0 : decline(`${a} ${op} ${b} is not decided`));
+    const divisor = () => (typeof b === 'number' && b > 0 ? b : decline(`division of ${a} by ${b}`));
+    switch (op) {
+      case 'add':
+        return fromDim(dimAdd(a, b), t);
+      case 'sub':
+        return fromDim(dimSub(a, b), t);
+      case 'mul':
+        return fromDim(dimMul(a, b), t);
+      case 'div':
+      case 'floordiv': {
+        if (op === 'div' && !nonNegative(a)) return decline(`truncating division of ${a}`);
+        const exact = typeof b === 'string' ? dimExactDiv(a, b) : undefined;
+        return fromDim(exact ?? dimFloorDiv(a, divisor()), t);
+      }
+      case 'mod':
+      case 'floormod':
+        if (op === 'mod' && !nonNegative(a)) return decline(`remainder of ${a}`);
+        return fromDim(dimMod(a, divisor()), t);
+      case 'min':
+        return fromDim(dimMin(a, b), t);
+      case 'max':
+        return fromDim(dimMax(a, b), t);
+      case 'eq':
+      case 'ne': {
+        const [lo, hi] = dimBounds(dimSub(a, b));
+        const same = dimEquals(a, b),
+          differ = lo > 0 || hi < 0;
+        return op === 'eq' ? cmp(same, differ) : cmp(differ, same);
+      }
+      case 'lt':
+        return cmp(dimProvedLE(dimAdd(a, 1), b), dimProvedLE(b, a));
+      case 'le':
+        return cmp(dimProvedLE(a, b), dimProvedLE(dimAdd(b, 1), a));
+      case 'gt':
+        return cmp(dimProvedLE(dimAdd(b, 1), a), dimProvedLE(a, b));
+      case 'ge':
+        return cmp(dimProvedLE(b, a), dimProvedLE(dimAdd(a, 1), b));
+      default:
+        return decline(`${op} on the symbolic ${a}`);
+    }
+  };
 }

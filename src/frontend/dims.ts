@@ -27,16 +27,22 @@ export function inputSymbols(inputs: readonly DeclaredInput[]): Map<string, stri
   return symbols;
 }
 
+/** What the options say of the symbols: a value for those they fix, a range for those left symbolic. */
+export interface BoundSymbols {
+  readonly values: Map<string, number>;
+  readonly ranges: Map<string, readonly [number, number]>;
+}
+
 /**
- * The value of each symbol that the options fix: from `dims`, and from the `inputShapes` entries of inputs that
- * declare the symbol. Unknown names, malformed values and disagreements are E_INPUT; a range is E_UNSUPPORTED
- * until kernels take their extents at run time.
+ * The value of each symbol that the options fix (from `dims`, and from the `inputShapes` entries of inputs that
+ * declare the symbol) and the range of each that `dims` bounds. Unknown names, malformed values and disagreements
+ * are E_INPUT.
  */
 export function bindSymbols(
   inputs: readonly DeclaredInput[],
   dims: DimOptions | undefined,
   inputShapes: Readonly<Record<string, readonly number[]>> | undefined,
-): Map<string, number> {
+): BoundSymbols {
   const symbols = inputSymbols(inputs);
   if (dims !== undefined && (typeof dims !== 'object' || dims === null || Array.isArray(dims)))
     throw new KilnError('E_INPUT', 'dims must map dim names to values', { hint: 'e.g. { batch: 1, sequence: 128 }' });
@@ -44,6 +50,7 @@ export function bindSymbols(
     ? `the model's symbolic dims are ${[...symbols].map(([s, where]) => `'${s}' (${where})`).join(', ')}`
     : 'the model has no symbolic input dims';
   const bound = new Map<string, { value: number; from: string }>();
+  const ranges = new Map<string, readonly [number, number]>();
   const bind = (symbol: string, value: number, from: string) => {
     const was = bound.get(symbol);
     if (was && was.value !== value)
@@ -63,24 +70,26 @@ export function bindSymbols(
         hint: `give a whole number >= 0 or a range lo <= hi: --dim ${name}=8 or --dim ${name}=1..16 (API: { ${name}: 8 } or { ${name}: [1, 16] })`,
       });
     const [lo, hi] = range ? (range as [number, number]) : [value as number, value as number];
-    if (lo !== hi)
-      throw new KilnError(
-        'E_UNSUPPORTED',
-        `dims['${name}'] is the range ${lo}..${hi}: kernels that take sizes at run time are not built yet`,
-        {
-          hint: `fix the dim to the size you will run: --dim ${name}=N (API: dims: { ${name}: N }), one build per size`,
-        },
-      );
-    bind(name, lo, `dims['${name}']`);
+    if (lo === hi) bind(name, lo, `dims['${name}']`);
+    else ranges.set(name, [lo, hi]);
   }
   for (const vi of inputs) {
     const given = inputShapes?.[vi.name];
     if (!given || given.length !== vi.dims.length) continue; // rank mismatches are the input-shape check's
     vi.dims.forEach((d, i) => {
-      if (typeof d === 'string') bind(d, given[i], `inputShapes['${vi.name}'] (dim ${i})`);
+      if (typeof d !== 'string') return;
+      const r = ranges.get(d);
+      if (r && (given[i] < r[0] || given[i] > r[1]))
+        throw new KilnError(
+          'E_INPUT',
+          `inputShapes['${vi.name}'] gives dim ${i} ('${d}') the size ${given[i]}, outside dims['${d}'] = ${r[0]}..${r[1]}`,
+          { hint: 'give a size inside the range, or widen the range' },
+        );
+      bind(d, given[i], `inputShapes['${vi.name}'] (dim ${i})`);
     });
   }
-  return new Map([...bound].map(([s, b]) => [s, b.value]));
+  for (const s of bound.keys()) ranges.delete(s); // an input shape that fixes a ranged symbol wins
+  return { values: new Map([...bound].map(([s, b]) => [s, b.value])), ranges };
 }
 
 /** The E_DYNAMIC hint for inputs whose dims are still symbolic: the flag that fixes each. */

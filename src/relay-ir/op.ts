@@ -1,8 +1,5 @@
-// The graph IR's view of an operator: name, fusion pattern kind and type rule. Operators register themselves
-// here from their single definition in src/tensor-expr/ops (which adds the compute).
-import type { Tensor } from '../runtime/tensor.js';
 import { KilnError } from '../runtime/errors.js';
-import type { TensorType } from './types.js';
+import type { Dim, TensorType } from './types.js';
 
 /** TVM's op-pattern kinds: fusion rules compare them (lower is easier to fuse). */
 export enum OpPattern {
@@ -14,7 +11,8 @@ export enum OpPattern {
   Opaque = 8,
 }
 
-export type AttrValue = number | string | boolean | readonly number[] | readonly string[] | null;
+/** Attribute values; a list of dims (numbers and symbolic dims' texts) is a shape that depends on symbolic dims. */
+export type AttrValue = number | string | boolean | readonly number[] | readonly string[] | readonly Dim[] | null;
 export type Attrs = Readonly<Record<string, AttrValue>>;
 
 export interface OpSpec {
@@ -22,8 +20,11 @@ export interface OpSpec {
   readonly pattern: OpPattern;
   /** Output type from argument types and attributes; throws KilnError('E_SHAPE') on a mismatch. */
   readonly inferType: (args: readonly TensorType[], attrs: Attrs) => TensorType;
-  /** A value known from types alone (Shape, Size): lets constant folding skip evaluating the argument. */
-  readonly foldFromType?: (args: readonly TensorType[], attrs: Attrs) => Tensor | undefined;
+  /**
+   * The elements of an int64 value known from types alone (Shape, Size), symbolic where the dims are: constant
+   * folding and symbolic shape arithmetic take it without evaluating the argument.
+   */
+  readonly dimsFromType?: (args: readonly TensorType[], attrs: Attrs) => Dim[];
 }
 
 const registry = new Map<string, OpSpec>();

@@ -4,7 +4,7 @@ import { KilnError } from '../../runtime/errors.js';
 import type { Tensor } from '../../runtime/tensor.js';
 import type { GExpr } from '../../relay-ir/expr.js';
 import type { AttrValue } from '../../relay-ir/op.js';
-import type { TensorType } from '../../relay-ir/types.js';
+import type { Dim, TensorType } from '../../relay-ir/types.js';
 import type { OnnxAttr } from './attributes.js';
 
 export interface ConvertCtx {
@@ -30,6 +30,11 @@ export interface ConvertCtx {
   constant(t: Tensor): GExpr;
   /** The value of `e`, which must be computable at compile time (constant folding runs here). */
   constValue(e: GExpr, what: string): Tensor;
+  /**
+   * The elements of a shape-like integer input as dims: numbers where known at compile time, symbolic dims where
+   * they follow from the model's symbolic dims (a Shape -> Gather -> Concat chain); else E_DYNAMIC.
+   */
+  dims(e: GExpr, what: string): Dim[];
   unsupported(what: string): never;
 }
 

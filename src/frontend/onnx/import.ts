@@ -29,6 +29,8 @@ import {
   runtimeInputs,
 } from './validate.js';
 import { type DimOptions, bindSymbols, fixDimsHint } from '../dims.js';
+import type { SymbolicValue } from '../../relay-ir/passes/fold-constant.js';
+import { type DimRanges, withDimRanges } from '../../relay-ir/sym-dim.js';
 import '../../tensor-expr/ops/index.js';
 import './ops/index.js';
 
@@ -51,6 +53,8 @@ export interface ImportOptions {
    * overlapping expressions node after node, so it should remember what it has folded.
    */
   fold: (e: GExpr) => GExpr;
+  /** A small integer expression's elements as dims, symbolic where they depend on symbolic dims (the folder's). */
+  symbolic?: (e: GExpr) => SymbolicValue | undefined;
 }
 
 export interface ImportedModel {
@@ -60,6 +64,8 @@ export interface ImportedModel {
   /** Inputs whose values were baked in through `specialize`. */
   specialized: string[];
   producer: string;
+  /** The ranges the options gave the symbols that stay symbolic. */
+  dimRanges: DimRanges;
 }
 
 export function decodeModel(bytes: Uint8Array): ModelProto {
@@ -117,7 +123,21 @@ export function importOnnx(bytes: Uint8Array, opts: ImportOptions): ImportedMode
   // the whole graph is checked before any node is converted (src/frontend/onnx/validate.ts)
   checkInputOptions(graph, opts.inputShapes, opts.specialize);
   checkDeclaredDims(graph, opts.inputShapes);
-  const symbolValues = bindSymbols(runtimeInputs(graph).map(declaredInput), opts.dims, opts.inputShapes);
+  const { values: symbolValues, ranges } = bindSymbols(
+    runtimeInputs(graph).map(declaredInput),
+    opts.dims,
+    opts.inputShapes,
+  );
+  return withDimRanges(ranges, () => ({ ...convertGraph(model, opset, symbolValues, opts), dimRanges: ranges }));
+}
+
+function convertGraph(
+  model: ModelProto,
+  opset: number,
+  symbolValues: ReadonlyMap<string, number>,
+  opts: ImportOptions,
+): Omit<ImportedModel, 'dimRanges'> {
+  const graph = model.graph!;
   const nodes = checkStructure(graph);
   checkSupport(model, opset);
   const values = new Map<string, GExpr>();
@@ -248,6 +268,11 @@ function convertNode(
     }
     return a.value as T;
   };
+  const notKnown = (what: string): never => {
+    throw new KilnError('E_DYNAMIC', `${what} must be known at compile time`, {
+      hint: 'Kiln compiles ahead of time: feed it from an initializer or a shape computation, or pass the input value with the specialize option (kiln compile --specialize name=file.pb)',
+    });
+  };
   const ctx: ConvertCtx = {
     opType: node.opType,
     name: nodeName,
@@ -269,14 +294,16 @@ function convertNode(
     string: (name, d) => get(name, 'string', d),
     call: (op, args, a = {}) => gcall(getOp(op), args, a as Record<string, AttrValue>, [nodeName]),
     constant: (t) => gconst(t),
+    dims(e, what) {
+      const f = fold(e);
+      if (f.kind === 'const') return Array.from(f.value.data as ArrayLike<number | bigint>, Number);
+      const s = opts.symbolic?.(e);
+      if (s) return [...s.values];
+      return notKnown(what);
+    },
     constValue(e, what) {
       const f = fold(e);
-      if (f.kind !== 'const') {
-        throw new KilnError('E_DYNAMIC', `${what} must be known at compile time`, {
-          hint: 'Kiln compiles ahead of time: feed it from an initializer or a shape computation, or pass the input value with the specialize option (kiln compile --specialize name=file.pb)',
-        });
-      }
-      return f.value;
+      return f.kind === 'const' ? f.value : notKnown(what);
     },
     unsupported(what) {
       throw new KilnError('E_UNSUPPORTED', `${node.opType}: ${what} is not supported`, {

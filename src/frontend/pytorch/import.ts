@@ -255,7 +255,7 @@ function programSizes(program: ExportedProgramJson, opts: Pt2ImportOptions): Pro
       return e?.k === 'int' ? e.value : e?.k === 'sym' ? e.name : undefined;
     }),
   }));
-  const values = bindSymbols(declared, opts.dims, opts.inputShapes);
+  const { values } = bindSymbols(declared, opts.dims, opts.inputShapes);
   const ranges = program.range_constraints ?? {};
   const rangeText = (r: { min_val?: number | null; max_val?: number | null }) =>
     `${r.min_val ?? 0}..${r.max_val ?? 'inf'}`;

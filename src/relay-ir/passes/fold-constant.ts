@@ -6,12 +6,25 @@
 // then the fold-constants passes fold the graph. It remembers what each node folds to and, for small arguments,
 // what each (operator, attributes, argument values) evaluates to, so each value is computed once however often it
 // is asked for, whatever graph rebuilds happen in between, and however many layers repeat the same shape arithmetic.
-import { type Tensor, sizeOf } from '../../runtime/tensor.js';
+import { type Tensor, sizeOf, tensor } from '../../runtime/tensor.js';
+import { type DType, isFloat } from '../../runtime/dtype.js';
 import { type CallNode, type ConstNode, type FuncNode, type GExpr, gconst, isFuncCall, rewrite } from '../expr.js';
 import type { Attrs, OpSpec } from '../op.js';
-import { type TensorType, isStatic } from '../types.js';
+import { type Dim, type TensorType, isStatic } from '../types.js';
 
 export type Evaluator = (call: CallNode & { op: OpSpec }, args: readonly Tensor[]) => Tensor;
+
+/** A small integer value whose elements are dims: numbers, or symbolic dims (relay-ir/sym-dim.ts). */
+export interface SymbolicValue {
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+  readonly values: readonly Dim[];
+}
+/** Evaluates a call on symbolic values: the result's elements, or undefined where they cannot be told. */
+export type SymbolicEvaluator = (call: CallNode & { op: OpSpec }, args: readonly SymbolicValue[]) => Dim[] | undefined;
+
+/** Symbolic values are shape arithmetic: vectors of a few dims. */
+const MAX_SYMBOLIC_ELEMENTS = 64;
 
 /** Don't materialize folded values larger than this many elements (they would bloat the artifact). */
 const MAX_FOLD_ELEMENTS = 1 << 24;
@@ -26,7 +39,69 @@ export class ConstantFolder {
   /** Results by operator, attributes and argument values. */
   private readonly byValue = new Map<string, ConstNode>();
 
-  constructor(private readonly evaluate: Evaluator) {}
+  /** What each node evaluates to symbolically, or null where it has no such value. */
+  private readonly symbolicKnown = new WeakMap<GExpr, SymbolicValue | null>();
+
+  constructor(
+    private readonly evaluate: Evaluator,
+    private readonly evaluateSymbolic?: SymbolicEvaluator,
+  ) {}
+
+  /**
+   * The value of a small integer `e` whose elements may depend on the model's symbolic dims (a Shape of a tensor
+   * with symbolic dims, and the arithmetic on it that a Reshape or Expand reads), or undefined.
+   */
+  symbolic(e: GExpr): SymbolicValue | undefined {
+    const stack: GExpr[] = [e];
+    while (stack.length) {
+      const n = stack[stack.length - 1];
+      if (this.symbolicKnown.has(n)) {
+        stack.pop();
+        continue;
+      }
+      const t = n.type;
+      const small = t.kind === 'tensor' && isStatic(t) && sizeOf(t.shape as number[]) <= MAX_SYMBOLIC_ELEMENTS;
+      if (
+        !small ||
+        isFloat(t.dtype) ||
+        n.kind === 'var' ||
+        n.kind === 'tuple' ||
+        (n.kind === 'call' && isFuncCall(n))
+      ) {
+        this.symbolicKnown.set(n, null);
+        stack.pop();
+        continue;
+      }
+      const shape = t.shape as number[];
+      const c = this.value(n);
+      if (c) {
+        this.symbolicKnown.set(n, { dtype: t.dtype, shape, values: Array.from(c.value.data, Number) });
+        stack.pop();
+        continue;
+      }
+      const op = n as OpCall;
+      if (op.op.dimsFromType) {
+        const values = op.op.dimsFromType(
+          op.args.map((a) => a.type as TensorType),
+          op.attrs,
+        );
+        this.symbolicKnown.set(n, { dtype: t.dtype, shape, values });
+        stack.pop();
+        continue;
+      }
+      const unknown = op.args.filter((a) => !this.symbolicKnown.has(a));
+      if (unknown.length) {
+        stack.push(...unknown);
+        continue;
+      }
+      const args = op.args.map((a) => this.symbolicKnown.get(a));
+      const values =
+        this.evaluateSymbolic && args.every((a) => a) ? this.evaluateSymbolic(op, args as SymbolicValue[]) : undefined;
+      this.symbolicKnown.set(n, values ? { dtype: t.dtype, shape, values } : null);
+      stack.pop();
+    }
+    return this.symbolicKnown.get(e) ?? undefined;
+  }
 
   /**
    * The value of `e` as a constant when it can be computed at compile time, else undefined. Only what the value
@@ -97,13 +172,15 @@ export class ConstantFolder {
     return body === fn.body ? fn : { ...fn, body };
   }
 
-  /** The value its argument types alone decide, if the operator has such a rule. */
+  /** The value its argument types alone decide, if the operator has such a rule and the dims are numbers. */
   private fromType(n: OpCall): ConstNode | undefined {
-    if (!n.op.foldFromType) return undefined;
-    const types = n.args.map((a) => a.type as TensorType);
-    if (!types.every(isStatic)) return undefined;
-    const v = n.op.foldFromType(types, n.attrs);
-    return v && gconst(v);
+    if (!n.op.dimsFromType || !isStatic(n.type)) return undefined;
+    const dims = n.op.dimsFromType(
+      n.args.map((a) => a.type as TensorType),
+      n.attrs,
+    );
+    if (!dims.every((d) => typeof d === 'number')) return undefined;
+    return gconst(tensor(n.type.dtype, n.type.shape as number[], dims as number[]));
   }
 
   /** The call evaluated on constant arguments (or remembered), if its result is small enough to keep. */

@@ -8,6 +8,7 @@ import { type Expr, constant, int } from '../expr.js';
 import { type Tensor, at, compute } from '../tensor.js';
 import { defineOp } from '../op-def.js';
 import { ints, num, shapeError, staticDims, str } from './common.js';
+import { dimAdd, dimBounds } from '../../relay-ir/sym-dim.js';
 
 const F64 = 'float64';
 const f64 = (v: number): Expr => constant(v, F64);
@@ -31,15 +32,15 @@ defineOp({
   name: 'pad',
   pattern: OpPattern.Injective,
   inferType: ([x], a) => {
-    const shape = staticDims(x, 'pad');
+    const shape = x.shape;
     const pads = ints(a, 'pads'),
       r = shape.length;
     if (pads.length !== 2 * r) shapeError(`pad: ${pads.length} pads for rank ${r}`);
-    const out = shape.map((d, i) => d + pads[i] + pads[r + i]);
-    if (out.some((d) => d < 0)) shapeError(`pad: negative output shape [${out}]`);
+    const out = shape.map((d, i) => dimAdd(d, pads[i] + pads[r + i]));
+    if (out.some((d) => dimBounds(d)[0] < 0)) shapeError(`pad: negative output shape [${out}]`);
     const mode = str(a, 'mode', 'constant');
-    if (mode !== 'constant' && shape.some((d, i) => d === 0 && out[i] > 0))
-      shapeError(`pad: ${mode} mode on an empty axis`);
+    if (mode !== 'constant' && shape.some((d, i) => d !== out[i] && dimBounds(d)[0] === 0))
+      shapeError(`pad: ${mode} mode on an axis that may be empty`);
     return tensorType(out, x.dtype);
   },
   compute: ([x], a, out) => {

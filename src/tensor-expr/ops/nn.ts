@@ -13,7 +13,7 @@ import * as E from '../expr.js';
 import { type Expr, type IterVar, constant, int, reduceInit } from '../expr.js';
 import { type Tensor, at, compute, reduceAxis } from '../tensor.js';
 import { defineOp } from '../op-def.js';
-import { ints, normAxis, num, sameDtype, shapeError, staticDims } from './common.js';
+import { ints, normAxis, num, sameDtype, shapeError, staticDims, symbolicBatch } from './common.js';
 
 const k = (x: Expr, v: number): Expr => constant(v, x.dtype);
 const fk = (dt: DType, v: number): Expr => constant(v, dt);
@@ -206,7 +206,7 @@ function weightLoad(w: Tensor, a: Attrs, idx: Expr[]): Expr {
 defineOp({
   name: 'conv',
   pattern: OpPattern.OutEWiseFusable,
-  inferType: ([x, w, b], a) => {
+  inferType: symbolicBatch(([x, w, b], a) => {
     needFloat('conv', x);
     if (w.dtype !== x.dtype) shapeError(`conv: weight dtype ${w.dtype} differs from input ${x.dtype}`);
     const xs = staticDims(x, 'conv input'),
@@ -215,7 +215,7 @@ defineOp({
     if (b && (b.shape.length !== 1 || b.shape[0] !== ws[0]))
       shapeError(`conv: bias shape [${b.shape}] must be [${ws[0]}]`);
     return tensorType(out, x.dtype);
-  },
+  }),
   compute: ([x, w, b], a, outT) => {
     const conv = convCompute(
       'conv',
@@ -235,7 +235,7 @@ defineOp({
 defineOp({
   name: 'conv_integer',
   pattern: OpPattern.OutEWiseFusable,
-  inferType: ([x, w, xz, wz], a) => {
+  inferType: symbolicBatch(([x, w, xz, wz], a) => {
     if (isFloat(x.dtype) || isFloat(w.dtype))
       shapeError(`conv_integer needs integer inputs, got ${x.dtype}, ${w.dtype}`);
     const xs = staticDims(x, 'conv_integer input'),
@@ -246,7 +246,7 @@ defineOp({
     if (n(wz) !== 1 && n(wz) !== ws[0])
       shapeError(`conv_integer: w_zero_point shape [${wz.shape}] for ${ws[0]} filters`);
     return tensorType(out, 'int32');
-  },
+  }),
   compute: ([x, w, xz, wz], a) => {
     const scalar = (t: Tensor) => at(t, ...t.shape.map(() => 0));
     const i32 = (e: Expr) => E.cast('int32', e);
@@ -308,7 +308,7 @@ function convTGeometry(
 defineOp({
   name: 'conv_transpose',
   pattern: OpPattern.OutEWiseFusable,
-  inferType: ([x, w, b], a) => {
+  inferType: symbolicBatch(([x, w, b], a) => {
     needFloat('conv_transpose', x);
     sameDtype('conv_transpose', x, w, b);
     const xs = staticDims(x, 'conv_transpose input'),
@@ -317,7 +317,7 @@ defineOp({
     if (b && (b.shape.length !== 1 || b.shape[0] !== out[1]))
       shapeError(`conv_transpose: bias shape [${b.shape}] must be [${out[1]}]`);
     return tensorType(out, x.dtype);
-  },
+  }),
   compute: ([x, w, b], a, outT) => {
     const { win, out, group } = convTGeometry(x.shape, w.shape, a);
     const cpg = x.shape[1] / group,
@@ -436,7 +436,7 @@ function windowCount(win: Window, o: readonly Expr[], lo: readonly number[], hi:
 defineOp({
   name: 'max_pool',
   pattern: OpPattern.CommReduce,
-  inferType: poolInfer('max_pool', false),
+  inferType: symbolicBatch(poolInfer('max_pool', false)),
   compute: ([x], a, outT) => {
     const { win } = poolGeometry(x.shape, a, 'max_pool');
     const lowest = reduceInit('max', x.dtype);
@@ -478,7 +478,7 @@ defineOp({
 defineOp({
   name: 'max_pool_indices',
   pattern: OpPattern.CommReduce,
-  inferType: (args, a) => tensorType(poolInfer('max_pool_indices', false)(args, a).shape, 'int64'),
+  inferType: symbolicBatch((args, a) => tensorType(poolInfer('max_pool_indices', false)(args, a).shape, 'int64')),
   compute: ([x], a, outT) => {
     const { win } = poolGeometry(x.shape, a, 'max_pool');
     const lowest = reduceInit('max', x.dtype);
@@ -512,7 +512,7 @@ defineOp({
 defineOp({
   name: 'avg_pool',
   pattern: OpPattern.CommReduce,
-  inferType: poolInfer('avg_pool', true),
+  inferType: symbolicBatch(poolInfer('avg_pool', true)),
   compute: ([x], a, outT) => {
     const { win } = poolGeometry(x.shape, a, 'avg_pool');
     const nsp = x.shape.length - 2;
@@ -544,7 +544,7 @@ const lpRoot = (s: Expr, p: number): Expr => (p === 1 ? s : p === 2 ? E.unary('s
 defineOp({
   name: 'lp_pool',
   pattern: OpPattern.CommReduce,
-  inferType: poolInfer('lp_pool', true),
+  inferType: symbolicBatch(poolInfer('lp_pool', true)),
   compute: ([x], a, outT) => {
     const { win } = poolGeometry(x.shape, a, 'lp_pool');
     const p = num(a, 'p', 2);

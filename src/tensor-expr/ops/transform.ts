@@ -3,14 +3,36 @@
 // and pure index arithmetic over loads, so fusion inlines them into their consumers.
 import type { DType } from '../../runtime/dtype.js';
 import { isFloat } from '../../runtime/dtype.js';
-import { sizeOf, tensor as rtTensor } from '../../runtime/tensor.js';
+import { sizeOf } from '../../runtime/tensor.js';
 import { OpPattern, type Attrs } from '../../relay-ir/op.js';
-import { type Dim, type TensorType, tensorType, isStatic } from '../../relay-ir/types.js';
+import { type Dim, type TensorType, tensorType } from '../../relay-ir/types.js';
 import * as E from '../expr.js';
 import { type Expr, type IterVar, int } from '../expr.js';
 import { type Tensor, compute, reduceAxis } from '../tensor.js';
 import { defineOp } from '../op-def.js';
-import { broadcastShapes, bcastLoad, ints, normAxis, num, shapeError, str } from './common.js';
+import {
+  dimAdd,
+  dimBounds,
+  dimEquals,
+  dimFloorDiv,
+  dimMax,
+  dimMin,
+  dimMul,
+  dimProduct,
+  dimSub,
+} from '../../relay-ir/sym-dim.js';
+import {
+  broadcastShapes,
+  bcastLoad,
+  dims,
+  ints,
+  normAxis,
+  num,
+  sameDtype,
+  shapeError,
+  staticDim,
+  str,
+} from './common.js';
 
 const allNum = (s: readonly Dim[]): s is number[] => s.every((d) => typeof d === 'number');
 
@@ -97,10 +119,14 @@ defineOp({
   name: 'reshape',
   pattern: OpPattern.Injective,
   inferType: ([x], a) => {
-    const shape = ints(a, 'shape');
-    if (shape.some((d) => d < 0 || !Number.isInteger(d)))
+    const shape = dims(a, 'shape');
+    if (shape.some((d) => typeof d === 'number' && (d < 0 || !Number.isInteger(d))))
       shapeError(`reshape: target shape [${shape}] must be explicit`);
-    if (allNum(x.shape) && sizeOf(x.shape) !== sizeOf(shape))
+    if (
+      allNum(x.shape) && allNum(shape)
+        ? sizeOf(x.shape) !== sizeOf(shape)
+        : !dimEquals(dimProduct(x.shape), dimProduct(shape))
+    )
       shapeError(`reshape: cannot reshape [${x.shape}] to [${shape}]`);
     return tensorType(shape, x.dtype);
   },
@@ -117,8 +143,7 @@ defineOp({
     if (axis < 0 || axis > r) shapeError(`flatten: axis ${num(a, 'axis', 1)} out of range for rank ${r}`);
     const head = x.shape.slice(0, axis),
       tail = x.shape.slice(axis);
-    const p = (s: Dim[]): Dim => (allNum(s) ? sizeOf(s) : s.length === 1 ? s[0] : shapeError('flatten: symbolic dims'));
-    return tensorType([p(head), p(tail)], x.dtype);
+    return tensorType([dimProduct(head), dimProduct(tail)], x.dtype);
   },
   compute: reshapeCompute('flatten'),
 });
@@ -243,26 +268,29 @@ defineOp({
 // ---- slice ----
 
 /** Per input axis: [start, step, count] after ONNX clamping. */
-function sliceSpec(shape: readonly Dim[], a: Attrs): { start: number; step: number; count: Dim }[] {
+function sliceSpec(shape: readonly Dim[], a: Attrs): { start: Dim; step: number; count: Dim }[] {
   const r = shape.length;
-  const starts = ints(a, 'starts'),
-    ends = ints(a, 'ends');
+  const starts = dims(a, 'starts'),
+    ends = dims(a, 'ends');
   const axes = a.axes === undefined || a.axes === null ? starts.map((_, i) => i) : ints(a, 'axes');
   const steps = a.steps === undefined || a.steps === null ? starts.map(() => 1) : ints(a, 'steps');
   if (ends.length !== starts.length || axes.length !== starts.length || steps.length !== starts.length)
     shapeError('slice: starts/ends/axes/steps lengths differ');
-  const spec = shape.map((d) => ({ start: 0, step: 1, count: d }));
+  const spec: { start: Dim; step: number; count: Dim }[] = shape.map((d) => ({ start: 0, step: 1, count: d }));
   const seen = new Set<number>();
   axes.forEach((ax0, k) => {
     const ax = normAxis(ax0, r, 'slice axis');
     if (seen.has(ax)) shapeError(`slice: axis ${ax} is listed twice in axes [${axes.join(', ')}]`);
     seen.add(ax);
     const d = shape[ax];
-    if (typeof d !== 'number') shapeError(`slice: axis ${ax} has symbolic dim ${d}`);
     const st = steps[k];
     if (st === 0) shapeError('slice: step 0');
     let s = starts[k],
       e = ends[k];
+    if (typeof d !== 'number' || typeof s !== 'number' || typeof e !== 'number') {
+      spec[ax] = symbolicSlice(d, s, e, st, ax);
+      return;
+    }
     if (s < 0) s += d;
     if (e < 0) e += d;
     if (st > 0) {
@@ -276,6 +304,27 @@ function sliceSpec(shape: readonly Dim[], a: Attrs): { start: number; step: numb
     spec[ax] = { start: count > 0 ? s : 0, step: st, count };
   });
   return spec;
+}
+
+/**
+ * One axis of a forward slice where the dim or the bounds are symbolic: a negative constant bound counts from
+ * the end, the bounds are clamped to [0, d] (a min/max the symbols' ranges may decide), and the count is what
+ * lies between them.
+ */
+function symbolicSlice(d: Dim, s0: Dim, e0: Dim, step: number, ax: number): { start: Dim; step: number; count: Dim } {
+  if (step < 0) shapeError(`slice: axis ${ax} of symbolic size ${d} with a negative step`);
+  const fromEnd = (b: Dim): Dim => (typeof b === 'number' && b < 0 ? dimAdd(d, b) : b);
+  const clamp = (b: Dim): Dim => {
+    if (dimBounds(b)[0] < 0) {
+      if (dimBounds(b)[1] <= 0) return 0;
+      shapeError(`slice: axis ${ax} bound ${b} may be negative`);
+    }
+    return dimMin(b, d);
+  };
+  const s = clamp(fromEnd(s0)),
+    e = clamp(fromEnd(e0));
+  const count = dimMax(0, dimFloorDiv(dimAdd(dimSub(e, s), step - 1), step));
+  return { start: s, step, count };
 }
 
 defineOp({
@@ -294,7 +343,7 @@ defineOp({
         idx.map((i, d) => {
           const { start, step } = spec[d];
           const m = step === 1 ? i : E.mul(i, int(step));
-          return start === 0 ? m : E.add(m, int(start));
+          return start === 0 ? m : E.add(m, int(staticDim(start, 'slice start')));
         }),
       ),
     );
@@ -368,7 +417,7 @@ defineOp({
 defineOp({
   name: 'expand',
   pattern: OpPattern.Broadcast,
-  inferType: ([x], a) => tensorType(broadcastShapes([x.shape, ints(a, 'shape')]), x.dtype),
+  inferType: ([x], a) => tensorType(broadcastShapes([x.shape, dims(a, 'shape')]), x.dtype),
   compute: ([x], _a, out) => compute('expand', out.shape, (idx) => bcastLoad(x, idx)),
 });
 
@@ -379,9 +428,7 @@ defineOp({
     const reps = ints(a, 'repeats');
     if (reps.length !== x.shape.length) shapeError(`tile: ${reps.length} repeats for rank ${x.shape.length}`);
     return tensorType(
-      x.shape.map((d, i) =>
-        reps[i] === 1 ? d : typeof d === 'number' ? d * reps[i] : shapeError('tile: symbolic dim'),
-      ),
+      x.shape.map((d, i) => dimMul(d, reps[i])),
       x.dtype,
     );
   },
@@ -419,10 +466,9 @@ defineOp({
     const [s, e] = shapeRange(x.shape.length, a);
     return tensorType([e - s], 'int64');
   },
-  foldFromType: ([x], a) => {
-    if (!isStatic(x)) return undefined;
+  dimsFromType: ([x], a) => {
     const [s, e] = shapeRange(x.shape.length, a);
-    return rtTensor('int64', [e - s], (x.shape as number[]).slice(s, e));
+    return x.shape.slice(s, e);
   },
   compute: ([x], a) => {
     const [s, e] = shapeRange(x.shape.length, a);
@@ -434,7 +480,7 @@ defineOp({
   name: 'size',
   pattern: OpPattern.Injective,
   inferType: () => tensorType([], 'int64'),
-  foldFromType: ([x]) => (isStatic(x) ? rtTensor('int64', [], [sizeOf(x.shape as number[])]) : undefined),
+  dimsFromType: ([x]) => [dimProduct(x.shape)],
   compute: ([x]) => compute('size', [], () => E.constant(sizeOf(x.shape), 'int64')),
 });
 
@@ -482,6 +528,19 @@ defineOp({
       return E.select(keep, E.load(x, idx), E.constant(0, x.dtype));
     });
   },
+});
+
+/** start, start + delta, ... (`count` values, a dim that may be symbolic): ONNX Range with a run-time limit. */
+defineOp({
+  name: 'range',
+  pattern: OpPattern.Injective,
+  inferType: ([start, delta], a) => {
+    if (start.shape.length !== 0 || delta.shape.length !== 0) shapeError('range: start and delta must be scalars');
+    sameDtype('range', start, delta);
+    return tensorType([dims(a, 'count')[0]], start.dtype);
+  },
+  compute: ([start, delta], _a, out) =>
+    compute('range', out.shape, ([i]) => E.add(E.load(start, []), E.mul(E.cast(start.dtype, i), E.load(delta, [])))),
 });
 
 defineOp({

@@ -21,7 +21,7 @@ import * as E from '../expr.js';
 import { type Expr, constant, int } from '../expr.js';
 import { at, compute } from '../tensor.js';
 import { defineOp } from '../op-def.js';
-import { ints, shapeError, staticDims } from './common.js';
+import { ints, shapeError, staticDims, symbolicBatch } from './common.js';
 
 /** Filter size r of F(m x m, r x r); a tile reads m + r - 1 inputs per dimension. */
 export const WINOGRAD_R = 3;
@@ -155,7 +155,7 @@ function tiling(a: Attrs): {
 defineOp({
   name: 'winograd_input',
   pattern: OpPattern.Injective,
-  inferType: ([x], a) => {
+  inferType: symbolicBatch(([x], a) => {
     const dims = staticDims(x, 'winograd_input');
     const { n, oh, ow, th, tw, alpha } = tiling(a);
     const [pt, pl, pb, pr] = ints(a, 'pads');
@@ -171,7 +171,7 @@ defineOp({
       );
     }
     return tensorType([alpha * alpha, dims[1], n * th * tw], x.dtype);
-  },
+  }),
   compute: ([x], a) => {
     const { n, th, tw, m: M, alpha: ALPHA, math } = tiling(a);
     const [pt, pl] = ints(a, 'pads');
@@ -222,7 +222,7 @@ defineOp({
 defineOp({
   name: 'winograd_output',
   pattern: OpPattern.OutEWiseFusable,
-  inferType: ([m], a) => {
+  inferType: symbolicBatch(([m], a) => {
     const dims = staticDims(m, 'winograd_output');
     const { n, oh, ow, th, tw, alpha } = tiling(a);
     if (m.dtype !== 'float32' || dims.length !== 3 || dims[0] !== alpha * alpha || dims[2] !== n * th * tw) {
@@ -231,7 +231,7 @@ defineOp({
       );
     }
     return tensorType([n, dims[1], oh, ow], m.dtype);
-  },
+  }),
   compute: ([m], a) => {
     const { n, oh, ow, th, tw, m: M, alpha: ALPHA, math } = tiling(a);
     const K = m.shape[1];

@@ -4,6 +4,8 @@ import { ONNX_DTYPE } from '../../../runtime/dtype.js';
 import { KilnError } from '../../../runtime/errors.js';
 import { type Tensor, sizeOf, tensor } from '../../../runtime/tensor.js';
 import type { GExpr } from '../../../relay-ir/expr.js';
+import type { Dim } from '../../../relay-ir/types.js';
+import { dimAdd, dimExactDiv, dimFloorDiv, dimMax, dimProduct, dimSub } from '../../../relay-ir/sym-dim.js';
 import { staticDims } from '../../../tensor-expr/ops/common.js';
 import { type ConvertCtx, constNumbers, converter } from '../converter.js';
 
@@ -13,7 +15,7 @@ const rankOf = (c: ConvertCtx, e: GExpr) => c.type(e).shape.length;
 
 // ---- Reshape ----
 
-function reshape(c: ConvertCtx, shape: number[]): GExpr {
+function reshape(c: ConvertCtx, shape: Dim[]): GExpr {
   const x = c.input(0);
   const allowzero = c.int('allowzero', 0);
   const inT = c.type(x);
@@ -22,17 +24,17 @@ function reshape(c: ConvertCtx, shape: number[]): GExpr {
     throw new KilnError('E_SHAPE', `Reshape: 0 in shape [${shape}] copies a dim the input [${inT.shape}] lacks`);
   const neg = out.filter((d) => d === -1).length;
   if (neg > 1) throw new KilnError('E_SHAPE', `Reshape: more than one -1 in [${shape}]`);
-  if (neg || out.some((d) => typeof d !== 'number')) {
-    const total = sizeOf(staticDims(inT, 'Reshape input'));
-    const known = sizeOf((out as number[]).filter((d) => d !== -1));
-    const fixed = out.map((d) => (d === -1 ? (known === 0 ? 0 : total / known) : d)) as number[];
-    if (fixed.some((d) => !Number.isInteger(d)))
-      throw new KilnError('E_SHAPE', `Reshape: cannot reshape [${inT.shape}] to [${shape}]`);
-    return c.call('reshape', [x], { shape: fixed });
-  }
-  return c.call('reshape', [x], { shape: out as number[] });
+  if (!neg) return c.call('reshape', [x], { shape: out });
+  // the -1 is what the other dims leave of the input's elements (an exact division, symbolic or not)
+  const known = dimProduct(out.filter((d) => d !== -1));
+  const rest = known === 0 ? 0 : dimExactDiv(dimProduct(inT.shape), known);
+  if (rest === undefined)
+    throw new KilnError('E_SHAPE', `Reshape: cannot reshape [${inT.shape}] to [${shape}]`, {
+      hint: 'the -1 must take a whole number of elements',
+    });
+  return c.call('reshape', [x], { shape: out.map((d) => (d === -1 ? rest : d)) });
 }
-converter('Reshape', 5, (c) => reshape(c, constInts(c, c.input(1), 'shape')));
+converter('Reshape', 5, (c) => reshape(c, c.dims(c.input(1), 'Reshape shape')));
 converter('Reshape', 1, (c) => reshape(c, c.ints('shape')));
 
 converter('Flatten', 1, (c) => c.call('flatten', [c.input(0)], { axis: c.int('axis', 1) }));
@@ -116,13 +118,13 @@ converter('Split', 13, (c) => {
 
 function slice(
   c: ConvertCtx,
-  starts: number[],
-  ends: number[],
+  starts: Dim[],
+  ends: Dim[],
   axes: number[] | undefined,
   steps: number[] | undefined,
 ): GExpr {
   const x = c.input(0);
-  const attrs: Record<string, number[]> = { starts, ends };
+  const attrs: Record<string, Dim[]> = { starts, ends };
   if (axes) attrs.axes = axes;
   if (steps) attrs.steps = steps;
   return c.call('slice', [x], attrs);
@@ -137,8 +139,8 @@ converter('Slice', 10, (c) => {
   };
   return slice(
     c,
-    constInts(c, c.input(1), 'starts'),
-    constInts(c, c.input(2), 'ends'),
+    c.dims(c.input(1), 'Slice starts'),
+    c.dims(c.input(2), 'Slice ends'),
     opt(3, 'axes'),
     opt(4, 'steps'),
   );
@@ -170,7 +172,7 @@ converter('GatherND', 11, (c) => c.call('gather_nd', [c.input(0), c.input(1)], {
 
 // ---- Expand / Tile ----
 
-converter('Expand', 8, (c) => c.call('expand', [c.input(0)], { shape: constInts(c, c.input(1), 'shape') }));
+converter('Expand', 8, (c) => c.call('expand', [c.input(0)], { shape: c.dims(c.input(1), 'Expand shape') }));
 converter('Tile', 6, (c) => c.call('tile', [c.input(0)], { repeats: constInts(c, c.input(1), 'repeats') }));
 
 // ---- Shape / Size ----
@@ -208,7 +210,7 @@ function constantFromAttrs(c: ConvertCtx): GExpr {
 converter('Constant', 1, constantFromAttrs);
 
 converter('ConstantOfShape', 9, (c) => {
-  const shape = constInts(c, c.input(0), 'shape');
+  const shape = c.dims(c.input(0), 'ConstantOfShape shape');
   const v = c.attr('value');
   const fill = v && v.type === 'tensor' ? v.value : tensor('float32', [1], [0]);
   return c.call('expand', [c.constant({ ...fill, shape: [] })], { shape });
@@ -218,8 +220,10 @@ converter('ConstantOfShape', 9, (c) => {
 const RANGE_MAX = 1 << 26;
 converter('Range', 11, (c) => {
   const start = c.constValue(c.input(0), 'Range start'),
-    limit = c.constValue(c.input(1), 'Range limit'),
     delta = c.constValue(c.input(2), 'Range delta');
+  const limitDim = c.dims(c.input(1), 'Range limit')[0];
+  if (typeof limitDim === 'string') return symbolicRange(c, start, delta, limitDim);
+  const limit = c.constValue(c.input(1), 'Range limit');
   const [s, l, d] = [start, limit, delta].map((t) => Number(t.data[0]));
   if (![s, l, d].every(Number.isFinite))
     throw new KilnError('E_MODEL_INVALID', `Range: start ${s}, limit ${l} and delta ${d} must be finite`);
@@ -239,6 +243,17 @@ converter('Range', 11, (c) => {
   for (let i = 0; i < n; i++) vals.push(s + i * d);
   return c.constant(tensor(start.dtype, [n], vals));
 });
+
+/** A Range whose limit depends on symbolic dims (`arange(sequence)`): its length is a symbolic dim. */
+function symbolicRange(c: ConvertCtx, start: Tensor, delta: Tensor, limit: Dim): GExpr {
+  const [s, d] = [start, delta].map((t) => Number(t.data[0]));
+  if (!(Number.isInteger(s) && Number.isInteger(d) && d > 0))
+    throw new KilnError('E_DYNAMIC', `Range: limit ${limit} is symbolic, with start ${s} and delta ${d}`, {
+      hint: 'a Range of symbolic length needs an integer start and a positive integer delta; or fix the dims with --dim',
+    });
+  const count = dimMax(0, dimFloorDiv(dimAdd(dimSub(limit, s), d - 1), d));
+  return c.call('range', [c.input(0), c.input(2)], { count: [count] });
+}
 
 // ---- OneHot / Trilu / EyeLike ----
 

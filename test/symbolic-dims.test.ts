@@ -1,0 +1,236 @@
+// Symbolic dims in the graph IR: dim arithmetic and its canonical texts (relay-ir/sym-dim.ts); shape subgraphs
+// over symbolic inputs folded to symbolic dims, not E_DYNAMIC; ranges deciding comparisons; and the symbolic graph,
+// bound to sizes afterwards (specializeGraph), against ONNX Runtime running the dynamic model at each size.
+import { describe, expect, it } from 'vitest';
+import { existsSync, readFileSync } from 'node:fs';
+import { load, type Tensor } from '../src/index.js';
+import { compileGraph, importAndOptimize, specializeGraph } from '../src/compiler/compile.js';
+import { buildModel, randomF32 } from '../src/frontend/onnx/model-builder.js';
+import { compareTensors } from '../src/conformance/compare.js';
+import { printFunc } from '../src/relay-ir/printer.js';
+import { printType } from '../src/relay-ir/types.js';
+import {
+  dimAdd,
+  dimBounds,
+  dimEquals,
+  dimExactDiv,
+  dimFloorDiv,
+  dimMin,
+  dimMod,
+  dimMul,
+  dimProduct,
+  dimSub,
+  dimSymbols,
+  substituteDim,
+  withDimRanges,
+} from '../src/relay-ir/sym-dim.js';
+import { runOrt } from './helpers/ort.js';
+import { kilnError } from './helpers/errors.js';
+
+const int64 = (shape: number[], values: number[]): Tensor => ({
+  dtype: 'int64',
+  shape,
+  data: BigInt64Array.from(values.map(BigInt)),
+});
+
+describe('symbolic dim arithmetic', () => {
+  it('keeps one canonical text per size, whatever the order of the arithmetic', () => {
+    expect(dimMul('seq', 'batch')).toBe('batch*seq');
+    expect(dimMul(dimMul('batch', 4), 'seq')).toBe(dimMul(4, dimMul('seq', 'batch')));
+    expect(dimAdd('past', 'seq')).toBe('past + seq');
+    expect(dimSub(dimAdd('seq', 3), 3)).toBe('seq');
+    expect(dimSub('seq', 'seq')).toBe(0);
+    expect(dimProduct(['batch', 'seq', 256])).toBe('256*batch*seq');
+    expect(dimProduct([2, 3])).toBe(6);
+  });
+
+  it('divides exactly where it can, and keeps an opaque floor otherwise', () => {
+    expect(dimFloorDiv(dimMul('seq', 4), 2)).toBe('2*seq');
+    expect(dimFloorDiv(dimAdd(dimMul('seq', 4), 3), 2)).toBe('2*seq + 1');
+    expect(dimFloorDiv('seq', 2)).toBe('floor((seq)/2)');
+    expect(dimMod(dimMul('seq', 4), 2)).toBe(0);
+    expect(dimExactDiv(dimProduct(['batch', 'seq', 256]), dimMul('batch', 'seq'))).toBe(256);
+    expect(dimExactDiv(dimProduct(['batch', 'seq', 256]), 64)).toBe('4*batch*seq');
+    expect(dimExactDiv('seq', 'batch')).toBeUndefined();
+    expect(dimExactDiv(dimAdd('seq', 1), 2)).toBeUndefined();
+  });
+
+  it('decides comparisons from the ranges in force, and only from them', () => {
+    expect(dimMin('seq', 128)).toBe('min(128, seq)');
+    expect(dimEquals(dimMin('seq', 128), 'seq')).toBe(false);
+    withDimRanges(new Map([['seq', [1, 128]]]), () => {
+      expect(dimMin('seq', 128)).toBe('seq');
+      expect(dimEquals(dimMin(128, 'seq'), 'seq')).toBe(true);
+      expect(dimBounds(dimAdd(dimMul('seq', 2), 1))).toEqual([3, 257]);
+    });
+    expect(dimBounds('seq')).toEqual([0, Number.POSITIVE_INFINITY]);
+  });
+
+  it('binds symbols to sizes, through floors and mins', () => {
+    const values = new Map([
+      ['batch', 3],
+      ['seq', 7],
+    ]);
+    expect(substituteDim(dimProduct(['batch', 'seq', 4]), values)).toBe(84);
+    expect(substituteDim(dimFloorDiv('seq', 2), values)).toBe(3);
+    expect(substituteDim(dimMin('seq', 5), values)).toBe(5);
+    expect(substituteDim(dimMul('batch', 'past'), values)).toBe('3*past');
+    expect(dimSymbols(dimAdd(dimMin('seq', 5), 'batch')).sort()).toEqual(['batch', 'seq']);
+  });
+});
+
+/**
+ * z = reshape(softmax(reshape(x @ w, [batch * seq, 4])), shape(y)) + y, with batch * seq computed from Shape(x)
+ * by Gather, Mul, Unsqueeze and Concat: the chain a dynamic-axes export writes. Also the position ids
+ * Range(0, seq) broadcast against the rows, and a Slice of a table by seq, clamped at its 16 rows.
+ */
+const shapeChains = buildModel({
+  inputs: [
+    ['x', 'float32', ['batch', 'seq', 8]],
+    ['y', 'float32', ['batch', 'seq', 4]],
+  ],
+  outputs: [['z', 'float32', ['batch', 'seq', 4]]],
+  nodes: [
+    { op: 'MatMul', inputs: ['x', 'w'], outputs: ['h'] },
+    { op: 'Shape', inputs: ['x'], outputs: ['sx'] },
+    { op: 'Gather', inputs: ['sx', 'i0'], outputs: ['b'] },
+    { op: 'Gather', inputs: ['sx', 'i1'], outputs: ['t'] },
+    { op: 'Mul', inputs: ['b', 't'], outputs: ['bt'] },
+    { op: 'Unsqueeze', inputs: ['bt', 'axes0'], outputs: ['bt1'] },
+    { op: 'Concat', inputs: ['bt1', 'c4'], outputs: ['rows'], attrs: { axis: 0 } },
+    { op: 'Reshape', inputs: ['h', 'rows'], outputs: ['h2'] },
+    { op: 'Softmax', inputs: ['h2'], outputs: ['s'], attrs: { axis: -1 } },
+    { op: 'Shape', inputs: ['y'], outputs: ['sy'] },
+    { op: 'Reshape', inputs: ['s', 'sy'], outputs: ['s3'] },
+    { op: 'Unsqueeze', inputs: ['t', 'axes0'], outputs: ['t1'] },
+    { op: 'Slice', inputs: ['table', 'zero1', 't1', 'axes0'], outputs: ['rowsOfTable'] },
+    { op: 'Add', inputs: ['s3', 'rowsOfTable'], outputs: ['s4'] },
+    { op: 'Range', inputs: ['i0', 't', 'one'], outputs: ['pos'] },
+    { op: 'Cast', inputs: ['pos'], outputs: ['posf'], attrs: { to: 1 } },
+    { op: 'Unsqueeze', inputs: ['posf', 'axes1'], outputs: ['pos2'] },
+    { op: 'Add', inputs: ['s4', 'pos2'], outputs: ['s5'] },
+    { op: 'Add', inputs: ['s5', 'y'], outputs: ['z'] },
+  ],
+  initializers: {
+    w: randomF32([8, 4], 3),
+    table: randomF32([16, 4], 4),
+    i0: int64([], [0]),
+    i1: int64([], [1]),
+    one: int64([], [1]),
+    zero1: int64([1], [0]),
+    axes0: int64([1], [0]),
+    axes1: int64([1], [1]),
+    c4: int64([1], [4]),
+  },
+});
+
+/** Binds the symbolic graph to `values`, compiles it, and compares it with ONNX Runtime at that size. */
+async function matchesOrtAt(
+  graph: ReturnType<typeof importAndOptimize>,
+  model: Uint8Array,
+  values: Record<string, number>,
+  feeds: Record<string, Tensor>,
+  output: string,
+) {
+  const r = await compileGraph(specializeGraph(graph, values));
+  const m = await load(r.artifact);
+  const got = m.runSync(feeds)[output];
+  m.dispose();
+  const want = (await runOrt(model, feeds))[output];
+  expect(got.shape).toEqual(want.shape);
+  expect(compareTensors(got, want)?.message, `at ${JSON.stringify(values)}`).toBeUndefined();
+}
+
+describe('graphs with symbolic dims', () => {
+  it('folds shape chains over symbolic inputs to symbolic dims', async () => {
+    const g = importAndOptimize(shapeChains, { dims: { seq: [1, 16] } });
+    const text = printFunc(g.graph);
+    expect(text).toMatch(/reshape\(%\d+, shape=\[batch\*seq,4\]\) : float32\[batch\*seq,4\]/);
+    expect(text).toMatch(/reshape\(%\d+, shape=\[batch,seq,4\]\)/);
+    // the Slice clamps to the table's 16 rows, which seq's range never exceeds
+    expect(text).toMatch(/slice\(@c\d+:float32\[16,4\], starts=\[0\], ends=\[seq\].*: float32\[seq,4\]/);
+    expect(text).toMatch(/range\(0:int64, 1:int64, count=\[seq\]\) : int64\[seq\]/);
+    expect(printType(g.graph.body.type)).toBe('float32[batch,seq,4]');
+  });
+
+  it('names the range that would decide a broadcast the dims alone do not', async () => {
+    const e = await kilnError(() => importAndOptimize(shapeChains));
+    expect([e.code, e.message]).toEqual([
+      'E_SHAPE',
+      expect.stringMatching(/broadcast only if seq = min\(16, seq\), which the dims' ranges do not prove/),
+    ]);
+    expect(e.hint).toMatch(/--dim seq=LO\.\.HI/);
+  });
+
+  it('binds the symbolic graph to each size and matches ONNX Runtime there', async () => {
+    const g = importAndOptimize(shapeChains, { dims: { seq: [1, 16] } });
+    for (const [batch, seq] of [
+      [1, 1],
+      [3, 5],
+      [2, 16],
+    ]) {
+      const feeds = { x: randomF32([batch, seq, 8], 5), y: randomF32([batch, seq, 4], 6) };
+      await matchesOrtAt(g, shapeChains, { batch, seq }, feeds, 'z');
+    }
+    const out = await kilnError(() => specializeGraph(g, { batch: 1, seq: 17 }));
+    expect([out.code, out.message]).toEqual([
+      'E_INPUT',
+      expect.stringMatching(/'seq' = 17 is outside its range 1\.\.16/),
+    ]);
+  });
+});
+
+const tokens = (batch: number, sequence: number, vocab: number): Tensor =>
+  int64(
+    [batch, sequence],
+    Array.from({ length: batch * sequence }, (_, i) => 1 + ((i * 37) % (vocab - 1))),
+  );
+
+const transformers: {
+  name: string;
+  output: string;
+  feeds: (batch: number, sequence: number) => Record<string, Tensor>;
+}[] = [
+  {
+    name: 'bert_dynamic',
+    output: 'last_hidden_state',
+    feeds: (batch, sequence) => ({
+      input_ids: tokens(batch, sequence, 1000),
+      // the last token of every row after the first is padding
+      attention_mask: int64(
+        [batch, sequence],
+        Array.from({ length: batch * sequence }, (_, i) => (i >= sequence && i % sequence === sequence - 1 ? 0 : 1)),
+      ),
+    }),
+  },
+  { name: 'gpt2', output: 'logits', feeds: (batch, sequence) => ({ input_ids: tokens(batch, sequence, 1000) }) },
+];
+for (const { name, output, feeds } of transformers) {
+  const path = `.cache/models/${name}/model.onnx`;
+  describe.skipIf(!existsSync(path))(`${name}, exported with dynamic batch and sequence axes`, () => {
+    it('imports once with symbolic dims, and each binding matches ONNX Runtime', async () => {
+      const bytes = readFileSync(path);
+      // (both read position embeddings of 128 rows: the range of sequence must stay within them)
+      const g = importAndOptimize(bytes, { dims: { batch: [1, 8], sequence: [1, 128] } });
+      expect(g.graph.params.map((p) => printType(p.type))).toEqual(g.graph.params.map(() => 'int64[batch,sequence]'));
+      expect(printType(g.graph.body.type)).toMatch(/\[batch,sequence,\d+\]$/);
+      for (const [batch, sequence] of [
+        [1, 1],
+        [2, 7],
+      ])
+        await matchesOrtAt(g, bytes, { batch, sequence }, feeds(batch, sequence), output);
+    });
+  });
+}
+
+const resnet = '.cache/models/resnet18_dynamic/model.onnx';
+describe.skipIf(!existsSync(resnet))('a ResNet-18 exported with a dynamic batch axis', () => {
+  it('imports once with a symbolic batch, and each binding matches ONNX Runtime', async () => {
+    const bytes = readFileSync(resnet);
+    const g = importAndOptimize(bytes);
+    expect(printType(g.graph.params[0].type)).toBe('float32[batch,3,32,32]');
+    expect(printType(g.graph.body.type)).toBe('float32[batch,1000]');
+    for (const batch of [1, 3, 8])
+      await matchesOrtAt(g, bytes, { batch }, { input: randomF32([batch, 3, 32, 32], batch) }, 'output');
+  });
+});
