@@ -152,6 +152,50 @@ def gpt2(layers: int = 12, seq: int = 16):
     return model, {"input_ids": ids}, ["logits"]
 
 
+class Gpt2WithPast(nn.Module):
+    """GPT-2 with its key/value cache as inputs and outputs (legacy per-layer tensors), for one-token decoding."""
+
+    def __init__(self, gpt2, layers: int):
+        super().__init__()
+        self.gpt2 = gpt2
+        self.layers = layers
+
+    def forward(self, input_ids, attention_mask, *past):
+        from transformers.cache_utils import DynamicCache
+
+        cache = DynamicCache()
+        for i in range(self.layers):
+            cache.update(past[2 * i], past[2 * i + 1], i)
+        logits = self.gpt2(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache,
+                           use_cache=True, return_dict=True).logits
+        return (logits, *(t for layer in cache.layers for t in (layer.keys, layer.values)))
+
+
+def gpt2_past(layers: int = 2, past: int = 3, seq: int = 2):
+    """A 2-layer GPT-2 decoder with past key/values, exported with dynamic batch, sequence, past and total
+    (= past + sequence, the attention mask's length) axes. The tracing exporter bakes some of the mask arithmetic at
+    the traced sizes, so at other sizes it computes what ONNX Runtime computes, not what PyTorch does: the tests
+    compare with ONNX Runtime on this model."""
+    torch.library.register_fake = lambda *a, **k: (lambda f: f)  # transformers imports torchvision (see above)
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    cfg = GPT2Config(n_layer=layers, n_embd=128, n_head=4, vocab_size=1000, n_positions=256,
+                     bos_token_id=0, eos_token_id=0)
+    cfg._attn_implementation = "eager"
+    model = Gpt2WithPast(GPT2LMHeadModel(cfg), layers).eval()
+    rs = np.random.RandomState(0)
+    inputs = {
+        "input_ids": rs.randint(0, cfg.vocab_size, size=(1, seq)).astype(np.int64),
+        "attention_mask": np.ones((1, past + seq), np.int64),
+    }
+    for i in range(layers):
+        for kind in ("key", "value"):
+            inputs[f"past_{kind}_{i}"] = rs.standard_normal((1, 4, past, 32)).astype(np.float32)
+    outputs = ["logits", *(f"present_{kind}_{i}" for i in range(layers) for kind in ("key", "value"))]
+    return model, inputs, outputs
+
+
 MODELS = {
     "resnet18": lambda: torchvision_model("resnet18"),
     "mobilenet_v2": lambda: torchvision_model("mobilenet_v2"),
@@ -169,11 +213,19 @@ MODELS = {
     "bert_dynamic": lambda: bert(16, 12),
     # resnet18_small exported with a dynamic batch axis
     "resnet18_dynamic": lambda: torchvision_model("resnet18", 32),
+    "gpt2_past": gpt2_past,
 }
 DYNAMIC_AXES = {
     "bert_dynamic": {n: {0: "batch", 1: "sequence"} for n in ("input_ids", "attention_mask", "last_hidden_state")},
     "gpt2": {n: {0: "batch", 1: "sequence"} for n in ("input_ids", "logits")},
     "resnet18_dynamic": {n: {0: "batch"} for n in ("input", "output")},
+    "gpt2_past": {
+        "input_ids": {0: "batch", 1: "sequence"},
+        "attention_mask": {0: "batch", 1: "total"},
+        "logits": {0: "batch", 1: "sequence"},
+        **{f"past_{k}_{i}": {0: "batch", 2: "past"} for i in range(2) for k in ("key", "value")},
+        **{f"present_{k}_{i}": {0: "batch", 2: "total"} for i in range(2) for k in ("key", "value")},
+    },
 }
 
 
@@ -213,6 +265,7 @@ def generate(name: str, force: bool) -> None:
     outs = sess.run(None, inputs)
     with torch.no_grad():
         ref = model(*(torch.from_numpy(v) for v in inputs.values()))
+    ref = ref[0] if isinstance(ref, tuple) else ref
     torch_diff = float(np.abs(ref.numpy() - outs[0]).max())
 
     ds = os.path.join(d, "test_data_set_0")

@@ -124,21 +124,23 @@ const shapeChains = buildModel({
   },
 });
 
-/** Binds the symbolic graph to `values`, compiles it, and compares it with ONNX Runtime at that size. */
+/** Binds the symbolic graph to `values`, compiles it, and compares `outputs` with ONNX Runtime at that size. */
 async function matchesOrtAt(
   graph: ReturnType<typeof importAndOptimize>,
   model: Uint8Array,
   values: Record<string, number>,
   feeds: Record<string, Tensor>,
-  output: string,
+  ...outputs: string[]
 ) {
   const r = await compileGraph(specializeGraph(graph, values));
   const m = await load(r.artifact);
-  const got = m.runSync(feeds)[output];
+  const got = m.runSync(feeds);
   m.dispose();
-  const want = (await runOrt(model, feeds))[output];
-  expect(got.shape).toEqual(want.shape);
-  expect(compareTensors(got, want)?.message, `at ${JSON.stringify(values)}`).toBeUndefined();
+  const want = await runOrt(model, feeds);
+  for (const o of outputs) {
+    expect(got[o].shape).toEqual(want[o].shape);
+    expect(compareTensors(got[o], want[o])?.message, `${o} at ${JSON.stringify(values)}`).toBeUndefined();
+  }
 }
 
 describe('graphs with symbolic dims', () => {
@@ -232,5 +234,35 @@ describe.skipIf(!existsSync(resnet))('a ResNet-18 exported with a dynamic batch 
     expect(printType(g.graph.body.type)).toBe('float32[batch,1000]');
     for (const batch of [1, 3, 8])
       await matchesOrtAt(g, bytes, { batch }, { input: randomF32([batch, 3, 32, 32], batch) }, 'output');
+  });
+});
+
+const gpt2Past = '.cache/models/gpt2_past/model.onnx';
+describe.skipIf(!existsSync(gpt2Past))('a GPT-2 decoder with past key/values (scripts/gen_models.py gpt2_past)', () => {
+  it('imports once, with present = past + sequence, and decodes at past lengths 0, 1 and 31 like ONNX Runtime', async () => {
+    const bytes = readFileSync(gpt2Past);
+    const g = importAndOptimize(bytes, {
+      dims: { batch: [1, 4], sequence: [1, 64], past: [0, 64], total: [1, 128] },
+    });
+    const body = g.graph.body;
+    expect(body.kind === 'tuple' && body.fields.map((f) => printType(f.type))).toEqual([
+      'float32[batch,sequence,1000]',
+      ...Array(4).fill('float32[batch,4,past + sequence,32]'),
+    ]);
+    for (const [past, sequence] of [
+      [0, 4],
+      [1, 1],
+      [31, 1],
+    ]) {
+      const feeds: Record<string, Tensor> = {
+        input_ids: tokens(1, sequence, 1000),
+        attention_mask: int64([1, past + sequence], Array(past + sequence).fill(1)),
+      };
+      for (const layer of [0, 1])
+        for (const kind of ['key', 'value'])
+          feeds[`past_${kind}_${layer}`] = randomF32([1, 4, past, 32], 10 * layer + past + kind.length);
+      const values = { batch: 1, sequence, past, total: past + sequence };
+      await matchesOrtAt(g, bytes, values, feeds, 'logits', 'present_key_0', 'present_value_1');
+    }
   });
 });

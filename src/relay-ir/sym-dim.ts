@@ -199,6 +199,13 @@ export const dimProvedLE = (a: Dim, b: Dim): boolean =>
 /** Whether a and b are the same size for every value of the symbols in range. */
 export const dimEquals = (a: Dim, b: Dim): boolean => a === b || (dimProvedLE(a, b) && dimProvedLE(b, a));
 
+/** Whether a and b are different sizes for every value of the symbols in range. */
+export function dimsDiffer(a: Dim, b: Dim): boolean {
+  if (typeof a === 'number' && typeof b === 'number') return a !== b;
+  const [lo, hi] = dimBounds(dimSub(a, b));
+  return lo > 0 || hi < 0;
+}
+
 function minMax(kind: 'min' | 'max', a: Dim, b: Dim): Dim {
   if (typeof a === 'number' && typeof b === 'number') return kind === 'min' ? Math.min(a, b) : Math.max(a, b);
   if (dimProvedLE(a, b)) return kind === 'min' ? a : b;

@@ -14,6 +14,7 @@ import {
   dimAdd,
   dimBounds,
   dimEquals,
+  dimsDiffer,
   dimFloorDiv,
   dimMax,
   dimMin,
@@ -232,13 +233,12 @@ defineOp({
     for (const x of xs) {
       if (x.shape.length !== r) shapeError('concat: inputs differ in rank');
       if (x.dtype !== xs[0].dtype) shapeError(`concat: dtypes differ (${xs[0].dtype} vs ${x.dtype})`);
+      // (symbolic dims the ranges cannot tell apart pass here; binding them to sizes checks them again)
       x.shape.forEach((d, i) => {
-        if (i !== axis && typeof d === 'number' && typeof out[i] === 'number' && d !== out[i])
+        if (i !== axis && dimsDiffer(d, out[i]))
           shapeError(`concat: shapes [${xs[0].shape}] and [${x.shape}] differ off the axis`);
       });
-      const d = x.shape[axis];
-      total =
-        typeof total === 'number' && typeof d === 'number' ? total + d : shapeError('concat: symbolic concat axis');
+      total = dimAdd(total, x.shape[axis]);
     }
     out[axis] = total;
     return tensorType(out, xs[0].dtype);
