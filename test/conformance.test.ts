@@ -10,6 +10,13 @@ const NODE_FLOOR = 1428;
 /** The same on the WebGPU target (Dawn + SwiftShader): every WebAssembly pass but the 50 with float64 tensors. */
 const WEBGPU_NODE_FLOOR = 1378;
 
+/**
+ * Node cases that pass when compiled once with their inputs' leading dims symbolic and bound to the data's sizes
+ * afterwards (kiln onnx-test --symbolic-batch). Most of the others are models that are not batch-polymorphic (a
+ * Reshape to a fixed shape, a broadcast of dim 0 against a fixed dim), which the symbolic graph rightly rejects.
+ */
+const SYMBOLIC_BATCH_FLOOR = 1031;
+
 /** The operators issue #2 asks for: onnx's pytorch-converted / pytorch-operator cases using only these must all pass. */
 const ISSUE_OPS = new Set(
   `Conv ConvTranspose Gemm MatMul BatchNormalization InstanceNormalization LayerNormalization
@@ -41,6 +48,19 @@ describe('ONNX backend node suite', () => {
     // failures are Kiln errors with a code, never crashes from deep inside
     expect(results.filter((r) => r.code === 'CRASH').map((r) => `${r.name}: ${r.error}`)).toEqual([]);
     expect(passed).toBeGreaterThanOrEqual(NODE_FLOOR);
+  });
+});
+
+describe('ONNX backend node suite with symbolic leading dims', () => {
+  it(`passes at least ${SYMBOLIC_BATCH_FLOOR} node cases, and computes no wrong value in any`, async () => {
+    const results = await runCases(findCases(['.cache/onnx-node']), undefined, { symbolicLeadingDims: true });
+    const passed = results.filter((r) => r.passed).length;
+    console.log(`onnx node suite with symbolic leading dims: ${passed} passed, ${results.length - passed} failed`);
+    // a graph that imports symbolically must compute what the static one does: failures are rejections with a code
+    expect(
+      results.filter((r) => !r.passed && (!r.code || r.code === 'CRASH')).map((r) => `${r.name}: ${r.error}`),
+    ).toEqual([]);
+    expect(passed).toBeGreaterThanOrEqual(SYMBOLIC_BATCH_FLOOR);
   });
 });
 

@@ -40,6 +40,7 @@ const OPTIONS = {
   curve: { type: 'string' },
   'no-tuning': { type: 'boolean' },
   'build-only': { type: 'boolean' },
+  'symbolic-batch': { type: 'boolean' },
   port: { type: 'string' },
 } as const;
 type OptionName = keyof typeof OPTIONS;
@@ -98,8 +99,10 @@ const COMMANDS: Record<string, Subcommand> = {
     run: async (p, v) => (await import('./inspect.js')).inspectCommand(p, v),
   },
   'onnx-test': {
-    usage: ['kiln onnx-test DIR... [--verbose] [--json FILE] [--filter REGEX] [--target wasm|webgpu|cuda]'],
-    options: ['verbose', 'json', 'filter', 'target'],
+    usage: [
+      'kiln onnx-test DIR... [--verbose] [--json FILE] [--filter REGEX] [--target wasm|webgpu|cuda] [--symbolic-batch]',
+    ],
+    options: ['verbose', 'json', 'filter', 'target', 'symbolic-batch'],
     positionals: { min: 1, max: Infinity, name: 'DIR (a folder of ONNX backend test cases)' },
     run: async (p, v) =>
       (await import('./onnx-test.js')).onnxTestCommand(p, {
@@ -107,6 +110,7 @@ const COMMANDS: Record<string, Subcommand> = {
         json: v.json,
         filter: v.filter,
         target: v.target,
+        symbolicBatch: v['symbolic-batch'],
       }),
   },
   tune: {

@@ -1,11 +1,12 @@
 // kiln onnx-test DIR... : runs ONNX backend test cases through the compiled path, ends with "N passed, N failed".
+// --symbolic-batch: each case through a graph whose inputs' leading dims are symbolic, bound to the data's sizes.
 import { writeFileSync } from 'node:fs';
 import { cudaDriver, findCases, runCases } from '../conformance/onnx-backend.js';
 import { choiceFlag, usageError } from './usage.js';
 
 export async function onnxTestCommand(
   paths: string[],
-  opts: { verbose?: boolean; json?: string; filter?: string; target?: string },
+  opts: { verbose?: boolean; json?: string; filter?: string; target?: string; symbolicBatch?: boolean },
 ): Promise<number> {
   const target = choiceFlag(opts.target, '--target', ['wasm', 'webgpu', 'cuda'] as const, 'wasm');
   if (!paths.length) throw usageError('no test case folder given', 'kiln onnx-test .cache/onnx-node');
@@ -24,7 +25,7 @@ export async function onnxTestCommand(
       if (opts.verbose || !r.passed)
         console.log(`${r.passed ? 'PASS' : 'FAIL'} ${r.name}${r.error ? `: ${r.error.split('\n')[0]}` : ''}`);
     },
-    { target },
+    { target, symbolicLeadingDims: opts.symbolicBatch },
   );
   const passed = results.filter((r) => r.passed).length;
   if (opts.json) writeFileSync(opts.json, JSON.stringify(results, null, 1));
