@@ -9,6 +9,7 @@ import type { Tensor } from '../../runtime/tensor.js';
 import { type WinogradTile, winogradWeights } from '../../tensor-expr/ops/winograd.js';
 import { type FuncNode, gcall, gconst, isFuncCall, mapFunc } from '../expr.js';
 import { getOp, type OpSpec } from '../op.js';
+import { isStatic } from '../types.js';
 
 /** Smallest input and output channel counts worth the transforms (below, direct convolution is as fast). */
 const MIN_CHANNELS = 16;
@@ -45,6 +46,8 @@ export function winogradConv(fn: FuncNode, tile?: WinogradTile): FuncNode {
     const ones = (k: string) => ((n.attrs[k] as readonly number[] | undefined) ?? [1, 1]).every((v) => v === 1);
     if (r1 !== 3 || r2 !== 3 || Number(n.attrs.group ?? 1) !== 1 || !ones('strides') || !ones('dilations'))
       return undefined;
+    // (with a symbolic batch the choice waits until the graph is bound to sizes)
+    if (!isStatic(n.type)) return undefined;
     const [N, , OH, OW] = n.type.shape as number[];
     const auto = winogradTile(N, OH, OW);
     if (C < MIN_CHANNELS || K < MIN_CHANNELS || !auto) return undefined;

@@ -95,12 +95,21 @@ export function symbolicBatch(
   infer: (args: readonly TensorType[], a: Attrs) => TensorType,
 ): (args: readonly TensorType[], a: Attrs) => TensorType {
   return (args, a) => {
-    const [x, ...rest] = args;
-    const batch = x?.shape[0];
-    if (typeof batch !== 'string' || !x.shape.slice(1).every((d) => typeof d === 'number')) return infer(args, a);
-    const t = infer([{ ...x, shape: [1, ...x.shape.slice(1)] }, ...rest], a);
+    const batch = args[0]?.shape[0];
+    if (typeof batch !== 'string') return infer(args, a);
+    // (every argument with the same batch: a grid, say)
+    const t = infer(
+      args.map((x) => (x.shape[0] === batch ? { ...x, shape: [1, ...x.shape.slice(1)] } : x)),
+      a,
+    );
     return t.shape[0] === 1 ? { ...t, shape: [batch, ...t.shape.slice(1)] } : infer(args, a);
   };
+}
+
+/** The dims of `t`: the first (a batch) may be symbolic, the others must be numbers. */
+export function batchThenStatic(t: TensorType, what: string): [Dim, ...number[]] {
+  const [batch, ...rest] = t.shape;
+  return [batch, ...rest.map((d) => staticDim(d, what))];
 }
 
 /** A dim that must be a number here (kernels do not take sizes at run time yet). */

@@ -7,7 +7,7 @@ import * as E from '../expr.js';
 import { type Expr, constant, int } from '../expr.js';
 import { type Tensor, at, compute } from '../tensor.js';
 import { defineOp } from '../op-def.js';
-import { ints, num, shapeError, staticDims, str } from './common.js';
+import { dims, ints, num, shapeError, staticDims, str, symbolicBatch } from './common.js';
 import { dimAdd, dimBounds } from '../../relay-ir/sym-dim.js';
 
 const F64 = 'float64';
@@ -66,14 +66,14 @@ defineOp({
 defineOp({
   name: 'depth_to_space',
   pattern: OpPattern.Injective,
-  inferType: ([x], a) => {
+  inferType: symbolicBatch(([x], a) => {
     const s = staticDims(x, 'depth_to_space'),
       b = num(a, 'blocksize');
     if (s.length !== 4) shapeError(`depth_to_space needs a 4-D input, got rank ${s.length}`);
     if (b <= 0 || s[1] % (b * b) !== 0)
       shapeError(`depth_to_space: channels ${s[1]} not divisible by blocksize^2 (${b * b})`);
     return tensorType([s[0], s[1] / (b * b), s[2] * b, s[3] * b], x.dtype);
-  },
+  }),
   compute: ([x], a, out) => {
     const b = num(a, 'blocksize'),
       crd = str(a, 'mode', 'DCR') === 'CRD',
@@ -93,14 +93,14 @@ defineOp({
 defineOp({
   name: 'space_to_depth',
   pattern: OpPattern.Injective,
-  inferType: ([x], a) => {
+  inferType: symbolicBatch(([x], a) => {
     const s = staticDims(x, 'space_to_depth'),
       b = num(a, 'blocksize');
     if (s.length !== 4) shapeError(`space_to_depth needs a 4-D input, got rank ${s.length}`);
     if (b <= 0 || s[2] % b !== 0 || s[3] % b !== 0)
       shapeError(`space_to_depth: spatial dims [${s[2]},${s[3]}] not divisible by blocksize ${b}`);
     return tensorType([s[0], s[1] * b * b, s[2] / b, s[3] / b], x.dtype);
-  },
+  }),
   compute: ([x], a, out) => {
     const b = num(a, 'blocksize'),
       crd = str(a, 'mode', 'DCR') === 'CRD',
@@ -373,10 +373,13 @@ defineOp({
   name: 'resize',
   pattern: OpPattern.Injective,
   inferType: ([x], a) => {
-    const s = staticDims(x, 'resize'),
-      sizes = ints(a, 'sizes');
-    if (sizes.length !== s.length || (a.scales as readonly number[]).length !== s.length)
-      shapeError(`resize: sizes/scales rank differs from input rank ${s.length}`);
+    const r = x.shape.length,
+      sizes = dims(a, 'sizes');
+    if (sizes.length !== r || (a.scales as readonly number[]).length !== r)
+      shapeError(`resize: sizes/scales rank differs from input rank ${r}`);
+    x.shape.forEach((d, i) => {
+      if (typeof d === 'string' && sizes[i] !== d) shapeError(`resize: symbolic axis ${i} (${d}) is resized`);
+    });
     if (str(a, 'mode', 'nearest') !== 'nearest' && !isFloat(x.dtype) && x.dtype === 'bool')
       shapeError('resize: interpolation of bool');
     return tensorType(sizes, x.dtype);
@@ -462,7 +465,7 @@ function gsCubic(t: Expr): Expr[] {
 defineOp({
   name: 'grid_sample',
   pattern: OpPattern.Injective,
-  inferType: ([x, g]) => {
+  inferType: symbolicBatch(([x, g]) => {
     const xs = staticDims(x, 'grid_sample'),
       gs = staticDims(g, 'grid_sample grid');
     const k = xs.length - 2;
@@ -470,7 +473,7 @@ defineOp({
       shapeError(`grid_sample: grid [${gs}] does not match input [${xs}]`);
     if (!isFloat(g.dtype)) shapeError(`grid_sample: grid must be float, got ${g.dtype}`);
     return tensorType([xs[0], xs[1], ...gs.slice(1, k + 1)], x.dtype);
-  },
+  }),
   compute: ([x, g], a, out) => {
     const mode = str(a, 'mode', 'linear'),
       pm = str(a, 'padding_mode', 'zeros'),

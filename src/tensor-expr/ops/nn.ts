@@ -13,7 +13,7 @@ import * as E from '../expr.js';
 import { type Expr, type IterVar, constant, int, reduceInit } from '../expr.js';
 import { type Tensor, at, compute, reduceAxis } from '../tensor.js';
 import { defineOp } from '../op-def.js';
-import { ints, normAxis, num, sameDtype, shapeError, staticDims, symbolicBatch } from './common.js';
+import { ints, normAxis, num, sameDtype, shapeError, staticDim, staticDims, symbolicBatch } from './common.js';
 
 const k = (x: Expr, v: number): Expr => constant(v, x.dtype);
 const fk = (dt: DType, v: number): Expr => constant(v, dt);
@@ -763,8 +763,9 @@ defineOp({
     needFloat('group_norm', x);
     sameDtype('group_norm', x, s, b);
     const G = num(a, 'num_groups');
-    const C = x.shape[1] as number;
-    if (x.shape.length < 2 || C % G !== 0) shapeError(`group_norm: ${C} channels not divisible by ${G} groups`);
+    if (x.shape.length < 2) shapeError(`group_norm: input must have rank >= 2, got [${x.shape}]`);
+    const C = staticDim(x.shape[1], 'group_norm channels');
+    if (C % G !== 0) shapeError(`group_norm: ${C} channels not divisible by ${G} groups`);
     for (const v of [s, b])
       if (v.shape.length !== 1 || (v.shape[0] !== C && v.shape[0] !== G))
         shapeError(`group_norm: parameter shape [${v.shape}]`);

@@ -6,7 +6,7 @@
 import { type Tensor, sizeOf, tensor } from '../../../runtime/tensor.js';
 import type { DType } from '../../../runtime/dtype.js';
 import type { GExpr } from '../../../relay-ir/expr.js';
-import { staticDims } from '../../../tensor-expr/ops/common.js';
+import { batchThenStatic, staticDim } from '../../../tensor-expr/ops/common.js';
 import { type ConvertCtx, converter } from '../converter.js';
 
 const filled = (dtype: DType, shape: number[], f: (i: number) => number): Tensor =>
@@ -18,7 +18,7 @@ const filled = (dtype: DType, shape: number[], f: (i: number) => number): Tensor
 
 /** [B, S, heads * H] -> [B, heads, S, H]. */
 function splitHeads(c: ConvertCtx, x: GExpr, heads: number, what: string): GExpr {
-  const [b, s, hidden] = staticDims(c.type(x), `Attention ${what}`);
+  const [b, s, hidden] = batchThenStatic(c.type(x), `Attention ${what}`);
   if (!heads || hidden % heads !== 0) c.unsupported(`${what} hidden size ${hidden} with ${heads} heads`);
   return c.call('transpose', [c.call('reshape', [x], { shape: [b, s, heads, hidden / heads] })], {
     perm: [0, 2, 1, 3],
@@ -43,15 +43,15 @@ function attention(c: ConvertCtx): GExpr[] {
     k = splitHeads(c, k, c.int('kv_num_heads', 0), 'K');
     v = splitHeads(c, v, c.int('kv_num_heads', 0), 'V');
   } else if (c.type(q).shape.length !== 4) c.unsupported(`Q of rank ${c.type(q).shape.length}`);
-  const [batch, qHeads, L, headSize] = staticDims(c.type(q), 'Attention Q');
-  const kvHeads = staticDims(c.type(k), 'Attention K')[1];
+  const [batch, qHeads, L, headSize] = batchThenStatic(c.type(q), 'Attention Q');
+  const kvHeads = batchThenStatic(c.type(k), 'Attention K')[1];
   const scalar = (x: number) => c.constant(tensor(dtype, [], [x]));
 
   // the cache: past keys and values first
   const presentKey = pastKey ? c.call('concat', [pastKey, k], { axis: 2 }) : k;
   const presentValue = pastValue ? c.call('concat', [pastValue, v], { axis: 2 }) : v;
-  const S = staticDims(c.type(presentKey), 'Attention present_key')[2];
-  const past = pastKey ? staticDims(c.type(pastKey), 'Attention past_key')[2] : 0;
+  const S = batchThenStatic(c.type(presentKey), 'Attention present_key')[2];
+  const past = pastKey ? batchThenStatic(c.type(pastKey), 'Attention past_key')[2] : 0;
 
   // the additive bias: 0 where a query may attend a key, -inf where not
   const inf = scalar(-Infinity),
@@ -59,8 +59,8 @@ function attention(c: ConvertCtx): GExpr[] {
   let bias: GExpr | undefined;
   if (mask) {
     let m = mask;
-    const mdims = staticDims(c.type(m), 'Attention attn_mask');
-    const missing = S - mdims[mdims.length - 1];
+    const mdims = batchThenStatic(c.type(m), 'Attention attn_mask');
+    const missing = S - staticDim(mdims[mdims.length - 1], 'Attention attn_mask');
     const isBool = c.type(m).dtype === 'bool';
     // a mask shorter than the keys leaves the rest masked
     if (missing > 0) {
@@ -112,7 +112,7 @@ function attention(c: ConvertCtx): GExpr[] {
     if (qHeads % kvHeads !== 0) c.unsupported(`${qHeads} query heads over ${kvHeads} KV heads`);
     const reps = qHeads / kvHeads;
     const repeat = (x: GExpr) => {
-      const [b, h, s, d] = staticDims(c.type(x), 'Attention K/V');
+      const [b, h, s, d] = batchThenStatic(c.type(x), 'Attention K/V');
       const wide = c.call('expand', [c.call('unsqueeze', [x], { axes: [2] })], { shape: [b, h, reps, s, d] });
       return c.call('reshape', [wide], { shape: [b, h * reps, s, d] });
     };
@@ -141,7 +141,7 @@ function attention(c: ConvertCtx): GExpr[] {
 
   let y = c.call('matmul', [probs, values]);
   if (rank3) {
-    const vHead = staticDims(c.type(y), 'Attention output')[3];
+    const vHead = batchThenStatic(c.type(y), 'Attention output')[3];
     y = c.call('reshape', [c.call('transpose', [y], { perm: [0, 2, 1, 3] })], { shape: [batch, L, qHeads * vHead] });
   }
   return [y, presentKey, presentValue, qkOut];
@@ -158,15 +158,16 @@ converter('Attention', 23, attention);
  */
 converter('RotaryEmbedding', 23, (c) => {
   const input = c.input(0);
-  const shape = staticDims(c.type(input), 'RotaryEmbedding input');
+  const shape = batchThenStatic(c.type(input), 'RotaryEmbedding input');
   let x: GExpr;
   if (shape.length === 4) x = c.call('transpose', [input], { perm: [0, 2, 1, 3] });
   else if (shape.length === 3) {
     const heads = c.int('num_heads', 0);
-    if (!heads || shape[2] % heads !== 0) c.unsupported(`hidden size ${shape[2]} with num_heads ${heads}`);
-    x = c.call('reshape', [input], { shape: [shape[0], shape[1], heads, shape[2] / heads] });
+    const hidden = shape[2] as number;
+    if (!heads || hidden % heads !== 0) c.unsupported(`hidden size ${hidden} with num_heads ${heads}`);
+    x = c.call('reshape', [input], { shape: [shape[0], shape[1], heads, hidden / heads] });
   } else return c.unsupported(`input of rank ${shape.length}`);
-  const D = staticDims(c.type(x), 'RotaryEmbedding input')[3];
+  const D = batchThenStatic(c.type(x), 'RotaryEmbedding input')[3];
   const rd = c.int('rotary_embedding_dim', 0) || D;
   if (rd % 2 !== 0 || rd > D) c.unsupported(`rotary_embedding_dim ${rd} for heads of ${D}`);
   const half = rd / 2;
@@ -175,7 +176,8 @@ converter('RotaryEmbedding', 23, (c) => {
   const positions = c.optInput(3);
   const cache = (i: number) => {
     const t = positions ? c.call('gather', [c.input(i), positions], { axis: 0 }) : c.input(i);
-    if (staticDims(c.type(t), 'RotaryEmbedding cache').at(-1) !== half)
+    const last = c.type(t).shape.at(-1);
+    if (last === undefined || staticDim(last, 'RotaryEmbedding cache') !== half)
       c.unsupported(`a cache whose last dim is not rotary_embedding_dim / 2 (${half})`);
     return c.call('unsqueeze', [t], { axes: [2] });
   };
@@ -186,7 +188,7 @@ converter('RotaryEmbedding', 23, (c) => {
     x2 = interleaved ? slice(x, 1, rd, 2) : slice(x, half, rd);
   const real = c.call('sub', [c.call('mul', [cos, x1]), c.call('mul', [sin, x2])]);
   const imag = c.call('add', [c.call('mul', [sin, x1]), c.call('mul', [cos, x2])]);
-  const [b, s, h] = staticDims(c.type(x), 'RotaryEmbedding input');
+  const [b, s, h] = batchThenStatic(c.type(x), 'RotaryEmbedding input');
   let rotated = interleaved
     ? c.call(
         'reshape',

@@ -127,7 +127,7 @@ function legacyBroadcast(c: ConvertCtx): GExpr {
   const axis = c.int('axis', ra - tb.shape.length);
   const trailing = ra - axis - tb.shape.length;
   if (trailing <= 0) return b;
-  return c.call('reshape', [b], { shape: [...(tb.shape as number[]), ...new Array(trailing).fill(1)] });
+  return c.call('reshape', [b], { shape: [...tb.shape, ...new Array(trailing).fill(1)] });
 }
 
 /** Sum / Min / Max / Mean over any number of inputs, with broadcasting. */

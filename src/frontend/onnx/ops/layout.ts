@@ -85,7 +85,9 @@ interface ResizeOpts {
 }
 
 function resize(c: ConvertCtx, x: GExpr, o: ResizeOpts): GExpr {
-  const shape = staticDims(c.type(x), c.opType),
+  // symbolic dims (a batch) are sized 1 for the arithmetic and must come out unscaled
+  const dims = c.type(x).shape;
+  const shape = dims.map((d) => (typeof d === 'number' ? d : 1)),
     r = shape.length;
   const axes = (o.axes ?? [...Array(r).keys()]).map((a) => normAxis(a, r, `${c.opType} axis`));
   if (!['nearest', 'linear', 'cubic'].includes(o.mode)) c.unsupported(`mode '${o.mode}'`);
@@ -135,10 +137,16 @@ function resize(c: ConvertCtx, x: GExpr, o: ResizeOpts): GExpr {
       });
     else c.unsupported(`roi of length ${o.roi.length}`);
   }
+  dims.forEach((d, i) => {
+    if (typeof d === 'string' && (scales[i] !== 1 || sizes[i] !== 1 || roi))
+      throw new KilnError('E_DYNAMIC', `${c.opType}: axis ${i} of symbolic size ${d} is resized`, {
+        hint: `only dims that stay as they are may be symbolic; fix ${d} with --dim ${d}=N`,
+      });
+  });
   if (sizes.every((s, d) => s === shape[d]) && scales.every((s) => s === 1) && o.ctm !== 'tf_crop_and_resize')
     return c.call('identity', [x]);
   return c.call('resize', [x], {
-    sizes,
+    sizes: sizes.map((n, i) => (typeof dims[i] === 'string' ? dims[i] : n)),
     scales,
     roi,
     mode: o.mode,

@@ -6,7 +6,7 @@ import { type Tensor, sizeOf, tensor } from '../../../runtime/tensor.js';
 import type { GExpr } from '../../../relay-ir/expr.js';
 import type { Dim } from '../../../relay-ir/types.js';
 import { dimAdd, dimExactDiv, dimFloorDiv, dimMax, dimProduct, dimSub } from '../../../relay-ir/sym-dim.js';
-import { staticDims } from '../../../tensor-expr/ops/common.js';
+import { staticDim, staticDims } from '../../../tensor-expr/ops/common.js';
 import { type ConvertCtx, constNumbers, converter } from '../converter.js';
 
 const nums = (t: Tensor): number[] => Array.from(t.data as ArrayLike<number | bigint>, (v) => Number(v));
@@ -307,7 +307,7 @@ converter('Compress', 9, (c) => {
     const n = sizeOf(staticDims(c.type(x), 'Compress input'));
     x = c.call('reshape', [x], { shape: [n] });
   }
-  const d = c.type(x).shape[axis] as number;
+  const d = staticDim(c.type(x).shape[axis], 'Compress input');
   const idx: number[] = [];
   cond.slice(0, d).forEach((v, i) => {
     if (v) idx.push(i);
