@@ -12,10 +12,12 @@ const WEBGPU_NODE_FLOOR = 1378;
 
 /**
  * Node cases that pass when compiled once with their inputs' leading dims symbolic and bound to the data's sizes
- * afterwards (kiln onnx-test --symbolic-batch). Most of the others are models that are not batch-polymorphic (a
- * Reshape to a fixed shape, a broadcast of dim 0 against a fixed dim), which the symbolic graph rightly rejects.
+ * afterwards (kiln onnx-test --symbolic-dims leading). Most of the others are models that are not batch-polymorphic
+ * (a Reshape to a fixed shape, a broadcast of dim 0 against a fixed dim), which the symbolic graph rightly rejects.
  */
-const SYMBOLIC_BATCH_FLOOR = 1031;
+const SYMBOLIC_BATCH_FLOOR = 1021;
+/** The same with every input dim symbolic (--symbolic-dims all). */
+const SYMBOLIC_ALL_FLOOR = 911;
 
 /** The operators issue #2 asks for: onnx's pytorch-converted / pytorch-operator cases using only these must all pass. */
 const ISSUE_OPS = new Set(
@@ -51,18 +53,22 @@ describe('ONNX backend node suite', () => {
   });
 });
 
-describe('ONNX backend node suite with symbolic leading dims', () => {
-  it(`passes at least ${SYMBOLIC_BATCH_FLOOR} node cases, and computes no wrong value in any`, async () => {
-    const results = await runCases(findCases(['.cache/onnx-node']), undefined, { symbolicLeadingDims: true });
-    const passed = results.filter((r) => r.passed).length;
-    console.log(`onnx node suite with symbolic leading dims: ${passed} passed, ${results.length - passed} failed`);
-    // a graph that imports symbolically must compute what the static one does: failures are rejections with a code
-    expect(
-      results.filter((r) => !r.passed && (!r.code || r.code === 'CRASH')).map((r) => `${r.name}: ${r.error}`),
-    ).toEqual([]);
-    expect(passed).toBeGreaterThanOrEqual(SYMBOLIC_BATCH_FLOOR);
+for (const [which, floor] of [
+  ['leading', SYMBOLIC_BATCH_FLOOR],
+  ['all', SYMBOLIC_ALL_FLOOR],
+] as const) {
+  describe(`ONNX backend node suite with symbolic dims (${which})`, () => {
+    it(`passes at least ${floor} node cases, and computes no wrong value in any`, async () => {
+      const results = await runCases(findCases(['.cache/onnx-node']), undefined, { symbolicDims: which });
+      const passed = results.filter((r) => r.passed).length;
+      console.log(`onnx node suite with symbolic dims (${which}): ${passed} passed, ${results.length - passed} failed`);
+      // a graph that imports symbolically must compute what the static one does: failures are rejections with a code
+      const wrong = results.filter((r) => !r.passed && (!r.code || r.code === 'CRASH'));
+      expect(wrong.map((r) => `${r.name}: ${r.error}`)).toEqual([]);
+      expect(passed).toBeGreaterThanOrEqual(floor);
+    });
   });
-});
+}
 
 describe('ONNX backend node suite on WebGPU', () => {
   it(`passes at least ${WEBGPU_NODE_FLOOR} of the node cases (kiln onnx-test --target webgpu)`, async () => {

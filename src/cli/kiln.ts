@@ -40,7 +40,7 @@ const OPTIONS = {
   curve: { type: 'string' },
   'no-tuning': { type: 'boolean' },
   'build-only': { type: 'boolean' },
-  'symbolic-batch': { type: 'boolean' },
+  'symbolic-dims': { type: 'string' },
   port: { type: 'string' },
 } as const;
 type OptionName = keyof typeof OPTIONS;
@@ -100,9 +100,10 @@ const COMMANDS: Record<string, Subcommand> = {
   },
   'onnx-test': {
     usage: [
-      'kiln onnx-test DIR... [--verbose] [--json FILE] [--filter REGEX] [--target wasm|webgpu|cuda] [--symbolic-batch]',
+      'kiln onnx-test DIR... [--verbose] [--json FILE] [--filter REGEX] [--target wasm|webgpu|cuda]',
+      '                   [--symbolic-dims leading|all]',
     ],
-    options: ['verbose', 'json', 'filter', 'target', 'symbolic-batch'],
+    options: ['verbose', 'json', 'filter', 'target', 'symbolic-dims'],
     positionals: { min: 1, max: Infinity, name: 'DIR (a folder of ONNX backend test cases)' },
     run: async (p, v) =>
       (await import('./onnx-test.js')).onnxTestCommand(p, {
@@ -110,7 +111,7 @@ const COMMANDS: Record<string, Subcommand> = {
         json: v.json,
         filter: v.filter,
         target: v.target,
-        symbolicBatch: v['symbolic-batch'],
+        symbolicDims: v['symbolic-dims'],
       }),
   },
   tune: {

@@ -1,14 +1,19 @@
 // kiln onnx-test DIR... : runs ONNX backend test cases through the compiled path, ends with "N passed, N failed".
-// --symbolic-batch: each case through a graph whose inputs' leading dims are symbolic, bound to the data's sizes.
+// --symbolic-dims leading|all: each case through a graph whose inputs' leading (or all) dims are symbolic, bound to
+// the data's sizes afterwards.
 import { writeFileSync } from 'node:fs';
 import { cudaDriver, findCases, runCases } from '../conformance/onnx-backend.js';
 import { choiceFlag, usageError } from './usage.js';
 
 export async function onnxTestCommand(
   paths: string[],
-  opts: { verbose?: boolean; json?: string; filter?: string; target?: string; symbolicBatch?: boolean },
+  opts: { verbose?: boolean; json?: string; filter?: string; target?: string; symbolicDims?: string },
 ): Promise<number> {
   const target = choiceFlag(opts.target, '--target', ['wasm', 'webgpu', 'cuda'] as const, 'wasm');
+  const symbolicDims =
+    opts.symbolicDims === undefined
+      ? undefined
+      : choiceFlag(opts.symbolicDims, '--symbolic-dims', ['leading', 'all'] as const, 'leading');
   if (!paths.length) throw usageError('no test case folder given', 'kiln onnx-test .cache/onnx-node');
   let filter: RegExp | undefined;
   try {
@@ -25,7 +30,7 @@ export async function onnxTestCommand(
       if (opts.verbose || !r.passed)
         console.log(`${r.passed ? 'PASS' : 'FAIL'} ${r.name}${r.error ? `: ${r.error.split('\n')[0]}` : ''}`);
     },
-    { target, symbolicLeadingDims: opts.symbolicBatch },
+    { target, symbolicDims },
   );
   const passed = results.filter((r) => r.passed).length;
   if (opts.json) writeFileSync(opts.json, JSON.stringify(results, null, 1));

@@ -60,27 +60,31 @@ export interface RunCaseOptions {
    */
   target?: 'wasm' | 'webgpu' | 'cuda';
   /**
-   * Compile each case once with the leading dim of its run-time inputs symbolic (one symbol per distinct size, so
-   * inputs that share a size share it), then bind the symbols to the test data's sizes (specializeGraph): what the
-   * operators' symbolic type rules and the symbolic shape folding get right, measured on the whole suite.
+   * Compile each case once with dims of its run-time inputs symbolic, then bind the symbols to the test data's sizes
+   * (specializeGraph): 'leading' makes dim 0 symbolic (a batch), 'all' every dim. One symbol per distinct size, so
+   * dims that share a size share it. What the operators' symbolic type rules and the symbolic shape folding get
+   * right, measured on the whole suite.
    */
-  symbolicLeadingDims?: boolean;
+  symbolicDims?: 'leading' | 'all';
 }
 
-/** The model with dim 0 of each listed run-time input made the symbol `n<size>`; the symbols and their sizes. */
-function symbolicLeadingDims(
+/** The model with the chosen dims of each fed run-time input made the symbol `n<size>`; the symbols' sizes. */
+function withSymbolicDims(
   model: ModelProto,
   feeds: Readonly<Record<string, Tensor>>,
+  which: 'leading' | 'all',
 ): { bytes: Uint8Array; values: Record<string, number> } {
   const m = clone(ModelProtoSchema, model);
   const values: Record<string, number> = {};
   for (const vi of m.graph!.input) {
     const feed = feeds[vi.name];
     const dims = vi.type?.value.case === 'tensorType' ? vi.type.value.value.shape?.dim : undefined;
-    if (!feed || !dims?.length || !feed.shape.length) continue;
-    const symbol = `n${feed.shape[0]}`;
-    dims[0].value = { case: 'dimParam', value: symbol };
-    values[symbol] = feed.shape[0];
+    if (!feed || !dims?.length || dims.length !== feed.shape.length) continue;
+    for (let i = 0; i < (which === 'all' ? dims.length : 1); i++) {
+      const symbol = `n${feed.shape[i]}`;
+      dims[i].value = { case: 'dimParam', value: symbol };
+      values[symbol] = feed.shape[i];
+    }
   }
   return { bytes: toBinary(ModelProtoSchema, m), values };
 }
@@ -123,8 +127,8 @@ export async function runCase(
       inputNames.forEach((n, i) => {
         if (inputs[i]) feeds[n] = inputs[i];
       });
-      const compiled = opts.symbolicLeadingDims
-        ? await compileSymbolic(decodeModel(bytes), modelPath, feeds, opts.target)
+      const compiled = opts.symbolicDims
+        ? await compileSymbolic(decodeModel(bytes), modelPath, feeds, opts.symbolicDims, opts.target)
         : await compile(bytes, {
             modelPath,
             specialize: feeds,
@@ -163,16 +167,17 @@ export async function runCase(
 }
 
 /**
- * The case compiled through a graph with symbolic leading dims, bound to the data's sizes afterwards. Inputs needed
- * at compile time are baked in as usual (their dims are then the data's); the others keep their symbolic dim 0.
+ * The case compiled through a graph with symbolic dims, bound to the data's sizes afterwards. Inputs needed at
+ * compile time are baked in as usual (their dims are then the data's); the others keep their symbolic dims.
  */
 async function compileSymbolic(
   model: ModelProto,
   modelPath: string,
   feeds: Readonly<Record<string, Tensor>>,
+  which: 'leading' | 'all',
   target: RunCaseOptions['target'],
 ) {
-  const { bytes, values } = symbolicLeadingDims(model, feeds);
+  const { bytes, values } = withSymbolicDims(model, feeds, which);
   const graph = importAndOptimize(bytes, { modelPath, specialize: { ...feeds }, target });
   return compileGraph(specializeGraph(graph, values, { target }), { target });
 }

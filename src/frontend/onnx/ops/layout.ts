@@ -90,6 +90,13 @@ function resize(c: ConvertCtx, x: GExpr, o: ResizeOpts): GExpr {
   const shape = dims.map((d) => (typeof d === 'number' ? d : 1)),
     r = shape.length;
   const axes = (o.axes ?? [...Array(r).keys()]).map((a) => normAxis(a, r, `${c.opType} axis`));
+  const resizedSymbolic = (i: number) => {
+    throw new KilnError('E_DYNAMIC', `${c.opType}: axis ${i} of symbolic size ${dims[i]} is resized`, {
+      hint: `only dims that stay as they are may be symbolic; fix ${dims[i]} with --dim ${dims[i]}=N`,
+    });
+  };
+  // sizes name the output size of every listed axis: a symbolic one among them cannot stay as it is
+  if (o.sizes?.length) for (const a of axes) if (typeof dims[a] === 'string') resizedSymbolic(a);
   if (!['nearest', 'linear', 'cubic'].includes(o.mode)) c.unsupported(`mode '${o.mode}'`);
   let scales: number[], sizes: number[];
   if (o.sizes?.length) {
@@ -138,10 +145,7 @@ function resize(c: ConvertCtx, x: GExpr, o: ResizeOpts): GExpr {
     else c.unsupported(`roi of length ${o.roi.length}`);
   }
   dims.forEach((d, i) => {
-    if (typeof d === 'string' && (scales[i] !== 1 || sizes[i] !== 1 || roi))
-      throw new KilnError('E_DYNAMIC', `${c.opType}: axis ${i} of symbolic size ${d} is resized`, {
-        hint: `only dims that stay as they are may be symbolic; fix ${d} with --dim ${d}=N`,
-      });
+    if (typeof d === 'string' && (scales[i] !== 1 || sizes[i] !== 1 || roi)) resizedSymbolic(i);
   });
   if (sizes.every((s, d) => s === shape[d]) && scales.every((s) => s === 1) && o.ctm !== 'tf_crop_and_resize')
     return c.call('identity', [x]);
