@@ -64,29 +64,11 @@ export function interpretCall(
   args: readonly Tensor[],
   maxWork = MAX_INTERPRETED_WORK,
 ): Tensor | undefined {
-  const shape = staticShape(call.type);
-  const inputs = args.map((a, i) => placeholder(`in${i}`, a.shape, a.dtype));
-  let out: TeTensor;
-  try {
-    out = getOpDef(call.op.name).compute(inputs, call.attrs, { ...call.type, shape });
-  } catch {
-    return undefined; // the WebAssembly path reports it
-  }
-  if (out.kind === 'placeholder') {
-    const a = args[inputs.indexOf(out)];
-    return { dtype: a.dtype, shape, data: a.data.slice() as TypedArray };
-  }
-  if (out.dtype !== call.type.dtype || out.shape.some((d, i) => d !== shape[i])) return undefined;
-  const stages = topoComputes([out]);
-  if (stages.reduce((n, t) => n + sizeOf(t.shape) * (1 + work(t.body!)), 0) > maxWork) return undefined;
-  const data = new Map<Buf, ArrayLike<Val>>(inputs.map((p, i) => [p, args[i].data as ArrayLike<Val>]));
-  try {
-    for (const t of stages) data.set(t, materialize(t, data));
-  } catch (e) {
-    if (e instanceof Declined) return undefined;
-    throw e;
-  }
-  return { dtype: out.dtype, shape, data: data.get(out) as TypedArray };
+  const out = evaluate(call, args, (a) => a.data as ArrayLike<Val>, maxWork, false);
+  if (!out) return undefined;
+  // (an operator whose output is an argument as it is: a copy, which the caller may own)
+  const data = args.some((a) => a.data === out) ? (out as TypedArray).slice() : (out as TypedArray);
+  return { dtype: call.type.dtype, shape: staticShape(call.type), data };
 }
 
 /**
@@ -99,28 +81,39 @@ export function interpretSymbolic(
   args: readonly SymbolicTensor[],
   maxWork = MAX_INTERPRETED_WORK,
 ): Dim[] | undefined {
+  const values = (a: SymbolicTensor) => a.values.map((v) => (typeof v === 'string' ? new Sym(v) : valOf(v, a.dtype)));
+  const out = evaluate(call, args, values, maxWork, true);
+  return out && Array.from(out, (v) => (v instanceof Sym ? v.dim : Number(v)));
+}
+
+/** The elements of the call's output from its compute over the arguments' elements, or undefined where it declines. */
+function evaluate<A extends { readonly shape: readonly number[]; readonly dtype: DType }>(
+  call: CallNode & { op: OpSpec },
+  args: readonly A[],
+  elements: (a: A) => ArrayLike<Val>,
+  maxWork: number,
+  symbolic: boolean,
+): ArrayLike<Val> | undefined {
   const shape = staticShape(call.type);
   const inputs = args.map((a, i) => placeholder(`in${i}`, a.shape, a.dtype));
   let out: TeTensor;
   try {
     out = getOpDef(call.op.name).compute(inputs, call.attrs, { ...call.type, shape });
   } catch {
-    return undefined;
+    return undefined; // the WebAssembly path reports it
   }
-  if (out.kind === 'placeholder') return [...args[inputs.indexOf(out)].values];
+  if (out.kind === 'placeholder') return elements(args[inputs.indexOf(out)]);
   if (out.dtype !== call.type.dtype || out.shape.some((d, i) => d !== shape[i])) return undefined;
   const stages = topoComputes([out]);
   if (stages.reduce((n, t) => n + sizeOf(t.shape) * (1 + work(t.body!)), 0) > maxWork) return undefined;
-  const data = new Map<Buf, ArrayLike<Val>>(
-    inputs.map((p, i) => [p, args[i].values.map((v) => (typeof v === 'string' ? new Sym(v) : valOf(v, p.dtype)))]),
-  );
+  const data = new Map<Buf, ArrayLike<Val>>(inputs.map((p, i) => [p, elements(args[i])]));
   try {
-    for (const t of stages) data.set(t, materialize(t, data, true));
+    for (const t of stages) data.set(t, materialize(t, data, symbolic));
   } catch (e) {
     if (e instanceof Declined) return undefined;
     throw e;
   }
-  return Array.from(data.get(out)!, (v) => (v instanceof Sym ? v.dim : Number(v)));
+  return data.get(out);
 }
 
 /** A small integer tensor whose elements are dims: numbers, or symbolic dims' texts. */
