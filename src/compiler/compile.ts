@@ -24,7 +24,9 @@ import { externalDataReader } from './external-data.js';
 import { evaluateCall } from './evaluate.js';
 import { type Program, type ProgramOptions, buildProgram } from './program.js';
 import { writeArtifact } from './artifact-writer.js';
-import { type GpuSectionOptions, buildWebGpuSection } from './webgpu-program.js';
+import { type GpuSectionOptions, buildWebGpuSection, valueBindings } from './webgpu-program.js';
+import { type WebGpuLimits, type WebGpuProfileName, resolveWebGpuLimits } from '../codegen/common/webgpu-profile.js';
+import { splitWideConcat } from '../relay-ir/passes/split-wide-concat.js';
 import { buildCudaSection } from './cuda-program.js';
 import type { BuiltKernel } from './kernel.js';
 import { type LoopTarget, loopIRAfterEachPass } from './loop-pipeline.js';
@@ -44,6 +46,12 @@ export interface CompileOptions {
    * target 'wasm', off for GPUs); 2 or 4 forces that tile size wherever Winograd applies.
    */
   winograd?: boolean | WinogradTile;
+  /**
+   * For target 'webgpu': the device limits the kernels must fit, a profile name ('default': the WebGPU spec's
+   * limits, which every device has; 'desktop': desktop GPUs' adapter limits) or limits by GPUSupportedLimits name
+   * (the others the spec's). The artifact records it and load() checks the device against it.
+   */
+  webgpuLimits?: WebGpuProfileName | Partial<WebGpuLimits>;
   /** For target 'cuda': the SM architecture the PTX targets (80, 86 or 90; default 80). */
   sm?: SmTarget;
   /** Concrete shapes for inputs with symbolic or missing dims. */
@@ -149,9 +157,32 @@ export function importAndOptimize(
   return { graph, outputNames: imported.outputNames, specialized: imported.specialized, opset: imported.opset };
 }
 
+/**
+ * Fusion for a target: for WebGPU (`limits` given) every kernel binds at most maxStorageBuffersPerShaderStage
+ * buffers, so concatenations of more inputs are split first (the output takes one binding) and fusion grows groups
+ * only within the limit. Returns the graph it fused (after the split) and the fused function.
+ */
+export function fuseForTarget(
+  graph: FuncNode,
+  limits?: WebGpuLimits,
+  dump?: CompileOptions['dump'],
+): { graph: FuncNode; fused: FuncNode } {
+  if (!limits) return { graph, fused: fuseOps(graph) };
+  const of = (e: GExpr) => valueBindings(e, limits);
+  const split = splitWideConcat(graph, limits.maxStorageBuffersPerShaderStage - 1, of);
+  dump?.('graph:split-wide-concat', printFunc(split));
+  return { graph: split, fused: fuseOps(split, undefined, { max: limits.maxStorageBuffersPerShaderStage, of }) };
+}
+
 export async function compile(modelBytes: Uint8Array, opts: CompileOptions = {}): Promise<CompileResult> {
-  const { graph, outputNames, specialized, opset } = importAndOptimize(modelBytes, opts);
-  const fused = fuseOps(graph);
+  if (opts.webgpuLimits !== undefined && opts.target !== 'webgpu')
+    throw new KilnError('E_INPUT', `webgpuLimits applies to target 'webgpu', not '${opts.target ?? 'wasm'}'`, {
+      hint: "compile with target: 'webgpu' (--target webgpu), or leave webgpuLimits out",
+    });
+  const limits = opts.target === 'webgpu' ? resolveWebGpuLimits(opts.webgpuLimits) : undefined;
+  const optimized = importAndOptimize(modelBytes, opts);
+  const { outputNames, specialized, opset } = optimized;
+  const { graph, fused } = fuseForTarget(optimized.graph, limits, opts.dump);
   if (debugSwitch('verify')) verifyFunc(fused, { where: 'after fuse-ops', fused: true });
   opts.dump?.('fused', printFunc(fused));
   const program = buildProgram(fused, { optimize: opts.optimize, outputNames, traceFor: opts.traceFor });
@@ -159,6 +190,7 @@ export async function compile(modelBytes: Uint8Array, opts: CompileOptions = {})
   let gpuKernels: BuiltKernel[] = [];
   if (opts.target === 'webgpu') {
     const webgpu = buildWebGpuSection(fused, program.weightOffsets, outputNames, {
+      limits,
       traceFor:
         opts.gpuTraceFor &&
         ((k) => {
