@@ -68,7 +68,7 @@ export async function inspectCommand(
   }
   if (level === 'wgsl') {
     // the WebGPU section's own kernels (their numbering differs from the WebAssembly kernels')
-    const { header } = await compile(bytes, { ...compileOptions(path, v), target: 'webgpu' });
+    const { header } = await compile(bytes, compileOptions(path, { ...v, target: 'webgpu' }));
     console.log(printWebGpuSection(header.webgpu!, kernel !== undefined ? [kernel] : undefined));
     return 0;
   }
