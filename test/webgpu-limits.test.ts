@@ -15,6 +15,9 @@ import { WEBGPU_SPEC_DEFAULTS, type WebGpuLimits } from '../src/runtime/webgpu-l
 import type { ArtifactHeader } from '../src/runtime/artifact-format.js';
 import type { CompileOptions } from '../src/compiler/compile.js';
 import { runOrt } from './helpers/ort.js';
+import type { BuiltKernel } from '../src/compiler/kernel.js';
+import { gpuTrace } from '../src/schedule/gpu-schedule.js';
+import { Schedule } from '../src/schedule/schedule.js';
 import { kilnError } from './helpers/errors.js';
 
 /** The most storage bindings any stage of the section binds. */
@@ -122,6 +125,40 @@ describe('WebGPU limits profiles (Dawn + SwiftShader, spec-default device limits
     const sec = header.webgpu!;
     expect(sec.values.some((v) => v.kind === 'weight' && v.window === 1 << 18)).toBe(true);
     expect(sec.kernels.some((k) => k.stages.some((s) => s.windows?.includes(1)))).toBe(true);
+  });
+
+  it('does not use a tuned schedule that needs more workgroup memory than the profile allows', async () => {
+    const bytes = buildModel({
+      inputs: [['a', 'float32', [256, 256]]],
+      outputs: [['y', 'float32', [256, 256]]],
+      initializers: { b: randomF32([256, 256], 5) },
+      nodes: [{ op: 'MatMul', inputs: ['a', 'b'], outputs: ['y'] }],
+    });
+    // a schedule tuned where 32 KiB of workgroup memory was allowed (tiles of 128x128, steps of 32)
+    const big = { tileRows: 128, tileCols: 128, regRows: 8, regCols: 8, tileK: 32, sharedBytes: 32768 };
+    const gpuTraceFor = (k: BuiltKernel) => gpuTrace(new Schedule([k.output]), big);
+    const shared = (h: ArtifactHeader) =>
+      Math.max(
+        ...h
+          .webgpu!.kernels.flatMap((k) =>
+            k.stages.map((st) => [...st.code.matchAll(/var<workgroup> \w+: array<(\w+|vec4<f32>), (\d+)>/g)]),
+          )
+          .map((ms) => ms.reduce((n, m) => n + Number(m[2]) * (m[1] === 'vec4<f32>' ? 16 : 4), 0)),
+      );
+    const desktop = await compile(bytes, { target: 'webgpu', webgpuLimits: 'desktop', gpuTraceFor });
+    expect(shared(desktop.header)).toBeGreaterThan(16384);
+    const { header } = await runBoth(
+      {
+        inputs: [['a', 'float32', [256, 256]]],
+        outputs: [['y', 'float32', [256, 256]]],
+        initializers: { b: randomF32([256, 256], 5) },
+        nodes: [{ op: 'MatMul', inputs: ['a', 'b'], outputs: ['y'] }],
+      },
+      { a: randomF32([256, 256], 6) },
+      { gpuTraceFor },
+    );
+    expect(shared(header)).toBeGreaterThan(0);
+    expect(shared(header)).toBeLessThanOrEqual(16384);
   });
 
   it('records the profile; load() names the limit a device falls short of', async () => {

@@ -82,9 +82,9 @@ export function buildWebGpuSection(
   const kernelOf = new Map<string, number>();
   const gpuCalls: GpuCall[] = [];
   /** Builds the kernel of a call (or finds its twin): its index, or its stages' bindings where more than allowed. */
-  const kernelFor = (op: FuncNode, origin: string[]): number | { bindings: number } => {
+  const kernelFor = (op: FuncNode, origin: string[], untuned = false): number | { bindings: number } => {
     let k = buildKernel(op, `g${kernels.length}`, (sch) => gpuTrace(sch));
-    const tuned = opts.traceFor?.(k);
+    const tuned = untuned ? undefined : opts.traceFor?.(k);
     if (tuned) k = { ...buildKernel(op, k.prim.name, tuned), tuned: true };
     const key = kernelKey(k.prim);
     const known = kernelOf.get(key);
@@ -103,6 +103,20 @@ export function buildWebGpuSection(
       }
       throw e;
     }
+    // workgroup memory and invocations: the default schedules stay within the spec's defaults, which every profile
+    // reaches; a tuned schedule (measured on an adapter that allows more) that exceeds the profile is not used
+    const over = stages.find(
+      (st) =>
+        (st.workgroupBytes ?? 0) > limits.maxComputeWorkgroupStorageSize ||
+        st.workgroupSize > limits.maxComputeInvocationsPerWorkgroup,
+    );
+    if (over && k.tuned) return kernelFor(op, origin, true);
+    if (over)
+      throw new KilnError(
+        'E_UNSUPPORTED',
+        `a kernel of ${k.ops.join(', ') || 'copy'} needs ${over.workgroupBytes} bytes of workgroup memory and ${over.workgroupSize} invocations per workgroup; the WebGPU limits profile allows ${limits.maxComputeWorkgroupStorageSize} and ${limits.maxComputeInvocationsPerWorkgroup}`,
+        { node: origin[0], hint: "compile with a larger profile (--webgpu-limits), or for target 'wasm'" },
+      );
     const most = Math.max(0, ...stages.map((st) => st.bindings.length));
     if (most > limits.maxStorageBuffersPerShaderStage) {
       if (k.ops.length <= 1)

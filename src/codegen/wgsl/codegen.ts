@@ -92,6 +92,8 @@ export interface WgslStage {
   writes: number[];
   /** Values of the shader's uniform struct (binding `bindings.length`) as u32 words; absent when it has none. */
   uniforms?: number[];
+  /** Bytes of workgroup memory the shader declares (its var<workgroup> arrays). */
+  workgroupBytes?: number;
 }
 
 /** A literal of a stage's text: the inline WGSL and its 32-bit value as a uniform word. */
@@ -538,6 +540,7 @@ class StageEmitter extends LoopEmitter<string, void> {
     return {
       template,
       slots: this.slots,
+      workgroupBytes: this.shared.reduce((n, b) => n + b.size * 4, 0),
       workgroupSize: wg,
       grid: [grid[0], grid[1], grid[2]],
       bindings,
