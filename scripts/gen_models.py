@@ -196,6 +196,27 @@ def gpt2_past(layers: int = 2, past: int = 3, seq: int = 2):
     return model, inputs, outputs
 
 
+class EmbeddingProjection(nn.Module):
+    """A token embedding table bigger than WebGPU's default 128 MiB storage binding, then a projection."""
+
+    def __init__(self, vocab: int, dim: int, out: int):
+        super().__init__()
+        self.emb = nn.Embedding(vocab, dim)
+        self.proj = nn.Linear(dim, out)
+
+    def forward(self, ids):
+        return self.proj(self.emb(ids))
+
+
+def big_embedding(vocab: int = 36000, dim: int = 1024, seq: int = 16):
+    # 36000 x 1024 float32 = 140.6 MiB: over maxStorageBufferBindingSize's default (128 MiB), under maxBufferSize's
+    torch.manual_seed(0)
+    model = EmbeddingProjection(vocab, dim, 64).eval()
+    ids = np.random.RandomState(0).randint(0, vocab, size=(1, seq)).astype(np.int64)
+    ids[0, :5] = [0, vocab - 1, vocab // 2, 32767, 32768]  # both ends of the table, each side of the window boundary
+    return model, {"input_ids": ids}, ["output"]
+
+
 MODELS = {
     "resnet18": lambda: torchvision_model("resnet18"),
     "mobilenet_v2": lambda: torchvision_model("mobilenet_v2"),
@@ -214,6 +235,10 @@ MODELS = {
     # resnet18_small exported with a dynamic batch axis
     "resnet18_dynamic": lambda: torchvision_model("resnet18", 32),
     "gpt2_past": gpt2_past,
+    # DenseNet-121's dense blocks concatenate up to 33 inputs (WebGPU binding limits); 64x64 keeps SwiftShader quick
+    "densenet121": lambda: torchvision_model("densenet121", 64),
+    # one weight over WebGPU's default 128 MiB binding size (about 150 MB on disk)
+    "big_embedding": big_embedding,
 }
 DYNAMIC_AXES = {
     "bert_dynamic": {n: {0: "batch", 1: "sequence"} for n in ("input_ids", "attention_mask", "last_hidden_state")},

@@ -16,8 +16,8 @@
 import { KilnError } from '../runtime/errors.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { compareTensors } from '../conformance/compare.js';
-import { type CompileOptions, importAndOptimize } from '../compiler/compile.js';
-import { fuseOps } from '../relay-ir/passes/fuse-ops.js';
+import { type CompileOptions, fuseForTarget, importAndOptimize } from '../compiler/compile.js';
+import { resolveWebGpuLimits } from '../codegen/common/webgpu-profile.js';
 import { VERSION } from '../compiler/version.js';
 import { DEFAULT_DB_PATH, type ErrorKind, type TuningRecord, TuningDatabase, traceHash } from './database.js';
 import { type GpuTargetInfo, type TargetInfo, cudaTarget, detectTarget, webgpuTarget } from './target.js';
@@ -68,7 +68,7 @@ export interface TuneOptions {
   minRepeatMs?: number;
   /** Per-candidate measurement timeout (ms). */
   timeoutMs?: number;
-  compile?: Pick<CompileOptions, 'inputShapes' | 'dims' | 'specialize' | 'modelPath'>;
+  compile?: Pick<CompileOptions, 'inputShapes' | 'dims' | 'specialize' | 'modelPath' | 'webgpuLimits'>;
   /** Only these task indices (testing, narrowing). */
   onlyTasks?: number[];
   builder?: Builder;
@@ -279,14 +279,17 @@ class TuningJob {
     const buildOnly = (opts.target ?? 'wasm') === 'cuda' && !!opts.buildOnly;
     const { target, limits, gpu, runner: gpuRunner } = await openTarget(opts);
     const base = gpu ? gpuBaseOptions(gpu.kind) : {};
+    // the kernels `kiln compile` makes for this target (WebGPU: within the limits profile's bindings)
+    const webgpuLimits = opts.target === 'webgpu' ? resolveWebGpuLimits(opts.compile?.webgpuLimits) : undefined;
     let tasks = extractTasks(
-      fuseOps(graph),
+      fuseForTarget(graph, webgpuLimits).fused,
       gpu &&
         limits &&
         ((k) =>
           new GpuSearchSpace(() => new Schedule([k.output]), {
-            maxThreads: limits.maxThreads,
-            maxSharedBytes: limits.maxSharedBytes,
+            // what the adapter allows and, for WebGPU, the limits profile the artifact is compiled to
+            maxThreads: Math.min(limits.maxThreads, webgpuLimits?.maxComputeInvocationsPerWorkgroup ?? Infinity),
+            maxSharedBytes: Math.min(limits.maxSharedBytes, webgpuLimits?.maxComputeWorkgroupStorageSize ?? Infinity),
             base,
           })),
     );

@@ -11,7 +11,7 @@ process.on('disconnect', () => process.exit(0)); // the tuner is gone
 process.on('message', async (m: { id: number; task: MeasureTask; timing?: 'timestamp' | 'wall' }) => {
   let res: MeasureResult;
   try {
-    runner ??= nodeGpuDevice().then((d) => new WebGpuRunner(d, { timing: m.timing }));
+    runner ??= nodeGpuDevice('adapter').then((d) => new WebGpuRunner(d, { timing: m.timing }));
     res = await (await runner).measure(m.task, 2 ** 31 - 1);
   } catch (e) {
     res = { ok: false, kind: 'run', error: (e instanceof Error ? e.message : String(e)).split('\n')[0].slice(0, 500) };

@@ -1,13 +1,21 @@
 // kiln compile MODEL.onnx|MODEL.pt2 -o OUT.kiln
 import { existsSync, readFileSync } from 'node:fs';
 import { compile } from '../compiler/compile.js';
+import { describeWebGpuLimits } from '../compiler/wgsl-text.js';
 import { KilnError } from '../runtime/errors.js';
 import { parseDim, parseNamedShape, readTensorFile, writeFileAtomic } from './tensor-files.js';
 import { SM_TARGETS, type SmTarget } from '../codegen/ptx/codegen.js';
 import { choiceFlag, namedValue, usageError } from './usage.js';
+import {
+  WEBGPU_PROFILES,
+  type WebGpuLimits,
+  type WebGpuProfileName,
+  resolveWebGpuLimits,
+} from '../codegen/common/webgpu-profile.js';
 
 export interface CompileFlags {
   target?: string;
+  'webgpu-limits'?: string;
   sm?: string;
   db?: string;
   'no-tuning'?: boolean;
@@ -41,7 +49,41 @@ export function compileOptions(modelPath: string, v: CompileFlags) {
     ),
     optimize: !v['no-optimize'],
     ...(v.target === 'cuda' ? { target: 'cuda' as const, sm: cudaSm(v.sm) } : { target: cliTarget(v.target) }),
+    ...webgpuLimitsFlag(v['webgpu-limits'], v.target),
   };
+}
+
+/** --webgpu-limits default|desktop|FILE.json (target webgpu): a profile name, or limits by GPUSupportedLimits name. */
+export function webgpuLimitsFlag(
+  flag: string | undefined,
+  target: string | undefined,
+): { webgpuLimits?: WebGpuProfileName | Partial<WebGpuLimits> } {
+  if (flag === undefined) return {};
+  if (target !== 'webgpu')
+    throw usageError('--webgpu-limits applies to --target webgpu', 'add --target webgpu, or leave --webgpu-limits out');
+  if (Object.hasOwn(WEBGPU_PROFILES, flag)) return { webgpuLimits: flag as WebGpuProfileName };
+  if (!/\.json$/i.test(flag) && !existsSync(flag))
+    throw usageError(
+      `--webgpu-limits '${flag}' is neither a profile nor a JSON file`,
+      `use ${Object.keys(WEBGPU_PROFILES).join(', ')} or LIMITS.json (e.g. {"maxStorageBuffersPerShaderStage": 10})`,
+    );
+  let text: string;
+  try {
+    text = readFileSync(flag, 'utf8');
+  } catch (e) {
+    throw new KilnError('E_IO', `cannot read WebGPU limits file '${flag}': ${(e as Error).message}`);
+  }
+  let limits: unknown;
+  try {
+    limits = JSON.parse(text);
+  } catch (e) {
+    throw new KilnError('E_INPUT', `WebGPU limits file '${flag}' is not JSON: ${(e as Error).message}`, {
+      hint: 'write an object of limits, e.g. {"maxStorageBuffersPerShaderStage": 10}',
+    });
+  }
+  // checked here, so that a bad file stops the command before any work
+  resolveWebGpuLimits(limits as Partial<WebGpuLimits>, `WebGPU limits file '${flag}'`);
+  return { webgpuLimits: limits as Partial<WebGpuLimits> };
 }
 
 function cliTarget(t: string | undefined): 'wasm' | 'webgpu' {
@@ -97,6 +139,7 @@ export async function compileCommand(pos: string[], v: CompileFlags): Promise<nu
     console.log(
       `  webgpu: ${h.webgpu.kernels.length} kernels, ${stages.length} stages, ${new Set(stages.map((st) => st.code)).size} distinct shaders (${shared} stages read their constants from uniforms), ${dispatches} dispatches per run`,
     );
+    console.log(`  ${describeWebGpuLimits(h.webgpu)}`);
   }
   if (h.cuda) {
     const entries = h.cuda.kernels.reduce((a, k) => a + k.launches.length, 0);

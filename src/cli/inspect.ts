@@ -1,8 +1,7 @@
 // kiln inspect MODEL.onnx --level graph|fused|te|loop|wasm|wgsl|ptx [--kernel N]   print an IR level
 // kiln inspect MODEL.onnx --level loop [--target T] [--after PASS]     the loop IR T's backend emits, or after PASS
 // kiln inspect ARTIFACT.kiln                                            print the artifact's header summary
-import { compile, importAndOptimize } from '../compiler/compile.js';
-import { fuseOps } from '../relay-ir/passes/fuse-ops.js';
+import { compile, fuseForTarget, importAndOptimize, webgpuLimitsOf } from '../compiler/compile.js';
 import { withDimRanges } from '../relay-ir/sym-dim.js';
 import { printKernelTE } from '../compiler/kernel.js';
 import { printFunc } from '../relay-ir/printer.js';
@@ -70,7 +69,7 @@ export async function inspectCommand(
   }
   if (level === 'wgsl') {
     // the WebGPU section's own kernels (their numbering differs from the WebAssembly kernels')
-    const { header } = await compile(bytes, { ...compileOptions(path, v), target: 'webgpu' });
+    const { header } = await compile(bytes, compileOptions(path, { ...v, target: 'webgpu' }));
     console.log(printWebGpuSection(header.webgpu!, kernel !== undefined ? [kernel] : undefined));
     return 0;
   }
@@ -78,7 +77,8 @@ export async function inspectCommand(
     // graph levels need no kernels, so they print for models with symbolic dims too
     const opts = compileOptions(path, v);
     const { graph, dimRanges } = importAndOptimize(bytes, opts);
-    console.log(printFunc(level === 'graph' ? graph : withDimRanges(dimRanges, () => fuseOps(graph))));
+    const fused = () => fuseForTarget(graph, webgpuLimitsOf(opts)).fused;
+    console.log(printFunc(level === 'graph' ? graph : withDimRanges(dimRanges, fused)));
     return 0;
   }
   const r = await compile(bytes, compileOptions(path, v));

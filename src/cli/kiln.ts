@@ -30,6 +30,7 @@ const OPTIONS = {
   filter: { type: 'string' },
   target: { type: 'string' },
   sm: { type: 'string' },
+  'webgpu-limits': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   trials: { type: 'string' },
   'time-budget': { type: 'string' },
@@ -60,13 +61,22 @@ interface Subcommand {
   run(pos: string[], v: Flags): Promise<number>;
 }
 
-const COMPILE_FLAGS: OptionName[] = ['input-shape', 'dim', 'specialize', 'no-optimize', 'target', 'sm'];
+const COMPILE_FLAGS: OptionName[] = [
+  'input-shape',
+  'dim',
+  'specialize',
+  'no-optimize',
+  'target',
+  'sm',
+  'webgpu-limits',
+];
 
 const COMMANDS: Record<string, Subcommand> = {
   compile: {
     usage: [
       'kiln compile MODEL.onnx -o OUT.kiln [--dim batch=1] [--input-shape name=1,3,224,224] [--specialize name=file.pb] [--no-optimize] [--db PATH | --no-tuning]',
       'kiln compile MODEL.onnx --target wasm|webgpu|cuda [--sm 80|86|90] [--verbose]   (cuda: PTX for NVIDIA GPUs; --verbose: ptxas resource usage)',
+      "kiln compile MODEL.onnx --target webgpu [--webgpu-limits default|desktop|LIMITS.json]   (the device limits the kernels fit; default: the WebGPU spec's)",
       'kiln compile MODEL.pt2 ...   (a torch.export.save archive: the same options; the format is detected from the file)',
     ],
     options: ['output', ...COMPILE_FLAGS, 'verbose', 'db', 'no-tuning'],
@@ -118,6 +128,7 @@ const COMMANDS: Record<string, Subcommand> = {
     usage: [
       'kiln tune MODEL.onnx [--target wasm|webgpu|cuda [--sm 80] [--build-only]] [--trials N] [--time-budget 20m]',
       '          [--workers 2] [--db PATH] [--seed S] [--strategy evolutionary|random|compare] [--curve FILE.csv]',
+      '          [--webgpu-limits default|desktop|LIMITS.json]   (target webgpu: the kernels kiln compile makes for that profile)',
     ],
     options: [
       'target',
@@ -130,6 +141,7 @@ const COMMANDS: Record<string, Subcommand> = {
       'seed',
       'strategy',
       'curve',
+      'webgpu-limits',
       'input-shape',
       'dim',
       'specialize',

@@ -9,7 +9,7 @@ import { DEFAULT_DB_PATH, TuningDatabase } from '../autotune/database.js';
 import { type TuneProgress, type TuneReport, type TuneTarget, parseDuration, tune } from '../autotune/tuner.js';
 import { LocalBuilder, PoolBuilder, PoolRunner } from '../autotune/measure.js';
 import { type CurveSeries, curveCsv, curveSvg, svgPathFor } from '../autotune/plot.js';
-import { type CompileFlags, compileOptions, cudaSm, readModel } from './compile.js';
+import { type CompileFlags, compileOptions, cudaSm, readModel, webgpuLimitsFlag } from './compile.js';
 import { choiceFlag, intFlag, usageError } from './usage.js';
 
 export interface TuneFlags extends CompileFlags {
@@ -127,7 +127,12 @@ export async function tuneCommand(pos: string[], v: TuneFlags): Promise<number> 
   const trials = int(v.trials, 64, 'trials'),
     workers = int(v.workers, 2, 'workers'),
     seed = int(v.seed, 0, 'seed');
-  const { inputShapes, dims, specialize } = compileOptions(modelPath, { ...v, target: undefined });
+  const { webgpuLimits } = webgpuLimitsFlag(v['webgpu-limits'], target);
+  const { inputShapes, dims, specialize } = compileOptions(modelPath, {
+    ...v,
+    target: undefined,
+    'webgpu-limits': undefined,
+  });
   const bytes = readModel(modelPath);
   const dbPath = v.db ?? DEFAULT_DB_PATH;
   const common = {
@@ -137,7 +142,7 @@ export async function tuneCommand(pos: string[], v: TuneFlags): Promise<number> 
     trials,
     workers,
     seed,
-    compile: { inputShapes, dims, specialize, modelPath },
+    compile: { inputShapes, dims, specialize, modelPath, webgpuLimits },
   };
   const series: CurveSeries[] = [];
   if (strategy !== 'compare') {

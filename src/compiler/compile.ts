@@ -26,7 +26,9 @@ import { evaluateCall } from './evaluate.js';
 import { interpretSymbolic } from './te-interpreter.js';
 import { type Program, type ProgramOptions, buildProgram } from './program.js';
 import { writeArtifact } from './artifact-writer.js';
-import { type GpuSectionOptions, buildWebGpuSection } from './webgpu-program.js';
+import { type GpuSectionOptions, buildWebGpuSection, valueBindings } from './webgpu-program.js';
+import { type WebGpuLimits, type WebGpuProfileName, resolveWebGpuLimits } from '../codegen/common/webgpu-profile.js';
+import { splitWideConcat } from '../relay-ir/passes/split-wide-concat.js';
 import { buildCudaSection } from './cuda-program.js';
 import type { BuiltKernel } from './kernel.js';
 import { type LoopTarget, loopIRAfterEachPass } from './loop-pipeline.js';
@@ -47,6 +49,12 @@ export interface CompileOptions {
    * target 'wasm', off for GPUs); 2 or 4 forces that tile size wherever Winograd applies.
    */
   winograd?: boolean | WinogradTile;
+  /**
+   * For target 'webgpu': the device limits the kernels must fit, a profile name ('default': the WebGPU spec's
+   * limits, which every device has; 'desktop': desktop GPUs' adapter limits) or limits by GPUSupportedLimits name
+   * (the others the spec's). The artifact records it and load() checks the device against it.
+   */
+  webgpuLimits?: WebGpuProfileName | Partial<WebGpuLimits>;
   /** For target 'cuda': the SM architecture the PTX targets (80, 86 or 90; default 80). */
   sm?: SmTarget;
   /** Concrete shapes for inputs with symbolic or missing dims. */
@@ -163,10 +171,37 @@ export function importAndOptimize(
   };
 }
 
+/**
+ * Fusion for a target: for WebGPU (`limits` given) every kernel binds at most maxStorageBuffersPerShaderStage
+ * buffers, so concatenations of more inputs are split first (the output takes one binding) and fusion grows groups
+ * only within the limit. Returns the graph it fused (after the split) and the fused function.
+ */
+export function fuseForTarget(
+  graph: FuncNode,
+  limits?: WebGpuLimits,
+  dump?: CompileOptions['dump'],
+): { graph: FuncNode; fused: FuncNode } {
+  if (!limits) return { graph, fused: fuseOps(graph) };
+  const of = (e: GExpr) => valueBindings(e, limits);
+  const split = splitWideConcat(graph, limits.maxStorageBuffersPerShaderStage - 1, of);
+  dump?.('graph:split-wide-concat', printFunc(split));
+  return { graph: split, fused: fuseOps(split, undefined, { max: limits.maxStorageBuffersPerShaderStage, of }) };
+}
+
+/** The WebGPU limits profile the options ask for (target 'webgpu' only), or undefined for other targets. */
+export function webgpuLimitsOf(opts: CompileOptions): WebGpuLimits | undefined {
+  if (opts.webgpuLimits !== undefined && opts.target !== 'webgpu')
+    throw new KilnError('E_INPUT', `webgpuLimits applies to target 'webgpu', not '${opts.target ?? 'wasm'}'`, {
+      hint: "compile with target: 'webgpu' (--target webgpu), or leave webgpuLimits out",
+    });
+  return opts.target === 'webgpu' ? resolveWebGpuLimits(opts.webgpuLimits) : undefined;
+}
+
 /** The optimized graph of a model, as importAndOptimize gives it. */
 export type OptimizedGraph = ReturnType<typeof importAndOptimize>;
 
 export async function compile(modelBytes: Uint8Array, opts: CompileOptions = {}): Promise<CompileResult> {
+  webgpuLimitsOf(opts); // a bad profile fails before the import
   return compileGraph(importAndOptimize(modelBytes, opts), opts);
 }
 
@@ -195,12 +230,13 @@ export function specializeGraph(
 
 /** Back half: optimized graph IR -> fused kernels -> artifact. */
 export async function compileGraph(
-  { graph, outputNames, specialized, opset, dimRanges }: OptimizedGraph,
+  { graph: optimized, outputNames, specialized, opset, dimRanges }: OptimizedGraph,
   opts: CompileOptions = {},
 ): Promise<CompileResult> {
-  const fused = withDimRanges(dimRanges, () => {
-    const f = fuseOps(graph);
-    if (debugSwitch('verify')) verifyFunc(f, { where: 'after fuse-ops', fused: true });
+  const limits = webgpuLimitsOf(opts);
+  const { graph, fused } = withDimRanges(dimRanges, () => {
+    const f = fuseForTarget(optimized, limits, opts.dump);
+    if (debugSwitch('verify')) verifyFunc(f.fused, { where: 'after fuse-ops', fused: true });
     return f;
   });
   opts.dump?.('fused', printFunc(fused));
@@ -209,6 +245,7 @@ export async function compileGraph(
   let gpuKernels: BuiltKernel[] = [];
   if (opts.target === 'webgpu') {
     const webgpu = buildWebGpuSection(fused, program.weightOffsets, outputNames, {
+      limits,
       traceFor:
         opts.gpuTraceFor &&
         ((k) => {

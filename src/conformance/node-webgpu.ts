@@ -15,24 +15,35 @@ export interface NodeGpuAdapter {
   limits: Record<string, number>;
 }
 
-let cached: Promise<GpuDevice> | undefined;
+/**
+ * Which limits a device is requested with: 'default', the WebGPU spec's (what a page gets without requiredLimits,
+ * and what artifacts compiled with the default profile need); 'adapter', the adapter's maxima of the limits Kiln's
+ * kernels use (for artifacts compiled with a larger profile, and the tuner).
+ */
+export type NodeGpuLimits = 'default' | 'adapter';
+
+const cached = new Map<NodeGpuLimits, Promise<GpuDevice>>();
 let adapterSeen: NodeGpuAdapter | undefined;
 /** Dawn's instance and adapter must outlive the device: collecting them while it runs crashes the process. */
 const keepAlive: unknown[] = [];
 
-/** One device per process, with the adapter's highest storage-buffer and workgroup limits. */
-export function nodeGpuDevice(): Promise<GpuDevice> {
-  cached ??= create();
-  return cached;
+/** One device per process and kind of limits (default: the WebGPU spec's limits). */
+export function nodeGpuDevice(limits: NodeGpuLimits = 'default'): Promise<GpuDevice> {
+  let d = cached.get(limits);
+  if (!d) {
+    d = create(limits);
+    cached.set(limits, d);
+  }
+  return d;
 }
 
-/** The adapter behind nodeGpuDevice() (creating the device if needed). */
+/** The adapter behind nodeGpuDevice() (creating a device if needed), with its maxima of the limits Kiln uses. */
 export async function nodeGpuAdapter(): Promise<NodeGpuAdapter> {
-  await nodeGpuDevice();
+  if (!adapterSeen) await nodeGpuDevice();
   return adapterSeen!;
 }
 
-async function create(): Promise<GpuDevice> {
+async function create(limits: NodeGpuLimits): Promise<GpuDevice> {
   if (!process.env.VK_ICD_FILENAMES && existsSync(SWIFTSHADER_ICD)) process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
   type WebGpuModule = { create(opts: string[]): { requestAdapter(o?: object): Promise<unknown> }; globals: object };
   const mod = await importOptional<WebGpuModule>('webgpu');
@@ -59,11 +70,15 @@ async function create(): Promise<GpuDevice> {
     'maxComputeWorkgroupsPerDimension',
     'maxComputeInvocationsPerWorkgroup',
     'maxComputeWorkgroupSizeX',
+    'maxComputeWorkgroupSizeY',
+    'maxComputeWorkgroupSizeZ',
     'maxComputeWorkgroupStorageSize',
+    'maxUniformBufferBindingSize',
   ];
-  const requiredLimits = Object.fromEntries(
+  const maxima = Object.fromEntries(
     want.filter((k) => typeof adapter.limits[k] === 'number').map((k) => [k, adapter.limits[k]]),
   );
+  const requiredLimits = limits === 'adapter' ? maxima : {};
   const features = [...(adapter.features ?? [])].sort();
   const info = adapter.info ?? {};
   adapterSeen = {
@@ -74,7 +89,7 @@ async function create(): Promise<GpuDevice> {
       description: info.description ?? '',
     },
     features,
-    limits: { ...requiredLimits },
+    limits: { ...maxima },
   };
   // timestamp queries let the tuner time dispatches on the GPU timeline
   const requiredFeatures = features.filter((f) => f === 'timestamp-query');

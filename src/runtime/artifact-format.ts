@@ -6,6 +6,7 @@
 //  16  32-byte SHA-256 of everything from byte 48 to the end
 //  48  header JSON (UTF-8), then sections (WebAssembly module, weights) at 16-byte aligned offsets it names
 import type { DType } from './dtype.js';
+import type { WebGpuLimits } from './webgpu-limits.js';
 
 export const MAGIC = [0x4b, 0x49, 0x4c, 0x4e]; // "KILN"
 export const FORMAT_VERSION = 1;
@@ -127,6 +128,11 @@ export interface WebGpuSection {
   calls: GpuCall[];
   /** How int64/uint64 live on the GPU: 'u32x2', two words per element (lo, hi) as in a BigInt64Array. Older artifacts kept them as one i32. */
   int64?: 'u32x2';
+  /**
+   * The WebGPU limits the kernels were compiled to fit; load() checks the device against them. Absent in artifacts
+   * of older Kilns (their kernels are checked one by one against the device).
+   */
+  limits?: WebGpuLimits;
 }
 
 export interface GpuValue {
@@ -136,13 +142,18 @@ export interface GpuValue {
   kind: 'input' | 'output' | 'intermediate' | 'weight';
   /** For weights: the bytes inside the weights section. */
   weight?: Section;
+  /**
+   * Words (4 bytes) per GPU buffer where the value is larger than one binding may view: it lives in
+   * ceil(words / window) buffers, bound as windows (GpuStage.windows). Absent: one buffer.
+   */
+  window?: number;
 }
 
 export interface GpuKernel {
   name: string;
   ops: string[];
-  /** Global temporaries (between stages), one buffer each. */
-  temps: { dtype: DType; size: number }[];
+  /** Global temporaries (between stages), one buffer each (several where `window` is set, as for values). */
+  temps: { dtype: DType; size: number; window?: number }[];
   /** One compute dispatch each, in order. */
   stages: GpuStage[];
 }
@@ -155,6 +166,8 @@ export interface GpuStage {
   grid: [number, number, number];
   /** Kernel parameter per binding (inputs, then outputs, then temps). */
   bindings: number[];
+  /** Window (buffer) of the parameter per binding, where a parameter is windowed; absent: all 0. */
+  windows?: number[];
   /** The shader's uniforms (binding `bindings.length`), as u32 words: the constants it shares with stages of other shapes. */
   uniforms?: number[];
 }

@@ -5,6 +5,7 @@ import { KilnError } from './errors.js';
 import { BYTES, DTYPES, type DType } from './dtype.js';
 import type { ArtifactHeader } from './artifact-format.js';
 import { sizeOf } from './tensor.js';
+import { WEBGPU_LIMIT_NAMES } from './webgpu-limits.js';
 
 export const damaged = (what: string): KilnError =>
   new KilnError('E_ARTIFACT', `artifact is damaged: ${what}`, {
@@ -158,7 +159,12 @@ function checkWebGpu(g: Obj, weightBytes: number): void {
       if (len < size * BYTES[t])
         throw damaged(`${p}.weight holds ${len} bytes, ${size} ${t} values need ${size * BYTES[t]}`);
     }
+    if (o.window !== undefined && uint(o.window, `${p}.window`) === 0) throw damaged(`${p}.window is 0`);
   });
+  if (g.limits !== undefined) {
+    const l = obj(g.limits, 'webgpu.limits');
+    for (const name of WEBGPU_LIMIT_NAMES) uint(l[name], `webgpu.limits.${name}`);
+  }
   const value = (v: unknown, path: string) => uint(v, path, values.length - 1, `the last of ${values.length} values`);
   for (const side of ['inputs', 'outputs'] as const) {
     arr(g[side], `webgpu.${side}`).forEach((b, i) => {
@@ -177,6 +183,8 @@ function checkWebGpu(g: Obj, weightBytes: number): void {
       const to = obj(t, `${p}.temps[${j}]`);
       dtype(to.dtype, `${p}.temps[${j}].dtype`);
       uint(to.size, `${p}.temps[${j}].size`);
+      if (to.window !== undefined && uint(to.window, `${p}.temps[${j}].window`) === 0)
+        throw damaged(`${p}.temps[${j}].window is 0`);
     });
     return { o, temps: temps.length };
   });
@@ -194,9 +202,22 @@ function checkWebGpu(g: Obj, weightBytes: number): void {
       if (typeof so.code !== 'string') throw damaged(`${sp}.code is ${shown(so.code)}, not WGSL text`);
       uint(so.workgroupSize, `${sp}.workgroupSize`);
       triple(so.grid, `${sp}.grid`);
-      arr(so.bindings, `${sp}.bindings`).forEach((b, n) =>
-        uint(b, `${sp}.bindings[${n}]`, params - 1, `the ${params} parameters of a call`),
-      );
+      const bindings = arr(so.bindings, `${sp}.bindings`);
+      bindings.forEach((b, n) => uint(b, `${sp}.bindings[${n}]`, params - 1, `the ${params} parameters of a call`));
+      if (so.windows !== undefined) {
+        const windows = arr(so.windows, `${sp}.windows`);
+        if (windows.length !== bindings.length)
+          throw damaged(`${sp}.windows has ${windows.length} entries for ${bindings.length} bindings`);
+        // a window past the value's last buffer
+        windows.forEach((w, n) => {
+          const wi = uint(w, `${sp}.windows[${n}]`);
+          const p = bindings[n] as number;
+          const t = p < args.length ? obj(values[args[p] as number], 'value') : undefined;
+          const words = t ? (t.size as number) * (t.dtype === 'int64' || t.dtype === 'uint64' ? 2 : 1) : undefined;
+          if (t && wi > 0 && (!t.window || wi * (t.window as number) >= words!))
+            throw damaged(`${sp}.windows[${n}] is ${wi}, past the buffers of value ${args[p]}`);
+        });
+      }
       if (so.uniforms !== undefined)
         arr(so.uniforms, `${sp}.uniforms`).forEach((u, n) => uint(u, `${sp}.uniforms[${n}]`, 2 ** 32 - 1));
     });

@@ -10,6 +10,7 @@ import { KilnError } from './errors.js';
 import { checkInputs } from './inputs.js';
 import type { ArtifactHeader, GpuStage, GpuValue, WebGpuSection } from './artifact-format.js';
 import type { Tensor } from './tensor.js';
+import { checkDeviceLimits } from './webgpu-limits.js';
 
 // Minimal structural WebGPU types: a real GPUDevice satisfies them, so the runtime needs no type package.
 export interface GpuBuffer {
@@ -92,6 +93,34 @@ const isWide = (t: DType) => t === 'int64' || t === 'uint64';
 /** Bytes of a GPU buffer for `size` elements of `t` (never 0: WebGPU rejects empty bindings). */
 const wordBytes = (t: DType, size: number) => Math.max(4, size * (isWide(t) ? 8 : 4));
 
+/**
+ * Byte sizes of the GPU buffers of a value: one, or one per window of `window` words for a value larger than one
+ * binding may view (the last window holds the rest).
+ */
+function windowSizes(t: DType, size: number, window: number | undefined): number[] {
+  const total = wordBytes(t, size);
+  if (!window || total <= window * 4) return [total];
+  const n = Math.ceil(total / (window * 4));
+  return Array.from({ length: n }, (_, w) => (w < n - 1 ? window * 4 : total - w * window * 4));
+}
+
+/** Writes `data` across a value's buffers, window by window. */
+function writeWindows(
+  queue: GpuDevice['queue'],
+  bufs: readonly GpuBuffer[],
+  data: ArrayBufferView,
+  window: number | undefined,
+): void {
+  if (bufs.length === 1) {
+    queue.writeBuffer(bufs[0], 0, data);
+    return;
+  }
+  const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  bufs.forEach((b, w) =>
+    queue.writeBuffer(b, 0, bytes.subarray(w * window! * 4, Math.min(bytes.length, (w + 1) * window! * 4))),
+  );
+}
+
 function toWords(t: DType, data: TypedArray, what: string): ArrayBufferView {
   // int64/uint64: two u32 words (lo, hi) per element on the GPU (split-int64), the BigInt64Array's own bytes
   if (isWide(t)) {
@@ -150,8 +179,10 @@ interface Dispatch {
 export class WebGpuExecutor {
   private readonly owned: GpuBuffer[] = [];
   private dispatches: Dispatch[] = [];
-  private valueBufs: GpuBuffer[] = [];
-  private staging: GpuBuffer[] = [];
+  /** Per value its GPU buffers: one, or one per window. */
+  private valueBufs: GpuBuffer[][] = [];
+  /** Per GPU output its staging buffers, one per window of the output. */
+  private staging: GpuBuffer[][] = [];
   private gpuOutputs: WebGpuSection['outputs'] = [];
   private chain: Promise<unknown> = Promise.resolve();
   private disposed = false;
@@ -193,6 +224,8 @@ export class WebGpuExecutor {
 
   private checkLimits(): void {
     const { sec } = this;
+    // the profile the kernels were compiled to: the device must have every limit of it
+    if (sec.limits) checkDeviceLimits(sec.limits, this.device.limits);
     const maxBindings = this.limit('maxStorageBuffersPerShaderStage', 8);
     const maxInvocations = Math.min(
       this.limit('maxComputeInvocationsPerWorkgroup', 256),
@@ -233,7 +266,7 @@ export class WebGpuExecutor {
           );
       }
       for (const t of k.temps)
-        if (wordBytes(t.dtype, t.size) > maxBinding)
+        if (Math.max(...windowSizes(t.dtype, t.size, t.window)) > maxBinding)
           throw new KilnError(
             'E_UNSUPPORTED',
             `kernel ${k.name} needs a ${wordBytes(t.dtype, t.size)}-byte temporary; the device binds at most ${maxBinding}`,
@@ -241,7 +274,7 @@ export class WebGpuExecutor {
           );
     }
     for (const v of sec.values)
-      if (wordBytes(v.dtype, v.size) > maxBinding)
+      if (Math.max(...windowSizes(v.dtype, v.size, v.window)) > maxBinding)
         throw new KilnError(
           'E_UNSUPPORTED',
           `a ${v.kind} of ${v.size} elements needs ${wordBytes(v.dtype, v.size)} bytes; the device binds at most ${maxBinding}`,
@@ -253,6 +286,12 @@ export class WebGpuExecutor {
     const b = this.device.createBuffer({ size, usage, label });
     this.owned.push(b);
     return b;
+  }
+
+  /** A value's buffers (one per window). */
+  private newBuffers(v: { dtype: DType; size: number; window?: number }, usage: number, label: string): GpuBuffer[] {
+    const sizes = windowSizes(v.dtype, v.size, v.window);
+    return sizes.map((n, w) => this.newBuffer(n, usage, sizes.length > 1 ? `${label} window ${w}` : label));
   }
 
   private async init(weights: Uint8Array): Promise<void> {
@@ -267,8 +306,9 @@ export class WebGpuExecutor {
     // buffers: weights uploaded once; inputs and outputs their own; intermediates pooled by lifetime
     const lastUse = new Map<number, number>();
     sec.calls.forEach((c, i) => c.args.forEach((a) => lastUse.set(a, i)));
-    const bufs: GpuBuffer[] = new Array(sec.values.length);
-    const pool = new Map<string, GpuBuffer[]>();
+    const bufs: GpuBuffer[][] = new Array(sec.values.length);
+    const pool = new Map<string, GpuBuffer[][]>();
+    const poolKey = (v: GpuValue) => `${windowSizes(v.dtype, v.size, v.window).join(',')}:${VALUE_USAGE}`;
     const weightData = (v: GpuValue): TypedArray => {
       const w = v.weight!;
       if (w.offset + w.length > weights.length)
@@ -285,28 +325,23 @@ export class WebGpuExecutor {
         for (const o of sec.outputs) if (o.value === id) this.constOutputs.set(o.name, weightData(v));
         return;
       }
-      const b = (bufs[id] = this.newBuffer(wordBytes(v.dtype, v.size), VALUE_USAGE, `${v.kind} ${id}`));
+      const b = (bufs[id] = this.newBuffers(v, VALUE_USAGE, `${v.kind} ${id}`));
       if (v.kind === 'weight' && v.size > 0)
-        device.queue.writeBuffer(b, 0, toWords(v.dtype, weightData(v), `weight ${id}`));
+        writeWindows(device.queue, b, toWords(v.dtype, weightData(v), `weight ${id}`), v.window);
     });
     sec.calls.forEach((c, i) => {
       const out = c.args[c.args.length - 1];
       const v = sec.values[out];
-      if (v.kind === 'intermediate' && !bufs[out]) {
-        const key = `${wordBytes(v.dtype, v.size)}:${VALUE_USAGE}`;
-        bufs[out] =
-          pool.get(key)?.pop() ?? this.newBuffer(wordBytes(v.dtype, v.size), VALUE_USAGE, `intermediate ${out}`);
-      }
+      if (v.kind === 'intermediate' && !bufs[out])
+        bufs[out] = pool.get(poolKey(v))?.pop() ?? this.newBuffers(v, VALUE_USAGE, `intermediate ${out}`);
       for (const a of new Set(c.args)) {
         if (sec.values[a].kind !== 'intermediate' || (lastUse.get(a) ?? i) > i) continue;
-        const key = `${wordBytes(sec.values[a].dtype, sec.values[a].size)}:${VALUE_USAGE}`;
+        const key = poolKey(sec.values[a]);
         pool.set(key, [...(pool.get(key) ?? []), bufs[a]]);
       }
     });
     this.valueBufs = bufs;
-    const temps = sec.kernels.map((k) =>
-      k.temps.map((t, j) => this.newBuffer(wordBytes(t.dtype, t.size), STORAGE, `${k.name} temp ${j}`)),
-    );
+    const temps = sec.kernels.map((k) => k.temps.map((t, j) => this.newBuffers(t, STORAGE, `${k.name} temp ${j}`)));
 
     // every stage's uniforms (the constants its shader shares with other shapes) in one buffer, written once
     const align = this.limit('minUniformBufferOffsetAlignment', 256);
@@ -338,7 +373,7 @@ export class WebGpuExecutor {
       k.stages.forEach((st, s) => {
         const pipeline = pipelines[c.kernel][s];
         const entries: { binding: number; resource: { buffer: GpuBuffer; offset?: number; size?: number } }[] =
-          st.bindings.map((p, binding) => ({ binding, resource: { buffer: params[p] } }));
+          st.bindings.map((p, binding) => ({ binding, resource: { buffer: params[p][st.windows?.[binding] ?? 0] } }));
         const at = uniformAt[c.kernel][s];
         if (at >= 0)
           entries.push({
@@ -351,11 +386,7 @@ export class WebGpuExecutor {
     }
     this.gpuOutputs = sec.outputs.filter((o) => !this.constOutputs.has(o.name));
     this.staging = this.gpuOutputs.map((o) =>
-      this.newBuffer(
-        wordBytes(sec.values[o.value].dtype, sec.values[o.value].size),
-        MAP_READ | COPY_DST,
-        `staging ${o.name}`,
-      ),
+      this.newBuffers(sec.values[o.value], MAP_READ | COPY_DST, `staging ${o.name}`),
     );
     const invalid = await device.popErrorScope();
     const oom = await device.popErrorScope();
@@ -381,10 +412,11 @@ export class WebGpuExecutor {
     for (const inp of sec.inputs) {
       const v = sec.values[inp.value];
       if (v.size > 0)
-        device.queue.writeBuffer(
+        writeWindows(
+          device.queue,
           this.valueBufs[inp.value],
-          0,
           toWords(v.dtype, checked[inp.name].data, `input '${inp.name}'`),
+          v.window,
         );
     }
     const enc = device.createCommandEncoder();
@@ -394,7 +426,7 @@ export class WebGpuExecutor {
       pass.end();
     }
     this.gpuOutputs.forEach((o, i) =>
-      enc.copyBufferToBuffer(this.valueBufs[o.value], 0, this.staging[i], 0, this.staging[i].size),
+      this.staging[i].forEach((s, w) => enc.copyBufferToBuffer(this.valueBufs[o.value][w], 0, s, 0, s.size)),
     );
     device.queue.submit([enc.finish()]);
     const err = await device.popErrorScope();
@@ -402,14 +434,23 @@ export class WebGpuExecutor {
       throw new KilnError('E_INTERNAL', `WebGPU run failed: ${err.message}`, {
         hint: 'please report this with the model',
       });
-    await Promise.all(this.staging.map((s) => s.mapAsync(MAP_READ)));
+    await Promise.all(this.staging.flat().map((s) => s.mapAsync(MAP_READ)));
     const data = new Map<string, TypedArray>();
     this.gpuOutputs.forEach((o, i) => {
-      data.set(
-        o.name,
-        fromWords(sec.values[o.value].dtype, this.staging[i].getMappedRange(), sec.values[o.value].size),
-      );
-      this.staging[i].unmap();
+      const parts = this.staging[i];
+      let words: ArrayBuffer;
+      if (parts.length === 1) words = parts[0].getMappedRange();
+      else {
+        const all = new Uint8Array(parts.reduce((n, s) => n + s.size, 0));
+        let at = 0;
+        for (const s of parts) {
+          all.set(new Uint8Array(s.getMappedRange()), at);
+          at += s.size;
+        }
+        words = all.buffer;
+      }
+      data.set(o.name, fromWords(sec.values[o.value].dtype, words, sec.values[o.value].size));
+      for (const s of parts) s.unmap();
     });
     const out: Record<string, Tensor> = {};
     for (const o of sec.outputs) {

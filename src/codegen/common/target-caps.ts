@@ -3,6 +3,7 @@
 // may assume without asking the device (WebGPU's spec defaults; CUDA's for every sm_80+ GPU).
 import type { DType } from '../../runtime/dtype.js';
 import { UNARY_MATH, type UnaryMathFn } from '../../runtime/math.js';
+import { WEBGPU_SPEC_DEFAULTS } from '../../runtime/webgpu-limits.js';
 
 export type TargetName = 'wasm' | 'webgpu' | 'cuda';
 
@@ -116,12 +117,22 @@ export const TARGET_CAPS: Readonly<Record<TargetName, TargetCaps>> = {
     float64MathInFloat32: false,
     speculation: 'any',
     narrowInRegisters: NARROW,
+    // the spec's defaults (src/runtime/webgpu-limits.ts): every limits profile reaches them, so the GPU schedules'
+    // tiles and workgroups fit whichever profile an artifact is compiled to
     gpu: {
-      maxThreadsPerBlock: 256,
-      maxBlockDim: [256, 256, 64],
-      maxGrid: [65535, 65535, 65535],
-      maxSharedBytes: 16384,
-      maxStorageBuffers: 8,
+      maxThreadsPerBlock: WEBGPU_SPEC_DEFAULTS.maxComputeInvocationsPerWorkgroup,
+      maxBlockDim: [
+        WEBGPU_SPEC_DEFAULTS.maxComputeWorkgroupSizeX,
+        WEBGPU_SPEC_DEFAULTS.maxComputeWorkgroupSizeY,
+        WEBGPU_SPEC_DEFAULTS.maxComputeWorkgroupSizeZ,
+      ],
+      maxGrid: [
+        WEBGPU_SPEC_DEFAULTS.maxComputeWorkgroupsPerDimension,
+        WEBGPU_SPEC_DEFAULTS.maxComputeWorkgroupsPerDimension,
+        WEBGPU_SPEC_DEFAULTS.maxComputeWorkgroupsPerDimension,
+      ],
+      maxSharedBytes: WEBGPU_SPEC_DEFAULTS.maxComputeWorkgroupStorageSize,
+      maxStorageBuffers: WEBGPU_SPEC_DEFAULTS.maxStorageBuffersPerShaderStage,
     },
   },
   cuda: {

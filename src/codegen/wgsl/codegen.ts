@@ -40,6 +40,8 @@
 // store becomes four stores, a vec4 load four loads. All of it is decided at compile time from the loop IR.
 import { BYTES, type DType } from '../../runtime/dtype.js';
 import { TARGET_CAPS } from '../common/target-caps.js';
+import { windowWords } from '../common/webgpu-profile.js';
+import { WEBGPU_SPEC_DEFAULTS } from '../../runtime/webgpu-limits.js';
 import { floorDivPass } from '../common/legalize.js';
 import { mathExpandPass } from '../common/math-expand.js';
 import { ExprIds, csePass, repeatedSubexpressions } from '../common/cse.js';
@@ -81,10 +83,17 @@ export interface WgslStage {
   grid: [number, number, number];
   /** Kernel parameter index per binding: inputs, then outputs, then temps. */
   bindings: number[];
+  /**
+   * Window of the parameter per binding, where some parameter is larger than one binding may view: such a value
+   * lives in several GPU buffers of `windowWords` words each, one binding apiece (absent: every binding window 0).
+   */
+  windows?: number[];
   /** Bindings the shader writes (read_write storage). */
   writes: number[];
   /** Values of the shader's uniform struct (binding `bindings.length`) as u32 words; absent when it has none. */
   uniforms?: number[];
+  /** Bytes of workgroup memory the shader declares (its var<workgroup> arrays). */
+  workgroupBytes?: number;
 }
 
 /** A literal of a stage's text: the inline WGSL and its 32-bit value as a uniform word. */
@@ -211,20 +220,37 @@ function unsupported(t: DType): KilnError {
   });
 }
 
+/** What a WGSL kernel must fit: the storage bindings of one stage, and the words one binding may view. */
+export interface WgslBindingLimits {
+  /**
+   * Storage buffers one stage may bind (maxStorageBuffersPerShaderStage), windows included: a vec4 alias binding is
+   * added only within it. The program builder refits kernels whose stages bind more.
+   */
+  maxStorageBindings: number;
+  /** A buffer of more words than this is bound as windows of this many words (see windowWords()). */
+  windowWords: number;
+}
+
+/** The spec's defaults: what every WebGPU device allows. */
+const DEFAULT_BINDING_LIMITS: WgslBindingLimits = {
+  maxStorageBindings: WEBGPU_SPEC_DEFAULTS.maxStorageBuffersPerShaderStage,
+  windowWords: windowWords(WEBGPU_SPEC_DEFAULTS),
+};
+
 /** Compiles a kernel to one WGSL shader per top-level statement, every constant inline. */
-export function emitWgslKernel(f: PrimFunc): WgslStage[] {
-  return emitWgslTemplates(f).map(inline);
+export function emitWgslKernel(f: PrimFunc, limits = DEFAULT_BINDING_LIMITS): WgslStage[] {
+  return emitWgslTemplates(f, limits).map(inline);
 }
 
 /** A kernel's stages with numbered literal slots, for shareWgslStages(). */
-export function emitWgslTemplates(f: PrimFunc): WgslTemplate[] {
+export function emitWgslTemplates(f: PrimFunc, limits = DEFAULT_BINDING_LIMITS): WgslTemplate[] {
   for (const b of [...f.inputs, ...f.outputs]) if (UNSUPPORTED_DTYPES.has(b.dtype)) throw unsupported(b.dtype);
   f = runLoopPasses(f, WGSL_LOOP_PASSES, WGSL_LOOP_RUN);
   const params = [...f.inputs, ...f.outputs, ...f.temps];
   const launches = f.launches;
   if (!launches) throw new KilnError('E_INTERNAL', `wgsl: kernel ${f.name} has no launches (bind-launch)`);
   return kernelStages(f)
-    .map((s, i) => new StageEmitter(params).emit(s, launches[i]))
+    .map((s, i) => new StageEmitter(params, limits).emit(s, launches[i]))
     .filter((s): s is WgslTemplate => s !== undefined);
 }
 
@@ -301,9 +327,6 @@ export const WGSL_LOOP_RUN: LoopPassRun = {
   input: 'as lowered',
   check: { localIndex: 'constant', launch: WEBGPU_LAUNCH_LIMITS },
 };
-
-/** Storage buffers a stage may bind on every WebGPU device (maxStorageBuffersPerShaderStage's minimum). */
-const MAX_STORAGE_BINDINGS = CAPS.gpu!.maxStorageBuffers!;
 
 type Load = Extract<Expr, { k: 'load' }>;
 
@@ -386,8 +409,41 @@ class StageEmitter extends LoopEmitter<string, void> {
   // vec4: the buffers viewed as array<vec4<f32>> (their own binding, or a read-only alias binding)
   private readonly vecView = new Map<Buffer, 'own' | 'alias'>();
 
-  constructor(private readonly params: readonly Buffer[]) {
+  constructor(
+    private readonly params: readonly Buffer[],
+    private readonly limits: WgslBindingLimits,
+  ) {
     super();
+  }
+
+  /** Windows of a parameter larger than one binding may view (1: bound whole). */
+  private windowCount(b: Buffer): number {
+    return b.scope === 'global' && b.size > this.limits.windowWords ? Math.ceil(b.size / this.limits.windowWords) : 1;
+  }
+
+  /** `b[i]` as WGSL: a windowed buffer through its load helper. */
+  private loadText(b: Buffer, i: string): string {
+    return this.windowCount(b) > 1 ? `${this.bufName(b)}_ld(${i})` : `${this.bufName(b)}[${i}]`;
+  }
+
+  /** `b[i] = v;` as WGSL: a windowed buffer through its store helper. */
+  private storeText(b: Buffer, i: string, v: string): string {
+    return this.windowCount(b) > 1 ? `${this.bufName(b)}_st(${i}, ${v});` : `${this.bufName(b)}[${i}] = ${v};`;
+  }
+
+  /** The load (and, if written, store) functions of a windowed buffer: window w holds words [w*W, (w+1)*W). */
+  private windowHelpers(b: Buffer, n: number, written: boolean): string[] {
+    const W = this.limits.windowWords,
+      name = this.bufName(b),
+      t = storageType(b.dtype);
+    const arm = (w: number, body: (x: string) => string) =>
+      w === n - 1
+        ? `  ${body(`${name}_w${w}[i - ${w * W}]`)}`
+        : `  if (i < ${(w + 1) * W}) { ${body(`${name}_w${w}[i - ${w * W}]`)} }`;
+    const arms = (body: (x: string) => string) => Array.from({ length: n }, (_, w) => arm(w, body));
+    const out = [`fn ${name}_ld(i: i32) -> ${t} {`, ...arms((x) => `return ${x};`), '}'];
+    if (written) out.push(`fn ${name}_st(i: i32, v: ${t}) {`, ...arms((x) => `${x} = v; return;`), '}');
+    return out.map((l) => l.replace('[i - 0]', '[i]'));
   }
 
   emit(s: Stmt, launch: GpuLaunch): WgslTemplate | undefined {
@@ -426,23 +482,41 @@ class StageEmitter extends LoopEmitter<string, void> {
     this.stmt(s);
 
     const bindings: number[] = [],
+      windows: number[] = [],
       writes: number[] = [],
-      decls: string[] = [];
+      decls: string[] = [],
+      windowFns: string[] = [];
     this.params.forEach((b, i) => {
       const written = this.used.get(b);
       if (written === undefined) return;
       const type = this.vecView.get(b) === 'own' ? 'vec4<f32>' : storageType(b.dtype);
-      decls.push(
-        `@group(0) @binding(${bindings.length}) var<storage, ${written ? 'read_write' : 'read'}> ${this.bufName(b)}: array<${type}>;`,
-      );
+      const access = written ? 'read_write' : 'read';
+      const n = this.windowCount(b);
       if (written) writes.push(i);
-      bindings.push(i);
+      if (n === 1) {
+        decls.push(
+          `@group(0) @binding(${bindings.length}) var<storage, ${access}> ${this.bufName(b)}: array<${type}>;`,
+        );
+        bindings.push(i);
+        windows.push(0);
+        return;
+      }
+      for (let w = 0; w < n; w++) {
+        decls.push(
+          `@group(0) @binding(${bindings.length}) var<storage, ${access}> ${this.bufName(b)}_w${w}: array<${type}>;`,
+        );
+        bindings.push(i);
+        windows.push(w);
+      }
+      windowFns.push(...this.windowHelpers(b, n, written));
     });
     this.params.forEach((b, i) => {
       if (this.vecView.get(b) !== 'alias' || this.used.get(b) !== false) return;
       decls.push(`@group(0) @binding(${bindings.length}) var<storage, read> ${this.bufName(b)}_v4: array<vec4<f32>>;`);
       bindings.push(i);
+      windows.push(0);
     });
+
     for (const b of this.shared) {
       decls.push(
         this.vecView.get(b) === 'own'
@@ -453,6 +527,7 @@ class StageEmitter extends LoopEmitter<string, void> {
     const template = [
       ...decls,
       U_DECL,
+      ...windowFns,
       ...[...this.helpers].sort().map((h) => HELPERS[h]),
       `@compute @workgroup_size(${linear ? wg : block.join(', ')})`,
       `fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(${linear ? 'local_invocation_index) lidx: u32' : 'local_invocation_id) lid: vec3<u32>'}) {`,
@@ -462,7 +537,16 @@ class StageEmitter extends LoopEmitter<string, void> {
       '}',
       '',
     ].join('\n');
-    return { template, slots: this.slots, workgroupSize: wg, grid: [grid[0], grid[1], grid[2]], bindings, writes };
+    return {
+      template,
+      slots: this.slots,
+      workgroupBytes: this.shared.reduce((n, b) => n + b.size * 4, 0),
+      workgroupSize: wg,
+      grid: [grid[0], grid[1], grid[2]],
+      bindings,
+      ...(windows.some((w) => w > 0) ? { windows } : {}),
+      writes,
+    };
   }
 
   // Names are canonical within the stage (the loop IR's global counters dropped), so that kernels that differ only
@@ -581,11 +665,11 @@ class StageEmitter extends LoopEmitter<string, void> {
       }
     };
     walk(s);
-    let storage = [...acc.keys()].filter((b) => b.scope === 'global').length;
+    let storage = [...acc.keys()].filter((b) => b.scope === 'global').reduce((n, b) => n + this.windowCount(b), 0);
     for (const [b, a] of acc) {
-      if (!a.vec || b.size % 4 !== 0 || b.size < 4 || !isF32Memory(b)) continue;
+      if (!a.vec || b.size % 4 !== 0 || b.size < 4 || !isF32Memory(b) || this.windowCount(b) > 1) continue;
       if (!a.scalar) this.vecView.set(b, 'own');
-      else if (b.scope === 'global' && !a.written && storage < MAX_STORAGE_BINDINGS) {
+      else if (b.scope === 'global' && !a.written && storage < this.limits.maxStorageBindings) {
         this.vecView.set(b, 'alias');
         storage++;
       }
@@ -662,7 +746,7 @@ class StageEmitter extends LoopEmitter<string, void> {
       L.push(`${in2}${target}[(${this.expr(index0)}) >> 2u] = ${whole};`);
     } else {
       values.forEach((v, k) =>
-        L.push(`${in2}${this.bufName(store.buf)}[${this.expr(fixVar(store.index, lane, k))}] = ${this.expr(v)};`),
+        L.push(`${in2}${this.storeText(store.buf, this.expr(fixVar(store.index, lane, k)), this.expr(v))}`),
       );
     }
     for (const id of added) this.hoisted.delete(id);
@@ -720,7 +804,7 @@ class StageEmitter extends LoopEmitter<string, void> {
       throw new KilnError('E_INTERNAL', `wgsl: scalar store to ${s.buf.name}, which the stage views as vec4`);
     const idx = this.expr(s.index);
     const val = this.expr(s.value);
-    this.line(`${this.bufName(s.buf)}[${idx}] = ${s.buf.dtype === 'bool' ? `select(0u, 1u, ${val})` : val};`);
+    this.line(this.storeText(s.buf, idx, s.buf.dtype === 'bool' ? `select(0u, 1u, ${val})` : val));
   }
 
   protected emitIf(s: IfStmt): void {
@@ -818,7 +902,7 @@ class StageEmitter extends LoopEmitter<string, void> {
     this.useBuf(b, false);
     if (this.vecView.get(b) === 'own')
       throw new KilnError('E_INTERNAL', `wgsl: scalar load of ${b.name}, which the stage views as vec4`);
-    const x = `${this.bufName(b)}[${this.expr(index)}]`;
+    const x = this.loadText(b, this.expr(index));
     return b.dtype === 'bool' ? `(${x} != 0u)` : x;
   }
 

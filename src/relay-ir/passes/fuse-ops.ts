@@ -33,7 +33,17 @@ const EMBED_MAX = 1;
  */
 export const MAX_FUSED_OPS = 32;
 
-export function fuseOps(fn: FuncNode, maxOps = MAX_FUSED_OPS): FuncNode {
+/**
+ * A cap on the buffers one kernel binds (WebGPU's maxStorageBuffersPerShaderStage): a group grows only while its
+ * inputs and output take at most `max` bindings, `of` counting a value's bindings (more than one where it is bound
+ * as several windows).
+ */
+export interface FusionBindingLimit {
+  max: number;
+  of: (e: GExpr) => number;
+}
+
+export function fuseOps(fn: FuncNode, maxOps = MAX_FUSED_OPS, bindingLimit?: FusionBindingLimit): FuncNode {
   const order = postOrder(fn.body).filter((n): n is CallNode => n.kind === 'call' && !isFuncCall(n));
   const pattern = (n: CallNode) => (n.op as OpSpec).pattern;
 
@@ -77,11 +87,14 @@ export function fuseOps(fn: FuncNode, maxOps = MAX_FUSED_OPS): FuncNode {
   };
   const anchors = new Map<CallNode, number>(order.map((n) => [n, isAnchor(pattern(n)) ? 1 : 0]));
   const size = new Map<CallNode, number>(order.map((n) => [n, 1]));
+  const groupOf = new Map<CallNode, CallNode[]>(order.map((n) => [n, [n]]));
   const union = (a: CallNode, b: CallNode) => {
     const ra = find(a),
       rb = find(b);
     if (ra === rb) return;
     parent.set(ra, rb);
+    groupOf.set(rb, [...groupOf.get(rb)!, ...groupOf.get(ra)!]);
+    groupOf.delete(ra);
     anchors.set(rb, anchors.get(rb)! + anchors.get(ra)!);
     size.set(rb, size.get(rb)! + size.get(ra)!);
   };
@@ -131,6 +144,14 @@ export function fuseOps(fn: FuncNode, maxOps = MAX_FUSED_OPS): FuncNode {
       ops += size.get(g)!;
     }
     if (count > 1 || ops > maxOps) continue;
+    if (
+      bindingLimit &&
+      bindingsOf(
+        [...groups].flatMap((g) => groupOf.get(g)!),
+        bindingLimit,
+      ) > bindingLimit.max
+    )
+      continue;
     for (const m of [...path, dom]) union(n, m);
   }
 
@@ -181,6 +202,25 @@ export function fuseOps(fn: FuncNode, maxOps = MAX_FUSED_OPS): FuncNode {
   }
   const body = fn.body.kind === 'tuple' ? gtuple(fn.body.fields.map(outer)) : outer(fn.body);
   return gfunc(fn.params, body, fn.name);
+}
+
+const embedded = (a: GExpr) => a.kind === 'const' && (a as ConstNode).value.data.length <= EMBED_MAX;
+
+/**
+ * Bindings of the kernel a group of calls would become: its distinct inputs from outside the group (constants
+ * small enough to embed take none) and its output, the value of the group's last call.
+ */
+function bindingsOf(group: readonly CallNode[], limit: FusionBindingLimit): number {
+  const inGroup = new Set<GExpr>(group);
+  const inputs = new Set<GExpr>();
+  for (const m of group) for (const a of m.args) if (!inGroup.has(a) && !embedded(a)) inputs.add(a);
+  // the group's output: the member no other member consumes (post-order puts it last among members)
+  const consumed = new Set<GExpr>(group.flatMap((m) => m.args));
+  const outs = group.filter((m) => !consumed.has(m));
+  let n = 0;
+  for (const a of inputs) n += limit.of(a);
+  for (const o of outs) n += limit.of(o);
+  return n;
 }
 
 /** Kernel calls of a fused main function, in execution order. */
