@@ -6,6 +6,7 @@ import { type Tensor, sizeOf, tensor } from '../../../runtime/tensor.js';
 import type { GExpr } from '../../../relay-ir/expr.js';
 import { staticDims } from '../../../tensor-expr/ops/common.js';
 import { type ConvertCtx, constNumbers, converter } from '../converter.js';
+import { elementValue } from '../../../runtime/half.js';
 
 const nums = (t: Tensor): number[] => Array.from(t.data as ArrayLike<number | bigint>, (v) => Number(v));
 const constInts = (c: ConvertCtx, e: GExpr, what: string): number[] => constNumbers(c, e, `${c.opType} ${what}`);
@@ -220,7 +221,7 @@ converter('Range', 11, (c) => {
   const start = c.constValue(c.input(0), 'Range start'),
     limit = c.constValue(c.input(1), 'Range limit'),
     delta = c.constValue(c.input(2), 'Range delta');
-  const [s, l, d] = [start, limit, delta].map((t) => Number(t.data[0]));
+  const [s, l, d] = [start, limit, delta].map((t) => Number(elementValue(t.dtype, t.data, 0)));
   if (![s, l, d].every(Number.isFinite))
     throw new KilnError('E_MODEL_INVALID', `Range: start ${s}, limit ${l} and delta ${d} must be finite`);
   if (d === 0)
