@@ -29,4 +29,6 @@ fi
 
 "$PY" scripts/gen_onnx_node_cases.py
 "$PY" scripts/gen_models.py "$@"
+# quantized and float16 variants of the small models (issue 16); they need the float32 models of a full run
+if [ $# -eq 0 ]; then "$PY" scripts/gen_quantized_models.py; fi
 "$PY" scripts/gen_pytorch_models.py

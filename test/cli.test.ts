@@ -230,7 +230,7 @@ describe('kiln CLI usage errors', () => {
       [['inspect', model, '--kernel', 'first'], /bad --kernel 'first'/, /kiln inspect/],
       [
         ['inspect', model, '--level', 'loop', '--after', 'vectorize'],
-        /no loop-IR pass 'vectorize' for --target wasm\. passes in order: lower, unroll, share-shared-loads, narrow-integers, legalize-floordiv, partition-loops/,
+        /no loop-IR pass 'vectorize' for --target wasm\. passes in order: lower, unroll, share-shared-loads, half-floats, narrow-integers, legalize-floordiv, partition-loops/,
         /kiln inspect/,
       ],
       [

@@ -9,6 +9,7 @@ import type { DimValue } from '../frontend/dims.js';
 const NPY_DTYPE: Record<string, DType> = {
   '<f4': 'float32',
   '<f8': 'float64',
+  '<f2': 'float16',
   '|i1': 'int8',
   '|u1': 'uint8',
   '<i2': 'int16',
@@ -56,6 +57,10 @@ export function readNpy(bytes: Uint8Array, what: string): Tensor {
 }
 
 export function encodeNpy(t: Tensor): Uint8Array {
+  if (!NPY_DESCR[t.dtype])
+    throw new KilnError('E_USAGE', `a ${t.dtype} tensor has no .npy type`, {
+      hint: 'write it as an ONNX TensorProto: --output-format pb',
+    });
   const shape = t.shape.length === 1 ? `(${t.shape[0]},)` : `(${t.shape.join(', ')})`;
   let header = `{'descr': '${NPY_DESCR[t.dtype]}', 'fortran_order': False, 'shape': ${shape}, }`;
   const total = 10 + header.length + 1;

@@ -14,6 +14,7 @@ import { defaultTrace } from '../schedule/cpu-schedule.js';
 import { lower } from '../schedule/lower.js';
 import { type PrimFunc, type Stmt, childStmts, ownExprs, printPrimFunc, visitStmt } from '../schedule/loop-ir.js';
 import '../tensor-expr/ops/index.js';
+import { elementValue } from '../runtime/half.js';
 
 export interface BuiltKernel {
   prim: PrimFunc;
@@ -40,7 +41,7 @@ export function buildKernel(
     if (te.has(n)) continue;
     if (n.kind === 'const') {
       // embedded scalar constant
-      const v = n.value.data[0] ?? 0; // a zero-size constant has no element
+      const v = n.value.data.length ? elementValue(n.value.dtype, n.value.data, 0) : 0; // a zero-size constant has no element
       te.set(
         n,
         compute('const', staticShape(n.type), () => constant(v, n.type.dtype)),

@@ -8,7 +8,7 @@
 // follow the kernel's schedule) makes the interpreter decline, and the caller evaluates on the WebAssembly path,
 // which then behaves as it always did.
 import type { DType, TypedArray } from '../runtime/dtype.js';
-import { ARRAY, isFloat, isUnsigned, isWide } from '../runtime/dtype.js';
+import { ARRAY, isFloat, isHalf, isUnsigned, isWide } from '../runtime/dtype.js';
 import { UNARY_MATH, type UnaryMathFn } from '../runtime/math.js';
 import { type Tensor, sizeOf } from '../runtime/tensor.js';
 import type { CallNode } from '../relay-ir/expr.js';
@@ -95,6 +95,7 @@ function evaluate<A extends { readonly shape: readonly number[]; readonly dtype:
   symbolic: boolean,
 ): ArrayLike<Val> | undefined {
   const shape = staticShape(call.type);
+  if (isHalf(call.type.dtype) || args.some((a) => isHalf(a.dtype))) return undefined; // the kernels round them
   const inputs = args.map((a, i) => placeholder(`in${i}`, a.shape, a.dtype));
   let out: TeTensor;
   try {
@@ -282,6 +283,8 @@ function normalize(t: DType): (x: Val) => Val {
       return (x) => BigInt.asIntN(64, x as bigint);
     case 'uint64':
       return (x) => BigInt.asUintN(64, x as bigint);
+    default:
+      return decline(`${t} values`); // 16-bit floats: the kernels' rounding, not the interpreter's
   }
 }
 
@@ -348,6 +351,7 @@ const signBit64 = (f: number) => {
 
 function castFn(a: Fn, from: DType, to: DType): Fn {
   if (from === to) return a;
+  if (isHalf(from) || isHalf(to)) return decline(`a cast between ${from} and ${to}`);
   if (to === 'bool') return (env) => ((isWide(from) ? a(env) !== 0n : a(env) !== 0) ? 1 : 0); // NaN too
   if (isFloat(to)) {
     const round = to === 'float32' ? Math.fround : (x: number) => x;

@@ -3,6 +3,7 @@ import { type FuncNode, type GExpr, isFuncCall, opName, postOrder } from './expr
 import type { AttrValue } from './op.js';
 import { printType } from './types.js';
 import { KilnError } from '../runtime/errors.js';
+import { elementValue } from '../runtime/half.js';
 
 function attr(v: AttrValue): string {
   return Array.isArray(v) ? `[${v.join(',')}]` : JSON.stringify(v);
@@ -19,7 +20,10 @@ export function printFunc(fn: FuncNode): string {
     const s = names.get(e);
     if (s) return s;
     if (e.kind === 'const') {
-      const name = e.value.data.length === 1 ? `${e.value.data[0]}:${e.type.dtype}` : `@c${c++}:${printType(e.type)}`;
+      const name =
+        e.value.data.length === 1
+          ? `${elementValue(e.value.dtype, e.value.data, 0)}:${e.type.dtype}`
+          : `@c${c++}:${printType(e.type)}`;
       names.set(e, name);
       return name;
     }

@@ -2,6 +2,8 @@
 export type DType =
   | 'float32'
   | 'float64'
+  | 'float16'
+  | 'bfloat16'
   | 'int8'
   | 'uint8'
   | 'int16'
@@ -15,6 +17,8 @@ export type DType =
 export const DTYPES: readonly DType[] = [
   'float32',
   'float64',
+  'float16',
+  'bfloat16',
   'int8',
   'uint8',
   'int16',
@@ -29,6 +33,8 @@ export const DTYPES: readonly DType[] = [
 export const BYTES: Record<DType, number> = {
   float32: 4,
   float64: 8,
+  float16: 2,
+  bfloat16: 2,
   int8: 1,
   uint8: 1,
   int16: 2,
@@ -58,9 +64,17 @@ type ArrayCtor = {
   BYTES_PER_ELEMENT: number;
 };
 
+/**
+ * The engine's Float16Array where it has one (its elements are numbers, its bytes the IEEE half bits); else a
+ * Uint16Array of the bits, as bfloat16 always is (no engine has a bfloat16 array). runtime/half.ts converts.
+ */
+const FLOAT16_ARRAY: unknown = (globalThis as { Float16Array?: unknown }).Float16Array ?? Uint16Array;
+
 export const ARRAY: Record<DType, ArrayCtor> = {
   float32: Float32Array,
   float64: Float64Array,
+  float16: FLOAT16_ARRAY,
+  bfloat16: Uint16Array,
   int8: Int8Array,
   uint8: Uint8Array,
   int16: Int16Array,
@@ -82,9 +96,11 @@ export const ONNX_DTYPE: Record<number, DType> = {
   6: 'int32',
   7: 'int64',
   9: 'bool',
+  10: 'float16',
   11: 'float64',
   12: 'uint32',
   13: 'uint64',
+  16: 'bfloat16',
 };
 export const ONNX_DTYPE_NAMES: Record<number, string> = {
   0: 'undefined',
@@ -116,7 +132,9 @@ export const DTYPE_TO_ONNX: Record<DType, number> = Object.fromEntries(
   Object.entries(ONNX_DTYPE).map(([k, v]) => [v, Number(k)]),
 ) as Record<DType, number>;
 
-export const isFloat = (t: DType): boolean => t === 'float32' || t === 'float64';
+export const isFloat = (t: DType): boolean => t === 'float32' || t === 'float64' || t === 'float16' || t === 'bfloat16';
+/** The 16-bit floats: stored as 16 bits, computed in float32 by every target (codegen/common/half-float.ts). */
+export const isHalf = (t: DType): boolean => t === 'float16' || t === 'bfloat16';
 export const isWide = (t: DType): boolean => t === 'int64' || t === 'uint64';
 export const isUnsigned = (t: DType): boolean =>
   t === 'uint8' || t === 'uint16' || t === 'uint32' || t === 'uint64' || t === 'bool';

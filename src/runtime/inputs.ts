@@ -3,7 +3,8 @@
 // exactly the dtype's kind, or a plain array whose every element fits the dtype), and the data's length.
 import { KilnError } from './errors.js';
 import type { IOBinding } from './artifact-format.js';
-import { ARRAY, DTYPES, type DType, type TypedArray, isView } from './dtype.js';
+import { ARRAY, DTYPES, type DType, type TypedArray, isHalf, isView } from './dtype.js';
+import { halfData } from './half.js';
 import { type Tensor, formatShape, sizeOf } from './tensor.js';
 
 const FEED_HINT =
@@ -57,7 +58,7 @@ function elementError(name: string, dtype: DType, i: number, v: unknown, wants: 
 
 /** A plain array's elements, each checked, copied into the dtype's typed array. */
 function fromPlainArray(name: string, dtype: DType, a: readonly unknown[]): TypedArray {
-  const out = new ARRAY[dtype](a.length);
+  const out = isHalf(dtype) ? new Float64Array(a.length) : new ARRAY[dtype](a.length);
   const o = out as unknown as (number | bigint)[];
   const wide = WIDE_RANGE[dtype],
     narrow = RANGE[dtype];
@@ -83,12 +84,13 @@ function fromPlainArray(name: string, dtype: DType, a: readonly unknown[]): Type
       }
       o[i] = n;
     } else {
-      // float32/float64: any number, NaN and the infinities included (a typed array holds them too)
+      // floats: any number, NaN and the infinities included (a typed array holds them too)
       if (typeof v !== 'number') throw elementError(name, dtype, i, v, 'numbers');
       o[i] = v;
     }
   }
-  return out;
+  // 16-bit floats: the numbers rounded to nearest even, as their bits (or a Float16Array)
+  return isHalf(dtype) ? halfData(dtype, out as Float64Array) : out;
 }
 
 function checkShape(name: string, shape: unknown, want: readonly number[]): number[] {
@@ -126,7 +128,10 @@ function checkData(name: string, dtype: DType, data: unknown): TypedArray {
       hint: `pass data as a ${want}`,
     });
   }
-  const ok = kind === want || ((dtype === 'uint8' || dtype === 'bool') && kind === 'Uint8ClampedArray');
+  const ok =
+    kind === want ||
+    ((dtype === 'uint8' || dtype === 'bool') && kind === 'Uint8ClampedArray') ||
+    (dtype === 'float16' && kind === 'Uint16Array'); // the bits, where the engine has a Float16Array too
   if (!ok) {
     throw new KilnError('E_INPUT', `input '${name}' (${dtype}): data is a ${kind}; ${dtype} data is a ${want}`, {
       hint: `convert it: ${want}.from(data)${dtype === 'int64' || dtype === 'uint64' ? ' with bigint elements' : ''}`,

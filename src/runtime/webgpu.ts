@@ -5,7 +5,8 @@
 // buffer and bind group created once (intermediates reuse buffers by lifetime from a pool keyed by size and usage).
 // A run writes the inputs, records every dispatch into one command encoder (one compute pass: WebGPU orders storage
 // accesses between dispatches), copies the outputs to staging buffers and maps them.
-import { ARRAY, type DType, type TypedArray } from './dtype.js';
+import { ARRAY, type DType, type TypedArray, isHalf } from './dtype.js';
+import { halfBitsOf } from './half.js';
 import { KilnError } from './errors.js';
 import { checkInputs } from './inputs.js';
 import type { ArtifactHeader, GpuStage, GpuValue, WebGpuSection } from './artifact-format.js';
@@ -80,6 +81,8 @@ function wordArray(t: DType): Float32ArrayConstructor | Int32ArrayConstructor | 
     case 'uint16':
     case 'uint8':
     case 'bool':
+    case 'float16': // its bits (common/half-float.ts)
+    case 'bfloat16':
     case 'int64':
     case 'uint64':
       return Uint32Array;
@@ -130,14 +133,16 @@ function toWords(t: DType, data: TypedArray, what: string): ArrayBufferView {
   }
   const W = wordArray(t);
   if ((data as ArrayBufferView).constructor === W) return data;
-  return W.from(data as ArrayLike<number>);
+  return W.from((isHalf(t) ? halfBitsOf(data) : data) as ArrayLike<number>);
 }
 
 function fromWords(t: DType, words: ArrayBuffer, n: number): TypedArray {
   if (isWide(t))
     return t === 'int64' ? new BigInt64Array(words.slice(0, n * 8)) : new BigUint64Array(words.slice(0, n * 8));
   const out = new ARRAY[t](n);
-  (out as unknown as { set(a: ArrayLike<number>): void }).set(new (wordArray(t))(words, 0, n));
+  (isHalf(t) ? halfBitsOf(out) : (out as unknown as { set(a: ArrayLike<number>): void })).set(
+    new (wordArray(t))(words, 0, n),
+  );
   return out;
 }
 

@@ -17,7 +17,7 @@
 //  - no `reduce` expression is left after lowering
 //  - types, as the constructors of tensor-expr/expr.ts build them: a binary op's operands share a dtype, its result
 //    is that dtype or bool for comparisons; bitwise/logical ops (and, or, xor, shl, shr, bitnot) take no floats;
-//    a unary op keeps its operand's dtype (isnan gives bool); select's condition is bool and its arms and result
+//    a unary op keeps its operand's dtype (isnan gives bool, bitcast one of the same width); select's condition is bool and its arms and result
 //    share a dtype; a load has its buffer's dtype; a store's value has its buffer's dtype; decl init and assign
 //    value have the variable's dtype; if conditions are bool; constants hold a value of their dtype (bigint for
 //    64-bit integers, a whole number for other integers, 0/1 for bool)
@@ -34,7 +34,7 @@
 //    its launch gives; with `launch`, every record within the limits
 import { KilnError } from '../runtime/errors.js';
 import { TARGET_CAPS } from '../codegen/common/target-caps.js';
-import { isFloat, isWide } from '../runtime/dtype.js';
+import { BYTES, isFloat, isWide } from '../runtime/dtype.js';
 import { type Expr, type Var, printExpr, visitExpr } from '../tensor-expr/expr.js';
 import { type Interval, bound, fixVar } from '../tensor-expr/simplify.js';
 import {
@@ -252,7 +252,9 @@ export function verifyPrimFunc(f: PrimFunc, opts: VerifyOptions = {}): void {
           break;
         }
         case 'un': {
-          const want = e.op === 'isnan' ? 'bool' : e.a.dtype;
+          const want = e.op === 'isnan' ? 'bool' : e.op === 'bitcast' ? e.dtype : e.a.dtype;
+          if (e.op === 'bitcast' && BYTES[e.dtype] !== BYTES[e.a.dtype])
+            fail(`bitcast of a ${e.a.dtype} operand to ${e.dtype} (not of one width)`, e);
           if (e.dtype !== want) fail(`${e.op} of a ${e.a.dtype} operand has dtype ${e.dtype}, not ${want}`, e);
           if (e.op === 'bitnot' && isFloat(e.a.dtype)) fail(`bitnot of a ${e.a.dtype} operand`, e);
           break;

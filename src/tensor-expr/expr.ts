@@ -1,7 +1,8 @@
 // Scalar expressions shared by the tensor-expression level and the loop IR: index arithmetic, value math,
 // loads from buffers and reductions. Nodes are plain immutable objects tagged by `k`.
 import type { DType } from '../runtime/dtype.js';
-import { isFloat, isUnsigned, isWide } from '../runtime/dtype.js';
+import { isFloat, isHalf, isUnsigned, isWide } from '../runtime/dtype.js';
+import { roundToHalf } from '../runtime/half.js';
 import type { UnaryMathFn } from '../runtime/math.js';
 import { KilnError } from '../runtime/errors.js';
 
@@ -46,6 +47,7 @@ export type UnOp =
   | 'isnan'
   | 'sign'
   | 'bitnot'
+  | 'bitcast' // the operand's 32 bits read as the node's dtype (float32 <-> int32/uint32)
   | UnaryMathFn;
 
 export type ReduceOp = 'sum' | 'prod' | 'max' | 'min';
@@ -91,6 +93,7 @@ export function constant(value: number | bigint, dtype: DType): Expr {
   if (dtype === 'bool') v = v ? 1 : 0;
   else if (!isFloat(dtype)) v = Math.trunc(v);
   else if (dtype === 'float32') v = Math.fround(v);
+  else if (isHalf(dtype)) v = roundToHalf(dtype, v);
   return { k: 'const', dtype, value: v };
 }
 export const int = (v: number): Expr => constant(v, INDEX);
@@ -132,6 +135,12 @@ export const binary = bin;
 
 export function unary(op: UnOp, a: Expr): Expr {
   return { k: 'un', op, a, dtype: op === 'isnan' ? 'bool' : a.dtype };
+}
+/** `a`'s bits as `dtype`: float32 <-> int32/uint32, for the lowering of 16-bit floats (common/half-float.ts). */
+export function bitcast(dtype: DType, a: Expr): Expr {
+  const word = (t: DType) => t === 'float32' || t === 'int32' || t === 'uint32';
+  if (!word(dtype) || !word(a.dtype)) throw internal(`bitcast: ${a.dtype} to ${dtype} (32-bit words only)`);
+  return a.dtype === dtype ? a : { k: 'un', op: 'bitcast', a, dtype };
 }
 export function select(c: Expr, a: ExprLike, b: ExprLike): Expr {
   const dt = typeof a === 'number' ? (typeof b === 'number' ? INDEX : b.dtype) : a.dtype;

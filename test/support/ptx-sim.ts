@@ -459,6 +459,19 @@ function buildOp(opcode: string, o: string[], e: Entry, labels: Map<string, numb
       only([]);
       const d = destIndex(o[0], e, where),
         a = reader(o[1], ty, e, where);
+      // mov.b32 between a float and an integer register moves the bits (a reinterpretation)
+      const toF = o[0].startsWith('%f'),
+        fromF = o[1].startsWith('%f');
+      if (ty === 'b32' && toF !== fromF) {
+        const bits = new DataView(new ArrayBuffer(4));
+        const src = fromF ? reader(o[1], 'f32', e, where) : a;
+        return (t, c) => {
+          const v = src(t, c) as number;
+          if (fromF) bits.setFloat32(0, v);
+          else bits.setUint32(0, v >>> 0);
+          t.r[d] = fromF ? bits.getUint32(0) : bits.getFloat32(0);
+        };
+      }
       return (t, c) => {
         t.r[d] = norm(a(t, c), ty);
       };

@@ -68,6 +68,11 @@ export interface TargetCaps {
    * (src/codegen/common/narrow.ts); only loads and stores keep the narrow memory dtype.
    */
   readonly narrowInRegisters: readonly DType[];
+  /**
+   * 16-bit float dtypes the target stores as their bits and computes in float32: the shared lowering converts at
+   * each load and store, rounding to nearest even (src/codegen/common/half-float.ts).
+   */
+  readonly halfInFloat32: readonly DType[];
 }
 
 /** Every unary math function (WebAssembly imports them all from the host). */
@@ -75,9 +80,14 @@ const ALL_MATH = Object.keys(UNARY_MATH) as UnaryMathFn[];
 /** The integers narrower than 32 bits (bool is not one: a compare gives it, it stays 0 or 1). */
 const NARROW: readonly DType[] = ['int8', 'int16', 'uint8', 'uint16'];
 
+/** float16 and bfloat16: computed in float32 by every target for now (no f16 arithmetic, no f16x2). */
+const HALF: readonly DType[] = ['float16', 'bfloat16'];
+
 const ALL: readonly DType[] = [
   'float32',
   'float64',
+  'float16',
+  'bfloat16',
   'int8',
   'int16',
   'int32',
@@ -102,6 +112,7 @@ export const TARGET_CAPS: Readonly<Record<TargetName, TargetCaps>> = {
     float64MathInFloat32: false,
     speculation: 'pure',
     narrowInRegisters: NARROW,
+    halfInFloat32: HALF,
   },
   webgpu: {
     name: 'webgpu',
@@ -117,6 +128,7 @@ export const TARGET_CAPS: Readonly<Record<TargetName, TargetCaps>> = {
     float64MathInFloat32: false,
     speculation: 'any',
     narrowInRegisters: NARROW,
+    halfInFloat32: HALF,
     // the spec's defaults (src/runtime/webgpu-limits.ts): every limits profile reaches them, so the GPU schedules'
     // tiles and workgroups fit whichever profile an artifact is compiled to
     gpu: {
@@ -149,6 +161,7 @@ export const TARGET_CAPS: Readonly<Record<TargetName, TargetCaps>> = {
     float64MathInFloat32: true,
     speculation: 'pure',
     narrowInRegisters: NARROW,
+    halfInFloat32: HALF,
     gpu: {
       maxThreadsPerBlock: 1024,
       maxBlockDim: [1024, 1024, 64],

@@ -43,6 +43,7 @@ import { mathExpandPass } from '../common/math-expand.js';
 import { csePass } from '../common/cse.js';
 import { LoopEmitter, type SelectExpr } from '../common/emitter.js';
 import { narrowPass } from '../common/narrow.js';
+import { halfFloatPass } from '../common/half-float.js';
 import { bindLaunchPass } from '../common/launch.js';
 
 export type SmTarget = 80 | 86 | 90;
@@ -90,6 +91,7 @@ export function emitPtxModule(funcs: readonly PrimFunc[], opts: PtxOptions = {})
 
 /** The loop-IR passes the PTX backend runs before it emits: the shared lowering (common/), the launch binder last. */
 export const PTX_LOOP_PASSES: readonly LoopPass[] = [
+  halfFloatPass(TARGET_CAPS.cuda),
   narrowPass(TARGET_CAPS.cuda),
   floorDivPass(TARGET_CAPS.cuda),
   mathExpandPass(TARGET_CAPS.cuda),
@@ -159,6 +161,9 @@ const memType = (t: DType): string =>
     bool: 'u8',
     int16: 's16',
     uint16: 'u16',
+    // 16-bit floats are uint16 bits by the time PTX is emitted (common/half-float.ts)
+    float16: 'b16',
+    bfloat16: 'b16',
     int32: 'u32',
     uint32: 'u32',
     int64: 'u64',
@@ -629,6 +634,11 @@ class EntryEmitter extends LoopEmitter<string, void> {
     if (op === 'not') return this.boolOf(this.pred({ k: 'un', op: 'not', a: ea, dtype: 'bool' }));
     if (op === 'isnan') return this.boolOf(this.pred({ k: 'un', op: 'isnan', a: ea, dtype: 'bool' }));
     const x = this.expr(ea);
+    if (op === 'bitcast') {
+      const d = this.reg(regClass(t));
+      this.ins(`mov.b32 ${d}, ${x}`);
+      return d;
+    }
     if (isFloat(t)) {
       const ins = FLOAT_UNARY[op];
       if (ins) return this.fop(ins, t, x);

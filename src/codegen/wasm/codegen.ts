@@ -21,6 +21,7 @@ import {
 import { type LoopPass, type LoopPassRun, runLoopPasses, stagePass } from '../../schedule/loop-passes.js';
 import { KilnError } from '../../runtime/errors.js';
 import { scratchLayout } from '../../compiler/memory-plan.js';
+import { halfFloatPass } from '../common/half-float.js';
 import { LoopEmitter, type SelectExpr } from '../common/emitter.js';
 import { TARGET_CAPS } from '../common/target-caps.js';
 import { type HoistForm, type ScalarEmitter, vectorizeExpr, vectorizeLoop } from './vectorize.js';
@@ -147,6 +148,7 @@ export function emitWasmModule(funcs: readonly PrimFunc[], opts: WasmModuleOptio
  */
 export const WASM_LOOP_RUN: LoopPassRun = { input: 'as lowered' };
 export const WASM_LOOP_PASSES: readonly LoopPass[] = [
+  halfFloatPass(TARGET_CAPS.wasm),
   narrowPass(TARGET_CAPS.wasm),
   floorDivPass(TARGET_CAPS.wasm),
   stagePass('partition-loops', (s) => partitionLoops(s)),
@@ -500,6 +502,8 @@ export class FunctionEmitter extends LoopEmitter<Ref, Ref> implements ScalarEmit
       case 'uint8':
       case 'bool':
         return m.i32.load8_u(o, al, a);
+      default:
+        throw halfLeft(b.dtype);
     }
   }
 
@@ -525,6 +529,8 @@ export class FunctionEmitter extends LoopEmitter<Ref, Ref> implements ScalarEmit
       case 'uint8':
       case 'bool':
         return m.i32.store8(o, al, a, value);
+      default:
+        throw halfLeft(b.dtype);
     }
   }
 
@@ -602,6 +608,7 @@ export class FunctionEmitter extends LoopEmitter<Ref, Ref> implements ScalarEmit
 
   unary(op: string, a: Expr, t: DType): Ref {
     const m = this.m;
+    if (op === 'bitcast') return t === 'float32' ? m.f32.reinterpret(this.expr(a)) : m.i32.reinterpret(this.expr(a));
     const f = t === 'float32' ? m.f32 : t === 'float64' ? m.f64 : undefined;
     const ti = wasmType(a.dtype);
     if (t === 'float32' && INLINE_F32_MATH.has(op))
@@ -710,6 +717,9 @@ export class FunctionEmitter extends LoopEmitter<Ref, Ref> implements ScalarEmit
     throw new KilnError('E_UNSUPPORTED', `codegen: ${op} on ${at}`);
   }
 }
+
+/** A 16-bit float that reached the emitter: common/half-float.ts turns them into uint16 bits before it. */
+const halfLeft = (t: DType) => new KilnError('E_INTERNAL', `codegen: a ${t} buffer was not legalized to its bits`);
 
 /** The loop a phase splits among threads: the first `parallel` loop under loops of extent 1 and allocations. */
 export function parallelLoop(s: Stmt): Stmt | undefined {

@@ -46,6 +46,7 @@ import { floorDivPass } from '../common/legalize.js';
 import { mathExpandPass } from '../common/math-expand.js';
 import { ExprIds, csePass, repeatedSubexpressions } from '../common/cse.js';
 import { narrowPass } from '../common/narrow.js';
+import { halfFloatPass } from '../common/half-float.js';
 import { int64PairsPass } from '../common/int64-pairs.js';
 import { LoopEmitter, type SelectExpr } from '../common/emitter.js';
 import { bindLaunchPass } from '../common/launch.js';
@@ -314,6 +315,7 @@ function demoteF64(f: PrimFunc): PrimFunc {
  * (which then shares what the words repeat across a statement) and bind-launch (last: it only replaces bound loops).
  */
 export const WGSL_LOOP_PASSES: readonly LoopPass[] = [
+  halfFloatPass(CAPS),
   { name: 'demote-float64', run: demoteF64 },
   narrowPass(CAPS),
   floorDivPass(CAPS),
@@ -931,6 +933,7 @@ class StageEmitter extends LoopEmitter<string, void> {
     const x = this.expr(a);
     const float = a.dtype === 'float32',
       unsigned = valueType(a.dtype) === 'u32';
+    if (op === 'bitcast') return `bitcast<${valueType(t)}>(${x})`;
     const prefix = PREFIX[op];
     if (prefix && !(op === 'neg' && unsigned)) return `(${prefix}${x})`;
     switch (op) {

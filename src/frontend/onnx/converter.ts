@@ -6,6 +6,8 @@ import type { GExpr } from '../../relay-ir/expr.js';
 import type { AttrValue } from '../../relay-ir/op.js';
 import type { Dim, TensorType } from '../../relay-ir/types.js';
 import type { OnnxAttr } from './attributes.js';
+import { isHalf } from '../../runtime/dtype.js';
+import { halfValues } from '../../runtime/half.js';
 
 export interface ConvertCtx {
   readonly opType: string;
@@ -42,7 +44,10 @@ export type ConvertFn = (c: ConvertCtx) => GExpr | readonly GExpr[];
 
 /** The numbers of a compile-time input (int64 data arrives as bigint); `what` names it in the error. */
 export function constNumbers(c: ConvertCtx, e: GExpr, what: string): number[] {
-  return Array.from(c.constValue(e, what).data as ArrayLike<number | bigint>, Number);
+  const t = c.constValue(e, what);
+  return isHalf(t.dtype)
+    ? Array.from(halfValues(t.dtype, t.data))
+    : Array.from(t.data as ArrayLike<number | bigint>, Number);
 }
 
 interface Entry {

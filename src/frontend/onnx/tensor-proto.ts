@@ -1,6 +1,7 @@
 // ONNX TensorProto <-> Kiln tensors: raw little-endian bytes, the typed repeated fields, and external data.
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
-import { ARRAY, BYTES, type DType, DTYPE_TO_ONNX, ONNX_DTYPE, ONNX_DTYPE_NAMES } from '../../runtime/dtype.js';
+import { ARRAY, BYTES, type DType, DTYPE_TO_ONNX, ONNX_DTYPE, ONNX_DTYPE_NAMES, isHalf } from '../../runtime/dtype.js';
+import { halfBitsOf } from '../../runtime/half.js';
 import { KilnError } from '../../runtime/errors.js';
 import { type Tensor, sizeOf } from '../../runtime/tensor.js';
 import { type TensorProto, TensorProtoSchema, TensorProto_DataLocation } from './proto/onnx_pb.js';
@@ -12,7 +13,7 @@ export function onnxDType(code: number, what: string): DType {
   const t = ONNX_DTYPE[code];
   if (!t) {
     throw new KilnError('E_UNSUPPORTED', `${what}: element type ${ONNX_DTYPE_NAMES[code] ?? code} is not supported`, {
-      hint: 'Kiln handles float32, float64, int8-64, uint8-64 and bool; cast the model (e.g. float16 -> float32) before compiling',
+      hint: 'Kiln handles float32, float64, float16, bfloat16, int8-64, uint8-64 and bool; cast the model to one of them before compiling',
     });
   }
   return t;
@@ -70,6 +71,12 @@ export function tensorFromProto(p: TensorProto, readExternal?: ExternalDataReade
     throw new KilnError('E_MODEL_INVALID', `${what}: ${src.length} values for ${dtype}[${shape}]`, {
       hint: 'the model file is truncated or corrupt',
     });
+  }
+  if (isHalf(dtype)) {
+    // int32_data holds 16-bit floats' bit patterns, one per element
+    const bits = halfBitsOf(out);
+    for (let i = 0; i < n; i++) bits[i] = Number(src[i]) & 0xffff;
+    return { dtype, shape, data: out };
   }
   const wide = dtype === 'int64' || dtype === 'uint64';
   for (let i = 0; i < n; i++) (out as unknown as (number | bigint)[])[i] = wide ? BigInt(src[i]) : Number(src[i]);

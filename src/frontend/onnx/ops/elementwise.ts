@@ -5,6 +5,7 @@ import { tensor } from '../../../runtime/tensor.js';
 import { reduceInit } from '../../../tensor-expr/expr.js';
 import type { GExpr } from '../../../relay-ir/expr.js';
 import { type ConvertCtx, converter } from '../converter.js';
+import { elementValue } from '../../../runtime/half.js';
 
 const UNARY: Record<string, string> = {
   Abs: 'abs',
@@ -190,7 +191,8 @@ converter('Dropout', 1, (c) => {
   const training = c.opset >= 12 ? c.optInput(2) : undefined;
   if (training && c.constValue(training, 'Dropout training_mode').data[0]) {
     const r = c.optInput(1);
-    const ratio = r ? Number(c.constValue(r, 'Dropout ratio').data[0]) : 0.5;
+    const rv = r && c.constValue(r, 'Dropout ratio');
+    const ratio = rv ? Number(elementValue(rv.dtype, rv.data, 0)) : 0.5;
     if (ratio !== 0) c.unsupported('training_mode=true with ratio > 0 (random masking)');
   }
   const outs: GExpr[] = [c.call('identity', [x])];

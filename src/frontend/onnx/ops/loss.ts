@@ -3,6 +3,7 @@
 // count as 0), optionally weighted per class, then reduced. Mean with weights (or with ignore_index) divides by
 // the sum of the weights of the non-ignored targets, so a batch whose targets are all ignored gives 0/0 = NaN,
 // as ONNX Runtime does. Later opsets (NLL 13 and 22, SCE 13) only widen the element types.
+import { isFloat } from '../../../runtime/dtype.js';
 import { tensor } from '../../../runtime/tensor.js';
 import type { GExpr } from '../../../relay-ir/expr.js';
 import { type ConvertCtx, converter } from '../converter.js';
@@ -14,7 +15,7 @@ function nllLoss(c: ConvertCtx, logp: GExpr, op: string): GExpr {
   const target = c.input(1),
     weight = c.optInput(2);
   const dtype = c.type(logp).dtype;
-  if (dtype !== 'float32' && dtype !== 'float64') c.unsupported(`${op} of type ${dtype}`);
+  if (!isFloat(dtype)) c.unsupported(`${op} of type ${dtype}`);
   const rank = c.type(logp).shape.length;
   if (rank < 2) c.unsupported(`${op} input of rank ${rank} (it needs [N, C, ...])`);
   if (c.type(target).shape.length !== rank - 1) {
@@ -59,7 +60,7 @@ converter('NegativeLogLikelihoodLoss', 12, (c) => nllLoss(c, c.input(0), 'Negati
 converter('SoftmaxCrossEntropyLoss', 12, (c) => {
   const x = c.input(0);
   const dtype = c.type(x).dtype;
-  if (dtype !== 'float32' && dtype !== 'float64') c.unsupported(`SoftmaxCrossEntropyLoss of type ${dtype}`);
+  if (!isFloat(dtype)) c.unsupported(`SoftmaxCrossEntropyLoss of type ${dtype}`);
   const logProb = c.call('log_softmax', [x], { axis: 1, legacy: 0 });
   const loss = nllLoss(c, logProb, 'SoftmaxCrossEntropyLoss');
   return c.numOutputs > 1 ? [loss, logProb] : loss;

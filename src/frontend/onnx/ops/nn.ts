@@ -226,15 +226,16 @@ converter('LRN', 1, (c) =>
   }),
 );
 
-converter('ConvInteger', 10, (c) => {
-  const x = c.input(0),
-    w = c.input(1);
+converter('ConvInteger', 10, (c) => convInteger(c, c.input(0), c.input(1), c.optInput(2), c.optInput(3)));
+
+/** conv_integer of x and w with the node's convolution attributes (ConvInteger's, QLinearConv's); zero points default to 0. */
+export function convInteger(c: ConvertCtx, x: GExpr, w: GExpr, zx: GExpr | undefined, zw: GExpr | undefined): GExpr {
   const sp = spatialDims(c, x),
     n = sp.length;
   const kernel = c.ints('kernel_shape', c.type(w).shape.slice(2) as number[]);
   const strides = c.ints('strides', ones(n)),
     dilations = c.ints('dilations', ones(n));
   const pads = resolvePads(c, sp, kernel, strides, dilations);
-  const zp = (i: number, like: GExpr) => c.optInput(i) ?? c.constant(tensor(c.type(like).dtype, [], [0]));
-  return c.call('conv_integer', [x, w, zp(2, x), zp(3, w)], { strides, pads, dilations, group: c.int('group', 1) });
-});
+  const zp = (z: GExpr | undefined, like: GExpr) => z ?? c.constant(tensor(c.type(like).dtype, [], [0]));
+  return c.call('conv_integer', [x, w, zp(zx, x), zp(zw, w)], { strides, pads, dilations, group: c.int('group', 1) });
+}

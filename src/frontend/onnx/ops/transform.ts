@@ -8,6 +8,7 @@ import type { Dim } from '../../../relay-ir/types.js';
 import { dimAdd, dimExactDiv, dimFloorDiv, dimMax, dimProduct, dimSub } from '../../../relay-ir/sym-dim.js';
 import { staticDim, staticDims } from '../../../tensor-expr/ops/common.js';
 import { type ConvertCtx, constNumbers, converter } from '../converter.js';
+import { elementValue } from '../../../runtime/half.js';
 
 const nums = (t: Tensor): number[] => Array.from(t.data as ArrayLike<number | bigint>, (v) => Number(v));
 const constInts = (c: ConvertCtx, e: GExpr, what: string): number[] => constNumbers(c, e, `${c.opType} ${what}`);
@@ -224,7 +225,7 @@ converter('Range', 11, (c) => {
   const limitDim = c.dims(c.input(1), 'Range limit')[0];
   if (typeof limitDim === 'string') return symbolicRange(c, start, delta, limitDim);
   const limit = c.constValue(c.input(1), 'Range limit');
-  const [s, l, d] = [start, limit, delta].map((t) => Number(t.data[0]));
+  const [s, l, d] = [start, limit, delta].map((t) => Number(elementValue(t.dtype, t.data, 0)));
   if (![s, l, d].every(Number.isFinite))
     throw new KilnError('E_MODEL_INVALID', `Range: start ${s}, limit ${l} and delta ${d} must be finite`);
   if (d === 0)
@@ -246,7 +247,7 @@ converter('Range', 11, (c) => {
 
 /** A Range whose limit depends on symbolic dims (`arange(sequence)`): its length is a symbolic dim. */
 function symbolicRange(c: ConvertCtx, start: Tensor, delta: Tensor, limit: Dim): GExpr {
-  const [s, d] = [start, delta].map((t) => Number(t.data[0]));
+  const [s, d] = [start, delta].map((t) => Number(elementValue(t.dtype, t.data, 0)));
   if (!(Number.isInteger(s) && Number.isInteger(d) && d > 0))
     throw new KilnError('E_DYNAMIC', `Range: limit ${limit} is symbolic, with start ${s} and delta ${d}`, {
       hint: 'a Range of symbolic length needs an integer start and a positive integer delta; or fix the dims with --dim',
