@@ -211,24 +211,38 @@ function stridedTensor(
   const shape = meta.sizes.map((v, i) => dim(v, i, 'size'));
   const strides = (meta.strides ?? []).map((v, i) => dim(v, i, 'stride'));
   const offset = meta.storage_offset === undefined ? 0 : dim(meta.storage_offset, 0, 'storage offset');
+  return viewOfStorage(`${what} '${name}'`, dtype, shape, strides, offset, () => storage(dtype).data, {
+    hint: 'the archive is truncated or was altered; save it again',
+  });
+}
+
+/**
+ * A contiguous copy of the view (sizes, strides, storage offset) of a storage; `what` names the tensor in
+ * messages. Shared by the .pt2 and TorchScript readers.
+ */
+export function viewOfStorage(
+  what: string,
+  dtype: DType,
+  shape: number[],
+  strides: number[],
+  offset: number,
+  storage: () => ArrayLike<number | bigint>,
+  hint: { hint: string },
+): Tensor {
   const n = sizeOf(shape);
   const out = new ARRAY[dtype](n);
   if (n === 0) return { dtype, shape, data: out };
   if (strides.length !== shape.length) {
-    throw new KilnError(
-      'E_MODEL_INVALID',
-      `${what} '${name}' has ${shape.length} sizes but ${strides.length} strides`,
-      { hint: 'the archive was altered; save it again' },
-    );
+    throw new KilnError('E_MODEL_INVALID', `${what} has ${shape.length} sizes but ${strides.length} strides`, hint);
   }
-  const { data } = storage(dtype);
+  const data = storage();
   const last = shape.reduce((a, d, i) => a + (d - 1) * strides[i], offset);
   const first = shape.reduce((a, d, i) => a + Math.min(0, (d - 1) * strides[i]), offset);
   if (first < 0 || last >= data.length) {
     throw new KilnError(
       'E_MODEL_INVALID',
-      `${what} '${name}' (sizes [${shape}], strides [${strides}], offset ${offset}) reads past its storage of ${data.length} elements`,
-      { hint: 'the archive is truncated or was altered; save it again' },
+      `${what} (sizes [${shape}], strides [${strides}], offset ${offset}) reads past its storage of ${data.length} elements`,
+      hint,
     );
   }
   const contiguous = strides.every((s, i) => shape[i] === 1 || s === sizeOf(shape.slice(i + 1)));
