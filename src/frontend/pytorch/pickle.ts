@@ -22,7 +22,7 @@ export interface PickledTensor {
   kind: 'tensor';
   /** The storage class, e.g. 'FloatStorage'. */
   storageType: string;
-  /** The storage's key: the archive entry data/<key>. */
+  /** The storage's archive entry, e.g. 'data/3' or 'constants/0'. */
   key: string;
   /** Elements in the storage. */
   numel: number;
@@ -31,7 +31,7 @@ export interface PickledTensor {
   strides: number[];
 }
 
-/** A storage a persistent id names: the archive entry data/<key> of `numel` elements. */
+/** A storage a persistent id names: the archive entry `key` ('data/3'), of `numel` elements. */
 export interface PyStorage {
   kind: 'storage';
   storageType: string;
@@ -76,8 +76,11 @@ function fail(message: string): never {
   throw new KilnError('E_MODEL_DECODE', message, { hint: HINT });
 }
 
-/** Reads one pickle; `where` names the archive entry in messages. */
-export function unpickle(bytes: Uint8Array, where: string): PyValue {
+/**
+ * Reads one pickle; `where` names the archive entry in messages, and `folder` is where its storages are (data.pkl's
+ * in data/, constants.pkl's in constants/): a storage's key is '<folder>/<name>'.
+ */
+export function unpickle(bytes: Uint8Array, where: string, folder = 'data'): PyValue {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const text = new TextDecoder('utf-8', { fatal: false });
   const stack: (PyValue | typeof MARK)[] = [];
@@ -303,7 +306,7 @@ export function unpickle(bytes: Uint8Array, where: string): PyValue {
           fail(`${where}: a persistent id that is not a storage`);
         }
         const storageType = (t[1] as { name: string }).name.split(' ')[1];
-        stack.push({ kind: 'storage', storageType, key: t[2] as string, numel: t[4] as number });
+        stack.push({ kind: 'storage', storageType, key: `${folder}/${t[2]}`, numel: t[4] as number });
         break;
       }
       case 0x52: {

@@ -2,7 +2,7 @@
 //   <root>/data.pkl                the module tree: objects of the code's classes, their attributes and tensors
 //   <root>/constants.pkl           the tuple of tensor constants the code reads as CONSTANTS.cN
 //   <root>/code/__torch__/a/b.py   the serialized TorchScript code of module __torch__.a.b
-//   <root>/data/N                  raw little-endian storage bytes (constants' storages: <root>/constants/N)
+//   <root>/data/N, constants/N     raw little-endian storage bytes of data.pkl's and constants.pkl's tensors
 //   <root>/traced_inputs.pkl       (traced models) the example inputs forward was traced with
 //   <root>/.data/version (or version)  the file format version
 import { unzipSync } from 'fflate';
@@ -91,7 +91,7 @@ export function readTorchScriptArchive(bytes: Uint8Array): TorchScriptArchive {
     throw new KilnError('E_MODEL_INVALID', 'data.pkl does not hold a module', { hint: HINT });
   }
   const constantsPkl = files[`${root}constants.pkl`];
-  const constantsValue = constantsPkl ? unpickle(constantsPkl, 'constants.pkl') : new PyTuple([]);
+  const constantsValue = constantsPkl ? unpickle(constantsPkl, 'constants.pkl', 'constants') : new PyTuple([]);
   const constants = constantsValue instanceof PyTuple ? constantsValue.items : [];
 
   const parsed = new Map<string, CodeFile | null>();
@@ -132,24 +132,25 @@ export function readTorchScriptArchive(bytes: Uint8Array): TorchScriptArchive {
       );
     }
     const storage = () => {
-      const have = storages.get(t.key);
+      const cacheKey = `${t.key}:${dtype}`;
+      const have = storages.get(cacheKey);
       if (have) return have;
-      const raw = files[`${root}data/${t.key}`] ?? files[`${root}constants/${t.key}`];
+      const raw = files[root + t.key];
       if (!raw) {
-        throw new KilnError('E_MODEL_INVALID', `tensor ${name} is stored in data/${t.key}, which the archive lacks`, {
+        throw new KilnError('E_MODEL_INVALID', `tensor ${name} is stored in ${t.key}, which the archive lacks`, {
           hint: 'the archive is incomplete or was altered; save it again with torch.jit.save',
         });
       }
       if (raw.byteLength < t.numel * BYTES[dtype]) {
         throw new KilnError(
           'E_MODEL_INVALID',
-          `storage data/${t.key} of tensor ${name} has ${raw.byteLength} bytes, the pickle says ${t.numel} ${dtype} elements`,
+          `storage ${t.key} of tensor ${name} has ${raw.byteLength} bytes, the pickle says ${t.numel} ${dtype} elements`,
           { hint: 'the archive is truncated or was altered; save it again' },
         );
       }
       const copy = raw.slice(0, t.numel * BYTES[dtype]); // aligned, and independent of the zip's buffer
       const data = new ARRAY[dtype](copy.buffer, 0, t.numel);
-      storages.set(t.key, data);
+      storages.set(cacheKey, data);
       return data;
     };
     return viewOfStorage(`tensor ${name}`, dtype, t.sizes, t.strides, t.offset, storage, {
@@ -164,7 +165,7 @@ export function readTorchScriptArchive(bytes: Uint8Array): TorchScriptArchive {
 function tracedInputs(files: Record<string, Uint8Array>, root: string): TorchScriptArchive['tracedInputs'] {
   const raw = files[`${root}traced_inputs.pkl`];
   if (!raw) return undefined;
-  const v = unpickle(raw, 'traced_inputs.pkl');
+  const v = unpickle(raw, 'traced_inputs.pkl', 'traced_inputs');
   const forward = v instanceof Map ? v.get('forward') : undefined;
   if (!Array.isArray(forward)) return undefined;
   const out: { shape: number[]; dtype: DType }[] = [];
