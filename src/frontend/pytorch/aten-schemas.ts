@@ -2,6 +2,9 @@
 // per ATen op, its overloads in registry order, each [overload, [[arg, type, default?, 'kw'?], ...]].
 // biome-ignore format: generated
 export const ATEN_SCHEMAS: Record<string, [string, (string | number | boolean | null | number[])[][]][]> = {
+  "__and__": [["Scalar",[["self","Tensor"],["other","number"]]],["Tensor",[["self","Tensor"],["other","Tensor"]]]],
+  "__or__": [["Tensor",[["self","Tensor"],["other","Tensor"]]],["Scalar",[["self","Tensor"],["other","number"]]]],
+  "__xor__": [["Tensor",[["self","Tensor"],["other","Tensor"]]],["Scalar",[["self","Tensor"],["other","number"]]]],
   "_adaptive_avg_pool2d": [["default",[["self","Tensor"],["output_size","List[int]"]]]],
   "_adaptive_avg_pool3d": [["default",[["self","Tensor"],["output_size","List[int]"]]]],
   "_assert_tensor_metadata": [["default",[["a","Tensor"],["size","Optional[List[int]]",null],["stride","Optional[List[int]]",null],["dtype","Optional[int]",null],["device","Optional[Device]",null,"kw"],["layout","Optional[int]",null,"kw"]]]],
@@ -33,7 +36,10 @@ export const ATEN_SCHEMAS: Record<string, [string, (string | number | boolean | 
   "avg_pool3d": [["default",[["self","Tensor"],["kernel_size","List[int]"],["stride","List[int]",[]],["padding","List[int]",[0,0,0]],["ceil_mode","bool",false],["count_include_pad","bool",true],["divisor_override","Optional[int]",null]]]],
   "baddbmm": [["default",[["self","Tensor"],["batch1","Tensor"],["batch2","Tensor"],["beta","number",1,"kw"],["alpha","number",1,"kw"]]],["dtype",[["self","Tensor"],["batch1","Tensor"],["batch2","Tensor"],["out_dtype","int"],["beta","number",1,"kw"],["alpha","number",1,"kw"]]]],
   "batch_norm": [["default",[["input","Tensor"],["weight","Optional[Tensor]"],["bias","Optional[Tensor]"],["running_mean","Optional[Tensor]"],["running_var","Optional[Tensor]"],["training","bool"],["momentum","float"],["eps","float"],["cudnn_enabled","bool"]]]],
+  "bitwise_and": [["Tensor",[["self","Tensor"],["other","Tensor"]]],["Scalar",[["self","Tensor"],["other","number"]]],["Scalar_Tensor",[["self","number"],["other","Tensor"]]]],
   "bitwise_not": [["default",[["self","Tensor"]]]],
+  "bitwise_or": [["Tensor",[["self","Tensor"],["other","Tensor"]]],["Scalar",[["self","Tensor"],["other","number"]]],["Scalar_Tensor",[["self","number"],["other","Tensor"]]]],
+  "bitwise_xor": [["Tensor",[["self","Tensor"],["other","Tensor"]]],["Scalar",[["self","Tensor"],["other","number"]]],["Scalar_Tensor",[["self","number"],["other","Tensor"]]]],
   "bmm": [["default",[["self","Tensor"],["mat2","Tensor"]]],["dtype",[["self","Tensor"],["mat2","Tensor"],["out_dtype","int"]]]],
   "cat": [["default",[["tensors","List[Tensor]"],["dim","int",0]]]],
   "ceil": [["default",[["self","Tensor"]]]],
@@ -81,6 +87,7 @@ export const ATEN_SCHEMAS: Record<string, [string, (string | number | boolean | 
   "fmod": [["Tensor",[["self","Tensor"],["other","Tensor"]]],["Scalar",[["self","Tensor"],["other","number"]]]],
   "full": [["default",[["size","List[int]"],["fill_value","number"],["dtype","Optional[int]",null,"kw"],["layout","Optional[int]",null,"kw"],["device","Optional[Device]",null,"kw"],["pin_memory","Optional[bool]",null,"kw"]]]],
   "full_like": [["default",[["self","Tensor"],["fill_value","number"],["dtype","Optional[int]",null,"kw"],["layout","Optional[int]",null,"kw"],["device","Optional[Device]",null,"kw"],["pin_memory","Optional[bool]",null,"kw"],["memory_format","Optional[int]",null,"kw"]]]],
+  "gather": [["default",[["self","Tensor"],["dim","int"],["index","Tensor"],["sparse_grad","bool",false,"kw"]]]],
   "ge": [["Tensor",[["self","Tensor"],["other","Tensor"]]],["Scalar",[["self","Tensor"],["other","number"]]]],
   "gelu": [["default",[["self","Tensor"],["approximate","str","none","kw"]]]],
   "group_norm": [["default",[["input","Tensor"],["num_groups","int"],["weight","Optional[Tensor]",null],["bias","Optional[Tensor]",null],["eps","float",1e-05],["cudnn_enabled","bool",true]]]],
