@@ -360,7 +360,25 @@ def scripted_data_dependent():
     return ScriptedDataDependent().eval(), (x,)
 
 
+def bert_encoder():
+    """A small transformers BERT (2 layers, hidden 32): embeddings with buffered token types, attention with a padding
+    mask, pooler; traced, it returns a dict."""
+    torch.library.register_fake = lambda *a, **k: (lambda f: f)
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    cfg = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                     vocab_size=100, max_position_embeddings=16, attn_implementation="eager")
+    rs = np.random.RandomState(9)
+    ids = rs.randint(0, 100, size=(2, 8)).astype(np.int64)
+    mask = np.ones((2, 8), np.int64)
+    mask[1, 6:] = 0
+    return BertModel(cfg).eval(), (ids, mask)
+
+
 TORCHSCRIPT = {
+    "ts_mobilenet_v2": (lambda: torchvision_model("mobilenet_v2", size=32), "trace"),
+    "ts_bert": (bert_encoder, "trace"),
     "ts_small_cnn": (small_cnn, "trace"),
     "ts_tiny_gpt": (tiny_gpt, "trace"),
     "ts_resnet18": (lambda: torchvision_model("resnet18", size=32), "trace"),
@@ -379,10 +397,11 @@ def generate_torchscript(name: str, force: bool) -> None:
     model, inputs = make()
     args = tuple(torch.from_numpy(x) for x in inputs)
     with torch.no_grad():
-        module = torch.jit.trace(model, args) if mode == "trace" else torch.jit.script(model)
+        # strict=False lets a traced forward return a dict (transformers' model outputs)
+        module = torch.jit.trace(model, args, strict=False) if mode == "trace" else torch.jit.script(model)
         torch.jit.save(module, os.path.join(d, "model.pt"))
         outs = model(*args)
-    outs = outs if isinstance(outs, tuple) else (outs,)
+    outs = outs.to_tuple() if hasattr(outs, "to_tuple") else outs if isinstance(outs, tuple) else (outs,)
     for i, x in enumerate(inputs):
         np.save(os.path.join(d, f"input_{i}.npy"), x)
     for i, o in enumerate(outs):

@@ -1,6 +1,7 @@
 // TorchScript .pt import (src/frontend/pytorch/torchscript): a hand-built archive (a pickle written opcode by
 // opcode, a strided weight, serialized code) and the ways it can be wrong, which need no fixtures; then the models
-// scripts/gen_pytorch_models.py saves with torch.jit.trace / torch.jit.script (ts_*), compiled and run, compared
+// scripts/gen_pytorch_models.py saves with torch.jit.trace / torch.jit.script (ts_*: a small CNN, a tiny GPT,
+// ResNet-18 and MobileNetV2 at 32x32, a transformers BERT encoder, static scripted control flow), compiled and run, compared
 // with PyTorch's own outputs within rtol 1e-3 / atol 1e-4.
 import { describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
@@ -213,7 +214,7 @@ describe('TorchScript .pt reader', () => {
 // ---- saved models ---------------------------------------------------------------------------------------------------
 
 const ROOT = '.cache/pytorch';
-const MODELS = ['ts_small_cnn', 'ts_tiny_gpt', 'ts_resnet18', 'ts_scripted'];
+const MODELS = ['ts_small_cnn', 'ts_tiny_gpt', 'ts_resnet18', 'ts_mobilenet_v2', 'ts_bert', 'ts_scripted'];
 const present = [...MODELS, 'ts_data_dependent'].every((m) => existsSync(join(ROOT, m, 'info.json')));
 
 interface Info {

@@ -16,6 +16,7 @@ import { callAten, numberTensor } from './aten-call.js';
 import type { Expr, FuncDef, Stmt } from './parse.js';
 import {
   BoundMethod,
+  Dict,
   ModuleValue,
   Namespace,
   NumberTensor,
@@ -158,6 +159,7 @@ function flattenOutputs(v: Value): GExpr[] {
   if (v instanceof NumberTensor) return [numberTensor(v)];
   if (v instanceof Tuple) return v.items.flatMap(flattenOutputs);
   if (Array.isArray(v)) return v.flatMap(flattenOutputs);
+  if (v instanceof Dict) return v.entries.flatMap(([, x]) => flattenOutputs(x));
   throw new KilnError(
     'E_UNSUPPORTED',
     `forward returns a ${typeName(v)}: only tensors (and tuples or lists of them) are supported`,
@@ -400,9 +402,7 @@ class Interpreter {
       case 'list':
         return e.items.map((x) => this.eval(x, env));
       case 'dict':
-        throw new KilnError('E_UNSUPPORTED', `${this.where}: dicts in TorchScript code are not supported`, {
-          hint: 'return and pass tensors, lists and tuples',
-        });
+        return new Dict(e.items.map(([k, v]) => [this.eval(k, env), this.eval(v, env)]));
       case 'ifexp':
         return this.truth(this.eval(e.cond, env), 'a conditional expression')
           ? this.eval(e.a, env)
@@ -556,6 +556,10 @@ class Interpreter {
       return Array.isArray(obj) ? out : new Tuple(out);
     }
     const i = this.eval(indexExpr, env);
+    if (obj instanceof Dict) {
+      const entry = obj.entries.find(([k]) => k === i);
+      if (entry) return entry[1];
+    }
     if (items && typeof i === 'number') {
       const k = i < 0 ? i + items.length : i;
       if (k < 0 || k >= items.length) {
@@ -783,8 +787,14 @@ function constantScalar(e: GExpr): number | undefined {
 }
 
 /** Python arithmetic on numbers (and prim::NumToTensor values), as torch.add(int, int) and `a + b` compute it. */
-function scalarOp(op: string, args: readonly Value[]): Value | undefined {
-  if (args.length === 0 || args.length > 2) return undefined;
+function scalarOp(op: string, given: readonly Value[]): Value | undefined {
+  if (given.length === 0 || given.length > 2) return undefined;
+  // traced size arithmetic may mix a NumToTensor value with a 0-d tensor constant (CONSTANTS.c0)
+  const sized = given.some((x) => x instanceof NumberTensor);
+  const args = given.map((x) => {
+    const c = sized && isTensor(x) ? constantScalar(x) : undefined;
+    return c !== undefined ? new NumberTensor(c) : x;
+  });
   if (!args.every((x) => isNumber(x) || x instanceof NumberTensor)) return undefined;
   const wrap = args.some((x) => x instanceof NumberTensor);
   const [a, b] = args.map((x) => (x instanceof NumberTensor ? x.value : Number(x)));

@@ -13,6 +13,11 @@ export class Tuple {
   constructor(readonly items: Value[]) {}
 }
 
+/** A dict (traced models may return one): its entries in order. */
+export class Dict {
+  constructor(readonly entries: [Value, Value][]) {}
+}
+
 /** A module object of the archive with its class's code. */
 export class ModuleValue {
   constructor(
@@ -54,6 +59,7 @@ export type Value =
   | null
   | Value[]
   | Tuple
+  | Dict
   | ModuleValue
   | Namespace
   | BoundMethod
@@ -83,6 +89,7 @@ export function typeName(v: Value | undefined): string {
   if (typeof v === 'string') return 'str';
   if (Array.isArray(v)) return `List[${v.length ? typeName(v[0]) : ''}]`;
   if (v instanceof Tuple) return `Tuple[${v.items.map(typeName).join(', ')}]`;
+  if (v instanceof Dict) return 'Dict';
   if (v instanceof ModuleValue) return v.cls.qualName;
   if (v instanceof NumberTensor) return 'Tensor';
   if (v instanceof Namespace) return v.name;
