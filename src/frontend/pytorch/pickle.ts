@@ -1,4 +1,5 @@
-// A pickle reader for the subset TorchScript archives write (data.pkl, constants.pkl, traced_inputs.pkl): protocol
+// A pickle reader for the subset TorchScript archives write (data.pkl, constants.pkl, traced_inputs.pkl), and
+// torch.save state dicts (the legacy .pt2 layout): protocol
 // 2 opcodes, tensors as torch._utils._rebuild_tensor_v2 over persistent-id storages, module objects of classes
 // from the archive's own code (__torch__.*), typed containers. It builds plain values and never runs or
 // constructs what a pickle names: any global outside a short allow-list is refused.
@@ -332,6 +333,7 @@ const isGlobal = (v: unknown): v is { kind: 'global'; name: string } =>
 function global(name: string, where: string): PyValue {
   if (
     name === 'torch._utils _rebuild_tensor_v2' ||
+    name === 'torch._utils _rebuild_parameter' ||
     name === 'collections OrderedDict' ||
     name === 'torch device' ||
     IDENTITY_GLOBALS.has(name) ||
@@ -356,6 +358,8 @@ function reduce(fn: PyValue, args: PyValue, where: string): PyValue {
   if (fn.name === 'collections OrderedDict') return new Map();
   if (IDENTITY_GLOBALS.has(fn.name)) return a[0];
   if (fn.name === 'torch device') return { kind: 'device', type: String(a[0]) };
+  // an nn.Parameter (torch.save of a state dict): its tensor
+  if (fn.name === 'torch._utils _rebuild_parameter') return a[0];
   if (fn.name === 'torch._utils _rebuild_tensor_v2') {
     const [storage, offset, sizes, strides] = a;
     const ints = (v: PyValue) =>

@@ -7,9 +7,9 @@
 //   <root>/.data/version (or version)  the file format version
 import { unzipSync } from 'fflate';
 import { KilnError } from '../../../runtime/errors.js';
-import { ARRAY, BYTES, type DType } from '../../../runtime/dtype.js';
+import type { DType } from '../../../runtime/dtype.js';
 import type { Tensor } from '../../../runtime/tensor.js';
-import { viewOfStorage } from '../archive.js';
+import { STORAGE_DTYPES, pickledTensorReader } from '../storage.js';
 import { type PickledTensor, PyObject, PyTuple, type PyValue, unpickle } from '../pickle.js';
 import { type ClassDef, type CodeFile, type FuncDef, parseCodeFile } from './parse.js';
 
@@ -18,16 +18,7 @@ const HINT = 'the file is truncated or corrupt, or not a TorchScript file; save 
 /** File format versions torch.jit.save writes (torch 1.6 .. 2.x write 3 to 10). */
 const VERSIONS = { min: 1, max: 10 };
 
-const STORAGE_DTYPES: Record<string, DType | undefined> = {
-  FloatStorage: 'float32',
-  DoubleStorage: 'float64',
-  LongStorage: 'int64',
-  IntStorage: 'int32',
-  ShortStorage: 'int16',
-  CharStorage: 'int8',
-  ByteStorage: 'uint8',
-  BoolStorage: 'bool',
-};
+const HINT_SAVE = 'save it again with torch.jit.save';
 
 export interface TorchScriptArchive {
   root: string;
@@ -119,44 +110,7 @@ export function readTorchScriptArchive(bytes: Uint8Array): TorchScriptArchive {
     return undefined;
   };
 
-  const storages = new Map<string, ArrayLike<number | bigint>>();
-  const tensor = (t: PickledTensor, name: string): Tensor => {
-    const dtype = STORAGE_DTYPES[t.storageType];
-    if (!dtype) {
-      throw new KilnError(
-        'E_UNSUPPORTED',
-        `tensor ${name} is stored as ${t.storageType}, an element type Kiln does not handle`,
-        {
-          hint: 'convert the model to float32 before saving (model.float())',
-        },
-      );
-    }
-    const storage = () => {
-      const cacheKey = `${t.key}:${dtype}`;
-      const have = storages.get(cacheKey);
-      if (have) return have;
-      const raw = files[root + t.key];
-      if (!raw) {
-        throw new KilnError('E_MODEL_INVALID', `tensor ${name} is stored in ${t.key}, which the archive lacks`, {
-          hint: 'the archive is incomplete or was altered; save it again with torch.jit.save',
-        });
-      }
-      if (raw.byteLength < t.numel * BYTES[dtype]) {
-        throw new KilnError(
-          'E_MODEL_INVALID',
-          `storage ${t.key} of tensor ${name} has ${raw.byteLength} bytes, the pickle says ${t.numel} ${dtype} elements`,
-          { hint: 'the archive is truncated or was altered; save it again' },
-        );
-      }
-      const copy = raw.slice(0, t.numel * BYTES[dtype]); // aligned, and independent of the zip's buffer
-      const data = new ARRAY[dtype](copy.buffer, 0, t.numel);
-      storages.set(cacheKey, data);
-      return data;
-    };
-    return viewOfStorage(`tensor ${name}`, dtype, t.sizes, t.strides, t.offset, storage, {
-      hint: 'the archive is truncated or was altered; save it again',
-    });
-  };
+  const tensor = pickledTensorReader(files, root, HINT_SAVE);
 
   return { root, module, constants, tracedInputs: tracedInputs(files, root), lookup, tensor };
 }
