@@ -419,6 +419,47 @@ def generate_torchscript(name: str, force: bool) -> None:
     print(f"gen_pytorch_models: {name}: torch.jit.{mode}", file=sys.stderr)
 
 
+LEGACY = ("small", "tiny_gpt")
+
+
+def generate_legacy(name: str, force: bool) -> None:
+    """<name>_legacy: the older .pt2 layout torch 2.1 .. 2.5 wrote (torch/_export/__init__.py save()): the
+    ExportedProgram JSON at the archive root next to torch.save archives of the state dict and the constants, and a
+    version entry. The local torch no longer writes it; the entries are what torch._export.serde.serialize gives for
+    the current export of the same model, which is what that save() zipped. The JSON is today's schema (8.x), not
+    the 3.x .. 7.x of those releases."""
+    import zipfile
+
+    from torch._export.serde.schema import SCHEMA_VERSION
+    from torch._export.serde.serialize import serialize
+
+    tag = f"{name}_legacy"
+    d = os.path.join(OUT, tag)
+    if os.path.exists(os.path.join(d, "info.json")) and not force:
+        return
+    generate(name, False, False)
+    src = os.path.join(OUT, name)
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    art = serialize(torch.export.load(os.path.join(src, "model.pt2")))
+    with zipfile.ZipFile(os.path.join(d, "model.pt2"), "w") as z:
+        z.writestr("serialized_exported_program.json", art.exported_program)
+        z.writestr("serialized_state_dict.pt", art.state_dict)
+        z.writestr("serialized_constants.pt", art.constants)
+        z.writestr("serialized_example_inputs.pt", art.example_inputs)
+        z.writestr("version", ".".join(map(str, SCHEMA_VERSION)))
+    for f in os.listdir(src):
+        if f.endswith(".npy"):
+            shutil.copy(os.path.join(src, f), os.path.join(d, f))
+    with open(os.path.join(src, "info.json")) as f:
+        info = json.load(f)
+    info["layout"] = "legacy"
+    with open(os.path.join(d, "info.json.part"), "w") as f:
+        json.dump(info, f, indent=1)
+    os.replace(os.path.join(d, "info.json.part"), os.path.join(d, "info.json"))
+    print(f"gen_pytorch_models: {tag}: the legacy layout", file=sys.stderr)
+
+
 def main(argv) -> int:
     force = "--force" in argv
     names = [a for a in argv if not a.startswith("--")] or [*MODELS, *TORCHSCRIPT]
@@ -432,6 +473,8 @@ def main(argv) -> int:
             continue
         for decompose in (False, True):
             generate(n, decompose, force)
+        if n in LEGACY:
+            generate_legacy(n, force)
     return 0
 
 
