@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { strToU8, zipSync } from 'fflate';
-import { compile, load } from '../src/index.js';
+import { KilnError, compile, load } from '../src/index.js';
 import { compareTensors } from '../src/conformance/compare.js';
 import { readNpy } from '../src/cli/tensor-files.js';
 import { printFunc } from '../src/relay-ir/printer.js';
@@ -194,6 +194,38 @@ describe('TorchScript .pt reader', () => {
       'E_UNSUPPORTED',
       expect.stringMatching(/no overload of aten::relu takes \(Tensor, str\)/),
     ]);
+  });
+
+  it('mutated pickles and code: an import succeeds or throws a KilnError, never anything else', () => {
+    // a seeded xorshift: the same cases on every run
+    let seed = 0x2545f491;
+    const rand = (n: number) => {
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      return (seed >>> 0) % n;
+    };
+    const pickle = modulePickle();
+    const code = strToU8(CODE);
+    const counts = { ok: 0, kiln: 0 };
+    for (let i = 0; i < 300; i++) {
+      const p = pickle.slice();
+      const c = code.slice();
+      const target = i % 2 ? p : c;
+      for (let k = 0; k <= rand(3); k++) target[rand(target.length)] = i % 2 ? rand(256) : 32 + rand(95);
+      try {
+        importTorchScript(zipSync({ ...tinyFiles(), 'm/data.pkl': p, 'm/code/__torch__.py': c }), {
+          inputShapes: { x: [2, 3] },
+        });
+        counts.ok++;
+      } catch (e) {
+        if (!(e instanceof KilnError)) throw new Error(`case ${i}: ${(e as Error).stack}`);
+        expect(e.code).not.toBe('E_INTERNAL');
+        counts.kiln++;
+      }
+    }
+    expect(counts.ok + counts.kiln).toBe(300);
+    expect(counts.kiln).toBeGreaterThan(0);
   });
 
   it('parses the Python subset TorchScript prints', () => {
