@@ -2,7 +2,7 @@
 // opcode, a strided weight, serialized code) and the ways it can be wrong, which need no fixtures; then the models
 // scripts/gen_pytorch_models.py saves with torch.jit.trace / torch.jit.script (ts_*: a small CNN, a tiny GPT,
 // ResNet-18 and MobileNetV2 at 32x32, a transformers BERT encoder, static scripted control flow), compiled and run, compared
-// with PyTorch's own outputs within rtol 1e-3 / atol 1e-4.
+// with PyTorch's own outputs within rtol 1e-3 / atol 1e-4, on WebAssembly and (four of them) WebGPU.
 import { describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { strToU8, zipSync } from 'fflate';
 import { KilnError, compile, load } from '../src/index.js';
 import { compareTensors } from '../src/conformance/compare.js';
+import { nodeGpuDevice } from '../src/conformance/node-webgpu.js';
 import { readNpy } from '../src/cli/tensor-files.js';
 import { printFunc } from '../src/relay-ir/printer.js';
 import { importTorchScript } from '../src/frontend/pytorch/torchscript/import.js';
@@ -288,6 +289,26 @@ describe.skipIf(!present)('TorchScript models match PyTorch (fixtures: scripts/g
       m.dispose();
     });
   }
+
+  it('the same imports run on WebGPU (Dawn) and match PyTorch', async () => {
+    const device = await nodeGpuDevice();
+    for (const name of ['ts_small_cnn', 'ts_tiny_gpt', 'ts_bert', 'ts_scripted']) {
+      const dir = join(ROOT, name);
+      const info = readInfo(name);
+      const r = await compile(readFileSync(join(dir, 'model.pt')), { ...shapesFor(info), target: 'webgpu' });
+      const m = await load(r.artifact, { target: 'webgpu', device });
+      const inputs = Object.fromEntries(
+        info.inputs.map(([n], i) => [n, readNpy(readFileSync(join(dir, `input_${i}.npy`)), n)]),
+      );
+      const out = await m.run(inputs);
+      expect(m.outputs).toHaveLength(info.outputs);
+      m.outputs.forEach((o, i) => {
+        const want = readNpy(readFileSync(join(dir, `output_${i}.npy`)), `output_${i}`);
+        expect(compareTensors(out[o.name], want)?.message, `${name} ${o.name}`).toBeUndefined();
+      });
+      m.dispose();
+    }
+  });
 
   it('a scripted branch on tensor values is refused (E_UNSUPPORTED_OP)', async () => {
     const info = readInfo('ts_data_dependent');
