@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Export small random-weight PyTorch models with torch.export into .cache/pytorch/<name>/:
+"""Export small random-weight PyTorch models with torch.export, and as TorchScript, into .cache/pytorch/<name>/:
 
   model.pt2          torch.export.save of the ExportedProgram (as exported, or after run_decompositions())
+  model.pt           (ts_* models) torch.jit.save of torch.jit.trace or torch.jit.script of the module
   input_K.npy        the inputs (fixed seed)
   output_K.npy       PyTorch's own outputs on them (eager module, eval mode)
   info.json          input names and shapes, output count, the ATen ops of the graph (written last)
@@ -50,13 +51,13 @@ def calibrate_bn(model: nn.Module, shape, batches: int = 4) -> None:
     model.eval()
 
 
-def torchvision_model(name: str):
+def torchvision_model(name: str, size: int = SIZE):
     torch.library.register_fake = lambda *a, **k: (lambda f: f)  # torchvision 0.28 + torch 2.13
     import torchvision
 
     torch.manual_seed(0)
     model = getattr(torchvision.models, name)(weights=None).eval()
-    shape = (1, 3, SIZE, SIZE)
+    shape = (1, 3, size, size)
     calibrate_bn(model, shape)
     x = np.random.RandomState(0).standard_normal(shape).astype(np.float32)
     return model, (x,)
@@ -273,16 +274,207 @@ def generate(name: str, decompose: bool, force: bool) -> None:
     print(f"gen_pytorch_models: {tag}: {sum(ops.values())} nodes, {len(ops)} ops", file=sys.stderr)
 
 
+class SmallCNN(nn.Module):
+    """Conv, batch norm, relu, max and average pooling, linear: the layers of a small image classifier."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(inplace=True))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(self.features(x)), 1))
+
+
+def small_cnn():
+    torch.manual_seed(0)
+    model = SmallCNN()
+    calibrate_bn(model, (1, 3, 16, 16))
+    x = np.random.RandomState(6).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    return model, (x,)
+
+
+class Block(nn.Module):
+    def __init__(self, d: int):
+        super().__init__()
+        self.fc = nn.Linear(d, d)
+
+    def forward(self, x):
+        return x + self.scaled(torch.tanh(self.fc(x)))
+
+    @torch.jit.export
+    def scaled(self, x):
+        return x * 0.5
+
+
+class ScriptedStatic(nn.Module):
+    """torch.jit.script control flow over static values: a for loop over range(attribute), a loop over a
+    ModuleList, an if on a shape, a while loop with a counter, a list built with append and indexed, an exported
+    method other than forward, F.relu (a scripted function call), a constant attribute, a default argument."""
+
+    __constants__ = ["repeat"]
+
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.ModuleList([Block(6) for _ in range(2)])
+        self.proj = nn.Linear(6, 6)
+        self.repeat = 2
+
+    def forward(self, x, scale: float = 2.0):
+        for _ in range(self.repeat):
+            x = self.proj(x)
+        for block in self.blocks:
+            x = block(x)
+        if x.shape[-1] == 6 and x.dim() == 2:
+            x = F.relu(x) * scale
+        else:
+            x = x - 1.0
+        outs = []
+        k = 0
+        while k < 3:
+            outs.append(x * float(k))
+            k += 1
+        return outs[-1] + outs[1], torch.cat(outs, 0)
+
+
+def scripted_static():
+    torch.manual_seed(0)
+    x = np.random.RandomState(7).standard_normal((3, 6)).astype(np.float32)
+    return ScriptedStatic().eval(), (x,)
+
+
+class ScriptedDataDependent(nn.Module):
+    """A branch on a tensor's values: Kiln must refuse it (E_UNSUPPORTED_OP)."""
+
+    def forward(self, x):
+        if x.sum() > 0:
+            return x * 2
+        return x
+
+
+def scripted_data_dependent():
+    x = np.random.RandomState(8).standard_normal((2, 3)).astype(np.float32)
+    return ScriptedDataDependent().eval(), (x,)
+
+
+def bert_encoder():
+    """A small transformers BERT (2 layers, hidden 32): embeddings with buffered token types, attention with a padding
+    mask, pooler; traced, it returns a dict."""
+    torch.library.register_fake = lambda *a, **k: (lambda f: f)
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    cfg = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                     vocab_size=100, max_position_embeddings=16, attn_implementation="eager")
+    rs = np.random.RandomState(9)
+    ids = rs.randint(0, 100, size=(2, 8)).astype(np.int64)
+    mask = np.ones((2, 8), np.int64)
+    mask[1, 6:] = 0
+    return BertModel(cfg).eval(), (ids, mask)
+
+
+TORCHSCRIPT = {
+    "ts_mobilenet_v2": (lambda: torchvision_model("mobilenet_v2", size=32), "trace"),
+    "ts_bert": (bert_encoder, "trace"),
+    "ts_small_cnn": (small_cnn, "trace"),
+    "ts_tiny_gpt": (tiny_gpt, "trace"),
+    "ts_resnet18": (lambda: torchvision_model("resnet18", size=32), "trace"),
+    "ts_scripted": (scripted_static, "script"),
+    "ts_data_dependent": (scripted_data_dependent, "script"),
+}
+
+
+def generate_torchscript(name: str, force: bool) -> None:
+    d = os.path.join(OUT, name)
+    if os.path.exists(os.path.join(d, "info.json")) and not force:
+        return
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    make, mode = TORCHSCRIPT[name]
+    model, inputs = make()
+    args = tuple(torch.from_numpy(x) for x in inputs)
+    with torch.no_grad():
+        # strict=False lets a traced forward return a dict (transformers' model outputs)
+        module = torch.jit.trace(model, args, strict=False) if mode == "trace" else torch.jit.script(model)
+        torch.jit.save(module, os.path.join(d, "model.pt"))
+        outs = model(*args)
+    outs = outs.to_tuple() if hasattr(outs, "to_tuple") else outs if isinstance(outs, tuple) else (outs,)
+    for i, x in enumerate(inputs):
+        np.save(os.path.join(d, f"input_{i}.npy"), x)
+    for i, o in enumerate(outs):
+        np.save(os.path.join(d, f"output_{i}.npy"), o.detach().numpy())
+    names = [a.debugName().split(".")[0] for a in list(module.graph.inputs())[1:]]
+    info = {
+        "inputs": [[n, list(x.shape)] for n, x in zip(names, inputs)],
+        "outputs": len(outs),
+        "mode": mode,
+        "torch": torch.__version__,
+    }
+    with open(os.path.join(d, "info.json.part"), "w") as f:
+        json.dump(info, f, indent=1)
+    os.replace(os.path.join(d, "info.json.part"), os.path.join(d, "info.json"))
+    print(f"gen_pytorch_models: {name}: torch.jit.{mode}", file=sys.stderr)
+
+
+LEGACY = ("small", "tiny_gpt")
+
+
+def generate_legacy(name: str, force: bool) -> None:
+    """<name>_legacy: the older .pt2 layout torch 2.1 .. 2.5 wrote (torch/_export/__init__.py save()): the
+    ExportedProgram JSON at the archive root next to torch.save archives of the state dict and the constants, and a
+    version entry. The local torch no longer writes it; the entries are what torch._export.serde.serialize gives for
+    the current export of the same model, which is what that save() zipped. The JSON is today's schema (8.x), not
+    the 3.x .. 7.x of those releases."""
+    import zipfile
+
+    from torch._export.serde.schema import SCHEMA_VERSION
+    from torch._export.serde.serialize import serialize
+
+    tag = f"{name}_legacy"
+    d = os.path.join(OUT, tag)
+    if os.path.exists(os.path.join(d, "info.json")) and not force:
+        return
+    generate(name, False, False)
+    src = os.path.join(OUT, name)
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    art = serialize(torch.export.load(os.path.join(src, "model.pt2")))
+    with zipfile.ZipFile(os.path.join(d, "model.pt2"), "w") as z:
+        z.writestr("serialized_exported_program.json", art.exported_program)
+        z.writestr("serialized_state_dict.pt", art.state_dict)
+        z.writestr("serialized_constants.pt", art.constants)
+        z.writestr("serialized_example_inputs.pt", art.example_inputs)
+        z.writestr("version", ".".join(map(str, SCHEMA_VERSION)))
+    for f in os.listdir(src):
+        if f.endswith(".npy"):
+            shutil.copy(os.path.join(src, f), os.path.join(d, f))
+    with open(os.path.join(src, "info.json")) as f:
+        info = json.load(f)
+    info["layout"] = "legacy"
+    with open(os.path.join(d, "info.json.part"), "w") as f:
+        json.dump(info, f, indent=1)
+    os.replace(os.path.join(d, "info.json.part"), os.path.join(d, "info.json"))
+    print(f"gen_pytorch_models: {tag}: the legacy layout", file=sys.stderr)
+
+
 def main(argv) -> int:
     force = "--force" in argv
-    names = [a for a in argv if not a.startswith("--")] or list(MODELS)
+    names = [a for a in argv if not a.startswith("--")] or [*MODELS, *TORCHSCRIPT]
     for n in names:
-        if n not in MODELS:
-            print(f"unknown model {n}; known: {', '.join(MODELS)}", file=sys.stderr)
+        if n not in MODELS and n not in TORCHSCRIPT:
+            print(f"unknown model {n}; known: {', '.join([*MODELS, *TORCHSCRIPT])}", file=sys.stderr)
             return 2
     for n in names:
+        if n in TORCHSCRIPT:
+            generate_torchscript(n, force)
+            continue
         for decompose in (False, True):
             generate(n, decompose, force)
+        if n in LEGACY:
+            generate_legacy(n, force)
     return 0
 
 

@@ -289,11 +289,29 @@ describe('torch.export .pt2 reader', () => {
     ]);
   });
 
-  it('rejects the legacy layout, TorchScript archives, and malformed JSON clearly', async () => {
-    const legacy = zipSync({ 'm/serialized_exported_program.json': strToU8('{}'), 'm/version': strToU8('1') });
-    expect((await kilnError(() => compile(legacy))).message).toMatch(/legacy layout/);
+  it('reads the legacy layout only with a known schema; rejects TorchScript archives and malformed JSON clearly', async () => {
+    const legacy = (program: object) =>
+      zipSync({ 'serialized_exported_program.json': strToU8(JSON.stringify(program)), version: strToU8('5.1') });
+    expect((await kilnError(() => compile(legacy({})))).message).toMatch(/has no schema_version/);
+    const old = await kilnError(() =>
+      compile(legacy({ ...tinyProgram(), schema_version: { major: 5, minor: 1 }, torch_version: '2.3.1' })),
+    );
+    expect([old.code, old.message]).toEqual([
+      'E_UNSUPPORTED',
+      expect.stringMatching(/schema version 5\.1 \(written by torch 2\.3\.1\) is not supported/),
+    ]);
+    const badState = zipSync({
+      'serialized_exported_program.json': strToU8(JSON.stringify(tinyProgram())),
+      'serialized_state_dict.pt': strToU8('not a zip'),
+    });
+    expect((await kilnError(() => compile(badState))).message).toMatch(
+      /serialized_state_dict\.pt is not a torch\.save zip/,
+    );
+    // a TorchScript archive read as .pt2 (auto-detection sends it to the TorchScript reader)
     const ts = zipSync({ 'm/data.pkl': strToU8('x'), 'm/code/__torch__.py': strToU8('') });
-    expect((await kilnError(() => compile(ts))).message).toMatch(/TorchScript/);
+    expect((await kilnError(() => compile(ts, { format: 'pt2' }))).message).toMatch(
+      /TorchScript or torch\.save archive/,
+    );
     const files = tinyFiles();
     files['tiny/models/model.json'] = strToU8('{"graph_module": ');
     const e = await kilnError(() => compile(zipSync(files)));
@@ -354,6 +372,9 @@ const MODELS = [
   'aten_mix_decomposed',
   'aten_mix2',
   'aten_mix2_decomposed',
+  // the older layout (serialized_exported_program.json + torch.save state dict), rewritten from the current export
+  'small_legacy',
+  'tiny_gpt_legacy',
 ];
 const present = MODELS.every((m) => existsSync(join(ROOT, m, 'info.json')));
 

@@ -1,4 +1,4 @@
-// kiln compile MODEL.onnx|MODEL.pt2 -o OUT.kiln
+// kiln compile MODEL.onnx|MODEL.pt2|MODEL.pt -o OUT.kiln
 import { existsSync, readFileSync } from 'node:fs';
 import { compile } from '../compiler/compile.js';
 import { describeWebGpuLimits } from '../compiler/wgsl-text.js';
@@ -104,7 +104,7 @@ export async function compileCommand(pos: string[], v: CompileFlags): Promise<nu
   const modelPath = pos[0];
   const options = compileOptions(modelPath, v); // flags checked before any work
   const bytes = readModel(modelPath);
-  const out = v.output ?? `${modelPath.replace(/\.(onnx|pt2)$/, '')}.kiln`;
+  const out = v.output ?? `${modelPath.replace(/\.(onnx|pt2|pt)$/, '')}.kiln`;
   const t0 = performance.now();
   const tuning = await tuningLookup(v);
   let r: Awaited<ReturnType<typeof compile>>;

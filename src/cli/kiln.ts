@@ -78,6 +78,7 @@ const COMMANDS: Record<string, Subcommand> = {
       'kiln compile MODEL.onnx --target wasm|webgpu|cuda [--sm 80|86|90] [--verbose]   (cuda: PTX for NVIDIA GPUs; --verbose: ptxas resource usage)',
       "kiln compile MODEL.onnx --target webgpu [--webgpu-limits default|desktop|LIMITS.json]   (the device limits the kernels fit; default: the WebGPU spec's)",
       'kiln compile MODEL.pt2 ...   (a torch.export.save archive: the same options; the format is detected from the file)',
+      'kiln compile MODEL.pt --input-shape x=1,3,224,224 ...   (a torch.jit.save TorchScript file; a traced one records its input shapes)',
     ],
     options: ['output', ...COMPILE_FLAGS, 'verbose', 'db', 'no-tuning'],
     positionals: { min: 1, max: 1, name: 'MODEL.onnx' },
@@ -101,7 +102,7 @@ const COMMANDS: Record<string, Subcommand> = {
   },
   inspect: {
     usage: [
-      'kiln inspect MODEL.onnx|MODEL.pt2|ARTIFACT.kiln --level graph|fused|te|loop|wasm|wgsl|ptx [--kernel N] [--sm 80|86|90]',
+      'kiln inspect MODEL.onnx|MODEL.pt2|MODEL.pt|ARTIFACT.kiln --level graph|fused|te|loop|wasm|wgsl|ptx [--kernel N] [--sm 80|86|90]',
       '          [--target wasm|webgpu|cuda [--after PASS]]   (--level loop: the IR that target emits, or after PASS)',
     ],
     options: ['level', 'kernel', 'after', ...COMPILE_FLAGS],

@@ -20,6 +20,7 @@ import { winogradConv } from '../relay-ir/passes/winograd-conv.js';
 import type { WinogradTile } from '../tensor-expr/ops/winograd.js';
 import { importOnnx } from '../frontend/onnx/import.js';
 import { importPt2 } from '../frontend/pytorch/import.js';
+import { importTorchScript } from '../frontend/pytorch/torchscript/import.js';
 import { type ModelFormat, detectFormat } from '../frontend/detect.js';
 import { externalDataReader } from './external-data.js';
 import { evaluateCall } from './evaluate.js';
@@ -40,7 +41,10 @@ import type { DimOptions } from '../frontend/dims.js';
 import { type DimRanges, withDimRanges } from '../relay-ir/sym-dim.js';
 
 export interface CompileOptions {
-  /** The model file's format: 'onnx' (ModelProto) or 'pt2' (torch.export.save); detected from the bytes when absent. */
+  /**
+   * The model file's format: 'onnx' (ModelProto), 'pt2' (torch.export.save) or 'torchscript' (torch.jit.save);
+   * detected from the bytes when absent.
+   */
   format?: ModelFormat;
   /** 'webgpu' adds WGSL kernels to the artifact (which still holds the WebAssembly module). */
   target?: 'wasm' | 'webgpu' | 'cuda';
@@ -139,17 +143,21 @@ export function importAndOptimize(
     });
   }
   const folder = new ConstantFolder(evaluateCall, interpretSymbolic);
+  const format = detectFormat(modelBytes, opts.format);
+  const torchOpts = { inputShapes: opts.inputShapes, dims: opts.dims, specialize: opts.specialize };
   const imported =
-    detectFormat(modelBytes, opts.format) === 'pt2'
-      ? importPt2(modelBytes, { inputShapes: opts.inputShapes, dims: opts.dims, specialize: opts.specialize })
-      : importOnnx(modelBytes, {
-          readExternal: opts.modelPath ? externalDataReader(opts.modelPath) : undefined,
-          inputShapes: opts.inputShapes,
-          dims: opts.dims,
-          specialize: opts.specialize,
-          fold: (e: GExpr) => folder.value(e) ?? e,
-          symbolic: (e: GExpr) => folder.symbolic(e),
-        });
+    format === 'pt2'
+      ? importPt2(modelBytes, torchOpts)
+      : format === 'torchscript'
+        ? importTorchScript(modelBytes, torchOpts)
+        : importOnnx(modelBytes, {
+            readExternal: opts.modelPath ? externalDataReader(opts.modelPath) : undefined,
+            inputShapes: opts.inputShapes,
+            dims: opts.dims,
+            specialize: opts.specialize,
+            fold: (e: GExpr) => folder.value(e) ?? e,
+            symbolic: (e: GExpr) => folder.symbolic(e),
+          });
   const dump = opts.dump;
   dump?.('graph:import', printFunc(imported.func));
   // KILN_DEBUG=verify: the graph verified as imported and after every pass

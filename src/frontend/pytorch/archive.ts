@@ -5,10 +5,17 @@
 //   <root>/data/weights/weight_N       raw little-endian storage bytes (several tensors may share one storage)
 //   <root>/data/constants/<model>_constants_config.json, tensor_N   the same for lifted constants
 // Weights are rebuilt from their storage with sizes, strides and storage offset; each storage is decoded once.
+// The legacy layout (torch 2.1 .. 2.5's torch.export.save) is read too:
+//   serialized_exported_program.json   the ExportedProgram
+//   serialized_state_dict.pt           torch.save of the state dict (a zip: data.pkl + data/N), params and buffers
+//   serialized_constants.pt            torch.save of the lifted constants
+//   version                            the schema version
 import { unzipSync } from 'fflate';
 import { KilnError } from '../../runtime/errors.js';
 import { ARRAY, BYTES, type DType } from '../../runtime/dtype.js';
-import { type Tensor, sizeOf } from '../../runtime/tensor.js';
+import type { Tensor } from '../../runtime/tensor.js';
+import { pickledTensorReader, viewOfStorage } from './storage.js';
+import { type PickledTensor, unpickle } from './pickle.js';
 import {
   type ExportedProgramJson,
   type PayloadConfigJson,
@@ -72,13 +79,9 @@ export function readPt2Archive(bytes: Uint8Array): Pt2Archive {
   const names = Object.keys(files);
   const formatEntry = names.find((n) => /^([^/]+\/)?archive_format$/.test(n));
   if (!formatEntry) {
-    if (names.some((n) => /(^|\/)serialized_exported_program\.json$/.test(n))) {
-      throw new KilnError(
-        'E_UNSUPPORTED',
-        'this .pt2 uses the legacy layout (serialized_exported_program.json with pickled state dict), which Kiln does not read',
-        { hint: 'load it with torch.export.load and save it again with torch >= 2.6 (torch.export.save)' },
-      );
-    }
+    const legacy = names.find((n) => /^([^/]+\/)?serialized_exported_program\.json$/.test(n));
+    if (legacy)
+      return readLegacyArchive(files, legacy.slice(0, legacy.length - 'serialized_exported_program.json'.length));
     if (names.some((n) => /(^|\/)(data\.pkl|constants\.pkl)$/.test(n))) {
       throw new KilnError('E_UNSUPPORTED', 'this is a TorchScript or torch.save archive, not a torch.export .pt2', {
         hint: 'export the model with torch.export.export and torch.export.save',
@@ -211,43 +214,57 @@ function stridedTensor(
   const shape = meta.sizes.map((v, i) => dim(v, i, 'size'));
   const strides = (meta.strides ?? []).map((v, i) => dim(v, i, 'stride'));
   const offset = meta.storage_offset === undefined ? 0 : dim(meta.storage_offset, 0, 'storage offset');
-  const n = sizeOf(shape);
-  const out = new ARRAY[dtype](n);
-  if (n === 0) return { dtype, shape, data: out };
-  if (strides.length !== shape.length) {
-    throw new KilnError(
-      'E_MODEL_INVALID',
-      `${what} '${name}' has ${shape.length} sizes but ${strides.length} strides`,
-      { hint: 'the archive was altered; save it again' },
-    );
+  return viewOfStorage(`${what} '${name}'`, dtype, shape, strides, offset, () => storage(dtype).data, {
+    hint: 'the archive is truncated or was altered; save it again',
+  });
+}
+
+/** The legacy layout: the program's JSON next to torch.save archives of its state dict and constants. */
+function readLegacyArchive(files: Record<string, Uint8Array>, root: string): Pt2Archive {
+  const program = parseJson<ExportedProgramJson>(
+    files[`${root}serialized_exported_program.json`],
+    'serialized_exported_program.json',
+  );
+  return {
+    root,
+    model: 'model',
+    program,
+    weights: torchSaveTensors(files[`${root}serialized_state_dict.pt`], 'serialized_state_dict.pt'),
+    constants: torchSaveTensors(files[`${root}serialized_constants.pt`], 'serialized_constants.pt'),
+  };
+}
+
+/** The tensors of a torch.save archive holding a dict of name -> tensor (empty when the entry is absent or empty). */
+function torchSaveTensors(bytes: Uint8Array | undefined, entry: string): NamedTensors {
+  if (!bytes?.length) return { has: () => false, get: (name) => missingTensor(name, entry) };
+  if (!isZip(bytes)) {
+    throw new KilnError('E_MODEL_DECODE', `${entry} is not a torch.save zip archive`, { hint: DECODE_HINT });
   }
-  const { data } = storage(dtype);
-  const last = shape.reduce((a, d, i) => a + (d - 1) * strides[i], offset);
-  const first = shape.reduce((a, d, i) => a + Math.min(0, (d - 1) * strides[i]), offset);
-  if (first < 0 || last >= data.length) {
-    throw new KilnError(
-      'E_MODEL_INVALID',
-      `${what} '${name}' (sizes [${shape}], strides [${strides}], offset ${offset}) reads past its storage of ${data.length} elements`,
-      { hint: 'the archive is truncated or was altered; save it again' },
-    );
+  const files = unzip(bytes);
+  const pkl = Object.keys(files).find((n) => /^([^/]+\/)?data\.pkl$/.test(n));
+  if (!pkl) throw new KilnError('E_MODEL_DECODE', `${entry} has no data.pkl`, { hint: DECODE_HINT });
+  const dict = unpickle(files[pkl], `${entry}/data.pkl`);
+  if (!(dict instanceof Map)) {
+    throw new KilnError('E_MODEL_INVALID', `${entry} does not hold a dict of tensors`, { hint: DECODE_HINT });
   }
-  const contiguous = strides.every((s, i) => shape[i] === 1 || s === sizeOf(shape.slice(i + 1)));
-  if (contiguous) {
-    (out as { set(a: ArrayLike<number | bigint>): void }).set(
-      (data as unknown as { subarray(a: number, b: number): ArrayLike<number | bigint> }).subarray(offset, offset + n),
-    );
-    return { dtype, shape, data: out };
-  }
-  const idx = new Array<number>(shape.length).fill(0);
-  const o = out as unknown as (number | bigint)[];
-  for (let k = 0; k < n; k++) {
-    let p = offset;
-    for (let i = 0; i < shape.length; i++) p += idx[i] * strides[i];
-    o[k] = data[p];
-    for (let i = shape.length - 1; i >= 0; i--) {
-      if (++idx[i] < shape[i]) break;
-      idx[i] = 0;
-    }
-  }
-  return { dtype, shape, data: out };
+  const read = pickledTensorReader(files, pkl.slice(0, pkl.length - 'data.pkl'.length), 'save it again');
+  const built = new Map<string, Tensor>();
+  return {
+    has: (name) => dict.has(name),
+    get(name) {
+      const have = built.get(name);
+      if (have) return have;
+      const t = dict.get(name) as PickledTensor | undefined;
+      if (t?.kind !== 'tensor') return missingTensor(name, entry);
+      const out = read(t, `'${name}'`);
+      built.set(name, out);
+      return out;
+    },
+  };
+}
+
+function missingTensor(name: string, entry: string): never {
+  throw new KilnError('E_MODEL_INVALID', `the archive has no tensor '${name}' in ${entry}`, {
+    hint: 'the archive is incomplete or was altered; save it again',
+  });
 }

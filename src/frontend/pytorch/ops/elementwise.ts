@@ -152,6 +152,14 @@ aten('logical_not', (c) => c.call('not', [truth(c, c.tensor('self'))]));
 for (const op of ['and', 'or', 'xor'])
   aten(`logical_${op}`, (c) => c.call(op, [truth(c, c.tensor('self')), truth(c, c.tensor('other'))]));
 
+/** & | ^ on tensors: logical for bools, bitwise for integers. */
+for (const op of ['and', 'or', 'xor']) {
+  aten([`bitwise_${op}`, `__${op}__`], (c) => {
+    const [a, b] = promote(c, ...operands(c));
+    return c.call(c.type(a).dtype === 'bool' ? op : `bitwise_${op}`, [a, b]);
+  });
+}
+
 aten('where', (c) => {
   if (c.overload === 'default') c.unsupported('where(condition) (the indices of nonzero elements)');
   const cond = truth(c, c.tensor('condition'));

@@ -104,6 +104,12 @@ aten('expand', (c) => {
 const index = (c: AtenCtx, i: number) => c.constant(tensor('int64', [], [i]));
 
 aten('embedding', (c) => c.call('gather', [c.tensor('weight'), c.tensor('indices')], { axis: 0 }));
+/** out[i][j] = self[i][index[i][j]] along `dim` (index may be smaller than self in the other dims). */
+aten('gather', (c) => {
+  const x = c.tensor('self');
+  if (c.bool('sparse_grad', false)) c.unsupported('sparse_grad');
+  return c.call('gather_elements', [x, c.tensor('index')], { axis: norm(c.int('dim'), c.type(x).shape.length) });
+});
 aten('index_select', (c) => {
   const x = c.tensor('self');
   return c.call('gather', [x, c.tensor('index')], { axis: norm(c.int('dim'), c.type(x).shape.length) });
