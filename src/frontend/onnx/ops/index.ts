@@ -8,3 +8,4 @@ import './attention.js';
 import './signal.js';
 import './loss.js';
 import './recurrent.js';
+import './stateful.js';
