@@ -34,7 +34,7 @@
 //    its launch gives; with `launch`, every record within the limits
 import { KilnError } from '../runtime/errors.js';
 import { TARGET_CAPS } from '../codegen/common/target-caps.js';
-import { isFloat, isWide } from '../runtime/dtype.js';
+import { BYTES, isFloat, isWide } from '../runtime/dtype.js';
 import { type Expr, type Var, printExpr, visitExpr } from '../tensor-expr/expr.js';
 import { type Interval, bound, fixVar } from '../tensor-expr/simplify.js';
 import {
@@ -252,7 +252,9 @@ export function verifyPrimFunc(f: PrimFunc, opts: VerifyOptions = {}): void {
           break;
         }
         case 'un': {
-          const want = e.op === 'isnan' ? 'bool' : e.a.dtype;
+          const want = e.op === 'isnan' ? 'bool' : e.op === 'bitcast' ? e.dtype : e.a.dtype;
+          if (e.op === 'bitcast' && BYTES[e.dtype] !== BYTES[e.a.dtype])
+            fail(`bitcast of a ${e.a.dtype} operand to ${e.dtype} changes the width`, e);
           if (e.dtype !== want) fail(`${e.op} of a ${e.a.dtype} operand has dtype ${e.dtype}, not ${want}`, e);
           if (e.op === 'bitnot' && isFloat(e.a.dtype)) fail(`bitnot of a ${e.a.dtype} operand`, e);
           break;

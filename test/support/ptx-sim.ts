@@ -459,6 +459,26 @@ function buildOp(opcode: string, o: string[], e: Entry, labels: Map<string, numb
       only([]);
       const d = destIndex(o[0], e, where),
         a = reader(o[1], ty, e, where);
+      // a .b32/.b64 move between a float and an integer register keeps the bits (a bit reinterpretation)
+      const floatReg = (x: string) => /^%fd?\d+$/.test(x);
+      if (/^b(32|64)$/.test(ty) && /^%[a-z]+\d+$/.test(o[1]) && floatReg(o[0]) !== floatReg(o[1])) {
+        const s = regIndex(e, o[1]),
+          wide = ty === 'b64',
+          toFloat = floatReg(o[0]);
+        const view = new DataView(new ArrayBuffer(8));
+        return (t) => {
+          const v = t.r[s];
+          if (toFloat) {
+            if (wide) view.setBigInt64(0, BigInt.asIntN(64, v as bigint), true);
+            else view.setInt32(0, v as number, true);
+            t.r[d] = wide ? view.getFloat64(0, true) : view.getFloat32(0, true);
+          } else {
+            if (wide) view.setFloat64(0, v as number, true);
+            else view.setFloat32(0, v as number, true);
+            t.r[d] = wide ? view.getBigInt64(0, true) : view.getInt32(0, true);
+          }
+        };
+      }
       return (t, c) => {
         t.r[d] = norm(a(t, c), ty);
       };

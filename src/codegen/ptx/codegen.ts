@@ -629,6 +629,11 @@ class EntryEmitter extends LoopEmitter<string, void> {
     if (op === 'not') return this.boolOf(this.pred({ k: 'un', op: 'not', a: ea, dtype: 'bool' }));
     if (op === 'isnan') return this.boolOf(this.pred({ k: 'un', op: 'isnan', a: ea, dtype: 'bool' }));
     const x = this.expr(ea);
+    if (op === 'bitcast') {
+      const d = this.reg(regClass(t));
+      this.ins(`mov.b${isWide(t) || t === 'float64' ? 64 : 32} ${d}, ${x}`);
+      return d;
+    }
     if (isFloat(t)) {
       const ins = FLOAT_UNARY[op];
       if (ins) return this.fop(ins, t, x);

@@ -861,6 +861,8 @@ class StageEmitter extends LoopEmitter<string, void> {
         return float ? `${op}(${x})` : x;
       case 'isnan':
         return float ? `${this.helper('kiln_isnan')}(${x})` : 'false';
+      case 'bitcast':
+        return `bitcast<${valueType(t)}>(${x})`;
       case 'sign':
         return unsigned ? `select(0u, 1u, ${x} != 0u)` : `sign(${x})`;
     }
