@@ -982,3 +982,59 @@ defineOp({
     });
   },
 });
+
+// ---------------------------------------------------------------------------------------------------------
+// col2im(x [N, C * prod(block), L]) -> [N, C, ...image]: the inverse of im2col. Each image element sums the column
+// entries whose block position covers it: for a kernel offset k, the block b with b * stride - pad + k * dilation
+// equal to the element's coordinate, where that b exists.
+
+function col2imGeometry(a: Attrs) {
+  const image = ints(a, 'image_shape'),
+    block = ints(a, 'block_shape'),
+    nd = image.length;
+  const strides = ints(a, 'strides', new Array<number>(nd).fill(1)),
+    dilations = ints(a, 'dilations', new Array<number>(nd).fill(1)),
+    pads = ints(a, 'pads', new Array<number>(2 * nd).fill(0));
+  const blocks = image.map(
+    (d, i) => Math.floor((d + pads[i] + pads[nd + i] - (dilations[i] * (block[i] - 1) + 1)) / strides[i]) + 1,
+  );
+  return { image, block, strides, dilations, pads, blocks, nd };
+}
+
+defineOp({
+  name: 'col2im',
+  pattern: OpPattern.CommReduce,
+  inferType: ([x], a) => {
+    const xs = staticDims(x, 'col2im');
+    const g = col2imGeometry(a);
+    const K = sizeOf(g.block);
+    if (g.block.length !== g.nd || xs.length !== 3 || xs[1] % K !== 0)
+      shapeError(`col2im: input [${xs}] for blocks [${g.block}] over an image [${g.image}]`);
+    if (g.blocks.some((b) => b < 1) || sizeOf(g.blocks) !== xs[2])
+      shapeError(`col2im: ${xs[2]} columns, but the image [${g.image}] holds [${g.blocks}] blocks`);
+    return tensorType([xs[0], xs[1] / K, ...g.image], x.dtype);
+  },
+  compute: ([x], a, out) => {
+    const g = col2imGeometry(a);
+    const K = sizeOf(g.block);
+    return compute('col2im', out.shape, ([n, c, ...y]) => {
+      const ks = g.block.map((b, i) => reduceAxis(b, `k${i}`));
+      const conds: Expr[] = [];
+      let ch: Expr = E.mul(c, int(K)),
+        col: Expr = int(0);
+      g.block.forEach((b, i) => {
+        const pos = E.sub(E.add(y[i], int(g.pads[i])), E.mul(ks[i].v, int(g.dilations[i])));
+        let blk = pos;
+        if (g.strides[i] > 1) {
+          conds.push(E.eq(E.floormod(pos, int(g.strides[i])), int(0)));
+          blk = E.floordiv(pos, int(g.strides[i]));
+        }
+        conds.push(E.ge(blk, int(0)), E.lt(blk, int(g.blocks[i])));
+        ch = E.add(ch, E.mul(ks[i].v, int(sizeOf(g.block.slice(i + 1)))));
+        const clamped = E.min(E.max(blk, int(0)), int(g.blocks[i] - 1));
+        col = E.add(E.mul(col, int(g.blocks[i])), clamped);
+      });
+      return E.sum(E.select(E.all(conds), E.load(x, [n, ch, col]), fk(x.dtype, 0)), ks);
+    });
+  },
+});

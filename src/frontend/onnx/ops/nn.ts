@@ -4,7 +4,8 @@
 import type { GExpr } from '../../../relay-ir/expr.js';
 import { KilnError } from '../../../runtime/errors.js';
 import { tensor } from '../../../runtime/tensor.js';
-import { type ConvertCtx, converter } from '../converter.js';
+import { type ConvertCtx, constNumbers, converter } from '../converter.js';
+import { staticDims } from '../../../tensor-expr/ops/common.js';
 
 const ones = (n: number) => new Array<number>(n).fill(1);
 const zeros = (n: number) => new Array<number>(n).fill(0);
@@ -141,6 +142,79 @@ converter('MaxPool', 1, (c) => {
   const y = c.call('max_pool', [x], attrs);
   if (c.numOutputs < 2) return y;
   return [y, c.call('max_pool_indices', [x], { ...attrs, storage_order: c.int('storage_order', 0) })];
+});
+
+/**
+ * MaxUnpool: each input value written where its index (as MaxPool's Indices: flat over [N, C, ...output]) points,
+ * zeros elsewhere. Exact for any index within its own (n, c) plane: a scatter along the flattened plane. With
+ * output_shape the result is padded at the end of each spatial dim to it.
+ */
+converter('MaxUnpool', 9, (c) => {
+  const x = c.input(0),
+    ind = c.input(1),
+    shapeIn = c.optInput(2);
+  const sp = spatialDims(c, x),
+    n = sp.length;
+  const [N, C] = staticDims(c.type(x), 'MaxUnpool X');
+  if (staticDims(c.type(ind), 'MaxUnpool I').join() !== [N, C, ...sp].join())
+    throw new KilnError('E_MODEL_INVALID', `MaxUnpool: indices [${c.type(ind).shape}] and X [${[N, C, ...sp]}]`, {
+      hint: 'I holds one index per element of X (the Indices output of the MaxPool it undoes)',
+    });
+  const kernel = c.ints('kernel_shape');
+  if (kernel.length !== n) c.unsupported(`kernel_shape of length ${kernel.length} for ${n} spatial dims`);
+  const strides = c.ints('strides', ones(n)),
+    pads = c.ints('pads', zeros(2 * n));
+  const inferred = sp.map((d, i) => (d - 1) * strides[i] - (pads[i] + pads[n + i]) + kernel[i]);
+  const plane = inferred.reduce((a, b) => a * b, 1),
+    inPlane = sp.reduce((a, b) => a * b, 1);
+  const base = c.constant(
+    tensor(
+      'int64',
+      [N, C, 1],
+      Array.from({ length: N * C }, (_, i) => i * plane),
+    ),
+  );
+  const local = c.call('sub', [
+    c.call('reshape', [c.call('cast', [ind], { to: 'int64' })], { shape: [N, C, inPlane] }),
+    base,
+  ]);
+  const dtype = c.type(x).dtype;
+  const empty = c.call('expand', [c.constant(tensor(dtype, [], [0]))], { shape: [N, C, plane] });
+  const flat = c.call('scatter_elements', [empty, local, c.call('reshape', [x], { shape: [N, C, inPlane] })], {
+    axis: 2,
+  });
+  const y = c.call('reshape', [flat], { shape: [N, C, ...inferred] });
+  if (!shapeIn) return y;
+  const out = constNumbers(c, shapeIn, 'MaxUnpool output_shape');
+  if (out.length !== n + 2 || out[0] !== N || out[1] !== C || inferred.some((d, i) => out[i + 2] < d))
+    throw new KilnError(
+      'E_MODEL_INVALID',
+      `MaxUnpool output_shape [${out}] for an unpooled shape [${[N, C, ...inferred]}]`,
+      {
+        hint: 'output_shape keeps N and C and is at least the unpooled size in every spatial dim',
+      },
+    );
+  if (out.every((d, i) => i < 2 || d === inferred[i - 2])) return y;
+  const padding = [...zeros(n + 2), 0, 0, ...inferred.map((d, i) => out[i + 2] - d)];
+  return c.call('pad', [y], { pads: padding, mode: 'constant', value: 0 });
+});
+
+/** Col2Im (opset 18): the image and block shapes are compile-time inputs. */
+converter('Col2Im', 18, (c) => {
+  const image = constNumbers(c, c.input(1), 'Col2Im image_shape'),
+    block = constNumbers(c, c.input(2), 'Col2Im block_shape');
+  const nd = image.length;
+  if (block.length !== nd)
+    throw new KilnError('E_MODEL_INVALID', `Col2Im: block_shape [${block}] for image_shape [${image}]`, {
+      hint: 'block_shape has one size per image dimension',
+    });
+  return c.call('col2im', [c.input(0)], {
+    image_shape: image,
+    block_shape: block,
+    strides: c.ints('strides', ones(nd)),
+    dilations: c.ints('dilations', ones(nd)),
+    pads: c.ints('pads', zeros(2 * nd)),
+  });
 });
 
 converter('AveragePool', 1, (c) => {
