@@ -1022,7 +1022,7 @@ defineOp({
       const conds: Expr[] = [];
       let ch: Expr = E.mul(c, int(K)),
         col: Expr = int(0);
-      g.block.forEach((b, i) => {
+      g.block.forEach((_, i) => {
         const pos = E.sub(E.add(y[i], int(g.pads[i])), E.mul(ks[i].v, int(g.dilations[i])));
         let blk = pos;
         if (g.strides[i] > 1) {
