@@ -121,3 +121,52 @@ describe('MaxUnpool matches ONNX Runtime', () => {
     );
   });
 });
+
+describe('DeformConv matches ONNX Runtime', () => {
+  it('groups, offset groups, a mask and bias, strides, dilations, pads, offsets reaching outside the image', async () => {
+    // X [2, 4, 9, 8], W [6, 2, 3, 2]: kernel 3x2, dilations [2, 1], strides [2, 1], pads [2, 1, 1, 0]
+    // -> oh = floor((9 + 3 - 5) / 2) + 1 = 4, ow = floor((8 + 1 - 2) / 1) + 1 = 8
+    const offset = randomF32([2, 2 * 6 * 2, 4, 8], 12);
+    await matchesOrt(
+      {
+        opset: 22,
+        inputs: [
+          ['x', 'float32', [2, 4, 9, 8]],
+          ['offset', 'float32', offset.shape],
+          ['mask', 'float32', [2, 2 * 6, 4, 8]],
+        ],
+        outputs: [['y', 'float32', [2, 6, 4, 8]]],
+        initializers: { w: randomF32([6, 2, 3, 2], 10), b: randomF32([6], 11) },
+        nodes: [
+          {
+            op: 'DeformConv',
+            inputs: ['x', 'w', 'offset', 'b', 'mask'],
+            outputs: ['y'],
+            attrs: { group: 2, offset_group: 2, dilations: [2, 1], strides: [2, 1], pads: [2, 1, 1, 0] },
+          },
+        ],
+      },
+      {
+        x: randomF32([2, 4, 9, 8], 9),
+        offset: { ...offset, data: (offset.data as Float32Array).map((v) => v * 2.5) },
+        mask: randomF32([2, 12, 4, 8], 13),
+      },
+    );
+  });
+
+  it('no mask, no bias, one group', async () => {
+    await matchesOrt(
+      {
+        opset: 19,
+        inputs: [
+          ['x', 'float32', [1, 3, 6, 6]],
+          ['offset', 'float32', [1, 18, 4, 4]],
+        ],
+        outputs: [['y', 'float32', [1, 5, 4, 4]]],
+        initializers: { w: randomF32([5, 3, 3, 3], 14) },
+        nodes: [{ op: 'DeformConv', inputs: ['x', 'w', 'offset'], outputs: ['y'], attrs: { kernel_shape: [3, 3] } }],
+      },
+      { x: randomF32([1, 3, 6, 6], 15), offset: randomF32([1, 18, 4, 4], 16) },
+    );
+  });
+});

@@ -1038,3 +1038,76 @@ defineOp({
     });
   },
 });
+
+// ---------------------------------------------------------------------------------------------------------
+// deform_im2col(x [N, C, H, W], offset [N, G*kH*kW*2, oH, oW], mask? [N, G*kH*kW, oH, oW])
+//   -> [N, C, kH, kW, oH, oW]: the columns of a deformable convolution (the frontend multiplies them by the
+// weights). Each kernel tap samples x bilinearly at its grid position plus the learned offset of its offset group
+// (channels split into G groups), zero outside the image, times the mask.
+
+defineOp({
+  name: 'deform_im2col',
+  pattern: OpPattern.Injective,
+  inferType: ([x, off, mask], a) => {
+    const xs = staticDims(x, 'deform_im2col'),
+      os = staticDims(off, 'deform_im2col offset');
+    const [kh, kw] = ints(a, 'kernel_shape'),
+      G = num(a, 'offset_group', 1);
+    if (xs.length !== 4 || os.length !== 4 || os[0] !== xs[0] || os[1] !== G * kh * kw * 2 || xs[1] % G !== 0)
+      shapeError(`deform_im2col: offset [${os}] for input [${xs}], kernel ${kh}x${kw} and ${G} offset groups`);
+    if (mask) {
+      const ms = staticDims(mask, 'deform_im2col mask');
+      if (ms.join() !== [xs[0], G * kh * kw, os[2], os[3]].join())
+        shapeError(`deform_im2col: mask [${ms}] should be [${[xs[0], G * kh * kw, os[2], os[3]]}]`);
+    }
+    sameDtype('deform_im2col', x, off, mask);
+    return tensorType([xs[0], xs[1], kh, kw, os[2], os[3]], x.dtype);
+  },
+  compute: ([x, off, mask], a, out) => {
+    const [, C, H, W] = x.shape;
+    const [kh, kw] = ints(a, 'kernel_shape'),
+      [sh, sw] = ints(a, 'strides', [1, 1]),
+      [dh, dw] = ints(a, 'dilations', [1, 1]),
+      [ph, pw] = ints(a, 'pads', [0, 0, 0, 0]);
+    const perGroup = C / num(a, 'offset_group', 1);
+    const F = 'float64';
+    return compute('deform_im2col', out.shape, ([n, c, ky, kx, oy, ox]) => {
+      const g = perGroup === C ? int(0) : E.floordiv(c, int(perGroup));
+      const tap = E.add(E.mul(g, int(kh * kw)), E.add(E.mul(ky, int(kw)), kx));
+      const at2 = (t: Tensor, ch: Expr) => E.cast(F, E.load(t, [n, ch, oy, ox]));
+      const py = E.add(
+        E.cast(F, E.add(E.sub(E.mul(oy, int(sh)), int(ph)), E.mul(ky, int(dh)))),
+        at2(off, E.mul(tap, int(2))),
+      );
+      const px = E.add(
+        E.cast(F, E.add(E.sub(E.mul(ox, int(sw)), int(pw)), E.mul(kx, int(dw)))),
+        at2(off, E.add(E.mul(tap, int(2)), int(1))),
+      );
+      const y0 = E.unary('floor', py),
+        x0 = E.unary('floor', px);
+      const ly = E.sub(py, y0),
+        lx = E.sub(px, x0);
+      const iy = E.cast('int32', y0),
+        ix = E.cast('int32', x0);
+      const one = constant(1, F),
+        zero = constant(0, F);
+      // a corner outside the image reads as 0
+      const corner = (yy: Expr, xx: Expr, wt: Expr) => {
+        const ok = E.all([E.ge(yy, int(0)), E.lt(yy, int(H)), E.ge(xx, int(0)), E.lt(xx, int(W))]);
+        const cy = E.min(E.max(yy, int(0)), int(H - 1)),
+          cx = E.min(E.max(xx, int(0)), int(W - 1));
+        return E.mul(wt, E.select(ok, E.cast(F, E.load(x, [n, c, cy, cx])), zero));
+      };
+      const iy1 = E.add(iy, int(1)),
+        ix1 = E.add(ix, int(1));
+      const hy = E.sub(one, ly),
+        hx = E.sub(one, lx);
+      let v = E.add(
+        E.add(corner(iy, ix, E.mul(hy, hx)), corner(iy, ix1, E.mul(hy, lx))),
+        E.add(corner(iy1, ix, E.mul(ly, hx)), corner(iy1, ix1, E.mul(ly, lx))),
+      );
+      if (mask) v = E.mul(v, at2(mask, tap));
+      return E.cast(x.dtype, v);
+    });
+  },
+});

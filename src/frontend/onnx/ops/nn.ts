@@ -79,6 +79,51 @@ converter('Conv', 1, (c) => {
   return c.call('conv', b ? [x, w, b] : [x, w], attrs);
 });
 
+/**
+ * DeformConv (opset 19): the sampled columns (deform_im2col) times the weights, one matmul per group, plus the
+ * bias. 2-D only.
+ */
+converter('DeformConv', 19, (c) => {
+  const x = c.input(0),
+    w = c.input(1),
+    offset = c.input(2),
+    bias = c.optInput(3),
+    mask = c.optInput(4);
+  const xs = staticDims(c.type(x), 'DeformConv X'),
+    ws = staticDims(c.type(w), 'DeformConv W'),
+    os = staticDims(c.type(offset), 'DeformConv offset');
+  if (xs.length !== 4) c.unsupported(`X of rank ${xs.length} (2-D deformable convolution takes [N, C, H, W])`);
+  const [N, C, H, W] = xs,
+    [OC, Cg, kh, kw] = ws;
+  const group = c.int('group', 1),
+    offsetGroup = c.int('offset_group', 1);
+  const kernel = c.ints('kernel_shape', [kh, kw]);
+  checkKernelShape(kernel, [kh, kw]);
+  const strides = c.ints('strides', ones(2)),
+    dilations = c.ints('dilations', ones(2)),
+    pads = c.ints('pads', zeros(4));
+  const outDim = (d: number, i: number) =>
+    Math.floor((d + pads[i] + pads[i + 2] - (dilations[i] * (kernel[i] - 1) + 1)) / strides[i]) + 1;
+  const [oh, ow] = [outDim(H, 0), outDim(W, 1)];
+  if (Cg * group !== C || OC % group !== 0 || C % offsetGroup !== 0 || os[2] !== oh || os[3] !== ow)
+    throw new KilnError(
+      'E_MODEL_INVALID',
+      `DeformConv: X [${xs}], W [${ws}], offset [${os}] with group ${group} and offset_group ${offsetGroup}`,
+      {
+        hint: `W is [out channels, C / group, kH, kW] and offset [N, offset_group * kH * kW * 2, ${oh}, ${ow}] (the output size)`,
+      },
+    );
+  const attrs = { kernel_shape: kernel, strides, dilations, pads, offset_group: offsetGroup };
+  const cols = c.call('deform_im2col', mask ? [x, offset, mask] : [x, offset], attrs);
+  const K = Cg * kernel[0] * kernel[1];
+  const y = c.call('matmul', [
+    c.call('reshape', [w], { shape: [group, OC / group, K] }),
+    c.call('reshape', [cols], { shape: [N, group, K, oh * ow] }),
+  ]);
+  const out = c.call('reshape', [y], { shape: [N, OC, oh, ow] });
+  return bias ? c.call('add', [out, c.call('reshape', [bias], { shape: [OC, 1, 1] })]) : out;
+});
+
 converter('ConvTranspose', 1, (c) => {
   const x = c.input(0),
     w = c.input(1),
