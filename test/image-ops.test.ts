@@ -3,10 +3,11 @@
 // output_shape, groups and offset groups with masks, adaptive sampling and both pooling modes.
 import { describe, expect, it } from 'vitest';
 import { compile, load, type Tensor } from '../src/index.js';
-import { type ModelSpec, buildModel, randomF32 } from '../src/frontend/onnx/model-builder.js';
+import { type Attr, type ModelSpec, buildModel, randomF32 } from '../src/frontend/onnx/model-builder.js';
 import { compareTensors } from '../src/conformance/compare.js';
 import { runOrt } from './helpers/ort.js';
 import { runReference } from './helpers/onnx-reference.js';
+import { kilnError } from './helpers/errors.js';
 
 const i64 = (values: number[]): Tensor => ({
   dtype: 'int64',
@@ -168,5 +169,53 @@ describe('DeformConv matches ONNX Runtime', () => {
       },
       { x: randomF32([1, 3, 6, 6], 15), offset: randomF32([1, 18, 4, 4], 16) },
     );
+  });
+});
+
+describe('RoiAlign matches ONNX Runtime', () => {
+  const rois: Tensor = {
+    dtype: 'float32',
+    shape: [5, 4],
+    // x1, y1, x2, y2: inside, across the border, a thin one, one past the image, a degenerate one
+    data: Float32Array.of(1, 1.5, 9, 7, -3, 2, 6.5, 14, 2, 3, 2.6, 12, 14, 13, 20, 19, 4, 4, 4, 4),
+  };
+  const batch: Tensor = { dtype: 'int64', shape: [5], data: BigInt64Array.of(0n, 1n, 1n, 0n, 1n) };
+  const spec = (attrs: Record<string, Attr>, roisConst: boolean): ModelSpec => ({
+    opset: 16,
+    inputs: [
+      ['x', 'float32', [2, 3, 12, 10]],
+      ...(roisConst ? [] : ([['rois', 'float32', [5, 4]]] as ModelSpec['inputs'])),
+      ['b', 'int64', [5]],
+    ],
+    outputs: [['y', 'float32', [5, 3, 3, 4]]],
+    initializers: roisConst ? { rois } : {},
+    nodes: [
+      {
+        op: 'RoiAlign',
+        inputs: ['x', 'rois', 'b'],
+        outputs: ['y'],
+        attrs: { output_height: 3, output_width: 4, ...attrs },
+      },
+    ],
+  });
+  const x = randomF32([2, 3, 12, 10], 17);
+
+  it('half_pixel, adaptive sampling over compile-time rois, avg', async () => {
+    await matchesOrt(spec({ spatial_scale: { float: 0.75 } }, true), { x, b: batch });
+  });
+
+  it('output_half_pixel, sampling_ratio 3, rois at run time, avg and max', async () => {
+    for (const mode of ['avg', 'max'])
+      await matchesOrt(spec({ coordinate_transformation_mode: 'output_half_pixel', sampling_ratio: 3, mode }, false), {
+        x,
+        rois,
+        b: batch,
+      });
+  });
+
+  it('adaptive sampling with rois fed at run time is a KilnError (E_DYNAMIC)', async () => {
+    const e = await kilnError(() => compile(buildModel(spec({}, false))));
+    expect(e.code).toBe('E_DYNAMIC');
+    expect(e.hint).toMatch(/sampling_ratio/);
   });
 });

@@ -13,7 +13,7 @@ import * as E from '../expr.js';
 import { type Expr, type IterVar, constant, int, reduceInit } from '../expr.js';
 import { type Tensor, at, compute, reduceAxis } from '../tensor.js';
 import { defineOp } from '../op-def.js';
-import { ints, normAxis, num, sameDtype, shapeError, staticDims } from './common.js';
+import { ints, normAxis, num, sameDtype, shapeError, staticDims, str } from './common.js';
 
 const k = (x: Expr, v: number): Expr => constant(v, x.dtype);
 const fk = (dt: DType, v: number): Expr => constant(v, dt);
@@ -1108,6 +1108,103 @@ defineOp({
       );
       if (mask) v = E.mul(v, at2(mask, tap));
       return E.cast(x.dtype, v);
+    });
+  },
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// roi_align(x [N, C, H, W], rois [R, 4], batch_indices [R]) -> [R, C, oh, ow]: each output bin averages (or takes
+// the max of) a grid of bilinear samples inside its region of interest, as ONNX's reference and ONNX Runtime
+// compute it. Attribute `grid` bounds the samples per bin: the sampling_ratio, or with an adaptive ratio (0) the
+// largest ceil(roi size / bins) of the compile-time rois; each roi's own count is computed in the kernel.
+
+defineOp({
+  name: 'roi_align',
+  pattern: OpPattern.Injective,
+  inferType: ([x, rois, bi], a) => {
+    const xs = staticDims(x, 'roi_align'),
+      rs = staticDims(rois, 'roi_align rois'),
+      bs = staticDims(bi, 'roi_align batch_indices');
+    if (xs.length !== 4 || rs.length !== 2 || rs[1] !== 4 || bs.length !== 1 || bs[0] !== rs[0])
+      shapeError(`roi_align: X [${xs}], rois [${rs}] and batch_indices [${bs}]`);
+    if (!isFloat(x.dtype) || rois.dtype !== x.dtype) shapeError(`roi_align: X and rois must be one float type`);
+    return tensorType([rs[0], xs[1], num(a, 'output_height', 1), num(a, 'output_width', 1)], x.dtype);
+  },
+  compute: ([x, rois, bi], a, out) => {
+    const [N, , H, W] = x.shape;
+    const [, , oh, ow] = out.shape;
+    const F = 'float64';
+    const f = (v: number) => constant(v, F);
+    const ratio = num(a, 'sampling_ratio', 0),
+      [GH, GW] = ints(a, 'grid'),
+      scale = num(a, 'spatial_scale', 1),
+      halfPixel = num(a, 'half_pixel', 0) !== 0,
+      isMax = str(a, 'mode', 'avg') === 'max';
+    return compute('roi_align', out.shape, ([r, c, ph, pw]) => {
+      const b = E.min(E.max(E.cast('int32', E.load(bi, [r])), int(0)), int(N - 1));
+      const coord = (j: number) => E.sub(E.mul(E.cast(F, E.load(rois, [r, int(j)])), f(scale)), f(halfPixel ? 0.5 : 0));
+      const [sw, sh] = [coord(0), coord(1)];
+      let rw = E.sub(coord(2), sw),
+        rh = E.sub(coord(3), sh);
+      if (!halfPixel) {
+        rw = E.max(rw, f(1));
+        rh = E.max(rh, f(1));
+      }
+      const binH = E.div(rh, f(oh)),
+        binW = E.div(rw, f(ow));
+      const gh = ratio > 0 ? int(ratio) : E.cast('int32', E.unary('ceil', binH)),
+        gw = ratio > 0 ? int(ratio) : E.cast('int32', E.unary('ceil', binW));
+      const iy = reduceAxis(GH, 'sy'),
+        ix = reduceAxis(GW, 'sx');
+      const pos = (start: Expr, p: Expr, bin: Expr, i: Expr, g: Expr) =>
+        E.add(E.add(start, E.mul(E.cast(F, p), bin)), E.div(E.mul(E.add(E.cast(F, i), f(0.5)), bin), E.cast(F, g)));
+      const yy = pos(sh, ph, binH, iy.v, gh),
+        xx = pos(sw, pw, binW, ix.v, gw);
+      const outside = E.or(E.or(E.lt(yy, f(-1)), E.gt(yy, f(H))), E.or(E.lt(xx, f(-1)), E.gt(xx, f(W))));
+      // the low corner (at the last row/column both corners are it) and the fraction toward the high one
+      const axis = (v: Expr, n: number) => {
+        const p = E.max(v, f(0));
+        const lo = E.cast('int32', E.unary('floor', p));
+        const last = E.ge(lo, int(n - 1));
+        const low = E.select(last, int(n - 1), lo);
+        return {
+          low,
+          high: E.select(last, int(n - 1), E.add(lo, int(1))),
+          l: E.select(last, f(0), E.sub(p, E.cast(F, lo))),
+        };
+      };
+      const Y = axis(yy, H),
+        X = axis(xx, W);
+      const v = (yi: Expr, xi: Expr) => E.cast(F, E.load(x, [b, c, yi, xi]));
+      const hy = E.sub(f(1), Y.l),
+        hx = E.sub(f(1), X.l);
+      const terms = [
+        E.mul(E.mul(hy, hx), v(Y.low, X.low)),
+        E.mul(E.mul(hy, X.l), v(Y.low, X.high)),
+        E.mul(E.mul(Y.l, hx), v(Y.high, X.low)),
+        E.mul(E.mul(Y.l, X.l), v(Y.high, X.high)),
+      ];
+      const active = ratio > 0 ? undefined : E.and(E.lt(iy.v, gh), E.lt(ix.v, gw));
+      let result: Expr;
+      if (isMax) {
+        const sample = E.select(
+          outside,
+          f(0),
+          terms.reduce((p, q) => E.max(p, q)),
+        );
+        const m = E.rmax(active ? E.select(active, sample, f(-Infinity)) : sample, [iy, ix]);
+        // a bin with no samples keeps its initial 0
+        result = active ? E.select(E.gt(E.mul(gh, gw), int(0)), m, f(0)) : m;
+      } else {
+        const sample = E.select(
+          outside,
+          f(0),
+          terms.reduce((p, q) => E.add(p, q)),
+        );
+        const s = E.sum(active ? E.select(active, sample, f(0)) : sample, [iy, ix]);
+        result = E.div(s, E.cast(F, E.max(E.mul(gh, gw), int(1))));
+      }
+      return E.cast(x.dtype, result);
     });
   },
 });

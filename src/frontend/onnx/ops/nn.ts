@@ -124,6 +124,56 @@ converter('DeformConv', 19, (c) => {
   return bias ? c.call('add', [out, c.call('reshape', [bias], { shape: [OC, 1, 1] })]) : out;
 });
 
+/**
+ * RoiAlign (opset 10; 16 adds coordinate_transformation_mode, default half_pixel). With the adaptive sampling ratio
+ * (0) the samples per bin depend on each roi's size: the rois must then be known at compile time, to bound them.
+ */
+function roiAlign(c: ConvertCtx, defaultMode: string) {
+  const x = c.input(0),
+    rois = c.input(1),
+    batchIndices = c.input(2);
+  const ctm = c.opset >= 16 ? c.string('coordinate_transformation_mode', defaultMode) : defaultMode;
+  if (ctm !== 'half_pixel' && ctm !== 'output_half_pixel') c.unsupported(`coordinate_transformation_mode '${ctm}'`);
+  const mode = c.string('mode', 'avg');
+  if (mode !== 'avg' && mode !== 'max') c.unsupported(`mode '${mode}'`);
+  const oh = c.int('output_height', 1),
+    ow = c.int('output_width', 1),
+    ratio = c.int('sampling_ratio', 0),
+    scale = c.float('spatial_scale', 1);
+  const halfPixel = ctm === 'half_pixel';
+  let grid = [ratio, ratio];
+  if (ratio <= 0) {
+    let boxes: number[];
+    try {
+      boxes = constNumbers(c, rois, 'RoiAlign rois');
+    } catch (e) {
+      if (!(e instanceof KilnError && e.code === 'E_DYNAMIC')) throw e;
+      throw new KilnError('E_DYNAMIC', 'RoiAlign with sampling_ratio 0 (adaptive) needs the rois at compile time', {
+        hint: 'give the node a sampling_ratio > 0, or pass the rois with the specialize option (kiln compile --specialize rois=file.pb)',
+      });
+    }
+    grid = [1, 1];
+    for (let i = 0; i + 3 < boxes.length; i += 4) {
+      const off = halfPixel ? 0.5 : 0;
+      let rw = boxes[i + 2] * scale - off - (boxes[i] * scale - off),
+        rh = boxes[i + 3] * scale - off - (boxes[i + 1] * scale - off);
+      if (!halfPixel) [rw, rh] = [Math.max(rw, 1), Math.max(rh, 1)];
+      grid = [Math.max(grid[0], Math.ceil(rh / oh)), Math.max(grid[1], Math.ceil(rw / ow))];
+    }
+  }
+  return c.call('roi_align', [x, rois, batchIndices], {
+    mode,
+    output_height: oh,
+    output_width: ow,
+    sampling_ratio: ratio,
+    spatial_scale: scale,
+    half_pixel: halfPixel ? 1 : 0,
+    grid,
+  });
+}
+converter('RoiAlign', 10, (c) => roiAlign(c, 'output_half_pixel'));
+converter('RoiAlign', 16, (c) => roiAlign(c, 'half_pixel'));
+
 converter('ConvTranspose', 1, (c) => {
   const x = c.input(0),
     w = c.input(1),
