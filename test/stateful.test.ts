@@ -1,13 +1,15 @@
 // LinearAttention and CausalConvWithState (opset 27) beyond the ONNX node suite's cases: longer sequences, grouped
 // query heads with per-head decay and a past state, delta rules with per-head and shared beta and an explicit
 // scale, convolutions with wider kernels, a decode step and an input shorter than the state. ONNX Runtime 1.30 has
-// neither operator, so ONNX's reference evaluator is the reference.
+// neither operator, so ONNX's reference evaluator is the reference. TensorScatter (opset 24), the KV-cache update,
+// against ONNX Runtime: linear and circular writes, with and without write_indices.
 import { describe, expect, it } from 'vitest';
 import { compile, load, type Tensor } from '../src/index.js';
 import { type Attr, buildModel, randomF32 } from '../src/frontend/onnx/model-builder.js';
 import { compareTensors } from '../src/conformance/compare.js';
 import { haveReference, runReference } from './helpers/onnx-reference.js';
 import { kilnError } from './helpers/errors.js';
+import { runOrt } from './helpers/ort.js';
 
 const scaled = (t: Tensor, s: number, o = 0): Tensor => ({
   ...t,
@@ -154,5 +156,47 @@ describe.skipIf(!haveReference)('CausalConvWithState matches the ONNX reference'
         { activation },
       );
     }
+  });
+});
+
+describe('TensorScatter matches ONNX Runtime', () => {
+  it('linear and circular writes of several steps into a 4-D cache; a 3-D cache without write_indices', async () => {
+    const cache = randomF32([3, 2, 6, 4], 30),
+      update = randomF32([3, 2, 3, 4], 31);
+    const at: Tensor = { dtype: 'int64', shape: [3], data: BigInt64Array.of(0n, 2n, 5n) };
+    for (const [mode, indices] of [
+      ['linear', { ...at, data: BigInt64Array.of(0n, 2n, 3n) }],
+      ['circular', at],
+    ] as const) {
+      const model = buildModel({
+        opset: 24,
+        inputs: [
+          ['cache', 'float32', cache.shape],
+          ['update', 'float32', update.shape],
+          ['at', 'int64', [3]],
+        ],
+        outputs: [['y', 'float32', cache.shape]],
+        nodes: [{ op: 'TensorScatter', inputs: ['cache', 'update', 'at'], outputs: ['y'], attrs: { mode, axis: 2 } }],
+      });
+      const feeds = { cache, update, at: indices };
+      const m = await load((await compile(model)).artifact);
+      const got = m.runSync(feeds).y;
+      m.dispose();
+      expect(compareTensors(got, (await runOrt(model, feeds)).y)?.message, mode).toBeUndefined();
+    }
+    const model = buildModel({
+      opset: 24,
+      inputs: [
+        ['cache', 'float32', [2, 5, 3]],
+        ['update', 'float32', [2, 2, 3]],
+      ],
+      outputs: [['y', 'float32', [2, 5, 3]]],
+      nodes: [{ op: 'TensorScatter', inputs: ['cache', 'update'], outputs: ['y'], attrs: { axis: 1 } }],
+    });
+    const feeds = { cache: randomF32([2, 5, 3], 32), update: randomF32([2, 2, 3], 33) };
+    const m = await load((await compile(model)).artifact);
+    const got = m.runSync(feeds).y;
+    m.dispose();
+    expect(compareTensors(got, (await runOrt(model, feeds)).y)?.message).toBeUndefined();
   });
 });

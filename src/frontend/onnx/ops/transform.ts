@@ -327,3 +327,14 @@ converter('ReverseSequence', 10, (c) =>
     time_axis: c.int('time_axis', 0),
   }),
 );
+
+/** TensorScatter (opset 24): a KV-cache update, the cache with the update written at each batch's write index. */
+converter('TensorScatter', 24, (c) => {
+  const mode = c.string('mode', 'linear');
+  if (mode !== 'linear' && mode !== 'circular') c.unsupported(`mode '${mode}'`);
+  const wi = c.optInput(2);
+  return c.call('tensor_scatter', wi ? [c.input(0), c.input(1), wi] : [c.input(0), c.input(1)], {
+    axis: c.int('axis', -2),
+    mode,
+  });
+});
