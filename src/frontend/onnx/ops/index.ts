@@ -9,3 +9,4 @@ import './signal.js';
 import './loss.js';
 import './recurrent.js';
 import './stateful.js';
+import './training.js';
