@@ -338,3 +338,21 @@ converter('TensorScatter', 24, (c) => {
     mode,
   });
 });
+
+/**
+ * ai.onnx.ml ArrayFeatureExtractor: the last axis gathered at the (flattened) indices; a vector input gives one row,
+ * as ONNX Runtime does.
+ */
+converter(
+  'ArrayFeatureExtractor',
+  1,
+  (c) => {
+    const x = c.input(0),
+      ind = c.input(1);
+    const xs = staticDims(c.type(x), 'ArrayFeatureExtractor X'),
+      count = staticDims(c.type(ind), 'ArrayFeatureExtractor indices').reduce((a, b) => a * b, 1);
+    const picked = c.call('gather', [x, c.call('reshape', [ind], { shape: [count] })], { axis: -1 });
+    return c.call('reshape', [picked], { shape: xs.length === 1 ? [1, count] : [...xs.slice(0, -1), count] });
+  },
+  'ai.onnx.ml',
+);
