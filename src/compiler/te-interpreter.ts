@@ -547,6 +547,34 @@ function nearest(x: number): number {
   return Math.abs(x % 1) === 0.5 ? 2 * Math.round(x / 2) : r;
 }
 
+/** The bits of a `from` value read as `t` (same width), through one 8-byte scratch view. */
+function bitcastFn(a: Fn, from: DType, t: DType): Fn {
+  const view = new DataView(new ArrayBuffer(8));
+  const put: Record<string, (v: Val) => void> = {
+    float32: (v) => view.setFloat32(0, v as number, true),
+    float64: (v) => view.setFloat64(0, v as number, true),
+    int32: (v) => view.setInt32(0, v as number, true),
+    uint32: (v) => view.setUint32(0, v as number, true),
+    int64: (v) => view.setBigInt64(0, v as bigint, true),
+    uint64: (v) => view.setBigUint64(0, v as bigint, true),
+  };
+  const get: Record<string, () => Val> = {
+    float32: () => view.getFloat32(0, true),
+    float64: () => view.getFloat64(0, true),
+    int32: () => view.getInt32(0, true),
+    uint32: () => view.getUint32(0, true),
+    int64: () => view.getBigInt64(0, true),
+    uint64: () => view.getBigUint64(0, true),
+  };
+  const p = put[from],
+    g = get[t];
+  if (!p || !g) return decline(`bitcast from ${from} to ${t}`);
+  return (env) => {
+    p(a(env));
+    return g();
+  };
+}
+
 function unaryFn(op: UnOp, a: Fn, from: DType, t: DType): Fn {
   if (op in UNARY_MATH) {
     if (t === 'float32' && INLINE_F32_MATH.has(op)) {
@@ -558,7 +586,8 @@ function unaryFn(op: UnOp, a: Fn, from: DType, t: DType): Fn {
     const arg = castFn(a, from, 'float64');
     return castFn((env) => fn(arg(env) as number), 'float64', t);
   }
-  // (the result has the operand's dtype but for isnan's)
+  if (op === 'bitcast') return bitcastFn(a, from, t);
+  // (the result has the operand's dtype but for isnan's and bitcast's)
   if (op === 'isnan') return isFloat(from) ? (env) => (Number.isNaN(a(env)) ? 1 : 0) : () => 0;
   const norm = normalize(t);
   if (isFloat(t)) {

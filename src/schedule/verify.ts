@@ -254,7 +254,7 @@ export function verifyPrimFunc(f: PrimFunc, opts: VerifyOptions = {}): void {
         case 'un': {
           const want = e.op === 'isnan' ? 'bool' : e.op === 'bitcast' ? e.dtype : e.a.dtype;
           if (e.op === 'bitcast' && BYTES[e.dtype] !== BYTES[e.a.dtype])
-            fail(`bitcast of a ${e.a.dtype} operand to ${e.dtype} (not of one width)`, e);
+            fail(`bitcast of a ${e.a.dtype} operand to ${e.dtype} changes the width`, e);
           if (e.dtype !== want) fail(`${e.op} of a ${e.a.dtype} operand has dtype ${e.dtype}, not ${want}`, e);
           if (e.op === 'bitnot' && isFloat(e.a.dtype)) fail(`bitnot of a ${e.a.dtype} operand`, e);
           break;

@@ -1,7 +1,7 @@
 // Scalar expressions shared by the tensor-expression level and the loop IR: index arithmetic, value math,
 // loads from buffers and reductions. Nodes are plain immutable objects tagged by `k`.
 import type { DType } from '../runtime/dtype.js';
-import { isFloat, isHalf, isUnsigned, isWide } from '../runtime/dtype.js';
+import { BYTES, isFloat, isHalf, isUnsigned, isWide } from '../runtime/dtype.js';
 import { roundToHalf } from '../runtime/half.js';
 import type { UnaryMathFn } from '../runtime/math.js';
 import { KilnError } from '../runtime/errors.js';
@@ -47,7 +47,7 @@ export type UnOp =
   | 'isnan'
   | 'sign'
   | 'bitnot'
-  | 'bitcast' // the operand's 32 bits read as the node's dtype (float32 <-> int32/uint32)
+  | 'bitcast' // the operand's bits as the node's dtype, of the same width (float <-> integer)
   | UnaryMathFn;
 
 export type ReduceOp = 'sum' | 'prod' | 'max' | 'min';
@@ -136,11 +136,11 @@ export const binary = bin;
 export function unary(op: UnOp, a: Expr): Expr {
   return { k: 'un', op, a, dtype: op === 'isnan' ? 'bool' : a.dtype };
 }
-/** `a`'s bits as `dtype`: float32 <-> int32/uint32, for the lowering of 16-bit floats (common/half-float.ts). */
+/** `a`'s bits read as `dtype`, a type of the same width. */
 export function bitcast(dtype: DType, a: Expr): Expr {
-  const word = (t: DType) => t === 'float32' || t === 'int32' || t === 'uint32';
-  if (!word(dtype) || !word(a.dtype)) throw internal(`bitcast: ${a.dtype} to ${dtype} (32-bit words only)`);
-  return a.dtype === dtype ? a : { k: 'un', op: 'bitcast', a, dtype };
+  if (a.dtype === dtype) return a;
+  if (BYTES[a.dtype] !== BYTES[dtype]) throw internal(`bitcast: ${a.dtype} to ${dtype} changes the width`);
+  return { k: 'un', op: 'bitcast', a, dtype };
 }
 export function select(c: Expr, a: ExprLike, b: ExprLike): Expr {
   const dt = typeof a === 'number' ? (typeof b === 'number' ? INDEX : b.dtype) : a.dtype;

@@ -459,17 +459,24 @@ function buildOp(opcode: string, o: string[], e: Entry, labels: Map<string, numb
       only([]);
       const d = destIndex(o[0], e, where),
         a = reader(o[1], ty, e, where);
-      // mov.b32 between a float and an integer register moves the bits (a reinterpretation)
-      const toF = o[0].startsWith('%f'),
-        fromF = o[1].startsWith('%f');
-      if (ty === 'b32' && toF !== fromF) {
-        const bits = new DataView(new ArrayBuffer(4));
-        const src = fromF ? reader(o[1], 'f32', e, where) : a;
-        return (t, c) => {
-          const v = src(t, c) as number;
-          if (fromF) bits.setFloat32(0, v);
-          else bits.setUint32(0, v >>> 0);
-          t.r[d] = fromF ? bits.getUint32(0) : bits.getFloat32(0);
+      // a .b32/.b64 move between a float and an integer register keeps the bits (a bit reinterpretation)
+      const floatReg = (x: string) => /^%fd?\d+$/.test(x);
+      if (/^b(32|64)$/.test(ty) && /^%[a-z]+\d+$/.test(o[1]) && floatReg(o[0]) !== floatReg(o[1])) {
+        const s = regIndex(e, o[1]),
+          wide = ty === 'b64',
+          toFloat = floatReg(o[0]);
+        const view = new DataView(new ArrayBuffer(8));
+        return (t) => {
+          const v = t.r[s];
+          if (toFloat) {
+            if (wide) view.setBigInt64(0, BigInt.asIntN(64, v as bigint), true);
+            else view.setInt32(0, v as number, true);
+            t.r[d] = wide ? view.getFloat64(0, true) : view.getFloat32(0, true);
+          } else {
+            if (wide) view.setFloat64(0, v as number, true);
+            else view.setFloat32(0, v as number, true);
+            t.r[d] = wide ? view.getBigInt64(0, true) : view.getInt32(0, true);
+          }
         };
       }
       return (t, c) => {

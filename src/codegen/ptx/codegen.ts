@@ -636,7 +636,7 @@ class EntryEmitter extends LoopEmitter<string, void> {
     const x = this.expr(ea);
     if (op === 'bitcast') {
       const d = this.reg(regClass(t));
-      this.ins(`mov.b32 ${d}, ${x}`);
+      this.ins(`mov.b${isWide(t) || t === 'float64' ? 64 : 32} ${d}, ${x}`);
       return d;
     }
     if (isFloat(t)) {

@@ -608,7 +608,6 @@ export class FunctionEmitter extends LoopEmitter<Ref, Ref> implements ScalarEmit
 
   unary(op: string, a: Expr, t: DType): Ref {
     const m = this.m;
-    if (op === 'bitcast') return t === 'float32' ? m.f32.reinterpret(this.expr(a)) : m.i32.reinterpret(this.expr(a));
     const f = t === 'float32' ? m.f32 : t === 'float64' ? m.f64 : undefined;
     const ti = wasmType(a.dtype);
     if (t === 'float32' && INLINE_F32_MATH.has(op))
@@ -639,6 +638,10 @@ export class FunctionEmitter extends LoopEmitter<Ref, Ref> implements ScalarEmit
         return m.i32.eqz(x);
       case 'bitnot':
         return isWide(t) ? m.i64.xor(x, m.i64.const(-1n)) : m.i32.xor(x, m.i32.const(-1));
+      case 'bitcast':
+        if (t === 'float32') return m.f32.reinterpret(x);
+        if (t === 'float64') return m.f64.reinterpret(x);
+        return isWide(t) ? m.i64.reinterpret(x) : m.i32.reinterpret(x);
       case 'isnan':
         if (a.dtype === 'float32') return this.withTemps([x], [B.f32], (g) => m.f32.ne(g(), g()), B.i32);
         if (a.dtype === 'float64') return this.withTemps([x], [B.f64], (g) => m.f64.ne(g(), g()), B.i32);

@@ -933,7 +933,6 @@ class StageEmitter extends LoopEmitter<string, void> {
     const x = this.expr(a);
     const float = a.dtype === 'float32',
       unsigned = valueType(a.dtype) === 'u32';
-    if (op === 'bitcast') return `bitcast<${valueType(t)}>(${x})`;
     const prefix = PREFIX[op];
     if (prefix && !(op === 'neg' && unsigned)) return `(${prefix}${x})`;
     switch (op) {
@@ -948,6 +947,8 @@ class StageEmitter extends LoopEmitter<string, void> {
         return float ? `${op}(${x})` : x;
       case 'isnan':
         return float ? `${this.helper('kiln_isnan')}(${x})` : 'false';
+      case 'bitcast':
+        return `bitcast<${valueType(t)}>(${x})`;
       case 'sign':
         return unsigned ? `select(0u, 1u, ${x} != 0u)` : `sign(${x})`;
     }

@@ -38,6 +38,11 @@ export interface ConvertCtx {
    */
   dims(e: GExpr, what: string): Dim[];
   unsupported(what: string): never;
+  /**
+   * Converts the graph held by attribute `name` applied to `args` (its inputs, in order) into this graph and
+   * returns its outputs; undefined when the node has no such attribute. Outer-scope values are visible inside.
+   */
+  subgraph(name: string, args: readonly GExpr[]): GExpr[] | undefined;
 }
 
 export type ConvertFn = (c: ConvertCtx) => GExpr | readonly GExpr[];

@@ -310,6 +310,34 @@ function convertNode(
         hint: 'see README "Operator coverage"',
       });
     },
+    subgraph(name, args) {
+      const a = attrs.get(name);
+      if (!a) return undefined;
+      if (a.type !== 'graph')
+        throw new KilnError('E_MODEL_INVALID', `attribute '${name}' should be graph, is ${a.type}`);
+      const g = a.value;
+      if (g.input.length !== args.length)
+        throw new KilnError('E_MODEL_INVALID', `graph '${name}' takes ${g.input.length} inputs, given ${args.length}`, {
+          hint: `the ${node.opType} operator calls it with ${args.length}; check the model with onnx.checker.check_model`,
+        });
+      const inner = new Map(values);
+      for (const t of g.initializer) inner.set(t.name, gconst(tensorFromProto(t, opts.readExternal)));
+      g.input.forEach((vi, i) => inner.set(vi.name, args[i]));
+      for (const n of g.node) {
+        const outs = convertNode(n, opset, inner, fold, opts);
+        n.output.forEach((o, i) => {
+          if (o && outs[i]) inner.set(o, outs[i]);
+        });
+      }
+      return g.output.map((o) => {
+        const v = inner.get(o.name);
+        if (!v)
+          throw new KilnError('E_MODEL_INVALID', `output '${o.name}' of graph '${name}' is not produced by any node`, {
+            hint: 'the model is malformed; check it with onnx.checker.check_model',
+          });
+        return v;
+      });
+    },
   };
   const out = fn(ctx);
   return Array.isArray(out) ? [...out] : [out as GExpr];

@@ -27,13 +27,15 @@ export type Attr =
   | Tensor
   | { floats: number[] }
   | { float: number }
-  | { strings: string[] };
+  | { strings: string[] }
+  | { graph: GraphSpec };
 export interface NodeSpec {
   op: string;
   inputs: string[];
   outputs: string[];
   name?: string;
   attrs?: Record<string, Attr>;
+  domain?: string;
 }
 
 function attr(name: string, v: Attr): AttributeProto {
@@ -51,6 +53,7 @@ function attr(name: string, v: Attr): AttributeProto {
     return create(AttributeProtoSchema, { name, type: T.STRINGS, strings: v.strings.map((x) => utf8.encode(x)) });
   }
   if ('float' in v) return create(AttributeProtoSchema, { name, type: T.FLOAT, f: v.float });
+  if ('graph' in v) return create(AttributeProtoSchema, { name, type: T.GRAPH, g: graphProto(name, v.graph) });
   return create(AttributeProtoSchema, { name, type: T.TENSOR, t: tensorProto(name, v) });
 }
 
@@ -93,20 +96,26 @@ function valueInfo(name: string, dtype: DType, shape: DimSpec[]) {
 }
 const TensorShape_Dim = TensorShapeProto_DimensionSchema;
 
-export interface ModelSpec {
+export interface GraphSpec {
   inputs: [string, DType, DimSpec[]][];
   outputs: [string, DType, DimSpec[]][];
   nodes: NodeSpec[];
   initializers?: Record<string, Tensor>;
-  opset?: number;
 }
 
-export function buildModel(s: ModelSpec): Uint8Array {
-  const graph = create(GraphProtoSchema, {
-    name: 'test',
+export interface ModelSpec extends GraphSpec {
+  opset?: number;
+  /** Opsets of other domains (e.g. ai.onnx.preview) the nodes use. */
+  domains?: Record<string, number>;
+}
+
+function graphProto(name: string, s: GraphSpec) {
+  return create(GraphProtoSchema, {
+    name,
     node: s.nodes.map((n, i) =>
       create(NodeProtoSchema, {
         opType: n.op,
+        domain: n.domain ?? '',
         input: n.inputs,
         output: n.outputs,
         name: n.name ?? `${n.op}_${i}`,
@@ -117,13 +126,21 @@ export function buildModel(s: ModelSpec): Uint8Array {
     output: s.outputs.map(([n, t, sh]) => valueInfo(n, t, sh)),
     initializer: Object.entries(s.initializers ?? {}).map(([k, v]) => tensorProto(k, v)),
   });
+}
+
+export function buildModel(s: ModelSpec): Uint8Array {
   return toBinary(
     ModelProtoSchema,
     create(ModelProtoSchema, {
       irVersion: 8n,
       producerName: 'kiln-test',
-      graph,
-      opsetImport: [create(OperatorSetIdProtoSchema, { domain: '', version: BigInt(s.opset ?? 17) })],
+      graph: graphProto('test', s),
+      opsetImport: [
+        create(OperatorSetIdProtoSchema, { domain: '', version: BigInt(s.opset ?? 17) }),
+        ...Object.entries(s.domains ?? {}).map(([domain, v]) =>
+          create(OperatorSetIdProtoSchema, { domain, version: BigInt(v) }),
+        ),
+      ],
     }),
   );
 }

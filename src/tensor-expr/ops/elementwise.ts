@@ -109,6 +109,8 @@ const UNARY: Record<string, { f: UnaryFn; out?: DType; floatOnly?: boolean }> = 
   },
   /** Cast: attribute `to` is the target dtype. Float->int truncates toward zero, as C and ONNX Runtime do. */
   cast: { f: (x, a) => E.cast(a.to as DType, x) },
+  /** BitCast: the same bits read as `to`, a type of the same width. */
+  bitcast: { f: (x, a) => E.bitcast(a.to as DType, x) },
   identity: { f: (x) => x },
 };
 
@@ -118,7 +120,7 @@ for (const [name, def] of Object.entries(UNARY)) {
     pattern: OpPattern.ElemWise,
     inferType: ([x], a) => {
       if (def.floatOnly && !isFloat(x.dtype)) shapeError(`${name} needs a float input, got ${x.dtype}`);
-      return tensorType(x.shape, name === 'cast' ? (a.to as DType) : (def.out ?? x.dtype));
+      return tensorType(x.shape, name === 'cast' || name === 'bitcast' ? (a.to as DType) : (def.out ?? x.dtype));
     },
     compute: ([x], a, out) => compute(name, out.shape, (idx) => def.f(E.load(x, idx), a)),
   });

@@ -13,7 +13,7 @@ import * as E from '../expr.js';
 import { type Expr, type IterVar, constant, int, reduceInit } from '../expr.js';
 import { type Tensor, at, compute, reduceAxis } from '../tensor.js';
 import { defineOp } from '../op-def.js';
-import { ints, normAxis, num, sameDtype, shapeError, staticDim, staticDims, symbolicBatch } from './common.js';
+import { ints, normAxis, num, sameDtype, shapeError, staticDim, staticDims, str, symbolicBatch } from './common.js';
 
 const k = (x: Expr, v: number): Expr => constant(v, x.dtype);
 const fk = (dt: DType, v: number): Expr => constant(v, dt);
@@ -980,6 +980,232 @@ defineOp({
               ? base
               : E.pow(base, fk(x.dtype, beta));
       return E.div(E.load(x, idx), den);
+    });
+  },
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// col2im(x [N, C * prod(block), L]) -> [N, C, ...image]: the inverse of im2col. Each image element sums the column
+// entries whose block position covers it: for a kernel offset k, the block b with b * stride - pad + k * dilation
+// equal to the element's coordinate, where that b exists.
+
+function col2imGeometry(a: Attrs) {
+  const image = ints(a, 'image_shape'),
+    block = ints(a, 'block_shape'),
+    nd = image.length;
+  const strides = ints(a, 'strides', new Array<number>(nd).fill(1)),
+    dilations = ints(a, 'dilations', new Array<number>(nd).fill(1)),
+    pads = ints(a, 'pads', new Array<number>(2 * nd).fill(0));
+  const blocks = image.map(
+    (d, i) => Math.floor((d + pads[i] + pads[nd + i] - (dilations[i] * (block[i] - 1) + 1)) / strides[i]) + 1,
+  );
+  return { image, block, strides, dilations, pads, blocks, nd };
+}
+
+defineOp({
+  name: 'col2im',
+  pattern: OpPattern.CommReduce,
+  inferType: ([x], a) => {
+    const xs = staticDims(x, 'col2im');
+    const g = col2imGeometry(a);
+    const K = sizeOf(g.block);
+    if (g.block.length !== g.nd || xs.length !== 3 || xs[1] % K !== 0)
+      shapeError(`col2im: input [${xs}] for blocks [${g.block}] over an image [${g.image}]`);
+    if (g.blocks.some((b) => b < 1) || sizeOf(g.blocks) !== xs[2])
+      shapeError(`col2im: ${xs[2]} columns, but the image [${g.image}] holds [${g.blocks}] blocks`);
+    return tensorType([xs[0], xs[1] / K, ...g.image], x.dtype);
+  },
+  compute: ([x], a, out) => {
+    const g = col2imGeometry(a);
+    const K = sizeOf(g.block);
+    return compute('col2im', out.shape, ([n, c, ...y]) => {
+      const ks = g.block.map((b, i) => reduceAxis(b, `k${i}`));
+      const conds: Expr[] = [];
+      let ch: Expr = E.mul(c, int(K)),
+        col: Expr = int(0);
+      g.block.forEach((_, i) => {
+        const pos = E.sub(E.add(y[i], int(g.pads[i])), E.mul(ks[i].v, int(g.dilations[i])));
+        let blk = pos;
+        if (g.strides[i] > 1) {
+          conds.push(E.eq(E.floormod(pos, int(g.strides[i])), int(0)));
+          blk = E.floordiv(pos, int(g.strides[i]));
+        }
+        conds.push(E.ge(blk, int(0)), E.lt(blk, int(g.blocks[i])));
+        ch = E.add(ch, E.mul(ks[i].v, int(sizeOf(g.block.slice(i + 1)))));
+        const clamped = E.min(E.max(blk, int(0)), int(g.blocks[i] - 1));
+        col = E.add(E.mul(col, int(g.blocks[i])), clamped);
+      });
+      return E.sum(E.select(E.all(conds), E.load(x, [n, ch, col]), fk(x.dtype, 0)), ks);
+    });
+  },
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// deform_im2col(x [N, C, H, W], offset [N, G*kH*kW*2, oH, oW], mask? [N, G*kH*kW, oH, oW])
+//   -> [N, C, kH, kW, oH, oW]: the columns of a deformable convolution (the frontend multiplies them by the
+// weights). Each kernel tap samples x bilinearly at its grid position plus the learned offset of its offset group
+// (channels split into G groups), zero outside the image, times the mask.
+
+defineOp({
+  name: 'deform_im2col',
+  pattern: OpPattern.Injective,
+  inferType: ([x, off, mask], a) => {
+    const xs = staticDims(x, 'deform_im2col'),
+      os = staticDims(off, 'deform_im2col offset');
+    const [kh, kw] = ints(a, 'kernel_shape'),
+      G = num(a, 'offset_group', 1);
+    if (xs.length !== 4 || os.length !== 4 || os[0] !== xs[0] || os[1] !== G * kh * kw * 2 || xs[1] % G !== 0)
+      shapeError(`deform_im2col: offset [${os}] for input [${xs}], kernel ${kh}x${kw} and ${G} offset groups`);
+    if (mask) {
+      const ms = staticDims(mask, 'deform_im2col mask');
+      if (ms.join() !== [xs[0], G * kh * kw, os[2], os[3]].join())
+        shapeError(`deform_im2col: mask [${ms}] should be [${[xs[0], G * kh * kw, os[2], os[3]]}]`);
+    }
+    sameDtype('deform_im2col', x, off, mask);
+    return tensorType([xs[0], xs[1], kh, kw, os[2], os[3]], x.dtype);
+  },
+  compute: ([x, off, mask], a, out) => {
+    const [, C, H, W] = x.shape;
+    const [kh, kw] = ints(a, 'kernel_shape'),
+      [sh, sw] = ints(a, 'strides', [1, 1]),
+      [dh, dw] = ints(a, 'dilations', [1, 1]),
+      [ph, pw] = ints(a, 'pads', [0, 0, 0, 0]);
+    const perGroup = C / num(a, 'offset_group', 1);
+    const F = 'float64';
+    return compute('deform_im2col', out.shape, ([n, c, ky, kx, oy, ox]) => {
+      const g = perGroup === C ? int(0) : E.floordiv(c, int(perGroup));
+      const tap = E.add(E.mul(g, int(kh * kw)), E.add(E.mul(ky, int(kw)), kx));
+      const at2 = (t: Tensor, ch: Expr) => E.cast(F, E.load(t, [n, ch, oy, ox]));
+      const py = E.add(
+        E.cast(F, E.add(E.sub(E.mul(oy, int(sh)), int(ph)), E.mul(ky, int(dh)))),
+        at2(off, E.mul(tap, int(2))),
+      );
+      const px = E.add(
+        E.cast(F, E.add(E.sub(E.mul(ox, int(sw)), int(pw)), E.mul(kx, int(dw)))),
+        at2(off, E.add(E.mul(tap, int(2)), int(1))),
+      );
+      const y0 = E.unary('floor', py),
+        x0 = E.unary('floor', px);
+      const ly = E.sub(py, y0),
+        lx = E.sub(px, x0);
+      const iy = E.cast('int32', y0),
+        ix = E.cast('int32', x0);
+      const one = constant(1, F),
+        zero = constant(0, F);
+      // a corner outside the image reads as 0
+      const corner = (yy: Expr, xx: Expr, wt: Expr) => {
+        const ok = E.all([E.ge(yy, int(0)), E.lt(yy, int(H)), E.ge(xx, int(0)), E.lt(xx, int(W))]);
+        const cy = E.min(E.max(yy, int(0)), int(H - 1)),
+          cx = E.min(E.max(xx, int(0)), int(W - 1));
+        return E.mul(wt, E.select(ok, E.cast(F, E.load(x, [n, c, cy, cx])), zero));
+      };
+      const iy1 = E.add(iy, int(1)),
+        ix1 = E.add(ix, int(1));
+      const hy = E.sub(one, ly),
+        hx = E.sub(one, lx);
+      let v = E.add(
+        E.add(corner(iy, ix, E.mul(hy, hx)), corner(iy, ix1, E.mul(hy, lx))),
+        E.add(corner(iy1, ix, E.mul(ly, hx)), corner(iy1, ix1, E.mul(ly, lx))),
+      );
+      if (mask) v = E.mul(v, at2(mask, tap));
+      return E.cast(x.dtype, v);
+    });
+  },
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// roi_align(x [N, C, H, W], rois [R, 4], batch_indices [R]) -> [R, C, oh, ow]: each output bin averages (or takes
+// the max of) a grid of bilinear samples inside its region of interest, as ONNX's reference and ONNX Runtime
+// compute it. Attribute `grid` bounds the samples per bin: the sampling_ratio, or with an adaptive ratio (0) the
+// largest ceil(roi size / bins) of the compile-time rois; each roi's own count is computed in the kernel.
+
+defineOp({
+  name: 'roi_align',
+  pattern: OpPattern.Injective,
+  inferType: ([x, rois, bi], a) => {
+    const xs = staticDims(x, 'roi_align'),
+      rs = staticDims(rois, 'roi_align rois'),
+      bs = staticDims(bi, 'roi_align batch_indices');
+    if (xs.length !== 4 || rs.length !== 2 || rs[1] !== 4 || bs.length !== 1 || bs[0] !== rs[0])
+      shapeError(`roi_align: X [${xs}], rois [${rs}] and batch_indices [${bs}]`);
+    if (!isFloat(x.dtype) || rois.dtype !== x.dtype) shapeError(`roi_align: X and rois must be one float type`);
+    return tensorType([rs[0], xs[1], num(a, 'output_height', 1), num(a, 'output_width', 1)], x.dtype);
+  },
+  compute: ([x, rois, bi], a, out) => {
+    const [N, , H, W] = x.shape;
+    const [, , oh, ow] = out.shape;
+    const F = 'float64';
+    const f = (v: number) => constant(v, F);
+    const ratio = num(a, 'sampling_ratio', 0),
+      [GH, GW] = ints(a, 'grid'),
+      scale = num(a, 'spatial_scale', 1),
+      halfPixel = num(a, 'half_pixel', 0) !== 0,
+      isMax = str(a, 'mode', 'avg') === 'max';
+    return compute('roi_align', out.shape, ([r, c, ph, pw]) => {
+      const b = E.min(E.max(E.cast('int32', E.load(bi, [r])), int(0)), int(N - 1));
+      const coord = (j: number) => E.sub(E.mul(E.cast(F, E.load(rois, [r, int(j)])), f(scale)), f(halfPixel ? 0.5 : 0));
+      const [sw, sh] = [coord(0), coord(1)];
+      let rw = E.sub(coord(2), sw),
+        rh = E.sub(coord(3), sh);
+      if (!halfPixel) {
+        rw = E.max(rw, f(1));
+        rh = E.max(rh, f(1));
+      }
+      const binH = E.div(rh, f(oh)),
+        binW = E.div(rw, f(ow));
+      const gh = ratio > 0 ? int(ratio) : E.cast('int32', E.unary('ceil', binH)),
+        gw = ratio > 0 ? int(ratio) : E.cast('int32', E.unary('ceil', binW));
+      const iy = reduceAxis(GH, 'sy'),
+        ix = reduceAxis(GW, 'sx');
+      const pos = (start: Expr, p: Expr, bin: Expr, i: Expr, g: Expr) =>
+        E.add(E.add(start, E.mul(E.cast(F, p), bin)), E.div(E.mul(E.add(E.cast(F, i), f(0.5)), bin), E.cast(F, g)));
+      const yy = pos(sh, ph, binH, iy.v, gh),
+        xx = pos(sw, pw, binW, ix.v, gw);
+      const outside = E.or(E.or(E.lt(yy, f(-1)), E.gt(yy, f(H))), E.or(E.lt(xx, f(-1)), E.gt(xx, f(W))));
+      // the low corner (at the last row/column both corners are it) and the fraction toward the high one
+      const axis = (v: Expr, n: number) => {
+        const p = E.max(v, f(0));
+        const lo = E.cast('int32', E.unary('floor', p));
+        const last = E.ge(lo, int(n - 1));
+        const low = E.select(last, int(n - 1), lo);
+        return {
+          low,
+          high: E.select(last, int(n - 1), E.add(lo, int(1))),
+          l: E.select(last, f(0), E.sub(p, E.cast(F, lo))),
+        };
+      };
+      const Y = axis(yy, H),
+        X = axis(xx, W);
+      const v = (yi: Expr, xi: Expr) => E.cast(F, E.load(x, [b, c, yi, xi]));
+      const hy = E.sub(f(1), Y.l),
+        hx = E.sub(f(1), X.l);
+      const terms = [
+        E.mul(E.mul(hy, hx), v(Y.low, X.low)),
+        E.mul(E.mul(hy, X.l), v(Y.low, X.high)),
+        E.mul(E.mul(Y.l, hx), v(Y.high, X.low)),
+        E.mul(E.mul(Y.l, X.l), v(Y.high, X.high)),
+      ];
+      const active = ratio > 0 ? undefined : E.and(E.lt(iy.v, gh), E.lt(ix.v, gw));
+      let result: Expr;
+      if (isMax) {
+        const sample = E.select(
+          outside,
+          f(0),
+          terms.reduce((p, q) => E.max(p, q)),
+        );
+        const m = E.rmax(active ? E.select(active, sample, f(-Infinity)) : sample, [iy, ix]);
+        // a bin with no samples keeps its initial 0
+        result = active ? E.select(E.gt(E.mul(gh, gw), int(0)), m, f(0)) : m;
+      } else {
+        const sample = E.select(
+          outside,
+          f(0),
+          terms.reduce((p, q) => E.add(p, q)),
+        );
+        const s = E.sum(active ? E.select(active, sample, f(0)) : sample, [iy, ix]);
+        result = E.div(s, E.cast(F, E.max(E.mul(gh, gw), int(1))));
+      }
+      return E.cast(x.dtype, result);
     });
   },
 });

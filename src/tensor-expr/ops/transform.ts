@@ -32,6 +32,7 @@ import {
   sameDtype,
   shapeError,
   staticDim,
+  staticDims,
   str,
 } from './common.js';
 
@@ -718,5 +719,39 @@ defineOp({
       lin,
       unravel,
     );
+  },
+});
+
+// tensor_scatter(past [B, ..., max, ...], update [B, ..., seq, ...], write_indices? [B]) -> past with update's
+// positions written from write_indices[b] along `axis` (circular: modulo max): a KV-cache update. Each output
+// element reads update where its position along the axis is one of the written ones, past elsewhere.
+defineOp({
+  name: 'tensor_scatter',
+  pattern: OpPattern.Injective,
+  inferType: ([past, upd, wi], a) => {
+    const ps = staticDims(past, 'tensor_scatter'),
+      us = staticDims(upd, 'tensor_scatter update');
+    const axis = normAxis(num(a, 'axis', -2), ps.length);
+    if (axis === 0 || us.length !== ps.length || us.some((d, i) => (i === axis ? d > ps[i] : d !== ps[i])))
+      shapeError(`tensor_scatter: update [${us}] does not fit the cache [${ps}] along axis ${axis}`);
+    if (wi && (wi.shape.length !== 1 || wi.shape[0] !== ps[0]))
+      shapeError(`tensor_scatter: write_indices [${wi.shape}] should be [${ps[0]}]`);
+    if (upd.dtype !== past.dtype) shapeError('tensor_scatter: update dtype differs from the cache');
+    return tensorType(ps, past.dtype);
+  },
+  compute: ([past, upd, wi], a, out) => {
+    const axis = normAxis(num(a, 'axis', -2), past.shape.length);
+    const max = past.shape[axis],
+      seq = upd.shape[axis];
+    const circular = str(a, 'mode', 'linear') === 'circular';
+    return compute('tensor_scatter', out.shape, (idx) => {
+      const start = wi ? E.cast('int32', E.load(wi, [idx[0]])) : int(0);
+      let j = E.sub(idx[axis], start);
+      if (circular) j = E.floormod(j, int(max));
+      const written = E.and(E.ge(j, int(0)), E.lt(j, int(seq)));
+      const ui = [...idx];
+      ui[axis] = E.min(E.max(j, int(0)), int(seq - 1));
+      return E.select(written, E.load(upd, ui), E.load(past, idx));
+    });
   },
 });

@@ -3,10 +3,11 @@
 // (the mask, causal and window frontiers, key padding), a softmax whose fully masked rows are zero, times V. The
 // bias is built from constants wherever its inputs are (so it folds), and GQA repeats each KV head in place.
 // RotaryEmbedding (opset 23), the position encoding such decoders apply to Q and K, is here too.
+import { KilnError } from '../../../runtime/errors.js';
 import { type Tensor, sizeOf, tensor } from '../../../runtime/tensor.js';
 import type { DType } from '../../../runtime/dtype.js';
 import type { GExpr } from '../../../relay-ir/expr.js';
-import { batchThenStatic, staticDim } from '../../../tensor-expr/ops/common.js';
+import { batchThenStatic, staticDim, staticDims } from '../../../tensor-expr/ops/common.js';
 import { type ConvertCtx, converter } from '../converter.js';
 
 const filled = (dtype: DType, shape: number[], f: (i: number) => number): Tensor =>
@@ -23,6 +24,16 @@ function splitHeads(c: ConvertCtx, x: GExpr, heads: number, what: string): GExpr
   return c.call('transpose', [c.call('reshape', [x], { shape: [b, s, heads, hidden / heads] })], {
     perm: [0, 2, 1, 3],
   });
+}
+
+/** Grouped-query attention: each KV head of `x` [B, kvHeads, S, D] serves qHeads / kvHeads query heads, repeated in place. */
+function repeatHeads(c: ConvertCtx, x: GExpr, qHeads: number, kvHeads: number): GExpr {
+  if (qHeads === kvHeads) return x;
+  if (qHeads % kvHeads !== 0) c.unsupported(`${qHeads} query heads over ${kvHeads} KV heads`);
+  const reps = qHeads / kvHeads;
+  const [b, h, s, d] = batchThenStatic(c.type(x), `${c.opType} K/V`);
+  const wide = c.call('expand', [c.call('unsqueeze', [x], { axes: [2] })], { shape: [b, h, reps, s, d] });
+  return c.call('reshape', [wide], { shape: [b, h * reps, s, d] });
 }
 
 function attention(c: ConvertCtx): GExpr[] {
@@ -105,20 +116,8 @@ function attention(c: ConvertCtx): GExpr[] {
     bias = bias ? c.call('add', [bias, padding]) : padding;
   }
 
-  // grouped-query attention: each KV head serves qHeads / kvHeads query heads, repeated in place
-  let keys = presentKey,
-    values = presentValue;
-  if (qHeads !== kvHeads) {
-    if (qHeads % kvHeads !== 0) c.unsupported(`${qHeads} query heads over ${kvHeads} KV heads`);
-    const reps = qHeads / kvHeads;
-    const repeat = (x: GExpr) => {
-      const [b, h, s, d] = batchThenStatic(c.type(x), 'Attention K/V');
-      const wide = c.call('expand', [c.call('unsqueeze', [x], { axes: [2] })], { shape: [b, h, reps, s, d] });
-      return c.call('reshape', [wide], { shape: [b, h * reps, s, d] });
-    };
-    keys = repeat(keys);
-    values = repeat(values);
-  }
+  const keys = repeatHeads(c, presentKey, qHeads, kvHeads),
+    values = repeatHeads(c, presentValue, qHeads, kvHeads);
 
   const scale = c.attr('scale') ? c.float('scale') : 1 / Math.sqrt(headSize);
   const root = scalar(Math.sqrt(scale));
@@ -148,6 +147,58 @@ function attention(c: ConvertCtx): GExpr[] {
 }
 
 converter('Attention', 23, attention);
+
+// ---- FlexAttention (ai.onnx.preview 1) ---------------------------------------------------------------------------
+
+/** The one output of a score_mod / prob_mod graph applied to `x`, or `x` without one. */
+function modified(c: ConvertCtx, name: string, x: GExpr): GExpr {
+  const outs = c.subgraph(name, [x]);
+  if (!outs) return x;
+  if (outs.length !== 1)
+    throw new KilnError('E_MODEL_INVALID', `FlexAttention ${name} has ${outs.length} outputs`, {
+      hint: 'the graph maps the scores (or probabilities) to one tensor of the same shape',
+    });
+  return outs[0];
+}
+
+/**
+ * Attention whose scores and probabilities pass through graphs of the model (score_mod before the softmax,
+ * prob_mod after), inlined here: Q and K scaled by sqrt(scale) each (rounded to float32, as the reference does),
+ * grouped-query heads repeated, softmax in the input's type.
+ */
+converter(
+  'FlexAttention',
+  1,
+  (c) => {
+    const q = c.input(0),
+      k = c.input(1),
+      v = c.input(2);
+    const dtype = c.type(q).dtype;
+    if (dtype !== 'float32' && dtype !== 'float64') c.unsupported(`Q of type ${dtype}`);
+    for (const [x, what] of [
+      [q, 'Q'],
+      [k, 'K'],
+      [v, 'V'],
+    ] as const)
+      if (c.type(x).shape.length !== 4) c.unsupported(`${what} of rank ${c.type(x).shape.length} (it needs 4)`);
+    const precision = c.int('softmax_precision', 0);
+    if (precision && precision !== (dtype === 'float32' ? 1 : 11))
+      c.unsupported(`softmax_precision ${precision} for inputs of type ${dtype}`);
+    const [, qHeads, , E] = staticDims(c.type(q), 'FlexAttention Q');
+    const kvHeads = staticDims(c.type(k), 'FlexAttention K')[1];
+    const scale = c.attr('scale') ? c.float('scale') : 1 / Math.sqrt(E);
+    const root = c.constant(tensor(dtype, [], [Math.fround(Math.sqrt(Math.fround(scale)))]));
+    const keys = repeatHeads(c, k, qHeads, kvHeads),
+      values = repeatHeads(c, v, qHeads, kvHeads);
+    const scores = c.call('matmul', [
+      c.call('mul', [q, root]),
+      c.call('transpose', [c.call('mul', [keys, root])], { perm: [0, 1, 3, 2] }),
+    ]);
+    const probs = c.call('softmax', [modified(c, 'score_mod', scores)], { axis: -1, legacy: 0 });
+    return c.call('matmul', [modified(c, 'prob_mod', probs), values]);
+  },
+  'ai.onnx.preview',
+);
 
 // ---- RotaryEmbedding (opset 23) ----------------------------------------------------------------------------------
 

@@ -171,16 +171,24 @@ converter('Cast', 6, (c) => {
   if (!to) throw new KilnError('E_UNSUPPORTED', `Cast to element type ${c.int('to')} is not supported`);
   return c.call('cast', [c.input(0)], { to });
 });
-/** BitCast: reinterpreting bits between integer types of one width is an integer cast (wraps); float <-> int is not expressible. */
+/**
+ * BitCast: the same bits read as another type of the same width. Between integer types that is an integer cast
+ * (it wraps); to or from a float type it is the loop IR's bitcast.
+ */
 converter('BitCast', 26, (c) => {
   const x = c.input(0),
     from = c.type(x).dtype,
     to = ONNX_DTYPE[c.int('to')];
-  if (!to) throw new KilnError('E_UNSUPPORTED', `BitCast to element type ${c.int('to')} is not supported`);
+  if (!to)
+    throw new KilnError('E_UNSUPPORTED', `BitCast to element type ${c.int('to')} is not supported`, {
+      hint: 'Kiln handles float32, float64, int8-64, uint8-64 and bool',
+    });
   if (BYTES[from] !== BYTES[to])
-    throw new KilnError('E_MODEL_INVALID', `BitCast between ${from} and ${to} of different widths`);
+    throw new KilnError('E_MODEL_INVALID', `BitCast between ${from} and ${to} of different widths`, {
+      hint: 'BitCast keeps the bits: both types must have the same width (Cast converts values)',
+    });
   if (from === to) return c.call('identity', [x]);
-  if (isFloat(from) || isFloat(to)) c.unsupported(`BitCast between ${from} and ${to} (float bit reinterpretation)`);
+  if (isFloat(from) || isFloat(to)) return c.call('bitcast', [x], { to });
   return c.call('cast', [x], { to });
 });
 converter('CastLike', 15, (c) => c.call('cast', [c.input(0)], { to: c.type(c.input(1)).dtype }));

@@ -9,3 +9,5 @@ import './signal.js';
 import './loss.js';
 import './recurrent.js';
 import './quantize.js';
+import './stateful.js';
+import './training.js';

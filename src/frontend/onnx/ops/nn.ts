@@ -4,7 +4,8 @@
 import type { GExpr } from '../../../relay-ir/expr.js';
 import { KilnError } from '../../../runtime/errors.js';
 import { tensor } from '../../../runtime/tensor.js';
-import { type ConvertCtx, converter } from '../converter.js';
+import { type ConvertCtx, constNumbers, converter } from '../converter.js';
+import { staticDims } from '../../../tensor-expr/ops/common.js';
 
 const ones = (n: number) => new Array<number>(n).fill(1);
 const zeros = (n: number) => new Array<number>(n).fill(0);
@@ -78,6 +79,101 @@ converter('Conv', 1, (c) => {
   return c.call('conv', b ? [x, w, b] : [x, w], attrs);
 });
 
+/**
+ * DeformConv (opset 19): the sampled columns (deform_im2col) times the weights, one matmul per group, plus the
+ * bias. 2-D only.
+ */
+converter('DeformConv', 19, (c) => {
+  const x = c.input(0),
+    w = c.input(1),
+    offset = c.input(2),
+    bias = c.optInput(3),
+    mask = c.optInput(4);
+  const xs = staticDims(c.type(x), 'DeformConv X'),
+    ws = staticDims(c.type(w), 'DeformConv W'),
+    os = staticDims(c.type(offset), 'DeformConv offset');
+  if (xs.length !== 4) c.unsupported(`X of rank ${xs.length} (2-D deformable convolution takes [N, C, H, W])`);
+  const [N, C, H, W] = xs,
+    [OC, Cg, kh, kw] = ws;
+  const group = c.int('group', 1),
+    offsetGroup = c.int('offset_group', 1);
+  const kernel = c.ints('kernel_shape', [kh, kw]);
+  checkKernelShape(kernel, [kh, kw]);
+  const strides = c.ints('strides', ones(2)),
+    dilations = c.ints('dilations', ones(2)),
+    pads = c.ints('pads', zeros(4));
+  const outDim = (d: number, i: number) =>
+    Math.floor((d + pads[i] + pads[i + 2] - (dilations[i] * (kernel[i] - 1) + 1)) / strides[i]) + 1;
+  const [oh, ow] = [outDim(H, 0), outDim(W, 1)];
+  if (Cg * group !== C || OC % group !== 0 || C % offsetGroup !== 0 || os[2] !== oh || os[3] !== ow)
+    throw new KilnError(
+      'E_MODEL_INVALID',
+      `DeformConv: X [${xs}], W [${ws}], offset [${os}] with group ${group} and offset_group ${offsetGroup}`,
+      {
+        hint: `W is [out channels, C / group, kH, kW] and offset [N, offset_group * kH * kW * 2, ${oh}, ${ow}] (the output size)`,
+      },
+    );
+  const attrs = { kernel_shape: kernel, strides, dilations, pads, offset_group: offsetGroup };
+  const cols = c.call('deform_im2col', mask ? [x, offset, mask] : [x, offset], attrs);
+  const K = Cg * kernel[0] * kernel[1];
+  const y = c.call('matmul', [
+    c.call('reshape', [w], { shape: [group, OC / group, K] }),
+    c.call('reshape', [cols], { shape: [N, group, K, oh * ow] }),
+  ]);
+  const out = c.call('reshape', [y], { shape: [N, OC, oh, ow] });
+  return bias ? c.call('add', [out, c.call('reshape', [bias], { shape: [OC, 1, 1] })]) : out;
+});
+
+/**
+ * RoiAlign (opset 10; 16 adds coordinate_transformation_mode, default half_pixel). With the adaptive sampling ratio
+ * (0) the samples per bin depend on each roi's size: the rois must then be known at compile time, to bound them.
+ */
+function roiAlign(c: ConvertCtx, defaultMode: string) {
+  const x = c.input(0),
+    rois = c.input(1),
+    batchIndices = c.input(2);
+  const ctm = c.opset >= 16 ? c.string('coordinate_transformation_mode', defaultMode) : defaultMode;
+  if (ctm !== 'half_pixel' && ctm !== 'output_half_pixel') c.unsupported(`coordinate_transformation_mode '${ctm}'`);
+  const mode = c.string('mode', 'avg');
+  if (mode !== 'avg' && mode !== 'max') c.unsupported(`mode '${mode}'`);
+  const oh = c.int('output_height', 1),
+    ow = c.int('output_width', 1),
+    ratio = c.int('sampling_ratio', 0),
+    scale = c.float('spatial_scale', 1);
+  const halfPixel = ctm === 'half_pixel';
+  let grid = [ratio, ratio];
+  if (ratio <= 0) {
+    let boxes: number[];
+    try {
+      boxes = constNumbers(c, rois, 'RoiAlign rois');
+    } catch (e) {
+      if (!(e instanceof KilnError && e.code === 'E_DYNAMIC')) throw e;
+      throw new KilnError('E_DYNAMIC', 'RoiAlign with sampling_ratio 0 (adaptive) needs the rois at compile time', {
+        hint: 'give the node a sampling_ratio > 0, or pass the rois with the specialize option (kiln compile --specialize rois=file.pb)',
+      });
+    }
+    grid = [1, 1];
+    for (let i = 0; i + 3 < boxes.length; i += 4) {
+      const off = halfPixel ? 0.5 : 0;
+      let rw = boxes[i + 2] * scale - off - (boxes[i] * scale - off),
+        rh = boxes[i + 3] * scale - off - (boxes[i + 1] * scale - off);
+      if (!halfPixel) [rw, rh] = [Math.max(rw, 1), Math.max(rh, 1)];
+      grid = [Math.max(grid[0], Math.ceil(rh / oh)), Math.max(grid[1], Math.ceil(rw / ow))];
+    }
+  }
+  return c.call('roi_align', [x, rois, batchIndices], {
+    mode,
+    output_height: oh,
+    output_width: ow,
+    sampling_ratio: ratio,
+    spatial_scale: scale,
+    half_pixel: halfPixel ? 1 : 0,
+    grid,
+  });
+}
+converter('RoiAlign', 10, (c) => roiAlign(c, 'output_half_pixel'));
+converter('RoiAlign', 16, (c) => roiAlign(c, 'half_pixel'));
+
 converter('ConvTranspose', 1, (c) => {
   const x = c.input(0),
     w = c.input(1),
@@ -141,6 +237,79 @@ converter('MaxPool', 1, (c) => {
   const y = c.call('max_pool', [x], attrs);
   if (c.numOutputs < 2) return y;
   return [y, c.call('max_pool_indices', [x], { ...attrs, storage_order: c.int('storage_order', 0) })];
+});
+
+/**
+ * MaxUnpool: each input value written where its index (as MaxPool's Indices: flat over [N, C, ...output]) points,
+ * zeros elsewhere. Exact for any index within its own (n, c) plane: a scatter along the flattened plane. With
+ * output_shape the result is padded at the end of each spatial dim to it.
+ */
+converter('MaxUnpool', 9, (c) => {
+  const x = c.input(0),
+    ind = c.input(1),
+    shapeIn = c.optInput(2);
+  const sp = spatialDims(c, x),
+    n = sp.length;
+  const [N, C] = staticDims(c.type(x), 'MaxUnpool X');
+  if (staticDims(c.type(ind), 'MaxUnpool I').join() !== [N, C, ...sp].join())
+    throw new KilnError('E_MODEL_INVALID', `MaxUnpool: indices [${c.type(ind).shape}] and X [${[N, C, ...sp]}]`, {
+      hint: 'I holds one index per element of X (the Indices output of the MaxPool it undoes)',
+    });
+  const kernel = c.ints('kernel_shape');
+  if (kernel.length !== n) c.unsupported(`kernel_shape of length ${kernel.length} for ${n} spatial dims`);
+  const strides = c.ints('strides', ones(n)),
+    pads = c.ints('pads', zeros(2 * n));
+  const inferred = sp.map((d, i) => (d - 1) * strides[i] - (pads[i] + pads[n + i]) + kernel[i]);
+  const plane = inferred.reduce((a, b) => a * b, 1),
+    inPlane = sp.reduce((a, b) => a * b, 1);
+  const base = c.constant(
+    tensor(
+      'int64',
+      [N, C, 1],
+      Array.from({ length: N * C }, (_, i) => i * plane),
+    ),
+  );
+  const local = c.call('sub', [
+    c.call('reshape', [c.call('cast', [ind], { to: 'int64' })], { shape: [N, C, inPlane] }),
+    base,
+  ]);
+  const dtype = c.type(x).dtype;
+  const empty = c.call('expand', [c.constant(tensor(dtype, [], [0]))], { shape: [N, C, plane] });
+  const flat = c.call('scatter_elements', [empty, local, c.call('reshape', [x], { shape: [N, C, inPlane] })], {
+    axis: 2,
+  });
+  const y = c.call('reshape', [flat], { shape: [N, C, ...inferred] });
+  if (!shapeIn) return y;
+  const out = constNumbers(c, shapeIn, 'MaxUnpool output_shape');
+  if (out.length !== n + 2 || out[0] !== N || out[1] !== C || inferred.some((d, i) => out[i + 2] < d))
+    throw new KilnError(
+      'E_MODEL_INVALID',
+      `MaxUnpool output_shape [${out}] for an unpooled shape [${[N, C, ...inferred]}]`,
+      {
+        hint: 'output_shape keeps N and C and is at least the unpooled size in every spatial dim',
+      },
+    );
+  if (out.every((d, i) => i < 2 || d === inferred[i - 2])) return y;
+  const padding = [...zeros(n + 2), 0, 0, ...inferred.map((d, i) => out[i + 2] - d)];
+  return c.call('pad', [y], { pads: padding, mode: 'constant', value: 0 });
+});
+
+/** Col2Im (opset 18): the image and block shapes are compile-time inputs. */
+converter('Col2Im', 18, (c) => {
+  const image = constNumbers(c, c.input(1), 'Col2Im image_shape'),
+    block = constNumbers(c, c.input(2), 'Col2Im block_shape');
+  const nd = image.length;
+  if (block.length !== nd)
+    throw new KilnError('E_MODEL_INVALID', `Col2Im: block_shape [${block}] for image_shape [${image}]`, {
+      hint: 'block_shape has one size per image dimension',
+    });
+  return c.call('col2im', [c.input(0)], {
+    image_shape: image,
+    block_shape: block,
+    strides: c.ints('strides', ones(nd)),
+    dilations: c.ints('dilations', ones(nd)),
+    pads: c.ints('pads', zeros(2 * nd)),
+  });
 });
 
 converter('AveragePool', 1, (c) => {

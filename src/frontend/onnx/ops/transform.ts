@@ -343,3 +343,32 @@ converter('ReverseSequence', 10, (c) =>
     time_axis: c.int('time_axis', 0),
   }),
 );
+
+/** TensorScatter (opset 24): a KV-cache update, the cache with the update written at each batch's write index. */
+converter('TensorScatter', 24, (c) => {
+  const mode = c.string('mode', 'linear');
+  if (mode !== 'linear' && mode !== 'circular') c.unsupported(`mode '${mode}'`);
+  const wi = c.optInput(2);
+  return c.call('tensor_scatter', wi ? [c.input(0), c.input(1), wi] : [c.input(0), c.input(1)], {
+    axis: c.int('axis', -2),
+    mode,
+  });
+});
+
+/**
+ * ai.onnx.ml ArrayFeatureExtractor: the last axis gathered at the (flattened) indices; a vector input gives one row,
+ * as ONNX Runtime does.
+ */
+converter(
+  'ArrayFeatureExtractor',
+  1,
+  (c) => {
+    const x = c.input(0),
+      ind = c.input(1);
+    const xs = staticDims(c.type(x), 'ArrayFeatureExtractor X'),
+      count = staticDims(c.type(ind), 'ArrayFeatureExtractor indices').reduce((a, b) => a * b, 1);
+    const picked = c.call('gather', [x, c.call('reshape', [ind], { shape: [count] })], { axis: -1 });
+    return c.call('reshape', [picked], { shape: xs.length === 1 ? [1, count] : [...xs.slice(0, -1), count] });
+  },
+  'ai.onnx.ml',
+);
