@@ -103,7 +103,10 @@ describe('BitCast matches ONNX Runtime', () => {
 
   it('on WebGPU: 32-bit, fused and folded', async () => {
     // WGSL lets arithmetic flush subnormals to zero (SwiftShader does): x + x and i's floats * 2 get normal values
-    const x = { ...f32, data: f32.data.map((v) => (v !== 0 && Math.abs(v) < 1.2e-38 ? v * 1e10 : v)) };
+    const x = {
+      ...f32,
+      data: (f32.data as Float32Array).map((v) => (v !== 0 && Math.abs(v) < 1.2e-38 ? v * 1e10 : v)),
+    };
     const subnormal = (b: number) => (b & 0x7f800000) === 0 && (b & 0x7fffff) !== 0;
     const i = { ...i32, data: (i32.data as Int32Array).map((b) => (subnormal(b) ? b | 0x00800000 : b)) };
     const feeds = { x, i };

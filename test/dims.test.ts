@@ -5,52 +5,17 @@ import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { compile, load, type Tensor } from '../src/index.js';
+import { compile, load } from '../src/index.js';
 import { buildModel, randomF32 } from '../src/frontend/onnx/model-builder.js';
 import { compareTensors } from '../src/conformance/compare.js';
 import { evaluateSymExpr, parseSymExpr, printSymExpr, symbolsIn } from '../src/frontend/pytorch/sym-expr.js';
 import { runOrt } from './helpers/ort.js';
+import { int64, shapeChainModel } from './helpers/shape-chain-model.js';
 import { tempDir } from './helpers/temp.js';
 import { kilnError } from './helpers/errors.js';
 
-const int64 = (shape: number[], values: number[]): Tensor => ({
-  dtype: 'int64',
-  shape,
-  data: BigInt64Array.from(values.map(BigInt)),
-});
-
-/**
- * z = reshape(softmax(reshape(x @ w, [batch * seq, 4])), shape(y)) + y, with batch * seq computed from Shape(x)
- * by Gather, Mul, Unsqueeze and Concat: the chain a dynamic-axes export writes.
- */
-const attentionLike = buildModel({
-  inputs: [
-    ['x', 'float32', ['batch', 'seq', 8]],
-    ['y', 'float32', ['batch', 'seq', 4]],
-  ],
-  outputs: [['z', 'float32', ['batch', 'seq', 4]]],
-  nodes: [
-    { op: 'MatMul', inputs: ['x', 'w'], outputs: ['h'] },
-    { op: 'Shape', inputs: ['x'], outputs: ['sx'] },
-    { op: 'Gather', inputs: ['sx', 'i0'], outputs: ['b'] },
-    { op: 'Gather', inputs: ['sx', 'i1'], outputs: ['t'] },
-    { op: 'Mul', inputs: ['b', 't'], outputs: ['bt'] },
-    { op: 'Unsqueeze', inputs: ['bt', 'axes0'], outputs: ['bt1'] },
-    { op: 'Concat', inputs: ['bt1', 'c4'], outputs: ['rows'], attrs: { axis: 0 } },
-    { op: 'Reshape', inputs: ['h', 'rows'], outputs: ['h2'] },
-    { op: 'Softmax', inputs: ['h2'], outputs: ['s'], attrs: { axis: -1 } },
-    { op: 'Shape', inputs: ['y'], outputs: ['sy'] },
-    { op: 'Reshape', inputs: ['s', 'sy'], outputs: ['s3'] },
-    { op: 'Add', inputs: ['s3', 'y'], outputs: ['z'] },
-  ],
-  initializers: {
-    w: randomF32([8, 4], 3),
-    i0: int64([], [0]),
-    i1: int64([], [1]),
-    axes0: int64([1], [0]),
-    c4: int64([1], [4]),
-  },
-});
+/** The shape chain a dynamic-axes export writes (test/helpers/shape-chain-model.ts). */
+const attentionLike = shapeChainModel();
 
 /** Compiles with `options`, runs at the compiled shapes, and compares with ONNX Runtime on the symbolic model. */
 async function matchesOrt(options: Parameters<typeof compile>[1], batch: number, seq: number) {

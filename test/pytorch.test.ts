@@ -8,13 +8,12 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { strToU8, zipSync } from 'fflate';
 import { compile, load, type Tensor } from '../src/index.js';
-import { compareTensors } from '../src/conformance/compare.js';
-import { readNpy } from '../src/cli/tensor-files.js';
 import { printFunc } from '../src/relay-ir/printer.js';
 import { importPt2 } from '../src/frontend/pytorch/import.js';
 import { supportedAtenOps } from '../src/frontend/pytorch/converter.js';
 import { tempDir } from './helpers/temp.js';
 import { kilnError } from './helpers/errors.js';
+import { matchesPyTorch } from './helpers/pytorch-fixtures.js';
 
 const sizes = (s: number[]) => s.map((d) => ({ as_int: d }));
 const meta = (shape: number[], strides: number[], offset = 0) => ({
@@ -395,27 +394,10 @@ describe.skipIf(!present)('torch.export models match PyTorch (fixtures: scripts/
         readFileSync(join(dir, 'model.pt2')),
         symbolic ? { inputShapes: { [first]: shape } } : {},
       );
-      const m = await load(r.artifact);
-      const inputs = Object.fromEntries(
-        info.inputs.map(([n], i) => [n, readNpy(readFileSync(join(dir, `input_${i}.npy`)), n)]),
-      );
-      const out = m.runSync(inputs);
-      expect(m.outputs).toHaveLength(info.outputs);
-      const errs = m.outputs.map((o, i) => {
-        const want = readNpy(readFileSync(join(dir, `output_${i}.npy`)), `output_${i}`);
-        const got = out[o.name];
-        expect(got.shape).toEqual(want.shape);
-        expect(compareTensors(got, want)?.message).toBeUndefined();
-        let max = 0;
-        want.data.forEach((v, k) => {
-          max = Math.max(max, Math.abs(Number(got.data[k]) - Number(v)));
-        });
-        return max;
-      });
+      const errs = await matchesPyTorch(r.artifact, dir, info);
       console.log(
         `${name}: ${r.header.kernels.length} kernels, max abs error ${errs.map((e) => e.toExponential(2)).join(', ')}, ${((performance.now() - t0) / 1000).toFixed(1)} s`,
       );
-      m.dispose();
     });
   }
 });

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import { load, type Tensor } from '../src/index.js';
 import { compileGraph, importAndOptimize, specializeGraph } from '../src/compiler/compile.js';
-import { buildModel, randomF32 } from '../src/frontend/onnx/model-builder.js';
+import { randomF32 } from '../src/frontend/onnx/model-builder.js';
 import { compareTensors } from '../src/conformance/compare.js';
 import { printFunc } from '../src/relay-ir/printer.js';
 import { printType } from '../src/relay-ir/types.js';
@@ -26,12 +26,7 @@ import {
 } from '../src/relay-ir/sym-dim.js';
 import { runOrt } from './helpers/ort.js';
 import { kilnError } from './helpers/errors.js';
-
-const int64 = (shape: number[], values: number[]): Tensor => ({
-  dtype: 'int64',
-  shape,
-  data: BigInt64Array.from(values.map(BigInt)),
-});
+import { int64, shapeChainModel } from './helpers/shape-chain-model.js';
 
 describe('symbolic dim arithmetic', () => {
   it('keeps one canonical text per size, whatever the order of the arithmetic', () => {
@@ -80,28 +75,11 @@ describe('symbolic dim arithmetic', () => {
 });
 
 /**
- * z = reshape(softmax(reshape(x @ w, [batch * seq, 4])), shape(y)) + y, with batch * seq computed from Shape(x)
- * by Gather, Mul, Unsqueeze and Concat: the chain a dynamic-axes export writes. Also the position ids
- * Range(0, seq) broadcast against the rows, and a Slice of a table by seq, clamped at its 16 rows.
+ * The shape chain of test/helpers/shape-chain-model.ts, then the position ids Range(0, seq) broadcast against the
+ * rows, and a Slice of a table by seq, clamped at its 16 rows.
  */
-const shapeChains = buildModel({
-  inputs: [
-    ['x', 'float32', ['batch', 'seq', 8]],
-    ['y', 'float32', ['batch', 'seq', 4]],
-  ],
-  outputs: [['z', 'float32', ['batch', 'seq', 4]]],
-  nodes: [
-    { op: 'MatMul', inputs: ['x', 'w'], outputs: ['h'] },
-    { op: 'Shape', inputs: ['x'], outputs: ['sx'] },
-    { op: 'Gather', inputs: ['sx', 'i0'], outputs: ['b'] },
-    { op: 'Gather', inputs: ['sx', 'i1'], outputs: ['t'] },
-    { op: 'Mul', inputs: ['b', 't'], outputs: ['bt'] },
-    { op: 'Unsqueeze', inputs: ['bt', 'axes0'], outputs: ['bt1'] },
-    { op: 'Concat', inputs: ['bt1', 'c4'], outputs: ['rows'], attrs: { axis: 0 } },
-    { op: 'Reshape', inputs: ['h', 'rows'], outputs: ['h2'] },
-    { op: 'Softmax', inputs: ['h2'], outputs: ['s'], attrs: { axis: -1 } },
-    { op: 'Shape', inputs: ['y'], outputs: ['sy'] },
-    { op: 'Reshape', inputs: ['s', 'sy'], outputs: ['s3'] },
+const shapeChains = shapeChainModel(
+  [
     { op: 'Unsqueeze', inputs: ['t', 'axes0'], outputs: ['t1'] },
     { op: 'Slice', inputs: ['table', 'zero1', 't1', 'axes0'], outputs: ['rowsOfTable'] },
     { op: 'Add', inputs: ['s3', 'rowsOfTable'], outputs: ['s4'] },
@@ -111,18 +89,13 @@ const shapeChains = buildModel({
     { op: 'Add', inputs: ['s4', 'pos2'], outputs: ['s5'] },
     { op: 'Add', inputs: ['s5', 'y'], outputs: ['z'] },
   ],
-  initializers: {
-    w: randomF32([8, 4], 3),
+  {
     table: randomF32([16, 4], 4),
-    i0: int64([], [0]),
-    i1: int64([], [1]),
     one: int64([], [1]),
     zero1: int64([1], [0]),
-    axes0: int64([1], [0]),
     axes1: int64([1], [1]),
-    c4: int64([1], [4]),
   },
-});
+);
 
 /** Binds the symbolic graph to `values`, compiles it, and compares `outputs` with ONNX Runtime at that size. */
 async function matchesOrtAt(

@@ -18,6 +18,7 @@ import { unpickle } from '../src/frontend/pytorch/pickle.js';
 import { parseCodeFile } from '../src/frontend/pytorch/torchscript/parse.js';
 import { tempDir } from './helpers/temp.js';
 import { kilnError } from './helpers/errors.js';
+import { matchesPyTorch } from './helpers/pytorch-fixtures.js';
 
 /** Pickle opcodes, written as torch.jit.save writes them (protocol 2). */
 const P = {
@@ -266,27 +267,10 @@ describe.skipIf(!present)('TorchScript models match PyTorch (fixtures: scripts/g
       const info = readInfo(name);
       const t0 = performance.now();
       const r = await compile(readFileSync(join(dir, 'model.pt')), shapesFor(info));
-      const m = await load(r.artifact);
-      const inputs = Object.fromEntries(
-        info.inputs.map(([n], i) => [n, readNpy(readFileSync(join(dir, `input_${i}.npy`)), n)]),
-      );
-      const out = m.runSync(inputs);
-      expect(m.outputs).toHaveLength(info.outputs);
-      const errs = m.outputs.map((o, i) => {
-        const want = readNpy(readFileSync(join(dir, `output_${i}.npy`)), `output_${i}`);
-        const got = out[o.name];
-        expect(got.shape).toEqual(want.shape);
-        expect(compareTensors(got, want)?.message).toBeUndefined();
-        let max = 0;
-        want.data.forEach((v, k) => {
-          max = Math.max(max, Math.abs(Number(got.data[k]) - Number(v)));
-        });
-        return max;
-      });
+      const errs = await matchesPyTorch(r.artifact, dir, info);
       console.log(
         `${name}: ${r.header.kernels.length} kernels, max abs error ${errs.map((e) => e.toExponential(2)).join(', ')}, ${((performance.now() - t0) / 1000).toFixed(1)} s`,
       );
-      m.dispose();
     });
   }
 
