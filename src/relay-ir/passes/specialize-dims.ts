@@ -31,7 +31,7 @@ export function specializeDims(fn: FuncNode, values: ReadonlyMap<string, number>
     for (const [k, v] of Object.entries(a)) {
       if (Array.isArray(v) && bindsSymbols(v)) {
         out[k] = (v as Dim[]).map(dim);
-        changed ||= true;
+        changed = true;
       } else out[k] = v;
     }
     return changed ? out : a;
