@@ -2,8 +2,9 @@
 // 'convolution', 'add'; a converter sees the overload and the arguments by their schema names), and the context
 // a converter works in. Arguments torch.export leaves out because they have their default value are read with
 // the default the converter gives.
-import type { Tensor } from '../../runtime/tensor.js';
-import type { GExpr } from '../../relay-ir/expr.js';
+import type { DType } from '../../runtime/dtype.js';
+import { type Tensor, tensor } from '../../runtime/tensor.js';
+import { type GExpr, gconst } from '../../relay-ir/expr.js';
 import type { AttrValue } from '../../relay-ir/op.js';
 import type { TensorType } from '../../relay-ir/types.js';
 
@@ -51,6 +52,16 @@ export interface AtenCtx {
 
 /** One GExpr, or one per output of the ATen op (undefined for an output Kiln does not compute). */
 export type AtenFn = (c: AtenCtx) => GExpr | readonly (GExpr | undefined)[];
+
+/**
+ * A Python scalar argument as a 0-d constant of the tensor operand's dtype (`like`): a bool as 0/1, and a
+ * fractional number beside an integer tensor as float32, which type promotion then takes.
+ */
+export function scalarLike(n: number, like: DType): GExpr {
+  const isInt = like !== 'float32' && like !== 'float64';
+  if (isInt && !Number.isInteger(n)) return gconst(tensor('float32', [], [n]));
+  return gconst(tensor(like, [], [like === 'bool' ? Number(n !== 0) : n]));
+}
 
 /** x's shape, which must be static (symbolic dims are fixed at import with `dims`). */
 export function staticShape(c: AtenCtx, x: GExpr): number[] {

@@ -4,7 +4,6 @@
 // node goes through the converter registered for its ATen op. Graph nodes carry '<node> (aten.op.overload)' as
 // their origin, so `kiln inspect --level graph` shows where each came from.
 import { KilnError, withNodeContext } from '../../runtime/errors.js';
-import { tensor } from '../../runtime/tensor.js';
 import type { DType } from '../../runtime/dtype.js';
 import { type FuncNode, type GExpr, type VarNode, gcall, gconst, gfunc, gtuple, gvar } from '../../relay-ir/expr.js';
 import { type AttrValue, getOp } from '../../relay-ir/op.js';
@@ -23,7 +22,7 @@ import {
   scalarDType,
   unionKey,
 } from './schema.js';
-import { type AtenCtx, lookupAten, parseTarget, shortTarget } from './converter.js';
+import { type AtenCtx, lookupAten, parseTarget, scalarLike, shortTarget } from './converter.js';
 import '../../tensor-expr/ops/index.js';
 import './ops/index.js';
 
@@ -464,11 +463,7 @@ function convertNode(
     tensorOrScalar(arg, like) {
       const a = required(arg);
       if (a.as_tensor) return value(a.as_tensor.name);
-      const v = number(arg, a);
-      const dt = type(like).dtype;
-      const isInt = dt !== 'float32' && dt !== 'float64';
-      if (isInt && !Number.isInteger(v)) return gconst(tensor('float32', [], [v]));
-      return gconst(tensor(dt, [], [dt === 'bool' ? Number(v !== 0) : v]));
+      return scalarLike(number(arg, a), type(like).dtype);
     },
     int(arg, dflt) {
       const a = get(arg);

@@ -9,7 +9,7 @@ import { type GExpr, gcall, gconst } from '../../../relay-ir/expr.js';
 import { type AttrValue, getOp } from '../../../relay-ir/op.js';
 import { asTensor } from '../../../relay-ir/types.js';
 import { ATEN_SCHEMAS } from '../aten-schemas.js';
-import type { AtenCtx, AtenFn } from '../converter.js';
+import { type AtenCtx, type AtenFn, scalarLike } from '../converter.js';
 import { type Value, NumberTensor, Tuple, isTensor, typeName } from './values.js';
 
 /** c10::ScalarType codes (TorchScript writes dtypes as these ints) -> Kiln dtypes. */
@@ -198,11 +198,7 @@ export function callAten(
     tensorOrScalar(arg, like) {
       const v = required(arg);
       if (isTensorLike(v)) return asTensorExpr(arg, v);
-      const n = number(arg, v);
-      const dt = type(like).dtype;
-      const isIntType = dt !== 'float32' && dt !== 'float64';
-      if (isIntType && !Number.isInteger(n)) return gconst(tensor('float32', [], [n]));
-      return gconst(tensor(dt, [], [dt === 'bool' ? Number(n !== 0) : n]));
+      return scalarLike(number(arg, v), type(like).dtype);
     },
     int(arg, dflt) {
       const v = get(arg);
