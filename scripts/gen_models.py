@@ -21,7 +21,7 @@ import warnings
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import numpy_helper
+from test_data import write_test_data_set
 
 warnings.filterwarnings("ignore")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -293,13 +293,8 @@ def generate(name: str, force: bool) -> None:
     ref = ref[0] if isinstance(ref, tuple) else ref
     torch_diff = float(np.abs(ref.numpy() - outs[0]).max())
 
-    ds = os.path.join(d, "test_data_set_0")
-    for k, (n, v) in enumerate(inputs.items()):
-        with open(os.path.join(ds, f"input_{k}.pb"), "wb") as f:
-            f.write(numpy_helper.from_array(v, n).SerializeToString())
-    for k, (o, v) in enumerate(zip(sess.get_outputs(), outs)):
-        with open(os.path.join(ds, f"output_{k}.pb"), "wb") as f:
-            f.write(numpy_helper.from_array(v, o.name).SerializeToString())
+    write_test_data_set(os.path.join(d, "test_data_set_0"), inputs,
+                        [(o.name, v) for o, v in zip(sess.get_outputs(), outs)])
 
     m = onnx.load(path)
     info = {

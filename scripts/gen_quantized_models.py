@@ -23,6 +23,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
+from test_data import write_test_data_set
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, ".cache", "models")
@@ -97,13 +98,8 @@ def generate(name: str, force: bool) -> None:
         onnx.save_model(m, path)
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     outs = sess.run(None, inputs)
-    ds = os.path.join(d, "test_data_set_0")
-    for k, (n, v) in enumerate(inputs.items()):
-        with open(os.path.join(ds, f"input_{k}.pb"), "wb") as f:
-            f.write(numpy_helper.from_array(v, n).SerializeToString())
-    for k, (o, v) in enumerate(zip(sess.get_outputs(), outs)):
-        with open(os.path.join(ds, f"output_{k}.pb"), "wb") as f:
-            f.write(numpy_helper.from_array(v, o.name).SerializeToString())
+    write_test_data_set(os.path.join(d, "test_data_set_0"), inputs,
+                        [(o.name, v) for o, v in zip(sess.get_outputs(), outs)])
     info = {
         "base": base,
         "kind": kind,
