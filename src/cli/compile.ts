@@ -127,11 +127,12 @@ export async function compileCommand(pos: string[], v: CompileFlags): Promise<nu
     `  ${h.kernels.length} kernels, ${h.calls.length} calls; artifact ${mb(r.artifact.length)} (wasm ${mb(h.sections.wasm.length)}, weights ${mb(h.sections.weights.length)})`,
   );
   console.log(
-    `  memory: arena ${mb(h.plan.arenaBytes)} for ${mb(h.plan.intermediateBytes)} of intermediates; total ${mb(h.memoryBytes)}`,
+    `  memory: arena ${mb(h.plan.arenaBytes)} for ${mb(h.plan.intermediateBytes)} of intermediates; total ${mb(h.memoryBytes)}${h.symbols ? " (at the dims' upper bounds)" : ''}`,
   );
   if (r.specialized.length) console.log(`  baked-in inputs: ${r.specialized.join(', ')}`);
-  for (const i of h.inputs) console.log(`  input  ${i.name}: ${i.dtype}[${i.shape}]`);
-  for (const o of h.outputs) console.log(`  output ${o.name}: ${o.dtype}[${o.shape}]`);
+  for (const i of h.inputs) console.log(`  input  ${i.name}: ${i.dtype}[${i.dims ?? i.shape}]`);
+  for (const s of h.symbols ?? []) console.log(`  dim    ${s.name}: ${s.min}..${s.max} (memory planned at ${s.max})`);
+  for (const o of h.outputs) console.log(`  output ${o.name}: ${o.dtype}[${o.dims ?? o.shape}]`);
   if (h.webgpu) {
     const stages = h.webgpu.kernels.flatMap((k) => k.stages);
     const dispatches = h.webgpu.calls.reduce((a, c) => a + h.webgpu!.kernels[c.kernel].stages.length, 0);

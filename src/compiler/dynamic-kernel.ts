@@ -36,6 +36,7 @@ import {
 } from '../tensor-expr/expr.js';
 import { type Tensor, placeholder } from '../tensor-expr/tensor.js';
 import { defaultTrace } from '../schedule/cpu-schedule.js';
+import { guardRunSizes, symbolLoad } from '../schedule/run-size-guards.js';
 import { type BuiltKernel, kernelTensors, scheduled } from './kernel.js';
 
 /** The symbols of a program with run-time sizes, in the order of the kernels' symbol buffer. */
@@ -126,16 +127,7 @@ export function buildDynamicKernel(fn: FuncNode, name: string, symbols: SymbolTa
   };
 
   const symbolBuf = placeholder('symbols', [symbols.names.length], 'int32');
-  const dimExpr = (d: Dim): Expr =>
-    foldDim<Expr>(d, {
-      num: (n) => int(n),
-      symbol: (s) => load(symbolBuf, [int(symbols.names.indexOf(s))]),
-      add,
-      mul,
-      floorDiv: (a, b) => floordiv(a, b),
-      min,
-      max,
-    });
+  const dimExpr = (d: Dim) => sizeExpr(d, (k) => load(symbolBuf, [int(k)]), symbols);
 
   // constants that are sizes: the same dim at every point, as an integer, a float, or the float's reciprocal
   const constSubs = new Map<Expr, Expr>();
@@ -194,7 +186,28 @@ export function buildDynamicKernel(fn: FuncNode, name: string, symbols: SymbolTa
       return undefined;
     });
   const output = tensorOf(builds[0].output);
-  return scheduled(name, [...builds[0].inputs, symbolBuf], output, ops, defaultTrace);
+  const k = scheduled(name, [...builds[0].inputs, symbolBuf], output, ops, defaultTrace);
+  // skip the outer iterations that only store past the run-time sizes
+  const symbolsIn = k.prim.inputs[k.prim.inputs.length - 1];
+  const outType = fn.body.type as TensorType;
+  const sizes = outType.shape.map((d) =>
+    typeof d === 'number' ? undefined : sizeExpr(d, (i) => symbolLoad(symbolsIn, i), symbols),
+  );
+  const prim = guardRunSizes(k.prim, new Map([[k.prim.outputs[0], { bound: output.shape, sizes }]]));
+  return { ...k, prim };
+}
+
+/** A dim as an int32 expression of the symbols' run-time values, `symbol(k)` reading symbol k. */
+function sizeExpr(d: Dim, symbol: (k: number) => Expr, symbols: SymbolTable): Expr {
+  return foldDim<Expr>(d, {
+    num: (n) => int(n),
+    symbol: (s) => symbol(symbols.names.indexOf(s)),
+    add,
+    mul,
+    floorDiv: (a, b) => floordiv(a, b),
+    min,
+    max,
+  });
 }
 
 interface BuildDiff {

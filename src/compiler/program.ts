@@ -54,14 +54,16 @@ function symbolTable(main: FuncNode, ranges: DimRanges = new Map()): SymbolTable
   const names = [...new Set(main.params.flatMap((p) => (p.type as TensorType).shape.flatMap(dimSymbols)))].sort();
   if (!names.length) return undefined;
   const unbounded = names.filter((s) => !Number.isFinite(ranges.get(s)?.[1] ?? Number.POSITIVE_INFINITY));
-  if (unbounded.length)
+  if (unbounded.length) {
+    const api = (v: (s: string) => string) => unbounded.map((s) => `${s}: ${v(s)}`).join(', ');
     throw new KilnError(
       'E_DYNAMIC',
       `the symbolic dims ${unbounded.join(', ')} have no upper bound: kernels for run-time sizes are laid out at the bounds`,
       {
-        hint: `give each a range or a size: kiln compile ${unbounded.map((s) => `--dim ${s}=1..MAX`).join(' ')} (API: dims: { ${unbounded.map((s) => `${s}: [1, MAX]`).join(', ')} })`,
+        hint: `give each a range for run-time sizes, kiln compile ${unbounded.map((s) => `--dim ${s}=LO..HI`).join(' ')} (API: dims: { ${api(() => '[LO, HI]')} }), or fix them: ${unbounded.map((s) => `--dim ${s}=N`).join(' ')} (API: dims: { ${api(() => 'N')} })`,
       },
     );
+  }
   const table = { names, ranges };
   const at = boundValues(table);
   withDimRanges(ranges, () => {
