@@ -280,7 +280,12 @@ export async function startModelServer(cfg: ServeConfig, opts: ModelServerOption
       closing ??= (async () => {
         draining = true;
         app.log.info('draining: answering queued requests, refusing new ones');
-        await Promise.all([app.close(), ...[...models.values()].map((m) => m.batcher.drain())]);
+        const stopped = app.close();
+        await Promise.all([...models.values()].map((m) => m.batcher.drain()));
+        // Connections whose requests were just answered turn idle after close() began: close them as they do,
+        // rather than waiting out the keep-alive timeout.
+        const idle = setInterval(() => app.server.closeIdleConnections(), 20);
+        await stopped.finally(() => clearInterval(idle));
         for (const m of models.values()) m.dispose();
         app.log.info('stopped');
       })();
