@@ -78,7 +78,13 @@ describe('dynamic batcher (padded mode, a static batch of 4)', () => {
     expect(model.metadata().inputs).toEqual([{ name: 'x', datatype: 'FP32', shape: [-1, 8] }]);
     const xs = Array.from({ length: 10 }, (_, i) => input(i));
     const done: number[] = [];
-    const ys = await Promise.all(xs.map((x, i) => infer(model, x).then((y) => (done.push(i), y))));
+    const ys = await Promise.all(
+      xs.map(async (x, i) => {
+        const y = await infer(model, x);
+        done.push(i);
+        return y;
+      }),
+    );
     expect(batches.map((b) => b.rows)).toEqual([4, 4, 2]);
     expect(done).toEqual([...done].sort((a, b) => a - b)); // answered in arrival order
     for (let i = 0; i < xs.length; i++) await expectOrt(xs[i], ys[i].y);
