@@ -2,7 +2,7 @@
 // served in 'padded' mode) running on its worker thread: concurrent requests are stacked into one run() and split
 // back, each request's result equal to ONNX Runtime's on that request's input alone; a burst of N requests runs
 // as ceil(N / max_batch_size) batches; preferred sizes, no batching, the queue timeout, the queue limit and
-// draining. Also the configuration file (YAML) and flags.
+// draining; the command answering its queue on SIGTERM before it exits. Also the configuration file (YAML) and flags.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -195,4 +195,61 @@ describe('serve configuration', () => {
       code: 'E_USAGE',
     });
   });
+});
+
+describe('kiln serve --models (the command)', () => {
+  it('on SIGTERM answers the queued requests, then exits 0', async () => {
+    const { spawn } = await import('node:child_process');
+    const cli = join(process.cwd(), 'dist/cli/kiln.js');
+    const proc = spawn(
+      process.execPath,
+      [
+        cli,
+        'serve',
+        '--models',
+        `q=${batch4}`,
+        '--max-batch-size',
+        '4',
+        '--max-queue-delay-ms',
+        '60000',
+        '--port',
+        '0',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    proc.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+    try {
+      // pino's JSON lines: the listening address is in the 'serving' line.
+      const deadline = Date.now() + 60_000;
+      let base: string | undefined;
+      while (!base && Date.now() < deadline) {
+        base = /serving q at (http:\/\/[^ ]+\/)/.exec(out)?.[1];
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(base, out).toBeDefined();
+      const x = input(60);
+      const answer = fetch(new URL('v2/models/q/infer', base), {
+        method: 'POST',
+        body: JSON.stringify({
+          inputs: [{ name: 'x', shape: [1, 8], datatype: 'FP32', data: Array.from(x.data as Float32Array) }],
+        }),
+      });
+      // The request waits out a 60 s delay in the queue until SIGTERM drains it.
+      while (!/"url":"\/v2\/models\/q\/infer"/.test(out)) await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, 100));
+      proc.kill('SIGTERM');
+      const res = await answer;
+      expect(res.status).toBe(200);
+      const y = ((await res.json()) as { outputs: { shape: number[]; data: number[] }[] }).outputs[0];
+      await expectOrt(x, { dtype: 'float32', shape: y.shape, data: Float32Array.from(y.data) });
+      expect(await exited).toBe(0);
+      expect(out).toContain('draining');
+    } finally {
+      proc.kill('SIGKILL');
+    }
+  }, 90_000);
 });
