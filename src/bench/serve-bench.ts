@@ -10,7 +10,7 @@
 // Prints a markdown table and the ratios the issue's targets name; writes bench/results/serve-latest.json.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
@@ -178,6 +178,7 @@ async function load(url: string, model: string, req: ModelSetup['request'], conn
 }
 
 const rows: Row[] = [];
+const loadBefore = loadavg()[0];
 const haveFlask = existsSync(PYTHON) && spawnSync(PYTHON, ['-c', 'import flask'], { stdio: 'ignore' }).status === 0;
 for (const model of MODELS) {
   const s = setup(model);
@@ -241,7 +242,7 @@ const cell = (model: string, peer: string, c: number) =>
   rows.find((r) => r.model === model && r.peer === peer && r.concurrency === c);
 const ratio = (a?: Row, b?: Row) => (a && b && b.rps > 0 ? `${(a.rps / b.rps).toFixed(2)}x` : 'n/a');
 const lines = [
-  `${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${SECONDS} s per cell, loopback, Kiln --threads ${THREADS}, max_batch_size ${MAX_BATCH}, max_queue_delay_ms ${DELAY_MS}`,
+  `${cpus().length} cores (${cpus()[0]?.model ?? '?'}), load average ${loadBefore.toFixed(1)} before and ${loadavg()[0].toFixed(1)} after (other jobs share the cores: cells run one after another, so compare them with that in mind), ${SECONDS} s per cell, loopback, Kiln --threads ${THREADS}, max_batch_size ${MAX_BATCH}, max_queue_delay_ms ${DELAY_MS}`,
   '',
   '| model | server | concurrency | req/s | p50 ms | p99 ms | errors |',
   '|---|---|---|---|---|---|---|',
@@ -263,5 +264,5 @@ console.log(lines.join('\n'));
 mkdirSync('bench/results', { recursive: true });
 writeFileSync(
   'bench/results/serve-latest.json',
-  `${JSON.stringify({ date: new Date().toISOString(), rows }, null, 2)}\n`,
+  `${JSON.stringify({ date: new Date().toISOString(), load: [loadBefore, loadavg()[0]], rows }, null, 2)}\n`,
 );
