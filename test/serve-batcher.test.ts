@@ -239,8 +239,9 @@ describe('kiln serve --models (the command)', () => {
         }),
       });
       // The request waits out a 60 s delay in the queue until SIGTERM drains it.
-      while (!/"url":"\/v2\/models\/q\/infer"/.test(out)) await new Promise((r) => setTimeout(r, 20));
-      await new Promise((r) => setTimeout(r, 100));
+      const queued = async () =>
+        /^kiln_queued_requests\{model="q"\} 1$/m.test(await (await fetch(new URL('metrics', base))).text());
+      while (!(await queued())) await new Promise((r) => setTimeout(r, 20));
       proc.kill('SIGTERM');
       const res = await answer;
       expect(res.status).toBe(200);

@@ -354,6 +354,7 @@ describe.skipIf(!existsSync(CLASSIFIER))('kiln serve --models (HTTP)', () => {
     expect(value(/^kiln_queue_duration_seconds_count\{model="mobilenet"\} (\d+)/m)).toBeGreaterThanOrEqual(10);
     expect(value(/^kiln_compute_duration_seconds_sum\{model="mobilenet"\} ([\d.e-]+)/m)).toBeGreaterThan(0);
     expect(value(/^kiln_inflight_requests\{model="mobilenet"\} (\d+)/m)).toBe(0);
+    expect(value(/^kiln_queued_requests\{model="mobilenet"\} (\d+)/m)).toBe(0);
   });
 
   it('times out in the queue (504), refuses a full queue (503 + Retry-After), and drains on shutdown', async () => {

@@ -11,6 +11,10 @@ export interface ServeMetrics {
   computeSeconds: Prom.Histogram<'model'>;
   batchSize: Prom.Histogram<'model'>;
   inFlight: Prom.Gauge<'model'>;
+  /** Requests waiting in each model's queue, read at each scrape. */
+  queued: Prom.Gauge<'model'>;
+  /** Registers a model's queue length for the queued gauge. */
+  trackQueue(model: string, length: () => number): void;
   /** Records one batch the model's batcher ran. */
   batch(model: string, s: BatchStats): void;
 }
@@ -21,6 +25,7 @@ export function createMetrics(prom: typeof Prom): ServeMetrics {
   const registry = new prom.Registry();
   prom.collectDefaultMetrics({ register: registry, prefix: 'kiln_' });
   const registers = [registry];
+  const queues = new Map<string, () => number>();
   const m = {
     registry,
     requests: new prom.Counter({
@@ -62,9 +67,21 @@ export function createMetrics(prom: typeof Prom): ServeMetrics {
       labelNames: ['model'] as const,
       registers,
     }),
+    queued: new prom.Gauge({
+      name: 'kiln_queued_requests',
+      help: "Requests waiting in the model's batcher queue (not yet running)",
+      labelNames: ['model'] as const,
+      registers,
+      collect() {
+        for (const [model, length] of queues) this.set({ model }, length());
+      },
+    }),
   };
   return {
     ...m,
+    trackQueue(model, length) {
+      queues.set(model, length);
+    },
     batch(model, s) {
       for (const q of s.queueMs) m.queueSeconds.observe({ model }, q / 1000);
       m.computeSeconds.observe({ model }, s.computeMs / 1000);

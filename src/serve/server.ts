@@ -106,6 +106,7 @@ export async function startModelServer(cfg: ServeConfig, opts: ModelServerOption
     throw e;
   }
 
+  for (const [name, m] of models) metrics.trackQueue(name, () => m.batcher.queued);
   const modelOf = (name: string): ServedModel => {
     const m = models.get(name);
     if (!m)
