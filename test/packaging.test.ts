@@ -108,7 +108,7 @@ describe('@kiln/runtime (packages/runtime)', () => {
 });
 
 describe('kiln (the root package)', () => {
-  it('installs compile and load only; tuning says which package to install', () => {
+  it('installs compile and load only; tuning and the model server say which package to install', () => {
     const tarball = pack('');
     const dir = installInto('kiln-app', tarball);
     expect(installed(dir)).toEqual(['@bufbuild/protobuf', 'binaryen', 'fflate', 'kiln']);
@@ -128,5 +128,10 @@ describe('kiln (the root package)', () => {
     expect(t.stderr).toContain('[E_DEPENDENCY]');
     expect(t.stderr).toContain("npm install better-sqlite3@'^12");
     expect(t.stderr).not.toMatch(/\n\s+at /);
+    // The model server's packages are optional peers too.
+    const s = kiln(['serve', '--models', 'model.kiln', '--port', '0']);
+    expect(s.status).toBe(1);
+    expect(s.stderr).toContain('[E_DEPENDENCY]');
+    expect(s.stderr).toContain("npm install fastify@'^5");
   });
 });

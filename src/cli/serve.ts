@@ -1,15 +1,25 @@
+// kiln serve --models [NAME=]PATH... (or --config FILE): the model server (src/serve). Without them,
 // kiln serve [MODEL.kiln|MODEL.onnx] [--port N]: the browser demo. Serves the page, the runtime and the demo script
 // (from dist/), and the artifact, on 127.0.0.1 only, cross-origin isolated (COOP/COEP) so the runtime can use
 // Web Workers on shared memory. An .onnx model is compiled first with target 'webgpu' (the artifact then holds
 // WGSL and WebAssembly, and the page picks).
 import { createServer, type Server } from 'node:http';
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import { basename, dirname, join, normalize, sep } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { existsSync, readFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { KilnError } from '../runtime/errors.js';
-import { DEMO_PAGE } from '../demo/page.js';
-import { intFlag } from './usage.js';
+import { DEMO_HEADERS, demoAsset, distRoot } from '../serve/demo-assets.js';
+import { intFlag, namedValue, usageError } from './usage.js';
+import { parseDim, parseNamedShape } from './tensor-files.js';
+import {
+  type ModelConfig,
+  type ServeConfig,
+  checkUniqueNames,
+  modelConfig,
+  parseConfigFile,
+  parseModelSpec,
+  serveConfig,
+} from '../serve/config.js';
 
 export const DEFAULT_DEMO_MODEL = join('.cache', 'models', 'mobilenet_v2', 'model.onnx');
 
@@ -28,21 +38,6 @@ export interface DemoServer {
   port: number;
   artifact: Uint8Array;
   close(): Promise<void>;
-}
-
-const TYPES: Record<string, string> = {
-  '.js': 'text/javascript',
-  '.map': 'application/json',
-  '.json': 'application/json',
-  '.html': 'text/html',
-};
-
-/** dist/ (holding runtime/ and demo/): next to this file when it runs from dist, else ./dist (tests run src/). */
-function distRoot(): string {
-  const here = join(dirname(fileURLToPath(import.meta.url)), '..');
-  return existsSync(join(here, 'runtime', 'index.js')) && existsSync(join(here, 'demo', 'app.js'))
-    ? here
-    : join(process.cwd(), 'dist');
 }
 
 async function artifactFor(path: string, log: (s: string) => void): Promise<Uint8Array> {
@@ -89,39 +84,17 @@ export async function startDemoServer(opts: DemoServerOptions = {}): Promise<Dem
     });
   const server: Server = createServer((req, res) => {
     const path = decodeURIComponent((req.url ?? '/').split('?')[0]);
-    let body: string | Uint8Array | undefined;
-    let type = 'application/octet-stream';
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405).end();
       return;
     }
-    if (path === '/' || path === '/index.html') {
-      body = DEMO_PAGE;
-      type = 'text/html; charset=utf-8';
-    } else if (path === '/model.kiln') body = artifact;
-    else if (path === '/info.json') {
-      body = info;
-      type = TYPES['.json'];
-    } else if (path.startsWith('/kiln/runtime/') || path.startsWith('/kiln/demo/')) {
-      // Only the runtime and the demo script, never the rest of dist/ (the compiler, the CLI).
-      const file = normalize(join(dist, path.slice('/kiln/'.length)));
-      const ok = [join(dist, 'runtime') + sep, join(dist, 'demo') + sep].some((d) => file.startsWith(d));
-      if (ok && existsSync(file) && statSync(file).isFile()) {
-        body = readFileSync(file);
-        type = TYPES[file.slice(file.lastIndexOf('.'))] ?? type;
-      }
-    }
-    if (body === undefined) {
+    const asset = demoAsset(path, dist, artifact, info);
+    if (asset === undefined) {
       res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');
       return;
     }
-    res.writeHead(200, {
-      'Content-Type': type,
-      'Cache-Control': 'no-cache',
-      'Cross-Origin-Opener-Policy': 'same-origin',
-      'Cross-Origin-Embedder-Policy': 'require-corp',
-      'Cross-Origin-Resource-Policy': 'same-origin',
-    });
+    const body = asset.body;
+    res.writeHead(200, { 'Content-Type': asset.type, ...DEMO_HEADERS });
     res.end(req.method === 'HEAD' ? undefined : body);
   });
   await new Promise<void>((resolve, reject) => {
@@ -147,11 +120,86 @@ export async function startDemoServer(opts: DemoServerOptions = {}): Promise<Dem
   };
 }
 
-export async function serveCommand(pos: string[], v: { port?: string }): Promise<number> {
+export interface ServeFlags {
+  port?: string;
+  models?: string[];
+  config?: string;
+  host?: string;
+  threads?: string;
+  labels?: string[];
+  'max-batch-size'?: string;
+  'preferred-batch-sizes'?: string;
+  'max-queue-delay-ms'?: string;
+  'max-queue-size'?: string;
+  'timeout-ms'?: string;
+  'body-limit'?: string;
+  'input-shape'?: string[];
+  dim?: string[];
+}
+
+export async function serveCommand(pos: string[], v: ServeFlags): Promise<number> {
+  if (v.models !== undefined || v.config !== undefined) return modelServerCommand(pos, v);
+  if (pos.length > 1)
+    throw usageError(`kiln serve: unexpected argument '${pos[1]}'`, 'serve several models with --models A B');
   const port = intFlag(v.port, '--port', 8080, 0, 65535);
   const server = await startDemoServer({ model: pos[0], port, log: (s) => console.log(s) });
   console.log(`kiln: demo at ${server.url} (127.0.0.1 only; Ctrl-C stops)`);
   await new Promise<void>((resolve) => process.once('SIGINT', resolve));
+  await server.close();
+  return 0;
+}
+
+/** The flags as a config: per-model defaults from the flags, models from --models (and the words after it). */
+export async function serveConfigFromFlags(pos: string[], v: ServeFlags): Promise<ServeConfig> {
+  const defaults: Partial<ModelConfig> = {};
+  if (v.threads !== undefined) defaults.threads = intFlag(v.threads, '--threads', 1, 1, 64);
+  if (v['max-batch-size'] !== undefined)
+    defaults.max_batch_size = intFlag(v['max-batch-size'], '--max-batch-size', 0, 0);
+  if (v['preferred-batch-sizes'] !== undefined)
+    defaults.preferred_batch_sizes = v['preferred-batch-sizes']
+      .split(',')
+      .map((s) => intFlag(s.trim(), '--preferred-batch-sizes', 1));
+  if (v['max-queue-delay-ms'] !== undefined)
+    defaults.max_queue_delay_ms = intFlag(v['max-queue-delay-ms'], '--max-queue-delay-ms', 0, 0);
+  if (v['max-queue-size'] !== undefined)
+    defaults.max_queue_size = intFlag(v['max-queue-size'], '--max-queue-size', 0, 0);
+  if (v['timeout-ms'] !== undefined) defaults.timeout_ms = intFlag(v['timeout-ms'], '--timeout-ms', 0, 0);
+  if (v['input-shape']) defaults.input_shapes = Object.fromEntries(v['input-shape'].map(parseNamedShape));
+  if (v.dim) defaults.dims = Object.fromEntries(v.dim.map(parseDim)) as Record<string, number>;
+  const cfg = v.config
+    ? await parseConfigFile(v.config, defaults)
+    : serveConfig({}, 'kiln serve', process.cwd(), defaults);
+  for (const spec of [...(v.models ?? []), ...pos]) {
+    const { name, path } = parseModelSpec(spec);
+    cfg.models.push(modelConfig({ name, path: resolve(path) }, `--models ${spec}`, defaults));
+  }
+  for (const spec of v.labels ?? []) {
+    const [name, file] = spec.includes('=') ? namedValue(spec, '--labels', 'NAME=labels.txt') : ['', spec];
+    const targets = name ? cfg.models.filter((m) => m.name === name) : cfg.models;
+    if (name && targets.length === 0) throw usageError(`--labels ${spec}: no model named '${name}'`);
+    if (!name && cfg.models.length > 1)
+      throw usageError(`--labels ${spec}: several models are served`, 'name the model: --labels NAME=FILE');
+    for (const m of targets) m.labels = resolve(file);
+  }
+  if (v.port !== undefined) cfg.port = intFlag(v.port, '--port', 8080, 0, 65535);
+  if (v.host !== undefined) cfg.host = v.host;
+  if (v['body-limit'] !== undefined) cfg.body_limit = intFlag(v['body-limit'], '--body-limit', 32, 1) * 1024 * 1024;
+  checkUniqueNames(cfg.models);
+  return cfg;
+}
+
+async function modelServerCommand(pos: string[], v: ServeFlags): Promise<number> {
+  const cfg = await serveConfigFromFlags(pos, v);
+  const { startModelServer } = await import('../serve/server.js');
+  const server = await startModelServer(cfg);
+  server.app.log.info(
+    `kiln: serving ${[...server.models.keys()].join(', ')} at ${server.url} (SIGTERM or Ctrl-C drains and stops)`,
+  );
+  const signal = await new Promise<string>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+  server.app.log.info(`kiln: ${signal}: draining`);
   await server.close();
   return 0;
 }

@@ -16,6 +16,9 @@ export type KilnErrorCode =
   | 'E_TIMEOUT' // a run or load took longer than its timeoutMs; the worker running it was stopped
   | 'E_DEPENDENCY' // an optional package this feature needs is not installed (the hint names it)
   | 'E_USAGE' // a command line that kiln cannot parse (unknown flag, missing argument)
+  | 'E_NOT_FOUND' // kiln serve: no model or route by that name
+  | 'E_TOO_LARGE' // kiln serve: a request body or uploaded file beyond the configured limit
+  | 'E_UNAVAILABLE' // kiln serve: the model's queue is full or the server is shutting down; retry later
   | 'E_INTERNAL'; // a bug in Kiln: please report
 
 export interface KilnErrorContext {
