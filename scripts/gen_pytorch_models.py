@@ -223,6 +223,51 @@ def dynamic_attention():
     return model, example, {"dynamic_shapes": dynamic, "run_inputs": run}
 
 
+class DynamicBlock(nn.Module):
+    """A pre-norm transformer block over token ids whose batch and sequence are dynamic: position ids from
+    arange(seq), a causal scaled_dot_product_attention, a GELU MLP, the last token (a negative select) and the mean
+    of the others (a slice to the end)."""
+
+    def __init__(self, vocab: int = 40, d: int = 16, heads: int = 2, max_seq: int = 32):
+        super().__init__()
+        self.tok, self.pos = nn.Embedding(vocab, d), nn.Embedding(max_seq, d)
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.fc, self.out = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
+        self.heads = heads
+
+    def forward(self, ids):
+        b, t = ids.shape
+        x = self.tok(ids) + self.pos(torch.arange(t))
+        q, k, v = self.qkv(self.ln1(x)).chunk(3, dim=-1)
+        q, k, v = (z.view(b, t, self.heads, -1).transpose(1, 2) for z in (q, k, v))
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.proj(a.transpose(1, 2).reshape(b, t, -1))
+        x = x + self.out(F.gelu(self.fc(self.ln2(x))))
+        return x, x[:, -1], x[:, 1:].mean(1)
+
+
+def dynamic_block():
+    """Exported at batch 2, sequence 5 with batch in 1..8 and sequence in 3..32 (the mean over the tokens after the
+    first needs two of them); run at three other sizes."""
+    torch.manual_seed(0)
+    rs = np.random.RandomState(10)
+    ids = lambda b, t: rs.randint(0, 40, size=(b, t)).astype(np.int64)  # noqa: E731
+    batch, seq = torch.export.Dim("batch", min=1, max=8), torch.export.Dim("seq", min=3, max=32)
+    return DynamicBlock().eval(), (ids(2, 5),), {
+        "dynamic_shapes": {"ids": {0: batch, 1: seq}},
+        "run_sets": [(ids(1, 3),), (ids(3, 7),), (ids(2, 32),)],
+    }
+
+
+def dynamic_cnn():
+    """SmallCNN (below) exported at batch 2 with batch in 1..16; run at batch 1, 3 and 5."""
+    model, (x,) = small_cnn()
+    rs = np.random.RandomState(11)
+    sets = [(rs.standard_normal((b, 3, 16, 16)).astype(np.float32),) for b in (1, 3, 5)]
+    return model, (x,), {"dynamic_shapes": {"x": {0: torch.export.Dim("batch", min=1, max=16)}}, "run_sets": sets}
+
+
 MODELS = {
     "resnet18": lambda: torchvision_model("resnet18"),
     "mobilenet_v2": lambda: torchvision_model("mobilenet_v2"),
@@ -231,6 +276,8 @@ MODELS = {
     "tiny_gpt": tiny_gpt,
     "aten_mix": aten_mix,
     "aten_mix2": aten_mix2,
+    "dynamic_cnn": dynamic_cnn,
+    "dynamic_block": dynamic_block,
 }
 
 
@@ -257,6 +304,16 @@ def generate(name: str, decompose: bool, force: bool) -> None:
         np.save(os.path.join(d, f"input_{i}.npy"), x)
     for i, o in enumerate(outs):
         np.save(os.path.join(d, f"output_{i}.npy"), o.detach().numpy())
+    # models with dynamic shapes may be run at several sizes: set_K/ holds the inputs and outputs of each
+    for k, run in enumerate(dynamic.get("run_sets", [])):
+        os.makedirs(os.path.join(d, f"set_{k}"))
+        with torch.no_grad():
+            res = model(*(torch.from_numpy(x) for x in run))
+        res = res if isinstance(res, tuple) else (res,)
+        for i, x in enumerate(run):
+            np.save(os.path.join(d, f"set_{k}", f"input_{i}.npy"), x)
+        for i, o in enumerate(res):
+            np.save(os.path.join(d, f"set_{k}", f"output_{i}.npy"), o.detach().numpy())
     ops = collections.Counter(str(n.target) for n in ep.graph.nodes if n.op == "call_function")
     info = {
         "inputs": [[s.arg.name, list(x.shape)] for s, x in zip(
@@ -264,6 +321,7 @@ def generate(name: str, decompose: bool, force: bool) -> None:
         "outputs": len(outs),
         "symbols": {str(k): [int(v.lower), int(v.upper) if v.upper.is_finite else None]
                     for k, v in ep.range_constraints.items()},
+        "sets": [[list(x.shape) for x in run] for run in dynamic.get("run_sets", [])],
         "decomposed": decompose,
         "torch": torch.__version__,
         "ops": dict(sorted(ops.items())),

@@ -217,6 +217,9 @@ export function callAten(
       return n !== undefined && out.length === 1 && n > 1 ? new Array<number>(n).fill(out[0]) : out;
     },
     optInts: (arg) => (get(arg) === undefined ? undefined : ctx.ints(arg)),
+    // a TorchScript module is imported at the input shapes it is given: its sizes are numbers
+    dim: (arg, dflt) => ctx.float(arg, dflt),
+    dims: (arg, dflt, n) => ctx.ints(arg, dflt, n),
     float(arg, dflt) {
       const v = get(arg);
       if (v === undefined) return dflt !== undefined ? dflt : number(arg, required(arg));

@@ -89,6 +89,7 @@ export function importTorchScript(bytes: Uint8Array, opts: TorchScriptImportOpti
     outputNames: outputs.length === 1 ? ['output'] : outputs.map((_, i) => `output_${i}`),
     specialized: [],
     producer: 'TorchScript',
+    dimRanges: new Map(), // imported at the given input shapes: no symbolic dims
   };
 }
 
