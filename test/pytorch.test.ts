@@ -12,6 +12,9 @@ import { compileGraph, importAndOptimize, specializeGraph } from '../src/compile
 import { printFunc } from '../src/relay-ir/printer.js';
 import { importPt2 } from '../src/frontend/pytorch/import.js';
 import { supportedAtenOps } from '../src/frontend/pytorch/converter.js';
+import { parseSymExpr, symExprToDim } from '../src/frontend/pytorch/sym-expr.js';
+import { withDimRanges } from '../src/relay-ir/sym-dim.js';
+import type { KilnError } from '../src/runtime/errors.js';
 import { tempDir } from './helpers/temp.js';
 import { kilnError } from './helpers/errors.js';
 import { matchesPyTorch } from './helpers/pytorch-fixtures.js';
@@ -257,6 +260,27 @@ describe('torch.export .pt2 reader', () => {
       ]),
     );
     expect(inf.header.outputs[0].shape).toEqual([2, 3]);
+  });
+
+  it('reads SymInt expressions as graph dims: sums and products as polynomials, floors by the ranges', () => {
+    const sym = (n: string) => `Symbol('${n}', positive=True, integer=True)`;
+    const dim = (text: string, values: [string, number][] = []) => symExprToDim(parseSymExpr(text), new Map(values));
+    expect(dim(`Mul(Integer(2), ${sym('s0')})`)).toBe('2*s0');
+    expect(dim(`Add(${sym('s0')}, Integer(1))`)).toBe('s0 + 1');
+    expect(dim(`Mul(${sym('s1')}, ${sym('s0')})`)).toBe(dim(`Mul(${sym('s0')}, ${sym('s1')})`));
+    expect(dim(`FloorDiv(Mul(Integer(4), ${sym('s0')}), Integer(2))`)).toBe('2*s0');
+    expect(dim(`FloorDiv(${sym('s0')}, Integer(2))`)).toBe('floor((s0)/2)');
+    expect(dim(`Add(Mul(Integer(2), ${sym('s0')}), ${sym('s1')})`, [['s0', 3]])).toBe('s1 + 6');
+    expect(dim(`Max(Integer(1), ${sym('s0')})`, [['s0', 5]])).toBe(5);
+    withDimRanges(new Map([['s0', [2, 64]]]), () => expect(dim(`Max(Integer(1), ${sym('s0')})`)).toBe('s0'));
+    const e = (() => {
+      try {
+        dim(`FloorDiv(${sym('s0')}, ${sym('s1')})`);
+      } catch (err) {
+        return err as KilnError;
+      }
+    })();
+    expect([e?.code, e?.hint]).toEqual(['E_UNSUPPORTED', expect.stringMatching(/--dim NAME=N/)]);
   });
 
   it('keeps symbolic input dims in their ranges, or takes fixed sizes from dims or inputShapes', async () => {
