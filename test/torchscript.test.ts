@@ -4,7 +4,7 @@
 // ResNet-18 and MobileNetV2 at 32x32, a transformers BERT encoder, static scripted control flow), compiled and run, compared
 // with PyTorch's own outputs within rtol 1e-3 / atol 1e-4, on WebAssembly and (four of them) WebGPU.
 import { describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { strToU8, zipSync } from 'fflate';
@@ -117,11 +117,21 @@ describe('TorchScript .pt reader', () => {
     expect(g.match(/= mul\(/g)).toHaveLength(2);
   });
 
-  it('detects the format from the entries; asks for the shapes a scripted program does not record', async () => {
+  it('detects the format from the entries; asks for the shapes and types a scripted program does not record', async () => {
     const e = await kilnError(() => compile(tinyArchive()));
-    expect([e.code, e.message]).toEqual([
-      'E_DYNAMIC',
-      expect.stringMatching(/input 'x' has no recorded shape.*--input-shape x=/),
+    expect([e.code, e.message, e.hint]).toEqual([
+      'E_INPUT',
+      expect.stringMatching(/input 'x' has no recorded shape/),
+      expect.stringMatching(/--input-shape x=.*--input-dtype x=int64.*inputDTypes/),
+    ]);
+    const typed = importTorchScript(tinyArchive(), { inputShapes: { x: [2, 3] }, inputDTypes: { x: 'float64' } });
+    expect(typed.func.params[0].type).toMatchObject({ dtype: 'float64', shape: [2, 3] });
+    const wrongType = await kilnError(() =>
+      compile(tinyArchive(), { inputShapes: { x: [2, 3] }, inputDTypes: { y: 'int64' } }),
+    );
+    expect([wrongType.code, wrongType.message]).toEqual([
+      'E_INPUT',
+      expect.stringMatching(/inputDTypes names 'y', the model's inputs are 'x'/),
     ]);
     const wrong = await kilnError(() => compile(tinyArchive(), { inputShapes: { y: [2, 3] } }));
     expect([wrong.code, wrong.message]).toEqual([
@@ -305,6 +315,20 @@ describe.skipIf(!present)('TorchScript models match PyTorch (fixtures: scripts/g
     ]);
   });
 
+  it('a traced program keeps its recorded element types; inputDTypes is for TorchScript only', async () => {
+    const bytes = readFileSync(join(ROOT, 'ts_tiny_gpt', 'model.pt'));
+    const ids = readInfo('ts_tiny_gpt').inputs[0][0];
+    const e = await kilnError(() => compile(bytes, { inputDTypes: { [ids]: 'int32' } }));
+    expect([e.code, e.message]).toEqual([
+      'E_INPUT',
+      expect.stringMatching(/is int32, the model was traced with int64/),
+    ]);
+    const pt2 = await kilnError(() =>
+      compile(readFileSync(join(ROOT, 'small', 'model.pt2')), { inputDTypes: { x: 'float32' } }),
+    );
+    expect([pt2.code, pt2.message]).toEqual(['E_INPUT', expect.stringMatching(/a \.pt2 model records its inputs'/)]);
+  });
+
   it('a truncated real archive fails cleanly', async () => {
     const bytes = readFileSync(join(ROOT, 'ts_small_cnn', 'model.pt'));
     for (const n of [100, bytes.length >> 1, bytes.length - 10]) {
@@ -325,6 +349,13 @@ describe.skipIf(!existsSync(cli))('kiln compile / inspect a .pt', () => {
     });
     expect(out).toMatch(/input {2}x: float32\[2,3\]/);
     expect(existsSync(join(dir, 'tiny.kiln'))).toBe(true);
+    const args = ['inspect', model, '--level', 'graph', '--input-shape', 'x=2,3'];
+    expect(execFileSync('node', [cli, ...args, '--input-dtype', 'x=float64'], { encoding: 'utf8' })).toMatch(
+      /%x: float64\[2,3\]/,
+    );
+    const bad = spawnSync('node', [cli, ...args, '--input-dtype', 'x=double'], { encoding: 'utf8' });
+    expect([bad.status, bad.stderr]).toEqual([expect.any(Number), expect.stringMatching(/E_USAGE.*--input-dtype/)]);
+    expect(bad.status).not.toBe(0);
     const graph = execFileSync('node', [cli, 'inspect', model, '--level', 'graph', '--input-shape', 'x=2,3'], {
       encoding: 'utf8',
     });

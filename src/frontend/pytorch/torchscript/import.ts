@@ -33,6 +33,11 @@ import '../ops/index.js';
 export interface TorchScriptImportOptions {
   /** Shapes of forward's tensor inputs by name (a scripted model records none; a traced one its example's). */
   inputShapes?: Record<string, number[]>;
+  /**
+   * Element types of forward's tensor inputs by name: a scripted forward's `Tensor` arguments record none (float32
+   * unless given); a traced one records its example's, which a given type must match.
+   */
+  inputDTypes?: Record<string, DType>;
   /** TorchScript programs have no named dims: any name given is an error. */
   dims?: DimOptions;
   /** Not used by TorchScript programs: any name given is an error. */
@@ -102,13 +107,18 @@ function forwardInputs(
 ): { params: VarNode[]; args: Value[] } {
   const declared = forward.params.slice(1);
   const names = declared.map((p) => p.name);
-  const unknown = Object.keys(opts.inputShapes ?? {}).filter((n) => !names.includes(n));
-  if (unknown.length) {
-    throw new KilnError(
-      'E_INPUT',
-      `inputShapes names ${unknown.map((n) => `'${n}'`).join(', ')}, the model's inputs are ${names.map((n) => `'${n}'`).join(', ')}`,
-      { hint: 'check the spelling (names are case-sensitive); on the command line this is --input-shape name=...' },
-    );
+  for (const [option, flag, given] of [
+    ['inputShapes', '--input-shape', opts.inputShapes],
+    ['inputDTypes', '--input-dtype', opts.inputDTypes],
+  ] as const) {
+    const unknown = Object.keys(given ?? {}).filter((n) => !names.includes(n));
+    if (unknown.length) {
+      throw new KilnError(
+        'E_INPUT',
+        `${option} names ${unknown.map((n) => `'${n}'`).join(', ')}, the model's inputs are ${names.map((n) => `'${n}'`).join(', ')}`,
+        { hint: `check the spelling (names are case-sensitive); on the command line this is ${flag} name=...` },
+      );
+    }
   }
   const params: VarNode[] = [];
   const args: Value[] = [];
@@ -120,10 +130,21 @@ function forwardInputs(
       const example = traced?.[i];
       const shape = given ?? example?.shape;
       if (!shape) {
+        const missing = declared.filter((q, k) => isTensorParam(q) && !opts.inputShapes?.[q.name] && !traced?.[k]);
         throw new KilnError(
-          'E_DYNAMIC',
-          `input '${p.name}' has no recorded shape (a scripted TorchScript program does not store its inputs' shapes)`,
-          { hint: `give the input's shape: --input-shape ${p.name}=1,3,224,224 (API: inputShapes)` },
+          'E_INPUT',
+          `input${missing.length > 1 ? 's' : ''} ${missing.map((q) => `'${q.name}'`).join(', ')} ha${missing.length > 1 ? 've' : 's'} no recorded shape (a scripted TorchScript program does not store its inputs' shapes or element types)`,
+          {
+            hint: `give each input's shape, and its element type where it is not float32: ${missing.map((q) => `--input-shape ${q.name}=1,3,224,224`).join(' ')} [--input-dtype ${missing[0].name}=int64] (API: inputShapes, inputDTypes)`,
+          },
+        );
+      }
+      const dtype = opts.inputDTypes?.[p.name];
+      if (example && dtype && dtype !== example.dtype) {
+        throw new KilnError(
+          'E_INPUT',
+          `inputDTypes['${p.name}'] is ${dtype}, the model was traced with ${example.dtype}`,
+          { hint: 'a traced program is only valid for inputs of the traced element type; leave inputDTypes out' },
         );
       }
       if (example && given && given.length !== example.shape.length) {
@@ -133,7 +154,7 @@ function forwardInputs(
           { hint: 'a traced program is only valid for inputs of the traced rank' },
         );
       }
-      const v = gvar(p.name, tensorType(shape, example?.dtype ?? 'float32'));
+      const v = gvar(p.name, tensorType(shape, example?.dtype ?? dtype ?? 'float32'));
       params.push(v);
       args.push(v);
     } else if (p.dflt) args.push(run.constantExpr(p.dflt));
@@ -145,6 +166,8 @@ function forwardInputs(
   });
   return { params, args };
 }
+
+const isTensorParam = (p: FuncDef['params'][number]) => (p.type ? printTypeExpr(p.type) : 'Tensor') === 'Tensor';
 
 const printTypeExpr = (e: Expr): string => {
   if (e.k === 'name') return e.id;
