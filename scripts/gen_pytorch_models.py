@@ -278,6 +278,8 @@ MODELS = {
     "aten_mix2": aten_mix2,
     "dynamic_cnn": dynamic_cnn,
     "dynamic_block": dynamic_block,
+    "half_cnn": lambda: half_cnn(),
+    "bfloat16_head": lambda: bfloat16_head(),
 }
 
 
@@ -418,6 +420,33 @@ def scripted_data_dependent():
     return ScriptedDataDependent().eval(), (x,)
 
 
+def half_cnn():
+    """SmallCNN in float16 (model.half()): half storages, inputs and outputs; PyTorch computes in half too."""
+    model, (x,) = small_cnn()
+    return model.half(), (x.astype(np.float16),)
+
+
+class BFloat16Head(nn.Module):
+    """bfloat16 weights inside a float32 model: the input cast to bfloat16 (a dtype argument), a bfloat16 linear and
+    layer norm, the result cast back to float32."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(12, 8).to(torch.bfloat16)
+        self.ln = nn.LayerNorm(8).to(torch.bfloat16)
+        self.out = nn.Linear(8, 4)
+
+    def forward(self, x):
+        h = self.ln(torch.relu(self.fc(x.to(torch.bfloat16))))
+        return self.out(h.float())
+
+
+def bfloat16_head():
+    torch.manual_seed(0)
+    x = np.random.RandomState(12).standard_normal((3, 12)).astype(np.float32)
+    return BFloat16Head().eval(), (x,)
+
+
 def bert_encoder():
     """A small transformers BERT (2 layers, hidden 32): embeddings with buffered token types, attention with a padding
     mask, pooler; traced, it returns a dict."""
@@ -442,6 +471,8 @@ TORCHSCRIPT = {
     "ts_resnet18": (lambda: torchvision_model("resnet18", size=32), "trace"),
     "ts_scripted": (scripted_static, "script"),
     "ts_data_dependent": (scripted_data_dependent, "script"),
+    "ts_half_cnn": (half_cnn, "trace"),
+    "ts_bfloat16_head": (bfloat16_head, "trace"),
 }
 
 

@@ -17,7 +17,7 @@ import { withDimRanges } from '../src/relay-ir/sym-dim.js';
 import type { KilnError } from '../src/runtime/errors.js';
 import { tempDir } from './helpers/temp.js';
 import { kilnError } from './helpers/errors.js';
-import { matchesPyTorch } from './helpers/pytorch-fixtures.js';
+import { HALF_TOLERANCE, matchesPyTorch } from './helpers/pytorch-fixtures.js';
 
 const sizes = (s: number[]) => s.map((d) => ({ as_int: d }));
 const meta = (shape: number[], strides: number[], offset = 0) => ({
@@ -440,6 +440,33 @@ describe.skipIf(!present)('torch.export models match PyTorch (fixtures: scripts/
     });
   }
 });
+
+// float16 storages, inputs and outputs; bfloat16 weights behind casts (a few half ulps: HALF_TOLERANCE)
+const HALF_FIXTURES = [
+  ['half_cnn', HALF_TOLERANCE.float16],
+  ['half_cnn_decomposed', HALF_TOLERANCE.float16],
+  ['bfloat16_head', HALF_TOLERANCE.bfloat16],
+  ['bfloat16_head_decomposed', HALF_TOLERANCE.bfloat16],
+] as const;
+describe.skipIf(!HALF_FIXTURES.every(([m]) => existsSync(join(ROOT, m, 'info.json'))))(
+  'torch.export float16 and bfloat16 weights match PyTorch',
+  () => {
+    for (const [name, tolerance] of HALF_FIXTURES) {
+      it(name, async () => {
+        const dir = join(ROOT, name);
+        const info = JSON.parse(readFileSync(join(dir, 'info.json'), 'utf8')) as {
+          inputs: [string, number[]][];
+          outputs: number;
+        };
+        const r = await compile(readFileSync(join(dir, 'model.pt2')));
+        const graph = printFunc(r.graph);
+        expect(graph).toMatch(name.startsWith('half') ? /float16\[/ : /bfloat16\[/);
+        const errs = await matchesPyTorch(r.artifact, dir, info, tolerance);
+        console.log(`${name}: max abs error ${errs.map((e) => e.toExponential(2)).join(', ')}`);
+      });
+    }
+  },
+);
 
 // torch.export.Dim dims stay symbolic (range_constraints become the dims' ranges); the graph imported once is bound
 // to each size the fixture was run at (specializeGraph), compiled, and matched against PyTorch at that size.

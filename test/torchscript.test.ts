@@ -18,7 +18,7 @@ import { unpickle } from '../src/frontend/pytorch/pickle.js';
 import { parseCodeFile } from '../src/frontend/pytorch/torchscript/parse.js';
 import { tempDir } from './helpers/temp.js';
 import { kilnError } from './helpers/errors.js';
-import { matchesPyTorch } from './helpers/pytorch-fixtures.js';
+import { HALF_TOLERANCE, matchesPyTorch } from './helpers/pytorch-fixtures.js';
 
 /** Pickle opcodes, written as torch.jit.save writes them (protocol 2). */
 const P = {
@@ -281,6 +281,20 @@ describe.skipIf(!present)('TorchScript models match PyTorch (fixtures: scripts/g
       console.log(
         `${name}: ${r.header.kernels.length} kernels, max abs error ${errs.map((e) => e.toExponential(2)).join(', ')}, ${((performance.now() - t0) / 1000).toFixed(1)} s`,
       );
+    });
+  }
+
+  // float16 storages and inputs; bfloat16 weights behind a cast (a few half ulps: HALF_TOLERANCE)
+  for (const [name, tolerance] of [
+    ['ts_half_cnn', HALF_TOLERANCE.float16],
+    ['ts_bfloat16_head', HALF_TOLERANCE.bfloat16],
+  ] as const) {
+    it.skipIf(!existsSync(join(ROOT, name, 'info.json')))(name, async () => {
+      const dir = join(ROOT, name);
+      const r = await compile(readFileSync(join(dir, 'model.pt')));
+      expect(printFunc(r.graph)).toMatch(name === 'ts_half_cnn' ? /%x: float16\[/ : /bfloat16\[/);
+      const errs = await matchesPyTorch(r.artifact, dir, readInfo(name), tolerance);
+      console.log(`${name}: max abs error ${errs.map((e) => e.toExponential(2)).join(', ')}`);
     });
   }
 

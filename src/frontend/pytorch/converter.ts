@@ -2,7 +2,7 @@
 // 'convolution', 'add'; a converter sees the overload and the arguments by their schema names), and the context
 // a converter works in. Arguments torch.export leaves out because they have their default value are read with
 // the default the converter gives.
-import type { DType } from '../../runtime/dtype.js';
+import { type DType, isFloat } from '../../runtime/dtype.js';
 import { type Tensor, tensor } from '../../runtime/tensor.js';
 import { type GExpr, gconst } from '../../relay-ir/expr.js';
 import type { AttrValue } from '../../relay-ir/op.js';
@@ -68,7 +68,7 @@ export type AtenFn = (c: AtenCtx) => GExpr | readonly (GExpr | undefined)[];
  * fractional number beside an integer tensor as float32, which type promotion then takes.
  */
 export function scalarLike(n: number, like: DType): GExpr {
-  const isInt = like !== 'float32' && like !== 'float64';
+  const isInt = !isFloat(like);
   if (isInt && !Number.isInteger(n)) return gconst(tensor('float32', [], [n]));
   return gconst(tensor(like, [], [like === 'bool' ? Number(n !== 0) : n]));
 }

@@ -15,6 +15,8 @@ export const STORAGE_DTYPES: Record<string, DType | undefined> = {
   CharStorage: 'int8',
   ByteStorage: 'uint8',
   BoolStorage: 'bool',
+  HalfStorage: 'float16',
+  BFloat16Storage: 'bfloat16',
 };
 
 /**

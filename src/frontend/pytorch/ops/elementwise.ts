@@ -3,20 +3,19 @@
 // dtypes are promoted as PyTorch does for the common cases (an integer operand joins a float one).
 import type { GExpr } from '../../../relay-ir/expr.js';
 import { sizeOf, tensor } from '../../../runtime/tensor.js';
-import type { DType } from '../../../runtime/dtype.js';
+import { type DType, isFloat } from '../../../runtime/dtype.js';
 import type { Dim } from '../../../relay-ir/types.js';
 import { dimMax, dimSub } from '../../../relay-ir/sym-dim.js';
 import { type AtenCtx, aten } from '../converter.js';
 
-const isFloat = (t: DType) => t === 'float32' || t === 'float64';
 const scalar = (c: AtenCtx, like: GExpr, v: number) => c.constant(tensor(c.type(like).dtype, [], [v]));
 
-/** The two operands brought to one dtype: floats win over integers, float64 over float32. */
+/** The two operands brought to one dtype: floats win over integers, wider floats over narrower (half) ones. */
 function promote(c: AtenCtx, a: GExpr, b: GExpr): [GExpr, GExpr] {
   const ta = c.type(a).dtype,
     tb = c.type(b).dtype;
   if (ta === tb) return [a, b];
-  const rank = (t: DType) => (t === 'float64' ? 3 : t === 'float32' ? 2 : t === 'bool' ? 0 : 1);
+  const rank = (t: DType) => (t === 'float64' ? 4 : t === 'float32' ? 3 : isFloat(t) ? 2 : t === 'bool' ? 0 : 1);
   // a 0-dim operand (a Python number or a scalar tensor) of the same kind takes the other's dtype, as in PyTorch
   const aScalar = c.type(a).shape.length === 0,
     bScalar = c.type(b).shape.length === 0;

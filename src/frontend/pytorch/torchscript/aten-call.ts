@@ -19,16 +19,16 @@ const C10_DTYPES: Record<number, DType> = {
   2: 'int16',
   3: 'int32',
   4: 'int64',
+  5: 'float16',
   6: 'float32',
   7: 'float64',
   11: 'bool',
+  15: 'bfloat16',
 };
 const C10_NAMES: Record<number, string> = {
-  5: 'float16',
   8: 'complex32',
   9: 'complex64',
   10: 'complex128',
-  15: 'bfloat16',
 };
 
 export function c10DType(code: number, what: string): DType {

@@ -53,9 +53,11 @@ const C10_CODES: Partial<Record<DType, number>> = {
   int16: 2,
   int32: 3,
   int64: 4,
+  float16: 5,
   float32: 6,
   float64: 7,
   bool: 11,
+  bfloat16: 15,
 };
 
 export function importTorchScript(bytes: Uint8Array, opts: TorchScriptImportOptions = {}): ImportedPt2 {
