@@ -260,6 +260,27 @@ def dynamic_block():
     }
 
 
+class CondModel(nn.Module):
+    """torch.cond on a tensor's values (a higher-order op whose branches are subgraphs): Kiln refuses it by name."""
+
+    def forward(self, x):
+        return torch.cond(x.sum() > 0, lambda x: x * 2.0, lambda x: x - 1.0, (x,))
+
+
+class WhileModel(nn.Module):
+    """torch.while_loop doubling x three times: Kiln refuses it by name."""
+
+    def forward(self, x):
+        from torch._higher_order_ops.while_loop import while_loop
+
+        _, y = while_loop(lambda i, y: i < 3, lambda i, y: (i + 1, y * 2.0), (torch.zeros((), dtype=torch.int64), x))
+        return y
+
+
+def control_flow(model):
+    return model.eval(), (np.random.RandomState(13).standard_normal((2, 3)).astype(np.float32),)
+
+
 def dynamic_cnn():
     """SmallCNN (below) exported at batch 2 with batch in 1..16; run at batch 1, 3 and 5."""
     model, (x,) = small_cnn()
@@ -271,6 +292,7 @@ def dynamic_cnn():
 MODELS = {
     "resnet18": lambda: torchvision_model("resnet18"),
     "mobilenet_v2": lambda: torchvision_model("mobilenet_v2"),
+    "efficientnet_b0": lambda: torchvision_model("efficientnet_b0"),
     "small": small,
     "dynamic_attention": dynamic_attention,
     "tiny_gpt": tiny_gpt,
@@ -278,6 +300,8 @@ MODELS = {
     "aten_mix2": aten_mix2,
     "dynamic_cnn": dynamic_cnn,
     "dynamic_block": dynamic_block,
+    "cond": lambda: control_flow(CondModel()),
+    "while_loop": lambda: control_flow(WhileModel()),
     "half_cnn": lambda: half_cnn(),
     "bfloat16_head": lambda: bfloat16_head(),
 }
@@ -469,6 +493,7 @@ TORCHSCRIPT = {
     "ts_small_cnn": (small_cnn, "trace"),
     "ts_tiny_gpt": (tiny_gpt, "trace"),
     "ts_resnet18": (lambda: torchvision_model("resnet18", size=32), "trace"),
+    "ts_efficientnet_b0": (lambda: torchvision_model("efficientnet_b0"), "trace"),
     "ts_scripted": (scripted_static, "script"),
     "ts_data_dependent": (scripted_data_dependent, "script"),
     "ts_half_cnn": (half_cnn, "trace"),
@@ -506,6 +531,24 @@ def generate_torchscript(name: str, force: bool) -> None:
         json.dump(info, f, indent=1)
     os.replace(os.path.join(d, "info.json.part"), os.path.join(d, "info.json"))
     print(f"gen_pytorch_models: {name}: torch.jit.{mode}", file=sys.stderr)
+
+
+# models whose fixture also holds model.onnx, the same module through torch.onnx.export: `npm run bench` times
+# Kiln's .pt2 import against its ONNX import of it (the same kernels are expected)
+ONNX_TWINS = ("resnet18", "efficientnet_b0")
+
+
+def generate_onnx_twin(name: str, force: bool) -> None:
+    d = os.path.join(OUT, name)
+    path = os.path.join(d, "model.onnx")
+    if os.path.exists(path) and not force:
+        return
+    model, example, *_ = MODELS[name]()  # seeded: the weights of model.pt2
+    with torch.no_grad():
+        torch.onnx.export(model, tuple(torch.from_numpy(x) for x in example), path + ".part", dynamo=False,
+                          opset_version=17, do_constant_folding=True)
+    os.replace(path + ".part", path)
+    print(f"gen_pytorch_models: {name}: model.onnx", file=sys.stderr)
 
 
 LEGACY = ("small", "tiny_gpt")
@@ -564,6 +607,8 @@ def main(argv) -> int:
             generate(n, decompose, force)
         if n in LEGACY:
             generate_legacy(n, force)
+        if n in ONNX_TWINS:
+            generate_onnx_twin(n, force)
     return 0
 
 

@@ -222,7 +222,7 @@ describe('torch.export .pt2 reader', () => {
       ),
     );
     expect(cond.message).toMatch(/higher_order\.cond/);
-    expect(cond.hint).toMatch(/control flow/);
+    expect(cond.hint).toMatch(/control flow in the graph IR/);
   });
 
   it('rejects arguments a converter cannot honour, naming them; reads inf as JSON writes it', async () => {
@@ -402,6 +402,8 @@ const MODELS = [
   'resnet18_decomposed',
   'mobilenet_v2',
   'mobilenet_v2_decomposed',
+  'efficientnet_b0',
+  'efficientnet_b0_decomposed',
   'dynamic_attention',
   'dynamic_attention_decomposed',
   'tiny_gpt',
@@ -440,6 +442,28 @@ describe.skipIf(!present)('torch.export models match PyTorch (fixtures: scripts/
     });
   }
 });
+
+// torch.cond and torch.while_loop as torch.export writes them (higher-order ops with subgraph arguments)
+describe.skipIf(!['cond', 'while_loop'].every((m) => existsSync(join(ROOT, m, 'info.json'))))(
+  'torch.export control flow',
+  () => {
+    it('is refused by name (E_UNSUPPORTED_OP), as exported and after run_decompositions()', async () => {
+      for (const [name, op] of [
+        ['cond', 'cond'],
+        ['cond_decomposed', 'cond'],
+        ['while_loop', 'while_loop'],
+        ['while_loop_decomposed', 'while_loop'],
+      ]) {
+        const e = await kilnError(() => compile(readFileSync(join(ROOT, name, 'model.pt2'))));
+        expect([e.code, e.message, e.hint], name).toEqual([
+          'E_UNSUPPORTED_OP',
+          expect.stringContaining(`control flow is not supported yet: torch.${op} (higher_order.${op}, 1 node)`),
+          expect.stringMatching(/subgraphs/),
+        ]);
+      }
+    });
+  },
+);
 
 // float16 storages, inputs and outputs; bfloat16 weights behind casts (a few half ulps: HALF_TOLERANCE)
 const HALF_FIXTURES = [

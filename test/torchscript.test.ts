@@ -258,7 +258,15 @@ describe('TorchScript .pt reader', () => {
 // ---- saved models ---------------------------------------------------------------------------------------------------
 
 const ROOT = '.cache/pytorch';
-const MODELS = ['ts_small_cnn', 'ts_tiny_gpt', 'ts_resnet18', 'ts_mobilenet_v2', 'ts_bert', 'ts_scripted'];
+const MODELS = [
+  'ts_small_cnn',
+  'ts_tiny_gpt',
+  'ts_resnet18',
+  'ts_mobilenet_v2',
+  'ts_efficientnet_b0',
+  'ts_bert',
+  'ts_scripted',
+];
 const present = [...MODELS, 'ts_data_dependent'].every((m) => existsSync(join(ROOT, m, 'info.json')));
 
 interface Info {

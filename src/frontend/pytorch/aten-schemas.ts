@@ -71,6 +71,7 @@ export const ATEN_SCHEMAS: Record<string, [string, (string | number | boolean | 
   "div": [["Tensor",[["self","Tensor"],["other","Tensor"]]],["Scalar",[["self","Tensor"],["other","number"]]],["Tensor_mode",[["self","Tensor"],["other","Tensor"],["rounding_mode","Optional[str]","kw"]]],["Scalar_mode",[["self","Tensor"],["other","number"],["rounding_mode","Optional[str]","kw"]]]],
   "div_": [["Tensor",[["self","Tensor"],["other","Tensor"]]],["Tensor_mode",[["self","Tensor"],["other","Tensor"],["rounding_mode","Optional[str]","kw"]]],["Scalar",[["self","Tensor"],["other","number"]]],["Scalar_mode",[["self","Tensor"],["other","number"],["rounding_mode","Optional[str]","kw"]]]],
   "dropout": [["default",[["input","Tensor"],["p","float"],["train","bool"]]]],
+  "dropout_": [["default",[["self","Tensor"],["p","float"],["train","bool"]]]],
   "elu": [["default",[["self","Tensor"],["alpha","number",1],["scale","number",1],["input_scale","number",1]]]],
   "elu_": [["default",[["self","Tensor"],["alpha","number",1],["scale","number",1],["input_scale","number",1]]]],
   "embedding": [["default",[["weight","Tensor"],["indices","Tensor"],["padding_idx","int",-1],["scale_grad_by_freq","bool",false],["sparse","bool",false]]]],

@@ -170,14 +170,22 @@ function checkOperators(nodes: readonly NodeJson[]): void {
   }
   if (!missing.size) return;
   const list = [...missing].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
-  const controlFlow = list.some(([t]) => t.startsWith('higher_order.'));
+  const count = (k: number) => `${k} node${k > 1 ? 's' : ''}`;
+  // higher-order ops (torch.cond, torch.while_loop, ...) carry their branches and bodies as subgraphs
+  const controlFlow = list.filter(([t]) => t.startsWith('higher_order.'));
+  const others = list.filter(([t]) => !t.startsWith('higher_order.'));
+  if (controlFlow.length) {
+    const named = controlFlow.map(([t, k]) => `torch.${t.slice('higher_order.'.length)} (${t}, ${count(k)})`);
+    const rest = others.length ? `; and ${others.map(([t, k]) => `${t} (${count(k)})`).join(', ')}` : '';
+    throw new KilnError('E_UNSUPPORTED_OP', `control flow is not supported yet: ${named.join(', ')}${rest}`, {
+      hint: 'its branches and loop bodies are subgraphs, which need control flow in the graph IR (in progress); until then export the branch the model takes (call it directly) or a loop unrolled in Python; see README "Operator coverage"',
+    });
+  }
   throw new KilnError(
     'E_UNSUPPORTED_OP',
-    `${list.length} operator${list.length > 1 ? 's are' : ' is'} not supported: ${list.map(([t, k]) => `${t} (${k} node${k > 1 ? 's' : ''})`).join(', ')}`,
+    `${list.length} operator${list.length > 1 ? 's are' : ' is'} not supported: ${list.map(([t, k]) => `${t} (${count(k)})`).join(', ')}`,
     {
-      hint: controlFlow
-        ? 'control flow (torch.cond, while_loop) is not supported yet; see README "Operator coverage"'
-        : 'try ep.run_decompositions() before torch.export.save (Core ATen ops), or open an issue; see README "Operator coverage"',
+      hint: 'try ep.run_decompositions() before torch.export.save (Core ATen ops), or open an issue; see README "Operator coverage"',
     },
   );
 }

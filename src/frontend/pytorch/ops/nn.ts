@@ -133,9 +133,10 @@ aten(['native_batch_norm', '_native_batch_norm_legit'], (c) => batchNorm(c, c.bo
 
 // ---- dropout (inference: identity) --------------------------------------------------------------------------------
 
-aten(['dropout', 'feature_dropout', 'alpha_dropout'], (c) => {
+// dropout_ (in place, torchvision's EfficientNet classifier) names its tensor `self`
+aten(['dropout', 'dropout_', 'feature_dropout', 'alpha_dropout'], (c) => {
   if (c.bool('train', false)) c.unsupported('dropout in training mode');
-  return c.call('identity', [c.tensor('input')]);
+  return c.call('identity', [c.tensor(c.has('input') ? 'input' : 'self')]);
 });
 
 // ---- layer norm ----------------------------------------------------------------------------------------------------
