@@ -471,6 +471,37 @@ def bfloat16_head():
     return BFloat16Head().eval(), (x,)
 
 
+class QuantizedLinear(nn.Module):
+    """torch.ao.quantization eager mode, converted: QuantStub -> quantized Linear (qint8 weight, per-tensor) ->
+    DeQuantStub, plus a qint8 buffer read through dequantize(): quantized storages and the quantize / linear /
+    dequantize path."""
+
+    def __init__(self):
+        super().__init__()
+        from torch.ao.quantization import DeQuantStub, QuantStub
+
+        self.q, self.fc, self.dq = QuantStub(), nn.Linear(6, 4), DeQuantStub()
+        self.register_buffer("qbuf", torch.quantize_per_tensor(torch.randn(4), 0.05, 3, torch.qint8))
+
+    def forward(self, x):
+        return self.dq(self.fc(self.q(x))) + self.qbuf.dequantize()
+
+
+def quantized_linear():
+    from torch.ao.quantization import convert, get_default_qconfig, prepare
+
+    torch.manual_seed(0)
+    torch.backends.quantized.engine = "qnnpack"
+    model = QuantizedLinear().eval()
+    model.qconfig = get_default_qconfig("qnnpack")  # per-tensor weights, quint8 activations
+    prepare(model, inplace=True)
+    with torch.no_grad():
+        model(torch.randn(16, 6))  # calibration
+    convert(model, inplace=True)
+    x = np.random.RandomState(14).standard_normal((3, 6)).astype(np.float32)
+    return model, (x,)
+
+
 def bert_encoder():
     """A small transformers BERT (2 layers, hidden 32): embeddings with buffered token types, attention with a padding
     mask, pooler; traced, it returns a dict."""
@@ -498,6 +529,7 @@ TORCHSCRIPT = {
     "ts_data_dependent": (scripted_data_dependent, "script"),
     "ts_half_cnn": (half_cnn, "trace"),
     "ts_bfloat16_head": (bfloat16_head, "trace"),
+    "ts_quantized_linear": (quantized_linear, "trace"),
 }
 
 

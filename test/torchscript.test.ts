@@ -306,6 +306,18 @@ describe.skipIf(!present)('TorchScript models match PyTorch (fixtures: scripts/g
     });
   }
 
+  // torch.ao.quantization's converted Linear: qint8/quint8 storages, quantize_per_tensor, quantized::linear with its
+  // packed (weight, bias), dequantize; the QDQ values are PyTorch's own, so the default tolerance holds
+  it.skipIf(!existsSync(join(ROOT, 'ts_quantized_linear', 'info.json')))('ts_quantized_linear', async () => {
+    const dir = join(ROOT, 'ts_quantized_linear');
+    const r = await compile(readFileSync(join(dir, 'model.pt')));
+    const graph = printFunc(r.graph);
+    expect(graph).toMatch(/= round\(.*\(aten\.quantize_per_tensor\.default\)/);
+    expect(graph).toMatch(/= clip\(.*# fc\.forward/);
+    const errs = await matchesPyTorch(r.artifact, dir, readInfo('ts_quantized_linear'));
+    console.log(`ts_quantized_linear: max abs error ${errs.map((e) => e.toExponential(2)).join(', ')}`);
+  });
+
   it('the same imports run on WebGPU (Dawn) and match PyTorch', async () => {
     const device = await nodeGpuDevice();
     for (const name of ['ts_small_cnn', 'ts_tiny_gpt', 'ts_bert', 'ts_scripted']) {

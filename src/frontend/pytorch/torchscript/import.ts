@@ -5,7 +5,9 @@
 // without a converter are collected while the program runs on and reported together, with their counts.
 import { KilnError, withNodeContext } from '../../../runtime/errors.js';
 import type { DType } from '../../../runtime/dtype.js';
-import { type GExpr, type VarNode, gconst, gfunc, gtuple, gvar } from '../../../relay-ir/expr.js';
+import { type GExpr, type VarNode, gcall, gconst, gfunc, gtuple, gvar } from '../../../relay-ir/expr.js';
+import { type AttrValue, getOp } from '../../../relay-ir/op.js';
+import { QUANTIZED_RANGES, dequantized, fakeQuantize } from '../ops/quantized.js';
 import { tensorType } from '../../../relay-ir/types.js';
 import type { DimOptions } from '../../dims.js';
 import { lookupAten } from '../converter.js';
@@ -489,6 +491,15 @@ class Interpreter {
   }
 
   private fromPickle(v: PyValue, name: string): Value {
+    if (v instanceof PyObject && v.className.startsWith('__torch__.torch.classes.')) {
+      // quantized linear's packed parameters: their state is (weight, bias)
+      const state = v.state.get('__state__');
+      if (v.className === '__torch__.torch.classes.quantized.LinearPackedParamsBase' && state instanceof PyTuple)
+        return this.fromPickle(state, name);
+      throw new KilnError('E_UNSUPPORTED', `attribute ${name} is a ${v.className.slice('__torch__.'.length)} object`, {
+        hint: 'of the quantized modules Kiln reads Linear (per-tensor); see README "Operator coverage"',
+      });
+    }
     if (v instanceof PyObject) return this.moduleValue(v, name);
     if (v instanceof PyTuple) return new Tuple(v.items.map((x, i) => this.fromPickle(x, `${name}[${i}]`)));
     if (Array.isArray(v)) return v.map((x, i) => this.fromPickle(x, `${name}[${i}]`));
@@ -502,6 +513,8 @@ class Interpreter {
         let g = this.weights.get(v);
         if (!g) {
           g = gconst(this.archive.tensor(v, name));
+          // a quantized tensor is carried as the float values it stands for (ops/quantized.ts)
+          if (v.quantized) g = dequantized(this.graphCall(name), g, v.quantized.scale, v.quantized.zeroPoint);
           this.weights.set(v, g);
         }
         return g;
@@ -659,7 +672,35 @@ class Interpreter {
       const v = this.prim(prim, args);
       return v !== undefined ? v : this.missing(`prim.${prim}`);
     }
+    if (name === 'ops.quantized.linear' || name === 'ops.quantized.linear_relu')
+      return withNodeContext({ node: this.where, op: name.slice(4) }, () => this.quantizedLinear(name, args));
     return this.missing(name.replace(/^ops\./, ''));
+  }
+
+  /** Graph calls with this import position as their origin. */
+  private graphCall(origin: string) {
+    return (op: string, args: readonly GExpr[], attrs: Record<string, AttrValue> = {}) =>
+      gcall(getOp(op), args, attrs, [origin]);
+  }
+
+  /**
+   * quantized::linear(x, packed (weight, bias), scale, zero_point): x @ weight^T + bias over the float values of
+   * the quantized input and weight, (relu,) requantized to the output's scale and zero point as quint8 (the
+   * activation type of torch.ao.quantization's default qconfigs).
+   */
+  private quantizedLinear(name: string, args: Value[]): Value {
+    const [x, packed, scale, zeroPoint] = args;
+    const items = packed instanceof Tuple ? packed.items : [];
+    const [w, b] = items;
+    if (!isTensor(x) || !isTensor(w) || !(b === null || isTensor(b)) || !isNumber(scale) || !isNumber(zeroPoint))
+      throw new KilnError('E_MODEL_INVALID', `${this.where}: ${name} with arguments it does not take`, {
+        hint: 'the TorchScript code is malformed or was altered; save it again',
+      });
+    const call = this.graphCall(this.where);
+    let y = call('matmul', [x, call('transpose', [w], { perm: [1, 0] })]);
+    if (b) y = call('add', [y, b]);
+    if (name.endsWith('_relu')) y = call('relu', [y]);
+    return fakeQuantize(call, y, Number(scale), Number(zeroPoint), QUANTIZED_RANGES[13]);
   }
 
   /** Python builtins TorchScript prints unqualified. */
