@@ -140,6 +140,47 @@ describe('TorchScript .pt reader', () => {
     ]);
   });
 
+  it('reads a per-tensor quantized tensor with its scale and zero point; refuses other schemes by name', () => {
+    const float = (v: number) => {
+      const b = new DataView(new ArrayBuffer(8));
+      b.setFloat64(0, v); // BINFLOAT is big-endian
+      return [0x47, ...new Uint8Array(b.buffer)];
+    };
+    const qtensor = (scheme: string) =>
+      new Uint8Array([
+        ...P.proto,
+        ...P.global('torch._utils', '_rebuild_qtensor'),
+        ...P.mark,
+        ...[...P.mark, ...P.str('storage'), ...P.global('torch', 'QInt8Storage'), ...P.str('0'), ...P.str('cpu')],
+        ...[...P.int(4), ...P.tuple, ...P.persid],
+        ...P.int(0),
+        ...[...P.mark, ...P.int(4), ...P.tuple],
+        ...[...P.mark, ...P.int(1), ...P.tuple],
+        ...[...P.mark, ...P.global('torch', scheme), ...float(0.05), ...P.int(3), ...P.tuple],
+        ...P.newFalse,
+        ...[...P.global('collections', 'OrderedDict'), ...P.emptyTuple, ...P.reduce],
+        ...P.tuple,
+        ...P.reduce,
+        ...P.stop,
+      ]);
+    expect(unpickle(qtensor('per_tensor_affine'), 'data.pkl')).toMatchObject({
+      storageType: 'QInt8Storage',
+      sizes: [4],
+      quantized: { scale: 0.05, zeroPoint: 3 },
+    });
+    const e = (() => {
+      try {
+        unpickle(qtensor('per_channel_affine'), 'data.pkl');
+      } catch (err) {
+        return err as { code: string; message: string };
+      }
+    })();
+    expect([e?.code, e?.message]).toEqual([
+      'E_UNSUPPORTED',
+      expect.stringMatching(/per_channel_affine quantized tensor/),
+    ]);
+  });
+
   it('rejects a truncated archive and a truncated pickle', async () => {
     const bytes = tinyArchive();
     const cut = await kilnError(() => compile(bytes.slice(0, bytes.length - 40), { format: 'torchscript' }));
