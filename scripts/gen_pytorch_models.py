@@ -223,14 +223,87 @@ def dynamic_attention():
     return model, example, {"dynamic_shapes": dynamic, "run_inputs": run}
 
 
+class DynamicBlock(nn.Module):
+    """A pre-norm transformer block over token ids whose batch and sequence are dynamic: position ids from
+    arange(seq), a causal scaled_dot_product_attention, a GELU MLP, the last token (a negative select) and the mean
+    of the others (a slice to the end)."""
+
+    def __init__(self, vocab: int = 40, d: int = 16, heads: int = 2, max_seq: int = 32):
+        super().__init__()
+        self.tok, self.pos = nn.Embedding(vocab, d), nn.Embedding(max_seq, d)
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.fc, self.out = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
+        self.heads = heads
+
+    def forward(self, ids):
+        b, t = ids.shape
+        x = self.tok(ids) + self.pos(torch.arange(t))
+        q, k, v = self.qkv(self.ln1(x)).chunk(3, dim=-1)
+        q, k, v = (z.view(b, t, self.heads, -1).transpose(1, 2) for z in (q, k, v))
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.proj(a.transpose(1, 2).reshape(b, t, -1))
+        x = x + self.out(F.gelu(self.fc(self.ln2(x))))
+        return x, x[:, -1], x[:, 1:].mean(1)
+
+
+def dynamic_block():
+    """Exported at batch 2, sequence 5 with batch in 1..8 and sequence in 3..32 (the mean over the tokens after the
+    first needs two of them); run at three other sizes."""
+    torch.manual_seed(0)
+    rs = np.random.RandomState(10)
+    ids = lambda b, t: rs.randint(0, 40, size=(b, t)).astype(np.int64)  # noqa: E731
+    batch, seq = torch.export.Dim("batch", min=1, max=8), torch.export.Dim("seq", min=3, max=32)
+    return DynamicBlock().eval(), (ids(2, 5),), {
+        "dynamic_shapes": {"ids": {0: batch, 1: seq}},
+        "run_sets": [(ids(1, 3),), (ids(3, 7),), (ids(2, 32),)],
+    }
+
+
+class CondModel(nn.Module):
+    """torch.cond on a tensor's values (a higher-order op whose branches are subgraphs): Kiln refuses it by name."""
+
+    def forward(self, x):
+        return torch.cond(x.sum() > 0, lambda x: x * 2.0, lambda x: x - 1.0, (x,))
+
+
+class WhileModel(nn.Module):
+    """torch.while_loop doubling x three times: Kiln refuses it by name."""
+
+    def forward(self, x):
+        from torch._higher_order_ops.while_loop import while_loop
+
+        _, y = while_loop(lambda i, y: i < 3, lambda i, y: (i + 1, y * 2.0), (torch.zeros((), dtype=torch.int64), x))
+        return y
+
+
+def control_flow(model):
+    return model.eval(), (np.random.RandomState(13).standard_normal((2, 3)).astype(np.float32),)
+
+
+def dynamic_cnn():
+    """SmallCNN (below) exported at batch 2 with batch in 1..16; run at batch 1, 3 and 5."""
+    model, (x,) = small_cnn()
+    rs = np.random.RandomState(11)
+    sets = [(rs.standard_normal((b, 3, 16, 16)).astype(np.float32),) for b in (1, 3, 5)]
+    return model, (x,), {"dynamic_shapes": {"x": {0: torch.export.Dim("batch", min=1, max=16)}}, "run_sets": sets}
+
+
 MODELS = {
     "resnet18": lambda: torchvision_model("resnet18"),
     "mobilenet_v2": lambda: torchvision_model("mobilenet_v2"),
+    "efficientnet_b0": lambda: torchvision_model("efficientnet_b0"),
     "small": small,
     "dynamic_attention": dynamic_attention,
     "tiny_gpt": tiny_gpt,
     "aten_mix": aten_mix,
     "aten_mix2": aten_mix2,
+    "dynamic_cnn": dynamic_cnn,
+    "dynamic_block": dynamic_block,
+    "cond": lambda: control_flow(CondModel()),
+    "while_loop": lambda: control_flow(WhileModel()),
+    "half_cnn": lambda: half_cnn(),
+    "bfloat16_head": lambda: bfloat16_head(),
 }
 
 
@@ -257,6 +330,16 @@ def generate(name: str, decompose: bool, force: bool) -> None:
         np.save(os.path.join(d, f"input_{i}.npy"), x)
     for i, o in enumerate(outs):
         np.save(os.path.join(d, f"output_{i}.npy"), o.detach().numpy())
+    # models with dynamic shapes may be run at several sizes: set_K/ holds the inputs and outputs of each
+    for k, run in enumerate(dynamic.get("run_sets", [])):
+        os.makedirs(os.path.join(d, f"set_{k}"))
+        with torch.no_grad():
+            res = model(*(torch.from_numpy(x) for x in run))
+        res = res if isinstance(res, tuple) else (res,)
+        for i, x in enumerate(run):
+            np.save(os.path.join(d, f"set_{k}", f"input_{i}.npy"), x)
+        for i, o in enumerate(res):
+            np.save(os.path.join(d, f"set_{k}", f"output_{i}.npy"), o.detach().numpy())
     ops = collections.Counter(str(n.target) for n in ep.graph.nodes if n.op == "call_function")
     info = {
         "inputs": [[s.arg.name, list(x.shape)] for s, x in zip(
@@ -264,6 +347,7 @@ def generate(name: str, decompose: bool, force: bool) -> None:
         "outputs": len(outs),
         "symbols": {str(k): [int(v.lower), int(v.upper) if v.upper.is_finite else None]
                     for k, v in ep.range_constraints.items()},
+        "sets": [[list(x.shape) for x in run] for run in dynamic.get("run_sets", [])],
         "decomposed": decompose,
         "torch": torch.__version__,
         "ops": dict(sorted(ops.items())),
@@ -360,6 +444,64 @@ def scripted_data_dependent():
     return ScriptedDataDependent().eval(), (x,)
 
 
+def half_cnn():
+    """SmallCNN in float16 (model.half()): half storages, inputs and outputs; PyTorch computes in half too."""
+    model, (x,) = small_cnn()
+    return model.half(), (x.astype(np.float16),)
+
+
+class BFloat16Head(nn.Module):
+    """bfloat16 weights inside a float32 model: the input cast to bfloat16 (a dtype argument), a bfloat16 linear and
+    layer norm, the result cast back to float32."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(12, 8).to(torch.bfloat16)
+        self.ln = nn.LayerNorm(8).to(torch.bfloat16)
+        self.out = nn.Linear(8, 4)
+
+    def forward(self, x):
+        h = self.ln(torch.relu(self.fc(x.to(torch.bfloat16))))
+        return self.out(h.float())
+
+
+def bfloat16_head():
+    torch.manual_seed(0)
+    x = np.random.RandomState(12).standard_normal((3, 12)).astype(np.float32)
+    return BFloat16Head().eval(), (x,)
+
+
+class QuantizedLinear(nn.Module):
+    """torch.ao.quantization eager mode, converted: QuantStub -> quantized Linear (qint8 weight, per-tensor) ->
+    DeQuantStub, plus a qint8 buffer read through dequantize(): quantized storages and the quantize / linear /
+    dequantize path."""
+
+    def __init__(self):
+        super().__init__()
+        from torch.ao.quantization import DeQuantStub, QuantStub
+
+        self.q, self.fc, self.dq = QuantStub(), nn.Linear(6, 4), DeQuantStub()
+        self.register_buffer("qbuf", torch.quantize_per_tensor(torch.randn(4), 0.05, 3, torch.qint8))
+
+    def forward(self, x):
+        return self.dq(self.fc(self.q(x))) + self.qbuf.dequantize()
+
+
+def quantized_linear():
+    from torch.ao.quantization import convert, get_default_qconfig, prepare
+
+    torch.manual_seed(0)
+    torch.backends.quantized.engine = "qnnpack"
+    model = QuantizedLinear().eval()
+    model.qconfig = get_default_qconfig("qnnpack")  # per-tensor weights, quint8 activations
+    prepare(model, inplace=True)
+    with torch.no_grad():
+        model(torch.randn(16, 6))  # calibration
+    convert(model, inplace=True)
+    x = np.random.RandomState(14).standard_normal((3, 6)).astype(np.float32)
+    return model, (x,)
+
+
 def bert_encoder():
     """A small transformers BERT (2 layers, hidden 32): embeddings with buffered token types, attention with a padding
     mask, pooler; traced, it returns a dict."""
@@ -382,8 +524,12 @@ TORCHSCRIPT = {
     "ts_small_cnn": (small_cnn, "trace"),
     "ts_tiny_gpt": (tiny_gpt, "trace"),
     "ts_resnet18": (lambda: torchvision_model("resnet18", size=32), "trace"),
+    "ts_efficientnet_b0": (lambda: torchvision_model("efficientnet_b0"), "trace"),
     "ts_scripted": (scripted_static, "script"),
     "ts_data_dependent": (scripted_data_dependent, "script"),
+    "ts_half_cnn": (half_cnn, "trace"),
+    "ts_bfloat16_head": (bfloat16_head, "trace"),
+    "ts_quantized_linear": (quantized_linear, "trace"),
 }
 
 
@@ -417,6 +563,24 @@ def generate_torchscript(name: str, force: bool) -> None:
         json.dump(info, f, indent=1)
     os.replace(os.path.join(d, "info.json.part"), os.path.join(d, "info.json"))
     print(f"gen_pytorch_models: {name}: torch.jit.{mode}", file=sys.stderr)
+
+
+# models whose fixture also holds model.onnx, the same module through torch.onnx.export: `npm run bench` times
+# Kiln's .pt2 import against its ONNX import of it (the same kernels are expected)
+ONNX_TWINS = ("resnet18", "efficientnet_b0")
+
+
+def generate_onnx_twin(name: str, force: bool) -> None:
+    d = os.path.join(OUT, name)
+    path = os.path.join(d, "model.onnx")
+    if os.path.exists(path) and not force:
+        return
+    model, example, *_ = MODELS[name]()  # seeded: the weights of model.pt2
+    with torch.no_grad():
+        torch.onnx.export(model, tuple(torch.from_numpy(x) for x in example), path + ".part", dynamo=False,
+                          opset_version=17, do_constant_folding=True)
+    os.replace(path + ".part", path)
+    print(f"gen_pytorch_models: {name}: model.onnx", file=sys.stderr)
 
 
 LEGACY = ("small", "tiny_gpt")
@@ -475,6 +639,8 @@ def main(argv) -> int:
             generate(n, decompose, force)
         if n in LEGACY:
             generate_legacy(n, force)
+        if n in ONNX_TWINS:
+            generate_onnx_twin(n, force)
     return 0
 
 

@@ -4,7 +4,7 @@
 // ResNet-18 and MobileNetV2 at 32x32, a transformers BERT encoder, static scripted control flow), compiled and run, compared
 // with PyTorch's own outputs within rtol 1e-3 / atol 1e-4, on WebAssembly and (four of them) WebGPU.
 import { describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { strToU8, zipSync } from 'fflate';
@@ -18,7 +18,7 @@ import { unpickle } from '../src/frontend/pytorch/pickle.js';
 import { parseCodeFile } from '../src/frontend/pytorch/torchscript/parse.js';
 import { tempDir } from './helpers/temp.js';
 import { kilnError } from './helpers/errors.js';
-import { matchesPyTorch } from './helpers/pytorch-fixtures.js';
+import { HALF_TOLERANCE, matchesPyTorch } from './helpers/pytorch-fixtures.js';
 
 /** Pickle opcodes, written as torch.jit.save writes them (protocol 2). */
 const P = {
@@ -117,16 +117,67 @@ describe('TorchScript .pt reader', () => {
     expect(g.match(/= mul\(/g)).toHaveLength(2);
   });
 
-  it('detects the format from the entries; asks for the shapes a scripted program does not record', async () => {
+  it('detects the format from the entries; asks for the shapes and types a scripted program does not record', async () => {
     const e = await kilnError(() => compile(tinyArchive()));
-    expect([e.code, e.message]).toEqual([
-      'E_DYNAMIC',
-      expect.stringMatching(/input 'x' has no recorded shape.*--input-shape x=/),
+    expect([e.code, e.message, e.hint]).toEqual([
+      'E_INPUT',
+      expect.stringMatching(/input 'x' has no recorded shape/),
+      expect.stringMatching(/--input-shape x=.*--input-dtype x=int64.*inputDTypes/),
+    ]);
+    const typed = importTorchScript(tinyArchive(), { inputShapes: { x: [2, 3] }, inputDTypes: { x: 'float64' } });
+    expect(typed.func.params[0].type).toMatchObject({ dtype: 'float64', shape: [2, 3] });
+    const wrongType = await kilnError(() =>
+      compile(tinyArchive(), { inputShapes: { x: [2, 3] }, inputDTypes: { y: 'int64' } }),
+    );
+    expect([wrongType.code, wrongType.message]).toEqual([
+      'E_INPUT',
+      expect.stringMatching(/inputDTypes names 'y', the model's inputs are 'x'/),
     ]);
     const wrong = await kilnError(() => compile(tinyArchive(), { inputShapes: { y: [2, 3] } }));
     expect([wrong.code, wrong.message]).toEqual([
       'E_INPUT',
       expect.stringMatching(/inputShapes names 'y', the model's inputs are 'x'/),
+    ]);
+  });
+
+  it('reads a per-tensor quantized tensor with its scale and zero point; refuses other schemes by name', () => {
+    const float = (v: number) => {
+      const b = new DataView(new ArrayBuffer(8));
+      b.setFloat64(0, v); // BINFLOAT is big-endian
+      return [0x47, ...new Uint8Array(b.buffer)];
+    };
+    const qtensor = (scheme: string) =>
+      new Uint8Array([
+        ...P.proto,
+        ...P.global('torch._utils', '_rebuild_qtensor'),
+        ...P.mark,
+        ...[...P.mark, ...P.str('storage'), ...P.global('torch', 'QInt8Storage'), ...P.str('0'), ...P.str('cpu')],
+        ...[...P.int(4), ...P.tuple, ...P.persid],
+        ...P.int(0),
+        ...[...P.mark, ...P.int(4), ...P.tuple],
+        ...[...P.mark, ...P.int(1), ...P.tuple],
+        ...[...P.mark, ...P.global('torch', scheme), ...float(0.05), ...P.int(3), ...P.tuple],
+        ...P.newFalse,
+        ...[...P.global('collections', 'OrderedDict'), ...P.emptyTuple, ...P.reduce],
+        ...P.tuple,
+        ...P.reduce,
+        ...P.stop,
+      ]);
+    expect(unpickle(qtensor('per_tensor_affine'), 'data.pkl')).toMatchObject({
+      storageType: 'QInt8Storage',
+      sizes: [4],
+      quantized: { scale: 0.05, zeroPoint: 3 },
+    });
+    const e = (() => {
+      try {
+        unpickle(qtensor('per_channel_affine'), 'data.pkl');
+      } catch (err) {
+        return err as { code: string; message: string };
+      }
+    })();
+    expect([e?.code, e?.message]).toEqual([
+      'E_UNSUPPORTED',
+      expect.stringMatching(/per_channel_affine quantized tensor/),
     ]);
   });
 
@@ -248,7 +299,15 @@ describe('TorchScript .pt reader', () => {
 // ---- saved models ---------------------------------------------------------------------------------------------------
 
 const ROOT = '.cache/pytorch';
-const MODELS = ['ts_small_cnn', 'ts_tiny_gpt', 'ts_resnet18', 'ts_mobilenet_v2', 'ts_bert', 'ts_scripted'];
+const MODELS = [
+  'ts_small_cnn',
+  'ts_tiny_gpt',
+  'ts_resnet18',
+  'ts_mobilenet_v2',
+  'ts_efficientnet_b0',
+  'ts_bert',
+  'ts_scripted',
+];
 const present = [...MODELS, 'ts_data_dependent'].every((m) => existsSync(join(ROOT, m, 'info.json')));
 
 interface Info {
@@ -273,6 +332,32 @@ describe.skipIf(!present)('TorchScript models match PyTorch (fixtures: scripts/g
       );
     });
   }
+
+  // float16 storages and inputs; bfloat16 weights behind a cast (a few half ulps: HALF_TOLERANCE)
+  for (const [name, tolerance] of [
+    ['ts_half_cnn', HALF_TOLERANCE.float16],
+    ['ts_bfloat16_head', HALF_TOLERANCE.bfloat16],
+  ] as const) {
+    it.skipIf(!existsSync(join(ROOT, name, 'info.json')))(name, async () => {
+      const dir = join(ROOT, name);
+      const r = await compile(readFileSync(join(dir, 'model.pt')));
+      expect(printFunc(r.graph)).toMatch(name === 'ts_half_cnn' ? /%x: float16\[/ : /bfloat16\[/);
+      const errs = await matchesPyTorch(r.artifact, dir, readInfo(name), tolerance);
+      console.log(`${name}: max abs error ${errs.map((e) => e.toExponential(2)).join(', ')}`);
+    });
+  }
+
+  // torch.ao.quantization's converted Linear: qint8/quint8 storages, quantize_per_tensor, quantized::linear with its
+  // packed (weight, bias), dequantize; the QDQ values are PyTorch's own, so the default tolerance holds
+  it.skipIf(!existsSync(join(ROOT, 'ts_quantized_linear', 'info.json')))('ts_quantized_linear', async () => {
+    const dir = join(ROOT, 'ts_quantized_linear');
+    const r = await compile(readFileSync(join(dir, 'model.pt')));
+    const graph = printFunc(r.graph);
+    expect(graph).toMatch(/= round\(.*\(aten\.quantize_per_tensor\.default\)/);
+    expect(graph).toMatch(/= clip\(.*# fc\.forward/);
+    const errs = await matchesPyTorch(r.artifact, dir, readInfo('ts_quantized_linear'));
+    console.log(`ts_quantized_linear: max abs error ${errs.map((e) => e.toExponential(2)).join(', ')}`);
+  });
 
   it('the same imports run on WebGPU (Dawn) and match PyTorch', async () => {
     const device = await nodeGpuDevice();
@@ -305,6 +390,20 @@ describe.skipIf(!present)('TorchScript models match PyTorch (fixtures: scripts/g
     ]);
   });
 
+  it('a traced program keeps its recorded element types; inputDTypes is for TorchScript only', async () => {
+    const bytes = readFileSync(join(ROOT, 'ts_tiny_gpt', 'model.pt'));
+    const ids = readInfo('ts_tiny_gpt').inputs[0][0];
+    const e = await kilnError(() => compile(bytes, { inputDTypes: { [ids]: 'int32' } }));
+    expect([e.code, e.message]).toEqual([
+      'E_INPUT',
+      expect.stringMatching(/is int32, the model was traced with int64/),
+    ]);
+    const pt2 = await kilnError(() =>
+      compile(readFileSync(join(ROOT, 'small', 'model.pt2')), { inputDTypes: { x: 'float32' } }),
+    );
+    expect([pt2.code, pt2.message]).toEqual(['E_INPUT', expect.stringMatching(/a \.pt2 model records its inputs'/)]);
+  });
+
   it('a truncated real archive fails cleanly', async () => {
     const bytes = readFileSync(join(ROOT, 'ts_small_cnn', 'model.pt'));
     for (const n of [100, bytes.length >> 1, bytes.length - 10]) {
@@ -325,6 +424,13 @@ describe.skipIf(!existsSync(cli))('kiln compile / inspect a .pt', () => {
     });
     expect(out).toMatch(/input {2}x: float32\[2,3\]/);
     expect(existsSync(join(dir, 'tiny.kiln'))).toBe(true);
+    const args = ['inspect', model, '--level', 'graph', '--input-shape', 'x=2,3'];
+    expect(execFileSync('node', [cli, ...args, '--input-dtype', 'x=float64'], { encoding: 'utf8' })).toMatch(
+      /%x: float64\[2,3\]/,
+    );
+    const bad = spawnSync('node', [cli, ...args, '--input-dtype', 'x=double'], { encoding: 'utf8' });
+    expect([bad.status, bad.stderr]).toEqual([expect.any(Number), expect.stringMatching(/E_USAGE.*--input-dtype/)]);
+    expect(bad.status).not.toBe(0);
     const graph = execFileSync('node', [cli, 'inspect', model, '--level', 'graph', '--input-shape', 'x=2,3'], {
       encoding: 'utf8',
     });

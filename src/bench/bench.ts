@@ -22,6 +22,7 @@ import { DEFAULT_TOLERANCE, compareTensors } from '../conformance/compare.js';
 import { ParallelScaling, measureSimdPeak, type SimdPeak } from './simd-peak.js';
 import { matmulModel } from './matmul-model.js';
 import { median } from '../util/stats.js';
+import { ROUTE_MODELS, type RouteResult, benchImportRoutes, hasRouteFixture, routesTable } from './import-routes.js';
 
 /**
  * Pause before each timed run at T > 1 threads: onnxruntime-web's worker threads spin 20-30 ms after a run here
@@ -95,6 +96,8 @@ interface BenchReport {
   config: { models: string[]; runs: number; threads: number[]; budgetS: number; note: string };
   simdPeak?: SimdPeak;
   results: ModelResult[];
+  /** Kiln's .pt2 import against its ONNX import of the same PyTorch module (src/bench/import-routes.ts). */
+  importRoutes?: RouteResult[];
 }
 
 const stats = (times: number[], cpu: number[]): Timing => ({
@@ -117,6 +120,7 @@ function parse(argv: string[]) {
       budget: { type: 'string' },
       out: { type: 'string' },
       'peak-ms': { type: 'string' },
+      routes: { type: 'string' },
       worker: { type: 'string' },
       result: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -138,12 +142,20 @@ function parse(argv: string[]) {
   if (!Number.isInteger(runs) || runs < 1)
     throw new KilnError('E_USAGE', `bad --runs '${values.runs}'`, { hint: 'give a whole number >= 1' });
   const budgetS = Number(values.budget ?? 60);
-  return { values, models, threads, runs, budgetS, peakMs: Number(values['peak-ms'] ?? 1500) };
+  const routes = values.routes === 'none' ? [] : (values.routes ?? ROUTE_MODELS.join(',')).split(',').filter(Boolean);
+  for (const m of routes)
+    if (!ROUTE_MODELS.includes(m))
+      throw new KilnError('E_USAGE', `unknown --routes model '${m}'`, {
+        hint: `known: ${ROUTE_MODELS.join(', ')}, or none`,
+      });
+  return { values, models, threads, runs, budgetS, routes, peakMs: Number(values['peak-ms'] ?? 1500) };
 }
 
 const USAGE = `npm run bench -- [--models ${ALL_MODELS.join(',')}] [--runs 10] [--threads 1,2] [--budget 60] [--out bench/results/latest.json]
   --runs     timed rounds per model (after one warm-up round); each round runs Kiln, ORT-web and ORT-node once
-  --budget   seconds per model and thread count after which rounds stop early (at least 3 rounds are run)`;
+  --budget   seconds per model and thread count after which rounds stop early (at least 3 rounds are run)
+  --routes   ${ROUTE_MODELS.join(',')} (default) or none: Kiln from .pt2 against Kiln from ONNX for the same PyTorch
+             module (.cache/pytorch/<name>/model.pt2 and model.onnx, scripts/gen_pytorch_models.py), 1 thread`;
 
 // ---------------------------------------------------------------------------------------------- worker
 
@@ -492,6 +504,21 @@ async function main(): Promise<number> {
     `  f32x4.mul + f32x4.add: ${p.mulAdd.toFixed(1)} GFLOP/s; f32x4.relaxed_madd: ${p.relaxedMadd === undefined ? p.relaxedNote : `${p.relaxedMadd.toFixed(1)} GFLOP/s`}`,
   );
 
+  for (const name of opts.routes) {
+    if (!hasRouteFixture(name)) {
+      log(`[${name} .pt2 vs ONNX] skipped: no .cache/pytorch/${name}/model.onnx (npm run fixtures)`);
+      continue;
+    }
+    let r: RouteResult;
+    try {
+      r = await benchImportRoutes(name, opts.runs, opts.budgetS);
+    } catch (e) {
+      r = { model: name, error: (e as Error).message.split('\n')[0] } as RouteResult;
+    }
+    log(`[${name} .pt2 vs ONNX] ${r.error ?? `ONNX/.pt2 time ${r.onnxOverPt2?.toFixed(3)}x over ${r.rounds} rounds`}`);
+    (report.importRoutes ??= []).push(r);
+  }
+
   const self = fileURLToPath(import.meta.url);
   const tmp = mkdtempSync(join(tmpdir(), 'kiln-bench-'));
   try {
@@ -547,6 +574,7 @@ async function main(): Promise<number> {
   );
   console.log('');
   console.log(markdownTable(report));
+  if (report.importRoutes?.length) console.log(`\n${routesTable(report.importRoutes)}`);
   const bad = report.results.filter((r) => r.kiln.agrees === false);
   if (bad.length)
     console.log(

@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { compile } from '../compiler/compile.js';
 import { describeWebGpuLimits } from '../compiler/wgsl-text.js';
 import { KilnError } from '../runtime/errors.js';
-import { parseDim, parseNamedShape, readTensorFile, writeFileAtomic } from './tensor-files.js';
+import { parseDim, parseNamedDType, parseNamedShape, readTensorFile, writeFileAtomic } from './tensor-files.js';
 import { SM_TARGETS, type SmTarget } from '../codegen/ptx/codegen.js';
 import { choiceFlag, namedValue, usageError } from './usage.js';
 import {
@@ -21,6 +21,7 @@ export interface CompileFlags {
   'no-tuning'?: boolean;
   output?: string;
   'input-shape'?: string[];
+  'input-dtype'?: string[];
   dim?: string[];
   specialize?: string[];
   'no-optimize'?: boolean;
@@ -40,6 +41,7 @@ export function compileOptions(modelPath: string, v: CompileFlags) {
   return {
     modelPath,
     inputShapes: Object.fromEntries((v['input-shape'] ?? []).map(parseNamedShape)),
+    ...(v['input-dtype']?.length ? { inputDTypes: Object.fromEntries(v['input-dtype'].map(parseNamedDType)) } : {}),
     dims: Object.fromEntries((v.dim ?? []).map(parseDim)),
     specialize: Object.fromEntries(
       (v.specialize ?? []).map((s) => {

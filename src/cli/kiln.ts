@@ -14,6 +14,7 @@ const OPTIONS = {
   'output-format': { type: 'string' },
   input: { type: 'string', multiple: true, short: 'i' },
   'input-shape': { type: 'string', multiple: true },
+  'input-dtype': { type: 'string', multiple: true },
   dim: { type: 'string', multiple: true },
   specialize: { type: 'string', multiple: true },
   'no-optimize': { type: 'boolean' },
@@ -73,6 +74,7 @@ interface Subcommand {
 
 const COMPILE_FLAGS: OptionName[] = [
   'input-shape',
+  'input-dtype',
   'dim',
   'specialize',
   'no-optimize',
@@ -88,7 +90,7 @@ const COMMANDS: Record<string, Subcommand> = {
       'kiln compile MODEL.onnx --target wasm|webgpu|cuda [--sm 80|86|90] [--verbose]   (cuda: PTX for NVIDIA GPUs; --verbose: ptxas resource usage)',
       "kiln compile MODEL.onnx --target webgpu [--webgpu-limits default|desktop|LIMITS.json]   (the device limits the kernels fit; default: the WebGPU spec's)",
       'kiln compile MODEL.pt2 ...   (a torch.export.save archive: the same options; the format is detected from the file)',
-      'kiln compile MODEL.pt --input-shape x=1,3,224,224 ...   (a torch.jit.save TorchScript file; a traced one records its input shapes)',
+      'kiln compile MODEL.pt --input-shape x=1,3,224,224 [--input-dtype ids=int64] ...   (a torch.jit.save TorchScript file; a traced one records its inputs, a scripted one needs their shapes, and dtypes other than float32)',
     ],
     options: ['output', ...COMPILE_FLAGS, 'verbose', 'db', 'no-tuning'],
     positionals: { min: 1, max: 1, name: 'MODEL.onnx' },

@@ -1,6 +1,6 @@
 // Reading and writing tensors as .npy (NumPy format 1.0/2.0/3.0) or ONNX TensorProto .pb files.
 import { readFileSync, writeFileSync, renameSync, unlinkSync } from 'node:fs';
-import { ARRAY, BYTES, type DType } from '../runtime/dtype.js';
+import { ARRAY, BYTES, DTYPES, type DType } from '../runtime/dtype.js';
 import { KilnError } from '../runtime/errors.js';
 import { type Tensor, sizeOf } from '../runtime/tensor.js';
 import { decodeTensorProto, encodeTensorProto } from '../frontend/onnx/tensor-proto.js';
@@ -114,6 +114,17 @@ export function parseDim(s: string): [string, DimValue] {
 }
 
 /** "name=1,3,224,224" -> ["name", [1,3,224,224]] */
+/** --input-dtype name=int64: an element type by Kiln's name. */
+export function parseNamedDType(s: string): [string, DType] {
+  const eq = s.lastIndexOf('=');
+  const dtype = s.slice(eq + 1) as DType;
+  if (eq <= 0 || !DTYPES.includes(dtype))
+    throw new KilnError('E_USAGE', `bad --input-dtype '${s}'`, {
+      hint: `write name=TYPE, TYPE one of ${DTYPES.join(', ')}`,
+    });
+  return [s.slice(0, eq), dtype];
+}
+
 export function parseNamedShape(s: string): [string, number[]] {
   const eq = s.lastIndexOf('=');
   const parts = s.slice(eq + 1).split(',');

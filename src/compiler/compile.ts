@@ -2,6 +2,7 @@
 // WebAssembly (and WGSL or PTX) -> artifact.
 import type { Tensor } from '../runtime/tensor.js';
 import type { ArtifactHeader } from '../runtime/artifact-format.js';
+import type { DType } from '../runtime/dtype.js';
 import { KilnError } from '../runtime/errors.js';
 import type { FuncNode, GExpr } from '../relay-ir/expr.js';
 import { runPasses, type Pass } from '../relay-ir/pass-manager.js';
@@ -63,6 +64,11 @@ export interface CompileOptions {
   sm?: SmTarget;
   /** Concrete shapes for inputs with symbolic or missing dims. */
   inputShapes?: Record<string, number[]>;
+  /**
+   * Element types of a TorchScript model's inputs by name, where the file does not record them (a scripted
+   * forward's `Tensor` arguments are float32 unless given here). ONNX and .pt2 files record their inputs' types.
+   */
+  inputDTypes?: Record<string, DType>;
   /**
    * Sizes of the model's symbolic input dims by name, e.g. `{ batch: 1, sequence: 128 }`: ONNX dim_params,
    * unnamed dims as `<input>_d<i>`, torch.export's `s0`, `s1`... A range `[lo, hi]` keeps an ONNX dim symbolic
@@ -145,11 +151,18 @@ export function importAndOptimize(
   const folder = new ConstantFolder(evaluateCall, interpretSymbolic);
   const format = detectFormat(modelBytes, opts.format);
   const torchOpts = { inputShapes: opts.inputShapes, dims: opts.dims, specialize: opts.specialize };
+  const typed = Object.keys(opts.inputDTypes ?? {});
+  if (typed.length && format !== 'torchscript')
+    throw new KilnError(
+      'E_INPUT',
+      `inputDTypes names ${typed.map((n) => `'${n}'`).join(', ')}, but a${format === 'onnx' ? 'n ONNX' : ' .pt2'} model records its inputs' element types`,
+      { hint: 'leave out inputDTypes (--input-dtype); it is for TorchScript files, whose scripted inputs have none' },
+    );
   const imported =
     format === 'pt2'
       ? importPt2(modelBytes, torchOpts)
       : format === 'torchscript'
-        ? importTorchScript(modelBytes, torchOpts)
+        ? importTorchScript(modelBytes, { ...torchOpts, inputDTypes: opts.inputDTypes })
         : importOnnx(modelBytes, {
             readExternal: opts.modelPath ? externalDataReader(opts.modelPath) : undefined,
             inputShapes: opts.inputShapes,

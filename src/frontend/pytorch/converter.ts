@@ -2,11 +2,14 @@
 // 'convolution', 'add'; a converter sees the overload and the arguments by their schema names), and the context
 // a converter works in. Arguments torch.export leaves out because they have their default value are read with
 // the default the converter gives.
-import type { DType } from '../../runtime/dtype.js';
+import { type DType, isFloat } from '../../runtime/dtype.js';
 import { type Tensor, tensor } from '../../runtime/tensor.js';
 import { type GExpr, gconst } from '../../relay-ir/expr.js';
 import type { AttrValue } from '../../relay-ir/op.js';
-import type { TensorType } from '../../relay-ir/types.js';
+import type { Dim, TensorType } from '../../relay-ir/types.js';
+import { dimSymbols } from '../../relay-ir/sym-dim.js';
+import { KilnError } from '../../runtime/errors.js';
+import { fixDimsHint } from '../dims.js';
 
 export interface AtenCtx {
   /** The full target, e.g. 'aten.convolution.default'. */
@@ -34,6 +37,13 @@ export interface AtenCtx {
   ints(name: string, dflt?: number[], n?: number): number[];
   /** An int list that may be None or left out. */
   optInts(name: string): number[] | undefined;
+  /**
+   * A number or a size: a symbolic dim where a torch.export program with dynamic shapes computes it from its
+   * symbols (slice's end, arange's end), else the number (which may be fractional where the schema says Scalar).
+   */
+  dim(name: string, dflt?: number): Dim;
+  /** A list of sizes, each an int or a symbolic dim; a single one is repeated `n` times, as in `ints`. */
+  dims(name: string, dflt?: number[], n?: number): Dim[];
   float(name: string, dflt?: number): number;
   /** A number or None (clamp's min/max). */
   optFloat(name: string): number | undefined;
@@ -58,7 +68,7 @@ export type AtenFn = (c: AtenCtx) => GExpr | readonly (GExpr | undefined)[];
  * fractional number beside an integer tensor as float32, which type promotion then takes.
  */
 export function scalarLike(n: number, like: DType): GExpr {
-  const isInt = like !== 'float32' && like !== 'float64';
+  const isInt = !isFloat(like);
   if (isInt && !Number.isInteger(n)) return gconst(tensor('float32', [], [n]));
   return gconst(tensor(like, [], [like === 'bool' ? Number(n !== 0) : n]));
 }
@@ -66,8 +76,28 @@ export function scalarLike(n: number, like: DType): GExpr {
 /** x's shape, which must be static (symbolic dims are fixed at import with `dims`). */
 export function staticShape(c: AtenCtx, x: GExpr): number[] {
   const s = c.type(x).shape;
-  if (s.some((d) => typeof d !== 'number')) c.unsupported('symbolic dims');
+  if (s.some((d) => typeof d !== 'number')) symbolicDims(c, s);
   return s as number[];
+}
+
+/** Dim `axis` of x, which must be a number (the converter needs it to lay out its result). */
+export function staticDim(c: AtenCtx, x: GExpr, axis: number): number {
+  const d = c.type(x).shape[axis];
+  if (typeof d !== 'number') symbolicDims(c, c.type(x).shape, axis);
+  return d as number;
+}
+
+function symbolicDims(c: AtenCtx, shape: readonly Dim[], axis?: number): never {
+  const symbols = [
+    ...new Set(
+      shape.flatMap((d, i) => (typeof d === 'number' || (axis !== undefined && i !== axis) ? [] : dimSymbols(d))),
+    ),
+  ];
+  throw new KilnError(
+    'E_DYNAMIC',
+    `${c.target}: ${axis === undefined ? `an input of symbolic shape [${shape}]` : `dim ${axis} of an input of shape [${shape}]`} needs fixed sizes here`,
+    { hint: fixDimsHint(symbols) },
+  );
 }
 
 const table = new Map<string, AtenFn>();

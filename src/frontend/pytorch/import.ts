@@ -7,9 +7,10 @@ import { KilnError, withNodeContext } from '../../runtime/errors.js';
 import type { DType } from '../../runtime/dtype.js';
 import { type FuncNode, type GExpr, type VarNode, gcall, gconst, gfunc, gtuple, gvar } from '../../relay-ir/expr.js';
 import { type AttrValue, getOp } from '../../relay-ir/op.js';
-import { type TensorType, asTensor, tensorType } from '../../relay-ir/types.js';
+import { type Dim, type TensorType, asTensor, tensorType } from '../../relay-ir/types.js';
+import { type DimRanges, dimEquals, dimSymbols, withDimRanges } from '../../relay-ir/sym-dim.js';
 import { type Pt2Archive, readPt2Archive } from './archive.js';
-import { type SymExpr, evaluateSymExpr, parseSymExpr, printSymExpr } from './sym-expr.js';
+import { type SymExpr, parseSymExpr, printSymExpr, symExprToDim } from './sym-expr.js';
 import { type DimOptions, bindSymbols, fixDimsHint, inputSymbols } from '../dims.js';
 import {
   type ArgumentJson,
@@ -29,7 +30,10 @@ import './ops/index.js';
 export interface Pt2ImportOptions {
   /** Concrete shapes for inputs with symbolic dims (torch.export's dynamic shapes), by input name. */
   inputShapes?: Record<string, number[]>;
-  /** Values of the program's size symbols (`s0`, `s1`...) by name (src/frontend/dims.ts). */
+  /**
+   * Values of the program's size symbols (`s0`, `s1`...) by name (src/frontend/dims.ts); a range `[lo, hi]` narrows
+   * the range torch.export recorded. Symbols left out stay symbolic dims of the graph, in their recorded ranges.
+   */
   dims?: DimOptions;
   /** Not used by .pt2 programs (their shape arguments are constants already): any name given is an error. */
   specialize?: Record<string, unknown>;
@@ -42,6 +46,8 @@ export interface ImportedPt2 {
   outputNames: string[];
   specialized: string[];
   producer: string;
+  /** The ranges of the symbols that stay symbolic (torch.export's range_constraints, narrowed by `dims`). */
+  dimRanges: DimRanges;
 }
 
 const NON_FINITE: ReadonlySet<string> = new Set(['Infinity', '-Infinity', 'NaN']);
@@ -61,10 +67,15 @@ export function importPt2(bytes: Uint8Array, opts: Pt2ImportOptions = {}): Impor
   const archive = readPt2Archive(bytes);
   const program = archive.program;
   checkSchemaVersion(program);
-  const graph = program.graph_module.graph;
   const sizes = programSizes(program, opts);
+  return withDimRanges(sizes.ranges, () => convertProgram(archive, opts, sizes));
+}
+
+function convertProgram(archive: Pt2Archive, opts: Pt2ImportOptions, sizes: ProgramSizes): ImportedPt2 {
+  const program = archive.program;
+  const graph = program.graph_module.graph;
   // nodes that compute sizes (sym_size, operator.mul on SymInts...): their values are the program's recorded
-  // size expressions, evaluated under the fixed symbols
+  // size expressions, read as dims (numbers where the symbols are fixed, symbolic dims otherwise)
   const nodes = graph.nodes.filter((n) => !(n.outputs.length && n.outputs.every((o) => o.as_sym_int)));
   checkOperators(nodes);
 
@@ -145,6 +156,7 @@ export function importPt2(bytes: Uint8Array, opts: Pt2ImportOptions = {}): Impor
     outputNames: outputs.length === 1 ? ['output'] : outputs.map((_, i) => `output_${i}`),
     specialized: [],
     producer: `torch ${program.torch_version ?? ''}`.trim(),
+    dimRanges: sizes.ranges,
   };
 }
 
@@ -158,14 +170,22 @@ function checkOperators(nodes: readonly NodeJson[]): void {
   }
   if (!missing.size) return;
   const list = [...missing].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
-  const controlFlow = list.some(([t]) => t.startsWith('higher_order.'));
+  const count = (k: number) => `${k} node${k > 1 ? 's' : ''}`;
+  // higher-order ops (torch.cond, torch.while_loop, ...) carry their branches and bodies as subgraphs
+  const controlFlow = list.filter(([t]) => t.startsWith('higher_order.'));
+  const others = list.filter(([t]) => !t.startsWith('higher_order.'));
+  if (controlFlow.length) {
+    const named = controlFlow.map(([t, k]) => `torch.${t.slice('higher_order.'.length)} (${t}, ${count(k)})`);
+    const rest = others.length ? `; and ${others.map(([t, k]) => `${t} (${count(k)})`).join(', ')}` : '';
+    throw new KilnError('E_UNSUPPORTED_OP', `control flow is not supported yet: ${named.join(', ')}${rest}`, {
+      hint: 'its branches and loop bodies are subgraphs, which need control flow in the graph IR (in progress); until then export the branch the model takes (call it directly) or a loop unrolled in Python; see README "Operator coverage"',
+    });
+  }
   throw new KilnError(
     'E_UNSUPPORTED_OP',
-    `${list.length} operator${list.length > 1 ? 's are' : ' is'} not supported: ${list.map(([t, k]) => `${t} (${k} node${k > 1 ? 's' : ''})`).join(', ')}`,
+    `${list.length} operator${list.length > 1 ? 's are' : ' is'} not supported: ${list.map(([t, k]) => `${t} (${count(k)})`).join(', ')}`,
     {
-      hint: controlFlow
-        ? 'control flow (torch.cond, while_loop) is not supported yet; see README "Operator coverage"'
-        : 'try ep.run_decompositions() before torch.export.save (Core ATen ops), or open an issue; see README "Operator coverage"',
+      hint: 'try ep.run_decompositions() before torch.export.save (Core ATen ops), or open an issue; see README "Operator coverage"',
     },
   );
 }
@@ -200,19 +220,16 @@ function inputType(name: string, meta: TensorMetaJson | undefined, sizes: Progra
     });
     return tensorType(given, dtype);
   }
-  const shape = meta.sizes.map((s) => sizes.value(s));
-  if (shape.some((d) => d === undefined)) {
-    throw new KilnError(
-      'E_DYNAMIC',
-      `input '${name}' has symbolic dims [${meta.sizes.map((s, i) => shape[i] ?? sizes.print(s))}] (${sizes.missing.map((u) => `${u}${sizes.range(u)}`).join('; ')}): kernels for run-time sizes are not built yet`,
-      { hint: `${fixDimsHint(sizes.missing)}, or give the inputs' shapes: --input-shape ${name}=...` },
-    );
-  }
-  return tensorType(shape as number[], dtype);
+  return tensorType(
+    meta.sizes.map((s) => sizes.dim(s)),
+    dtype,
+  );
 }
 
 /** The program's sizes under the symbols' values (from `dims` and `inputShapes`). */
 interface ProgramSizes {
+  /** A SymInt as a graph dim: a number, or a symbolic dim over the symbols that have no value. */
+  dim(s: SymIntJson | { as_name: string }): Dim;
   /** A SymInt's value; undefined while a symbol it reads has none. */
   value(s: SymIntJson | { as_name: string }): number | undefined;
   /** A SymInt as text for messages. */
@@ -221,6 +238,8 @@ interface ProgramSizes {
   range(symbol: string): string;
   /** The symbols of the inputs' dims that have no value. */
   readonly missing: readonly string[];
+  /** The range of each symbol without a value. */
+  readonly ranges: DimRanges;
 }
 
 function programSizes(program: ExportedProgramJson, opts: Pt2ImportOptions): ProgramSizes {
@@ -254,34 +273,75 @@ function programSizes(program: ExportedProgramJson, opts: Pt2ImportOptions): Pro
       return e?.k === 'int' ? e.value : e?.k === 'sym' ? e.name : undefined;
     }),
   }));
-  const { values } = bindSymbols(declared, opts.dims, opts.inputShapes);
+  const { values, ranges: narrowed } = bindSymbols(declared, opts.dims, opts.inputShapes);
   const ranges = program.range_constraints ?? {};
-  const rangeText = (r: { min_val?: number | null; max_val?: number | null }) =>
-    `${r.min_val ?? 0}..${r.max_val ?? 'inf'}`;
-  for (const [symbol, v] of values) {
+  const recorded = (symbol: string): [number, number] => {
     const r = ranges[symbol];
-    if (r && (v < (r.min_val ?? 0) || (typeof r.max_val === 'number' && v > r.max_val)))
-      throw new KilnError(
-        'E_INPUT',
-        `dim ${symbol} = ${v} is outside the range ${rangeText(r)} the model was exported for`,
-        { hint: 'the program is only valid in that range (torch.export.Dim min/max); give a size inside it' },
-      );
+    const hi = r?.max_val;
+    return [r?.min_val ?? 0, typeof hi === 'number' && Number.isFinite(hi) ? hi : Number.POSITIVE_INFINITY];
+  };
+  const rangeText = (symbol: string) => {
+    const [lo, hi] = recorded(symbol);
+    return `${lo}..${hi === Number.POSITIVE_INFINITY ? 'inf' : hi}`;
+  };
+  const outside = (symbol: string, what: string) =>
+    new KilnError('E_INPUT', `${what} is outside the range ${rangeText(symbol)} the model was exported for`, {
+      hint: 'the program is only valid in that range (torch.export.Dim min/max); give a size inside it',
+    });
+  for (const [symbol, v] of values) {
+    const [lo, hi] = recorded(symbol);
+    if (ranges[symbol] && (v < lo || v > hi)) throw outside(symbol, `dim ${symbol} = ${v}`);
   }
+  // the symbols left symbolic keep torch.export's range, narrowed by a range in `dims`
+  const symbolRanges = new Map<string, readonly [number, number]>();
+  for (const symbol of new Set([...Object.keys(ranges), ...inputSymbols(declared).keys()])) {
+    if (values.has(symbol)) continue;
+    const [lo, hi] = recorded(symbol);
+    const given = narrowed.get(symbol);
+    if (given && (given[0] < lo || given[1] > hi))
+      throw outside(symbol, `dims['${symbol}'] = ${given[0]}..${given[1]}`);
+    symbolRanges.set(symbol, given ?? [lo, hi]);
+  }
+  const dims = new Map<string, Dim>();
   const sizes: ProgramSizes = {
-    value(s) {
+    dim(s) {
       if ('as_name' in s) {
         const entry = named[s.as_name] as SymIntJson | undefined;
-        return entry ? sizes.value(entry) : undefined;
+        if (!entry)
+          throw new KilnError('E_MODEL_INVALID', `the size ${s.as_name} has no recorded value`, {
+            hint: 'the exported program is malformed or was altered; export it again',
+          });
+        return sizes.dim(entry);
       }
+      if ('as_int' in s) return s.as_int;
       const e = expr(s);
-      return e && evaluateSymExpr(e, values);
+      if (!e)
+        throw new KilnError('E_MODEL_INVALID', `cannot read the size ${JSON.stringify(s)}`, {
+          hint: 'the exported program is malformed or was altered; export it again',
+        });
+      const text = s.as_expr!.expr_str;
+      let d = dims.get(text);
+      if (d === undefined) {
+        d = withDimRanges(symbolRanges, () => symExprToDim(e, values));
+        dims.set(text, d);
+      }
+      return d;
+    },
+    value(s) {
+      try {
+        const d = sizes.dim(s);
+        return typeof d === 'number' ? d : undefined;
+      } catch {
+        return undefined;
+      }
     },
     print: (s) => {
       const e = expr(s);
       return e ? printSymExpr(e) : JSON.stringify(s);
     },
-    range: (symbol) => (ranges[symbol] ? ` in ${rangeText(ranges[symbol])}` : ''),
+    range: (symbol) => (ranges[symbol] ? ` in ${rangeText(symbol)}` : ''),
     missing: [...inputSymbols(declared).keys()].filter((u) => !values.has(u)),
+    ranges: symbolRanges,
   };
   return sizes;
 }
@@ -351,8 +411,12 @@ function checkMeta(
   sizes: ProgramSizes,
 ): void {
   if (!meta || e.type.kind !== 'tensor') return;
-  const want = meta.sizes.map((s) => sizes.value(s));
-  if (want.some((d) => d === undefined)) return;
+  let want: Dim[];
+  try {
+    want = meta.sizes.map((s) => sizes.dim(s));
+  } catch {
+    return; // a size Kiln cannot express symbolically: the converter's own type rule stands
+  }
   const got = e.type.shape;
   let dtype: DType | undefined;
   try {
@@ -360,7 +424,7 @@ function checkMeta(
   } catch {
     return;
   }
-  if (got.length !== want.length || got.some((d, i) => d !== want[i]) || dtype !== e.type.dtype) {
+  if (got.length !== want.length || got.some((d, i) => !dimEquals(d, want[i])) || dtype !== e.type.dtype) {
     throw new KilnError(
       'E_INTERNAL',
       `converting ${shortTarget(node.target)} gave ${e.type.dtype}[${got}] for '${name}', the program records ${dtype}[${want}]`,
@@ -413,13 +477,24 @@ function convertNode(
     }
     return a;
   };
+  const symDim = (v: { as_int: number } | { as_name: string }): Dim => ('as_int' in v ? v.as_int : sizes.dim(v));
   const symInt = (v: { as_int: number } | { as_name: string }, arg: string): number => {
-    if ('as_int' in v) return v.as_int;
-    const fixed = sizes.value(v);
-    if (fixed !== undefined) return fixed;
-    throw new KilnError('E_DYNAMIC', `argument '${arg}' depends on the symbolic size ${v.as_name}`, {
-      hint: 'fix the symbolic dims of the inputs (--dim / --input-shape)',
-    });
+    const d = symDim(v);
+    if (typeof d === 'number') return d;
+    throw new KilnError(
+      'E_DYNAMIC',
+      `argument '${arg}' of ${aten} is the symbolic size ${d}, which it needs as a number`,
+      {
+        hint: `fix the symbolic dims it reads: ${fixDimsHint([...new Set(dimSymbols(d))])}`,
+      },
+    );
+  };
+  const dimList = (arg: string, a: ArgumentJson): Dim[] => {
+    if (a.as_ints) return [...a.as_ints];
+    if (a.as_sym_ints) return a.as_sym_ints.map(symDim);
+    if (typeof a.as_int === 'number') return [a.as_int];
+    if (a.as_sym_int) return [symDim(a.as_sym_int)];
+    return bad(arg, 'a list of ints', a);
   };
   const number = (arg: string, a: ArgumentJson): number => {
     if (typeof a.as_int === 'number') return a.as_int;
@@ -490,6 +565,23 @@ function convertNode(
       const a = get(arg);
       if (!a) return undefined;
       return ctx.ints(arg);
+    },
+    dim(arg, dflt) {
+      const a = get(arg);
+      if (!a) {
+        if (dflt === undefined) required(arg);
+        return dflt!;
+      }
+      return a.as_sym_int ? symDim(a.as_sym_int) : number(arg, a);
+    },
+    dims(arg, dflt, n) {
+      const a = get(arg);
+      let v: Dim[];
+      if (!a) {
+        if (dflt === undefined) required(arg);
+        v = [...dflt!];
+      } else v = dimList(arg, a);
+      return n !== undefined && v.length === 1 && n > 1 ? new Array<Dim>(n).fill(v[0]) : v;
     },
     float(arg, dflt) {
       const a = get(arg);

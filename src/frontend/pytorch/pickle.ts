@@ -30,6 +30,8 @@ export interface PickledTensor {
   offset: number;
   sizes: number[];
   strides: number[];
+  /** A per-tensor affine quantized tensor's parameters (torch._utils._rebuild_qtensor): value = (q - zeroPoint) * scale. */
+  quantized?: { scale: number; zeroPoint: number };
 }
 
 /** A storage a persistent id names: the archive entry `key` ('data/3'), of `numel` elements. */
@@ -62,7 +64,13 @@ export type PyValue =
 const HINT = 'the archive is truncated or corrupt, or not a TorchScript file; save it again with torch.jit.save';
 
 /** Globals a TorchScript pickle may name, other than its own module classes. */
-const STORAGE = /^torch (Float|Double|Long|Int|Short|Char|Byte|Bool|Half|BFloat16)Storage$/;
+const STORAGE = /^torch (Float|Double|Long|Int|Short|Char|Byte|Bool|Half|BFloat16|QInt8|QUInt8|QInt32)Storage$/;
+/** The quantization schemes a quantized tensor's parameters name (only per-tensor affine is read). */
+const QSCHEMES = new Set([
+  'torch per_tensor_affine',
+  'torch per_channel_affine',
+  'torch per_channel_affine_float_qparams',
+]);
 const IDENTITY_GLOBALS = new Set([
   // typed containers: the value with its static type attached
   'torch.jit._pickle restore_type_tag',
@@ -291,9 +299,18 @@ export function unpickle(bytes: Uint8Array, where: string, folder = 'data'): PyV
         break;
       }
       case 0x62: {
-        // BUILD: an object's state (a module's attributes)
+        // BUILD: an object's state (a module's attributes; a TorchScript class's __getstate__ tuple, such as the
+        // weight and bias of quantized linear's packed parameters)
         const state = pop();
         const obj = top();
+        if (
+          obj instanceof PyObject &&
+          obj.className.startsWith('__torch__.torch.classes.') &&
+          state instanceof PyTuple
+        ) {
+          obj.state.set('__state__', state);
+          break;
+        }
         if (!(obj instanceof PyObject) || !(state instanceof Map))
           fail(`${where}: BUILD of something other than a module`);
         for (const [k, v] of state) if (typeof k === 'string') obj.state.set(k, v);
@@ -325,6 +342,24 @@ export function unpickle(bytes: Uint8Array, where: string, folder = 'data'): PyV
   }
 }
 
+/** _rebuild_qtensor's quantizer parameters: (per_tensor_affine, scale, zero_point) is read, other schemes refused. */
+function perTensorAffine(q: PyValue, where: string): { scale: number; zeroPoint: number } {
+  const items = q instanceof PyTuple ? q.items : [];
+  const scheme = isGlobal(items[0]) ? items[0].name.split(' ')[1] : undefined;
+  if (scheme && scheme !== 'per_tensor_affine')
+    throw new KilnError(
+      'E_UNSUPPORTED',
+      `${where} holds a ${scheme} quantized tensor; Kiln reads per-tensor affine ones`,
+      {
+        hint: "quantize with a per-tensor qconfig (e.g. torch.ao.quantization.get_default_qconfig('qnnpack')), or export the float model",
+      },
+    );
+  const [, scale, zeroPoint] = items;
+  if (!scheme || typeof scale !== 'number' || typeof zeroPoint !== 'number')
+    fail(`${where}: _rebuild_qtensor with malformed quantizer parameters`);
+  return { scale: scale as number, zeroPoint: zeroPoint as number };
+}
+
 const MARK = Symbol('mark');
 
 const isGlobal = (v: unknown): v is { kind: 'global'; name: string } =>
@@ -334,6 +369,8 @@ function global(name: string, where: string): PyValue {
   if (
     name === 'torch._utils _rebuild_tensor_v2' ||
     name === 'torch._utils _rebuild_parameter' ||
+    name === 'torch._utils _rebuild_qtensor' ||
+    QSCHEMES.has(name) ||
     name === 'collections OrderedDict' ||
     name === 'torch device' ||
     IDENTITY_GLOBALS.has(name) ||
@@ -360,8 +397,8 @@ function reduce(fn: PyValue, args: PyValue, where: string): PyValue {
   if (fn.name === 'torch device') return { kind: 'device', type: String(a[0]) };
   // an nn.Parameter (torch.save of a state dict): its tensor
   if (fn.name === 'torch._utils _rebuild_parameter') return a[0];
-  if (fn.name === 'torch._utils _rebuild_tensor_v2') {
-    const [storage, offset, sizes, strides] = a;
+  if (fn.name === 'torch._utils _rebuild_tensor_v2' || fn.name === 'torch._utils _rebuild_qtensor') {
+    const [storage, offset, sizes, strides, qparams] = a;
     const ints = (v: PyValue) =>
       v instanceof PyTuple && v.items.every((x) => typeof x === 'number') ? (v.items as number[]) : undefined;
     const isStorage = (v: PyValue): v is PyStorage => (v as PyStorage | null)?.kind === 'storage';
@@ -370,7 +407,9 @@ function reduce(fn: PyValue, args: PyValue, where: string): PyValue {
       st = ints(strides);
     if (!s || !st || s.length !== st.length) fail(`${where}: _rebuild_tensor_v2 with malformed sizes or strides`);
     const { storageType, key, numel } = storage;
-    return { kind: 'tensor', storageType, key, numel, offset, sizes: s, strides: st };
+    const t: PickledTensor = { kind: 'tensor', storageType, key, numel, offset, sizes: s, strides: st };
+    if (fn.name === 'torch._utils _rebuild_qtensor') t.quantized = perTensorAffine(qparams, where);
+    return t;
   }
   return fail(`${where}: a pickle calls ${fn.name.replace(' ', '.')}`);
 }

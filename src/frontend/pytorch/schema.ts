@@ -169,6 +169,8 @@ const KILN_DTYPES = new Set([
   'int64',
   'float32',
   'float64',
+  'float16',
+  'bfloat16',
   'bool',
   'uint16',
   'uint32',

@@ -15,6 +15,12 @@ export const STORAGE_DTYPES: Record<string, DType | undefined> = {
   CharStorage: 'int8',
   ByteStorage: 'uint8',
   BoolStorage: 'bool',
+  HalfStorage: 'float16',
+  BFloat16Storage: 'bfloat16',
+  // quantized tensors' integers (their scale and zero point are in the pickle)
+  QInt8Storage: 'int8',
+  QUInt8Storage: 'uint8',
+  QInt32Storage: 'int32',
 };
 
 /**

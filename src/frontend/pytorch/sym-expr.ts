@@ -2,6 +2,8 @@
 // `Mul(Integer(2), Symbol('s17', positive=True, integer=True))` (older versions: a bare symbol name). Kiln reads
 // them to evaluate a program's sizes once its symbols have values (the `dims` option, or an input's shape).
 import { KilnError } from '../../runtime/errors.js';
+import { dimAdd, dimExactDiv, dimFloorDiv, dimMax, dimMin, dimMod, dimMul } from '../../relay-ir/sym-dim.js';
+import type { Dim } from '../../relay-ir/types.js';
 
 export type SymExpr =
   | { readonly k: 'int'; readonly value: number }
@@ -105,4 +107,58 @@ export function evaluateSymExpr(e: SymExpr, values: ReadonlyMap<string, number>)
       hint: 'check the sizes given with --dim / --input-shape against the ones the model was exported for',
     });
   return v;
+}
+
+/** A positive whole constant divisor (sympy's FloorDiv/Mod by a size expression of symbols are not sizes Kiln keeps). */
+function constDivisor(fn: string, b: Dim): number {
+  if (typeof b === 'number' && Number.isInteger(b) && b > 0) return b;
+  throw new KilnError('E_UNSUPPORTED', `the symbolic size ${fn}(..., ${b}) divides by a size that is not a constant`, {
+    hint: 'fix the symbols it reads with --dim NAME=N (API: dims), or export with static shapes',
+  });
+}
+
+/**
+ * The expression as a graph-IR dim (relay-ir/sym-dim.ts): symbols with a value in `values` become that number, the
+ * others stay symbols, and sympy's functions become the dim arithmetic (sums and products as polynomials, floors
+ * and mins that the ranges in force cannot decide as opaque atoms).
+ */
+export function symExprToDim(e: SymExpr, values: ReadonlyMap<string, number>): Dim {
+  if (e.k === 'int') return e.value;
+  if (e.k === 'sym') return values.get(e.name) ?? e.name;
+  const args = e.args.map((a) => symExprToDim(a, values));
+  if (args.every((a) => typeof a === 'number'))
+    return evaluateSymExpr({ k: 'fn', fn: e.fn, args: args.map((value) => ({ k: 'int', value })) }, values)!;
+  switch (e.fn) {
+    case 'Add':
+      return args.reduce((a, b) => dimAdd(a, b), 0);
+    case 'Mul':
+      return args.reduce((a, b) => dimMul(a, b), 1);
+    case 'Max':
+      return args.reduce((a, b) => dimMax(a, b));
+    case 'Min':
+      return args.reduce((a, b) => dimMin(a, b));
+    case 'Pow': {
+      const [a, b] = args;
+      if (typeof b === 'number' && Number.isInteger(b) && b >= 0)
+        return Array.from({ length: b }, () => a).reduce((p, q) => dimMul(p, q), 1);
+      break;
+    }
+    case 'CleanDiv': {
+      const q = dimExactDiv(args[0], args[1]);
+      if (q !== undefined) return q;
+      return dimFloorDiv(args[0], constDivisor(e.fn, args[1]));
+    }
+    case 'FloorDiv':
+      return dimFloorDiv(args[0], constDivisor(e.fn, args[1]));
+    case 'Mod':
+    case 'PythonMod':
+      return dimMod(args[0], constDivisor(e.fn, args[1]));
+  }
+  throw new KilnError(
+    'E_UNSUPPORTED',
+    `the symbolic size ${printSymExpr(e)} (sympy ${e.fn}) has no symbolic form in Kiln`,
+    {
+      hint: `fix the symbols it reads (${symbolsIn(e).join(', ')}) with --dim NAME=N (API: dims), or export with static shapes`,
+    },
+  );
 }

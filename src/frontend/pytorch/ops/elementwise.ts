@@ -3,18 +3,19 @@
 // dtypes are promoted as PyTorch does for the common cases (an integer operand joins a float one).
 import type { GExpr } from '../../../relay-ir/expr.js';
 import { sizeOf, tensor } from '../../../runtime/tensor.js';
-import type { DType } from '../../../runtime/dtype.js';
-import { type AtenCtx, aten, staticShape } from '../converter.js';
+import { type DType, isFloat } from '../../../runtime/dtype.js';
+import type { Dim } from '../../../relay-ir/types.js';
+import { dimMax, dimSub } from '../../../relay-ir/sym-dim.js';
+import { type AtenCtx, aten } from '../converter.js';
 
-const isFloat = (t: DType) => t === 'float32' || t === 'float64';
 const scalar = (c: AtenCtx, like: GExpr, v: number) => c.constant(tensor(c.type(like).dtype, [], [v]));
 
-/** The two operands brought to one dtype: floats win over integers, float64 over float32. */
+/** The two operands brought to one dtype: floats win over integers, wider floats over narrower (half) ones. */
 function promote(c: AtenCtx, a: GExpr, b: GExpr): [GExpr, GExpr] {
   const ta = c.type(a).dtype,
     tb = c.type(b).dtype;
   if (ta === tb) return [a, b];
-  const rank = (t: DType) => (t === 'float64' ? 3 : t === 'float32' ? 2 : t === 'bool' ? 0 : 1);
+  const rank = (t: DType) => (t === 'float64' ? 4 : t === 'float32' ? 3 : isFloat(t) ? 2 : t === 'bool' ? 0 : 1);
   // a 0-dim operand (a Python number or a scalar tensor) of the same kind takes the other's dtype, as in PyTorch
   const aScalar = c.type(a).shape.length === 0,
     bScalar = c.type(b).shape.length === 0;
@@ -190,33 +191,45 @@ const createdDType = (c: AtenCtx, values: number[], dflt?: DType): DType =>
 
 aten('arange', (c) => {
   const start = c.overload === 'default' ? 0 : c.float('start');
-  const end = c.float('end');
   const step = c.overload === 'start_step' ? c.float('step', 1) : 1;
   if (step === 0) c.unsupported('step 0');
+  const to = c.dim('end');
+  if (typeof to !== 'number') {
+    // arange(seq) of a symbolic size: a range operator of that many values
+    if (!Number.isInteger(start) || step !== 1) c.unsupported(`a symbolic end with start ${start} and step ${step}`);
+    const dtype = c.optDType('dtype') ?? 'int64';
+    return c.call('range', [c.constant(tensor(dtype, [], [start])), c.constant(tensor(dtype, [], [1]))], {
+      count: [dimMax(0, dimSub(to, start))],
+    });
+  }
+  const end = to;
   const n = Math.max(0, Math.ceil((end - start) / step));
   const values = Array.from({ length: n }, (_, i) => start + i * step);
   const dtype = createdDType(c, [start, end, step]);
   return c.constant(tensor(dtype, [n], isFloat(dtype) ? values : values.map(Math.trunc)));
 });
 
-function filled(c: AtenCtx, shape: number[], value: number, dflt?: DType): GExpr {
+/** A tensor of one value: a constant, or a scalar expanded to a shape with symbolic dims. */
+function filled(c: AtenCtx, shape: Dim[], value: number, dflt?: DType): GExpr {
   const dtype = createdDType(c, [value], dflt);
-  return c.constant(tensor(dtype, shape, new Array<number>(sizeOf(shape)).fill(value)));
+  if (shape.every((d) => typeof d === 'number'))
+    return c.constant(tensor(dtype, shape, new Array<number>(sizeOf(shape)).fill(value)));
+  return c.call('expand', [c.constant(tensor(dtype, [], [value]))], { shape });
 }
-aten('full', (c) => filled(c, c.ints('size'), c.float('fill_value')));
-aten(['zeros', 'ones'], (c) => filled(c, c.ints('size'), c.target.includes('ones') ? 1 : 0, 'float32'));
+aten('full', (c) => filled(c, c.dims('size'), c.float('fill_value')));
+aten(['zeros', 'ones'], (c) => filled(c, c.dims('size'), c.target.includes('ones') ? 1 : 0, 'float32'));
 aten('full_like', (c) => {
   const x = c.tensor('self');
-  return filled(c, staticShape(c, x), c.float('fill_value'), c.type(x).dtype);
+  return filled(c, [...c.type(x).shape], c.float('fill_value'), c.type(x).dtype);
 });
 aten(['zeros_like', 'ones_like'], (c) => {
   const x = c.tensor('self');
-  return filled(c, staticShape(c, x), c.target.includes('ones') ? 1 : 0, c.type(x).dtype);
+  return filled(c, [...c.type(x).shape], c.target.includes('ones') ? 1 : 0, c.type(x).dtype);
 });
 aten(['new_zeros', 'new_ones'], (c) =>
-  filled(c, c.ints('size'), c.target.includes('ones') ? 1 : 0, c.type(c.tensor('self')).dtype),
+  filled(c, c.dims('size'), c.target.includes('ones') ? 1 : 0, c.type(c.tensor('self')).dtype),
 );
-aten('new_full', (c) => filled(c, c.ints('size'), c.float('fill_value'), c.type(c.tensor('self')).dtype));
+aten('new_full', (c) => filled(c, c.dims('size'), c.float('fill_value'), c.type(c.tensor('self')).dtype));
 aten('scalar_tensor', (c) => filled(c, [], c.float('s'), 'float32'));
 
 // ---- more unary, integer division ---------------------------------------------------------------------------------

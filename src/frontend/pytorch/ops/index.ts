@@ -2,5 +2,6 @@
 import './elementwise.js';
 import './linalg.js';
 import './nn.js';
+import './quantized.js';
 import './reduce.js';
 import './transform.js';

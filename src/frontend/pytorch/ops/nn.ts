@@ -2,7 +2,7 @@
 // dilations, as the ONNX converters give them).
 import type { GExpr } from '../../../relay-ir/expr.js';
 import { sizeOf, tensor } from '../../../runtime/tensor.js';
-import { type AtenCtx, aten, staticShape } from '../converter.js';
+import { type AtenCtx, aten, staticDim, staticShape } from '../converter.js';
 
 const ones = (n: number) => new Array<number>(n).fill(1);
 const zeros = (n: number) => new Array<number>(n).fill(0);
@@ -133,9 +133,10 @@ aten(['native_batch_norm', '_native_batch_norm_legit'], (c) => batchNorm(c, c.bo
 
 // ---- dropout (inference: identity) --------------------------------------------------------------------------------
 
-aten(['dropout', 'feature_dropout', 'alpha_dropout'], (c) => {
+// dropout_ (in place, torchvision's EfficientNet classifier) names its tensor `self`
+aten(['dropout', 'dropout_', 'feature_dropout', 'alpha_dropout'], (c) => {
   if (c.bool('train', false)) c.unsupported('dropout in training mode');
-  return c.call('identity', [c.tensor('input')]);
+  return c.call('identity', [c.tensor(c.has('input') ? 'input' : 'self')]);
 });
 
 // ---- layer norm ----------------------------------------------------------------------------------------------------
@@ -169,11 +170,11 @@ aten('scaled_dot_product_attention', (c) => {
     v = c.tensor('value');
   if (c.float('dropout_p', 0) !== 0) c.unsupported('dropout_p other than 0 (inference only)');
   if (c.bool('enable_gqa', false)) c.unsupported('enable_gqa');
-  const qs = staticShape(c, q),
-    ks = staticShape(c, k);
-  const [L, E, S] = [qs[qs.length - 2], qs[qs.length - 1], ks[ks.length - 2]];
+  const qs = c.type(q).shape,
+    ks = c.type(k).shape;
+  const [L, S] = [qs[qs.length - 2], ks[ks.length - 2]];
   const dtype = c.type(q).dtype;
-  const scale = c.optFloat('scale') ?? 1 / Math.sqrt(E);
+  const scale = c.optFloat('scale') ?? 1 / Math.sqrt(staticDim(c, q, qs.length - 1));
   const r = ks.length;
   const kt = c.call('transpose', [k], { perm: [...Array.from({ length: r - 2 }, (_, i) => i), r - 1, r - 2] });
   let scores = c.call('mul', [c.call('matmul', [q, kt]), c.constant(tensor(dtype, [], [scale]))]);
@@ -182,8 +183,17 @@ aten('scaled_dot_product_attention', (c) => {
     scores = c.call('where', [mask, scores, c.constant(tensor(dtype, [], [-Infinity]))]);
   else if (mask) scores = c.call('add', [scores, mask]);
   if (c.bool('is_causal', false)) {
-    const causal = Array.from({ length: L * S }, (_, i) => (i % S <= Math.floor(i / S) ? 0 : -Infinity));
-    scores = c.call('add', [scores, c.constant(tensor(dtype, [L, S], causal))]);
+    if (typeof L === 'number' && typeof S === 'number') {
+      const causal = Array.from({ length: L * S }, (_, i) => (i % S <= Math.floor(i / S) ? 0 : -Infinity));
+      scores = c.call('add', [scores, c.constant(tensor(dtype, [L, S], causal))]);
+    } else {
+      // symbolic lengths: key j <= query i, from two ranges
+      const positions = (n: typeof L) =>
+        c.call('range', [c.constant(tensor('int64', [], [0])), c.constant(tensor('int64', [], [1]))], { count: [n] });
+      const rows = c.call('unsqueeze', [positions(L)], { axes: [1] });
+      const keep = c.call('less_equal', [positions(S), rows]);
+      scores = c.call('where', [keep, scores, c.constant(tensor(dtype, [], [-Infinity]))]);
+    }
   }
   return c.call('matmul', [c.call('softmax', [scores], { axis: -1 }), v]);
 });

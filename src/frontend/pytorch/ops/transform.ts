@@ -1,33 +1,41 @@
 // ATen shape and layout operators (view, reshape, flatten, permute, cat, ...) -> Kiln's injective operators.
 // Views and copies are the same thing in a graph of values: clone, contiguous, alias and detach are identities.
 import type { GExpr } from '../../../relay-ir/expr.js';
-import { sizeOf, tensor } from '../../../runtime/tensor.js';
-import { type AtenCtx, aten, staticShape } from '../converter.js';
+import { dimExactDiv, dimProduct } from '../../../relay-ir/sym-dim.js';
+import type { Dim } from '../../../relay-ir/types.js';
+import { tensor } from '../../../runtime/tensor.js';
+import { type AtenCtx, aten, staticDim, staticShape } from '../converter.js';
 
 const norm = (d: number, rank: number) => (d < 0 ? d + rank : d);
 
-/** A target shape with at most one -1, resolved against the input's element count. */
-function reshape(c: AtenCtx, x: GExpr, shape: number[]): GExpr {
-  const n = sizeOf(staticShape(c, x));
+/**
+ * A target shape with at most one -1, resolved against the input's element count (with symbolic dims: by exact
+ * division of the size polynomials, `batch*seq*16 / 16`).
+ */
+function reshape(c: AtenCtx, x: GExpr, shape: Dim[]): GExpr {
   const known = shape.filter((d) => d !== -1);
   if (shape.length - known.length > 1) c.unsupported(`more than one -1 in the shape [${shape}]`);
-  const out = shape.map((d) => (d === -1 ? n / Math.max(1, sizeOf(known)) : d));
-  return c.call('reshape', [x], { shape: out });
+  if (known.length === shape.length) return c.call('reshape', [x], { shape });
+  const n = dimProduct(c.type(x).shape),
+    k = dimProduct(known);
+  const rest =
+    dimExactDiv(n, k === 0 ? 1 : k) ?? c.unsupported(`a -1 in [${shape}] for an input of [${c.type(x).shape}]`);
+  return c.call('reshape', [x], { shape: shape.map((d) => (d === -1 ? rest : d)) });
 }
 
 aten(['view', '_unsafe_view', 'reshape'], (c) => {
   const x = c.tensor('self');
   if (c.overload === 'dtype') c.unsupported('view as another dtype');
-  return reshape(c, x, c.ints(c.has('size') ? 'size' : 'shape'));
+  return reshape(c, x, c.dims(c.has('size') ? 'size' : 'shape'));
 });
 
 aten('flatten', (c) => {
   const x = c.tensor('self');
-  const s = staticShape(c, x);
+  const s = c.type(x).shape;
   if (s.length === 0) return reshape(c, x, [1]);
   const start = norm(c.int('start_dim', 0), s.length),
     end = norm(c.int('end_dim', -1), s.length);
-  return reshape(c, x, [...s.slice(0, start), sizeOf(s.slice(start, end + 1)), ...s.slice(end + 1)]);
+  return reshape(c, x, [...s.slice(0, start), dimProduct(s.slice(start, end + 1)), ...s.slice(end + 1)]);
 });
 
 aten('permute', (c) => {
@@ -92,8 +100,8 @@ aten(['_to_copy', 'to'], (c) => {
 
 aten('expand', (c) => {
   const x = c.tensor('self');
-  const s = staticShape(c, x);
-  const size = c.ints('size');
+  const s = c.type(x).shape;
+  const size = c.dims('size');
   // -1 keeps the input's dim; new leading dims come first
   const out = size.map((d, i) => (d === -1 ? s[i - (size.length - s.length)] : d));
   return c.call('expand', [x], { shape: out });
@@ -118,23 +126,36 @@ aten('index_select', (c) => {
 /** x[..., i, ...] along `dim`: the dim goes away (gather with a 0-D index). */
 aten('select', (c) => {
   const x = c.tensor('self');
-  const s = staticShape(c, x);
+  const s = c.type(x).shape;
   const dim = norm(c.int('dim'), s.length);
   const i = c.int('index');
-  if (i < -s[dim] || i >= s[dim]) c.unsupported(`index ${i} out of range for dim ${dim} of size ${s[dim]}`);
-  return c.call('gather', [x, index(c, i < 0 ? i + s[dim] : i)], { axis: dim });
+  const n = s[dim];
+  if (typeof n !== 'number') return c.call('gather', [x, index(c, i)], { axis: dim }); // gather wraps a negative i
+  if (i < -n || i >= n) c.unsupported(`index ${i} out of range for dim ${dim} of size ${n}`);
+  return c.call('gather', [x, index(c, i < 0 ? i + n : i)], { axis: dim });
 });
 
 /** x[start:end:step] along `dim` (start/end None: the whole dim; out of range: clamped, as in Python). */
 aten('slice', (c) => {
   const x = c.tensor('self');
-  const s = staticShape(c, x);
+  const s = c.type(x).shape;
   const dim = norm(c.int('dim', 0), s.length);
   const step = c.int('step', 1);
   if (step <= 0) c.unsupported(`step ${step} (PyTorch slices take positive steps)`);
-  const start = c.has('start') ? c.int('start') : 0,
-    end = c.has('end') ? Math.min(c.int('end'), s[dim]) : s[dim];
-  return c.call('slice', [x], { starts: [start], ends: [end], axes: [dim], steps: [step] });
+  const bound = (arg: string, dflt: Dim): Dim => {
+    const b = c.has(arg) ? c.dim(arg) : dflt;
+    if (typeof b === 'number' && !Number.isInteger(b)) c.unsupported(`a fractional ${arg} ${b}`);
+    // x[a:] is recorded with end = 2**63 - 1: the whole dim
+    return typeof b === 'number' && b >= Number.MAX_SAFE_INTEGER ? s[dim] : b;
+  };
+  const start = bound('start', 0),
+    end = bound('end', s[dim]);
+  return c.call('slice', [x], {
+    starts: [start],
+    ends: [typeof end === 'number' && typeof s[dim] === 'number' ? Math.min(end, s[dim]) : end],
+    axes: [dim],
+    steps: [step],
+  });
 });
 
 /** Consecutive slices of `sizes` along `dim`. */
@@ -152,30 +173,29 @@ const chunked = (total: number, size: number): number[] =>
 
 aten(['split', 'split_with_sizes'], (c) => {
   const x = c.tensor('self');
-  const s = staticShape(c, x);
-  const dim = norm(c.int('dim', 0), s.length);
+  const dim = norm(c.int('dim', 0), c.type(x).shape.length);
+  const n = staticDim(c, x, dim);
   // split_with_sizes(split_sizes), split.sizes(split_size: int[]), split.Tensor(split_size: int)
   const sizes = c.has('split_sizes')
     ? c.ints('split_sizes')
     : c.overload === 'sizes'
       ? c.ints('split_size')
-      : chunked(s[dim], c.int('split_size'));
-  if (sizes.reduce((a, b) => a + b, 0) !== s[dim]) c.unsupported(`split sizes [${sizes}] of a dim of size ${s[dim]}`);
+      : chunked(n, c.int('split_size'));
+  if (sizes.reduce((a, b) => a + b, 0) !== n) c.unsupported(`split sizes [${sizes}] of a dim of size ${n}`);
   return splitAlong(c, x, dim, sizes);
 });
 
 aten('chunk', (c) => {
   const x = c.tensor('self');
-  const s = staticShape(c, x);
-  const dim = norm(c.int('dim', 0), s.length);
-  return splitAlong(c, x, dim, chunked(s[dim], Math.ceil(s[dim] / c.int('chunks'))));
+  const dim = norm(c.int('dim', 0), c.type(x).shape.length);
+  const n = staticDim(c, x, dim);
+  return splitAlong(c, x, dim, chunked(n, Math.ceil(n / c.int('chunks'))));
 });
 
 aten('unbind', (c) => {
   const x = c.tensor('self');
-  const s = staticShape(c, x);
-  const dim = norm(c.int('dim', 0), s.length);
-  return Array.from({ length: s[dim] }, (_, i) => c.call('gather', [x, index(c, i)], { axis: dim }));
+  const dim = norm(c.int('dim', 0), c.type(x).shape.length);
+  return Array.from({ length: staticDim(c, x, dim) }, (_, i) => c.call('gather', [x, index(c, i)], { axis: dim }));
 });
 
 // ---- stacking, flipping, padding, repeating --------------------------------------------------------------------
@@ -241,7 +261,7 @@ aten('repeat', (c) => {
   const r = c.type(x).shape.length;
   if (reps.length < r) c.unsupported(`${reps.length} repeats for rank ${r}`);
   if (reps.length > r)
-    x = c.call('reshape', [x], { shape: [...new Array(reps.length - r).fill(1), ...staticShape(c, x)] });
+    x = c.call('reshape', [x], { shape: [...new Array(reps.length - r).fill(1), ...c.type(x).shape] });
   return c.call('tile', [x], { repeats: reps });
 });
 
@@ -260,20 +280,21 @@ aten('pixel_shuffle', (c) =>
  */
 aten('index', (c) => {
   const x = c.tensor('self');
-  const s = staticShape(c, x);
+  const s = c.type(x).shape;
   const list = c.optTensors('indices');
   const used = list.flatMap((t, d) => (t ? [d] : []));
   if (used.length === 0) return c.call('identity', [x]);
   if (used.some((d, i) => d !== used[0] + i)) c.unsupported('index tensors on dims that are not adjacent');
   let flat: GExpr | undefined;
   for (const d of used) {
+    const n = staticDim(c, x, d);
     let idx = list[d]!;
     const dtype = c.type(idx).dtype;
     if (dtype === 'bool' || dtype === 'uint8') c.unsupported('a boolean mask as an index');
     if (dtype !== 'int64') idx = c.call('cast', [idx], { to: 'int64' });
     // negative indices count from the end
-    idx = c.call('where', [c.call('less', [idx, index(c, 0)]), c.call('add', [idx, index(c, s[d])]), idx]);
-    flat = flat ? c.call('add', [c.call('mul', [flat, index(c, s[d])]), idx]) : idx;
+    idx = c.call('where', [c.call('less', [idx, index(c, 0)]), c.call('add', [idx, index(c, n)]), idx]);
+    flat = flat ? c.call('add', [c.call('mul', [flat, index(c, n)]), idx]) : idx;
   }
   const first = used[0],
     last = used[used.length - 1];
@@ -281,7 +302,7 @@ aten('index', (c) => {
     used.length === 1
       ? x
       : c.call('reshape', [x], {
-          shape: [...s.slice(0, first), sizeOf(s.slice(first, last + 1)), ...s.slice(last + 1)],
+          shape: [...s.slice(0, first), dimProduct(s.slice(first, last + 1)), ...s.slice(last + 1)],
         });
   return c.call('gather', [merged, flat!], { axis: first });
 });

@@ -19,16 +19,16 @@ const C10_DTYPES: Record<number, DType> = {
   2: 'int16',
   3: 'int32',
   4: 'int64',
+  5: 'float16',
   6: 'float32',
   7: 'float64',
   11: 'bool',
+  15: 'bfloat16',
 };
 const C10_NAMES: Record<number, string> = {
-  5: 'float16',
   8: 'complex32',
   9: 'complex64',
   10: 'complex128',
-  15: 'bfloat16',
 };
 
 export function c10DType(code: number, what: string): DType {
@@ -217,6 +217,9 @@ export function callAten(
       return n !== undefined && out.length === 1 && n > 1 ? new Array<number>(n).fill(out[0]) : out;
     },
     optInts: (arg) => (get(arg) === undefined ? undefined : ctx.ints(arg)),
+    // a TorchScript module is imported at the input shapes it is given: its sizes are numbers
+    dim: (arg, dflt) => ctx.float(arg, dflt),
+    dims: (arg, dflt, n) => ctx.ints(arg, dflt, n),
     float(arg, dflt) {
       const v = get(arg);
       if (v === undefined) return dflt !== undefined ? dflt : number(arg, required(arg));

@@ -5,7 +5,9 @@
 // without a converter are collected while the program runs on and reported together, with their counts.
 import { KilnError, withNodeContext } from '../../../runtime/errors.js';
 import type { DType } from '../../../runtime/dtype.js';
-import { type GExpr, type VarNode, gconst, gfunc, gtuple, gvar } from '../../../relay-ir/expr.js';
+import { type GExpr, type VarNode, gcall, gconst, gfunc, gtuple, gvar } from '../../../relay-ir/expr.js';
+import { type AttrValue, getOp } from '../../../relay-ir/op.js';
+import { QUANTIZED_RANGES, dequantized, fakeQuantize } from '../ops/quantized.js';
 import { tensorType } from '../../../relay-ir/types.js';
 import type { DimOptions } from '../../dims.js';
 import { lookupAten } from '../converter.js';
@@ -33,6 +35,11 @@ import '../ops/index.js';
 export interface TorchScriptImportOptions {
   /** Shapes of forward's tensor inputs by name (a scripted model records none; a traced one its example's). */
   inputShapes?: Record<string, number[]>;
+  /**
+   * Element types of forward's tensor inputs by name: a scripted forward's `Tensor` arguments record none (float32
+   * unless given); a traced one records its example's, which a given type must match.
+   */
+  inputDTypes?: Record<string, DType>;
   /** TorchScript programs have no named dims: any name given is an error. */
   dims?: DimOptions;
   /** Not used by TorchScript programs: any name given is an error. */
@@ -48,9 +55,11 @@ const C10_CODES: Partial<Record<DType, number>> = {
   int16: 2,
   int32: 3,
   int64: 4,
+  float16: 5,
   float32: 6,
   float64: 7,
   bool: 11,
+  bfloat16: 15,
 };
 
 export function importTorchScript(bytes: Uint8Array, opts: TorchScriptImportOptions = {}): ImportedPt2 {
@@ -89,6 +98,7 @@ export function importTorchScript(bytes: Uint8Array, opts: TorchScriptImportOpti
     outputNames: outputs.length === 1 ? ['output'] : outputs.map((_, i) => `output_${i}`),
     specialized: [],
     producer: 'TorchScript',
+    dimRanges: new Map(), // imported at the given input shapes: no symbolic dims
   };
 }
 
@@ -101,13 +111,18 @@ function forwardInputs(
 ): { params: VarNode[]; args: Value[] } {
   const declared = forward.params.slice(1);
   const names = declared.map((p) => p.name);
-  const unknown = Object.keys(opts.inputShapes ?? {}).filter((n) => !names.includes(n));
-  if (unknown.length) {
-    throw new KilnError(
-      'E_INPUT',
-      `inputShapes names ${unknown.map((n) => `'${n}'`).join(', ')}, the model's inputs are ${names.map((n) => `'${n}'`).join(', ')}`,
-      { hint: 'check the spelling (names are case-sensitive); on the command line this is --input-shape name=...' },
-    );
+  for (const [option, flag, given] of [
+    ['inputShapes', '--input-shape', opts.inputShapes],
+    ['inputDTypes', '--input-dtype', opts.inputDTypes],
+  ] as const) {
+    const unknown = Object.keys(given ?? {}).filter((n) => !names.includes(n));
+    if (unknown.length) {
+      throw new KilnError(
+        'E_INPUT',
+        `${option} names ${unknown.map((n) => `'${n}'`).join(', ')}, the model's inputs are ${names.map((n) => `'${n}'`).join(', ')}`,
+        { hint: `check the spelling (names are case-sensitive); on the command line this is ${flag} name=...` },
+      );
+    }
   }
   const params: VarNode[] = [];
   const args: Value[] = [];
@@ -119,10 +134,21 @@ function forwardInputs(
       const example = traced?.[i];
       const shape = given ?? example?.shape;
       if (!shape) {
+        const missing = declared.filter((q, k) => isTensorParam(q) && !opts.inputShapes?.[q.name] && !traced?.[k]);
         throw new KilnError(
-          'E_DYNAMIC',
-          `input '${p.name}' has no recorded shape (a scripted TorchScript program does not store its inputs' shapes)`,
-          { hint: `give the input's shape: --input-shape ${p.name}=1,3,224,224 (API: inputShapes)` },
+          'E_INPUT',
+          `input${missing.length > 1 ? 's' : ''} ${missing.map((q) => `'${q.name}'`).join(', ')} ha${missing.length > 1 ? 've' : 's'} no recorded shape (a scripted TorchScript program does not store its inputs' shapes or element types)`,
+          {
+            hint: `give each input's shape, and its element type where it is not float32: ${missing.map((q) => `--input-shape ${q.name}=1,3,224,224`).join(' ')} [--input-dtype ${missing[0].name}=int64] (API: inputShapes, inputDTypes)`,
+          },
+        );
+      }
+      const dtype = opts.inputDTypes?.[p.name];
+      if (example && dtype && dtype !== example.dtype) {
+        throw new KilnError(
+          'E_INPUT',
+          `inputDTypes['${p.name}'] is ${dtype}, the model was traced with ${example.dtype}`,
+          { hint: 'a traced program is only valid for inputs of the traced element type; leave inputDTypes out' },
         );
       }
       if (example && given && given.length !== example.shape.length) {
@@ -132,7 +158,7 @@ function forwardInputs(
           { hint: 'a traced program is only valid for inputs of the traced rank' },
         );
       }
-      const v = gvar(p.name, tensorType(shape, example?.dtype ?? 'float32'));
+      const v = gvar(p.name, tensorType(shape, example?.dtype ?? dtype ?? 'float32'));
       params.push(v);
       args.push(v);
     } else if (p.dflt) args.push(run.constantExpr(p.dflt));
@@ -144,6 +170,8 @@ function forwardInputs(
   });
   return { params, args };
 }
+
+const isTensorParam = (p: FuncDef['params'][number]) => (p.type ? printTypeExpr(p.type) : 'Tensor') === 'Tensor';
 
 const printTypeExpr = (e: Expr): string => {
   if (e.k === 'name') return e.id;
@@ -463,6 +491,15 @@ class Interpreter {
   }
 
   private fromPickle(v: PyValue, name: string): Value {
+    if (v instanceof PyObject && v.className.startsWith('__torch__.torch.classes.')) {
+      // quantized linear's packed parameters: their state is (weight, bias)
+      const state = v.state.get('__state__');
+      if (v.className === '__torch__.torch.classes.quantized.LinearPackedParamsBase' && state instanceof PyTuple)
+        return this.fromPickle(state, name);
+      throw new KilnError('E_UNSUPPORTED', `attribute ${name} is a ${v.className.slice('__torch__.'.length)} object`, {
+        hint: 'of the quantized modules Kiln reads Linear (per-tensor); see README "Operator coverage"',
+      });
+    }
     if (v instanceof PyObject) return this.moduleValue(v, name);
     if (v instanceof PyTuple) return new Tuple(v.items.map((x, i) => this.fromPickle(x, `${name}[${i}]`)));
     if (Array.isArray(v)) return v.map((x, i) => this.fromPickle(x, `${name}[${i}]`));
@@ -476,6 +513,8 @@ class Interpreter {
         let g = this.weights.get(v);
         if (!g) {
           g = gconst(this.archive.tensor(v, name));
+          // a quantized tensor is carried as the float values it stands for (ops/quantized.ts)
+          if (v.quantized) g = dequantized(this.graphCall(name), g, v.quantized.scale, v.quantized.zeroPoint);
           this.weights.set(v, g);
         }
         return g;
@@ -633,7 +672,35 @@ class Interpreter {
       const v = this.prim(prim, args);
       return v !== undefined ? v : this.missing(`prim.${prim}`);
     }
+    if (name === 'ops.quantized.linear' || name === 'ops.quantized.linear_relu')
+      return withNodeContext({ node: this.where, op: name.slice(4) }, () => this.quantizedLinear(name, args));
     return this.missing(name.replace(/^ops\./, ''));
+  }
+
+  /** Graph calls with this import position as their origin. */
+  private graphCall(origin: string) {
+    return (op: string, args: readonly GExpr[], attrs: Record<string, AttrValue> = {}) =>
+      gcall(getOp(op), args, attrs, [origin]);
+  }
+
+  /**
+   * quantized::linear(x, packed (weight, bias), scale, zero_point): x @ weight^T + bias over the float values of
+   * the quantized input and weight, (relu,) requantized to the output's scale and zero point as quint8 (the
+   * activation type of torch.ao.quantization's default qconfigs).
+   */
+  private quantizedLinear(name: string, args: Value[]): Value {
+    const [x, packed, scale, zeroPoint] = args;
+    const items = packed instanceof Tuple ? packed.items : [];
+    const [w, b] = items;
+    if (!isTensor(x) || !isTensor(w) || !(b === null || isTensor(b)) || !isNumber(scale) || !isNumber(zeroPoint))
+      throw new KilnError('E_MODEL_INVALID', `${this.where}: ${name} with arguments it does not take`, {
+        hint: 'the TorchScript code is malformed or was altered; save it again',
+      });
+    const call = this.graphCall(this.where);
+    let y = call('matmul', [x, call('transpose', [w], { perm: [1, 0] })]);
+    if (b) y = call('add', [y, b]);
+    if (name.endsWith('_relu')) y = call('relu', [y]);
+    return fakeQuantize(call, y, Number(scale), Number(zeroPoint), QUANTIZED_RANGES[13]);
   }
 
   /** Python builtins TorchScript prints unqualified. */
