@@ -30,6 +30,7 @@ OUT = os.path.join(ROOT, ".cache", "models")
 
 VARIANTS = {
     "mobilenet_v2_small_qdq": ("mobilenet_v2_small", "qdq"),
+    "mobilenet_v2_qdq": ("mobilenet_v2", "qdq"),
     "resnet18_small_qdq": ("resnet18_small", "qdq"),
     "bert_small_dynq": ("bert_small", "dynq"),
     "resnet18_small_fp16": ("resnet18_small", "fp16"),

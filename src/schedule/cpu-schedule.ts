@@ -207,9 +207,10 @@ export interface RegisterTile {
  */
 export function registerTileShape(st: Stage): RegisterTile | undefined {
   const r = st.reduction;
-  if (!r || r.op === 'prod' || st.tensor.dtype !== 'float32') return undefined;
-  const spatial = st.roots.filter((a) => !a.reduce);
   const h = st.tensor.hints;
+  if (!r || r.op === 'prod' || !(st.tensor.dtype === 'float32' || (st.tensor.dtype === 'int32' && h?.integerDot)))
+    return undefined;
+  const spatial = st.roots.filter((a) => !a.reduce);
   const jAt = h?.vectorAxis ?? spatial.length - 1;
   const j = spatial[jAt];
   if (!j || j.extent < 4) return undefined;

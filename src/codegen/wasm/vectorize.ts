@@ -5,7 +5,7 @@
 // emits the scalar loop.
 import binaryen from 'binaryen';
 import type { Buffer, ForStmt } from '../../schedule/loop-ir.js';
-import { type Expr, type Var, affineCoef, mentions } from '../../tensor-expr/expr.js';
+import { type Expr, type Var, affineCoef, mentions, printExpr } from '../../tensor-expr/expr.js';
 import { type Interval, bound, fixVar } from '../../tensor-expr/simplify.js';
 import { BYTES } from '../../runtime/dtype.js';
 import { SPECULATIVE_GUARD_BYTES } from '../../compiler/memory-plan.js';
@@ -222,6 +222,7 @@ export function vectorizeLoop(em: ScalarEmitter, s: ForStmt): number | undefined
     const inner = vectorizeLoop(em, { ...s, body: s.body.then });
     return inner === undefined ? undefined : em.m.if(em.expr(s.body.cond), inner);
   }
+  if (s.extent === 4 && s.body.k === 'store' && s.body.buf.dtype === 'int32') return vectorizeIntLoop(em, s);
   if (s.extent !== 4 || s.body.k !== 'store' || s.body.buf.dtype !== 'float32') return undefined;
   const st = s.body,
     v = s.v,
@@ -264,4 +265,114 @@ const Bx = binaryen as unknown as {
 /** f32x4.relaxed_madd(a, b, c) = a*b + c; binaryen.js has no wrapper for it, so call its C API. */
 function relaxedMadd(m: binaryen.Module, a: number, b: number, c: number): number {
   return Bx._BinaryenSIMDTernary(m.ptr, Bx.RelaxedMaddVecF32x4, a, b, c);
+}
+
+/**
+ * A 4-lane int32 store: an integer kernel's accumulator tile (tensor-expr/ops/quantized.ts) kept in v128 locals,
+ * its update a sum of pair products computed by i32x4.dot_i16x8_s (integerDot), or an int32 store with unit stride.
+ */
+function vectorizeIntLoop(em: ScalarEmitter, s: ForStmt): number | undefined {
+  const st = s.body as Extract<ForStmt['body'], { k: 'store' }>,
+    v = s.v,
+    m = em.m;
+  if (stride(st.index, v) !== 1) return undefined;
+  const base = fixVar(st.index, v, 0);
+  let slot: number | undefined;
+  if (st.buf.scope === 'local') {
+    if (base.k !== 'const' || Number(base.value) % 4) return undefined;
+    slot = em.localBufs.get(st.buf)![Number(base.value) >> 2];
+  }
+  const value = vectorizeInt(em, st.value, v);
+  if (value === undefined) return undefined;
+  if (slot !== undefined) return m.local.set(slot, value);
+  const { ptr, offset } = em.address(st.buf, base);
+  return m.v128.store(offset, 4, ptr, value);
+}
+
+/** An index as base + constant (the constant terms added at its top). */
+function constOffset(e: Expr): [Expr, number] {
+  if (e.k === 'bin' && e.op === 'add') {
+    if (e.b.k === 'const') {
+      const [b, c] = constOffset(e.a);
+      return [b, c + Number(e.b.value)];
+    }
+    if (e.a.k === 'const') {
+      const [b, c] = constOffset(e.b);
+      return [b, c + Number(e.a.value)];
+    }
+  }
+  return [e, 0];
+}
+
+/** A load of an 8- or 16-bit integer weight widened to int32, its index advancing by 2 per lane. */
+function pairedWeight(e: Expr, v: Var): (Expr & { k: 'load' }) | undefined {
+  if (e.k !== 'cast' || e.dtype !== 'int32' || e.a.k !== 'load') return undefined;
+  const l = e.a,
+    buf = l.buf as Buffer;
+  if (buf.scope === 'local' || (buf.dtype !== 'int8' && buf.dtype !== 'int16')) return undefined;
+  return affineCoef(l.idx[0], v) === 2 ? l : undefined;
+}
+
+/**
+ * x0 * w0 + x1 * w1 with x0, x1 the same for all lanes (an activation pair, each within int16) and w0, w1 weights
+ * adjacent in memory for each lane (lane l reads elements 2l and 2l + 1): one i32x4.dot_i16x8_s of the splatted pair
+ * and the 8 weights widened to int16. Undefined when `e` is not of that form.
+ */
+function pairDot(em: ScalarEmitter, e: Expr, v: Var): number | undefined {
+  if (e.k !== 'bin' || e.op !== 'add' || e.a.k !== 'bin' || e.a.op !== 'mul' || e.b.k !== 'bin' || e.b.op !== 'mul')
+    return undefined;
+  const term = (p: Expr & { k: 'bin' }) => {
+    const w = pairedWeight(p.b, v) ?? pairedWeight(p.a, v);
+    const x = w && (pairedWeight(p.b, v) ? p.a : p.b);
+    return w && x && !mentions(x, v) ? { w, x } : undefined;
+  };
+  const t0 = term(e.a),
+    t1 = term(e.b);
+  if (!t0 || !t1 || t0.w.buf !== t1.w.buf) return undefined;
+  const i0 = fixVar(t0.w.idx[0], v, 0),
+    i1 = fixVar(t1.w.idx[0], v, 0);
+  const [b0, c0] = constOffset(i0),
+    [b1, c1] = constOffset(i1);
+  if (c1 - c0 !== 1 || printExpr(b0) !== printExpr(b1)) return undefined;
+  const m = em.m;
+  const lo = m.i32.and(em.expr(t0.x), m.i32.const(0xffff));
+  const pair = m.i32x4.splat(m.i32.or(lo, m.i32.shl(em.expr(t1.x), m.i32.const(16))));
+  const buf = t0.w.buf as Buffer;
+  const { ptr, offset } = em.address(buf, i0);
+  const w = buf.dtype === 'int8' ? m.v128.load8x8_s(offset, 1, ptr) : m.v128.load(offset, 2, ptr);
+  return m.i32x4.dot_i16x8_s(pair, w);
+}
+
+/** A 4-lane int32 value of `e` in lane variable `v`: dot pairs, i32x4 arithmetic, splats, else lane by lane. */
+function vectorizeInt(em: ScalarEmitter, e: Expr, v: Var): number | undefined {
+  if (e.dtype !== 'int32') return undefined;
+  const m = em.m;
+  const lanes = (x: Expr): number => {
+    let r = m.i32x4.splat(em.expr(fixVar(x, v, 0)));
+    for (let l = 1; l < 4; l++) r = m.i32x4.replace_lane(r, l, em.expr(fixVar(x, v, l)));
+    return r;
+  };
+  const vec = (x: Expr): number => {
+    if (!mentions(x, v)) return m.i32x4.splat(em.expr(x));
+    if (x.k === 'load' && stride(x.idx[0], v) === 1 && (x.buf as Buffer).dtype === 'int32') {
+      const buf = x.buf as Buffer,
+        c = fixVar(x.idx[0], v, 0);
+      if (buf.scope === 'local') {
+        if (c.k !== 'const' || Number(c.value) % 4) return lanes(x);
+        return m.local.get(em.localBufs.get(buf)![Number(c.value) >> 2], binaryen.v128);
+      }
+      const { ptr, offset } = em.address(buf, c);
+      return m.v128.load(offset, 4, ptr);
+    }
+    if (x.k === 'bin') {
+      const dot = pairDot(em, x, v);
+      if (dot !== undefined) return dot;
+      const op = (
+        { add: m.i32x4.add, sub: m.i32x4.sub, mul: m.i32x4.mul } as Record<string, (a: number, b: number) => number>
+      )[x.op];
+      if (op) return op(vec(x.a), vec(x.b));
+    }
+    return lanes(x);
+  };
+  return vec(e);
 }
