@@ -208,7 +208,7 @@ export interface RegisterTile {
 export function registerTileShape(st: Stage): RegisterTile | undefined {
   const r = st.reduction;
   const h = st.tensor.hints;
-  if (!r || r.op === 'prod' || !(st.tensor.dtype === 'float32' || (st.tensor.dtype === 'int32' && h?.integerDot)))
+  if (!r || r.op === 'prod' || !(st.tensor.dtype === 'float32' || (st.tensor.dtype === 'int32' && h?.integerTile)))
     return undefined;
   const spatial = st.roots.filter((a) => !a.reduce);
   const jAt = h?.vectorAxis ?? spatial.length - 1;

@@ -36,10 +36,10 @@ export interface ComputeHints {
    */
   readonly unrollAxis?: number;
   /**
-   * An int32 sum of products of 8- or 16-bit integers in pairs (tensor-expr/ops/quantized.ts): register-tiled like
-   * a float32 sum, its lanes computed with integer SIMD (WebAssembly: i32x4.dot_i16x8_s).
+   * An int32 sum of products of 8- or 16-bit integers (tensor-expr/ops/quantized.ts): register-tiled like a float32
+   * sum, its lanes computed with integer SIMD (WebAssembly: i32x4.dot_i16x8_s where the reduction runs in pairs).
    */
-  readonly integerDot?: boolean;
+  readonly integerTile?: boolean;
 }
 
 let tensorCounter = 0;

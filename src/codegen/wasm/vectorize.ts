@@ -135,9 +135,15 @@ export function vectorizeExpr(em: ScalarEmitter, e: Expr, v: Var): number | unde
             sqrt: m.f32x4.sqrt,
             floor: m.f32x4.floor,
             ceil: m.f32x4.ceil,
+            round: m.f32x4.nearest,
           } as Record<string, (a: number) => number>
         )[e.op];
         return op ? op(vec(e.a)) : lanes(e);
+      }
+      case 'cast': {
+        // an integer accumulator converted (the requantizing epilogue of an integer kernel)
+        const i = e.a.dtype === 'int32' ? vectorizeInt(em, e.a, v) : undefined;
+        return i === undefined ? lanes(e) : m.f32x4.convert_i32x4_s(i);
       }
       default:
         return lanes(e);
@@ -223,6 +229,7 @@ export function vectorizeLoop(em: ScalarEmitter, s: ForStmt): number | undefined
     return inner === undefined ? undefined : em.m.if(em.expr(s.body.cond), inner);
   }
   if (s.extent === 4 && s.body.k === 'store' && s.body.buf.dtype === 'int32') return vectorizeIntLoop(em, s);
+  if (s.extent === 4 && s.body.k === 'store' && BYTE_TYPES.has(s.body.buf.dtype)) return vectorizeByteStore(em, s);
   if (s.extent !== 4 || s.body.k !== 'store' || s.body.buf.dtype !== 'float32') return undefined;
   const st = s.body,
     v = s.v,
@@ -269,7 +276,7 @@ function relaxedMadd(m: binaryen.Module, a: number, b: number, c: number): numbe
 
 /**
  * A 4-lane int32 store: an integer kernel's accumulator tile (tensor-expr/ops/quantized.ts) kept in v128 locals,
- * its update a sum of pair products computed by i32x4.dot_i16x8_s (integerDot), or an int32 store with unit stride.
+ * its update a sum of pair products computed by i32x4.dot_i16x8_s (integerTile), or an int32 store with unit stride.
  */
 function vectorizeIntLoop(em: ScalarEmitter, s: ForStmt): number | undefined {
   const st = s.body as Extract<ForStmt['body'], { k: 'store' }>,
@@ -364,6 +371,25 @@ function vectorizeInt(em: ScalarEmitter, e: Expr, v: Var): number | undefined {
       const { ptr, offset } = em.address(buf, c);
       return m.v128.load(offset, 4, ptr);
     }
+    // (legalized, an unsigned byte widens through uint32: int32(uint32(x)))
+    const widened = x.k === 'cast' ? (x.a.k === 'cast' && BYTES[x.a.dtype] === 4 ? x.a.a : x.a) : undefined;
+    if (widened?.k === 'load' && stride(widened.idx[0], v) === 1) {
+      // 4 consecutive 8- or 16-bit integers widened to int32 (a depthwise window's row)
+      const buf = widened.buf as Buffer;
+      const widen = WIDEN[buf.dtype];
+      if (widen && buf.scope !== 'local') {
+        const { ptr, offset } = em.address(buf, fixVar(widened.idx[0], v, 0));
+        const raw = BYTES[buf.dtype] === 1 ? m.v128.load32_zero(offset, 1, ptr) : m.v128.load64_zero(offset, 2, ptr);
+        return widen(m, raw);
+      }
+    }
+    if (x.k === 'select') {
+      if (!mentions(x.c, v)) return m.if(em.expr(x.c), vec(x.a), vec(x.b));
+      const mask = laneMask(em, x.c, v);
+      if (mask !== undefined && speculatable(em, x.a) && speculatable(em, x.b))
+        return m.v128.bitselect(vec(x.a), vec(x.b), mask);
+      return lanes(x);
+    }
     if (x.k === 'bin') {
       const dot = pairDot(em, x, v);
       if (dot !== undefined) return dot;
@@ -376,3 +402,61 @@ function vectorizeInt(em: ScalarEmitter, e: Expr, v: Var): number | undefined {
   };
   return vec(e);
 }
+
+const BYTE_TYPES = new Set(['uint8', 'int8']);
+
+/**
+ * The float32 value a store to a byte buffer converts, when it is clamped to constants within the byte's range
+ * first (a requantizing epilogue: cast(uint8, clip(round(...), 0, 255)) as legalized, through int64 and a mask):
+ * then the conversion is exact lane by lane with i32x4.trunc_sat_f32x4_s.
+ */
+function clampedByteValue(e: Expr): Expr | undefined {
+  while (e.k === 'cast' || (e.k === 'bin' && e.op === 'and' && e.b.k === 'const' && Number(e.b.value) === 255)) {
+    if (e.k === 'cast' && e.dtype === 'float32') break;
+    e = e.a;
+  }
+  if (e.dtype !== 'float32' || e.k !== 'bin' || (e.op !== 'min' && e.op !== 'max')) return undefined;
+  const inner = e.a;
+  if (e.b.k !== 'const' || inner.k !== 'bin' || (inner.op !== 'min' && inner.op !== 'max') || inner.op === e.op)
+    return undefined;
+  if (inner.b.k !== 'const') return undefined;
+  const bounds = [Number(e.b.value), Number(inner.b.value)];
+  return bounds.every((b) => Number.isInteger(b) && b >= -128 && b <= 255) ? e : undefined;
+}
+
+/** A 4-lane store of requantized bytes: vector arithmetic, then one 4-byte store (unit stride) or four byte stores. */
+function vectorizeByteStore(em: ScalarEmitter, s: ForStmt): number | undefined {
+  const st = s.body as Extract<ForStmt['body'], { k: 'store' }>,
+    v = s.v,
+    m = em.m;
+  if (st.buf.scope === 'local') return undefined;
+  const f = clampedByteValue(st.value);
+  const value = f && vectorizeExpr(em, f, v);
+  if (value === undefined) return undefined;
+  const ints = m.i32x4.trunc_sat_f32x4_s(value);
+  if (stride(st.index, v) === 1) {
+    // the low byte of each lane (the values are within the byte's range) gathered into lane 0: one 4-byte store
+    const bytes = m.i8x16.shuffle(ints, m.v128.const(new Array(16).fill(0)), [0, 4, 8, 12, ...new Array(12).fill(16)]);
+    const { ptr, offset } = em.address(st.buf, fixVar(st.index, v, 0));
+    return m.i32.store(offset, 1, ptr, m.i32x4.extract_lane(bytes, 0));
+  }
+  const tmp = em.newLocal(binaryen.v128);
+  return m.block(
+    null,
+    [
+      m.local.set(tmp, ints),
+      ...[0, 1, 2, 3].map((l) =>
+        em.store(st.buf, fixVar(st.index, v, l), m.i32x4.extract_lane(m.local.get(tmp, binaryen.v128), l)),
+      ),
+    ],
+    binaryen.none,
+  );
+}
+
+/** Widening of the low 4 lanes of 8- or 16-bit integers to int32 lanes. */
+const WIDEN: Partial<Record<string, (m: binaryen.Module, raw: number) => number>> = {
+  uint8: (m, r) => m.i32x4.extend_low_i16x8_u(m.i16x8.extend_low_i8x16_u(r)),
+  int8: (m, r) => m.i32x4.extend_low_i16x8_s(m.i16x8.extend_low_i8x16_s(r)),
+  uint16: (m, r) => m.i32x4.extend_low_i16x8_u(r),
+  int16: (m, r) => m.i32x4.extend_low_i16x8_s(r),
+};

@@ -89,10 +89,10 @@ defineOp({
           vectorAxis: 1,
           rowAxis: out.length - 1,
           ...(pointwise && out.length > 3 ? { rowAxes: out.length - 2 } : {}),
-          integerDot: true,
+          integerTile: true,
         }
       : depthwise
-        ? { vectorAxis: out.length - 1, rowAxis: out.length - 2 }
+        ? { vectorAxis: out.length - 1, rowAxis: out.length - 2, integerTile: true }
         : undefined;
     const padded = block ? [out[0], Math.ceil(ws[0] / block) * block, ...out.slice(2)] : out;
     const xzero = i32(scalarAt(xz));
@@ -179,7 +179,7 @@ defineOp({
         const k = reduceAxis(K, 'k');
         return E.sum(E.mul(xv(k.v), i32(E.load(w, [k.v, n]))), [k]);
       },
-      block ? { integerDot: true } : undefined,
+      block ? { integerTile: true } : undefined,
     );
     return compute('qmatmul', outT.shape, (idx) => {
       const n = idx[idx.length - 1];
