@@ -56,7 +56,8 @@ export function vectorizeSteps(
   layout: ComputeHints | undefined = st.laneLayout,
 ): TraceStep[] & { outer?: string; outerExtent?: number } {
   const inner = st.roots.filter((a) => !a.reduce).pop();
-  if (st.tensor.dtype !== 'float32' || !inner) return [];
+  // (uint8 / int8 stages: a quantizing epilogue, computed in float32 lanes and stored as bytes)
+  if (!['float32', 'uint8', 'int8'].includes(st.tensor.dtype) || !inner) return [];
   const wide = (n: number) => n >= 8 || n === 4;
   const lanes = (
     axis: string,

@@ -178,6 +178,8 @@ export class FunctionEmitter extends LoopEmitter<Ref, Ref> implements ScalarEmit
   private labels = 0;
   /** Values hoisted out of a block of register-tile updates: key (lane-vector or scalar + text) -> local. */
   private readonly hoisted = new Map<string, { local: number; type: number }>();
+  /** Inside a block of register-tile updates: vector values the updates share, by key (vectorize.ts pairDot). */
+  tileValues: Map<string, number> | undefined;
   /** Value ranges of the loop variables and index locals in scope (for speculative vector loads). */
   readonly ranges = new Map<Var, Interval>();
 
@@ -329,8 +331,9 @@ export class FunctionEmitter extends LoopEmitter<Ref, Ref> implements ScalarEmit
       sets.push(this.m.local.set(local, value));
       this.hoisted.set(key, { local, type });
     }
-    if (!sets.length) return undefined;
+    this.tileValues = new Map();
     const out = this.m.block(null, [...sets, ...body.map((x) => this.stmt(x))], B.none);
+    this.tileValues = undefined;
     this.hoisted.clear();
     return out;
   }

@@ -23,6 +23,11 @@ export interface ScalarEmitter {
   readonly localBufs: Map<Buffer, number[]>;
   /** Value ranges of the loop variables and index locals in scope. */
   readonly ranges: Map<Var, Interval>;
+  /**
+   * Inside a straight-line block of register-tile updates (no branch between them), vector values computed by one
+   * update and reused by the later ones (a v128 local per key); undefined elsewhere.
+   */
+  tileValues: Map<string, number> | undefined;
   newLocal(type: number): number;
   addr(b: Buffer, index: number): number;
   address(b: Buffer, index: Expr): { ptr: number; offset: number };
@@ -225,7 +230,11 @@ function laneInt(em: ScalarEmitter, e: Expr, v: Var): number | undefined {
 export function vectorizeLoop(em: ScalarEmitter, s: ForStmt): number | undefined {
   // a guard that is the same for every lane (a tile row past the end of its axis) wraps the vector code
   if (s.extent === 4 && s.body.k === 'if' && !s.body.else && !mentions(s.body.cond, s.v)) {
+    // (values computed under the guard may not be there for later updates)
+    const shared = em.tileValues;
+    em.tileValues = undefined;
     const inner = vectorizeLoop(em, { ...s, body: s.body.then });
+    em.tileValues = shared;
     return inner === undefined ? undefined : em.m.if(em.expr(s.body.cond), inner);
   }
   if (s.extent === 4 && s.body.k === 'store' && s.body.buf.dtype === 'int32') return vectorizeIntLoop(em, s);
@@ -342,8 +351,20 @@ function pairDot(em: ScalarEmitter, e: Expr, v: Var): number | undefined {
     [b1, c1] = constOffset(i1);
   if (c1 - c0 !== 1 || printExpr(b0) !== printExpr(b1)) return undefined;
   const m = em.m;
-  const lo = m.i32.and(em.expr(t0.x), m.i32.const(0xffff));
-  const pair = m.i32x4.splat(m.i32.or(lo, m.i32.shl(em.expr(t1.x), m.i32.const(16))));
+  // the activation pair, built once per tile step: every vector of the tile's row uses it
+  const key = `pair|${printExpr(t0.x)}|${printExpr(t1.x)}`;
+  const shared = em.tileValues?.get(key);
+  let pair: number;
+  if (shared !== undefined) pair = m.local.get(shared, binaryen.v128);
+  else {
+    const lo = m.i32.and(em.expr(t0.x), m.i32.const(0xffff));
+    pair = m.i32x4.splat(m.i32.or(lo, m.i32.shl(em.expr(t1.x), m.i32.const(16))));
+    if (em.tileValues) {
+      const local = em.newLocal(binaryen.v128);
+      em.tileValues.set(key, local);
+      pair = m.local.tee(local, pair, binaryen.v128);
+    }
+  }
   const buf = t0.w.buf as Buffer;
   const { ptr, offset } = em.address(buf, i0);
   const w = buf.dtype === 'int8' ? m.v128.load8x8_s(offset, 1, ptr) : m.v128.load(offset, 2, ptr);

@@ -198,6 +198,18 @@ function fuseProduct(
   }
   const inner = sizeOf(wshape) / channels;
   const wd = wv.map((v, i) => v - wz[op === 'conv' ? Math.floor(i / inner) : i % channels]);
+  // Without padding, sum((x - xz) w) = sum(x w) - xz sum(w): the zero point's part is a constant of each channel,
+  // moved into the bias, and the kernel multiplies x as it is (padding, by contrast, must read as xz).
+  let xzKernel = xz;
+  const pads = (p.attrs.pads as readonly number[] | undefined) ?? [];
+  if (op !== 'conv' || pads.every((v) => Number(v) === 0)) {
+    const sums = new Array<number>(channels).fill(0);
+    wd.forEach((v, i) => {
+      sums[op === 'conv' ? Math.floor(i / inner) : i % channels] += v;
+    });
+    bias = bias.map((b, c) => b - xz * sums[c]);
+    xzKernel = 0;
+  }
   const narrow = wd.every((v) => v >= -128 && v <= 127);
   const weight = tensor(narrow ? 'int8' : 'int16', [...wshape], wd);
   // requantization: ONNX Runtime's order, x_scale * w_scale / y_scale in float32
@@ -213,7 +225,7 @@ function fuseProduct(
     x.q,
     gconst(weight),
     gconst(tensor('int32', [channels], bias)),
-    gconst(tensor((x.q.type as TensorType).dtype, [], [xz])),
+    gconst(tensor((x.q.type as TensorType).dtype, [], [xzKernel])),
     gconst(tensor('float32', [channels], mult)),
     gconst(tensor(y.to, [], [y.zp])),
   ];
