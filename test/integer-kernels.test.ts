@@ -15,6 +15,26 @@ import { gcall, gconst, gfunc, gvar } from '../src/relay-ir/expr.js';
 import { getOp } from '../src/relay-ir/op.js';
 import { tensorType } from '../src/relay-ir/types.js';
 import { fuseQdq } from '../src/relay-ir/passes/fuse-qdq.js';
+import { buildModel } from '../src/frontend/onnx/model-builder.js';
+import { compareTensors } from '../src/conformance/compare.js';
+import { runOrt } from './helpers/ort.js';
+
+/** Deterministic integers in [lo, hi] (a linear congruential sequence). */
+function ints(dtype: 'uint8' | 'int8' | 'int32', shape: number[], lo: number, hi: number, seed: number): Tensor {
+  let s = seed;
+  const n = shape.reduce((a, b) => a * b, 1);
+  const v = Array.from({ length: n }, () => {
+    s = (s * 1103515245 + 12345) % 2147483648;
+    return lo + (s % (hi - lo + 1));
+  });
+  return { dtype, shape, data: { uint8: Uint8Array, int8: Int8Array, int32: Int32Array }[dtype].from(v) };
+}
+const f32 = (shape: number[], v: number[]): Tensor => ({ dtype: 'float32', shape, data: Float32Array.from(v) });
+const scalarQ = (dtype: 'uint8' | 'int8', v: number): Tensor => ({
+  dtype,
+  shape: [],
+  data: dtype === 'uint8' ? Uint8Array.of(v) : Int8Array.of(v),
+});
 
 const dirOf = (name: string) => join('.cache/models', name);
 
@@ -106,4 +126,85 @@ describe('fuse-qdq', () => {
     );
     expect(postOrder(twice.body).map(primitiveOp)).not.toContain('qlinear_matmul');
   });
+});
+
+describe('QLinearConv / QLinearMatMul with constant weights use the same integer operator', () => {
+  const cases = [
+    {
+      name: 'QLinearConv 3x3, stride 2, padded, per-channel int8 weights, int32 bias',
+      op: 'QLinearConv',
+      x: ints('uint8', [1, 6, 9, 9], 0, 255, 1),
+      w: ints('int8', [8, 6, 3, 3], -127, 127, 2),
+      wScale: f32([8], [0.01, 0.02, 0.015, 0.03, 0.005, 0.011, 0.02, 0.009]),
+      wZero: ints('int8', [8], 0, 0, 3),
+      attrs: { pads: [1, 1, 1, 1], strides: [2, 2] },
+      bias: ints('int32', [8], -2000, 2000, 4),
+      out: [1, 8, 5, 5],
+      fused: 'qlinear_conv',
+    },
+    {
+      name: 'QLinearConv depthwise, uint8 weights with a zero point',
+      op: 'QLinearConv',
+      x: ints('uint8', [1, 6, 8, 8], 0, 255, 5),
+      w: ints('uint8', [6, 1, 3, 3], 0, 255, 6),
+      wScale: f32([], [0.004]),
+      wZero: scalarQ('uint8', 131),
+      attrs: { pads: [1, 1, 1, 1], group: 6 },
+      bias: undefined,
+      out: [1, 6, 8, 8],
+      fused: 'qlinear_conv',
+    },
+    {
+      name: 'QLinearMatMul [2, 5, 7] x [7, 10], uint8 weights with a zero point, per-column scales',
+      op: 'QLinearMatMul',
+      x: ints('uint8', [2, 5, 7], 0, 255, 7),
+      w: ints('uint8', [7, 10], 0, 255, 8),
+      wScale: f32(
+        [10],
+        Array.from({ length: 10 }, (_, i) => 0.002 * (i + 1)),
+      ),
+      wZero: ints('uint8', [10], 3, 3, 9),
+      attrs: {},
+      bias: undefined,
+      out: [2, 5, 10],
+      fused: 'qlinear_matmul',
+    },
+  ];
+  for (const c of cases) {
+    it(c.name, async () => {
+      const initializers: Record<string, Tensor> = {
+        xs: f32([], [0.02]),
+        xz: scalarQ('uint8', 120),
+        w: c.w,
+        ws: c.wScale,
+        wz: c.wZero,
+        ys: f32([], [0.05]),
+        yz: scalarQ('uint8', 100),
+        ...(c.bias ? { b: c.bias } : {}),
+      };
+      const bytes = buildModel({
+        inputs: [['x', 'uint8', c.x.shape]],
+        outputs: [['y', 'uint8', c.out]],
+        initializers,
+        nodes: [
+          {
+            op: c.op,
+            inputs: ['x', 'xs', 'xz', 'w', 'ws', 'wz', 'ys', 'yz', ...(c.bias ? ['b'] : [])],
+            outputs: ['y'],
+            attrs: c.attrs,
+          },
+        ],
+        opset: 13,
+      });
+      const r = await compile(bytes);
+      expect(postOrder(r.graph.body).map(primitiveOp)).toContain(c.fused);
+      const got = (await load(r.artifact)).runSync({ x: c.x });
+      const want = await runOrt(bytes, { x: c.x });
+      expect(compareTensors(got.y, want.y, { rtol: 0, atol: 0 })?.message).toBeUndefined(); // integers: exact
+      // (not a saturated output: the requantization is exercised over a range of values)
+      const levels = new Set(Array.from(want.y.data as Uint8Array)).size;
+      console.log(`${c.name}: ${levels} distinct output values`);
+      expect(levels).toBeGreaterThan(8);
+    });
+  }
 });

@@ -21,7 +21,7 @@ import {
   mapFunc,
   primitiveOp,
 } from '../expr.js';
-import { getOp } from '../op.js';
+import { type Attrs, getOp } from '../op.js';
 import type { TensorType } from '../types.js';
 
 /** A compile-time value of `e` (a constant, or what constant folding makes of it), else undefined. */
@@ -53,7 +53,7 @@ const values = (t: Tensor | undefined) => (t ? Array.from(t.data as ArrayLike<nu
 /** mul(cast(sub?(cast?(q, int32), zp), float32), scale), with the scale and zero point constant. */
 function matchDequantize(e: GExpr, constOf: ConstantOf): Dequantized | undefined {
   const m = call(e, 'mul');
-  if (!m || m.type.dtype !== 'float32') return undefined;
+  if (m?.type.dtype !== 'float32') return undefined;
   const scale = values(constOf(m.args[1]));
   const f = call(m.args[0], 'cast');
   if (!scale || !f || f.args[0].type.kind !== 'tensor' || f.args[0].type.dtype !== 'int32') return undefined;
@@ -87,7 +87,7 @@ function matchQuantize(e: GExpr, constOf: ConstantOf): Quantized | undefined {
   const add = call(r, 'add');
   if (add) {
     const z = values(constOf(add.args[1]));
-    if (!z || z.length !== 1) return undefined;
+    if (z?.length !== 1) return undefined;
     zp = z[0];
     chain.push(add);
     r = add.args[0];
@@ -188,7 +188,7 @@ function fuseProduct(
       return undefined;
     bias = Int32Array.from(bq.data as Int32Array);
   }
-  // the weight minus its zero point, laid out [M, ...] for conv and [K, N] for a product
+  // the weight laid out [M, ...] for conv and [K, N] for a product
   let wv = values(wq)!;
   let wshape = wq.shape;
   if (transB) {
@@ -196,24 +196,6 @@ function fuseProduct(
     wv = Array.from({ length: k * n }, (_, i) => wv[(i % n) * k + Math.floor(i / n)]);
     wshape = [k, n];
   }
-  const inner = sizeOf(wshape) / channels;
-  const wd = wv.map((v, i) => v - wz[op === 'conv' ? Math.floor(i / inner) : i % channels]);
-  // Without padding, sum((x - xz) w) = sum(x w) - xz sum(w): the zero point's part is a constant of each channel,
-  // moved into the bias, and the kernel multiplies x as it is (padding, by contrast, must read as xz).
-  let xzKernel = xz;
-  const pads = (p.attrs.pads as readonly number[] | undefined) ?? [];
-  if (op !== 'conv' || pads.every((v) => Number(v) === 0)) {
-    const sums = new Array<number>(channels).fill(0);
-    wd.forEach((v, i) => {
-      sums[op === 'conv' ? Math.floor(i / inner) : i % channels] += v;
-    });
-    bias = bias.map((b, c) => b - xz * sums[c]);
-    xzKernel = 0;
-  }
-  const narrow = wd.every((v) => v >= -128 && v <= 127);
-  const weight = tensor(narrow ? 'int8' : 'int16', [...wshape], wd);
-  // requantization: ONNX Runtime's order, x_scale * w_scale / y_scale in float32
-  const mult = ws.map((s) => f32(f32(xs * s) / y.scale));
   const [tlo, thi] = QRANGE[y.to]!;
   const clampQ = (v: number) => Math.min(thi, Math.max(tlo, v));
   // the activation's real-valued range in the output's quantized values (relu: from the zero point up)
@@ -221,20 +203,87 @@ function fuseProduct(
   const qmax = Math.min(thi, Math.min(y.hi, Number.isFinite(actHi) ? clampQ(Math.round(actHi / y.scale) + y.zp) : thi));
   if (Number.isFinite(actLo) && Math.abs(actLo / y.scale - Math.round(actLo / y.scale)) > 1e-4) return undefined;
   if (Number.isFinite(actHi) && Math.abs(actHi / y.scale - Math.round(actHi / y.scale)) > 1e-4) return undefined;
-  const args = [
-    x.q,
-    gconst(weight),
-    gconst(tensor('int32', [channels], bias)),
-    gconst(tensor((x.q.type as TensorType).dtype, [], [xzKernel])),
-    gconst(tensor('float32', [channels], mult)),
-    gconst(tensor(y.to, [], [y.zp])),
-  ];
-  const range = { qmin, qmax };
-  if (op === 'conv') {
-    const conv = Object.fromEntries(
-      ['strides', 'pads', 'dilations', 'group'].filter((k) => p.attrs[k] !== undefined).map((k) => [k, p.attrs[k]]),
-    );
-    return gcall(getOp('qlinear_conv'), args, { ...conv, ...range }, p.origin);
+  const conv = Object.fromEntries(
+    ['strides', 'pads', 'dilations', 'group'].filter((k) => p.attrs[k] !== undefined).map((k) => [k, p.attrs[k]]),
+  );
+  return integerProduct({
+    kind: op === 'conv' ? 'conv' : 'matmul',
+    x: x.q,
+    xScale: xs,
+    xZero: xz,
+    weight: wv,
+    weightShape: wshape,
+    wScale: ws,
+    wZero: wz,
+    bias,
+    yScale: y.scale,
+    yZero: y.zp,
+    yType: y.to,
+    qmin,
+    qmax,
+    conv,
+    origin: p.origin,
+  });
+}
+
+/** An integer convolution or matrix product with its quantization parameters, all known at compile time. */
+export interface IntegerProductSpec {
+  kind: 'conv' | 'matmul';
+  /** The quantized input (uint8 or int8) and its per-tensor scale and zero point. */
+  x: GExpr;
+  xScale: number;
+  xZero: number;
+  /** The integer weight: conv [M, C/group, K...], matmul [K, N]; scale and zero point per output channel. */
+  weight: readonly number[];
+  weightShape: readonly number[];
+  wScale: readonly number[];
+  wZero: readonly number[];
+  /** int32, in units of xScale * wScale (one per output channel). */
+  bias: Int32Array;
+  yScale: number;
+  yZero: number;
+  yType: DType;
+  /** Saturation bounds of the output's quantized values (a fused ReLU or clip narrows them). */
+  qmin: number;
+  qmax: number;
+  /** conv: strides, pads, dilations, group. */
+  conv?: Attrs;
+  origin: readonly string[];
+}
+
+/**
+ * The qlinear_conv / qlinear_matmul call for `p`: the weight minus its zero point (int8 where it fits, else
+ * int16), the requantization multiplier in ONNX Runtime's order (x_scale * w_scale / y_scale, float32).
+ */
+export function integerProduct(p: IntegerProductSpec): GExpr {
+  const channels = p.kind === 'conv' ? p.weightShape[0] : p.weightShape[1];
+  const inner = sizeOf(p.weightShape) / channels;
+  const channelOf = (i: number) => (p.kind === 'conv' ? Math.floor(i / inner) : i % channels);
+  const wd = p.weight.map((v, i) => v - p.wZero[channelOf(i)]);
+  // Without padding, sum((x - xz) w) = sum(x w) - xz sum(w): the zero point's part is a constant of each channel,
+  // moved into the bias, and the kernel multiplies x as it is (padding, by contrast, must read as xz).
+  let xzKernel = p.xZero;
+  let bias = Int32Array.from(p.bias);
+  const pads = (p.conv?.pads as readonly number[] | undefined) ?? [];
+  if (p.kind !== 'conv' || pads.every((v) => Number(v) === 0)) {
+    const sums = new Array<number>(channels).fill(0);
+    wd.forEach((v, i) => {
+      sums[channelOf(i)] += v;
+    });
+    bias = bias.map((b, c) => b - p.xZero * sums[c]);
+    xzKernel = 0;
   }
+  const narrow = wd.every((v) => v >= -128 && v <= 127);
+  const mult = p.wScale.map((s) => f32(f32(p.xScale * s) / p.yScale));
+  const args = [
+    p.x,
+    gconst(tensor(narrow ? 'int8' : 'int16', [...p.weightShape], wd)),
+    gconst(tensor('int32', [channels], bias)),
+    gconst(tensor((p.x.type as TensorType).dtype, [], [xzKernel])),
+    gconst(tensor('float32', [channels], mult)),
+    gconst(tensor(p.yType, [], [p.yZero])),
+  ];
+  const range = { qmin: p.qmin, qmax: p.qmax };
+  if (p.kind === 'conv') return gcall(getOp('qlinear_conv'), args, { ...p.conv, ...range }, p.origin);
   return gcall(getOp('qlinear_matmul'), args, range, p.origin);
 }
