@@ -211,8 +211,11 @@ const fromOrt = (
   );
 
 /**
- * The step between adjacent values of a dequantized output (the smallest gap between its distinct values): a
- * quantized model agrees with ONNX Runtime within one step, as values whose rounding ties differ move by one.
+ * The step between adjacent values of a dequantized output (the smallest gap between its distinct values). A
+ * quantized model agrees with ONNX Runtime within two steps: ORT computes the residual Adds and the pooling of a QDQ
+ * model with its own integer operators (QLinearAdd, QLinearGlobalAveragePool, with fused multiply-adds), Kiln in
+ * float32, and a value whose rounding tie falls differently moves by one step and can move a later one by another.
+ * ORT-web and ORT-node differ from each other by as much on the same file.
  */
 function quantizationStep(t: Tensor): number {
   const levels = [...new Set(Array.from(t.data as Float32Array))].sort((a, b) => a - b);
@@ -237,7 +240,7 @@ function agreement(
       const e = Math.abs(Number(g.data[i]) - Number(w.data[i]));
       if (e > maxAbsErr || Number.isNaN(e)) maxAbsErr = Number.isNaN(e) ? Infinity : e;
     }
-    const bad = compareTensors(g, w, quantized ? { rtol: 0, atol: 1.001 * quantizationStep(w) } : DEFAULT_TOLERANCE);
+    const bad = compareTensors(g, w, quantized ? { rtol: 0, atol: 2.001 * quantizationStep(w) } : DEFAULT_TOLERANCE);
     if (bad && !mismatch) mismatch = `${name}: ${bad.message}`;
   }
   return { maxAbsErr, agrees: !mismatch, mismatch };
