@@ -31,6 +31,7 @@ import { median } from '../util/stats.js';
 const SETTLE_MS = 50;
 const ALL_MODELS = [
   'resnet18',
+  'resnet18_qdq',
   'mobilenet_v2',
   'mobilenet_v2_qdq',
   'squeezenet1_1',
@@ -42,7 +43,7 @@ const ALL_MODELS = [
  * Quantized models (scripts/gen_quantized_models.py) and the float32 model each was quantized from: Kiln's float32
  * build of that model runs in the same rounds, so the table shows what the integer kernels gain.
  */
-const FLOAT_BASE: Record<string, string> = { mobilenet_v2_qdq: 'mobilenet_v2' };
+const FLOAT_BASE: Record<string, string> = { mobilenet_v2_qdq: 'mobilenet_v2', resnet18_qdq: 'resnet18' };
 const MATMUL = 1024;
 
 /** Wall time per run, and the process's CPU time per run (user + system, all threads: meaningful at 1 thread). */
