@@ -2,7 +2,8 @@
 """Quantized and half-precision variants of the test models (issue 16), made with ONNX Runtime's own tools from the
 float32 models that gen_models.py wrote to .cache/models/<base>/:
 
-  <base>_qdq    onnxruntime.quantization.quantize_static, QDQ format, uint8 activations, int8 per-channel weights,
+  <base>_qdq    (mobilenet_v2 and resnet18 full size for the benchmark, their _small variants for the tests)
+                onnxruntime.quantization.quantize_static, QDQ format, uint8 activations, int8 per-channel weights,
                 calibrated on random inputs (fixed seed)
   <base>_dynq   onnxruntime.quantization.quantize_dynamic (MatMulInteger / DynamicQuantizeLinear)
   <base>_fp16   onnxruntime.transformers.float16.convert_float_to_float16, float16 inputs and outputs
@@ -30,7 +31,9 @@ OUT = os.path.join(ROOT, ".cache", "models")
 
 VARIANTS = {
     "mobilenet_v2_small_qdq": ("mobilenet_v2_small", "qdq"),
+    "mobilenet_v2_qdq": ("mobilenet_v2", "qdq"),
     "resnet18_small_qdq": ("resnet18_small", "qdq"),
+    "resnet18_qdq": ("resnet18", "qdq"),
     "bert_small_dynq": ("bert_small", "dynq"),
     "resnet18_small_fp16": ("resnet18_small", "fp16"),
 }

@@ -30,7 +30,21 @@ import { ROUTE_MODELS, type RouteResult, benchImportRoutes, hasRouteFixture, rou
  * (Kiln's 2-thread ResNet-18 right after ORT-web: 47 ms; 50 ms later: 33 ms).
  */
 const SETTLE_MS = 50;
-const ALL_MODELS = ['resnet18', 'mobilenet_v2', 'squeezenet1_1', 'super_resolution', 'bert', 'matmul'];
+const ALL_MODELS = [
+  'resnet18',
+  'resnet18_qdq',
+  'mobilenet_v2',
+  'mobilenet_v2_qdq',
+  'squeezenet1_1',
+  'super_resolution',
+  'bert',
+  'matmul',
+];
+/**
+ * Quantized models (scripts/gen_quantized_models.py) and the float32 model each was quantized from: Kiln's float32
+ * build of that model runs in the same rounds, so the table shows what the integer kernels gain.
+ */
+const FLOAT_BASE: Record<string, string> = { mobilenet_v2_qdq: 'mobilenet_v2', resnet18_qdq: 'resnet18' };
 const MATMUL = 1024;
 
 /** Wall time per run, and the process's CPU time per run (user + system, all threads: meaningful at 1 thread). */
@@ -78,6 +92,11 @@ interface ModelResult {
   threads: number;
   kiln: KilnResult;
   kilnRelaxed?: KilnResult;
+  /** Kiln's float32 build of the model a quantized model was made from (FLOAT_BASE), and both artifacts' sizes. */
+  kilnFloat?: RuntimeResult & { model: string; artifactBytes?: number };
+  artifactBytes?: number;
+  /** Median over rounds of (Kiln float32 time / Kiln time on the quantized model). */
+  kilnVsFloat?: number;
   ortWeb: RuntimeResult;
   ortNode: RuntimeResult;
   kilnVsOrtWeb?: number;
@@ -204,9 +223,22 @@ const fromOrt = (
     ]),
   );
 
+/**
+ * The step between adjacent values of a dequantized output (the smallest gap between its distinct values). A
+ * quantized model agrees with ONNX Runtime within two steps: ORT computes the residual Adds and the pooling of a QDQ
+ * model with its own integer operators (QLinearAdd, QLinearGlobalAveragePool, with fused multiply-adds), Kiln in
+ * float32, and a value whose rounding tie falls differently moves by one step and can move a later one by another.
+ * ORT-web and ORT-node differ from each other by as much on the same file.
+ */
+function quantizationStep(t: Tensor): number {
+  const levels = [...new Set(Array.from(t.data as Float32Array))].sort((a, b) => a - b);
+  return Math.min(...levels.slice(1).map((v, i) => v - levels[i]));
+}
+
 function agreement(
   got: Record<string, Tensor>,
   want: Record<string, Tensor>,
+  quantized = false,
 ): { maxAbsErr: number; agrees: boolean; mismatch?: string } {
   let maxAbsErr = 0,
     mismatch: string | undefined;
@@ -221,7 +253,7 @@ function agreement(
       const e = Math.abs(Number(g.data[i]) - Number(w.data[i]));
       if (e > maxAbsErr || Number.isNaN(e)) maxAbsErr = Number.isNaN(e) ? Infinity : e;
     }
-    const bad = compareTensors(g, w, DEFAULT_TOLERANCE);
+    const bad = compareTensors(g, w, quantized ? { rtol: 0, atol: 2.001 * quantizationStep(w) } : DEFAULT_TOLERANCE);
     if (bad && !mismatch) mismatch = `${name}: ${bad.message}`;
   }
   return { maxAbsErr, agrees: !mismatch, mismatch };
@@ -254,20 +286,29 @@ async function benchModel(
   const nodeFeeds = toOrt(ortNode, feeds),
     webFeeds = toOrt(ortWeb, feeds);
   const ref = fromOrt((await nodeSession.run(nodeFeeds)) as never);
-  Object.assign(res.ortWeb, agreement(fromOrt((await webSession.run(webFeeds)) as never), ref));
+  Object.assign(res.ortWeb, agreement(fromOrt((await webSession.run(webFeeds)) as never), ref, !!FLOAT_BASE[name]));
 
   let kiln: LoadedModel | undefined, kilnRelaxed: LoadedModel | undefined, kiln1: LoadedModel | undefined;
+  let kilnFloat: LoadedModel | undefined;
   try {
     const t0 = performance.now();
     const compiled = await compile(c.bytes, { modelPath: c.modelPath });
     res.kiln.compileMs = performance.now() - t0;
+    res.artifactBytes = compiled.artifact.length;
+    const base = FLOAT_BASE[name];
+    if (base) {
+      const b = loadCase(base);
+      const floatBuild = await compile(b.bytes, { modelPath: b.modelPath });
+      kilnFloat = await load(floatBuild.artifact, { threads: T, simd: 'baseline' });
+      res.kilnFloat = { model: base, artifactBytes: floatBuild.artifact.length };
+    }
     kiln = await load(compiled.artifact, { threads: T, simd: 'baseline' });
     // the thread speedup from runs seconds apart in this process (a child per thread count would time the two
     // in different phases of a shared machine)
     if (T > 1) kiln1 = await load(compiled.artifact, { threads: 1, simd: 'baseline' });
     try {
       kilnRelaxed = await load(compiled.artifact, { threads: T, simd: 'relaxed' });
-      res.kilnRelaxed = agreement(kilnRelaxed.runSync(feeds), ref);
+      res.kilnRelaxed = agreement(kilnRelaxed.runSync(feeds), ref, !!base);
     } catch (e) {
       res.kilnRelaxed = { na: `n/a (${(e as Error).message.split('\n')[0].slice(0, 60)})` };
     }
@@ -275,7 +316,7 @@ async function benchModel(
     res.kiln.kernels = h.kernels.length;
     res.kiln.calls = h.calls.length;
     res.kiln.flopsPerRun = h.calls.reduce((a, call) => a + h.kernels[call.kernel].flops, 0);
-    Object.assign(res.kiln, agreement(kiln.runSync(feeds), ref));
+    Object.assign(res.kiln, agreement(kiln.runSync(feeds), ref, !!base));
   } catch (e) {
     res.kiln.error = (e as Error).message.split('\n')[0];
     kiln = undefined;
@@ -290,7 +331,7 @@ async function benchModel(
 
   // rounds: a warm-up round, then timed rounds in rotating order (Kiln on 1 thread runs beside Kiln on T threads)
   const runners: [
-    keyof Pick<ModelResult, 'kiln' | 'kilnRelaxed' | 'ortWeb' | 'ortNode'>,
+    keyof Pick<ModelResult, 'kiln' | 'kilnRelaxed' | 'kilnFloat' | 'ortWeb' | 'ortNode'>,
     () => Promise<unknown> | unknown,
   ][] = [];
   if (kiln) {
@@ -301,11 +342,29 @@ async function benchModel(
     const k = kilnRelaxed;
     runners.push(['kilnRelaxed', () => k.runSync(feeds)]);
   }
+  if (kilnFloat) {
+    const k = kilnFloat;
+    runners.push(['kilnFloat', () => k.runSync(feeds)]);
+  }
   runners.push(['ortWeb', () => webSession.run(webFeeds)], ['ortNode', () => nodeSession.run(nodeFeeds)]);
   for (const [, f] of runners) await f();
   kiln1?.runSync(feeds);
-  const times: Record<string, number[]> = { kiln: [], kilnRelaxed: [], kiln1: [], ortWeb: [], ortNode: [] };
-  const cpu: Record<string, number[]> = { kiln: [], kilnRelaxed: [], kiln1: [], ortWeb: [], ortNode: [] };
+  const times: Record<string, number[]> = {
+    kiln: [],
+    kilnRelaxed: [],
+    kilnFloat: [],
+    kiln1: [],
+    ortWeb: [],
+    ortNode: [],
+  };
+  const cpu: Record<string, number[]> = {
+    kiln: [],
+    kilnRelaxed: [],
+    kilnFloat: [],
+    kiln1: [],
+    ortWeb: [],
+    ortNode: [],
+  };
   const timed = async (who: string, f: () => unknown) => {
     const t0 = performance.now(),
       c0 = process.cpuUsage();
@@ -355,11 +414,13 @@ async function benchModel(
     (res.kilnRelaxed as KilnResult).gflops = res.kiln.flopsPerRun / (res.kilnRelaxed.medianMs * 1e6);
   kiln?.dispose();
   kilnRelaxed?.dispose();
+  kilnFloat?.dispose();
   kiln1?.dispose();
   if (kiln && res.kiln.medianMs) {
     if (res.kiln.flopsPerRun) res.kiln.gflops = res.kiln.flopsPerRun / (res.kiln.medianMs * 1e6);
     res.kilnVsOrtWeb = median(times.ortWeb.map((w, r) => w / times.kiln[r]));
     res.kilnVsOrtWebCpu = median(cpu.ortWeb.map((w, r) => w / cpu.kiln[r]));
+    if (kilnFloat) res.kilnVsFloat = median(times.kilnFloat.map((f, r) => f / times.kiln[r]));
   }
   const f = (t: RuntimeResult) => (t.medianMs === undefined ? '-' : `${t.medianMs.toFixed(2)} ms`);
   log(
@@ -442,6 +503,20 @@ export function markdownTable(rep: BenchReport): string {
     for (const r of single) {
       lines.push(
         `| ${r.model} | ${r.kiln.cpuMedianMs!.toFixed(2)} | ${r.ortWeb.cpuMedianMs!.toFixed(2)} | ${r.ortNode.cpuMedianMs?.toFixed(2) ?? '-'} | ${(r.kilnVsOrtWebCpu ?? r.ortWeb.cpuMedianMs! / r.kiln.cpuMedianMs!).toFixed(3)}x |`,
+      );
+    }
+  }
+  const quantized = rep.results.filter((r) => r.kilnFloat?.medianMs !== undefined && r.kiln.medianMs !== undefined);
+  if (quantized.length) {
+    lines.push(
+      '',
+      '| quantized model | threads | Kiln min / median ms | Kiln float32 build of the float model, min / median ms | Kiln quantized / Kiln float32 speed (median of per-round ratios) | Kiln quantized / ORT-web speed | artifact bytes quantized / float32 |',
+      '|---|---:|---:|---:|---:|---:|---:|',
+    );
+    for (const r of quantized) {
+      const f = r.kilnFloat!;
+      lines.push(
+        `| ${r.model} (float: ${f.model}) | ${r.threads} | ${ms(r.kiln)} | ${ms(f)} | ${r.kilnVsFloat?.toFixed(3) ?? '-'}x | ${r.kilnVsOrtWeb?.toFixed(3) ?? '-'}x | ${r.artifactBytes} / ${f.artifactBytes} |`,
       );
     }
   }

@@ -16,6 +16,7 @@ import { distinctOutputs } from '../relay-ir/passes/distinct-outputs.js';
 import { fuseOps } from '../relay-ir/passes/fuse-ops.js';
 import { specializeDims } from '../relay-ir/passes/specialize-dims.js';
 import { packWeights } from '../relay-ir/passes/pack-weights.js';
+import { fuseQdq } from '../relay-ir/passes/fuse-qdq.js';
 import { explicitConvPadding } from '../relay-ir/passes/explicit-padding.js';
 import { winogradConv } from '../relay-ir/passes/winograd-conv.js';
 import type { WinogradTile } from '../tensor-expr/ops/winograd.js';
@@ -119,6 +120,8 @@ export const graphPasses = (
   folder = new ConstantFolder(evaluateCall, interpretSymbolic),
 ): Pass[] => [
   { name: 'eliminate-dead-code', run: eliminateDeadCode },
+  // before folding: the quantized weights are still integer constants
+  { name: 'fuse-qdq', run: (f) => fuseQdq(f, (e) => folder.value(e)?.value) },
   { name: 'fold-constants', run: (f) => folder.fold(f) },
   { name: 'fold-batch-norm', run: foldBatchNorm },
   { name: 'eliminate-common-subexpressions', run: eliminateCommonSubexpressions },

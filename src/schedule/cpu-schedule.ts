@@ -56,7 +56,8 @@ export function vectorizeSteps(
   layout: ComputeHints | undefined = st.laneLayout,
 ): TraceStep[] & { outer?: string; outerExtent?: number } {
   const inner = st.roots.filter((a) => !a.reduce).pop();
-  if (st.tensor.dtype !== 'float32' || !inner) return [];
+  // (uint8 / int8 stages: a quantizing epilogue, computed in float32 lanes and stored as bytes)
+  if (!['float32', 'uint8', 'int8'].includes(st.tensor.dtype) || !inner) return [];
   const wide = (n: number) => n >= 8 || n === 4;
   const lanes = (
     axis: string,
@@ -207,9 +208,10 @@ export interface RegisterTile {
  */
 export function registerTileShape(st: Stage): RegisterTile | undefined {
   const r = st.reduction;
-  if (!r || r.op === 'prod' || st.tensor.dtype !== 'float32') return undefined;
-  const spatial = st.roots.filter((a) => !a.reduce);
   const h = st.tensor.hints;
+  if (!r || r.op === 'prod' || !(st.tensor.dtype === 'float32' || (st.tensor.dtype === 'int32' && h?.integerTile)))
+    return undefined;
+  const spatial = st.roots.filter((a) => !a.reduce);
   const jAt = h?.vectorAxis ?? spatial.length - 1;
   const j = spatial[jAt];
   if (!j || j.extent < 4) return undefined;

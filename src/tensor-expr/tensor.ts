@@ -35,6 +35,11 @@ export interface ComputeHints {
    * index constant in each copy only that row's terms remain.
    */
   readonly unrollAxis?: number;
+  /**
+   * An int32 sum of products of 8- or 16-bit integers (tensor-expr/ops/quantized.ts): register-tiled like a float32
+   * sum, its lanes computed with integer SIMD (WebAssembly: i32x4.dot_i16x8_s where the reduction runs in pairs).
+   */
+  readonly integerTile?: boolean;
 }
 
 let tensorCounter = 0;

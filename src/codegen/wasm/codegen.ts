@@ -178,6 +178,8 @@ export class FunctionEmitter extends LoopEmitter<Ref, Ref> implements ScalarEmit
   private labels = 0;
   /** Values hoisted out of a block of register-tile updates: key (lane-vector or scalar + text) -> local. */
   private readonly hoisted = new Map<string, { local: number; type: number }>();
+  /** Inside a block of register-tile updates: vector values the updates share, by key (vectorize.ts pairDot). */
+  tileValues: Map<string, number> | undefined;
   /** Value ranges of the loop variables and index locals in scope (for speculative vector loads). */
   readonly ranges = new Map<Var, Interval>();
 
@@ -329,8 +331,9 @@ export class FunctionEmitter extends LoopEmitter<Ref, Ref> implements ScalarEmit
       sets.push(this.m.local.set(local, value));
       this.hoisted.set(key, { local, type });
     }
-    if (!sets.length) return undefined;
+    this.tileValues = new Map();
     const out = this.m.block(null, [...sets, ...body.map((x) => this.stmt(x))], B.none);
+    this.tileValues = undefined;
     this.hoisted.clear();
     return out;
   }
@@ -375,7 +378,8 @@ export class FunctionEmitter extends LoopEmitter<Ref, Ref> implements ScalarEmit
 
   protected emitAlloc(s: AllocStmt): Ref {
     if (s.buf.scope === 'shared') return this.stmt(s.body); // in the chunk's scratch (scratchLayout)
-    const vec = s.buf.dtype === 'float32';
+    // (int32 ones too: an integer kernel's accumulator tile, vectorize.ts vectorizeIntLoop)
+    const vec = s.buf.dtype === 'float32' || s.buf.dtype === 'int32';
     const n = vec ? Math.ceil(s.buf.size / 4) : s.buf.size;
     this.localBufs.set(
       s.buf,
@@ -465,6 +469,7 @@ export class FunctionEmitter extends LoopEmitter<Ref, Ref> implements ScalarEmit
       regs = this.localBufs.get(b)!,
       c = this.localSlot(b, index);
     if (b.dtype === 'float32') return m.f32x4.extract_lane(m.local.get(regs[c >> 2], B.v128), c & 3);
+    if (b.dtype === 'int32') return m.i32x4.extract_lane(m.local.get(regs[c >> 2], B.v128), c & 3);
     return m.local.get(regs[c], wasmType(b.dtype));
   }
 
@@ -474,6 +479,8 @@ export class FunctionEmitter extends LoopEmitter<Ref, Ref> implements ScalarEmit
       c = this.localSlot(b, index);
     if (b.dtype === 'float32')
       return m.local.set(regs[c >> 2], m.f32x4.replace_lane(m.local.get(regs[c >> 2], B.v128), c & 3, value));
+    if (b.dtype === 'int32')
+      return m.local.set(regs[c >> 2], m.i32x4.replace_lane(m.local.get(regs[c >> 2], B.v128), c & 3, value));
     return m.local.set(regs[c], value);
   }
 

@@ -25,6 +25,7 @@ export function packWeights(fn: FuncNode): FuncNode {
     if (n.kind !== 'call' || isFuncCall(n) || n.attrs.weight_block) return undefined;
     const name = (n.op as OpSpec).name;
     if (name === 'matmul' || name === 'gemm') return packMatmul(n);
+    if (name === 'qlinear_conv' || name === 'qlinear_matmul') return packPairs(n, name);
     if (name !== 'conv') return undefined;
     const w = n.args[1];
     if (w.kind !== 'const' || w.value.dtype !== 'float32') return undefined;
@@ -109,4 +110,40 @@ function packBlocks(w: Tensor, b: number): Tensor {
   for (let o = 0; o < m; o++)
     for (let i = 0; i < inner; i++) dst[(Math.floor(o / b) * inner + i) * b + (o % b)] = src[o * inner + i];
   return { dtype: 'float32', shape: [blocks, ...rest, b], data: dst };
+}
+
+/**
+ * The integer operators' weights (tensor-expr/ops/quantized.ts): pairs of reduction elements of 4 adjacent output
+ * channels adjacent, so that one 8-byte load widened to 8 int16 lanes feeds one i32x4.dot_i16x8_s. qlinear_conv
+ * [M, C, K...] -> [ceil(M/4), ceil(C/2), K..., 4, 2] (ungrouped only: the lanes run over filters that read one
+ * input channel pair); qlinear_matmul [K, N] -> [ceil(N/4), ceil(K/2), 4, 2]. Missing filters and channels are zeros.
+ */
+function packPairs(n: CallNode, name: string): GExpr | undefined {
+  const w = n.args[1];
+  if (w.kind !== 'const' || (name === 'qlinear_conv' && Number(n.attrs.group ?? 1) !== 1)) return undefined;
+  const t = (w as ConstNode).value;
+  const src = t.data as Int8Array | Int16Array;
+  const B = WEIGHT_BLOCK;
+  // as [M, C, inner]: conv filters x channels x taps; matmul columns x depth x 1 (b is [K, N])
+  const conv = name === 'qlinear_conv';
+  const [M, C] = conv ? [t.shape[0], t.shape[1]] : [t.shape[1], t.shape[0]];
+  const inner = conv ? sizeOf(t.shape.slice(2)) : 1;
+  const at = conv
+    ? (m: number, c: number, k: number) => src[(m * C + c) * inner + k]
+    : (m: number, c: number) => src[c * M + m];
+  const mb = Math.ceil(M / B),
+    cp = Math.ceil(C / 2);
+  const dst = new (src.constructor as Int8ArrayConstructor | Int16ArrayConstructor)(mb * cp * inner * B * 2);
+  for (let m = 0; m < M; m++)
+    for (let c = 0; c < C; c++)
+      for (let k = 0; k < inner; k++)
+        dst[((Math.floor(m / B) * cp + (c >> 1)) * inner + k) * B * 2 + (m % B) * 2 + (c & 1)] = at(m, c, k);
+  const shape = conv ? [mb, cp, ...t.shape.slice(2), B, 2] : [mb, cp, B, 2];
+  const attrs: Record<string, number> = conv ? { filters: M, channels: C } : { columns: M, depth: C };
+  return gcall(
+    n.op as OpSpec,
+    [n.args[0], gconst({ dtype: t.dtype, shape, data: dst }), ...n.args.slice(2)],
+    { ...n.attrs, weight_block: B, ...attrs },
+    n.origin,
+  );
 }

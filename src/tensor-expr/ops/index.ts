@@ -5,3 +5,4 @@ import './reduce.js';
 import './transform.js';
 import './layout.js';
 import './winograd.js';
+import './quantized.js';

@@ -28,7 +28,7 @@ function needFloat(what: string, t: TensorType): void {
 // Window geometry shared by conv and pooling
 // ---------------------------------------------------------------------------------------------------------------
 
-interface Window {
+export interface Window {
   kernel: number[];
   strides: number[];
   dilations: number[];
@@ -60,7 +60,7 @@ function windowAttrs(a: Attrs, nsp: number, kernel: number[], negativePads = fal
  * Whether a window is pointwise (1x1, stride 1, no padding): it reads the input at the output's own position.
  * Dilation cannot matter for a 1x1 window.
  */
-const isPointwise = (win: Window): boolean =>
+export const isPointwise = (win: Window): boolean =>
   win.kernel.every((kk) => kk === 1) && win.strides.every((s) => s === 1) && win.pads.every((p) => p === 0);
 
 /** Whether a convolution's attributes and kernel extents make it pointwise (graph passes decide layouts by it). */
@@ -83,7 +83,7 @@ function windowOut(inp: number, w: Window, i: number, ceil = false): number {
  * Input position of window element `kk` for output position `o` in spatial dim i, plus the conditions that keep
  * it in [lo, hi) (only those that can fail, judged from the output/kernel extents).
  */
-function windowPos(
+export function windowPos(
   w: Window,
   i: number,
   o: Expr,
@@ -108,7 +108,7 @@ function windowPos(
 // conv(x, w, bias?) — x [N, C, D...], w [M, C/group, K...], bias [M]; attrs strides, pads, dilations, group
 // ---------------------------------------------------------------------------------------------------------------
 
-function convGeometry(
+export function convGeometry(
   x: readonly number[],
   w: readonly number[],
   a: Attrs,

@@ -399,12 +399,17 @@ converter('ConvInteger', 10, (c) => convInteger(c, c.input(0), c.input(1), c.opt
 
 /** conv_integer of x and w with the node's convolution attributes (ConvInteger's, QLinearConv's); zero points default to 0. */
 export function convInteger(c: ConvertCtx, x: GExpr, w: GExpr, zx: GExpr | undefined, zw: GExpr | undefined): GExpr {
+  const zp = (z: GExpr | undefined, like: GExpr) => z ?? c.constant(tensor(c.type(like).dtype, [], [0]));
+  return c.call('conv_integer', [x, w, zp(zx, x), zp(zw, w)], convIntegerAttrs(c, x, w));
+}
+
+/** The node's convolution attributes as the integer convolutions take them (auto_pad resolved). */
+export function convIntegerAttrs(c: ConvertCtx, x: GExpr, w: GExpr) {
   const sp = spatialDims(c, x),
     n = sp.length;
   const kernel = c.ints('kernel_shape', c.type(w).shape.slice(2) as number[]);
   const strides = c.ints('strides', ones(n)),
     dilations = c.ints('dilations', ones(n));
   const pads = resolvePads(c, sp, kernel, strides, dilations);
-  const zp = (z: GExpr | undefined, like: GExpr) => z ?? c.constant(tensor(c.type(like).dtype, [], [0]));
-  return c.call('conv_integer', [x, w, zp(zx, x), zp(zw, w)], { strides, pads, dilations, group: c.int('group', 1) });
+  return { strides, pads, dilations, group: c.int('group', 1) };
 }

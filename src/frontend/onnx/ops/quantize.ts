@@ -7,7 +7,8 @@ import { KilnError } from '../../../runtime/errors.js';
 import { tensor } from '../../../runtime/tensor.js';
 import type { GExpr } from '../../../relay-ir/expr.js';
 import { type ConvertCtx, converter } from '../converter.js';
-import { convInteger } from './nn.js';
+import { convInteger, convIntegerAttrs } from './nn.js';
+import { integerProduct } from '../../../relay-ir/passes/fuse-qdq.js';
 
 /** The integer types a zero point (and a quantized tensor) may have, with their ranges. */
 const QRANGE: Partial<Record<DType, [number, number]>> = {
@@ -153,7 +154,67 @@ function requantize(c: ConvertCtx, acc: GExpr, sa: GExpr, sb: GExpr, sy: GExpr, 
 
 const zeroLike = (c: ConvertCtx, e: GExpr) => scalar(c, c.type(e).dtype, 0);
 
+/** The elements of a constant input (absent: `dflt`), or undefined where the value is computed at run time. */
+function known(e: GExpr | undefined, dflt?: number[]): number[] | undefined {
+  if (!e) return dflt;
+  return e.kind === 'const' ? Array.from(e.value.data as ArrayLike<number | bigint>, Number) : undefined;
+}
+
+/**
+ * QLinearConv / QLinearMatMul on the integer operator the QDQ fusion also makes (relay-ir/passes/fuse-qdq.ts),
+ * when the weight and every scale and zero point are constants (as quantizers write them); undefined otherwise.
+ * The weight scale and zero point are per tensor or per output channel.
+ */
+function integerKernel(c: ConvertCtx, kind: 'conv' | 'matmul'): GExpr | undefined {
+  const x = c.input(0),
+    w = c.input(3);
+  const xt = c.type(x).dtype;
+  if (w.kind !== 'const' || (w.value.dtype !== 'uint8' && w.value.dtype !== 'int8')) return undefined;
+  if (xt !== 'uint8' && xt !== 'int8') return undefined;
+  const ws = w.value.shape;
+  if (kind === 'matmul' && (ws.length !== 2 || c.type(x).shape.length < 1)) return undefined;
+  const channels = kind === 'conv' ? ws[0] : ws[1];
+  const yz = c.optInput(7);
+  const yType = yz ? c.type(yz).dtype : 'uint8';
+  if (yType !== 'uint8' && yType !== 'int8') return undefined;
+  const xs = known(c.input(1)),
+    xz = known(c.optInput(2), [0]),
+    wScale = known(c.input(4)),
+    wZero = known(c.optInput(5), [0]),
+    ys = known(c.input(6)),
+    yZero = known(yz, [0]),
+    bias = kind === 'conv' ? known(c.optInput(8), new Array(channels).fill(0)) : new Array(channels).fill(0);
+  const perChannel = (v: number[] | undefined) =>
+    v?.length === 1 ? new Array<number>(channels).fill(v[0]) : v?.length === channels ? v : undefined;
+  const wsc = perChannel(wScale),
+    wzp = perChannel(wZero);
+  if (xs?.length !== 1 || xz?.length !== 1 || ys?.length !== 1 || yZero?.length !== 1 || !wsc || !wzp) return undefined;
+  if (bias?.length !== channels) return undefined;
+  const weight = w.value;
+  const [qmin, qmax] = QRANGE[yType]!;
+  return integerProduct({
+    kind,
+    x,
+    xScale: xs[0],
+    xZero: xz[0],
+    weight: Array.from(weight.data as ArrayLike<number>, Number),
+    weightShape: ws,
+    wScale: wsc,
+    wZero: wzp,
+    bias: Int32Array.from(bias),
+    yScale: ys[0],
+    yZero: yZero[0],
+    yType,
+    qmin,
+    qmax,
+    conv: kind === 'conv' ? convIntegerAttrs(c, x, w) : undefined,
+    origin: [c.name],
+  });
+}
+
 converter('QLinearMatMul', 10, (c) => {
+  const fused = integerKernel(c, 'matmul');
+  if (fused) return fused;
   const a = c.input(0),
     b = c.input(3);
   const za = c.optInput(2) ?? zeroLike(c, a),
@@ -165,6 +226,8 @@ converter('QLinearMatMul', 10, (c) => {
 });
 
 converter('QLinearConv', 10, (c) => {
+  const fused = integerKernel(c, 'conv');
+  if (fused) return fused;
   const x = c.input(0),
     w = c.input(3);
   const rank = c.type(x).shape.length;
