@@ -11,7 +11,9 @@
 import { BYTES, type DType, isFloat, isUnsigned, isWide } from '../../runtime/dtype.js';
 import { KilnError } from '../../runtime/errors.js';
 import { UNARY_MATH } from '../../runtime/math.js';
-import type { BinOp, Expr, UnOp, Var } from '../../tensor-expr/expr.js';
+import { type BinOp, type Expr, type UnOp, type Var, affineCoef, mentions } from '../../tensor-expr/expr.js';
+import { fixVar } from '../../tensor-expr/simplify.js';
+import { isPure } from '../common/pure.js';
 import {
   type AllocStmt,
   type AssignStmt,
@@ -256,7 +258,7 @@ class KernelEmitter extends LoopEmitter<string, void> {
     for (const s of kernelStages(this.f)) this.stmt(s);
     this.lines.push('  ret void');
     return [
-      `define internal void @${this.name}(${params.join(', ')}) #1 {`,
+      `define void @${this.name}(${params.join(', ')}) #1 {`,
       'entry:',
       ...this.allocas,
       ...this.lines,
@@ -304,12 +306,15 @@ class KernelEmitter extends LoopEmitter<string, void> {
   }
   /** Evaluates `f` in a branch: what it computes is not reused after the branch. */
   private branch<T>(f: () => T): T {
-    const saved = this.memo;
+    const saved = this.memo,
+      saved64 = this.memo64;
     this.memo = new Map(saved);
+    this.memo64 = new Map(saved64);
     try {
       return f();
     } finally {
       this.memo = saved;
+      this.memo64 = saved64;
     }
   }
 
@@ -326,11 +331,26 @@ class KernelEmitter extends LoopEmitter<string, void> {
     const i = this.index64(index);
     return this.op(`getelementptr inbounds ${mt}, ${mt}* ${typed}, i64 ${i}`);
   }
+  /**
+   * An element index as i64. The sums and products of an int32 index are computed in i64 with nsw (an index never
+   * overflows: buffers have fewer than 2^31 elements), so LLVM sees that neighbouring lanes' addresses are
+   * consecutive (a sext of an i32 sum hides it) and the SLP vectorizer can merge them.
+   */
   private index64(index: Expr): string {
     if (index.k === 'const') return BigInt(index.value).toString();
-    const i = this.expr(index);
-    return isWide(index.dtype) ? i : this.op(`sext i32 ${i} to i64`);
+    if (isWide(index.dtype)) return this.expr(index);
+    if (index.k === 'bin' && (index.op === 'add' || index.op === 'mul' || index.op === 'sub')) {
+      const key = this.memo64.get(index);
+      if (key) return key;
+      const a = this.index64(index.a),
+        b = this.index64(index.b);
+      const r = this.op(`${index.op} nsw i64 ${a}, ${b}`);
+      this.memo64.set(index, r);
+      return r;
+    }
+    return this.op(`sext i32 ${this.expr(index)} to i64`);
   }
+  private memo64 = new Map<Expr, string>();
 
   /** An i1 for a value of dtype `t` (nonzero). */
   private truth(e: Expr): string {
@@ -345,6 +365,7 @@ class KernelEmitter extends LoopEmitter<string, void> {
   // ---- statements
   override stmt(s: Stmt): void {
     this.memo = new Map();
+    this.memo64 = new Map();
     super.stmt(s);
   }
   protected emitSeq(body: readonly Stmt[]): void {
@@ -398,6 +419,7 @@ class KernelEmitter extends LoopEmitter<string, void> {
 
   protected emitLoop(s: ForStmt): void {
     const slot = this.varSlot(s.v);
+    if (s.kind === 'vectorized' && this.vectorLoop(s)) return;
     // unrolled here (not by LLVM): register tiles' indices become constants before SROA sees them
     if ((s.kind === 'unrolled' || s.kind === 'vectorized') && s.extent <= 16) {
       for (let k = 0; k < s.extent; k++) {
@@ -419,6 +441,119 @@ class KernelEmitter extends LoopEmitter<string, void> {
     const md = s.kind === 'vectorized' ? `, ${this.meta.loop([this.meta.vectorize])}` : '';
     this.ins(`br i1 ${c}, label %${lBody}, label %${lEnd}${md}`);
     this.place(lEnd);
+  }
+
+  // ---- explicit vectors for the loops the schedule vectorizes
+  /**
+   * A vectorized loop of 2..16 lanes storing float32s, as one <L x float> computation: unit-stride loads and stores
+   * (of global buffers and register tiles) as vector accesses, lane-invariant values splatted, arithmetic on
+   * vectors; what has no vector form is computed lane by lane and inserted. False (nothing emitted) for other loops.
+   */
+  private vectorLoop(s: ForStmt): boolean {
+    const st = s.body,
+      L = s.extent;
+    if (st.k !== 'store' || st.buf.dtype !== 'float32' || L < 2 || L > 16) return false;
+    const v = s.v,
+      vt = `<${L} x float>`;
+    this.memo = new Map();
+    this.memo64 = new Map();
+    this.vmemo = new Map();
+    const value = this.vexpr(st.value, v, L);
+    if (affineCoef(st.index, v) === 1) {
+      const p = this.addr(st.buf, fixVar(st.index, v, 0));
+      const vp = this.op(`bitcast float* ${p} to ${vt}*`);
+      this.ins(`store ${vt} ${value}, ${vt}* ${vp}, align 4`);
+    } else {
+      for (let l = 0; l < L; l++) {
+        const x = this.op(`extractelement ${vt} ${value}, i32 ${l}`);
+        const p = this.addr(st.buf, fixVar(st.index, v, l));
+        this.ins(`store float ${x}, float* ${p}, align 4`);
+      }
+    }
+    return true;
+  }
+  private vmemo = new Map<Expr, string>();
+
+  private splat(x: string, L: number, t = 'float'): string {
+    const a = this.op(`insertelement <${L} x ${t}> undef, ${t} ${x}, i32 0`);
+    return this.op(`shufflevector <${L} x ${t}> ${a}, <${L} x ${t}> undef, <${L} x i32> zeroinitializer`);
+  }
+  /** Lane by lane: each lane's scalar value (lane l: v = l) inserted into a vector. */
+  private gather(e: Expr, v: Var, L: number, t = 'float', scalar = (x: Expr) => this.expr(x)): string {
+    let r = 'undef';
+    for (let l = 0; l < L; l++) {
+      const x = scalar(fixVar(e, v, l));
+      r = this.op(`insertelement <${L} x ${t}> ${r}, ${t} ${x}, i32 ${l}`);
+    }
+    return r;
+  }
+  private vintrinsic(name: string, L: number, ...args: string[]): string {
+    const vt = `<${L} x float>`,
+      fn = `llvm.${name}.v${L}f32`;
+    this.declare(`${vt} @${fn}(${args.map(() => vt).join(', ')})`);
+    return this.op(`call ${vt} @${fn}(${args.map((a) => `${vt} ${a}`).join(', ')})`);
+  }
+
+  /** The <L x float> value of a float32 expression across lane variable `v`. */
+  private vexpr(e: Expr, v: Var, L: number): string {
+    const hit = this.vmemo.get(e);
+    if (hit) return hit;
+    const r = this.vexprNow(e, v, L);
+    this.vmemo.set(e, r);
+    return r;
+  }
+  private vexprNow(e: Expr, v: Var, L: number): string {
+    const vt = `<${L} x float>`;
+    if (e.dtype !== 'float32') throw new KilnError('E_INTERNAL', `native codegen: vector of ${e.dtype}`);
+    if (!mentions(e, v)) return this.splat(this.expr(e), L);
+    switch (e.k) {
+      case 'load': {
+        const b = e.buf as Buffer;
+        if (affineCoef(e.idx[0], v) === 1) {
+          const p = this.addr(b, fixVar(e.idx[0], v, 0));
+          const vp = this.op(`bitcast float* ${p} to ${vt}*`);
+          return this.op(`load ${vt}, ${vt}* ${vp}, align 4`);
+        }
+        return this.gather(e, v, L);
+      }
+      case 'un': {
+        if (e.op === 'neg') return this.op(`fneg ${vt} ${this.vexpr(e.a, v, L)}`);
+        const intr = FLOAT_INTRINSIC[e.op];
+        if (intr && e.a.dtype === 'float32') return this.vintrinsic(intr, L, this.vexpr(e.a, v, L));
+        return this.gather(e, v, L);
+      }
+      case 'bin': {
+        if (e.a.dtype !== 'float32') return this.gather(e, v, L);
+        if (e.op === 'add') {
+          const m = e.a.k === 'bin' && e.a.op === 'mul' ? e.a : e.b.k === 'bin' && e.b.op === 'mul' ? e.b : undefined;
+          if (m) {
+            const c = m === e.a ? e.b : e.a;
+            return this.vintrinsic('fmuladd', L, this.vexpr(m.a, v, L), this.vexpr(m.b, v, L), this.vexpr(c, v, L));
+          }
+        }
+        const ins = FLOAT_BINARY[e.op];
+        if (ins) return this.op(`${ins} ${vt} ${this.vexpr(e.a, v, L)}, ${this.vexpr(e.b, v, L)}`);
+        if (e.op === 'min' || e.op === 'max') {
+          const a = this.vexpr(e.a, v, L),
+            b = this.vexpr(e.b, v, L);
+          const pick = this.op(`fcmp ${e.op === 'min' ? 'olt' : 'ogt'} ${vt} ${a}, ${b}`);
+          const r = this.op(`select <${L} x i1> ${pick}, ${vt} ${a}, ${vt} ${b}`);
+          const nan = this.op(`fcmp uno ${vt} ${a}, ${a}`);
+          return this.op(`select <${L} x i1> ${nan}, ${vt} ${a}, ${vt} ${r}`);
+        }
+        return this.gather(e, v, L);
+      }
+      case 'select': {
+        if (!isPure(e.a) || !isPure(e.b)) return this.gather(e, v, L);
+        const a = this.vexpr(e.a, v, L),
+          b = this.vexpr(e.b, v, L);
+        if (!mentions(e.c, v)) return this.op(`select i1 ${this.truth(e.c)}, ${vt} ${a}, ${vt} ${b}`);
+        const c = this.gather(e.c, v, L, 'i1', (x) => this.truth(x));
+        return this.op(`select <${L} x i1> ${c}, ${vt} ${a}, ${vt} ${b}`);
+      }
+      default:
+        return this.gather(e, v, L);
+    }
   }
 
   // ---- expressions
