@@ -217,6 +217,10 @@ export type OptimizedGraph = ReturnType<typeof importAndOptimize>;
 
 export async function compile(modelBytes: Uint8Array, opts: CompileOptions = {}): Promise<CompileResult> {
   webgpuLimitsOf(opts); // a bad profile fails before the import
+  if (opts.cpu !== undefined && opts.target !== 'native')
+    throw new KilnError('E_INPUT', `cpu applies to target 'native', not '${opts.target ?? 'wasm'}'`, {
+      hint: "compile with target: 'native' (--target native), or leave cpu out",
+    });
   return compileGraph(importAndOptimize(modelBytes, opts), opts);
 }
 

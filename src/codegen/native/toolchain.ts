@@ -39,11 +39,14 @@ function onPath(name: string): string | undefined {
   return undefined;
 }
 
-let cached: LlvmTools | undefined;
+/** Found tools by KILN_LLVM_BIN value ('' for the default search). */
+const cached = new Map<string, LlvmTools>();
 
 /** The LLVM tools to use, or undefined when none are installed. */
 export function findLlvm(): LlvmTools | undefined {
-  if (cached) return cached;
+  const key = process.env.KILN_LLVM_BIN ?? '';
+  const hit = cached.get(key);
+  if (hit) return hit;
   const dirs: string[] = [];
   if (process.env.KILN_LLVM_BIN) dirs.push(process.env.KILN_LLVM_BIN);
   else {
@@ -67,8 +70,9 @@ export function findLlvm(): LlvmTools | undefined {
     const version = versionOf(c.llc);
     if (version === undefined || version < 14) continue;
     if (!linker) return undefined;
-    cached = { ...c, version, linker };
-    return cached;
+    const tools = { ...c, version, linker };
+    cached.set(key, tools);
+    return tools;
   }
   return undefined;
 }
