@@ -21,6 +21,7 @@ import { decodeTensorProto } from '../frontend/onnx/tensor-proto.js';
 import { DEFAULT_TOLERANCE, compareTensors } from '../conformance/compare.js';
 import { ParallelScaling, measureSimdPeak, type SimdPeak } from './simd-peak.js';
 import { matmulModel } from './matmul-model.js';
+import { findLlvm } from '../codegen/native/toolchain.js';
 import { median } from '../util/stats.js';
 
 /**
@@ -77,11 +78,17 @@ interface ModelResult {
   threads: number;
   kiln: KilnResult;
   kilnRelaxed?: KilnResult;
+  /** Kiln's native code (target 'native', --cpu native), at 1 thread only (it has no thread pool yet). */
+  kilnNative?: KilnResult;
   ortWeb: RuntimeResult;
   ortNode: RuntimeResult;
   kilnVsOrtWeb?: number;
   kilnVsOrtWebCpu?: number;
   kilnVs1Thread?: number;
+  /** Medians of per-round ratios: ORT-node time / Kiln native time, by wall and by CPU time; Kiln wasm / native. */
+  nativeVsOrtNode?: number;
+  nativeVsOrtNodeCpu?: number;
+  nativeVsKiln?: number;
   scaling?: ThreadScaling;
   error?: string;
 }
@@ -268,6 +275,27 @@ async function benchModel(
     res.kiln.error = (e as Error).message.split('\n')[0];
     kiln = undefined;
   }
+  // native code at 1 thread: the best CPU level of this machine
+  let native: LoadedModel | undefined;
+  if (T === 1) {
+    if (!findLlvm()) res.kilnNative = { na: 'n/a (no LLVM tools)' };
+    else {
+      try {
+        const t1 = performance.now();
+        const nc = await compile(c.bytes, { modelPath: c.modelPath, target: 'native', cpu: 'native' });
+        res.kilnNative = { compileMs: performance.now() - t1 };
+        native = await load(nc.artifact, { target: 'native' });
+        if (native.runsOn !== 'native') {
+          res.kilnNative.na = `n/a (${native.nativeFallback})`;
+          native.dispose();
+          native = undefined;
+        } else Object.assign(res.kilnNative, agreement(native.runSync(feeds), ref));
+      } catch (e) {
+        res.kilnNative = { error: (e as Error).message.split('\n')[0] };
+        native = undefined;
+      }
+    }
+  }
   const kilnLine =
     res.kiln.na ??
     res.kiln.error ??
@@ -278,7 +306,7 @@ async function benchModel(
 
   // rounds: a warm-up round, then timed rounds in rotating order (Kiln on 1 thread runs beside Kiln on T threads)
   const runners: [
-    keyof Pick<ModelResult, 'kiln' | 'kilnRelaxed' | 'ortWeb' | 'ortNode'>,
+    keyof Pick<ModelResult, 'kiln' | 'kilnRelaxed' | 'kilnNative' | 'ortWeb' | 'ortNode'>,
     () => Promise<unknown> | unknown,
   ][] = [];
   if (kiln) {
@@ -289,11 +317,29 @@ async function benchModel(
     const k = kilnRelaxed;
     runners.push(['kilnRelaxed', () => k.runSync(feeds)]);
   }
+  if (native) {
+    const k = native;
+    runners.push(['kilnNative', () => k.runSync(feeds)]);
+  }
   runners.push(['ortWeb', () => webSession.run(webFeeds)], ['ortNode', () => nodeSession.run(nodeFeeds)]);
   for (const [, f] of runners) await f();
   kiln1?.runSync(feeds);
-  const times: Record<string, number[]> = { kiln: [], kilnRelaxed: [], kiln1: [], ortWeb: [], ortNode: [] };
-  const cpu: Record<string, number[]> = { kiln: [], kilnRelaxed: [], kiln1: [], ortWeb: [], ortNode: [] };
+  const times: Record<string, number[]> = {
+    kiln: [],
+    kilnRelaxed: [],
+    kilnNative: [],
+    kiln1: [],
+    ortWeb: [],
+    ortNode: [],
+  };
+  const cpu: Record<string, number[]> = {
+    kiln: [],
+    kilnRelaxed: [],
+    kilnNative: [],
+    kiln1: [],
+    ortWeb: [],
+    ortNode: [],
+  };
   const timed = async (who: string, f: () => unknown) => {
     const t0 = performance.now(),
       c0 = process.cpuUsage();
@@ -344,6 +390,14 @@ async function benchModel(
   kiln?.dispose();
   kilnRelaxed?.dispose();
   kiln1?.dispose();
+  if (native && times.kilnNative.length) {
+    const kn = res.kilnNative!;
+    if (res.kiln.flopsPerRun) kn.gflops = res.kiln.flopsPerRun / (kn.medianMs! * 1e6);
+    res.nativeVsOrtNode = median(times.ortNode.map((o, r) => o / times.kilnNative[r]));
+    res.nativeVsOrtNodeCpu = median(cpu.ortNode.map((o, r) => o / cpu.kilnNative[r]));
+    if (times.kiln.length) res.nativeVsKiln = median(times.kiln.map((k, r) => k / times.kilnNative[r]));
+  }
+  native?.dispose();
   if (kiln && res.kiln.medianMs) {
     if (res.kiln.flopsPerRun) res.kiln.gflops = res.kiln.flopsPerRun / (res.kiln.medianMs * 1e6);
     res.kilnVsOrtWeb = median(times.ortWeb.map((w, r) => w / times.kiln[r]));
@@ -430,6 +484,22 @@ export function markdownTable(rep: BenchReport): string {
     for (const r of single) {
       lines.push(
         `| ${r.model} | ${r.kiln.cpuMedianMs!.toFixed(2)} | ${r.ortWeb.cpuMedianMs!.toFixed(2)} | ${r.ortNode.cpuMedianMs?.toFixed(2) ?? '-'} | ${(r.kilnVsOrtWebCpu ?? r.ortWeb.cpuMedianMs! / r.kiln.cpuMedianMs!).toFixed(3)}x |`,
+      );
+    }
+  }
+  const nat = rep.results.filter((r) => r.threads === 1 && r.kilnNative);
+  if (nat.length) {
+    lines.push(
+      '',
+      '| model (1 thread) | Kiln native min / median ms | Kiln native/ORT-node speed (>1: Kiln faster; median of per-round ratios) | the same by CPU time | Kiln native/Kiln wasm speed | Kiln native GFLOP/s | native max abs err vs ORT-node | native compile s |',
+      '|---|---:|---:|---:|---:|---:|---:|---:|',
+    );
+    const x = (v: number | undefined) => (v === undefined ? '-' : `${v.toFixed(3)}x`);
+    for (const r of nat) {
+      const k = r.kilnNative!;
+      const err = k.maxAbsErr === undefined ? '-' : `${k.maxAbsErr.toExponential(1)}${k.agrees ? '' : ' **MISMATCH**'}`;
+      lines.push(
+        `| ${r.model} | ${ms(k)} | ${x(r.nativeVsOrtNode)} | ${x(r.nativeVsOrtNodeCpu)} | ${x(r.nativeVsKiln)} | ${k.gflops?.toFixed(2) ?? '-'} | ${err} | ${k.compileMs === undefined ? '-' : (k.compileMs / 1000).toFixed(1)} |`,
       );
     }
   }
@@ -547,7 +617,7 @@ async function main(): Promise<number> {
   );
   console.log('');
   console.log(markdownTable(report));
-  const bad = report.results.filter((r) => r.kiln.agrees === false);
+  const bad = report.results.filter((r) => r.kiln.agrees === false || r.kilnNative?.agrees === false);
   if (bad.length)
     console.log(
       `\nWARNING: Kiln disagrees with ORT-node on ${bad.map((r) => r.model).join(', ')}: its times are not comparable`,

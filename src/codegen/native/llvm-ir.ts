@@ -215,12 +215,6 @@ class Metadata {
   }
 }
 
-/** A value: its LLVM operand text and type. */
-interface Val {
-  v: string;
-  t: string;
-}
-
 class KernelEmitter extends LoopEmitter<string, void> {
   protected readonly backend = 'native codegen';
   protected readonly caps = TARGET_CAPS.native;
