@@ -3,7 +3,11 @@
 // LLVM's tools into a shared library. The header's memory plan, calls and bindings are the program's own.
 import { readFileSync } from 'node:fs';
 import type { NativeSection } from '../runtime/artifact-format.js';
-import { type CpuOption, cpuinfoFlags, resolveCpu } from '../codegen/native/cpu.js';
+import { type CpuOption, type CpuTarget, cpuinfoFlags, resolveCpu } from '../codegen/native/cpu.js';
+import { defaultTrace } from '../schedule/cpu-schedule.js';
+import type { PrimFunc } from '../schedule/loop-ir.js';
+import { type BuiltKernel, reschedule } from './kernel.js';
+import { scratchLayout } from './memory-plan.js';
 import { emitLlvmModule } from '../codegen/native/llvm-ir.js';
 import { buildSharedLibrary } from '../codegen/native/toolchain.js';
 import type { Program } from './program.js';
@@ -21,11 +25,22 @@ export function hostCpuFlags(): Set<string> {
   }
 }
 
+/**
+ * A kernel rescheduled for a CPU target: register tiles as wide as its vectors and as many as its registers hold.
+ * The program's memory plan sized its scratch for the WebAssembly kernel, so the rescheduled one is used only when
+ * it needs no more scratch (tiles live in registers: it does not); tuned kernels keep their schedule.
+ */
+export function nativeKernel(k: BuiltKernel, target: CpuTarget): PrimFunc {
+  if (k.tuned) return k.prim;
+  const r = reschedule(k, (sch) => defaultTrace(sch, target.tiles)).prim;
+  return scratchLayout(r).bytes <= scratchLayout(k.prim).bytes ? r : k.prim;
+}
+
 /** The LLVM IR of a program's native library for a CPU level. */
 export function nativeModuleText(program: Program, cpu: CpuOption = 'x86-64-v3'): string {
   const target = resolveCpu(cpu, hostCpuFlags);
   return emitLlvmModule(
-    program.kernels.map((k) => k.prim),
+    program.kernels.map((k) => nativeKernel(k, target)),
     program.header.calls,
     {
       triple: NATIVE_TRIPLE,

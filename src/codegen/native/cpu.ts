@@ -17,6 +17,8 @@ export interface CpuTarget {
   flags: string[];
   /** Widest vector register in bits. */
   vectorBits: number;
+  /** Register tiles of the default schedule: float32 lanes and accumulator vectors (16 or 32 registers). */
+  tiles: { lanes: number; maxAccumulators: number };
 }
 
 const V3_FLAGS = ['pni', 'ssse3', 'sse4_1', 'sse4_2', 'popcnt', 'avx', 'avx2', 'fma', 'f16c', 'bmi1', 'bmi2', 'movbe'];
@@ -27,13 +29,26 @@ const V4_LLVM = ['avx512f', 'avx512bw', 'avx512cd', 'avx512dq', 'avx512vl'];
 const plus = (xs: string[]) => xs.map((x) => `+${x}`).join(',');
 
 export const CPU_TARGETS: Readonly<Record<CpuLevel, CpuTarget>> = {
-  'x86-64': { level: 'x86-64', llvmFeatures: '+sse2', flags: ['sse2'], vectorBits: 128 },
-  'x86-64-v3': { level: 'x86-64-v3', llvmFeatures: plus(V3_LLVM), flags: V3_FLAGS, vectorBits: 256 },
+  'x86-64': {
+    level: 'x86-64',
+    llvmFeatures: '+sse2',
+    flags: ['sse2'],
+    vectorBits: 128,
+    tiles: { lanes: 4, maxAccumulators: 12 },
+  },
+  'x86-64-v3': {
+    level: 'x86-64-v3',
+    llvmFeatures: plus(V3_LLVM),
+    flags: V3_FLAGS,
+    vectorBits: 256,
+    tiles: { lanes: 8, maxAccumulators: 12 },
+  },
   'x86-64-v4': {
     level: 'x86-64-v4',
     llvmFeatures: plus([...V3_LLVM, ...V4_LLVM]),
     flags: [...V3_FLAGS, ...V4_FLAGS],
     vectorBits: 512,
+    tiles: { lanes: 16, maxAccumulators: 24 },
   },
 };
 
