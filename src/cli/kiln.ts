@@ -69,6 +69,7 @@ const COMPILE_FLAGS: OptionName[] = [
   'no-optimize',
   'target',
   'sm',
+  'cpu',
   'webgpu-limits',
 ];
 

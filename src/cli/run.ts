@@ -109,7 +109,10 @@ export async function runCommand(
       times.push(performance.now() - t0);
     }
     times.sort((a, b) => a - b);
-    const on = target !== 'wasm' ? target : `${model.threads} thread${model.threads > 1 ? 's' : ''}`;
+    const on =
+      target !== 'wasm' && model.runsOn !== 'wasm'
+        ? target
+        : `${model.threads} thread${model.threads > 1 ? 's' : ''}${model.runsOn === 'wasm' ? ' (WebAssembly fallback)' : ''}`;
     console.log(`bench: ${bench} runs on ${on}, min ${times[0].toFixed(3)} ms, median ${median(times).toFixed(3)} ms`);
   }
   model.dispose();
