@@ -48,6 +48,7 @@ export function nativeModuleText(program: Program, cpu: CpuOption = 'x86-64-v3')
       cpu: 'x86-64',
       features: target.llvmFeatures,
       entry: NATIVE_ENTRY,
+      vectorMath: target.vectorMath,
     },
   );
 }

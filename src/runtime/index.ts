@@ -142,9 +142,16 @@ export async function load(artifact: Uint8Array, opts: LoadOptions = {}): Promis
       throw new KilnError('E_ARTIFACT', 'the artifact has no native code', {
         hint: "compile the model with target 'native' (kiln compile --target native)",
       });
-    const why = nativeMismatch(parts.header, opts.nativeHost!);
-    if (why === undefined)
-      return fromNative(NativeExecutor.create(parts.header, parts.weights, parts.native, opts.nativeHost!));
+    let why = nativeMismatch(parts.header, opts.nativeHost!);
+    if (why === undefined) {
+      try {
+        return fromNative(NativeExecutor.create(parts.header, parts.weights, parts.native, opts.nativeHost!));
+      } catch (e) {
+        // a library this machine cannot load (E_UNSUPPORTED from the host) falls back like a CPU mismatch
+        if (!(e instanceof KilnError && e.code === 'E_UNSUPPORTED')) throw e;
+        why = e.message;
+      }
+    }
     (opts.log ?? console.warn)(`kiln: running the WebAssembly code instead of the native code: ${why}`);
     const model = fromParts(
       parts.header,

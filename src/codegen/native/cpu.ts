@@ -19,6 +19,8 @@ export interface CpuTarget {
   vectorBits: number;
   /** Register tiles of the default schedule: float32 lanes and accumulator vectors (16 or 32 registers). */
   tiles: { lanes: number; maxAccumulators: number };
+  /** Vector widths whose glibc libmvec functions the level can call (see llvm-ir.ts). */
+  vectorMath: number[];
 }
 
 const V3_FLAGS = ['pni', 'ssse3', 'sse4_1', 'sse4_2', 'popcnt', 'avx', 'avx2', 'fma', 'f16c', 'bmi1', 'bmi2', 'movbe'];
@@ -35,6 +37,7 @@ export const CPU_TARGETS: Readonly<Record<CpuLevel, CpuTarget>> = {
     flags: ['sse2'],
     vectorBits: 128,
     tiles: { lanes: 4, maxAccumulators: 12 },
+    vectorMath: [],
   },
   'x86-64-v3': {
     level: 'x86-64-v3',
@@ -42,6 +45,7 @@ export const CPU_TARGETS: Readonly<Record<CpuLevel, CpuTarget>> = {
     flags: V3_FLAGS,
     vectorBits: 256,
     tiles: { lanes: 8, maxAccumulators: 12 },
+    vectorMath: [4, 8],
   },
   'x86-64-v4': {
     level: 'x86-64-v4',
@@ -49,6 +53,7 @@ export const CPU_TARGETS: Readonly<Record<CpuLevel, CpuTarget>> = {
     flags: [...V3_FLAGS, ...V4_FLAGS],
     vectorBits: 512,
     tiles: { lanes: 16, maxAccumulators: 24 },
+    vectorMath: [4, 8, 16],
   },
 };
 

@@ -62,7 +62,17 @@ export interface LlvmModuleOptions {
   features: string;
   /** Name of the exported entry. */
   entry?: string;
+  /**
+   * Vector widths (lanes) whose glibc libmvec variants the CPU level runs (4: SSE4 'b', 8: AVX2 'd', 16: AVX-512
+   * 'e'); float32 exp, log, sin, cos, tanh and erf on those widths call them instead of libm lane by lane.
+   */
+  vectorMath?: readonly number[];
 }
+
+/** libmvec's vector-function ABI letter for a width (x86_64 glibc: _ZGV<letter>N<lanes>v_<name>f). */
+const VECTOR_ABI: Record<number, string> = { 4: 'b', 8: 'd', 16: 'e' };
+/** Unary float32 functions libmvec has (exp, log, sin, cos since glibc 2.22; tanh, erf since 2.35). */
+const VECTOR_MATH = new Set<string>(['exp', 'log', 'sin', 'cos', 'tanh', 'erf']);
 
 /** LLVM's register type of a dtype (narrow integers and bool in i32: common/narrow.ts). */
 export const llvmType = (t: DType): string =>
@@ -156,7 +166,7 @@ export function emitLlvmModule(
   const bodies: string[] = [];
   const params: number[] = [];
   funcs.forEach((f, i) => {
-    const e = new KernelEmitter(nativeLoopIR(f), `kernel_${i}`, decls, meta);
+    const e = new KernelEmitter(nativeLoopIR(f), `kernel_${i}`, decls, meta, new Set(opts.vectorMath ?? []));
     bodies.push(e.emit());
     params.push(e.paramCount);
   });
@@ -233,6 +243,7 @@ class KernelEmitter extends LoopEmitter<string, void> {
     readonly name: string,
     readonly decls: Set<string>,
     readonly meta: Metadata,
+    readonly vectorMath: ReadonlySet<number>,
   ) {
     super();
     this.layout = scratchLayout(f);
@@ -514,6 +525,11 @@ class KernelEmitter extends LoopEmitter<string, void> {
         if (e.op === 'neg') return this.op(`fneg ${vt} ${this.vexpr(e.a, v, L)}`);
         const intr = FLOAT_INTRINSIC[e.op];
         if (intr && e.a.dtype === 'float32') return this.vintrinsic(intr, L, this.vexpr(e.a, v, L));
+        if (VECTOR_MATH.has(e.op) && e.a.dtype === 'float32' && this.vectorMath.has(L)) {
+          const fn = `_ZGV${VECTOR_ABI[L]}N${L}v_${e.op}f`;
+          this.declare(`${vt} @${fn}(${vt}) nounwind readnone`);
+          return this.op(`call ${vt} @${fn}(${vt} ${this.vexpr(e.a, v, L)})`);
+        }
         return this.gather(e, v, L);
       }
       case 'bin': {

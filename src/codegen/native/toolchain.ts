@@ -125,7 +125,16 @@ export function buildSharedLibrary(ir: string, opts: BuildOptions): { library: U
     step('opt', tools.opt, ['-O3', ...target, ll, '-o', bc]);
     step('llc', tools.llc, ['-O3', '-filetype=obj', '-relocation-model=pic', ...target, bc, '-o', obj]);
     const isLd = tools.linker.endsWith('/ld');
-    step('linking', tools.linker, isLd ? ['-shared', obj, '-o', so, '-lm'] : ['-shared', obj, '-o', so, '-lm']);
+    // libmvec (glibc's vector math) only where the module calls it: it needs glibc >= 2.22 (tanh, erf: 2.35)
+    const libs = ir.includes('@_ZGV') ? ['-lmvec', '-lm'] : ['-lm'];
+    step('linking', tools.linker, [
+      '-shared',
+      obj,
+      '-o',
+      so,
+      ...(isLd ? ['-L/usr/lib/x86_64-linux-gnu'] : []),
+      ...libs,
+    ]);
     return { library: new Uint8Array(readFileSync(so)), tools };
   } finally {
     if (process.env.KILN_KEEP_NATIVE) process.stderr.write(`kiln: native build kept in ${dir}\n`);
