@@ -26,7 +26,7 @@ import {
 } from '../src/relay-ir/sym-dim.js';
 import { runOrt } from './helpers/ort.js';
 import { kilnError } from './helpers/errors.js';
-import { int64, shapeChainModel } from './helpers/shape-chain-model.js';
+import { int64, shapeChains } from './helpers/shape-chain-model.js';
 
 describe('symbolic dim arithmetic', () => {
   it('keeps one canonical text per size, whatever the order of the arithmetic', () => {
@@ -73,29 +73,6 @@ describe('symbolic dim arithmetic', () => {
     expect(dimSymbols(dimAdd(dimMin('seq', 5), 'batch')).sort()).toEqual(['batch', 'seq']);
   });
 });
-
-/**
- * The shape chain of test/helpers/shape-chain-model.ts, then the position ids Range(0, seq) broadcast against the
- * rows, and a Slice of a table by seq, clamped at its 16 rows.
- */
-const shapeChains = shapeChainModel(
-  [
-    { op: 'Unsqueeze', inputs: ['t', 'axes0'], outputs: ['t1'] },
-    { op: 'Slice', inputs: ['table', 'zero1', 't1', 'axes0'], outputs: ['rowsOfTable'] },
-    { op: 'Add', inputs: ['s3', 'rowsOfTable'], outputs: ['s4'] },
-    { op: 'Range', inputs: ['i0', 't', 'one'], outputs: ['pos'] },
-    { op: 'Cast', inputs: ['pos'], outputs: ['posf'], attrs: { to: 1 } },
-    { op: 'Unsqueeze', inputs: ['posf', 'axes1'], outputs: ['pos2'] },
-    { op: 'Add', inputs: ['s4', 'pos2'], outputs: ['s5'] },
-    { op: 'Add', inputs: ['s5', 'y'], outputs: ['z'] },
-  ],
-  {
-    table: randomF32([16, 4], 4),
-    one: int64([], [1]),
-    zero1: int64([1], [0]),
-    axes1: int64([1], [1]),
-  },
-);
 
 /** Binds the symbolic graph to `values`, compiles it, and compares `outputs` with ONNX Runtime at that size. */
 async function matchesOrtAt(

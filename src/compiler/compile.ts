@@ -259,7 +259,13 @@ export async function compileGraph(
     return f;
   });
   opts.dump?.('fused', printFunc(fused));
-  const program = buildProgram(fused, { optimize: opts.optimize, outputNames, traceFor: opts.traceFor });
+  const program = buildProgram(fused, { optimize: opts.optimize, outputNames, traceFor: opts.traceFor, dimRanges });
+  if (program.header.symbols && (opts.target === 'webgpu' || opts.target === 'cuda' || opts.target === 'native'))
+    throw new KilnError(
+      'E_DYNAMIC',
+      `kernels for run-time sizes (${program.header.symbols.map((s) => s.name).join(', ')}) are built for target 'wasm' only so far, not '${opts.target}'`,
+      { hint: "compile with target 'wasm', or fix the dims (--dim NAME=N)" },
+    );
   const gpuTuned: string[] = [];
   let gpuKernels: BuiltKernel[] = [];
   if (opts.target === 'webgpu') {

@@ -34,6 +34,12 @@ export function buildKernel(
   name: string,
   trace?: readonly TraceStep[] | ((sch: Schedule) => TraceStep[]),
 ): BuiltKernel {
+  const { inputs, output, ops } = kernelTensors(fn, name);
+  return scheduled(name, inputs, output, ops, trace ?? defaultTrace);
+}
+
+/** The tensor expressions of a primitive function of static types: a placeholder per parameter, the output. */
+export function kernelTensors(fn: FuncNode, name: string): { inputs: Tensor[]; output: Tensor; ops: string[] } {
   const inputs = fn.params.map((p, i) => placeholder(`in${i}`, staticShape(p.type), p.type.dtype));
   const te = new Map<GExpr, Tensor>(fn.params.map((p, i) => [p, inputs[i]]));
   const ops: string[] = [];
@@ -58,7 +64,7 @@ export function buildKernel(
   let output = te.get(fn.body)!;
   if (output.kind === 'placeholder')
     output = compute('copy', output.shape, (idx) => ({ k: 'load', buf: output, idx, dtype: output.dtype }) as Expr);
-  return scheduled(name, inputs, output, ops, trace ?? defaultTrace);
+  return { inputs, output, ops };
 }
 
 /** The kernel under another schedule (a GPU schedule of a kernel built for the CPU, a tuned one). */
@@ -69,7 +75,7 @@ export function reschedule(
   return scheduled(k.prim.name, k.inputs, k.output, k.ops, trace);
 }
 
-function scheduled(
+export function scheduled(
   name: string,
   inputs: Tensor[],
   output: Tensor,

@@ -2,13 +2,14 @@
 // needs, before serialization.
 import { BYTES } from '../runtime/dtype.js';
 import { KilnError } from '../runtime/errors.js';
-import type { ArtifactHeader, IOBinding, KernelCall, KernelInfo } from '../runtime/artifact-format.js';
+import type { ArtifactHeader, DimExpr, IOBinding, KernelCall, KernelInfo } from '../runtime/artifact-format.js';
 import { sizeOf } from '../runtime/tensor.js';
-import type { CallNode, ConstNode, FuncNode, GExpr } from '../relay-ir/expr.js';
+import { type CallNode, type ConstNode, type FuncNode, type GExpr, postOrder } from '../relay-ir/expr.js';
 import type { OpSpec } from '../relay-ir/op.js';
 import { kernelCalls } from '../relay-ir/passes/fuse-ops.js';
-import { type TensorType, staticShape, isStatic, symbolsOf } from '../relay-ir/types.js';
-import { fixDimsHint } from '../frontend/dims.js';
+import { type Dim, type TensorType, isStatic } from '../relay-ir/types.js';
+import { type DimRanges, dimBounds, dimSymbols, foldDim, substituteDim, withDimRanges } from '../relay-ir/sym-dim.js';
+import { type SymbolTable, boundValues, buildDynamicKernel, hasSymbolicDims } from './dynamic-kernel.js';
 import { emitWasmModule, kernelPhases } from '../codegen/wasm/codegen.js';
 import { type BuiltKernel, buildKernel, kernelKey } from './kernel.js';
 import type { TraceStep } from '../schedule/schedule.js';
@@ -38,9 +39,66 @@ export interface ProgramOptions {
    * candidate); undefined keeps the default. A trace that does not apply is an error.
    */
   traceFor?: (fn: FuncNode, defaultKernel: BuiltKernel) => readonly TraceStep[] | undefined;
+  /** The ranges of the symbolic dims (importAndOptimize's dimRanges): kernels run at any size inside them. */
+  dimRanges?: DimRanges;
 }
 
-const bytesOf = (t: TensorType) => sizeOf(staticShape(t)) * BYTES[t.dtype];
+/** The symbols' values at their bounds (empty for a static program): every layout is the shape at these. */
+let bounds: ReadonlyMap<string, number> = new Map();
+const boundShape = (t: TensorType): number[] => t.shape.map((d) => substituteDim(d, bounds) as number);
+const bytesOf = (t: TensorType) => sizeOf(boundShape(t)) * BYTES[t.dtype];
+
+/**
+ * The symbols of a program whose inputs have symbolic dims, each with a finite range, and a check that every dim
+ * is largest at the symbols' upper bounds (the memory plan is laid out there).
+ */
+function symbolTable(main: FuncNode, ranges: DimRanges = new Map()): SymbolTable | undefined {
+  const names = [...new Set(main.params.flatMap((p) => (p.type as TensorType).shape.flatMap(dimSymbols)))].sort();
+  if (!names.length) return undefined;
+  const unbounded = names.filter((s) => !Number.isFinite(ranges.get(s)?.[1] ?? Number.POSITIVE_INFINITY));
+  if (unbounded.length)
+    throw new KilnError(
+      'E_DYNAMIC',
+      `the symbolic dims ${unbounded.join(', ')} have no upper bound: kernels for run-time sizes are laid out at the bounds`,
+      {
+        hint: `give each a range or a size: kiln compile ${unbounded.map((s) => `--dim ${s}=1..MAX`).join(' ')} (API: dims: { ${unbounded.map((s) => `${s}: [1, MAX]`).join(', ')} })`,
+      },
+    );
+  const table = { names, ranges };
+  const at = boundValues(table);
+  withDimRanges(ranges, () => {
+    for (const n of postOrder(main.body)) {
+      if (n.kind !== 'call' && n.kind !== 'var') continue;
+      const t = n.type as TensorType;
+      if (t.kind !== 'tensor') continue;
+      for (const d of t.shape) {
+        if (typeof d === 'number') continue;
+        const extra = dimSymbols(d).filter((s) => !names.includes(s));
+        if (extra.length)
+          throw new KilnError('E_DYNAMIC', `a size depends on ${extra.join(', ')}, which no input gives (${d})`, {
+            hint: 'sizes that depend on values (NonZero, Unique, ...) are not supported at run time yet',
+          });
+        if (substituteDim(d, at) !== dimBounds(d)[1])
+          throw new KilnError('E_DYNAMIC', `the dim ${d} is not largest at the symbols' upper bounds`, {
+            hint: 'fix the dims it depends on (--dim NAME=N)',
+          });
+      }
+    }
+  });
+  return table;
+}
+
+/** A dim as the runtime's expression tree. */
+const dimExprOf = (d: Dim): DimExpr =>
+  foldDim<DimExpr>(d, {
+    num: (n) => n,
+    symbol: (s) => s,
+    add: (a, b) => ['+', a, b],
+    mul: (a, b) => ['*', a, b],
+    floorDiv: (a, b) => ['floordiv', a, b],
+    min: (a, b) => ['min', a, b],
+    max: (a, b) => ['max', a, b],
+  });
 
 /**
  * Bytes one WebAssembly memory can hold on wasm32: 65536 pages of 64 KiB, 4 GiB. V8 (Node 20, Chrome) takes no
@@ -93,7 +151,8 @@ function placedConcats(
       body.args.some((a, i) => a !== fn.params[i])
     )
       continue;
-    const shape = staticShape(c.type);
+    if (!isStatic(c.type)) continue; // (parts at the bounds' offsets would not be where run-time sizes put them)
+    const shape = c.type.shape as number[];
     const axis = (Number(body.attrs.axis) + shape.length) % shape.length;
     if (shape.slice(0, axis).some((d) => d !== 1)) continue;
     const parts = c.args.filter((a): a is CallNode => a.kind === 'call' && isCall.has(a));
@@ -118,13 +177,17 @@ function placedConcats(
 }
 
 export function buildProgram(main: FuncNode, opts: ProgramOptions = {}): Program {
-  const symbolic = main.params.filter((p) => !isStatic(p.type));
-  if (symbolic.length)
-    throw new KilnError(
-      'E_DYNAMIC',
-      `${symbolic.map((p) => `input '${p.name}' has symbolic shape [${p.type.shape}]`).join(', ')}: kernels for run-time sizes are not built yet`,
-      { hint: fixDimsHint([...new Set(symbolic.flatMap((p) => symbolsOf(p.type)))]) },
-    );
+  const symbols = symbolTable(main, opts.dimRanges);
+  const outer = bounds;
+  bounds = symbols ? boundValues(symbols) : new Map();
+  try {
+    return buildProgramAtBounds(main, opts, symbols);
+  } finally {
+    bounds = outer;
+  }
+}
+
+function buildProgramAtBounds(main: FuncNode, opts: ProgramOptions, symbols: SymbolTable | undefined): Program {
   const outputs = mainOutputs(main);
   const calls = kernelCalls(main);
   if (
@@ -171,11 +234,21 @@ export function buildProgram(main: FuncNode, opts: ProgramOptions = {}): Program
   // kernels, deduplicated by their loop-IR text (none for a placed concat)
   const kernels: BuiltKernel[] = [];
   const kernelOf = new Map<string, number>();
+  const symbolic = new Set<BuiltKernel>();
   const callKernel = calls.map((c) => {
     if (concats.has(c)) return -1;
+    if (symbols && hasSymbolicDims(c.op)) {
+      // (not tuned: the tuner measures at one size)
+      const k = buildDynamicKernel(c.op, `k${kernels.length}`, symbols);
+      symbolic.add(k);
+      return addKernel(k);
+    }
     let k = buildKernel(c.op, `k${kernels.length}`);
     const trace = opts.traceFor?.(c.op, k);
     if (trace) k = { ...buildKernel(c.op, k.prim.name, trace), tuned: true };
+    return addKernel(k);
+  });
+  function addKernel(k: BuiltKernel): number {
     const key = kernelKey(k.prim);
     let idx = kernelOf.get(key);
     if (idx === undefined) {
@@ -184,7 +257,7 @@ export function buildProgram(main: FuncNode, opts: ProgramOptions = {}): Program
       kernelOf.set(key, idx);
     }
     return idx;
-  });
+  }
 
   // lifetimes: inputs live throughout, outputs until the end, each call's scratch during that call only
   const FOREVER = calls.length + 1;
@@ -196,6 +269,9 @@ export function buildProgram(main: FuncNode, opts: ProgramOptions = {}): Program
     idOf.set(p, items.length);
     items.push({ id: items.length, bytes: bytesOf(p.type), start: -1, end: FOREVER });
   });
+  // the symbols' values, written by run()
+  const symbolsId = items.length;
+  if (symbols) items.push({ id: symbolsId, bytes: 4 * symbols.names.length, start: -1, end: FOREVER });
   const scratchId: number[] = [];
   // a placed concat's buffer lives from its first part's call to the last use of it or of any part
   const partOf = new Map<GExpr, { whole: CallNode; at: number }>();
@@ -247,6 +323,8 @@ export function buildProgram(main: FuncNode, opts: ProgramOptions = {}): Program
             kernel: callKernel[i],
             args: [
               ...c.args.map(addr),
+              // (the symbols are the kernel's last input)
+              ...(symbolic.has(kernels[callKernel[i]]) ? [arenaAt + plan.offsets.get(symbolsId)!] : []),
               addr(c),
               ...(scratchId[i] >= 0 ? [arenaAt + plan.offsets.get(scratchId[i])!] : []),
             ],
@@ -256,8 +334,13 @@ export function buildProgram(main: FuncNode, opts: ProgramOptions = {}): Program
   );
   const binding = (e: GExpr, name: string): IOBinding => {
     const t = e.type as TensorType;
-    return { name, dtype: t.dtype, shape: staticShape(t), offset: addr(e) };
+    const b: IOBinding = { name, dtype: t.dtype, shape: boundShape(t), offset: addr(e) };
+    if (!isStatic(t)) b.dims = [...t.shape];
+    return b;
   };
+  const inputs = main.params.map((p) => binding(p, p.name));
+  const outputBindings = outputs.map((o, i) => binding(o, opts.outputNames?.[i] ?? `out${i}`));
+  const dimTexts = [...inputs, ...outputBindings].flatMap((b) => b.dims ?? []).filter((d) => typeof d === 'string');
   const kernelInfo: KernelInfo[] = kernels.map((k) => ({
     name: k.prim.name,
     ops: k.ops,
@@ -284,8 +367,17 @@ export function buildProgram(main: FuncNode, opts: ProgramOptions = {}): Program
       target: 'wasm',
       memoryBytes: arenaAt + plan.arenaBytes + SPECULATIVE_GUARD_BYTES,
       weightsAt,
-      inputs: main.params.map((p) => binding(p, p.name)),
-      outputs: outputs.map((o, i) => binding(o, opts.outputNames?.[i] ?? `out${i}`)),
+      inputs,
+      outputs: outputBindings,
+      ...(symbols && {
+        symbols: symbols.names.map((name) => ({
+          name,
+          min: symbols.ranges.get(name)![0],
+          max: symbols.ranges.get(name)![1],
+        })),
+        symbolsAt: arenaAt + plan.offsets.get(symbolsId)!,
+        dimExprs: Object.fromEntries(dimTexts.map((d) => [d, dimExprOf(d)])),
+      }),
       kernels: kernelInfo,
       calls: callList,
       plan: { arenaBytes: plan.arenaBytes, intermediateBytes, weightBytes },

@@ -257,3 +257,39 @@ export function dimSymbols(d: Dim): string[] {
   visit(polyOf(d));
   return [...out];
 }
+
+/** How `foldDim` builds each part of a dim's expression. */
+export interface DimAlgebra<T> {
+  num(n: number): T;
+  symbol(name: string): T;
+  add(a: T, b: T): T;
+  mul(a: T, b: T): T;
+  /** floor(a / b) for a constant b > 0. */
+  floorDiv(a: T, b: number): T;
+  min(a: T, b: T): T;
+  max(a: T, b: T): T;
+}
+
+/** `d` rebuilt bottom-up in another form (a loop-IR expression, the runtime's JSON tree). */
+export function foldDim<T>(d: Dim, alg: DimAlgebra<T>): T {
+  if (typeof d === 'number') return alg.num(d);
+  const poly = (p: Poly): T => {
+    let sum: T | undefined;
+    for (const [m, c] of p) {
+      let term: T | undefined = c === 1 && m !== '' ? undefined : alg.num(c);
+      for (const atom of m === '' ? [] : m.split('*')) {
+        const a = atomOf(atom);
+        term = term === undefined ? a : alg.mul(term, a);
+      }
+      sum = sum === undefined ? term! : alg.add(sum, term!);
+    }
+    return sum ?? alg.num(0);
+  };
+  const atomOf = (atom: string): T => {
+    const c = composites.get(atom);
+    if (!c) return alg.symbol(atom);
+    if (c.kind === 'floordiv') return alg.floorDiv(poly(c.a), c.b);
+    return alg[c.kind](poly(c.a), poly(c.b));
+  };
+  return poly(polyOf(d));
+}

@@ -21,8 +21,24 @@ export interface Section {
 export interface IOBinding {
   name: string;
   dtype: DType;
+  /** The shape; with run-time sizes (`dims`), the shape at the symbols' upper bounds, which the layout uses. */
   shape: number[];
   offset: number;
+  /**
+   * Present when a dim is a run-time size: per dim its number, or the text of its expression over the header's
+   * `symbols` (`batch`, `past + sequence`), whose tree is in the header's `dimExprs`.
+   */
+  dims?: (number | string)[];
+}
+
+/** A dim's expression over the symbols: a number, a symbol's name, or [operator, operands...]. */
+export type DimExpr = number | string | ['+' | '*' | 'min' | 'max', DimExpr, DimExpr] | ['floordiv', DimExpr, number];
+
+/** A size the model takes at run time, with the range it was compiled for. */
+export interface SymbolInfo {
+  name: string;
+  min: number;
+  max: number;
 }
 
 export interface KernelInfo {
@@ -62,6 +78,14 @@ export interface ArtifactHeader {
   outputs: IOBinding[];
   kernels: KernelInfo[];
   calls: KernelCall[];
+  /**
+   * Run-time sizes: the symbols in the order of the int32 region at `symbolsAt` that run() fills before the
+   * kernels run (each kernel with symbolic dims takes its address as the last buffer argument), and the expression
+   * of every symbolic dim of the inputs and outputs by its text.
+   */
+  symbols?: SymbolInfo[];
+  symbolsAt?: number;
+  dimExprs?: Record<string, DimExpr>;
   /** Memory plan statistics: arena used vs. the sum of all intermediates. */
   plan: { arenaBytes: number; intermediateBytes: number; weightBytes: number };
   /** WGSL kernels and their calls, present when compiled for target 'webgpu' (the WebAssembly part stays usable). */

@@ -10,6 +10,7 @@ import { withSharedMemoryImport } from './shared-memory.js';
 import { type Tensor, sizeOf } from './tensor.js';
 import type { ArtifactParts } from './artifact.js';
 import { damaged } from './header-check.js';
+import { type Elements, copyStrided, runShape, symbolValues } from './run-sizes.js';
 
 const PAGE = 65536;
 type KernelFn = (...ptrs: number[]) => void;
@@ -224,11 +225,18 @@ export class WasmExecutor {
 
   /** Runs the model; `timings`, when given, receives each kernel call's time. */
   run(feeds: Record<string, Tensor>, timings?: KernelTiming[]): Record<string, Tensor> {
-    const checked = checkInputs(this.header.inputs, feeds);
-    for (const inp of this.header.inputs)
-      (this.view(inp, sizeOf(inp.shape)) as { set(a: ArrayLike<unknown>): void }).set(
-        checked[inp.name].data as ArrayLike<unknown>,
-      );
+    const h = this.header;
+    const checked = checkInputs(h.inputs, feeds);
+    const symbols = h.symbols
+      ? symbolValues(h, Object.fromEntries(h.inputs.map((i) => [i.name, checked[i.name].shape])))
+      : undefined;
+    if (symbols) new Int32Array(this.memory.buffer, h.symbolsAt!, symbols.length).set(symbols);
+    for (const inp of h.inputs) {
+      const data = checked[inp.name].data as unknown as Elements;
+      const into = this.view(inp, sizeOf(inp.shape)) as unknown as Elements;
+      if (inp.dims) copyStrided(data, checked[inp.name].shape, into, inp.shape, true);
+      else into.set(data);
+    }
     const calls = this.header.calls;
     this.pool?.running(true);
     let i = 0;
@@ -244,8 +252,22 @@ export class WasmExecutor {
       this.pool?.running(false);
     }
     const out: Record<string, Tensor> = {};
-    for (const o of this.header.outputs) out[o.name] = this.read(o);
+    for (const o of h.outputs) out[o.name] = symbols && o.dims ? this.readRunShape(o, symbols) : this.read(o);
     return out;
+  }
+
+  /** An output of run-time shape, out of its layout at the bounds. */
+  private readRunShape(o: IOBinding, symbols: Int32Array): Tensor {
+    const shape = runShape(this.header, o, symbols);
+    const data = new ARRAY[o.dtype](sizeOf(shape));
+    copyStrided(
+      data as unknown as Elements,
+      shape,
+      this.view(o, sizeOf(o.shape)) as unknown as Elements,
+      o.shape,
+      false,
+    );
+    return { dtype: o.dtype, shape, data };
   }
 
   /** One kernel call: its phases in order, parallel ones split among the pool's threads. */

@@ -97,6 +97,7 @@ export function checkHeader(h: unknown, bodyStart: number, fileBytes: number): a
       `the weights (${weightBytes} bytes at weightsAt ${weightsAt}) do not fit in memoryBytes ${memoryBytes}`,
     );
 
+  const sizes = checkSymbols(head, memoryBytes);
   const io = (list: unknown, path: string) => {
     const names = new Set<string>();
     arr(list, path).forEach((b, i) => {
@@ -106,7 +107,9 @@ export function checkHeader(h: unknown, bodyStart: number, fileBytes: number): a
       if (names.has(name)) throw damaged(`${p}.name '${name}' appears twice`);
       names.add(name);
       const t = dtype(o.dtype, `${p}.dtype`);
-      const n = sizeOf(shape(o.shape, `${p}.shape`));
+      const bound = shape(o.shape, `${p}.shape`);
+      const n = sizeOf(bound);
+      if (o.dims !== undefined) sizes.checkDims(o.dims, bound, `${p}.dims`);
       const offset = uint(o.offset, `${p}.offset`);
       // the executor views it as a typed array of its dtype, which must start at a multiple of the element size
       if (offset % BYTES[t] !== 0)
@@ -150,6 +153,57 @@ export function checkHeader(h: unknown, bodyStart: number, fileBytes: number): a
     uint(n.llvm, 'native.llvm');
     arr(n.features, 'native.features').forEach((f, i) => str(f, `native.features[${i}]`));
   }
+}
+
+/**
+ * The run-time sizes: symbols with ranges, their int32 region inside memory, and dim expressions whose values at
+ * the upper bounds are the layouts' shapes. Returns the check of a binding's dims.
+ */
+function checkSymbols(head: Obj, memoryBytes: number) {
+  const bounds = new Map<string, number>();
+  if (head.symbols !== undefined) {
+    arr(head.symbols, 'symbols').forEach((x, i) => {
+      const p = `symbols[${i}]`,
+        o = obj(x, p);
+      const name = str(o.name, `${p}.name`);
+      const lo = uint(o.min, `${p}.min`);
+      bounds.set(name, uint(o.max, `${p}.max`));
+      if (lo > bounds.get(name)!) throw damaged(`${p}.min ${lo} is past its max ${o.max}`);
+    });
+    const at = uint(head.symbolsAt, 'symbolsAt', memoryBytes - 4 * bounds.size, `memoryBytes ${memoryBytes}`);
+    if (at % 4) throw damaged(`symbolsAt ${at} is not a multiple of 4`);
+  }
+  const exprs = head.dimExprs === undefined ? {} : obj(head.dimExprs, 'dimExprs');
+  const valueAtBounds = (e: unknown, path: string): number => {
+    if (typeof e === 'number') return uint(e, path);
+    if (typeof e === 'string') {
+      if (!bounds.has(e)) throw damaged(`${path} names '${e}', which is no symbol`);
+      return bounds.get(e)!;
+    }
+    const a = arr(e, path);
+    if (a.length !== 3) throw damaged(`${path} has ${a.length} entries, not 3`);
+    const x = valueAtBounds(a[1], `${path}[1]`);
+    if (a[0] === 'floordiv') return Math.floor(x / Math.max(1, uint(a[2], `${path}[2]`)));
+    const y = valueAtBounds(a[2], `${path}[2]`);
+    if (a[0] === '+') return x + y;
+    if (a[0] === '*') return x * y;
+    if (a[0] === 'min') return Math.min(x, y);
+    if (a[0] === 'max') return Math.max(x, y);
+    throw damaged(`${path}[0] is ${shown(a[0])}, not an operator of dims`);
+  };
+  return {
+    checkDims(dims: unknown, bound: readonly number[], path: string): void {
+      const d = arr(dims, path);
+      if (d.length !== bound.length) throw damaged(`${path} has ${d.length} dims, the shape ${bound.length}`);
+      d.forEach((x, i) => {
+        const at =
+          typeof x === 'string'
+            ? valueAtBounds(bounds.has(x) ? x : exprs[x], `dimExprs['${x}']`)
+            : uint(x, `${path}[${i}]`);
+        if (at !== bound[i]) throw damaged(`${path}[${i}] is ${at} at the symbols' bounds, the shape ${bound[i]}`);
+      });
+    },
+  };
 }
 
 function checkWebGpu(g: Obj, weightBytes: number): void {

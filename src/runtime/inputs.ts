@@ -93,7 +93,13 @@ function fromPlainArray(name: string, dtype: DType, a: readonly unknown[]): Type
   return isHalf(dtype) ? halfData(dtype, out as Float64Array) : out;
 }
 
-function checkShape(name: string, shape: unknown, want: readonly number[]): number[] {
+/** `dims`: where a dim is a run-time size (a string), any size passes here (its range is checked with the others). */
+function checkShape(
+  name: string,
+  shape: unknown,
+  want: readonly number[],
+  dims?: readonly (number | string)[],
+): number[] {
   if (!Array.isArray(shape)) {
     throw new KilnError('E_INPUT', `input '${name}': shape is ${describe(shape)}, not an array of dimensions`, {
       hint: `pass shape: ${formatShape(want)}`,
@@ -109,10 +115,10 @@ function checkShape(name: string, shape: unknown, want: readonly number[]): numb
     }
   });
   const s = shape as number[];
-  if (s.length !== want.length || s.some((d, i) => d !== want[i])) {
+  if (s.length !== want.length || s.some((d, i) => d !== want[i] && typeof dims?.[i] !== 'string')) {
     throw new KilnError(
       'E_INPUT',
-      `input '${name}' has shape ${formatShape(s)}, the model was compiled for ${formatShape(want)}`,
+      `input '${name}' has shape ${formatShape(s)}, the model was compiled for ${dims ? `[${dims.join(', ')}]` : formatShape(want)}`,
       { hint: 'reshape the data, or recompile with --input-shape for this shape' },
     );
   }
@@ -188,9 +194,9 @@ export function checkInputs(inputs: readonly IOBinding[], feeds: Record<string, 
       throw new KilnError('E_INPUT', `input '${inp.name}' has dtype ${t.dtype}, the model expects ${inp.dtype}`, {
         hint: 'convert the data to the expected type',
       });
-    const shape = checkShape(inp.name, t.shape, inp.shape);
+    const shape = checkShape(inp.name, t.shape, inp.shape, inp.dims);
     const data = checkData(inp.name, inp.dtype, t.data);
-    const n = sizeOf(inp.shape);
+    const n = sizeOf(shape);
     if (data.length !== n) {
       throw new KilnError(
         'E_INPUT',

@@ -44,3 +44,26 @@ export function shapeChainModel(tail?: ModelSpec['nodes'], extra: ModelSpec['ini
     },
   });
 }
+
+/**
+ * The shape chain above, then the position ids Range(0, seq) broadcast against the
+ * rows, and a Slice of a table by seq, clamped at its 16 rows.
+ */
+export const shapeChains = shapeChainModel(
+  [
+    { op: 'Unsqueeze', inputs: ['t', 'axes0'], outputs: ['t1'] },
+    { op: 'Slice', inputs: ['table', 'zero1', 't1', 'axes0'], outputs: ['rowsOfTable'] },
+    { op: 'Add', inputs: ['s3', 'rowsOfTable'], outputs: ['s4'] },
+    { op: 'Range', inputs: ['i0', 't', 'one'], outputs: ['pos'] },
+    { op: 'Cast', inputs: ['pos'], outputs: ['posf'], attrs: { to: 1 } },
+    { op: 'Unsqueeze', inputs: ['posf', 'axes1'], outputs: ['pos2'] },
+    { op: 'Add', inputs: ['s4', 'pos2'], outputs: ['s5'] },
+    { op: 'Add', inputs: ['s5', 'y'], outputs: ['z'] },
+  ],
+  {
+    table: randomF32([16, 4], 4),
+    one: int64([], [1]),
+    zero1: int64([1], [0]),
+    axes1: int64([1], [1]),
+  },
+);

@@ -10,7 +10,7 @@ import { type Dim, type TensorType, symbolsOf, tensorType } from '../types.js';
 import { dimSymbols, substituteDim } from '../sym-dim.js';
 
 export function specializeDims(fn: FuncNode, values: ReadonlyMap<string, number>): FuncNode {
-  const missing = fn.params.flatMap((p) => symbolsOf(p.type)).filter((s) => !values.has(s));
+  const missing = fn.params.flatMap((p) => symbolsOf(p.type).flatMap(dimSymbols)).filter((s) => !values.has(s));
   if (missing.length)
     throw new KilnError('E_INPUT', `no size for the symbolic dims ${[...new Set(missing)].join(', ')}`, {
       hint: 'give every symbolic dim of the inputs a size',

@@ -1,0 +1,344 @@
+// Kernels for run-time sizes (docs/dynamic-shapes.md): a primitive function with symbolic dims becomes one kernel
+// that runs at any size in the symbols' ranges. Its tensors keep the layouts of the upper bounds; what the operator
+// definitions compute from sizes is found by building the tensor expressions at three points of the ranges and
+// comparing them: every integer or float constant and every reduction extent that changes between the points must
+// be a dim of the function (matched by its values at the three points), and becomes an expression of the symbol
+// values the kernel reads from a small int32 buffer at run time. Reductions over a symbolic axis stop at the run-time
+// size (their body masked to the identity beyond it); spatial axes run to the bound, where the extra positions are
+// never read by a valid one. Anything else that depends on sizes (another structure, a constant that is no dim)
+// is E_DYNAMIC, naming the operators.
+import { KilnError } from '../runtime/errors.js';
+import { isFloat } from '../runtime/dtype.js';
+import type { FuncNode, GExpr } from '../relay-ir/expr.js';
+import { postOrder } from '../relay-ir/expr.js';
+import { type Dim, type TensorType, isStatic } from '../relay-ir/types.js';
+import { specializeDims } from '../relay-ir/passes/specialize-dims.js';
+import { type DimRanges, dimProduct, foldDim, substituteDim, withDimRanges } from '../relay-ir/sym-dim.js';
+import {
+  type Expr,
+  type IterVar,
+  add,
+  all,
+  cast,
+  constant,
+  div,
+  floordiv,
+  int,
+  load,
+  lt,
+  mapExpr,
+  max,
+  min,
+  mul,
+  reduceInit,
+  select,
+  visitExpr,
+} from '../tensor-expr/expr.js';
+import { type Tensor, placeholder } from '../tensor-expr/tensor.js';
+import { defaultTrace } from '../schedule/cpu-schedule.js';
+import { type BuiltKernel, kernelTensors, scheduled } from './kernel.js';
+
+/** The symbols of a program with run-time sizes, in the order of the kernels' symbol buffer. */
+export interface SymbolTable {
+  readonly names: readonly string[];
+  readonly ranges: DimRanges;
+}
+
+/** The symbols' values at their upper bounds: the sizes every layout and the memory plan use. */
+export function boundValues(symbols: SymbolTable): Map<string, number> {
+  return new Map(symbols.names.map((s) => [s, symbols.ranges.get(s)![1]]));
+}
+
+/** The three points the kernels are built at: the bounds, then two others spread through the ranges. */
+function samplePoints(symbols: SymbolTable): Map<string, number>[] {
+  const clamp = (v: number, [lo, hi]: readonly [number, number]) => Math.min(hi, Math.max(lo, v));
+  return [
+    boundValues(symbols),
+    // different offsets per symbol, so that a dim of one symbol is not taken for a dim of another
+    new Map(symbols.names.map((s, k) => [s, clamp(2 + k, symbols.ranges.get(s)!)])),
+    new Map(
+      symbols.names.map((s, k) => {
+        const r = symbols.ranges.get(s)!;
+        return [s, clamp(Math.floor((r[0] + r[1]) / 2) + 2 * k + 1, r)];
+      }),
+    ),
+  ];
+}
+
+/** The sizes a kernel may compute with: every dim of every type in the function, and their prefix/suffix products. */
+function candidateDims(fn: FuncNode): Dim[] {
+  const out = new Set<Dim>();
+  const types: TensorType[] = [];
+  for (const p of fn.params) types.push(p.type as TensorType);
+  for (const n of postOrder(fn.body)) if (n.kind === 'call' || n.kind === 'const') types.push(n.type as TensorType);
+  for (const t of types) {
+    for (let i = 0; i < t.shape.length; i++) {
+      out.add(t.shape[i]);
+      out.add(dimProduct(t.shape.slice(i)));
+      out.add(dimProduct(t.shape.slice(0, i + 1)));
+    }
+  }
+  return [...out].filter((d) => typeof d === 'string');
+}
+
+const dynamicError = (ops: readonly string[], why: string) =>
+  new KilnError('E_DYNAMIC', `a kernel of ${[...new Set(ops)].join(', ')} cannot run at run-time sizes: ${why}`, {
+    hint: 'fix the dims it depends on (--dim NAME=N, or specializeGraph), or report the model so the operator learns run-time sizes',
+  });
+
+/** The kernel of a primitive function with symbolic dims, for every size in the symbols' ranges. */
+export function buildDynamicKernel(fn: FuncNode, name: string, symbols: SymbolTable): BuiltKernel {
+  const points = samplePoints(symbols);
+  const builds = points.map((values) => {
+    try {
+      return kernelTensors(
+        withDimRanges(new Map(), () => specializeDims(fn, values)),
+        name,
+      );
+    } catch (e) {
+      throw new KilnError(
+        'E_DYNAMIC',
+        `a kernel with symbolic dims does not build at ${[...values].map(([s, v]) => `${s}=${v}`).join(', ')}: ${(e as Error).message}`,
+        { hint: 'narrow the ranges (--dim NAME=LO..HI) or fix the dims' },
+      );
+    }
+  });
+  const ops = builds[0].ops;
+  const diff = compareBuilds(builds, ops);
+
+  // candidate dims by their values at the points
+  const byValues = new Map<string, Dim[]>();
+  for (const d of candidateDims(fn)) {
+    const key = points.map((v) => substituteDim(d, v)).join(',');
+    const list = byValues.get(key) ?? [];
+    if (!list.includes(d)) list.push(d);
+    byValues.set(key, list);
+  }
+  const dimFor = (values: readonly number[], what: string): Dim => {
+    const found = byValues.get(values.join(',')) ?? [];
+    if (found.length === 1) return found[0];
+    throw dynamicError(
+      ops,
+      found.length
+        ? `${what} (${values.join(', ')} at the sample sizes) could be any of ${found.join(', ')}`
+        : `${what} changes with the sizes (${values.join(', ')} at the sample sizes) but is no dim of the kernel`,
+    );
+  };
+
+  const symbolBuf = placeholder('symbols', [symbols.names.length], 'int32');
+  const dimExpr = (d: Dim): Expr =>
+    foldDim<Expr>(d, {
+      num: (n) => int(n),
+      symbol: (s) => load(symbolBuf, [int(symbols.names.indexOf(s))]),
+      add,
+      mul,
+      floorDiv: (a, b) => floordiv(a, b),
+      min,
+      max,
+    });
+
+  // constants that are sizes: the same dim at every point, as an integer, a float, or the float's reciprocal
+  const constSubs = new Map<Expr, Expr>();
+  for (const [c, values] of diff.constants) {
+    if (!isFloat(c.dtype)) {
+      const plain = byValues.get(values.join(','));
+      const less1 = byValues.get(values.map((v) => v + 1).join(','));
+      if (plain?.length === 1) constSubs.set(c, cast(c.dtype, dimExpr(plain[0])));
+      else if (!plain && less1?.length === 1) constSubs.set(c, cast(c.dtype, add(dimExpr(less1[0]), -1)));
+      else dimFor(values, `the constant ${values[0]}`);
+      continue;
+    }
+    const asInt = values.map((v) => Math.round(v));
+    const recip = values.map((v) => Math.round(1 / v));
+    const near = (a: number, b: number) => Math.abs(a - b) <= 1e-6 * Math.abs(b);
+    if (asInt.every((v, i) => near(values[i], v)) && byValues.get(asInt.join(','))?.length === 1)
+      constSubs.set(c, cast(c.dtype, dimExpr(dimFor(asInt, 'a size'))));
+    else if (recip.every((v, i) => v > 0 && near(values[i], 1 / v)) && byValues.get(recip.join(','))?.length === 1)
+      constSubs.set(c, div(constant(1, c.dtype), cast(c.dtype, dimExpr(dimFor(recip, 'a size')))));
+    else throw dynamicError(ops, `the constant ${values[0]} changes with the sizes (${values.join(', ')})`);
+  }
+  const reduceExtent = new Map<IterVar, Expr>();
+  for (const [axis, values] of diff.reduceAxes) reduceExtent.set(axis, dimExpr(dimFor(values, `a reduction's length`)));
+
+  // the kernel at the bounds, its sizes read from the symbol buffer
+  const mentionsSymbols = (e: Expr) => {
+    let found = false;
+    visitExpr(e, (x) => {
+      if (x.k === 'load' && x.buf === symbolBuf) found = true;
+    });
+    return found;
+  };
+  const rewritten = new Map<Tensor, Tensor>();
+  const tensorOf = (t: Tensor): Tensor => {
+    if (t.kind === 'placeholder') return t;
+    let r = rewritten.get(t);
+    if (!r) {
+      r = { ...t, body: rewrite(t.body!) };
+      rewritten.set(t, r);
+    }
+    return r;
+  };
+  const rewrite = (e: Expr): Expr =>
+    mapExpr(e, (x) => {
+      if (x.k === 'const') return constSubs.get(x);
+      if (x.k === 'load' && x.buf !== symbolBuf) {
+        const buf = tensorOf(x.buf as Tensor);
+        // an index computed from run-time sizes may leave the bound layout at positions past the valid ones
+        const idx = x.idx.map((i, k) => (mentionsSymbols(i) ? max(0, min(i, buf.shape[k] - 1)) : i));
+        return { ...x, buf, idx };
+      }
+      if (x.k === 'reduce') {
+        const masks = x.axes.flatMap((a) => (reduceExtent.has(a) ? [lt(a.v, reduceExtent.get(a)!)] : []));
+        if (masks.length) return { ...x, body: select(all(masks), x.body, reduceInit(x.op, x.dtype)) };
+      }
+      return undefined;
+    });
+  const output = tensorOf(builds[0].output);
+  return scheduled(name, [...builds[0].inputs, symbolBuf], output, ops, defaultTrace);
+}
+
+interface BuildDiff {
+  /** Constants of the first build whose value changes between the builds, with their values at each. */
+  constants: Map<Expr & { k: 'const' }, number[]>;
+  /** Reduction axes of the first build whose extent changes, with their extents at each. */
+  reduceAxes: Map<IterVar, number[]>;
+}
+
+/** Walks the builds' tensor expressions side by side: the same structure, differing only in sizes. */
+function compareBuilds(builds: ReturnType<typeof kernelTensors>[], ops: readonly string[]): BuildDiff {
+  const diff: BuildDiff = { constants: new Map(), reduceAxes: new Map() };
+  const differ = (why: string) => dynamicError(ops, `its computation changes with the sizes (${why})`);
+  const seen = new Map<Tensor, Tensor[]>();
+  const vars = new Map<string, string[]>();
+  const sameVar = (a: string, others: string[]) => {
+    const known = vars.get(a);
+    if (!known) vars.set(a, others);
+    else if (known.some((v, i) => v !== others[i])) throw differ('loop variables');
+  };
+  const tensors = (t: Tensor, others: Tensor[]) => {
+    const known = seen.get(t);
+    if (known) {
+      if (known.some((o, i) => o !== others[i])) throw differ('tensors');
+      return;
+    }
+    seen.set(t, others);
+    if (others.some((o) => o.kind !== t.kind || o.shape.length !== t.shape.length || o.dtype !== t.dtype))
+      throw differ(`tensor ${t.name}`);
+    if (t.kind === 'placeholder') {
+      const i = builds[0].inputs.indexOf(t);
+      if (others.some((o, b) => builds[b + 1].inputs.indexOf(o) !== i)) throw differ('inputs');
+      return;
+    }
+    t.axes.forEach((a, k) =>
+      sameVar(
+        a.v.name,
+        others.map((o) => o.axes[k].v.name),
+      ),
+    );
+    exprs(
+      t.body!,
+      others.map((o) => o.body!),
+    );
+  };
+  const exprs = (e: Expr, others: Expr[]): void => {
+    if (others.some((o) => o.k !== e.k || o.dtype !== e.dtype)) throw differ(`${e.k} of ${e.dtype}`);
+    switch (e.k) {
+      case 'const': {
+        const values = [e, ...others].map((o) => Number((o as typeof e).value));
+        if (values.every((v) => Object.is(v, values[0]))) return;
+        const known = diff.constants.get(e);
+        if (known?.some((v, i) => !Object.is(v, values[i]))) throw differ('a shared constant');
+        diff.constants.set(e, values);
+        return;
+      }
+      case 'var':
+        sameVar(
+          e.name,
+          others.map((o) => (o as typeof e).name),
+        );
+        return;
+      case 'bin':
+        if (others.some((o) => (o as typeof e).op !== e.op)) throw differ(e.op);
+        exprs(
+          e.a,
+          others.map((o) => (o as typeof e).a),
+        );
+        exprs(
+          e.b,
+          others.map((o) => (o as typeof e).b),
+        );
+        return;
+      case 'un':
+        if (others.some((o) => (o as typeof e).op !== e.op)) throw differ(e.op);
+        exprs(
+          e.a,
+          others.map((o) => (o as typeof e).a),
+        );
+        return;
+      case 'cast':
+        exprs(
+          e.a,
+          others.map((o) => (o as typeof e).a),
+        );
+        return;
+      case 'select':
+        exprs(
+          e.c,
+          others.map((o) => (o as typeof e).c),
+        );
+        exprs(
+          e.a,
+          others.map((o) => (o as typeof e).a),
+        );
+        exprs(
+          e.b,
+          others.map((o) => (o as typeof e).b),
+        );
+        return;
+      case 'load': {
+        const os = others as (typeof e)[];
+        tensors(
+          e.buf as Tensor,
+          os.map((o) => o.buf as Tensor),
+        );
+        e.idx.forEach((ix, k) =>
+          exprs(
+            ix,
+            os.map((o) => o.idx[k]),
+          ),
+        );
+        return;
+      }
+      case 'reduce': {
+        const os = others as (typeof e)[];
+        if (os.some((o) => o.op !== e.op || o.axes.length !== e.axes.length)) throw differ('a reduction');
+        e.axes.forEach((a, k) => {
+          sameVar(
+            a.v.name,
+            os.map((o) => o.axes[k].v.name),
+          );
+          const extents = [a.extent, ...os.map((o) => o.axes[k].extent)];
+          if (extents.some((x) => x !== extents[0])) diff.reduceAxes.set(a, extents);
+        });
+        exprs(
+          e.body,
+          os.map((o) => o.body),
+        );
+        return;
+      }
+    }
+  };
+  tensors(
+    builds[0].output,
+    builds.slice(1).map((b) => b.output),
+  );
+  return diff;
+}
+
+/** Whether a primitive function has symbolic dims anywhere (its kernel is built by buildDynamicKernel). */
+export function hasSymbolicDims(fn: FuncNode): boolean {
+  if (fn.params.some((p) => !isStatic(p.type))) return true;
+  for (const n of postOrder(fn.body) as GExpr[])
+    if ((n.kind === 'call' || n.kind === 'const') && !isStatic(n.type as TensorType)) return true;
+  return false;
+}

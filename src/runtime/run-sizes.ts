@@ -1,0 +1,130 @@
+// Run-time sizes (artifacts compiled with symbolic dims): the symbols' values come from the inputs' shapes, are
+// checked against the ranges the model was compiled for and against each other, and give the outputs' shapes.
+// Tensors live in the layouts of the symbols' upper bounds (IOBinding.shape), so inputs are copied in and outputs
+// out through those strides.
+import type { ArtifactHeader, DimExpr, IOBinding } from './artifact-format.js';
+import { KilnError } from './errors.js';
+import { formatShape } from './tensor.js';
+
+export function evalDimExpr(e: DimExpr, values: ReadonlyMap<string, number>): number {
+  if (typeof e === 'number') return e;
+  if (typeof e === 'string') {
+    const v = values.get(e);
+    if (v === undefined) throw new KilnError('E_ARTIFACT', `dim expression names an unknown symbol '${e}'`);
+    return v;
+  }
+  const a = evalDimExpr(e[1], values);
+  switch (e[0]) {
+    case '+':
+      return a + evalDimExpr(e[2], values);
+    case '*':
+      return a * evalDimExpr(e[2], values);
+    case 'min':
+      return Math.min(a, evalDimExpr(e[2], values));
+    case 'max':
+      return Math.max(a, evalDimExpr(e[2], values));
+    case 'floordiv':
+      return Math.floor(a / (e[2] as number));
+  }
+}
+
+/** The symbols' values given by the inputs' shapes (already checked against the dims' ranks and static sizes). */
+export function symbolValues(h: ArtifactHeader, shapes: Readonly<Record<string, readonly number[]>>): Int32Array {
+  const symbols = h.symbols ?? [];
+  const values = new Map<string, number>();
+  const from = new Map<string, string>();
+  const names = new Set(symbols.map((s) => s.name));
+  for (const inp of h.inputs) {
+    inp.dims?.forEach((d, i) => {
+      if (typeof d !== 'string' || !names.has(d)) return;
+      const v = shapes[inp.name][i];
+      const where = `input '${inp.name}' dim ${i} (${d})`;
+      const known = values.get(d);
+      if (known !== undefined && known !== v)
+        throw new KilnError('E_INPUT', `${where} is ${v}, but ${from.get(d)} is ${known}: they are the same size`, {
+          hint: `pass inputs that agree on '${d}'`,
+        });
+      const s = symbols.find((x) => x.name === d)!;
+      if (v < s.min || v > s.max)
+        throw new KilnError(
+          'E_INPUT',
+          `${where} is ${v}, outside the range ${s.min}..${s.max} the model was compiled for`,
+          { hint: `pass a size in ${s.min}..${s.max}, or recompile with --dim ${d}=LO..HI` },
+        );
+      values.set(d, v);
+      from.set(d, where);
+    });
+  }
+  const missing = symbols.filter((s) => !values.has(s.name));
+  if (missing.length)
+    throw new KilnError(
+      'E_INPUT',
+      `no input has a dim that is just ${missing.map((s) => `'${s.name}'`).join(', ')}, so its size is unknown`,
+      { hint: 'recompile with that dim fixed (--dim NAME=N)' },
+    );
+  // dims that are expressions of the symbols must agree with them
+  for (const inp of h.inputs) {
+    inp.dims?.forEach((d, i) => {
+      if (typeof d !== 'string' || names.has(d)) return;
+      const want = evalDimExpr(h.dimExprs?.[d] ?? d, values);
+      if (shapes[inp.name][i] !== want)
+        throw new KilnError(
+          'E_INPUT',
+          `input '${inp.name}' dim ${i} (${d}) is ${shapes[inp.name][i]}, but the other inputs make it ${want}`,
+          { hint: `pass ${d} = ${want}` },
+        );
+    });
+  }
+  return Int32Array.from(symbols, (s) => values.get(s.name)!);
+}
+
+/** A binding's shape at the symbols' values. */
+export function runShape(h: ArtifactHeader, b: IOBinding, symbols: Int32Array): number[] {
+  if (!b.dims) return [...b.shape];
+  const values = new Map((h.symbols ?? []).map((s, i) => [s.name, symbols[i]]));
+  return b.dims.map((d) => (typeof d === 'number' ? d : evalDimExpr(h.dimExprs?.[d] ?? d, values)));
+}
+
+/** A typed array of any element type. */
+export interface Elements extends ArrayLike<unknown> {
+  set(a: ArrayLike<unknown>, offset?: number): void;
+  subarray(begin: number, end?: number): Elements;
+}
+
+/**
+ * Copies between a dense tensor of `shape` and the bound layout `bound` (same rank, every dim <= the bound's):
+ * row by row of the innermost dim, one copy when only the leading dim is smaller.
+ */
+export function copyStrided(
+  dense: Elements,
+  shape: readonly number[],
+  laidOut: Elements,
+  bound: readonly number[],
+  toLayout: boolean,
+): void {
+  const rank = shape.length;
+  if (shape.some((d, i) => d > bound[i]))
+    throw new KilnError('E_INTERNAL', `shape ${formatShape(shape)} exceeds the layout ${formatShape(bound)}`);
+  if (rank === 0 || shape.slice(1).every((d, i) => d === bound[i + 1])) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    if (toLayout) laidOut.set(dense.subarray(0, n));
+    else dense.set(laidOut.subarray(0, n));
+    return;
+  }
+  const row = shape[rank - 1];
+  const strides = new Array<number>(rank);
+  strides[rank - 1] = 1;
+  for (let i = rank - 2; i >= 0; i--) strides[i] = strides[i + 1] * bound[i + 1];
+  const rows = shape.slice(0, -1).reduce((a, b) => a * b, 1);
+  const idx = new Array<number>(rank - 1).fill(0);
+  for (let r = 0; r < rows; r++) {
+    let at = 0;
+    for (let i = 0; i < rank - 1; i++) at += idx[i] * strides[i];
+    if (toLayout) laidOut.set(dense.subarray(r * row, (r + 1) * row), at);
+    else dense.set(laidOut.subarray(at, at + row), r * row);
+    for (let i = rank - 2; i >= 0; i--) {
+      if (++idx[i] < shape[i]) break;
+      idx[i] = 0;
+    }
+  }
+}
