@@ -213,7 +213,7 @@ describe('kiln CLI usage errors', () => {
       [['run', art, '--bench', '--threads', '2'], /option --bench is missing its value/, /kiln run/],
       [['run', art, '--bench', 'many'], /bad --bench 'many': expected a positive integer/, /kiln run/],
       [['run', art, '--threads', '1.5'], /bad --threads '1\.5'/, /kiln run/],
-      [['run', art, '--target', 'tpu'], /unknown --target 'tpu'\. use wasm, webgpu or cuda/, /kiln run/],
+      [['run', art, '--target', 'tpu'], /unknown --target 'tpu'\. use wasm, webgpu, cuda or native/, /kiln run/],
       [['run', art, '--output-format', 'csv', '--output-dir', dir], /unknown --output-format 'csv'/, /kiln run/],
       [['run'], /kiln run: no ARTIFACT\.kiln given/, /kiln run ARTIFACT\.kiln/],
       [['run', art, 'extra.kiln'], /unexpected argument 'extra\.kiln'/, /kiln run/],
