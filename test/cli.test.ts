@@ -224,7 +224,7 @@ describe('kiln CLI usage errors', () => {
       [['compile', model, '--no-optimize=yes'], /option --no-optimize takes no value/, /kiln compile/],
       [
         ['inspect', model, '--level', 'asm'],
-        /unknown --level 'asm'\. use graph, fused, te, loop, wasm, wgsl or ptx/,
+        /unknown --level 'asm'\. use graph, fused, te, loop, wasm, wgsl, ptx or llvm/,
         /kiln inspect/,
       ],
       [['inspect', model, '--kernel', 'first'], /bad --kernel 'first'/, /kiln inspect/],
