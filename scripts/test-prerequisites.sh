@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # System packages the test suite needs beyond Node and python3 (scripts/fixtures.sh installs python3-venv itself),
 # installed from Debian's packages when missing: for WebGPU and browser tests Debian's chromium (it ships SwiftShader's Vulkan driver, /usr/lib/chromium/vk_swiftshader_icd.json, and the headless browser)
-# plus libvulkan1 (the Vulkan loader Dawn opens). Without root the missing ones are named, and the tests that need
+# plus libvulkan1 (the Vulkan loader Dawn opens); for target 'native' LLVM's opt and llc (Debian's llvm, any llvm-N from
+# 14 on) and a linker driver (gcc). Without root the missing ones are named, and the tests that need
 # them report themselves skipped or failed.
 set -euo pipefail
 
 missing=()
 [ -f /usr/lib/chromium/vk_swiftshader_icd.json ] || missing+=(chromium)
 ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1 ' || missing+=(libvulkan1)
+# the native backend finds the newest /usr/lib/llvm-N/bin with opt and llc (src/codegen/native/toolchain.ts)
+ls /usr/lib/llvm-*/bin/opt >/dev/null 2>&1 && ls /usr/lib/llvm-*/bin/llc >/dev/null 2>&1 || missing+=(llvm)
+command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then

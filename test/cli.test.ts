@@ -213,7 +213,7 @@ describe('kiln CLI usage errors', () => {
       [['run', art, '--bench', '--threads', '2'], /option --bench is missing its value/, /kiln run/],
       [['run', art, '--bench', 'many'], /bad --bench 'many': expected a positive integer/, /kiln run/],
       [['run', art, '--threads', '1.5'], /bad --threads '1\.5'/, /kiln run/],
-      [['run', art, '--target', 'tpu'], /unknown --target 'tpu'\. use wasm, webgpu or cuda/, /kiln run/],
+      [['run', art, '--target', 'tpu'], /unknown --target 'tpu'\. use wasm, webgpu, cuda or native/, /kiln run/],
       [['run', art, '--output-format', 'csv', '--output-dir', dir], /unknown --output-format 'csv'/, /kiln run/],
       [['run'], /kiln run: no ARTIFACT\.kiln given/, /kiln run ARTIFACT\.kiln/],
       [['run', art, 'extra.kiln'], /unexpected argument 'extra\.kiln'/, /kiln run/],
@@ -224,7 +224,7 @@ describe('kiln CLI usage errors', () => {
       [['compile', model, '--no-optimize=yes'], /option --no-optimize takes no value/, /kiln compile/],
       [
         ['inspect', model, '--level', 'asm'],
-        /unknown --level 'asm'\. use graph, fused, te, loop, wasm, wgsl or ptx/,
+        /unknown --level 'asm'\. use graph, fused, te, loop, wasm, wgsl, ptx or llvm/,
         /kiln inspect/,
       ],
       [['inspect', model, '--kernel', 'first'], /bad --kernel 'first'/, /kiln inspect/],

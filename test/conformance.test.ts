@@ -4,9 +4,15 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { findCases, runCases, type CaseResult } from '../src/conformance/onnx-backend.js';
 import { decodeModel } from '../src/frontend/onnx/import.js';
+import { findLlvm } from '../src/codegen/native/toolchain.js';
 
 /** Node cases that must pass. Raise it when more pass; never lower it. */
 const NODE_FLOOR = 1570;
+/**
+ * The same on target 'native' (x86-64 through LLVM, kiln onnx-test --target native; skipped where LLVM's tools are
+ * missing, CI installs them): every WebAssembly pass.
+ */
+const NATIVE_NODE_FLOOR = 1570;
 /** The same on the WebGPU target (Dawn + SwiftShader): every WebAssembly pass but those with float64 tensors. */
 const WEBGPU_NODE_FLOOR = 1508;
 
@@ -77,6 +83,19 @@ describe('ONNX backend node suite on WebGPU', () => {
     console.log(`onnx node suite on webgpu: ${passed} passed, ${results.length - passed} failed`);
     expect(results.filter((r) => r.code === 'CRASH').map((r) => `${r.name}: ${r.error}`)).toEqual([]);
     expect(passed).toBeGreaterThanOrEqual(WEBGPU_NODE_FLOOR);
+  });
+});
+
+describe.skipIf(!findLlvm())('ONNX backend node suite on target native', () => {
+  // each case is compiled by LLVM too (opt, llc, a link: ~0.4 s of CPU more than WebAssembly alone)
+  it(`passes at least ${NATIVE_NODE_FLOOR} of the node cases (kiln onnx-test --target native)`, {
+    timeout: 3_600_000,
+  }, async () => {
+    const results = await runCases(findCases(['.cache/onnx-node']), undefined, { target: 'native' });
+    const passed = results.filter((r) => r.passed).length;
+    console.log(`onnx node suite on native: ${passed} passed, ${results.length - passed} failed`);
+    expect(results.filter((r) => r.code === 'CRASH').map((r) => `${r.name}: ${r.error}`)).toEqual([]);
+    expect(passed).toBeGreaterThanOrEqual(NATIVE_NODE_FLOOR);
   });
 });
 

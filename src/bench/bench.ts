@@ -21,6 +21,7 @@ import { decodeTensorProto } from '../frontend/onnx/tensor-proto.js';
 import { DEFAULT_TOLERANCE, compareTensors } from '../conformance/compare.js';
 import { ParallelScaling, measureSimdPeak, type SimdPeak } from './simd-peak.js';
 import { matmulModel } from './matmul-model.js';
+import { findLlvm } from '../codegen/native/toolchain.js';
 import { median } from '../util/stats.js';
 import { ROUTE_MODELS, type RouteResult, benchImportRoutes, hasRouteFixture, routesTable } from './import-routes.js';
 
@@ -97,11 +98,17 @@ interface ModelResult {
   artifactBytes?: number;
   /** Median over rounds of (Kiln float32 time / Kiln time on the quantized model). */
   kilnVsFloat?: number;
+  /** Kiln's native code (target 'native', --cpu native), at 1 thread only (it has no thread pool yet). */
+  kilnNative?: KilnResult;
   ortWeb: RuntimeResult;
   ortNode: RuntimeResult;
   kilnVsOrtWeb?: number;
   kilnVsOrtWebCpu?: number;
   kilnVs1Thread?: number;
+  /** Medians of per-round ratios: ORT-node time / Kiln native time, by wall and by CPU time; Kiln wasm / native. */
+  nativeVsOrtNode?: number;
+  nativeVsOrtNodeCpu?: number;
+  nativeVsKiln?: number;
   scaling?: ThreadScaling;
   error?: string;
 }
@@ -321,6 +328,27 @@ async function benchModel(
     res.kiln.error = (e as Error).message.split('\n')[0];
     kiln = undefined;
   }
+  // native code at 1 thread: the best CPU level of this machine
+  let native: LoadedModel | undefined;
+  if (T === 1) {
+    if (!findLlvm()) res.kilnNative = { na: 'n/a (no LLVM tools)' };
+    else {
+      try {
+        const t1 = performance.now();
+        const nc = await compile(c.bytes, { modelPath: c.modelPath, target: 'native', cpu: 'native' });
+        res.kilnNative = { compileMs: performance.now() - t1 };
+        native = await load(nc.artifact, { target: 'native' });
+        if (native.runsOn !== 'native') {
+          res.kilnNative.na = `n/a (${native.nativeFallback})`;
+          native.dispose();
+          native = undefined;
+        } else Object.assign(res.kilnNative, agreement(native.runSync(feeds), ref));
+      } catch (e) {
+        res.kilnNative = { error: (e as Error).message.split('\n')[0] };
+        native = undefined;
+      }
+    }
+  }
   const kilnLine =
     res.kiln.na ??
     res.kiln.error ??
@@ -331,7 +359,7 @@ async function benchModel(
 
   // rounds: a warm-up round, then timed rounds in rotating order (Kiln on 1 thread runs beside Kiln on T threads)
   const runners: [
-    keyof Pick<ModelResult, 'kiln' | 'kilnRelaxed' | 'kilnFloat' | 'ortWeb' | 'ortNode'>,
+    keyof Pick<ModelResult, 'kiln' | 'kilnRelaxed' | 'kilnFloat' | 'kilnNative' | 'ortWeb' | 'ortNode'>,
     () => Promise<unknown> | unknown,
   ][] = [];
   if (kiln) {
@@ -345,6 +373,9 @@ async function benchModel(
   if (kilnFloat) {
     const k = kilnFloat;
     runners.push(['kilnFloat', () => k.runSync(feeds)]);
+  if (native) {
+    const k = native;
+    runners.push(['kilnNative', () => k.runSync(feeds)]);
   }
   runners.push(['ortWeb', () => webSession.run(webFeeds)], ['ortNode', () => nodeSession.run(nodeFeeds)]);
   for (const [, f] of runners) await f();
@@ -353,6 +384,7 @@ async function benchModel(
     kiln: [],
     kilnRelaxed: [],
     kilnFloat: [],
+    kilnNative: [],
     kiln1: [],
     ortWeb: [],
     ortNode: [],
@@ -361,6 +393,7 @@ async function benchModel(
     kiln: [],
     kilnRelaxed: [],
     kilnFloat: [],
+    kilnNative: [],
     kiln1: [],
     ortWeb: [],
     ortNode: [],
@@ -416,6 +449,14 @@ async function benchModel(
   kilnRelaxed?.dispose();
   kilnFloat?.dispose();
   kiln1?.dispose();
+  if (native && times.kilnNative.length) {
+    const kn = res.kilnNative!;
+    if (res.kiln.flopsPerRun) kn.gflops = res.kiln.flopsPerRun / (kn.medianMs! * 1e6);
+    res.nativeVsOrtNode = median(times.ortNode.map((o, r) => o / times.kilnNative[r]));
+    res.nativeVsOrtNodeCpu = median(cpu.ortNode.map((o, r) => o / cpu.kilnNative[r]));
+    if (times.kiln.length) res.nativeVsKiln = median(times.kiln.map((k, r) => k / times.kilnNative[r]));
+  }
+  native?.dispose();
   if (kiln && res.kiln.medianMs) {
     if (res.kiln.flopsPerRun) res.kiln.gflops = res.kiln.flopsPerRun / (res.kiln.medianMs * 1e6);
     res.kilnVsOrtWeb = median(times.ortWeb.map((w, r) => w / times.kiln[r]));
@@ -517,6 +558,22 @@ export function markdownTable(rep: BenchReport): string {
       const f = r.kilnFloat!;
       lines.push(
         `| ${r.model} (float: ${f.model}) | ${r.threads} | ${ms(r.kiln)} | ${ms(f)} | ${r.kilnVsFloat?.toFixed(3) ?? '-'}x | ${r.kilnVsOrtWeb?.toFixed(3) ?? '-'}x | ${r.artifactBytes} / ${f.artifactBytes} |`,
+      );
+    }
+  }
+  const nat = rep.results.filter((r) => r.threads === 1 && r.kilnNative);
+  if (nat.length) {
+    lines.push(
+      '',
+      '| model (1 thread) | Kiln native min / median ms | Kiln native/ORT-node speed (>1: Kiln faster; median of per-round ratios) | the same by CPU time | Kiln native/Kiln wasm speed | Kiln native GFLOP/s | native max abs err vs ORT-node | native compile s |',
+      '|---|---:|---:|---:|---:|---:|---:|---:|',
+    );
+    const x = (v: number | undefined) => (v === undefined ? '-' : `${v.toFixed(3)}x`);
+    for (const r of nat) {
+      const k = r.kilnNative!;
+      const err = k.maxAbsErr === undefined ? '-' : `${k.maxAbsErr.toExponential(1)}${k.agrees ? '' : ' **MISMATCH**'}`;
+      lines.push(
+        `| ${r.model} | ${ms(k)} | ${x(r.nativeVsOrtNode)} | ${x(r.nativeVsOrtNodeCpu)} | ${x(r.nativeVsKiln)} | ${k.gflops?.toFixed(2) ?? '-'} | ${err} | ${k.compileMs === undefined ? '-' : (k.compileMs / 1000).toFixed(1)} |`,
       );
     }
   }
@@ -650,7 +707,7 @@ async function main(): Promise<number> {
   console.log('');
   console.log(markdownTable(report));
   if (report.importRoutes?.length) console.log(`\n${routesTable(report.importRoutes)}`);
-  const bad = report.results.filter((r) => r.kiln.agrees === false);
+  const bad = report.results.filter((r) => r.kiln.agrees === false || r.kilnNative?.agrees === false);
   if (bad.length)
     console.log(
       `\nWARNING: Kiln disagrees with ORT-node on ${bad.map((r) => r.model).join(', ')}: its times are not comparable`,

@@ -2,6 +2,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { compile } from '../compiler/compile.js';
 import { describeWebGpuLimits } from '../compiler/wgsl-text.js';
+import { CPU_LEVELS, type CpuOption } from '../codegen/native/cpu.js';
 import { KilnError } from '../runtime/errors.js';
 import { parseDim, parseNamedDType, parseNamedShape, readTensorFile, writeFileAtomic } from './tensor-files.js';
 import { SM_TARGETS, type SmTarget } from '../codegen/ptx/codegen.js';
@@ -17,6 +18,7 @@ export interface CompileFlags {
   target?: string;
   'webgpu-limits'?: string;
   sm?: string;
+  cpu?: string;
   db?: string;
   'no-tuning'?: boolean;
   output?: string;
@@ -38,6 +40,8 @@ export function readModel(path: string | undefined): Uint8Array {
 }
 
 export function compileOptions(modelPath: string, v: CompileFlags) {
+  if (v.cpu !== undefined && v.target !== 'native')
+    throw usageError('--cpu applies to --target native', 'add --target native, or leave --cpu out');
   return {
     modelPath,
     inputShapes: Object.fromEntries((v['input-shape'] ?? []).map(parseNamedShape)),
@@ -50,7 +54,11 @@ export function compileOptions(modelPath: string, v: CompileFlags) {
       }),
     ),
     optimize: !v['no-optimize'],
-    ...(v.target === 'cuda' ? { target: 'cuda' as const, sm: cudaSm(v.sm) } : { target: cliTarget(v.target) }),
+    ...(v.target === 'cuda'
+      ? { target: 'cuda' as const, sm: cudaSm(v.sm) }
+      : v.target === 'native'
+        ? { target: 'native' as const, cpu: cpuFlag(v.cpu) }
+        : { target: cliTarget(v.target) }),
     ...webgpuLimitsFlag(v['webgpu-limits'], v.target),
   };
 }
@@ -89,9 +97,14 @@ export function webgpuLimitsFlag(
 }
 
 function cliTarget(t: string | undefined): 'wasm' | 'webgpu' {
-  const target = choiceFlag(t, '--target', ['wasm', 'webgpu', 'cuda'] as const, 'wasm');
-  if (target === 'cuda') throw new KilnError('E_INTERNAL', 'cliTarget called for cuda');
+  const target = choiceFlag(t, '--target', ['wasm', 'webgpu', 'cuda', 'native'] as const, 'wasm');
+  if (target === 'cuda' || target === 'native') throw new KilnError('E_INTERNAL', `cliTarget called for ${target}`);
   return target;
+}
+
+/** --cpu for target native (default x86-64-v3). */
+export function cpuFlag(cpu: string | undefined): CpuOption {
+  return choiceFlag(cpu, '--cpu', [...CPU_LEVELS, 'native'] as const, 'x86-64-v3');
 }
 
 /** --sm for target cuda (default 80). */

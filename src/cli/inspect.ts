@@ -1,4 +1,5 @@
-// kiln inspect MODEL.onnx --level graph|fused|te|loop|wasm|wgsl|ptx [--kernel N]   print an IR level
+// kiln inspect MODEL.onnx --level graph|fused|te|loop|wasm|wgsl|ptx|llvm [--kernel N]   print an IR level
+// kiln inspect MODEL.onnx --level llvm [--cpu LEVEL]                   the native backend's LLVM module (no LLVM needed)
 // kiln inspect MODEL.onnx --level loop [--target T] [--after PASS]     the loop IR T's backend emits, or after PASS
 // kiln inspect ARTIFACT.kiln                                            print the artifact's header summary
 import { compile, fuseForTarget, importAndOptimize, webgpuLimitsOf } from '../compiler/compile.js';
@@ -15,7 +16,7 @@ import { KilnError } from '../runtime/errors.js';
 import { type CompileFlags, compileOptions, readModel } from './compile.js';
 import { choiceFlag, intFlag, usageError } from './usage.js';
 
-const LEVELS = ['graph', 'fused', 'te', 'loop', 'wasm', 'wgsl', 'ptx'] as const;
+const LEVELS = ['graph', 'fused', 'te', 'loop', 'wasm', 'wgsl', 'ptx', 'llvm'] as const;
 
 export async function inspectCommand(
   pos: string[],
@@ -65,6 +66,16 @@ export async function inspectCommand(
         `  #${i} ${h.kernels[c.kernel].name} [${h.kernels[c.kernel].ops.join('+')}] <- ${c.origin.slice(0, 6).join(', ')}`,
       ),
     );
+    return 0;
+  }
+  if (level === 'llvm') {
+    // the whole module: kernels and the entry that calls them (printing it needs no LLVM tools)
+    if (kernel !== undefined) throw usageError('--level llvm prints the whole module', 'leave --kernel out');
+    const { cpuFlag } = await import('./compile.js');
+    const { nativeModuleText } = await import('../compiler/native-program.js');
+    const cpu = cpuFlag(v.cpu);
+    const r = await compile(bytes, compileOptions(path, { ...v, target: undefined, cpu: undefined }));
+    console.log(nativeModuleText(r.program, cpu));
     return 0;
   }
   if (level === 'wgsl') {

@@ -31,6 +31,7 @@ const OPTIONS = {
   filter: { type: 'string' },
   target: { type: 'string' },
   sm: { type: 'string' },
+  cpu: { type: 'string' },
   'webgpu-limits': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   trials: { type: 'string' },
@@ -80,6 +81,7 @@ const COMPILE_FLAGS: OptionName[] = [
   'no-optimize',
   'target',
   'sm',
+  'cpu',
   'webgpu-limits',
 ];
 
@@ -88,6 +90,7 @@ const COMMANDS: Record<string, Subcommand> = {
     usage: [
       'kiln compile MODEL.onnx -o OUT.kiln [--dim batch=1] [--input-shape name=1,3,224,224] [--specialize name=file.pb] [--no-optimize] [--db PATH | --no-tuning]',
       'kiln compile MODEL.onnx --target wasm|webgpu|cuda [--sm 80|86|90] [--verbose]   (cuda: PTX for NVIDIA GPUs; --verbose: ptxas resource usage)',
+      'kiln compile MODEL.onnx --target native [--cpu x86-64-v3|x86-64-v4|x86-64|native]   (x86-64 code through LLVM (opt, llc) in a shared library; --cpu native: the best level of this machine)',
       "kiln compile MODEL.onnx --target webgpu [--webgpu-limits default|desktop|LIMITS.json]   (the device limits the kernels fit; default: the WebGPU spec's)",
       'kiln compile MODEL.pt2 ...   (a torch.export.save archive: the same options; the format is detected from the file)',
       'kiln compile MODEL.pt --input-shape x=1,3,224,224 [--input-dtype ids=int64] ...   (a torch.jit.save TorchScript file; a traced one records its inputs, a scripted one needs their shapes, and dtypes other than float32)',
@@ -98,7 +101,7 @@ const COMMANDS: Record<string, Subcommand> = {
   },
   run: {
     usage: [
-      'kiln run ARTIFACT.kiln [--input name=file.npy|.pb ...] [--output-dir DIR [--output-format npy|pb]] [--bench N] [--threads N] [--target wasm|webgpu|cuda]',
+      'kiln run ARTIFACT.kiln [--input name=file.npy|.pb ...] [--output-dir DIR [--output-format npy|pb]] [--bench N] [--threads N] [--target wasm|webgpu|cuda|native]',
     ],
     options: ['input', 'output-dir', 'output-format', 'bench', 'threads', 'target'],
     positionals: { min: 1, max: 1, name: 'ARTIFACT.kiln' },
@@ -123,7 +126,7 @@ const COMMANDS: Record<string, Subcommand> = {
   },
   'onnx-test': {
     usage: [
-      'kiln onnx-test DIR... [--verbose] [--json FILE] [--filter REGEX] [--target wasm|webgpu|cuda]',
+      'kiln onnx-test DIR... [--verbose] [--json FILE] [--filter REGEX] [--target wasm|webgpu|cuda|native]',
       '                   [--symbolic-dims leading|all]',
     ],
     options: ['verbose', 'json', 'filter', 'target', 'symbolic-dims'],

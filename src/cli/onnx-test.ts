@@ -9,7 +9,7 @@ export async function onnxTestCommand(
   paths: string[],
   opts: { verbose?: boolean; json?: string; filter?: string; target?: string; symbolicDims?: string },
 ): Promise<number> {
-  const target = choiceFlag(opts.target, '--target', ['wasm', 'webgpu', 'cuda'] as const, 'wasm');
+  const target = choiceFlag(opts.target, '--target', ['wasm', 'webgpu', 'cuda', 'native'] as const, 'wasm');
   const symbolicDims =
     opts.symbolicDims === undefined
       ? undefined

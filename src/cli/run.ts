@@ -49,9 +49,10 @@ export function threadOption(t: string | undefined): { threads?: number } {
   return { threads: intFlag(t, '--threads', 2, 1, 1024) };
 }
 
-/** --target wasm|webgpu|cuda -> load options: WebGPU through npm `webgpu` (Dawn), CUDA through libcuda. */
-async function targetOption(t: 'wasm' | 'webgpu' | 'cuda'): Promise<LoadOptions> {
+/** --target wasm|webgpu|cuda|native -> load options: WebGPU through npm `webgpu` (Dawn), CUDA through libcuda, native code through koffi. */
+async function targetOption(t: 'wasm' | 'webgpu' | 'cuda' | 'native'): Promise<LoadOptions> {
   if (t === 'cuda') return { target: 'cuda' };
+  if (t === 'native') return { target: 'native' };
   if (t === 'webgpu') {
     const { nodeGpuDevice } = await import('../conformance/node-webgpu.js');
     // the adapter's maxima: an artifact compiled to a larger profile than the spec's defaults runs where they reach
@@ -73,7 +74,7 @@ export async function runCommand(
 ): Promise<number> {
   // the command line is checked before any work
   const threads = threadOption(v.threads);
-  const target = choiceFlag(v.target, '--target', ['wasm', 'webgpu', 'cuda'] as const, 'wasm');
+  const target = choiceFlag(v.target, '--target', ['wasm', 'webgpu', 'cuda', 'native'] as const, 'wasm');
   const ext = choiceFlag(v['output-format'], '--output-format', ['npy', 'pb'] as const, 'npy');
   if (v['output-format'] !== undefined && !v['output-dir'])
     throw usageError('--output-format needs --output-dir', 'kiln run A.kiln --output-dir DIR --output-format pb');
@@ -108,7 +109,10 @@ export async function runCommand(
       times.push(performance.now() - t0);
     }
     times.sort((a, b) => a - b);
-    const on = target !== 'wasm' ? target : `${model.threads} thread${model.threads > 1 ? 's' : ''}`;
+    const on =
+      target !== 'wasm' && model.runsOn !== 'wasm'
+        ? target
+        : `${model.threads} thread${model.threads > 1 ? 's' : ''}${model.runsOn === 'wasm' ? ' (WebAssembly fallback)' : ''}`;
     console.log(`bench: ${bench} runs on ${on}, min ${times[0].toFixed(3)} ms, median ${median(times).toFixed(3)} ms`);
   }
   model.dispose();

@@ -7,13 +7,16 @@ import { align } from './memory-plan.js';
 export async function writeArtifact(p: Program): Promise<{ bytes: Uint8Array; header: ArtifactHeader }> {
   // section offsets depend on the header length, which depends on the offsets: iterate until stable
   const relaxed = p.wasmRelaxed ?? new Uint8Array(0);
+  const native = p.native ?? new Uint8Array(0);
   const layout = (start: number): ArtifactHeader['sections'] => {
     const wasmAt = align(start),
       relaxedAt = align(wasmAt + p.wasm.length),
-      weightsAt = align(relaxedAt + relaxed.length);
+      nativeAt = align(relaxedAt + relaxed.length),
+      weightsAt = align(nativeAt + native.length);
     return {
       wasm: { offset: wasmAt, length: p.wasm.length },
       ...(p.wasmRelaxed ? { wasmRelaxed: { offset: relaxedAt, length: relaxed.length } } : {}),
+      ...(p.native ? { native: { offset: nativeAt, length: native.length } } : {}),
       weights: { offset: weightsAt, length: p.weights.length },
     };
   };
@@ -28,7 +31,7 @@ export async function writeArtifact(p: Program): Promise<{ bytes: Uint8Array; he
     }
     json = next;
   }
-  const { wasm, weights, wasmRelaxed } = header.sections;
+  const { wasm, weights, wasmRelaxed, native: nativeSection } = header.sections;
   const bytes = new Uint8Array(weights.offset + weights.length);
   bytes.set(MAGIC, 0);
   const dv = new DataView(bytes.buffer);
@@ -37,6 +40,7 @@ export async function writeArtifact(p: Program): Promise<{ bytes: Uint8Array; he
   bytes.set(json, PREFIX_BYTES);
   bytes.set(p.wasm, wasm.offset);
   if (wasmRelaxed) bytes.set(relaxed, wasmRelaxed.offset);
+  if (nativeSection) bytes.set(native, nativeSection.offset);
   bytes.set(p.weights, weights.offset);
   bytes.set(await sha256(bytes.subarray(PREFIX_BYTES)), 16);
   return { bytes, header };

@@ -33,6 +33,8 @@ import { type GpuSectionOptions, buildWebGpuSection, valueBindings } from './web
 import { type WebGpuLimits, type WebGpuProfileName, resolveWebGpuLimits } from '../codegen/common/webgpu-profile.js';
 import { splitWideConcat } from '../relay-ir/passes/split-wide-concat.js';
 import { buildCudaSection } from './cuda-program.js';
+import { buildNativeSection } from './native-program.js';
+import type { CpuOption } from '../codegen/native/cpu.js';
 import type { BuiltKernel } from './kernel.js';
 import { type LoopTarget, loopIRAfterEachPass } from './loop-pipeline.js';
 import { printPrimFunc } from '../schedule/loop-ir.js';
@@ -49,7 +51,12 @@ export interface CompileOptions {
    */
   format?: ModelFormat;
   /** 'webgpu' adds WGSL kernels to the artifact (which still holds the WebAssembly module). */
-  target?: 'wasm' | 'webgpu' | 'cuda';
+  target?: 'wasm' | 'webgpu' | 'cuda' | 'native';
+  /**
+   * For target 'native': the x86-64 level the library is compiled for ('x86-64', 'x86-64-v3' with AVX2 and FMA,
+   * 'x86-64-v4' with AVX-512) or 'native', the best level of the compiling machine. Default 'x86-64-v3'.
+   */
+  cpu?: CpuOption;
   /**
    * Winograd F(m x m, 3x3) for the 3x3 convolutions where it pays, m = 4 or 2 by output size (default: on for
    * target 'wasm', off for GPUs); 2 or 4 forces that tile size wherever Winograd applies.
@@ -129,7 +136,7 @@ export const graphPasses = (
   { name: 'fuse-gelu', run: fuseGelu },
   { name: 'eliminate-dead-code', run: eliminateDeadCode },
   { name: 'distinct-outputs', run: distinctOutputs },
-  ...((opts.winograd ?? (opts.target ?? 'wasm') === 'wasm')
+  ...((opts.winograd ?? ['wasm', 'native'].includes(opts.target ?? 'wasm'))
     ? [
         {
           name: 'winograd-conv',
@@ -146,9 +153,9 @@ export function importAndOptimize(
   modelBytes: Uint8Array,
   opts: CompileOptions = {},
 ): { graph: FuncNode; outputNames: string[]; specialized: string[]; opset: number; dimRanges: DimRanges } {
-  if (!['wasm', 'webgpu', 'cuda'].includes(opts.target ?? 'wasm')) {
+  if (!['wasm', 'webgpu', 'cuda', 'native'].includes(opts.target ?? 'wasm')) {
     throw new KilnError('E_UNSUPPORTED', `target '${opts.target}' is not available yet`, {
-      hint: "use target 'wasm', 'webgpu' or 'cuda'",
+      hint: "use target 'wasm', 'webgpu', 'cuda' or 'native'",
     });
   }
   const folder = new ConstantFolder(evaluateCall, interpretSymbolic);
@@ -226,6 +233,10 @@ export type OptimizedGraph = ReturnType<typeof importAndOptimize>;
 
 export async function compile(modelBytes: Uint8Array, opts: CompileOptions = {}): Promise<CompileResult> {
   webgpuLimitsOf(opts); // a bad profile fails before the import
+  if (opts.cpu !== undefined && opts.target !== 'native')
+    throw new KilnError('E_INPUT', `cpu applies to target 'native', not '${opts.target ?? 'wasm'}'`, {
+      hint: "compile with target: 'native' (--target native), or leave cpu out",
+    });
   return compileGraph(importAndOptimize(modelBytes, opts), opts);
 }
 
@@ -265,7 +276,7 @@ export async function compileGraph(
   });
   opts.dump?.('fused', printFunc(fused));
   const program = buildProgram(fused, { optimize: opts.optimize, outputNames, traceFor: opts.traceFor, dimRanges });
-  if (program.header.symbols && (opts.target === 'webgpu' || opts.target === 'cuda'))
+  if (program.header.symbols && (opts.target === 'webgpu' || opts.target === 'cuda' || opts.target === 'native'))
     throw new KilnError(
       'E_DYNAMIC',
       `kernels for run-time sizes (${program.header.symbols.map((s) => s.name).join(', ')}) are built for target 'wasm' only so far, not '${opts.target}'`,
@@ -292,6 +303,11 @@ export async function compileGraph(
     program.header.cuda = cuda.section;
     gpuKernels = cuda.kernels;
     for (const k of cuda.kernels) if (k.tuned) gpuTuned.push(k.prim.name);
+  }
+  if (opts.target === 'native') {
+    const native = buildNativeSection(program, opts.cpu);
+    program.header.native = native.section;
+    program.native = native.library;
   }
   if (opts.dump) {
     const pipelines: [LoopTarget, readonly BuiltKernel[]][] = [['wasm', program.kernels]];

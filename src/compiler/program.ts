@@ -21,6 +21,8 @@ export interface Program {
   wasm: Uint8Array;
   /** The same kernels with f32x4.relaxed_madd (relaxed SIMD). */
   wasmRelaxed?: Uint8Array;
+  /** The native shared library (target 'native': compiler/native-program.ts). */
+  native?: Uint8Array;
   weights: Uint8Array;
   kernels: BuiltKernel[];
   /** Offset of each weight inside `weights`. */

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { clone, toBinary } from '@bufbuild/protobuf';
 import { compile, compileGraph, importAndOptimize, specializeGraph } from '../compiler/compile.js';
 import { type ModelProto, ModelProtoSchema } from '../frontend/onnx/proto/onnx_pb.js';
-import { load } from '../runtime/index.js';
+import { type NativeHost, load } from '../runtime/index.js';
 import { KilnError } from '../runtime/errors.js';
 import type { Tensor } from '../runtime/tensor.js';
 import type { CudaDriver } from '../runtime/cuda.js';
@@ -58,7 +58,7 @@ export interface RunCaseOptions {
    * 'webgpu' compiles for WebGPU and runs on npm webgpu's device (SwiftShader on a CPU-only machine); 'cuda'
    * compiles PTX and runs it on the GPU through libcuda (E_NO_DEVICE without one).
    */
-  target?: 'wasm' | 'webgpu' | 'cuda';
+  target?: 'wasm' | 'webgpu' | 'cuda' | 'native';
   /**
    * Compile each case once with dims of its run-time inputs symbolic, then bind the symbols to the test data's sizes
    * (specializeGraph): 'leading' makes dim 0 symbolic (a batch), 'all' every dim. One symbol per distinct size, so
@@ -94,6 +94,13 @@ let openedDriver: Promise<CudaDriver> | undefined;
 export function cudaDriver(): Promise<CudaDriver> {
   openedDriver ??= import('../node/cuda-driver.js').then((m) => m.openCudaDriver());
   return openedDriver;
+}
+
+let openedHost: Promise<NativeHost> | undefined;
+/** One native host binding (koffi) per process, opened on first use. */
+export function nativeHost(): Promise<NativeHost> {
+  openedHost ??= import('../node/native-library.js').then((m) => m.openNativeHost());
+  return openedHost;
 }
 
 export async function runCase(
@@ -147,6 +154,19 @@ export async function runCase(
           got = await model.run(Object.fromEntries(model.inputs.map((i) => [i.name, feeds[i.name]])));
         } finally {
           model.dispose?.();
+        }
+      } else if (opts.target === 'native') {
+        // the native code must run: a fallback to WebAssembly would pass without testing it
+        const model = await load(compiled.artifact, {
+          target: 'native',
+          nativeHost: await nativeHost(),
+          log: () => {},
+        });
+        try {
+          if (model.runsOn !== 'native') return fail(`native code did not run: ${model.nativeFallback}`, 'E_NO_DEVICE');
+          got = model.runSync(Object.fromEntries(model.inputs.map((i) => [i.name, feeds[i.name]])));
+        } finally {
+          model.dispose();
         }
       } else {
         const model = await load(compiled.artifact);

@@ -73,7 +73,7 @@ export interface ArtifactHeader {
   /** Where the weights section is copied in linear memory. */
   weightsAt: number;
   /** wasmRelaxed: the kernels with relaxed-SIMD multiply-adds, used where the engine validates it. */
-  sections: { wasm: Section; weights: Section; wasmRelaxed?: Section };
+  sections: { wasm: Section; weights: Section; wasmRelaxed?: Section; native?: Section };
   inputs: IOBinding[];
   outputs: IOBinding[];
   kernels: KernelInfo[];
@@ -92,6 +92,26 @@ export interface ArtifactHeader {
   webgpu?: WebGpuSection;
   /** PTX kernels and launch metadata, present when compiled for target 'cuda' (the WebAssembly part stays usable). */
   cuda?: CudaSection;
+  /** A native shared library (sections.native), present when compiled for target 'native' (WebAssembly stays usable). */
+  native?: NativeSection;
+}
+
+/**
+ * The native program: an ELF shared library (sections.native) exporting `entry(void *memory)`, which runs every call
+ * of `calls` in order on a memory of `memoryBytes` laid out as the WebAssembly module's (weights at weightsAt, inputs
+ * and outputs at their offsets). The caller owns the memory.
+ */
+export interface NativeSection {
+  /** Operating system and CPU architecture of the library (LLVM target triple). */
+  triple: string;
+  /** CPU level the code was compiled for (x86-64, x86-64-v3, x86-64-v4). */
+  cpu: string;
+  /** CPU features (as /proc/cpuinfo names them) the code needs. */
+  features: string[];
+  /** Exported function that runs the model. */
+  entry: string;
+  /** LLVM major version that compiled it. */
+  llvm: number;
 }
 
 /**

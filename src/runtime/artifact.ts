@@ -11,6 +11,8 @@ export interface ArtifactParts {
   wasm: Uint8Array;
   weights: Uint8Array;
   wasmRelaxed?: Uint8Array;
+  /** The native shared library (target 'native'). */
+  native?: Uint8Array;
 }
 
 export async function sha256(bytes: Uint8Array): Promise<Uint8Array> {
@@ -68,5 +70,6 @@ export async function readArtifact(artifact: Uint8Array): Promise<ArtifactParts>
     wasm: section(sections.wasm),
     weights: section(sections.weights),
     wasmRelaxed: sections.wasmRelaxed && section(sections.wasmRelaxed),
+    native: sections.native && section(sections.native),
   };
 }

@@ -85,6 +85,9 @@ export function checkHeader(h: unknown, bodyStart: number, fileBytes: number): a
   section(sections.wasm, 'sections.wasm', bodyStart, fileBytes);
   section(sections.weights, 'sections.weights', bodyStart, fileBytes);
   if (sections.wasmRelaxed !== undefined) section(sections.wasmRelaxed, 'sections.wasmRelaxed', bodyStart, fileBytes);
+  if (sections.native !== undefined) section(sections.native, 'sections.native', bodyStart, fileBytes);
+  if ((sections.native === undefined) !== (head.native === undefined))
+    throw damaged(sections.native === undefined ? 'native has no sections.native' : 'sections.native has no native');
   const weightBytes = (sections.weights as { length: number }).length;
 
   const memoryBytes = uint(head.memoryBytes, 'memoryBytes');
@@ -142,6 +145,14 @@ export function checkHeader(h: unknown, bodyStart: number, fileBytes: number): a
 
   if (head.webgpu !== undefined) checkWebGpu(obj(head.webgpu, 'webgpu'), weightBytes);
   if (head.cuda !== undefined) checkCuda(obj(head.cuda, 'cuda'), weightsAt + weightBytes);
+  if (head.native !== undefined) {
+    const n = obj(head.native, 'native');
+    str(n.triple, 'native.triple');
+    str(n.cpu, 'native.cpu');
+    str(n.entry, 'native.entry');
+    uint(n.llvm, 'native.llvm');
+    arr(n.features, 'native.features').forEach((f, i) => str(f, `native.features[${i}]`));
+  }
 }
 
 /**

@@ -11,6 +11,8 @@ import { checkTimeout, loadSupervised } from './supervisor.js';
 import { type GpuDevice, WebGpuExecutor } from './webgpu.js';
 import { type CudaDriver, CudaExecutor } from './cuda.js';
 export type { CudaDriver, CudaDeviceInfo, CudaHandle } from './cuda.js';
+import { type NativeHost, NativeExecutor, nativeMismatch } from './native.js';
+export type { NativeHost, NativeLibrary } from './native.js';
 
 export { KilnError } from './errors.js';
 export type { Tensor } from './tensor.js';
@@ -18,7 +20,15 @@ export type { DType } from './dtype.js';
 export type { ArtifactHeader, KernelTiming, GpuDevice };
 
 export interface LoadOptions {
-  target?: 'wasm' | 'webgpu' | 'cuda';
+  target?: 'wasm' | 'webgpu' | 'cuda' | 'native';
+  /**
+   * How to run native code (target 'native'); the Node entry point supplies one over koffi. Where the artifact's
+   * native code cannot run here (another CPU level or platform), the model runs its WebAssembly instead and
+   * `nativeFallback` says why (also passed to `log`).
+   */
+  nativeHost?: NativeHost;
+  /** Receives notices such as a native-to-WebAssembly fallback (default console.warn). */
+  log?: (message: string) => void;
   /** The CUDA driver API binding (target 'cuda'); the Node entry point supplies one over libcuda (koffi). */
   cudaDriver?: CudaDriver;
   /** CUDA device ordinal (target 'cuda'); default 0. */
@@ -63,6 +73,10 @@ export interface LoadedModel {
   runSync(feeds: Record<string, Tensor>, timings?: KernelTiming[]): Record<string, Tensor>;
   /** Threads the model runs on. */
   readonly threads: number;
+  /** Loaded with target 'native': whether the native code runs ('native') or the WebAssembly fallback ('wasm'). */
+  readonly runsOn?: 'native' | 'wasm';
+  /** Why a model loaded with target 'native' runs its WebAssembly instead. */
+  readonly nativeFallback?: string;
   /** WebAssembly kernel variant in use (absent on other targets). */
   readonly simd?: 'relaxed' | 'baseline';
   /** Stops worker threads. */
@@ -75,9 +89,13 @@ export async function load(artifact: Uint8Array, opts: LoadOptions = {}): Promis
       hint: 'pass e.g. { threads: 1 } or { timeoutMs: 5000 }',
     });
   const target = opts.target ?? 'wasm';
-  if (target !== 'wasm' && target !== 'webgpu' && target !== 'cuda')
+  if (target !== 'wasm' && target !== 'webgpu' && target !== 'cuda' && target !== 'native')
     throw new KilnError('E_INPUT', `target '${target}' is not available in this runtime`, {
-      hint: "use target 'wasm', 'webgpu' or 'cuda'",
+      hint: "use target 'wasm', 'webgpu', 'cuda' or 'native'",
+    });
+  if (target === 'native' && !opts.nativeHost)
+    throw new KilnError('E_UNSUPPORTED', "target 'native' needs a native host binding", {
+      hint: "use load of kiln's Node entry point, which opens the library through koffi; in a browser use target 'wasm'",
     });
   const timeoutMs = opts.timeoutMs === undefined ? undefined : checkTimeout(opts.timeoutMs, 'load');
   if (timeoutMs !== undefined && target !== 'wasm')
@@ -119,6 +137,33 @@ export async function load(artifact: Uint8Array, opts: LoadOptions = {}): Promis
       'CUDA',
       await CudaExecutor.create(parts.header, parts.weights, opts.cudaDriver!, opts.cudaDevice),
     );
+  if (target === 'native') {
+    if (!parts.header.native || !parts.native)
+      throw new KilnError('E_ARTIFACT', 'the artifact has no native code', {
+        hint: "compile the model with target 'native' (kiln compile --target native)",
+      });
+    let why = nativeMismatch(parts.header, opts.nativeHost!);
+    if (why === undefined) {
+      try {
+        return fromNative(NativeExecutor.create(parts.header, parts.weights, parts.native, opts.nativeHost!));
+      } catch (e) {
+        // a library this machine cannot load (E_UNSUPPORTED from the host) falls back like a CPU mismatch
+        if (!(e instanceof KilnError && e.code === 'E_UNSUPPORTED')) throw e;
+        why = e.message;
+      }
+    }
+    (opts.log ?? console.warn)(`kiln: running the WebAssembly code instead of the native code: ${why}`);
+    const model = fromParts(
+      parts.header,
+      await WasmExecutor.create(parts, {
+        threads,
+        workerFactory,
+        simd: opts.simd,
+        minParallelWork: opts.minParallelWork,
+      }),
+    );
+    return { ...model, runsOn: 'wasm', nativeFallback: why };
+  }
   if (target === 'webgpu')
     return asyncOnly(parts.header, 'WebGPU', await WebGpuExecutor.create(parts.header, parts.weights, opts.device!));
   return fromParts(
@@ -200,6 +245,29 @@ function asyncOnly(
       });
     },
     threads: 1,
+    dispose: () => ex.dispose(),
+  };
+}
+
+/** A model running native code on the calling thread. */
+function fromNative(ex: NativeExecutor): LoadedModel {
+  return {
+    inputs: ex.header.inputs,
+    outputs: ex.header.outputs,
+    header: ex.header,
+    run: async (feeds, options) => {
+      noWatchdog(options);
+      return ex.run(feeds);
+    },
+    runSync: (feeds, timings) => {
+      if (timings)
+        throw new KilnError('E_UNSUPPORTED', 'per-kernel timings are not available on the native target', {
+          hint: "profile the model on target 'wasm' (kiln profile), or call runSync(feeds) without timings",
+        });
+      return ex.run(feeds);
+    },
+    threads: 1,
+    runsOn: 'native',
     dispose: () => ex.dispose(),
   };
 }

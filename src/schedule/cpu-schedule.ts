@@ -11,7 +11,7 @@ import { type Axis, Schedule, type Stage, type TraceStep } from './schedule.js';
  * float32 elementwise stages run their innermost axis 4 lanes at a time (SIMD128); float32 sums get register
  * tiles; each materialized stage's outermost loop of useful extent runs in parallel (threads split it).
  */
-export function defaultTrace(sch: Schedule): TraceStep[] {
+export function defaultTrace(sch: Schedule, tiles: TileOptions = WASM_TILES): TraceStep[] {
   const probe = new Schedule(sch.outputs);
   const steps: TraceStep[] = [];
   const add = (ss: TraceStep[]) => {
@@ -34,7 +34,7 @@ export function defaultTrace(sch: Schedule): TraceStep[] {
     if (st.inlined) return;
     if (st.reduction) {
       const lanes = laneReductionTrace(st, i);
-      const tile = lanes.length && rowReduction(st) ? [] : registerTileTrace(st, i);
+      const tile = lanes.length && rowReduction(st) ? [] : registerTileTrace(st, i, tiles);
       add(tile.length ? tile : lanes);
       if (probe.epilogueOf(st)) add([{ p: 'fuseEpilogue', stage: i }]);
     } else add(vectorizeSteps(st, i));
@@ -192,6 +192,16 @@ function parallelAxis(st: Stage): Axis | undefined {
  */
 export const MAX_ACCUMULATORS = 8;
 
+/**
+ * The register tiles a CPU target's registers allow: float32 lanes per vector and accumulator vectors. WebAssembly
+ * has 4 lanes and MAX_ACCUMULATORS; native x86-64 8 (AVX2) or 16 (AVX-512) lanes and more registers (16 or 32).
+ */
+export interface TileOptions {
+  lanes: number;
+  maxAccumulators: number;
+}
+export const WASM_TILES: TileOptions = { lanes: 4, maxAccumulators: MAX_ACCUMULATORS };
+
 /** The register tile of a float32 reduction: lanes along spatial axis `j`, `vj` vectors wide; `vi` rows of axis `i`. */
 export interface RegisterTile {
   j: number;
@@ -206,7 +216,8 @@ export interface RegisterTile {
  * The default register tile of a float32 reduction (indices into its spatial axes; i = -1: no row axis), or
  * undefined when none applies. The operator's hints pick the lane and row axes, else the last two.
  */
-export function registerTileShape(st: Stage): RegisterTile | undefined {
+export function registerTileShape(st: Stage, tiles: TileOptions = WASM_TILES): RegisterTile | undefined {
+  const L = tiles.lanes;
   const r = st.reduction;
   const h = st.tensor.hints;
   if (!r || r.op === 'prod' || !(st.tensor.dtype === 'float32' || (st.tensor.dtype === 'int32' && h?.integerTile)))
@@ -214,20 +225,20 @@ export function registerTileShape(st: Stage): RegisterTile | undefined {
   const spatial = st.roots.filter((a) => !a.reduce);
   const jAt = h?.vectorAxis ?? spatial.length - 1;
   const j = spatial[jAt];
-  if (!j || j.extent < 4) return undefined;
+  if (!j || j.extent < L) return undefined;
   // vectors per tile row: 2 or 3 when that divides the axis (2 x 4 rows fill the accumulator budget); otherwise
   // (7, 13, 28, 49 wide) full-width tiles, the last one shifted back to overlap its neighbour: 2 vectors wide
   // when that recomputes little (WIDE_TILE_WASTE), else the width with the fewest recomputed lanes
-  const divides = j.extent % 4 === 0 ? [2, 3].find((v) => (j.extent / 4) % v === 0) : undefined;
+  const divides = j.extent % L === 0 ? [2, 3].find((v) => (j.extent / L) % v === 0) : undefined;
   // (a depthwise convolution, lanes along its output row by hint, shares one weight across its whole tile: no gain)
   const wideGains = h?.vectorAxis === undefined;
   const vj =
     divides ??
-    (wideGains && 4 * 2 <= j.extent && lanesComputed(j.extent, 2) <= WIDE_TILE_WASTE * (j.extent / 4)
+    (wideGains && L * 2 <= j.extent && lanesComputed(j.extent, 2, L) <= WIDE_TILE_WASTE * (j.extent / L)
       ? 2
       : [2, 1]
-          .filter((v) => 4 * v <= j.extent)
-          .reduce((best, v) => (lanesComputed(j.extent, v) < lanesComputed(j.extent, best) ? v : best)));
+          .filter((v) => L * v <= j.extent)
+          .reduce((best, v) => (lanesComputed(j.extent, v, L) < lanesComputed(j.extent, best, L) ? v : best)));
   const iAt = h?.rowAxis ?? spatial.length - 2;
   // rows over several axes fused into one (a 1x1 convolution's output rows and columns: one long row axis
   // instead of short ones with a partial tile at each row's end), when none of them is the lane axis
@@ -239,7 +250,7 @@ export function registerTileShape(st: Stage): RegisterTile | undefined {
   // rows: at most MAX_ACCUMULATORS accumulators
   let vi = 1;
   if (i) {
-    const fits = [6, 5, 4, 3, 2].filter((v) => v * vj <= MAX_ACCUMULATORS && v <= i.extent);
+    const fits = [6, 5, 4, 3, 2].filter((v) => v * vj <= tiles.maxAccumulators && v <= i.extent);
     // the count that keeps the most accumulators busy on average (a divisor: all of them), a last partial tile
     // included (its extra rows are computed from clamped indices and dropped); ties to the smaller count
     const busy = (v: number) => i.extent / Math.ceil(i.extent / v);
@@ -253,8 +264,9 @@ export function registerTileShape(st: Stage): RegisterTile | undefined {
  * wide, another VI rows deep (registerTileShape); the VI x VJ tile of accumulators stays in registers
  * (cacheWrite + unrolled/vectorized tile loops) while the reduction loops run around it.
  */
-export function registerTileTrace(st: Stage, stage: number): TraceStep[] {
-  const shape = registerTileShape(st);
+export function registerTileTrace(st: Stage, stage: number, tiles: TileOptions = WASM_TILES): TraceStep[] {
+  const shape = registerTileShape(st, tiles);
+  const L = tiles.lanes;
   if (!shape) return [];
   const spatial = st.roots.filter((a) => !a.reduce),
     red = st.roots.filter((a) => a.reduce);
@@ -268,8 +280,8 @@ export function registerTileTrace(st: Stage, stage: number): TraceStep[] {
     i = { name: `${i!.name}*${a.name}` };
   }
   steps.push(
-    { p: 'split', stage, axis: j.name, factor: 4 * vj, ...(j.extent % (4 * vj) ? { shiftTail: true } : {}) },
-    { p: 'split', stage, axis: `${j.name}.i`, factor: 4 },
+    { p: 'split', stage, axis: j.name, factor: L * vj, ...(j.extent % (L * vj) ? { shiftTail: true } : {}) },
+    { p: 'split', stage, axis: `${j.name}.i`, factor: L },
   );
   // tiles of j outside tiles of i: the operand read along j (a weight panel) stays in cache across i
   const order = [...spatial.filter((a) => !rowRoots.includes(a) && a !== j).map((a) => a.name), `${j.name}.o`];
@@ -377,4 +389,4 @@ const REDUCTION_VECTORS = [4, 2];
 const WIDE_TILE_WASTE = 1.15;
 
 /** Vectors computed along an axis of `extent` elements in tiles of `vj` vectors (the last tile full width). */
-const lanesComputed = (extent: number, vj: number) => Math.ceil(extent / (4 * vj)) * vj;
+const lanesComputed = (extent: number, vj: number, lanes: number) => Math.ceil(extent / (lanes * vj)) * vj;

@@ -5,7 +5,7 @@ import type { DType } from '../../runtime/dtype.js';
 import { UNARY_MATH, type UnaryMathFn } from '../../runtime/math.js';
 import { WEBGPU_SPEC_DEFAULTS } from '../../runtime/webgpu-limits.js';
 
-export type TargetName = 'wasm' | 'webgpu' | 'cuda';
+export type TargetName = 'wasm' | 'webgpu' | 'cuda' | 'native';
 
 /** How a target computes a 64-bit integer. */
 export type Int64Support = 'native' | 'u32-pairs';
@@ -16,7 +16,7 @@ export type Float64Support = 'native' | 'float32';
  * common ones), the shading language's builtins (helpers for the ones it lacks), or approximate instructions
  * (ex2, lg2, sin, cos) with range reduction and polynomials around them.
  */
-export type TranscendentalSupport = 'host-import' | 'shader-builtins' | 'approx-instructions';
+export type TranscendentalSupport = 'host-import' | 'shader-builtins' | 'approx-instructions' | 'libm';
 /**
  * What a target may evaluate that the program did not ask for (a select's other arm, a value bound before the
  * statement): 'any' where nothing traps (WebGPU: out-of-bounds reads are clamped or zero, integer division by zero
@@ -168,5 +168,20 @@ export const TARGET_CAPS: Readonly<Record<TargetName, TargetCaps>> = {
       maxGrid: [2 ** 31 - 1, 65535, 65535],
       maxSharedBytes: 48 * 1024,
     },
+  },
+  // x86-64 through LLVM (codegen/native): every dtype in registers of its width, transcendentals from libm
+  native: {
+    name: 'native',
+    tensorDtypes: ALL,
+    int64: 'native',
+    float64: 'native',
+    transcendentals: 'libm',
+    f32VectorLanes: 8,
+    floorDivLowered: ['int32', 'int64'],
+    nativeMath: ALL_MATH,
+    float64MathInFloat32: false,
+    speculation: 'pure',
+    narrowInRegisters: NARROW,
+    halfInFloat32: HALF,
   },
 };

@@ -1,0 +1,788 @@
+// Loop IR -> LLVM IR text (typed pointers, LLVM 14 and later), written directly from TypeScript. Every kernel
+// becomes an internal function taking one i8* per input and output buffer (and one for its scratch area) that runs
+// its phases in order on the calling thread; one exported entry, `kiln_run(i8* memory)`, makes every call of the
+// program with the memory plan's offsets, so the runtime crosses into native code once per run.
+// Variables live in stack slots (allocas) that LLVM's SROA/mem2reg turn into registers; register tiles (local
+// buffers) are stack arrays indexed by constants once the unrolled loops around them are expanded here. Loops the
+// schedule vectorizes carry llvm.loop metadata asking the loop vectorizer to vectorize them at the target's width.
+// Semantics follow the WebAssembly path: narrow integers in i32 (common/narrow.ts), saturating float-to-int
+// conversions, shift amounts taken modulo the width, NaN-propagating float min/max; integer division by zero (and
+// INT_MIN / -1) gives 0 instead of a trap, since on x86 it would kill the process. Transcendentals call libm.
+import { BYTES, type DType, isFloat, isUnsigned, isWide } from '../../runtime/dtype.js';
+import { KilnError } from '../../runtime/errors.js';
+import { UNARY_MATH } from '../../runtime/math.js';
+import { type BinOp, type Expr, type UnOp, type Var, affineCoef, mentions } from '../../tensor-expr/expr.js';
+import { fixVar } from '../../tensor-expr/simplify.js';
+import { isPure } from '../common/pure.js';
+import {
+  type AllocStmt,
+  type AssignStmt,
+  type Buffer,
+  type DeclStmt,
+  type ForStmt,
+  type IfStmt,
+  type PrimFunc,
+  type Stmt,
+  type StoreStmt,
+  kernelStages,
+} from '../../schedule/loop-ir.js';
+import { type LoopPass, type LoopPassRun, runLoopPasses, stagePass } from '../../schedule/loop-passes.js';
+import { partitionLoops } from '../../schedule/passes/partition.js';
+import { scratchLayout } from '../../compiler/memory-plan.js';
+import { LoopEmitter, type SelectExpr } from '../common/emitter.js';
+import { TARGET_CAPS } from '../common/target-caps.js';
+import { halfFloatPass } from '../common/half-float.js';
+import { narrowPass } from '../common/narrow.js';
+import { floorDivPass } from '../common/legalize.js';
+import { mathExpandPass } from '../common/math-expand.js';
+
+/** The loop-IR passes the native backend runs before it emits (the shared lowering, then loop partitioning). */
+export const NATIVE_LOOP_PASSES: readonly LoopPass[] = [
+  halfFloatPass(TARGET_CAPS.native),
+  narrowPass(TARGET_CAPS.native),
+  floorDivPass(TARGET_CAPS.native),
+  mathExpandPass(TARGET_CAPS.native),
+  stagePass('partition-loops', (s) => partitionLoops(s)),
+];
+export const NATIVE_LOOP_RUN: LoopPassRun = { input: 'as lowered' };
+
+/** One call of the program: kernel index and the byte offsets of its buffers in the memory. */
+export interface NativeCall {
+  kernel: number;
+  args: readonly number[];
+}
+
+export interface LlvmModuleOptions {
+  /** LLVM target triple. */
+  triple: string;
+  /** LLVM data layout string. */
+  dataLayout: string;
+  /** The `target-cpu` and `target-features` function attributes. */
+  cpu: string;
+  features: string;
+  /** Name of the exported entry. */
+  entry?: string;
+  /**
+   * Vector widths (lanes) whose glibc libmvec variants the CPU level runs (4: SSE4 'b', 8: AVX2 'd', 16: AVX-512
+   * 'e'); float32 exp, log, sin, cos, tanh and erf on those widths call them instead of libm lane by lane.
+   */
+  vectorMath?: readonly number[];
+}
+
+/** libmvec's vector-function ABI letter for a width (x86_64 glibc: _ZGV<letter>N<lanes>v_<name>f). */
+const VECTOR_ABI: Record<number, string> = { 4: 'b', 8: 'd', 16: 'e' };
+/** Unary float32 functions libmvec has (exp, log, sin, cos since glibc 2.22; tanh, erf since 2.35). */
+const VECTOR_MATH = new Set<string>(['exp', 'log', 'sin', 'cos', 'tanh', 'erf']);
+
+/** LLVM's register type of a dtype (narrow integers and bool in i32: common/narrow.ts). */
+export const llvmType = (t: DType): string =>
+  t === 'float32' ? 'float' : t === 'float64' ? 'double' : isWide(t) ? 'i64' : 'i32';
+
+/** LLVM's memory type of a dtype. */
+const memType = (t: DType): string => {
+  switch (t) {
+    case 'float32':
+      return 'float';
+    case 'float64':
+      return 'double';
+    case 'int64':
+    case 'uint64':
+      return 'i64';
+    case 'int32':
+    case 'uint32':
+      return 'i32';
+    case 'int16':
+    case 'uint16':
+    case 'float16':
+    case 'bfloat16':
+      return 'i16';
+    default:
+      return 'i8'; // int8, uint8, bool
+  }
+};
+
+/** A float constant as LLVM writes it exactly: the double's bits in hex (a float32 value is exact as a double). */
+function floatLiteral(v: number, t: 'float' | 'double'): string {
+  const x = t === 'float' ? Math.fround(v) : v;
+  const b = new DataView(new ArrayBuffer(8));
+  b.setFloat64(0, x);
+  return `0x${b.getBigUint64(0).toString(16).toUpperCase().padStart(16, '0')}`;
+}
+
+/** LLVM literal of `value` as dtype `t`'s register type. */
+export function literal(value: number | bigint, t: DType): string {
+  if (t === 'float32') return floatLiteral(Number(value), 'float');
+  if (t === 'float64') return floatLiteral(Number(value), 'double');
+  if (isWide(t)) return BigInt.asIntN(64, BigInt(value)).toString();
+  return String(Number(value) | 0);
+}
+
+const ICMP: Partial<Record<BinOp, [string, string]>> = {
+  eq: ['eq', 'eq'],
+  ne: ['ne', 'ne'],
+  lt: ['slt', 'ult'],
+  le: ['sle', 'ule'],
+  gt: ['sgt', 'ugt'],
+  ge: ['sge', 'uge'],
+};
+// ordered compares, except ne: NaN != x is true (as in WebAssembly and C)
+const FCMP: Partial<Record<BinOp, string>> = { eq: 'oeq', ne: 'une', lt: 'olt', le: 'ole', gt: 'ogt', ge: 'oge' };
+const FLOAT_BINARY: Partial<Record<BinOp, string>> = { add: 'fadd', sub: 'fsub', mul: 'fmul', div: 'fdiv' };
+const INT_BINARY: Partial<Record<BinOp, [string, string]>> = {
+  add: ['add', 'add'],
+  sub: ['sub', 'sub'],
+  mul: ['mul', 'mul'],
+  and: ['and', 'and'],
+  or: ['or', 'or'],
+  xor: ['xor', 'xor'],
+};
+const FLOAT_INTRINSIC: Partial<Record<UnOp, string>> = {
+  abs: 'fabs',
+  sqrt: 'sqrt',
+  floor: 'floor',
+  ceil: 'ceil',
+  round: 'rint', // to nearest even under the default rounding mode
+};
+
+const unsupported = (what: string) =>
+  new KilnError('E_UNSUPPORTED', `native codegen: ${what}`, { hint: "compile for target 'wasm', or report the model" });
+
+/** The loop IR of a kernel as the native backend emits it (after its passes). */
+export const nativeLoopIR = (lowered: PrimFunc): PrimFunc =>
+  runLoopPasses(lowered, NATIVE_LOOP_PASSES, NATIVE_LOOP_RUN);
+
+/**
+ * The LLVM module of a program: its kernels (already lowered, before the native passes) and the calls one run
+ * makes, in order.
+ */
+export function emitLlvmModule(
+  funcs: readonly PrimFunc[],
+  calls: readonly NativeCall[],
+  opts: LlvmModuleOptions,
+): string {
+  const decls = new Set<string>();
+  const attrs = `"target-cpu"="${opts.cpu}" "target-features"="${opts.features}" "frame-pointer"="none" "no-trapping-math"="true"`;
+  const meta = new Metadata();
+  const bodies: string[] = [];
+  const params: number[] = [];
+  funcs.forEach((f, i) => {
+    const e = new KernelEmitter(nativeLoopIR(f), `kernel_${i}`, decls, meta, new Set(opts.vectorMath ?? []));
+    bodies.push(e.emit());
+    params.push(e.paramCount);
+  });
+  const entry = opts.entry ?? 'kiln_run';
+  const run: string[] = [`define dllexport void @${entry}(i8* %mem) #0 {`, 'entry:'];
+  calls.forEach((c, i) => {
+    if (c.args.length !== params[c.kernel])
+      throw new KilnError(
+        'E_INTERNAL',
+        `native codegen: call ${i} passes ${c.args.length} buffers to kernel ${c.kernel}, which takes ${params[c.kernel]}`,
+      );
+    const ptrs = c.args.map((off, j) => {
+      run.push(`  %c${i}_${j} = getelementptr inbounds i8, i8* %mem, i64 ${off}`);
+      return `i8* %c${i}_${j}`;
+    });
+    run.push(`  call void @kernel_${c.kernel}(${ptrs.join(', ')})`);
+  });
+  run.push('  ret void', '}');
+  return [
+    '; Generated by Kiln (native backend)',
+    `target datalayout = "${opts.dataLayout}"`,
+    `target triple = "${opts.triple}"`,
+    '',
+    ...bodies,
+    run.join('\n'),
+    '',
+    ...[...decls].sort(),
+    '',
+    `attributes #0 = { nounwind ${attrs} }`,
+    `attributes #1 = { nounwind noinline ${attrs} }`,
+    '',
+    ...meta.lines,
+    '',
+  ].join('\n');
+}
+
+/** Numbered metadata nodes of the module. */
+class Metadata {
+  readonly lines: string[] = [];
+  private next = 0;
+  private vectorizeNode?: number;
+  node(text: string): number {
+    const n = this.next++;
+    this.lines.push(`!${n} = ${text}`);
+    return n;
+  }
+  /** A fresh llvm.loop node (each loop needs its own distinct one) with the given properties. */
+  loop(props: number[]): string {
+    const n = this.next++;
+    this.lines.push(`!${n} = distinct !{!${n}${props.map((p) => `, !${p}`).join('')}}`);
+    return `!llvm.loop !${n}`;
+  }
+  get vectorize(): number {
+    this.vectorizeNode ??= this.node('!{!"llvm.loop.vectorize.enable", i1 true}');
+    return this.vectorizeNode;
+  }
+}
+
+class KernelEmitter extends LoopEmitter<string, void> {
+  protected readonly backend = 'native codegen';
+  protected readonly caps = TARGET_CAPS.native;
+  private readonly allocas: string[] = [];
+  private readonly lines: string[] = [];
+  private readonly slot = new Map<Var, string>();
+  private readonly base = new Map<Buffer, string>();
+  private tmp = 0;
+  private labels = 0;
+  private memo = new Map<Expr, string>();
+  readonly paramCount: number;
+  private readonly layout: ReturnType<typeof scratchLayout>;
+
+  constructor(
+    readonly f: PrimFunc,
+    readonly name: string,
+    readonly decls: Set<string>,
+    readonly meta: Metadata,
+    readonly vectorMath: ReadonlySet<number>,
+  ) {
+    super();
+    this.layout = scratchLayout(f);
+    this.paramCount = f.inputs.length + f.outputs.length + (this.layout.bytes > 0 ? 1 : 0);
+  }
+
+  emit(): string {
+    const bufs = [...this.f.inputs, ...this.f.outputs];
+    const params = bufs.map((_, i) => `i8* %p${i}`);
+    bufs.forEach((b, i) => this.base.set(b, `%p${i}`));
+    if (this.layout.bytes > 0) {
+      params.push('i8* %scratch');
+      // a chunk's 'shared' buffers at sharedAt: one chunk per call on this backend (chunk 0)
+      for (const [t, off] of this.layout.offsets) this.base.set(t, this.gep('%scratch', off));
+      for (const [t, off] of this.layout.shared) this.base.set(t, this.gep('%scratch', this.layout.sharedAt + off));
+    }
+    for (const s of kernelStages(this.f)) this.stmt(s);
+    this.lines.push('  ret void');
+    return [
+      `define void @${this.name}(${params.join(', ')}) #1 {`,
+      'entry:',
+      ...this.allocas,
+      ...this.lines,
+      '}',
+      '',
+    ].join('\n');
+  }
+
+  // ---- helpers
+  private t(): string {
+    return `%t${this.tmp++}`;
+  }
+  private ins(s: string): void {
+    this.lines.push(`  ${s}`);
+  }
+  /** `%x = <rhs>`; returns %x. */
+  private op(rhs: string): string {
+    const r = this.t();
+    this.ins(`${r} = ${rhs}`);
+    return r;
+  }
+  private label(): string {
+    return `L${this.labels++}`;
+  }
+  private place(l: string): void {
+    this.lines.push(`${l}:`);
+  }
+  /** A byte offset from an i8* (in the entry block when `p` is a parameter). */
+  private gep(p: string, off: number): string {
+    const r = this.t();
+    this.allocas.push(`  ${r} = getelementptr inbounds i8, i8* ${p}, i64 ${off}`);
+    return r;
+  }
+  private declare(sig: string): void {
+    this.decls.add(`declare ${sig}`);
+  }
+  private varSlot(v: Var): string {
+    let s = this.slot.get(v);
+    if (!s) {
+      s = `%v${this.slot.size}_${v.name.replace(/[^A-Za-z0-9_]/g, '_')}`;
+      this.allocas.push(`  ${s} = alloca ${llvmType(v.dtype)}`);
+      this.slot.set(v, s);
+    }
+    return s;
+  }
+  /** Evaluates `f` in a branch: what it computes is not reused after the branch. */
+  private branch<T>(f: () => T): T {
+    const saved = this.memo,
+      saved64 = this.memo64;
+    this.memo = new Map(saved);
+    this.memo64 = new Map(saved64);
+    try {
+      return f();
+    } finally {
+      this.memo = saved;
+      this.memo64 = saved64;
+    }
+  }
+
+  /** Pointer to element `index` of `b`, typed as its memory type. */
+  private addr(b: Buffer, index: Expr): string {
+    const base = this.base.get(b);
+    if (!base) throw new KilnError('E_INTERNAL', `native codegen: buffer ${b.name} has no address (scope ${b.scope})`);
+    const mt = memType(b.dtype);
+    if (b.scope === 'local') {
+      const i = this.index64(index);
+      return this.op(`getelementptr inbounds [${b.size} x ${mt}], [${b.size} x ${mt}]* ${base}, i64 0, i64 ${i}`);
+    }
+    const typed = this.op(`bitcast i8* ${base} to ${mt}*`);
+    const i = this.index64(index);
+    return this.op(`getelementptr inbounds ${mt}, ${mt}* ${typed}, i64 ${i}`);
+  }
+  /**
+   * An element index as i64. The sums and products of an int32 index are computed in i64 with nsw (an index never
+   * overflows: buffers have fewer than 2^31 elements), so LLVM sees that neighbouring lanes' addresses are
+   * consecutive (a sext of an i32 sum hides it) and the SLP vectorizer can merge them.
+   */
+  private index64(index: Expr): string {
+    if (index.k === 'const') return BigInt(index.value).toString();
+    if (isWide(index.dtype)) return this.expr(index);
+    if (index.k === 'bin' && (index.op === 'add' || index.op === 'mul' || index.op === 'sub')) {
+      const key = this.memo64.get(index);
+      if (key) return key;
+      const a = this.index64(index.a),
+        b = this.index64(index.b);
+      const r = this.op(`${index.op} nsw i64 ${a}, ${b}`);
+      this.memo64.set(index, r);
+      return r;
+    }
+    return this.op(`sext i32 ${this.expr(index)} to i64`);
+  }
+  private memo64 = new Map<Expr, string>();
+
+  /** An i1 for a value of dtype `t` (nonzero). */
+  private truth(e: Expr): string {
+    const v = this.expr(e);
+    if (isFloat(e.dtype)) return this.op(`fcmp une ${llvmType(e.dtype)} ${v}, ${literal(0, e.dtype)}`);
+    return this.op(`icmp ne ${llvmType(e.dtype)} ${v}, 0`);
+  }
+  private fromBool(i1: string): string {
+    return this.op(`zext i1 ${i1} to i32`);
+  }
+
+  // ---- statements
+  override stmt(s: Stmt): void {
+    this.memo = new Map();
+    this.memo64 = new Map();
+    super.stmt(s);
+  }
+  protected emitSeq(body: readonly Stmt[]): void {
+    for (const b of body) this.stmt(b);
+  }
+  protected emitStore(s: StoreStmt): void {
+    const v = this.expr(s.value);
+    const p = this.addr(s.buf, s.index);
+    const mt = memType(s.buf.dtype),
+      rt = llvmType(s.buf.dtype);
+    const stored = mt === rt ? v : this.op(`trunc ${rt} ${v} to ${mt}`);
+    this.ins(`store ${mt} ${stored}, ${mt}* ${p}, align ${BYTES[s.buf.dtype] || 1}`);
+  }
+  protected emitIf(s: IfStmt): void {
+    const c = this.truth(s.cond);
+    const lThen = this.label(),
+      lElse = this.label(),
+      lEnd = this.label();
+    this.ins(`br i1 ${c}, label %${lThen}, label %${s.else ? lElse : lEnd}`);
+    this.place(lThen);
+    this.branch(() => this.stmt(s.then));
+    this.ins(`br label %${lEnd}`);
+    if (s.else) {
+      this.place(lElse);
+      this.branch(() => this.stmt(s.else!));
+      this.ins(`br label %${lEnd}`);
+    }
+    this.place(lEnd);
+  }
+  protected emitDecl(s: DeclStmt): void {
+    const v = this.expr(s.init);
+    this.ins(`store ${llvmType(s.v.dtype)} ${v}, ${llvmType(s.v.dtype)}* ${this.varSlot(s.v)}`);
+    this.stmt(s.body);
+  }
+  protected emitAssign(s: AssignStmt): void {
+    const v = this.expr(s.value);
+    this.ins(`store ${llvmType(s.v.dtype)} ${v}, ${llvmType(s.v.dtype)}* ${this.varSlot(s.v)}`);
+  }
+  protected emitAlloc(s: AllocStmt): void {
+    if (s.buf.scope === 'local') {
+      const mt = memType(s.buf.dtype);
+      const r = `%tile${this.allocas.length}`;
+      this.allocas.push(`  ${r} = alloca [${s.buf.size} x ${mt}], align 64`);
+      this.base.set(s.buf, r);
+    }
+    // 'shared' buffers are in the scratch area (scratchLayout), set up in emit()
+    this.stmt(s.body);
+  }
+  protected emitBarrier(): void {} // one thread runs the whole kernel
+  protected emitNothing(): void {}
+
+  protected emitLoop(s: ForStmt): void {
+    const slot = this.varSlot(s.v);
+    if (s.kind === 'vectorized' && this.vectorLoop(s)) return;
+    // unrolled here (not by LLVM): register tiles' indices become constants before SROA sees them
+    if ((s.kind === 'unrolled' || s.kind === 'vectorized') && s.extent <= 16) {
+      for (let k = 0; k < s.extent; k++) {
+        this.ins(`store i32 ${k}, i32* ${slot}`);
+        this.stmt(s.body);
+      }
+      return;
+    }
+    const lBody = this.label(),
+      lEnd = this.label();
+    this.ins(`store i32 0, i32* ${slot}`);
+    this.ins(`br label %${lBody}`);
+    this.place(lBody);
+    this.branch(() => this.stmt(s.body));
+    const i = this.op(`load i32, i32* ${slot}`);
+    const n = this.op(`add nuw nsw i32 ${i}, 1`);
+    this.ins(`store i32 ${n}, i32* ${slot}`);
+    const c = this.op(`icmp slt i32 ${n}, ${s.extent}`);
+    const md = s.kind === 'vectorized' ? `, ${this.meta.loop([this.meta.vectorize])}` : '';
+    this.ins(`br i1 ${c}, label %${lBody}, label %${lEnd}${md}`);
+    this.place(lEnd);
+  }
+
+  // ---- explicit vectors for the loops the schedule vectorizes
+  /**
+   * A vectorized loop of 2..16 lanes storing float32s, as one <L x float> computation: unit-stride loads and stores
+   * (of global buffers and register tiles) as vector accesses, lane-invariant values splatted, arithmetic on
+   * vectors; what has no vector form is computed lane by lane and inserted. False (nothing emitted) for other loops.
+   */
+  private vectorLoop(s: ForStmt): boolean {
+    const st = s.body,
+      L = s.extent;
+    if (st.k !== 'store' || st.buf.dtype !== 'float32' || L < 2 || L > 16) return false;
+    const v = s.v,
+      vt = `<${L} x float>`;
+    this.memo = new Map();
+    this.memo64 = new Map();
+    this.vmemo = new Map();
+    const value = this.vexpr(st.value, v, L);
+    if (affineCoef(st.index, v) === 1) {
+      const p = this.addr(st.buf, fixVar(st.index, v, 0));
+      const vp = this.op(`bitcast float* ${p} to ${vt}*`);
+      this.ins(`store ${vt} ${value}, ${vt}* ${vp}, align 4`);
+    } else {
+      for (let l = 0; l < L; l++) {
+        const x = this.op(`extractelement ${vt} ${value}, i32 ${l}`);
+        const p = this.addr(st.buf, fixVar(st.index, v, l));
+        this.ins(`store float ${x}, float* ${p}, align 4`);
+      }
+    }
+    return true;
+  }
+  private vmemo = new Map<Expr, string>();
+
+  private splat(x: string, L: number, t = 'float'): string {
+    const a = this.op(`insertelement <${L} x ${t}> undef, ${t} ${x}, i32 0`);
+    return this.op(`shufflevector <${L} x ${t}> ${a}, <${L} x ${t}> undef, <${L} x i32> zeroinitializer`);
+  }
+  /** Lane by lane: each lane's scalar value (lane l: v = l) inserted into a vector. */
+  private gather(e: Expr, v: Var, L: number, t = 'float', scalar = (x: Expr) => this.expr(x)): string {
+    let r = 'undef';
+    for (let l = 0; l < L; l++) {
+      const x = scalar(fixVar(e, v, l));
+      r = this.op(`insertelement <${L} x ${t}> ${r}, ${t} ${x}, i32 ${l}`);
+    }
+    return r;
+  }
+  private vintrinsic(name: string, L: number, ...args: string[]): string {
+    const vt = `<${L} x float>`,
+      fn = `llvm.${name}.v${L}f32`;
+    this.declare(`${vt} @${fn}(${args.map(() => vt).join(', ')})`);
+    return this.op(`call ${vt} @${fn}(${args.map((a) => `${vt} ${a}`).join(', ')})`);
+  }
+
+  /** The <L x float> value of a float32 expression across lane variable `v`. */
+  private vexpr(e: Expr, v: Var, L: number): string {
+    const hit = this.vmemo.get(e);
+    if (hit) return hit;
+    const r = this.vexprNow(e, v, L);
+    this.vmemo.set(e, r);
+    return r;
+  }
+  private vexprNow(e: Expr, v: Var, L: number): string {
+    const vt = `<${L} x float>`;
+    if (e.dtype !== 'float32') throw new KilnError('E_INTERNAL', `native codegen: vector of ${e.dtype}`);
+    if (!mentions(e, v)) return this.splat(this.expr(e), L);
+    switch (e.k) {
+      case 'load': {
+        const b = e.buf as Buffer;
+        if (affineCoef(e.idx[0], v) === 1) {
+          const p = this.addr(b, fixVar(e.idx[0], v, 0));
+          const vp = this.op(`bitcast float* ${p} to ${vt}*`);
+          return this.op(`load ${vt}, ${vt}* ${vp}, align 4`);
+        }
+        return this.gather(e, v, L);
+      }
+      case 'un': {
+        if (e.op === 'neg') return this.op(`fneg ${vt} ${this.vexpr(e.a, v, L)}`);
+        const intr = FLOAT_INTRINSIC[e.op];
+        if (intr && e.a.dtype === 'float32') return this.vintrinsic(intr, L, this.vexpr(e.a, v, L));
+        if (VECTOR_MATH.has(e.op) && e.a.dtype === 'float32' && this.vectorMath.has(L)) {
+          const fn = `_ZGV${VECTOR_ABI[L]}N${L}v_${e.op}f`;
+          this.declare(`${vt} @${fn}(${vt}) nounwind readnone`);
+          return this.op(`call ${vt} @${fn}(${vt} ${this.vexpr(e.a, v, L)})`);
+        }
+        return this.gather(e, v, L);
+      }
+      case 'bin': {
+        if (e.a.dtype !== 'float32') return this.gather(e, v, L);
+        if (e.op === 'add') {
+          const m = e.a.k === 'bin' && e.a.op === 'mul' ? e.a : e.b.k === 'bin' && e.b.op === 'mul' ? e.b : undefined;
+          if (m) {
+            const c = m === e.a ? e.b : e.a;
+            return this.vintrinsic('fmuladd', L, this.vexpr(m.a, v, L), this.vexpr(m.b, v, L), this.vexpr(c, v, L));
+          }
+        }
+        const ins = FLOAT_BINARY[e.op];
+        if (ins) return this.op(`${ins} ${vt} ${this.vexpr(e.a, v, L)}, ${this.vexpr(e.b, v, L)}`);
+        if (e.op === 'min' || e.op === 'max') {
+          const a = this.vexpr(e.a, v, L),
+            b = this.vexpr(e.b, v, L);
+          const pick = this.op(`fcmp ${e.op === 'min' ? 'olt' : 'ogt'} ${vt} ${a}, ${b}`);
+          const r = this.op(`select <${L} x i1> ${pick}, ${vt} ${a}, ${vt} ${b}`);
+          const nan = this.op(`fcmp uno ${vt} ${a}, ${a}`);
+          return this.op(`select <${L} x i1> ${nan}, ${vt} ${a}, ${vt} ${r}`);
+        }
+        return this.gather(e, v, L);
+      }
+      case 'select': {
+        if (!isPure(e.a) || !isPure(e.b)) return this.gather(e, v, L);
+        const a = this.vexpr(e.a, v, L),
+          b = this.vexpr(e.b, v, L);
+        if (!mentions(e.c, v)) return this.op(`select i1 ${this.truth(e.c)}, ${vt} ${a}, ${vt} ${b}`);
+        const c = this.gather(e.c, v, L, 'i1', (x) => this.truth(x));
+        return this.op(`select <${L} x i1> ${c}, ${vt} ${a}, ${vt} ${b}`);
+      }
+      default:
+        return this.gather(e, v, L);
+    }
+  }
+
+  // ---- expressions
+  protected override reuse(e: Expr): string | undefined {
+    return this.memo.get(e);
+  }
+  protected override remember(e: Expr, v: string): void {
+    this.memo.set(e, v);
+  }
+
+  protected constant(value: number | bigint, t: DType): string {
+    return literal(value, t);
+  }
+  protected variable(v: Var): string {
+    const s = this.slot.get(v);
+    if (!s) throw new KilnError('E_INTERNAL', `native codegen: variable ${v.name} used before definition`);
+    return this.op(`load ${llvmType(v.dtype)}, ${llvmType(v.dtype)}* ${s}`);
+  }
+  protected load(b: Buffer, index: Expr): string {
+    const p = this.addr(b, index);
+    const mt = memType(b.dtype),
+      rt = llvmType(b.dtype);
+    const x = this.op(`load ${mt}, ${mt}* ${p}, align ${BYTES[b.dtype] || 1}`);
+    if (mt === rt) return x;
+    return this.op(`${isUnsigned(b.dtype) || b.dtype === 'bool' ? 'zext' : 'sext'} ${mt} ${x} to ${rt}`);
+  }
+  protected select(e: SelectExpr): string {
+    const c = this.truth(e.c);
+    const a = this.expr(e.a),
+      b = this.expr(e.b);
+    return this.op(`select i1 ${c}, ${llvmType(e.dtype)} ${a}, ${llvmType(e.dtype)} ${b}`);
+  }
+  protected selectByBranch(e: SelectExpr): string {
+    const ty = llvmType(e.dtype);
+    const c = this.truth(e.c);
+    const lA = this.label(),
+      lB = this.label(),
+      lEnd = this.label();
+    this.ins(`br i1 ${c}, label %${lA}, label %${lB}`);
+    this.place(lA);
+    const a = this.branch(() => this.expr(e.a));
+    const fromA = this.currentBlock();
+    this.ins(`br label %${lEnd}`);
+    this.place(lB);
+    const b = this.branch(() => this.expr(e.b));
+    const fromB = this.currentBlock();
+    this.ins(`br label %${lEnd}`);
+    this.place(lEnd);
+    return this.op(`phi ${ty} [ ${a}, %${fromA} ], [ ${b}, %${fromB} ]`);
+  }
+  /** The label of the block being appended to. */
+  private currentBlock(): string {
+    for (let i = this.lines.length - 1; i >= 0; i--) {
+      const l = this.lines[i];
+      if (!l.startsWith(' ') && l.endsWith(':')) return l.slice(0, -1);
+    }
+    return 'entry';
+  }
+
+  cast(x: string, from: DType, to: DType): string {
+    if (from === to) return x;
+    const ft = llvmType(from),
+      tt = llvmType(to);
+    if (to === 'bool') {
+      const c = isFloat(from) ? this.op(`fcmp une ${ft} ${x}, ${literal(0, from)}`) : this.op(`icmp ne ${ft} ${x}, 0`);
+      return this.fromBool(c);
+    }
+    const fu = isUnsigned(from) || from === 'bool';
+    if (isFloat(to)) {
+      if (isFloat(from))
+        return ft === tt ? x : this.op(`${to === 'float32' ? 'fptrunc' : 'fpext'} ${ft} ${x} to ${tt}`);
+      return this.op(`${fu ? 'uitofp' : 'sitofp'} ${ft} ${x} to ${tt}`);
+    }
+    if (isFloat(from)) {
+      // saturating, NaN -> 0 (WebAssembly's trunc_sat)
+      const sat = isUnsigned(to) ? 'fptoui' : 'fptosi';
+      const name = `llvm.${sat}.sat.${tt}.${ft === 'float' ? 'f32' : 'f64'}`;
+      this.declare(`${tt} @${name}(${ft})`);
+      return this.op(`call ${tt} @${name}(${ft} ${x})`);
+    }
+    if (ft === tt) return x;
+    if (tt === 'i64') return this.op(`${fu ? 'zext' : 'sext'} i32 ${x} to i64`);
+    return this.op(`trunc i64 ${x} to i32`);
+  }
+
+  private intrinsic(name: string, t: string, ...args: string[]): string {
+    const suffix = t === 'float' ? 'f32' : t === 'double' ? 'f64' : t;
+    const fn = `llvm.${name}.${suffix}`;
+    this.declare(`${t} @${fn}(${args.map(() => t).join(', ')})`);
+    return this.op(`call ${t} @${fn}(${args.map((a) => `${t} ${a}`).join(', ')})`);
+  }
+  /** libm's function `name` of doubles (and `name`f of floats). */
+  private libm(name: string, t: string, ...args: string[]): string {
+    const fn = t === 'float' ? `${name}f` : name;
+    this.declare(`${t} @${fn}(${args.map(() => t).join(', ')}) nounwind readnone`);
+    return this.op(`call ${t} @${fn}(${args.map((a) => `${t} ${a}`).join(', ')})`);
+  }
+
+  protected unary(op: UnOp, ea: Expr, t: DType): string {
+    const at = ea.dtype;
+    if (op === 'not') return this.fromBool(this.op(`icmp eq i32 ${this.expr(ea)}, 0`));
+    if (op === 'isnan') {
+      if (!isFloat(at)) return '0';
+      const x = this.expr(ea);
+      return this.fromBool(this.op(`fcmp uno ${llvmType(at)} ${x}, ${x}`));
+    }
+    const x = this.expr(ea),
+      ty = llvmType(t);
+    if (op === 'bitcast') return this.op(`bitcast ${llvmType(at)} ${x} to ${ty}`);
+    if (isFloat(t)) {
+      if (op === 'neg') return this.op(`fneg ${ty} ${x}`);
+      const intr = FLOAT_INTRINSIC[op];
+      if (intr) return this.intrinsic(intr, ty, x);
+      if (op === 'sign') {
+        // copysign(x == 0 ? 0 : 1, x); NaN stays NaN-signed 1 as on the WebAssembly path
+        const z = this.op(`fcmp oeq ${ty} ${x}, ${literal(0, t)}`);
+        const m = this.op(`select i1 ${z}, ${ty} ${literal(0, t)}, ${ty} ${literal(1, t)}`);
+        return this.intrinsic('copysign', ty, m, x);
+      }
+      if (op in UNARY_MATH) return this.libm(op, ty, x);
+      throw unsupported(`unary ${op} on ${t}`);
+    }
+    switch (op) {
+      case 'neg':
+        return this.op(`sub ${ty} 0, ${x}`);
+      case 'abs': {
+        if (isUnsigned(t)) return x;
+        const n = this.op(`icmp slt ${ty} ${x}, 0`);
+        const m = this.op(`sub ${ty} 0, ${x}`);
+        return this.op(`select i1 ${n}, ${ty} ${m}, ${ty} ${x}`);
+      }
+      case 'floor':
+      case 'ceil':
+      case 'round':
+        return x;
+      case 'bitnot':
+        return this.op(`xor ${ty} ${x}, -1`);
+      case 'sign': {
+        const pos = this.op(`icmp ${isUnsigned(t) ? 'ne' : 'sgt'} ${ty} ${x}, 0`);
+        const neg = isUnsigned(t) ? 'false' : this.op(`icmp slt ${ty} ${x}, 0`);
+        const p = this.op(`zext i1 ${pos} to ${ty}`),
+          n = this.op(`zext i1 ${neg} to ${ty}`);
+        return this.op(`sub ${ty} ${p}, ${n}`);
+      }
+    }
+    throw unsupported(`unary ${op} on ${t}`);
+  }
+
+  protected binary(op: BinOp, ea: Expr, eb: Expr, t: DType): string {
+    const at = ea.dtype,
+      ty = llvmType(at);
+    if (op === 'pow') {
+      if (isFloat(at)) return this.libm('pow', ty, this.expr(ea), this.expr(eb));
+      // integer pow through float64, as on the WebAssembly path
+      const a = this.cast(this.expr(ea), at, 'float64'),
+        b = this.cast(this.expr(eb), eb.dtype, 'float64');
+      return this.cast(this.libm('pow', 'double', a, b), 'float64', t);
+    }
+    // a*b + c as one fused multiply-add where the loop IR multiplies and adds (float32, as PTX and relaxed SIMD do)
+    if (op === 'add' && at === 'float32') {
+      const m = ea.k === 'bin' && ea.op === 'mul' ? ea : eb.k === 'bin' && eb.op === 'mul' ? eb : undefined;
+      if (m) {
+        const c = m === ea ? eb : ea;
+        return this.intrinsic('fmuladd', ty, this.expr(m.a), this.expr(m.b), this.expr(c));
+      }
+    }
+    const a = this.expr(ea),
+      b = this.expr(eb);
+    if (isFloat(at)) {
+      const fc = FCMP[op];
+      if (fc) return this.fromBool(this.op(`fcmp ${fc} ${ty} ${a}, ${b}`));
+      const ins = FLOAT_BINARY[op];
+      if (ins) return this.op(`${ins} ${ty} ${a}, ${b}`);
+      if (op === 'min' || op === 'max') {
+        // NaN-propagating (ONNX, WebAssembly's f32.min/max)
+        const pick = this.op(`fcmp ${op === 'min' ? 'olt' : 'ogt'} ${ty} ${a}, ${b}`);
+        const r = this.op(`select i1 ${pick}, ${ty} ${a}, ${ty} ${b}`);
+        const nan = this.op(`fcmp uno ${ty} ${a}, ${a}`);
+        return this.op(`select i1 ${nan}, ${ty} ${a}, ${ty} ${r}`);
+      }
+      if (op === 'mod') return this.libm('fmod', ty, a, b);
+      throw unsupported(`${op} on ${at}`);
+    }
+    const u = isUnsigned(at) || at === 'bool' ? 1 : 0;
+    const ic = ICMP[op];
+    if (ic) return this.fromBool(this.op(`icmp ${ic[u]} ${ty} ${a}, ${b}`));
+    const ins = INT_BINARY[op];
+    if (ins) return this.op(`${ins[u]} ${ty} ${a}, ${b}`);
+    const bits = ty === 'i64' ? 64 : 32;
+    switch (op) {
+      case 'shl':
+      case 'shr': {
+        const amount = this.op(`and ${ty} ${b}, ${bits - 1}`);
+        return this.op(`${op === 'shl' ? 'shl' : u ? 'lshr' : 'ashr'} ${ty} ${a}, ${amount}`);
+      }
+      case 'min':
+      case 'max': {
+        const c = this.op(`icmp ${op === 'min' ? (u ? 'ult' : 'slt') : u ? 'ugt' : 'sgt'} ${ty} ${a}, ${b}`);
+        return this.op(`select i1 ${c}, ${ty} ${a}, ${ty} ${b}`);
+      }
+      case 'div':
+      case 'mod':
+      case 'floordiv':
+      case 'floormod': {
+        if ((op === 'floordiv' || op === 'floormod') && !u) throw unsupported(`${op} on ${at} (not legalized)`);
+        const rem = op === 'mod' || op === 'floormod';
+        // x86 traps on a zero divisor and on INT_MIN / -1: divide by 1 there and give 0
+        let bad = this.op(`icmp eq ${ty} ${b}, 0`);
+        if (!u) {
+          const min = bits === 64 ? '-9223372036854775808' : '-2147483648';
+          const am = this.op(`icmp eq ${ty} ${a}, ${min}`),
+            bm = this.op(`icmp eq ${ty} ${b}, -1`);
+          bad = this.op(`or i1 ${bad}, ${this.op(`and i1 ${am}, ${bm}`)}`);
+        }
+        const d = this.op(`select i1 ${bad}, ${ty} 1, ${ty} ${b}`);
+        const q = this.op(`${rem ? (u ? 'urem' : 'srem') : u ? 'udiv' : 'sdiv'} ${ty} ${a}, ${d}`);
+        return this.op(`select i1 ${bad}, ${ty} 0, ${ty} ${q}`);
+      }
+    }
+    throw unsupported(`${op} on ${at}`);
+  }
+}

@@ -1,0 +1,159 @@
+// Target 'native': models compiled to x86-64 through LLVM, run through koffi, compared with ONNX Runtime's outputs
+// (written by scripts/gen_models.py) within rtol 1e-3 / atol 1e-4; the CPU-feature fallback to WebAssembly; and the
+// errors of bad options. Skipped only where LLVM's tools are not installed (CI installs them:
+// scripts/test-prerequisites.sh).
+import { describe, expect, it } from 'vitest';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { compile, decodeTensorProto, load, type Tensor } from '../src/index.js';
+import { compareTensors } from '../src/conformance/compare.js';
+import { findLlvm } from '../src/codegen/native/toolchain.js';
+import { openNativeHost } from '../src/node/native-library.js';
+import { readArtifact } from '../src/runtime/artifact.js';
+import { cpuinfoFlags, bestLevel, resolveCpu } from '../src/codegen/native/cpu.js';
+import { hostCpuFlags } from '../src/compiler/native-program.js';
+
+const llvm = findLlvm();
+if (!llvm)
+  console.warn(
+    'native.test.ts skipped: LLVM opt/llc (14 or later) or a linker is not installed (apt-get install llvm gcc)',
+  );
+/** This machine's best level, so that the code runs here (the level's own tests pick it explicitly). */
+const HOST_CPU = bestLevel(hostCpuFlags());
+
+const MODELS = ['squeezenet1_1_small', 'resnet18_small', 'mobilenet_v2_small', 'super_resolution_small', 'bert_small'];
+
+function testData(name: string) {
+  const dir = join('.cache/models', name);
+  const info = JSON.parse(readFileSync(join(dir, 'info.json'), 'utf8')) as {
+    inputs: { name: string; shape: number[] }[];
+  };
+  const set = join(dir, 'test_data_set_0');
+  const files = readdirSync(set).sort();
+  const read = (prefix: string) =>
+    files.filter((f) => f.startsWith(prefix)).map((f) => decodeTensorProto(readFileSync(join(set, f))));
+  return {
+    modelPath: join(dir, 'model.onnx'),
+    inputShapes: Object.fromEntries(info.inputs.map((i) => [i.name, i.shape])),
+    inputs: read('input_'),
+    expected: read('output_'),
+  };
+}
+
+function std(t: Tensor): number {
+  const d = t.data as Float32Array;
+  const mean = d.reduce((a, b) => a + b, 0) / d.length;
+  return Math.sqrt(d.reduce((a, b) => a + (b - mean) ** 2, 0) / d.length);
+}
+
+describe.skipIf(!llvm)('target native: models match ONNX Runtime', () => {
+  for (const name of MODELS) {
+    it(name, async () => {
+      const { modelPath, inputShapes, inputs, expected } = testData(name);
+      const t0 = performance.now();
+      const compiled = await compile(readFileSync(modelPath), {
+        modelPath,
+        inputShapes,
+        target: 'native',
+        cpu: HOST_CPU,
+      });
+      const model = await load(compiled.artifact, { target: 'native' });
+      try {
+        expect(model.runsOn).toBe('native');
+        const feeds = Object.fromEntries(model.inputs.map((inp, i) => [inp.name, inputs[i]]));
+        const out = await model.run(feeds);
+        console.log(
+          `${name}: native ${compiled.header.native?.cpu}, ${compiled.header.kernels.length} kernels, compile+run ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+        );
+        model.outputs.forEach((o, i) => {
+          expect(std(expected[i])).toBeGreaterThan(0.05);
+          expect(compareTensors(out[o.name], expected[i])?.message).toBeUndefined();
+        });
+        // a second run over the same memory gives the same bytes
+        const again = model.runSync(feeds);
+        for (const o of model.outputs) expect(again[o.name].data).toEqual(out[o.name].data);
+      } finally {
+        model.dispose();
+      }
+    });
+  }
+});
+
+describe.skipIf(!llvm)('target native: artifact, CPU check and fallback', () => {
+  it('records the library and the CPU features it needs; falls back to WebAssembly where they are missing', async () => {
+    const { modelPath, inputShapes, inputs, expected } = testData('squeezenet1_1_small');
+    const compiled = await compile(readFileSync(modelPath), {
+      modelPath,
+      inputShapes,
+      target: 'native',
+      cpu: 'x86-64-v3',
+    });
+    const parts = await readArtifact(compiled.artifact);
+    expect(parts.native?.subarray(0, 4)).toEqual(new Uint8Array([0x7f, 0x45, 0x4c, 0x46])); // an ELF file
+    expect(parts.header.native).toMatchObject({ cpu: 'x86-64-v3', entry: 'kiln_run', triple: 'x86_64-pc-linux-gnu' });
+    expect(parts.header.native?.features).toEqual(expect.arrayContaining(['avx2', 'fma']));
+    expect(parts.header.native?.llvm).toBe(llvm!.version);
+
+    // a CPU without AVX2 (this machine's host, reporting baseline SSE2 only)
+    const host = await openNativeHost();
+    const logged: string[] = [];
+    const model = await load(compiled.artifact, {
+      target: 'native',
+      nativeHost: { ...host, cpuFeatures: () => new Set(['sse2']) },
+      log: (m) => logged.push(m),
+      threads: 1,
+    });
+    try {
+      expect(model.runsOn).toBe('wasm');
+      expect(model.nativeFallback).toMatch(/needs CPU level x86-64-v3; this CPU lacks .*avx2/);
+      expect(logged.join('\n')).toMatch(/running the WebAssembly code instead/);
+      const out = model.runSync({ [model.inputs[0].name]: inputs[0] });
+      expect(compareTensors(out[model.outputs[0].name], expected[0])?.message).toBeUndefined();
+    } finally {
+      model.dispose();
+    }
+    // the same artifact loads natively on a CPU that has the features, and on target 'wasm' as before
+    const wasm = await load(compiled.artifact, { threads: 1 });
+    expect(wasm.runsOn).toBeUndefined();
+    wasm.dispose();
+  });
+
+  it('rejects bad options with a clear error', async () => {
+    const { modelPath, inputShapes } = testData('squeezenet1_1_small');
+    await expect(
+      compile(readFileSync(modelPath), { modelPath, inputShapes, target: 'native', cpu: 'pentium' as never }),
+    ).rejects.toMatchObject({ code: 'E_INPUT', message: expect.stringMatching(/unknown CPU target 'pentium'/) });
+    const wasmOnly = await compile(readFileSync(modelPath), { modelPath, inputShapes });
+    await expect(load(wasmOnly.artifact, { target: 'native' })).rejects.toMatchObject({ code: 'E_ARTIFACT' });
+    await expect(load(wasmOnly.artifact, { target: 'native', timeoutMs: 1000 })).rejects.toMatchObject({
+      code: 'E_UNSUPPORTED',
+    });
+  });
+
+  it('names what to install when LLVM is missing', async () => {
+    const { modelPath, inputShapes } = testData('squeezenet1_1_small');
+    const saved = process.env.KILN_LLVM_BIN;
+    process.env.KILN_LLVM_BIN = '/nonexistent-llvm/bin';
+    try {
+      await expect(
+        compile(readFileSync(modelPath), { modelPath, inputShapes, target: 'native' }),
+      ).rejects.toMatchObject({ code: 'E_DEPENDENCY', hint: expect.stringMatching(/apt-get install llvm/) });
+    } finally {
+      if (saved === undefined) delete process.env.KILN_LLVM_BIN;
+      else process.env.KILN_LLVM_BIN = saved;
+    }
+  });
+});
+
+describe('native CPU levels', () => {
+  it('reads /proc/cpuinfo flags and picks the best level they allow', () => {
+    const flags = cpuinfoFlags(
+      'processor\t: 0\nflags\t\t: fpu sse2 pni ssse3 sse4_1 sse4_2 popcnt avx avx2 fma f16c bmi1 bmi2 movbe\n',
+    );
+    expect(bestLevel(flags)).toBe('x86-64-v3');
+    expect(bestLevel(new Set([...flags, 'avx512f', 'avx512bw', 'avx512cd', 'avx512dq', 'avx512vl']))).toBe('x86-64-v4');
+    expect(bestLevel(new Set(['sse2']))).toBe('x86-64');
+    expect(resolveCpu('native', () => flags).level).toBe('x86-64-v3');
+    expect(() => resolveCpu('x86-64-v9', () => flags)).toThrow(/unknown CPU target/);
+  });
+});
