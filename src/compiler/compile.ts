@@ -31,6 +31,8 @@ import { type GpuSectionOptions, buildWebGpuSection, valueBindings } from './web
 import { type WebGpuLimits, type WebGpuProfileName, resolveWebGpuLimits } from '../codegen/common/webgpu-profile.js';
 import { splitWideConcat } from '../relay-ir/passes/split-wide-concat.js';
 import { buildCudaSection } from './cuda-program.js';
+import { buildControlProgram, hasControlRegions } from './control-program.js';
+import { hasControlFlow, mapBodies } from '../relay-ir/control.js';
 import type { BuiltKernel } from './kernel.js';
 import { type LoopTarget, loopIRAfterEachPass } from './loop-pipeline.js';
 import { printPrimFunc } from '../schedule/loop-ir.js';
@@ -170,8 +172,14 @@ export function importAndOptimize(
       dump?.(`graph:${name}`, printFunc(f));
     });
   });
+  // the bodies of If / Loop / Scan regions go through the same passes
+  const optimized = withDimRanges(dimRanges, () =>
+    mapBodies(graph, (body) =>
+      runPasses(body, graphPasses(opts, folder), (name, f) => verify?.(f, `after ${name} (${body.name})`)),
+    ),
+  );
   return {
-    graph,
+    graph: optimized,
     outputNames: imported.outputNames,
     specialized: imported.specialized,
     opset: imported.opset,
@@ -189,6 +197,18 @@ export function fuseForTarget(
   limits?: WebGpuLimits,
   dump?: CompileOptions['dump'],
 ): { graph: FuncNode; fused: FuncNode } {
+  if (hasControlFlow(graph)) {
+    if (limits)
+      throw new KilnError(
+        'E_UNSUPPORTED',
+        'control flow (If, Loop, Scan) is compiled for WebAssembly only, not WebGPU',
+        {
+          hint: "compile with target 'wasm', or export the model without data-dependent control flow",
+        },
+      );
+    // each body is fused like the main function, its regions' bodies first
+    return { graph, fused: fuseOps(mapBodies(graph, (body) => fuseOps(body))) };
+  }
   if (!limits) return { graph, fused: fuseOps(graph) };
   const of = (e: GExpr) => valueBindings(e, limits);
   const split = splitWideConcat(graph, limits.maxStorageBuffersPerShaderStage - 1, of);
@@ -248,7 +268,17 @@ export async function compileGraph(
     return f;
   });
   opts.dump?.('fused', printFunc(fused));
-  const program = buildProgram(fused, { optimize: opts.optimize, outputNames, traceFor: opts.traceFor });
+  const programOpts = { optimize: opts.optimize, outputNames, traceFor: opts.traceFor };
+  const control = hasControlRegions(fused);
+  if (control && opts.target === 'cuda')
+    throw new KilnError(
+      'E_UNSUPPORTED',
+      "control flow (If, Loop, Scan) is compiled for WebAssembly only, not target 'cuda'",
+      {
+        hint: "compile with target 'wasm', or export the model without data-dependent control flow",
+      },
+    );
+  const program = control ? buildControlProgram(fused, programOpts) : buildProgram(fused, programOpts);
   const gpuTuned: string[] = [];
   let gpuKernels: BuiltKernel[] = [];
   if (opts.target === 'webgpu') {
