@@ -89,6 +89,10 @@ function loop(c: ConvertCtx): GExpr[] {
     throw new KilnError('E_MODEL_INVALID', 'Loop has neither a trip count nor a condition: it would never end', {
       hint: 'give the Loop a trip count M or a condition',
     });
+  if (typeof trip === 'number' && trip >= 0 && condArg !== 'arg') {
+    const unrolled = unroll(c, trip, condArg === 'true', init);
+    if (unrolled) return unrolled;
+  }
   for (const [i, v] of init.entries())
     if (!isStatic(tensorOf(v))) runtimeShape(c, `loop-carried value ${i} has symbolic shape ${printType(tensorOf(v))}`);
   const body = c.subgraphFunction('body', [scalar('int64'), scalar('bool'), ...init.map(tensorOf)]);
@@ -138,6 +142,42 @@ function loop(c: ConvertCtx): GExpr[] {
   return controlCalls(region, [...args, ...init, ...body.captures], c.name, [c.name]);
 }
 converter('Loop', 1, loop);
+
+/** Body nodes times iterations up to which a loop with a trip count known at compile time is unrolled. */
+const MAX_UNROLLED_NODES = 256;
+
+/**
+ * The loop as its body inlined `trip` times (iteration numbers and conditions become constants, so what depends on
+ * them folds: a Slice at the iteration number, say), or undefined where that is not simpler: a large body, or a
+ * condition not known at compile time after some iteration (then the loop becomes a region).
+ */
+function unroll(c: ConvertCtx, trip: number, checkCond: boolean, init: readonly GExpr[]): GExpr[] | undefined {
+  const g = c.attr('body');
+  const nodes = g?.type === 'graph' ? g.value.node.length : Number.POSITIVE_INFINITY;
+  if (trip === 0 || trip * Math.max(nodes, 1) > MAX_UNROLLED_NODES) return undefined;
+  let carried = [...init];
+  const scans: GExpr[][] = [];
+  for (let i = 0; i < trip; i++) {
+    const iter = c.constant({ dtype: 'int64', shape: [], data: new BigInt64Array([BigInt(i)]) });
+    const yes = c.constant({ dtype: 'bool', shape: [], data: new Uint8Array([1]) });
+    const outs = c.subgraph('body', [iter, yes, ...carried])!;
+    if (outs.length < 1 + carried.length) return undefined;
+    carried = outs.slice(1, 1 + init.length);
+    scans.push(outs.slice(1 + init.length));
+    if (checkCond) {
+      const cond = c.knownValue(outs[0]);
+      if (!cond) return undefined;
+      // scan outputs are as long as the iterations that ran, known here too
+      if (!isTrue(cond)) break;
+    }
+  }
+  const nScan = scans[0].length;
+  const stacked = [...Array(nScan).keys()].map((k) => {
+    const parts = scans.map((outs) => c.call('unsqueeze', [outs[k]], { axes: [0] }));
+    return parts.length === 1 ? parts[0] : c.call('concat', parts, { axis: 0 });
+  });
+  return [...carried, ...stacked];
+}
 
 const normAxis = (a: number, rank: number, c: ConvertCtx, what: string) => {
   if (a < -rank || a >= rank)
