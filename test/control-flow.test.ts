@@ -7,6 +7,9 @@ import { type GraphSpec, type ModelSpec, buildModel, randomF32 } from '../src/fr
 import { compareTensors } from '../src/conformance/compare.js';
 import { printFunc } from '../src/relay-ir/printer.js';
 import { runOrt } from './helpers/ort.js';
+import { assemble } from './helpers/artifact-surgery.js';
+import { readArtifact } from '../src/runtime/artifact.js';
+import type { ControlStep } from '../src/runtime/artifact-format.js';
 
 const i64 = (v: number): Tensor => ({ dtype: 'int64', shape: [], data: new BigInt64Array([BigInt(v)]) });
 const bool = (v: boolean): Tensor => ({ dtype: 'bool', shape: [], data: new Uint8Array([v ? 1 : 0]) });
@@ -348,6 +351,57 @@ describe('control flow errors', () => {
       expect(err).toBeInstanceOf(KilnError);
       expect(err.code).toBe('E_UNSUPPORTED');
       expect(err.message).toMatch(new RegExp(`control flow.*${target === 'webgpu' ? 'WebGPU' : 'cuda'}`));
+    }
+  });
+
+  it('a damaged control program is E_ARTIFACT naming the field, at load', async () => {
+    const spec: ModelSpec = {
+      opset: 17,
+      inputs: [
+        ['x', 'float32', [2]],
+        ['flag', 'bool', []],
+      ],
+      outputs: [['y', 'float32', [2]]],
+      nodes: [
+        {
+          op: 'If',
+          inputs: ['flag'],
+          outputs: ['y'],
+          attrs: {
+            then_branch: {
+              graph: {
+                inputs: [],
+                outputs: [['r', 'float32', [2]]],
+                nodes: [{ op: 'Neg', inputs: ['x'], outputs: ['r'] }],
+              },
+            },
+            else_branch: {
+              graph: {
+                inputs: [],
+                outputs: [['r', 'float32', [2]]],
+                nodes: [{ op: 'Exp', inputs: ['x'], outputs: ['r'] }],
+              },
+            },
+          },
+        },
+      ],
+    };
+    const parts = await readArtifact((await compile(buildModel(spec))).artifact);
+    const edits: [string, (c: ControlStep[]) => void, RegExp][] = [
+      [
+        'call index',
+        (c) => ((c[0] as { then: ControlStep[] }).then[0] = { op: 'call', call: 99 }),
+        /control\[0\]\.then\[0\]\.call is 99/,
+      ],
+      ['address', (c) => ((c[0] as { cond: number }).cond = 1e12), /control\[0\]\.cond/],
+      ['op', (c) => ((c[0] as { op: string }).op = 'jump'), /control\[0\]\.op is 'jump'/],
+    ];
+    for (const [what, edit, message] of edits) {
+      const bytes = await assemble(parts.header, parts, (h) => edit(h.control!));
+      const err = await load(bytes).catch((e) => e);
+      expect(err, what).toBeInstanceOf(KilnError);
+      expect(err.code, what).toBe('E_ARTIFACT');
+      expect(err.message, what).toMatch(message);
     }
   });
 });

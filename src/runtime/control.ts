@@ -17,6 +17,15 @@ export function runControl(steps: readonly ControlStep[], memory: ArrayBuffer, c
         case 'copy': {
           const from = s.from + iter * (s.fromStride ?? 0),
             to = s.to + iter * (s.toStride ?? 0);
+          // the header check bounds the first iteration's addresses; strided ones are checked as they come
+          if (from < 0 || to < 0 || from + s.bytes > bytes.length || to + s.bytes > bytes.length)
+            throw new KilnError(
+              'E_ARTIFACT',
+              `artifact is damaged: a control copy of ${s.bytes} bytes from ${from} to ${to} lies outside memory`,
+              {
+                hint: 'recompile the model with kiln compile; do not edit or truncate .kiln files',
+              },
+            );
           if (from !== to) bytes.copyWithin(to, from, from + s.bytes);
           break;
         }
