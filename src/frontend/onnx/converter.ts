@@ -16,6 +16,8 @@ export interface ConvertCtx {
   /** Number of inputs given (trailing omitted ones not counted). */
   readonly numInputs: number;
   readonly numOutputs: number;
+  /** The node's output names (unique in the model, unlike node names). */
+  readonly outputNames: readonly string[];
   /** A required input. */
   input(i: number): GExpr;
   /** An optional input: undefined when absent or given as ''. */

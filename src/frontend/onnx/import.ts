@@ -286,6 +286,7 @@ function convertNode(
     opset,
     numInputs: node.input.length,
     numOutputs: node.output.length,
+    outputNames: node.output,
     input(i) {
       const v = inputs[i];
       if (!v) throw new KilnError('E_MODEL_INVALID', `required input ${i} is missing`);
@@ -341,7 +342,11 @@ function convertNode(
       const memo = new Map<GExpr, GExpr>(captures.map((x) => [x, gvar(outer.get(x)!, x.type as TensorType)]));
       const body = outs.map((o) => rewrite(o, () => undefined, memo));
       const params = [...formals, ...captures.map((x) => memo.get(x) as VarNode)];
-      const func = gfunc(params, body.length === 1 ? body[0] : gtuple(body), `${nodeName}_${name}`);
+      const func = gfunc(
+        params,
+        body.length === 1 ? body[0] : gtuple(body),
+        `${node.output.find(Boolean) ?? nodeName}_${name}`,
+      );
       return { func, captures };
     },
     subgraph(name, args) {

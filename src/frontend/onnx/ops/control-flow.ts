@@ -25,6 +25,9 @@ function runtimeShape(c: ConvertCtx, what: string): never {
   );
 }
 
+/** A name for the node's region that no other node has (node names need not be unique; output names are). */
+const regionName = (c: ConvertCtx) => c.outputNames.find(Boolean) ?? c.name;
+
 function isTrue(t: { data: ArrayLike<number | bigint | boolean> }): boolean {
   return t.data.length > 0 && Boolean(Number(t.data[0]));
 }
@@ -55,7 +58,7 @@ converter('If', 1, (c) => {
   return controlCalls(
     { kind: 'if', then: then.func, else: otherwise.func, outputs },
     [cond, ...then.captures, ...otherwise.captures],
-    c.name,
+    regionName(c),
     [c.name],
   );
 });
@@ -70,7 +73,8 @@ function loop(c: ConvertCtx): GExpr[] {
   const args: GExpr[] = [];
   if (m) {
     const v = c.knownValue(m);
-    if (v) trip = Math.max(0, Number(v.data[0]));
+    // exporters write INT64_MAX for "no trip count" (a while loop)
+    if (v) trip = Number(v.data[0]) > Number.MAX_SAFE_INTEGER ? -1 : Math.max(0, Number(v.data[0]));
     else {
       trip = 'arg';
       args.push(m);
@@ -139,7 +143,7 @@ function loop(c: ConvertCtx): GExpr[] {
     reverseOut: slices.map(() => false),
     outputs: [...init.map(tensorOf), ...slices.map((s) => tensorType([n, ...s.shape], s.dtype))],
   };
-  return controlCalls(region, [...args, ...init, ...body.captures], c.name, [c.name]);
+  return controlCalls(region, [...args, ...init, ...body.captures], regionName(c), [c.name]);
 }
 converter('Loop', 1, loop);
 
@@ -271,7 +275,7 @@ converter('Scan', 9, (c) => {
     inDirs.map((d) => d === 1),
     (k) => outDirs[k] === 1,
   );
-  const outs = controlCalls(region, [...states, ...inputs, ...body.captures], c.name, [c.name]);
+  const outs = controlCalls(region, [...states, ...inputs, ...body.captures], regionName(c), [c.name]);
   return outs.map((o, i) =>
     i < nState
       ? o
@@ -305,7 +309,9 @@ converter('Scan', 8, (c) => {
     dirs.map((d) => d === 1),
     () => false,
   );
-  const innerOuts = controlCalls(inner, [...stateVars, ...inputVars, ...captureVars], `${c.name}_scan`, [c.name]);
+  const innerOuts = controlCalls(inner, [...stateVars, ...inputVars, ...captureVars], `${regionName(c)}_scan`, [
+    c.name,
+  ]);
   const batchBody = gfunc([...stateVars, ...inputVars, ...captureVars], gtuple(innerOuts), `${c.name}_batch`);
   const batch = all.map((x) => tensorOf(x).shape[0]);
   const outer = scanRegion(
@@ -316,7 +322,7 @@ converter('Scan', 8, (c) => {
     all.map(() => false),
     () => false,
   );
-  return controlCalls(outer, [...all, ...body.captures], c.name, [c.name]).map((o) => {
+  return controlCalls(outer, [...all, ...body.captures], regionName(c), [c.name]).map((o) => {
     if (tensorOf(o).shape[0] !== batch[0]) runtimeShape(c, 'the batch sizes differ');
     return o;
   });
