@@ -18,7 +18,18 @@ import { type Lifetime, SPECULATIVE_GUARD_BYTES, align, planMemory, scratchLayou
 import { type Program, type ProgramOptions, WASM32_MAX_BYTES } from './program.js';
 import { VERSION } from './version.js';
 
-const bytesOf = (t: TensorType) => sizeOf(staticShape(t)) * BYTES[t.dtype];
+/** Bytes of a value; control flow is compiled for static shapes (a symbolic dim left in a body is E_DYNAMIC). */
+function bytesOf(t: TensorType): number {
+  if (!isStatic(t))
+    throw new KilnError(
+      'E_DYNAMIC',
+      `a value of type [${t.shape}] inside control flow (If, Loop, Scan) has symbolic dims`,
+      {
+        hint: 'fix the input dims (--input-shape or --dim) of models with control flow: their bodies are compiled for static shapes',
+      },
+    );
+  return sizeOf(staticShape(t)) * BYTES[t.dtype];
+}
 const outputsOf = (f: FuncNode): GExpr[] => (f.body.kind === 'tuple' ? [...f.body.fields] : [f.body]);
 
 /** Where a value lives: a buffer of the plan (at a byte offset inside it) or a weight. */
@@ -117,6 +128,7 @@ export function buildControlProgram(main: FuncNode, opts: ProgramOptions = {}): 
       kernels.push(k);
       kernelOf.set(key, idx);
     }
+    for (const e of [...c.args, ...c.op.params]) bytesOf(e.type as TensorType);
     const args = c.args.map(locOf);
     for (const a of args) use(a);
     const out = define(bytesOf(c.type));
@@ -150,8 +162,10 @@ export function buildControlProgram(main: FuncNode, opts: ProgramOptions = {}): 
     return outputsOf(fn).map(locOf);
   };
 
-  const bindParams = (fn: FuncNode, first: number, values: readonly GExpr[]) =>
+  const bindParams = (fn: FuncNode, first: number, values: readonly GExpr[]) => {
+    for (const p of fn.params) bytesOf(p.type);
     values.forEach((v, i) => loc.set(fn.params[first + i], locOf(v)));
+  };
 
   const lowerIf = (r: IfRegion, args: readonly GExpr[], steps: Step[]): Loc[] => {
     const cond = locOf(args[0]);
@@ -188,7 +202,7 @@ export function buildControlProgram(main: FuncNode, opts: ProgramOptions = {}): 
     // the condition the loop tests; without a condition input the body's is ignored and this stays true
     const cond = r.condParam || r.cond !== 'none' ? define(1) : undefined;
     if (r.condParam) loc.set(body.params[p++], cond!);
-    const carried = init.map((v, i) => {
+    const carried = init.map((_, i) => {
       const l = define(bytesOf(r.outputs[i]));
       loc.set(body.params[p++], l);
       return l;
