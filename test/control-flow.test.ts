@@ -354,7 +354,7 @@ describe('control flow errors', () => {
     expect(err.hint).toMatch(/specialize/);
   });
 
-  it('control flow for WebGPU or CUDA: E_UNSUPPORTED naming control flow and the target', async () => {
+  it('control flow for WebGPU: E_UNSUPPORTED naming control flow and the target (CUDA runs it: cuda-runtime.test.ts)', async () => {
     const spec: ModelSpec = {
       ...runtimeTripWithScan,
       outputs: [['xf', 'float32', [2]]],
@@ -376,11 +376,11 @@ describe('control flow errors', () => {
         },
       ],
     };
-    for (const target of ['webgpu', 'cuda'] as const) {
+    for (const target of ['webgpu'] as const) {
       const err = await compile(buildModel(spec), { target }).catch((e) => e);
       expect(err).toBeInstanceOf(KilnError);
       expect(err.code).toBe('E_UNSUPPORTED');
-      expect(err.message).toMatch(new RegExp(`control flow.*${target === 'webgpu' ? 'WebGPU' : 'cuda'}`));
+      expect(err.message).toMatch(/control flow.*not WebGPU/);
     }
   });
 

@@ -201,7 +201,7 @@ export function fuseForTarget(
     if (limits)
       throw new KilnError(
         'E_UNSUPPORTED',
-        'control flow (If, Loop, Scan) is compiled for WebAssembly only, not WebGPU',
+        'control flow (If, Loop, Scan) is compiled for WebAssembly and CUDA, not WebGPU',
         {
           hint: "compile with target 'wasm', or export the model without data-dependent control flow",
         },
@@ -270,14 +270,6 @@ export async function compileGraph(
   opts.dump?.('fused', printFunc(fused));
   const programOpts = { optimize: opts.optimize, outputNames, traceFor: opts.traceFor };
   const control = hasControlRegions(fused);
-  if (control && opts.target === 'cuda')
-    throw new KilnError(
-      'E_UNSUPPORTED',
-      "control flow (If, Loop, Scan) is compiled for WebAssembly only, not target 'cuda'",
-      {
-        hint: "compile with target 'wasm', or export the model without data-dependent control flow",
-      },
-    );
   const program = control ? buildControlProgram(fused, programOpts) : buildProgram(fused, programOpts);
   const gpuTuned: string[] = [];
   let gpuKernels: BuiltKernel[] = [];

@@ -1,13 +1,39 @@
 // Runs an artifact's control program (If / Loop / Scan): kernel calls in the order it gives, branches on condition
 // tensors, loops with a trip count and / or a condition, and the copies that move loop-carried values and scan
-// slices between buffers of the memory plan. Target-neutral: it sees memory as bytes and kernels as `call(i)`.
+// slices between buffers of the memory plan. Target-neutral: it sees memory through ControlMemory (the WebAssembly
+// memory's bytes, or a GPU's device memory) and kernels as `call(i)`.
 import type { ControlStep } from './artifact-format.js';
 import { KilnError } from './errors.js';
 
-/** Runs `steps` over `memory` (the plan's linear memory); `call(i)` runs the artifact's call i. */
-export function runControl(steps: readonly ControlStep[], memory: ArrayBuffer, call: (i: number) => void): void {
-  const bytes = new Uint8Array(memory);
-  const view = new DataView(memory);
+/** The memory the plan lays out, as the control program reads and writes it. */
+export interface ControlMemory {
+  readonly byteLength: number;
+  /** The bool (byte) at `at`: 0 or not. */
+  u8(at: number): number;
+  setU8(at: number, v: number): void;
+  i64(at: number): bigint;
+  setI64(at: number, v: bigint): void;
+  copy(from: number, to: number, bytes: number): void;
+}
+
+/** ControlMemory over host bytes (WebAssembly linear memory). */
+export function hostMemory(buffer: ArrayBuffer): ControlMemory {
+  const bytes = new Uint8Array(buffer),
+    view = new DataView(buffer);
+  return {
+    byteLength: bytes.length,
+    u8: (at) => bytes[at],
+    setU8: (at, v) => {
+      bytes[at] = v;
+    },
+    i64: (at) => view.getBigInt64(at, true),
+    setI64: (at, v) => view.setBigInt64(at, v, true),
+    copy: (from, to, n) => bytes.copyWithin(to, from, from + n),
+  };
+}
+
+/** Runs `steps` over `memory` (the plan's memory); `call(i)` runs the artifact's call i. */
+export function runControl(steps: readonly ControlStep[], memory: ControlMemory, call: (i: number) => void): void {
   const run = (list: readonly ControlStep[], iter: number): void => {
     for (const s of list) {
       switch (s.op) {
@@ -18,28 +44,27 @@ export function runControl(steps: readonly ControlStep[], memory: ArrayBuffer, c
           const from = s.from + iter * (s.fromStride ?? 0),
             to = s.to + iter * (s.toStride ?? 0);
           // the header check bounds the first iteration's addresses; strided ones are checked as they come
-          if (from < 0 || to < 0 || from + s.bytes > bytes.length || to + s.bytes > bytes.length)
+          if (from < 0 || to < 0 || from + s.bytes > memory.byteLength || to + s.bytes > memory.byteLength)
             throw new KilnError(
               'E_ARTIFACT',
               `artifact is damaged: a control copy of ${s.bytes} bytes from ${from} to ${to} lies outside memory`,
-              {
-                hint: 'recompile the model with kiln compile; do not edit or truncate .kiln files',
-              },
+              { hint: 'recompile the model with kiln compile; do not edit or truncate .kiln files' },
             );
-          if (from !== to) bytes.copyWithin(to, from, from + s.bytes);
+          if (from !== to && s.bytes > 0) memory.copy(from, to, s.bytes);
           break;
         }
         case 'if':
-          run(bytes[s.cond] !== 0 ? s.then : s.else, iter);
+          run(memory.u8(s.cond) !== 0 ? s.then : s.else, iter);
           break;
         case 'loop': {
-          const trip = typeof s.trip === 'number' ? s.trip : Number(view.getBigInt64(s.trip.at, true));
+          const trip = typeof s.trip === 'number' ? s.trip : Number(memory.i64(s.trip.at));
           const end = trip < 0 && typeof s.trip === 'number' ? Number.POSITIVE_INFINITY : Math.max(0, trip);
-          if (s.cond !== undefined) bytes[s.cond] = s.condFrom === undefined || bytes[s.condFrom] !== 0 ? 1 : 0;
+          if (s.cond !== undefined)
+            memory.setU8(s.cond, s.condFrom === undefined || memory.u8(s.condFrom) !== 0 ? 1 : 0);
           let i = 0;
           for (; i < end; i++) {
-            if (s.cond !== undefined && bytes[s.cond] === 0) break;
-            if (s.iter !== undefined) view.setBigInt64(s.iter, BigInt(i), true);
+            if (s.cond !== undefined && memory.u8(s.cond) === 0) break;
+            if (s.iter !== undefined) memory.setI64(s.iter, BigInt(i));
             run(s.body, i);
           }
           if (s.fullTrip && i < end)

@@ -10,7 +10,7 @@ import { withSharedMemoryImport } from './shared-memory.js';
 import { type Tensor, sizeOf } from './tensor.js';
 import type { ArtifactParts } from './artifact.js';
 import { damaged } from './header-check.js';
-import { runControl } from './control.js';
+import { hostMemory, runControl } from './control.js';
 
 const PAGE = 65536;
 type KernelFn = (...ptrs: number[]) => void;
@@ -240,7 +240,7 @@ export class WasmExecutor {
       if (timings) timings.push({ kernel: calls[k].kernel, call: k, ms: performance.now() - t0 });
     };
     try {
-      if (this.header.control) runControl(this.header.control, this.memory.buffer as ArrayBuffer, step);
+      if (this.header.control) runControl(this.header.control, hostMemory(this.memory.buffer as ArrayBuffer), step);
       else for (let k = 0; k < calls.length; k++) step(k);
     } catch (e) {
       throw e instanceof KilnError ? e : trapError(e, this.header.kernels[calls[i].kernel].name, i);
