@@ -384,6 +384,73 @@ describe('control flow errors', () => {
     }
   });
 
+  it('a loop-carried value that grows (a Concat in the body): E_DYNAMIC naming the shapes', async () => {
+    const spec: ModelSpec = {
+      opset: 17,
+      inputs: [['x', 'float32', [2]]],
+      outputs: [['xf', 'float32', ['n']]],
+      initializers: { M: i64(50) },
+      nodes: [
+        {
+          op: 'Loop',
+          inputs: ['M', '', 'x'],
+          outputs: ['xf'],
+          attrs: {
+            body: body(
+              [['xc', 'float32', [2]]],
+              [['xn', 'float32', [4]]],
+              [
+                { op: 'Identity', inputs: ['c'], outputs: ['c_out'] },
+                ...[0, 1, 2, 3, 4, 5].map((k) => ({ op: 'Identity', inputs: ['c'], outputs: [`pad${k}`] })),
+                { op: 'Concat', inputs: ['xc', 'xc'], outputs: ['xn'], attrs: { axis: 0 } },
+              ],
+            ),
+          },
+        },
+      ],
+    };
+    const err = await compile(buildModel(spec)).catch((e) => e);
+    expect(err).toBeInstanceOf(KilnError);
+    expect(err.code).toBe('E_DYNAMIC');
+    expect(err.message).toMatch(/loop-carried value 0 enters as float32\[2\] and leaves as float32\[4\]/);
+  });
+
+  it('a region whose arguments are all constants folds at compile time (its bodies run on the compiler)', async () => {
+    const spec: ModelSpec = {
+      opset: 17,
+      inputs: [['x', 'float32', [3]]],
+      outputs: [['y', 'float32', [3]]],
+      initializers: {
+        M: i64(60),
+        h0: { dtype: 'float32', shape: [3], data: new Float32Array([0.1, 0.2, 0.3]) },
+      },
+      nodes: [
+        {
+          op: 'Loop',
+          inputs: ['M', '', 'h0'],
+          outputs: ['h'],
+          attrs: {
+            body: body(
+              [['hc', 'float32', [3]]],
+              [['hn', 'float32', [3]]],
+              [
+                { op: 'Identity', inputs: ['c'], outputs: ['c_out'] },
+                { op: 'Cast', inputs: ['i'], outputs: ['fi'], attrs: { to: 1 } },
+                { op: 'Sin', inputs: ['fi'], outputs: ['s'] },
+                { op: 'Mul', inputs: ['hc', 's'], outputs: ['hs'] },
+                { op: 'Add', inputs: ['hc', 'hs'], outputs: ['ha'] },
+                { op: 'Tanh', inputs: ['ha'], outputs: ['hn'] },
+              ],
+            ),
+          },
+        },
+        { op: 'Add', inputs: ['x', 'h'], outputs: ['y'] },
+      ],
+    };
+    const compiled = await matchesOrt(spec, [{ x: randomF32([3], 21) }]);
+    expect(compiled.header.control).toBeUndefined();
+  });
+
   it('a damaged control program is E_ARTIFACT naming the field, at load', async () => {
     const spec: ModelSpec = {
       opset: 17,
