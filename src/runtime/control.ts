@@ -82,3 +82,31 @@ export function runControl(steps: readonly ControlStep[], memory: ControlMemory,
   };
   run(steps, 0);
 }
+
+/** The control program as text, one step a line, bodies indented (kiln inspect on an artifact). */
+export function printControl(steps: readonly ControlStep[], indent = '  '): string {
+  const at = (n: number) => `@${n}`;
+  return steps
+    .map((s) => {
+      switch (s.op) {
+        case 'call':
+          return `${indent}call #${s.call}`;
+        case 'copy': {
+          const stride = (k: number | undefined) => (k ? ` + iter*${k}` : '');
+          return `${indent}copy ${s.bytes} bytes ${at(s.from)}${stride(s.fromStride)} -> ${at(s.to)}${stride(s.toStride)}`;
+        }
+        case 'if':
+          return `${indent}if ${at(s.cond)}:\n${printControl(s.then, `${indent}  `)}\n${indent}else:\n${printControl(s.else, `${indent}  `)}`;
+        case 'loop': {
+          const trip = typeof s.trip === 'number' ? (s.trip < 0 ? 'none' : String(s.trip)) : `int64 ${at(s.trip.at)}`;
+          const cond =
+            s.cond === undefined
+              ? ''
+              : `, while ${at(s.cond)}${s.condFrom === undefined ? '' : ` (from ${at(s.condFrom)})`}`;
+          const iter = s.iter === undefined ? '' : `, iteration -> ${at(s.iter)}`;
+          return `${indent}loop '${s.name}' trip ${trip}${cond}${iter}:\n${printControl(s.body, `${indent}  `)}`;
+        }
+      }
+    })
+    .join('\n');
+}
