@@ -206,8 +206,7 @@ export function fuseForTarget(
           hint: "compile with target 'wasm', or export the model without data-dependent control flow",
         },
       );
-    // each body is fused like the main function, its regions' bodies first
-    return { graph, fused: fuseOps(mapBodies(graph, (body) => fuseOps(body))) };
+    return { graph, fused: fuseOps(graph) };
   }
   if (!limits) return { graph, fused: fuseOps(graph) };
   const of = (e: GExpr) => valueBindings(e, limits);

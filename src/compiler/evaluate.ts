@@ -9,7 +9,7 @@ import type { OpSpec } from '../relay-ir/op.js';
 import { fuseOps } from '../relay-ir/passes/fuse-ops.js';
 import { buildProgram } from './program.js';
 import { buildControlProgram } from './control-program.js';
-import { isControlOp, mapBodies } from '../relay-ir/control.js';
+import { isControlOp } from '../relay-ir/control.js';
 import { interpretCall } from './te-interpreter.js';
 
 export function evaluateCall(call: CallNode & { op: OpSpec }, args: readonly Tensor[]): Tensor {
@@ -22,7 +22,7 @@ export function evaluateOnWasm(call: CallNode & { op: OpSpec }, args: readonly T
   const fn = gfunc([], gcall(call.op, args.map(gconst), call.attrs, call.origin), 'fold');
   // a control region (all its arguments constant) runs its bodies' kernels under its control program
   const prog = isControlOp(call.op)
-    ? buildControlProgram(fuseOps(mapBodies(fn, (b) => fuseOps(b))), { optimize: false })
+    ? buildControlProgram(fuseOps(fn), { optimize: false })
     : buildProgram(fuseOps(fn), { optimize: false });
   const ex = WasmExecutor.createSync({
     header: { ...prog.header, sections: { wasm: { offset: 0, length: 0 }, weights: { offset: 0, length: 0 } } },

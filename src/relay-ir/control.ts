@@ -113,15 +113,16 @@ export function hasControlFlow(fn: FuncNode): boolean {
 
 /**
  * `fn` with every region's bodies mapped by `f` (bodies of the regions inside them first: `f` sees a body whose
- * own regions are already mapped). Calls of one region keep sharing one (new) OpSpec.
+ * own regions are already mapped; with `nested` false only the regions of `fn` itself, `f` handling the rest).
+ * Calls of one region keep sharing one (new) OpSpec.
  */
-export function mapBodies(fn: FuncNode, f: (body: FuncNode) => FuncNode): FuncNode {
+export function mapBodies(fn: FuncNode, f: (body: FuncNode) => FuncNode, nested = true): FuncNode {
   const specs = new Map<ControlOpSpec, ControlOpSpec>();
   const body = rewrite(fn.body, (n) => {
     if (!isControlCall(n)) return undefined;
     let spec = specs.get(n.op);
     if (!spec) {
-      const bodies = bodiesOf(n.op.control).map((b) => f(mapBodies(b, f)));
+      const bodies = bodiesOf(n.op.control).map((b) => f(nested ? mapBodies(b, f) : b));
       spec = controlOp(withBodies(n.op.control, bodies));
       specs.set(n.op, spec);
     }
