@@ -32,3 +32,4 @@ fi
 # quantized and float16 variants of the small models (issue 16); they need the float32 models of a full run
 if [ $# -eq 0 ]; then "$PY" scripts/gen_quantized_models.py; fi
 "$PY" scripts/gen_pytorch_models.py
+"$PY" scripts/gen_control_flow_models.py

@@ -303,6 +303,91 @@ describe('CUDA executor on a simulated driver (PTX simulator) vs ONNX Runtime', 
     expect(drv.clean && plain.clean).toBe(true);
   });
 
+  it('control flow: the control program branches and loops on values read back from device memory', async () => {
+    // y = Loop(M, x): x <- tanh(x * w) + x, then If(sum(y) > 0): y * 2, else y - 1
+    const branch = (op: string, k: number) => ({
+      graph: {
+        inputs: [],
+        outputs: [['r', 'float32', [2, 3]]] as [string, 'float32', number[]][],
+        nodes: [
+          {
+            op: 'Constant',
+            inputs: [],
+            outputs: ['k'],
+            attrs: { value: { dtype: 'float32' as const, shape: [], data: new Float32Array([k]) } },
+          },
+          { op, inputs: ['y', 'k'], outputs: ['r'] },
+        ],
+      },
+    });
+    const spec: ModelSpec = {
+      opset: 17,
+      inputs: [
+        ['x', 'float32', [2, 3]],
+        ['M', 'int64', []],
+      ],
+      outputs: [['out', 'float32', [2, 3]]],
+      initializers: { w: randomF32([2, 3], 31) },
+      nodes: [
+        {
+          op: 'Loop',
+          inputs: ['M', '', 'x'],
+          outputs: ['y'],
+          attrs: {
+            body: {
+              graph: {
+                inputs: [
+                  ['i', 'int64', []],
+                  ['c', 'bool', []],
+                  ['xc', 'float32', [2, 3]],
+                ],
+                outputs: [
+                  ['c_out', 'bool', []],
+                  ['xn', 'float32', [2, 3]],
+                ],
+                nodes: [
+                  { op: 'Identity', inputs: ['c'], outputs: ['c_out'] },
+                  { op: 'Mul', inputs: ['xc', 'w'], outputs: ['xw'] },
+                  { op: 'Tanh', inputs: ['xw'], outputs: ['t'] },
+                  { op: 'Add', inputs: ['t', 'xc'], outputs: ['xn'] },
+                ],
+              },
+            },
+          },
+        },
+        { op: 'ReduceSum', inputs: ['y'], outputs: ['s'], attrs: { keepdims: 0 } },
+        {
+          op: 'Constant',
+          inputs: [],
+          outputs: ['zero'],
+          attrs: { value: { dtype: 'float32', shape: [], data: new Float32Array([0]) } },
+        },
+        { op: 'Greater', inputs: ['s', 'zero'], outputs: ['cond'] },
+        {
+          op: 'If',
+          inputs: ['cond'],
+          outputs: ['out'],
+          attrs: { then_branch: branch('Mul', 2), else_branch: branch('Sub', 1) },
+        },
+      ],
+    };
+    const bytes = buildModel(spec);
+    const c = await compile(bytes, { target: 'cuda', sm: 86 });
+    expect(c.header.control?.length).toBeGreaterThan(0);
+    const drv = new SimDriver();
+    const model = await loadRuntime(c.artifact, { target: 'cuda', cudaDriver: drv });
+    const x = randomF32([2, 3], 32);
+    const neg = { ...x, data: (x.data as Float32Array).map((v) => -Math.abs(v) - 1) };
+    for (const feeds of [
+      { x, M: { dtype: 'int64', shape: [], data: new BigInt64Array([3n]) } },
+      { x, M: { dtype: 'int64', shape: [], data: new BigInt64Array([0n]) } },
+      { x: neg, M: { dtype: 'int64', shape: [], data: new BigInt64Array([1n]) } },
+    ] as Record<string, Tensor>[])
+      expectClose(await model.run(feeds), await runOrt(bytes, feeds));
+    model.dispose();
+    expect(drv.clean).toBe(true);
+  });
+
   it('a wasm-only artifact is refused with a hint to compile for cuda', async () => {
     const c = await compile(buildModel(MODELS[1].spec));
     await expect(loadRuntime(c.artifact, { target: 'cuda', cudaDriver: new SimDriver() })).rejects.toMatchObject({

@@ -373,6 +373,7 @@ async function benchModel(
   if (kilnFloat) {
     const k = kilnFloat;
     runners.push(['kilnFloat', () => k.runSync(feeds)]);
+  }
   if (native) {
     const k = native;
     runners.push(['kilnNative', () => k.runSync(feeds)]);

@@ -2,6 +2,7 @@
 // kiln inspect MODEL.onnx --level llvm [--cpu LEVEL]                   the native backend's LLVM module (no LLVM needed)
 // kiln inspect MODEL.onnx --level loop [--target T] [--after PASS]     the loop IR T's backend emits, or after PASS
 // kiln inspect ARTIFACT.kiln                                            print the artifact's header summary
+import { printControl } from '../runtime/control.js';
 import { compile, fuseForTarget, importAndOptimize, webgpuLimitsOf } from '../compiler/compile.js';
 import { withDimRanges } from '../relay-ir/sym-dim.js';
 import { printKernelTE } from '../compiler/kernel.js';
@@ -66,6 +67,7 @@ export async function inspectCommand(
         `  #${i} ${h.kernels[c.kernel].name} [${h.kernels[c.kernel].ops.join('+')}] <- ${c.origin.slice(0, 6).join(', ')}`,
       ),
     );
+    if (h.control) console.log(`control program (If / Loop / Scan):\n${printControl(h.control)}`);
     return 0;
   }
   if (level === 'llvm') {

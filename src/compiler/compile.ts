@@ -35,6 +35,8 @@ import { splitWideConcat } from '../relay-ir/passes/split-wide-concat.js';
 import { buildCudaSection } from './cuda-program.js';
 import { buildNativeSection } from './native-program.js';
 import type { CpuOption } from '../codegen/native/cpu.js';
+import { buildControlProgram, hasControlRegions } from './control-program.js';
+import { hasControlFlow, mapBodies } from '../relay-ir/control.js';
 import type { BuiltKernel } from './kernel.js';
 import { type LoopTarget, loopIRAfterEachPass } from './loop-pipeline.js';
 import { printPrimFunc } from '../schedule/loop-ir.js';
@@ -193,8 +195,14 @@ export function importAndOptimize(
       dump?.(`graph:${name}`, printFunc(f));
     });
   });
+  // the bodies of If / Loop / Scan regions go through the same passes
+  const optimized = withDimRanges(dimRanges, () =>
+    mapBodies(graph, (body) =>
+      runPasses(body, graphPasses(opts, folder), (name, f) => verify?.(f, `after ${name} (${body.name})`)),
+    ),
+  );
   return {
-    graph,
+    graph: optimized,
     outputNames: imported.outputNames,
     specialized: imported.specialized,
     opset: imported.opset,
@@ -212,6 +220,17 @@ export function fuseForTarget(
   limits?: WebGpuLimits,
   dump?: CompileOptions['dump'],
 ): { graph: FuncNode; fused: FuncNode } {
+  if (hasControlFlow(graph)) {
+    if (limits)
+      throw new KilnError(
+        'E_UNSUPPORTED',
+        'control flow (If, Loop, Scan) is compiled for WebAssembly and CUDA, not WebGPU',
+        {
+          hint: "compile with target 'wasm', or export the model without data-dependent control flow",
+        },
+      );
+    return { graph, fused: fuseOps(graph) };
+  }
   if (!limits) return { graph, fused: fuseOps(graph) };
   const of = (e: GExpr) => valueBindings(e, limits);
   const split = splitWideConcat(graph, limits.maxStorageBuffersPerShaderStage - 1, of);
@@ -275,7 +294,9 @@ export async function compileGraph(
     return f;
   });
   opts.dump?.('fused', printFunc(fused));
-  const program = buildProgram(fused, { optimize: opts.optimize, outputNames, traceFor: opts.traceFor, dimRanges });
+  const programOpts = { optimize: opts.optimize, outputNames, traceFor: opts.traceFor, dimRanges };
+  const control = hasControlRegions(fused);
+  const program = control ? buildControlProgram(fused, programOpts) : buildProgram(fused, programOpts);
   if (program.header.symbols && (opts.target === 'webgpu' || opts.target === 'cuda' || opts.target === 'native'))
     throw new KilnError(
       'E_DYNAMIC',

@@ -8,16 +8,22 @@ import { type CallNode, gcall, gconst, gfunc } from '../relay-ir/expr.js';
 import type { OpSpec } from '../relay-ir/op.js';
 import { fuseOps } from '../relay-ir/passes/fuse-ops.js';
 import { buildProgram } from './program.js';
+import { buildControlProgram } from './control-program.js';
+import { isControlOp } from '../relay-ir/control.js';
 import { interpretCall } from './te-interpreter.js';
 
 export function evaluateCall(call: CallNode & { op: OpSpec }, args: readonly Tensor[]): Tensor {
+  if (isControlOp(call.op)) return evaluateOnWasm(call, args);
   return interpretCall(call, args) ?? evaluateOnWasm(call, args);
 }
 
 /** The call built as a one-kernel program and run on the WebAssembly runtime. */
 export function evaluateOnWasm(call: CallNode & { op: OpSpec }, args: readonly Tensor[]): Tensor {
   const fn = gfunc([], gcall(call.op, args.map(gconst), call.attrs, call.origin), 'fold');
-  const prog = buildProgram(fuseOps(fn), { optimize: false });
+  // a control region (all its arguments constant) runs its bodies' kernels under its control program
+  const prog = isControlOp(call.op)
+    ? buildControlProgram(fuseOps(fn), { optimize: false })
+    : buildProgram(fuseOps(fn), { optimize: false });
   const ex = WasmExecutor.createSync({
     header: { ...prog.header, sections: { wasm: { offset: 0, length: 0 }, weights: { offset: 0, length: 0 } } },
     wasm: prog.wasm,

@@ -1,6 +1,7 @@
 // Text form of the graph IR, one binding per line, in the spirit of Relay's text format.
 import { type FuncNode, type GExpr, isFuncCall, opName, postOrder } from './expr.js';
 import type { AttrValue } from './op.js';
+import { bodiesOf, isControlCall } from './control.js';
 import { printType } from './types.js';
 import { KilnError } from '../runtime/errors.js';
 import { elementValue } from '../runtime/half.js';
@@ -33,6 +34,8 @@ export function printFunc(fn: FuncNode): string {
     if (e.kind === 'call') {
       const attrs = Object.entries(e.attrs).map(([k, v]) => `${k}=${attr(v)}`);
       if (isFuncCall(e) && !inner.includes(e.op)) inner.push(e.op);
+      // a control region's bodies print before the function that calls them
+      if (isControlCall(e)) for (const b of bodiesOf(e.op.control)) if (!inner.includes(b)) inner.push(b);
       const name = `%${n++}`;
       const origin = e.origin.length
         ? `  # ${e.origin.slice(0, 4).join(', ')}${e.origin.length > 4 ? ', ...' : ''}`

@@ -16,6 +16,7 @@
 //    each of its parameter's type, and has the type of the function's result; each primitive function is verified
 //    in turn (its body calls operators only, and uses every parameter); with `fused`, the outer function calls
 //    primitive functions only (the graph after fuseOps)
+import { bodiesOf, isControlCall, isControlOp } from './control.js';
 import { KilnError } from '../runtime/errors.js';
 import { DTYPES } from '../runtime/dtype.js';
 import { type CallNode, type FuncNode, type GExpr, isFuncCall, opName, postOrder } from './expr.js';
@@ -145,6 +146,9 @@ function verifyOne(
         checkTensorType(n.type, n, 'result');
         if (isFuncCall(n)) checkFuncCall(n, fn, opts, verified, fail);
         else checkOpCall(n, fn, opts, fail);
+        // a control region's bodies are functions of their own
+        if (isControlCall(n))
+          for (const b of bodiesOf(n.op.control)) if (!verified.has(b)) verifyOne(b, opts, verified, fn);
         break;
       }
     }
@@ -163,7 +167,7 @@ function checkOpCall(n: CallNode, fn: FuncNode, opts: GraphVerifyOptions, fail: 
   } catch {
     registered = undefined;
   }
-  if (registered !== op) fail(`operator ${op.name} is not the registered operator of that name`, n);
+  if (registered !== op && !isControlOp(op)) fail(`operator ${op.name} is not the registered operator of that name`, n);
   let want: TensorType;
   try {
     want = op.inferType(

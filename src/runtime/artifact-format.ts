@@ -88,6 +88,11 @@ export interface ArtifactHeader {
   dimExprs?: Record<string, DimExpr>;
   /** Memory plan statistics: arena used vs. the sum of all intermediates. */
   plan: { arenaBytes: number; intermediateBytes: number; weightBytes: number };
+  /**
+   * The control program of a model with If / Loop / Scan (src/runtime/control.ts runs it): the order in which
+   * `calls` run, with branches, loops and copies between buffers. Absent: every call once, in order.
+   */
+  control?: ControlStep[];
   /** WGSL kernels and their calls, present when compiled for target 'webgpu' (the WebAssembly part stays usable). */
   webgpu?: WebGpuSection;
   /** PTX kernels and launch metadata, present when compiled for target 'cuda' (the WebAssembly part stays usable). */
@@ -222,4 +227,48 @@ export interface GpuCall {
   args: number[];
   /** ONNX nodes this call computes. */
   origin: string[];
+}
+
+/**
+ * One step of a control program. Addresses are byte offsets in linear memory. A copy's `fromStride` / `toStride`
+ * (bytes, may be negative) advance its addresses by the iteration number of the innermost loop around it (a scan
+ * input's slice, a scan output's slot).
+ */
+export type ControlStep = ControlCall | ControlCopy | ControlIf | ControlLoop;
+export interface ControlCall {
+  op: 'call';
+  /** Index into `calls`. */
+  call: number;
+}
+export interface ControlCopy {
+  op: 'copy';
+  from: number;
+  to: number;
+  bytes: number;
+  fromStride?: number;
+  toStride?: number;
+}
+/** Runs `then` where the bool at `cond` is not 0, else `else`. */
+export interface ControlIf {
+  op: 'if';
+  cond: number;
+  then: ControlStep[];
+  else: ControlStep[];
+}
+/**
+ * Runs `body` for iterations 0, 1, ... while the iteration is below the trip count (a number, -1 for none, or the
+ * int64 at `trip.at`) and the bool at `cond` (when given) is not 0. Before the first iteration the bool at `cond` is
+ * set from the bool at `condFrom` (true without it); before each, the int64 at `iter` receives the iteration number.
+ * `fullTrip`: the loop has scan outputs sized for the whole trip count, so stopping early is an error.
+ */
+export interface ControlLoop {
+  op: 'loop';
+  trip: number | { at: number };
+  cond?: number;
+  condFrom?: number;
+  iter?: number;
+  fullTrip?: boolean;
+  /** The ONNX node, for errors. */
+  name: string;
+  body: ControlStep[];
 }

@@ -4,6 +4,7 @@
 // outputs, intermediates at the header's offsets, then the GPU scratch region); weights are uploaded once; each run
 // copies the inputs in, launches every call's entries in order on one stream with base + offset pointers, waits for
 // the stream and copies the outputs out.
+import { type ControlMemory, runControl } from './control.js';
 import type { ArtifactHeader, CudaSection } from './artifact-format.js';
 import { ARRAY, BYTES, type TypedArray } from './dtype.js';
 import { KilnError } from './errors.js';
@@ -78,10 +79,15 @@ export class CudaExecutor {
     private readonly module: CudaHandle,
     private readonly stream: CudaHandle,
     private readonly base: bigint,
-    private readonly launches: PreparedLaunch[],
+    /** Per call of `header.calls`, its kernel's launches. */
+    private readonly callLaunches: PreparedLaunch[][],
   ) {}
 
-  /** Number of kernel launches one run makes. */
+  private get launches(): PreparedLaunch[] {
+    return this.callLaunches.flat();
+  }
+
+  /** Number of kernel launches one run makes (without control flow). */
   get launchCount(): number {
     return this.launches.length;
   }
@@ -119,15 +125,16 @@ export class CudaExecutor {
       base = driver.memAlloc(Math.max(sec.memoryBytes, 16));
       if (weights.length) driver.memcpyHtoD(base + BigInt(header.weightsAt), weights);
       stream = driver.streamCreate();
-      const launches: PreparedLaunch[] = [];
-      for (const call of header.calls) {
+      const launches = header.calls.map((call) => {
         const k = sec.kernels[call.kernel];
+        const list: PreparedLaunch[] = [];
         for (const l of k.launches) {
           if (l.grid.some((g) => g === 0)) continue; // a stage over an empty tensor
           const params = k.params.map((p, i) => base! + BigInt(p.role === 'scratch' ? sec.scratchAt : call.args[i]));
-          launches.push({ fn: fn(l.entry), grid: l.grid, block: l.block, sharedBytes: l.sharedBytes, params });
+          list.push({ fn: fn(l.entry), grid: l.grid, block: l.block, sharedBytes: l.sharedBytes, params });
         }
-      }
+        return list;
+      });
       return new CudaExecutor(header, device, driver, module, stream, base, launches);
     } catch (e) {
       if (stream !== undefined) driver.streamDestroy(stream);
@@ -147,7 +154,8 @@ export class CudaExecutor {
       const t = checked[inp.name];
       if (t.data.byteLength) driver.memcpyHtoD(base + BigInt(inp.offset), bytesOf(t.data));
     }
-    this.launchAll();
+    if (this.header.control) runControl(this.header.control, this.deviceMemory(), (i) => this.launchCall(i));
+    else this.launchAll();
     driver.streamSynchronize(stream);
     const out: Record<string, Tensor> = {};
     for (const o of this.header.outputs) {
@@ -166,7 +174,8 @@ export class CudaExecutor {
   timeKernels(passes: number): number | undefined {
     if (this.disposed) throw new KilnError('E_INPUT', 'the model was disposed');
     const { driver, stream } = this;
-    if (!driver.timeOnStream) return undefined;
+    // a control program decides on the device's values between launches: whole runs are timed instead
+    if (!driver.timeOnStream || this.header.control) return undefined;
     return (
       driver.timeOnStream(stream, () => {
         for (let p = 0; p < passes; p++) this.launchAll();
@@ -177,6 +186,37 @@ export class CudaExecutor {
   private launchAll(): void {
     for (const l of this.launches)
       this.driver.launchKernel(l.fn, l.grid, l.block, l.sharedBytes, this.stream, l.params);
+  }
+
+  private launchCall(i: number): void {
+    for (const l of this.callLaunches[i])
+      this.driver.launchKernel(l.fn, l.grid, l.block, l.sharedBytes, this.stream, l.params);
+  }
+
+  /**
+   * The device memory as the control program sees it: each read waits for the launches before it (a condition, a
+   * trip count), copies go through the host (a few bytes of loop state and scan slices).
+   */
+  private deviceMemory(): ControlMemory {
+    const { driver, stream, base } = this;
+    const read = (at: number, n: number) => {
+      driver.streamSynchronize(stream);
+      const b = new Uint8Array(n);
+      driver.memcpyDtoH(b, base + BigInt(at));
+      return b;
+    };
+    const write = (at: number, b: Uint8Array) => {
+      driver.streamSynchronize(stream);
+      driver.memcpyHtoD(base + BigInt(at), b);
+    };
+    return {
+      byteLength: this.header.cuda!.memoryBytes,
+      u8: (at) => read(at, 1)[0],
+      setU8: (at, v) => write(at, new Uint8Array([v])),
+      i64: (at) => new DataView(read(at, 8).buffer).getBigInt64(0, true),
+      setI64: (at, v) => write(at, new Uint8Array(new BigInt64Array([v]).buffer)),
+      copy: (from, to, n) => write(to, read(from, n)),
+    };
   }
 
   dispose(): void {

@@ -11,6 +11,7 @@ import { type Tensor, sizeOf } from './tensor.js';
 import type { ArtifactParts } from './artifact.js';
 import { damaged } from './header-check.js';
 import { type Elements, copyStrided, runShape, symbolValues } from './run-sizes.js';
+import { hostMemory, runControl } from './control.js';
 
 const PAGE = 65536;
 type KernelFn = (...ptrs: number[]) => void;
@@ -240,14 +241,17 @@ export class WasmExecutor {
     const calls = this.header.calls;
     this.pool?.running(true);
     let i = 0;
+    const step = (k: number) => {
+      i = k;
+      const t0 = timings ? performance.now() : 0;
+      this.call(calls[k]);
+      if (timings) timings.push({ kernel: calls[k].kernel, call: k, ms: performance.now() - t0 });
+    };
     try {
-      for (; i < calls.length; i++) {
-        const t0 = timings ? performance.now() : 0;
-        this.call(calls[i]);
-        if (timings) timings.push({ kernel: calls[i].kernel, call: i, ms: performance.now() - t0 });
-      }
+      if (this.header.control) runControl(this.header.control, hostMemory(this.memory.buffer as ArrayBuffer), step);
+      else for (let k = 0; k < calls.length; k++) step(k);
     } catch (e) {
-      throw trapError(e, this.header.kernels[calls[i].kernel].name, i);
+      throw e instanceof KilnError ? e : trapError(e, this.header.kernels[calls[i].kernel].name, i);
     } finally {
       this.pool?.running(false);
     }

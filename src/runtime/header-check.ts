@@ -143,6 +143,7 @@ export function checkHeader(h: unknown, bodyStart: number, fileBytes: number): a
     if (o.origin !== undefined) arr(o.origin, `${p}.origin`);
   });
 
+  if (head.control !== undefined) checkControl(head.control, 'control', head.calls as unknown[], memoryBytes, 0);
   if (head.webgpu !== undefined) checkWebGpu(obj(head.webgpu, 'webgpu'), weightBytes);
   if (head.cuda !== undefined) checkCuda(obj(head.cuda, 'cuda'), weightsAt + weightBytes);
   if (head.native !== undefined) {
@@ -204,6 +205,59 @@ function checkSymbols(head: Obj, memoryBytes: number) {
       });
     },
   };
+}
+
+/** Deepest nesting of control steps a header may have (a model nests a few If / Loop levels). */
+const MAX_CONTROL_DEPTH = 64;
+
+/** The control program (If / Loop / Scan): calls that exist, addresses inside memory, nesting that ends. */
+function checkControl(v: unknown, path: string, calls: unknown[], memoryBytes: number, depth: number): void {
+  if (depth > MAX_CONTROL_DEPTH) throw damaged(`${path} nests more than ${MAX_CONTROL_DEPTH} levels`);
+  const at = (x: unknown, p: string, bytes: number) => {
+    const a = uint(x, p, memoryBytes, `memoryBytes ${memoryBytes}`);
+    if (a + bytes > memoryBytes) throw damaged(`${p} ${a} + ${bytes} bytes lies outside memoryBytes ${memoryBytes}`);
+    return a;
+  };
+  const stride = (x: unknown, p: string) => {
+    if (x !== undefined && !(typeof x === 'number' && Number.isSafeInteger(x)))
+      throw damaged(`${p} is ${shown(x)}, not an integer`);
+  };
+  arr(v, path).forEach((step, i) => {
+    const p = `${path}[${i}]`,
+      o = obj(step, p);
+    switch (o.op) {
+      case 'call':
+        uint(o.call, `${p}.call`, calls.length - 1, `the last of ${calls.length} calls`);
+        break;
+      case 'copy': {
+        const bytes = uint(o.bytes, `${p}.bytes`, memoryBytes);
+        at(o.from, `${p}.from`, bytes);
+        at(o.to, `${p}.to`, bytes);
+        stride(o.fromStride, `${p}.fromStride`);
+        stride(o.toStride, `${p}.toStride`);
+        break;
+      }
+      case 'if':
+        at(o.cond, `${p}.cond`, 1);
+        checkControl(o.then, `${p}.then`, calls, memoryBytes, depth + 1);
+        checkControl(o.else, `${p}.else`, calls, memoryBytes, depth + 1);
+        break;
+      case 'loop':
+        if (typeof o.trip === 'number') {
+          if (!Number.isSafeInteger(o.trip) || o.trip < -1) throw damaged(`${p}.trip is ${o.trip}, not a trip count`);
+        } else at(obj(o.trip, `${p}.trip`).at, `${p}.trip.at`, 8);
+        if (o.cond !== undefined) at(o.cond, `${p}.cond`, 1);
+        if (o.condFrom !== undefined) at(o.condFrom, `${p}.condFrom`, 1);
+        if (o.iter !== undefined) at(o.iter, `${p}.iter`, 8);
+        if (o.fullTrip !== undefined && typeof o.fullTrip !== 'boolean')
+          throw damaged(`${p}.fullTrip is ${shown(o.fullTrip)}, not true or false`);
+        str(o.name, `${p}.name`);
+        checkControl(o.body, `${p}.body`, calls, memoryBytes, depth + 1);
+        break;
+      default:
+        throw damaged(`${p}.op is ${shown(o.op)}, not 'call', 'copy', 'if' or 'loop'`);
+    }
+  });
 }
 
 function checkWebGpu(g: Obj, weightBytes: number): void {

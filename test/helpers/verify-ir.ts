@@ -14,6 +14,7 @@ import type { FuncNode, GExpr } from '../../src/relay-ir/expr.js';
 import { runPasses } from '../../src/relay-ir/pass-manager.js';
 import { ConstantFolder } from '../../src/relay-ir/passes/fold-constant.js';
 import { fuseOps, kernelCalls } from '../../src/relay-ir/passes/fuse-ops.js';
+import { bodiesOf, isControlCall } from '../../src/relay-ir/control.js';
 import type { Tensor } from '../../src/runtime/tensor.js';
 import { gpuTrace } from '../../src/schedule/gpu-schedule.js';
 import type { PrimFunc } from '../../src/schedule/loop-ir.js';
@@ -42,14 +43,25 @@ export function stageGraph(
   return { graphs, fused: fuseOps(graph) };
 }
 
+/** The kernel calls of a fused graph and of its control regions' bodies (each body once; regions have no kernel). */
+function allKernelCalls(fused: FuncNode, seen = new Set<FuncNode>()): ReturnType<typeof kernelCalls> {
+  return kernelCalls(fused).flatMap((c) => {
+    const body = c.op.body;
+    if (!isControlCall(body)) return [c];
+    const bodies = bodiesOf(body.op.control).filter((b) => !seen.has(b));
+    for (const b of bodies) seen.add(b);
+    return bodies.flatMap((b) => allKernelCalls(b, seen));
+  });
+}
+
 /** The kernels of a fused graph under the CPU default schedule (as buildProgram builds them, before dedup). */
 export function cpuKernels(fused: FuncNode): BuiltKernel[] {
-  return kernelCalls(fused).map((c, i) => buildKernel(c.op, `k${i}`));
+  return allKernelCalls(fused).map((c, i) => buildKernel(c.op, `k${i}`));
 }
 
 /** The WebGPU target's loop IR of each kernel (buildWebGpuSection's default schedule). */
 export function webgpuPrims(fused: FuncNode): PrimFunc[] {
-  return kernelCalls(fused).map((c, i) => buildKernel(c.op, `g${i}`, (sch) => gpuTrace(sch)).prim);
+  return allKernelCalls(fused).map((c, i) => buildKernel(c.op, `g${i}`, (sch) => gpuTrace(sch)).prim);
 }
 
 /** The CUDA target's loop IR of each kernel (buildCudaSection's default schedule). */

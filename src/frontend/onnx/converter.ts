@@ -2,7 +2,7 @@
 // (the newest version <= opset), and the context a converter works in.
 import { KilnError } from '../../runtime/errors.js';
 import type { Tensor } from '../../runtime/tensor.js';
-import type { GExpr } from '../../relay-ir/expr.js';
+import type { FuncNode, GExpr } from '../../relay-ir/expr.js';
 import type { AttrValue } from '../../relay-ir/op.js';
 import type { Dim, TensorType } from '../../relay-ir/types.js';
 import type { OnnxAttr } from './attributes.js';
@@ -16,6 +16,8 @@ export interface ConvertCtx {
   /** Number of inputs given (trailing omitted ones not counted). */
   readonly numInputs: number;
   readonly numOutputs: number;
+  /** The node's output names (unique in the model, unlike node names). */
+  readonly outputNames: readonly string[];
   /** A required input. */
   input(i: number): GExpr;
   /** An optional input: undefined when absent or given as ''. */
@@ -43,6 +45,13 @@ export interface ConvertCtx {
    * returns its outputs; undefined when the node has no such attribute. Outer-scope values are visible inside.
    */
   subgraph(name: string, args: readonly GExpr[]): GExpr[] | undefined;
+  /**
+   * The graph held by attribute `name` as a function of the graph IR: params are its inputs (of `inputTypes`), then
+   * the outer-scope values it uses (`captures`, in the order of the params they become). For If, Loop and Scan.
+   */
+  subgraphFunction(name: string, inputTypes: readonly TensorType[]): { func: FuncNode; captures: GExpr[] };
+  /** The value of `e` where it is computable at compile time, else undefined (no error). */
+  knownValue(e: GExpr): Tensor | undefined;
 }
 
 export type ConvertFn = (c: ConvertCtx) => GExpr | readonly GExpr[];

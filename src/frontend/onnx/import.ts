@@ -11,12 +11,19 @@ import {
   gfunc,
   gtuple,
   gvar,
+  postOrder,
   rewrite,
   type FuncNode,
 } from '../../relay-ir/expr.js';
 import { getOp, type AttrValue } from '../../relay-ir/op.js';
 import { type Dim, type TensorType, tensorType, asTensor, symbolsOf } from '../../relay-ir/types.js';
-import { type ModelProto, ModelProtoSchema, type NodeProto, type ValueInfoProto } from './proto/onnx_pb.js';
+import {
+  type GraphProto,
+  type ModelProto,
+  ModelProtoSchema,
+  type NodeProto,
+  type ValueInfoProto,
+} from './proto/onnx_pb.js';
 import { type OnnxAttr, decodeAttribute } from './attributes.js';
 import { type ExternalDataReader, onnxDType, tensorFromProto } from './tensor-proto.js';
 import { type ConvertCtx, findConverter } from './converter.js';
@@ -279,6 +286,7 @@ function convertNode(
     opset,
     numInputs: node.input.length,
     numOutputs: node.output.length,
+    outputNames: node.output,
     input(i) {
       const v = inputs[i];
       if (!v) throw new KilnError('E_MODEL_INVALID', `required input ${i} is missing`);
@@ -310,35 +318,73 @@ function convertNode(
         hint: 'see README "Operator coverage"',
       });
     },
+    knownValue(e) {
+      const f = fold(e);
+      return f.kind === 'const' ? f.value : undefined;
+    },
+    subgraphFunction(name, inputTypes) {
+      const g = graphAttr(name);
+      if (!g)
+        throw new KilnError('E_MODEL_INVALID', `required graph attribute '${name}' is missing`, {
+          hint: 'check the model with onnx.checker.check_model',
+        });
+      const formals = g.input.map((vi, i) => gvar(vi.name || `${name}_in${i}`, inputTypes[i]));
+      const outs = convertBody(g, name, formals);
+      // the outer-scope values the body reads (not constants): each becomes a param, passed by the call
+      const outer = new Map<GExpr, string>();
+      for (const [n, v] of values) if (v.kind !== 'const' && !outer.has(v)) outer.set(v, n);
+      const captured = new Set<GExpr>();
+      for (const n of postOrder(gtuple(outs), (x) => outer.has(x))) {
+        const kids = n.kind === 'call' ? n.args : n.kind === 'tuple' ? n.fields : [];
+        for (const k of kids) if (outer.has(k)) captured.add(k);
+      }
+      const captures = [...captured];
+      const memo = new Map<GExpr, GExpr>(captures.map((x) => [x, gvar(outer.get(x)!, x.type as TensorType)]));
+      const body = outs.map((o) => rewrite(o, () => undefined, memo));
+      const params = [...formals, ...captures.map((x) => memo.get(x) as VarNode)];
+      const func = gfunc(
+        params,
+        body.length === 1 ? body[0] : gtuple(body),
+        `${node.output.find(Boolean) ?? nodeName}_${name}`,
+      );
+      return { func, captures };
+    },
     subgraph(name, args) {
-      const a = attrs.get(name);
-      if (!a) return undefined;
-      if (a.type !== 'graph')
-        throw new KilnError('E_MODEL_INVALID', `attribute '${name}' should be graph, is ${a.type}`);
-      const g = a.value;
+      const g = graphAttr(name);
+      if (!g) return undefined;
       if (g.input.length !== args.length)
         throw new KilnError('E_MODEL_INVALID', `graph '${name}' takes ${g.input.length} inputs, given ${args.length}`, {
           hint: `the ${node.opType} operator calls it with ${args.length}; check the model with onnx.checker.check_model`,
         });
-      const inner = new Map(values);
-      for (const t of g.initializer) inner.set(t.name, gconst(tensorFromProto(t, opts.readExternal)));
-      g.input.forEach((vi, i) => inner.set(vi.name, args[i]));
-      for (const n of g.node) {
-        const outs = convertNode(n, opset, inner, fold, opts);
-        n.output.forEach((o, i) => {
-          if (o && outs[i]) inner.set(o, outs[i]);
-        });
-      }
-      return g.output.map((o) => {
-        const v = inner.get(o.name);
-        if (!v)
-          throw new KilnError('E_MODEL_INVALID', `output '${o.name}' of graph '${name}' is not produced by any node`, {
-            hint: 'the model is malformed; check it with onnx.checker.check_model',
-          });
-        return v;
-      });
+      return convertBody(g, name, args);
     },
   };
+  function graphAttr(name: string): GraphProto | undefined {
+    const a = attrs.get(name);
+    if (!a) return undefined;
+    if (a.type !== 'graph') throw new KilnError('E_MODEL_INVALID', `attribute '${name}' should be graph, is ${a.type}`);
+    return a.value;
+  }
+  /** The outputs of graph `g` (attribute `name`) with its inputs bound to `args`; outer-scope values visible. */
+  function convertBody(g: GraphProto, name: string, args: readonly GExpr[]): GExpr[] {
+    const inner = new Map(values);
+    for (const t of g.initializer) inner.set(t.name, gconst(tensorFromProto(t, opts.readExternal)));
+    g.input.forEach((vi, i) => inner.set(vi.name, args[i]));
+    for (const n of g.node) {
+      const outs = convertNode(n, opset, inner, fold, opts);
+      n.output.forEach((o, i) => {
+        if (o && outs[i]) inner.set(o, outs[i]);
+      });
+    }
+    return g.output.map((o) => {
+      const v = inner.get(o.name);
+      if (!v)
+        throw new KilnError('E_MODEL_INVALID', `output '${o.name}' of graph '${name}' is not produced by any node`, {
+          hint: 'the model is malformed; check it with onnx.checker.check_model',
+        });
+      return v;
+    });
+  }
   const out = fn(ctx);
   return Array.isArray(out) ? [...out] : [out as GExpr];
 }

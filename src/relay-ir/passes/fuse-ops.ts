@@ -19,6 +19,7 @@ import {
   postOrder,
 } from '../expr.js';
 import { OpPattern, type OpSpec } from '../op.js';
+import { mapBodies } from '../control.js';
 
 const isAnchor = (p: OpPattern) => p === OpPattern.OutEWiseFusable || p === OpPattern.CommReduce;
 /** Constants this small are embedded in the kernel instead of being passed in. */
@@ -44,6 +45,8 @@ export interface FusionBindingLimit {
 }
 
 export function fuseOps(fn: FuncNode, maxOps = MAX_FUSED_OPS, bindingLimit?: FusionBindingLimit): FuncNode {
+  // the bodies of If / Loop / Scan regions are fused like this function (each then holds its own kernels)
+  fn = mapBodies(fn, (body) => fuseOps(body, maxOps, bindingLimit), false);
   const order = postOrder(fn.body).filter((n): n is CallNode => n.kind === 'call' && !isFuncCall(n));
   const pattern = (n: CallNode) => (n.op as OpSpec).pattern;
 

@@ -11,3 +11,4 @@ import './recurrent.js';
 import './quantize.js';
 import './stateful.js';
 import './training.js';
+import './control-flow.js';
