@@ -18,7 +18,7 @@ import { runOrt } from './helpers/ort.js';
 
 const W = randomF32([8, 4], 3);
 /** y = tanh(x @ W) with a leading batch of `n`. */
-const mlp = (n: number) =>
+const mlp = (n: number | string) =>
   buildModel({
     inputs: [['x', 'float32', [n, 8]]],
     initializers: { w: W },
@@ -32,6 +32,7 @@ const mlp = (n: number) =>
 let tmp: string;
 let batch4: string;
 let batch1: string;
+let batchRange: string;
 const opened: ServedModel[] = [];
 
 beforeAll(async () => {
@@ -40,6 +41,9 @@ beforeAll(async () => {
   batch1 = join(tmp, 'mlp1.kiln');
   writeFileSync(batch4, (await compile(mlp(4))).artifact);
   writeFileSync(batch1, (await compile(mlp(1))).artifact);
+  // one artifact for every batch in 1..4 (run-time sizes, test/dynamic-kernels.test.ts)
+  batchRange = join(tmp, 'mlp-dynamic.kiln');
+  writeFileSync(batchRange, (await compile(mlp('batch'), { dims: { batch: [1, 4] } })).artifact);
 });
 afterAll(() => {
   for (const m of opened) m.dispose();
@@ -157,6 +161,18 @@ describe('dynamic batcher (padded mode, a static batch of 4)', () => {
     await expect(open(batch4, { max_batch_size: 4, preferred_batch_sizes: [8] })).rejects.toMatchObject({
       code: 'E_USAGE',
     });
+  });
+});
+
+describe('dynamic batcher (dynamic mode, one artifact for batch 1..4)', () => {
+  it('stacks requests into a run at the batch they fill, without padding', async () => {
+    const { model, batches } = await open(batchRange, { max_queue_delay_ms: 50 });
+    expect([model.mode, model.maxBatchSize]).toEqual(['dynamic', 4]);
+    expect(model.metadata().inputs).toEqual([{ name: 'x', datatype: 'FP32', shape: [-1, 8] }]);
+    const xs = [input(40, 2), input(41, 1), input(42, 1), input(43, 3)];
+    const ys = await Promise.all(xs.map((x) => infer(model, x)));
+    expect(batches.map((b) => b.rows)).toEqual([4, 3]);
+    for (let i = 0; i < xs.length; i++) await expectOrt(xs[i], ys[i].y);
   });
 });
 
