@@ -303,11 +303,22 @@ describe('torch.export .pt2 reader', () => {
       'E_INPUT',
       expect.stringMatching(/1\.\.8 is outside the range 2\.\.64/),
     ]);
-    // kernels for run-time sizes are not built yet: compiling stops, naming the dim and the flag
-    const e = await kilnError(() => compile(dynamic));
-    expect(e.code).toBe('E_DYNAMIC');
-    expect(e.message).toMatch(/input 'x' has symbolic shape \[s0,3\]/);
-    expect(e.hint).toMatch(/--dim s0=N/);
+    // one artifact runs every size in s0's range; a size outside it is E_INPUT naming the dim
+    const ranged = await load((await compile(dynamic)).artifact);
+    expect(ranged.inputs[0].dims).toEqual(['s0', 3]);
+    const w = [1, 3, 5];
+    for (const n of [2, 9, 64]) {
+      const xs = Array.from({ length: n * 3 }, (_, i) => ((i * 7) % 11) - 5);
+      const out = ranged.runSync({ x: { dtype: 'float32', shape: [n, 3], data: new Float32Array(xs) } });
+      expect(out.output_0.shape).toEqual([n, 3]);
+      expect(Array.from(out.output_0.data as Float32Array)).toEqual(xs.map((a, i) => 2 * Math.max(0, a + w[i % 3])));
+      expect(Array.from(out.output_1.data as Float32Array)).toEqual(xs.map((a, i) => a + w[i % 3]));
+    }
+    const small = await kilnError(() =>
+      ranged.runSync({ x: { dtype: 'float32', shape: [1, 3], data: new Float32Array(3) } }),
+    );
+    expect([small.code, small.message]).toEqual(['E_INPUT', expect.stringMatching(/s0.*2\.\.64/)]);
+    ranged.dispose();
     expect((await compile(dynamic, { inputShapes: { x: [2, 3] } })).header.inputs[0].shape).toEqual([2, 3]);
     // (the tiny program records its other values at size 2)
     expect((await compile(dynamic, { dims: { s0: 2 } })).header.inputs[0].shape).toEqual([2, 3]);
