@@ -209,6 +209,9 @@ export async function runCases(
 ): Promise<CaseResult[]> {
   const results: CaseResult[] = [];
   for (const d of dirs) {
+    // a case can compile synchronously for seconds (native: opt, llc, cc); yielding between cases lets timers and
+    // messages through (Ctrl-C, a test runner's RPC that times out when the loop is blocked for minutes)
+    await new Promise((resolve) => setImmediate(resolve));
     const r = await runCase(d, DEFAULT_TOLERANCE, opts);
     results.push(r);
     onResult?.(r);
