@@ -23,6 +23,7 @@ import { CudaExecutor } from '../src/runtime/cuda.js';
 import { readArtifact } from '../src/runtime/artifact.js';
 import { buildModel, randomF32, type ModelSpec } from '../src/frontend/onnx/model-builder.js';
 import { runOrt } from './helpers/ort.js';
+import { seqSoftmax, shapeChains } from './helpers/shape-chain-model.js';
 
 const hasCuda = await cudaAvailable();
 
@@ -384,6 +385,39 @@ describe('CUDA executor on a simulated driver (PTX simulator) vs ONNX Runtime', 
       { x: neg, M: { dtype: 'int64', shape: [], data: new BigInt64Array([1n]) } },
     ] as Record<string, Tensor>[])
       expectClose(await model.run(feeds), await runOrt(bytes, feeds));
+    model.dispose();
+    expect(drv.clean).toBe(true);
+  });
+
+  it('run-time sizes: one artifact for every batch and sequence length in range, each matching ONNX Runtime', async () => {
+    const c = await compile(shapeChains, { target: 'cuda', sm: 86, dims: { batch: [1, 4], seq: [1, 16] } });
+    expect(c.header.symbols?.map((s) => s.name)).toEqual(['batch', 'seq']);
+    const drv = new SimDriver();
+    const model = await loadRuntime(c.artifact, { target: 'cuda', cudaDriver: drv });
+    // and a softmax along seq, a reduction over a run-time length
+    const softmax = await compile(seqSoftmax, { target: 'cuda', sm: 86, dims: { batch: [1, 4], seq: [1, 16] } });
+    const softmaxModel = await loadRuntime(softmax.artifact, { target: 'cuda', cudaDriver: drv });
+    for (const [batch, seq] of [
+      [1, 1],
+      [3, 5],
+      [4, 16],
+    ]) {
+      const feeds = { x: randomF32([batch, seq, 8], 5 + seq), y: randomF32([batch, seq, 4], 6 + batch) };
+      for (const [m, bytes] of [
+        [model, shapeChains],
+        [softmaxModel, seqSoftmax],
+      ] as const) {
+        const got = await m.run(feeds);
+        const want = await runOrt(bytes, feeds);
+        expect(got.z.shape).toEqual(want.z.shape);
+        expectClose({ z: got.z }, { z: want.z });
+      }
+    }
+    softmaxModel.dispose();
+    await expect(model.run({ x: randomF32([5, 1, 8], 1), y: randomF32([5, 1, 4], 1) })).rejects.toMatchObject({
+      code: 'E_INPUT',
+      message: expect.stringMatching(/\(batch\) is 5, outside the range 1\.\.4/),
+    });
     model.dispose();
     expect(drv.clean).toBe(true);
   });

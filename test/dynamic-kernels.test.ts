@@ -3,7 +3,9 @@
 // ranges or disagreeing with each other are E_INPUT.
 import { describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
-import { load, type Tensor } from '../src/index.js';
+import { compile, load, type Tensor } from '../src/index.js';
+import { findLlvm } from '../src/codegen/native/toolchain.js';
+import { nodeGpuDevice } from '../src/conformance/node-webgpu.js';
 import { compileGraph, importAndOptimize } from '../src/compiler/compile.js';
 import { randomF32 } from '../src/frontend/onnx/model-builder.js';
 import { compareTensors } from '../src/conformance/compare.js';
@@ -13,9 +15,23 @@ import { kilnError } from './helpers/errors.js';
 
 type Loaded = Awaited<ReturnType<typeof load>>;
 
+/**
+ * The targets that build kernels for run-time sizes here: WebAssembly, native where LLVM is installed, and WebGPU
+ * on Dawn + SwiftShader (slow: every dispatch covers the bounds, so a few sizes only).
+ */
+const TARGETS: ('wasm' | 'native' | 'webgpu')[] = ['wasm', ...(findLlvm() ? (['native'] as const) : []), 'webgpu'];
+const loadFor = async (target: (typeof TARGETS)[number], artifact: Uint8Array): Promise<Loaded> =>
+  target === 'webgpu'
+    ? load(artifact, { target, device: await nodeGpuDevice() })
+    : load(artifact, { target, threads: 1 }).then((m) => {
+        // (not the WebAssembly fallback)
+        expect(m.runsOn ?? 'wasm').toBe(target);
+        return m;
+      });
+
 /** Runs the one artifact at `feeds` and compares `outputs` (shapes and values) with ONNX Runtime. */
 async function matchesOrt(m: Loaded, model: Uint8Array, feeds: Record<string, Tensor>, outputs: string[], at: string) {
-  const got = m.runSync(feeds);
+  const got = await m.run(feeds);
   const want = await runOrt(model, feeds);
   for (const o of outputs) {
     expect(got[o].shape, `${o} at ${at}`).toEqual(want[o].shape);
@@ -86,53 +102,57 @@ const tokens = (batch: number, sequence: number): Tensor =>
 
 const bert = '.cache/models/bert_dynamic/model.onnx';
 describe.skipIf(!existsSync(bert))('a BERT encoder with dynamic batch and sequence axes', () => {
-  it('compiles once for batch 1..4, sequence 1..128, and matches ONNX Runtime at several sizes', async () => {
-    const bytes = readFileSync(bert);
-    const r = await compileGraph(importAndOptimize(bytes, { dims: { batch: [1, 4], sequence: [1, 128] } }));
-    const m = await load(r.artifact);
-    for (const [batch, sequence] of [
-      [1, 1],
-      [2, 7],
-      [4, 128],
-      [3, 33],
-    ]) {
-      // the last token of every row after the first is padding: the mask is read at run-time lengths
-      const mask = int64(
-        [batch, sequence],
-        Array.from({ length: batch * sequence }, (_, i) => (i >= sequence && i % sequence === sequence - 1 ? 0 : 1)),
-      );
-      const feeds = { input_ids: tokens(batch, sequence), attention_mask: mask };
-      await matchesOrt(m, bytes, feeds, ['last_hidden_state'], `${batch}x${sequence}`);
-    }
-    m.dispose();
-  });
+  for (const target of TARGETS)
+    it(`compiles once for batch 1..4, sequence 1..128, and matches ONNX Runtime at several sizes (${target})`, async () => {
+      const bytes = readFileSync(bert);
+      const r = await compile(bytes, { target, dims: { batch: [1, 4], sequence: [1, 128] } });
+      const m = await loadFor(target, r.artifact);
+      const sizes = [
+        [1, 1],
+        [2, 7],
+        [4, 128],
+        [3, 33],
+      ];
+      for (const [batch, sequence] of target === 'webgpu' ? sizes.slice(1, 3) : sizes) {
+        // the last token of every row after the first is padding: the mask is read at run-time lengths
+        const mask = int64(
+          [batch, sequence],
+          Array.from({ length: batch * sequence }, (_, i) => (i >= sequence && i % sequence === sequence - 1 ? 0 : 1)),
+        );
+        const feeds = { input_ids: tokens(batch, sequence), attention_mask: mask };
+        await matchesOrt(m, bytes, feeds, ['last_hidden_state'], `${batch}x${sequence}`);
+      }
+      m.dispose();
+    });
 });
 
 const gpt2Past = '.cache/models/gpt2_past/model.onnx';
 describe.skipIf(!existsSync(gpt2Past))('a GPT-2 decoder with its key/value cache as inputs and outputs', () => {
-  it('decodes from one artifact at past lengths 0, 1 and 31 (present = past + sequence) like ONNX Runtime', async () => {
-    const bytes = readFileSync(gpt2Past);
-    const r = await compileGraph(
-      importAndOptimize(bytes, { dims: { batch: [1, 4], sequence: [1, 64], past: [0, 64], total: [1, 128] } }),
-    );
-    expect(r.header.outputs[1].dims).toEqual(['batch', 4, 'past + sequence', 32]);
-    const m = await load(r.artifact);
-    for (const [batch, past, sequence] of [
-      [1, 0, 4],
-      [2, 1, 1],
-      [1, 31, 1],
-      [4, 64, 64],
-    ]) {
-      const feeds: Record<string, Tensor> = {
-        input_ids: tokens(batch, sequence),
-        attention_mask: int64([batch, past + sequence], Array(batch * (past + sequence)).fill(1)),
-      };
-      for (const layer of [0, 1])
-        for (const kind of ['key', 'value'])
-          feeds[`past_${kind}_${layer}`] = randomF32([batch, 4, past, 32], 10 * layer + past + kind.length);
-      const outputs = ['logits', 'present_key_0', 'present_value_0', 'present_key_1', 'present_value_1'];
-      await matchesOrt(m, bytes, feeds, outputs, `batch ${batch}, past ${past}, sequence ${sequence}`);
-    }
-    m.dispose();
-  });
+  for (const target of TARGETS)
+    it(`decodes from one artifact at past lengths 0, 1 and 31 (present = past + sequence) like ONNX Runtime (${target})`, async () => {
+      const bytes = readFileSync(gpt2Past);
+      const r = await compile(bytes, {
+        target,
+        dims: { batch: [1, 4], sequence: [1, 64], past: [0, 64], total: [1, 128] },
+      });
+      expect(r.header.outputs[1].dims).toEqual(['batch', 4, 'past + sequence', 32]);
+      const m = await loadFor(target, r.artifact);
+      for (const [batch, past, sequence] of [
+        [1, 0, 4],
+        [2, 1, 1],
+        [1, 31, 1],
+        [4, 64, 64],
+      ]) {
+        const feeds: Record<string, Tensor> = {
+          input_ids: tokens(batch, sequence),
+          attention_mask: int64([batch, past + sequence], Array(batch * (past + sequence)).fill(1)),
+        };
+        for (const layer of [0, 1])
+          for (const kind of ['key', 'value'])
+            feeds[`past_${kind}_${layer}`] = randomF32([batch, 4, past, 32], 10 * layer + past + kind.length);
+        const outputs = ['logits', 'present_key_0', 'present_value_0', 'present_key_1', 'present_value_1'];
+        await matchesOrt(m, bytes, feeds, outputs, `batch ${batch}, past ${past}, sequence ${sequence}`);
+      }
+      m.dispose();
+    });
 });

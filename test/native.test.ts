@@ -12,6 +12,10 @@ import { openNativeHost } from '../src/node/native-library.js';
 import { readArtifact } from '../src/runtime/artifact.js';
 import { cpuinfoFlags, bestLevel, resolveCpu } from '../src/codegen/native/cpu.js';
 import { hostCpuFlags } from '../src/compiler/native-program.js';
+import { randomF32 } from '../src/frontend/onnx/model-builder.js';
+import { runOrt } from './helpers/ort.js';
+import { kilnError } from './helpers/errors.js';
+import { seqSoftmax, shapeChains } from './helpers/shape-chain-model.js';
 
 const llvm = findLlvm();
 if (!llvm)
@@ -155,5 +159,55 @@ describe('native CPU levels', () => {
     expect(bestLevel(new Set(['sse2']))).toBe('x86-64');
     expect(resolveCpu('native', () => flags).level).toBe('x86-64-v3');
     expect(() => resolveCpu('x86-64-v9', () => flags)).toThrow(/unknown CPU target/);
+  });
+});
+
+describe.skipIf(!llvm)('target native: run-time sizes', () => {
+  it('one artifact runs every batch and sequence length in range, each matching ONNX Runtime', async () => {
+    for (const bytes of [shapeChains, seqSoftmax]) {
+      const compiled = await compile(bytes, { target: 'native', cpu: HOST_CPU, dims: { batch: [1, 4], seq: [1, 16] } });
+      const model = await load(compiled.artifact, { target: 'native' });
+      try {
+        expect(model.runsOn).toBe('native');
+        for (const [batch, seq] of [
+          [1, 1],
+          [3, 5],
+          [4, 16],
+        ]) {
+          const feeds = { x: randomF32([batch, seq, 8], 5 + seq), y: randomF32([batch, seq, 4], 6 + batch) };
+          const got = model.runSync(feeds);
+          const want = await runOrt(bytes, feeds);
+          expect(got.z.shape).toEqual(want.z.shape);
+          expect(compareTensors(got.z, want.z)?.message, `batch ${batch}, seq ${seq}`).toBeUndefined();
+        }
+        const outside = await kilnError(() =>
+          model.runSync({ x: randomF32([1, 17, 8], 1), y: randomF32([1, 17, 4], 1) }),
+        );
+        expect([outside.code, outside.message]).toEqual([
+          'E_INPUT',
+          expect.stringMatching(/\(seq\) is 17, outside the range 1\.\.16/),
+        ]);
+      } finally {
+        model.dispose();
+      }
+    }
+  });
+
+  it('ResNet-18 with a run-time batch (1..8): the guarded kernels at batch 1, 3 and 8', async () => {
+    const modelPath = '.cache/models/resnet18_dynamic/model.onnx';
+    const bytes = readFileSync(modelPath);
+    const compiled = await compile(bytes, { modelPath, target: 'native', cpu: HOST_CPU, dims: { batch: [1, 8] } });
+    const model = await load(compiled.artifact, { target: 'native' });
+    try {
+      for (const batch of [1, 3, 8]) {
+        const feeds = { input: randomF32([batch, 3, 32, 32], batch) };
+        const got = model.runSync(feeds);
+        const want = await runOrt(bytes, feeds);
+        expect(got.output.shape).toEqual([batch, 1000]);
+        expect(compareTensors(got.output, want.output)?.message, `batch ${batch}`).toBeUndefined();
+      }
+    } finally {
+      model.dispose();
+    }
   });
 });

@@ -10,6 +10,7 @@ import { findCases, runCases } from '../src/conformance/onnx-backend.js';
 import { compareTensors } from '../src/conformance/compare.js';
 import { buildModel, randomF32, type ModelSpec } from '../src/frontend/onnx/model-builder.js';
 import { runOrt } from './helpers/ort.js';
+import { seqSoftmax, shapeChains } from './helpers/shape-chain-model.js';
 import { buildKernel, kernelKey } from '../src/compiler/kernel.js';
 import type { Schedule } from '../src/schedule/schedule.js';
 import { gpuTrace } from '../src/schedule/gpu-schedule.js';
@@ -364,6 +365,31 @@ describe('WebGPU target (Dawn + SwiftShader)', () => {
     const outs = await Promise.all(xs.map((x) => model.run({ x })));
     outs.forEach((o, i) => expect([...o.y.data]).toEqual([...xs[i].data].map((v) => Math.max(0, v))));
     model.dispose?.();
+  });
+
+  it('run-time sizes: one artifact for every batch and sequence length in range, each matching ONNX Runtime', async () => {
+    const device = await nodeGpuDevice();
+    for (const bytes of [shapeChains, seqSoftmax]) {
+      const { artifact, header } = await compile(bytes, { target: 'webgpu', dims: { batch: [1, 4], seq: [1, 16] } });
+      expect(header.webgpu?.values[header.webgpu.symbols!]).toEqual({ dtype: 'int32', size: 2, kind: 'symbols' });
+      const model = await load(artifact, { target: 'webgpu', device });
+      for (const [batch, seq] of [
+        [1, 1],
+        [3, 5],
+        [4, 16],
+      ]) {
+        const feeds = { x: randomF32([batch, seq, 8], 5 + seq), y: randomF32([batch, seq, 4], 6 + batch) };
+        const got = await model.run(feeds);
+        const want = await runOrt(bytes, feeds);
+        expect(got.z.shape).toEqual(want.z.shape);
+        expect(compareTensors(got.z, want.z)?.message, `batch ${batch}, seq ${seq}`).toBeUndefined();
+      }
+      await expect(model.run({ x: randomF32([1, 17, 8], 1), y: randomF32([1, 17, 4], 1) })).rejects.toMatchObject({
+        code: 'E_INPUT',
+        message: expect.stringMatching(/\(seq\) is 17, outside the range 1\.\.16/),
+      });
+      model.dispose?.();
+    }
   });
 
   it('rejects float64 kernels, a missing device and an artifact without WGSL with clear errors', async () => {

@@ -27,7 +27,7 @@ import { type ModelFormat, detectFormat } from '../frontend/detect.js';
 import { externalDataReader } from './external-data.js';
 import { evaluateCall } from './evaluate.js';
 import { interpretSymbolic } from './te-interpreter.js';
-import { type Program, type ProgramOptions, buildProgram } from './program.js';
+import { type Program, type ProgramOptions, buildProgram, symbolTable } from './program.js';
 import { writeArtifact } from './artifact-writer.js';
 import { type GpuSectionOptions, buildWebGpuSection, valueBindings } from './webgpu-program.js';
 import { type WebGpuLimits, type WebGpuProfileName, resolveWebGpuLimits } from '../codegen/common/webgpu-profile.js';
@@ -297,17 +297,12 @@ export async function compileGraph(
   const programOpts = { optimize: opts.optimize, outputNames, traceFor: opts.traceFor, dimRanges };
   const control = hasControlRegions(fused);
   const program = control ? buildControlProgram(fused, programOpts) : buildProgram(fused, programOpts);
-  if (program.header.symbols && (opts.target === 'webgpu' || opts.target === 'cuda' || opts.target === 'native'))
-    throw new KilnError(
-      'E_DYNAMIC',
-      `kernels for run-time sizes (${program.header.symbols.map((s) => s.name).join(', ')}) are built for target 'wasm' only so far, not '${opts.target}'`,
-      { hint: "compile with target 'wasm', or fix the dims (--dim NAME=N)" },
-    );
   const gpuTuned: string[] = [];
   let gpuKernels: BuiltKernel[] = [];
   if (opts.target === 'webgpu') {
     const webgpu = buildWebGpuSection(fused, program.weightOffsets, outputNames, {
       limits,
+      symbols: symbolTable(fused, dimRanges),
       traceFor:
         opts.gpuTraceFor &&
         ((k) => {

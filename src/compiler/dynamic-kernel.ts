@@ -36,8 +36,8 @@ import {
 } from '../tensor-expr/expr.js';
 import { type Tensor, placeholder } from '../tensor-expr/tensor.js';
 import { defaultTrace } from '../schedule/cpu-schedule.js';
-import { guardRunSizes, symbolLoad } from '../schedule/run-size-guards.js';
-import { type BuiltKernel, kernelTensors, scheduled } from './kernel.js';
+import type { Schedule, TraceStep } from '../schedule/schedule.js';
+import { type BuiltKernel, kernelTensors, scheduled, withRunSizeGuards } from './kernel.js';
 
 /** The symbols of a program with run-time sizes, in the order of the kernels' symbol buffer. */
 export interface SymbolTable {
@@ -88,7 +88,12 @@ const dynamicError = (ops: readonly string[], why: string) =>
   });
 
 /** The kernel of a primitive function with symbolic dims, for every size in the symbols' ranges. */
-export function buildDynamicKernel(fn: FuncNode, name: string, symbols: SymbolTable): BuiltKernel {
+export function buildDynamicKernel(
+  fn: FuncNode,
+  name: string,
+  symbols: SymbolTable,
+  trace: (sch: Schedule) => TraceStep[] = defaultTrace,
+): BuiltKernel {
   const points = samplePoints(symbols);
   const builds = points.map((values) => {
     try {
@@ -186,15 +191,13 @@ export function buildDynamicKernel(fn: FuncNode, name: string, symbols: SymbolTa
       return undefined;
     });
   const output = tensorOf(builds[0].output);
-  const k = scheduled(name, [...builds[0].inputs, symbolBuf], output, ops, defaultTrace);
+  const k = scheduled(name, [...builds[0].inputs, symbolBuf], output, ops, trace);
   // skip the outer iterations that only store past the run-time sizes
-  const symbolsIn = k.prim.inputs[k.prim.inputs.length - 1];
   const outType = fn.body.type as TensorType;
-  const sizes = outType.shape.map((d) =>
-    typeof d === 'number' ? undefined : sizeExpr(d, (i) => symbolLoad(symbolsIn, i), symbols),
+  const outputSizes = outType.shape.map((d) =>
+    typeof d === 'number' ? undefined : sizeExpr(d, (i) => load(symbolBuf, [int(i)]), symbols),
   );
-  const prim = guardRunSizes(k.prim, new Map([[k.prim.outputs[0], { bound: output.shape, sizes }]]));
-  return { ...k, prim };
+  return withRunSizeGuards({ ...k, outputSizes });
 }
 
 /** A dim as an int32 expression of the symbols' run-time values, `symbol(k)` reading symbol k. */

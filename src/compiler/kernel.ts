@@ -8,7 +8,8 @@ import { constant } from '../tensor-expr/expr.js';
 import { getOpDef } from '../tensor-expr/op-def.js';
 import { printTensorExprs } from '../tensor-expr/printer.js';
 import { type Tensor, compute, placeholder } from '../tensor-expr/tensor.js';
-import { type Expr, visitExpr } from '../tensor-expr/expr.js';
+import { type Expr, mapExpr, visitExpr } from '../tensor-expr/expr.js';
+import { guardRunSizes } from '../schedule/run-size-guards.js';
 import { Schedule, topoComputes, type TraceStep } from '../schedule/schedule.js';
 import { defaultTrace } from '../schedule/cpu-schedule.js';
 import { lower } from '../schedule/lower.js';
@@ -26,6 +27,11 @@ export interface BuiltKernel {
   bytes: number;
   /** Built with a schedule from ProgramOptions.traceFor (a tuned one) rather than the default. */
   tuned?: boolean;
+  /**
+   * A kernel for run-time sizes (its last input the symbols' values): per output axis, its run-time size as an
+   * expression of loads from that input, or undefined where the axis is static. Every schedule of it is guarded.
+   */
+  outputSizes?: (Expr | undefined)[];
 }
 
 /** `trace`: the schedule's steps, or a function giving them for the kernel's stages (default: `defaultTrace`). */
@@ -72,7 +78,21 @@ export function reschedule(
   k: BuiltKernel,
   trace: readonly TraceStep[] | ((sch: Schedule) => TraceStep[]),
 ): BuiltKernel {
-  return scheduled(k.prim.name, k.inputs, k.output, k.ops, trace);
+  return withRunSizeGuards({ ...scheduled(k.prim.name, k.inputs, k.output, k.ops, trace), outputSizes: k.outputSizes });
+}
+
+/**
+ * A kernel for run-time sizes with its outer loops guarded to skip iterations that only store past the sizes
+ * (src/schedule/run-size-guards.ts); any other kernel as it is.
+ */
+export function withRunSizeGuards(k: BuiltKernel): BuiltKernel {
+  if (!k.outputSizes) return k;
+  const symbolsTensor = k.inputs[k.inputs.length - 1];
+  const symbolsIn = k.prim.inputs[k.prim.inputs.length - 1];
+  const sizes = k.outputSizes.map(
+    (e) => e && mapExpr(e, (x) => (x.k === 'load' && x.buf === symbolsTensor ? { ...x, buf: symbolsIn } : undefined)),
+  );
+  return { ...k, prim: guardRunSizes(k.prim, new Map([[k.prim.outputs[0], { bound: k.output.shape, sizes }]])) };
 }
 
 export function scheduled(

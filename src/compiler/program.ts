@@ -52,7 +52,7 @@ const bytesOf = (t: TensorType) => sizeOf(boundShape(t)) * BYTES[t.dtype];
  * The symbols of a program whose inputs have symbolic dims, each with a finite range, and a check that every dim
  * is largest at the symbols' upper bounds (the memory plan is laid out there).
  */
-function symbolTable(main: FuncNode, ranges: DimRanges = new Map()): SymbolTable | undefined {
+export function symbolTable(main: FuncNode, ranges: DimRanges = new Map()): SymbolTable | undefined {
   const names = [...new Set(main.params.flatMap((p) => (p.type as TensorType).shape.flatMap(dimSymbols)))].sort();
   if (!names.length) return undefined;
   const unbounded = names.filter((s) => !Number.isFinite(ranges.get(s)?.[1] ?? Number.POSITIVE_INFINITY));

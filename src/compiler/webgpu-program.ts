@@ -9,6 +9,8 @@ import { type TensorType, staticShape, numel } from '../relay-ir/types.js';
 import { gpuTrace } from '../schedule/gpu-schedule.js';
 import { type WgslTemplate, emitWgslTemplates, shareWgslStages } from '../codegen/wgsl/codegen.js';
 import { type BuiltKernel, buildKernel, kernelKey } from './kernel.js';
+import { type SymbolTable, boundValues, buildDynamicKernel, hasSymbolicDims } from './dynamic-kernel.js';
+import { substituteDim } from '../relay-ir/sym-dim.js';
 import type { TraceStep } from '../schedule/schedule.js';
 import { type WebGpuLimits, WEBGPU_PROFILES, windowWords } from '../codegen/common/webgpu-profile.js';
 import type { DType } from '../runtime/dtype.js';
@@ -18,6 +20,8 @@ export interface GpuSectionOptions {
   traceFor?: (def: BuiltKernel) => readonly TraceStep[] | undefined;
   /** The limits the kernels must fit (default: the WebGPU spec's, which every device has). */
   limits?: WebGpuLimits;
+  /** The run-time sizes of a program with symbolic dims: values laid out at their bounds, kernels read them. */
+  symbols?: SymbolTable;
 }
 
 /** 32-bit words a value of `size` elements takes on the GPU (two per int64/uint64 element). */
@@ -56,9 +60,10 @@ export function buildWebGpuSection(
   };
   const values: GpuValue[] = [];
   const valueIds = new Map<GExpr, number>();
+  const bounds = opts.symbols ? boundValues(opts.symbols) : undefined;
   const add = (e: GExpr, v: Omit<GpuValue, 'dtype' | 'size'>): number => {
     const t = e.type as TensorType;
-    const size = numel(staticShape(t));
+    const size = bounds ? numel(t.shape.map((d) => substituteDim(d, bounds) as number)) : numel(staticShape(t));
     const window = valueWindow(t.dtype, size, limits);
     valueIds.set(e, values.length);
     values.push({ dtype: t.dtype, size, ...v, ...(window ? { window } : {}) });
@@ -74,17 +79,28 @@ export function buildWebGpuSection(
     return add(e, { kind: 'weight', weight: { offset, length: (e as ConstNode).value.data.byteLength } });
   };
   const inputs = main.params.map((p) => ({ name: p.name, value: add(p, { kind: 'input' }) }));
+  // the symbols' values, written by each run: the last input of every kernel for run-time sizes
+  let symbolsValue: number | undefined;
+  if (opts.symbols) {
+    symbolsValue = values.length;
+    values.push({ dtype: 'int32', size: opts.symbols.names.length, kind: 'symbols' });
+  }
   for (const c of calls) add(c, { kind: outputs.includes(c) ? 'output' : 'intermediate' });
 
   const kernels: GpuKernel[] = [];
   const templates: WgslTemplate[][] = [];
   const built: BuiltKernel[] = [];
   const kernelOf = new Map<string, number>();
+  const readsSymbols = new Set<number>();
   const gpuCalls: GpuCall[] = [];
   /** Builds the kernel of a call (or finds its twin): its index, or its stages' bindings where more than allowed. */
   const kernelFor = (op: FuncNode, origin: string[], untuned = false): number | { bindings: number } => {
-    let k = buildKernel(op, `g${kernels.length}`, (sch) => gpuTrace(sch));
-    const tuned = untuned ? undefined : opts.traceFor?.(k);
+    // a kernel for run-time sizes reads the symbols' values (not tuned: the tuner measures at one size)
+    const dynamic = opts.symbols && hasSymbolicDims(op) ? opts.symbols : undefined;
+    let k = dynamic
+      ? buildDynamicKernel(op, `g${kernels.length}`, dynamic, (sch) => gpuTrace(sch))
+      : buildKernel(op, `g${kernels.length}`, (sch) => gpuTrace(sch));
+    const tuned = untuned || dynamic ? undefined : opts.traceFor?.(k);
     if (tuned) k = { ...buildKernel(op, k.prim.name, tuned), tuned: true };
     const key = kernelKey(k.prim);
     const known = kernelOf.get(key);
@@ -142,6 +158,7 @@ export function buildWebGpuSection(
     });
     templates.push(stages);
     built.push(k);
+    if (dynamic) readsSymbols.add(idx);
     kernelOf.set(key, idx);
     return idx;
   };
@@ -153,7 +170,7 @@ export function buildWebGpuSection(
   const emitCall = (op: FuncNode, args: number[], out: number, origin: string[], maxBindings: number): void => {
     const k = kernelFor(op, origin);
     if (typeof k === 'number') {
-      gpuCalls.push({ kernel: k, args: [...args, out], origin });
+      gpuCalls.push({ kernel: k, args: [...args, ...(readsSymbols.has(k) ? [symbolsValue!] : []), out], origin });
       return;
     }
     const tighter = Math.max(2, maxBindings - (k.bindings - limits.maxStorageBuffersPerShaderStage));
@@ -197,6 +214,7 @@ export function buildWebGpuSection(
     calls: gpuCalls,
     int64: 'u32x2',
     limits: { ...limits },
+    ...(symbolsValue !== undefined ? { symbols: symbolsValue } : {}),
   };
   return { section, kernels: built };
 }

@@ -182,13 +182,18 @@ export interface WebGpuSection {
    * of older Kilns (their kernels are checked one by one against the device).
    */
   limits?: WebGpuLimits;
+  /**
+   * With run-time sizes: the int32 value each run writes the symbols' values into (header.symbols' order), the last
+   * input of the kernels that read them. Values are laid out at the symbols' upper bounds.
+   */
+  symbols?: number;
 }
 
 export interface GpuValue {
   dtype: DType;
   /** Element count. */
   size: number;
-  kind: 'input' | 'output' | 'intermediate' | 'weight';
+  kind: 'input' | 'output' | 'intermediate' | 'weight' | 'symbols';
   /** For weights: the bytes inside the weights section. */
   weight?: Section;
   /**

@@ -9,6 +9,7 @@ import type { ArtifactHeader, CudaSection } from './artifact-format.js';
 import { ARRAY, BYTES, type TypedArray } from './dtype.js';
 import { KilnError } from './errors.js';
 import { checkInputs } from './inputs.js';
+import { inBoundLayout, outOfBoundLayout, runSymbols } from './run-sizes.js';
 import { type Tensor, sizeOf } from './tensor.js';
 
 /** A driver object (CUmodule, CUfunction, CUstream): whatever the binding hands out, passed back unchanged. */
@@ -148,11 +149,14 @@ export class CudaExecutor {
   /** Runs the model. Driver calls are synchronous, so concurrent runs never interleave. */
   async run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
     if (this.disposed) throw new KilnError('E_INPUT', 'the model was disposed');
-    const checked = checkInputs(this.header.inputs, feeds);
+    const h = this.header;
+    const checked = checkInputs(h.inputs, feeds);
     const { driver, base, stream } = this;
-    for (const inp of this.header.inputs) {
-      const t = checked[inp.name];
-      if (t.data.byteLength) driver.memcpyHtoD(base + BigInt(inp.offset), bytesOf(t.data));
+    const symbols = runSymbols(h, checked);
+    if (symbols) driver.memcpyHtoD(base + BigInt(h.symbolsAt!), bytesOf(symbols));
+    for (const inp of h.inputs) {
+      const data = inBoundLayout(inp, checked[inp.name]);
+      if (data.byteLength) driver.memcpyHtoD(base + BigInt(inp.offset), bytesOf(data));
     }
     if (this.header.control) runControl(this.header.control, this.deviceMemory(), (i) => this.launchCall(i));
     else this.launchAll();
@@ -161,7 +165,7 @@ export class CudaExecutor {
     for (const o of this.header.outputs) {
       const data = new ARRAY[o.dtype](sizeOf(o.shape)) as TypedArray;
       if (data.byteLength) driver.memcpyDtoH(bytesOf(data), base + BigInt(o.offset));
-      out[o.name] = { dtype: o.dtype, shape: [...o.shape], data } as Tensor;
+      out[o.name] = outOfBoundLayout(h, o, symbols, data);
     }
     return out;
   }

@@ -10,7 +10,7 @@ import { withSharedMemoryImport } from './shared-memory.js';
 import { type Tensor, sizeOf } from './tensor.js';
 import type { ArtifactParts } from './artifact.js';
 import { damaged } from './header-check.js';
-import { type Elements, copyStrided, runShape, symbolValues } from './run-sizes.js';
+import { inBoundLayout, outOfBoundLayout, runSymbols } from './run-sizes.js';
 import { hostMemory, runControl } from './control.js';
 
 const PAGE = 65536;
@@ -228,16 +228,12 @@ export class WasmExecutor {
   run(feeds: Record<string, Tensor>, timings?: KernelTiming[]): Record<string, Tensor> {
     const h = this.header;
     const checked = checkInputs(h.inputs, feeds);
-    const symbols = h.symbols
-      ? symbolValues(h, Object.fromEntries(h.inputs.map((i) => [i.name, checked[i.name].shape])))
-      : undefined;
+    const symbols = runSymbols(h, checked);
     if (symbols) new Int32Array(this.memory.buffer, h.symbolsAt!, symbols.length).set(symbols);
-    for (const inp of h.inputs) {
-      const data = checked[inp.name].data as unknown as Elements;
-      const into = this.view(inp, sizeOf(inp.shape)) as unknown as Elements;
-      if (inp.dims) copyStrided(data, checked[inp.name].shape, into, inp.shape, true);
-      else into.set(data);
-    }
+    for (const inp of h.inputs)
+      (this.view(inp, sizeOf(inp.shape)) as { set(a: ArrayLike<unknown>): void }).set(
+        inBoundLayout(inp, checked[inp.name]) as ArrayLike<unknown>,
+      );
     const calls = this.header.calls;
     this.pool?.running(true);
     let i = 0;
@@ -256,22 +252,8 @@ export class WasmExecutor {
       this.pool?.running(false);
     }
     const out: Record<string, Tensor> = {};
-    for (const o of h.outputs) out[o.name] = symbols && o.dims ? this.readRunShape(o, symbols) : this.read(o);
+    for (const o of h.outputs) out[o.name] = outOfBoundLayout(h, o, symbols, this.read(o).data);
     return out;
-  }
-
-  /** An output of run-time shape, out of its layout at the bounds. */
-  private readRunShape(o: IOBinding, symbols: Int32Array): Tensor {
-    const shape = runShape(this.header, o, symbols);
-    const data = new ARRAY[o.dtype](sizeOf(shape));
-    copyStrided(
-      data as unknown as Elements,
-      shape,
-      this.view(o, sizeOf(o.shape)) as unknown as Elements,
-      o.shape,
-      false,
-    );
-    return { dtype: o.dtype, shape, data };
   }
 
   /** One kernel call: its phases in order, parallel ones split among the pool's threads. */

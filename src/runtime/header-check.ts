@@ -267,7 +267,7 @@ function checkWebGpu(g: Obj, weightBytes: number): void {
       o = obj(v, p);
     const t = dtype(o.dtype, `${p}.dtype`);
     const size = uint(o.size, `${p}.size`);
-    if (!['input', 'output', 'intermediate', 'weight'].includes(o.kind as string))
+    if (!['input', 'output', 'intermediate', 'weight', 'symbols'].includes(o.kind as string))
       throw damaged(`${p}.kind is ${shown(o.kind)}`);
     if (o.kind === 'weight') {
       const w = obj(o.weight, `${p}.weight`);
@@ -285,6 +285,11 @@ function checkWebGpu(g: Obj, weightBytes: number): void {
     for (const name of WEBGPU_LIMIT_NAMES) uint(l[name], `webgpu.limits.${name}`);
   }
   const value = (v: unknown, path: string) => uint(v, path, values.length - 1, `the last of ${values.length} values`);
+  if (g.symbols !== undefined) {
+    const v = obj(values[value(g.symbols, 'webgpu.symbols')], 'webgpu.symbols');
+    if (v.kind !== 'symbols' || v.dtype !== 'int32')
+      throw damaged('webgpu.symbols names a value that is not the symbols');
+  }
   for (const side of ['inputs', 'outputs'] as const) {
     arr(g[side], `webgpu.${side}`).forEach((b, i) => {
       const o = obj(b, `webgpu.${side}[${i}]`);

@@ -6,6 +6,7 @@ import type { ArtifactHeader, IOBinding } from './artifact-format.js';
 import { ARRAY, BYTES } from './dtype.js';
 import { KilnError } from './errors.js';
 import { checkInputs } from './inputs.js';
+import { inBoundLayout, outOfBoundLayout, runSymbols } from './run-sizes.js';
 import { type Tensor, sizeOf } from './tensor.js';
 
 /** An opened native library: its entry, called with the model's memory. */
@@ -74,14 +75,17 @@ export class NativeExecutor {
   run(feeds: Record<string, Tensor>): Record<string, Tensor> {
     if (!this.lib)
       throw new KilnError('E_INPUT', 'the model was disposed', { hint: 'load the artifact again to run it' });
-    const checked = checkInputs(this.header.inputs, feeds);
-    for (const inp of this.header.inputs) {
-      const data = checked[inp.name].data;
+    const h = this.header;
+    const checked = checkInputs(h.inputs, feeds);
+    const symbols = runSymbols(h, checked);
+    if (symbols) this.memory.set(new Uint8Array(symbols.buffer), h.symbolsAt!);
+    for (const inp of h.inputs) {
+      const data = inBoundLayout(inp, checked[inp.name]);
       this.memory.set(new Uint8Array(data.buffer, data.byteOffset, sizeOf(inp.shape) * BYTES[inp.dtype]), inp.offset);
     }
     this.lib.run(this.memory);
     const out: Record<string, Tensor> = {};
-    for (const o of this.header.outputs) out[o.name] = this.read(o);
+    for (const o of h.outputs) out[o.name] = outOfBoundLayout(h, o, symbols, this.read(o).data);
     return out;
   }
 

@@ -3,8 +3,9 @@
 // Tensors live in the layouts of the symbols' upper bounds (IOBinding.shape), so inputs are copied in and outputs
 // out through those strides.
 import type { ArtifactHeader, DimExpr, IOBinding } from './artifact-format.js';
+import { ARRAY, type TypedArray } from './dtype.js';
 import { KilnError } from './errors.js';
-import { formatShape } from './tensor.js';
+import { type Tensor, formatShape, sizeOf } from './tensor.js';
 
 export function evalDimExpr(e: DimExpr, values: ReadonlyMap<string, number>): number {
   if (typeof e === 'number') return e;
@@ -76,6 +77,34 @@ export function symbolValues(h: ArtifactHeader, shapes: Readonly<Record<string, 
     });
   }
   return Int32Array.from(symbols, (s) => values.get(s.name)!);
+}
+
+/** The symbols' values of a run over checked inputs; undefined for a model without run-time sizes. */
+export function runSymbols(h: ArtifactHeader, checked: Readonly<Record<string, Tensor>>): Int32Array | undefined {
+  if (!h.symbols) return undefined;
+  return symbolValues(h, Object.fromEntries(h.inputs.map((i) => [i.name, checked[i.name].shape])));
+}
+
+/** An input's data in its binding's layout: at the bounds for run-time dims, else the tensor's own data. */
+export function inBoundLayout(b: IOBinding, t: Tensor): TypedArray {
+  if (!b.dims) return t.data;
+  const laidOut = new ARRAY[b.dtype](sizeOf(b.shape)) as TypedArray;
+  copyStrided(t.data as unknown as Elements, t.shape, laidOut as unknown as Elements, b.shape, true);
+  return laidOut;
+}
+
+/** An output out of its binding's layout (`laidOut`, at the bounds), in its shape at the symbols' values. */
+export function outOfBoundLayout(
+  h: ArtifactHeader,
+  b: IOBinding,
+  symbols: Int32Array | undefined,
+  laidOut: TypedArray,
+): Tensor {
+  if (!symbols || !b.dims) return { dtype: b.dtype, shape: [...b.shape], data: laidOut } as Tensor;
+  const shape = runShape(h, b, symbols);
+  const data = new ARRAY[b.dtype](sizeOf(shape)) as TypedArray;
+  copyStrided(data as unknown as Elements, shape, laidOut as unknown as Elements, b.shape, false);
+  return { dtype: b.dtype, shape, data } as Tensor;
 }
 
 /** A binding's shape at the symbols' values. */

@@ -9,6 +9,7 @@ import { ARRAY, type DType, type TypedArray, isHalf } from './dtype.js';
 import { halfBitsOf } from './half.js';
 import { KilnError } from './errors.js';
 import { checkInputs } from './inputs.js';
+import { inBoundLayout, outOfBoundLayout, runSymbols } from './run-sizes.js';
 import type { ArtifactHeader, GpuStage, GpuValue, WebGpuSection } from './artifact-format.js';
 import type { Tensor } from './tensor.js';
 import { checkDeviceLimits } from './webgpu-limits.js';
@@ -411,16 +412,20 @@ export class WebGpuExecutor {
 
   private async runNow(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
     if (this.disposed) throw new KilnError('E_INPUT', 'the model was disposed');
-    const checked = checkInputs(this.header.inputs, feeds);
+    const h = this.header;
+    const checked = checkInputs(h.inputs, feeds);
+    const symbols = runSymbols(h, checked);
     const { sec, device } = this;
     device.pushErrorScope('validation');
+    if (symbols && sec.symbols !== undefined) device.queue.writeBuffer(this.valueBufs[sec.symbols][0], 0, symbols);
     for (const inp of sec.inputs) {
       const v = sec.values[inp.value];
+      const binding = h.inputs.find((b) => b.name === inp.name)!;
       if (v.size > 0)
         writeWindows(
           device.queue,
           this.valueBufs[inp.value],
-          toWords(v.dtype, checked[inp.name].data, `input '${inp.name}'`),
+          toWords(v.dtype, inBoundLayout(binding, checked[inp.name]), `input '${inp.name}'`),
           v.window,
         );
     }
@@ -462,11 +467,10 @@ export class WebGpuExecutor {
       const v = sec.values[o.value];
       const binding = this.header.outputs.find((b) => b.name === o.name);
       const c = this.constOutputs.get(o.name);
-      out[o.name] = {
-        dtype: v.dtype,
-        shape: [...(binding?.shape ?? [v.size])],
-        data: data.get(o.name) ?? (c!.slice() as TypedArray),
-      };
+      const laidOut = data.get(o.name) ?? (c!.slice() as TypedArray);
+      out[o.name] = binding
+        ? outOfBoundLayout(h, binding, symbols, laidOut)
+        : { dtype: v.dtype, shape: [v.size], data: laidOut };
     }
     return out;
   }

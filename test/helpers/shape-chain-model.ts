@@ -67,3 +67,9 @@ export const shapeChains = shapeChainModel(
     axes1: int64([1], [1]),
   },
 );
+
+/** The shape chain, then a softmax along seq: a reduction over a run-time length. */
+export const seqSoftmax = shapeChainModel([
+  { op: 'Softmax', inputs: ['s3'], outputs: ['sm'], attrs: { axis: 1 } },
+  { op: 'Add', inputs: ['sm', 'y'], outputs: ['z'] },
+]);
