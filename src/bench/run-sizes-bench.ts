@@ -1,7 +1,7 @@
-// One artifact for run-time sizes against static builds of each size (npm run bench:run-sizes): a model with a
-// dynamic batch axis compiled once with a range, and specialized to each size; both run alternately in this process at
-// 1 thread, every round, and the table reports the median of per-round ratios (>1: the run-time-size artifact is
-// faster) with its CPU time. Both must agree with each other.
+// One artifact for run-time sizes against static builds of each size (npm run bench:run-sizes [-- --target
+// native]): a model with a dynamic batch axis compiled once with a range, and specialized to each size; both run
+// alternately in this process at 1 thread, every round, and the table reports the median of per-round ratios (>1:
+// the run-time-size artifact is faster) with its CPU time. Both must agree with each other.
 import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { compileGraph, importAndOptimize, specializeGraph } from '../compiler/compile.js';
@@ -18,6 +18,7 @@ async function main(): Promise<number> {
       sizes: { type: 'string', default: '1,4,8' },
       max: { type: 'string', default: '8' },
       runs: { type: 'string', default: '30' },
+      target: { type: 'string', default: 'wasm' },
     },
   });
   if (!existsSync(MODEL)) {
@@ -27,14 +28,22 @@ async function main(): Promise<number> {
   const sizes = values.sizes.split(',').map(Number);
   const max = Number(values.max);
   const runs = Number(values.runs);
+  const target = values.target as 'wasm' | 'native';
+  if (target !== 'wasm' && target !== 'native') {
+    console.error(`--target ${target}: this bench times the CPU targets, wasm or native`);
+    return 1;
+  }
+  const build = async (graph: typeof g) =>
+    load((await compileGraph(graph, { target })).artifact, { target, threads: 1 });
   const g = importAndOptimize(readFileSync(MODEL), { dims: { batch: [1, max] } });
-  const dynamic = await load((await compileGraph(g)).artifact, { threads: 1 });
+  const dynamic = await build(g);
+  console.log(`target ${target}${dynamic.runsOn && dynamic.runsOn !== target ? ` (ran on ${dynamic.runsOn})` : ''}`);
   console.log(
     `| batch | run-time-size artifact (batch 1..${max}) median ms | static build median ms | static time / run-time-size time (median of per-round ratios) | the same by CPU time |`,
   );
   console.log('|---:|---:|---:|---:|---:|');
   for (const batch of sizes) {
-    const fixed = await load((await compileGraph(specializeGraph(g, { batch }))).artifact, { threads: 1 });
+    const fixed = await build(specializeGraph(g, { batch }));
     const feeds = { input: randomF32([batch, 3, 32, 32], batch) };
     const mismatch = compareTensors(dynamic.runSync(feeds).output, fixed.runSync(feeds).output);
     if (mismatch) throw new Error(`batch ${batch}: the builds disagree: ${mismatch.message}`);
