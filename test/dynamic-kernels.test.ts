@@ -7,7 +7,8 @@ import { compile, load, type Tensor } from '../src/index.js';
 import { findLlvm } from '../src/codegen/native/toolchain.js';
 import { nodeGpuDevice } from '../src/conformance/node-webgpu.js';
 import { compileGraph, importAndOptimize } from '../src/compiler/compile.js';
-import { randomF32 } from '../src/frontend/onnx/model-builder.js';
+import { buildModel, randomF32 } from '../src/frontend/onnx/model-builder.js';
+import { printPrimFunc } from '../src/schedule/loop-ir.js';
 import { compareTensors } from '../src/conformance/compare.js';
 import { runOrt } from './helpers/ort.js';
 import { int64, shapeChains } from './helpers/shape-chain-model.js';
@@ -77,6 +78,42 @@ describe('one artifact for every size in range', () => {
     const e = await kilnError(() => compileGraph(importAndOptimize(shapeChains, { dims: { seq: [1, 16] } })));
     expect([e.code, e.message]).toEqual(['E_DYNAMIC', expect.stringMatching(/batch have no upper bound/)]);
     expect(e.hint).toMatch(/--dim batch=LO\.\.HI .*or fix them: --dim batch=N/);
+  });
+});
+
+describe('work past the run-time sizes is skipped', () => {
+  // attention over a run-time sequence: scores = x @ x^T and out = softmax(scores) @ x reduce over seq
+  const attention = buildModel({
+    inputs: [['x', 'float32', ['batch', 'seq', 8]]],
+    outputs: [['out', 'float32', ['batch', 'seq', 8]]],
+    nodes: [
+      { op: 'Transpose', inputs: ['x'], outputs: ['xt'], attrs: { perm: [0, 2, 1] } },
+      { op: 'MatMul', inputs: ['x', 'xt'], outputs: ['scores'] },
+      { op: 'Softmax', inputs: ['scores'], outputs: ['p'], attrs: { axis: -1 } },
+      { op: 'MatMul', inputs: ['p', 'x'], outputs: ['out'] },
+    ],
+  });
+
+  it('guards every stage of a multi-stage kernel and takes the masks of reductions over seq out of the terms', async () => {
+    const r = await compile(attention, { dims: { batch: [1, 4], seq: [1, 32] } });
+    const loopIR = r.program.kernels.map((k) => printPrimFunc(k.prim));
+    const softmax = loopIR.find((t) => t.includes('temps('))!;
+    // each of its stages (max, exp, sum, divide) skips the batches and rows past the sizes
+    const stages = softmax.split('\n').filter((l) => /^ {2}for /.test(l)).length;
+    expect(stages).toBeGreaterThanOrEqual(3);
+    expect(softmax.match(/^ {4}if \(\(i0_\d+ \* 1\) < in\d\[0\]\)/gm)?.length).toBe(stages);
+    // the matmul over seq: one test per step of the reduction, no select per term
+    const pv = loopIR.find((t) => /for k\d+ in 0\.\.32 \{\n\s+if \(k\d+ < in\d\[1\]\)/.test(t));
+    expect(pv).toBeDefined();
+    expect(pv).not.toMatch(/select\(\(k\d+ < /);
+    const m = await load(r.artifact, { threads: 1 });
+    for (const [batch, seq] of [
+      [1, 1],
+      [2, 5],
+      [4, 32],
+    ])
+      await matchesOrt(m, attention, { x: randomF32([batch, seq, 8], batch + seq) }, ['out'], `${batch}x${seq}`);
+    m.dispose();
   });
 });
 

@@ -37,7 +37,7 @@ import {
 import { type Tensor, placeholder } from '../tensor-expr/tensor.js';
 import { defaultTrace } from '../schedule/cpu-schedule.js';
 import type { Schedule, TraceStep } from '../schedule/schedule.js';
-import { type BuiltKernel, kernelTensors, scheduled, withRunSizeGuards } from './kernel.js';
+import { type BuiltKernel, kernelTensors, scheduled } from './kernel.js';
 
 /** The symbols of a program with run-time sizes, in the order of the kernels' symbol buffer. */
 export interface SymbolTable {
@@ -191,13 +191,26 @@ export function buildDynamicKernel(
       return undefined;
     });
   const output = tensorOf(builds[0].output);
-  const k = scheduled(name, [...builds[0].inputs, symbolBuf], output, ops, trace);
-  // skip the outer iterations that only store past the run-time sizes
+  // per axis of the output and of each intermediate tensor, its run-time size where the builds show one: outer
+  // iterations past it are skipped (an axis whose size is no dim of the kernel stays computed to the bound)
+  const runSizes = new Map<Tensor, (Expr | undefined)[]>();
+  for (const [t, others] of diff.tensors) {
+    if (t.kind === 'placeholder') continue;
+    const sizes = t.shape.map((n, k) => {
+      const values = [n, ...others.map((o) => o.shape[k])];
+      if (values.every((v) => v === n)) return undefined;
+      const dims = byValues.get(values.join(','));
+      return dims?.length === 1 ? dimExpr(dims[0]) : undefined;
+    });
+    if (sizes.some((e) => e)) runSizes.set(tensorOf(t), sizes);
+  }
+  // the output's from its type
   const outType = fn.body.type as TensorType;
-  const outputSizes = outType.shape.map((d) =>
-    typeof d === 'number' ? undefined : sizeExpr(d, (i) => load(symbolBuf, [int(i)]), symbols),
+  runSizes.set(
+    output,
+    outType.shape.map((d) => (typeof d === 'number' ? undefined : dimExpr(d))),
   );
-  return withRunSizeGuards({ ...k, outputSizes });
+  return scheduled(name, [...builds[0].inputs, symbolBuf], output, ops, trace, runSizes);
 }
 
 /** A dim as an int32 expression of the symbols' run-time values, `symbol(k)` reading symbol k. */
@@ -218,13 +231,15 @@ interface BuildDiff {
   constants: Map<Expr & { k: 'const' }, number[]>;
   /** Reduction axes of the first build whose extent changes, with their extents at each. */
   reduceAxes: Map<IterVar, number[]>;
+  /** Each tensor of the first build, with its twins in the others. */
+  tensors: Map<Tensor, Tensor[]>;
 }
 
 /** Walks the builds' tensor expressions side by side: the same structure, differing only in sizes. */
 function compareBuilds(builds: ReturnType<typeof kernelTensors>[], ops: readonly string[]): BuildDiff {
-  const diff: BuildDiff = { constants: new Map(), reduceAxes: new Map() };
-  const differ = (why: string) => dynamicError(ops, `its computation changes with the sizes (${why})`);
   const seen = new Map<Tensor, Tensor[]>();
+  const diff: BuildDiff = { constants: new Map(), reduceAxes: new Map(), tensors: seen };
+  const differ = (why: string) => dynamicError(ops, `its computation changes with the sizes (${why})`);
   const vars = new Map<string, string[]>();
   const sameVar = (a: string, others: string[]) => {
     const known = vars.get(a);

@@ -9,11 +9,19 @@ import { getOpDef } from '../tensor-expr/op-def.js';
 import { printTensorExprs } from '../tensor-expr/printer.js';
 import { type Tensor, compute, placeholder } from '../tensor-expr/tensor.js';
 import { type Expr, mapExpr, visitExpr } from '../tensor-expr/expr.js';
-import { guardRunSizes } from '../schedule/run-size-guards.js';
+import { guardRunSizes, hoistReductionMasks } from '../schedule/run-size-guards.js';
 import { Schedule, topoComputes, type TraceStep } from '../schedule/schedule.js';
 import { defaultTrace } from '../schedule/cpu-schedule.js';
-import { lower } from '../schedule/lower.js';
-import { type PrimFunc, type Stmt, childStmts, ownExprs, printPrimFunc, visitStmt } from '../schedule/loop-ir.js';
+import { lower, tempTensors } from '../schedule/lower.js';
+import {
+  type Buffer,
+  type PrimFunc,
+  type Stmt,
+  childStmts,
+  ownExprs,
+  printPrimFunc,
+  visitStmt,
+} from '../schedule/loop-ir.js';
 import '../tensor-expr/ops/index.js';
 import { elementValue } from '../runtime/half.js';
 
@@ -28,10 +36,11 @@ export interface BuiltKernel {
   /** Built with a schedule from ProgramOptions.traceFor (a tuned one) rather than the default. */
   tuned?: boolean;
   /**
-   * A kernel for run-time sizes (its last input the symbols' values): per output axis, its run-time size as an
-   * expression of loads from that input, or undefined where the axis is static. Every schedule of it is guarded.
+   * A kernel for run-time sizes (its last input the symbols' values): for its output and the intermediate tensors,
+   * per axis the run-time size as an expression of loads from that input (undefined: static, or not known). Every
+   * schedule of it skips outer iterations past them (src/schedule/run-size-guards.ts).
    */
-  outputSizes?: (Expr | undefined)[];
+  runSizes?: TensorRunSizes;
 }
 
 /** `trace`: the schedule's steps, or a function giving them for the kernel's stages (default: `defaultTrace`). */
@@ -78,22 +87,11 @@ export function reschedule(
   k: BuiltKernel,
   trace: readonly TraceStep[] | ((sch: Schedule) => TraceStep[]),
 ): BuiltKernel {
-  return withRunSizeGuards({ ...scheduled(k.prim.name, k.inputs, k.output, k.ops, trace), outputSizes: k.outputSizes });
+  return scheduled(k.prim.name, k.inputs, k.output, k.ops, trace, k.runSizes);
 }
 
-/**
- * A kernel for run-time sizes with its outer loops guarded to skip iterations that only store past the sizes
- * (src/schedule/run-size-guards.ts); any other kernel as it is.
- */
-export function withRunSizeGuards(k: BuiltKernel): BuiltKernel {
-  if (!k.outputSizes) return k;
-  const symbolsTensor = k.inputs[k.inputs.length - 1];
-  const symbolsIn = k.prim.inputs[k.prim.inputs.length - 1];
-  const sizes = k.outputSizes.map(
-    (e) => e && mapExpr(e, (x) => (x.k === 'load' && x.buf === symbolsTensor ? { ...x, buf: symbolsIn } : undefined)),
-  );
-  return { ...k, prim: guardRunSizes(k.prim, new Map([[k.prim.outputs[0], { bound: k.output.shape, sizes }]])) };
-}
+/** Run-time sizes per tensor of a kernel, per axis (see BuiltKernel.runSizes). */
+export type TensorRunSizes = ReadonlyMap<Tensor, readonly (Expr | undefined)[]>;
 
 export function scheduled(
   name: string,
@@ -101,12 +99,46 @@ export function scheduled(
   output: Tensor,
   ops: string[],
   trace: readonly TraceStep[] | ((sch: Schedule) => TraceStep[]),
+  runSizes?: TensorRunSizes,
 ): BuiltKernel {
   const sch = new Schedule([output]);
   for (const step of typeof trace === 'function' ? trace(sch) : trace) sch.apply(step);
-  const prim = lower(name, inputs, sch);
+  let prim = lower(name, inputs, sch);
+  if (runSizes) {
+    // the sizes read the symbols' placeholder (the last input), which is the last input buffer once lowered
+    const symbolsTensor = inputs[inputs.length - 1];
+    const symbolsIn = prim.inputs[prim.inputs.length - 1];
+    const onBuffers = (sizes: readonly (Expr | undefined)[]) =>
+      sizes.map(
+        (e) =>
+          e && mapExpr(e, (x) => (x.k === 'load' && x.buf === symbolsTensor ? { ...x, buf: symbolsIn } : undefined)),
+      );
+    const stored: [Buffer, Tensor][] = [
+      [prim.outputs[0], output],
+      ...tempTensors(sch, inputs).map((t, i): [Buffer, Tensor] => [prim.temps[i], t]),
+    ];
+    const guarded = guardRunSizes(
+      prim,
+      new Map(
+        stored.flatMap(([b, t]) => {
+          const sizes = runSizes.get(t);
+          return sizes ? [[b, { bound: t.shape, sizes: onBuffers(sizes) }]] : [];
+        }),
+      ),
+    );
+    prim = hoistReductionMasks(guarded);
+  }
   const bytes = [...prim.inputs, ...prim.outputs].reduce((s, b) => s + b.size * BYTES[b.dtype], 0);
-  return { prim, inputs, output, trace: sch.trace, ops, flops: countFlops(prim.body), bytes };
+  return {
+    prim,
+    inputs,
+    output,
+    trace: sch.trace,
+    ops,
+    flops: countFlops(prim.body),
+    bytes,
+    ...(runSizes ? { runSizes } : {}),
+  };
 }
 
 export function printKernelTE(k: BuiltKernel): string {

@@ -30,6 +30,13 @@ import { type Schedule, type Stage, type Axis, SCHEDULE_HINT } from './schedule.
 import { KilnError } from '../runtime/errors.js';
 import { LOWER, LOWERING_LOOP_PASSES, checkLoopIR, runLoopPasses } from './loop-passes.js';
 
+/** The tensors stored in temporary buffers, in the order of the lowered PrimFunc's `temps`. */
+export function tempTensors(sch: Schedule, inputs: readonly Tensor[]): Tensor[] {
+  return sch.stages
+    .filter((st) => !st.inlined && !st.epilogue && !inputs.includes(st.tensor) && !sch.outputs.includes(st.tensor))
+    .map((st) => st.tensor);
+}
+
 /** The scheduled kernel as loop IR, after the loop passes every target runs; `after` sees each step's result. */
 export function lower(
   name: string,
@@ -49,18 +56,16 @@ export function lower(
     bufs.set(t, b);
     return b;
   });
-  const temps: Buffer[] = [];
   const inlined = new Map<Tensor, Stage>();
   for (const st of sch.stages) {
     if (st.inlined) inlined.set(st.tensor, st);
-    else if (st.epilogue)
-      bufs.set(st.tensor, bufs.get(st.epilogue.tensor)!); // never stored: its epilogue writes the output
-    else if (!bufs.has(st.tensor)) {
-      const b = buffer(`t${temps.length}`, st.tensor.dtype, size(st.tensor));
-      temps.push(b);
-      bufs.set(st.tensor, b);
-    }
+    else if (st.epilogue) bufs.set(st.tensor, bufs.get(st.epilogue.tensor)!); // never stored: its epilogue writes the output
   }
+  const temps = tempTensors(sch, inputs).map((t, i) => {
+    const b = buffer(`t${i}`, t.dtype, size(t));
+    bufs.set(t, b);
+    return b;
+  });
   const ranges = new Map<Var, Interval>();
   const ctx: LowerCtx = { bufs, inlined, ranges };
   const body = seq(sch.stages.filter((st) => !st.inlined && !st.fusedInto).map((st) => lowerStage(sch, st, ctx)));

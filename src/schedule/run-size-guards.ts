@@ -4,8 +4,29 @@
 // the loop variable alone gives a lower bound of the stored position's index along one axis of the buffer (its
 // coefficient in the flat store index is a multiple of that axis's stride, and its whole range stays inside the
 // axis). A batch of 1 in a kernel laid out for 8 then costs about one eighth of it.
-import { type Expr, affineCoef, int, lt, mul, or } from '../tensor-expr/expr.js';
-import { type Buffer, type ForStmt, type PrimFunc, type Stmt, mapChildren, visitStmt } from './loop-ir.js';
+import {
+  type Expr,
+  type ReduceOp,
+  type Var,
+  affineCoef,
+  int,
+  lt,
+  mapExpr,
+  mul,
+  or,
+  printExpr,
+  reduceInit,
+  visitExpr,
+} from '../tensor-expr/expr.js';
+import {
+  type Buffer,
+  type ForStmt,
+  type PrimFunc,
+  type Stmt,
+  type StoreStmt,
+  mapChildren,
+  visitStmt,
+} from './loop-ir.js';
 
 /** Per buffer written by the kernel: its shape at the bounds and, per axis, the run-time size (or undefined). */
 export type RunSizes = ReadonlyMap<Buffer, { bound: readonly number[]; sizes: readonly (Expr | undefined)[] }>;
@@ -50,3 +71,67 @@ export const symbolLoad = (symbols: Buffer, k: number): Expr => ({
   idx: [int(k)],
   dtype: 'int32',
 });
+
+/** The reduction a combining operator performs, for the identity a masked-off term takes. */
+const REDUCE_OF: Partial<Record<string, ReduceOp>> = { add: 'sum', mul: 'prod', max: 'max', min: 'min' };
+
+/**
+ * A reduction over a run-time length is masked term by term (`acc = acc + select(k < size, x, 0)`), which costs a
+ * compare and a select per term and every term to the bound. Where a loop's body only makes such updates, all under
+ * one condition that holds for the whole iteration (it names no variable bound inside the loop, and reads only
+ * buffers the kernel never writes), the condition moves to an `if` around the body and the terms lose their masks.
+ */
+export function hoistReductionMasks(f: PrimFunc): PrimFunc {
+  const written = new Set<Buffer>();
+  visitStmt(f.body, (s) => {
+    if (s.k === 'store') written.add(s.buf);
+  });
+  /** The mask of a masked update `buf[i] = op(buf[i], select(c, x, identity))`, with x; undefined otherwise. */
+  const maskedUpdate = (s: StoreStmt): { c: Expr; x: Expr } | undefined => {
+    const v = s.value;
+    if (v.k !== 'bin' || !REDUCE_OF[v.op]) return undefined;
+    const sameCell = (e: Expr) =>
+      e.k === 'load' && e.buf === s.buf && e.idx.length === 1 && printExpr(e.idx[0]) === printExpr(s.index);
+    const term = sameCell(v.a) ? v.b : sameCell(v.b) ? v.a : undefined;
+    if (term?.k !== 'select' || term.b.k !== 'const') return undefined;
+    const id = reduceInit(REDUCE_OF[v.op]!, term.dtype);
+    return id.k === 'const' && id.value === term.b.value ? { c: term.c, x: term.a } : undefined;
+  };
+  const hoist = (loop: ForStmt): Stmt | undefined => {
+    if (loop.kind === 'vectorized' || loop.kind.startsWith('threadIdx') || loop.kind.startsWith('blockIdx'))
+      return undefined;
+    const inner = new Set<Var>();
+    const stores: StoreStmt[] = [];
+    let other = false;
+    visitStmt(loop.body, (s) => {
+      if (s.k === 'for' || s.k === 'decl') inner.add(s.v);
+      else if (s.k === 'store') stores.push(s);
+      else if (s.k === 'assign' || s.k === 'barrier') other = true;
+    });
+    if (other || !stores.length) return undefined;
+    const masks = stores.map(maskedUpdate);
+    const c = masks[0]?.c;
+    if (!c || masks.some((m) => !m || printExpr(m.c) !== printExpr(c))) return undefined;
+    let invariant = true;
+    visitExpr(c, (e) => {
+      if ((e.k === 'var' && inner.has(e)) || (e.k === 'load' && written.has(e.buf as Buffer))) invariant = false;
+    });
+    if (!invariant) return undefined;
+    const unmasked = new Map(stores.map((st, i) => [st, masks[i]!.x]));
+    const strip = (s: Stmt): Stmt => {
+      const x = s.k === 'store' ? unmasked.get(s) : undefined;
+      if (s.k !== 'store' || !x) return mapChildren(s, strip);
+      const v = s.value as Extract<Expr, { k: 'bin' }>;
+      return { ...s, value: mapExpr(v, (e) => (e.k === 'select' && printExpr(e.c) === printExpr(c) ? x : undefined)) };
+    };
+    return { ...loop, body: { k: 'if', cond: c, then: strip(loop.body) } };
+  };
+  const rewrite = (s: Stmt): Stmt => {
+    if (s.k === 'for') {
+      const h = hoist(s);
+      if (h) return h;
+    }
+    return mapChildren(s, rewrite);
+  };
+  return { ...f, body: rewrite(f.body) };
+}
