@@ -108,8 +108,26 @@ function step(e: Expr, ranges: Ranges): Expr | undefined {
   if (e.k === 'cast' && isConst(e.a) && INT_OPS.has(e.a.dtype) && INT_OPS.has(e.dtype)) {
     return constant(e.dtype === 'bool' ? +(e.a.value !== 0) : e.a.value, e.dtype);
   }
+  // a 64-bit integer constant that an operator narrows (an axis, a shape entry) folds when it fits
+  if (e.k === 'cast' && isConst(e.a) && e.a.dtype === 'int64' && INT_OPS.has(e.dtype)) {
+    const v = BigInt(e.a.value);
+    if (v >= -(2n ** 31n) && v < 2n ** 31n) return constant(e.dtype === 'bool' ? +(v !== 0n) : Number(v), e.dtype);
+  }
   if (e.k !== 'bin') return undefined;
   const { a, b, op } = e;
+  if (a.dtype === 'int64' && b.dtype === 'int64') {
+    // the identities of 64-bit index arithmetic (x + 0, x * 1), left by ops written for any size
+    const is = (x: Expr, v: bigint) => isConst(x) && BigInt(x.value) === v;
+    if (op === 'add') {
+      if (is(b, 0n)) return a;
+      if (is(a, 0n)) return b;
+    }
+    if (op === 'mul') {
+      if (is(b, 1n)) return a;
+      if (is(a, 1n)) return b;
+    }
+    return undefined;
+  }
   const intArgs = a.dtype === 'int32' || a.dtype === 'bool';
   if (intArgs && isConst(a) && isConst(b)) {
     const v = foldInt(op, a.value as number, b.value as number);
