@@ -131,7 +131,11 @@ export function buildDynamicKernel(
     );
   };
 
-  const symbolBuf = placeholder('symbols', [symbols.names.length], 'int32');
+  // (the ranges let the simplifier drop clamps and tests that sizes inside them never need)
+  const symbolBuf: Tensor = {
+    ...placeholder('symbols', [symbols.names.length], 'int32'),
+    valueRanges: symbols.names.map((s) => ({ lo: symbols.ranges.get(s)![0], hi: symbols.ranges.get(s)![1] })),
+  };
   const dimExpr = (d: Dim) => sizeExpr(d, (k) => load(symbolBuf, [int(k)]), symbols);
 
   // constants that are sizes: the same dim at every point, as an integer, a float, or the float's reciprocal

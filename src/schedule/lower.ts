@@ -47,7 +47,7 @@ export function lower(
   const bufs = new Map<Tensor, Buffer>();
   const size = (t: Tensor) => t.shape.reduce((a, b) => a * b, 1);
   const inBufs = inputs.map((t, i) => {
-    const b = buffer(`in${i}`, t.dtype, size(t));
+    const b = { ...buffer(`in${i}`, t.dtype, size(t)), ...(t.valueRanges ? { valueRanges: t.valueRanges } : {}) };
     bufs.set(t, b);
     return b;
   });

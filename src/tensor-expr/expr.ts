@@ -11,6 +11,8 @@ export interface Buf {
   readonly name: string;
   readonly dtype: DType;
   readonly shape: readonly number[];
+  /** The range of each element's value where it is known (the symbols' values of a kernel for run-time sizes). */
+  readonly valueRanges?: readonly { readonly lo: number; readonly hi: number }[];
 }
 
 export type BinOp =

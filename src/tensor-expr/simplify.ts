@@ -17,6 +17,10 @@ export function bound(e: Expr, ranges: Ranges): Interval | undefined {
       return typeof e.value === 'number' && INT_OPS.has(e.dtype) ? { lo: e.value, hi: e.value } : undefined;
     case 'var':
       return ranges.get(e);
+    case 'load': {
+      const i = e.idx.length === 1 && e.idx[0].k === 'const' ? Number(e.idx[0].value) : -1;
+      return e.dtype === 'int32' ? e.buf.valueRanges?.[i] : undefined;
+    }
     case 'select': {
       const a = bound(e.a, ranges),
         b = bound(e.b, ranges);
@@ -38,9 +42,12 @@ export function bound(e: Expr, ranges: Ranges): Interval | undefined {
         }
         case 'floordiv':
           if (b.lo === b.hi && b.lo > 0) return { lo: Math.floor(a.lo / b.lo), hi: Math.floor(a.hi / b.lo) };
+          // a divisor known only by its range (a run-time size)
+          if (b.lo > 0 && a.lo >= 0) return { lo: Math.floor(a.lo / b.hi), hi: Math.floor(a.hi / b.lo) };
           return undefined;
         case 'floormod':
           if (b.lo === b.hi && b.lo > 0) return a.lo >= 0 && a.hi < b.lo ? a : { lo: 0, hi: b.lo - 1 };
+          if (b.lo > 0) return { lo: 0, hi: a.lo >= 0 ? Math.min(a.hi, b.hi - 1) : b.hi - 1 };
           return undefined;
         case 'min':
           return { lo: Math.min(a.lo, b.lo), hi: Math.min(a.hi, b.hi) };
@@ -99,6 +106,29 @@ function foldInt(op: string, a: number, b: number): number | undefined {
   }
 }
 
+const CMP = new Set(['lt', 'le', 'gt', 'ge', 'eq', 'ne']);
+const INT32_MIN = -(2 ** 31),
+  INT32_MAX = 2 ** 31 - 1;
+
+/**
+ * A 64-bit sum or product of widened 32-bit values and small constants as the same arithmetic in 32 bits, when the
+ * ranges prove that no part of it leaves 32 bits (index arithmetic an operator wrote in int64); else undefined.
+ */
+function narrowToInt32(e: Expr, ranges: Ranges): Expr | undefined {
+  let n: Expr | undefined;
+  if (e.k === 'cast' && e.a.dtype === 'int32') n = e.a;
+  else if (e.k === 'const') {
+    const v = Number(e.value);
+    n = Number.isInteger(v) && v >= INT32_MIN && v <= INT32_MAX ? constant(v, 'int32') : undefined;
+  } else if (e.k === 'bin' && (e.op === 'add' || e.op === 'sub' || e.op === 'mul') && e.dtype === 'int64') {
+    const a = narrowToInt32(e.a, ranges),
+      b = a && narrowToInt32(e.b, ranges);
+    n = a && b ? { k: 'bin', op: e.op, a, b, dtype: 'int32' } : undefined;
+  }
+  const r = n && bound(n, ranges);
+  return r && r.lo >= INT32_MIN && r.hi <= INT32_MAX ? n : undefined;
+}
+
 /** Simplifies one node whose children are already simplified. */
 function step(e: Expr, ranges: Ranges): Expr | undefined {
   if (e.k === 'select') {
@@ -113,8 +143,15 @@ function step(e: Expr, ranges: Ranges): Expr | undefined {
     const v = BigInt(e.a.value);
     if (v >= -(2n ** 31n) && v < 2n ** 31n) return constant(e.dtype === 'bool' ? +(v !== 0n) : Number(v), e.dtype);
   }
+  if (e.k === 'cast' && e.dtype === 'int32' && e.a.dtype === 'int64') return narrowToInt32(e.a, ranges);
   if (e.k !== 'bin') return undefined;
   const { a, b, op } = e;
+  if (a.dtype === 'int64' && b.dtype === 'int64' && CMP.has(op)) {
+    // a comparison of widened 32-bit values compares them
+    const na = narrowToInt32(a, ranges),
+      nb = na && narrowToInt32(b, ranges);
+    if (na && nb) return { ...e, a: na, b: nb };
+  }
   if (a.dtype === 'int64' && b.dtype === 'int64') {
     // the identities of 64-bit index arithmetic (x + 0, x * 1), left by ops written for any size
     const is = (x: Expr, v: bigint) => isConst(x) && BigInt(x.value) === v;
