@@ -8,6 +8,6 @@ export default defineConfig({
     pool: 'forks',
     // every test verifies the graph and loop IR after each pass (src/util/debug.ts)
     env: { KILN_DEBUG: 'verify' },
-    poolOptions: { forks: { maxForks: 2, minForks: 1 } },
+    maxWorkers: 2,
   },
 });

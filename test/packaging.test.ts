@@ -3,7 +3,7 @@
 // PyTorch archives; tuning, CUDA and WebGPU packages are optional peers that fail with E_DEPENDENCY when missing);
 // @kiln/runtime installs with no dependencies at all and runs an artifact on its own.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -32,21 +32,41 @@ const model = () =>
     ],
   });
 
+/**
+ * Runs a command without blocking this test process (a synchronous npm install that outlasts a minute times out
+ * vitest's worker RPC): its exit status and output.
+ */
+function run(
+  cmd: string,
+  args: string[],
+  opts: { cwd: string; timeout?: number },
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((done) =>
+    execFile(cmd, args, { ...opts, encoding: 'utf8', maxBuffer: 64 << 20 }, (err, stdout, stderr) =>
+      done({ status: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr }),
+    ),
+  );
+}
+
+/** `run`, failing with its output unless it exits 0; gives its stdout. */
+async function ok(cmd: string, args: string[], cwd: string): Promise<string> {
+  const r = await run(cmd, args, { cwd });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
+  return r.stdout;
+}
+
 /** Packs a package folder into `tmp` and returns the tarball's path. */
-function pack(dir: string): string {
-  const out = execFileSync('npm', ['pack', `./${dir}`, '--pack-destination', tmp, '--json', '--loglevel=error'], {
-    cwd: ROOT,
-    encoding: 'utf8',
-  });
+async function pack(dir: string): Promise<string> {
+  const out = await ok('npm', ['pack', `./${dir}`, '--pack-destination', tmp, '--json', '--loglevel=error'], ROOT);
   return join(tmp, (JSON.parse(out) as { filename: string }[])[0].filename);
 }
 
 /** An empty project with the tarball installed; returns its folder. */
-function installInto(name: string, tarball: string): string {
+async function installInto(name: string, tarball: string): Promise<string> {
   const dir = join(tmp, name);
   mkdirSync(dir);
   writeFileSync(join(dir, 'package.json'), JSON.stringify({ name, private: true, type: 'module' }));
-  execFileSync('npm', ['install', '--prefer-offline', ...NPM_QUIET, tarball], { cwd: dir, encoding: 'utf8' });
+  await ok('npm', ['install', '--prefer-offline', ...NPM_QUIET, tarball], dir);
   return dir;
 }
 
@@ -66,18 +86,13 @@ const input = () => {
 
 describe('@kiln/runtime (packages/runtime)', () => {
   it('installs with no dependencies and runs an artifact alone, with the same outputs as kiln', async () => {
-    const tarball = pack('packages/runtime');
-    const dir = installInto('runtime-app', tarball);
+    const tarball = await pack('packages/runtime');
+    const dir = await installInto('runtime-app', tarball);
     expect(installed(dir)).toEqual(['@kiln/runtime']);
     const manifest = JSON.parse(readFileSync(join(dir, 'node_modules/@kiln/runtime/package.json'), 'utf8'));
     expect(manifest.dependencies ?? {}).toEqual({});
     // only runtime code is in the package: nothing of the compiler
-    const files = execFileSync('find', ['node_modules/@kiln/runtime/dist', '-name', '*.js'], {
-      cwd: dir,
-      encoding: 'utf8',
-    })
-      .trim()
-      .split('\n');
+    const files = (await ok('find', ['node_modules/@kiln/runtime/dist', '-name', '*.js'], dir)).trim().split('\n');
     expect(files.every((f) => /\/dist\/(runtime|node)\//.test(f))).toBe(true);
 
     const { artifact } = await compile(model());
@@ -96,7 +111,7 @@ describe('@kiln/runtime (packages/runtime)', () => {
       model.dispose();
     `,
     );
-    const r = spawnSync(process.execPath, ['app.mjs'], { cwd: dir, encoding: 'utf8', timeout: 60_000 });
+    const r = await run(process.execPath, ['app.mjs'], { cwd: dir, timeout: 60_000 });
     expect(r.stderr).toBe('');
     const alone = JSON.parse(r.stdout) as number[];
     const m = await load(artifact, { threads: 1 });
@@ -108,28 +123,24 @@ describe('@kiln/runtime (packages/runtime)', () => {
 });
 
 describe('kiln (the root package)', () => {
-  it('installs compile and load only; tuning and the model server say which package to install', () => {
-    const tarball = pack('');
-    const dir = installInto('kiln-app', tarball);
+  it('installs compile and load only; tuning and the model server say which package to install', async () => {
+    const tarball = await pack('');
+    const dir = await installInto('kiln-app', tarball);
     expect(installed(dir)).toEqual(['@bufbuild/protobuf', 'binaryen', 'fflate', 'kiln']);
     const kiln = (args: string[]) =>
-      spawnSync(process.execPath, [join(dir, 'node_modules/kiln/dist/cli/kiln.js'), ...args], {
-        cwd: dir,
-        encoding: 'utf8',
-        timeout: 120_000,
-      });
+      run(process.execPath, [join(dir, 'node_modules/kiln/dist/cli/kiln.js'), ...args], { cwd: dir, timeout: 120_000 });
     writeFileSync(join(dir, 'model.onnx'), model());
-    const c = kiln(['compile', 'model.onnx', '-o', 'model.kiln']);
+    const c = await kiln(['compile', 'model.onnx', '-o', 'model.kiln']);
     expect(c.status, c.stderr).toBe(0);
-    const r = kiln(['run', 'model.kiln', '--bench', '2']);
+    const r = await kiln(['run', 'model.kiln', '--bench', '2']);
     expect(r.status, r.stderr).toBe(0);
-    const t = kiln(['tune', 'model.onnx', '--trials', '1', '--db', 'tune.sqlite']);
+    const t = await kiln(['tune', 'model.onnx', '--trials', '1', '--db', 'tune.sqlite']);
     expect(t.status).toBe(1);
     expect(t.stderr).toContain('[E_DEPENDENCY]');
     expect(t.stderr).toContain("npm install better-sqlite3@'^12");
     expect(t.stderr).not.toMatch(/\n\s+at /);
     // The model server's packages are optional peers too.
-    const s = kiln(['serve', '--models', 'model.kiln', '--port', '0']);
+    const s = await kiln(['serve', '--models', 'model.kiln', '--port', '0']);
     expect(s.status).toBe(1);
     expect(s.stderr).toContain('[E_DEPENDENCY]');
     expect(s.stderr).toContain("npm install fastify@'^5");
