@@ -22,6 +22,7 @@ import {
   cast,
   constant,
   div,
+  eq,
   floordiv,
   int,
   load,
@@ -52,18 +53,28 @@ export function boundValues(symbols: SymbolTable): Map<string, number> {
 
 /** The three points the kernels are built at: the bounds, then two others spread through the ranges. */
 function samplePoints(symbols: SymbolTable): Map<string, number>[] {
-  const clamp = (v: number, [lo, hi]: readonly [number, number]) => Math.min(hi, Math.max(lo, v));
-  return [
-    boundValues(symbols),
-    // different offsets per symbol, so that a dim of one symbol is not taken for a dim of another
-    new Map(symbols.names.map((s, k) => [s, clamp(2 + k, symbols.ranges.get(s)!)])),
-    new Map(
-      symbols.names.map((s, k) => {
-        const r = symbols.ranges.get(s)!;
-        return [s, clamp(Math.floor((r[0] + r[1]) / 2) + 2 * k + 1, r)];
-      }),
-    ),
-  ];
+  // Every symbol whose range allows it takes a value below its bound at both other points (a symbol the points
+  // never move would be taken for a constant), sizes of 2 and up before 1 (a size of 1 broadcasts: a kernel built
+  // there differs in its indices), two different ones where the range allows, offset per symbol so that a dim of one
+  // symbol is not taken for a dim of another.
+  const below = (s: string, want: number, avoid?: number): number => {
+    const [lo, hi] = symbols.ranges.get(s)!;
+    if (lo === hi) return lo;
+    const v = Math.min(hi - 1, Math.max(lo, want));
+    const nearest = (ok: (c: number) => boolean) => {
+      for (let d = 0; d < hi - lo; d++) for (const c of [v + d, v - d]) if (c >= lo && c < hi && ok(c)) return c;
+      return undefined;
+    };
+    return nearest((c) => c >= 2 && c !== avoid) ?? nearest((c) => c >= 2) ?? nearest(() => true)!;
+  };
+  const first = new Map(symbols.names.map((s, k) => [s, below(s, 2 + k)]));
+  const second = new Map(
+    symbols.names.map((s, k) => {
+      const [lo, hi] = symbols.ranges.get(s)!;
+      return [s, below(s, Math.floor((lo + hi) / 2) + 2 * k + 1, first.get(s))];
+    }),
+  );
+  return [boundValues(symbols), first, second];
 }
 
 /** The sizes a kernel may compute with: every dim of every type in the function, and their prefix/suffix products. */
@@ -188,6 +199,10 @@ export function buildDynamicKernel(
         const idx = x.idx.map((i, k) => (mentionsSymbols(i) ? max(0, min(i, buf.shape[k] - 1)) : i));
         return { ...x, buf, idx };
       }
+      // positions past the run-time sizes are computed too, over whatever the bound layouts hold there: an integer
+      // division must not trap on a zero divisor it finds (at a valid position one is undefined behaviour in ONNX)
+      if (x.k === 'bin' && INT_DIVISIONS.has(x.op) && !isFloat(x.dtype) && x.b.k !== 'const')
+        return { ...x, b: select(eq(x.b, constant(0, x.b.dtype)), constant(1, x.b.dtype), x.b) };
       if (x.k === 'reduce') {
         const masks = x.axes.flatMap((a) => (reduceExtent.has(a) ? [lt(a.v, reduceExtent.get(a)!)] : []));
         if (masks.length) return { ...x, body: select(all(masks), x.body, reduceInit(x.op, x.dtype)) };
@@ -217,6 +232,8 @@ export function buildDynamicKernel(
   return scheduled(name, [...builds[0].inputs, symbolBuf], output, ops, trace, runSizes);
 }
 
+const INT_DIVISIONS = new Set(['div', 'mod', 'floordiv', 'floormod']);
+
 /** A dim as an int32 expression of the symbols' run-time values, `symbol(k)` reading symbol k. */
 function sizeExpr(d: Dim, symbol: (k: number) => Expr, symbols: SymbolTable): Expr {
   return foldDim<Expr>(d, {
@@ -245,6 +262,8 @@ function compareBuilds(builds: ReturnType<typeof kernelTensors>[], ops: readonly
   const diff: BuildDiff = { constants: new Map(), reduceAxes: new Map(), tensors: seen };
   const differ = (why: string) => dynamicError(ops, `its computation changes with the sizes (${why})`);
   const vars = new Map<string, string[]>();
+  /** Per loop variable of the first build, the extent of its axis in each other build. */
+  const extents = new Map<string, number[]>();
   const sameVar = (a: string, others: string[]) => {
     const known = vars.get(a);
     if (!known) vars.set(a, others);
@@ -264,18 +283,30 @@ function compareBuilds(builds: ReturnType<typeof kernelTensors>[], ops: readonly
       if (others.some((o, b) => builds[b + 1].inputs.indexOf(o) !== i)) throw differ('inputs');
       return;
     }
-    t.axes.forEach((a, k) =>
+    t.axes.forEach((a, k) => {
       sameVar(
         a.v.name,
         others.map((o) => o.axes[k].v.name),
-      ),
-    );
+      );
+      extents.set(
+        a.v.name,
+        others.map((o) => o.shape[k]),
+      );
+    });
     exprs(
       t.body!,
       others.map((o) => o.body!),
     );
   };
   const exprs = (e: Expr, others: Expr[]): void => {
+    // an index along an axis of extent 1 is built as the constant 0 (a broadcast), the only value its variable takes
+    const zeroAt = (o: Expr, b: number) =>
+      o.k === 'const' && Number(o.value) === 0 && e.k === 'var' && extents.get(e.name)?.[b] === 1;
+    if (e.k === 'var' && others.some(zeroAt)) {
+      if (others.some((o, b) => !zeroAt(o, b) && (o.k !== 'var' || vars.get(e.name)?.[b] !== o.name)))
+        throw differ('loop variables');
+      return;
+    }
     if (others.some((o) => o.k !== e.k || o.dtype !== e.dtype)) throw differ(`${e.k} of ${e.dtype}`);
     switch (e.k) {
       case 'const': {
@@ -352,8 +383,12 @@ function compareBuilds(builds: ReturnType<typeof kernelTensors>[], ops: readonly
             a.v.name,
             os.map((o) => o.axes[k].v.name),
           );
-          const extents = [a.extent, ...os.map((o) => o.axes[k].extent)];
-          if (extents.some((x) => x !== extents[0])) diff.reduceAxes.set(a, extents);
+          extents.set(
+            a.v.name,
+            os.map((o) => o.axes[k].extent),
+          );
+          const lengths = [a.extent, ...os.map((o) => o.axes[k].extent)];
+          if (lengths.some((x) => x !== lengths[0])) diff.reduceAxes.set(a, lengths);
         });
         exprs(
           e.body,

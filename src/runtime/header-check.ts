@@ -175,17 +175,21 @@ function checkSymbols(head: Obj, memoryBytes: number) {
     if (at % 4) throw damaged(`symbolsAt ${at} is not a multiple of 4`);
   }
   const exprs = head.dimExprs === undefined ? {} : obj(head.dimExprs, 'dimExprs');
-  const valueAtBounds = (e: unknown, path: string): number => {
-    if (typeof e === 'number') return uint(e, path);
+  // operands inside a tree may be negative (`n - 1` is ['+', 'n', -1]); a dim's value is checked against its shape
+  const valueAtBounds = (e: unknown, path: string, operand = false): number => {
+    if (typeof e === 'number') {
+      if (operand && Number.isSafeInteger(e)) return e;
+      return uint(e, path);
+    }
     if (typeof e === 'string') {
       if (!bounds.has(e)) throw damaged(`${path} names '${e}', which is no symbol`);
       return bounds.get(e)!;
     }
     const a = arr(e, path);
     if (a.length !== 3) throw damaged(`${path} has ${a.length} entries, not 3`);
-    const x = valueAtBounds(a[1], `${path}[1]`);
+    const x = valueAtBounds(a[1], `${path}[1]`, true);
     if (a[0] === 'floordiv') return Math.floor(x / Math.max(1, uint(a[2], `${path}[2]`)));
-    const y = valueAtBounds(a[2], `${path}[2]`);
+    const y = valueAtBounds(a[2], `${path}[2]`, true);
     if (a[0] === '+') return x + y;
     if (a[0] === '*') return x * y;
     if (a[0] === 'min') return Math.min(x, y);

@@ -1,7 +1,8 @@
 // Linear algebra: matmul (numpy semantics), gemm, einsum, matmul_integer, det.
 import { OpPattern, type Attrs } from '../../relay-ir/op.js';
 import { sizeOf } from '../../runtime/tensor.js';
-import { type Dim, tensorType } from '../../relay-ir/types.js';
+import { type Dim, type TensorType, tensorType } from '../../relay-ir/types.js';
+import { dimBounds } from '../../relay-ir/sym-dim.js';
 import * as E from '../expr.js';
 import { type Expr, type IterVar, constant, int } from '../expr.js';
 import { type Tensor, at, compute, reduceAxis } from '../tensor.js';
@@ -100,7 +101,18 @@ defineOp({
 defineOp({
   name: 'matmul_integer',
   pattern: OpPattern.OutEWiseFusable,
-  inferType: ([a, b]) => tensorType(outShape(matmulShape(a.shape, b.shape, 'matmul_integer')), 'int32'),
+  inferType: ([a, b, az, bz]) => {
+    // a zero point is one value or one per row of a / column of b, decided by its length: a length that is a
+    // run-time size (a symbol with a range) must be provably one of them (a symbol without one is bound first)
+    const check = (z: TensorType | undefined, along: Dim | undefined) => {
+      const len = z?.shape[z.shape.length - 1];
+      if (len !== undefined && along !== undefined && Number.isFinite(dimBounds(len)[1]))
+        broadcastShapes([[len], [along]]);
+    };
+    check(az, a.shape.length >= 2 ? a.shape[a.shape.length - 2] : undefined);
+    check(bz, b.shape[b.shape.length - 1]);
+    return tensorType(outShape(matmulShape(a.shape, b.shape, 'matmul_integer')), 'int32');
+  },
   compute: ([a, b, az, bz], _, out) => {
     const zp = (z: Tensor | undefined, i: Expr): Expr => {
       if (!z) return int(0);
