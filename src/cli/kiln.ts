@@ -44,6 +44,7 @@ const OPTIONS = {
   'no-tuning': { type: 'boolean' },
   'build-only': { type: 'boolean' },
   'symbolic-dims': { type: 'string' },
+  'run-time-sizes': { type: 'boolean' },
   port: { type: 'string' },
   models: { type: 'string', multiple: true },
   config: { type: 'string' },
@@ -127,9 +128,9 @@ const COMMANDS: Record<string, Subcommand> = {
   'onnx-test': {
     usage: [
       'kiln onnx-test DIR... [--verbose] [--json FILE] [--filter REGEX] [--target wasm|webgpu|cuda|native]',
-      '                   [--symbolic-dims leading|all]',
+      '                   [--symbolic-dims leading|all [--run-time-sizes]]',
     ],
-    options: ['verbose', 'json', 'filter', 'target', 'symbolic-dims'],
+    options: ['verbose', 'json', 'filter', 'target', 'symbolic-dims', 'run-time-sizes'],
     positionals: { min: 1, max: Infinity, name: 'DIR (a folder of ONNX backend test cases)' },
     run: async (p, v) =>
       (await import('./onnx-test.js')).onnxTestCommand(p, {
@@ -138,6 +139,7 @@ const COMMANDS: Record<string, Subcommand> = {
         filter: v.filter,
         target: v.target,
         symbolicDims: v['symbolic-dims'],
+        runTimeSizes: v['run-time-sizes'],
       }),
   },
   tune: {

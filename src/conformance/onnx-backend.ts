@@ -66,6 +66,12 @@ export interface RunCaseOptions {
    * right, measured on the whole suite.
    */
   symbolicDims?: 'leading' | 'all';
+  /**
+   * With symbolicDims: keep the symbols as run-time sizes, each with the range size..2*size+1, and run the one
+   * artifact at the data's sizes (below the bounds its memory is planned at): kernels for run-time sizes, measured
+   * on the whole suite.
+   */
+  runTimeSizes?: boolean;
 }
 
 /** The model with the chosen dims of each fed run-time input made the symbol `n<size>`; the symbols' sizes. */
@@ -135,7 +141,7 @@ export async function runCase(
         if (inputs[i]) feeds[n] = inputs[i];
       });
       const compiled = opts.symbolicDims
-        ? await compileSymbolic(decodeModel(bytes), modelPath, feeds, opts.symbolicDims, opts.target)
+        ? await compileSymbolic(decodeModel(bytes), modelPath, feeds, opts.symbolicDims, opts.target, opts.runTimeSizes)
         : await compile(bytes, {
             modelPath,
             specialize: feeds,
@@ -196,8 +202,15 @@ async function compileSymbolic(
   feeds: Readonly<Record<string, Tensor>>,
   which: 'leading' | 'all',
   target: RunCaseOptions['target'],
+  runTimeSizes = false,
 ) {
   const { bytes, values } = withSymbolicDims(model, feeds, which);
+  if (runTimeSizes) {
+    const dims = Object.fromEntries(
+      Object.entries(values).map(([s, v]): [string, [number, number]] => [s, [v, 2 * v + 1]]),
+    );
+    return compileGraph(importAndOptimize(bytes, { modelPath, specialize: { ...feeds }, target, dims }), { target });
+  }
   const graph = importAndOptimize(bytes, { modelPath, specialize: { ...feeds }, target });
   return compileGraph(specializeGraph(graph, values, { target }), { target });
 }
