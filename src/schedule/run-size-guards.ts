@@ -7,7 +7,6 @@
 import {
   type Expr,
   type ReduceOp,
-  type Var,
   affineCoef,
   int,
   lt,
@@ -100,11 +99,11 @@ export function hoistReductionMasks(f: PrimFunc): PrimFunc {
   const hoist = (loop: ForStmt): Stmt | undefined => {
     if (loop.kind === 'vectorized' || loop.kind.startsWith('threadIdx') || loop.kind.startsWith('blockIdx'))
       return undefined;
-    const inner = new Set<Var>();
+    const inner = new Set<string>();
     const stores: StoreStmt[] = [];
     let other = false;
     visitStmt(loop.body, (s) => {
-      if (s.k === 'for' || s.k === 'decl') inner.add(s.v);
+      if (s.k === 'for' || s.k === 'decl') inner.add(s.v.name);
       else if (s.k === 'store') stores.push(s);
       else if (s.k === 'assign' || s.k === 'barrier') other = true;
     });
@@ -114,7 +113,7 @@ export function hoistReductionMasks(f: PrimFunc): PrimFunc {
     if (!c || masks.some((m) => !m || printExpr(m.c) !== printExpr(c))) return undefined;
     let invariant = true;
     visitExpr(c, (e) => {
-      if ((e.k === 'var' && inner.has(e)) || (e.k === 'load' && written.has(e.buf as Buffer))) invariant = false;
+      if ((e.k === 'var' && inner.has(e.name)) || (e.k === 'load' && written.has(e.buf as Buffer))) invariant = false;
     });
     if (!invariant) return undefined;
     const unmasked = new Map(stores.map((st, i) => [st, masks[i]!.x]));
