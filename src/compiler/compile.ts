@@ -27,7 +27,7 @@ import { type ModelFormat, detectFormat } from '../frontend/detect.js';
 import { externalDataReader } from './external-data.js';
 import { evaluateCall } from './evaluate.js';
 import { interpretSymbolic } from './te-interpreter.js';
-import { type Program, type ProgramOptions, buildProgram, symbolTable } from './program.js';
+import { type Program, type ProgramOptions, buildProgram } from './program.js';
 import { writeArtifact } from './artifact-writer.js';
 import { type GpuSectionOptions, buildWebGpuSection, valueBindings } from './webgpu-program.js';
 import { type WebGpuLimits, type WebGpuProfileName, resolveWebGpuLimits } from '../codegen/common/webgpu-profile.js';
@@ -302,7 +302,7 @@ export async function compileGraph(
   if (opts.target === 'webgpu') {
     const webgpu = buildWebGpuSection(fused, program.weightOffsets, outputNames, {
       limits,
-      symbols: symbolTable(fused, dimRanges),
+      symbols: program.symbols,
       traceFor:
         opts.gpuTraceFor &&
         ((k) => {

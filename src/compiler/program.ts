@@ -27,6 +27,8 @@ export interface Program {
   kernels: BuiltKernel[];
   /** Offset of each weight inside `weights`. */
   weightOffsets: Map<ConstNode, number>;
+  /** The symbols of run-time sizes, where the inputs have symbolic dims. */
+  symbols?: SymbolTable;
 }
 
 export interface ProgramOptions {
@@ -52,7 +54,7 @@ const bytesOf = (t: TensorType) => sizeOf(boundShape(t)) * BYTES[t.dtype];
  * The symbols of a program whose inputs have symbolic dims, each with a finite range, and a check that every dim
  * is largest at the symbols' upper bounds (the memory plan is laid out there).
  */
-export function symbolTable(main: FuncNode, ranges: DimRanges = new Map()): SymbolTable | undefined {
+function symbolTable(main: FuncNode, ranges: DimRanges = new Map()): SymbolTable | undefined {
   const names = [...new Set(main.params.flatMap((p) => (p.type as TensorType).shape.flatMap(dimSymbols)))].sort();
   if (!names.length) return undefined;
   const unbounded = names.filter((s) => !Number.isFinite(ranges.get(s)?.[1] ?? Number.POSITIVE_INFINITY));
@@ -236,14 +238,11 @@ function buildProgramAtBounds(main: FuncNode, opts: ProgramOptions, symbols: Sym
   // kernels, deduplicated by their loop-IR text (none for a placed concat)
   const kernels: BuiltKernel[] = [];
   const kernelOf = new Map<string, number>();
-  const symbolic = new Set<BuiltKernel>();
   const callKernel = calls.map((c) => {
     if (concats.has(c)) return -1;
     if (symbols && hasSymbolicDims(c.op)) {
       // (not tuned: the tuner measures at one size)
-      const k = buildDynamicKernel(c.op, `k${kernels.length}`, symbols);
-      symbolic.add(k);
-      return addKernel(k);
+      return addKernel(buildDynamicKernel(c.op, `k${kernels.length}`, symbols));
     }
     let k = buildKernel(c.op, `k${kernels.length}`);
     const trace = opts.traceFor?.(c.op, k);
@@ -325,8 +324,8 @@ function buildProgramAtBounds(main: FuncNode, opts: ProgramOptions, symbols: Sym
             kernel: callKernel[i],
             args: [
               ...c.args.map(addr),
-              // (the symbols are the kernel's last input)
-              ...(symbolic.has(kernels[callKernel[i]]) ? [arenaAt + plan.offsets.get(symbolsId)!] : []),
+              // (the symbols are the last input of a kernel for run-time sizes)
+              ...(kernels[callKernel[i]].runSizes ? [arenaAt + plan.offsets.get(symbolsId)!] : []),
               addr(c),
               ...(scratchId[i] >= 0 ? [arenaAt + plan.offsets.get(scratchId[i])!] : []),
             ],
@@ -389,5 +388,6 @@ function buildProgramAtBounds(main: FuncNode, opts: ProgramOptions, symbols: Sym
     weights,
     kernels,
     weightOffsets: weightOff,
+    ...(symbols && { symbols }),
   };
 }

@@ -91,7 +91,6 @@ export function buildWebGpuSection(
   const templates: WgslTemplate[][] = [];
   const built: BuiltKernel[] = [];
   const kernelOf = new Map<string, number>();
-  const readsSymbols = new Set<number>();
   const gpuCalls: GpuCall[] = [];
   /** Builds the kernel of a call (or finds its twin): its index, or its stages' bindings where more than allowed. */
   const kernelFor = (op: FuncNode, origin: string[], untuned = false): number | { bindings: number } => {
@@ -158,7 +157,6 @@ export function buildWebGpuSection(
     });
     templates.push(stages);
     built.push(k);
-    if (dynamic) readsSymbols.add(idx);
     kernelOf.set(key, idx);
     return idx;
   };
@@ -170,7 +168,8 @@ export function buildWebGpuSection(
   const emitCall = (op: FuncNode, args: number[], out: number, origin: string[], maxBindings: number): void => {
     const k = kernelFor(op, origin);
     if (typeof k === 'number') {
-      gpuCalls.push({ kernel: k, args: [...args, ...(readsSymbols.has(k) ? [symbolsValue!] : []), out], origin });
+      // (the symbols are the last input of a kernel for run-time sizes)
+      gpuCalls.push({ kernel: k, args: [...args, ...(built[k].runSizes ? [symbolsValue!] : []), out], origin });
       return;
     }
     const tighter = Math.max(2, maxBindings - (k.bindings - limits.maxStorageBuffersPerShaderStage));

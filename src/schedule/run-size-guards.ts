@@ -8,7 +8,6 @@ import {
   type Expr,
   type ReduceOp,
   affineCoef,
-  int,
   lt,
   mapExpr,
   mul,
@@ -62,14 +61,6 @@ export function guardRunSizes(f: PrimFunc, runSizes: RunSizes): PrimFunc {
   };
   return { ...f, body: rewrite(f.body) };
 }
-
-/** An int32 expression of run-time sizes read from the kernel's symbol buffer (`symbols[k]` for symbol k). */
-export const symbolLoad = (symbols: Buffer, k: number): Expr => ({
-  k: 'load',
-  buf: symbols,
-  idx: [int(k)],
-  dtype: 'int32',
-});
 
 /** The reduction a combining operator performs, for the identity a masked-off term takes. */
 const REDUCE_OF: Partial<Record<string, ReduceOp>> = { add: 'sum', mul: 'prod', max: 'max', min: 'min' };
