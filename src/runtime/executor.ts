@@ -10,7 +10,7 @@ import { withSharedMemoryImport } from './shared-memory.js';
 import { type Tensor, sizeOf } from './tensor.js';
 import type { ArtifactParts } from './artifact.js';
 import { damaged } from './header-check.js';
-import { inBoundLayout, outOfBoundLayout, runSymbols } from './run-sizes.js';
+import { type Elements, outOfBoundLayout, runSymbols, writeBoundLayout } from './run-sizes.js';
 import { hostMemory, runControl } from './control.js';
 
 const PAGE = 65536;
@@ -231,9 +231,7 @@ export class WasmExecutor {
     const symbols = runSymbols(h, checked);
     if (symbols) new Int32Array(this.memory.buffer, h.symbolsAt!, symbols.length).set(symbols);
     for (const inp of h.inputs)
-      (this.view(inp, sizeOf(inp.shape)) as { set(a: ArrayLike<unknown>): void }).set(
-        inBoundLayout(inp, checked[inp.name]) as ArrayLike<unknown>,
-      );
+      writeBoundLayout(inp, checked[inp.name], this.view(inp, sizeOf(inp.shape)) as unknown as Elements);
     const calls = this.header.calls;
     this.pool?.running(true);
     let i = 0;
@@ -252,7 +250,9 @@ export class WasmExecutor {
       this.pool?.running(false);
     }
     const out: Record<string, Tensor> = {};
-    for (const o of h.outputs) out[o.name] = outOfBoundLayout(h, o, symbols, this.read(o).data);
+    // (an output of run-time shape is copied out of the memory once; a static one is read whole)
+    for (const o of h.outputs)
+      out[o.name] = symbols && o.dims ? outOfBoundLayout(h, o, symbols, this.view(o, sizeOf(o.shape))) : this.read(o);
     return out;
   }
 

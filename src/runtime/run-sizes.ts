@@ -85,11 +85,17 @@ export function runSymbols(h: ArtifactHeader, checked: Readonly<Record<string, T
   return symbolValues(h, Object.fromEntries(h.inputs.map((i) => [i.name, checked[i.name].shape])));
 }
 
+/** Writes an input's data into `into`, its binding's layout (at the bounds for run-time dims). */
+export function writeBoundLayout(b: IOBinding, t: Tensor, into: Elements): void {
+  if (b.dims) copyStrided(t.data as unknown as Elements, t.shape, into, b.shape, true);
+  else into.set(t.data as unknown as ArrayLike<unknown>);
+}
+
 /** An input's data in its binding's layout: at the bounds for run-time dims, else the tensor's own data. */
 export function inBoundLayout(b: IOBinding, t: Tensor): TypedArray {
   if (!b.dims) return t.data;
   const laidOut = new ARRAY[b.dtype](sizeOf(b.shape)) as TypedArray;
-  copyStrided(t.data as unknown as Elements, t.shape, laidOut as unknown as Elements, b.shape, true);
+  writeBoundLayout(b, t, laidOut as unknown as Elements);
   return laidOut;
 }
 
