@@ -55,7 +55,9 @@ const bytesOf = (t: TensorType) => sizeOf(boundShape(t)) * BYTES[t.dtype];
  * is largest at the symbols' upper bounds (the memory plan is laid out there).
  */
 function symbolTable(main: FuncNode, ranges: DimRanges = new Map()): SymbolTable | undefined {
-  const names = [...new Set(main.params.flatMap((p) => (p.type as TensorType).shape.flatMap(dimSymbols)))].sort();
+  const given = [...new Set(main.params.flatMap((p) => (p.type as TensorType).shape.flatMap(dimSymbols)))].sort();
+  // then the sizes counted while the model runs, in the order they are computed
+  const names = [...given, ...countedSizes(kernelCalls(main)).keys()];
   if (!names.length) return undefined;
   const unbounded = names.filter((s) => !Number.isFinite(ranges.get(s)?.[1] ?? Number.POSITIVE_INFINITY));
   if (unbounded.length) {
@@ -90,6 +92,63 @@ function symbolTable(main: FuncNode, ranges: DimRanges = new Map()): SymbolTable
     }
   });
   return table;
+}
+
+/**
+ * The calls that count a size while the model runs (value_dim: tensor-expr/ops/counted.ts), by the symbol each
+ * writes into the symbols region.
+ */
+function countedSizes(calls: readonly CallNode[]): Map<string, CallNode> {
+  const out = new Map<string, CallNode>();
+  for (const c of calls) {
+    const body = (c.op as FuncNode).body;
+    if (body.kind === 'call' && (body.op as OpSpec).name === 'value_dim') out.set(String(body.attrs.symbol), c);
+  }
+  return out;
+}
+
+/**
+ * The kernel calls in an order that runs each after its arguments and after the calls counting the sizes its type
+ * names (a tensor of a counted size need not read the count: a Range over it).
+ */
+function callOrder(main: FuncNode): (CallNode & { op: FuncNode })[] {
+  const calls = kernelCalls(main);
+  const counted = countedSizes(calls);
+  if (!counted.size) return calls;
+  const order: (CallNode & { op: FuncNode })[] = [];
+  const done = new Set<GExpr>();
+  const isCall = new Set<GExpr>(calls);
+  const visit = (root: CallNode & { op: FuncNode }) => {
+    const stack: { c: CallNode & { op: FuncNode }; deps?: (CallNode & { op: FuncNode })[] }[] = [{ c: root }];
+    const open = new Set<GExpr>();
+    while (stack.length) {
+      const top = stack[stack.length - 1];
+      if (done.has(top.c)) {
+        stack.pop();
+        continue;
+      }
+      open.add(top.c);
+      top.deps ??= [
+        ...top.c.args.filter((a): a is CallNode & { op: FuncNode } => isCall.has(a)),
+        ...(top.c.type as TensorType).shape
+          .flatMap(dimSymbols)
+          .flatMap((s) => (counted.has(s) ? [counted.get(s) as CallNode & { op: FuncNode }] : [])),
+      ];
+      const next = top.deps.find((d) => !done.has(d));
+      if (next && open.has(next))
+        throw new KilnError('E_INTERNAL', 'program: a counted size depends on itself', {
+          hint: 'please report this with the model',
+        });
+      if (next) stack.push({ c: next });
+      else {
+        done.add(top.c);
+        order.push(top.c);
+        stack.pop();
+      }
+    }
+  };
+  for (const c of calls) visit(c);
+  return order;
 }
 
 /** A dim as the runtime's expression tree. */
@@ -193,7 +252,9 @@ export function buildProgram(main: FuncNode, opts: ProgramOptions = {}): Program
 
 function buildProgramAtBounds(main: FuncNode, opts: ProgramOptions, symbols: SymbolTable | undefined): Program {
   const outputs = mainOutputs(main);
-  const calls = kernelCalls(main);
+  const calls = callOrder(main);
+  // a call counting a size writes it straight into the symbols region
+  const countedAt = new Map<GExpr, number>([...countedSizes(calls)].map(([s, c]) => [c, symbols!.names.indexOf(s)]));
   if (
     outputs.some(
       (o, i) => o.kind === 'var' || (o.kind === 'call' && !calls.includes(o as never)) || outputs.indexOf(o) !== i,
@@ -280,7 +341,7 @@ function buildProgramAtBounds(main: FuncNode, opts: ProgramOptions, symbols: Sym
   const callIndex = new Map<GExpr, number>(calls.map((c, i) => [c, i]));
   const endOf = (c: CallNode, i: number) => (outputs.includes(c) ? FOREVER : (lastUse.get(c) ?? i));
   calls.forEach((c, i) => {
-    if (!partOf.has(c)) {
+    if (!partOf.has(c) && !countedAt.has(c)) {
       const parts = concats.get(c)?.map((p) => p.part) ?? [];
       const start = Math.min(i, ...parts.map((p) => callIndex.get(p)!));
       idOf.set(c, items.length);
@@ -311,6 +372,8 @@ function buildProgramAtBounds(main: FuncNode, opts: ProgramOptions, symbols: Sym
     if (e.kind === 'const') return weightsAt + weightOff.get(e)!;
     const part = partOf.get(e);
     if (part) return addr(part.whole) + part.at;
+    const slot = countedAt.get(e);
+    if (slot !== undefined) return arenaAt + plan.offsets.get(symbolsId)! + 4 * slot;
     const id = idOf.get(e);
     if (id === undefined) throw new KilnError('E_INTERNAL', `program: value without a buffer (${e.kind})`);
     return arenaAt + plan.offsets.get(id)!;
@@ -375,6 +438,7 @@ function buildProgramAtBounds(main: FuncNode, opts: ProgramOptions, symbols: Sym
           name,
           min: symbols.ranges.get(name)![0],
           max: symbols.ranges.get(name)![1],
+          ...([...countedAt.values()].includes(symbols.names.indexOf(name)) && { counted: true }),
         })),
         symbolsAt: arenaAt + plan.offsets.get(symbolsId)!,
         dimExprs: Object.fromEntries(dimTexts.map((d) => [d, dimExprOf(d)])),

@@ -1,6 +1,7 @@
 // A fused main function -> the artifact's WebGPU section: kernels built with the default GPU schedule and
 // compiled to WGSL, GPU values (inputs, outputs, intermediates, weights shared with the WebAssembly part's
 // weights section) and the call list.
+import type { OpSpec } from '../relay-ir/op.js';
 import { KilnError } from '../runtime/errors.js';
 import type { GpuCall, GpuKernel, GpuValue, WebGpuSection } from '../runtime/artifact-format.js';
 import { type ConstNode, type FuncNode, type GExpr, gfunc } from '../relay-ir/expr.js';
@@ -52,6 +53,16 @@ export function buildWebGpuSection(
 ): { section: WebGpuSection; kernels: BuiltKernel[] } {
   const outputs: GExpr[] = main.body.kind === 'tuple' ? [...main.body.fields] : [main.body];
   const calls = kernelCalls(main);
+  const counting = calls.find((c) => c.op.body.kind === 'call' && (c.op.body.op as OpSpec).name === 'value_dim');
+  if (counting)
+    throw new KilnError(
+      'E_UNSUPPORTED',
+      'sizes counted from the data while the model runs (NonZero, Compress, TopK with k from a tensor) are compiled for WebAssembly, native and CUDA, not WebGPU yet',
+      {
+        node: counting.origin?.[0],
+        hint: "compile for target 'wasm' or 'native', or give the value that decides the size at compile time (specialize)",
+      },
+    );
 
   const limits = opts.limits ?? WEBGPU_PROFILES.default;
   const bindingLimits = {

@@ -25,6 +25,8 @@ export interface OpSpec {
    * folding and symbolic shape arithmetic take it without evaluating the argument.
    */
   readonly dimsFromType?: (args: readonly TensorType[], attrs: Attrs) => Dim[];
+  /** Its value is known only while the model runs (a size counted from data): never evaluated at compile time. */
+  readonly runTimeOnly?: boolean;
 }
 
 const registry = new Map<string, OpSpec>();

@@ -23,7 +23,8 @@ const printed = new Map<string, Poly>();
 
 /** The range [lo, hi] of each symbol in the current compile (hi may be Infinity); a symbol not listed is [0, ∞). */
 export type DimRanges = ReadonlyMap<string, readonly [number, number]>;
-let ranges: DimRanges = new Map();
+const noRanges: DimRanges = new Map();
+let ranges: DimRanges = noRanges;
 
 /** Runs `fn` with the symbols' ranges in force (type inference and folding inside it use them). */
 export function withDimRanges<T>(r: DimRanges, fn: () => T): T {
@@ -37,6 +38,27 @@ export function withDimRanges<T>(r: DimRanges, fn: () => T): T {
 }
 
 export const isSymbolic = (d: Dim): d is string => typeof d === 'string';
+
+/**
+ * A new symbol for a size counted from data while the model runs (NonZero's count, TopK's K from a tensor), with
+ * the range [0, hi], added to the ranges in force (the import's own map, which the compile keeps). `base` starts
+ * its name; a number makes it unique among the symbols in force.
+ */
+export function countedSymbol(base: string, hi: number): string {
+  if (!(ranges instanceof Map) || ranges === noRanges)
+    throw new KilnError('E_INTERNAL', 'a counted size needs the ranges of an import in force', {
+      hint: 'please report this with the model',
+    });
+  if (!Number.isFinite(hi))
+    throw new KilnError('E_DYNAMIC', `the size ${base} counts from a tensor of unbounded size`, {
+      hint: 'give every symbolic input dim a range: --dim NAME=LO..HI (API: dims: { NAME: [LO, HI] })',
+    });
+  let k = 0;
+  while (ranges.has(`${base}_${k}`)) k++;
+  const name = `${base}_${k}`;
+  (ranges as Map<string, readonly [number, number]>).set(name, [0, hi]);
+  return name;
+}
 
 // --- polynomials --------------------------------------------------------------------------------------------------
 
@@ -60,8 +82,26 @@ const plus = (a: Poly, b: Poly, scaleB = 1): Poly => {
   addInto(out, b, scaleB);
   return out;
 };
+/** The atoms of a monomial's text: split at the `*`s outside parentheses (a composite atom has its own inside). */
+function atomsOf(m: string): string[] {
+  if (m === '') return [];
+  if (!m.includes('(')) return m.split('*');
+  const out: string[] = [];
+  let depth = 0,
+    from = 0;
+  for (let i = 0; i < m.length; i++) {
+    if (m[i] === '(') depth++;
+    else if (m[i] === ')') depth--;
+    else if (m[i] === '*' && depth === 0) {
+      out.push(m.slice(from, i));
+      from = i + 1;
+    }
+  }
+  out.push(m.slice(from));
+  return out;
+}
 const monoTimes = (x: string, y: string): string =>
-  x === '' ? y : y === '' ? x : [...x.split('*'), ...y.split('*')].sort().join('*');
+  x === '' ? y : y === '' ? x : [...atomsOf(x), ...atomsOf(y)].sort().join('*');
 function times(a: Poly, b: Poly): Poly {
   const out = new Map<string, number>();
   for (const [ma, ca] of a) for (const [mb, cb] of b) addInto(out, new Map([[monoTimes(ma, mb), ca * cb]]), 1);
@@ -122,7 +162,7 @@ function polyInterval(p: Poly): Interval {
   let lo = 0,
     hi = 0;
   for (const [m, c] of p) {
-    const mono = m === '' ? ([1, 1] as Interval) : m.split('*').map(atomInterval).reduce(mulInterval);
+    const mono = m === '' ? ([1, 1] as Interval) : atomsOf(m).map(atomInterval).reduce(mulInterval);
     const [x, y] = mulInterval(mono, [c, c]);
     lo += x;
     hi += y;
@@ -178,10 +218,10 @@ export function dimExactDiv(a: Dim, b: Dim): Dim | undefined {
   const q = polyOf(b);
   if (q.size !== 1) return dimEquals(a, b) ? 1 : undefined;
   const [[mono, coef]] = q;
-  const atoms = mono.split('*');
+  const atoms = atomsOf(mono);
   const out = new Map<string, number>();
   for (const [m, c] of polyOf(a)) {
-    const rest = m === '' ? [] : m.split('*');
+    const rest = atomsOf(m);
     for (const x of atoms) {
       const i = rest.indexOf(x);
       if (i < 0) return undefined;
@@ -224,7 +264,7 @@ export function substituteDim(d: Dim, values: ReadonlyMap<string, number>): Dim 
   let out: Dim = 0;
   for (const [m, c] of polyOf(d)) {
     let term: Dim = c;
-    if (m !== '') for (const atom of m.split('*')) term = dimMul(term, substituteAtom(atom, values));
+    for (const atom of atomsOf(m)) term = dimMul(term, substituteAtom(atom, values));
     out = dimAdd(out, term);
   }
   return out;
@@ -245,7 +285,7 @@ export function dimSymbols(d: Dim): string[] {
   const out = new Set<string>();
   const visit = (p: Poly) => {
     for (const m of p.keys())
-      for (const atom of m === '' ? [] : m.split('*')) {
+      for (const atom of atomsOf(m)) {
         const c = composites.get(atom);
         if (!c) out.add(atom);
         else {
@@ -277,7 +317,7 @@ export function foldDim<T>(d: Dim, alg: DimAlgebra<T>): T {
     let sum: T | undefined;
     for (const [m, c] of p) {
       let term: T | undefined = c === 1 && m !== '' ? undefined : alg.num(c);
-      for (const atom of m === '' ? [] : m.split('*')) {
+      for (const atom of atomsOf(m)) {
         const a = atomOf(atom);
         term = term === undefined ? a : alg.mul(term, a);
       }

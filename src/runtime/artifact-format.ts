@@ -39,6 +39,8 @@ export interface SymbolInfo {
   name: string;
   min: number;
   max: number;
+  /** Counted from the data by a kernel while the model runs (NonZero's count), not given by an input's shape. */
+  counted?: boolean;
 }
 
 export interface KernelInfo {

@@ -168,6 +168,7 @@ function checkSymbols(head: Obj, memoryBytes: number) {
         o = obj(x, p);
       const name = str(o.name, `${p}.name`);
       const lo = uint(o.min, `${p}.min`);
+      if (o.counted !== undefined && typeof o.counted !== 'boolean') throw damaged(`${p}.counted is not a boolean`);
       bounds.set(name, uint(o.max, `${p}.max`));
       if (lo > bounds.get(name)!) throw damaged(`${p}.min ${lo} is past its max ${o.max}`);
     });

@@ -56,7 +56,7 @@ export function symbolValues(h: ArtifactHeader, shapes: Readonly<Record<string, 
       from.set(d, where);
     });
   }
-  const missing = symbols.filter((s) => !values.has(s.name));
+  const missing = symbols.filter((s) => !s.counted && !values.has(s.name));
   if (missing.length)
     throw new KilnError(
       'E_INPUT',
@@ -76,8 +76,34 @@ export function symbolValues(h: ArtifactHeader, shapes: Readonly<Record<string, 
         );
     });
   }
-  return Int32Array.from(symbols, (s) => values.get(s.name)!);
+  // (a counted size is written by its kernel during the run: counted() reads it back)
+  return Int32Array.from(symbols, (s) => values.get(s.name) ?? s.min);
 }
+
+/**
+ * The symbols' values after a run: those given by the inputs, and the sizes the kernels counted, read from the
+ * symbols region (`region`, the int32 values as the kernels left them).
+ */
+export function countedValues(h: ArtifactHeader, symbols: Int32Array, region: Int32Array): Int32Array {
+  const out = symbols.slice();
+  (h.symbols ?? []).forEach((s, i) => {
+    if (!s.counted) return;
+    const v = region[i];
+    if (!(v >= s.min && v <= s.max))
+      throw new KilnError(
+        'E_ARTIFACT',
+        `the run counted the size '${s.name}' as ${v}, outside its range ${s.min}..${s.max}`,
+        {
+          hint: 'the artifact is damaged: recompile the model',
+        },
+      );
+    out[i] = v;
+  });
+  return out;
+}
+
+/** Whether a run of the artifact counts sizes from the data (its outputs' shapes are known only after it). */
+export const countsSizes = (h: ArtifactHeader): boolean => (h.symbols ?? []).some((s) => s.counted);
 
 /** The symbols' values of a run over checked inputs; undefined for a model without run-time sizes. */
 export function runSymbols(h: ArtifactHeader, checked: Readonly<Record<string, Tensor>>): Int32Array | undefined {

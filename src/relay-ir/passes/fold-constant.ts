@@ -117,7 +117,7 @@ export class ConstantFolder {
         stack.pop();
         continue;
       }
-      if (n.kind !== 'call' || isFuncCall(n)) {
+      if (n.kind !== 'call' || isFuncCall(n) || (n.op as OpSpec).runTimeOnly) {
         this.known.set(n, n.kind === 'const' ? n : null);
         stack.pop();
         continue;
@@ -157,7 +157,7 @@ export class ConstantFolder {
   /** `fn` with every call that folds replaced by its constant. */
   fold(fn: FuncNode): FuncNode {
     const body = rewrite(fn.body, (n, orig) => {
-      if (n.kind !== 'call' || isFuncCall(n)) return undefined;
+      if (n.kind !== 'call' || isFuncCall(n) || (n.op as OpSpec).runTimeOnly) return undefined;
       const known = this.known.get(orig);
       if (known) return known;
       // (a rebuilt call may type more precisely than the original, with constants for arguments)

@@ -6,3 +6,4 @@ import './transform.js';
 import './layout.js';
 import './winograd.js';
 import './quantized.js';
+import './counted.js';

@@ -283,10 +283,9 @@ for (const [name, op] of [
 // top-k by rank counting: rank[j] = #{i : x[i] before x[j]} (larger first for largest=1, ties by lower index);
 // indices[p] = the j with rank p (topk_indices); values[p] = x[indices[p]] (topk_gather). O(n^2) along the axis.
 
-function topkIndices(x: Tensor, a: Attrs): Tensor {
+function topkIndices(x: Tensor, a: Attrs, K: number): Tensor {
   const axis = normAxis(num(a, 'axis', -1), x.shape.length);
-  const K = num(a, 'k'),
-    largest = num(a, 'largest', 1) !== 0;
+  const largest = num(a, 'largest', 1) !== 0;
   const n = x.shape[axis];
   const rank = compute('topk_rank', x.shape, (idx) => {
     const r = reduceAxis(n, 't');
@@ -306,11 +305,16 @@ function topkIndices(x: Tensor, a: Attrs): Tensor {
   return idx;
 }
 
+/**
+ * k: a number, or [a counted size] (TopK's k read from a tensor while the model runs; its value_dim is the second
+ * input, which the compute does not read).
+ */
 function topkType([x]: readonly TensorType[], a: Attrs): TensorType {
   const axis = normAxis(num(a, 'axis', -1), x.shape.length);
-  const K = num(a, 'k'),
+  const K = Array.isArray(a.k) ? (a.k as readonly Dim[])[0] : num(a, 'k'),
     n = x.shape[axis];
-  if (typeof n === 'number' && (K < 0 || K > n)) shapeError(`topk: k=${K} out of range for axis size ${n}`);
+  if (typeof n === 'number' && typeof K === 'number' && (K < 0 || K > n))
+    shapeError(`topk: k=${K} out of range for axis size ${n}`);
   return tensorType(
     x.shape.map((d, i) => (i === axis ? K : d)),
     'int64',
@@ -321,7 +325,7 @@ defineOp({
   name: 'topk_indices',
   pattern: OpPattern.Opaque,
   inferType: topkType,
-  compute: ([x], a) => topkIndices(x, a),
+  compute: ([x], a, out) => topkIndices(x, a, out.shape[normAxis(num(a, 'axis', -1), x.shape.length)]),
 });
 
 /** topk_gather(x, indices): x at the top-k indices along `axis` (the values output of TopK). */

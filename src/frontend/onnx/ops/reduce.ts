@@ -1,5 +1,7 @@
 // ONNX reductions, arg reductions, softmax family, CumSum/CumProd and TopK -> Kiln graph operators.
 import type { GExpr } from '../../../relay-ir/expr.js';
+import type { Dim } from '../../../relay-ir/types.js';
+import { countedSymbol, dimBounds } from '../../../relay-ir/sym-dim.js';
 import { type ConvertCtx, constNumbers, converter } from '../converter.js';
 
 const REDUCE: Record<string, string> = {
@@ -68,10 +70,19 @@ for (const [onnx, op, since] of [
   });
 }
 
-function topk(c: ConvertCtx, k: number): GExpr[] {
+/** TopK with k known, or k read from a tensor while the model runs (`k` its value_dim, a counted size). */
+function topk(c: ConvertCtx, k: number | [Dim], kValue?: GExpr): GExpr[] {
   const attrs = { k, axis: c.int('axis', -1), largest: c.int('largest', 1), sorted: c.int('sorted', 1) };
-  const indices = c.call('topk_indices', [c.input(0)], attrs);
+  const indices = c.call('topk_indices', kValue ? [c.input(0), kValue] : [c.input(0)], attrs);
   return [c.call('topk_gather', [c.input(0), indices], { axis: attrs.axis }), indices];
 }
 converter('TopK', 1, (c) => topk(c, c.int('k')));
-converter('TopK', 10, (c) => topk(c, constNumbers(c, c.input(1), 'TopK k')[0]));
+converter('TopK', 10, (c) => {
+  const known = c.knownValue(c.input(1));
+  if (known) return topk(c, Number(known.data[0]));
+  // k from a tensor: at most the axis' size (a larger k is clamped to it)
+  const x = c.type(c.input(0));
+  const hi = dimBounds(x.shape[(c.int('axis', -1) + x.shape.length) % x.shape.length] ?? 0)[1];
+  const symbol = countedSymbol('topk_k', hi);
+  return topk(c, [symbol], c.call('value_dim', [c.input(1)], { symbol, max: hi }));
+});

@@ -2,10 +2,20 @@
 // starts/ends, Tile's repeats, ...) go through c.constValue and become attributes.
 import { ONNX_DTYPE } from '../../../runtime/dtype.js';
 import { KilnError } from '../../../runtime/errors.js';
-import { type Tensor, sizeOf, tensor } from '../../../runtime/tensor.js';
+import { type Tensor, tensor } from '../../../runtime/tensor.js';
 import type { GExpr } from '../../../relay-ir/expr.js';
 import type { Dim } from '../../../relay-ir/types.js';
-import { dimAdd, dimExactDiv, dimFloorDiv, dimMax, dimProduct, dimSub } from '../../../relay-ir/sym-dim.js';
+import {
+  countedSymbol,
+  dimAdd,
+  dimBounds,
+  dimExactDiv,
+  dimFloorDiv,
+  dimMax,
+  dimProduct,
+  dimProvedLE,
+  dimSub,
+} from '../../../relay-ir/sym-dim.js';
 import { staticDim, staticDims } from '../../../tensor-expr/ops/common.js';
 import { type ConvertCtx, constNumbers, converter } from '../converter.js';
 import { elementValue } from '../../../runtime/half.js';
@@ -293,10 +303,25 @@ converter('ScatterND', 11, (c) =>
   c.call('scatter_nd', [c.input(0), c.input(1), c.input(2)], { reduction: c.string('reduction', 'none') }),
 );
 
-// ---- Compress / NonZero (compile-time data-dependent shapes) ----
+// ---- Compress / NonZero: sizes that depend on values ----
+// A value known at compile time folds here; otherwise the output's size is counted while the model runs
+// (tensor-expr/ops/counted.ts), laid out at its upper bound.
+
+/** NonZero of a run-time tensor: int64 [rank, count], the count a run-time size. */
+export function nonzeroCall(c: ConvertCtx, x: GExpr): GExpr {
+  let t = c.type(x);
+  if (t.shape.length === 0) {
+    x = c.call('reshape', [x], { shape: [1] });
+    t = c.type(x);
+  }
+  const hi = dimBounds(dimProduct(t.shape))[1];
+  const symbol = countedSymbol('nonzero', hi);
+  const blocks = c.call('nonzero_block_counts', [x]);
+  const count = c.call('value_dim', [blocks], { symbol, max: hi });
+  return c.call('nonzero', [x, blocks, count], { count: [symbol] });
+}
 
 converter('Compress', 9, (c) => {
-  const cond = constNumbers(c, c.input(1), 'Compress condition (it decides the output shape)');
   let x = c.input(0);
   const axisAttr = c.attr('axis');
   let axis = 0;
@@ -305,19 +330,30 @@ converter('Compress', 9, (c) => {
     axis = c.int('axis');
     if (axis < 0) axis += r;
   } else {
-    const n = sizeOf(staticDims(c.type(x), 'Compress input'));
-    x = c.call('reshape', [x], { shape: [n] });
+    x = c.call('reshape', [x], { shape: [dimProduct(c.type(x).shape)] });
   }
-  const d = staticDim(c.type(x).shape[axis], 'Compress input');
-  const idx: number[] = [];
-  cond.slice(0, d).forEach((v, i) => {
-    if (v) idx.push(i);
-  });
-  return c.call('gather', [x, c.constant(tensor('int64', [idx.length], idx))], { axis });
+  const d = c.type(x).shape[axis];
+  const known = c.knownValue(c.input(1));
+  if (known) {
+    const cond = Array.from(known.data as ArrayLike<number | bigint>, Number);
+    const idx: number[] = [];
+    cond.slice(0, staticDim(d, 'Compress input')).forEach((v, i) => {
+      if (v) idx.push(i);
+    });
+    return c.call('gather', [x, c.constant(tensor('int64', [idx.length], idx))], { axis });
+  }
+  // (a condition longer than the axis: ONNX Runtime reads only its first d entries)
+  let cond = c.input(1);
+  const len = c.type(cond).shape[0];
+  if (!dimProvedLE(len, d)) cond = c.call('slice', [cond], { starts: [0], ends: [d], axes: [0], steps: [1] });
+  const hits = nonzeroCall(c, cond);
+  const count = c.type(hits).shape[1];
+  return c.call('gather', [x, c.call('reshape', [hits], { shape: [count] })], { axis });
 });
 
 converter('NonZero', 9, (c) => {
-  const x = c.constValue(c.input(0), 'NonZero input (it decides the output shape)');
+  const x = c.knownValue(c.input(0));
+  if (!x) return nonzeroCall(c, c.input(0));
   const shape = x.shape,
     r = shape.length;
   const hits: number[][] = [];

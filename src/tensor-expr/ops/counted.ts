@@ -1,0 +1,123 @@
+// Operators whose output size is counted from the data while the model runs (NonZero, Compress, TopK with K from a
+// tensor): the output's type names a counted symbol (relay-ir/sym-dim.ts countedSymbol) and is laid out at its
+// upper bound; a `value_dim` call computes the count into the program's symbols region, where every later kernel
+// reads it as a run-time size and the runtime reads it for the outputs' shapes (docs/dynamic-shapes.md).
+import { OpPattern } from '../../relay-ir/op.js';
+import { type Dim, type TensorType, tensorType } from '../../relay-ir/types.js';
+import { dimAdd, dimFloorDiv, dimProduct } from '../../relay-ir/sym-dim.js';
+import * as E from '../expr.js';
+import { type Expr, constant, int } from '../expr.js';
+import { type Tensor, at, compute, reduceAxis } from '../tensor.js';
+import { defineOp } from '../op-def.js';
+import { dims, num, shapeError } from './common.js';
+
+const symbolOf = (a: Readonly<Record<string, unknown>>): string => {
+  const s = a.symbol;
+  if (typeof s !== 'string' || !s) shapeError('a counted size needs its symbol (attribute symbol)');
+  return s;
+};
+
+/**
+ * value_dim(n) {symbol, max}: the sum of the integer tensor n's elements (one element: its value), clamped to
+ * [0, max], as int32: the run-time value of `symbol`. Clamping keeps every kernel that trusts the bound in bounds.
+ */
+defineOp({
+  name: 'value_dim',
+  pattern: OpPattern.Opaque,
+  runTimeOnly: true,
+  inferType: ([n], a) => {
+    symbolOf(a);
+    if (n.dtype.startsWith('float') || n.dtype === 'bool')
+      shapeError(`value_dim: a size is an integer, not ${n.dtype}`);
+    return tensorType([], 'int32');
+  },
+  dimsFromType: (_, a) => [symbolOf(a)],
+  compute: ([n], a) =>
+    compute('value_dim', [], () => {
+      const r = n.shape.map((d) => reduceAxis(d, 'n'));
+      const v = E.cast('int32', r.length ? E.sum(E.cast('int64', at(n, ...r.map((x) => x.v))), r) : at(n));
+      return E.min(E.max(v, int(0)), int(num(a, 'max')));
+    }),
+});
+
+/** Elements per block of NonZero's two-level count (a block's prefix is a short reduction). */
+const BLOCK = 64;
+
+/** The indices of x's dims of its row-major flat index `f` (f < the element count). */
+function unravel(shape: readonly number[], f: Expr): Expr[] {
+  const out: Expr[] = [];
+  let stride = 1;
+  for (let d = shape.length - 1; d >= 0; d--) {
+    out.unshift(d === 0 ? E.floordiv(f, stride) : E.floormod(E.floordiv(f, stride), shape[d]));
+    stride *= shape[d];
+  }
+  return out;
+}
+
+/** Whether x's flat element `f` (any index; those past the end count as zero) is nonzero, as int32 0/1. */
+function isNonzero(x: Tensor, f: Expr): Expr {
+  const n = x.shape.reduce((p, d) => p * d, 1);
+  // (the index wraps into range so the load stays inside x; the mask drops what is past the end)
+  const v = at(x, ...unravel(x.shape, E.floormod(f, Math.max(n, 1))));
+  const nz = x.dtype === 'bool' ? E.ne(E.cast('int32', v), int(0)) : E.ne(v, constant(0, x.dtype));
+  return E.select(E.and(E.lt(f, n), nz), int(1), int(0));
+}
+
+/** Blocks of x's elements: ceil(n / BLOCK). */
+const blocksOf = (x: TensorType): Dim => dimFloorDiv(dimAdd(dimProduct(x.shape), BLOCK - 1), BLOCK);
+
+/** nonzero_block_counts(x): int32 [ceil(n / 64)], the nonzeros among each 64 consecutive elements of x (row-major). */
+defineOp({
+  name: 'nonzero_block_counts',
+  pattern: OpPattern.Opaque,
+  inferType: ([x]) => tensorType([blocksOf(x)], 'int32'),
+  compute: ([x], _, out) =>
+    compute('nonzero_blocks', out.shape, ([b]) => {
+      const i = reduceAxis(BLOCK, 'i');
+      return E.sum(isNonzero(x, E.add(E.mul(b, BLOCK), i.v)), [i]);
+    }),
+});
+
+/**
+ * nonzero(x, blockCounts, count) {count: [symbol]}: int64 [rank, symbol], the indices of x's nonzero elements in row-major
+ * order (ONNX NonZero). The p-th nonzero is found in two steps, each a short count: its block (the blocks whose
+ * running count ends at or before p), then its place in the block.
+ */
+defineOp({
+  name: 'nonzero',
+  pattern: OpPattern.Opaque,
+  inferType: ([x, blocks, count], a) => {
+    if (blocks.shape.length !== 1 || count.shape.length !== 0)
+      shapeError('nonzero: takes x, its block counts and its count');
+    return tensorType([x.shape.length, dims(a, 'count')[0]], 'int64');
+  },
+  compute: ([x, blocks], _, out) => {
+    const m = blocks.shape[0];
+    // running count before each block, and inside each block up to and including each element
+    const before = compute('nonzero_before', [m], ([b]) => {
+      const c = reduceAxis(m, 'c');
+      return E.sum(E.select(E.lt(c.v, b), at(blocks, c.v), int(0)), [c]);
+    });
+    const inBlock = compute('nonzero_in_block', [m, BLOCK], ([b, i]) => {
+      const j = reduceAxis(BLOCK, 'j');
+      return E.sum(E.select(E.le(j.v, i), isNonzero(x, E.add(E.mul(b, BLOCK), j.v)), int(0)), [j]);
+    });
+    const count = out.shape[1];
+    const blockOf = compute('nonzero_block', [count], ([p]) => {
+      const c = reduceAxis(m, 'c');
+      return E.sum(E.select(E.le(E.add(at(before, c.v), at(blocks, c.v)), p), int(1), int(0)), [c]);
+    });
+    const flat = compute('nonzero_flat', [count], ([p]) => {
+      const block = at(blockOf, p);
+      const j = reduceAxis(BLOCK, 'j');
+      const inside = E.sum(E.select(E.le(E.add(at(before, block), at(inBlock, block, j.v)), p), int(1), int(0)), [j]);
+      return E.add(E.mul(block, BLOCK), inside);
+    });
+    return compute('nonzero', out.shape, ([d, p]) => {
+      const idx = unravel(x.shape, at(flat, p));
+      let v: Expr = idx[idx.length - 1];
+      for (let k = idx.length - 2; k >= 0; k--) v = E.select(E.eq(d, k), idx[k], v);
+      return E.cast('int64', v);
+    });
+  },
+});

@@ -1,0 +1,143 @@
+// Sizes that depend on values (issue 15, item 4): NonZero, Compress and TopK with k from a tensor, compiled once with
+// their outputs laid out at an upper bound and the size counted while the model runs; every run's shapes and values
+// match ONNX Runtime, and what follows the counted size (a transpose, a gather, a reduction) runs at it.
+import { describe, expect, it } from 'vitest';
+import { compile, load, type Tensor } from '../src/index.js';
+import { findLlvm } from '../src/codegen/native/toolchain.js';
+import { buildModel, randomF32 } from '../src/frontend/onnx/model-builder.js';
+import { compareTensors } from '../src/conformance/compare.js';
+import { runOrt } from './helpers/ort.js';
+import { kilnError } from './helpers/errors.js';
+
+const TARGETS: ('wasm' | 'native')[] = ['wasm', ...(findLlvm() ? (['native'] as const) : [])];
+
+type Loaded = Awaited<ReturnType<typeof load>>;
+async function matchesOrt(m: Loaded, model: Uint8Array, feeds: Record<string, Tensor>, at: string) {
+  const got = await m.run(feeds);
+  const want = await runOrt(model, feeds);
+  for (const o of Object.keys(want)) {
+    expect(got[o].shape, `${o} at ${at}`).toEqual(want[o].shape);
+    expect(compareTensors(got[o], want[o])?.message, `${o} at ${at}`).toBeUndefined();
+  }
+}
+
+/** x with about `density` of its elements nonzero (the rest exactly 0). */
+function sparse(shape: number[], density: number, seed: number): Tensor {
+  const t = randomF32(shape, seed);
+  const keep = randomF32(shape, seed + 7).data as Float32Array;
+  const data = (t.data as Float32Array).map((v, i) => ((keep[i] + 1) / 2 < density ? v : 0));
+  return { ...t, data };
+}
+
+const int64 = (shape: number[], values: number[]): Tensor => ({
+  dtype: 'int64',
+  shape,
+  data: BigInt64Array.from(values, BigInt),
+});
+
+// NonZero, then what a detection head does with it: the indices transposed, the values gathered and summed
+const nonzeroModel = (dims: (string | number)[]) =>
+  buildModel({
+    inputs: [['x', 'float32', dims]],
+    outputs: [
+      ['nz', 'int64', [dims.length, 'n']],
+      ['vals', 'float32', ['n']],
+      ['total', 'float32', []],
+    ],
+    nodes: [
+      { op: 'NonZero', inputs: ['x'], outputs: ['nz'] },
+      { op: 'Transpose', inputs: ['nz'], outputs: ['t'] },
+      { op: 'GatherND', inputs: ['x', 't'], outputs: ['vals'] },
+      { op: 'ReduceSum', inputs: ['vals'], outputs: ['total'], attrs: { keepdims: 0 } },
+    ],
+  });
+
+describe('sizes counted from the data', () => {
+  for (const target of TARGETS) {
+    it(`NonZero on ${target}: every density from none to all, a tensor of 2000 elements (blocks of 64 and a tail)`, async () => {
+      const model = nonzeroModel([8, 250]);
+      const r = await compile(model, { target });
+      expect(r.header.symbols).toEqual([{ name: 'nonzero_0', min: 0, max: 2000, counted: true }]);
+      expect(r.header.outputs.map((o) => o.dims)).toEqual([[2, 'nonzero_0'], ['nonzero_0'], undefined]);
+      const m = await load(r.artifact, { target, threads: 1 });
+      expect(m.runsOn ?? 'wasm').toBe(target);
+      for (const [density, seed] of [
+        [0, 1],
+        [0.01, 2],
+        [0.3, 3],
+        [0.97, 4],
+        [1, 5],
+      ])
+        await matchesOrt(m, model, { x: sparse([8, 250], density, seed) }, `density ${density}`);
+      m.dispose?.();
+    });
+  }
+
+  it('NonZero of a tensor with a symbolic batch: the bound is the largest batch', async () => {
+    const model = nonzeroModel(['b', 3, 5]);
+    const r = await compile(model, { dims: { b: [1, 6] } });
+    expect(r.header.symbols).toEqual([
+      { name: 'b', min: 1, max: 6 },
+      { name: 'nonzero_0', min: 0, max: 90, counted: true },
+    ]);
+    const m = await load(r.artifact);
+    for (const b of [1, 4, 6]) await matchesOrt(m, model, { x: sparse([b, 3, 5], 0.5, b) }, `b=${b}`);
+  });
+
+  it('Compress with a condition given at run time, along an axis and flattened', async () => {
+    const model = buildModel({
+      inputs: [
+        ['x', 'float32', [3, 5]],
+        ['c', 'bool', [4]],
+        ['f', 'bool', [15]],
+      ],
+      outputs: [
+        ['y', 'float32', [3, 'n']],
+        ['z', 'float32', ['m']],
+      ],
+      nodes: [
+        { op: 'Compress', inputs: ['x', 'c'], outputs: ['y0'], attrs: { axis: 1 } },
+        { op: 'Relu', inputs: ['y0'], outputs: ['y'] },
+        { op: 'Compress', inputs: ['x', 'f'], outputs: ['z'] },
+      ],
+    });
+    const m = await load((await compile(model)).artifact);
+    const bools = (bits: number[]): Tensor => ({ dtype: 'bool', shape: [bits.length], data: Uint8Array.from(bits) });
+    for (const [c, f] of [
+      [
+        [1, 0, 1, 1],
+        [1, 0, 0, 1, 1, 0, 1, 0, 0, 0, 1, 1, 0, 0, 1],
+      ],
+      [[0, 0, 0, 0], new Array(15).fill(0)],
+      [[1, 1, 1, 1], new Array(15).fill(1)],
+    ])
+      await matchesOrt(m, model, { x: randomF32([3, 5], 9), c: bools(c), f: bools(f) }, `c=${c}`);
+  });
+
+  it('TopK with k given at run time, from 0 to the whole axis', async () => {
+    const model = buildModel({
+      inputs: [
+        ['y', 'float32', [2, 10]],
+        ['k', 'int64', [1]],
+      ],
+      outputs: [
+        ['v', 'float32', [2, 'k']],
+        ['i', 'int64', [2, 'k']],
+      ],
+      nodes: [{ op: 'TopK', inputs: ['y', 'k'], outputs: ['v', 'i'], attrs: { axis: 1 } }],
+      opset: 11,
+    });
+    const r = await compile(model);
+    expect(r.header.symbols).toEqual([{ name: 'topk_k_0', min: 0, max: 10, counted: true }]);
+    const m = await load(r.artifact);
+    for (const k of [0, 1, 3, 10])
+      await matchesOrt(m, model, { y: randomF32([2, 10], k + 1), k: int64([1], [k]) }, `k=${k}`);
+  });
+
+  it('WebGPU says that it does not count sizes yet', async () => {
+    const err = await kilnError(() => compile(nonzeroModel([4, 4]), { target: 'webgpu' }));
+    expect(err.code).toBe('E_UNSUPPORTED');
+    expect(err.message).toMatch(/NonZero/);
+    expect(err.hint).toMatch(/wasm/);
+  });
+});
