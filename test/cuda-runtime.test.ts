@@ -422,6 +422,37 @@ describe('CUDA executor on a simulated driver (PTX simulator) vs ONNX Runtime', 
     expect(drv.clean).toBe(true);
   });
 
+  it('sizes counted from the data: NonZero and what follows it, the count read back from device memory', async () => {
+    const bytes = buildModel({
+      inputs: [['x', 'float32', [4, 50]]],
+      outputs: [
+        ['nz', 'int64', [2, 'n']],
+        ['vals', 'float32', ['n']],
+      ],
+      nodes: [
+        { op: 'NonZero', inputs: ['x'], outputs: ['nz'] },
+        { op: 'Transpose', inputs: ['nz'], outputs: ['t'] },
+        { op: 'GatherND', inputs: ['x', 't'], outputs: ['vals'] },
+      ],
+    });
+    const c = await compile(bytes, { target: 'cuda', sm: 86 });
+    expect(c.header.symbols).toEqual([{ name: 'nonzero_0', min: 0, max: 200, counted: true }]);
+    const drv = new SimDriver();
+    const model = await loadRuntime(c.artifact, { target: 'cuda', cudaDriver: drv });
+    for (const keep of [0, 0.4, 1]) {
+      const x = randomF32([4, 50], 3);
+      const data = (x.data as Float32Array).map((v, i) => ((i * 0.618) % 1 < keep ? v : 0));
+      const feeds = { x: { ...x, data } };
+      const got = await model.run(feeds);
+      const want = await runOrt(bytes, feeds);
+      expect(got.nz.shape).toEqual(want.nz.shape);
+      expect(got.nz.data).toEqual(want.nz.data);
+      expectClose({ vals: got.vals }, { vals: want.vals });
+    }
+    model.dispose();
+    expect(drv.clean).toBe(true);
+  });
+
   it('a wasm-only artifact is refused with a hint to compile for cuda', async () => {
     const c = await compile(buildModel(MODELS[1].spec));
     await expect(loadRuntime(c.artifact, { target: 'cuda', cudaDriver: new SimDriver() })).rejects.toMatchObject({
