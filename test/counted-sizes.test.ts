@@ -134,6 +134,76 @@ describe('sizes counted from the data', () => {
       await matchesOrt(m, model, { y: randomF32([2, 10], k + 1), k: int64([1], [k]) }, `k=${k}`);
   });
 
+  // boxes scattered over a 10x10 field, many overlapping, with scores that tie now and then
+  function detections(b: number, n: number, classes: number, seed: number, centered: boolean): Record<string, Tensor> {
+    const u = randomF32([b, n, 4], seed).data as Float32Array;
+    const boxes = new Float32Array(b * n * 4);
+    for (let i = 0; i < b * n; i++) {
+      const [p, q, w, h] = [
+        5 + 5 * u[4 * i],
+        5 + 5 * u[4 * i + 1],
+        1 + 1.5 * (u[4 * i + 2] + 1),
+        1 + 1.5 * (u[4 * i + 3] + 1),
+      ];
+      // corners [y1, x1, y2, x2], some given in the other order; or [x_center, y_center, width, height]
+      boxes.set(centered ? [p, q, w, h] : i % 5 ? [q, p, q + h, p + w] : [q + h, p + w, q, p], 4 * i);
+    }
+    const s = randomF32([b, classes, n], seed + 1).data as Float32Array;
+    const scores = s.map((v, i) => (i % 7 === 3 ? 0.5 : Math.round((v + 1) * 50) / 100));
+    return {
+      boxes: { dtype: 'float32', shape: [b, n, 4], data: boxes },
+      scores: { dtype: 'float32', shape: [b, classes, n], data: scores },
+    };
+  }
+
+  for (const [centered, thresholded] of [
+    [false, true],
+    [true, false],
+  ])
+    it(`NonMaxSuppression (${centered ? 'center and size' : 'corners'}, ${thresholded ? 'a score threshold' : 'no score threshold'}) with its limits given at run time`, async () => {
+      const model = buildModel({
+        inputs: [
+          ['boxes', 'float32', [2, 60, 4]],
+          ['scores', 'float32', [2, 3, 60]],
+          ['max', 'int64', [1]],
+          ['iou', 'float32', [1]],
+          ...(thresholded ? ([['score', 'float32', [1]]] as [string, 'float32', number[]][]) : []),
+        ],
+        outputs: [['selected', 'int64', ['n', 3]]],
+        nodes: [
+          {
+            op: 'NonMaxSuppression',
+            inputs: ['boxes', 'scores', 'max', 'iou', ...(thresholded ? ['score'] : [])],
+            outputs: ['selected'],
+            attrs: { center_point_box: centered ? 1 : 0 },
+          },
+        ],
+        opset: 11,
+      });
+      for (const target of TARGETS) {
+        const m = await load((await compile(model, { target })).artifact, { target, threads: 1 });
+        expect(m.runsOn ?? 'wasm').toBe(target);
+        const f32 = (v: number): Tensor => ({ dtype: 'float32', shape: [1], data: Float32Array.of(v) });
+        for (const [max, iou, score, seed] of [
+          [5, 0.5, 0.3, 1],
+          [100, 0.2, 0.6, 2],
+          [0, 0.5, 0, 3],
+          [3, 0.9, 0.95, 4],
+        ])
+          await matchesOrt(
+            m,
+            model,
+            {
+              ...detections(2, 60, 3, seed, centered),
+              max: int64([1], [max]),
+              iou: f32(iou),
+              ...(thresholded ? { score: f32(score) } : {}),
+            },
+            `${target}: max ${max}, iou ${iou}, score ${score}`,
+          );
+      }
+    });
+
   it('WebGPU says that it does not count sizes yet', async () => {
     const err = await kilnError(() => compile(nonzeroModel([4, 4]), { target: 'webgpu' }));
     expect(err.code).toBe('E_UNSUPPORTED');

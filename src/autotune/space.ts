@@ -499,6 +499,7 @@ function cpuStages(sch: Schedule): StageSpace[] {
   // allows it (not when the candidate materializes a stage between the reduction and the output)
   const fixed = new Map(sch.stages.map((_, i) => [i, def.filter((s) => s.stage === i && s.p !== 'fuseEpilogue')]));
   return sch.stages.map((st, i): StageSpace => {
+    if (st.tensor.hints?.recurrence) return { stage: i, kind: 'fixed', fields: [], trace: () => fixed.get(i)! };
     if (!st.isOutput && !st.hasReduction()) return inlineSpace(sch, st, i);
     // a reduction whose default runs lanes along its row (laneSpace) is tuned as one, even where an output axis
     // could hold a register tile (a row sum: rowReduction)

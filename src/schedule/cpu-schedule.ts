@@ -24,7 +24,7 @@ export function defaultTrace(sch: Schedule, tiles: TileOptions = WASM_TILES): Tr
   const inlinedSize = new Map<Tensor, number>();
   const reads = readCounts(probe);
   probe.stages.forEach((st, i) => {
-    if (st.isOutput || st.hasReduction() || worthMaterializing(probe, st)) return;
+    if (st.isOutput || st.hasReduction() || worthMaterializing(probe, st) || st.tensor.hints?.recurrence) return;
     const size = expressionSize(st.tensor.body!, inlinedSize);
     if (size * (reads.get(st.tensor) ?? 0) > INLINE_MAX_NODES) return; // too big to copy into every read: computed once
     inlinedSize.set(st.tensor, size);
@@ -32,6 +32,13 @@ export function defaultTrace(sch: Schedule, tiles: TileOptions = WASM_TILES): Tr
   });
   probe.stages.forEach((st, i) => {
     if (st.inlined) return;
+    if (st.tensor.hints?.recurrence) {
+      // (in order along its innermost axis: threads split an outer one only)
+      const outer = parallelAxis(st);
+      const last = st.roots.filter((a) => !a.reduce).pop();
+      add(outer && outer !== last ? [{ p: 'annotate', stage: i, axis: outer.name, kind: 'parallel' }] : []);
+      return;
+    }
     if (st.reduction) {
       const lanes = laneReductionTrace(st, i);
       const tile = lanes.length && rowReduction(st) ? [] : registerTileTrace(st, i, tiles);

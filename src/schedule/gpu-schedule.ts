@@ -81,10 +81,15 @@ export function gpuTrace(sch: Schedule, opts: GpuScheduleOptions = {}): TraceSte
   };
   // inline first: whether a reduction's consumer can become its write-back epilogue depends on what is inlined
   probe.stages.forEach((st, stage) => {
-    if (!st.isOutput && !st.hasReduction()) add([{ p: 'computeInline', stage }]);
+    if (!st.isOutput && !st.hasReduction() && !st.tensor.hints?.recurrence) add([{ p: 'computeInline', stage }]);
   });
   probe.stages.forEach((st, stage) => {
     if (st.inlined || st.fusedInto) return; // fusedInto: computed at another stage's write-back
+    if (st.tensor.hints?.recurrence) {
+      // one invocation per position of the outer axes, each running the innermost one in order
+      add(simpleTrace(st, stage, threads, false, 1));
+      return;
+    }
     const tiled = tileTrace(probe, st, stage, opts);
     if (tiled) {
       add(tiled);
@@ -101,10 +106,16 @@ export function gpuTrace(sch: Schedule, opts: GpuScheduleOptions = {}): TraceSte
   return steps;
 }
 
-/** One invocation per output element, or per four along the innermost axis (`vec4`). */
-function simpleTrace(st: Stage, stage: number, threads: number, vec4: boolean): TraceStep[] {
+/**
+ * One invocation per output element, or per four along the innermost axis (`vec4`); the innermost `serialInner`
+ * axes stay loops inside each invocation.
+ */
+function simpleTrace(st: Stage, stage: number, threads: number, vec4: boolean, serialInner = 0): TraceStep[] {
   const steps: TraceStep[] = [];
-  const spatial = st.roots.filter((a) => !a.reduce).map((a) => ({ name: a.name, extent: a.extent }));
+  const spatial = st.roots
+    .filter((a) => !a.reduce)
+    .map((a) => ({ name: a.name, extent: a.extent }))
+    .slice(0, st.roots.filter((a) => !a.reduce).length - serialInner);
   const last = spatial[spatial.length - 1];
   if (
     vec4 &&

@@ -1,5 +1,6 @@
 // Tensors of the tensor-expression level: placeholders (kernel inputs) and computes (a body over output indices).
 import type { DType } from '../runtime/dtype.js';
+import { KilnError } from '../runtime/errors.js';
 import { type Buf, type Expr, type ExprLike, type IterVar, iterVar, load } from './expr.js';
 
 export interface Tensor extends Buf {
@@ -40,6 +41,11 @@ export interface ComputeHints {
    * sum, its lanes computed with integer SIMD (WebAssembly: i32x4.dot_i16x8_s where the reduction runs in pairs).
    */
   readonly integerTile?: boolean;
+  /**
+   * A recurrence along the innermost axis (see `recurrence`): each element reads the ones before it along that
+   * axis, so the axis runs in order on one thread, never split, vectorized or spread over GPU threads.
+   */
+  readonly recurrence?: boolean;
 }
 
 let tensorCounter = 0;
@@ -63,3 +69,34 @@ export function compute(
 
 export const at = (t: Tensor, ...idx: ExprLike[]): Expr => load(t, idx);
 export const reduceAxis = (extent: number, hint = 'r'): IterVar => iterVar(hint, extent);
+
+/**
+ * out[..., i] = fn(idx, out): a compute whose body may read `out` itself at earlier positions of its innermost axis
+ * (j < i), as a running state (greedy NMS: whether a box is kept depends on the boxes kept before it). Schedules
+ * run that axis in order (ComputeHints.recurrence); the outer axes stay independent. Reads at j >= i are undefined.
+ */
+export function recurrence(
+  name: string,
+  shape: readonly number[],
+  dtype: DType,
+  fn: (idx: Expr[], self: Tensor) => Expr,
+): Tensor {
+  const axes = shape.map((n, i) => iterVar(`i${i}_`, n));
+  const t: { -readonly [K in keyof Tensor]: Tensor[K] } = {
+    kind: 'compute',
+    name: uniq(name),
+    shape: [...shape],
+    dtype,
+    axes,
+    hints: { recurrence: true },
+  };
+  t.body = fn(
+    axes.map((a) => a.v),
+    t,
+  );
+  if (t.body.dtype !== dtype)
+    throw new KilnError('E_INTERNAL', `recurrence ${name}: body is ${t.body.dtype}, declared ${dtype}`, {
+      hint: 'please report this',
+    });
+  return t;
+}

@@ -7,3 +7,4 @@ import './layout.js';
 import './winograd.js';
 import './quantized.js';
 import './counted.js';
+import './detection.js';

@@ -12,3 +12,4 @@ import './quantize.js';
 import './stateful.js';
 import './training.js';
 import './control-flow.js';
+import './detection.js';
