@@ -204,6 +204,52 @@ describe('sizes counted from the data', () => {
       }
     });
 
+  it('Unique of a run-time tensor: values and rows, sorted and in order of first occurrence, all four outputs', async () => {
+    const outs = (y: (string | number)[]): [string, 'float32' | 'int64', (string | number)[]][] => [
+      ['y', 'float32', y],
+      ['first', 'int64', ['u']],
+      ['inverse', 'int64', ['n']],
+      ['counts', 'int64', ['u']],
+    ];
+    const node = (attrs: Record<string, number>) => ({
+      op: 'Unique',
+      inputs: ['x'],
+      outputs: ['y', 'first', 'inverse', 'counts'],
+      attrs,
+    });
+    const models = [
+      buildModel({ inputs: [['x', 'float32', [6, 3]]], outputs: outs(['u']), nodes: [node({ sorted: 1 })], opset: 11 }),
+      buildModel({ inputs: [['x', 'float32', [6, 3]]], outputs: outs(['u']), nodes: [node({ sorted: 0 })], opset: 11 }),
+      buildModel({
+        inputs: [['x', 'float32', [6, 3]]],
+        outputs: outs(['u', 3]),
+        nodes: [node({ axis: 0 })],
+        opset: 11,
+      }),
+      buildModel({
+        inputs: [['x', 'float32', [6, 3]]],
+        outputs: outs([6, 'u']),
+        nodes: [node({ axis: -1 })],
+        opset: 11,
+      }),
+    ];
+    // few distinct values, so rows and columns repeat too
+    const x = (seed: number, levels: number): Tensor => {
+      const t = randomF32([6, 3], seed);
+      const data = (t.data as Float32Array).map((v, i) => (i % 3 === 1 ? 0.5 : Math.round(v * levels) / levels));
+      return { ...t, data };
+    };
+    for (const model of models) {
+      const m = await load((await compile(model)).artifact);
+      for (const [seed, levels] of [
+        [1, 1],
+        [2, 2],
+        [3, 1000],
+      ])
+        await matchesOrt(m, model, { x: x(seed, levels) }, `seed ${seed}, ${levels} levels`);
+    }
+  });
+
   it('WebGPU says that it does not count sizes yet', async () => {
     const err = await kilnError(() => compile(nonzeroModel([4, 4]), { target: 'webgpu' }));
     expect(err.code).toBe('E_UNSUPPORTED');

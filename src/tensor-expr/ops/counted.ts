@@ -121,3 +121,73 @@ defineOp({
     });
   },
 });
+
+/**
+ * unique_slices(x [A, N, S]) {sorted}: int32 [2, N] for the N slices x[:, i, :] (ONNX Unique along an axis; a
+ * flattened tensor is [1, n, 1]): row 0 is 1 where slice i is the first of its value, row 1 its place among the
+ * distinct slices (its index in Unique's Y): in ascending lexicographic order (sorted) or in order of first
+ * occurrence. Slices compare element by element in row-major order; each pair costs one pass over a slice.
+ */
+defineOp({
+  name: 'unique_slices',
+  pattern: OpPattern.Opaque,
+  inferType: ([x]) => {
+    if (x.shape.length !== 3) shapeError('unique_slices: takes x as [outer, axis, inner]');
+    return tensorType([2, x.shape[1]], 'int32');
+  },
+  compute: ([x], a) => {
+    const [outer, n, inner] = x.shape;
+    const size = outer * inner;
+    const sorted = num(a, 'sorted', 1) !== 0;
+    // where slices i and j first differ (a flat position in the slice), or `size` where they are equal
+    const differ = compute('unique_differ', [n, n], ([i, j]) => {
+      const o = reduceAxis(outer, 'o'),
+        s = reduceAxis(inner, 's');
+      const ne = E.ne(at(x, o.v, i, s.v), at(x, o.v, j, s.v));
+      return E.rmin(E.select(ne, E.add(E.mul(o.v, inner), s.v), int(size)), [o, s]);
+    });
+    const firstOf = compute('unique_first_of', [n], ([i]) => {
+      const j = reduceAxis(n, 'j');
+      return E.rmin(E.select(E.eq(at(differ, j.v, i), int(size)), j.v, int(n)), [j]);
+    });
+    const isFirst = (i: Expr) => E.eq(at(firstOf, i), i);
+    // slice j before slice i: lexicographically smaller, or (unsorted) first seen earlier
+    const before = (j: Expr, i: Expr): Expr => {
+      if (!sorted) return E.lt(j, at(firstOf, i));
+      const d = at(differ, j, i);
+      const pos = (k: Expr) => at(x, E.floordiv(d, inner), k, E.floormod(d, inner));
+      return E.and(E.lt(d, int(size)), E.lt(pos(j), pos(i)));
+    };
+    return compute('unique_slices', [2, n], ([row, i]) => {
+      const j = reduceAxis(n, 'j');
+      const place = E.sum(E.select(E.and(isFirst(j.v), before(j.v, i)), int(1), int(0)), [j]);
+      return E.select(E.eq(row, int(0)), E.select(isFirst(i), int(1), int(0)), place);
+    });
+  },
+});
+
+/**
+ * unique_index(slices [2, N], count) {count: [symbol], what}: int64 [symbol] per distinct slice p, from
+ * unique_slices: 'first' the index of its first occurrence (Unique's indices), 'count' how many slices have its
+ * value (Unique's counts).
+ */
+defineOp({
+  name: 'unique_index',
+  pattern: OpPattern.Opaque,
+  inferType: ([slices], a) => {
+    if (slices.shape.length !== 2 || slices.shape[0] !== 2) shapeError('unique_index: takes unique_slices [2, n]');
+    return tensorType([dims(a, 'count')[0]], 'int64');
+  },
+  compute: ([slices], a, out) => {
+    const n = slices.shape[1];
+    const first = a.what === 'first';
+    return compute(`unique_${first ? 'first' : 'count'}`, out.shape, ([p]) => {
+      const i = reduceAxis(n, 'i');
+      const mine = E.eq(at(slices, int(1), i.v), p);
+      return E.cast(
+        'int64',
+        first ? E.rmin(E.select(mine, i.v, int(n)), [i]) : E.sum(E.select(mine, int(1), int(0)), [i]),
+      );
+    });
+  },
+});

@@ -373,6 +373,28 @@ converter('NonZero', 9, (c) => {
   return c.constant(tensor('int64', [r, hits.length], out));
 });
 
+// Unique: Y (the distinct values or slices), indices (first occurrences), inverse_indices, counts
+converter('Unique', 11, (c) => {
+  const x = c.input(0);
+  const shape = c.type(x).shape;
+  const given = c.attr('axis') !== undefined;
+  const axis = given ? (c.int('axis') + shape.length) % shape.length : 0;
+  const n = given ? shape[axis] : dimProduct(shape);
+  const [outer, inner] = given ? [dimProduct(shape.slice(0, axis)), dimProduct(shape.slice(axis + 1))] : [1, 1];
+  const slices = c.call('unique_slices', [c.call('reshape', [x], { shape: [outer, n, inner] })], {
+    sorted: c.int('sorted', 1),
+  });
+  const row = (r: number) => c.call('slice', [slices], { starts: [r], ends: [r + 1], axes: [0], steps: [1] });
+  const hi = dimBounds(n)[1];
+  const symbol = countedSymbol('unique', hi);
+  const count = c.call('value_dim', [row(0)], { symbol, max: hi });
+  const index = (what: string) => c.call('unique_index', [slices, count], { count: [symbol], what });
+  const first = index('first');
+  const values = c.call('gather', [given ? x : c.call('reshape', [x], { shape: [n] }), first], { axis });
+  const inverse = c.call('cast', [c.call('reshape', [row(1)], { shape: [n] })], { to: 'int64' });
+  return [values, first, inverse, index('count')];
+});
+
 converter('ReverseSequence', 10, (c) =>
   c.call('reverse_sequence', [c.input(0), c.input(1)], {
     batch_axis: c.int('batch_axis', 1),
