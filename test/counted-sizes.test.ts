@@ -250,6 +250,45 @@ describe('sizes counted from the data', () => {
     }
   });
 
+  it('Slice with starts and ends given at run time: negative, past the end, backward steps', async () => {
+    const model = buildModel({
+      inputs: [
+        ['x', 'float32', [6, 10]],
+        ['starts', 'int64', [2]],
+        ['ends', 'int64', [2]],
+      ],
+      outputs: [['y', 'float32', ['a', 'b']]],
+      nodes: [
+        { op: 'Slice', inputs: ['x', 'starts', 'ends', 'axes', 'steps'], outputs: ['s'] },
+        { op: 'Sigmoid', inputs: ['s'], outputs: ['y'] },
+      ],
+      initializers: { axes: int64([2], [1, 0]), steps: int64([2], [2, -1]) },
+    });
+    const r = await compile(model);
+    expect(r.header.outputs[0].dims).toEqual(['slice_1', 'slice_0']);
+    const m = await load(r.artifact);
+    const big = 2 ** 62;
+    for (const [s, e] of [
+      [
+        [0, 5],
+        [10, 0],
+      ],
+      [
+        [-7, -1],
+        [-2, -7],
+      ],
+      [
+        [3, big],
+        [big, -big],
+      ],
+      [
+        [8, 2],
+        [3, 4],
+      ],
+    ])
+      await matchesOrt(m, model, { x: randomF32([6, 10], 4), starts: int64([2], s), ends: int64([2], e) }, `${s} ${e}`);
+  });
+
   it('WebGPU says that it does not count sizes yet', async () => {
     const err = await kilnError(() => compile(nonzeroModel([4, 4]), { target: 'webgpu' }));
     expect(err.code).toBe('E_UNSUPPORTED');

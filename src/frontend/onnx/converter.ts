@@ -39,6 +39,8 @@ export interface ConvertCtx {
    * they follow from the model's symbolic dims (a Shape -> Gather -> Concat chain); else E_DYNAMIC.
    */
   dims(e: GExpr, what: string): Dim[];
+  /** As `dims`, or undefined where the elements are known only at run time (no error). */
+  knownDims(e: GExpr): Dim[] | undefined;
   unsupported(what: string): never;
   /**
    * Converts the graph held by attribute `name` applied to `args` (its inputs, in order) into this graph and

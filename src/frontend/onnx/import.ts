@@ -280,6 +280,12 @@ function convertNode(
       hint: 'Kiln compiles ahead of time: feed it from an initializer or a shape computation, or pass the input value with the specialize option (kiln compile --specialize name=file.pb)',
     });
   };
+  const knownDims = (e: GExpr): Dim[] | undefined => {
+    const f = fold(e);
+    if (f.kind === 'const') return Array.from(f.value.data as ArrayLike<number | bigint>, Number);
+    const s = opts.symbolic?.(e);
+    return s ? [...s.values] : undefined;
+  };
   const ctx: ConvertCtx = {
     opType: node.opType,
     name: nodeName,
@@ -303,12 +309,9 @@ function convertNode(
     call: (op, args, a = {}) => gcall(getOp(op), args, a as Record<string, AttrValue>, [nodeName]),
     constant: (t) => gconst(t),
     dims(e, what) {
-      const f = fold(e);
-      if (f.kind === 'const') return Array.from(f.value.data as ArrayLike<number | bigint>, Number);
-      const s = opts.symbolic?.(e);
-      if (s) return [...s.values];
-      return notKnown(what);
+      return knownDims(e) ?? notKnown(what);
     },
+    knownDims,
     constValue(e, what) {
       const f = fold(e);
       return f.kind === 'const' ? f.value : notKnown(what);

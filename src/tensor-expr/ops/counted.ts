@@ -191,3 +191,84 @@ defineOp({
     });
   },
 });
+
+/**
+ * ONNX Slice along one axis of size d from run-time bounds (int64 loads): the first index and the count, as
+ * ONNX Runtime clamps them (negative bounds count from the end; a forward slice stays in [0, d], a backward one in
+ * [-1, d - 1]). Only d itself appears as a constant (d - 1 is written min(v + 1, d) - 1): a symbolic d is a dim.
+ */
+function sliceBounds(start: Expr, end: Expr, d: number, step: number): { first: Expr; count: Expr } {
+  const k = (v: number) => constant(v, 'int64');
+  const fromEnd = (v: Expr) => E.select(E.lt(v, k(0)), E.add(v, k(d)), v);
+  const s = fromEnd(start),
+    e = fromEnd(end);
+  if (step > 0) {
+    const first = E.min(E.max(s, k(0)), k(d));
+    const last = E.min(E.max(e, k(0)), k(d));
+    return { first, count: E.max(E.floordiv(E.add(E.sub(last, first), k(step - 1)), k(step)), k(0)) };
+  }
+  const first = E.sub(E.min(E.add(E.max(s, k(0)), k(1)), k(d)), k(1));
+  const last = E.sub(E.min(E.add(E.max(e, k(-1)), k(1)), k(d)), k(1));
+  return { first, count: E.max(E.floordiv(E.add(E.sub(first, last), k(-step - 1)), k(-step)), k(0)) };
+}
+
+const sliceAxes = (rank: number, a: Readonly<Record<string, unknown>>, n: number): number[] =>
+  (a.axes === undefined || a.axes === null ? [...Array(n).keys()] : (a.axes as number[])).map(
+    (x) => (Number(x) + rank) % rank,
+  );
+const sliceSteps = (a: Readonly<Record<string, unknown>>, n: number): number[] =>
+  a.steps === undefined || a.steps === null ? new Array(n).fill(1) : (a.steps as number[]).map(Number);
+
+/**
+ * slice_count(x, starts, ends) {index, axes?, steps?}: int32 [], how many elements Slice keeps along the
+ * index-th listed axis (x is read for its shape only).
+ */
+defineOp({
+  name: 'slice_count',
+  pattern: OpPattern.Opaque,
+  inferType: () => tensorType([], 'int32'),
+  compute: ([x, starts, ends], a) =>
+    compute('slice_count', [], () => {
+      const i = num(a, 'index');
+      const n = starts.shape[0];
+      const axis = sliceAxes(x.shape.length, a, n)[i];
+      const { count } = sliceBounds(at(starts, int(i)), at(ends, int(i)), x.shape[axis], sliceSteps(a, n)[i]);
+      return E.cast('int32', count);
+    }),
+});
+
+/**
+ * slice_dynamic(x, starts, ends, counts...) {counts: [symbol per listed axis], axes?, steps?}: ONNX Slice with
+ * starts and ends known only at run time (axes and steps fixed); each listed axis' size is a counted size.
+ */
+defineOp({
+  name: 'slice_dynamic',
+  pattern: OpPattern.Injective,
+  inferType: ([x, starts], a) => {
+    const n = starts.shape[0];
+    if (typeof n !== 'number') shapeError('Slice: the number of starts must be known');
+    const axes = sliceAxes(x.shape.length, a, n);
+    const counts = dims(a, 'counts');
+    if (counts.length !== n || new Set(axes).size !== n) shapeError('Slice: one count per listed axis, each once');
+    return tensorType(
+      x.shape.map((d, i) => (axes.includes(i) ? counts[axes.indexOf(i)] : d)),
+      x.dtype,
+    );
+  },
+  compute: ([x, starts, ends], a, out) => {
+    const n = starts.shape[0];
+    const axes = sliceAxes(x.shape.length, a, n),
+      steps = sliceSteps(a, n);
+    return compute('slice_dynamic', out.shape, (idx) =>
+      at(
+        x,
+        ...idx.map((v, d) => {
+          const k = axes.indexOf(d);
+          if (k < 0) return v;
+          const { first } = sliceBounds(at(starts, int(k)), at(ends, int(k)), x.shape[d], steps[k]);
+          return E.add(E.cast('int32', first), E.mul(v, int(steps[k])));
+        }),
+      ),
+    );
+  },
+});

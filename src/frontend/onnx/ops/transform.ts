@@ -148,13 +148,29 @@ converter('Slice', 10, (c) => {
     const e = c.optInput(i);
     return e ? constInts(c, e, what) : undefined;
   };
-  return slice(
-    c,
-    c.dims(c.input(1), 'Slice starts'),
-    c.dims(c.input(2), 'Slice ends'),
-    opt(3, 'axes'),
-    opt(4, 'steps'),
-  );
+  const starts = c.knownDims(c.input(1)),
+    ends = c.knownDims(c.input(2));
+  if (starts && ends) return slice(c, starts, ends, opt(3, 'axes'), opt(4, 'steps'));
+  // bounds known only at run time: each listed axis' size is counted while the model runs
+  const x = c.input(0);
+  const n = staticDim(c.type(c.input(1)).shape[0], 'Slice starts');
+  const attrs: Record<string, number[]> = {};
+  const axes = opt(3, 'axes'),
+    steps = opt(4, 'steps');
+  if (axes) attrs.axes = axes;
+  if (steps) attrs.steps = steps;
+  if (steps?.includes(0)) throw new KilnError('E_MODEL_INVALID', 'Slice: step 0');
+  const shape = c.type(x).shape;
+  const symbols: string[] = [];
+  const counts = Array.from({ length: n }, (_, i) => {
+    const d = shape[((axes?.[i] ?? i) + shape.length) % shape.length];
+    const hi = dimBounds(d)[1];
+    const symbol = countedSymbol('slice', hi);
+    symbols.push(symbol);
+    const count = c.call('slice_count', [x, c.input(1), c.input(2)], { ...attrs, index: i });
+    return c.call('value_dim', [count], { symbol, max: hi });
+  });
+  return c.call('slice_dynamic', [x, c.input(1), c.input(2), ...counts], { ...attrs, counts: symbols });
 });
 
 // ---- Gather family ----
