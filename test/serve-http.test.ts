@@ -371,6 +371,24 @@ describe.skipIf(!existsSync(CLASSIFIER))('kiln serve --models (HTTP)', () => {
         ...(timeoutUs ? { parameters: { timeout: timeoutUs } } : {}),
       });
     await expectError(await req(1, 100_000), 504, 'E_TIMEOUT');
+    // a client that gives up while its request is queued leaves the in-flight gauge (the request times out later)
+    const gone = new AbortController();
+    const abandoned = fetch(url('/v2/models/queue/infer'), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        inputs: [{ name: 'x', shape: [1, 8], datatype: 'FP32', data: new Array(8).fill(1) }],
+        parameters: { timeout: 300_000 },
+      }),
+      signal: gone.signal,
+    }).catch((e: Error) => e.name);
+    while (server.models.get('queue')!.batcher.queued < 1) await new Promise((r) => setTimeout(r, 10));
+    gone.abort();
+    expect(await abandoned).toBe('AbortError');
+    while (server.models.get('queue')!.batcher.queued > 0) await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, 50));
+    const metrics = await (await fetch(url('/metrics'))).text();
+    expect(/^kiln_inflight_requests\{model="queue"\} (\d+)/m.exec(metrics)?.[1]).toBe('0');
     const queued = [req(2), req(3)];
     while (server.models.get('queue')!.batcher.queued < 2) await new Promise((r) => setTimeout(r, 10));
     const full = await req(4);

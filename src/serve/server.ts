@@ -140,18 +140,15 @@ export async function startModelServer(cfg: ServeConfig, opts: ModelServerOption
     });
   });
 
-  // Counts each inference request and keeps it in the in-flight gauge until its answer is sent.
+  // Counts each inference request and keeps it in the in-flight gauge until its response closes: sent, or its client
+  // gone (a client that disconnects after sending the whole body gets neither onResponse nor onRequestAbort).
   const counted = {
-    onRequest: async (req: Fastify.FastifyRequest) => {
+    onRequest: async (req: Fastify.FastifyRequest, reply: Fastify.FastifyReply) => {
       const name = (req.params as { name: string }).name;
-      if (models.has(name)) {
-        metrics.requests.inc({ model: name });
-        metrics.inFlight.inc({ model: name });
-      }
-    },
-    onResponse: async (req: Fastify.FastifyRequest) => {
-      const name = (req.params as { name: string }).name;
-      if (models.has(name)) metrics.inFlight.dec({ model: name });
+      if (!models.has(name)) return;
+      metrics.requests.inc({ model: name });
+      metrics.inFlight.inc({ model: name });
+      reply.raw.once('close', () => metrics.inFlight.dec({ model: name }));
     },
   };
 
