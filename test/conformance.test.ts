@@ -7,7 +7,7 @@ import { decodeModel } from '../src/frontend/onnx/import.js';
 import { findLlvm } from '../src/codegen/native/toolchain.js';
 
 /** Node cases that must pass. Raise it when more pass; never lower it. */
-const NODE_FLOOR = 1598;
+const NODE_FLOOR = 1615;
 /**
  * The same on target 'native' (x86-64 through LLVM, kiln onnx-test --target native; skipped where LLVM's tools are
  * missing, CI installs them); measured 1580 in two fresh-clone CI runs.

@@ -1,17 +1,26 @@
-// Sizes that depend on values (issue 15, item 4): NonZero, Compress and TopK with k from a tensor, compiled once with
-// their outputs laid out at an upper bound and the size counted while the model runs; every run's shapes and values
-// match ONNX Runtime, and what follows the counted size (a transpose, a gather, a reduction) runs at it.
+// Sizes that depend on values (issue 15, item 4): NonZero, Compress, TopK with k from a tensor, NonMaxSuppression,
+// Unique and Slice with run-time bounds, compiled once with their outputs laid out at an upper bound and the size
+// counted while the model runs; every run's shapes and values match ONNX Runtime, and what follows the counted size
+// (a transpose, a gather, a reduction) runs at it. On WebAssembly, native and WebGPU (the CUDA simulator's case is in
+// cuda-runtime.test.ts).
 import { describe, expect, it } from 'vitest';
 import { compile, load, type Tensor } from '../src/index.js';
 import { findLlvm } from '../src/codegen/native/toolchain.js';
+import { nodeGpuDevice } from '../src/conformance/node-webgpu.js';
 import { buildModel, randomF32 } from '../src/frontend/onnx/model-builder.js';
 import { compareTensors } from '../src/conformance/compare.js';
 import { runOrt } from './helpers/ort.js';
-import { kilnError } from './helpers/errors.js';
 
-const TARGETS: ('wasm' | 'native')[] = ['wasm', ...(findLlvm() ? (['native'] as const) : [])];
+/** WebAssembly, native where LLVM is installed, and WebGPU on Dawn + SwiftShader. */
+const TARGETS: ('wasm' | 'native' | 'webgpu')[] = ['wasm', ...(findLlvm() ? (['native'] as const) : []), 'webgpu'];
 
 type Loaded = Awaited<ReturnType<typeof load>>;
+async function loadFor(target: (typeof TARGETS)[number], artifact: Uint8Array): Promise<Loaded> {
+  if (target === 'webgpu') return load(artifact, { target, device: await nodeGpuDevice() });
+  const m = await load(artifact, { target, threads: 1 });
+  expect(m.runsOn ?? 'wasm').toBe(target); // (not the WebAssembly fallback)
+  return m;
+}
 async function matchesOrt(m: Loaded, model: Uint8Array, feeds: Record<string, Tensor>, at: string) {
   const got = await m.run(feeds);
   const want = await runOrt(model, feeds);
@@ -59,8 +68,7 @@ describe('sizes counted from the data', () => {
       const r = await compile(model, { target });
       expect(r.header.symbols).toEqual([{ name: 'nonzero_0', min: 0, max: 2000, counted: true }]);
       expect(r.header.outputs.map((o) => o.dims)).toEqual([[2, 'nonzero_0'], ['nonzero_0'], undefined]);
-      const m = await load(r.artifact, { target, threads: 1 });
-      expect(m.runsOn ?? 'wasm').toBe(target);
+      const m = await loadFor(target, r.artifact);
       for (const [density, seed] of [
         [0, 1],
         [0.01, 2],
@@ -181,8 +189,7 @@ describe('sizes counted from the data', () => {
         opset: 11,
       });
       for (const target of TARGETS) {
-        const m = await load((await compile(model, { target })).artifact, { target, threads: 1 });
-        expect(m.runsOn ?? 'wasm').toBe(target);
+        const m = await loadFor(target, (await compile(model, { target })).artifact);
         const f32 = (v: number): Tensor => ({ dtype: 'float32', shape: [1], data: Float32Array.of(v) });
         for (const [max, iou, score, seed] of [
           [5, 0.5, 0.3, 1],
@@ -287,12 +294,5 @@ describe('sizes counted from the data', () => {
       ],
     ])
       await matchesOrt(m, model, { x: randomF32([6, 10], 4), starts: int64([2], s), ends: int64([2], e) }, `${s} ${e}`);
-  });
-
-  it('WebGPU says that it does not count sizes yet', async () => {
-    const err = await kilnError(() => compile(nonzeroModel([4, 4]), { target: 'webgpu' }));
-    expect(err.code).toBe('E_UNSUPPORTED');
-    expect(err.message).toMatch(/NonZero/);
-    expect(err.hint).toMatch(/wasm/);
   });
 });

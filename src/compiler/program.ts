@@ -98,7 +98,7 @@ function symbolTable(main: FuncNode, ranges: DimRanges = new Map()): SymbolTable
  * The calls that count a size while the model runs (value_dim: tensor-expr/ops/counted.ts), by the symbol each
  * writes into the symbols region.
  */
-function countedSizes(calls: readonly CallNode[]): Map<string, CallNode> {
+export function countedSizes(calls: readonly CallNode[]): Map<string, CallNode> {
   const out = new Map<string, CallNode>();
   for (const c of calls) {
     const body = (c.op as FuncNode).body;
@@ -111,7 +111,7 @@ function countedSizes(calls: readonly CallNode[]): Map<string, CallNode> {
  * The kernel calls in an order that runs each after its arguments and after the calls counting the sizes its type
  * names (a tensor of a counted size need not read the count: a Range over it).
  */
-function callOrder(main: FuncNode): (CallNode & { op: FuncNode })[] {
+export function callOrder(main: FuncNode): (CallNode & { op: FuncNode })[] {
   const calls = kernelCalls(main);
   const counted = countedSizes(calls);
   if (!counted.size) return calls;

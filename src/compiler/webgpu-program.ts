@@ -1,11 +1,11 @@
 // A fused main function -> the artifact's WebGPU section: kernels built with the default GPU schedule and
 // compiled to WGSL, GPU values (inputs, outputs, intermediates, weights shared with the WebAssembly part's
 // weights section) and the call list.
-import type { OpSpec } from '../relay-ir/op.js';
 import { KilnError } from '../runtime/errors.js';
 import type { GpuCall, GpuKernel, GpuValue, WebGpuSection } from '../runtime/artifact-format.js';
 import { type ConstNode, type FuncNode, type GExpr, gfunc } from '../relay-ir/expr.js';
 import { fuseOps, kernelCalls } from '../relay-ir/passes/fuse-ops.js';
+import { callOrder, countedSizes } from './program.js';
 import { type TensorType, staticShape, numel } from '../relay-ir/types.js';
 import { gpuTrace } from '../schedule/gpu-schedule.js';
 import { type WgslTemplate, emitWgslTemplates, shareWgslStages } from '../codegen/wgsl/codegen.js';
@@ -52,18 +52,8 @@ export function buildWebGpuSection(
   opts: GpuSectionOptions = {},
 ): { section: WebGpuSection; kernels: BuiltKernel[] } {
   const outputs: GExpr[] = main.body.kind === 'tuple' ? [...main.body.fields] : [main.body];
-  const calls = kernelCalls(main);
-  const counting = calls.find((c) => c.op.body.kind === 'call' && (c.op.body.op as OpSpec).name === 'value_dim');
-  if (counting)
-    throw new KilnError(
-      'E_UNSUPPORTED',
-      'sizes counted from the data while the model runs (NonZero, Compress, TopK with k from a tensor) are compiled for WebAssembly, native and CUDA, not WebGPU yet',
-      {
-        node: counting.origin?.[0],
-        hint: "compile for target 'wasm' or 'native', or give the value that decides the size at compile time (specialize)",
-      },
-    );
-
+  const calls = callOrder(main);
+  const counted = countedSizes(calls);
   const limits = opts.limits ?? WEBGPU_PROFILES.default;
   const bindingLimits = {
     maxStorageBindings: limits.maxStorageBuffersPerShaderStage,
@@ -203,8 +193,13 @@ export function buildWebGpuSection(
       ids.set(ic, id);
     }
   };
-  for (const c of calls)
+  const countedBy = new Map([...counted].map(([symbol, c]) => [c as GExpr, opts.symbols!.names.indexOf(symbol)]));
+  for (const c of calls) {
     emitCall(c.op, c.args.map(valueId), valueId(c), [...new Set(c.origin)], limits.maxStorageBuffersPerShaderStage);
+    // (a counted size: its kernel's output goes on into the symbols value)
+    const symbol = countedBy.get(c);
+    if (symbol !== undefined) gpuCalls[gpuCalls.length - 1].symbol = symbol;
+  }
   // stages that differ only in constants share one shader, the differing constants in uniforms
   shareWgslStages(templates).forEach((stages, i) => {
     kernels[i].stages = stages.map(({ code, workgroupSize, grid, bindings, windows, uniforms }) => ({

@@ -232,6 +232,11 @@ export interface GpuCall {
   kernel: number;
   /** Value ids: inputs, then outputs. */
   args: number[];
+  /**
+   * A size counted while the model runs (value_dim): after the call its int32 output is copied into the symbols
+   * value at this index, where the later kernels read it.
+   */
+  symbol?: number;
   /** ONNX nodes this call computes. */
   origin: string[];
 }

@@ -324,6 +324,12 @@ function checkWebGpu(g: Obj, weightBytes: number): void {
     const args = arr(o.args, `${p}.args`);
     if (args.length === 0) throw damaged(`${p}.args is empty`);
     args.forEach((a, j) => value(a, `${p}.args[${j}]`));
+    if (o.symbol !== undefined) {
+      const symbols = g.symbols === undefined ? undefined : obj(values[g.symbols as number], 'webgpu.symbols');
+      const out = obj(values[args[args.length - 1] as number], 'value');
+      uint(o.symbol, `${p}.symbol`, ((symbols?.size as number) ?? 0) - 1, 'the symbols value');
+      if (out.dtype !== 'int32' || out.size !== 1) throw damaged(`${p} counts a size but its output is no int32 scalar`);
+    }
     const params = args.length + k.temps;
     arr(k.o.stages, `webgpu.kernels[${o.kernel}].stages`).forEach((s, j) => {
       const sp = `webgpu.kernels[${o.kernel}].stages[${j}]`,

@@ -9,7 +9,7 @@ import { ARRAY, type DType, type TypedArray, isHalf } from './dtype.js';
 import { halfBitsOf } from './half.js';
 import { KilnError } from './errors.js';
 import { checkInputs } from './inputs.js';
-import { inBoundLayout, outOfBoundLayout, runSymbols } from './run-sizes.js';
+import { countedValues, countsSizes, inBoundLayout, outOfBoundLayout, runSymbols } from './run-sizes.js';
 import type { ArtifactHeader, GpuStage, GpuValue, WebGpuSection } from './artifact-format.js';
 import type { Tensor } from './tensor.js';
 import { checkDeviceLimits } from './webgpu-limits.js';
@@ -180,6 +180,8 @@ interface Dispatch {
   pipeline: GpuPipeline;
   group: unknown;
   grid: [number, number, number];
+  /** A counted size: after this dispatch, the int32 at the start of `from` goes into the symbols at byte `at`. */
+  count?: { from: GpuBuffer; at: number };
 }
 
 export class WebGpuExecutor {
@@ -189,6 +191,8 @@ export class WebGpuExecutor {
   private valueBufs: GpuBuffer[][] = [];
   /** Per GPU output its staging buffers, one per window of the output. */
   private staging: GpuBuffer[][] = [];
+  /** Where the symbols are read back after a run that counts sizes from the data. */
+  private symbolsStaging: GpuBuffer | undefined;
   private gpuOutputs: WebGpuSection['outputs'] = [];
   private chain: Promise<unknown> = Promise.resolve();
   private disposed = false;
@@ -387,9 +391,15 @@ export class WebGpuExecutor {
             resource: { buffer: ubuf!, offset: at, size: uniformBytes(st) },
           });
         const group = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
-        this.dispatches.push({ pipeline, group, grid: st.grid });
+        const count =
+          c.symbol !== undefined && s === k.stages.length - 1
+            ? { from: bufs[c.args[c.args.length - 1]][0], at: 4 * c.symbol }
+            : undefined;
+        this.dispatches.push({ pipeline, group, grid: st.grid, ...(count && { count }) });
       });
     }
+    if (sec.symbols !== undefined && countsSizes(this.header))
+      this.symbolsStaging = this.newBuffer(4 * sec.values[sec.symbols].size, MAP_READ | COPY_DST, 'staging symbols');
     this.gpuOutputs = sec.outputs.filter((o) => !this.constOutputs.has(o.name));
     this.staging = this.gpuOutputs.map((o) =>
       this.newBuffers(sec.values[o.value], MAP_READ | COPY_DST, `staging ${o.name}`),
@@ -430,21 +440,37 @@ export class WebGpuExecutor {
         );
     }
     const enc = device.createCommandEncoder();
-    if (this.dispatches.length) {
-      const pass = enc.beginComputePass();
-      this.encodeDispatches(pass);
-      pass.end();
+    // one compute pass, ended where a counted size is copied into the symbols the later dispatches read
+    let pass: GpuPass | undefined;
+    for (const d of this.dispatches) {
+      pass ??= enc.beginComputePass();
+      pass.setPipeline(d.pipeline);
+      pass.setBindGroup(0, d.group);
+      pass.dispatchWorkgroups(d.grid[0], d.grid[1], d.grid[2]);
+      if (d.count) {
+        pass.end();
+        pass = undefined;
+        enc.copyBufferToBuffer(d.count.from, 0, this.valueBufs[sec.symbols!][0], d.count.at, 4);
+      }
     }
+    pass?.end();
     this.gpuOutputs.forEach((o, i) =>
       this.staging[i].forEach((s, w) => enc.copyBufferToBuffer(this.valueBufs[o.value][w], 0, s, 0, s.size)),
     );
+    const counted = this.symbolsStaging;
+    if (counted) enc.copyBufferToBuffer(this.valueBufs[sec.symbols!][0], 0, counted, 0, counted.size);
     device.queue.submit([enc.finish()]);
     const err = await device.popErrorScope();
     if (err)
       throw new KilnError('E_INTERNAL', `WebGPU run failed: ${err.message}`, {
         hint: 'please report this with the model',
       });
-    await Promise.all(this.staging.flat().map((s) => s.mapAsync(MAP_READ)));
+    await Promise.all([...this.staging.flat(), ...(counted ? [counted] : [])].map((s) => s.mapAsync(MAP_READ)));
+    let sizes = symbols;
+    if (counted && symbols) {
+      sizes = countedValues(h, symbols, new Int32Array(counted.getMappedRange().slice(0)));
+      counted.unmap();
+    }
     const data = new Map<string, TypedArray>();
     this.gpuOutputs.forEach((o, i) => {
       const parts = this.staging[i];
@@ -469,7 +495,7 @@ export class WebGpuExecutor {
       const c = this.constOutputs.get(o.name);
       const laidOut = data.get(o.name) ?? (c!.slice() as TypedArray);
       out[o.name] = binding
-        ? outOfBoundLayout(h, binding, symbols, laidOut)
+        ? outOfBoundLayout(h, binding, sizes, laidOut)
         : { dtype: v.dtype, shape: [v.size], data: laidOut };
     }
     return out;

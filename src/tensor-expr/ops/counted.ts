@@ -1,7 +1,8 @@
-// Operators whose output size is counted from the data while the model runs (NonZero, Compress, TopK with K from a
-// tensor): the output's type names a counted symbol (relay-ir/sym-dim.ts countedSymbol) and is laid out at its
-// upper bound; a `value_dim` call computes the count into the program's symbols region, where every later kernel
-// reads it as a run-time size and the runtime reads it for the outputs' shapes (docs/dynamic-shapes.md).
+// Operators whose output size is counted from the data while the model runs (NonZero, Compress, TopK with k from a
+// tensor, Unique, Slice with run-time bounds): the output's type names a counted symbol (relay-ir/sym-dim.ts
+// countedSymbol) and is laid out at its upper bound; a `value_dim` call computes the count into the program's
+// symbols region (WebGPU: copied into its symbols value), where every later kernel reads it as a run-time size and
+// the runtime reads it for the outputs' shapes (docs/dynamic-shapes.md).
 import { OpPattern } from '../../relay-ir/op.js';
 import { type Dim, type TensorType, tensorType } from '../../relay-ir/types.js';
 import { dimAdd, dimFloorDiv, dimProduct } from '../../relay-ir/sym-dim.js';
