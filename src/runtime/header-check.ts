@@ -328,7 +328,8 @@ function checkWebGpu(g: Obj, weightBytes: number): void {
       const symbols = g.symbols === undefined ? undefined : obj(values[g.symbols as number], 'webgpu.symbols');
       const out = obj(values[args[args.length - 1] as number], 'value');
       uint(o.symbol, `${p}.symbol`, ((symbols?.size as number) ?? 0) - 1, 'the symbols value');
-      if (out.dtype !== 'int32' || out.size !== 1) throw damaged(`${p} counts a size but its output is no int32 scalar`);
+      if (out.dtype !== 'int32' || out.size !== 1)
+        throw damaged(`${p} counts a size but its output is no int32 scalar`);
     }
     const params = args.length + k.temps;
     arr(k.o.stages, `webgpu.kernels[${o.kernel}].stages`).forEach((s, j) => {
