@@ -28,6 +28,7 @@ async function matchesOrt(m: Loaded, model: Uint8Array, feeds: Record<string, Te
     expect(got[o].shape, `${o} at ${at}`).toEqual(want[o].shape);
     expect(compareTensors(got[o], want[o])?.message, `${o} at ${at}`).toBeUndefined();
   }
+  return got;
 }
 
 /** x with about `density` of its elements nonzero (the rest exactly 0). */
@@ -209,6 +210,97 @@ describe('sizes counted from the data', () => {
             `${target}: max ${max}, iou ${iou}, score ${score}`,
           );
       }
+    });
+
+  // An SSD-style detector: a conv backbone, box and class heads over an 8x8 grid of anchors, boxes decoded from the
+  // anchors, class scores by softmax, NonMaxSuppression per class, and the kept boxes, scores and classes gathered:
+  // the post-processing torchvision's detection models export.
+  const f32 = (shape: number[], data: number[]): Tensor => ({ dtype: 'float32', shape, data: Float32Array.from(data) });
+  const anchors = f32(
+    [1, 64, 4],
+    Array.from({ length: 64 }, (_, i) => [(Math.floor(i / 8) + 0.5) / 8, ((i % 8) + 0.5) / 8, 0.25, 0.25]).flat(),
+  );
+  const detector = buildModel({
+    inputs: [['image', 'float32', [1, 3, 32, 32]]],
+    outputs: [
+      ['det_boxes', 'float32', ['n', 4]],
+      ['det_scores', 'float32', ['n']],
+      ['det_classes', 'int64', ['n']],
+    ],
+    nodes: [
+      { op: 'Conv', inputs: ['image', 'w1', 'b1'], outputs: ['c1'], attrs: { strides: [2, 2], pads: [1, 1, 1, 1] } },
+      { op: 'Relu', inputs: ['c1'], outputs: ['r1'] },
+      { op: 'Conv', inputs: ['r1', 'w2', 'b2'], outputs: ['c2'], attrs: { strides: [2, 2], pads: [1, 1, 1, 1] } },
+      { op: 'Relu', inputs: ['c2'], outputs: ['feat'] },
+      // box head: (dy, dx, dh, dw) per anchor, decoded to corners [y1, x1, y2, x2]
+      { op: 'Conv', inputs: ['feat', 'wb', 'bb'], outputs: ['box_map'] },
+      { op: 'Reshape', inputs: ['box_map', 'shape_b'], outputs: ['box_flat'] },
+      { op: 'Transpose', inputs: ['box_flat'], outputs: ['deltas'], attrs: { perm: [0, 2, 1] } },
+      { op: 'Split', inputs: ['deltas', 'two_two'], outputs: ['d_center', 'd_size'], attrs: { axis: 2 } },
+      { op: 'Split', inputs: ['anchors', 'two_two'], outputs: ['a_center', 'a_size'], attrs: { axis: 2 } },
+      { op: 'Mul', inputs: ['d_center', 'a_size'], outputs: ['shift'] },
+      { op: 'Add', inputs: ['a_center', 'shift'], outputs: ['center'] },
+      { op: 'Exp', inputs: ['d_size'], outputs: ['scale'] },
+      { op: 'Mul', inputs: ['a_size', 'scale'], outputs: ['size'] },
+      { op: 'Mul', inputs: ['size', 'half'], outputs: ['half_size'] },
+      { op: 'Sub', inputs: ['center', 'half_size'], outputs: ['lo'] },
+      { op: 'Add', inputs: ['center', 'half_size'], outputs: ['hi'] },
+      { op: 'Concat', inputs: ['lo', 'hi'], outputs: ['boxes'], attrs: { axis: 2 } },
+      // class head: softmax over 3 classes; the 16 best anchors per class go on to NMS
+      { op: 'Conv', inputs: ['feat', 'wc', 'bc'], outputs: ['cls_map'] },
+      { op: 'Reshape', inputs: ['cls_map', 'shape_c'], outputs: ['logits'] },
+      { op: 'Softmax', inputs: ['logits'], outputs: ['probs'], attrs: { axis: 1 } },
+      {
+        op: 'NonMaxSuppression',
+        inputs: ['boxes', 'probs', 'max_out', 'iou', 'min_score'],
+        outputs: ['selected'],
+      },
+      { op: 'Gather', inputs: ['selected', 'col2'], outputs: ['box_index'], attrs: { axis: 1 } },
+      { op: 'Gather', inputs: ['selected', 'col1'], outputs: ['det_classes'], attrs: { axis: 1 } },
+      { op: 'Squeeze', inputs: ['boxes', 'zero'], outputs: ['boxes0'] },
+      { op: 'Gather', inputs: ['boxes0', 'box_index'], outputs: ['det_boxes'], attrs: { axis: 0 } },
+      { op: 'GatherND', inputs: ['probs', 'selected'], outputs: ['det_scores'] },
+    ],
+    initializers: {
+      w1: randomF32([8, 3, 3, 3], 11),
+      b1: randomF32([8], 12),
+      w2: randomF32([8, 8, 3, 3], 13),
+      b2: randomF32([8], 14),
+      wb: randomF32([4, 8, 1, 1], 15),
+      bb: randomF32([4], 16),
+      wc: {
+        ...randomF32([3, 8, 1, 1], 17),
+        data: (randomF32([3, 8, 1, 1], 17).data as Float32Array).map((v) => v / 4),
+      },
+      bc: randomF32([3], 18),
+      anchors,
+      half: f32([], [0.5]),
+      two_two: int64([2], [2, 2]),
+      shape_b: int64([3], [1, 4, 64]),
+      shape_c: int64([3], [1, 3, 64]),
+      max_out: int64([1], [6]),
+      iou: f32([1], [0.3]),
+      min_score: f32([1], [0.4]),
+      col1: int64([], [1]),
+      col2: int64([], [2]),
+      zero: int64([1], [0]),
+    },
+    opset: 13,
+  });
+
+  for (const target of TARGETS.filter((t) => t !== 'webgpu'))
+    it(`an SSD-style detector (convolutions, box decoding, NonMaxSuppression, gathers) on ${target}`, async () => {
+      const m = await loadFor(target, (await compile(detector, { target })).artifact);
+      const counts = new Set<number>(),
+        classes = new Set<bigint>();
+      for (const seed of [1, 2, 3, 4]) {
+        const got = await matchesOrt(m, detector, { image: randomF32([1, 3, 32, 32], seed) }, `image ${seed}`);
+        counts.add(got.det_classes.shape[0]);
+        for (const c of got.det_classes.data as BigInt64Array) classes.add(c);
+      }
+      // (images that keep different numbers of boxes, of more than one class)
+      expect(counts.size).toBeGreaterThan(1);
+      expect(classes.size).toBeGreaterThan(1);
     });
 
   it('Unique of a run-time tensor: values and rows, sorted and in order of first occurrence, all four outputs', async () => {

@@ -11,6 +11,7 @@ import { type Expr, constant, int } from '../expr.js';
 import { type Tensor, at, compute, reduceAxis } from '../tensor.js';
 import { defineOp } from '../op-def.js';
 import { dims, num, shapeError } from './common.js';
+import { normIndex } from './transform.js';
 
 const symbolOf = (a: Readonly<Record<string, unknown>>): string => {
   const s = a.symbol;
@@ -109,7 +110,7 @@ defineOp({
       return E.sum(E.select(E.le(E.add(at(before, c.v), at(blocks, c.v)), p), int(1), int(0)), [c]);
     });
     const flat = compute('nonzero_flat', [count], ([p]) => {
-      const block = at(blockOf, p);
+      const block = normIndex(at(blockOf, p), m);
       const j = reduceAxis(BLOCK, 'j');
       const inside = E.sum(E.select(E.le(E.add(at(before, block), at(inBlock, block, j.v)), p), int(1), int(0)), [j]);
       return E.add(E.mul(block, BLOCK), inside);
@@ -156,7 +157,9 @@ defineOp({
     const before = (j: Expr, i: Expr): Expr => {
       if (!sorted) return E.lt(j, at(firstOf, i));
       const d = at(differ, j, i);
-      const pos = (k: Expr) => at(x, E.floordiv(d, inner), k, E.floormod(d, inner));
+      // (where they are equal, d = size: the load reads the last element, the comparison is not taken)
+      const p = normIndex(d, size);
+      const pos = (k: Expr) => at(x, E.floordiv(p, inner), k, E.floormod(p, inner));
       return E.and(E.lt(d, int(size)), E.lt(pos(j), pos(i)));
     };
     return compute('unique_slices', [2, n], ([row, i]) => {

@@ -9,6 +9,7 @@ import { type Expr, constant, int } from '../expr.js';
 import { type Tensor, at, compute, recurrence, reduceAxis } from '../tensor.js';
 import { defineOp } from '../op-def.js';
 import { num, shapeError } from './common.js';
+import { normIndex } from './transform.js';
 
 /** A box's extent along one axis from its two numbers: corners (either order) or center and size. */
 function span(a: Expr, b: Expr, centered: boolean): [Expr, Expr] {
@@ -97,7 +98,7 @@ defineOp({
   },
   compute: ([hits, order], _, out) =>
     compute('nms_selected', out.shape, ([p, k]) => {
-      const h = (d: number) => E.cast('int32', at(hits, int(d), p));
+      const h = (d: number) => normIndex(at(hits, int(d), p), order.shape[d]);
       return E.select(E.lt(k, int(2)), at(hits, k, p), at(order, h(0), h(1), h(2)));
     }),
 });

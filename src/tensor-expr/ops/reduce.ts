@@ -10,6 +10,7 @@ import { type Expr, type IterVar, type ReduceOp, constant, int } from '../expr.j
 import { type Tensor, at, compute, reduceAxis } from '../tensor.js';
 import { defineOp } from '../op-def.js';
 import { ints, normAxis, num, shapeError } from './common.js';
+import { normIndex } from './transform.js';
 
 const k = (x: Expr, v: number): Expr => constant(v, x.dtype);
 
@@ -344,7 +345,7 @@ defineOp({
   compute: ([x, i], a, out) => {
     const axis = normAxis(num(a, 'axis', -1), x.shape.length);
     return compute('topk_values', out.shape, (oi) =>
-      at(x, ...oi.map((e, d) => (d === axis ? E.cast('int32', at(i, ...oi)) : e))),
+      at(x, ...oi.map((e, d) => (d === axis ? normIndex(at(i, ...oi), x.shape[axis]) : e))),
     );
   },
 });

@@ -38,10 +38,16 @@ import {
 
 const allNum = (s: readonly Dim[]): s is number[] => s.every((d) => typeof d === 'number');
 
-/** An index value (any integer or float dtype) as an int32 index, negative values wrapped by `dim`. */
+/**
+ * An index value (any integer or float dtype) as an int32 index, negative values wrapped by `dim`, then held inside
+ * [0, dim - 1]: an index out of range (an error by ONNX's rules, or what lies past a run-time size in a bound
+ * layout) reads an edge element, never memory outside the tensor. (`dim - 1` is written `min(i + 1, dim) - 1`: only
+ * the dim itself appears, which a kernel for run-time sizes reads as a size.)
+ */
 export function normIndex(v: Expr, dim: number): Expr {
   const i = E.cast('int32', v);
-  return E.select(E.lt(i, int(0)), E.add(i, int(dim)), i);
+  const wrapped = E.select(E.lt(i, int(0)), E.add(i, int(dim)), i);
+  return E.sub(E.min(E.add(E.max(wrapped, int(0)), int(1)), int(dim)), int(1));
 }
 
 /** Row-major position of `idx` (over `dims`) unravelled into `into` (same product): one index per `into` dim. */
