@@ -422,7 +422,7 @@ describe('CUDA executor on a simulated driver (PTX simulator) vs ONNX Runtime', 
     expect(drv.clean).toBe(true);
   });
 
-  it('sizes counted from the data: NonZero and what follows it, the count read back from device memory', async () => {
+  it('sizes counted from the data: NonZero and what follows it, NMS, the counts read back from device memory', async () => {
     const bytes = buildModel({
       inputs: [['x', 'float32', [4, 50]]],
       outputs: [
@@ -450,6 +450,33 @@ describe('CUDA executor on a simulated driver (PTX simulator) vs ONNX Runtime', 
       expectClose({ vals: got.vals }, { vals: want.vals });
     }
     model.dispose();
+    // NonMaxSuppression: its kept-box recurrence runs in order inside each (batch, class) thread
+    const nms = buildModel({
+      inputs: [
+        ['boxes', 'float32', [1, 12, 4]],
+        ['scores', 'float32', [1, 2, 12]],
+      ],
+      outputs: [['selected', 'int64', ['n', 3]]],
+      nodes: [{ op: 'NonMaxSuppression', inputs: ['boxes', 'scores', 'max', 'iou'], outputs: ['selected'] }],
+      initializers: {
+        max: { dtype: 'int64', shape: [1], data: BigInt64Array.of(4n) },
+        iou: { dtype: 'float32', shape: [1], data: Float32Array.of(0.2) },
+      },
+      opset: 11,
+    });
+    const nmsModel = await loadRuntime((await compile(nms, { target: 'cuda', sm: 86 })).artifact, {
+      target: 'cuda',
+      cudaDriver: drv,
+    });
+    const u = randomF32([1, 12, 4], 8).data as Float32Array;
+    const boxes = u.map((v, i) => (i % 4 < 2 ? 2 * v : 2 * v + 2.5)); // [y1, x1] in [-2, 2), [y2, x2] in [0.5, 4.5)
+    const feeds = { boxes: { dtype: 'float32', shape: [1, 12, 4], data: boxes }, scores: randomF32([1, 2, 12], 9) };
+    const got = await nmsModel.run(feeds as Record<string, Tensor>);
+    const want = await runOrt(nms, feeds as Record<string, Tensor>);
+    expect(got.selected.shape).toEqual(want.selected.shape);
+    expect(got.selected.shape[0]).toBeGreaterThan(2);
+    expect(got.selected.data).toEqual(want.selected.data);
+    nmsModel.dispose();
     expect(drv.clean).toBe(true);
   });
 

@@ -146,7 +146,10 @@ export async function compileCommand(pos: string[], v: CompileFlags): Promise<nu
   );
   if (r.specialized.length) console.log(`  baked-in inputs: ${r.specialized.join(', ')}`);
   for (const i of h.inputs) console.log(`  input  ${i.name}: ${i.dtype}[${i.dims ?? i.shape}]`);
-  for (const s of h.symbols ?? []) console.log(`  dim    ${s.name}: ${s.min}..${s.max} (memory planned at ${s.max})`);
+  for (const s of h.symbols ?? [])
+    console.log(
+      `  dim    ${s.name}: ${s.min}..${s.max} (${s.counted ? 'counted while the model runs, ' : ''}memory planned at ${s.max})`,
+    );
   for (const o of h.outputs) console.log(`  output ${o.name}: ${o.dtype}[${o.dims ?? o.shape}]`);
   if (h.webgpu) {
     const stages = h.webgpu.kernels.flatMap((k) => k.stages);
