@@ -156,6 +156,77 @@ describe('half floats in kernels: Cast against ONNX Runtime, bit for bit', () =>
   }
 });
 
+// The float8 family (issue 16): stored as 8 bits, computed in float32; no ONNX Runtime reference in Node (its tensors
+// have no float8), so the host's rounding from float64 (runtime/half.ts) is the reference, itself checked against
+// ONNX's expected outputs by the node suite's Cast / CastLike / QuantizeLinear / DequantizeLinear cases.
+const FLOAT8 = [
+  ['float8e4m3fn', 17],
+  ['float8e4m3fnuz', 18],
+  ['float8e5m2', 19],
+  ['float8e5m2fnuz', 20],
+] as const;
+
+describe('float8 on the host', () => {
+  it('every float8 bit pattern decodes and encodes back to itself; NaN and overflow as each format spells them', () => {
+    for (const [t] of FLOAT8)
+      for (let b = 0; b < 256; b++) {
+        const v = halfValue(t, b);
+        if (Number.isNaN(v)) expect(Number.isNaN(halfValue(t, halfBits(t, v))), `${t} 0x${b.toString(16)}`).toBe(true);
+        else if (!(t.endsWith('fnuz') && b === 0x80)) expect(halfBits(t, v), `${t} 0x${b.toString(16)}`).toBe(b);
+      }
+    expect(halfValue('float8e4m3fn', 0x7e)).toBe(448);
+    expect(halfValue('float8e4m3fnuz', 0x7f)).toBe(240);
+    expect(halfValue('float8e5m2', 0x7b)).toBe(57344);
+    expect(halfValue('float8e5m2fnuz', 0x7f)).toBe(57344);
+    expect(halfBits('float8e4m3fn', 1000)).toBe(0x7f); // no infinity: NaN
+    expect(halfBits('float8e4m3fn', 1000, true)).toBe(0x7e); // saturated: the largest finite value
+    expect(halfBits('float8e4m3fn', -Infinity, true)).toBe(0xfe);
+    expect(halfBits('float8e5m2', 1e6)).toBe(0x7c); // infinity
+    expect(halfBits('float8e4m3fnuz', -0)).toBe(0); // no negative zero
+    expect(halfBits('float8e4m3fnuz', Number.NaN)).toBe(0x80);
+    expect(halfBits('float8e4m3fn', 464)).toBe(0x7e); // a tie between 448 and 480 (NaN's pattern): to even
+  });
+});
+
+describe('float8 in kernels: Cast, bit for bit', () => {
+  const probes = probeValues();
+  const model = (from: number, to: number, n: number, saturate?: number) =>
+    buildModel({
+      inputs: [['x', from === F32 ? 'float32' : FLOAT8.find((f) => f[1] === from)![0], [n]]],
+      outputs: [['y', to === F32 ? 'float32' : FLOAT8.find((f) => f[1] === to)![0], [n]]],
+      nodes: [
+        { op: 'Cast', inputs: ['x'], outputs: ['y'], attrs: { to, ...(saturate === undefined ? {} : { saturate }) } },
+      ],
+      opset: 19,
+    });
+  for (const [name, target, run] of RUNNERS) {
+    it(`${name}: float32 -> float8 rounds to nearest even, saturating or not; every float8 -> float32 exactly`, async () => {
+      const x: Tensor = { dtype: 'float32', shape: [probes.length], data: probes };
+      for (const [t, code] of FLOAT8) {
+        for (const saturate of [1, 0]) {
+          const got = (await run(artifacts(model(F32, code, probes.length, saturate)), { x })).y;
+          expect(got.dtype).toBe(t);
+          const g = got.data as Uint8Array;
+          let first = '';
+          for (let i = 0; i < probes.length && !first; i++) {
+            const want = halfBits(t, probes[i], saturate === 1);
+            const bothNaN = Number.isNaN(halfValue(t, g[i])) && Number.isNaN(halfValue(t, want));
+            if (g[i] !== want && !bothNaN)
+              first = `${probes[i]}: got 0x${g[i].toString(16)}, expected 0x${want.toString(16)}`;
+          }
+          expect(first, `${t} saturate=${saturate} on ${target}`).toBe('');
+        }
+        const all: Tensor = { dtype: t, shape: [256], data: Uint8Array.from({ length: 256 }, (_, i) => i) };
+        const back = (await run(artifacts(model(code, F32, 256)), { x: all })).y.data as Float32Array;
+        for (let b = 0; b < 256; b++) {
+          const want = halfValue(t, b);
+          if (!(Number.isNaN(back[b]) && Number.isNaN(want))) expect(back[b], `${t} 0x${b.toString(16)}`).toBe(want);
+        }
+      }
+    }, 120_000);
+  }
+});
+
 describe('half floats: a float16 network against ONNX Runtime', () => {
   // y = Relu(MatMul(x, w) + b) * x0 in float16 (Gemm-like: a reduction whose accumulator is float16 in the graph)
   const w = { dtype: 'float16', shape: [8, 4], data: halfData(32, 3) } as Tensor;

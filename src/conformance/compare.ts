@@ -1,6 +1,7 @@
 // Comparing outputs with reference values: exact for integers and bools, rtol/atol for floats, NaN == NaN.
 import type { Tensor } from '../runtime/tensor.js';
 import { isFloat, isHalf } from '../runtime/dtype.js';
+import { NARROW_FORMAT } from '../runtime/half.js';
 import { halfValues } from '../runtime/half.js';
 
 export interface Tolerance {
@@ -23,13 +24,15 @@ export function compareTensors(got: Tensor, want: Tensor, tol: Tolerance = DEFAU
     first = -1,
     maxErr = 0;
   const float = isFloat(want.dtype);
-  // 16-bit floats compared as numbers; a result may also be one unit in the last place of the type away: Kiln
+  // narrow floats compared as numbers; a result may also be one unit in the last place of the type away: Kiln
   // computes them in float32 and rounds once where numpy rounds after every operation
   const half = isHalf(want.dtype);
   const gotData = half ? halfValues(got.dtype, got.data) : got.data,
     wantData = half ? halfValues(want.dtype, want.data) : want.data;
-  const ulp = (w: number) =>
-    2 ** (Math.floor(Math.log2(Math.max(Math.abs(w), 2 ** -14))) - (want.dtype === 'float16' ? 10 : 7));
+  const f = NARROW_FORMAT[want.dtype];
+  // (below float16's smallest normal, 2^-14, both 16-bit formats count float16's subnormal quantum)
+  const smallest = f && f.m <= 3 ? 2 ** (1 - f.bias) : 2 ** -14;
+  const ulp = (w: number) => 2 ** (Math.floor(Math.log2(Math.max(Math.abs(w), smallest))) - (f?.m ?? 7));
   for (let i = 0; i < want.data.length; i++) {
     const g = gotData[i],
       w = wantData[i];

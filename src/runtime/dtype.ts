@@ -4,6 +4,10 @@ export type DType =
   | 'float64'
   | 'float16'
   | 'bfloat16'
+  | 'float8e4m3fn'
+  | 'float8e4m3fnuz'
+  | 'float8e5m2'
+  | 'float8e5m2fnuz'
   | 'int8'
   | 'uint8'
   | 'int16'
@@ -19,6 +23,10 @@ export const DTYPES: readonly DType[] = [
   'float64',
   'float16',
   'bfloat16',
+  'float8e4m3fn',
+  'float8e4m3fnuz',
+  'float8e5m2',
+  'float8e5m2fnuz',
   'int8',
   'uint8',
   'int16',
@@ -35,6 +43,10 @@ export const BYTES: Record<DType, number> = {
   float64: 8,
   float16: 2,
   bfloat16: 2,
+  float8e4m3fn: 1,
+  float8e4m3fnuz: 1,
+  float8e5m2: 1,
+  float8e5m2fnuz: 1,
   int8: 1,
   uint8: 1,
   int16: 2,
@@ -75,6 +87,11 @@ export const ARRAY: Record<DType, ArrayCtor> = {
   float64: Float64Array,
   float16: FLOAT16_ARRAY,
   bfloat16: Uint16Array,
+  // (the 8-bit floats: a Uint8Array of the bits)
+  float8e4m3fn: Uint8Array,
+  float8e4m3fnuz: Uint8Array,
+  float8e5m2: Uint8Array,
+  float8e5m2fnuz: Uint8Array,
   int8: Int8Array,
   uint8: Uint8Array,
   int16: Int16Array,
@@ -101,6 +118,10 @@ export const ONNX_DTYPE: Record<number, DType> = {
   12: 'uint32',
   13: 'uint64',
   16: 'bfloat16',
+  17: 'float8e4m3fn',
+  18: 'float8e4m3fnuz',
+  19: 'float8e5m2',
+  20: 'float8e5m2fnuz',
 };
 export const ONNX_DTYPE_NAMES: Record<number, string> = {
   0: 'undefined',
@@ -132,9 +153,12 @@ export const DTYPE_TO_ONNX: Record<DType, number> = Object.fromEntries(
   Object.entries(ONNX_DTYPE).map(([k, v]) => [v, Number(k)]),
 ) as Record<DType, number>;
 
-export const isFloat = (t: DType): boolean => t === 'float32' || t === 'float64' || t === 'float16' || t === 'bfloat16';
-/** The 16-bit floats: stored as 16 bits, computed in float32 by every target (codegen/common/half-float.ts). */
-export const isHalf = (t: DType): boolean => t === 'float16' || t === 'bfloat16';
+export const isFloat = (t: DType): boolean => t === 'float32' || t === 'float64' || isHalf(t);
+/**
+ * The narrow floats: float16, bfloat16 and the 8-bit float8 family, stored as their bits and computed in float32 by
+ * every target (codegen/common/half-float.ts, runtime/half.ts).
+ */
+export const isHalf = (t: DType): boolean => t === 'float16' || t === 'bfloat16' || t.startsWith('float8');
 export const isWide = (t: DType): boolean => t === 'int64' || t === 'uint64';
 export const isUnsigned = (t: DType): boolean =>
   t === 'uint8' || t === 'uint16' || t === 'uint32' || t === 'uint64' || t === 'bool';

@@ -1,12 +1,45 @@
-// float16 and bfloat16 values on the host: their bits <-> numbers with IEEE round-to-nearest-even (the rounding
-// ONNX and numpy use), NaN, the infinities and subnormals included, and the views of a tensor's data as bits.
-// A float16 tensor's data is a Float16Array where the engine has one, else a Uint16Array of the bits; bfloat16's is
-// always a Uint16Array of the bits (dtype.ts).
+// Narrow float values on the host (float16, bfloat16, the float8 family): their bits <-> numbers with
+// round-to-nearest-even (the rounding ONNX and numpy use), NaN, the infinities and subnormals included, and the views
+// of a tensor's data as bits. A float16 tensor's data is a Float16Array where the engine has one, else a Uint16Array
+// of the bits; bfloat16's is always a Uint16Array of the bits, a float8's a Uint8Array of them (dtype.ts).
 import { ARRAY, type DType, type TypedArray, isHalf } from './dtype.js';
 
-/** Mantissa (stored fraction) and exponent bits of each 16-bit float format. */
-const FORMAT = { float16: { m: 10, e: 5 }, bfloat16: { m: 7, e: 8 } } as const;
-const fmt = (t: DType) => FORMAT[t as keyof typeof FORMAT];
+/**
+ * Each narrow float format: fraction (m) and exponent (e) bits, the exponent bias, and how it spells NaN: 'ieee' (the
+ * top exponent is infinity and NaN), 'fn' (no infinities; only S.1111.111 is NaN: float8e4m3fn), 'uz' (no
+ * infinities, no negative zero; 0x80 is NaN: the fnuz types).
+ */
+interface Format {
+  readonly m: number;
+  readonly e: number;
+  readonly bias: number;
+  readonly nan: 'ieee' | 'fn' | 'uz';
+}
+export const NARROW_FORMAT: Readonly<Record<string, Format>> = {
+  float16: { m: 10, e: 5, bias: 15, nan: 'ieee' },
+  bfloat16: { m: 7, e: 8, bias: 127, nan: 'ieee' },
+  float8e4m3fn: { m: 3, e: 4, bias: 7, nan: 'fn' },
+  float8e4m3fnuz: { m: 3, e: 4, bias: 8, nan: 'uz' },
+  float8e5m2: { m: 2, e: 5, bias: 15, nan: 'ieee' },
+  float8e5m2fnuz: { m: 2, e: 5, bias: 16, nan: 'uz' },
+};
+const fmt = (t: DType): Format => NARROW_FORMAT[t];
+
+/** The bits of a format's largest finite value. */
+export function maxFiniteBits(f: Format): number {
+  const expMask = (1 << f.e) - 1,
+    fracMask = (1 << f.m) - 1;
+  if (f.nan === 'ieee') return ((expMask - 1) << f.m) | fracMask;
+  return (expMask << f.m) | (f.nan === 'fn' ? fracMask - 1 : fracMask);
+}
+/** The bits of a format's NaN, and of what overflows it without saturation (infinity, or NaN where it has none). */
+export const nanBits = (f: Format): number =>
+  f.nan === 'uz'
+    ? 1 << (f.m + f.e)
+    : f.nan === 'fn'
+      ? (1 << (f.m + f.e)) - 1
+      : (((1 << f.e) - 1) << f.m) | (1 << (f.m - 1));
+const overflowBits = (f: Format): number => (f.nan === 'ieee' ? ((1 << f.e) - 1) << f.m : nanBits(f));
 
 /** Round half to even of a non-negative number. */
 function roundEven(v: number): number {
@@ -15,16 +48,21 @@ function roundEven(v: number): number {
   return d > 0.5 || (d === 0.5 && f % 2 === 1) ? f + 1 : f;
 }
 
-/** The bits of `x` in a binary float format of `m` fraction and `e` exponent bits, rounded once from float64. */
-function encode(x: number, m: number, e: number): number {
-  const expMask = (1 << e) - 1,
-    bias = (1 << (e - 1)) - 1,
-    emin = 1 - bias;
-  const sign = x < 0 || Object.is(x, -0) ? 1 << (m + e) : 0;
-  if (Number.isNaN(x)) return (expMask << m) | (1 << (m - 1)); // the quiet NaN
+/**
+ * The bits of `x` in format `f`, rounded once from float64 to nearest even. Beyond the largest finite value:
+ * infinity (NaN where the format has none), or that largest value when `saturate` (ONNX's Cast to float8).
+ */
+function encode(x: number, f: Format, saturate = false): number {
+  const { m, e, bias } = f;
+  const emin = 1 - bias;
+  const signBit = 1 << (m + e);
+  if (Number.isNaN(x)) return nanBits(f);
+  const sign = x < 0 || Object.is(x, -0) ? signBit : 0;
   const a = Math.abs(x);
-  if (a === 0) return sign;
-  if (a === Number.POSITIVE_INFINITY) return sign | (expMask << m);
+  const max = maxFiniteBits(f);
+  const big = (s: number) => (saturate ? s | max : f.nan === 'uz' ? overflowBits(f) : s | overflowBits(f));
+  if (a === Number.POSITIVE_INFINITY) return big(sign);
+  if (a === 0) return f.nan === 'uz' ? 0 : sign;
   let ex = Math.floor(Math.log2(a));
   if (2 ** ex > a) ex--;
   else if (2 ** (ex + 1) <= a) ex++;
@@ -32,33 +70,40 @@ function encode(x: number, m: number, e: number): number {
   const q = roundEven(a / 2 ** (Math.max(ex, emin) - m));
   // a subnormal's bits are its count of quanta; a normal's carry into the exponent field where q reached 2^(m+1)
   const bits = ex < emin ? q : ((ex + bias) << m) + q - (1 << m);
-  return sign | Math.min(bits, expMask << m); // beyond the largest finite value: infinity
+  if (bits > max) return big(sign);
+  // (no negative zero in the fnuz formats)
+  return bits === 0 && f.nan === 'uz' ? 0 : sign | bits;
 }
 
-function decode(bits: number, m: number, e: number): number {
-  const expMask = (1 << e) - 1,
-    bias = (1 << (e - 1)) - 1;
+function decode(bits: number, f: Format): number {
+  const { m, e, bias } = f;
+  const expMask = (1 << e) - 1;
   const sign = bits >> (m + e) ? -1 : 1,
     ex = (bits >> m) & expMask,
     frac = bits & ((1 << m) - 1);
-  if (ex === expMask) return frac ? Number.NaN : sign * Number.POSITIVE_INFINITY;
+  if (f.nan === 'uz' && bits === 1 << (m + e)) return Number.NaN;
+  if (f.nan === 'fn' && ex === expMask && frac === (1 << m) - 1) return Number.NaN;
+  if (f.nan === 'ieee' && ex === expMask) return frac ? Number.NaN : sign * Number.POSITIVE_INFINITY;
   if (ex === 0) return sign * frac * 2 ** (1 - bias - m);
   return sign * (frac + (1 << m)) * 2 ** (ex - bias - m);
 }
 
-/** The 16 bits of `x` (any number, rounded once to nearest even) as float16 or bfloat16. */
-export const halfBits = (t: DType, x: number): number => encode(x, fmt(t).m, fmt(t).e);
-/** The value of 16 bits of float16 or bfloat16. */
-export const halfValue = (t: DType, bits: number): number => decode(bits & 0xffff, fmt(t).m, fmt(t).e);
-/** `x` rounded to the nearest float16 / bfloat16 value. */
+/** The bits of `x` (any number, rounded once to nearest even) as narrow float `t` (see `encode` for `saturate`). */
+export const halfBits = (t: DType, x: number, saturate = false): number => encode(x, fmt(t), saturate);
+/** The value of the bits of narrow float `t`. */
+export const halfValue = (t: DType, bits: number): number =>
+  decode(bits & ((1 << (fmt(t).m + fmt(t).e + 1)) - 1), fmt(t));
+/** `x` rounded to the nearest value of narrow float `t`. */
 export const roundToHalf = (t: DType, x: number): number => halfValue(t, halfBits(t, x));
 
-/** The bits of a 16-bit float tensor's data (a view of the same memory). */
-export function halfBitsOf(data: TypedArray): Uint16Array {
-  return data instanceof Uint16Array ? data : new Uint16Array(data.buffer, data.byteOffset, data.length);
+/** The bits of a narrow float tensor's data (a view of the same memory: 16 bits per element, 8 for float8). */
+export function halfBitsOf(data: TypedArray): Uint16Array | Uint8Array {
+  return data instanceof Uint16Array || data instanceof Uint8Array
+    ? data
+    : new Uint16Array(data.buffer, data.byteOffset, data.length);
 }
 
-/** A 16-bit float tensor's values as numbers. */
+/** A narrow float tensor's values as numbers. */
 export function halfValues(t: DType, data: TypedArray): Float64Array {
   const bits = halfBitsOf(data);
   const out = new Float64Array(bits.length);
@@ -66,7 +111,7 @@ export function halfValues(t: DType, data: TypedArray): Float64Array {
   return out;
 }
 
-/** Data of dtype `t` (float16 or bfloat16) holding `values`, each rounded to nearest even. */
+/** Data of narrow float dtype `t` holding `values`, each rounded to nearest even. */
 export function halfData(t: DType, values: ArrayLike<number>): TypedArray {
   const out = new ARRAY[t](values.length);
   const bits = halfBitsOf(out);
@@ -74,7 +119,7 @@ export function halfData(t: DType, values: ArrayLike<number>): TypedArray {
   return out;
 }
 
-/** Element `i` of data of dtype `t` as a value: a number for 16-bit floats (not their bits), else as stored. */
+/** Element `i` of data of dtype `t` as a value: a number for narrow floats (not their bits), else as stored. */
 export function elementValue(t: DType, data: TypedArray, i: number): number | bigint {
   return isHalf(t) ? halfValue(t, halfBitsOf(data)[i]) : data[i];
 }

@@ -84,6 +84,10 @@ function wordArray(t: DType): Float32ArrayConstructor | Int32ArrayConstructor | 
     case 'bool':
     case 'float16': // its bits (common/half-float.ts)
     case 'bfloat16':
+    case 'float8e4m3fn':
+    case 'float8e4m3fnuz':
+    case 'float8e5m2':
+    case 'float8e5m2fnuz':
     case 'int64':
     case 'uint64':
       return Uint32Array;

@@ -6,7 +6,7 @@ import { KilnError } from '../runtime/errors.js';
 import { halfBits, halfBitsOf, halfValue } from '../runtime/half.js';
 import { type Tensor, sizeOf } from '../runtime/tensor.js';
 
-/** KServe v2 datatype names and Kiln's dtypes. */
+/** KServe v2 datatype names and Kiln's dtypes (the protocol names no 8-bit float: Kiln's names for them). */
 export const V2_DATATYPE: Record<DType, string> = {
   bool: 'BOOL',
   uint8: 'UINT8',
@@ -21,6 +21,10 @@ export const V2_DATATYPE: Record<DType, string> = {
   float32: 'FP32',
   float64: 'FP64',
   bfloat16: 'BF16',
+  float8e4m3fn: 'FP8E4M3FN',
+  float8e4m3fnuz: 'FP8E4M3FNUZ',
+  float8e5m2: 'FP8E5M2',
+  float8e5m2fnuz: 'FP8E5M2FNUZ',
 };
 const DTYPE_OF: Record<string, DType> = Object.fromEntries(
   Object.entries(V2_DATATYPE).map(([d, v]) => [v, d as DType]),

@@ -1,5 +1,6 @@
-// 16-bit floats (float16, bfloat16) stored as their bits and computed in float32, for the dtypes a target lists in
-// its caps' `halfInFloat32` (every target for now). After the pass the loop IR holds no 16-bit float at all:
+// Narrow floats (float16, bfloat16 and the float8 family) stored as their bits and computed in float32, for the
+// dtypes a target lists in its caps' `halfInFloat32` (every target for now). After the pass the loop IR holds no
+// narrow float at all (below, "16-bit" reads "narrow"; a float8 is 8 bits, uint8, its formats in runtime/half.ts):
 //   - a global or shared buffer of a 16-bit float becomes a uint16 buffer (the same bytes, the same name); a local
 //     one (registers: accumulators, tiles) becomes float32, as do 16-bit float variables and constants;
 //   - a load is the bits widened to uint32 and converted exactly to float32 (float16: subnormals through an integer
@@ -13,8 +14,8 @@
 // float16 elementwise ops is rounded once at its end (numpy rounds after each op; the results differ by at most an
 // ulp of the last rounding).
 import type { DType } from '../../runtime/dtype.js';
-import { isHalf } from '../../runtime/dtype.js';
-import { roundToHalf } from '../../runtime/half.js';
+import { BYTES, isHalf } from '../../runtime/dtype.js';
+import { NARROW_FORMAT, maxFiniteBits, nanBits, roundToHalf } from '../../runtime/half.js';
 import {
   type Expr,
   type Var,
@@ -44,9 +45,10 @@ import type { TargetCaps } from './target-caps.js';
 
 const U = (v: number): Expr => constant(v >>> 0, 'uint32');
 
-/** The float32 value of 16 bits `h` (a uint32 holding them) of dtype `t`, exactly. */
+/** The float32 value of the bits `h` (a uint32 holding them) of narrow float `t`, exactly. */
 export function halfToFloat32(t: DType, h: Expr, ctx: BindContext): Expr {
   if (t === 'bfloat16') return bitcast('float32', shl(h, U(16)));
+  if (t !== 'float16') return float8ToFloat32(NARROW_FORMAT[t], h, ctx);
   const bits = ctx.bind(h, 'hb');
   const em = ctx.bind(and(bits, U(0x7fff)), 'he'); // exponent and fraction
   // normal numbers: the exponent rebiased (15 -> 127); infinities and NaNs: the exponent field all ones
@@ -57,8 +59,12 @@ export function halfToFloat32(t: DType, h: Expr, ctx: BindContext): Expr {
   return select(ne(and(bits, U(0x8000)), U(0)), unary('neg', mag), mag);
 }
 
-/** The 16 bits (in a uint32) of float32 `x` as dtype `t`, rounded to nearest even. */
+/**
+ * The bits (in a uint32) of float32 `x` as narrow float `t`, rounded to nearest even; beyond the largest finite
+ * value: infinity, or NaN where the format has none (a saturating cast clamps before it: ops/elementwise.ts).
+ */
 export function float32ToHalf(t: DType, x: Expr, ctx: BindContext): Expr {
+  if (t !== 'float16' && t !== 'bfloat16') return float32ToFloat8(NARROW_FORMAT[t], x, ctx);
   const u = ctx.bind(bitcast('uint32', x), 'fb');
   const abs = ctx.bind(and(u, U(0x7fffffff)), 'fa');
   const nan = gt(abs, U(0x7f800000));
@@ -84,7 +90,62 @@ export function float32ToHalf(t: DType, x: Expr, ctx: BindContext): Expr {
   return or(sign, mag);
 }
 
-/** The pass: 16-bit floats of `caps.halfInFloat32` stored as uint16 bits, computed in float32. */
+type Format = (typeof NARROW_FORMAT)[string];
+
+/** float8 bits -> float32, exactly: normals rebiased into float32's exponent, subnormals as a product, NaN kept. */
+function float8ToFloat32(f: Format, h: Expr, ctx: BindContext): Expr {
+  const { m, e, bias } = f;
+  const bits = ctx.bind(h, 'qb');
+  const em = ctx.bind(and(bits, U((1 << (m + e)) - 1)), 'qe'); // exponent and fraction
+  const topExp = ((1 << e) - 1) << m;
+  // normal: the exponent rebiased (bias -> 127), the fraction moved to float32's top bits; IEEE infinities and NaNs
+  // take float32's top exponent
+  const rebias = (127 - bias) << 23;
+  const wide =
+    f.nan === 'ieee'
+      ? add(shl(em, U(23 - m)), select(ge(em, U(topExp)), U((255 - ((1 << e) - 1)) << 23), U(rebias)))
+      : add(shl(em, U(23 - m)), U(rebias));
+  const sub = mul(cast('float32', em), constant(2 ** (1 - bias - m), 'float32'));
+  const mag = ctx.bind(select(lt(em, U(1 << m)), sub, bitcast('float32', wide)), 'qm');
+  const value = select(ne(and(bits, U(1 << (m + e))), U(0)), unary('neg', mag), mag);
+  // (built from the bits, not a constant: WGSL has no NaN literal)
+  const quietNaN = bitcast('float32', or(shl(em, U(23 - m)), U(0x7fc00000)));
+  if (f.nan === 'fn') return select(ge(em, U((1 << (m + e)) - 1)), quietNaN, value);
+  if (f.nan === 'uz') return select(ge(bits, U(1 << (m + e))), select(ne(em, U(0)), value, quietNaN), value);
+  return value;
+}
+
+/** float32 -> float8 bits, rounded to nearest even (as float32ToHalf, for the float8 formats). */
+function float32ToFloat8(f: Format, x: Expr, ctx: BindContext): Expr {
+  const { m, e, bias } = f;
+  const u = ctx.bind(bitcast('uint32', x), 'qf');
+  const abs = ctx.bind(and(u, U(0x7fffffff)), 'qa');
+  const nan = gt(abs, U(0x7f800000));
+  const drop = 23 - m;
+  // normal: rebias the exponent (127 -> bias), round the dropped bits (a carry may reach the next binade)
+  const normal = ctx.bind(
+    shr(add(add(sub(abs, U((127 - bias) << 23)), U((1 << (drop - 1)) - 1)), and(shr(abs, U(drop)), U(1))), U(drop)),
+    'qn',
+  );
+  // subnormal: the significand with its implicit bit, shifted right by (151 - bias - m) - exponent (at most 25: 0)
+  const shift = ctx.bind(min(sub(U(151 - bias - m), shr(abs, U(23))), U(25)), 'qs');
+  const sig = ctx.bind(or(and(abs, U(0x7fffff)), U(0x800000)), 'qm');
+  const half = sub(shl(U(1), sub(shift, U(1))), U(1));
+  const subnormal = shr(add(add(sig, half), and(shr(sig, shift), U(1))), shift);
+  const max = maxFiniteBits(f);
+  const rounded = ctx.bind(select(ge(abs, U((128 - bias) << 23)), normal, subnormal), 'qr');
+  const over = or(ge(abs, U(0x7f800000)), gt(rounded, U(max)));
+  const signBit = and(shr(u, U(31 - m - e)), U(1 << (m + e)));
+  const overflow = f.nan === 'ieee' ? ((1 << e) - 1) << m : nanBits(f);
+  if (f.nan === 'uz') {
+    // no negative zero; NaN and what overflows are 0x80
+    const signed = select(ne(rounded, U(0)), or(signBit, rounded), U(0));
+    return select(or(nan, over), U(nanBits(f)), signed);
+  }
+  return select(nan, U(nanBits(f)), or(signBit, select(over, U(overflow), rounded)));
+}
+
+/** The pass: narrow floats of `caps.halfInFloat32` stored as their bits, computed in float32. */
 export function halfFloatPass(caps: TargetCaps): LoopPass {
   const half = new Set(caps.halfInFloat32);
   return { name: 'half-floats', run: (f) => (usesHalf(f, half) ? lowerHalf(f, half, caps) : f) };
@@ -105,13 +166,16 @@ function usesHalf(f: PrimFunc, half: ReadonlySet<DType>): boolean {
   return found;
 }
 
+/** The unsigned integer type of a narrow float's bits. */
+const bitsOf = (t: DType): DType => (BYTES[t] === 1 ? 'uint8' : 'uint16');
+
 function lowerHalf(f: PrimFunc, half: ReadonlySet<DType>, caps: TargetCaps): PrimFunc {
   const isH = (t: DType) => half.has(t) && isHalf(t);
   const bufs = new Map<Buffer, Buffer>();
   const B = (b: Buffer): Buffer => {
     if (!isH(b.dtype)) return b;
     let y = bufs.get(b);
-    if (!y) bufs.set(b, (y = { ...b, dtype: b.scope === 'local' ? 'float32' : 'uint16' }));
+    if (!y) bufs.set(b, (y = { ...b, dtype: b.scope === 'local' ? 'float32' : bitsOf(b.dtype) }));
     return y;
   };
   const vars = new Map<Var, Var>();
@@ -143,7 +207,7 @@ function lowerHalf(f: PrimFunc, half: ReadonlySet<DType>, caps: TargetCaps): Pri
           if (!isH(buf.dtype)) break;
           if (buf.scope === 'local') y = { ...e, buf: B(buf), dtype: 'float32' };
           else {
-            const bits = cast('uint32', { ...e, buf: B(buf), dtype: 'uint16' });
+            const bits = cast('uint32', { ...e, buf: B(buf), dtype: bitsOf(buf.dtype) });
             y = halfToFloat32(buf.dtype, ctx.bind(bits, 'h'), ctx);
           }
           break;
@@ -153,7 +217,7 @@ function lowerHalf(f: PrimFunc, half: ReadonlySet<DType>, caps: TargetCaps): Pri
           if (isH(to)) {
             const x = cast('float32', e.a);
             // a store of `to` rounds once itself
-            if (storeOf === to) return cast('uint16', float32ToHalf(to, x, ctx));
+            if (storeOf === to) return cast(bitsOf(to), float32ToHalf(to, x, ctx));
             y = round(to, x, ctx);
           } else if (before.k === 'cast' && isH(before.a.dtype)) y = cast(to, e.a);
           break;
@@ -166,7 +230,7 @@ function lowerHalf(f: PrimFunc, half: ReadonlySet<DType>, caps: TargetCaps): Pri
         default:
           break;
       }
-      if (storeOf) return cast('uint16', float32ToHalf(storeOf, y ?? e, ctx));
+      if (storeOf) return cast(bitsOf(storeOf), float32ToHalf(storeOf, y ?? e, ctx));
       return y;
     },
     { speculation: caps.speculation, hint: 'hf' },

@@ -81,13 +81,24 @@ const ALL_MATH = Object.keys(UNARY_MATH) as UnaryMathFn[];
 const NARROW: readonly DType[] = ['int8', 'int16', 'uint8', 'uint16'];
 
 /** float16 and bfloat16: computed in float32 by every target for now (no f16 arithmetic, no f16x2). */
-const HALF: readonly DType[] = ['float16', 'bfloat16'];
+const HALF: readonly DType[] = [
+  'float16',
+  'bfloat16',
+  'float8e4m3fn',
+  'float8e4m3fnuz',
+  'float8e5m2',
+  'float8e5m2fnuz',
+];
 
 const ALL: readonly DType[] = [
   'float32',
   'float64',
   'float16',
   'bfloat16',
+  'float8e4m3fn',
+  'float8e4m3fnuz',
+  'float8e5m2',
+  'float8e5m2fnuz',
   'int8',
   'int16',
   'int32',

@@ -161,9 +161,13 @@ const memType = (t: DType): string =>
     bool: 'u8',
     int16: 's16',
     uint16: 'u16',
-    // 16-bit floats are uint16 bits by the time PTX is emitted (common/half-float.ts)
+    // narrow floats are uint16 / uint8 bits by the time PTX is emitted (common/half-float.ts)
     float16: 'b16',
     bfloat16: 'b16',
+    float8e4m3fn: 'b8',
+    float8e4m3fnuz: 'b8',
+    float8e5m2: 'b8',
+    float8e5m2fnuz: 'b8',
     int32: 'u32',
     uint32: 'u32',
     int64: 'u64',

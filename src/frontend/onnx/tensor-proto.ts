@@ -13,7 +13,7 @@ export function onnxDType(code: number, what: string): DType {
   const t = ONNX_DTYPE[code];
   if (!t) {
     throw new KilnError('E_UNSUPPORTED', `${what}: element type ${ONNX_DTYPE_NAMES[code] ?? code} is not supported`, {
-      hint: 'Kiln handles float32, float64, float16, bfloat16, int8-64, uint8-64 and bool; cast the model to one of them before compiling',
+      hint: 'Kiln handles float32, float64, float16, bfloat16, float8 (e4m3fn, e4m3fnuz, e5m2, e5m2fnuz), int8-64, uint8-64 and bool; cast the model to one of them before compiling',
     });
   }
   return t;

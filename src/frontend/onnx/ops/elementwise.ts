@@ -1,11 +1,11 @@
 // ONNX elementwise, activation and logical operators -> Kiln graph operators.
-import { BYTES, ONNX_DTYPE, isFloat } from '../../../runtime/dtype.js';
+import { BYTES, type DType, ONNX_DTYPE, isFloat } from '../../../runtime/dtype.js';
 import { KilnError } from '../../../runtime/errors.js';
 import { tensor } from '../../../runtime/tensor.js';
 import { reduceInit } from '../../../tensor-expr/expr.js';
 import type { GExpr } from '../../../relay-ir/expr.js';
 import { type ConvertCtx, converter } from '../converter.js';
-import { elementValue } from '../../../runtime/half.js';
+import { NARROW_FORMAT, elementValue, halfValue, maxFiniteBits } from '../../../runtime/half.js';
 
 const UNARY: Record<string, string> = {
   Abs: 'abs',
@@ -169,8 +169,25 @@ converter('Clip', 6, (c) => {
 converter('Cast', 6, (c) => {
   const to = ONNX_DTYPE[c.int('to')];
   if (!to) throw new KilnError('E_UNSUPPORTED', `Cast to element type ${c.int('to')} is not supported`);
-  return c.call('cast', [c.input(0)], { to });
+  return castTo(c, c.input(0), to);
 });
+
+/**
+ * A cast, saturating (opset 19's `saturate`, default 1) where it goes from a float to a float8: out-of-range values
+ * and infinities become the largest finite value of the sign; without saturation they overflow as the format does
+ * (infinity, or NaN where it has none).
+ */
+export function castTo(c: ConvertCtx, x: GExpr, to: DType): GExpr {
+  const from = c.type(x).dtype;
+  if (!to.startsWith('float8') || !isFloat(from) || c.int('saturate', 1) === 0) return c.call('cast', [x], { to });
+  const max = halfValue(to, maxFiniteBits(NARROW_FORMAT[to]));
+  // (in float32: a float16 source would round the bound)
+  const x32 = from === 'float32' || from === 'float64' ? x : c.call('cast', [x], { to: 'float32' });
+  const t = c.type(x32).dtype;
+  const clipped = c.call('clip', [x32, c.constant(tensor(t, [], [-max])), c.constant(tensor(t, [], [max]))]);
+  // (NaN stays NaN: WGSL's min and max may drop it)
+  return c.call('cast', [c.call('where', [c.call('isnan', [x32]), x32, clipped])], { to });
+}
 /**
  * BitCast: the same bits read as another type of the same width. Between integer types that is an integer cast
  * (it wraps); to or from a float type it is the loop IR's bitcast.
@@ -191,7 +208,7 @@ converter('BitCast', 26, (c) => {
   if (isFloat(from) || isFloat(to)) return c.call('bitcast', [x], { to });
   return c.call('cast', [x], { to });
 });
-converter('CastLike', 15, (c) => c.call('cast', [c.input(0)], { to: c.type(c.input(1)).dtype }));
+converter('CastLike', 15, (c) => castTo(c, c.input(0), c.type(c.input(1)).dtype));
 
 /** Dropout at inference is the identity; its optional mask output is all true. */
 converter('Dropout', 1, (c) => {

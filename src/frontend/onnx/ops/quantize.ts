@@ -8,6 +8,7 @@ import { tensor } from '../../../runtime/tensor.js';
 import type { GExpr } from '../../../relay-ir/expr.js';
 import { type ConvertCtx, converter } from '../converter.js';
 import { convInteger, convIntegerAttrs } from './nn.js';
+import { castTo as saturatingCast } from './elementwise.js';
 import { integerProduct } from '../../../relay-ir/passes/fuse-qdq.js';
 
 /** The integer types a zero point (and a quantized tensor) may have, with their ranges. */
@@ -91,22 +92,39 @@ function outputDtype(c: ConvertCtx): DType | undefined {
   return t;
 }
 
-/** y = saturate(round(x / scale) + zero_point): x float (or int32), the zero point's type (uint8 without one). */
+/**
+ * y = saturate(round(x / scale) + zero_point): x float (or int32), the zero point's type (uint8 without one). To a
+ * float8: x / scale + zero_point rounded to the format, saturating unless `saturate` = 0 (opset 19).
+ */
 export function quantizeLinear(c: ConvertCtx, x: GExpr, scale: GExpr, zp: GExpr | undefined, axis = 1, block = 0) {
   const to = zp ? c.type(zp).dtype : (outputDtype(c) ?? 'uint8');
-  qrange(c, to);
   if (!isFloat(c.type(scale).dtype)) c.unsupported(`${c.opType} with a ${c.type(scale).dtype} scale`);
   const s = f32(c, alongAxis(c, scale, x, axis, block, 'scale'));
   const z = zp && f32(c, alongAxis(c, zp, x, axis, block, 'zero point'));
+  if (to.startsWith('float8')) {
+    const v = c.call('div', [f32(c, x), s]);
+    return saturatingCast(c, z ? c.call('add', [v, z]) : v, to);
+  }
+  qrange(c, to);
   return saturateRound(c, c.call('div', [f32(c, x), s]), z, to);
 }
 
 /** y = (x - zero_point) * scale, in the scale's type (or output_dtype's): the difference exact in int32. */
 export function dequantizeLinear(c: ConvertCtx, x: GExpr, scale: GExpr, zp: GExpr | undefined, axis = 1, block = 0) {
   const xt = c.type(x).dtype;
-  if (xt !== 'int32') qrange(c, xt);
   const st = c.type(scale).dtype;
   if (!isFloat(st)) c.unsupported(`${c.opType} with a ${st} scale`);
+  if (xt.startsWith('float8')) {
+    // (a float8 is its value: the zero point, a float8 too, is subtracted in float32)
+    let v = f32(c, x);
+    if (zp) v = c.call('sub', [v, f32(c, alongAxis(c, zp, x, axis, block, 'zero point'))]);
+    return saturatingCast(
+      c,
+      c.call('mul', [v, f32(c, alongAxis(c, scale, x, axis, block, 'scale'))]),
+      outputDtype(c) ?? st,
+    );
+  }
+  if (xt !== 'int32') qrange(c, xt);
   let d = castTo(c, x, 'int32');
   if (zp) d = c.call('sub', [d, castTo(c, alongAxis(c, zp, x, axis, block, 'zero point'), 'int32')]);
   const y = c.call('mul', [f32(c, d), f32(c, alongAxis(c, scale, x, axis, block, 'scale'))]);
