@@ -201,6 +201,24 @@ describe.skipIf(!existsSync(bert))('a BERT encoder with dynamic batch and sequen
     });
 });
 
+const gpt2 = '.cache/models/gpt2/model.onnx';
+describe.skipIf(!existsSync(gpt2))('a GPT-2 decoder with dynamic batch and sequence, no cache', () => {
+  it('compiles once for batch 1..2, sequence 1..64 (a causal mask over run-time lengths) and matches ONNX Runtime', async () => {
+    const bytes = readFileSync(gpt2);
+    const r = await compile(bytes, { dims: { batch: [1, 2], sequence: [1, 64] } });
+    expect(r.header.outputs[0].dims).toEqual(['batch', 'sequence', 1000]);
+    const m = await load(r.artifact);
+    for (const [batch, sequence] of [
+      [1, 1],
+      [1, 7],
+      [2, 64],
+      [2, 23],
+    ])
+      await matchesOrt(m, bytes, { input_ids: tokens(batch, sequence) }, ['logits'], `${batch}x${sequence}`);
+    m.dispose();
+  });
+});
+
 const gpt2Past = '.cache/models/gpt2_past/model.onnx';
 describe.skipIf(!existsSync(gpt2Past))('a GPT-2 decoder with its key/value cache as inputs and outputs', () => {
   for (const target of TARGETS)
