@@ -188,8 +188,11 @@ export function buildDynamicKernel(
     if (t.kind === 'placeholder') return t;
     let r = rewritten.get(t);
     if (!r) {
-      r = { ...t, body: rewrite(t.body!) };
-      rewritten.set(t, r);
+      // (kept before its body is rewritten: a recurrence's body loads the tensor itself)
+      const copy: { -readonly [K in keyof Tensor]: Tensor[K] } = { ...t };
+      rewritten.set(t, copy);
+      copy.body = rewrite(t.body!);
+      r = copy;
     }
     return r;
   };

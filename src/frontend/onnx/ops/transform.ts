@@ -349,7 +349,8 @@ converter('Compress', 9, (c) => {
     x = c.call('reshape', [x], { shape: [dimProduct(c.type(x).shape)] });
   }
   const d = c.type(x).shape[axis];
-  const known = c.knownValue(c.input(1));
+  // (a symbolic axis: the condition's entries past its run-time size do not count, so the size is counted)
+  const known = typeof d === 'number' ? c.knownValue(c.input(1)) : undefined;
   if (known) {
     const cond = Array.from(known.data as ArrayLike<number | bigint>, Number);
     const idx: number[] = [];
