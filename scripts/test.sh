@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 QUICK_FILES="test/lowering.test.ts test/passes.test.ts test/errors.test.ts test/runtime-validation.test.ts
   test/compile-validation.test.ts test/pooling.test.ts test/runtime-purity.test.ts test/profile.test.ts test/threads.test.ts
   test/wgsl.test.ts test/winograd.test.ts test/cli.test.ts test/fuzz.test.ts test/loop-passes.test.ts
-  test/constant-folding.test.ts test/serve-batcher.test.ts"
+  test/constant-folding.test.ts test/serve-batcher.test.ts test/counted-sizes.test.ts"
 quick_files=()
 if [ "${1:-}" = "--quick" ]; then
   shift
