@@ -10,6 +10,7 @@ import { nodeGpuDevice } from '../src/conformance/node-webgpu.js';
 import { buildModel, randomF32 } from '../src/frontend/onnx/model-builder.js';
 import { compareTensors } from '../src/conformance/compare.js';
 import { runOrt } from './helpers/ort.js';
+import { int64 } from './helpers/shape-chain-model.js';
 
 /** WebAssembly, native where LLVM is installed, and WebGPU on Dawn + SwiftShader. */
 const TARGETS: ('wasm' | 'native' | 'webgpu')[] = ['wasm', ...(findLlvm() ? (['native'] as const) : []), 'webgpu'];
@@ -38,12 +39,6 @@ function sparse(shape: number[], density: number, seed: number): Tensor {
   const data = (t.data as Float32Array).map((v, i) => ((keep[i] + 1) / 2 < density ? v : 0));
   return { ...t, data };
 }
-
-const int64 = (shape: number[], values: number[]): Tensor => ({
-  dtype: 'int64',
-  shape,
-  data: BigInt64Array.from(values, BigInt),
-});
 
 // NonZero, then what a detection head does with it: the indices transposed, the values gathered and summed
 const nonzeroModel = (dims: (string | number)[]) =>
@@ -246,7 +241,7 @@ describe('sizes counted from the data', () => {
       { op: 'Sub', inputs: ['center', 'half_size'], outputs: ['lo'] },
       { op: 'Add', inputs: ['center', 'half_size'], outputs: ['hi'] },
       { op: 'Concat', inputs: ['lo', 'hi'], outputs: ['boxes'], attrs: { axis: 2 } },
-      // class head: softmax over 3 classes; the 16 best anchors per class go on to NMS
+      // class head: softmax over 3 classes
       { op: 'Conv', inputs: ['feat', 'wc', 'bc'], outputs: ['cls_map'] },
       { op: 'Reshape', inputs: ['cls_map', 'shape_c'], outputs: ['logits'] },
       { op: 'Softmax', inputs: ['logits'], outputs: ['probs'], attrs: { axis: 1 } },

@@ -18,15 +18,15 @@ export type DType =
   | 'uint64'
   | 'bool';
 
+/** The 8-bit floats (ONNX's float8 family), stored as their bits. */
+export const FLOAT8: readonly DType[] = ['float8e4m3fn', 'float8e4m3fnuz', 'float8e5m2', 'float8e5m2fnuz'];
+
 export const DTYPES: readonly DType[] = [
   'float32',
   'float64',
   'float16',
   'bfloat16',
-  'float8e4m3fn',
-  'float8e4m3fnuz',
-  'float8e5m2',
-  'float8e5m2fnuz',
+  ...FLOAT8,
   'int8',
   'uint8',
   'int16',

@@ -1,7 +1,7 @@
 // What each target can do, as data: the lowering, the schedules, the tuner and the verifier read limits and
 // capabilities from here instead of keeping their own constants. GPU limits are the guaranteed minimums a kernel
 // may assume without asking the device (WebGPU's spec defaults; CUDA's for every sm_80+ GPU).
-import type { DType } from '../../runtime/dtype.js';
+import { type DType, FLOAT8 } from '../../runtime/dtype.js';
 import { UNARY_MATH, type UnaryMathFn } from '../../runtime/math.js';
 import { WEBGPU_SPEC_DEFAULTS } from '../../runtime/webgpu-limits.js';
 
@@ -81,24 +81,14 @@ const ALL_MATH = Object.keys(UNARY_MATH) as UnaryMathFn[];
 const NARROW: readonly DType[] = ['int8', 'int16', 'uint8', 'uint16'];
 
 /** float16 and bfloat16: computed in float32 by every target for now (no f16 arithmetic, no f16x2). */
-const HALF: readonly DType[] = [
-  'float16',
-  'bfloat16',
-  'float8e4m3fn',
-  'float8e4m3fnuz',
-  'float8e5m2',
-  'float8e5m2fnuz',
-];
+const HALF: readonly DType[] = ['float16', 'bfloat16', ...FLOAT8];
 
 const ALL: readonly DType[] = [
   'float32',
   'float64',
   'float16',
   'bfloat16',
-  'float8e4m3fn',
-  'float8e4m3fnuz',
-  'float8e5m2',
-  'float8e5m2fnuz',
+  ...FLOAT8,
   'int8',
   'int16',
   'int32',
