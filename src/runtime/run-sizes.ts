@@ -76,7 +76,7 @@ export function symbolValues(h: ArtifactHeader, shapes: Readonly<Record<string, 
         );
     });
   }
-  // (a counted size is written by its kernel during the run: counted() reads it back)
+  // (a counted size is written by its kernel during the run: countedValues reads it back)
   return Int32Array.from(symbols, (s) => values.get(s.name) ?? s.min);
 }
 
