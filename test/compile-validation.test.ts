@@ -389,7 +389,7 @@ describe('unsupported parts, all in one error', () => {
       inputs: [['x', 'float32', [4]]],
       outputs: [['y', 'float32', [4]]],
       nodes: [
-        { op: 'Cast', inputs: ['x'], outputs: ['h'], name: 'to_fp8', attrs: { to: 17 } },
+        { op: 'Cast', inputs: ['x'], outputs: ['h'], name: 'to_u4', attrs: { to: 21 } },
         { op: 'Weird', inputs: ['h', 'w'], outputs: ['y'], name: 'weird0' },
       ],
       initializers: { w: h },
@@ -397,7 +397,7 @@ describe('unsupported parts, all in one error', () => {
     const e = await errorOf(compile(bytes));
     expect(e.code).toBe('E_UNSUPPORTED_OP');
     expect(e.message).toMatch(/Weird .*1 node 'weird0'/);
-    expect(e.message).toMatch(/float8e4m3fn \(1 tensor: Cast node 'to_fp8'\)/);
+    expect(e.message).toMatch(/uint4 \(1 tensor: Cast node 'to_u4'\)/);
   });
 });
 

@@ -76,8 +76,8 @@ describe('run() feed validation', () => {
     ],
     [
       'dtype unknown',
-      { x: { dtype: 'float8e4m3fn', shape: [2, 3], data: new Float32Array(6) }, y },
-      /input 'x' has unknown dtype 'float8e4m3fn'/,
+      { x: { dtype: 'int4', shape: [2, 3], data: new Float32Array(6) }, y },
+      /input 'x' has unknown dtype 'int4'/,
     ],
     [
       'dtype other',
@@ -295,9 +295,9 @@ describe('damaged artifact headers (checksum recomputed)', () => {
     [
       'input dtype unknown',
       (h) => {
-        (h.inputs[0] as { dtype: string }).dtype = 'float8e4m3fn';
+        (h.inputs[0] as { dtype: string }).dtype = 'int4';
       },
-      /inputs\[0\]\.dtype is 'float8e4m3fn'/,
+      /inputs\[0\]\.dtype is 'int4'/,
     ],
     [
       'output dtype missing',
