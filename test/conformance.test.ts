@@ -14,7 +14,7 @@ const NODE_FLOOR = 1693;
  */
 const NATIVE_NODE_FLOOR = 1580;
 /** The same on the WebGPU target (Dawn + SwiftShader): every WebAssembly pass but those with float64 tensors. */
-const WEBGPU_NODE_FLOOR = 1518;
+const WEBGPU_NODE_FLOOR = 1613;
 
 /**
  * Node cases that pass when compiled once with their inputs' leading dims symbolic and bound to the data's sizes
