@@ -1,7 +1,8 @@
-// One artifact for run-time sizes against static builds of each size (npm run bench:run-sizes [-- --target native]
-// [--model bert]): a model with dynamic axes compiled once with ranges, and specialized to each size; both run
-// alternately in this process at 1 thread, every round, and the table reports the median of per-round ratios (>1:
-// the run-time-size artifact is faster) with its CPU time. Both must agree with each other.
+// One artifact for run-time sizes against static builds of each size and against onnxruntime-web on the same
+// dynamic model (npm run bench:run-sizes [-- --target native] [--model bert]): a model with dynamic axes compiled
+// once with ranges, and specialized to each size; the three run in turn in this process at 1 thread, every round,
+// and the table reports medians of per-round ratios (>1: the run-time-size artifact is faster) with CPU time for the
+// static one. The Kiln builds must agree with each other.
 import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { compileGraph, importAndOptimize, specializeGraph } from '../compiler/compile.js';
@@ -65,7 +66,11 @@ async function main(): Promise<number> {
     console.error(`--target ${target}: this bench times the CPU targets, wasm or native`);
     return 1;
   }
-  const g = importAndOptimize(readFileSync(model.path), { dims: model.ranges });
+  const bytes = readFileSync(model.path);
+  const g = importAndOptimize(bytes, { dims: model.ranges });
+  const ort = await import('onnxruntime-web');
+  ort.env.wasm.numThreads = 1;
+  const web = await ort.InferenceSession.create(bytes, { executionProviders: ['wasm'] });
   const build = async (graph: typeof g) =>
     load((await compileGraph(graph, { target })).artifact, { target, threads: 1 });
   const dynamic = await build(g);
@@ -76,9 +81,9 @@ async function main(): Promise<number> {
     `${values.model}, target ${target}${dynamic.runsOn && dynamic.runsOn !== target ? ` (ran on ${dynamic.runsOn})` : ''}`,
   );
   console.log(
-    `| size | run-time-size artifact (${ranges}) median ms | static build median ms | static time / run-time-size time (median of per-round ratios) | the same by CPU time |`,
+    `| size | run-time-size artifact (${ranges}) median ms | static build median ms | static time / run-time-size time (median of per-round ratios) | the same by CPU time | onnxruntime-web (same dynamic model) median ms | ORT-web time / run-time-size time |`,
   );
-  console.log('|---|---:|---:|---:|---:|');
+  console.log('|---|---:|---:|---:|---:|---:|---:|');
   for (const size of model.sizes) {
     const fixed = await build(specializeGraph(g, size));
     const feeds = model.feeds(size);
@@ -88,7 +93,10 @@ async function main(): Promise<number> {
       const mismatch = compareTensors(a[name], b[name]);
       if (mismatch) throw new Error(`${JSON.stringify(size)}: the builds disagree on ${name}: ${mismatch.message}`);
     }
-    const wall = { dynamic: [] as number[], fixed: [] as number[] };
+    const webFeeds = Object.fromEntries(
+      Object.entries(feeds).map(([k, t]) => [k, new ort.Tensor(t.dtype as 'float32', t.data as Float32Array, t.shape)]),
+    );
+    const wall = { dynamic: [] as number[], fixed: [] as number[], web: [] as number[] };
     const cpu = { dynamic: [] as number[], fixed: [] as number[] };
     const timed = (who: 'dynamic' | 'fixed', m: typeof dynamic) => {
       const t0 = performance.now(),
@@ -98,8 +106,9 @@ async function main(): Promise<number> {
       const c = process.cpuUsage(c0);
       cpu[who].push((c.user + c.system) / 1000);
     };
+    await web.run(webFeeds); // (its first run prepares)
     for (let r = 0; r < runs; r++) {
-      // rotating order, so neither always runs first
+      // rotating order, so neither Kiln build always runs first
       if (r % 2) {
         timed('dynamic', dynamic);
         timed('fixed', fixed);
@@ -107,17 +116,21 @@ async function main(): Promise<number> {
         timed('fixed', fixed);
         timed('dynamic', dynamic);
       }
+      const t0 = performance.now();
+      await web.run(webFeeds);
+      wall.web.push(performance.now() - t0);
     }
-    const ratio = (t: typeof wall) => median(t.fixed.map((f, i) => f / t.dynamic[i]));
+    const ratio = (t: { fixed: number[]; dynamic: number[] }) => median(t.fixed.map((f, i) => f / t.dynamic[i]));
     const label = Object.entries(size)
       .map(([s, v]) => `${s} ${v}`)
       .join(', ');
     console.log(
-      `| ${label} | ${median(wall.dynamic).toFixed(2)} | ${median(wall.fixed).toFixed(2)} | ${ratio(wall).toFixed(3)}x | ${ratio(cpu).toFixed(3)}x |`,
+      `| ${label} | ${median(wall.dynamic).toFixed(2)} | ${median(wall.fixed).toFixed(2)} | ${ratio(wall).toFixed(3)}x | ${ratio(cpu).toFixed(3)}x | ${median(wall.web).toFixed(2)} | ${median(wall.web.map((w, i) => w / wall.dynamic[i])).toFixed(3)}x |`,
     );
     fixed.dispose();
   }
   dynamic.dispose();
+  await web.release();
   return 0;
 }
 
