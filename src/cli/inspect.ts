@@ -3,6 +3,7 @@
 // kiln inspect MODEL.onnx --level loop [--target T] [--after PASS]     the loop IR T's backend emits, or after PASS
 // kiln inspect ARTIFACT.kiln                                            print the artifact's header summary
 import { printControl } from '../runtime/control.js';
+import type { IOBinding } from '../runtime/artifact-format.js';
 import { compile, fuseForTarget, importAndOptimize, webgpuLimitsOf } from '../compiler/compile.js';
 import { withDimRanges } from '../relay-ir/sym-dim.js';
 import { printKernelTE } from '../compiler/kernel.js';
@@ -56,10 +57,15 @@ export async function inspectCommand(
       return 0;
     }
     console.log(`Kiln ${h.kiln} artifact, target ${h.target}`);
-    console.log(`inputs:  ${h.inputs.map((i) => `${i.name}: ${i.dtype}[${i.shape}]`).join(', ')}`);
-    console.log(`outputs: ${h.outputs.map((i) => `${i.name}: ${i.dtype}[${i.shape}]`).join(', ')}`);
+    // (a binding with run-time sizes: its dims, then the layout at the symbols' upper bounds)
+    const binding = (b: IOBinding) =>
+      `${b.name}: ${b.dtype}[${b.dims ?? b.shape}]${b.dims ? ` (laid out at [${b.shape}])` : ''}`;
+    console.log(`inputs:  ${h.inputs.map(binding).join(', ')}`);
+    console.log(`outputs: ${h.outputs.map(binding).join(', ')}`);
+    for (const s of h.symbols ?? [])
+      console.log(`dim      ${s.name}: ${s.min}..${s.max}${s.counted ? ' (counted while the model runs)' : ''}`);
     console.log(
-      `memory:  peak arena ${h.plan.arenaBytes} bytes vs ${h.plan.intermediateBytes} bytes for all intermediates (${((100 * h.plan.arenaBytes) / Math.max(1, h.plan.intermediateBytes)).toFixed(1)}%); weights ${h.plan.weightBytes} bytes`,
+      `memory:  peak arena ${h.plan.arenaBytes} bytes vs ${h.plan.intermediateBytes} bytes for all intermediates (${((100 * h.plan.arenaBytes) / Math.max(1, h.plan.intermediateBytes)).toFixed(1)}%); weights ${h.plan.weightBytes} bytes${h.symbols ? "; planned at the symbols' upper bounds" : ''}`,
     );
     console.log(`kernels: ${h.kernels.length}, calls: ${h.calls.length}`);
     h.calls.forEach((c, i) =>
