@@ -66,13 +66,14 @@ defineOp({
     const n = out.shape[2];
     const scalar = (t: Tensor) => at(t, ...t.shape.map(() => int(0)));
     return recurrence('nms_keep', out.shape, 'int32', ([b, c, r], kept) => {
-      const box = E.cast('int32', at(order, b, c, r));
+      // (box indices held inside the boxes: past a run-time box count the ranks hold stale values)
+      const box = normIndex(at(order, b, c, r), boxes.shape[1]);
       const candidate = thresholded ? E.gt(at(scores, b, c, box), scalar(scoreThreshold)) : undefined;
       const j = reduceAxis(n, 'j');
       const before = E.and(E.lt(j.v, r), E.ne(at(kept, b, c, j.v), int(0)));
       const keptBefore = E.sum(E.select(before, int(1), int(0)), [j]);
       const k = reduceAxis(n, 'k');
-      const other = E.cast('int32', at(order, b, c, k.v));
+      const other = normIndex(at(order, b, c, k.v), boxes.shape[1]);
       const hit = E.and(
         E.and(E.lt(k.v, r), E.ne(at(kept, b, c, k.v), int(0))),
         suppresses(boxes, b, box, other, scalar(iou), centered),
