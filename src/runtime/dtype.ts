@@ -158,7 +158,8 @@ export const isFloat = (t: DType): boolean => t === 'float32' || t === 'float64'
  * The narrow floats: float16, bfloat16 and the 8-bit float8 family, stored as their bits and computed in float32 by
  * every target (codegen/common/half-float.ts, runtime/half.ts).
  */
-export const isHalf = (t: DType): boolean => t === 'float16' || t === 'bfloat16' || t.startsWith('float8');
+export const isHalf = (t: DType): boolean => t === 'float16' || t === 'bfloat16' || isFloat8(t);
+export const isFloat8 = (t: DType): boolean => FLOAT8.includes(t);
 export const isWide = (t: DType): boolean => t === 'int64' || t === 'uint64';
 export const isUnsigned = (t: DType): boolean =>
   t === 'uint8' || t === 'uint16' || t === 'uint32' || t === 'uint64' || t === 'bool';

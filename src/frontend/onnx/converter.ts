@@ -8,6 +8,7 @@ import type { Dim, TensorType } from '../../relay-ir/types.js';
 import type { OnnxAttr } from './attributes.js';
 import { isHalf } from '../../runtime/dtype.js';
 import { halfValues } from '../../runtime/half.js';
+import { countedSymbol, dimBounds } from '../../relay-ir/sym-dim.js';
 
 export interface ConvertCtx {
   readonly opType: string;
@@ -64,6 +65,17 @@ export function constNumbers(c: ConvertCtx, e: GExpr, what: string): number[] {
   return isHalf(t.dtype)
     ? Array.from(halfValues(t.dtype, t.data))
     : Array.from(t.data as ArrayLike<number | bigint>, Number);
+}
+
+/**
+ * A size counted while the model runs (tensor-expr/ops/counted.ts): a new symbol named from `base`, ranging up to
+ * `bound` at its symbols' upper bounds, and the value_dim call that computes it from `n` (an integer tensor whose
+ * elements sum to it). The op whose output has the size takes `count` as an argument, so it runs after it.
+ */
+export function countedSize(c: ConvertCtx, base: string, bound: Dim, n: GExpr): { symbol: string; count: GExpr } {
+  const hi = dimBounds(bound)[1];
+  const symbol = countedSymbol(base, hi);
+  return { symbol, count: c.call('value_dim', [n], { symbol, max: hi }) };
 }
 
 interface Entry {

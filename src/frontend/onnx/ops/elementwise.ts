@@ -1,5 +1,5 @@
 // ONNX elementwise, activation and logical operators -> Kiln graph operators.
-import { BYTES, type DType, ONNX_DTYPE, isFloat } from '../../../runtime/dtype.js';
+import { BYTES, type DType, ONNX_DTYPE, isFloat, isFloat8 } from '../../../runtime/dtype.js';
 import { KilnError } from '../../../runtime/errors.js';
 import { tensor } from '../../../runtime/tensor.js';
 import { reduceInit } from '../../../tensor-expr/expr.js';
@@ -169,7 +169,7 @@ converter('Clip', 6, (c) => {
 converter('Cast', 6, (c) => {
   const to = ONNX_DTYPE[c.int('to')];
   if (!to) throw new KilnError('E_UNSUPPORTED', `Cast to element type ${c.int('to')} is not supported`);
-  return castTo(c, c.input(0), to);
+  return saturatingCast(c, c.input(0), to);
 });
 
 /**
@@ -177,9 +177,9 @@ converter('Cast', 6, (c) => {
  * and infinities become the largest finite value of the sign; without saturation they overflow as the format does
  * (infinity, or NaN where it has none).
  */
-export function castTo(c: ConvertCtx, x: GExpr, to: DType): GExpr {
+export function saturatingCast(c: ConvertCtx, x: GExpr, to: DType): GExpr {
   const from = c.type(x).dtype;
-  if (!to.startsWith('float8') || !isFloat(from) || c.int('saturate', 1) === 0) return c.call('cast', [x], { to });
+  if (!isFloat8(to) || !isFloat(from) || c.int('saturate', 1) === 0) return c.call('cast', [x], { to });
   const max = halfValue(to, maxFiniteBits(NARROW_FORMAT[to]));
   // (in float32: a float16 source would round the bound)
   const x32 = from === 'float32' || from === 'float64' ? x : c.call('cast', [x], { to: 'float32' });
@@ -208,7 +208,7 @@ converter('BitCast', 26, (c) => {
   if (isFloat(from) || isFloat(to)) return c.call('bitcast', [x], { to });
   return c.call('cast', [x], { to });
 });
-converter('CastLike', 15, (c) => castTo(c, c.input(0), c.type(c.input(1)).dtype));
+converter('CastLike', 15, (c) => saturatingCast(c, c.input(0), c.type(c.input(1)).dtype));
 
 /** Dropout at inference is the identity; its optional mask output is all true. */
 converter('Dropout', 1, (c) => {

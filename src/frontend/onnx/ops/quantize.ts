@@ -2,13 +2,13 @@
 // conv_integer): QuantizeLinear, DequantizeLinear (every opset: per-tensor, per-axis and blocked scales), and
 // DynamicQuantizeLinear, QLinearMatMul and QLinearConv on top of them. The arithmetic is float32 whatever the
 // scale's type (ONNX Runtime's too), rounding half to even, saturating to the quantized type's range.
-import { type DType, ONNX_DTYPE, isFloat } from '../../../runtime/dtype.js';
+import { type DType, ONNX_DTYPE, isFloat, isFloat8 } from '../../../runtime/dtype.js';
 import { KilnError } from '../../../runtime/errors.js';
 import { tensor } from '../../../runtime/tensor.js';
 import type { GExpr } from '../../../relay-ir/expr.js';
 import { type ConvertCtx, converter } from '../converter.js';
 import { convInteger, convIntegerAttrs } from './nn.js';
-import { castTo as saturatingCast } from './elementwise.js';
+import { saturatingCast } from './elementwise.js';
 import { integerProduct } from '../../../relay-ir/passes/fuse-qdq.js';
 
 /** The integer types a zero point (and a quantized tensor) may have, with their ranges. */
@@ -101,12 +101,10 @@ export function quantizeLinear(c: ConvertCtx, x: GExpr, scale: GExpr, zp: GExpr 
   if (!isFloat(c.type(scale).dtype)) c.unsupported(`${c.opType} with a ${c.type(scale).dtype} scale`);
   const s = f32(c, alongAxis(c, scale, x, axis, block, 'scale'));
   const z = zp && f32(c, alongAxis(c, zp, x, axis, block, 'zero point'));
-  if (to.startsWith('float8')) {
-    const v = c.call('div', [f32(c, x), s]);
-    return saturatingCast(c, z ? c.call('add', [v, z]) : v, to);
-  }
+  const v = c.call('div', [f32(c, x), s]);
+  if (isFloat8(to)) return saturatingCast(c, z ? c.call('add', [v, z]) : v, to);
   qrange(c, to);
-  return saturateRound(c, c.call('div', [f32(c, x), s]), z, to);
+  return saturateRound(c, v, z, to);
 }
 
 /** y = (x - zero_point) * scale, in the scale's type (or output_dtype's): the difference exact in int32. */
@@ -114,19 +112,11 @@ export function dequantizeLinear(c: ConvertCtx, x: GExpr, scale: GExpr, zp: GExp
   const xt = c.type(x).dtype;
   const st = c.type(scale).dtype;
   if (!isFloat(st)) c.unsupported(`${c.opType} with a ${st} scale`);
-  if (xt.startsWith('float8')) {
-    // (a float8 is its value: the zero point, a float8 too, is subtracted in float32)
-    let v = f32(c, x);
-    if (zp) v = c.call('sub', [v, f32(c, alongAxis(c, zp, x, axis, block, 'zero point'))]);
-    return saturatingCast(
-      c,
-      c.call('mul', [v, f32(c, alongAxis(c, scale, x, axis, block, 'scale'))]),
-      outputDtype(c) ?? st,
-    );
-  }
-  if (xt !== 'int32') qrange(c, xt);
-  let d = castTo(c, x, 'int32');
-  if (zp) d = c.call('sub', [d, castTo(c, alongAxis(c, zp, x, axis, block, 'zero point'), 'int32')]);
+  // the difference: exact in int32, or (a float8 is its value, its zero point a float8 too) in float32
+  const diffType = isFloat8(xt) ? 'float32' : 'int32';
+  if (diffType === 'int32' && xt !== 'int32') qrange(c, xt);
+  let d = castTo(c, x, diffType);
+  if (zp) d = c.call('sub', [d, castTo(c, alongAxis(c, zp, x, axis, block, 'zero point'), diffType)]);
   const y = c.call('mul', [f32(c, d), f32(c, alongAxis(c, scale, x, axis, block, 'scale'))]);
   return castTo(c, y, outputDtype(c) ?? st);
 }

@@ -1,8 +1,7 @@
 // ONNX reductions, arg reductions, softmax family, CumSum/CumProd and TopK -> Kiln graph operators.
 import type { GExpr } from '../../../relay-ir/expr.js';
 import type { Dim } from '../../../relay-ir/types.js';
-import { countedSymbol, dimBounds } from '../../../relay-ir/sym-dim.js';
-import { type ConvertCtx, constNumbers, converter } from '../converter.js';
+import { type ConvertCtx, constNumbers, converter, countedSize } from '../converter.js';
 
 const REDUCE: Record<string, string> = {
   ReduceSum: 'reduce_sum',
@@ -82,7 +81,7 @@ converter('TopK', 10, (c) => {
   if (known) return topk(c, Number(known.data[0]));
   // k from a tensor: at most the axis' size (a larger k is clamped to it)
   const x = c.type(c.input(0));
-  const hi = dimBounds(x.shape[(c.int('axis', -1) + x.shape.length) % x.shape.length] ?? 0)[1];
-  const symbol = countedSymbol('topk_k', hi);
-  return topk(c, [symbol], c.call('value_dim', [c.input(1)], { symbol, max: hi }));
+  const axisSize = x.shape[(c.int('axis', -1) + x.shape.length) % x.shape.length] ?? 0;
+  const { symbol, count } = countedSize(c, 'topk_k', axisSize, c.input(1));
+  return topk(c, [symbol], count);
 });

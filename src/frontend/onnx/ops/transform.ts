@@ -6,9 +6,7 @@ import { type Tensor, tensor } from '../../../runtime/tensor.js';
 import type { GExpr } from '../../../relay-ir/expr.js';
 import type { Dim } from '../../../relay-ir/types.js';
 import {
-  countedSymbol,
   dimAdd,
-  dimBounds,
   dimExactDiv,
   dimFloorDiv,
   dimMax,
@@ -17,7 +15,7 @@ import {
   dimSub,
 } from '../../../relay-ir/sym-dim.js';
 import { staticDim, staticDims } from '../../../tensor-expr/ops/common.js';
-import { type ConvertCtx, constNumbers, converter } from '../converter.js';
+import { type ConvertCtx, constNumbers, converter, countedSize } from '../converter.js';
 import { elementValue } from '../../../runtime/half.js';
 
 const nums = (t: Tensor): number[] => Array.from(t.data as ArrayLike<number | bigint>, (v) => Number(v));
@@ -161,16 +159,18 @@ converter('Slice', 10, (c) => {
   if (steps) attrs.steps = steps;
   if (steps?.includes(0)) throw new KilnError('E_MODEL_INVALID', 'Slice: step 0');
   const shape = c.type(x).shape;
-  const symbols: string[] = [];
-  const counts = Array.from({ length: n }, (_, i) => {
-    const d = shape[((axes?.[i] ?? i) + shape.length) % shape.length];
-    const hi = dimBounds(d)[1];
-    const symbol = countedSymbol('slice', hi);
-    symbols.push(symbol);
-    const count = c.call('slice_count', [x, c.input(1), c.input(2)], { ...attrs, index: i });
-    return c.call('value_dim', [count], { symbol, max: hi });
+  const sizes = Array.from({ length: n }, (_, i) =>
+    countedSize(
+      c,
+      'slice',
+      shape[((axes?.[i] ?? i) + shape.length) % shape.length],
+      c.call('slice_count', [x, c.input(1), c.input(2)], { ...attrs, index: i }),
+    ),
+  );
+  return c.call('slice_dynamic', [x, c.input(1), c.input(2), ...sizes.map((s) => s.count)], {
+    ...attrs,
+    counts: sizes.map((s) => s.symbol),
   });
-  return c.call('slice_dynamic', [x, c.input(1), c.input(2), ...counts], { ...attrs, counts: symbols });
 });
 
 // ---- Gather family ----
@@ -330,10 +330,8 @@ export function nonzeroCall(c: ConvertCtx, x: GExpr): GExpr {
     x = c.call('reshape', [x], { shape: [1] });
     t = c.type(x);
   }
-  const hi = dimBounds(dimProduct(t.shape))[1];
-  const symbol = countedSymbol('nonzero', hi);
   const blocks = c.call('nonzero_block_counts', [x]);
-  const count = c.call('value_dim', [blocks], { symbol, max: hi });
+  const { symbol, count } = countedSize(c, 'nonzero', dimProduct(t.shape), blocks);
   return c.call('nonzero', [x, blocks, count], { count: [symbol] });
 }
 
@@ -402,9 +400,7 @@ converter('Unique', 11, (c) => {
     sorted: c.int('sorted', 1),
   });
   const row = (r: number) => c.call('slice', [slices], { starts: [r], ends: [r + 1], axes: [0], steps: [1] });
-  const hi = dimBounds(n)[1];
-  const symbol = countedSymbol('unique', hi);
-  const count = c.call('value_dim', [row(0)], { symbol, max: hi });
+  const { symbol, count } = countedSize(c, 'unique', n, row(0));
   const index = (what: string) => c.call('unique_index', [slices, count], { count: [symbol], what });
   const first = index('first');
   const values = c.call('gather', [given ? x : c.call('reshape', [x], { shape: [n] }), first], { axis });
