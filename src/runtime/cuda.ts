@@ -9,7 +9,7 @@ import type { ArtifactHeader, CudaSection } from './artifact-format.js';
 import { ARRAY, BYTES, type TypedArray } from './dtype.js';
 import { KilnError } from './errors.js';
 import { checkInputs } from './inputs.js';
-import { countedValues, countsSizes, inBoundLayout, outOfBoundLayout, runSymbols } from './run-sizes.js';
+import { inBoundLayout, outOfBoundLayout, runSymbols, sizesAfterRun } from './run-sizes.js';
 import { type Tensor, sizeOf } from './tensor.js';
 
 /** A driver object (CUmodule, CUfunction, CUstream): whatever the binding hands out, passed back unchanged. */
@@ -161,12 +161,11 @@ export class CudaExecutor {
     if (this.header.control) runControl(this.header.control, this.deviceMemory(), (i) => this.launchCall(i));
     else this.launchAll();
     driver.streamSynchronize(stream);
-    let sizes = symbols;
-    if (symbols && countsSizes(h)) {
-      const region = new Int32Array(symbols.length);
+    const sizes = sizesAfterRun(h, symbols, () => {
+      const region = new Int32Array(symbols!.length);
       driver.memcpyDtoH(bytesOf(region), base + BigInt(h.symbolsAt!));
-      sizes = countedValues(h, symbols, region);
-    }
+      return region;
+    });
     const out: Record<string, Tensor> = {};
     for (const o of this.header.outputs) {
       const data = new ARRAY[o.dtype](sizeOf(o.shape)) as TypedArray;

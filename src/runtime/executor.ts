@@ -10,14 +10,7 @@ import { withSharedMemoryImport } from './shared-memory.js';
 import { type Tensor, sizeOf } from './tensor.js';
 import type { ArtifactParts } from './artifact.js';
 import { damaged } from './header-check.js';
-import {
-  type Elements,
-  countedValues,
-  countsSizes,
-  outOfBoundLayout,
-  runSymbols,
-  writeBoundLayout,
-} from './run-sizes.js';
+import { type Elements, outOfBoundLayout, runSymbols, sizesAfterRun, writeBoundLayout } from './run-sizes.js';
 import { hostMemory, runControl } from './control.js';
 
 const PAGE = 65536;
@@ -257,10 +250,7 @@ export class WasmExecutor {
       this.pool?.running(false);
     }
     const out: Record<string, Tensor> = {};
-    const sizes =
-      symbols && countsSizes(h)
-        ? countedValues(h, symbols, new Int32Array(this.memory.buffer, h.symbolsAt!, symbols.length))
-        : symbols;
+    const sizes = sizesAfterRun(h, symbols, () => new Int32Array(this.memory.buffer, h.symbolsAt!, symbols!.length));
     // (an output of run-time shape is copied out of the memory once; a static one is read whole)
     for (const o of h.outputs)
       out[o.name] = sizes && o.dims ? outOfBoundLayout(h, o, sizes, this.view(o, sizeOf(o.shape))) : this.read(o);

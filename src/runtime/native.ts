@@ -6,7 +6,7 @@ import type { ArtifactHeader, IOBinding } from './artifact-format.js';
 import { ARRAY, BYTES } from './dtype.js';
 import { KilnError } from './errors.js';
 import { checkInputs } from './inputs.js';
-import { countedValues, countsSizes, inBoundLayout, outOfBoundLayout, runSymbols } from './run-sizes.js';
+import { inBoundLayout, outOfBoundLayout, runSymbols, sizesAfterRun } from './run-sizes.js';
 import { type Tensor, sizeOf } from './tensor.js';
 
 /** An opened native library: its entry, called with the model's memory. */
@@ -84,14 +84,11 @@ export class NativeExecutor {
       this.memory.set(new Uint8Array(data.buffer, data.byteOffset, sizeOf(inp.shape) * BYTES[inp.dtype]), inp.offset);
     }
     this.lib.run(this.memory);
-    const sizes =
-      symbols && countsSizes(h)
-        ? countedValues(
-            h,
-            symbols,
-            new Int32Array(this.memory.slice(h.symbolsAt!, h.symbolsAt! + 4 * symbols.length).buffer),
-          )
-        : symbols;
+    const sizes = sizesAfterRun(
+      h,
+      symbols,
+      () => new Int32Array(this.memory.slice(h.symbolsAt!, h.symbolsAt! + 4 * symbols!.length).buffer),
+    );
     const out: Record<string, Tensor> = {};
     for (const o of h.outputs) out[o.name] = outOfBoundLayout(h, o, sizes, this.read(o).data);
     return out;

@@ -76,19 +76,26 @@ export function symbolValues(h: ArtifactHeader, shapes: Readonly<Record<string, 
         );
     });
   }
-  // (a counted size is written by its kernel during the run: countedValues reads it back)
+  // (a counted size is written by its kernel during the run: sizesAfterRun reads it back)
   return Int32Array.from(symbols, (s) => values.get(s.name) ?? s.min);
 }
 
 /**
  * The symbols' values after a run: those given by the inputs, and the sizes the kernels counted, read from the
- * symbols region (`region`, the int32 values as the kernels left them).
+ * symbols region (`region()`: the int32 values as the kernels left them, read only where the artifact counts sizes).
+ * `symbols` itself where nothing was counted.
  */
-export function countedValues(h: ArtifactHeader, symbols: Int32Array, region: Int32Array): Int32Array {
+export function sizesAfterRun(
+  h: ArtifactHeader,
+  symbols: Int32Array | undefined,
+  region: () => Int32Array,
+): Int32Array | undefined {
+  if (!symbols || !countsSizes(h)) return symbols;
+  const counted = region();
   const out = symbols.slice();
   (h.symbols ?? []).forEach((s, i) => {
     if (!s.counted) return;
-    const v = region[i];
+    const v = counted[i];
     if (!(v >= s.min && v <= s.max))
       throw new KilnError(
         'E_ARTIFACT',

@@ -9,7 +9,7 @@ import { ARRAY, type DType, type TypedArray, isHalf } from './dtype.js';
 import { halfBitsOf } from './half.js';
 import { KilnError } from './errors.js';
 import { checkInputs } from './inputs.js';
-import { countedValues, countsSizes, inBoundLayout, outOfBoundLayout, runSymbols } from './run-sizes.js';
+import { countsSizes, inBoundLayout, outOfBoundLayout, runSymbols, sizesAfterRun } from './run-sizes.js';
 import type { ArtifactHeader, GpuStage, GpuValue, WebGpuSection } from './artifact-format.js';
 import type { Tensor } from './tensor.js';
 import { checkDeviceLimits } from './webgpu-limits.js';
@@ -470,11 +470,8 @@ export class WebGpuExecutor {
         hint: 'please report this with the model',
       });
     await Promise.all([...this.staging.flat(), ...(counted ? [counted] : [])].map((s) => s.mapAsync(MAP_READ)));
-    let sizes = symbols;
-    if (counted && symbols) {
-      sizes = countedValues(h, symbols, new Int32Array(counted.getMappedRange().slice(0)));
-      counted.unmap();
-    }
+    const sizes = sizesAfterRun(h, symbols, () => new Int32Array(counted!.getMappedRange().slice(0)));
+    counted?.unmap();
     const data = new Map<string, TypedArray>();
     this.gpuOutputs.forEach((o, i) => {
       const parts = this.staging[i];
