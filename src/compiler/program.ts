@@ -254,7 +254,8 @@ function buildProgramAtBounds(main: FuncNode, opts: ProgramOptions, symbols: Sym
   const outputs = mainOutputs(main);
   const calls = callOrder(main);
   // a call counting a size writes it straight into the symbols region
-  const countedAt = new Map<GExpr, number>([...countedSizes(calls)].map(([s, c]) => [c, symbols!.names.indexOf(s)]));
+  const counted = countedSizes(calls);
+  const countedAt = new Map<GExpr, number>([...counted].map(([s, c]) => [c, symbols!.names.indexOf(s)]));
   if (
     outputs.some(
       (o, i) => o.kind === 'var' || (o.kind === 'call' && !calls.includes(o as never)) || outputs.indexOf(o) !== i,
@@ -438,7 +439,7 @@ function buildProgramAtBounds(main: FuncNode, opts: ProgramOptions, symbols: Sym
           name,
           min: symbols.ranges.get(name)![0],
           max: symbols.ranges.get(name)![1],
-          ...([...countedAt.values()].includes(symbols.names.indexOf(name)) && { counted: true }),
+          ...(counted.has(name) && { counted: true }),
         })),
         symbolsAt: arenaAt + plan.offsets.get(symbolsId)!,
         dimExprs: Object.fromEntries(dimTexts.map((d) => [d, dimExprOf(d)])),

@@ -1,8 +1,7 @@
 // Comparing outputs with reference values: exact for integers and bools, rtol/atol for floats, NaN == NaN.
 import type { Tensor } from '../runtime/tensor.js';
 import { isFloat, isHalf } from '../runtime/dtype.js';
-import { NARROW_FORMAT } from '../runtime/half.js';
-import { halfValues } from '../runtime/half.js';
+import { NARROW_FORMAT, halfValues } from '../runtime/half.js';
 
 export interface Tolerance {
   rtol: number;
