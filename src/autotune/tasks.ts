@@ -19,6 +19,7 @@ import { placedConcatCalls } from '../compiler/program.js';
 import { getOp, type Attrs, type OpSpec } from '../relay-ir/op.js';
 import type { TensorType } from '../relay-ir/types.js';
 import { type BuiltKernel, buildKernel } from '../compiler/kernel.js';
+import { type SymbolTable, buildDynamicKernel, hasSymbolicDims } from '../compiler/dynamic-kernel.js';
 import { Schedule } from '../schedule/schedule.js';
 import { type Workload, workloadOf } from './workload.js';
 import { type DecisionSpace, SearchSpace } from './space.js';
@@ -37,6 +38,8 @@ export interface BuildOutput {
 /** A primitive function as structured-clonable data. */
 export interface KernelSpec {
   params: { name: string; type: TensorType }[];
+  /** A kernel for run-time sizes: the model's symbols, in the order of the symbols' buffer, with their ranges. */
+  symbols?: { names: string[]; ranges: [number, number][] };
   nodes: (
     | { k: 'param'; i: number }
     | { k: 'const'; value: Tensor }
@@ -44,7 +47,7 @@ export interface KernelSpec {
   )[];
 }
 
-export function kernelSpec(fn: FuncNode): KernelSpec {
+export function kernelSpec(fn: FuncNode, symbols?: SymbolTable): KernelSpec {
   const order = postOrder(fn.body);
   const id = new Map<GExpr, number>();
   const nodes: KernelSpec['nodes'] = [];
@@ -65,7 +68,19 @@ export function kernelSpec(fn: FuncNode): KernelSpec {
       });
     id.set(n, nodes.length - 1);
   }
-  return { params: fn.params.map((p) => ({ name: p.name, type: p.type })), nodes };
+  return {
+    params: fn.params.map((p) => ({ name: p.name, type: p.type })),
+    nodes,
+    ...(symbols && {
+      symbols: { names: [...symbols.names], ranges: symbols.names.map((s) => [...symbols.ranges.get(s)!]) },
+    }),
+  };
+}
+
+/** The symbol table of a kernel for run-time sizes' spec (undefined for a static kernel). */
+export function specSymbols(spec: KernelSpec): SymbolTable | undefined {
+  const s = spec.symbols;
+  return s && { names: s.names, ranges: new Map(s.names.map((n, i) => [n, s.ranges[i]])) };
 }
 
 export function kernelFromSpec(spec: KernelSpec): FuncNode {
@@ -87,10 +102,18 @@ export function kernelFromSpec(spec: KernelSpec): FuncNode {
   return gfunc(params, built[built.length - 1], 'kernel', true);
 }
 
-/** A one-kernel program: every kernel argument becomes a model input, so it is measured on random data. */
-export function kernelMain(fn: FuncNode): FuncNode {
+/**
+ * A one-kernel program: every kernel argument becomes a model input, so it is measured on random data. With
+ * `symbols` (a kernel for run-time sizes), each symbol that no argument has as a dim of its own gets an unused
+ * int32 input of that length, so that a run's input shapes give every symbol's value.
+ */
+export function kernelMain(fn: FuncNode, symbols?: SymbolTable): FuncNode {
   const params: VarNode[] = fn.params.map((p, i) => gvar(`x${i}`, p.type));
-  return gfunc(params, gcallFunc(fn, params, []), 'main');
+  const given = new Set(fn.params.flatMap((p) => (p.type as TensorType).shape));
+  const sizes = (symbols?.names ?? [])
+    .filter((s) => !given.has(s))
+    .map((s, i) => gvar(`size${i}`, { kind: 'tensor', shape: [s], dtype: 'int32' } satisfies TensorType));
+  return gfunc([...params, ...sizes], gcallFunc(fn, params, []), 'main');
 }
 
 export interface TuneTask {
@@ -106,16 +129,27 @@ export interface TuneTask {
   space: DecisionSpace;
 }
 
-/** The distinct workloads of a fused model, in first-call order. `spaceFor`: another target's search space
- *  (default: the WebAssembly one). */
-export function extractTasks(fused: FuncNode, spaceFor?: (kernel: BuiltKernel) => DecisionSpace): TuneTask[] {
+/**
+ * The distinct workloads of a fused model, in first-call order. `spaceFor`: another target's search space (default:
+ * the WebAssembly one). `symbols`: the program's symbol table where the model has run-time sizes; a kernel with
+ * symbolic dims is then built as compiling builds it (buildDynamicKernel), so its workload is the one compiling
+ * looks up.
+ */
+export function extractTasks(
+  fused: FuncNode,
+  spaceFor?: (kernel: BuiltKernel) => DecisionSpace,
+  symbols?: SymbolTable,
+): TuneTask[] {
   const tasks: TuneTask[] = [];
   const byKey = new Map<string, TuneTask>();
   // WebAssembly programs run no kernel for a concat done by placement: nothing to tune
   const placed = spaceFor ? new Set() : placedConcatCalls(fused);
   for (const c of kernelCalls(fused)) {
     if (placed.has(c)) continue;
-    const kernel = buildKernel(c.op, `k${tasks.length}`);
+    const dynamic = symbols && hasSymbolicDims(c.op) ? symbols : undefined;
+    const kernel = dynamic
+      ? buildDynamicKernel(c.op, `k${tasks.length}`, dynamic)
+      : buildKernel(c.op, `k${tasks.length}`);
     const workload = workloadOf(kernel);
     const t = byKey.get(workload.key);
     if (t) {
@@ -126,7 +160,7 @@ export function extractTasks(fused: FuncNode, spaceFor?: (kernel: BuiltKernel) =
       index: tasks.length,
       workload,
       fn: c.op,
-      spec: kernelSpec(c.op),
+      spec: kernelSpec(c.op, dynamic),
       kernel,
       calls: 1,
       ops: kernel.ops,

@@ -13,6 +13,10 @@
 // Targets: 'wasm' (Node's WebAssembly engine), 'webgpu' (the candidates' WGSL dispatches on the process's WebGPU
 // device: Dawn in Node), 'cuda' (PTX assembled by ptxas and resource-checked before it is measured on a GPU;
 // `buildOnly` records the checks without a GPU). GPU tasks search GpuScheduleOptions (gpu-space.ts).
+// Run-time sizes (a model tuned with ranges, `dims: { batch: [1, 16] }`, WebAssembly only): the tasks are the kernels
+// for run-time sizes a compile with the same ranges builds, keyed with the ranges (workload.ts); every measurement
+// runs a program at a few sizes drawn from the ranges and its cost per round combines its times there (sizes.ts),
+// so the relative timing and the confirmations above work on that combined cost unchanged.
 import { KilnError } from '../runtime/errors.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { compareTensors } from '../conformance/compare.js';
@@ -34,6 +38,11 @@ import { type Builder, type Runner, LocalBuilder, PoolBuilder, PoolRunner } from
 import type { BuildOutput } from './tasks.js';
 import type { TraceStep } from '../schedule/schedule.js';
 import { median } from '../util/stats.js';
+import type { FuncNode } from '../relay-ir/expr.js';
+import { type DimRanges, withDimRanges } from '../relay-ir/sym-dim.js';
+import { symbolTable } from '../compiler/program.js';
+import type { SymbolTable } from '../compiler/dynamic-kernel.js';
+import { type MeasuredSizes, combineSizeCosts, measuredSizes, sizeScales } from './sizes.js';
 
 export type TuneTarget = 'wasm' | 'webgpu' | 'cuda';
 
@@ -69,6 +78,12 @@ export interface TuneOptions {
   /** Per-candidate measurement timeout (ms). */
   timeoutMs?: number;
   compile?: Pick<CompileOptions, 'inputShapes' | 'dims' | 'specialize' | 'modelPath' | 'webgpuLimits'>;
+  /**
+   * Sizes of the model's symbolic dims, as compiling takes them (merged over `compile.dims`): a range `[lo, hi]`
+   * tunes the kernels for run-time sizes that a compile with the same ranges builds (target 'wasm'), each
+   * candidate timed at sizes drawn from the ranges (sizes.ts); their records apply to that compile only.
+   */
+  dims?: CompileOptions['dims'];
   /** Only these task indices (testing, narrowing). */
   onlyTasks?: number[];
   builder?: Builder;
@@ -115,6 +130,8 @@ export interface TuneProgress {
 
 export interface TuneReport {
   target: TargetInfo;
+  /** A model with run-time sizes: the sizes its kernels were measured at, with their weights. */
+  sizes?: { values: Record<string, number>; weight: number; label: string }[];
   tasks: TaskReport[];
   trials: number;
   errors: number;
@@ -155,6 +172,8 @@ interface TaskState {
   /** The default's median in each batch: their median is the task's long-run time. */
   refMs: number[];
   inc: Incumbent;
+  /** A kernel for run-time sizes: the sizes each run goes through, their weights and (once measured) scales. */
+  sizes?: MeasuredSizes;
 }
 /** One program's measurement in a batch: rel is its cost relative to the batch's first program (the reference). */
 type Measured =
@@ -234,6 +253,8 @@ export async function tune(modelBytes: Uint8Array, opts: TuneOptions): Promise<T
 class TuningJob {
   /** Tasks that were measured and take part in the search (skipped ones have no state). */
   readonly states: TaskState[] = [];
+  /** The reports of skipped tasks (their reason in `skipped`). */
+  readonly skipped = new Map<TuneTask, TaskReport>();
   trials = 0;
   errors = 0;
   readonly curve: TuneReport['curve'] = [];
@@ -257,6 +278,9 @@ class TuningJob {
     readonly ownDb: boolean,
     readonly builder: Builder,
     readonly runner: Runner | undefined,
+    readonly symbols?: SymbolTable,
+    /** The sizes every kernel for run-time sizes is measured at (each task keeps its own scales). */
+    readonly sizes?: Omit<MeasuredSizes, 'scales'>,
   ) {
     const kind = opts.target ?? 'wasm';
     this.seed = opts.seed ?? 0;
@@ -275,14 +299,19 @@ class TuningJob {
   /** The model's tasks on the target, the database, the builder and the runner. */
   static async open(modelBytes: Uint8Array, opts: TuneOptions): Promise<TuningJob> {
     const t0 = performance.now();
-    const { graph } = importAndOptimize(modelBytes, opts.compile ?? {});
+    const compileOpts = opts.dims ? { ...opts.compile, dims: { ...opts.compile?.dims, ...opts.dims } } : opts.compile;
+    const { graph, dimRanges } = importAndOptimize(modelBytes, compileOpts ?? {});
     const buildOnly = (opts.target ?? 'wasm') === 'cuda' && !!opts.buildOnly;
-    const { target, limits, gpu, runner: gpuRunner } = await openTarget(opts);
-    const base = gpu ? gpuBaseOptions(gpu.kind) : {};
     // the kernels `kiln compile` makes for this target (WebGPU: within the limits profile's bindings)
     const webgpuLimits = opts.target === 'webgpu' ? resolveWebGpuLimits(opts.compile?.webgpuLimits) : undefined;
+    // as compileGraph fuses, and the symbols of run-time sizes as its program has them (kernels read their values
+    // in this order, so it is part of their workloads)
+    const fused = withDimRanges(dimRanges, () => fuseForTarget(graph, webgpuLimits).fused);
+    const symbols = programSymbols(fused, dimRanges, opts.target ?? 'wasm');
+    const { target, limits, gpu, runner: gpuRunner } = await openTarget(opts);
+    const base = gpu ? gpuBaseOptions(gpu.kind) : {};
     let tasks = extractTasks(
-      fuseForTarget(graph, webgpuLimits).fused,
+      fused,
       gpu &&
         limits &&
         ((k) =>
@@ -292,6 +321,7 @@ class TuningJob {
             maxSharedBytes: Math.min(limits.maxSharedBytes, webgpuLimits?.maxComputeWorkgroupStorageSize ?? Infinity),
             base,
           })),
+      symbols,
     );
     if (opts.onlyTasks) tasks = tasks.filter((t) => opts.onlyTasks!.includes(t.index));
     const ownDb = !(opts.db instanceof TuningDatabase);
@@ -299,7 +329,8 @@ class TuningJob {
     const workers = opts.workers ?? 2;
     const builder = opts.builder ?? (workers > 0 ? new PoolBuilder(workers) : new LocalBuilder());
     const runner = opts.runner ?? gpuRunner ?? (buildOnly ? undefined : new PoolRunner());
-    return new TuningJob(opts, t0, target, gpu, tasks, db, ownDb, builder, runner);
+    const sizes = symbols && measuredSizes(symbols, opts.seed ?? 0);
+    return new TuningJob(opts, t0, target, gpu, tasks, db, ownDb, builder, runner, symbols, sizes);
   }
 
   /** Closes what this job opened (not a builder, runner or database the caller passed). */
@@ -347,7 +378,9 @@ class TuningJob {
       defaultTrace,
       refMs: [],
       inc: { trace: defaultTrace, hash: defaultHash, rel: 1, isDefault: true },
+      ...(task.spec.symbols && this.sizes && { sizes: { ...this.sizes } }),
     };
+    this.skipped.set(task, report); // (until it gets a state)
     if (!task.space.tunable) {
       report.skipped = 'no schedule decisions';
       return undefined;
@@ -371,6 +404,7 @@ class TuningJob {
     );
     if (resumedInc) st.inc = resumedInc;
     this.estimate(st);
+    this.skipped.delete(task);
     return st;
   }
 
@@ -664,11 +698,12 @@ class TuningJob {
 
   private async singleMeasure(st: TaskState, prog: BuildOutput): Promise<Measured> {
     const m = await this.runner!.measure(
-      { header: prog.header, wasm: prog.wasm, seed: st.seed, ...this.measureOpts },
+      { header: prog.header, wasm: prog.wasm, seed: st.seed, ...this.measureOpts, ...sizesOf(st) },
       this.timeoutMs,
     );
     if (!m.ok) return { error: m.error, errorKind: m.kind };
-    return { ms: median(m.out.costs), costs: m.out.costs, output: m.out.output };
+    const costs = sizedCosts(st, m.out.costs, m.out.sizeCosts);
+    return { ms: median(costs), costs, output: m.out.output };
   }
 
   /**
@@ -693,12 +728,15 @@ class TuningJob {
           warmup: this.measureOpts.warmup,
           rounds,
           minRepeatMs,
+          ...sizesOf(st),
         },
         this.timeoutMs,
       );
       if (m.ok) {
-        const ref = m.out[0];
-        return m.out.map((o, i): Measured => {
+        // (a kernel for run-time sizes: each program's rounds as the weighted times at the sizes, the reference first)
+        const out = m.out.map((o) => (o.ok ? { ...o, costs: sizedCosts(st, o.costs, o.sizeCosts) } : o));
+        const ref = out[0];
+        return out.map((o, i): Measured => {
           if (!o.ok) return { error: o.error, errorKind: 'run' };
           const ratios = ref.ok ? o.costs.map((c, r) => c / ref.costs[r]).filter((x) => Number.isFinite(x)) : [];
           return {
@@ -808,11 +846,21 @@ class TuningJob {
 
   report(): TuneReport {
     const { d, b } = this.totals();
+    const { symbols, sizes } = this;
     return {
       target: this.target,
+      ...(symbols &&
+        sizes && {
+          sizes: sizes.values.map((v, i) => ({
+            values: Object.fromEntries(symbols.names.map((s, k) => [s, v[k]])),
+            weight: sizes.weights[i],
+            label: sizes.labels[i],
+          })),
+        }),
       tasks: this.tasks.map(
         (t) =>
-          this.states.find((s) => s.task === t)?.report ?? {
+          this.states.find((s) => s.task === t)?.report ??
+          this.skipped.get(t) ?? {
             index: t.index,
             workload: t.workload.key,
             ops: t.ops,
@@ -831,6 +879,49 @@ class TuningJob {
       curve: this.curve,
     };
   }
+}
+
+/** The sizes a measurement of a task's programs runs at (none for a static kernel). */
+const sizesOf = (st: TaskState): { sizes?: number[][] } => (st.sizes ? { sizes: st.sizes.values } : {});
+
+/**
+ * A program's per-round costs: as measured for a static kernel; for a kernel for run-time sizes the weighted sum
+ * of its times at the sizes, each scaled (sizes.ts). The task's first measurement (its default schedule, alone)
+ * fixes the scales, so every later cost of the task, in any batch, is combined alike.
+ */
+function sizedCosts(st: TaskState, costs: number[], sizeCosts: number[][] | undefined): number[] {
+  if (!st.sizes) return costs;
+  if (!sizeCosts || sizeCosts.length !== st.sizes.values.length)
+    throw new KilnError('E_INTERNAL', `task ${st.task.index}: the runner measured no times per size`, {
+      hint: 'kernels for run-time sizes are measured by the WebAssembly runner (worker.ts measure / measureSet)',
+    });
+  st.sizes.scales ??= sizeScales(sizeCosts);
+  return combineSizeCosts(st.sizes, sizeCosts);
+}
+
+/**
+ * The program's symbol table where the model has run-time sizes (program.ts symbolTable, so that the tasks' kernels
+ * read the symbols as the compiled program's do). Tuning them is for WebAssembly only: E_UNSUPPORTED on a GPU target.
+ */
+function programSymbols(fused: FuncNode, ranges: DimRanges, target: TuneTarget): SymbolTable | undefined {
+  let symbols: SymbolTable | undefined;
+  try {
+    symbols = symbolTable(fused, ranges);
+  } catch (e) {
+    // (its hint names `kiln compile --dim`: the same flag tunes)
+    if (e instanceof KilnError && e.hint?.includes('kiln compile'))
+      throw new KilnError(e.code, e.detail, { hint: e.hint.replace('kiln compile', 'kiln tune') });
+    throw e;
+  }
+  if (symbols && target !== 'wasm')
+    throw new KilnError(
+      'E_UNSUPPORTED',
+      `tuning kernels for run-time sizes (the ranges of ${symbols.names.join(', ')}) is supported for target 'wasm' only, not '${target}': the ${target === 'webgpu' ? 'WebGPU' : 'CUDA'} tuner measures at one size`,
+      {
+        hint: `tune with --target wasm, or fix the dims to tune the ${target} kernels of one size (${symbols.names.map((s) => `--dim ${s}=N`).join(' ')}; API: dims: { ${symbols.names.map((s) => `${s}: N`).join(', ')} })`,
+      },
+    );
+  return symbols;
 }
 
 /** The default schedule as the incumbent (compiling applies it when no candidate is confirmed faster). */

@@ -7,7 +7,17 @@ import { WasmExecutor } from '../runtime/executor.js';
 import { type Tensor, sizeOf } from '../runtime/tensor.js';
 import { ARRAY, isFloat } from '../runtime/dtype.js';
 import type { TraceStep } from '../schedule/schedule.js';
-import { type BuildOutput, type BuiltHeader, type KernelSpec, kernelFromSpec, kernelMain } from './tasks.js';
+import { runShape } from '../runtime/run-sizes.js';
+import { withDimRanges } from '../relay-ir/sym-dim.js';
+import type { ArtifactHeader } from '../runtime/artifact-format.js';
+import {
+  type BuildOutput,
+  type BuiltHeader,
+  type KernelSpec,
+  kernelFromSpec,
+  kernelMain,
+  specSymbols,
+} from './tasks.js';
 import { type GpuBuildTarget, buildGpuCandidate } from './gpu-build.js';
 
 // Measure optimized code only: without this, a new module first runs V8's baseline (Liftoff) code and tiers up in
@@ -24,10 +34,14 @@ export interface BuildTask {
 
 export function build(task: BuildTask): BuildOutput {
   if (task.gpu) return buildGpuCandidate(task.spec, task.trace, task.gpu);
-  const fn = kernelFromSpec(task.spec);
-  const prog = buildProgram(kernelMain(fn), {
+  // a kernel for run-time sizes: built with the model's symbol table, so it is the kernel the model's program has
+  // (its calls' types are inferred again under the ranges, as importAndOptimize inferred them)
+  const symbols = specSymbols(task.spec);
+  const fn = symbols ? withDimRanges(symbols.ranges, () => kernelFromSpec(task.spec)) : kernelFromSpec(task.spec);
+  const prog = buildProgram(kernelMain(fn, symbols), {
     optimize: task.optimize !== false,
     traceFor: task.trace ? () => task.trace! : undefined,
+    ...(symbols && { symbols }),
   });
   return { header: prog.header, wasm: prog.wasm };
 }
@@ -46,18 +60,28 @@ export interface MeasureTask {
   minRepeatMs: number;
   /** Testing hook: 'trap' makes the run fail, 'hang' never returns. */
   fault?: 'trap' | 'hang';
+  /** A program for run-time sizes: the symbols' values (header.symbols order) of each size one run goes through. */
+  sizes?: number[][];
 }
 export interface MeasureOutput {
+  /** Per repeat, the mean time of one run (with `sizes`: of one pass through all of them). */
   costs: number[];
+  /** The first output (with `sizes`: its values at each size, one after another, flat). */
   output: Tensor;
+  /** With `sizes`: per size, per repeat, the mean time at that size. */
+  sizeCosts?: number[][];
 }
 
-/** Deterministic random inputs: floats uniform in [-1, 1), integers and bools zero (valid indices). */
-export function randomInputs(header: BuiltHeader, seed: number): Record<string, Tensor> {
+/**
+ * Deterministic random inputs: floats uniform in [-1, 1), integers and bools zero (valid indices). `symbols`: the
+ * symbols' values of a program for run-time sizes; the inputs' shapes at them (the runtime's own runShape).
+ */
+export function randomInputs(header: BuiltHeader, seed: number, symbols?: Int32Array): Record<string, Tensor> {
   const feeds: Record<string, Tensor> = {};
   let x = seed >>> 0;
   for (const inp of header.inputs) {
-    const n = sizeOf(inp.shape);
+    const shape = symbols ? runShape(header as ArtifactHeader, inp, symbols) : [...inp.shape];
+    const n = sizeOf(shape);
     const data = new ARRAY[inp.dtype](n);
     if (isFloat(inp.dtype)) {
       const f = data as Float32Array;
@@ -66,30 +90,86 @@ export function randomInputs(header: BuiltHeader, seed: number): Record<string, 
         f[i] = x / 2 ** 31 - 1;
       }
     }
-    feeds[inp.name] = { dtype: inp.dtype, shape: [...inp.shape], data };
+    feeds[inp.name] = { dtype: inp.dtype, shape, data };
   }
   return feeds;
 }
 
-/** One program's runs: the summed kernel time of one run (the wall clock without kernel timings) and its outputs. */
-function runner(
-  header: BuiltHeader,
-  wasm: Uint8Array,
-  seed: number,
-): () => { ms: number; out: Record<string, Tensor> } {
+/** One run of a program: its summed kernel time, per size with `sizes`, and its first output (per size). */
+interface Run {
+  ms: number;
+  sizeMs?: number[];
+  outs: Tensor[];
+}
+
+/**
+ * One program's runs: the summed kernel time of one run (the wall clock without kernel timings) and its outputs.
+ * With `sizes` one run goes through each size in turn (run() writes the symbols region from the inputs' shapes).
+ */
+function runner(header: BuiltHeader, wasm: Uint8Array, seed: number, sizes?: number[][]): () => Run {
   const ex = WasmExecutor.createSync({
     header: { ...header, sections: { wasm: { offset: 0, length: wasm.length }, weights: { offset: 0, length: 0 } } },
     wasm,
     weights: new Uint8Array(0),
   });
-  const feeds = randomInputs(header, seed);
+  const name = header.outputs[0].name;
+  const runs = (sizes ?? [undefined]).map((values) => {
+    const feeds = randomInputs(header, seed, values && Int32Array.from(values));
+    return () => {
+      const timings: { ms: number }[] = [];
+      const t0 = performance.now();
+      const out = ex.run(feeds, timings as never)[name];
+      return { ms: timings.length ? timings.reduce((s, t) => s + t.ms, 0) : performance.now() - t0, out };
+    };
+  });
   return () => {
-    const timings: { ms: number }[] = [];
-    const t0 = performance.now();
-    const out = ex.run(feeds, timings as never);
-    const ms = timings.length ? timings.reduce((s, t) => s + t.ms, 0) : performance.now() - t0;
-    return { ms, out };
+    const each = runs.map((r) => r());
+    return {
+      ms: each.reduce((s, e) => s + e.ms, 0),
+      ...(sizes && { sizeMs: each.map((e) => e.ms) }),
+      outs: each.map((e) => e.out),
+    };
   };
+}
+
+/** The output of a run: the one output, or its values at each size one after another. */
+function joinOutputs(outs: Tensor[]): Tensor {
+  if (outs.length === 1) return outs[0];
+  const n = outs.reduce((s, t) => s + t.data.length, 0);
+  const data = new ARRAY[outs[0].dtype](n);
+  let at = 0;
+  for (const t of outs) {
+    (data as Float32Array).set(t.data as Float32Array, at);
+    at += t.data.length;
+  }
+  return { dtype: outs[0].dtype, shape: [n], data } as Tensor;
+}
+
+/** Per-repeat sums of runs: the mean time of a run, and per size with sizes. */
+class RepeatTotals {
+  readonly costs: number[] = [];
+  readonly sizeCosts?: number[][];
+  private total = 0;
+  private perSize?: number[];
+  constructor(sizes: number | undefined) {
+    if (sizes !== undefined) {
+      this.sizeCosts = Array.from({ length: sizes }, () => []);
+      this.perSize = new Array(sizes).fill(0);
+    }
+  }
+  add(r: Run): void {
+    this.total += r.ms;
+    r.sizeMs?.forEach((m, i) => {
+      this.perSize![i] += m;
+    });
+  }
+  /** Ends a repeat of `number` runs. */
+  end(number: number): void {
+    this.costs.push(this.total / number);
+    this.sizeCosts?.forEach((c, i) => c.push(this.perSize![i] / number));
+    this.total = 0;
+    this.perSize?.fill(0);
+  }
 }
 
 /** Test faults: a candidate that never finishes, or one that traps. */
@@ -103,7 +183,7 @@ function injectFault(fault: 'trap' | 'hang' | undefined): void {
 
 export function measure(task: MeasureTask): MeasureOutput {
   injectFault(task.fault);
-  const once = runner(task.header, task.wasm, task.seed);
+  const once = runner(task.header, task.wasm, task.seed, task.sizes);
   const first = once();
   let probe = first.ms;
   const w0 = performance.now(),
@@ -111,14 +191,16 @@ export function measure(task: MeasureTask): MeasureOutput {
   for (let i = 1; i < task.warmup || (performance.now() - w0 < minWarm && performance.now() - w0 < 5000); i++)
     probe = once().ms;
   const number = Math.max(1, Math.min(1000, Math.ceil(task.minRepeatMs / Math.max(probe, 1e-3))));
-  const costs: number[] = [];
+  const totals = new RepeatTotals(task.sizes?.length);
   for (let r = 0; r < task.repeats; r++) {
-    let total = 0;
-    for (let k = 0; k < number; k++) total += once().ms;
-    costs.push(total / number);
+    for (let k = 0; k < number; k++) totals.add(once());
+    totals.end(number);
   }
-  const name = task.header.outputs[0].name;
-  return { costs, output: first.out[name] };
+  return {
+    costs: totals.costs,
+    output: joinOutputs(first.outs),
+    ...(totals.sizeCosts && { sizeCosts: totals.sizeCosts }),
+  };
 }
 
 /**
@@ -136,15 +218,21 @@ export interface MeasureSetTask {
   minWarmupMs?: number;
   rounds: number;
   minRepeatMs: number;
+  /** As MeasureTask.sizes (for every program). */
+  sizes?: number[][];
 }
-export type MeasureSetOutput = ({ ok: true; costs: number[]; output: Tensor } | { ok: false; error: string })[];
+export type MeasureSetOutput = (
+  | { ok: true; costs: number[]; output: Tensor; sizeCosts?: number[][] }
+  | { ok: false; error: string }
+)[];
 
 const errorText = (e: unknown) => (e instanceof Error ? e.message : String(e)).split('\n')[0].slice(0, 500);
 
 export function measureSet(task: MeasureSetTask): MeasureSetOutput {
   const n = task.programs.length;
   const res: MeasureSetOutput = new Array(n);
-  const run: ((() => { ms: number; out: Record<string, Tensor> }) | undefined)[] = new Array(n);
+  const run: ((() => Run) | undefined)[] = new Array(n);
+  const totals = task.programs.map(() => new RepeatTotals(task.sizes?.length));
   const probe: number[] = new Array(n).fill(0);
   const fail = (i: number, e: unknown) => {
     res[i] = { ok: false, error: errorText(e) };
@@ -154,10 +242,15 @@ export function measureSet(task: MeasureSetTask): MeasureSetOutput {
     const p = task.programs[i];
     try {
       injectFault(p.fault);
-      run[i] = runner(p.header, p.wasm, task.seed);
+      run[i] = runner(p.header, p.wasm, task.seed, task.sizes);
       const first = run[i]!();
       probe[i] = first.ms;
-      res[i] = { ok: true, costs: [], output: first.out[p.header.outputs[0].name] };
+      res[i] = {
+        ok: true,
+        costs: totals[i].costs,
+        output: joinOutputs(first.outs),
+        ...(totals[i].sizeCosts && { sizeCosts: totals[i].sizeCosts }),
+      };
     } catch (e) {
       fail(i, e);
     }
@@ -182,9 +275,8 @@ export function measureSet(task: MeasureSetTask): MeasureSetOutput {
       const i = (j + r) % n;
       if (!run[i]) continue;
       try {
-        let total = 0;
-        for (let k = 0; k < number[i]; k++) total += run[i]!().ms;
-        (res[i] as { costs: number[] }).costs.push(total / number[i]);
+        for (let k = 0; k < number[i]; k++) totals[i].add(run[i]!());
+        totals[i].end(number[i]);
       } catch (e) {
         fail(i, e);
       }

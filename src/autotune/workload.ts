@@ -1,6 +1,7 @@
 // Workload identity: a kernel's tensor expressions printed canonically (tensors and variables renumbered in
 // order of appearance, shapes and dtypes included) and hashed with a format version. The same kernel built in
-// any process on any machine gets the same key; a different shape, dtype or computation gets another.
+// any process on any machine gets the same key; a different shape, dtype or computation gets another, and a kernel
+// for run-time sizes another for other ranges of its symbols.
 import { createHash } from 'node:crypto';
 import { KilnError } from '../runtime/errors.js';
 import type { Expr, Var } from '../tensor-expr/expr.js';
@@ -8,7 +9,12 @@ import type { Tensor } from '../tensor-expr/tensor.js';
 import { topoComputes } from '../schedule/schedule.js';
 import type { BuiltKernel } from '../compiler/kernel.js';
 
-/** Bump when the canonical text or the schedule-trace format changes meaning: old records stop matching. */
+/**
+ * Bump when the canonical text or the schedule-trace format changes meaning: old records stop matching.
+ * (Still 1 with the symbols' ranges in the text of a kernel for run-time sizes: a static kernel's text is what it was,
+ * so old records keep matching, and no record was ever made for a kernel for run-time sizes before its text carried
+ * them: the tuner could not build such kernels, and compiling did not look them up.)
+ */
 export const WORKLOAD_FORMAT = 1;
 
 export function canonicalTE(inputs: readonly Tensor[], outputs: readonly Tensor[]): string {
@@ -55,7 +61,11 @@ export function canonicalTE(inputs: readonly Tensor[], outputs: readonly Tensor[
       }
     }
   };
-  const lines = inputs.map((t, i) => `in${i}: ${t.dtype}[${t.shape.join(',')}]`);
+  // A kernel for run-time sizes reads the symbols from an input that carries their ranges: the ranges are part of
+  // its identity (at batch 1..8 and 2..8 its tensor expressions at the bounds are equal, its sizes are not).
+  const ranges = (t: Tensor) =>
+    t.valueRanges ? ` ranges(${t.valueRanges.map((r) => `${r.lo}..${r.hi}`).join(',')})` : '';
+  const lines = inputs.map((t, i) => `in${i}: ${t.dtype}[${t.shape.join(',')}]${ranges(t)}`);
   computes.forEach((t, i) => {
     const idx = t.axes.map((a) => v(a.v)).join(',');
     const h = t.hints ? ` hints(${t.hints.vectorAxis ?? '-'},${t.hints.rowAxis ?? '-'})` : '';

@@ -147,6 +147,8 @@ const COMMANDS: Record<string, Subcommand> = {
       'kiln tune MODEL.onnx [--target wasm|webgpu|cuda [--sm 80] [--build-only]] [--trials N] [--time-budget 20m]',
       '          [--workers 2] [--db PATH] [--seed S] [--strategy evolutionary|random|compare] [--curve FILE.csv]',
       '          [--webgpu-limits default|desktop|LIMITS.json]   (target webgpu: the kernels kiln compile makes for that profile)',
+      '          [--dim NAME=LO..HI] [--dim NAME=N] [--input-shape name=1,3,224,224] [--specialize name=file.pb]',
+      '          (a range tunes the kernels for run-time sizes of kiln compile --dim NAME=LO..HI, target wasm; timed at sizes in it)',
     ],
     options: [
       'target',

@@ -1,6 +1,8 @@
 // kiln tune MODEL.onnx [--target wasm|webgpu|cuda [--sm 80] [--build-only]] [--trials N] [--time-budget 20m]
 //   [--workers 2] [--db PATH] [--seed S] [--strategy evolutionary|random|compare] [--curve FILE.csv]
+//   [--dim NAME=LO..HI | --dim NAME=N] [--input-shape NAME=D,D,..] [--specialize NAME=FILE]
 //   (the curve also as FILE.svg). --build-only (cuda): ptxas resource checks recorded, nothing measured.
+//   --dim with a range tunes the kernels for run-time sizes of `kiln compile --dim` with the same ranges (wasm).
 // kiln db export FILE [--db PATH] | kiln db import FILE [--db PATH] | kiln db stats [--db PATH]
 import { writeFileSync } from 'node:fs';
 import { basename } from 'node:path';
@@ -78,6 +80,17 @@ function printReport(label: string, modelPath: string, report: TuneReport, build
   console.log(
     `${label}tuned ${modelPath} on ${report.target.key} (${report.target.engine}): ${report.trials} trials, ${report.errors} errors, ${(report.elapsedMs / 1000).toFixed(1)} s`,
   );
+  if (report.sizes)
+    console.log(
+      `  kernels for run-time sizes measured at ${report.sizes
+        .map(
+          (z) =>
+            `${Object.entries(z.values)
+              .map(([s, v]) => `${s}=${v}`)
+              .join(' ')} (${z.label}, weight ${z.weight.toFixed(2)})`,
+        )
+        .join(', ')}; times in ms at the upper bounds`,
+    );
   for (const t of report.tasks) {
     const what = `  task ${t.index} ${t.ops.join('+')} ×${t.calls}`;
     if (t.skipped) {
@@ -100,6 +113,9 @@ function printReport(label: string, modelPath: string, report: TuneReport, build
       `  estimated kernel time per run: ${report.defaultTotalMs.toFixed(3)} ms default -> ${report.bestTotalMs.toFixed(3)} ms tuned`,
     );
 }
+
+/** The --dim flags again, for the line saying which compile applies the records (ranges are in their keys). */
+const dimFlags = (dims: string[] | undefined): string => (dims ?? []).map((d) => ` --dim ${d}`).join('');
 
 /** --time-budget: 90s, 20m, 1h (a bad one is a usage error). */
 function durationFlag(s: string): number {
@@ -193,7 +209,7 @@ export async function tuneCommand(pos: string[], v: TuneFlags): Promise<number> 
       );
   }
   console.log(
-    `  records in ${dbPath}; ${buildOnly ? 'build-only records (no latencies) are not applied by `kiln compile`' : `\`kiln compile${target === 'wasm' ? '' : ` --target ${target}`}\` applies them`}`,
+    `  records in ${dbPath}; ${buildOnly ? 'build-only records (no latencies) are not applied by `kiln compile`' : `\`kiln compile${target === 'wasm' ? '' : ` --target ${target}`}${dimFlags(v.dim)}\` applies them`}`,
   );
   if (v.curve) {
     writeFileSync(v.curve, curveCsv(series));

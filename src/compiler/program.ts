@@ -11,7 +11,7 @@ import { type Dim, type TensorType, isStatic } from '../relay-ir/types.js';
 import { type DimRanges, dimBounds, dimSymbols, foldDim, substituteDim, withDimRanges } from '../relay-ir/sym-dim.js';
 import { type SymbolTable, boundValues, buildDynamicKernel, hasSymbolicDims } from './dynamic-kernel.js';
 import { emitWasmModule, kernelPhases } from '../codegen/wasm/codegen.js';
-import { type BuiltKernel, buildKernel, kernelKey } from './kernel.js';
+import { type BuiltKernel, buildKernel, kernelKey, reschedule } from './kernel.js';
 import type { TraceStep } from '../schedule/schedule.js';
 import { type Lifetime, SPECULATIVE_GUARD_BYTES, align, planMemory, scratchLayout } from './memory-plan.js';
 import { VERSION } from './version.js';
@@ -43,6 +43,11 @@ export interface ProgramOptions {
   traceFor?: (fn: FuncNode, defaultKernel: BuiltKernel) => readonly TraceStep[] | undefined;
   /** The ranges of the symbolic dims (importAndOptimize's dimRanges): kernels run at any size inside them. */
   dimRanges?: DimRanges;
+  /**
+   * The symbols as another program has them (the tuner's one-kernel programs: its kernel then reads the symbols'
+   * buffer as the model's kernel does); instead of the table found from this program's inputs and dimRanges.
+   */
+  symbols?: SymbolTable;
 }
 
 /** The symbols' values at their bounds (empty for a static program): every layout is the shape at these. */
@@ -54,7 +59,7 @@ const bytesOf = (t: TensorType) => sizeOf(boundShape(t)) * BYTES[t.dtype];
  * The symbols of a program whose inputs have symbolic dims, each with a finite range, and a check that every dim
  * is largest at the symbols' upper bounds (the memory plan is laid out there).
  */
-function symbolTable(main: FuncNode, ranges: DimRanges = new Map()): SymbolTable | undefined {
+export function symbolTable(main: FuncNode, ranges: DimRanges = new Map()): SymbolTable | undefined {
   const given = [...new Set(main.params.flatMap((p) => (p.type as TensorType).shape.flatMap(dimSymbols)))].sort();
   // then the sizes counted while the model runs, in the order they are computed
   const names = [...given, ...countedSizes(kernelCalls(main)).keys()];
@@ -240,7 +245,7 @@ function placedConcats(
 }
 
 export function buildProgram(main: FuncNode, opts: ProgramOptions = {}): Program {
-  const symbols = symbolTable(main, opts.dimRanges);
+  const symbols = opts.symbols ?? symbolTable(main, opts.dimRanges);
   const outer = bounds;
   bounds = symbols ? boundValues(symbols) : new Map();
   try {
@@ -302,13 +307,13 @@ function buildProgramAtBounds(main: FuncNode, opts: ProgramOptions, symbols: Sym
   const kernelOf = new Map<string, number>();
   const callKernel = calls.map((c) => {
     if (concats.has(c)) return -1;
-    if (symbols && hasSymbolicDims(c.op)) {
-      // (not tuned: the tuner measures at one size)
-      return addKernel(buildDynamicKernel(c.op, `k${kernels.length}`, symbols));
-    }
-    let k = buildKernel(c.op, `k${kernels.length}`);
+    let k =
+      symbols && hasSymbolicDims(c.op)
+        ? buildDynamicKernel(c.op, `k${kernels.length}`, symbols)
+        : buildKernel(c.op, `k${kernels.length}`);
     const trace = opts.traceFor?.(c.op, k);
-    if (trace) k = { ...buildKernel(c.op, k.prim.name, trace), tuned: true };
+    // (a kernel for run-time sizes keeps its tensor expressions: they were found from three builds)
+    if (trace) k = { ...(k.runSizes ? reschedule(k, trace) : buildKernel(c.op, k.prim.name, trace)), tuned: true };
     return addKernel(k);
   });
   function addKernel(k: BuiltKernel): number {
