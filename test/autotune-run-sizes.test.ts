@@ -267,5 +267,29 @@ describe('tuning kernels for run-time sizes', () => {
     );
     expect(out).toMatch(/kernels for run-time sizes measured at batch=4 seq=16 \(upper, weight 0\.40\), batch=1 seq=1/);
     expect(out).toMatch(/`kiln compile --dim batch=1\.\.4 --dim seq=1\.\.16` applies them/);
+    // that compile applies the records (the defaults, confirmed, count as kept); one with other ranges finds none
+    const compiled = (...range: string[]) =>
+      execFileSync(
+        'node',
+        [
+          join(process.cwd(), 'dist/cli/kiln.js'),
+          'compile',
+          path,
+          ...range.flatMap((d) => ['--dim', d]),
+          '--db',
+          join(dir, 'kiln.sqlite'),
+          '-o',
+          join(dir, 'm.kiln'),
+        ],
+        { encoding: 'utf8' },
+      );
+    const m = /tuned schedules: (\d+) of (\d+) kernels[^;\n]*(?:; (\d+) kept their default schedule)?/.exec(
+      compiled('batch=1..4', 'seq=1..16'),
+    );
+    expect(m).not.toBeNull();
+    const [tuned, total, kept] = [Number(m![1]), Number(m![2]), Number(m![3] ?? 0)];
+    expect(tuned + kept).toBeGreaterThan(0);
+    expect(tuned + kept).toBeLessThanOrEqual(total);
+    expect(compiled('batch=1..8', 'seq=1..16')).toMatch(/tuned schedules: 0 of \d+ kernels from \S+\n/);
   }, 60_000);
 });

@@ -182,10 +182,14 @@ export async function compileCommand(pos: string[], v: CompileFlags): Promise<nu
     }
   }
   if (tuning) {
-    // a kernel whose best record is its default schedule counts as kept, not tuned
-    const kept = new Set(tuning.lookup.used.filter((u) => u.isDefault).map((u) => u.kernel));
-    const tuned = r.program.kernels.filter((k) => k.tuned && !kept.has(k.prim.name)).map((k) => k.prim.name);
-    const keptNote = kept.size ? `; ${kept.size} kept their default schedule (tuning found nothing faster)` : '';
+    // a kernel whose best record is its default schedule counts as kept, not tuned (by workload: a call whose kernel
+    // is another's twin was looked up under a name that the next kernel then takes)
+    const { workloadOf } = await import('../autotune/workload.js');
+    const keptWorkloads = new Set(tuning.lookup.used.filter((u) => u.isDefault).map((u) => u.workload));
+    const isKept = r.program.kernels.map((k) => !!k.tuned && keptWorkloads.has(workloadOf(k).key));
+    const tuned = r.program.kernels.filter((k, i) => k.tuned && !isKept[i]).map((k) => k.prim.name);
+    const kept = isKept.filter(Boolean).length;
+    const keptNote = kept ? `; ${kept} kept their default schedule (tuning found nothing faster)` : '';
     console.log(
       `  tuned schedules: ${tuned.length} of ${h.kernels.length} kernels${tuned.length ? ` (${tuned.join(', ')})` : ''} from ${tuning.path}${keptNote}`,
     );
