@@ -71,6 +71,8 @@ class SimDriver implements CudaDriver {
   private readonly streams = new Map<object, (() => void)[]>();
   contexts = 0;
   launches = 0;
+  /** Blocks launched, over all launches. */
+  blocks = 0;
 
   constructor(capacity = 1 << 24) {
     this.mem = new Uint8Array(capacity);
@@ -169,6 +171,7 @@ class SimDriver implements CudaDriver {
     q.push(() => {
       launch(f.prog, spec, new DataView(this.mem.buffer));
       this.launches++;
+      this.blocks += grid[0] * grid[1] * grid[2];
     });
   }
   streamSynchronize(stream: CudaHandle): void {
@@ -414,6 +417,18 @@ describe('CUDA executor on a simulated driver (PTX simulator) vs ONNX Runtime', 
       }
     }
     softmaxModel.dispose();
+    // grids sized from each run's sizes: far below the bounds, a fraction of the blocks the bounds take
+    const wide = await compile(shapeChains, { target: 'cuda', sm: 86, dims: { batch: [1, 64], seq: [1, 16] } });
+    const boundBlocks = wide.header.calls
+      .flatMap((c) => wide.header.cuda!.kernels[c.kernel].launches)
+      .reduce((n, l) => n + l.grid[0] * l.grid[1] * l.grid[2], 0);
+    const wideModel = await loadRuntime(wide.artifact, { target: 'cuda', cudaDriver: drv });
+    const feeds = { x: randomF32([2, 3, 8], 7), y: randomF32([2, 3, 4], 8) };
+    const before = drv.blocks;
+    const got = await wideModel.run(feeds);
+    expectClose({ z: got.z }, { z: (await runOrt(shapeChains, feeds)).z });
+    expect((drv.blocks - before) * 8).toBeLessThanOrEqual(boundBlocks);
+    wideModel.dispose();
     await expect(model.run({ x: randomF32([5, 1, 8], 1), y: randomF32([5, 1, 4], 1) })).rejects.toMatchObject({
       code: 'E_INPUT',
       message: expect.stringMatching(/\(batch\) is 5, outside the range 1\.\.4/),

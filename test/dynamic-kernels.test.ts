@@ -10,6 +10,7 @@ import { compileGraph, importAndOptimize } from '../src/compiler/compile.js';
 import { buildModel, randomF32 } from '../src/frontend/onnx/model-builder.js';
 import { printPrimFunc } from '../src/schedule/loop-ir.js';
 import { compareTensors } from '../src/conformance/compare.js';
+import { launchGrid } from '../src/runtime/run-sizes.js';
 import { runOrt } from './helpers/ort.js';
 import { int64, shapeChains } from './helpers/shape-chain-model.js';
 import { kilnError } from './helpers/errors.js';
@@ -162,6 +163,19 @@ describe.skipIf(!existsSync(resnet))('ResNet-18 with a dynamic batch axis', () =
   it('on WebGPU (Dawn + SwiftShader, slow: small sizes): one artifact for batch 1..4, at batch 1 and 3', async () => {
     const bytes = readFileSync(resnet);
     const r = await compile(bytes, { target: 'webgpu', dims: { batch: [1, 4] } });
+    // each run dispatches the workgroups its batch needs (launchGrid, what the executor dispatches)
+    const sec = r.header.webgpu!;
+    const workgroups = (batch: number) =>
+      sec.calls
+        .flatMap((c) => sec.kernels[c.kernel].stages)
+        .map((st) => launchGrid(st, new Map([['batch', batch]])))
+        .reduce((n, g) => n + g[0] * g[1] * g[2], 0);
+    expect(workgroups(4)).toBe(
+      sec.calls
+        .flatMap((c) => sec.kernels[c.kernel].stages)
+        .reduce((n, st) => n + st.grid[0] * st.grid[1] * st.grid[2], 0),
+    );
+    expect(workgroups(1) * 3.5).toBeLessThan(workgroups(4));
     const m = await loadFor('webgpu', r.artifact);
     for (const batch of [1, 3])
       await matchesOrt(m, bytes, { input: randomF32([batch, 3, 32, 32], batch) }, ['output'], `batch ${batch}`);

@@ -395,6 +395,32 @@ describe('damaged artifact headers (checksum recomputed)', () => {
       },
       /cuda\.kernels\[0\]\.launches\[0\]\.grid has 2 entries/,
     ],
+    ...(
+      [
+        [['batch', 1, 1], /runIds\[0\] names 'batch', which is no symbol/],
+        [[['*', 4], 1, 1], /runIds\[0\] has 2 entries, not 3/],
+        [[1, 1], /runIds has 2 entries, not 3/],
+      ] as const
+    ).map(([runIds, message]): (typeof edits)[number] => [
+      `cuda launch with run ids ${JSON.stringify(runIds)}`,
+      (h) => {
+        h.cuda = {
+          memoryBytes: h.memoryBytes,
+          scratchAt: 0,
+          sm: 80,
+          ptxVersion: '8.0',
+          ptx: '',
+          kernels: [
+            {
+              name: 'k',
+              params: [],
+              launches: [{ entry: 'k', grid: [1, 1, 1], block: [1, 1, 1], sharedBytes: 0, runIds: runIds as never }],
+            },
+          ],
+        };
+      },
+      message,
+    ]),
   ];
   it.each(edits)('%s: E_ARTIFACT naming the field', async (_what, edit, message) => {
     const bad = await assemble(header, parts, edit);

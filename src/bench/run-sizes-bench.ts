@@ -1,8 +1,10 @@
 // One artifact for run-time sizes against static builds of each size and against onnxruntime-web on the same
-// dynamic model (npm run bench:run-sizes [-- --target native] [--model bert]): a model with dynamic axes compiled
+// dynamic model (npm run bench:run-sizes [-- --target native|webgpu] [--model bert]): a model with dynamic axes compiled
 // once with ranges, and specialized to each size; the three run in turn in this process at 1 thread, every round,
 // and the table reports medians of per-round ratios (>1: the run-time-size artifact is faster) with CPU time for the
-// static one. The Kiln builds must agree with each other.
+// static one. The Kiln builds must agree with each other. On WebGPU (Dawn, here on the CPU through SwiftShader)
+// onnxruntime-web is not timed: its column would compare a GPU with a CPU.
+import { nodeGpuDevice } from '../conformance/node-webgpu.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { compileGraph, importAndOptimize, specializeGraph } from '../compiler/compile.js';
@@ -61,18 +63,22 @@ async function main(): Promise<number> {
     return 1;
   }
   const runs = Number(values.runs);
-  const target = values.target as 'wasm' | 'native';
-  if (target !== 'wasm' && target !== 'native') {
-    console.error(`--target ${target}: this bench times the CPU targets, wasm or native`);
+  const target = values.target as 'wasm' | 'native' | 'webgpu';
+  if (target !== 'wasm' && target !== 'native' && target !== 'webgpu') {
+    console.error(`--target ${target}: one of wasm, native, webgpu`);
     return 1;
   }
+  const gpu = target === 'webgpu';
+  const device = gpu ? await nodeGpuDevice() : undefined;
   const bytes = readFileSync(model.path);
   const g = importAndOptimize(bytes, { dims: model.ranges });
   const ort = await import('onnxruntime-web');
   ort.env.wasm.numThreads = 1;
   const web = await ort.InferenceSession.create(bytes, { executionProviders: ['wasm'] });
   const build = async (graph: typeof g) =>
-    load((await compileGraph(graph, { target })).artifact, { target, threads: 1 });
+    load((await compileGraph(graph, { target })).artifact, gpu ? { target, device } : { target, threads: 1 });
+  const run = (m: Awaited<ReturnType<typeof build>>, feeds: Record<string, Tensor>) =>
+    gpu ? m.run(feeds) : m.runSync(feeds);
   // (a static build first, untimed: the compiler's own code warms up in the JIT before either is timed)
   (await build(specializeGraph(g, model.sizes[0]))).dispose();
   const c0 = performance.now();
@@ -93,8 +99,8 @@ async function main(): Promise<number> {
     const fixed = await build(specializeGraph(g, size));
     compileMs.fixed.push(performance.now() - f0);
     const feeds = model.feeds(size);
-    const a = dynamic.runSync(feeds),
-      b = fixed.runSync(feeds);
+    const a = await run(dynamic, feeds),
+      b = await run(fixed, feeds);
     for (const name of Object.keys(b)) {
       const mismatch = compareTensors(a[name], b[name]);
       if (mismatch) throw new Error(`${JSON.stringify(size)}: the builds disagree on ${name}: ${mismatch.message}`);
@@ -104,24 +110,25 @@ async function main(): Promise<number> {
     );
     const wall = { dynamic: [] as number[], fixed: [] as number[], web: [] as number[] };
     const cpu = { dynamic: [] as number[], fixed: [] as number[] };
-    const timed = (who: 'dynamic' | 'fixed', m: typeof dynamic) => {
+    const timed = async (who: 'dynamic' | 'fixed', m: typeof dynamic) => {
       const t0 = performance.now(),
         c0 = process.cpuUsage();
-      m.runSync(feeds);
+      await run(m, feeds);
       wall[who].push(performance.now() - t0);
       const c = process.cpuUsage(c0);
       cpu[who].push((c.user + c.system) / 1000);
     };
-    await web.run(webFeeds); // (its first run prepares)
+    if (!gpu) await web.run(webFeeds); // (its first run prepares)
     for (let r = 0; r < runs; r++) {
       // rotating order, so neither Kiln build always runs first
       if (r % 2) {
-        timed('dynamic', dynamic);
-        timed('fixed', fixed);
+        await timed('dynamic', dynamic);
+        await timed('fixed', fixed);
       } else {
-        timed('fixed', fixed);
-        timed('dynamic', dynamic);
+        await timed('fixed', fixed);
+        await timed('dynamic', dynamic);
       }
+      if (gpu) continue;
       const t0 = performance.now();
       await web.run(webFeeds);
       wall.web.push(performance.now() - t0);
@@ -131,7 +138,7 @@ async function main(): Promise<number> {
       .map(([s, v]) => `${s} ${v}`)
       .join(', ');
     console.log(
-      `| ${label} | ${median(wall.dynamic).toFixed(2)} | ${median(wall.fixed).toFixed(2)} | ${ratio(wall).toFixed(3)}x | ${ratio(cpu).toFixed(3)}x | ${median(wall.web).toFixed(2)} | ${median(wall.web.map((w, i) => w / wall.dynamic[i])).toFixed(3)}x |`,
+      `| ${label} | ${median(wall.dynamic).toFixed(2)} | ${median(wall.fixed).toFixed(2)} | ${ratio(wall).toFixed(3)}x | ${ratio(cpu).toFixed(3)}x | ${gpu ? '- | -' : `${median(wall.web).toFixed(2)} | ${median(wall.web.map((w, i) => w / wall.dynamic[i])).toFixed(3)}x`} |`,
     );
     fixed.dispose();
   }

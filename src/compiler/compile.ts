@@ -315,7 +315,13 @@ export async function compileGraph(
     gpuKernels = webgpu.kernels;
   }
   if (opts.target === 'cuda') {
-    const cuda = buildCudaSection(program.kernels, opts.sm ?? 80, program.header.memoryBytes, opts.gpuTraceFor);
+    const cuda = buildCudaSection(
+      program.kernels,
+      opts.sm ?? 80,
+      program.header.memoryBytes,
+      opts.gpuTraceFor,
+      program.header.symbols,
+    );
     program.header.cuda = cuda.section;
     gpuKernels = cuda.kernels;
     for (const k of cuda.kernels) if (k.tuned) gpuTuned.push(k.prim.name);

@@ -15,6 +15,7 @@ import { type Dim, type TensorType, isStatic } from '../relay-ir/types.js';
 import { specializeDims } from '../relay-ir/passes/specialize-dims.js';
 import { type DimRanges, dimProduct, foldDim, substituteDim, withDimRanges } from '../relay-ir/sym-dim.js';
 import {
+  type Buf,
   type Expr,
   type IterVar,
   add,
@@ -39,6 +40,8 @@ import { type Tensor, placeholder } from '../tensor-expr/tensor.js';
 import { defaultTrace } from '../schedule/cpu-schedule.js';
 import type { Schedule, TraceStep } from '../schedule/schedule.js';
 import { type BuiltKernel, kernelTensors, scheduled } from './kernel.js';
+import type { GpuLaunch } from '../schedule/loop-ir.js';
+import type { DimExpr } from '../runtime/artifact-format.js';
 
 /** The symbols of a program with run-time sizes, in the order of the kernels' symbol buffer. */
 export interface SymbolTable {
@@ -251,6 +254,41 @@ function sizeExpr(d: Dim, symbol: (k: number) => Expr, symbols: SymbolTable): Ex
     min,
     max,
   });
+}
+
+/**
+ * A GPU launch's run ids (GpuLaunch.runIds, expressions of loads from the kernel's symbols buffer `symbolsBuf`) as
+ * dims of the symbols for the artifact, where the runtime sizes the grid from them; undefined where the grid stays
+ * the bounds': no ids known, or an expression of something else or of a size counted on the device during the run
+ * (`counted`: the host does not know it when it launches).
+ */
+export function launchRunIds(
+  launch: Pick<GpuLaunch, 'grid' | 'runIds' | 'foldedX'>,
+  symbolsBuf: Buf,
+  names: readonly string[],
+  counted: ReadonlySet<string>,
+): DimExpr[] | undefined {
+  const OPS: Partial<Record<string, '+' | '*' | 'min' | 'max'>> = { add: '+', mul: '*', min: 'min', max: 'max' };
+  const dim = (e: Expr): DimExpr | undefined => {
+    if (e.k === 'const') return typeof e.value === 'number' && Number.isInteger(e.value) ? e.value : undefined;
+    if (e.k === 'load') {
+      const [i] = e.idx;
+      const name = e.buf === symbolsBuf && i?.k === 'const' ? names[Number(i.value)] : undefined;
+      return name !== undefined && !counted.has(name) ? name : undefined;
+    }
+    if (e.k !== 'bin') return undefined;
+    const a = dim(e.a),
+      b = dim(e.b);
+    if (a === undefined || b === undefined) return undefined;
+    if (e.op === 'floordiv') return typeof b === 'number' && b > 0 ? ['floordiv', a, b] : undefined;
+    const op = OPS[e.op];
+    return op ? [op, a, b] : undefined;
+  };
+  const { grid, runIds, foldedX } = launch;
+  if (!runIds) return undefined;
+  const most = [foldedX ? grid[0] * grid[1] : grid[0], grid[1], grid[2]];
+  const ids = most.map((m, t) => (runIds[t] && dim(runIds[t]!)) ?? m);
+  return ids.some((d) => typeof d !== 'number') ? ids : undefined;
 }
 
 interface BuildDiff {

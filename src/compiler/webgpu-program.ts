@@ -10,7 +10,7 @@ import { type TensorType, staticShape, numel } from '../relay-ir/types.js';
 import { gpuTrace } from '../schedule/gpu-schedule.js';
 import { type WgslTemplate, emitWgslTemplates, shareWgslStages } from '../codegen/wgsl/codegen.js';
 import { type BuiltKernel, buildKernel, kernelKey } from './kernel.js';
-import { type SymbolTable, boundValues, buildDynamicKernel, hasSymbolicDims } from './dynamic-kernel.js';
+import { type SymbolTable, boundValues, buildDynamicKernel, hasSymbolicDims, launchRunIds } from './dynamic-kernel.js';
 import { substituteDim } from '../relay-ir/sym-dim.js';
 import type { TraceStep } from '../schedule/schedule.js';
 import { type WebGpuLimits, WEBGPU_PROFILES, windowWords } from '../codegen/common/webgpu-profile.js';
@@ -201,15 +201,25 @@ export function buildWebGpuSection(
     if (symbol !== undefined) gpuCalls[gpuCalls.length - 1].symbol = symbol;
   }
   // stages that differ only in constants share one shader, the differing constants in uniforms
+  const countedNames = new Set(counted.keys());
   shareWgslStages(templates).forEach((stages, i) => {
-    kernels[i].stages = stages.map(({ code, workgroupSize, grid, bindings, windows, uniforms }) => ({
-      code,
-      workgroupSize,
-      grid,
-      bindings,
-      ...(windows ? { windows } : {}),
-      ...(uniforms ? { uniforms } : {}),
-    }));
+    const symbolsBuf = built[i].runSizes && built[i].prim.inputs[built[i].prim.inputs.length - 1];
+    kernels[i].stages = stages.map(({ code, workgroupSize, grid, bindings, windows, uniforms, runIds, foldedX }) => {
+      // (a kernel for run-time sizes: the grid of each run from the symbols)
+      const ids =
+        symbolsBuf && runIds
+          ? launchRunIds({ grid, runIds, foldedX }, symbolsBuf, opts.symbols!.names, countedNames)
+          : undefined;
+      return {
+        code,
+        workgroupSize,
+        grid,
+        bindings,
+        ...(windows ? { windows } : {}),
+        ...(uniforms ? { uniforms } : {}),
+        ...(ids ? { runIds: ids, ...(foldedX ? { foldedX: true as const } : {}) } : {}),
+      };
+    });
   });
   const section: WebGpuSection = {
     values,

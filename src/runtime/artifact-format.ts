@@ -157,6 +157,10 @@ export interface CudaLaunch {
   block: [number, number, number];
   /** Static shared memory the entry declares (bytes); no dynamic shared memory is used. */
   sharedBytes: number;
+  /** Run-time sizes: the blocks a run launches (`launchGrid`, src/runtime/run-sizes.ts). */
+  runIds?: DimExpr[];
+  /** blockIdx.x folded into grid y (it reads x + y * grid x): the run's x blocks go over y too. */
+  foldedX?: true;
 }
 
 export interface CudaKernel {
@@ -226,6 +230,13 @@ export interface GpuStage {
   windows?: number[];
   /** The shader's uniforms (binding `bindings.length`), as u32 words: the constants it shares with stages of other shapes. */
   uniforms?: number[];
+  /**
+   * Run-time sizes: per block index (x, y, z) the workgroup ids a run needs, as dims of the symbols (a number: all
+   * of them); the grid of a run is computed from them (`launchGrid`, src/runtime/run-sizes.ts). Absent: `grid`.
+   */
+  runIds?: DimExpr[];
+  /** Workgroup x folded into y (the shader reads x + y * num_workgroups.x): the run's x ids go over y too. */
+  foldedX?: true;
 }
 
 export interface GpuCall {

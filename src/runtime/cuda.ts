@@ -5,11 +5,11 @@
 // copies the inputs in, launches every call's entries in order on one stream with base + offset pointers, waits for
 // the stream and copies the outputs out.
 import { type ControlMemory, runControl } from './control.js';
-import type { ArtifactHeader, CudaSection } from './artifact-format.js';
+import type { ArtifactHeader, CudaSection, DimExpr } from './artifact-format.js';
 import { ARRAY, BYTES, type TypedArray } from './dtype.js';
 import { KilnError } from './errors.js';
 import { checkInputs } from './inputs.js';
-import { inBoundLayout, outOfBoundLayout, runSymbols, sizesAfterRun } from './run-sizes.js';
+import { inBoundLayout, launchGrid, outOfBoundLayout, runSymbols, sizesAfterRun, symbolMap } from './run-sizes.js';
 import { type Tensor, sizeOf } from './tensor.js';
 
 /** A driver object (CUmodule, CUfunction, CUstream): whatever the binding hands out, passed back unchanged. */
@@ -63,6 +63,9 @@ export interface CudaDriver {
 interface PreparedLaunch {
   fn: CudaHandle;
   grid: [number, number, number];
+  /** Run-time sizes: the blocks a run needs (CudaLaunch.runIds). */
+  runIds?: DimExpr[];
+  foldedX?: true;
   block: [number, number, number];
   sharedBytes: number;
   params: bigint[];
@@ -72,6 +75,8 @@ const bytesOf = (a: TypedArray): Uint8Array => new Uint8Array(a.buffer, a.byteOf
 
 export class CudaExecutor {
   private disposed = false;
+  /** The symbols of the last run by name (run-time sizes): the grids of its launches. */
+  private runValues: Map<string, number> | undefined;
 
   private constructor(
     readonly header: ArtifactHeader,
@@ -132,7 +137,14 @@ export class CudaExecutor {
         for (const l of k.launches) {
           if (l.grid.some((g) => g === 0)) continue; // a stage over an empty tensor
           const params = k.params.map((p, i) => base! + BigInt(p.role === 'scratch' ? sec.scratchAt : call.args[i]));
-          list.push({ fn: fn(l.entry), grid: l.grid, block: l.block, sharedBytes: l.sharedBytes, params });
+          list.push({
+            fn: fn(l.entry),
+            grid: l.grid,
+            ...(l.runIds && { runIds: l.runIds, ...(l.foldedX && { foldedX: l.foldedX }) }),
+            block: l.block,
+            sharedBytes: l.sharedBytes,
+            params,
+          });
         }
         return list;
       });
@@ -153,6 +165,7 @@ export class CudaExecutor {
     const checked = checkInputs(h.inputs, feeds);
     const { driver, base, stream } = this;
     const symbols = runSymbols(h, checked);
+    this.runValues = symbols && symbolMap(h, symbols);
     if (symbols) driver.memcpyHtoD(base + BigInt(h.symbolsAt!), bytesOf(symbols));
     for (const inp of h.inputs) {
       const data = inBoundLayout(inp, checked[inp.name]);
@@ -193,13 +206,18 @@ export class CudaExecutor {
   }
 
   private launchAll(): void {
-    for (const l of this.launches)
-      this.driver.launchKernel(l.fn, l.grid, l.block, l.sharedBytes, this.stream, l.params);
+    for (const l of this.launches) this.launch(l);
   }
 
   private launchCall(i: number): void {
-    for (const l of this.callLaunches[i])
-      this.driver.launchKernel(l.fn, l.grid, l.block, l.sharedBytes, this.stream, l.params);
+    for (const l of this.callLaunches[i]) this.launch(l);
+  }
+
+  /** One launch, its grid at the last run's sizes (blocks past them are not launched). */
+  private launch(l: PreparedLaunch): void {
+    const grid = this.runValues ? launchGrid(l, this.runValues) : l.grid;
+    if (grid.some((g) => g === 0)) return;
+    this.driver.launchKernel(l.fn, grid, l.block, l.sharedBytes, this.stream, l.params);
   }
 
   /**

@@ -144,8 +144,8 @@ export function checkHeader(h: unknown, bodyStart: number, fileBytes: number): a
   });
 
   if (head.control !== undefined) checkControl(head.control, 'control', head.calls as unknown[], memoryBytes, 0);
-  if (head.webgpu !== undefined) checkWebGpu(obj(head.webgpu, 'webgpu'), weightBytes);
-  if (head.cuda !== undefined) checkCuda(obj(head.cuda, 'cuda'), weightsAt + weightBytes);
+  if (head.webgpu !== undefined) checkWebGpu(obj(head.webgpu, 'webgpu'), weightBytes, sizes);
+  if (head.cuda !== undefined) checkCuda(obj(head.cuda, 'cuda'), weightsAt + weightBytes, sizes);
   if (head.native !== undefined) {
     const n = obj(head.native, 'native');
     str(n.triple, 'native.triple');
@@ -198,6 +198,15 @@ function checkSymbols(head: Obj, memoryBytes: number) {
     throw damaged(`${path}[0] is ${shown(a[0])}, not an operator of dims`);
   };
   return {
+    /** A GPU launch's run ids (and its foldedX flag): three dim trees of the symbols. */
+    checkRunIds(launch: Obj, path: string): void {
+      if (launch.foldedX !== undefined && launch.foldedX !== true)
+        throw damaged(`${path}.foldedX is ${shown(launch.foldedX)}, not true`);
+      if (launch.runIds === undefined) return;
+      const ids = arr(launch.runIds, `${path}.runIds`);
+      if (ids.length !== 3) throw damaged(`${path}.runIds has ${ids.length} entries, not 3`);
+      ids.forEach((e, t) => valueAtBounds(e, `${path}.runIds[${t}]`, true));
+    },
     checkDims(dims: unknown, bound: readonly number[], path: string): void {
       const d = arr(dims, path);
       if (d.length !== bound.length) throw damaged(`${path} has ${d.length} dims, the shape ${bound.length}`);
@@ -265,7 +274,7 @@ function checkControl(v: unknown, path: string, calls: unknown[], memoryBytes: n
   });
 }
 
-function checkWebGpu(g: Obj, weightBytes: number): void {
+function checkWebGpu(g: Obj, weightBytes: number, sizes: ReturnType<typeof checkSymbols>): void {
   const values = arr(g.values, 'webgpu.values');
   values.forEach((v, i) => {
     const p = `webgpu.values[${i}]`,
@@ -338,6 +347,7 @@ function checkWebGpu(g: Obj, weightBytes: number): void {
       if (typeof so.code !== 'string') throw damaged(`${sp}.code is ${shown(so.code)}, not WGSL text`);
       uint(so.workgroupSize, `${sp}.workgroupSize`);
       triple(so.grid, `${sp}.grid`);
+      sizes.checkRunIds(so, sp);
       const bindings = arr(so.bindings, `${sp}.bindings`);
       bindings.forEach((b, n) => uint(b, `${sp}.bindings[${n}]`, params - 1, `the ${params} parameters of a call`));
       if (so.windows !== undefined) {
@@ -360,7 +370,7 @@ function checkWebGpu(g: Obj, weightBytes: number): void {
   });
 }
 
-function checkCuda(c: Obj, weightsEnd: number): void {
+function checkCuda(c: Obj, weightsEnd: number, sizes: ReturnType<typeof checkSymbols>): void {
   const memoryBytes = uint(c.memoryBytes, 'cuda.memoryBytes');
   if (weightsEnd > memoryBytes)
     throw damaged(`cuda.memoryBytes ${memoryBytes} does not hold the weights (which end at ${weightsEnd})`);
@@ -384,6 +394,7 @@ function checkCuda(c: Obj, weightsEnd: number): void {
       triple(lo.grid, `${lp}.grid`);
       triple(lo.block, `${lp}.block`);
       uint(lo.sharedBytes, `${lp}.sharedBytes`);
+      sizes.checkRunIds(lo, lp);
     });
   });
 }

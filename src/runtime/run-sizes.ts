@@ -29,6 +29,27 @@ export function evalDimExpr(e: DimExpr, values: ReadonlyMap<string, number>): nu
   }
 }
 
+/**
+ * The grid of one GPU launch at a run's sizes (`values`: the symbols'): per block index the ids `runIds` names,
+ * at most the compiled grid's; x folded over y where the launch folds it. The compiled grid where no ids are given.
+ */
+export function launchGrid(
+  launch: { grid: readonly number[]; runIds?: readonly DimExpr[]; foldedX?: true },
+  values: ReadonlyMap<string, number>,
+): [number, number, number] {
+  const { grid, runIds, foldedX } = launch;
+  if (!runIds) return [grid[0], grid[1], grid[2]];
+  const most = [foldedX ? grid[0] * grid[1] : grid[0], grid[1], grid[2]];
+  const ids = most.map((m, t) => Math.max(0, Math.min(m, evalDimExpr(runIds[t], values))));
+  if (!foldedX) return [ids[0], ids[1], ids[2]];
+  const x = Math.min(ids[0], grid[0]);
+  return [x, x && Math.ceil(ids[0] / x), ids[2]];
+}
+
+/** The symbols' values by name (header.symbols' order in `symbols`). */
+export const symbolMap = (h: ArtifactHeader, symbols: Int32Array): Map<string, number> =>
+  new Map((h.symbols ?? []).map((s, i) => [s.name, symbols[i]]));
+
 /** The symbols' values given by the inputs' shapes (already checked against the dims' ranks and static sizes). */
 export function symbolValues(h: ArtifactHeader, shapes: Readonly<Record<string, readonly number[]>>): Int32Array {
   const symbols = h.symbols ?? [];
@@ -149,7 +170,7 @@ export function outOfBoundLayout(
 /** A binding's shape at the symbols' values. */
 export function runShape(h: ArtifactHeader, b: IOBinding, symbols: Int32Array): number[] {
   if (!b.dims) return [...b.shape];
-  const values = new Map((h.symbols ?? []).map((s, i) => [s.name, symbols[i]]));
+  const values = symbolMap(h, symbols);
   return b.dims.map((d) => (typeof d === 'number' ? d : evalDimExpr(h.dimExprs?.[d] ?? d, values)));
 }
 

@@ -9,8 +9,16 @@ import { ARRAY, type DType, type TypedArray, isHalf } from './dtype.js';
 import { halfBitsOf } from './half.js';
 import { KilnError } from './errors.js';
 import { checkInputs } from './inputs.js';
-import { countsSizes, inBoundLayout, outOfBoundLayout, runSymbols, sizesAfterRun } from './run-sizes.js';
-import type { ArtifactHeader, GpuStage, GpuValue, WebGpuSection } from './artifact-format.js';
+import {
+  countsSizes,
+  inBoundLayout,
+  launchGrid,
+  outOfBoundLayout,
+  runSymbols,
+  sizesAfterRun,
+  symbolMap,
+} from './run-sizes.js';
+import type { ArtifactHeader, DimExpr, GpuStage, GpuValue, WebGpuSection } from './artifact-format.js';
 import type { Tensor } from './tensor.js';
 import { checkDeviceLimits } from './webgpu-limits.js';
 
@@ -184,6 +192,9 @@ interface Dispatch {
   pipeline: GpuPipeline;
   group: unknown;
   grid: [number, number, number];
+  /** Run-time sizes: the ids a run needs per workgroup index (GpuStage.runIds). */
+  runIds?: DimExpr[];
+  foldedX?: true;
   /** A counted size: after this dispatch, the int32 at the start of `from` goes into the symbols at byte `at`. */
   count?: { from: GpuBuffer; at: number };
 }
@@ -399,7 +410,13 @@ export class WebGpuExecutor {
           c.symbol !== undefined && s === k.stages.length - 1
             ? { from: bufs[c.args[c.args.length - 1]][0], at: 4 * c.symbol }
             : undefined;
-        this.dispatches.push({ pipeline, group, grid: st.grid, ...(count && { count }) });
+        this.dispatches.push({
+          pipeline,
+          group,
+          grid: st.grid,
+          ...(st.runIds && { runIds: st.runIds, ...(st.foldedX && { foldedX: st.foldedX }) }),
+          ...(count && { count }),
+        });
       });
     }
     if (sec.symbols !== undefined && countsSizes(this.header))
@@ -444,13 +461,16 @@ export class WebGpuExecutor {
         );
     }
     const enc = device.createCommandEncoder();
+    // (workgroups past the run's sizes are not dispatched)
+    const values = symbols && symbolMap(h, symbols);
     // one compute pass, ended where a counted size is copied into the symbols the later dispatches read
     let pass: GpuPass | undefined;
     for (const d of this.dispatches) {
       pass ??= enc.beginComputePass();
       pass.setPipeline(d.pipeline);
       pass.setBindGroup(0, d.group);
-      pass.dispatchWorkgroups(d.grid[0], d.grid[1], d.grid[2]);
+      const grid = values ? launchGrid(d, values) : d.grid;
+      pass.dispatchWorkgroups(grid[0], grid[1], grid[2]);
       if (d.count) {
         pass.end();
         pass = undefined;

@@ -42,10 +42,31 @@ export interface GpuLaunch {
   readonly block: readonly [number, number, number];
   /** blockIdx.x over more blocks than grid x allows, folded into grid y: it reads x + y * grid[0]. */
   readonly foldedX?: boolean;
+  /**
+   * A kernel for run-time sizes: per block index (x, y, z), the ids a run needs, as an int32 expression of the
+   * symbols (the blocks past it only store past the sizes); undefined: all of the grid. For x before any folding.
+   */
+  readonly runIds?: readonly (Expr | undefined)[];
+}
+
+/**
+ * A loop bound to a block index in a kernel for run-time sizes: how many of its first iterations may store inside
+ * the sizes (an int32 expression of the symbols), for the extent it had when that was found.
+ */
+export interface RunCount {
+  readonly extent: number;
+  readonly count: Expr;
 }
 
 export type Stmt =
-  | { readonly k: 'for'; readonly v: Var; readonly extent: number; readonly kind: ForKind; readonly body: Stmt }
+  | {
+      readonly k: 'for';
+      readonly v: Var;
+      readonly extent: number;
+      readonly kind: ForKind;
+      readonly body: Stmt;
+      readonly runCount?: RunCount;
+    }
   | { readonly k: 'seq'; readonly body: readonly Stmt[] }
   | { readonly k: 'store'; readonly buf: Buffer; readonly index: Expr; readonly value: Expr }
   | { readonly k: 'if'; readonly cond: Expr; readonly then: Stmt; readonly else?: Stmt }
@@ -91,7 +112,7 @@ export function printStmt(s: Stmt, indent = ''): string {
   const i2 = `${indent}  `;
   switch (s.k) {
     case 'for':
-      return `${indent}for ${s.v.name} in 0..${s.extent}${s.kind === 'serial' ? '' : ` (${s.kind})`} {\n${printStmt(s.body, i2)}${indent}}\n`;
+      return `${indent}for ${s.v.name} in 0..${s.extent}${s.kind === 'serial' ? '' : ` (${s.kind})`}${s.runCount ? ` (runs ${printExpr(s.runCount.count)})` : ''} {\n${printStmt(s.body, i2)}${indent}}\n`;
     case 'seq':
       return s.body.map((b) => printStmt(b, indent)).join('');
     case 'store':

@@ -3,12 +3,17 @@
 // be skipped. This pass puts that test at the top of such loops: `if (index along the axis < run-time size)`, where
 // the loop variable alone gives a lower bound of the stored position's index along one axis of the buffer (its
 // coefficient in the flat store index is a multiple of that axis's stride, and its whole range stays inside the
-// axis). A batch of 1 in a kernel laid out for 8 then costs about one eighth of it.
+// axis). A batch of 1 in a kernel laid out for 8 then costs about one eighth of it. On a GPU the same analysis of a
+// loop bound to a block index gives how many blocks a run needs (ForStmt.runCount), which the launch binder turns
+// into a grid computed from the sizes at run time (src/codegen/common/launch.ts).
 import {
   type Expr,
   type ReduceOp,
+  add,
   affineCoef,
+  floordiv,
   lt,
+  max,
   mapExpr,
   mul,
   or,
@@ -30,17 +35,18 @@ import {
 export type RunSizes = ReadonlyMap<Buffer, { bound: readonly number[]; sizes: readonly (Expr | undefined)[] }>;
 
 export function guardRunSizes(f: PrimFunc, runSizes: RunSizes): PrimFunc {
-  const guardOf = (loop: ForStmt): Expr | undefined => {
-    if ((loop.kind !== 'serial' && loop.kind !== 'parallel') || loop.extent <= 1) return undefined;
-    let nested = false;
+  /**
+   * Per global store under `loop`, an axis of its buffer with a run-time size along which the loop variable alone
+   * bounds the stored position from below: the iterations with `loop.v * scale >= size` store past the sizes.
+   * Undefined where some store tells nothing.
+   */
+  const storeBounds = (loop: ForStmt): { scale: number; size: Expr }[] | undefined => {
     const stores: Extract<Stmt, { k: 'store' }>[] = [];
     visitStmt(loop.body, (s) => {
-      if (s.k === 'for') nested = true;
       if (s.k === 'store' && s.buf.scope === 'global') stores.push(s);
     });
-    // (innermost loops would test every element)
-    if (!nested || !stores.length) return undefined;
-    const conds: Expr[] = [];
+    if (!stores.length) return undefined;
+    const bounds: { scale: number; size: Expr }[] = [];
     for (const st of stores) {
       const info = runSizes.get(st.buf);
       const c = affineCoef(st.index, loop.v);
@@ -48,16 +54,40 @@ export function guardRunSizes(f: PrimFunc, runSizes: RunSizes): PrimFunc {
       const strides = info.bound.map((_, k) => info.bound.slice(k + 1).reduce((a, b) => a * b, 1));
       const k = strides.findIndex((s) => c >= s && c % s === 0);
       if (k < 0 || !info.sizes[k] || (k > 0 && c * (loop.extent - 1) >= strides[k - 1])) return undefined;
-      conds.push(lt(mul(loop.v, c / strides[k]), info.sizes[k]!));
+      bounds.push({ scale: c / strides[k], size: info.sizes[k]! });
     }
-    const unique = [...new Map(conds.map((x) => [JSON.stringify(x), x])).values()];
-    return unique.reduce((a, b) => or(a, b));
+    return [...new Map(bounds.map((b) => [`${b.scale} ${printExpr(b.size)}`, b])).values()];
   };
+  const guardOf = (loop: ForStmt): Expr | undefined => {
+    const block = loop.kind.startsWith('blockIdx');
+    if ((loop.kind !== 'serial' && loop.kind !== 'parallel' && !block) || loop.extent <= 1) return undefined;
+    let nested = false;
+    visitStmt(loop.body, (s) => {
+      if (s.k === 'for') nested = true;
+    });
+    // (innermost loops would test every element)
+    if (!nested) return undefined;
+    return storeBounds(loop)
+      ?.map((b) => lt(mul(loop.v, b.scale), b.size))
+      .reduce((a, b) => or(a, b));
+  };
+  /** A block-index loop's iterations that may store inside the sizes: the GPU grid a run needs (launch.ts). */
+  const runCountOf = (loop: ForStmt): Expr | undefined =>
+    storeBounds(loop)
+      ?.map((b) => (b.scale === 1 ? b.size : floordiv(add(b.size, b.scale - 1), b.scale)))
+      .reduce((a, b) => max(a, b));
   const rewrite = (s: Stmt): Stmt => {
     const inner = mapChildren(s, rewrite);
     if (inner.k !== 'for') return inner;
+    // (a condition on block indices and sizes is uniform over the block: barriers under it stay legal)
     const cond = guardOf(inner);
-    return cond ? { ...inner, body: { k: 'if', cond, then: inner.body } } : inner;
+    const count = inner.kind.startsWith('blockIdx') && inner.extent > 1 ? runCountOf(inner) : undefined;
+    if (!cond && !count) return inner;
+    return {
+      ...inner,
+      ...(cond ? { body: { k: 'if', cond, then: inner.body } } : {}),
+      ...(count ? { runCount: { extent: inner.extent, count } } : {}),
+    };
   };
   return { ...f, body: rewrite(f.body) };
 }

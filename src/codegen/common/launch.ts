@@ -11,16 +11,19 @@
 //    then reads x + y * grid[0] and the ids past the count are guarded off (a condition uniform over the block,
 //    so a barrier below it stays in uniform control flow);
 //  - a stage with a tag of size 0 has nothing to do: its body is empty and its grid [0, 0, 0];
+//  - in a kernel for run-time sizes, the launch also says how many ids of each block index a run needs, from the
+//    run counts of its loops (src/schedule/run-size-guards.ts): the runtime sizes the grid from the symbols;
 //  - threads per block, block dims and grid dims over the limits: a KilnError with the target's code.
 import type { KilnErrorCode } from '../../runtime/errors.js';
 import { KilnError } from '../../runtime/errors.js';
-import { type Expr, div, int, lt, mod } from '../../tensor-expr/expr.js';
+import { type Expr, add, div, int, lt, max, min, mod, mul } from '../../tensor-expr/expr.js';
 import {
   BLOCK_TAGS,
   GPU_INDEX_VARS,
   type GpuLaunch,
   type PrimFunc,
   type Stmt,
+  type TagLoops,
   THREAD_INDEX_TAGS,
   type ThreadTag,
   impliedLaunch,
@@ -71,7 +74,7 @@ export function bindStage(
     return { stage: { k: 'seq', body: [] }, launch: { grid: [0, 0, 0], block } };
   }
 
-  const launch = impliedLaunch(tags, limits.maxGrid[0]);
+  let launch = impliedLaunch(tags, limits.maxGrid[0]);
   const { block, grid } = launch;
   const threads = block[0] * block[1] * block[2];
   const blockName = errors.block ?? 'block';
@@ -91,6 +94,8 @@ export function bindStage(
         `needs ${BLOCK_TAGS.map(d).join('x')} blocks, over the ${errors.grid ?? 'launch'} limit of ${limits.maxGrid.join('x')}`,
       );
   });
+  const runIds = BLOCK_TAGS.map((t) => runIdsOf(tags.get(t)));
+  if (runIds.some((e) => e)) launch = { ...launch, runIds };
   // ids each tag is launched with (blockIdx.x over x and y when folded)
   const launched = (t: ThreadTag) => (t === 'blockIdx.x' && launch.foldedX ? grid[0] * grid[1] : d(t));
 
@@ -129,6 +134,33 @@ export function bindStage(
     };
   };
   return { stage: rewrite(s), launch };
+}
+
+/**
+ * The ids of a block index a run needs, from its loops' run counts (a kernel for run-time sizes, ForStmt.runCount):
+ * along a chain, the linear id of the last tuple of counts plus one (0 where a count is 0); side by side, the
+ * largest. Undefined where no loop has a count (every id).
+ */
+function runIdsOf(t: TagLoops | undefined): Expr | undefined {
+  if (!t) return undefined;
+  const counts = t.loops.map(({ loop }) => (loop.runCount?.extent === loop.extent ? loop.runCount.count : undefined));
+  if (counts.every((c) => !c)) return undefined;
+  if (!t.chain) return counts.map((c, i) => c ?? int(t.loops[i].loop.extent)).reduce((a, b) => max(a, b));
+  let inner = 1,
+    last = 1,
+    ids: Expr | undefined;
+  for (let i = t.loops.length - 1; i >= 0; i--) {
+    const { extent } = t.loops[i].loop;
+    const c = counts[i];
+    if (c) {
+      const term = inner === 1 ? c : mul(c, inner);
+      ids = ids ? add(ids, term) : term;
+      last -= inner;
+    } else last += (extent - 1) * inner;
+    inner *= extent;
+  }
+  // (a count of 0: nothing to run)
+  return counts.reduce<Expr>((a, c) => (c ? mul(a, min(c, 1)) : a), last ? add(ids!, last) : ids!);
 }
 
 /** The binder as the last loop pass of a GPU backend: every stage bound, the launches stored on the PrimFunc. */

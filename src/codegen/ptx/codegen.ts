@@ -59,6 +59,8 @@ export interface PtxModule {
   sm: SmTarget;
   ptx: string;
   kernels: PtxKernel[];
+  /** Per kernel, the launch binder's launches (with the ids a run needs, in kernels for run-time sizes). */
+  bound: (readonly GpuLaunch[])[];
 }
 
 export interface PtxOptions {
@@ -81,12 +83,14 @@ export function emitPtxModule(funcs: readonly PrimFunc[], opts: PtxOptions = {})
     '',
   ];
   const kernels: PtxKernel[] = [];
+  const bound: (readonly GpuLaunch[])[] = [];
   for (const f of funcs) {
-    const { text, kernel } = emitKernel(f, opts.prefix ?? '');
+    const { text, kernel, launches } = emitKernel(f, opts.prefix ?? '');
     parts.push(text);
     kernels.push(kernel);
+    bound.push(launches);
   }
-  return { version: PTX_VERSION, sm, ptx: parts.join('\n'), kernels };
+  return { version: PTX_VERSION, sm, ptx: parts.join('\n'), kernels, bound };
 }
 
 /** The loop-IR passes the PTX backend runs before it emits: the shared lowering (common/), the launch binder last. */
@@ -104,7 +108,10 @@ export const PTX_LOOP_RUN: LoopPassRun = {
   check: { localIndex: 'constant', launch: CUDA_LAUNCH_LIMITS },
 };
 
-function emitKernel(lowered: PrimFunc, prefix: string): { text: string; kernel: PtxKernel } {
+function emitKernel(
+  lowered: PrimFunc,
+  prefix: string,
+): { text: string; kernel: PtxKernel; launches: readonly GpuLaunch[] } {
   const f = runLoopPasses(lowered, PTX_LOOP_PASSES, PTX_LOOP_RUN);
   const layout = tempLayout(f);
   const params: PtxParam[] = [
@@ -125,7 +132,7 @@ function emitKernel(lowered: PrimFunc, prefix: string): { text: string; kernel: 
     texts.push(text);
     launches.push(launch);
   });
-  return { text: texts.join('\n'), kernel: { name: f.name, params, launches } };
+  return { text: texts.join('\n'), kernel: { name: f.name, params, launches }, launches: bound };
 }
 
 type RegClass = 'p' | 'r' | 'rd' | 'f' | 'fd';

@@ -95,6 +95,9 @@ export interface WgslStage {
   uniforms?: number[];
   /** Bytes of workgroup memory the shader declares (its var<workgroup> arrays). */
   workgroupBytes?: number;
+  /** The launch binder's: ids a run needs per block index (kernels for run-time sizes), x folded into y. */
+  runIds?: GpuLaunch['runIds'];
+  foldedX?: boolean;
 }
 
 /** A literal of a stage's text: the inline WGSL and its 32-bit value as a uniform word. */
@@ -548,6 +551,8 @@ class StageEmitter extends LoopEmitter<string, void> {
       bindings,
       ...(windows.some((w) => w > 0) ? { windows } : {}),
       writes,
+      ...(launch.runIds ? { runIds: launch.runIds } : {}),
+      ...(launch.foldedX ? { foldedX: true } : {}),
     };
   }
 
