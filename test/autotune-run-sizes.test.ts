@@ -18,6 +18,7 @@ import { TuningDatabase } from '../src/autotune/database.js';
 import { tune } from '../src/autotune/tuner.js';
 import { tunedTraces } from '../src/autotune/apply.js';
 import { WORKLOAD_FORMAT, workloadOf } from '../src/autotune/workload.js';
+import { combineSizeCosts, measuredSizes, sizeScales } from '../src/autotune/sizes.js';
 import { PoolRunner, type Runner } from '../src/autotune/measure.js';
 import type { MeasureSetTask, MeasureTask } from '../src/autotune/worker.js';
 import type { TraceStep } from '../src/schedule/schedule.js';
@@ -200,6 +201,85 @@ describe('tuning kernels for run-time sizes', () => {
       db.close();
     }
   }, 120_000);
+
+  it('measures at the sizes with a runner that measures one program at a time (no interleaving)', async () => {
+    const inner = new PoolRunner();
+    const asked: { sizes?: number[][]; costs: number[]; sizeCosts?: number[][]; outputLength: number }[] = [];
+    const runner: Runner = {
+      measure: async (task: MeasureTask, timeoutMs: number) => {
+        const r = await inner.measure(task, timeoutMs);
+        if (r.ok)
+          asked.push({
+            sizes: task.sizes,
+            costs: r.out.costs,
+            sizeCosts: r.out.sizeCosts,
+            outputLength: r.out.output.data.length,
+          });
+        return r;
+      },
+      close: () => inner.close(),
+    };
+    try {
+      const report = await tune(model, {
+        dims,
+        trials: 4,
+        batch: 2,
+        workers: 1,
+        db: ':memory:',
+        seed: 3,
+        repeats: 2,
+        minRepeatMs: 1,
+        runner,
+        onlyTasks: [0],
+      });
+      expect(report.trials).toBe(4);
+      expect(report.tasks[0].defaultMs).toBeGreaterThan(0);
+      const sizes = report.sizes!.map((z) => [z.values.batch, z.values.seq]);
+      // the default and each candidate alone, then the default again after each: every one at the three sizes,
+      // its time per size per repeat, and its output at each size one after another (the first task's output is
+      // [batch, seq, 16])
+      expect(asked.length).toBeGreaterThanOrEqual(1 + 2 * 4);
+      for (const a of asked) {
+        expect(a.sizes).toEqual(sizes);
+        expect(a.sizeCosts?.map((c) => c.length)).toEqual([2, 2, 2]);
+        expect(a.outputLength).toBe(sizes.reduce((n, [b, q]) => n + b * q * 16, 0));
+      }
+    } finally {
+      await inner.close();
+    }
+  }, 60_000);
+
+  it('weighs each size by its weight on the time relative to the default there, and merges sizes that coincide', () => {
+    const sizes = { ...measuredSizes({ names: ['n'], ranges: new Map([['n', [1, 64]]]) }, 0) };
+    expect(sizes.weights).toEqual([0.4, 0.35, 0.25]);
+    // the default: 10 ms at the upper bound, 1 ms at the lower, 4 ms inside; its cost is its time at the bound
+    const def = [
+      [10, 10],
+      [1, 1],
+      [4, 4],
+    ];
+    sizes.scales = sizeScales(def);
+    expect(sizes.scales).toEqual([1, 10, 2.5]);
+    expect(combineSizeCosts(sizes, def).map((c) => c.toFixed(6))).toEqual(['10.000000', '10.000000']);
+    // twice as fast at the lower bound only: 0.35 of the way to half the cost, though its time there is small
+    expect(combineSizeCosts(sizes, [[10], [0.5], [4]])[0] / 10).toBeCloseTo(1 - 0.35 / 2, 9);
+    // a fixed size and a range of two: the points that coincide are one, their weights summed
+    const two = measuredSizes(
+      {
+        names: ['a', 'b'],
+        ranges: new Map([
+          ['a', [3, 3]],
+          ['b', [4, 5]],
+        ]),
+      },
+      0,
+    );
+    expect(two.values).toEqual([
+      [3, 5],
+      [3, 4],
+    ]);
+    expect(two.weights.map((w) => w.toFixed(2))).toEqual(['0.65', '0.35']);
+  });
 
   it('leaves the key of a kernel of static sizes as it was', async () => {
     const mulTanh = buildModel({
