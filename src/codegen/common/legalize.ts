@@ -5,7 +5,8 @@
 //                                   c a power of two                    -> a >> log2 c, a - ((a >> log2 c) << log2 c)
 //                                   otherwise  q = a / c, r = a - q * c -> select(r < 0, q - 1, q)
 //                                              r = a % c                -> select(r < 0, r + c, r)
-//   any divisor b:  q = a / b, r = a - q * b, fix = r != 0 && (r ^ b) < 0 -> select(fix, q - 1, q)
+//   any divisor b:  a >= 0 and b >= 1 provable (ranges of loops and buffers) -> a / b, a % b
+//                   q = a / b, r = a - q * b, fix = r != 0 && (r ^ b) < 0 -> select(fix, q - 1, q)
 //                   r = a % b, fix as above                               -> select(fix, r + b, r)
 // Floor division takes its remainder from the quotient: one division, not two (a division is a slow instruction,
 // or a 64-step loop for int64 on WebGPU). The dividend, divisor, quotient and remainder used more than once are
@@ -73,6 +74,11 @@ export function legalizeFloorDivMod(
     const rem = ctx.bind(mod(x, b), 'fr');
     return select(lt(rem, zero), add(rem, b), rem);
   }
+  // (a run-time size as the divisor: its range, from the symbols buffer, is positive)
+  const ra = bound(original, ctx.ranges),
+    rb = bound(b, ctx.ranges);
+  if (ra && rb && ra.lo >= 0 && ra.hi <= INT32_MAX && rb.lo >= 1 && rb.hi <= INT32_MAX)
+    return op === 'floordiv' ? div(a, b) : mod(a, b);
   const x = ctx.bind(a, 'fa'),
     y = ctx.bind(b, 'fb');
   const fix = (rem: Expr) => and(ne(rem, zero), lt(xor(rem, y), zero));

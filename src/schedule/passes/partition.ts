@@ -83,8 +83,17 @@ function partition(loop: ForStmt, outer: Map<Var, Interval>): Stmt | undefined {
     else pieces.push({ start: k, end: k + 1, sig: sk });
   }
   // worth it only when some piece knows a condition; cutting into many pieces costs more than it saves
-  if (pieces.length < 2 || pieces.length > MAX_PIECES || pieces.every((p) => p.sig.split(',').every((x) => x === '?')))
-    return undefined;
+  const knows = (p: (typeof pieces)[number]) => p.sig.split(',').some((x) => x !== '?');
+  if (pieces.length < 2 || pieces.length > MAX_PIECES || !pieces.some(knows)) return undefined;
+  // A run-time size's guard (`i < size`, size >= 1) is known at the first iteration only: peeling it doubles the
+  // code (and the compile time) to save one test of a loop.
+  const known = pieces.filter(knows).reduce((n, p) => n + p.end - p.start, 0);
+  let readsMemory = false;
+  for (const c of conds)
+    visitExpr(c, (x) => {
+      if (x.k === 'load') readsMemory = true;
+    });
+  if (readsMemory && known * 4 < loop.extent) return undefined;
   return seq(
     pieces.map((p) => {
       const len = p.end - p.start;
