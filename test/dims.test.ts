@@ -102,7 +102,7 @@ describe.skipIf(!existsSync(bertDynamic))(
   () => {
     it('compiles at each size given with dims, and matches ONNX Runtime running the dynamic model', async () => {
       const bytes = readFileSync(bertDynamic);
-      // its position ids are a Slice of a 128-row table by sequence: only a range up to 128 makes them broadcast
+      // its position ids are a Slice of a 512-row table by sequence: only a range up to 512 makes them broadcast
       const e = await kilnError(() => compile(bytes));
       expect([e.code, e.hint]).toEqual(['E_SHAPE', expect.stringMatching(/--dim sequence=LO\.\.HI/)]);
       for (const [batch, sequence] of [

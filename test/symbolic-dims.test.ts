@@ -162,7 +162,7 @@ for (const { name, output, feeds } of transformers) {
   describe.skipIf(!existsSync(path))(`${name}, exported with dynamic batch and sequence axes`, () => {
     it('imports once with symbolic dims, and each binding matches ONNX Runtime', async () => {
       const bytes = readFileSync(path);
-      // (both read position embeddings of 128 rows: the range of sequence must stay within them)
+      // (their position embeddings have 512 and 256 rows: the range of sequence must stay within them)
       const g = importAndOptimize(bytes, { dims: { batch: [1, 8], sequence: [1, 128] } });
       expect(g.graph.params.map((p) => printType(p.type))).toEqual(g.graph.params.map(() => 'int64[batch,sequence]'));
       expect(printType(g.graph.body.type)).toMatch(/\[batch,sequence,\d+\]$/);
