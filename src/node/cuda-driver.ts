@@ -209,7 +209,7 @@ export async function openCudaDriver(opts: CudaDriverOptions = {}): Promise<Cuda
     streamDestroy(stream) {
       check(cu.streamDestroy(asU64(stream)), 'cuStreamDestroy');
     },
-    launchKernel(fn, grid, block, sharedBytes, stream, params) {
+    launchKernel(fn, grid, block, dynamicSharedBytes, stream, params) {
       paramSpace(params.length);
       paramVals.set(params);
       check(
@@ -221,7 +221,7 @@ export async function openCudaDriver(opts: CudaDriverOptions = {}): Promise<Cuda
           block[0],
           block[1],
           block[2],
-          sharedBytes,
+          dynamicSharedBytes,
           asU64(stream),
           paramPtrs,
           null,

@@ -41,12 +41,15 @@ export interface CudaDriver {
   memcpyDtoH(dst: Uint8Array, src: bigint): void;
   streamCreate(): CudaHandle;
   streamDestroy(stream: CudaHandle): void;
-  /** cuLaunchKernel; `params` are the kernel's `.param .u64` pointer values, in parameter order. */
+  /**
+   * cuLaunchKernel; `params` are the kernel's `.param .u64` pointer values, in parameter order. `dynamicSharedBytes`:
+   * shared memory beyond what the entry declares (Kiln's entries declare all theirs: 0).
+   */
   launchKernel(
     fn: CudaHandle,
     grid: readonly [number, number, number],
     block: readonly [number, number, number],
-    sharedBytes: number,
+    dynamicSharedBytes: number,
     stream: CudaHandle,
     params: readonly bigint[],
   ): void;
@@ -67,7 +70,6 @@ interface PreparedLaunch {
   runIds?: DimExpr[];
   foldedX?: true;
   block: [number, number, number];
-  sharedBytes: number;
   params: bigint[];
 }
 
@@ -142,7 +144,6 @@ export class CudaExecutor {
             grid: l.grid,
             ...(l.runIds && { runIds: l.runIds, ...(l.foldedX && { foldedX: l.foldedX }) }),
             block: l.block,
-            sharedBytes: l.sharedBytes,
             params,
           });
         }
@@ -217,7 +218,8 @@ export class CudaExecutor {
   private launch(l: PreparedLaunch): void {
     const grid = this.runValues ? launchGrid(l, this.runValues) : l.grid;
     if (grid.some((g) => g === 0)) return;
-    this.driver.launchKernel(l.fn, grid, l.block, l.sharedBytes, this.stream, l.params);
+    // (its shared memory is declared in the PTX: none is dynamic)
+    this.driver.launchKernel(l.fn, grid, l.block, 0, this.stream, l.params);
   }
 
   /**
