@@ -25,6 +25,7 @@ import { readArtifact } from '../src/runtime/artifact.js';
 import { buildModel, randomF32, type ModelSpec } from '../src/frontend/onnx/model-builder.js';
 import { runOrt } from './helpers/ort.js';
 import { seqSoftmax, shapeChains } from './helpers/shape-chain-model.js';
+import { bertFeeds, gpt2PastFeeds } from './helpers/transformer-feeds.js';
 
 const hasCuda = await cudaAvailable();
 
@@ -443,16 +444,6 @@ describe('CUDA executor on a simulated driver (PTX simulator) vs ONNX Runtime', 
 
   // the models of the dynamic-shapes tests (test/dynamic-kernels.test.ts), each compiled once with ranges, at small
   // sizes: a run's grids follow its sizes, so the simulator's time does too
-  const int64 = (shape: number[], values: number[]): Tensor => ({
-    dtype: 'int64',
-    shape,
-    data: BigInt64Array.from(values, (v) => BigInt(v)),
-  });
-  const tokens = (batch: number, sequence: number) =>
-    int64(
-      [batch, sequence],
-      Array.from({ length: batch * sequence }, (_, i) => 1 + ((i * 37) % 999)),
-    );
   const dynamicModels: {
     name: string;
     dims: Record<string, [number, number]>;
@@ -461,14 +452,7 @@ describe('CUDA executor on a simulated driver (PTX simulator) vs ONNX Runtime', 
     {
       name: 'bert_dynamic',
       dims: { batch: [1, 2], sequence: [1, 8] },
-      sizes: [[2, 3]].map(([batch, sequence]) => ({
-        input_ids: tokens(batch, sequence),
-        // the last token of the second row is padding
-        attention_mask: int64(
-          [batch, sequence],
-          Array.from({ length: batch * sequence }, (_, i) => (i === 2 * sequence - 1 ? 0 : 1)),
-        ),
-      })),
+      sizes: [bertFeeds(2, 3)],
     },
     {
       name: 'resnet18_dynamic',
@@ -478,19 +462,7 @@ describe('CUDA executor on a simulated driver (PTX simulator) vs ONNX Runtime', 
     {
       name: 'gpt2_past',
       dims: { batch: [1, 2], sequence: [1, 5], past: [0, 11], total: [1, 16] },
-      sizes: [
-        [1, 0, 3],
-        [2, 3, 1],
-      ].map(([batch, past, sequence]) => {
-        const feeds: Record<string, Tensor> = {
-          input_ids: tokens(batch, sequence),
-          attention_mask: int64([batch, past + sequence], Array(batch * (past + sequence)).fill(1)),
-        };
-        for (const layer of [0, 1])
-          for (const kind of ['key', 'value'])
-            feeds[`past_${kind}_${layer}`] = randomF32([batch, 4, past, 32], 10 * layer + past + kind.length);
-        return feeds;
-      }),
+      sizes: [gpt2PastFeeds(1, 0, 3), gpt2PastFeeds(2, 3, 1)],
     },
   ];
   for (const { name, dims, sizes } of dynamicModels) {

@@ -12,7 +12,8 @@ import { printPrimFunc } from '../src/schedule/loop-ir.js';
 import { compareTensors } from '../src/conformance/compare.js';
 import { launchGrid } from '../src/runtime/run-sizes.js';
 import { runOrt } from './helpers/ort.js';
-import { int64, shapeChains } from './helpers/shape-chain-model.js';
+import { shapeChains } from './helpers/shape-chain-model.js';
+import { bertFeeds, gpt2PastFeeds, tokens } from './helpers/transformer-feeds.js';
 import { kilnError } from './helpers/errors.js';
 
 type Loaded = Awaited<ReturnType<typeof load>>;
@@ -183,12 +184,6 @@ describe.skipIf(!existsSync(resnet))('ResNet-18 with a dynamic batch axis', () =
   });
 });
 
-const tokens = (batch: number, sequence: number): Tensor =>
-  int64(
-    [batch, sequence],
-    Array.from({ length: batch * sequence }, (_, i) => 1 + ((i * 37) % 999)),
-  );
-
 const bert = '.cache/models/bert_dynamic/model.onnx';
 describe.skipIf(!existsSync(bert))('a BERT encoder with dynamic batch and sequence axes', () => {
   for (const target of TARGETS)
@@ -204,13 +199,7 @@ describe.skipIf(!existsSync(bert))('a BERT encoder with dynamic batch and sequen
         [3, 33],
       ];
       for (const [batch, sequence] of target === 'webgpu' ? sizes.slice(1, 3) : sizes) {
-        // the last token of every row after the first is padding: the mask is read at run-time lengths
-        const mask = int64(
-          [batch, sequence],
-          Array.from({ length: batch * sequence }, (_, i) => (i >= sequence && i % sequence === sequence - 1 ? 0 : 1)),
-        );
-        const feeds = { input_ids: tokens(batch, sequence), attention_mask: mask };
-        await matchesOrt(m, bytes, feeds, ['last_hidden_state'], `${batch}x${sequence}`);
+        await matchesOrt(m, bytes, bertFeeds(batch, sequence), ['last_hidden_state'], `${batch}x${sequence}`);
       }
       m.dispose();
     });
@@ -251,16 +240,39 @@ describe.skipIf(!existsSync(gpt2Past))('a GPT-2 decoder with its key/value cache
         [1, 31, 1],
         [4, 64, 64],
       ]) {
-        const feeds: Record<string, Tensor> = {
-          input_ids: tokens(batch, sequence),
-          attention_mask: int64([batch, past + sequence], Array(batch * (past + sequence)).fill(1)),
-        };
-        for (const layer of [0, 1])
-          for (const kind of ['key', 'value'])
-            feeds[`past_${kind}_${layer}`] = randomF32([batch, 4, past, 32], 10 * layer + past + kind.length);
+        const feeds = gpt2PastFeeds(batch, past, sequence);
         const outputs = ['logits', 'present_key_0', 'present_value_0', 'present_key_1', 'present_value_1'];
         await matchesOrt(m, bytes, feeds, outputs, `batch ${batch}, past ${past}, sequence ${sequence}`);
       }
       m.dispose();
     });
+
+  it('compiles with ranges so small that symbols meet at the sample points (1..2, 0..2), and decodes at each size', async () => {
+    // batch and sequence (1..2) would both be sampled at 3 and 4, past and sequence (0..4, 1..4) at 3 and 2
+    const bytes = readFileSync(gpt2Past);
+    for (const [dims, sizes] of [
+      [
+        { batch: [1, 2], sequence: [1, 2], past: [0, 2], total: [1, 4] },
+        [
+          [1, 0, 1],
+          [2, 2, 2],
+          [2, 1, 1],
+        ],
+      ],
+      [
+        { batch: [1, 2], sequence: [1, 4], past: [0, 4], total: [1, 8] },
+        [
+          [2, 3, 1],
+          [1, 4, 4],
+        ],
+      ],
+    ] as [Record<string, [number, number]>, number[][]][]) {
+      const m = await load((await compile(bytes, { dims })).artifact, { threads: 1 });
+      for (const [batch, past, sequence] of sizes) {
+        const feeds = gpt2PastFeeds(batch, past, sequence);
+        await matchesOrt(m, bytes, feeds, ['logits', 'present_key_1'], `batch ${batch}, past ${past}, seq ${sequence}`);
+      }
+      m.dispose();
+    }
+  });
 });

@@ -80,6 +80,30 @@ function samplePoints(symbols: SymbolTable): Map<string, number>[] {
       return [s, below(s, Math.floor((lo + hi) / 2) + 2 * k + 1, first.get(s))];
     }),
   );
+  // Two symbols with the same values at all three points could not be told apart (small ranges such as 1..4 and
+  // 0..4, or 1..2 and 1..2, meet): the later one takes another pair of values, by the same preferences (2 and up
+  // below the bound, then above it where the range allows, then 0 and 1).
+  const seen = new Set<string>();
+  for (const s of symbols.names) {
+    const [lo, hi] = symbols.ranges.get(s)!;
+    const key = (a: number, b: number) => `${hi} ${a} ${b}`;
+    if (seen.has(key(first.get(s)!, second.get(s)!)) && hi - lo <= 256) {
+      const near = (x: number) => Math.abs(x - first.get(s)!);
+      const below = Array.from({ length: hi - lo }, (_, i) => lo + i).sort((x, y) => near(x) - near(y));
+      const above = hi >= 2 ? Array.from({ length: 6 }, (_, i) => hi + 1 + i) : [];
+      const values = [...below.filter((x) => x >= 2), ...above, ...below.filter((x) => x < 2)];
+      const small = (x: number) => Number(x < 2);
+      const pair = values
+        .flatMap((a) => values.filter((b) => b !== a).map((b) => [a, b]))
+        .sort((p, q) => small(p[0]) + small(p[1]) - small(q[0]) - small(q[1]))
+        .find(([a, b]) => !seen.has(key(a, b)));
+      if (pair) {
+        first.set(s, pair[0]);
+        second.set(s, pair[1]);
+      }
+    }
+    seen.add(key(first.get(s)!, second.get(s)!));
+  }
   return [boundValues(symbols), first, second];
 }
 
