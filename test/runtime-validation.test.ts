@@ -165,6 +165,19 @@ describe('run() feed validation', () => {
   });
 });
 
+/** A CUDA section of one kernel with one launch, `fields` over a valid launch's. */
+function withCudaLaunch(h: ArtifactHeader, fields: Record<string, unknown>): void {
+  const launch = { entry: 'k', grid: [1, 1, 1], block: [1, 1, 1], sharedBytes: 0, ...fields };
+  h.cuda = {
+    memoryBytes: h.memoryBytes,
+    scratchAt: 0,
+    sm: 80,
+    ptxVersion: '8.0',
+    ptx: '',
+    kernels: [{ name: 'k', params: [], launches: [launch as never] }],
+  };
+}
+
 describe('damaged artifact headers (checksum recomputed)', () => {
   it('the test helper reassembles a loadable artifact', async () => {
     const re = await load(await assemble(header, parts), { threads: 1 });
@@ -377,22 +390,7 @@ describe('damaged artifact headers (checksum recomputed)', () => {
     ],
     [
       'cuda section with a bad launch',
-      (h) => {
-        h.cuda = {
-          memoryBytes: h.memoryBytes,
-          scratchAt: 0,
-          sm: 80,
-          ptxVersion: '8.0',
-          ptx: '',
-          kernels: [
-            {
-              name: 'k',
-              params: [],
-              launches: [{ entry: 'k', grid: [1, 1], block: [1, 1, 1], sharedBytes: 0 }] as never,
-            },
-          ],
-        };
-      },
+      (h) => withCudaLaunch(h, { grid: [1, 1] }),
       /cuda\.kernels\[0\]\.launches\[0\]\.grid has 2 entries/,
     ],
     ...(
@@ -403,22 +401,7 @@ describe('damaged artifact headers (checksum recomputed)', () => {
       ] as const
     ).map(([runIds, message]): (typeof edits)[number] => [
       `cuda launch with run ids ${JSON.stringify(runIds)}`,
-      (h) => {
-        h.cuda = {
-          memoryBytes: h.memoryBytes,
-          scratchAt: 0,
-          sm: 80,
-          ptxVersion: '8.0',
-          ptx: '',
-          kernels: [
-            {
-              name: 'k',
-              params: [],
-              launches: [{ entry: 'k', grid: [1, 1, 1], block: [1, 1, 1], sharedBytes: 0, runIds: runIds as never }],
-            },
-          ],
-        };
-      },
+      (h) => withCudaLaunch(h, { runIds }),
       message,
     ]),
   ];
