@@ -159,6 +159,23 @@ describe.skipIf(!existsSync(resnet))('ResNet-18 with a dynamic batch axis', () =
     for (const batch of [1, 3, 8])
       await matchesOrt(m, bytes, { input: randomF32([batch, 3, 32, 32], batch) }, ['output'], `batch ${batch}`);
     m.dispose();
+    // threads split a static loop, the batch loop (guarded) inside it: at batch 1 every thread has work
+    const texts = r.program.kernels.map((k) => printPrimFunc(k.prim));
+    const batchThreaded = texts.filter((t) => /for (\w+) in 0\.\.8 \(parallel\) \{\n\s*if \(\(\1 \* 1\) < in/.test(t));
+    expect(batchThreaded).toEqual([]);
+    expect(
+      texts.filter((t) => /\(parallel\) \{\n\s*for (\w+) in 0\.\.8 \{\n\s*if \(\(\1 \* 1\) < in/.test(t)).length,
+    ).toBeGreaterThan(10);
+    const threaded = await load(r.artifact, { threads: 2 });
+    for (const batch of [1, 3])
+      await matchesOrt(
+        threaded,
+        bytes,
+        { input: randomF32([batch, 3, 32, 32], batch) },
+        ['output'],
+        `batch ${batch}, 2 threads`,
+      );
+    threaded.dispose();
   });
 
   it('on WebGPU (Dawn + SwiftShader, slow: small sizes): one artifact for batch 1..4, at batch 1 and 3', async () => {

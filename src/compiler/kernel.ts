@@ -102,6 +102,7 @@ export function scheduled(
   runSizes?: TensorRunSizes,
 ): BuiltKernel {
   const sch = new Schedule([output]);
+  if (runSizes) sch.runTimeAxes = new Map([...runSizes].map(([t, sizes]) => [t, sizes.map((e) => e !== undefined)]));
   for (const step of typeof trace === 'function' ? trace(sch) : trace) sch.apply(step);
   let prim = lower(name, inputs, sch);
   if (runSizes) {

@@ -45,9 +45,37 @@ export function defaultTrace(sch: Schedule, tiles: TileOptions = WASM_TILES): Tr
       add(tile.length ? tile : lanes);
       if (probe.epilogueOf(st)) add([{ p: 'fuseEpilogue', stage: i }]);
     } else add(vectorizeSteps(st, i));
-    add(threadAndUnrollSteps(st, i, parallelAxis(st)?.name));
+    const outer = parallelAxis(st);
+    const moved = outer && staticAxisAfter(st, outer, sch.runTimeAxes?.get(st.tensor));
+    if (moved) add([{ p: 'reorder', stage: i, order: [moved.name, outer.name] }]);
+    add(threadAndUnrollSteps(st, i, (moved ?? outer)?.name));
   });
   return steps;
+}
+
+/**
+ * In a kernel for run-time sizes (`runTime`: per axis of the stage's tensor, whether it is one), the outer loop may
+ * run along a run-time size, often once (a batch of 1 laid out for 8) and then on one thread: the next loop with
+ * more than one iteration, when it is a static spatial one, to move in front of it and take the threads instead.
+ */
+function staticAxisAfter(st: Stage, outer: Axis, runTime: readonly boolean[] | undefined): Axis | undefined {
+  const spatial = st.roots.filter((a) => !a.reduce);
+  /** The root a leaf was split from (undefined through a fuse). */
+  const rootOf = (a: Axis): Axis | undefined => {
+    for (let i = st.relations.length - 1; i >= 0; i--) {
+      const r = st.relations[i];
+      if (r.kind === 'split' && (r.outer === a || r.inner === a)) a = r.parent;
+      else if (r.kind === 'fuse' && r.fused === a) return undefined;
+    }
+    return a;
+  };
+  const isRunTime = (a: Axis) => runTime?.[spatial.indexOf(rootOf(a)!)] !== false;
+  if (!runTime || !isRunTime(outer)) return undefined;
+  for (const a of st.leaves.slice(st.leaves.indexOf(outer) + 1)) {
+    if (a.reduce || a.kind !== 'serial') return undefined;
+    if (a.extent > 1) return isRunTime(a) ? undefined : a;
+  }
+  return undefined;
 }
 
 /**

@@ -181,6 +181,11 @@ export class Stage {
 export class Schedule {
   readonly stages: Stage[];
   readonly trace: TraceStep[] = [];
+  /**
+   * A kernel for run-time sizes: per tensor, per axis, whether it is a run-time size (set before a default trace
+   * is made: the CPU's keeps threads off those axes).
+   */
+  runTimeAxes?: ReadonlyMap<Tensor, readonly boolean[]>;
 
   constructor(readonly outputs: readonly Tensor[]) {
     this.stages = topoComputes(outputs).map((t) => new Stage(t, outputs.includes(t)));
