@@ -1,9 +1,10 @@
 // One artifact for run-time sizes against static builds of each size and against onnxruntime-web on the same
-// dynamic model (npm run bench:run-sizes [-- --target native|webgpu] [--model bert]): a model with dynamic axes compiled
-// once with ranges, and specialized to each size; the three run in turn in this process at 1 thread, every round,
-// and the table reports medians of per-round ratios (>1: the run-time-size artifact is faster) with CPU time for the
-// static one. The Kiln builds must agree with each other. On WebGPU (Dawn, here on the CPU through SwiftShader)
-// onnxruntime-web is not timed: its column would compare a GPU with a CPU.
+// dynamic model (npm run bench:run-sizes [-- --target native|webgpu] [--model bert] [--threads N]): a model with
+// dynamic axes compiled once with ranges, and specialized to each size; the three run in turn in this process at 1
+// thread (--threads N: Kiln's and onnxruntime-web's), every round, and the table reports medians of per-round ratios
+// (>1: the run-time-size artifact is faster) with CPU time for the static one. The Kiln builds must agree with each
+// other. On WebGPU (Dawn, here on the CPU through SwiftShader) onnxruntime-web is not timed: its column would compare
+// a GPU with a CPU.
 import { nodeGpuDevice } from '../conformance/node-webgpu.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -51,6 +52,7 @@ async function main(): Promise<number> {
       model: { type: 'string', default: 'resnet18' },
       runs: { type: 'string', default: '30' },
       target: { type: 'string', default: 'wasm' },
+      threads: { type: 'string', default: '1' },
     },
   });
   const model = MODELS[values.model];
@@ -73,10 +75,15 @@ async function main(): Promise<number> {
   const bytes = readFileSync(model.path);
   const g = importAndOptimize(bytes, { dims: model.ranges });
   const ort = await import('onnxruntime-web');
-  ort.env.wasm.numThreads = 1;
+  const threads = Number(values.threads);
+  if (!(Number.isInteger(threads) && threads >= 1)) {
+    console.error(`--threads ${values.threads}: a whole number >= 1`);
+    return 1;
+  }
+  ort.env.wasm.numThreads = threads;
   const web = await ort.InferenceSession.create(bytes, { executionProviders: ['wasm'] });
   const build = async (graph: typeof g) =>
-    load((await compileGraph(graph, { target })).artifact, gpu ? { target, device } : { target, threads: 1 });
+    load((await compileGraph(graph, { target })).artifact, gpu ? { target, device } : { target, threads });
   const run = (m: Awaited<ReturnType<typeof build>>, feeds: Record<string, Tensor>) =>
     gpu ? m.run(feeds) : m.runSync(feeds);
   // (both builds once first, untimed: the compiler's own code warms up in the JIT before either is timed)
@@ -89,7 +96,7 @@ async function main(): Promise<number> {
     .map(([s, [lo, hi]]) => `${s} ${lo}..${hi}`)
     .join(', ');
   console.log(
-    `${values.model}, target ${target}${dynamic.runsOn && dynamic.runsOn !== target ? ` (ran on ${dynamic.runsOn})` : ''}`,
+    `${values.model}, target ${target}, ${threads} thread${threads > 1 ? 's' : ''}${dynamic.runsOn && dynamic.runsOn !== target ? ` (ran on ${dynamic.runsOn})` : ''}`,
   );
   console.log(
     `| size | run-time-size artifact (${ranges}) median ms | static build median ms | static time / run-time-size time (median of per-round ratios) | the same by CPU time | onnxruntime-web (same dynamic model) median ms | ORT-web time / run-time-size time |`,
