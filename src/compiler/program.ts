@@ -312,8 +312,9 @@ function buildProgramAtBounds(main: FuncNode, opts: ProgramOptions, symbols: Sym
         ? buildDynamicKernel(c.op, `k${kernels.length}`, symbols)
         : buildKernel(c.op, `k${kernels.length}`);
     const trace = opts.traceFor?.(c.op, k);
-    // (a kernel for run-time sizes keeps its tensor expressions: they were found from three builds)
-    if (trace) k = { ...(k.runSizes ? reschedule(k, trace) : buildKernel(c.op, k.prim.name, trace)), tuned: true };
+    // (the default's tensor expressions under the tuned schedule: for a kernel for run-time sizes, those the three
+    // builds found)
+    if (trace) k = { ...reschedule(k, trace), tuned: true };
     return addKernel(k);
   });
   function addKernel(k: BuiltKernel): number {

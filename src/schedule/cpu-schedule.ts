@@ -69,7 +69,11 @@ function staticAxisAfter(st: Stage, outer: Axis, runTime: readonly boolean[] | u
     }
     return a;
   };
-  const isRunTime = (a: Axis) => runTime?.[spatial.indexOf(rootOf(a)!)] !== false;
+  // (a leaf of a fuse counts as one: it may take a run-time size's part)
+  const isRunTime = (a: Axis) => {
+    const root = rootOf(a);
+    return !root || runTime?.[spatial.indexOf(root)] === true;
+  };
   if (!runTime || !isRunTime(outer)) return undefined;
   for (const a of st.leaves.slice(st.leaves.indexOf(outer) + 1)) {
     if (a.reduce || a.kind !== 'serial') return undefined;

@@ -58,30 +58,26 @@ export function guardRunSizes(f: PrimFunc, runSizes: RunSizes): PrimFunc {
     }
     return [...new Map(bounds.map((b) => [`${b.scale} ${printExpr(b.size)}`, b])).values()];
   };
-  const guardOf = (loop: ForStmt): Expr | undefined => {
-    const block = loop.kind.startsWith('blockIdx');
-    if ((loop.kind !== 'serial' && loop.kind !== 'parallel' && !block) || loop.extent <= 1) return undefined;
-    let nested = false;
-    visitStmt(loop.body, (s) => {
-      if (s.k === 'for') nested = true;
-    });
-    // (innermost loops would test every element)
-    if (!nested) return undefined;
-    return storeBounds(loop)
-      ?.map((b) => lt(mul(loop.v, b.scale), b.size))
-      .reduce((a, b) => or(a, b));
-  };
-  /** A block-index loop's iterations that may store inside the sizes: the GPU grid a run needs (launch.ts). */
-  const runCountOf = (loop: ForStmt): Expr | undefined =>
-    storeBounds(loop)
-      ?.map((b) => (b.scale === 1 ? b.size : floordiv(add(b.size, b.scale - 1), b.scale)))
-      .reduce((a, b) => max(a, b));
   const rewrite = (s: Stmt): Stmt => {
     const inner = mapChildren(s, rewrite);
-    if (inner.k !== 'for') return inner;
-    // (a condition on block indices and sizes is uniform over the block: barriers under it stay legal)
-    const cond = guardOf(inner);
-    const count = inner.kind.startsWith('blockIdx') && inner.extent > 1 ? runCountOf(inner) : undefined;
+    const block = inner.k === 'for' && inner.kind.startsWith('blockIdx');
+    if (inner.k !== 'for' || (inner.kind !== 'serial' && inner.kind !== 'parallel' && !block) || inner.extent <= 1)
+      return inner;
+    let nested = false;
+    visitStmt(inner.body, (st) => {
+      if (st.k === 'for') nested = true;
+    });
+    const bounds = nested || block ? storeBounds(inner) : undefined;
+    if (!bounds) return inner;
+    // (innermost loops would test every element; a condition on block indices and sizes is uniform over the block:
+    // barriers under it stay legal)
+    const cond = nested ? bounds.map((b) => lt(mul(inner.v, b.scale), b.size)).reduce((a, b) => or(a, b)) : undefined;
+    // a block-index loop's iterations that may store inside the sizes: the GPU grid a run needs (launch.ts)
+    const count = block
+      ? bounds
+          .map((b) => (b.scale === 1 ? b.size : floordiv(add(b.size, b.scale - 1), b.scale)))
+          .reduce((a, b) => max(a, b))
+      : undefined;
     if (!cond && !count) return inner;
     return {
       ...inner,

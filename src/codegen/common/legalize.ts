@@ -56,9 +56,12 @@ export function legalizeFloorDivMod(
   const zero = k(0n),
     one = k(1n);
   const c = constValue(b);
+  // a dividend >= 0 over a positive divisor (a constant, or a run-time size whose range the symbols' buffer gives):
+  // truncating division is floor division
+  const ra = bound(original, ctx.ranges);
+  const positive = c !== undefined ? c > 0n : (bound(b, ctx.ranges)?.lo ?? 0) >= 1;
+  if (positive && ra && ra.lo >= 0 && ra.hi <= INT32_MAX) return op === 'floordiv' ? div(a, b) : mod(a, b);
   if (c !== undefined && c > 0n) {
-    const r = bound(original, ctx.ranges);
-    if (r && r.lo >= 0 && r.hi <= INT32_MAX) return op === 'floordiv' ? div(a, b) : mod(a, b);
     if ((c & (c - 1n)) === 0n) {
       const shift = c.toString(2).length - 1;
       // (not a & (c - 1): the index simplifier reads `and` with a constant as logical)
@@ -74,11 +77,6 @@ export function legalizeFloorDivMod(
     const rem = ctx.bind(mod(x, b), 'fr');
     return select(lt(rem, zero), add(rem, b), rem);
   }
-  // (a run-time size as the divisor: its range, from the symbols buffer, is positive)
-  const ra = bound(original, ctx.ranges),
-    rb = bound(b, ctx.ranges);
-  if (ra && rb && ra.lo >= 0 && ra.hi <= INT32_MAX && rb.lo >= 1 && rb.hi <= INT32_MAX)
-    return op === 'floordiv' ? div(a, b) : mod(a, b);
   const x = ctx.bind(a, 'fa'),
     y = ctx.bind(b, 'fb');
   const fix = (rem: Expr) => and(ne(rem, zero), lt(xor(rem, y), zero));
