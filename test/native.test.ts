@@ -12,7 +12,7 @@ import { openNativeHost } from '../src/node/native-library.js';
 import { readArtifact } from '../src/runtime/artifact.js';
 import { cpuinfoFlags, bestLevel, resolveCpu } from '../src/codegen/native/cpu.js';
 import { hostCpuFlags } from '../src/compiler/native-program.js';
-import { randomF32 } from '../src/frontend/onnx/model-builder.js';
+import { buildModel, randomF32 } from '../src/frontend/onnx/model-builder.js';
 import { runOrt } from './helpers/ort.js';
 import { kilnError } from './helpers/errors.js';
 import { seqSoftmax, shapeChains } from './helpers/shape-chain-model.js';
@@ -120,6 +120,34 @@ describe.skipIf(!llvm)('target native: artifact, CPU check and fallback', () => 
     const wasm = await load(compiled.artifact, { threads: 1 });
     expect(wasm.runsOn).toBeUndefined();
     wasm.dispose();
+    // with a watchdog: the native code runs on the model's worker thread, and a run past its limit is stopped
+    const supervised = await load(compiled.artifact, { target: 'native', timeoutMs: 60_000 });
+    try {
+      expect([supervised.runsOn, supervised.nativeFallback]).toEqual(['native', undefined]);
+      const feeds = { [supervised.inputs[0].name]: inputs[0] };
+      const out = await supervised.run(feeds);
+      expect(compareTensors(out[supervised.outputs[0].name], expected[0])?.message).toBeUndefined();
+    } finally {
+      supervised.dispose();
+    }
+    // a run of ~4 GFLOP (tens of ms or more) against a 5 ms limit
+    const big = buildModel({
+      inputs: [['a', 'float32', [512, 2048]]],
+      initializers: { b: randomF32([2048, 2048], 1) },
+      outputs: [['c', 'float32', [512, 2048]]],
+      nodes: [{ op: 'MatMul', inputs: ['a', 'b'], outputs: ['c'] }],
+    });
+    const slow = await load((await compile(big, { target: 'native', cpu: HOST_CPU })).artifact, {
+      target: 'native',
+      timeoutMs: 60_000,
+    });
+    try {
+      const feeds = { a: randomF32([512, 2048], 2) };
+      await expect(slow.run(feeds, { timeoutMs: 5 })).rejects.toMatchObject({ code: 'E_TIMEOUT' });
+      await expect(slow.run(feeds)).rejects.toMatchObject({ code: 'E_INPUT' });
+    } finally {
+      slow.dispose();
+    }
   });
 
   it('rejects bad options with a clear error', async () => {
@@ -130,6 +158,9 @@ describe.skipIf(!llvm)('target native: artifact, CPU check and fallback', () => 
     const wasmOnly = await compile(readFileSync(modelPath), { modelPath, inputShapes });
     await expect(load(wasmOnly.artifact, { target: 'native' })).rejects.toMatchObject({ code: 'E_ARTIFACT' });
     await expect(load(wasmOnly.artifact, { target: 'native', timeoutMs: 1000 })).rejects.toMatchObject({
+      code: 'E_ARTIFACT',
+    });
+    await expect(load(wasmOnly.artifact, { target: 'webgpu', timeoutMs: 1000 })).rejects.toMatchObject({
       code: 'E_UNSUPPORTED',
     });
   });

@@ -1,6 +1,7 @@
 // Native code from Node: an artifact's shared library written to a private temporary directory (mkdtemp, mode
-// 0700) and opened through koffi; the directory is removed when the model is disposed (or, if never disposed, at
-// process exit). The CPU's features come from /proc/cpuinfo.
+// 0700) and opened through koffi; the directory is removed as soon as the library is loaded (the loaded mapping
+// outlives the file, and a worker thread that is terminated runs no exit hook), or where the OS keeps a loaded
+// file busy, when the model is disposed or at process exit. The CPU's features come from /proc/cpuinfo.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { arch, platform, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -54,6 +55,9 @@ export async function openNativeHost(): Promise<NativeHost> {
         writeFileSync(path, library, { mode: 0o600 });
         lib = koffi.load(path);
         run = lib.func(`void ${entry}(void *memory)`) as (memory: Uint8Array) => void;
+        try {
+          remove();
+        } catch {}
       } catch (e) {
         remove();
         throw new KilnError(

@@ -19,6 +19,7 @@ port.once('message', (init: unknown) => {
           onMessage: (h) => port.on('message', h),
         },
         nodeWorkerFactory,
+        async () => (await import('./native-library.js')).openNativeHost(),
       ),
   );
 });

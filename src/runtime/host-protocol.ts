@@ -12,10 +12,20 @@ export interface HostInit {
   threads: number;
   simd?: 'auto' | 'relaxed' | 'baseline';
   minParallelWork?: number;
+  /** Run the artifact's native code (target 'native'), or its WebAssembly where that cannot run here. */
+  native?: boolean;
 }
 export type HostRequest = { kiln: 'run'; feeds: Record<string, Tensor> };
 export type HostReply =
-  | { kiln: 'loaded'; header: ArtifactHeader; threads: number; simd: 'relaxed' | 'baseline' }
+  | {
+      kiln: 'loaded';
+      header: ArtifactHeader;
+      threads: number;
+      simd?: 'relaxed' | 'baseline';
+      /** For init.native: what runs, and why not the native code when it is 'wasm'. */
+      runsOn?: 'native' | 'wasm';
+      nativeFallback?: string;
+    }
   | { kiln: 'result'; outputs: Record<string, Tensor> }
   | { kiln: 'error'; error: WireError };
 

@@ -11,7 +11,7 @@ import { checkTimeout, loadSupervised } from './supervisor.js';
 import { type GpuDevice, WebGpuExecutor } from './webgpu.js';
 import { type CudaDriver, CudaExecutor } from './cuda.js';
 export type { CudaDriver, CudaDeviceInfo, CudaHandle } from './cuda.js';
-import { type NativeHost, NativeExecutor, nativeMismatch } from './native.js';
+import { type NativeHost, type NativeExecutor, openNative } from './native.js';
 export type { NativeHost, NativeLibrary } from './native.js';
 
 export { KilnError } from './errors.js';
@@ -50,11 +50,12 @@ export interface LoadOptions {
    */
   minParallelWork?: number;
   /**
-   * Run the model under a watchdog (target 'wasm'): it is loaded in a dedicated worker (worker_threads on Node, a
-   * Web Worker in browsers) and a load or run that takes longer than this many milliseconds stops that worker and
-   * rejects with E_TIMEOUT (the model is then disposed). Bounds the load, and is every run's default limit
-   * (run(feeds, { timeoutMs }) overrides it; Infinity: no limit). runSync is not available on such a model.
-   * Without it the model runs on the calling thread, as fast as it can, and cannot be interrupted.
+   * Run the model under a watchdog (targets 'wasm' and 'native'): it is loaded in a dedicated worker (worker_threads
+   * on Node, a Web Worker in browsers) and a load or run that takes longer than this many milliseconds stops that
+   * worker and rejects with E_TIMEOUT (the model is then disposed; a native call already under way finishes on that
+   * thread before it exits). Bounds the load, and is every run's default limit (run(feeds, { timeoutMs }) overrides
+   * it; Infinity: no limit: the worker then only keeps runs off the calling thread). runSync is not available on
+   * such a model. Without it the model runs on the calling thread, as fast as it can, and cannot be interrupted.
    */
   timeoutMs?: number;
 }
@@ -93,13 +94,14 @@ export async function load(artifact: Uint8Array, opts: LoadOptions = {}): Promis
     throw new KilnError('E_INPUT', `target '${target}' is not available in this runtime`, {
       hint: "use target 'wasm', 'webgpu', 'cuda' or 'native'",
     });
-  if (target === 'native' && !opts.nativeHost)
+  const timeoutMs = opts.timeoutMs === undefined ? undefined : checkTimeout(opts.timeoutMs, 'load');
+  // a supervised model's worker opens its own native host
+  if (target === 'native' && !opts.nativeHost && timeoutMs === undefined)
     throw new KilnError('E_UNSUPPORTED', "target 'native' needs a native host binding", {
       hint: "use load of kiln's Node entry point, which opens the library through koffi; in a browser use target 'wasm'",
     });
-  const timeoutMs = opts.timeoutMs === undefined ? undefined : checkTimeout(opts.timeoutMs, 'load');
-  if (timeoutMs !== undefined && target !== 'wasm')
-    throw new KilnError('E_UNSUPPORTED', `timeoutMs is available on the 'wasm' target, not '${target}'`, {
+  if (timeoutMs !== undefined && target !== 'wasm' && target !== 'native')
+    throw new KilnError('E_UNSUPPORTED', `timeoutMs is available on the 'wasm' and 'native' targets, not '${target}'`, {
       hint: 'load without timeoutMs',
     });
   if (target === 'cuda' && !opts.cudaDriver)
@@ -121,14 +123,15 @@ export async function load(artifact: Uint8Array, opts: LoadOptions = {}): Promis
       throw new KilnError('E_UNSUPPORTED', 'timeoutMs needs workers, which this platform lacks', {
         hint: 'load without timeoutMs',
       });
-    return supervised(
-      await loadSupervised(artifact, workerFactory, {
-        threads,
-        simd: opts.simd,
-        minParallelWork: opts.minParallelWork,
-        timeoutMs,
-      }),
-    );
+    const model = await loadSupervised(artifact, workerFactory, {
+      threads,
+      simd: opts.simd,
+      minParallelWork: opts.minParallelWork,
+      timeoutMs,
+      native: target === 'native',
+    });
+    if (model.nativeFallback !== undefined) logFallback(opts, model.nativeFallback);
+    return supervised(model);
   }
   const parts = await readArtifact(artifact);
   if (target === 'cuda')
@@ -138,21 +141,10 @@ export async function load(artifact: Uint8Array, opts: LoadOptions = {}): Promis
       await CudaExecutor.create(parts.header, parts.weights, opts.cudaDriver!, opts.cudaDevice),
     );
   if (target === 'native') {
-    if (!parts.header.native || !parts.native)
-      throw new KilnError('E_ARTIFACT', 'the artifact has no native code', {
-        hint: "compile the model with target 'native' (kiln compile --target native)",
-      });
-    let why = nativeMismatch(parts.header, opts.nativeHost!);
-    if (why === undefined) {
-      try {
-        return fromNative(NativeExecutor.create(parts.header, parts.weights, parts.native, opts.nativeHost!));
-      } catch (e) {
-        // a library this machine cannot load (E_UNSUPPORTED from the host) falls back like a CPU mismatch
-        if (!(e instanceof KilnError && e.code === 'E_UNSUPPORTED')) throw e;
-        why = e.message;
-      }
-    }
-    (opts.log ?? console.warn)(`kiln: running the WebAssembly code instead of the native code: ${why}`);
+    const native = openNative(parts, opts.nativeHost!);
+    if ('executor' in native) return fromNative(native.executor);
+    const { why } = native;
+    logFallback(opts, why);
     const model = fromParts(
       parts.header,
       await WasmExecutor.create(parts, {
@@ -221,8 +213,14 @@ function supervised(m: Awaited<ReturnType<typeof loadSupervised>>): LoadedModel 
     },
     threads: m.threads,
     simd: m.simd,
+    ...(m.runsOn ? { runsOn: m.runsOn } : {}),
+    ...(m.nativeFallback !== undefined ? { nativeFallback: m.nativeFallback } : {}),
     dispose: () => m.dispose(),
   };
+}
+
+function logFallback(opts: LoadOptions, why: string): void {
+  (opts.log ?? console.warn)(`kiln: running the WebAssembly code instead of the native code: ${why}`);
 }
 
 /** A model on a device target: results come back asynchronously only. */

@@ -3,10 +3,11 @@
 // the WebAssembly module's: weights copied in once; each run writes the inputs, makes one call into the library
 // (which runs every kernel call in order) and reads the outputs.
 import type { ArtifactHeader, IOBinding } from './artifact-format.js';
-import { ARRAY, BYTES } from './dtype.js';
+import type { ArtifactParts } from './artifact.js';
+import { ARRAY, BYTES, type DType, type TypedArray } from './dtype.js';
 import { KilnError } from './errors.js';
 import { checkInputs } from './inputs.js';
-import { inBoundLayout, outOfBoundLayout, runSymbols, sizesAfterRun } from './run-sizes.js';
+import { type Elements, outOfBoundLayout, runSymbols, sizesAfterRun, writeBoundLayout } from './run-sizes.js';
 import { type Tensor, sizeOf } from './tensor.js';
 
 /** An opened native library: its entry, called with the model's memory. */
@@ -37,6 +38,26 @@ export function nativeMismatch(header: ArtifactHeader, host: NativeHost): string
   const missing = sec.features.filter((f) => !have.has(f));
   if (missing.length) return `the native code needs CPU level ${sec.cpu}; this CPU lacks ${missing.join(', ')}`;
   return undefined;
+}
+
+/**
+ * The artifact's native code opened on `host`, or why it cannot run here (another CPU level or platform, or a
+ * library the host cannot load): the caller then runs the artifact's WebAssembly.
+ */
+export function openNative(parts: ArtifactParts, host: NativeHost): { executor: NativeExecutor } | { why: string } {
+  if (!parts.header.native || !parts.native)
+    throw new KilnError('E_ARTIFACT', 'the artifact has no native code', {
+      hint: "compile the model with target 'native' (kiln compile --target native)",
+    });
+  const why = nativeMismatch(parts.header, host);
+  if (why !== undefined) return { why };
+  try {
+    return { executor: NativeExecutor.create(parts.header, parts.weights, parts.native, host) };
+  } catch (e) {
+    // a library this machine cannot load (E_UNSUPPORTED from the host) falls back like a CPU mismatch
+    if (!(e instanceof KilnError && e.code === 'E_UNSUPPORTED')) throw e;
+    return { why: e.message };
+  }
 }
 
 export class NativeExecutor {
@@ -78,20 +99,27 @@ export class NativeExecutor {
     const h = this.header;
     const checked = checkInputs(h.inputs, feeds);
     const symbols = runSymbols(h, checked);
-    if (symbols) this.memory.set(new Uint8Array(symbols.buffer), h.symbolsAt!);
-    for (const inp of h.inputs) {
-      const data = inBoundLayout(inp, checked[inp.name]);
-      this.memory.set(new Uint8Array(data.buffer, data.byteOffset, sizeOf(inp.shape) * BYTES[inp.dtype]), inp.offset);
-    }
+    if (symbols) this.symbols(symbols.length).set(symbols);
+    // straight into the memory, as the WebAssembly executor does (a bound-sized copy per run page-faults fresh
+    // memory each time)
+    for (const inp of h.inputs)
+      writeBoundLayout(inp, checked[inp.name], this.view(inp, sizeOf(inp.shape)) as unknown as Elements);
     this.lib.run(this.memory);
-    const sizes = sizesAfterRun(
-      h,
-      symbols,
-      () => new Int32Array(this.memory.slice(h.symbolsAt!, h.symbolsAt! + 4 * symbols!.length).buffer),
-    );
+    const sizes = sizesAfterRun(h, symbols, () => this.symbols(symbols!.length));
     const out: Record<string, Tensor> = {};
-    for (const o of h.outputs) out[o.name] = outOfBoundLayout(h, o, sizes, this.read(o).data);
+    // (an output of run-time shape is copied out of the memory once; a static one is read whole)
+    for (const o of h.outputs)
+      out[o.name] = sizes && o.dims ? outOfBoundLayout(h, o, sizes, this.view(o, sizeOf(o.shape))) : this.read(o);
     return out;
+  }
+
+  private view(b: { dtype: DType; offset: number }, n: number): TypedArray {
+    return new ARRAY[b.dtype](this.memory.buffer, this.memory.byteOffset + b.offset, n);
+  }
+
+  /** The run's symbol values in the memory (counted ones written by the run). */
+  private symbols(n: number): Int32Array {
+    return new Int32Array(this.memory.buffer, this.memory.byteOffset + this.header.symbolsAt!, n);
   }
 
   private read(o: IOBinding): Tensor {

@@ -31,6 +31,8 @@ export interface SupervisedOptions {
   minParallelWork?: number;
   /** Limit of the load, and of every run that does not pass its own. */
   timeoutMs: number;
+  /** Run the artifact's native code where it can run (target 'native'). */
+  native?: boolean;
 }
 
 export interface SupervisedModel {
@@ -38,7 +40,9 @@ export interface SupervisedModel {
   readonly inputs: readonly IOBinding[];
   readonly outputs: readonly IOBinding[];
   readonly threads: number;
-  readonly simd: 'relaxed' | 'baseline';
+  readonly simd?: 'relaxed' | 'baseline';
+  readonly runsOn?: 'native' | 'wasm';
+  readonly nativeFallback?: string;
   run(feeds: Record<string, Tensor>, timeoutMs?: number): Promise<Record<string, Tensor>>;
   dispose(): void;
 }
@@ -174,6 +178,7 @@ export async function loadSupervised(
     threads: opts.threads,
     simd: opts.simd,
     minParallelWork: opts.minParallelWork,
+    ...(opts.native ? { native: true } : {}),
   };
   let sup: Supervisor;
   try {
@@ -195,6 +200,8 @@ export async function loadSupervised(
     outputs: header.outputs,
     threads: loaded.threads,
     simd: loaded.simd,
+    runsOn: loaded.runsOn,
+    nativeFallback: loaded.nativeFallback,
     async run(feeds, timeoutMs = opts.timeoutMs) {
       // checked here first: a clear error without a round trip, and only plain tensors are posted
       const checked = checkInputs(header.inputs, feeds);
