@@ -2,7 +2,8 @@
 // served in 'padded' mode) running on its worker thread: concurrent requests are stacked into one run() and split
 // back, each request's result equal to ONNX Runtime's on that request's input alone; a burst of N requests runs
 // as ceil(N / max_batch_size) batches; preferred sizes, no batching, the queue timeout, the queue limit and
-// draining; the command answering its queue on SIGTERM before it exits. Also the configuration file (YAML) and flags.
+// draining; the command answering its queue on SIGTERM before it exits; batches on native code. Also the
+// configuration file (YAML) and flags.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,10 +11,11 @@ import { join } from 'node:path';
 import { compile } from '../src/index.js';
 import { buildModel, randomF32 } from '../src/frontend/onnx/model-builder.js';
 import type { Tensor } from '../src/runtime/tensor.js';
-import type { BatchStats } from '../src/serve/batcher.js';
+import { type BatchStats, DynamicBatcher } from '../src/serve/batcher.js';
 import { MODEL_DEFAULTS, type ModelConfig, parseConfigFile } from '../src/serve/config.js';
 import { ServedModel } from '../src/serve/model.js';
 import { serveConfigFromFlags } from '../src/cli/serve.js';
+import { findLlvm } from '../src/codegen/native/toolchain.js';
 import { runOrt } from './helpers/ort.js';
 
 const W = randomF32([8, 4], 3);
@@ -176,6 +178,62 @@ describe('dynamic batcher (dynamic mode, one artifact for batch 1..4)', () => {
   });
 });
 
+describe('dynamic batcher with several instances', () => {
+  it('runs a batch on each idle instance at once and answers in arrival order', async () => {
+    const { model, batches } = await open(batchRange, { instances: 2, max_batch_size: 2 });
+    expect(model.modelConfig()).toMatchObject({ instance_group: [{ count: 2, kind: 'KIND_CPU' }] });
+    const xs = Array.from({ length: 7 }, (_, i) => input(70 + i));
+    const done: number[] = [];
+    const answers = xs.map(async (x, i) => {
+      const y = await infer(model, x);
+      done.push(i);
+      return y;
+    });
+    // the first two requests went out at once (a batch is full at 2 rows only once the queue holds two, so each
+    // instance took the head of the queue as it was), one batch per instance
+    expect(model.batcher.running).toBe(2);
+    const ys = await Promise.all(answers);
+    expect(done).toEqual([0, 1, 2, 3, 4, 5, 6]);
+    expect(batches.reduce((a, b) => a + b.rows, 0)).toBe(7);
+    for (let i = 0; i < xs.length; i++) await expectOrt(xs[i], ys[i].y);
+    await model.batcher.drain();
+    expect(model.batcher.running).toBe(0);
+  });
+
+  it('holds the answers of a batch that finishes first until the earlier batches are answered', async () => {
+    const finish: (() => void)[] = [];
+    const batcher = new DynamicBatcher<number, number>(
+      'order',
+      { maxBatchSize: 0, preferredBatchSizes: [], maxQueueDelayMs: 0, maxQueueSize: 0, timeoutMs: 0, instances: 2 },
+      (reqs) => new Promise((resolve) => finish.push(() => resolve(reqs.map((r) => r * 10)))),
+    );
+    const answered: number[] = [];
+    const pending = [1, 2, 3].map((r) => batcher.submit(r, 1, '').then((y) => answered.push(y)));
+    expect(finish.length).toBe(2); // requests 1 and 2 run; 3 waits for an instance
+    finish[1](); // request 2 finishes first: its instance takes request 3, its answer waits for request 1's
+    await new Promise((r) => setTimeout(r, 10));
+    expect([answered, finish.length]).toEqual([[], 3]);
+    finish[0]();
+    finish[2]();
+    await Promise.all(pending);
+    expect(answered).toEqual([10, 20, 30]);
+  });
+});
+
+describe.skipIf(!findLlvm())('dynamic batcher (native code, an .onnx compiled with a batch range on start-up)', () => {
+  it('runs the batches on the native code, off the event loop, each result equal to ONNX Runtime', async () => {
+    const onnx = join(tmp, 'mlp-dynamic.onnx');
+    writeFileSync(onnx, mlp('batch'));
+    const { model, batches } = await open(onnx, { target: 'native', dims: { batch: [1, 4] }, max_queue_delay_ms: 50 });
+    expect([model.runsOn, model.mode, model.maxBatchSize]).toEqual(['native', 'dynamic', 4]);
+    expect(model.modelConfig()).toMatchObject({ target: 'native', runs_on: 'native' });
+    const xs = [input(50, 3), input(51, 1), input(52, 2)];
+    const ys = await Promise.all(xs.map((x) => infer(model, x)));
+    expect(batches.map((b) => b.rows)).toEqual([4, 2]);
+    for (let i = 0; i < xs.length; i++) await expectOrt(xs[i], ys[i].y);
+  });
+});
+
 describe('serve configuration', () => {
   it('reads a YAML file, with flags as defaults under it', async () => {
     const file = join(tmp, 'serve.yaml');
@@ -188,6 +246,10 @@ describe('serve configuration', () => {
         '    path: mlp4.kiln',
         '    max_batch_size: 4',
         '    max_queue_delay_ms: 2',
+        '  - name: b',
+        '    path: mlp.onnx',
+        '    target: native',
+        '    dims: { batch: 1..8, sequence: [1, 64], heads: 4 }',
       ].join('\n'),
     );
     const cfg = await serveConfigFromFlags([batch1], { config: file, threads: '2', 'max-queue-size': '16' });
@@ -196,8 +258,13 @@ describe('serve configuration', () => {
       cfg.models.map((m) => [m.name, m.path, m.max_batch_size, m.threads, m.max_queue_size, m.max_queue_delay_ms]),
     ).toEqual([
       ['a', batch4, 4, 2, 16, 2],
+      ['b', join(tmp, 'mlp.onnx'), undefined, 2, 16, 0],
       ['mlp1', batch1, undefined, 2, 16, 0],
     ]);
+    expect(cfg.models.map((m) => m.target)).toEqual(['wasm', 'native', 'wasm']);
+    expect(cfg.models[1].dims).toEqual({ batch: [1, 8], sequence: [1, 64], heads: 4 });
+    const flags = await serveConfigFromFlags([batch1], { dim: ['batch=2..6'], target: 'native' });
+    expect([flags.models[0].dims, flags.models[0].target]).toEqual([{ batch: [2, 6] }, 'native']);
   });
 
   it('names a bad key or value', async () => {
@@ -207,6 +274,12 @@ describe('serve configuration', () => {
     writeFileSync(file, '{ "models": [');
     await expect(parseConfigFile(file)).rejects.toMatchObject({ code: 'E_USAGE', message: /not valid JSON/ });
     await expect(serveConfigFromFlags([batch1, batch1], {})).rejects.toMatchObject({ code: 'E_USAGE' });
+    await expect(serveConfigFromFlags([batch1], { target: 'cuda' })).rejects.toMatchObject({
+      code: 'E_USAGE',
+      message: /target/,
+    });
+    writeFileSync(file, JSON.stringify({ models: [{ path: 'x.onnx', dims: { batch: '8..1' } }] }));
+    await expect(parseConfigFile(file)).rejects.toMatchObject({ code: 'E_USAGE', message: /8\.\.1 is empty/ });
     await expect(serveConfigFromFlags([batch1], { 'max-queue-delay-ms': '-1' })).rejects.toMatchObject({
       code: 'E_USAGE',
     });

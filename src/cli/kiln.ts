@@ -56,6 +56,7 @@ const OPTIONS = {
   'max-queue-size': { type: 'string' },
   'timeout-ms': { type: 'string' },
   'body-limit': { type: 'string' },
+  instances: { type: 'string' },
 } as const;
 type OptionName = keyof typeof OPTIONS;
 type Flags = {
@@ -184,9 +185,10 @@ const COMMANDS: Record<string, Subcommand> = {
   serve: {
     usage: [
       'kiln serve [MODEL.kiln|MODEL.onnx] [--port N]   browser demo: classify an image (WebGPU or WebAssembly)',
-      'kiln serve --models [NAME=]PATH... [--config FILE.yaml|json] [--port N] [--host H] [--threads N]',
+      'kiln serve --models [NAME=]PATH... [--config FILE.yaml|json] [--port N] [--host H] [--threads N] [--instances N]',
       '           [--max-batch-size N] [--preferred-batch-sizes 4,8] [--max-queue-delay-ms N] [--max-queue-size N]',
-      '           [--timeout-ms N] [--labels [NAME=]FILE] [--body-limit MB] [--input-shape x=8,3,224,224] [--dim batch=8]',
+      '           [--timeout-ms N] [--labels [NAME=]FILE] [--body-limit MB] [--input-shape x=8,3,224,224]',
+      '           [--dim batch=1..8] [--target wasm|native]',
       '           model server: KServe v2 HTTP protocol, /predict, dynamic batching, /metrics',
     ],
     options: [
@@ -204,6 +206,8 @@ const COMMANDS: Record<string, Subcommand> = {
       'body-limit',
       'input-shape',
       'dim',
+      'target',
+      'instances',
     ],
     positionals: { min: 0, max: 64, name: 'MODEL' },
     run: async (p, v) => (await import('./serve.js')).serveCommand(p, v),

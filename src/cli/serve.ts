@@ -135,6 +135,8 @@ export interface ServeFlags {
   'body-limit'?: string;
   'input-shape'?: string[];
   dim?: string[];
+  target?: string;
+  instances?: string;
 }
 
 export async function serveCommand(pos: string[], v: ServeFlags): Promise<number> {
@@ -153,6 +155,7 @@ export async function serveCommand(pos: string[], v: ServeFlags): Promise<number
 export async function serveConfigFromFlags(pos: string[], v: ServeFlags): Promise<ServeConfig> {
   const defaults: Partial<ModelConfig> = {};
   if (v.threads !== undefined) defaults.threads = intFlag(v.threads, '--threads', 1, 1, 64);
+  if (v.instances !== undefined) defaults.instances = intFlag(v.instances, '--instances', 1, 1, 64);
   if (v['max-batch-size'] !== undefined)
     defaults.max_batch_size = intFlag(v['max-batch-size'], '--max-batch-size', 0, 0);
   if (v['preferred-batch-sizes'] !== undefined)
@@ -165,7 +168,8 @@ export async function serveConfigFromFlags(pos: string[], v: ServeFlags): Promis
     defaults.max_queue_size = intFlag(v['max-queue-size'], '--max-queue-size', 0, 0);
   if (v['timeout-ms'] !== undefined) defaults.timeout_ms = intFlag(v['timeout-ms'], '--timeout-ms', 0, 0);
   if (v['input-shape']) defaults.input_shapes = Object.fromEntries(v['input-shape'].map(parseNamedShape));
-  if (v.dim) defaults.dims = Object.fromEntries(v.dim.map(parseDim)) as Record<string, number>;
+  if (v.dim) defaults.dims = Object.fromEntries(v.dim.map(parseDim));
+  if (v.target !== undefined) defaults.target = v.target as ModelConfig['target'];
   const cfg = v.config
     ? await parseConfigFile(v.config, defaults)
     : serveConfig({}, 'kiln serve', process.cwd(), defaults);

@@ -1,10 +1,12 @@
-// A dynamic batcher with Triton's semantics. Requests wait in one FIFO queue per model; whenever the model is idle
-// the batcher takes the longest run of compatible requests at the queue's head (same shapes past the batch dim, at
-// most max_batch_size rows) and sends it:
+// A dynamic batcher with Triton's semantics. Requests wait in one FIFO queue per model; whenever one of the model's
+// instances is idle the batcher takes the longest run of compatible requests at the queue's head (same shapes past
+// the batch dim, at most max_batch_size rows) and sends it:
 //  - at once if it fills max_batch_size, if the next request does not fit or is incompatible, or if its rows are
 //    one of preferred_batch_sizes (the largest such prefix);
 //  - otherwise when the oldest request has waited max_queue_delay_ms.
-// Batches leave in arrival order and one runs at a time, so every client gets its answers in the order it asked.
+// Batches leave in arrival order, at most one per instance at a time, and are answered in that order (Triton's
+// preserve_ordering: a batch that finishes on one instance before an earlier one on another waits for it), so every
+// client gets its answers in the order it asked.
 // A request still queued past its timeout is answered E_TIMEOUT; beyond max_queue_size queued requests a new one is
 // refused E_UNAVAILABLE; drain() refuses new requests and resolves when everything queued has run.
 import { KilnError } from '../runtime/errors.js';
@@ -18,6 +20,8 @@ export interface BatcherOptions {
   maxQueueSize: number;
   /** Default queue timeout of a request, ms; 0: none. */
   timeoutMs: number;
+  /** Batches that may run at once (the model's instances); default 1. */
+  instances?: number;
 }
 
 export interface BatchItem<Req, Res> {
@@ -40,12 +44,15 @@ export interface BatchStats {
   computeMs: number;
 }
 
-/** Runs one batch: one result per request, in order. */
-export type RunBatch<Req, Res> = (requests: Req[]) => Promise<Res[]>;
+/** Runs one batch on instance `instance` (free until the promise settles): one result per request, in order. */
+export type RunBatch<Req, Res> = (requests: Req[], instance: number) => Promise<Res[]>;
 
 export class DynamicBatcher<Req, Res> {
   private readonly queue: BatchItem<Req, Res>[] = [];
-  private busy = false;
+  /** Instances not running a batch. */
+  private readonly idle: number[];
+  /** Settles when every batch sent so far has been answered: the next batch's answers wait for it. */
+  private answered: Promise<void> = Promise.resolve();
   private waitTimer: ReturnType<typeof setTimeout> | undefined;
   private draining = false;
   private drained: (() => void)[] = [];
@@ -55,15 +62,18 @@ export class DynamicBatcher<Req, Res> {
     private readonly opts: BatcherOptions,
     private readonly runBatch: RunBatch<Req, Res>,
     private readonly onBatch: (s: BatchStats) => void = () => {},
-  ) {}
+  ) {
+    this.idle = Array.from({ length: opts.instances ?? 1 }, (_, i) => i);
+  }
 
   /** Requests waiting (not running). */
   get queued(): number {
     return this.queue.length;
   }
 
-  get running(): boolean {
-    return this.busy;
+  /** Batches running. */
+  get running(): number {
+    return (this.opts.instances ?? 1) - this.idle.length;
   }
 
   submit(request: Req, rows: number, key: string, timeoutMs = this.opts.timeoutMs): Promise<Res> {
@@ -102,7 +112,7 @@ export class DynamicBatcher<Req, Res> {
   drain(): Promise<void> {
     this.draining = true;
     this.schedule();
-    if (!this.busy && this.queue.length === 0) return Promise.resolve();
+    if (this.running === 0 && this.queue.length === 0) return this.answered;
     return new Promise((r) => this.drained.push(r));
   }
 
@@ -136,11 +146,16 @@ export class DynamicBatcher<Req, Res> {
       clearTimeout(this.waitTimer);
       this.waitTimer = undefined;
     }
-    if (this.busy) return;
     if (this.queue.length === 0) {
-      if (this.draining) for (const r of this.drained.splice(0)) r();
+      if (this.draining && this.running === 0) {
+        const done = this.drained.splice(0);
+        void this.answered.then(() => {
+          for (const r of done) r();
+        });
+      }
       return;
     }
+    if (this.idle.length === 0) return;
     const now = performance.now();
     const { take, waitMs } = this.pick(now);
     if (take === 0) {
@@ -149,9 +164,12 @@ export class DynamicBatcher<Req, Res> {
     }
     const items = this.queue.splice(0, take);
     for (const it of items) clearTimeout(it.timer);
-    this.busy = true;
+    const instance = this.idle.shift()!;
     const started = performance.now();
-    this.runBatch(items.map((it) => it.request)).then(
+    const run = this.runBatch(
+      items.map((it) => it.request),
+      instance,
+    ).then(
       (results) => {
         this.onBatch({
           requests: items.length,
@@ -159,18 +177,23 @@ export class DynamicBatcher<Req, Res> {
           queueMs: items.map((it) => started - it.enqueuedAt),
           computeMs: performance.now() - started,
         });
-        items.forEach((it, i) => it.resolve(results[i]));
-        this.finish();
+        return () => items.forEach((it, i) => it.resolve(results[i]));
       },
-      (e) => {
+      (e: unknown) => () => {
         for (const it of items) it.reject(e);
-        this.finish();
       },
     );
-  }
-
-  private finish(): void {
-    this.busy = false;
+    // the instance takes the next batch at once; the answers go out after the earlier batches'
+    void run.then(() => {
+      this.idle.push(instance);
+      this.schedule();
+    });
+    const earlier = this.answered;
+    this.answered = run.then(async (answer) => {
+      await earlier;
+      answer();
+    });
+    // more instances idle: another batch may be ready too
     this.schedule();
   }
 }

@@ -3,6 +3,7 @@
 // max_queue_size); flags give defaults for every model, a file's per-model entries override them.
 import { readFileSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
+import type { DimValue } from '../frontend/dims.js';
 import { KilnError } from '../runtime/errors.js';
 import { importOptional } from '../node/optional-dependency.js';
 
@@ -13,11 +14,21 @@ export interface ModelConfig {
   path: string;
   /** Class names, one per line (or a JSON array), for /predict. */
   labels?: string;
-  /** Threads of the model's kernels (its worker thread's pool). */
+  /** Threads of the model's kernels (each instance's worker thread's pool). */
   threads: number;
-  /** Compile options for an .onnx model: whole input shapes and symbolic dim sizes. */
+  /**
+   * Copies of the model, each on its own worker thread with its own memory, running batches at the same time
+   * (Triton's instance_group count): what uses several cores when the kernels run on one (target 'native').
+   */
+  instances: number;
+  /** Where the kernels run: WebAssembly (default) or the artifact's x86-64 code (an .onnx is compiled for it). */
+  target: ServeTarget;
+  /**
+   * Compile options for an .onnx model: whole input shapes, and symbolic dims fixed to a size or given a range
+   * (a range on the leading dim serves batches without padding).
+   */
   input_shapes?: Record<string, number[]>;
-  dims?: Record<string, number>;
+  dims?: Record<string, DimValue>;
   /**
    * Largest batch the batcher forms (rows on the leading dim); 0: no batching, one request per run. For a model with
    * a symbolic leading dim the default is that symbol's upper bound; for a static model it must be its leading dim.
@@ -43,8 +54,13 @@ export interface ServeConfig {
   models: ModelConfig[];
 }
 
+export const SERVE_TARGETS = ['wasm', 'native'] as const;
+export type ServeTarget = (typeof SERVE_TARGETS)[number];
+
 export const MODEL_DEFAULTS = {
   threads: 1,
+  instances: 1,
+  target: 'wasm' as ServeTarget,
   preferred_batch_sizes: [] as number[],
   max_queue_delay_ms: 0,
   max_queue_size: 0,
@@ -71,6 +87,17 @@ function intList(v: unknown, where: string): number[] {
   return list.map((x, i) => int(x, `${where}[${i}]`, 1));
 }
 
+/** A dim's size (8) or range ([1, 8], or "1..8" as the --dim flag writes it). */
+function dimValue(v: unknown, where: string): DimValue {
+  const range = typeof v === 'string' ? /^\s*(\d+)\s*\.\.\s*(\d+)\s*$/.exec(v) : null;
+  const pair = range ? [range[1], range[2]] : Array.isArray(v) ? v : undefined;
+  if (!pair) return int(v, where, 1);
+  if (pair.length !== 2) throw bad(where, `${JSON.stringify(v)} is not a range`, 'give [LO, HI] or "LO..HI"');
+  const [lo, hi] = [int(pair[0], `${where}[0]`, 1), int(pair[1], `${where}[1]`, 1)];
+  if (lo > hi) throw bad(where, `${lo}..${hi} is empty`, `give a range with LO <= HI, e.g. ${hi}..${lo}`);
+  return [lo, hi];
+}
+
 function record<T>(v: unknown, where: string, each: (x: unknown, w: string) => T): Record<string, T> {
   if (v === null || typeof v !== 'object' || Array.isArray(v))
     throw bad(where, `${JSON.stringify(v)} is not a map`, 'give e.g. { input: [8, 3, 224, 224] }');
@@ -95,6 +122,8 @@ const MODEL_KEYS = new Set([
   'path',
   'labels',
   'threads',
+  'instances',
+  'target',
   'input_shapes',
   'dims',
   'max_batch_size',
@@ -119,10 +148,18 @@ export function modelConfig(
   const name = typeof m.name === 'string' && m.name ? m.name : defaultModelName(m.path);
   if (!/^[A-Za-z0-9_.-]+$/.test(name))
     throw bad(`${where}.name`, `'${name}' is not a URL-safe name`, 'use letters, digits, _ . -');
+  if (!SERVE_TARGETS.includes(m.target as ServeTarget))
+    throw bad(
+      `${where}.target`,
+      `${JSON.stringify(m.target)} is not a target`,
+      `give one of ${SERVE_TARGETS.join(', ')}`,
+    );
   const out: ModelConfig = {
     name,
     path: m.path,
     threads: int(m.threads, `${where}.threads`, 1, 64),
+    instances: int(m.instances, `${where}.instances`, 1, 64),
+    target: m.target as ServeTarget,
     preferred_batch_sizes: intList(m.preferred_batch_sizes, `${where}.preferred_batch_sizes`),
     max_queue_delay_ms: int(m.max_queue_delay_ms, `${where}.max_queue_delay_ms`, 0),
     max_queue_size: int(m.max_queue_size, `${where}.max_queue_size`, 0),
@@ -134,7 +171,7 @@ export function modelConfig(
   }
   if (m.max_batch_size !== undefined) out.max_batch_size = int(m.max_batch_size, `${where}.max_batch_size`, 0);
   if (m.input_shapes !== undefined) out.input_shapes = record(m.input_shapes, `${where}.input_shapes`, intList);
-  if (m.dims !== undefined) out.dims = record(m.dims, `${where}.dims`, (x, w) => int(x, w, 1));
+  if (m.dims !== undefined) out.dims = record(m.dims, `${where}.dims`, dimValue);
   return out;
 }
 

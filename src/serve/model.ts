@@ -51,11 +51,12 @@ export class ServedModel {
   private constructor(
     readonly config: ModelConfig,
     readonly artifact: Uint8Array,
-    private readonly model: LoadedModel,
+    /** One loaded copy per instance, each on its own worker thread. */
+    private readonly instances: LoadedModel[],
     readonly labels: string[] | undefined,
     onBatch: (s: BatchStats) => void,
   ) {
-    const header = model.header as ArtifactHeader & { symbols?: Symbols };
+    const header = instances[0].header as ArtifactHeader & { symbols?: Symbols };
     this.symbols = new Map((header.symbols ?? []).map((s) => [s.name, { min: s.min, max: s.max }]));
     const all = [...this.inputs, ...this.outputs];
     const lead = all.map((b) => dimsOf(b)[0]);
@@ -107,8 +108,9 @@ export class ServedModel {
         maxQueueDelayMs: config.max_queue_delay_ms,
         maxQueueSize: config.max_queue_size,
         timeoutMs: config.timeout_ms,
+        instances: instances.length,
       },
-      (reqs) => this.runBatch(reqs),
+      (reqs, instance) => this.runBatch(reqs, instances[instance]),
       onBatch,
     );
   }
@@ -131,6 +133,7 @@ export class ServedModel {
       artifact = (
         await compile(artifact, {
           modelPath: path,
+          target: config.target,
           ...(config.input_shapes ? { inputShapes: config.input_shapes } : {}),
           ...(config.dims ? { dims: config.dims } : {}),
         })
@@ -140,16 +143,27 @@ export class ServedModel {
       );
     }
     const labels = config.labels ? readLabels(config.labels) : undefined;
-    // timeoutMs puts the model on its own worker thread (with its thread pool); Infinity: runs are not cut short.
-    const model = await load(artifact.slice(), { threads: config.threads, timeoutMs: Number.POSITIVE_INFINITY });
+    // timeoutMs puts each instance on its own worker thread (with its thread pool); Infinity: runs are not cut short.
+    const instances: LoadedModel[] = [];
     try {
-      const served = new ServedModel(config, artifact, model, labels, onBatch);
+      for (let i = 0; i < config.instances; i++)
+        instances.push(
+          await load(artifact.slice(), {
+            threads: config.threads,
+            target: config.target,
+            timeoutMs: Number.POSITIVE_INFINITY,
+            log: (msg) => {
+              if (i === 0) log(`model '${config.name}': ${msg}`);
+            },
+          }),
+        );
+      const served = new ServedModel(config, artifact, instances, labels, onBatch);
       log(
-        `model '${config.name}': ready on ${config.threads} thread(s), ${served.mode === 'none' ? 'no batching' : `${served.mode} batches of up to ${served.maxBatchSize}`}`,
+        `model '${config.name}': ready, ${instances.length} instance(s) on ${instances[0].threads} thread(s) each, ${served.runsOn}, ${served.mode === 'none' ? 'no batching' : `${served.mode} batches of up to ${served.maxBatchSize}`}`,
       );
       return served;
     } catch (e) {
-      model.dispose();
+      for (const m of instances) m.dispose();
       throw e;
     }
   }
@@ -157,11 +171,15 @@ export class ServedModel {
   get name(): string {
     return this.config.name;
   }
+  /** What runs the kernels: WebAssembly, or the artifact's native code (target 'native' on a CPU that has it). */
+  get runsOn(): 'wasm' | 'native' {
+    return this.instances[0].runsOn ?? 'wasm';
+  }
   get inputs(): readonly Binding[] {
-    return this.model.inputs;
+    return this.instances[0].inputs;
   }
   get outputs(): readonly Binding[] {
-    return this.model.outputs;
+    return this.instances[0].outputs;
   }
 
   /** KServe v2 shapes: -1 for a dynamic dim; with batching, the leading dim is -1 (Triton's convention). */
@@ -200,6 +218,9 @@ export class ServedModel {
         timeout_ms: this.config.timeout_ms,
       },
       threads: this.config.threads,
+      instance_group: [{ count: this.instances.length, kind: 'KIND_CPU' }],
+      target: this.config.target,
+      runs_on: this.runsOn,
     };
   }
 
@@ -276,8 +297,8 @@ export class ServedModel {
   }
 
   /** Stacks the requests on the batch dim (padded to the model's rows if static), runs once, splits the outputs. */
-  private async runBatch(reqs: Record<string, Tensor>[]): Promise<Record<string, Tensor>[]> {
-    if (this.mode === 'none') return [await this.model.run(reqs[0])];
+  private async runBatch(reqs: Record<string, Tensor>[], model: LoadedModel): Promise<Record<string, Tensor>[]> {
+    if (this.mode === 'none') return [await model.run(reqs[0])];
     const rows = reqs.map((r) => r[this.inputs[0].name].shape[0]);
     const total = rows.reduce((a, b) => a + b, 0);
     const runRows = this.mode === 'padded' ? this.paddedRows : total;
@@ -293,7 +314,7 @@ export class ServedModel {
       }
       feeds[b.name] = { dtype: b.dtype, shape: [runRows, ...inner], data };
     }
-    const out = await this.model.run(feeds);
+    const out = await model.run(feeds);
     const results: Record<string, Tensor>[] = reqs.map(() => ({}));
     for (const b of this.outputs) {
       const t = out[b.name];
@@ -314,7 +335,7 @@ export class ServedModel {
   }
 
   dispose(): void {
-    this.model.dispose();
+    for (const m of this.instances) m.dispose();
   }
 }
 
