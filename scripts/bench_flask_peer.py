@@ -1,12 +1,22 @@
 # A peer for `npm run bench:serve`: the PyTorch deployment tutorial's Flask app (Flask's threaded server, an eager
 # PyTorch model under torch.no_grad()), speaking the same KServe v2 binary-data request and response as the others.
-# .venv/bin/python scripts/bench_flask_peer.py mobilenet_v2|bert PORT
+# .venv/bin/python scripts/bench_flask_peer.py mobilenet_v2|bert PORT   (or --check: exit 0 when Flask imports)
 import json
 import sys
 
+try:
+    from flask import Flask, Response, request
+except ImportError:
+    # No Flask wheel on this machine's disk: Debian's python3-flask, searched after the venv's own packages so that
+    # torch and numpy stay the venv's.
+    sys.path.append("/usr/lib/python3/dist-packages")
+    from flask import Flask, Response, request
+
+if sys.argv[1] == "--check":
+    sys.exit(0)
+
 import numpy as np
 import torch
-from flask import Flask, Response, request
 
 torch.library.register_fake = lambda *a, **k: (lambda f: f)  # before torchvision (see notes/machine-facts.md)
 

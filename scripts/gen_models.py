@@ -235,6 +235,8 @@ MODELS = {
     "bert_dynamic": lambda: bert(16, 12, positions=512),
     # resnet18_small exported with a dynamic batch axis
     "resnet18_dynamic": lambda: torchvision_model("resnet18", 32),
+    # mobilenet_v2 exported with a dynamic batch axis (the model server's batching in npm run bench:serve)
+    "mobilenet_v2_dynamic": lambda: torchvision_model("mobilenet_v2"),
     "gpt2_past": gpt2_past,
     # DenseNet-121's dense blocks concatenate up to 33 inputs (WebGPU binding limits); 64x64 keeps SwiftShader quick
     "densenet121": lambda: torchvision_model("densenet121", 64),
@@ -245,6 +247,7 @@ DYNAMIC_AXES = {
     "bert_dynamic": {n: {0: "batch", 1: "sequence"} for n in ("input_ids", "attention_mask", "last_hidden_state")},
     "gpt2": {n: {0: "batch", 1: "sequence"} for n in ("input_ids", "logits")},
     "resnet18_dynamic": {n: {0: "batch"} for n in ("input", "output")},
+    "mobilenet_v2_dynamic": {n: {0: "batch"} for n in ("input", "output")},
     "gpt2_past": {
         "input_ids": {0: "batch", 1: "sequence"},
         "attention_mask": {0: "batch", 1: "total"},

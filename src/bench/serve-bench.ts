@@ -1,12 +1,16 @@
-// npm run bench:serve [-- --models mobilenet_v2,bert --concurrency 1,8,32 --seconds 5 --peers kiln,kiln-nobatch,ort,flask]
+// npm run bench:serve [-- --models mobilenet_v2,bert --concurrency 1,8,32 --seconds 5 --peers kiln,kiln-nobatch,ort,flask
+//                         --target wasm|native --threads 2 --instances 1]
 //
 // The model server under load, on loopback only: autocannon sends the same KServe v2 binary-data request (one
 // image, or one 128-token sequence) to each server in turn, for a bounded time per cell, and reports throughput
 // and p50/p99 latency. Servers, each its own process on the same machine, one at a time:
-//  - kiln          `kiln serve --models` with dynamic batching (a batch-8 artifact, padded mode; max_queue_delay_ms 2)
-//  - kiln-nobatch  the same server with the batch-1 artifact and max_batch_size 0
+//  - kiln          `kiln serve --models` with dynamic batching: one artifact for batches 1..8 (the model exported with
+//                  a dynamic batch axis), a batch of R requests runs as R rows; max_queue_delay_ms 2
+//  - kiln-nobatch  the same server with a batch-1 artifact and max_batch_size 0
+//  Kiln's kernels run as WebAssembly or (--target native) as the artifacts' x86-64 code for this CPU.
 //  - ort           onnxruntime-node behind fastify, one session.run() per request (src/bench/ort-serve-peer.ts)
-//  - flask         the PyTorch tutorial's Flask app, eager PyTorch (scripts/bench_flask_peer.py; needs flask in .venv)
+//  - flask         the PyTorch tutorial's Flask app, eager PyTorch (scripts/bench_flask_peer.py; Flask from the venv
+//                  or Debian's python3-flask)
 // Prints a markdown table and the ratios the issue's targets name; writes bench/results/serve-latest.json.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -24,6 +28,8 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '5' },
     peers: { type: 'string', default: 'kiln,kiln-nobatch,ort,flask' },
     threads: { type: 'string', default: '2' },
+    target: { type: 'string', default: 'wasm' },
+    instances: { type: 'string', default: '1' },
   },
 });
 const MODELS = values.models.split(',');
@@ -31,6 +37,11 @@ const CONCURRENCY = values.concurrency.split(',').map(Number);
 const SECONDS = Number(values.seconds);
 const PEERS = values.peers.split(',');
 const THREADS = values.threads;
+const INSTANCES = values.instances;
+if (values.target !== 'wasm' && values.target !== 'native') throw new Error('--target wasm or native');
+const TARGET = values.target;
+/** Compile options of the target: native code for this machine's CPU level. */
+const TARGET_OPTS = TARGET === 'native' ? ({ target: 'native', cpu: 'native' } as const) : {};
 const DELAY_MS = 2;
 const MAX_BATCH = 8;
 const CACHE = join('.cache', 'bench-serve');
@@ -38,7 +49,7 @@ const PYTHON = join('.venv', 'bin', 'python');
 
 interface ModelSetup {
   onnx: string;
-  /** Compile options of the batch-8 (batching) and batch-1 artifacts. */
+  /** Compile options of the batch 1..8 (batching) and batch-1 artifacts. */
   batched: { path: string; opts: Record<string, unknown> };
   single: { path: string; opts: Record<string, unknown> };
   request: { header: Buffer; body: Buffer };
@@ -65,10 +76,7 @@ function setup(model: string): ModelSetup {
   if (model === 'mobilenet_v2') {
     return {
       onnx: '.cache/models/mobilenet_v2/model.onnx',
-      batched: {
-        path: '.cache/models/mobilenet_v2/model.onnx',
-        opts: { inputShapes: { input: [MAX_BATCH, 3, 224, 224] } },
-      },
+      batched: { path: '.cache/models/mobilenet_v2_dynamic/model.onnx', opts: { dims: { batch: [1, MAX_BATCH] } } },
       single: { path: '.cache/models/mobilenet_v2/model.onnx', opts: {} },
       request: binaryRequest([
         {
@@ -85,7 +93,10 @@ function setup(model: string): ModelSetup {
     const mask = new BigInt64Array(128).map((_, i) => (i < 100 ? 1n : 0n));
     return {
       onnx: '.cache/models/bert/model.onnx',
-      batched: { path: '.cache/models/bert_dynamic/model.onnx', opts: { dims: { batch: MAX_BATCH, sequence: 128 } } },
+      batched: {
+        path: '.cache/models/bert_dynamic/model.onnx',
+        opts: { dims: { batch: [1, MAX_BATCH], sequence: 128 } },
+      },
       single: { path: '.cache/models/bert/model.onnx', opts: {} },
       request: binaryRequest([
         { name: 'input_ids', datatype: 'INT64', shape: [1, 128], data: ids },
@@ -100,7 +111,7 @@ async function artifact(name: string, src: { path: string; opts: Record<string, 
   mkdirSync(CACHE, { recursive: true });
   const out = join(CACHE, `${name}.kiln`);
   const t0 = performance.now();
-  const r = await compile(readFileSync(src.path), { modelPath: src.path, ...src.opts });
+  const r = await compile(readFileSync(src.path), { modelPath: src.path, ...src.opts, ...TARGET_OPTS });
   writeFileSync(out, r.artifact);
   console.error(`compiled ${name} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   return out;
@@ -179,7 +190,8 @@ async function load(url: string, model: string, req: ModelSetup['request'], conn
 
 const rows: Row[] = [];
 const loadBefore = loadavg()[0];
-const haveFlask = existsSync(PYTHON) && spawnSync(PYTHON, ['-c', 'import flask'], { stdio: 'ignore' }).status === 0;
+const FLASK_PEER = 'scripts/bench_flask_peer.py';
+const haveFlask = existsSync(PYTHON) && spawnSync(PYTHON, [FLASK_PEER, '--check'], { stdio: 'ignore' }).status === 0;
 for (const model of MODELS) {
   const s = setup(model);
   const servers: Record<string, [string, string[]]> = {};
@@ -190,13 +202,17 @@ for (const model of MODELS) {
         'dist/cli/kiln.js',
         'serve',
         '--models',
-        `${model}=${await artifact(`${model}-b${MAX_BATCH}`, s.batched)}`,
+        `${model}=${await artifact(`${model}-b1-${MAX_BATCH}-${TARGET}`, s.batched)}`,
         '--max-batch-size',
         String(MAX_BATCH),
         '--max-queue-delay-ms',
         String(DELAY_MS),
         '--threads',
         THREADS,
+        '--target',
+        TARGET,
+        '--instances',
+        INSTANCES,
         '--port',
         '{PORT}',
       ],
@@ -208,19 +224,23 @@ for (const model of MODELS) {
         'dist/cli/kiln.js',
         'serve',
         '--models',
-        `${model}=${await artifact(`${model}-b1`, s.single)}`,
+        `${model}=${await artifact(`${model}-b1-${TARGET}`, s.single)}`,
         '--max-batch-size',
         '0',
         '--threads',
         THREADS,
+        '--target',
+        TARGET,
+        '--instances',
+        INSTANCES,
         '--port',
         '{PORT}',
       ],
     ];
   if (PEERS.includes('ort')) servers.ort = [process.execPath, ['dist/bench/ort-serve-peer.js', s.onnx, '{PORT}']];
   if (PEERS.includes('flask')) {
-    if (haveFlask) servers.flask = [PYTHON, ['scripts/bench_flask_peer.py', model, '{PORT}']];
-    else console.error('flask peer skipped: .venv/bin/pip install --retries 0 --timeout 3 flask');
+    if (haveFlask) servers.flask = [PYTHON, [FLASK_PEER, model, '{PORT}']];
+    else console.error('flask peer skipped: Flask is not installed (apt-get install python3-flask)');
   }
   for (const [peer, [cmd, args]] of Object.entries(servers)) {
     const { proc, url } = await startServer(cmd, args);
@@ -242,7 +262,7 @@ const cell = (model: string, peer: string, c: number) =>
   rows.find((r) => r.model === model && r.peer === peer && r.concurrency === c);
 const ratio = (a?: Row, b?: Row) => (a && b && b.rps > 0 ? `${(a.rps / b.rps).toFixed(2)}x` : 'n/a');
 const lines = [
-  `${cpus().length} cores (${cpus()[0]?.model ?? '?'}), load average ${loadBefore.toFixed(1)} before and ${loadavg()[0].toFixed(1)} after (other jobs share the cores: cells run one after another, so compare them with that in mind), ${SECONDS} s per cell, loopback, Kiln --threads ${THREADS}, max_batch_size ${MAX_BATCH}, max_queue_delay_ms ${DELAY_MS}`,
+  `${cpus().length} cores (${cpus()[0]?.model ?? '?'}), load average ${loadBefore.toFixed(1)} before and ${loadavg()[0].toFixed(1)} after (other jobs share the cores: cells run one after another, so compare them with that in mind), ${SECONDS} s per cell, loopback, Kiln --target ${TARGET} --threads ${THREADS} --instances ${INSTANCES}, max_batch_size ${MAX_BATCH}, max_queue_delay_ms ${DELAY_MS}`,
   '',
   '| model | server | concurrency | req/s | p50 ms | p99 ms | errors |',
   '|---|---|---|---|---|---|---|',
@@ -264,5 +284,5 @@ console.log(lines.join('\n'));
 mkdirSync('bench/results', { recursive: true });
 writeFileSync(
   'bench/results/serve-latest.json',
-  `${JSON.stringify({ date: new Date().toISOString(), load: [loadBefore, loadavg()[0]], rows }, null, 2)}\n`,
+  `${JSON.stringify({ date: new Date().toISOString(), target: TARGET, threads: THREADS, instances: INSTANCES, load: [loadBefore, loadavg()[0]], rows }, null, 2)}\n`,
 );
