@@ -172,6 +172,13 @@ for (const { name, output, feeds } of transformers) {
       ])
         await matchesOrtAt(g, bytes, { batch, sequence }, feeds(batch, sequence), output);
     });
+
+    it('imports with the sequence fixed and the batch ranged (a Range over a known size of a symbolic shape)', async () => {
+      const bytes = readFileSync(path);
+      const g = importAndOptimize(bytes, { dims: { batch: [1, 8], sequence: 12 } });
+      expect(g.graph.params.map((p) => printType(p.type))).toEqual(g.graph.params.map(() => 'int64[batch,12]'));
+      await matchesOrtAt(g, bytes, { batch: 3 }, feeds(3, 12), output);
+    });
   });
 }
 

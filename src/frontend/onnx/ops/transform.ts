@@ -250,8 +250,10 @@ converter('Range', 11, (c) => {
     delta = c.constValue(c.input(2), 'Range delta');
   const limitDim = c.dims(c.input(1), 'Range limit')[0];
   if (typeof limitDim === 'string') return symbolicRange(c, start, delta, limitDim);
-  const limit = c.constValue(c.input(1), 'Range limit');
-  const [s, l, d] = [start, limit, delta].map((t) => Number(elementValue(t.dtype, t.data, 0)));
+  // (a limit from shape arithmetic may be a known size without folding to a constant: a Shape of [batch, 128])
+  const limit = c.knownValue(c.input(1));
+  const [s, d] = [start, delta].map((t) => Number(elementValue(t.dtype, t.data, 0)));
+  const l = limit ? Number(elementValue(limit.dtype, limit.data, 0)) : limitDim;
   if (![s, l, d].every(Number.isFinite))
     throw new KilnError('E_MODEL_INVALID', `Range: start ${s}, limit ${l} and delta ${d} must be finite`);
   if (d === 0)
