@@ -480,6 +480,13 @@ describe('watchdog: load and run with timeoutMs', () => {
       expect(sync.code).toBe('E_UNSUPPORTED');
       expect(sync.message).toMatch(/runSync is not available .* timeoutMs/);
       expect((await s.run({ x, y })).z).toEqual(expected);
+      // transferInputs: a feed that is its whole buffer moves (detached here), a view into a larger one is copied
+      const own = { ...x, data: (x.data as Float32Array).slice() };
+      const big = new Float32Array(12);
+      big.set(y.data as Float32Array, 3);
+      const view = { ...y, data: big.subarray(3, 9) };
+      expect((await s.run({ x: own, y: view }, { transferInputs: true })).z).toEqual(expected);
+      expect([own.data.byteLength, big.byteLength]).toEqual([0, 48]);
     } finally {
       s.dispose();
     }

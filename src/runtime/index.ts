@@ -63,6 +63,12 @@ export interface LoadOptions {
 export interface RunOptions {
   /** Limit of this run in milliseconds, for a model loaded with timeoutMs (overrides the load's default). */
   timeoutMs?: number;
+  /**
+   * For a model loaded with timeoutMs: hand the feeds' buffers to the model's worker instead of copying them (a
+   * feed whose data is the whole of its ArrayBuffer moves and is detached, unusable, after the call; others are
+   * copied as usual). Ignored by models that run on the calling thread.
+   */
+  transferInputs?: boolean;
 }
 
 export interface LoadedModel {
@@ -199,7 +205,11 @@ function supervised(m: Awaited<ReturnType<typeof loadSupervised>>): LoadedModel 
           }),
         );
       try {
-        return m.run(feeds, options?.timeoutMs === undefined ? undefined : checkTimeout(options.timeoutMs, 'run'));
+        return m.run(
+          feeds,
+          options?.timeoutMs === undefined ? undefined : checkTimeout(options.timeoutMs, 'run'),
+          options?.transferInputs === true,
+        );
       } catch (e) {
         return Promise.reject(e);
       }

@@ -43,7 +43,7 @@ export interface SupervisedModel {
   readonly simd?: 'relaxed' | 'baseline';
   readonly runsOn?: 'native' | 'wasm';
   readonly nativeFallback?: string;
-  run(feeds: Record<string, Tensor>, timeoutMs?: number): Promise<Record<string, Tensor>>;
+  run(feeds: Record<string, Tensor>, timeoutMs?: number, transfer?: boolean): Promise<Record<string, Tensor>>;
   dispose(): void;
 }
 
@@ -202,13 +202,24 @@ export async function loadSupervised(
     simd: loaded.simd,
     runsOn: loaded.runsOn,
     nativeFallback: loaded.nativeFallback,
-    async run(feeds, timeoutMs = opts.timeoutMs) {
+    async run(feeds, timeoutMs = opts.timeoutMs, transfer = false) {
       // checked here first: a clear error without a round trip, and only plain tensors are posted
       const checked = checkInputs(header.inputs, feeds);
-      // each data copied once, compactly (a view's whole underlying buffer would be cloned), and the copy transferred
+      // each data copied once, compactly (a view's whole underlying buffer would be cloned), and the copy
+      // transferred; with `transfer`, a data that is its whole buffer moves as it is
       const clean: Record<string, Tensor> = {};
-      for (const [k, t] of Object.entries(checked))
-        clean[k] = { dtype: t.dtype, shape: [...t.shape], data: t.data.slice() };
+      const moved = new Set<ArrayBufferLike>();
+      for (const [k, t] of Object.entries(checked)) {
+        const { buffer, byteOffset, byteLength } = t.data;
+        const whole =
+          transfer &&
+          buffer instanceof ArrayBuffer &&
+          byteOffset === 0 &&
+          byteLength === buffer.byteLength &&
+          !moved.has(buffer);
+        if (whole) moved.add(buffer);
+        clean[k] = { dtype: t.dtype, shape: [...t.shape], data: whole ? t.data : t.data.slice() };
+      }
       const r = await sup.request(
         'run',
         { kiln: 'run', feeds: clean },

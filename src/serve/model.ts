@@ -298,7 +298,8 @@ export class ServedModel {
 
   /** Stacks the requests on the batch dim (padded to the model's rows if static), runs once, splits the outputs. */
   private async runBatch(reqs: Record<string, Tensor>[], model: LoadedModel): Promise<Record<string, Tensor>[]> {
-    if (this.mode === 'none') return [await model.run(reqs[0])];
+    // the feeds are the server's own copies (parsed, or stacked here): they move to the worker uncopied
+    if (this.mode === 'none') return [await model.run(reqs[0], { transferInputs: true })];
     const rows = reqs.map((r) => r[this.inputs[0].name].shape[0]);
     const total = rows.reduce((a, b) => a + b, 0);
     const runRows = this.mode === 'padded' ? this.paddedRows : total;
@@ -314,7 +315,7 @@ export class ServedModel {
       }
       feeds[b.name] = { dtype: b.dtype, shape: [runRows, ...inner], data };
     }
-    const out = await model.run(feeds);
+    const out = await model.run(feeds, { transferInputs: true });
     const results: Record<string, Tensor>[] = reqs.map(() => ({}));
     for (const b of this.outputs) {
       const t = out[b.name];
