@@ -1,5 +1,5 @@
 // Sizes that depend on values (issue 15, item 4): NonZero, Compress, TopK with k from a tensor, NonMaxSuppression,
-// Unique and Slice with run-time bounds, compiled once with their outputs laid out at an upper bound and the size
+// Unique, Slice with run-time bounds and Range over run-time values (bounded by the user), compiled once with their outputs laid out at an upper bound and the size
 // counted while the model runs; every run's shapes and values match ONNX Runtime, and what follows the counted size
 // (a transpose, a gather, a reduction) runs at it. On WebAssembly, native and WebGPU (the CUDA simulator's case is in
 // cuda-runtime.test.ts).
@@ -11,6 +11,9 @@ import { buildModel, randomF32 } from '../src/frontend/onnx/model-builder.js';
 import { compareTensors } from '../src/conformance/compare.js';
 import { runOrt } from './helpers/ort.js';
 import { int64 } from './helpers/shape-chain-model.js';
+import { kilnError } from './helpers/errors.js';
+import { assemble } from './helpers/artifact-surgery.js';
+import { readArtifact } from '../src/runtime/artifact.js';
 
 /** WebAssembly, native where LLVM is installed, and WebGPU on Dawn + SwiftShader. */
 const TARGETS: ('wasm' | 'native' | 'webgpu')[] = ['wasm', ...(findLlvm() ? (['native'] as const) : []), 'webgpu'];
@@ -381,5 +384,102 @@ describe('sizes counted from the data', () => {
       ],
     ])
       await matchesOrt(m, model, { x: randomF32([6, 10], 4), starts: int64([2], s), ends: int64([2], e) }, `${s} ${e}`);
+  });
+
+  // Range over run-time values: an integer one from 0 to a limit (positions for a length given as a tensor), and a
+  // float one with every input at run time; their bounds come from the user (range_0, range_1 in node order)
+  const rangeModel = buildModel({
+    inputs: [
+      ['limit', 'int64', []],
+      ['start', 'float32', []],
+      ['stop', 'float32', []],
+      ['step', 'float32', []],
+    ],
+    outputs: [
+      ['positions', 'float32', ['n']],
+      ['values', 'float32', ['m']],
+      ['total', 'float32', []],
+    ],
+    nodes: [
+      { op: 'Range', inputs: ['zero', 'limit', 'one'], outputs: ['r'] },
+      { op: 'Cast', inputs: ['r'], outputs: ['rf'], attrs: { to: 1 } },
+      { op: 'Mul', inputs: ['rf', 'half'], outputs: ['positions'] },
+      { op: 'Range', inputs: ['start', 'stop', 'step'], outputs: ['v'] },
+      { op: 'Exp', inputs: ['v'], outputs: ['values'] },
+      { op: 'ReduceSum', inputs: ['values'], outputs: ['total'], attrs: { keepdims: 0 } },
+    ],
+    initializers: {
+      zero: int64([], [0]),
+      one: int64([], [1]),
+      half: { dtype: 'float32', shape: [], data: new Float32Array([0.5]) },
+    },
+  });
+  const scalarF = (v: number): Tensor => ({ dtype: 'float32', shape: [], data: new Float32Array([v]) });
+  const rangeFeeds = (limit: number, start: number, stop: number, step: number) => ({
+    limit: int64([], [limit]),
+    start: scalarF(start),
+    stop: scalarF(stop),
+    step: scalarF(step),
+  });
+  for (const target of TARGETS)
+    it(`Range with start, limit and delta given at run time, bounded by --dim range_K on ${target}`, async () => {
+      const r = await compile(rangeModel, { target, dims: { range_0: [0, 40], range_1: [0, 25] } });
+      expect(r.header.outputs.map((o) => o.dims)).toEqual([['range_0'], ['range_1'], undefined]);
+      expect(r.header.symbols?.map((s) => [s.name, s.max, s.declared])).toEqual([
+        ['range_0', 41, [0, 40]],
+        ['range_1', 26, [0, 25]],
+      ]);
+      const m = await loadFor(target, r.artifact);
+      try {
+        for (const [limit, start, stop, step] of [
+          [7, 0, 1, 0.25],
+          [0, 2, -3, -0.5],
+          [40, 1, 1, 1],
+          [-3, -2.5, 9.5, 0.5],
+        ])
+          await matchesOrt(m, rangeModel, rangeFeeds(limit, start, stop, step), `${limit} ${start}:${stop}:${step}`);
+        // more than the bound: E_INPUT naming the symbol, its range and the flag, not a truncated range
+        for (const feeds of [rangeFeeds(41, 0, 1, 1), rangeFeeds(1, 0, 1e9, 1), rangeFeeds(1, 0, 1, 0)]) {
+          const e = await kilnError(() => m.run(feeds));
+          expect([e.code, e.message, e.hint]).toEqual([
+            'E_INPUT',
+            expect.stringMatching(
+              /Range that counts 'range_\d' longer than (40|25) elements, outside the range 0\.\.(40|25)/,
+            ),
+            expect.stringMatching(/--dim range_\d=0\.\.N/),
+          ]);
+        }
+        await matchesOrt(m, rangeModel, rangeFeeds(3, 0, 2, 1), 'after the errors');
+      } finally {
+        m.dispose();
+      }
+    });
+
+  it('Range over run-time values without a bound names the flag; a bound no Range claims is refused', async () => {
+    const e = await kilnError(() => compile(rangeModel));
+    expect([e.code, e.message, e.hint]).toEqual([
+      'E_DYNAMIC',
+      expect.stringMatching(/its length is counted from the data, and nothing bounds it/),
+      expect.stringMatching(/--dim range_0=0\.\.N/),
+    ]);
+    const second = await kilnError(() => compile(rangeModel, { dims: { range_0: [0, 4] } }));
+    expect(second.hint).toMatch(/--dim range_1=0\.\.N/);
+    // a header whose declared bound does not end one below its layout's is damaged
+    const r = await compile(rangeModel, { dims: { range_0: [0, 4], range_1: [0, 4] } });
+    const { header, wasm, wasmRelaxed, weights } = await readArtifact(r.artifact);
+    const bad = await assemble(header, { wasm, wasmRelaxed, weights }, (h) => {
+      h.symbols![0].declared = [0, 9];
+    });
+    await expect(load(bad)).rejects.toMatchObject({
+      code: 'E_ARTIFACT',
+      message: expect.stringMatching(/symbols\[0\]\.declared 0\.\.9 does not end one below its max 5/),
+    });
+    const extra = await kilnError(() =>
+      compile(rangeModel, { dims: { range_0: [0, 4], range_1: [0, 4], range_2: [0, 4] } }),
+    );
+    expect([extra.code, extra.message]).toEqual([
+      'E_INPUT',
+      expect.stringMatching(/'range_2'.*no Range of the model counts/),
+    ]);
   });
 });

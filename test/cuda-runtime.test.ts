@@ -486,7 +486,7 @@ describe('CUDA executor on a simulated driver (PTX simulator) vs ONNX Runtime', 
     );
   }
 
-  it('sizes counted from the data: NonZero and what follows it, NMS, the counts read back from device memory', async () => {
+  it('sizes counted from the data: NonZero and what follows it, NMS, Range, the counts read back from device memory', async () => {
     const bytes = buildModel({
       inputs: [['x', 'float32', [4, 50]]],
       outputs: [
@@ -541,6 +541,35 @@ describe('CUDA executor on a simulated driver (PTX simulator) vs ONNX Runtime', 
     expect(got.selected.shape[0]).toBeGreaterThan(2);
     expect(got.selected.data).toEqual(want.selected.data);
     nmsModel.dispose();
+    // Range over a run-time limit, bounded by the user; a limit past the bound fails the run, not truncates it
+    const range = buildModel({
+      inputs: [['limit', 'int64', []]],
+      outputs: [['y', 'float32', ['n']]],
+      nodes: [
+        { op: 'Range', inputs: ['zero', 'limit', 'two'], outputs: ['r'] },
+        { op: 'Cast', inputs: ['r'], outputs: ['rf'], attrs: { to: 1 } },
+        { op: 'Sqrt', inputs: ['rf'], outputs: ['y'] },
+      ],
+      initializers: {
+        zero: { dtype: 'int64', shape: [], data: BigInt64Array.of(0n) },
+        two: { dtype: 'int64', shape: [], data: BigInt64Array.of(2n) },
+      },
+    });
+    const rangeModel = await loadRuntime(
+      (await compile(range, { target: 'cuda', sm: 86, dims: { range_0: [0, 30] } })).artifact,
+      { target: 'cuda', cudaDriver: drv },
+    );
+    for (const limit of [0, 9, 60]) {
+      const feeds = { limit: { dtype: 'int64', shape: [], data: BigInt64Array.of(BigInt(limit)) } } as const;
+      const got = await rangeModel.run(feeds as Record<string, Tensor>);
+      const want = await runOrt(range, feeds as Record<string, Tensor>);
+      expect(got.y.shape).toEqual(want.y.shape);
+      expectClose({ y: got.y }, { y: want.y });
+    }
+    await expect(
+      rangeModel.run({ limit: { dtype: 'int64', shape: [], data: BigInt64Array.of(62n) } }),
+    ).rejects.toMatchObject({ code: 'E_INPUT', message: expect.stringMatching(/range_0.*longer than 30/) });
+    rangeModel.dispose();
     expect(drv.clean).toBe(true);
   });
 

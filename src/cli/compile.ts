@@ -148,7 +148,7 @@ export async function compileCommand(pos: string[], v: CompileFlags): Promise<nu
   for (const i of h.inputs) console.log(`  input  ${i.name}: ${i.dtype}[${i.dims ?? i.shape}]`);
   for (const s of h.symbols ?? [])
     console.log(
-      `  dim    ${s.name}: ${s.min}..${s.max} (${s.counted ? 'counted while the model runs, ' : ''}memory planned at ${s.max})`,
+      `  dim    ${s.name}: ${s.declared ? s.declared.join('..') : `${s.min}..${s.max}`} (${s.counted ? 'counted while the model runs, ' : ''}memory planned at ${s.max})`,
     );
   for (const o of h.outputs) console.log(`  output ${o.name}: ${o.dtype}[${o.dims ?? o.shape}]`);
   if (h.webgpu) {

@@ -63,7 +63,9 @@ export async function inspectCommand(
     console.log(`inputs:  ${h.inputs.map(binding).join(', ')}`);
     console.log(`outputs: ${h.outputs.map(binding).join(', ')}`);
     for (const s of h.symbols ?? [])
-      console.log(`dim      ${s.name}: ${s.min}..${s.max}${s.counted ? ' (counted while the model runs)' : ''}`);
+      console.log(
+        `dim      ${s.name}: ${s.declared ? s.declared.join('..') : `${s.min}..${s.max}`}${s.counted ? ' (counted while the model runs)' : ''}`,
+      );
     console.log(
       `memory:  peak arena ${h.plan.arenaBytes} bytes vs ${h.plan.intermediateBytes} bytes for all intermediates (${((100 * h.plan.arenaBytes) / Math.max(1, h.plan.intermediateBytes)).toFixed(1)}%); weights ${h.plan.weightBytes} bytes${h.symbols ? "; planned at the symbols' upper bounds" : ''}`,
     );

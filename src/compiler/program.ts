@@ -112,6 +112,12 @@ export function countedSizes(calls: readonly CallNode[]): Map<string, CallNode> 
   return out;
 }
 
+/** A counted size's bound as the user declared it (range_K), from its value_dim call: SymbolInfo.declared. */
+function declaredBound(call: CallNode): { declared: [number, number] } | undefined {
+  const d = ((call.op as FuncNode).body as CallNode).attrs.declared;
+  return Array.isArray(d) ? { declared: [Number(d[0]), Number(d[1])] } : undefined;
+}
+
 /**
  * The kernel calls in an order that runs each after its arguments and after the calls counting the sizes its type
  * names (a tensor of a counted size need not read the count: a Range over it).
@@ -446,6 +452,7 @@ function buildProgramAtBounds(main: FuncNode, opts: ProgramOptions, symbols: Sym
           min: symbols.ranges.get(name)![0],
           max: symbols.ranges.get(name)![1],
           ...(counted.has(name) && { counted: true }),
+          ...(counted.has(name) && declaredBound(counted.get(name)!)),
         })),
         symbolsAt: arenaAt + plan.offsets.get(symbolsId)!,
         dimExprs: Object.fromEntries(dimTexts.map((d) => [d, dimExprOf(d)])),

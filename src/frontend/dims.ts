@@ -1,7 +1,9 @@
 // The `dims` option: values for a model's symbolic input dims by name (ONNX dim_params such as `batch`, unnamed
 // dims named `<input>_d<i>`, torch.export's `s0`, `s1`...). A symbol fixed here, or by an `inputShapes` entry of an
 // input that declares it, takes that value in every input that declares it, so `--dim batch=8` fixes the batch of
-// all inputs at once and two inputs cannot disagree on it.
+// all inputs at once and two inputs cannot disagree on it. A name range_K bounds a size counted from the data (a
+// Range over run-time values), which no input declares.
+import { DECLARED_COUNTED, type DimRanges, unclaimedCounted } from '../relay-ir/sym-dim.js';
 import { KilnError } from '../runtime/errors.js';
 
 /** A dim's value, or the range [lo, hi] it may take at run time. */
@@ -60,7 +62,9 @@ export function bindSymbols(
     if (!was) bound.set(symbol, { value, from });
   };
   for (const [name, value] of Object.entries(dims ?? {})) {
-    if (!symbols.has(name))
+    // (range_K: the bound of a size counted from the data, claimed by the node that counts it: checkCountedClaimed)
+    const counted = !symbols.has(name) && DECLARED_COUNTED.test(name);
+    if (!symbols.has(name) && !counted)
       throw new KilnError('E_INPUT', `dims names '${name}', which no input declares; ${listing}`, {
         hint: 'check the spelling (names are case-sensitive); fixed dims need no option',
       });
@@ -70,7 +74,7 @@ export function bindSymbols(
         hint: `give a whole number >= 0 or a range lo <= hi: --dim ${name}=8 or --dim ${name}=1..16 (API: { ${name}: 8 } or { ${name}: [1, 16] })`,
       });
     const [lo, hi] = range ? (range as [number, number]) : [value as number, value as number];
-    if (lo === hi) bind(name, lo, `dims['${name}']`);
+    if (lo === hi && !counted) bind(name, lo, `dims['${name}']`);
     else ranges.set(name, [lo, hi]);
   }
   for (const vi of inputs) {
@@ -90,6 +94,19 @@ export function bindSymbols(
   }
   for (const s of bound.keys()) ranges.delete(s); // an input shape that fixes a ranged symbol wins
   return { values: new Map([...bound].map(([s, b]) => [s, b.value])), ranges };
+}
+
+/** After an import: every declared bound of a counted size (dims: { range_0: ... }) belongs to a node that counts. */
+export function checkCountedClaimed(ranges: DimRanges): void {
+  const extra = unclaimedCounted(ranges);
+  if (extra.length)
+    throw new KilnError(
+      'E_INPUT',
+      `dims names ${extra.map((s) => `'${s}'`).join(', ')}, which no input declares and no Range of the model counts`,
+      {
+        hint: 'range_K bounds the K-th Range (from 0, in node order) whose length comes from the data; drop the others',
+      },
+    );
 }
 
 /** The E_DYNAMIC hint for inputs whose dims are still symbolic: the flag that fixes each. */

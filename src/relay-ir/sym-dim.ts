@@ -60,6 +60,45 @@ export function countedSymbol(base: string, hi: number): string {
   return name;
 }
 
+/**
+ * Counted sizes with no bound in the model (a Range whose start, limit or delta are data): the user declares the
+ * bound as a dim named `${base}_K` (range_0, range_1, ... in the order the model's nodes count them).
+ */
+export const DECLARED_COUNTED = /^range_\d+$/;
+const claimed = new WeakMap<DimRanges, Set<string>>();
+
+/**
+ * The next declared counted size of `base` (`${base}_K`, K from 0 in conversion order) and the range [lo, hi] the
+ * user gave it. In force from then on: the range [0, hi + 1], so that kernels stay inside a layout one element
+ * larger even when the data asks for more than hi, which the run then reports (SymbolInfo.declared).
+ */
+export function declaredCountedSymbol(base: string, what: string): { symbol: string; declared: [number, number] } {
+  if (!(ranges instanceof Map) || ranges === noRanges)
+    throw new KilnError('E_INTERNAL', 'a counted size needs the ranges of an import in force', {
+      hint: 'please report this with the model',
+    });
+  const taken = claimed.get(ranges) ?? new Set<string>();
+  claimed.set(ranges, taken);
+  let k = 0;
+  while (taken.has(`${base}_${k}`)) k++;
+  const symbol = `${base}_${k}`;
+  const r = ranges.get(symbol);
+  if (!r)
+    throw new KilnError('E_DYNAMIC', `${what}: its length is counted from the data, and nothing bounds it`, {
+      hint: `give its largest length: kiln compile --dim ${symbol}=0..N (API: dims: { ${symbol}: [0, N] }); or make its inputs constants`,
+    });
+  taken.add(symbol);
+  const declared: [number, number] = [r[0], r[1]];
+  (ranges as Map<string, readonly [number, number]>).set(symbol, [0, r[1] + 1]);
+  return { symbol, declared };
+}
+
+/** Declared counted sizes (DECLARED_COUNTED) in `r` that no node claimed: names the model does not count. */
+export function unclaimedCounted(r: DimRanges): string[] {
+  const taken = claimed.get(r);
+  return [...r.keys()].filter((s) => DECLARED_COUNTED.test(s) && !taken?.has(s));
+}
+
 // --- polynomials --------------------------------------------------------------------------------------------------
 
 const constPoly = (c: number): Poly => new Map(c === 0 ? [] : [['', c]]);

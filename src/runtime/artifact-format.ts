@@ -41,6 +41,11 @@ export interface SymbolInfo {
   max: number;
   /** Counted from the data by a kernel while the model runs (NonZero's count), not given by an input's shape. */
   counted?: boolean;
+  /**
+   * For a counted size whose bound the user declared (a Range over data: --dim range_0=LO..HI): that range. `max`
+   * is HI + 1, so a run whose data asks for more stays in bounds and fails with E_INPUT instead of truncating.
+   */
+  declared?: [number, number];
 }
 
 export interface KernelInfo {

@@ -171,6 +171,13 @@ function checkSymbols(head: Obj, memoryBytes: number) {
       if (o.counted !== undefined && typeof o.counted !== 'boolean') throw damaged(`${p}.counted is not a boolean`);
       bounds.set(name, uint(o.max, `${p}.max`));
       if (lo > bounds.get(name)!) throw damaged(`${p}.min ${lo} is past its max ${o.max}`);
+      if (o.declared !== undefined) {
+        const d = arr(o.declared, `${p}.declared`);
+        if (o.counted !== true || d.length !== 2) throw damaged(`${p}.declared is not the range of a counted size`);
+        const [dlo, dhi] = [uint(d[0], `${p}.declared[0]`), uint(d[1], `${p}.declared[1]`)];
+        if (dlo > dhi || dhi + 1 !== bounds.get(name))
+          throw damaged(`${p}.declared ${dlo}..${dhi} does not end one below its max ${o.max}`);
+      }
     });
     const at = uint(head.symbolsAt, 'symbolsAt', memoryBytes - 4 * bounds.size, `memoryBytes ${memoryBytes}`);
     if (at % 4) throw damaged(`symbolsAt ${at} is not a multiple of 4`);

@@ -117,6 +117,13 @@ export function sizesAfterRun(
   (h.symbols ?? []).forEach((s, i) => {
     if (!s.counted) return;
     const v = counted[i];
+    const [lo, hi] = s.declared ?? [s.min, s.max];
+    if (s.declared && v >= s.min && v <= s.max && !(v >= lo && v <= hi))
+      throw new KilnError(
+        'E_INPUT',
+        `the inputs make the Range that counts '${s.name}' ${v > hi ? `longer than ${hi}` : `${v}`} elements, outside the range ${lo}..${hi} it was compiled for (or its delta is 0)`,
+        { hint: `compile with a range that holds it: kiln compile --dim ${s.name}=${Math.min(lo, v)}..N` },
+      );
     if (!(v >= s.min && v <= s.max))
       throw new KilnError(
         'E_ARTIFACT',

@@ -490,8 +490,16 @@ export class WebGpuExecutor {
         hint: 'please report this with the model',
       });
     await Promise.all([...this.staging.flat(), ...(counted ? [counted] : [])].map((s) => s.mapAsync(MAP_READ)));
-    const sizes = sizesAfterRun(h, symbols, () => new Int32Array(counted!.getMappedRange().slice(0)));
-    counted?.unmap();
+    let sizes: Int32Array | undefined;
+    try {
+      sizes = sizesAfterRun(h, symbols, () => new Int32Array(counted!.getMappedRange().slice(0)));
+    } catch (e) {
+      // (a run that fails here, a Range longer than its bound, leaves the buffers ready for the next)
+      for (const s of this.staging.flat()) s.unmap();
+      throw e;
+    } finally {
+      counted?.unmap();
+    }
     const data = new Map<string, TypedArray>();
     this.gpuOutputs.forEach((o, i) => {
       const parts = this.staging[i];

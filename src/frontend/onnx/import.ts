@@ -35,7 +35,7 @@ import {
   declaredInput,
   runtimeInputs,
 } from './validate.js';
-import { type DimOptions, bindSymbols, fixDimsHint } from '../dims.js';
+import { type DimOptions, bindSymbols, checkCountedClaimed, fixDimsHint } from '../dims.js';
 import type { SymbolicValue } from '../../relay-ir/passes/fold-constant.js';
 import { type DimRanges, withDimRanges } from '../../relay-ir/sym-dim.js';
 import '../../tensor-expr/ops/index.js';
@@ -135,7 +135,11 @@ export function importOnnx(bytes: Uint8Array, opts: ImportOptions): ImportedMode
     opts.dims,
     opts.inputShapes,
   );
-  return withDimRanges(ranges, () => ({ ...convertGraph(model, opset, symbolValues, opts), dimRanges: ranges }));
+  return withDimRanges(ranges, () => {
+    const imported = convertGraph(model, opset, symbolValues, opts);
+    checkCountedClaimed(ranges);
+    return { ...imported, dimRanges: ranges };
+  });
 }
 
 function convertGraph(

@@ -11,7 +11,7 @@ import { type Dim, type TensorType, asTensor, tensorType } from '../../relay-ir/
 import { type DimRanges, dimEquals, dimSymbols, withDimRanges } from '../../relay-ir/sym-dim.js';
 import { type Pt2Archive, readPt2Archive } from './archive.js';
 import { type SymExpr, parseSymExpr, printSymExpr, symExprToDim } from './sym-expr.js';
-import { type DimOptions, bindSymbols, fixDimsHint, inputSymbols } from '../dims.js';
+import { type DimOptions, bindSymbols, checkCountedClaimed, fixDimsHint, inputSymbols } from '../dims.js';
 import {
   type ArgumentJson,
   type ExportedProgramJson,
@@ -274,6 +274,7 @@ function programSizes(program: ExportedProgramJson, opts: Pt2ImportOptions): Pro
     }),
   }));
   const { values, ranges: narrowed } = bindSymbols(declared, opts.dims, opts.inputShapes);
+  checkCountedClaimed(narrowed); // (no ATen converter counts a declared size)
   const ranges = program.range_constraints ?? {};
   const recorded = (symbol: string): [number, number] => {
     const r = ranges[symbol];

@@ -13,6 +13,7 @@ import {
   dimProduct,
   dimProvedLE,
   dimSub,
+  declaredCountedSymbol,
 } from '../../../relay-ir/sym-dim.js';
 import { staticDim, staticDims } from '../../../tensor-expr/ops/common.js';
 import { type ConvertCtx, constNumbers, converter, countedSize } from '../converter.js';
@@ -246,9 +247,10 @@ converter('ConstantOfShape', 9, (c) => {
 /** Most elements a folded Range may have (its values are stored in the artifact). */
 const RANGE_MAX = 1 << 26;
 converter('Range', 11, (c) => {
-  const start = c.constValue(c.input(0), 'Range start'),
-    delta = c.constValue(c.input(2), 'Range delta');
-  const limitDim = c.dims(c.input(1), 'Range limit')[0];
+  const start = c.knownValue(c.input(0)),
+    delta = c.knownValue(c.input(2));
+  const limitDim = c.knownDims(c.input(1))?.[0];
+  if (!start || !delta || limitDim === undefined) return countedRange(c);
   if (typeof limitDim === 'string') return symbolicRange(c, start, delta, limitDim);
   // (a limit from shape arithmetic may be a known size without folding to a constant: a Shape of [batch, 128])
   const limit = c.knownValue(c.input(1));
@@ -272,6 +274,36 @@ converter('Range', 11, (c) => {
   for (let i = 0; i < n; i++) vals.push(s + i * d);
   return c.constant(tensor(start.dtype, [n], vals));
 });
+
+/**
+ * A Range whose start, limit or delta are data: a counted size (converter.ts countedSize), its bound declared by the
+ * user (range_K). The count, ceil((limit - start) / delta) in float64 as ORT computes it, is clamped to
+ * [0, bound + 1] before it becomes an integer (NaN from a zero delta counts as too many): a count above the bound
+ * makes the run fail with E_INPUT rather than truncate the range.
+ */
+function countedRange(c: ConvertCtx): GExpr {
+  const { symbol, declared } = declaredCountedSymbol('range', 'Range');
+  const [start, limit, delta] = [0, 1, 2].map((i) => c.input(i));
+  const dtype = c.type(start).dtype;
+  if (
+    [limit, delta].some((e) => c.type(e).dtype !== dtype) ||
+    [start, limit, delta].some((e) => c.type(e).shape.length)
+  )
+    throw new KilnError('E_MODEL_INVALID', 'Range: start, limit and delta must be scalars of one type');
+  const f64 = (e: GExpr) => c.call('cast', [e], { to: 'float64' });
+  const scalar = (v: number) => c.constant(tensor('float64', [], [v]));
+  const steps = c.call('ceil', [c.call('div', [c.call('sub', [f64(limit), f64(start)]), f64(delta)])]);
+  const over = scalar(declared[1] + 1);
+  const count = c.call(
+    'cast',
+    [c.call('where', [c.call('isnan', [steps]), over, c.call('clip', [steps, scalar(0), over])])],
+    {
+      to: 'int64',
+    },
+  );
+  const n = c.call('value_dim', [count], { symbol, max: declared[1] + 1, declared });
+  return c.call('range', [start, delta, n], { count: [symbol] });
+}
 
 /** A Range whose limit depends on symbolic dims (`arange(sequence)`): its length is a symbolic dim. */
 function symbolicRange(c: ConvertCtx, start: Tensor, delta: Tensor, limit: Dim): GExpr {
