@@ -47,6 +47,8 @@ export class ServedModel {
   /** Rows a padded model always runs (its static leading dim). */
   private readonly paddedRows: number;
   private readonly symbols: Map<string, { min: number; max: number }>;
+  /** Request data nobody reads after the run (check(inputs, true)): a run may move it to the worker. */
+  private readonly disposable = new WeakSet<object>();
 
   private constructor(
     readonly config: ModelConfig,
@@ -224,8 +226,11 @@ export class ServedModel {
     };
   }
 
-  /** Checks a request's tensors against the model's inputs: names, dtypes, shapes (dynamic dims within range). */
-  check(inputs: Map<string, Tensor>): ModelRequest {
+  /**
+   * Checks a request's tensors against the model's inputs: names, dtypes, shapes (dynamic dims within range).
+   * `disposable`: the caller made the tensors for this request and will not read them again.
+   */
+  check(inputs: Map<string, Tensor>, disposable = false): ModelRequest {
     const where = `model '${this.name}'`;
     const names = this.inputs.map((b) => b.name);
     for (const name of inputs.keys())
@@ -288,6 +293,7 @@ export class ServedModel {
       feeds[b.name] = t;
     }
     const key = this.inputs.map((b) => formatShape(feeds[b.name].shape.slice(this.mode === 'none' ? 0 : 1))).join(';');
+    if (disposable) for (const t of Object.values(feeds)) this.disposable.add(t.data);
     return { feeds, rows, key };
   }
 
@@ -298,8 +304,11 @@ export class ServedModel {
 
   /** Stacks the requests on the batch dim (padded to the model's rows if static), runs once, splits the outputs. */
   private async runBatch(reqs: Record<string, Tensor>[], model: LoadedModel): Promise<Record<string, Tensor>[]> {
-    // the feeds are the server's own copies (parsed, or stacked here): they move to the worker uncopied
-    if (this.mode === 'none') return [await model.run(reqs[0], { transferInputs: true })];
+    // feeds the server made for the request alone, and the stacked ones made here, move to the worker uncopied
+    if (this.mode === 'none') {
+      const transferInputs = Object.values(reqs[0]).every((t) => this.disposable.has(t.data));
+      return [await model.run(reqs[0], { transferInputs })];
+    }
     const rows = reqs.map((r) => r[this.inputs[0].name].shape[0]);
     const total = rows.reduce((a, b) => a + b, 0);
     const runRows = this.mode === 'padded' ? this.paddedRows : total;

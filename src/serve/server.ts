@@ -179,7 +179,7 @@ export async function startModelServer(cfg: ServeConfig, opts: ModelServerOption
         throw new KilnError('E_INPUT', `model '${model.name}' has no output '${o.name}'`, {
           hint: `its outputs: ${model.outputs.map((b) => b.name).join(', ')}`,
         });
-    const checked = model.check(r.inputs);
+    const checked = model.check(r.inputs, true);
     const out = await model.infer(checked, r.timeoutUs !== undefined ? r.timeoutUs / 1000 : undefined);
     const res = inferResponse(
       model.name,
@@ -214,7 +214,7 @@ export async function startModelServer(cfg: ServeConfig, opts: ModelServerOption
       });
     const img = await decodeImage(sharp, await file.toBuffer());
     const x: Tensor = { dtype: 'float32', shape: [1, 3, size, size], data: imageNetTensor(img, size) };
-    const out = await model.infer(model.check(new Map([[inputName, x]])));
+    const out = await model.infer(model.check(new Map([[inputName, x]]), true));
     const logits = out[model.outputs[0].name].data as Float32Array;
     return {
       model_name: model.name,
