@@ -3,9 +3,9 @@
 // bound to sizes afterwards (specializeGraph), against ONNX Runtime running the dynamic model at each size.
 import { describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
-import { load, type Tensor } from '../src/index.js';
+import { compile, load, type Tensor } from '../src/index.js';
 import { compileGraph, importAndOptimize, specializeGraph } from '../src/compiler/compile.js';
-import { randomF32 } from '../src/frontend/onnx/model-builder.js';
+import { buildModel, randomF32 } from '../src/frontend/onnx/model-builder.js';
 import { compareTensors } from '../src/conformance/compare.js';
 import { printFunc } from '../src/relay-ir/printer.js';
 import { printType } from '../src/relay-ir/types.js';
@@ -129,6 +129,33 @@ describe('graphs with symbolic dims', () => {
       'E_INPUT',
       expect.stringMatching(/'seq' = 17 is outside its range 1\.\.16/),
     ]);
+  });
+});
+
+describe('kernels for run-time sizes: dims that shape a kernel', () => {
+  it("a ScatterND whose indices' last dim is a run-time size is E_DYNAMIC naming the dim to fix", async () => {
+    const model = buildModel({
+      inputs: [
+        ['x', 'float32', ['n', 4]],
+        ['i', 'int64', ['m', 'k']],
+        ['u', 'float32', ['m', 4]],
+      ],
+      outputs: [['y', 'float32', ['n', 4]]],
+      nodes: [{ op: 'ScatterND', inputs: ['x', 'i', 'u'], outputs: ['y'] }],
+    });
+    const e = await kilnError(() => compile(model, { dims: { n: [1, 8], m: [1, 8], k: [1, 2] } }));
+    expect([e.code, e.message, e.hint]).toEqual([
+      'E_DYNAMIC',
+      expect.stringMatching(/scatter_nd: the indices' last dim \(k\) shapes its kernel/),
+      'fix it: --dim k=N',
+    ]);
+    // fixed, it runs at any n and m in range
+    const r = await compile(model, { dims: { n: [1, 8], m: [1, 8], k: 1 } });
+    const m = await load(r.artifact);
+    const feeds = { x: randomF32([6, 4], 1), i: int64([2, 1], [4, 1]), u: randomF32([2, 4], 2) };
+    const got = m.runSync(feeds);
+    m.dispose();
+    expect(compareTensors(got.y, (await runOrt(model, feeds)).y)?.message).toBeUndefined();
   });
 });
 

@@ -10,10 +10,11 @@
 import { KilnError } from '../runtime/errors.js';
 import { isFloat } from '../runtime/dtype.js';
 import type { FuncNode, GExpr } from '../relay-ir/expr.js';
-import { postOrder } from '../relay-ir/expr.js';
+import { isFuncCall, postOrder } from '../relay-ir/expr.js';
+import type { OpSpec } from '../relay-ir/op.js';
 import { type Dim, type TensorType, isStatic } from '../relay-ir/types.js';
 import { specializeDims } from '../relay-ir/passes/specialize-dims.js';
-import { type DimRanges, dimProduct, foldDim, substituteDim, withDimRanges } from '../relay-ir/sym-dim.js';
+import { type DimRanges, dimProduct, dimSymbols, foldDim, substituteDim, withDimRanges } from '../relay-ir/sym-dim.js';
 import {
   type Buf,
   type Expr,
@@ -128,6 +129,28 @@ const dynamicError = (ops: readonly string[], why: string) =>
     hint: 'fix the dims it depends on (--dim NAME=N, or specializeGraph), or report the model so the operator learns run-time sizes',
   });
 
+/** Every operator's structural dims (OpSpec.structuralDims) are fixed: E_DYNAMIC naming the dim otherwise. */
+function checkStructuralDims(fn: FuncNode): void {
+  for (const n of postOrder(fn.body)) {
+    if (n.kind !== 'call' || isFuncCall(n)) continue;
+    const op = n.op as OpSpec;
+    const symbolic = (
+      op.structuralDims?.(
+        n.args.map((a) => a.type as TensorType),
+        n.attrs,
+      ) ?? []
+    ).filter(([d]) => typeof d === 'string');
+    if (symbolic.length)
+      throw new KilnError(
+        'E_DYNAMIC',
+        `${op.name}: ${symbolic.map(([d, what]) => `${what} (${d})`).join(', ')} shapes its kernel, so it cannot be a run-time size`,
+        {
+          hint: `fix it: ${[...new Set(symbolic.flatMap(([d]) => dimSymbols(d)))].map((s) => `--dim ${s}=N`).join(' ')}`,
+        },
+      );
+  }
+}
+
 /** The kernel of a primitive function with symbolic dims, for every size in the symbols' ranges. */
 export function buildDynamicKernel(
   fn: FuncNode,
@@ -135,6 +158,7 @@ export function buildDynamicKernel(
   symbols: SymbolTable,
   trace: (sch: Schedule) => TraceStep[] = defaultTrace,
 ): BuiltKernel {
+  checkStructuralDims(fn);
   const points = samplePoints(symbols);
   const builds = points.map((values) => {
     try {

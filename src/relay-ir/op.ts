@@ -27,6 +27,11 @@ export interface OpSpec {
   readonly dimsFromType?: (args: readonly TensorType[], attrs: Attrs) => Dim[];
   /** Its value is known only while the model runs (a size counted from data): never evaluated at compile time. */
   readonly runTimeOnly?: boolean;
+  /**
+   * Dims that give its kernel its structure rather than a loop's extent (ScatterND's index length: how many leading
+   * dims each index names), each with what it is: a kernel for run-time sizes needs them fixed.
+   */
+  readonly structuralDims?: (args: readonly TensorType[], attrs: Attrs) => [Dim, string][];
 }
 
 const registry = new Map<string, OpSpec>();

@@ -691,6 +691,7 @@ defineOp({
 defineOp({
   name: 'scatter_nd',
   pattern: OpPattern.Opaque,
+  structuralDims: ([, ind]) => [[ind.shape[ind.shape.length - 1], "the indices' last dim"]],
   inferType: ([x, , upd]) => {
     if (upd.dtype !== x.dtype) shapeError('scatter_nd: updates dtype differs from data');
     return tensorType(x.shape, x.dtype);
