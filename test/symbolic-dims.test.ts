@@ -159,6 +159,125 @@ describe('kernels for run-time sizes: dims that shape a kernel', () => {
   });
 });
 
+describe('Attention and RotaryEmbedding (opset 23) with symbolic batch and sequence lengths', () => {
+  // a decoder step: rotary positions for the new queries, grouped-query causal attention over a past of any length
+  const model = buildModel({
+    inputs: [
+      ['q', 'float32', ['batch', 4, 'seq', 16]],
+      ['k', 'float32', ['batch', 2, 'seq', 16]],
+      ['v', 'float32', ['batch', 2, 'seq', 16]],
+      ['past_k', 'float32', ['batch', 2, 'past', 16]],
+      ['past_v', 'float32', ['batch', 2, 'past', 16]],
+      ['pos', 'int64', ['batch', 'seq']],
+    ],
+    initializers: { cos: randomF32([32, 8], 3), sin: randomF32([32, 8], 4) },
+    outputs: [
+      ['y', 'float32', ['batch', 4, 'seq', 16]],
+      ['present_k', 'float32', ['batch', 2, 'total', 16]],
+      ['present_v', 'float32', ['batch', 2, 'total', 16]],
+    ],
+    nodes: [
+      { op: 'RotaryEmbedding', inputs: ['q', 'cos', 'sin', 'pos'], outputs: ['qr'] },
+      { op: 'RotaryEmbedding', inputs: ['k', 'cos', 'sin', 'pos'], outputs: ['kr'] },
+      {
+        op: 'Attention',
+        inputs: ['qr', 'kr', 'v', '', 'past_k', 'past_v'],
+        outputs: ['y', 'present_k', 'present_v'],
+        attrs: { is_causal: 1 },
+      },
+    ],
+    opset: 23,
+  });
+  it('compiles once and matches ONNX Runtime at every length in range', async () => {
+    const r = await compile(model, { dims: { batch: [1, 2], seq: [1, 8], past: [0, 8] } });
+    expect(r.header.outputs.map((o) => o.dims)).toEqual([
+      ['batch', 4, 'seq', 16],
+      ['batch', 2, 'past + seq', 16],
+      ['batch', 2, 'past + seq', 16],
+    ]);
+    const m = await load(r.artifact);
+    try {
+      for (const [batch, seq, past] of [
+        [1, 1, 0],
+        [2, 3, 5],
+        [1, 8, 8],
+        [2, 1, 7],
+      ]) {
+        const feeds: Record<string, Tensor> = {
+          q: randomF32([batch, 4, seq, 16], 10 + seq),
+          k: randomF32([batch, 2, seq, 16], 20 + seq),
+          v: randomF32([batch, 2, seq, 16], 30 + seq),
+          past_k: randomF32([batch, 2, past, 16], 40 + past),
+          past_v: randomF32([batch, 2, past, 16], 50 + past),
+          pos: int64(
+            [batch, seq],
+            Array.from({ length: batch * seq }, (_, i) => past + (i % seq)),
+          ),
+        };
+        const got = m.runSync(feeds);
+        const want = await runOrt(model, feeds);
+        for (const o of ['y', 'present_k', 'present_v']) {
+          expect(got[o].shape).toEqual(want[o].shape);
+          expect(compareTensors(got[o], want[o])?.message, `${o} at ${batch},${seq},${past}`).toBeUndefined();
+        }
+      }
+    } finally {
+      m.dispose();
+    }
+  });
+});
+
+describe('Attention (opset 23) on [batch, sequence, hidden] with a mask of symbolic length', () => {
+  it('compiles once and matches ONNX Runtime at every length in range', async () => {
+    const model = buildModel({
+      inputs: [
+        ['q', 'float32', ['batch', 'seq', 32]],
+        ['k', 'float32', ['batch', 'seq', 32]],
+        ['v', 'float32', ['batch', 'seq', 32]],
+        ['mask', 'bool', ['seq', 'seq']],
+      ],
+      outputs: [['y', 'float32', ['batch', 'seq', 32]]],
+      nodes: [
+        {
+          op: 'Attention',
+          inputs: ['q', 'k', 'v', 'mask'],
+          outputs: ['y'],
+          attrs: { q_num_heads: 4, kv_num_heads: 4, scale: 0.3 },
+        },
+      ],
+      opset: 23,
+    });
+    const r = await compile(model, { dims: { batch: [1, 3], seq: [1, 12] } });
+    const m = await load(r.artifact);
+    try {
+      for (const [batch, seq] of [
+        [1, 1],
+        [3, 7],
+        [2, 12],
+      ]) {
+        const keep = randomF32([seq, seq], seq).data as Float32Array;
+        const feeds: Record<string, Tensor> = {
+          q: randomF32([batch, seq, 32], 1),
+          k: randomF32([batch, seq, 32], 2),
+          v: randomF32([batch, seq, 32], 3),
+          // (every row keeps its diagonal)
+          mask: {
+            dtype: 'bool',
+            shape: [seq, seq],
+            data: Uint8Array.from(keep, (x, i) => (x > -0.3 || i % (seq + 1) === 0 ? 1 : 0)),
+          },
+        };
+        const got = m.runSync(feeds);
+        const want = await runOrt(model, feeds);
+        expect(got.y.shape).toEqual(want.y.shape);
+        expect(compareTensors(got.y, want.y)?.message, `at ${batch},${seq}`).toBeUndefined();
+      }
+    } finally {
+      m.dispose();
+    }
+  });
+});
+
 const tokens = (batch: number, sequence: number, vocab: number): Tensor =>
   int64(
     [batch, sequence],

@@ -2,12 +2,15 @@
 // the operator's function body composes them: Q and K scaled by sqrt(scale) each, Q K^T, softcap, an additive bias
 // (the mask, causal and window frontiers, key padding), a softmax whose fully masked rows are zero, times V. The
 // bias is built from constants wherever its inputs are (so it folds), and GQA repeats each KV head in place.
-// RotaryEmbedding (opset 23), the position encoding such decoders apply to Q and K, is here too.
+// RotaryEmbedding (opset 23), the position encoding such decoders apply to Q and K, is here too. The batch and the
+// sequence lengths (queries, past and present keys) may be symbolic; heads and head sizes are known.
 import { KilnError } from '../../../runtime/errors.js';
 import { type Tensor, sizeOf, tensor } from '../../../runtime/tensor.js';
 import type { DType } from '../../../runtime/dtype.js';
 import type { GExpr } from '../../../relay-ir/expr.js';
-import { batchThenStatic, staticDim, staticDims } from '../../../tensor-expr/ops/common.js';
+import type { Dim, TensorType } from '../../../relay-ir/types.js';
+import { dimSub } from '../../../relay-ir/sym-dim.js';
+import { staticDim, staticDims } from '../../../tensor-expr/ops/common.js';
 import { type ConvertCtx, converter } from '../converter.js';
 
 const filled = (dtype: DType, shape: number[], f: (i: number) => number): Tensor =>
@@ -17,9 +20,16 @@ const filled = (dtype: DType, shape: number[], f: (i: number) => number): Tensor
     Array.from({ length: sizeOf(shape) }, (_, i) => f(i)),
   );
 
+/** [B, heads, S, H]: the batch and the sequence as they are (symbolic or not), heads and head size known. */
+function headDims(t: TensorType, what: string): [Dim, number, Dim, number] {
+  const [b, h, s, d] = t.shape;
+  return [b, staticDim(h, what), s, staticDim(d, what)];
+}
+
 /** [B, S, heads * H] -> [B, heads, S, H]. */
 function splitHeads(c: ConvertCtx, x: GExpr, heads: number, what: string): GExpr {
-  const [b, s, hidden] = batchThenStatic(c.type(x), `Attention ${what}`);
+  const [b, s, h] = c.type(x).shape;
+  const hidden = staticDim(h, `Attention ${what}`);
   if (!heads || hidden % heads !== 0) c.unsupported(`${what} hidden size ${hidden} with ${heads} heads`);
   return c.call('transpose', [c.call('reshape', [x], { shape: [b, s, heads, hidden / heads] })], {
     perm: [0, 2, 1, 3],
@@ -31,7 +41,7 @@ function repeatHeads(c: ConvertCtx, x: GExpr, qHeads: number, kvHeads: number): 
   if (qHeads === kvHeads) return x;
   if (qHeads % kvHeads !== 0) c.unsupported(`${qHeads} query heads over ${kvHeads} KV heads`);
   const reps = qHeads / kvHeads;
-  const [b, h, s, d] = batchThenStatic(c.type(x), `${c.opType} K/V`);
+  const [b, h, s, d] = headDims(c.type(x), `${c.opType} K/V`);
   const wide = c.call('expand', [c.call('unsqueeze', [x], { axes: [2] })], { shape: [b, h, reps, s, d] });
   return c.call('reshape', [wide], { shape: [b, h * reps, s, d] });
 }
@@ -54,24 +64,31 @@ function attention(c: ConvertCtx): GExpr[] {
     k = splitHeads(c, k, c.int('kv_num_heads', 0), 'K');
     v = splitHeads(c, v, c.int('kv_num_heads', 0), 'V');
   } else if (c.type(q).shape.length !== 4) c.unsupported(`Q of rank ${c.type(q).shape.length}`);
-  const [batch, qHeads, L, headSize] = batchThenStatic(c.type(q), 'Attention Q');
-  const kvHeads = batchThenStatic(c.type(k), 'Attention K')[1];
+  const [batch, qHeads, L, headSize] = headDims(c.type(q), 'Attention Q');
+  const kvHeads = headDims(c.type(k), 'Attention K')[1];
   const scalar = (x: number) => c.constant(tensor(dtype, [], [x]));
 
   // the cache: past keys and values first
   const presentKey = pastKey ? c.call('concat', [pastKey, k], { axis: 2 }) : k;
   const presentValue = pastValue ? c.call('concat', [pastValue, v], { axis: 2 }) : v;
-  const S = batchThenStatic(c.type(presentKey), 'Attention present_key')[2];
-  const past = pastKey ? batchThenStatic(c.type(pastKey), 'Attention past_key')[2] : 0;
+  const S = headDims(c.type(presentKey), 'Attention present_key')[2];
+  const past = pastKey ? headDims(c.type(pastKey), 'Attention past_key')[2] : 0;
 
   // the additive bias: 0 where a query may attend a key, -inf where not
   const inf = scalar(-Infinity),
     zero = scalar(0);
+  const k0 = (x: number) => c.constant(tensor('int64', [], [x]));
   let bias: GExpr | undefined;
   if (mask) {
     let m = mask;
-    const mdims = batchThenStatic(c.type(m), 'Attention attn_mask');
-    const missing = S - staticDim(mdims[mdims.length - 1], 'Attention attn_mask');
+    const mdims = c.type(m).shape;
+    const missing = dimSub(S, mdims[mdims.length - 1]);
+    if (typeof missing !== 'number')
+      throw new KilnError(
+        'E_DYNAMIC',
+        `Attention: attn_mask has ${mdims[mdims.length - 1]} keys for ${S}, a difference that is not a known size`,
+        { hint: `give the mask the keys' length (${S}), or fix the dims with --dim` },
+      );
     const isBool = c.type(m).dtype === 'bool';
     // a mask shorter than the keys leaves the rest masked
     if (missing > 0) {
@@ -89,14 +106,24 @@ function attention(c: ConvertCtx): GExpr[] {
   const allowed = (d: number) => (!isCausal || d >= 0) && (left < 0 || d <= left) && (right < 0 || -d <= right);
   if (isCausal || left >= 0 || right >= 0) {
     let frontier: GExpr;
-    if (nonpad) {
-      // d = i - j + (nonpad[b] - L): the distance without the batch's offset is a constant, the offset a run-time input
-      const offset = c.call('reshape', [c.call('sub', [nonpad, c.constant(tensor('int64', [], [L]))])], {
-        shape: [batch, 1, 1, 1],
-      });
-      const d = c.call('add', [c.constant(filled('int64', [L, S], (n) => Math.floor(n / S) - (n % S))), offset]);
+    if (nonpad || typeof L !== 'number' || typeof S !== 'number' || typeof past !== 'number') {
+      // d = i - j + offset, with nonpad_kv_seqlen offset = nonpad[b] - L (a run-time input); with symbolic lengths
+      // offset = S - L, the past, read from the shapes at run time
+      let d: GExpr;
+      if (nonpad) {
+        const [nL, nS] = [staticDim(L, 'Attention Q'), staticDim(S, 'Attention K')];
+        const offset = c.call('reshape', [c.call('sub', [nonpad, c.constant(tensor('int64', [], [nL]))])], {
+          shape: [batch, 1, 1, 1],
+        });
+        d = c.call('add', [c.constant(filled('int64', [nL, nS], (n) => Math.floor(n / nS) - (n % nS))), offset]);
+      } else {
+        const positions = (n: Dim, shape: Dim[]) =>
+          c.call('reshape', [c.call('range', [k0(0), k0(1)], { count: [n] })], { shape });
+        const lengthOf = (x: GExpr) => c.call('shape', [x], { start: 2, end: 3 });
+        const offset = c.call('sub', [lengthOf(presentKey), lengthOf(q)]);
+        d = c.call('sub', [c.call('add', [positions(L, [L, 1]), offset]), positions(S, [1, S])]);
+      }
       const conds: GExpr[] = [];
-      const k0 = (x: number) => c.constant(tensor('int64', [], [x]));
       if (isCausal) conds.push(c.call('greater_equal', [d, k0(0)]));
       if (left >= 0) conds.push(c.call('less_equal', [d, k0(left)]));
       if (right >= 0) conds.push(c.call('greater_equal', [d, k0(-right)]));
@@ -110,7 +137,7 @@ function attention(c: ConvertCtx): GExpr[] {
     bias = bias ? c.call('add', [bias, frontier]) : frontier;
   }
   if (nonpad) {
-    const keys = c.constant(filled('int64', [1, 1, 1, S], (j) => j));
+    const keys = c.constant(filled('int64', [1, 1, 1, staticDim(S, 'Attention K')], (j) => j));
     const lengths = c.call('reshape', [nonpad], { shape: [batch, 1, 1, 1] });
     const padding = c.call('where', [c.call('less', [keys, lengths]), zero, inf]);
     bias = bias ? c.call('add', [bias, padding]) : padding;
@@ -140,7 +167,7 @@ function attention(c: ConvertCtx): GExpr[] {
 
   let y = c.call('matmul', [probs, values]);
   if (rank3) {
-    const vHead = batchThenStatic(c.type(y), 'Attention output')[3];
+    const vHead = headDims(c.type(y), 'Attention output')[3];
     y = c.call('reshape', [c.call('transpose', [y], { perm: [0, 2, 1, 3] })], { shape: [batch, L, qHeads * vHead] });
   }
   return [y, presentKey, presentValue, qkOut];
@@ -209,16 +236,17 @@ converter(
  */
 converter('RotaryEmbedding', 23, (c) => {
   const input = c.input(0);
-  const shape = batchThenStatic(c.type(input), 'RotaryEmbedding input');
+  // (the batch and the sequence may be symbolic: [B, H, S, D] or [B, S, hidden])
+  const shape = c.type(input).shape;
   let x: GExpr;
   if (shape.length === 4) x = c.call('transpose', [input], { perm: [0, 2, 1, 3] });
   else if (shape.length === 3) {
     const heads = c.int('num_heads', 0);
-    const hidden = shape[2] as number;
+    const hidden = staticDim(shape[2], 'RotaryEmbedding input');
     if (!heads || hidden % heads !== 0) c.unsupported(`hidden size ${hidden} with num_heads ${heads}`);
     x = c.call('reshape', [input], { shape: [shape[0], shape[1], heads, hidden / heads] });
   } else return c.unsupported(`input of rank ${shape.length}`);
-  const D = batchThenStatic(c.type(x), 'RotaryEmbedding input')[3];
+  const D = staticDim(c.type(x).shape[3], 'RotaryEmbedding input');
   const rd = c.int('rotary_embedding_dim', 0) || D;
   if (rd % 2 !== 0 || rd > D) c.unsupported(`rotary_embedding_dim ${rd} for heads of ${D}`);
   const half = rd / 2;
@@ -239,7 +267,7 @@ converter('RotaryEmbedding', 23, (c) => {
     x2 = interleaved ? slice(x, 1, rd, 2) : slice(x, half, rd);
   const real = c.call('sub', [c.call('mul', [cos, x1]), c.call('mul', [sin, x2])]);
   const imag = c.call('add', [c.call('mul', [sin, x1]), c.call('mul', [cos, x2])]);
-  const [b, s, h] = batchThenStatic(c.type(x), 'RotaryEmbedding input');
+  const [b, s, h] = c.type(x).shape;
   let rotated = interleaved
     ? c.call(
         'reshape',
