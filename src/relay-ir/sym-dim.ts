@@ -85,7 +85,7 @@ export function declaredCountedSymbol(base: string, what: string): { symbol: str
   const r = ranges.get(symbol);
   if (!r)
     throw new KilnError('E_DYNAMIC', `${what}: its length is counted from the data, and nothing bounds it`, {
-      hint: `give its largest length: kiln compile --dim ${symbol}=0..N (API: dims: { ${symbol}: [0, N] }); or make its inputs constants`,
+      hint: `give its largest length: kiln compile --dim ${symbol}=0..N (API: dims: { ${symbol}: [0, N] }); or bake the inputs it reads in: --specialize NAME=FILE`,
     });
   taken.add(symbol);
   const declared: [number, number] = [r[0], r[1]];
