@@ -241,6 +241,7 @@ describe('serve configuration', () => {
       file,
       [
         'port: 9000',
+        'log_level: warn',
         'models:',
         '  - name: a',
         '    path: mlp4.kiln',
@@ -253,7 +254,7 @@ describe('serve configuration', () => {
       ].join('\n'),
     );
     const cfg = await serveConfigFromFlags([batch1], { config: file, threads: '2', 'max-queue-size': '16' });
-    expect(cfg.port).toBe(9000);
+    expect([cfg.port, cfg.log_level]).toEqual([9000, 'warn']);
     expect(
       cfg.models.map((m) => [m.name, m.path, m.max_batch_size, m.threads, m.max_queue_size, m.max_queue_delay_ms]),
     ).toEqual([
@@ -274,6 +275,11 @@ describe('serve configuration', () => {
     writeFileSync(file, '{ "models": [');
     await expect(parseConfigFile(file)).rejects.toMatchObject({ code: 'E_USAGE', message: /not valid JSON/ });
     await expect(serveConfigFromFlags([batch1, batch1], {})).rejects.toMatchObject({ code: 'E_USAGE' });
+    expect((await serveConfigFromFlags([batch1], { 'log-level': 'error' })).log_level).toBe('error');
+    await expect(serveConfigFromFlags([batch1], { 'log-level': 'loud' })).rejects.toMatchObject({
+      code: 'E_USAGE',
+      message: /'?loud'? is not a log level|"loud" is not a log level/,
+    });
     await expect(serveConfigFromFlags([batch1], { target: 'cuda' })).rejects.toMatchObject({
       code: 'E_USAGE',
       message: /target/,

@@ -7,7 +7,8 @@
 //  - kiln          `kiln serve --models` with dynamic batching: one artifact for batches 1..8 (the model exported with
 //                  a dynamic batch axis), a batch of R requests runs as R rows; max_queue_delay_ms 2
 //  - kiln-nobatch  the same server with a batch-1 artifact and max_batch_size 0
-//  Kiln's kernels run as WebAssembly or (--target native) as the artifacts' x86-64 code for this CPU.
+//  Kiln's kernels run as WebAssembly or (--target native) as the artifacts' x86-64 code for this CPU; Kiln logs at
+//  'warn' (no line per request), as the onnxruntime-node peer logs nothing.
 //  - ort           onnxruntime-node behind fastify, one session.run() per request (src/bench/ort-serve-peer.ts)
 //  - flask         the PyTorch tutorial's Flask app, eager PyTorch (scripts/bench_flask_peer.py; Flask from the venv
 //                  or Debian's python3-flask)
@@ -213,6 +214,8 @@ for (const model of MODELS) {
         TARGET,
         '--instances',
         INSTANCES,
+        '--log-level',
+        'warn',
         '--port',
         '{PORT}',
       ],
@@ -233,6 +236,8 @@ for (const model of MODELS) {
         TARGET,
         '--instances',
         INSTANCES,
+        '--log-level',
+        'warn',
         '--port',
         '{PORT}',
       ],

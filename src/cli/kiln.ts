@@ -57,6 +57,7 @@ const OPTIONS = {
   'timeout-ms': { type: 'string' },
   'body-limit': { type: 'string' },
   instances: { type: 'string' },
+  'log-level': { type: 'string' },
 } as const;
 type OptionName = keyof typeof OPTIONS;
 type Flags = {
@@ -188,7 +189,7 @@ const COMMANDS: Record<string, Subcommand> = {
       'kiln serve --models [NAME=]PATH... [--config FILE.yaml|json] [--port N] [--host H] [--threads N] [--instances N]',
       '           [--max-batch-size N] [--preferred-batch-sizes 4,8] [--max-queue-delay-ms N] [--max-queue-size N]',
       '           [--timeout-ms N] [--labels [NAME=]FILE] [--body-limit MB] [--input-shape x=8,3,224,224]',
-      '           [--dim batch=1..8] [--target wasm|native]',
+      '           [--dim batch=1..8] [--target wasm|native] [--log-level info|warn|...]',
       '           model server: KServe v2 HTTP protocol, /predict, dynamic batching, /metrics',
     ],
     options: [
@@ -208,6 +209,7 @@ const COMMANDS: Record<string, Subcommand> = {
       'dim',
       'target',
       'instances',
+      'log-level',
     ],
     positionals: { min: 0, max: 64, name: 'MODEL' },
     run: async (p, v) => (await import('./serve.js')).serveCommand(p, v),

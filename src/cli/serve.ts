@@ -15,6 +15,7 @@ import {
   type ModelConfig,
   type ServeConfig,
   checkUniqueNames,
+  logLevel,
   modelConfig,
   parseConfigFile,
   parseModelSpec,
@@ -137,6 +138,7 @@ export interface ServeFlags {
   dim?: string[];
   target?: string;
   instances?: string;
+  'log-level'?: string;
 }
 
 export async function serveCommand(pos: string[], v: ServeFlags): Promise<number> {
@@ -188,6 +190,7 @@ export async function serveConfigFromFlags(pos: string[], v: ServeFlags): Promis
   if (v.port !== undefined) cfg.port = intFlag(v.port, '--port', 8080, 0, 65535);
   if (v.host !== undefined) cfg.host = v.host;
   if (v['body-limit'] !== undefined) cfg.body_limit = intFlag(v['body-limit'], '--body-limit', 32, 1) * 1024 * 1024;
+  if (v['log-level'] !== undefined) cfg.log_level = logLevel(v['log-level'], '--log-level');
   checkUniqueNames(cfg.models);
   return cfg;
 }

@@ -51,8 +51,13 @@ export interface ServeConfig {
   body_limit: number;
   /** The model whose artifact the browser demo page at / loads; default: the first taking float32[1,3,S,S]. */
   demo?: string;
+  /** The lowest level logged (pino's): 'info' logs a line as each request comes in and one as it is answered. */
+  log_level: LogLevel;
   models: ModelConfig[];
 }
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
 
 export const SERVE_TARGETS = ['wasm', 'native'] as const;
 export type ServeTarget = (typeof SERVE_TARGETS)[number];
@@ -66,7 +71,12 @@ export const MODEL_DEFAULTS = {
   max_queue_size: 0,
   timeout_ms: 0,
 };
-export const SERVE_DEFAULTS = { host: '127.0.0.1', port: 8080, body_limit: 32 * 1024 * 1024 };
+export const SERVE_DEFAULTS = {
+  host: '127.0.0.1',
+  port: 8080,
+  body_limit: 32 * 1024 * 1024,
+  log_level: 'info' as LogLevel,
+};
 
 const bad = (where: string, what: string, hint: string) => new KilnError('E_USAGE', `${where}: ${what}`, { hint });
 
@@ -132,7 +142,14 @@ const MODEL_KEYS = new Set([
   'max_queue_size',
   'timeout_ms',
 ]);
-const SERVER_KEYS = new Set(['host', 'port', 'body_limit', 'demo', 'models']);
+const SERVER_KEYS = new Set(['host', 'port', 'body_limit', 'demo', 'log_level', 'models']);
+
+/** A log level by pino's name. */
+export function logLevel(v: unknown, where: string): LogLevel {
+  if (!LOG_LEVELS.includes(v as LogLevel))
+    throw bad(where, `${JSON.stringify(v)} is not a log level`, `give one of ${LOG_LEVELS.join(', ')}`);
+  return v as LogLevel;
+}
 
 /** One model's entry (from a file or flags) checked, with `defaults` under it; relative paths from `baseDir`. */
 export function modelConfig(
@@ -215,6 +232,7 @@ export function serveConfig(
     host: typeof r.host === 'string' ? r.host : SERVE_DEFAULTS.host,
     port: r.port === undefined ? SERVE_DEFAULTS.port : int(r.port, `${where}: port`, 0, 65535),
     body_limit: r.body_limit === undefined ? SERVE_DEFAULTS.body_limit : int(r.body_limit, `${where}: body_limit`, 1),
+    log_level: r.log_level === undefined ? SERVE_DEFAULTS.log_level : logLevel(r.log_level, `${where}: log_level`),
     models: models.map((m, i) => {
       const entry = modelConfig(m as Record<string, unknown>, `${where}: models[${i}]`, defaults);
       entry.path = resolve(baseDir, entry.path);

@@ -84,7 +84,11 @@ export async function startModelServer(cfg: ServeConfig, opts: ModelServerOption
     importOptional<typeof Prom>('prom-client'),
     importOptional<{ default: typeof Sharp }>('sharp'),
   ]);
-  const app = fastify({ logger: opts.logger ?? true, bodyLimit: cfg.body_limit, forceCloseConnections: 'idle' });
+  const app = fastify({
+    logger: opts.logger ?? { level: cfg.log_level },
+    bodyLimit: cfg.body_limit,
+    forceCloseConnections: 'idle',
+  });
   const metrics = createMetrics((prom as unknown as { default?: typeof Prom }).default ?? prom);
   const models = new Map<string, ServedModel>();
   let draining = false;
