@@ -250,7 +250,7 @@ describe('serve configuration', () => {
         '  - name: b',
         '    path: mlp.onnx',
         '    target: native',
-        '    dims: { batch: 1..8, sequence: [1, 64], heads: 4 }',
+        '    dims: { batch: 1..8, sequence: [1, 64], past: 0..64, heads: 4 }',
       ].join('\n'),
     );
     const cfg = await serveConfigFromFlags([batch1], { config: file, threads: '2', 'max-queue-size': '16' });
@@ -263,7 +263,7 @@ describe('serve configuration', () => {
       ['mlp1', batch1, undefined, 2, 16, 0],
     ]);
     expect(cfg.models.map((m) => m.target)).toEqual(['wasm', 'native', 'wasm']);
-    expect(cfg.models[1].dims).toEqual({ batch: [1, 8], sequence: [1, 64], heads: 4 });
+    expect(cfg.models[1].dims).toEqual({ batch: [1, 8], sequence: [1, 64], past: [0, 64], heads: 4 });
     const flags = await serveConfigFromFlags([batch1], { dim: ['batch=2..6'], target: 'native' });
     expect([flags.models[0].dims, flags.models[0].target]).toEqual([{ batch: [2, 6] }, 'native']);
   });

@@ -101,9 +101,9 @@ function intList(v: unknown, where: string): number[] {
 function dimValue(v: unknown, where: string): DimValue {
   const range = typeof v === 'string' ? /^\s*(\d+)\s*\.\.\s*(\d+)\s*$/.exec(v) : null;
   const pair = range ? [range[1], range[2]] : Array.isArray(v) ? v : undefined;
-  if (!pair) return int(v, where, 1);
+  if (!pair) return int(v, where, 0);
   if (pair.length !== 2) throw bad(where, `${JSON.stringify(v)} is not a range`, 'give [LO, HI] or "LO..HI"');
-  const [lo, hi] = [int(pair[0], `${where}[0]`, 1), int(pair[1], `${where}[1]`, 1)];
+  const [lo, hi] = [int(pair[0], `${where}[0]`, 0), int(pair[1], `${where}[1]`, 0)];
   if (lo > hi) throw bad(where, `${lo}..${hi} is empty`, `give a range with LO <= HI, e.g. ${hi}..${lo}`);
   return [lo, hi];
 }
