@@ -217,6 +217,28 @@ def big_embedding(vocab: int = 36000, dim: int = 1024, seq: int = 16):
     return model, {"input_ids": ids}, ["output"]
 
 
+class LstmClassifier(nn.Module):
+    """A text classifier: token embeddings, a 2-layer batch_first LSTM, a linear head on the last step."""
+
+    def __init__(self, vocab: int = 1000, dim: int = 64, hidden: int = 128, classes: int = 10):
+        super().__init__()
+        self.emb = nn.Embedding(vocab, dim)
+        self.lstm = nn.LSTM(dim, hidden, num_layers=2, batch_first=True)
+        self.head = nn.Linear(hidden, classes)
+        init.normal_(self.head.weight, std=0.5)  # logits of std O(1) (the default init gives ~0.04)
+
+    def forward(self, ids):
+        out, _ = self.lstm(self.emb(ids))
+        return self.head(out[:, -1])
+
+
+def lstm_classifier(seq: int = 32):
+    torch.manual_seed(0)
+    model = LstmClassifier().eval()
+    ids = np.random.RandomState(0).randint(1, 1000, size=(1, seq)).astype(np.int64)
+    return model, {"input_ids": ids}, ["logits"]
+
+
 MODELS = {
     "resnet18": lambda: torchvision_model("resnet18"),
     "mobilenet_v2": lambda: torchvision_model("mobilenet_v2"),
@@ -242,6 +264,8 @@ MODELS = {
     "densenet121": lambda: torchvision_model("densenet121", 64),
     # one weight over WebGPU's default 128 MiB binding size (about 150 MB on disk)
     "big_embedding": big_embedding,
+    # exported to ONNX LSTM nodes (issue 17's text classifier; npm run bench)
+    "lstm_classifier": lstm_classifier,
 }
 DYNAMIC_AXES = {
     "bert_dynamic": {n: {0: "batch", 1: "sequence"} for n in ("input_ids", "attention_mask", "last_hidden_state")},

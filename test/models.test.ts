@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { compile, load, decodeTensorProto, type Tensor } from '../src/index.js';
 import { compareTensors } from '../src/conformance/compare.js';
 
-const MODELS = ['squeezenet1_1', 'super_resolution', 'mobilenet_v2', 'resnet18', 'bert', 'gpt2'];
+const MODELS = ['squeezenet1_1', 'super_resolution', 'mobilenet_v2', 'resnet18', 'bert', 'gpt2', 'lstm_classifier'];
 
 function std(t: Tensor): number {
   const d = t.data as Float32Array;

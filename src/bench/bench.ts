@@ -39,6 +39,7 @@ const ALL_MODELS = [
   'squeezenet1_1',
   'super_resolution',
   'bert',
+  'lstm_classifier',
   'matmul',
 ];
 /**
