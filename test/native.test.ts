@@ -11,7 +11,7 @@ import { findLlvm } from '../src/codegen/native/toolchain.js';
 import { openNativeHost } from '../src/node/native-library.js';
 import { readArtifact } from '../src/runtime/artifact.js';
 import { cpuinfoFlags, bestLevel, resolveCpu } from '../src/codegen/native/cpu.js';
-import { hostCpuFlags } from '../src/compiler/native-program.js';
+import { hostCpuFlags, nativeModuleText } from '../src/compiler/native-program.js';
 import { buildModel, randomF32 } from '../src/frontend/onnx/model-builder.js';
 import { runOrt } from './helpers/ort.js';
 import { kilnError } from './helpers/errors.js';
@@ -61,9 +61,10 @@ describe.skipIf(!llvm)('target native: models match ONNX Runtime', () => {
         target: 'native',
         cpu: HOST_CPU,
       });
-      const model = await load(compiled.artifact, { target: 'native' });
+      const model = await load(compiled.artifact, { target: 'native', threads: 2 });
       try {
         expect(model.runsOn).toBe('native');
+        expect(model.threads).toBe(2);
         const feeds = Object.fromEntries(model.inputs.map((inp, i) => [inp.name, inputs[i]]));
         const out = await model.run(feeds);
         console.log(
@@ -73,9 +74,20 @@ describe.skipIf(!llvm)('target native: models match ONNX Runtime', () => {
           expect(std(expected[i])).toBeGreaterThan(0.05);
           expect(compareTensors(out[o.name], expected[i])?.message).toBeUndefined();
         });
-        // a second run over the same memory gives the same bytes
+        // a second run over the same memory gives the same bytes, and so do 1 and 4 threads (chunks of a parallel
+        // loop compute what one thread would)
         const again = model.runSync(feeds);
         for (const o of model.outputs) expect(again[o.name].data).toEqual(out[o.name].data);
+        for (const threads of [1, 4]) {
+          const other = await load(compiled.artifact, { target: 'native', threads });
+          try {
+            expect(other.threads).toBe(threads);
+            const res = other.runSync(feeds);
+            for (const o of model.outputs) expect(res[o.name].data).toEqual(out[o.name].data);
+          } finally {
+            other.dispose();
+          }
+        }
       } finally {
         model.dispose();
       }
@@ -94,7 +106,16 @@ describe.skipIf(!llvm)('target native: artifact, CPU check and fallback', () => 
     });
     const parts = await readArtifact(compiled.artifact);
     expect(parts.native?.subarray(0, 4)).toEqual(new Uint8Array([0x7f, 0x45, 0x4c, 0x46])); // an ELF file
-    expect(parts.header.native).toMatchObject({ cpu: 'x86-64-v3', entry: 'kiln_run', triple: 'x86_64-pc-linux-gnu' });
+    expect(parts.header.native).toMatchObject({
+      cpu: 'x86-64-v3',
+      entry: 'kiln_run',
+      threads: true,
+      triple: 'x86_64-pc-linux-gnu',
+    });
+    // its parallel phases run on a libgomp team
+    expect(nativeModuleText(compiled.program, 'x86-64-v3')).toMatch(
+      /call void @GOMP_parallel\(void \(i8\*\)\* @kiln_team/,
+    );
     expect(parts.header.native?.features).toEqual(expect.arrayContaining(['avx2', 'fma']));
     expect(parts.header.native?.llvm).toBe(llvm!.version);
 
@@ -121,9 +142,9 @@ describe.skipIf(!llvm)('target native: artifact, CPU check and fallback', () => 
     expect(wasm.runsOn).toBeUndefined();
     wasm.dispose();
     // with a watchdog: the native code runs on the model's worker thread, and a run past its limit is stopped
-    const supervised = await load(compiled.artifact, { target: 'native', timeoutMs: 60_000 });
+    const supervised = await load(compiled.artifact, { target: 'native', timeoutMs: 60_000, threads: 2 });
     try {
-      expect([supervised.runsOn, supervised.nativeFallback]).toEqual(['native', undefined]);
+      expect([supervised.runsOn, supervised.nativeFallback, supervised.threads]).toEqual(['native', undefined, 2]);
       const feeds = { [supervised.inputs[0].name]: inputs[0] };
       const out = await supervised.run(feeds);
       expect(compareTensors(out[supervised.outputs[0].name], expected[0])?.message).toBeUndefined();
@@ -239,6 +260,81 @@ describe.skipIf(!llvm)('target native: run-time sizes', () => {
       }
     } finally {
       model.dispose();
+    }
+  });
+});
+
+describe.skipIf(!llvm)('target native: control flow', () => {
+  it('a Loop whose body multiplies by a 128x128 matrix (phases split among threads) matches ONNX Runtime at 1, 2 and 4 threads', async () => {
+    const w = randomF32([128, 128], 3);
+    (w.data as Float32Array).forEach((v, i, d) => {
+      d[i] = v * 0.1;
+    });
+    const bytes = buildModel({
+      opset: 17,
+      inputs: [
+        ['M', 'int64', []],
+        ['x', 'float32', [64, 128]],
+      ],
+      outputs: [['x_final', 'float32', [64, 128]]],
+      initializers: { w },
+      nodes: [
+        {
+          op: 'Constant',
+          inputs: [],
+          outputs: ['yes'],
+          attrs: { value: { dtype: 'bool', shape: [], data: new Uint8Array([1]) } },
+        },
+        {
+          op: 'Loop',
+          inputs: ['M', 'yes', 'x'],
+          outputs: ['x_final'],
+          attrs: {
+            body: {
+              graph: {
+                inputs: [
+                  ['i', 'int64', []],
+                  ['c', 'bool', []],
+                  ['xc', 'float32', [64, 128]],
+                ],
+                outputs: [
+                  ['c_out', 'bool', []],
+                  ['xn', 'float32', [64, 128]],
+                ],
+                nodes: [
+                  { op: 'Identity', inputs: ['c'], outputs: ['c_out'] },
+                  { op: 'MatMul', inputs: ['xc', 'w'], outputs: ['xw'] },
+                  { op: 'Tanh', inputs: ['xw'], outputs: ['xn'] },
+                ],
+              },
+            },
+          },
+        },
+      ],
+    });
+    const compiled = await compile(bytes, { target: 'native', cpu: HOST_CPU });
+    expect(compiled.header.native?.perCall).toBe(true);
+    expect(nativeModuleText(compiled.program, HOST_CPU)).toContain('@GOMP_parallel');
+    const x = randomF32([64, 128], 4);
+    const i64 = (v: number): Tensor => ({ dtype: 'int64', shape: [], data: new BigInt64Array([BigInt(v)]) });
+    let first: Tensor | undefined;
+    for (const threads of [2, 1, 4]) {
+      const model = await load(compiled.artifact, { target: 'native', threads });
+      try {
+        expect([model.runsOn, model.threads]).toEqual(['native', threads]);
+        for (const trips of [0, 1, 5]) {
+          const feeds = { M: i64(trips), x };
+          const got = model.runSync(feeds).x_final;
+          const want = (await runOrt(bytes, feeds)).x_final;
+          expect(compareTensors(got, want)?.message, `${threads} threads, ${trips} trips`).toBeUndefined();
+          if (trips === 5) {
+            first ??= got;
+            expect(got.data, `${threads} threads`).toEqual(first.data);
+          }
+        }
+      } finally {
+        model.dispose();
+      }
     }
   });
 });

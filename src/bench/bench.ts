@@ -99,7 +99,7 @@ interface ModelResult {
   artifactBytes?: number;
   /** Median over rounds of (Kiln float32 time / Kiln time on the quantized model). */
   kilnVsFloat?: number;
-  /** Kiln's native code (target 'native', --cpu native), at 1 thread only (it has no thread pool yet). */
+  /** Kiln's native code (target 'native', --cpu native) on T threads. */
   kilnNative?: KilnResult;
   ortWeb: RuntimeResult;
   ortNode: RuntimeResult;
@@ -111,6 +111,9 @@ interface ModelResult {
   nativeVsOrtNodeCpu?: number;
   nativeVsKiln?: number;
   scaling?: ThreadScaling;
+  /** T > 1: Kiln native on 1 thread over native on T threads, as kilnVs1Thread, and its scaling rounds. */
+  nativeVs1Thread?: number;
+  nativeScaling?: ThreadScaling;
   error?: string;
 }
 interface BenchReport {
@@ -329,25 +332,26 @@ async function benchModel(
     res.kiln.error = (e as Error).message.split('\n')[0];
     kiln = undefined;
   }
-  // native code at 1 thread: the best CPU level of this machine
-  let native: LoadedModel | undefined;
-  if (T === 1) {
-    if (!findLlvm()) res.kilnNative = { na: 'n/a (no LLVM tools)' };
-    else {
-      try {
-        const t1 = performance.now();
-        const nc = await compile(c.bytes, { modelPath: c.modelPath, target: 'native', cpu: 'native' });
-        res.kilnNative = { compileMs: performance.now() - t1 };
-        native = await load(nc.artifact, { target: 'native' });
-        if (native.runsOn !== 'native') {
-          res.kilnNative.na = `n/a (${native.nativeFallback})`;
-          native.dispose();
-          native = undefined;
-        } else Object.assign(res.kilnNative, agreement(native.runSync(feeds), ref));
-      } catch (e) {
-        res.kilnNative = { error: (e as Error).message.split('\n')[0] };
+  // native code for the best CPU level of this machine, on T threads (and on 1 beside it)
+  let native: LoadedModel | undefined, native1: LoadedModel | undefined;
+  if (!findLlvm()) res.kilnNative = { na: 'n/a (no LLVM tools)' };
+  else {
+    try {
+      const t1 = performance.now();
+      const nc = await compile(c.bytes, { modelPath: c.modelPath, target: 'native', cpu: 'native' });
+      res.kilnNative = { compileMs: performance.now() - t1 };
+      native = await load(nc.artifact, { target: 'native', threads: T });
+      if (native.runsOn !== 'native') {
+        res.kilnNative.na = `n/a (${native.nativeFallback})`;
+        native.dispose();
         native = undefined;
+      } else {
+        Object.assign(res.kilnNative, agreement(native.runSync(feeds), ref));
+        if (T > 1) native1 = await load(nc.artifact, { target: 'native', threads: 1 });
       }
+    } catch (e) {
+      res.kilnNative = { error: (e as Error).message.split('\n')[0] };
+      native = undefined;
     }
   }
   const kilnLine =
@@ -382,24 +386,10 @@ async function benchModel(
   runners.push(['ortWeb', () => webSession.run(webFeeds)], ['ortNode', () => nodeSession.run(nodeFeeds)]);
   for (const [, f] of runners) await f();
   kiln1?.runSync(feeds);
-  const times: Record<string, number[]> = {
-    kiln: [],
-    kilnRelaxed: [],
-    kilnFloat: [],
-    kilnNative: [],
-    kiln1: [],
-    ortWeb: [],
-    ortNode: [],
-  };
-  const cpu: Record<string, number[]> = {
-    kiln: [],
-    kilnRelaxed: [],
-    kilnFloat: [],
-    kilnNative: [],
-    kiln1: [],
-    ortWeb: [],
-    ortNode: [],
-  };
+  native1?.runSync(feeds);
+  const who = ['kiln', 'kilnRelaxed', 'kilnFloat', 'kilnNative', 'kiln1', 'native1', 'ortWeb', 'ortNode'];
+  const times: Record<string, number[]> = Object.fromEntries(who.map((w) => [w, []]));
+  const cpu: Record<string, number[]> = Object.fromEntries(who.map((w) => [w, []]));
   const timed = async (who: string, f: () => unknown) => {
     const t0 = performance.now(),
       c0 = process.cpuUsage();
@@ -408,7 +398,15 @@ async function benchModel(
     const c = process.cpuUsage(c0);
     cpu[who].push((c.user + c.system) / 1000);
   };
-  const machine: number[] = [];
+  const machine: number[] = [],
+    machineNative: number[] = [];
+  // on T threads and on 1 back to back (order alternating by round), the machine's own scaling around them
+  const pair = async (r: number, many: string, f: () => unknown, one: () => unknown, probes: number[]) => {
+    const before = probe?.measure();
+    for (const v of r % 2 ? ['one', 'many'] : ['many', 'one'])
+      await timed(v === 'many' ? many : many === 'kiln' ? 'kiln1' : 'native1', v === 'many' ? f : one);
+    if (before !== undefined) probes.push(Math.min(before, probe!.measure()));
+  };
   const end = performance.now() + budgetS * 1000;
   for (let r = 0; r < runs; r++) {
     if (r >= 3 && performance.now() > end) {
@@ -418,33 +416,32 @@ async function benchModel(
     for (let j = 0; j < runners.length; j++) {
       const [who, f] = runners[(r + j) % runners.length];
       if (T > 1) await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
-      if (who !== 'kiln' || !kiln1) {
-        await timed(who, f);
-        continue;
-      }
-      // Kiln on 1 and on T threads back to back (order alternating by round), the machine's own scaling around them
-      const one = kiln1,
-        before = probe?.measure();
-      for (const v of r % 2 ? ['kiln1', 'kiln'] : ['kiln', 'kiln1'])
-        await timed(v, v === 'kiln' ? f : () => one.runSync(feeds));
-      if (before !== undefined) machine.push(Math.min(before, probe!.measure()));
+      const k1 = kiln1,
+        n1 = native1;
+      if (who === 'kiln' && k1) await pair(r, who, f, () => k1.runSync(feeds), machine);
+      else if (who === 'kilnNative' && n1) await pair(r, who, f, () => n1.runSync(feeds), machineNative);
+      else await timed(who, f);
     }
   }
   for (const [who] of runners) Object.assign(res[who]!, stats(times[who], cpu[who]));
-  if (kiln1) {
-    const speedups = times.kiln1.map((one, r) => one / times.kiln[r]);
-    res.kilnVs1Thread = median(speedups);
-    if (machine.length) {
-      const full = speedups.filter((_, r) => machine[r] >= 0.95 * T);
-      res.scaling = {
-        machineScaling: median(machine),
+  const scaling = (oneMs: number[], manyMs: number[], probes: number[]): [number, ThreadScaling | undefined] => {
+    const speedups = oneMs.map((one, r) => one / manyMs[r]);
+    if (!probes.length) return [median(speedups), undefined];
+    const full = speedups.filter((_, r) => probes[r] >= 0.95 * T);
+    return [
+      median(speedups),
+      {
+        machineScaling: median(probes),
         kilnVs1ThreadFullCores: full.length ? median(full) : undefined,
         fullCoreRounds: full.length,
-        rounds: machine.length,
-        perRound: { kiln1Ms: times.kiln1, machine },
-      };
-    }
-  }
+        rounds: probes.length,
+        perRound: { kiln1Ms: oneMs, machine: probes },
+      },
+    ];
+  };
+  if (kiln1) [res.kilnVs1Thread, res.scaling] = scaling(times.kiln1, times.kiln, machine);
+  if (native1) [res.nativeVs1Thread, res.nativeScaling] = scaling(times.native1, times.kilnNative, machineNative);
+  native1?.dispose();
   if (res.kilnRelaxed?.medianMs && res.kiln.flopsPerRun)
     (res.kilnRelaxed as KilnResult).gflops = res.kiln.flopsPerRun / (res.kilnRelaxed.medianMs * 1e6);
   kiln?.dispose();
@@ -563,23 +560,30 @@ export function markdownTable(rep: BenchReport): string {
       );
     }
   }
-  const nat = rep.results.filter((r) => r.threads === 1 && r.kilnNative);
+  const nat = rep.results.filter((r) => r.kilnNative);
   if (nat.length) {
     lines.push(
       '',
-      '| model (1 thread) | Kiln native min / median ms | Kiln native/ORT-node speed (>1: Kiln faster; median of per-round ratios) | the same by CPU time | Kiln native/Kiln wasm speed | Kiln native GFLOP/s | native max abs err vs ORT-node | native compile s |',
-      '|---|---:|---:|---:|---:|---:|---:|---:|',
+      '| model | threads | Kiln native min / median ms | Kiln native/ORT-node speed (>1: Kiln faster; median of per-round ratios) | the same by CPU time | Kiln native/Kiln wasm speed | Kiln native GFLOP/s | native max abs err vs ORT-node | native compile s |',
+      '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
     );
     const x = (v: number | undefined) => (v === undefined ? '-' : `${v.toFixed(3)}x`);
     for (const r of nat) {
       const k = r.kilnNative!;
       const err = k.maxAbsErr === undefined ? '-' : `${k.maxAbsErr.toExponential(1)}${k.agrees ? '' : ' **MISMATCH**'}`;
       lines.push(
-        `| ${r.model} | ${ms(k)} | ${x(r.nativeVsOrtNode)} | ${x(r.nativeVsOrtNodeCpu)} | ${x(r.nativeVsKiln)} | ${k.gflops?.toFixed(2) ?? '-'} | ${err} | ${k.compileMs === undefined ? '-' : (k.compileMs / 1000).toFixed(1)} |`,
+        `| ${r.model} | ${r.threads} | ${ms(k)} | ${x(r.nativeVsOrtNode)} | ${x(r.nativeVsOrtNodeCpu)} | ${x(r.nativeVsKiln)} | ${k.gflops?.toFixed(2) ?? '-'} | ${err} | ${k.compileMs === undefined ? '-' : (k.compileMs / 1000).toFixed(1)} |`,
       );
     }
   }
-  const multi = rep.results.filter((r) => r.kilnVs1Thread !== undefined);
+  const multi = rep.results.flatMap((r) => [
+    ...(r.kilnVs1Thread === undefined
+      ? []
+      : [{ model: r.model, threads: r.threads, vs1: r.kilnVs1Thread, sc: r.scaling }]),
+    ...(r.nativeVs1Thread === undefined
+      ? []
+      : [{ model: `${r.model} (native)`, threads: r.threads, vs1: r.nativeVs1Thread, sc: r.nativeScaling }]),
+  ]);
   if (multi.length) {
     lines.push(
       '',
@@ -587,14 +591,14 @@ export function markdownTable(rep: BenchReport): string {
       '|---|---:|---:|---:|---:|',
     );
     for (const r of multi) {
-      const sc = r.scaling;
+      const sc = r.sc;
       const full = !sc
         ? '-'
         : sc.kilnVs1ThreadFullCores === undefined
           ? `none of ${sc.rounds} rounds`
           : `${sc.kilnVs1ThreadFullCores.toFixed(2)}x (${sc.fullCoreRounds} of ${sc.rounds} rounds)`;
       lines.push(
-        `| ${r.model} | ${r.threads} | ${r.kilnVs1Thread!.toFixed(2)}x | ${sc ? `${sc.machineScaling.toFixed(2)}x` : '-'} | ${full} |`,
+        `| ${r.model} | ${r.threads} | ${r.vs1.toFixed(2)}x | ${sc ? `${sc.machineScaling.toFixed(2)}x` : '-'} | ${full} |`,
       );
     }
   }

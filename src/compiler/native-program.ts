@@ -11,10 +11,13 @@ import { scratchLayout } from './memory-plan.js';
 import { emitLlvmModule } from '../codegen/native/llvm-ir.js';
 import { buildSharedLibrary } from '../codegen/native/toolchain.js';
 import type { Program } from './program.js';
+import { MIN_PARALLEL_WORK } from '../runtime/executor.js';
 
 export const NATIVE_TRIPLE = 'x86_64-pc-linux-gnu';
 export const NATIVE_DATALAYOUT = 'e-m:e-p270:32:32-p271:32:32-p272:64:64-i64:64-f80:128-n8:16:32:64-S128';
 export const NATIVE_ENTRY = 'kiln_run';
+/** The entry of a program with control flow: one call at a time, made by the runtime's control program. */
+export const NATIVE_CALL_ENTRY = 'kiln_call';
 
 /** The compiling machine's /proc/cpuinfo flags (empty where there is none). */
 export function hostCpuFlags(): Set<string> {
@@ -39,6 +42,7 @@ export function nativeKernel(k: BuiltKernel, target: CpuTarget): PrimFunc {
 /** The LLVM IR of a program's native library for a CPU level. */
 export function nativeModuleText(program: Program, cpu: CpuOption = 'x86-64-v3'): string {
   const target = resolveCpu(cpu, hostCpuFlags);
+  const perCall = program.header.control !== undefined;
   return emitLlvmModule(
     program.kernels.map((k) => nativeKernel(k, target)),
     program.header.calls,
@@ -47,8 +51,11 @@ export function nativeModuleText(program: Program, cpu: CpuOption = 'x86-64-v3')
       dataLayout: NATIVE_DATALAYOUT,
       cpu: 'x86-64',
       features: target.llvmFeatures,
-      entry: NATIVE_ENTRY,
+      entry: perCall ? NATIVE_CALL_ENTRY : NATIVE_ENTRY,
+      perCall,
       vectorMath: target.vectorMath,
+      // as the WebAssembly executor decides (its default minParallelWork)
+      splitWorth: program.header.kernels.map((k) => k.flops + k.bytes / 4 >= MIN_PARALLEL_WORK),
     },
   );
 }
@@ -66,7 +73,9 @@ export function buildNativeSection(
       triple: NATIVE_TRIPLE,
       cpu: target.level,
       features: target.flags,
-      entry: NATIVE_ENTRY,
+      entry: program.header.control ? NATIVE_CALL_ENTRY : NATIVE_ENTRY,
+      threads: true,
+      ...(program.header.control ? { perCall: true } : {}),
       llvm: tools.version,
     },
     library,

@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { arch, platform, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KilnError } from '../runtime/errors.js';
-import type { NativeHost, NativeLibrary } from '../runtime/native.js';
+import type { NativeEntry, NativeHost, NativeLibrary } from '../runtime/native.js';
 import { importOptional } from './optional-dependency.js';
 
 const open = new Set<string>();
@@ -29,13 +29,34 @@ function cpuinfoFeatures(): Set<string> | undefined {
   }
 }
 
+/**
+ * Keeps libgomp (which threaded libraries link) loaded for the life of the process (dlopen with RTLD_NODELETE): its
+ * team threads outlive a run, and unloading it with the last library that uses it (a disposed model, or the
+ * handles of a worker thread that exits) would pull their code out from under them.
+ */
+let pinnedOpenMp = false;
+function pinOpenMp(koffi: { load(path: string): { func(definition: string): unknown } }): void {
+  if (pinnedOpenMp) return;
+  pinnedOpenMp = true;
+  const RTLD_NOW = 2,
+    RTLD_NODELETE = 0x1000;
+  try {
+    const dlopen = koffi.load('libc.so.6').func('void *dlopen(const char *file, int mode)') as (
+      file: string,
+      mode: number,
+    ) => unknown;
+    dlopen('libgomp.so.1', RTLD_NOW | RTLD_NODELETE);
+  } catch {} // not there: a library that needs it fails to load and says so
+}
+
 /** The Node host of native code (koffi must be installed: E_DEPENDENCY otherwise). */
 export async function openNativeHost(): Promise<NativeHost> {
   const koffi = (await importOptional<typeof import('koffi')>('koffi')).default;
   return {
     cpuFeatures: cpuinfoFeatures,
     platform: () => `${arch() === 'x64' ? 'x86_64' : arch()}-${platform()}`,
-    open(library: Uint8Array, entry: string): NativeLibrary {
+    open(library: Uint8Array, entry: string, kind: NativeEntry): NativeLibrary {
+      if (kind !== 'run-one-thread') pinOpenMp(koffi);
       const dir = mkdtempSync(join(tmpdir(), 'kiln-native-'));
       open.add(dir);
       if (!exitHook) {
@@ -49,12 +70,21 @@ export async function openNativeHost(): Promise<NativeHost> {
         open.delete(dir);
       };
       let lib: ReturnType<typeof koffi.load>;
-      let run: (memory: Uint8Array) => void;
+      let run: NativeLibrary['run'];
       try {
         const path = join(dir, 'model.so');
         writeFileSync(path, library, { mode: 0o600 });
         lib = koffi.load(path);
-        run = lib.func(`void ${entry}(void *memory)`) as (memory: Uint8Array) => void;
+        if (kind === 'call') {
+          const f = lib.func(`void ${entry}(void *memory, int call, int threads)`) as (...a: unknown[]) => void;
+          run = (memory, threads, call) => f(memory, call, threads);
+        } else if (kind === 'run') {
+          const f = lib.func(`void ${entry}(void *memory, int threads)`) as (...a: unknown[]) => void;
+          run = (memory, threads) => f(memory, threads);
+        } else {
+          const f = lib.func(`void ${entry}(void *memory)`) as (...a: unknown[]) => void;
+          run = (memory) => f(memory);
+        }
         try {
           remove();
         } catch {}

@@ -109,7 +109,7 @@ export interface ArtifactHeader {
 }
 
 /**
- * The native program: an ELF shared library (sections.native) exporting `entry(void *memory)`, which runs every call
+ * The native program: an ELF shared library (sections.native) exporting `entry(void *memory, int threads)`, which runs every call
  * of `calls` in order on a memory of `memoryBytes` laid out as the WebAssembly module's (weights at weightsAt, inputs
  * and outputs at their offsets). The caller owns the memory.
  */
@@ -122,6 +122,16 @@ export interface NativeSection {
   features: string[];
   /** Exported function that runs the model. */
   entry: string;
+  /**
+   * Whether the entry is `entry(void *memory, int threads)`, running the parallel phases on that many threads (a
+   * libgomp team); artifacts from before had `entry(void *memory)`, one thread.
+   */
+  threads?: boolean;
+  /**
+   * Whether the entry runs one call, `entry(void *memory, int call, int threads)`: a program with control flow,
+   * whose control program the runtime runs, making each call through it.
+   */
+  perCall?: boolean;
   /** LLVM major version that compiled it. */
   llvm: number;
 }

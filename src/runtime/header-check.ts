@@ -152,6 +152,9 @@ export function checkHeader(h: unknown, bodyStart: number, fileBytes: number): a
     str(n.cpu, 'native.cpu');
     str(n.entry, 'native.entry');
     uint(n.llvm, 'native.llvm');
+    if (n.threads !== undefined && typeof n.threads !== 'boolean') throw damaged('native.threads is not a boolean');
+    if (n.perCall !== undefined && typeof n.perCall !== 'boolean') throw damaged('native.perCall is not a boolean');
+    if (n.perCall === true && head.control === undefined) throw damaged('native.perCall without a control program');
     arr(n.features, 'native.features').forEach((f, i) => str(f, `native.features[${i}]`));
   }
 }

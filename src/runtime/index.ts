@@ -147,7 +147,7 @@ export async function load(artifact: Uint8Array, opts: LoadOptions = {}): Promis
       await CudaExecutor.create(parts.header, parts.weights, opts.cudaDriver!, opts.cudaDevice),
     );
   if (target === 'native') {
-    const native = openNative(parts, opts.nativeHost!);
+    const native = openNative(parts, opts.nativeHost!, threads);
     if ('executor' in native) return fromNative(native.executor);
     const { why } = native;
     logFallback(opts, why);
@@ -274,7 +274,7 @@ function fromNative(ex: NativeExecutor): LoadedModel {
         });
       return ex.run(feeds);
     },
-    threads: 1,
+    threads: ex.threads,
     runsOn: 'native',
     dispose: () => ex.dispose(),
   };

@@ -54,11 +54,11 @@ async function openExecutor(
       throw new KilnError('E_UNSUPPORTED', "target 'native' needs a native host binding", {
         hint: "use load of kiln's Node entry point, which opens the library through koffi; in a browser use target 'wasm'",
       });
-    const native = openNative(parts, await openNativeHost());
+    const native = openNative(parts, await openNativeHost(), init.threads);
     if ('executor' in native)
       return {
         ex: native.executor,
-        loaded: { kiln: 'loaded', header: parts.header, threads: 1, runsOn: 'native' },
+        loaded: { kiln: 'loaded', header: parts.header, threads: native.executor.threads, runsOn: 'native' },
       };
     nativeFallback = native.why;
   }

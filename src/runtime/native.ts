@@ -1,18 +1,26 @@
 // The native executor: runs an artifact's native library (target 'native') through a host binding it is handed (the
 // Node entry point passes one over koffi, src/node/native-library.ts). One memory laid out by the static plan, as
 // the WebAssembly module's: weights copied in once; each run writes the inputs, makes one call into the library
-// (which runs every kernel call in order) and reads the outputs.
+// (which runs every kernel call in order, its parallel phases on `threads` threads) and reads the outputs.
 import type { ArtifactHeader, IOBinding } from './artifact-format.js';
 import type { ArtifactParts } from './artifact.js';
 import { ARRAY, BYTES, type DType, type TypedArray } from './dtype.js';
 import { KilnError } from './errors.js';
 import { checkInputs } from './inputs.js';
+import { hostMemory, runControl } from './control.js';
 import { type Elements, outOfBoundLayout, runSymbols, sizesAfterRun, writeBoundLayout } from './run-sizes.js';
 import { type Tensor, sizeOf } from './tensor.js';
 
-/** An opened native library: its entry, called with the model's memory. */
+/**
+ * How a library's entry is called: `entry(void *memory, int threads)` runs every call ('run'); `entry(void *memory,
+ * int call, int threads)` runs one ('call': a program with control flow, whose calls the runtime makes); artifacts
+ * from before native threads have `entry(void *memory)` ('run-one-thread').
+ */
+export type NativeEntry = 'run' | 'call' | 'run-one-thread';
+
+/** An opened native library: its entry, called with the model's memory, the threads to run on (and the call). */
 export interface NativeLibrary {
-  run(memory: Uint8Array): void;
+  run(memory: Uint8Array, threads: number, call?: number): void;
   close(): void;
 }
 
@@ -22,8 +30,8 @@ export interface NativeHost {
   cpuFeatures(): ReadonlySet<string> | undefined;
   /** The OS and architecture as an LLVM triple prefix would name them, e.g. 'x86_64-linux'. */
   platform(): string;
-  /** Opens a library from its bytes and binds `entry(void *memory)`. */
-  open(library: Uint8Array, entry: string): NativeLibrary;
+  /** Opens a library from its bytes and binds its entry, called as `kind` says. */
+  open(library: Uint8Array, entry: string, kind: NativeEntry): NativeLibrary;
 }
 
 /** Why an artifact's native code cannot run on this host, or undefined when it can. */
@@ -44,7 +52,11 @@ export function nativeMismatch(header: ArtifactHeader, host: NativeHost): string
  * The artifact's native code opened on `host`, or why it cannot run here (another CPU level or platform, or a
  * library the host cannot load): the caller then runs the artifact's WebAssembly.
  */
-export function openNative(parts: ArtifactParts, host: NativeHost): { executor: NativeExecutor } | { why: string } {
+export function openNative(
+  parts: ArtifactParts,
+  host: NativeHost,
+  threads: number,
+): { executor: NativeExecutor } | { why: string } {
   if (!parts.header.native || !parts.native)
     throw new KilnError('E_ARTIFACT', 'the artifact has no native code', {
       hint: "compile the model with target 'native' (kiln compile --target native)",
@@ -52,7 +64,7 @@ export function openNative(parts: ArtifactParts, host: NativeHost): { executor: 
   const why = nativeMismatch(parts.header, host);
   if (why !== undefined) return { why };
   try {
-    return { executor: NativeExecutor.create(parts.header, parts.weights, parts.native, host) };
+    return { executor: NativeExecutor.create(parts.header, parts.weights, parts.native, host, threads) };
   } catch (e) {
     // a library this machine cannot load (E_UNSUPPORTED from the host) falls back like a CPU mismatch
     if (!(e instanceof KilnError && e.code === 'E_UNSUPPORTED')) throw e;
@@ -68,12 +80,20 @@ export class NativeExecutor {
     readonly header: ArtifactHeader,
     lib: NativeLibrary,
     memory: Uint8Array,
+    /** Threads each run uses (1 for artifacts from before native threads). */
+    readonly threads: number,
   ) {
     this.lib = lib;
     this.memory = memory;
   }
 
-  static create(header: ArtifactHeader, weights: Uint8Array, library: Uint8Array, host: NativeHost): NativeExecutor {
+  static create(
+    header: ArtifactHeader,
+    weights: Uint8Array,
+    library: Uint8Array,
+    host: NativeHost,
+    threads: number,
+  ): NativeExecutor {
     const sec = header.native;
     if (!sec)
       throw new KilnError('E_ARTIFACT', 'the artifact has no native code', {
@@ -89,8 +109,18 @@ export class NativeExecutor {
         { hint: 'free memory, or compile for smaller input shapes' },
       );
     }
+    if (header.control && !sec.perCall)
+      throw new KilnError('E_ARTIFACT', "the artifact's native code predates control flow on target 'native'", {
+        hint: 'recompile the model (kiln compile --target native)',
+      });
     memory.set(weights, header.weightsAt);
-    return new NativeExecutor(header, host.open(library, sec.entry), memory);
+    const kind: NativeEntry = sec.perCall ? 'call' : sec.threads ? 'run' : 'run-one-thread';
+    return new NativeExecutor(
+      header,
+      host.open(library, sec.entry, kind),
+      memory,
+      kind === 'run-one-thread' ? 1 : threads,
+    );
   }
 
   run(feeds: Record<string, Tensor>): Record<string, Tensor> {
@@ -104,7 +134,12 @@ export class NativeExecutor {
     // memory each time)
     for (const inp of h.inputs)
       writeBoundLayout(inp, checked[inp.name], this.view(inp, sizeOf(inp.shape)) as unknown as Elements);
-    this.lib.run(this.memory);
+    const lib = this.lib;
+    if (h.control)
+      runControl(h.control, hostMemory(this.memory.buffer as ArrayBuffer), (call) =>
+        lib.run(this.memory, this.threads, call),
+      );
+    else lib.run(this.memory, this.threads);
     const sizes = sizesAfterRun(h, symbols, () => this.symbols(symbols!.length));
     const out: Record<string, Tensor> = {};
     // (an output of run-time shape is copied out of the memory once; a static one is read whole)

@@ -156,6 +156,18 @@ export function kernelStages(f: PrimFunc): readonly Stmt[] {
   return f.body.k === 'seq' ? f.body.body : [f.body];
 }
 
+/** The loop a phase splits among threads: the first `parallel` loop under loops of extent 1 and allocations. */
+export function parallelLoop(s: Stmt): ForStmt | undefined {
+  let cur: Stmt | undefined = s;
+  while (cur) {
+    if (cur.k === 'for' && cur.kind === 'parallel') return cur;
+    if (cur.k === 'for' && cur.extent === 1) cur = cur.body;
+    else if (cur.k === 'alloc') cur = cur.body;
+    else return undefined;
+  }
+  return undefined;
+}
+
 /** The statements directly inside `s`. */
 export function childStmts(s: Stmt): readonly Stmt[] {
   switch (s.k) {

@@ -1,7 +1,11 @@
 // Loop IR -> LLVM IR text (typed pointers, LLVM 14 and later), written directly from TypeScript. Every kernel
-// becomes an internal function taking one i8* per input and output buffer (and one for its scratch area) that runs
-// its phases in order on the calling thread; one exported entry, `kiln_run(i8* memory)`, makes every call of the
-// program with the memory plan's offsets, so the runtime crosses into native code once per run.
+// becomes an internal function taking one i8* per input and output buffer (and one for its scratch area), then
+// (phase, chunk, nchunks) as the WebAssembly kernels do: it runs one phase, and of a phase's parallel loop the
+// iterations of chunk `chunk`. One exported entry, `kiln_run(i8* memory, i32 threads)`, makes every call of the
+// program with the memory plan's offsets, so the runtime crosses into native code once per run; with threads > 1
+// it runs the program on a libgomp team (OpenMP's runtime, through its documented GOMP_* ABI): every thread claims
+// chunks of each parallel phase from an atomic counter, phases too small to split run on thread 0, and the team
+// meets at a barrier where a phase reads what another thread may have written.
 // Variables live in stack slots (allocas) that LLVM's SROA/mem2reg turn into registers; register tiles (local
 // buffers) are stack arrays indexed by constants once the unrolled loops around them are expanded here. Loops the
 // schedule vectorizes carry llvm.loop metadata asking the loop vectorizer to vectorize them at the target's width.
@@ -10,6 +14,7 @@
 // INT_MIN / -1) gives 0 instead of a trap, since on x86 it would kill the process. Transcendentals call libm.
 import { BYTES, type DType, isFloat, isUnsigned, isWide } from '../../runtime/dtype.js';
 import { KilnError } from '../../runtime/errors.js';
+import { CHUNKS_PER_THREAD, MAX_CHUNKS } from '../../runtime/thread-pool.js';
 import { UNARY_MATH } from '../../runtime/math.js';
 import { type BinOp, type Expr, type UnOp, type Var, affineCoef, mentions } from '../../tensor-expr/expr.js';
 import { fixVar } from '../../tensor-expr/simplify.js';
@@ -25,6 +30,7 @@ import {
   type Stmt,
   type StoreStmt,
   kernelStages,
+  parallelLoop,
 } from '../../schedule/loop-ir.js';
 import { type LoopPass, type LoopPassRun, runLoopPasses, stagePass } from '../../schedule/loop-passes.js';
 import { partitionLoops } from '../../schedule/passes/partition.js';
@@ -62,6 +68,16 @@ export interface LlvmModuleOptions {
   features: string;
   /** Name of the exported entry. */
   entry?: string;
+  /**
+   * Per kernel, whether its parallel phases have work enough to split among threads (default: all do); the
+   * others run on one thread.
+   */
+  splitWorth?: readonly boolean[];
+  /**
+   * The entry runs one call, `entry(i8* memory, i32 call, i32 threads)`, for a runtime that makes the calls itself
+   * (a control program: branches and loops between calls); otherwise `entry(i8* memory, i32 threads)` runs them all.
+   */
+  perCall?: boolean;
   /**
    * Vector widths (lanes) whose glibc libmvec variants the CPU level runs (4: SSE4 'b', 8: AVX2 'd', 16: AVX-512
    * 'e'); float32 exp, log, sin, cos, tanh and erf on those widths call them instead of libm lane by lane.
@@ -164,34 +180,33 @@ export function emitLlvmModule(
   const attrs = `"target-cpu"="${opts.cpu}" "target-features"="${opts.features}" "frame-pointer"="none" "no-trapping-math"="true"`;
   const meta = new Metadata();
   const bodies: string[] = [];
-  const params: number[] = [];
+  const kernels: { params: number; phases: readonly boolean[] }[] = [];
   funcs.forEach((f, i) => {
     const e = new KernelEmitter(nativeLoopIR(f), `kernel_${i}`, decls, meta, new Set(opts.vectorMath ?? []));
     bodies.push(e.emit());
-    params.push(e.paramCount);
+    kernels.push({ params: e.paramCount, phases: e.phases });
   });
-  const entry = opts.entry ?? 'kiln_run';
-  const run: string[] = [`define dllexport void @${entry}(i8* %mem) #0 {`, 'entry:'];
   calls.forEach((c, i) => {
-    if (c.args.length !== params[c.kernel])
+    if (c.args.length !== kernels[c.kernel].params)
       throw new KilnError(
         'E_INTERNAL',
-        `native codegen: call ${i} passes ${c.args.length} buffers to kernel ${c.kernel}, which takes ${params[c.kernel]}`,
+        `native codegen: call ${i} passes ${c.args.length} buffers to kernel ${c.kernel}, which takes ${kernels[c.kernel].params}`,
       );
-    const ptrs = c.args.map((off, j) => {
-      run.push(`  %c${i}_${j} = getelementptr inbounds i8, i8* %mem, i64 ${off}`);
-      return `i8* %c${i}_${j}`;
-    });
-    run.push(`  call void @kernel_${c.kernel}(${ptrs.join(', ')})`);
   });
-  run.push('  ret void', '}');
+  const steps = calls.flatMap((c, i) =>
+    kernels[c.kernel].phases.map((parallel, phase) => ({
+      call: i,
+      phase,
+      split: parallel && (opts.splitWorth?.[c.kernel] ?? true),
+    })),
+  );
   return [
     '; Generated by Kiln (native backend)',
     `target datalayout = "${opts.dataLayout}"`,
     `target triple = "${opts.triple}"`,
     '',
     ...bodies,
-    run.join('\n'),
+    ...programText(calls, steps, opts.entry ?? 'kiln_run', opts.perCall ?? false, decls),
     '',
     ...[...decls].sort(),
     '',
@@ -201,6 +216,140 @@ export function emitLlvmModule(
     ...meta.lines,
     '',
   ].join('\n');
+}
+
+/** One phase of one call in a run: split among the threads, or run by thread 0 alone. */
+interface Step {
+  call: number;
+  phase: number;
+  split: boolean;
+}
+
+/**
+ * The functions that run the program. `kiln_program(mem, thread, threads)` makes every step of a run as thread
+ * `thread` of `threads` (with `perCall`, `kiln_program(mem, thread, threads, call)` the steps of one call); the team
+ * function is what each thread of a libgomp team runs; the exported entry resets the chunk counters and runs the
+ * program on the calling thread (threads <= 1) or on a team of `threads`.
+ */
+function programText(
+  calls: readonly NativeCall[],
+  steps: readonly Step[],
+  entry: string,
+  perCall: boolean,
+  decls: Set<string>,
+): string[] {
+  const counters = steps.filter((st) => st.split).length;
+  const claims = `[${counters} x i32]`;
+  const p = [
+    `define internal void @kiln_program(i8* %mem, i32 %thread, i32 %threads${perCall ? ', i32 %call' : ''}) #0 {`,
+    'entry:',
+    '  %solo = icmp eq i32 %thread, 0',
+    '  %many = icmp sgt i32 %threads, 1',
+    // chunks per parallel phase: as the WebAssembly thread pool cuts them, at most the MAX_CHUNKS copies of
+    // chunk-private buffers the memory plan reserves
+    `  %wanted = mul i32 %threads, ${CHUNKS_PER_THREAD}`,
+    `  %fits = icmp slt i32 %wanted, ${MAX_CHUNKS}`,
+    `  %nmany = select i1 %fits, i32 %wanted, i32 ${MAX_CHUNKS}`,
+    '  %nchunks = select i1 %many, i32 %nmany, i32 1',
+  ];
+  calls.forEach((c, i) => {
+    c.args.forEach((off, j) => p.push(`  %c${i}_${j} = getelementptr inbounds i8, i8* %mem, i64 ${off}`));
+  });
+  if (perCall)
+    p.push(`  switch i32 %call, label %end [${calls.map((_, i) => ` i32 ${i}, label %call${i}`).join('')} ]`);
+  let counter = 0;
+  steps.forEach((st, j) => {
+    const c = calls[st.call];
+    const args = c.args.map((_, a) => `i8* %c${st.call}_${a}, `).join('');
+    const call = (chunk: string, n: string) =>
+      `  call void @kernel_${c.kernel}(${args}i32 ${st.phase}, i32 ${chunk}, i32 ${n})`;
+    const first = j === 0 || (perCall && steps[j - 1].call !== st.call);
+    if (perCall && first) p.push(`call${st.call}:`);
+    // a barrier where a phase may read what another thread wrote: not between two phases thread 0 runs alone
+    if (!first && (st.split || steps[j - 1].split))
+      p.push(`  br i1 %many, label %sync${j}, label %s${j}`, `sync${j}:`, '  call void @GOMP_barrier()');
+    p.push(`  br label %s${j}`, `s${j}:`);
+    if (st.split) {
+      const at = `getelementptr inbounds (${claims}, ${claims}* @kiln_claims, i64 0, i64 ${counter++})`;
+      p.push(
+        `  %k${j} = atomicrmw add i32* ${at}, i32 1 monotonic`,
+        `  %more${j} = icmp slt i32 %k${j}, %nchunks`,
+        `  br i1 %more${j}, label %w${j}, label %d${j}`,
+        `w${j}:`,
+        call(`%k${j}`, '%nchunks'),
+        `  br label %s${j}`,
+      );
+    } else p.push(`  br i1 %solo, label %w${j}, label %d${j}`, `w${j}:`, call('0', '1'), `  br label %d${j}`);
+    p.push(`d${j}:`);
+    if (perCall && (j === steps.length - 1 || steps[j + 1].call !== st.call)) p.push('  br label %end');
+  });
+  if (perCall) {
+    // calls without phases (none in practice) fall through to the end
+    const empty = calls.map((_, i) => i).filter((i) => !steps.some((st) => st.call === i));
+    for (const i of empty) p.push(`call${i}:`, '  br label %end');
+    p.push('end:');
+  }
+  p.push('  ret void', '}', '');
+  const params = perCall ? 'i8* %mem, i32 %call, i32 %threads' : 'i8* %mem, i32 %threads';
+  const program = (thread: string, threads: string) =>
+    `  call void @kiln_program(i8* %mem, i32 ${thread}, i32 ${threads}${perCall ? ', i32 %call' : ''})`;
+  if (counters === 0)
+    return [...p, `define dllexport void @${entry}(${params}) #0 {`, 'entry:', program('0', '1'), '  ret void', '}'];
+  for (const d of [
+    'void @GOMP_parallel(void (i8*)*, i8*, i32, i32)',
+    'void @GOMP_barrier()',
+    'i32 @omp_get_thread_num()',
+    'i32 @omp_get_num_threads()',
+    'void @llvm.memset.p0i8.i64(i8* nocapture writeonly, i8, i64, i1 immarg)',
+  ])
+    decls.add(`declare ${d}`);
+  // a team thread gets one pointer: the memory, or with perCall a { memory, call } pair on the entry's stack
+  const team = perCall
+    ? [
+        'define internal void @kiln_team(i8* %arg) #0 {',
+        'entry:',
+        '  %pair = bitcast i8* %arg to { i8*, i32 }*',
+        '  %memp = getelementptr inbounds { i8*, i32 }, { i8*, i32 }* %pair, i32 0, i32 0',
+        '  %mem = load i8*, i8** %memp',
+        '  %callp = getelementptr inbounds { i8*, i32 }, { i8*, i32 }* %pair, i32 0, i32 1',
+        '  %call = load i32, i32* %callp',
+      ]
+    : ['define internal void @kiln_team(i8* %mem) #0 {', 'entry:'];
+  const teamArg = perCall
+    ? [
+        '  %pair = alloca { i8*, i32 }',
+        '  %memp = getelementptr inbounds { i8*, i32 }, { i8*, i32 }* %pair, i32 0, i32 0',
+        '  store i8* %mem, i8** %memp',
+        '  %callp = getelementptr inbounds { i8*, i32 }, { i8*, i32 }* %pair, i32 0, i32 1',
+        '  store i32 %call, i32* %callp',
+        '  %arg = bitcast { i8*, i32 }* %pair to i8*',
+      ]
+    : [];
+  return [
+    `@kiln_claims = internal global ${claims} zeroinitializer, align 64`,
+    '',
+    ...p,
+    ...team,
+    '  %thread = call i32 @omp_get_thread_num()',
+    '  %threads = call i32 @omp_get_num_threads()',
+    program('%thread', '%threads'),
+    '  ret void',
+    '}',
+    '',
+    `define dllexport void @${entry}(${params}) #0 {`,
+    'entry:',
+    ...teamArg,
+    `  call void @llvm.memset.p0i8.i64(i8* bitcast (${claims}* @kiln_claims to i8*), i8 0, i64 ${counters * 4}, i1 false)`,
+    '  %many = icmp sgt i32 %threads, 1',
+    '  br i1 %many, label %team, label %one',
+    'one:',
+    program('0', '1'),
+    '  ret void',
+    'team:',
+    `  call void @GOMP_parallel(void (i8*)* @kiln_team, i8* ${perCall ? '%arg' : '%mem'}, i32 %threads, i32 0)`,
+    '  ret void',
+    '}',
+  ];
 }
 
 /** Numbered metadata nodes of the module. */
@@ -236,7 +385,11 @@ class KernelEmitter extends LoopEmitter<string, void> {
   private labels = 0;
   private memo = new Map<Expr, string>();
   readonly paramCount: number;
+  /** Per phase (kernel stage), whether it has a parallel loop to split into chunks. */
+  readonly phases: readonly boolean[];
   private readonly layout: ReturnType<typeof scratchLayout>;
+  /** The parallel loop of the phase being emitted: it runs the iterations of chunk %chunk. */
+  private chunkLoop: ForStmt | undefined;
 
   constructor(
     readonly f: PrimFunc,
@@ -248,6 +401,7 @@ class KernelEmitter extends LoopEmitter<string, void> {
     super();
     this.layout = scratchLayout(f);
     this.paramCount = f.inputs.length + f.outputs.length + (this.layout.bytes > 0 ? 1 : 0);
+    this.phases = kernelStages(f).map((st) => parallelLoop(st) !== undefined);
   }
 
   emit(): string {
@@ -256,11 +410,33 @@ class KernelEmitter extends LoopEmitter<string, void> {
     bufs.forEach((b, i) => this.base.set(b, `%p${i}`));
     if (this.layout.bytes > 0) {
       params.push('i8* %scratch');
-      // a chunk's 'shared' buffers at sharedAt: one chunk per call on this backend (chunk 0)
       for (const [t, off] of this.layout.offsets) this.base.set(t, this.gep('%scratch', off));
-      for (const [t, off] of this.layout.shared) this.base.set(t, this.gep('%scratch', this.layout.sharedAt + off));
+      if (this.layout.shared.size > 0) {
+        // a chunk's own 'shared' buffers: scratch + sharedAt + chunk * chunkStride
+        const chunk = this.t(),
+          at = this.t();
+        this.allocas.push(
+          `  ${chunk} = sext i32 %chunk to i64`,
+          `  ${at} = mul nsw i64 ${chunk}, ${this.layout.chunkStride}`,
+        );
+        const mine = this.t();
+        this.allocas.push(`  ${mine} = getelementptr inbounds i8, i8* %scratch, i64 ${at}`);
+        for (const [t, off] of this.layout.shared) this.base.set(t, this.gep(mine, this.layout.sharedAt + off));
+      }
     }
-    for (const s of kernelStages(this.f)) this.stmt(s);
+    params.push('i32 %phase', 'i32 %chunk', 'i32 %nchunks');
+    const stages = kernelStages(this.f);
+    const labels = stages.map(() => this.label()),
+      done = this.label();
+    this.ins(`switch i32 %phase, label %${done} [${labels.map((l, p) => ` i32 ${p}, label %${l}`).join('')} ]`);
+    stages.forEach((st, p) => {
+      this.place(labels[p]);
+      this.chunkLoop = parallelLoop(st);
+      this.stmt(st);
+      this.chunkLoop = undefined;
+      this.ins(`br label %${done}`);
+    });
+    this.place(done);
     this.lines.push('  ret void');
     return [
       `define void @${this.name}(${params.join(', ')}) #1 {`,
@@ -424,6 +600,10 @@ class KernelEmitter extends LoopEmitter<string, void> {
 
   protected emitLoop(s: ForStmt): void {
     const slot = this.varSlot(s.v);
+    if (s === this.chunkLoop) {
+      this.chunkedLoop(s, slot);
+      return;
+    }
     if (s.kind === 'vectorized' && this.vectorLoop(s)) return;
     // unrolled here (not by LLVM): register tiles' indices become constants before SROA sees them
     if ((s.kind === 'unrolled' || s.kind === 'vectorized') && s.extent <= 16) {
@@ -445,6 +625,29 @@ class KernelEmitter extends LoopEmitter<string, void> {
     const c = this.op(`icmp slt i32 ${n}, ${s.extent}`);
     const md = s.kind === 'vectorized' ? `, ${this.meta.loop([this.meta.vectorize])}` : '';
     this.ins(`br i1 ${c}, label %${lBody}, label %${lEnd}${md}`);
+    this.place(lEnd);
+  }
+
+  /** A phase's parallel loop over the iterations of one chunk: [extent*chunk/nchunks, extent*(chunk+1)/nchunks). */
+  private chunkedLoop(s: ForStmt, slot: string): void {
+    const bound = (chunk: string) => {
+      const c = this.op(`sext i32 ${chunk} to i64`);
+      const n = this.op(`sext i32 %nchunks to i64`);
+      const at = this.op(`sdiv i64 ${this.op(`mul nsw i64 ${c}, ${s.extent}`)}, ${n}`);
+      return this.op(`trunc i64 ${at} to i32`);
+    };
+    const lo = bound('%chunk'),
+      hi = bound(this.op('add nsw i32 %chunk, 1'));
+    const lBody = this.label(),
+      lEnd = this.label();
+    this.ins(`store i32 ${lo}, i32* ${slot}`);
+    this.ins(`br i1 ${this.op(`icmp slt i32 ${lo}, ${hi}`)}, label %${lBody}, label %${lEnd}`);
+    this.place(lBody);
+    this.branch(() => this.stmt(s.body));
+    const i = this.op(`load i32, i32* ${slot}`);
+    const next = this.op(`add nuw nsw i32 ${i}, 1`);
+    this.ins(`store i32 ${next}, i32* ${slot}`);
+    this.ins(`br i1 ${this.op(`icmp slt i32 ${next}, ${hi}`)}, label %${lBody}, label %${lEnd}`);
     this.place(lEnd);
   }
 

@@ -127,6 +127,8 @@ export function buildSharedLibrary(ir: string, opts: BuildOptions): { library: U
     const isLd = tools.linker.endsWith('/ld');
     // libmvec (glibc's vector math) only where the module calls it: it needs glibc >= 2.22 (tanh, erf: 2.35)
     const libs = ir.includes('@_ZGV') ? ['-lmvec', '-lm'] : ['-lm'];
+    // libgomp (GCC's OpenMP runtime) where the module runs threads; a bare ld finds only its versioned name
+    if (ir.includes('@GOMP_parallel')) libs.push(isLd ? '-l:libgomp.so.1' : '-lgomp');
     step('linking', tools.linker, [
       '-shared',
       obj,

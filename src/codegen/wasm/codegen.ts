@@ -11,6 +11,7 @@ import {
   type PrimFunc,
   type Stmt,
   kernelStages,
+  parallelLoop,
   type AllocStmt,
   type AssignStmt,
   type DeclStmt,
@@ -730,18 +731,6 @@ export class FunctionEmitter extends LoopEmitter<Ref, Ref> implements ScalarEmit
 
 /** A 16-bit float that reached the emitter: common/half-float.ts turns them into uint16 bits before it. */
 const halfLeft = (t: DType) => new KilnError('E_INTERNAL', `codegen: a ${t} buffer was not legalized to its bits`);
-
-/** The loop a phase splits among threads: the first `parallel` loop under loops of extent 1 and allocations. */
-export function parallelLoop(s: Stmt): Stmt | undefined {
-  let cur: Stmt | undefined = s;
-  while (cur) {
-    if (cur.k === 'for' && cur.kind === 'parallel') return cur;
-    if (cur.k === 'for' && cur.extent === 1) cur = cur.body;
-    else if (cur.k === 'alloc') cur = cur.body;
-    else return undefined;
-  }
-  return undefined;
-}
 
 /** For each phase of a kernel, whether it can be split among threads. */
 export const kernelPhases = (f: PrimFunc): boolean[] => kernelStages(f).map((s) => parallelLoop(s) !== undefined);
