@@ -249,6 +249,8 @@ export interface RegisterTile {
   vi: number;
   /** Spatial axes ending at `i` fused into the row axis (1: just `i`), from the operator's rowAxes hint. */
   rows: number;
+  /** float32 lanes per vector: the target's, or fewer for a lane axis narrower than its vectors. */
+  lanes: number;
 }
 
 /**
@@ -256,7 +258,7 @@ export interface RegisterTile {
  * undefined when none applies. The operator's hints pick the lane and row axes, else the last two.
  */
 export function registerTileShape(st: Stage, tiles: TileOptions = WASM_TILES): RegisterTile | undefined {
-  const L = tiles.lanes;
+  let L = tiles.lanes;
   const r = st.reduction;
   const h = st.tensor.hints;
   if (!r || r.op === 'prod' || !(st.tensor.dtype === 'float32' || (st.tensor.dtype === 'int32' && h?.integerTile)))
@@ -264,6 +266,8 @@ export function registerTileShape(st: Stage, tiles: TileOptions = WASM_TILES): R
   const spatial = st.roots.filter((a) => !a.reduce);
   const jAt = h?.vectorAxis ?? spatial.length - 1;
   const j = spatial[jAt];
+  // (a lane axis narrower than the target's vectors, 12 output channels on AVX-512: half-width vectors, not none)
+  while (j && L > 4 && j.extent < L) L /= 2;
   if (!j || j.extent < L) return undefined;
   // vectors per tile row: 2 or 3 when that divides the axis (2 x 4 rows fill the accumulator budget); otherwise
   // (7, 13, 28, 49 wide) full-width tiles, the last one shifted back to overlap its neighbour: 2 vectors wide
@@ -295,7 +299,7 @@ export function registerTileShape(st: Stage, tiles: TileOptions = WASM_TILES): R
     const busy = (v: number) => i.extent / Math.ceil(i.extent / v);
     for (const v of [...fits].reverse()) if (busy(v) > busy(vi) + 1e-9) vi = v;
   }
-  return { j: jAt, vj, i: i ? iAt : -1, vi, rows };
+  return { j: jAt, vj, i: i ? iAt : -1, vi, rows, lanes: L };
 }
 
 /**
@@ -305,8 +309,8 @@ export function registerTileShape(st: Stage, tiles: TileOptions = WASM_TILES): R
  */
 export function registerTileTrace(st: Stage, stage: number, tiles: TileOptions = WASM_TILES): TraceStep[] {
   const shape = registerTileShape(st, tiles);
-  const L = tiles.lanes;
   if (!shape) return [];
+  const L = shape.lanes;
   const spatial = st.roots.filter((a) => !a.reduce),
     red = st.roots.filter((a) => a.reduce);
   const { vj, vi } = shape,
