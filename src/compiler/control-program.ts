@@ -12,7 +12,8 @@ import { type CallNode, type ConstNode, type FuncNode, type GExpr, isFuncCall } 
 import { type ControlOpSpec, type LoopRegion, type IfRegion, isControlCall } from '../relay-ir/control.js';
 import { kernelCalls } from '../relay-ir/passes/fuse-ops.js';
 import { type TensorType, staticShape, isStatic } from '../relay-ir/types.js';
-import { emitWasmModule, kernelPhases } from '../codegen/wasm/codegen.js';
+import { emitWasmModule } from '../codegen/wasm/codegen.js';
+import { kernelPhases } from '../schedule/loop-ir.js';
 import { type BuiltKernel, buildKernel, kernelKey } from './kernel.js';
 import { type Lifetime, SPECULATIVE_GUARD_BYTES, align, planMemory, scratchLayout } from './memory-plan.js';
 import { type Program, type ProgramOptions, WASM32_MAX_BYTES } from './program.js';

@@ -19,6 +19,10 @@ export const NATIVE_ENTRY = 'kiln_run';
 /** The entry of a program with control flow: one call at a time, made by the runtime's control program. */
 export const NATIVE_CALL_ENTRY = 'kiln_call';
 
+/** The library's entry: one call at a time for a program with control flow (its control program makes them). */
+const nativeEntry = (program: Program): { entry: string; perCall: boolean } =>
+  program.header.control ? { entry: NATIVE_CALL_ENTRY, perCall: true } : { entry: NATIVE_ENTRY, perCall: false };
+
 /** The compiling machine's /proc/cpuinfo flags (empty where there is none). */
 export function hostCpuFlags(): Set<string> {
   try {
@@ -42,7 +46,6 @@ export function nativeKernel(k: BuiltKernel, target: CpuTarget): PrimFunc {
 /** The LLVM IR of a program's native library for a CPU level. */
 export function nativeModuleText(program: Program, cpu: CpuOption = 'x86-64-v3'): string {
   const target = resolveCpu(cpu, hostCpuFlags);
-  const perCall = program.header.control !== undefined;
   return emitLlvmModule(
     program.kernels.map((k) => nativeKernel(k, target)),
     program.header.calls,
@@ -51,8 +54,7 @@ export function nativeModuleText(program: Program, cpu: CpuOption = 'x86-64-v3')
       dataLayout: NATIVE_DATALAYOUT,
       cpu: 'x86-64',
       features: target.llvmFeatures,
-      entry: perCall ? NATIVE_CALL_ENTRY : NATIVE_ENTRY,
-      perCall,
+      ...nativeEntry(program),
       vectorMath: target.vectorMath,
       // as the WebAssembly executor decides (its default minParallelWork)
       splitWorth: program.header.kernels.map((k) => k.flops + k.bytes / 4 >= MIN_PARALLEL_WORK),
@@ -73,9 +75,9 @@ export function buildNativeSection(
       triple: NATIVE_TRIPLE,
       cpu: target.level,
       features: target.flags,
-      entry: program.header.control ? NATIVE_CALL_ENTRY : NATIVE_ENTRY,
+      entry: nativeEntry(program).entry,
       threads: true,
-      ...(program.header.control ? { perCall: true } : {}),
+      ...(nativeEntry(program).perCall ? { perCall: true } : {}),
       llvm: tools.version,
     },
     library,

@@ -109,9 +109,9 @@ export interface ArtifactHeader {
 }
 
 /**
- * The native program: an ELF shared library (sections.native) exporting `entry(void *memory, int threads)`, which runs every call
- * of `calls` in order on a memory of `memoryBytes` laid out as the WebAssembly module's (weights at weightsAt, inputs
- * and outputs at their offsets). The caller owns the memory.
+ * The native program: an ELF shared library (sections.native) exporting `entry(void *memory, int threads)`, which
+ * runs every call of `calls` in order on a memory of `memoryBytes` laid out as the WebAssembly module's (weights at
+ * weightsAt, inputs and outputs at their offsets; `perCall`: one call at a time). The caller owns the memory.
  */
 export interface NativeSection {
   /** Operating system and CPU architecture of the library (LLVM target triple). */

@@ -168,6 +168,9 @@ export function parallelLoop(s: Stmt): ForStmt | undefined {
   return undefined;
 }
 
+/** For each phase of a kernel, whether it can be split among threads. */
+export const kernelPhases = (f: PrimFunc): boolean[] => kernelStages(f).map((s) => parallelLoop(s) !== undefined);
+
 /** The statements directly inside `s`. */
 export function childStmts(s: Stmt): readonly Stmt[] {
   switch (s.k) {

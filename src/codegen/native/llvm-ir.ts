@@ -29,6 +29,7 @@ import {
   type PrimFunc,
   type Stmt,
   type StoreStmt,
+  kernelPhases,
   kernelStages,
   parallelLoop,
 } from '../../schedule/loop-ir.js';
@@ -401,7 +402,7 @@ class KernelEmitter extends LoopEmitter<string, void> {
     super();
     this.layout = scratchLayout(f);
     this.paramCount = f.inputs.length + f.outputs.length + (this.layout.bytes > 0 ? 1 : 0);
-    this.phases = kernelStages(f).map((st) => parallelLoop(st) !== undefined);
+    this.phases = kernelPhases(f);
   }
 
   emit(): string {
@@ -613,18 +614,25 @@ class KernelEmitter extends LoopEmitter<string, void> {
       }
       return;
     }
+    const md = s.kind === 'vectorized' ? `, ${this.meta.loop([this.meta.vectorize])}` : '';
+    this.countedLoop(s, slot, '0', `${s.extent}`, undefined, md);
+  }
+
+  /**
+   * `s.v` from `from` up to `to` (exclusive) as a loop tested at its bottom; `entered`, when given, is the i1 that
+   * says whether it runs at all (else it runs at least once).
+   */
+  private countedLoop(s: ForStmt, slot: string, from: string, to: string, entered?: string, md = ''): void {
     const lBody = this.label(),
       lEnd = this.label();
-    this.ins(`store i32 0, i32* ${slot}`);
-    this.ins(`br label %${lBody}`);
+    this.ins(`store i32 ${from}, i32* ${slot}`);
+    this.ins(entered ? `br i1 ${entered}, label %${lBody}, label %${lEnd}` : `br label %${lBody}`);
     this.place(lBody);
     this.branch(() => this.stmt(s.body));
     const i = this.op(`load i32, i32* ${slot}`);
-    const n = this.op(`add nuw nsw i32 ${i}, 1`);
-    this.ins(`store i32 ${n}, i32* ${slot}`);
-    const c = this.op(`icmp slt i32 ${n}, ${s.extent}`);
-    const md = s.kind === 'vectorized' ? `, ${this.meta.loop([this.meta.vectorize])}` : '';
-    this.ins(`br i1 ${c}, label %${lBody}, label %${lEnd}${md}`);
+    const next = this.op(`add nuw nsw i32 ${i}, 1`);
+    this.ins(`store i32 ${next}, i32* ${slot}`);
+    this.ins(`br i1 ${this.op(`icmp slt i32 ${next}, ${to}`)}, label %${lBody}, label %${lEnd}${md}`);
     this.place(lEnd);
   }
 
@@ -638,17 +646,7 @@ class KernelEmitter extends LoopEmitter<string, void> {
     };
     const lo = bound('%chunk'),
       hi = bound(this.op('add nsw i32 %chunk, 1'));
-    const lBody = this.label(),
-      lEnd = this.label();
-    this.ins(`store i32 ${lo}, i32* ${slot}`);
-    this.ins(`br i1 ${this.op(`icmp slt i32 ${lo}, ${hi}`)}, label %${lBody}, label %${lEnd}`);
-    this.place(lBody);
-    this.branch(() => this.stmt(s.body));
-    const i = this.op(`load i32, i32* ${slot}`);
-    const next = this.op(`add nuw nsw i32 ${i}, 1`);
-    this.ins(`store i32 ${next}, i32* ${slot}`);
-    this.ins(`br i1 ${this.op(`icmp slt i32 ${next}, ${hi}`)}, label %${lBody}, label %${lEnd}`);
-    this.place(lEnd);
+    this.countedLoop(s, slot, lo, hi, this.op(`icmp slt i32 ${lo}, ${hi}`));
   }
 
   // ---- explicit vectors for the loops the schedule vectorizes

@@ -731,6 +731,3 @@ export class FunctionEmitter extends LoopEmitter<Ref, Ref> implements ScalarEmit
 
 /** A 16-bit float that reached the emitter: common/half-float.ts turns them into uint16 bits before it. */
 const halfLeft = (t: DType) => new KilnError('E_INTERNAL', `codegen: a ${t} buffer was not legalized to its bits`);
-
-/** For each phase of a kernel, whether it can be split among threads. */
-export const kernelPhases = (f: PrimFunc): boolean[] => kernelStages(f).map((s) => parallelLoop(s) !== undefined);
