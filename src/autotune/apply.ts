@@ -46,10 +46,14 @@ export function compareVersions(a: string, b: string): number {
   return x.pre < y.pre ? -1 : 1;
 }
 
+/**
+ * `defaultTraceOf`: the schedule a kernel gets on this target without a record (default: its WebAssembly one,
+ * `def.trace`), which tells a record that confirmed the default apart from a tuned one.
+ */
 export function tunedTraces(
   db: TuningDatabase,
   target: TargetInfo = detectTarget(),
-  opts: { kiln?: string } = {},
+  opts: { kiln?: string; defaultTraceOf?: (def: BuiltKernel) => readonly TraceStep[] } = {},
 ): TunedLookup {
   const current = opts.kiln ?? VERSION;
   const used: TunedLookup['used'] = [],
@@ -79,7 +83,7 @@ export function tunedTraces(
       });
       return undefined;
     }
-    const isDefault = JSON.stringify(rec.trace) === JSON.stringify(def.trace);
+    const isDefault = JSON.stringify(rec.trace) === JSON.stringify(opts.defaultTraceOf?.(def) ?? def.trace);
     used.push({
       kernel: def.prim.name,
       workload: w.key,

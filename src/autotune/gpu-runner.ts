@@ -13,28 +13,15 @@ import { KilnError } from '../runtime/errors.js';
 import type { ArtifactHeader } from '../runtime/artifact-format.js';
 import { type GpuBuffer, type GpuDevice, type GpuPass, WebGpuExecutor } from '../runtime/webgpu.js';
 import { CudaExecutor, type CudaDeviceInfo, type CudaDriver } from '../runtime/cuda.js';
-import { fork, type ChildProcess } from 'node:child_process';
-import { type MeasureResult, type Runner, compiledModule } from './measure.js';
-import { type MeasureTask, randomInputs } from './worker.js';
+import type { MeasureResult, Runner } from './measure.js';
+import { type MeasureOutput, type MeasureTask, randomInputs } from './worker.js';
+import { ChildProcessRunner, within } from './child-runner.js';
 
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e)).split('\n')[0].slice(0, 500);
 const asHeader = (t: MeasureTask): ArtifactHeader => ({
   ...t.header,
   sections: { wasm: { offset: 0, length: 0 }, weights: { offset: 0, length: 0 } },
 });
-
-/** Races `p` against a timer; the loser is ignored. */
-async function within<T>(p: Promise<T>, ms: number): Promise<{ ok: true; v: T } | { ok: false }> {
-  let timer: NodeJS.Timeout | undefined;
-  const t = new Promise<{ ok: false }>((res) => {
-    timer = setTimeout(() => res({ ok: false }), ms);
-  });
-  try {
-    return await Promise.race([p.then((v) => ({ ok: true as const, v })), t]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 // The parts of the WebGPU API beyond the runtime's structural GpuDevice that timing needs.
 interface QuerySet {
@@ -151,57 +138,13 @@ export class WebGpuRunner implements Runner {
 }
 
 /** WebGpuRunner in a child process: a candidate that does not finish in time is cut off by killing the process. */
-export class ChildWebGpuRunner implements Runner {
-  private child: { proc: ChildProcess; pending: Map<number, (r: MeasureResult) => void> } | undefined;
-  private nextId = 0;
-
-  constructor(private readonly opts: { timing?: 'timestamp' | 'wall' } = {}) {}
-
-  private start(): NonNullable<ChildWebGpuRunner['child']> {
-    if (this.child) return this.child;
-    const proc = fork(compiledModule('webgpu-child.js'), [], {
-      serialization: 'advanced',
-      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-    });
-    const c = { proc, pending: new Map<number, (r: MeasureResult) => void>() };
-    proc.on('message', (m: { id: number; res: MeasureResult }) => {
-      c.pending.get(m.id)?.(m.res);
-      c.pending.delete(m.id);
-    });
-    proc.on('exit', (code, signal) => {
-      if (this.child === c) this.child = undefined;
-      for (const done of c.pending.values())
-        done({ ok: false, kind: 'run', error: `the WebGPU measuring process exited (${signal ?? `code ${code}`})` });
-      c.pending.clear();
-    });
-    this.child = c;
-    return c;
+export class ChildWebGpuRunner extends ChildProcessRunner implements Runner {
+  constructor(private readonly opts: { timing?: 'timestamp' | 'wall' } = {}) {
+    super('webgpu-child.js', 'WebGPU measuring process');
   }
 
-  async measure(task: MeasureTask, timeoutMs: number): Promise<MeasureResult> {
-    const c = this.start();
-    const id = this.nextId++;
-    const result = new Promise<MeasureResult>((res) => c.pending.set(id, res));
-    c.proc.send({ id, task, timing: this.opts.timing });
-    const r = await within(result, timeoutMs);
-    if (r.ok) return r.v;
-    c.pending.delete(id);
-    if (this.child === c) this.child = undefined;
-    c.proc.kill('SIGKILL');
-    return {
-      ok: false,
-      kind: 'timeout',
-      error: `no result within ${timeoutMs} ms (the measuring process was restarted)`,
-    };
-  }
-
-  async close(): Promise<void> {
-    const c = this.child;
-    this.child = undefined;
-    if (c && c.proc.exitCode === null && c.proc.signalCode === null) {
-      c.proc.kill('SIGKILL');
-      await new Promise((res) => c.proc.once('exit', res));
-    }
+  measure(task: MeasureTask, timeoutMs: number): Promise<MeasureResult> {
+    return this.request<MeasureOutput>({ task, timing: this.opts.timing }, timeoutMs);
   }
 }
 

@@ -1,15 +1,13 @@
 // Builder and runner, separated: the builder turns candidate traces into WebAssembly in a pool of worker
 // threads (piscina); the runner measures one candidate at a time in its own worker, so a candidate that hangs is
 // cut off by a timeout (the worker is terminated) and one that traps only fails its own measurement.
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import type { Piscina } from 'piscina';
 import { requireOptional } from '../node/optional-dependency.js';
-import { KilnError } from '../runtime/errors.js';
 import type { TraceStep } from '../schedule/schedule.js';
 import type { KernelSpec } from './tasks.js';
 import type { BuildOutput } from './tasks.js';
 import {
+  type BuildTarget,
   type MeasureOutput,
   type MeasureSetOutput,
   type MeasureSetTask,
@@ -18,7 +16,7 @@ import {
   measure,
   measureSet,
 } from './worker.js';
-import type { GpuBuildTarget } from './gpu-build.js';
+import { ChildProcessRunner, compiledModule } from './child-runner.js';
 
 /** A piscina pool (piscina is an optional dependency: loaded when tuning starts). */
 const newPool = (opts: ConstructorParameters<typeof Piscina>[0]): Piscina =>
@@ -34,8 +32,8 @@ export type MeasureSetResult =
   | { ok: false; kind: 'run' | 'timeout'; error: string };
 
 export interface Builder {
-  /** `gpu`: build GPU programs for that target instead of WebAssembly. */
-  build(spec: KernelSpec, traces: readonly (TraceStep[] | null)[], gpu?: GpuBuildTarget): Promise<BuildResult[]>;
+  /** `target`: build GPU programs or native libraries for that target instead of WebAssembly. */
+  build(spec: KernelSpec, traces: readonly (TraceStep[] | null)[], target?: BuildTarget): Promise<BuildResult[]>;
   close(): Promise<void>;
 }
 export interface Runner {
@@ -59,17 +57,6 @@ export function workerFile(): string {
   return process.env.KILN_AUTOTUNE_WORKER ?? compiledModule('worker.js');
 }
 
-/** A compiled module of this folder (worker threads and child processes need JavaScript, also under vitest). */
-export function compiledModule(name: string): string {
-  const here = fileURLToPath(new URL(`./${name}`, import.meta.url));
-  if (existsSync(here)) return here;
-  const dist = fileURLToPath(new URL(`../../dist/autotune/${name}`, import.meta.url));
-  if (existsSync(dist)) return dist;
-  throw new KilnError('E_IO', `autotune module ${name} not found (looked at ${here} and ${dist})`, {
-    hint: 'build Kiln first: npm run build',
-  });
-}
-
 export class PoolBuilder implements Builder {
   private readonly pool: Piscina;
   constructor(workers: number) {
@@ -80,12 +67,12 @@ export class PoolBuilder implements Builder {
       idleTimeout: 60_000,
     });
   }
-  async build(spec: KernelSpec, traces: readonly (TraceStep[] | null)[], gpu?: GpuBuildTarget): Promise<BuildResult[]> {
+  async build(spec: KernelSpec, traces: readonly (TraceStep[] | null)[], target?: BuildTarget): Promise<BuildResult[]> {
     return Promise.all(
       traces.map(async (trace): Promise<BuildResult> => {
         const t0 = performance.now();
         try {
-          const out = (await this.pool.run({ spec, trace, gpu }, { name: 'build' })) as BuildOutput;
+          const out = (await this.pool.run({ spec, trace, target }, { name: 'build' })) as BuildOutput;
           return { ok: true, out, ms: performance.now() - t0 };
         } catch (e) {
           return buildFailure(e);
@@ -100,11 +87,11 @@ export class PoolBuilder implements Builder {
 
 /** Builds in this thread (no pool): for debugging and for runs with --workers 0. */
 export class LocalBuilder implements Builder {
-  async build(spec: KernelSpec, traces: readonly (TraceStep[] | null)[], gpu?: GpuBuildTarget): Promise<BuildResult[]> {
+  async build(spec: KernelSpec, traces: readonly (TraceStep[] | null)[], target?: BuildTarget): Promise<BuildResult[]> {
     return traces.map((trace) => {
       const t0 = performance.now();
       try {
-        return { ok: true, out: build({ spec, trace, gpu }), ms: performance.now() - t0 };
+        return { ok: true, out: build({ spec, trace, target }), ms: performance.now() - t0 };
       } catch (e) {
         return buildFailure(e);
       }
@@ -170,5 +157,18 @@ export class LocalRunner implements Runner {
   }
   async close(): Promise<void> {
     /* nothing */
+  }
+}
+
+/** Measures native candidates in a child process (native-child.ts): one that crashes or hangs costs a restart. */
+export class ChildNativeRunner extends ChildProcessRunner implements Runner {
+  constructor() {
+    super('native-child.js', 'native measuring process');
+  }
+  measure(task: MeasureTask, timeoutMs: number): Promise<MeasureResult> {
+    return this.request<MeasureOutput>({ name: 'measure', task }, timeoutMs);
+  }
+  measureSet(task: MeasureSetTask, timeoutMs: number): Promise<MeasureSetResult> {
+    return this.request<MeasureSetOutput>({ name: 'measureSet', task }, timeoutMs * Math.max(1, task.programs.length));
   }
 }

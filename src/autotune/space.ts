@@ -1,7 +1,7 @@
 // The search space of one kernel, derived from its compute (no per-operator templates): for each stage of the
 // kernel's schedule, a set of decisions whose domains come from the stage's axes and extents.
 //  - a float32 sum/max/min reduction with an output axis to tile (matmul, conv, pooling): which spatial axis runs in
-//    SIMD lanes (4 lanes) and how many vectors wide, which axis gives the register-tile rows (or up to three
+//    SIMD lanes (the target's vector width: 4 lanes on WebAssembly, 8 or 16 natively) and how many vectors wide, which axis gives the register-tile rows (or up to three
 //    adjacent axes fused into one, as a pointwise convolution's H*W) and how many, an outer (cache) tile of each,
 //    which reduction axis is split and how deep its inner part is unrolled, whether it is cut into cache blocks
 //    whose loop runs outside the tile loops (K-blocking), the order of the reduction loops and of the outer loops,
@@ -15,6 +15,8 @@
 // A candidate (Decisions) turns into a TraceStep[] that Schedule.apply replays.
 import type { Schedule, Stage, TraceStep } from '../schedule/schedule.js';
 import {
+  type TileOptions,
+  WASM_TILES,
   defaultTrace,
   laneReductionSteps,
   registerTileShape,
@@ -64,32 +66,31 @@ const inDomain = (dom: Domain, v: Value | undefined): boolean => {
 const sampleDomain = (dom: Domain, rng: Rng): Value =>
   'perm' in dom ? rng.shuffle(Array.from({ length: dom.perm }, (_, i) => i)) : rng.pick(dom.values);
 
-/** Register budget of a tile: rows x vectors (x64 has 16 SIMD registers; a little spill is tolerated). */
-export const MAX_TILE_VECTORS = 16;
-
 const TILED_OPS = ['sum', 'max', 'min'];
 /** Reduction block sizes of K-blocking (the block loop runs outside the tile loops). */
 const K_BLOCKS = [64, 128, 256, 512];
 /** Reductions at least this long (all axes together) may be K-blocked. */
 const K_BLOCK_MIN = 256;
 
-function reduceSpace(st: Stage, stage: number, defaultParallel: boolean): StageSpace | undefined {
+function reduceSpace(st: Stage, stage: number, defaultParallel: boolean, tiles: TileOptions): StageSpace | undefined {
   const r = st.reduction;
   if (!r || !TILED_OPS.includes(r.op) || st.tensor.dtype !== 'float32') return undefined;
   // a reduction without an output axis to tile keeps its default (lane reduction: laneSpace)
-  const shape = registerTileShape(st);
+  const shape = registerTileShape(st, tiles);
   if (!shape) return undefined;
+  // float32 lanes per vector, as the default tile has them (the target's, or half for a narrow lane axis)
+  const L = shape.lanes;
   const S = st.roots.filter((a) => !a.reduce),
     R = st.roots.filter((a) => a.reduce);
-  // lanes along any axis at least 4 wide (a last tile that does not fit is shifted back: shiftTail); rows along
+  // lanes along any axis at least L wide (a last tile that does not fit is shifted back: shiftTail); rows along
   // any other axis, or along several adjacent ones fused into one (a pointwise convolution's H*W), the last tile
   // of rows possibly partial (its extra rows computed from clamped indices)
   const vecAxes = S.map((a, i) => ({ a, i }))
-    .filter(({ a }) => a.extent >= 4)
+    .filter(({ a }) => a.extent >= L)
     .map(({ i }) => i);
   // widths that divide the axis, and 1-3 vectors with the last tile shifted back (as the default may choose)
   const vjDomain = (n: number) =>
-    [1, 2, 3, 4, 6, 8].filter((v) => (n % 4 === 0 && (n / 4) % v === 0) || (v <= 3 && 4 * v <= n));
+    [1, 2, 3, 4, 6, 8].filter((v) => (n % L === 0 && (n / L) % v === 0) || (v <= 3 && L * v <= n));
   if (!vecAxes.length || !R.length) return undefined;
   const rowAxes = (d: Record<string, Value>) => {
     const row = d.row as number,
@@ -123,13 +124,13 @@ function reduceSpace(st: Stage, stage: number, defaultParallel: boolean): StageS
         values:
           (d.row as number) < 0
             ? [1]
-            : [1, 2, 3, 4, 5, 6, 7, 8].filter((v) => v <= rowExtent(d) && v * (d.vj as number) <= MAX_TILE_VECTORS),
+            : [1, 2, 3, 4, 5, 6, 7, 8].filter((v) => v <= rowExtent(d) && v * (d.vj as number) <= tiles.registers),
       }),
     },
     {
       name: 'tj',
       domain: (d) => {
-        const n = Math.ceil(S[d.vec as number].extent / 4 / (d.vj as number));
+        const n = Math.ceil(S[d.vec as number].extent / L / (d.vj as number));
         return { values: divisorsUpTo(n, 64).filter((t) => t === 1 || t < n) };
       },
     },
@@ -155,7 +156,7 @@ function reduceSpace(st: Stage, stage: number, defaultParallel: boolean): StageS
       domain: (d) => {
         const ext = R[d.rsplit as number].extent,
           n = S[d.vec as number].extent;
-        if (!d.cacheWrite || totalR < K_BLOCK_MIN || n % (4 * (d.vj as number)) !== 0) return { values: [0] };
+        if (!d.cacheWrite || totalR < K_BLOCK_MIN || n % (L * (d.vj as number)) !== 0) return { values: [0] };
         return { values: [0, ...K_BLOCKS.filter((b) => b < ext && ext % b === 0 && b % (d.unroll as number) === 0)] };
       },
     },
@@ -199,8 +200,8 @@ function reduceSpace(st: Stage, stage: number, defaultParallel: boolean): StageS
       rowName = `${rowName}*${a}`;
     }
     // overlapping last tile only where the tile accumulates in registers (the alternative accumulates in the output)
-    const [jo, ji] = split(S[vec].name, 4 * vj, !!d.cacheWrite);
-    const [jio, jii] = split(ji, 4);
+    const [jo, ji] = split(S[vec].name, L * vj, !!d.cacheWrite);
+    const [jio, jii] = split(ji, L);
     let iLevels: string[] = [],
       ii: string | undefined;
     if (row >= 0) {
@@ -467,10 +468,13 @@ export class DecisionSpace {
   }
 }
 
-/** The WebAssembly (CPU) space of a kernel, derived from its stages. */
+/** The CPU space of a kernel (WebAssembly, or native with `tiles` of its vector registers), from its stages. */
 export class SearchSpace extends DecisionSpace {
-  constructor(readonly makeSchedule: () => Schedule) {
-    super(cpuStages(makeSchedule()));
+  constructor(
+    readonly makeSchedule: () => Schedule,
+    tiles: TileOptions = WASM_TILES,
+  ) {
+    super(cpuStages(makeSchedule(), tiles));
   }
 
   /**
@@ -493,8 +497,8 @@ export class SearchSpace extends DecisionSpace {
   }
 }
 
-function cpuStages(sch: Schedule): StageSpace[] {
-  const def = defaultTrace(sch);
+function cpuStages(sch: Schedule, tiles: TileOptions): StageSpace[] {
+  const def = defaultTrace(sch, tiles);
   // a fixed stage keeps its default steps except fuseEpilogue, which SearchSpace.trace adds where the candidate
   // allows it (not when the candidate materializes a stage between the reduction and the output)
   const fixed = new Map(sch.stages.map((_, i) => [i, def.filter((s) => s.stage === i && s.p !== 'fuseEpilogue')]));
@@ -510,6 +514,7 @@ function cpuStages(sch: Schedule): StageSpace[] {
           st,
           i,
           fixed.get(i)!.some((s) => s.p === 'annotate' && s.kind === 'parallel'),
+          tiles,
         )
       : undefined;
     if (red) return red;

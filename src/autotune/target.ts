@@ -4,10 +4,14 @@
 //    adapter features that change generated code or how it is timed (shader-f16, subgroups, timestamp-query; the
 //    many texture/format features would only make the key change with the Dawn version);
 //  - cuda: the SM the PTX targets and the device's name when a driver reports one (the driver version is kept as
-//    information only: a driver update should not orphan records).
+//    information only: a driver update should not orphan records);
+//  - native: the x86-64 level the code is compiled for (its vector width and registers shape the schedules) and
+//    the CPU model it is measured on, with the level's CPU flags as the features (records of another CPU model
+//    of the same level are the fallback when compiling).
 import os from 'node:os';
+import type { CpuTarget } from '../codegen/native/cpu.js';
 
-export type TargetKind = 'wasm' | 'webgpu' | 'cuda';
+export type TargetKind = 'wasm' | 'webgpu' | 'cuda' | 'native';
 
 export interface TargetInfo {
   key: string;
@@ -61,7 +65,23 @@ export function detectTarget(): TargetInfo {
     arch,
     features,
     engine: `node ${process.versions.node} (v8 ${process.versions.v8})`,
-    cpu: os.cpus()[0]?.model?.trim() ?? 'unknown',
+    cpu: cpuModel(),
+  };
+}
+
+/** This machine's CPU model as the OS names it. */
+export const cpuModel = (): string => os.cpus()[0]?.model?.trim() ?? 'unknown';
+
+/** A native target: code for `cpu`'s level, measured on a CPU named `model` (default: this machine's). */
+export function nativeTarget(cpu: CpuTarget, model = cpuModel(), llvm?: string): TargetInfo {
+  const features = [...cpu.flags].sort();
+  return {
+    key: targetKey('native', `${cpu.level}/${slug(model) || 'unknown-cpu'}`, features),
+    kind: 'native',
+    arch: cpu.level,
+    features,
+    engine: llvm ? `LLVM ${llvm}` : 'LLVM',
+    cpu: model,
   };
 }
 

@@ -28,11 +28,15 @@ import type { EntryResources } from '../codegen/ptx/ptxas.js';
 
 /** A built candidate's artifact header (its sections are the builder's output, not a file's). */
 export type BuiltHeader = Omit<ArtifactHeader, 'sections'>;
-/** `header.webgpu` / `header.cuda` hold a GPU program (then `wasm` is empty); `resources`: ptxas -v of a CUDA one. */
+/**
+ * `header.webgpu` / `header.cuda` hold a GPU program (then `wasm` is empty); `resources`: ptxas -v of a CUDA one;
+ * `native`: a native candidate's shared library (`header.native` describes it; `wasm` is empty).
+ */
 export interface BuildOutput {
   header: BuiltHeader;
   wasm: Uint8Array;
   resources?: EntryResources[];
+  native?: Uint8Array;
 }
 
 /** A primitive function as structured-clonable data. */
@@ -133,17 +137,19 @@ export interface TuneTask {
  * The distinct workloads of a fused model, in first-call order. `spaceFor`: another target's search space (default:
  * the WebAssembly one). `symbols`: the program's symbol table where the model has run-time sizes; a kernel with
  * symbolic dims is then built as compiling builds it (buildDynamicKernel), so its workload is the one compiling
- * looks up.
+ * looks up. `cpuProgram`: the kernels run in the CPU program (WebAssembly or native; by default when `spaceFor`
+ * is not given), which places concats instead of running a kernel for them.
  */
 export function extractTasks(
   fused: FuncNode,
   spaceFor?: (kernel: BuiltKernel) => DecisionSpace,
   symbols?: SymbolTable,
+  cpuProgram = !spaceFor,
 ): TuneTask[] {
   const tasks: TuneTask[] = [];
   const byKey = new Map<string, TuneTask>();
-  // WebAssembly programs run no kernel for a concat done by placement: nothing to tune
-  const placed = spaceFor ? new Set() : placedConcatCalls(fused);
+  // the CPU program runs no kernel for a concat done by placement: nothing to tune
+  const placed = cpuProgram ? placedConcatCalls(fused) : new Set();
   for (const c of kernelCalls(fused)) {
     if (placed.has(c)) continue;
     const dynamic = symbols && hasSymbolicDims(c.op) ? symbols : undefined;

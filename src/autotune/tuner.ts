@@ -12,7 +12,9 @@
 // Records already in the database for this target are loaded first, so a stopped job resumes where it was.
 // Targets: 'wasm' (Node's WebAssembly engine), 'webgpu' (the candidates' WGSL dispatches on the process's WebGPU
 // device: Dawn in Node), 'cuda' (PTX assembled by ptxas and resource-checked before it is measured on a GPU;
-// `buildOnly` records the checks without a GPU). GPU tasks search GpuScheduleOptions (gpu-space.ts).
+// `buildOnly` records the checks without a GPU), 'native' (the kernels for an x86-64 level, built by LLVM in the
+// pool and measured on one thread in a child process: native-child.ts). GPU tasks search GpuScheduleOptions
+// (gpu-space.ts); native tasks the CPU space with the level's vector width and registers.
 // Run-time sizes (a model tuned with ranges, `dims: { batch: [1, 16] }`, WebAssembly only): the tasks are the kernels
 // for run-time sizes a compile with the same ranges builds, keyed with the ranges (workload.ts); every measurement
 // runs a program at a few sizes drawn from the ranges and its cost per round combines its times there (sizes.ts),
@@ -24,7 +26,21 @@ import { type CompileOptions, fuseForTarget, importAndOptimize } from '../compil
 import { resolveWebGpuLimits } from '../codegen/common/webgpu-profile.js';
 import { VERSION } from '../compiler/version.js';
 import { DEFAULT_DB_PATH, type ErrorKind, type TuningRecord, TuningDatabase, traceHash } from './database.js';
-import { type GpuTargetInfo, type TargetInfo, cudaTarget, detectTarget, webgpuTarget } from './target.js';
+import {
+  type GpuTargetInfo,
+  type TargetInfo,
+  cpuModel,
+  cudaTarget,
+  detectTarget,
+  nativeTarget,
+  webgpuTarget,
+} from './target.js';
+import { CPU_TARGETS, type CpuOption, type CpuTarget, DEFAULT_CPU, resolveCpu } from '../codegen/native/cpu.js';
+import { hostCpuFlags, nativeDefaultTrace } from '../compiler/native-program.js';
+import { requireLlvm } from '../codegen/native/toolchain.js';
+import type { BuiltKernel } from '../compiler/kernel.js';
+import { type Decisions, SearchSpace } from './space.js';
+import type { BuildTarget, MeasuredProgram } from './worker.js';
 import { type TuneTask, extractTasks } from './tasks.js';
 import { GpuSearchSpace } from './gpu-space.js';
 import type { GpuBuildTarget } from './gpu-build.js';
@@ -34,7 +50,7 @@ import type { SmTarget } from '../codegen/ptx/codegen.js';
 import type { GpuScheduleOptions } from '../schedule/gpu-schedule.js';
 import { Schedule } from '../schedule/schedule.js';
 import { type Candidate, type Strategy, TaskSearch } from './search.js';
-import { type Builder, type Runner, LocalBuilder, PoolBuilder, PoolRunner } from './measure.js';
+import { type Builder, type Runner, ChildNativeRunner, LocalBuilder, PoolBuilder, PoolRunner } from './measure.js';
 import type { BuildOutput } from './tasks.js';
 import type { TraceStep } from '../schedule/schedule.js';
 import { median } from '../util/stats.js';
@@ -44,13 +60,15 @@ import { symbolTable } from '../compiler/program.js';
 import type { SymbolTable } from '../compiler/dynamic-kernel.js';
 import { type MeasuredSizes, combineSizeCosts, measuredSizes, sizeScales } from './sizes.js';
 
-export type TuneTarget = 'wasm' | 'webgpu' | 'cuda';
+export type TuneTarget = 'wasm' | 'webgpu' | 'cuda' | 'native';
 
 export interface TuneOptions {
   /** Where candidates are measured (default 'wasm'). */
   target?: TuneTarget;
   /** For target 'cuda': the SM the PTX is assembled for (default 80). */
   sm?: SmTarget;
+  /** For target 'native': the x86-64 level the kernels are compiled for (default x86-64-v3, as compiling). */
+  cpu?: CpuOption;
   /** For target 'cuda': build and resource-check candidates with ptxas, record the results, measure nothing. */
   buildOnly?: boolean;
   /** Traces built and measured before the search proposes any (a schedule from elsewhere, a test's candidate). */
@@ -198,12 +216,39 @@ interface Contender {
   program: BuildOutput;
 }
 
-/** The target's description, runner and GPU build target; E_NO_DEVICE for CUDA without a driver unless buildOnly. */
-async function openTarget(
-  opts: TuneOptions,
-): Promise<{ target: TargetInfo; limits?: GpuTargetInfo; gpu?: GpuBuildTarget; runner?: Runner }> {
+/**
+ * The target's description, runner and GPU build target (or CPU level); E_NO_DEVICE for CUDA without a driver
+ * unless buildOnly; for native, E_DEPENDENCY without LLVM or koffi, E_UNSUPPORTED for a level this CPU cannot run.
+ */
+async function openTarget(opts: TuneOptions): Promise<{
+  target: TargetInfo;
+  limits?: GpuTargetInfo;
+  gpu?: GpuBuildTarget;
+  native?: CpuTarget;
+  runner?: Runner;
+}> {
   const kind = opts.target ?? 'wasm';
   if (kind === 'wasm') return { target: detectTarget() };
+  if (kind === 'native') {
+    if (opts.buildOnly)
+      throw new KilnError('E_INPUT', 'build-only tuning is for target cuda', { hint: 'leave out --build-only' });
+    const cpu = resolveCpu(opts.cpu ?? DEFAULT_CPU, hostCpuFlags);
+    const missing = cpu.flags.filter((f) => !hostCpuFlags().has(f));
+    if (missing.length)
+      throw new KilnError(
+        'E_UNSUPPORTED',
+        `tuning for ${cpu.level} measures its code on this CPU, which lacks ${missing.join(', ')}`,
+        { hint: 'tune on a machine of that level, or for a level this CPU has (--cpu native)' },
+      );
+    const llvm = requireLlvm();
+    // the measuring process opens libraries through koffi: fail here, not on every candidate
+    await (await import('../node/native-library.js')).openNativeHost();
+    return {
+      target: nativeTarget(cpu, cpuModel(), String(llvm.version)),
+      native: cpu,
+      runner: opts.runner ?? new ChildNativeRunner(),
+    };
+  }
   if (kind === 'webgpu') {
     // the key from this process's adapter; candidates run on the same adapter in a child process
     const { nodeGpuAdapter } = await import('../conformance/node-webgpu.js');
@@ -211,7 +256,7 @@ async function openTarget(
     return { target, limits: target, gpu: { kind: 'webgpu' }, runner: opts.runner ?? new ChildWebGpuRunner() };
   }
   if (kind !== 'cuda')
-    throw new KilnError('E_INPUT', `unknown tuning target '${kind}'`, { hint: 'use wasm, webgpu or cuda' });
+    throw new KilnError('E_INPUT', `unknown tuning target '${kind}'`, { hint: 'use wasm, webgpu, cuda or native' });
   const sm = opts.sm ?? 80;
   let runner: CudaRunner | undefined;
   if (!opts.runner) {
@@ -272,7 +317,8 @@ class TuningJob {
     readonly opts: TuneOptions,
     readonly t0: number,
     readonly target: TargetInfo,
-    readonly gpu: GpuBuildTarget | undefined,
+    /** What the builder builds: GPU programs, native libraries, or (undefined) WebAssembly. */
+    readonly build: BuildTarget | undefined,
     readonly tasks: TuneTask[],
     readonly db: TuningDatabase,
     readonly ownDb: boolean,
@@ -308,29 +354,40 @@ class TuningJob {
     // in this order, so it is part of their workloads)
     const fused = withDimRanges(dimRanges, () => fuseForTarget(graph, webgpuLimits).fused);
     const symbols = programSymbols(fused, dimRanges, opts.target ?? 'wasm');
-    const { target, limits, gpu, runner: gpuRunner } = await openTarget(opts);
+    const { target, limits, gpu, native, runner: deviceRunner } = await openTarget(opts);
     const base = gpu ? gpuBaseOptions(gpu.kind) : {};
-    let tasks = extractTasks(
-      fused,
+    const gpuSpace =
       gpu &&
-        limits &&
-        ((k) =>
-          new GpuSearchSpace(() => new Schedule([k.output]), {
-            // what the adapter allows and, for WebGPU, the limits profile the artifact is compiled to
-            maxThreads: Math.min(limits.maxThreads, webgpuLimits?.maxComputeInvocationsPerWorkgroup ?? Infinity),
-            maxSharedBytes: Math.min(limits.maxSharedBytes, webgpuLimits?.maxComputeWorkgroupStorageSize ?? Infinity),
-            base,
-          })),
-      symbols,
-    );
+      limits &&
+      ((k: BuiltKernel) =>
+        new GpuSearchSpace(() => new Schedule([k.output]), {
+          // what the adapter allows and, for WebGPU, the limits profile the artifact is compiled to
+          maxThreads: Math.min(limits.maxThreads, webgpuLimits?.maxComputeInvocationsPerWorkgroup ?? Infinity),
+          maxSharedBytes: Math.min(limits.maxSharedBytes, webgpuLimits?.maxComputeWorkgroupStorageSize ?? Infinity),
+          base,
+        }));
+    // native kernels: the CPU space with the level's vector width and registers
+    const nativeSpace = native && ((k: BuiltKernel) => new SearchSpace(() => new Schedule([k.output]), native.tiles));
+    let tasks = extractTasks(fused, gpuSpace || nativeSpace, symbols, !gpu);
     if (opts.onlyTasks) tasks = tasks.filter((t) => opts.onlyTasks!.includes(t.index));
     const ownDb = !(opts.db instanceof TuningDatabase);
     const db = opts.db instanceof TuningDatabase ? opts.db : TuningDatabase.open(opts.db ?? DEFAULT_DB_PATH);
     const workers = opts.workers ?? 2;
     const builder = opts.builder ?? (workers > 0 ? new PoolBuilder(workers) : new LocalBuilder());
-    const runner = opts.runner ?? gpuRunner ?? (buildOnly ? undefined : new PoolRunner());
+    const runner = opts.runner ?? deviceRunner ?? (buildOnly ? undefined : new PoolRunner());
     const sizes = symbols && measuredSizes(symbols, opts.seed ?? 0);
-    return new TuningJob(opts, t0, target, gpu, tasks, db, ownDb, builder, runner, symbols, sizes);
+    const build: BuildTarget | undefined = gpu ?? (native && { kind: 'native', cpu: native.level });
+    return new TuningJob(opts, t0, target, build, tasks, db, ownDb, builder, runner, symbols, sizes);
+  }
+
+  /**
+   * The trace compiling gives a task's kernel when no record applies (null-trace builds): the GPU space's default
+   * candidate, the native default for the level's registers (nativeKernel), or the WebAssembly default.
+   */
+  private defaultTraceOf(task: TuneTask, defaults: Decisions | undefined): TraceStep[] {
+    const b = this.build;
+    if (b?.kind === 'native') return nativeDefaultTrace(task.kernel, CPU_TARGETS[b.cpu]);
+    return b && defaults ? task.space.trace(defaults) : task.kernel.trace;
   }
 
   /** Closes what this job opened (not a builder, runner or database the caller passed). */
@@ -366,7 +423,7 @@ class TuningJob {
       seed: this.seed,
     });
     const defaults = task.space.defaults();
-    const defaultTrace = this.gpu && defaults ? task.space.trace(defaults) : task.kernel.trace;
+    const defaultTrace = this.defaultTraceOf(task, defaults);
     const defaultHash = traceHash(defaultTrace);
     const st: TaskState = {
       task,
@@ -443,7 +500,7 @@ class TuningJob {
 
   /** Measures the default schedule alone: the reference output, its first time, and the default record. */
   private async measureDefault(st: TaskState): Promise<Outcome> {
-    const [b] = await this.builder.build(st.task.spec, [null], this.gpu);
+    const [b] = await this.builder.build(st.task.spec, [null], this.build);
     if (!b.ok) return { error: b.error, errorKind: b.kind ?? 'build' };
     st.refProgram = b.out;
     if (!this.runner) return { costs: [] };
@@ -549,7 +606,7 @@ class TuningJob {
     const built = await this.builder.build(
       st.task.spec,
       [...(needRef ? [null] : []), ...cands.map((c) => c.trace)],
-      this.gpu,
+      this.build,
     );
     if (needRef) {
       const b = built.shift()!;
@@ -640,7 +697,7 @@ class TuningJob {
   /** The incumbent built (a resumed one has no program yet); undefined when it no longer builds. */
   private async incumbentProgram(st: TaskState): Promise<BuildOutput | undefined> {
     if (!st.inc.program) {
-      const [b] = await this.builder.build(st.task.spec, [st.inc.trace], this.gpu);
+      const [b] = await this.builder.build(st.task.spec, [st.inc.trace], this.build);
       if (b.ok) st.inc.program = b.out;
     }
     return st.inc.program;
@@ -698,7 +755,7 @@ class TuningJob {
 
   private async singleMeasure(st: TaskState, prog: BuildOutput): Promise<Measured> {
     const m = await this.runner!.measure(
-      { header: prog.header, wasm: prog.wasm, seed: st.seed, ...this.measureOpts, ...sizesOf(st) },
+      { ...measured(prog), seed: st.seed, ...this.measureOpts, ...sizesOf(st) },
       this.timeoutMs,
     );
     if (!m.ok) return { error: m.error, errorKind: m.kind };
@@ -723,7 +780,7 @@ class TuningJob {
     if (runner.measureSet) {
       const m = await runner.measureSet(
         {
-          programs: progs.map((p) => ({ header: p.header, wasm: p.wasm })),
+          programs: progs.map(measured),
           seed: st.seed,
           warmup: this.measureOpts.warmup,
           rounds,
@@ -901,7 +958,7 @@ function sizedCosts(st: TaskState, costs: number[], sizeCosts: number[][] | unde
 
 /**
  * The program's symbol table where the model has run-time sizes (program.ts symbolTable, so that the tasks' kernels
- * read the symbols as the compiled program's do). Tuning them is for WebAssembly only: E_UNSUPPORTED on a GPU target.
+ * read the symbols as the compiled program's do). Tuning them is for WebAssembly only: E_UNSUPPORTED on another target.
  */
 function programSymbols(fused: FuncNode, ranges: DimRanges, target: TuneTarget): SymbolTable | undefined {
   let symbols: SymbolTable | undefined;
@@ -916,13 +973,20 @@ function programSymbols(fused: FuncNode, ranges: DimRanges, target: TuneTarget):
   if (symbols && target !== 'wasm')
     throw new KilnError(
       'E_UNSUPPORTED',
-      `tuning kernels for run-time sizes (the ranges of ${symbols.names.join(', ')}) is supported for target 'wasm' only, not '${target}': the ${target === 'webgpu' ? 'WebGPU' : 'CUDA'} tuner measures at one size`,
+      `tuning kernels for run-time sizes (the ranges of ${symbols.names.join(', ')}) is supported for target 'wasm' only, not '${target}': the ${{ webgpu: 'WebGPU', cuda: 'CUDA', native: 'native' }[target]} tuner measures at one size`,
       {
         hint: `tune with --target wasm, or fix the dims to tune the ${target} kernels of one size (${symbols.names.map((s) => `--dim ${s}=N`).join(' ')}; API: dims: { ${symbols.names.map((s) => `${s}: N`).join(', ')} })`,
       },
     );
   return symbols;
 }
+
+/** What a runner needs of a built program (not ptxas's resource report). */
+const measured = (p: BuildOutput): MeasuredProgram => ({
+  header: p.header,
+  wasm: p.wasm,
+  ...(p.native && { native: p.native }),
+});
 
 /** The default schedule as the incumbent (compiling applies it when no candidate is confirmed faster). */
 function defaultIncumbent(st: TaskState): Incumbent {

@@ -1,6 +1,8 @@
 // Worker-thread entry points (piscina): `build` turns a kernel + trace into a one-kernel WebAssembly program (or,
-// with `gpu`, a WGSL or resource-checked PTX one: gpu-build.ts); `measure` runs a WebAssembly one with warm-up and
-// repeats and returns its latencies and output (GPU programs are measured by the runners of their device).
+// with a GPU target, a WGSL or resource-checked PTX one: gpu-build.ts; with a native one, a shared library built
+// by LLVM); `measure` runs a WebAssembly one with warm-up and repeats and returns its latencies and output, and
+// in the native measuring process (native-child.ts) a native one (GPU programs are measured by their device's
+// runners).
 import v8 from 'node:v8';
 import { buildProgram } from '../compiler/program.js';
 import { WasmExecutor } from '../runtime/executor.js';
@@ -19,28 +21,50 @@ import {
   specSymbols,
 } from './tasks.js';
 import { type GpuBuildTarget, buildGpuCandidate } from './gpu-build.js';
+import { type CpuLevel, CPU_TARGETS } from '../codegen/native/cpu.js';
+import { buildNativeSection, nativeKernel } from '../compiler/native-program.js';
+import { type NativeHost, NativeExecutor } from '../runtime/native.js';
 
 // Measure optimized code only: without this, a new module first runs V8's baseline (Liftoff) code and tiers up in
 // the background, late and unpredictably when other threads (the builders' binaryen) keep the compiler busy. The
 // flag is process-wide; it is set only in processes that load the tuner's worker module.
 v8.setFlagsFromString('--no-liftoff');
 
+/** Native candidates: code for this x86-64 level, built by LLVM. */
+export type NativeBuildTarget = { kind: 'native'; cpu: CpuLevel };
+/** Where a candidate runs when not on WebAssembly. */
+export type BuildTarget = GpuBuildTarget | NativeBuildTarget;
+
 export interface BuildTask {
   spec: KernelSpec;
   trace: TraceStep[] | null;
   optimize?: boolean;
-  gpu?: GpuBuildTarget;
+  target?: BuildTarget;
 }
 
 export function build(task: BuildTask): BuildOutput {
-  if (task.gpu) return buildGpuCandidate(task.spec, task.trace, task.gpu);
+  const target = task.target;
+  if (target && target.kind !== 'native') return buildGpuCandidate(task.spec, task.trace, target);
   // a kernel for run-time sizes: built with the model's symbol table, so it is the kernel the model's program has
   // (its calls' types are inferred again under the ranges, as importAndOptimize inferred them)
   const symbols = specSymbols(task.spec);
   const fn = symbols ? withDimRanges(symbols.ranges, () => kernelFromSpec(task.spec)) : kernelFromSpec(task.spec);
+  const trace = task.trace ?? undefined;
+  if (target) {
+    // the trace schedules the native kernel as compiling does with a native record (the WebAssembly module, never
+    // run, keeps its default)
+    const cpu = CPU_TARGETS[target.cpu];
+    const prog = buildProgram(kernelMain(fn, symbols), {
+      optimize: false,
+      nativeKernel: (_, k) => nativeKernel(k, cpu, trace),
+      ...(symbols && { symbols }),
+    });
+    const { section, library } = buildNativeSection(prog, cpu.level);
+    return { header: { ...prog.header, native: section }, wasm: new Uint8Array(0), native: library };
+  }
   const prog = buildProgram(kernelMain(fn, symbols), {
     optimize: task.optimize !== false,
-    traceFor: task.trace ? () => task.trace! : undefined,
+    traceFor: trace && (() => trace),
     ...(symbols && { symbols }),
   });
   return { header: prog.header, wasm: prog.wasm };
@@ -49,6 +73,8 @@ export function build(task: BuildTask): BuildOutput {
 export interface MeasureTask {
   header: BuiltHeader;
   wasm: Uint8Array;
+  /** A native candidate's library (measured only where a NativeHost is given: the native measuring process). */
+  native?: Uint8Array;
   /** Seed of the random inputs (the same for every candidate of a task). */
   seed: number;
   /** Warm-up runs (at least), and at least minWarmupMs of them: V8 first runs a new module's baseline (Liftoff)
@@ -58,8 +84,8 @@ export interface MeasureTask {
   repeats: number;
   /** Each repeat runs the kernel enough times to last at least this long (ms), and reports the mean. */
   minRepeatMs: number;
-  /** Testing hook: 'trap' makes the run fail, 'hang' never returns. */
-  fault?: 'trap' | 'hang';
+  /** Testing hook: 'trap' makes the run fail, 'hang' never returns, 'crash' kills the process (child processes only). */
+  fault?: Fault;
   /** A program for run-time sizes: the symbols' values (header.symbols order) of each size one run goes through. */
   sizes?: number[][];
 }
@@ -102,16 +128,32 @@ interface Run {
   outs: Tensor[];
 }
 
+/** A program to run: WebAssembly, or a native library with the host that opens it. */
+export interface MeasuredProgram {
+  header: BuiltHeader;
+  wasm: Uint8Array;
+  native?: Uint8Array;
+}
+
+/** The executor of a program: WebAssembly in this thread, or its native library on one thread. */
+function executor(p: MeasuredProgram, host: NativeHost | undefined) {
+  const header: ArtifactHeader = {
+    ...p.header,
+    sections: { wasm: { offset: 0, length: p.wasm.length }, weights: { offset: 0, length: 0 } },
+  };
+  if (!p.native) return WasmExecutor.createSync({ header, wasm: p.wasm, weights: new Uint8Array(0) });
+  if (!host) throw new Error('a native candidate is measured in the native measuring process (ChildNativeRunner)');
+  return NativeExecutor.create(header, new Uint8Array(0), p.native, host, 1);
+}
+
 /**
- * One program's runs: the summed kernel time of one run (the wall clock without kernel timings) and its outputs.
- * With `sizes` one run goes through each size in turn (run() writes the symbols region from the inputs' shapes).
+ * One program's runs: the summed kernel time of one run (the wall clock without kernel timings: a native run is
+ * one call) and its outputs. With `sizes` one run goes through each size in turn (run() writes the symbols region
+ * from the inputs' shapes).
  */
-function runner(header: BuiltHeader, wasm: Uint8Array, seed: number, sizes?: number[][]): () => Run {
-  const ex = WasmExecutor.createSync({
-    header: { ...header, sections: { wasm: { offset: 0, length: wasm.length }, weights: { offset: 0, length: 0 } } },
-    wasm,
-    weights: new Uint8Array(0),
-  });
+function runner(p: MeasuredProgram, seed: number, sizes?: number[][], host?: NativeHost): () => Run {
+  const header = p.header;
+  const ex = executor(p, host);
   const name = header.outputs[0].name;
   const runs = (sizes ?? [undefined]).map((values) => {
     const feeds = randomInputs(header, seed, values && Int32Array.from(values));
@@ -172,18 +214,22 @@ class RepeatTotals {
   }
 }
 
-/** Test faults: a candidate that never finishes, or one that traps. */
-function injectFault(fault: 'trap' | 'hang' | undefined): void {
+export type Fault = 'trap' | 'hang' | 'crash';
+
+/** Test faults: a candidate that never finishes, one that traps, or one that kills its process (as a segfault). */
+function injectFault(fault: Fault | undefined): void {
   if (fault === 'hang')
     for (;;) {
       /* a candidate that never finishes */
     }
   if (fault === 'trap') throw new Error('RuntimeError: unreachable (injected fault)');
+  if (fault === 'crash') process.kill(process.pid, 'SIGSEGV');
 }
 
-export function measure(task: MeasureTask): MeasureOutput {
+/** `host`: how native candidates are opened (in the native measuring process). */
+export function measure(task: MeasureTask, host?: NativeHost): MeasureOutput {
   injectFault(task.fault);
-  const once = runner(task.header, task.wasm, task.seed, task.sizes);
+  const once = runner(task, task.seed, task.sizes, host);
   const first = once();
   let probe = first.ms;
   const w0 = performance.now(),
@@ -212,7 +258,7 @@ export function measure(task: MeasureTask): MeasureOutput {
  * as an error and left out of later rounds; the others go on.
  */
 export interface MeasureSetTask {
-  programs: { header: BuiltHeader; wasm: Uint8Array; fault?: 'trap' | 'hang' }[];
+  programs: (MeasuredProgram & { fault?: Fault })[];
   seed: number;
   warmup: number;
   minWarmupMs?: number;
@@ -228,7 +274,7 @@ export type MeasureSetOutput = (
 
 const errorText = (e: unknown) => (e instanceof Error ? e.message : String(e)).split('\n')[0].slice(0, 500);
 
-export function measureSet(task: MeasureSetTask): MeasureSetOutput {
+export function measureSet(task: MeasureSetTask, host?: NativeHost): MeasureSetOutput {
   const n = task.programs.length;
   const res: MeasureSetOutput = new Array(n);
   const run: ((() => Run) | undefined)[] = new Array(n);
@@ -242,7 +288,7 @@ export function measureSet(task: MeasureSetTask): MeasureSetOutput {
     const p = task.programs[i];
     try {
       injectFault(p.fault);
-      run[i] = runner(p.header, p.wasm, task.seed, task.sizes);
+      run[i] = runner(p, task.seed, task.sizes, host);
       const first = run[i]!();
       probe[i] = first.ms;
       res[i] = {

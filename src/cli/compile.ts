@@ -2,7 +2,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { compile } from '../compiler/compile.js';
 import { describeWebGpuLimits } from '../compiler/wgsl-text.js';
-import { CPU_LEVELS, type CpuOption } from '../codegen/native/cpu.js';
+import type { BuiltKernel } from '../compiler/kernel.js';
+import { CPU_LEVELS, type CpuOption, DEFAULT_CPU, resolveCpu } from '../codegen/native/cpu.js';
 import { KilnError } from '../runtime/errors.js';
 import { parseDim, parseNamedDType, parseNamedShape, readTensorFile, writeFileAtomic } from './tensor-files.js';
 import { SM_TARGETS, type SmTarget } from '../codegen/ptx/codegen.js';
@@ -104,7 +105,7 @@ function cliTarget(t: string | undefined): 'wasm' | 'webgpu' {
 
 /** --cpu for target native (default x86-64-v3). */
 export function cpuFlag(cpu: string | undefined): CpuOption {
-  return choiceFlag(cpu, '--cpu', [...CPU_LEVELS, 'native'] as const, 'x86-64-v3');
+  return choiceFlag(cpu, '--cpu', [...CPU_LEVELS, 'native'] as const, DEFAULT_CPU);
 }
 
 /** --sm for target cuda (default 80). */
@@ -128,6 +129,7 @@ export async function compileCommand(pos: string[], v: CompileFlags): Promise<nu
       ...options,
       traceFor: tuning?.lookup.traceFor,
       gpuTraceFor: tuning?.gpu && ((k) => tuning.gpu!.traceFor(undefined, k)),
+      nativeTraceFor: tuning?.native?.traceFor,
     });
   } finally {
     tuning?.close();
@@ -206,6 +208,21 @@ export async function compileCommand(pos: string[], v: CompileFlags): Promise<nu
           `  warning: tuned ${v.target} record for ${s.kernel} no longer applies (${s.error}); default schedule used`,
         );
     } else if (tuning.gpuNote) console.log(`  ${tuning.gpuNote}`);
+    if (tuning.native) {
+      // (as above: a kernel whose best record is its default schedule is kept, not tuned)
+      const names = (isDefault: boolean) => [
+        ...new Set(tuning.native!.used.filter((u) => u.isDefault === isDefault).map((u) => u.kernel)),
+      ];
+      const used = names(false),
+        kept = names(true).length;
+      console.log(
+        `  tuned native schedules (${tuning.nativeTarget}): ${used.length} of ${h.kernels.length} kernels${used.length ? ` (${used.join(', ')})` : ''}${kept ? `; ${kept} kept their default schedule` : ''}`,
+      );
+      for (const s of tuning.native.stale)
+        console.log(
+          `  warning: tuned native record for ${s.kernel} no longer applies (${s.error}); default schedule used`,
+        );
+    }
   }
   return 0;
 }
@@ -224,15 +241,30 @@ async function tuningLookup(v: CompileFlags) {
   }
   const { tunedTraces } = await import('../autotune/apply.js');
   const { gpuTarget, note } = await gpuTuningTarget(v);
+  const nativeTarget = await nativeTuningTarget(v);
   const db = TuningDatabase.open(path);
   return {
     path,
     lookup: tunedTraces(db),
     gpu: gpuTarget && tunedTraces(db, gpuTarget),
     gpuTarget: gpuTarget?.key,
+    native: nativeTarget && tunedTraces(db, nativeTarget.target, { defaultTraceOf: nativeTarget.defaultTraceOf }),
+    nativeTarget: nativeTarget?.target.key,
     gpuNote: note,
     close: () => db.close(),
   };
+}
+
+/**
+ * The target whose records the native kernels use: the --cpu level on this CPU (other CPUs' of that level next),
+ * and the native default schedule of a kernel there.
+ */
+async function nativeTuningTarget(v: CompileFlags) {
+  if (v.target !== 'native') return undefined;
+  const { nativeTarget } = await import('../autotune/target.js');
+  const { hostCpuFlags, nativeDefaultTrace } = await import('../compiler/native-program.js');
+  const cpu = resolveCpu(cpuFlag(v.cpu), hostCpuFlags);
+  return { target: nativeTarget(cpu), defaultTraceOf: (k: BuiltKernel) => nativeDefaultTrace(k, cpu) };
 }
 
 /** The target whose records the GPU kernels use: WebGPU, this machine's adapter (records of the same vendor and

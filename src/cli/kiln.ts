@@ -146,7 +146,8 @@ const COMMANDS: Record<string, Subcommand> = {
   },
   tune: {
     usage: [
-      'kiln tune MODEL.onnx [--target wasm|webgpu|cuda [--sm 80] [--build-only]] [--trials N] [--time-budget 20m]',
+      'kiln tune MODEL.onnx [--target wasm|webgpu|cuda|native [--sm 80] [--build-only] [--cpu x86-64-v3|x86-64-v4|native]]',
+      '          [--trials N] [--time-budget 20m]',
       '          [--workers 2] [--db PATH] [--seed S] [--strategy evolutionary|random|compare] [--curve FILE.csv]',
       '          [--webgpu-limits default|desktop|LIMITS.json]   (target webgpu: the kernels kiln compile makes for that profile)',
       '          [--dim NAME=LO..HI] [--dim NAME=N] [--input-shape name=1,3,224,224] [--specialize name=file.pb]',
@@ -156,6 +157,7 @@ const COMMANDS: Record<string, Subcommand> = {
       'target',
       'sm',
       'build-only',
+      'cpu',
       'trials',
       'time-budget',
       'workers',

@@ -1,7 +1,8 @@
-// kiln tune MODEL.onnx [--target wasm|webgpu|cuda [--sm 80] [--build-only]] [--trials N] [--time-budget 20m]
+// kiln tune MODEL.onnx [--target wasm|webgpu|cuda|native [--sm 80] [--build-only] [--cpu LEVEL]] [--trials N] [--time-budget 20m]
 //   [--workers 2] [--db PATH] [--seed S] [--strategy evolutionary|random|compare] [--curve FILE.csv]
 //   [--dim NAME=LO..HI | --dim NAME=N] [--input-shape NAME=D,D,..] [--specialize NAME=FILE]
 //   (the curve also as FILE.svg). --build-only (cuda): ptxas resource checks recorded, nothing measured.
+//   --cpu (native): the x86-64 level compiled for, as `kiln compile --cpu` (default x86-64-v3).
 //   --dim with a range tunes the kernels for run-time sizes of `kiln compile --dim` with the same ranges (wasm).
 // kiln db export FILE [--db PATH] | kiln db import FILE [--db PATH] | kiln db stats [--db PATH]
 import { writeFileSync } from 'node:fs';
@@ -9,9 +10,9 @@ import { basename } from 'node:path';
 import { KilnError } from '../runtime/errors.js';
 import { DEFAULT_DB_PATH, TuningDatabase } from '../autotune/database.js';
 import { type TuneProgress, type TuneReport, type TuneTarget, parseDuration, tune } from '../autotune/tuner.js';
-import { LocalBuilder, PoolBuilder, PoolRunner } from '../autotune/measure.js';
+import { ChildNativeRunner, LocalBuilder, PoolBuilder, PoolRunner } from '../autotune/measure.js';
 import { type CurveSeries, curveCsv, curveSvg, svgPathFor } from '../autotune/plot.js';
-import { type CompileFlags, compileOptions, cudaSm, readModel, webgpuLimitsFlag } from './compile.js';
+import { type CompileFlags, compileOptions, cpuFlag, cudaSm, readModel, webgpuLimitsFlag } from './compile.js';
 import { choiceFlag, intFlag, usageError } from './usage.js';
 
 export interface TuneFlags extends CompileFlags {
@@ -133,10 +134,13 @@ function durationFlag(s: string): number {
 
 export async function tuneCommand(pos: string[], v: TuneFlags): Promise<number> {
   const modelPath = pos[0];
-  const target: TuneTarget = choiceFlag(v.target, '--target', ['wasm', 'webgpu', 'cuda'] as const, 'wasm');
+  const target: TuneTarget = choiceFlag(v.target, '--target', ['wasm', 'webgpu', 'cuda', 'native'] as const, 'wasm');
   if (v['build-only'] && target !== 'cuda')
     throw usageError('--build-only applies to --target cuda', 'leave it out, or tune with --target cuda');
+  if (v.cpu !== undefined && target !== 'native')
+    throw usageError('--cpu applies to --target native', 'leave it out, or tune with --target native');
   const sm = target === 'cuda' ? cudaSm(v.sm) : undefined;
+  const cpu = target === 'native' ? cpuFlag(v.cpu) : undefined;
   const buildOnly = !!v['build-only'];
   const strategy = choiceFlag(v.strategy, '--strategy', ['evolutionary', 'random', 'compare'] as const, 'evolutionary');
   const budget = v['time-budget'] !== undefined ? durationFlag(v['time-budget']) : undefined;
@@ -147,6 +151,7 @@ export async function tuneCommand(pos: string[], v: TuneFlags): Promise<number> 
   const { inputShapes, dims, specialize } = compileOptions(modelPath, {
     ...v,
     target: undefined,
+    cpu: undefined,
     'webgpu-limits': undefined,
   });
   const bytes = readModel(modelPath);
@@ -154,6 +159,7 @@ export async function tuneCommand(pos: string[], v: TuneFlags): Promise<number> 
   const common = {
     target,
     sm,
+    cpu,
     buildOnly,
     trials,
     workers,
@@ -173,7 +179,8 @@ export async function tuneCommand(pos: string[], v: TuneFlags): Promise<number> 
     // One builder pool and one runner for both runs: the second does not start on warmer pools than the first.
     const workers = common.workers;
     const builder = workers > 0 ? new PoolBuilder(workers) : new LocalBuilder();
-    const runner = target === 'wasm' ? new PoolRunner() : undefined; // a GPU target's runner is the process's device
+    // (a GPU target's runner is the process's device; native, its measuring process)
+    const runner = target === 'wasm' ? new PoolRunner() : target === 'native' ? new ChildNativeRunner() : undefined;
     const db = TuningDatabase.open(dbPath);
     try {
       for (const s of ['random', 'evolutionary'] as const) {
@@ -209,7 +216,7 @@ export async function tuneCommand(pos: string[], v: TuneFlags): Promise<number> 
       );
   }
   console.log(
-    `  records in ${dbPath}; ${buildOnly ? 'build-only records (no latencies) are not applied by `kiln compile`' : `\`kiln compile${target === 'wasm' ? '' : ` --target ${target}`}${dimFlags(v.dim)}\` applies them`}`,
+    `  records in ${dbPath}; ${buildOnly ? 'build-only records (no latencies) are not applied by `kiln compile`' : `\`kiln compile${target === 'wasm' ? '' : ` --target ${target}`}${cpu ? ` --cpu ${cpu}` : ''}${dimFlags(v.dim)}\` applies them`}`,
   );
   if (v.curve) {
     writeFileSync(v.curve, curveCsv(series));

@@ -33,8 +33,8 @@ import { type GpuSectionOptions, buildWebGpuSection, valueBindings } from './web
 import { type WebGpuLimits, type WebGpuProfileName, resolveWebGpuLimits } from '../codegen/common/webgpu-profile.js';
 import { splitWideConcat } from '../relay-ir/passes/split-wide-concat.js';
 import { buildCudaSection } from './cuda-program.js';
-import { buildNativeSection } from './native-program.js';
-import type { CpuOption } from '../codegen/native/cpu.js';
+import { buildNativeSection, hostCpuFlags, nativeKernel } from './native-program.js';
+import { type CpuOption, DEFAULT_CPU, resolveCpu } from '../codegen/native/cpu.js';
 import { buildControlProgram, hasControlRegions } from './control-program.js';
 import { hasControlFlow, mapBodies } from '../relay-ir/control.js';
 import type { BuiltKernel } from './kernel.js';
@@ -100,6 +100,8 @@ export interface CompileOptions {
   traceFor?: ProgramOptions['traceFor'];
   /** Tuned schedules of the GPU kernels (targets 'webgpu' and 'cuda'), e.g. from the tuning database. */
   gpuTraceFor?: GpuSectionOptions['traceFor'];
+  /** Tuned schedules of the native kernels (target 'native'), tuned for the same CPU level. */
+  nativeTraceFor?: ProgramOptions['traceFor'];
 }
 
 export interface CompileResult {
@@ -114,6 +116,8 @@ export interface CompileResult {
   specialized: string[];
   /** GPU kernels (WebGPU or CUDA) built with a schedule from `gpuTraceFor`, by name. */
   gpuTuned: string[];
+  /** Native kernels built with a schedule from `nativeTraceFor`, by name. */
+  nativeTuned: string[];
   /** The kernels of the WebGPU or CUDA section as scheduled for the GPU, in the section's order (else empty). */
   gpuKernels: BuiltKernel[];
   opset: number;
@@ -267,7 +271,7 @@ export async function compile(modelBytes: Uint8Array, opts: CompileOptions = {})
 export function specializeGraph(
   g: OptimizedGraph,
   values: Readonly<Record<string, number>>,
-  opts: Pick<CompileOptions, 'target' | 'winograd'> = {},
+  opts: Pick<CompileOptions, 'target' | 'winograd' | 'cpu'> = {},
 ): OptimizedGraph {
   const bound = new Map(Object.entries(values));
   for (const [s, v] of bound) {
@@ -294,7 +298,21 @@ export async function compileGraph(
     return f;
   });
   opts.dump?.('fused', printFunc(fused));
-  const programOpts = { optimize: opts.optimize, outputNames, traceFor: opts.traceFor, dimRanges };
+  const nativeTuned: string[] = [];
+  const cpu = opts.target === 'native' ? resolveCpu(opts.cpu ?? DEFAULT_CPU, hostCpuFlags) : undefined;
+  const programOpts: ProgramOptions = {
+    optimize: opts.optimize,
+    outputNames,
+    traceFor: opts.traceFor,
+    dimRanges,
+    ...(cpu && {
+      nativeKernel: (fn: FuncNode, k: BuiltKernel) => {
+        const trace = opts.nativeTraceFor?.(fn, k);
+        if (trace) nativeTuned.push(k.prim.name);
+        return nativeKernel(k, cpu, trace);
+      },
+    }),
+  };
   const control = hasControlRegions(fused);
   const program = control ? buildControlProgram(fused, programOpts) : buildProgram(fused, programOpts);
   const gpuTuned: string[] = [];
@@ -327,7 +345,7 @@ export async function compileGraph(
     for (const k of cuda.kernels) if (k.tuned) gpuTuned.push(k.prim.name);
   }
   if (opts.target === 'native') {
-    const native = buildNativeSection(program, opts.cpu);
+    const native = buildNativeSection(program, cpu!.level);
     program.header.native = native.section;
     program.native = native.library;
   }
@@ -341,5 +359,5 @@ export async function compileGraph(
     }
   }
   const { bytes, header } = await writeArtifact(program);
-  return { artifact: bytes, header, graph, fused, program, specialized, opset, gpuTuned, gpuKernels };
+  return { artifact: bytes, header, graph, fused, program, specialized, opset, gpuTuned, nativeTuned, gpuKernels };
 }

@@ -15,7 +15,7 @@ import { type TensorType, staticShape, isStatic } from '../relay-ir/types.js';
 import { emitWasmModule } from '../codegen/wasm/codegen.js';
 import { kernelPhases } from '../schedule/loop-ir.js';
 import { type BuiltKernel, buildKernel, kernelKey } from './kernel.js';
-import { type Lifetime, SPECULATIVE_GUARD_BYTES, align, planMemory, scratchLayout } from './memory-plan.js';
+import { type Lifetime, SPECULATIVE_GUARD_BYTES, align, kernelScratchBytes, planMemory } from './memory-plan.js';
 import { type Program, type ProgramOptions, WASM32_MAX_BYTES } from './program.js';
 import { VERSION } from './version.js';
 
@@ -122,6 +122,7 @@ export function buildControlProgram(main: FuncNode, opts: ProgramOptions = {}): 
     let k = buildKernel(c.op, `k${kernels.length}`);
     const trace = opts.traceFor?.(c.op, k);
     if (trace) k = { ...buildKernel(c.op, k.prim.name, trace), tuned: true };
+    if (opts.nativeKernel) k.native = opts.nativeKernel(c.op, k);
     const key = kernelKey(k.prim);
     let idx = kernelOf.get(key);
     if (idx === undefined) {
@@ -134,7 +135,7 @@ export function buildControlProgram(main: FuncNode, opts: ProgramOptions = {}): 
     for (const a of args) use(a);
     const out = define(bytesOf(c.type));
     loc.set(c, out);
-    const sb = scratchLayout(kernels[idx].prim).bytes;
+    const sb = kernelScratchBytes(kernels[idx]);
     const scratch = sb ? [define(sb)] : [];
     calls.push({ kernel: idx, args: [...args, out, ...scratch], origin: [...new Set(c.origin)] });
     steps.push({ op: 'call', call: calls.length - 1 });

@@ -36,6 +36,11 @@ export interface BuiltKernel {
   /** Built with a schedule from ProgramOptions.traceFor (a tuned one) rather than the default. */
   tuned?: boolean;
   /**
+   * The kernel as the native library runs it (target 'native': ProgramOptions.nativeKernel), scheduled for the CPU
+   * target's vector registers or tuned there; the memory plan reserves the larger of its scratch and `prim`'s.
+   */
+  native?: PrimFunc;
+  /**
    * A kernel for run-time sizes (its last input the symbols' values): for its output and the intermediate tensors,
    * per axis the run-time size as an expression of loads from that input (undefined: static, or not known). Every
    * schedule of it skips outer iterations past them (src/schedule/run-size-guards.ts).

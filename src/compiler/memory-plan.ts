@@ -4,6 +4,7 @@
 import { BYTES } from '../runtime/dtype.js';
 import { MAX_CHUNKS } from '../runtime/thread-pool.js';
 import { type Buffer, type PrimFunc, visitStmt } from '../schedule/loop-ir.js';
+import type { BuiltKernel } from './kernel.js';
 
 export interface Lifetime {
   id: number;
@@ -89,4 +90,9 @@ export function scratchLayout(
     }
   });
   return { ...temps, shared, sharedAt: temps.bytes, chunkStride, bytes: temps.bytes + chunkStride * MAX_CHUNKS };
+}
+
+/** Scratch bytes a kernel's calls reserve: its own, or its native variant's where that needs more. */
+export function kernelScratchBytes(k: Pick<BuiltKernel, 'prim' | 'native'>): number {
+  return Math.max(scratchLayout(k.prim).bytes, k.native ? scratchLayout(k.native).bytes : 0);
 }

@@ -3,9 +3,10 @@
 // LLVM's tools into a shared library. The header's memory plan, calls and bindings are the program's own.
 import { readFileSync } from 'node:fs';
 import type { NativeSection } from '../runtime/artifact-format.js';
-import { type CpuOption, type CpuTarget, cpuinfoFlags, resolveCpu } from '../codegen/native/cpu.js';
+import { type CpuOption, type CpuTarget, DEFAULT_CPU, cpuinfoFlags, resolveCpu } from '../codegen/native/cpu.js';
 import { defaultTrace } from '../schedule/cpu-schedule.js';
 import type { PrimFunc } from '../schedule/loop-ir.js';
+import { Schedule, type TraceStep } from '../schedule/schedule.js';
 import { type BuiltKernel, reschedule } from './kernel.js';
 import { scratchLayout } from './memory-plan.js';
 import { emitLlvmModule } from '../codegen/native/llvm-ir.js';
@@ -33,21 +34,35 @@ export function hostCpuFlags(): Set<string> {
 }
 
 /**
- * A kernel rescheduled for a CPU target: register tiles as wide as its vectors and as many as its registers hold.
- * The program's memory plan sized its scratch for the WebAssembly kernel, so the rescheduled one is used only when
- * it needs no more scratch (tiles live in registers: it does not); tuned kernels keep their schedule.
+ * A kernel as the native library runs it (ProgramOptions.nativeKernel): the schedule tuned for this CPU target
+ * (`trace`, from the tuning database's native records), else the default one with register tiles as wide as the
+ * target's vectors and as many as its registers hold. A WebAssembly-tuned schedule is not used: its tiles are
+ * sized for 4 lanes.
  */
-export function nativeKernel(k: BuiltKernel, target: CpuTarget): PrimFunc {
-  if (k.tuned) return k.prim;
-  const r = reschedule(k, (sch) => defaultTrace(sch, target.tiles)).prim;
+export function nativeKernel(k: BuiltKernel, target: CpuTarget, trace?: readonly TraceStep[]): PrimFunc {
+  return reschedule(k, trace ?? nativeDefaultTrace(k, target)).prim;
+}
+
+/** A kernel's default schedule on a CPU target (what tuning records as its default there). */
+export function nativeDefaultTrace(k: Pick<BuiltKernel, 'output'>, target: CpuTarget): TraceStep[] {
+  return defaultTrace(new Schedule([k.output]), target.tiles);
+}
+
+/** A kernel's native variant: the one the program was built with, else the default if its scratch fits the plan. */
+function plannedNativeKernel(k: BuiltKernel, target: CpuTarget): PrimFunc {
+  if (k.native) return k.native;
+  const r = nativeKernel(k, target);
   return scratchLayout(r).bytes <= scratchLayout(k.prim).bytes ? r : k.prim;
 }
 
-/** The LLVM IR of a program's native library for a CPU level. */
-export function nativeModuleText(program: Program, cpu: CpuOption = 'x86-64-v3'): string {
+/**
+ * The LLVM IR of a program's native library for a CPU level (the level the program's native kernels were
+ * scheduled for, where it was built with them).
+ */
+export function nativeModuleText(program: Program, cpu: CpuOption = DEFAULT_CPU): string {
   const target = resolveCpu(cpu, hostCpuFlags);
   return emitLlvmModule(
-    program.kernels.map((k) => nativeKernel(k, target)),
+    program.kernels.map((k) => plannedNativeKernel(k, target)),
     program.header.calls,
     {
       triple: NATIVE_TRIPLE,
@@ -65,7 +80,7 @@ export function nativeModuleText(program: Program, cpu: CpuOption = 'x86-64-v3')
 /** Builds the native section and its library for `program` (E_DEPENDENCY when LLVM is not installed). */
 export function buildNativeSection(
   program: Program,
-  cpu: CpuOption = 'x86-64-v3',
+  cpu: CpuOption = DEFAULT_CPU,
 ): { section: NativeSection; library: Uint8Array } {
   const target = resolveCpu(cpu, hostCpuFlags);
   const ir = nativeModuleText(program, target.level);

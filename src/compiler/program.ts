@@ -13,8 +13,9 @@ import { type SymbolTable, boundValues, buildDynamicKernel, hasSymbolicDims } fr
 import { emitWasmModule } from '../codegen/wasm/codegen.js';
 import { kernelPhases } from '../schedule/loop-ir.js';
 import { type BuiltKernel, buildKernel, kernelKey, reschedule } from './kernel.js';
+import type { PrimFunc } from '../schedule/loop-ir.js';
 import type { TraceStep } from '../schedule/schedule.js';
-import { type Lifetime, SPECULATIVE_GUARD_BYTES, align, planMemory, scratchLayout } from './memory-plan.js';
+import { type Lifetime, SPECULATIVE_GUARD_BYTES, align, kernelScratchBytes, planMemory } from './memory-plan.js';
 import { VERSION } from './version.js';
 
 export interface Program {
@@ -42,6 +43,8 @@ export interface ProgramOptions {
    * candidate); undefined keeps the default. A trace that does not apply is an error.
    */
   traceFor?: (fn: FuncNode, defaultKernel: BuiltKernel) => readonly TraceStep[] | undefined;
+  /** Target 'native': each kernel as the native library will run it (BuiltKernel.native). */
+  nativeKernel?: (fn: FuncNode, kernel: BuiltKernel) => PrimFunc;
   /** The ranges of the symbolic dims (importAndOptimize's dimRanges): kernels run at any size inside them. */
   dimRanges?: DimRanges;
   /**
@@ -322,6 +325,7 @@ function buildProgramAtBounds(main: FuncNode, opts: ProgramOptions, symbols: Sym
     // (the default's tensor expressions under the tuned schedule: for a kernel for run-time sizes, those the three
     // builds found)
     if (trace) k = { ...reschedule(k, trace), tuned: true };
+    if (opts.nativeKernel) k.native = opts.nativeKernel(c.op, k);
     return addKernel(k);
   });
   function addKernel(k: BuiltKernel): number {
@@ -370,7 +374,7 @@ function buildProgramAtBounds(main: FuncNode, opts: ProgramOptions, symbols: Sym
       scratchId.push(-1);
       return;
     }
-    const sb = scratchLayout(kernels[callKernel[i]].prim).bytes;
+    const sb = kernelScratchBytes(kernels[callKernel[i]]);
     scratchId.push(sb ? items.length : -1);
     if (sb) items.push({ id: items.length, bytes: sb, start: i, end: i });
   });

@@ -238,8 +238,10 @@ export const MAX_ACCUMULATORS = 8;
 export interface TileOptions {
   lanes: number;
   maxAccumulators: number;
+  /** Vector registers: the most accumulators a tuned tile may try (a little spill can still pay). */
+  registers: number;
 }
-export const WASM_TILES: TileOptions = { lanes: 4, maxAccumulators: MAX_ACCUMULATORS };
+export const WASM_TILES: TileOptions = { lanes: 4, maxAccumulators: MAX_ACCUMULATORS, registers: 16 };
 
 /** The register tile of a float32 reduction: lanes along spatial axis `j`, `vj` vectors wide; `vi` rows of axis `i`. */
 export interface RegisterTile {

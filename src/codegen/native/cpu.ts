@@ -3,11 +3,14 @@
 // LZCNT is left out of x86-64-v3 on purpose: hypervisors hide it (these machines' KVM guests do), and on a CPU
 // without it the instruction silently runs as BSR.
 import { KilnError } from '../../runtime/errors.js';
+import type { TileOptions } from '../../schedule/cpu-schedule.js';
 
 export type CpuLevel = 'x86-64' | 'x86-64-v3' | 'x86-64-v4';
 export const CPU_LEVELS: readonly CpuLevel[] = ['x86-64', 'x86-64-v3', 'x86-64-v4'];
 /** What `--cpu` accepts: a level, or 'native' (the best level the compiling machine has). */
 export type CpuOption = CpuLevel | 'native';
+/** The level compiling and tuning use when none is given: AVX2 and FMA, which most x86-64 servers since 2015 have. */
+export const DEFAULT_CPU: CpuLevel = 'x86-64-v3';
 
 export interface CpuTarget {
   level: CpuLevel;
@@ -18,7 +21,7 @@ export interface CpuTarget {
   /** Widest vector register in bits. */
   vectorBits: number;
   /** Register tiles of the default schedule: float32 lanes and accumulator vectors (16 or 32 registers). */
-  tiles: { lanes: number; maxAccumulators: number };
+  tiles: TileOptions;
   /** Vector widths whose glibc libmvec functions the level can call (see llvm-ir.ts). */
   vectorMath: number[];
 }
@@ -36,7 +39,7 @@ export const CPU_TARGETS: Readonly<Record<CpuLevel, CpuTarget>> = {
     llvmFeatures: '+sse2',
     flags: ['sse2'],
     vectorBits: 128,
-    tiles: { lanes: 4, maxAccumulators: 12 },
+    tiles: { lanes: 4, maxAccumulators: 12, registers: 16 },
     vectorMath: [],
   },
   'x86-64-v3': {
@@ -44,7 +47,7 @@ export const CPU_TARGETS: Readonly<Record<CpuLevel, CpuTarget>> = {
     llvmFeatures: plus(V3_LLVM),
     flags: V3_FLAGS,
     vectorBits: 256,
-    tiles: { lanes: 8, maxAccumulators: 12 },
+    tiles: { lanes: 8, maxAccumulators: 12, registers: 16 },
     vectorMath: [4, 8],
   },
   'x86-64-v4': {
@@ -52,7 +55,7 @@ export const CPU_TARGETS: Readonly<Record<CpuLevel, CpuTarget>> = {
     llvmFeatures: plus([...V3_LLVM, ...V4_LLVM]),
     flags: [...V3_FLAGS, ...V4_FLAGS],
     vectorBits: 512,
-    tiles: { lanes: 16, maxAccumulators: 24 },
+    tiles: { lanes: 16, maxAccumulators: 24, registers: 32 },
     vectorMath: [4, 8, 16],
   },
 };
