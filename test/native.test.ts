@@ -13,6 +13,7 @@ import { readArtifact } from '../src/runtime/artifact.js';
 import { cpuinfoFlags, bestLevel, resolveCpu } from '../src/codegen/native/cpu.js';
 import { hostCpuFlags, nativeModuleText } from '../src/compiler/native-program.js';
 import { buildModel, randomF32 } from '../src/frontend/onnx/model-builder.js';
+import { printFunc } from '../src/relay-ir/printer.js';
 import { runOrt } from './helpers/ort.js';
 import { kilnError } from './helpers/errors.js';
 import { seqSoftmax, shapeChains } from './helpers/shape-chain-model.js';
@@ -197,6 +198,39 @@ describe.skipIf(!llvm)('target native: artifact, CPU check and fallback', () => 
     } finally {
       if (saved === undefined) delete process.env.KILN_LLVM_BIN;
       else process.env.KILN_LLVM_BIN = saved;
+    }
+  });
+});
+
+describe.skipIf(!llvm)('target native: packed weights and strided rows', () => {
+  it("packs a convolution's weights by the level's vector width and loads a stride-2 row as one wide vector", async () => {
+    // a convolution (weights packed by output channel) then a stride-2 depthwise one (lanes along its output row,
+    // reading every other input column)
+    const bytes = buildModel({
+      inputs: [['x', 'float32', [1, 8, 20, 36]]],
+      outputs: [['y', 'float32', [1, 32, 8, 16]]],
+      initializers: { w: randomF32([32, 8, 3, 3], 1), d: randomF32([32, 1, 3, 3], 2) },
+      nodes: [
+        { op: 'Conv', inputs: ['x', 'w'], outputs: ['c'], attrs: { pads: [0, 0, 0, 0] } },
+        { op: 'Conv', inputs: ['c', 'd'], outputs: ['y'], attrs: { group: 32, strides: [2, 2] } },
+      ],
+    });
+    const x = randomF32([1, 8, 20, 36], 3);
+    const want = (await runOrt(bytes, { x })).y;
+    for (const cpu of ['x86-64-v3', 'x86-64-v4'] as const) {
+      const lanes = resolveCpu(cpu, hostCpuFlags).tiles.lanes;
+      const compiled = await compile(bytes, { target: 'native', cpu, winograd: false });
+      expect(printFunc(compiled.graph)).toContain(`weight_block=${lanes}`);
+      const ir = nativeModuleText(compiled.program, cpu);
+      const even = Array.from({ length: lanes }, (_, l) => `i32 ${2 * l}`).join(', ');
+      expect(ir).toContain(`shufflevector <${2 * lanes} x float>`);
+      expect(ir).toContain(`<${lanes} x i32> <${even}>`);
+      if (bestLevel(hostCpuFlags()) === cpu || (cpu === 'x86-64-v3' && HOST_CPU === 'x86-64-v4')) {
+        const model = await load(compiled.artifact, { target: 'native', threads: 2 });
+        expect(model.runsOn).toBe('native');
+        expect(compareTensors(model.runSync({ x }).y, want)?.message).toBeUndefined();
+        model.dispose();
+      }
     }
   });
 });

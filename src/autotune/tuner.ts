@@ -346,7 +346,12 @@ class TuningJob {
   static async open(modelBytes: Uint8Array, opts: TuneOptions): Promise<TuningJob> {
     const t0 = performance.now();
     const compileOpts = opts.dims ? { ...opts.compile, dims: { ...opts.compile?.dims, ...opts.dims } } : opts.compile;
-    const { graph, dimRanges } = importAndOptimize(modelBytes, compileOpts ?? {});
+    // the graph passes of `kiln compile` for this target (Winograd on CPU targets, weights packed by the vector width)
+    const { graph, dimRanges } = importAndOptimize(modelBytes, {
+      ...compileOpts,
+      target: opts.target ?? 'wasm',
+      ...(opts.target === 'native' && { cpu: opts.cpu ?? DEFAULT_CPU }),
+    });
     const buildOnly = (opts.target ?? 'wasm') === 'cuda' && !!opts.buildOnly;
     // the kernels `kiln compile` makes for this target (WebGPU: within the limits profile's bindings)
     const webgpuLimits = opts.target === 'webgpu' ? resolveWebGpuLimits(opts.compile?.webgpuLimits) : undefined;

@@ -15,7 +15,7 @@ import { fuseGelu } from '../relay-ir/passes/fuse-gelu.js';
 import { distinctOutputs } from '../relay-ir/passes/distinct-outputs.js';
 import { fuseOps } from '../relay-ir/passes/fuse-ops.js';
 import { specializeDims } from '../relay-ir/passes/specialize-dims.js';
-import { packWeights } from '../relay-ir/passes/pack-weights.js';
+import { WEIGHT_BLOCK, packWeights } from '../relay-ir/passes/pack-weights.js';
 import { fuseQdq } from '../relay-ir/passes/fuse-qdq.js';
 import { explicitConvPadding } from '../relay-ir/passes/explicit-padding.js';
 import { winogradConv } from '../relay-ir/passes/winograd-conv.js';
@@ -129,7 +129,7 @@ export interface CompileResult {
  * `folder`: the constant folder the frontend used, so that what it folded is not evaluated again.
  */
 export const graphPasses = (
-  opts: Pick<CompileOptions, 'target' | 'winograd'> = {},
+  opts: Pick<CompileOptions, 'target' | 'winograd' | 'cpu'> = {},
   folder = new ConstantFolder(evaluateCall, interpretSymbolic),
 ): Pass[] => [
   { name: 'eliminate-dead-code', run: eliminateDeadCode },
@@ -151,8 +151,12 @@ export const graphPasses = (
       ]
     : []),
   { name: 'explicit-conv-padding', run: explicitConvPadding },
-  { name: 'pack-weights', run: packWeights },
+  { name: 'pack-weights', run: (f) => packWeights(f, weightBlock(opts)) },
 ];
+
+/** The weight block of packed weights: the native level's float32 vector width, else SIMD128's 4. */
+const weightBlock = (opts: Pick<CompileOptions, 'target' | 'cpu'>): number =>
+  opts.target === 'native' ? resolveCpu(opts.cpu ?? DEFAULT_CPU, hostCpuFlags).tiles.lanes : WEIGHT_BLOCK;
 
 /** Front half: model bytes -> optimized graph IR (no kernels yet). */
 export function importAndOptimize(

@@ -715,10 +715,21 @@ class KernelEmitter extends LoopEmitter<string, void> {
     switch (e.k) {
       case 'load': {
         const b = e.buf as Buffer;
-        if (affineCoef(e.idx[0], v) === 1) {
+        const coef = affineCoef(e.idx[0], v);
+        if (coef === 1) {
           const p = this.addr(b, fixVar(e.idx[0], v, 0));
           const vp = this.op(`bitcast float* ${p} to ${vt}*`);
           return this.op(`load ${vt}, ${vt}* ${vp}, align 4`);
+        }
+        // stride 2 (a stride-2 convolution's input row): one load of 2L floats, its even lanes kept. The last one is
+        // read and not used, as by WebAssembly's two loads: the memory plan's guard bytes cover it (not a local tile)
+        if (coef === 2 && b.scope !== 'local') {
+          const wt = `<${2 * L} x float>`;
+          const p = this.addr(b, fixVar(e.idx[0], v, 0));
+          const wp = this.op(`bitcast float* ${p} to ${wt}*`);
+          const w = this.op(`load ${wt}, ${wt}* ${wp}, align 4`);
+          const even = Array.from({ length: L }, (_, l) => `i32 ${2 * l}`).join(', ');
+          return this.op(`shufflevector ${wt} ${w}, ${wt} undef, <${L} x i32> <${even}>`);
         }
         return this.gather(e, v, L);
       }

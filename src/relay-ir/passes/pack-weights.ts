@@ -1,7 +1,9 @@
 // Weight pre-packing at compile time, so the vectors of a register tile read contiguous memory.
 // A convolution with constant float32 weights [M, C, K...] gets them as
-// [ceil(M/4), C, K..., 4] (attribute weight_block = 4, filters = M; missing filters are zeros), so the 4 output
-// channels a SIMD lane group computes read their weights with one vector load. Only ungrouped convolutions are
+// [ceil(M/B), C, K..., B] (attribute weight_block = B, filters = M; missing filters are zeros), so the B output
+// channels a SIMD vector computes read their weights with one vector load: B = 4 for WebAssembly's SIMD128, the
+// vector width for native code (8 floats in AVX2, 16 in AVX-512; the WebAssembly kernels' 4-lane loads of the same
+// artifact stay contiguous). Only ungrouped convolutions are
 // packed; depthwise ones run their lanes along the output row and read one weight per tap, and so do pointwise
 // ones over few input channels (pixelLanes).
 import { type Tensor, sizeOf } from '../../runtime/tensor.js';
@@ -20,11 +22,12 @@ import type { OpSpec } from '../op.js';
 
 export const WEIGHT_BLOCK = 4;
 
-export function packWeights(fn: FuncNode): FuncNode {
+/** `block`: float32 lanes of the target's vectors (a multiple of 4). */
+export function packWeights(fn: FuncNode, block = WEIGHT_BLOCK): FuncNode {
   return mapFunc(fn, (n) => {
     if (n.kind !== 'call' || isFuncCall(n) || n.attrs.weight_block) return undefined;
     const name = (n.op as OpSpec).name;
-    if (name === 'matmul' || name === 'gemm') return packMatmul(n);
+    if (name === 'matmul' || name === 'gemm') return packMatmul(n, block);
     if (name === 'qlinear_conv' || name === 'qlinear_matmul') return packPairs(n, name);
     if (name !== 'conv') return undefined;
     const w = n.args[1];
@@ -36,8 +39,8 @@ export function packWeights(fn: FuncNode): FuncNode {
     if (pixelLanes(n)) return undefined;
     return gcall(
       n.op as OpSpec,
-      [n.args[0], gconst(packBlocks((w as ConstNode).value, WEIGHT_BLOCK)), ...n.args.slice(2)],
-      { ...n.attrs, weight_block: WEIGHT_BLOCK, filters: m },
+      [n.args[0], gconst(packBlocks((w as ConstNode).value, block)), ...n.args.slice(2)],
+      { ...n.attrs, weight_block: block, filters: m },
       n.origin,
     );
   });
@@ -66,10 +69,10 @@ const PIXEL_LANES_MAX_CHANNELS = 24;
 
 /**
  * matmul / gemm with a constant float32 2-D right-hand operand [K, N] (gemm: transB applied first, transA = 0):
- * stored as [ceil(N/4), K, 4] (weight_block = 4, columns = N), so a register tile's columns are one contiguous
+ * stored as [ceil(N/B), K, B] (weight_block = B, columns = N), so a register tile's columns are one contiguous
  * panel that streams through the cache once per row block.
  */
-function packMatmul(n: CallNode): GExpr | undefined {
+function packMatmul(n: CallNode, block: number): GExpr | undefined {
   const b = n.args[1];
   const gemm = (n.op as OpSpec).name === 'gemm';
   if (
@@ -83,12 +86,12 @@ function packMatmul(n: CallNode): GExpr | undefined {
   if (!gemm && n.args[0].type.shape.length < 2) return undefined;
   const kn = gemm && Number(n.attrs.transB ?? 0) ? transpose2d(b.value) : b.value;
   const cols = kn.shape[1];
-  // [K, N] -> [N, K] rows, packed in blocks of 4 rows = [ceil(N/4), K, 4]
-  const packed = packBlocks(transpose2d(kn), WEIGHT_BLOCK);
+  // [K, N] -> [N, K] rows, packed in blocks of B rows = [ceil(N/B), K, B]
+  const packed = packBlocks(transpose2d(kn), block);
   return gcall(
     n.op as OpSpec,
     [n.args[0], gconst(packed), ...n.args.slice(2)],
-    { ...n.attrs, ...(gemm ? { transB: 0 } : {}), weight_block: WEIGHT_BLOCK, columns: cols },
+    { ...n.attrs, ...(gemm ? { transB: 0 } : {}), weight_block: block, columns: cols },
     n.origin,
   );
 }
