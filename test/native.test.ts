@@ -235,6 +235,26 @@ describe.skipIf(!llvm)('target native: packed weights and strided rows', () => {
   });
 });
 
+describe.skipIf(!llvm)('target native: convolutions over few channels', () => {
+  it('a stride-1 convolution of a one-channel image keeps its weights unpacked and runs its lanes along the row', async () => {
+    const bytes = buildModel({
+      inputs: [['x', 'float32', [1, 1, 24, 40]]],
+      outputs: [['y', 'float32', [1, 16, 24, 40]]],
+      initializers: { w: randomF32([16, 1, 5, 5], 4) },
+      nodes: [{ op: 'Conv', inputs: ['x', 'w'], outputs: ['y'], attrs: { pads: [2, 2, 2, 2] } }],
+    });
+    const x = randomF32([1, 1, 24, 40], 5);
+    const want = (await runOrt(bytes, { x })).y;
+    for (const target of ['native', 'wasm'] as const) {
+      const compiled = await compile(bytes, target === 'native' ? { target, cpu: HOST_CPU } : {});
+      expect(printFunc(compiled.graph)).not.toContain('weight_block');
+      const model = await load(compiled.artifact, target === 'native' ? { target, threads: 1 } : { threads: 1 });
+      expect(compareTensors(model.runSync({ x }).y, want)?.message).toBeUndefined();
+      model.dispose();
+    }
+  });
+});
+
 describe('native CPU levels', () => {
   it('reads /proc/cpuinfo flags and picks the best level they allow', () => {
     const flags = cpuinfoFlags(

@@ -5,9 +5,9 @@
 // vector width for native code (8 floats in AVX2, 16 in AVX-512; the WebAssembly kernels' 4-lane loads of the same
 // artifact stay contiguous). Only ungrouped convolutions are
 // packed; depthwise ones run their lanes along the output row and read one weight per tap, and so do pointwise
-// ones over few input channels (pixelLanes).
+// ones and those over very few input channels (pixelLanes).
 import { type Tensor, sizeOf } from '../../runtime/tensor.js';
-import { pointwiseConv } from '../../tensor-expr/ops/nn.js';
+import { FEW_CHANNELS, pointwiseConv } from '../../tensor-expr/ops/nn.js';
 import {
   type CallNode,
   type ConstNode,
@@ -50,19 +50,24 @@ export function packWeights(fn: FuncNode, block = WEIGHT_BLOCK): FuncNode {
  * A pointwise convolution (1x1, stride 1, no padding) over few input channels and wide rows runs its lanes along
  * the output row instead of over output channels (rows of its register tile over filters, weights unpacked):
  * with a short reduction, the channel-lane tile's write-back (4 channels of a pixel are 4 planes apart: scalar
- * stores) costs about as much as its arithmetic, and row lanes store whole vectors.
+ * stores) costs about as much as its arithmetic, and row lanes store whole vectors. So does a stride-1 convolution
+ * over FEW_CHANNELS input channels (super-resolution's first layer: one channel, 5x5 taps); strided ones (the
+ * first layers of ResNet, MobileNetV2, SqueezeNet) keep channel lanes, as row lanes would read every other column.
  */
 function pixelLanes(n: CallNode): boolean {
   const x = n.args[0].type,
     w = n.args[1].type;
   if (x?.kind !== 'tensor' || w?.kind !== 'tensor' || x.shape.length !== 4) return false;
+  const channels = Number(x.shape[1]);
+  const unitStride = ((n.attrs.strides as number[] | undefined) ?? []).every((s) => Number(s) === 1);
   return (
-    pointwiseConv(n.attrs, w.shape.slice(2).map(Number)) &&
     Number(n.attrs.group ?? 1) === 1 &&
-    Number(x.shape[1]) <= PIXEL_LANES_MAX_CHANNELS &&
-    Number(x.shape[3]) >= 8
+    Number(x.shape[3]) >= 8 &&
+    ((channels <= FEW_CHANNELS && unitStride) ||
+      (pointwiseConv(n.attrs, w.shape.slice(2).map(Number)) && channels <= PIXEL_LANES_MAX_CHANNELS))
   );
 }
+
 /** MobileNetV2's 16- and 24-channel expansions and SqueezeNet's 16-channel ones (55 wide: last vector shifted
  * back) gain 8-12% per kernel with row lanes (A/B in one process). */
 const PIXEL_LANES_MAX_CHANNELS = 24;

@@ -127,6 +127,9 @@ export function convGeometry(
   return { win, out, group };
 }
 
+/** Input channels of an unpacked convolution whose lanes run along its output row whatever its kernel. */
+export const FEW_CHANNELS = 4;
+
 /**
  * The convolution reduction: out[n, m, o...] = sum over (c, k...) of xv(n, c, pos) * wv(m, c, k...), where padding
  * positions contribute zero (a select around the input load). Kernel axes of extent 1 get no loop.
@@ -154,13 +157,13 @@ function convCompute(
   // contiguous axis, tiled as one.
   const pointwise = isPointwise(win);
   // An unpacked pointwise convolution (few input channels: pack-weights.ts pixelLanes; or weights computed at run
-  // time) runs its lanes along the output row, rows over filters: one input vector serves every filter of the
-  // tile, one broadcast weight every lane.
+  // time), or one over FEW_CHANNELS input channels, runs its lanes along the output row, rows over filters: one
+  // input vector serves every filter of the tile, one broadcast weight every lane.
   const hints = block
     ? { vectorAxis: 1, rowAxis: out.length - 1, ...(pointwise && out.length > 3 ? { rowAxes: out.length - 2 } : {}) }
     : depthwise
       ? { vectorAxis: out.length - 1, rowAxis: out.length - 2 }
-      : pointwise && group === 1 && out.length === 4
+      : (pointwise || cpg <= FEW_CHANNELS) && group === 1 && out.length === 4
         ? { vectorAxis: 3, rowAxis: 1 }
         : undefined;
   const padded = block ? [out[0], w.shape[0] * block, ...out.slice(2)] : out;
