@@ -3,7 +3,9 @@
 // errors of bad options. Skipped only where LLVM's tools are not installed (CI installs them:
 // scripts/test-prerequisites.sh).
 import { describe, expect, it } from 'vitest';
-import { readFileSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { compile, decodeTensorProto, load, type Tensor } from '../src/index.js';
 import { compareTensors } from '../src/conformance/compare.js';
@@ -15,6 +17,7 @@ import { hostCpuFlags, nativeModuleText } from '../src/compiler/native-program.j
 import { buildModel, randomF32 } from '../src/frontend/onnx/model-builder.js';
 import { printFunc } from '../src/relay-ir/printer.js';
 import { runOrt } from './helpers/ort.js';
+import type { KernelTiming } from '../src/runtime/executor.js';
 import { kilnError } from './helpers/errors.js';
 import { seqSoftmax, shapeChains } from './helpers/shape-chain-model.js';
 
@@ -79,6 +82,12 @@ describe.skipIf(!llvm)('target native: models match ONNX Runtime', () => {
         // loop compute what one thread would)
         const again = model.runSync(feeds);
         for (const o of model.outputs) expect(again[o.name].data).toEqual(out[o.name].data);
+        // per-kernel timings: each call made through the library's per-call entry, timed, the same bytes
+        const timings: KernelTiming[] = [];
+        const timed = model.runSync(feeds, timings);
+        expect(timings.map((t) => t.call)).toEqual(compiled.header.calls.map((_, i) => i));
+        expect(timings.every((t, i) => t.kernel === compiled.header.calls[i].kernel && t.ms >= 0)).toBe(true);
+        for (const o of model.outputs) expect(timed[o.name].data).toEqual(out[o.name].data);
         for (const threads of [1, 4]) {
           const other = await load(compiled.artifact, { target: 'native', threads });
           try {
@@ -170,6 +179,30 @@ describe.skipIf(!llvm)('target native: artifact, CPU check and fallback', () => 
     } finally {
       slow.dispose();
     }
+  });
+
+  it('kiln profile --target native times each kernel call through the per-call entry', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kiln-native-profile-'));
+    const { modelPath, inputShapes } = testData('squeezenet1_1_small');
+    const compiled = await compile(readFileSync(modelPath), {
+      modelPath,
+      inputShapes,
+      target: 'native',
+      cpu: HOST_CPU,
+    });
+    expect(compiled.header.native).toMatchObject({ entry: 'kiln_run', callEntry: 'kiln_call' });
+    const file = join(dir, 'sq.kiln');
+    writeFileSync(file, compiled.artifact);
+    const out = execFileSync(
+      'node',
+      [join(process.cwd(), 'dist/cli/kiln.js'), 'profile', file, '--target', 'native', '--runs', '3'],
+      {
+        encoding: 'utf8',
+      },
+    );
+    expect(out).toMatch(/conv\+relu/);
+    expect(out).toMatch(/3 runs; per run: kernels [0-9.]+ ms/);
+    expect(out).not.toMatch(/does not run here/);
   });
 
   it('rejects bad options with a clear error', async () => {
@@ -384,6 +417,11 @@ describe.skipIf(!llvm)('target native: control flow', () => {
           if (trips === 5) {
             first ??= got;
             expect(got.data, `${threads} threads`).toEqual(first.data);
+            // timed: the calls the control program made (the body's once per trip), the same bytes
+            const timings: KernelTiming[] = [];
+            expect(model.runSync(feeds, timings).x_final.data).toEqual(got.data);
+            const perTrip = timings.filter((t) => compiled.header.kernels[t.kernel].ops.includes('matmul'));
+            expect(perTrip).toHaveLength(5);
           }
         }
       } finally {

@@ -113,8 +113,9 @@ const COMMANDS: Record<string, Subcommand> = {
   profile: {
     usage: [
       'kiln profile ARTIFACT.kiln [--runs N] [--trace trace.json] [--input name=file ...] [--top N] [--threads N]',
+      "          [--target wasm|native]   (native: each kernel call through the library's per-call entry)",
     ],
-    options: ['runs', 'trace', 'input', 'top', 'threads'],
+    options: ['runs', 'trace', 'input', 'top', 'threads', 'target'],
     positionals: { min: 1, max: 1, name: 'ARTIFACT.kiln' },
     run: async (p, v) => (await import('./profile.js')).profileCommand(p, v),
   },

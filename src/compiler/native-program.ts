@@ -20,9 +20,14 @@ export const NATIVE_ENTRY = 'kiln_run';
 /** The entry of a program with control flow: one call at a time, made by the runtime's control program. */
 export const NATIVE_CALL_ENTRY = 'kiln_call';
 
-/** The library's entry: one call at a time for a program with control flow (its control program makes them). */
-const nativeEntry = (program: Program): { entry: string; perCall: boolean } =>
-  program.header.control ? { entry: NATIVE_CALL_ENTRY, perCall: true } : { entry: NATIVE_ENTRY, perCall: false };
+/**
+ * The library's entries: one call at a time for a program with control flow (its control program makes them);
+ * else the whole run, and beside it one call at a time for per-kernel timings.
+ */
+const nativeEntry = (program: Program): { entry: string; perCall: boolean; callEntry?: string } =>
+  program.header.control
+    ? { entry: NATIVE_CALL_ENTRY, perCall: true }
+    : { entry: NATIVE_ENTRY, perCall: false, callEntry: NATIVE_CALL_ENTRY };
 
 /** The compiling machine's /proc/cpuinfo flags (empty where there is none). */
 export function hostCpuFlags(): Set<string> {
@@ -92,7 +97,7 @@ export function buildNativeSection(
       features: target.flags,
       entry: nativeEntry(program).entry,
       threads: true,
-      ...(nativeEntry(program).perCall ? { perCall: true } : {}),
+      ...(nativeEntry(program).perCall ? { perCall: true } : { callEntry: NATIVE_CALL_ENTRY }),
       llvm: tools.version,
     },
     library,

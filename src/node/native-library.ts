@@ -55,7 +55,7 @@ export async function openNativeHost(): Promise<NativeHost> {
   return {
     cpuFeatures: cpuinfoFeatures,
     platform: () => `${arch() === 'x64' ? 'x86_64' : arch()}-${platform()}`,
-    open(library: Uint8Array, entry: string, kind: NativeEntry): NativeLibrary {
+    open(library: Uint8Array, entry: string, kind: NativeEntry, callEntry?: string): NativeLibrary {
       if (kind !== 'run-one-thread') pinOpenMp(koffi);
       const dir = mkdtempSync(join(tmpdir(), 'kiln-native-'));
       open.add(dir);
@@ -71,6 +71,7 @@ export async function openNativeHost(): Promise<NativeHost> {
       };
       let lib: ReturnType<typeof koffi.load>;
       let run: NativeLibrary['run'];
+      let runCall: NativeLibrary['runCall'];
       try {
         const path = join(dir, 'model.so');
         writeFileSync(path, library, { mode: 0o600 });
@@ -84,6 +85,10 @@ export async function openNativeHost(): Promise<NativeHost> {
         } else {
           const f = lib.func(`void ${entry}(void *memory)`) as (...a: unknown[]) => void;
           run = (memory) => f(memory);
+        }
+        if (callEntry) {
+          const f = lib.func(`void ${callEntry}(void *memory, int call, int threads)`) as (...a: unknown[]) => void;
+          runCall = (memory, call, threads) => f(memory, call, threads);
         }
         try {
           remove();
@@ -100,6 +105,7 @@ export async function openNativeHost(): Promise<NativeHost> {
       }
       return {
         run,
+        runCall,
         close() {
           lib.unload();
           remove();

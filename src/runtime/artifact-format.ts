@@ -132,6 +132,11 @@ export interface NativeSection {
    * whose control program the runtime runs, making each call through it.
    */
   perCall?: boolean;
+  /**
+   * A second export, `callEntry(void *memory, int call, int threads)`, that runs one call of a whole-run library:
+   * per-kernel timings time each call through it. (Older artifacts lack it; a per-call entry is one itself.)
+   */
+  callEntry?: string;
   /** LLVM major version that compiled it. */
   llvm: number;
 }

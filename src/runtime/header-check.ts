@@ -155,6 +155,8 @@ export function checkHeader(h: unknown, bodyStart: number, fileBytes: number): a
     if (n.threads !== undefined && typeof n.threads !== 'boolean') throw damaged('native.threads is not a boolean');
     if (n.perCall !== undefined && typeof n.perCall !== 'boolean') throw damaged('native.perCall is not a boolean');
     if (n.perCall === true && head.control === undefined) throw damaged('native.perCall without a control program');
+    if (n.callEntry !== undefined && (typeof n.callEntry !== 'string' || n.perCall === true))
+      throw damaged('native.callEntry is not a name beside a whole-run entry');
     arr(n.features, 'native.features').forEach((f, i) => str(f, `native.features[${i}]`));
   }
 }

@@ -267,13 +267,7 @@ function fromNative(ex: NativeExecutor): LoadedModel {
       noWatchdog(options);
       return ex.run(feeds);
     },
-    runSync: (feeds, timings) => {
-      if (timings)
-        throw new KilnError('E_UNSUPPORTED', 'per-kernel timings are not available on the native target', {
-          hint: "profile the model on target 'wasm' (kiln profile), or call runSync(feeds) without timings",
-        });
-      return ex.run(feeds);
-    },
+    runSync: (feeds, timings) => ex.run(feeds, timings),
     threads: ex.threads,
     runsOn: 'native',
     dispose: () => ex.dispose(),

@@ -7,6 +7,7 @@ import type { ArtifactParts } from './artifact.js';
 import { ARRAY, BYTES, type DType, type TypedArray } from './dtype.js';
 import { KilnError } from './errors.js';
 import { checkInputs } from './inputs.js';
+import type { KernelTiming } from './executor.js';
 import { hostMemory, runControl } from './control.js';
 import { type Elements, outOfBoundLayout, runSymbols, sizesAfterRun, writeBoundLayout } from './run-sizes.js';
 import { type Tensor, sizeOf } from './tensor.js';
@@ -21,6 +22,8 @@ export type NativeEntry = 'run' | 'call' | 'run-one-thread';
 /** An opened native library: its entry, called with the model's memory, the threads to run on (and the call). */
 export interface NativeLibrary {
   run(memory: Uint8Array, threads: number, call?: number): void;
+  /** The per-call entry beside a whole-run one (NativeSection.callEntry), where the library has one. */
+  runCall?(memory: Uint8Array, call: number, threads: number): void;
   close(): void;
 }
 
@@ -30,8 +33,8 @@ export interface NativeHost {
   cpuFeatures(): ReadonlySet<string> | undefined;
   /** The OS and architecture as an LLVM triple prefix would name them, e.g. 'x86_64-linux'. */
   platform(): string;
-  /** Opens a library from its bytes and binds its entry, called as `kind` says. */
-  open(library: Uint8Array, entry: string, kind: NativeEntry): NativeLibrary;
+  /** Opens a library from its bytes and binds its entry, called as `kind` says (and `callEntry`, one call at a time). */
+  open(library: Uint8Array, entry: string, kind: NativeEntry, callEntry?: string): NativeLibrary;
 }
 
 /** Why an artifact's native code cannot run on this host, or undefined when it can. */
@@ -117,13 +120,14 @@ export class NativeExecutor {
     const kind: NativeEntry = sec.perCall ? 'call' : sec.threads ? 'run' : 'run-one-thread';
     return new NativeExecutor(
       header,
-      host.open(library, sec.entry, kind),
+      host.open(library, sec.entry, kind, sec.callEntry),
       memory,
       kind === 'run-one-thread' ? 1 : threads,
     );
   }
 
-  run(feeds: Record<string, Tensor>): Record<string, Tensor> {
+  /** Runs the model; `timings`, when given, receives each kernel call's time (its calls made one by one). */
+  run(feeds: Record<string, Tensor>, timings?: KernelTiming[]): Record<string, Tensor> {
     if (!this.lib)
       throw new KilnError('E_INPUT', 'the model was disposed', { hint: 'load the artifact again to run it' });
     const h = this.header;
@@ -135,11 +139,25 @@ export class NativeExecutor {
     for (const inp of h.inputs)
       writeBoundLayout(inp, checked[inp.name], this.view(inp, sizeOf(inp.shape)) as unknown as Elements);
     const lib = this.lib;
+    const timed = (call: number, run: () => void) => {
+      const t0 = performance.now();
+      run();
+      timings!.push({ kernel: h.calls[call].kernel, call, ms: performance.now() - t0 });
+    };
     if (h.control)
-      runControl(h.control, hostMemory(this.memory.buffer as ArrayBuffer), (call) =>
-        lib.run(this.memory, this.threads, call),
-      );
-    else lib.run(this.memory, this.threads);
+      runControl(h.control, hostMemory(this.memory.buffer as ArrayBuffer), (call) => {
+        const run = () => lib.run(this.memory, this.threads, call);
+        if (timings) timed(call, run);
+        else run();
+      });
+    else if (timings) {
+      const runCall = lib.runCall;
+      if (!runCall)
+        throw new KilnError('E_UNSUPPORTED', "the artifact's native code predates per-kernel timings", {
+          hint: 'recompile the model (kiln compile --target native), or run it without timings',
+        });
+      for (let i = 0; i < h.calls.length; i++) timed(i, () => runCall(this.memory, i, this.threads));
+    } else lib.run(this.memory, this.threads);
     const sizes = sizesAfterRun(h, symbols, () => this.symbols(symbols!.length));
     const out: Record<string, Tensor> = {};
     // (an output of run-time shape is copied out of the memory once; a static one is read whole)

@@ -80,6 +80,11 @@ export interface LlvmModuleOptions {
    */
   perCall?: boolean;
   /**
+   * A second export that runs one call, `callEntry(i8* memory, i32 call, i32 threads)`, next to a whole-run entry:
+   * what per-kernel timings call (one call at a time, timed in between).
+   */
+  callEntry?: string;
+  /**
    * Vector widths (lanes) whose glibc libmvec variants the CPU level runs (4: SSE4 'b', 8: AVX2 'd', 16: AVX-512
    * 'e'); float32 exp, log, sin, cos, tanh and erf on those widths call them instead of libm lane by lane.
    */
@@ -208,6 +213,7 @@ export function emitLlvmModule(
     '',
     ...bodies,
     ...programText(calls, steps, opts.entry ?? 'kiln_run', opts.perCall ?? false, decls),
+    ...(opts.callEntry && !opts.perCall ? programText(calls, steps, opts.callEntry, true, decls, '_call') : []),
     '',
     ...[...decls].sort(),
     '',
@@ -230,7 +236,8 @@ interface Step {
  * The functions that run the program. `kiln_program(mem, thread, threads)` makes every step of a run as thread
  * `thread` of `threads` (with `perCall`, `kiln_program(mem, thread, threads, call)` the steps of one call); the team
  * function is what each thread of a libgomp team runs; the exported entry resets the chunk counters and runs the
- * program on the calling thread (threads <= 1) or on a team of `threads`.
+ * program on the calling thread (threads <= 1) or on a team of `threads`. `suffix` names a second set of these
+ * functions (a per-call entry beside a whole-run one).
  */
 function programText(
   calls: readonly NativeCall[],
@@ -238,11 +245,13 @@ function programText(
   entry: string,
   perCall: boolean,
   decls: Set<string>,
+  suffix = '',
 ): string[] {
+  const [programFn, teamFn, claimsVar] = ['program', 'team', 'claims'].map((n) => `@kiln_${n}${suffix}`);
   const counters = steps.filter((st) => st.split).length;
   const claims = `[${counters} x i32]`;
   const p = [
-    `define internal void @kiln_program(i8* %mem, i32 %thread, i32 %threads${perCall ? ', i32 %call' : ''}) #0 {`,
+    `define internal void ${programFn}(i8* %mem, i32 %thread, i32 %threads${perCall ? ', i32 %call' : ''}) #0 {`,
     'entry:',
     '  %solo = icmp eq i32 %thread, 0',
     '  %many = icmp sgt i32 %threads, 1',
@@ -271,7 +280,7 @@ function programText(
       p.push(`  br i1 %many, label %sync${j}, label %s${j}`, `sync${j}:`, '  call void @GOMP_barrier()');
     p.push(`  br label %s${j}`, `s${j}:`);
     if (st.split) {
-      const at = `getelementptr inbounds (${claims}, ${claims}* @kiln_claims, i64 0, i64 ${counter++})`;
+      const at = `getelementptr inbounds (${claims}, ${claims}* ${claimsVar}, i64 0, i64 ${counter++})`;
       p.push(
         `  %k${j} = atomicrmw add i32* ${at}, i32 1 monotonic`,
         `  %more${j} = icmp slt i32 %k${j}, %nchunks`,
@@ -293,7 +302,7 @@ function programText(
   p.push('  ret void', '}', '');
   const params = perCall ? 'i8* %mem, i32 %call, i32 %threads' : 'i8* %mem, i32 %threads';
   const program = (thread: string, threads: string) =>
-    `  call void @kiln_program(i8* %mem, i32 ${thread}, i32 ${threads}${perCall ? ', i32 %call' : ''})`;
+    `  call void ${programFn}(i8* %mem, i32 ${thread}, i32 ${threads}${perCall ? ', i32 %call' : ''})`;
   if (counters === 0)
     return [...p, `define dllexport void @${entry}(${params}) #0 {`, 'entry:', program('0', '1'), '  ret void', '}'];
   for (const d of [
@@ -307,7 +316,7 @@ function programText(
   // a team thread gets one pointer: the memory, or with perCall a { memory, call } pair on the entry's stack
   const team = perCall
     ? [
-        'define internal void @kiln_team(i8* %arg) #0 {',
+        `define internal void ${teamFn}(i8* %arg) #0 {`,
         'entry:',
         '  %pair = bitcast i8* %arg to { i8*, i32 }*',
         '  %memp = getelementptr inbounds { i8*, i32 }, { i8*, i32 }* %pair, i32 0, i32 0',
@@ -315,7 +324,7 @@ function programText(
         '  %callp = getelementptr inbounds { i8*, i32 }, { i8*, i32 }* %pair, i32 0, i32 1',
         '  %call = load i32, i32* %callp',
       ]
-    : ['define internal void @kiln_team(i8* %mem) #0 {', 'entry:'];
+    : [`define internal void ${teamFn}(i8* %mem) #0 {`, 'entry:'];
   const teamArg = perCall
     ? [
         '  %pair = alloca { i8*, i32 }',
@@ -327,7 +336,7 @@ function programText(
       ]
     : [];
   return [
-    `@kiln_claims = internal global ${claims} zeroinitializer, align 64`,
+    `${claimsVar} = internal global ${claims} zeroinitializer, align 64`,
     '',
     ...p,
     ...team,
@@ -340,14 +349,14 @@ function programText(
     `define dllexport void @${entry}(${params}) #0 {`,
     'entry:',
     ...teamArg,
-    `  call void @llvm.memset.p0i8.i64(i8* bitcast (${claims}* @kiln_claims to i8*), i8 0, i64 ${counters * 4}, i1 false)`,
+    `  call void @llvm.memset.p0i8.i64(i8* bitcast (${claims}* ${claimsVar} to i8*), i8 0, i64 ${counters * 4}, i1 false)`,
     '  %many = icmp sgt i32 %threads, 1',
     '  br i1 %many, label %team, label %one',
     'one:',
     program('0', '1'),
     '  ret void',
     'team:',
-    `  call void @GOMP_parallel(void (i8*)* @kiln_team, i8* ${perCall ? '%arg' : '%mem'}, i32 %threads, i32 0)`,
+    `  call void @GOMP_parallel(void (i8*)* ${teamFn}, i8* ${perCall ? '%arg' : '%mem'}, i32 %threads, i32 0)`,
     '  ret void',
     '}',
   ];
