@@ -1,8 +1,9 @@
 // The search space of one kernel, derived from its compute (no per-operator templates): for each stage of the
 // kernel's schedule, a set of decisions whose domains come from the stage's axes and extents.
 //  - a float32 sum/max/min reduction with an output axis to tile (matmul, conv, pooling): which spatial axis runs in
-//    SIMD lanes (the target's vector width: 4 lanes on WebAssembly, 8 or 16 natively) and how many vectors wide, which axis gives the register-tile rows (or up to three
-//    adjacent axes fused into one, as a pointwise convolution's H*W) and how many, an outer (cache) tile of each,
+//    SIMD lanes (the target's vector width: 4 lanes on WebAssembly, 8 or 16 natively) and how many vectors wide,
+//    which axis gives the register-tile rows (or up to three adjacent axes fused into one, as a pointwise
+//    convolution's H*W) and how many, an outer (cache) tile of each,
 //    which reduction axis is split and how deep its inner part is unrolled, whether it is cut into cache blocks
 //    whose loop runs outside the tile loops (K-blocking), the order of the reduction loops and of the outer loops,
 //    whether the tile accumulates in registers (cacheWrite), and whether one of the tensors it reads is staged per
