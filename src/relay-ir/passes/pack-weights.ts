@@ -3,9 +3,8 @@
 // [ceil(M/B), C, K..., B] (attribute weight_block = B, filters = M; missing filters are zeros), so the B output
 // channels a SIMD vector computes read their weights with one vector load: B = 4 for WebAssembly's SIMD128, the
 // vector width for native code (8 floats in AVX2, 16 in AVX-512; the WebAssembly kernels' 4-lane loads of the same
-// artifact stay contiguous). Only ungrouped convolutions are
-// packed; depthwise ones run their lanes along the output row and read one weight per tap, and so do pointwise
-// ones and those over very few input channels (pixelLanes).
+// artifact stay contiguous). Only ungrouped convolutions are packed; depthwise ones run their lanes along the output
+// row and read one weight per tap, and so do pointwise ones and those over very few input channels (pixelLanes).
 import { type Tensor, sizeOf } from '../../runtime/tensor.js';
 import { FEW_CHANNELS, pointwiseConv } from '../../tensor-expr/ops/nn.js';
 import {
