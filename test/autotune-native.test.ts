@@ -19,6 +19,7 @@ import { CPU_TARGETS, bestLevel } from '../src/codegen/native/cpu.js';
 import { findLlvm } from '../src/codegen/native/toolchain.js';
 import { hostCpuFlags, nativeModuleText } from '../src/compiler/native-program.js';
 import { matmulModel } from '../src/bench/matmul-model.js';
+import { buildModel, randomF32 } from '../src/frontend/onnx/model-builder.js';
 import { TuningDatabase } from '../src/autotune/database.js';
 import { nativeTarget } from '../src/autotune/target.js';
 import { extractTasks } from '../src/autotune/tasks.js';
@@ -159,6 +160,22 @@ describe.skipIf(!llvm)('tuning native kernels', () => {
       const m2 = await load(withGiven.artifact, { target: 'native', threads: 2 });
       expect(compareTensors(m2.runSync({ A: input }).Y, want)?.message).toBeUndefined();
       m2.dispose();
+
+      // a native schedule that stages a weight panel in scratch, where the WebAssembly kernel has none: the plan
+      // reserves it and the WebAssembly kernel takes the parameter unused, so both parts of the artifact run
+      const reduce = task.space.stages.find((st) => st.kind === 'reduce')!.stage;
+      const staging = task.space.trace({
+        ...task.space.defaults()!,
+        [reduce]: { ...task.space.defaults()![reduce], unroll: 4, staged: 1 },
+      });
+      expect(staging.some((st) => st.p === 'cacheRead')).toBe(true);
+      const staged = await compile(bytes, { target: 'native', cpu: HOST_LEVEL, nativeTraceFor: () => staging });
+      for (const opts of [{ target: 'native', threads: 2 }, { threads: 2 }] as const) {
+        const m3 = await load(staged.artifact, opts);
+        expect(m3.runsOn ?? 'wasm').toBe(opts.target ?? 'wasm');
+        expect(compareTensors(m3.runSync({ A: input }).Y, want)?.message).toBeUndefined();
+        m3.dispose();
+      }
     } finally {
       db.close();
     }
@@ -180,6 +197,48 @@ describe.skipIf(!llvm)('tuning native kernels', () => {
       const set = await runner.measureSet({ programs: [program, program], ...opts, rounds: 2 }, 20_000);
       expect(set.ok).toBe(true);
       if (set.ok) for (const o of set.out) expect(o.ok && o.costs.length).toBe(2);
+    } finally {
+      await runner.close();
+    }
+  });
+
+  it("a candidate that needs no scratch where the WebAssembly kernel has some builds, runs and computes the default's output", async () => {
+    // Winograd's input transform materializes its first stage by default; a candidate inlining it needs no scratch,
+    // while the one-kernel program still reserves the WebAssembly kernel's (the call's last argument, left unused)
+    const bytes = buildModel({
+      inputs: [['x', 'float32', [1, 16, 16, 16]]],
+      outputs: [['y', 'float32', [1, 16, 16, 16]]],
+      initializers: { w: randomF32([16, 16, 3, 3], 6) },
+      nodes: [{ op: 'Conv', inputs: ['x', 'w'], outputs: ['y'], attrs: { pads: [1, 1, 1, 1] } }],
+    });
+    const task = nativeTasks(bytes, HOST_LEVEL).find((t) => t.ops.includes('winograd_input'))!;
+    const defaults = task.space.defaults()!;
+    const inlined = Object.fromEntries(
+      task.space.stages.filter((st) => st.kind === 'inline').map((st) => [st.stage, { inline: true }] as const),
+    );
+    const trace = task.space.trace({ ...defaults, ...inlined });
+    expect(trace.some((st) => st.p === 'computeInline')).toBe(true);
+    const target = { kind: 'native', cpu: HOST_LEVEL } as const;
+    const builder = new LocalBuilder();
+    const [def, cand] = await builder.build(task.spec, [null, trace], target);
+    if (!def.ok || !cand.ok) throw new Error(`${!def.ok ? def.error : ''} ${!cand.ok ? cand.error : ''}`);
+    const runner = new ChildNativeRunner();
+    try {
+      const set = await runner.measureSet(
+        {
+          programs: [def.out, cand.out].map((o) => ({ header: o.header, wasm: o.wasm, native: o.native })),
+          seed: 2,
+          warmup: 1,
+          minWarmupMs: 0,
+          rounds: 1,
+          minRepeatMs: 1,
+        },
+        20_000,
+      );
+      if (!set.ok) throw new Error(set.error);
+      const [a, b] = set.out;
+      if (!a.ok || !b.ok) throw new Error('a program failed');
+      expect(compareTensors(b.output, a.output)?.message).toBeUndefined();
     } finally {
       await runner.close();
     }

@@ -337,6 +337,7 @@ export function buildControlProgram(main: FuncNode, opts: ProgramOptions = {}): 
     phases: kernelPhases(k.prim),
   }));
   const prims = kernels.map((k) => k.prim);
+  const scratchParams = kernels.map((k) => kernelScratchBytes(k) > 0);
   return {
     header: {
       kiln: VERSION,
@@ -354,8 +355,8 @@ export function buildControlProgram(main: FuncNode, opts: ProgramOptions = {}): 
         weightBytes,
       },
     },
-    wasm: emitWasmModule(prims, { optimize: opts.optimize }),
-    wasmRelaxed: opts.optimize === false ? undefined : emitWasmModule(prims, { relaxed: true }),
+    wasm: emitWasmModule(prims, { optimize: opts.optimize, scratchParams }),
+    wasmRelaxed: opts.optimize === false ? undefined : emitWasmModule(prims, { relaxed: true, scratchParams }),
     weights,
     kernels,
     weightOffsets: weightOff,

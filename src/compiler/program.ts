@@ -430,9 +430,10 @@ function buildProgramAtBounds(main: FuncNode, opts: ProgramOptions, symbols: Sym
     bytes: k.bytes,
     phases: kernelPhases(k.prim),
   }));
+  const scratchParams = kernels.map((k) => kernelScratchBytes(k) > 0);
   const wasm = emitWasmModule(
     kernels.map((k) => k.prim),
-    { optimize: opts.optimize },
+    { optimize: opts.optimize, scratchParams },
   );
   // a relaxed-SIMD variant for engines that have it (the runtime picks it at load); not for compile-time folding
   const wasmRelaxed =
@@ -440,7 +441,7 @@ function buildProgramAtBounds(main: FuncNode, opts: ProgramOptions, symbols: Sym
       ? undefined
       : emitWasmModule(
           kernels.map((k) => k.prim),
-          { relaxed: true },
+          { relaxed: true, scratchParams },
         );
   const intermediateBytes = items.reduce((s, it, i) => s + (i >= main.params.length ? align(it.bytes) : 0), 0);
   return {

@@ -186,18 +186,23 @@ export function emitLlvmModule(
   const attrs = `"target-cpu"="${opts.cpu}" "target-features"="${opts.features}" "frame-pointer"="none" "no-trapping-math"="true"`;
   const meta = new Metadata();
   const bodies: string[] = [];
-  const kernels: { params: number; phases: readonly boolean[] }[] = [];
+  const kernels: { params: number; scratch: boolean; phases: readonly boolean[] }[] = [];
   funcs.forEach((f, i) => {
     const e = new KernelEmitter(nativeLoopIR(f), `kernel_${i}`, decls, meta, new Set(opts.vectorMath ?? []));
     bodies.push(e.emit());
-    kernels.push({ params: e.paramCount, phases: e.phases });
+    kernels.push({ params: e.paramCount, scratch: e.hasScratch, phases: e.phases });
   });
-  calls.forEach((c, i) => {
-    if (c.args.length !== kernels[c.kernel].params)
+  // a call passes a scratch region where either variant of its kernel needs one (memory-plan.ts kernelScratchBytes):
+  // a native kernel that needs none leaves the last argument, the WebAssembly kernel's scratch, unused
+  const passed = calls.map((c, i) => {
+    const k = kernels[c.kernel];
+    if (c.args.length === k.params + 1 && !k.scratch) return { ...c, args: c.args.slice(0, k.params) };
+    if (c.args.length !== k.params)
       throw new KilnError(
         'E_INTERNAL',
-        `native codegen: call ${i} passes ${c.args.length} buffers to kernel ${c.kernel}, which takes ${kernels[c.kernel].params}`,
+        `native codegen: call ${i} passes ${c.args.length} buffers to kernel ${c.kernel}, which takes ${k.params}`,
       );
+    return c;
   });
   const steps = calls.flatMap((c, i) =>
     kernels[c.kernel].phases.map((parallel, phase) => ({
@@ -212,8 +217,8 @@ export function emitLlvmModule(
     `target triple = "${opts.triple}"`,
     '',
     ...bodies,
-    ...programText(calls, steps, opts.entry ?? 'kiln_run', opts.perCall ?? false, decls),
-    ...(opts.callEntry && !opts.perCall ? programText(calls, steps, opts.callEntry, true, decls, '_call') : []),
+    ...programText(passed, steps, opts.entry ?? 'kiln_run', opts.perCall ?? false, decls),
+    ...(opts.callEntry && !opts.perCall ? programText(passed, steps, opts.callEntry, true, decls, '_call') : []),
     '',
     ...[...decls].sort(),
     '',
@@ -395,6 +400,8 @@ class KernelEmitter extends LoopEmitter<string, void> {
   private labels = 0;
   private memo = new Map<Expr, string>();
   readonly paramCount: number;
+  /** Whether the kernel takes a scratch region (its last buffer parameter). */
+  readonly hasScratch: boolean;
   /** Per phase (kernel stage), whether it has a parallel loop to split into chunks. */
   readonly phases: readonly boolean[];
   private readonly layout: ReturnType<typeof scratchLayout>;
@@ -410,7 +417,8 @@ class KernelEmitter extends LoopEmitter<string, void> {
   ) {
     super();
     this.layout = scratchLayout(f);
-    this.paramCount = f.inputs.length + f.outputs.length + (this.layout.bytes > 0 ? 1 : 0);
+    this.hasScratch = this.layout.bytes > 0;
+    this.paramCount = f.inputs.length + f.outputs.length + (this.hasScratch ? 1 : 0);
     this.phases = kernelPhases(f);
   }
 

@@ -106,6 +106,11 @@ export interface WasmModuleOptions {
   optimize?: boolean;
   /** Use relaxed-SIMD f32x4.relaxed_madd for vector multiply-adds (engines without relaxed SIMD reject it). */
   relaxed?: boolean;
+  /**
+   * Per function, whether its calls pass a scratch region (memory-plan.ts kernelScratchBytes: its own, or its native
+   * variant's): a function without scratch of its own then takes that parameter unused. Default: where it has scratch.
+   */
+  scratchParams?: readonly boolean[];
 }
 
 export function emitWasmModule(funcs: readonly PrimFunc[], opts: WasmModuleOptions = {}): Uint8Array {
@@ -124,8 +129,14 @@ export function emitWasmModule(funcs: readonly PrimFunc[], opts: WasmModuleOptio
     for (const name of Object.keys(UNARY_MATH)) m.addFunctionImport(`math_${name}`, 'math', name, B.f64, B.f64);
     for (const name of Object.keys(BINARY_MATH))
       m.addFunctionImport(`math_${name}`, 'math', name, B.createType([B.f64, B.f64]), B.f64);
-    for (const f of funcs)
-      new FunctionEmitter(m, runLoopPasses(f, WASM_LOOP_PASSES, WASM_LOOP_RUN), opts.relaxed ?? false).emit();
+    funcs.forEach((f, i) =>
+      new FunctionEmitter(
+        m,
+        runLoopPasses(f, WASM_LOOP_PASSES, WASM_LOOP_RUN),
+        opts.relaxed ?? false,
+        opts.scratchParams?.[i] ?? false,
+      ).emit(),
+    );
     if (!m.validate())
       throw new KilnError('E_INTERNAL', 'generated WebAssembly failed validation', {
         hint: 'please report this with the model',
@@ -193,13 +204,15 @@ export class FunctionEmitter extends LoopEmitter<Ref, Ref> implements ScalarEmit
     readonly m: binaryen.Module,
     readonly f: PrimFunc,
     readonly relaxed = false,
+    /** Take a scratch parameter even without scratch of its own (WasmModuleOptions.scratchParams). */
+    scratchParam = false,
   ) {
     super();
     const params = [...f.inputs, ...f.outputs];
     params.forEach((b, i) => this.bufPtr.set(b, () => m.local.get(i, B.i32)));
     const { offsets, bytes, shared, sharedAt, chunkStride } = scratchLayout(f);
     const scratch = params.length;
-    this.phaseParam = params.length + (bytes > 0 ? 1 : 0);
+    this.phaseParam = params.length + (bytes > 0 || scratchParam ? 1 : 0);
     this.nParams = this.phaseParam + 3;
     for (const [t, off] of offsets) this.bufPtr.set(t, () => m.i32.add(m.local.get(scratch, B.i32), m.i32.const(off)));
     // a 'shared' buffer is private to the chunk this call runs: scratch + sharedAt + chunk * stride
