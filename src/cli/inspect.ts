@@ -4,7 +4,7 @@
 // kiln inspect ARTIFACT.kiln                                            print the artifact's header summary
 import { printControl } from '../runtime/control.js';
 import type { IOBinding } from '../runtime/artifact-format.js';
-import { compile, fuseForTarget, importAndOptimize, webgpuLimitsOf } from '../compiler/compile.js';
+import { compile, compileGraph, fuseForTarget, importAndOptimize, webgpuLimitsOf } from '../compiler/compile.js';
 import { withDimRanges } from '../relay-ir/sym-dim.js';
 import { printKernelTE } from '../compiler/kernel.js';
 import { printFunc } from '../relay-ir/printer.js';
@@ -84,7 +84,10 @@ export async function inspectCommand(
     const { cpuFlag } = await import('./compile.js');
     const { nativeModuleText } = await import('../compiler/native-program.js');
     const cpu = cpuFlag(v.cpu);
-    const r = await compile(bytes, compileOptions(path, { ...v, target: undefined, cpu: undefined }));
+    const opts = compileOptions(path, { ...v, target: undefined, cpu: undefined });
+    // the graph passes of target native (weights packed by the level's vector width); the program without its
+    // library, so that no LLVM tool runs
+    const r = await compileGraph(importAndOptimize(bytes, { ...opts, target: 'native', cpu }), opts);
     console.log(nativeModuleText(r.program, cpu));
     return 0;
   }
