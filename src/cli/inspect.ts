@@ -1,6 +1,7 @@
 // kiln inspect MODEL.onnx --level graph|fused|te|loop|wasm|wgsl|ptx|llvm [--kernel N]   print an IR level
 // kiln inspect MODEL.onnx --level llvm [--cpu LEVEL]                   the native backend's LLVM module (no LLVM needed)
 // kiln inspect MODEL.onnx --level loop [--target T] [--after PASS]     the loop IR T's backend emits, or after PASS
+// kiln inspect MODEL.onnx --level loop --target native [--cpu LEVEL]   ... of the native kernels (no LLVM needed)
 // kiln inspect ARTIFACT.kiln                                            print the artifact's header summary
 import { printControl } from '../runtime/control.js';
 import type { IOBinding } from '../runtime/artifact-format.js';
@@ -35,6 +36,15 @@ export async function inspectCommand(
       throw usageError(`no loop-IR pass '${v.after}' for --target ${target}`, `passes in order: ${names.join(', ')}`);
   }
   const bytes = readModel(path);
+  // target native's program without its library, so that no LLVM tool runs: the graph passes of target native
+  // (weights packed by the level's vector width), each kernel's native variant scheduled for the --cpu level
+  const nativeProgram = async () => {
+    const { cpuFlag } = await import('./compile.js');
+    const opts = { ...compileOptions(path, { ...v, target: undefined, cpu: undefined }), target: 'native' as const };
+    const cpu = cpuFlag(v.cpu);
+    const r = await compileGraph(importAndOptimize(bytes, { ...opts, cpu }), { ...opts, cpu, nativeLibrary: false });
+    return { ...r, cpu };
+  };
   if (path.endsWith('.kiln')) {
     const { header: h, wasm } = await readArtifact(bytes);
     if (v.level === 'wasm') {
@@ -81,14 +91,9 @@ export async function inspectCommand(
   if (level === 'llvm') {
     // the whole module: kernels and the entry that calls them (printing it needs no LLVM tools)
     if (kernel !== undefined) throw usageError('--level llvm prints the whole module', 'leave --kernel out');
-    const { cpuFlag } = await import('./compile.js');
     const { nativeModuleText } = await import('../compiler/native-program.js');
-    const cpu = cpuFlag(v.cpu);
-    const opts = compileOptions(path, { ...v, target: undefined, cpu: undefined });
-    // the graph passes of target native (weights packed by the level's vector width); the program without its
-    // library, so that no LLVM tool runs
-    const r = await compileGraph(importAndOptimize(bytes, { ...opts, target: 'native', cpu }), opts);
-    console.log(nativeModuleText(r.program, cpu));
+    const { program, cpu } = await nativeProgram();
+    console.log(nativeModuleText(program, cpu));
     return 0;
   }
   if (level === 'wgsl') {
@@ -105,9 +110,16 @@ export async function inspectCommand(
     console.log(printFunc(level === 'graph' ? graph : withDimRanges(dimRanges, fused)));
     return 0;
   }
-  const r = await compile(bytes, compileOptions(path, v));
-  // the loop IR of a GPU target is its own kernels' (numbered as in its section)
-  const kernels = level === 'loop' && target !== 'wasm' ? r.gpuKernels : r.program.kernels;
+  const r =
+    level === 'loop' && target === 'native' ? await nativeProgram() : await compile(bytes, compileOptions(path, v));
+  // the loop IR of a GPU target is its own kernels' (numbered as in its section); of target native, the native
+  // variants of the program's kernels
+  const kernels =
+    level === 'loop' && target === 'native'
+      ? r.program.kernels.map((k) => ({ ...k, prim: k.native!.prim, trace: [...k.native!.trace] }))
+      : level === 'loop' && target !== 'wasm'
+        ? r.gpuKernels
+        : r.program.kernels;
   const pick = kernel !== undefined ? [kernel] : kernels.map((_, i) => i);
   if (pick.some((k) => !(k >= 0 && k < kernels.length)))
     throw new KilnError('E_INPUT', `no kernel ${v.kernel}`, { hint: `kernels are 0..${kernels.length - 1}` });

@@ -102,6 +102,11 @@ export interface CompileOptions {
   gpuTraceFor?: GpuSectionOptions['traceFor'];
   /** Tuned schedules of the native kernels (target 'native'), tuned for the same CPU level. */
   nativeTraceFor?: ProgramOptions['traceFor'];
+  /**
+   * Target 'native' without its library: the native kernels are scheduled and planned, no LLVM tool runs and the
+   * artifact has no native section (`kiln inspect` prints the native loop IR and LLVM module this way).
+   */
+  nativeLibrary?: false;
 }
 
 export interface CompileResult {
@@ -348,7 +353,7 @@ export async function compileGraph(
     gpuKernels = cuda.kernels;
     for (const k of cuda.kernels) if (k.tuned) gpuTuned.push(k.prim.name);
   }
-  if (opts.target === 'native') {
+  if (opts.target === 'native' && opts.nativeLibrary !== false) {
     const native = buildNativeSection(program, cpu!.level);
     program.header.native = native.section;
     program.native = native.library;
@@ -356,6 +361,7 @@ export async function compileGraph(
   if (opts.dump) {
     const pipelines: [LoopTarget, readonly BuiltKernel[]][] = [['wasm', program.kernels]];
     if (opts.target === 'webgpu' || opts.target === 'cuda') pipelines.push([opts.target, gpuKernels]);
+    if (cpu) pipelines.push(['native', program.kernels.map((k) => ({ ...k, trace: [...k.native!.trace] }))]);
     for (const [target, kernels] of pipelines) {
       for (const k of kernels)
         for (const s of loopIRAfterEachPass(k, target))

@@ -37,15 +37,22 @@ export interface BuiltKernel {
   tuned?: boolean;
   /**
    * The kernel as the native library runs it (target 'native': ProgramOptions.nativeKernel), scheduled for the CPU
-   * target's vector registers or tuned there; the memory plan reserves the larger of its scratch and `prim`'s.
+   * target's vector registers or tuned there, and its schedule; the memory plan reserves the larger of its scratch
+   * and `prim`'s.
    */
-  native?: PrimFunc;
+  native?: NativeVariant;
   /**
    * A kernel for run-time sizes (its last input the symbols' values): for its output and the intermediate tensors,
    * per axis the run-time size as an expression of loads from that input (undefined: static, or not known). Every
    * schedule of it skips outer iterations past them (src/schedule/run-size-guards.ts).
    */
   runSizes?: TensorRunSizes;
+}
+
+/** A kernel's native variant (BuiltKernel.native): its loop IR as lowered, and the schedule that made it. */
+export interface NativeVariant {
+  prim: PrimFunc;
+  trace: readonly TraceStep[];
 }
 
 /** `trace`: the schedule's steps, or a function giving them for the kernel's stages (default: `defaultTrace`). */

@@ -12,20 +12,23 @@ import { Schedule } from '../schedule/schedule.js';
 import { WASM_LOOP_PASSES, WASM_LOOP_RUN } from '../codegen/wasm/codegen.js';
 import { WGSL_LOOP_PASSES, WGSL_LOOP_RUN } from '../codegen/wgsl/codegen.js';
 import { PTX_LOOP_PASSES, PTX_LOOP_RUN } from '../codegen/ptx/codegen.js';
+import { NATIVE_LOOP_PASSES, NATIVE_LOOP_RUN } from '../codegen/native/llvm-ir.js';
 import type { BuiltKernel } from './kernel.js';
 
-export type LoopTarget = 'wasm' | 'webgpu' | 'cuda';
+export type LoopTarget = 'wasm' | 'webgpu' | 'cuda' | 'native';
 
 /** The passes a target's backend runs on a lowered kernel before it emits. */
 export const TARGET_LOOP_PASSES: Record<LoopTarget, readonly LoopPass[]> = {
   wasm: WASM_LOOP_PASSES,
   webgpu: WGSL_LOOP_PASSES,
   cuda: PTX_LOOP_PASSES,
+  native: NATIVE_LOOP_PASSES,
 };
 const TARGET_LOOP_RUN: Record<LoopTarget, LoopPassRun> = {
   wasm: WASM_LOOP_RUN,
   webgpu: WGSL_LOOP_RUN,
   cuda: PTX_LOOP_RUN,
+  native: NATIVE_LOOP_RUN,
 };
 
 /** A kernel as lowered (its prim) after `target`'s passes: what that backend emits. */

@@ -94,5 +94,5 @@ export function scratchLayout(
 
 /** Scratch bytes a kernel's calls reserve: its own, or its native variant's where that needs more. */
 export function kernelScratchBytes(k: Pick<BuiltKernel, 'prim' | 'native'>): number {
-  return Math.max(scratchLayout(k.prim).bytes, k.native ? scratchLayout(k.native).bytes : 0);
+  return Math.max(scratchLayout(k.prim).bytes, k.native ? scratchLayout(k.native.prim).bytes : 0);
 }

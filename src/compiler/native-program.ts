@@ -7,7 +7,7 @@ import { type CpuOption, type CpuTarget, DEFAULT_CPU, cpuinfoFlags, resolveCpu }
 import { defaultTrace } from '../schedule/cpu-schedule.js';
 import type { PrimFunc } from '../schedule/loop-ir.js';
 import { Schedule, type TraceStep } from '../schedule/schedule.js';
-import { type BuiltKernel, reschedule } from './kernel.js';
+import { type BuiltKernel, type NativeVariant, reschedule } from './kernel.js';
 import { scratchLayout } from './memory-plan.js';
 import { emitLlvmModule } from '../codegen/native/llvm-ir.js';
 import { buildSharedLibrary } from '../codegen/native/toolchain.js';
@@ -44,8 +44,9 @@ export function hostCpuFlags(): Set<string> {
  * target's vectors and as many as its registers hold. A WebAssembly-tuned schedule is not used: its tiles are
  * sized for 4 lanes.
  */
-export function nativeKernel(k: BuiltKernel, target: CpuTarget, trace?: readonly TraceStep[]): PrimFunc {
-  return reschedule(k, trace ?? nativeDefaultTrace(k, target)).prim;
+export function nativeKernel(k: BuiltKernel, target: CpuTarget, trace?: readonly TraceStep[]): NativeVariant {
+  const r = reschedule(k, trace ?? nativeDefaultTrace(k, target));
+  return { prim: r.prim, trace: r.trace };
 }
 
 /** A kernel's default schedule on a CPU target (what tuning records as its default there). */
@@ -55,8 +56,8 @@ export function nativeDefaultTrace(k: Pick<BuiltKernel, 'output'>, target: CpuTa
 
 /** A kernel's native variant: the one the program was built with, else the default if its scratch fits the plan. */
 function plannedNativeKernel(k: BuiltKernel, target: CpuTarget): PrimFunc {
-  if (k.native) return k.native;
-  const r = nativeKernel(k, target);
+  if (k.native) return k.native.prim;
+  const r = nativeKernel(k, target).prim;
   return scratchLayout(r).bytes <= scratchLayout(k.prim).bytes ? r : k.prim;
 }
 

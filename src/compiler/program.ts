@@ -12,8 +12,7 @@ import { type DimRanges, dimBounds, dimSymbols, foldDim, substituteDim, withDimR
 import { type SymbolTable, boundValues, buildDynamicKernel, hasSymbolicDims } from './dynamic-kernel.js';
 import { emitWasmModule } from '../codegen/wasm/codegen.js';
 import { kernelPhases } from '../schedule/loop-ir.js';
-import { type BuiltKernel, buildKernel, kernelKey, reschedule } from './kernel.js';
-import type { PrimFunc } from '../schedule/loop-ir.js';
+import { type BuiltKernel, type NativeVariant, buildKernel, kernelKey, reschedule } from './kernel.js';
 import type { TraceStep } from '../schedule/schedule.js';
 import { type Lifetime, SPECULATIVE_GUARD_BYTES, align, kernelScratchBytes, planMemory } from './memory-plan.js';
 import { VERSION } from './version.js';
@@ -44,7 +43,7 @@ export interface ProgramOptions {
    */
   traceFor?: (fn: FuncNode, defaultKernel: BuiltKernel) => readonly TraceStep[] | undefined;
   /** Target 'native': each kernel as the native library will run it (BuiltKernel.native). */
-  nativeKernel?: (fn: FuncNode, kernel: BuiltKernel) => PrimFunc;
+  nativeKernel?: (fn: FuncNode, kernel: BuiltKernel) => NativeVariant;
   /** The ranges of the symbolic dims (importAndOptimize's dimRanges): kernels run at any size inside them. */
   dimRanges?: DimRanges;
   /**
