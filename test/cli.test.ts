@@ -78,6 +78,15 @@ describe('kiln CLI', () => {
     expect(kiln('inspect', model, '--level', 'loop', '--target', 'webgpu')).toMatch(
       /\/\/ kernel g0: mul \+ tanh, webgpu loop IR as emitted\n[\s\S]*\/\/ stage 0: launch grid \[1, 1, 1\] block \[4, 1, 1\]\n[\s\S]*= \(threadIdx\.x \/ 2\)/,
     );
+    // target native's kernels (no LLVM tool needed): the row in lanes of the level's vectors (8 of 16: the row's
+    // length), and its LLVM module
+    expect(kiln('inspect', model, '--level', 'loop', '--target', 'native', '--cpu', 'x86-64-v4')).toMatch(
+      /\/\/ kernel k0: mul \+ tanh, native loop IR as emitted\n\/\/ trace:\n(\/\/ .*\n)*\/\/ {3}s1\.split\(i1, 8\)\n\/\/ {3}s1\.vectorize\(i1\.i\)/,
+    );
+    expect(kiln('inspect', model, '--level', 'loop', '--target', 'native', '--after', 'partition-loops')).toMatch(
+      /native loop IR after partition-loops\n/,
+    );
+    expect(kiln('inspect', model, '--level', 'llvm', '--cpu', 'x86-64-v4')).toMatch(/fmul <8 x float>[\s\S]*@kiln_run/);
     expect(kiln('inspect', model, '--level', 'wasm', '--kernel', '0')).toMatch(/;; kernel k0\n\(func \$\d+ \(param/);
     expect(kiln('inspect', join(dir, 'm.kiln'))).toMatch(/peak arena \d+ bytes vs \d+ bytes for all intermediates/);
   });

@@ -220,6 +220,20 @@ describe('simplifier', () => {
         expect(fix(E.floordiv(E.add(E.mul(i, 12), j), 24))).toBe(Math.floor((x * 12 + y) / 24));
       }
   });
+  it('drops a multiple of the divisor added to a dividend: (lane + 16) %% 16 and // 16 (a second vector)', () => {
+    const l = E.freshVar('l');
+    const r = new Map([...ranges, [l, { lo: 0, hi: 15 }]]);
+    const q = (e: E.Expr) => E.printExpr(simplify(e, r));
+    expect(q(E.floormod(E.add(l, 16), 16))).toBe(l.name);
+    expect(q(E.floordiv(E.add(l, 32), 16))).toBe('2');
+    // exact for every integer, negative ones included (floor semantics)
+    const x = E.freshVar('x');
+    for (let v = -40; v <= 40; v++) {
+      const at = (e: E.Expr) => Number(E.printExpr(fixVar(simplify(e, new Map()), x, v)));
+      expect(at(E.floormod(E.add(x, 48), 16))).toBe(((v % 16) + 16) % 16);
+      expect(at(E.floordiv(E.add(x, -32), 16))).toBe(Math.floor((v - 32) / 16));
+    }
+  });
 });
 
 describe('loop IR for GPU backends', () => {
@@ -334,6 +348,46 @@ describe('epilogue fusion', () => {
     const middle = interior.split('\n').filter((l) => l.includes('out0[') && !l.includes('select('));
     expect(middle.length).toBeGreaterThan(0); // the vectors in between copy with no check
     expect(printPrimFunc({ ...f, body: rows[0] })).not.toContain('in0['); // a border row only writes zeros
+  });
+
+  it('with tails, a parallel loop branches where a shifted last tile starts: the other tiles read packed operands as vectors', () => {
+    // C = A x B with B packed by 8 columns ([3, K, 8], the last block half empty), 20 columns in tiles of 8: the
+    // last tile starts at 12, inside a block; the tiles before it start on a block and read it contiguously
+    const K = 6,
+      N = 20;
+    const A = placeholder('A', [2, K], 'float32'),
+      B = placeholder('B', [3, K, 8], 'float32');
+    const k = reduceAxis(K, 'k');
+    const C = compute('matmul', [2, N], ([i, j]) =>
+      E.sum(E.mul(at(A, i, k.v), at(B, E.floordiv(j, 8), k.v, E.floormod(j, 8))), [k]),
+    );
+    const sch = new Schedule([C]);
+    for (const s of [
+      { p: 'split', stage: 0, axis: 'i1', factor: 8, shiftTail: true },
+      { p: 'split', stage: 0, axis: 'i1.i', factor: 4 },
+      { p: 'reorder', stage: 0, order: ['i1.o', 'i0', 'r0', 'i1.i.o', 'i1.i.i'] },
+      { p: 'annotate', stage: 0, axis: 'i1.i.o', kind: 'unrolled' },
+      { p: 'annotate', stage: 0, axis: 'i1.i.i', kind: 'vectorized' },
+      { p: 'cacheWrite', stage: 0 },
+      { p: 'annotate', stage: 0, axis: 'i1.o', kind: 'parallel' },
+    ] as TraceStep[])
+      sch.apply(s);
+    const f = lower('k', [A, B], sch);
+    expect(partitionLoops(f.body)).toEqual(f.body); // without tails: nothing to split under a parallel loop
+    const body = partitionLoops(f.body, { tails: true });
+    const text = printPrimFunc({ ...f, body });
+    expect(text).toMatch(/for i1_o\w* in 0\.\.3 \(parallel\) \{\n\s*if \(i1_o\w* < 2\) \{/);
+    const [first, last] = text.split('} else {');
+    expect(first).not.toMatch(/min\(|%/); // tiles 0 and 1: contiguous blocks
+    expect(last).toContain('%');
+    const a = data(2 * K, 1),
+      b = data(3 * K * 8, 2);
+    const want = new Float32Array(2 * N);
+    for (let i = 0; i < 2; i++)
+      for (let j = 0; j < N; j++)
+        for (let kk = 0; kk < K; kk++) want[i * N + j] += a[i * K + kk] * b[(Math.floor(j / 8) * K + kk) * 8 + (j % 8)];
+    const got = run({ ...f, body }, [a, b], 2 * N);
+    for (let x = 0; x < 2 * N; x++) expect(got[x]).toBeCloseTo(want[x], 4);
   });
 
   it('a shiftTail split is refused where overlapping iterations would accumulate twice', () => {

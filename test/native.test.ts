@@ -16,6 +16,8 @@ import { cpuinfoFlags, bestLevel, resolveCpu } from '../src/codegen/native/cpu.j
 import { hostCpuFlags, nativeModuleText } from '../src/compiler/native-program.js';
 import { buildModel, randomF32 } from '../src/frontend/onnx/model-builder.js';
 import { printFunc } from '../src/relay-ir/printer.js';
+import { printPrimFunc } from '../src/schedule/loop-ir.js';
+import { targetLoopIR } from '../src/compiler/loop-pipeline.js';
 import { runOrt } from './helpers/ort.js';
 import type { KernelTiming } from '../src/runtime/executor.js';
 import { kilnError } from './helpers/errors.js';
@@ -258,6 +260,60 @@ describe.skipIf(!llvm)('target native: packed weights and strided rows', () => {
       const even = Array.from({ length: lanes }, (_, l) => `i32 ${2 * l}`).join(', ');
       expect(ir).toContain(`shufflevector <${2 * lanes} x float>`);
       expect(ir).toContain(`<${lanes} x i32> <${even}>`);
+      if (bestLevel(hostCpuFlags()) === cpu || (cpu === 'x86-64-v3' && HOST_CPU === 'x86-64-v4')) {
+        const model = await load(compiled.artifact, { target: 'native', threads: 2 });
+        expect(model.runsOn).toBe('native');
+        expect(compareTensors(model.runSync({ x }).y, want)?.message).toBeUndefined();
+        model.dispose();
+      }
+    }
+  });
+});
+
+describe.skipIf(!llvm)('target native: vectors as wide as the level', () => {
+  it("runs Winograd's transforms in full-width vectors (interleaved stores), a few-filter pointwise convolution along the row, a Gemm's shifted last tile apart", async () => {
+    // a 3x3 convolution (Winograd F(4x4): its column transform reads every 4th float along rows of 16 tiles), a
+    // 1x1 one to 24 filters
+    // (16 lanes would pad a third of the tile), a Gemm to 100 columns (no multiple of 8 or 16: its last tile of
+    // packed weights is shifted back into a block)
+    const bytes = buildModel({
+      inputs: [['x', 'float32', [1, 16, 64, 64]]],
+      outputs: [['y', 'float32', [1, 100]]],
+      initializers: {
+        w: randomF32([48, 16, 3, 3], 6),
+        p: randomF32([24, 48, 1, 1], 7),
+        g: randomF32([100, 24], 8),
+        b: randomF32([100], 9),
+      },
+      nodes: [
+        { op: 'Conv', inputs: ['x', 'w'], outputs: ['c'], attrs: { pads: [1, 1, 1, 1] } },
+        { op: 'Relu', inputs: ['c'], outputs: ['r'] },
+        { op: 'Conv', inputs: ['r', 'p'], outputs: ['q'] },
+        { op: 'GlobalAveragePool', inputs: ['q'], outputs: ['a'] },
+        { op: 'Flatten', inputs: ['a'], outputs: ['f'] },
+        { op: 'Gemm', inputs: ['f', 'g', 'b'], outputs: ['y'], attrs: { transB: 1 } },
+      ],
+    });
+    const x = randomF32([1, 16, 64, 64], 10);
+    const want = (await runOrt(bytes, { x })).y;
+    for (const cpu of ['x86-64-v3', 'x86-64-v4'] as const) {
+      const lanes = resolveCpu(cpu, hostCpuFlags).tiles.lanes;
+      const compiled = await compile(bytes, { target: 'native', cpu, winograd: 4 });
+      // packed: the Gemm's weights, and at 8 lanes the pointwise convolution's (24 filters: three vectors)
+      expect(printFunc(compiled.graph).match(/weight_block=/g)?.length).toBe(lanes === 16 ? 1 : 2);
+      const input = compiled.program.kernels.find((k) => k.ops.includes('winograd_input'))!;
+      expect(input.native!.trace).toContainEqual(expect.objectContaining({ p: 'split', factor: lanes }));
+      const ir = nativeModuleText(compiled.program, cpu);
+      const every4th = Array.from({ length: lanes }, (_, l) => `i32 ${4 * l}`).join(', ');
+      expect(ir).toContain(`shufflevector <${4 * lanes} x float>`);
+      expect(ir).toContain(`<${lanes} x i32> <${every4th}>`);
+      // the output transform's four column phases of a vector of tiles: one contiguous store
+      expect(ir).toContain(`store <${4 * lanes} x float>`);
+      // the Gemm's tiles before the last read their packed weights with no division left
+      const gemm = compiled.program.kernels.find((k) => k.ops.includes('gemm'))!;
+      const [tiles] = printPrimFunc(targetLoopIR(gemm.native!.prim, 'native')).split('} else {');
+      expect(tiles).toMatch(/if \(i\d\w* < \d+\) \{/);
+      expect(tiles).not.toMatch(/in1\[[^\]]*[%/]/);
       if (bestLevel(hostCpuFlags()) === cpu || (cpu === 'x86-64-v3' && HOST_CPU === 'x86-64-v4')) {
         const model = await load(compiled.artifact, { target: 'native', threads: 2 });
         expect(model.runsOn).toBe('native');

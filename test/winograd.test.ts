@@ -227,9 +227,13 @@ describe('Winograd F(m x m, 3x3) convolution', () => {
   it('unrolls the transform rows of F(4x4, 3x3), so each copy computes only its own row of B^T or A^T', async () => {
     const compiled = await compile(convModel({ c: 32, k: 32, h: 32, w: 32, pad: 1 }));
     const [input, , output] = compiled.program.kernels;
-    expect(input.trace).toContainEqual({ p: 'annotate', stage: 0, axis: 'i1', kind: 'unrolled' });
-    expect(input.trace).toContainEqual({ p: 'annotate', stage: 1, axis: 'i0', kind: 'unrolled' });
-    expect(output.trace).toContainEqual({ p: 'annotate', stage: 0, axis: 'i1', kind: 'unrolled' });
+    // each row index split by its extent and run next to the lanes: its copies read the same operand vectors
+    expect(input.trace).toContainEqual({ p: 'split', stage: 0, axis: 'i1', factor: 6 });
+    expect(input.trace).toContainEqual({ p: 'annotate', stage: 0, axis: 'i1.i', kind: 'unrolled' });
+    expect(input.trace).toContainEqual({ p: 'split', stage: 1, axis: 'i0', factor: 6 });
+    expect(input.trace).toContainEqual({ p: 'annotate', stage: 1, axis: 'i0.i', kind: 'unrolled' });
+    expect(output.trace).toContainEqual({ p: 'split', stage: 0, axis: 'i1', factor: 4 });
+    expect(output.trace).toContainEqual({ p: 'annotate', stage: 0, axis: 'i1.i', kind: 'unrolled' });
     // no selection by transform row is left in the loops (only the input's padding checks select)
     for (const k of [input, output]) expect(printStmt(k.prim.body)).not.toMatch(/select\(\(i\d+_\d+ == \d+\)/);
   });

@@ -321,10 +321,10 @@ function laneSpace(st: Stage, stage: number, defaultSteps: readonly TraceStep[])
 
 /** Steps of an elementwise stage: SIMD lanes or not, the loop over vectors unrolled by `unroll`, threads on the
  * first loop with more than one iteration (as in the default schedule). */
-function elementwiseSteps(st: Stage, stage: number, vectorize: boolean, unroll: number): TraceStep[] {
+function elementwiseSteps(st: Stage, stage: number, vectorize: boolean, unroll: number, lanes: number): TraceStep[] {
   const inner = st.roots.filter((a) => !a.reduce).pop();
   if (!inner) return []; // a 0-d stage (an embedded scalar constant): one iteration, nothing to split
-  const vector = vectorizeSteps(st, stage);
+  const vector = vectorizeSteps(st, stage, st.laneLayout, lanes);
   const steps: TraceStep[] = [];
   let outer = inner.name;
   if (vectorize && vector.length) {
@@ -341,14 +341,19 @@ function elementwiseSteps(st: Stage, stage: number, vectorize: boolean, unroll: 
     ...st.roots.filter((a) => !a.reduce && a !== inner).map((a): [string, number] => [a.name, a.extent]),
     unroll > 1 ? [`${outer}.o`, Math.ceil(outerExtent / unroll)] : [outer, outerExtent],
   ];
-  steps.push(...threadAndUnrollSteps(st, stage, loops.find(([, n]) => n > 1)?.[0]));
+  const leaves = vectorize && vector.leaves && unroll > 1 ? loopsUnrolled(vector.leaves, outer) : vector.leaves;
+  steps.push(...threadAndUnrollSteps(st, stage, loops.find(([, n]) => n > 1)?.[0], vectorize ? leaves : undefined));
   return steps;
 }
 
-function ewiseSpace(st: Stage, stage: number): StageSpace | undefined {
+/** Loop names after the loop over vectors, `outer`, is split for unrolling. */
+const loopsUnrolled = (leaves: readonly string[], outer: string) =>
+  leaves.flatMap((n) => (n === outer ? [`${outer}.o`, `${outer}.i`] : [n]));
+
+function ewiseSpace(st: Stage, stage: number, lanes: number): StageSpace | undefined {
   const inner = st.roots.filter((a) => !a.reduce).pop();
   if (!inner) return undefined;
-  const vector = vectorizeSteps(st, stage),
+  const vector = vectorizeSteps(st, stage, st.laneLayout, lanes),
     canVectorize = vector.length > 0;
   const fields: Field[] = [
     { name: 'vectorize', domain: () => ({ values: canVectorize ? [true, false] : [false] }) },
@@ -358,16 +363,17 @@ function ewiseSpace(st: Stage, stage: number): StageSpace | undefined {
       domain: (d) => ({ values: divisorsOf(d.vectorize ? vector.outerExtent! : inner.extent, [1, 2, 4]) }),
     },
   ];
-  const trace = (d: Record<string, Value>) => elementwiseSteps(st, stage, d.vectorize as boolean, d.unroll as number);
+  const trace = (d: Record<string, Value>) =>
+    elementwiseSteps(st, stage, d.vectorize as boolean, d.unroll as number, lanes);
   return { stage, kind: 'ewise', fields, trace, defaults: { vectorize: canVectorize, unroll: 1 } };
 }
 
-function inlineSpace(sch: Schedule, st: Stage, stage: number): StageSpace {
+function inlineSpace(sch: Schedule, st: Stage, stage: number, lanes: number): StageSpace {
   return {
     stage,
     kind: 'inline',
     fields: [{ name: 'inline', domain: () => ({ values: [true, false] }) }],
-    trace: (d) => (d.inline ? [{ p: 'computeInline', stage }] : elementwiseSteps(st, stage, true, 1)),
+    trace: (d) => (d.inline ? [{ p: 'computeInline', stage }] : elementwiseSteps(st, stage, true, 1, lanes)),
     defaults: { inline: !worthMaterializing(sch, st) },
   };
 }
@@ -505,7 +511,7 @@ function cpuStages(sch: Schedule, tiles: TileOptions): StageSpace[] {
   const fixed = new Map(sch.stages.map((_, i) => [i, def.filter((s) => s.stage === i && s.p !== 'fuseEpilogue')]));
   return sch.stages.map((st, i): StageSpace => {
     if (st.tensor.hints?.recurrence) return { stage: i, kind: 'fixed', fields: [], trace: () => fixed.get(i)! };
-    if (!st.isOutput && !st.hasReduction()) return inlineSpace(sch, st, i);
+    if (!st.isOutput && !st.hasReduction()) return inlineSpace(sch, st, i, tiles.lanes);
     // a reduction whose default runs lanes along its row (laneSpace) is tuned as one, even where an output axis
     // could hold a register tile (a row sum: rowReduction)
     const lane = st.reduction ? laneSpace(st, i, fixed.get(i)!) : undefined;
@@ -519,7 +525,8 @@ function cpuStages(sch: Schedule, tiles: TileOptions): StageSpace[] {
         )
       : undefined;
     if (red) return red;
-    const ew = st.isOutput && !st.hasReduction() && st.tensor.dtype === 'float32' ? ewiseSpace(st, i) : undefined;
+    const ew =
+      st.isOutput && !st.hasReduction() && st.tensor.dtype === 'float32' ? ewiseSpace(st, i, tiles.lanes) : undefined;
     if (ew) return ew;
     return { stage: i, kind: 'fixed', fields: [], trace: () => fixed.get(i)! };
   });

@@ -8,8 +8,9 @@ import { type Axis, Schedule, type Stage, type TraceStep } from './schedule.js';
 
 /**
  * The schedule every kernel gets without tuning: producers without reductions are inlined into consumers;
- * float32 elementwise stages run their innermost axis 4 lanes at a time (SIMD128); float32 sums get register
- * tiles; each materialized stage's outermost loop of useful extent runs in parallel (threads split it).
+ * float32 elementwise stages run their innermost axis in SIMD lanes (4 on WebAssembly, the target's vector width
+ * natively); float32 sums get register tiles; each materialized stage's outermost loop of useful extent runs in
+ * parallel (threads split it).
  */
 export function defaultTrace(sch: Schedule, tiles: TileOptions = WASM_TILES): TraceStep[] {
   const probe = new Schedule(sch.outputs);
@@ -44,13 +45,22 @@ export function defaultTrace(sch: Schedule, tiles: TileOptions = WASM_TILES): Tr
       const tile = lanes.length && rowReduction(st) ? [] : registerTileTrace(st, i, tiles);
       add(tile.length ? tile : lanes);
       if (probe.epilogueOf(st)) add([{ p: 'fuseEpilogue', stage: i }]);
-    } else add(vectorizeSteps(st, i));
-    const outer = parallelAxis(st);
-    const moved = outer && staticAxisAfter(st, outer, sch.runTimeAxes?.get(st.tensor));
-    if (moved) add([{ p: 'reorder', stage: i, order: [moved.name, outer.name] }]);
-    add(threadAndUnrollSteps(st, i, (moved ?? outer)?.name));
+      add(threadAndUnrollSteps(st, i, parallelStepsAxis(sch, st, i, add)?.name));
+    } else {
+      const vector = vectorizeSteps(st, i, st.laneLayout, tiles.lanes);
+      add(vector);
+      add(threadAndUnrollSteps(st, i, parallelStepsAxis(sch, st, i, add)?.name, vector.leaves));
+    }
   });
   return steps;
+}
+
+/** The loop threads split by default (parallelAxis), moved behind a static one where it runs along a run-time size. */
+function parallelStepsAxis(sch: Schedule, st: Stage, stage: number, add: (s: TraceStep[]) => void): Axis | undefined {
+  const outer = parallelAxis(st);
+  const moved = outer && staticAxisAfter(st, outer, sch.runTimeAxes?.get(st.tensor));
+  if (moved) add([{ p: 'reorder', stage, order: [moved.name, outer.name] }]);
+  return moved ?? outer;
 }
 
 /**
@@ -83,16 +93,36 @@ function staticAxisAfter(st: Stage, outer: Axis, runTime: readonly boolean[] | u
 }
 
 /**
- * SIMD lanes for a float32 stage without reductions: its innermost axis split by 4, the inner part vectorized,
- * when it is at least 8 wide or exactly 4. A row that is not a multiple of 4 (58 = a padded 56) ends with a
- * vector overlapping the one before it. `outer` names the loop over vectors, `outerExtent` its trip count.
- * `layout` (the operator's hints, see Stage.laneLayout) may say the axis is fused rows (lanes within each row) or
- * interleaved phases (one loop per phase outside the lanes).
+ * SIMD lanes for a float32 stage without reductions: its innermost axis split by the lanes, the inner part
+ * vectorized, when it is at least 8 wide or exactly 4. `maxLanes` is the target's vector width (4 on WebAssembly;
+ * 8 or 16 natively, fewer for a shorter axis: at least one whole vector). A row that is not a multiple of the lanes
+ * (58 = a padded 56) ends with a vector overlapping the one before it. `outer` names the loop over vectors,
+ * `outerExtent` its trip count. `layout` (the operator's hints, see Stage.laneLayout) may say the axis is fused
+ * rows (lanes within each row) or interleaved phases (one loop per phase outside the lanes).
  */
 export function vectorizeSteps(
   st: Stage,
   stage: number,
   layout: ComputeHints | undefined = st.laneLayout,
+  maxLanes = 4,
+): VectorSteps {
+  const steps = laneSteps(st, stage, layout, maxLanes);
+  return steps.length ? unrollNearLanes(st, stage, steps) : steps;
+}
+
+/** Trace steps that vectorize a stage: `outer` names the loop over vectors, `outerExtent` its trip count. */
+export type VectorSteps = TraceStep[] & {
+  outer?: string;
+  outerExtent?: number;
+  /** The stage's loops in order after the steps, by name (for a stage with the unrollNearLanes hint). */
+  leaves?: readonly string[];
+};
+
+function laneSteps(
+  st: Stage,
+  stage: number,
+  layout: ComputeHints | undefined,
+  maxLanes: number,
 ): TraceStep[] & { outer?: string; outerExtent?: number } {
   const inner = st.roots.filter((a) => !a.reduce).pop();
   // (uint8 / int8 stages: a quantizing epilogue, computed in float32 lanes and stored as bytes)
@@ -103,13 +133,15 @@ export function vectorizeSteps(
     extent: number,
     pre: TraceStep[],
   ): TraceStep[] & { outer?: string; outerExtent?: number } => {
+    let L = maxLanes;
+    while (L > 4 && L > extent) L /= 2;
     const steps: TraceStep[] & { outer?: string; outerExtent?: number } = [
       ...pre,
-      { p: 'split', stage, axis, factor: 4, ...(extent % 4 ? { shiftTail: true } : {}) },
+      { p: 'split', stage, axis, factor: L, ...(extent % L ? { shiftTail: true } : {}) },
       { p: 'annotate', stage, axis: `${axis}.i`, kind: 'vectorized' },
     ];
     steps.outer = `${axis}.o`;
-    steps.outerExtent = Math.ceil(extent / 4);
+    steps.outerExtent = Math.ceil(extent / L);
     return steps;
   };
   const row = layout?.laneRowLength,
@@ -120,13 +152,59 @@ export function vectorizeSteps(
   // an extent that is not a multiple of the phases guards the last positions (the loop partitioning pass gives
   // them a scalar loop of their own)
   if (phases && Math.ceil(inner.extent / phases) >= 4) {
-    return lanes(`${inner.name}.o`, Math.ceil(inner.extent / phases), [
+    const steps = lanes(`${inner.name}.o`, Math.ceil(inner.extent / phases), [
       { p: 'split', stage, axis: inner.name, factor: phases },
       { p: 'reorder', stage, order: [`${inner.name}.i`, `${inner.name}.o`] },
       { p: 'annotate', stage, axis: `${inner.name}.i`, kind: 'unrolled' },
     ]);
+    // whole phases: the loop over phases inside the loop over vectors, so that the phases' vectors of one position
+    // are computed together (a backend may interleave them into one contiguous store)
+    if (inner.extent % phases === 0) steps.push({ p: 'reorder', stage, order: [steps.outer!, `${inner.name}.i`] });
+    return steps;
   }
   return wide(inner.extent) ? lanes(inner.name, inner.extent, []) : [];
+}
+
+/**
+ * The operator's unrollNearLanes hint (ComputeHints) on vectorizing steps of a stage not yet scheduled: its
+ * unrollAxis split by the factor, the inner part moved just outside the lanes; the parallelAxis, if any, first.
+ * `leaves` tells threadAndUnrollSteps the loop order.
+ */
+function unrollNearLanes(st: Stage, stage: number, vector: VectorSteps): VectorSteps {
+  const h = st.tensor.hints;
+  const spatial = st.roots.filter((a) => !a.reduce);
+  const u = h?.unrollAxis === undefined ? undefined : spatial[h.unrollAxis];
+  if (!h?.unrollNearLanes || !u || u === spatial[spatial.length - 1] || u.extent % h.unrollNearLanes) return vector;
+  const split: TraceStep = { p: 'split', stage, axis: u.name, factor: h.unrollNearLanes };
+  const leaves = loopOrder(
+    spatial.map((a) => a.name),
+    [...vector, split],
+  );
+  const near = `${u.name}.i`,
+    lanes = leaves[leaves.length - 1];
+  const threaded = h.parallelAxis === undefined ? undefined : spatial[h.parallelAxis]?.name;
+  const rest = leaves.filter((n) => n !== near && n !== lanes && n !== threaded);
+  const order = [...(threaded && leaves.includes(threaded) ? [threaded] : []), ...rest, near, lanes];
+  const steps: VectorSteps = [...vector, split, { p: 'reorder', stage, order }];
+  steps.outer = vector.outer;
+  steps.outerExtent = vector.outerExtent;
+  steps.leaves = order;
+  return steps;
+}
+
+/** Loop names in order after split and reorder steps, from the stage's roots. */
+function loopOrder(roots: readonly string[], steps: readonly TraceStep[]): string[] {
+  const leaves = [...roots];
+  for (const s of steps) {
+    if (s.p === 'split') leaves.splice(leaves.indexOf(s.axis), 1, `${s.axis}.o`, `${s.axis}.i`);
+    if (s.p === 'reorder') {
+      const slots = s.order.map((n) => leaves.indexOf(n)).sort((a, b) => a - b);
+      slots.forEach((slot, i) => {
+        leaves[slot] = s.order[i];
+      });
+    }
+  }
+  return leaves;
 }
 
 /**
@@ -184,9 +262,12 @@ export function worthMaterializing(sch: Schedule, st: Stage): boolean {
  * The operator's parallelAxis hint (ComputeHints): that spatial root moved in front of the roots before it and
  * split by the threads. Nothing when there is no hint or those roots are no longer plain leaves.
  */
-function hintedParallelSteps(st: Stage, stage: number): TraceStep[] {
+function hintedParallelSteps(st: Stage, stage: number, leaves?: readonly string[]): TraceStep[] {
   const h = st.tensor.hints?.parallelAxis;
   const spatial = st.roots.filter((a) => !a.reduce);
+  // (already outermost, where unrollNearLanes put it)
+  if (h !== undefined && spatial[h] && leaves?.[0] === spatial[h].name)
+    return [{ p: 'annotate', stage, axis: spatial[h].name, kind: 'parallel' }];
   if (h === undefined || !spatial[h] || spatial.slice(0, h + 1).some((a) => !st.leaves.includes(a))) return [];
   const name = spatial[h].name;
   return [
@@ -200,8 +281,15 @@ function hintedParallelSteps(st: Stage, stage: number): TraceStep[] {
  * unrollAxis hint: that spatial root, still a plain serial leaf not taken by the threads, annotated unrolled.
  * The default trace and the tuner's elementwise candidates end each stage with these.
  */
-export function threadAndUnrollSteps(st: Stage, stage: number, fallback: string | undefined): TraceStep[] {
-  const hinted = hintedParallelSteps(st, stage);
+export function threadAndUnrollSteps(
+  st: Stage,
+  stage: number,
+  fallback: string | undefined,
+  vectorLeaves?: readonly string[],
+): TraceStep[] {
+  // (the loop order vectorizeSteps left, where it moved the unrolled axis near the lanes)
+  const leaves = st.tensor.hints?.unrollNearLanes ? vectorLeaves : undefined;
+  const hinted = hintedParallelSteps(st, stage, leaves);
   const steps: TraceStep[] = hinted.length
     ? hinted
     : fallback
@@ -210,7 +298,9 @@ export function threadAndUnrollSteps(st: Stage, stage: number, fallback: string 
   const threaded = steps.find((s) => s.p === 'annotate')?.axis;
   const h = st.tensor.hints?.unrollAxis;
   const unroll = h === undefined ? undefined : st.roots.filter((a) => !a.reduce)[h];
-  if (unroll && st.leaves.includes(unroll) && unroll.kind === 'serial' && unroll.name !== threaded) {
+  if (unroll && leaves?.includes(`${unroll.name}.i`)) {
+    steps.push({ p: 'annotate', stage, axis: `${unroll.name}.i`, kind: 'unrolled' });
+  } else if (unroll && st.leaves.includes(unroll) && unroll.kind === 'serial' && unroll.name !== threaded) {
     steps.push({ p: 'annotate', stage, axis: unroll.name, kind: 'unrolled' });
   }
   return steps;

@@ -278,6 +278,11 @@ function step(e: Expr, ranges: Ranges): Expr | undefined {
           }
         }
       }
+      // (y + k) with k a multiple of c: floordiv -> y//c + k/c, floormod -> y %% c (a second vector's lanes)
+      if (a.k === 'bin' && a.op === 'add' && isConst(a.b) && (a.b.value as number) % c === 0) {
+        const rest = simplifyNode({ ...e, a: a.a }, ranges);
+        return op === 'floormod' ? rest : addC(rest, (a.b.value as number) / c);
+      }
       if (a.k === 'bin' && a.op === 'mul' && isConst(a.b) && (a.b.value as number) % c === 0) {
         return op === 'floordiv'
           ? simplifyNode({ ...a, b: constant((a.b.value as number) / c, 'int32') }, ranges)

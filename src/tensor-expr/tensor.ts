@@ -37,6 +37,12 @@ export interface ComputeHints {
    */
   readonly unrollAxis?: number;
   /**
+   * The unrollAxis split by this factor, its inner part run unrolled just outside the SIMD lanes, inside the loop
+   * over vectors: its copies read the same operand vectors (a Winograd column transform's six outputs of one tile
+   * row read the same six columns), which are then loaded once instead of once per copy.
+   */
+  readonly unrollNearLanes?: number;
+  /**
    * An int32 sum of products of 8- or 16-bit integers (tensor-expr/ops/quantized.ts): register-tiled like a float32
    * sum, its lanes computed with integer SIMD (WebAssembly: i32x4.dot_i16x8_s where the reduction runs in pairs).
    */

@@ -16,7 +16,16 @@ import { BYTES, type DType, isFloat, isUnsigned, isWide } from '../../runtime/dt
 import { KilnError } from '../../runtime/errors.js';
 import { CHUNKS_PER_THREAD, MAX_CHUNKS } from '../../runtime/thread-pool.js';
 import { UNARY_MATH } from '../../runtime/math.js';
-import { type BinOp, type Expr, type UnOp, type Var, affineCoef, mentions } from '../../tensor-expr/expr.js';
+import {
+  type BinOp,
+  type Expr,
+  type UnOp,
+  type Var,
+  affineCoef,
+  mentions,
+  printExpr,
+  visitExpr,
+} from '../../tensor-expr/expr.js';
 import { fixVar } from '../../tensor-expr/simplify.js';
 import { isPure } from '../common/pure.js';
 import {
@@ -43,15 +52,42 @@ import { narrowPass } from '../common/narrow.js';
 import { floorDivPass } from '../common/legalize.js';
 import { mathExpandPass } from '../common/math-expand.js';
 
-/** The loop-IR passes the native backend runs before it emits (the shared lowering, then loop partitioning). */
+/**
+ * The loop-IR passes the native backend runs before it emits: the shared lowering, with loop partitioning (shifted
+ * last tiles too) before floor divisions are legalized, so that each piece's index arithmetic still simplifies
+ * under its range (a packed weight's `(o * 32 + lane) % 16` becomes `lane`).
+ */
 export const NATIVE_LOOP_PASSES: readonly LoopPass[] = [
   halfFloatPass(TARGET_CAPS.native),
   narrowPass(TARGET_CAPS.native),
+  stagePass('partition-loops', (s) => partitionLoops(s, { tails: true })),
   floorDivPass(TARGET_CAPS.native),
   mathExpandPass(TARGET_CAPS.native),
-  stagePass('partition-loops', (s) => partitionLoops(s)),
 ];
 export const NATIVE_LOOP_RUN: LoopPassRun = { input: 'as lowered' };
+
+/**
+ * The largest stride a vector load reads as one wide load and a shuffle (beyond it, lane by lane). Its unused
+ * tail, stride - 1 floats, must stay within the memory plan's guard bytes (SPECULATIVE_GUARD_BYTES).
+ */
+const MAX_LOAD_STRIDE = 8;
+
+/** `e` - `base` where `e` is `base` or `base + c` (as the unrolled copies of a loop index their phases), else undefined. */
+function offsetFrom(base: Expr, e: Expr): number | undefined {
+  const b = printExpr(base);
+  if (printExpr(e) === b) return 0;
+  if (e.k === 'bin' && e.op === 'add' && e.b.k === 'const' && printExpr(e.a) === b) return Number(e.b.value);
+  return undefined;
+}
+
+/** Whether `e` loads from buffer `b`. */
+function readsBuffer(e: Expr, b: Buffer): boolean {
+  let reads = false;
+  visitExpr(e, (x) => {
+    if (x.k === 'load' && x.buf === b) reads = true;
+  });
+  return reads;
+}
 
 /** One call of the program: kernel index and the byte offsets of its buffers in the memory. */
 export interface NativeCall {
@@ -427,7 +463,9 @@ class KernelEmitter extends LoopEmitter<string, void> {
     const params = bufs.map((_, i) => `i8* %p${i}`);
     bufs.forEach((b, i) => this.base.set(b, `%p${i}`));
     if (this.layout.bytes > 0) {
-      params.push('i8* %scratch');
+      // the kernel's own region (the memory plan keeps it apart from every tensor): LLVM may keep its loads across
+      // stores to the outputs (a Winograd transform's columns, read by every copy of an unrolled index, load once)
+      params.push('i8* noalias %scratch');
       for (const [t, off] of this.layout.offsets) this.base.set(t, this.gep('%scratch', off));
       if (this.layout.shared.size > 0) {
         // a chunk's own 'shared' buffers: scratch + sharedAt + chunk * chunkStride
@@ -568,7 +606,11 @@ class KernelEmitter extends LoopEmitter<string, void> {
     super.stmt(s);
   }
   protected emitSeq(body: readonly Stmt[]): void {
-    for (const b of body) this.stmt(b);
+    for (let i = 0; i < body.length; ) {
+      const grouped = this.interleavedStores(body.slice(i));
+      if (grouped) i += grouped;
+      else this.stmt(body[i++]);
+    }
   }
   protected emitStore(s: StoreStmt): void {
     const v = this.expr(s.value);
@@ -697,6 +739,67 @@ class KernelEmitter extends LoopEmitter<string, void> {
   }
   private vmemo = new Map<Expr, string>();
 
+  /**
+   * S consecutive vectorized loops (S = 4 or 2, the unrolled phases of an interleaved row: a Winograd output
+   * tile's columns, x = S*t + phase) whose float32 stores interleave: loop k stores lane l at base + l*S + k. Their
+   * vectors are interleaved by a shuffle and stored as one contiguous S*L-float vector, instead of S*L scalar
+   * stores. The number of loops taken, 0 when `body` does not start with such a group.
+   */
+  private interleavedStores(body: readonly Stmt[]): number {
+    for (const S of [4, 2]) {
+      const loops = body.slice(0, S);
+      if (loops.length < S) continue;
+      const group = loops.map((l) =>
+        l.k === 'for' && l.kind === 'vectorized' && l.body.k === 'store'
+          ? { v: l.v, L: l.extent, st: l.body }
+          : undefined,
+      );
+      const first = group[0];
+      if (first?.st.buf.dtype !== 'float32' || first.st.buf.scope === 'local') continue;
+      const L = first.L,
+        base = fixVar(first.st.index, first.v, 0);
+      const fits = group.every(
+        (g, k) =>
+          g &&
+          g.L === L &&
+          g.st.buf === first.st.buf &&
+          affineCoef(g.st.index, g.v) === S &&
+          offsetFrom(base, fixVar(g.st.index, g.v, 0)) === k &&
+          !readsBuffer(g.st.value, first.st.buf),
+      );
+      if (!fits || L < 2 || L > 16) continue;
+      const phases = group.map((g) => {
+        this.memo = new Map();
+        this.memo64 = new Map();
+        this.vmemo = new Map();
+        return this.vexpr(g!.st.value, g!.v, L);
+      });
+      // concatenated pairwise (phase k at k*L), then lane l of phase k moved to l*S + k
+      let parts = phases,
+        width = L;
+      while (parts.length > 1) {
+        const both = Array.from({ length: 2 * width }, (_, i) => `i32 ${i}`).join(', ');
+        const next: string[] = [];
+        for (let i = 0; i < parts.length; i += 2)
+          next.push(
+            this.op(
+              `shufflevector <${width} x float> ${parts[i]}, <${width} x float> ${parts[i + 1]}, <${2 * width} x i32> <${both}>`,
+            ),
+          );
+        parts = next;
+        width *= 2;
+      }
+      const wt = `<${S * L} x float>`;
+      const mask = Array.from({ length: S * L }, (_, p) => `i32 ${(p % S) * L + Math.floor(p / S)}`).join(', ');
+      const row = this.op(`shufflevector ${wt} ${parts[0]}, ${wt} undef, <${S * L} x i32> <${mask}>`);
+      this.memo = new Map();
+      const vp = this.op(`bitcast float* ${this.addr(first.st.buf, base)} to ${wt}*`);
+      this.ins(`store ${wt} ${row}, ${wt}* ${vp}, align 4`);
+      return S;
+    }
+    return 0;
+  }
+
   private splat(x: string, L: number, t = 'float'): string {
     const a = this.op(`insertelement <${L} x ${t}> undef, ${t} ${x}, i32 0`);
     return this.op(`shufflevector <${L} x ${t}> ${a}, <${L} x ${t}> undef, <${L} x i32> zeroinitializer`);
@@ -738,15 +841,16 @@ class KernelEmitter extends LoopEmitter<string, void> {
           const vp = this.op(`bitcast float* ${p} to ${vt}*`);
           return this.op(`load ${vt}, ${vt}* ${vp}, align 4`);
         }
-        // stride 2 (a stride-2 convolution's input row): one load of 2L floats, its even lanes kept. The last one is
-        // read and not used, as by WebAssembly's two loads: the memory plan's guard bytes cover it (not a local tile)
-        if (coef === 2 && b.scope !== 'local') {
-          const wt = `<${2 * L} x float>`;
+        // a small stride s (a stride-2 convolution's input row, a Winograd tile's column): one load of s*L floats,
+        // every s-th lane kept. The s - 1 floats after the last lane are read and not used: the memory plan's guard
+        // bytes cover them (not a local tile)
+        if (coef !== undefined && coef >= 2 && coef <= MAX_LOAD_STRIDE && b.scope !== 'local') {
+          const wt = `<${coef * L} x float>`;
           const p = this.addr(b, fixVar(e.idx[0], v, 0));
           const wp = this.op(`bitcast float* ${p} to ${wt}*`);
           const w = this.op(`load ${wt}, ${wt}* ${wp}, align 4`);
-          const even = Array.from({ length: L }, (_, l) => `i32 ${2 * l}`).join(', ');
-          return this.op(`shufflevector ${wt} ${w}, ${wt} undef, <${L} x i32> <${even}>`);
+          const kept = Array.from({ length: L }, (_, l) => `i32 ${coef * l}`).join(', ');
+          return this.op(`shufflevector ${wt} ${w}, ${wt} undef, <${L} x i32> <${kept}>`);
         }
         return this.gather(e, v, L);
       }

@@ -35,7 +35,7 @@ export function packWeights(fn: FuncNode, block = WEIGHT_BLOCK): FuncNode {
       group = Number(n.attrs.group ?? 1);
     // grouped convolutions, depthwise included, keep their layout: their lanes do not run over output channels
     if (group !== 1) return undefined;
-    if (pixelLanes(n)) return undefined;
+    if (pixelLanes(n, block)) return undefined;
     return gcall(
       n.op as OpSpec,
       [n.args[0], gconst(packBlocks((w as ConstNode).value, block)), ...n.args.slice(2)],
@@ -52,24 +52,33 @@ export function packWeights(fn: FuncNode, block = WEIGHT_BLOCK): FuncNode {
  * stores) costs about as much as its arithmetic, and row lanes store whole vectors. So does a stride-1 convolution
  * over FEW_CHANNELS input channels (super-resolution's first layer: one channel, 5x5 taps); strided ones (the
  * first layers of ResNet, MobileNetV2, SqueezeNet) keep channel lanes, as row lanes would read every other column.
+ * With wide vectors (`block` lanes, native code) a pointwise convolution whose filters leave much of the last vector
+ * empty (MobileNetV2's 24-filter projections at 16 lanes: a third of the tile padding, then a crop) takes row lanes,
+ * and the reduction counts as short up to two vectors of channels: the write-back scatters `block` channels.
  */
-function pixelLanes(n: CallNode): boolean {
+function pixelLanes(n: CallNode, block: number): boolean {
   const x = n.args[0].type,
     w = n.args[1].type;
   if (x?.kind !== 'tensor' || w?.kind !== 'tensor' || x.shape.length !== 4) return false;
-  const channels = Number(x.shape[1]);
+  const channels = Number(x.shape[1]),
+    filters = Number(w.shape[0]);
+  const pointwise = pointwiseConv(n.attrs, w.shape.slice(2).map(Number));
   const unitStride = ((n.attrs.strides as number[] | undefined) ?? []).every((s) => Number(s) === 1);
   return (
     Number(n.attrs.group ?? 1) === 1 &&
     Number(x.shape[3]) >= 8 &&
     ((channels <= FEW_CHANNELS && unitStride) ||
-      (pointwiseConv(n.attrs, w.shape.slice(2).map(Number)) && channels <= PIXEL_LANES_MAX_CHANNELS))
+      (pointwise &&
+        (channels <= Math.max(PIXEL_LANES_MAX_CHANNELS, 2 * block) ||
+          Math.ceil(filters / block) * block > filters * (1 + MAX_PADDED_FILTERS))))
   );
 }
 
 /** MobileNetV2's 16- and 24-channel expansions and SqueezeNet's 16-channel ones (55 wide: last vector shifted
  * back) gain 8-12% per kernel with row lanes (A/B in one process). */
 const PIXEL_LANES_MAX_CHANNELS = 24;
+/** The share of padding filters beyond which a pointwise convolution takes row lanes (24 filters in 32: 1/3). */
+const MAX_PADDED_FILTERS = 1 / 8;
 
 /**
  * matmul / gemm with a constant float32 2-D right-hand operand [K, N] (gemm: transB applied first, transA = 0):

@@ -2,14 +2,19 @@
 // border: `y - 1 >= 0 && y - 1 < H`) is split into consecutive loops over the ranges where every such condition
 // has one known value for all values of the loops inside (the lanes of a vector included), and each copy is
 // simplified under its range. The interior copy then has no bounds checks: a pad kernel's rows become plain vector
-// copies instead of masked vector loads. Parallel loops are left whole (threads split them), and so are bodies too
-// large to copy or loops whose conditions would cut them into many pieces.
+// copies instead of masked vector loads. Bodies too large to copy and loops whose conditions would cut them into
+// many pieces are left whole. With `tails`, the choice of a min (the shifted last tile of a split: `min(o * 32,
+// 968)`) counts as a condition too, so the tiles before the last index their operands without it: their lanes
+// read packed weights as vectors, where the shifted tile crosses a block and gathers. A parallel loop stays whole
+// (threads split it): its body branches on the ranges instead.
 import {
   type Expr,
   type Var,
   add,
   constant,
   freshVar,
+  le,
+  lt,
   mentions,
   substitute,
   visitExpr,
@@ -33,22 +38,28 @@ const MAX_PIECES = 4;
 /** Expression nodes of a body worth copying that many times. */
 const MAX_BODY_NODES = 4000;
 
-export function partitionLoops(s: Stmt, ranges: Map<Var, Interval> = new Map()): Stmt {
+export interface PartitionOptions {
+  /** The choice of a min is a condition too, and parallel loops branch on their ranges (see above). */
+  tails?: boolean;
+}
+
+export function partitionLoops(s: Stmt, opts: PartitionOptions = {}, ranges: Map<Var, Interval> = new Map()): Stmt {
   switch (s.k) {
     case 'for': {
       ranges.set(s.v, { lo: 0, hi: s.extent - 1 });
-      const pieces = s.kind === 'serial' ? partition(s, ranges) : undefined;
+      const pieces =
+        s.kind === 'serial' || (opts.tails && s.kind === 'parallel') ? partition(s, opts, ranges) : undefined;
       if (pieces) return pieces;
-      return { ...s, body: partitionLoops(s.body, ranges) };
+      return { ...s, body: partitionLoops(s.body, opts, ranges) };
     }
     case 'seq':
-      return seq(s.body.map((b) => partitionLoops(b, ranges)));
+      return seq(s.body.map((b) => partitionLoops(b, opts, ranges)));
     default:
-      return mapChildren(s, (c) => partitionLoops(c, ranges));
+      return mapChildren(s, (c) => partitionLoops(c, opts, ranges));
   }
 }
 
-function partition(loop: ForStmt, outer: Map<Var, Interval>): Stmt | undefined {
+function partition(loop: ForStmt, opts: PartitionOptions, outer: Map<Var, Interval>): Stmt | undefined {
   if (loop.extent < 2 || loop.extent > MAX_EXTENT) return undefined;
   const conds: Expr[] = [];
   let nodes = 0;
@@ -57,13 +68,15 @@ function partition(loop: ForStmt, outer: Map<Var, Interval>): Stmt | undefined {
   const test = (c: Expr) => {
     for (const t of conjuncts(c)) if (mentions(t, loop.v)) conds.push(t);
   };
+  const serial = loop.kind === 'serial';
   visitStmt(loop.body, (st) => {
     if (st.k === 'for') inner.set(st.v, { lo: 0, hi: st.extent - 1 });
-    if (st.k === 'if') test(st.cond);
+    if (st.k === 'if' && serial) test(st.cond);
     for (const e of ownExprs(st))
       visitExpr(e, (x) => {
         nodes++;
-        if (x.k === 'select') test(x.c);
+        if (x.k === 'select' && serial) test(x.c);
+        if (x.k === 'bin' && x.op === 'min' && opts.tails && x.dtype === 'int32') test(le(x.a, x.b));
       });
   });
   if (!conds.length || nodes > MAX_BODY_NODES) return undefined;
@@ -94,6 +107,20 @@ function partition(loop: ForStmt, outer: Map<Var, Interval>): Stmt | undefined {
       if (x.k === 'load') readsMemory = true;
     });
   if (readsMemory && known * 4 < loop.extent) return undefined;
+  if (!serial) {
+    // one loop for the threads to split, branching on the ranges: `if (v < end) piece else ...`
+    const pieceBody = (p: (typeof pieces)[number]) => {
+      const ranges = new Map(outer).set(loop.v, { lo: p.start, hi: p.end - 1 });
+      return partitionLoops(cleanup(loop.body, ranges), opts, ranges);
+    };
+    const chain = pieces
+      .slice(0, -1)
+      .reduceRight<Stmt>(
+        (rest, p) => ({ k: 'if', cond: lt(loop.v, constant(p.end, 'int32')), then: pieceBody(p), else: rest }),
+        pieceBody(pieces[pieces.length - 1]),
+      );
+    return { ...loop, body: chain };
+  }
   return seq(
     pieces.map((p) => {
       const len = p.end - p.start;
@@ -105,7 +132,7 @@ function partition(loop: ForStmt, outer: Map<Var, Interval>): Stmt | undefined {
         mapStmtExprs(loop.body, (e) => substitute(e, new Map([[loop.v, at]]))),
         ranges,
       );
-      const inner2 = partitionLoops(body, ranges);
+      const inner2 = partitionLoops(body, opts, ranges);
       return v ? { ...loop, v, extent: len, body: inner2 } : inner2;
     }),
   );

@@ -121,8 +121,12 @@ const F4: WinogradMath = {
 };
 const MATH: Record<WinogradTile, WinogradMath> = { 2: F2, 4: F4 };
 
-/** The unrollAxis hint for a transform stage whose row index is `axis`, where the math wants its rows unrolled. */
-const rowUnroll = (math: WinogradMath, axis: number) => (math.unrollRows ? { unrollAxis: axis } : {});
+/**
+ * The unrollAxis hint for a transform stage whose row index is `axis` (of `rows` values), where the math wants its
+ * rows unrolled; the copies run next to the lanes (unrollNearLanes), as they read the same operand vectors.
+ */
+const rowUnroll = (math: WinogradMath, axis: number, rows: number) =>
+  math.unrollRows ? { unrollAxis: axis, unrollNearLanes: rows } : {};
 
 /** The attribute `tile` (default 2), checked. */
 function tileOf(a: Attrs): { m: WinogradTile; alpha: number; math: WinogradMath } {
@@ -196,10 +200,11 @@ defineOp({
           y0 = E.mul(E.floormod(r, th), M);
         return math.inputRow(e1, (i) => padded(nn, c, E.add(y0, i), xx));
       },
-      { materialize: true, ...rowUnroll(math, 1) },
+      { materialize: true, ...rowUnroll(math, 1, ALPHA) },
     );
     // columns: V[e, c, t] = (R B)[e2] over the 4 columns of tile t; lanes run along one row of tiles; threads
-    // split the channels, as for the rows (each thread reads the rows it computed)
+    // split the channels, as for the rows (each thread reads the rows it computed); unrolled, the a values of e2
+    // run next to the lanes: they read the same a columns of R
     return compute(
       'winograd_input',
       [ALPHA * ALPHA, C, n * th * tw],
@@ -210,7 +215,7 @@ defineOp({
           x0 = E.mul(E.floormod(t, tw), M);
         return math.inputRow(e2, (j) => at(rows, c, e1, r, E.add(x0, j)));
       },
-      { laneRowLength: tw, parallelAxis: 1, ...rowUnroll(math, 0) },
+      { laneRowLength: tw, parallelAxis: 1, ...rowUnroll(math, 0, ALPHA) },
     );
   },
 });
@@ -240,7 +245,7 @@ defineOp({
       'winograd_output_rows',
       [K, M, ALPHA, n * th * tw],
       ([k, p, b, t]) => math.outputRow(p, (a1) => at(m, E.add(E.mul(a1, ALPHA), b), k, t)),
-      { materialize: true, ...rowUnroll(math, 1) },
+      { materialize: true, ...rowUnroll(math, 1, M) },
     );
     // columns: y = (Z A)[q] at output position (p, q) = (oy % m, ox % m) of tile (oy / m, ox / m); the m column
     // positions are interleaved in memory, so lanes run over tiles, one loop per position
