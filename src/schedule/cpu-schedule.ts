@@ -364,7 +364,9 @@ export function registerTileShape(st: Stage, tiles: TileOptions = WASM_TILES): R
   // vectors per tile row: 2 or 3 when that divides the axis (2 x 4 rows fill the accumulator budget); otherwise
   // (7, 13, 28, 49 wide) full-width tiles, the last one shifted back to overlap its neighbour: 2 vectors wide
   // when that recomputes little (WIDE_TILE_WASTE), else the width with the fewest recomputed lanes
-  const divides = j.extent % L === 0 ? [2, 3].find((v) => (j.extent / L) % v === 0) : undefined;
+  // (4 when a pointwise convolution's fused rows cap the tile at 6 rows and the registers hold 24 accumulators)
+  const widths = tiles.maxAccumulators >= 24 && (h?.rowAxes ?? 1) > 1 ? [4, 3, 2] : [2, 3];
+  const divides = j.extent % L === 0 ? widths.find((v) => (j.extent / L) % v === 0) : undefined;
   // (a depthwise convolution, lanes along its output row by hint, shares one weight across its whole tile: no gain)
   const wideGains = h?.vectorAxis === undefined;
   const vj =
