@@ -23,9 +23,9 @@
  *   E_ARTIFACT     not a Kiln artifact, another format version, damaged (truncated, altered, a header field out of
  *                  bounds), no native code (compiled for another target), or its library does not load
  *   E_UNSUPPORTED  the artifact needs what this runtime or machine lacks: CPU features (the message names them),
- *                  run-time sizes or control flow (If / Loop / Scan), or native code for another OS or architecture
+ *                  control flow (If / Loop / Scan), or native code for another OS or architecture
  *   E_INPUT        a wrong argument (NULL model or buffer, threads < 1, an index past the count, no such name, a
- *                  model that is already running on another thread)
+ *                  model that is already running on another thread, an input shape the model was not compiled for)
  *   E_SHAPE        the model's memory cannot be allocated
  *
  * Threads: the functions may be called from any thread. One model runs one kiln_run at a time (a second concurrent
@@ -50,7 +50,7 @@ extern "C" {
 #endif
 
 /** Version of this C API (major * 10000 + minor * 100 + patch). */
-#define KILN_C_API_VERSION 100
+#define KILN_C_API_VERSION 200
 
 /** A loaded model: opaque. */
 typedef struct kiln_model kiln_model;
@@ -71,6 +71,13 @@ typedef struct kiln_tensor_info {
   size_t element_count;
   /** Bytes of a buffer that holds the tensor: element_count * element_size. */
   size_t byte_size;
+  /**
+   * NULL, unless a dim is a run-time size (a model compiled with `--dim NAME=LO..HI`): then per dim NULL where it
+   * is fixed, or the size's name (`"batch"`, `"sequence"`) or expression of the sizes (`"past + sequence"`). Such a
+   * dim's `shape` entry is its upper bound, and element_count / byte_size those of the bounds: a buffer that holds
+   * the tensor at any sizes in range.
+   */
+  const char *const *dims;
 } kiln_tensor_info;
 
 /**
@@ -116,9 +123,28 @@ KILN_API const char *kiln_cpu_level(const kiln_model *model);
  * Runs the model: `inputs[i]` points to kiln_input(model, i)->byte_size bytes of input i, `outputs[i]` to
  * kiln_output(model, i)->byte_size bytes that receive output i (the input and output order of kiln_input /
  * kiln_output). Element types and shapes are the compiled ones: the caller converts. Returns 0, or non-zero with
- * kiln_last_error set (no run happens then).
+ * kiln_last_error set (no run happens then). A model with run-time sizes runs with kiln_run_shaped instead (E_INPUT).
  */
 KILN_API int kiln_run(kiln_model *model, const void *const *inputs, void *const *outputs);
+
+/**
+ * Run-time sizes: how many the model takes (0 for a model compiled with fixed shapes), and the i-th one's name with
+ * the range it was compiled for (`min`, `max`, either may be NULL), or NULL past the count.
+ */
+KILN_API size_t kiln_symbol_count(const kiln_model *model);
+KILN_API const char *kiln_symbol(const kiln_model *model, size_t i, int64_t *min, int64_t *max);
+
+/**
+ * Runs the model on inputs of the given shapes: `input_shapes[i]` points to kiln_input(model, i)->rank dims of input
+ * i, whose data `inputs[i]` holds dense (row-major); the run-time sizes come from them (each in its range, the same
+ * wherever it appears, fixed dims as compiled: E_INPUT otherwise). Output i is written dense at this run's shape
+ * into `outputs[i]`, which holds kiln_output(model, i)->byte_size bytes (the bounds'), and its dims into
+ * `output_shapes[i]` (rank entries) where `output_shapes` and its entry are not NULL. Sizes counted from the data
+ * (NonZero's count) are known after the run, so only output_shapes says them. Also runs a model without run-time
+ * sizes (its shapes checked). Returns 0, or non-zero with kiln_last_error set.
+ */
+KILN_API int kiln_run_shaped(kiln_model *model, const void *const *inputs, const int64_t *const *input_shapes,
+                             void *const *outputs, int64_t *const *output_shapes);
 
 /** Releases the model, its memory and its library. NULL is allowed. */
 KILN_API void kiln_free(kiln_model *model);

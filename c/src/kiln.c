@@ -11,6 +11,10 @@
  *   - one memory of header.memoryBytes (zeroed) holding the weights at weightsAt, the inputs and outputs at their
  *     offsets and the intermediates; the library's entry `kiln_run(void *memory, int threads)` (older artifacts:
  *     `kiln_run(void *memory)`) runs every kernel on it;
+ *   - run-time sizes (header.symbols): kiln_run_shaped takes each input's shape, checks the sizes against their
+ *     ranges and each other, writes their int32 values at symbolsAt, copies the inputs into their layouts at the
+ *     sizes' upper bounds, and the outputs out of them at the shapes the header's dim expressions give (what
+ *     src/runtime/run-sizes.ts does);
  *   - the library is loaded from an anonymous file (memfd_create), or where that fails from a private temporary
  *     directory (mkdtemp) that is removed as soon as it is loaded. libgomp, which threaded libraries link, is pinned
  *     (RTLD_NODELETE): its idle team threads outlive a run and would crash if it were unloaded with the last model.
@@ -83,9 +87,21 @@ static const struct {
 
 typedef struct binding {
   kiln_tensor_info info; /* first: kiln_input returns its address */
-  int64_t *shape;
+  int64_t *shape;        /* the layout's shape: with run-time sizes, at the symbols' upper bounds */
   size_t offset;
+  /* with run-time sizes: per dim NULL (fixed) or its text (info.dims), and its expression tree over the symbols */
+  const char **dims;
+  const json_t **trees;
 } binding;
+
+/* A size the model takes at run time (header.symbols[i]), with the range it was compiled for. */
+typedef struct symbol {
+  const char *name;
+  int64_t min, max;
+  bool counted;               /* counted by a kernel from the data (NonZero's count), not given by an input's shape */
+  bool declared;              /* a counted size whose range the user declared: [lo, hi], max = hi + 1 */
+  int64_t declared_lo, declared_hi;
+} symbol;
 
 struct kiln_model {
   json_t *header; /* owns the strings the bindings point to */
@@ -99,6 +115,11 @@ struct kiln_model {
   int threads;
   const char *cpu;
   atomic_flag running;
+  /* run-time sizes (header.symbols): their int32 values live at symbols_at in memory while a run goes */
+  symbol *symbols;
+  size_t n_symbols;
+  size_t symbols_at;
+  const json_t *dim_exprs;
 };
 
 /* ------------------------------------------------------------------------------------------------------------ */
@@ -180,7 +201,10 @@ static bool want_section(const json_t *v, const char *path, size_t body_start, s
 }
 
 /* One input or output: name (unique in its list), dtype, shape, offset inside memory at a multiple of its element. */
-static bool want_binding(const json_t *v, const char *list, size_t i, int64_t memory_bytes, binding *all) {
+static bool want_dims(const kiln_model *m, const json_t *dims, const char *path, binding *out);
+
+static bool want_binding(const kiln_model *m, const json_t *v, const char *list, size_t i, int64_t memory_bytes,
+                         binding *all) {
   binding *out = all + i;
   char p[64], q[96], b[64];
   snprintf(p, sizeof p, "%s[%zu]", list, i);
@@ -193,11 +217,6 @@ static bool want_binding(const json_t *v, const char *list, size_t i, int64_t me
       damaged("%s '%.80s' appears twice", q, name);
       return false;
     }
-  if (json_object_get(v, "dims")) {
-    fail("E_UNSUPPORTED", "compile the model with fixed shapes (kiln compile --dim NAME=VALUE for each run-time size)",
-         "%s ('%.80s') has run-time sizes, which are not supported by the C API yet", p, name);
-    return false;
-  }
   const json_t *dt = json_object_get(v, "dtype");
   size_t elem = 0;
   const char *dtype = json_is_string(dt) ? json_string_value(dt) : "";
@@ -256,10 +275,15 @@ static bool want_binding(const json_t *v, const char *list, size_t i, int64_t me
   out->info.element_count = (size_t)count;
   out->info.byte_size = (size_t)bytes;
   out->offset = (size_t)offset;
+  const json_t *dims = json_object_get(v, "dims");
+  snprintf(q, sizeof q, "%s.dims", p);
+  if (dims && !want_dims(m, dims, q, out)) return false;
+  out->info.dims = out->dims;
   return true;
 }
 
-static bool want_bindings(const json_t *list, const char *path, int64_t memory_bytes, binding **out, size_t *n) {
+static bool want_bindings(const kiln_model *m, const json_t *list, const char *path, int64_t memory_bytes,
+                          binding **out, size_t *n) {
   if (!want_array(list, path)) return false;
   *n = json_array_size(list);
   *out = calloc(*n ? *n : 1, sizeof **out);
@@ -268,8 +292,233 @@ static bool want_bindings(const json_t *list, const char *path, int64_t memory_b
     return false;
   }
   for (size_t i = 0; i < *n; i++)
-    if (!want_binding(json_array_get(list, i), path, i, memory_bytes, *out)) return false;
+    if (!want_binding(m, json_array_get(list, i), path, i, memory_bytes, *out)) return false;
   return true;
+}
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* run-time sizes */
+
+/* Deepest dim expression a header may nest. */
+#define MAX_DIM_DEPTH 64
+/* Highest rank of a tensor with run-time sizes (copy_strided's index). */
+#define MAX_DIM_RANK 64
+
+static ptrdiff_t symbol_index(const kiln_model *m, const char *name) {
+  for (size_t i = 0; i < m->n_symbols; i++)
+    if (strcmp(m->symbols[i].name, name) == 0) return (ptrdiff_t)i;
+  return -1;
+}
+
+/*
+ * The value of a dim expression (a number, a symbol's name, or [op, a, b] with op +, *, min, max, floordiv) at the
+ * symbols' `values` (as src/runtime/run-sizes.ts's evalDimExpr); false, with the artifact damaged, for a tree that
+ * is none of those. `path` names the tree in the message.
+ */
+static bool eval_dim(const kiln_model *m, const json_t *e, const int64_t *values, const char *path, int depth,
+                     int64_t *out) {
+  char b[64];
+  if (json_is_integer(e)) {
+    *out = (int64_t)json_integer_value(e);
+    return true;
+  }
+  if (json_is_string(e)) {
+    ptrdiff_t s = symbol_index(m, json_string_value(e));
+    if (s < 0) {
+      damaged("%s names '%.80s', which is no symbol", path, json_string_value(e));
+      return false;
+    }
+    *out = values[s];
+    return true;
+  }
+  if (!json_is_array(e) || json_array_size(e) != 3 || !json_is_string(json_array_get(e, 0)) ||
+      depth > MAX_DIM_DEPTH) {
+    damaged("%s is %s, not a dim expression", path, shown(e, b, sizeof b));
+    return false;
+  }
+  const char *op = json_string_value(json_array_get(e, 0));
+  int64_t x, y;
+  if (!eval_dim(m, json_array_get(e, 1), values, path, depth + 1, &x)) return false;
+  if (strcmp(op, "floordiv") == 0) {
+    const json_t *d = json_array_get(e, 2);
+    if (!json_is_integer(d) || json_integer_value(d) < 1) {
+      damaged("%s divides by %s, not a positive integer", path, shown(d, b, sizeof b));
+      return false;
+    }
+    y = (int64_t)json_integer_value(d);
+    *out = x >= 0 ? x / y : -((-(x + 1)) / y) - 1; /* floor, as Math.floor */
+    return true;
+  }
+  if (!eval_dim(m, json_array_get(e, 2), values, path, depth + 1, &y)) return false;
+  bool overflow = false;
+  if (strcmp(op, "+") == 0) overflow = __builtin_add_overflow(x, y, out);
+  else if (strcmp(op, "*") == 0) overflow = __builtin_mul_overflow(x, y, out);
+  else if (strcmp(op, "min") == 0) *out = x < y ? x : y;
+  else if (strcmp(op, "max") == 0) *out = x > y ? x : y;
+  else {
+    damaged("%s has the operator '%.20s', not one of +, *, min, max, floordiv", path, op);
+    return false;
+  }
+  if (overflow || *out < -MAX_SAFE || *out > MAX_SAFE) {
+    damaged("%s overflows", path);
+    return false;
+  }
+  return true;
+}
+
+/* header.symbols, symbolsAt and dimExprs (checked as header-check.ts's checkSymbols does). */
+static bool want_symbols(kiln_model *m, const json_t *h, int64_t memory_bytes) {
+  const json_t *list = json_object_get(h, "symbols");
+  m->dim_exprs = json_object_get(h, "dimExprs");
+  if (m->dim_exprs && !want_object(m->dim_exprs, "dimExprs")) return false;
+  if (!list) return true;
+  if (!want_array(list, "symbols")) return false;
+  m->n_symbols = json_array_size(list);
+  m->symbols = calloc(m->n_symbols ? m->n_symbols : 1, sizeof *m->symbols);
+  if (!m->symbols) {
+    fail("E_SHAPE", "free memory", "out of memory reading the header");
+    return false;
+  }
+  for (size_t i = 0; i < m->n_symbols; i++) {
+    const json_t *v = json_array_get(list, i);
+    symbol *s = m->symbols + i;
+    char p[64], q[96];
+    snprintf(p, sizeof p, "symbols[%zu]", i);
+    if (!want_object(v, p)) return false;
+    snprintf(q, sizeof q, "%s.name", p);
+    if (!(s->name = want_name(json_object_get(v, "name"), q))) return false;
+    if (symbol_index(m, s->name) != (ptrdiff_t)i) {
+      damaged("%s '%.80s' appears twice", q, s->name);
+      return false;
+    }
+    snprintf(q, sizeof q, "%s.min", p);
+    if (!want_uint(json_object_get(v, "min"), q, INT32_MAX, NULL, &s->min)) return false;
+    snprintf(q, sizeof q, "%s.max", p);
+    if (!want_uint(json_object_get(v, "max"), q, INT32_MAX, NULL, &s->max)) return false;
+    if (s->min > s->max) {
+      damaged("%s.min %" PRId64 " is past its max %" PRId64, p, s->min, s->max);
+      return false;
+    }
+    const json_t *counted = json_object_get(v, "counted");
+    if (counted && !json_is_boolean(counted)) {
+      damaged("%s.counted is not a boolean", p);
+      return false;
+    }
+    s->counted = json_is_true(counted);
+    const json_t *declared = json_object_get(v, "declared");
+    if (declared) {
+      if (!s->counted || !json_is_array(declared) || json_array_size(declared) != 2) {
+        damaged("%s.declared is not the range of a counted size", p);
+        return false;
+      }
+      snprintf(q, sizeof q, "%s.declared[0]", p);
+      if (!want_uint(json_array_get(declared, 0), q, INT32_MAX, NULL, &s->declared_lo)) return false;
+      snprintf(q, sizeof q, "%s.declared[1]", p);
+      if (!want_uint(json_array_get(declared, 1), q, INT32_MAX, NULL, &s->declared_hi)) return false;
+      if (s->declared_lo > s->declared_hi || s->declared_hi + 1 != s->max) {
+        damaged("%s.declared does not end one below its max %" PRId64, p, s->max);
+        return false;
+      }
+      s->declared = true;
+    }
+  }
+  int64_t at;
+  if (!want_uint(json_object_get(h, "symbolsAt"), "symbolsAt", memory_bytes - 4 * (int64_t)m->n_symbols, "memoryBytes",
+                 &at))
+    return false;
+  if (at % 4) {
+    damaged("symbolsAt %" PRId64 " is not a multiple of 4", at);
+    return false;
+  }
+  m->symbols_at = (size_t)at;
+  return true;
+}
+
+/*
+ * A binding's dims: per dim its number, or the text of a run-time size (a symbol, or a key of dimExprs) whose value
+ * at the symbols' upper bounds is the shape's dim (the layout).
+ */
+static bool want_dims(const kiln_model *m, const json_t *dims, const char *path, binding *out) {
+  size_t rank = out->info.rank;
+  if (!want_array(dims, path)) return false;
+  if (rank > MAX_DIM_RANK) {
+    fail("E_UNSUPPORTED", "compile the model with that tensor's shape fixed",
+         "%s: a tensor of rank %zu with run-time sizes (this runtime copies up to rank %d)", path, rank, MAX_DIM_RANK);
+    return false;
+  }
+  if (json_array_size(dims) != rank) {
+    damaged("%s has %zu dims, the shape %zu", path, json_array_size(dims), rank);
+    return false;
+  }
+  out->dims = calloc(rank ? rank : 1, sizeof *out->dims);
+  out->trees = calloc(rank ? rank : 1, sizeof *out->trees);
+  int64_t *bounds = calloc(m->n_symbols ? m->n_symbols : 1, sizeof *bounds);
+  if (!out->dims || !out->trees || !bounds) {
+    free(bounds);
+    fail("E_SHAPE", "free memory", "out of memory reading the header");
+    return false;
+  }
+  for (size_t s = 0; s < m->n_symbols; s++) bounds[s] = m->symbols[s].max;
+  bool ok = true;
+  for (size_t d = 0; ok && d < rank; d++) {
+    const json_t *x = json_array_get(dims, d);
+    char q[128];
+    snprintf(q, sizeof q, "%s[%zu]", path, d);
+    int64_t at;
+    if (json_is_string(x)) {
+      const char *text = json_string_value(x);
+      const json_t *tree = symbol_index(m, text) >= 0 ? x : json_object_get(m->dim_exprs, text);
+      if (!tree) {
+        damaged("%s is '%.80s', neither a symbol nor a key of dimExprs", q, text);
+        ok = false;
+        break;
+      }
+      out->dims[d] = text;
+      out->trees[d] = tree;
+      ok = eval_dim(m, tree, bounds, q, 0, &at);
+    } else {
+      ok = want_uint(x, q, MAX_SAFE, NULL, &at);
+    }
+    if (ok && at != out->shape[d]) {
+      damaged("%s is %" PRId64 " at the symbols' bounds, the shape %" PRId64, q, at, out->shape[d]);
+      ok = false;
+    }
+  }
+  free(bounds);
+  return ok;
+}
+
+/*
+ * Copies between a dense tensor of `shape` and its layout at `bound` (same rank, every dim <= the bound's), row by
+ * row of the innermost dim (run-sizes.ts's copyStrided).
+ */
+static void copy_strided(uint8_t *dense, const int64_t *shape, uint8_t *laid_out, const int64_t *bound, size_t rank,
+                         size_t elem, bool to_layout) {
+  bool inner_full = true;
+  size_t count = 1;
+  for (size_t d = 0; d < rank; d++) {
+    count *= (size_t)shape[d];
+    if (d > 0 && shape[d] != bound[d]) inner_full = false;
+  }
+  if (count == 0) return;
+  if (rank == 0 || inner_full) {
+    if (to_layout) memcpy(laid_out, dense, count * elem);
+    else memcpy(dense, laid_out, count * elem);
+    return;
+  }
+  size_t row = (size_t)shape[rank - 1] * elem, rows = count / (size_t)shape[rank - 1];
+  size_t idx[MAX_DIM_RANK] = {0};
+  for (size_t r = 0; r < rows; r++) {
+    size_t at = 0;
+    for (size_t d = 0; d + 1 < rank; d++) at = (at + idx[d]) * (size_t)bound[d + 1];
+    at *= elem;
+    if (to_layout) memcpy(laid_out + at, dense + r * row, row);
+    else memcpy(dense + r * row, laid_out + at, row);
+    for (size_t d = rank - 1; d-- > 0;) {
+      if (++idx[d] < (size_t)shape[d]) break;
+      idx[d] = 0;
+    }
+  }
 }
 
 /* ------------------------------------------------------------------------------------------------------------ */
@@ -450,8 +699,17 @@ static void release(kiln_model *m) {
   if (!m) return;
   if (m->library) dlclose(m->library);
   if (m->memory) munmap(m->memory, m->mapped_bytes);
-  for (size_t i = 0; m->inputs && i < m->n_inputs; i++) free(m->inputs[i].shape);
-  for (size_t i = 0; m->outputs && i < m->n_outputs; i++) free(m->outputs[i].shape);
+  for (size_t i = 0; m->inputs && i < m->n_inputs; i++) {
+    free(m->inputs[i].shape);
+    free(m->inputs[i].dims);
+    free(m->inputs[i].trees);
+  }
+  for (size_t i = 0; m->outputs && i < m->n_outputs; i++) {
+    free(m->outputs[i].shape);
+    free(m->outputs[i].dims);
+    free(m->outputs[i].trees);
+  }
+  free(m->symbols);
   free(m->inputs);
   free(m->outputs);
   json_decref(m->header);
@@ -542,11 +800,6 @@ static kiln_model *load(const uint8_t *bytes, size_t size) {
   if (!want_object(native, "native")) goto failed;
 
   /* features of the runtime this one lacks */
-  if (json_object_get(h, "symbols")) {
-    fail("E_UNSUPPORTED", "compile the model with fixed shapes (kiln compile --dim NAME=VALUE for each run-time size)",
-         "the artifact has run-time sizes (header.symbols), which are not supported by the C API yet");
-    goto failed;
-  }
   if (json_object_get(h, "control")) {
     fail("E_UNSUPPORTED", "compile with fixed shapes, or run the model from Node (kiln run / load())",
          "the artifact has control flow (If / Loop / Scan: header.control), which is not supported by the C API yet");
@@ -562,8 +815,9 @@ static kiln_model *load(const uint8_t *bytes, size_t size) {
             weights_at, memory_bytes);
     goto failed;
   }
-  if (!want_bindings(json_object_get(h, "inputs"), "inputs", memory_bytes, &m->inputs, &m->n_inputs)) goto failed;
-  if (!want_bindings(json_object_get(h, "outputs"), "outputs", memory_bytes, &m->outputs, &m->n_outputs))
+  if (!want_symbols(m, h, memory_bytes)) goto failed;
+  if (!want_bindings(m, json_object_get(h, "inputs"), "inputs", memory_bytes, &m->inputs, &m->n_inputs)) goto failed;
+  if (!want_bindings(m, json_object_get(h, "outputs"), "outputs", memory_bytes, &m->outputs, &m->n_outputs))
     goto failed;
 
   /* the native code: where it runs, what it exports */
@@ -751,25 +1005,54 @@ const char *kiln_cpu_level(const kiln_model *m) { return m ? m->cpu : NULL; }
 /* ------------------------------------------------------------------------------------------------------------ */
 /* running */
 
-int kiln_run(kiln_model *m, const void *const *inputs, void *const *outputs) {
-  if (!want_model(m, "kiln_run")) return -1;
+size_t kiln_symbol_count(const kiln_model *m) { return m ? m->n_symbols : 0; }
+
+const char *kiln_symbol(const kiln_model *m, size_t i, int64_t *min, int64_t *max) {
+  if (!want_model(m, "kiln_symbol")) return NULL;
+  if (i >= m->n_symbols) {
+    fail("E_INPUT", "see kiln_symbol_count", "run-time size %zu of a model with %zu", i, m->n_symbols);
+    return NULL;
+  }
+  if (min) *min = m->symbols[i].min;
+  if (max) *max = m->symbols[i].max;
+  return m->symbols[i].name;
+}
+
+/* The buffers kiln_run and kiln_run_shaped take: an array of them, none NULL where there are bytes to hold. */
+static bool want_buffers(const kiln_model *m, const char *fn, const void *const *inputs, void *const *outputs) {
   if ((m->n_inputs && !inputs) || (m->n_outputs && !outputs)) {
     fail("E_INPUT", "pass one buffer per input and per output, in the order of kiln_input / kiln_output",
-         "kiln_run was given no %s array (NULL)", m->n_inputs && !inputs ? "input" : "output");
-    return -1;
+         "%s was given no %s array (NULL)", fn, m->n_inputs && !inputs ? "input" : "output");
+    return false;
   }
   for (size_t i = 0; i < m->n_inputs; i++)
     if (!inputs[i] && m->inputs[i].info.byte_size) {
       fail("E_INPUT", "pass a buffer of kiln_input(model, i)->byte_size bytes", "input %zu ('%s') is NULL", i,
            m->inputs[i].info.name);
-      return -1;
+      return false;
     }
   for (size_t i = 0; i < m->n_outputs; i++)
     if (!outputs[i] && m->outputs[i].info.byte_size) {
       fail("E_INPUT", "pass a buffer of kiln_output(model, i)->byte_size bytes", "output %zu ('%s') is NULL", i,
            m->outputs[i].info.name);
-      return -1;
+      return false;
     }
+  return true;
+}
+
+static void run_code(kiln_model *m) {
+  if (m->entry_threads) m->entry_threads(m->memory, m->threads);
+  else m->entry(m->memory);
+}
+
+int kiln_run(kiln_model *m, const void *const *inputs, void *const *outputs) {
+  if (!want_model(m, "kiln_run") || !want_buffers(m, "kiln_run", inputs, outputs)) return -1;
+  if (m->n_symbols) {
+    fail("E_INPUT", "call kiln_run_shaped with each input's shape (kiln_symbol lists the sizes and their ranges)",
+         "the model has run-time sizes ('%s' %" PRId64 "..%" PRId64 "%s), so kiln_run does not know the inputs' shapes",
+         m->symbols[0].name, m->symbols[0].min, m->symbols[0].max, m->n_symbols > 1 ? ", ..." : "");
+    return -1;
+  }
   if (atomic_flag_test_and_set(&m->running)) {
     fail("E_INPUT", "run a model on one thread at a time, or load one model per thread",
          "the model is running on another thread");
@@ -778,13 +1061,182 @@ int kiln_run(kiln_model *m, const void *const *inputs, void *const *outputs) {
   for (size_t i = 0; i < m->n_inputs; i++)
     if (m->inputs[i].info.byte_size)
       memcpy(m->memory + m->inputs[i].offset, inputs[i], m->inputs[i].info.byte_size);
-  if (m->entry_threads) m->entry_threads(m->memory, m->threads);
-  else m->entry(m->memory);
+  run_code(m);
   for (size_t i = 0; i < m->n_outputs; i++)
     if (m->outputs[i].info.byte_size)
       memcpy(outputs[i], m->memory + m->outputs[i].offset, m->outputs[i].info.byte_size);
   atomic_flag_clear(&m->running);
   return 0;
+}
+
+/*
+ * The symbols' values from the inputs' shapes (run-sizes.ts's symbolValues): fixed dims as compiled, each size
+ * inside its range and the same wherever it appears, every size an input gives known, and dims that are
+ * expressions of them agreeing; counted sizes start at their min. False with E_INPUT (or E_ARTIFACT) otherwise.
+ */
+static bool input_sizes(const kiln_model *m, const int64_t *const *shapes, int64_t *values) {
+  const size_t none = (size_t)-1;
+  /* per symbol: the input and dim that gave its value */
+  size_t *from = calloc(m->n_symbols ? m->n_symbols * 2 : 1, sizeof *from);
+  if (!from) {
+    fail("E_SHAPE", "free memory", "out of memory");
+    return false;
+  }
+  for (size_t s = 0; s < m->n_symbols; s++) from[2 * s] = none;
+  bool ok = true;
+  for (size_t i = 0; ok && i < m->n_inputs; i++) {
+    const binding *b = m->inputs + i;
+    if (!shapes[i] && b->info.rank) {
+      fail("E_INPUT", "pass the shape of every input (rank entries each)", "the shape of input %zu ('%s') is NULL", i,
+           b->info.name);
+      ok = false;
+      break;
+    }
+    for (size_t d = 0; ok && d < b->info.rank; d++) {
+      int64_t v = shapes[i][d];
+      ptrdiff_t s = b->dims && b->dims[d] ? symbol_index(m, b->dims[d]) : -1;
+      if (!b->dims || !b->dims[d]) {
+        if (v != b->shape[d]) {
+          fail("E_INPUT", "pass the size the model was compiled for, or recompile with --dim for a run-time size",
+               "input '%s' dim %zu is %" PRId64 ", the model takes %" PRId64, b->info.name, d, v, b->shape[d]);
+          ok = false;
+        }
+        continue;
+      }
+      if (s < 0) continue; /* an expression: checked below */
+      const symbol *sym = m->symbols + s;
+      if (v < sym->min || v > sym->max) {
+        fail("E_INPUT", "pass a size in the range, or recompile with --dim NAME=LO..HI",
+             "input '%s' dim %zu (%s) is %" PRId64 ", outside the range %" PRId64 "..%" PRId64
+             " the model was compiled for",
+             b->info.name, d, sym->name, v, sym->min, sym->max);
+        ok = false;
+      } else if (from[2 * s] != none && values[s] != v) {
+        fail("E_INPUT", "pass inputs that agree on that size",
+             "input '%s' dim %zu (%s) is %" PRId64 ", but input '%s' dim %zu is %" PRId64 ": they are the same size",
+             b->info.name, d, sym->name, v, m->inputs[from[2 * s]].info.name, from[2 * s + 1], values[s]);
+        ok = false;
+      } else if (from[2 * s] == none) {
+        values[s] = v;
+        from[2 * s] = i;
+        from[2 * s + 1] = d;
+      }
+    }
+  }
+  for (size_t s = 0; ok && s < m->n_symbols; s++) {
+    if (m->symbols[s].counted) values[s] = m->symbols[s].min;
+    else if (from[2 * s] == none) {
+      fail("E_INPUT", "recompile with that dim fixed (--dim NAME=N)",
+           "no input has a dim that is just '%s', so its size is unknown", m->symbols[s].name);
+      ok = false;
+    }
+  }
+  free(from);
+  for (size_t i = 0; ok && i < m->n_inputs; i++) {
+    const binding *b = m->inputs + i;
+    for (size_t d = 0; ok && b->dims && d < b->info.rank; d++) {
+      if (!b->dims[d] || symbol_index(m, b->dims[d]) >= 0) continue;
+      int64_t want;
+      if (!(ok = eval_dim(m, b->trees[d], values, b->dims[d], 0, &want))) break;
+      if (shapes[i][d] != want) {
+        fail("E_INPUT", "pass the size the other inputs make it",
+             "input '%s' dim %zu (%s) is %" PRId64 ", but the other inputs make it %" PRId64, b->info.name, d,
+             b->dims[d], shapes[i][d], want);
+        ok = false;
+      }
+    }
+  }
+  return ok;
+}
+
+/* The sizes the kernels counted (run-sizes.ts's sizesAfterRun), read from the symbols' region into `values`. */
+static bool counted_sizes(const kiln_model *m, int64_t *values) {
+  for (size_t s = 0; s < m->n_symbols; s++) {
+    const symbol *sym = m->symbols + s;
+    if (!sym->counted) continue;
+    int32_t v;
+    memcpy(&v, m->memory + m->symbols_at + 4 * s, 4);
+    int64_t lo = sym->declared ? sym->declared_lo : sym->min, hi = sym->declared ? sym->declared_hi : sym->max;
+    if (sym->declared && v >= sym->min && v <= sym->max && !(v >= lo && v <= hi)) {
+      fail("E_INPUT", "compile with a range that holds it: kiln compile --dim NAME=LO..HI",
+           "the inputs make the Range that counts '%s' %" PRId32 " elements, outside the range %" PRId64 "..%" PRId64
+           " it was compiled for (or its delta is 0)",
+           sym->name, v, lo, hi);
+      return false;
+    }
+    if (v < sym->min || v > sym->max) {
+      damaged("the run counted the size '%s' as %" PRId32 ", outside its range %" PRId64 "..%" PRId64, sym->name, v,
+              sym->min, sym->max);
+      return false;
+    }
+    values[s] = v;
+  }
+  return true;
+}
+
+int kiln_run_shaped(kiln_model *m, const void *const *inputs, const int64_t *const *input_shapes,
+                    void *const *outputs, int64_t *const *output_shapes) {
+  if (!want_model(m, "kiln_run_shaped") || !want_buffers(m, "kiln_run_shaped", inputs, outputs)) return -1;
+  if (m->n_inputs && !input_shapes) {
+    fail("E_INPUT", "pass one shape per input (rank entries each), in the order of kiln_input",
+         "kiln_run_shaped was given no input shapes (NULL)");
+    return -1;
+  }
+  int64_t *values = calloc(m->n_symbols ? m->n_symbols : 1, sizeof *values);
+  int64_t *shape = calloc(MAX_DIM_RANK, sizeof *shape);
+  if (!values || !shape) {
+    free(values);
+    free(shape);
+    fail("E_SHAPE", "free memory", "out of memory");
+    return -1;
+  }
+  int status = -1;
+  if (!input_sizes(m, input_shapes, values)) goto done;
+  if (atomic_flag_test_and_set(&m->running)) {
+    fail("E_INPUT", "run a model on one thread at a time, or load one model per thread",
+         "the model is running on another thread");
+    goto done;
+  }
+  for (size_t s = 0; s < m->n_symbols; s++) {
+    int32_t v = (int32_t)values[s];
+    memcpy(m->memory + m->symbols_at + 4 * s, &v, 4);
+  }
+  for (size_t i = 0; i < m->n_inputs; i++) {
+    const binding *b = m->inputs + i;
+    if (b->dims)
+      copy_strided((uint8_t *)inputs[i], input_shapes[i], m->memory + b->offset, b->shape, b->info.rank,
+                   b->info.element_size, true);
+    else if (b->info.byte_size)
+      memcpy(m->memory + b->offset, inputs[i], b->info.byte_size);
+  }
+  run_code(m);
+  bool ok = counted_sizes(m, values);
+  for (size_t i = 0; ok && i < m->n_outputs; i++) {
+    const binding *b = m->outputs + i;
+    if (!b->dims) {
+      if (b->info.byte_size) memcpy(outputs[i], m->memory + b->offset, b->info.byte_size);
+      if (output_shapes && output_shapes[i]) memcpy(output_shapes[i], b->shape, b->info.rank * sizeof *b->shape);
+      continue;
+    }
+    for (size_t d = 0; ok && d < b->info.rank; d++)
+      ok = !b->dims[d] ? (shape[d] = b->shape[d], true) : eval_dim(m, b->trees[d], values, b->dims[d], 0, &shape[d]);
+    for (size_t d = 0; ok && d < b->info.rank; d++)
+      if (shape[d] < 0 || shape[d] > b->shape[d]) {
+        damaged("output '%s' dim %zu is %" PRId64 " at this run's sizes, past its layout's %" PRId64, b->info.name, d,
+                shape[d], b->shape[d]);
+        ok = false;
+      }
+    if (!ok) break;
+    copy_strided((uint8_t *)outputs[i], shape, m->memory + b->offset, b->shape, b->info.rank, b->info.element_size,
+                 false);
+    if (output_shapes && output_shapes[i]) memcpy(output_shapes[i], shape, b->info.rank * sizeof *shape);
+  }
+  atomic_flag_clear(&m->running);
+  status = ok ? 0 : -1;
+done:
+  free(values);
+  free(shape);
+  return status;
 }
 
 void kiln_free(kiln_model *m) { release(m); }

@@ -3,7 +3,8 @@
  *   api-check model.kiln
  * Loads the model from its path and from its bytes (kiln_load_memory), checks the metadata and the lookups by name,
  * the errors of wrong arguments (each with code E_INPUT and no side effect), and that two runs and the two loads give
- * the same bytes on an input of ones. Prints "ok" and exits 0, or prints each failed check and exits 1.
+ * the same bytes on an input of ones, also through kiln_run_shaped at the fixed shapes (refused at others). Prints
+ * "ok" and exits 0, or prints each failed check and exits 1.
  */
 #include <kiln.h>
 
@@ -80,7 +81,10 @@ int main(int argc, char **argv) {
     CHECK(n == t->element_count && t->byte_size == n * t->element_size);
     CHECK(kiln_input_index(m, t->name) == (ptrdiff_t)i);
     if (!strcmp(t->dtype, "float32")) CHECK(t->element_size == 4);
+    CHECK(t->dims == NULL); /* fixed shapes */
   }
+  CHECK(kiln_symbol_count(m) == 0);
+  CHECK(kiln_symbol(m, 0, NULL, NULL) == NULL && starts_with(kiln_last_error(), "[E_INPUT] "));
   for (size_t i = 0; i < kiln_output_count(m); i++)
     CHECK(kiln_output_index(m, kiln_output(m, i)->name) == (ptrdiff_t)i);
   CHECK(kiln_input_index(m, "no such input") == -1 && starts_with(kiln_last_error(), "[E_INPUT] "));
@@ -105,6 +109,44 @@ int main(int argc, char **argv) {
   CHECK(kiln_set_threads(m, 2) == 0 && kiln_threads(m) == 2);
   void **c = run(m);
   CHECK(same_outputs(m, a, c));
+
+  /* kiln_run_shaped runs a model of fixed shapes at those shapes, and refuses others */
+  {
+    size_t ni = kiln_input_count(m), no = kiln_output_count(m);
+    const void **in = calloc(ni + 1, sizeof *in);
+    const int64_t **shapes = calloc(ni + 1, sizeof *shapes);
+    void **out = calloc(no + 1, sizeof *out);
+    int64_t **out_shapes = calloc(no + 1, sizeof *out_shapes);
+    for (size_t i = 0; i < ni; i++) {
+      void *x = malloc(kiln_input(m, i)->byte_size + 1);
+      memset(x, 1, kiln_input(m, i)->byte_size + 1);
+      in[i] = x;
+      shapes[i] = kiln_input(m, i)->shape;
+    }
+    for (size_t i = 0; i < no; i++) {
+      out[i] = calloc(1, kiln_output(m, i)->byte_size + 1);
+      out_shapes[i] = calloc(kiln_output(m, i)->rank + 1, sizeof **out_shapes);
+    }
+    CHECK(kiln_run_shaped(m, in, shapes, out, out_shapes) == 0);
+    CHECK(same_outputs(m, a, out));
+    for (size_t i = 0; i < no; i++)
+      CHECK(memcmp(out_shapes[i], kiln_output(m, i)->shape, kiln_output(m, i)->rank * sizeof(int64_t)) == 0);
+    CHECK(kiln_run_shaped(m, in, NULL, out, NULL) != 0 && starts_with(kiln_last_error(), "[E_INPUT] "));
+    if (kiln_input(m, 0)->rank > 0 && kiln_input(m, 0)->rank <= 64) {
+      int64_t wrong[64];
+      memcpy(wrong, kiln_input(m, 0)->shape, kiln_input(m, 0)->rank * sizeof *wrong);
+      wrong[0] += 1;
+      shapes[0] = wrong;
+      CHECK(kiln_run_shaped(m, in, shapes, out, NULL) != 0 && starts_with(kiln_last_error(), "[E_INPUT] "));
+      CHECK(strstr(kiln_last_error(), "dim 0") != NULL);
+    }
+    for (size_t i = 0; i < ni; i++) free((void *)in[i]);
+    for (size_t i = 0; i < no; i++) free(out_shapes[i]);
+    free(in);
+    free(shapes);
+    free(out_shapes);
+    free_outputs(m, out);
+  }
 
   FILE *f = fopen(argv[1], "rb");
   CHECK(f != NULL);
