@@ -2,9 +2,9 @@
 // examples/c/example-app against it (as LibTorch's example-app tutorial does), and the app runs models compiled for
 // target 'native' on their test inputs, matching ONNX Runtime's outputs (scripts/gen_models.py) within rtol 1e-3 /
 // atol 1e-4, the same bytes at 1 and 2 threads. Bad artifacts (missing, altered, truncated, compiled for WebAssembly,
-// for a CPU this one is not, with control flow, a header field out of bounds) exit 1 with the error's code, never a
-// signal. test/c/api-check.c covers the rest of the API; test/c/run-shaped.c runs models with run-time sizes
-// (kiln_run_shaped) against ONNX Runtime at several sizes. Skipped where LLVM, a C compiler, CMake or the jansson /
+// for a CPU this one is not, a header field out of bounds) exit 1 with the error's code, never a signal.
+// test/c/api-check.c covers the rest of the API; test/c/run-shaped.c runs models with control flow (If / Loop) and
+// with run-time sizes (kiln_run_shaped) against ONNX Runtime. Skipped where LLVM, a C compiler, CMake or the jansson /
 // OpenSSL headers are missing (scripts/test-prerequisites.sh installs them).
 import { beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -202,8 +202,9 @@ describe.skipIf(missing.length > 0)('C API: example-app runs native artifacts', 
       'E_ARTIFACT',
       /damaged: inputs\[0\]\.dtype is 'float33', not a dtype/,
     );
+    // a control program where the library runs every call at once
     const control = patchedHeader(good, /"kiln":"[^"]*"/, '"control":[]');
-    fails(control, 'control.kiln', 'E_UNSUPPORTED', /control flow .*not supported by the C API yet/);
+    fails(control, 'control.kiln', 'E_ARTIFACT', /damaged: the control program's calls have no per-call entry/);
 
     // a model compiled for WebAssembly, and one with a run-time size
     const relu = buildModel({
@@ -223,6 +224,44 @@ describe.skipIf(missing.length > 0)('C API: example-app runs native artifacts', 
     expect(r.stderr).toMatch(
       /^example-app: \[E_INPUT\] the model has run-time sizes \('batch' 1\.\.4\).*kiln_run_shaped/,
     );
+  });
+
+  it('control flow: a for loop then a branch, a while loop on the data (Loop, If) match ONNX Runtime', async () => {
+    // scripts/gen_control_flow_models.py: torch.jit.script-ed modules exported to ONNX
+    const scalar = (dtype: 'int64' | 'float32', v: number): Tensor =>
+      dtype === 'int64'
+        ? { dtype, shape: [], data: BigInt64Array.of(BigInt(v)) }
+        : { dtype, shape: [], data: Float32Array.of(v) };
+    const cases: [string, (v: number) => Record<string, Tensor>, number[]][] = [
+      ['for_then_if', (n) => ({ x: randomF32([2, 4], 13), n: scalar('int64', n) }), [0, 1, 3, 7]],
+      ['while_below', (limit) => ({ x: randomF32([3, 2], 14), limit: scalar('float32', limit) }), [0.5, 10, 100, 1e6]],
+    ];
+    for (const [name, feedsOf, values] of cases) {
+      const bytes = readFileSync(`.cache/control-flow/${name}/model.onnx`);
+      const compiled = await compile(bytes, { target: 'native', cpu: HOST_CPU });
+      expect(compiled.header.control).toBeDefined();
+      const model = join(dir, `${name}.kiln`);
+      writeFileSync(model, compiled.artifact);
+      for (const v of values) {
+        const feeds = feedsOf(v);
+        const args = compiled.header.inputs.flatMap((inp, i) => {
+          writeFileSync(join(dir, `${name}.in${i}.bin`), raw(feeds[inp.name]));
+          return [join(dir, `${name}.in${i}.bin`), feeds[inp.name].shape.join(',')];
+        });
+        const r = spawnSync(shaped, [model, dir, '--threads', '2', ...args], { encoding: 'utf8' });
+        expect(r.signal, r.stderr).toBeNull();
+        expect(r.status, r.stderr).toBe(0);
+        const want = await runOrt(bytes, feeds);
+        compiled.header.outputs.forEach((o, i) => {
+          const w = want[o.name];
+          const file = readFileSync(join(dir, `output.${i}.bin`));
+          const buf = file.buffer.slice(file.byteOffset, file.byteOffset + file.length);
+          const data = w.dtype === 'int64' ? new BigInt64Array(buf) : new Float32Array(buf);
+          const got = { dtype: w.dtype, shape: [...w.shape], data } as Tensor;
+          expect(compareTensors(got, w)?.message, `${name} ${o.name} at ${v}`).toBeUndefined();
+        });
+      }
+    }
   });
 
   it('run-time sizes: kiln_run_shaped matches ONNX Runtime at sizes in range, with a size counted from the data', async () => {

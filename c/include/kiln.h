@@ -22,8 +22,9 @@
  *   E_IO           the file cannot be opened or read
  *   E_ARTIFACT     not a Kiln artifact, another format version, damaged (truncated, altered, a header field out of
  *                  bounds), no native code (compiled for another target), or its library does not load
- *   E_UNSUPPORTED  the artifact needs what this runtime or machine lacks: CPU features (the message names them),
- *                  control flow (If / Loop / Scan), or native code for another OS or architecture
+ *   E_UNSUPPORTED  the artifact needs what this runtime or machine lacks: CPU features (the message names them), or
+ *                  native code for another OS or architecture
+ *   E_DYNAMIC      a Loop whose scan outputs were sized at compile time stopped early (its message says what to do)
  *   E_INPUT        a wrong argument (NULL model or buffer, threads < 1, an index past the count, no such name, a
  *                  model that is already running on another thread, an input shape the model was not compiled for)
  *   E_SHAPE        the model's memory cannot be allocated

@@ -11,6 +11,10 @@
  *   - one memory of header.memoryBytes (zeroed) holding the weights at weightsAt, the inputs and outputs at their
  *     offsets and the intermediates; the library's entry `kiln_run(void *memory, int threads)` (older artifacts:
  *     `kiln_run(void *memory)`) runs every kernel on it;
+ *   - control flow (header.control: If / Loop / Scan): the library's entry then runs one call,
+ *     `kiln_call(void *memory, int call, int threads)`, and this runtime runs the checked control program between
+ *     calls (control.ts's runControl: branches on a bool in memory, loops with a trip count and / or a condition,
+ *     copies of loop-carried values and scan slices);
  *   - run-time sizes (header.symbols): kiln_run_shaped takes each input's shape, checks the sizes against their
  *     ranges and each other, writes their int32 values at symbolsAt, copies the inputs into their layouts at the
  *     sizes' upper bounds, and the outputs out of them at the shapes the header's dim expressions give (what
@@ -112,6 +116,10 @@ struct kiln_model {
   void *library;
   void (*entry_threads)(void *, int);
   void (*entry)(void *);
+  /* a program with control flow (header.control, checked): its calls one at a time through the per-call entry */
+  const json_t *control;
+  size_t n_calls;
+  void (*entry_call)(void *, int, int);
   int threads;
   const char *cpu;
   atomic_flag running;
@@ -522,6 +530,168 @@ static void copy_strided(uint8_t *dense, const int64_t *shape, uint8_t *laid_out
 }
 
 /* ------------------------------------------------------------------------------------------------------------ */
+/* control flow */
+
+/* Deepest nesting of control steps a header may have (header-check.ts's MAX_CONTROL_DEPTH). */
+#define MAX_CONTROL_DEPTH 64
+
+/* An address of `bytes` bytes inside memory, at `path`. */
+static bool want_address(const json_t *v, const char *path, int64_t bytes, int64_t memory_bytes) {
+  int64_t a;
+  if (!want_uint(v, path, memory_bytes, "memoryBytes", &a)) return false;
+  if (a + bytes > memory_bytes) {
+    damaged("%s %" PRId64 " + %" PRId64 " bytes lies outside memoryBytes %" PRId64, path, a, bytes, memory_bytes);
+    return false;
+  }
+  return true;
+}
+
+/* An optional integer stride. */
+static bool want_stride(const json_t *v, const char *path) {
+  char b[64];
+  if (!v || (json_is_integer(v) && json_integer_value(v) >= -MAX_SAFE && json_integer_value(v) <= MAX_SAFE))
+    return true;
+  damaged("%s is %s, not an integer", path, shown(v, b, sizeof b));
+  return false;
+}
+
+/* The control program (If / Loop / Scan), as header-check.ts's checkControl: calls that exist, addresses inside
+ * memory, nesting that ends. */
+static bool want_control(const json_t *v, const char *path, size_t n_calls, int64_t memory_bytes, int depth) {
+  if (depth > MAX_CONTROL_DEPTH) {
+    damaged("%s nests more than %d levels", path, MAX_CONTROL_DEPTH);
+    return false;
+  }
+  if (!want_array(v, path)) return false;
+  for (size_t i = 0; i < json_array_size(v); i++) {
+    const json_t *o = json_array_get(v, i);
+    char p[192], q[224], b[64];
+    snprintf(p, sizeof p, "%.150s[%zu]", path, i);
+    if (!want_object(o, p)) return false;
+    const json_t *op = json_object_get(o, "op");
+    const char *name = json_is_string(op) ? json_string_value(op) : "";
+    int64_t x;
+    if (strcmp(name, "call") == 0) {
+      snprintf(q, sizeof q, "%s.call", p);
+      if (!n_calls) {
+        damaged("%s names a call of a program without calls", q);
+        return false;
+      }
+      if (!want_uint(json_object_get(o, "call"), q, (int64_t)n_calls - 1, "the last call", &x)) return false;
+    } else if (strcmp(name, "copy") == 0) {
+      snprintf(q, sizeof q, "%s.bytes", p);
+      if (!want_uint(json_object_get(o, "bytes"), q, memory_bytes, NULL, &x)) return false;
+      snprintf(q, sizeof q, "%s.from", p);
+      if (!want_address(json_object_get(o, "from"), q, x, memory_bytes)) return false;
+      snprintf(q, sizeof q, "%s.to", p);
+      if (!want_address(json_object_get(o, "to"), q, x, memory_bytes)) return false;
+      snprintf(q, sizeof q, "%s.fromStride", p);
+      if (!want_stride(json_object_get(o, "fromStride"), q)) return false;
+      snprintf(q, sizeof q, "%s.toStride", p);
+      if (!want_stride(json_object_get(o, "toStride"), q)) return false;
+    } else if (strcmp(name, "if") == 0) {
+      snprintf(q, sizeof q, "%s.cond", p);
+      if (!want_address(json_object_get(o, "cond"), q, 1, memory_bytes)) return false;
+      snprintf(q, sizeof q, "%s.then", p);
+      if (!want_control(json_object_get(o, "then"), q, n_calls, memory_bytes, depth + 1)) return false;
+      snprintf(q, sizeof q, "%s.else", p);
+      if (!want_control(json_object_get(o, "else"), q, n_calls, memory_bytes, depth + 1)) return false;
+    } else if (strcmp(name, "loop") == 0) {
+      const json_t *trip = json_object_get(o, "trip");
+      snprintf(q, sizeof q, "%s.trip", p);
+      if (json_is_integer(trip)) {
+        if (json_integer_value(trip) < -1 || json_integer_value(trip) > MAX_SAFE) {
+          damaged("%s is %s, not a trip count", q, shown(trip, b, sizeof b));
+          return false;
+        }
+      } else {
+        if (!want_object(trip, q)) return false;
+        snprintf(q, sizeof q, "%s.trip.at", p);
+        if (!want_address(json_object_get(trip, "at"), q, 8, memory_bytes)) return false;
+      }
+      static const struct {
+        const char *key;
+        int64_t bytes;
+      } ADDRESSES[] = {{"cond", 1}, {"condFrom", 1}, {"iter", 8}};
+      for (size_t k = 0; k < sizeof ADDRESSES / sizeof ADDRESSES[0]; k++) {
+        const json_t *a = json_object_get(o, ADDRESSES[k].key);
+        snprintf(q, sizeof q, "%s.%s", p, ADDRESSES[k].key);
+        if (a && !want_address(a, q, ADDRESSES[k].bytes, memory_bytes)) return false;
+      }
+      const json_t *full = json_object_get(o, "fullTrip");
+      if (full && !json_is_boolean(full)) {
+        damaged("%s.fullTrip is %s, not true or false", p, shown(full, b, sizeof b));
+        return false;
+      }
+      snprintf(q, sizeof q, "%s.name", p);
+      if (!want_name(json_object_get(o, "name"), q)) return false;
+      snprintf(q, sizeof q, "%s.body", p);
+      if (!want_control(json_object_get(o, "body"), q, n_calls, memory_bytes, depth + 1)) return false;
+    } else {
+      damaged("%s.op is %s, not 'call', 'copy', 'if' or 'loop'", p, shown(op, b, sizeof b));
+      return false;
+    }
+  }
+  return true;
+}
+
+static int64_t field(const json_t *o, const char *key) { return (int64_t)json_integer_value(json_object_get(o, key)); }
+
+/*
+ * Runs checked control steps (control.ts's runControl): calls through the per-call entry, copies (strided by the
+ * loop's iteration), branches on a bool in memory, loops with a trip count and / or a condition. False with the
+ * error set where a strided copy leaves memory or a loop with sized scan outputs stops early.
+ */
+static bool run_control(kiln_model *m, const json_t *steps, int64_t iter) {
+  for (size_t i = 0; i < json_array_size(steps); i++) {
+    const json_t *s = json_array_get(steps, i);
+    const char *op = json_string_value(json_object_get(s, "op"));
+    if (strcmp(op, "call") == 0) {
+      m->entry_call(m->memory, (int)field(s, "call"), m->threads);
+    } else if (strcmp(op, "copy") == 0) {
+      int64_t bytes = field(s, "bytes"), from = field(s, "from") + iter * field(s, "fromStride"),
+              to = field(s, "to") + iter * field(s, "toStride");
+      if (from < 0 || to < 0 || from + bytes > (int64_t)m->mapped_bytes || to + bytes > (int64_t)m->mapped_bytes) {
+        damaged("a control copy of %" PRId64 " bytes from %" PRId64 " to %" PRId64 " lies outside memory", bytes, from,
+                to);
+        return false;
+      }
+      if (from != to && bytes > 0) memmove(m->memory + to, m->memory + from, (size_t)bytes);
+    } else if (strcmp(op, "if") == 0) {
+      const char *branch = m->memory[field(s, "cond")] ? "then" : "else";
+      if (!run_control(m, json_object_get(s, branch), iter)) return false;
+    } else {
+      const json_t *trip = json_object_get(s, "trip");
+      int64_t end;
+      if (json_is_integer(trip)) end = json_integer_value(trip) < 0 ? INT64_MAX : json_integer_value(trip);
+      else {
+        memcpy(&end, m->memory + field(trip, "at"), 8);
+        if (end < 0) end = 0;
+      }
+      const json_t *cond = json_object_get(s, "cond"), *cond_from = json_object_get(s, "condFrom"),
+                   *iter_at = json_object_get(s, "iter");
+      if (cond) m->memory[json_integer_value(cond)] = !cond_from || m->memory[json_integer_value(cond_from)] ? 1 : 0;
+      int64_t k = 0;
+      for (; k < end; k++) {
+        if (cond && m->memory[json_integer_value(cond)] == 0) break;
+        if (iter_at) memcpy(m->memory + json_integer_value(iter_at), &k, 8);
+        if (!run_control(m, json_object_get(s, "body"), k)) return false;
+      }
+      if (json_is_true(json_object_get(s, "fullTrip")) && k < end) {
+        fail("E_DYNAMIC",
+             "scan outputs of a loop that ends early have run-time length, which Kiln does not compile yet; give the "
+             "Loop no condition, or return the values as loop-carried state",
+             "Loop '%s' stopped after %" PRId64 " of %" PRId64
+             " iterations; its scan outputs were sized for %" PRId64 " at compile time",
+             json_string_value(json_object_get(s, "name")), k, end, end);
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+/* ------------------------------------------------------------------------------------------------------------ */
 /* the machine */
 
 /* The running OS and CPU architecture as an LLVM triple names them ("x86_64", "linux"). */
@@ -799,12 +969,6 @@ static kiln_model *load(const uint8_t *bytes, size_t size) {
   if (!want_section(native_section, "sections.native", body_start, size, &native_off, &native_len)) goto failed;
   if (!want_object(native, "native")) goto failed;
 
-  /* features of the runtime this one lacks */
-  if (json_object_get(h, "control")) {
-    fail("E_UNSUPPORTED", "compile with fixed shapes, or run the model from Node (kiln run / load())",
-         "the artifact has control flow (If / Loop / Scan: header.control), which is not supported by the C API yet");
-    goto failed;
-  }
 
   /* the memory plan */
   int64_t memory_bytes, weights_at;
@@ -816,6 +980,11 @@ static kiln_model *load(const uint8_t *bytes, size_t size) {
     goto failed;
   }
   if (!want_symbols(m, h, memory_bytes)) goto failed;
+  const json_t *calls = json_object_get(h, "calls");
+  if (!want_array(calls, "calls")) goto failed;
+  m->n_calls = json_array_size(calls);
+  m->control = json_object_get(h, "control");
+  if (m->control && !want_control(m->control, "control", m->n_calls, memory_bytes, 0)) goto failed;
   if (!want_bindings(m, json_object_get(h, "inputs"), "inputs", memory_bytes, &m->inputs, &m->n_inputs)) goto failed;
   if (!want_bindings(m, json_object_get(h, "outputs"), "outputs", memory_bytes, &m->outputs, &m->n_outputs))
     goto failed;
@@ -831,6 +1000,16 @@ static kiln_model *load(const uint8_t *bytes, size_t size) {
     goto failed;
   }
   const bool threaded = json_is_true(threads);
+  const json_t *per_call = json_object_get(native, "perCall");
+  if (per_call && !json_is_boolean(per_call)) {
+    damaged("native.perCall is not a boolean");
+    goto failed;
+  }
+  if (json_is_true(per_call) != (m->control != NULL)) {
+    damaged("%s", m->control ? "the control program's calls have no per-call entry (native.perCall)"
+                             : "native.perCall is set, but the artifact has no control program");
+    goto failed;
+  }
   m->cpu = cpu;
   if (!check_machine(native, triple, cpu)) goto failed;
 
@@ -869,7 +1048,8 @@ static kiln_model *load(const uint8_t *bytes, size_t size) {
     goto failed;
   }
   /* (a data pointer to a function pointer, as POSIX's dlsym requires) */
-  if (threaded) memcpy(&m->entry_threads, &sym, sizeof sym);
+  if (m->control) memcpy(&m->entry_call, &sym, sizeof sym);
+  else if (threaded) memcpy(&m->entry_threads, &sym, sizeof sym);
   else memcpy(&m->entry, &sym, sizeof sym);
   return m;
 
@@ -1040,9 +1220,12 @@ static bool want_buffers(const kiln_model *m, const char *fn, const void *const 
   return true;
 }
 
-static void run_code(kiln_model *m) {
+/* Runs the code on the memory: every call, or the control program's. False with the error set where that fails. */
+static bool run_code(kiln_model *m) {
+  if (m->control) return run_control(m, m->control, 0);
   if (m->entry_threads) m->entry_threads(m->memory, m->threads);
   else m->entry(m->memory);
+  return true;
 }
 
 int kiln_run(kiln_model *m, const void *const *inputs, void *const *outputs) {
@@ -1061,12 +1244,12 @@ int kiln_run(kiln_model *m, const void *const *inputs, void *const *outputs) {
   for (size_t i = 0; i < m->n_inputs; i++)
     if (m->inputs[i].info.byte_size)
       memcpy(m->memory + m->inputs[i].offset, inputs[i], m->inputs[i].info.byte_size);
-  run_code(m);
-  for (size_t i = 0; i < m->n_outputs; i++)
+  bool ran = run_code(m);
+  for (size_t i = 0; ran && i < m->n_outputs; i++)
     if (m->outputs[i].info.byte_size)
       memcpy(outputs[i], m->memory + m->outputs[i].offset, m->outputs[i].info.byte_size);
   atomic_flag_clear(&m->running);
-  return 0;
+  return ran ? 0 : -1;
 }
 
 /*
@@ -1209,8 +1392,7 @@ int kiln_run_shaped(kiln_model *m, const void *const *inputs, const int64_t *con
     else if (b->info.byte_size)
       memcpy(m->memory + b->offset, inputs[i], b->info.byte_size);
   }
-  run_code(m);
-  bool ok = counted_sizes(m, values);
+  bool ok = run_code(m) && counted_sizes(m, values);
   for (size_t i = 0; ok && i < m->n_outputs; i++) {
     const binding *b = m->outputs + i;
     if (!b->dims) {
