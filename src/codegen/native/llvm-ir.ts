@@ -3,9 +3,9 @@
 // (phase, chunk, nchunks) as the WebAssembly kernels do: it runs one phase, and of a phase's parallel loop the
 // iterations of chunk `chunk`. One exported entry, `kiln_run(i8* memory, i32 threads)`, makes every call of the
 // program with the memory plan's offsets, so the runtime crosses into native code once per run; with threads > 1
-// it runs the program on a libgomp team (OpenMP's runtime, through its documented GOMP_* ABI): each thread runs its
-// own contiguous share of the chunks of each parallel phase, phases too small to split run on thread 0, and the
-// team meets at a barrier where a phase reads what another thread may have written.
+// it runs the program on a libgomp team (OpenMP's runtime, through its documented GOMP_* ABI): every thread claims
+// chunks of each parallel phase from an atomic counter, phases too small to split run on thread 0, and the team
+// meets at a barrier where a phase reads what another thread may have written.
 // Variables live in stack slots (allocas) that LLVM's SROA/mem2reg turn into registers; register tiles (local
 // buffers) are stack arrays indexed by constants once the unrolled loops around them are expanded here. Loops the
 // schedule vectorizes carry llvm.loop metadata asking the loop vectorizer to vectorize them at the target's width.
@@ -288,8 +288,9 @@ function programText(
   decls: Set<string>,
   suffix = '',
 ): string[] {
-  const [programFn, teamFn] = ['program', 'team'].map((n) => `@kiln_${n}${suffix}`);
-  const splitPhases = steps.filter((st) => st.split).length;
+  const [programFn, teamFn, claimsVar] = ['program', 'team', 'claims'].map((n) => `@kiln_${n}${suffix}`);
+  const counters = steps.filter((st) => st.split).length;
+  const claims = `[${counters} x i32]`;
   const p = [
     `define internal void ${programFn}(i8* %mem, i32 %thread, i32 %threads${perCall ? ', i32 %call' : ''}) #0 {`,
     'entry:',
@@ -307,6 +308,7 @@ function programText(
   });
   if (perCall)
     p.push(`  switch i32 %call, label %end [${calls.map((_, i) => ` i32 ${i}, label %call${i}`).join('')} ]`);
+  let counter = 0;
   steps.forEach((st, j) => {
     const c = calls[st.call];
     const args = c.args.map((_, a) => `i8* %c${st.call}_${a}, `).join('');
@@ -319,24 +321,14 @@ function programText(
       p.push(`  br i1 %many, label %sync${j}, label %s${j}`, `sync${j}:`, '  call void @GOMP_barrier()');
     p.push(`  br label %s${j}`, `s${j}:`);
     if (st.split) {
-      // thread t runs chunks [t*n/T, (t+1)*n/T): the same part of every phase of the same extent, so a phase reads
-      // on each core what the phase before wrote there (claiming chunks from a shared counter, Winograd's column
-      // pass read half its rows from the other core's cache and ran slower on 2 threads than on 1)
+      const at = `getelementptr inbounds (${claims}, ${claims}* ${claimsVar}, i64 0, i64 ${counter++})`;
       p.push(
-        `  %lo${j}a = mul i32 %thread, %nchunks`,
-        `  %lo${j} = sdiv i32 %lo${j}a, %threads`,
-        `  %hi${j}t = add i32 %thread, 1`,
-        `  %hi${j}a = mul i32 %hi${j}t, %nchunks`,
-        `  %hi${j} = sdiv i32 %hi${j}a, %threads`,
-        `  br label %h${j}`,
-        `h${j}:`,
-        `  %k${j} = phi i32 [ %lo${j}, %s${j} ], [ %n${j}, %w${j} ]`,
-        `  %more${j} = icmp slt i32 %k${j}, %hi${j}`,
+        `  %k${j} = atomicrmw add i32* ${at}, i32 1 monotonic`,
+        `  %more${j} = icmp slt i32 %k${j}, %nchunks`,
         `  br i1 %more${j}, label %w${j}, label %d${j}`,
         `w${j}:`,
         call(`%k${j}`, '%nchunks'),
-        `  %n${j} = add i32 %k${j}, 1`,
-        `  br label %h${j}`,
+        `  br label %s${j}`,
       );
     } else p.push(`  br i1 %solo, label %w${j}, label %d${j}`, `w${j}:`, call('0', '1'), `  br label %d${j}`);
     p.push(`d${j}:`);
@@ -352,13 +344,14 @@ function programText(
   const params = perCall ? 'i8* %mem, i32 %call, i32 %threads' : 'i8* %mem, i32 %threads';
   const program = (thread: string, threads: string) =>
     `  call void ${programFn}(i8* %mem, i32 ${thread}, i32 ${threads}${perCall ? ', i32 %call' : ''})`;
-  if (splitPhases === 0)
+  if (counters === 0)
     return [...p, `define dllexport void @${entry}(${params}) #0 {`, 'entry:', program('0', '1'), '  ret void', '}'];
   for (const d of [
     'void @GOMP_parallel(void (i8*)*, i8*, i32, i32)',
     'void @GOMP_barrier()',
     'i32 @omp_get_thread_num()',
     'i32 @omp_get_num_threads()',
+    'void @llvm.memset.p0i8.i64(i8* nocapture writeonly, i8, i64, i1 immarg)',
   ])
     decls.add(`declare ${d}`);
   // a team thread gets one pointer: the memory, or with perCall a { memory, call } pair on the entry's stack
@@ -384,6 +377,8 @@ function programText(
       ]
     : [];
   return [
+    `${claimsVar} = internal global ${claims} zeroinitializer, align 64`,
+    '',
     ...p,
     ...team,
     '  %thread = call i32 @omp_get_thread_num()',
@@ -395,6 +390,7 @@ function programText(
     `define dllexport void @${entry}(${params}) #0 {`,
     'entry:',
     ...teamArg,
+    `  call void @llvm.memset.p0i8.i64(i8* bitcast (${claims}* ${claimsVar} to i8*), i8 0, i64 ${counters * 4}, i1 false)`,
     '  %many = icmp sgt i32 %threads, 1',
     '  br i1 %many, label %team, label %one',
     'one:',
