@@ -1228,6 +1228,9 @@ static bool run_code(kiln_model *m) {
   return true;
 }
 
+static int run_model(kiln_model *m, const void *const *inputs, const int64_t *const *input_shapes,
+                     void *const *outputs, int64_t *const *output_shapes);
+
 int kiln_run(kiln_model *m, const void *const *inputs, void *const *outputs) {
   if (!want_model(m, "kiln_run") || !want_buffers(m, "kiln_run", inputs, outputs)) return -1;
   if (m->n_symbols) {
@@ -1236,20 +1239,7 @@ int kiln_run(kiln_model *m, const void *const *inputs, void *const *outputs) {
          m->symbols[0].name, m->symbols[0].min, m->symbols[0].max, m->n_symbols > 1 ? ", ..." : "");
     return -1;
   }
-  if (atomic_flag_test_and_set(&m->running)) {
-    fail("E_INPUT", "run a model on one thread at a time, or load one model per thread",
-         "the model is running on another thread");
-    return -1;
-  }
-  for (size_t i = 0; i < m->n_inputs; i++)
-    if (m->inputs[i].info.byte_size)
-      memcpy(m->memory + m->inputs[i].offset, inputs[i], m->inputs[i].info.byte_size);
-  bool ran = run_code(m);
-  for (size_t i = 0; ran && i < m->n_outputs; i++)
-    if (m->outputs[i].info.byte_size)
-      memcpy(outputs[i], m->memory + m->outputs[i].offset, m->outputs[i].info.byte_size);
-  atomic_flag_clear(&m->running);
-  return ran ? 0 : -1;
+  return run_model(m, inputs, NULL, outputs, NULL);
 }
 
 /*
@@ -1365,16 +1355,22 @@ int kiln_run_shaped(kiln_model *m, const void *const *inputs, const int64_t *con
          "kiln_run_shaped was given no input shapes (NULL)");
     return -1;
   }
-  int64_t *values = calloc(m->n_symbols ? m->n_symbols : 1, sizeof *values);
-  int64_t *shape = calloc(MAX_DIM_RANK, sizeof *shape);
-  if (!values || !shape) {
-    free(values);
-    free(shape);
+  return run_model(m, inputs, input_shapes, outputs, output_shapes);
+}
+
+/*
+ * A run over checked buffers (kiln_run, kiln_run_shaped): `input_shapes` NULL for the compiled shapes of a model
+ * without run-time sizes. Inputs in, the code, outputs out at the run's shapes into `output_shapes` (when given).
+ */
+static int run_model(kiln_model *m, const void *const *inputs, const int64_t *const *input_shapes,
+                     void *const *outputs, int64_t *const *output_shapes) {
+  int64_t *values = NULL, shape[MAX_DIM_RANK];
+  if (m->n_symbols && !(values = calloc(m->n_symbols, sizeof *values))) {
     fail("E_SHAPE", "free memory", "out of memory");
     return -1;
   }
   int status = -1;
-  if (!input_sizes(m, input_shapes, values)) goto done;
+  if (input_shapes && !input_sizes(m, input_shapes, values)) goto done;
   if (atomic_flag_test_and_set(&m->running)) {
     fail("E_INPUT", "run a model on one thread at a time, or load one model per thread",
          "the model is running on another thread");
@@ -1386,7 +1382,7 @@ int kiln_run_shaped(kiln_model *m, const void *const *inputs, const int64_t *con
   }
   for (size_t i = 0; i < m->n_inputs; i++) {
     const binding *b = m->inputs + i;
-    if (b->dims)
+    if (b->dims && input_shapes)
       copy_strided((uint8_t *)inputs[i], input_shapes[i], m->memory + b->offset, b->shape, b->info.rank,
                    b->info.element_size, true);
     else if (b->info.byte_size)
@@ -1417,7 +1413,6 @@ int kiln_run_shaped(kiln_model *m, const void *const *inputs, const int64_t *con
   status = ok ? 0 : -1;
 done:
   free(values);
-  free(shape);
   return status;
 }
 
