@@ -7,6 +7,7 @@ import { printControl } from '../runtime/control.js';
 import type { IOBinding } from '../runtime/artifact-format.js';
 import { compile, compileGraph, fuseForTarget, importAndOptimize, webgpuLimitsOf } from '../compiler/compile.js';
 import { withDimRanges } from '../relay-ir/sym-dim.js';
+import { asNativeKernel } from '../compiler/native-program.js';
 import { printKernelTE } from '../compiler/kernel.js';
 import { printFunc } from '../relay-ir/printer.js';
 import { printPrimFunc } from '../schedule/loop-ir.js';
@@ -116,7 +117,7 @@ export async function inspectCommand(
   // variants of the program's kernels
   const kernels =
     level === 'loop' && target === 'native'
-      ? r.program.kernels.map((k) => ({ ...k, prim: k.native!.prim, trace: [...k.native!.trace] }))
+      ? r.program.kernels.map(asNativeKernel)
       : level === 'loop' && target !== 'wasm'
         ? r.gpuKernels
         : r.program.kernels;

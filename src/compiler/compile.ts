@@ -33,7 +33,7 @@ import { type GpuSectionOptions, buildWebGpuSection, valueBindings } from './web
 import { type WebGpuLimits, type WebGpuProfileName, resolveWebGpuLimits } from '../codegen/common/webgpu-profile.js';
 import { splitWideConcat } from '../relay-ir/passes/split-wide-concat.js';
 import { buildCudaSection } from './cuda-program.js';
-import { buildNativeSection, hostCpuFlags, nativeKernel } from './native-program.js';
+import { asNativeKernel, buildNativeSection, hostCpuFlags, nativeKernel } from './native-program.js';
 import { type CpuOption, DEFAULT_CPU, resolveCpu } from '../codegen/native/cpu.js';
 import { buildControlProgram, hasControlRegions } from './control-program.js';
 import { hasControlFlow, mapBodies } from '../relay-ir/control.js';
@@ -361,7 +361,7 @@ export async function compileGraph(
   if (opts.dump) {
     const pipelines: [LoopTarget, readonly BuiltKernel[]][] = [['wasm', program.kernels]];
     if (opts.target === 'webgpu' || opts.target === 'cuda') pipelines.push([opts.target, gpuKernels]);
-    if (cpu) pipelines.push(['native', program.kernels.map((k) => ({ ...k, trace: [...k.native!.trace] }))]);
+    if (cpu) pipelines.push(['native', program.kernels.map(asNativeKernel)]);
     for (const [target, kernels] of pipelines) {
       for (const k of kernels)
         for (const s of loopIRAfterEachPass(k, target))

@@ -49,6 +49,13 @@ export function nativeKernel(k: BuiltKernel, target: CpuTarget, trace?: readonly
   return { prim: r.prim, trace: r.trace };
 }
 
+/** A kernel built for target native as its native variant: that loop IR and schedule (kiln inspect, dumps). */
+export const asNativeKernel = (k: BuiltKernel): BuiltKernel => ({
+  ...k,
+  prim: k.native!.prim,
+  trace: [...k.native!.trace],
+});
+
 /** A kernel's default schedule on a CPU target (what tuning records as its default there). */
 export function nativeDefaultTrace(k: Pick<BuiltKernel, 'output'>, target: CpuTarget): TraceStep[] {
   return defaultTrace(new Schedule([k.output]), target.tiles);
