@@ -4,7 +4,7 @@
 // scripts/test-prerequisites.sh).
 import { describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { compile, decodeTensorProto, load, type Tensor } from '../src/index.js';
@@ -485,4 +485,47 @@ describe.skipIf(!llvm)('target native: control flow', () => {
       }
     }
   });
+});
+
+describe.skipIf(!llvm)('target native: threads', () => {
+  const cpus = availableParallelism();
+  const cpuLists = () =>
+    Object.fromEntries(
+      readdirSync('/proc/self/task').map((tid) => [
+        tid,
+        /Cpus_allowed_list:\s*(\S+)/.exec(readFileSync(`/proc/self/task/${tid}/status`, 'utf8'))?.[1],
+      ]),
+    );
+  it.skipIf(cpus < 2)(
+    'a team as large as the CPUs binds each worker to its own CPU, never the calling thread, and computes the same bytes',
+    async () => {
+      const bytes = buildModel({
+        inputs: [['x', 'float32', [256, 256]]],
+        outputs: [['y', 'float32', [256, 256]]],
+        initializers: { w: randomF32([256, 256], 5) },
+        nodes: [
+          { op: 'MatMul', inputs: ['x', 'w'], outputs: ['xw'] },
+          { op: 'Tanh', inputs: ['xw'], outputs: ['y'] },
+        ],
+      });
+      const compiled = await compile(bytes, { target: 'native', cpu: HOST_CPU });
+      const feeds = { x: randomF32([256, 256], 6) };
+      const callerBefore = cpuLists()[String(process.pid)];
+      const results: Tensor[] = [];
+      for (const threads of [1, cpus]) {
+        const model = await load(compiled.artifact, { target: 'native', threads });
+        try {
+          expect([model.runsOn, model.threads]).toEqual(['native', threads]);
+          results.push(model.runSync(feeds).y);
+        } finally {
+          model.dispose();
+        }
+      }
+      expect(results[1].data).toEqual(results[0].data);
+      const lists = cpuLists();
+      expect(lists[String(process.pid)]).toBe(callerBefore);
+      const bound = new Set(Object.values(lists).filter((l) => l && /^\d+$/.test(l)));
+      expect(bound.size).toBe(cpus - 1);
+    },
+  );
 });
