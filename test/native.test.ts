@@ -238,7 +238,7 @@ describe.skipIf(!llvm)('target native: artifact, CPU check and fallback', () => 
 });
 
 describe.skipIf(!llvm)('target native: packed weights and strided rows', () => {
-  it("packs a convolution's weights by the level's vector width and loads a stride-2 row as one wide vector", async () => {
+  it("packs a convolution's weights by the level's vector width, stores its tile transposed, and loads a stride-2 row as one wide vector", async () => {
     // a convolution (weights packed by output channel) then a stride-2 depthwise one (lanes along its output row,
     // reading every other input column)
     const bytes = buildModel({
@@ -260,6 +260,11 @@ describe.skipIf(!llvm)('target native: packed weights and strided rows', () => {
       const even = Array.from({ length: lanes }, (_, l) => `i32 ${2 * l}`).join(', ');
       expect(ir).toContain(`shufflevector <${2 * lanes} x float>`);
       expect(ir).toContain(`<${lanes} x i32> <${even}>`);
+      // the convolution's tile (lanes over filters, 6 output columns) is written transposed: each filter's 6
+      // columns (4 in the last tile) as one store, no float stored alone
+      expect(ir).toContain('store <6 x float>');
+      expect(ir).toContain('store <4 x float>');
+      expect(ir).not.toMatch(/store float /);
       if (bestLevel(hostCpuFlags()) === cpu || (cpu === 'x86-64-v3' && HOST_CPU === 'x86-64-v4')) {
         const model = await load(compiled.artifact, { target: 'native', threads: 2 });
         expect(model.runsOn).toBe('native');

@@ -81,6 +81,47 @@ function offsetFrom(base: Expr, e: Expr): number | undefined {
   return undefined;
 }
 
+/** An int32 index as sum(coef * var) + constant, when it is affine (+, -, products with constants). */
+function affineForm(e: Expr): { vars: Map<Var, number>; c: number } | undefined {
+  switch (e.k) {
+    case 'const':
+      return { vars: new Map(), c: Number(e.value) };
+    case 'var':
+      return { vars: new Map([[e, 1]]), c: 0 };
+    case 'bin': {
+      const a = affineForm(e.a),
+        b = affineForm(e.b);
+      if (!a || !b) return undefined;
+      const scaled = (f: { vars: Map<Var, number>; c: number }, k: number) => ({
+        vars: new Map([...f.vars].map(([v, x]) => [v, x * k])),
+        c: f.c * k,
+      });
+      if (e.op === 'mul') {
+        if (b.vars.size === 0) return scaled(a, b.c);
+        if (a.vars.size === 0) return scaled(b, a.c);
+        return undefined;
+      }
+      if (e.op !== 'add' && e.op !== 'sub') return undefined;
+      const sign = e.op === 'add' ? 1 : -1;
+      const vars = new Map(a.vars);
+      for (const [v, x] of b.vars) vars.set(v, (vars.get(v) ?? 0) + sign * x);
+      return { vars, c: a.c + sign * b.c };
+    }
+    default:
+      return undefined;
+  }
+}
+
+/** `e` - `base` when the two affine indices differ by a constant, else undefined. */
+function constDiff(base: Expr, e: Expr): number | undefined {
+  const a = affineForm(base),
+    b = affineForm(e);
+  if (!a || !b) return undefined;
+  for (const v of new Set([...a.vars.keys(), ...b.vars.keys()]))
+    if ((a.vars.get(v) ?? 0) !== (b.vars.get(v) ?? 0)) return undefined;
+  return b.c - a.c;
+}
+
 /** Whether `e` loads from buffer `b`. */
 function readsBuffer(e: Expr, b: Buffer): boolean {
   let reads = false;
@@ -814,7 +855,7 @@ class KernelEmitter extends LoopEmitter<string, void> {
   }
   protected emitSeq(body: readonly Stmt[]): void {
     for (let i = 0; i < body.length; ) {
-      const grouped = this.interleavedStores(body.slice(i));
+      const grouped = this.interleavedStores(body.slice(i)) || this.transposedStores(body.slice(i));
       if (grouped) i += grouped;
       else this.stmt(body[i++]);
     }
@@ -981,30 +1022,111 @@ class KernelEmitter extends LoopEmitter<string, void> {
         this.vmemo = new Map();
         return this.vexpr(g!.st.value, g!.v, L);
       });
-      // concatenated pairwise (phase k at k*L), then lane l of phase k moved to l*S + k
-      let parts = phases,
-        width = L;
-      while (parts.length > 1) {
-        const both = Array.from({ length: 2 * width }, (_, i) => `i32 ${i}`).join(', ');
-        const next: string[] = [];
-        for (let i = 0; i < parts.length; i += 2)
-          next.push(
-            this.op(
-              `shufflevector <${width} x float> ${parts[i]}, <${width} x float> ${parts[i + 1]}, <${2 * width} x i32> <${both}>`,
-            ),
-          );
-        parts = next;
-        width *= 2;
-      }
       const wt = `<${S * L} x float>`;
-      const mask = Array.from({ length: S * L }, (_, p) => `i32 ${(p % S) * L + Math.floor(p / S)}`).join(', ');
-      const row = this.op(`shufflevector ${wt} ${parts[0]}, ${wt} undef, <${S * L} x i32> <${mask}>`);
+      const row = this.interleave(phases, L);
       this.memo = new Map();
       const vp = this.op(`bitcast float* ${this.addr(first.st.buf, base)} to ${wt}*`);
       this.ins(`store ${wt} ${row}, ${wt}* ${vp}, align 4`);
       return S;
     }
     return 0;
+  }
+
+  /**
+   * Consecutive vectorized loops storing float32 vectors whose lanes lie C floats apart (a register tile with its
+   * lanes over channels, written to an NCHW tensor: lane l is channel l, C the channel plane), P of which store the
+   * same channels at P consecutive positions (base + p, p < P <= C): each such group's P vectors are transposed by
+   * shuffles and lane l's P floats stored as one <P x float> vector at base + l*C, instead of P*L scalar stores.
+   * The groups write disjoint elements (checked), so storing them group by group keeps the loops' results. The
+   * number of loops taken, 0 when `body` does not start with at least one group of two.
+   */
+  private transposedStores(body: readonly Stmt[]): number {
+    type Member = { v: Var; st: StoreStmt; base: Expr };
+    const run: Member[] = [];
+    let L = 0,
+      C = 0;
+    for (const s of body) {
+      if (s.k !== 'for' || s.kind !== 'vectorized' || s.body.k !== 'store') break;
+      const st = s.body;
+      const coef = affineCoef(st.index, s.v);
+      if (st.buf.dtype !== 'float32' || st.buf.scope === 'local' || coef === undefined || coef < 2) break;
+      if (readsBuffer(st.value, st.buf)) break;
+      if (run.length && (st.buf !== run[0].st.buf || s.extent !== L || coef !== C)) break;
+      [L, C] = [s.extent, coef];
+      run.push({ v: s.v, st, base: fixVar(st.index, s.v, 0) });
+    }
+    if (run.length < 2 || L < 2 || L > 16) return 0;
+    const groups: { base: Expr; at: Member[] }[] = [];
+    for (const m of run) {
+      const g = groups.find((g) => {
+        const o = constDiff(g.base, m.base);
+        return o !== undefined && o >= 0 && o < C && !g.at[o];
+      });
+      if (g) g.at[constDiff(g.base, m.base)!] = m;
+      else groups.push({ base: m.base, at: [m] });
+    }
+    // each group's columns 0..P-1 all present (no holes), and some group of two or more
+    if (groups.some((g) => Object.keys(g.at).length !== g.at.length) || groups.every((g) => g.at.length < 2)) return 0;
+    // every element written once: offsets from the first group's base, all distinct
+    const written = new Set<number>();
+    for (const g of groups) {
+      const d = constDiff(groups[0].base, g.base);
+      if (d === undefined) return 0;
+      for (let l = 0; l < L; l++)
+        for (let p = 0; p < g.at.length; p++) {
+          const at = d + l * C + p;
+          if (written.has(at)) return 0;
+          written.add(at);
+        }
+    }
+    for (const g of groups) {
+      const P = g.at.length;
+      const vectors = g.at.map((m) => {
+        this.memo = new Map();
+        this.memo64 = new Map();
+        this.vmemo = new Map();
+        return this.vexpr(m.st.value, m.v, L);
+      });
+      const rt = `<${P * L} x float>`,
+        pt = `<${P} x float>`;
+      const rows = this.interleave(vectors, L);
+      const first = g.at[0];
+      for (let l = 0; l < L; l++) {
+        const lane = Array.from({ length: P }, (_, p) => `i32 ${l * P + p}`).join(', ');
+        const run = this.op(`shufflevector ${rt} ${rows}, ${rt} undef, <${P} x i32> <${lane}>`);
+        this.memo = new Map();
+        this.memo64 = new Map();
+        const vp = this.op(`bitcast float* ${this.addr(first.st.buf, fixVar(first.st.index, first.v, l))} to ${pt}*`);
+        this.ins(`store ${pt} ${run}, ${pt}* ${vp}, align 4`);
+      }
+    }
+    return run.length;
+  }
+
+  /**
+   * S vectors of L floats interleaved into one <S*L x float> value, lane l of vector k at l*S + k: concatenated
+   * pairwise (padded with zero vectors to a power of two), then one shuffle.
+   */
+  private interleave(vectors: readonly string[], L: number): string {
+    const S = vectors.length;
+    let parts = [...vectors],
+      width = L;
+    while (parts.length > 1) {
+      if (parts.length % 2) parts = [...parts, 'zeroinitializer'];
+      const both = Array.from({ length: 2 * width }, (_, i) => `i32 ${i}`).join(', ');
+      const next: string[] = [];
+      for (let i = 0; i < parts.length; i += 2)
+        next.push(
+          this.op(
+            `shufflevector <${width} x float> ${parts[i]}, <${width} x float> ${parts[i + 1]}, <${2 * width} x i32> <${both}>`,
+          ),
+        );
+      parts = next;
+      width *= 2;
+    }
+    const wt = `<${width} x float>`;
+    const mask = Array.from({ length: S * L }, (_, p) => `i32 ${(p % S) * L + Math.floor(p / S)}`).join(', ');
+    return this.op(`shufflevector ${wt} ${parts[0]}, ${wt} undef, <${S * L} x i32> <${mask}>`);
   }
 
   private splat(x: string, L: number, t = 'float'): string {
