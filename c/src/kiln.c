@@ -969,7 +969,6 @@ static kiln_model *load(const uint8_t *bytes, size_t size) {
   if (!want_section(native_section, "sections.native", body_start, size, &native_off, &native_len)) goto failed;
   if (!want_object(native, "native")) goto failed;
 
-
   /* the memory plan */
   int64_t memory_bytes, weights_at;
   if (!want_uint(json_object_get(h, "memoryBytes"), "memoryBytes", MAX_SAFE, NULL, &memory_bytes)) goto failed;

@@ -73,52 +73,40 @@ export const NATIVE_LOOP_RUN: LoopPassRun = { input: 'as lowered' };
  */
 const MAX_LOAD_STRIDE = 8;
 
-/** `e` - `base` where `e` is `base` or `base + c` (as the unrolled copies of a loop index their phases), else undefined. */
-function offsetFrom(base: Expr, e: Expr): number | undefined {
-  const b = printExpr(base);
-  if (printExpr(e) === b) return 0;
-  if (e.k === 'bin' && e.op === 'add' && e.b.k === 'const' && printExpr(e.a) === b) return Number(e.b.value);
-  return undefined;
-}
-
-/** An int32 index as sum(coef * var) + constant, when it is affine (+, -, products with constants). */
-function affineForm(e: Expr): { vars: Map<Var, number>; c: number } | undefined {
-  switch (e.k) {
-    case 'const':
-      return { vars: new Map(), c: Number(e.value) };
-    case 'var':
-      return { vars: new Map([[e, 1]]), c: 0 };
-    case 'bin': {
-      const a = affineForm(e.a),
-        b = affineForm(e.b);
-      if (!a || !b) return undefined;
-      const scaled = (f: { vars: Map<Var, number>; c: number }, k: number) => ({
-        vars: new Map([...f.vars].map(([v, x]) => [v, x * k])),
-        c: f.c * k,
-      });
-      if (e.op === 'mul') {
-        if (b.vars.size === 0) return scaled(a, b.c);
-        if (a.vars.size === 0) return scaled(b, a.c);
-        return undefined;
-      }
-      if (e.op !== 'add' && e.op !== 'sub') return undefined;
+/**
+ * An int32 index as a sum of terms times constants plus a constant: a term is a variable, or any other expression
+ * taken whole (by its printed form: a floor division, a product of two variables, a load).
+ */
+function linearForm(e: Expr): { terms: Map<string, number>; c: number } {
+  const scaled = (f: { terms: Map<string, number>; c: number }, k: number) => ({
+    terms: new Map([...f.terms].map(([t, x]) => [t, x * k])),
+    c: f.c * k,
+  });
+  if (e.k === 'const') return { terms: new Map(), c: Number(e.value) };
+  if (e.k === 'bin' && (e.op === 'add' || e.op === 'sub' || e.op === 'mul')) {
+    const a = linearForm(e.a),
+      b = linearForm(e.b);
+    if (e.op === 'mul' && b.terms.size === 0) return scaled(a, b.c);
+    if (e.op === 'mul' && a.terms.size === 0) return scaled(b, a.c);
+    if (e.op !== 'mul') {
       const sign = e.op === 'add' ? 1 : -1;
-      const vars = new Map(a.vars);
-      for (const [v, x] of b.vars) vars.set(v, (vars.get(v) ?? 0) + sign * x);
-      return { vars, c: a.c + sign * b.c };
+      const terms = new Map(a.terms);
+      for (const [t, x] of b.terms) terms.set(t, (terms.get(t) ?? 0) + sign * x);
+      return { terms, c: a.c + sign * b.c };
     }
-    default:
-      return undefined;
   }
+  return { terms: new Map([[printExpr(e), 1]]), c: 0 };
 }
 
-/** `e` - `base` when the two affine indices differ by a constant, else undefined. */
+/**
+ * `e` - `base` when the two indices differ by a constant (the unrolled copies of a loop index their phases and
+ * columns as base + c), else undefined.
+ */
 function constDiff(base: Expr, e: Expr): number | undefined {
-  const a = affineForm(base),
-    b = affineForm(e);
-  if (!a || !b) return undefined;
-  for (const v of new Set([...a.vars.keys(), ...b.vars.keys()]))
-    if ((a.vars.get(v) ?? 0) !== (b.vars.get(v) ?? 0)) return undefined;
+  const a = linearForm(base),
+    b = linearForm(e);
+  for (const t of new Set([...a.terms.keys(), ...b.terms.keys()]))
+    if ((a.terms.get(t) ?? 0) !== (b.terms.get(t) ?? 0)) return undefined;
   return b.c - a.c;
 }
 
@@ -849,9 +837,14 @@ class KernelEmitter extends LoopEmitter<string, void> {
 
   // ---- statements
   override stmt(s: Stmt): void {
+    this.forgetValues();
+    super.stmt(s);
+  }
+  /** Drops the values computed so far (scalar, 64-bit index, vector): code from here on computes its own. */
+  private forgetValues(): void {
     this.memo = new Map();
     this.memo64 = new Map();
-    super.stmt(s);
+    this.vmemo = new Map();
   }
   protected emitSeq(body: readonly Stmt[]): void {
     for (let i = 0; i < body.length; ) {
@@ -968,9 +961,7 @@ class KernelEmitter extends LoopEmitter<string, void> {
     if (st.k !== 'store' || st.buf.dtype !== 'float32' || L < 2 || L > 16) return false;
     const v = s.v,
       vt = `<${L} x float>`;
-    this.memo = new Map();
-    this.memo64 = new Map();
-    this.vmemo = new Map();
+    this.forgetValues();
     const value = this.vexpr(st.value, v, L);
     if (affineCoef(st.index, v) === 1) {
       const p = this.addr(st.buf, fixVar(st.index, v, 0));
@@ -1012,19 +1003,17 @@ class KernelEmitter extends LoopEmitter<string, void> {
           g.L === L &&
           g.st.buf === first.st.buf &&
           affineCoef(g.st.index, g.v) === S &&
-          offsetFrom(base, fixVar(g.st.index, g.v, 0)) === k &&
+          constDiff(base, fixVar(g.st.index, g.v, 0)) === k &&
           !readsBuffer(g.st.value, first.st.buf),
       );
       if (!fits || L < 2 || L > 16) continue;
       const phases = group.map((g) => {
-        this.memo = new Map();
-        this.memo64 = new Map();
-        this.vmemo = new Map();
+        this.forgetValues();
         return this.vexpr(g!.st.value, g!.v, L);
       });
       const wt = `<${S * L} x float>`;
       const row = this.interleave(phases, L);
-      this.memo = new Map();
+      this.forgetValues();
       const vp = this.op(`bitcast float* ${this.addr(first.st.buf, base)} to ${wt}*`);
       this.ins(`store ${wt} ${row}, ${wt}* ${vp}, align 4`);
       return S;
@@ -1082,9 +1071,7 @@ class KernelEmitter extends LoopEmitter<string, void> {
     for (const g of groups) {
       const P = g.at.length;
       const vectors = g.at.map((m) => {
-        this.memo = new Map();
-        this.memo64 = new Map();
-        this.vmemo = new Map();
+        this.forgetValues();
         return this.vexpr(m.st.value, m.v, L);
       });
       const rt = `<${P * L} x float>`,
@@ -1094,8 +1081,7 @@ class KernelEmitter extends LoopEmitter<string, void> {
       for (let l = 0; l < L; l++) {
         const lane = Array.from({ length: P }, (_, p) => `i32 ${l * P + p}`).join(', ');
         const run = this.op(`shufflevector ${rt} ${rows}, ${rt} undef, <${P} x i32> <${lane}>`);
-        this.memo = new Map();
-        this.memo64 = new Map();
+        this.forgetValues();
         const vp = this.op(`bitcast float* ${this.addr(first.st.buf, fixVar(first.st.index, first.v, l))} to ${pt}*`);
         this.ins(`store ${pt} ${run}, ${pt}* ${vp}, align 4`);
       }
