@@ -526,6 +526,7 @@ describe.skipIf(!llvm)('target native: threads', () => {
           model.dispose();
         }
       }
+      expect(compareTensors(results[0], (await runOrt(bytes, feeds)).y)?.message).toBeUndefined();
       expect(results[1].data).toEqual(results[0].data);
       const lists = cpuLists();
       expect(lists[String(process.pid)]).toBe(callerBefore);
