@@ -329,6 +329,93 @@ describe.skipIf(!llvm)('target native: vectors as wide as the level', () => {
   });
 });
 
+const scalarF32 = (v: number): Tensor => ({ dtype: 'float32', shape: [], data: new Float32Array([v]) });
+
+describe.skipIf(!llvm)('target native: an inverted residual block (MobileNetV2)', () => {
+  it("runs a few-channel pointwise convolution's lanes along H*W, reads padded depthwise edges through masked loads, sweeps rows in memory order", async () => {
+    // a 1x1 expansion over 16 channels (row lanes: weights unpacked), a padded stride-1 depthwise convolution, a
+    // padded stride-2 one; 40 columns fill no whole tile of 16 lanes, so every column tile touches the padding
+    const bytes = buildModel({
+      inputs: [['x', 'float32', [1, 16, 40, 40]]],
+      outputs: [['y', 'float32', [1, 48, 20, 20]]],
+      initializers: {
+        e: randomF32([48, 16, 1, 1], 11),
+        d: randomF32([48, 1, 3, 3], 12),
+        s: randomF32([48, 1, 3, 3], 13),
+        lo: scalarF32(0),
+        hi: scalarF32(6),
+      },
+      nodes: [
+        { op: 'Conv', inputs: ['x', 'e'], outputs: ['a'] },
+        { op: 'Clip', inputs: ['a', 'lo', 'hi'], outputs: ['b'] },
+        { op: 'Conv', inputs: ['b', 'd'], outputs: ['c'], attrs: { group: 48, pads: [1, 1, 1, 1] } },
+        { op: 'Relu', inputs: ['c'], outputs: ['r'] },
+        { op: 'Conv', inputs: ['r', 's'], outputs: ['y'], attrs: { group: 48, pads: [1, 1, 1, 1], strides: [2, 2] } },
+      ],
+    });
+    const x = randomF32([1, 16, 40, 40], 14);
+    const want = (await runOrt(bytes, { x })).y;
+    for (const cpu of ['x86-64-v3', 'x86-64-v4'] as const) {
+      const lanes = resolveCpu(cpu, hostCpuFlags).tiles.lanes;
+      const compiled = await compile(bytes, { target: 'native', cpu });
+      expect(printFunc(compiled.graph)).not.toContain('weight_block');
+      const [expand, depthwise] = compiled.program.kernels.filter((k) => k.ops.includes('conv'));
+      expect(expand.native!.trace).toContainEqual({ p: 'fuse', stage: 0, outer: 'i2', inner: 'i3' });
+      const order = depthwise.native!.trace.find((s) => s.p === 'reorder');
+      expect(order && 'order' in order && order.order.indexOf('i2.o') < order.order.indexOf('i3.o')).toBe(true);
+      const ir = nativeModuleText(compiled.program, cpu);
+      // the edge tiles: one masked load per tap (unit stride), a masked wide load (stride 2), no lane-by-lane reads
+      expect(ir).toContain(`@llvm.masked.load.v${lanes}f32`);
+      expect(ir).toContain(`@llvm.masked.load.v${2 * lanes}f32`);
+      expect(ir).not.toMatch(/insertelement <\d+ x float> %\w+, float %\w+, i32 [1-9]/);
+      if (bestLevel(hostCpuFlags()) === cpu || (cpu === 'x86-64-v3' && HOST_CPU === 'x86-64-v4')) {
+        const model = await load(compiled.artifact, { target: 'native', threads: 1 });
+        expect(compareTensors(model.runSync({ x }).y, want)?.message).toBeUndefined();
+        model.dispose();
+      }
+    }
+  });
+
+  it("clips and rectifies with one compare per vector, bit for bit as WebAssembly's pmin/pmax: NaN passes through, a tie of zeros keeps x", async () => {
+    const bytes = buildModel({
+      inputs: [['x', 'float32', [4, 16]]],
+      outputs: [
+        ['r', 'float32', [4, 16]],
+        ['c', 'float32', [4, 16]],
+        ['n', 'float32', [4, 16]],
+      ],
+      initializers: { lo: scalarF32(-0), hi: scalarF32(6), z: scalarF32(0) },
+      nodes: [
+        { op: 'Relu', inputs: ['x'], outputs: ['r'] },
+        { op: 'Clip', inputs: ['x', 'z', 'hi'], outputs: ['c'] },
+        { op: 'Min', inputs: ['x', 'lo'], outputs: ['n'] },
+      ],
+    });
+    const special = [-0, 0, Number.NaN, -1, 1, 5.5, 6, 7, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY];
+    const x = new Float32Array(64).map((_, i) => special[i % special.length] * (1 + Math.floor(i / 16)));
+    const wasm = await load((await compile(bytes)).artifact, { threads: 1 });
+    const compiled = await compile(bytes, { target: 'native', cpu: HOST_CPU });
+    const ir = nativeModuleText(compiled.program, HOST_CPU);
+    expect(ir).not.toMatch(/fcmp uno <\d+ x float>/);
+    const native = await load(compiled.artifact, { target: 'native', threads: 1 });
+    const feed = { x: { dtype: 'float32' as const, shape: [4, 16], data: x } };
+    const a = wasm.runSync(feed),
+      b = native.runSync(feed);
+    for (const name of ['r', 'c', 'n']) {
+      const [p, q] = [a[name].data as Float32Array, b[name].data as Float32Array];
+      // bit for bit: -0 and +0 apart, NaN as NaN
+      expect(
+        Array.from(q, (v, i) => Object.is(v, p[i]) || `${name} ${i}: ${1 / v} vs ${1 / p[i]}`).filter(
+          (t) => t !== true,
+        ),
+      ).toEqual([]);
+    }
+    expect(Number.isNaN((b.r.data as Float32Array)[2]) && Number.isNaN((b.c.data as Float32Array)[2])).toBe(true);
+    wasm.dispose();
+    native.dispose();
+  });
+});
+
 describe.skipIf(!llvm)('target native: convolutions over few channels', () => {
   it('a stride-1 convolution of a one-channel image keeps its weights unpacked and runs its lanes along the row', async () => {
     const bytes = buildModel({

@@ -87,8 +87,16 @@ function reduceSpace(st: Stage, stage: number, defaultParallel: boolean, tiles: 
   // any other axis, or along several adjacent ones fused into one (a pointwise convolution's H*W), the last tile
   // of rows possibly partial (its extra rows computed from clamped indices)
   const vecAxes = S.map((a, i) => ({ a, i }))
-    .filter(({ a }) => a.extent >= L)
+    .filter(({ a, i }) => a.extent >= L || i === shape.j)
     .map(({ i }) => i);
+  // axes fused into the lane axis (a pointwise convolution's H*W, by the operator's hint): the lane axis and the
+  // ones before it
+  const laneAxes = (d: Record<string, Value>) => {
+    const v = d.vec as number,
+      k = (d.lanes as number | undefined) ?? 1;
+    return S.map((_, i) => i).slice(v - k + 1, v + 1);
+  };
+  const laneExtent = (d: Record<string, Value>) => laneAxes(d).reduce((p, i) => p * S[i].extent, 1);
   // widths that divide the axis, and 1-3 vectors with the last tile shifted back (as the default may choose)
   const vjDomain = (n: number) =>
     [1, 2, 3, 4, 6, 8].filter((v) => (n % L === 0 && (n / L) % v === 0) || (v <= 3 && L * v <= n));
@@ -101,21 +109,33 @@ function reduceSpace(st: Stage, stage: number, defaultParallel: boolean, tiles: 
   const rowExtent = (d: Record<string, Value>) => rowAxes(d).reduce((p, i) => p * S[i].extent, 1);
   const others = (d: Record<string, Value>) => {
     const rs = rowAxes(d);
-    return S.map((_, i) => i).filter((i) => i !== d.vec && !rs.includes(i));
+    const ls = laneAxes(d);
+    return S.map((_, i) => i).filter((i) => !ls.includes(i) && !rs.includes(i));
   };
   const totalR = R.reduce((p, a) => p * a.extent, 1);
   const nSlots = S.length - 1 + 5; // other spatial axes (at most S-1) + the K block, J0, J1, I0, I1
   const fields: Field[] = [
     { name: 'vec', domain: () => ({ values: vecAxes }) },
-    { name: 'vj', domain: (d) => ({ values: vjDomain(S[d.vec as number].extent) }) },
-    { name: 'row', domain: (d) => ({ values: [-1, ...S.map((_, i) => i).filter((i) => i !== d.vec)] }) },
+    {
+      name: 'lanes',
+      domain: (d) => ({
+        values: (d.vec === shape.j && shape.laneAxes > 1 ? [1, shape.laneAxes] : [1]).filter(
+          (k) => laneExtent({ ...d, lanes: k }) >= L,
+        ),
+      }),
+    },
+    { name: 'vj', domain: (d) => ({ values: vjDomain(laneExtent(d)) }) },
+    {
+      name: 'row',
+      domain: (d) => ({ values: [-1, ...S.map((_, i) => i).filter((i) => !laneAxes(d).includes(i))] }),
+    },
     // axes fused into the row axis: the row axis and up to two before it (the lane axis never among them)
     {
       name: 'rows',
       domain: (d) => {
         const row = d.row as number;
         const ks = [1];
-        for (let k = 2; k <= 3 && row - k + 1 >= 0 && row - k + 1 !== d.vec; k++) ks.push(k);
+        for (let k = 2; k <= 3 && row - k + 1 >= 0 && !laneAxes(d).includes(row - k + 1); k++) ks.push(k);
         return { values: row < 0 ? [1] : ks };
       },
     },
@@ -131,7 +151,7 @@ function reduceSpace(st: Stage, stage: number, defaultParallel: boolean, tiles: 
     {
       name: 'tj',
       domain: (d) => {
-        const n = Math.ceil(S[d.vec as number].extent / L / (d.vj as number));
+        const n = Math.ceil(laneExtent(d) / L / (d.vj as number));
         return { values: divisorsUpTo(n, 64).filter((t) => t === 1 || t < n) };
       },
     },
@@ -156,7 +176,7 @@ function reduceSpace(st: Stage, stage: number, defaultParallel: boolean, tiles: 
       name: 'kblock',
       domain: (d) => {
         const ext = R[d.rsplit as number].extent,
-          n = S[d.vec as number].extent;
+          n = laneExtent(d);
         if (!d.cacheWrite || totalR < K_BLOCK_MIN || n % (L * (d.vj as number)) !== 0) return { values: [0] };
         return { values: [0, ...K_BLOCKS.filter((b) => b < ext && ext % b === 0 && b % (d.unroll as number) === 0)] };
       },
@@ -184,24 +204,27 @@ function reduceSpace(st: Stage, stage: number, defaultParallel: boolean, tiles: 
       extent.set(`${axis}.o`, Math.ceil(n / factor)).set(`${axis}.i`, factor);
       return [`${axis}.o`, `${axis}.i`];
     };
-    const vec = d.vec as number,
-      vj = d.vj as number,
+    const vj = d.vj as number,
       row = d.row as number,
       vi = d.vi as number;
     const tj = d.tj as number,
       ti = d.ti as number,
       unroll = d.unroll as number,
       kblock = (d.kblock as number | undefined) ?? 0;
-    // fused rows first, as the default does (the axes are still adjacent roots)
-    const rowRoots = rowAxes(d).map((i) => S[i].name);
-    let rowName = rowRoots[0];
-    for (const a of rowRoots.slice(1)) {
-      steps.push({ p: 'fuse', stage, outer: rowName, inner: a });
-      extent.set(`${rowName}*${a}`, extent.get(rowName)! * extent.get(a)!);
-      rowName = `${rowName}*${a}`;
-    }
+    // fused rows, then fused lanes, first, as the default does (the axes are still adjacent roots)
+    const fuse = (roots: string[]) => {
+      let name = roots[0];
+      for (const a of roots.slice(1)) {
+        steps.push({ p: 'fuse', stage, outer: name, inner: a });
+        extent.set(`${name}*${a}`, extent.get(name)! * extent.get(a)!);
+        name = `${name}*${a}`;
+      }
+      return name;
+    };
+    const rowName = fuse(rowAxes(d).map((i) => S[i].name)),
+      laneName = fuse(laneAxes(d).map((i) => S[i].name));
     // overlapping last tile only where the tile accumulates in registers (the alternative accumulates in the output)
-    const [jo, ji] = split(S[vec].name, L * vj, !!d.cacheWrite);
+    const [jo, ji] = split(laneName, L * vj, !!d.cacheWrite);
     const [jio, jii] = split(ji, L);
     let iLevels: string[] = [],
       ii: string | undefined;
@@ -255,8 +278,13 @@ function reduceSpace(st: Stage, stage: number, defaultParallel: boolean, tiles: 
     return steps;
   };
   // the default schedule's tile (registerTileTrace), when the space holds it
+  // (slots: the other spatial axes, then K, J0, J1, I0, I1; the operator's rowTilesOuter hint puts I0 before J0)
+  const K = S.length - 1;
+  const defaultOrder = Array.from({ length: nSlots }, (_, i) => i);
+  if (st.tensor.hints?.rowTilesOuter && shape.i >= 0) defaultOrder.splice(K + 1, 3, K + 3, K + 1, K + 2);
   let defaults: Record<string, Value> | undefined = {
     vec: shape.j,
+    lanes: shape.laneAxes,
     vj: shape.vj,
     row: shape.i,
     rows: shape.i < 0 ? 1 : shape.rows,
@@ -266,7 +294,7 @@ function reduceSpace(st: Stage, stage: number, defaultParallel: boolean, tiles: 
     rsplit: 0,
     unroll: 1,
     rorder: R.map((_, i) => i),
-    order: Array.from({ length: nSlots }, (_, i) => i),
+    order: defaultOrder,
     cacheWrite: true,
     kblock: 0,
     staged: -1,

@@ -341,6 +341,8 @@ export interface RegisterTile {
   vi: number;
   /** Spatial axes ending at `i` fused into the row axis (1: just `i`), from the operator's rowAxes hint. */
   rows: number;
+  /** Spatial axes ending at `j` fused into the lane axis (1: just `j`), from the operator's laneAxes hint. */
+  laneAxes: number;
   /** float32 lanes per vector: the target's, or fewer for a lane axis narrower than its vectors. */
   lanes: number;
 }
@@ -357,7 +359,11 @@ export function registerTileShape(st: Stage, tiles: TileOptions = WASM_TILES): R
     return undefined;
   const spatial = st.roots.filter((a) => !a.reduce);
   const jAt = h?.vectorAxis ?? spatial.length - 1;
-  const j = spatial[jAt];
+  const iAt = h?.rowAxis ?? spatial.length - 2;
+  // (never fusing the row axis into the lanes)
+  let laneAxes = Math.max(1, Math.min(h?.laneAxes ?? 1, jAt + 1));
+  while (laneAxes > 1 && iAt > jAt - laneAxes && iAt < jAt) laneAxes--;
+  const j = spatial[jAt] && { extent: spatial.slice(jAt - laneAxes + 1, jAt + 1).reduce((p, a) => p * a.extent, 1) };
   // (a lane axis narrower than the target's vectors, 12 output channels on AVX-512: half-width vectors, not none)
   while (j && L > 4 && j.extent < L) L /= 2;
   if (!j || j.extent < L) return undefined;
@@ -365,7 +371,7 @@ export function registerTileShape(st: Stage, tiles: TileOptions = WASM_TILES): R
   // (7, 13, 28, 49 wide) full-width tiles, the last one shifted back to overlap its neighbour: 2 vectors wide
   // when that recomputes little (WIDE_TILE_WASTE), else the width with the fewest recomputed lanes
   // (4 when a pointwise convolution's fused rows cap the tile at 6 rows and the registers hold 24 accumulators)
-  const widths = tiles.maxAccumulators >= 24 && (h?.rowAxes ?? 1) > 1 ? [4, 3, 2] : [2, 3];
+  const widths = tiles.maxAccumulators >= 24 && ((h?.rowAxes ?? 1) > 1 || laneAxes > 1) ? [4, 3, 2] : [2, 3];
   const divides = j.extent % L === 0 ? widths.find((v) => (j.extent / L) % v === 0) : undefined;
   // (a depthwise convolution, lanes along its output row by hint, shares one weight across its whole tile: no gain)
   const wideGains = h?.vectorAxis === undefined;
@@ -376,7 +382,6 @@ export function registerTileShape(st: Stage, tiles: TileOptions = WASM_TILES): R
       : [2, 1]
           .filter((v) => L * v <= j.extent)
           .reduce((best, v) => (lanesComputed(j.extent, v, L) < lanesComputed(j.extent, best, L) ? v : best)));
-  const iAt = h?.rowAxis ?? spatial.length - 2;
   // rows over several axes fused into one (a 1x1 convolution's output rows and columns: one long row axis
   // instead of short ones with a partial tile at each row's end), when none of them is the lane axis
   const rows = iAt >= 0 && (h?.rowAxes ?? 1) > 1 && iAt - h!.rowAxes! + 1 > jAt ? h!.rowAxes! : 1;
@@ -393,7 +398,7 @@ export function registerTileShape(st: Stage, tiles: TileOptions = WASM_TILES): R
     const busy = (v: number) => i.extent / Math.ceil(i.extent / v);
     for (const v of [...fits].reverse()) if (busy(v) > busy(vi) + 1e-9) vi = v;
   }
-  return { j: jAt, vj, i: i ? iAt : -1, vi, rows, lanes: L };
+  return { j: jAt, vj, i: i ? iAt : -1, vi, rows, laneAxes, lanes: L };
 }
 
 /**
@@ -407,28 +412,39 @@ export function registerTileTrace(st: Stage, stage: number, tiles: TileOptions =
   const L = shape.lanes;
   const spatial = st.roots.filter((a) => !a.reduce),
     red = st.roots.filter((a) => a.reduce);
-  const { vj, vi } = shape,
-    j = spatial[shape.j];
+  const { vj, vi } = shape;
   const rowRoots = shape.i >= 0 ? spatial.slice(shape.i - shape.rows + 1, shape.i + 1) : [];
+  const laneRoots = spatial.slice(shape.j - shape.laneAxes + 1, shape.j + 1);
   const steps: TraceStep[] = [];
-  let i: { name: string } | undefined = rowRoots[0];
-  for (const a of rowRoots.slice(1)) {
-    steps.push({ p: 'fuse', stage, outer: i!.name, inner: a.name });
-    i = { name: `${i!.name}*${a.name}` };
-  }
+  const fused = (roots: readonly Axis[]): { name: string; extent: number } | undefined => {
+    let f: { name: string; extent: number } | undefined = roots[0];
+    for (const a of roots.slice(1)) {
+      steps.push({ p: 'fuse', stage, outer: f!.name, inner: a.name });
+      f = { name: `${f!.name}*${a.name}`, extent: f!.extent * a.extent };
+    }
+    return f;
+  };
+  const i = fused(rowRoots),
+    j = fused(laneRoots)!;
   steps.push(
     { p: 'split', stage, axis: j.name, factor: L * vj, ...(j.extent % (L * vj) ? { shiftTail: true } : {}) },
     { p: 'split', stage, axis: `${j.name}.i`, factor: L },
   );
   // tiles of j outside tiles of i: the operand read along j (a weight panel) stays in cache across i
-  const order = [...spatial.filter((a) => !rowRoots.includes(a) && a !== j).map((a) => a.name), `${j.name}.o`];
+  const order = [
+    ...spatial.filter((a) => !rowRoots.includes(a) && !laneRoots.includes(a)).map((a) => a.name),
+    `${j.name}.o`,
+  ];
   const tile: string[] = [];
+  // (or, by the operator's hint, tiles of i outside: the tiles sweep the output in memory order)
+  const put = (name: string) =>
+    st.tensor.hints?.rowTilesOuter ? order.splice(order.length - 1, 0, name) : order.push(name);
   if (i && vi > 1) {
     steps.push({ p: 'split', stage, axis: i.name, factor: vi });
-    order.push(`${i.name}.o`);
+    put(`${i.name}.o`);
     tile.push(`${i.name}.i`);
   } else if (i) {
-    order.push(i.name);
+    put(i.name);
   }
   order.push(...red.map((a) => a.name), ...tile, `${j.name}.i.o`, `${j.name}.i.i`);
   steps.push({ p: 'reorder', stage, order });

@@ -17,6 +17,13 @@ export interface ComputeHints {
   readonly rowAxis?: number;
   /** Axes ending at rowAxis that may be fused into one row axis (they are contiguous in every operand read). */
   readonly rowAxes?: number;
+  /** Axes ending at vectorAxis that may be fused into one lane axis (contiguous in the output and every operand read). */
+  readonly laneAxes?: number;
+  /**
+   * Register tiles of rows outside tiles of lanes: no operand read along the lanes is worth keeping in cache
+   * across rows, and the tiles then sweep the output (and a window's input) in memory order.
+   */
+  readonly rowTilesOuter?: boolean;
   /** Computed into its own buffer even without a reduction: many consumers read each element (a transform). */
   readonly materialize?: boolean;
   /** The innermost axis is rows of this many elements fused into one: SIMD lanes run within a row. */

@@ -1135,6 +1135,81 @@ class KernelEmitter extends LoopEmitter<string, void> {
     return this.op(`call ${vt} @${fn}(${args.map((a) => `${vt} ${a}`).join(', ')})`);
   }
 
+  /**
+   * A select between a load and a pure value whose condition varies across the lanes (a padded convolution's
+   * edge tile: the first lane reads left of the row): one masked load (lanes whose condition is false read
+   * nothing, so no address outside the buffer is touched) and a vector select, instead of lane-by-lane scalars.
+   * Undefined where the condition is not a comparison of affine lane indices or the load is not a vector load.
+   */
+  private maskedSelect(e: SelectExpr, v: Var, L: number): string | undefined {
+    const negated = e.a.k !== 'load';
+    const [ld, other] = negated ? [e.b, e.a] : [e.a, e.b];
+    if (ld.k !== 'load' || !isPure(other) || ld.dtype !== 'float32' || (ld.buf as Buffer).scope === 'local')
+      return undefined;
+    const s = affineCoef(ld.idx[0], v);
+    if (s === undefined || s < 1 || s > MAX_LOAD_STRIDE) return undefined;
+    let c = this.vtruth(e.c, v, L);
+    if (!c) return undefined;
+    if (negated) c = this.op(`xor <${L} x i1> ${c}, <${Array(L).fill('i1 true').join(', ')}>`);
+    const vt = `<${L} x float>`,
+      wt = `<${s * L} x float>`;
+    // (a strided load: the mask of a wide load, true only at the kept lanes whose condition holds)
+    const mask =
+      s === 1
+        ? c
+        : this.op(
+            `shufflevector <${L} x i1> ${c}, <${L} x i1> zeroinitializer, <${s * L} x i32> <${Array.from(
+              { length: s * L },
+              (_, p) => `i32 ${p % s === 0 ? p / s : L}`,
+            ).join(', ')}>`,
+          );
+    const fn = `llvm.masked.load.v${s * L}f32.p0v${s * L}f32`;
+    this.declare(`${wt} @${fn}(${wt}*, i32 immarg, <${s * L} x i1>, ${wt})`);
+    const p = this.op(`bitcast float* ${this.addr(ld.buf as Buffer, fixVar(ld.idx[0], v, 0))} to ${wt}*`);
+    const b = this.vexpr(other, v, L);
+    // (unit stride: the other value fills the masked-off lanes of the load itself)
+    const wide = this.op(
+      `call ${wt} @${fn}(${wt}* ${p}, i32 4, <${s * L} x i1> ${mask}, ${wt} ${s === 1 ? b : 'zeroinitializer'})`,
+    );
+    if (s === 1) return wide;
+    const kept = Array.from({ length: L }, (_, l) => `i32 ${s * l}`).join(', ');
+    const loaded = this.op(`shufflevector ${wt} ${wide}, ${wt} undef, <${L} x i32> <${kept}>`);
+    return this.op(`select <${L} x i1> ${c}, ${vt} ${loaded}, ${vt} ${b}`);
+  }
+  /**
+   * The <L x i1> value of a condition across lane variable `v`: conjunctions and disjunctions of int32
+   * comparisons whose sides are affine in `v` (a vector compare of base + lane * coefficient), or undefined.
+   */
+  private vtruth(c: Expr, v: Var, L: number): string | undefined {
+    const bt = `<${L} x i1>`;
+    if (!mentions(c, v)) {
+      const t = this.truth(c);
+      const one = this.op(`insertelement ${bt} undef, i1 ${t}, i32 0`);
+      return this.op(`shufflevector ${bt} ${one}, ${bt} undef, <${L} x i32> zeroinitializer`);
+    }
+    if (c.k !== 'bin') return undefined;
+    if ((c.op === 'and' || c.op === 'or') && c.dtype === 'bool') {
+      const a = this.vtruth(c.a, v, L),
+        b = a && this.vtruth(c.b, v, L);
+      return b && this.op(`${c.op} ${bt} ${a}, ${b}`);
+    }
+    const cmp = ICMP[c.op];
+    if (!cmp || c.a.dtype !== 'int32' || c.b.dtype !== 'int32') return undefined;
+    const a = this.vindex(c.a, v, L),
+      b = a && this.vindex(c.b, v, L);
+    return b && this.op(`icmp ${cmp[0]} <${L} x i32> ${a}, ${b}`);
+  }
+  /** The <L x i32> lanes of an int32 index affine in `v` (base + lane * coefficient), or undefined. */
+  private vindex(x: Expr, v: Var, L: number): string | undefined {
+    const k = mentions(x, v) ? affineCoef(x, v) : 0;
+    if (k === undefined) return undefined;
+    const it = `<${L} x i32>`;
+    const one = this.op(`insertelement ${it} undef, i32 ${this.expr(fixVar(x, v, 0))}, i32 0`);
+    const base = this.op(`shufflevector ${it} ${one}, ${it} undef, <${L} x i32> zeroinitializer`);
+    if (k === 0) return base;
+    return this.op(`add ${it} ${base}, <${Array.from({ length: L }, (_, l) => `i32 ${l * k}`).join(', ')}>`);
+  }
+
   /** The <L x float> value of a float32 expression across lane variable `v`. */
   private vexpr(e: Expr, v: Var, L: number): string {
     const hit = this.vmemo.get(e);
@@ -1192,6 +1267,17 @@ class KernelEmitter extends LoopEmitter<string, void> {
         const ins = FLOAT_BINARY[e.op];
         if (ins) return this.op(`${ins} ${vt} ${this.vexpr(e.a, v, L)}, ${this.vexpr(e.b, v, L)}`);
         if (e.op === 'min' || e.op === 'max') {
+          const bound = e.b.k === 'const' ? e.b : e.a.k === 'const' ? e.a : undefined;
+          const c = bound !== undefined ? Number(bound.value) : Number.NaN;
+          // against a constant other than NaN (a clip's bounds, a ReLU's zero): the constant where it is
+          // strictly beyond x, else x (a NaN, a tie of zeros), as WebAssembly's pmin/pmax (wasm/vectorize.ts);
+          // one x86 min/max instruction with the constant first, where the NaN rules take several
+          if (bound && !Number.isNaN(c)) {
+            const x = this.vexpr(bound === e.b ? e.a : e.b, v, L),
+              k = this.splat(literal(c, 'float32'), L);
+            const pick = this.op(`fcmp ${e.op === 'min' ? 'olt' : 'ogt'} ${vt} ${k}, ${x}`);
+            return this.op(`select <${L} x i1> ${pick}, ${vt} ${k}, ${vt} ${x}`);
+          }
           const a = this.vexpr(e.a, v, L),
             b = this.vexpr(e.b, v, L);
           const pick = this.op(`fcmp ${e.op === 'min' ? 'olt' : 'ogt'} ${vt} ${a}, ${b}`);
@@ -1202,6 +1288,8 @@ class KernelEmitter extends LoopEmitter<string, void> {
         return this.gather(e, v, L);
       }
       case 'select': {
+        const masked = mentions(e.c, v) ? this.maskedSelect(e, v, L) : undefined;
+        if (masked) return masked;
         if (!isPure(e.a) || !isPure(e.b)) return this.gather(e, v, L);
         const a = this.vexpr(e.a, v, L),
           b = this.vexpr(e.b, v, L);

@@ -151,20 +151,23 @@ function convCompute(
   // multiple of the block, the packing pads it with zero filters: compute those too, then crop.
   const block = num(a, 'weight_block', 0);
   // Depthwise (one input channel per filter): no input value is shared across filters, so lanes run along the
-  // output row instead (contiguous input loads when the stride is 1), rows along the output column.
+  // output row instead (contiguous input loads when the stride is 1), rows along the output column, tiles of rows
+  // outermost (each channel's plane read top to bottom once, not once per column tile).
   const depthwise = cpg === 1 && mpg === 1 && out.length >= 4;
   // A pointwise convolution reads the input at the output's own position: its output rows and columns are one
   // contiguous axis, tiled as one.
   const pointwise = isPointwise(win);
   // An unpacked pointwise convolution (few input channels: pack-weights.ts pixelLanes; or weights computed at run
   // time), or one over FEW_CHANNELS input channels, runs its lanes along the output row, rows over filters: one
-  // input vector serves every filter of the tile, one broadcast weight every lane.
+  // input vector serves every filter of the tile, one broadcast weight every lane. A pointwise one's lanes run
+  // along its rows and columns as one axis (H*W: no partial vector at each row's end, tiles as wide as the
+  // registers allow).
   const hints = block
     ? { vectorAxis: 1, rowAxis: out.length - 1, ...(pointwise && out.length > 3 ? { rowAxes: out.length - 2 } : {}) }
     : depthwise
-      ? { vectorAxis: out.length - 1, rowAxis: out.length - 2 }
+      ? { vectorAxis: out.length - 1, rowAxis: out.length - 2, rowTilesOuter: true }
       : (pointwise || cpg <= FEW_CHANNELS) && group === 1 && out.length === 4
-        ? { vectorAxis: 3, rowAxis: 1 }
+        ? { vectorAxis: 3, rowAxis: 1, ...(pointwise ? { laneAxes: 2 } : {}) }
         : undefined;
   const padded = block ? [out[0], w.shape[0] * block, ...out.slice(2)] : out;
   const full = compute(
