@@ -143,6 +143,23 @@ describe('schedules', () => {
     for (let i = 0; i < want.length; i++) expect(got[i]).toBeCloseTo(want[i], 4);
   });
 
+  it('a single row (a matrix-vector product) gets 8 accumulator vectors, not 2: independent chains through the reduction', () => {
+    const { A, B, C } = matmulTE(1, 64, 512);
+    const sch = new Schedule([C]);
+    const steps = defaultTrace(sch);
+    // 8 vectors of 4 lanes per tile on WebAssembly; 8 of 16 natively (24 accumulators)
+    expect(steps).toContainEqual(expect.objectContaining({ p: 'split', factor: 32 }));
+    const native = defaultTrace(new Schedule([C]), { lanes: 16, maxAccumulators: 24, registers: 32 });
+    expect(native).toContainEqual(expect.objectContaining({ p: 'split', factor: 128 }));
+    steps.forEach((s) => sch.apply(s));
+    const f = lower('k', [A, B], sch);
+    const a = data(64, 7),
+      b = data(64 * 512, 8),
+      want = refMatmul(a, b, 1, 64, 512);
+    const got = run(f, [a, b], 512);
+    for (let i = 0; i < want.length; i++) expect(got[i]).toBeCloseTo(want[i], 4);
+  });
+
   it('keeps a constant index term in the address where the rest of the index may be negative', () => {
     // out[i] = x[7 - i]: the index is (i * -1) + 7; an offset of 7 elements would need a negative address
     const X = placeholder('X', [8], 'float32');

@@ -52,7 +52,7 @@ describe('operator fusion', () => {
 });
 
 describe('weight pre-packing', () => {
-  it('packs filters in fours for channel lanes; a pointwise conv over few channels keeps them and runs lanes along its row', async () => {
+  it('packs filters in fours for channel lanes; a pointwise conv over few channels keeps them and runs lanes along its rows and columns', async () => {
     const bytes = buildModel({
       inputs: [['x', 'float32', [1, 16, 6, 24]]],
       outputs: [['y', 'float32', [1, 12, 6, 24]]],
@@ -65,9 +65,11 @@ describe('weight pre-packing', () => {
     });
     const r = await checkAgainstOrt(bytes, { x: f32([1, 16, 6, 24], 1) });
     const [small, wide] = r.program.kernels;
-    // 16 input channels: unpacked weights [40, 16], lanes along the 24-wide output row (axis i3), rows over filters
+    // 16 input channels: unpacked weights [40, 16], lanes along the output's rows and columns as one axis (i2*i3:
+    // 6 x 24), rows over filters
     expect(small.inputs.map((t) => t.shape)).toContainEqual([40, 16, 1, 1]);
-    expect(small.trace).toContainEqual({ p: 'split', stage: 0, axis: 'i3', factor: 8 });
+    expect(small.trace).toContainEqual({ p: 'fuse', stage: 0, outer: 'i2', inner: 'i3' });
+    expect(small.trace).toContainEqual({ p: 'split', stage: 0, axis: 'i2*i3', factor: 8 });
     expect(small.trace).toContainEqual({ p: 'split', stage: 0, axis: 'i1', factor: 4 });
     // 40 input channels: filters packed in blocks of 4 ([3, 40, 1, 1, 4]), lanes over filters
     expect(wide.inputs.map((t) => t.shape)).toContainEqual([3, 40, 1, 1, 4]);

@@ -83,7 +83,8 @@ function reduceSpace(st: Stage, stage: number, defaultParallel: boolean, tiles: 
   const L = shape.lanes;
   const S = st.roots.filter((a) => !a.reduce),
     R = st.roots.filter((a) => a.reduce);
-  // lanes along any axis at least L wide (a last tile that does not fit is shifted back: shiftTail); rows along
+  // lanes along any axis at least L wide (a last tile that does not fit is shifted back: shiftTail), or along the
+  // default's lane axis fused with the ones before it (a narrow row of a pointwise convolution's H*W); rows along
   // any other axis, or along several adjacent ones fused into one (a pointwise convolution's H*W), the last tile
   // of rows possibly partial (its extra rows computed from clamped indices)
   const vecAxes = S.map((a, i) => ({ a, i }))
@@ -97,9 +98,10 @@ function reduceSpace(st: Stage, stage: number, defaultParallel: boolean, tiles: 
     return S.map((_, i) => i).slice(v - k + 1, v + 1);
   };
   const laneExtent = (d: Record<string, Value>) => laneAxes(d).reduce((p, i) => p * S[i].extent, 1);
-  // widths that divide the axis, and 1-3 vectors with the last tile shifted back (as the default may choose)
+  // widths that divide the axis, and others with the last tile shifted back (as the default may choose: 1-3
+  // vectors, or 8 for a single row)
   const vjDomain = (n: number) =>
-    [1, 2, 3, 4, 6, 8].filter((v) => (n % L === 0 && (n / L) % v === 0) || (v <= 3 && L * v <= n));
+    [1, 2, 3, 4, 6, 8].filter((v) => (n % L === 0 && (n / L) % v === 0) || ((v <= 3 || v === 8) && L * v <= n));
   if (!vecAxes.length || !R.length) return undefined;
   const rowAxes = (d: Record<string, Value>) => {
     const row = d.row as number,

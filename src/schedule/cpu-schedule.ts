@@ -367,6 +367,13 @@ export function registerTileShape(st: Stage, tiles: TileOptions = WASM_TILES): R
   // (a lane axis narrower than the target's vectors, 12 output channels on AVX-512: half-width vectors, not none)
   while (j && L > 4 && j.extent < L) L /= 2;
   if (!j || j.extent < L) return undefined;
+  // rows over several axes fused into one (a 1x1 convolution's output rows and columns: one long row axis
+  // instead of short ones with a partial tile at each row's end), when none of them is the lane axis
+  const rows = iAt >= 0 && (h?.rowAxes ?? 1) > 1 && iAt - h!.rowAxes! + 1 > jAt ? h!.rowAxes! : 1;
+  const i =
+    iAt >= 0 && iAt !== jAt
+      ? { extent: spatial.slice(iAt - rows + 1, iAt + 1).reduce((p, a) => p * a.extent, 1) }
+      : undefined;
   // vectors per tile row: 2 or 3 when that divides the axis (2 x 4 rows fill the accumulator budget); otherwise
   // (7, 13, 28, 49 wide) full-width tiles, the last one shifted back to overlap its neighbour: 2 vectors wide
   // when that recomputes little (WIDE_TILE_WASTE), else the width with the fewest recomputed lanes
@@ -375,20 +382,23 @@ export function registerTileShape(st: Stage, tiles: TileOptions = WASM_TILES): R
   const divides = j.extent % L === 0 ? widths.find((v) => (j.extent / L) % v === 0) : undefined;
   // (a depthwise convolution, lanes along its output row by hint, shares one weight across its whole tile: no gain)
   const wideGains = h?.vectorAxis === undefined;
+  // (no rows to tile, a matrix-vector product or a batch-1 Gemm: each accumulator is one dependency chain through
+  // the reduction, and two leave the FMA units waiting on latency; as many vectors as the registers allow, up to 8)
+  const oneRow = !i || i.extent === 1;
+  const widest = [8, 4].find(
+    (v) =>
+      v <= tiles.maxAccumulators &&
+      L * v <= j.extent &&
+      lanesComputed(j.extent, v, L) <= WIDE_TILE_WASTE * (j.extent / L),
+  );
   const vj =
+    (oneRow ? widest : undefined) ??
     divides ??
     (wideGains && L * 2 <= j.extent && lanesComputed(j.extent, 2, L) <= WIDE_TILE_WASTE * (j.extent / L)
       ? 2
       : [2, 1]
           .filter((v) => L * v <= j.extent)
           .reduce((best, v) => (lanesComputed(j.extent, v, L) < lanesComputed(j.extent, best, L) ? v : best)));
-  // rows over several axes fused into one (a 1x1 convolution's output rows and columns: one long row axis
-  // instead of short ones with a partial tile at each row's end), when none of them is the lane axis
-  const rows = iAt >= 0 && (h?.rowAxes ?? 1) > 1 && iAt - h!.rowAxes! + 1 > jAt ? h!.rowAxes! : 1;
-  const i =
-    iAt >= 0 && iAt !== jAt
-      ? { extent: spatial.slice(iAt - rows + 1, iAt + 1).reduce((p, a) => p * a.extent, 1) }
-      : undefined;
   // rows: at most MAX_ACCUMULATORS accumulators
   let vi = 1;
   if (i) {
