@@ -792,7 +792,8 @@ class KernelEmitter extends LoopEmitter<string, void> {
   }
 
   /** Pointer to element `index` of `b`, typed as its memory type. */
-  private addr(b: Buffer, index: Expr): string {
+  /** `inbounds`: false for an address that may lie outside the memory (a masked load's first lane, masked off). */
+  private addr(b: Buffer, index: Expr, inbounds = true): string {
     const base = this.base.get(b);
     if (!base) throw new KilnError('E_INTERNAL', `native codegen: buffer ${b.name} has no address (scope ${b.scope})`);
     const mt = memType(b.dtype);
@@ -802,7 +803,7 @@ class KernelEmitter extends LoopEmitter<string, void> {
     }
     const typed = this.op(`bitcast i8* ${base} to ${mt}*`);
     const i = this.index64(index);
-    return this.op(`getelementptr inbounds ${mt}, ${mt}* ${typed}, i64 ${i}`);
+    return this.op(`getelementptr ${inbounds ? 'inbounds ' : ''}${mt}, ${mt}* ${typed}, i64 ${i}`);
   }
   /**
    * An element index as i64. The sums and products of an int32 index are computed in i64 with nsw (an index never
@@ -1165,7 +1166,7 @@ class KernelEmitter extends LoopEmitter<string, void> {
           );
     const fn = `llvm.masked.load.v${s * L}f32.p0v${s * L}f32`;
     this.declare(`${wt} @${fn}(${wt}*, i32 immarg, <${s * L} x i1>, ${wt})`);
-    const p = this.op(`bitcast float* ${this.addr(ld.buf as Buffer, fixVar(ld.idx[0], v, 0))} to ${wt}*`);
+    const p = this.op(`bitcast float* ${this.addr(ld.buf as Buffer, fixVar(ld.idx[0], v, 0), false)} to ${wt}*`);
     const b = this.vexpr(other, v, L);
     // (unit stride: the other value fills the masked-off lanes of the load itself)
     const wide = this.op(
