@@ -385,14 +385,16 @@ export function registerTileShape(st: Stage, tiles: TileOptions = WASM_TILES): R
   // (no rows to tile, a matrix-vector product or a batch-1 Gemm: each accumulator is one dependency chain through
   // the reduction, and two leave the FMA units waiting on latency; as many vectors as the registers allow, up to 8)
   const oneRow = !i || i.extent === 1;
-  const widest = [8, 4].find(
-    (v) =>
-      v <= tiles.maxAccumulators &&
-      L * v <= j.extent &&
-      lanesComputed(j.extent, v, L) <= WIDE_TILE_WASTE * (j.extent / L),
-  );
+  const widest = oneRow
+    ? [8, 4].find(
+        (v) =>
+          v <= tiles.maxAccumulators &&
+          L * v <= j.extent &&
+          lanesComputed(j.extent, v, L) <= WIDE_TILE_WASTE * (j.extent / L),
+      )
+    : undefined;
   const vj =
-    (oneRow ? widest : undefined) ??
+    widest ??
     divides ??
     (wideGains && L * 2 <= j.extent && lanesComputed(j.extent, 2, L) <= WIDE_TILE_WASTE * (j.extent / L)
       ? 2

@@ -791,8 +791,10 @@ class KernelEmitter extends LoopEmitter<string, void> {
     }
   }
 
-  /** Pointer to element `index` of `b`, typed as its memory type. */
-  /** `inbounds`: false for an address that may lie outside the memory (a masked load's first lane, masked off). */
+  /**
+   * Pointer to element `index` of `b`, typed as its memory type. `inbounds`: false for an address that may lie
+   * outside the memory (a masked load's first lane, masked off).
+   */
   private addr(b: Buffer, index: Expr, inbounds = true): string {
     const base = this.base.get(b);
     if (!base) throw new KilnError('E_INTERNAL', `native codegen: buffer ${b.name} has no address (scope ${b.scope})`);
@@ -1183,11 +1185,7 @@ class KernelEmitter extends LoopEmitter<string, void> {
    */
   private vtruth(c: Expr, v: Var, L: number): string | undefined {
     const bt = `<${L} x i1>`;
-    if (!mentions(c, v)) {
-      const t = this.truth(c);
-      const one = this.op(`insertelement ${bt} undef, i1 ${t}, i32 0`);
-      return this.op(`shufflevector ${bt} ${one}, ${bt} undef, <${L} x i32> zeroinitializer`);
-    }
+    if (!mentions(c, v)) return this.splat(this.truth(c), L, 'i1');
     if (c.k !== 'bin') return undefined;
     if ((c.op === 'and' || c.op === 'or') && c.dtype === 'bool') {
       const a = this.vtruth(c.a, v, L),
@@ -1204,11 +1202,9 @@ class KernelEmitter extends LoopEmitter<string, void> {
   private vindex(x: Expr, v: Var, L: number): string | undefined {
     const k = mentions(x, v) ? affineCoef(x, v) : 0;
     if (k === undefined) return undefined;
-    const it = `<${L} x i32>`;
-    const one = this.op(`insertelement ${it} undef, i32 ${this.expr(fixVar(x, v, 0))}, i32 0`);
-    const base = this.op(`shufflevector ${it} ${one}, ${it} undef, <${L} x i32> zeroinitializer`);
+    const base = this.splat(this.expr(fixVar(x, v, 0)), L, 'i32');
     if (k === 0) return base;
-    return this.op(`add ${it} ${base}, <${Array.from({ length: L }, (_, l) => `i32 ${l * k}`).join(', ')}>`);
+    return this.op(`add <${L} x i32> ${base}, <${Array.from({ length: L }, (_, l) => `i32 ${l * k}`).join(', ')}>`);
   }
 
   /** The <L x float> value of a float32 expression across lane variable `v`. */
